@@ -1,0 +1,225 @@
+/*
+ * Configuration tables (see sl_cfg.h). The table is data, so flags,
+ * environment variables and help can never disagree: a knob added to the
+ * table is at once a flag, a variable and a line of --help. getopt_long was
+ * rejected because it would need a second, parallel option array per program.
+ */
+#include "common/sl_cfg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void s_env_name(const char *name, char *out, size_t len)
+{
+    size_t i = 0, j;
+    const char *prefix = "SLUICE_";
+    for (j = 0; prefix[j] && i + 1 < len; j++)
+        out[i++] = prefix[j];
+    for (j = 0; name[j] && i + 1 < len; j++)
+        out[i++] = name[j] == '-' ? '_' : (char)toupper((unsigned char)name[j]);
+    out[i] = '\0';
+}
+
+static const sl_cfg_field_t *s_find(const sl_cfg_field_t *table, const char *name, size_t len)
+{
+    for (const sl_cfg_field_t *f = table; f->name; f++)
+        if (strlen(f->name) == len && strncmp(f->name, name, len) == 0)
+            return f;
+    return NULL;
+}
+
+static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value, char *err,
+                           size_t err_len)
+{
+    char *end = NULL;
+    char *dst = (char *)cfg + f->offset;
+    double num = 0;
+
+    switch (f->type) {
+    case SL_CFG_STR:
+        if (strlen(value) >= SL_CFG_STR_MAX) {
+            snprintf(err, err_len, "--%s: value longer than %d characters", f->name,
+                     SL_CFG_STR_MAX - 1);
+            return SL_ERR_INVALID;
+        }
+        strcpy(dst, value);
+        return SL_OK;
+    case SL_CFG_BOOL:
+        if (!strcasecmp(value, "1") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
+            !strcasecmp(value, "on")) {
+            *(bool *)dst = true;
+            return SL_OK;
+        }
+        if (!strcasecmp(value, "0") || !strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+            !strcasecmp(value, "off")) {
+            *(bool *)dst = false;
+            return SL_OK;
+        }
+        snprintf(err, err_len, "--%s: expected true or false, got '%s'", f->name, value);
+        return SL_ERR_INVALID;
+    case SL_CFG_INT:
+    case SL_CFG_I64: {
+        errno = 0;
+        long long v = strtoll(value, &end, 0);
+        if (errno || end == value || *end != '\0') {
+            snprintf(err, err_len, "--%s: expected an integer, got '%s'", f->name, value);
+            return SL_ERR_INVALID;
+        }
+        if (f->type == SL_CFG_INT && (v < -2147483647LL - 1 || v > 2147483647LL)) {
+            snprintf(err, err_len, "--%s: %s does not fit in an int", f->name, value);
+            return SL_ERR_INVALID;
+        }
+        num = (double)v;
+        if (f->min != f->max && (num < f->min || num > f->max)) {
+            snprintf(err, err_len, "--%s: %s is outside [%g, %g]", f->name, value, f->min, f->max);
+            return SL_ERR_INVALID;
+        }
+        if (f->type == SL_CFG_INT)
+            *(int *)dst = (int)v;
+        else
+            *(int64_t *)dst = (int64_t)v;
+        return SL_OK;
+    }
+    case SL_CFG_DOUBLE:
+        errno = 0;
+        num = strtod(value, &end);
+        if (errno || end == value || *end != '\0' || !isfinite(num)) {
+            snprintf(err, err_len, "--%s: expected a number, got '%s'", f->name, value);
+            return SL_ERR_INVALID;
+        }
+        if (f->min != f->max && (num < f->min || num > f->max)) {
+            snprintf(err, err_len, "--%s: %s is outside [%g, %g]", f->name, value, f->min, f->max);
+            return SL_ERR_INVALID;
+        }
+        *(double *)dst = num;
+        return SL_OK;
+    }
+    snprintf(err, err_len, "--%s: bad field type", f->name);
+    return SL_ERR_INVALID;
+}
+
+sl_status_t sl_cfg_defaults(const sl_cfg_field_t *table, void *cfg)
+{
+    char err[256];
+    for (const sl_cfg_field_t *f = table; f->name; f++) {
+        if (s_parse(f, cfg, f->dflt, err, sizeof(err)) != SL_OK) {
+            fprintf(stderr, "internal error: bad default: %s\n", err);
+            return SL_ERR_INVALID;
+        }
+    }
+    return SL_OK;
+}
+
+sl_status_t sl_cfg_set(const sl_cfg_field_t *table, void *cfg, const char *name, const char *value,
+                       char *err, size_t err_len)
+{
+    const sl_cfg_field_t *f = s_find(table, name, strlen(name));
+    if (!f) {
+        snprintf(err, err_len, "unknown option --%s", name);
+        return SL_ERR_NOT_FOUND;
+    }
+    return s_parse(f, cfg, value, err, err_len);
+}
+
+sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char **argv,
+                        const char *usage, int *first_arg_p)
+{
+    const char *prog = argc > 0 ? argv[0] : "sluice";
+    const char *slash = strrchr(prog, '/');
+    char err[512], env[128];
+    int i;
+
+    if (slash)
+        prog = slash + 1;
+    if (sl_cfg_defaults(table, cfg) != SL_OK)
+        return SL_ERR_INVALID;
+    for (const sl_cfg_field_t *f = table; f->name; f++) {
+        s_env_name(f->name, env, sizeof(env));
+        const char *v = getenv(env);
+        if (v && s_parse(f, cfg, v, err, sizeof(err)) != SL_OK) {
+            fprintf(stderr, "%s: %s (from %s)\n", prog, err, env);
+            return SL_ERR_INVALID;
+        }
+    }
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            sl_cfg_help(stdout, prog, usage, table);
+            return SL_ERR_CANCELED;
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            break;
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const sl_cfg_field_t *f = s_find(table, name, len);
+        if (!f) {
+            fprintf(stderr, "%s: unknown option --%.*s (see %s --help)\n", prog, (int)len, name,
+                    prog);
+            return SL_ERR_INVALID;
+        }
+        const char *value;
+        if (eq) {
+            value = eq + 1;
+        } else if (f->type == SL_CFG_BOOL &&
+                   (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0 ||
+                    (strcasecmp(argv[i + 1], "true") && strcasecmp(argv[i + 1], "false") &&
+                     strcmp(argv[i + 1], "0") && strcmp(argv[i + 1], "1")))) {
+            value = "true";
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            fprintf(stderr, "%s: option --%s needs a value (see %s --help)\n", prog, f->name,
+                    prog);
+            return SL_ERR_INVALID;
+        }
+        if (s_parse(f, cfg, value, err, sizeof(err)) != SL_OK) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            return SL_ERR_INVALID;
+        }
+    }
+    if (first_arg_p)
+        *first_arg_p = i;
+    return SL_OK;
+}
+
+void sl_cfg_help(FILE *out, const char *prog, const char *usage, const sl_cfg_field_t *table)
+{
+    char env[128], flag[160];
+    static const char *const types[] = {"TEXT", "INT", "INT", "NUM", "BOOL"};
+
+    fprintf(out, "usage: %s %s\n\noptions (flag, environment variable, default):\n", prog,
+            usage ? usage : "[options]");
+    for (const sl_cfg_field_t *f = table; f->name; f++) {
+        s_env_name(f->name, env, sizeof(env));
+        snprintf(flag, sizeof(flag), "--%s=%s", f->name, types[f->type]);
+        fprintf(out, "  %-30s %s\n  %-30s   env %s, default '%s'", flag, f->help, "", env,
+                f->dflt);
+        if (f->min != f->max)
+            fprintf(out, ", range [%g, %g]", f->min, f->max);
+        fputc('\n', out);
+    }
+    fprintf(out, "  %-30s %s\n", "--help", "show this help and exit");
+}
+
+void sl_cfg_dump(FILE *out, const sl_cfg_field_t *table, const void *cfg)
+{
+    for (const sl_cfg_field_t *f = table; f->name; f++) {
+        const char *src = (const char *)cfg + f->offset;
+        switch (f->type) {
+        case SL_CFG_STR: fprintf(out, "%s = %s\n", f->name, src); break;
+        case SL_CFG_INT: fprintf(out, "%s = %d\n", f->name, *(const int *)src); break;
+        case SL_CFG_I64: fprintf(out, "%s = %lld\n", f->name, (long long)*(const int64_t *)src); break;
+        case SL_CFG_DOUBLE: fprintf(out, "%s = %g\n", f->name, *(const double *)src); break;
+        case SL_CFG_BOOL: fprintf(out, "%s = %s\n", f->name, *(const bool *)src ? "true" : "false"); break;
+        }
+    }
+}

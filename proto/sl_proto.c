@@ -1,0 +1,342 @@
+/*
+ * Decoding, validation and framing of protocol messages.
+ *
+ * protobuf-c already rejects bytes that are not a well-formed encoding; what
+ * it cannot know is what is sensible: a 100 MB prompt, a negative enum
+ * value smuggled through proto3's open enums, a missing oneof. Every decoded
+ * envelope goes through sl_proto_validate before anything reads it, so the
+ * scheduler and executor code may trust field sizes and enum values.
+ * The encoded size is checked before unpacking so an oversized message costs
+ * no allocation. Messages are packed straight into the zmq_msg_t buffer to
+ * avoid a copy.
+ */
+#include "proto/sl_proto.h"
+#include "common/sl_log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+const sl_proto_limits_t sl_proto_limits_default = {
+    .max_msg_bytes = 8u << 20,
+    .max_prompt_tokens = 1u << 20,
+    .max_token_ids = 1u << 18,
+    .max_block_hashes = 1u << 13,
+    .max_new_tokens = 1u << 16,
+    .max_id_len = 128,
+    .max_name_len = 128,
+    .max_kv_events = 1u << 16,
+    .max_xport_address = 8192,
+    .max_models = 64,
+    .max_slots = 4096,
+};
+
+static sl_status_t s_fail(sl_status_t st, char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static sl_status_t s_fail(sl_status_t st, char *err, size_t err_len, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+#define CHECK_STR(s, maxlen, what, required)                                                       \
+    do {                                                                                           \
+        size_t l_ = (s) ? strlen(s) : 0;                                                           \
+        if ((required) && l_ == 0)                                                                 \
+            return s_fail(SL_ERR_MSG_RANGE, err, err_len, "%s is empty", what);                    \
+        if (l_ > (maxlen))                                                                         \
+            return s_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "%s is %zu bytes (limit %u)", what,    \
+                          l_, (unsigned)(maxlen));                                                 \
+    } while (0)
+
+#define CHECK_COUNT(n, maxn, what)                                                                 \
+    do {                                                                                           \
+        if ((size_t)(n) > (size_t)(maxn))                                                          \
+            return s_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "%s has %zu entries (limit %u)",       \
+                          what, (size_t)(n), (unsigned)(maxn));                                    \
+    } while (0)
+
+static sl_status_t s_job(const Sluice__Job *job, const sl_proto_limits_t *lim, char *err,
+                         size_t err_len)
+{
+    if (!job)
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "job is missing");
+    CHECK_STR(job->id, lim->max_id_len, "job id", 1);
+    CHECK_STR(job->tenant, lim->max_name_len, "tenant", 0);
+    CHECK_STR(job->model, lim->max_name_len, "model", 0);
+    CHECK_STR(job->session_key, lim->max_name_len, "session key", 0);
+    if (job->priority != SLUICE__PRIORITY__PRIORITY_INTERACTIVE &&
+        job->priority != SLUICE__PRIORITY__PRIORITY_BATCH)
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "priority %d is not a known class",
+                      (int)job->priority);
+    if (job->max_new_tokens == 0 || job->max_new_tokens > lim->max_new_tokens)
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "max_new_tokens %u outside [1, %u]",
+                      job->max_new_tokens, lim->max_new_tokens);
+    const Sluice__Prompt *p = job->prompt;
+    if (!p)
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "prompt is missing");
+    CHECK_COUNT(p->n_token_ids, lim->max_token_ids, "prompt token_ids");
+    CHECK_COUNT(p->n_block_hashes, lim->max_block_hashes, "prompt block_hashes");
+    uint64_t length = p->length ? p->length : p->n_token_ids;
+    if (length == 0)
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt is empty");
+    if (length > lim->max_prompt_tokens)
+        return s_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "prompt of %llu tokens (limit %u)",
+                      (unsigned long long)length, lim->max_prompt_tokens);
+    if (p->length && p->n_token_ids > p->length)
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt length %u < %zu token ids",
+                      p->length, p->n_token_ids);
+    if (p->n_block_hashes) {
+        if (p->block_tokens == 0 || p->block_tokens > 65536)
+            return s_fail(SL_ERR_MSG_RANGE, err, err_len, "block_tokens %u outside [1, 65536]",
+                          p->block_tokens);
+        if ((uint64_t)p->n_block_hashes * p->block_tokens > length + p->block_tokens - 1)
+            return s_fail(SL_ERR_MSG_RANGE, err, err_len,
+                          "%zu blocks of %u tokens exceed a prompt of %llu tokens",
+                          p->n_block_hashes, p->block_tokens, (unsigned long long)length);
+    }
+    return SL_OK;
+}
+
+static sl_status_t s_load(const Sluice__Load *l, char *err, size_t err_len)
+{
+    if (!l)
+        return SL_OK;
+    if (!(l->gpu_util >= 0 && l->gpu_util <= 1.5) || !(l->cpu_util >= 0 && l->cpu_util <= 1.5))
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "utilization outside [0, 1]");
+    return SL_OK;
+}
+
+static sl_status_t s_result(const Sluice__Result *r, const sl_proto_limits_t *lim, char *err,
+                            size_t err_len)
+{
+    if (!r)
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "result is missing");
+    CHECK_STR(r->job_id, lim->max_id_len, "result job id", 0);
+    CHECK_COUNT(r->n_tokens, lim->max_token_ids, "result tokens");
+    CHECK_STR(r->executor, lim->max_name_len, "result executor", 0);
+    CHECK_STR(r->error, 1024, "result error", 0);
+    if ((unsigned)r->status > SLUICE__RESULT_STATUS__RESULT_REJECTED)
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "result status %d unknown", (int)r->status);
+    return SL_OK;
+}
+
+sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, char *err,
+                              size_t err_len)
+{
+    if (m->version != SL_PROTO_VERSION)
+        return s_fail(SL_ERR_MSG_VERSION, err, err_len, "protocol version %u (expected %u)",
+                      m->version, SL_PROTO_VERSION);
+    switch (m->body_case) {
+    case SLUICE__ENVELOPE__BODY_SUBMIT:
+        return m->submit ? s_job(m->submit->job, lim, err, err_len)
+                         : s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "empty submit");
+    case SLUICE__ENVELOPE__BODY_ACCEPTED:
+        CHECK_STR(m->accepted->job_id, lim->max_id_len, "job id", 1);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_BUSY:
+        CHECK_STR(m->busy->job_id, lim->max_id_len, "job id", 0);
+        CHECK_STR(m->busy->detail, 1024, "busy detail", 0);
+        if ((unsigned)m->busy->reason > SLUICE__BUSY_REASON__BUSY_DRAINING)
+            return s_fail(SL_ERR_MSG_RANGE, err, err_len, "busy reason %d unknown",
+                          (int)m->busy->reason);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_RESULT:
+        return s_result(m->result, lim, err, err_len);
+    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
+        CHECK_STR(m->token_chunk->job_id, lim->max_id_len, "job id", 0);
+        CHECK_COUNT(m->token_chunk->n_tokens, lim->max_token_ids, "chunk tokens");
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_CANCEL:
+        CHECK_STR(m->cancel->job_id, lim->max_id_len, "job id", 0);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_HELLO: {
+        const Sluice__ExecutorHello *h = m->hello;
+        CHECK_STR(h->name, lim->max_name_len, "executor name", 1);
+        CHECK_STR(h->zone, lim->max_name_len, "zone", 0);
+        CHECK_STR(h->backend, lim->max_name_len, "backend", 0);
+        CHECK_COUNT(h->n_models, lim->max_models, "models");
+        for (size_t i = 0; i < h->n_models; i++)
+            CHECK_STR(h->models[i], lim->max_name_len, "model name", 1);
+        CHECK_COUNT(h->xport_address.len, lim->max_xport_address, "xport address bytes");
+        if (h->slots == 0 || h->slots > lim->max_slots)
+            return s_fail(SL_ERR_MSG_RANGE, err, err_len, "slots %u outside [1, %u]", h->slots,
+                          lim->max_slots);
+        if (!(h->speed >= 0 && h->speed <= 1000))
+            return s_fail(SL_ERR_MSG_RANGE, err, err_len, "speed outside [0, 1000]");
+        return SL_OK;
+    }
+    case SLUICE__ENVELOPE__BODY_WELCOME:
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_HEARTBEAT:
+        return s_load(m->heartbeat->load, err, err_len);
+    case SLUICE__ENVELOPE__BODY_DISPATCH:
+        return s_job(m->dispatch->job, lim, err, err_len);
+    case SLUICE__ENVELOPE__BODY_COMPLETION:
+        return s_result(m->completion->result, lim, err, err_len);
+    case SLUICE__ENVELOPE__BODY_KV_EVENT:
+        CHECK_COUNT(m->kv_event->n_stored, lim->max_kv_events, "kv stored");
+        CHECK_COUNT(m->kv_event->n_evicted, lim->max_kv_events, "kv evicted");
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
+    case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_ERROR:
+        CHECK_STR(m->error->message, 1024, "error message", 0);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_GOODBYE:
+        CHECK_STR(m->goodbye->reason, 1024, "goodbye reason", 0);
+        return SL_OK;
+    default:
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "envelope has no known body (%d)",
+                      (int)m->body_case);
+    }
+}
+
+sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t *lim,
+                            sl_msg_t **msg_p, char *err, size_t err_len)
+{
+    if (len > lim->max_msg_bytes)
+        return s_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "message of %zu bytes (limit %zu)", len,
+                      lim->max_msg_bytes);
+    if (len == 0)
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "empty message");
+    sl_msg_t *m = sluice__envelope__unpack(NULL, len, buf);
+    if (!m)
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                      "%zu bytes are not a valid protobuf envelope", len);
+    sl_status_t st = sl_proto_validate(m, lim, err, err_len);
+    if (st != SL_OK) {
+        sluice__envelope__free_unpacked(m, NULL);
+        return st;
+    }
+    *msg_p = m;
+    return SL_OK;
+}
+
+void sl_proto_free(sl_msg_t **msg_p)
+{
+    if (*msg_p) {
+        sluice__envelope__free_unpacked(*msg_p, NULL);
+        *msg_p = NULL;
+    }
+}
+
+const char *sl_proto_body_name(int body_case)
+{
+    switch (body_case) {
+    case SLUICE__ENVELOPE__BODY_SUBMIT: return "submit";
+    case SLUICE__ENVELOPE__BODY_ACCEPTED: return "accepted";
+    case SLUICE__ENVELOPE__BODY_BUSY: return "busy";
+    case SLUICE__ENVELOPE__BODY_RESULT: return "result";
+    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK: return "token_chunk";
+    case SLUICE__ENVELOPE__BODY_CANCEL: return "cancel";
+    case SLUICE__ENVELOPE__BODY_HELLO: return "hello";
+    case SLUICE__ENVELOPE__BODY_WELCOME: return "welcome";
+    case SLUICE__ENVELOPE__BODY_HEARTBEAT: return "heartbeat";
+    case SLUICE__ENVELOPE__BODY_DISPATCH: return "dispatch";
+    case SLUICE__ENVELOPE__BODY_COMPLETION: return "completion";
+    case SLUICE__ENVELOPE__BODY_KV_EVENT: return "kv_event";
+    case SLUICE__ENVELOPE__BODY_STATUS_REQUEST: return "status_request";
+    case SLUICE__ENVELOPE__BODY_STATUS_REPLY: return "status_reply";
+    case SLUICE__ENVELOPE__BODY_ERROR: return "error";
+    case SLUICE__ENVELOPE__BODY_GOODBYE: return "goodbye";
+    default: return "unknown";
+    }
+}
+
+sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg_t *env,
+                         int flags)
+{
+    zmq_msg_t msg;
+    env->version = SL_PROTO_VERSION;
+    size_t size = sluice__envelope__get_packed_size(env);
+    if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | flags) < 0)
+        goto err;
+    if (zmq_msg_init_size(&msg, size) != 0) {
+        SL_ERROR("zmq_msg_init_size(%zu): %m", size);
+        return SL_ERR_NOMEM;
+    }
+    sluice__envelope__pack(env, zmq_msg_data(&msg));
+    if (zmq_msg_send(&msg, sock, flags) < 0) {
+        zmq_msg_close(&msg);
+        goto err;
+    }
+    return SL_OK;
+err:
+    if (errno == EAGAIN)
+        return SL_ERR_AGAIN;
+    if (errno == EHOSTUNREACH)
+        return SL_ERR_PEER_LOST;
+    if (errno != ETERM)
+        SL_WARN("zmq send failed: %s", zmq_strerror(errno));
+    return SL_ERR_LINK;
+}
+
+/* Consume the remaining frames of a multipart message. */
+static void s_drain(void *sock, int more)
+{
+    zmq_msg_t part;
+    int rc;
+    size_t sz = sizeof(more);
+    while (more) {
+        zmq_msg_init(&part);
+        rc = zmq_msg_recv(&part, sock, 0);
+        zmq_msg_close(&part);
+        if (rc < 0)
+            return;
+        if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz) != 0)
+            return;
+    }
+}
+
+sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limits_t *lim,
+                         sl_wire_ident_t *ident, sl_msg_t **msg_p, char *err, size_t err_len)
+{
+    zmq_msg_t part;
+    int more = 0;
+    size_t sz = sizeof(more);
+    sl_status_t st;
+
+    ident->len = 0;
+    if (router) {
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, flags) < 0) {
+            zmq_msg_close(&part);
+            return errno == EAGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
+        }
+        size_t n = zmq_msg_size(&part);
+        if (n > sizeof(ident->data))
+            n = sizeof(ident->data);
+        memcpy(ident->data, zmq_msg_data(&part), n);
+        ident->len = n;
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+        if (!more)
+            return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "message has no payload frame");
+        flags = 0; /* the rest of a multipart message is already here */
+    }
+    zmq_msg_init(&part);
+    if (zmq_msg_recv(&part, sock, flags) < 0) {
+        zmq_msg_close(&part);
+        return errno == EAGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
+    }
+    more = zmq_msg_more(&part);
+    if (more) {
+        zmq_msg_close(&part);
+        s_drain(sock, more);
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "message has extra frames");
+    }
+    st = sl_proto_decode(zmq_msg_data(&part), zmq_msg_size(&part), lim, msg_p, err, err_len);
+    zmq_msg_close(&part);
+    (void)sz;
+    return st;
+}

@@ -1,0 +1,81 @@
+/*
+ * Protocol layer: decoding with validation, encoding and ZeroMQ framing of
+ * the Envelope defined in sluice.proto. Nothing above this layer touches an
+ * undecoded or unvalidated message.
+ */
+#ifndef SL_PROTO_H
+#define SL_PROTO_H
+
+#include <sluice/status.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/sluice.pb-c.h"
+
+#define SL_PROTO_VERSION 1
+
+typedef Sluice__Envelope sl_msg_t;
+
+/* Bounds every decoded message is checked against. */
+typedef struct sl_proto_limits {
+    size_t max_msg_bytes;       /* whole encoded envelope */
+    uint32_t max_prompt_tokens; /* Prompt.length */
+    uint32_t max_token_ids;     /* entries of Prompt.token_ids, Result.tokens, TokenChunk.tokens */
+    uint32_t max_block_hashes;  /* entries of Prompt.block_hashes */
+    uint32_t max_new_tokens;    /* Job.max_new_tokens */
+    uint32_t max_id_len;        /* Job.id and every job_id */
+    uint32_t max_name_len;      /* tenant, model, session key, executor name, zone */
+    uint32_t max_kv_events;     /* entries of one KvEvent list */
+    uint32_t max_xport_address; /* bytes of ExecutorHello.xport_address */
+    uint32_t max_models;        /* entries of ExecutorHello.models */
+    uint32_t max_slots;         /* ExecutorHello.slots */
+} sl_proto_limits_t;
+
+/* The defaults: 8 MiB messages, 1 Mi-token prompts, 64 Ki new tokens. */
+extern const sl_proto_limits_t sl_proto_limits_default;
+
+/*
+ * Decode buf and validate the result. On success *msg_p owns a new message
+ * (free with sl_proto_free). On failure *msg_p is untouched, the status says
+ * which kind of error (SL_ERR_MSG_*), and err holds a one-line reason.
+ */
+sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t *lim,
+                            sl_msg_t **msg_p, char *err, size_t err_len);
+
+/* Check sizes, ranges and enum values of a decoded message. */
+sl_status_t sl_proto_validate(const sl_msg_t *msg, const sl_proto_limits_t *lim, char *err,
+                              size_t err_len);
+
+/* Free a decoded message; NULL-safe; sets *msg_p = NULL. */
+void sl_proto_free(sl_msg_t **msg_p);
+
+/* A short name of the body case ("submit", "heartbeat", ...) for logs and counters. */
+const char *sl_proto_body_name(int body_case);
+
+/*
+ * Send env as one frame on a ZeroMQ socket, preceded by the routing identity
+ * frame when ident is non-NULL (ROUTER sockets). Fills in the version.
+ * flags are zmq_send flags (ZMQ_DONTWAIT). SL_ERR_AGAIN when the socket would
+ * block under ZMQ_DONTWAIT; SL_ERR_LINK on other failures (logged).
+ */
+sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg_t *env,
+                         int flags);
+
+/* A received identity frame (ROUTER peers). */
+typedef struct sl_wire_ident {
+    unsigned char data[256]; /* identity bytes */
+    size_t len;              /* identity length; 0 for non-ROUTER sockets */
+} sl_wire_ident_t;
+
+/*
+ * Receive one message. For a ROUTER socket (router != 0) expects an identity
+ * frame then one payload frame. Returns SL_ERR_AGAIN when nothing is waiting
+ * (with ZMQ_DONTWAIT), SL_ERR_MSG_* for a bad message (the identity is still
+ * filled in so the caller can answer with an Error, all its frames are
+ * consumed, err says why), SL_OK with *msg_p owning the decoded message.
+ */
+sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limits_t *lim,
+                         sl_wire_ident_t *ident, sl_msg_t **msg_p, char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,158 @@
+/* Unit tests of common/: config tables, histogram, map, hash, list. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/sl_cfg.h"
+#include "common/sl_hash.h"
+#include "common/sl_hist.h"
+#include "common/sl_list.h"
+#include "common/sl_map.h"
+#include "common/sl_rand.h"
+
+typedef struct {
+    char endpoint[SL_CFG_STR_MAX];
+    int credits;
+    int64_t big;
+    double ratio;
+    bool verbose;
+} cfg_t;
+
+static const sl_cfg_field_t s_table[] = {
+    SL_CFG_FIELD(cfg_t, endpoint, "endpoint", "tcp://127.0.0.1:1", SL_CFG_STR, "where"),
+    SL_CFG_RANGE(cfg_t, credits, "credits", "4", SL_CFG_INT, 1, 64, "in-flight jobs"),
+    SL_CFG_FIELD(cfg_t, big, "big", "1000000000000", SL_CFG_I64, "a large one"),
+    SL_CFG_RANGE(cfg_t, ratio, "ratio", "0.8", SL_CFG_DOUBLE, 0, 1, "a ratio"),
+    SL_CFG_FIELD(cfg_t, verbose, "verbose", "false", SL_CFG_BOOL, "talk"),
+    SL_CFG_END,
+};
+
+static void test_cfg_precedence(void **state)
+{
+    cfg_t cfg;
+    char *argv[] = {"prog", "--credits=9", "--ratio", "0.5", "--verbose", "rest", NULL};
+    int first = 0;
+    setenv("SLUICE_CREDITS", "7", 1);
+    setenv("SLUICE_ENDPOINT", "ipc://x", 1);
+    assert_int_equal(sl_cfg_load(s_table, &cfg, 6, argv, NULL, &first), SL_OK);
+    assert_int_equal(cfg.credits, 9);
+    assert_string_equal(cfg.endpoint, "ipc://x");
+    assert_true(cfg.ratio == 0.5);
+    assert_true(cfg.verbose);
+    assert_int_equal(cfg.big, 1000000000000LL);
+    assert_int_equal(first, 5);
+    unsetenv("SLUICE_CREDITS");
+    unsetenv("SLUICE_ENDPOINT");
+}
+
+static void test_cfg_errors(void **state)
+{
+    cfg_t cfg;
+    char *bad_flag[] = {"prog", "--nope=1", NULL};
+    char *bad_range[] = {"prog", "--credits=100", NULL};
+    char *bad_num[] = {"prog", "--ratio=abc", NULL};
+    char *missing[] = {"prog", "--credits", NULL};
+    assert_int_equal(sl_cfg_load(s_table, &cfg, 2, bad_flag, NULL, NULL), SL_ERR_INVALID);
+    assert_int_equal(sl_cfg_load(s_table, &cfg, 2, bad_range, NULL, NULL), SL_ERR_INVALID);
+    assert_int_equal(sl_cfg_load(s_table, &cfg, 2, bad_num, NULL, NULL), SL_ERR_INVALID);
+    assert_int_equal(sl_cfg_load(s_table, &cfg, 2, missing, NULL, NULL), SL_ERR_INVALID);
+}
+
+static void test_hist_quantiles(void **state)
+{
+    sl_hist_t *h = malloc(sizeof(*h));
+    sl_hist_init(h);
+    for (uint64_t v = 1; v <= 100000; v++)
+        sl_hist_record(h, v);
+    assert_int_equal(h->count, 100000);
+    uint64_t p50 = sl_hist_quantile(h, 0.5), p99 = sl_hist_quantile(h, 0.99);
+    assert_true(p50 >= 48500 && p50 <= 51600);
+    assert_true(p99 >= 96000 && p99 <= 102000);
+    assert_int_equal(sl_hist_quantile(h, 1.0), 100000);
+    assert_int_equal(sl_hist_quantile(h, 0.0), 1);
+    free(h);
+}
+
+static void test_map_churn(void **state)
+{
+    sl_map_t map;
+    sl_rand_t r;
+    enum { N = 20000 };
+    static char present[N];
+    sl_map_init(&map);
+    sl_rand_seed(&r, 42);
+    memset(present, 0, sizeof(present));
+    for (int round = 0; round < 200000; round++) {
+        uint64_t k = sl_rand_below(&r, N);
+        if (present[k]) {
+            assert_ptr_equal(sl_map_del(&map, k * 7919), (void *)(uintptr_t)(k + 1));
+            present[k] = 0;
+        } else {
+            assert_int_equal(sl_map_put(&map, k * 7919, (void *)(uintptr_t)(k + 1)), SL_OK);
+            present[k] = 1;
+        }
+    }
+    size_t n = 0;
+    for (uint64_t k = 0; k < N; k++) {
+        void *v = sl_map_get(&map, k * 7919);
+        if (present[k]) {
+            assert_ptr_equal(v, (void *)(uintptr_t)(k + 1));
+            n++;
+        } else {
+            assert_null(v);
+        }
+    }
+    assert_int_equal(sl_map_count(&map), n);
+    size_t it = 0, seen = 0;
+    uint64_t key;
+    void *val;
+    while (sl_map_next(&map, &it, &key, &val))
+        seen++;
+    assert_int_equal(seen, n);
+    sl_map_fini(&map);
+}
+
+static void test_hash_stable(void **state)
+{
+    assert_true(sl_hash_bytes("abc", 3, 0) == sl_hash_bytes("abc", 3, 0));
+    assert_true(sl_hash_bytes("abc", 3, 0) != sl_hash_bytes("abd", 3, 0));
+    assert_true(sl_hash_bytes("abc", 3, 0) != sl_hash_bytes("abc", 3, 1));
+    assert_true(sl_hash_bytes("", 0, 0) != sl_hash_bytes("\0", 1, 0));
+    assert_true(sl_hash_combine(1, 2) != sl_hash_combine(2, 1));
+}
+
+typedef struct {
+    int v;
+    sl_list_t link;
+} item_t;
+
+static void test_list(void **state)
+{
+    sl_list_t head, *pos, *tmp;
+    item_t items[5];
+    int sum = 0;
+    sl_list_init(&head);
+    for (int i = 0; i < 5; i++) {
+        items[i].v = i;
+        sl_list_push_back(&head, &items[i].link);
+    }
+    sl_list_del(&items[2].link);
+    sl_list_for_each_safe(pos, tmp, &head) sum += SL_CONTAINER_OF(pos, item_t, link)->v;
+    assert_int_equal(sum, 0 + 1 + 3 + 4);
+    assert_int_equal(SL_CONTAINER_OF(sl_list_pop_front(&head), item_t, link)->v, 0);
+    assert_false(sl_list_empty(&head));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cfg_precedence), cmocka_unit_test(test_cfg_errors),
+        cmocka_unit_test(test_hist_quantiles), cmocka_unit_test(test_map_churn),
+        cmocka_unit_test(test_hash_stable),    cmocka_unit_test(test_list),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
