@@ -1,0 +1,115 @@
+/*
+ * Executor backends: what turns a sequence's prompt into output tokens.
+ *
+ * The engine (sl_engine.c) owns batching; a backend only admits sequences
+ * (reserving KV blocks and finding cached prefix blocks), runs one iteration
+ * over a batch, and releases sequences. A backend is a const ops table plus a
+ * name, chosen at start by --backend:
+ *   sim   a calibrated timing model: produces no real tokens, reports the
+ *         time a GPU would have spent (the engine waits that long);
+ *   null  completes every step at once (control-plane benchmarks);
+ *   ref   a real transformer on CUDA or CPU (executor/ref/).
+ * The engine runs on one thread; backends are called only from it.
+ */
+#ifndef SL_BACKEND_H
+#define SL_BACKEND_H
+
+#include <sluice/status.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sl_clock.h"
+
+/* Coefficients of the sim backend's timing model (see sl_backend_sim.c). */
+typedef struct sl_sim_cfg {
+    double prefill_base_us;      /* fixed cost of an iteration that has prefill work */
+    double prefill_us_per_token; /* per uncached prompt token */
+    double prefill_us_per_token_ctx; /* attention: per token x context token (quadratic term) */
+    double decode_base_us;       /* fixed cost of one decode step (weights read once) */
+    double decode_us_per_seq;    /* per sequence in the batch */
+    double decode_us_per_kv_token; /* per KV token read by attention, summed over the batch */
+    double speed;                /* divides every time: 2 = twice as fast */
+    int64_t kv_capacity_blocks;  /* prefix-cache capacity in blocks */
+} sl_sim_cfg_t;
+
+/* Called by a backend when a full KV block is cached or dropped. */
+typedef struct sl_backend_kv_cb {
+    void (*stored)(void *arg, uint64_t block_hash);  /* a block became reusable */
+    void (*evicted)(void *arg, uint64_t block_hash); /* a block is gone */
+    void *arg;                                       /* passed to both */
+} sl_backend_kv_cb_t;
+
+/* Everything a backend is created from. Strings are borrowed for create only. */
+typedef struct sl_backend_params {
+    const char *model;         /* model preset name ("tiny", "small", ...) or "" */
+    const char *weights;       /* safetensors path, or "" for synthetic weights */
+    const char *weight_format; /* "fp32", "bf16", "fp16", "int8", "int4" */
+    const char *device;        /* "auto", "cpu" or "cuda" */
+    uint32_t kv_blocks;        /* KV pool size in blocks (0 = backend default) */
+    uint32_t kv_block_tokens;  /* tokens per KV block */
+    uint32_t max_batch;        /* sequences in one step at most */
+    uint64_t seed;             /* synthetic weights and any sampling */
+    int threads;               /* CPU threads for compute (0 = default) */
+    const sl_sim_cfg_t *sim;   /* sim backend coefficients */
+    sl_backend_kv_cb_t kv_cb;  /* KV events (may have NULL functions) */
+} sl_backend_params_t;
+
+/* One sequence (job) inside an engine. The engine owns it; the backend
+ * fills the progress fields and may hang its own state on backend_state. */
+typedef struct sl_seq {
+    uint64_t id;                  /* engine-unique id (the scheduler's job_seq) */
+    const uint32_t *prompt;       /* prompt token ids, or NULL for trace replay */
+    uint32_t prompt_len;          /* prompt tokens (>= ids given) */
+    const uint64_t *block_hashes; /* trace-replay prefix block hashes, or NULL */
+    uint32_t n_block_hashes;      /* entries of block_hashes */
+    uint32_t hash_block_tokens;   /* tokens per entry of block_hashes */
+    uint32_t max_new_tokens;      /* generation stops here */
+    int interactive;              /* 1 for the interactive class */
+
+    /* progress, written by the backend */
+    uint32_t cached_tokens; /* prompt tokens found in the prefix cache at admit */
+    bool prefilled;         /* prompt processed; first token produced */
+    bool done;              /* generation finished (max tokens or end of sequence) */
+    uint32_t n_out;         /* tokens produced so far */
+    uint32_t *out;          /* output tokens, capacity max_new_tokens (engine-allocated) */
+    void *backend_state;    /* backend's own per-sequence state */
+} sl_seq_t;
+
+/* KV occupancy reported in heartbeats. */
+typedef struct sl_backend_load {
+    uint32_t kv_blocks_used; /* blocks held by running sequences or cached */
+    uint32_t kv_blocks_free; /* blocks available now */
+} sl_backend_load_t;
+
+typedef struct sl_backend_ops {
+    const char *name; /* --backend value */
+    /* Create the backend; *state_p owns it on success. */
+    sl_status_t (*create)(const sl_backend_params_t *params, void **state_p);
+    /* Destroy the backend; every sequence must be released first. */
+    void (*destroy)(void *state);
+    /* Reserve what seq needs and look up its cached prefix (sets
+     * cached_tokens). SL_ERR_AGAIN when there is no room now (the engine
+     * retries after a release); other errors fail the job. */
+    sl_status_t (*admit)(void *state, sl_seq_t *seq);
+    /* One iteration over the batch: sequences with !prefilled get their
+     * prompt processed and their first token; the others get one more token.
+     * Appends to seq->out, sets prefilled/done. *cost_p is the time the
+     * engine must still wait before the tokens count as produced (the sim
+     * model's modelled time; 0 for backends that really computed). */
+    sl_status_t (*step)(void *state, sl_seq_t *const *seqs, size_t n, sl_time_t *cost_p);
+    /* Release a sequence (finished or canceled): free its blocks, keeping full
+     * prompt blocks cached for reuse where the backend caches. */
+    void (*release)(void *state, sl_seq_t *seq);
+    /* Current KV occupancy. */
+    void (*load)(void *state, sl_backend_load_t *load);
+} sl_backend_ops_t;
+
+extern const sl_backend_ops_t sl_backend_sim;
+extern const sl_backend_ops_t sl_backend_null;
+
+/* Find a built-in backend by name; NULL when unknown. */
+const sl_backend_ops_t *sl_backend_find(const char *name);
+
+#endif
