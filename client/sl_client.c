@@ -1,0 +1,957 @@
+/*
+ * libsluice: one DEALER connection to the scheduler and the state of every
+ * job submitted on it until its single completion.
+ *
+ * Idea: each job is a small state machine (sent -> accepted -> done, or
+ * sent -> backoff -> sent after BUSY) keyed by the hash of its id, with one
+ * timer in a min-heap: the ack timeout while sent, the retry time while in
+ * backoff, the result timeout once accepted. The Submit is encoded once at
+ * submission and the bytes are kept, so a retry or a resend after a
+ * reconnect costs no allocation and sends exactly what was validated.
+ * Completions go to a FIFO that sl_client_poll() drains, so the blocking
+ * call is the asynchronous one plus a wait for one id.
+ *
+ * The socket has an explicit random routing id: after ZeroMQ reconnects on
+ * its own (a scheduler restart) the scheduler still sees the same identity
+ * and routes results to it. sl_client_reconnect() uses a new socket and a
+ * new id and resubmits every pending job, which the contract makes
+ * idempotent.
+ *
+ * Rejected: a background I/O thread (hides when callbacks run and breaks
+ * the one-thread-per-client rule that keeps the library lock-free); a
+ * REQ socket (one request at a time, and it wedges when an answer is lost);
+ * scanning every job for due timers (O(jobs) per poll with thousands in
+ * flight under the load generator).
+ */
+#include <sluice/client.h>
+
+#include "common/sl_clock.h"
+#include "common/sl_hash.h"
+#include "common/sl_log.h"
+#include "common/sl_map.h"
+#include "common/sl_rand.h"
+#include "proto/sl_proto.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+typedef enum s_job_state {
+    S_JOB_SENT,     /* Submit sent, waiting for Accepted or Busy; timer = ack timeout */
+    S_JOB_BACKOFF,  /* refused with Busy; timer = when to send again */
+    S_JOB_ACCEPTED, /* accepted, waiting for the Result; timer = result timeout or none */
+} s_job_state_t;
+
+typedef struct s_job {
+    uint64_t key;          /* hash of the id: the map key */
+    s_job_state_t state;   /* where it stands */
+    uint8_t *packed;       /* the encoded Submit envelope, sent as is on every try */
+    size_t packed_len;     /* bytes of packed */
+    sl_time_t due;         /* when the timer fires; valid while heap_idx != SIZE_MAX */
+    size_t heap_idx;       /* position in the timer heap; SIZE_MAX when not there */
+    uint32_t unanswered;   /* sends since the last Accepted or Busy */
+    sl_result_t *res;      /* the completion being filled in */
+} s_job_t;
+
+struct sl_client {
+    sl_client_cfg_t cfg;        /* copy of the configuration */
+    void *ctx;                  /* ZeroMQ context (owned) */
+    void *sock;                 /* DEALER socket (owned) */
+    sl_map_t jobs;              /* key -> s_job_t*, every pending job */
+    s_job_t **heap;             /* timer min-heap by due */
+    size_t heap_len;            /* entries in heap */
+    size_t heap_cap;            /* allocated entries of heap */
+    sl_result_t **done;         /* ring of completions not yet handed out */
+    size_t done_head;           /* index of the oldest completion */
+    size_t done_len;            /* completions in the ring */
+    size_t done_cap;            /* size of the ring (a power of two) */
+    sl_rand_t rng;              /* jitter draws */
+    sl_client_chunk_cb chunk_cb; /* TokenChunk callback or NULL */
+    void *chunk_arg;            /* its argument */
+    sl_cluster_status_t *status; /* a StatusReply not yet collected */
+    bool status_failed;         /* an Error came while a status was awaited */
+    bool status_waiting;        /* a StatusRequest is outstanding */
+    sl_client_stats_t stats;    /* counters */
+    char last_error[512];       /* reason of the last failure */
+};
+
+static void s_set_error(sl_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void s_set_error(sl_client_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+    va_end(ap);
+}
+
+static void s_copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static uint64_t s_key(const char *id)
+{
+    return sl_hash_bytes(id, strlen(id), 0x736c7569636521ull);
+}
+
+/* ---- configuration ---------------------------------------------------- */
+
+void sl_client_cfg_default(sl_client_cfg_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    s_copy_str(cfg->endpoint, sizeof(cfg->endpoint), "tcp://127.0.0.1:5555");
+    cfg->ack_timeout_ms = 5000;
+    cfg->ack_retries = 3;
+    cfg->result_timeout_ms = 0;
+    cfg->wait_timeout_ms = 0;
+    cfg->max_inflight = 100000;
+    cfg->sndhwm = 100000;
+    cfg->linger_ms = 0;
+    cfg->seed = 0;
+    sl_backoff_cfg_default(&cfg->backoff);
+}
+
+/* ---- results ---------------------------------------------------------- */
+
+void sl_result_destroy(sl_result_t **res_p)
+{
+    if (!res_p || !*res_p)
+        return;
+    free((*res_p)->tokens);
+    free(*res_p);
+    *res_p = NULL;
+}
+
+void sl_cluster_status_destroy(sl_cluster_status_t **st_p)
+{
+    if (!st_p || !*st_p)
+        return;
+    free((*st_p)->executors);
+    free((*st_p)->counters);
+    free(*st_p);
+    *st_p = NULL;
+}
+
+/* ---- timer heap ------------------------------------------------------- */
+
+static void s_heap_swap(sl_client_t *c, size_t a, size_t b)
+{
+    s_job_t *t = c->heap[a];
+    c->heap[a] = c->heap[b];
+    c->heap[b] = t;
+    c->heap[a]->heap_idx = a;
+    c->heap[b]->heap_idx = b;
+}
+
+static void s_heap_up(sl_client_t *c, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (c->heap[p]->due <= c->heap[i]->due)
+            break;
+        s_heap_swap(c, i, p);
+        i = p;
+    }
+}
+
+static void s_heap_down(sl_client_t *c, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < c->heap_len && c->heap[l]->due < c->heap[m]->due)
+            m = l;
+        if (r < c->heap_len && c->heap[r]->due < c->heap[m]->due)
+            m = r;
+        if (m == i)
+            return;
+        s_heap_swap(c, i, m);
+        i = m;
+    }
+}
+
+static void s_timer_cancel(sl_client_t *c, s_job_t *job)
+{
+    size_t i = job->heap_idx;
+    if (i == SIZE_MAX)
+        return;
+    job->heap_idx = SIZE_MAX;
+    c->heap_len--;
+    if (i == c->heap_len)
+        return;
+    c->heap[i] = c->heap[c->heap_len];
+    c->heap[i]->heap_idx = i;
+    s_heap_up(c, i);
+    s_heap_down(c, c->heap[i]->heap_idx);
+}
+
+/* Arm (or re-arm) the job's timer; the heap has room for every pending job. */
+static void s_timer_set(sl_client_t *c, s_job_t *job, sl_time_t due)
+{
+    s_timer_cancel(c, job);
+    job->due = due;
+    job->heap_idx = c->heap_len;
+    c->heap[c->heap_len++] = job;
+    s_heap_up(c, job->heap_idx);
+}
+
+/* ---- completions ------------------------------------------------------ */
+
+static sl_status_t s_done_reserve(sl_client_t *c)
+{
+    if (c->done_len < c->done_cap)
+        return SL_OK;
+    size_t cap = c->done_cap ? c->done_cap * 2 : 64;
+    sl_result_t **ring = malloc(cap * sizeof(*ring));
+    if (!ring)
+        return SL_ERR_NOMEM;
+    for (size_t i = 0; i < c->done_len; i++)
+        ring[i] = c->done[(c->done_head + i) & (c->done_cap - 1)];
+    free(c->done);
+    c->done = ring;
+    c->done_cap = cap;
+    c->done_head = 0;
+    return SL_OK;
+}
+
+static sl_result_t *s_done_pop(sl_client_t *c)
+{
+    if (c->done_len == 0)
+        return NULL;
+    sl_result_t *r = c->done[c->done_head];
+    c->done_head = (c->done_head + 1) & (c->done_cap - 1);
+    c->done_len--;
+    return r;
+}
+
+/* Take the completion of one id out of the ring, keeping the others in order. */
+static sl_result_t *s_done_take(sl_client_t *c, const char *id)
+{
+    size_t mask = c->done_cap - 1;
+    for (size_t i = 0; i < c->done_len; i++) {
+        sl_result_t *r = c->done[(c->done_head + i) & mask];
+        if (strcmp(r->job_id, id) != 0)
+            continue;
+        for (size_t j = i; j + 1 < c->done_len; j++)
+            c->done[(c->done_head + j) & mask] = c->done[(c->done_head + j + 1) & mask];
+        c->done_len--;
+        return r;
+    }
+    return NULL;
+}
+
+static void s_job_free(s_job_t *job)
+{
+    if (!job)
+        return;
+    sl_result_destroy(&job->res);
+    free(job->packed);
+    free(job);
+}
+
+/*
+ * Finish a job: its result moves to the completion ring and the job is
+ * freed. The ring was reserved when the job was submitted, so this cannot fail.
+ */
+static void s_complete(sl_client_t *c, s_job_t *job, sl_status_t status, const char *why)
+{
+    sl_result_t *res = job->res;
+    s_timer_cancel(c, job);
+    sl_map_del(&c->jobs, job->key);
+    res->status = status;
+    res->end_ns = sl_clock_now();
+    if (why && !res->error[0])
+        s_copy_str(res->error, sizeof(res->error), why);
+    job->res = NULL;
+    c->done[(c->done_head + c->done_len) & (c->done_cap - 1)] = res;
+    c->done_len++;
+    c->stats.completed++;
+    s_job_free(job);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+/* Send the job's Submit; on a full pipe try again shortly, on failure keep the timer. */
+static sl_status_t s_send(sl_client_t *c, s_job_t *job, sl_time_t now)
+{
+    int rc = zmq_send(c->sock, job->packed, job->packed_len, ZMQ_DONTWAIT);
+    if (rc < 0) {
+        if (errno != EAGAIN)
+            SL_WARN("client: send of job %s failed: %s", job->res->job_id, zmq_strerror(errno));
+        job->state = S_JOB_SENT;
+        s_timer_set(c, job, now + SL_MS(10));
+        return errno == EAGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
+    }
+    if (job->res->submit_ns == 0)
+        job->res->submit_ns = now;
+    job->res->sends++;
+    job->unanswered++;
+    job->state = S_JOB_SENT;
+    c->stats.sends++;
+    s_timer_set(c, job, now + SL_MS(c->cfg.ack_timeout_ms));
+    return SL_OK;
+}
+
+static sl_status_t s_send_env(sl_client_t *c, sl_msg_t *env)
+{
+    sl_status_t st = sl_wire_send(c->sock, NULL, 0, env, ZMQ_DONTWAIT);
+    if (st != SL_OK)
+        s_set_error(c, "send to %s failed: %s", c->cfg.endpoint, sl_status_str(st));
+    return st;
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+static s_job_t *s_find(sl_client_t *c, const char *id)
+{
+    if (!id || !id[0])
+        return NULL;
+    s_job_t *job = sl_map_get(&c->jobs, s_key(id));
+    return job && strcmp(job->res->job_id, id) == 0 ? job : NULL;
+}
+
+static void s_on_busy(sl_client_t *c, const Sluice__Busy *b, sl_time_t now)
+{
+    s_job_t *job = s_find(c, b->job_id);
+    c->stats.busy++;
+    if (!job || job->state == S_JOB_ACCEPTED)
+        return; /* a late answer to an earlier send of a job that has moved on */
+    sl_result_t *res = job->res;
+    res->busy_count++;
+    job->unanswered = 0;
+    int max = c->cfg.backoff.max_retries;
+    bool give_up = (int)res->busy_count > max;
+    char retries[48] = "";
+    if (give_up)
+        snprintf(retries, sizeof(retries), "; gave up after %d retries", max);
+    snprintf(res->error, sizeof(res->error),
+             "scheduler busy (reason %d%s%.120s, retry after %u ms)%s", (int)b->reason,
+             b->detail && b->detail[0] ? ": " : "", b->detail ? b->detail : "", b->retry_after_ms,
+             retries);
+    if (give_up) {
+        s_complete(c, job, max == 0 ? SL_ERR_BUSY : SL_ERR_RETRIES, NULL);
+        return;
+    }
+    uint32_t delay = sl_backoff_delay_ms(&c->cfg.backoff, res->busy_count - 1, b->retry_after_ms,
+                                         sl_rand_double(&c->rng));
+    job->state = S_JOB_BACKOFF;
+    s_timer_set(c, job, now + SL_MS(delay));
+}
+
+static void s_on_accepted(sl_client_t *c, const Sluice__Accepted *a, sl_time_t now)
+{
+    s_job_t *job = s_find(c, a->job_id);
+    c->stats.accepted++;
+    if (!job)
+        return;
+    job->unanswered = 0;
+    job->res->queue_depth = a->queue_depth;
+    job->res->error[0] = '\0'; /* an earlier BUSY no longer explains anything */
+    if (job->state == S_JOB_ACCEPTED)
+        return; /* accepted again after a resend: keep the result timer */
+    if (job->res->accept_ns == 0)
+        job->res->accept_ns = now;
+    job->state = S_JOB_ACCEPTED;
+    if (c->cfg.result_timeout_ms > 0)
+        s_timer_set(c, job, now + SL_MS(c->cfg.result_timeout_ms));
+    else
+        s_timer_cancel(c, job);
+}
+
+static sl_status_t s_result_status(Sluice__ResultStatus rs)
+{
+    switch (rs) {
+    case SLUICE__RESULT_STATUS__RESULT_OK: return SL_OK;
+    case SLUICE__RESULT_STATUS__RESULT_CANCELED: return SL_ERR_CANCELED;
+    case SLUICE__RESULT_STATUS__RESULT_EXPIRED: return SL_ERR_DEADLINE;
+    default: return SL_ERR_JOB_FAILED;
+    }
+}
+
+static void s_on_result(sl_client_t *c, const Sluice__Result *r)
+{
+    s_job_t *job = s_find(c, r->job_id);
+    if (!job)
+        return; /* not ours, or already completed */
+    sl_result_t *res = job->res;
+    if (r->n_tokens) {
+        uint32_t *tokens = malloc(r->n_tokens * sizeof(*tokens));
+        if (!tokens) {
+            s_complete(c, job, SL_ERR_NOMEM, "no memory for the result's tokens");
+            return;
+        }
+        memcpy(tokens, r->tokens, r->n_tokens * sizeof(*tokens));
+        res->tokens = tokens;
+        res->n_tokens = r->n_tokens;
+    }
+    res->result_status = (sl_result_status_t)r->status;
+    res->attempts = r->attempts;
+    s_copy_str(res->executor, sizeof(res->executor), r->executor);
+    s_copy_str(res->error, sizeof(res->error), r->error);
+    if (r->timings) {
+        const Sluice__Timings *t = r->timings;
+        res->timings = (sl_job_timings_t){
+            .queued_us = t->queued_us,
+            .ttft_us = t->ttft_us,
+            .end_us = t->end_us,
+            .exec_ttft_us = t->exec_ttft_us,
+            .exec_end_us = t->exec_end_us,
+            .prompt_tokens = t->prompt_tokens,
+            .cached_tokens = t->cached_tokens,
+            .output_tokens = t->output_tokens,
+        };
+    }
+    s_complete(c, job, s_result_status(r->status), NULL);
+}
+
+static void s_on_chunk(sl_client_t *c, const Sluice__TokenChunk *ch, sl_time_t now)
+{
+    s_job_t *job = s_find(c, ch->job_id);
+    if (!job)
+        return;
+    if (job->res->first_token_ns == 0 && ch->n_tokens > 0)
+        job->res->first_token_ns = now;
+    if (c->chunk_cb)
+        c->chunk_cb(c->chunk_arg, job->res->job_id, ch->offset, ch->tokens, ch->n_tokens);
+}
+
+static void s_on_status(sl_client_t *c, const Sluice__StatusReply *r)
+{
+    sl_cluster_status_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        goto err;
+    if (r->n_executors && !(st->executors = calloc(r->n_executors, sizeof(*st->executors))))
+        goto err;
+    if (r->n_counters && !(st->counters = calloc(r->n_counters, sizeof(*st->counters))))
+        goto err;
+    for (size_t i = 0; i < r->n_executors; i++) {
+        const Sluice__ExecutorStatus *e = r->executors[i];
+        sl_executor_info_t *x = &st->executors[i];
+        s_copy_str(x->name, sizeof(x->name), e->name);
+        s_copy_str(x->backend, sizeof(x->backend), e->backend);
+        x->alive = e->alive;
+        x->inflight = e->inflight;
+        x->slots = e->slots;
+        x->completed = e->completed;
+        if (e->load) {
+            x->running_jobs = e->load->running_jobs;
+            x->queued_jobs = e->load->queued_jobs;
+            x->queued_tokens = e->load->queued_tokens;
+            x->kv_blocks_used = e->load->kv_blocks_used;
+            x->kv_blocks_free = e->load->kv_blocks_free;
+            x->step_time_us = e->load->step_time_us;
+            x->gpu_util = e->load->gpu_util;
+            x->cpu_util = e->load->cpu_util;
+        }
+    }
+    st->n_executors = r->n_executors;
+    for (size_t i = 0; i < r->n_counters; i++) {
+        s_copy_str(st->counters[i].name, sizeof(st->counters[i].name), r->counters[i]->name);
+        st->counters[i].value = r->counters[i]->value;
+    }
+    st->n_counters = r->n_counters;
+    st->queued_interactive = r->queued_interactive;
+    st->queued_batch = r->queued_batch;
+    st->inflight = r->inflight;
+    s_copy_str(st->policy, sizeof(st->policy), r->policy);
+    sl_cluster_status_destroy(&c->status);
+    c->status = st;
+    return;
+err:
+    SL_WARN("client: no memory for a status reply");
+    sl_cluster_status_destroy(&st);
+}
+
+static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
+{
+    switch (m->body_case) {
+    case SLUICE__ENVELOPE__BODY_ACCEPTED: s_on_accepted(c, m->accepted, now); break;
+    case SLUICE__ENVELOPE__BODY_BUSY: s_on_busy(c, m->busy, now); break;
+    case SLUICE__ENVELOPE__BODY_RESULT: s_on_result(c, m->result); break;
+    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK: s_on_chunk(c, m->token_chunk, now); break;
+    case SLUICE__ENVELOPE__BODY_STATUS_REPLY: s_on_status(c, m->status_reply); break;
+    case SLUICE__ENVELOPE__BODY_ERROR:
+        c->stats.errors++;
+        s_set_error(c, "scheduler error %d (%s): %s", m->error->code,
+                    sl_status_str((sl_status_t)m->error->code),
+                    m->error->message ? m->error->message : "");
+        SL_WARN("client: %s", c->last_error);
+        if (c->status_waiting)
+            c->status_failed = true;
+        break;
+    default:
+        c->stats.errors++;
+        SL_WARN("client: unexpected %s message from the scheduler",
+                sl_proto_body_name(m->body_case));
+        break;
+    }
+}
+
+/* Receive and handle everything waiting on the socket. */
+static sl_status_t s_drain(sl_client_t *c)
+{
+    for (;;) {
+        sl_wire_ident_t ident;
+        sl_msg_t *m = NULL;
+        char err[256] = "";
+        sl_status_t st = sl_wire_recv(c->sock, 0, ZMQ_DONTWAIT, &sl_proto_limits_default, &ident,
+                                      &m, err, sizeof(err));
+        if (st == SL_ERR_AGAIN)
+            return SL_OK;
+        if (st == SL_ERR_LINK) {
+            s_set_error(c, "receive from %s failed: %s", c->cfg.endpoint, zmq_strerror(errno));
+            return st;
+        }
+        if (st != SL_OK) {
+            c->stats.errors++;
+            SL_WARN("client: dropped a bad message from the scheduler: %s", err);
+            continue;
+        }
+        s_dispatch(c, m, sl_clock_now());
+        sl_proto_free(&m);
+    }
+}
+
+/* Fire every timer that is due. */
+static void s_run_timers(sl_client_t *c, sl_time_t now)
+{
+    while (c->heap_len > 0 && c->heap[0]->due <= now) {
+        s_job_t *job = c->heap[0];
+        s_timer_cancel(c, job);
+        switch (job->state) {
+        case S_JOB_BACKOFF:
+            job->unanswered = 0;
+            s_send(c, job, now);
+            break;
+        case S_JOB_SENT:
+            if ((int)job->unanswered > c->cfg.ack_retries) {
+                char why[320];
+                snprintf(why, sizeof(why), "no answer from %s to %u sends", c->cfg.endpoint,
+                         job->unanswered);
+                s_complete(c, job, SL_ERR_TIMEOUT, why);
+                break;
+            }
+            if (job->unanswered > 0)
+                c->stats.resends++;
+            s_send(c, job, now);
+            break;
+        case S_JOB_ACCEPTED: {
+            sl_msg_t env = SLUICE__ENVELOPE__INIT;
+            Sluice__Cancel cancel = SLUICE__CANCEL__INIT;
+            cancel.job_id = job->res->job_id;
+            env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
+            env.cancel = &cancel;
+            (void)s_send_env(c, &env);
+            s_complete(c, job, SL_ERR_TIMEOUT, "no result within the result timeout");
+            break;
+        }
+        }
+    }
+}
+
+/* One round of work: everything received, every due timer. */
+static sl_status_t s_progress(sl_client_t *c)
+{
+    sl_status_t st = s_drain(c);
+    s_run_timers(c, sl_clock_now());
+    return st;
+}
+
+/* ---- socket ----------------------------------------------------------- */
+
+static sl_status_t s_open_socket(sl_client_t *c)
+{
+    char id[64];
+    void *sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    if (!sock) {
+        SL_ERROR("client: zmq_socket: %s", zmq_strerror(errno));
+        return SL_ERR_IO;
+    }
+    snprintf(id, sizeof(id), "sl-%d-%016llx", (int)getpid(),
+             (unsigned long long)sl_rand_u64(&c->rng));
+    int linger = c->cfg.linger_ms, hwm = c->cfg.sndhwm;
+    if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
+        zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(hwm)) != 0 ||
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm)) != 0 ||
+        zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, strlen(id)) != 0) {
+        SL_ERROR("client: zmq_setsockopt: %s", zmq_strerror(errno));
+        goto err_close;
+    }
+    if (zmq_connect(sock, c->cfg.endpoint) != 0) {
+        s_set_error(c, "cannot connect to '%s': %s", c->cfg.endpoint, zmq_strerror(errno));
+        SL_WARN("client: %s", c->last_error);
+        goto err_close;
+    }
+    c->sock = sock;
+    return SL_OK;
+err_close:
+    zmq_close(sock);
+    return SL_ERR_INVALID;
+}
+
+/* ---- public API ------------------------------------------------------- */
+
+sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
+{
+    if (!cfg || !client_p || !cfg->endpoint[0] || cfg->max_inflight < 1 ||
+        cfg->ack_timeout_ms < 1 || cfg->ack_retries < 0 || cfg->result_timeout_ms < 0 ||
+        cfg->wait_timeout_ms < 0 || cfg->backoff.max_retries < 0 || cfg->sndhwm < 0) {
+        SL_WARN("client: invalid configuration");
+        return SL_ERR_INVALID;
+    }
+    sl_client_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return SL_ERR_NOMEM;
+    c->cfg = *cfg;
+    c->cfg.endpoint[sizeof(c->cfg.endpoint) - 1] = '\0';
+    sl_map_init(&c->jobs);
+    uint64_t seed = cfg->seed ? (uint64_t)cfg->seed
+                              : (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32);
+    sl_rand_seed(&c->rng, seed);
+    c->heap = malloc((size_t)cfg->max_inflight * sizeof(*c->heap));
+    if (!c->heap)
+        goto err_free;
+    c->ctx = zmq_ctx_new();
+    if (!c->ctx) {
+        SL_ERROR("client: zmq_ctx_new: %s", zmq_strerror(errno));
+        goto err_free;
+    }
+    if (s_open_socket(c) != SL_OK)
+        goto err_ctx;
+    *client_p = c;
+    return SL_OK;
+err_ctx:
+    zmq_ctx_term(c->ctx);
+err_free:
+    free(c->heap);
+    sl_map_fini(&c->jobs);
+    free(c);
+    return SL_ERR_INVALID;
+}
+
+void sl_client_destroy(sl_client_t **client_p)
+{
+    if (!client_p || !*client_p)
+        return;
+    sl_client_t *c = *client_p;
+    size_t iter = 0;
+    uint64_t key;
+    void *value;
+    while (sl_map_next(&c->jobs, &iter, &key, &value))
+        s_job_free(value);
+    sl_map_fini(&c->jobs);
+    sl_result_t *r;
+    while ((r = s_done_pop(c)))
+        sl_result_destroy(&r);
+    free(c->done);
+    free(c->heap);
+    sl_cluster_status_destroy(&c->status);
+    if (c->sock)
+        zmq_close(c->sock);
+    zmq_ctx_term(c->ctx);
+    free(c);
+    *client_p = NULL;
+}
+
+void sl_client_set_chunk_cb(sl_client_t *client, sl_client_chunk_cb cb, void *arg)
+{
+    client->chunk_cb = cb;
+    client->chunk_arg = arg;
+}
+
+/* Encode the Submit of spec; validated exactly as the scheduler will. */
+static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, uint8_t **buf_p,
+                            size_t *len_p)
+{
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    Sluice__Submit submit = SLUICE__SUBMIT__INIT;
+    Sluice__Job job = SLUICE__JOB__INIT;
+    Sluice__Prompt prompt = SLUICE__PROMPT__INIT;
+    char err[256];
+
+    prompt.token_ids = (uint32_t *)spec->token_ids;
+    prompt.n_token_ids = spec->token_ids ? spec->n_token_ids : 0;
+    prompt.length = spec->prompt_length;
+    prompt.block_hashes = (uint64_t *)spec->block_hashes;
+    prompt.n_block_hashes = spec->block_hashes ? spec->n_block_hashes : 0;
+    prompt.block_tokens = spec->block_tokens;
+    job.id = (char *)spec->id;
+    job.tenant = (char *)(spec->tenant ? spec->tenant : "");
+    job.model = (char *)(spec->model ? spec->model : "");
+    job.session_key = (char *)(spec->session_key ? spec->session_key : "");
+    job.priority = spec->priority == SL_CLIENT_BATCH ? SLUICE__PRIORITY__PRIORITY_BATCH
+                                                     : SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
+    if (spec->priority != SL_CLIENT_BATCH && spec->priority != SL_CLIENT_INTERACTIVE) {
+        s_set_error(c, "job %s: unknown priority %d", spec->id, (int)spec->priority);
+        return SL_ERR_INVALID;
+    }
+    job.prompt = &prompt;
+    job.max_new_tokens = spec->max_new_tokens;
+    job.ttft_deadline_ms = spec->ttft_deadline_ms;
+    job.deadline_ms = spec->deadline_ms;
+    job.stream = spec->stream;
+    submit.job = &job;
+    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
+    env.submit = &submit;
+    env.version = SL_PROTO_VERSION;
+    if (sl_proto_validate(&env, &sl_proto_limits_default, err, sizeof(err)) != SL_OK) {
+        s_set_error(c, "job %s is invalid: %s", spec->id, err);
+        return SL_ERR_INVALID;
+    }
+    size_t len = sluice__envelope__get_packed_size(&env);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return SL_ERR_NOMEM;
+    sluice__envelope__pack(&env, buf);
+    *buf_p = buf;
+    *len_p = len;
+    return SL_OK;
+}
+
+sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
+{
+    sl_status_t st;
+    if (!spec || !spec->id || !spec->id[0] || strlen(spec->id) > SL_CLIENT_ID_MAX) {
+        s_set_error(c, "a job needs an id of 1 to %d bytes", SL_CLIENT_ID_MAX);
+        return SL_ERR_INVALID;
+    }
+    uint64_t key = s_key(spec->id);
+    if (sl_map_get(&c->jobs, key)) {
+        s_set_error(c, "job %s is already pending", spec->id);
+        return SL_ERR_EXISTS;
+    }
+    if (sl_map_count(&c->jobs) >= (size_t)c->cfg.max_inflight) {
+        s_set_error(c, "%d jobs pending (max-inflight)", c->cfg.max_inflight);
+        return SL_ERR_AGAIN;
+    }
+    /* Room for every pending job's completion, so completing never fails. */
+    if (c->done_len + sl_map_count(&c->jobs) + 1 > c->done_cap && (st = s_done_reserve(c)) != SL_OK)
+        return st;
+    s_job_t *job = calloc(1, sizeof(*job));
+    if (!job)
+        return SL_ERR_NOMEM;
+    job->key = key;
+    job->heap_idx = SIZE_MAX;
+    job->res = calloc(1, sizeof(*job->res));
+    if (!job->res) {
+        st = SL_ERR_NOMEM;
+        goto err_free;
+    }
+    s_copy_str(job->res->job_id, sizeof(job->res->job_id), spec->id);
+    job->res->user = spec->user;
+    job->res->result_status = SL_RESULT_NONE;
+    if ((st = s_encode(c, spec, &job->packed, &job->packed_len)) != SL_OK)
+        goto err_free;
+    if ((st = sl_map_put(&c->jobs, key, job)) != SL_OK)
+        goto err_free;
+    st = s_send(c, job, sl_clock_now());
+    if (st != SL_OK && st != SL_ERR_AGAIN) {
+        s_timer_cancel(c, job);
+        sl_map_del(&c->jobs, key);
+        goto err_free;
+    }
+    c->stats.submitted++;
+    return SL_OK;
+err_free:
+    s_job_free(job);
+    return st;
+}
+
+/* Sleep on the socket until deadline or the next timer, whichever is first. */
+static sl_status_t s_sleep(sl_client_t *c, sl_time_t deadline)
+{
+    sl_time_t now = sl_clock_now();
+    sl_time_t until = deadline;
+    if (c->heap_len > 0 && c->heap[0]->due < until)
+        until = c->heap[0]->due;
+    long wait = -1;
+    if (until != INT64_MAX)
+        wait = until <= now ? 0 : (long)((until - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS);
+    zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
+    if (zmq_poll(&item, 1, wait) < 0 && errno != EINTR) {
+        s_set_error(c, "zmq_poll: %s", zmq_strerror(errno));
+        return SL_ERR_LINK;
+    }
+    return SL_OK;
+}
+
+sl_status_t sl_client_poll(sl_client_t *c, int timeout_ms, sl_result_t **res_p)
+{
+    sl_time_t deadline = timeout_ms < 0 ? INT64_MAX : sl_clock_now() + SL_MS(timeout_ms);
+    for (;;) {
+        sl_status_t st = s_progress(c);
+        sl_result_t *r = s_done_pop(c);
+        if (r) {
+            *res_p = r;
+            return SL_OK;
+        }
+        if (st != SL_OK)
+            return st;
+        if (sl_clock_now() >= deadline)
+            return SL_ERR_TIMEOUT;
+        if ((st = s_sleep(c, deadline)) != SL_OK)
+            return st;
+    }
+}
+
+/* Wait until done() holds or the wait timeout passes, doing the client's work. */
+static sl_status_t s_wait(sl_client_t *c, bool (*done)(sl_client_t *, const void *),
+                          const void *arg)
+{
+    sl_time_t deadline = c->cfg.wait_timeout_ms > 0
+                             ? sl_clock_now() + SL_MS(c->cfg.wait_timeout_ms)
+                             : INT64_MAX;
+    for (;;) {
+        sl_status_t st = s_progress(c);
+        if (done(c, arg))
+            return SL_OK;
+        if (st != SL_OK)
+            return st;
+        if (sl_clock_now() >= deadline)
+            return SL_ERR_TIMEOUT;
+        if ((st = s_sleep(c, deadline)) != SL_OK)
+            return st;
+    }
+}
+
+static bool s_job_done(sl_client_t *c, const void *id)
+{
+    return s_find(c, id) == NULL;
+}
+
+sl_status_t sl_client_submit(sl_client_t *c, const sl_job_spec_t *spec, sl_result_t **res_p)
+{
+    sl_status_t st = sl_client_submit_async(c, spec);
+    if (st != SL_OK)
+        return st;
+    st = s_wait(c, s_job_done, spec->id);
+    if (st == SL_ERR_TIMEOUT)
+        s_set_error(c, "job %s: no completion within %d ms", spec->id, c->cfg.wait_timeout_ms);
+    if (st != SL_OK)
+        return st;
+    *res_p = s_done_take(c, spec->id);
+    return SL_OK;
+}
+
+sl_status_t sl_client_cancel(sl_client_t *c, const char *job_id)
+{
+    if (!job_id || !s_find(c, job_id)) {
+        s_set_error(c, "job %s is not pending", job_id ? job_id : "(null)");
+        return SL_ERR_NOT_FOUND;
+    }
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    Sluice__Cancel cancel = SLUICE__CANCEL__INIT;
+    cancel.job_id = (char *)job_id;
+    env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
+    env.cancel = &cancel;
+    return s_send_env(c, &env);
+}
+
+static bool s_status_done(sl_client_t *c, const void *unused)
+{
+    return c->status != NULL || c->status_failed;
+}
+
+sl_status_t sl_client_status(sl_client_t *c, sl_cluster_status_t **st_p)
+{
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    Sluice__StatusRequest req = SLUICE__STATUS_REQUEST__INIT;
+    req.executors = true;
+    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REQUEST;
+    env.status_request = &req;
+    sl_cluster_status_destroy(&c->status);
+    c->status_failed = false;
+    sl_status_t st = s_send_env(c, &env);
+    if (st != SL_OK)
+        return st;
+    c->status_waiting = true;
+    st = s_wait(c, s_status_done, NULL);
+    c->status_waiting = false;
+    if (st == SL_ERR_TIMEOUT)
+        s_set_error(c, "no status reply from %s within %d ms", c->cfg.endpoint,
+                    c->cfg.wait_timeout_ms);
+    if (st != SL_OK)
+        return st;
+    if (!c->status)
+        return SL_ERR_INVALID; /* the scheduler answered with an Error (last_error) */
+    *st_p = c->status;
+    c->status = NULL;
+    return SL_OK;
+}
+
+sl_status_t sl_client_reconnect(sl_client_t *c)
+{
+    void *old = c->sock;
+    c->sock = NULL;
+    sl_status_t st = s_open_socket(c);
+    if (st != SL_OK) {
+        c->sock = old;
+        return st;
+    }
+    zmq_close(old);
+    sl_time_t now = sl_clock_now();
+    size_t iter = 0;
+    uint64_t key;
+    void *value;
+    while (sl_map_next(&c->jobs, &iter, &key, &value)) {
+        s_job_t *job = value;
+        if (job->state == S_JOB_BACKOFF)
+            continue; /* its timer resends it */
+        if (job->state == S_JOB_ACCEPTED) {
+            /* Re-attach; the scheduler answers Accepted again and keeps the job. */
+            if (zmq_send(c->sock, job->packed, job->packed_len, ZMQ_DONTWAIT) >= 0) {
+                job->res->sends++;
+                c->stats.sends++;
+            }
+        } else {
+            job->unanswered = 0;
+            s_send(c, job, now);
+        }
+        c->stats.resends++;
+    }
+    return SL_OK;
+}
+
+sl_status_t sl_client_fd(sl_client_t *c, int *fd_p)
+{
+    int fd;
+    size_t len = sizeof(fd);
+    if (zmq_getsockopt(c->sock, ZMQ_FD, &fd, &len) != 0) {
+        s_set_error(c, "ZMQ_FD: %s", zmq_strerror(errno));
+        return SL_ERR_IO;
+    }
+    *fd_p = fd;
+    return SL_OK;
+}
+
+int sl_client_next_timeout_ms(sl_client_t *c)
+{
+    if (c->done_len > 0)
+        return 0;
+    if (c->heap_len == 0)
+        return -1;
+    sl_time_t d = c->heap[0]->due - sl_clock_now();
+    if (d <= 0)
+        return 0;
+    sl_time_t ms = (d + SL_NS_PER_MS - 1) / SL_NS_PER_MS;
+    return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+size_t sl_client_pending(const sl_client_t *c)
+{
+    return sl_map_count(&c->jobs);
+}
+
+void sl_client_stats(const sl_client_t *c, sl_client_stats_t *stats_p)
+{
+    *stats_p = c->stats;
+}
+
+const char *sl_client_last_error(const sl_client_t *c)
+{
+    return c->last_error;
+}

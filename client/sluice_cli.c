@@ -1,0 +1,325 @@
+/*
+ * `sluice`: the command-line client.
+ *
+ *   sluice submit [options]   run one job and print its result and timings
+ *   sluice status [options]   print executors, their load, queues, counters
+ *
+ * Each command is one configuration table (common/sl_cfg.h) that embeds the
+ * library's knobs, so every option is also a SLUICE_* variable and a line of
+ * --help. Exit status: 0 success, 1 the job or the request failed, 2 usage.
+ *
+ * Rejected: one table shared by both commands (status would accept
+ * --max-new-tokens and silently ignore it); getopt (a second list of options
+ * that drifts from the knobs).
+ */
+#include <sluice/client.h>
+
+#include "client/sl_client_cfg.h"
+#include "common/sl_log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_EXIT_OK 0
+#define S_EXIT_FAIL 1
+#define S_EXIT_USAGE 2
+
+typedef struct s_submit_cfg {
+    sl_client_cfg_t client;           /* library knobs */
+    int prompt_tokens;                /* synthetic prompt length when --tokens is absent */
+    char tokens[SL_CFG_STR_MAX];      /* comma-separated prompt token ids */
+    int max_new_tokens;               /* tokens to generate */
+    char priority[SL_CFG_STR_MAX];    /* interactive | batch */
+    char tenant[SL_CFG_STR_MAX];      /* tenant name */
+    char model[SL_CFG_STR_MAX];       /* model name */
+    char session_key[SL_CFG_STR_MAX]; /* sticky routing key */
+    char id[SL_CFG_STR_MAX];          /* job id; empty = generated */
+    int ttft_deadline_ms;             /* first-token budget */
+    int deadline_ms;                  /* whole-job budget */
+    bool stream;                      /* print tokens as they arrive */
+    int print_tokens;                 /* how many output tokens to print */
+} s_submit_cfg_t;
+
+static const sl_cfg_field_t s_submit_table[] = {
+    SL_CLIENT_CFG_ROWS(s_submit_cfg_t, client, "0"),
+    SL_CFG_RANGE(s_submit_cfg_t, prompt_tokens, "prompt-tokens", "16", SL_CFG_INT, 1, 1 << 20,
+                 "prompt length when --tokens is not given (token ids 1..N)"),
+    SL_CFG_FIELD(s_submit_cfg_t, tokens, "tokens", "", SL_CFG_STR,
+                 "prompt token ids, comma-separated (e.g. 1,2,3)"),
+    SL_CFG_RANGE(s_submit_cfg_t, max_new_tokens, "max-new-tokens", "16", SL_CFG_INT, 1, 65536,
+                 "tokens to generate"),
+    SL_CFG_FIELD(s_submit_cfg_t, priority, "priority", "interactive", SL_CFG_STR,
+                 "interactive or batch"),
+    SL_CFG_FIELD(s_submit_cfg_t, tenant, "tenant", "", SL_CFG_STR, "tenant name"),
+    SL_CFG_FIELD(s_submit_cfg_t, model, "model", "", SL_CFG_STR, "model name"),
+    SL_CFG_FIELD(s_submit_cfg_t, session_key, "session-key", "", SL_CFG_STR,
+                 "sticky routing key"),
+    SL_CFG_FIELD(s_submit_cfg_t, id, "id", "", SL_CFG_STR, "job id (default: generated)"),
+    SL_CFG_RANGE(s_submit_cfg_t, ttft_deadline_ms, "ttft-deadline-ms", "0", SL_CFG_INT, 0,
+                 86400000, "first token due within this after receipt (0 = none)"),
+    SL_CFG_RANGE(s_submit_cfg_t, deadline_ms, "deadline-ms", "0", SL_CFG_INT, 0, 86400000,
+                 "whole job due within this after receipt (0 = none)"),
+    SL_CFG_FIELD(s_submit_cfg_t, stream, "stream", "false", SL_CFG_BOOL,
+                 "stream tokens as they are produced"),
+    SL_CFG_RANGE(s_submit_cfg_t, print_tokens, "print-tokens", "64", SL_CFG_INT, 0, 1 << 20,
+                 "output tokens to print"),
+    SL_CFG_END,
+};
+
+typedef struct s_status_cfg {
+    sl_client_cfg_t client; /* library knobs */
+} s_status_cfg_t;
+
+static const sl_cfg_field_t s_status_table[] = {
+    SL_CLIENT_CFG_ROWS(s_status_cfg_t, client, "5000"),
+    SL_CFG_END,
+};
+
+static void s_usage(FILE *out)
+{
+    fprintf(out, "usage: sluice COMMAND [options]   (sluice COMMAND --help for its options)\n"
+                 "commands:\n"
+                 "  submit   run one job and print its result and timings\n"
+                 "  status   print executors, their load, queue depths and counters\n");
+}
+
+/* Load a command's table; returns -1 to go on, else the exit status. */
+static int s_load(const char *cmd, const sl_cfg_field_t *table, void *cfg, int argc, char **argv,
+                  const char *usage)
+{
+    char prog[64];
+    int first = argc;
+    snprintf(prog, sizeof(prog), "sluice %s", cmd);
+    argv[0] = prog;
+    sl_status_t st = sl_cfg_load(table, cfg, argc, argv, usage, &first);
+    if (st == SL_ERR_CANCELED)
+        return S_EXIT_OK;
+    if (st != SL_OK)
+        return S_EXIT_USAGE;
+    if (first < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s' (see %s --help)\n", prog, argv[first], prog);
+        return S_EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* Parse "1,2,3" into a new array; -1 with a message on a bad list. */
+static int s_parse_tokens(const char *text, uint32_t **ids_p, size_t *n_p)
+{
+    size_t cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    uint32_t *ids = malloc(cap * sizeof(*ids));
+    if (!ids)
+        return -1;
+    size_t n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(p, &end, 10);
+        if (errno || end == p || v > UINT32_MAX || (*end && *end != ',') || *p == '-') {
+            fprintf(stderr, "sluice submit: --tokens: '%s' is not a list of token ids\n", text);
+            free(ids);
+            return -1;
+        }
+        ids[n++] = (uint32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        fprintf(stderr, "sluice submit: --tokens is empty\n");
+        free(ids);
+        return -1;
+    }
+    *ids_p = ids;
+    *n_p = n;
+    return 0;
+}
+
+static void s_on_chunk(void *arg, const char *job_id, uint32_t offset, const uint32_t *tokens,
+                       size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%s%u", offset + i == 0 ? "stream: " : " ", tokens[i]);
+    fflush(stdout);
+}
+
+static double s_ms(int64_t from_ns, int64_t to_ns)
+{
+    return from_ns && to_ns ? (double)(to_ns - from_ns) / 1e6 : 0.0;
+}
+
+static void s_print_result(const s_submit_cfg_t *cfg, const sl_result_t *r)
+{
+    const sl_job_timings_t *t = &r->timings;
+    if (cfg->stream && r->first_token_ns)
+        putchar('\n');
+    printf("job %s: %s", r->job_id, r->status == SL_OK ? "ok" : sl_status_str(r->status));
+    if (r->error[0])
+        printf(" (%s)", r->error);
+    printf("\n  executor %s, attempts %u, busy answers %u, sends %u, queue depth at accept %u\n",
+           r->executor[0] ? r->executor : "-", r->attempts, r->busy_count, r->sends,
+           r->queue_depth);
+    printf("  tokens (%zu):", r->n_tokens);
+    for (size_t i = 0; i < r->n_tokens && i < (size_t)cfg->print_tokens; i++)
+        printf(" %u", r->tokens[i]);
+    if (r->n_tokens > (size_t)cfg->print_tokens)
+        printf(" ...");
+    printf("\n  scheduler: queued %.3f ms, ttft %.3f ms, end %.3f ms; executor: ttft %.3f ms, "
+           "end %.3f ms\n",
+           t->queued_us / 1e3, t->ttft_us / 1e3, t->end_us / 1e3, t->exec_ttft_us / 1e3,
+           t->exec_end_us / 1e3);
+    printf("  prompt %u tokens (%u cached), output %u tokens\n", t->prompt_tokens,
+           t->cached_tokens, t->output_tokens);
+    printf("  client: accepted after %.3f ms, first token after %.3f ms, result after %.3f ms\n",
+           s_ms(r->submit_ns, r->accept_ns), s_ms(r->submit_ns, r->first_token_ns),
+           s_ms(r->submit_ns, r->end_ns));
+}
+
+static int s_cmd_submit(int argc, char **argv)
+{
+    s_submit_cfg_t cfg;
+    int rc = s_load("submit", s_submit_table, &cfg, argc, argv, "[options]");
+    if (rc >= 0)
+        return rc;
+    sl_client_priority_t prio;
+    if (!strcmp(cfg.priority, "interactive")) {
+        prio = SL_CLIENT_INTERACTIVE;
+    } else if (!strcmp(cfg.priority, "batch")) {
+        prio = SL_CLIENT_BATCH;
+    } else {
+        fprintf(stderr, "sluice submit: --priority must be interactive or batch, not '%s'\n",
+                cfg.priority);
+        return S_EXIT_USAGE;
+    }
+    uint32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (cfg.tokens[0]) {
+        if (s_parse_tokens(cfg.tokens, &ids, &n_ids) != 0)
+            return S_EXIT_USAGE;
+    } else {
+        n_ids = (size_t)cfg.prompt_tokens;
+        if (!(ids = malloc(n_ids * sizeof(*ids)))) {
+            fprintf(stderr, "sluice submit: out of memory\n");
+            return S_EXIT_FAIL;
+        }
+        for (size_t i = 0; i < n_ids; i++)
+            ids[i] = (uint32_t)(i + 1);
+    }
+    char id[SL_CFG_STR_MAX];
+    if (cfg.id[0]) {
+        snprintf(id, sizeof(id), "%s", cfg.id);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(id, sizeof(id), "cli-%d-%lld%09ld", (int)getpid(), (long long)ts.tv_sec,
+                 ts.tv_nsec);
+    }
+    sl_job_spec_t job = {
+        .id = id,
+        .tenant = cfg.tenant,
+        .model = cfg.model,
+        .session_key = cfg.session_key,
+        .priority = prio,
+        .token_ids = ids,
+        .n_token_ids = n_ids,
+        .max_new_tokens = (uint32_t)cfg.max_new_tokens,
+        .ttft_deadline_ms = (uint32_t)cfg.ttft_deadline_ms,
+        .deadline_ms = (uint32_t)cfg.deadline_ms,
+        .stream = cfg.stream,
+    };
+    sl_client_t *client = NULL;
+    sl_result_t *res = NULL;
+    rc = S_EXIT_FAIL;
+    sl_status_t st = sl_client_create(&cfg.client, &client);
+    if (st != SL_OK) {
+        fprintf(stderr, "sluice submit: cannot create the client: %s\n", sl_status_str(st));
+        goto out;
+    }
+    if (cfg.stream)
+        sl_client_set_chunk_cb(client, s_on_chunk, NULL);
+    st = sl_client_submit(client, &job, &res);
+    if (st != SL_OK) {
+        fprintf(stderr, "sluice submit: %s: %s\n", sl_status_str(st), sl_client_last_error(client));
+        rc = st == SL_ERR_INVALID ? S_EXIT_USAGE : S_EXIT_FAIL;
+        goto out;
+    }
+    s_print_result(&cfg, res);
+    rc = res->status == SL_OK ? S_EXIT_OK : S_EXIT_FAIL;
+out:
+    sl_result_destroy(&res);
+    sl_client_destroy(&client);
+    free(ids);
+    return rc;
+}
+
+static int s_cmd_status(int argc, char **argv)
+{
+    s_status_cfg_t cfg;
+    int rc = s_load("status", s_status_table, &cfg, argc, argv, "[options]");
+    if (rc >= 0)
+        return rc;
+    sl_client_t *client = NULL;
+    sl_cluster_status_t *st = NULL;
+    sl_status_t s = sl_client_create(&cfg.client, &client);
+    if (s != SL_OK) {
+        fprintf(stderr, "sluice status: cannot create the client: %s\n", sl_status_str(s));
+        return S_EXIT_FAIL;
+    }
+    s = sl_client_status(client, &st);
+    if (s != SL_OK) {
+        fprintf(stderr, "sluice status: %s: %s\n", sl_status_str(s), sl_client_last_error(client));
+        sl_client_destroy(&client);
+        return S_EXIT_FAIL;
+    }
+    printf("scheduler %s: policy %s, queued interactive %u, queued batch %u, in flight %u\n",
+           cfg.client.endpoint, st->policy[0] ? st->policy : "-", st->queued_interactive,
+           st->queued_batch, st->inflight);
+    printf("%-20s %-8s %-5s %9s %7s %6s %10s %15s %5s %5s %8s %10s\n", "EXECUTOR", "BACKEND",
+           "ALIVE", "INFL/SLOT", "RUNNING", "QUEUED", "QTOKENS", "KV USED/FREE", "GPU%", "CPU%",
+           "STEP_US", "COMPLETED");
+    for (size_t i = 0; i < st->n_executors; i++) {
+        const sl_executor_info_t *e = &st->executors[i];
+        char infl[32], kv[40];
+        snprintf(infl, sizeof(infl), "%u/%u", e->inflight, e->slots);
+        snprintf(kv, sizeof(kv), "%u/%u", e->kv_blocks_used, e->kv_blocks_free);
+        printf("%-20s %-8s %-5s %9s %7u %6u %10" PRIu64 " %15s %5.0f %5.0f %8u %10" PRIu64 "\n",
+               e->name, e->backend[0] ? e->backend : "-", e->alive ? "yes" : "no", infl,
+               e->running_jobs, e->queued_jobs, e->queued_tokens, kv, e->gpu_util * 100.0,
+               e->cpu_util * 100.0, e->step_time_us, e->completed);
+    }
+    if (st->n_executors == 0)
+        printf("(no executors)\n");
+    if (st->n_counters)
+        printf("counters:\n");
+    for (size_t i = 0; i < st->n_counters; i++)
+        printf("  %-32s %" PRIu64 "\n", st->counters[i].name, st->counters[i].value);
+    sl_cluster_status_destroy(&st);
+    sl_client_destroy(&client);
+    return S_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    sl_log_set_component("sluice");
+    if (argc < 2) {
+        s_usage(stderr);
+        return S_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        s_usage(stdout);
+        return S_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "submit"))
+        return s_cmd_submit(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "status"))
+        return s_cmd_status(argc - 1, argv + 1);
+    fprintf(stderr, "sluice: unknown command '%s'\n", argv[1]);
+    s_usage(stderr);
+    return S_EXIT_USAGE;
+}
