@@ -201,11 +201,14 @@ static void s_timer_set(sl_client_t *c, s_job_t *job, sl_time_t due)
 
 /* ---- completions ------------------------------------------------------ */
 
-static sl_status_t s_done_reserve(sl_client_t *c)
+/* Grow the ring to hold at least need completions. */
+static sl_status_t s_done_reserve(sl_client_t *c, size_t need)
 {
-    if (c->done_len < c->done_cap)
+    if (need <= c->done_cap)
         return SL_OK;
-    size_t cap = c->done_cap ? c->done_cap * 2 : 64;
+    size_t cap = c->done_cap ? c->done_cap : 64;
+    while (cap < need)
+        cap *= 2;
     sl_result_t **ring = malloc(cap * sizeof(*ring));
     if (!ring)
         return SL_ERR_NOMEM;
@@ -729,7 +732,7 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
         return SL_ERR_AGAIN;
     }
     /* Room for every pending job's completion, so completing never fails. */
-    if (c->done_len + sl_map_count(&c->jobs) + 1 > c->done_cap && (st = s_done_reserve(c)) != SL_OK)
+    if ((st = s_done_reserve(c, c->done_len + sl_map_count(&c->jobs) + 1)) != SL_OK)
         return st;
     s_job_t *job = calloc(1, sizeof(*job));
     if (!job)

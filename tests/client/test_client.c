@@ -1,0 +1,543 @@
+/*
+ * libsluice against a fake scheduler: a ROUTER socket on loopback served by
+ * a thread that answers by a script (BUSY a number of times, then Accepted
+ * and a Result; or silence for the first send), so retries, resends, result
+ * delivery, streaming and status are checked through a real ZeroMQ socket.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sluice/client.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/sl_clock.h"
+#include "proto/sl_proto.h"
+
+#define S_MAX_IDS 512
+
+typedef struct fake {
+    void *ctx;                       /* server's context */
+    void *sock;                      /* ROUTER */
+    char endpoint[128];              /* where it listens */
+    pthread_t thread;                /* serving thread */
+    atomic_int stop;                 /* asks the thread to end */
+    int busy_first;                  /* answer BUSY to the first n submits of an id */
+    uint32_t retry_after_ms;         /* carried by each BUSY */
+    int silent_first;                /* ignore the first submit of an id */
+    int no_result;                   /* accept but never send a Result */
+    char ids[S_MAX_IDS][130];        /* ids seen */
+    int count[S_MAX_IDS];            /* submits received per id */
+    sl_time_t first_ns[S_MAX_IDS];   /* receipt of the first submit */
+    sl_time_t second_ns[S_MAX_IDS];  /* receipt of the second submit */
+    int n_ids;                       /* entries used */
+    atomic_int results;              /* Results sent */
+    atomic_int cancels;              /* Cancels received */
+} fake_t;
+
+static void s_send(fake_t *f, const sl_wire_ident_t *who, sl_msg_t *env)
+{
+    assert_int_equal(sl_wire_send(f->sock, who->data, who->len, env, 0), SL_OK);
+}
+
+static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const Sluice__Job *job)
+{
+    int i;
+    for (i = 0; i < f->n_ids; i++)
+        if (!strcmp(f->ids[i], job->id))
+            break;
+    if (i == f->n_ids) {
+        assert_true(f->n_ids < S_MAX_IDS);
+        snprintf(f->ids[i], sizeof(f->ids[i]), "%s", job->id);
+        f->n_ids++;
+    }
+    int n = ++f->count[i];
+    if (n == 1)
+        f->first_ns[i] = sl_clock_now();
+    if (n == 2)
+        f->second_ns[i] = sl_clock_now();
+    if (f->silent_first && n == 1)
+        return;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    if (n <= f->busy_first) {
+        Sluice__Busy busy = SLUICE__BUSY__INIT;
+        busy.job_id = job->id;
+        busy.retry_after_ms = f->retry_after_ms;
+        busy.reason = SLUICE__BUSY_REASON__BUSY_OVERLOAD;
+        busy.detail = "fake overload";
+        env.body_case = SLUICE__ENVELOPE__BODY_BUSY;
+        env.busy = &busy;
+        s_send(f, who, &env);
+        return;
+    }
+    Sluice__Accepted acc = SLUICE__ACCEPTED__INIT;
+    acc.job_id = job->id;
+    acc.queue_depth = 3;
+    env.body_case = SLUICE__ENVELOPE__BODY_ACCEPTED;
+    env.accepted = &acc;
+    s_send(f, who, &env);
+    if (f->no_result)
+        return;
+    uint32_t tokens[3] = {7, 8, 9};
+    if (job->stream) {
+        Sluice__TokenChunk ch = SLUICE__TOKEN_CHUNK__INIT;
+        sl_msg_t cenv = SLUICE__ENVELOPE__INIT;
+        ch.job_id = job->id;
+        ch.offset = 0;
+        ch.tokens = tokens;
+        ch.n_tokens = 2;
+        cenv.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
+        cenv.token_chunk = &ch;
+        s_send(f, who, &cenv);
+    }
+    Sluice__Result res = SLUICE__RESULT__INIT;
+    Sluice__Timings t = SLUICE__TIMINGS__INIT;
+    t.queued_us = 10;
+    t.ttft_us = 100;
+    t.end_us = 300;
+    t.prompt_tokens = job->prompt->length ? job->prompt->length : (uint32_t)job->prompt->n_token_ids;
+    t.output_tokens = 3;
+    res.job_id = job->id;
+    res.status = SLUICE__RESULT_STATUS__RESULT_OK;
+    res.tokens = tokens;
+    res.n_tokens = 3;
+    res.timings = &t;
+    res.executor = "fake-exec";
+    res.attempts = 1;
+    sl_msg_t renv = SLUICE__ENVELOPE__INIT;
+    renv.body_case = SLUICE__ENVELOPE__BODY_RESULT;
+    renv.result = &res;
+    s_send(f, who, &renv);
+    atomic_fetch_add(&f->results, 1);
+}
+
+static void s_answer_status(fake_t *f, const sl_wire_ident_t *who)
+{
+    Sluice__StatusReply r = SLUICE__STATUS_REPLY__INIT;
+    Sluice__ExecutorStatus e[2] = {SLUICE__EXECUTOR_STATUS__INIT, SLUICE__EXECUTOR_STATUS__INIT};
+    Sluice__ExecutorStatus *ep[2] = {&e[0], &e[1]};
+    Sluice__Load load = SLUICE__LOAD__INIT;
+    Sluice__Counter cnt = SLUICE__COUNTER__INIT;
+    Sluice__Counter *cp[1] = {&cnt};
+    load.running_jobs = 4;
+    load.gpu_util = 0.5f;
+    e[0].name = "e0";
+    e[0].alive = true;
+    e[0].slots = 8;
+    e[0].inflight = 4;
+    e[0].load = &load;
+    e[1].name = "e1";
+    e[1].backend = "null";
+    cnt.name = "jobs_accepted";
+    cnt.value = 42;
+    r.executors = ep;
+    r.n_executors = 2;
+    r.counters = cp;
+    r.n_counters = 1;
+    r.queued_interactive = 5;
+    r.queued_batch = 6;
+    r.inflight = 7;
+    r.policy = "p2c";
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REPLY;
+    env.status_reply = &r;
+    s_send(f, who, &env);
+}
+
+static void *s_serve(void *arg)
+{
+    fake_t *f = arg;
+    while (!atomic_load(&f->stop)) {
+        zmq_pollitem_t item = {.socket = f->sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, 20) <= 0)
+            continue;
+        sl_wire_ident_t who;
+        sl_msg_t *m = NULL;
+        char err[256];
+        if (sl_wire_recv(f->sock, 1, ZMQ_DONTWAIT, &sl_proto_limits_default, &who, &m, err,
+                         sizeof(err)) != SL_OK)
+            continue;
+        if (m->body_case == SLUICE__ENVELOPE__BODY_SUBMIT)
+            s_answer_submit(f, &who, m->submit->job);
+        else if (m->body_case == SLUICE__ENVELOPE__BODY_STATUS_REQUEST)
+            s_answer_status(f, &who);
+        else if (m->body_case == SLUICE__ENVELOPE__BODY_CANCEL)
+            atomic_fetch_add(&f->cancels, 1);
+        sl_proto_free(&m);
+    }
+    return NULL;
+}
+
+static fake_t *s_fake_start(int busy_first, uint32_t retry_after_ms, int silent_first)
+{
+    fake_t *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->busy_first = busy_first;
+    f->retry_after_ms = retry_after_ms;
+    f->silent_first = silent_first;
+    f->ctx = zmq_ctx_new();
+    f->sock = zmq_socket(f->ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof(linger));
+    assert_int_equal(zmq_bind(f->sock, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof(f->endpoint);
+    assert_int_equal(zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &len), 0);
+    assert_int_equal(pthread_create(&f->thread, NULL, s_serve, f), 0);
+    return f;
+}
+
+static void s_fake_stop(fake_t **f_p)
+{
+    fake_t *f = *f_p;
+    atomic_store(&f->stop, 1);
+    pthread_join(f->thread, NULL);
+    zmq_close(f->sock);
+    zmq_ctx_term(f->ctx);
+    free(f);
+    *f_p = NULL;
+}
+
+static void s_cfg(sl_client_cfg_t *cfg, const fake_t *f)
+{
+    sl_client_cfg_default(cfg);
+    snprintf(cfg->endpoint, sizeof(cfg->endpoint), "%s", f->endpoint);
+    cfg->backoff.base_ms = 20;
+    cfg->backoff.cap_ms = 100;
+    cfg->wait_timeout_ms = 10000;
+    cfg->ack_timeout_ms = 2000;
+    cfg->seed = 1;
+}
+
+static const uint32_t s_prompt[4] = {1, 2, 3, 4};
+
+static sl_job_spec_t s_job(const char *id)
+{
+    sl_job_spec_t job = {
+        .id = id,
+        .tenant = "t",
+        .token_ids = s_prompt,
+        .n_token_ids = 4,
+        .max_new_tokens = 3,
+    };
+    return job;
+}
+
+/* BUSY, then Accepted and a Result: one retry after the backoff, one result. */
+static void test_busy_then_result(void **state)
+{
+    fake_t *f = s_fake_start(1, 0, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-busy-1");
+    int marker = 5;
+    job.user = &marker;
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_non_null(r);
+    assert_int_equal(r->status, SL_OK);
+    assert_int_equal(r->result_status, SL_RESULT_OK);
+    assert_string_equal(r->job_id, "job-busy-1");
+    assert_int_equal(r->busy_count, 1);
+    assert_int_equal(r->sends, 2);
+    assert_int_equal(r->n_tokens, 3);
+    assert_int_equal(r->tokens[2], 9);
+    assert_int_equal(r->timings.ttft_us, 100);
+    assert_int_equal(r->timings.prompt_tokens, 4);
+    assert_int_equal(r->queue_depth, 3);
+    assert_string_equal(r->executor, "fake-exec");
+    assert_ptr_equal(r->user, &marker);
+    assert_true(r->accept_ns >= r->submit_ns && r->end_ns >= r->accept_ns);
+    /* The retry waited at least the first backoff window's low edge (20 ms). */
+    assert_true(f->second_ns[0] - f->first_ns[0] >= SL_MS(19));
+    assert_int_equal(sl_client_pending(c), 0);
+    sl_client_stats_t st;
+    sl_client_stats(c, &st);
+    assert_int_equal(st.busy, 1);
+    assert_int_equal(st.sends, 2);
+    assert_int_equal(st.completed, 1);
+    sl_result_destroy(&r);
+    assert_null(r);
+    sl_client_destroy(&c);
+    assert_null(c);
+    s_fake_stop(&f);
+}
+
+/* Always BUSY: bounded retries, then SL_ERR_RETRIES with the reason. */
+static void test_retries_exhausted(void **state)
+{
+    fake_t *f = s_fake_start(1000, 0, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    cfg.backoff.base_ms = 5;
+    cfg.backoff.max_retries = 3;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-always-busy");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_ERR_RETRIES);
+    assert_int_equal(r->result_status, SL_RESULT_NONE);
+    assert_int_equal(r->busy_count, 4);
+    assert_int_equal(r->sends, 4);
+    assert_non_null(strstr(r->error, "fake overload"));
+    assert_non_null(strstr(r->error, "gave up after 3 retries"));
+    sl_result_destroy(&r);
+    /* With no retries configured BUSY is reported at once. */
+    sl_client_destroy(&c);
+    cfg.backoff.max_retries = 0;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    job.id = "job-no-retry";
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_ERR_BUSY);
+    assert_int_equal(r->sends, 1);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
+/* A retry-after longer than the backoff is the floor of the wait. */
+static void test_retry_after(void **state)
+{
+    fake_t *f = s_fake_start(1, 150, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    cfg.backoff.base_ms = 1;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-retry-after");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    assert_true(f->second_ns[0] - f->first_ns[0] >= SL_MS(149));
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
+/* An unanswered Submit is resent after the ack timeout (same id, same job). */
+static void test_resend_unanswered(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 1);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    cfg.ack_timeout_ms = 50;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-resend");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    assert_int_equal(r->sends, 2);
+    assert_int_equal(f->count[0], 2);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
+/* Nobody listening: the ack retries run out and the job ends in SL_ERR_TIMEOUT. */
+static void test_no_scheduler(void **state)
+{
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    sl_client_cfg_default(&cfg);
+    snprintf(cfg.endpoint, sizeof(cfg.endpoint), "tcp://127.0.0.1:1");
+    cfg.ack_timeout_ms = 20;
+    cfg.ack_retries = 2;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-nobody");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_ERR_TIMEOUT);
+    sl_result_destroy(&r);
+    /* Status times out within wait-timeout-ms. */
+    sl_client_destroy(&c);
+    cfg.wait_timeout_ms = 50;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_cluster_status_t *st = NULL;
+    assert_int_equal(sl_client_status(c, &st), SL_ERR_TIMEOUT);
+    assert_null(st);
+    sl_client_destroy(&c);
+}
+
+/* Many jobs in flight, completions collected by poll, each exactly once. */
+static void test_async_many(void **state)
+{
+    enum { N = 300 };
+    fake_t *f = s_fake_start(0, 0, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    s_cfg(&cfg, f);
+    cfg.max_inflight = N;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    char ids[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "async-%d", i);
+        sl_job_spec_t job = s_job(ids[i]);
+        job.user = (void *)(intptr_t)(i + 1);
+        assert_int_equal(sl_client_submit_async(c, &job), SL_OK);
+    }
+    sl_job_spec_t extra = s_job("async-extra");
+    assert_int_equal(sl_client_submit_async(c, &extra), SL_ERR_AGAIN); /* at max-inflight */
+    sl_job_spec_t dup = s_job("async-0");
+    assert_int_equal(sl_client_submit_async(c, &dup), SL_ERR_EXISTS);
+    int fd = -1;
+    assert_int_equal(sl_client_fd(c, &fd), SL_OK);
+    assert_true(fd >= 0);
+    static char seen[N];
+    memset(seen, 0, sizeof(seen));
+    for (int got = 0; got < N;) {
+        sl_result_t *r = NULL;
+        sl_status_t st = sl_client_poll(c, 5000, &r);
+        assert_int_equal(st, SL_OK);
+        int i = (int)(intptr_t)r->user - 1;
+        assert_true(i >= 0 && i < N);
+        assert_int_equal(seen[i], 0);
+        assert_string_equal(r->job_id, ids[i]);
+        assert_int_equal(r->status, SL_OK);
+        seen[i] = 1;
+        got++;
+        sl_result_destroy(&r);
+    }
+    sl_result_t *r = NULL;
+    assert_int_equal(sl_client_poll(c, 0, &r), SL_ERR_TIMEOUT);
+    assert_int_equal(sl_client_pending(c), 0);
+    assert_int_equal(sl_client_next_timeout_ms(c), -1);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
+static int s_chunks;
+static void s_on_chunk(void *arg, const char *id, uint32_t offset, const uint32_t *tokens,
+                       size_t n)
+{
+    assert_string_equal(id, "job-stream");
+    assert_int_equal(offset, 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(tokens[0], 7);
+    s_chunks++;
+}
+
+static void test_stream_and_status(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_client_set_chunk_cb(c, s_on_chunk, NULL);
+    sl_job_spec_t job = s_job("job-stream");
+    job.stream = true;
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(s_chunks, 1);
+    assert_true(r->first_token_ns >= r->submit_ns);
+    sl_result_destroy(&r);
+
+    sl_cluster_status_t *st = NULL;
+    assert_int_equal(sl_client_status(c, &st), SL_OK);
+    assert_int_equal(st->n_executors, 2);
+    assert_string_equal(st->executors[0].name, "e0");
+    assert_int_equal(st->executors[0].running_jobs, 4);
+    assert_true(st->executors[0].alive);
+    assert_string_equal(st->executors[1].backend, "null");
+    assert_int_equal(st->n_counters, 1);
+    assert_int_equal(st->counters[0].value, 42);
+    assert_int_equal(st->queued_interactive, 5);
+    assert_int_equal(st->queued_batch, 6);
+    assert_int_equal(st->inflight, 7);
+    assert_string_equal(st->policy, "p2c");
+    sl_cluster_status_destroy(&st);
+    assert_null(st);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
+/* An invalid job is refused before anything is sent. */
+static void test_invalid_jobs(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-bad");
+    job.max_new_tokens = 0;
+    assert_int_equal(sl_client_submit_async(c, &job), SL_ERR_INVALID);
+    assert_non_null(strstr(sl_client_last_error(c), "max_new_tokens"));
+    job = s_job(NULL);
+    assert_int_equal(sl_client_submit_async(c, &job), SL_ERR_INVALID);
+    char long_id[200];
+    memset(long_id, 'x', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    job = s_job(long_id);
+    assert_int_equal(sl_client_submit_async(c, &job), SL_ERR_INVALID);
+    job = s_job("job-empty");
+    job.n_token_ids = 0;
+    job.token_ids = NULL;
+    assert_int_equal(sl_client_submit_async(c, &job), SL_ERR_INVALID);
+    assert_int_equal(sl_client_pending(c), 0);
+    assert_int_equal(sl_client_cancel(c, "nope"), SL_ERR_NOT_FOUND);
+    sl_client_destroy(&c);
+    sl_client_destroy(&c); /* NULL-safe */
+    sl_client_cfg_default(&cfg);
+    cfg.max_inflight = 0;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_ERR_INVALID);
+    assert_null(c);
+    s_fake_stop(&f);
+}
+
+/* Result timeout: an accepted job with no Result ends in SL_ERR_TIMEOUT and is canceled. */
+static void test_result_timeout_and_reconnect(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    f->no_result = 1;
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    cfg.result_timeout_ms = 100;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-lost");
+    assert_int_equal(sl_client_submit_async(c, &job), SL_OK);
+    /* Reconnect while pending: the job is resubmitted on the new socket. */
+    sl_time_t t0 = sl_clock_now();
+    while (f->count[0] < 1 && sl_clock_now() - t0 < SL_MS(5000))
+        sl_client_poll(c, 10, &r);
+    assert_int_equal(sl_client_reconnect(c), SL_OK);
+    assert_int_equal(sl_client_poll(c, 5000, &r), SL_OK);
+    assert_int_equal(r->status, SL_ERR_TIMEOUT);
+    assert_true(r->accept_ns > 0);
+    assert_int_equal(f->count[0], 2);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    t0 = sl_clock_now();
+    while (atomic_load(&f->cancels) < 1 && sl_clock_now() - t0 < SL_MS(5000))
+        sl_clock_sleep(SL_MS(5));
+    assert_int_equal(atomic_load(&f->cancels), 1);
+    s_fake_stop(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_busy_then_result),
+        cmocka_unit_test(test_retries_exhausted),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_resend_unanswered),
+        cmocka_unit_test(test_no_scheduler),
+        cmocka_unit_test(test_async_many),
+        cmocka_unit_test(test_stream_and_status),
+        cmocka_unit_test(test_invalid_jobs),
+        cmocka_unit_test(test_result_timeout_and_reconnect),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
