@@ -223,3 +223,21 @@ void sl_cfg_dump(FILE *out, const sl_cfg_field_t *table, const void *cfg)
         }
     }
 }
+
+sl_cfg_field_t *sl_cfg_merge(const sl_cfg_part_t *parts, size_t n_parts)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < n_parts; i++)
+        for (const sl_cfg_field_t *f = parts[i].table; f->name; f++)
+            n++;
+    sl_cfg_field_t *out = calloc(n + 1, sizeof(*out));
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n_parts; i++) {
+        for (const sl_cfg_field_t *f = parts[i].table; f->name; f++) {
+            out[k] = *f;
+            out[k++].offset += parts[i].offset;
+        }
+    }
+    return out; /* the calloc'd last row is the terminator */
+}

@@ -124,6 +124,11 @@ sl_job_t *sl_core_job_find(sl_core_t *core, const char *id)
     return NULL;
 }
 
+sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq)
+{
+    return sl_map_get(&core->by_seq, seq);
+}
+
 sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, void *io_arg,
                            sl_core_t **core_p)
 {

@@ -256,6 +256,9 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
 /* The client cancels a job by id. SL_ERR_NOT_FOUND when unknown or done. */
 sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now);
 
+/* Job by sequence number while queued or running; NULL otherwise. */
+sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq);
+
 /* Find a live or recently finished job by id; NULL when unknown. */
 sl_job_t *sl_core_job_find(sl_core_t *core, const char *id);
 
