@@ -31,6 +31,9 @@
  * jobs bring their own block hashes (Mooncake: 512 tokens each); jobs with
  * real token ids are hashed in blocks of kv_block_tokens (chained hashes).
  * Stored and evicted blocks are reported so the scheduler can index them.
+ * A block counts once, in the cache, however many sequences share it; blocks
+ * are not pinned while in use (a simplification: a real engine would hold
+ * them), so under pressure a running sequence's prefix may be evicted.
  */
 #include "executor/sl_backend.h"
 #include "common/sl_hash.h"
@@ -147,15 +150,17 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
     if (cached >= seq->prompt_len)
         cached = seq->prompt_len ? seq->prompt_len - 1 : 0; /* one token is always computed */
     seq->cached_tokens = (uint32_t)cached;
-    ss->reserved = need;
-    s->running_tokens += need;
+    /* Blocks found in the cache are shared, counted once there. */
+    ss->reserved = need - cached;
+    s->running_tokens += ss->reserved;
     s_evict(s);
     seq->backend_state = ss;
     return SL_OK;
 }
 
-/* After prefill the prompt's blocks are cached. */
-static void s_store(s_sim_t *s, const s_seq_t *ss)
+/* After prefill the prompt's blocks are cached; the tokens they hold move
+ * from the sequence's reservation to the cache, so they count once. */
+static void s_store(s_sim_t *s, s_seq_t *ss, uint32_t max_new)
 {
     for (uint32_t i = 0; i < ss->n_hashes; i++) {
         s_block_t *b = sl_map_get(&s->blocks, ss->hashes[i]);
@@ -173,6 +178,10 @@ static void s_store(s_sim_t *s, const s_seq_t *ss)
         b->tokens = ss->hash_tokens;
         sl_list_push_back(&s->lru, &b->lru);
         s->cached_tokens += b->tokens;
+        uint64_t movable = ss->reserved > max_new ? ss->reserved - max_new : 0;
+        uint64_t moved = b->tokens < movable ? b->tokens : movable;
+        ss->reserved -= moved;
+        s->running_tokens -= moved;
         if (s->kv.stored)
             s->kv.stored(s->kv.arg, b->hash);
     }
@@ -211,7 +220,7 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
         sl_seq_t *seq = seqs[i];
         if (!seq->prefilled) {
             seq->prefilled = true;
-            s_store(s, seq->backend_state);
+            s_store(s, seq->backend_state, seq->max_new_tokens);
         }
         if (seq->n_out < seq->max_new_tokens) {
             seq->out[seq->n_out] = s_token(seq, seq->n_out);
