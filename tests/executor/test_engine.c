@@ -84,7 +84,8 @@ static sl_time_t s_drain(sl_engine_t *e, sl_time_t now)
 {
     while (sl_engine_jobs(e) > 0) {
         sl_time_t next = sl_engine_advance(e, now);
-        now = next > now ? next : now;
+        if (next != INT64_MAX && next > now)
+            now = next; /* INT64_MAX: nothing more to wait for */
     }
     return now;
 }
