@@ -75,7 +75,7 @@ static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value
         }
         num = (double)v;
         if (f->min != f->max && (num < f->min || num > f->max)) {
-            snprintf(err, err_len, "--%s: %s is outside [%g, %g]", f->name, value, f->min, f->max);
+            snprintf(err, err_len, "--%s: %s is outside [%.15g, %.15g]", f->name, value, f->min, f->max);
             return SL_ERR_INVALID;
         }
         if (f->type == SL_CFG_INT)
@@ -204,7 +204,7 @@ void sl_cfg_help(FILE *out, const char *prog, const char *usage, const sl_cfg_fi
         fprintf(out, "  %-30s %s\n  %-30s   env %s, default '%s'", flag, f->help, "", env,
                 f->dflt);
         if (f->min != f->max)
-            fprintf(out, ", range [%g, %g]", f->min, f->max);
+            fprintf(out, ", range [%.15g, %.15g]", f->min, f->max);
         fputc('\n', out);
     }
     fprintf(out, "  %-30s %s\n", "--help", "show this help and exit");
@@ -222,4 +222,22 @@ void sl_cfg_dump(FILE *out, const sl_cfg_field_t *table, const void *cfg)
         case SL_CFG_BOOL: fprintf(out, "%s = %s\n", f->name, *(const bool *)src ? "true" : "false"); break;
         }
     }
+}
+
+sl_cfg_field_t *sl_cfg_merge(const sl_cfg_part_t *parts, size_t n_parts)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < n_parts; i++)
+        for (const sl_cfg_field_t *f = parts[i].table; f->name; f++)
+            n++;
+    sl_cfg_field_t *out = calloc(n + 1, sizeof(*out));
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n_parts; i++) {
+        for (const sl_cfg_field_t *f = parts[i].table; f->name; f++) {
+            out[k] = *f;
+            out[k++].offset += parts[i].offset;
+        }
+    }
+    return out; /* the calloc'd last row is the terminator */
 }

@@ -65,6 +65,16 @@ sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char *
 /* Print usage and every knob with its default, variable and help. */
 void sl_cfg_help(FILE *out, const char *prog, const char *usage, const sl_cfg_field_t *table);
 
+/* One table placed at a byte offset inside a larger config struct. */
+typedef struct sl_cfg_part {
+    const sl_cfg_field_t *table; /* rows relative to the embedded struct */
+    size_t offset;               /* where that struct sits in the larger one */
+} sl_cfg_part_t;
+
+/* Join several tables into one (offsets shifted). Returns a malloc'd,
+ * SL_CFG_END-terminated table the caller frees, or NULL when out of memory. */
+sl_cfg_field_t *sl_cfg_merge(const sl_cfg_part_t *parts, size_t n_parts);
+
 /* Print the effective configuration, one "name = value" line per knob. */
 void sl_cfg_dump(FILE *out, const sl_cfg_field_t *table, const void *cfg);
 

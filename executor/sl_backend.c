@@ -1,0 +1,48 @@
+/*
+ * Backend lookup by name, and the sim model's knobs. The ref backend lives
+ * in executor/ref/ and is linked in when it is built.
+ */
+#include "executor/sl_backend.h"
+#include "executor/sl_sim_cfg.h"
+
+#include <string.h>
+
+#ifdef SLUICE_HAVE_REF
+extern const sl_backend_ops_t sl_backend_ref;
+#endif
+
+const sl_backend_ops_t *sl_backend_find(const char *name)
+{
+    static const sl_backend_ops_t *const all[] = {
+        &sl_backend_sim,
+        &sl_backend_null,
+#ifdef SLUICE_HAVE_REF
+        &sl_backend_ref,
+#endif
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (strcmp(all[i]->name, name) == 0)
+            return all[i];
+    return NULL;
+}
+
+const sl_cfg_field_t sl_sim_cfg_fields[] = {
+    SL_CFG_RANGE(sl_sim_cfg_t, prefill_base_us, "sim-prefill-base-us", "1000", SL_CFG_DOUBLE, 0,
+                 1e9, "sim: fixed cost of an iteration with prefill work, us"),
+    SL_CFG_RANGE(sl_sim_cfg_t, prefill_us_per_token, "sim-prefill-us-per-token", "29",
+                 SL_CFG_DOUBLE, 0, 1e9, "sim: prefill cost per uncached prompt token, us"),
+    SL_CFG_RANGE(sl_sim_cfg_t, prefill_us_per_token_ctx, "sim-prefill-us-per-token-ctx",
+                 "0.00096", SL_CFG_DOUBLE, 0, 1e9,
+                 "sim: attention cost per prompt token per context token, us"),
+    SL_CFG_RANGE(sl_sim_cfg_t, decode_base_us, "sim-decode-base-us", "5650", SL_CFG_DOUBLE, 0, 1e9,
+                 "sim: fixed cost of a decode step (weights read once), us"),
+    SL_CFG_RANGE(sl_sim_cfg_t, decode_us_per_seq, "sim-decode-us-per-seq", "20", SL_CFG_DOUBLE, 0,
+                 1e9, "sim: decode cost per sequence in the batch, us"),
+    SL_CFG_RANGE(sl_sim_cfg_t, decode_us_per_kv_token, "sim-decode-us-per-kv-token", "0.046",
+                 SL_CFG_DOUBLE, 0, 1e9, "sim: decode cost per KV token read, us"),
+    SL_CFG_RANGE(sl_sim_cfg_t, speed, "sim-speed", "1", SL_CFG_DOUBLE, 0.001, 1000,
+                 "sim: speed factor (2 = twice as fast as the model above)"),
+    SL_CFG_RANGE(sl_sim_cfg_t, kv_capacity_blocks, "sim-kv-blocks", "30000", SL_CFG_I64, 1,
+                 1000000000, "sim: KV capacity in blocks of --kv-block-tokens (30000 x 16 = 480k tokens)"),
+    SL_CFG_END,
+};

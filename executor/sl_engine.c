@@ -1,0 +1,290 @@
+/*
+ * Continuous (iteration-level) batching, as in Orca and vLLM.
+ *
+ * At each iteration boundary the engine finishes the step that ended,
+ * reports tokens and completions, then admits waiting jobs into the running
+ * batch (at most max_batch) and starts the next step:
+ *   - interactive jobs join the running batch at once;
+ *   - batch-class jobs join when enough wait to fill the free places, or when
+ *     the oldest has waited batch_wait (50 ms): a new batch forms at 32 jobs
+ *     or 50 ms, whichever comes first.
+ * A step's cost comes from the backend: the sim backend returns modelled GPU
+ * time and the engine waits that long before its tokens count (so the daemon
+ * keeps serving its socket meanwhile); a real backend computes during the
+ * call and returns 0.
+ * Alternatives rejected: static batching (a long job holds the batch), and
+ * admitting batch-class jobs at every boundary (no batching for throughput).
+ */
+#include "executor/sl_engine.h"
+#include "common/sl_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const sl_cfg_field_t sl_engine_cfg_fields[] = {
+    SL_CFG_RANGE(sl_engine_cfg_t, max_batch, "max-batch", "32", SL_CFG_INT, 1, 4096,
+                 "sequences in the running batch at most"),
+    SL_CFG_RANGE(sl_engine_cfg_t, batch_wait_us, "batch-wait-us", "50000", SL_CFG_I64, 0,
+                 60000000, "a partial batch of batch-class jobs starts after this wait, in us"),
+    SL_CFG_RANGE(sl_engine_cfg_t, chunk_tokens, "chunk-tokens", "16", SL_CFG_INT, 1, 65536,
+                 "tokens per streamed chunk"),
+    SL_CFG_END,
+};
+
+struct sl_engine {
+    sl_engine_cfg_t cfg;           /* configuration */
+    const sl_backend_ops_t *ops;   /* backend */
+    void *backend;                 /* its state */
+    sl_engine_cb_t cb;             /* callbacks */
+    sl_list_t waiting[2];          /* interactive, batch: not yet running */
+    uint32_t n_waiting[2];         /* their lengths */
+    uint64_t waiting_tokens;       /* prompt + output tokens waiting */
+    sl_list_t running;             /* admitted sequences */
+    uint32_t n_running;            /* their number */
+    sl_seq_t **batch;              /* scratch: the step's sequences */
+    sl_engine_job_t **batch_jobs;  /* scratch: their jobs */
+    size_t n_batch;                /* size of the step in flight */
+    bool stepping;                 /* a modelled step is in flight */
+    sl_time_t step_end;            /* when it ends */
+    sl_time_t step_start;          /* when it started */
+    sl_time_t stat_since;          /* start of the load statistics window */
+    sl_time_t stat_busy;           /* time spent stepping in the window */
+    uint64_t stat_steps;           /* steps in the window */
+};
+
+sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,
+                             const sl_backend_params_t *params, const sl_engine_cb_t *cb,
+                             sl_engine_t **engine_p)
+{
+    sl_engine_t *e = calloc(1, sizeof(*e));
+    if (!e)
+        return SL_ERR_NOMEM;
+    e->cfg = *cfg;
+    e->ops = ops;
+    e->cb = *cb;
+    sl_list_init(&e->waiting[0]);
+    sl_list_init(&e->waiting[1]);
+    sl_list_init(&e->running);
+    e->batch = calloc((size_t)cfg->max_batch, sizeof(*e->batch));
+    e->batch_jobs = calloc((size_t)cfg->max_batch, sizeof(*e->batch_jobs));
+    if (!e->batch || !e->batch_jobs)
+        goto err_free;
+    sl_backend_params_t p = *params;
+    p.max_batch = (uint32_t)cfg->max_batch;
+    sl_status_t st = ops->create(&p, &e->backend);
+    if (st != SL_OK) {
+        free(e->batch_jobs);
+        free(e->batch);
+        free(e);
+        return st;
+    }
+    *engine_p = e;
+    return SL_OK;
+err_free:
+    free(e->batch_jobs);
+    free(e->batch);
+    free(e);
+    return SL_ERR_NOMEM;
+}
+
+static void s_end(sl_engine_t *e, sl_engine_job_t *job, sl_engine_done_t how, const char *error,
+                  sl_time_t now)
+{
+    sl_list_del(&job->link);
+    if (job->admitted) {
+        e->ops->release(e->backend, &job->seq);
+        job->admitted = false;
+        e->n_running--;
+    } else {
+        int c = job->seq.interactive ? 0 : 1;
+        e->n_waiting[c]--;
+        e->waiting_tokens -= (uint64_t)job->seq.prompt_len + job->seq.max_new_tokens;
+    }
+    job->finished = now;
+    e->cb.done(e->cb.arg, job, how, error);
+}
+
+void sl_engine_destroy(sl_engine_t **engine_p)
+{
+    sl_engine_t *e = *engine_p;
+    if (!e)
+        return;
+    sl_list_t *lists[3] = {&e->running, &e->waiting[0], &e->waiting[1]};
+    for (int i = 0; i < 3; i++)
+        while (!sl_list_empty(lists[i]))
+            s_end(e, SL_CONTAINER_OF(lists[i]->next, sl_engine_job_t, link), SL_ENGINE_CANCELED,
+                  "executor shutting down", 0);
+    e->ops->destroy(e->backend);
+    free(e->batch_jobs);
+    free(e->batch);
+    free(e);
+    *engine_p = NULL;
+}
+
+void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
+{
+    int c = job->seq.interactive ? 0 : 1;
+    job->arrived = now;
+    job->first_token = 0;
+    job->streamed = 0;
+    job->cancel = false;
+    job->admitted = false;
+    job->seq.n_out = 0;
+    job->seq.prefilled = job->seq.done = false;
+    sl_list_push_back(&e->waiting[c], &job->link);
+    e->n_waiting[c]++;
+    e->waiting_tokens += (uint64_t)job->seq.prompt_len + job->seq.max_new_tokens;
+}
+
+sl_status_t sl_engine_cancel(sl_engine_t *e, uint64_t id, sl_time_t now)
+{
+    sl_list_t *lists[3] = {&e->running, &e->waiting[0], &e->waiting[1]};
+    sl_list_t *pos;
+    for (int i = 0; i < 3; i++) {
+        sl_list_for_each(pos, lists[i])
+        {
+            sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
+            if (job->seq.id != id)
+                continue;
+            if (e->stepping && job->admitted)
+                job->cancel = true; /* ended at the step boundary */
+            else
+                s_end(e, job, SL_ENGINE_CANCELED, "canceled", now);
+            return SL_OK;
+        }
+    }
+    return SL_ERR_NOT_FOUND;
+}
+
+/* Admit one waiting job; false when the backend has no room. */
+static bool s_admit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
+{
+    sl_status_t st = e->ops->admit(e->backend, &job->seq);
+    if (st == SL_ERR_AGAIN)
+        return false;
+    int c = job->seq.interactive ? 0 : 1;
+    sl_list_del(&job->link);
+    e->n_waiting[c]--;
+    e->waiting_tokens -= (uint64_t)job->seq.prompt_len + job->seq.max_new_tokens;
+    if (st != SL_OK) {
+        job->finished = now;
+        e->cb.done(e->cb.arg, job, SL_ENGINE_FAILED, sl_status_str(st));
+        return true;
+    }
+    job->admitted = true;
+    sl_list_push_back(&e->running, &job->link);
+    e->n_running++;
+    return true;
+}
+
+static void s_admit_waiting(sl_engine_t *e, sl_time_t now)
+{
+    uint32_t max = (uint32_t)e->cfg.max_batch;
+    while (e->n_running < max && !sl_list_empty(&e->waiting[0]))
+        if (!s_admit(e, SL_CONTAINER_OF(e->waiting[0].next, sl_engine_job_t, link), now))
+            return;
+    if (sl_list_empty(&e->waiting[1]) || e->n_running >= max)
+        return;
+    sl_engine_job_t *oldest = SL_CONTAINER_OF(e->waiting[1].next, sl_engine_job_t, link);
+    bool full = e->n_waiting[1] >= max - e->n_running;
+    bool aged = now - oldest->arrived >= SL_US(e->cfg.batch_wait_us);
+    if (!full && !aged)
+        return;
+    while (e->n_running < max && !sl_list_empty(&e->waiting[1]))
+        if (!s_admit(e, SL_CONTAINER_OF(e->waiting[1].next, sl_engine_job_t, link), now))
+            return;
+}
+
+/* The step in flight has ended at now: report its tokens and completions. */
+static void s_finish_step(sl_engine_t *e, sl_time_t now)
+{
+    e->stepping = false;
+    e->stat_busy += now - e->step_start;
+    e->stat_steps++;
+    for (size_t i = 0; i < e->n_batch; i++) {
+        sl_engine_job_t *job = e->batch_jobs[i];
+        if (job->seq.n_out > 0 && !job->first_token)
+            job->first_token = now;
+        if (job->cancel) {
+            s_end(e, job, SL_ENGINE_CANCELED, "canceled", now);
+            continue;
+        }
+        if (job->stream && e->cb.tokens) {
+            uint32_t pending = job->seq.n_out - job->streamed;
+            if (pending >= (uint32_t)e->cfg.chunk_tokens || (job->seq.done && pending) ||
+                (job->streamed == 0 && pending)) {
+                e->cb.tokens(e->cb.arg, job, job->streamed, pending);
+                job->streamed = job->seq.n_out;
+            }
+        }
+        if (job->seq.done || job->seq.n_out >= job->seq.max_new_tokens)
+            s_end(e, job, SL_ENGINE_OK, NULL, now);
+    }
+    e->n_batch = 0;
+}
+
+sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
+{
+    if (e->stepping) {
+        if (now < e->step_end)
+            return e->step_end;
+        s_finish_step(e, e->step_end <= now ? now : e->step_end);
+    }
+    s_admit_waiting(e, now);
+    if (e->n_running == 0) {
+        if (sl_list_empty(&e->waiting[1]))
+            return sl_list_empty(&e->waiting[0]) ? INT64_MAX : now + SL_MS(1);
+        sl_engine_job_t *oldest = SL_CONTAINER_OF(e->waiting[1].next, sl_engine_job_t, link);
+        return oldest->arrived + SL_US(e->cfg.batch_wait_us);
+    }
+    sl_list_t *pos;
+    size_t n = 0;
+    sl_list_for_each(pos, &e->running)
+    {
+        sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
+        e->batch_jobs[n] = job;
+        e->batch[n++] = &job->seq;
+    }
+    e->n_batch = n;
+    sl_time_t cost = 0;
+    e->step_start = now;
+    sl_status_t st = e->ops->step(e->backend, e->batch, n, &cost);
+    if (st != SL_OK) {
+        SL_WARN("backend step failed: %s; failing %zu jobs", sl_status_str(st), n);
+        for (size_t i = 0; i < n; i++)
+            s_end(e, e->batch_jobs[i], SL_ENGINE_FAILED, sl_status_str(st), now);
+        e->n_batch = 0;
+        return now;
+    }
+    e->stepping = true;
+    e->step_end = now + (cost > 0 ? cost : 0);
+    if (cost <= 0) {
+        s_finish_step(e, now);
+        return now; /* call again at once: more work may be ready */
+    }
+    return e->step_end;
+}
+
+uint32_t sl_engine_jobs(const sl_engine_t *e)
+{
+    return e->n_running + e->n_waiting[0] + e->n_waiting[1];
+}
+
+void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
+{
+    sl_backend_load_t bl = {0};
+    e->ops->load(e->backend, &bl);
+    load->running = e->n_running;
+    load->waiting = e->n_waiting[0] + e->n_waiting[1];
+    load->waiting_tokens = e->waiting_tokens;
+    load->kv_used = bl.kv_blocks_used;
+    load->kv_free = bl.kv_blocks_free;
+    sl_time_t span = now - e->stat_since;
+    load->step_us = e->stat_steps ? (uint32_t)(e->stat_busy / (sl_time_t)e->stat_steps / 1000) : 0;
+    load->busy = span > 0 ? (float)((double)e->stat_busy / (double)span) : 0.0f;
+    if (load->busy > 1.0f)
+        load->busy = 1.0f;
+    e->stat_since = now;
+    e->stat_busy = 0;
+    e->stat_steps = 0;
+}

@@ -1,0 +1,81 @@
+/*
+ * The executor's engine: continuous batching over a backend. Pure like the
+ * scheduler's core: time is an argument and nothing here touches a socket,
+ * so the executor daemon runs it on the real clock and the simulator on a
+ * virtual one (one implementation of the sim executor, not a copy).
+ */
+#ifndef SL_ENGINE_H
+#define SL_ENGINE_H
+
+#include "common/sl_cfg.h"
+#include "common/sl_list.h"
+#include "executor/sl_backend.h"
+
+typedef struct sl_engine sl_engine_t;
+
+typedef struct sl_engine_cfg {
+    int max_batch;         /* sequences running at once (32) */
+    int64_t batch_wait_us; /* a partial batch of batch-class jobs starts after this wait (50 ms) */
+    int chunk_tokens;      /* streamed tokens per chunk */
+} sl_engine_cfg_t;
+
+extern const sl_cfg_field_t sl_engine_cfg_fields[];
+
+typedef enum sl_engine_done {
+    SL_ENGINE_OK = 0,       /* finished normally */
+    SL_ENGINE_FAILED = 1,   /* the backend failed it */
+    SL_ENGINE_CANCELED = 2, /* canceled */
+} sl_engine_done_t;
+
+/* A job inside the engine; the embedder allocates it (with seq.out of
+ * max_new_tokens entries) and owns it again after on_done. */
+typedef struct sl_engine_job {
+    sl_seq_t seq;          /* what the backend sees */
+    sl_time_t arrived;     /* submit time */
+    sl_time_t first_token; /* time of the first token (0 until then) */
+    sl_time_t finished;    /* completion time */
+    bool stream;           /* report tokens as they come */
+    uint32_t streamed;     /* tokens already reported */
+    bool cancel;           /* cancel requested */
+    bool admitted;         /* backend admitted it */
+    void *user;            /* embedder's data */
+    sl_list_t link;        /* waiting or running list */
+} sl_engine_job_t;
+
+typedef struct sl_engine_cb {
+    /* New tokens of a streaming job: out[from .. from+n). */
+    void (*tokens)(void *arg, sl_engine_job_t *job, uint32_t from, uint32_t n);
+    /* The job ended; the engine forgets it. */
+    void (*done)(void *arg, sl_engine_job_t *job, sl_engine_done_t how, const char *error);
+    void *arg; /* passed to both */
+} sl_engine_cb_t;
+
+/* Load for heartbeats. */
+typedef struct sl_engine_load {
+    uint32_t running;        /* sequences in the running batch */
+    uint32_t waiting;        /* jobs waiting for a batch */
+    uint64_t waiting_tokens; /* their prompt + output tokens */
+    uint32_t kv_used;        /* KV blocks used */
+    uint32_t kv_free;        /* KV blocks free */
+    uint32_t step_us;        /* mean step time since the last call */
+    float busy;              /* fraction of time stepping since the last call */
+} sl_engine_load_t;
+
+sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,
+                             const sl_backend_params_t *params, const sl_engine_cb_t *cb,
+                             sl_engine_t **engine_p);
+/* Destroy; jobs still inside are ended with on_done(CANCELED). NULL-safe. */
+void sl_engine_destroy(sl_engine_t **engine_p);
+/* Add a job (the engine holds it until on_done). */
+void sl_engine_submit(sl_engine_t *engine, sl_engine_job_t *job, sl_time_t now);
+/* Cancel the job with seq.id == id; SL_ERR_NOT_FOUND when absent. */
+sl_status_t sl_engine_cancel(sl_engine_t *engine, uint64_t id, sl_time_t now);
+/* Do what is due at now; returns when to call again (INT64_MAX: on the next
+ * submit). A real-compute backend runs one step per call. */
+sl_time_t sl_engine_advance(sl_engine_t *engine, sl_time_t now);
+/* Jobs inside (waiting + running). */
+uint32_t sl_engine_jobs(const sl_engine_t *engine);
+/* Load since the previous call (resets the step statistics). */
+void sl_engine_load(sl_engine_t *engine, sl_time_t now, sl_engine_load_t *load);
+
+#endif

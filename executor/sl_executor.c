@@ -1,0 +1,489 @@
+/*
+ * The executor daemon (see sl_executor.h).
+ *
+ * One thread: a DEALER socket to the scheduler and the engine, driven by a
+ * poll loop whose timeout is the engine's next wake-up or the next
+ * heartbeat, whichever is first. The decoded Dispatch envelope is kept as
+ * the job's backing store, so prompt token ids are never copied.
+ *
+ * Registration is soft state: the executor says hello until welcomed, and
+ * says it again whenever the scheduler calls it unknown (a restarted
+ * scheduler) or has been silent for scheduler_timeout_ms. Jobs it runs
+ * meanwhile still complete; a completion the new scheduler does not know is
+ * counted there as stale, which is why the scheduler requeues instead of
+ * trusting an executor's memory.
+ */
+#include "executor/sl_executor.h"
+#include "executor/sl_sim_cfg.h"
+#include "common/sl_clock.h"
+#include "common/sl_log.h"
+#include "proto/sl_proto.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+const sl_cfg_field_t sl_executor_cfg_fields[] = {
+    SL_CFG_FIELD(sl_executor_cfg_t, scheduler, "scheduler", "tcp://127.0.0.1:5556", SL_CFG_STR,
+                 "the scheduler's executor endpoint"),
+    SL_CFG_FIELD(sl_executor_cfg_t, name, "name", "", SL_CFG_STR,
+                 "unique executor name (default: host-pid)"),
+    SL_CFG_FIELD(sl_executor_cfg_t, backend, "backend", "sim", SL_CFG_STR,
+                 "compute backend: sim, null or ref"),
+    SL_CFG_FIELD(sl_executor_cfg_t, models, "models", "", SL_CFG_STR,
+                 "comma-separated model names served (empty: any)"),
+    SL_CFG_FIELD(sl_executor_cfg_t, model, "model", "tiny", SL_CFG_STR,
+                 "ref: model preset (tiny, small, ...)"),
+    SL_CFG_FIELD(sl_executor_cfg_t, weights, "weights", "", SL_CFG_STR,
+                 "ref: safetensors weight file (empty: synthetic weights)"),
+    SL_CFG_FIELD(sl_executor_cfg_t, weight_format, "weight-format", "fp32", SL_CFG_STR,
+                 "ref: fp32, bf16, fp16, int8 or int4"),
+    SL_CFG_FIELD(sl_executor_cfg_t, device, "device", "auto", SL_CFG_STR,
+                 "ref: auto, cpu or cuda"),
+    SL_CFG_FIELD(sl_executor_cfg_t, zone, "zone", "", SL_CFG_STR, "placement zone label"),
+    SL_CFG_RANGE(sl_executor_cfg_t, slots, "slots", "48", SL_CFG_INT, 1, 4096,
+                 "jobs accepted in flight (running + waiting for a batch)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, kv_blocks, "kv-blocks", "0", SL_CFG_INT, 0, 100000000,
+                 "KV pool size in blocks (0: backend default)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, kv_block_tokens, "kv-block-tokens", "16", SL_CFG_INT, 1, 65536,
+                 "tokens per KV block"),
+    SL_CFG_FIELD(sl_executor_cfg_t, seed, "seed", "1", SL_CFG_I64,
+                 "seed of synthetic weights and placeholder tokens"),
+    SL_CFG_RANGE(sl_executor_cfg_t, threads, "threads", "0", SL_CFG_INT, 0, 1024,
+                 "compute threads (0: backend default)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, heartbeat_ms, "heartbeat-ms", "0", SL_CFG_I64, 0, 600000,
+                 "heartbeat interval in ms (0: what the scheduler asks)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, hello_retry_ms, "hello-retry-ms", "500", SL_CFG_I64, 1,
+                 600000, "resend hello after this many ms without a welcome"),
+    SL_CFG_RANGE(sl_executor_cfg_t, scheduler_timeout_ms, "scheduler-timeout-ms", "3000",
+                 SL_CFG_I64, 1, 3600000, "register again after this much silence from the scheduler"),
+    SL_CFG_RANGE(sl_executor_cfg_t, max_msg_bytes, "max-msg-bytes", "8388608", SL_CFG_I64, 1024,
+                 1073741824, "largest message accepted, in bytes"),
+    SL_CFG_RANGE(sl_executor_cfg_t, speed_hint, "speed-hint", "0", SL_CFG_DOUBLE, 0, 1000,
+                 "relative speed declared to the scheduler (0: unknown)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, tos, "tos", "0", SL_CFG_INT, 0, 255,
+                 "IP type-of-service byte for control traffic"),
+    SL_CFG_FIELD(sl_executor_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
+                 "error, warn, info, debug or trace"),
+    SL_CFG_END,
+};
+
+/* A dispatched job. */
+typedef struct s_job {
+    sl_engine_job_t ej;  /* engine view */
+    sl_msg_t *dispatch;  /* the Dispatch envelope (owns prompt data) */
+    uint32_t out[];      /* output tokens */
+} s_job_t;
+
+#define S_KV_BATCH 256
+#define SL_EXEC_MAX_MODELS_WIRE 16
+
+struct sl_executor {
+    sl_executor_cfg_t cfg;          /* configuration */
+    sl_proto_limits_t limits;       /* validation bounds */
+    const sl_backend_ops_t *ops;    /* backend */
+    sl_engine_t *engine;            /* batching engine */
+    void *zctx;                     /* ZeroMQ context */
+    void *sock;                     /* DEALER to the scheduler */
+    bool welcomed;                  /* the scheduler knows us */
+    sl_time_t hello_at;             /* last hello sent */
+    sl_time_t heard_at;             /* last message from the scheduler */
+    sl_time_t heartbeat;            /* interval in use */
+    sl_time_t next_beat;            /* next heartbeat due */
+    uint64_t beat_seq;              /* heartbeat sequence */
+    uint32_t inflight;              /* jobs inside */
+    uint64_t kv_stored[S_KV_BATCH]; /* KV events waiting to be sent */
+    uint64_t kv_evicted[S_KV_BATCH];
+    size_t n_stored, n_evicted;
+    volatile sig_atomic_t stop;     /* drain and exit */
+    uint64_t rejected;              /* bad messages received */
+};
+
+static sl_executor_t *s_signal_target;
+
+static void s_send(sl_executor_t *x, sl_msg_t *env)
+{
+    sl_status_t st = sl_wire_send(x->sock, NULL, 0, env, ZMQ_DONTWAIT);
+    if (st != SL_OK)
+        SL_DEBUG("send %s failed: %s", sl_proto_body_name(env->body_case), sl_status_str(st));
+}
+
+static void s_flush_kv(sl_executor_t *x)
+{
+    if (!x->n_stored && !x->n_evicted)
+        return;
+    Sluice__KvEvent ev = SLUICE__KV_EVENT__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    ev.stored = x->kv_stored;
+    ev.n_stored = x->n_stored;
+    ev.evicted = x->kv_evicted;
+    ev.n_evicted = x->n_evicted;
+    env.body_case = SLUICE__ENVELOPE__BODY_KV_EVENT;
+    env.kv_event = &ev;
+    if (x->welcomed)
+        s_send(x, &env);
+    x->n_stored = x->n_evicted = 0;
+}
+
+static void s_kv_stored(void *arg, uint64_t hash)
+{
+    sl_executor_t *x = arg;
+    if (x->n_stored == S_KV_BATCH)
+        s_flush_kv(x);
+    x->kv_stored[x->n_stored++] = hash;
+}
+
+static void s_kv_evicted(void *arg, uint64_t hash)
+{
+    sl_executor_t *x = arg;
+    if (x->n_evicted == S_KV_BATCH)
+        s_flush_kv(x);
+    x->kv_evicted[x->n_evicted++] = hash;
+}
+
+static void s_on_tokens(void *arg, sl_engine_job_t *ej, uint32_t from, uint32_t n)
+{
+    sl_executor_t *x = arg;
+    Sluice__TokenChunk c = SLUICE__TOKEN_CHUNK__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    c.job_seq = ej->seq.id;
+    c.offset = from;
+    c.tokens = ej->seq.out + from;
+    c.n_tokens = n;
+    env.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
+    env.token_chunk = &c;
+    s_send(x, &env);
+}
+
+static void s_on_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, const char *error)
+{
+    sl_executor_t *x = arg;
+    s_job_t *job = SL_CONTAINER_OF(ej, s_job_t, ej);
+    Sluice__Completion c = SLUICE__COMPLETION__INIT;
+    Sluice__Result r = SLUICE__RESULT__INIT;
+    Sluice__Timings t = SLUICE__TIMINGS__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    static const Sluice__ResultStatus map[] = {SLUICE__RESULT_STATUS__RESULT_OK,
+                                               SLUICE__RESULT_STATUS__RESULT_FAILED,
+                                               SLUICE__RESULT_STATUS__RESULT_CANCELED};
+    r.job_id = job->dispatch->dispatch->job->id;
+    r.status = map[how];
+    r.tokens = ej->seq.out;
+    r.n_tokens = ej->seq.n_out;
+    r.error = (char *)(error ? error : "");
+    t.prompt_tokens = ej->seq.prompt_len;
+    t.cached_tokens = ej->seq.cached_tokens;
+    t.output_tokens = ej->seq.n_out;
+    t.exec_ttft_us = ej->first_token ? (uint64_t)((ej->first_token - ej->arrived) / 1000) : 0;
+    t.exec_end_us = (uint64_t)((ej->finished - ej->arrived) / 1000);
+    r.timings = &t;
+    c.job_seq = ej->seq.id;
+    c.result = &r;
+    env.body_case = SLUICE__ENVELOPE__BODY_COMPLETION;
+    env.completion = &c;
+    s_flush_kv(x); /* the scheduler learns of cached blocks before the next placement */
+    s_send(x, &env);
+    sl_proto_free(&job->dispatch);
+    free(job);
+    x->inflight--;
+}
+
+static void s_hello(sl_executor_t *x, sl_time_t now)
+{
+    Sluice__ExecutorHello h = SLUICE__EXECUTOR_HELLO__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    char models_buf[SL_CFG_STR_MAX];
+    char *models[SL_EXEC_MAX_MODELS_WIRE];
+    size_t n = 0;
+    snprintf(models_buf, sizeof(models_buf), "%s", x->cfg.models);
+    for (char *save = NULL, *tok = strtok_r(models_buf, ",", &save);
+         tok && n < SL_EXEC_MAX_MODELS_WIRE; tok = strtok_r(NULL, ",", &save))
+        models[n++] = tok;
+    h.name = x->cfg.name;
+    h.slots = (uint32_t)x->cfg.slots;
+    h.models = models;
+    h.n_models = n;
+    h.backend = x->cfg.backend;
+    h.zone = x->cfg.zone;
+    h.kv_block_tokens = (uint32_t)x->cfg.kv_block_tokens;
+    h.kv_blocks_total = (uint32_t)(x->cfg.kv_blocks ? x->cfg.kv_blocks : x->cfg.sim.kv_capacity_blocks);
+    h.speed = (float)x->cfg.speed_hint;
+    env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    s_send(x, &env);
+    x->hello_at = now;
+}
+
+static void s_heartbeat(sl_executor_t *x, sl_time_t now)
+{
+    sl_engine_load_t el;
+    Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
+    Sluice__Load l = SLUICE__LOAD__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    sl_engine_load(x->engine, now, &el);
+    l.running_jobs = el.running;
+    l.queued_jobs = el.waiting;
+    l.queued_tokens = el.waiting_tokens;
+    l.kv_blocks_used = el.kv_used;
+    l.kv_blocks_free = el.kv_free;
+    l.step_time_us = el.step_us;
+    l.gpu_util = el.busy;
+    l.cpu_util = el.busy;
+    hb.seq = ++x->beat_seq;
+    hb.load = &l;
+    env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    s_flush_kv(x);
+    s_send(x, &env);
+}
+
+static void s_on_dispatch(sl_executor_t *x, sl_msg_t **msg_p, sl_time_t now)
+{
+    const Sluice__Job *j = (*msg_p)->dispatch->job;
+    const Sluice__Prompt *p = j->prompt;
+    s_job_t *job = calloc(1, sizeof(*job) + (size_t)j->max_new_tokens * sizeof(uint32_t));
+    if (!job) {
+        SL_ERROR("out of memory for job %s", j->id);
+        return;
+    }
+    job->dispatch = *msg_p;
+    *msg_p = NULL;
+    sl_seq_t *s = &job->ej.seq;
+    s->id = job->dispatch->dispatch->job_seq;
+    s->prompt = p->n_token_ids ? p->token_ids : NULL;
+    s->prompt_len = p->length ? p->length : (uint32_t)p->n_token_ids;
+    s->block_hashes = p->n_block_hashes ? p->block_hashes : NULL;
+    s->n_block_hashes = (uint32_t)p->n_block_hashes;
+    s->hash_block_tokens = p->block_tokens;
+    s->max_new_tokens = j->max_new_tokens;
+    s->interactive = j->priority == SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
+    s->out = job->out;
+    job->ej.stream = j->stream;
+    x->inflight++;
+    sl_engine_submit(x->engine, &job->ej, now);
+}
+
+static void s_on_message(sl_executor_t *x, sl_time_t now)
+{
+    char err[256];
+    for (int i = 0; i < 256; i++) {
+        sl_wire_ident_t none;
+        sl_msg_t *msg = NULL;
+        sl_status_t st =
+            sl_wire_recv(x->sock, 0, ZMQ_DONTWAIT, &x->limits, &none, &msg, err, sizeof(err));
+        if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
+            return;
+        x->heard_at = now;
+        if (st != SL_OK) {
+            x->rejected++;
+            SL_WARN("bad message from the scheduler: %s", err);
+            continue;
+        }
+        switch (msg->body_case) {
+        case SLUICE__ENVELOPE__BODY_WELCOME:
+            x->welcomed = true;
+            x->heartbeat = x->cfg.heartbeat_ms ? SL_MS(x->cfg.heartbeat_ms)
+                                               : SL_MS(msg->welcome->heartbeat_ms ? msg->welcome->heartbeat_ms : 100);
+            x->next_beat = now + x->heartbeat;
+            SL_INFO("registered with the scheduler as %s (index %u)", x->cfg.name,
+                    msg->welcome->executor_index);
+            break;
+        case SLUICE__ENVELOPE__BODY_DISPATCH:
+            s_on_dispatch(x, &msg, now);
+            break;
+        case SLUICE__ENVELOPE__BODY_CANCEL:
+            sl_engine_cancel(x->engine, msg->cancel->job_seq, now);
+            break;
+        case SLUICE__ENVELOPE__BODY_ERROR:
+            if (msg->error->code == SL_ERR_NOT_FOUND) {
+                if (x->welcomed)
+                    SL_WARN("the scheduler does not know us: registering again");
+                x->welcomed = false;
+                if (now - x->hello_at > SL_MS(10))
+                    s_hello(x, now);
+            } else {
+                SL_WARN("scheduler error %d: %s", msg->error->code, msg->error->message);
+            }
+            break;
+        default:
+            x->rejected++;
+            SL_WARN("unexpected '%s' from the scheduler", sl_proto_body_name(msg->body_case));
+            break;
+        }
+        sl_proto_free(&msg);
+    }
+}
+
+sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exec_p)
+{
+    sl_executor_t *x = calloc(1, sizeof(*x));
+    int zero = 0;
+    int64_t maxmsg = cfg->max_msg_bytes;
+    if (!x)
+        return SL_ERR_NOMEM;
+    x->cfg = *cfg;
+    if (!x->cfg.name[0]) {
+        char host[64] = "host";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(x->cfg.name, sizeof(x->cfg.name), "%s-%d", host, (int)getpid());
+    }
+    x->limits = sl_proto_limits_default;
+    x->limits.max_msg_bytes = (size_t)cfg->max_msg_bytes;
+    int level = sl_log_level_parse(cfg->log_level);
+    if (level < 0) {
+        SL_ERROR("unknown log level '%s'", cfg->log_level);
+        goto err_free;
+    }
+    sl_log_set_level((sl_log_level_t)level);
+    x->ops = sl_backend_find(cfg->backend);
+    if (!x->ops) {
+        SL_ERROR("unknown backend '%s' (built in: sim, null%s)", cfg->backend,
+#ifdef SLUICE_HAVE_REF
+                 ", ref"
+#else
+                 ""
+#endif
+        );
+        goto err_free;
+    }
+    sl_backend_params_t params = {
+        .model = x->cfg.model,
+        .weights = x->cfg.weights,
+        .weight_format = x->cfg.weight_format,
+        .device = x->cfg.device,
+        .kv_blocks = (uint32_t)x->cfg.kv_blocks,
+        .kv_block_tokens = (uint32_t)x->cfg.kv_block_tokens,
+        .seed = (uint64_t)x->cfg.seed,
+        .threads = x->cfg.threads,
+        .sim = &x->cfg.sim,
+        .kv_cb = {.stored = s_kv_stored, .evicted = s_kv_evicted, .arg = x},
+    };
+    sl_engine_cb_t cb = {.tokens = s_on_tokens, .done = s_on_done, .arg = x};
+    if (sl_engine_create(&x->cfg.engine, x->ops, &params, &cb, &x->engine) != SL_OK) {
+        SL_ERROR("cannot start the %s backend", cfg->backend);
+        goto err_free;
+    }
+    x->zctx = zmq_ctx_new();
+    if (!x->zctx)
+        goto err_engine;
+    x->sock = zmq_socket(x->zctx, ZMQ_DEALER);
+    if (!x->sock)
+        goto err_ctx;
+    zmq_setsockopt(x->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(x->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    if (cfg->tos)
+        zmq_setsockopt(x->sock, ZMQ_TOS, &cfg->tos, sizeof(cfg->tos));
+    int hwm = 100000;
+    zmq_setsockopt(x->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(x->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (zmq_connect(x->sock, cfg->scheduler) != 0) {
+        SL_ERROR("cannot connect to %s: %s", cfg->scheduler, zmq_strerror(errno));
+        goto err_sock;
+    }
+    *exec_p = x;
+    return SL_OK;
+
+err_sock:
+    zmq_close(x->sock);
+err_ctx:
+    zmq_ctx_term(x->zctx);
+err_engine:
+    sl_engine_destroy(&x->engine);
+err_free:
+    free(x);
+    return SL_ERR_INVALID;
+}
+
+void sl_executor_stop(sl_executor_t *x)
+{
+    x->stop = 1;
+}
+
+static void s_on_signal(int sig)
+{
+    if (s_signal_target)
+        sl_executor_stop(s_signal_target);
+}
+
+void sl_executor_handle_signals(sl_executor_t *x)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = s_on_signal;
+    s_signal_target = x;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+sl_status_t sl_executor_run(sl_executor_t *x)
+{
+    zmq_pollitem_t item = {x->sock, 0, ZMQ_POLLIN, 0};
+    sl_time_t now = sl_clock_now();
+    sl_time_t wake = INT64_MAX;
+    x->heard_at = now;
+    s_hello(x, now);
+    SL_INFO("executor %s: backend %s, %d slots, scheduler %s", x->cfg.name, x->ops->name,
+            x->cfg.slots, x->cfg.scheduler);
+    while (!x->stop || x->inflight > 0) {
+        now = sl_clock_now();
+        sl_time_t due = wake;
+        if (x->welcomed && x->next_beat < due)
+            due = x->next_beat;
+        if (!x->welcomed && x->hello_at + SL_MS(x->cfg.hello_retry_ms) < due)
+            due = x->hello_at + SL_MS(x->cfg.hello_retry_ms);
+        long timeout = due == INT64_MAX ? 100 : (long)((due - now + 999999) / SL_NS_PER_MS);
+        if (timeout < 0)
+            timeout = 0;
+        if (timeout > 100)
+            timeout = 100;
+        int rc = zmq_poll(&item, 1, timeout);
+        if (rc < 0 && errno != EINTR) {
+            SL_ERROR("zmq_poll: %s", zmq_strerror(errno));
+            return SL_ERR_IO;
+        }
+        now = sl_clock_now();
+        if (rc > 0 && (item.revents & ZMQ_POLLIN))
+            s_on_message(x, now);
+        wake = sl_engine_advance(x->engine, now);
+        if (x->welcomed && now >= x->next_beat) {
+            s_heartbeat(x, now);
+            x->next_beat = now + x->heartbeat;
+        }
+        if (x->welcomed && now - x->heard_at > SL_MS(x->cfg.scheduler_timeout_ms)) {
+            SL_WARN("no word from the scheduler for %lld ms: registering again",
+                    (long long)x->cfg.scheduler_timeout_ms);
+            x->welcomed = false;
+            x->heard_at = now;
+        }
+        if (!x->welcomed && now - x->hello_at >= SL_MS(x->cfg.hello_retry_ms))
+            s_hello(x, now);
+    }
+    s_flush_kv(x);
+    Sluice__Goodbye g = SLUICE__GOODBYE__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    g.reason = "shutting down";
+    env.body_case = SLUICE__ENVELOPE__BODY_GOODBYE;
+    env.goodbye = &g;
+    if (x->welcomed)
+        s_send(x, &env);
+    SL_INFO("executor %s stopped", x->cfg.name);
+    return SL_OK;
+}
+
+void sl_executor_destroy(sl_executor_t **exec_p)
+{
+    sl_executor_t *x = *exec_p;
+    if (!x)
+        return;
+    if (s_signal_target == x)
+        s_signal_target = NULL;
+    sl_engine_destroy(&x->engine);
+    zmq_close(x->sock);
+    zmq_ctx_term(x->zctx);
+    free(x);
+    *exec_p = NULL;
+}

@@ -1,0 +1,49 @@
+/*
+ * The executor daemon: registers with the scheduler, heartbeats its load,
+ * and runs dispatched jobs through the engine.
+ */
+#ifndef SL_EXECUTOR_H
+#define SL_EXECUTOR_H
+
+#include "common/sl_cfg.h"
+#include "executor/sl_backend.h"
+#include "executor/sl_engine.h"
+
+typedef struct sl_executor_cfg {
+    sl_engine_cfg_t engine;               /* batching knobs */
+    sl_sim_cfg_t sim;                     /* sim backend model */
+    char scheduler[SL_CFG_STR_MAX];       /* scheduler's executor endpoint */
+    char name[SL_CFG_STR_MAX];            /* unique name ("" = host-pid) */
+    char backend[32];                     /* sim, null or ref */
+    char models[SL_CFG_STR_MAX];          /* comma-separated models served ("" = any) */
+    char model[SL_CFG_STR_MAX];           /* ref: model preset */
+    char weights[SL_CFG_STR_MAX];         /* ref: safetensors path */
+    char weight_format[16];               /* ref: fp32, bf16, fp16, int8, int4 */
+    char device[16];                      /* ref: auto, cpu, cuda */
+    char zone[64];                        /* placement zone label */
+    int slots;                            /* jobs accepted in flight */
+    int kv_blocks;                        /* KV pool in blocks (0 = backend default) */
+    int kv_block_tokens;                  /* tokens per KV block */
+    int64_t seed;                         /* synthetic weights, placeholder tokens */
+    int threads;                          /* compute threads (0 = default) */
+    int64_t heartbeat_ms;                 /* 0 = the interval the scheduler sends */
+    int64_t hello_retry_ms;               /* resend hello while not welcomed */
+    int64_t scheduler_timeout_ms;         /* silence after which we register again */
+    int64_t max_msg_bytes;                /* largest message accepted */
+    double speed_hint;                    /* speed declared in hello (0 = unknown) */
+    int tos;                              /* IP type-of-service byte */
+    char log_level[16];                   /* log threshold */
+} sl_executor_cfg_t;
+
+extern const sl_cfg_field_t sl_executor_cfg_fields[];
+
+typedef struct sl_executor sl_executor_t;
+
+sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exec_p);
+/* Serve until stopped; then finish running jobs, say goodbye and return. */
+sl_status_t sl_executor_run(sl_executor_t *exec);
+void sl_executor_stop(sl_executor_t *exec);
+void sl_executor_destroy(sl_executor_t **exec_p);
+void sl_executor_handle_signals(sl_executor_t *exec);
+
+#endif

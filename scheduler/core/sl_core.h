@@ -1,0 +1,296 @@
+/*
+ * The decision core of the scheduler: a pure library. Events go in as
+ * function calls with the current time as an argument; actions come out
+ * through the sl_core_io_t callbacks (dispatch a job, deliver a result).
+ * No sockets, no threads, no clock reads: the daemon wraps it with ZeroMQ and
+ * a real clock, the simulator with a virtual clock, tests with a fake one.
+ *
+ * One thread owns a core; nothing in it is locked.
+ */
+#ifndef SL_CORE_H
+#define SL_CORE_H
+
+#include <sluice/status.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sl_cfg.h"
+#include "common/sl_clock.h"
+#include "common/sl_list.h"
+
+#define SL_CORE_MAX_NAME 128
+
+typedef struct sl_core sl_core_t;
+
+typedef enum sl_prio {
+    SL_PRIO_INTERACTIVE = 0, /* user-facing, served first */
+    SL_PRIO_BATCH = 1,       /* offline, served when no interactive job waits */
+    SL_PRIO_COUNT = 2,
+} sl_prio_t;
+
+/* Why a job was refused at submission (mirrors the wire's BusyReason). */
+typedef enum sl_busy_reason {
+    SL_BUSY_OVERLOAD = 0,
+    SL_BUSY_DEADLINE = 1,
+    SL_BUSY_QUEUE_FULL = 2,
+    SL_BUSY_TENANT = 3,
+    SL_BUSY_NO_EXECUTOR = 4,
+    SL_BUSY_DRAINING = 5,
+    SL_BUSY_REASON_COUNT = 6,
+} sl_busy_reason_t;
+
+/* How a job ended (mirrors the wire's ResultStatus). */
+typedef enum sl_job_status {
+    SL_JOB_OK = 0,
+    SL_JOB_FAILED = 1,
+    SL_JOB_CANCELED = 2,
+    SL_JOB_EXPIRED = 3,
+    SL_JOB_REJECTED = 4,
+} sl_job_status_t;
+
+typedef enum sl_job_state {
+    SL_JOB_QUEUED,  /* waiting in the scheduler */
+    SL_JOB_RUNNING, /* dispatched to an executor */
+    SL_JOB_DONE,    /* result delivered; kept a while so a resubmit is recognised */
+} sl_job_state_t;
+
+/* What a submission says about a job. Strings and arrays are copied. */
+typedef struct sl_job_desc {
+    const char *id;               /* idempotency id (required) */
+    const char *tenant;           /* may be NULL */
+    const char *model;            /* may be NULL: any executor */
+    const char *session_key;      /* may be NULL */
+    sl_prio_t prio;               /* class */
+    uint32_t prompt_tokens;       /* prompt length */
+    uint32_t max_new_tokens;      /* output budget */
+    const uint64_t *block_hashes; /* prefix block hashes, may be NULL */
+    uint32_t n_block_hashes;      /* entries of block_hashes */
+    uint32_t block_tokens;        /* tokens per hashed block */
+    sl_time_t ttft_deadline;      /* relative budget for the first token; 0 = none */
+    sl_time_t deadline;           /* relative budget for the whole job; 0 = none */
+} sl_job_desc_t;
+
+typedef struct sl_exec sl_exec_t;
+
+/* A job inside the core. Fields are read-only outside the core. */
+typedef struct sl_job {
+    uint64_t seq;            /* core-assigned handle, unique for the core's life */
+    uint64_t id_hash;        /* hash of id */
+    char *id;                /* idempotency id (inside this allocation) */
+    char *tenant;            /* "" when none */
+    char *model;             /* "" when none */
+    char *session_key;       /* "" when none */
+    sl_prio_t prio;          /* class */
+    uint32_t prompt_tokens;  /* prompt length */
+    uint32_t max_new_tokens; /* output budget */
+    uint64_t *block_hashes;  /* prefix block hashes (inside this allocation) */
+    uint32_t n_block_hashes; /* entries of block_hashes */
+    uint32_t block_tokens;   /* tokens per hashed block */
+    sl_time_t submitted;     /* receipt time */
+    sl_time_t ttft_due;      /* absolute; 0 = none */
+    sl_time_t due;           /* absolute; 0 = none */
+    sl_time_t dispatched;    /* last dispatch time */
+    sl_time_t done_at;       /* completion time (state DONE) */
+    sl_job_state_t state;    /* where it is */
+    uint32_t attempts;       /* dispatches so far */
+    sl_exec_t *exec;         /* executor running it (state RUNNING) */
+    double predicted_ttft_us;/* the policy's prediction at placement (0 = none) */
+    void *user;              /* the embedder's data (daemon: routing, payload) */
+    sl_list_t link;          /* queue, executor in-flight list or done list */
+} sl_job_t;
+
+/* Load an executor reports in heartbeats. */
+typedef struct sl_exec_load {
+    uint32_t running_jobs;   /* in its running batch */
+    uint32_t queued_jobs;    /* waiting for a batch */
+    uint64_t queued_tokens;  /* prompt + output tokens waiting */
+    uint32_t kv_blocks_used; /* KV blocks held */
+    uint32_t kv_blocks_free; /* KV blocks available */
+    uint32_t step_time_us;   /* mean decode step time */
+    float gpu_util;          /* 0..1 */
+    float cpu_util;          /* 0..1 */
+} sl_exec_load_t;
+
+/* What an executor says about itself when it joins. */
+typedef struct sl_exec_info {
+    const char *name;       /* unique name */
+    uint32_t slots;         /* jobs it accepts in flight */
+    const char *const *models; /* models served; none = any */
+    size_t n_models;        /* entries of models */
+    const char *backend;    /* backend name */
+    uint32_t kv_blocks_total; /* KV capacity in blocks */
+    uint32_t kv_block_tokens; /* tokens per KV block */
+    double speed;           /* relative speed hint; 0 = unknown */
+} sl_exec_info_t;
+
+#define SL_EXEC_MAX_MODELS 16
+
+/* An executor inside the core. Fields are read-only outside the core. */
+struct sl_exec {
+    uint32_t index;               /* slot in the core's table */
+    char name[SL_CORE_MAX_NAME];  /* unique name */
+    char backend[32];             /* backend name */
+    char models[SL_EXEC_MAX_MODELS][SL_CORE_MAX_NAME]; /* models served */
+    size_t n_models;              /* 0 = any model */
+    uint32_t slots;               /* declared capacity */
+    uint32_t credits;             /* in-flight bound actually used */
+    uint32_t inflight;            /* jobs dispatched and not completed */
+    uint64_t inflight_tokens;     /* prompt + output tokens of those jobs */
+    sl_list_t jobs;               /* in-flight jobs */
+    sl_exec_load_t load;          /* last heartbeat */
+    sl_time_t joined;             /* join time */
+    sl_time_t last_seen;          /* last message from it */
+    uint64_t completed;           /* jobs completed here */
+    uint32_t kv_blocks_total;     /* KV capacity */
+    uint32_t kv_block_tokens;     /* tokens per KV block */
+    double speed;                 /* declared speed hint */
+    bool alive;                   /* false once lost (slot then free) */
+    void *user;                   /* the embedder's data (daemon: identity) */
+    void *policy_state;           /* per-executor state a policy may keep */
+};
+
+/* Outcome of a job reported by an executor. */
+typedef struct sl_job_result {
+    sl_job_status_t status;  /* how it ended */
+    uint32_t output_tokens;  /* tokens produced */
+    uint32_t cached_tokens;  /* prompt tokens served from cache */
+    sl_time_t exec_ttft;     /* executor receipt -> first token */
+    sl_time_t exec_end;      /* executor receipt -> last token */
+} sl_job_result_t;
+
+/* Final timings the core computes for a result. */
+typedef struct sl_job_timings {
+    sl_time_t queued; /* receipt -> (last) dispatch */
+    sl_time_t ttft;   /* receipt -> first token */
+    sl_time_t end;    /* receipt -> completion */
+} sl_job_timings_t;
+
+/* Actions. Each callback gets the io_arg given at create. */
+typedef struct sl_core_io {
+    /* Send job to exec (attempt counts from 1). A failure is treated as the
+     * executor being lost. */
+    sl_status_t (*dispatch)(void *arg, sl_exec_t *exec, sl_job_t *job);
+    /* The job ended: deliver its result. exec may be NULL (expired, canceled
+     * while queued, failed after too many losses). payload is what the
+     * embedder passed with the completion (NULL otherwise). */
+    void (*result)(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
+                   const sl_exec_t *exec, const void *payload, const char *error);
+    /* Ask exec to stop running job (canceled by its client). */
+    void (*cancel)(void *arg, sl_exec_t *exec, sl_job_t *job);
+    /* The core forgets job: free job->user. */
+    void (*release)(void *arg, sl_job_t *job);
+    /* exec was declared lost (after its jobs were requeued): free exec->user. */
+    void (*exec_lost)(void *arg, sl_exec_t *exec, const char *why);
+} sl_core_io_t;
+
+/* Configuration; every field is a knob of the scheduler (sl_core_cfg_fields). */
+typedef struct sl_core_cfg {
+    char policy[64];          /* placement policy name */
+    int credits;              /* in-flight jobs per executor; 0 = the executor's slots */
+    int64_t heartbeat_ms;     /* expected heartbeat interval */
+    int missed_heartbeats;    /* heartbeats missed before an executor is lost */
+    int queue_max;            /* jobs waiting in the scheduler before BUSY */
+    int max_attempts;         /* dispatches before a job fails after executor losses */
+    int64_t done_ttl_ms;      /* how long a finished job id is remembered */
+    int64_t busy_retry_ms;    /* retry-after for refusals with no better estimate */
+    int max_executors;        /* executor table size */
+    int64_t seed;             /* random policies */
+} sl_core_cfg_t;
+
+/* Config table rows for sl_core_cfg_t embedded at offset base of a larger struct. */
+extern const sl_cfg_field_t sl_core_cfg_fields[];
+/* Fill cfg with the defaults of sl_core_cfg_fields. */
+void sl_core_cfg_default(sl_core_cfg_t *cfg);
+
+/* Named counters kept by the core. */
+typedef enum sl_core_counter {
+    SL_CTR_SUBMITTED,
+    SL_CTR_ACCEPTED,
+    SL_CTR_DUPLICATES,
+    SL_CTR_BUSY_OVERLOAD,
+    SL_CTR_BUSY_DEADLINE,
+    SL_CTR_BUSY_QUEUE_FULL,
+    SL_CTR_BUSY_TENANT,
+    SL_CTR_BUSY_NO_EXECUTOR,
+    SL_CTR_BUSY_DRAINING,
+    SL_CTR_DISPATCHED,
+    SL_CTR_COMPLETED,
+    SL_CTR_FAILED,
+    SL_CTR_REQUEUED,
+    SL_CTR_EXPIRED,
+    SL_CTR_CANCELED,
+    SL_CTR_EXECUTORS_JOINED,
+    SL_CTR_EXECUTORS_LOST,
+    SL_CTR_STALE_COMPLETIONS,
+    SL_CTR_COUNT,
+} sl_core_counter_t;
+
+const char *sl_core_counter_name(sl_core_counter_t c);
+
+/* Create a core. io must outlive it. On error *core_p is unchanged. */
+sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, void *io_arg,
+                           sl_core_t **core_p);
+/* Destroy a core, releasing every job and executor through io; NULL-safe. */
+void sl_core_destroy(sl_core_t **core_p);
+
+/*
+ * A job arrives. Returns:
+ *  SL_OK          accepted; *job_p is the new job, which owns user;
+ *  SL_ERR_EXISTS  same id as a known job; *job_p is that job (maybe DONE);
+ *                 user is not taken;
+ *  SL_ERR_BUSY    refused; *reason_p and *retry_after_p say why and when;
+ *                 user is not taken.
+ * Accepted jobs are placed at once when an executor has free credit.
+ */
+sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void *user,
+                               sl_time_t now, sl_job_t **job_p, sl_busy_reason_t *reason_p,
+                               sl_time_t *retry_after_p);
+
+/* An executor reports the end of job seq. Stale reports (job not running on
+ * that executor) are counted and ignored: SL_ERR_NOT_FOUND. */
+sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t seq,
+                                 const sl_job_result_t *res, const void *payload, sl_time_t now);
+
+/* The client cancels a job by id. SL_ERR_NOT_FOUND when unknown or done. */
+sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now);
+
+/* Job by sequence number while queued or running; NULL otherwise. */
+sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq);
+
+/* Find a live or recently finished job by id; NULL when unknown. */
+sl_job_t *sl_core_job_find(sl_core_t *core, const char *id);
+
+/* An executor joins (or rejoins under the same name, which first loses the
+ * old incarnation). *index_p is its handle. exec->user is set to user. */
+sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void *user,
+                              sl_time_t now, uint32_t *index_p);
+/* A heartbeat with load. SL_ERR_NOT_FOUND for an unknown or lost index. */
+sl_status_t sl_core_exec_heartbeat(sl_core_t *core, uint32_t index, const sl_exec_load_t *load,
+                                   sl_time_t now);
+/* Any other message from an executor also proves it alive. */
+sl_status_t sl_core_exec_touch(sl_core_t *core, uint32_t index, sl_time_t now);
+/* The executor is gone (goodbye, or the embedder knows it died): requeue its jobs. */
+sl_status_t sl_core_exec_lost(sl_core_t *core, uint32_t index, const char *why, sl_time_t now);
+/* Executor by index, NULL when unknown or lost. */
+sl_exec_t *sl_core_exec_get(sl_core_t *core, uint32_t index);
+/* Number of executor table slots (iterate 0..n-1 with sl_core_exec_get). */
+uint32_t sl_core_exec_slots(const sl_core_t *core);
+/* Live executors. */
+uint32_t sl_core_exec_count(const sl_core_t *core);
+
+/* Timers: executor liveness, job deadlines, forgetting finished jobs. Call
+ * at least every heartbeat interval. */
+void sl_core_tick(sl_core_t *core, sl_time_t now);
+
+/* Stop accepting (BUSY draining); queued and running jobs go on. */
+void sl_core_drain(sl_core_t *core);
+/* Jobs not yet finished (queued + running). */
+uint32_t sl_core_jobs_pending(const sl_core_t *core);
+uint32_t sl_core_queue_depth(const sl_core_t *core, sl_prio_t prio);
+uint32_t sl_core_inflight(const sl_core_t *core);
+uint64_t sl_core_counter(const sl_core_t *core, sl_core_counter_t c);
+const char *sl_core_policy_name(const sl_core_t *core);
+
+#endif

@@ -1,0 +1,735 @@
+/*
+ * The scheduler daemon (see sl_scheduler.h).
+ *
+ * Two ROUTER sockets, clients and executors, polled by one thread that owns
+ * the decision core; every message is decoded and validated before the core
+ * sees it, and every refusal is answered with an Error and counted, so a bad
+ * peer never stops the loop. ROUTER_MANDATORY makes a send to a vanished
+ * peer fail at once (counted) rather than vanish silently; a result that
+ * could not be delivered stays cached with the finished job, so a client
+ * that reconnects and resubmits the id gets it.
+ *
+ * Per job the daemon keeps the decoded Submit (forwarded as is in Dispatch,
+ * so token ids are never copied) and the client's routing identity, updated
+ * on every resubmission so the result goes to the latest sender.
+ *
+ * Alternatives rejected: a thread per socket (the core would need locks) and
+ * a REQ/REP pattern (one request at a time per client).
+ */
+#include "scheduler/sl_scheduler.h"
+#include "common/sl_clock.h"
+#include "common/sl_hash.h"
+#include "common/sl_log.h"
+#include "common/sl_map.h"
+#include "proto/sl_proto.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+const sl_cfg_field_t sl_sched_cfg_fields[] = {
+    SL_CFG_FIELD(sl_sched_cfg_t, client_endpoint, "client-endpoint", "tcp://127.0.0.1:5555",
+                 SL_CFG_STR, "ZeroMQ endpoint clients connect to"),
+    SL_CFG_FIELD(sl_sched_cfg_t, executor_endpoint, "executor-endpoint", "tcp://127.0.0.1:5556",
+                 SL_CFG_STR, "ZeroMQ endpoint executors connect to"),
+    SL_CFG_RANGE(sl_sched_cfg_t, tick_ms, "tick-ms", "10", SL_CFG_I64, 1, 10000,
+                 "timer resolution in ms (liveness, deadlines)"),
+    SL_CFG_RANGE(sl_sched_cfg_t, drain_timeout_ms, "drain-timeout-ms", "30000", SL_CFG_I64, 0,
+                 3600000, "at SIGTERM, longest wait in ms for queued and running jobs"),
+    SL_CFG_RANGE(sl_sched_cfg_t, max_msg_bytes, "max-msg-bytes", "8388608", SL_CFG_I64, 1024,
+                 1073741824, "largest message accepted, in bytes"),
+    SL_CFG_RANGE(sl_sched_cfg_t, hwm, "hwm", "200000", SL_CFG_INT, 100, 100000000,
+                 "ZeroMQ high-water mark (messages queued per peer)"),
+    SL_CFG_RANGE(sl_sched_cfg_t, tos, "tos", "0", SL_CFG_INT, 0, 255,
+                 "IP type-of-service byte (DSCP << 2) for control traffic"),
+    SL_CFG_RANGE(sl_sched_cfg_t, batch, "batch", "256", SL_CFG_INT, 1, 100000,
+                 "messages read from one socket before turning to the other"),
+    SL_CFG_FIELD(sl_sched_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
+                 "error, warn, info, debug or trace"),
+    SL_CFG_END,
+};
+
+typedef enum s_ctr {
+    S_CTR_CLIENT_REJECTED,   /* bad messages from clients */
+    S_CTR_EXEC_REJECTED,     /* bad messages from executors */
+    S_CTR_UNKNOWN_EXECUTOR,  /* messages from executors that never said hello */
+    S_CTR_CLIENT_GONE,       /* results or replies to clients that vanished */
+    S_CTR_RESULTS_RESENT,    /* results re-sent for a resubmitted finished job */
+    S_CTR_TOKENS_FORWARDED,  /* token chunks forwarded to clients */
+    S_CTR_KV_EVENTS,         /* KV event messages received */
+    S_CTR_COUNT,
+} s_ctr_t;
+
+static const char *const s_ctr_names[S_CTR_COUNT] = {
+    "msgs_rejected_client", "msgs_rejected_executor", "msgs_unknown_executor",
+    "client_gone",          "results_resent",         "token_chunks_forwarded",
+    "kv_events",
+};
+
+/* What the daemon keeps per job (sl_job_t.user). */
+typedef struct s_job_data {
+    sl_wire_ident_t client; /* routing identity of the latest submitter */
+    sl_msg_t *submit;       /* the decoded Submit envelope (until done) */
+    uint8_t *result;        /* packed Result envelope once done */
+    size_t result_len;      /* its length */
+} s_job_data_t;
+
+/* What the daemon keeps per executor (sl_exec_t.user). */
+typedef struct s_exec_data {
+    sl_wire_ident_t ident; /* routing identity */
+    uint64_t key;          /* key in by_ident */
+} s_exec_data_t;
+
+struct sl_sched {
+    sl_sched_cfg_t cfg;               /* configuration */
+    sl_proto_limits_t limits;         /* message validation bounds */
+    void *zctx;                       /* ZeroMQ context */
+    void *clients;                    /* ROUTER for clients */
+    void *executors;                  /* ROUTER for executors */
+    sl_core_t *core;                  /* decision core */
+    sl_map_t by_ident;                /* hash of executor identity -> index + 1 */
+    volatile sig_atomic_t stop;       /* drain and exit */
+    uint64_t counters[S_CTR_COUNT];   /* daemon counters */
+};
+
+static sl_sched_t *s_signal_target;
+
+static uint64_t s_ident_key(const sl_wire_ident_t *id)
+{
+    return sl_hash_bytes(id->data, id->len, 0x5eed);
+}
+
+/* ---- actions from the core ---- */
+
+static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
+{
+    sl_sched_t *s = arg;
+    s_exec_data_t *ed = exec->user;
+    s_job_data_t *jd = job->user;
+    Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    d.job = jd->submit->submit->job;
+    d.job_seq = job->seq;
+    d.attempt = job->attempts;
+    env.body_case = SLUICE__ENVELOPE__BODY_DISPATCH;
+    env.dispatch = &d;
+    return sl_wire_send(s->executors, ed->ident.data, ed->ident.len, &env, ZMQ_DONTWAIT);
+}
+
+static void s_send_client(sl_sched_t *s, const sl_wire_ident_t *to, sl_msg_t *env)
+{
+    sl_status_t st = sl_wire_send(s->clients, to->data, to->len, env, ZMQ_DONTWAIT);
+    if (st != SL_OK)
+        s->counters[S_CTR_CLIENT_GONE]++;
+}
+
+static void s_send_raw_client(sl_sched_t *s, const sl_wire_ident_t *to, const void *buf,
+                              size_t len)
+{
+    if (zmq_send(s->clients, to->data, to->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(s->clients, buf, len, ZMQ_DONTWAIT) < 0)
+        s->counters[S_CTR_CLIENT_GONE]++;
+}
+
+static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
+                        const sl_exec_t *exec, const void *payload, const char *error)
+{
+    sl_sched_t *s = arg;
+    s_job_data_t *jd = job->user;
+    const Sluice__Completion *c = payload;
+    const Sluice__Result *er = c ? c->result : NULL;
+    Sluice__Result r = SLUICE__RESULT__INIT;
+    Sluice__Timings tm = SLUICE__TIMINGS__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+
+    r.job_id = job->id;
+    r.status = (Sluice__ResultStatus)status;
+    r.attempts = job->attempts;
+    r.executor = exec ? (char *)exec->name : "";
+    r.error = (char *)(error ? error : (er && er->error ? er->error : ""));
+    if (er) {
+        r.tokens = er->tokens;
+        r.n_tokens = er->n_tokens;
+    }
+    tm.queued_us = (uint64_t)(t->queued / SL_NS_PER_US);
+    tm.ttft_us = (uint64_t)(t->ttft / SL_NS_PER_US);
+    tm.end_us = (uint64_t)(t->end / SL_NS_PER_US);
+    tm.prompt_tokens = job->prompt_tokens;
+    if (er && er->timings) {
+        tm.cached_tokens = er->timings->cached_tokens;
+        tm.output_tokens = er->timings->output_tokens;
+        tm.exec_ttft_us = er->timings->exec_ttft_us;
+        tm.exec_end_us = er->timings->exec_end_us;
+    }
+    r.timings = &tm;
+    env.version = SL_PROTO_VERSION;
+    env.body_case = SLUICE__ENVELOPE__BODY_RESULT;
+    env.result = &r;
+    /* Keep the packed result with the finished job for resubmissions. */
+    size_t len = sluice__envelope__get_packed_size(&env);
+    jd->result = malloc(len);
+    if (jd->result) {
+        jd->result_len = sluice__envelope__pack(&env, jd->result);
+        s_send_raw_client(s, &jd->client, jd->result, jd->result_len);
+    } else {
+        s_send_client(s, &jd->client, &env);
+    }
+    sl_proto_free(&jd->submit);
+}
+
+static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
+{
+    sl_sched_t *s = arg;
+    s_exec_data_t *ed = exec->user;
+    Sluice__Cancel c = SLUICE__CANCEL__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    c.job_id = job->id;
+    c.job_seq = job->seq;
+    env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
+    env.cancel = &c;
+    sl_wire_send(s->executors, ed->ident.data, ed->ident.len, &env, ZMQ_DONTWAIT);
+}
+
+static void s_io_release(void *arg, sl_job_t *job)
+{
+    s_job_data_t *jd = job->user;
+    if (!jd)
+        return;
+    sl_proto_free(&jd->submit);
+    free(jd->result);
+    free(jd);
+}
+
+static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
+{
+    sl_sched_t *s = arg;
+    s_exec_data_t *ed = exec->user;
+    if (!ed)
+        return;
+    uintptr_t cur = (uintptr_t)sl_map_get(&s->by_ident, ed->key);
+    if (cur == (uintptr_t)exec->index + 1)
+        sl_map_del(&s->by_ident, ed->key);
+    free(ed);
+    exec->user = NULL;
+}
+
+static const sl_core_io_t s_io = {
+    .dispatch = s_io_dispatch,
+    .result = s_io_result,
+    .cancel = s_io_cancel,
+    .release = s_io_release,
+    .exec_lost = s_io_exec_lost,
+};
+
+/* ---- replies ---- */
+
+static void s_reply_error(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, sl_status_t code,
+                          const char *text)
+{
+    Sluice__Error e = SLUICE__ERROR__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    e.code = code;
+    e.message = (char *)text;
+    env.body_case = SLUICE__ENVELOPE__BODY_ERROR;
+    env.error = &e;
+    if (sl_wire_send(sock, to->data, to->len, &env, ZMQ_DONTWAIT) != SL_OK && sock == s->clients)
+        s->counters[S_CTR_CLIENT_GONE]++;
+}
+
+static void s_reply_accepted(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id)
+{
+    Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    a.job_id = (char *)job_id;
+    a.queue_depth = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
+                    sl_core_queue_depth(s->core, SL_PRIO_BATCH);
+    env.body_case = SLUICE__ENVELOPE__BODY_ACCEPTED;
+    env.accepted = &a;
+    s_send_client(s, to, &env);
+}
+
+static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id,
+                         sl_busy_reason_t reason, sl_time_t retry_after)
+{
+    static const char *const details[SL_BUSY_REASON_COUNT] = {
+        "predicted load over the admission threshold", "no executor can meet the deadline",
+        "scheduler queue is full", "tenant over its rate", "no executor serves this model",
+        "scheduler is draining"};
+    Sluice__Busy b = SLUICE__BUSY__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    b.job_id = (char *)job_id;
+    b.retry_after_ms = (uint32_t)(retry_after / SL_NS_PER_MS);
+    b.reason = (Sluice__BusyReason)reason;
+    b.detail = (char *)details[reason];
+    env.body_case = SLUICE__ENVELOPE__BODY_BUSY;
+    env.busy = &b;
+    s_send_client(s, to, &env);
+}
+
+static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
+{
+    uint32_t n = sl_core_exec_count(s->core), k = 0;
+    Sluice__ExecutorStatus *es = calloc(n ? n : 1, sizeof(*es));
+    Sluice__ExecutorStatus **esp = calloc(n ? n : 1, sizeof(*esp));
+    Sluice__Load *loads = calloc(n ? n : 1, sizeof(*loads));
+    Sluice__Counter ctr[SL_CTR_COUNT + S_CTR_COUNT], *ctrp[SL_CTR_COUNT + S_CTR_COUNT];
+    Sluice__StatusReply r = SLUICE__STATUS_REPLY__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    if (!es || !esp || !loads) {
+        s_reply_error(s, s->clients, to, SL_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (uint32_t i = 0; i < sl_core_exec_slots(s->core) && k < n; i++) {
+        sl_exec_t *e = sl_core_exec_get(s->core, i);
+        if (!e)
+            continue;
+        sluice__executor_status__init(&es[k]);
+        sluice__load__init(&loads[k]);
+        loads[k].running_jobs = e->load.running_jobs;
+        loads[k].queued_jobs = e->load.queued_jobs;
+        loads[k].queued_tokens = e->load.queued_tokens;
+        loads[k].kv_blocks_used = e->load.kv_blocks_used;
+        loads[k].kv_blocks_free = e->load.kv_blocks_free;
+        loads[k].step_time_us = e->load.step_time_us;
+        loads[k].gpu_util = e->load.gpu_util;
+        loads[k].cpu_util = e->load.cpu_util;
+        es[k].name = e->name;
+        es[k].load = &loads[k];
+        es[k].inflight = e->inflight;
+        es[k].slots = e->credits;
+        es[k].alive = e->alive;
+        es[k].completed = e->completed;
+        es[k].backend = e->backend;
+        esp[k] = &es[k];
+        k++;
+    }
+    r.executors = esp;
+    r.n_executors = k;
+    r.queued_interactive = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE);
+    r.queued_batch = sl_core_queue_depth(s->core, SL_PRIO_BATCH);
+    r.inflight = sl_core_inflight(s->core);
+    r.policy = (char *)sl_core_policy_name(s->core);
+    for (int i = 0; i < SL_CTR_COUNT; i++) {
+        sluice__counter__init(&ctr[i]);
+        ctr[i].name = (char *)sl_core_counter_name((sl_core_counter_t)i);
+        ctr[i].value = sl_core_counter(s->core, (sl_core_counter_t)i);
+        ctrp[i] = &ctr[i];
+    }
+    for (int i = 0; i < S_CTR_COUNT; i++) {
+        sluice__counter__init(&ctr[SL_CTR_COUNT + i]);
+        ctr[SL_CTR_COUNT + i].name = (char *)s_ctr_names[i];
+        ctr[SL_CTR_COUNT + i].value = s->counters[i];
+        ctrp[SL_CTR_COUNT + i] = &ctr[SL_CTR_COUNT + i];
+    }
+    r.counters = ctrp;
+    r.n_counters = SL_CTR_COUNT + S_CTR_COUNT;
+    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REPLY;
+    env.status_reply = &r;
+    s_send_client(s, to, &env);
+out:
+    free(loads);
+    free(esp);
+    free(es);
+}
+
+/* ---- client messages ---- */
+
+static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_msg_t **msg_p,
+                        sl_time_t now)
+{
+    Sluice__Job *j = (*msg_p)->submit->job;
+    const Sluice__Prompt *p = j->prompt;
+    sl_job_desc_t d = {
+        .id = j->id,
+        .tenant = j->tenant,
+        .model = j->model,
+        .session_key = j->session_key,
+        .prio = j->priority == SLUICE__PRIORITY__PRIORITY_BATCH ? SL_PRIO_BATCH
+                                                                : SL_PRIO_INTERACTIVE,
+        .prompt_tokens = p->length ? p->length : (uint32_t)p->n_token_ids,
+        .max_new_tokens = j->max_new_tokens,
+        .block_hashes = p->block_hashes,
+        .n_block_hashes = (uint32_t)p->n_block_hashes,
+        .block_tokens = p->block_tokens,
+        .ttft_deadline = SL_MS(j->ttft_deadline_ms),
+        .deadline = SL_MS(j->deadline_ms),
+    };
+    s_job_data_t *jd = calloc(1, sizeof(*jd));
+    sl_job_t *job = NULL;
+    sl_busy_reason_t reason = SL_BUSY_OVERLOAD;
+    sl_time_t retry = 0;
+    if (!jd) {
+        s_reply_error(s, s->clients, from, SL_ERR_NOMEM, "out of memory");
+        return;
+    }
+    jd->client = *from;
+    jd->submit = *msg_p;
+    sl_status_t st = sl_core_job_submit(s->core, &d, jd, now, &job, &reason, &retry);
+    if (st == SL_OK) {
+        *msg_p = NULL; /* the job owns the envelope now */
+        s_reply_accepted(s, from, job->id);
+        return;
+    }
+    free(jd);
+    if (st == SL_ERR_EXISTS && job) {
+        s_job_data_t *old = job->user;
+        old->client = *from; /* results go to the latest submitter */
+        s_reply_accepted(s, from, job->id);
+        if (job->state == SL_JOB_DONE && old->result) {
+            s_send_raw_client(s, from, old->result, old->result_len);
+            s->counters[S_CTR_RESULTS_RESENT]++;
+        }
+    } else if (st == SL_ERR_BUSY) {
+        s_reply_busy(s, from, j->id, reason, retry);
+    } else {
+        s->counters[S_CTR_CLIENT_REJECTED]++;
+        s_reply_error(s, s->clients, from, st, sl_status_str(st));
+    }
+}
+
+static void s_on_client(sl_sched_t *s, sl_time_t now)
+{
+    char err[256];
+    for (int i = 0; i < s->cfg.batch; i++) {
+        sl_wire_ident_t from;
+        sl_msg_t *msg = NULL;
+        sl_status_t st =
+            sl_wire_recv(s->clients, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err, sizeof(err));
+        if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
+            return;
+        if (st != SL_OK) {
+            s->counters[S_CTR_CLIENT_REJECTED]++;
+            SL_DEBUG("client message rejected: %s", err);
+            s_reply_error(s, s->clients, &from, st, err);
+            continue;
+        }
+        switch (msg->body_case) {
+        case SLUICE__ENVELOPE__BODY_SUBMIT:
+            s_on_submit(s, &from, &msg, now);
+            break;
+        case SLUICE__ENVELOPE__BODY_CANCEL:
+            if (sl_core_job_cancel(s->core, msg->cancel->job_id, now) != SL_OK)
+                s_reply_error(s, s->clients, &from, SL_ERR_NOT_FOUND, "no such running job");
+            break;
+        case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
+            s_reply_status(s, &from);
+            break;
+        default:
+            s->counters[S_CTR_CLIENT_REJECTED]++;
+            snprintf(err, sizeof(err), "a client may not send '%s'",
+                     sl_proto_body_name(msg->body_case));
+            s_reply_error(s, s->clients, &from, SL_ERR_MSG_UNEXPECTED, err);
+            break;
+        }
+        sl_proto_free(&msg);
+    }
+}
+
+/* ---- executor messages ---- */
+
+static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice__ExecutorHello *h,
+                       sl_time_t now)
+{
+    const char *models[SL_EXEC_MAX_MODELS];
+    size_t n_models = h->n_models < SL_EXEC_MAX_MODELS ? h->n_models : SL_EXEC_MAX_MODELS;
+    for (size_t i = 0; i < n_models; i++)
+        models[i] = h->models[i];
+    sl_exec_info_t info = {
+        .name = h->name,
+        .slots = h->slots,
+        .models = models,
+        .n_models = n_models,
+        .backend = h->backend,
+        .kv_blocks_total = h->kv_blocks_total,
+        .kv_block_tokens = h->kv_block_tokens,
+        .speed = h->speed,
+    };
+    uint64_t key = s_ident_key(from);
+    uintptr_t old = (uintptr_t)sl_map_get(&s->by_ident, key);
+    if (old)
+        sl_core_exec_lost(s->core, (uint32_t)(old - 1), "said hello again", now);
+    s_exec_data_t *ed = calloc(1, sizeof(*ed));
+    uint32_t index = 0;
+    if (!ed) {
+        s_reply_error(s, s->executors, from, SL_ERR_NOMEM, "out of memory");
+        return;
+    }
+    ed->ident = *from;
+    ed->key = key;
+    sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
+    if (st != SL_OK) {
+        free(ed);
+        s->counters[S_CTR_EXEC_REJECTED]++;
+        s_reply_error(s, s->executors, from, st, "executor refused");
+        return;
+    }
+    if (sl_map_put(&s->by_ident, key, (void *)((uintptr_t)index + 1)) != SL_OK) {
+        sl_core_exec_lost(s->core, index, "out of memory", now);
+        return;
+    }
+    SL_INFO("executor %s joined (index %u, %u slots, backend %s)", h->name, index, h->slots,
+            h->backend ? h->backend : "?");
+    Sluice__Welcome w = SLUICE__WELCOME__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    w.heartbeat_ms = (uint32_t)s->cfg.core.heartbeat_ms;
+    w.executor_index = index;
+    env.body_case = SLUICE__ENVELOPE__BODY_WELCOME;
+    env.welcome = &w;
+    sl_wire_send(s->executors, from->data, from->len, &env, ZMQ_DONTWAIT);
+}
+
+static void s_on_completion(sl_sched_t *s, uint32_t index, const Sluice__Completion *c,
+                            sl_time_t now)
+{
+    const Sluice__Result *r = c->result;
+    sl_job_result_t res = {
+        .status = (sl_job_status_t)r->status,
+        .output_tokens = r->timings ? r->timings->output_tokens : (uint32_t)r->n_tokens,
+        .cached_tokens = r->timings ? r->timings->cached_tokens : 0,
+        .exec_ttft = r->timings ? SL_US(r->timings->exec_ttft_us) : 0,
+        .exec_end = r->timings ? SL_US(r->timings->exec_end_us) : 0,
+    };
+    sl_core_job_complete(s->core, index, c->job_seq, &res, c, now);
+}
+
+static void s_on_chunk(sl_sched_t *s, uint32_t index, Sluice__TokenChunk *c)
+{
+    sl_job_t *job = sl_core_job_get(s->core, c->job_seq);
+    if (!job || job->state != SL_JOB_RUNNING || !job->exec || job->exec->index != index)
+        return; /* a stale chunk from a lost incarnation */
+    s_job_data_t *jd = job->user;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    c->job_id = job->id;
+    env.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
+    env.token_chunk = c;
+    s_send_client(s, &jd->client, &env);
+    c->job_id = NULL; /* borrowed */
+    s->counters[S_CTR_TOKENS_FORWARDED]++;
+}
+
+static void s_on_executor(sl_sched_t *s, sl_time_t now)
+{
+    char err[256];
+    for (int i = 0; i < s->cfg.batch; i++) {
+        sl_wire_ident_t from;
+        sl_msg_t *msg = NULL;
+        sl_status_t st = sl_wire_recv(s->executors, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err,
+                                      sizeof(err));
+        if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
+            return;
+        if (st != SL_OK) {
+            s->counters[S_CTR_EXEC_REJECTED]++;
+            SL_DEBUG("executor message rejected: %s", err);
+            s_reply_error(s, s->executors, &from, st, err);
+            continue;
+        }
+        if (msg->body_case == SLUICE__ENVELOPE__BODY_HELLO) {
+            s_on_hello(s, &from, msg->hello, now);
+            sl_proto_free(&msg);
+            continue;
+        }
+        uintptr_t idx1 = (uintptr_t)sl_map_get(&s->by_ident, s_ident_key(&from));
+        if (!idx1) {
+            s->counters[S_CTR_UNKNOWN_EXECUTOR]++;
+            s_reply_error(s, s->executors, &from, SL_ERR_NOT_FOUND,
+                          "unknown executor: send hello first");
+            sl_proto_free(&msg);
+            continue;
+        }
+        uint32_t index = (uint32_t)(idx1 - 1);
+        switch (msg->body_case) {
+        case SLUICE__ENVELOPE__BODY_HEARTBEAT: {
+            const Sluice__Load *l = msg->heartbeat->load;
+            sl_exec_load_t load = {0};
+            if (l) {
+                load.running_jobs = l->running_jobs;
+                load.queued_jobs = l->queued_jobs;
+                load.queued_tokens = l->queued_tokens;
+                load.kv_blocks_used = l->kv_blocks_used;
+                load.kv_blocks_free = l->kv_blocks_free;
+                load.step_time_us = l->step_time_us;
+                load.gpu_util = l->gpu_util;
+                load.cpu_util = l->cpu_util;
+            }
+            sl_core_exec_heartbeat(s->core, index, &load, now);
+            break;
+        }
+        case SLUICE__ENVELOPE__BODY_COMPLETION:
+            s_on_completion(s, index, msg->completion, now);
+            break;
+        case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
+            sl_core_exec_touch(s->core, index, now);
+            s_on_chunk(s, index, msg->token_chunk);
+            break;
+        case SLUICE__ENVELOPE__BODY_KV_EVENT:
+            sl_core_exec_touch(s->core, index, now);
+            s->counters[S_CTR_KV_EVENTS]++;
+            break;
+        case SLUICE__ENVELOPE__BODY_GOODBYE:
+            sl_core_exec_lost(s->core, index, "said goodbye", now);
+            break;
+        default:
+            s->counters[S_CTR_EXEC_REJECTED]++;
+            snprintf(err, sizeof(err), "an executor may not send '%s'",
+                     sl_proto_body_name(msg->body_case));
+            s_reply_error(s, s->executors, &from, SL_ERR_MSG_UNEXPECTED, err);
+            break;
+        }
+        sl_proto_free(&msg);
+    }
+}
+
+/* ---- life cycle ---- */
+
+static void *s_router(sl_sched_t *s, const char *endpoint)
+{
+    void *sock = zmq_socket(s->zctx, ZMQ_ROUTER);
+    int one = 1, zero = 0;
+    /* ZeroMQ drops the connection of a peer that sends more than this; keep
+     * it above our own limit so a merely oversized message is answered and
+     * counted, while a huge one still cannot exhaust memory. */
+    int64_t maxmsg = s->cfg.max_msg_bytes * 2 + 65536;
+    if (!sock) {
+        SL_ERROR("zmq_socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+    zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &s->cfg.hwm, sizeof(s->cfg.hwm));
+    zmq_setsockopt(sock, ZMQ_RCVHWM, &s->cfg.hwm, sizeof(s->cfg.hwm));
+    if (s->cfg.tos)
+        zmq_setsockopt(sock, ZMQ_TOS, &s->cfg.tos, sizeof(s->cfg.tos));
+    if (zmq_bind(sock, endpoint) != 0) {
+        SL_ERROR("cannot bind %s: %s", endpoint, zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
+{
+    sl_sched_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return SL_ERR_NOMEM;
+    s->cfg = *cfg;
+    s->limits = sl_proto_limits_default;
+    s->limits.max_msg_bytes = (size_t)cfg->max_msg_bytes;
+    sl_map_init(&s->by_ident);
+    int level = sl_log_level_parse(cfg->log_level);
+    if (level < 0) {
+        SL_ERROR("unknown log level '%s'", cfg->log_level);
+        goto err_free;
+    }
+    sl_log_set_level((sl_log_level_t)level);
+    if (sl_core_create(&cfg->core, &s_io, s, &s->core) != SL_OK)
+        goto err_free;
+    s->zctx = zmq_ctx_new();
+    if (!s->zctx)
+        goto err_core;
+    s->clients = s_router(s, cfg->client_endpoint);
+    if (!s->clients)
+        goto err_ctx;
+    s->executors = s_router(s, cfg->executor_endpoint);
+    if (!s->executors)
+        goto err_clients;
+    SL_INFO("scheduler up: clients on %s, executors on %s, policy %s", cfg->client_endpoint,
+            cfg->executor_endpoint, sl_core_policy_name(s->core));
+    *sched_p = s;
+    return SL_OK;
+
+err_clients:
+    zmq_close(s->clients);
+err_ctx:
+    zmq_ctx_term(s->zctx);
+err_core:
+    sl_core_destroy(&s->core);
+err_free:
+    sl_map_fini(&s->by_ident);
+    free(s);
+    return SL_ERR_INVALID;
+}
+
+void sl_sched_stop(sl_sched_t *sched)
+{
+    sched->stop = 1;
+}
+
+static void s_on_signal(int sig)
+{
+    if (s_signal_target)
+        sl_sched_stop(s_signal_target);
+}
+
+void sl_sched_handle_signals(sl_sched_t *sched)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = s_on_signal;
+    s_signal_target = sched;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+sl_status_t sl_sched_run(sl_sched_t *s)
+{
+    zmq_pollitem_t items[2] = {{s->clients, 0, ZMQ_POLLIN, 0}, {s->executors, 0, ZMQ_POLLIN, 0}};
+    sl_time_t tick = SL_MS(s->cfg.tick_ms);
+    sl_time_t next_tick = sl_clock_now() + tick;
+    sl_time_t drain_until = 0;
+
+    for (;;) {
+        sl_time_t now = sl_clock_now();
+        if (s->stop && !drain_until) {
+            SL_INFO("draining: %u jobs pending", sl_core_jobs_pending(s->core));
+            sl_core_drain(s->core);
+            drain_until = now + SL_MS(s->cfg.drain_timeout_ms);
+        }
+        if (drain_until && (sl_core_jobs_pending(s->core) == 0 || now >= drain_until))
+            break;
+        long timeout_ms = (long)((next_tick - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS);
+        if (timeout_ms < 0)
+            timeout_ms = 0;
+        int rc = zmq_poll(items, 2, timeout_ms);
+        if (rc < 0 && errno != EINTR) {
+            SL_ERROR("zmq_poll: %s", zmq_strerror(errno));
+            return SL_ERR_IO;
+        }
+        now = sl_clock_now();
+        if (rc > 0) {
+            if (items[1].revents & ZMQ_POLLIN)
+                s_on_executor(s, now);
+            if (items[0].revents & ZMQ_POLLIN)
+                s_on_client(s, now);
+        }
+        if (now >= next_tick) {
+            sl_core_tick(s->core, now);
+            next_tick = now + tick;
+        }
+    }
+    SL_INFO("scheduler stopped: %llu jobs completed, %u left",
+            (unsigned long long)sl_core_counter(s->core, SL_CTR_COMPLETED),
+            sl_core_jobs_pending(s->core));
+    return SL_OK;
+}
+
+void sl_sched_destroy(sl_sched_t **sched_p)
+{
+    sl_sched_t *s = *sched_p;
+    if (!s)
+        return;
+    if (s_signal_target == s)
+        s_signal_target = NULL;
+    sl_core_destroy(&s->core);
+    zmq_close(s->executors);
+    zmq_close(s->clients);
+    zmq_ctx_term(s->zctx);
+    sl_map_fini(&s->by_ident);
+    free(s);
+    *sched_p = NULL;
+}

@@ -1,0 +1,42 @@
+/*
+ * The scheduler daemon: ZeroMQ I/O, timers and signals around the decision
+ * core. One thread, one poll loop.
+ */
+#ifndef SL_SCHEDULER_H
+#define SL_SCHEDULER_H
+
+#include <sluice/status.h>
+
+#include "common/sl_cfg.h"
+#include "scheduler/core/sl_core.h"
+
+typedef struct sl_sched_cfg {
+    sl_core_cfg_t core;                       /* decision core knobs */
+    char client_endpoint[SL_CFG_STR_MAX];     /* ROUTER for clients */
+    char executor_endpoint[SL_CFG_STR_MAX];   /* ROUTER for executors */
+    int64_t tick_ms;                          /* timer resolution */
+    int64_t drain_timeout_ms;                 /* longest wait for running jobs at SIGTERM */
+    int64_t max_msg_bytes;                    /* larger messages are refused by ZeroMQ */
+    int hwm;                                  /* ZeroMQ high-water mark per peer */
+    int tos;                                  /* IP type-of-service byte of control sockets */
+    int batch;                                /* messages read per socket per loop turn */
+    char log_level[16];                       /* error, warn, info, debug, trace */
+} sl_sched_cfg_t;
+
+/* The daemon's knobs (without the core's). */
+extern const sl_cfg_field_t sl_sched_cfg_fields[];
+
+typedef struct sl_sched sl_sched_t;
+
+/* Bind the sockets and create the core. On error nothing is left open. */
+sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p);
+/* Serve until sl_sched_stop() (or SIGTERM/SIGINT when installed), then
+ * drain: refuse new jobs, wait for running ones up to drain_timeout_ms. */
+sl_status_t sl_sched_run(sl_sched_t *sched);
+/* Ask the loop to drain and exit (async-signal-safe). */
+void sl_sched_stop(sl_sched_t *sched);
+void sl_sched_destroy(sl_sched_t **sched_p);
+/* Install SIGTERM/SIGINT handlers that call sl_sched_stop(sched). */
+void sl_sched_handle_signals(sl_sched_t *sched);
+
+#endif

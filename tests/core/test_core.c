@@ -1,0 +1,370 @@
+/* Unit tests of the decision core, driven by a simulated clock. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler/core/sl_core.h"
+#include "scheduler/core/sl_policy.h"
+
+#define MAX_EV 4096
+
+typedef struct {
+    uint32_t exec[MAX_EV]; /* executor index of each dispatch */
+    uint64_t seq[MAX_EV];  /* job seq of each dispatch */
+    int n_dispatch;
+    int n_result;
+    int status[MAX_EV];
+    char result_id[MAX_EV][32];
+    int n_release;
+    int n_lost;
+    int fail_dispatch_to; /* executor index whose dispatch fails, -1 none */
+} rec_t;
+
+static sl_status_t s_dispatch(void *arg, sl_exec_t *e, sl_job_t *job)
+{
+    rec_t *r = arg;
+    if ((int)e->index == r->fail_dispatch_to)
+        return SL_ERR_LINK;
+    r->exec[r->n_dispatch] = e->index;
+    r->seq[r->n_dispatch] = job->seq;
+    r->n_dispatch++;
+    return SL_OK;
+}
+
+static void s_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
+                     const sl_exec_t *e, const void *payload, const char *err)
+{
+    rec_t *r = arg;
+    r->status[r->n_result] = status;
+    snprintf(r->result_id[r->n_result], 32, "%s", job->id);
+    r->n_result++;
+}
+
+static void s_release(void *arg, sl_job_t *job)
+{
+    ((rec_t *)arg)->n_release++;
+}
+
+static void s_lost(void *arg, sl_exec_t *e, const char *why)
+{
+    ((rec_t *)arg)->n_lost++;
+}
+
+static const sl_core_io_t s_io = {
+    .dispatch = s_dispatch, .result = s_result, .release = s_release, .exec_lost = s_lost};
+
+static sl_core_t *s_core(rec_t *r, const char *policy, int credits)
+{
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(r, 0, sizeof(*r));
+    r->fail_dispatch_to = -1;
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "%s", policy);
+    cfg.credits = credits;
+    cfg.max_executors = 64;
+    assert_int_equal(sl_core_create(&cfg, &s_io, r, &core), SL_OK);
+    return core;
+}
+
+static uint32_t s_join(sl_core_t *core, const char *name, uint32_t slots, sl_time_t now)
+{
+    sl_exec_info_t info = {.name = name, .slots = slots, .backend = "sim"};
+    uint32_t idx = 0;
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, now, &idx), SL_OK);
+    return idx;
+}
+
+static sl_status_t s_submit(sl_core_t *core, const char *id, sl_prio_t prio, sl_time_t now,
+                            sl_job_t **job_p)
+{
+    sl_job_desc_t d = {.id = id, .prio = prio, .prompt_tokens = 100, .max_new_tokens = 10};
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *job = NULL;
+    sl_status_t st = sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry);
+    if (job_p)
+        *job_p = job;
+    return st;
+}
+
+static void s_complete(sl_core_t *core, rec_t *r, int k, sl_time_t now)
+{
+    sl_job_result_t res = {.status = SL_JOB_OK, .output_tokens = 10, .exec_ttft = SL_MS(5)};
+    assert_int_equal(sl_core_job_complete(core, r->exec[k], r->seq[k], &res, NULL, now), SL_OK);
+}
+
+static void test_late_binding(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "least-outstanding", 2);
+    char id[32];
+    s_join(core, "a", 8, 0);
+    s_join(core, "b", 8, 0);
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "j%d", i);
+        assert_int_equal(s_submit(core, id, SL_PRIO_BATCH, SL_MS(i), NULL), SL_OK);
+    }
+    /* 2 executors x 2 credits: 4 placed, 6 wait in the scheduler */
+    assert_int_equal(r.n_dispatch, 4);
+    assert_int_equal(sl_core_queue_depth(core, SL_PRIO_BATCH), 6);
+    assert_int_equal(sl_core_inflight(core), 4);
+    s_complete(core, &r, 0, SL_MS(20));
+    assert_int_equal(r.n_dispatch, 5);
+    assert_int_equal(r.exec[4], r.exec[0]); /* the freed executor got the next job */
+    assert_int_equal(sl_core_queue_depth(core, SL_PRIO_BATCH), 5);
+    assert_int_equal(r.n_result, 1);
+    sl_core_destroy(&core);
+    assert_int_equal(r.n_release, 10);
+    assert_null(core);
+}
+
+static void test_interactive_first(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "round-robin", 1);
+    s_join(core, "a", 4, 0);
+    assert_int_equal(s_submit(core, "b0", SL_PRIO_BATCH, 0, NULL), SL_OK);
+    assert_int_equal(s_submit(core, "b1", SL_PRIO_BATCH, 1, NULL), SL_OK);
+    assert_int_equal(s_submit(core, "i0", SL_PRIO_INTERACTIVE, 2, NULL), SL_OK);
+    assert_int_equal(r.n_dispatch, 1);
+    s_complete(core, &r, 0, 10);
+    sl_job_t *i0 = sl_core_job_find(core, "i0");
+    assert_int_equal(i0->state, SL_JOB_RUNNING);
+    assert_int_equal(sl_core_job_find(core, "b1")->state, SL_JOB_QUEUED);
+    sl_core_destroy(&core);
+}
+
+static void test_requeue_on_loss(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "round-robin", 2);
+    sl_exec_load_t load = {0};
+    char id[32];
+    uint32_t a = s_join(core, "a", 4, 0);
+    uint32_t b = s_join(core, "b", 4, 0);
+    for (int i = 0; i < 6; i++) {
+        snprintf(id, sizeof(id), "j%d", i);
+        assert_int_equal(s_submit(core, id, SL_PRIO_INTERACTIVE, 0, NULL), SL_OK);
+    }
+    assert_int_equal(r.n_dispatch, 4);
+    /* b keeps beating, a goes silent; 3 missed 100 ms heartbeats -> lost */
+    for (sl_time_t t = SL_MS(100); t <= SL_MS(400); t += SL_MS(100)) {
+        sl_core_exec_heartbeat(core, b, &load, t);
+        sl_core_tick(core, t);
+    }
+    assert_int_equal(r.n_lost, 1);
+    assert_null(sl_core_exec_get(core, a));
+    assert_int_equal(sl_core_counter(core, SL_CTR_REQUEUED), 2);
+    /* a's two jobs wait at the front for b's credits */
+    int k_a = -1;
+    for (int k = 0; k < r.n_dispatch; k++)
+        if (r.exec[k] == a && k_a < 0)
+            k_a = k;
+    /* a late completion from the lost executor is stale */
+    sl_job_result_t res = {.status = SL_JOB_OK};
+    assert_int_equal(sl_core_job_complete(core, a, r.seq[k_a], &res, NULL, SL_MS(410)),
+                     SL_ERR_NOT_FOUND);
+    assert_int_equal(sl_core_counter(core, SL_CTR_STALE_COMPLETIONS), 1);
+    /* drain everything through b: every job answered exactly once */
+    for (int k = 0; k < r.n_dispatch; k++)
+        if (r.exec[k] == b)
+            s_complete(core, &r, k, SL_MS(500) + k);
+    assert_int_equal(r.n_result, 6);
+    for (int i = 0; i < 6; i++)
+        for (int j = i + 1; j < 6; j++)
+            assert_string_not_equal(r.result_id[i], r.result_id[j]);
+    sl_core_destroy(&core);
+}
+
+static void test_requeue_limit(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "round-robin", 1);
+    s_join(core, "a", 1, 0);
+    assert_int_equal(s_submit(core, "x", SL_PRIO_INTERACTIVE, 0, NULL), SL_OK);
+    for (int i = 0; i < 3; i++) {
+        sl_exec_t *e = sl_core_exec_get(core, r.exec[r.n_dispatch - 1]);
+        assert_non_null(e);
+        assert_int_equal(sl_core_exec_lost(core, e->index, "test", SL_MS(i)), SL_OK);
+        if (i < 2)
+            s_join(core, "a", 1, SL_MS(i));
+    }
+    assert_int_equal(r.n_result, 1);
+    assert_int_equal(r.status[0], SL_JOB_FAILED);
+    sl_core_destroy(&core);
+}
+
+static void test_dispatch_failure_loses_executor(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "round-robin", 1);
+    uint32_t a = s_join(core, "a", 1, 0);
+    r.fail_dispatch_to = (int)a;
+    assert_int_equal(s_submit(core, "x", SL_PRIO_INTERACTIVE, 0, NULL), SL_OK);
+    assert_int_equal(r.n_lost, 1);
+    assert_int_equal(sl_core_queue_depth(core, SL_PRIO_INTERACTIVE), 1);
+    r.fail_dispatch_to = -1;
+    s_join(core, "b", 1, 1);
+    assert_int_equal(r.n_dispatch, 1);
+    sl_core_destroy(&core);
+}
+
+static void test_idempotent_submit(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "p2c", 4);
+    sl_job_t *j1, *j2;
+    s_join(core, "a", 4, 0);
+    assert_int_equal(s_submit(core, "same", SL_PRIO_INTERACTIVE, 0, &j1), SL_OK);
+    assert_int_equal(s_submit(core, "same", SL_PRIO_INTERACTIVE, 1, &j2), SL_ERR_EXISTS);
+    assert_ptr_equal(j1, j2);
+    assert_int_equal(r.n_dispatch, 1);
+    s_complete(core, &r, 0, SL_MS(10));
+    assert_int_equal(s_submit(core, "same", SL_PRIO_INTERACTIVE, SL_MS(20), &j2), SL_ERR_EXISTS);
+    assert_int_equal(j2->state, SL_JOB_DONE);
+    assert_int_equal(r.n_dispatch, 1);
+    /* after the done TTL (60 s) the id is forgotten */
+    sl_exec_load_t load = {0};
+    sl_core_exec_heartbeat(core, 0, &load, SL_MS(61000));
+    sl_core_tick(core, SL_MS(61000));
+    assert_null(sl_core_job_find(core, "same"));
+    assert_int_equal(s_submit(core, "same", SL_PRIO_INTERACTIVE, SL_MS(61001), NULL), SL_OK);
+    assert_int_equal(r.n_dispatch, 2);
+    sl_core_destroy(&core);
+}
+
+static void test_busy_reasons(void **state)
+{
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    sl_busy_reason_t reason = 0;
+    sl_time_t retry = 0;
+    sl_job_t *job;
+    sl_job_desc_t d = {.id = "x", .prompt_tokens = 1, .max_new_tokens = 1};
+    memset(&r, 0, sizeof(r));
+    r.fail_dispatch_to = -1;
+    sl_core_cfg_default(&cfg);
+    cfg.queue_max = 2;
+    cfg.credits = 1;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &reason, &retry), SL_ERR_BUSY);
+    assert_int_equal(reason, SL_BUSY_NO_EXECUTOR);
+    assert_int_equal(retry, SL_MS(1000));
+    s_join(core, "a", 1, 0);
+    assert_int_equal(s_submit(core, "1", SL_PRIO_BATCH, 0, NULL), SL_OK); /* dispatched */
+    assert_int_equal(s_submit(core, "2", SL_PRIO_BATCH, 0, NULL), SL_OK);
+    assert_int_equal(s_submit(core, "3", SL_PRIO_BATCH, 0, NULL), SL_OK);
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &reason, &retry), SL_ERR_BUSY);
+    assert_int_equal(reason, SL_BUSY_QUEUE_FULL);
+    sl_core_drain(core);
+    d.id = "y";
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &reason, &retry), SL_ERR_BUSY);
+    assert_int_equal(reason, SL_BUSY_DRAINING);
+    assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_QUEUE_FULL), 1);
+    assert_int_equal(sl_core_jobs_pending(core), 3);
+    sl_core_destroy(&core);
+}
+
+static void test_expiry_and_cancel(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "round-robin", 1);
+    sl_job_desc_t d = {.id = "late", .prio = SL_PRIO_BATCH, .prompt_tokens = 1,
+                       .max_new_tokens = 1, .deadline = SL_MS(50)};
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *job;
+    sl_exec_load_t load = {0};
+    uint32_t a = s_join(core, "a", 1, 0);
+    assert_int_equal(s_submit(core, "run", SL_PRIO_BATCH, 0, NULL), SL_OK);
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &reason, &retry), SL_OK);
+    assert_int_equal(s_submit(core, "gone", SL_PRIO_BATCH, 0, NULL), SL_OK);
+    assert_int_equal(sl_core_job_cancel(core, "gone", SL_MS(1)), SL_OK);
+    assert_int_equal(r.status[0], SL_JOB_CANCELED);
+    sl_core_exec_heartbeat(core, a, &load, SL_MS(60));
+    sl_core_tick(core, SL_MS(60));
+    assert_int_equal(r.n_result, 2);
+    assert_int_equal(r.status[1], SL_JOB_EXPIRED);
+    assert_string_equal(r.result_id[1], "late");
+    assert_int_equal(sl_core_job_cancel(core, "late", SL_MS(61)), SL_ERR_NOT_FOUND);
+    sl_core_destroy(&core);
+}
+
+/* Each policy spreads N jobs over 4 equal executors; count the spread. */
+static void s_spread(const char *policy, int counts[4])
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, policy, 64);
+    char id[32], name[8];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "e%d", i);
+        s_join(core, name, 64, 0);
+    }
+    memset(counts, 0, 4 * sizeof(int));
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "j%d", i);
+        assert_int_equal(s_submit(core, id, SL_PRIO_BATCH, i, NULL), SL_OK);
+        /* complete every job placed on e0 at once: e0 looks idle */
+        if (r.exec[r.n_dispatch - 1] == 0)
+            s_complete(core, &r, r.n_dispatch - 1, i);
+    }
+    for (int k = 0; k < r.n_dispatch; k++)
+        counts[r.exec[k]]++;
+    sl_core_destroy(&core);
+}
+
+static void test_policies(void **state)
+{
+    int c[4];
+    s_spread("round-robin", c);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(c[i], 50); /* blind to load */
+    s_spread("least-outstanding", c);
+    assert_true(c[0] > 120); /* the idle executor takes most */
+    s_spread("p2c", c);
+    assert_true(c[0] > 70 && c[0] < 200);
+    s_spread("random", c);
+    for (int i = 0; i < 4; i++)
+        assert_true(c[i] > 25 && c[i] < 80);
+    assert_non_null(sl_policy_find("least-conn"));
+    assert_null(sl_policy_find("nope"));
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "nope");
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_ERR_INVALID);
+}
+
+static void test_rejoin_replaces(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "round-robin", 2);
+    s_join(core, "a", 2, 0);
+    assert_int_equal(s_submit(core, "x", SL_PRIO_BATCH, 0, NULL), SL_OK);
+    s_join(core, "a", 2, SL_MS(5)); /* restarted under the same name */
+    assert_int_equal(r.n_lost, 1);
+    assert_int_equal(sl_core_exec_count(core), 1);
+    assert_int_equal(r.n_dispatch, 2); /* x was dispatched again */
+    sl_core_destroy(&core);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_late_binding),     cmocka_unit_test(test_interactive_first),
+        cmocka_unit_test(test_requeue_on_loss),  cmocka_unit_test(test_requeue_limit),
+        cmocka_unit_test(test_dispatch_failure_loses_executor),
+        cmocka_unit_test(test_idempotent_submit), cmocka_unit_test(test_busy_reasons),
+        cmocka_unit_test(test_expiry_and_cancel), cmocka_unit_test(test_policies),
+        cmocka_unit_test(test_rejoin_replaces),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,244 @@
+/* Unit tests of the executor engine and the sim backend, on a simulated clock. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "executor/sl_engine.h"
+#include "executor/sl_sim_cfg.h"
+
+typedef struct {
+    int done;
+    int canceled;
+    int chunks;
+    int stored;
+    int evicted;
+    sl_time_t first_token[256];
+} rec_t;
+
+typedef struct {
+    sl_engine_job_t ej;
+    uint32_t out[64];
+} job_t;
+
+static void s_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, const char *err)
+{
+    rec_t *r = arg;
+    if (how == SL_ENGINE_CANCELED)
+        r->canceled++;
+    else
+        r->done++;
+    if (ej->seq.id < 256)
+        r->first_token[ej->seq.id] = ej->first_token;
+}
+
+static void s_tokens(void *arg, sl_engine_job_t *ej, uint32_t from, uint32_t n)
+{
+    ((rec_t *)arg)->chunks++;
+}
+
+static void s_stored(void *arg, uint64_t h)
+{
+    ((rec_t *)arg)->stored++;
+}
+
+static void s_evicted(void *arg, uint64_t h)
+{
+    ((rec_t *)arg)->evicted++;
+}
+
+static sl_sim_cfg_t s_sim;
+
+static sl_engine_t *s_engine(rec_t *r, const char *backend, int64_t kv_blocks)
+{
+    sl_engine_cfg_t cfg;
+    sl_engine_t *e = NULL;
+    memset(r, 0, sizeof(*r));
+    sl_cfg_defaults(sl_engine_cfg_fields, &cfg);
+    sl_cfg_defaults(sl_sim_cfg_fields, &s_sim);
+    if (kv_blocks)
+        s_sim.kv_capacity_blocks = kv_blocks;
+    sl_backend_params_t p = {.kv_block_tokens = 16, .sim = &s_sim,
+                             .kv_cb = {.stored = s_stored, .evicted = s_evicted, .arg = r}};
+    sl_engine_cb_t cb = {.tokens = s_tokens, .done = s_done, .arg = r};
+    assert_int_equal(sl_engine_create(&cfg, sl_backend_find(backend), &p, &cb, &e), SL_OK);
+    return e;
+}
+
+static job_t *s_job(uint64_t id, int interactive, uint32_t prompt, uint32_t out)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    j->ej.seq.id = id;
+    j->ej.seq.interactive = interactive;
+    j->ej.seq.prompt_len = prompt;
+    j->ej.seq.max_new_tokens = out;
+    j->ej.seq.out = j->out;
+    return j;
+}
+
+/* Run the engine until empty; returns the end time. */
+static sl_time_t s_drain(sl_engine_t *e, sl_time_t now)
+{
+    while (sl_engine_jobs(e) > 0) {
+        sl_time_t next = sl_engine_advance(e, now);
+        if (next != INT64_MAX && next > now)
+            now = next; /* INT64_MAX: nothing more to wait for */
+    }
+    return now;
+}
+
+static void test_batch_waits_50ms(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    job_t *jobs[10];
+    for (int i = 0; i < 10; i++) {
+        jobs[i] = s_job((uint64_t)i, 0, 100, 4);
+        sl_engine_submit(e, &jobs[i]->ej, 0);
+    }
+    sl_time_t next = sl_engine_advance(e, 0);
+    assert_int_equal(next, SL_MS(50)); /* a partial batch waits for 50 ms */
+    assert_int_equal(sl_engine_advance(e, SL_MS(49)), SL_MS(50));
+    sl_time_t step_end = sl_engine_advance(e, SL_MS(50));
+    assert_true(step_end > SL_MS(50)); /* the batch started */
+    s_drain(e, step_end);
+    assert_int_equal(r.done, 10);
+    for (int i = 0; i < 10; i++) {
+        assert_true(r.first_token[i] > SL_MS(50));
+        free(jobs[i]);
+    }
+    sl_engine_destroy(&e);
+}
+
+static void test_full_batch_starts_at_once(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    job_t *jobs[40];
+    for (int i = 0; i < 40; i++) {
+        jobs[i] = s_job((uint64_t)i, 0, 100, 4);
+        sl_engine_submit(e, &jobs[i]->ej, 0);
+    }
+    sl_engine_advance(e, 0);
+    sl_engine_load_t load;
+    sl_engine_load(e, 0, &load);
+    assert_int_equal(load.running, 32); /* at most 32 run */
+    assert_int_equal(load.waiting, 8);
+    s_drain(e, 0);
+    assert_int_equal(r.done, 40);
+    for (int i = 0; i < 40; i++)
+        free(jobs[i]);
+    sl_engine_destroy(&e);
+}
+
+static void test_interactive_joins_running_batch(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    job_t *a = s_job(1, 1, 100, 50), *b = s_job(2, 1, 100, 5), *c = s_job(3, 0, 100, 5);
+    sl_engine_submit(e, &a->ej, 0);
+    sl_time_t t = sl_engine_advance(e, 0); /* a starts at once */
+    assert_true(t > 0);
+    sl_engine_submit(e, &b->ej, SL_US(10));
+    sl_engine_submit(e, &c->ej, SL_US(10));
+    t = sl_engine_advance(e, t); /* step boundary: b joins, c (batch) waits */
+    sl_engine_load_t load;
+    sl_engine_load(e, t, &load);
+    assert_int_equal(load.running, 2);
+    assert_int_equal(load.waiting, 1);
+    s_drain(e, t);
+    assert_true(r.first_token[2] < SL_MS(50));
+    assert_true(r.first_token[3] >= SL_MS(50) + SL_US(10));
+    free(a);
+    free(b);
+    free(c);
+    sl_engine_destroy(&e);
+}
+
+static void test_sim_costs(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    job_t *a = s_job(1, 1, 1000, 3);
+    sl_engine_submit(e, &a->ej, 0);
+    /* prefill of 1000 tokens: base + 29 us x 1000 + attention term */
+    double pre = s_sim.prefill_base_us + s_sim.prefill_us_per_token * 1000 +
+                 s_sim.prefill_us_per_token_ctx * 1000 * 500;
+    sl_time_t t = sl_engine_advance(e, 0);
+    assert_true(llabs(t - (sl_time_t)(pre * 1000)) < 1000);
+    /* decode step of one sequence with 1001 tokens of context */
+    double dec = s_sim.decode_base_us + s_sim.decode_us_per_seq + s_sim.decode_us_per_kv_token * 1001;
+    sl_time_t t2 = sl_engine_advance(e, t);
+    assert_true(llabs(t2 - t - (sl_time_t)(dec * 1000)) < 1000);
+    s_drain(e, t2);
+    assert_int_equal(a->ej.seq.n_out, 3);
+    assert_int_equal(r.first_token[1], t);
+    free(a);
+    sl_engine_destroy(&e);
+}
+
+static void test_prefix_cache(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 100); /* 1600 tokens of KV */
+    uint64_t h1[2] = {11, 12}, h2[2] = {11, 13}, h3[3] = {21, 22, 23};
+    job_t *a = s_job(1, 1, 1024, 2), *b = s_job(2, 1, 1024, 2), *c = s_job(3, 1, 1100, 2);
+    a->ej.seq.block_hashes = h1;
+    a->ej.seq.n_block_hashes = 2;
+    a->ej.seq.hash_block_tokens = 512;
+    b->ej.seq.block_hashes = h2;
+    b->ej.seq.n_block_hashes = 2;
+    b->ej.seq.hash_block_tokens = 512;
+    c->ej.seq.block_hashes = h3;
+    c->ej.seq.n_block_hashes = 2; /* two full blocks of 512 */
+    c->ej.seq.hash_block_tokens = 512;
+    sl_engine_submit(e, &a->ej, 0);
+    sl_time_t t = s_drain(e, 0);
+    assert_int_equal(a->ej.seq.cached_tokens, 0);
+    assert_int_equal(r.stored, 2);
+    sl_engine_submit(e, &b->ej, t);
+    t = s_drain(e, t);
+    assert_int_equal(b->ej.seq.cached_tokens, 512); /* first block shared */
+    assert_int_equal(r.stored, 3);
+    sl_engine_submit(e, &c->ej, t);
+    s_drain(e, t);
+    assert_true(r.evicted > 0); /* capacity forces LRU eviction */
+    free(a);
+    free(b);
+    free(c);
+    sl_engine_destroy(&e);
+}
+
+static void test_cancel_and_null(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "null", 0);
+    job_t *a = s_job(1, 0, 10, 8), *b = s_job(2, 1, 10, 8);
+    sl_engine_submit(e, &a->ej, 0);
+    sl_engine_submit(e, &b->ej, 0);
+    assert_int_equal(sl_engine_cancel(e, 1, 0), SL_OK);
+    assert_int_equal(sl_engine_cancel(e, 99, 0), SL_ERR_NOT_FOUND);
+    s_drain(e, 0);
+    assert_int_equal(r.canceled, 1);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(b->ej.seq.n_out, 8);
+    free(a);
+    free(b);
+    sl_engine_destroy(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_waits_50ms),
+        cmocka_unit_test(test_full_batch_starts_at_once),
+        cmocka_unit_test(test_interactive_joins_running_batch),
+        cmocka_unit_test(test_sim_costs),
+        cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_cancel_and_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,215 @@
+/*
+ * Test harness for integration tests: starts sluice-scheduler and
+ * sluice-executor from SLUICE_BIN as real child processes on ipc endpoints
+ * in a private temp dir, and speaks the wire protocol with a raw DEALER, as
+ * any client would. Every child is killed at the end, even on failure paths
+ * (atexit), so no process is left behind.
+ */
+#include "cluster.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static cl_t *s_live;
+
+static void s_atexit(void)
+{
+    if (s_live)
+        cl_fini(s_live);
+}
+
+void cl_init(cl_t *c, const char *tag)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->dir, sizeof(c->dir), "/tmp/sluice-%s-XXXXXX", tag);
+    if (!mkdtemp(c->dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(c->client_ep, sizeof(c->client_ep), "ipc://%s/c", c->dir);
+    snprintf(c->exec_ep, sizeof(c->exec_ep), "ipc://%s/e", c->dir);
+    c->zctx = zmq_ctx_new();
+    s_live = c;
+    atexit(s_atexit);
+}
+
+int cl_spawn(cl_t *c, const char *prog, const char *const *args)
+{
+    const char *bin = getenv("SLUICE_BIN");
+    char path[512];
+    const char *argv[64];
+    int n = 0;
+    snprintf(path, sizeof(path), "%s/%s", bin ? bin : "build/bin", prog);
+    argv[n++] = path;
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(path, (char *const *)argv);
+        perror("execv");
+        _exit(127);
+    }
+    c->pids[c->n] = pid;
+    return c->n++;
+}
+
+int cl_scheduler(cl_t *c, const char *const *args)
+{
+    char ce[320], ee[320];
+    const char *argv[48];
+    int n = 0;
+    snprintf(ce, sizeof(ce), "--client-endpoint=%s", c->client_ep);
+    snprintf(ee, sizeof(ee), "--executor-endpoint=%s", c->exec_ep);
+    argv[n++] = ce;
+    argv[n++] = ee;
+    for (int i = 0; args && args[i] && n < 47; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return cl_spawn(c, "sluice-scheduler", argv);
+}
+
+int cl_executor(cl_t *c, const char *name, const char *const *args)
+{
+    char se[320], nm[160];
+    const char *argv[48];
+    int n = 0;
+    snprintf(se, sizeof(se), "--scheduler=%s", c->exec_ep);
+    snprintf(nm, sizeof(nm), "--name=%s", name);
+    argv[n++] = se;
+    argv[n++] = nm;
+    for (int i = 0; args && args[i] && n < 47; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return cl_spawn(c, "sluice-executor", argv);
+}
+
+void *cl_client(cl_t *c)
+{
+    void *s = zmq_socket(c->zctx, ZMQ_DEALER);
+    int zero = 0, hwm = 1000000;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    zmq_connect(s, c->client_ep);
+    return s;
+}
+
+sl_msg_t *cl_recv(void *sock, int timeout_ms)
+{
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return NULL;
+    sl_wire_ident_t id;
+    sl_msg_t *m = NULL;
+    char err[256];
+    if (sl_wire_recv(sock, 0, 0, &sl_proto_limits_default, &id, &m, err, sizeof(err)) != SL_OK)
+        return NULL;
+    return m;
+}
+
+sl_msg_t *cl_status(void *sock, int timeout_ms)
+{
+    Sluice__StatusRequest r = SLUICE__STATUS_REQUEST__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REQUEST;
+    env.status_request = &r;
+    sl_wire_send(sock, NULL, 0, &env, 0);
+    for (;;) {
+        sl_msg_t *m = cl_recv(sock, timeout_ms);
+        if (!m)
+            return NULL;
+        if (m->body_case == SLUICE__ENVELOPE__BODY_STATUS_REPLY)
+            return m;
+        sl_proto_free(&m); /* a late reply to something else */
+    }
+}
+
+int64_t cl_counter(const sl_msg_t *st, const char *name)
+{
+    for (size_t i = 0; i < st->status_reply->n_counters; i++)
+        if (strcmp(st->status_reply->counters[i]->name, name) == 0)
+            return (int64_t)st->status_reply->counters[i]->value;
+    return -1;
+}
+
+int cl_wait_executors(cl_t *c, void *sock, int n, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        sl_msg_t *st = cl_status(sock, 200);
+        int have = st ? (int)st->status_reply->n_executors : 0;
+        sl_proto_free(&st);
+        if (have >= n)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+void cl_kill(cl_t *c, int i, int sig)
+{
+    if (c->pids[i] > 0)
+        kill(c->pids[i], sig);
+}
+
+int cl_wait(cl_t *c, int i, int timeout_ms)
+{
+    int status;
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        pid_t r = waitpid(c->pids[i], &status, WNOHANG);
+        if (r == c->pids[i]) {
+            c->pids[i] = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+void cl_fini(cl_t *c)
+{
+    for (int i = 0; i < c->n; i++)
+        cl_kill(c, i, SIGTERM);
+    for (int i = 0; i < c->n; i++) {
+        if (c->pids[i] > 0 && cl_wait(c, i, 5000) < 0) {
+            kill(c->pids[i], SIGKILL);
+            waitpid(c->pids[i], NULL, 0);
+            c->pids[i] = 0;
+        }
+    }
+    if (c->zctx) {
+        zmq_ctx_term(c->zctx);
+        c->zctx = NULL;
+    }
+    char path[400];
+    snprintf(path, sizeof(path), "%s/c", c->dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/e", c->dir);
+    unlink(path);
+    rmdir(c->dir);
+    s_live = NULL;
+}
+
+void cl_submit(void *sock, const char *id, uint32_t prompt, uint32_t out, int batch)
+{
+    Sluice__Prompt p = SLUICE__PROMPT__INIT;
+    Sluice__Job j = SLUICE__JOB__INIT;
+    Sluice__Submit s = SLUICE__SUBMIT__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    p.length = prompt;
+    j.id = (char *)id;
+    j.prompt = &p;
+    j.max_new_tokens = out;
+    j.priority = batch ? SLUICE__PRIORITY__PRIORITY_BATCH : SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
+    s.job = &j;
+    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
+    env.submit = &s;
+    sl_wire_send(sock, NULL, 0, &env, 0);
+}

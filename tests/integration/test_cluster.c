@@ -1,0 +1,307 @@
+/*
+ * Integration tests with the real programs: a scheduler and executors as
+ * child processes, a raw protocol client. Every job must be answered exactly
+ * once, also when an executor is killed with SIGKILL mid-run; malformed,
+ * truncated and oversized messages are refused and counted while service
+ * goes on.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cluster.h"
+
+typedef struct run {
+    int n;            /* jobs */
+    int window;       /* outstanding at most */
+    int kill_after;   /* results after which to SIGKILL kill_slot (0 = never) */
+    int kill_slot;    /* process slot to kill */
+    int *results;     /* results per job */
+    int accepted;     /* Accepted replies */
+    int busy;         /* Busy replies */
+    int ok;           /* results with status OK */
+    int requeued;     /* results that took more than one attempt */
+} run_t;
+
+static int s_index(const char *id)
+{
+    return atoi(id + 1);
+}
+
+static void s_run(cl_t *c, void *sock, run_t *r)
+{
+    char id[32];
+    int sent = 0, done = 0, killed = 0;
+    int *retry = calloc((size_t)r->n, sizeof(int));
+    r->results = calloc((size_t)r->n, sizeof(int));
+    while (done < r->n) {
+        while (sent < r->n && sent - done < r->window) {
+            snprintf(id, sizeof(id), "j%d", sent);
+            cl_submit(sock, id, 64 + (uint32_t)(sent % 7) * 64, 4 + (uint32_t)(sent % 5), sent & 1);
+            sent++;
+        }
+        sl_msg_t *m = cl_recv(sock, 30000);
+        assert_non_null(m); /* no progress for 30 s is a failure */
+        switch (m->body_case) {
+        case SLUICE__ENVELOPE__BODY_ACCEPTED:
+            r->accepted++;
+            break;
+        case SLUICE__ENVELOPE__BODY_BUSY:
+            r->busy++;
+            usleep(1000);
+            cl_submit(sock, m->busy->job_id, 64, 4, 0); /* same id: idempotent */
+            retry[s_index(m->busy->job_id)]++;
+            break;
+        case SLUICE__ENVELOPE__BODY_RESULT: {
+            int k = s_index(m->result->job_id);
+            assert_true(k >= 0 && k < r->n);
+            r->results[k]++;
+            assert_int_equal(r->results[k], 1); /* exactly once */
+            if (m->result->status == SLUICE__RESULT_STATUS__RESULT_OK)
+                r->ok++;
+            if (m->result->attempts > 1)
+                r->requeued++;
+            assert_int_equal(m->result->n_tokens, m->result->timings->output_tokens);
+            done++;
+            if (r->kill_after && done == r->kill_after && !killed) {
+                cl_kill(c, r->kill_slot, SIGKILL);
+                killed = 1;
+            }
+            break;
+        }
+        default:
+            fail_msg("unexpected %s", sl_proto_body_name(m->body_case));
+        }
+        sl_proto_free(&m);
+    }
+    for (int k = 0; k < r->n; k++)
+        assert_int_equal(r->results[k], 1);
+    free(retry);
+    free(r->results);
+}
+
+static void test_20k_jobs(void **state)
+{
+    cl_t c;
+    const char *sched_args[] = {"--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=sim", "--sim-speed=200", "--log-level=warn", NULL};
+    cl_init(&c, "20k");
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "e1", exec_args);
+    cl_executor(&c, "e2", exec_args);
+    cl_executor(&c, "e3", exec_args);
+    void *sock = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, sock, 3, 10000), 0);
+    run_t r = {.n = 20000, .window = 2000};
+    s_run(&c, sock, &r);
+    assert_int_equal(r.ok, 20000);
+    sl_msg_t *st = cl_status(sock, 2000);
+    assert_non_null(st);
+    assert_int_equal(cl_counter(st, "jobs_completed"), 20000);
+    assert_int_equal(cl_counter(st, "executors_lost"), 0);
+    /* all three executors did work */
+    for (size_t i = 0; i < st->status_reply->n_executors; i++)
+        assert_true(st->status_reply->executors[i]->completed > 1000);
+    sl_proto_free(&st);
+    zmq_close(sock);
+    /* SIGTERM drains and exits cleanly */
+    cl_kill(&c, 0, SIGTERM);
+    assert_int_equal(cl_wait(&c, 0, 10000), 0);
+    cl_fini(&c);
+}
+
+static void test_executor_killed(void **state)
+{
+    cl_t c;
+    const char *sched_args[] = {"--log-level=error", "--heartbeat-ms=50", NULL};
+    const char *exec_args[] = {"--backend=sim", "--sim-speed=100", "--log-level=warn", NULL};
+    cl_init(&c, "kill");
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "e1", exec_args);
+    int victim = cl_executor(&c, "e2", exec_args);
+    cl_executor(&c, "e3", exec_args);
+    void *sock = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, sock, 3, 10000), 0);
+    run_t r = {.n = 20000, .window = 1500, .kill_after = 5000, .kill_slot = victim};
+    s_run(&c, sock, &r);
+    assert_int_equal(r.ok, 20000);
+    assert_true(r.requeued > 0); /* the victim had jobs in flight */
+    sl_msg_t *st = cl_status(sock, 2000);
+    assert_non_null(st);
+    assert_int_equal(cl_counter(st, "executors_lost"), 1);
+    assert_true(cl_counter(st, "jobs_requeued") >= r.requeued);
+    assert_int_equal(st->status_reply->n_executors, 2);
+    sl_proto_free(&st);
+    zmq_close(sock);
+    cl_fini(&c);
+}
+
+static void s_send_raw(void *sock, const void *buf, size_t len)
+{
+    zmq_send(sock, buf, len, 0);
+}
+
+/* Wait for an Error reply; returns its code or 0 on timeout. */
+static int s_expect_error(void *sock)
+{
+    for (;;) {
+        sl_msg_t *m = cl_recv(sock, 3000);
+        if (!m)
+            return 0;
+        int code = m->body_case == SLUICE__ENVELOPE__BODY_ERROR ? m->error->code : 0;
+        sl_proto_free(&m);
+        if (code)
+            return code;
+    }
+}
+
+static void test_bad_messages(void **state)
+{
+    cl_t c;
+    const char *sched_args[] = {"--log-level=error", "--max-msg-bytes=65536", NULL};
+    const char *exec_args[] = {"--backend=sim", "--sim-speed=1000", "--log-level=warn", NULL};
+    cl_init(&c, "bad");
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "e1", exec_args);
+    void *sock = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, sock, 1, 10000), 0);
+
+    /* client socket: garbage, a truncated valid message, an oversized one,
+     * an oversized field, an out-of-range enum, a message clients may not send */
+    s_send_raw(sock, "\xff\xff\xff\xff garbage", 13);
+    assert_int_equal(s_expect_error(sock), SL_ERR_MSG_MALFORMED);
+    {
+        Sluice__Prompt p = SLUICE__PROMPT__INIT;
+        Sluice__Job j = SLUICE__JOB__INIT;
+        Sluice__Submit s = SLUICE__SUBMIT__INIT;
+        sl_msg_t env = SLUICE__ENVELOPE__INIT;
+        uint8_t buf[512];
+        p.length = 10;
+        j.id = "truncated-one";
+        j.prompt = &p;
+        j.max_new_tokens = 4;
+        s.job = &j;
+        env.version = SL_PROTO_VERSION;
+        env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
+        env.submit = &s;
+        size_t len = sluice__envelope__pack(&env, buf);
+        s_send_raw(sock, buf, len - 3);
+        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_MALFORMED);
+    }
+    {
+        size_t big = 100000;
+        char *junk = malloc(big);
+        memset(junk, 0x41, big);
+        s_send_raw(sock, junk, big);
+        free(junk);
+        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_TOO_BIG);
+    }
+    {
+        char id[1000];
+        memset(id, 'x', sizeof(id) - 1);
+        id[sizeof(id) - 1] = '\0';
+        cl_submit(sock, id, 10, 4, 0);
+        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_TOO_BIG);
+    }
+    {
+        Sluice__Prompt p = SLUICE__PROMPT__INIT;
+        Sluice__Job j = SLUICE__JOB__INIT;
+        Sluice__Submit s = SLUICE__SUBMIT__INIT;
+        sl_msg_t env = SLUICE__ENVELOPE__INIT;
+        p.length = 10;
+        j.id = "bad-prio";
+        j.prompt = &p;
+        j.max_new_tokens = 4;
+        j.priority = (Sluice__Priority)7;
+        s.job = &j;
+        env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
+        env.submit = &s;
+        sl_wire_send(sock, NULL, 0, &env, 0);
+        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_RANGE);
+    }
+    {
+        Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
+        sl_msg_t env = SLUICE__ENVELOPE__INIT;
+        env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
+        env.heartbeat = &hb;
+        sl_wire_send(sock, NULL, 0, &env, 0);
+        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_UNEXPECTED);
+    }
+
+    /* executor socket: garbage, oversized, and a heartbeat from a stranger */
+    void *rogue = zmq_socket(c.zctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(rogue, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_connect(rogue, c.exec_ep);
+    s_send_raw(rogue, "\x0a\xff\x01", 3);
+    assert_int_equal(s_expect_error(rogue), SL_ERR_MSG_MALFORMED);
+    {
+        size_t big = 100000;
+        char *junk = calloc(1, big);
+        s_send_raw(rogue, junk, big);
+        free(junk);
+        assert_int_equal(s_expect_error(rogue), SL_ERR_MSG_TOO_BIG);
+    }
+    {
+        Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
+        sl_msg_t env = SLUICE__ENVELOPE__INIT;
+        env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
+        env.heartbeat = &hb;
+        sl_wire_send(rogue, NULL, 0, &env, 0);
+        assert_int_equal(s_expect_error(rogue), SL_ERR_NOT_FOUND);
+    }
+    {
+        Sluice__Completion comp = SLUICE__COMPLETION__INIT;
+        Sluice__Result res = SLUICE__RESULT__INIT;
+        sl_msg_t env = SLUICE__ENVELOPE__INIT;
+        comp.job_seq = 12345;
+        comp.result = &res;
+        env.body_case = SLUICE__ENVELOPE__BODY_COMPLETION;
+        env.completion = &comp;
+        sl_wire_send(rogue, NULL, 0, &env, 0);
+        assert_int_equal(s_expect_error(rogue), SL_ERR_NOT_FOUND);
+    }
+    zmq_close(rogue);
+
+    /* a client that vanishes with jobs outstanding does not disturb others */
+    void *ghost = cl_client(&c);
+    for (int i = 0; i < 50; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "ghost-%d", i);
+        cl_submit(ghost, id, 100, 8, 0);
+    }
+    zmq_close(ghost);
+
+    /* still serving */
+    run_t r = {.n = 500, .window = 100};
+    s_run(&c, sock, &r);
+    assert_int_equal(r.ok, 500);
+    sl_msg_t *st = cl_status(sock, 2000);
+    assert_non_null(st);
+    assert_int_equal(cl_counter(st, "msgs_rejected_client"), 6);
+    assert_int_equal(cl_counter(st, "msgs_rejected_executor"), 2);
+    assert_int_equal(cl_counter(st, "msgs_unknown_executor"), 2);
+    sl_proto_free(&st);
+    zmq_close(sock);
+    cl_kill(&c, 0, SIGTERM);
+    assert_int_equal(cl_wait(&c, 0, 10000), 0);
+    cl_fini(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_messages),
+        cmocka_unit_test(test_20k_jobs),
+        cmocka_unit_test(test_executor_killed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
