@@ -1,0 +1,516 @@
+/*
+ * sluice-bench ctlplane: how close the control plane comes to ZeroMQ's own
+ * ceiling on this host.
+ *
+ * Two measurements in one run, with the same message size and the same
+ * window of outstanding messages:
+ *   1. raw: a DEALER sends Submit-sized messages to a ROUTER in another
+ *      thread (own context, loopback) that echoes them; round trips per
+ *      second is the ceiling of any ZeroMQ request/response control plane;
+ *   2. jobs: the real sluice-scheduler and N `sluice-executor --backend
+ *      null` (child processes found next to this program) run jobs that do
+ *      no work; jobs per second is what the control plane delivers.
+ * It prints both and their ratio, then a RESULT line.
+ *
+ * Children are started with fork/exec, die with this process
+ * (PR_SET_PDEATHSIG), are killed by the signal handler on SIGINT/SIGTERM,
+ * and are always stopped (SIGTERM, then SIGKILL) and reaped before exit.
+ *
+ * Rejected: shelling out through system() (no pids to kill, a shell in the
+ * way); measuring the raw ceiling in a separate run (host noise between the
+ * runs would make the ratio meaningless).
+ */
+#include <sluice/client.h>
+
+#include "common/sl_cfg.h"
+#include "common/sl_clock.h"
+#include "common/sl_log.h"
+#include "proto/sl_proto.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_MAX_CHILDREN 257
+
+typedef struct s_ctl_cfg {
+    int executors;                /* sluice-executor processes */
+    int slots;                    /* --slots of each executor */
+    int credits;                  /* scheduler --credits (0 = the executor's slots) */
+    char policy[SL_CFG_STR_MAX];  /* scheduler --policy */
+    int window;                   /* messages / jobs outstanding at once */
+    double duration_s;            /* measured time of each phase */
+    double warmup_s;              /* unmeasured time before each phase */
+    int prompt_tokens;            /* prompt length of the jobs (sets the message size) */
+    char transport[SL_CFG_STR_MAX]; /* tcp (loopback, free ports) or ipc (temp dir) */
+    char bin_dir[SL_CFG_STR_MAX]; /* where the programs are (default: next to sluice-bench) */
+    int startup_timeout_ms;       /* wait for the executors to register */
+    int stop_timeout_ms;          /* wait after SIGTERM before SIGKILL */
+    bool skip_raw;                /* only the jobs phase */
+} s_ctl_cfg_t;
+
+static const sl_cfg_field_t s_table[] = {
+    SL_CFG_RANGE(s_ctl_cfg_t, executors, "executors", "2", SL_CFG_INT, 1, S_MAX_CHILDREN - 1,
+                 "sluice-executor --backend null processes"),
+    SL_CFG_RANGE(s_ctl_cfg_t, slots, "slots", "256", SL_CFG_INT, 1, 4096,
+                 "--slots of each executor"),
+    SL_CFG_RANGE(s_ctl_cfg_t, credits, "credits", "0", SL_CFG_INT, 0, 4096,
+                 "scheduler --credits (0 = the executors' slots)"),
+    SL_CFG_FIELD(s_ctl_cfg_t, policy, "policy", "least-outstanding", SL_CFG_STR,
+                 "scheduler --policy"),
+    SL_CFG_RANGE(s_ctl_cfg_t, window, "window", "256", SL_CFG_INT, 1, 1000000,
+                 "messages or jobs outstanding at once"),
+    SL_CFG_RANGE(s_ctl_cfg_t, duration_s, "duration-s", "3", SL_CFG_DOUBLE, 0.01, 3600,
+                 "measured seconds of each phase"),
+    SL_CFG_RANGE(s_ctl_cfg_t, warmup_s, "warmup-s", "0.5", SL_CFG_DOUBLE, 0, 3600,
+                 "unmeasured seconds before each phase"),
+    SL_CFG_RANGE(s_ctl_cfg_t, prompt_tokens, "prompt-tokens", "16", SL_CFG_INT, 1, 65536,
+                 "prompt tokens per job (sets the message size of both phases)"),
+    SL_CFG_FIELD(s_ctl_cfg_t, transport, "transport", "tcp", SL_CFG_STR,
+                 "tcp (loopback, free ports) or ipc (sockets in a temporary folder)"),
+    SL_CFG_FIELD(s_ctl_cfg_t, bin_dir, "bin-dir", "", SL_CFG_STR,
+                 "folder of sluice-scheduler and sluice-executor (default: next to sluice-bench)"),
+    SL_CFG_RANGE(s_ctl_cfg_t, startup_timeout_ms, "startup-timeout-ms", "10000", SL_CFG_INT, 100,
+                 600000, "wait this long for every executor to register"),
+    SL_CFG_RANGE(s_ctl_cfg_t, stop_timeout_ms, "stop-timeout-ms", "3000", SL_CFG_INT, 0, 600000,
+                 "after SIGTERM, wait this long before SIGKILL"),
+    SL_CFG_FIELD(s_ctl_cfg_t, skip_raw, "skip-raw", "false", SL_CFG_BOOL,
+                 "skip the raw ZeroMQ phase"),
+    SL_CFG_END,
+};
+
+/* Children, visible to the signal handler. */
+static volatile pid_t s_children[S_MAX_CHILDREN];
+static volatile sig_atomic_t s_n_children;
+
+static void s_on_signal(int sig)
+{
+    for (int i = 0; i < s_n_children; i++)
+        if (s_children[i] > 0)
+            kill(s_children[i], SIGKILL);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static pid_t s_spawn(char *const argv[])
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        SL_ERROR("ctlplane: fork: %m");
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127); /* the parent died before prctl */
+        execv(argv[0], argv);
+        fprintf(stderr, "ctlplane: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    s_children[s_n_children] = pid;
+    s_n_children = s_n_children + 1;
+    return pid;
+}
+
+/* Stop every child: SIGTERM, a grace period, then SIGKILL; reap all. */
+static void s_stop_children(int grace_ms)
+{
+    for (int i = 0; i < s_n_children; i++)
+        if (s_children[i] > 0)
+            kill(s_children[i], SIGTERM);
+    sl_time_t deadline = sl_clock_now() + SL_MS(grace_ms);
+    for (;;) {
+        int alive = 0;
+        for (int i = 0; i < s_n_children; i++) {
+            if (s_children[i] <= 0)
+                continue;
+            pid_t r = waitpid(s_children[i], NULL, WNOHANG);
+            if (r == s_children[i] || (r < 0 && errno == ECHILD))
+                s_children[i] = 0;
+            else
+                alive++;
+        }
+        if (!alive)
+            break;
+        if (sl_clock_now() >= deadline) {
+            for (int i = 0; i < s_n_children; i++)
+                if (s_children[i] > 0) {
+                    kill(s_children[i], SIGKILL);
+                    waitpid(s_children[i], NULL, 0);
+                    s_children[i] = 0;
+                }
+            break;
+        }
+        sl_clock_sleep(SL_MS(10));
+    }
+    s_n_children = 0;
+}
+
+/* A free loopback TCP port (the kernel's choice; released before use). */
+static int s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* The encoded size of a Submit of the jobs phase, so both phases move the same bytes. */
+static size_t s_submit_size(int prompt_tokens)
+{
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    Sluice__Submit submit = SLUICE__SUBMIT__INIT;
+    Sluice__Job job = SLUICE__JOB__INIT;
+    Sluice__Prompt prompt = SLUICE__PROMPT__INIT;
+    prompt.length = (uint32_t)prompt_tokens;
+    job.id = "ctl-0000000000";
+    job.tenant = "ctlplane";
+    job.model = "";
+    job.session_key = "";
+    job.prompt = &prompt;
+    job.max_new_tokens = 1;
+    submit.job = &job;
+    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
+    env.submit = &submit;
+    env.version = SL_PROTO_VERSION;
+    return sluice__envelope__get_packed_size(&env);
+}
+
+/* ---- phase 1: raw echo ------------------------------------------------ */
+
+typedef struct s_echo {
+    void *ctx;        /* the echo side's own context */
+    void *sock;       /* ROUTER */
+    atomic_int stop;  /* ends the thread */
+} s_echo_t;
+
+static void *s_echo_main(void *arg)
+{
+    s_echo_t *e = arg;
+    zmq_msg_t id, body;
+    zmq_msg_init(&id);
+    zmq_msg_init(&body);
+    while (!atomic_load(&e->stop)) {
+        zmq_pollitem_t it = {.socket = e->sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        while (zmq_msg_recv(&id, e->sock, ZMQ_DONTWAIT) >= 0) {
+            if (zmq_msg_recv(&body, e->sock, 0) < 0)
+                break;
+            zmq_msg_send(&id, e->sock, ZMQ_SNDMORE);
+            zmq_msg_send(&body, e->sock, 0);
+        }
+    }
+    zmq_msg_close(&id);
+    zmq_msg_close(&body);
+    return NULL;
+}
+
+/* Round trips per second with window messages of size bytes outstanding; < 0 on failure. */
+static double s_raw(const s_ctl_cfg_t *cfg, const char *endpoint, size_t size)
+{
+    double result = -1;
+    s_echo_t e = {0};
+    pthread_t thread;
+    int linger = 0, hwm = 0;
+    char buf[65536 + 512];
+    if (size > sizeof(buf))
+        size = sizeof(buf);
+    memset(buf, 'x', size);
+    e.ctx = zmq_ctx_new();
+    e.sock = zmq_socket(e.ctx, ZMQ_ROUTER);
+    zmq_setsockopt(e.sock, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(e.sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(e.sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (zmq_bind(e.sock, endpoint) != 0) {
+        SL_ERROR("ctlplane: bind %s: %s", endpoint, zmq_strerror(errno));
+        zmq_close(e.sock);
+        zmq_ctx_term(e.ctx);
+        return -1;
+    }
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(d, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(d, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (zmq_connect(d, endpoint) != 0 || pthread_create(&thread, NULL, s_echo_main, &e) != 0) {
+        SL_ERROR("ctlplane: raw phase setup failed: %s", zmq_strerror(errno));
+        goto out_sockets;
+    }
+    for (int i = 0; i < cfg->window; i++)
+        zmq_send(d, buf, size, 0);
+    uint64_t done = 0, counted = 0;
+    sl_time_t start = sl_clock_now();
+    sl_time_t measure = start + (sl_time_t)(cfg->warmup_s * 1e9);
+    sl_time_t end = measure + (sl_time_t)(cfg->duration_s * 1e9);
+    sl_time_t t_begin = 0, now = start;
+    while (now < end) {
+        zmq_pollitem_t it = {.socket = d, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 1000) <= 0) {
+            SL_ERROR("ctlplane: raw echo stalled");
+            goto out_thread;
+        }
+        while (zmq_recv(d, buf, sizeof(buf), ZMQ_DONTWAIT) >= 0) {
+            done++;
+            zmq_send(d, buf, size, 0);
+        }
+        now = sl_clock_now();
+        if (!t_begin && now >= measure) {
+            t_begin = now;
+            counted = done;
+        }
+    }
+    result = (double)(done - counted) / ((double)(now - t_begin) / 1e9);
+out_thread:
+    atomic_store(&e.stop, 1);
+    pthread_join(thread, NULL);
+out_sockets:
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    zmq_close(e.sock);
+    zmq_ctx_term(e.ctx);
+    return result;
+}
+
+/* ---- phase 2: jobs through the real scheduler -------------------------- */
+
+/* Wait until the scheduler reports n live executors; 0 on success. */
+static int s_wait_ready(sl_client_t *c, int n, int timeout_ms)
+{
+    sl_time_t deadline = sl_clock_now() + SL_MS(timeout_ms);
+    while (sl_clock_now() < deadline) {
+        sl_cluster_status_t *st = NULL;
+        if (sl_client_status(c, &st) == SL_OK) {
+            int alive = 0;
+            for (size_t i = 0; i < st->n_executors; i++)
+                alive += st->executors[i].alive;
+            sl_cluster_status_destroy(&st);
+            if (alive >= n)
+                return 0;
+        }
+        sl_clock_sleep(SL_MS(50));
+    }
+    return -1;
+}
+
+static double s_jobs(const s_ctl_cfg_t *cfg, const char *endpoint, uint64_t *errors_p)
+{
+    sl_client_cfg_t ccfg;
+    sl_client_t *c = NULL;
+    double result = -1;
+    sl_client_cfg_default(&ccfg);
+    if (strlen(endpoint) >= sizeof(ccfg.endpoint)) {
+        SL_ERROR("ctlplane: endpoint %s is too long", endpoint);
+        return -1;
+    }
+    memcpy(ccfg.endpoint, endpoint, strlen(endpoint) + 1);
+    ccfg.wait_timeout_ms = 500;
+    ccfg.max_inflight = cfg->window;
+    ccfg.backoff.base_ms = 1;
+    ccfg.backoff.cap_ms = 50;
+    ccfg.backoff.max_retries = 100;
+    if (sl_client_create(&ccfg, &c) != SL_OK)
+        return -1;
+    if (s_wait_ready(c, cfg->executors, cfg->startup_timeout_ms) != 0) {
+        SL_ERROR("ctlplane: %d executors did not register within %d ms", cfg->executors,
+                 cfg->startup_timeout_ms);
+        goto out;
+    }
+    uint64_t next_id = 0, done = 0, counted = 0, errors = 0;
+    char id[64];
+    sl_job_spec_t job = {
+        .id = id,
+        .tenant = "ctlplane",
+        .prompt_length = (uint32_t)cfg->prompt_tokens,
+        .max_new_tokens = 1,
+    };
+    sl_time_t start = sl_clock_now();
+    sl_time_t measure = start + (sl_time_t)(cfg->warmup_s * 1e9);
+    sl_time_t end = measure + (sl_time_t)(cfg->duration_s * 1e9);
+    sl_time_t t_begin = 0, now = start;
+    pid_t me = getpid();
+    while (now < end) {
+        while (sl_client_pending(c) < (size_t)cfg->window) {
+            snprintf(id, sizeof(id), "ctl-%d-%010llu", (int)me, (unsigned long long)next_id++);
+            if (sl_client_submit_async(c, &job) != SL_OK) {
+                SL_ERROR("ctlplane: submit: %s", sl_client_last_error(c));
+                goto out;
+            }
+        }
+        sl_result_t *r = NULL;
+        sl_status_t st = sl_client_poll(c, 1000, &r);
+        if (st == SL_ERR_TIMEOUT) {
+            SL_ERROR("ctlplane: no job completed within a second");
+            goto out;
+        }
+        if (st != SL_OK)
+            goto out;
+        do {
+            if (r->status == SL_OK)
+                done++;
+            else
+                errors++;
+            sl_result_destroy(&r);
+        } while (sl_client_poll(c, 0, &r) == SL_OK);
+        now = sl_clock_now();
+        if (!t_begin && now >= measure) {
+            t_begin = now;
+            counted = done;
+        }
+    }
+    result = (double)(done - counted) / ((double)(now - t_begin) / 1e9);
+    *errors_p = errors;
+out:
+    sl_client_destroy(&c);
+    return result;
+}
+
+static int s_bin_dir(const s_ctl_cfg_t *cfg, char *out, size_t cap)
+{
+    if (cfg->bin_dir[0]) {
+        snprintf(out, cap, "%s", cfg->bin_dir);
+        return 0;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        SL_ERROR("ctlplane: readlink /proc/self/exe: %m");
+        return -1;
+    }
+    self[n] = '\0';
+    snprintf(out, cap, "%s", dirname(self));
+    return 0;
+}
+
+int sl_bench_ctlplane_main(int argc, char **argv)
+{
+    s_ctl_cfg_t cfg;
+    char *args[argc + 1];
+    memcpy(args, argv, sizeof(char *) * (size_t)argc);
+    args[argc] = NULL;
+    args[0] = "sluice-bench ctlplane";
+    int first = argc;
+    sl_status_t st = sl_cfg_load(s_table, &cfg, argc, args, "[options]", &first);
+    if (st == SL_ERR_CANCELED)
+        return 0;
+    if (st != SL_OK)
+        return 2;
+    if (first < argc) {
+        fprintf(stderr, "sluice-bench ctlplane: unexpected argument '%s'\n", args[first]);
+        return 2;
+    }
+    bool ipc = !strcmp(cfg.transport, "ipc");
+    if (!ipc && strcmp(cfg.transport, "tcp")) {
+        fprintf(stderr, "sluice-bench ctlplane: --transport must be tcp or ipc\n");
+        return 2;
+    }
+    char dir[PATH_MAX], sched_bin[PATH_MAX + 32], exec_bin[PATH_MAX + 32];
+    if (s_bin_dir(&cfg, dir, sizeof(dir)) != 0)
+        return 1;
+    snprintf(sched_bin, sizeof(sched_bin), "%s/sluice-scheduler", dir);
+    snprintf(exec_bin, sizeof(exec_bin), "%s/sluice-executor", dir);
+    if (access(sched_bin, X_OK) != 0 || access(exec_bin, X_OK) != 0) {
+        fprintf(stderr, "sluice-bench ctlplane: %s or %s is missing (build them, or --bin-dir)\n",
+                sched_bin, exec_bin);
+        return 1;
+    }
+
+    char tmp[] = "/tmp/sluice-ctlplane-XXXXXX";
+    char raw_ep[PATH_MAX + 32], client_ep[PATH_MAX + 32], exec_ep[PATH_MAX + 32];
+    if (ipc) {
+        if (!mkdtemp(tmp)) {
+            SL_ERROR("ctlplane: mkdtemp: %m");
+            return 1;
+        }
+        snprintf(raw_ep, sizeof(raw_ep), "ipc://%s/raw", tmp);
+        snprintf(client_ep, sizeof(client_ep), "ipc://%s/client", tmp);
+        snprintf(exec_ep, sizeof(exec_ep), "ipc://%s/executor", tmp);
+    } else {
+        int p1 = s_free_port(), p2 = s_free_port(), p3 = s_free_port();
+        if (p1 < 0 || p2 < 0 || p3 < 0) {
+            SL_ERROR("ctlplane: no free loopback port: %m");
+            return 1;
+        }
+        snprintf(raw_ep, sizeof(raw_ep), "tcp://127.0.0.1:%d", p1);
+        snprintf(client_ep, sizeof(client_ep), "tcp://127.0.0.1:%d", p2);
+        snprintf(exec_ep, sizeof(exec_ep), "tcp://127.0.0.1:%d", p3);
+    }
+    struct sigaction sa = {.sa_handler = s_on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    int rc = 1;
+    size_t size = s_submit_size(cfg.prompt_tokens);
+    printf("ctlplane: window %d, %zu-byte messages, %d null executors (%d slots), policy %s, %s\n",
+           cfg.window, size, cfg.executors, cfg.slots, cfg.policy, cfg.transport);
+    fflush(stdout);
+    double raw = 0;
+    if (!cfg.skip_raw) {
+        raw = s_raw(&cfg, raw_ep, size);
+        if (raw < 0)
+            goto out;
+        printf("raw ZeroMQ ROUTER/DEALER echo: %.0f round trips/s\n", raw);
+        fflush(stdout);
+    }
+
+    char credits[16], slots[16], name[S_MAX_CHILDREN][32];
+    snprintf(credits, sizeof(credits), "%d", cfg.credits);
+    snprintf(slots, sizeof(slots), "%d", cfg.slots);
+    char *sargv[] = {sched_bin, "--client-endpoint", client_ep, "--executor-endpoint", exec_ep,
+                     "--policy", cfg.policy, "--credits", credits, "--log-level", "error", NULL};
+    if (s_spawn(sargv) < 0)
+        goto out;
+    for (int i = 0; i < cfg.executors; i++) {
+        snprintf(name[i], sizeof(name[i]), "ctl-e%d", i);
+        char *eargv[] = {exec_bin, "--scheduler", exec_ep, "--name", name[i], "--backend", "null",
+                         "--slots", slots, "--log-level", "error", NULL};
+        if (s_spawn(eargv) < 0)
+            goto out;
+    }
+    uint64_t errors = 0;
+    double jobs = s_jobs(&cfg, client_ep, &errors);
+    if (jobs < 0)
+        goto out;
+    printf("jobs through sluice-scheduler + %d null executors: %.0f jobs/s (%llu failed)\n",
+           cfg.executors, jobs, (unsigned long long)errors);
+    double ratio = raw > 0 ? jobs / raw : 0;
+    printf("jobs per raw round trip: %.3f\n", ratio);
+    printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);
+    rc = 0;
+out:
+    s_stop_children(cfg.stop_timeout_ms);
+    if (ipc) {
+        const char *names[] = {"raw", "client", "executor"};
+        char path[PATH_MAX + 32];
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(path, sizeof(path), "%s/%s", tmp, names[i]);
+            unlink(path);
+        }
+        rmdir(tmp);
+    }
+    return rc;
+}
