@@ -61,6 +61,9 @@ struct sl_client {
     sl_client_cfg_t cfg;        /* copy of the configuration */
     void *ctx;                  /* ZeroMQ context (owned) */
     void *sock;                 /* DEALER socket (owned) */
+    void *mon;                  /* PAIR receiving the DEALER's connect/disconnect events (owned) */
+    unsigned mon_seq;           /* makes each monitor endpoint unique */
+    bool connected_once;        /* the current socket has connected before */
     sl_map_t jobs;              /* key -> s_job_t*, every pending job */
     s_job_t **heap;             /* timer min-heap by due */
     size_t heap_len;            /* entries in heap */
@@ -556,9 +559,12 @@ static void s_run_timers(sl_client_t *c, sl_time_t now)
     }
 }
 
+static void s_drain_monitor(sl_client_t *c);
+
 /* One round of work: everything received, every due timer. */
 static sl_status_t s_progress(sl_client_t *c)
 {
+    s_drain_monitor(c);
     sl_status_t st = s_drain(c);
     s_run_timers(c, sl_clock_now());
     return st;
@@ -566,10 +572,28 @@ static sl_status_t s_progress(sl_client_t *c)
 
 /* ---- socket ----------------------------------------------------------- */
 
+static void s_close_socket(void **sock_p, void **mon_p)
+{
+    if (*sock_p) {
+        zmq_socket_monitor(*sock_p, NULL, 0);
+        zmq_close(*sock_p);
+        *sock_p = NULL;
+    }
+    if (*mon_p) {
+        zmq_close(*mon_p);
+        *mon_p = NULL;
+    }
+}
+
+/*
+ * A new DEALER with a fresh routing id, watched by a monitor so that a
+ * reconnection (the scheduler restarted, the link dropped) can be answered
+ * by resubmitting the pending jobs. On failure c is unchanged.
+ */
 static sl_status_t s_open_socket(sl_client_t *c)
 {
-    char id[64];
-    void *sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    char id[64], mon_ep[96];
+    void *sock = zmq_socket(c->ctx, ZMQ_DEALER), *mon = NULL;
     if (!sock) {
         SL_ERROR("client: zmq_socket: %s", zmq_strerror(errno));
         return SL_ERR_IO;
@@ -584,16 +608,87 @@ static sl_status_t s_open_socket(sl_client_t *c)
         SL_ERROR("client: zmq_setsockopt: %s", zmq_strerror(errno));
         goto err_close;
     }
+    snprintf(mon_ep, sizeof(mon_ep), "inproc://sl-client-monitor-%p-%u", (void *)c, ++c->mon_seq);
+    if (zmq_socket_monitor(sock, mon_ep, ZMQ_EVENT_CONNECTED) != 0 ||
+        !(mon = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_setsockopt(mon, ZMQ_LINGER, &linger,
+                                                                sizeof(linger)) != 0 ||
+        zmq_connect(mon, mon_ep) != 0) {
+        SL_ERROR("client: socket monitor: %s", zmq_strerror(errno));
+        goto err_close;
+    }
     if (zmq_connect(sock, c->cfg.endpoint) != 0) {
         s_set_error(c, "cannot connect to '%s': %s", c->cfg.endpoint, zmq_strerror(errno));
         SL_WARN("client: %s", c->last_error);
         goto err_close;
     }
     c->sock = sock;
+    c->mon = mon;
+    c->connected_once = false;
     return SL_OK;
 err_close:
-    zmq_close(sock);
+    s_close_socket(&sock, &mon);
     return SL_ERR_INVALID;
+}
+
+/* Send every pending job again (idempotent), re-attaching it to this socket's identity. */
+static void s_resubmit_all(sl_client_t *c)
+{
+    sl_time_t now = sl_clock_now();
+    size_t iter = 0;
+    uint64_t key;
+    void *value;
+    while (sl_map_next(&c->jobs, &iter, &key, &value)) {
+        s_job_t *job = value;
+        if (job->state == S_JOB_BACKOFF)
+            continue; /* its timer resends it */
+        if (job->state == S_JOB_ACCEPTED) {
+            /* The scheduler answers Accepted again and keeps (or re-runs) the job. */
+            if (zmq_send(c->sock, job->packed, job->packed_len, ZMQ_DONTWAIT) >= 0) {
+                job->res->sends++;
+                c->stats.sends++;
+            }
+        } else {
+            job->unanswered = 0;
+            s_send(c, job, now);
+        }
+        c->stats.resends++;
+    }
+}
+
+/* Handle the monitor's events: a second CONNECTED means the link came back. */
+static void s_drain_monitor(sl_client_t *c)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= sizeof(event))
+            memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&ev);
+            if (zmq_msg_recv(&ev, c->mon, 0) < 0) {
+                zmq_msg_close(&ev);
+                return;
+            }
+            more = zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        if (event != ZMQ_EVENT_CONNECTED)
+            continue;
+        if (c->connected_once) {
+            c->stats.reconnects++;
+            SL_INFO("client: reconnected to %s; resubmitting %zu pending jobs", c->cfg.endpoint,
+                    sl_map_count(&c->jobs));
+            s_resubmit_all(c);
+        }
+        c->connected_once = true;
+    }
 }
 
 /* ---- public API ------------------------------------------------------- */
@@ -653,8 +748,7 @@ void sl_client_destroy(sl_client_t **client_p)
     free(c->done);
     free(c->heap);
     sl_cluster_status_destroy(&c->status);
-    if (c->sock)
-        zmq_close(c->sock);
+    s_close_socket(&c->sock, &c->mon);
     zmq_ctx_term(c->ctx);
     free(c);
     *client_p = NULL;
@@ -774,8 +868,11 @@ static sl_status_t s_sleep(sl_client_t *c, sl_time_t deadline)
     long wait = -1;
     if (until != INT64_MAX)
         wait = until <= now ? 0 : (long)((until - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS);
-    zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
-    if (zmq_poll(&item, 1, wait) < 0 && errno != EINTR) {
+    zmq_pollitem_t items[2] = {
+        {.socket = c->sock, .events = ZMQ_POLLIN},
+        {.socket = c->mon, .events = ZMQ_POLLIN},
+    };
+    if (zmq_poll(items, 2, wait) < 0 && errno != EINTR) {
         s_set_error(c, "zmq_poll: %s", zmq_strerror(errno));
         return SL_ERR_LINK;
     }
@@ -888,34 +985,19 @@ sl_status_t sl_client_status(sl_client_t *c, sl_cluster_status_t **st_p)
 
 sl_status_t sl_client_reconnect(sl_client_t *c)
 {
-    void *old = c->sock;
+    void *old = c->sock, *old_mon = c->mon;
+    bool old_connected = c->connected_once;
     c->sock = NULL;
+    c->mon = NULL;
     sl_status_t st = s_open_socket(c);
     if (st != SL_OK) {
         c->sock = old;
+        c->mon = old_mon;
+        c->connected_once = old_connected;
         return st;
     }
-    zmq_close(old);
-    sl_time_t now = sl_clock_now();
-    size_t iter = 0;
-    uint64_t key;
-    void *value;
-    while (sl_map_next(&c->jobs, &iter, &key, &value)) {
-        s_job_t *job = value;
-        if (job->state == S_JOB_BACKOFF)
-            continue; /* its timer resends it */
-        if (job->state == S_JOB_ACCEPTED) {
-            /* Re-attach; the scheduler answers Accepted again and keeps the job. */
-            if (zmq_send(c->sock, job->packed, job->packed_len, ZMQ_DONTWAIT) >= 0) {
-                job->res->sends++;
-                c->stats.sends++;
-            }
-        } else {
-            job->unanswered = 0;
-            s_send(c, job, now);
-        }
-        c->stats.resends++;
-    }
+    s_close_socket(&old, &old_mon);
+    s_resubmit_all(c);
     return SL_OK;
 }
 

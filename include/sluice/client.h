@@ -263,6 +263,8 @@ sl_status_t sl_client_status(sl_client_t *client, sl_cluster_status_t **st_p);
 /*
  * Replace the connection with a new socket and resubmit every pending job
  * (idempotent on the scheduler), so results are routed to the new identity.
+ * The client also resubmits every pending job by itself whenever ZeroMQ
+ * re-establishes a lost connection (seen while polling).
  */
 sl_status_t sl_client_reconnect(sl_client_t *client);
 
@@ -292,6 +294,7 @@ typedef struct sl_client_stats {
     uint64_t completed; /* completions handed out or queued */
     uint64_t errors;    /* Error messages and undecodable messages received */
     uint64_t resends;   /* Submits resent after an ack timeout or reconnect */
+    uint64_t reconnects; /* times the connection came back after a loss */
 } sl_client_stats_t;
 
 /* Copy the counters into *stats_p. */

@@ -11,6 +11,7 @@
 
 #include <sluice/client.h>
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -175,7 +176,8 @@ static void *s_serve(void *arg)
     return NULL;
 }
 
-static fake_t *s_fake_start(int busy_first, uint32_t retry_after_ms, int silent_first)
+static fake_t *s_fake_start_at(const char *endpoint, int busy_first, uint32_t retry_after_ms,
+                               int silent_first)
 {
     fake_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -186,11 +188,16 @@ static fake_t *s_fake_start(int busy_first, uint32_t retry_after_ms, int silent_
     f->sock = zmq_socket(f->ctx, ZMQ_ROUTER);
     int linger = 0;
     zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof(linger));
-    assert_int_equal(zmq_bind(f->sock, "tcp://127.0.0.1:*"), 0);
+    assert_int_equal(zmq_bind(f->sock, endpoint), 0);
     size_t len = sizeof(f->endpoint);
     assert_int_equal(zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &len), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, s_serve, f), 0);
     return f;
+}
+
+static fake_t *s_fake_start(int busy_first, uint32_t retry_after_ms, int silent_first)
+{
+    return s_fake_start_at("tcp://127.0.0.1:*", busy_first, retry_after_ms, silent_first);
 }
 
 static void s_fake_stop(fake_t **f_p)
@@ -526,6 +533,76 @@ static void test_result_timeout_and_reconnect(void **state)
     s_fake_stop(&f);
 }
 
+/*
+ * The scheduler restarts (without the job) while a job is accepted: when the
+ * link comes back the client resubmits the pending id and gets its result.
+ */
+static void test_resubmit_after_restart(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    f->no_result = 1;
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    char endpoint[128];
+    snprintf(endpoint, sizeof(endpoint), "%s", f->endpoint);
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-restart");
+    assert_int_equal(sl_client_submit_async(c, &job), SL_OK);
+    sl_time_t t0 = sl_clock_now();
+    while (f->count[0] < 1 && sl_clock_now() - t0 < SL_MS(5000))
+        assert_int_equal(sl_client_poll(c, 10, &r), SL_ERR_TIMEOUT);
+    assert_int_equal(sl_client_poll(c, 50, &r), SL_ERR_TIMEOUT); /* accepted, no result */
+    s_fake_stop(&f);
+    f = s_fake_start_at(endpoint, 0, 0, 0);
+    assert_int_equal(sl_client_poll(c, 10000, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    assert_string_equal(r->job_id, "job-restart");
+    assert_int_equal(r->sends, 2);
+    sl_client_stats_t st;
+    sl_client_stats(c, &st);
+    assert_int_equal(st.reconnects, 1);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
+/* Event-loop use: poll(2) on the client's descriptor, then drain with a zero timeout. */
+static void test_fd_event_loop(void **state)
+{
+    enum { N = 50 };
+    fake_t *f = s_fake_start(0, 0, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    int fd = -1;
+    assert_int_equal(sl_client_fd(c, &fd), SL_OK);
+    char ids[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "fd-%d", i);
+        sl_job_spec_t job = s_job(ids[i]);
+        assert_int_equal(sl_client_submit_async(c, &job), SL_OK);
+    }
+    int got = 0;
+    sl_time_t deadline = sl_clock_now() + SL_MS(10000);
+    while (got < N && sl_clock_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int t = sl_client_next_timeout_ms(c);
+        poll(&pfd, 1, t < 0 || t > 100 ? 100 : t);
+        sl_result_t *r = NULL;
+        while (sl_client_poll(c, 0, &r) == SL_OK) {
+            assert_int_equal(r->status, SL_OK);
+            got++;
+            sl_result_destroy(&r);
+        }
+    }
+    assert_int_equal(got, N);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +615,8 @@ int main(void)
         cmocka_unit_test(test_stream_and_status),
         cmocka_unit_test(test_invalid_jobs),
         cmocka_unit_test(test_result_timeout_and_reconnect),
+        cmocka_unit_test(test_resubmit_after_restart),
+        cmocka_unit_test(test_fd_event_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
