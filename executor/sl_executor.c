@@ -8,10 +8,13 @@
  *
  * Registration is soft state: the executor says hello until welcomed, and
  * says it again whenever the scheduler calls it unknown (a restarted
- * scheduler) or has been silent for scheduler_timeout_ms. Jobs it runs
- * meanwhile still complete; a completion the new scheduler does not know is
- * counted there as stale, which is why the scheduler requeues instead of
- * trusting an executor's memory.
+ * scheduler answers the next heartbeat with an Error). Silence from the
+ * scheduler is normal (it writes only to dispatch or cancel), so it is not a
+ * reason to register again: that would throw away the running jobs. A dead
+ * connection is found by ZeroMQ's own heartbeats (link_timeout_ms), after
+ * which the socket reconnects and the next heartbeat meets the Error.
+ * Jobs that complete after a scheduler restart are counted there as stale,
+ * which is why the scheduler requeues instead of trusting an executor.
  */
 #include "executor/sl_executor.h"
 #include "executor/sl_sim_cfg.h"
@@ -58,8 +61,8 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "heartbeat interval in ms (0: what the scheduler asks)"),
     SL_CFG_RANGE(sl_executor_cfg_t, hello_retry_ms, "hello-retry-ms", "500", SL_CFG_I64, 1,
                  600000, "resend hello after this many ms without a welcome"),
-    SL_CFG_RANGE(sl_executor_cfg_t, scheduler_timeout_ms, "scheduler-timeout-ms", "3000",
-                 SL_CFG_I64, 1, 3600000, "register again after this much silence from the scheduler"),
+    SL_CFG_RANGE(sl_executor_cfg_t, link_timeout_ms, "link-timeout-ms", "3000", SL_CFG_I64, 100,
+                 3600000, "ZeroMQ heartbeat timeout: a silent connection is dropped and redialled"),
     SL_CFG_RANGE(sl_executor_cfg_t, max_msg_bytes, "max-msg-bytes", "8388608", SL_CFG_I64, 1024,
                  1073741824, "largest message accepted, in bytes"),
     SL_CFG_RANGE(sl_executor_cfg_t, speed_hint, "speed-hint", "0", SL_CFG_DOUBLE, 0, 1000,
@@ -90,7 +93,6 @@ struct sl_executor {
     void *sock;                     /* DEALER to the scheduler */
     bool welcomed;                  /* the scheduler knows us */
     sl_time_t hello_at;             /* last hello sent */
-    sl_time_t heard_at;             /* last message from the scheduler */
     sl_time_t heartbeat;            /* interval in use */
     sl_time_t next_beat;            /* next heartbeat due */
     uint64_t beat_seq;              /* heartbeat sequence */
@@ -276,7 +278,6 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
             sl_wire_recv(x->sock, 0, ZMQ_DONTWAIT, &x->limits, &none, &msg, err, sizeof(err));
         if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
             return;
-        x->heard_at = now;
         if (st != SL_OK) {
             x->rejected++;
             SL_WARN("bad message from the scheduler: %s", err);
@@ -376,6 +377,9 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     zmq_setsockopt(x->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     if (cfg->tos)
         zmq_setsockopt(x->sock, ZMQ_TOS, &cfg->tos, sizeof(cfg->tos));
+    int ivl = (int)(cfg->link_timeout_ms / 3), tmo = (int)cfg->link_timeout_ms;
+    zmq_setsockopt(x->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
+    zmq_setsockopt(x->sock, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
     int hwm = 100000;
     zmq_setsockopt(x->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(x->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
@@ -424,7 +428,6 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     zmq_pollitem_t item = {x->sock, 0, ZMQ_POLLIN, 0};
     sl_time_t now = sl_clock_now();
     sl_time_t wake = INT64_MAX;
-    x->heard_at = now;
     s_hello(x, now);
     SL_INFO("executor %s: backend %s, %d slots, scheduler %s", x->cfg.name, x->ops->name,
             x->cfg.slots, x->cfg.scheduler);
@@ -452,12 +455,6 @@ sl_status_t sl_executor_run(sl_executor_t *x)
         if (x->welcomed && now >= x->next_beat) {
             s_heartbeat(x, now);
             x->next_beat = now + x->heartbeat;
-        }
-        if (x->welcomed && now - x->heard_at > SL_MS(x->cfg.scheduler_timeout_ms)) {
-            SL_WARN("no word from the scheduler for %lld ms: registering again",
-                    (long long)x->cfg.scheduler_timeout_ms);
-            x->welcomed = false;
-            x->heard_at = now;
         }
         if (!x->welcomed && now - x->hello_at >= SL_MS(x->cfg.hello_retry_ms))
             s_hello(x, now);

@@ -28,7 +28,7 @@ typedef struct sl_executor_cfg {
     int threads;                          /* compute threads (0 = default) */
     int64_t heartbeat_ms;                 /* 0 = the interval the scheduler sends */
     int64_t hello_retry_ms;               /* resend hello while not welcomed */
-    int64_t scheduler_timeout_ms;         /* silence after which we register again */
+    int64_t link_timeout_ms;              /* ZeroMQ heartbeat timeout of the connection */
     int64_t max_msg_bytes;                /* largest message accepted */
     double speed_hint;                    /* speed declared in hello (0 = unknown) */
     int tos;                              /* IP type-of-service byte */

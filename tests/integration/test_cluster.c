@@ -296,12 +296,50 @@ static void test_bad_messages(void **state)
     cl_fini(&c);
 }
 
+/* Jobs that run longer than the executor's link timeout: the scheduler says
+ * nothing while they run, and that silence must not cost the executor its
+ * registration (nor the jobs their first attempt). */
+static void test_long_jobs(void **state)
+{
+    cl_t c;
+    const char *sched_args[] = {"--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=sim", "--link-timeout-ms=600", "--log-level=warn", NULL};
+    cl_init(&c, "long");
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "e1", exec_args);
+    void *sock = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, sock, 1, 10000), 0);
+    /* 1000 prompt tokens, 300 new: about 1.8 s of modelled H100 time each */
+    cl_submit(sock, "long-0", 1000, 300, 0);
+    cl_submit(sock, "long-1", 1000, 300, 0);
+    int results = 0;
+    while (results < 2) {
+        sl_msg_t *m = cl_recv(sock, 20000);
+        assert_non_null(m);
+        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
+            assert_int_equal(m->result->status, SLUICE__RESULT_STATUS__RESULT_OK);
+            assert_int_equal(m->result->attempts, 1);
+            assert_true(m->result->timings->end_us > 1500000);
+            results++;
+        }
+        sl_proto_free(&m);
+    }
+    sl_msg_t *st = cl_status(sock, 2000);
+    assert_non_null(st);
+    assert_int_equal(cl_counter(st, "executors_lost"), 0);
+    assert_int_equal(cl_counter(st, "executors_joined"), 1);
+    sl_proto_free(&st);
+    zmq_close(sock);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_messages),
         cmocka_unit_test(test_20k_jobs),
         cmocka_unit_test(test_executor_killed),
+        cmocka_unit_test(test_long_jobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
