@@ -9,11 +9,20 @@
  * The encoded size is checked before unpacking so an oversized message costs
  * no allocation. Messages are packed straight into the zmq_msg_t buffer to
  * avoid a copy.
+ *
+ * Decoding allocates from an arena owned by the message: protobuf-c's
+ * default allocator makes one malloc per sub-message, string and repeated
+ * field, which dominated the scheduler's profile; the arena makes it one or
+ * two per message, freed at once by sl_proto_free. The arena header sits
+ * just before the envelope (protobuf-c allocates the top message first, which
+ * decode checks), so sl_proto_free finds it from the message pointer.
  */
 #include "proto/sl_proto.h"
 #include "common/sl_log.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -201,6 +210,64 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
     }
 }
 
+typedef struct s_chunk {
+    struct s_chunk *next; /* older chunk */
+    size_t cap;           /* bytes of data[] */
+    size_t used;          /* bytes handed out */
+    max_align_t data[];   /* allocations */
+} s_chunk_t;
+
+typedef struct s_arena {
+    s_chunk_t *head;  /* newest chunk (allocations come from it) */
+    s_chunk_t *first; /* the chunk holding this header */
+    void *top;        /* the first allocation: the envelope */
+    int failed;       /* an allocation failed */
+} s_arena_t;
+
+#define S_ALIGN(n) (((n) + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1))
+#define S_HDR S_ALIGN(sizeof(s_arena_t))
+
+static void *s_arena_alloc(void *data, size_t size)
+{
+    s_arena_t *a = data;
+    size = S_ALIGN(size ? size : 1);
+    s_chunk_t *c = a->head;
+    if (c->cap - c->used < size) {
+        size_t cap = c->cap * 2 > size ? c->cap * 2 : size;
+        s_chunk_t *n = malloc(sizeof(*n) + cap);
+        if (!n) {
+            a->failed = 1;
+            return NULL;
+        }
+        n->next = c;
+        n->cap = cap;
+        n->used = 0;
+        a->head = c = n;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += size;
+    if (!a->top)
+        a->top = p;
+    return p;
+}
+
+static void s_arena_free(void *data, void *ptr)
+{
+    /* everything goes at once in s_arena_release */
+}
+
+static void s_arena_release(s_arena_t *a)
+{
+    s_chunk_t *c = a->head, *first = a->first;
+    while (c) {
+        s_chunk_t *next = c->next;
+        if (c != first)
+            free(c);
+        c = next;
+    }
+    free(first);
+}
+
 sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t *lim,
                             sl_msg_t **msg_p, char *err, size_t err_len)
 {
@@ -209,13 +276,32 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
                       lim->max_msg_bytes);
     if (len == 0)
         return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "empty message");
-    sl_msg_t *m = sluice__envelope__unpack(NULL, len, buf);
-    if (!m)
-        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len,
-                      "%zu bytes are not a valid protobuf envelope", len);
+    /* Decoded structs take a few times the encoded size; one chunk usually does. */
+    size_t cap = 4 * len + 1024;
+    s_chunk_t *first = malloc(sizeof(*first) + cap);
+    if (!first)
+        return s_fail(SL_ERR_NOMEM, err, err_len, "out of memory decoding %zu bytes", len);
+    first->next = NULL;
+    first->cap = cap;
+    first->used = S_HDR;
+    s_arena_t *a = (s_arena_t *)first->data;
+    a->head = a->first = first;
+    a->top = NULL;
+    a->failed = 0;
+    ProtobufCAllocator alloc = {.alloc = s_arena_alloc, .free = s_arena_free, .allocator_data = a};
+    sl_msg_t *m = sluice__envelope__unpack(&alloc, len, buf);
+    if (!m || (void *)m != a->top || a->top != (char *)first->data + S_HDR) {
+        int oom = a->failed;
+        s_arena_release(a);
+        if (m == NULL && !oom)
+            return s_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                          "%zu bytes are not a valid protobuf envelope", len);
+        return s_fail(oom ? SL_ERR_NOMEM : SL_ERR_MSG_MALFORMED, err, err_len,
+                      "cannot decode %zu bytes", len);
+    }
     sl_status_t st = sl_proto_validate(m, lim, err, err_len);
     if (st != SL_OK) {
-        sluice__envelope__free_unpacked(m, NULL);
+        s_arena_release(a);
         return st;
     }
     *msg_p = m;
@@ -225,7 +311,7 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
 void sl_proto_free(sl_msg_t **msg_p)
 {
     if (*msg_p) {
-        sluice__envelope__free_unpacked(*msg_p, NULL);
+        s_arena_release((s_arena_t *)((char *)*msg_p - S_HDR));
         *msg_p = NULL;
     }
 }

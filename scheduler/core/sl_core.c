@@ -40,10 +40,12 @@ struct sl_core {
     sl_list_t queue[SL_PRIO_COUNT];    /* waiting jobs per class */
     uint32_t qlen[SL_PRIO_COUNT];      /* their lengths */
     sl_list_t done;                    /* finished jobs, oldest first */
+    uint32_t n_done;                   /* their number */
     uint32_t running;                  /* jobs dispatched */
     sl_exec_t **execs;                 /* table of max_executors slots */
     sl_exec_t **cands;                 /* scratch: placement candidates */
     uint32_t n_alive;                  /* live executors */
+    uint32_t exec_hi;                  /* 1 + highest slot ever used: scans stop here */
     int64_t free_credits;              /* sum of free credits of live executors */
     uint64_t next_seq;                 /* next job sequence number */
     bool draining;                     /* refusing new jobs */
@@ -67,6 +69,8 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "dispatches of one job before it fails after executor losses"),
     SL_CFG_RANGE(sl_core_cfg_t, done_ttl_ms, "done-ttl-ms", "60000", SL_CFG_I64, 0, 86400000,
                  "how long a finished job id is remembered for idempotent resubmission"),
+    SL_CFG_RANGE(sl_core_cfg_t, done_max, "done-max", "200000", SL_CFG_INT, 0, 100000000,
+                 "most finished job ids remembered; the oldest are forgotten first"),
     SL_CFG_RANGE(sl_core_cfg_t, busy_retry_ms, "busy-retry-ms", "1000", SL_CFG_I64, 1, 600000,
                  "retry-after sent with BUSY when no better estimate exists"),
     SL_CFG_RANGE(sl_core_cfg_t, max_executors, "max-executors", "4096", SL_CFG_INT, 1, 1000000,
@@ -219,6 +223,7 @@ static void s_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
     job->exec = NULL;
     job->done_at = now;
     sl_list_push_back(&core->done, &job->link);
+    core->n_done++;
     switch (status) {
     case SL_JOB_OK: core->counters[SL_CTR_COMPLETED]++; break;
     case SL_JOB_EXPIRED: core->counters[SL_CTR_EXPIRED]++; break;
@@ -284,7 +289,7 @@ static void s_pump(sl_core_t *core, sl_time_t now)
         if (!job)
             break;
         size_t n = 0;
-        for (int i = 0; i < core->cfg.max_executors; i++) {
+        for (uint32_t i = 0; i < core->exec_hi; i++) {
             sl_exec_t *e = core->execs[i];
             if (e && e->inflight < e->credits && s_serves(e, job))
                 core->cands[n++] = e;
@@ -487,6 +492,8 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     e->alive = true;
     e->user = user;
     core->execs[free_slot] = e;
+    if ((uint32_t)free_slot + 1 > core->exec_hi)
+        core->exec_hi = (uint32_t)free_slot + 1;
     core->n_alive++;
     core->free_credits += e->credits;
     core->counters[SL_CTR_EXECUTORS_JOINED]++;
@@ -597,24 +604,32 @@ static void s_expire_queued(sl_core_t *core, sl_time_t now)
     }
 }
 
+/* Forget finished jobs past their time to live, or beyond the count bound
+ * (memory stays bounded at any completion rate). */
+static void s_forget_done(sl_core_t *core, sl_time_t now)
+{
+    sl_time_t ttl = SL_MS(core->cfg.done_ttl_ms);
+    while (!sl_list_empty(&core->done)) {
+        sl_job_t *job = SL_CONTAINER_OF(core->done.next, sl_job_t, link);
+        if (now - job->done_at < ttl && core->n_done <= (uint32_t)core->cfg.done_max)
+            break;
+        sl_list_del(&job->link);
+        core->n_done--;
+        sl_map_del(&core->by_id, job->id_hash);
+        s_job_free(core, job);
+    }
+}
+
 void sl_core_tick(sl_core_t *core, sl_time_t now)
 {
     sl_time_t limit = SL_MS(core->cfg.heartbeat_ms) * core->cfg.missed_heartbeats;
-    for (int i = 0; i < core->cfg.max_executors; i++) {
+    for (uint32_t i = 0; i < core->exec_hi; i++) {
         sl_exec_t *e = core->execs[i];
         if (e && now - e->last_seen > limit)
             s_exec_lose(core, e, "missed heartbeats", now);
     }
     s_expire_queued(core, now);
-    sl_time_t ttl = SL_MS(core->cfg.done_ttl_ms);
-    while (!sl_list_empty(&core->done)) {
-        sl_job_t *job = SL_CONTAINER_OF(core->done.next, sl_job_t, link);
-        if (now - job->done_at < ttl)
-            break;
-        sl_list_del(&job->link);
-        sl_map_del(&core->by_id, job->id_hash);
-        s_job_free(core, job);
-    }
+    s_forget_done(core, now);
     s_pump(core, now);
 }
 

@@ -194,6 +194,7 @@ typedef struct sl_core_cfg {
     int queue_max;            /* jobs waiting in the scheduler before BUSY */
     int max_attempts;         /* dispatches before a job fails after executor losses */
     int64_t done_ttl_ms;      /* how long a finished job id is remembered */
+    int done_max;             /* most finished jobs remembered (oldest forgotten first) */
     int64_t busy_retry_ms;    /* retry-after for refusals with no better estimate */
     int max_executors;        /* executor table size */
     int64_t seed;             /* random policies */

@@ -239,6 +239,30 @@ static void test_idempotent_submit(void **state)
     sl_core_destroy(&core);
 }
 
+static void test_done_bounded(void **state)
+{
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    char id[32];
+    memset(&r, 0, sizeof(r));
+    r.fail_dispatch_to = -1;
+    sl_core_cfg_default(&cfg);
+    cfg.done_max = 5;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    s_join(core, "a", 64, 0);
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "j%d", i);
+        assert_int_equal(s_submit(core, id, SL_PRIO_BATCH, i, NULL), SL_OK);
+        s_complete(core, &r, i, i + 1);
+    }
+    sl_core_tick(core, 20); /* well within the time to live */
+    assert_null(sl_core_job_find(core, "j4"));
+    assert_non_null(sl_core_job_find(core, "j5"));
+    assert_int_equal(r.n_release, 5);
+    sl_core_destroy(&core);
+}
+
 static void test_busy_reasons(void **state)
 {
     rec_t r;
@@ -363,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_requeue_on_loss),  cmocka_unit_test(test_requeue_limit),
         cmocka_unit_test(test_dispatch_failure_loses_executor),
         cmocka_unit_test(test_idempotent_submit), cmocka_unit_test(test_busy_reasons),
+        cmocka_unit_test(test_done_bounded),
         cmocka_unit_test(test_expiry_and_cancel), cmocka_unit_test(test_policies),
         cmocka_unit_test(test_rejoin_replaces),
     };
