@@ -60,6 +60,7 @@ typedef struct s_ctl_cfg {
     char bin_dir[SL_CFG_STR_MAX]; /* where the programs are (default: next to sluice-bench) */
     int startup_timeout_ms;       /* wait for the executors to register */
     int stop_timeout_ms;          /* wait after SIGTERM before SIGKILL */
+    int stall_timeout_ms;         /* a phase with no progress for this long fails */
     bool skip_raw;                /* only the jobs phase */
 } s_ctl_cfg_t;
 
@@ -88,6 +89,8 @@ static const sl_cfg_field_t s_table[] = {
                  600000, "wait this long for every executor to register"),
     SL_CFG_RANGE(s_ctl_cfg_t, stop_timeout_ms, "stop-timeout-ms", "3000", SL_CFG_INT, 0, 600000,
                  "after SIGTERM, wait this long before SIGKILL"),
+    SL_CFG_RANGE(s_ctl_cfg_t, stall_timeout_ms, "stall-timeout-ms", "5000", SL_CFG_INT, 10, 600000,
+                 "fail a phase that makes no progress for this long"),
     SL_CFG_FIELD(s_ctl_cfg_t, skip_raw, "skip-raw", "false", SL_CFG_BOOL,
                  "skip the raw ZeroMQ phase"),
     SL_CFG_END,
@@ -268,8 +271,8 @@ static double s_raw(const s_ctl_cfg_t *cfg, const char *endpoint, size_t size)
     sl_time_t t_begin = 0, now = start;
     while (now < end) {
         zmq_pollitem_t it = {.socket = d, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, 1000) <= 0) {
-            SL_ERROR("ctlplane: raw echo stalled");
+        if (zmq_poll(&it, 1, cfg->stall_timeout_ms) <= 0) {
+            SL_ERROR("ctlplane: raw echo stalled for %d ms", cfg->stall_timeout_ms);
             goto out_thread;
         }
         while (zmq_recv(d, buf, sizeof(buf), ZMQ_DONTWAIT) >= 0) {
@@ -360,9 +363,9 @@ static double s_jobs(const s_ctl_cfg_t *cfg, const char *endpoint, uint64_t *err
             }
         }
         sl_result_t *r = NULL;
-        sl_status_t st = sl_client_poll(c, 1000, &r);
+        sl_status_t st = sl_client_poll(c, cfg->stall_timeout_ms, &r);
         if (st == SL_ERR_TIMEOUT) {
-            SL_ERROR("ctlplane: no job completed within a second");
+            SL_ERROR("ctlplane: no job completed within %d ms", cfg->stall_timeout_ms);
             goto out;
         }
         if (st != SL_OK)
