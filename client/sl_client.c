@@ -286,11 +286,12 @@ static sl_status_t s_send(sl_client_t *c, s_job_t *job, sl_time_t now)
 {
     int rc = zmq_send(c->sock, job->packed, job->packed_len, ZMQ_DONTWAIT);
     if (rc < 0) {
-        if (errno != EAGAIN)
-            SL_WARN("client: send of job %s failed: %s", job->res->job_id, zmq_strerror(errno));
+        int err = errno;
+        if (err != EAGAIN)
+            SL_WARN("client: send of job %s failed: %s", job->res->job_id, zmq_strerror(err));
         job->state = S_JOB_SENT;
         s_timer_set(c, job, now + SL_MS(10));
-        return errno == EAGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
+        return err == EAGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
     }
     if (job->res->submit_ns == 0)
         job->res->submit_ns = now;
