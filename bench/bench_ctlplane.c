@@ -48,20 +48,20 @@
 #define S_MAX_CHILDREN 257
 
 typedef struct s_ctl_cfg {
-    int executors;                /* sluice-executor processes */
-    int slots;                    /* --slots of each executor */
-    int credits;                  /* scheduler --credits (0 = the executor's slots) */
-    char policy[SL_CFG_STR_MAX];  /* scheduler --policy */
-    int window;                   /* messages / jobs outstanding at once */
-    double duration_s;            /* measured time of each phase */
-    double warmup_s;              /* unmeasured time before each phase */
-    int prompt_tokens;            /* prompt length of the jobs (sets the message size) */
+    int executors;                  /* sluice-executor processes */
+    int slots;                      /* --slots of each executor */
+    int credits;                    /* scheduler --credits (0 = the executor's slots) */
+    char policy[SL_CFG_STR_MAX];    /* scheduler --policy */
+    int window;                     /* messages / jobs outstanding at once */
+    double duration_s;              /* measured time of each phase */
+    double warmup_s;                /* unmeasured time before each phase */
+    int prompt_tokens;              /* prompt length of the jobs (sets the message size) */
     char transport[SL_CFG_STR_MAX]; /* tcp (loopback, free ports) or ipc (temp dir) */
-    char bin_dir[SL_CFG_STR_MAX]; /* where the programs are (default: next to sluice-bench) */
-    int startup_timeout_ms;       /* wait for the executors to register */
-    int stop_timeout_ms;          /* wait after SIGTERM before SIGKILL */
-    int stall_timeout_ms;         /* a phase with no progress for this long fails */
-    bool skip_raw;                /* only the jobs phase */
+    char bin_dir[SL_CFG_STR_MAX];   /* where the programs are (default: next to sluice-bench) */
+    int startup_timeout_ms;         /* wait for the executors to register */
+    int stop_timeout_ms;            /* wait after SIGTERM before SIGKILL */
+    int stall_timeout_ms;           /* a phase with no progress for this long fails */
+    bool skip_raw;                  /* only the jobs phase */
 } s_ctl_cfg_t;
 
 static const sl_cfg_field_t s_table[] = {
@@ -204,9 +204,9 @@ static size_t s_submit_size(int prompt_tokens)
 /* ---- phase 1: raw echo ------------------------------------------------ */
 
 typedef struct s_echo {
-    void *ctx;        /* the echo side's own context */
-    void *sock;       /* ROUTER */
-    atomic_int stop;  /* ends the thread */
+    void *ctx;       /* the echo side's own context */
+    void *sock;      /* ROUTER */
+    atomic_int stop; /* ends the thread */
 } s_echo_t;
 
 static void *s_echo_main(void *arg)
@@ -483,14 +483,15 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     char credits[16], slots[16], name[S_MAX_CHILDREN][32];
     snprintf(credits, sizeof(credits), "%d", cfg.credits);
     snprintf(slots, sizeof(slots), "%d", cfg.slots);
-    char *sargv[] = {sched_bin, "--client-endpoint", client_ep, "--executor-endpoint", exec_ep,
-                     "--policy", cfg.policy, "--credits", credits, "--log-level", "error", NULL};
+    char *sargv[] = {sched_bin, "--client-endpoint", client_ep,  "--executor-endpoint",
+                     exec_ep,   "--policy",          cfg.policy, "--credits",
+                     credits,   "--log-level",       "error",    NULL};
     if (s_spawn(sargv) < 0)
         goto out;
     for (int i = 0; i < cfg.executors; i++) {
         snprintf(name[i], sizeof(name[i]), "ctl-e%d", i);
-        char *eargv[] = {exec_bin, "--scheduler", exec_ep, "--name", name[i], "--backend", "null",
-                         "--slots", slots, "--log-level", "error", NULL};
+        char *eargv[] = {exec_bin, "--scheduler", exec_ep, "--name",      name[i], "--backend",
+                         "null",   "--slots",     slots,   "--log-level", "error", NULL};
         if (s_spawn(eargv) < 0)
             goto out;
     }

@@ -39,28 +39,28 @@
 #endif
 
 typedef struct s_lg_cfg {
-    sl_client_cfg_t client;        /* library knobs (endpoint, retries, max-inflight, ...) */
-    char trace[SL_CFG_STR_MAX];    /* trace name or file */
+    sl_client_cfg_t client;         /* library knobs (endpoint, retries, max-inflight, ...) */
+    char trace[SL_CFG_STR_MAX];     /* trace name or file */
     char trace_dir[SL_CFG_STR_MAX]; /* folder of the named traces */
-    double start_s;                /* slice start in trace time */
-    double duration_s;             /* slice length in trace time (0 = to the end) */
-    int count;                     /* requests to send (0 = all in the slice) */
-    double speedup;                /* time compression of the trace */
-    double rate;                   /* target mean rate, requests/s (0 = the trace's) */
-    bool poisson;                  /* Poisson arrivals at --rate, lengths from the trace */
-    int64_t trace_seed;            /* seed of the Poisson draws and the priority mix */
-    int max_new_tokens_cap;        /* cap on max_new_tokens (output_length) */
-    int prompt_cap;                /* cap on the prompt length */
-    char priority[SL_CFG_STR_MAX]; /* interactive, batch or mix */
-    double batch_fraction;         /* share of batch jobs under mix */
-    char tenant[SL_CFG_STR_MAX];   /* tenant of every job */
-    char model[SL_CFG_STR_MAX];    /* model of every job */
-    char busy[SL_CFG_STR_MAX];     /* retry (client backoff) or drop */
-    bool stream;                   /* ask for TokenChunks (client-side TTFT) */
-    int ttft_deadline_ms;          /* per-job first-token budget */
-    int deadline_ms;               /* per-job budget */
-    int progress_ms;               /* progress line interval */
-    int drain_timeout_ms;          /* wait for outstanding results after the last send */
+    double start_s;                 /* slice start in trace time */
+    double duration_s;              /* slice length in trace time (0 = to the end) */
+    int count;                      /* requests to send (0 = all in the slice) */
+    double speedup;                 /* time compression of the trace */
+    double rate;                    /* target mean rate, requests/s (0 = the trace's) */
+    bool poisson;                   /* Poisson arrivals at --rate, lengths from the trace */
+    int64_t trace_seed;             /* seed of the Poisson draws and the priority mix */
+    int max_new_tokens_cap;         /* cap on max_new_tokens (output_length) */
+    int prompt_cap;                 /* cap on the prompt length */
+    char priority[SL_CFG_STR_MAX];  /* interactive, batch or mix */
+    double batch_fraction;          /* share of batch jobs under mix */
+    char tenant[SL_CFG_STR_MAX];    /* tenant of every job */
+    char model[SL_CFG_STR_MAX];     /* model of every job */
+    char busy[SL_CFG_STR_MAX];      /* retry (client backoff) or drop */
+    bool stream;                    /* ask for TokenChunks (client-side TTFT) */
+    int ttft_deadline_ms;           /* per-job first-token budget */
+    int deadline_ms;                /* per-job budget */
+    int progress_ms;                /* progress line interval */
+    int drain_timeout_ms;           /* wait for outstanding results after the last send */
     char id_prefix[SL_CFG_STR_MAX]; /* job id prefix (default: lg-PID-TIME-) */
 } s_lg_cfg_t;
 
@@ -84,8 +84,8 @@ static const sl_cfg_field_t s_table[] = {
                  "Poisson arrivals at --rate with lengths drawn from the trace"),
     SL_CFG_FIELD(s_lg_cfg_t, trace_seed, "trace-seed", "1", SL_CFG_I64,
                  "seed of Poisson arrivals and the priority mix"),
-    SL_CFG_RANGE(s_lg_cfg_t, max_new_tokens_cap, "max-new-tokens-cap", "4096", SL_CFG_INT, 1,
-                 65536, "cap on max_new_tokens (the trace's output length)"),
+    SL_CFG_RANGE(s_lg_cfg_t, max_new_tokens_cap, "max-new-tokens-cap", "4096", SL_CFG_INT, 1, 65536,
+                 "cap on max_new_tokens (the trace's output length)"),
     SL_CFG_RANGE(s_lg_cfg_t, prompt_cap, "prompt-cap", "1048576", SL_CFG_INT, 1, 1048576,
                  "cap on the prompt length"),
     SL_CFG_FIELD(s_lg_cfg_t, priority, "priority", "interactive", SL_CFG_STR,
@@ -104,8 +104,8 @@ static const sl_cfg_field_t s_table[] = {
                  "whole-job budget of every job (0 = none)"),
     SL_CFG_RANGE(s_lg_cfg_t, progress_ms, "progress-ms", "1000", SL_CFG_INT, 10, 3600000,
                  "interval of the progress line on stderr"),
-    SL_CFG_RANGE(s_lg_cfg_t, drain_timeout_ms, "drain-timeout-ms", "60000", SL_CFG_INT, 0,
-                 86400000, "wait this long for outstanding results after the last send"),
+    SL_CFG_RANGE(s_lg_cfg_t, drain_timeout_ms, "drain-timeout-ms", "60000", SL_CFG_INT, 0, 86400000,
+                 "wait this long for outstanding results after the last send"),
     SL_CFG_FIELD(s_lg_cfg_t, id_prefix, "id-prefix", "", SL_CFG_STR,
                  "prefix of job ids (default lg-PID-TIME-)"),
     SL_CFG_END,
@@ -113,17 +113,17 @@ static const sl_cfg_field_t s_table[] = {
 
 /* Everything measured in one run. */
 typedef struct s_lg_stats {
-    uint64_t sent;       /* jobs submitted */
-    uint64_t done;       /* completed with RESULT_OK */
-    uint64_t dropped;    /* given up after BUSY (drop mode, or retries exhausted) */
-    uint64_t errors;     /* other failures: job failed, expired, timed out, submit errors */
-    uint64_t late;       /* sends delayed by the in-flight cap */
-    uint64_t unfinished; /* still pending when the drain timeout ended the run */
-    sl_hist_t e2e;       /* client: first send -> Result, us */
-    sl_hist_t ttft_c;    /* client: first send -> first TokenChunk, us (stream only) */
-    sl_hist_t ttft_s;    /* scheduler: receipt -> first token, us */
-    sl_hist_t end_s;     /* scheduler: receipt -> last token, us */
-    sl_hist_t queued_s;  /* scheduler: receipt -> dispatch, us */
+    uint64_t sent;        /* jobs submitted */
+    uint64_t done;        /* completed with RESULT_OK */
+    uint64_t dropped;     /* given up after BUSY (drop mode, or retries exhausted) */
+    uint64_t errors;      /* other failures: job failed, expired, timed out, submit errors */
+    uint64_t late;        /* sends delayed by the in-flight cap */
+    uint64_t unfinished;  /* still pending when the drain timeout ended the run */
+    sl_hist_t e2e;        /* client: first send -> Result, us */
+    sl_hist_t ttft_c;     /* client: first send -> first TokenChunk, us (stream only) */
+    sl_hist_t ttft_s;     /* scheduler: receipt -> first token, us */
+    sl_hist_t end_s;      /* scheduler: receipt -> last token, us */
+    sl_hist_t queued_s;   /* scheduler: receipt -> dispatch, us */
     sl_time_t first_send; /* time of the first send */
     sl_time_t last_done;  /* time of the last completion */
 } s_lg_stats_t;
@@ -172,8 +172,7 @@ static void s_row(const char *what, const sl_hist_t *h)
     }
     printf("  %-22s %10.3f %10.3f %10.3f %10.3f %10.3f %8" PRIu64 "\n", what,
            sl_hist_quantile(h, 0.5) / 1e3, sl_hist_quantile(h, 0.9) / 1e3,
-           sl_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3, sl_hist_mean(h) / 1e3,
-           h->count);
+           sl_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3, sl_hist_mean(h) / 1e3, h->count);
 }
 
 int sl_bench_loadgen_main(int argc, char **argv)
@@ -277,16 +276,15 @@ int sl_bench_loadgen_main(int argc, char **argv)
             const sl_trace_req_t *q = &sched->reqs[next];
             char id[SL_CFG_STR_MAX + 32];
             snprintf(id, sizeof(id), "%s%zu", cfg.id_prefix, next);
-            uint32_t len = q->input_len < (uint32_t)cfg.prompt_cap ? q->input_len
-                                                                    : (uint32_t)cfg.prompt_cap;
-            uint32_t blocks = sched->block_tokens ? (len + sched->block_tokens - 1) /
-                                                        sched->block_tokens
-                                                  : 0;
+            uint32_t len =
+                q->input_len < (uint32_t)cfg.prompt_cap ? q->input_len : (uint32_t)cfg.prompt_cap;
+            uint32_t blocks =
+                sched->block_tokens ? (len + sched->block_tokens - 1) / sched->block_tokens : 0;
             uint32_t out = q->output_len < 1 ? 1 : q->output_len;
             if (out > (uint32_t)cfg.max_new_tokens_cap)
                 out = (uint32_t)cfg.max_new_tokens_cap;
-            bool batch = prio_mode == 1 ||
-                         (prio_mode == 2 && sl_rand_double(&rng) < cfg.batch_fraction);
+            bool batch =
+                prio_mode == 1 || (prio_mode == 2 && sl_rand_double(&rng) < cfg.batch_fraction);
             sl_job_spec_t job = {
                 .id = id,
                 .tenant = cfg.tenant,
@@ -353,12 +351,13 @@ int sl_bench_loadgen_main(int argc, char **argv)
         }
     }
     sl_client_stats(client, &cs);
-    double wall = (double)((s->last_done > s->first_send ? s->last_done : sl_clock_now()) -
-                           s->first_send) / 1e9;
+    double wall =
+        (double)((s->last_done > s->first_send ? s->last_done : sl_clock_now()) - s->first_send) /
+        1e9;
     double tput = wall > 0 ? (double)s->done / wall : 0;
-    printf("sent %" PRIu64 ", done %" PRIu64 ", BUSY answers %" PRIu64 ", dropped after BUSY %" PRIu64
-           ", errors %" PRIu64 " (unfinished %" PRIu64 "), late sends %" PRIu64 ", resends %" PRIu64
-           "\n",
+    printf("sent %" PRIu64 ", done %" PRIu64 ", BUSY answers %" PRIu64
+           ", dropped after BUSY %" PRIu64 ", errors %" PRIu64 " (unfinished %" PRIu64
+           "), late sends %" PRIu64 ", resends %" PRIu64 "\n",
            s->sent, s->done, cs.busy, s->dropped, s->errors, s->unfinished, s->late, cs.resends);
     printf("throughput %.1f jobs/s over %.2f s (first send to last completion)\n", tput, wall);
     printf("  %-22s %10s %10s %10s %10s %10s %8s\n", "latency (ms)", "p50", "p90", "p99", "max",

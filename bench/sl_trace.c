@@ -40,9 +40,9 @@ static const struct {
 
 /* A trace being built: growable request array and hash pool. */
 typedef struct s_builder {
-    sl_trace_t *t;     /* the trace being filled */
-    size_t cap;        /* allocated requests */
-    size_t pool_cap;   /* allocated hash entries */
+    sl_trace_t *t;   /* the trace being filled */
+    size_t cap;      /* allocated requests */
+    size_t pool_cap; /* allocated hash entries */
 } s_builder_t;
 
 sl_status_t sl_trace_path(const char *name, const char *dir, char *out, size_t cap)
@@ -524,8 +524,7 @@ double sl_trace_rate(const sl_trace_t *t)
     return span > 0 ? (double)(t->n - 1) * 1e6 / (double)span : 0;
 }
 
-sl_status_t sl_trace_schedule(const sl_trace_t *src, const sl_trace_opts_t *o,
-                              sl_trace_t **out_p)
+sl_status_t sl_trace_schedule(const sl_trace_t *src, const sl_trace_opts_t *o, sl_trace_t **out_p)
 {
     if (o->start_s < 0 || o->duration_s < 0 || o->speedup < 0 || o->rate < 0 ||
         (o->poisson && !(o->rate > 0))) {

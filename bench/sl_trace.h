@@ -17,18 +17,19 @@
 #define SL_TRACE_MOONCAKE_BLOCK 512 /* tokens per hash_ids block in the Mooncake traces */
 
 typedef enum sl_trace_format {
-    SL_TRACE_AUTO = 0,     /* by file extension, else by the first character */
-    SL_TRACE_MOONCAKE = 1, /* {"timestamp": ms, "input_length": n, "output_length": n, "hash_ids": [...]} */
-    SL_TRACE_AZURE = 2,    /* TIMESTAMP,ContextTokens,GeneratedTokens with a header */
+    SL_TRACE_AUTO = 0, /* by file extension, else by the first character */
+    SL_TRACE_MOONCAKE =
+        1, /* {"timestamp": ms, "input_length": n, "output_length": n, "hash_ids": [...]} */
+    SL_TRACE_AZURE = 2, /* TIMESTAMP,ContextTokens,GeneratedTokens with a header */
 } sl_trace_format_t;
 
 /* One request of a trace. */
 typedef struct sl_trace_req {
-    int64_t t_us;          /* arrival, microseconds from the start of the trace */
-    uint32_t input_len;    /* prompt tokens */
-    uint32_t output_len;   /* generated tokens */
+    int64_t t_us;           /* arrival, microseconds from the start of the trace */
+    uint32_t input_len;     /* prompt tokens */
+    uint32_t output_len;    /* generated tokens */
     const uint64_t *hashes; /* prefix block hashes (n_hashes), owned by the trace; NULL when none */
-    uint32_t n_hashes;     /* entries of hashes */
+    uint32_t n_hashes;      /* entries of hashes */
 } sl_trace_req_t;
 
 /* A trace in memory, sorted by arrival. Read-only for users; free with sl_trace_destroy(). */

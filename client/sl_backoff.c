@@ -65,8 +65,8 @@ void sl_backoff_window(const sl_backoff_cfg_t *cfg, uint32_t attempt, uint32_t r
     *hi_ms_p = (uint32_t)hi;
 }
 
-uint32_t sl_backoff_delay_ms(const sl_backoff_cfg_t *cfg, uint32_t attempt,
-                             uint32_t retry_after_ms, double u)
+uint32_t sl_backoff_delay_ms(const sl_backoff_cfg_t *cfg, uint32_t attempt, uint32_t retry_after_ms,
+                             double u)
 {
     uint32_t lo, hi;
     sl_backoff_window(cfg, attempt, retry_after_ms, &lo, &hi);

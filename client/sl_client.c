@@ -47,39 +47,39 @@ typedef enum s_job_state {
 } s_job_state_t;
 
 typedef struct s_job {
-    uint64_t key;          /* hash of the id: the map key */
-    s_job_state_t state;   /* where it stands */
-    uint8_t *packed;       /* the encoded Submit envelope, sent as is on every try */
-    size_t packed_len;     /* bytes of packed */
-    sl_time_t due;         /* when the timer fires; valid while heap_idx != SIZE_MAX */
-    size_t heap_idx;       /* position in the timer heap; SIZE_MAX when not there */
-    uint32_t unanswered;   /* sends since the last Accepted or Busy */
-    sl_result_t *res;      /* the completion being filled in */
+    uint64_t key;        /* hash of the id: the map key */
+    s_job_state_t state; /* where it stands */
+    uint8_t *packed;     /* the encoded Submit envelope, sent as is on every try */
+    size_t packed_len;   /* bytes of packed */
+    sl_time_t due;       /* when the timer fires; valid while heap_idx != SIZE_MAX */
+    size_t heap_idx;     /* position in the timer heap; SIZE_MAX when not there */
+    uint32_t unanswered; /* sends since the last Accepted or Busy */
+    sl_result_t *res;    /* the completion being filled in */
 } s_job_t;
 
 struct sl_client {
-    sl_client_cfg_t cfg;        /* copy of the configuration */
-    void *ctx;                  /* ZeroMQ context (owned) */
-    void *sock;                 /* DEALER socket (owned) */
-    void *mon;                  /* PAIR receiving the DEALER's connect/disconnect events (owned) */
-    unsigned mon_seq;           /* makes each monitor endpoint unique */
-    bool connected_once;        /* the current socket has connected before */
-    sl_map_t jobs;              /* key -> s_job_t*, every pending job */
-    s_job_t **heap;             /* timer min-heap by due */
-    size_t heap_len;            /* entries in heap */
-    size_t heap_cap;            /* allocated entries of heap */
-    sl_result_t **done;         /* ring of completions not yet handed out */
-    size_t done_head;           /* index of the oldest completion */
-    size_t done_len;            /* completions in the ring */
-    size_t done_cap;            /* size of the ring (a power of two) */
-    sl_rand_t rng;              /* jitter draws */
+    sl_client_cfg_t cfg;         /* copy of the configuration */
+    void *ctx;                   /* ZeroMQ context (owned) */
+    void *sock;                  /* DEALER socket (owned) */
+    void *mon;                   /* PAIR receiving the DEALER's connect/disconnect events (owned) */
+    unsigned mon_seq;            /* makes each monitor endpoint unique */
+    bool connected_once;         /* the current socket has connected before */
+    sl_map_t jobs;               /* key -> s_job_t*, every pending job */
+    s_job_t **heap;              /* timer min-heap by due */
+    size_t heap_len;             /* entries in heap */
+    size_t heap_cap;             /* allocated entries of heap */
+    sl_result_t **done;          /* ring of completions not yet handed out */
+    size_t done_head;            /* index of the oldest completion */
+    size_t done_len;             /* completions in the ring */
+    size_t done_cap;             /* size of the ring (a power of two) */
+    sl_rand_t rng;               /* jitter draws */
     sl_client_chunk_cb chunk_cb; /* TokenChunk callback or NULL */
-    void *chunk_arg;            /* its argument */
+    void *chunk_arg;             /* its argument */
     sl_cluster_status_t *status; /* a StatusReply not yet collected */
-    bool status_failed;         /* an Error came while a status was awaited */
-    bool status_waiting;        /* a StatusRequest is outstanding */
-    sl_client_stats_t stats;    /* counters */
-    char last_error[512];       /* reason of the last failure */
+    bool status_failed;          /* an Error came while a status was awaited */
+    bool status_waiting;         /* a StatusRequest is outstanding */
+    sl_client_stats_t stats;     /* counters */
+    char last_error[512];        /* reason of the last failure */
 };
 
 static void s_set_error(sl_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -372,10 +372,14 @@ static void s_on_accepted(sl_client_t *c, const Sluice__Accepted *a, sl_time_t n
 static sl_status_t s_result_status(Sluice__ResultStatus rs)
 {
     switch (rs) {
-    case SLUICE__RESULT_STATUS__RESULT_OK: return SL_OK;
-    case SLUICE__RESULT_STATUS__RESULT_CANCELED: return SL_ERR_CANCELED;
-    case SLUICE__RESULT_STATUS__RESULT_EXPIRED: return SL_ERR_DEADLINE;
-    default: return SL_ERR_JOB_FAILED;
+    case SLUICE__RESULT_STATUS__RESULT_OK:
+        return SL_OK;
+    case SLUICE__RESULT_STATUS__RESULT_CANCELED:
+        return SL_ERR_CANCELED;
+    case SLUICE__RESULT_STATUS__RESULT_EXPIRED:
+        return SL_ERR_DEADLINE;
+    default:
+        return SL_ERR_JOB_FAILED;
     }
 }
 
@@ -476,11 +480,21 @@ err:
 static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
 {
     switch (m->body_case) {
-    case SLUICE__ENVELOPE__BODY_ACCEPTED: s_on_accepted(c, m->accepted, now); break;
-    case SLUICE__ENVELOPE__BODY_BUSY: s_on_busy(c, m->busy, now); break;
-    case SLUICE__ENVELOPE__BODY_RESULT: s_on_result(c, m->result); break;
-    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK: s_on_chunk(c, m->token_chunk, now); break;
-    case SLUICE__ENVELOPE__BODY_STATUS_REPLY: s_on_status(c, m->status_reply); break;
+    case SLUICE__ENVELOPE__BODY_ACCEPTED:
+        s_on_accepted(c, m->accepted, now);
+        break;
+    case SLUICE__ENVELOPE__BODY_BUSY:
+        s_on_busy(c, m->busy, now);
+        break;
+    case SLUICE__ENVELOPE__BODY_RESULT:
+        s_on_result(c, m->result);
+        break;
+    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
+        s_on_chunk(c, m->token_chunk, now);
+        break;
+    case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+        s_on_status(c, m->status_reply);
+        break;
     case SLUICE__ENVELOPE__BODY_ERROR:
         c->stats.errors++;
         s_set_error(c, "scheduler error %d (%s): %s", m->error->code,
@@ -611,8 +625,8 @@ static sl_status_t s_open_socket(sl_client_t *c)
     }
     snprintf(mon_ep, sizeof(mon_ep), "inproc://sl-client-monitor-%p-%u", (void *)c, ++c->mon_seq);
     if (zmq_socket_monitor(sock, mon_ep, ZMQ_EVENT_CONNECTED) != 0 ||
-        !(mon = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_setsockopt(mon, ZMQ_LINGER, &linger,
-                                                                sizeof(linger)) != 0 ||
+        !(mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
         zmq_connect(mon, mon_ep) != 0) {
         SL_ERROR("client: socket monitor: %s", zmq_strerror(errno));
         goto err_close;
@@ -708,8 +722,8 @@ sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
     c->cfg = *cfg;
     c->cfg.endpoint[sizeof(c->cfg.endpoint) - 1] = '\0';
     sl_map_init(&c->jobs);
-    uint64_t seed = cfg->seed ? (uint64_t)cfg->seed
-                              : (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32);
+    uint64_t seed =
+        cfg->seed ? (uint64_t)cfg->seed : (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32);
     sl_rand_seed(&c->rng, seed);
     c->heap = malloc((size_t)cfg->max_inflight * sizeof(*c->heap));
     if (!c->heap)
@@ -903,9 +917,8 @@ sl_status_t sl_client_poll(sl_client_t *c, int timeout_ms, sl_result_t **res_p)
 static sl_status_t s_wait(sl_client_t *c, bool (*done)(sl_client_t *, const void *),
                           const void *arg)
 {
-    sl_time_t deadline = c->cfg.wait_timeout_ms > 0
-                             ? sl_clock_now() + SL_MS(c->cfg.wait_timeout_ms)
-                             : INT64_MAX;
+    sl_time_t deadline =
+        c->cfg.wait_timeout_ms > 0 ? sl_clock_now() + SL_MS(c->cfg.wait_timeout_ms) : INT64_MAX;
     for (;;) {
         sl_status_t st = s_progress(c);
         if (done(c, arg))

@@ -16,6 +16,7 @@
 
 _Static_assert(SL_CLIENT_ENDPOINT_MAX == SL_CFG_STR_MAX, "endpoint must be a config string");
 
+/* clang-format off: one knob per row reads better than the formatter's layout */
 #define SL_CLIENT_CFG_ROWS(st, m, wait)                                                                \
     SL_CFG_FIELD(st, m.endpoint, "endpoint", "tcp://127.0.0.1:5555", SL_CFG_STR,                   \
                  "scheduler's client endpoint"),                                                   \
@@ -50,5 +51,6 @@ _Static_assert(SL_CLIENT_ENDPOINT_MAX == SL_CFG_STR_MAX, "endpoint must be a con
                  10, "jitter window above the scheduler's retry-after"),                          \
     SL_CFG_RANGE(st, m.backoff.retry_after_max_ms, "retry-after-max-ms", "60000", SL_CFG_INT, 0,   \
                  3600000, "largest delay a retry-after can impose")
+/* clang-format on */
 
 #endif

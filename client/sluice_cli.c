@@ -57,11 +57,10 @@ static const sl_cfg_field_t s_submit_table[] = {
                  "interactive or batch"),
     SL_CFG_FIELD(s_submit_cfg_t, tenant, "tenant", "", SL_CFG_STR, "tenant name"),
     SL_CFG_FIELD(s_submit_cfg_t, model, "model", "", SL_CFG_STR, "model name"),
-    SL_CFG_FIELD(s_submit_cfg_t, session_key, "session-key", "", SL_CFG_STR,
-                 "sticky routing key"),
+    SL_CFG_FIELD(s_submit_cfg_t, session_key, "session-key", "", SL_CFG_STR, "sticky routing key"),
     SL_CFG_FIELD(s_submit_cfg_t, id, "id", "", SL_CFG_STR, "job id (default: generated)"),
-    SL_CFG_RANGE(s_submit_cfg_t, ttft_deadline_ms, "ttft-deadline-ms", "0", SL_CFG_INT, 0,
-                 86400000, "first token due within this after receipt (0 = none)"),
+    SL_CFG_RANGE(s_submit_cfg_t, ttft_deadline_ms, "ttft-deadline-ms", "0", SL_CFG_INT, 0, 86400000,
+                 "first token due within this after receipt (0 = none)"),
     SL_CFG_RANGE(s_submit_cfg_t, deadline_ms, "deadline-ms", "0", SL_CFG_INT, 0, 86400000,
                  "whole job due within this after receipt (0 = none)"),
     SL_CFG_FIELD(s_submit_cfg_t, stream, "stream", "false", SL_CFG_BOOL,
@@ -174,8 +173,8 @@ static void s_print_result(const s_submit_cfg_t *cfg, const sl_result_t *r)
            "end %.3f ms\n",
            t->queued_us / 1e3, t->ttft_us / 1e3, t->end_us / 1e3, t->exec_ttft_us / 1e3,
            t->exec_end_us / 1e3);
-    printf("  prompt %u tokens (%u cached), output %u tokens\n", t->prompt_tokens,
-           t->cached_tokens, t->output_tokens);
+    printf("  prompt %u tokens (%u cached), output %u tokens\n", t->prompt_tokens, t->cached_tokens,
+           t->output_tokens);
     printf("  client: accepted after %.3f ms, first token after %.3f ms, result after %.3f ms\n",
            s_ms(r->submit_ns, r->accept_ns), s_ms(r->submit_ns, r->first_token_ns),
            s_ms(r->submit_ns, r->end_ns));

@@ -70,21 +70,21 @@ void sl_backoff_window(const sl_backoff_cfg_t *cfg, uint32_t attempt, uint32_t r
  * The delay of retry number attempt: lo + u * (hi - lo) of the window above,
  * where u is a uniform random number in [0, 1) the caller draws. Pure.
  */
-uint32_t sl_backoff_delay_ms(const sl_backoff_cfg_t *cfg, uint32_t attempt,
-                             uint32_t retry_after_ms, double u);
+uint32_t sl_backoff_delay_ms(const sl_backoff_cfg_t *cfg, uint32_t attempt, uint32_t retry_after_ms,
+                             double u);
 
 /* ---- Configuration ----------------------------------------------------- */
 
 typedef struct sl_client_cfg {
     char endpoint[SL_CLIENT_ENDPOINT_MAX]; /* scheduler's client endpoint */
-    int ack_timeout_ms;    /* resend a Submit not answered by Accepted/Busy within this */
-    int ack_retries;       /* resends of an unanswered Submit before SL_ERR_TIMEOUT */
-    int result_timeout_ms; /* give up on an accepted job after this; 0 = wait forever */
-    int wait_timeout_ms;   /* bound of the blocking calls (submit, status); 0 = forever */
-    int max_inflight;      /* jobs held at once; submits beyond get SL_ERR_AGAIN */
-    int sndhwm;            /* ZeroMQ send high-water mark (messages) */
-    int linger_ms;         /* how long unsent messages survive sl_client_destroy */
-    int64_t seed;          /* seed of the backoff jitter; 0 = from the clock and pid */
+    int ack_timeout_ms;       /* resend a Submit not answered by Accepted/Busy within this */
+    int ack_retries;          /* resends of an unanswered Submit before SL_ERR_TIMEOUT */
+    int result_timeout_ms;    /* give up on an accepted job after this; 0 = wait forever */
+    int wait_timeout_ms;      /* bound of the blocking calls (submit, status); 0 = forever */
+    int max_inflight;         /* jobs held at once; submits beyond get SL_ERR_AGAIN */
+    int sndhwm;               /* ZeroMQ send high-water mark (messages) */
+    int linger_ms;            /* how long unsent messages survive sl_client_destroy */
+    int64_t seed;             /* seed of the backoff jitter; 0 = from the clock and pid */
     sl_backoff_cfg_t backoff; /* BUSY retry schedule */
 } sl_client_cfg_t;
 
@@ -100,22 +100,22 @@ typedef enum sl_client_priority {
 
 /* What to run. Only read during the submit call: the library copies it. */
 typedef struct sl_job_spec {
-    const char *id;               /* idempotency id, 1..128 bytes; required */
-    const char *tenant;           /* may be NULL */
-    const char *model;            /* may be NULL */
-    const char *session_key;      /* sticky routing key; may be NULL */
+    const char *id;                /* idempotency id, 1..128 bytes; required */
+    const char *tenant;            /* may be NULL */
+    const char *model;             /* may be NULL */
+    const char *session_key;       /* sticky routing key; may be NULL */
     sl_client_priority_t priority; /* class */
-    const uint32_t *token_ids;    /* prompt tokens; may be NULL when prompt_length is set */
-    size_t n_token_ids;           /* entries of token_ids */
-    uint32_t prompt_length;       /* prompt tokens (>= n_token_ids); 0 = n_token_ids */
-    const uint64_t *block_hashes; /* prefix block hashes (trace replay); may be NULL */
-    size_t n_block_hashes;        /* entries of block_hashes */
-    uint32_t block_tokens;        /* tokens per hashed block */
-    uint32_t max_new_tokens;      /* tokens to generate, >= 1 */
-    uint32_t ttft_deadline_ms;    /* first-token budget from receipt; 0 = none */
-    uint32_t deadline_ms;         /* whole-job budget from receipt; 0 = none */
-    bool stream;                  /* ask for TokenChunk messages */
-    void *user;                   /* handed back in the result untouched */
+    const uint32_t *token_ids;     /* prompt tokens; may be NULL when prompt_length is set */
+    size_t n_token_ids;            /* entries of token_ids */
+    uint32_t prompt_length;        /* prompt tokens (>= n_token_ids); 0 = n_token_ids */
+    const uint64_t *block_hashes;  /* prefix block hashes (trace replay); may be NULL */
+    size_t n_block_hashes;         /* entries of block_hashes */
+    uint32_t block_tokens;         /* tokens per hashed block */
+    uint32_t max_new_tokens;       /* tokens to generate, >= 1 */
+    uint32_t ttft_deadline_ms;     /* first-token budget from receipt; 0 = none */
+    uint32_t deadline_ms;          /* whole-job budget from receipt; 0 = none */
+    bool stream;                   /* ask for TokenChunk messages */
+    void *user;                    /* handed back in the result untouched */
 } sl_job_spec_t;
 
 /* How a job ended on the scheduler's side (mirrors sluice.ResultStatus). */
@@ -287,13 +287,13 @@ size_t sl_client_pending(const sl_client_t *client);
 
 /* Counters of the client since creation. */
 typedef struct sl_client_stats {
-    uint64_t submitted; /* jobs accepted by sl_client_submit_async */
-    uint64_t sends;     /* Submit messages sent, resends included */
-    uint64_t busy;      /* BUSY answers */
-    uint64_t accepted;  /* Accepted answers */
-    uint64_t completed; /* completions handed out or queued */
-    uint64_t errors;    /* Error messages and undecodable messages received */
-    uint64_t resends;   /* Submits resent after an ack timeout or reconnect */
+    uint64_t submitted;  /* jobs accepted by sl_client_submit_async */
+    uint64_t sends;      /* Submit messages sent, resends included */
+    uint64_t busy;       /* BUSY answers */
+    uint64_t accepted;   /* Accepted answers */
+    uint64_t completed;  /* completions handed out or queued */
+    uint64_t errors;     /* Error messages and undecodable messages received */
+    uint64_t resends;    /* Submits resent after an ack timeout or reconnect */
     uint64_t reconnects; /* times the connection came back after a loss */
 } sl_client_stats_t;
 

@@ -1,4 +1,5 @@
-/* The BUSY backoff schedule: windows per attempt, jitter, retry-after, cap, on a simulated clock. */
+/* The BUSY backoff schedule: windows per attempt, jitter, retry-after, cap, on a simulated clock.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -24,10 +25,10 @@ static void test_default_windows(void **state)
 {
     sl_backoff_cfg_t cfg;
     sl_backoff_cfg_default(&cfg);
-    s_window(&cfg, 0, 0, 1000, 1250);   /* about 1 s */
-    s_window(&cfg, 1, 0, 2000, 4000);   /* then 2 to 4 s */
-    s_window(&cfg, 2, 0, 4000, 8000);   /* then 4 to 8 s */
-    s_window(&cfg, 3, 0, 8000, 10000);  /* capped at 10 s */
+    s_window(&cfg, 0, 0, 1000, 1250);  /* about 1 s */
+    s_window(&cfg, 1, 0, 2000, 4000);  /* then 2 to 4 s */
+    s_window(&cfg, 2, 0, 4000, 8000);  /* then 4 to 8 s */
+    s_window(&cfg, 3, 0, 8000, 10000); /* capped at 10 s */
     s_window(&cfg, 4, 0, 10000, 10000);
     s_window(&cfg, 5000, 0, 10000, 10000); /* no overflow for absurd attempts */
     assert_int_equal(cfg.max_retries, 5);
@@ -59,7 +60,7 @@ static void test_draws_cover_window(void **state)
     }
     assert_int_equal(sl_backoff_delay_ms(&cfg, 1, 0, 0.0), 2000);
     assert_int_equal(sl_backoff_delay_ms(&cfg, 1, 0, 0.9999999), 4000);
-    assert_int_equal(sl_backoff_delay_ms(&cfg, 1, 0, 7.0), 4000);  /* out-of-range draws clamp */
+    assert_int_equal(sl_backoff_delay_ms(&cfg, 1, 0, 7.0), 4000); /* out-of-range draws clamp */
     assert_int_equal(sl_backoff_delay_ms(&cfg, 1, 0, -1.0), 2000);
 }
 
@@ -142,10 +143,8 @@ static void test_simulated_clients(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_windows),
-        cmocka_unit_test(test_draws_cover_window),
-        cmocka_unit_test(test_retry_after_honoured),
-        cmocka_unit_test(test_custom_cfg),
+        cmocka_unit_test(test_default_windows),      cmocka_unit_test(test_draws_cover_window),
+        cmocka_unit_test(test_retry_after_honoured), cmocka_unit_test(test_custom_cfg),
         cmocka_unit_test(test_simulated_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,10 +24,10 @@
 #include "common/sl_clock.h"
 
 typedef struct cluster {
-    pid_t pids[4];        /* scheduler then executors */
-    int n;                /* processes started */
-    char client_ep[64];   /* scheduler's client endpoint */
-    char exec_ep[64];     /* scheduler's executor endpoint */
+    pid_t pids[4];      /* scheduler then executors */
+    int n;              /* processes started */
+    char client_ep[64]; /* scheduler's client endpoint */
+    char exec_ep[64];   /* scheduler's executor endpoint */
 } cluster_t;
 
 static const char *s_bin(void)
@@ -69,14 +69,23 @@ static void s_start(cluster_t *c, int n, const char *queue_max, const char *back
     snprintf(c->exec_ep, sizeof(c->exec_ep), "tcp://127.0.0.1:%d", s_free_port());
     snprintf(sched, sizeof(sched), "%s/sluice-scheduler", s_bin());
     snprintf(exec, sizeof(exec), "%s/sluice-executor", s_bin());
-    char *sargv[] = {sched, "--client-endpoint", c->client_ep, "--executor-endpoint", c->exec_ep,
-                     "--queue-max", (char *)queue_max, "--log-level", "error", NULL};
+    char *sargv[] = {sched,
+                     "--client-endpoint",
+                     c->client_ep,
+                     "--executor-endpoint",
+                     c->exec_ep,
+                     "--queue-max",
+                     (char *)queue_max,
+                     "--log-level",
+                     "error",
+                     NULL};
     s_spawn(c, sargv);
     for (int i = 0; i < n; i++) {
         char name[16];
         snprintf(name, sizeof(name), "tb-e%d", i);
-        char *eargv[] = {exec, "--scheduler", c->exec_ep, "--name", name, "--backend",
-                         (char *)backend, "--slots", (char *)slots, "--log-level", "error", NULL};
+        char *eargv[] = {exec,          "--scheduler", c->exec_ep,      "--name",
+                         name,          "--backend",   (char *)backend, "--slots",
+                         (char *)slots, "--log-level", "error",         NULL};
         s_spawn(c, eargv);
     }
     sl_client_cfg_t cfg;

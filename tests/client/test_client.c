@@ -25,22 +25,22 @@
 #define S_MAX_IDS 512
 
 typedef struct fake {
-    void *ctx;                       /* server's context */
-    void *sock;                      /* ROUTER */
-    char endpoint[128];              /* where it listens */
-    pthread_t thread;                /* serving thread */
-    atomic_int stop;                 /* asks the thread to end */
-    int busy_first;                  /* answer BUSY to the first n submits of an id */
-    uint32_t retry_after_ms;         /* carried by each BUSY */
-    int silent_first;                /* ignore the first submit of an id */
-    int no_result;                   /* accept but never send a Result */
-    char ids[S_MAX_IDS][130];        /* ids seen */
-    int count[S_MAX_IDS];            /* submits received per id */
-    sl_time_t first_ns[S_MAX_IDS];   /* receipt of the first submit */
-    sl_time_t second_ns[S_MAX_IDS];  /* receipt of the second submit */
-    int n_ids;                       /* entries used */
-    atomic_int results;              /* Results sent */
-    atomic_int cancels;              /* Cancels received */
+    void *ctx;                      /* server's context */
+    void *sock;                     /* ROUTER */
+    char endpoint[128];             /* where it listens */
+    pthread_t thread;               /* serving thread */
+    atomic_int stop;                /* asks the thread to end */
+    int busy_first;                 /* answer BUSY to the first n submits of an id */
+    uint32_t retry_after_ms;        /* carried by each BUSY */
+    int silent_first;               /* ignore the first submit of an id */
+    int no_result;                  /* accept but never send a Result */
+    char ids[S_MAX_IDS][130];       /* ids seen */
+    int count[S_MAX_IDS];           /* submits received per id */
+    sl_time_t first_ns[S_MAX_IDS];  /* receipt of the first submit */
+    sl_time_t second_ns[S_MAX_IDS]; /* receipt of the second submit */
+    int n_ids;                      /* entries used */
+    atomic_int results;             /* Results sent */
+    atomic_int cancels;             /* Cancels received */
 } fake_t;
 
 static void s_send(fake_t *f, const sl_wire_ident_t *who, sl_msg_t *env)
@@ -103,7 +103,8 @@ static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const Sluice_
     t.queued_us = 10;
     t.ttft_us = 100;
     t.end_us = 300;
-    t.prompt_tokens = job->prompt->length ? job->prompt->length : (uint32_t)job->prompt->n_token_ids;
+    t.prompt_tokens =
+        job->prompt->length ? job->prompt->length : (uint32_t)job->prompt->n_token_ids;
     t.output_tokens = 3;
     res.job_id = job->id;
     res.status = SLUICE__RESULT_STATUS__RESULT_OK;
@@ -423,8 +424,7 @@ static void test_async_many(void **state)
 }
 
 static int s_chunks;
-static void s_on_chunk(void *arg, const char *id, uint32_t offset, const uint32_t *tokens,
-                       size_t n)
+static void s_on_chunk(void *arg, const char *id, uint32_t offset, const uint32_t *tokens, size_t n)
 {
     assert_string_equal(id, "job-stream");
     assert_int_equal(offset, 0);

@@ -54,7 +54,8 @@ static void test_mooncake_files(void **state)
     assert_int_equal(t->reqs[0].hashes[13], 13);
     for (size_t i = 0; i < t->n; i++)
         assert_true(t->reqs[i].n_hashes == (t->reqs[i].input_len + 511) / 512);
-    assert_true(t->reqs[t->n - 1].t_us > 3000LL * 1000000 && t->reqs[t->n - 1].t_us <= 3600LL * 1000000);
+    assert_true(t->reqs[t->n - 1].t_us > 3000LL * 1000000 &&
+                t->reqs[t->n - 1].t_us <= 3600LL * 1000000);
     sl_trace_destroy(&t);
     assert_null(t);
 
@@ -234,12 +235,9 @@ static void test_malformed_azure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mooncake_files),
-        cmocka_unit_test(test_azure_files),
-        cmocka_unit_test(test_slice_and_scale),
-        cmocka_unit_test(test_poisson),
-        cmocka_unit_test(test_malformed_mooncake),
-        cmocka_unit_test(test_malformed_azure),
+        cmocka_unit_test(test_mooncake_files),     cmocka_unit_test(test_azure_files),
+        cmocka_unit_test(test_slice_and_scale),    cmocka_unit_test(test_poisson),
+        cmocka_unit_test(test_malformed_mooncake), cmocka_unit_test(test_malformed_azure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
