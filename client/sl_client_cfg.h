@@ -16,7 +16,8 @@
 
 _Static_assert(SL_CLIENT_ENDPOINT_MAX == SL_CFG_STR_MAX, "endpoint must be a config string");
 
-/* clang-format off: one knob per row reads better than the formatter's layout */
+/* One knob per row reads better than the formatter's layout. */
+/* clang-format off */
 #define SL_CLIENT_CFG_ROWS(st, m, wait)                                                                \
     SL_CFG_FIELD(st, m.endpoint, "endpoint", "tcp://127.0.0.1:5555", SL_CFG_STR,                   \
                  "scheduler's client endpoint"),                                                   \
