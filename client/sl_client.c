@@ -710,17 +710,27 @@ static void s_drain_monitor(sl_client_t *c)
 
 sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
 {
-    if (!cfg || !client_p || !cfg->endpoint[0] || cfg->max_inflight < 1 ||
-        cfg->ack_timeout_ms < 1 || cfg->ack_retries < 0 || cfg->result_timeout_ms < 0 ||
-        cfg->wait_timeout_ms < 0 || cfg->backoff.max_retries < 0 || cfg->sndhwm < 0) {
-        SL_WARN("client: invalid configuration");
+    const char *bad = NULL;
+    if (!cfg || !client_p)
+        bad = "no configuration or no output";
+    else if (!cfg->endpoint[0] || !memchr(cfg->endpoint, '\0', sizeof(cfg->endpoint)))
+        bad = "endpoint is empty or unterminated";
+    else if (cfg->max_inflight < 1)
+        bad = "max_inflight < 1";
+    else if (cfg->ack_timeout_ms < 1 || cfg->ack_retries < 0)
+        bad = "ack_timeout_ms < 1 or ack_retries < 0";
+    else if (cfg->result_timeout_ms < 0 || cfg->wait_timeout_ms < 0)
+        bad = "negative result or wait timeout";
+    else if (cfg->backoff.max_retries < 0 || cfg->sndhwm < 0)
+        bad = "negative retries or sndhwm";
+    if (bad) {
+        SL_WARN("client: invalid configuration: %s", bad);
         return SL_ERR_INVALID;
     }
     sl_client_t *c = calloc(1, sizeof(*c));
     if (!c)
         return SL_ERR_NOMEM;
     c->cfg = *cfg;
-    c->cfg.endpoint[sizeof(c->cfg.endpoint) - 1] = '\0';
     sl_map_init(&c->jobs);
     uint64_t seed =
         cfg->seed ? (uint64_t)cfg->seed : (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32);

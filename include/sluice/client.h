@@ -207,7 +207,11 @@ void sl_cluster_status_destroy(sl_cluster_status_t **st_p);
 
 typedef struct sl_client sl_client_t;
 
-/* Called for each TokenChunk of a streamed job, from inside the library's calls. */
+/*
+ * Called for each TokenChunk of a streamed job, from inside sl_client_poll,
+ * sl_client_submit or sl_client_status. It may submit or cancel jobs but
+ * must not destroy the client. job_id and tokens are valid during the call.
+ */
 typedef void (*sl_client_chunk_cb)(void *arg, const char *job_id, uint32_t offset,
                                    const uint32_t *tokens, size_t n_tokens);
 
