@@ -156,10 +156,13 @@ static void s_progress(const s_lg_stats_t *s, const sl_client_stats_t *cs, size_
 {
     double dt = (double)(now - *prev_t) / 1e9;
     double rate = dt > 0 ? (double)(s->sent - *prev_sent) / dt : 0;
+    /* On a terminal the line is rewritten in place; in a log each report is its own line. */
+    bool tty = isatty(STDERR_FILENO);
     fprintf(stderr,
-            "[%7.1fs] sent=%" PRIu64 " done=%" PRIu64 " busy=%" PRIu64 " errors=%" PRIu64
-            " inflight=%zu rate=%.1f/s\n",
-            (double)(now - t0) / 1e9, s->sent, s->done, cs->busy, s->errors, pending, rate);
+            "%s[%7.1fs] sent=%" PRIu64 " done=%" PRIu64 " busy=%" PRIu64 " errors=%" PRIu64
+            " inflight=%zu rate=%.1f/s%s",
+            tty ? "\r" : "", (double)(now - t0) / 1e9, s->sent, s->done, cs->busy, s->errors,
+            pending, rate, tty ? "\033[K" : "\n");
     *prev_sent = s->sent;
     *prev_t = now;
 }
@@ -350,6 +353,8 @@ int sl_bench_loadgen_main(int argc, char **argv)
             break;
         }
     }
+    if (isatty(STDERR_FILENO))
+        fputc('\n', stderr);
     sl_client_stats(client, &cs);
     double wall =
         (double)((s->last_done > s->first_send ? s->last_done : sl_clock_now()) - s->first_send) /
