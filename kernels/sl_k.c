@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sl_clock.h"
 #include "common/sl_log.h"
 
 #ifdef SLUICE_HAVE_CUDA
@@ -178,6 +179,60 @@ sl_status_t sl_k_sync(sl_k_ctx_h ctx)
         return sl_k_cuda_sync(ctx);
 #endif
     return SL_OK;
+}
+
+sl_status_t sl_k_copy(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes)
+{
+    if (S_CUDA(ctx)) {
+#ifdef SLUICE_HAVE_CUDA
+        return sl_k_cuda_copy_d2d(ctx, dst, src, bytes);
+#endif
+    }
+    if (bytes)
+        memmove(dst, src, bytes);
+    return SL_OK;
+}
+
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+sl_status_t sl_k_time(sl_k_ctx_h ctx, sl_status_t (*fn)(void *arg), void *arg, int warmup, int reps,
+                      double *median_ms_p)
+{
+    if (reps <= 0) {
+        SL_ERROR("kernels: timing needs at least one repetition");
+        return SL_ERR_INVALID;
+    }
+    double *ms = malloc((size_t)reps * sizeof(double));
+    if (!ms) {
+        SL_ERROR("kernels: out of memory");
+        return SL_ERR_NOMEM;
+    }
+    sl_status_t st = SL_OK;
+    for (int i = 0; i < warmup && st == SL_OK; i++)
+        st = fn(arg);
+    if (st == SL_OK)
+        st = sl_k_sync(ctx);
+    for (int i = 0; i < reps && st == SL_OK; i++) {
+        if (S_CUDA(ctx)) {
+#ifdef SLUICE_HAVE_CUDA
+            st = sl_k_cuda_time_one(ctx, fn, arg, &ms[i]);
+            continue;
+#endif
+        }
+        sl_time_t t0 = sl_clock_now();
+        st = fn(arg);
+        ms[i] = (double)(sl_clock_now() - t0) / 1e6;
+    }
+    if (st == SL_OK) {
+        qsort(ms, (size_t)reps, sizeof(double), s_cmp_double);
+        *median_ms_p = reps % 2 ? ms[reps / 2] : 0.5 * (ms[reps / 2 - 1] + ms[reps / 2]);
+    }
+    free(ms);
+    return st;
 }
 
 /* --- formats ----------------------------------------------------------------- */

@@ -648,6 +648,44 @@ sl_status_t sl_k_cuda_sync(sl_k_ctx *ctx)
     return SL_OK;
 }
 
+sl_status_t sl_k_cuda_copy_d2d(sl_k_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    S_CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st_of(ctx)->stream));
+    return SL_OK;
+}
+
+sl_status_t sl_k_cuda_time_one(sl_k_ctx *ctx, sl_status_t (*fn)(void *arg), void *arg, double *ms_p)
+{
+    cudaStream_t st = st_of(ctx)->stream;
+    cudaEvent_t a, b;
+    S_CK(cudaEventCreate(&a));
+    cudaError_t e = cudaEventCreate(&b);
+    if (e != cudaSuccess) {
+        cudaEventDestroy(a);
+        SL_ERROR("cuda: cudaEventCreate failed: %s", cudaGetErrorString(e));
+        return SL_ERR_IO;
+    }
+    sl_status_t rc = SL_ERR_IO;
+    float ms = 0.0f;
+    if ((e = cudaEventRecord(a, st)) != cudaSuccess)
+        goto out;
+    rc = fn(arg);
+    if (rc != SL_OK)
+        goto out;
+    rc = SL_ERR_IO;
+    if ((e = cudaEventRecord(b, st)) != cudaSuccess || (e = cudaEventSynchronize(b)) != cudaSuccess ||
+        (e = cudaEventElapsedTime(&ms, a, b)) != cudaSuccess)
+        goto out;
+    *ms_p = ms;
+    rc = SL_OK;
+out:
+    if (rc == SL_ERR_IO && e != cudaSuccess)
+        SL_ERROR("cuda: timing with events failed: %s", cudaGetErrorString(e));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return rc;
+}
+
 sl_status_t sl_k_cuda_linear(sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
                              float *y)
 {

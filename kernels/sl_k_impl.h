@@ -49,6 +49,10 @@ sl_status_t sl_k_cuda_alloc(struct sl_k_ctx *ctx, size_t bytes, void **ptr_p);
 void sl_k_cuda_free(struct sl_k_ctx *ctx, void *ptr);
 sl_status_t sl_k_cuda_copy(struct sl_k_ctx *ctx, void *dst, const void *src, size_t bytes, int to_device);
 sl_status_t sl_k_cuda_sync(struct sl_k_ctx *ctx);
+sl_status_t sl_k_cuda_copy_d2d(struct sl_k_ctx *ctx, void *dst, const void *src, size_t bytes);
+/* Time one call of fn on the context's stream with CUDA events. */
+sl_status_t sl_k_cuda_time_one(struct sl_k_ctx *ctx, sl_status_t (*fn)(void *arg), void *arg,
+                               double *ms_p);
 sl_status_t sl_k_cuda_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
                              float *y);
 sl_status_t sl_k_cuda_rmsnorm(struct sl_k_ctx *ctx, const float *x, const float *g, uint32_t m,

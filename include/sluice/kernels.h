@@ -111,8 +111,16 @@ void sl_k_free(sl_k_ctx_h ctx, void *ptr);
 sl_status_t sl_k_upload(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes);
 /* Copy device memory of the context -> host; synchronous. */
 sl_status_t sl_k_download(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes);
+/* Copy bytes between two buffers of the context's device (queued on CUDA). */
+sl_status_t sl_k_copy(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes);
 /* Wait for all work queued on the context. */
 sl_status_t sl_k_sync(sl_k_ctx_h ctx);
+
+/* Time fn(arg) on the context: warmup untimed calls, then reps timed calls
+ * (CUDA events around each call on CUDA, the monotonic clock on the CPU);
+ * *median_ms_p is the median. Stops at fn's first error and returns it. */
+sl_status_t sl_k_time(sl_k_ctx_h ctx, sl_status_t (*fn)(void *arg), void *arg, int warmup, int reps,
+                      double *median_ms_p);
 
 /* --- format conversion and quantization (host memory, any context) -------- */
 
