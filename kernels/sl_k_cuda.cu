@@ -212,76 +212,109 @@ template <typename T> __global__ void k_convert(const float *__restrict__ x, siz
 
 /* --- weight-only quantized products ------------------------------------- */
 
-constexpr int QROWS = 8;    /* activation rows per pass */
-constexpr int QWARPS = 8;   /* output features per block (one per warp) */
+constexpr int QROWS = 8;  /* activation rows per pass */
+constexpr int QWARPS = 8; /* warps per block */
+constexpr int QRW = 2;    /* output features per warp: each x load serves both */
 
-/* Weights of one 16-byte chunk, decoded: int4 -> 32 values, int8 -> 16. */
+/* Weights in one 16-byte chunk: int4 -> 32 values, int8 -> 16. */
 template <bool INT4> struct qchunk {
     static constexpr int n = INT4 ? 32 : 16;
 };
 
+__device__ __forceinline__ uint32_t word_of(const uint4 &r, int i)
+{
+    return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
+}
+
+/* The 4 quantized values v*4 .. v*4+3 of a chunk, as floats (not yet scaled). */
+template <bool INT4> __device__ __forceinline__ void quad(const uint4 &r, int v, float (&q)[4])
+{
+    if (INT4) {
+        uint32_t bits = (word_of(r, v / 2) >> (16 * (v % 2))) & 0xffffu;
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            q[j] = (float)((int)((bits >> (4 * j)) & 0xfu) - 8);
+    } else {
+        uint32_t w = word_of(r, v);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            q[j] = (float)(int8_t)((w >> (8 * j)) & 0xffu);
+    }
+}
+
+/* y[i][row] for M rows of x and QRW consecutive weight rows per warp; each
+ * lane takes 16-byte chunks (one scale each: the group is a multiple of the
+ * chunk), sums q * x unscaled within the chunk, then scales once. */
 template <int M, bool INT4>
 __global__ void __launch_bounds__(QWARPS * 32)
     k_qgemv(const float *__restrict__ x, uint32_t k, const uint8_t *__restrict__ w,
             const float *__restrict__ scales, uint32_t group, uint32_t n, float *__restrict__ y)
 {
-    constexpr int NW = qchunk<INT4>::n;
+    constexpr int NQ = qchunk<INT4>::n / 4;
     int lane = threadIdx.x & 31;
-    uint32_t row = blockIdx.x * QWARPS + (threadIdx.x >> 5);
-    if (row >= n)
+    uint32_t row0 = (blockIdx.x * QWARPS + (threadIdx.x >> 5)) * QRW;
+    if (row0 >= n)
         return;
     size_t row_bytes = INT4 ? k / 2 : k;
-    const uint8_t *wr = w + row * row_bytes;
-    const float *sr = scales + (size_t)row * (k / group);
-    float acc[M];
+    uint32_t groups = k / group;
+    float acc[QRW][M];
 #pragma unroll
-    for (int i = 0; i < M; i++)
-        acc[i] = 0.0f;
-#pragma unroll 2
+    for (int rr = 0; rr < QRW; rr++)
+#pragma unroll
+        for (int i = 0; i < M; i++)
+            acc[rr][i] = 0.0f;
     for (size_t off = (size_t)lane * 16; off < row_bytes; off += 32 * 16) {
-        uint4 raw = __ldg(reinterpret_cast<const uint4 *>(wr + off));
         uint32_t k0 = (uint32_t)(INT4 ? off * 2 : off);
-        float sc = __ldg(sr + k0 / group);
-        float wv[NW];
-        uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+        uint4 raw[QRW];
+        float sc[QRW];
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
+        for (int rr = 0; rr < QRW; rr++) {
+            uint32_t row = row0 + rr < n ? row0 + rr : n - 1;
+            raw[rr] = __ldg(reinterpret_cast<const uint4 *>(w + row * row_bytes + off));
+            sc[rr] = __ldg(scales + (size_t)row * groups + k0 / group);
+        }
+        float part[QRW][M];
 #pragma unroll
-            for (int b = 0; b < 4; b++) {
-                uint32_t byte = (words[q] >> (8 * b)) & 0xffu;
-                if (INT4) {
-                    wv[(q * 4 + b) * 2] = (float)((int)(byte & 0xfu) - 8) * sc;
-                    wv[(q * 4 + b) * 2 + 1] = (float)((int)(byte >> 4) - 8) * sc;
-                } else {
-                    wv[q * 4 + b] = (float)(int8_t)byte * sc;
-                }
+        for (int rr = 0; rr < QRW; rr++)
+#pragma unroll
+            for (int i = 0; i < M; i++)
+                part[rr][i] = 0.0f;
+#pragma unroll
+        for (int v = 0; v < NQ; v++) {
+            float q[QRW][4];
+#pragma unroll
+            for (int rr = 0; rr < QRW; rr++)
+                quad<INT4>(raw[rr], v, q[rr]);
+#pragma unroll
+            for (int i = 0; i < M; i++) {
+                float4 xv = __ldg(reinterpret_cast<const float4 *>(x + (size_t)i * k + k0) + v);
+#pragma unroll
+                for (int rr = 0; rr < QRW; rr++)
+                    part[rr][i] += xv.x * q[rr][0] + xv.y * q[rr][1] + xv.z * q[rr][2] + xv.w * q[rr][3];
             }
         }
+#pragma unroll
+        for (int rr = 0; rr < QRW; rr++)
+#pragma unroll
+            for (int i = 0; i < M; i++)
+                acc[rr][i] += part[rr][i] * sc[rr];
+    }
+#pragma unroll
+    for (int rr = 0; rr < QRW; rr++)
 #pragma unroll
         for (int i = 0; i < M; i++) {
-            const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)i * k + k0);
-            float a = 0.0f;
-#pragma unroll
-            for (int v = 0; v < NW / 4; v++) {
-                float4 xv = __ldg(xr + v);
-                a += xv.x * wv[4 * v] + xv.y * wv[4 * v + 1] + xv.z * wv[4 * v + 2] + xv.w * wv[4 * v + 3];
-            }
-            acc[i] += a;
+            float s = warp_sum(acc[rr][i]);
+            if (lane == 0 && row0 + rr < n)
+                y[(size_t)i * n + row0 + rr] = s;
         }
-    }
-#pragma unroll
-    for (int i = 0; i < M; i++) {
-        float s = warp_sum(acc[i]);
-        if (lane == 0)
-            y[(size_t)i * n + row] = s;
-    }
 }
 
 template <bool INT4>
 sl_status_t s_qgemv(sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w, float *y)
 {
     cudaStream_t st = st_of(ctx)->stream;
-    dim3 grid((w->rows + QWARPS - 1) / QWARPS), block(QWARPS * 32);
+    uint32_t per_block = QWARPS * QRW;
+    dim3 grid((w->rows + per_block - 1) / per_block), block(QWARPS * 32);
     const uint8_t *wd = static_cast<const uint8_t *>(w->data);
     for (uint32_t r0 = 0; r0 < m; r0 += QROWS) {
         uint32_t mm = m - r0 < (uint32_t)QROWS ? m - r0 : (uint32_t)QROWS;
