@@ -15,7 +15,6 @@
  */
 #include "kernels/sl_k_impl.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +28,10 @@
 #define S_CUDA(ctx) 0
 #endif
 
+#ifdef SLUICE_HAVE_OPENBLAS
 /* OpenBLAS's own thread-count setter (not in every cblas.h). */
 void openblas_set_num_threads(int num_threads);
+#endif
 
 bool sl_k_cuda_available(void)
 {
@@ -77,8 +78,10 @@ sl_status_t sl_k_ctx_create(sl_k_device_t dev, int threads, sl_k_ctx_h *ctx_p)
         }
     }
 #endif
+#ifdef SLUICE_HAVE_OPENBLAS
     if (threads > 0)
         openblas_set_num_threads(threads);
+#endif
     *ctx_p = ctx;
     return SL_OK;
 }

@@ -14,14 +14,20 @@
  * order); rows never interact inside sgemm because it only splits the
  * reduction by a blocking that depends on k alone.
  *
- * Rejected: our own fp32 GEMM (invariant by construction but an order of
- * magnitude slower than OpenBLAS on prompts); sgemv for single rows (a
- * different accumulation order from sgemm, so a sequence decoded alone would
- * diverge from the same sequence in a batch).
+ * Builds without OpenBLAS (SLUICE_HAVE_OPENBLAS undefined: a bare GPU
+ * machine running scripts/gpu-check) fall back to the fixed-order dot per
+ * output, slower but equally invariant.
+ *
+ * Rejected: our own fp32 GEMM as the default (invariant by construction but
+ * an order of magnitude slower than OpenBLAS on prompts); sgemv for single
+ * rows (a different accumulation order from sgemm, so a sequence decoded
+ * alone would diverge from the same sequence in a batch).
  */
 #include "kernels/sl_k_impl.h"
 
+#ifdef SLUICE_HAVE_OPENBLAS
 #include <cblas.h>
+#endif
 #include <math.h>
 #include <string.h>
 
@@ -87,6 +93,7 @@ sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, co
                             float *y)
 {
     uint32_t n = w->rows, k = w->cols;
+#ifdef SLUICE_HAVE_OPENBLAS
     if (w->dtype == SL_K_F32) {
         uint32_t mp = (m + SL_K_CPU_ROW_PAD - 1) / SL_K_CPU_ROW_PAD * SL_K_CPU_ROW_PAD;
         float *buf = sl_k_cpu_scratch(ctx, (size_t)mp * k + (size_t)mp * n);
@@ -100,6 +107,7 @@ sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, co
         memcpy(y, yp, (size_t)m * n * sizeof(float));
         return SL_OK;
     }
+#endif
     /* Weight-only formats: decode one weight row, then one fixed-order dot
      * per input row; the weight is read once per call whatever m is. */
     float *row = sl_k_cpu_scratch(ctx, k);
