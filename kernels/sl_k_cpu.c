@@ -14,9 +14,10 @@
  * order); rows never interact inside sgemm because it only splits the
  * reduction by a blocking that depends on k alone.
  *
- * Builds without OpenBLAS (SLUICE_HAVE_OPENBLAS undefined: a bare GPU
- * machine running scripts/gpu-check) fall back to the fixed-order dot per
- * output, slower but equally invariant.
+ * Half-precision and quantized weights are decoded to fp32 (exactly) and go
+ * through the same sgemm. Builds without OpenBLAS (SLUICE_HAVE_OPENBLAS
+ * undefined: a bare GPU machine running scripts/gpu-check) fall back to the
+ * fixed-order dot per output, slower but equally invariant.
  *
  * Rejected: our own fp32 GEMM as the default (invariant by construction but
  * an order of magnitude slower than OpenBLAS on prompts); sgemv for single
@@ -72,17 +73,24 @@ static void s_decode_row(const sl_k_weight_t *w, uint32_t n, float *out)
     case SL_K_I8: {
         const int8_t *src = (const int8_t *)w->data + (size_t)n * k;
         const float *sc = w->scales + (size_t)n * (k / w->group);
-        for (uint32_t i = 0; i < k; i++)
-            out[i] = (float)src[i] * sc[i / w->group];
+        for (uint32_t g = 0; g < k / w->group; g++) {
+            const int8_t *q = src + (size_t)g * w->group;
+            float *o = out + (size_t)g * w->group, s = sc[g];
+            for (uint32_t i = 0; i < w->group; i++)
+                o[i] = (float)q[i] * s;
+        }
         break;
     }
     case SL_K_I4: {
         const uint8_t *src = (const uint8_t *)w->data + (size_t)n * (k / 2);
         const float *sc = w->scales + (size_t)n * (k / w->group);
-        for (uint32_t i = 0; i < k; i += 2) {
-            uint8_t b = src[i / 2];
-            out[i] = (float)((int)(b & 0xf) - 8) * sc[i / w->group];
-            out[i + 1] = (float)((int)(b >> 4) - 8) * sc[(i + 1) / w->group];
+        for (uint32_t g = 0; g < k / w->group; g++) {
+            const uint8_t *q = src + (size_t)g * (w->group / 2);
+            float *o = out + (size_t)g * w->group, s = sc[g];
+            for (uint32_t i = 0; i < w->group / 2; i++) {
+                o[2 * i] = (float)((int)(q[i] & 0xf) - 8) * s;
+                o[2 * i + 1] = (float)((int)(q[i] >> 4) - 8) * s;
+            }
         }
         break;
     }
@@ -94,22 +102,30 @@ sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, co
 {
     uint32_t n = w->rows, k = w->cols;
 #ifdef SLUICE_HAVE_OPENBLAS
-    if (w->dtype == SL_K_F32) {
-        uint32_t mp = (m + SL_K_CPU_ROW_PAD - 1) / SL_K_CPU_ROW_PAD * SL_K_CPU_ROW_PAD;
-        float *buf = sl_k_cpu_scratch(ctx, (size_t)mp * k + (size_t)mp * n);
-        if (!buf)
-            return SL_ERR_NOMEM;
-        float *xp = buf, *yp = buf + (size_t)mp * k;
-        memcpy(xp, x, (size_t)m * k * sizeof(float));
-        memset(xp + (size_t)m * k, 0, (size_t)(mp - m) * k * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mp, (int)n, (int)k, 1.0f, xp,
-                    (int)k, (const float *)w->data, (int)k, 0.0f, yp, (int)n);
-        memcpy(y, yp, (size_t)m * n * sizeof(float));
-        return SL_OK;
+    /* Every format goes through the same padded sgemm: other formats are
+     * decoded to fp32 first (exact), so quantized prompts run at BLAS speed
+     * and stay batch-invariant. */
+    uint32_t mp = (m + SL_K_CPU_ROW_PAD - 1) / SL_K_CPU_ROW_PAD * SL_K_CPU_ROW_PAD;
+    size_t wf = w->dtype == SL_K_F32 ? 0 : (size_t)n * k;
+    float *buf = sl_k_cpu_scratch(ctx, (size_t)mp * k + (size_t)mp * n + wf);
+    if (!buf)
+        return SL_ERR_NOMEM;
+    float *xp = buf, *yp = buf + (size_t)mp * k, *wd = yp + (size_t)mp * n;
+    const float *wp = w->data;
+    if (wf) {
+        for (uint32_t j = 0; j < n; j++)
+            s_decode_row(w, j, wd + (size_t)j * k);
+        wp = wd;
     }
-#endif
-    /* Weight-only formats: decode one weight row, then one fixed-order dot
-     * per input row; the weight is read once per call whatever m is. */
+    memcpy(xp, x, (size_t)m * k * sizeof(float));
+    memset(xp + (size_t)m * k, 0, (size_t)(mp - m) * k * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mp, (int)n, (int)k, 1.0f, xp, (int)k, wp,
+                (int)k, 0.0f, yp, (int)n);
+    memcpy(y, yp, (size_t)m * n * sizeof(float));
+    return SL_OK;
+#else
+    /* Without BLAS: decode one weight row, then one fixed-order dot per
+     * input row; the weight is read once per call whatever m is. */
     float *row = sl_k_cpu_scratch(ctx, k);
     if (!row)
         return SL_ERR_NOMEM;
@@ -119,6 +135,7 @@ sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, co
             y[(size_t)i * n + j] = s_dot(x + (size_t)i * k, row, k);
     }
     return SL_OK;
+#endif
 }
 
 void sl_k_cpu_rmsnorm(const float *x, const float *g, uint32_t m, uint32_t dim, float eps, float *y)
