@@ -11,8 +11,10 @@
  *     pass, so a decode batch reads the weights once;
  *   - paged attention: one block per (query row, KV head) serving all query
  *     heads of the group, so K and V are read once per group; each warp walks
- *     a strided share of the tokens with an online softmax, two tokens in
+ *     a strided share of the tokens with an online softmax, four tokens in
  *     flight, and the warps merge their partial results in shared memory.
+ *     Head dimension and group size are template parameters, so the per-head
+ *     state stays in registers sized for the actual group.
  * fp32 and bf16/fp16 products go through cuBLAS (the activations are
  * converted to the weight format first; fp32 accumulation).
  *
@@ -336,7 +338,7 @@ sl_status_t s_qgemv(sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight
 /* --- attention --------------------------------------------------------------- */
 
 constexpr int AWARPS = 8; /* warps per attention block */
-constexpr int AMAXG = 8;  /* query heads per KV head handled in one block */
+constexpr int ATOK = 4;   /* tokens in flight per warp */
 
 /* K/V addresses of one sequence in a paged pool. */
 struct paged_seq {
@@ -409,62 +411,81 @@ template <int DPL> __device__ __forceinline__ void load_dpl(const float *p, floa
     }
 }
 
-/* One block per (row, KV head group): heads g*G .. g*G+G-1 of query row r
- * attend to positions 0..len-1; head_dim = 32 * DPL. */
-template <int DPL, typename AT>
+/* One block per (row, KV head): the G query heads kvh*G .. kvh*G+G-1 of
+ * row r attend to positions 0..len-1; head_dim = 32 * DPL. Each warp takes
+ * ATOK tokens per step (its K and V loads all issued before any use), keeps
+ * an online softmax per head, and the warps merge in shared memory. */
+template <int DPL, int G, typename AT>
 __global__ void __launch_bounds__(AWARPS * 32)
-    k_attn(AT at_all, const float *__restrict__ q, uint32_t heads, uint32_t G, float scale,
+    k_attn(AT at_all, const float *__restrict__ q, uint32_t heads, float scale,
            float *__restrict__ out)
 {
     constexpr int D = 32 * DPL;
-    __shared__ float s_m[AWARPS][AMAXG], s_l[AWARPS][AMAXG];
-    __shared__ float s_acc[AWARPS][AMAXG][D];
+    __shared__ float s_m[AWARPS][G], s_l[AWARPS][G];
+    __shared__ float s_acc[AWARPS][G][D];
     uint32_t r = blockIdx.x, kvh = blockIdx.y;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint32_t len = at_all.len(r);
     const auto at = at_all.row(r);
-    float qr[AMAXG][DPL], acc[AMAXG][DPL], mx[AMAXG], l[AMAXG];
+    float qr[G][DPL], acc[G][DPL], mx[G], l[G];
 #pragma unroll
-    for (int g = 0; g < AMAXG; g++) {
+    for (int g = 0; g < G; g++) {
         mx[g] = -INFINITY, l[g] = 0.0f;
 #pragma unroll
         for (int i = 0; i < DPL; i++)
-            acc[g][i] = 0.0f, qr[g][i] = 0.0f;
-        if (g < (int)G)
-            load_dpl<DPL>(q + ((size_t)r * heads + kvh * G + g) * D + lane * DPL, qr[g]);
+            acc[g][i] = 0.0f;
+        load_dpl<DPL>(q + ((size_t)r * heads + kvh * G + g) * D + lane * DPL, qr[g]);
     }
-    for (uint32_t t0 = warp; t0 < len; t0 += 2 * AWARPS) {
-        uint32_t t1 = t0 + AWARPS;
-        bool has1 = t1 < len;
-        float k0[DPL], k1[DPL], v0[DPL], v1[DPL];
-        size_t o0 = at.off(t0, kvh), o1 = at.off(has1 ? t1 : t0, kvh);
-        load_dpl<DPL>(at.k + o0 + lane * DPL, k0);
-        load_dpl<DPL>(at.k + o1 + lane * DPL, k1);
-        load_dpl<DPL>(at.v + o0 + lane * DPL, v0);
-        load_dpl<DPL>(at.v + o1 + lane * DPL, v1);
+    for (uint32_t t0 = warp; t0 < len; t0 += ATOK * AWARPS) {
+        float kk[ATOK][DPL], vv[ATOK][DPL];
+        bool has[ATOK];
 #pragma unroll
-        for (int g = 0; g < AMAXG; g++) {
-            if (g >= (int)G)
-                break;
-            float d0 = 0.0f, d1 = 0.0f;
+        for (int u = 0; u < ATOK; u++) {
+            uint32_t t = t0 + u * AWARPS;
+            has[u] = t < len; /* the same for the whole warp */
+            size_t o = at.off(has[u] ? t : t0, kvh);
+            load_dpl<DPL>(at.k + o + lane * DPL, kk[u]);
+            load_dpl<DPL>(at.v + o + lane * DPL, vv[u]);
+        }
 #pragma unroll
-            for (int i = 0; i < DPL; i++)
-                d0 += qr[g][i] * k0[i], d1 += qr[g][i] * k1[i];
-            d0 = warp_sum(d0) * scale;
-            d1 = has1 ? warp_sum(d1) * scale : -INFINITY;
-            float mn = fmaxf(mx[g], fmaxf(d0, d1));
-            float c = expf(mx[g] - mn), p0 = expf(d0 - mn), p1 = has1 ? expf(d1 - mn) : 0.0f;
-            l[g] = l[g] * c + p0 + p1;
+        for (int g = 0; g < G; g++) {
+            float d[ATOK], p[ATOK];
 #pragma unroll
-            for (int i = 0; i < DPL; i++)
-                acc[g][i] = acc[g][i] * c + p0 * v0[i] + p1 * v1[i];
+            for (int u = 0; u < ATOK; u++) {
+                d[u] = 0.0f;
+#pragma unroll
+                for (int i = 0; i < DPL; i++)
+                    d[u] += qr[g][i] * kk[u][i];
+            }
+#pragma unroll
+            for (int u = 0; u < ATOK; u++) {
+                float sum = warp_sum(d[u]);
+                d[u] = has[u] ? sum * scale : -INFINITY;
+            }
+            float mn = mx[g];
+#pragma unroll
+            for (int u = 0; u < ATOK; u++)
+                mn = fmaxf(mn, d[u]); /* finite: token t0 always exists */
+            float c = expf(mx[g] - mn), psum = 0.0f;
+#pragma unroll
+            for (int u = 0; u < ATOK; u++) {
+                p[u] = expf(d[u] - mn);
+                psum += p[u];
+            }
+            l[g] = l[g] * c + psum;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) {
+                float a = acc[g][i] * c;
+#pragma unroll
+                for (int u = 0; u < ATOK; u++)
+                    a += p[u] * vv[u][i];
+                acc[g][i] = a;
+            }
             mx[g] = mn;
         }
     }
 #pragma unroll
-    for (int g = 0; g < AMAXG; g++) {
-        if (g >= (int)G)
-            break;
+    for (int g = 0; g < G; g++) {
         if (lane == 0)
             s_m[warp][g] = mx[g], s_l[warp][g] = l[g];
 #pragma unroll
@@ -472,7 +493,7 @@ __global__ void __launch_bounds__(AWARPS * 32)
             s_acc[warp][g][lane * DPL + i] = acc[g][i];
     }
     __syncthreads();
-    for (uint32_t e = threadIdx.x; e < G * D; e += blockDim.x) {
+    for (uint32_t e = threadIdx.x; e < (uint32_t)(G * D); e += blockDim.x) {
         uint32_t g = e / D, j = e % D;
         float m = -INFINITY;
         for (int w = 0; w < AWARPS; w++)
@@ -489,31 +510,50 @@ __global__ void __launch_bounds__(AWARPS * 32)
     }
 }
 
+template <int DPL, typename AT>
+bool s_attn_launch(uint32_t G, dim3 grid, dim3 block, cudaStream_t st, const AT &at, const float *q,
+                   uint32_t heads, float scale, float *out)
+{
+    switch (G) {
+    case 1:
+        k_attn<DPL, 1, AT><<<grid, block, 0, st>>>(at, q, heads, scale, out);
+        return true;
+    case 2:
+        k_attn<DPL, 2, AT><<<grid, block, 0, st>>>(at, q, heads, scale, out);
+        return true;
+    case 4:
+        k_attn<DPL, 4, AT><<<grid, block, 0, st>>>(at, q, heads, scale, out);
+        return true;
+    case 8:
+        k_attn<DPL, 8, AT><<<grid, block, 0, st>>>(at, q, heads, scale, out);
+        return true;
+    }
+    return false;
+}
+
 template <typename AT>
-sl_status_t s_attn(sl_k_ctx *ctx, const AT &at, const float *q, uint32_t n_rows, uint32_t heads, uint32_t kv_heads, uint32_t head_dim,
-                   float scale, float *out)
+sl_status_t s_attn(sl_k_ctx *ctx, const AT &at, const float *q, uint32_t n_rows, uint32_t heads,
+                   uint32_t kv_heads, uint32_t head_dim, float scale, float *out)
 {
     uint32_t G = heads / kv_heads;
-    if (G > (uint32_t)AMAXG || head_dim % 32 || (head_dim / 32) & (head_dim / 32 - 1)) {
-        SL_ERROR("cuda attention: %u heads per KV head (max %d), head dimension %u (32, 64 or 128) "
-                 "not supported",
-                 G, AMAXG, head_dim);
-        return SL_ERR_UNSUPPORTED;
-    }
     dim3 grid(n_rows, kv_heads), block(AWARPS * 32);
     cudaStream_t st = st_of(ctx)->stream;
-    switch (head_dim / 32) {
-    case 1:
-        k_attn<1, AT><<<grid, block, 0, st>>>(at, q, heads, G, scale, out);
+    bool ok = false;
+    switch (head_dim) {
+    case 32:
+        ok = s_attn_launch<1>(G, grid, block, st, at, q, heads, scale, out);
         break;
-    case 2:
-        k_attn<2, AT><<<grid, block, 0, st>>>(at, q, heads, G, scale, out);
+    case 64:
+        ok = s_attn_launch<2>(G, grid, block, st, at, q, heads, scale, out);
         break;
-    case 4:
-        k_attn<4, AT><<<grid, block, 0, st>>>(at, q, heads, G, scale, out);
+    case 128:
+        ok = s_attn_launch<4>(G, grid, block, st, at, q, heads, scale, out);
         break;
-    default:
-        SL_ERROR("cuda attention: head dimension %u not supported", head_dim);
+    }
+    if (!ok) {
+        SL_ERROR("cuda attention: head dimension %u with %u query heads per KV head is not "
+                 "supported (32, 64 or 128; 1, 2, 4 or 8)",
+                 head_dim, G);
         return SL_ERR_UNSUPPORTED;
     }
     S_CK_LAUNCH("k_attn");
