@@ -433,10 +433,11 @@ static void s_job_init(job_t *j, uint64_t id, uint32_t prompt_len, uint32_t max_
     j->state = 0;
 }
 
-static void test_backend_batch(void **state)
+static void s_backend_batch(const char *format)
 {
     events_t ev;
     sl_backend_params_t p = s_params("cpu", ev_cb(&ev));
+    p.weight_format = format;
     p.kv_blocks = 160;
     enum { N = 14 };
     job_t *jobs = calloc(N, sizeof(*jobs));
@@ -481,6 +482,16 @@ static void test_backend_batch(void **state)
     sl_backend_ref.destroy(be);
     free(jobs);
     sl_map_fini(&ev.stored);
+}
+
+static void test_backend_batch(void **state)
+{
+    s_backend_batch("fp32");
+}
+
+static void test_backend_batch_int4(void **state)
+{
+    s_backend_batch("int4");
 }
 
 /* The same sequence alone and in a batch with others gives the same tokens,
@@ -600,7 +611,8 @@ int main(void)
         cmocka_unit_test(test_kv_prefix_reuse),    cmocka_unit_test(test_kv_eviction_and_again),
         cmocka_unit_test(test_model_deterministic), cmocka_unit_test(test_model_finite_long),
         cmocka_unit_test(test_model_quantized),     cmocka_unit_test(test_safetensors),
-        cmocka_unit_test(test_backend_batch),       cmocka_unit_test(test_backend_invariance),
+        cmocka_unit_test(test_backend_batch),       cmocka_unit_test(test_backend_batch_int4),
+        cmocka_unit_test(test_backend_invariance),
         cmocka_unit_test(test_backend_trace_replay), cmocka_unit_test(test_backend_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
