@@ -340,6 +340,46 @@ static void test_argmax(void **state)
     assert_int_equal(ids[1], 4);
 }
 
+typedef struct copy_arg {
+    void *dst, *src; /* buffers */
+    size_t n;        /* bytes */
+    int calls;       /* calls made */
+} copy_arg_t;
+
+static sl_status_t s_copy_fn(void *arg)
+{
+    copy_arg_t *c = arg;
+    c->calls++;
+    return sl_k_copy(s_ctx, c->dst, c->src, c->n);
+}
+
+static sl_status_t s_fail_fn(void *arg)
+{
+    return SL_ERR_IO;
+}
+
+static void test_copy_and_time(void **state)
+{
+    char a[4096], b[4096];
+    memset(a, 7, sizeof(a));
+    copy_arg_t c = {b, a, sizeof(a), 0};
+    double ms = -1;
+    assert_int_equal(sl_k_time(s_ctx, s_copy_fn, &c, 2, 5, &ms), SL_OK);
+    assert_int_equal(c.calls, 7);
+    assert_true(ms >= 0);
+    assert_memory_equal(a, b, sizeof(a));
+    ms = -1;
+    assert_int_equal(sl_k_time(s_ctx, s_fail_fn, NULL, 0, 3, &ms), SL_ERR_IO);
+    assert_true(ms == -1); /* output untouched on error */
+    assert_int_equal(sl_k_ctx_device(s_ctx), SL_K_CPU);
+    if (!sl_k_cuda_available()) {
+        sl_k_ctx_h g = NULL;
+        assert_int_not_equal(sl_k_ctx_create(SL_K_CUDA, 0, &g), SL_OK);
+        assert_null(g);
+        assert_string_equal(sl_k_cuda_device_name(), "none");
+    }
+}
+
 static int s_setup(void **state)
 {
     /* fresh inputs each run; SLUICE_TEST_SEED replays a failing one */
@@ -365,7 +405,10 @@ int main(void)
         cmocka_unit_test(test_rmsnorm_swiglu_add_embed), cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attn_prefill),  cmocka_unit_test(test_attn_paged),
         cmocka_unit_test(test_pack_unpack),   cmocka_unit_test(test_argmax),
+        cmocka_unit_test(test_copy_and_time),
     };
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
-    return rc ? rc : (sl_log_error_count() != 2 ? 1 : 0); /* the two rejections above */
+    /* the rejections above log: bad groups, bad heads, and (without a device) the CUDA context */
+    uint64_t expected = sl_k_cuda_available() ? 2 : 3;
+    return rc ? rc : (sl_log_error_count() != expected ? 1 : 0);
 }
