@@ -342,6 +342,7 @@ typedef struct job {
     uint32_t expect[64];  /* tokens of the model run directly */
     int arrive;           /* step at which it arrives */
     int state;            /* 0 waiting, 1 running, 2 finished */
+    uint32_t cancel_after;/* the engine cancels it after this many tokens (0 = never) */
 } job_t;
 
 static sl_backend_params_t s_params(const char *device, sl_backend_kv_cb_t cb)
@@ -412,7 +413,8 @@ static void s_drive(const sl_backend_ops_t *ops, void *be, job_t *jobs, int n, i
         for (size_t b = 0; b < nb; b++)
             assert_true(batch[b]->prefilled);
         for (int i = 0; i < n; i++)
-            if (jobs[i].state == 1 && jobs[i].seq.done) {
+            if (jobs[i].state == 1 &&
+                (jobs[i].seq.done || (jobs[i].cancel_after && jobs[i].seq.n_out >= jobs[i].cancel_after))) {
                 ops->release(be, &jobs[i].seq);
                 assert_null(jobs[i].seq.backend_state);
                 jobs[i].state = 2;
@@ -431,6 +433,7 @@ static void s_job_init(job_t *j, uint64_t id, uint32_t prompt_len, uint32_t max_
     j->seq.out = j->out;
     j->arrive = arrive;
     j->state = 0;
+    j->cancel_after = 0;
 }
 
 static void s_backend_batch(const char *format)
@@ -492,6 +495,58 @@ static void test_backend_batch(void **state)
 static void test_backend_batch_int4(void **state)
 {
     s_backend_batch("int4");
+}
+
+/* Many sequences through a small pool: admission waits (AGAIN), cached
+ * blocks are evicted and reported, some sequences are canceled midway;
+ * every token produced still equals the model run directly. */
+static void test_backend_churn(void **state)
+{
+    events_t ev;
+    sl_backend_params_t p = s_params("cpu", ev_cb(&ev));
+    p.kv_blocks = 40; /* 320 tokens */
+    enum { N = 40 };
+    job_t *jobs = calloc(N, sizeof(*jobs));
+    sl_rand_t r;
+    sl_rand_seed(&r, 2024);
+    uint32_t family[3][48];
+    for (int f = 0; f < 3; f++)
+        s_fill_tokens(&r, family[f], 48, 512);
+    for (int i = 0; i < N; i++) {
+        uint32_t len = 8 + (uint32_t)sl_rand_below(&r, 80);
+        s_job_init(&jobs[i], 1000 + i, len, 1 + (uint32_t)sl_rand_below(&r, 24), (int)sl_rand_below(&r, 60));
+        s_fill_tokens(&r, jobs[i].prompt, len, 512);
+        uint32_t shared = (uint32_t)sl_rand_below(&r, 49);
+        memcpy(jobs[i].prompt, family[i % 3], (shared < len ? shared : len) * 4);
+        if (i % 7 == 3 && jobs[i].seq.max_new_tokens > 2)
+            jobs[i].cancel_after = jobs[i].seq.max_new_tokens / 2;
+    }
+    s_expect(&p, jobs, N);
+    void *be = NULL;
+    assert_int_equal(sl_backend_ref.create(&p, &be), SL_OK);
+    int mixed;
+    s_drive(&sl_backend_ref, be, jobs, N, &mixed);
+    uint32_t reused = 0, canceled = 0;
+    for (int i = 0; i < N; i++) {
+        uint32_t want = jobs[i].cancel_after ? jobs[i].cancel_after : jobs[i].seq.max_new_tokens;
+        assert_true(jobs[i].seq.n_out >= want);
+        assert_memory_equal(jobs[i].out, jobs[i].expect, jobs[i].seq.n_out * 4);
+        reused += jobs[i].seq.cached_tokens;
+        canceled += jobs[i].cancel_after != 0;
+    }
+    print_message("churn: %u prompt tokens reused, %llu blocks stored, %llu evicted, %u canceled\n",
+                  reused, (unsigned long long)ev.n_stored, (unsigned long long)ev.n_evicted, canceled);
+    assert_true(reused > 0);
+    assert_true(ev.n_evicted > 0);
+    assert_true(canceled > 0);
+    assert_false(ev.bad);
+    sl_backend_load_t load;
+    sl_backend_ref.load(be, &load);
+    assert_int_equal(load.kv_blocks_used + load.kv_blocks_free, 40);
+    assert_int_equal(load.kv_blocks_used, sl_map_count(&ev.stored)); /* only cached blocks remain */
+    sl_backend_ref.destroy(be);
+    free(jobs);
+    sl_map_fini(&ev.stored);
 }
 
 /* The same sequence alone and in a batch with others gives the same tokens,
@@ -612,7 +667,7 @@ int main(void)
         cmocka_unit_test(test_model_deterministic), cmocka_unit_test(test_model_finite_long),
         cmocka_unit_test(test_model_quantized),     cmocka_unit_test(test_safetensors),
         cmocka_unit_test(test_backend_batch),       cmocka_unit_test(test_backend_batch_int4),
-        cmocka_unit_test(test_backend_invariance),
+        cmocka_unit_test(test_backend_churn),       cmocka_unit_test(test_backend_invariance),
         cmocka_unit_test(test_backend_trace_replay), cmocka_unit_test(test_backend_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
