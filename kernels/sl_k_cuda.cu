@@ -218,29 +218,39 @@ constexpr int QROWS = 8;  /* activation rows per pass */
 constexpr int QWARPS = 8; /* warps per block */
 constexpr int QRW = 2;    /* output features per warp: each x load serves both */
 
-/* Weights in one 16-byte chunk: int4 -> 32 values, int8 -> 16. */
-template <bool INT4> struct qchunk {
-    static constexpr int n = INT4 ? 32 : 16;
-};
-
 __device__ __forceinline__ uint32_t word_of(const uint4 &r, int i)
 {
     return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
 }
 
-/* The 4 quantized values v*4 .. v*4+3 of a chunk, as floats (not yet scaled). */
-template <bool INT4> __device__ __forceinline__ void quad(const uint4 &r, int v, float (&q)[4])
+/* Byte j of w as the float 2^23 + byte (the byte lands in the mantissa),
+ * minus bias: one byte permute and one add per value, no integer-to-float
+ * conversion (a quarter-rate instruction that would bound the kernel). */
+__device__ __forceinline__ float magic_byte(uint32_t w, uint32_t j, float bias)
 {
-    if (INT4) {
-        uint32_t bits = (word_of(r, v / 2) >> (16 * (v % 2))) & 0xffffu;
+    return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440u | j)) - bias;
+}
+
+/* The quantized values of one 32-bit word, unscaled: int4 -> 8 values (low
+ * nibble first), int8 -> 4. Exact: small integers in fp32. */
+template <bool INT4> struct qword {
+    static constexpr int n = INT4 ? 8 : 4;
+};
+
+template <bool INT4> __device__ __forceinline__ void decode_word(uint32_t w, float (&q)[qword<INT4>::n])
+{
+    if constexpr (INT4) {
+        uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu;
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            q[j] = (float)((int)((bits >> (4 * j)) & 0xfu) - 8);
+        for (uint32_t j = 0; j < 4; j++) {
+            q[2 * j] = magic_byte(lo, j, 8388616.0f);     /* 2^23 + 8: nibbles hold q + 8 */
+            q[2 * j + 1] = magic_byte(hi, j, 8388616.0f);
+        }
     } else {
-        uint32_t w = word_of(r, v);
+        uint32_t u = w ^ 0x80808080u; /* two's complement byte -> q + 128 */
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            q[j] = (float)(int8_t)((w >> (8 * j)) & 0xffu);
+        for (uint32_t j = 0; j < 4; j++)
+            q[j] = magic_byte(u, j, 8388736.0f); /* 2^23 + 128 */
     }
 }
 
@@ -252,7 +262,7 @@ __global__ void __launch_bounds__(QWARPS * 32)
     k_qgemv(const float *__restrict__ x, uint32_t k, const uint8_t *__restrict__ w,
             const float *__restrict__ scales, uint32_t group, uint32_t n, float *__restrict__ y)
 {
-    constexpr int NQ = qchunk<INT4>::n / 4;
+    constexpr int VW = qword<INT4>::n; /* values per 32-bit word */
     int lane = threadIdx.x & 31;
     uint32_t row0 = (blockIdx.x * QWARPS + (threadIdx.x >> 5)) * QRW;
     if (row0 >= n)
@@ -282,24 +292,32 @@ __global__ void __launch_bounds__(QWARPS * 32)
             for (int i = 0; i < M; i++)
                 part[rr][i] = 0.0f;
 #pragma unroll
-        for (int v = 0; v < NQ; v++) {
-            float q[QRW][4];
+        for (int wi = 0; wi < 4; wi++) {
+            float q[QRW][VW];
 #pragma unroll
             for (int rr = 0; rr < QRW; rr++)
-                quad<INT4>(raw[rr], v, q[rr]);
+                decode_word<INT4>(word_of(raw[rr], wi), q[rr]);
 #pragma unroll
-            for (int i = 0; i < M; i++) {
-                float4 xv = __ldg(reinterpret_cast<const float4 *>(x + (size_t)i * k + k0) + v);
+            for (int v = 0; v < VW / 4; v++)
 #pragma unroll
-                for (int rr = 0; rr < QRW; rr++)
-                    part[rr][i] += xv.x * q[rr][0] + xv.y * q[rr][1] + xv.z * q[rr][2] + xv.w * q[rr][3];
-            }
+                for (int i = 0; i < M; i++) {
+                    float4 xv = __ldg(reinterpret_cast<const float4 *>(x + (size_t)i * k + k0 + wi * VW) + v);
+#pragma unroll
+                    for (int rr = 0; rr < QRW; rr++) {
+                        float a = part[rr][i];
+                        a = fmaf(xv.x, q[rr][4 * v], a);
+                        a = fmaf(xv.y, q[rr][4 * v + 1], a);
+                        a = fmaf(xv.z, q[rr][4 * v + 2], a);
+                        a = fmaf(xv.w, q[rr][4 * v + 3], a);
+                        part[rr][i] = a;
+                    }
+                }
         }
 #pragma unroll
         for (int rr = 0; rr < QRW; rr++)
 #pragma unroll
             for (int i = 0; i < M; i++)
-                acc[rr][i] += part[rr][i] * sc[rr];
+                acc[rr][i] = fmaf(part[rr][i], sc[rr], acc[rr][i]);
     }
 #pragma unroll
     for (int rr = 0; rr < QRW; rr++)
