@@ -144,9 +144,10 @@ void sl_k_weight_decode(const sl_k_weight_t *w_host, float *out);
 
 /* --- operations ------------------------------------------------------------ */
 
-/* y[m][n] = sum_k x[m][k] w[n][k]. fp32 through OpenBLAS on CPU; BF16/F16
- * through cuBLAS with fp32 accumulation on CUDA; I8/I4 through the
- * weight-only kernels on both. x and y are fp32. */
+/* y[m][n] = sum_k x[m][k] w[n][k]. fp32 through OpenBLAS on CPU (every
+ * format decoded to fp32 first); on CUDA fp32 through cuBLAS, BF16/F16
+ * through cuBLAS with fp32 accumulation (x rounded to the weight format),
+ * I8/I4 through the weight-only kernels. x and y are fp32 and must not overlap. */
 sl_status_t sl_k_linear(sl_k_ctx_h ctx, const float *x, uint32_t m, const sl_k_weight_t *w, float *y);
 
 /* y[m][:] = x[m][:] / sqrt(mean(x[m]^2) + eps) * g (y may alias x). */
