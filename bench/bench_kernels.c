@@ -16,9 +16,10 @@
 
 #include <sluice/kernels.h>
 
+#include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
-
+#include "executor/ref/sl_backend_ref.h"
 #include "executor/ref/sl_model.h"
 
 typedef struct bench {
@@ -290,6 +291,147 @@ static void s_check_model(bench_t *b, sl_k_dtype_t dt, double tol)
     sl_model_destroy(&mg);
 }
 
+/* Sequences driven through a backend until all are done (all admitted at once). */
+typedef struct run_seqs {
+    uint32_t n;          /* sequences */
+    uint32_t prompt_len; /* tokens per prompt */
+    uint32_t max_new;    /* tokens to generate */
+    uint32_t *prompts;   /* n * prompt_len */
+    uint32_t *outs;      /* n * max_new */
+    sl_seq_t *seqs;      /* n */
+} run_seqs_t;
+
+static void s_run_init(bench_t *b, run_seqs_t *r, uint32_t n, uint32_t prompt_len, uint32_t max_new,
+                       uint32_t vocab)
+{
+    r->n = n, r->prompt_len = prompt_len, r->max_new = max_new;
+    r->prompts = s_xmalloc((size_t)n * prompt_len * 4);
+    r->outs = s_xmalloc((size_t)n * max_new * 4);
+    r->seqs = calloc(n, sizeof(*r->seqs));
+    for (size_t i = 0; i < (size_t)n * prompt_len; i++)
+        r->prompts[i] = (uint32_t)sl_rand_below(&b->rng, vocab);
+    for (uint32_t i = 0; i < n / 2; i++) /* half share a prefix with another */
+        memcpy(r->prompts + (size_t)(n - 1 - i) * prompt_len, r->prompts + (size_t)i * prompt_len,
+               prompt_len / 2 * 4);
+}
+
+static void s_run_admit(const sl_backend_ops_t *ops, void *be, run_seqs_t *r)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        sl_seq_t *q = &r->seqs[i];
+        memset(q, 0, sizeof(*q));
+        q->id = i;
+        q->prompt = r->prompts + (size_t)i * r->prompt_len;
+        q->prompt_len = r->prompt_len;
+        q->max_new_tokens = r->max_new;
+        q->out = r->outs + (size_t)i * r->max_new;
+        s_ok(ops->admit(be, q), "admit");
+    }
+}
+
+/* One engine step over every unfinished sequence. */
+static void s_run_step(const sl_backend_ops_t *ops, void *be, run_seqs_t *r)
+{
+    sl_seq_t **batch = s_xmalloc(r->n * sizeof(*batch));
+    size_t nb = 0;
+    sl_time_t cost;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (!r->seqs[i].done)
+            batch[nb++] = &r->seqs[i];
+    if (nb)
+        s_ok(ops->step(be, batch, nb, &cost), "step");
+    free(batch);
+}
+
+static void s_run_release(const sl_backend_ops_t *ops, void *be, run_seqs_t *r)
+{
+    for (uint32_t i = 0; i < r->n; i++)
+        ops->release(be, &r->seqs[i]);
+}
+
+static void s_run_free(run_seqs_t *r)
+{
+    free(r->prompts), free(r->outs), free(r->seqs);
+}
+
+static sl_backend_params_t s_params(const char *model, const char *device, const char *format,
+                                    uint32_t max_batch)
+{
+    sl_backend_params_t p;
+    memset(&p, 0, sizeof(p));
+    p.model = model, p.weights = "", p.weight_format = format, p.device = device;
+    p.max_batch = max_batch;
+    p.seed = 7;
+    return p;
+}
+
+/* The ref backend on CUDA against the ref backend on the CPU, batched. */
+static void s_check_backend(bench_t *b)
+{
+    run_seqs_t rc, rg;
+    s_run_init(b, &rc, 12, 40, 12, 512);
+    rg = rc;
+    rg.outs = s_xmalloc((size_t)rc.n * rc.max_new * 4);
+    rg.seqs = calloc(rc.n, sizeof(*rg.seqs));
+    void *bc = NULL, *bg = NULL;
+    sl_backend_params_t pc = s_params("tiny", "cpu", "fp32", 32), pg = s_params("tiny", "cuda", "fp32", 32);
+    s_ok(sl_backend_ref.create(&pc, &bc), "cpu backend");
+    s_ok(sl_backend_ref.create(&pg, &bg), "cuda backend");
+    s_run_admit(&sl_backend_ref, bc, &rc);
+    s_run_admit(&sl_backend_ref, bg, &rg);
+    for (uint32_t t = 0; t < rc.max_new; t++) {
+        s_run_step(&sl_backend_ref, bc, &rc);
+        s_run_step(&sl_backend_ref, bg, &rg);
+    }
+    uint32_t first_same = 0, all_same = 0;
+    for (uint32_t i = 0; i < rc.n; i++) {
+        first_same += rc.outs[(size_t)i * rc.max_new] == rg.outs[(size_t)i * rc.max_new];
+        all_same += !memcmp(rc.outs + (size_t)i * rc.max_new, rg.outs + (size_t)i * rc.max_new,
+                            rc.max_new * 4);
+    }
+    /* fp32 on both sides: a greedy choice flips only on a near tie */
+    int ok = first_same == rc.n && all_same * 10 >= rc.n * 9;
+    b->checks++;
+    b->failed += !ok;
+    printf("check %-28s %u/%u first tokens, %u/%u sequences equal  %s\n", "backend tiny fp32 cuda",
+           first_same, rc.n, all_same, rc.n, ok ? "ok" : "FAIL");
+    s_run_release(&sl_backend_ref, bc, &rc);
+    s_run_release(&sl_backend_ref, bg, &rg);
+    sl_backend_ref.destroy(bc);
+    sl_backend_ref.destroy(bg);
+    free(rg.outs), free(rg.seqs);
+    s_run_free(&rc);
+}
+
+/* End-to-end speed of the medium preset: 32 prompts of 512 tokens, then decode steps. */
+static void s_time_backend(bench_t *b, const char *format, double *prefill_tps, double *decode_ms)
+{
+    void *be = NULL;
+    sl_backend_params_t p = s_params("medium", "cuda", format, 32);
+    s_ok(sl_backend_ref.create(&p, &be), "medium backend");
+    run_seqs_t r;
+    s_run_init(b, &r, 32, 512, 17, 32000);
+    s_run_admit(&sl_backend_ref, be, &r);
+    sl_time_t t0 = sl_clock_now();
+    s_run_step(&sl_backend_ref, be, &r);
+    sl_time_t t1 = sl_clock_now();
+    s_run_step(&sl_backend_ref, be, &r); /* warm-up decode */
+    sl_time_t t2 = sl_clock_now();
+    for (int i = 0; i < 15; i++)
+        s_run_step(&sl_backend_ref, be, &r);
+    sl_time_t t3 = sl_clock_now();
+    uint32_t cached = 0;
+    for (uint32_t i = 0; i < r.n; i++)
+        cached += r.seqs[i].cached_tokens;
+    *prefill_tps = (double)(r.n * r.prompt_len - cached) / ((double)(t1 - t0) / 1e9);
+    *decode_ms = (double)(t3 - t2) / 1e6 / 15;
+    printf("%-34s %10.3f %10s %8s   prefill %.0f tok/s, decode %.0f tok/s (batch 32)\n", format,
+           *decode_ms, "-", "-", *prefill_tps, 32.0 / (*decode_ms / 1e3));
+    s_run_release(&sl_backend_ref, be, &r);
+    sl_backend_ref.destroy(be);
+    s_run_free(&r);
+}
+
 /* --- timing ------------------------------------------------------------------------- */
 
 typedef struct copy_arg {
@@ -458,6 +600,7 @@ int sl_bench_kernels_main(int argc, char **argv)
     s_check_model(&b, SL_K_F32, 1e-4);
     s_check_model(&b, SL_K_I4, 1e-4);
     s_check_model(&b, SL_K_BF16, 3e-2);
+    s_check_backend(&b);
 
     /* --- bandwidth: copy baseline ------------------------------------------------ */
     copy_arg_t c = {b.gpu, NULL, NULL, (size_t)1 << 30};
@@ -551,14 +694,20 @@ int sl_bench_kernels_main(int argc, char **argv)
     printf("%-34s %10.3f %10s %8s   %.1f TFLOP/s\n", "bf16 gemm 4096^3 (cuBLAS)", gemm_ms, "-", "-",
            gemm_tflops);
 
+    printf("\n%-34s %10s   (medium preset, 32 x 512-token prompts)\n", "ref backend on CUDA", "decode ms");
+    double bf_tps, bf_step, i4_tps, i4_step;
+    s_time_backend(&b, "bf16", &bf_tps, &bf_step);
+    s_time_backend(&b, "int4", &i4_tps, &i4_step);
+
     printf("\nchecks: %d run, %d failed\n", b.checks, b.failed);
     printf("RESULT gpu=\"%s\" checks=%d failed=%d copy_gbps=%.1f decode_attn_gbps=%.1f "
            "decode_attn_bw_ratio=%.3f int4_gemv_gbps=%.1f int4_gemv_bw_ratio=%.3f "
            "int8_gemv_bw_ratio=%.3f int4_vs_cublas_bf16_speedup=%.2f int4_m8_vs_cublas_bf16_speedup=%.2f "
-           "bf16_gemm_tflops=%.1f\n",
+           "bf16_gemm_tflops=%.1f medium_bf16_decode_ms=%.2f medium_int4_decode_ms=%.2f "
+           "medium_bf16_prefill_tps=%.0f\n",
            sl_k_cuda_device_name(), b.checks, b.failed, copy_gbps, attn_gbps, attn_gbps / copy_gbps,
            i4_gbps, i4_gbps / copy_gbps, i8_gbps / copy_gbps, bf_ms / i4_ms, bfm_ms / i4m_ms,
-           gemm_tflops);
+           gemm_tflops, bf_step, i4_step, bf_tps);
     sl_k_ctx_destroy(&b.gpu);
     sl_k_ctx_destroy(&b.cpu);
     return b.failed ? 1 : 0;
