@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -69,6 +70,10 @@ sl_status_t sl_k_ctx_create(sl_k_device_t dev, int threads, sl_k_ctx_h *ctx_p)
         return SL_ERR_NOMEM;
     }
     ctx->dev = dev;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    ctx->threads = threads > 0 ? threads : ncpu > 0 ? (int)ncpu : 1;
+    if (ctx->threads > SL_K_CPU_MAX_THREADS)
+        ctx->threads = SL_K_CPU_MAX_THREADS;
 #ifdef SLUICE_HAVE_CUDA
     if (dev == SL_K_CUDA) {
         sl_status_t st = sl_k_cuda_init(ctx);

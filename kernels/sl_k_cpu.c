@@ -30,6 +30,7 @@
 #include <cblas.h>
 #endif
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "common/sl_log.h"
@@ -280,25 +281,72 @@ static const float *s_paged_v(const void *arg, uint32_t t)
     return a->kv->v + s_paged_off(a, t);
 }
 
+/* A share of a paged-attention call: items [begin, end) of rows x heads. */
+typedef struct s_attn_job {
+    const sl_k_paged_t *kv;  /* pool */
+    const sl_k_rows_t *rows; /* rows */
+    const float *q;          /* queries */
+    uint32_t heads;          /* query heads */
+    float scale;             /* score scale */
+    float *out;              /* output */
+    size_t begin, end;       /* items (row * heads + head) */
+    float *scores;           /* this share's scratch, max context floats */
+} s_attn_job_t;
+
+static void *s_attn_run(void *arg)
+{
+    s_attn_job_t *j = arg;
+    const sl_k_paged_t *kv = j->kv;
+    const sl_k_rows_t *rows = j->rows;
+    uint32_t grp = j->heads / kv->kv_heads, d = kv->head_dim;
+    for (size_t it = j->begin; it < j->end; it++) {
+        uint32_t r = (uint32_t)(it / j->heads), h = (uint32_t)(it % j->heads);
+        const uint32_t *table = rows->tables + (size_t)rows->row_seq[r] * rows->max_blocks;
+        s_paged_at_t at = {kv, table, h / grp};
+        s_attend(j->q + ((size_t)r * j->heads + h) * d, rows->pos[r] + 1, d, j->scale, s_paged_k,
+                 s_paged_v, &at, j->scores, j->out + ((size_t)r * j->heads + h) * d);
+    }
+    return NULL;
+}
+
 sl_status_t sl_k_cpu_attn_paged(struct sl_k_ctx *ctx, const sl_k_paged_t *kv, const sl_k_rows_t *rows,
                                 const float *q, uint32_t heads, float scale, float *out)
 {
+    uint64_t work = 0;
     uint32_t max_ctx = 0;
-    for (uint32_t r = 0; r < rows->n_rows; r++)
+    for (uint32_t r = 0; r < rows->n_rows; r++) {
         if (rows->pos[r] + 1 > max_ctx)
             max_ctx = rows->pos[r] + 1;
-    float *scores = sl_k_cpu_scratch(ctx, max_ctx);
+        work += (uint64_t)(rows->pos[r] + 1) * heads * kv->head_dim;
+    }
+    /* Threads only when the call is worth their start (about 50 us each);
+     * each (row, head) is computed the same way on any thread. */
+    int nt = work >= (1u << 21) ? ctx->threads : 1;
+    size_t items = (size_t)rows->n_rows * heads;
+    if ((size_t)nt > items)
+        nt = (int)items;
+    if (nt < 1)
+        nt = 1;
+    float *scores = sl_k_cpu_scratch(ctx, (size_t)nt * max_ctx);
     if (!scores)
         return SL_ERR_NOMEM;
-    uint32_t grp = heads / kv->kv_heads, d = kv->head_dim;
-    for (uint32_t r = 0; r < rows->n_rows; r++) {
-        const uint32_t *table = rows->tables + (size_t)rows->row_seq[r] * rows->max_blocks;
-        for (uint32_t h = 0; h < heads; h++) {
-            s_paged_at_t at = {kv, table, h / grp};
-            s_attend(q + ((size_t)r * heads + h) * d, rows->pos[r] + 1, d, scale, s_paged_k,
-                     s_paged_v, &at, scores, out + ((size_t)r * heads + h) * d);
+    s_attn_job_t jobs[SL_K_CPU_MAX_THREADS];
+    pthread_t tids[SL_K_CPU_MAX_THREADS];
+    int started = 0;
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = (s_attn_job_t){kv, rows, q, heads, scale, out, items * (size_t)t / (size_t)nt,
+                                 items * (size_t)(t + 1) / (size_t)nt, scores + (size_t)t * max_ctx};
+        /* share 0 runs on the caller; a thread that fails to start runs here too */
+        if (t > 0 && pthread_create(&tids[started], NULL, s_attn_run, &jobs[t]) == 0) {
+            started++;
+            continue;
         }
+        if (t > 0)
+            s_attn_run(&jobs[t]);
     }
+    s_attn_run(&jobs[0]);
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
     return SL_OK;
 }
 

@@ -12,8 +12,12 @@
 extern "C" {
 #endif
 
+/* Most threads a CPU kernel call uses. */
+#define SL_K_CPU_MAX_THREADS 16
+
 struct sl_k_ctx {
     sl_k_device_t dev;     /* where this context's tensors live */
+    int threads;           /* threads for CPU attention (1..SL_K_CPU_MAX_THREADS) */
     void *cuda;            /* CUDA state (stream, cuBLAS handle, scratch); NULL on CPU */
     float *scratch;        /* CPU scratch (grown on demand, never shrunk) */
     size_t scratch_floats; /* capacity of scratch */

@@ -95,7 +95,8 @@ bool sl_k_cuda_available(void);
 /* Name of the CUDA device (or "none"); static storage. */
 const char *sl_k_cuda_device_name(void);
 
-/* Create a context on dev; threads > 0 sets the CPU BLAS threads (process-wide).
+/* Create a context on dev. threads > 0 sets the CPU threads: OpenBLAS's (process-wide)
+ * and this context's attention threads (0 = every online CPU, at most 16).
  * *ctx_p owns it on success; SL_ERR_UNSUPPORTED when dev is absent. */
 sl_status_t sl_k_ctx_create(sl_k_device_t dev, int threads, sl_k_ctx_h *ctx_p);
 /* Destroy a context (NULL-safe, sets *ctx_p = NULL); memory from sl_k_alloc must be freed first. */
