@@ -8,11 +8,11 @@
  * decode step, and from cached KV blocks. Dot products use eight fixed
  * partial sums combined in a fixed tree (vectorisable, never reassociated by
  * the compiler in ISO C mode). fp32 matrix products go through OpenBLAS
- * sgemm with the row count padded to a multiple of SL_K_CPU_ROW_PAD, so that
- * every call takes the same blocked kernel path (OpenBLAS switches to other
- * kernels for tiny or single-row products, which accumulate in a different
- * order); rows never interact inside sgemm because it only splits the
- * reduction by a blocking that depends on k alone.
+ * sgemm with the row count padded to a multiple of SL_K_CPU_ROW_PAD (and up
+ * to a minimum size), so that every call takes the same blocked kernel path
+ * (OpenBLAS switches to other kernels for single-row and small products,
+ * which accumulate in a different order); rows never interact inside sgemm
+ * because it only splits the reduction by a blocking that depends on k alone.
  *
  * Half-precision and quantized weights are decoded to fp32 (exactly) and go
  * through the same sgemm. Builds without OpenBLAS (SLUICE_HAVE_OPENBLAS
@@ -36,6 +36,10 @@
 #include "common/sl_log.h"
 
 #define SL_K_CPU_ROW_PAD 16
+/* OpenBLAS builds with its "small matrix" kernels (AVX-512 cores, 0.3.16 and
+ * later) send products with m*n*k up to about 1e6 through kernels that sum
+ * in another order; padding rows keeps every call above that, with margin. */
+#define SL_K_CPU_MIN_MNK 2e6
 
 /* Dot product in a fixed order: eight strided partial sums, then a tree. */
 static float s_dot(const float *a, const float *b, uint32_t n)
@@ -107,6 +111,8 @@ sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, co
      * decoded to fp32 first (exact), so quantized prompts run at BLAS speed
      * and stay batch-invariant. */
     uint32_t mp = (m + SL_K_CPU_ROW_PAD - 1) / SL_K_CPU_ROW_PAD * SL_K_CPU_ROW_PAD;
+    while ((double)mp * n * k < SL_K_CPU_MIN_MNK)
+        mp += SL_K_CPU_ROW_PAD;
     size_t wf = w->dtype == SL_K_F32 ? 0 : (size_t)n * k;
     float *buf = sl_k_cpu_scratch(ctx, (size_t)mp * k + (size_t)mp * n + wf);
     if (!buf)
