@@ -65,8 +65,22 @@ struct sl_model {
     uint32_t max_rows;      /* rows per pass */
     uint32_t max_blocks;    /* table entries per sequence slot */
     /* device activations, max_rows rows each */
-    float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *logits;
-    uint32_t *d_tokens, *d_pos, *d_row_seq, *d_tables, *d_out_rows, *d_next;
+    float *x;               /* residual stream [rows][dim] */
+    float *xn;              /* normalised stream [rows][dim] */
+    float *q;               /* queries [rows][dim] */
+    float *k;               /* keys of this pass [rows][kv_dim] */
+    float *v;               /* values of this pass [rows][kv_dim] */
+    float *att;             /* attention output [rows][dim] */
+    float *tmp;             /* projection output [rows][dim] */
+    float *gate;            /* feed-forward gate, then SwiGLU [rows][ffn] */
+    float *up;              /* feed-forward up [rows][ffn] */
+    float *logits;          /* [rows][vocab] of the sampled rows */
+    uint32_t *d_tokens;     /* token of each row */
+    uint32_t *d_pos;        /* position of each row */
+    uint32_t *d_row_seq;    /* sequence slot of each row */
+    uint32_t *d_tables;     /* block tables, max_blocks per slot */
+    uint32_t *d_out_rows;   /* rows that sample */
+    uint32_t *d_next;       /* sampled tokens */
     uint32_t *h_tables;     /* host staging of the block tables */
 };
 
