@@ -1,0 +1,338 @@
+/*
+ * The ref backend: admit, step, release over sl_model and sl_kv.
+ *
+ * admit reserves every KV block a sequence can need (prompt plus
+ * max_new_tokens) and reuses the blocks of its longest cached prefix, so
+ * steps never run out of KV. step packs the batch into forward passes of at
+ * most max_rows rows: the uncomputed prompt tokens of new sequences (a long
+ * prompt is split over passes: chunked prefill) and one row per running
+ * sequence, then samples greedily from each sequence's last row. Since the
+ * model computes every row the same way whatever surrounds it, a sequence's
+ * tokens do not depend on its batch, its chunking or its cached prefix (on
+ * the CPU exactly; see sl_model.c).
+ *
+ * Trace replay (prompt == NULL with block hashes): the prompt's token ids
+ * are drawn from generators seeded by the block hashes, so equal hash chains
+ * give equal prompts; when the trace's block size equals the pool's, the
+ * trace's own hashes name the blocks, so the scheduler's index and the
+ * executor's cache agree.
+ *
+ * Rejected: preempting sequences when the pool runs dry (see sl_kv.c);
+ * separate prefill and decode passes (two passes per step instead of one
+ * whenever prompts arrive while others decode).
+ */
+#include "executor/ref/sl_backend_ref.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/sl_log.h"
+#include "common/sl_rand.h"
+#include "executor/ref/sl_kv.h"
+
+typedef struct s_ref {
+    sl_model_t *model;        /* weights, activations, KV tensors */
+    sl_kv_t *kv;              /* block bookkeeping and prefix cache */
+    sl_model_cfg_t cfg;       /* model shape */
+    uint32_t max_rows;        /* rows per forward pass */
+    /* staging of one pass, max_rows entries each */
+    uint32_t *tokens;         /* token of each row */
+    uint32_t *pos;            /* position of each row */
+    uint32_t *row_seq;        /* slot of each row */
+    uint32_t *out_rows;       /* rows that sample */
+    uint32_t *next;           /* sampled tokens */
+    const uint32_t **tables;  /* block table of each slot */
+    uint32_t *n_table;        /* its length */
+    sl_seq_t **out_seq;       /* sequence of each sampling row */
+} s_ref_t;
+
+typedef struct s_seq_state {
+    sl_kv_seq_t *kv;     /* block table */
+    uint32_t *prompt;    /* synthesized prompt (trace replay), else NULL */
+    uint32_t computed;   /* prompt tokens whose KV is in the cache */
+} s_seq_state_t;
+
+sl_status_t sl_backend_ref_resolve(const sl_backend_params_t *p, sl_model_cfg_t *cfg,
+                                   sl_model_opts_t *opts)
+{
+    sl_model_cfg_t c;
+    sl_model_opts_t o;
+    memset(&o, 0, sizeof(o));
+    const char *model = p->model ? p->model : "";
+    const char *weights = p->weights ? p->weights : "";
+    sl_status_t st;
+    if (model[0])
+        st = sl_model_preset(model, &c);
+    else if (weights[0])
+        st = sl_model_cfg_from_file(weights, &c);
+    else {
+        SL_ERROR("ref backend: give a model preset (--model tiny|small|medium) or a weight file");
+        st = SL_ERR_INVALID;
+    }
+    if (st != SL_OK)
+        return st;
+    if (p->kv_block_tokens)
+        c.block_tokens = p->kv_block_tokens;
+
+    const char *dev = p->device && p->device[0] ? p->device : "auto";
+    if (!strcmp(dev, "cpu")) {
+        o.device = SL_K_CPU;
+    } else if (!strcmp(dev, "cuda") || !strcmp(dev, "gpu")) {
+        if (!sl_k_cuda_available()) {
+            SL_ERROR("ref backend: device cuda asked for, but no CUDA device is present%s",
+#ifdef SLUICE_HAVE_CUDA
+                     ""
+#else
+                     " (this build has no CUDA)"
+#endif
+            );
+            return SL_ERR_UNSUPPORTED;
+        }
+        o.device = SL_K_CUDA;
+    } else if (!strcmp(dev, "auto")) {
+        o.device = sl_k_cuda_available() ? SL_K_CUDA : SL_K_CPU;
+    } else {
+        SL_ERROR("ref backend: unknown device '%s' (auto, cpu, cuda)", dev);
+        return SL_ERR_INVALID;
+    }
+    const char *fmt = p->weight_format && p->weight_format[0] ? p->weight_format : "auto";
+    if (!strcmp(fmt, "auto"))
+        o.dtype = o.device == SL_K_CUDA ? SL_K_BF16 : SL_K_F32;
+    else if ((st = sl_model_dtype_parse(fmt, &o.dtype)) != SL_OK)
+        return st;
+    uint32_t seq_blocks = (c.max_ctx + c.block_tokens - 1) / c.block_tokens;
+    o.kv_blocks = p->kv_blocks ? p->kv_blocks : 8 * seq_blocks;
+    o.max_rows = p->max_batch > 256 ? p->max_batch : 256;
+    o.weights = weights;
+    o.seed = p->seed;
+    o.threads = p->threads;
+    *cfg = c;
+    *opts = o;
+    return SL_OK;
+}
+
+static void s_destroy(void *state);
+
+static sl_status_t s_create(const sl_backend_params_t *params, void **state_p)
+{
+    sl_model_cfg_t cfg;
+    sl_model_opts_t opts;
+    sl_status_t st = sl_backend_ref_resolve(params, &cfg, &opts);
+    if (st != SL_OK)
+        return st;
+    s_ref_t *r = calloc(1, sizeof(*r));
+    if (!r) {
+        SL_ERROR("ref backend: out of memory");
+        return SL_ERR_NOMEM;
+    }
+    if ((st = sl_model_create(&cfg, &opts, &r->model)) != SL_OK)
+        goto err_destroy;
+    r->cfg = *sl_model_cfg(r->model);
+    r->max_rows = sl_model_max_rows(r->model);
+    sl_kv_cfg_t kc = {opts.kv_blocks, r->cfg.block_tokens, params->kv_cb};
+    if ((st = sl_kv_create(&kc, &r->kv)) != SL_OK)
+        goto err_destroy;
+    size_t n = r->max_rows;
+    r->tokens = malloc(n * 4), r->pos = malloc(n * 4), r->row_seq = malloc(n * 4);
+    r->out_rows = malloc(n * 4), r->next = malloc(n * 4), r->n_table = malloc(n * 4);
+    r->tables = malloc(n * sizeof(*r->tables)), r->out_seq = malloc(n * sizeof(*r->out_seq));
+    if (!r->tokens || !r->pos || !r->row_seq || !r->out_rows || !r->next || !r->n_table ||
+        !r->tables || !r->out_seq) {
+        SL_ERROR("ref backend: out of memory");
+        st = SL_ERR_NOMEM;
+        goto err_destroy;
+    }
+    *state_p = r;
+    return SL_OK;
+
+err_destroy:
+    s_destroy(r);
+    return st;
+}
+
+static void s_destroy(void *state)
+{
+    s_ref_t *r = state;
+    if (!r)
+        return;
+    sl_kv_destroy(&r->kv);
+    sl_model_destroy(&r->model);
+    free(r->tokens), free(r->pos), free(r->row_seq), free(r->out_rows), free(r->next);
+    free(r->n_table), free(r->tables), free(r->out_seq);
+    free(r);
+}
+
+/* Trace replay: token ids drawn from the block hashes (and the id past them). */
+static uint32_t *s_synth_prompt(const s_ref_t *r, const sl_seq_t *seq)
+{
+    uint32_t *p = malloc((size_t)seq->prompt_len * sizeof(uint32_t));
+    if (!p)
+        return NULL;
+    uint32_t hbt = seq->hash_block_tokens ? seq->hash_block_tokens : r->cfg.block_tokens;
+    sl_rand_t rng;
+    for (uint32_t i = 0; i < seq->prompt_len; i++) {
+        uint32_t b = i / hbt;
+        if (i % hbt == 0 || i == 0)
+            sl_rand_seed(&rng, b < seq->n_block_hashes ? seq->block_hashes[b]
+                                                       : sl_hash_combine(seq->id, b));
+        p[i] = (uint32_t)sl_rand_below(&rng, r->cfg.vocab);
+    }
+    return p;
+}
+
+static sl_status_t s_admit(void *state, sl_seq_t *seq)
+{
+    s_ref_t *r = state;
+    const sl_model_cfg_t *c = &r->cfg;
+    if (seq->prompt_len == 0 || (!seq->prompt && !seq->block_hashes) || !seq->out ||
+        (uint64_t)seq->prompt_len + seq->max_new_tokens > c->max_ctx) {
+        SL_WARN("ref backend: sequence %llu rejected: %u prompt + %u new tokens (context %u)%s",
+                (unsigned long long)seq->id, seq->prompt_len, seq->max_new_tokens, c->max_ctx,
+                seq->prompt || seq->block_hashes ? "" : ", no prompt");
+        return SL_ERR_INVALID;
+    }
+    s_seq_state_t *ss = calloc(1, sizeof(*ss));
+    if (!ss) {
+        SL_ERROR("ref backend: out of memory");
+        return SL_ERR_NOMEM;
+    }
+    const uint32_t *prompt = seq->prompt;
+    const uint64_t *hashes = NULL;
+    if (!prompt) {
+        ss->prompt = s_synth_prompt(r, seq);
+        if (!ss->prompt) {
+            free(ss);
+            SL_ERROR("ref backend: out of memory");
+            return SL_ERR_NOMEM;
+        }
+        prompt = ss->prompt;
+        if (seq->hash_block_tokens == c->block_tokens &&
+            seq->n_block_hashes >= seq->prompt_len / c->block_tokens)
+            hashes = seq->block_hashes;
+    }
+    for (uint32_t i = 0; i < seq->prompt_len; i++)
+        if (prompt[i] >= c->vocab) {
+            SL_WARN("ref backend: sequence %llu rejected: token %u at %u is outside the vocabulary "
+                    "(%u)",
+                    (unsigned long long)seq->id, prompt[i], i, c->vocab);
+            free(ss->prompt);
+            free(ss);
+            return SL_ERR_INVALID;
+        }
+    uint32_t cached = 0;
+    sl_status_t st = sl_kv_seq_admit(r->kv, prompt, seq->prompt_len, hashes,
+                                     seq->prompt_len + seq->max_new_tokens, &ss->kv, &cached);
+    if (st != SL_OK) {
+        free(ss->prompt);
+        free(ss);
+        return st;
+    }
+    ss->computed = cached;
+    seq->cached_tokens = cached;
+    seq->prefilled = false;
+    seq->done = false;
+    seq->n_out = 0;
+    seq->backend_state = ss;
+    return SL_OK;
+}
+
+/* Run the pass staged in r and hand out its tokens. */
+static sl_status_t s_run(s_ref_t *r, uint32_t n_rows, uint32_t n_slots, uint32_t n_out)
+{
+    sl_model_batch_t b = {n_rows, r->tokens, r->pos, r->row_seq, n_slots, r->tables, r->n_table,
+                          n_out, r->out_rows};
+    sl_status_t st = sl_model_forward(r->model, &b, r->next, NULL);
+    if (st != SL_OK)
+        return st;
+    for (uint32_t i = 0; i < n_out; i++) {
+        sl_seq_t *seq = r->out_seq[i];
+        s_seq_state_t *ss = seq->backend_state;
+        if (!seq->prefilled) {
+            seq->prefilled = true;
+            sl_kv_seq_commit(r->kv, ss->kv);
+        }
+        if (seq->n_out < seq->max_new_tokens)
+            seq->out[seq->n_out++] = r->next[i];
+        seq->done = seq->n_out >= seq->max_new_tokens;
+    }
+    return SL_OK;
+}
+
+static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_t *cost_p)
+{
+    s_ref_t *r = state;
+    size_t i = 0;
+    *cost_p = 0;
+    while (i < n) {
+        uint32_t rows = 0, slots = 0, outs = 0;
+        while (i < n && rows < r->max_rows) {
+            sl_seq_t *seq = seqs[i];
+            s_seq_state_t *ss = seq->backend_state;
+            if (seq->done || !ss) {
+                i++;
+                continue;
+            }
+            uint32_t slot = slots++;
+            r->tables[slot] = sl_kv_seq_table(ss->kv, &r->n_table[slot]);
+            if (!seq->prefilled) {
+                const uint32_t *prompt = ss->prompt ? ss->prompt : seq->prompt;
+                uint32_t take = seq->prompt_len - ss->computed;
+                if (take > r->max_rows - rows)
+                    take = r->max_rows - rows;
+                for (uint32_t t = 0; t < take; t++, rows++) {
+                    r->tokens[rows] = prompt[ss->computed + t];
+                    r->pos[rows] = ss->computed + t;
+                    r->row_seq[rows] = slot;
+                }
+                ss->computed += take;
+                if (ss->computed < seq->prompt_len)
+                    break; /* the pass is full; the rest of the prompt goes in the next one */
+                r->out_rows[outs] = rows - 1;
+            } else {
+                r->tokens[rows] = seq->out[seq->n_out - 1];
+                r->pos[rows] = seq->prompt_len + seq->n_out - 1;
+                r->row_seq[rows] = slot;
+                r->out_rows[outs] = rows++;
+            }
+            r->out_seq[outs++] = seq;
+            i++;
+        }
+        if (rows == 0)
+            break;
+        sl_status_t st = s_run(r, rows, slots, outs);
+        if (st != SL_OK)
+            return st;
+    }
+    return SL_OK;
+}
+
+static void s_release(void *state, sl_seq_t *seq)
+{
+    s_ref_t *r = state;
+    s_seq_state_t *ss = seq->backend_state;
+    if (!ss)
+        return;
+    sl_kv_seq_release(r->kv, &ss->kv);
+    free(ss->prompt);
+    free(ss);
+    seq->backend_state = NULL;
+}
+
+static void s_load(void *state, sl_backend_load_t *load)
+{
+    s_ref_t *r = state;
+    sl_kv_stats_t s;
+    sl_kv_stats(r->kv, &s);
+    load->kv_blocks_used = s.referenced + s.cached;
+    load->kv_blocks_free = s.free;
+}
+
+const sl_backend_ops_t sl_backend_ref = {
+    .name = "ref",
+    .create = s_create,
+    .destroy = s_destroy,
+    .admit = s_admit,
+    .step = s_step,
+    .release = s_release,
+    .load = s_load,
+};
