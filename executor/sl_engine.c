@@ -11,7 +11,8 @@
  * A step's cost comes from the backend: the sim backend returns modelled GPU
  * time and the engine waits that long before its tokens count (so the daemon
  * keeps serving its socket meanwhile); a real backend computes during the
- * call and returns 0.
+ * call and returns 0; its step ends at the next call, whose time is taken
+ * after the work, so first-token and end times include the compute.
  * Alternatives rejected: static batching (a long job holds the batch), and
  * admitting batch-class jobs at every boundary (no batching for throughput).
  */
@@ -256,12 +257,11 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
         e->n_batch = 0;
         return now;
     }
+    /* A backend that computed for real (cost 0) finished during the call:
+     * the step ends at the next call, whose time is taken after the work,
+     * so first-token and end times include the compute. */
     e->stepping = true;
     e->step_end = now + (cost > 0 ? cost : 0);
-    if (cost <= 0) {
-        s_finish_step(e, now);
-        return now; /* call again at once: more work may be ready */
-    }
     return e->step_end;
 }
 

@@ -90,7 +90,7 @@ static void s_run(cl_t *c, void *sock, run_t *r)
 
 static void test_20k_jobs(void **state)
 {
-    cl_t c;
+    static cl_t c;
     const char *sched_args[] = {"--log-level=warn", NULL};
     const char *exec_args[] = {"--backend=sim", "--sim-speed=200", "--log-level=warn", NULL};
     cl_init(&c, "20k");
@@ -120,7 +120,7 @@ static void test_20k_jobs(void **state)
 
 static void test_executor_killed(void **state)
 {
-    cl_t c;
+    static cl_t c;
     const char *sched_args[] = {"--log-level=error", "--heartbeat-ms=50", NULL};
     const char *exec_args[] = {"--backend=sim", "--sim-speed=100", "--log-level=warn", NULL};
     cl_init(&c, "kill");
@@ -165,7 +165,7 @@ static int s_expect_error(void *sock)
 
 static void test_bad_messages(void **state)
 {
-    cl_t c;
+    static cl_t c;
     const char *sched_args[] = {"--log-level=error", "--max-msg-bytes=65536", NULL};
     const char *exec_args[] = {"--backend=sim", "--sim-speed=1000", "--log-level=warn", NULL};
     cl_init(&c, "bad");
@@ -301,7 +301,7 @@ static void test_bad_messages(void **state)
  * registration (nor the jobs their first attempt). */
 static void test_long_jobs(void **state)
 {
-    cl_t c;
+    static cl_t c;
     const char *sched_args[] = {"--log-level=warn", NULL};
     const char *exec_args[] = {"--backend=sim", "--link-timeout-ms=600", "--log-level=warn", NULL};
     cl_init(&c, "long");
