@@ -119,6 +119,7 @@ typedef struct s_lg_stats {
     uint64_t errors;      /* other failures: job failed, expired, timed out, submit errors */
     uint64_t late;        /* sends delayed by the in-flight cap */
     uint64_t unfinished;  /* still pending when the drain timeout ended the run */
+    uint64_t out_tokens;  /* output tokens of completed jobs */
     sl_hist_t e2e;        /* client: first send -> Result, us */
     sl_hist_t ttft_c;     /* client: first send -> first TokenChunk, us (stream only) */
     sl_hist_t ttft_s;     /* scheduler: receipt -> first token, us */
@@ -133,6 +134,7 @@ static void s_record(s_lg_stats_t *s, sl_result_t *r, bool drop_mode)
     s->last_done = r->end_ns;
     if (r->status == SL_OK) {
         s->done++;
+        s->out_tokens += r->n_tokens;
         sl_hist_record(&s->e2e, (uint64_t)(r->end_ns - r->submit_ns) / 1000);
         if (r->first_token_ns)
             sl_hist_record(&s->ttft_c, (uint64_t)(r->first_token_ns - r->submit_ns) / 1000);
@@ -364,7 +366,9 @@ int sl_bench_loadgen_main(int argc, char **argv)
            ", dropped after BUSY %" PRIu64 ", errors %" PRIu64 " (unfinished %" PRIu64
            "), late sends %" PRIu64 ", resends %" PRIu64 "\n",
            s->sent, s->done, cs.busy, s->dropped, s->errors, s->unfinished, s->late, cs.resends);
-    printf("throughput %.1f jobs/s over %.2f s (first send to last completion)\n", tput, wall);
+    printf("throughput %.1f jobs/s, %.1f output tokens/s over %.2f s (first send to last "
+           "completion)\n",
+           tput, wall > 0 ? (double)s->out_tokens / wall : 0.0, wall);
     printf("  %-22s %10s %10s %10s %10s %10s %8s\n", "latency (ms)", "p50", "p90", "p99", "max",
            "mean", "count");
     s_row("e2e (client)", &s->e2e);
@@ -374,8 +378,10 @@ int sl_bench_loadgen_main(int argc, char **argv)
     s_row("queued (scheduler)", &s->queued_s);
     const sl_hist_t *ttft = s->ttft_c.count ? &s->ttft_c : &s->ttft_s;
     printf("RESULT sent=%" PRIu64 " done=%" PRIu64 " busy=%" PRIu64 " errors=%" PRIu64
-           " throughput=%.1f ttft_p50_ms=%.3f ttft_p99_ms=%.3f e2e_p50_ms=%.3f e2e_p99_ms=%.3f\n",
-           s->sent, s->done, cs.busy, s->errors, tput, sl_hist_quantile(ttft, 0.5) / 1e3,
+           " throughput=%.1f tokens_per_s=%.1f wall_s=%.2f ttft_p50_ms=%.3f ttft_p99_ms=%.3f"
+           " e2e_p50_ms=%.3f e2e_p99_ms=%.3f\n",
+           s->sent, s->done, cs.busy, s->errors, tput,
+           wall > 0 ? (double)s->out_tokens / wall : 0.0, wall, sl_hist_quantile(ttft, 0.5) / 1e3,
            sl_hist_quantile(ttft, 0.99) / 1e3, sl_hist_quantile(&s->e2e, 0.5) / 1e3,
            sl_hist_quantile(&s->e2e, 0.99) / 1e3);
     rc = 0;
