@@ -414,16 +414,9 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     memcpy(args, argv, sizeof(char *) * (size_t)argc);
     args[argc] = NULL;
     args[0] = "sluice-bench ctlplane";
-    int first = argc;
-    sl_status_t st = sl_cfg_load(s_table, &cfg, argc, args, "[options]", &first);
-    if (st == SL_ERR_CANCELED)
-        return 0;
-    if (st != SL_OK)
-        return 2;
-    if (first < argc) {
-        fprintf(stderr, "sluice-bench ctlplane: unexpected argument '%s'\n", args[first]);
-        return 2;
-    }
+    int early = sl_cfg_main(s_table, &cfg, argc, args, "sluice-bench ctlplane");
+    if (early >= 0)
+        return early;
     bool ipc = !strcmp(cfg.transport, "ipc");
     if (!ipc && strcmp(cfg.transport, "tcp")) {
         fprintf(stderr, "sluice-bench ctlplane: --transport must be tcp or ipc\n");

@@ -187,16 +187,10 @@ int sl_bench_loadgen_main(int argc, char **argv)
     memcpy(args, argv, sizeof(char *) * (size_t)argc);
     args[argc] = NULL;
     args[0] = "sluice-bench loadgen";
-    int first = argc;
-    sl_status_t st = sl_cfg_load(s_table, &cfg, argc, args, "[options]", &first);
-    if (st == SL_ERR_CANCELED)
-        return 0;
-    if (st != SL_OK)
-        return 2;
-    if (first < argc) {
-        fprintf(stderr, "sluice-bench loadgen: unexpected argument '%s'\n", args[first]);
-        return 2;
-    }
+    sl_status_t st;
+    int early = sl_cfg_main(s_table, &cfg, argc, args, "sluice-bench loadgen");
+    if (early >= 0)
+        return early;
     int prio_mode; /* 0 interactive, 1 batch, 2 mix */
     if (!strcmp(cfg.priority, "interactive"))
         prio_mode = 0;

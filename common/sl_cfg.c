@@ -241,3 +241,18 @@ sl_cfg_field_t *sl_cfg_merge(const sl_cfg_part_t *parts, size_t n_parts)
     }
     return out; /* the calloc'd last row is the terminator */
 }
+
+int sl_cfg_main(const sl_cfg_field_t *table, void *cfg, int argc, char **argv, const char *prog)
+{
+    int first = argc;
+    sl_status_t st = sl_cfg_load(table, cfg, argc, argv, "[options]", &first);
+    if (st == SL_ERR_CANCELED)
+        return 0;
+    if (st != SL_OK)
+        return 2;
+    if (first < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, argv[first]);
+        return 2;
+    }
+    return -1;
+}

@@ -62,6 +62,14 @@ sl_status_t sl_cfg_set(const sl_cfg_field_t *table, void *cfg, const char *name,
 sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char **argv,
                         const char *usage, int *first_arg_p);
 
+/*
+ * The usual main(): sl_cfg_load, then refuse any positional argument.
+ * Returns -1 when the program should go on, otherwise the exit status to
+ * return at once (0 after --help, 2 after a bad flag, value or argument;
+ * the message is already printed). prog names the program in messages.
+ */
+int sl_cfg_main(const sl_cfg_field_t *table, void *cfg, int argc, char **argv, const char *prog);
+
 /* Print usage and every knob with its default, variable and help. */
 void sl_cfg_help(FILE *out, const char *prog, const char *usage, const sl_cfg_field_t *table);
 

@@ -13,7 +13,6 @@ int main(int argc, char **argv)
 {
     sl_executor_cfg_t cfg;
     sl_executor_t *x = NULL;
-    int first = 0;
     const sl_cfg_part_t parts[] = {
         {sl_executor_cfg_fields, 0},
         {sl_engine_cfg_fields, offsetof(sl_executor_cfg_t, engine)},
@@ -23,18 +22,14 @@ int main(int argc, char **argv)
     if (!table)
         return 1;
     sl_log_set_component("executor");
-    sl_status_t st = sl_cfg_load(table, &cfg, argc, argv, "[options]", &first);
+    int rc = sl_cfg_main(table, &cfg, argc, argv, "sluice-executor");
     free(table);
-    if (st != SL_OK)
-        return st == SL_ERR_CANCELED ? 0 : 2;
-    if (first < argc) {
-        fprintf(stderr, "sluice-executor: unexpected argument '%s' (see --help)\n", argv[first]);
-        return 2;
-    }
+    if (rc >= 0)
+        return rc;
     if (sl_executor_create(&cfg, &x) != SL_OK)
         return 1;
     sl_executor_handle_signals(x);
-    st = sl_executor_run(x);
+    sl_status_t st = sl_executor_run(x);
     sl_executor_destroy(&x);
     return st == SL_OK ? 0 : 1;
 }

@@ -20,6 +20,7 @@
 #include "executor/sl_sim_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
+#include "common/sl_signal.h"
 #include "proto/sl_proto.h"
 
 #include <errno.h>
@@ -103,8 +104,6 @@ struct sl_executor {
     volatile sig_atomic_t stop;     /* drain and exit */
     uint64_t rejected;              /* bad messages received */
 };
-
-static sl_executor_t *s_signal_target;
 
 static void s_send(sl_executor_t *x, sl_msg_t *env)
 {
@@ -406,21 +405,9 @@ void sl_executor_stop(sl_executor_t *x)
     x->stop = 1;
 }
 
-static void s_on_signal(int sig)
-{
-    if (s_signal_target)
-        sl_executor_stop(s_signal_target);
-}
-
 void sl_executor_handle_signals(sl_executor_t *x)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = s_on_signal;
-    s_signal_target = x;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sl_signal_stop_flag(&x->stop);
 }
 
 sl_status_t sl_executor_run(sl_executor_t *x)
@@ -476,8 +463,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     sl_executor_t *x = *exec_p;
     if (!x)
         return;
-    if (s_signal_target == x)
-        s_signal_target = NULL;
+    sl_signal_forget(&x->stop);
     sl_engine_destroy(&x->engine);
     zmq_close(x->sock);
     zmq_ctx_term(x->zctx);

@@ -12,7 +12,6 @@ int main(int argc, char **argv)
 {
     sl_sched_cfg_t cfg;
     sl_sched_t *sched = NULL;
-    int first = 0;
     const sl_cfg_part_t parts[] = {
         {sl_sched_cfg_fields, 0},
         {sl_core_cfg_fields, offsetof(sl_sched_cfg_t, core)},
@@ -21,21 +20,14 @@ int main(int argc, char **argv)
     if (!table)
         return 1;
     sl_log_set_component("scheduler");
-    sl_status_t st = sl_cfg_load(table, &cfg, argc, argv, "[options]", &first);
-    if (st != SL_OK) {
-        free(table);
-        return st == SL_ERR_CANCELED ? 0 : 2;
-    }
-    if (first < argc) {
-        fprintf(stderr, "sluice-scheduler: unexpected argument '%s' (see --help)\n", argv[first]);
-        free(table);
-        return 2;
-    }
+    int rc = sl_cfg_main(table, &cfg, argc, argv, "sluice-scheduler");
     free(table);
+    if (rc >= 0)
+        return rc;
     if (sl_sched_create(&cfg, &sched) != SL_OK)
         return 1;
     sl_sched_handle_signals(sched);
-    st = sl_sched_run(sched);
+    sl_status_t st = sl_sched_run(sched);
     sl_sched_destroy(&sched);
     return st == SL_OK ? 0 : 1;
 }

@@ -20,6 +20,7 @@
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
+#include "common/sl_signal.h"
 #include "common/sl_map.h"
 #include "proto/sl_proto.h"
 
@@ -93,8 +94,6 @@ struct sl_sched {
     volatile sig_atomic_t stop;       /* drain and exit */
     uint64_t counters[S_CTR_COUNT];   /* daemon counters */
 };
-
-static sl_sched_t *s_signal_target;
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
 {
@@ -659,21 +658,9 @@ void sl_sched_stop(sl_sched_t *sched)
     sched->stop = 1;
 }
 
-static void s_on_signal(int sig)
-{
-    if (s_signal_target)
-        sl_sched_stop(s_signal_target);
-}
-
 void sl_sched_handle_signals(sl_sched_t *sched)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = s_on_signal;
-    s_signal_target = sched;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sl_signal_stop_flag(&sched->stop);
 }
 
 sl_status_t sl_sched_run(sl_sched_t *s)
@@ -723,8 +710,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     sl_sched_t *s = *sched_p;
     if (!s)
         return;
-    if (s_signal_target == s)
-        s_signal_target = NULL;
+    sl_signal_forget(&s->stop);
     sl_core_destroy(&s->core);
     zmq_close(s->executors);
     zmq_close(s->clients);

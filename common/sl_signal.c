@@ -1,0 +1,37 @@
+/*
+ * Signal handling for the daemons: the handler only stores into a
+ * sig_atomic_t that the poll loop reads (poll returns EINTR, so the loop sees
+ * it at once). Everything else (draining, goodbye messages) happens in the
+ * loop, never in the handler. signalfd was rejected: ZeroMQ's poll would need
+ * the descriptor too, for no gain over a flag.
+ */
+#include "common/sl_signal.h"
+
+#include <stddef.h>
+#include <string.h>
+
+static volatile sig_atomic_t *s_flag;
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    if (s_flag)
+        *s_flag = 1;
+}
+
+void sl_signal_stop_flag(volatile sig_atomic_t *flag)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = s_on_signal;
+    s_flag = flag;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void sl_signal_forget(volatile sig_atomic_t *flag)
+{
+    if (s_flag == flag)
+        s_flag = NULL;
+}
