@@ -70,6 +70,8 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  SL_CFG_INT, -1, 255, "RoCE traffic class of critical traffic"),
     SL_CFG_RANGE(sl_xport_cfg_t, roce_tc[SL_XPORT_BACKGROUND], "xport-tc-background", "-1",
                  SL_CFG_INT, -1, 255, "RoCE traffic class of background traffic"),
+    SL_CFG_RANGE(sl_xport_cfg_t, keepalive_ms, "xport-keepalive-ms", "1000", SL_CFG_INT, 10,
+                 3600000, "UCX keepalive interval: how soon a silent dead peer is noticed"),
     SL_CFG_FIELD(sl_xport_cfg_t, posix_peer_failure, "xport-posix-peer-failure", "true",
                  SL_CFG_BOOL, "let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING)"),
     SL_CFG_END,
@@ -182,12 +184,39 @@ static void s_req_unqueue(sl_xport_req_t *req)
     }
 }
 
+/* A flush or a notification send of req is now inside UCX. */
+static void s_wait_begin(sl_xport_req_t *req)
+{
+    req->ucx_wait = true;
+    sl_list_push_back(&req->xp->waiting, &req->link);
+}
+
+/* UCX is done with req's flush or notification. False when req had been
+ * orphaned (reported failed while UCX still held it): then it is released
+ * here, or by s_run_done if its callback has not run yet. */
+static bool s_wait_end(sl_xport_req_t *req)
+{
+    req->ucx_wait = false;
+    if (req->orphan) {
+        req->orphan = false;
+        if (req->reported) {
+            sl_list_del(&req->link);
+            free(req);
+        }
+        return false;
+    }
+    sl_list_del(&req->link);
+    return true;
+}
+
 static void s_flush_cb(void *request, ucs_status_t st, void *user_data)
 {
     sl_xport_req_t *req = user_data;
+    ucp_request_free(request);
+    if (!s_wait_end(req))
+        return;
     if (st != UCS_OK)
         s_req_fail(req, sl_xport_status(st));
-    ucp_request_free(request);
     req->state = SL_XPORT_REQ_NOTIFY;
     s_req_advance(req);
 }
@@ -195,9 +224,11 @@ static void s_flush_cb(void *request, ucs_status_t st, void *user_data)
 static void s_notif_cb(void *request, ucs_status_t st, void *user_data)
 {
     sl_xport_req_t *req = user_data;
+    ucp_request_free(request);
+    if (!s_wait_end(req))
+        return;
     if (st != UCS_OK)
         s_req_fail(req, sl_xport_status(st));
-    ucp_request_free(request);
     req->notif_len = 0;
     s_req_advance(req);
 }
@@ -222,6 +253,8 @@ static void s_req_advance(sl_xport_req_t *req)
         case SL_XPORT_REQ_DRAIN:
             if (req->outstanding)
                 return;
+            if (req->peer->failed)
+                s_req_fail(req, SL_ERR_PEER_LOST);
             if (req->status != SL_OK || req->staged) {
                 /* a staged transfer carries its notification with its chunks */
                 s_req_finish(req);
@@ -232,7 +265,10 @@ static void s_req_advance(sl_xport_req_t *req)
             prm.cb.send = s_flush_cb;
             prm.user_data = req;
             req->state = SL_XPORT_REQ_FLUSH;
+            s_wait_begin(req);
             sp = ucp_ep_flush_nbx(req->peer->ep[req->cls], &prm);
+            if (!UCS_PTR_IS_PTR(sp))
+                s_wait_end(req);
             if (sp == NULL) {
                 req->state = SL_XPORT_REQ_NOTIFY;
                 continue;
@@ -245,6 +281,10 @@ static void s_req_advance(sl_xport_req_t *req)
         case SL_XPORT_REQ_FLUSH:
             return;
         case SL_XPORT_REQ_NOTIFY:
+            if (req->ucx_wait)
+                return;
+            if (req->peer->failed)
+                s_req_fail(req, SL_ERR_PEER_LOST);
             if (req->status != SL_OK || req->notif_len == 0) {
                 s_req_finish(req);
                 return;
@@ -255,8 +295,11 @@ static void s_req_advance(sl_xport_req_t *req)
             prm.flags = UCP_AM_SEND_FLAG_EAGER;
             prm.cb.send = s_notif_cb;
             prm.user_data = req;
+            s_wait_begin(req);
             sp = ucp_am_send_nbx(req->peer->ep[SL_XPORT_CONTROL], SL_XPORT_AM_NOTIF, NULL, 0,
                                  req->notif, req->notif_len, &prm);
+            if (!UCS_PTR_IS_PTR(sp))
+                s_wait_end(req);
             if (sp == NULL) {
                 req->notif_len = 0;
                 continue;
@@ -449,10 +492,60 @@ static unsigned s_run_done(sl_xport_t *xp)
         if (req->cb)
             req->cb(req->cb_arg, req->status);
         free(req->blocks);
-        free(req);
+        req->blocks = NULL;
+        if (req->orphan) {
+            /* UCX still holds it: s_wait_end() frees it, or destroy does */
+            req->reported = true;
+            sl_list_push_back(&xp->orphans, &req->link);
+        } else {
+            free(req);
+        }
         n++;
     }
     return n;
+}
+
+static void s_fail_all(sl_xport_t *xp, sl_xport_peer_t *only, sl_status_t st);
+static void s_ep_close(sl_xport_t *xp, ucp_ep_h ep);
+
+/* Report the peer's transfers whose flush or notification is still inside
+ * UCX as failed now: UCX 1.13 does not always complete those on an endpoint
+ * that failed or was closed by force. */
+static void s_orphan_waiting(sl_xport_t *xp, sl_xport_peer_t *peer, sl_status_t st)
+{
+    sl_list_t *pos, *tmp;
+    sl_list_for_each_safe(pos, tmp, &xp->waiting)
+    {
+        sl_xport_req_t *req = SL_CONTAINER_OF(pos, sl_xport_req_t, link);
+        if (req->peer != peer)
+            continue;
+        sl_list_del(&req->link);
+        req->orphan = true;
+        s_req_fail(req, st);
+        s_req_finish(req);
+    }
+}
+
+/* A peer reported failure: fail its queued transfers and close its
+ * endpoints, which completes its operations still inside UCX with errors. */
+static void s_reap_failed(sl_xport_t *xp)
+{
+    sl_list_t *pos;
+    xp->failed_pending = false;
+    sl_list_for_each(pos, &xp->peers)
+    {
+        sl_xport_peer_t *peer = SL_CONTAINER_OF(pos, sl_xport_peer_t, link);
+        if (!peer->failed || peer->closed)
+            continue;
+        peer->closed = true;
+        s_fail_all(xp, peer, SL_ERR_PEER_LOST);
+        for (int c = 0; c < SL_XPORT_NCLASS; c++) {
+            if (peer->ep[c])
+                s_ep_close(xp, peer->ep[c]);
+            peer->ep[c] = NULL;
+        }
+        s_orphan_waiting(xp, peer, SL_ERR_PEER_LOST);
+    }
 }
 
 unsigned sl_xport_progress(sl_xport_t *xp)
@@ -461,6 +554,8 @@ unsigned sl_xport_progress(sl_xport_t *xp)
     for (int c = 0; c < SL_XPORT_NCLASS; c++)
         while (ucp_worker_progress(xp->worker[c]))
             n++;
+    if (xp->failed_pending)
+        s_reap_failed(xp);
     n += s_schedule(xp);
     n += s_run_done(xp);
     return n;
@@ -533,10 +628,8 @@ static sl_status_t s_context_create(sl_xport_t *xp, int cls)
         SL_ERROR("xport: ucp_config_read: %s", ucs_status_string(st));
         return SL_ERR_IO;
     }
-    if (xp->cfg.posix_peer_failure) {
-        s_config_set(config, "POSIX_ERROR_HANDLING", "y");
-        s_config_set(config, "SYSV_ERROR_HANDLING", "y");
-    }
+    snprintf(val, sizeof(val), "%dms", xp->cfg.keepalive_ms);
+    s_config_set(config, "KEEPALIVE_INTERVAL", val);
     for (size_t i = 0; i < sizeof(ib_tls) / sizeof(ib_tls[0]); i++) {
         if (xp->cfg.ib_sl[cls] >= 0) {
             snprintf(name, sizeof(name), "%s_SL", ib_tls[i]);
@@ -662,7 +755,7 @@ static void s_fail_all(sl_xport_t *xp, sl_xport_peer_t *only, sl_status_t st)
     }
 }
 
-static void s_ep_close(sl_xport_t *xp, int cls, ucp_ep_h ep)
+static void s_ep_close(sl_xport_t *xp, ucp_ep_h ep)
 {
     ucp_request_param_t prm;
     memset(&prm, 0, sizeof(prm));
@@ -675,7 +768,6 @@ static void s_ep_close(sl_xport_t *xp, int cls, ucp_ep_h ep)
                 ucp_worker_progress(xp->worker[c]);
         ucp_request_free(sp);
     }
-    (void)cls;
 }
 
 static void s_peer_free(sl_xport_t *xp, sl_xport_peer_t *peer)
@@ -689,7 +781,7 @@ static void s_peer_free(sl_xport_t *xp, sl_xport_peer_t *peer)
     free(peer->rkeys);
     for (int c = 0; c < SL_XPORT_NCLASS; c++)
         if (peer->ep[c])
-            s_ep_close(xp, c, peer->ep[c]);
+            s_ep_close(xp, peer->ep[c]);
     free(peer);
 }
 
@@ -702,9 +794,10 @@ void sl_xport_disconnect(sl_xport_t *xp, sl_xport_peer_t **peer_p)
     /* closing the endpoints completes their outstanding operations */
     for (int c = 0; c < SL_XPORT_NCLASS; c++) {
         if (peer->ep[c])
-            s_ep_close(xp, c, peer->ep[c]);
+            s_ep_close(xp, peer->ep[c]);
         peer->ep[c] = NULL;
     }
+    s_orphan_waiting(xp, peer, SL_ERR_CANCELED);
     while (peer->live_reqs) {
         for (int c = 0; c < SL_XPORT_NCLASS; c++)
             ucp_worker_progress(xp->worker[c]);
@@ -736,12 +829,21 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     sl_list_init(&xp->peers);
     sl_list_init(&xp->mems);
     sl_list_init(&xp->done);
+    sl_list_init(&xp->waiting);
+    sl_list_init(&xp->orphans);
     for (int c = 0; c < SL_XPORT_NCLASS; c++)
         sl_list_init(&xp->queue[c]);
     sl_rand_t r;
     sl_rand_seed(&r, (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32));
     xp->id = sl_rand_u64(&r);
 
+    /* UCX 1.13 reads shared-memory transport settings from the environment
+     * only (ucp_config_modify leaves them unused), so set them there unless
+     * the operator already chose */
+    if (cfg->posix_peer_failure) {
+        setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
+        setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
+    }
     xp->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (xp->epfd < 0) {
         SL_ERROR("xport: epoll_create1: %m");
@@ -792,6 +894,11 @@ void sl_xport_destroy(sl_xport_t **xp_p)
         if (xp->ctx[c])
             ucp_cleanup(xp->ctx[c]);
     }
+    /* the workers are gone, so no callback can reach an orphan any more */
+    while (!sl_list_empty(&xp->orphans)) {
+        sl_list_t *e = sl_list_pop_front(&xp->orphans);
+        free(SL_CONTAINER_OF(e, sl_xport_req_t, link));
+    }
     if (xp->epfd >= 0)
         close(xp->epfd);
     while (xp->op_free) {
@@ -828,6 +935,7 @@ static void s_ep_err_cb(void *arg, ucp_ep_h ep, ucs_status_t st)
     if (!peer->failed)
         SL_WARN("xport: peer failed: %s", ucs_status_string(st));
     peer->failed = true;
+    peer->xp->failed_pending = true;
 }
 
 sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len,

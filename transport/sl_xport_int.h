@@ -35,6 +35,7 @@ struct sl_xport_peer {
     sl_xport_t *xp;                    /* owning engine */
     ucp_ep_h ep[SL_XPORT_NCLASS];      /* one endpoint per class worker */
     bool failed;                       /* an endpoint reported an error */
+    bool closed;                       /* endpoints closed after the failure */
     sl_xport_rkey_t **rkeys;           /* imported regions, index = id */
     uint32_t nrkeys;                   /* used entries */
     uint32_t cap_rkeys;                /* allocated entries */
@@ -69,6 +70,9 @@ typedef struct sl_xport_req {
     uint64_t key;                      /* staged: transfer key seen by the receiver */
     unsigned outstanding;              /* UCX operations posted and not completed */
     sl_status_t status;                /* first error, or SL_OK */
+    bool ucx_wait;                     /* a flush or notification send is inside UCX */
+    bool orphan;                       /* reported before UCX released it */
+    bool reported;                     /* its callback has run (orphans only) */
     sl_xport_done_cb_t cb;             /* user completion */
     void *cb_arg;                      /* its argument */
     size_t notif_len;                  /* notification length (0 = none) */
@@ -108,6 +112,8 @@ struct sl_xport {
     sl_list_t mems;                            /* registered regions */
     sl_list_t queue[SL_XPORT_NCLASS];          /* requests with chunks left to post */
     sl_list_t done;                            /* completed requests, callbacks pending */
+    sl_list_t waiting;                         /* requests with a flush or notification in UCX */
+    sl_list_t orphans;                         /* reported failed, UCX still holds a callback */
     double pass[SL_XPORT_NCLASS];              /* stride-scheduler pass per class */
     double vtime;                              /* pass of the last chunk served */
     double bucket;                             /* background tokens in bytes */
@@ -123,6 +129,7 @@ struct sl_xport {
     sl_xport_stage_t *stage;                   /* staging rings, created on first use */
     sl_xport_op_ctx_t *op_free;                /* pool of operation contexts */
     sl_xport_am_arg_t am_arg[SL_XPORT_NCLASS]; /* AM handler arguments */
+    bool failed_pending;                       /* a peer failed since the last progress */
 };
 
 /* Take an operation context from the pool (malloc only when it is empty). */

@@ -88,6 +88,7 @@ typedef struct sl_xport_cfg {
     int stage_slots;        /* bounce-buffer slots per ring (credits) */
     int ib_sl[SL_XPORT_NCLASS]; /* InfiniBand service level per class; -1 = UCX default */
     int roce_tc[SL_XPORT_NCLASS]; /* RoCE traffic class per class; -1 = UCX default */
+    int keepalive_ms;        /* UCX keepalive interval (dead-peer detection on shared memory) */
     bool posix_peer_failure; /* let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING) */
     sl_xport_copy_fn_t copy; /* staging copy step; NULL = CUDA when built, else none */
     void *copy_ctx;          /* context passed to copy */
