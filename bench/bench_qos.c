@@ -11,6 +11,7 @@
  */
 #include <sluice/xport.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 
 /* Peer process helpers, defined in bench_xport.c. */
 struct sl_bench_peer;
-struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len);
+struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep);
 sl_status_t sl_bench_peer_connect(struct sl_bench_peer *p, sl_xport_t *xp,
                                   sl_xport_peer_t **conn_p, uint32_t *rid_p);
 void sl_bench_peer_stop(struct sl_bench_peer **p_p);
@@ -42,11 +43,11 @@ static const sl_cfg_field_t s_table[] = {
                  "seconds with critical and background streams"),
     SL_CFG_RANGE(qos_cfg_t, alone_s, "alone-seconds", "3", SL_CFG_INT, 1, 600,
                  "seconds with the background stream alone"),
-    SL_CFG_RANGE(qos_cfg_t, crit_kib, "critical-kib", "256", SL_CFG_INT, 4, 65536,
+    SL_CFG_RANGE(qos_cfg_t, crit_kib, "critical-kib", "1024", SL_CFG_INT, 4, 65536,
                  "size of each critical transfer (KV blocks)"),
     SL_CFG_RANGE(qos_cfg_t, bg_kib, "background-kib", "4096", SL_CFG_INT, 4, 65536,
                  "size of each background transfer (weights, checkpoints)"),
-    SL_CFG_RANGE(qos_cfg_t, window, "window", "16", SL_CFG_INT, 1, 1024,
+    SL_CFG_RANGE(qos_cfg_t, window, "window", "64", SL_CFG_INT, 1, 1024,
                  "transfers each stream keeps posted"),
     SL_CFG_RANGE(qos_cfg_t, probe_s, "probe-seconds", "1", SL_CFG_DOUBLE, 0.1, 60,
                  "link capacity probe duration"),
@@ -104,7 +105,7 @@ int sl_bench_qos_main(int argc, char **argv)
     if (st != SL_OK)
         return 2;
     setenv("UCX_TLS", qc.tls, 1);
-    if (!(peer = sl_bench_peer_spawn(S_REGION)))
+    if (!(peer = sl_bench_peer_spawn(S_REGION, true)))
         return 1;
     sl_xport_cfg_defaults(&cfg);
     if (posix_memalign(&region, 4096, S_REGION))

@@ -87,8 +87,9 @@ static void *s_recv_blob(int fd, size_t *n_p)
     return b;
 }
 
-/* The peer: an engine with one region, driven until the socket closes. */
-static int s_peer_main(int fd, size_t region_len)
+/* The peer: an engine with one region, driven until the socket closes;
+ * busy-polling like ucx_perftest, or sleeping on the engine's descriptor. */
+static int s_peer_main(int fd, size_t region_len, bool sleep)
 {
     sl_xport_cfg_t cfg;
     sl_xport_t *xp = NULL;
@@ -113,7 +114,11 @@ static int s_peer_main(int fd, size_t region_len)
         goto out;
     for (unsigned i = 0;; i++) {
         sl_xport_progress(xp);
-        if ((i & 255) == 0) {
+        if (sleep) {
+            struct pollfd p[2] = {{fd, POLLIN, 0}, {sl_xport_fd(xp), POLLIN, 0}};
+            if (sl_xport_arm(xp) == SL_OK && poll(p, 2, 100) > 0 && p[0].revents)
+                break;
+        } else if ((i & 255) == 0) {
             struct pollfd p = {fd, POLLIN, 0};
             if (poll(&p, 1, 0) > 0)
                 break;
@@ -130,8 +135,8 @@ out:
 
 /* Fork a peer with a region of region_len bytes. Call before this process
  * creates its own engine. */
-struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len);
-struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len)
+struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep);
+struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
@@ -147,7 +152,7 @@ struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len)
     }
     if (pid == 0) {
         close(sv[0]);
-        _exit(s_peer_main(sv[1], region_len));
+        _exit(s_peer_main(sv[1], region_len, sleep));
     }
     close(sv[1]);
     struct sl_bench_peer *p = calloc(1, sizeof(*p));
@@ -238,7 +243,7 @@ typedef struct bench_cfg {
 } bench_cfg_t;
 
 static const sl_cfg_field_t s_table[] = {
-    SL_CFG_FIELD(bench_cfg_t, tls, "tls", "posix,sysv,cma,self", SL_CFG_STR,
+    SL_CFG_FIELD(bench_cfg_t, tls, "tls", "tcp", SL_CFG_STR,
                  "UCX transports for both the engine and ucx_perftest (UCX_TLS)"),
     SL_CFG_RANGE(bench_cfg_t, seconds, "seconds", "0.5", SL_CFG_DOUBLE, 0.05, 60,
                  "measuring time per bandwidth point"),
@@ -362,7 +367,7 @@ int sl_bench_xport_main(int argc, char **argv)
     if (st != SL_OK)
         return 2;
     setenv("UCX_TLS", bc.tls, 1);
-    if (!(peer = sl_bench_peer_spawn(S_REGION)))
+    if (!(peer = sl_bench_peer_spawn(S_REGION, false)))
         return 1;
     sl_xport_cfg_defaults(&cfg);
     if (posix_memalign(&region, 4096, S_REGION))

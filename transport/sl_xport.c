@@ -448,6 +448,11 @@ static unsigned s_schedule(sl_xport_t *xp)
                 continue;
             if (c == SL_XPORT_BACKGROUND && xp->bucket_rate > 0 && xp->bucket < (double)xp->chunk)
                 continue;
+            /* while critical transfers are live (even if only waiting for
+             * their flush), background may not run ahead of its share */
+            if (c == SL_XPORT_BACKGROUND && xp->live[SL_XPORT_CRITICAL] &&
+                xp->pass[c] > xp->pass[SL_XPORT_CRITICAL])
+                continue;
             if (pick < 0 || xp->pass[c] < xp->pass[pick])
                 pick = c;
         }
@@ -489,6 +494,7 @@ static unsigned s_run_done(sl_xport_t *xp)
         else
             xp->stats.xfers_failed++;
         req->peer->live_reqs--;
+        xp->live[req->cls]--;
         if (req->cb)
             req->cb(req->cb_arg, req->status);
         free(req->blocks);
@@ -1245,6 +1251,7 @@ sl_status_t sl_xport_post(sl_xport_t *xp, sl_xport_peer_t *peer, const sl_xport_
         xp->pass[x->cls] = xp->vtime;
     sl_list_push_back(&xp->queue[x->cls], &req->link);
     peer->live_reqs++;
+    xp->live[x->cls]++;
     s_schedule(xp);
     return SL_OK;
 }
@@ -1267,14 +1274,25 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
     sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = local,
                          .remote = remote, .blocks = &blk, .nblocks = 1, .cb = s_probe_cb,
                          .cb_arg = state};
-    uint64_t start_bytes = xp->stats.bytes[SL_XPORT_CRITICAL];
-    sl_time_t t0 = sl_clock_now(), end = t0 + (sl_time_t)(seconds * 1e9);
-    sl_status_t ret;
+    /* a quarter of the time warms the path up and is not counted */
+    sl_time_t t0 = sl_clock_now(), warm = t0 + (sl_time_t)(seconds * 0.25e9);
+    sl_time_t end = warm + (sl_time_t)(seconds * 1e9);
+    uint64_t start_bytes = 0;
+    bool measuring = false;
+    sl_status_t ret = SL_OK;
 
-    if (!bps_p || seconds <= 0)
+    if (!xp || !peer || !local || !bps_p || seconds <= 0 || len == 0)
         return SL_ERR_INVALID;
-    while (sl_clock_now() < end && state[1] == SL_OK) {
-        while (state[0] < 8) {
+    for (;;) {
+        sl_time_t now = sl_clock_now();
+        if (!measuring && now >= warm) {
+            measuring = true;
+            t0 = now;
+            start_bytes = xp->stats.bytes[SL_XPORT_CRITICAL];
+        }
+        if (now >= end || state[1] != SL_OK)
+            break;
+        while (state[0] < 16) {
             if ((ret = sl_xport_post(xp, peer, &x)) != SL_OK)
                 goto out_drain;
             state[0]++;
@@ -1289,6 +1307,8 @@ out_drain:;
         sl_xport_progress(xp);
     if (ret != SL_OK)
         return ret;
+    if (!measuring || bytes == 0)
+        return SL_ERR_TIMEOUT;
     double bps = (double)bytes * 1e9 / (double)(t1 - t0);
     sl_xport_set_link_bps(xp, bps);
     *bps_p = bps;

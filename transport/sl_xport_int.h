@@ -115,6 +115,7 @@ struct sl_xport {
     sl_list_t waiting;                         /* requests with a flush or notification in UCX */
     sl_list_t orphans;                         /* reported failed, UCX still holds a callback */
     double pass[SL_XPORT_NCLASS];              /* stride-scheduler pass per class */
+    unsigned live[SL_XPORT_NCLASS];            /* transfers posted and not yet reported, per class */
     double vtime;                              /* pass of the last chunk served */
     double bucket;                             /* background tokens in bytes */
     double bucket_rate;                        /* tokens per second (0 = no bucket) */
