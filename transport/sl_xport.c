@@ -32,6 +32,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -70,6 +72,12 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  SL_CFG_INT, -1, 255, "RoCE traffic class of critical traffic"),
     SL_CFG_RANGE(sl_xport_cfg_t, roce_tc[SL_XPORT_BACKGROUND], "xport-tc-background", "-1",
                  SL_CFG_INT, -1, 255, "RoCE traffic class of background traffic"),
+    SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_CONTROL], "xport-tos-control", "184", SL_CFG_INT, 0,
+                 255, "IP TOS of control sockets (184 = DSCP EF)"),
+    SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_CRITICAL], "xport-tos-critical", "104", SL_CFG_INT,
+                 0, 255, "IP TOS of critical traffic on TCP (104 = DSCP AF31)"),
+    SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_BACKGROUND], "xport-tos-background", "32",
+                 SL_CFG_INT, 0, 255, "IP TOS of background traffic on TCP (32 = DSCP CS1)"),
     SL_CFG_RANGE(sl_xport_cfg_t, keepalive_ms, "xport-keepalive-ms", "1000", SL_CFG_INT, 10,
                  3600000, "UCX keepalive interval: how soon a silent dead peer is noticed"),
     SL_CFG_FIELD(sl_xport_cfg_t, posix_peer_failure, "xport-posix-peer-failure", "true",
@@ -1327,4 +1335,16 @@ void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out)
         if (peer->ep[c])
             ucp_ep_print_info(peer->ep[c], out);
     }
+}
+
+sl_status_t sl_xport_zmq_mark(void *zsock, const sl_xport_cfg_t *cfg, sl_xport_class_t cls)
+{
+    if (!zsock || !cfg || (unsigned)cls >= SL_XPORT_NCLASS)
+        return SL_ERR_INVALID;
+    int tos = cfg->tos[cls];
+    if (zmq_setsockopt(zsock, ZMQ_TOS, &tos, sizeof(tos)) != 0) {
+        SL_ERROR("xport: zmq_setsockopt(ZMQ_TOS=%d): %s", tos, zmq_strerror(zmq_errno()));
+        return SL_ERR_IO;
+    }
+    return SL_OK;
 }

@@ -88,6 +88,7 @@ typedef struct sl_xport_cfg {
     int stage_slots;        /* bounce-buffer slots per ring (credits) */
     int ib_sl[SL_XPORT_NCLASS]; /* InfiniBand service level per class; -1 = UCX default */
     int roce_tc[SL_XPORT_NCLASS]; /* RoCE traffic class per class; -1 = UCX default */
+    int tos[SL_XPORT_NCLASS]; /* IP TOS byte (DSCP << 2) per class for TCP sockets */
     int keepalive_ms;        /* UCX keepalive interval (dead-peer detection on shared memory) */
     bool posix_peer_failure; /* let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING) */
     sl_xport_copy_fn_t copy; /* staging copy step; NULL = CUDA when built, else none */
@@ -220,6 +221,11 @@ void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out);
 
 /* Copy the per-class counters. */
 void sl_xport_stats(const sl_xport_t *xp, sl_xport_stats_t *stats);
+
+/* Mark a ZeroMQ socket that carries traffic of class cls with that class's
+ * IP TOS byte (ZMQ_TOS), set before it binds or connects. SL_ERR_IO (logged)
+ * when ZeroMQ refuses. */
+sl_status_t sl_xport_zmq_mark(void *zsock, const sl_xport_cfg_t *cfg, sl_xport_class_t cls);
 
 /* The CUDA copy step (cudaMemcpyAsync on a stream, then synchronize), or
  * NULL when the build has no CUDA. */
