@@ -46,6 +46,8 @@
 /* Aim slightly under the share, so that the one-chunk jitter of any window
  * of measurement stays at or under the share. */
 #define S_SHARE_MARGIN 0.98
+/* Depth of the background bucket, in chunks. */
+#define S_BUCKET_CHUNKS 4
 
 static const sl_cfg_field_t s_cfg_table[] = {
     SL_CFG_RANGE(sl_xport_cfg_t, chunk_kib, "xport-chunk-kib", "256", SL_CFG_INT, 4, 65536,
@@ -415,8 +417,10 @@ void sl_xport_set_link_bps(sl_xport_t *xp, double bps)
         return;
     }
     /* rate x 1 s + depth <= share x capacity: no one-second window carries
-     * more background than its share of the link */
-    xp->bucket_max = (double)xp->chunk;
+     * more background than its share of the link. The depth is a few chunks
+     * so that tokens are not lost while background waits for its stride
+     * turn behind critical chunks. */
+    xp->bucket_max = (double)(S_BUCKET_CHUNKS * xp->chunk);
     xp->bucket_rate = xp->cfg.bg_share * S_SHARE_MARGIN * bps - xp->bucket_max;
     if (xp->bucket_rate < xp->bucket_max)
         xp->bucket_rate = xp->bucket_max;
