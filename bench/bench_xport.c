@@ -392,9 +392,9 @@ int sl_bench_xport_main(int argc, char **argv)
             bw_1m = bw;
         printf("%-10zu %12.1f %12.1f %12.1f\n", bsz, bw, p50, p99);
     }
-    double bw_list = s_bw(&r, 16384, 64, 4, bc.seconds);
-    printf("%-10s %12.1f   (lists of 64 scattered 16 KiB blocks, 4 lists in flight)\n",
-           "16k-list", bw_list);
+    double bw_list = s_bw(&r, 16384, 64, bc.window, bc.seconds);
+    printf("%-10s %12.1f   (lists of 64 scattered 16 KiB blocks, %d lists in flight)\n",
+           "16k-list", bw_list, bc.window);
     if (r.failed) {
         fprintf(stderr, "sluice-bench xport: %d transfers failed\n", r.failed);
         goto out;
