@@ -210,12 +210,12 @@ double sl_bench_perftest_bw(const char *tls, size_t size, long iters)
     double bw = -1;
     int port = 20000 + (int)(getpid() % 20000);
 
+    /* the same UCX environment as the engine's (UCX_TLS, and the error
+     * handling variables the engine may have set) is inherited */
     snprintf(cmd, sizeof(cmd),
-             "UCX_TLS=%s UCX_POSIX_ERROR_HANDLING=y UCX_SYSV_ERROR_HANDLING=y "
-             "ucx_perftest -p %d >/dev/null 2>&1 & srv=$!; sleep 0.5; "
-             "UCX_TLS=%s UCX_POSIX_ERROR_HANDLING=y UCX_SYSV_ERROR_HANDLING=y "
-             "timeout 120 ucx_perftest 127.0.0.1 -p %d -t ucp_put_bw -e -z -s %zu -n %ld -w %ld "
-             "2>&1; wait $srv",
+             "UCX_TLS=%s ucx_perftest -p %d >/dev/null 2>&1 & srv=$!; sleep 0.5; "
+             "UCX_TLS=%s timeout 120 ucx_perftest 127.0.0.1 -p %d -t ucp_put_bw -e -z -s %zu "
+             "-n %ld -w %ld 2>&1; wait $srv",
              tls, port, tls, port, size, iters, iters / 10 + 1);
     FILE *f = popen(cmd, "r");
     if (!f) {

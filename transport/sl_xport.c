@@ -858,7 +858,10 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     /* UCX 1.13 reads shared-memory transport settings from the environment
      * only (ucp_config_modify leaves them unused), so set them there unless
      * the operator already chose */
-    if (cfg->posix_peer_failure) {
+    const char *tls = getenv("UCX_TLS");
+    if (cfg->posix_peer_failure &&
+        (!tls || strstr(tls, "all") || strstr(tls, "sm") || strstr(tls, "posix") ||
+         strstr(tls, "sysv"))) {
         setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
         setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
     }
