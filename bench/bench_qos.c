@@ -7,7 +7,7 @@
  *
  * Shares are taken from the engine's per-class byte counters, i.e. bytes
  * whose UCX operations completed, over whole one-second windows after a
- * short warm-up of each phase.
+ * warm-up of each phase (--warmup-ms, printed).
  */
 #include <sluice/xport.h>
 
@@ -35,6 +35,7 @@ typedef struct qos_cfg {
     int bg_kib;               /* background transfer size */
     int window;               /* transfers in flight per stream */
     double probe_s;           /* link probe duration */
+    int warmup_ms;            /* unmeasured start of each phase */
 } qos_cfg_t;
 
 static const sl_cfg_field_t s_table[] = {
@@ -51,6 +52,8 @@ static const sl_cfg_field_t s_table[] = {
                  "transfers each stream keeps posted"),
     SL_CFG_RANGE(qos_cfg_t, probe_s, "probe-seconds", "1", SL_CFG_DOUBLE, 0.1, 60,
                  "link capacity probe duration"),
+    SL_CFG_RANGE(qos_cfg_t, warmup_ms, "warmup-ms", "1000", SL_CFG_INT, 0, 60000,
+                 "unmeasured start of each phase (queues fill, windows open)"),
     SL_CFG_END,
 };
 
@@ -136,8 +139,8 @@ int sl_bench_qos_main(int argc, char **argv)
     bs.span = S_REGION / 2 - bs.blk.len;
 
     printf("# sluice-bench qos: UCX_TLS=%s, link capacity %.1f MiB/s (critical puts, %.1f s), "
-           "background share %.2f, chunk %d KiB\n",
-           qc.tls, cap / (1 << 20), qc.probe_s, cfg.bg_share, cfg.chunk_kib);
+           "background share %.2f, chunk %d KiB, warm-up %d ms per phase\n",
+           qc.tls, cap / (1 << 20), qc.probe_s, cfg.bg_share, cfg.chunk_kib, qc.warmup_ms);
     printf("%-6s %-10s %12s %12s %9s %9s %9s\n", "second", "phase", "crit_MiB", "bg_MiB",
            "crit_shr", "bg_shr", "link_util");
 
@@ -145,7 +148,7 @@ int sl_bench_qos_main(int argc, char **argv)
     int second = 0;
     for (int phase = 0; phase < 2; phase++) {
         int secs = phase == 0 ? qc.both_s : qc.alone_s;
-        sl_time_t t = sl_clock_now(), warm = t + SL_MS(250), mark = 0;
+        sl_time_t t = sl_clock_now(), warm = t + SL_MS(qc.warmup_ms), mark = 0;
         sl_xport_stats_t s0, s1;
         int n = -1;
         while (n < secs) {

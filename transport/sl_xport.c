@@ -458,6 +458,11 @@ static unsigned s_schedule(sl_xport_t *xp)
         for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++) {
             if (blocked[c] || !s_head(xp, c))
                 continue;
+            /* bounded lag: a class held back (by its bucket, say) may catch
+             * up by one chunk, not burst through all it missed */
+            double floor = xp->vtime - (double)xp->chunk / w[c];
+            if (xp->pass[c] < floor)
+                xp->pass[c] = floor;
             if (c == SL_XPORT_BACKGROUND && xp->bucket_rate > 0 && xp->bucket < (double)xp->chunk)
                 continue;
             /* while critical transfers are live (even if only waiting for
