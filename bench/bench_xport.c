@@ -99,7 +99,11 @@ static int s_peer_main(int fd, size_t region_len, bool sleep)
     size_t alen, klen;
     int rc = 1;
 
+    char go;
     sl_log_set_component("bench-peer");
+    /* idle until our turn, so waiting peers take no CPU from the run */
+    if (s_rd(fd, &go, 1))
+        return 1;
     if (posix_memalign(&region, 4096, region_len))
         return 1;
     memset(region, 0, region_len);
@@ -133,8 +137,8 @@ out:
     return rc;
 }
 
-/* Fork a peer with a region of region_len bytes. Call before this process
- * creates its own engine. */
+/* Fork a peer with a region of region_len bytes; it idles until
+ * sl_bench_peer_connect(). Call before this process creates its engine. */
 struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep);
 struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep)
 {
@@ -174,6 +178,9 @@ sl_status_t sl_bench_peer_connect(struct sl_bench_peer *p, sl_xport_t *xp,
                                   sl_xport_peer_t **conn_p, uint32_t *rid_p)
 {
     size_t alen, klen;
+    char go = 'g';
+    if (s_wr(p->sock, &go, 1))
+        return SL_ERR_IO;
     void *addr = s_recv_blob(p->sock, &alen), *key = NULL;
     sl_status_t st = SL_ERR_IO;
     if (addr && (key = s_recv_blob(p->sock, &klen)) &&
@@ -240,17 +247,20 @@ typedef struct bench_cfg {
     double seconds;           /* time per bandwidth point */
     int window;               /* transfers in flight */
     int lat_iters;            /* latency samples per size */
+    int rounds;               /* rounds of (engine, ucx_perftest); the median ratio is reported */
 } bench_cfg_t;
 
 static const sl_cfg_field_t s_table[] = {
     SL_CFG_FIELD(bench_cfg_t, tls, "tls", "tcp", SL_CFG_STR,
                  "UCX transports for both the engine and ucx_perftest (UCX_TLS)"),
-    SL_CFG_RANGE(bench_cfg_t, seconds, "seconds", "0.5", SL_CFG_DOUBLE, 0.05, 60,
+    SL_CFG_RANGE(bench_cfg_t, seconds, "seconds", "1", SL_CFG_DOUBLE, 0.05, 60,
                  "measuring time per bandwidth point"),
     SL_CFG_RANGE(bench_cfg_t, window, "window", "16", SL_CFG_INT, 1, 1024,
                  "transfers kept in flight for bandwidth"),
     SL_CFG_RANGE(bench_cfg_t, lat_iters, "lat-iters", "200", SL_CFG_INT, 10, 100000,
                  "latency samples per block size"),
+    SL_CFG_RANGE(bench_cfg_t, rounds, "rounds", "3", SL_CFG_INT, 1, 15,
+                 "rounds of engine then ucx_perftest; RESULT gives the median ratios"),
     SL_CFG_END,
 };
 
@@ -352,13 +362,27 @@ static void s_lat(run_t *r, size_t bsz, int iters, double *p50, double *p99)
     free(h);
 }
 
+static int s_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double s_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), s_cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int sl_bench_xport_main(int argc, char **argv)
 {
+    enum { MAXR = 15 };
     bench_cfg_t bc;
     sl_xport_cfg_t cfg;
     run_t r = {0};
     void *region = NULL;
-    struct sl_bench_peer *peer = NULL;
+    struct sl_bench_peer *peers[MAXR] = {NULL};
+    double bw1[MAXR], bwl[MAXR], pf1[MAXR], pf16[MAXR], q1[MAXR], ql[MAXR];
     int rc = 1;
     sl_status_t st = sl_cfg_load(s_table, &bc, argc, argv, "[options]", NULL);
 
@@ -367,56 +391,75 @@ int sl_bench_xport_main(int argc, char **argv)
     if (st != SL_OK)
         return 2;
     setenv("UCX_TLS", bc.tls, 1);
-    if (!(peer = sl_bench_peer_spawn(S_REGION, false)))
-        return 1;
+    for (int i = 0; i < bc.rounds; i++)
+        if (!(peers[i] = sl_bench_peer_spawn(S_REGION, false)))
+            goto out;
     sl_xport_cfg_defaults(&cfg);
     if (posix_memalign(&region, 4096, S_REGION))
         goto out;
     memset(region, 0xa5, S_REGION);
     if (sl_xport_create(&cfg, &r.xp) != SL_OK ||
-        sl_xport_mem_register(r.xp, region, S_REGION, SL_XPORT_MEM_HOST, &r.mem) != SL_OK ||
-        sl_bench_peer_connect(peer, r.xp, &r.conn, &r.rid) != SL_OK) {
+        sl_xport_mem_register(r.xp, region, S_REGION, SL_XPORT_MEM_HOST, &r.mem) != SL_OK) {
         fprintf(stderr, "sluice-bench xport: engine setup failed\n");
         goto out;
     }
 
-    printf("# sluice-bench xport: critical puts, UCX_TLS=%s, window %d, %.2f s per point\n",
-           bc.tls, bc.window, bc.seconds);
-    printf("%-10s %12s %12s %12s\n", "block", "MiB/s", "lat_p50_us", "lat_p99_us");
-    double bw_1m = 0;
-    for (size_t bsz = 4096; bsz <= (16u << 20); bsz *= 4) {
-        double p50 = 0, p99 = 0;
-        double bw = s_bw(&r, bsz, 1, bc.window, bc.seconds);
-        s_lat(&r, bsz, bsz >= (4u << 20) ? bc.lat_iters / 4 : bc.lat_iters, &p50, &p99);
-        if (bsz == (1u << 20))
-            bw_1m = bw;
-        printf("%-10zu %12.1f %12.1f %12.1f\n", bsz, bw, p50, p99);
+    printf("# sluice-bench xport: critical puts, UCX_TLS=%s, window %d, %.2f s per point, "
+           "%d rounds\n",
+           bc.tls, bc.window, bc.seconds, bc.rounds);
+    for (int i = 0; i < bc.rounds; i++) {
+        if (sl_bench_peer_connect(peers[i], r.xp, &r.conn, &r.rid) != SL_OK) {
+            fprintf(stderr, "sluice-bench xport: connecting to the peer failed\n");
+            goto out;
+        }
+        if (i == 0) {
+            printf("%-10s %12s %12s %12s\n", "block", "MiB/s", "lat_p50_us", "lat_p99_us");
+            for (size_t bsz = 4096; bsz <= (16u << 20); bsz *= 4) {
+                double p50 = 0, p99 = 0;
+                double bw = s_bw(&r, bsz, 1, bc.window, bc.seconds);
+                s_lat(&r, bsz, bsz >= (4u << 20) ? bc.lat_iters / 4 : bc.lat_iters, &p50, &p99);
+                if (bsz == (1u << 20))
+                    bw1[i] = bw;
+                printf("%-10zu %12.1f %12.1f %12.1f\n", bsz, bw, p50, p99);
+            }
+        } else {
+            bw1[i] = s_bw(&r, 1u << 20, 1, bc.window, bc.seconds);
+        }
+        bwl[i] = s_bw(&r, 16384, 64, bc.window, bc.seconds);
+        if (i == 0)
+            printf("%-10s %12.1f   (lists of 64 scattered 16 KiB blocks, %d lists in flight)\n",
+                   "16k-list", bwl[i], bc.window);
+        if (r.failed) {
+            fprintf(stderr, "sluice-bench xport: %d transfers failed\n", r.failed);
+            goto out;
+        }
+        sl_xport_disconnect(r.xp, &r.conn);
+        sl_bench_peer_stop(&peers[i]);
+        pf1[i] = sl_bench_perftest_bw(bc.tls, 1u << 20, 2000);
+        pf16[i] = sl_bench_perftest_bw(bc.tls, 16384, 50000);
+        if (pf1[i] <= 0 || pf16[i] <= 0) {
+            fprintf(stderr, "sluice-bench xport: ucx_perftest gave no result\n");
+            goto out;
+        }
+        q1[i] = bw1[i] / pf1[i];
+        ql[i] = bwl[i] / pf16[i];
+        printf("# round %d: 1 MiB put %.1f MiB/s, ucx_perftest 1 MiB %.1f MiB/s (ratio %.3f); "
+               "16k lists %.1f MiB/s, ucx_perftest 16 KiB %.1f MiB/s (ratio %.3f)\n",
+               i + 1, bw1[i], pf1[i], q1[i], bwl[i], pf16[i], ql[i]);
+        fflush(stdout);
     }
-    double bw_list = s_bw(&r, 16384, 64, bc.window, bc.seconds);
-    printf("%-10s %12.1f   (lists of 64 scattered 16 KiB blocks, %d lists in flight)\n",
-           "16k-list", bw_list, bc.window);
-    if (r.failed) {
-        fprintf(stderr, "sluice-bench xport: %d transfers failed\n", r.failed);
-        goto out;
-    }
-    sl_xport_disconnect(r.xp, &r.conn);
-    sl_bench_peer_stop(&peer);
-
-    double pf_1m = sl_bench_perftest_bw(bc.tls, 1u << 20, 4000);
-    double pf_16k = sl_bench_perftest_bw(bc.tls, 16384, 200000);
-    printf("# ucx_perftest -t ucp_put_bw -e -z, UCX_TLS=%s: 1 MiB %.1f MiB/s, 16 KiB %.1f MiB/s\n",
-           bc.tls, pf_1m, pf_16k);
-    if (pf_1m <= 0 || pf_16k <= 0) {
-        fprintf(stderr, "sluice-bench xport: ucx_perftest gave no result\n");
-        goto out;
-    }
+    printf("# ucx_perftest -t ucp_put_bw -e -z (server and client on 127.0.0.1), UCX_TLS=%s\n",
+           bc.tls);
     printf("RESULT bw_1m_mibs=%.1f perftest_1m_mibs=%.1f ratio_1m=%.3f bw_16k_list_mibs=%.1f "
-           "perftest_16k_mibs=%.1f ratio_16k_list=%.3f tls=%s\n",
-           bw_1m, pf_1m, bw_1m / pf_1m, bw_list, pf_16k, bw_list / pf_16k, bc.tls);
+           "perftest_16k_mibs=%.1f ratio_16k_list=%.3f rounds=%d tls=%s\n",
+           s_median(bw1, bc.rounds), s_median(pf1, bc.rounds), s_median(q1, bc.rounds),
+           s_median(bwl, bc.rounds), s_median(pf16, bc.rounds), s_median(ql, bc.rounds),
+           bc.rounds, bc.tls);
     rc = 0;
 out:
     sl_xport_disconnect(r.xp, &r.conn);
-    sl_bench_peer_stop(&peer);
+    for (int i = 0; i < bc.rounds && i < MAXR; i++)
+        sl_bench_peer_stop(&peers[i]);
     sl_xport_mem_deregister(r.xp, &r.mem);
     sl_xport_destroy(&r.xp);
     free(region);
