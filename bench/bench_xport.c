@@ -10,6 +10,10 @@
  * with the same UCX_TLS and with error handling on endpoints (-e), which is
  * what the engine uses, so both sides pick the same UCX lanes.
  *
+ * The machine this runs on may be shared, so the run alternates: engine,
+ * then ucx_perftest, for --rounds rounds, each against a fresh peer, and
+ * RESULT gives the median of the per-round ratios (every round is printed).
+ *
  * The peer helpers at the top are shared with bench_qos.c (declared there).
  */
 #include <sluice/xport.h>
