@@ -50,7 +50,7 @@ static const sl_cfg_field_t s_table[] = {
                  "size of each background transfer (weights, checkpoints)"),
     SL_CFG_RANGE(qos_cfg_t, window, "window", "64", SL_CFG_INT, 1, 1024,
                  "transfers each stream keeps posted"),
-    SL_CFG_RANGE(qos_cfg_t, probe_s, "probe-seconds", "1", SL_CFG_DOUBLE, 0.1, 60,
+    SL_CFG_RANGE(qos_cfg_t, probe_s, "probe-seconds", "2", SL_CFG_DOUBLE, 0.1, 60,
                  "link capacity probe duration"),
     SL_CFG_RANGE(qos_cfg_t, warmup_ms, "warmup-ms", "1000", SL_CFG_INT, 0, 60000,
                  "unmeasured start of each phase (queues fill, windows open)"),
@@ -110,7 +110,9 @@ int sl_bench_qos_main(int argc, char **argv)
     setenv("UCX_TLS", qc.tls, 1);
     if (!(peer = sl_bench_peer_spawn(S_REGION, true)))
         return 1;
-    sl_xport_cfg_defaults(&cfg);
+    /* engine knobs come from the SLUICE_XPORT_* environment */
+    if (sl_cfg_load(sl_xport_cfg_table, &cfg, 1, argv, NULL, NULL) != SL_OK)
+        goto out;
     if (posix_memalign(&region, 4096, S_REGION))
         goto out;
     memset(region, 0x5a, S_REGION);

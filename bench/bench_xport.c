@@ -398,7 +398,9 @@ int sl_bench_xport_main(int argc, char **argv)
     for (int i = 0; i < bc.rounds; i++)
         if (!(peers[i] = sl_bench_peer_spawn(S_REGION, false)))
             goto out;
-    sl_xport_cfg_defaults(&cfg);
+    /* engine knobs come from the SLUICE_XPORT_* environment */
+    if (sl_cfg_load(sl_xport_cfg_table, &cfg, 1, argv, NULL, NULL) != SL_OK)
+        goto out;
     if (posix_memalign(&region, 4096, S_REGION))
         goto out;
     memset(region, 0xa5, S_REGION);
