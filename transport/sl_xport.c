@@ -46,6 +46,8 @@
 /* Aim slightly under the share, so that the one-chunk jitter of any window
  * of measurement stays at or under the share. */
 #define S_SHARE_MARGIN 0.98
+/* Requests kept for reuse. */
+#define S_REQ_POOL_MAX 1024
 /* Depth of the background bucket, in chunks. */
 #define S_BUCKET_CHUNKS 4
 
@@ -366,8 +368,11 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
         uint8_t *laddr = (uint8_t *)req->local->base + b->local_off + req->cur_off;
         uint64_t raddr = req->remote->base + b->remote_off + req->cur_off;
         sl_xport_op_ctx_t *o = sl_xport_op_get(xp, req, n);
-        if (!o)
-            return sent ? SL_OK : SL_ERR_NOMEM;
+        if (!o) {
+            if (!sent)
+                return SL_ERR_NOMEM;
+            break;
+        }
         memset(&prm, 0, sizeof(prm));
         prm.op_attr_mask =
             UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
@@ -514,13 +519,17 @@ static unsigned s_run_done(sl_xport_t *xp)
         xp->live[req->cls]--;
         if (req->cb)
             req->cb(req->cb_arg, req->status);
-        free(req->blocks);
-        req->blocks = NULL;
         if (req->orphan) {
             /* UCX still holds it: s_wait_end() frees it, or destroy does */
+            free(req->blocks);
+            req->blocks = NULL;
             req->reported = true;
             sl_list_push_back(&xp->orphans, &req->link);
+        } else if (xp->req_pool_len < S_REQ_POOL_MAX) {
+            sl_list_push_front(&xp->req_pool, &req->link);
+            xp->req_pool_len++;
         } else {
+            free(req->blocks);
             free(req);
         }
         n++;
@@ -854,6 +863,7 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     sl_list_init(&xp->done);
     sl_list_init(&xp->waiting);
     sl_list_init(&xp->orphans);
+    sl_list_init(&xp->req_pool);
     for (int c = 0; c < SL_XPORT_NCLASS; c++)
         sl_list_init(&xp->queue[c]);
     sl_rand_t r;
@@ -919,6 +929,11 @@ void sl_xport_destroy(sl_xport_t **xp_p)
             ucp_worker_destroy(xp->worker[c]);
         if (xp->ctx[c])
             ucp_cleanup(xp->ctx[c]);
+    }
+    while (!sl_list_empty(&xp->req_pool)) {
+        sl_xport_req_t *req = SL_CONTAINER_OF(sl_list_pop_front(&xp->req_pool), sl_xport_req_t, link);
+        free(req->blocks);
+        free(req);
     }
     /* the workers are gone, so no callback can reach an orphan any more */
     while (!sl_list_empty(&xp->orphans)) {
@@ -1200,6 +1215,37 @@ err_malformed:
 
 /* ---- posting transfers ------------------------------------------------ */
 
+/* A request with room for nblocks blocks, from the pool when one is there
+ * (the pool keeps each request's block array, so a steady stream of
+ * transfers allocates nothing). Everything but the block array is zeroed. */
+static sl_xport_req_t *s_req_get(sl_xport_t *xp, size_t nblocks)
+{
+    sl_list_t *e = sl_list_pop_front(&xp->req_pool);
+    sl_xport_req_t *req;
+    if (e) {
+        req = SL_CONTAINER_OF(e, sl_xport_req_t, link);
+        xp->req_pool_len--;
+    } else if (!(req = calloc(1, sizeof(*req)))) {
+        return NULL;
+    }
+    sl_xport_block_t *blocks = req->blocks;
+    size_t cap = req->blocks_cap;
+    if (cap < nblocks) {
+        sl_xport_block_t *n = realloc(blocks, nblocks * sizeof(*n));
+        if (!n) {
+            free(blocks);
+            free(req);
+            return NULL;
+        }
+        blocks = n;
+        cap = nblocks;
+    }
+    memset(req, 0, offsetof(sl_xport_req_t, notif));
+    req->blocks = blocks;
+    req->blocks_cap = cap;
+    return req;
+}
+
 static sl_status_t s_validate(sl_xport_t *xp, sl_xport_peer_t *peer, const sl_xport_xfer_t *x,
                               sl_xport_rkey_t **rk_p)
 {
@@ -1237,15 +1283,9 @@ sl_status_t sl_xport_post(sl_xport_t *xp, sl_xport_peer_t *peer, const sl_xport_
     if (ret != SL_OK)
         return ret;
 
-    sl_xport_req_t *req = malloc(sizeof(*req));
+    sl_xport_req_t *req = s_req_get(xp, x->nblocks);
     if (!req)
         return SL_ERR_NOMEM;
-    memset(req, 0, offsetof(sl_xport_req_t, notif));
-    req->blocks = malloc(x->nblocks * sizeof(*req->blocks));
-    if (!req->blocks) {
-        free(req);
-        return SL_ERR_NOMEM;
-    }
     memcpy(req->blocks, x->blocks, x->nblocks * sizeof(*req->blocks));
     req->xp = xp;
     req->peer = peer;

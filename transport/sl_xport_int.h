@@ -62,7 +62,8 @@ typedef struct sl_xport_req {
     sl_xport_mem_t *local;             /* local region */
     sl_xport_rkey_t *remote;           /* remote region */
     bool staged;                       /* goes through the staging pipeline */
-    sl_xport_block_t *blocks;          /* copy of the block list */
+    sl_xport_block_t *blocks;          /* copy of the block list (kept across reuse) */
+    size_t blocks_cap;                 /* its capacity in blocks */
     size_t nblocks;                    /* number of blocks */
     size_t cur_block;                  /* issue cursor: block */
     uint64_t cur_off;                  /* issue cursor: offset inside the block */
@@ -114,6 +115,8 @@ struct sl_xport {
     sl_list_t done;                            /* completed requests, callbacks pending */
     sl_list_t waiting;                         /* requests with a flush or notification in UCX */
     sl_list_t orphans;                         /* reported failed, UCX still holds a callback */
+    sl_list_t req_pool;                        /* finished requests kept for reuse */
+    unsigned req_pool_len;                     /* their number */
     double pass[SL_XPORT_NCLASS];              /* stride-scheduler pass per class */
     unsigned live[SL_XPORT_NCLASS];            /* transfers posted and not yet reported, per class */
     double vtime;                              /* pass of the last chunk served */
