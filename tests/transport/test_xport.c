@@ -507,6 +507,41 @@ static void test_zmq_tos_marking(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* A critical transfer posted behind a large background one, with the link
+ * capacity set low so the bucket paces background, finishes first: the
+ * classes interleave by chunks instead of queueing whole transfers. No
+ * speed is asserted, only the order. */
+static void test_critical_overtakes_background(void **state)
+{
+    fixture_t *f = *state;
+    done_t bg = {0}, crit = {0};
+    sl_xport_stats_t s0, s1;
+    sl_xport_block_t bb = {0, 0, 12u << 20}, cb = {12u << 20, 12u << 20, 4u << 20};
+    sl_xport_xfer_t xb = {.op = SL_XPORT_PUT, .cls = SL_XPORT_BACKGROUND, .local = f->mem,
+                          .remote = f->peer.rid, .blocks = &bb, .nblocks = 1, .cb = s_done_cb,
+                          .cb_arg = &bg};
+    sl_xport_xfer_t xc = xb;
+
+    xc.cls = SL_XPORT_CRITICAL;
+    xc.blocks = &cb;
+    xc.cb_arg = &crit;
+    xp_fill(f->buf, REGION, 9);
+    sl_xport_set_link_bps(f->xp, 50e6);
+    sl_xport_stats(f->xp, &s0);
+    assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &xb), SL_OK);
+    assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &xc), SL_OK);
+    s_wait_done(f->xp, &crit, 1);
+    assert_int_equal(crit.failed, 0);
+    assert_int_equal(bg.n, 0);
+    sl_xport_stats(f->xp, &s1);
+    assert_true(s1.bytes[SL_XPORT_BACKGROUND] - s0.bytes[SL_XPORT_BACKGROUND] < bb.len);
+    sl_xport_set_link_bps(f->xp, 0);
+    s_wait_done(f->xp, &bg, 1);
+    assert_int_equal(bg.failed, 0);
+    s_read_peer(f, &f->peer);
+    assert_memory_equal(f->got, f->buf, REGION);
+}
+
 int main(int argc, char **argv)
 {
     xp_peer_main_maybe(argc, argv);
@@ -517,6 +552,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_thousands_of_scattered_blocks),
         cmocka_unit_test(test_many_concurrent_transfers),
         cmocka_unit_test(test_both_directions_at_once),
+        cmocka_unit_test(test_critical_overtakes_background),
         cmocka_unit_test(test_staging_pipeline),
         cmocka_unit_test(test_peer_killed_mid_transfer),
     };
