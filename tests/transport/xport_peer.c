@@ -1,0 +1,364 @@
+/*
+ * Transport test harness (see xport_peer.h). The peer is this binary
+ * re-executed, not a bare fork: a forked copy of a process that already
+ * holds UCX contexts would share their memory maps and file descriptors.
+ * The peer runs a loop that sleeps on its engine's file descriptor and the
+ * command socket, so it also exercises sl_xport_arm()/sl_xport_fd().
+ */
+#include "tests/transport/xport_peer.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/sl_log.h"
+#include "common/sl_rand.h"
+
+enum { CMD_READ = 1, CMD_NOTIFS, CMD_PUT_BACK, CMD_PUT_DONE, CMD_EXIT, CMD_REPLY };
+
+typedef struct msg {
+    uint32_t cmd; /* CMD_* */
+    int32_t st;   /* status in replies */
+    uint64_t a;   /* first argument */
+    uint64_t b;   /* second argument */
+    uint64_t c;   /* third argument */
+} msg_t;
+
+sl_status_t xp_memcpy_copy(void *ctx, void *dst, const void *src, size_t len)
+{
+    memcpy(dst, src, len);
+    return SL_OK;
+}
+
+void xp_fill(void *buf, size_t len, uint64_t seed)
+{
+    sl_rand_t r;
+    uint8_t *p = buf;
+    size_t i = 0;
+    sl_rand_seed(&r, seed);
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v = sl_rand_u64(&r);
+        memcpy(p + i, &v, 8);
+    }
+    for (; i < len; i++)
+        p[i] = (uint8_t)sl_rand_u64(&r);
+}
+
+static int s_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int s_read_all(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int s_send_blob(int fd, const void *buf, size_t len)
+{
+    uint64_t l = len;
+    return s_write_all(fd, &l, 8) || s_write_all(fd, buf, len) ? -1 : 0;
+}
+
+static void *s_recv_blob(int fd, size_t *len_p)
+{
+    uint64_t l;
+    if (s_read_all(fd, &l, 8) || l > (64u << 20))
+        return NULL;
+    void *b = malloc(l ? l : 1);
+    if (!b || s_read_all(fd, b, l)) {
+        free(b);
+        return NULL;
+    }
+    *len_p = l;
+    return b;
+}
+
+/* Send our address and key, read theirs, connect and import. */
+static int s_exchange(sl_xport_t *xp, sl_xport_mem_t *mine, int fd, sl_xport_peer_t **conn_p,
+                      uint32_t *rid_p)
+{
+    const void *addr;
+    size_t alen, klen, ralen, rklen;
+    void *key = NULL, *raddr = NULL, *rkey = NULL;
+    int ret = -1;
+
+    if (sl_xport_address(xp, &addr, &alen) || sl_xport_mem_pack(xp, mine, &key, &klen))
+        return -1;
+    if (s_send_blob(fd, addr, alen) || s_send_blob(fd, key, klen))
+        goto out;
+    if (!(raddr = s_recv_blob(fd, &ralen)) || !(rkey = s_recv_blob(fd, &rklen)))
+        goto out;
+    if (sl_xport_connect(xp, raddr, ralen, conn_p) != SL_OK)
+        goto out;
+    if (sl_xport_rkey_import(xp, *conn_p, rkey, rklen, rid_p) != SL_OK)
+        goto out;
+    ret = 0;
+out:
+    free(key);
+    free(raddr);
+    free(rkey);
+    return ret;
+}
+
+/* ---- the peer process ------------------------------------------------- */
+
+typedef struct peer_state {
+    int fd;                /* command socket */
+    int put_pending;       /* put_back in flight */
+    bool put_done;         /* put_back completed, reply owed */
+    int put_status;        /* its status */
+    uint64_t notifs_wanted;/* reply owed when this many notifications arrived (0 = none) */
+} peer_state_t;
+
+static void s_put_back_cb(void *arg, sl_status_t st)
+{
+    peer_state_t *ps = arg;
+    ps->put_done = true;
+    ps->put_status = st;
+}
+
+static int s_peer_run(int fd, const xp_peer_opts_t *o)
+{
+    sl_xport_cfg_t cfg;
+    sl_xport_t *xp = NULL;
+    sl_xport_mem_t *mem = NULL;
+    sl_xport_peer_t *conn = NULL;
+    uint32_t rid = 0;
+    peer_state_t ps = {.fd = fd};
+    uint8_t *region;
+    int rc = 1;
+
+    sl_log_set_component("xport-peer");
+    if (posix_memalign((void **)&region, 4096, o->region_len))
+        return 1;
+    xp_fill(region, o->region_len, o->seed);
+    sl_xport_cfg_defaults(&cfg);
+    cfg.copy = xp_memcpy_copy;
+    cfg.stage_chunk_kib = o->stage_chunk_kib;
+    cfg.stage_slots = o->stage_slots;
+    if (sl_xport_create(&cfg, &xp) != SL_OK)
+        goto out_free;
+    if (sl_xport_mem_register(xp, region, o->region_len,
+                              o->staged ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST, &mem) != SL_OK)
+        goto out_destroy;
+    if (s_exchange(xp, mem, fd, &conn, &rid))
+        goto out_destroy;
+
+    for (;;) {
+        sl_xport_stats_t stats;
+        msg_t m, r;
+        struct pollfd pfd[2] = {{fd, POLLIN, 0}, {sl_xport_fd(xp), POLLIN, 0}};
+
+        while (sl_xport_progress(xp))
+            ;
+        sl_xport_stats(xp, &stats);
+        if (ps.notifs_wanted && stats.notifs_rx >= ps.notifs_wanted) {
+            r = (msg_t){.cmd = CMD_REPLY, .a = stats.notifs_rx};
+            ps.notifs_wanted = 0;
+            if (s_write_all(fd, &r, sizeof(r)))
+                break;
+        }
+        if (ps.put_done) {
+            r = (msg_t){.cmd = CMD_PUT_DONE, .st = ps.put_status};
+            ps.put_done = false;
+            if (s_write_all(fd, &r, sizeof(r)))
+                break;
+        }
+        if (sl_xport_arm(xp) == SL_OK) {
+            if (poll(pfd, 2, 100) < 0 && errno != EINTR)
+                break;
+        } else if (poll(pfd, 1, 0) < 0 && errno != EINTR) {
+            break;
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP)))
+            continue;
+        if (s_read_all(fd, &m, sizeof(m)))
+            break;
+        if (m.cmd == CMD_EXIT) {
+            rc = 0;
+            break;
+        }
+        switch (m.cmd) {
+        case CMD_READ:
+            if (m.a > o->region_len || m.b > o->region_len - m.a)
+                goto out_destroy;
+            r = (msg_t){.cmd = CMD_REPLY, .a = m.b};
+            if (s_write_all(fd, &r, sizeof(r)) || s_write_all(fd, region + m.a, m.b))
+                goto out_destroy;
+            break;
+        case CMD_NOTIFS:
+            ps.notifs_wanted = m.a;
+            break;
+        case CMD_PUT_BACK: {
+            sl_xport_block_t blk = {m.a, m.b, m.c};
+            char note[] = "put-back";
+            sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = mem,
+                                 .remote = rid, .blocks = &blk, .nblocks = 1, .notif = note,
+                                 .notif_len = sizeof(note), .cb = s_put_back_cb, .cb_arg = &ps};
+            sl_status_t st = sl_xport_post(xp, conn, &x);
+            if (st != SL_OK) {
+                ps.put_done = true;
+                ps.put_status = st;
+            }
+            break;
+        }
+        default:
+            goto out_destroy;
+        }
+    }
+    if (rc == 0) {
+        msg_t r = {.cmd = CMD_REPLY};
+        s_write_all(fd, &r, sizeof(r));
+    }
+out_destroy:
+    sl_xport_mem_deregister(xp, &mem);
+    sl_xport_destroy(&xp);
+out_free:
+    free(region);
+    if (rc == 0 && sl_log_error_count())
+        rc = 3;
+    return rc;
+}
+
+void xp_peer_main_maybe(int argc, char **argv)
+{
+    if (argc < 8 || strcmp(argv[1], "--peer"))
+        return;
+    xp_peer_opts_t o = {.region_len = strtoull(argv[3], NULL, 0),
+                        .staged = atoi(argv[4]) != 0,
+                        .stage_chunk_kib = atoi(argv[5]),
+                        .stage_slots = atoi(argv[6]),
+                        .seed = strtoull(argv[7], NULL, 0)};
+    exit(s_peer_run(atoi(argv[2]), &o));
+}
+
+/* ---- the parent's side ------------------------------------------------ */
+
+int xp_peer_start(sl_xport_t *xp, sl_xport_mem_t *mine, const xp_peer_opts_t *o, xp_peer_t *p)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        char fd[16], len[32], st[4], ck[16], sl[16], seed[32];
+        int cfd = dup(sv[1]); /* without CLOEXEC */
+        snprintf(fd, sizeof(fd), "%d", cfd);
+        snprintf(len, sizeof(len), "%zu", o->region_len);
+        snprintf(st, sizeof(st), "%d", o->staged ? 1 : 0);
+        snprintf(ck, sizeof(ck), "%d", o->stage_chunk_kib ? o->stage_chunk_kib : 2048);
+        snprintf(sl, sizeof(sl), "%d", o->stage_slots ? o->stage_slots : 4);
+        snprintf(seed, sizeof(seed), "%llu", (unsigned long long)o->seed);
+        char *args[] = {"xport-peer", "--peer", fd, len, st, ck, sl, seed, NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    close(sv[1]);
+    p->pid = pid;
+    p->sock = sv[0];
+    p->conn = NULL;
+    if (s_exchange(xp, mine, p->sock, &p->conn, &p->rid)) {
+        xp_peer_kill(p);
+        return -1;
+    }
+
+    return 0;
+}
+
+/* Wait for one message from the peer while progressing our engine. */
+static int s_wait_msg(sl_xport_t *xp, xp_peer_t *p, msg_t *m)
+{
+    for (;;) {
+        struct pollfd pfd = {p->sock, POLLIN, 0};
+        if (xp)
+            sl_xport_progress(xp);
+        int n = poll(&pfd, 1, xp ? 0 : 1000);
+        if (n < 0 && errno != EINTR)
+            return -1;
+        if (n > 0)
+            return s_read_all(p->sock, m, sizeof(*m));
+    }
+}
+
+int xp_peer_read(xp_peer_t *p, uint64_t off, void *out, size_t len)
+{
+    msg_t m = {.cmd = CMD_READ, .a = off, .b = len};
+    if (s_write_all(p->sock, &m, sizeof(m)) || s_read_all(p->sock, &m, sizeof(m)) ||
+        m.cmd != CMD_REPLY || m.a != len)
+        return -1;
+    return s_read_all(p->sock, out, len);
+}
+
+int xp_peer_wait_notifs(sl_xport_t *xp, xp_peer_t *p, uint64_t n)
+{
+    msg_t m = {.cmd = CMD_NOTIFS, .a = n};
+    if (s_write_all(p->sock, &m, sizeof(m)) || s_wait_msg(xp, p, &m) || m.cmd != CMD_REPLY)
+        return -1;
+    return 0;
+}
+
+int xp_peer_put_back(xp_peer_t *p, uint64_t off, uint64_t roff, uint64_t len)
+{
+    msg_t m = {.cmd = CMD_PUT_BACK, .a = off, .b = roff, .c = len};
+    return s_write_all(p->sock, &m, sizeof(m));
+}
+
+int xp_peer_put_back_wait(sl_xport_t *xp, xp_peer_t *p, int *status_p)
+{
+    msg_t m;
+    if (s_wait_msg(xp, p, &m) || m.cmd != CMD_PUT_DONE)
+        return -1;
+    *status_p = m.st;
+    return 0;
+}
+
+int xp_peer_stop(sl_xport_t *xp, xp_peer_t *p)
+{
+    msg_t m = {.cmd = CMD_EXIT};
+    int status = -1;
+    if (getenv("SLUICE_XPORT_DESCRIBE"))
+        sl_xport_peer_describe(p->conn, stderr);
+    sl_xport_disconnect(xp, &p->conn);
+    if (s_write_all(p->sock, &m, sizeof(m)) == 0)
+        s_wait_msg(NULL, p, &m);
+    close(p->sock);
+    if (waitpid(p->pid, &status, 0) != p->pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void xp_peer_kill(xp_peer_t *p)
+{
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    close(p->sock);
+}
