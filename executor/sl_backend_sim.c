@@ -21,9 +21,12 @@
  *   per_token_ctx = 4 * 4096 * 32 FLOP / (0.55 * 989e12) = 0.00096 us
  *   decode_base   = 16.1e9 B / (0.85 * 3.35e12 B/s) = 5650 us
  *   per_kv_token  = 131072 B / (0.85 * 3.35e12 B/s) = 0.046 us
- * This agrees with published vLLM measurements of Llama 3.1 8B on one H100
- * (Microsoft Azure HPC blog, "Performance of Llama 3.1 8B AI Inference using
- * vLLM on ND-H100-v5", Aug 2025: single-stream decode near 6-7 ms per token).
+ * The rates are NVIDIA's published H100 SXM specifications; the two
+ * efficiencies are assumptions, not fitted to a serving measurement. Fit
+ * them to a measured engine with the --sim-* knobs (published vLLM runs of
+ * Llama 3.1 8B on one H100, e.g. Microsoft's Azure HPC blog "Performance of
+ * Llama 3.1 8B AI Inference using vLLM on ND-H100-v5", Aug 2025, are the
+ * comparison to make).
  * Every coefficient is a knob (--sim-*).
  *
  * Prefix cache: an LRU over block hashes with a capacity in tokens (H100's
