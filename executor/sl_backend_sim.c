@@ -15,7 +15,7 @@
  * Default coefficients: an 8B Llama-class model (Llama 3 8B: 8.0e9
  * parameters, 32 layers, 8 KV heads of 128, so 128 KiB of bf16 KV per token)
  * on one H100 SXM, from NVIDIA's H100 datasheet rates (989 TFLOP/s dense
- * bf16, 3.35 TB/s HBM3) at the efficiencies serving engines reach
+ * bf16, 3.35 TB/s HBM3) at assumed efficiencies
  * (about 55% of peak FLOP/s in prefill, 85% of peak bandwidth in decode):
  *   per_token     = 2 * 8.0e9 FLOP / (0.55 * 989e12) = 29 us
  *   per_token_ctx = 4 * 4096 * 32 FLOP / (0.55 * 989e12) = 0.00096 us
