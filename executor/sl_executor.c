@@ -77,10 +77,16 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
 
 /* A dispatched job. */
 typedef struct s_job {
-    sl_engine_job_t ej;  /* engine view */
-    sl_msg_t *dispatch;  /* the Dispatch envelope (owns prompt data) */
-    uint32_t out[];      /* output tokens */
+    sl_engine_job_t ej;       /* engine view */
+    sl_msg_t *dispatch;       /* the Dispatch envelope (owns prompt data) */
+    sl_engine_done_t how;     /* how it ended (once done) */
+    const char *error;        /* static error text, or NULL */
+    struct s_job *next_done;  /* finished jobs waiting to be reported */
+    uint32_t out[];           /* output tokens */
 } s_job_t;
+
+/* Completions sent in one message at most. */
+#define S_DONE_BATCH 256
 
 #define S_KV_BATCH 256
 #define SL_EXEC_MAX_MODELS_WIRE 16
@@ -101,6 +107,9 @@ struct sl_executor {
     uint64_t kv_stored[S_KV_BATCH]; /* KV events waiting to be sent */
     uint64_t kv_evicted[S_KV_BATCH];
     size_t n_stored, n_evicted;
+    s_job_t *done_head;             /* finished jobs to report, oldest first */
+    s_job_t **done_tail;            /* where the next one goes */
+    size_t n_done;                  /* their number */
     volatile sig_atomic_t stop;     /* drain and exit */
     uint64_t rejected;              /* bad messages received */
 };
@@ -159,37 +168,81 @@ static void s_on_tokens(void *arg, sl_engine_job_t *ej, uint32_t from, uint32_t 
     s_send(x, &env);
 }
 
+/* The engine finished a job: queue its report; s_flush_done sends the
+ * reports of one loop turn together (one message for a whole batch step). */
 static void s_on_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, const char *error)
 {
     sl_executor_t *x = arg;
     s_job_t *job = SL_CONTAINER_OF(ej, s_job_t, ej);
-    Sluice__Completion c = SLUICE__COMPLETION__INIT;
-    Sluice__Result r = SLUICE__RESULT__INIT;
-    Sluice__Timings t = SLUICE__TIMINGS__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    static const Sluice__ResultStatus map[] = {SLUICE__RESULT_STATUS__RESULT_OK,
-                                               SLUICE__RESULT_STATUS__RESULT_FAILED,
-                                               SLUICE__RESULT_STATUS__RESULT_CANCELED};
-    r.job_id = job->dispatch->dispatch->job->id;
-    r.status = map[how];
-    r.tokens = ej->seq.out;
-    r.n_tokens = ej->seq.n_out;
-    r.error = (char *)(error ? error : "");
-    t.prompt_tokens = ej->seq.prompt_len;
-    t.cached_tokens = ej->seq.cached_tokens;
-    t.output_tokens = ej->seq.n_out;
-    t.exec_ttft_us = ej->first_token ? (uint64_t)((ej->first_token - ej->arrived) / 1000) : 0;
-    t.exec_end_us = (uint64_t)((ej->finished - ej->arrived) / 1000);
-    r.timings = &t;
-    c.job_seq = ej->seq.id;
-    c.result = &r;
-    env.body_case = SLUICE__ENVELOPE__BODY_COMPLETION;
-    env.completion = &c;
-    s_flush_kv(x); /* the scheduler learns of cached blocks before the next placement */
-    s_send(x, &env);
+    job->how = how;
+    job->error = error;
+    job->next_done = NULL;
+    *x->done_tail = job;
+    x->done_tail = &job->next_done;
+    x->n_done++;
+}
+
+static void s_job_free(sl_executor_t *x, s_job_t *job)
+{
     sl_proto_free(&job->dispatch);
     free(job);
     x->inflight--;
+}
+
+/* Report finished jobs, S_DONE_BATCH per message; send = false only frees them. */
+static void s_flush_done(sl_executor_t *x, bool send)
+{
+    static const Sluice__ResultStatus map[] = {SLUICE__RESULT_STATUS__RESULT_OK,
+                                               SLUICE__RESULT_STATUS__RESULT_FAILED,
+                                               SLUICE__RESULT_STATUS__RESULT_CANCELED};
+    Sluice__Completion c[S_DONE_BATCH], *cp[S_DONE_BATCH];
+    Sluice__Result r[S_DONE_BATCH];
+    Sluice__Timings t[S_DONE_BATCH];
+    s_job_t *batch[S_DONE_BATCH];
+
+    if (send && x->n_done)
+        s_flush_kv(x); /* the scheduler learns of cached blocks before the next placement */
+    while (x->done_head) {
+        size_t n = 0;
+        while (x->done_head && n < S_DONE_BATCH) {
+            s_job_t *job = x->done_head;
+            sl_engine_job_t *ej = &job->ej;
+            x->done_head = job->next_done;
+            batch[n] = job;
+            sluice__completion__init(&c[n]);
+            sluice__result__init(&r[n]);
+            sluice__timings__init(&t[n]);
+            r[n].job_id = job->dispatch->dispatch->job->id;
+            r[n].status = map[job->how];
+            r[n].tokens = ej->seq.out;
+            r[n].n_tokens = ej->seq.n_out;
+            r[n].error = (char *)(job->error ? job->error : "");
+            t[n].prompt_tokens = ej->seq.prompt_len;
+            t[n].cached_tokens = ej->seq.cached_tokens;
+            t[n].output_tokens = ej->seq.n_out;
+            t[n].exec_ttft_us =
+                ej->first_token ? (uint64_t)((ej->first_token - ej->arrived) / 1000) : 0;
+            t[n].exec_end_us = (uint64_t)((ej->finished - ej->arrived) / 1000);
+            r[n].timings = &t[n];
+            c[n].job_seq = ej->seq.id;
+            c[n].result = &r[n];
+            cp[n] = &c[n];
+            n++;
+        }
+        if (send) {
+            Sluice__CompletionBatch b = SLUICE__COMPLETION_BATCH__INIT;
+            sl_msg_t env = SLUICE__ENVELOPE__INIT;
+            b.completions = cp;
+            b.n_completions = n;
+            env.body_case = SLUICE__ENVELOPE__BODY_COMPLETIONS;
+            env.completions = &b;
+            s_send(x, &env);
+        }
+        for (size_t i = 0; i < n; i++)
+            s_job_free(x, batch[i]);
+    }
+    x->done_tail = &x->done_head;
+    x->n_done = 0;
 }
 
 static void s_hello(sl_executor_t *x, sl_time_t now)
@@ -325,6 +378,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     if (!x)
         return SL_ERR_NOMEM;
     x->cfg = *cfg;
+    x->done_tail = &x->done_head;
     if (!x->cfg.name[0]) {
         char host[64] = "host";
         gethostname(host, sizeof(host) - 1);
@@ -439,6 +493,7 @@ sl_status_t sl_executor_run(sl_executor_t *x)
         if (rc > 0 && (item.revents & ZMQ_POLLIN))
             s_on_message(x, now);
         wake = sl_engine_advance(x->engine, now);
+        s_flush_done(x, true);
         if (x->welcomed && now >= x->next_beat) {
             s_heartbeat(x, now);
             x->next_beat = now + x->heartbeat;
@@ -465,6 +520,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
         return;
     sl_signal_forget(&x->stop);
     sl_engine_destroy(&x->engine);
+    s_flush_done(x, false);
     zmq_close(x->sock);
     zmq_ctx_term(x->zctx);
     free(x);

@@ -40,6 +40,7 @@ const sl_proto_limits_t sl_proto_limits_default = {
     .max_xport_address = 8192,
     .max_models = 64,
     .max_slots = 4096,
+    .max_batch = 4096,
 };
 
 static sl_status_t s_fail(sl_status_t st, char *err, size_t err_len, const char *fmt, ...)
@@ -191,6 +192,14 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
         return s_job(m->dispatch->job, lim, err, err_len);
     case SLUICE__ENVELOPE__BODY_COMPLETION:
         return s_result(m->completion->result, lim, err, err_len);
+    case SLUICE__ENVELOPE__BODY_COMPLETIONS:
+        CHECK_COUNT(m->completions->n_completions, lim->max_batch, "completions");
+        for (size_t i = 0; i < m->completions->n_completions; i++) {
+            sl_status_t st = s_result(m->completions->completions[i]->result, lim, err, err_len);
+            if (st != SL_OK)
+                return st;
+        }
+        return SL_OK;
     case SLUICE__ENVELOPE__BODY_KV_EVENT:
         CHECK_COUNT(m->kv_event->n_stored, lim->max_kv_events, "kv stored");
         CHECK_COUNT(m->kv_event->n_evicted, lim->max_kv_events, "kv evicted");
@@ -335,6 +344,7 @@ const char *sl_proto_body_name(int body_case)
     case SLUICE__ENVELOPE__BODY_STATUS_REPLY: return "status_reply";
     case SLUICE__ENVELOPE__BODY_ERROR: return "error";
     case SLUICE__ENVELOPE__BODY_GOODBYE: return "goodbye";
+    case SLUICE__ENVELOPE__BODY_COMPLETIONS: return "completions";
     default: return "unknown";
     }
 }

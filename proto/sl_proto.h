@@ -30,6 +30,7 @@ typedef struct sl_proto_limits {
     uint32_t max_xport_address; /* bytes of ExecutorHello.xport_address */
     uint32_t max_models;        /* entries of ExecutorHello.models */
     uint32_t max_slots;         /* ExecutorHello.slots */
+    uint32_t max_batch;         /* entries of CompletionBatch.completions */
 } sl_proto_limits_t;
 
 /* The defaults: 8 MiB messages, 1 Mi-token prompts, 64 Ki new tokens. */

@@ -558,6 +558,10 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
         case SLUICE__ENVELOPE__BODY_COMPLETION:
             s_on_completion(s, index, msg->completion, now);
             break;
+        case SLUICE__ENVELOPE__BODY_COMPLETIONS:
+            for (size_t k = 0; k < msg->completions->n_completions; k++)
+                s_on_completion(s, index, msg->completions->completions[k], now);
+            break;
         case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
             sl_core_exec_touch(s->core, index, now);
             s_on_chunk(s, index, msg->token_chunk);

@@ -165,6 +165,36 @@ static void test_hello_limits(void **state)
     sl_proto_free(&m);
 }
 
+static void test_completion_batch(void **state)
+{
+    char err[256];
+    Sluice__Completion c[2] = {SLUICE__COMPLETION__INIT, SLUICE__COMPLETION__INIT}, *cp[2];
+    Sluice__Result r = SLUICE__RESULT__INIT;
+    Sluice__CompletionBatch b = SLUICE__COMPLETION_BATCH__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT, *m = NULL;
+    r.job_id = "x";
+    c[0].result = &r;
+    c[1].result = &r;
+    cp[0] = &c[0];
+    cp[1] = &c[1];
+    b.completions = cp;
+    b.n_completions = 2;
+    env.version = 1;
+    env.body_case = SLUICE__ENVELOPE__BODY_COMPLETIONS;
+    env.completions = &b;
+    size_t len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
+    assert_int_equal(m->completions->n_completions, 2);
+    sl_proto_free(&m);
+    sl_proto_limits_t one = sl_proto_limits_default;
+    one.max_batch = 1;
+    assert_int_equal(sl_proto_decode(s_buf, len, &one, &m, err, 256), SL_ERR_MSG_TOO_BIG);
+    c[1].result = NULL; /* a completion without its result */
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_MALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_invalid_submit),
         cmocka_unit_test(test_malformed_bytes),
         cmocka_unit_test(test_hello_limits),
+        cmocka_unit_test(test_completion_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
