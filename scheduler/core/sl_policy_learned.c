@@ -52,24 +52,35 @@ static void s_fini(void *state)
 
 typedef struct s_best {
     size_t pick;      /* best candidate so far */
-    bool meets;       /* it meets the deadline */
-    double key;       /* its TTFT (meets) or predicted end (misses) */
+    int rank;         /* 2: fits and meets the deadline, 1: fits, 0: neither */
+    double key;       /* its cost within the rank */
 } s_best_t;
+
+/* Weight of the stall a prefill causes to the jobs decoding beside it. */
+#define S_STALL_WEIGHT 0.05
 
 static void s_consider(s_learned_t *st, sl_job_t *job, sl_exec_t *const *cands, size_t i,
                        sl_time_t now, s_best_t *b)
 {
+    const sl_exec_t *e = cands[i];
     sl_lm_pred_t p;
-    sl_core_predict(st->core, job, cands[i], now, &p);
+    sl_core_predict(st->core, job, e, now, &p);
     double ttft = p.ttft_s;
-    bool meets = true;
+    /* Its KV must fit beside the jobs already there, or it waits for them
+     * to finish (seconds, not milliseconds). */
+    uint64_t cap = (uint64_t)e->kv_blocks_total * e->kv_block_tokens;
+    uint64_t need = (uint64_t)job->prompt_tokens + job->max_new_tokens;
+    bool fits = cap == 0 || e->inflight_tokens + need <= cap;
     double end = ttft + (double)p.tpot_s * job->max_new_tokens;
-    if (job->due)
-        meets = now + (sl_time_t)(end * 1e9) <= job->due;
-    double key = meets ? ttft : end;
-    if ((meets && !b->meets) || (meets == b->meets && key < b->key)) {
+    bool meets = !job->due || now + (sl_time_t)(end * 1e9) <= job->due;
+    int rank = fits ? (meets ? 2 : 1) : 0;
+    /* Its prefill also stalls every job decoding there. */
+    double key = (rank == 1 ? end : ttft) + S_STALL_WEIGHT * p.prefill_s * e->inflight;
+    if (!fits)
+        key = (double)(e->inflight_tokens + need - cap) / (double)(cap ? cap : 1) + ttft;
+    if (rank > b->rank || (rank == b->rank && key < b->key)) {
         b->pick = i;
-        b->meets = meets;
+        b->rank = rank;
         b->key = key;
     }
 }
@@ -78,7 +89,7 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
                       sl_time_t now)
 {
     s_learned_t *st = state;
-    s_best_t b = {.pick = 0, .meets = false, .key = INFINITY};
+    s_best_t b = {.pick = 0, .rank = -1, .key = INFINITY};
     if (n <= S_FULL_SCAN) {
         for (size_t i = 0; i < n; i++)
             s_consider(st, job, cands, i, now, &b);
