@@ -86,7 +86,7 @@ struct sl_core {
     uint64_t place_stamp;              /* current placement (marks candidates) */
     double queued_work_s;              /* predicted prefill of jobs in the scheduler's queue */
     bool busy;                         /* admission's busy state */
-    double util_cached;                /* last computed utilization */
+    double util_cached;                /* last summed prefill backlog, seconds */
     sl_time_t util_at;                 /* when (recomputed at most every ms) */
     sl_map_t tenants;                  /* tenant hash -> s_bucket_t */
     uint64_t rand_state;               /* sampling for admission estimates */
@@ -427,7 +427,10 @@ void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t
 {
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
                        .cached_tokens = s_cached_tokens(job, e),
-                       .running = e->inflight};
+                       .running = e->inflight,
+                       .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
+                       .kv_inflight = e->inflight_tokens,
+                       .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens};
     sl_load_model_predict(core->model, e->index, &q, now, pred);
 }
 
@@ -474,6 +477,7 @@ static void s_pump(sl_core_t *core, sl_time_t now)
         job->uncached_tokens = job->prompt_tokens - cached;
         core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += e->hit_blocks;
         sl_load_model_dispatched(core->model, e->index, &job->pred, now);
+        core->util_at = 0; /* the backlog changed */
         s_hits_clear(core);
         s_dispatch(core, job, e, now);
     }
@@ -490,14 +494,17 @@ double sl_core_utilization(sl_core_t *core, sl_time_t now)
 {
     if (core->n_alive == 0)
         return 0;
-    if (core->util_at != 0 && now >= core->util_at && now - core->util_at < SL_MS(1))
-        return core->util_cached;
-    double work = core->queued_work_s;
-    for (uint32_t i = 0; i < core->n_alive; i++)
-        work += sl_load_model_backlog_s(core->model, core->alive_execs[i]->index, now);
-    core->util_cached = work / ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
-    core->util_at = now ? now : 1;
-    return core->util_cached;
+    /* The backlog sum is O(executors): reuse it for up to a millisecond
+     * unless a dispatch changed it. */
+    if (core->util_at == 0 || now < core->util_at || now - core->util_at >= SL_MS(1)) {
+        double backlog = 0;
+        for (uint32_t i = 0; i < core->n_alive; i++)
+            backlog += sl_load_model_backlog_s(core->model, core->alive_execs[i]->index, now);
+        core->util_cached = backlog;
+        core->util_at = now ? now : 1;
+    }
+    return (core->util_cached + core->queued_work_s) /
+           ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
 }
 
 bool sl_core_busy(const sl_core_t *core)
@@ -570,6 +577,7 @@ static bool s_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reaso
                 *retry_p = (sl_time_t)((1.0 - b->tokens) / core->cfg.tenant_rate * 1e9) + 1;
                 return false;
             }
+            b->tokens -= 1.0;
         }
     }
     double util = sl_core_utilization(core, now);

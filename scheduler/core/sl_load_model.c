@@ -8,7 +8,9 @@
  * linear in them), a = u * (c + u / 2) / 1e6 the attention term (quadratic
  * in the prompt, c the cached tokens), w the predicted wait in seconds before
  * the job's prefill starts, and r the jobs in flight there / 32 (decode
- * steps that share the iterations). The wait w is the executor's predicted
+ * steps that share the iterations), and k the KV overflow: how far the job
+ * plus the jobs in flight exceed the executor's KV capacity, as a fraction
+ * of it (the engine then holds the job until others finish). The wait w is the executor's predicted
  * backlog: each dispatch adds the job's predicted prefill seconds to a
  * "busy until" time that drains at one second per second. An executor twice
  * as slow doubles th1 and th2 within a few dozen jobs, and its backlog grows
@@ -59,7 +61,7 @@ struct sl_load_model {
 /* A starting point before any data: an 8B model on an H100-class GPU
  * (about 30 us per prompt token, 1 us per token x context token, one
  * decode step ~ 7 ms). The model moves off it after a few jobs. */
-static const double s_th_init[SL_LM_NX] = {0.008, 0.030, 0.001, 1.0, 0.005};
+static const double s_th_init[SL_LM_NX] = {0.008, 0.030, 0.001, 1.0, 0.005, 5.0};
 static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 
 static void s_rls_init(s_rls_t *r, const double *th, int nx, double p)
@@ -167,14 +169,18 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     const s_exec_t *e = &m->execs[exec < m->max_execs ? exec : 0];
     double c = q->cached_tokens < q->prompt_tokens ? q->cached_tokens : q->prompt_tokens;
     double u = (double)q->prompt_tokens - c;
+    double over = 0;
+    if (q->kv_capacity && q->kv_inflight + q->kv_need > q->kv_capacity)
+        over = (double)(q->kv_inflight + q->kv_need - q->kv_capacity) / (double)q->kv_capacity;
     double x[SL_LM_NX] = {1.0, u / 1000.0, u * (c + u / 2) / 1e6,
-                          sl_load_model_backlog_s(m, exec, now), q->running / 32.0};
+                          sl_load_model_backlog_s(m, exec, now), q->running / 32.0, over};
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
     const double *th = e->ttft.th;
     double prefill = th[0] + th[1] * x[1] + th[2] * x[2] + th[4] * x[4];
+    double kv_wait = th[5] * x[5];
     if (prefill < 1e-4)
         prefill = 1e-4;
-    double ttft = prefill + th[3] * x[3];
+    double ttft = prefill + th[3] * x[3] + (kv_wait > 0 ? kv_wait : 0);
     if (ttft < prefill)
         ttft = prefill;
     double tpot = s_dot(e->tpot.th, xt, SL_LM_NT);
@@ -212,13 +218,17 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
     m->ape_sum += ape;
     m->ape_recent = m->n_scored ? 0.998 * m->ape_recent + 0.002 * ape : ape;
     m->n_scored++;
+    /* Relative least squares: each sample weighted by 1 / y^2 (x and y
+     * scaled by 1 / y), so a few long waits in the tail do not drag the fit
+     * away from the many short jobs; the error that matters is relative. */
     double x[SL_LM_NX], xt[SL_LM_NT];
+    double wy = 1.0 / (ttft_s > 0.005 ? ttft_s : 0.005);
     for (int i = 0; i < SL_LM_NX; i++)
-        x[i] = pred->x[i];
+        x[i] = pred->x[i] * wy;
     for (int i = 0; i < SL_LM_NT; i++)
         xt[i] = pred->xt[i];
-    s_rls_update(&e->ttft, x, SL_LM_NX, ttft_s, m->cfg.forget);
-    s_rls_update(&m->prior, x, SL_LM_NX, ttft_s, m->cfg.prior_forget);
+    s_rls_update(&e->ttft, x, SL_LM_NX, ttft_s * wy, m->cfg.forget);
+    s_rls_update(&m->prior, x, SL_LM_NX, ttft_s * wy, m->cfg.prior_forget);
     if (tpot_s > 0 && isfinite(tpot_s)) {
         s_rls_update(&e->tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget);
         s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget);

@@ -16,7 +16,8 @@
 
 #include "common/sl_clock.h"
 
-#define SL_LM_NX 5 /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32 */
+#define SL_LM_NX 6 /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,
+                      KV overflow */
 #define SL_LM_NT 2 /* TPOT features: 1, running/32 */
 
 typedef struct sl_load_model sl_load_model_t;
@@ -26,6 +27,9 @@ typedef struct sl_lm_query {
     uint32_t prompt_tokens; /* prompt length */
     uint32_t cached_tokens; /* of which cached on that executor */
     uint32_t running;       /* jobs in flight on that executor */
+    uint64_t kv_need;       /* KV tokens the job reserves (prompt + output) */
+    uint64_t kv_inflight;   /* KV tokens reserved by the jobs in flight there */
+    uint64_t kv_capacity;   /* the executor's KV capacity in tokens (0 = unknown) */
 } sl_lm_query_t;
 
 /* A prediction, kept with the job until its result scores it. */
