@@ -468,10 +468,11 @@ static double s_place_cost_us(const char *policy, int n, uint64_t seed)
 
 static int s_cmd_speed(s_opts_t *o, const sl_trace_t *src)
 {
-    /* Offered load near 70% of the cluster's capacity (about 2.5 req/s per
-     * executor of speed 1 on this trace), Poisson, with the trace's lengths
-     * and prefixes; the run is long enough to reach steady state. */
-    double rate = o->rate > 0 ? o->rate : 1.8 * o->executors;
+    /* Offered load just below the knee of the cluster (about 0.75 req/s
+     * per executor of speed 1 on this trace, where SLO attainment starts to
+     * fall), Poisson, with the trace's lengths and prefixes; two minutes of
+     * virtual time, long enough for a steady state. */
+    double rate = o->rate > 0 ? o->rate : 0.6 * o->executors;
     if (o->requests == 0)
         o->requests = (size_t)(rate * 120);
     o->poisson = true;

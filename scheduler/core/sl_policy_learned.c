@@ -57,7 +57,7 @@ typedef struct s_best {
 } s_best_t;
 
 /* Weight of the stall a prefill causes to the jobs decoding beside it. */
-#define S_STALL_WEIGHT 0.05
+#define S_STALL_WEIGHT 0.3
 
 static void s_consider(s_learned_t *st, sl_job_t *job, sl_exec_t *const *cands, size_t i,
                        sl_time_t now, s_best_t *b)
