@@ -302,7 +302,7 @@ static void s_plot(const char *out)
 static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
 {
     if (o->n_loads == 0) {
-        static const double dflt[] = {10, 20, 30, 40, 50, 60, 70, 80};
+        static const double dflt[] = {4, 6, 8, 10, 12, 14, 16, 20};
         o->n_loads = (int)(sizeof(dflt) / sizeof(dflt[0]));
         memcpy(o->loads, dflt, sizeof(dflt));
     }

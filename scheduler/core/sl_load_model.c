@@ -64,6 +64,16 @@ struct sl_load_model {
 static const double s_th_init[SL_LM_NX] = {0.008, 0.030, 0.001, 1.0, 0.005, 5.0};
 static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 
+#define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
+#define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
+
+static double s_clamp(double v, double lo, double hi)
+{
+    if (!(v >= lo)) /* also NaN */
+        return lo;
+    return v > hi ? hi : v;
+}
+
 static void s_rls_init(s_rls_t *r, const double *th, int nx, double p)
 {
     memset(r, 0, sizeof(*r));
@@ -81,8 +91,14 @@ static double s_dot(const double *a, const double *b, int n)
     return s;
 }
 
-/* One RLS step with forgetting lambda; the covariance is kept bounded so
- * that a long quiet stretch cannot make it explode. */
+/* One RLS step with forgetting lambda. Two guards keep it sane on real
+ * traffic, where some features stay zero for long stretches (no wait, no KV
+ * overflow): every coefficient but the intercept is kept non-negative, as
+ * the physics says (more tokens, more wait, more load never make a job
+ * faster), which stops a burst of unusual samples from throwing the fit to
+ * nonsense; and the covariance trace is bounded, since forgetting inflates
+ * it without limit in the unexcited directions ("windup"). The bound is
+ * loose on purpose: a tight one slows adaptation to a slowed executor. */
 static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double lambda)
 {
     double px[SL_LM_NX], k[SL_LM_NX];
@@ -96,14 +112,24 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
         k[i] = px[i] / den;
         r->th[i] += k[i] * err;
     }
+    for (int i = 1; i < nx; i++)
+        if (r->th[i] < 0)
+            r->th[i] = 0;
+    for (int i = 0; i < nx; i++) {
+        if (!isfinite(r->th[i]) || fabs(r->th[i]) > 1e6) {
+            s_rls_init(r, nx == SL_LM_NX ? s_th_init : s_tt_init, nx, 1.0);
+            return; /* diverged: start over rather than predict nonsense */
+        }
+    }
     double tr = 0;
     for (int i = 0; i < nx; i++) {
         for (int j = 0; j < nx; j++)
             r->p[i][j] = (r->p[i][j] - k[i] * px[j]) / lambda;
         tr += r->p[i][i];
     }
-    if (tr > 1e6 || !isfinite(tr)) {
-        double s = isfinite(tr) ? 1e6 / tr : 0;
+    double tr_max = S_P_TRACE_MAX;
+    if (tr > tr_max || !isfinite(tr)) {
+        double s = isfinite(tr) ? tr_max / tr : 0;
         for (int i = 0; i < nx; i++)
             for (int j = 0; j < nx; j++)
                 r->p[i][j] = isfinite(tr) ? r->p[i][j] * s : (i == j ? 1.0 : 0.0);
@@ -177,12 +203,11 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
     const double *th = e->ttft.th;
     double prefill = th[0] + th[1] * x[1] + th[2] * x[2] + th[4] * x[4];
-    double kv_wait = th[5] * x[5];
-    if (prefill < 1e-4)
-        prefill = 1e-4;
-    double ttft = prefill + th[3] * x[3] + (kv_wait > 0 ? kv_wait : 0);
-    if (ttft < prefill)
-        ttft = prefill;
+    /* Bounded, whatever the coefficients: a prediction feeds the backlog
+     * clock, which must never overflow. */
+    prefill = s_clamp(prefill, 1e-4, S_PRED_MAX_S);
+    double kv_wait = s_clamp(th[5] * x[5], 0, S_PRED_MAX_S);
+    double ttft = s_clamp(prefill + th[3] * x[3] + kv_wait, prefill, 3 * S_PRED_MAX_S);
     double tpot = s_dot(e->tpot.th, xt, SL_LM_NT);
     for (int i = 0; i < SL_LM_NX; i++)
         pred->x[i] = (float)x[i];
@@ -191,7 +216,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     pred->wait_s = (float)x[3];
     pred->prefill_s = (float)prefill;
     pred->ttft_s = (float)ttft;
-    pred->tpot_s = (float)(tpot > 1e-4 ? tpot : 1e-4);
+    pred->tpot_s = (float)s_clamp(tpot, 1e-4, 60);
     pred->valid = true;
 }
 
@@ -203,7 +228,10 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
     s_exec_t *e = &m->execs[exec];
     if (e->busy_until < now)
         e->busy_until = now;
-    e->busy_until += (sl_time_t)(pred->prefill_s * 1e9);
+    /* At most a day of backlog, so the clock arithmetic cannot overflow. */
+    sl_time_t add = (sl_time_t)(s_clamp(pred->prefill_s, 0, S_PRED_MAX_S) * 1e9);
+    if (e->busy_until - now < 24 * 3600 * SL_NS_PER_S)
+        e->busy_until += add;
 }
 
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,

@@ -98,6 +98,7 @@ static double s_law(const sl_lm_query_t *q, double speed)
 
 static void s_query(sl_rand_t *r, sl_lm_query_t *q)
 {
+    memset(q, 0, sizeof(*q)); /* no KV overflow unless a test sets one */
     q->prompt_tokens = 100 + (uint32_t)sl_rand_below(r, 16000);
     q->cached_tokens = (uint32_t)sl_rand_below(r, q->prompt_tokens);
     q->running = (uint32_t)sl_rand_below(r, 32);
@@ -209,6 +210,34 @@ static void test_model_save_load(void **state)
     fclose(f);
     sl_load_model_destroy(&m);
     sl_load_model_destroy(&m2);
+}
+
+/* Executors that answer at once (the null backend) must not drive the
+ * predictions, or the backlog clock built from them, out of range. */
+static void test_model_bounded(void **state)
+{
+    sl_load_model_t *m = s_model();
+    sl_rand_t r;
+    sl_rand_seed(&r, 11);
+    for (int i = 0; i < 2000; i++) {
+        sl_lm_query_t q;
+        sl_lm_pred_t p;
+        s_query(&r, &q);
+        q.kv_capacity = 1000;
+        q.kv_inflight = sl_rand_below(&r, 5000);
+        q.kv_need = q.prompt_tokens;
+        sl_load_model_predict(m, 0, &q, SL_MS(i), &p);
+        assert_true(isfinite(p.ttft_s) && p.ttft_s > 0 && p.ttft_s <= 3 * 3600.0);
+        sl_load_model_dispatched(m, 0, &p, SL_MS(i));
+        sl_load_model_observe(m, 0, &p, 1e-6 * (1 + i % 7), 1e-7);
+    }
+    for (int i = 0; i < 100000; i++) {
+        sl_lm_pred_t p = {.prefill_s = 3600, .valid = true};
+        sl_load_model_dispatched(m, 1, &p, 0);
+    }
+    assert_true(sl_load_model_backlog_s(m, 1, 0) <= 24 * 3600.0 + 3600.0);
+    assert_true(sl_load_model_backlog_s(m, 1, INT64_MAX / 2) == 0);
+    sl_load_model_destroy(&m);
 }
 
 /* ---------------- policies through the core ---------------- */
@@ -631,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_model_converges),
         cmocka_unit_test(test_model_adapts_and_prior),
         cmocka_unit_test(test_model_save_load),
+        cmocka_unit_test(test_model_bounded),
         cmocka_unit_test(test_policies_prefix),
         cmocka_unit_test(test_policies_load),
         cmocka_unit_test(test_policies_all),
