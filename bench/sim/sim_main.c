@@ -8,6 +8,12 @@
  *                       cluster, and the learned policy's cost per decision
  * Results depend only on the options and the seed (virtual clock); only the
  * speed figures read the wall clock.
+ *
+ * The comparison load is chosen from the data (the highest offered load at
+ * which some baseline still meets 90% of its SLOs) rather than fixed, so the
+ * comparison is made where the baselines are still usable; a fixed load was
+ * rejected because it is either trivially easy or past every baseline's
+ * collapse depending on the cluster and trace.
  */
 #include "bench/sim/sl_sim.h"
 #include "common/sl_clock.h"

@@ -65,6 +65,7 @@ static const double s_th_init[SL_LM_NX] = {0.008, 0.030, 0.001, 1.0, 0.005, 5.0}
 static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 
 #define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
+#define S_FIRST_NONNEG 3  /* coefficients from here on are kept >= 0 */
 #define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
 
 static double s_clamp(double v, double lo, double hi)
@@ -93,12 +94,15 @@ static double s_dot(const double *a, const double *b, int n)
 
 /* One RLS step with forgetting lambda. Two guards keep it sane on real
  * traffic, where some features stay zero for long stretches (no wait, no KV
- * overflow): every coefficient but the intercept is kept non-negative, as
- * the physics says (more tokens, more wait, more load never make a job
- * faster), which stops a burst of unusual samples from throwing the fit to
- * nonsense; and the covariance trace is bounded, since forgetting inflates
- * it without limit in the unexcited directions ("windup"). The bound is
- * loose on purpose: a tight one slows adaptation to a slowed executor. */
+ * overflow): the coefficients of those rarely excited features (wait,
+ * running jobs, KV overflow) are kept non-negative, as the physics says
+ * (more wait or load never makes a job faster), which stops a burst of
+ * unusual samples from throwing the fit to nonsense; and the covariance
+ * trace is bounded, since forgetting inflates it without limit in the
+ * unexcited directions ("windup"). The prefill terms are left free:
+ * constraining them too stalls the fit when an executor turns out several
+ * times faster than the prior (tested at 4x). The trace bound is loose on
+ * purpose: a tight one slows adaptation to a slowed executor. */
 static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double lambda)
 {
     double px[SL_LM_NX], k[SL_LM_NX];
@@ -112,7 +116,7 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
         k[i] = px[i] / den;
         r->th[i] += k[i] * err;
     }
-    for (int i = 1; i < nx; i++)
+    for (int i = S_FIRST_NONNEG; i < nx; i++)
         if (r->th[i] < 0)
             r->th[i] = 0;
     for (int i = 0; i < nx; i++) {

@@ -163,8 +163,9 @@ size_t sl_prefix_index_match(const sl_prefix_index_t *x, const uint64_t *hashes,
     size_t m = 0;
     for (uint32_t i = 0; i < en->n_holders && m < cap; i++)
         out[m++] = (sl_prefix_hit_t){.exec = en->holders[i], .blocks = 1};
-    /* Executors still matching are out[live..m) ... kept simple: each hit
-     * advances while its executor holds the next block. */
+    /* An executor still matches after block b while its count equals b;
+     * each one advances while it holds the next block, and the walk stops
+     * when none is left. */
     size_t live = m;
     for (uint32_t b = 1; b < n && live > 0; b++) {
         en = sl_map_get(&x->map, hashes[b]);

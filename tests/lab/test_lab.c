@@ -174,6 +174,11 @@ static void test_model_adapts_and_prior(void **state)
     sl_load_model_predict(m, 1, &q, SL_MS(1), &p2);
     assert_true(p2.wait_s > 0.9 * p.prefill_s);
     assert_true(p2.ttft_s > p.ttft_s);
+    /* Executor 2 is four times faster than the prior: found out too. */
+    sl_load_model_exec_reset(m, 2, 0);
+    err = s_train(m, 2, &r, 300, 4.0);
+    assert_true(err < 0.05);
+    assert_true(fabs(sl_load_model_exec_rate(m, 2) - 0.010) < 0.002);
     sl_load_model_destroy(&m);
 }
 
