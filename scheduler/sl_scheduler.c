@@ -566,10 +566,13 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
             sl_core_exec_touch(s->core, index, now);
             s_on_chunk(s, index, msg->token_chunk);
             break;
-        case SLUICE__ENVELOPE__BODY_KV_EVENT:
-            sl_core_exec_touch(s->core, index, now);
+        case SLUICE__ENVELOPE__BODY_KV_EVENT: {
+            const Sluice__KvEvent *kv = msg->kv_event;
+            sl_core_exec_kv_event(s->core, index, kv->stored, kv->n_stored, kv->evicted,
+                                  kv->n_evicted, kv->reset, now);
             s->counters[S_CTR_KV_EVENTS]++;
             break;
+        }
         case SLUICE__ENVELOPE__BODY_GOODBYE:
             sl_core_exec_lost(s->core, index, "said goodbye", now);
             break;
@@ -631,6 +634,23 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     sl_log_set_level((sl_log_level_t)level);
     if (sl_core_create(&cfg->core, &s_io, s, &s->core) != SL_OK)
         goto err_free;
+    if (cfg->core.state_file[0]) {
+        /* Learned state from the previous run; a missing file is a first start. */
+        FILE *f = fopen(cfg->core.state_file, "r");
+        if (f) {
+            sl_status_t st = sl_core_state_load(s->core, f);
+            fclose(f);
+            if (st != SL_OK) {
+                SL_ERROR("state file %s is unusable; move it away to start afresh",
+                         cfg->core.state_file);
+                goto err_core;
+            }
+            SL_INFO("learned state restored from %s", cfg->core.state_file);
+        } else if (errno != ENOENT) {
+            SL_ERROR("cannot read state file %s: %m", cfg->core.state_file);
+            goto err_core;
+        }
+    }
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         goto err_core;
@@ -715,6 +735,21 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     if (!s)
         return;
     sl_signal_forget(&s->stop);
+    if (s->cfg.core.state_file[0]) {
+        /* Written beside, then renamed, so a crash never leaves half a file. */
+        char tmp[sizeof(s->cfg.core.state_file) + 8];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", s->cfg.core.state_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f) {
+            SL_ERROR("cannot write state file %s: %m", tmp);
+        } else {
+            sl_status_t st = sl_core_state_save(s->core, f);
+            if (fclose(f) != 0 || st != SL_OK)
+                SL_ERROR("writing state file %s failed: %m", tmp);
+            else if (rename(tmp, s->cfg.core.state_file) != 0)
+                SL_ERROR("cannot rename %s to %s: %m", tmp, s->cfg.core.state_file);
+        }
+    }
     sl_core_destroy(&s->core);
     zmq_close(s->executors);
     zmq_close(s->clients);

@@ -17,6 +17,26 @@
  * in-flight jobs go back to the front of their queues and are dispatched
  * again (up to max_attempts). A late completion from the lost incarnation
  * is stale and ignored, so every job yields exactly one result.
+ *
+ * Placement knows two things beyond load: the prefix index (which executors
+ * cache the leading blocks of the job, from their KV events) and the load
+ * model (predicted TTFT on each executor, learned from every completion).
+ * For every placement the core matches the job's block hashes once and
+ * marks the hits on the executors (e->hit_blocks), so a policy reads them in
+ * O(1) per candidate. Executors with a free credit sit in a list updated on
+ * every credit change, so building the candidates costs the free executors,
+ * not the whole table.
+ *
+ * Admission (when enabled) refuses at once, with a predicted retry-after:
+ * a tenant over its token bucket (SL_BUSY_TENANT); any job while the cluster
+ * is in the busy state (SL_BUSY_OVERLOAD), entered when predicted
+ * utilization (prefill backlog over a horizon) passes busy_utilization and
+ * left only below busy_utilization - busy_hysteresis, so the state does not
+ * flap; batch jobs already at 90% of the threshold, so interactive work keeps
+ * the last capacity; and a job whose best predicted TTFT misses its TTFT
+ * deadline (SL_BUSY_DEADLINE). Rejecting late (letting a job queue into a
+ * timeout) was rejected: the client learns nothing and the queue serves work
+ * that will be thrown away.
  */
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_policy.h"
@@ -24,10 +44,17 @@
 #include "common/sl_log.h"
 #include "common/sl_map.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define S_ID_PROBES 4
+#define S_ADMIT_SAMPLE 32 /* executors sampled for a deadline estimate in big clusters */
+
+typedef struct s_bucket {
+    double tokens;  /* jobs the tenant may still submit */
+    sl_time_t last; /* last refill */
+} s_bucket_t;
 
 struct sl_core {
     sl_core_cfg_t cfg;                 /* configuration */
@@ -45,18 +72,32 @@ struct sl_core {
     sl_exec_t **execs;                 /* table of max_executors slots */
     sl_exec_t **cands;                 /* scratch: placement candidates */
     uint32_t n_alive;                  /* live executors */
-    uint32_t exec_hi;                  /* 1 + highest slot ever used: scans stop here */
     int64_t free_credits;              /* sum of free credits of live executors */
     uint64_t next_seq;                 /* next job sequence number */
     bool draining;                     /* refusing new jobs */
     bool pumping;                      /* inside s_pump (no re-entry) */
     uint64_t counters[SL_CTR_COUNT];   /* statistics */
+    sl_exec_t **alive_execs;           /* live executors */
+    sl_exec_t **free_execs;            /* executors with a free credit */
+    uint32_t n_free_execs;             /* entries of free_execs */
+    sl_prefix_index_t *index;          /* cluster-wide prefix index */
+    sl_load_model_t *model;            /* learned load model */
+    sl_prefix_hit_t *hits;             /* scratch: prefix hits of the job being placed */
+    size_t n_hits;                     /* entries of hits */
+    uint64_t place_stamp;              /* current placement (marks candidates) */
+    double queued_work_s;              /* predicted prefill of jobs in the scheduler's queue */
+    bool busy;                         /* admission's busy state */
+    double util_cached;                /* last summed prefill backlog, seconds */
+    sl_time_t util_at;                 /* when (recomputed at most every ms) */
+    sl_map_t tenants;                  /* tenant hash -> s_bucket_t */
+    uint64_t rand_state;               /* sampling for admission estimates */
 };
 
 
 const sl_cfg_field_t sl_core_cfg_fields[] = {
     SL_CFG_FIELD(sl_core_cfg_t, policy, "policy", "least-outstanding", SL_CFG_STR,
-                 "placement policy: round-robin, random, least-outstanding, p2c"),
+                 "placement policy: learned, kv-cost, scorer, cache-switch, weighted, session, "
+                 "round-robin, random, least-outstanding, p2c"),
     SL_CFG_RANGE(sl_core_cfg_t, credits, "credits", "0", SL_CFG_INT, 0, 4096,
                  "jobs in flight per executor (0 = the slots it declares)"),
     SL_CFG_RANGE(sl_core_cfg_t, heartbeat_ms, "heartbeat-ms", "100", SL_CFG_I64, 1, 600000,
@@ -76,6 +117,24 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
     SL_CFG_RANGE(sl_core_cfg_t, max_executors, "max-executors", "4096", SL_CFG_INT, 1, 1000000,
                  "most executors the scheduler tracks at once"),
     SL_CFG_FIELD(sl_core_cfg_t, seed, "seed", "1", SL_CFG_I64, "seed of randomized policies"),
+    SL_CFG_RANGE(sl_core_cfg_t, prefix_index_max, "prefix-index-max", "4000000", SL_CFG_I64, 1,
+                 1e10, "block hashes the cluster-wide prefix index remembers (oldest forgotten)"),
+    SL_CFG_FIELD(sl_core_cfg_t, admission, "admission", "false", SL_CFG_BOOL,
+                 "predictive admission: BUSY at once on overload, missed deadline, tenant limit"),
+    SL_CFG_RANGE(sl_core_cfg_t, busy_utilization, "busy-utilization", "0.8", SL_CFG_DOUBLE, 0.01,
+                 100, "predicted utilization above which new jobs get BUSY"),
+    SL_CFG_RANGE(sl_core_cfg_t, busy_hysteresis, "busy-hysteresis", "0.1", SL_CFG_DOUBLE, 0, 100,
+                 "the busy state ends below busy-utilization minus this"),
+    SL_CFG_RANGE(sl_core_cfg_t, admit_horizon_ms, "admit-horizon-ms", "2000", SL_CFG_I64, 1,
+                 3600000, "utilization = predicted prefill backlog per executor over this horizon"),
+    SL_CFG_RANGE(sl_core_cfg_t, tenant_rate, "tenant-rate", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "jobs per second one tenant may submit (token bucket; 0 = unlimited)"),
+    SL_CFG_RANGE(sl_core_cfg_t, tenant_burst, "tenant-burst", "100", SL_CFG_DOUBLE, 1, 1e9,
+                 "token bucket size per tenant, in jobs"),
+    SL_CFG_RANGE(sl_core_cfg_t, model_forget, "model-forget", "0.98", SL_CFG_DOUBLE, 0.5, 1,
+                 "load model forgetting factor per completion (lower adapts faster)"),
+    SL_CFG_FIELD(sl_core_cfg_t, state_file, "state-file", "", SL_CFG_STR,
+                 "learned state (load model) read at start and written on clean exit"),
     SL_CFG_END,
 };
 
@@ -104,6 +163,10 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_EXECUTORS_JOINED] = "executors_joined",
     [SL_CTR_EXECUTORS_LOST] = "executors_lost",
     [SL_CTR_STALE_COMPLETIONS] = "completions_stale",
+    [SL_CTR_KV_STORED] = "kv_blocks_stored",
+    [SL_CTR_KV_EVICTED] = "kv_blocks_evicted",
+    [SL_CTR_PREFIX_HIT_BLOCKS] = "prefix_hit_blocks",
+    [SL_CTR_BUSY_ENTERED] = "busy_state_entered",
 };
 
 const char *sl_core_counter_name(sl_core_counter_t c)
@@ -161,9 +224,22 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     for (int p = 0; p < SL_PRIO_COUNT; p++)
         sl_list_init(&core->queue[p]);
     sl_list_init(&core->done);
+    sl_map_init(&core->tenants);
+    core->rand_state = (uint64_t)cfg->seed;
     core->execs = calloc((size_t)cfg->max_executors, sizeof(*core->execs));
     core->cands = calloc((size_t)cfg->max_executors, sizeof(*core->cands));
-    if (!core->execs || !core->cands)
+    core->free_execs = calloc((size_t)cfg->max_executors, sizeof(*core->free_execs));
+    core->alive_execs = calloc((size_t)cfg->max_executors, sizeof(*core->alive_execs));
+    core->hits = calloc(SL_PREFIX_MAX_HOLDERS, sizeof(*core->hits));
+    if (!core->execs || !core->cands || !core->free_execs || !core->alive_execs || !core->hits)
+        goto err_free;
+    if (sl_prefix_index_create((size_t)cfg->prefix_index_max, (uint32_t)cfg->max_executors,
+                               &core->index) != SL_OK)
+        goto err_free;
+    sl_lm_cfg_t lm = {.forget = cfg->model_forget, .prior_forget = 0.995, .p_init = 10.0};
+    if (lm.forget <= 0 || lm.forget > 1)
+        lm.forget = 0.98;
+    if (sl_load_model_create(&lm, (uint32_t)cfg->max_executors, &core->model) != SL_OK)
         goto err_free;
     sl_policy_params_t params = {.core = core, .seed = (uint64_t)cfg->seed};
     if (policy->init(&params, &core->policy_state) != SL_OK)
@@ -172,6 +248,11 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     return SL_OK;
 
 err_free:
+    sl_load_model_destroy(&core->model);
+    sl_prefix_index_destroy(&core->index);
+    free(core->hits);
+    free(core->free_execs);
+    free(core->alive_execs);
     free(core->cands);
     free(core->execs);
     free(core);
@@ -207,6 +288,15 @@ void sl_core_destroy(sl_core_t **core_p)
     core->policy->fini(core->policy_state);
     sl_map_fini(&core->by_id);
     sl_map_fini(&core->by_seq);
+    it = 0;
+    while (sl_map_next(&core->tenants, &it, NULL, &val))
+        free(val);
+    sl_map_fini(&core->tenants);
+    sl_load_model_destroy(&core->model);
+    sl_prefix_index_destroy(&core->index);
+    free(core->hits);
+    free(core->free_execs);
+    free(core->alive_execs);
     free(core->cands);
     free(core->execs);
     free(core);
@@ -244,6 +334,33 @@ static void s_dequeue(sl_core_t *core, sl_job_t *job)
 {
     sl_list_del(&job->link);
     core->qlen[job->prio]--;
+    core->queued_work_s -= job->queued_work_s;
+    if (core->qlen[0] + core->qlen[1] == 0)
+        core->queued_work_s = 0; /* no drift from rounding */
+}
+
+static void s_enqueue(sl_core_t *core, sl_job_t *job, bool front)
+{
+    if (front)
+        sl_list_push_front(&core->queue[job->prio], &job->link);
+    else
+        sl_list_push_back(&core->queue[job->prio], &job->link);
+    core->qlen[job->prio]++;
+    core->queued_work_s += job->queued_work_s;
+}
+
+/* The free-credit list: an executor is in it while inflight < credits. */
+static void s_free_add(sl_core_t *core, sl_exec_t *e)
+{
+    e->free_pos = core->n_free_execs;
+    core->free_execs[core->n_free_execs++] = e;
+}
+
+static void s_free_del(sl_core_t *core, sl_exec_t *e)
+{
+    sl_exec_t *last = core->free_execs[--core->n_free_execs];
+    core->free_execs[e->free_pos] = last;
+    last->free_pos = e->free_pos;
 }
 
 static bool s_serves(const sl_exec_t *e, const sl_job_t *job)
@@ -266,13 +383,66 @@ static void s_dispatch(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t n
     job->attempts++;
     job->dispatched = now;
     sl_list_push_back(&e->jobs, &job->link);
+    if (e->inflight + 1 == e->credits)
+        s_free_del(core, e);
     e->inflight++;
     e->inflight_tokens += (uint64_t)job->prompt_tokens + job->max_new_tokens;
+    e->prefill_tokens += job->uncached_tokens;
     core->free_credits--;
     core->running++;
     core->counters[SL_CTR_DISPATCHED]++;
     if (core->io->dispatch(core->io_arg, e, job) != SL_OK)
         s_exec_lose(core, e, "dispatch failed", now);
+}
+
+/* Prompt tokens of job cached on e (e->hit_blocks valid); one token is
+ * always computed. */
+static uint32_t s_cached_tokens(const sl_job_t *job, const sl_exec_t *e)
+{
+    uint64_t c = (uint64_t)e->hit_blocks * (job->block_tokens ? job->block_tokens : 16);
+    if (c >= job->prompt_tokens)
+        c = job->prompt_tokens ? job->prompt_tokens - 1 : 0;
+    return (uint32_t)c;
+}
+
+static void s_hits_mark(sl_core_t *core, const sl_job_t *job)
+{
+    core->n_hits = sl_prefix_index_match(core->index, job->block_hashes, job->n_block_hashes,
+                                         core->hits, SL_PREFIX_MAX_HOLDERS);
+    for (size_t i = 0; i < core->n_hits; i++) {
+        sl_exec_t *e = core->execs[core->hits[i].exec];
+        if (e)
+            e->hit_blocks = core->hits[i].blocks;
+    }
+}
+
+static void s_hits_clear(sl_core_t *core)
+{
+    for (size_t i = 0; i < core->n_hits; i++) {
+        sl_exec_t *e = core->execs[core->hits[i].exec];
+        if (e)
+            e->hit_blocks = 0;
+    }
+    core->n_hits = 0;
+}
+
+void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
+                     sl_time_t now, sl_lm_pred_t *pred)
+{
+    sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
+                       .cached_tokens = s_cached_tokens(job, e),
+                       .running = e->inflight,
+                       .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
+                       .kv_inflight = e->inflight_tokens,
+                       .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens};
+    sl_load_model_predict(core->model, e->index, &q, now, pred);
+}
+
+const sl_prefix_hit_t *sl_core_place_hits(const sl_core_t *core, size_t *n_p, uint64_t *stamp_p)
+{
+    *n_p = core->n_hits;
+    *stamp_p = core->place_stamp;
+    return core->hits;
 }
 
 /* Place queued jobs while some executor has a free credit. */
@@ -289,19 +459,158 @@ static void s_pump(sl_core_t *core, sl_time_t now)
         if (!job)
             break;
         size_t n = 0;
-        for (uint32_t i = 0; i < core->exec_hi; i++) {
-            sl_exec_t *e = core->execs[i];
-            if (e && e->inflight < e->credits && s_serves(e, job))
+        uint64_t stamp = ++core->place_stamp;
+        for (uint32_t i = 0; i < core->n_free_execs; i++) {
+            sl_exec_t *e = core->free_execs[i];
+            if (s_serves(e, job)) {
+                e->cand_pos = (uint32_t)n;
+                e->cand_stamp = stamp;
                 core->cands[n++] = e;
+            }
         }
         if (n == 0)
             break; /* head of line waits for an executor of its model */
+        s_hits_mark(core, job);
         size_t pick = core->policy->place(core->policy_state, job, core->cands, n, now);
         if (pick >= n)
             pick = 0;
-        s_dispatch(core, job, core->cands[pick], now);
+        sl_exec_t *e = core->cands[pick];
+        sl_core_predict(core, job, e, now, &job->pred);
+        job->predicted_ttft_us = job->pred.ttft_s * 1e6;
+        uint32_t cached = s_cached_tokens(job, e);
+        job->uncached_tokens = job->prompt_tokens - cached;
+        core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += e->hit_blocks;
+        sl_load_model_dispatched(core->model, e->index, &job->pred, now);
+        core->util_at = 0; /* the backlog changed */
+        s_hits_clear(core);
+        s_dispatch(core, job, e, now);
     }
     core->pumping = false;
+}
+
+static uint64_t s_rand(sl_core_t *core)
+{
+    core->rand_state += 0x9e3779b97f4a7c15ull;
+    return sl_hash_mix64(core->rand_state);
+}
+
+double sl_core_utilization(sl_core_t *core, sl_time_t now)
+{
+    if (core->n_alive == 0)
+        return 0;
+    /* The backlog sum is O(executors): reuse it for up to a millisecond
+     * unless a dispatch changed it. */
+    if (core->util_at == 0 || now < core->util_at || now - core->util_at >= SL_MS(1)) {
+        double backlog = 0;
+        for (uint32_t i = 0; i < core->n_alive; i++)
+            backlog += sl_load_model_backlog_s(core->model, core->alive_execs[i]->index, now);
+        core->util_cached = backlog;
+        core->util_at = now ? now : 1;
+    }
+    return (core->util_cached + core->queued_work_s) /
+           ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
+}
+
+bool sl_core_busy(const sl_core_t *core)
+{
+    return core->busy;
+}
+
+/* Best predicted TTFT of job over the executors caching its prefix and a
+ * sample of the others (all of them in a small cluster). Sets the job's
+ * predicted queued work to the prefill on that best executor. */
+static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now)
+{
+    double best = INFINITY, best_prefill = 0;
+    sl_lm_pred_t pred;
+    s_hits_mark(core, job);
+    for (size_t i = 0; i < core->n_hits; i++) {
+        sl_exec_t *e = core->execs[core->hits[i].exec];
+        if (!e || !s_serves(e, job))
+            continue;
+        sl_core_predict(core, job, e, now, &pred);
+        if (pred.ttft_s < best) {
+            best = pred.ttft_s;
+            best_prefill = pred.prefill_s;
+        }
+    }
+    uint32_t n = core->n_alive, k = n <= 2 * S_ADMIT_SAMPLE ? n : S_ADMIT_SAMPLE;
+    for (uint32_t i = 0; i < k; i++) {
+        sl_exec_t *e = core->alive_execs[k == n ? i : (uint32_t)(s_rand(core) % n)];
+        if (!s_serves(e, job))
+            continue;
+        sl_core_predict(core, job, e, now, &pred);
+        if (pred.ttft_s < best) {
+            best = pred.ttft_s;
+            best_prefill = pred.prefill_s;
+        }
+    }
+    s_hits_clear(core);
+    job->queued_work_s = (float)best_prefill;
+    /* No free credit: it also waits its turn in the scheduler's queue. */
+    if (core->n_free_execs == 0 && core->n_alive)
+        best += core->queued_work_s / core->n_alive;
+    return best;
+}
+
+/* Admission: false (with reason and retry-after) to refuse job now. */
+static bool s_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
+                    sl_time_t *retry_p)
+{
+    if (core->cfg.tenant_rate > 0) {
+        uint64_t key = sl_hash_bytes(job->tenant, strlen(job->tenant), 7) | 1;
+        s_bucket_t *b = sl_map_get(&core->tenants, key);
+        if (!b) {
+            b = malloc(sizeof(*b));
+            if (b && sl_map_put(&core->tenants, key, b) != SL_OK) {
+                free(b);
+                b = NULL;
+            }
+            if (b) {
+                b->tokens = core->cfg.tenant_burst;
+                b->last = now;
+            }
+        }
+        if (b) {
+            b->tokens += (double)(now - b->last) / 1e9 * core->cfg.tenant_rate;
+            if (b->tokens > core->cfg.tenant_burst)
+                b->tokens = core->cfg.tenant_burst;
+            b->last = now;
+            if (b->tokens < 1.0) {
+                *reason_p = SL_BUSY_TENANT;
+                *retry_p = (sl_time_t)((1.0 - b->tokens) / core->cfg.tenant_rate * 1e9) + 1;
+                return false;
+            }
+            b->tokens -= 1.0;
+        }
+    }
+    double util = sl_core_utilization(core, now);
+    double high = core->cfg.busy_utilization, low = high - core->cfg.busy_hysteresis;
+    double horizon_s = (double)core->cfg.admit_horizon_ms / 1e3;
+    if (!core->busy && util > high) {
+        core->busy = true;
+        core->counters[SL_CTR_BUSY_ENTERED]++;
+    } else if (core->busy && util < low) {
+        core->busy = false;
+    }
+    double limit = job->prio == SL_PRIO_BATCH ? 0.9 * high : high;
+    if (core->busy || util > limit) {
+        double target = job->prio == SL_PRIO_BATCH ? 0.9 * low : low;
+        double wait_s = (util - target) * horizon_s;
+        *reason_p = SL_BUSY_OVERLOAD;
+        *retry_p = (sl_time_t)((wait_s > 0.01 ? wait_s : 0.01) * 1e9);
+        return false;
+    }
+    double best = s_best_ttft(core, job, now);
+    if (job->ttft_due && isfinite(best)) {
+        double budget = (double)(job->ttft_due - now) / 1e9;
+        if (best > budget) {
+            *reason_p = SL_BUSY_DEADLINE;
+            *retry_p = (sl_time_t)((best - budget) * 1e9) + 1;
+            return false;
+        }
+    }
+    return true;
 }
 
 sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void *user,
@@ -385,8 +694,17 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         free(job);
         return SL_ERR_NOMEM;
     }
-    sl_list_push_back(&core->queue[job->prio], &job->link);
-    core->qlen[job->prio]++;
+    sl_time_t retry = 0;
+    if (core->cfg.admission && !s_admit(core, job, now, &reason, &retry)) {
+        sl_map_del(&core->by_seq, job->seq);
+        sl_map_del(&core->by_id, job->id_hash);
+        free(job);
+        core->counters[SL_CTR_BUSY_OVERLOAD + reason]++;
+        *reason_p = reason;
+        *retry_after_p = retry > 0 ? retry : SL_MS(core->cfg.busy_retry_ms);
+        return SL_ERR_BUSY;
+    }
+    s_enqueue(core, job, false);
     core->counters[SL_CTR_ACCEPTED]++;
     *job_p = job;
     s_pump(core, now);
@@ -410,9 +728,20 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
     }
     e->last_seen = now;
     sl_list_del(&job->link);
+    if (e->inflight == e->credits)
+        s_free_add(core, e);
     e->inflight--;
     e->inflight_tokens -= (uint64_t)job->prompt_tokens + job->max_new_tokens;
+    e->prefill_tokens -= job->uncached_tokens;
     e->completed++;
+    if (res->status == SL_JOB_OK && res->exec_ttft > 0) {
+        double tpot = res->output_tokens > 1 && res->exec_end > res->exec_ttft
+                          ? (double)(res->exec_end - res->exec_ttft) / 1e9 /
+                                (double)(res->output_tokens - 1)
+                          : -1.0;
+        sl_load_model_observe(core->model, e->index, &job->pred, (double)res->exec_ttft / 1e9,
+                              tpot);
+    }
     core->free_credits++;
     core->running--;
     sl_job_timings_t t = {
@@ -492,9 +821,12 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     e->alive = true;
     e->user = user;
     core->execs[free_slot] = e;
-    if ((uint32_t)free_slot + 1 > core->exec_hi)
-        core->exec_hi = (uint32_t)free_slot + 1;
+    e->alive_pos = core->n_alive;
+    core->alive_execs[core->n_alive] = e;
     core->n_alive++;
+    s_free_add(core, e);
+    sl_prefix_index_reset(core->index, e->index);
+    sl_load_model_exec_reset(core->model, e->index, now);
     core->free_credits += e->credits;
     core->counters[SL_CTR_EXECUTORS_JOINED]++;
     if (core->policy->exec_change)
@@ -547,7 +879,13 @@ static void s_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_
     SL_WARN("executor %s lost (%s): requeueing %u jobs", e->name, why, e->inflight);
     core->execs[e->index] = NULL;
     e->alive = false;
+    if (e->inflight < e->credits)
+        s_free_del(core, e);
+    sl_exec_t *last = core->alive_execs[core->n_alive - 1];
+    core->alive_execs[e->alive_pos] = last;
+    last->alive_pos = e->alive_pos;
     core->n_alive--;
+    sl_prefix_index_reset(core->index, e->index);
     core->free_credits -= (int64_t)e->credits - (int64_t)e->inflight;
     core->counters[SL_CTR_EXECUTORS_LOST]++;
     /* Walk backwards so that pushing each to the queue front keeps their order. */
@@ -564,8 +902,7 @@ static void s_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_
             continue;
         }
         job->state = SL_JOB_QUEUED;
-        sl_list_push_front(&core->queue[job->prio], &job->link);
-        core->qlen[job->prio]++;
+        s_enqueue(core, job, true);
         core->counters[SL_CTR_REQUEUED]++;
     }
     e->inflight = 0;
@@ -623,9 +960,10 @@ static void s_forget_done(sl_core_t *core, sl_time_t now)
 void sl_core_tick(sl_core_t *core, sl_time_t now)
 {
     sl_time_t limit = SL_MS(core->cfg.heartbeat_ms) * core->cfg.missed_heartbeats;
-    for (uint32_t i = 0; i < core->exec_hi; i++) {
-        sl_exec_t *e = core->execs[i];
-        if (e && now - e->last_seen > limit)
+    /* Backwards: losing an executor moves the last one into its place. */
+    for (uint32_t i = core->n_alive; i-- > 0;) {
+        sl_exec_t *e = core->alive_execs[i];
+        if (now - e->last_seen > limit)
             s_exec_lose(core, e, "missed heartbeats", now);
     }
     s_expire_queued(core, now);
@@ -661,4 +999,55 @@ uint64_t sl_core_counter(const sl_core_t *core, sl_core_counter_t c)
 const char *sl_core_policy_name(const sl_core_t *core)
 {
     return core->policy->name;
+}
+
+sl_status_t sl_core_exec_kv_event(sl_core_t *core, uint32_t index, const uint64_t *stored,
+                                  size_t n_stored, const uint64_t *evicted, size_t n_evicted,
+                                  bool reset, sl_time_t now)
+{
+    sl_exec_t *e = sl_core_exec_get(core, index);
+    if (!e)
+        return SL_ERR_NOT_FOUND;
+    e->last_seen = now;
+    if (reset)
+        sl_prefix_index_reset(core->index, index);
+    for (size_t i = 0; i < n_stored; i++)
+        if (sl_prefix_index_stored(core->index, index, stored[i]) != SL_OK)
+            break; /* out of memory: the index only loses hits */
+    for (size_t i = 0; i < n_evicted; i++)
+        sl_prefix_index_evicted(core->index, index, evicted[i]);
+    core->counters[SL_CTR_KV_STORED] += n_stored;
+    core->counters[SL_CTR_KV_EVICTED] += n_evicted;
+    return SL_OK;
+}
+
+const sl_prefix_index_t *sl_core_prefix_index(const sl_core_t *core)
+{
+    return core->index;
+}
+
+const sl_load_model_t *sl_core_load_model(const sl_core_t *core)
+{
+    return core->model;
+}
+
+sl_status_t sl_core_state_save(const sl_core_t *core, FILE *f)
+{
+    fprintf(f, "sluice-scheduler-state 1\n");
+    return sl_load_model_save(core->model, f);
+}
+
+sl_status_t sl_core_state_load(sl_core_t *core, FILE *f)
+{
+    char magic[64];
+    int version;
+    if (fscanf(f, "%63s %d", magic, &version) != 2 || strcmp(magic, "sluice-scheduler-state")) {
+        SL_ERROR("state file: not a scheduler state file (bad header)");
+        return SL_ERR_INVALID;
+    }
+    if (version != 1) {
+        SL_ERROR("state file: version %d, this build reads version 1", version);
+        return SL_ERR_INVALID;
+    }
+    return sl_load_model_load(core->model, f);
 }

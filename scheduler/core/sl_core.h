@@ -19,6 +19,10 @@
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_list.h"
+#include "scheduler/core/sl_load_model.h"
+#include "scheduler/core/sl_prefix_index.h"
+
+#include <stdio.h>
 
 #define SL_CORE_MAX_NAME 128
 
@@ -96,7 +100,10 @@ typedef struct sl_job {
     sl_job_state_t state;    /* where it is */
     uint32_t attempts;       /* dispatches so far */
     sl_exec_t *exec;         /* executor running it (state RUNNING) */
-    double predicted_ttft_us;/* the policy's prediction at placement (0 = none) */
+    double predicted_ttft_us;/* the load model's prediction at placement (0 = none) */
+    sl_lm_pred_t pred;       /* the load model's prediction for where it runs */
+    uint32_t uncached_tokens;/* prompt tokens not cached where it was placed */
+    float queued_work_s;     /* predicted prefill seconds while it waits in the scheduler */
     void *user;              /* the embedder's data (daemon: routing, payload) */
     sl_list_t link;          /* queue, executor in-flight list or done list */
 } sl_job_t;
@@ -149,6 +156,12 @@ struct sl_exec {
     bool alive;                   /* false once lost (slot then free) */
     void *user;                   /* the embedder's data (daemon: identity) */
     void *policy_state;           /* per-executor state a policy may keep */
+    uint64_t prefill_tokens;      /* uncached prompt tokens of its in-flight jobs */
+    uint32_t hit_blocks;          /* during place(): leading blocks of the job it caches */
+    uint32_t cand_pos;            /* during place(): its position among the candidates */
+    uint64_t cand_stamp;          /* placement whose candidate list holds it */
+    uint32_t free_pos;            /* position in the core's free-credit list */
+    uint32_t alive_pos;           /* position in the core's list of live executors */
 };
 
 /* Outcome of a job reported by an executor. */
@@ -198,6 +211,15 @@ typedef struct sl_core_cfg {
     int64_t busy_retry_ms;    /* retry-after for refusals with no better estimate */
     int max_executors;        /* executor table size */
     int64_t seed;             /* random policies */
+    int64_t prefix_index_max; /* block hashes the prefix index remembers */
+    bool admission;           /* predictive admission (deadline, overload, tenants) */
+    double busy_utilization;  /* enter the busy state above this predicted utilization */
+    double busy_hysteresis;   /* leave it below busy_utilization minus this */
+    int64_t admit_horizon_ms; /* utilization = predicted prefill backlog / this horizon */
+    double tenant_rate;       /* jobs/s each tenant may submit; 0 = unlimited */
+    double tenant_burst;      /* bucket size of each tenant, jobs */
+    double model_forget;      /* load model: per-executor forgetting factor */
+    char state_file[256];     /* learned state saved on exit, read at start ("" = none) */
 } sl_core_cfg_t;
 
 /* Config table rows for sl_core_cfg_t embedded at offset base of a larger struct. */
@@ -225,6 +247,10 @@ typedef enum sl_core_counter {
     SL_CTR_EXECUTORS_JOINED,
     SL_CTR_EXECUTORS_LOST,
     SL_CTR_STALE_COMPLETIONS,
+    SL_CTR_KV_STORED,
+    SL_CTR_KV_EVICTED,
+    SL_CTR_PREFIX_HIT_BLOCKS,
+    SL_CTR_BUSY_ENTERED,
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -293,5 +319,30 @@ uint32_t sl_core_queue_depth(const sl_core_t *core, sl_prio_t prio);
 uint32_t sl_core_inflight(const sl_core_t *core);
 uint64_t sl_core_counter(const sl_core_t *core, sl_core_counter_t c);
 const char *sl_core_policy_name(const sl_core_t *core);
+
+/* KV events of executor index: blocks stored and evicted (in that order);
+ * reset first forgets everything it held. SL_ERR_NOT_FOUND for an unknown
+ * executor. */
+sl_status_t sl_core_exec_kv_event(sl_core_t *core, uint32_t index, const uint64_t *stored,
+                                  size_t n_stored, const uint64_t *evicted, size_t n_evicted,
+                                  bool reset, sl_time_t now);
+/* The cluster-wide prefix index (read-only use). */
+const sl_prefix_index_t *sl_core_prefix_index(const sl_core_t *core);
+/* The learned load model (read-only use). */
+const sl_load_model_t *sl_core_load_model(const sl_core_t *core);
+/* Predict job on e at now with e->hit_blocks (valid inside place()). */
+void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
+                     sl_time_t now, sl_lm_pred_t *pred);
+/* Inside place(): the executors caching a prefix of the job, and the stamp
+ * that marks candidates (e->cand_stamp == stamp means e is cands[e->cand_pos]). */
+const sl_prefix_hit_t *sl_core_place_hits(const sl_core_t *core, size_t *n_p, uint64_t *stamp_p);
+/* Predicted utilization (prefill backlog over the admission horizon). */
+double sl_core_utilization(sl_core_t *core, sl_time_t now);
+/* Whether admission is in the busy state. */
+bool sl_core_busy(const sl_core_t *core);
+/* Save / restore the learned state (load model prior, versioned text). On a
+ * bad file, load logs the reason, returns SL_ERR_INVALID and changes nothing. */
+sl_status_t sl_core_state_save(const sl_core_t *core, FILE *f);
+sl_status_t sl_core_state_load(sl_core_t *core, FILE *f);
 
 #endif

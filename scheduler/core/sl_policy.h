@@ -37,6 +37,12 @@ extern const sl_policy_ops_t sl_policy_round_robin;
 extern const sl_policy_ops_t sl_policy_random;
 extern const sl_policy_ops_t sl_policy_least_outstanding;
 extern const sl_policy_ops_t sl_policy_p2c;
+extern const sl_policy_ops_t sl_policy_learned;
+extern const sl_policy_ops_t sl_policy_kv_cost;
+extern const sl_policy_ops_t sl_policy_scorer;
+extern const sl_policy_ops_t sl_policy_cache_switch;
+extern const sl_policy_ops_t sl_policy_weighted;
+extern const sl_policy_ops_t sl_policy_session;
 
 /* Find a built-in policy by name; NULL when unknown. */
 const sl_policy_ops_t *sl_policy_find(const char *name);

@@ -17,9 +17,20 @@ static const struct {
     {"least-conn", &sl_policy_least_outstanding},
     {"p2c", &sl_policy_p2c},
     {"power-of-two", &sl_policy_p2c},
+    {"learned", &sl_policy_learned},
+    {"kv-cost", &sl_policy_kv_cost},
+    {"dynamo", &sl_policy_kv_cost},
+    {"scorer", &sl_policy_scorer},
+    {"epp", &sl_policy_scorer},
+    {"cache-switch", &sl_policy_cache_switch},
+    {"sglang", &sl_policy_cache_switch},
+    {"weighted", &sl_policy_weighted},
+    {"session", &sl_policy_session},
 };
 
-static const char *const s_names[] = {"round-robin", "random", "least-outstanding", "p2c", NULL};
+static const char *const s_names[] = {"round-robin", "random",   "least-outstanding", "p2c",
+                                     "learned",     "kv-cost",  "scorer",
+                                     "cache-switch", "weighted", "session", NULL};
 
 const sl_policy_ops_t *sl_policy_find(const char *name)
 {

@@ -1,0 +1,78 @@
+/*
+ * The policy lab's discrete-event simulator: the scheduler's decision core
+ * and the executor's engine with the sim backend (the very code the daemons
+ * run), on a virtual clock, replaying a request schedule. Deterministic for
+ * a given seed: no wall clock enters a result.
+ */
+#ifndef SL_SIM_H
+#define SL_SIM_H
+
+#include <sluice/status.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bench/sl_trace.h"
+#include "common/sl_hist.h"
+#include "executor/sl_backend.h"
+
+#define SL_SIM_MAX_EXECS 100000
+
+typedef struct sl_sim_params {
+    const sl_trace_t *trace;  /* arrival schedule (borrowed) */
+    int executors;            /* cluster size */
+    const double *speeds;     /* per executor speed factor (NULL: all 1) */
+    const char *policy;       /* placement policy */
+    bool admission;           /* predictive admission in the core */
+    double busy_utilization;  /* admission threshold (0: the core's default) */
+    double slo_ttft_mult;     /* TTFT SLO: at most this x the unloaded TTFT ... */
+    double slo_ttft_floor_s;  /* ... and never below this */
+    double slo_tpot_s;        /* mean TPOT SLO */
+    int64_t heartbeat_ms;     /* heartbeat (load copy) interval */
+    int credits;              /* jobs in flight per executor */
+    int max_batch;            /* engine batch size */
+    sl_sim_cfg_t model;       /* sim backend coefficients (speed is per executor) */
+    uint32_t kv_block_tokens; /* tokens per KV block of the backend */
+    double fail_at_s;         /* executors fail at this time (0 = never) */
+    int fail_count;           /* how many fail */
+    double fail_down_s;       /* they rejoin, empty, after this long */
+    uint64_t seed;            /* policies' and admission's randomness */
+} sl_sim_params_t;
+
+typedef struct sl_sim_report {
+    uint64_t requests;     /* offered */
+    uint64_t completed;    /* finished OK */
+    uint64_t busy;         /* refused with BUSY */
+    uint64_t failed;       /* failed or expired */
+    uint64_t slo_met;      /* completed within both SLOs */
+    double span_s;         /* arrival span of the schedule */
+    double sim_end_s;      /* virtual time when the last job ended */
+    double offered_rps;    /* requests / span */
+    double goodput_rps;    /* slo_met / span */
+    double slo_frac;       /* slo_met / requests */
+    double p50_ttft_s;     /* over completed jobs */
+    double p90_ttft_s;     /* over completed jobs */
+    double p99_ttft_s;     /* over completed jobs */
+    double mean_tpot_s;    /* over completed jobs with > 1 token */
+    double busy_rate;      /* busy / requests */
+    double hit_rate;       /* cached prompt tokens / prompt tokens (completed) */
+    double ttft_mape;      /* the load model's prequential MAPE */
+    uint64_t busy_by_reason[8]; /* BUSY counts by sl_busy_reason_t */
+    sl_hist_t ttft_us;     /* TTFT distribution, microseconds */
+    uint64_t events;       /* simulation events processed */
+} sl_sim_report_t;
+
+/* Defaults: 16 executors at speed 1, policy learned with admission, SLOs 3x /
+ * 1 s / 100 ms, heartbeats 100 ms, 32 credits = batch, the sim backend's
+ * default coefficients (executor/sl_backend.c), KV blocks of 16 tokens. */
+void sl_sim_params_default(sl_sim_params_t *p);
+
+/* Unloaded TTFT of a prompt (no cache, empty executor of speed 1), seconds. */
+double sl_sim_unloaded_ttft(const sl_sim_params_t *p, uint32_t prompt_tokens);
+
+/* Run one simulation. *rep is written on success; SL_ERR_INVALID for bad
+ * parameters (logged), SL_ERR_NOMEM. */
+sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep);
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * The learned load model (see sl_load_model.h).
+ *
+ * Idea: a few physically motivated features and recursive least squares
+ * (RLS) with exponential forgetting, one small model per executor.
+ *   TTFT = th0 + th1 * u + th2 * a + th3 * w + th4 * r
+ * with u the uncached prompt tokens (thousands: prefill is compute-bound,
+ * linear in them), a = u * (c + u / 2) / 1e6 the attention term (quadratic
+ * in the prompt, c the cached tokens), w the predicted wait in seconds before
+ * the job's prefill starts, and r the jobs in flight there / 32 (decode
+ * steps that share the iterations), and k the KV overflow: how far the job
+ * plus the jobs in flight exceed the executor's KV capacity, as a fraction
+ * of it (the engine then holds the job until others finish). The wait w is the executor's predicted
+ * backlog: each dispatch adds the job's predicted prefill seconds to a
+ * "busy until" time that drains at one second per second. An executor twice
+ * as slow doubles th1 and th2 within a few dozen jobs, and its backlog grows
+ * twice as fast with them, so the model finds speeds by itself.
+ * TPOT = tt0 + tt1 * r, a second tiny RLS.
+ * A shared prior (the same RLS fed by every executor, forgetting slower)
+ * seeds each new executor, so its first job is predicted sensibly.
+ * The error is prequential: each prediction is scored against its outcome
+ * before the model learns from that outcome.
+ *
+ * Alternatives rejected: gradient-boosted trees as a sidecar service
+ * (llm-d: hundreds of predictions per second per sidecar; here a prediction
+ * is 5 multiply-adds, called once per candidate in the scheduler's thread);
+ * plain SGD (needs a learning rate per feature scale; RLS is scale-free and
+ * converges in about as many samples as there are features); one global
+ * model (cannot tell a slow executor from a loaded one).
+ */
+#include "scheduler/core/sl_load_model.h"
+#include "common/sl_log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct s_rls {
+    double th[SL_LM_NX];          /* coefficients */
+    double p[SL_LM_NX][SL_LM_NX]; /* inverse information (covariance) */
+} s_rls_t;
+
+typedef struct s_exec {
+    s_rls_t ttft;        /* TTFT model */
+    s_rls_t tpot;        /* TPOT model (first SL_LM_NT entries used) */
+    sl_time_t busy_until;/* predicted end of the prefill work sent to it */
+    uint64_t samples;    /* outcomes learned */
+} s_exec_t;
+
+struct sl_load_model {
+    sl_lm_cfg_t cfg;      /* configuration */
+    uint32_t max_execs;   /* table size */
+    s_exec_t *execs;      /* per-executor models */
+    s_rls_t prior;        /* shared TTFT prior */
+    s_rls_t prior_tpot;   /* shared TPOT prior */
+    double ape_sum;       /* sum of absolute percentage errors */
+    uint64_t n_scored;    /* predictions scored */
+    double ape_recent;    /* EWMA of the error */
+};
+
+/* A starting point before any data: an 8B model on an H100-class GPU
+ * (about 30 us per prompt token, 1 us per token x context token, one
+ * decode step ~ 7 ms). The model moves off it after a few jobs. */
+static const double s_th_init[SL_LM_NX] = {0.008, 0.030, 0.001, 1.0, 0.005, 5.0};
+static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
+
+#define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
+#define S_FIRST_NONNEG 3  /* coefficients from here on are kept >= 0 */
+#define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
+
+static double s_clamp(double v, double lo, double hi)
+{
+    if (!(v >= lo)) /* also NaN */
+        return lo;
+    return v > hi ? hi : v;
+}
+
+static void s_rls_init(s_rls_t *r, const double *th, int nx, double p)
+{
+    memset(r, 0, sizeof(*r));
+    for (int i = 0; i < nx; i++) {
+        r->th[i] = th[i];
+        r->p[i][i] = p;
+    }
+}
+
+static double s_dot(const double *a, const double *b, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* One RLS step with forgetting lambda. Two guards keep it sane on real
+ * traffic, where some features stay zero for long stretches (no wait, no KV
+ * overflow): the coefficients of those rarely excited features (wait,
+ * running jobs, KV overflow) are kept non-negative, as the physics says
+ * (more wait or load never makes a job faster), which stops a burst of
+ * unusual samples from throwing the fit to nonsense; and the covariance
+ * trace is bounded, since forgetting inflates it without limit in the
+ * unexcited directions ("windup"). The prefill terms are left free:
+ * constraining them too stalls the fit when an executor turns out several
+ * times faster than the prior (tested at 4x). The trace bound is loose on
+ * purpose: a tight one slows adaptation to a slowed executor. */
+static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double lambda)
+{
+    double px[SL_LM_NX], k[SL_LM_NX];
+    for (int i = 0; i < nx; i++)
+        px[i] = s_dot(r->p[i], x, nx);
+    double den = lambda + s_dot(x, px, nx);
+    if (!(den > 1e-12))
+        return;
+    double err = y - s_dot(r->th, x, nx);
+    for (int i = 0; i < nx; i++) {
+        k[i] = px[i] / den;
+        r->th[i] += k[i] * err;
+    }
+    for (int i = S_FIRST_NONNEG; i < nx; i++)
+        if (r->th[i] < 0)
+            r->th[i] = 0;
+    for (int i = 0; i < nx; i++) {
+        if (!isfinite(r->th[i]) || fabs(r->th[i]) > 1e6) {
+            s_rls_init(r, nx == SL_LM_NX ? s_th_init : s_tt_init, nx, 1.0);
+            return; /* diverged: start over rather than predict nonsense */
+        }
+    }
+    double tr = 0;
+    for (int i = 0; i < nx; i++) {
+        for (int j = 0; j < nx; j++)
+            r->p[i][j] = (r->p[i][j] - k[i] * px[j]) / lambda;
+        tr += r->p[i][i];
+    }
+    double tr_max = S_P_TRACE_MAX;
+    if (tr > tr_max || !isfinite(tr)) {
+        double s = isfinite(tr) ? tr_max / tr : 0;
+        for (int i = 0; i < nx; i++)
+            for (int j = 0; j < nx; j++)
+                r->p[i][j] = isfinite(tr) ? r->p[i][j] * s : (i == j ? 1.0 : 0.0);
+    }
+}
+
+sl_status_t sl_load_model_create(const sl_lm_cfg_t *cfg, uint32_t max_execs,
+                                 sl_load_model_t **model_p)
+{
+    if (max_execs == 0 || cfg->forget <= 0 || cfg->forget > 1 || cfg->prior_forget <= 0 ||
+        cfg->prior_forget > 1 || cfg->p_init <= 0)
+        return SL_ERR_INVALID;
+    sl_load_model_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return SL_ERR_NOMEM;
+    m->execs = calloc(max_execs, sizeof(*m->execs));
+    if (!m->execs) {
+        free(m);
+        return SL_ERR_NOMEM;
+    }
+    m->cfg = *cfg;
+    m->max_execs = max_execs;
+    s_rls_init(&m->prior, s_th_init, SL_LM_NX, cfg->p_init);
+    s_rls_init(&m->prior_tpot, s_tt_init, SL_LM_NT, cfg->p_init);
+    for (uint32_t i = 0; i < max_execs; i++)
+        sl_load_model_exec_reset(m, i, 0);
+    *model_p = m;
+    return SL_OK;
+}
+
+void sl_load_model_destroy(sl_load_model_t **model_p)
+{
+    sl_load_model_t *m = *model_p;
+    if (!m)
+        return;
+    free(m->execs);
+    free(m);
+    *model_p = NULL;
+}
+
+void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
+{
+    if (exec >= m->max_execs)
+        return;
+    s_exec_t *e = &m->execs[exec];
+    s_rls_init(&e->ttft, m->prior.th, SL_LM_NX, m->cfg.p_init);
+    s_rls_init(&e->tpot, m->prior_tpot.th, SL_LM_NT, m->cfg.p_init);
+    e->busy_until = now;
+    e->samples = 0;
+}
+
+double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now)
+{
+    if (exec >= m->max_execs)
+        return 0;
+    sl_time_t b = m->execs[exec].busy_until - now;
+    return b > 0 ? (double)b / 1e9 : 0.0;
+}
+
+void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
+                           sl_time_t now, sl_lm_pred_t *pred)
+{
+    const s_exec_t *e = &m->execs[exec < m->max_execs ? exec : 0];
+    double c = q->cached_tokens < q->prompt_tokens ? q->cached_tokens : q->prompt_tokens;
+    double u = (double)q->prompt_tokens - c;
+    double over = 0;
+    if (q->kv_capacity && q->kv_inflight + q->kv_need > q->kv_capacity)
+        over = (double)(q->kv_inflight + q->kv_need - q->kv_capacity) / (double)q->kv_capacity;
+    double x[SL_LM_NX] = {1.0, u / 1000.0, u * (c + u / 2) / 1e6,
+                          sl_load_model_backlog_s(m, exec, now), q->running / 32.0, over};
+    double xt[SL_LM_NT] = {1.0, q->running / 32.0};
+    const double *th = e->ttft.th;
+    double prefill = th[0] + th[1] * x[1] + th[2] * x[2] + th[4] * x[4];
+    /* Bounded, whatever the coefficients: a prediction feeds the backlog
+     * clock, which must never overflow. */
+    prefill = s_clamp(prefill, 1e-4, S_PRED_MAX_S);
+    double kv_wait = s_clamp(th[5] * x[5], 0, S_PRED_MAX_S);
+    double ttft = s_clamp(prefill + th[3] * x[3] + kv_wait, prefill, 3 * S_PRED_MAX_S);
+    double tpot = s_dot(e->tpot.th, xt, SL_LM_NT);
+    for (int i = 0; i < SL_LM_NX; i++)
+        pred->x[i] = (float)x[i];
+    for (int i = 0; i < SL_LM_NT; i++)
+        pred->xt[i] = (float)xt[i];
+    pred->wait_s = (float)x[3];
+    pred->prefill_s = (float)prefill;
+    pred->ttft_s = (float)ttft;
+    pred->tpot_s = (float)s_clamp(tpot, 1e-4, 60);
+    pred->valid = true;
+}
+
+void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
+                              sl_time_t now)
+{
+    if (exec >= m->max_execs || !pred->valid)
+        return;
+    s_exec_t *e = &m->execs[exec];
+    if (e->busy_until < now)
+        e->busy_until = now;
+    /* At most a day of backlog, so the clock arithmetic cannot overflow. */
+    sl_time_t add = (sl_time_t)(s_clamp(pred->prefill_s, 0, S_PRED_MAX_S) * 1e9);
+    if (e->busy_until - now < 24 * 3600 * SL_NS_PER_S)
+        e->busy_until += add;
+}
+
+void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
+                           double ttft_s, double tpot_s)
+{
+    if (exec >= m->max_execs || !pred->valid || !(ttft_s > 0) || !isfinite(ttft_s))
+        return;
+    s_exec_t *e = &m->execs[exec];
+    double ape = fabs((double)pred->ttft_s - ttft_s) / ttft_s;
+    if (ape > 10)
+        ape = 10; /* one wild outlier must not hide the rest */
+    m->ape_sum += ape;
+    m->ape_recent = m->n_scored ? 0.998 * m->ape_recent + 0.002 * ape : ape;
+    m->n_scored++;
+    /* Relative least squares: each sample weighted by 1 / y^2 (x and y
+     * scaled by 1 / y), so a few long waits in the tail do not drag the fit
+     * away from the many short jobs; the error that matters is relative. */
+    double x[SL_LM_NX], xt[SL_LM_NT];
+    double wy = 1.0 / (ttft_s > 0.005 ? ttft_s : 0.005);
+    for (int i = 0; i < SL_LM_NX; i++)
+        x[i] = pred->x[i] * wy;
+    for (int i = 0; i < SL_LM_NT; i++)
+        xt[i] = pred->xt[i];
+    s_rls_update(&e->ttft, x, SL_LM_NX, ttft_s * wy, m->cfg.forget);
+    s_rls_update(&m->prior, x, SL_LM_NX, ttft_s * wy, m->cfg.prior_forget);
+    if (tpot_s > 0 && isfinite(tpot_s)) {
+        s_rls_update(&e->tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget);
+        s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget);
+    }
+    e->samples++;
+}
+
+double sl_load_model_mape(const sl_load_model_t *m)
+{
+    return m->n_scored ? m->ape_sum / (double)m->n_scored : 0.0;
+}
+
+double sl_load_model_mape_recent(const sl_load_model_t *m)
+{
+    return m->ape_recent;
+}
+
+uint64_t sl_load_model_samples(const sl_load_model_t *m)
+{
+    return m->n_scored;
+}
+
+double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
+{
+    return exec < m->max_execs ? m->execs[exec].ttft.th[1] : 0.0;
+}
+
+#define S_MAGIC "sluice-load-model"
+#define S_VERSION 1
+
+static void s_rls_write(FILE *f, const char *tag, const s_rls_t *r, int nx)
+{
+    fprintf(f, "%s", tag);
+    for (int i = 0; i < nx; i++)
+        fprintf(f, " %.17g", r->th[i]);
+    for (int i = 0; i < nx; i++)
+        for (int j = 0; j < nx; j++)
+            fprintf(f, " %.17g", r->p[i][j]);
+    fputc('\n', f);
+}
+
+static bool s_rls_read(FILE *f, const char *tag, s_rls_t *r, int nx)
+{
+    char got[32];
+    if (fscanf(f, "%31s", got) != 1 || strcmp(got, tag) != 0)
+        return false;
+    memset(r, 0, sizeof(*r));
+    for (int i = 0; i < nx; i++)
+        if (fscanf(f, "%lg", &r->th[i]) != 1 || !isfinite(r->th[i]))
+            return false;
+    for (int i = 0; i < nx; i++)
+        for (int j = 0; j < nx; j++)
+            if (fscanf(f, "%lg", &r->p[i][j]) != 1 || !isfinite(r->p[i][j]))
+                return false;
+    return true;
+}
+
+sl_status_t sl_load_model_save(const sl_load_model_t *m, FILE *f)
+{
+    fprintf(f, "%s %d %d %d\n", S_MAGIC, S_VERSION, SL_LM_NX, SL_LM_NT);
+    fprintf(f, "scored %llu %.17g %.17g\n", (unsigned long long)m->n_scored, m->ape_sum,
+            m->ape_recent);
+    s_rls_write(f, "prior", &m->prior, SL_LM_NX);
+    s_rls_write(f, "prior_tpot", &m->prior_tpot, SL_LM_NT);
+    fprintf(f, "end\n");
+    return ferror(f) ? SL_ERR_IO : SL_OK;
+}
+
+sl_status_t sl_load_model_load(sl_load_model_t *m, FILE *f)
+{
+    char magic[32], tag[16];
+    int version, nx, nt;
+    unsigned long long n;
+    double sum, recent;
+    s_rls_t prior, prior_tpot;
+    if (fscanf(f, "%31s %d %d %d", magic, &version, &nx, &nt) != 4 || strcmp(magic, S_MAGIC)) {
+        SL_ERROR("state file: not a load model (bad header)");
+        return SL_ERR_INVALID;
+    }
+    if (version != S_VERSION || nx != SL_LM_NX || nt != SL_LM_NT) {
+        SL_ERROR("state file: load model version %d (%d, %d features); this build reads %d",
+                 version, nx, nt, S_VERSION);
+        return SL_ERR_INVALID;
+    }
+    if (fscanf(f, "%15s %llu %lg %lg", tag, &n, &sum, &recent) != 4 || strcmp(tag, "scored") ||
+        !isfinite(sum) || !isfinite(recent) || sum < 0 || recent < 0 ||
+        !s_rls_read(f, "prior", &prior, SL_LM_NX) ||
+        !s_rls_read(f, "prior_tpot", &prior_tpot, SL_LM_NT) || fscanf(f, "%15s", tag) != 1 ||
+        strcmp(tag, "end")) {
+        SL_ERROR("state file: load model truncated or malformed");
+        return SL_ERR_INVALID;
+    }
+    m->prior = prior;
+    m->prior_tpot = prior_tpot;
+    m->n_scored = n;
+    m->ape_sum = sum;
+    m->ape_recent = recent;
+    for (uint32_t i = 0; i < m->max_execs; i++)
+        if (m->execs[i].samples == 0)
+            sl_load_model_exec_reset(m, i, m->execs[i].busy_until);
+    return SL_OK;
+}

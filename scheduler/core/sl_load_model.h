@@ -1,0 +1,85 @@
+/*
+ * The learned load model: for a job on an executor it predicts the queue
+ * wait, the time to first token (TTFT) and the time per output token (TPOT),
+ * and learns online from every completion, per executor, with a shared prior
+ * for executors it has not seen yet. Pure: time is an argument.
+ */
+#ifndef SL_LOAD_MODEL_H
+#define SL_LOAD_MODEL_H
+
+#include <sluice/status.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/sl_clock.h"
+
+#define SL_LM_NX 6 /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,
+                      KV overflow */
+#define SL_LM_NT 2 /* TPOT features: 1, running/32 */
+
+typedef struct sl_load_model sl_load_model_t;
+
+/* What the model needs to know about a job on one executor. */
+typedef struct sl_lm_query {
+    uint32_t prompt_tokens; /* prompt length */
+    uint32_t cached_tokens; /* of which cached on that executor */
+    uint32_t running;       /* jobs in flight on that executor */
+    uint64_t kv_need;       /* KV tokens the job reserves (prompt + output) */
+    uint64_t kv_inflight;   /* KV tokens reserved by the jobs in flight there */
+    uint64_t kv_capacity;   /* the executor's KV capacity in tokens (0 = unknown) */
+} sl_lm_query_t;
+
+/* A prediction, kept with the job until its result scores it. */
+typedef struct sl_lm_pred {
+    float x[SL_LM_NX];   /* TTFT features at placement */
+    float xt[SL_LM_NT];  /* TPOT features at placement */
+    float wait_s;        /* predicted wait before its prefill starts */
+    float prefill_s;     /* predicted own prefill */
+    float ttft_s;        /* predicted executor-side TTFT */
+    float tpot_s;        /* predicted time per output token */
+    bool valid;          /* a prediction was made */
+} sl_lm_pred_t;
+
+typedef struct sl_lm_cfg {
+    double forget;       /* per-executor RLS forgetting factor (0.98: adapts in ~50 jobs) */
+    double prior_forget; /* shared prior's forgetting factor */
+    double p_init;       /* initial covariance scale of a new executor */
+} sl_lm_cfg_t;
+
+/* Create a model for executor indices below max_execs. */
+sl_status_t sl_load_model_create(const sl_lm_cfg_t *cfg, uint32_t max_execs,
+                                 sl_load_model_t **model_p);
+void sl_load_model_destroy(sl_load_model_t **model_p);
+/* Executor exec (re)starts from the shared prior. */
+void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now);
+/* Predict q on exec at now into *pred. O(SL_LM_NX). */
+void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
+                           sl_time_t now, sl_lm_pred_t *pred);
+/* The job predicted by pred was sent to exec: its prefill joins the backlog. */
+void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
+                              sl_time_t now);
+/* Predicted seconds until exec has worked off what it was sent. */
+double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now);
+/* A job predicted by pred finished on exec with the measured executor-side
+ * TTFT and TPOT (seconds; tpot < 0 when unknown): score, then learn. */
+void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
+                           double ttft_s, double tpot_s);
+/* Prequential mean absolute percentage error of TTFT (scored before learning). */
+double sl_load_model_mape(const sl_load_model_t *m);
+/* Same over the recent past (exponentially weighted, ~500 jobs). */
+double sl_load_model_mape_recent(const sl_load_model_t *m);
+/* Number of scored predictions. */
+uint64_t sl_load_model_samples(const sl_load_model_t *m);
+/* Per-token prefill seconds per 1000 tokens learned for exec (its speed). */
+double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec);
+
+/* Save the learned state (text, versioned). SL_ERR_IO on a write error. */
+sl_status_t sl_load_model_save(const sl_load_model_t *m, FILE *f);
+/* Restore from a file written by save; SL_ERR_INVALID (logged with the
+ * reason) for a bad file, the model then unchanged. */
+sl_status_t sl_load_model_load(sl_load_model_t *m, FILE *f);
+
+#endif

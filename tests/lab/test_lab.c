@@ -1,0 +1,679 @@
+/* Unit tests of the policy lab: prefix index, load model, every policy,
+ * admission with hysteresis, and the simulator's determinism. Simulated
+ * clock only; nothing sleeps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/sim/sl_sim.h"
+#include "common/sl_rand.h"
+#include "scheduler/core/sl_core.h"
+#include "scheduler/core/sl_load_model.h"
+#include "scheduler/core/sl_policy.h"
+#include "scheduler/core/sl_prefix_index.h"
+
+/* ---------------- prefix index ---------------- */
+
+static void test_index_match(void **state)
+{
+    sl_prefix_index_t *x = NULL;
+    assert_int_equal(sl_prefix_index_create(1000, 16, &x), SL_OK);
+    uint64_t h[5] = {11, 12, 13, 14, 15};
+    for (int i = 0; i < 5; i++)
+        sl_prefix_index_stored(x, 2, h[i]);
+    for (int i = 0; i < 2; i++)
+        sl_prefix_index_stored(x, 7, h[i]);
+    sl_prefix_index_stored(x, 9, h[1]); /* not a leading block: no match */
+    sl_prefix_hit_t out[SL_PREFIX_MAX_HOLDERS];
+    size_t n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].exec == 2)
+            assert_int_equal(out[i].blocks, 5);
+        else if (out[i].exec == 7)
+            assert_int_equal(out[i].blocks, 2);
+        else
+            fail();
+    }
+    assert_int_equal(sl_prefix_index_exec_blocks(x, 2), 5);
+    sl_prefix_index_evicted(x, 2, 13);
+    n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS);
+    for (size_t i = 0; i < n; i++)
+        if (out[i].exec == 2)
+            assert_int_equal(out[i].blocks, 2);
+    sl_prefix_index_reset(x, 2);
+    assert_int_equal(sl_prefix_index_exec_blocks(x, 2), 0);
+    n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].exec, 7);
+    /* Unknown pairs are ignored. */
+    sl_prefix_index_evicted(x, 3, 999);
+    sl_prefix_index_destroy(&x);
+    assert_null(x);
+}
+
+static void test_index_bounded(void **state)
+{
+    sl_prefix_index_t *x = NULL;
+    assert_int_equal(sl_prefix_index_create(1000, 64, &x), SL_OK);
+    /* An endless stream of new prefixes: memory stays at the bound. */
+    for (uint64_t i = 0; i < 200000; i++) {
+        assert_int_equal(sl_prefix_index_stored(x, (uint32_t)(i % 64), i * 7919 + 1), SL_OK);
+        assert_true(sl_prefix_index_entries(x) <= 1000);
+    }
+    assert_int_equal(sl_prefix_index_entries(x), 1000);
+    assert_int_equal(sl_prefix_index_dropped(x), 199000);
+    uint64_t total = 0;
+    for (uint32_t e = 0; e < 64; e++)
+        total += sl_prefix_index_exec_blocks(x, e);
+    assert_int_equal(total, 1000);
+    /* A block on more executors than the holder set keeps the newest. */
+    for (uint32_t e = 0; e < 20; e++)
+        sl_prefix_index_stored(x, e, 42);
+    sl_prefix_hit_t out[SL_PREFIX_MAX_HOLDERS];
+    uint64_t h = 42;
+    size_t n = sl_prefix_index_match(x, &h, 1, out, SL_PREFIX_MAX_HOLDERS);
+    assert_int_equal(n, SL_PREFIX_MAX_HOLDERS);
+    for (size_t i = 0; i < n; i++)
+        assert_true(out[i].exec >= 20 - SL_PREFIX_MAX_HOLDERS);
+    sl_prefix_index_destroy(&x);
+}
+
+/* ---------------- load model ---------------- */
+
+/* The synthetic law: per-token and attention costs scaled by 1/speed. */
+static double s_law(const sl_lm_query_t *q, double speed)
+{
+    double u = (double)q->prompt_tokens - q->cached_tokens;
+    return (0.004 + 0.040 * u / 1000 + 0.0015 * u * (q->cached_tokens + u / 2) / 1e6 +
+            0.003 * q->running / 32.0) /
+           speed;
+}
+
+static void s_query(sl_rand_t *r, sl_lm_query_t *q)
+{
+    memset(q, 0, sizeof(*q)); /* no KV overflow unless a test sets one */
+    q->prompt_tokens = 100 + (uint32_t)sl_rand_below(r, 16000);
+    q->cached_tokens = (uint32_t)sl_rand_below(r, q->prompt_tokens);
+    q->running = (uint32_t)sl_rand_below(r, 32);
+}
+
+/* Train exec on n samples of the law; returns the mean error of the last 100. */
+static double s_train(sl_load_model_t *m, uint32_t exec, sl_rand_t *r, int n, double speed)
+{
+    double err = 0;
+    for (int i = 0; i < n; i++) {
+        sl_lm_query_t q;
+        sl_lm_pred_t p;
+        s_query(r, &q);
+        /* Far apart in time: no backlog, the wait feature is zero. */
+        sl_time_t now = (sl_time_t)(i + 1) * SL_MS(100000);
+        sl_load_model_predict(m, exec, &q, now, &p);
+        double y = s_law(&q, speed);
+        if (i >= n - 100)
+            err += fabs(p.ttft_s - y) / y / 100.0;
+        sl_load_model_observe(m, exec, &p, y, 0.01);
+    }
+    return err;
+}
+
+static sl_load_model_t *s_model(void)
+{
+    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10};
+    sl_load_model_t *m = NULL;
+    assert_int_equal(sl_load_model_create(&cfg, 8, &m), SL_OK);
+    return m;
+}
+
+static void test_model_converges(void **state)
+{
+    sl_load_model_t *m = s_model();
+    sl_rand_t r;
+    sl_rand_seed(&r, 5);
+    double err = s_train(m, 0, &r, 400, 1.0);
+    assert_true(err < 0.02);
+    /* Prequential error over the whole run is scored before learning. */
+    assert_int_equal(sl_load_model_samples(m), 400);
+    assert_true(sl_load_model_mape(m) < 0.25);
+    /* The per-token coefficient is the law's. */
+    assert_true(fabs(sl_load_model_exec_rate(m, 0) - 0.040) < 0.004);
+    sl_load_model_destroy(&m);
+}
+
+static void test_model_adapts_and_prior(void **state)
+{
+    sl_load_model_t *m = s_model();
+    sl_rand_t r;
+    sl_rand_seed(&r, 9);
+    s_train(m, 0, &r, 300, 1.0);
+    s_train(m, 1, &r, 300, 1.0);
+    /* Executor 0 slows to half speed: within 300 jobs it is predicted again
+     * (the error of its last 100 predictions is under 5%). */
+    double err = s_train(m, 0, &r, 300, 0.5);
+    assert_true(err < 0.05);
+    assert_true(fabs(sl_load_model_exec_rate(m, 0) - 0.080) < 0.01);
+    /* Executor 1 did not slow down. */
+    assert_true(fabs(sl_load_model_exec_rate(m, 1) - 0.040) < 0.005);
+    /* A new executor starts from the shared prior: sensible at its first job. */
+    sl_load_model_exec_reset(m, 5, 0);
+    sl_lm_query_t q = {.prompt_tokens = 8000, .cached_tokens = 2000, .running = 4};
+    sl_lm_pred_t p;
+    sl_load_model_predict(m, 5, &q, SL_MS(1), &p);
+    double y = s_law(&q, 1.0);
+    assert_true(p.ttft_s > 0.5 * y && p.ttft_s < 2.0 * y);
+    /* Backlog: a dispatched job delays the next one by its prefill. */
+    sl_load_model_predict(m, 1, &q, SL_MS(1), &p);
+    sl_load_model_dispatched(m, 1, &p, SL_MS(1));
+    sl_lm_pred_t p2;
+    sl_load_model_predict(m, 1, &q, SL_MS(1), &p2);
+    assert_true(p2.wait_s > 0.9 * p.prefill_s);
+    assert_true(p2.ttft_s > p.ttft_s);
+    /* Executor 2 is four times faster than the prior: found out too. */
+    sl_load_model_exec_reset(m, 2, 0);
+    err = s_train(m, 2, &r, 300, 4.0);
+    assert_true(err < 0.05);
+    assert_true(fabs(sl_load_model_exec_rate(m, 2) - 0.010) < 0.002);
+    sl_load_model_destroy(&m);
+}
+
+static void test_model_save_load(void **state)
+{
+    sl_load_model_t *m = s_model(), *m2 = s_model();
+    sl_rand_t r;
+    sl_rand_seed(&r, 3);
+    s_train(m, 0, &r, 300, 1.0);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(sl_load_model_save(m, f), SL_OK);
+    rewind(f);
+    assert_int_equal(sl_load_model_load(m2, f), SL_OK);
+    fclose(f);
+    assert_int_equal(sl_load_model_samples(m2), 300);
+    /* The restored prior predicts a fresh executor as the trained one does. */
+    sl_lm_query_t q = {.prompt_tokens = 5000, .cached_tokens = 0, .running = 0};
+    sl_lm_pred_t a, b;
+    sl_load_model_exec_reset(m, 3, 0);
+    sl_load_model_predict(m, 3, &q, 0, &a);
+    sl_load_model_predict(m2, 3, &q, 0, &b);
+    assert_true(fabs(a.ttft_s - b.ttft_s) < 1e-6);
+    /* Bad files: wrong header, truncated. */
+    f = tmpfile();
+    fputs("not a model\n", f);
+    rewind(f);
+    assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
+    fclose(f);
+    f = tmpfile();
+    fputs("sluice-load-model 1 6 2\nscored 3 0.1 0.1\nprior 1 2\n", f);
+    rewind(f);
+    assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
+    fclose(f);
+    sl_load_model_destroy(&m);
+    sl_load_model_destroy(&m2);
+}
+
+/* Executors that answer at once (the null backend) must not drive the
+ * predictions, or the backlog clock built from them, out of range. */
+static void test_model_bounded(void **state)
+{
+    sl_load_model_t *m = s_model();
+    sl_rand_t r;
+    sl_rand_seed(&r, 11);
+    for (int i = 0; i < 2000; i++) {
+        sl_lm_query_t q;
+        sl_lm_pred_t p;
+        s_query(&r, &q);
+        q.kv_capacity = 1000;
+        q.kv_inflight = sl_rand_below(&r, 5000);
+        q.kv_need = q.prompt_tokens;
+        sl_load_model_predict(m, 0, &q, SL_MS(i), &p);
+        assert_true(isfinite(p.ttft_s) && p.ttft_s > 0 && p.ttft_s <= 3 * 3600.0);
+        sl_load_model_dispatched(m, 0, &p, SL_MS(i));
+        sl_load_model_observe(m, 0, &p, 1e-6 * (1 + i % 7), 1e-7);
+    }
+    for (int i = 0; i < 100000; i++) {
+        sl_lm_pred_t p = {.prefill_s = 3600, .valid = true};
+        sl_load_model_dispatched(m, 1, &p, 0);
+    }
+    assert_true(sl_load_model_backlog_s(m, 1, 0) <= 24 * 3600.0 + 3600.0);
+    assert_true(sl_load_model_backlog_s(m, 1, INT64_MAX / 2) == 0);
+    sl_load_model_destroy(&m);
+}
+
+/* ---------------- policies through the core ---------------- */
+
+typedef struct {
+    uint32_t last_exec; /* executor of the last dispatch */
+    int n_dispatch;     /* dispatches */
+    int n_result;       /* results */
+} rec_t;
+
+static sl_status_t s_dispatch(void *arg, sl_exec_t *e, sl_job_t *job)
+{
+    rec_t *r = arg;
+    r->last_exec = e->index;
+    r->n_dispatch++;
+    return SL_OK;
+}
+
+static void s_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
+                     const sl_exec_t *e, const void *payload, const char *err)
+{
+    ((rec_t *)arg)->n_result++;
+}
+
+static const sl_core_io_t s_io = {.dispatch = s_dispatch, .result = s_result};
+
+static sl_core_t *s_core(rec_t *r, const char *policy, bool admission, int n_exec)
+{
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(r, 0, sizeof(*r));
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "%s", policy);
+    cfg.max_executors = 16;
+    cfg.admission = admission;
+    assert_int_equal(sl_core_create(&cfg, &s_io, r, &core), SL_OK);
+    for (int i = 0; i < n_exec; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "x%d", i);
+        sl_exec_info_t info = {.name = name, .slots = 8, .backend = "sim",
+                               .kv_blocks_total = 30000, .kv_block_tokens = 16};
+        uint32_t idx;
+        assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+        assert_int_equal(idx, (uint32_t)i);
+    }
+    return core;
+}
+
+static sl_status_t s_submit(sl_core_t *core, const char *id, const uint64_t *h, uint32_t nh,
+                            uint32_t prompt, sl_time_t now, sl_job_t **job_p,
+                            sl_busy_reason_t *why)
+{
+    sl_job_desc_t d = {.id = id, .prompt_tokens = prompt, .max_new_tokens = 100,
+                       .block_hashes = h, .n_block_hashes = nh, .block_tokens = 512};
+    sl_time_t retry = 0;
+    return sl_core_job_submit(core, &d, NULL, now, job_p, why, &retry);
+}
+
+/* Every cache-aware policy sends a job to the executor caching its prefix
+ * when the cluster is otherwise idle and equal. */
+static void test_policies_prefix(void **state)
+{
+    static const char *const aware[] = {"learned", "kv-cost", "scorer", "cache-switch", NULL};
+    uint64_t h[8] = {101, 102, 103, 104, 105, 106, 107, 108};
+    for (int k = 0; aware[k]; k++) {
+        rec_t r;
+        sl_core_t *core = s_core(&r, aware[k], false, 4);
+        assert_int_equal(sl_core_exec_kv_event(core, 2, h, 8, NULL, 0, false, 0), SL_OK);
+        assert_int_equal(sl_core_exec_kv_event(core, 1, h, 2, NULL, 0, false, 0), SL_OK);
+        sl_job_t *job;
+        sl_busy_reason_t why;
+        assert_int_equal(s_submit(core, "a", h, 8, 4096, SL_MS(1), &job, &why), SL_OK);
+        assert_int_equal(r.last_exec, 2);
+        assert_int_equal(job->exec->index, 2);
+        assert_true(job->uncached_tokens < 4096);
+        /* A KV event for an unknown executor is refused. */
+        assert_int_equal(sl_core_exec_kv_event(core, 9, h, 1, NULL, 0, false, 0),
+                         SL_ERR_NOT_FOUND);
+        sl_core_destroy(&core);
+    }
+}
+
+static void test_policies_load(void **state)
+{
+    /* weighted: the executor with low utilization gets the job. */
+    rec_t r;
+    sl_core_t *core = s_core(&r, "weighted", false, 3);
+    sl_exec_load_t busy = {.gpu_util = 0.9f, .cpu_util = 0.2f};
+    sl_exec_load_t idle = {.gpu_util = 0.1f, .cpu_util = 0.1f};
+    sl_core_exec_heartbeat(core, 0, &busy, SL_MS(1));
+    sl_core_exec_heartbeat(core, 1, &idle, SL_MS(1));
+    sl_core_exec_heartbeat(core, 2, &busy, SL_MS(1));
+    sl_job_t *job;
+    sl_busy_reason_t why;
+    assert_int_equal(s_submit(core, "w", NULL, 0, 100, SL_MS(2), &job, &why), SL_OK);
+    assert_int_equal(r.last_exec, 1);
+    sl_core_destroy(&core);
+
+    /* session: the same session key sticks, a loaded home is left. */
+    core = s_core(&r, "session", false, 4);
+    sl_job_desc_t d = {.id = "s1", .session_key = "alice", .prompt_tokens = 10,
+                       .max_new_tokens = 10};
+    sl_time_t retry;
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &why, &retry), SL_OK);
+    uint32_t home = r.last_exec;
+    d.id = "s2";
+    d.session_key = "bob";
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &why, &retry), SL_OK);
+    d.session_key = "alice";
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "a%d", i);
+        d.id = id;
+        assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &why, &retry), SL_OK);
+        assert_int_equal(r.last_exec, home);
+    }
+    sl_core_destroy(&core);
+
+    /* cache-switch: when load is imbalanced beyond both thresholds, the
+     * least loaded wins over the cache. */
+    sl_core_cfg_t cfg;
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "cache-switch");
+    cfg.max_executors = 4;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    uint32_t idx;
+    sl_exec_info_t big = {.name = "big", .slots = 200, .backend = "sim"};
+    sl_exec_info_t other = {.name = "other", .slots = 200, .backend = "sim"};
+    assert_int_equal(sl_core_exec_join(core, &big, NULL, 0, &idx), SL_OK);
+    uint64_t h[4] = {1, 2, 3, 4};
+    sl_core_exec_kv_event(core, idx, h, 4, NULL, 0, false, 0);
+    for (int i = 0; i < 100; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "f%d", i);
+        assert_int_equal(s_submit(core, id, h, 4, 2048, 0, &job, &why), SL_OK);
+        assert_int_equal(r.last_exec, idx);
+    }
+    assert_int_equal(sl_core_exec_join(core, &other, NULL, 0, &idx), SL_OK);
+    assert_int_equal(s_submit(core, "g", h, 4, 2048, 0, &job, &why), SL_OK);
+    assert_int_equal(r.last_exec, idx); /* 100 - 0 > 64 and 100 > 1.5 x 0 */
+    sl_core_destroy(&core);
+}
+
+/* Every registered policy places a stream of jobs, with completions, and
+ * the learned policy beats round-robin on predicted TTFT of a slow executor. */
+static void test_policies_all(void **state)
+{
+    for (const char *const *name = sl_policy_names(); *name; name++) {
+        rec_t r;
+        sl_core_t *core = s_core(&r, *name, false, 4);
+        sl_time_t now = 0;
+        for (int i = 0; i < 200; i++) {
+            char id[16];
+            snprintf(id, sizeof(id), "j%d", i);
+            uint64_t h[2] = {(uint64_t)(i % 7) + 1, (uint64_t)(i % 7) + 100};
+            sl_job_t *job;
+            sl_busy_reason_t why;
+            now += SL_MS(10);
+            assert_int_equal(s_submit(core, id, h, 2, 1024, now, &job, &why), SL_OK);
+            assert_non_null(job->exec);
+            sl_core_exec_kv_event(core, job->exec->index, h, 2, NULL, 0, false, now);
+            sl_job_result_t res = {.status = SL_JOB_OK, .output_tokens = 100,
+                                   .exec_ttft = SL_MS(40), .exec_end = SL_MS(500)};
+            assert_int_equal(sl_core_job_complete(core, job->exec->index, job->seq, &res, NULL,
+                                                  now + SL_MS(5)),
+                             SL_OK);
+        }
+        assert_int_equal(r.n_result, 200);
+        assert_true(sl_load_model_samples(sl_core_load_model(core)) == 200);
+        sl_core_destroy(&core);
+    }
+}
+
+static void test_learned_avoids_slow(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "learned", false, 2);
+    /* Teach the model: executor 0 takes 4x as long as executor 1. */
+    sl_time_t now = 0;
+    for (int i = 0; i < 120; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "t%d", i);
+        sl_job_t *job;
+        sl_busy_reason_t why;
+        now += SL_MS(5000);
+        assert_int_equal(s_submit(core, id, NULL, 0, 4000, now, &job, &why), SL_OK);
+        /* Force alternation by completing at once; the law decides the time. */
+        double ttft = job->exec->index == 0 ? 0.6 : 0.15;
+        sl_job_result_t res = {.status = SL_JOB_OK, .output_tokens = 10,
+                               .exec_ttft = (sl_time_t)(ttft * 1e9),
+                               .exec_end = (sl_time_t)(ttft * 1e9) + SL_MS(50)};
+        sl_core_job_complete(core, job->exec->index, job->seq, &res, NULL, now);
+    }
+    /* Idle cluster: the fast executor is chosen. */
+    sl_job_t *job;
+    sl_busy_reason_t why;
+    assert_int_equal(s_submit(core, "probe", NULL, 0, 4000, now + SL_MS(5000), &job, &why),
+                     SL_OK);
+    assert_int_equal(job->exec->index, 1);
+    sl_core_destroy(&core);
+}
+
+/* ---------------- admission ---------------- */
+
+static void test_admission_hysteresis(void **state)
+{
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(&r, 0, sizeof(r));
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "learned");
+    cfg.max_executors = 4;
+    cfg.admission = true;
+    cfg.busy_utilization = 0.8;
+    cfg.busy_hysteresis = 0.3;
+    cfg.admit_horizon_ms = 2000;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    /* Enough credits that every accepted job is dispatched and its predicted
+     * prefill drains from the backlog as time passes. */
+    sl_exec_info_t info = {.name = "x", .slots = 64, .backend = "sim"};
+    uint32_t idx;
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+    sl_time_t now = SL_MS(1);
+    sl_job_t *job;
+    sl_busy_reason_t why = SL_BUSY_REASON_COUNT;
+    int accepted = 0;
+    sl_status_t st = SL_OK;
+    for (int i = 0; i < 50 && st == SL_OK; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "o%d", i);
+        st = s_submit(core, id, NULL, 0, 16000, now, &job, &why);
+        accepted += st == SL_OK;
+    }
+    assert_int_equal(st, SL_ERR_BUSY);
+    assert_int_equal(why, SL_BUSY_OVERLOAD);
+    assert_true(accepted >= 1);
+    assert_true(sl_core_busy(core));
+    assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_ENTERED), 1);
+    /* Time passes: utilization falls below the threshold but not below the
+     * hysteresis band, and the busy state holds. */
+    while (sl_core_utilization(core, now) > 0.7) {
+        now += SL_MS(10);
+        assert_true(now < SL_MS(600000));
+    }
+    assert_int_equal(s_submit(core, "mid", NULL, 0, 100, now, &job, &why), SL_ERR_BUSY);
+    assert_int_equal(why, SL_BUSY_OVERLOAD);
+    assert_true(sl_core_busy(core));
+    /* Below the band: accepted again, and the state has ended. */
+    while (sl_core_utilization(core, now) >= 0.5) {
+        now += SL_MS(10);
+        assert_true(now < SL_MS(600000));
+    }
+    assert_int_equal(s_submit(core, "low", NULL, 0, 100, now, &job, &why), SL_OK);
+    assert_false(sl_core_busy(core));
+    assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_ENTERED), 1);
+    assert_true(sl_core_counter(core, SL_CTR_BUSY_OVERLOAD) >= 2);
+    sl_core_destroy(&core);
+}
+
+static void test_admission_deadline_tenant_class(void **state)
+{
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(&r, 0, sizeof(r));
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "learned");
+    cfg.max_executors = 4;
+    cfg.admission = true;
+    cfg.tenant_rate = 1;
+    cfg.tenant_burst = 2;
+    cfg.credits = 1;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    sl_exec_info_t info = {.name = "x", .slots = 1, .backend = "sim"};
+    uint32_t idx;
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+    sl_job_t *job;
+    sl_busy_reason_t why;
+    sl_time_t retry = 0;
+    /* A deadline no executor can meet: BUSY at once with a retry-after. */
+    sl_job_desc_t d = {.id = "dl", .tenant = "a", .prompt_tokens = 30000, .max_new_tokens = 10,
+                       .ttft_deadline = SL_MS(5)};
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &why, &retry),
+                     SL_ERR_BUSY);
+    assert_int_equal(why, SL_BUSY_DEADLINE);
+    assert_true(retry > 0);
+    assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_DEADLINE), 1);
+    /* Tenant bucket: burst 2 (one already spent above), then BUSY_TENANT;
+     * another tenant is unaffected; after a second there is room again. */
+    d.ttft_deadline = 0;
+    d.prompt_tokens = 10;
+    d.id = "t1";
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(2), &job, &why, &retry), SL_OK);
+    d.id = "t2";
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(3), &job, &why, &retry),
+                     SL_ERR_BUSY);
+    assert_int_equal(why, SL_BUSY_TENANT);
+    assert_true(retry > 0 && retry <= SL_MS(1000));
+    d.tenant = "b";
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(4), &job, &why, &retry), SL_OK);
+    d.tenant = "a";
+    d.id = "t3";
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1100), &job, &why, &retry), SL_OK);
+    assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_TENANT), 1);
+    sl_core_destroy(&core);
+
+    /* Interactive before batch: near the threshold batch work is refused
+     * while interactive work is still accepted. */
+    memset(&r, 0, sizeof(r));
+    cfg.tenant_rate = 0;
+    cfg.busy_hysteresis = 0.05;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+    sl_time_t now = SL_MS(1);
+    int i = 0;
+    while (sl_core_utilization(core, now) < 0.74) {
+        char id[16];
+        snprintf(id, sizeof(id), "f%d", i++);
+        sl_job_desc_t f = {.id = id, .prompt_tokens = 1000, .max_new_tokens = 10};
+        assert_int_equal(sl_core_job_submit(core, &f, NULL, now, &job, &why, &retry), SL_OK);
+        assert_true(i < 1000);
+    }
+    sl_job_desc_t bj = {.id = "batch", .prio = SL_PRIO_BATCH, .prompt_tokens = 10,
+                        .max_new_tokens = 10};
+    sl_job_desc_t ij = {.id = "inter", .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = 10,
+                        .max_new_tokens = 10};
+    if (sl_core_utilization(core, now) < 0.8) {
+        assert_int_equal(sl_core_job_submit(core, &bj, NULL, now, &job, &why, &retry),
+                         SL_ERR_BUSY);
+        assert_int_equal(why, SL_BUSY_OVERLOAD);
+        assert_int_equal(sl_core_job_submit(core, &ij, NULL, now, &job, &why, &retry), SL_OK);
+    }
+    sl_core_destroy(&core);
+}
+
+/* ---------------- simulator ---------------- */
+
+/* A small Mooncake-format trace with shared prefixes, built in memory. */
+static sl_trace_t *s_trace(int n, uint64_t seed)
+{
+    sl_rand_t r;
+    sl_rand_seed(&r, seed);
+    size_t cap = (size_t)n * 400 + 64;
+    char *text = malloc(cap);
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        int conv = (int)sl_rand_below(&r, 20);
+        int blocks = 2 + (int)sl_rand_below(&r, 10);
+        len += (size_t)snprintf(text + len, cap - len,
+                                "{\"timestamp\": %d, \"input_length\": %d, \"output_length\": %d, "
+                                "\"hash_ids\": [",
+                                i * 150, blocks * 512 - 100, 20 + (int)sl_rand_below(&r, 100));
+        for (int b = 0; b < blocks; b++)
+            len += (size_t)snprintf(text + len, cap - len, "%s%d", b ? ", " : "",
+                                    conv * 100 + b);
+        len += (size_t)snprintf(text + len, cap - len, "]}\n");
+    }
+    sl_trace_t *t = NULL;
+    assert_int_equal(sl_trace_parse(text, len, SL_TRACE_MOONCAKE, "test", &t), SL_OK);
+    free(text);
+    return t;
+}
+
+static void test_sim_deterministic(void **state)
+{
+    sl_trace_t *t = s_trace(300, 17);
+    static const char *const policies[] = {"learned", "kv-cost", "p2c", "random", NULL};
+    for (int k = 0; policies[k]; k++) {
+        sl_sim_params_t p;
+        sl_sim_params_default(&p);
+        p.trace = t;
+        p.executors = 4;
+        p.policy = policies[k];
+        p.seed = 7;
+        sl_sim_report_t a, b;
+        assert_int_equal(sl_sim_run(&p, &a), SL_OK);
+        assert_int_equal(sl_sim_run(&p, &b), SL_OK);
+        assert_int_equal(a.requests, 300);
+        assert_int_equal(a.completed + a.busy + a.failed, 300);
+        assert_int_equal(a.completed, b.completed);
+        assert_int_equal(a.slo_met, b.slo_met);
+        assert_int_equal(a.events, b.events);
+        assert_true(a.p99_ttft_s == b.p99_ttft_s && a.mean_tpot_s == b.mean_tpot_s);
+        assert_true(a.ttft_mape == b.ttft_mape && a.hit_rate == b.hit_rate);
+        assert_memory_equal(a.ttft_us.bucket, b.ttft_us.bucket, sizeof(a.ttft_us.bucket));
+        /* Shared prefixes are found through the index. */
+        if (!strcmp(policies[k], "learned") || !strcmp(policies[k], "kv-cost"))
+            assert_true(a.hit_rate > 0.2);
+    }
+    sl_trace_destroy(&t);
+}
+
+static void test_sim_failures(void **state)
+{
+    sl_trace_t *t = s_trace(300, 23);
+    sl_sim_params_t p;
+    sl_sim_params_default(&p);
+    p.trace = t;
+    p.executors = 4;
+    p.fail_at_s = 10;
+    p.fail_count = 2;
+    p.fail_down_s = 5;
+    sl_sim_report_t a, b;
+    assert_int_equal(sl_sim_run(&p, &a), SL_OK);
+    assert_int_equal(sl_sim_run(&p, &b), SL_OK);
+    assert_int_equal(a.completed + a.busy + a.failed, 300);
+    assert_true(a.completed > 250);
+    assert_int_equal(a.events, b.events);
+    assert_int_equal(a.slo_met, b.slo_met);
+    sl_trace_destroy(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_index_match),
+        cmocka_unit_test(test_index_bounded),
+        cmocka_unit_test(test_model_converges),
+        cmocka_unit_test(test_model_adapts_and_prior),
+        cmocka_unit_test(test_model_save_load),
+        cmocka_unit_test(test_model_bounded),
+        cmocka_unit_test(test_policies_prefix),
+        cmocka_unit_test(test_policies_load),
+        cmocka_unit_test(test_policies_all),
+        cmocka_unit_test(test_learned_avoids_slow),
+        cmocka_unit_test(test_admission_hysteresis),
+        cmocka_unit_test(test_admission_deadline_tenant_class),
+        cmocka_unit_test(test_sim_deterministic),
+        cmocka_unit_test(test_sim_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
