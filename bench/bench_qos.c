@@ -101,12 +101,10 @@ int sl_bench_qos_main(int argc, char **argv)
     struct sl_bench_peer *peer = NULL;
     double cap = 0;
     int rc = 1;
-    sl_status_t st = sl_cfg_load(s_table, &qc, argc, argv, "[options]", NULL);
+    int early = sl_cfg_main(s_table, &qc, argc, argv, "sluice-bench qos");
 
-    if (st == SL_ERR_CANCELED)
-        return 0;
-    if (st != SL_OK)
-        return 2;
+    if (early >= 0)
+        return early;
     setenv("UCX_TLS", qc.tls, 1);
     if (!(peer = sl_bench_peer_spawn(S_REGION, true)))
         return 1;

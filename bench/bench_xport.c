@@ -388,12 +388,10 @@ int sl_bench_xport_main(int argc, char **argv)
     struct sl_bench_peer *peers[MAXR] = {NULL};
     double bw1[MAXR], bwl[MAXR], pf1[MAXR], pf16[MAXR], q1[MAXR], ql[MAXR];
     int rc = 1;
-    sl_status_t st = sl_cfg_load(s_table, &bc, argc, argv, "[options]", NULL);
+    int early = sl_cfg_main(s_table, &bc, argc, argv, "sluice-bench xport");
 
-    if (st == SL_ERR_CANCELED)
-        return 0;
-    if (st != SL_OK)
-        return 2;
+    if (early >= 0)
+        return early;
     setenv("UCX_TLS", bc.tls, 1);
     for (int i = 0; i < bc.rounds; i++)
         if (!(peers[i] = sl_bench_peer_spawn(S_REGION, false)))
