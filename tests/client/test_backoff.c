@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "client/sl_client_cfg.h"
 #include "common/sl_rand.h"
 
 static void s_window(const sl_backoff_cfg_t *cfg, uint32_t attempt, uint32_t ra, uint32_t lo,
@@ -140,9 +141,49 @@ static void test_simulated_clients(void **state)
         assert_true(clock_ms[c] >= lo_total && clock_ms[c] <= hi_total);
 }
 
+/* The library's C defaults and the knob table's text defaults are two
+ * sources of truth; they must agree field for field. */
+typedef struct {
+    sl_client_cfg_t client; /* the rows' target */
+} s_table_cfg_t;
+
+static const sl_cfg_field_t s_rows[] = {
+    SL_CLIENT_CFG_ROWS(s_table_cfg_t, client, "0"),
+    SL_CFG_END,
+};
+
+static void test_defaults_match_table(void **state)
+{
+    s_table_cfg_t from_table;
+    sl_client_cfg_t from_code;
+    memset(&from_table, 0, sizeof(from_table));
+    sl_client_cfg_default(&from_code);
+    assert_int_equal(sl_cfg_defaults(s_rows, &from_table), SL_OK);
+    assert_string_equal(from_table.client.endpoint, from_code.endpoint);
+    assert_int_equal(from_table.client.ack_timeout_ms, from_code.ack_timeout_ms);
+    assert_int_equal(from_table.client.ack_retries, from_code.ack_retries);
+    assert_int_equal(from_table.client.max_inflight, from_code.max_inflight);
+    assert_int_equal(from_table.client.sndhwm, from_code.sndhwm);
+    assert_int_equal(from_table.client.result_timeout_ms, from_code.result_timeout_ms);
+    assert_int_equal(from_table.client.wait_timeout_ms, from_code.wait_timeout_ms);
+    assert_int_equal(from_table.client.linger_ms, from_code.linger_ms);
+    assert_int_equal(from_table.client.seed, from_code.seed);
+    assert_int_equal(from_table.client.backoff.max_retries, from_code.backoff.max_retries);
+    assert_int_equal(from_table.client.backoff.base_ms, from_code.backoff.base_ms);
+    assert_int_equal(from_table.client.backoff.cap_ms, from_code.backoff.cap_ms);
+    assert_true(from_table.client.backoff.multiplier == from_code.backoff.multiplier);
+    assert_true(from_table.client.backoff.jitter == from_code.backoff.jitter);
+    assert_true(from_table.client.backoff.first_jitter == from_code.backoff.first_jitter);
+    assert_true(from_table.client.backoff.retry_after_jitter ==
+                from_code.backoff.retry_after_jitter);
+    assert_int_equal(from_table.client.backoff.retry_after_max_ms,
+                     from_code.backoff.retry_after_max_ms);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_match_table),
         cmocka_unit_test(test_default_windows),      cmocka_unit_test(test_draws_cover_window),
         cmocka_unit_test(test_retry_after_honoured), cmocka_unit_test(test_custom_cfg),
         cmocka_unit_test(test_simulated_clients),
