@@ -33,6 +33,7 @@
 #include "proto/sl_proto.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -613,8 +614,13 @@ static sl_status_t s_open_socket(sl_client_t *c)
         SL_ERROR("client: zmq_socket: %s", zmq_strerror(errno));
         return SL_ERR_IO;
     }
-    snprintf(id, sizeof(id), "sl-%d-%016llx", (int)getpid(),
-             (unsigned long long)sl_rand_u64(&c->rng));
+    /* Unique per socket, whatever the jitter seed: two clients configured
+     * with the same seed must not share a routing id (the scheduler hands a
+     * reused id over to the newest connection, taking the other's results). */
+    static _Atomic uint64_t s_sockets;
+    uint64_t salt = sl_hash_mix64((uint64_t)sl_clock_wall() ^
+                                  (atomic_fetch_add(&s_sockets, 1) * 0x9e3779b97f4a7c15ull));
+    snprintf(id, sizeof(id), "sl-%d-%016llx", (int)getpid(), (unsigned long long)salt);
     int linger = c->cfg.linger_ms, hwm = c->cfg.sndhwm;
     if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
         zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(hwm)) != 0 ||

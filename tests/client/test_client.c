@@ -312,6 +312,30 @@ static void test_retries_exhausted(void **state)
     s_fake_stop(&f);
 }
 
+/* Two clients configured with the same seed, connected at once, are two
+ * peers: each gets its own answer (their routing ids must differ). */
+static void test_same_seed_clients(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *a = NULL, *b = NULL;
+    sl_result_t *ra = NULL, *rb = NULL;
+    s_cfg(&cfg, f);
+    cfg.wait_timeout_ms = 3000;
+    assert_int_equal(sl_client_create(&cfg, &a), SL_OK);
+    assert_int_equal(sl_client_create(&cfg, &b), SL_OK);
+    sl_job_spec_t ja = s_job("job-seed-a"), jb = s_job("job-seed-b");
+    assert_int_equal(sl_client_submit(a, &ja, &ra), SL_OK);
+    assert_int_equal(sl_client_submit(b, &jb, &rb), SL_OK);
+    assert_int_equal(ra->status, SL_OK);
+    assert_int_equal(rb->status, SL_OK);
+    sl_result_destroy(&ra);
+    sl_result_destroy(&rb);
+    sl_client_destroy(&a);
+    sl_client_destroy(&b);
+    s_fake_stop(&f);
+}
+
 /* A retry-after longer than the backoff is the floor of the wait. */
 static void test_retry_after(void **state)
 {
@@ -607,7 +631,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_busy_then_result),
-        cmocka_unit_test(test_retries_exhausted),
+        cmocka_unit_test(test_retries_exhausted), cmocka_unit_test(test_same_seed_clients),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_resend_unanswered),
         cmocka_unit_test(test_no_scheduler),
