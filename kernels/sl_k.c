@@ -156,11 +156,12 @@ void sl_k_free(sl_k_ctx_h ctx, void *ptr)
     free(ptr);
 }
 
-sl_status_t sl_k_upload(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes)
+/* Host <-> context memory; to_device says which way on a CUDA context. */
+static sl_status_t s_copy(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes, int to_device)
 {
     if (S_CUDA(ctx)) {
 #ifdef SLUICE_HAVE_CUDA
-        return sl_k_cuda_copy(ctx, dst, src, bytes, 1);
+        return sl_k_cuda_copy(ctx, dst, src, bytes, to_device);
 #endif
     }
     if (bytes)
@@ -168,16 +169,14 @@ sl_status_t sl_k_upload(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes
     return SL_OK;
 }
 
+sl_status_t sl_k_upload(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes)
+{
+    return s_copy(ctx, dst, src, bytes, 1);
+}
+
 sl_status_t sl_k_download(sl_k_ctx_h ctx, void *dst, const void *src, size_t bytes)
 {
-    if (S_CUDA(ctx)) {
-#ifdef SLUICE_HAVE_CUDA
-        return sl_k_cuda_copy(ctx, dst, src, bytes, 0);
-#endif
-    }
-    if (bytes)
-        memmove(dst, src, bytes);
-    return SL_OK;
+    return s_copy(ctx, dst, src, bytes, 0);
 }
 
 sl_status_t sl_k_sync(sl_k_ctx_h ctx)
