@@ -415,6 +415,8 @@ static void s_on_result(sl_client_t *c, const Sluice__Result *r)
             .prompt_tokens = t->prompt_tokens,
             .cached_tokens = t->cached_tokens,
             .output_tokens = t->output_tokens,
+            .exec_queue_us = t->exec_queue_us,
+            .has_exec_queue = t->has_exec_queue,
         };
     }
     s_complete(c, job, s_result_status(r->status), NULL);

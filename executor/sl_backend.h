@@ -71,6 +71,8 @@ typedef struct sl_seq {
     /* progress, written by the backend */
     uint32_t cached_tokens; /* prompt tokens found in the prefix cache at admit */
     bool prefilled;         /* prompt processed; first token produced */
+    uint32_t prefill_done;  /* uncached prompt tokens processed so far (chunked prefill) */
+    uint32_t prefill_chunk; /* engine: prompt tokens to process this step (0 = all left) */
     bool done;              /* generation finished (max tokens or end of sequence) */
     uint32_t n_out;         /* tokens produced so far */
     uint32_t *out;          /* output tokens, capacity max_new_tokens (engine-allocated) */
@@ -85,6 +87,7 @@ typedef struct sl_backend_load {
 
 typedef struct sl_backend_ops {
     const char *name; /* --backend value */
+    bool chunked_prefill; /* step honours seq->prefill_chunk */
     /* Create the backend; *state_p owns it on success. */
     sl_status_t (*create)(const sl_backend_params_t *params, void **state_p);
     /* Destroy the backend; every sequence must be released first. */
@@ -94,7 +97,9 @@ typedef struct sl_backend_ops {
      * retries after a release); other errors fail the job. */
     sl_status_t (*admit)(void *state, sl_seq_t *seq);
     /* One iteration over the batch: sequences with !prefilled get their
-     * prompt processed and their first token; the others get one more token.
+     * prompt processed (with chunked_prefill, prefill_chunk tokens of it,
+     * the first token only once all of it is done) and their first token;
+     * the others get one more token.
      * Appends to seq->out, sets prefilled/done. *cost_p is the time the
      * engine must still wait before the tokens count as produced (the sim
      * model's modelled time; 0 for backends that really computed). */

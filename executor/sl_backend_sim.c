@@ -5,8 +5,11 @@
  * divided by `speed`):
  *   prefill part, when some sequence still needs its prompt:
  *     prefill_base + sum_i [ per_token * n_i + per_token_ctx * n_i * (c_i + n_i / 2) ]
- *     with n_i the uncached prompt tokens and c_i the cached ones (the second
- *     term is attention over the context, quadratic in the prompt);
+ *     with n_i the prompt tokens computed in this step (all uncached ones, or
+ *     the engine's chunk of them under chunked prefill) and c_i the tokens
+ *     before them (cached, or computed in earlier chunks): the second term is
+ *     attention over the context, quadratic in the prompt, and sums over the
+ *     chunks to the same total as one whole-prompt step;
  *   decode part, for sequences already generating:
  *     decode_base + per_seq * batch + per_kv_token * sum of their context lengths.
  * Prefill is compute-bound (cost per token), decode is bandwidth-bound (the
@@ -205,9 +208,16 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
     for (size_t i = 0; i < n; i++) {
         sl_seq_t *seq = seqs[i];
         if (!seq->prefilled) {
-            double nt = (double)(seq->prompt_len - seq->cached_tokens);
+            /* This step's chunk of the prompt, after the chunks before it. */
+            uint32_t total = seq->prompt_len - seq->cached_tokens;
+            uint32_t left = total > seq->prefill_done ? total - seq->prefill_done : 0;
+            uint32_t chunk = seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk
+                                                                             : left;
+            double nt = chunk;
+            double before = (double)seq->cached_tokens + seq->prefill_done;
             prefill += c->prefill_us_per_token * nt +
-                       c->prefill_us_per_token_ctx * nt * ((double)seq->cached_tokens + nt / 2);
+                       c->prefill_us_per_token_ctx * nt * (before + nt / 2);
+            seq->prefill_done += chunk;
             n_prefill++;
         } else {
             ctx += (double)seq->prompt_len + seq->n_out;
@@ -222,6 +232,8 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
     for (size_t i = 0; i < n; i++) {
         sl_seq_t *seq = seqs[i];
         if (!seq->prefilled) {
+            if (seq->prefill_done < seq->prompt_len - seq->cached_tokens)
+                continue; /* more chunks to go: no token yet */
             seq->prefilled = true;
             s_store(s, seq->backend_state, seq->max_new_tokens);
         }
@@ -258,6 +270,7 @@ static void s_load(void *state, sl_backend_load_t *load)
 
 const sl_backend_ops_t sl_backend_sim = {
     .name = "sim",
+    .chunked_prefill = true,
     .create = s_create,
     .destroy = s_destroy,
     .admit = s_admit,

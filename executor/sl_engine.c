@@ -8,6 +8,13 @@
  *   - batch-class jobs join when enough wait to fill the free places, or when
  *     the oldest has waited batch_wait (50 ms): a new batch forms at 32 jobs
  *     or 50 ms, whichever comes first.
+ * Chunked prefill (as vLLM schedules with a token budget per step): a step
+ * computes at most step_tokens tokens, one per decoding sequence and the
+ * rest as chunks of prompts in admission order, so a long prompt is spread
+ * over several steps and the sequences decoding beside it wait at most one
+ * chunk per token instead of the whole prompt (backends that cannot resume
+ * a prompt get it whole). A job's wait ends when its first chunk's step
+ * begins (started), reported with its result.
  * A step's cost comes from the backend: the sim backend returns modelled GPU
  * time and the engine waits that long before its tokens count (so the daemon
  * keeps serving its socket meanwhile); a real backend computes during the
@@ -29,6 +36,9 @@ const sl_cfg_field_t sl_engine_cfg_fields[] = {
                  60000000, "a partial batch of batch-class jobs starts after this wait, in us"),
     SL_CFG_RANGE(sl_engine_cfg_t, chunk_tokens, "chunk-tokens", "16", SL_CFG_INT, 1, 65536,
                  "tokens per streamed chunk"),
+    SL_CFG_RANGE(sl_engine_cfg_t, step_tokens, "step-tokens", "2048", SL_CFG_INT, 0, 16777216,
+                 "tokens one step computes at most: one per decoding sequence, the rest in "
+                 "prompt chunks (chunked prefill; 0 = whole prompts in one step)"),
     SL_CFG_END,
 };
 
@@ -127,11 +137,14 @@ void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
     int c = job->seq.interactive ? 0 : 1;
     job->arrived = now;
     job->first_token = 0;
+    job->started = 0;
+    job->has_started = false;
     job->streamed = 0;
     job->cancel = false;
     job->admitted = false;
     job->seq.n_out = 0;
     job->seq.prefilled = job->seq.done = false;
+    job->seq.prefill_done = job->seq.prefill_chunk = 0;
     sl_list_push_back(&e->waiting[c], &job->link);
     e->n_waiting[c]++;
     e->waiting_tokens += (uint64_t)job->seq.prompt_len + job->seq.max_new_tokens;
@@ -240,9 +253,39 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
     }
     sl_list_t *pos;
     size_t n = 0;
+    /* Chunked prefill: decoding sequences take one token each of the
+     * step's budget, prompts share the rest in admission order; a prompt
+     * left without budget sits this step out. */
+    bool chunked = e->cfg.step_tokens > 0 && e->ops->chunked_prefill;
+    uint64_t budget = 0;
+    if (chunked) {
+        uint32_t n_decode = 0;
+        sl_list_for_each(pos, &e->running)
+        {
+            n_decode += SL_CONTAINER_OF(pos, sl_engine_job_t, link)->seq.prefilled;
+        }
+        uint64_t limit = (uint64_t)e->cfg.step_tokens;
+        budget = limit > n_decode ? limit - n_decode : 1; /* prompts always move */
+    }
     sl_list_for_each(pos, &e->running)
     {
         sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
+        if (chunked && !job->seq.prefilled) {
+            uint32_t total = job->seq.prompt_len > job->seq.cached_tokens
+                                 ? job->seq.prompt_len - job->seq.cached_tokens
+                                 : 0;
+            uint32_t left = total > job->seq.prefill_done ? total - job->seq.prefill_done : 0;
+            if (left == 0)
+                left = 1; /* the token that always computes */
+            if (budget == 0)
+                continue;
+            job->seq.prefill_chunk = left < budget ? left : (uint32_t)budget;
+            budget -= job->seq.prefill_chunk;
+        }
+        if (!job->has_started) {
+            job->started = now; /* its prefill step: the wait ends here */
+            job->has_started = true;
+        }
         e->batch_jobs[n] = job;
         e->batch[n++] = &job->seq;
     }

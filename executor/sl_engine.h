@@ -17,6 +17,7 @@ typedef struct sl_engine_cfg {
     int max_batch;         /* sequences running at once (32) */
     int64_t batch_wait_us; /* a partial batch of batch-class jobs starts after this wait (50 ms) */
     int chunk_tokens;      /* streamed tokens per chunk */
+    int step_tokens;       /* tokens one step computes at most (chunked prefill; 0 = no limit) */
 } sl_engine_cfg_t;
 
 extern const sl_cfg_field_t sl_engine_cfg_fields[];
@@ -32,6 +33,8 @@ typedef enum sl_engine_done {
 typedef struct sl_engine_job {
     sl_seq_t seq;          /* what the backend sees */
     sl_time_t arrived;     /* submit time */
+    sl_time_t started;     /* start of the step that began its prefill (0 until then) */
+    bool has_started;      /* started is set */
     sl_time_t first_token; /* time of the first token (0 until then) */
     sl_time_t finished;    /* completion time */
     bool stream;           /* report tokens as they come */

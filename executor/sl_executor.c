@@ -223,6 +223,10 @@ static void s_flush_done(sl_executor_t *x, bool send)
             t[n].exec_ttft_us =
                 ej->first_token ? (uint64_t)((ej->first_token - ej->arrived) / 1000) : 0;
             t[n].exec_end_us = (uint64_t)((ej->finished - ej->arrived) / 1000);
+            if (ej->has_started) {
+                t[n].has_exec_queue = true;
+                t[n].exec_queue_us = (uint64_t)((ej->started - ej->arrived) / 1000);
+            }
             r[n].timings = &t[n];
             c[n].job_seq = ej->seq.id;
             c[n].result = &r[n];

@@ -161,6 +161,8 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
         tm.output_tokens = er->timings->output_tokens;
         tm.exec_ttft_us = er->timings->exec_ttft_us;
         tm.exec_end_us = er->timings->exec_end_us;
+        tm.has_exec_queue = er->timings->has_exec_queue;
+        tm.exec_queue_us = er->timings->exec_queue_us;
     }
     r.timings = &tm;
     env.version = SL_PROTO_VERSION;
@@ -489,6 +491,8 @@ static void s_on_completion(sl_sched_t *s, uint32_t index, const Sluice__Complet
         .cached_tokens = r->timings ? r->timings->cached_tokens : 0,
         .exec_ttft = r->timings ? SL_US(r->timings->exec_ttft_us) : 0,
         .exec_end = r->timings ? SL_US(r->timings->exec_end_us) : 0,
+        .exec_queue = r->timings ? SL_US(r->timings->exec_queue_us) : 0,
+        .has_exec_queue = r->timings && r->timings->has_exec_queue,
     };
     sl_core_job_complete(s->core, index, c->job_seq, &res, c, now);
 }

@@ -34,6 +34,7 @@
 #endif
 
 #define S_MAX_LIST 64
+#define S_REFINE 6 /* compare: bisection steps toward the comparison load */
 
 typedef struct s_opts {
     char trace[512];        /* trace name or path */
@@ -80,7 +81,8 @@ static void s_usage(FILE *f)
             "  --loads R1,R2,...    compare: offered loads in req/s\n"
             "  --policies P1,P2,... compare: policies (all by default)\n"
             "  --policy P           run: policy (learned)\n"
-            "  --speeds S1,S2,...   executor speeds, cycled over executors (1)\n"
+            "  --speeds S1,S2,...   executor speeds, cycled over executors (1,1,0.5,0.5:\n"
+            "                       half the fleet at half speed; 1 = uniform)\n"
             "  --no-admission       learned without predictive admission\n"
             "  --admission-all      baselines with admission too\n"
             "  --slo-ttft-mult X    TTFT SLO: X x unloaded TTFT (3)\n"
@@ -196,6 +198,12 @@ static void s_defaults(s_opts_t *o, const char *cmd)
     o->slo_floor = 1;
     o->slo_tpot = 0.1;
     o->seed = 1;
+    /* A mixed fleet by default: half the executors of an older generation
+     * at half the speed (hybrid clouds and long-lived clusters look like
+     * this); --speeds 1 gives a uniform one. */
+    static const double fleet[] = {1, 1, 0.5, 0.5};
+    o->n_speeds = (int)(sizeof(fleet) / sizeof(fleet[0]));
+    memcpy(o->speeds, fleet, sizeof(fleet));
     snprintf(o->out, sizeof(o->out), "sim-out");
 }
 
@@ -264,6 +272,10 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
     if (st == SL_OK) {
         s_print_header();
         s_print_row(o->policy, &r);
+        printf("busy by reason: overload %llu, deadline %llu, tenant %llu\n",
+               (unsigned long long)r.busy_by_reason[SL_BUSY_OVERLOAD],
+               (unsigned long long)r.busy_by_reason[SL_BUSY_DEADLINE],
+               (unsigned long long)r.busy_by_reason[SL_BUSY_TENANT]);
         printf("RESULT policy=%s offered_rps=%.3f goodput_rps=%.3f p50_ttft_s=%.4f "
                "p99_ttft_s=%.4f mean_tpot_s=%.4f busy_rate=%.4f hit_rate=%.4f ttft_mape=%.4f\n",
                o->policy, r.offered_rps, r.goodput_rps, r.p50_ttft_s, r.p99_ttft_s, r.mean_tpot_s,
@@ -305,6 +317,43 @@ static void s_plot(const char *out)
         printf("gnuplot failed; CSV in %s\n", out);
 }
 
+/* Run every policy at one offered load into column l of rep; prints the rows. */
+static int s_compare_load(const s_opts_t *o, const sl_trace_t *src, const double *speeds, double load,
+                          sl_sim_report_t *rep, int cap, int l)
+{
+    sl_trace_t *tr = NULL;
+    if (s_schedule(o, src, load, 0, &tr) != SL_OK || tr->n == 0) {
+        fprintf(stderr, "sluice-sim: cannot schedule load %.2f\n", load);
+        sl_trace_destroy(&tr);
+        return 1;
+    }
+    printf("\n== offered load %.2f req/s ==\n", load);
+    s_print_header();
+    for (int k = 0; k < o->n_policies; k++) {
+        sl_sim_params_t p;
+        s_params(o, tr, o->policies[k], speeds, &p);
+        if (sl_sim_run(&p, &rep[k * cap + l]) != SL_OK) {
+            sl_trace_destroy(&tr);
+            return 1;
+        }
+        s_print_row(o->policies[k], &rep[k * cap + l]);
+    }
+    sl_trace_destroy(&tr);
+    return 0;
+}
+
+/* The highest load column where a policy other than skip meets 90% of its
+ * SLOs (columns in increasing load order); -1 when none does. */
+static int s_compare_at(const sl_sim_report_t *rep, int cap, int np, int nl, int skip)
+{
+    int at = -1;
+    for (int l = 0; l < nl; l++)
+        for (int k = 0; k < np; k++)
+            if (k != skip && rep[k * cap + l].slo_frac >= 0.9)
+                at = l;
+    return at;
+}
+
 static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
 {
     if (o->n_loads == 0) {
@@ -312,34 +361,17 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         o->n_loads = (int)(sizeof(dflt) / sizeof(dflt[0]));
         memcpy(o->loads, dflt, sizeof(dflt));
     }
-    int np = o->n_policies, nl = o->n_loads;
-    sl_sim_report_t *rep = calloc((size_t)np * nl, sizeof(*rep));
+    int np = o->n_policies, nl = o->n_loads, cap = o->n_loads + S_REFINE;
+    sl_sim_report_t *rep = calloc((size_t)np * cap, sizeof(*rep));
     double *speeds = s_speeds(o, o->executors);
+    double loads[S_MAX_LIST + S_REFINE];
     if (!rep || !speeds)
         return 1;
+    memcpy(loads, o->loads, (size_t)nl * sizeof(double));
     mkdir(o->out, 0755);
     printf("trace %s: %zu requests, %d executors, policies x loads = %d x %d\n", o->trace,
            o->requests ? o->requests : src->n, o->executors, np, nl);
-    for (int l = 0; l < nl; l++) {
-        sl_trace_t *tr = NULL;
-        if (s_schedule(o, src, o->loads[l], 0, &tr) != SL_OK || tr->n == 0) {
-            fprintf(stderr, "sluice-sim: cannot schedule load %.2f\n", o->loads[l]);
-            return 1;
-        }
-        printf("\n== offered load %.1f req/s ==\n", o->loads[l]);
-        s_print_header();
-        for (int k = 0; k < np; k++) {
-            sl_sim_params_t p;
-            s_params(o, tr, o->policies[k], speeds, &p);
-            if (sl_sim_run(&p, &rep[k * nl + l]) != SL_OK)
-                return 1;
-            s_print_row(o->policies[k], &rep[k * nl + l]);
-        }
-        sl_trace_destroy(&tr);
-    }
-    /* The comparison load: the highest where some baseline still meets 90%
-     * of its SLOs. */
-    int learned = -1, rr = -1, at = -1, best = -1;
+    int learned = -1, rr = -1;
     for (int k = 0; k < np; k++) {
         if (!strcmp(o->policies[k], "learned"))
             learned = k;
@@ -347,13 +379,51 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
             rr = k;
     }
     for (int l = 0; l < nl; l++)
+        if (s_compare_load(o, src, speeds, loads[l], rep, cap, l) != 0)
+            return 1;
+    /* The comparison load: the highest where some baseline still meets 90%
+     * of its SLOs. The grid only brackets it; bisecting between the last
+     * grid load that passes and the next one finds it to within a few
+     * percent, so the comparison is made where the best baseline is at its
+     * limit rather than wherever the grid happens to fall. */
+    int at = s_compare_at(rep, cap, np, nl, learned);
+    double lo = at >= 0 ? loads[at] : 0, hi = INFINITY;
+    for (int l = 0; l < nl; l++)
+        if (loads[l] > lo && loads[l] < hi)
+            hi = loads[l];
+    for (int i = 0; i < S_REFINE && at >= 0 && isfinite(hi); i++) {
+        double mid = (lo + hi) / 2;
+        if (s_compare_load(o, src, speeds, mid, rep, cap, nl) != 0)
+            return 1;
+        loads[nl] = mid;
+        bool pass = false;
         for (int k = 0; k < np; k++)
-            if (k != learned && rep[k * nl + l].slo_frac >= 0.9)
-                at = l;
+            pass |= k != learned && rep[k * cap + nl].slo_frac >= 0.9;
+        if (pass)
+            lo = mid;
+        else
+            hi = mid;
+        nl++;
+    }
+    /* Loads in increasing order for the tables and plots. */
+    for (int a = 1; a < nl; a++)
+        for (int b = a; b > 0 && loads[b - 1] > loads[b]; b--) {
+            double t = loads[b];
+            loads[b] = loads[b - 1];
+            loads[b - 1] = t;
+            for (int k = 0; k < np; k++) {
+                sl_sim_report_t r = rep[k * cap + b];
+                rep[k * cap + b] = rep[k * cap + b - 1];
+                rep[k * cap + b - 1] = r;
+            }
+        }
+    at = s_compare_at(rep, cap, np, nl, learned);
     if (at < 0)
         at = 0;
+    int best = -1;
     for (int k = 0; k < np; k++)
-        if (k != learned && (best < 0 || rep[k * nl + at].goodput_rps > rep[best * nl + at].goodput_rps))
+        if (k != learned &&
+            (best < 0 || rep[k * cap + at].goodput_rps > rep[best * cap + at].goodput_rps))
             best = k;
     char path[1024];
     snprintf(path, sizeof(path), "%s/compare.csv", o->out);
@@ -362,11 +432,11 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         for (int k = 0; k < np; k++) {
             fprintf(f, "%s\n", o->policies[k]);
             for (int l = 0; l < nl; l++) {
-                const sl_sim_report_t *r = &rep[k * nl + l];
+                const sl_sim_report_t *r = &rep[k * cap + l];
                 fprintf(f, "%s,%.3f,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
                         o->policies[k], r->offered_rps, r->goodput_rps, r->slo_frac,
                         r->busy_rate, r->p50_ttft_s, r->p99_ttft_s, r->mean_tpot_s, r->hit_rate,
-                        r->ttft_mape, o->loads[l]);
+                        r->ttft_mape, loads[l]);
             }
             fprintf(f, "\n\n");
         }
@@ -378,7 +448,7 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         for (int k = 0; k < np; k++) {
             fprintf(f, "%s\n", o->policies[k]);
             for (int q = 1; q <= 100; q++) {
-                double v = (double)sl_hist_quantile(&rep[k * nl + at].ttft_us, q / 100.0) / 1e6;
+                double v = (double)sl_hist_quantile(&rep[k * cap + at].ttft_us, q / 100.0) / 1e6;
                 fprintf(f, "%s,%.5f,%.2f\n", o->policies[k], v > 1e-4 ? v : 1e-4, q / 100.0);
             }
             fprintf(f, "\n\n");
@@ -388,18 +458,18 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     s_plot(o->out);
     double gp = 0, p99 = 0, mape = 0;
     if (learned >= 0 && best >= 0) {
-        const sl_sim_report_t *L = &rep[learned * nl + at], *B = &rep[best * nl + at];
+        const sl_sim_report_t *L = &rep[learned * cap + at], *B = &rep[best * cap + at];
         gp = B->goodput_rps > 0 ? L->goodput_rps / B->goodput_rps : 0;
         mape = L->ttft_mape;
-        if (rr >= 0 && rep[rr * nl + at].p99_ttft_s > 0)
-            p99 = L->p99_ttft_s / rep[rr * nl + at].p99_ttft_s;
+        if (rr >= 0 && rep[rr * cap + at].p99_ttft_s > 0)
+            p99 = L->p99_ttft_s / rep[rr * cap + at].p99_ttft_s;
     }
-    printf("\ncomparison load %.1f req/s (highest where a baseline meets 90%% of SLOs); best "
+    printf("\ncomparison load %.2f req/s (highest where a baseline meets 90%% of SLOs); best "
            "baseline there: %s\n",
-           o->loads[at], best >= 0 ? o->policies[best] : "none");
+           loads[at], best >= 0 ? o->policies[best] : "none");
     printf("RESULT goodput_vs_best_baseline=%.3f p99_ttft_vs_round_robin=%.3f ttft_mape=%.3f "
-           "load_rps=%.1f best_baseline=%s executors=%d requests=%zu seed=%llu\n",
-           gp, p99, mape, o->loads[at], best >= 0 ? o->policies[best] : "none", o->executors,
+           "load_rps=%.2f best_baseline=%s executors=%d requests=%zu seed=%llu\n",
+           gp, p99, mape, loads[at], best >= 0 ? o->policies[best] : "none", o->executors,
            o->requests, (unsigned long long)o->seed);
     free(speeds);
     free(rep);

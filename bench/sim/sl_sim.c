@@ -248,6 +248,8 @@ static void s_eng_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, con
             .output_tokens = ej->seq.n_out,
             .cached_tokens = ej->seq.cached_tokens,
             .exec_ttft = ej->first_token ? ej->first_token - ej->arrived : 0,
+            .exec_queue = ej->has_started ? ej->started - ej->arrived : 0,
+            .has_exec_queue = ej->has_started,
             .exec_end = ej->finished - ej->arrived,
         };
         s->reqs[j->req].cached = ej->seq.cached_tokens;

@@ -138,6 +138,8 @@ typedef struct sl_job_timings {
     uint32_t prompt_tokens; /* prompt tokens */
     uint32_t cached_tokens; /* prompt tokens served from the prefix cache */
     uint32_t output_tokens; /* tokens generated */
+    uint64_t exec_queue_us; /* dispatch at the executor -> its prefill starts */
+    bool has_exec_queue;    /* exec_queue_us was reported */
 } sl_job_timings_t;
 
 /* One completed job. Owned by the caller; free with sl_result_destroy(). */

@@ -84,6 +84,7 @@ struct sl_core {
     sl_load_model_t *model;            /* learned load model */
     sl_prefix_hit_t *hits;             /* scratch: prefix hits of the job being placed */
     size_t n_hits;                     /* entries of hits */
+    uint32_t common_blocks;            /* leading blocks of the job taken as cached everywhere */
     uint64_t place_stamp;              /* current placement (marks candidates) */
     double queued_work_s;              /* predicted prefill of jobs in the scheduler's queue */
     bool busy;                         /* admission's busy state */
@@ -125,7 +126,7 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  100, "predicted utilization above which new jobs get BUSY"),
     SL_CFG_RANGE(sl_core_cfg_t, busy_hysteresis, "busy-hysteresis", "0.1", SL_CFG_DOUBLE, 0, 100,
                  "the busy state ends below busy-utilization minus this"),
-    SL_CFG_RANGE(sl_core_cfg_t, admit_horizon_ms, "admit-horizon-ms", "2000", SL_CFG_I64, 1,
+    SL_CFG_RANGE(sl_core_cfg_t, admit_horizon_ms, "admit-horizon-ms", "5000", SL_CFG_I64, 1,
                  3600000, "utilization = predicted prefill backlog per executor over this horizon"),
     SL_CFG_RANGE(sl_core_cfg_t, tenant_rate, "tenant-rate", "0", SL_CFG_DOUBLE, 0, 1e9,
                  "jobs per second one tenant may submit (token bucket; 0 = unlimited)"),
@@ -397,9 +398,10 @@ static void s_dispatch(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t n
 
 /* Prompt tokens of job cached on e (e->hit_blocks valid); one token is
  * always computed. */
-static uint32_t s_cached_tokens(const sl_job_t *job, const sl_exec_t *e)
+static uint32_t s_cached_tokens(const sl_job_t *job, const sl_exec_t *e, uint32_t common)
 {
-    uint64_t c = (uint64_t)e->hit_blocks * (job->block_tokens ? job->block_tokens : 16);
+    uint32_t blocks = e->hit_blocks > common ? e->hit_blocks : common;
+    uint64_t c = (uint64_t)blocks * (job->block_tokens ? job->block_tokens : 16);
     if (c >= job->prompt_tokens)
         c = job->prompt_tokens ? job->prompt_tokens - 1 : 0;
     return (uint32_t)c;
@@ -408,7 +410,7 @@ static uint32_t s_cached_tokens(const sl_job_t *job, const sl_exec_t *e)
 static void s_hits_mark(sl_core_t *core, const sl_job_t *job)
 {
     core->n_hits = sl_prefix_index_match(core->index, job->block_hashes, job->n_block_hashes,
-                                         core->hits, SL_PREFIX_MAX_HOLDERS);
+                                         core->hits, SL_PREFIX_MAX_HOLDERS, &core->common_blocks);
     for (size_t i = 0; i < core->n_hits; i++) {
         sl_exec_t *e = core->execs[core->hits[i].exec];
         if (e)
@@ -424,13 +426,14 @@ static void s_hits_clear(sl_core_t *core)
             e->hit_blocks = 0;
     }
     core->n_hits = 0;
+    core->common_blocks = 0;
 }
 
 void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
                      sl_time_t now, sl_lm_pred_t *pred)
 {
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
-                       .cached_tokens = s_cached_tokens(job, e),
+                       .cached_tokens = s_cached_tokens(job, e, core->common_blocks),
                        .running = e->inflight,
                        .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
                        .kv_inflight = e->inflight_tokens,
@@ -477,9 +480,10 @@ static void s_pump(sl_core_t *core, sl_time_t now)
         sl_exec_t *e = core->cands[pick];
         sl_core_predict(core, job, e, now, &job->pred);
         job->predicted_ttft_us = job->pred.ttft_s * 1e6;
-        uint32_t cached = s_cached_tokens(job, e);
+        uint32_t cached = s_cached_tokens(job, e, core->common_blocks);
         job->uncached_tokens = job->prompt_tokens - cached;
-        core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += e->hit_blocks;
+        core->counters[SL_CTR_PREFIX_HIT_BLOCKS] +=
+            e->hit_blocks > core->common_blocks ? e->hit_blocks : core->common_blocks;
         sl_load_model_dispatched(core->model, e->index, &job->pred, now);
         core->util_at = 0; /* the backlog changed */
         s_hits_clear(core);
@@ -739,8 +743,9 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
                           ? (double)(res->exec_end - res->exec_ttft) / 1e9 /
                                 (double)(res->output_tokens - 1)
                           : -1.0;
+        double queue = res->has_exec_queue ? (double)res->exec_queue / 1e9 : -1.0;
         sl_load_model_observe(core->model, e->index, &job->pred, (double)res->exec_ttft / 1e9,
-                              tpot);
+                              queue, tpot);
     }
     core->free_credits++;
     core->running--;

@@ -170,6 +170,8 @@ typedef struct sl_job_result {
     uint32_t output_tokens;  /* tokens produced */
     uint32_t cached_tokens;  /* prompt tokens served from cache */
     sl_time_t exec_ttft;     /* executor receipt -> first token */
+    sl_time_t exec_queue;    /* executor receipt -> its prefill step starts */
+    bool has_exec_queue;     /* exec_queue was reported */
     sl_time_t exec_end;      /* executor receipt -> last token */
 } sl_job_result_t;
 

@@ -1,32 +1,45 @@
 /*
  * The learned load model (see sl_load_model.h).
  *
- * Idea: a few physically motivated features and recursive least squares
- * (RLS) with exponential forgetting, one small model per executor.
- *   TTFT = th0 + th1 * u + th2 * a + th3 * w + th4 * r
+ * Idea: a TTFT is a wait and then a prefill step, and each is learned from
+ * its own measurement with recursive least squares (RLS) and exponential
+ * forgetting, one small model per executor:
+ *   prefill = p0 + p1 * u + p2 * a + p3 * r
+ *   wait    = w + q0 + q1 * r + q2 * k
  * with u the uncached prompt tokens (thousands: prefill is compute-bound,
  * linear in them), a = u * (c + u / 2) / 1e6 the attention term (quadratic
- * in the prompt, c the cached tokens), w the predicted wait in seconds before
- * the job's prefill starts, and r the jobs in flight there / 32 (decode
- * steps that share the iterations), and k the KV overflow: how far the job
- * plus the jobs in flight exceed the executor's KV capacity, as a fraction
- * of it (the engine then holds the job until others finish). The wait w is the executor's predicted
- * backlog: each dispatch adds the job's predicted prefill seconds to a
- * "busy until" time that drains at one second per second. An executor twice
- * as slow doubles th1 and th2 within a few dozen jobs, and its backlog grows
- * twice as fast with them, so the model finds speeds by itself.
- * TPOT = tt0 + tt1 * r, a second tiny RLS.
+ * in the prompt, c the cached tokens), r the jobs in flight there / 32
+ * (decode work sharing the steps), w the executor's predicted backlog in
+ * seconds and k the KV overflow (how far the job plus the jobs in flight
+ * exceed the executor's KV capacity, as a fraction of it: the engine then
+ * holds the job until others finish). The backlog is a "busy until" clock:
+ * each dispatch adds the job's predicted prefill, and it drains at one
+ * second per second. It enters the wait at face value: it is made of this
+ * executor's own prefill predictions, so it is already in its seconds,
+ * while a coefficient on it would be fitted only on the placements the
+ * policy chose (those with little backlog) and went low exactly where it
+ * matters. An executor twice as slow doubles p1 and p2 within a few dozen
+ * jobs, and its backlog grows twice as fast with them, so the model finds
+ * speeds by itself.
+ * Executors report when each job's prefill step began (Timings
+ * exec_queue_us), which splits the measured TTFT into the two targets; for
+ * executors that do not, a job with nothing ahead of it teaches the prefill
+ * and one with a backlog teaches the wait what the predicted prefill leaves.
+ * TPOT = t0 + t1 * r, a third tiny RLS.
  * A shared prior (the same RLS fed by every executor, forgetting slower)
  * seeds each new executor, so its first job is predicted sensibly.
  * The error is prequential: each prediction is scored against its outcome
  * before the model learns from that outcome.
  *
- * Alternatives rejected: gradient-boosted trees as a sidecar service
- * (llm-d: hundreds of predictions per second per sidecar; here a prediction
- * is 5 multiply-adds, called once per candidate in the scheduler's thread);
- * plain SGD (needs a learning rate per feature scale; RLS is scale-free and
- * converges in about as many samples as there are features); one global
- * model (cannot tell a slow executor from a loaded one).
+ * Alternatives rejected: one regression on the whole TTFT with the backlog
+ * as a feature (the random part of the waits blurred the prefill cost, and
+ * the backlog coefficient collapsed as described above); gradient-boosted
+ * trees as a sidecar service (llm-d: hundreds of predictions per second per
+ * sidecar; here a prediction is a dozen multiply-adds, called once per
+ * candidate in the scheduler's thread); plain SGD (needs a learning rate
+ * per feature scale; RLS is scale-free and converges in about as many
+ * samples as there are features); one global model (cannot tell a slow
+ * executor from a loaded one).
  */
 #include "scheduler/core/sl_load_model.h"
 #include "common/sl_log.h"
@@ -35,13 +48,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The two halves of a TTFT and the features each one reads, as indices
+ * into the feature vector x of a prediction. */
+#define S_NP 4 /* prefill step: 1, uncached ktokens, attention term, running/32 */
+#define S_NW 3 /* wait before it beyond the backlog: 1, running/32, KV overflow */
+static const int s_xp[S_NP] = {0, 1, 2, 4};
+static const int s_xw[S_NW] = {0, 4, 5};
+#define S_NMAX 4
+
 typedef struct s_rls {
-    double th[SL_LM_NX];          /* coefficients */
-    double p[SL_LM_NX][SL_LM_NX]; /* inverse information (covariance) */
+    double th[S_NMAX];          /* coefficients */
+    double p[S_NMAX][S_NMAX];   /* inverse information (covariance) */
 } s_rls_t;
 
 typedef struct s_exec {
-    s_rls_t ttft;        /* TTFT model */
+    s_rls_t prefill;     /* prefill step model */
+    s_rls_t wait;        /* wait model */
     s_rls_t tpot;        /* TPOT model (first SL_LM_NT entries used) */
     sl_time_t busy_until;/* predicted end of the prefill work sent to it */
     uint64_t samples;    /* outcomes learned */
@@ -51,7 +73,8 @@ struct sl_load_model {
     sl_lm_cfg_t cfg;      /* configuration */
     uint32_t max_execs;   /* table size */
     s_exec_t *execs;      /* per-executor models */
-    s_rls_t prior;        /* shared TTFT prior */
+    s_rls_t prior;        /* shared prefill prior */
+    s_rls_t prior_wait;   /* shared wait prior */
     s_rls_t prior_tpot;   /* shared TPOT prior */
     double ape_sum;       /* sum of absolute percentage errors */
     uint64_t n_scored;    /* predictions scored */
@@ -59,13 +82,15 @@ struct sl_load_model {
 };
 
 /* A starting point before any data: an 8B model on an H100-class GPU
- * (about 30 us per prompt token, 1 us per token x context token, one
- * decode step ~ 7 ms). The model moves off it after a few jobs. */
-static const double s_th_init[SL_LM_NX] = {0.008, 0.030, 0.001, 1.0, 0.005, 5.0};
+ * (8 ms per step, about 30 us per prompt token, 1 us per 1e6 token x context
+ * tokens, a full running batch adding ~15 ms of decode to the step; the
+ * wait is the backlog as predicted plus a decode step's remainder). The
+ * model moves off it after a few jobs. */
+static const double s_tp_init[S_NP] = {0.008, 0.030, 0.001, 0.015};
+static const double s_tw_init[S_NW] = {0.0, 0.010, 5.0};
 static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 
 #define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
-#define S_FIRST_NONNEG 3  /* coefficients from here on are kept >= 0 */
 #define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
 
 static double s_clamp(double v, double lo, double hi)
@@ -94,18 +119,16 @@ static double s_dot(const double *a, const double *b, int n)
 
 /* One RLS step with forgetting lambda. Two guards keep it sane on real
  * traffic, where some features stay zero for long stretches (no wait, no KV
- * overflow): the coefficients of those rarely excited features (wait,
- * running jobs, KV overflow) are kept non-negative, as the physics says
- * (more wait or load never makes a job faster), which stops a burst of
- * unusual samples from throwing the fit to nonsense; and the covariance
- * trace is bounded, since forgetting inflates it without limit in the
- * unexcited directions ("windup"). The prefill terms are left free:
- * constraining them too stalls the fit when an executor turns out several
- * times faster than the prior (tested at 4x). The trace bound is loose on
+ * overflow): every coefficient but the intercept is kept non-negative, as
+ * the physics says (more tokens, wait or load never make a job faster),
+ * which stops a burst of unusual samples from throwing the fit to nonsense;
+ * and the covariance trace is bounded, since forgetting inflates it without
+ * limit in the unexcited directions ("windup"). The trace bound is loose on
  * purpose: a tight one slows adaptation to a slowed executor. */
-static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double lambda)
+static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double lambda,
+                         const double *init)
 {
-    double px[SL_LM_NX], k[SL_LM_NX];
+    double px[S_NMAX], k[S_NMAX];
     for (int i = 0; i < nx; i++)
         px[i] = s_dot(r->p[i], x, nx);
     double den = lambda + s_dot(x, px, nx);
@@ -116,12 +139,12 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
         k[i] = px[i] / den;
         r->th[i] += k[i] * err;
     }
-    for (int i = S_FIRST_NONNEG; i < nx; i++)
+    for (int i = 1; i < nx; i++)
         if (r->th[i] < 0)
             r->th[i] = 0;
     for (int i = 0; i < nx; i++) {
         if (!isfinite(r->th[i]) || fabs(r->th[i]) > 1e6) {
-            s_rls_init(r, nx == SL_LM_NX ? s_th_init : s_tt_init, nx, 1.0);
+            s_rls_init(r, init, nx, 1.0);
             return; /* diverged: start over rather than predict nonsense */
         }
     }
@@ -131,9 +154,8 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
             r->p[i][j] = (r->p[i][j] - k[i] * px[j]) / lambda;
         tr += r->p[i][i];
     }
-    double tr_max = S_P_TRACE_MAX;
-    if (tr > tr_max || !isfinite(tr)) {
-        double s = isfinite(tr) ? tr_max / tr : 0;
+    if (tr > S_P_TRACE_MAX || !isfinite(tr)) {
+        double s = isfinite(tr) ? S_P_TRACE_MAX / tr : 0;
         for (int i = 0; i < nx; i++)
             for (int j = 0; j < nx; j++)
                 r->p[i][j] = isfinite(tr) ? r->p[i][j] * s : (i == j ? 1.0 : 0.0);
@@ -156,7 +178,8 @@ sl_status_t sl_load_model_create(const sl_lm_cfg_t *cfg, uint32_t max_execs,
     }
     m->cfg = *cfg;
     m->max_execs = max_execs;
-    s_rls_init(&m->prior, s_th_init, SL_LM_NX, cfg->p_init);
+    s_rls_init(&m->prior, s_tp_init, S_NP, cfg->p_init);
+    s_rls_init(&m->prior_wait, s_tw_init, S_NW, cfg->p_init);
     s_rls_init(&m->prior_tpot, s_tt_init, SL_LM_NT, cfg->p_init);
     for (uint32_t i = 0; i < max_execs; i++)
         sl_load_model_exec_reset(m, i, 0);
@@ -179,7 +202,8 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
     if (exec >= m->max_execs)
         return;
     s_exec_t *e = &m->execs[exec];
-    s_rls_init(&e->ttft, m->prior.th, SL_LM_NX, m->cfg.p_init);
+    s_rls_init(&e->prefill, m->prior.th, S_NP, m->cfg.p_init);
+    s_rls_init(&e->wait, m->prior_wait.th, S_NW, m->cfg.p_init);
     s_rls_init(&e->tpot, m->prior_tpot.th, SL_LM_NT, m->cfg.p_init);
     e->busy_until = now;
     e->samples = 0;
@@ -191,6 +215,12 @@ double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_
         return 0;
     sl_time_t b = m->execs[exec].busy_until - now;
     return b > 0 ? (double)b / 1e9 : 0.0;
+}
+
+static void s_pick(const double *x, const int *idx, int n, double *out)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = x[idx[i]];
 }
 
 void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
@@ -205,21 +235,25 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     double x[SL_LM_NX] = {1.0, u / 1000.0, u * (c + u / 2) / 1e6,
                           sl_load_model_backlog_s(m, exec, now), q->running / 32.0, over};
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
-    const double *th = e->ttft.th;
-    double prefill = th[0] + th[1] * x[1] + th[2] * x[2] + th[4] * x[4];
+    double xp[S_NP], xw[S_NW];
+    s_pick(x, s_xp, S_NP, xp);
+    s_pick(x, s_xw, S_NW, xw);
     /* Bounded, whatever the coefficients: a prediction feeds the backlog
      * clock, which must never overflow. */
-    prefill = s_clamp(prefill, 1e-4, S_PRED_MAX_S);
-    double kv_wait = s_clamp(th[5] * x[5], 0, S_PRED_MAX_S);
-    double ttft = s_clamp(prefill + th[3] * x[3] + kv_wait, prefill, 3 * S_PRED_MAX_S);
+    double prefill = s_clamp(s_dot(e->prefill.th, xp, S_NP), 1e-4, S_PRED_MAX_S);
+    /* The backlog counts at face value: it is made of this executor's own
+     * prefill predictions, so it is already in its seconds; a learned
+     * coefficient on it is fitted on the placements the policy chose (the
+     * ones with little backlog) and went low exactly where it matters. */
+    double wait = s_clamp(x[3] + s_dot(e->wait.th, xw, S_NW), 0, 2 * S_PRED_MAX_S);
     double tpot = s_dot(e->tpot.th, xt, SL_LM_NT);
     for (int i = 0; i < SL_LM_NX; i++)
         pred->x[i] = (float)x[i];
     for (int i = 0; i < SL_LM_NT; i++)
         pred->xt[i] = (float)xt[i];
-    pred->wait_s = (float)x[3];
+    pred->wait_s = (float)wait;
     pred->prefill_s = (float)prefill;
-    pred->ttft_s = (float)ttft;
+    pred->ttft_s = (float)(prefill + wait);
     pred->tpot_s = (float)s_clamp(tpot, 1e-4, 60);
     pred->valid = true;
 }
@@ -238,8 +272,19 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
         e->busy_until += add;
 }
 
+/* Learn y ~ th . (x[idx] / scale) on one executor's model and the prior. */
+static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *prior, const sl_lm_pred_t *pred,
+                    const int *idx, int n, double y, double wy, const double *init)
+{
+    double x[S_NMAX];
+    for (int i = 0; i < n; i++)
+        x[i] = pred->x[idx[i]] * wy;
+    s_rls_update(own, x, n, y * wy, m->cfg.forget, init);
+    s_rls_update(prior, x, n, y * wy, m->cfg.prior_forget, init);
+}
+
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
-                           double ttft_s, double tpot_s)
+                           double ttft_s, double queue_s, double tpot_s)
 {
     if (exec >= m->max_execs || !pred->valid || !(ttft_s > 0) || !isfinite(ttft_s))
         return;
@@ -250,20 +295,34 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
     m->ape_sum += ape;
     m->ape_recent = m->n_scored ? 0.998 * m->ape_recent + 0.002 * ape : ape;
     m->n_scored++;
-    /* Relative least squares: each sample weighted by 1 / y^2 (x and y
-     * scaled by 1 / y), so a few long waits in the tail do not drag the fit
-     * away from the many short jobs; the error that matters is relative. */
-    double x[SL_LM_NX], xt[SL_LM_NT];
+    /* Relative least squares: each sample weighted by 1 / TTFT (x and y
+     * scaled), so a few long waits in the tail do not drag the fit away
+     * from the many short jobs; the error that matters is relative to the
+     * TTFT. When the executor reports when the job's prefill step began,
+     * the TTFT splits into its wait and its prefill step and each half
+     * learns from its own measurement; otherwise the wait takes what the
+     * predicted prefill leaves, and the prefill learns only from jobs that
+     * had no predicted wait. */
     double wy = 1.0 / (ttft_s > 0.005 ? ttft_s : 0.005);
-    for (int i = 0; i < SL_LM_NX; i++)
-        x[i] = pred->x[i] * wy;
-    for (int i = 0; i < SL_LM_NT; i++)
-        xt[i] = pred->xt[i];
-    s_rls_update(&e->ttft, x, SL_LM_NX, ttft_s * wy, m->cfg.forget);
-    s_rls_update(&m->prior, x, SL_LM_NX, ttft_s * wy, m->cfg.prior_forget);
+    if (queue_s >= 0 && isfinite(queue_s) && queue_s <= ttft_s) {
+        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - queue_s, wy, s_tp_init);
+        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, queue_s - pred->x[3], wy,
+                s_tw_init);
+    } else if (pred->x[3] == 0 && pred->x[5] == 0) {
+        /* Nothing ahead of it: all of it counts as its prefill step. */
+        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s, wy, s_tp_init);
+        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, 0.0, wy, s_tw_init);
+    } else {
+        double wait = ttft_s - pred->prefill_s;
+        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW,
+                (wait > 0 ? wait : 0) - pred->x[3], wy, s_tw_init);
+    }
     if (tpot_s > 0 && isfinite(tpot_s)) {
-        s_rls_update(&e->tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget);
-        s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget);
+        double xt[SL_LM_NT];
+        for (int i = 0; i < SL_LM_NT; i++)
+            xt[i] = pred->xt[i];
+        s_rls_update(&e->tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget, s_tt_init);
+        s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget, s_tt_init);
     }
     e->samples++;
 }
@@ -285,11 +344,11 @@ uint64_t sl_load_model_samples(const sl_load_model_t *m)
 
 double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
 {
-    return exec < m->max_execs ? m->execs[exec].ttft.th[1] : 0.0;
+    return exec < m->max_execs ? m->execs[exec].prefill.th[1] : 0.0;
 }
 
 #define S_MAGIC "sluice-load-model"
-#define S_VERSION 1
+#define S_VERSION 2
 
 static void s_rls_write(FILE *f, const char *tag, const s_rls_t *r, int nx)
 {
@@ -320,10 +379,11 @@ static bool s_rls_read(FILE *f, const char *tag, s_rls_t *r, int nx)
 
 sl_status_t sl_load_model_save(const sl_load_model_t *m, FILE *f)
 {
-    fprintf(f, "%s %d %d %d\n", S_MAGIC, S_VERSION, SL_LM_NX, SL_LM_NT);
+    fprintf(f, "%s %d %d %d\n", S_MAGIC, S_VERSION, S_NP + S_NW, SL_LM_NT);
     fprintf(f, "scored %llu %.17g %.17g\n", (unsigned long long)m->n_scored, m->ape_sum,
             m->ape_recent);
-    s_rls_write(f, "prior", &m->prior, SL_LM_NX);
+    s_rls_write(f, "prior", &m->prior, S_NP);
+    s_rls_write(f, "prior_wait", &m->prior_wait, S_NW);
     s_rls_write(f, "prior_tpot", &m->prior_tpot, SL_LM_NT);
     fprintf(f, "end\n");
     return ferror(f) ? SL_ERR_IO : SL_OK;
@@ -335,25 +395,26 @@ sl_status_t sl_load_model_load(sl_load_model_t *m, FILE *f)
     int version, nx, nt;
     unsigned long long n;
     double sum, recent;
-    s_rls_t prior, prior_tpot;
+    s_rls_t prior, prior_wait, prior_tpot;
     if (fscanf(f, "%31s %d %d %d", magic, &version, &nx, &nt) != 4 || strcmp(magic, S_MAGIC)) {
         SL_ERROR("state file: not a load model (bad header)");
         return SL_ERR_INVALID;
     }
-    if (version != S_VERSION || nx != SL_LM_NX || nt != SL_LM_NT) {
+    if (version != S_VERSION || nx != S_NP + S_NW || nt != SL_LM_NT) {
         SL_ERROR("state file: load model version %d (%d, %d features); this build reads %d",
                  version, nx, nt, S_VERSION);
         return SL_ERR_INVALID;
     }
     if (fscanf(f, "%15s %llu %lg %lg", tag, &n, &sum, &recent) != 4 || strcmp(tag, "scored") ||
         !isfinite(sum) || !isfinite(recent) || sum < 0 || recent < 0 ||
-        !s_rls_read(f, "prior", &prior, SL_LM_NX) ||
+        !s_rls_read(f, "prior", &prior, S_NP) || !s_rls_read(f, "prior_wait", &prior_wait, S_NW) ||
         !s_rls_read(f, "prior_tpot", &prior_tpot, SL_LM_NT) || fscanf(f, "%15s", tag) != 1 ||
         strcmp(tag, "end")) {
         SL_ERROR("state file: load model truncated or malformed");
         return SL_ERR_INVALID;
     }
     m->prior = prior;
+    m->prior_wait = prior_wait;
     m->prior_tpot = prior_tpot;
     m->n_scored = n;
     m->ape_sum = sum;

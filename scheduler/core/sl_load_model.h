@@ -64,9 +64,10 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
 /* Predicted seconds until exec has worked off what it was sent. */
 double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now);
 /* A job predicted by pred finished on exec with the measured executor-side
- * TTFT and TPOT (seconds; tpot < 0 when unknown): score, then learn. */
+ * TTFT, wait before its prefill step and TPOT (seconds; queue and tpot < 0
+ * when unknown): score, then learn. */
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
-                           double ttft_s, double tpot_s);
+                           double ttft_s, double queue_s, double tpot_s);
 /* Prequential mean absolute percentage error of TTFT (scored before learning). */
 double sl_load_model_mape(const sl_load_model_t *m);
 /* Same over the recent past (exponentially weighted, ~500 jobs). */

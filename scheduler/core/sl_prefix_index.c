@@ -19,6 +19,8 @@
 #include "common/sl_list.h"
 #include "common/sl_map.h"
 
+#include <stdbool.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +28,7 @@ typedef struct s_entry {
     uint64_t hash;                            /* block hash */
     uint32_t holders[SL_PREFIX_MAX_HOLDERS];  /* executor indices, oldest first */
     uint32_t n_holders;                       /* entries of holders */
+    bool crowded;                             /* held by more executors than listed */
     sl_list_t lru;                            /* position in the LRU (front = oldest) */
 } s_entry_t;
 
@@ -114,6 +117,7 @@ sl_status_t sl_prefix_index_stored(sl_prefix_index_t *x, uint32_t exec, uint64_t
         }
     }
     if (en->n_holders == SL_PREFIX_MAX_HOLDERS) {
+        en->crowded = true; /* a hot block (a shared system prompt): likely everywhere */
         x->exec_blocks[en->holders[0]]--;
         memmove(&en->holders[0], &en->holders[1], (SL_PREFIX_MAX_HOLDERS - 1) * sizeof(uint32_t));
         en->n_holders--;
@@ -153,21 +157,28 @@ void sl_prefix_index_reset(sl_prefix_index_t *x, uint32_t exec)
 }
 
 size_t sl_prefix_index_match(const sl_prefix_index_t *x, const uint64_t *hashes, uint32_t n,
-                             sl_prefix_hit_t *out, size_t cap)
+                             sl_prefix_hit_t *out, size_t cap, uint32_t *common_p)
 {
-    if (n == 0 || cap == 0)
-        return 0;
-    const s_entry_t *en = sl_map_get(&x->map, hashes[0]);
-    if (!en)
+    /* Leading crowded blocks are taken as held by every executor: the
+     * holder list of a block that more than SL_PREFIX_MAX_HOLDERS executors
+     * stored says little about who else has it, and without this the
+     * executors left off the list of a shared first block would never
+     * match the rest of a prompt they do hold. */
+    uint32_t b = 0;
+    const s_entry_t *en = NULL;
+    while (b < n && (en = sl_map_get(&x->map, hashes[b])) != NULL && en->crowded)
+        b++;
+    *common_p = b;
+    if (b == n || !en || cap == 0)
         return 0;
     size_t m = 0;
     for (uint32_t i = 0; i < en->n_holders && m < cap; i++)
-        out[m++] = (sl_prefix_hit_t){.exec = en->holders[i], .blocks = 1};
+        out[m++] = (sl_prefix_hit_t){.exec = en->holders[i], .blocks = b + 1};
     /* An executor still matches after block b while its count equals b;
-     * each one advances while it holds the next block, and the walk stops
-     * when none is left. */
+     * each one advances while it holds the next block (or the block is
+     * crowded), and the walk stops when none is left. */
     size_t live = m;
-    for (uint32_t b = 1; b < n && live > 0; b++) {
+    for (b = b + 1; b < n && live > 0; b++) {
         en = sl_map_get(&x->map, hashes[b]);
         if (!en)
             break;
@@ -175,12 +186,12 @@ size_t sl_prefix_index_match(const sl_prefix_index_t *x, const uint64_t *hashes,
         for (size_t k = 0; k < m; k++) {
             if (out[k].blocks != b)
                 continue; /* dropped out earlier */
-            for (uint32_t i = 0; i < en->n_holders; i++) {
-                if (en->holders[i] == out[k].exec) {
-                    out[k].blocks++;
-                    still++;
-                    break;
-                }
+            bool has = en->crowded;
+            for (uint32_t i = 0; i < en->n_holders && !has; i++)
+                has = en->holders[i] == out[k].exec;
+            if (has) {
+                out[k].blocks++;
+                still++;
             }
         }
         live = still;

@@ -38,13 +38,15 @@ void sl_prefix_index_evicted(sl_prefix_index_t *index, uint32_t exec, uint64_t h
 /* exec lost its whole cache (restart, loss). O(entries). */
 void sl_prefix_index_reset(sl_prefix_index_t *index, uint32_t exec);
 /*
- * For the prompt whose block hashes are hashes[0..n), write into out (up to
- * cap entries) every executor caching at least its first block, with how
- * many leading blocks it caches. Returns the number of entries written.
+ * For the prompt whose block hashes are hashes[0..n): *common_p = how many
+ * leading blocks are crowded (stored by more executors than a block lists,
+ * so taken as cached everywhere); into out (up to cap entries) every
+ * executor known to cache more than that, with how many leading blocks it
+ * caches. Returns the number of entries written.
  * O(n * SL_PREFIX_MAX_HOLDERS).
  */
 size_t sl_prefix_index_match(const sl_prefix_index_t *index, const uint64_t *hashes, uint32_t n,
-                             sl_prefix_hit_t *out, size_t cap);
+                             sl_prefix_hit_t *out, size_t cap, uint32_t *common_p);
 /* Hashes indexed now. */
 size_t sl_prefix_index_entries(const sl_prefix_index_t *index);
 /* Blocks exec is known to cache. */

@@ -230,6 +230,60 @@ static void test_cancel_and_null(void **state)
     sl_engine_destroy(&e);
 }
 
+/* Chunked prefill: a long prompt is computed step-tokens at a time, so a
+ * sequence decoding beside it never waits for more than one chunk, its
+ * first token comes after the last chunk, the chunks cost what one
+ * whole-prompt step would (plus a step overhead each), and the time from
+ * dispatch to the start of its first step is its wait. */
+static void test_chunked_prefill(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    job_t *d = s_job(1, 1, 100, 40);  /* decoding when the long one comes */
+    job_t *l = s_job(2, 1, 9000, 2);  /* 9000 tokens: 5 chunks of <= 2048 */
+    sl_engine_submit(e, &d->ej, 0);
+    sl_time_t now = sl_engine_advance(e, 0); /* d's prefill */
+    now = sl_engine_advance(e, now);         /* d's first decode step */
+    sl_time_t arrived = now - SL_MS(1);
+    sl_engine_submit(e, &l->ej, arrived);
+    double longest = 0;
+    int steps = 0;
+    double total = 0;
+    while (!l->ej.first_token) {
+        sl_time_t next = sl_engine_advance(e, now);
+        if (next > now && l->ej.has_started && !l->ej.first_token) {
+            double step = (double)(next - now);
+            longest = step > longest ? step : longest;
+            total += step;
+            steps++;
+        }
+        now = next;
+    }
+    /* The wait ended when its first chunk's step began. */
+    assert_true(l->ej.has_started);
+    assert_true(l->ej.started >= arrived && l->ej.started < l->ej.first_token);
+    assert_int_equal(steps, 5);
+    /* No step is longer than a 2048-token chunk at the most context plus a
+     * decode step: what the decoding sequence waits at worst per token. */
+    double chunk = s_sim.prefill_base_us + s_sim.prefill_us_per_token * 2048 +
+                   s_sim.prefill_us_per_token_ctx * 2048 * (9000.0 - 1024) +
+                   s_sim.decode_base_us + s_sim.decode_us_per_seq +
+                   s_sim.decode_us_per_kv_token * 200;
+    assert_true(longest <= chunk * 1000);
+    /* The chunks add up to the whole prompt's compute: per-token and
+     * attention terms are exact, plus one step overhead per chunk and the
+     * decode of the other sequence in each. */
+    double whole = s_sim.prefill_us_per_token * 9000 + s_sim.prefill_us_per_token_ctx * 9000 * 4500;
+    double over = 5 * (s_sim.prefill_base_us + s_sim.decode_base_us + s_sim.decode_us_per_seq +
+                       s_sim.decode_us_per_kv_token * 200);
+    assert_true(total >= whole * 1000 && total <= (whole + over) * 1000);
+    s_drain(e, now);
+    assert_int_equal(r.done, 2);
+    free(d);
+    free(l);
+    sl_engine_destroy(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_sim_costs),
         cmocka_unit_test(test_prefix_cache),
         cmocka_unit_test(test_cancel_and_null),
+        cmocka_unit_test(test_chunked_prefill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,8 +31,10 @@ static void test_index_match(void **state)
         sl_prefix_index_stored(x, 7, h[i]);
     sl_prefix_index_stored(x, 9, h[1]); /* not a leading block: no match */
     sl_prefix_hit_t out[SL_PREFIX_MAX_HOLDERS];
-    size_t n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS);
+    uint32_t common;
+    size_t n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS, &common);
     assert_int_equal(n, 2);
+    assert_int_equal(common, 0);
     for (size_t i = 0; i < n; i++) {
         if (out[i].exec == 2)
             assert_int_equal(out[i].blocks, 5);
@@ -43,13 +45,13 @@ static void test_index_match(void **state)
     }
     assert_int_equal(sl_prefix_index_exec_blocks(x, 2), 5);
     sl_prefix_index_evicted(x, 2, 13);
-    n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS);
+    n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS, &common);
     for (size_t i = 0; i < n; i++)
         if (out[i].exec == 2)
             assert_int_equal(out[i].blocks, 2);
     sl_prefix_index_reset(x, 2);
     assert_int_equal(sl_prefix_index_exec_blocks(x, 2), 0);
-    n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS);
+    n = sl_prefix_index_match(x, h, 5, out, SL_PREFIX_MAX_HOLDERS, &common);
     assert_int_equal(n, 1);
     assert_int_equal(out[0].exec, 7);
     /* Unknown pairs are ignored. */
@@ -73,15 +75,55 @@ static void test_index_bounded(void **state)
     for (uint32_t e = 0; e < 64; e++)
         total += sl_prefix_index_exec_blocks(x, e);
     assert_int_equal(total, 1000);
-    /* A block on more executors than the holder set keeps the newest. */
+    /* A block on more executors than the holder set keeps the newest (seen
+     * through a second block everyone holds after the crowded first). */
+    uint64_t h[2] = {42, 43};
     for (uint32_t e = 0; e < 20; e++)
-        sl_prefix_index_stored(x, e, 42);
+        sl_prefix_index_stored(x, e, h[0]);
+    for (uint32_t e = 0; e < 20; e++)
+        sl_prefix_index_stored(x, e, h[1]);
     sl_prefix_hit_t out[SL_PREFIX_MAX_HOLDERS];
-    uint64_t h = 42;
-    size_t n = sl_prefix_index_match(x, &h, 1, out, SL_PREFIX_MAX_HOLDERS);
-    assert_int_equal(n, SL_PREFIX_MAX_HOLDERS);
-    for (size_t i = 0; i < n; i++)
-        assert_true(out[i].exec >= 20 - SL_PREFIX_MAX_HOLDERS);
+    uint32_t common;
+    size_t n = sl_prefix_index_match(x, h, 2, out, SL_PREFIX_MAX_HOLDERS, &common);
+    assert_int_equal(common, 2);
+    assert_int_equal(n, 0);
+    uint64_t blocks = 0;
+    for (uint32_t e = 0; e < 20; e++)
+        blocks += sl_prefix_index_exec_blocks(x, e) > 0;
+    assert_true(blocks <= SL_PREFIX_MAX_HOLDERS + 16); /* the bound held */
+    sl_prefix_index_destroy(&x);
+}
+
+/* A first block stored by more executors than a block lists (a shared
+ * system prompt) does not hide the rest of a prompt from the executors left
+ * off its list. */
+static void test_prefix_index_crowded(void **state)
+{
+    (void)state;
+    sl_prefix_index_t *x = NULL;
+    assert_int_equal(sl_prefix_index_create(1000, 32, &x), SL_OK);
+    uint64_t h[4] = {100, 101, 102, 103};
+    for (uint32_t e = 0; e < 20; e++)
+        sl_prefix_index_stored(x, e, h[0]);
+    sl_prefix_index_stored(x, 3, h[1]); /* 3 fell off block 0's list */
+    sl_prefix_index_stored(x, 3, h[2]);
+    sl_prefix_hit_t out[SL_PREFIX_MAX_HOLDERS];
+    uint32_t common;
+    size_t n = sl_prefix_index_match(x, h, 4, out, SL_PREFIX_MAX_HOLDERS, &common);
+    assert_int_equal(common, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].exec, 3);
+    assert_int_equal(out[0].blocks, 3);
+    /* Only the crowded block known: everyone has one block, no one more. */
+    uint64_t other[2] = {100, 555};
+    n = sl_prefix_index_match(x, other, 2, out, SL_PREFIX_MAX_HOLDERS, &common);
+    assert_int_equal(common, 1);
+    assert_int_equal(n, 0);
+    /* A block no one holds stops the walk at once. */
+    uint64_t none = 777;
+    n = sl_prefix_index_match(x, &none, 1, out, SL_PREFIX_MAX_HOLDERS, &common);
+    assert_int_equal(common, 0);
+    assert_int_equal(n, 0);
     sl_prefix_index_destroy(&x);
 }
 
@@ -118,7 +160,7 @@ static double s_train(sl_load_model_t *m, uint32_t exec, sl_rand_t *r, int n, do
         double y = s_law(&q, speed);
         if (i >= n - 100)
             err += fabs(p.ttft_s - y) / y / 100.0;
-        sl_load_model_observe(m, exec, &p, y, 0.01);
+        sl_load_model_observe(m, exec, &p, y, -1.0, 0.01);
     }
     return err;
 }
@@ -182,6 +224,39 @@ static void test_model_adapts_and_prior(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* When results say when each job's prefill began, the TTFT splits into the
+ * wait and the prefill step and each part learns from its own measurement:
+ * waits the features cannot explain (here random, up to 2 s) do not blur
+ * the prefill cost. */
+static void test_model_split(void **state)
+{
+    sl_load_model_t *m = s_model();
+    sl_rand_t r;
+    sl_rand_seed(&r, 21);
+    for (int i = 0; i < 400; i++) {
+        sl_lm_query_t q;
+        sl_lm_pred_t p;
+        s_query(&r, &q);
+        sl_time_t now = (sl_time_t)(i + 1) * SL_MS(100000);
+        sl_load_model_predict(m, 0, &q, now, &p);
+        double wait = (double)sl_rand_below(&r, 2000) / 1000.0;
+        double pre = s_law(&q, 1.0);
+        sl_load_model_observe(m, 0, &p, wait + pre, wait, 0.01);
+    }
+    assert_true(fabs(sl_load_model_exec_rate(m, 0) - 0.040) < 0.002);
+    sl_lm_query_t q = {.prompt_tokens = 12000, .cached_tokens = 3000, .running = 8};
+    sl_lm_pred_t p;
+    sl_load_model_predict(m, 0, &q, SL_MS(1), &p);
+    assert_true(fabs(p.prefill_s - s_law(&q, 1.0)) < 0.05 * s_law(&q, 1.0));
+    /* The wait is the backlog at face value plus what was learned beyond
+     * it: dispatching a job adds its predicted prefill to the next wait. */
+    sl_load_model_dispatched(m, 0, &p, SL_MS(1));
+    sl_lm_pred_t p2;
+    sl_load_model_predict(m, 0, &q, SL_MS(1), &p2);
+    assert_true(p2.wait_s - p.wait_s > 0.99 * p.prefill_s);
+    sl_load_model_destroy(&m);
+}
+
 static void test_model_save_load(void **state)
 {
     sl_load_model_t *m = s_model(), *m2 = s_model();
@@ -209,7 +284,7 @@ static void test_model_save_load(void **state)
     assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
     fclose(f);
     f = tmpfile();
-    fputs("sluice-load-model 1 6 2\nscored 3 0.1 0.1\nprior 1 2\n", f);
+    fputs("sluice-load-model 2 8 2\nscored 3 0.1 0.1\nprior 1 2\n", f);
     rewind(f);
     assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
     fclose(f);
@@ -234,7 +309,7 @@ static void test_model_bounded(void **state)
         sl_load_model_predict(m, 0, &q, SL_MS(i), &p);
         assert_true(isfinite(p.ttft_s) && p.ttft_s > 0 && p.ttft_s <= 3 * 3600.0);
         sl_load_model_dispatched(m, 0, &p, SL_MS(i));
-        sl_load_model_observe(m, 0, &p, 1e-6 * (1 + i % 7), 1e-7);
+        sl_load_model_observe(m, 0, &p, 1e-6 * (1 + i % 7), 0.0, 1e-7);
     }
     for (int i = 0; i < 100000; i++) {
         sl_lm_pred_t p = {.prefill_s = 3600, .valid = true};
@@ -662,8 +737,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_index_match),
         cmocka_unit_test(test_index_bounded),
+        cmocka_unit_test(test_prefix_index_crowded),
         cmocka_unit_test(test_model_converges),
         cmocka_unit_test(test_model_adapts_and_prior),
+        cmocka_unit_test(test_model_split),
         cmocka_unit_test(test_model_save_load),
         cmocka_unit_test(test_model_bounded),
         cmocka_unit_test(test_policies_prefix),
