@@ -90,6 +90,14 @@ static const double s_tp_init[S_NP] = {0.008, 0.030, 0.001, 0.015};
 static const double s_tw_init[S_NW] = {0.0, 0.010, 5.0};
 static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 
+/* The starting covariance of each coefficient is p_init x (S_SPREAD x its
+ * starting magnitude)^2: each one may move by orders of magnitude (an
+ * executor ten times faster than the prior), on its own scale, so the
+ * first few jobs already put it in place. One spread for all coefficients
+ * (their magnitudes differ by 100x) made the fit erratic for hundreds of
+ * jobs. */
+#define S_SPREAD 100.0
+#define S_SCALE_MIN 1e-3 /* magnitude floor (coefficients starting at 0) */
 #define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
 #define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
 
@@ -105,7 +113,8 @@ static void s_rls_init(s_rls_t *r, const double *th, int nx, double p)
     memset(r, 0, sizeof(*r));
     for (int i = 0; i < nx; i++) {
         r->th[i] = th[i];
-        r->p[i][i] = p;
+        double scale = S_SPREAD * (fabs(th[i]) > S_SCALE_MIN ? fabs(th[i]) : S_SCALE_MIN);
+        r->p[i][i] = p * scale * scale;
     }
 }
 
