@@ -55,6 +55,8 @@
 static const int s_xp[S_NP] = {0, 1, 2, 4};
 static const int s_xw[S_NW] = {0, 4, 5};
 #define S_NMAX 4
+#define S_P_NONNEG 3 /* prefill coefficients kept >= 0 from here (running/32) */
+#define S_W_NONNEG 1 /* wait coefficients kept >= 0 from here (running/32, overflow) */
 
 typedef struct s_rls {
     double th[S_NMAX];          /* coefficients */
@@ -127,15 +129,19 @@ static double s_dot(const double *a, const double *b, int n)
 }
 
 /* One RLS step with forgetting lambda. Two guards keep it sane on real
- * traffic, where some features stay zero for long stretches (no wait, no KV
- * overflow): every coefficient but the intercept is kept non-negative, as
- * the physics says (more tokens, wait or load never make a job faster),
- * which stops a burst of unusual samples from throwing the fit to nonsense;
- * and the covariance trace is bounded, since forgetting inflates it without
- * limit in the unexcited directions ("windup"). The trace bound is loose on
- * purpose: a tight one slows adaptation to a slowed executor. */
+ * traffic, where some features stay zero for long stretches (no load, no KV
+ * overflow): the coefficients of those rarely excited features (from
+ * first_nonneg on) are kept non-negative, as the physics says (more load
+ * never makes a job faster), which stops a burst of unusual samples from
+ * throwing the fit to nonsense; and the covariance trace is bounded, since
+ * forgetting inflates it without limit in the unexcited directions
+ * ("windup"). The prompt terms are left free: clipping the per-token term
+ * when one sample pushes it below zero (the attention term then takes the
+ * rest) left the fit of an executor ten times faster than the start
+ * erratic for hundreds of jobs. The trace bound is loose on purpose: a
+ * tight one slows adaptation to a slowed executor. */
 static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double lambda,
-                         const double *init)
+                         const double *init, int first_nonneg)
 {
     double px[S_NMAX], k[S_NMAX];
     for (int i = 0; i < nx; i++)
@@ -148,7 +154,7 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
         k[i] = px[i] / den;
         r->th[i] += k[i] * err;
     }
-    for (int i = 1; i < nx; i++)
+    for (int i = first_nonneg; i < nx; i++)
         if (r->th[i] < 0)
             r->th[i] = 0;
     for (int i = 0; i < nx; i++) {
@@ -283,13 +289,14 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
 
 /* Learn y ~ th . (x[idx] / scale) on one executor's model and the prior. */
 static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *prior, const sl_lm_pred_t *pred,
-                    const int *idx, int n, double y, double wy, const double *init)
+                    const int *idx, int n, double y, double wy, const double *init,
+                    int first_nonneg)
 {
     double x[S_NMAX];
     for (int i = 0; i < n; i++)
         x[i] = pred->x[idx[i]] * wy;
-    s_rls_update(own, x, n, y * wy, m->cfg.forget, init);
-    s_rls_update(prior, x, n, y * wy, m->cfg.prior_forget, init);
+    s_rls_update(own, x, n, y * wy, m->cfg.forget, init, first_nonneg);
+    s_rls_update(prior, x, n, y * wy, m->cfg.prior_forget, init, first_nonneg);
 }
 
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
@@ -314,24 +321,26 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
      * had no predicted wait. */
     double wy = 1.0 / (ttft_s > 0.005 ? ttft_s : 0.005);
     if (queue_s >= 0 && isfinite(queue_s) && queue_s <= ttft_s) {
-        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - queue_s, wy, s_tp_init);
+        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - queue_s, wy, s_tp_init,
+                S_P_NONNEG);
         s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, queue_s - pred->x[3], wy,
-                s_tw_init);
+                s_tw_init, S_W_NONNEG);
     } else if (pred->x[3] == 0 && pred->x[5] == 0) {
         /* Nothing ahead of it: all of it counts as its prefill step. */
-        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s, wy, s_tp_init);
-        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, 0.0, wy, s_tw_init);
+        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s, wy, s_tp_init, S_P_NONNEG);
+        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, 0.0, wy, s_tw_init, S_W_NONNEG);
     } else {
         double wait = ttft_s - pred->prefill_s;
         s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW,
-                (wait > 0 ? wait : 0) - pred->x[3], wy, s_tw_init);
+                (wait > 0 ? wait : 0) - pred->x[3], wy, s_tw_init, S_W_NONNEG);
     }
     if (tpot_s > 0 && isfinite(tpot_s)) {
         double xt[SL_LM_NT];
         for (int i = 0; i < SL_LM_NT; i++)
             xt[i] = pred->xt[i];
-        s_rls_update(&e->tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget, s_tt_init);
-        s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget, s_tt_init);
+        s_rls_update(&e->tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget, s_tt_init, SL_LM_NT);
+        s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget, s_tt_init,
+                     SL_LM_NT);
     }
     e->samples++;
 }
