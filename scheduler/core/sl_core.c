@@ -88,6 +88,8 @@ struct sl_core {
     uint64_t place_stamp;              /* current placement (marks candidates) */
     double queued_work_s;              /* predicted prefill of jobs in the scheduler's queue */
     bool busy;                         /* admission's busy state */
+    double util_avg;                   /* utilization averaged over busy_smooth_ms */
+    sl_time_t util_avg_at;             /* when util_avg was last updated (0 = never) */
     double util_cached;                /* last summed prefill backlog, seconds */
     sl_time_t util_at;                 /* when (recomputed at most every ms) */
     sl_map_t tenants;                  /* tenant hash -> s_bucket_t */
@@ -124,9 +126,13 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "predictive admission: BUSY at once on overload, missed deadline, tenant limit"),
     SL_CFG_RANGE(sl_core_cfg_t, busy_utilization, "busy-utilization", "0.8", SL_CFG_DOUBLE, 0.01,
                  100, "predicted utilization above which new jobs get BUSY"),
+    SL_CFG_RANGE(sl_core_cfg_t, busy_smooth_ms, "busy-smooth-ms", "2000", SL_CFG_I64, 0, 3600000,
+                 "time constant of the utilization average the busy state follows (a burst "
+                 "shorter than this does not refuse work the deadline check would admit; "
+                 "0 = instant)"),
     SL_CFG_RANGE(sl_core_cfg_t, busy_hysteresis, "busy-hysteresis", "0.1", SL_CFG_DOUBLE, 0, 100,
                  "the busy state ends below busy-utilization minus this"),
-    SL_CFG_RANGE(sl_core_cfg_t, admit_horizon_ms, "admit-horizon-ms", "5000", SL_CFG_I64, 1,
+    SL_CFG_RANGE(sl_core_cfg_t, admit_horizon_ms, "admit-horizon-ms", "3000", SL_CFG_I64, 1,
                  3600000, "utilization = predicted prefill backlog per executor over this horizon"),
     SL_CFG_RANGE(sl_core_cfg_t, tenant_rate, "tenant-rate", "0", SL_CFG_DOUBLE, 0, 1e9,
                  "jobs per second one tenant may submit (token bucket; 0 = unlimited)"),
@@ -511,8 +517,16 @@ double sl_core_utilization(sl_core_t *core, sl_time_t now)
         core->util_cached = backlog;
         core->util_at = now ? now : 1;
     }
-    return (core->util_cached + core->queued_work_s) /
-           ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
+    double prefill = (core->util_cached + core->queued_work_s) /
+                     ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
+    /* Decode-bound load does not show in the prefill backlog: the share of
+     * the executors' in-flight places taken (jobs queued here count too)
+     * rises toward 1 as the running batches fill, where decode steps and
+     * KV run out. Utilization is whichever is higher. */
+    double places = (double)core->running + (double)core->free_credits;
+    double slots = places > 0 ? ((double)core->running + core->qlen[0] + core->qlen[1]) / places
+                              : 0.0;
+    return prefill > slots ? prefill : slots;
 }
 
 bool sl_core_busy(const sl_core_t *core)
@@ -589,6 +603,15 @@ static bool s_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reaso
         }
     }
     double util = sl_core_utilization(core, now);
+    if (core->cfg.busy_smooth_ms > 0 && core->util_avg_at > 0 && now > core->util_avg_at) {
+        double a = 1.0 - exp(-(double)(now - core->util_avg_at) /
+                             ((double)core->cfg.busy_smooth_ms * 1e6));
+        core->util_avg += a * (util - core->util_avg);
+    } else if (core->cfg.busy_smooth_ms == 0 || core->util_avg_at == 0) {
+        core->util_avg = util;
+    }
+    core->util_avg_at = now > 0 ? now : 1;
+    util = core->util_avg;
     double high = core->cfg.busy_utilization, low = high - core->cfg.busy_hysteresis;
     double horizon_s = (double)core->cfg.admit_horizon_ms / 1e3;
     if (!core->busy && util > high) {

@@ -217,6 +217,7 @@ typedef struct sl_core_cfg {
     bool admission;           /* predictive admission (deadline, overload, tenants) */
     double busy_utilization;  /* enter the busy state above this predicted utilization */
     double busy_hysteresis;   /* leave it below busy_utilization minus this */
+    int64_t busy_smooth_ms;   /* time constant of the utilization the busy state follows */
     int64_t admit_horizon_ms; /* utilization = predicted prefill backlog / this horizon */
     double tenant_rate;       /* jobs/s each tenant may submit; 0 = unlimited */
     double tenant_burst;      /* bucket size of each tenant, jobs */

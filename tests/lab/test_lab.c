@@ -536,6 +536,7 @@ static void test_admission_hysteresis(void **state)
     cfg.busy_utilization = 0.8;
     cfg.busy_hysteresis = 0.3;
     cfg.admit_horizon_ms = 2000;
+    cfg.busy_smooth_ms = 0; /* the instant utilization: the test follows it */
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
     /* Enough credits that every accepted job is dispatched and its predicted
      * prefill drains from the backlog as time passes. */
@@ -591,9 +592,11 @@ static void test_admission_deadline_tenant_class(void **state)
     cfg.admission = true;
     cfg.tenant_rate = 1;
     cfg.tenant_burst = 2;
-    cfg.credits = 1;
+    cfg.busy_smooth_ms = 0;
+    /* Room for every job: the prefill backlog, not the share of places
+     * taken, is what this test drives. */
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
-    sl_exec_info_t info = {.name = "x", .slots = 1, .backend = "sim"};
+    sl_exec_info_t info = {.name = "x", .slots = 1000, .backend = "sim"};
     uint32_t idx;
     assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
     sl_job_t *job;
@@ -652,6 +655,69 @@ static void test_admission_deadline_tenant_class(void **state)
         assert_int_equal(why, SL_BUSY_OVERLOAD);
         assert_int_equal(sl_core_job_submit(core, &ij, NULL, now, &job, &why, &retry), SL_OK);
     }
+    sl_core_destroy(&core);
+}
+
+/* Decode-bound load: when the executors' places fill, utilization is the
+ * share taken (jobs queued in the scheduler count), whatever the prefill
+ * backlog says; and the busy state follows an average, so one instant
+ * over the threshold does not refuse work while a sustained one does. */
+static void test_admission_slots_and_smoothing(void **state)
+{
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(&r, 0, sizeof(r));
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "least-outstanding");
+    cfg.max_executors = 4;
+    cfg.admission = true;
+    cfg.busy_smooth_ms = 0;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    sl_exec_info_t info = {.name = "x", .slots = 4, .backend = "sim"};
+    uint32_t idx;
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+    sl_job_t *job;
+    sl_busy_reason_t why;
+    sl_time_t retry;
+    sl_time_t now = SL_MS(1);
+    /* Tiny prompts: no prefill backlog to speak of. Three of four places:
+     * 0.75, accepted; the fourth would make 1.0 and is refused. */
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s%d", i);
+        sl_job_desc_t d = {.id = id, .prompt_tokens = 8, .max_new_tokens = 4};
+        assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &why, &retry), SL_OK);
+    }
+    assert_true(sl_core_utilization(core, now) >= 0.75);
+    assert_true(sl_core_utilization(core, now) < 0.8);
+    sl_job_desc_t d = {.id = "s3", .prompt_tokens = 8, .max_new_tokens = 4};
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &why, &retry), SL_OK);
+    d.id = "s4";
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &why, &retry), SL_ERR_BUSY);
+    assert_int_equal(why, SL_BUSY_OVERLOAD);
+    sl_core_destroy(&core);
+
+    /* The same with a 2 s average: the first refusal comes only once the
+     * places have stayed full for a while. */
+    memset(&r, 0, sizeof(r));
+    cfg.busy_smooth_ms = 2000;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+    int accepted = 0;
+    sl_status_t st = SL_OK;
+    for (int i = 0; i < 400 && st == SL_OK; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "b%d", i);
+        sl_job_desc_t b = {.id = id, .prompt_tokens = 8, .max_new_tokens = 4};
+        st = sl_core_job_submit(core, &b, NULL, now, &job, &why, &retry);
+        accepted += st == SL_OK;
+        now += SL_MS(20);
+    }
+    assert_int_equal(st, SL_ERR_BUSY);
+    assert_int_equal(why, SL_BUSY_OVERLOAD);
+    assert_true(accepted > 5);      /* more than the instant rule lets in */
+    assert_true(accepted < 400);    /* but a sustained overload is refused */
     sl_core_destroy(&core);
 }
 
@@ -749,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_learned_avoids_slow),
         cmocka_unit_test(test_admission_hysteresis),
         cmocka_unit_test(test_admission_deadline_tenant_class),
+        cmocka_unit_test(test_admission_slots_and_smoothing),
         cmocka_unit_test(test_sim_deterministic),
         cmocka_unit_test(test_sim_failures),
     };
