@@ -140,6 +140,10 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "token bucket size per tenant, in jobs"),
     SL_CFG_RANGE(sl_core_cfg_t, model_forget, "model-forget", "0.98", SL_CFG_DOUBLE, 0.5, 1,
                  "load model forgetting factor per completion (lower adapts faster)"),
+    SL_CFG_RANGE(sl_core_cfg_t, model_stale_ms, "model-stale-ms", "30000", SL_CFG_I64, 0,
+                 86400000, "an executor not chosen for this long is predicted by the fleet's "
+                 "shared prior until it gets a job (so one bad stretch cannot starve it for "
+                 "good; 0 = never)"),
     SL_CFG_FIELD(sl_core_cfg_t, state_file, "state-file", "", SL_CFG_STR,
                  "learned state (load model) read at start and written on clean exit"),
     SL_CFG_END,
@@ -243,7 +247,8 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     if (sl_prefix_index_create((size_t)cfg->prefix_index_max, (uint32_t)cfg->max_executors,
                                &core->index) != SL_OK)
         goto err_free;
-    sl_lm_cfg_t lm = {.forget = cfg->model_forget, .prior_forget = 0.995, .p_init = 10.0};
+    sl_lm_cfg_t lm = {.forget = cfg->model_forget, .prior_forget = 0.995, .p_init = 10.0,
+                      .stale = SL_MS(cfg->model_stale_ms)};
     if (lm.forget <= 0 || lm.forget > 1)
         lm.forget = 0.98;
     if (sl_load_model_create(&lm, (uint32_t)cfg->max_executors, &core->model) != SL_OK)

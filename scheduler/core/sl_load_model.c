@@ -68,6 +68,7 @@ typedef struct s_exec {
     s_rls_t wait;        /* wait model */
     s_rls_t tpot;        /* TPOT model (first SL_LM_NT entries used) */
     sl_time_t busy_until;/* predicted end of the prefill work sent to it */
+    sl_time_t last_sent; /* last dispatch to it (or its reset) */
     uint64_t samples;    /* outcomes learned */
 } s_exec_t;
 
@@ -221,6 +222,7 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
     s_rls_init(&e->wait, m->prior_wait.th, S_NW, m->cfg.p_init);
     s_rls_init(&e->tpot, m->prior_tpot.th, SL_LM_NT, m->cfg.p_init);
     e->busy_until = now;
+    e->last_sent = now;
     e->samples = 0;
 }
 
@@ -253,14 +255,24 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     double xp[S_NP], xw[S_NW];
     s_pick(x, s_xp, S_NP, xp);
     s_pick(x, s_xw, S_NW, xw);
+    /* An executor the policy has not chosen for a long time may be judged
+     * on one bad stretch and then never chosen again, so never corrected:
+     * once stale, it is predicted as the fleet's prior predicts, it gets a
+     * job when that looks best, and its own model, which kept learning,
+     * takes over again at that dispatch. */
+    const s_rls_t *pre = &e->prefill, *wai = &e->wait;
+    if (m->cfg.stale > 0 && now - e->last_sent > m->cfg.stale) {
+        pre = &m->prior;
+        wai = &m->prior_wait;
+    }
     /* Bounded, whatever the coefficients: a prediction feeds the backlog
      * clock, which must never overflow. */
-    double prefill = s_clamp(s_dot(e->prefill.th, xp, S_NP), 1e-4, S_PRED_MAX_S);
+    double prefill = s_clamp(s_dot(pre->th, xp, S_NP), 1e-4, S_PRED_MAX_S);
     /* The backlog counts at face value: it is made of this executor's own
      * prefill predictions, so it is already in its seconds; a learned
      * coefficient on it is fitted on the placements the policy chose (the
      * ones with little backlog) and went low exactly where it matters. */
-    double wait = s_clamp(x[3] + s_dot(e->wait.th, xw, S_NW), 0, 2 * S_PRED_MAX_S);
+    double wait = s_clamp(x[3] + s_dot(wai->th, xw, S_NW), 0, 2 * S_PRED_MAX_S);
     double tpot = s_dot(e->tpot.th, xt, SL_LM_NT);
     for (int i = 0; i < SL_LM_NX; i++)
         pred->x[i] = (float)x[i];
@@ -279,6 +291,7 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
     if (exec >= m->max_execs || !pred->valid)
         return;
     s_exec_t *e = &m->execs[exec];
+    e->last_sent = now;
     if (e->busy_until < now)
         e->busy_until = now;
     /* At most a day of backlog, so the clock arithmetic cannot overflow. */

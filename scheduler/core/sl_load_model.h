@@ -47,6 +47,8 @@ typedef struct sl_lm_cfg {
     double forget;       /* per-executor RLS forgetting factor (0.98: adapts in ~50 jobs) */
     double prior_forget; /* shared prior's forgetting factor */
     double p_init;       /* initial covariance scale of a new executor */
+    sl_time_t stale;     /* an executor sent nothing for this long is predicted by the
+                            shared prior until it gets a job again (0 = never) */
 } sl_lm_cfg_t;
 
 /* Create a model for executor indices below max_execs. */

@@ -257,6 +257,41 @@ static void test_model_split(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* An executor not chosen for longer than the stale time is predicted by
+ * the shared prior (so one bad stretch cannot starve it for good), and by
+ * its own model again once it gets a job. */
+static void test_model_stale(void **state)
+{
+    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10,
+                       .stale = SL_MS(30000)};
+    sl_load_model_t *m = NULL;
+    assert_int_equal(sl_load_model_create(&cfg, 4, &m), SL_OK);
+    sl_rand_t r;
+    sl_rand_seed(&r, 17);
+    /* Executor 0 looked four times slower than the rest of the fleet. */
+    for (int i = 0; i < 200; i++) {
+        for (uint32_t x = 0; x < 4; x++) {
+            sl_lm_query_t q;
+            sl_lm_pred_t p;
+            s_query(&r, &q);
+            sl_load_model_predict(m, x, &q, 0, &p);
+            sl_load_model_observe(m, x, &p, s_law(&q, x == 0 ? 0.25 : 1.0), 0.0, 0.01);
+        }
+    }
+    sl_lm_query_t q = {.prompt_tokens = 8000, .cached_tokens = 0, .running = 0};
+    sl_lm_pred_t own, fleet, later;
+    sl_load_model_predict(m, 0, &q, SL_MS(1000), &own);
+    assert_true(own.ttft_s > 3.0 * s_law(&q, 1.0));
+    /* Not chosen for 31 s: judged as the fleet is. */
+    sl_load_model_predict(m, 0, &q, SL_MS(31000), &fleet);
+    assert_true(fleet.ttft_s < 2.0 * s_law(&q, 1.0));
+    /* It gets a job: its own model again. */
+    sl_load_model_dispatched(m, 0, &fleet, SL_MS(31000));
+    sl_load_model_predict(m, 0, &q, SL_MS(32000), &later);
+    assert_true(later.prefill_s > 3.0 * s_law(&q, 1.0));
+    sl_load_model_destroy(&m);
+}
+
 static void test_model_save_load(void **state)
 {
     sl_load_model_t *m = s_model(), *m2 = s_model();
@@ -807,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_model_converges),
         cmocka_unit_test(test_model_adapts_and_prior),
         cmocka_unit_test(test_model_split),
+        cmocka_unit_test(test_model_stale),
         cmocka_unit_test(test_model_save_load),
         cmocka_unit_test(test_model_bounded),
         cmocka_unit_test(test_policies_prefix),
