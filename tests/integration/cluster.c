@@ -123,6 +123,11 @@ sl_msg_t *cl_status(void *sock, int timeout_ms)
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
     env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REQUEST;
     env.status_request = &r;
+    /* Drop what is already waiting (late replies to earlier polls on a
+     * loaded host), so the reply returned answers this request. */
+    sl_msg_t *old;
+    while ((old = cl_recv(sock, 0)) != NULL)
+        sl_proto_free(&old);
     sl_wire_send(sock, NULL, 0, &env, 0);
     for (;;) {
         sl_msg_t *m = cl_recv(sock, timeout_ms);
@@ -145,7 +150,9 @@ int64_t cl_counter(const sl_msg_t *st, const char *name)
 int cl_wait_executors(cl_t *c, void *sock, int n, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 100) {
-        sl_msg_t *st = cl_status(sock, 200);
+        /* Long enough that a loaded host still answers this poll: an
+         * abandoned one would answer later, in the middle of a test. */
+        sl_msg_t *st = cl_status(sock, 2000);
         int have = st ? (int)st->status_reply->n_executors : 0;
         sl_proto_free(&st);
         if (have >= n)

@@ -77,6 +77,8 @@ static void s_run(cl_t *c, void *sock, run_t *r)
             }
             break;
         }
+        case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+            break; /* a late answer to a readiness poll (loaded host) */
         default:
             fail_msg("unexpected %s", sl_proto_body_name(m->body_case));
         }
