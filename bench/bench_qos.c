@@ -3,7 +3,8 @@
  * runs a critical stream and a background stream to the same peer, both
  * trying to saturate the link, then the background stream alone. Every
  * second it prints the bytes and shares of each class against the link
- * capacity measured at the start of the run (critical puts alone).
+ * capacity measured at the start of the run (sl_xport_link_probe: critical
+ * puts alone, walking the region like the streams, median of short windows).
  *
  * Shares are taken from the engine's per-class byte counters, i.e. bytes
  * whose UCX operations completed, over whole one-second windows after a
@@ -125,9 +126,8 @@ int sl_bench_qos_main(int argc, char **argv)
         goto out;
     }
 
-    stream_t cs = {.blk = {0, 0, (uint64_t)qc.crit_kib << 10}, .span = S_REGION / 2};
-    stream_t bs = {.blk = {0, 0, (uint64_t)qc.bg_kib << 10}, .span = S_REGION / 2};
-    bs.next = 0;
+    stream_t cs = {.blk = {0, 0, (uint64_t)qc.crit_kib << 10}};
+    stream_t bs = {.blk = {0, 0, (uint64_t)qc.bg_kib << 10}};
     cs.x = (sl_xport_xfer_t){.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = mem,
                              .remote = rid, .blocks = &cs.blk, .nblocks = 1, .cb = s_cb,
                              .cb_arg = &cs};
@@ -135,12 +135,16 @@ int sl_bench_qos_main(int argc, char **argv)
     bs.x.cls = SL_XPORT_BACKGROUND;
     bs.x.blocks = &bs.blk;
     bs.x.cb_arg = &bs;
-    cs.span = S_REGION / 2 - cs.blk.len;
-    bs.span = S_REGION / 2 - bs.blk.len;
+    /* both streams walk the whole region, as the probe does, so that the
+     * capacity and the streams move the same memory */
+    cs.span = S_REGION - cs.blk.len;
+    bs.span = S_REGION - bs.blk.len;
 
-    printf("# sluice-bench qos: UCX_TLS=%s, link capacity %.1f MiB/s (critical puts, %.1f s), "
-           "background share %.2f, chunk %d KiB, warm-up %d ms per phase\n",
-           qc.tls, cap / (1 << 20), qc.probe_s, cfg.bg_share, cfg.chunk_kib, qc.warmup_ms);
+    printf("# sluice-bench qos: UCX_TLS=%s, link capacity %.1f MiB/s (critical 1 MiB puts over the "
+           "region, %.1f s, median of %d ms windows), background share %.2f, chunk %d KiB, "
+           "%d KiB in flight, warm-up %d ms per phase\n",
+           qc.tls, cap / (1 << 20), qc.probe_s, cfg.probe_window_ms, cfg.bg_share, cfg.chunk_kib,
+           cfg.inflight_kib, qc.warmup_ms);
     printf("%-6s %-10s %12s %12s %9s %9s %9s\n", "second", "phase", "crit_MiB", "bg_MiB",
            "crit_shr", "bg_shr", "link_util");
 

@@ -50,6 +50,9 @@
 #define S_REQ_POOL_MAX 1024
 /* Depth of the background bucket, in chunks. */
 #define S_BUCKET_CHUNKS 4
+/* Link probe: transfers it keeps posted, and most windows it measures. */
+#define S_PROBE_DEPTH 16
+#define S_PROBE_WINDOWS_MAX 256
 
 static const sl_cfg_field_t s_cfg_table[] = {
     SL_CFG_RANGE(sl_xport_cfg_t, chunk_kib, "xport-chunk-kib", "256", SL_CFG_INT, 4, 65536,
@@ -60,6 +63,8 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  "background share of bytes under contention and of the link capacity"),
     SL_CFG_RANGE(sl_xport_cfg_t, link_mbps, "xport-link-mbps", "0", SL_CFG_DOUBLE, 0, 1e9,
                  "link capacity in MB/s for the background bucket (0: measure or unset)"),
+    SL_CFG_RANGE(sl_xport_cfg_t, probe_window_ms, "xport-probe-window-ms", "250", SL_CFG_INT, 10,
+                 60000, "link probe window: the measured capacity is the median window's rate"),
     SL_CFG_RANGE(sl_xport_cfg_t, stage_chunk_kib, "xport-stage-chunk-kib", "2048", SL_CFG_INT, 4,
                  4096, "device staging chunk in KiB (1 to 4 MiB in production)"),
     SL_CFG_RANGE(sl_xport_cfg_t, stage_slots, "xport-stage-slots", "4", SL_CFG_INT, 1, 64,
@@ -1326,50 +1331,79 @@ static void s_probe_cb(void *arg, sl_status_t st)
         pending[1] = st;
 }
 
+static int s_double_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
                                 uint32_t remote, uint64_t len, double seconds, double *bps_p)
 {
     int state[2] = {0, SL_OK}; /* transfers in flight, first error */
+    double rate[S_PROBE_WINDOWS_MAX];
+    int nrate = 0;
+    sl_status_t ret = SL_OK;
+
+    if (!xp || !peer || !local || !bps_p || seconds <= 0 || len == 0 ||
+        remote >= peer->nrkeys)
+        return SL_ERR_INVALID;
+    /* walk both regions block by block, as a stream of distinct blocks
+     * does: one block put again and again stays in the caches of both
+     * hosts and measures a faster path than any real transfer takes */
+    uint64_t span = local->len < peer->rkeys[remote]->len ? local->len : peer->rkeys[remote]->len;
+    if (len > span)
+        return SL_ERR_MSG_RANGE;
     sl_xport_block_t blk = {0, 0, len};
     sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = local,
                          .remote = remote, .blocks = &blk, .nblocks = 1, .cb = s_probe_cb,
                          .cb_arg = state};
-    /* a quarter of the time warms the path up and is not counted */
-    sl_time_t t0 = sl_clock_now(), warm = t0 + (sl_time_t)(seconds * 0.25e9);
-    sl_time_t end = warm + (sl_time_t)(seconds * 1e9);
-    uint64_t start_bytes = 0;
+    /* a quarter of the time warms the path up and is not counted; the rest
+     * is cut into windows, and the capacity is their median, so that a
+     * stall (or a burst) of the host in one window does not move it */
+    sl_time_t win = SL_MS(xp->cfg.probe_window_ms), total = (sl_time_t)(seconds * 1e9);
+    int nwin = (int)(total / win);
+    if (nwin < 1) {
+        nwin = 1;
+        win = total;
+    }
+    if (nwin > S_PROBE_WINDOWS_MAX)
+        nwin = S_PROBE_WINDOWS_MAX;
+    sl_time_t mark = sl_clock_now() + total / 4;
+    uint64_t mark_bytes = 0, off = 0;
     bool measuring = false;
-    sl_status_t ret = SL_OK;
 
-    if (!xp || !peer || !local || !bps_p || seconds <= 0 || len == 0)
-        return SL_ERR_INVALID;
-    for (;;) {
-        sl_time_t now = sl_clock_now();
-        if (!measuring && now >= warm) {
-            measuring = true;
-            t0 = now;
-            start_bytes = xp->stats.bytes[SL_XPORT_CRITICAL];
-        }
-        if (now >= end || state[1] != SL_OK)
-            break;
-        while (state[0] < 16) {
+    while (nrate < nwin && state[1] == SL_OK) {
+        while (state[0] < S_PROBE_DEPTH) {
+            blk.local_off = blk.remote_off = off;
+            off = off + 2 * len <= span ? off + len : 0;
             if ((ret = sl_xport_post(xp, peer, &x)) != SL_OK)
                 goto out_drain;
             state[0]++;
         }
         sl_xport_progress(xp);
+        sl_time_t now = sl_clock_now();
+        if (now < mark)
+            continue;
+        uint64_t bytes = xp->stats.bytes[SL_XPORT_CRITICAL];
+        if (measuring)
+            rate[nrate++] = (double)(bytes - mark_bytes) * 1e9 / (double)(now - mark + win);
+        measuring = true;
+        mark_bytes = bytes;
+        mark = now + win;
     }
     ret = (sl_status_t)state[1];
-out_drain:;
-    sl_time_t t1 = sl_clock_now();
-    uint64_t bytes = xp->stats.bytes[SL_XPORT_CRITICAL] - start_bytes;
+out_drain:
     while (state[0] > 0)
         sl_xport_progress(xp);
     if (ret != SL_OK)
         return ret;
-    if (!measuring || bytes == 0)
+    qsort(rate, (size_t)nrate, sizeof(rate[0]), s_double_cmp);
+    double bps = nrate % 2 ? rate[nrate / 2] : (rate[nrate / 2 - 1] + rate[nrate / 2]) / 2;
+    if (bps <= 0)
         return SL_ERR_TIMEOUT;
-    double bps = (double)bytes * 1e9 / (double)(t1 - t0);
+    SL_INFO("xport: link probe %.0f MB/s, median of %d windows of %.0f ms (%.0f to %.0f MB/s)",
+            bps / 1e6, nrate, (double)win / 1e6, rate[0] / 1e6, rate[nrate - 1] / 1e6);
     sl_xport_set_link_bps(xp, bps);
     *bps_p = bps;
     return SL_OK;

@@ -84,6 +84,7 @@ typedef struct sl_xport_cfg {
     int inflight_kib;       /* cap on bytes posted to UCX and not yet completed */
     double bg_share;        /* background's share of bytes under contention and of the link */
     double link_mbps;       /* link capacity in MB/s for the background bucket; 0 = unset */
+    int probe_window_ms;    /* link probe measuring window (the capacity is the median one) */
     int stage_chunk_kib;    /* device staging chunk (1 to 4 MiB) */
     int stage_slots;        /* bounce-buffer slots per ring (credits) */
     int ib_sl[SL_XPORT_NCLASS]; /* InfiniBand service level per class; -1 = UCX default */
@@ -209,9 +210,15 @@ sl_status_t sl_xport_arm(sl_xport_t *xp);
 void sl_xport_set_link_bps(sl_xport_t *xp, double bps);
 
 /*
- * Measure the link to a peer by saturating it with critical puts of the
- * given local region to the remote region for the given time, and set the
- * result as the link capacity. Other traffic should be quiet.
+ * Measure the link to a peer by saturating it with critical puts of len
+ * bytes for the given time, and set the result as the link capacity. The
+ * puts walk the local and the remote region block by block (both must hold
+ * at least len bytes; the local region is sent, the remote one overwritten).
+ * After a warm-up of a quarter of the time, the time is cut into windows of
+ * xport-probe-window-ms and the capacity is the median window's rate. Other
+ * traffic should be quiet. On error the capacity is unchanged: SL_ERR_INVALID
+ * (bad arguments, unknown remote id), SL_ERR_MSG_RANGE (len larger than a
+ * region), or the first transfer error.
  */
 sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
                                 uint32_t remote, uint64_t len, double seconds, double *bps_p);

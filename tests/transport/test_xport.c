@@ -542,6 +542,34 @@ static void test_critical_overtakes_background(void **state)
     assert_memory_equal(f->got, f->buf, REGION);
 }
 
+/* The link probe walks both regions block by block (a block sent again and
+ * again would measure the caches, not the link), reports a rate, and
+ * rejects what it cannot measure. */
+static void test_link_probe(void **state)
+{
+    fixture_t *f = *state;
+    const uint64_t len = 1u << 20;
+    double bps = -1;
+
+    xp_fill(f->buf, REGION, 21);
+    assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, f->peer.rid, len, 0.3, &bps),
+                     SL_OK);
+    assert_true(bps > 0);
+    s_read_peer(f, &f->peer);
+    assert_memory_equal(f->got, f->buf, 2 * len);
+
+    double before = bps;
+    assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, f->peer.rid, REGION + 4096,
+                                         0.3, &bps),
+                     SL_ERR_MSG_RANGE);
+    assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, 99, len, 0.3, &bps),
+                     SL_ERR_INVALID);
+    assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, f->peer.rid, 0, 0.3, &bps),
+                     SL_ERR_INVALID);
+    assert_true(bps == before);
+    sl_xport_set_link_bps(f->xp, 0);
+}
+
 int main(int argc, char **argv)
 {
     xp_peer_main_maybe(argc, argv);
@@ -553,6 +581,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_many_concurrent_transfers),
         cmocka_unit_test(test_both_directions_at_once),
         cmocka_unit_test(test_critical_overtakes_background),
+        cmocka_unit_test(test_link_probe),
         cmocka_unit_test(test_staging_pipeline),
         cmocka_unit_test(test_peer_killed_mid_transfer),
     };
