@@ -169,10 +169,12 @@ static uint32_t *s_synth_prompt(const s_ref_t *r, const sl_seq_t *seq)
     if (!p)
         return NULL;
     uint32_t hbt = seq->hash_block_tokens ? seq->hash_block_tokens : r->cfg.block_tokens;
-    sl_rand_t rng;
+    if (hbt == 0)
+        hbt = 16;
+    sl_rand_t rng = {{0}}; /* seeded at the first token of every block */
     for (uint32_t i = 0; i < seq->prompt_len; i++) {
         uint32_t b = i / hbt;
-        if (i % hbt == 0 || i == 0)
+        if (i % hbt == 0)
             sl_rand_seed(&rng, b < seq->n_block_hashes ? seq->block_hashes[b]
                                                        : sl_hash_combine(seq->id, b));
         p[i] = (uint32_t)sl_rand_below(&rng, r->cfg.vocab);
