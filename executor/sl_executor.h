@@ -30,6 +30,7 @@ typedef struct sl_executor_cfg {
     int64_t hello_retry_ms;               /* resend hello while not welcomed */
     int64_t link_timeout_ms;              /* ZeroMQ heartbeat timeout of the connection */
     int64_t max_msg_bytes;                /* largest message accepted */
+    int max_msg_batch;                    /* items of one batch message accepted */
     double speed_hint;                    /* speed declared in hello (0 = unknown) */
     int tos;                              /* IP type-of-service byte */
     char log_level[16];                   /* log threshold */

@@ -1,9 +1,10 @@
 /*
  * Integration tests with the real programs: a scheduler and executors as
  * child processes, a raw protocol client. Every job must be answered exactly
- * once, also when an executor is killed with SIGKILL mid-run; malformed,
- * truncated and oversized messages are refused and counted while service
- * goes on.
+ * once, also when an executor is killed with SIGKILL mid-run, with single
+ * Submits and with SubmitBatches (answered by ResultBatches); malformed,
+ * truncated and oversized messages, and bad items of a batch, are refused
+ * and counted while service goes on.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@ typedef struct run {
     int window;       /* outstanding at most */
     int kill_after;   /* results after which to SIGKILL kill_slot (0 = never) */
     int kill_slot;    /* process slot to kill */
+    int submit_batch; /* > 0: submit in SubmitBatches of up to this many jobs */
     int *results;     /* results per job */
     int accepted;     /* Accepted replies */
     int busy;         /* Busy replies */
@@ -36,18 +38,67 @@ static int s_index(const char *id)
     return atoi(id + 1);
 }
 
+/* The Submit item of job k of a run. */
+static void s_batch_add(sl_wire_batch_t *b, const char *id, int k)
+{
+    Sluice__Prompt p = SLUICE__PROMPT__INIT;
+    Sluice__Job j = SLUICE__JOB__INIT;
+    Sluice__Submit sub = SLUICE__SUBMIT__INIT;
+    p.length = 64 + (uint32_t)(k % 7) * 64;
+    j.id = (char *)id;
+    j.prompt = &p;
+    j.max_new_tokens = 4 + (uint32_t)(k % 5);
+    j.priority = (k & 1) ? SLUICE__PRIORITY__PRIORITY_BATCH : SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
+    sub.job = &j;
+    assert_int_equal(sl_wire_batch_add(b, 1, &sub.base), SL_OK);
+}
+
+static void s_on_busy(void *sock, run_t *r, const Sluice__Busy *b)
+{
+    r->busy++;
+    usleep(1000);
+    cl_submit(sock, b->job_id, 64, 4, 0); /* same id: idempotent */
+}
+
+static void s_on_result(cl_t *c, run_t *r, const Sluice__Result *res, int *done, int *killed)
+{
+    int k = s_index(res->job_id);
+    assert_true(k >= 0 && k < r->n);
+    r->results[k]++;
+    assert_int_equal(r->results[k], 1); /* exactly once */
+    if (res->status == SLUICE__RESULT_STATUS__RESULT_OK)
+        r->ok++;
+    if (res->attempts > 1)
+        r->requeued++;
+    assert_int_equal(res->n_tokens, res->timings->output_tokens);
+    (*done)++;
+    if (r->kill_after && *done >= r->kill_after && !*killed) {
+        cl_kill(c, r->kill_slot, SIGKILL);
+        *killed = 1;
+    }
+}
+
 static void s_run(cl_t *c, void *sock, run_t *r)
 {
     char id[32];
     int sent = 0, done = 0, killed = 0;
-    int *retry = calloc((size_t)r->n, sizeof(int));
+    sl_wire_batch_t batch;
+    sl_wire_batch_init(&batch, SLUICE__ENVELOPE__BODY_SUBMITS);
     r->results = calloc((size_t)r->n, sizeof(int));
     while (done < r->n) {
         while (sent < r->n && sent - done < r->window) {
             snprintf(id, sizeof(id), "j%d", sent);
-            cl_submit(sock, id, 64 + (uint32_t)(sent % 7) * 64, 4 + (uint32_t)(sent % 5), sent & 1);
+            if (r->submit_batch > 0) {
+                s_batch_add(&batch, id, sent);
+                if (batch.n >= (uint32_t)r->submit_batch)
+                    assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &batch, 0), SL_OK);
+            } else {
+                cl_submit(sock, id, 64 + (uint32_t)(sent % 7) * 64, 4 + (uint32_t)(sent % 5),
+                          sent & 1);
+            }
             sent++;
         }
+        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &batch, 0), SL_OK);
         sl_msg_t *m = cl_recv(sock, 30000);
         assert_non_null(m); /* no progress for 30 s is a failure */
         switch (m->body_case) {
@@ -55,28 +106,23 @@ static void s_run(cl_t *c, void *sock, run_t *r)
             r->accepted++;
             break;
         case SLUICE__ENVELOPE__BODY_BUSY:
-            r->busy++;
-            usleep(1000);
-            cl_submit(sock, m->busy->job_id, 64, 4, 0); /* same id: idempotent */
-            retry[s_index(m->busy->job_id)]++;
+            s_on_busy(sock, r, m->busy);
             break;
-        case SLUICE__ENVELOPE__BODY_RESULT: {
-            int k = s_index(m->result->job_id);
-            assert_true(k >= 0 && k < r->n);
-            r->results[k]++;
-            assert_int_equal(r->results[k], 1); /* exactly once */
-            if (m->result->status == SLUICE__RESULT_STATUS__RESULT_OK)
-                r->ok++;
-            if (m->result->attempts > 1)
-                r->requeued++;
-            assert_int_equal(m->result->n_tokens, m->result->timings->output_tokens);
-            done++;
-            if (r->kill_after && done == r->kill_after && !killed) {
-                cl_kill(c, r->kill_slot, SIGKILL);
-                killed = 1;
-            }
+        case SLUICE__ENVELOPE__BODY_RESULT:
+            s_on_result(c, r, m->result, &done, &killed);
+            break;
+        case SLUICE__ENVELOPE__BODY_RESULTS: {
+            const Sluice__ResultBatch *b = m->results;
+            assert_true(r->submit_batch > 0);
+            r->accepted += (int)b->n_accepted;
+            for (size_t i = 0; i < b->n_busy; i++)
+                s_on_busy(sock, r, b->busy[i]);
+            for (size_t i = 0; i < b->n_results; i++)
+                s_on_result(c, r, b->results[i], &done, &killed);
             break;
         }
+        case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+            break; /* a late answer to a status poll of cl_wait_executors (200 ms bound) */
         default:
             fail_msg("unexpected %s", sl_proto_body_name(m->body_case));
         }
@@ -84,11 +130,11 @@ static void s_run(cl_t *c, void *sock, run_t *r)
     }
     for (int k = 0; k < r->n; k++)
         assert_int_equal(r->results[k], 1);
-    free(retry);
+    sl_wire_batch_fini(&batch);
     free(r->results);
 }
 
-static void test_20k_jobs(void **state)
+static void s_20k_jobs(int submit_batch)
 {
     static cl_t c;
     const char *sched_args[] = {"--log-level=warn", NULL};
@@ -100,7 +146,7 @@ static void test_20k_jobs(void **state)
     cl_executor(&c, "e3", exec_args);
     void *sock = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, sock, 3, 10000), 0);
-    run_t r = {.n = 20000, .window = 2000};
+    run_t r = {.n = 20000, .window = 2000, .submit_batch = submit_batch};
     s_run(&c, sock, &r);
     assert_int_equal(r.ok, 20000);
     sl_msg_t *st = cl_status(sock, 2000);
@@ -118,7 +164,17 @@ static void test_20k_jobs(void **state)
     cl_fini(&c);
 }
 
-static void test_executor_killed(void **state)
+static void test_20k_jobs(void **state)
+{
+    s_20k_jobs(0);
+}
+
+static void test_20k_jobs_batched(void **state)
+{
+    s_20k_jobs(64);
+}
+
+static void s_executor_killed(int submit_batch)
 {
     static cl_t c;
     const char *sched_args[] = {"--log-level=error", "--heartbeat-ms=50", NULL};
@@ -130,7 +186,11 @@ static void test_executor_killed(void **state)
     cl_executor(&c, "e3", exec_args);
     void *sock = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, sock, 3, 10000), 0);
-    run_t r = {.n = 20000, .window = 1500, .kill_after = 5000, .kill_slot = victim};
+    run_t r = {.n = 20000,
+               .window = 1500,
+               .kill_after = 5000,
+               .kill_slot = victim,
+               .submit_batch = submit_batch};
     s_run(&c, sock, &r);
     assert_int_equal(r.ok, 20000);
     assert_true(r.requeued > 0); /* the victim had jobs in flight */
@@ -142,6 +202,16 @@ static void test_executor_killed(void **state)
     sl_proto_free(&st);
     zmq_close(sock);
     cl_fini(&c);
+}
+
+static void test_executor_killed(void **state)
+{
+    s_executor_killed(0);
+}
+
+static void test_executor_killed_batched(void **state)
+{
+    s_executor_killed(100);
 }
 
 static void s_send_raw(void *sock, const void *buf, size_t len)
@@ -236,6 +306,66 @@ static void test_bad_messages(void **state)
         assert_int_equal(s_expect_error(sock), SL_ERR_MSG_UNEXPECTED);
     }
 
+    /* a SubmitBatch with a bad item in the middle: that item alone gets an
+     * Error, the other two are accepted and run; an empty batch and one over
+     * --max-batch are refused whole */
+    {
+        sl_wire_batch_t b;
+        sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_SUBMITS);
+        Sluice__Prompt p = SLUICE__PROMPT__INIT;
+        Sluice__Job j = SLUICE__JOB__INIT;
+        Sluice__Submit sub = SLUICE__SUBMIT__INIT;
+        p.length = 10;
+        j.prompt = &p;
+        j.max_new_tokens = 4;
+        sub.job = &j;
+        j.id = "bb-0";
+        assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
+        j.id = "bb-1";
+        j.max_new_tokens = 0; /* bad */
+        assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
+        j.id = "bb-2";
+        j.max_new_tokens = 4;
+        assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
+        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &b, 0), SL_OK);
+        int errors = 0, accepted = 0, results = 0;
+        while (errors < 1 || accepted < 2 || results < 2) {
+            sl_msg_t *m = cl_recv(sock, 10000);
+            assert_non_null(m);
+            if (m->body_case == SLUICE__ENVELOPE__BODY_ERROR) {
+                assert_int_equal(m->error->code, SL_ERR_MSG_RANGE);
+                errors++;
+            } else {
+                assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_RESULTS);
+                for (size_t i = 0; i < m->results->n_accepted; i++)
+                    assert_string_not_equal(m->results->accepted[i]->job_id, "bb-1");
+                for (size_t i = 0; i < m->results->n_results; i++) {
+                    assert_string_not_equal(m->results->results[i]->job_id, "bb-1");
+                    assert_int_equal(m->results->results[i]->status,
+                                     SLUICE__RESULT_STATUS__RESULT_OK);
+                }
+                accepted += (int)m->results->n_accepted;
+                results += (int)m->results->n_results;
+                assert_int_equal(m->results->n_busy, 0);
+            }
+            sl_proto_free(&m);
+        }
+        assert_int_equal(errors, 1);
+        /* empty */
+        Sluice__SubmitBatch empty = SLUICE__SUBMIT_BATCH__INIT;
+        sl_msg_t env = SLUICE__ENVELOPE__INIT;
+        env.body_case = SLUICE__ENVELOPE__BODY_SUBMITS;
+        env.submits = &empty;
+        sl_wire_send(sock, NULL, 0, &env, 0);
+        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_MALFORMED);
+        /* over --max-batch (1024) */
+        for (int i = 0; i < 1025; i++)
+            assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
+        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &b, 0), SL_OK);
+        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_TOO_BIG);
+        sl_wire_batch_fini(&b);
+    }
+
     /* executor socket: garbage, oversized, and a heartbeat from a stranger */
     void *rogue = zmq_socket(c.zctx, ZMQ_DEALER);
     int zero = 0;
@@ -286,7 +416,7 @@ static void test_bad_messages(void **state)
     assert_int_equal(r.ok, 500);
     sl_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
-    assert_int_equal(cl_counter(st, "msgs_rejected_client"), 6);
+    assert_int_equal(cl_counter(st, "msgs_rejected_client"), 9);
     assert_int_equal(cl_counter(st, "msgs_rejected_executor"), 2);
     assert_int_equal(cl_counter(st, "msgs_unknown_executor"), 2);
     sl_proto_free(&st);
@@ -338,7 +468,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_messages),
         cmocka_unit_test(test_20k_jobs),
+        cmocka_unit_test(test_20k_jobs_batched),
         cmocka_unit_test(test_executor_killed),
+        cmocka_unit_test(test_executor_killed_batched),
         cmocka_unit_test(test_long_jobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
