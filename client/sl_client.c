@@ -101,9 +101,12 @@ static void s_set_error(sl_client_t *c, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Bounded copy, always terminated (a plain copy: this runs for every result). */
 static void s_copy_str(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src ? src : "");
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
 }
 
 static uint64_t s_key(const char *id)

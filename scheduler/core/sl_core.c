@@ -621,11 +621,20 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     core->counters[SL_CTR_SUBMITTED]++;
     if (!desc->id || !desc->id[0] || desc->prio >= SL_PRIO_COUNT)
         return SL_ERR_INVALID;
-    sl_job_t *old = sl_core_job_find(core, desc->id);
-    if (old) {
-        core->counters[SL_CTR_DUPLICATES]++;
-        *job_p = old;
-        return SL_ERR_EXISTS;
+    /* One pass over the id's probe keys: the job itself, or the first free key. */
+    size_t l_id = strlen(desc->id) + 1;
+    uint64_t id_key = 0;
+    int probe = 0;
+    for (; probe < S_ID_PROBES; probe++) {
+        id_key = sl_hash_bytes(desc->id, l_id - 1, (uint64_t)probe);
+        sl_job_t *old = sl_map_get(&core->by_id, id_key);
+        if (!old)
+            break;
+        if (strcmp(old->id, desc->id) == 0) {
+            core->counters[SL_CTR_DUPLICATES]++;
+            *job_p = old;
+            return SL_ERR_EXISTS;
+        }
     }
     if (core->draining) {
         reason = SL_BUSY_DRAINING;
@@ -640,7 +649,6 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         goto busy;
     }
 
-    size_t l_id = strlen(desc->id) + 1;
     size_t l_tenant = (desc->tenant ? strlen(desc->tenant) : 0) + 1;
     size_t l_model = (desc->model ? strlen(desc->model) : 0) + 1;
     size_t l_sess = (desc->session_key ? strlen(desc->session_key) : 0) + 1;
@@ -676,15 +684,12 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     job->seq = core->next_seq++;
     job->user = user;
 
-    int probe = 0;
-    while (probe < S_ID_PROBES && sl_map_get(&core->by_id, s_id_key(job->id, probe)))
-        probe++;
     if (probe == S_ID_PROBES) {
         SL_WARN("job id '%s' collides with %d others; refusing it", job->id, S_ID_PROBES);
         free(job);
         return SL_ERR_EXISTS;
     }
-    job->id_hash = s_id_key(job->id, probe);
+    job->id_hash = id_key;
     if (sl_map_put(&core->by_id, job->id_hash, job) != SL_OK) {
         free(job);
         return SL_ERR_NOMEM;
