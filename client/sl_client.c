@@ -55,7 +55,8 @@ typedef enum s_job_state {
 typedef struct s_job {
     uint64_t key;        /* hash of the id: the map key */
     s_job_state_t state; /* where it stands */
-    uint8_t *packed;     /* the encoded Submit (the message, not an envelope), sent on every try */
+    uint8_t *packed;     /* the encoded Submit (the message, not an envelope), sent on every try;
+                            it follows the struct in the same allocation */
     size_t packed_len;   /* bytes of packed */
     sl_time_t due;       /* when the timer fires; valid while heap_idx != SIZE_MAX */
     size_t heap_idx;     /* position in the timer heap; SIZE_MAX when not there */
@@ -268,8 +269,7 @@ static void s_job_free(s_job_t *job)
     if (!job)
         return;
     sl_result_destroy(&job->res);
-    free(job->packed);
-    free(job);
+    free(job); /* the packed Submit is in the same block */
 }
 
 /*
@@ -907,8 +907,10 @@ void sl_client_set_chunk_cb(sl_client_t *client, sl_client_chunk_cb cb, void *ar
     client->chunk_arg = arg;
 }
 
-/* Encode the Submit of spec; validated exactly as the scheduler will. */
-static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, uint8_t **buf_p,
+/* Encode the Submit of spec, validated exactly as the scheduler will, into
+ * a new zeroed allocation of head bytes followed by the packed Submit (the
+ * job struct and its bytes in one block). */
+static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, size_t head, void **mem_p,
                             size_t *len_p)
 {
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
@@ -947,11 +949,11 @@ static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, uint8_t *
         return SL_ERR_INVALID;
     }
     size_t len = sluice__submit__get_packed_size(&submit);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
+    uint8_t *mem = calloc(1, head + len);
+    if (!mem)
         return SL_ERR_NOMEM;
-    sluice__submit__pack(&submit, buf);
-    *buf_p = buf;
+    sluice__submit__pack(&submit, mem + head);
+    *mem_p = mem;
     *len_p = len;
     return SL_OK;
 }
@@ -975,9 +977,13 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
     /* Room for every pending job's completion, so completing never fails. */
     if ((st = s_done_reserve(c, c->done_len + sl_map_count(&c->jobs) + 1)) != SL_OK)
         return st;
-    s_job_t *job = calloc(1, sizeof(*job));
-    if (!job)
-        return SL_ERR_NOMEM;
+    void *mem = NULL;
+    size_t packed_len = 0;
+    if ((st = s_encode(c, spec, sizeof(s_job_t), &mem, &packed_len)) != SL_OK)
+        return st;
+    s_job_t *job = mem;
+    job->packed = (uint8_t *)mem + sizeof(*job);
+    job->packed_len = packed_len;
     job->key = key;
     job->heap_idx = SIZE_MAX;
     job->res = calloc(1, sizeof(*job->res));
@@ -988,8 +994,6 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
     s_copy_str(job->res->job_id, sizeof(job->res->job_id), spec->id);
     job->res->user = spec->user;
     job->res->result_status = SL_RESULT_NONE;
-    if ((st = s_encode(c, spec, &job->packed, &job->packed_len)) != SL_OK)
-        goto err_free;
     if ((st = sl_map_put(&c->jobs, key, job)) != SL_OK)
         goto err_free;
     st = s_send(c, job, sl_clock_now());

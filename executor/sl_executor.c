@@ -120,6 +120,7 @@ struct sl_executor {
     s_job_t *done_head;             /* finished jobs to report, oldest first */
     s_job_t **done_tail;            /* where the next one goes */
     size_t n_done;                  /* their number */
+    sl_wire_batch_t done_out;       /* CompletionBatch being packed */
     s_job_t *free_jobs;             /* finished job structs for reuse (linked by next_done) */
     size_t n_free_jobs;             /* their number */
     volatile sig_atomic_t stop;     /* drain and exit */
@@ -248,13 +249,16 @@ static void s_flush_done(sl_executor_t *x, bool send)
             n++;
         }
         if (send) {
-            Sluice__CompletionBatch b = SLUICE__COMPLETION_BATCH__INIT;
-            sl_msg_t env = SLUICE__ENVELOPE__INIT;
-            b.completions = cp;
-            b.n_completions = n;
-            env.body_case = SLUICE__ENVELOPE__BODY_COMPLETIONS;
-            env.completions = &b;
-            s_send(x, &env);
+            /* Packed item by item: packing the whole batch at once sizes
+             * every nested message once per enclosing level. */
+            sl_status_t st = SL_OK;
+            for (size_t i = 0; i < n && st == SL_OK; i++)
+                st = sl_wire_batch_add(&x->done_out, 1, &cp[i]->base);
+            if (st == SL_OK)
+                st = sl_wire_batch_send(x->sock, NULL, 0, &x->done_out, ZMQ_DONTWAIT);
+            sl_wire_batch_clear(&x->done_out);
+            if (st != SL_OK)
+                SL_DEBUG("send completions failed: %s", sl_status_str(st));
         }
         for (size_t i = 0; i < n; i++)
             s_job_free(x, batch[i]);
@@ -431,6 +435,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         return SL_ERR_NOMEM;
     x->cfg = *cfg;
     x->done_tail = &x->done_head;
+    sl_wire_batch_init(&x->done_out, SLUICE__ENVELOPE__BODY_COMPLETIONS);
     if (!x->cfg.name[0]) {
         char host[64] = "host";
         gethostname(host, sizeof(host) - 1);
@@ -579,6 +584,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
         x->free_jobs = job->next_done;
         free(job);
     }
+    sl_wire_batch_fini(&x->done_out);
     zmq_close(x->sock);
     zmq_ctx_term(x->zctx);
     free(x);

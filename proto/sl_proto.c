@@ -286,6 +286,9 @@ typedef struct s_arena {
 } s_arena_t;
 
 #define S_ALIGN(n) (((n) + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1))
+/* Chunks stay below malloc's mmap threshold (128 KiB): a big batch decoded
+ * into one huge chunk cost an mmap, page faults and an munmap per message. */
+#define S_CHUNK_MAX (64u << 10)
 #define S_HDR S_ALIGN(sizeof(s_arena_t))
 
 static void *s_arena_alloc(void *data, size_t size)
@@ -294,7 +297,9 @@ static void *s_arena_alloc(void *data, size_t size)
     size = S_ALIGN(size ? size : 1);
     s_chunk_t *c = a->head;
     if (c->cap - c->used < size) {
-        size_t cap = c->cap * 2 > size ? c->cap * 2 : size;
+        size_t cap = c->cap * 2 < S_CHUNK_MAX ? c->cap * 2 : S_CHUNK_MAX;
+        if (cap < size)
+            cap = size;
         s_chunk_t *n = malloc(sizeof(*n) + cap);
         if (!n) {
             a->failed = 1;
@@ -339,6 +344,8 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
         return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "empty message");
     /* Decoded structs take a few times the encoded size; one chunk usually does. */
     size_t cap = 4 * len + 1024;
+    if (cap > S_CHUNK_MAX)
+        cap = S_CHUNK_MAX;
     s_chunk_t *first = malloc(sizeof(*first) + cap);
     if (!first)
         return s_fail(SL_ERR_NOMEM, err, err_len, "out of memory decoding %zu bytes", len);
