@@ -162,7 +162,14 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     s_exec_data_t *ed = exec->user;
     s_job_data_t *jd = job->user;
     Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
-    d.job = (Sluice__Job *)jd->job;
+    /* The executor needs what runs the job, not what placed it: tenant,
+     * session key and deadlines stay here (less to pack and to decode). */
+    Sluice__Job trimmed = *jd->job;
+    trimmed.tenant = NULL;
+    trimmed.session_key = NULL;
+    trimmed.ttft_deadline_ms = 0;
+    trimmed.deadline_ms = 0;
+    d.job = &trimmed;
     d.job_seq = job->seq;
     d.attempt = job->attempts;
     if (ed->out.n >= (uint32_t)s->cfg.max_batch) {
@@ -596,6 +603,11 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
         case SLUICE__ENVELOPE__BODY_SUBMITS:
             for (size_t k = 0; k < msg->submits->n_submits; k++) {
                 const Sluice__Submit *sub = msg->submits->submits[k];
+                if (k + 1 < msg->submits->n_submits) {
+                    const Sluice__Submit *ahead = msg->submits->submits[k + 1];
+                    if (ahead->job && ahead->job->id)
+                        sl_core_job_prefetch(s->core, ahead->job->id);
+                }
                 st = sl_proto_validate_item(SLUICE__ENVELOPE__BODY_SUBMIT, sub, &s->limits, err,
                                             sizeof(err));
                 if (st != SL_OK) {

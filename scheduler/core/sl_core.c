@@ -191,6 +191,11 @@ sl_job_t *sl_core_job_find(sl_core_t *core, const char *id)
     return NULL;
 }
 
+void sl_core_job_prefetch(const sl_core_t *core, const char *id)
+{
+    sl_map_prefetch(&core->by_id, s_id_key(id, 0));
+}
+
 sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq)
 {
     return sl_map_get(&core->by_seq, seq);
@@ -955,6 +960,14 @@ static void s_forget_done(sl_core_t *core, sl_time_t now)
         sl_job_t *job = SL_CONTAINER_OF(core->done.next, sl_job_t, link);
         if (now - job->done_at < ttl && core->n_done <= (uint32_t)core->cfg.done_max)
             break;
+        /* Long-finished jobs are cold: start loading the next ones (and the
+         * next one's map slot) while this one is freed. */
+        if (job->link.next != &core->done) {
+            sl_job_t *next = SL_CONTAINER_OF(job->link.next, sl_job_t, link);
+            __builtin_prefetch(next->link.next);
+            __builtin_prefetch(next->user);
+            sl_map_prefetch(&core->by_id, next->id_hash);
+        }
         sl_list_del(&job->link);
         core->n_done--;
         sl_map_del(&core->by_id, job->id_hash);
