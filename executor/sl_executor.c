@@ -240,12 +240,11 @@ static void s_flush_done(sl_executor_t *x, bool send)
             sluice__completion__init(&c[n]);
             sluice__result__init(&r[n]);
             sluice__timings__init(&t[n]);
-            r[n].job_id = job->d->job->id;
+            r[n].job_id = NULL; /* the scheduler knows the job by job_seq */
             r[n].status = map[job->how];
             r[n].tokens = ej->seq.out;
             r[n].n_tokens = ej->seq.n_out;
             r[n].error = (char *)(job->error ? job->error : "");
-            t[n].prompt_tokens = ej->seq.prompt_len;
             t[n].cached_tokens = ej->seq.cached_tokens;
             t[n].output_tokens = ej->seq.n_out;
             t[n].exec_ttft_us =

@@ -86,6 +86,7 @@ struct sl_core {
     size_t n_hits;                     /* entries of hits */
     uint64_t place_stamp;              /* current placement (marks candidates) */
     double queued_work_s;              /* predicted prefill of jobs in the scheduler's queue */
+    uint32_t queued_with_due;          /* queued jobs that have a deadline (ticks scan only then) */
     bool busy;                         /* admission's busy state */
     double util_cached;                /* last summed prefill backlog, seconds */
     sl_time_t util_at;                 /* when (recomputed at most every ms) */
@@ -339,6 +340,8 @@ static void s_dequeue(sl_core_t *core, sl_job_t *job)
 {
     sl_list_del(&job->link);
     core->qlen[job->prio]--;
+    if (job->due || job->ttft_due)
+        core->queued_with_due--;
     core->queued_work_s -= job->queued_work_s;
     if (core->qlen[0] + core->qlen[1] == 0)
         core->queued_work_s = 0; /* no drift from rounding */
@@ -351,6 +354,8 @@ static void s_enqueue(sl_core_t *core, sl_job_t *job, bool front)
     else
         sl_list_push_back(&core->queue[job->prio], &job->link);
     core->qlen[job->prio]++;
+    if (job->due || job->ttft_due)
+        core->queued_with_due++;
     core->queued_work_s += job->queued_work_s;
 }
 
@@ -936,6 +941,8 @@ sl_status_t sl_core_exec_lost(sl_core_t *core, uint32_t index, const char *why, 
 static void s_expire_queued(sl_core_t *core, sl_time_t now)
 {
     sl_list_t *pos, *tmp;
+    if (core->queued_with_due == 0)
+        return; /* nothing to expire: no walk over a long queue every tick */
     for (int p = 0; p < SL_PRIO_COUNT; p++) {
         sl_list_for_each_safe(pos, tmp, &core->queue[p])
         {
