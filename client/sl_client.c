@@ -420,14 +420,14 @@ static void s_on_busy(sl_client_t *c, const Sluice__Busy *b, sl_time_t now)
     s_timer_set(c, job, now + SL_MS(delay));
 }
 
-static void s_on_accepted(sl_client_t *c, const Sluice__Accepted *a, sl_time_t now)
+static void s_on_accepted(sl_client_t *c, const char *job_id, uint32_t queue_depth, sl_time_t now)
 {
-    s_job_t *job = s_find(c, a->job_id);
+    s_job_t *job = s_find(c, job_id);
     c->stats.accepted++;
     if (!job)
         return;
     job->unanswered = 0;
-    job->res->queue_depth = a->queue_depth;
+    job->res->queue_depth = queue_depth;
     job->res->error[0] = '\0'; /* an earlier BUSY no longer explains anything */
     if (job->state == S_JOB_ACCEPTED)
         return; /* accepted again after a resend: keep the result timer */
@@ -564,9 +564,13 @@ static bool s_item_ok(sl_client_t *c, int body_case, const void *item)
 /* Acceptances first, so a job accepted and finished in one batch is in order. */
 static void s_on_result_batch(sl_client_t *c, const Sluice__ResultBatch *b, sl_time_t now)
 {
-    for (size_t i = 0; i < b->n_accepted; i++)
-        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_ACCEPTED, b->accepted[i]))
-            s_on_accepted(c, b->accepted[i], now);
+    for (size_t i = 0; i < b->n_accepted; i++) {
+        Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
+        a.job_id = b->accepted[i];
+        a.queue_depth = b->queue_depth;
+        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_ACCEPTED, &a))
+            s_on_accepted(c, a.job_id, a.queue_depth, now);
+    }
     for (size_t i = 0; i < b->n_busy; i++)
         if (s_item_ok(c, SLUICE__ENVELOPE__BODY_BUSY, b->busy[i]))
             s_on_busy(c, b->busy[i], now);
@@ -579,7 +583,7 @@ static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
 {
     switch (m->body_case) {
     case SLUICE__ENVELOPE__BODY_ACCEPTED:
-        s_on_accepted(c, m->accepted, now);
+        s_on_accepted(c, m->accepted->job_id, m->accepted->queue_depth, now);
         break;
     case SLUICE__ENVELOPE__BODY_BUSY:
         s_on_busy(c, m->busy, now);

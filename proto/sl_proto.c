@@ -558,6 +558,17 @@ sl_status_t sl_wire_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const v
     return SL_OK;
 }
 
+sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t value)
+{
+    uint8_t *p = s_batch_room(b, 20);
+    if (!p)
+        return SL_ERR_NOMEM;
+    size_t n = s_varint(p, (uint64_t)field << 3);
+    n += s_varint(p + n, value);
+    b->len += n;
+    return SL_OK;
+}
+
 sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);

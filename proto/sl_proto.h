@@ -117,6 +117,10 @@ void sl_wire_batch_fini(sl_wire_batch_t *b);
 /* Forget the items added since the last send. */
 void sl_wire_batch_clear(sl_wire_batch_t *b);
 
+/* Append a varint field (not an item: not counted in n; a scalar the batch
+ * body carries once, written last). SL_ERR_NOMEM leaves the batch unchanged. */
+sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t value);
+
 /* Pack msg as an item of repeated field `field` of the batch body.
  * SL_ERR_NOMEM leaves the batch unchanged. */
 sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg);

@@ -114,6 +114,7 @@ typedef struct s_client_out {
 #define S_RB_ACCEPTED 1
 #define S_RB_BUSY 2
 #define S_RB_RESULT 3
+#define S_RB_QUEUE_DEPTH 4
 #define S_DB_DISPATCH 1
 /* Idle client batches kept for reuse (their buffers stay allocated). */
 #define S_OUT_FREE_MAX 64
@@ -198,6 +199,10 @@ static void s_send_client(sl_sched_t *s, const sl_wire_ident_t *to, sl_msg_t *en
 
 static void s_out_send(sl_sched_t *s, s_client_out_t *o)
 {
+    if (o->batch.n)
+        (void)sl_wire_batch_add_uint(&o->batch, S_RB_QUEUE_DEPTH,
+                                     sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
+                                         sl_core_queue_depth(s->core, SL_PRIO_BATCH));
     if (sl_wire_batch_send(s->clients, o->ident.data, o->ident.len, &o->batch, ZMQ_DONTWAIT) !=
         SL_OK)
         s->counters[S_CTR_CLIENT_GONE]++;
@@ -433,11 +438,18 @@ static void s_reply_error(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, 
 static void s_reply_accepted(sl_sched_t *s, const sl_wire_ident_t *to, bool batched,
                              const char *job_id)
 {
+    if (batched) {
+        /* A bare id; the batch carries the queue depth once. */
+        s_client_out_t *o = s_out_get(s, to);
+        if (o && sl_wire_batch_add_packed(&o->batch, S_RB_ACCEPTED, job_id, strlen(job_id)) ==
+                     SL_OK)
+            return;
+    }
     Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
     a.job_id = (char *)job_id;
     a.queue_depth = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
                     sl_core_queue_depth(s->core, SL_PRIO_BATCH);
-    s_answer(s, to, batched, S_RB_ACCEPTED, SLUICE__ENVELOPE__BODY_ACCEPTED, &a.base);
+    s_answer(s, to, false, 0, SLUICE__ENVELOPE__BODY_ACCEPTED, &a.base);
 }
 
 static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, bool batched, const char *job_id,

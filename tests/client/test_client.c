@@ -503,20 +503,18 @@ static void test_result_batch_bad_item(void **state)
     sl_proto_free(&m);
 
     /* Accepted for both; a good Result for a, a bad one (unknown status) for b. */
-    Sluice__Accepted acc[2] = {SLUICE__ACCEPTED__INIT, SLUICE__ACCEPTED__INIT};
     Sluice__Result res[2] = {SLUICE__RESULT__INIT, SLUICE__RESULT__INIT};
     sl_wire_batch_t batch;
     sl_wire_batch_init(&batch, SLUICE__ENVELOPE__BODY_RESULTS);
-    acc[0].job_id = "rb-a";
-    acc[1].job_id = "rb-b";
     res[0].job_id = "rb-a";
     res[0].executor = "e";
     res[1].job_id = "rb-b";
     res[1].status = (Sluice__ResultStatus)99;
-    assert_int_equal(sl_wire_batch_add(&batch, 1, &acc[0].base), SL_OK);
-    assert_int_equal(sl_wire_batch_add(&batch, 1, &acc[1].base), SL_OK);
+    assert_int_equal(sl_wire_batch_add_packed(&batch, 1, "rb-a", 4), SL_OK);
+    assert_int_equal(sl_wire_batch_add_packed(&batch, 1, "rb-b", 4), SL_OK);
     assert_int_equal(sl_wire_batch_add(&batch, 3, &res[0].base), SL_OK);
     assert_int_equal(sl_wire_batch_add(&batch, 3, &res[1].base), SL_OK);
+    assert_int_equal(sl_wire_batch_add_uint(&batch, 4, 9), SL_OK); /* queue depth */
     assert_int_equal(sl_wire_batch_send(sock, who.data, who.len, &batch, 0), SL_OK);
     sl_wire_batch_fini(&batch);
 
@@ -525,6 +523,7 @@ static void test_result_batch_bad_item(void **state)
     assert_string_equal(r->job_id, "rb-a");
     assert_int_equal(r->status, SL_OK);
     assert_string_equal(r->executor, "e");
+    assert_int_equal(r->queue_depth, 9);
     sl_result_destroy(&r);
     assert_int_equal(sl_client_poll(c, 50, &r), SL_ERR_TIMEOUT);
     assert_int_equal(sl_client_pending(c), 1); /* b: accepted, its result was dropped */

@@ -338,7 +338,7 @@ static void test_bad_messages(void **state)
             } else {
                 assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_RESULTS);
                 for (size_t i = 0; i < m->results->n_accepted; i++)
-                    assert_string_not_equal(m->results->accepted[i]->job_id, "bb-1");
+                    assert_string_not_equal(m->results->accepted[i], "bb-1");
                 for (size_t i = 0; i < m->results->n_results; i++) {
                     assert_string_not_equal(m->results->results[i]->job_id, "bb-1");
                     assert_int_equal(m->results->results[i]->status,

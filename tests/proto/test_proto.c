@@ -369,11 +369,10 @@ static void test_batch_counts(void **state)
     sl_proto_free(&m);
 
     /* ResultBatch counts all three lists together. */
-    Sluice__Accepted a = SLUICE__ACCEPTED__INIT, *ap[1] = {&a};
+    char empty_id[1] = "", *ap[1] = {empty_id}; /* bad: an acceptance names its job */
     Sluice__Busy bz = SLUICE__BUSY__INIT, *bp[1] = {&bz};
     Sluice__Result r = SLUICE__RESULT__INIT, *rp[1] = {&r};
     Sluice__ResultBatch rb = SLUICE__RESULT_BATCH__INIT;
-    a.job_id = ""; /* bad: an Accepted names its job */
     bz.job_id = "y";
     bz.reason = (Sluice__BusyReason)42; /* bad */
     r.job_id = "z";
@@ -389,7 +388,9 @@ static void test_batch_counts(void **state)
     lim.max_batch = 2;
     assert_int_equal(sl_proto_decode(s_buf, len, &lim, &m, err, 256), SL_ERR_MSG_TOO_BIG);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_ACCEPTED, m->results->accepted[0],
+    Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
+    a.job_id = m->results->accepted[0];
+    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_ACCEPTED, &a,
                                             &sl_proto_limits_default, err, 256),
                      SL_ERR_MSG_RANGE);
     assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_BUSY, m->results->busy[0],
