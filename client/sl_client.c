@@ -952,11 +952,23 @@ static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, size_t he
         s_set_error(c, "job %s is invalid: %s", spec->id, err);
         return SL_ERR_INVALID;
     }
-    size_t len = sluice__submit__get_packed_size(&submit);
+    /* Submit{job = 1} written by hand around the packed Job: packing the
+     * Submit would size the Job (and its Prompt) once more. */
+    size_t job_len = sluice__job__get_packed_size(&job);
+    uint8_t hdr[12];
+    size_t hl = 0;
+    hdr[hl++] = 0x0a; /* field 1, length-delimited */
+    for (uint64_t v = job_len; ; v >>= 7) {
+        hdr[hl++] = (uint8_t)(v < 0x80 ? v : (v & 0x7f) | 0x80);
+        if (v < 0x80)
+            break;
+    }
+    size_t len = hl + job_len;
     uint8_t *mem = calloc(1, head + len);
     if (!mem)
         return SL_ERR_NOMEM;
-    sluice__submit__pack(&submit, mem + head);
+    memcpy(mem + head, hdr, hl);
+    sluice__job__pack(&job, mem + head + hl);
     *mem_p = mem;
     *len_p = len;
     return SL_OK;

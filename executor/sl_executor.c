@@ -260,8 +260,12 @@ static void s_flush_done(sl_executor_t *x, bool send)
             /* Packed item by item: packing the whole batch at once sizes
              * every nested message once per enclosing level. */
             sl_status_t st = SL_OK;
-            for (size_t i = 0; i < n && st == SL_OK; i++)
-                st = sl_wire_batch_add(&x->done_out, 1, &cp[i]->base);
+            static const uint32_t vfields[1] = {1}; /* Completion{job_seq = 1, result = 2} */
+            for (size_t i = 0; i < n && st == SL_OK; i++) {
+                uint64_t seq = cp[i]->job_seq;
+                st = sl_wire_batch_add_nested(&x->done_out, 1, 2, &cp[i]->result->base, vfields,
+                                              &seq, 1);
+            }
             if (st == SL_OK)
                 st = sl_wire_batch_send(x->sock, NULL, 0, &x->done_out, ZMQ_DONTWAIT);
             sl_wire_batch_clear(&x->done_out);

@@ -569,6 +569,50 @@ sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t 
     return SL_OK;
 }
 
+sl_status_t sl_wire_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
+                                     const ProtobufCMessage *msg, const uint32_t *vfields,
+                                     const uint64_t *vvalues, size_t n_v)
+{
+    uint8_t vbuf[8][24];
+    size_t vlen[8];
+    if (n_v > 8)
+        return SL_ERR_INVALID;
+    size_t mlen = protobuf_c_message_get_packed_size(msg);
+    size_t mhead = s_varint(vbuf[0], ((uint64_t)msg_field << 3) | 2); /* scratch for sizes */
+    mhead += s_varint(vbuf[0], mlen);
+    size_t body = mhead + mlen;
+    for (size_t i = 0; i < n_v; i++) {
+        vlen[i] = 0;
+        if (vvalues[i]) {
+            vlen[i] = s_varint(vbuf[i], (uint64_t)vfields[i] << 3);
+            vlen[i] += s_varint(vbuf[i] + vlen[i], vvalues[i]);
+        }
+        body += vlen[i];
+    }
+    uint8_t *p = s_batch_room(b, 20 + body);
+    if (!p)
+        return SL_ERR_NOMEM;
+    size_t n = s_varint(p, ((uint64_t)field << 3) | 2);
+    n += s_varint(p + n, body);
+    for (size_t i = 0; i < n_v; i++)
+        if (vfields[i] < msg_field) {
+            memcpy(p + n, vbuf[i], vlen[i]);
+            n += vlen[i];
+        }
+    n += s_varint(p + n, ((uint64_t)msg_field << 3) | 2);
+    n += s_varint(p + n, mlen);
+    protobuf_c_message_pack(msg, p + n);
+    n += mlen;
+    for (size_t i = 0; i < n_v; i++)
+        if (vfields[i] > msg_field) {
+            memcpy(p + n, vbuf[i], vlen[i]);
+            n += vlen[i];
+        }
+    b->len += n;
+    b->n++;
+    return SL_OK;
+}
+
 sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);

@@ -125,6 +125,18 @@ sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t 
  * SL_ERR_NOMEM leaves the batch unchanged. */
 sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg);
 
+/*
+ * Add an item that is a message made of one sub-message (field msg_field =
+ * msg) and varint fields (vfields[i] = vvalues[i], zeros left out as proto3
+ * does), written in field order: the bytes protobuf-c would pack for it,
+ * without sizing msg once per enclosing level (Dispatch{job, job_seq,
+ * attempt}, Completion{job_seq, result}). SL_ERR_NOMEM leaves the batch
+ * unchanged.
+ */
+sl_status_t sl_wire_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
+                                     const ProtobufCMessage *msg, const uint32_t *vfields,
+                                     const uint64_t *vvalues, size_t n_v);
+
 /* Append an item that is packed already. SL_ERR_NOMEM leaves the batch unchanged. */
 sl_status_t sl_wire_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const void *item,
                                      size_t len);

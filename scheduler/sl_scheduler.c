@@ -162,7 +162,6 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     sl_sched_t *s = arg;
     s_exec_data_t *ed = exec->user;
     s_job_data_t *jd = job->user;
-    Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
     /* The executor needs what runs the job, not what placed it: tenant,
      * session key and deadlines stay here (less to pack and to decode). */
     Sluice__Job trimmed = *jd->job;
@@ -170,15 +169,16 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     trimmed.session_key = NULL;
     trimmed.ttft_deadline_ms = 0;
     trimmed.deadline_ms = 0;
-    d.job = &trimmed;
-    d.job_seq = job->seq;
-    d.attempt = job->attempts;
+    /* Dispatch{job = 1, job_seq = 2, attempt = 3} */
+    static const uint32_t vfields[2] = {2, 3};
+    uint64_t vvalues[2] = {job->seq, job->attempts};
     if (ed->out.n >= (uint32_t)s->cfg.max_batch) {
         sl_status_t st = s_exec_flush(s, ed);
         if (st != SL_OK)
             return st;
     }
-    sl_status_t st = sl_wire_batch_add(&ed->out, S_DB_DISPATCH, &d.base);
+    sl_status_t st = sl_wire_batch_add_nested(&ed->out, S_DB_DISPATCH, 1, &trimmed.base, vfields,
+                                              vvalues, 2);
     if (st != SL_OK)
         return st;
     if (ed->dirty)

@@ -262,7 +262,13 @@ static void test_dispatch_batch(void **state)
     sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_DISPATCHES);
     for (int i = 0; i < 3; i++) {
         dp[i] = &d[i];
-        assert_int_equal(sl_wire_batch_add(&b, 1, &d[i].base), SL_OK);
+        if (i == 1) {
+            assert_int_equal(sl_wire_batch_add(&b, 1, &d[i].base), SL_OK);
+        } else { /* the hand-nested form packs the same bytes */
+            static const uint32_t vf[2] = {2, 3};
+            uint64_t vv[2] = {d[i].job_seq, d[i].attempt};
+            assert_int_equal(sl_wire_batch_add_nested(&b, 1, 1, &j[i].base, vf, vv, 2), SL_OK);
+        }
     }
     assert_int_equal(b.n, 3);
     assert_int_equal(sl_wire_batch_send(pr.tx, NULL, 0, &b, 0), SL_OK);
@@ -435,6 +441,36 @@ static void test_send_packed(void **state)
     assert_string_equal(m->results->results[1]->job_id, "packed");
     sl_proto_free(&m);
     sl_wire_batch_fini(&b);
+
+    /* A nested item with a varint before the sub-message (Completion) packs
+     * like protobuf-c, and a zero varint is left out like proto3. */
+    Sluice__Completion comp = SLUICE__COMPLETION__INIT;
+    Sluice__Timings t = SLUICE__TIMINGS__INIT;
+    t.output_tokens = 3;
+    t.exec_end_us = 1234567;
+    r.timings = &t;
+    comp.result = &r;
+    static const uint32_t vf[1] = {1};
+    for (uint64_t seq = 0; seq < 300; seq += 299) {
+        comp.job_seq = seq;
+        Sluice__Completion *cp[1] = {&comp};
+        Sluice__CompletionBatch cb = SLUICE__COMPLETION_BATCH__INIT;
+        sl_msg_t env = SLUICE__ENVELOPE__INIT;
+        cb.completions = cp;
+        cb.n_completions = 1;
+        env.version = 1;
+        env.body_case = SLUICE__ENVELOPE__BODY_COMPLETIONS;
+        env.completions = &cb;
+        uint8_t want[256];
+        size_t want_len = sluice__envelope__pack(&env, want);
+        sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_COMPLETIONS);
+        assert_int_equal(sl_wire_batch_add_nested(&b, 1, 2, &r.base, vf, &seq, 1), SL_OK);
+        assert_int_equal(sl_wire_batch_send(pr.tx, NULL, 0, &b, 0), SL_OK);
+        len = s_recv_raw(&pr);
+        assert_int_equal(len, want_len);
+        assert_memory_equal(s_buf, want, want_len);
+        sl_wire_batch_fini(&b);
+    }
     s_pair_close(&pr);
 }
 
