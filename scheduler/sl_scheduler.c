@@ -84,15 +84,22 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "kv_events",
 };
 
-/* What the daemon keeps per job (sl_job_t.user). */
+/* What the daemon keeps per job (sl_job_t.user) until it is done. */
 typedef struct s_job_data {
     sl_wire_ident_t client; /* routing identity of the latest submitter */
-    sl_msg_t *backing;      /* reference to the decoded envelope holding job (until done) */
+    sl_msg_t *backing;      /* reference to the decoded envelope holding job */
     const Sluice__Job *job; /* the submitted job, inside backing */
-    uint8_t *result;        /* packed Result (the message, not an envelope) once done */
-    size_t result_len;      /* its length */
     bool batched;           /* the latest submitter sent a SubmitBatch: answer in ResultBatch */
 } s_job_data_t;
+
+/* What replaces it once the job is done (sl_job_t.user, or NULL when there
+ * was no memory): the packed Result, re-sent to a resubmission. Freeing the
+ * job data at the result, while it is hot, lets the next submit reuse it,
+ * and a finished job kept for done_ttl holds only these bytes. */
+typedef struct s_done_data {
+    size_t len;       /* bytes of the packed Result (the message, not an envelope) */
+    uint8_t bytes[];  /* the packed Result */
+} s_done_data_t;
 
 /* What the daemon keeps per executor (sl_exec_t.user). */
 typedef struct s_exec_data {
@@ -360,15 +367,16 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
     r.timings = &tm;
     /* Keep the packed result with the finished job for resubmissions. */
     size_t len = sluice__result__get_packed_size(&r);
-    jd->result = malloc(len ? len : 1);
-    if (jd->result) {
-        jd->result_len = sluice__result__pack(&r, jd->result);
-        s_answer_packed_result(s, &jd->client, jd->batched, jd->result, jd->result_len);
+    s_done_data_t *dd = malloc(sizeof(*dd) + len);
+    if (dd) {
+        dd->len = sluice__result__pack(&r, dd->bytes);
+        s_answer_packed_result(s, &jd->client, jd->batched, dd->bytes, dd->len);
     } else {
         s_answer(s, &jd->client, jd->batched, S_RB_RESULT, SLUICE__ENVELOPE__BODY_RESULT, &r.base);
     }
-    jd->job = NULL;
+    job->user = dd;
     sl_proto_free(&jd->backing);
+    free(jd);
 }
 
 static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
@@ -390,11 +398,14 @@ static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
 
 static void s_io_release(void *arg, sl_job_t *job)
 {
+    if (job->state == SL_JOB_DONE) {
+        free(job->user); /* s_done_data_t */
+        return;
+    }
     s_job_data_t *jd = job->user;
     if (!jd)
         return;
     sl_proto_free(&jd->backing);
-    free(jd->result);
     free(jd);
 }
 
@@ -576,12 +587,15 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
     sl_proto_free(&jd->backing);
     free(jd);
     if (st == SL_ERR_EXISTS && job) {
-        s_job_data_t *old = job->user;
-        old->client = *from; /* results go to the latest submitter */
-        old->batched = batched;
+        if (job->state != SL_JOB_DONE) {
+            s_job_data_t *old = job->user;
+            old->client = *from; /* results go to the latest submitter */
+            old->batched = batched;
+        }
         s_reply_accepted(s, from, batched, job->id);
-        if (job->state == SL_JOB_DONE && old->result) {
-            s_answer_packed_result(s, from, batched, old->result, old->result_len);
+        s_done_data_t *done = job->state == SL_JOB_DONE ? job->user : NULL;
+        if (done) {
+            s_answer_packed_result(s, from, batched, done->bytes, done->len);
             s->counters[S_CTR_RESULTS_RESENT]++;
         }
     } else if (st == SL_ERR_BUSY) {

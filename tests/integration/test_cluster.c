@@ -149,9 +149,45 @@ static void s_20k_jobs(int submit_batch)
     run_t r = {.n = 20000, .window = 2000, .submit_batch = submit_batch};
     s_run(&c, sock, &r);
     assert_int_equal(r.ok, 20000);
+    /* A finished job submitted again gets Accepted and its cached Result
+     * again, in the form it was asked in. */
+    {
+        cl_submit(sock, "j0", 64, 4, 0);
+        sl_wire_batch_t b;
+        sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_SUBMITS);
+        s_batch_add(&b, "j1", 1);
+        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &b, 0), SL_OK);
+        sl_wire_batch_fini(&b);
+        int single_acc = 0, single_res = 0, batch_acc = 0, batch_res = 0;
+        while (single_acc + single_res + batch_acc + batch_res < 4) {
+            sl_msg_t *m = cl_recv(sock, 10000);
+            assert_non_null(m);
+            if (m->body_case == SLUICE__ENVELOPE__BODY_ACCEPTED) {
+                assert_string_equal(m->accepted->job_id, "j0");
+                single_acc++;
+            } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
+                assert_string_equal(m->result->job_id, "j0");
+                assert_int_equal(m->result->status, SLUICE__RESULT_STATUS__RESULT_OK);
+                single_res++;
+            } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULTS) {
+                for (size_t i = 0; i < m->results->n_accepted; i++, batch_acc++)
+                    assert_string_equal(m->results->accepted[i], "j1");
+                for (size_t i = 0; i < m->results->n_results; i++, batch_res++) {
+                    assert_string_equal(m->results->results[i]->job_id, "j1");
+                    assert_int_equal(m->results->results[i]->status,
+                                     SLUICE__RESULT_STATUS__RESULT_OK);
+                }
+            }
+            sl_proto_free(&m);
+        }
+        assert_int_equal(single_acc + single_res + batch_acc + batch_res, 4);
+        assert_int_equal(single_acc, 1);
+        assert_int_equal(batch_res, 1);
+    }
     sl_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
     assert_int_equal(cl_counter(st, "jobs_completed"), 20000);
+    assert_int_equal(cl_counter(st, "results_resent"), 2);
     assert_int_equal(cl_counter(st, "executors_lost"), 0);
     /* all three executors did work */
     for (size_t i = 0; i < st->status_reply->n_executors; i++)
