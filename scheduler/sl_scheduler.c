@@ -86,11 +86,21 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
 typedef struct s_job_data {
-    sl_wire_ident_t client; /* routing identity of the latest submitter */
     sl_msg_t *backing;      /* reference to the decoded envelope holding job */
     const Sluice__Job *job; /* the submitted job, inside backing */
     bool batched;           /* the latest submitter sent a SubmitBatch: answer in ResultBatch */
+    uint16_t client_len;    /* bytes of client */
+    uint16_t client_cap;    /* room in client */
+    uint8_t client[];       /* routing identity of the latest submitter (sized to fit: a
+                               few dozen bytes, not sl_wire_ident_t's 256) */
 } s_job_data_t;
+
+/* The job's client identity as a wire identity. */
+static void s_jd_client(const s_job_data_t *jd, sl_wire_ident_t *to)
+{
+    memcpy(to->data, jd->client, jd->client_len);
+    to->len = jd->client_len;
+}
 
 /* What replaces it once the job is done (sl_job_t.user, or NULL when there
  * was no memory): the packed Result, re-sent to a resubmission. Freeing the
@@ -366,13 +376,15 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
     }
     r.timings = &tm;
     /* Keep the packed result with the finished job for resubmissions. */
+    sl_wire_ident_t to;
+    s_jd_client(jd, &to);
     size_t len = sluice__result__get_packed_size(&r);
     s_done_data_t *dd = malloc(sizeof(*dd) + len);
     if (dd) {
         dd->len = sluice__result__pack(&r, dd->bytes);
-        s_answer_packed_result(s, &jd->client, jd->batched, dd->bytes, dd->len);
+        s_answer_packed_result(s, &to, jd->batched, dd->bytes, dd->len);
     } else {
-        s_answer(s, &jd->client, jd->batched, S_RB_RESULT, SLUICE__ENVELOPE__BODY_RESULT, &r.base);
+        s_answer(s, &to, jd->batched, S_RB_RESULT, SLUICE__ENVELOPE__BODY_RESULT, &r.base);
     }
     job->user = dd;
     sl_proto_free(&jd->backing);
@@ -567,7 +579,7 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
         .ttft_deadline = SL_MS(j->ttft_deadline_ms),
         .deadline = SL_MS(j->deadline_ms),
     };
-    s_job_data_t *jd = calloc(1, sizeof(*jd));
+    s_job_data_t *jd = malloc(sizeof(*jd) + from->len);
     sl_job_t *job = NULL;
     sl_busy_reason_t reason = SL_BUSY_OVERLOAD;
     sl_time_t retry = 0;
@@ -575,7 +587,8 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
         s_reply_error(s, s->clients, from, SL_ERR_NOMEM, "out of memory");
         return;
     }
-    jd->client = *from;
+    jd->client_len = jd->client_cap = (uint16_t)from->len;
+    memcpy(jd->client, from->data, from->len);
     jd->batched = batched;
     jd->backing = sl_proto_ref(backing);
     jd->job = j;
@@ -588,8 +601,19 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
     free(jd);
     if (st == SL_ERR_EXISTS && job) {
         if (job->state != SL_JOB_DONE) {
+            /* Results go to the latest submitter. */
             s_job_data_t *old = job->user;
-            old->client = *from; /* results go to the latest submitter */
+            if (from->len > old->client_cap) {
+                s_job_data_t *grown = realloc(old, sizeof(*old) + from->len);
+                if (grown) {
+                    grown->client_cap = (uint16_t)from->len;
+                    job->user = old = grown;
+                }
+            }
+            if (from->len <= old->client_cap) {
+                old->client_len = (uint16_t)from->len;
+                memcpy(old->client, from->data, from->len);
+            }
             old->batched = batched;
         }
         s_reply_accepted(s, from, batched, job->id);
@@ -741,7 +765,9 @@ static void s_on_chunk(sl_sched_t *s, uint32_t index, Sluice__TokenChunk *c)
     c->job_id = job->id;
     env.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
     env.token_chunk = c;
-    s_send_client(s, &jd->client, &env);
+    sl_wire_ident_t to;
+    s_jd_client(jd, &to);
+    s_send_client(s, &to, &env);
     c->job_id = NULL; /* borrowed */
     s->counters[S_CTR_TOKENS_FORWARDED]++;
 }
