@@ -19,6 +19,7 @@
 #include <zmq.h>
 
 #include "cluster.h"
+#include "common/sl_clock.h"
 
 typedef struct run {
     int n;            /* jobs */
@@ -499,6 +500,126 @@ static void test_long_jobs(void **state)
     cl_fini(&c);
 }
 
+/* Completions for job_seqs seen on a ROUTER socket (the scripted
+ * scheduler) until timeout_ms pass without one; each seen[seq] counted
+ * (seq < 256). */
+static void s_collect_completions(void *sock, int *seen, int timeout_ms)
+{
+    sl_time_t quiet_until = sl_clock_now() + SL_MS(timeout_ms);
+    while (sl_clock_now() < quiet_until) {
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        sl_wire_ident_t who;
+        sl_msg_t *m = NULL;
+        char err[256];
+        if (sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)) !=
+            SL_OK)
+            continue;
+        if (m->body_case == SLUICE__ENVELOPE__BODY_COMPLETIONS ||
+            m->body_case == SLUICE__ENVELOPE__BODY_COMPLETION)
+            quiet_until = sl_clock_now() + SL_MS(timeout_ms);
+        if (m->body_case == SLUICE__ENVELOPE__BODY_COMPLETIONS) {
+            for (size_t i = 0; i < m->completions->n_completions; i++) {
+                uint64_t seq = m->completions->completions[i]->job_seq;
+                assert_true(seq < 256);
+                seen[seq]++;
+            }
+        } else if (m->body_case == SLUICE__ENVELOPE__BODY_COMPLETION) {
+            assert_true(m->completion->job_seq < 256);
+            seen[m->completion->job_seq]++;
+        }
+        sl_proto_free(&m);
+    }
+}
+
+static void s_dispatch_add(sl_wire_batch_t *b, uint64_t seq, uint32_t max_new)
+{
+    Sluice__Prompt p = SLUICE__PROMPT__INIT;
+    Sluice__Job j = SLUICE__JOB__INIT;
+    Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
+    char id[32];
+    snprintf(id, sizeof(id), "x%llu", (unsigned long long)seq);
+    p.length = 16;
+    j.id = id;
+    j.prompt = &p;
+    j.max_new_tokens = max_new;
+    d.job = &j;
+    d.job_seq = seq;
+    d.attempt = 1;
+    assert_int_equal(sl_wire_batch_add(b, 1, &d.base), SL_OK);
+}
+
+/* A real executor against a scripted scheduler: a DispatchBatch with a bad
+ * item runs the others; a batch over --max-msg-batch is refused whole; a
+ * single Dispatch still works. */
+static void test_executor_dispatch_batch(void **state)
+{
+    static cl_t c;
+    const char *exec_args[] = {"--backend=null", "--max-msg-batch=8", "--log-level=error", NULL};
+    cl_init(&c, "xbatch");
+    void *sched = zmq_socket(c.zctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
+    assert_int_equal(zmq_bind(sched, c.exec_ep), 0);
+    cl_executor(&c, "x1", exec_args);
+    sl_wire_ident_t who;
+    sl_msg_t *m = NULL;
+    char err[256];
+    for (;;) { /* its hello */
+        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
+        assert_int_equal(zmq_poll(&it, 1, 10000), 1);
+        assert_int_equal(sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err,
+                                      sizeof(err)),
+                         SL_OK);
+        int hello = m->body_case == SLUICE__ENVELOPE__BODY_HELLO;
+        sl_proto_free(&m);
+        if (hello)
+            break;
+    }
+    Sluice__Welcome w = SLUICE__WELCOME__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    w.heartbeat_ms = 100;
+    env.body_case = SLUICE__ENVELOPE__BODY_WELCOME;
+    env.welcome = &w;
+    assert_int_equal(sl_wire_send(sched, who.data, who.len, &env, 0), SL_OK);
+
+    static int seen[256];
+    sl_wire_batch_t b;
+    sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_DISPATCHES);
+    s_dispatch_add(&b, 1, 2);
+    s_dispatch_add(&b, 2, 0); /* bad: no new tokens */
+    s_dispatch_add(&b, 3, 2);
+    assert_int_equal(sl_wire_batch_send(sched, who.data, who.len, &b, 0), SL_OK);
+    for (int i = 0; i < 9; i++) /* over --max-msg-batch */
+        s_dispatch_add(&b, 10 + (uint64_t)i, 2);
+    assert_int_equal(sl_wire_batch_send(sched, who.data, who.len, &b, 0), SL_OK);
+    {
+        Sluice__Prompt p = SLUICE__PROMPT__INIT;
+        Sluice__Job j = SLUICE__JOB__INIT;
+        Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
+        p.length = 16;
+        j.id = "x100";
+        j.prompt = &p;
+        j.max_new_tokens = 2;
+        d.job = &j;
+        d.job_seq = 100;
+        env.body_case = SLUICE__ENVELOPE__BODY_DISPATCH;
+        env.dispatch = &d;
+        assert_int_equal(sl_wire_send(sched, who.data, who.len, &env, 0), SL_OK);
+    }
+    sl_wire_batch_fini(&b);
+    s_collect_completions(sched, seen, 1000);
+    assert_int_equal(seen[1], 1);
+    assert_int_equal(seen[2], 0);
+    assert_int_equal(seen[3], 1);
+    for (int i = 10; i < 19; i++)
+        assert_int_equal(seen[i], 0);
+    assert_int_equal(seen[100], 1);
+    zmq_close(sched);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_executor_killed),
         cmocka_unit_test(test_executor_killed_batched),
         cmocka_unit_test(test_long_jobs),
+        cmocka_unit_test(test_executor_dispatch_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
