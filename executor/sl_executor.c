@@ -567,8 +567,10 @@ sl_status_t sl_executor_run(sl_executor_t *x)
          * turn's completions go in one message and one poll serves them. */
         if (wake <= now && x->cfg.turn_budget_us > 0) {
             sl_time_t until = now + SL_US(x->cfg.turn_budget_us);
-            while (wake <= now && now < until) {
-                now = sl_clock_now();
+            for (;;) {
+                now = sl_clock_now(); /* a slow step ends the turn at once */
+                if (wake > now || now >= until)
+                    break;
                 wake = sl_engine_advance(x->engine, now);
             }
         }
