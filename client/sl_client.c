@@ -8,6 +8,11 @@
  * backoff, the result timeout once accepted. The Submit is encoded once at
  * submission and the bytes are kept, so a retry or a resend after a
  * reconnect costs no allocation and sends exactly what was validated.
+ * Sends are coalesced: the Submits queued between two polls go out as one
+ * SubmitBatch (appended as bytes), flushed when it is full, when the client
+ * polls or waits, and before any other message so order is kept; the
+ * scheduler then answers with ResultBatch messages. A batch that cannot be
+ * sent re-arms its jobs' timers for a prompt retry, as a single send did.
  * Completions go to a FIFO that sl_client_poll() drains, so the blocking
  * call is the asynchronous one plus a wait for one id.
  *
@@ -50,7 +55,8 @@ typedef enum s_job_state {
 typedef struct s_job {
     uint64_t key;        /* hash of the id: the map key */
     s_job_state_t state; /* where it stands */
-    uint8_t *packed;     /* the encoded Submit envelope, sent as is on every try */
+    uint8_t *packed;     /* the encoded Submit (the message, not an envelope), sent on every try;
+                            it follows the struct in the same allocation */
     size_t packed_len;   /* bytes of packed */
     sl_time_t due;       /* when the timer fires; valid while heap_idx != SIZE_MAX */
     size_t heap_idx;     /* position in the timer heap; SIZE_MAX when not there */
@@ -80,6 +86,9 @@ struct sl_client {
     bool status_failed;          /* an Error came while a status was awaited */
     bool status_waiting;         /* a StatusRequest is outstanding */
     sl_client_stats_t stats;     /* counters */
+    sl_wire_batch_t out;         /* Submits queued for the next SubmitBatch */
+    s_job_t **out_jobs;          /* jobs whose send is in out (to retry if it fails) */
+    size_t n_out_jobs;           /* their number */
     char last_error[512];        /* reason of the last failure */
 };
 
@@ -93,9 +102,12 @@ static void s_set_error(sl_client_t *c, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Bounded copy, always terminated (a plain copy: this runs for every result). */
 static void s_copy_str(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src ? src : "");
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
 }
 
 static uint64_t s_key(const char *id)
@@ -117,6 +129,7 @@ void sl_client_cfg_default(sl_client_cfg_t *cfg)
     cfg->sndhwm = 100000;
     cfg->linger_ms = 0;
     cfg->seed = 0;
+    cfg->submit_batch = 256;
     sl_backoff_cfg_default(&cfg->backoff);
 }
 
@@ -256,21 +269,21 @@ static void s_job_free(s_job_t *job)
     if (!job)
         return;
     sl_result_destroy(&job->res);
-    free(job->packed);
-    free(job);
+    free(job); /* the packed Submit is in the same block */
 }
 
 /*
  * Finish a job: its result moves to the completion ring and the job is
  * freed. The ring was reserved when the job was submitted, so this cannot fail.
  */
-static void s_complete(sl_client_t *c, s_job_t *job, sl_status_t status, const char *why)
+static void s_complete(sl_client_t *c, s_job_t *job, sl_status_t status, const char *why,
+                       sl_time_t now)
 {
     sl_result_t *res = job->res;
     s_timer_cancel(c, job);
     sl_map_del(&c->jobs, job->key);
     res->status = status;
-    res->end_ns = sl_clock_now();
+    res->end_ns = now;
     if (why && !res->error[0])
         s_copy_str(res->error, sizeof(res->error), why);
     job->res = NULL;
@@ -282,17 +295,72 @@ static void s_complete(sl_client_t *c, s_job_t *job, sl_status_t status, const c
 
 /* ---- sending ---------------------------------------------------------- */
 
-/* Send the job's Submit; on a full pipe try again shortly, on failure keep the timer. */
+/* A send of job that did not go out: try again shortly. */
+static void s_send_failed(sl_client_t *c, s_job_t *job, sl_status_t st, sl_time_t now)
+{
+    if (st != SL_ERR_AGAIN)
+        SL_WARN("client: send of job %s failed: %s", job->res->job_id, sl_status_str(st));
+    job->state = S_JOB_SENT;
+    s_timer_set(c, job, now + SL_MS(10));
+}
+
+/*
+ * Send the queued SubmitBatch. On failure every job in it is re-armed to be
+ * sent again shortly (its counted send undone) and the error is returned.
+ */
+static sl_status_t s_flush(sl_client_t *c)
+{
+    if (c->out.n == 0)
+        return SL_OK;
+    sl_status_t st = sl_wire_batch_send(c->sock, NULL, 0, &c->out, ZMQ_DONTWAIT);
+    if (st != SL_OK) {
+        sl_time_t now = sl_clock_now();
+        for (size_t i = 0; i < c->n_out_jobs; i++) {
+            s_job_t *job = c->out_jobs[i];
+            job->unanswered--;
+            job->res->sends--;
+            c->stats.sends--;
+            s_send_failed(c, job, st, now);
+        }
+        s_set_error(c, "send to %s failed: %s", c->cfg.endpoint, sl_status_str(st));
+    }
+    c->n_out_jobs = 0;
+    return st;
+}
+
+/*
+ * Queue the job's Submit bytes (or send them at once when batching is off).
+ * Jobs whose retry must be re-armed if the batch fails are tracked; an
+ * untracked resend is best effort. Only sending code runs between a queue
+ * and the flush (nothing that completes jobs), so the tracked ones stay valid.
+ */
+static sl_status_t s_queue(sl_client_t *c, s_job_t *job, bool track)
+{
+    if (c->cfg.submit_batch <= 1)
+        return sl_wire_send_packed(c->sock, NULL, 0, SLUICE__ENVELOPE__BODY_SUBMIT, job->packed,
+                                   job->packed_len, ZMQ_DONTWAIT);
+    sl_status_t st = sl_wire_batch_add_packed(&c->out, 1, job->packed, job->packed_len);
+    if (st != SL_OK)
+        return st;
+    if (track)
+        c->out_jobs[c->n_out_jobs++] = job;
+    return SL_OK;
+}
+
+/* Send the batch once it is full (a failure re-arms its jobs). */
+static void s_flush_if_full(sl_client_t *c)
+{
+    if (c->out.n >= (uint32_t)c->cfg.submit_batch)
+        (void)s_flush(c);
+}
+
+/* Send (or queue) the job's Submit; on a full pipe try again shortly, on failure keep the timer. */
 static sl_status_t s_send(sl_client_t *c, s_job_t *job, sl_time_t now)
 {
-    int rc = zmq_send(c->sock, job->packed, job->packed_len, ZMQ_DONTWAIT);
-    if (rc < 0) {
-        int err = errno;
-        if (err != EAGAIN)
-            SL_WARN("client: send of job %s failed: %s", job->res->job_id, zmq_strerror(err));
-        job->state = S_JOB_SENT;
-        s_timer_set(c, job, now + SL_MS(10));
-        return err == EAGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
+    sl_status_t st = s_queue(c, job, true);
+    if (st != SL_OK) {
+        s_send_failed(c, job, st, now);
+        return st == SL_ERR_AGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
     }
     if (job->res->submit_ns == 0)
         job->res->submit_ns = now;
@@ -301,11 +369,13 @@ static sl_status_t s_send(sl_client_t *c, s_job_t *job, sl_time_t now)
     job->state = S_JOB_SENT;
     c->stats.sends++;
     s_timer_set(c, job, now + SL_MS(c->cfg.ack_timeout_ms));
+    s_flush_if_full(c);
     return SL_OK;
 }
 
 static sl_status_t s_send_env(sl_client_t *c, sl_msg_t *env)
 {
+    (void)s_flush(c); /* queued submits go first */
     sl_status_t st = sl_wire_send(c->sock, NULL, 0, env, ZMQ_DONTWAIT);
     if (st != SL_OK)
         s_set_error(c, "send to %s failed: %s", c->cfg.endpoint, sl_status_str(st));
@@ -341,7 +411,7 @@ static void s_on_busy(sl_client_t *c, const Sluice__Busy *b, sl_time_t now)
              b->detail && b->detail[0] ? ": " : "", b->detail ? b->detail : "", b->retry_after_ms,
              retries);
     if (give_up) {
-        s_complete(c, job, max == 0 ? SL_ERR_BUSY : SL_ERR_RETRIES, NULL);
+        s_complete(c, job, max == 0 ? SL_ERR_BUSY : SL_ERR_RETRIES, NULL, now);
         return;
     }
     uint32_t delay = sl_backoff_delay_ms(&c->cfg.backoff, res->busy_count - 1, b->retry_after_ms,
@@ -350,14 +420,14 @@ static void s_on_busy(sl_client_t *c, const Sluice__Busy *b, sl_time_t now)
     s_timer_set(c, job, now + SL_MS(delay));
 }
 
-static void s_on_accepted(sl_client_t *c, const Sluice__Accepted *a, sl_time_t now)
+static void s_on_accepted(sl_client_t *c, const char *job_id, uint32_t queue_depth, sl_time_t now)
 {
-    s_job_t *job = s_find(c, a->job_id);
+    s_job_t *job = s_find(c, job_id);
     c->stats.accepted++;
     if (!job)
         return;
     job->unanswered = 0;
-    job->res->queue_depth = a->queue_depth;
+    job->res->queue_depth = queue_depth;
     job->res->error[0] = '\0'; /* an earlier BUSY no longer explains anything */
     if (job->state == S_JOB_ACCEPTED)
         return; /* accepted again after a resend: keep the result timer */
@@ -384,7 +454,7 @@ static sl_status_t s_result_status(Sluice__ResultStatus rs)
     }
 }
 
-static void s_on_result(sl_client_t *c, const Sluice__Result *r)
+static void s_on_result(sl_client_t *c, const Sluice__Result *r, sl_time_t now)
 {
     s_job_t *job = s_find(c, r->job_id);
     if (!job)
@@ -393,7 +463,7 @@ static void s_on_result(sl_client_t *c, const Sluice__Result *r)
     if (r->n_tokens) {
         uint32_t *tokens = malloc(r->n_tokens * sizeof(*tokens));
         if (!tokens) {
-            s_complete(c, job, SL_ERR_NOMEM, "no memory for the result's tokens");
+            s_complete(c, job, SL_ERR_NOMEM, "no memory for the result's tokens", now);
             return;
         }
         memcpy(tokens, r->tokens, r->n_tokens * sizeof(*tokens));
@@ -419,7 +489,7 @@ static void s_on_result(sl_client_t *c, const Sluice__Result *r)
             .has_exec_queue = t->has_exec_queue,
         };
     }
-    s_complete(c, job, s_result_status(r->status), NULL);
+    s_complete(c, job, s_result_status(r->status), NULL, now);
 }
 
 static void s_on_chunk(sl_client_t *c, const Sluice__TokenChunk *ch, sl_time_t now)
@@ -480,17 +550,51 @@ err:
     sl_cluster_status_destroy(&st);
 }
 
+/* Check one item of a ResultBatch; a bad one is counted and skipped. */
+static bool s_item_ok(sl_client_t *c, int body_case, const void *item)
+{
+    char err[256];
+    if (sl_proto_validate_item(body_case, item, &sl_proto_limits_default, err, sizeof(err)) ==
+        SL_OK)
+        return true;
+    c->stats.errors++;
+    SL_WARN("client: dropped a bad %s item from the scheduler: %s", sl_proto_body_name(body_case),
+            err);
+    return false;
+}
+
+/* Acceptances first, so a job accepted and finished in one batch is in order. */
+static void s_on_result_batch(sl_client_t *c, const Sluice__ResultBatch *b, sl_time_t now)
+{
+    for (size_t i = 0; i < b->n_accepted; i++) {
+        Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
+        a.job_id = b->accepted[i];
+        a.queue_depth = b->queue_depth;
+        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_ACCEPTED, &a))
+            s_on_accepted(c, a.job_id, a.queue_depth, now);
+    }
+    for (size_t i = 0; i < b->n_busy; i++)
+        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_BUSY, b->busy[i]))
+            s_on_busy(c, b->busy[i], now);
+    for (size_t i = 0; i < b->n_results; i++)
+        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_RESULT, b->results[i]))
+            s_on_result(c, b->results[i], now);
+}
+
 static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
 {
     switch (m->body_case) {
     case SLUICE__ENVELOPE__BODY_ACCEPTED:
-        s_on_accepted(c, m->accepted, now);
+        s_on_accepted(c, m->accepted->job_id, m->accepted->queue_depth, now);
         break;
     case SLUICE__ENVELOPE__BODY_BUSY:
         s_on_busy(c, m->busy, now);
         break;
     case SLUICE__ENVELOPE__BODY_RESULT:
-        s_on_result(c, m->result);
+        s_on_result(c, m->result, now);
+        break;
+    case SLUICE__ENVELOPE__BODY_RESULTS:
+        s_on_result_batch(c, m->results, now);
         break;
     case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
         s_on_chunk(c, m->token_chunk, now);
@@ -518,6 +622,7 @@ static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
 /* Receive and handle everything waiting on the socket. */
 static sl_status_t s_drain(sl_client_t *c)
 {
+    sl_time_t now = sl_clock_now();
     for (;;) {
         sl_wire_ident_t ident;
         sl_msg_t *m = NULL;
@@ -535,7 +640,7 @@ static sl_status_t s_drain(sl_client_t *c)
             SL_WARN("client: dropped a bad message from the scheduler: %s", err);
             continue;
         }
-        s_dispatch(c, m, sl_clock_now());
+        s_dispatch(c, m, now);
         sl_proto_free(&m);
     }
 }
@@ -556,7 +661,7 @@ static void s_run_timers(sl_client_t *c, sl_time_t now)
                 char why[320];
                 snprintf(why, sizeof(why), "no answer from %s to %u sends", c->cfg.endpoint,
                          job->unanswered);
-                s_complete(c, job, SL_ERR_TIMEOUT, why);
+                s_complete(c, job, SL_ERR_TIMEOUT, why, now);
                 break;
             }
             if (job->unanswered > 0)
@@ -570,7 +675,7 @@ static void s_run_timers(sl_client_t *c, sl_time_t now)
             env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
             env.cancel = &cancel;
             (void)s_send_env(c, &env);
-            s_complete(c, job, SL_ERR_TIMEOUT, "no result within the result timeout");
+            s_complete(c, job, SL_ERR_TIMEOUT, "no result within the result timeout", now);
             break;
         }
         }
@@ -579,12 +684,17 @@ static void s_run_timers(sl_client_t *c, sl_time_t now)
 
 static void s_drain_monitor(sl_client_t *c);
 
-/* One round of work: everything received, every due timer. */
+/* One round of work: queued submits sent, everything received, every due
+ * timer, and what those queued sent too. Send errors are left to the jobs'
+ * timers. */
 static sl_status_t s_progress(sl_client_t *c)
 {
+    (void)s_flush(c);
     s_drain_monitor(c);
+    (void)s_flush(c); /* resubmissions after a reconnect, before anything can complete them */
     sl_status_t st = s_drain(c);
     s_run_timers(c, sl_clock_now());
+    (void)s_flush(c);
     return st;
 }
 
@@ -666,9 +776,10 @@ static void s_resubmit_all(sl_client_t *c)
             continue; /* its timer resends it */
         if (job->state == S_JOB_ACCEPTED) {
             /* The scheduler answers Accepted again and keeps (or re-runs) the job. */
-            if (zmq_send(c->sock, job->packed, job->packed_len, ZMQ_DONTWAIT) >= 0) {
+            if (s_queue(c, job, false) == SL_OK) {
                 job->res->sends++;
                 c->stats.sends++;
+                s_flush_if_full(c);
             }
         } else {
             job->unanswered = 0;
@@ -746,6 +857,12 @@ sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
     c->heap = malloc((size_t)cfg->max_inflight * sizeof(*c->heap));
     if (!c->heap)
         goto err_free;
+    sl_wire_batch_init(&c->out, SLUICE__ENVELOPE__BODY_SUBMITS);
+    if (c->cfg.submit_batch < 1)
+        c->cfg.submit_batch = 1; /* a configuration from before the knob: no batching */
+    c->out_jobs = malloc((size_t)c->cfg.submit_batch * sizeof(*c->out_jobs));
+    if (!c->out_jobs)
+        goto err_free;
     c->ctx = zmq_ctx_new();
     if (!c->ctx) {
         SL_ERROR("client: zmq_ctx_new: %s", zmq_strerror(errno));
@@ -758,6 +875,7 @@ sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
 err_ctx:
     zmq_ctx_term(c->ctx);
 err_free:
+    free(c->out_jobs);
     free(c->heap);
     sl_map_fini(&c->jobs);
     free(c);
@@ -780,6 +898,8 @@ void sl_client_destroy(sl_client_t **client_p)
         sl_result_destroy(&r);
     free(c->done);
     free(c->heap);
+    sl_wire_batch_fini(&c->out);
+    free(c->out_jobs);
     sl_cluster_status_destroy(&c->status);
     s_close_socket(&c->sock, &c->mon);
     zmq_ctx_term(c->ctx);
@@ -793,8 +913,10 @@ void sl_client_set_chunk_cb(sl_client_t *client, sl_client_chunk_cb cb, void *ar
     client->chunk_arg = arg;
 }
 
-/* Encode the Submit of spec; validated exactly as the scheduler will. */
-static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, uint8_t **buf_p,
+/* Encode the Submit of spec, validated exactly as the scheduler will, into
+ * a new zeroed allocation of head bytes followed by the packed Submit (the
+ * job struct and its bytes in one block). */
+static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, size_t head, void **mem_p,
                             size_t *len_p)
 {
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
@@ -832,12 +954,24 @@ static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, uint8_t *
         s_set_error(c, "job %s is invalid: %s", spec->id, err);
         return SL_ERR_INVALID;
     }
-    size_t len = sluice__envelope__get_packed_size(&env);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
+    /* Submit{job = 1} written by hand around the packed Job: packing the
+     * Submit would size the Job (and its Prompt) once more. */
+    size_t job_len = sluice__job__get_packed_size(&job);
+    uint8_t hdr[12];
+    size_t hl = 0;
+    hdr[hl++] = 0x0a; /* field 1, length-delimited */
+    for (uint64_t v = job_len; ; v >>= 7) {
+        hdr[hl++] = (uint8_t)(v < 0x80 ? v : (v & 0x7f) | 0x80);
+        if (v < 0x80)
+            break;
+    }
+    size_t len = hl + job_len;
+    uint8_t *mem = calloc(1, head + len);
+    if (!mem)
         return SL_ERR_NOMEM;
-    sluice__envelope__pack(&env, buf);
-    *buf_p = buf;
+    memcpy(mem + head, hdr, hl);
+    sluice__job__pack(&job, mem + head + hl);
+    *mem_p = mem;
     *len_p = len;
     return SL_OK;
 }
@@ -861,9 +995,13 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
     /* Room for every pending job's completion, so completing never fails. */
     if ((st = s_done_reserve(c, c->done_len + sl_map_count(&c->jobs) + 1)) != SL_OK)
         return st;
-    s_job_t *job = calloc(1, sizeof(*job));
-    if (!job)
-        return SL_ERR_NOMEM;
+    void *mem = NULL;
+    size_t packed_len = 0;
+    if ((st = s_encode(c, spec, sizeof(s_job_t), &mem, &packed_len)) != SL_OK)
+        return st;
+    s_job_t *job = mem;
+    job->packed = (uint8_t *)mem + sizeof(*job);
+    job->packed_len = packed_len;
     job->key = key;
     job->heap_idx = SIZE_MAX;
     job->res = calloc(1, sizeof(*job->res));
@@ -874,8 +1012,6 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
     s_copy_str(job->res->job_id, sizeof(job->res->job_id), spec->id);
     job->res->user = spec->user;
     job->res->result_status = SL_RESULT_NONE;
-    if ((st = s_encode(c, spec, &job->packed, &job->packed_len)) != SL_OK)
-        goto err_free;
     if ((st = sl_map_put(&c->jobs, key, job)) != SL_OK)
         goto err_free;
     st = s_send(c, job, sl_clock_now());
@@ -914,6 +1050,14 @@ static sl_status_t s_sleep(sl_client_t *c, sl_time_t deadline)
 
 sl_status_t sl_client_poll(sl_client_t *c, int timeout_ms, sl_result_t **res_p)
 {
+    /* Completions already here are handed out without touching the socket:
+     * draining them one call at a time stays cheap, and the work is done
+     * when they run out. */
+    sl_result_t *ready = s_done_pop(c);
+    if (ready) {
+        *res_p = ready;
+        return SL_OK;
+    }
     sl_time_t deadline = timeout_ms < 0 ? INT64_MAX : sl_clock_now() + SL_MS(timeout_ms);
     for (;;) {
         sl_status_t st = s_progress(c);
@@ -960,6 +1104,7 @@ sl_status_t sl_client_submit(sl_client_t *c, const sl_job_spec_t *spec, sl_resul
     sl_status_t st = sl_client_submit_async(c, spec);
     if (st != SL_OK)
         return st;
+    (void)s_flush(c); /* a failed send is retried by the job's timer */
     st = s_wait(c, s_job_done, spec->id);
     if (st == SL_ERR_TIMEOUT)
         s_set_error(c, "job %s: no completion within %d ms", spec->id, c->cfg.wait_timeout_ms);
@@ -967,6 +1112,11 @@ sl_status_t sl_client_submit(sl_client_t *c, const sl_job_spec_t *spec, sl_resul
         return st;
     *res_p = s_done_take(c, spec->id);
     return SL_OK;
+}
+
+sl_status_t sl_client_flush(sl_client_t *c)
+{
+    return s_flush(c);
 }
 
 sl_status_t sl_client_cancel(sl_client_t *c, const char *job_id)
@@ -1029,7 +1179,11 @@ sl_status_t sl_client_reconnect(sl_client_t *c)
         return st;
     }
     s_close_socket(&old, &old_mon);
+    /* Queued submits were for the old socket; every pending job is sent again. */
+    sl_wire_batch_clear(&c->out);
+    c->n_out_jobs = 0;
     s_resubmit_all(c);
+    (void)s_flush(c);
     return SL_OK;
 }
 
@@ -1047,7 +1201,7 @@ sl_status_t sl_client_fd(sl_client_t *c, int *fd_p)
 
 int sl_client_next_timeout_ms(sl_client_t *c)
 {
-    if (c->done_len > 0)
+    if (c->done_len > 0 || c->out.n > 0)
         return 0;
     if (c->heap_len == 0)
         return -1;

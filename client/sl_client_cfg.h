@@ -36,6 +36,8 @@ _Static_assert(SL_CLIENT_ENDPOINT_MAX == SL_CFG_STR_MAX, "endpoint must be a con
     SL_CFG_RANGE(st, m.linger_ms, "linger-ms", "0", SL_CFG_INT, -1, 3600000,                       \
                  "how long unsent messages survive closing (-1 = forever)"),                       \
     SL_CFG_FIELD(st, m.seed, "seed", "0", SL_CFG_I64, "seed of the retry jitter (0 = random)"),    \
+    SL_CFG_RANGE(st, m.submit_batch, "submit-batch", "256", SL_CFG_INT, 1, 4096,                   \
+                 "async submits sent in one message at most (1 = one message each)"),             \
     SL_CFG_RANGE(st, m.backoff.max_retries, "retries", "5", SL_CFG_INT, 0, 1000,                   \
                  "retries after BUSY before giving up (0 = fail at once)"),                        \
     SL_CFG_RANGE(st, m.backoff.base_ms, "backoff-base-ms", "1000", SL_CFG_INT, 0, 3600000,         \

@@ -88,6 +88,12 @@ sl_status_t sl_map_put(sl_map_t *map, uint64_t key, void *value)
     return SL_OK;
 }
 
+void sl_map_prefetch(const sl_map_t *map, uint64_t key)
+{
+    if (map->capacity)
+        __builtin_prefetch(&map->slots[s_home(map, key)]);
+}
+
 void *sl_map_del(sl_map_t *map, uint64_t key)
 {
     if (!map->capacity)

@@ -30,6 +30,9 @@ typedef struct sl_executor_cfg {
     int64_t hello_retry_ms;               /* resend hello while not welcomed */
     int64_t link_timeout_ms;              /* ZeroMQ heartbeat timeout of the connection */
     int64_t max_msg_bytes;                /* largest message accepted */
+    int max_msg_batch;                    /* items of one batch message accepted */
+    int64_t turn_budget_us;               /* engine steps run back to back for this long per loop turn */
+    int recv_batch;                       /* messages read per loop turn at most */
     double speed_hint;                    /* speed declared in hello (0 = unknown) */
     int tos;                              /* IP type-of-service byte */
     char log_level[16];                   /* log threshold */

@@ -15,12 +15,29 @@
  * field, which dominated the scheduler's profile; the arena makes it one or
  * two per message, freed at once by sl_proto_free. The arena header sits
  * just before the envelope (protobuf-c allocates the top message first, which
- * decode checks), so sl_proto_free finds it from the message pointer.
+ * decode checks), so sl_proto_free finds it from the message pointer. The
+ * header also counts references: the jobs of one batch keep pointers into
+ * the one decoded envelope, freed with the last of them. Each thread keeps
+ * the largest first chunk it freed for its next decode: a malloc and free of
+ * up to 64 KiB per message made glibc trim and regrow the heap (a brk pair
+ * and page faults per message in libsluice's profile).
+ *
+ * Batches (DispatchBatch, SubmitBatch, ResultBatch) are built without
+ * protobuf-c structs for the whole batch: each item is packed, behind its
+ * field tag and length, straight into one growing buffer, which is then the
+ * encoding of the batch message; the envelope's own few bytes (version, body
+ * tag, body length) are written into room left in front of it. Building a
+ * Sluice__SubmitBatch of pointers and packing it would walk every item twice
+ * (size, then pack) and needs the items alive until the send; a cached
+ * Result can be appended as bytes. The items of these batches are checked
+ * one by one by the receiver (sl_proto_validate_item), so one bad item is
+ * answered on its own and the rest proceed.
  */
 #include "proto/sl_proto.h"
 #include "common/sl_log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <stdarg.h>
@@ -139,6 +156,15 @@ static sl_status_t s_result(const Sluice__Result *r, const sl_proto_limits_t *li
     return SL_OK;
 }
 
+static sl_status_t s_batch_count(size_t n, const sl_proto_limits_t *lim, const char *what,
+                                 char *err, size_t err_len)
+{
+    if (n == 0)
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "%s batch is empty", what);
+    CHECK_COUNT(n, lim->max_batch, what);
+    return SL_OK;
+}
+
 sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, char *err,
                               size_t err_len)
 {
@@ -200,6 +226,14 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
                 return st;
         }
         return SL_OK;
+    case SLUICE__ENVELOPE__BODY_DISPATCHES:
+        return s_batch_count(m->dispatches->n_dispatches, lim, "dispatches", err, err_len);
+    case SLUICE__ENVELOPE__BODY_SUBMITS:
+        return s_batch_count(m->submits->n_submits, lim, "submits", err, err_len);
+    case SLUICE__ENVELOPE__BODY_RESULTS:
+        return s_batch_count(m->results->n_accepted + m->results->n_busy +
+                                 m->results->n_results,
+                             lim, "result batch", err, err_len);
     case SLUICE__ENVELOPE__BODY_KV_EVENT:
         CHECK_COUNT(m->kv_event->n_stored, lim->max_kv_events, "kv stored");
         CHECK_COUNT(m->kv_event->n_evicted, lim->max_kv_events, "kv evicted");
@@ -219,6 +253,27 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
     }
 }
 
+sl_status_t sl_proto_validate_item(int body_case, const void *item, const sl_proto_limits_t *lim,
+                                   char *err, size_t err_len)
+{
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    env.version = SL_PROTO_VERSION;
+    env.body_case = (Sluice__Envelope__BodyCase)body_case;
+    switch (body_case) {
+    case SLUICE__ENVELOPE__BODY_DISPATCH: env.dispatch = (Sluice__Dispatch *)item; break;
+    case SLUICE__ENVELOPE__BODY_SUBMIT: env.submit = (Sluice__Submit *)item; break;
+    case SLUICE__ENVELOPE__BODY_ACCEPTED: env.accepted = (Sluice__Accepted *)item; break;
+    case SLUICE__ENVELOPE__BODY_BUSY: env.busy = (Sluice__Busy *)item; break;
+    case SLUICE__ENVELOPE__BODY_RESULT: env.result = (Sluice__Result *)item; break;
+    default:
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "'%s' is not a batch item",
+                      sl_proto_body_name(body_case));
+    }
+    if (!item)
+        return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "batch item is missing");
+    return sl_proto_validate(&env, lim, err, err_len);
+}
+
 typedef struct s_chunk {
     struct s_chunk *next; /* older chunk */
     size_t cap;           /* bytes of data[] */
@@ -231,9 +286,13 @@ typedef struct s_arena {
     s_chunk_t *first; /* the chunk holding this header */
     void *top;        /* the first allocation: the envelope */
     int failed;       /* an allocation failed */
+    uint32_t refs;    /* owners of the message; freed when it drops to 0 */
 } s_arena_t;
 
 #define S_ALIGN(n) (((n) + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1))
+/* Chunks stay below malloc's mmap threshold (128 KiB): a big batch decoded
+ * into one huge chunk cost an mmap, page faults and an munmap per message. */
+#define S_CHUNK_MAX (64u << 10)
 #define S_HDR S_ALIGN(sizeof(s_arena_t))
 
 static void *s_arena_alloc(void *data, size_t size)
@@ -242,7 +301,9 @@ static void *s_arena_alloc(void *data, size_t size)
     size = S_ALIGN(size ? size : 1);
     s_chunk_t *c = a->head;
     if (c->cap - c->used < size) {
-        size_t cap = c->cap * 2 > size ? c->cap * 2 : size;
+        size_t cap = c->cap * 2 < S_CHUNK_MAX ? c->cap * 2 : S_CHUNK_MAX;
+        if (cap < size)
+            cap = size;
         s_chunk_t *n = malloc(sizeof(*n) + cap);
         if (!n) {
             a->failed = 1;
@@ -265,6 +326,52 @@ static void s_arena_free(void *data, void *ptr)
     /* everything goes at once in s_arena_release */
 }
 
+/* This thread's spare first chunk (freed with the thread, see s_spare_key). */
+static __thread s_chunk_t *s_spare;
+static pthread_key_t s_spare_key;
+static pthread_once_t s_spare_once = PTHREAD_ONCE_INIT;
+static int s_spare_ok; /* the key exists */
+
+static void s_spare_free(void *chunk)
+{
+    free(chunk);
+    s_spare = NULL;
+}
+
+static void s_spare_init(void)
+{
+    s_spare_ok = pthread_key_create(&s_spare_key, s_spare_free) == 0;
+}
+
+/* A first chunk of at least cap bytes: the spare when it is big enough. */
+static s_chunk_t *s_chunk_first(size_t cap)
+{
+    s_chunk_t *c = s_spare;
+    if (c && c->cap >= cap) {
+        s_spare = NULL;
+        if (s_spare_ok)
+            pthread_setspecific(s_spare_key, NULL);
+        return c;
+    }
+    c = malloc(sizeof(*c) + cap);
+    if (c)
+        c->cap = cap;
+    return c;
+}
+
+/* Keep first as this thread's spare if it is the largest seen, else free it. */
+static void s_chunk_keep(s_chunk_t *first)
+{
+    pthread_once(&s_spare_once, s_spare_init);
+    if (!s_spare_ok || (s_spare && s_spare->cap >= first->cap)) {
+        free(first);
+        return;
+    }
+    free(s_spare);
+    s_spare = first;
+    pthread_setspecific(s_spare_key, first);
+}
+
 static void s_arena_release(s_arena_t *a)
 {
     s_chunk_t *c = a->head, *first = a->first;
@@ -274,7 +381,7 @@ static void s_arena_release(s_arena_t *a)
             free(c);
         c = next;
     }
-    free(first);
+    s_chunk_keep(first);
 }
 
 sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t *lim,
@@ -287,16 +394,18 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
         return s_fail(SL_ERR_MSG_MALFORMED, err, err_len, "empty message");
     /* Decoded structs take a few times the encoded size; one chunk usually does. */
     size_t cap = 4 * len + 1024;
-    s_chunk_t *first = malloc(sizeof(*first) + cap);
+    if (cap > S_CHUNK_MAX)
+        cap = S_CHUNK_MAX;
+    s_chunk_t *first = s_chunk_first(cap);
     if (!first)
         return s_fail(SL_ERR_NOMEM, err, err_len, "out of memory decoding %zu bytes", len);
     first->next = NULL;
-    first->cap = cap;
     first->used = S_HDR;
     s_arena_t *a = (s_arena_t *)first->data;
     a->head = a->first = first;
     a->top = NULL;
     a->failed = 0;
+    a->refs = 1;
     ProtobufCAllocator alloc = {.alloc = s_arena_alloc, .free = s_arena_free, .allocator_data = a};
     sl_msg_t *m = sluice__envelope__unpack(&alloc, len, buf);
     if (!m || (void *)m != a->top || a->top != (char *)first->data + S_HDR) {
@@ -317,10 +426,18 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
     return SL_OK;
 }
 
+sl_msg_t *sl_proto_ref(sl_msg_t *msg)
+{
+    ((s_arena_t *)((char *)msg - S_HDR))->refs++;
+    return msg;
+}
+
 void sl_proto_free(sl_msg_t **msg_p)
 {
     if (*msg_p) {
-        s_arena_release((s_arena_t *)((char *)*msg_p - S_HDR));
+        s_arena_t *a = (s_arena_t *)((char *)*msg_p - S_HDR);
+        if (--a->refs == 0)
+            s_arena_release(a);
         *msg_p = NULL;
     }
 }
@@ -345,6 +462,9 @@ const char *sl_proto_body_name(int body_case)
     case SLUICE__ENVELOPE__BODY_ERROR: return "error";
     case SLUICE__ENVELOPE__BODY_GOODBYE: return "goodbye";
     case SLUICE__ENVELOPE__BODY_COMPLETIONS: return "completions";
+    case SLUICE__ENVELOPE__BODY_DISPATCHES: return "dispatches";
+    case SLUICE__ENVELOPE__BODY_SUBMITS: return "submits";
+    case SLUICE__ENVELOPE__BODY_RESULTS: return "results";
     default: return "unknown";
     }
 }
@@ -375,6 +495,203 @@ err:
     if (errno != ETERM)
         SL_WARN("zmq send failed: %s", zmq_strerror(errno));
     return SL_ERR_LINK;
+}
+
+/* The errno of a failed zmq send as a status (logged when unexpected). */
+static sl_status_t s_send_errno(void)
+{
+    if (errno == EAGAIN)
+        return SL_ERR_AGAIN;
+    if (errno == EHOSTUNREACH)
+        return SL_ERR_PEER_LOST;
+    if (errno != ETERM)
+        SL_WARN("zmq send failed: %s", zmq_strerror(errno));
+    return SL_ERR_LINK;
+}
+
+/* Varint encoding of v at p; returns the bytes written (at most 10). */
+static size_t s_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Envelope bytes in front of a body: version, body tag, body length. */
+#define S_ENV_HEAD 24
+
+static size_t s_env_head(uint8_t *p, uint32_t body_field, size_t body_len)
+{
+    size_t n = 0;
+    p[n++] = 0x08; /* field 1 (version), varint */
+    n += s_varint(p + n, SL_PROTO_VERSION);
+    n += s_varint(p + n, ((uint64_t)body_field << 3) | 2);
+    n += s_varint(p + n, body_len);
+    return n;
+}
+
+sl_status_t sl_wire_send_packed(void *sock, const void *ident, size_t ident_len,
+                                 uint32_t body_field, const void *body, size_t body_len,
+                                 int flags)
+{
+    uint8_t head[S_ENV_HEAD];
+    size_t hl = s_env_head(head, body_field, body_len);
+    zmq_msg_t msg;
+    if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | flags) < 0)
+        return s_send_errno();
+    if (zmq_msg_init_size(&msg, hl + body_len) != 0) {
+        SL_ERROR("zmq_msg_init_size(%zu): %m", hl + body_len);
+        return SL_ERR_NOMEM;
+    }
+    memcpy(zmq_msg_data(&msg), head, hl);
+    memcpy((uint8_t *)zmq_msg_data(&msg) + hl, body, body_len);
+    if (zmq_msg_send(&msg, sock, flags) < 0) {
+        zmq_msg_close(&msg);
+        return s_send_errno();
+    }
+    return SL_OK;
+}
+
+void sl_wire_batch_init(sl_wire_batch_t *b, uint32_t body_field)
+{
+    memset(b, 0, sizeof(*b));
+    b->body = body_field;
+    b->len = S_ENV_HEAD;
+}
+
+void sl_wire_batch_fini(sl_wire_batch_t *b)
+{
+    free(b->buf);
+    b->buf = NULL;
+    b->cap = 0;
+    sl_wire_batch_clear(b);
+}
+
+void sl_wire_batch_clear(sl_wire_batch_t *b)
+{
+    b->len = S_ENV_HEAD;
+    b->n = 0;
+}
+
+/* Room for need more bytes; returns where they go, or NULL (batch unchanged). */
+static uint8_t *s_batch_room(sl_wire_batch_t *b, size_t need)
+{
+    if (b->cap - b->len < need || !b->buf) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + need)
+            cap *= 2;
+        uint8_t *buf = realloc(b->buf, cap);
+        if (!buf)
+            return NULL;
+        b->buf = buf;
+        b->cap = cap;
+    }
+    return b->buf + b->len;
+}
+
+sl_status_t sl_wire_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const void *item,
+                                     size_t len)
+{
+    uint8_t *p = s_batch_room(b, 20 + len);
+    if (!p)
+        return SL_ERR_NOMEM;
+    size_t n = s_varint(p, ((uint64_t)field << 3) | 2);
+    n += s_varint(p + n, len);
+    memcpy(p + n, item, len);
+    b->len += n + len;
+    b->n++;
+    return SL_OK;
+}
+
+sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t value)
+{
+    uint8_t *p = s_batch_room(b, 20);
+    if (!p)
+        return SL_ERR_NOMEM;
+    size_t n = s_varint(p, (uint64_t)field << 3);
+    n += s_varint(p + n, value);
+    b->len += n;
+    return SL_OK;
+}
+
+sl_status_t sl_wire_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
+                                     const ProtobufCMessage *msg, const uint32_t *vfields,
+                                     const uint64_t *vvalues, size_t n_v)
+{
+    uint8_t vbuf[8][24];
+    size_t vlen[8];
+    if (n_v > 8)
+        return SL_ERR_INVALID;
+    size_t mlen = protobuf_c_message_get_packed_size(msg);
+    size_t mhead = s_varint(vbuf[0], ((uint64_t)msg_field << 3) | 2); /* scratch for sizes */
+    mhead += s_varint(vbuf[0], mlen);
+    size_t body = mhead + mlen;
+    for (size_t i = 0; i < n_v; i++) {
+        vlen[i] = 0;
+        if (vvalues[i]) {
+            vlen[i] = s_varint(vbuf[i], (uint64_t)vfields[i] << 3);
+            vlen[i] += s_varint(vbuf[i] + vlen[i], vvalues[i]);
+        }
+        body += vlen[i];
+    }
+    uint8_t *p = s_batch_room(b, 20 + body);
+    if (!p)
+        return SL_ERR_NOMEM;
+    size_t n = s_varint(p, ((uint64_t)field << 3) | 2);
+    n += s_varint(p + n, body);
+    for (size_t i = 0; i < n_v; i++)
+        if (vfields[i] < msg_field) {
+            memcpy(p + n, vbuf[i], vlen[i]);
+            n += vlen[i];
+        }
+    n += s_varint(p + n, ((uint64_t)msg_field << 3) | 2);
+    n += s_varint(p + n, mlen);
+    protobuf_c_message_pack(msg, p + n);
+    n += mlen;
+    for (size_t i = 0; i < n_v; i++)
+        if (vfields[i] > msg_field) {
+            memcpy(p + n, vbuf[i], vlen[i]);
+            n += vlen[i];
+        }
+    b->len += n;
+    b->n++;
+    return SL_OK;
+}
+
+sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *p = s_batch_room(b, 20 + len);
+    if (!p)
+        return SL_ERR_NOMEM;
+    size_t n = s_varint(p, ((uint64_t)field << 3) | 2);
+    n += s_varint(p + n, len);
+    protobuf_c_message_pack(msg, p + n);
+    b->len += n + len;
+    b->n++;
+    return SL_OK;
+}
+
+sl_status_t sl_wire_batch_send(void *sock, const void *ident, size_t ident_len,
+                               sl_wire_batch_t *b, int flags)
+{
+    if (b->n == 0)
+        return SL_OK;
+    uint8_t head[S_ENV_HEAD];
+    size_t body_len = b->len - S_ENV_HEAD;
+    size_t hl = s_env_head(head, b->body, body_len);
+    uint8_t *start = b->buf + S_ENV_HEAD - hl;
+    memcpy(start, head, hl);
+    sl_wire_batch_clear(b);
+    if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | flags) < 0)
+        return s_send_errno();
+    if (zmq_send(sock, start, hl + body_len, flags) < 0)
+        return s_send_errno();
+    return SL_OK;
 }
 
 /* Consume the remaining frames of a multipart message. */

@@ -30,7 +30,7 @@ typedef struct sl_proto_limits {
     uint32_t max_xport_address; /* bytes of ExecutorHello.xport_address */
     uint32_t max_models;        /* entries of ExecutorHello.models */
     uint32_t max_slots;         /* ExecutorHello.slots */
-    uint32_t max_batch;         /* entries of CompletionBatch.completions */
+    uint32_t max_batch;         /* items of one batch body (completions, dispatches, submits, results) */
 } sl_proto_limits_t;
 
 /* The defaults: 8 MiB messages, 1 Mi-token prompts, 64 Ki new tokens. */
@@ -44,11 +44,32 @@ extern const sl_proto_limits_t sl_proto_limits_default;
 sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t *lim,
                             sl_msg_t **msg_p, char *err, size_t err_len);
 
-/* Check sizes, ranges and enum values of a decoded message. */
+/*
+ * Check sizes, ranges and enum values of a decoded message. For the batch
+ * bodies DispatchBatch, SubmitBatch and ResultBatch only the item count is
+ * checked (1 to max_batch): the receiver checks each item with
+ * sl_proto_validate_item, so one bad item does not cost the others.
+ */
 sl_status_t sl_proto_validate(const sl_msg_t *msg, const sl_proto_limits_t *lim, char *err,
                               size_t err_len);
 
-/* Free a decoded message; NULL-safe; sets *msg_p = NULL. */
+/*
+ * Check one batch item as if it were the body of an envelope of body_case:
+ * SLUICE__ENVELOPE__BODY_DISPATCH with a Sluice__Dispatch, _SUBMIT with a
+ * Sluice__Submit, _ACCEPTED, _BUSY or _RESULT with theirs.
+ */
+sl_status_t sl_proto_validate_item(int body_case, const void *item, const sl_proto_limits_t *lim,
+                                   char *err, size_t err_len);
+
+/*
+ * Take one more reference to a decoded message (from sl_proto_decode), so
+ * that several owners may keep pointers into it (the jobs of one batch);
+ * each owner drops its reference with sl_proto_free. Returns msg.
+ */
+sl_msg_t *sl_proto_ref(sl_msg_t *msg);
+
+/* Drop a reference to a decoded message, freeing it with the last one;
+ * NULL-safe; sets *msg_p = NULL. */
 void sl_proto_free(sl_msg_t **msg_p);
 
 /* A short name of the body case ("submit", "heartbeat", ...) for logs and counters. */
@@ -62,6 +83,71 @@ const char *sl_proto_body_name(int body_case);
  */
 sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg_t *env,
                          int flags);
+
+/*
+ * Send one envelope whose body (field number body_field of Envelope) is
+ * given already packed: a cached Result, a Submit encoded at submission.
+ * Same framing and return values as sl_wire_send.
+ */
+sl_status_t sl_wire_send_packed(void *sock, const void *ident, size_t ident_len,
+                                 uint32_t body_field, const void *body, size_t body_len,
+                                 int flags);
+
+/*
+ * A batch body under construction: items are packed one after the other
+ * straight into one buffer, which is the encoding of a message whose
+ * repeated fields hold them, and sent as the body of one envelope. The
+ * buffer is kept between sends, so a steady stream of batches allocates
+ * nothing.
+ */
+typedef struct sl_wire_batch {
+    uint8_t *buf;      /* header room, then the packed items */
+    size_t len;        /* bytes used, header room included */
+    size_t cap;        /* bytes allocated */
+    uint32_t n;        /* items added since the last send */
+    uint32_t body;     /* Envelope field number of the batch body */
+} sl_wire_batch_t;
+
+/* An empty batch for body field body_field (e.g. SubmitBatch = 28); allocates nothing. */
+void sl_wire_batch_init(sl_wire_batch_t *b, uint32_t body_field);
+
+/* Free the buffer; the batch is empty and may be used again. */
+void sl_wire_batch_fini(sl_wire_batch_t *b);
+
+/* Forget the items added since the last send. */
+void sl_wire_batch_clear(sl_wire_batch_t *b);
+
+/* Append a varint field (not an item: not counted in n; a scalar the batch
+ * body carries once, written last). SL_ERR_NOMEM leaves the batch unchanged. */
+sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t value);
+
+/* Pack msg as an item of repeated field `field` of the batch body.
+ * SL_ERR_NOMEM leaves the batch unchanged. */
+sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg);
+
+/*
+ * Add an item that is a message made of one sub-message (field msg_field =
+ * msg) and varint fields (vfields[i] = vvalues[i], zeros left out as proto3
+ * does), written in field order: the bytes protobuf-c would pack for it,
+ * without sizing msg once per enclosing level (Dispatch{job, job_seq,
+ * attempt}, Completion{job_seq, result}). SL_ERR_NOMEM leaves the batch
+ * unchanged.
+ */
+sl_status_t sl_wire_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
+                                     const ProtobufCMessage *msg, const uint32_t *vfields,
+                                     const uint64_t *vvalues, size_t n_v);
+
+/* Append an item that is packed already. SL_ERR_NOMEM leaves the batch unchanged. */
+sl_status_t sl_wire_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const void *item,
+                                     size_t len);
+
+/*
+ * Send the batch as one envelope (after the identity frame when ident is
+ * non-NULL) and empty it, whether or not the send succeeded. Nothing is sent
+ * for an empty batch (SL_OK). Return values as sl_wire_send.
+ */
+sl_status_t sl_wire_batch_send(void *sock, const void *ident, size_t ident_len,
+                               sl_wire_batch_t *b, int flags);
 
 /* A received identity frame (ROUTER peers). */
 typedef struct sl_wire_ident {

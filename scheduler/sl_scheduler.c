@@ -11,7 +11,19 @@
  *
  * Per job the daemon keeps the decoded Submit (forwarded as is in Dispatch,
  * so token ids are never copied) and the client's routing identity, updated
- * on every resubmission so the result goes to the latest sender.
+ * on every resubmission so the result goes to the latest sender. A
+ * SubmitBatch is one decoded envelope shared by its jobs (reference
+ * counted); each item is validated and answered on its own.
+ *
+ * Output is batched per loop turn: dispatches collect per executor (one
+ * DispatchBatch each) and answers per client (one ResultBatch each), and
+ * everything is sent at the end of the turn, so a burst of jobs costs a few
+ * ZeroMQ messages instead of several per job. Ordering towards an executor
+ * holds because its pending dispatches are sent before a Cancel to it; the
+ * pending dispatches of a lost executor are dropped (the core requeues the
+ * jobs). A client that sent a single Submit is answered with single
+ * messages, so peers that predate the batches keep working. Batching by a timer was rejected: it adds latency when idle,
+ * whereas the end of a turn comes at once when nothing else is waiting.
  *
  * Alternatives rejected: a thread per socket (the core would need locks) and
  * a REQ/REP pattern (one request at a time per client).
@@ -47,6 +59,9 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
                  "IP type-of-service byte (DSCP << 2) for control traffic"),
     SL_CFG_RANGE(sl_sched_cfg_t, batch, "batch", "256", SL_CFG_INT, 1, 100000,
                  "messages read from one socket before turning to the other"),
+    SL_CFG_RANGE(sl_sched_cfg_t, max_batch, "max-batch", "1024", SL_CFG_INT, 1, 4096,
+                 "items in one batch message: larger batches received are refused, "
+                 "and dispatch and result batches sent are split at this size"),
     SL_CFG_FIELD(sl_sched_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
                  "error, warn, info, debug or trace"),
     SL_CFG_END,
@@ -69,19 +84,57 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "kv_events",
 };
 
-/* What the daemon keeps per job (sl_job_t.user). */
+/* What the daemon keeps per job (sl_job_t.user) until it is done. */
 typedef struct s_job_data {
-    sl_wire_ident_t client; /* routing identity of the latest submitter */
-    sl_msg_t *submit;       /* the decoded Submit envelope (until done) */
-    uint8_t *result;        /* packed Result envelope once done */
-    size_t result_len;      /* its length */
+    sl_msg_t *backing;      /* reference to the decoded envelope holding job */
+    const Sluice__Job *job; /* the submitted job, inside backing */
+    bool batched;           /* the latest submitter sent a SubmitBatch: answer in ResultBatch */
+    uint16_t client_len;    /* bytes of client */
+    uint16_t client_cap;    /* room in client */
+    uint8_t client[];       /* routing identity of the latest submitter (sized to fit: a
+                               few dozen bytes, not sl_wire_ident_t's 256) */
 } s_job_data_t;
+
+/* The job's client identity as a wire identity. */
+static void s_jd_client(const s_job_data_t *jd, sl_wire_ident_t *to)
+{
+    memcpy(to->data, jd->client, jd->client_len);
+    to->len = jd->client_len;
+}
+
+/* What replaces it once the job is done (sl_job_t.user, or NULL when there
+ * was no memory): the packed Result, re-sent to a resubmission. Freeing the
+ * job data at the result, while it is hot, lets the next submit reuse it,
+ * and a finished job kept for done_ttl holds only these bytes. */
+typedef struct s_done_data {
+    size_t len;       /* bytes of the packed Result (the message, not an envelope) */
+    uint8_t bytes[];  /* the packed Result */
+} s_done_data_t;
 
 /* What the daemon keeps per executor (sl_exec_t.user). */
 typedef struct s_exec_data {
     sl_wire_ident_t ident; /* routing identity */
     uint64_t key;          /* key in by_ident */
+    sl_wire_batch_t out;   /* dispatches of this loop turn not yet sent */
+    bool dirty;            /* listed in sl_sched.dirty_execs */
 } s_exec_data_t;
+
+/* Answers to one client collected during a loop turn (a ResultBatch). */
+typedef struct s_client_out {
+    sl_wire_ident_t ident;     /* routing identity */
+    uint64_t key;              /* key in sl_sched.outs */
+    sl_wire_batch_t batch;     /* accepted, busy and result items */
+    struct s_client_out *next; /* next free one (in the free list) */
+} s_client_out_t;
+
+/* ResultBatch and DispatchBatch field numbers (sluice.proto). */
+#define S_RB_ACCEPTED 1
+#define S_RB_BUSY 2
+#define S_RB_RESULT 3
+#define S_RB_QUEUE_DEPTH 4
+#define S_DB_DISPATCH 1
+/* Idle client batches kept for reuse (their buffers stay allocated). */
+#define S_OUT_FREE_MAX 64
 
 struct sl_sched {
     sl_sched_cfg_t cfg;               /* configuration */
@@ -91,6 +144,16 @@ struct sl_sched {
     void *executors;                  /* ROUTER for executors */
     sl_core_t *core;                  /* decision core */
     sl_map_t by_ident;                /* hash of executor identity -> index + 1 */
+    sl_map_t outs;                    /* hash of client identity -> s_client_out_t (this turn) */
+    s_client_out_t **dirty_outs;      /* client batches with items, in first-use order */
+    size_t n_dirty_outs;              /* their number */
+    size_t cap_dirty_outs;            /* room in dirty_outs */
+    s_client_out_t *free_outs;        /* idle client batches for reuse */
+    size_t n_free_outs;               /* their number */
+    uint32_t *dirty_execs;            /* indexes of executors with pending dispatches */
+    size_t n_dirty_execs;             /* their number */
+    size_t cap_dirty_execs;           /* room in dirty_execs */
+    sl_time_t now;                    /* time of the current loop turn */
     volatile sig_atomic_t stop;       /* drain and exit */
     uint64_t counters[S_CTR_COUNT];   /* daemon counters */
 };
@@ -102,19 +165,46 @@ static uint64_t s_ident_key(const sl_wire_ident_t *id)
 
 /* ---- actions from the core ---- */
 
+/* Send an executor's pending dispatches; SL_OK when there were none. */
+static sl_status_t s_exec_flush(sl_sched_t *s, s_exec_data_t *ed)
+{
+    ed->dirty = false;
+    return sl_wire_batch_send(s->executors, ed->ident.data, ed->ident.len, &ed->out,
+                              ZMQ_DONTWAIT);
+}
+
+/* Queue the dispatch for the end of the loop turn (sl_sched_flush). */
 static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
 {
     sl_sched_t *s = arg;
     s_exec_data_t *ed = exec->user;
     s_job_data_t *jd = job->user;
-    Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    d.job = jd->submit->submit->job;
-    d.job_seq = job->seq;
-    d.attempt = job->attempts;
-    env.body_case = SLUICE__ENVELOPE__BODY_DISPATCH;
-    env.dispatch = &d;
-    return sl_wire_send(s->executors, ed->ident.data, ed->ident.len, &env, ZMQ_DONTWAIT);
+    /* The executor needs what runs the job, not what placed it: tenant,
+     * session key and deadlines stay here (less to pack and to decode). */
+    Sluice__Job trimmed = *jd->job;
+    trimmed.tenant = NULL;
+    trimmed.session_key = NULL;
+    trimmed.ttft_deadline_ms = 0;
+    trimmed.deadline_ms = 0;
+    /* Dispatch{job = 1, job_seq = 2, attempt = 3} */
+    static const uint32_t vfields[2] = {2, 3};
+    uint64_t vvalues[2] = {job->seq, job->attempts};
+    if (ed->out.n >= (uint32_t)s->cfg.max_batch) {
+        sl_status_t st = s_exec_flush(s, ed);
+        if (st != SL_OK)
+            return st;
+    }
+    sl_status_t st = sl_wire_batch_add_nested(&ed->out, S_DB_DISPATCH, 1, &trimmed.base, vfields,
+                                              vvalues, 2);
+    if (st != SL_OK)
+        return st;
+    if (ed->dirty)
+        return SL_OK;
+    if (s->n_dirty_execs == s->cap_dirty_execs)
+        return s_exec_flush(s, ed); /* only after losses in one flush; send at once */
+    ed->dirty = true;
+    s->dirty_execs[s->n_dirty_execs++] = exec->index;
+    return SL_OK;
 }
 
 static void s_send_client(sl_sched_t *s, const sl_wire_ident_t *to, sl_msg_t *env)
@@ -124,12 +214,135 @@ static void s_send_client(sl_sched_t *s, const sl_wire_ident_t *to, sl_msg_t *en
         s->counters[S_CTR_CLIENT_GONE]++;
 }
 
-static void s_send_raw_client(sl_sched_t *s, const sl_wire_ident_t *to, const void *buf,
-                              size_t len)
+static void s_out_send(sl_sched_t *s, s_client_out_t *o)
 {
-    if (zmq_send(s->clients, to->data, to->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(s->clients, buf, len, ZMQ_DONTWAIT) < 0)
+    if (o->batch.n)
+        (void)sl_wire_batch_add_uint(&o->batch, S_RB_QUEUE_DEPTH,
+                                     sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
+                                         sl_core_queue_depth(s->core, SL_PRIO_BATCH));
+    if (sl_wire_batch_send(s->clients, o->ident.data, o->ident.len, &o->batch, ZMQ_DONTWAIT) !=
+        SL_OK)
         s->counters[S_CTR_CLIENT_GONE]++;
+}
+
+/*
+ * The batch of answers to `to` in this loop turn, created on first use; NULL
+ * when none can be had (out of memory, or another identity with the same
+ * hash): the caller then sends on its own.
+ */
+static s_client_out_t *s_out_get(sl_sched_t *s, const sl_wire_ident_t *to)
+{
+    /* Most answers in a turn go to the client of the previous one. */
+    s_client_out_t *o = s->n_dirty_outs ? s->dirty_outs[s->n_dirty_outs - 1] : NULL;
+    if (o && o->ident.len == to->len && memcmp(o->ident.data, to->data, to->len) == 0) {
+        if (o->batch.n >= (uint32_t)s->cfg.max_batch)
+            s_out_send(s, o);
+        return o;
+    }
+    uint64_t key = sl_hash_bytes(to->data, to->len, 0xc11e);
+    o = sl_map_get(&s->outs, key);
+    if (o) {
+        if (o->ident.len != to->len || memcmp(o->ident.data, to->data, to->len) != 0)
+            return NULL;
+        if (o->batch.n >= (uint32_t)s->cfg.max_batch)
+            s_out_send(s, o);
+        return o;
+    }
+    if (s->n_dirty_outs == s->cap_dirty_outs) {
+        size_t cap = s->cap_dirty_outs ? s->cap_dirty_outs * 2 : 16;
+        s_client_out_t **d = realloc(s->dirty_outs, cap * sizeof(*d));
+        if (!d)
+            return NULL;
+        s->dirty_outs = d;
+        s->cap_dirty_outs = cap;
+    }
+    if (s->free_outs) {
+        o = s->free_outs;
+        s->free_outs = o->next;
+        s->n_free_outs--;
+    } else {
+        o = calloc(1, sizeof(*o));
+        if (!o)
+            return NULL;
+        sl_wire_batch_init(&o->batch, SLUICE__ENVELOPE__BODY_RESULTS);
+    }
+    if (sl_map_put(&s->outs, key, o) != SL_OK) {
+        o->next = s->free_outs;
+        s->free_outs = o;
+        s->n_free_outs++;
+        return NULL;
+    }
+    o->ident = *to;
+    o->key = key;
+    s->dirty_outs[s->n_dirty_outs++] = o;
+    return o;
+}
+
+/* Queue one answer item (field of ResultBatch) to a client; sent on its own
+ * as the body `single` when the client does not batch or it cannot be batched. */
+static void s_answer(sl_sched_t *s, const sl_wire_ident_t *to, bool batched, uint32_t field,
+                     uint32_t single, const ProtobufCMessage *item)
+{
+    s_client_out_t *o = batched ? s_out_get(s, to) : NULL;
+    if (o && sl_wire_batch_add(&o->batch, field, item) == SL_OK)
+        return;
+    uint8_t small[512];
+    size_t len = protobuf_c_message_get_packed_size(item);
+    uint8_t *buf = len <= sizeof(small) ? small : malloc(len);
+    if (!buf) {
+        s->counters[S_CTR_CLIENT_GONE]++;
+        return;
+    }
+    protobuf_c_message_pack(item, buf);
+    if (sl_wire_send_packed(s->clients, to->data, to->len, single, buf, len, ZMQ_DONTWAIT) !=
+        SL_OK)
+        s->counters[S_CTR_CLIENT_GONE]++;
+    if (buf != small)
+        free(buf);
+}
+
+/* Queue a packed Result to a client. */
+static void s_answer_packed_result(sl_sched_t *s, const sl_wire_ident_t *to, bool batched,
+                                   const void *buf, size_t len)
+{
+    s_client_out_t *o = batched ? s_out_get(s, to) : NULL;
+    if (o && sl_wire_batch_add_packed(&o->batch, S_RB_RESULT, buf, len) == SL_OK)
+        return;
+    if (sl_wire_send_packed(s->clients, to->data, to->len, SLUICE__ENVELOPE__BODY_RESULT, buf,
+                            len, ZMQ_DONTWAIT) != SL_OK)
+        s->counters[S_CTR_CLIENT_GONE]++;
+}
+
+/* End of a loop turn: send every pending dispatch batch and answer batch. */
+static void s_flush(sl_sched_t *s)
+{
+    /* A failed send loses the executor, whose requeued jobs may be
+     * dispatched to others: those are appended and sent in this pass. */
+    for (size_t i = 0; i < s->n_dirty_execs; i++) {
+        uint32_t index = s->dirty_execs[i];
+        sl_exec_t *e = sl_core_exec_get(s->core, index);
+        s_exec_data_t *ed = e ? e->user : NULL;
+        if (!ed || !ed->dirty)
+            continue;
+        sl_status_t st = s_exec_flush(s, ed);
+        if (st != SL_OK)
+            sl_core_exec_lost(s->core, index, "dispatch failed", s->now);
+    }
+    s->n_dirty_execs = 0;
+    for (size_t i = 0; i < s->n_dirty_outs; i++) {
+        s_client_out_t *o = s->dirty_outs[i];
+        s_out_send(s, o);
+        sl_map_del(&s->outs, o->key);
+        if (s->n_free_outs < S_OUT_FREE_MAX) {
+            o->next = s->free_outs;
+            s->free_outs = o;
+            s->n_free_outs++;
+        } else {
+            sl_wire_batch_fini(&o->batch);
+            free(o);
+        }
+    }
+    s->n_dirty_outs = 0;
 }
 
 static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
@@ -141,7 +354,6 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
     const Sluice__Result *er = c ? c->result : NULL;
     Sluice__Result r = SLUICE__RESULT__INIT;
     Sluice__Timings tm = SLUICE__TIMINGS__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
 
     r.job_id = job->id;
     r.status = (Sluice__ResultStatus)status;
@@ -165,19 +377,20 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
         tm.exec_queue_us = er->timings->exec_queue_us;
     }
     r.timings = &tm;
-    env.version = SL_PROTO_VERSION;
-    env.body_case = SLUICE__ENVELOPE__BODY_RESULT;
-    env.result = &r;
     /* Keep the packed result with the finished job for resubmissions. */
-    size_t len = sluice__envelope__get_packed_size(&env);
-    jd->result = malloc(len);
-    if (jd->result) {
-        jd->result_len = sluice__envelope__pack(&env, jd->result);
-        s_send_raw_client(s, &jd->client, jd->result, jd->result_len);
+    sl_wire_ident_t to;
+    s_jd_client(jd, &to);
+    size_t len = sluice__result__get_packed_size(&r);
+    s_done_data_t *dd = malloc(sizeof(*dd) + len);
+    if (dd) {
+        dd->len = sluice__result__pack(&r, dd->bytes);
+        s_answer_packed_result(s, &to, jd->batched, dd->bytes, dd->len);
     } else {
-        s_send_client(s, &jd->client, &env);
+        s_answer(s, &to, jd->batched, S_RB_RESULT, SLUICE__ENVELOPE__BODY_RESULT, &r.base);
     }
-    sl_proto_free(&jd->submit);
+    job->user = dd;
+    sl_proto_free(&jd->backing);
+    free(jd);
 }
 
 static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
@@ -190,16 +403,23 @@ static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
     c.job_seq = job->seq;
     env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
     env.cancel = &c;
+    /* The executor must see the dispatch before the cancel. A failed send
+     * is found by the liveness check, as a lost cancel always was. */
+    if (ed->dirty)
+        (void)s_exec_flush(s, ed);
     sl_wire_send(s->executors, ed->ident.data, ed->ident.len, &env, ZMQ_DONTWAIT);
 }
 
 static void s_io_release(void *arg, sl_job_t *job)
 {
+    if (job->state == SL_JOB_DONE) {
+        free(job->user); /* s_done_data_t */
+        return;
+    }
     s_job_data_t *jd = job->user;
     if (!jd)
         return;
-    sl_proto_free(&jd->submit);
-    free(jd->result);
+    sl_proto_free(&jd->backing);
     free(jd);
 }
 
@@ -212,6 +432,7 @@ static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
     uintptr_t cur = (uintptr_t)sl_map_get(&s->by_ident, ed->key);
     if (cur == (uintptr_t)exec->index + 1)
         sl_map_del(&s->by_ident, ed->key);
+    sl_wire_batch_fini(&ed->out); /* pending dispatches: the core requeues their jobs */
     free(ed);
     exec->user = NULL;
 }
@@ -239,19 +460,24 @@ static void s_reply_error(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, 
         s->counters[S_CTR_CLIENT_GONE]++;
 }
 
-static void s_reply_accepted(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id)
+static void s_reply_accepted(sl_sched_t *s, const sl_wire_ident_t *to, bool batched,
+                             const char *job_id)
 {
+    if (batched) {
+        /* A bare id; the batch carries the queue depth once. */
+        s_client_out_t *o = s_out_get(s, to);
+        if (o && sl_wire_batch_add_packed(&o->batch, S_RB_ACCEPTED, job_id, strlen(job_id)) ==
+                     SL_OK)
+            return;
+    }
     Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
     a.job_id = (char *)job_id;
     a.queue_depth = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
                     sl_core_queue_depth(s->core, SL_PRIO_BATCH);
-    env.body_case = SLUICE__ENVELOPE__BODY_ACCEPTED;
-    env.accepted = &a;
-    s_send_client(s, to, &env);
+    s_answer(s, to, false, 0, SLUICE__ENVELOPE__BODY_ACCEPTED, &a.base);
 }
 
-static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id,
+static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, bool batched, const char *job_id,
                          sl_busy_reason_t reason, sl_time_t retry_after)
 {
     static const char *const details[SL_BUSY_REASON_COUNT] = {
@@ -259,14 +485,11 @@ static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, const char *j
         "scheduler queue is full", "tenant over its rate", "no executor serves this model",
         "scheduler is draining"};
     Sluice__Busy b = SLUICE__BUSY__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
     b.job_id = (char *)job_id;
     b.retry_after_ms = (uint32_t)(retry_after / SL_NS_PER_MS);
     b.reason = (Sluice__BusyReason)reason;
     b.detail = (char *)details[reason];
-    env.body_case = SLUICE__ENVELOPE__BODY_BUSY;
-    env.busy = &b;
-    s_send_client(s, to, &env);
+    s_answer(s, to, batched, S_RB_BUSY, SLUICE__ENVELOPE__BODY_BUSY, &b.base);
 }
 
 static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
@@ -337,10 +560,11 @@ out:
 
 /* ---- client messages ---- */
 
-static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_msg_t **msg_p,
-                        sl_time_t now)
+/* One submitted job (validated), held in backing: on acceptance the job
+ * takes a reference to backing. */
+static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched,
+                        sl_msg_t *backing, const Sluice__Job *j, sl_time_t now)
 {
-    Sluice__Job *j = (*msg_p)->submit->job;
     const Sluice__Prompt *p = j->prompt;
     sl_job_desc_t d = {
         .id = j->id,
@@ -357,7 +581,7 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_msg_t **m
         .ttft_deadline = SL_MS(j->ttft_deadline_ms),
         .deadline = SL_MS(j->deadline_ms),
     };
-    s_job_data_t *jd = calloc(1, sizeof(*jd));
+    s_job_data_t *jd = malloc(sizeof(*jd) + from->len);
     sl_job_t *job = NULL;
     sl_busy_reason_t reason = SL_BUSY_OVERLOAD;
     sl_time_t retry = 0;
@@ -365,25 +589,43 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_msg_t **m
         s_reply_error(s, s->clients, from, SL_ERR_NOMEM, "out of memory");
         return;
     }
-    jd->client = *from;
-    jd->submit = *msg_p;
+    jd->client_len = jd->client_cap = (uint16_t)from->len;
+    memcpy(jd->client, from->data, from->len);
+    jd->batched = batched;
+    jd->backing = sl_proto_ref(backing);
+    jd->job = j;
     sl_status_t st = sl_core_job_submit(s->core, &d, jd, now, &job, &reason, &retry);
     if (st == SL_OK) {
-        *msg_p = NULL; /* the job owns the envelope now */
-        s_reply_accepted(s, from, job->id);
+        s_reply_accepted(s, from, batched, job->id);
         return;
     }
+    sl_proto_free(&jd->backing);
     free(jd);
     if (st == SL_ERR_EXISTS && job) {
-        s_job_data_t *old = job->user;
-        old->client = *from; /* results go to the latest submitter */
-        s_reply_accepted(s, from, job->id);
-        if (job->state == SL_JOB_DONE && old->result) {
-            s_send_raw_client(s, from, old->result, old->result_len);
+        if (job->state != SL_JOB_DONE) {
+            /* Results go to the latest submitter. */
+            s_job_data_t *old = job->user;
+            if (from->len > old->client_cap) {
+                s_job_data_t *grown = realloc(old, sizeof(*old) + from->len);
+                if (grown) {
+                    grown->client_cap = (uint16_t)from->len;
+                    job->user = old = grown;
+                }
+            }
+            if (from->len <= old->client_cap) {
+                old->client_len = (uint16_t)from->len;
+                memcpy(old->client, from->data, from->len);
+            }
+            old->batched = batched;
+        }
+        s_reply_accepted(s, from, batched, job->id);
+        s_done_data_t *done = job->state == SL_JOB_DONE ? job->user : NULL;
+        if (done) {
+            s_answer_packed_result(s, from, batched, done->bytes, done->len);
             s->counters[S_CTR_RESULTS_RESENT]++;
         }
     } else if (st == SL_ERR_BUSY) {
-        s_reply_busy(s, from, j->id, reason, retry);
+        s_reply_busy(s, from, batched, j->id, reason, retry);
     } else {
         s->counters[S_CTR_CLIENT_REJECTED]++;
         s_reply_error(s, s->clients, from, st, sl_status_str(st));
@@ -408,7 +650,26 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
         }
         switch (msg->body_case) {
         case SLUICE__ENVELOPE__BODY_SUBMIT:
-            s_on_submit(s, &from, &msg, now);
+            s_on_submit(s, &from, false, msg, msg->submit->job, now);
+            break;
+        case SLUICE__ENVELOPE__BODY_SUBMITS:
+            for (size_t k = 0; k < msg->submits->n_submits; k++) {
+                const Sluice__Submit *sub = msg->submits->submits[k];
+                if (k + 1 < msg->submits->n_submits) {
+                    const Sluice__Submit *ahead = msg->submits->submits[k + 1];
+                    if (ahead->job && ahead->job->id)
+                        sl_core_job_prefetch(s->core, ahead->job->id);
+                }
+                st = sl_proto_validate_item(SLUICE__ENVELOPE__BODY_SUBMIT, sub, &s->limits, err,
+                                            sizeof(err));
+                if (st != SL_OK) {
+                    s->counters[S_CTR_CLIENT_REJECTED]++;
+                    SL_DEBUG("submit %zu of a batch rejected: %s", k, err);
+                    s_reply_error(s, s->clients, &from, st, err);
+                    continue;
+                }
+                s_on_submit(s, &from, true, msg, sub->job, now);
+            }
             break;
         case SLUICE__ENVELOPE__BODY_CANCEL:
             if (sl_core_job_cancel(s->core, msg->cancel->job_id, now) != SL_OK)
@@ -459,6 +720,7 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice_
     }
     ed->ident = *from;
     ed->key = key;
+    sl_wire_batch_init(&ed->out, SLUICE__ENVELOPE__BODY_DISPATCHES);
     sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
     if (st != SL_OK) {
         free(ed);
@@ -507,7 +769,9 @@ static void s_on_chunk(sl_sched_t *s, uint32_t index, Sluice__TokenChunk *c)
     c->job_id = job->id;
     env.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
     env.token_chunk = c;
-    s_send_client(s, &jd->client, &env);
+    sl_wire_ident_t to;
+    s_jd_client(jd, &to);
+    s_send_client(s, &to, &env);
     c->job_id = NULL; /* borrowed */
     s->counters[S_CTR_TOKENS_FORWARDED]++;
 }
@@ -629,7 +893,15 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     s->cfg = *cfg;
     s->limits = sl_proto_limits_default;
     s->limits.max_msg_bytes = (size_t)cfg->max_msg_bytes;
+    s->limits.max_batch = (uint32_t)cfg->max_batch;
     sl_map_init(&s->by_ident);
+    sl_map_init(&s->outs);
+    /* An executor may be listed twice in a turn: flushed, then given
+     * requeued jobs when another executor is lost during the flush. */
+    s->cap_dirty_execs = 2 * (size_t)cfg->core.max_executors;
+    s->dirty_execs = calloc(s->cap_dirty_execs, sizeof(*s->dirty_execs));
+    if (!s->dirty_execs)
+        goto err_free;
     int level = sl_log_level_parse(cfg->log_level);
     if (level < 0) {
         SL_ERROR("unknown log level '%s'", cfg->log_level);
@@ -676,6 +948,8 @@ err_ctx:
 err_core:
     sl_core_destroy(&s->core);
 err_free:
+    free(s->dirty_execs);
+    sl_map_fini(&s->outs);
     sl_map_fini(&s->by_ident);
     free(s);
     return SL_ERR_INVALID;
@@ -716,6 +990,7 @@ sl_status_t sl_sched_run(sl_sched_t *s)
             return SL_ERR_IO;
         }
         now = sl_clock_now();
+        s->now = now;
         if (rc > 0) {
             if (items[1].revents & ZMQ_POLLIN)
                 s_on_executor(s, now);
@@ -726,6 +1001,7 @@ sl_status_t sl_sched_run(sl_sched_t *s)
             sl_core_tick(s->core, now);
             next_tick = now + tick;
         }
+        s_flush(s);
     }
     SL_INFO("scheduler stopped: %llu jobs completed, %u left",
             (unsigned long long)sl_core_counter(s->core, SL_CTR_COMPLETED),
@@ -754,10 +1030,20 @@ void sl_sched_destroy(sl_sched_t **sched_p)
                 SL_ERROR("cannot rename %s to %s: %m", tmp, s->cfg.core.state_file);
         }
     }
+    s_flush(s);
     sl_core_destroy(&s->core);
+    while (s->free_outs) {
+        s_client_out_t *o = s->free_outs;
+        s->free_outs = o->next;
+        sl_wire_batch_fini(&o->batch);
+        free(o);
+    }
+    free(s->dirty_outs);
+    free(s->dirty_execs);
     zmq_close(s->executors);
     zmq_close(s->clients);
     zmq_ctx_term(s->zctx);
+    sl_map_fini(&s->outs);
     sl_map_fini(&s->by_ident);
     free(s);
     *sched_p = NULL;

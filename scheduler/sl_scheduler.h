@@ -20,6 +20,7 @@ typedef struct sl_sched_cfg {
     int hwm;                                  /* ZeroMQ high-water mark per peer */
     int tos;                                  /* IP type-of-service byte of control sockets */
     int batch;                                /* messages read per socket per loop turn */
+    int max_batch;                            /* items per batch message, sent or accepted */
     char log_level[16];                       /* error, warn, info, debug, trace */
 } sl_sched_cfg_t;
 

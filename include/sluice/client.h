@@ -85,6 +85,7 @@ typedef struct sl_client_cfg {
     int sndhwm;               /* ZeroMQ send high-water mark (messages) */
     int linger_ms;            /* how long unsent messages survive sl_client_destroy */
     int64_t seed;             /* seed of the backoff jitter; 0 = from the clock and pid */
+    int submit_batch;         /* async submits sent in one SubmitBatch at most; 1 = one Submit each */
     sl_backoff_cfg_t backoff; /* BUSY retry schedule */
 } sl_client_cfg_t;
 
@@ -256,6 +257,16 @@ sl_status_t sl_client_poll(sl_client_t *client, int timeout_ms, sl_result_t **re
  */
 sl_status_t sl_client_submit(sl_client_t *client, const sl_job_spec_t *job, sl_result_t **res_p);
 
+/*
+ * Send the submits queued by sl_client_submit_async() now. Asynchronous
+ * submits are held and sent together (one SubmitBatch of up to submit_batch
+ * jobs) when the batch is full or at the next sl_client_poll(),
+ * sl_client_submit(), sl_client_cancel(), sl_client_status() or
+ * sl_client_flush(). SL_OK, or the send error (the jobs stay pending and
+ * are sent again shortly).
+ */
+sl_status_t sl_client_flush(sl_client_t *client);
+
 /* Ask the scheduler to cancel a pending job; its completion still comes. */
 sl_status_t sl_client_cancel(sl_client_t *client, const char *job_id);
 
@@ -282,7 +293,8 @@ sl_status_t sl_client_reconnect(sl_client_t *client);
  */
 sl_status_t sl_client_fd(sl_client_t *client, int *fd_p);
 
-/* Milliseconds until the client's next timer (a resend) is due; -1 = none. */
+/* Milliseconds until the client's next timer (a resend) is due, 0 while
+ * submits wait to be sent; -1 = none. */
 int sl_client_next_timeout_ms(sl_client_t *client);
 
 /* Why the last call on this client failed (a static or client-owned string; "" when none). */

@@ -87,6 +87,7 @@ struct sl_core {
     uint32_t common_blocks;            /* leading blocks of the job taken as cached everywhere */
     uint64_t place_stamp;              /* current placement (marks candidates) */
     double queued_work_s;              /* predicted prefill of jobs in the scheduler's queue */
+    uint32_t queued_with_due;          /* queued jobs that have a deadline (ticks scan only then) */
     bool busy;                         /* admission's busy state */
     double util_avg;                   /* utilization averaged over busy_smooth_ms */
     sl_time_t util_avg_at;             /* when util_avg was last updated (0 = never) */
@@ -200,6 +201,11 @@ sl_job_t *sl_core_job_find(sl_core_t *core, const char *id)
             return job;
     }
     return NULL;
+}
+
+void sl_core_job_prefetch(const sl_core_t *core, const char *id)
+{
+    sl_map_prefetch(&core->by_id, s_id_key(id, 0));
 }
 
 sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq)
@@ -346,6 +352,8 @@ static void s_dequeue(sl_core_t *core, sl_job_t *job)
 {
     sl_list_del(&job->link);
     core->qlen[job->prio]--;
+    if (job->due || job->ttft_due)
+        core->queued_with_due--;
     core->queued_work_s -= job->queued_work_s;
     if (core->qlen[0] + core->qlen[1] == 0)
         core->queued_work_s = 0; /* no drift from rounding */
@@ -358,6 +366,8 @@ static void s_enqueue(sl_core_t *core, sl_job_t *job, bool front)
     else
         sl_list_push_back(&core->queue[job->prio], &job->link);
     core->qlen[job->prio]++;
+    if (job->due || job->ttft_due)
+        core->queued_with_due++;
     core->queued_work_s += job->queued_work_s;
 }
 
@@ -653,11 +663,20 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     core->counters[SL_CTR_SUBMITTED]++;
     if (!desc->id || !desc->id[0] || desc->prio >= SL_PRIO_COUNT)
         return SL_ERR_INVALID;
-    sl_job_t *old = sl_core_job_find(core, desc->id);
-    if (old) {
-        core->counters[SL_CTR_DUPLICATES]++;
-        *job_p = old;
-        return SL_ERR_EXISTS;
+    /* One pass over the id's probe keys: the job itself, or the first free key. */
+    size_t l_id = strlen(desc->id) + 1;
+    uint64_t id_key = 0;
+    int probe = 0;
+    for (; probe < S_ID_PROBES; probe++) {
+        id_key = sl_hash_bytes(desc->id, l_id - 1, (uint64_t)probe);
+        sl_job_t *old = sl_map_get(&core->by_id, id_key);
+        if (!old)
+            break;
+        if (strcmp(old->id, desc->id) == 0) {
+            core->counters[SL_CTR_DUPLICATES]++;
+            *job_p = old;
+            return SL_ERR_EXISTS;
+        }
     }
     if (core->draining) {
         reason = SL_BUSY_DRAINING;
@@ -672,7 +691,6 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         goto busy;
     }
 
-    size_t l_id = strlen(desc->id) + 1;
     size_t l_tenant = (desc->tenant ? strlen(desc->tenant) : 0) + 1;
     size_t l_model = (desc->model ? strlen(desc->model) : 0) + 1;
     size_t l_sess = (desc->session_key ? strlen(desc->session_key) : 0) + 1;
@@ -708,15 +726,12 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     job->seq = core->next_seq++;
     job->user = user;
 
-    int probe = 0;
-    while (probe < S_ID_PROBES && sl_map_get(&core->by_id, s_id_key(job->id, probe)))
-        probe++;
     if (probe == S_ID_PROBES) {
         SL_WARN("job id '%s' collides with %d others; refusing it", job->id, S_ID_PROBES);
         free(job);
         return SL_ERR_EXISTS;
     }
-    job->id_hash = s_id_key(job->id, probe);
+    job->id_hash = id_key;
     if (sl_map_put(&core->by_id, job->id_hash, job) != SL_OK) {
         free(job);
         return SL_ERR_NOMEM;
@@ -959,6 +974,8 @@ sl_status_t sl_core_exec_lost(sl_core_t *core, uint32_t index, const char *why, 
 static void s_expire_queued(sl_core_t *core, sl_time_t now)
 {
     sl_list_t *pos, *tmp;
+    if (core->queued_with_due == 0)
+        return; /* nothing to expire: no walk over a long queue every tick */
     for (int p = 0; p < SL_PRIO_COUNT; p++) {
         sl_list_for_each_safe(pos, tmp, &core->queue[p])
         {
@@ -983,6 +1000,14 @@ static void s_forget_done(sl_core_t *core, sl_time_t now)
         sl_job_t *job = SL_CONTAINER_OF(core->done.next, sl_job_t, link);
         if (now - job->done_at < ttl && core->n_done <= (uint32_t)core->cfg.done_max)
             break;
+        /* Long-finished jobs are cold: start loading the next ones (and the
+         * next one's map slot) while this one is freed. */
+        if (job->link.next != &core->done) {
+            sl_job_t *next = SL_CONTAINER_OF(job->link.next, sl_job_t, link);
+            __builtin_prefetch(next->link.next);
+            __builtin_prefetch(next->user);
+            sl_map_prefetch(&core->by_id, next->id_hash);
+        }
         sl_list_del(&job->link);
         core->n_done--;
         sl_map_del(&core->by_id, job->id_hash);

@@ -292,6 +292,10 @@ sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq);
 
 /* Find a live or recently finished job by id; NULL when unknown. */
 sl_job_t *sl_core_job_find(sl_core_t *core, const char *id);
+/* A hint that a job with this id is about to be submitted or found: starts
+ * loading its place in the id map (that map holds every job finished within
+ * done_ttl, so a lookup is a cache miss). Changes nothing. */
+void sl_core_job_prefetch(const sl_core_t *core, const char *id);
 
 /* An executor joins (or rejoins under the same name, which first loses the
  * old incarnation). *index_p is its handle. exec->user is set to user. */

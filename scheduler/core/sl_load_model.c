@@ -151,8 +151,11 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
     if (!(den > 1e-12))
         return;
     double err = y - s_dot(r->th, x, nx);
+    /* Multiplications by reciprocals: this runs for every completion, and
+     * the nx * nx divisions by lambda were most of its cost. */
+    double inv_den = 1.0 / den, inv_lambda = 1.0 / lambda;
     for (int i = 0; i < nx; i++) {
-        k[i] = px[i] / den;
+        k[i] = px[i] * inv_den;
         r->th[i] += k[i] * err;
     }
     for (int i = first_nonneg; i < nx; i++)
@@ -167,7 +170,7 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
     double tr = 0;
     for (int i = 0; i < nx; i++) {
         for (int j = 0; j < nx; j++)
-            r->p[i][j] = (r->p[i][j] - k[i] * px[j]) / lambda;
+            r->p[i][j] = (r->p[i][j] - k[i] * px[j]) * inv_lambda;
         tr += r->p[i][i];
     }
     if (tr > S_P_TRACE_MAX || !isfinite(tr)) {

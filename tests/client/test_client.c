@@ -41,6 +41,8 @@ typedef struct fake {
     int n_ids;                      /* entries used */
     atomic_int results;             /* Results sent */
     atomic_int cancels;             /* Cancels received */
+    atomic_int batches;             /* SubmitBatch messages received */
+    atomic_int batched;             /* submits that came in a SubmitBatch */
 } fake_t;
 
 static void s_send(fake_t *f, const sl_wire_ident_t *who, sl_msg_t *env)
@@ -168,6 +170,18 @@ static void *s_serve(void *arg)
             continue;
         if (m->body_case == SLUICE__ENVELOPE__BODY_SUBMIT)
             s_answer_submit(f, &who, m->submit->job);
+        else if (m->body_case == SLUICE__ENVELOPE__BODY_SUBMITS) {
+            atomic_fetch_add(&f->batches, 1);
+            for (size_t k = 0; k < m->submits->n_submits; k++) {
+                assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_SUBMIT,
+                                                        m->submits->submits[k],
+                                                        &sl_proto_limits_default, err,
+                                                        sizeof(err)),
+                                 SL_OK);
+                atomic_fetch_add(&f->batched, 1);
+                s_answer_submit(f, &who, m->submits->submits[k]->job);
+            }
+        }
         else if (m->body_case == SLUICE__ENVELOPE__BODY_STATUS_REQUEST)
             s_answer_status(f, &who);
         else if (m->body_case == SLUICE__ENVELOPE__BODY_CANCEL)
@@ -443,8 +457,84 @@ static void test_async_many(void **state)
     assert_int_equal(sl_client_poll(c, 0, &r), SL_ERR_TIMEOUT);
     assert_int_equal(sl_client_pending(c), 0);
     assert_int_equal(sl_client_next_timeout_ms(c), -1);
+    /* Submitted before the first poll: one full batch of 256, then the rest. */
+    assert_int_equal(atomic_load(&f->batched), N);
+    assert_int_equal(atomic_load(&f->batches), 2);
     sl_client_destroy(&c);
     s_fake_stop(&f);
+}
+
+/* Submits queued until a flush go as one SubmitBatch; a ResultBatch answers
+ * them, and a bad item in it is counted and dropped while the others count. */
+static void test_result_batch_bad_item(void **state)
+{
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 0;
+    char ep[128];
+    size_t len = sizeof(ep);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+    assert_int_equal(zmq_bind(sock, "tcp://127.0.0.1:*"), 0);
+    assert_int_equal(zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len), 0);
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_client_cfg_default(&cfg);
+    snprintf(cfg.endpoint, sizeof(cfg.endpoint), "%s", ep);
+    cfg.seed = 1;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t a = s_job("rb-a"), b = s_job("rb-b");
+    assert_int_equal(sl_client_submit_async(c, &a), SL_OK);
+    assert_int_equal(sl_client_submit_async(c, &b), SL_OK);
+    assert_int_equal(sl_client_next_timeout_ms(c), 0); /* queued, not sent */
+    assert_int_equal(sl_client_flush(c), SL_OK);
+
+    sl_wire_ident_t who;
+    sl_msg_t *m = NULL;
+    char err[256];
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    assert_int_equal(zmq_poll(&item, 1, 5000), 1);
+    assert_int_equal(sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err,
+                                  sizeof(err)),
+                     SL_OK);
+    assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_SUBMITS);
+    assert_int_equal(m->submits->n_submits, 2);
+    assert_string_equal(m->submits->submits[0]->job->id, "rb-a");
+    assert_string_equal(m->submits->submits[1]->job->id, "rb-b");
+    sl_proto_free(&m);
+
+    /* Accepted for both; a good Result for a, a bad one (unknown status) for b. */
+    Sluice__Result res[2] = {SLUICE__RESULT__INIT, SLUICE__RESULT__INIT};
+    sl_wire_batch_t batch;
+    sl_wire_batch_init(&batch, SLUICE__ENVELOPE__BODY_RESULTS);
+    res[0].job_id = "rb-a";
+    res[0].executor = "e";
+    res[1].job_id = "rb-b";
+    res[1].status = (Sluice__ResultStatus)99;
+    assert_int_equal(sl_wire_batch_add_packed(&batch, 1, "rb-a", 4), SL_OK);
+    assert_int_equal(sl_wire_batch_add_packed(&batch, 1, "rb-b", 4), SL_OK);
+    assert_int_equal(sl_wire_batch_add(&batch, 3, &res[0].base), SL_OK);
+    assert_int_equal(sl_wire_batch_add(&batch, 3, &res[1].base), SL_OK);
+    assert_int_equal(sl_wire_batch_add_uint(&batch, 4, 9), SL_OK); /* queue depth */
+    assert_int_equal(sl_wire_batch_send(sock, who.data, who.len, &batch, 0), SL_OK);
+    sl_wire_batch_fini(&batch);
+
+    sl_result_t *r = NULL;
+    assert_int_equal(sl_client_poll(c, 5000, &r), SL_OK);
+    assert_string_equal(r->job_id, "rb-a");
+    assert_int_equal(r->status, SL_OK);
+    assert_string_equal(r->executor, "e");
+    assert_int_equal(r->queue_depth, 9);
+    sl_result_destroy(&r);
+    assert_int_equal(sl_client_poll(c, 50, &r), SL_ERR_TIMEOUT);
+    assert_int_equal(sl_client_pending(c), 1); /* b: accepted, its result was dropped */
+    sl_client_stats_t stats;
+    sl_client_stats(c, &stats);
+    assert_int_equal(stats.accepted, 2);
+    assert_int_equal(stats.errors, 1);
+    assert_int_equal(stats.sends, 2);
+    sl_client_destroy(&c);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
 }
 
 static int s_chunks;
@@ -641,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_result_timeout_and_reconnect),
         cmocka_unit_test(test_resubmit_after_restart),
         cmocka_unit_test(test_fd_event_loop),
+        cmocka_unit_test(test_result_batch_bad_item),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
