@@ -59,7 +59,7 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
                  "IP type-of-service byte (DSCP << 2) for control traffic"),
     SL_CFG_RANGE(sl_sched_cfg_t, batch, "batch", "256", SL_CFG_INT, 1, 100000,
                  "messages read from one socket before turning to the other"),
-    SL_CFG_RANGE(sl_sched_cfg_t, max_batch, "max-batch", "1024", SL_CFG_INT, 1, 4096,
+    SL_CFG_RANGE(sl_sched_cfg_t, max_batch, "max-msg-batch", "1024", SL_CFG_INT, 1, 4096,
                  "items in one batch message: larger batches received are refused, "
                  "and dispatch and result batches sent are split at this size"),
     SL_CFG_FIELD(sl_sched_cfg_t, log_level, "log-level", "info", SL_CFG_STR,

@@ -345,7 +345,7 @@ static void test_bad_messages(void **state)
 
     /* a SubmitBatch with a bad item in the middle: that item alone gets an
      * Error, the other two are accepted and run; an empty batch and one over
-     * --max-batch are refused whole */
+     * --max-msg-batch are refused whole */
     {
         sl_wire_batch_t b;
         sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_SUBMITS);
@@ -395,7 +395,7 @@ static void test_bad_messages(void **state)
         env.submits = &empty;
         sl_wire_send(sock, NULL, 0, &env, 0);
         assert_int_equal(s_expect_error(sock), SL_ERR_MSG_MALFORMED);
-        /* over --max-batch (1024) */
+        /* over --max-msg-batch (1024) */
         for (int i = 0; i < 1025; i++)
             assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
         assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &b, 0), SL_OK);
