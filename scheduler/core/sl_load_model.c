@@ -101,6 +101,7 @@ static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
  * jobs. */
 #define S_SPREAD 100.0
 #define S_SCALE_MIN 1e-3 /* magnitude floor (coefficients starting at 0) */
+#define S_PRIOR_EVERY 4 /* the shared prior learns from one completion in this many */
 #define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
 #define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
 
@@ -312,7 +313,11 @@ static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *prior, const sl_l
     for (int i = 0; i < n; i++)
         x[i] = pred->x[idx[i]] * wy;
     s_rls_update(own, x, n, y * wy, m->cfg.forget, init, first_nonneg);
-    s_rls_update(prior, x, n, y * wy, m->cfg.prior_forget, init, first_nonneg);
+    /* The prior only seeds executors that join or went stale, and forgets
+     * slowly: a sample in S_PRIOR_EVERY is plenty, and the updates are a
+     * good part of a completion's cost at hundreds of thousands per second. */
+    if (m->n_scored % S_PRIOR_EVERY == 0)
+        s_rls_update(prior, x, n, y * wy, m->cfg.prior_forget, init, first_nonneg);
 }
 
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
@@ -355,8 +360,9 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
         for (int i = 0; i < SL_LM_NT; i++)
             xt[i] = pred->xt[i];
         s_rls_update(&e->tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget, s_tt_init, SL_LM_NT);
-        s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget, s_tt_init,
-                     SL_LM_NT);
+        if (m->n_scored % S_PRIOR_EVERY == 0)
+            s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget, s_tt_init,
+                         SL_LM_NT);
     }
     e->samples++;
 }
