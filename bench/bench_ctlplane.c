@@ -10,7 +10,12 @@
  *   2. jobs: the real sluice-scheduler and N `sluice-executor --backend
  *      null` (child processes found next to this program) run jobs that do
  *      no work; jobs per second is what the control plane delivers.
- * It prints both and their ratio, then a RESULT line.
+ * The two phases alternate for --rounds rounds against the same cluster
+ * (the jobs phase drains its outstanding jobs before the next raw phase),
+ * and the RESULT carries the medians: this host's speed drifts by tens of
+ * percent from one second to the next, and a raw phase measured long
+ * before the jobs phase made the ratio swing with it.
+ * It prints each round, the medians, then a RESULT line.
  *
  * Children are started with fork/exec, die with this process
  * (PR_SET_PDEATHSIG), are killed by the signal handler on SIGINT/SIGTERM,
@@ -62,6 +67,7 @@ typedef struct s_ctl_cfg {
     int stop_timeout_ms;            /* wait after SIGTERM before SIGKILL */
     int stall_timeout_ms;           /* a phase with no progress for this long fails */
     bool skip_raw;                  /* only the jobs phase */
+    int rounds;                     /* alternations of the two phases */
 } s_ctl_cfg_t;
 
 static const sl_cfg_field_t s_table[] = {
@@ -75,8 +81,8 @@ static const sl_cfg_field_t s_table[] = {
                  "scheduler --policy"),
     SL_CFG_RANGE(s_ctl_cfg_t, window, "window", "2000", SL_CFG_INT, 1, 1000000,
                  "messages or jobs outstanding at once (the integration job test uses 2000)"),
-    SL_CFG_RANGE(s_ctl_cfg_t, duration_s, "duration-s", "3", SL_CFG_DOUBLE, 0.01, 3600,
-                 "measured seconds of each phase"),
+    SL_CFG_RANGE(s_ctl_cfg_t, duration_s, "duration-s", "1.5", SL_CFG_DOUBLE, 0.01, 3600,
+                 "measured seconds of each phase in each round"),
     SL_CFG_RANGE(s_ctl_cfg_t, warmup_s, "warmup-s", "0.5", SL_CFG_DOUBLE, 0, 3600,
                  "unmeasured seconds before each phase"),
     SL_CFG_RANGE(s_ctl_cfg_t, prompt_tokens, "prompt-tokens", "16", SL_CFG_INT, 1, 65536,
@@ -93,6 +99,8 @@ static const sl_cfg_field_t s_table[] = {
                  "fail a phase that makes no progress for this long"),
     SL_CFG_FIELD(s_ctl_cfg_t, skip_raw, "skip-raw", "false", SL_CFG_BOOL,
                  "skip the raw ZeroMQ phase"),
+    SL_CFG_RANGE(s_ctl_cfg_t, rounds, "rounds", "5", SL_CFG_INT, 1, 1000,
+                 "rounds of raw then jobs; the figures are the medians over the rounds"),
     SL_CFG_END,
 };
 
@@ -332,15 +340,16 @@ static void s_id_next(char *digits, size_t n)
     }
 }
 
-static double s_jobs(const s_ctl_cfg_t *cfg, const char *endpoint, uint64_t *errors_p)
+/* The jobs phase's client, connected and with every executor registered;
+ * NULL on failure. */
+static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
 {
     sl_client_cfg_t ccfg;
     sl_client_t *c = NULL;
-    double result = -1;
     sl_client_cfg_default(&ccfg);
     if (strlen(endpoint) >= sizeof(ccfg.endpoint)) {
         SL_ERROR("ctlplane: endpoint %s is too long", endpoint);
-        return -1;
+        return NULL;
     }
     memcpy(ccfg.endpoint, endpoint, strlen(endpoint) + 1);
     ccfg.wait_timeout_ms = 500;
@@ -349,18 +358,23 @@ static double s_jobs(const s_ctl_cfg_t *cfg, const char *endpoint, uint64_t *err
     ccfg.backoff.cap_ms = 50;
     ccfg.backoff.max_retries = 100;
     if (sl_client_create(&ccfg, &c) != SL_OK)
-        return -1;
+        return NULL;
     if (s_wait_ready(c, cfg->executors, cfg->startup_timeout_ms) != 0) {
         SL_ERROR("ctlplane: %d executors did not register within %d ms", cfg->executors,
                  cfg->startup_timeout_ms);
-        goto out;
+        sl_client_destroy(&c);
     }
-    uint64_t done = 0, counted = 0, errors = 0;
-    char id[64];
-    /* ctl-<pid>-<10-digit counter>, as before */
-    int prefix = snprintf(id, sizeof(id), "ctl-%d-", (int)getpid());
-    memset(id + prefix, '0', 10);
-    id[prefix + 10] = '\0';
+    return c;
+}
+
+/* One jobs phase on client c: window jobs outstanding for warm-up plus
+ * duration, jobs per second over the duration, then every outstanding job
+ * drained so the cluster is idle for the next raw phase; < 0 on failure.
+ * id holds "ctl-<pid>-" then 10 digits, stepped per job. */
+static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefix,
+                     uint64_t *errors_p)
+{
+    uint64_t done = 0, counted = 0;
     sl_job_spec_t job = {
         .id = id,
         .tenant = "ctlplane",
@@ -371,27 +385,31 @@ static double s_jobs(const s_ctl_cfg_t *cfg, const char *endpoint, uint64_t *err
     sl_time_t measure = start + (sl_time_t)(cfg->warmup_s * 1e9);
     sl_time_t end = measure + (sl_time_t)(cfg->duration_s * 1e9);
     sl_time_t t_begin = 0, now = start;
-    while (now < end) {
-        while (sl_client_pending(c) < (size_t)cfg->window) {
+    double result = -1;
+    bool draining = false;
+    for (;;) {
+        while (!draining && sl_client_pending(c) < (size_t)cfg->window) {
             if (sl_client_submit_async(c, &job) != SL_OK) {
                 SL_ERROR("ctlplane: submit: %s", sl_client_last_error(c));
-                goto out;
+                return -1;
             }
             s_id_next(id + prefix, 10);
         }
+        if (draining && sl_client_pending(c) == 0)
+            break;
         sl_result_t *r = NULL;
         sl_status_t st = sl_client_poll(c, cfg->stall_timeout_ms, &r);
         if (st == SL_ERR_TIMEOUT) {
             SL_ERROR("ctlplane: no job completed within %d ms", cfg->stall_timeout_ms);
-            goto out;
+            return -1;
         }
         if (st != SL_OK)
-            goto out;
+            return -1;
         do {
             if (r->status == SL_OK)
                 done++;
             else
-                errors++;
+                (*errors_p)++;
             sl_result_destroy(&r);
         } while (sl_client_poll(c, 0, &r) == SL_OK);
         now = sl_clock_now();
@@ -399,12 +417,24 @@ static double s_jobs(const s_ctl_cfg_t *cfg, const char *endpoint, uint64_t *err
             t_begin = now;
             counted = done;
         }
+        if (!draining && now >= end) {
+            result = (double)(done - counted) / ((double)(now - t_begin) / 1e9);
+            draining = true;
+        }
     }
-    result = (double)(done - counted) / ((double)(now - t_begin) / 1e9);
-    *errors_p = errors;
-out:
-    sl_client_destroy(&c);
     return result;
+}
+
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double s_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), s_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static int s_bin_dir(const s_ctl_cfg_t *cfg, char *out, size_t cap)
@@ -477,19 +507,11 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
 
     int rc = 1;
+    sl_client_t *client = NULL;
     size_t size = s_submit_size(cfg.prompt_tokens);
     printf("ctlplane: window %d, %zu-byte messages, %d null executors (%d slots), policy %s, %s\n",
            cfg.window, size, cfg.executors, cfg.slots, cfg.policy, cfg.transport);
     fflush(stdout);
-    double raw = 0;
-    if (!cfg.skip_raw) {
-        raw = s_raw(&cfg, raw_ep, size);
-        if (raw < 0)
-            goto out;
-        printf("raw ZeroMQ ROUTER/DEALER echo: %.0f round trips/s\n", raw);
-        fflush(stdout);
-    }
-
     char credits[16], slots[16], name[S_MAX_CHILDREN][32];
     snprintf(credits, sizeof(credits), "%d", cfg.credits);
     snprintf(slots, sizeof(slots), "%d", cfg.slots);
@@ -505,17 +527,42 @@ int sl_bench_ctlplane_main(int argc, char **argv)
         if (s_spawn(eargv) < 0)
             goto out;
     }
-    uint64_t errors = 0;
-    double jobs = s_jobs(&cfg, client_ep, &errors);
-    if (jobs < 0)
+    client = s_jobs_client(&cfg, client_ep);
+    if (!client)
         goto out;
-    printf("jobs through sluice-scheduler + %d null executors: %.0f jobs/s (%llu failed)\n",
-           cfg.executors, jobs, (unsigned long long)errors);
-    double ratio = raw > 0 ? jobs / raw : 0;
-    printf("jobs per raw round trip: %.3f\n", ratio);
+    /* The phases alternate, round after round, and the figures are the
+     * medians: the host's speed drifts by tens of percent from one second
+     * to the next, and a raw phase measured long before the jobs phase
+     * made the ratio swing with it. */
+    char id[64];
+    int prefix = snprintf(id, sizeof(id), "ctl-%d-", (int)getpid());
+    memset(id + prefix, '0', 10);
+    id[prefix + 10] = '\0';
+    double raws[1000], jobss[1000], ratios[1000];
+    uint64_t errors = 0;
+    for (int k = 0; k < cfg.rounds; k++) {
+        double raw = 0;
+        if (!cfg.skip_raw && (raw = s_raw(&cfg, raw_ep, size)) < 0)
+            goto out;
+        double jobs = s_jobs(&cfg, client, id, prefix, &errors);
+        if (jobs < 0)
+            goto out;
+        raws[k] = raw;
+        jobss[k] = jobs;
+        ratios[k] = raw > 0 ? jobs / raw : 0;
+        printf("round %d: raw ZeroMQ ROUTER/DEALER echo %.0f round trips/s, jobs through "
+               "sluice-scheduler + %d null executors %.0f jobs/s, ratio %.3f\n",
+               k + 1, raw, cfg.executors, jobs, ratios[k]);
+        fflush(stdout);
+    }
+    double raw = s_median(raws, cfg.rounds), jobs = s_median(jobss, cfg.rounds);
+    double ratio = s_median(ratios, cfg.rounds);
+    printf("medians over %d rounds: %.0f round trips/s, %.0f jobs/s (%llu failed), ratio %.3f\n",
+           cfg.rounds, raw, jobs, (unsigned long long)errors, ratio);
     printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);
     rc = 0;
 out:
+    sl_client_destroy(&client);
     s_stop_children(cfg.stop_timeout_ms);
     if (ipc) {
         const char *names[] = {"raw", "client", "executor"};
