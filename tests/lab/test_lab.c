@@ -558,20 +558,27 @@ static void test_learned_avoids_slow(void **state)
 
 /* ---------------- admission ---------------- */
 
+/* A core configuration with admission on over at most 4 executors, the
+ * busy state following the instant utilization (the tests drive it). */
+static void s_admission_cfg(sl_core_cfg_t *cfg, const char *policy)
+{
+    sl_core_cfg_default(cfg);
+    snprintf(cfg->policy, sizeof(cfg->policy), "%s", policy);
+    cfg->max_executors = 4;
+    cfg->admission = true;
+    cfg->busy_smooth_ms = 0;
+}
+
 static void test_admission_hysteresis(void **state)
 {
     rec_t r;
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
     memset(&r, 0, sizeof(r));
-    sl_core_cfg_default(&cfg);
-    snprintf(cfg.policy, sizeof(cfg.policy), "learned");
-    cfg.max_executors = 4;
-    cfg.admission = true;
+    s_admission_cfg(&cfg, "learned");
     cfg.busy_utilization = 0.8;
     cfg.busy_hysteresis = 0.3;
     cfg.admit_horizon_ms = 2000;
-    cfg.busy_smooth_ms = 0; /* the instant utilization: the test follows it */
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
     /* Enough credits that every accepted job is dispatched and its predicted
      * prefill drains from the backlog as time passes. */
@@ -621,13 +628,9 @@ static void test_admission_deadline_tenant_class(void **state)
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
     memset(&r, 0, sizeof(r));
-    sl_core_cfg_default(&cfg);
-    snprintf(cfg.policy, sizeof(cfg.policy), "learned");
-    cfg.max_executors = 4;
-    cfg.admission = true;
+    s_admission_cfg(&cfg, "learned");
     cfg.tenant_rate = 1;
     cfg.tenant_burst = 2;
-    cfg.busy_smooth_ms = 0;
     /* Room for every job: the prefill backlog, not the share of places
      * taken, is what this test drives. */
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
@@ -703,11 +706,7 @@ static void test_admission_slots_and_smoothing(void **state)
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
     memset(&r, 0, sizeof(r));
-    sl_core_cfg_default(&cfg);
-    snprintf(cfg.policy, sizeof(cfg.policy), "least-outstanding");
-    cfg.max_executors = 4;
-    cfg.admission = true;
-    cfg.busy_smooth_ms = 0;
+    s_admission_cfg(&cfg, "least-outstanding");
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
     sl_exec_info_t info = {.name = "x", .slots = 4, .backend = "sim"};
     uint32_t idx;
