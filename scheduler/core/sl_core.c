@@ -506,7 +506,10 @@ static void s_pump(sl_core_t *core, sl_time_t now)
         core->counters[SL_CTR_PREFIX_HIT_BLOCKS] +=
             e->hit_blocks > core->common_blocks ? e->hit_blocks : core->common_blocks;
         sl_load_model_dispatched(core->model, e->index, &job->pred, now);
-        core->util_at = 0; /* the backlog changed */
+        /* The backlog sum grows by exactly this prefill (the executor's
+         * clock restarts from now if it had drained): kept up to date here
+         * rather than summed over every executor again at the next submit. */
+        core->util_cached += job->pred.prefill_s;
         s_hits_clear(core);
         s_dispatch(core, job, e, now);
     }
