@@ -145,6 +145,9 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  86400000, "an executor not chosen for this long is predicted by the fleet's "
                  "shared prior until it gets a job (so one bad stretch cannot starve it for "
                  "good; 0 = never)"),
+    SL_CFG_RANGE(sl_core_cfg_t, model_learn_us, "model-learn-us", "100", SL_CFG_I64, 0, 60000000,
+                 "past a burst of 64, an executor's load model learns from at most one completion "
+                 "per this many us (every completion is still scored; 0 = learn from all)"),
     SL_CFG_FIELD(sl_core_cfg_t, state_file, "state-file", "", SL_CFG_STR,
                  "learned state (load model) read at start and written on clean exit"),
     SL_CFG_END,
@@ -254,7 +257,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
                                &core->index) != SL_OK)
         goto err_free;
     sl_lm_cfg_t lm = {.forget = cfg->model_forget, .prior_forget = 0.995, .p_init = 10.0,
-                      .stale = SL_MS(cfg->model_stale_ms)};
+                      .stale = SL_MS(cfg->model_stale_ms), .learn_gap = SL_US(cfg->model_learn_us)};
     if (lm.forget <= 0 || lm.forget > 1)
         lm.forget = 0.98;
     if (sl_load_model_create(&lm, (uint32_t)cfg->max_executors, &core->model) != SL_OK)
@@ -791,7 +794,7 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
                           : -1.0;
         double queue = res->has_exec_queue ? (double)res->exec_queue / 1e9 : -1.0;
         sl_load_model_observe(core->model, e->index, &job->pred, (double)res->exec_ttft / 1e9,
-                              queue, tpot);
+                              queue, tpot, now);
     }
     core->free_credits++;
     core->running--;

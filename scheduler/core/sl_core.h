@@ -223,6 +223,7 @@ typedef struct sl_core_cfg {
     double tenant_burst;      /* bucket size of each tenant, jobs */
     double model_forget;      /* load model: per-executor forgetting factor */
     int64_t model_stale_ms;   /* load model: unchosen this long -> predicted by the prior */
+    int64_t model_learn_us;   /* load model: at most one learned completion per this, per exec */
     char state_file[256];     /* learned state saved on exit, read at start ("" = none) */
 } sl_core_cfg_t;
 

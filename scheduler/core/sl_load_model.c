@@ -69,6 +69,8 @@ typedef struct s_exec {
     s_rls_t tpot;        /* TPOT model (first SL_LM_NT entries used) */
     sl_time_t busy_until;/* predicted end of the prefill work sent to it */
     sl_time_t last_sent; /* last dispatch to it (or its reset) */
+    sl_time_t learn_at;  /* when learn_tokens was last refilled */
+    double learn_tokens; /* completions it may learn from now (token bucket) */
     uint64_t samples;    /* outcomes learned */
 } s_exec_t;
 
@@ -101,6 +103,7 @@ static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
  * jobs. */
 #define S_SPREAD 100.0
 #define S_SCALE_MIN 1e-3 /* magnitude floor (coefficients starting at 0) */
+#define S_LEARN_BURST 64.0 /* completions learned at once before learn_gap applies */
 #define S_PRIOR_EVERY 4 /* the shared prior learns from one completion in this many */
 #define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
 #define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
@@ -227,6 +230,8 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
     s_rls_init(&e->tpot, m->prior_tpot.th, SL_LM_NT, m->cfg.p_init);
     e->busy_until = now;
     e->last_sent = now;
+    e->learn_at = now;
+    e->learn_tokens = S_LEARN_BURST;
     e->samples = 0;
 }
 
@@ -321,7 +326,7 @@ static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *prior, const sl_l
 }
 
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
-                           double ttft_s, double queue_s, double tpot_s)
+                           double ttft_s, double queue_s, double tpot_s, sl_time_t now)
 {
     if (exec >= m->max_execs || !pred->valid || !(ttft_s > 0) || !isfinite(ttft_s))
         return;
@@ -332,6 +337,22 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
     m->ape_sum += ape;
     m->ape_recent = m->n_scored ? 0.998 * m->ape_recent + 0.002 * ape : ape;
     m->n_scored++;
+    /* Thousands of completions a second from one executor (jobs that do
+     * no work) carry no more information than a few hundred, and learning
+     * from each is a good part of a completion's cost: a token bucket lets
+     * a step's worth of completions (S_LEARN_BURST) through at once and one
+     * per learn_gap after that; the rest are scored and not learned. */
+    if (m->cfg.learn_gap > 0) {
+        if (now > e->learn_at) {
+            e->learn_tokens += (double)(now - e->learn_at) / (double)m->cfg.learn_gap;
+            if (e->learn_tokens > S_LEARN_BURST)
+                e->learn_tokens = S_LEARN_BURST;
+            e->learn_at = now;
+        }
+        if (e->learn_tokens < 1.0)
+            return;
+        e->learn_tokens -= 1.0;
+    }
     /* Relative least squares: each sample weighted by 1 / TTFT (x and y
      * scaled), so a few long waits in the tail do not drag the fit away
      * from the many short jobs; the error that matters is relative to the

@@ -49,6 +49,9 @@ typedef struct sl_lm_cfg {
     double p_init;       /* initial covariance scale of a new executor */
     sl_time_t stale;     /* an executor sent nothing for this long is predicted by the
                             shared prior until it gets a job again (0 = never) */
+    sl_time_t learn_gap; /* past a burst, an executor's model learns from at most one
+                            completion per this interval (the rest are still scored;
+                            0 = every one) */
 } sl_lm_cfg_t;
 
 /* Create a model for executor indices below max_execs. */
@@ -65,11 +68,11 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
                               sl_time_t now);
 /* Predicted seconds until exec has worked off what it was sent. */
 double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now);
-/* A job predicted by pred finished on exec with the measured executor-side
- * TTFT, wait before its prefill step and TPOT (seconds; queue and tpot < 0
- * when unknown): score, then learn. */
+/* A job predicted by pred finished on exec at now with the measured
+ * executor-side TTFT, wait before its prefill step and TPOT (seconds; queue
+ * and tpot < 0 when unknown): score, then learn. */
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
-                           double ttft_s, double queue_s, double tpot_s);
+                           double ttft_s, double queue_s, double tpot_s, sl_time_t now);
 /* Prequential mean absolute percentage error of TTFT (scored before learning). */
 double sl_load_model_mape(const sl_load_model_t *m);
 /* Same over the recent past (exponentially weighted, ~500 jobs). */

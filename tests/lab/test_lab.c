@@ -160,7 +160,7 @@ static double s_train(sl_load_model_t *m, uint32_t exec, sl_rand_t *r, int n, do
         double y = s_law(&q, speed);
         if (i >= n - 100)
             err += fabs(p.ttft_s - y) / y / 100.0;
-        sl_load_model_observe(m, exec, &p, y, -1.0, 0.01);
+        sl_load_model_observe(m, exec, &p, y, -1.0, 0.01, now);
     }
     return err;
 }
@@ -241,7 +241,7 @@ static void test_model_split(void **state)
         sl_load_model_predict(m, 0, &q, now, &p);
         double wait = (double)sl_rand_below(&r, 2000) / 1000.0;
         double pre = s_law(&q, 1.0);
-        sl_load_model_observe(m, 0, &p, wait + pre, wait, 0.01);
+        sl_load_model_observe(m, 0, &p, wait + pre, wait, 0.01, now);
     }
     assert_true(fabs(sl_load_model_exec_rate(m, 0) - 0.040) < 0.002);
     sl_lm_query_t q = {.prompt_tokens = 12000, .cached_tokens = 3000, .running = 8};
@@ -275,7 +275,7 @@ static void test_model_stale(void **state)
             sl_lm_pred_t p;
             s_query(&r, &q);
             sl_load_model_predict(m, x, &q, 0, &p);
-            sl_load_model_observe(m, x, &p, s_law(&q, x == 0 ? 0.25 : 1.0), 0.0, 0.01);
+            sl_load_model_observe(m, x, &p, s_law(&q, x == 0 ? 0.25 : 1.0), 0.0, 0.01, 0);
         }
     }
     sl_lm_query_t q = {.prompt_tokens = 8000, .cached_tokens = 0, .running = 0};
@@ -289,6 +289,52 @@ static void test_model_stale(void **state)
     sl_load_model_dispatched(m, 0, &fleet, SL_MS(31000));
     sl_load_model_predict(m, 0, &q, SL_MS(32000), &later);
     assert_true(later.prefill_s > 3.0 * s_law(&q, 1.0));
+    sl_load_model_destroy(&m);
+}
+
+/* Past a burst, an executor's model learns from at most one completion per
+ * learn gap: a flood of completions in one instant is scored, not learned. */
+static void test_model_learn_gap(void **state)
+{
+    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10,
+                       .learn_gap = SL_MS(10)};
+    sl_load_model_t *m = NULL;
+    assert_int_equal(sl_load_model_create(&cfg, 2, &m), SL_OK);
+    sl_rand_t r;
+    sl_rand_seed(&r, 23);
+    sl_lm_query_t q = {.prompt_tokens = 8000, .cached_tokens = 0, .running = 0};
+    sl_lm_pred_t p, before, after;
+    /* The burst (64) learns the law. */
+    for (int i = 0; i < 64; i++) {
+        sl_lm_query_t x;
+        s_query(&r, &x);
+        sl_load_model_predict(m, 0, &x, SL_MS(1), &p);
+        sl_load_model_observe(m, 0, &p, s_law(&x, 1.0), 0.0, 0.01, SL_MS(1));
+    }
+    sl_load_model_predict(m, 0, &q, SL_MS(1), &before);
+    assert_true(fabs(before.prefill_s - s_law(&q, 1.0)) < 0.05 * s_law(&q, 1.0));
+    /* A flood at the same instant from a four times slower law: scored
+     * (the error counts them), not learned. */
+    uint64_t scored = sl_load_model_samples(m);
+    for (int i = 0; i < 500; i++) {
+        sl_lm_query_t x;
+        s_query(&r, &x);
+        sl_load_model_predict(m, 0, &x, SL_MS(1), &p);
+        sl_load_model_observe(m, 0, &p, s_law(&x, 0.25), 0.0, 0.01, SL_MS(1));
+    }
+    assert_int_equal(sl_load_model_samples(m), scored + 500);
+    sl_load_model_predict(m, 0, &q, SL_MS(1), &after);
+    assert_true(fabs(after.prefill_s - before.prefill_s) < 1e-9);
+    /* Spread out in time they are learned again. */
+    for (int i = 0; i < 200; i++) {
+        sl_lm_query_t x;
+        s_query(&r, &x);
+        sl_time_t now = SL_MS(1) + (sl_time_t)(i + 1) * SL_MS(20);
+        sl_load_model_predict(m, 0, &x, now, &p);
+        sl_load_model_observe(m, 0, &p, s_law(&x, 0.25), 0.0, 0.01, now);
+    }
+    sl_load_model_predict(m, 0, &q, SL_MS(10000), &after);
+    assert_true(after.prefill_s > 3.0 * before.prefill_s);
     sl_load_model_destroy(&m);
 }
 
@@ -344,7 +390,7 @@ static void test_model_bounded(void **state)
         sl_load_model_predict(m, 0, &q, SL_MS(i), &p);
         assert_true(isfinite(p.ttft_s) && p.ttft_s > 0 && p.ttft_s <= 3 * 3600.0);
         sl_load_model_dispatched(m, 0, &p, SL_MS(i));
-        sl_load_model_observe(m, 0, &p, 1e-6 * (1 + i % 7), 0.0, 1e-7);
+        sl_load_model_observe(m, 0, &p, 1e-6 * (1 + i % 7), 0.0, 1e-7, SL_MS(i));
     }
     for (int i = 0; i < 100000; i++) {
         sl_lm_pred_t p = {.prefill_s = 3600, .valid = true};
@@ -842,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_model_adapts_and_prior),
         cmocka_unit_test(test_model_split),
         cmocka_unit_test(test_model_stale),
+        cmocka_unit_test(test_model_learn_gap),
         cmocka_unit_test(test_model_save_load),
         cmocka_unit_test(test_model_bounded),
         cmocka_unit_test(test_policies_prefix),
