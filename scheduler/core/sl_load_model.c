@@ -309,7 +309,7 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
         e->busy_until += add;
 }
 
-/* Learn y ~ th . (x[idx] / scale) on one executor's model and the prior. */
+/* Learn y ~ th . x[idx], both weighted by wy, on one executor's model and the prior. */
 static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *prior, const sl_lm_pred_t *pred,
                     const int *idx, int n, double y, double wy, const double *init,
                     int first_nonneg)
@@ -362,20 +362,21 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
      * predicted prefill leaves, and the prefill learns only from jobs that
      * had no predicted wait. */
     double wy = 1.0 / (ttft_s > 0.005 ? ttft_s : 0.005);
+    double wait;
+    bool prefill_known = true;
     if (queue_s >= 0 && isfinite(queue_s) && queue_s <= ttft_s) {
-        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - queue_s, wy, s_tp_init,
-                S_P_NONNEG);
-        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, queue_s - pred->x[3], wy,
-                s_tw_init, S_W_NONNEG);
+        wait = queue_s;
     } else if (pred->x[3] == 0 && pred->x[5] == 0) {
-        /* Nothing ahead of it: all of it counts as its prefill step. */
-        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s, wy, s_tp_init, S_P_NONNEG);
-        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, 0.0, wy, s_tw_init, S_W_NONNEG);
+        wait = 0; /* nothing ahead of it: all of it counts as its prefill step */
     } else {
-        double wait = ttft_s - pred->prefill_s;
-        s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW,
-                (wait > 0 ? wait : 0) - pred->x[3], wy, s_tw_init, S_W_NONNEG);
+        wait = ttft_s > pred->prefill_s ? ttft_s - pred->prefill_s : 0;
+        prefill_known = false;
     }
+    if (prefill_known)
+        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - wait, wy, s_tp_init,
+                S_P_NONNEG);
+    s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, wait - pred->x[3], wy, s_tw_init,
+            S_W_NONNEG);
     if (tpot_s > 0 && isfinite(tpot_s)) {
         double xt[SL_LM_NT];
         for (int i = 0; i < SL_LM_NT; i++)
@@ -462,8 +463,9 @@ sl_status_t sl_load_model_load(sl_load_model_t *m, FILE *f)
         return SL_ERR_INVALID;
     }
     if (version != S_VERSION || nx != S_NP + S_NW || nt != SL_LM_NT) {
-        SL_ERROR("state file: load model version %d (%d, %d features); this build reads %d",
-                 version, nx, nt, S_VERSION);
+        SL_ERROR("state file: load model version %d (%d, %d features); this build reads "
+                 "version %d (%d, %d features)",
+                 version, nx, nt, S_VERSION, S_NP + S_NW, SL_LM_NT);
         return SL_ERR_INVALID;
     }
     if (fscanf(f, "%15s %llu %lg %lg", tag, &n, &sum, &recent) != 4 || strcmp(tag, "scored") ||

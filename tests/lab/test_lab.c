@@ -365,7 +365,7 @@ static void test_model_save_load(void **state)
     assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
     fclose(f);
     f = tmpfile();
-    fputs("sluice-load-model 2 8 2\nscored 3 0.1 0.1\nprior 1 2\n", f);
+    fputs("sluice-load-model 2 7 2\nscored 3 0.1 0.1\nprior 1 2\n", f);
     rewind(f);
     assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
     fclose(f);
