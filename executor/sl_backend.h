@@ -79,6 +79,13 @@ typedef struct sl_seq {
     void *backend_state;    /* backend's own per-sequence state */
 } sl_seq_t;
 
+/* Uncached prompt tokens of seq still to compute (chunked prefill). */
+static inline uint32_t sl_seq_prefill_left(const sl_seq_t *seq)
+{
+    uint32_t total = seq->prompt_len > seq->cached_tokens ? seq->prompt_len - seq->cached_tokens : 0;
+    return total > seq->prefill_done ? total - seq->prefill_done : 0;
+}
+
 /* KV occupancy reported in heartbeats. */
 typedef struct sl_backend_load {
     uint32_t kv_blocks_used; /* blocks held by running sequences or cached */

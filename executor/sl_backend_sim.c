@@ -209,8 +209,7 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
         sl_seq_t *seq = seqs[i];
         if (!seq->prefilled) {
             /* This step's chunk of the prompt, after the chunks before it. */
-            uint32_t total = seq->prompt_len - seq->cached_tokens;
-            uint32_t left = total > seq->prefill_done ? total - seq->prefill_done : 0;
+            uint32_t left = sl_seq_prefill_left(seq);
             uint32_t chunk = seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk
                                                                              : left;
             double nt = chunk;
@@ -232,7 +231,7 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
     for (size_t i = 0; i < n; i++) {
         sl_seq_t *seq = seqs[i];
         if (!seq->prefilled) {
-            if (seq->prefill_done < seq->prompt_len - seq->cached_tokens)
+            if (sl_seq_prefill_left(seq) > 0)
                 continue; /* more chunks to go: no token yet */
             seq->prefilled = true;
             s_store(s, seq->backend_state, seq->max_new_tokens);

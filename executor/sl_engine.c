@@ -271,10 +271,7 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
     {
         sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
         if (chunked && !job->seq.prefilled) {
-            uint32_t total = job->seq.prompt_len > job->seq.cached_tokens
-                                 ? job->seq.prompt_len - job->seq.cached_tokens
-                                 : 0;
-            uint32_t left = total > job->seq.prefill_done ? total - job->seq.prefill_done : 0;
+            uint32_t left = sl_seq_prefill_left(&job->seq);
             if (left == 0)
                 left = 1; /* the token that always computes */
             if (budget == 0)

@@ -422,10 +422,14 @@ static void s_dispatch(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t n
 
 /* Prompt tokens of job cached on e (e->hit_blocks valid); one token is
  * always computed. */
-static uint32_t s_cached_tokens(const sl_job_t *job, const sl_exec_t *e, uint32_t common)
+static uint32_t s_hit_blocks(const sl_core_t *core, const sl_exec_t *e)
 {
-    uint32_t blocks = e->hit_blocks > common ? e->hit_blocks : common;
-    uint64_t c = (uint64_t)blocks * (job->block_tokens ? job->block_tokens : 16);
+    return e->hit_blocks > core->common_blocks ? e->hit_blocks : core->common_blocks;
+}
+
+static uint32_t s_cached_tokens(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e)
+{
+    uint64_t c = (uint64_t)s_hit_blocks(core, e) * (job->block_tokens ? job->block_tokens : 16);
     if (c >= job->prompt_tokens)
         c = job->prompt_tokens ? job->prompt_tokens - 1 : 0;
     return (uint32_t)c;
@@ -457,7 +461,7 @@ void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t
                      sl_time_t now, sl_lm_pred_t *pred)
 {
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
-                       .cached_tokens = s_cached_tokens(job, e, core->common_blocks),
+                       .cached_tokens = s_cached_tokens(core, job, e),
                        .running = e->inflight,
                        .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
                        .kv_inflight = e->inflight_tokens,
@@ -504,10 +508,9 @@ static void s_pump(sl_core_t *core, sl_time_t now)
         sl_exec_t *e = core->cands[pick];
         sl_core_predict(core, job, e, now, &job->pred);
         job->predicted_ttft_us = job->pred.ttft_s * 1e6;
-        uint32_t cached = s_cached_tokens(job, e, core->common_blocks);
+        uint32_t cached = s_cached_tokens(core, job, e);
         job->uncached_tokens = job->prompt_tokens - cached;
-        core->counters[SL_CTR_PREFIX_HIT_BLOCKS] +=
-            e->hit_blocks > core->common_blocks ? e->hit_blocks : core->common_blocks;
+        core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += s_hit_blocks(core, e);
         sl_load_model_dispatched(core->model, e->index, &job->pred, now);
         /* The backlog sum grows by exactly this prefill (the executor's
          * clock restarts from now if it had drained): kept up to date here
@@ -624,12 +627,12 @@ static bool s_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reaso
         }
     }
     double util = sl_core_utilization(core, now);
-    if (core->cfg.busy_smooth_ms > 0 && core->util_avg_at > 0 && now > core->util_avg_at) {
+    if (core->cfg.busy_smooth_ms == 0 || core->util_avg_at == 0) {
+        core->util_avg = util;
+    } else if (now > core->util_avg_at) {
         double a = 1.0 - exp(-(double)(now - core->util_avg_at) /
                              ((double)core->cfg.busy_smooth_ms * 1e6));
         core->util_avg += a * (util - core->util_avg);
-    } else if (core->cfg.busy_smooth_ms == 0 || core->util_avg_at == 0) {
-        core->util_avg = util;
     }
     core->util_avg_at = now > 0 ? now : 1;
     util = core->util_avg;
