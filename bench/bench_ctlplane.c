@@ -530,10 +530,7 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     client = s_jobs_client(&cfg, client_ep);
     if (!client)
         goto out;
-    /* The phases alternate, round after round, and the figures are the
-     * medians: the host's speed drifts by tens of percent from one second
-     * to the next, and a raw phase measured long before the jobs phase
-     * made the ratio swing with it. */
+    /* Alternating rounds, medians: see the top of this file. */
     char id[64];
     int prefix = snprintf(id, sizeof(id), "ctl-%d-", (int)getpid());
     memset(id + prefix, '0', 10);

@@ -342,15 +342,23 @@ static int s_compare_load(const s_opts_t *o, const sl_trace_t *src, const double
     return 0;
 }
 
-/* The highest load column where a policy other than skip meets 90% of its
- * SLOs (columns in increasing load order); -1 when none does. */
+/* Whether a policy other than skip meets 90% of its SLOs in load column l. */
+static bool s_compare_passes(const sl_sim_report_t *rep, int cap, int np, int l, int skip)
+{
+    for (int k = 0; k < np; k++)
+        if (k != skip && rep[k * cap + l].slo_frac >= 0.9)
+            return true;
+    return false;
+}
+
+/* The highest load column that passes (columns in increasing load order);
+ * -1 when none does. */
 static int s_compare_at(const sl_sim_report_t *rep, int cap, int np, int nl, int skip)
 {
     int at = -1;
     for (int l = 0; l < nl; l++)
-        for (int k = 0; k < np; k++)
-            if (k != skip && rep[k * cap + l].slo_frac >= 0.9)
-                at = l;
+        if (s_compare_passes(rep, cap, np, l, skip))
+            at = l;
     return at;
 }
 
@@ -396,10 +404,7 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         if (s_compare_load(o, src, speeds, mid, rep, cap, nl) != 0)
             return 1;
         loads[nl] = mid;
-        bool pass = false;
-        for (int k = 0; k < np; k++)
-            pass |= k != learned && rep[k * cap + nl].slo_frac >= 0.9;
-        if (pass)
+        if (s_compare_passes(rep, cap, np, nl, learned))
             lo = mid;
         else
             hi = mid;
