@@ -225,6 +225,11 @@ static void s_out_send(sl_sched_t *s, s_client_out_t *o)
         s->counters[S_CTR_CLIENT_GONE]++;
 }
 
+static bool s_ident_eq(const sl_wire_ident_t *a, const sl_wire_ident_t *b)
+{
+    return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
 /*
  * The batch of answers to `to` in this loop turn, created on first use; NULL
  * when none can be had (out of memory, or another identity with the same
@@ -234,16 +239,14 @@ static s_client_out_t *s_out_get(sl_sched_t *s, const sl_wire_ident_t *to)
 {
     /* Most answers in a turn go to the client of the previous one. */
     s_client_out_t *o = s->n_dirty_outs ? s->dirty_outs[s->n_dirty_outs - 1] : NULL;
-    if (o && o->ident.len == to->len && memcmp(o->ident.data, to->data, to->len) == 0) {
-        if (o->batch.n >= (uint32_t)s->cfg.max_batch)
-            s_out_send(s, o);
-        return o;
-    }
-    uint64_t key = sl_hash_bytes(to->data, to->len, 0xc11e);
-    o = sl_map_get(&s->outs, key);
-    if (o) {
-        if (o->ident.len != to->len || memcmp(o->ident.data, to->data, to->len) != 0)
+    uint64_t key = 0;
+    if (!o || !s_ident_eq(&o->ident, to)) {
+        key = sl_hash_bytes(to->data, to->len, 0xc11e);
+        o = sl_map_get(&s->outs, key);
+        if (o && !s_ident_eq(&o->ident, to))
             return NULL;
+    }
+    if (o) {
         if (o->batch.n >= (uint32_t)s->cfg.max_batch)
             s_out_send(s, o);
         return o;
