@@ -469,34 +469,6 @@ const char *sl_proto_body_name(int body_case)
     }
 }
 
-sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg_t *env,
-                         int flags)
-{
-    zmq_msg_t msg;
-    env->version = SL_PROTO_VERSION;
-    size_t size = sluice__envelope__get_packed_size(env);
-    if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | flags) < 0)
-        goto err;
-    if (zmq_msg_init_size(&msg, size) != 0) {
-        SL_ERROR("zmq_msg_init_size(%zu): %m", size);
-        return SL_ERR_NOMEM;
-    }
-    sluice__envelope__pack(env, zmq_msg_data(&msg));
-    if (zmq_msg_send(&msg, sock, flags) < 0) {
-        zmq_msg_close(&msg);
-        goto err;
-    }
-    return SL_OK;
-err:
-    if (errno == EAGAIN)
-        return SL_ERR_AGAIN;
-    if (errno == EHOSTUNREACH)
-        return SL_ERR_PEER_LOST;
-    if (errno != ETERM)
-        SL_WARN("zmq send failed: %s", zmq_strerror(errno));
-    return SL_ERR_LINK;
-}
-
 /* The errno of a failed zmq send as a status (logged when unexpected). */
 static sl_status_t s_send_errno(void)
 {
@@ -507,6 +479,26 @@ static sl_status_t s_send_errno(void)
     if (errno != ETERM)
         SL_WARN("zmq send failed: %s", zmq_strerror(errno));
     return SL_ERR_LINK;
+}
+
+sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg_t *env,
+                         int flags)
+{
+    zmq_msg_t msg;
+    env->version = SL_PROTO_VERSION;
+    size_t size = sluice__envelope__get_packed_size(env);
+    if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | flags) < 0)
+        return s_send_errno();
+    if (zmq_msg_init_size(&msg, size) != 0) {
+        SL_ERROR("zmq_msg_init_size(%zu): %m", size);
+        return SL_ERR_NOMEM;
+    }
+    sluice__envelope__pack(env, zmq_msg_data(&msg));
+    if (zmq_msg_send(&msg, sock, flags) < 0) {
+        zmq_msg_close(&msg);
+        return s_send_errno();
+    }
+    return SL_OK;
 }
 
 /* Varint encoding of v at p; returns the bytes written (at most 10). */
