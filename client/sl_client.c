@@ -960,11 +960,7 @@ static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, size_t he
     uint8_t hdr[12];
     size_t hl = 0;
     hdr[hl++] = 0x0a; /* field 1, length-delimited */
-    for (uint64_t v = job_len; ; v >>= 7) {
-        hdr[hl++] = (uint8_t)(v < 0x80 ? v : (v & 0x7f) | 0x80);
-        if (v < 0x80)
-            break;
-    }
+    hl += sl_wire_varint(hdr + hl, job_len);
     size_t len = hl + job_len;
     uint8_t *mem = calloc(1, head + len);
     if (!mem)

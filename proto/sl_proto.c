@@ -501,8 +501,7 @@ sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg
     return SL_OK;
 }
 
-/* Varint encoding of v at p; returns the bytes written (at most 10). */
-static size_t s_varint(uint8_t *p, uint64_t v)
+size_t sl_wire_varint(uint8_t *p, uint64_t v)
 {
     size_t n = 0;
     while (v >= 0x80) {
@@ -520,9 +519,9 @@ static size_t s_env_head(uint8_t *p, uint32_t body_field, size_t body_len)
 {
     size_t n = 0;
     p[n++] = 0x08; /* field 1 (version), varint */
-    n += s_varint(p + n, SL_PROTO_VERSION);
-    n += s_varint(p + n, ((uint64_t)body_field << 3) | 2);
-    n += s_varint(p + n, body_len);
+    n += sl_wire_varint(p + n, SL_PROTO_VERSION);
+    n += sl_wire_varint(p + n, ((uint64_t)body_field << 3) | 2);
+    n += sl_wire_varint(p + n, body_len);
     return n;
 }
 
@@ -591,8 +590,8 @@ sl_status_t sl_wire_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const v
     uint8_t *p = s_batch_room(b, 20 + len);
     if (!p)
         return SL_ERR_NOMEM;
-    size_t n = s_varint(p, ((uint64_t)field << 3) | 2);
-    n += s_varint(p + n, len);
+    size_t n = sl_wire_varint(p, ((uint64_t)field << 3) | 2);
+    n += sl_wire_varint(p + n, len);
     memcpy(p + n, item, len);
     b->len += n + len;
     b->n++;
@@ -604,8 +603,8 @@ sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t 
     uint8_t *p = s_batch_room(b, 20);
     if (!p)
         return SL_ERR_NOMEM;
-    size_t n = s_varint(p, (uint64_t)field << 3);
-    n += s_varint(p + n, value);
+    size_t n = sl_wire_varint(p, (uint64_t)field << 3);
+    n += sl_wire_varint(p + n, value);
     b->len += n;
     return SL_OK;
 }
@@ -619,29 +618,29 @@ sl_status_t sl_wire_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_
     if (n_v > 8)
         return SL_ERR_INVALID;
     size_t mlen = protobuf_c_message_get_packed_size(msg);
-    size_t mhead = s_varint(vbuf[0], ((uint64_t)msg_field << 3) | 2); /* scratch for sizes */
-    mhead += s_varint(vbuf[0], mlen);
+    size_t mhead = sl_wire_varint(vbuf[0], ((uint64_t)msg_field << 3) | 2); /* scratch for sizes */
+    mhead += sl_wire_varint(vbuf[0], mlen);
     size_t body = mhead + mlen;
     for (size_t i = 0; i < n_v; i++) {
         vlen[i] = 0;
         if (vvalues[i]) {
-            vlen[i] = s_varint(vbuf[i], (uint64_t)vfields[i] << 3);
-            vlen[i] += s_varint(vbuf[i] + vlen[i], vvalues[i]);
+            vlen[i] = sl_wire_varint(vbuf[i], (uint64_t)vfields[i] << 3);
+            vlen[i] += sl_wire_varint(vbuf[i] + vlen[i], vvalues[i]);
         }
         body += vlen[i];
     }
     uint8_t *p = s_batch_room(b, 20 + body);
     if (!p)
         return SL_ERR_NOMEM;
-    size_t n = s_varint(p, ((uint64_t)field << 3) | 2);
-    n += s_varint(p + n, body);
+    size_t n = sl_wire_varint(p, ((uint64_t)field << 3) | 2);
+    n += sl_wire_varint(p + n, body);
     for (size_t i = 0; i < n_v; i++)
         if (vfields[i] < msg_field) {
             memcpy(p + n, vbuf[i], vlen[i]);
             n += vlen[i];
         }
-    n += s_varint(p + n, ((uint64_t)msg_field << 3) | 2);
-    n += s_varint(p + n, mlen);
+    n += sl_wire_varint(p + n, ((uint64_t)msg_field << 3) | 2);
+    n += sl_wire_varint(p + n, mlen);
     protobuf_c_message_pack(msg, p + n);
     n += mlen;
     for (size_t i = 0; i < n_v; i++)
@@ -660,8 +659,8 @@ sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const Protobuf
     uint8_t *p = s_batch_room(b, 20 + len);
     if (!p)
         return SL_ERR_NOMEM;
-    size_t n = s_varint(p, ((uint64_t)field << 3) | 2);
-    n += s_varint(p + n, len);
+    size_t n = sl_wire_varint(p, ((uint64_t)field << 3) | 2);
+    n += sl_wire_varint(p + n, len);
     protobuf_c_message_pack(msg, p + n);
     b->len += n + len;
     b->n++;

@@ -108,6 +108,9 @@ typedef struct sl_wire_batch {
     uint32_t body;     /* Envelope field number of the batch body */
 } sl_wire_batch_t;
 
+/* Protobuf varint encoding of v at p (room for 10 bytes); returns the bytes written. */
+size_t sl_wire_varint(uint8_t *p, uint64_t v);
+
 /* An empty batch for body field body_field (e.g. SubmitBatch = 28); allocates nothing. */
 void sl_wire_batch_init(sl_wire_batch_t *b, uint32_t body_field);
 
