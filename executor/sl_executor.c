@@ -223,7 +223,6 @@ static void s_flush_done(sl_executor_t *x, bool send)
     static const Sluice__ResultStatus map[] = {SLUICE__RESULT_STATUS__RESULT_OK,
                                                SLUICE__RESULT_STATUS__RESULT_FAILED,
                                                SLUICE__RESULT_STATUS__RESULT_CANCELED};
-    Sluice__Completion c[S_DONE_BATCH], *cp[S_DONE_BATCH];
     Sluice__Result r[S_DONE_BATCH];
     Sluice__Timings t[S_DONE_BATCH];
     s_job_t *batch[S_DONE_BATCH];
@@ -237,7 +236,6 @@ static void s_flush_done(sl_executor_t *x, bool send)
             sl_engine_job_t *ej = &job->ej;
             x->done_head = job->next_done;
             batch[n] = job;
-            sluice__completion__init(&c[n]);
             sluice__result__init(&r[n]);
             sluice__timings__init(&t[n]);
             r[n].job_id = NULL; /* the scheduler knows the job by job_seq */
@@ -255,9 +253,6 @@ static void s_flush_done(sl_executor_t *x, bool send)
                 t[n].exec_queue_us = (uint64_t)((ej->started - ej->arrived) / 1000);
             }
             r[n].timings = &t[n];
-            c[n].job_seq = ej->seq.id;
-            c[n].result = &r[n];
-            cp[n] = &c[n];
             n++;
         }
         if (send) {
@@ -266,9 +261,8 @@ static void s_flush_done(sl_executor_t *x, bool send)
             sl_status_t st = SL_OK;
             static const uint32_t vfields[1] = {1}; /* Completion{job_seq = 1, result = 2} */
             for (size_t i = 0; i < n && st == SL_OK; i++) {
-                uint64_t seq = cp[i]->job_seq;
-                st = sl_wire_batch_add_nested(&x->done_out, 1, 2, &cp[i]->result->base, vfields,
-                                              &seq, 1);
+                uint64_t seq = batch[i]->ej.seq.id;
+                st = sl_wire_batch_add_nested(&x->done_out, 1, 2, &r[i].base, vfields, &seq, 1);
             }
             if (st == SL_OK)
                 st = sl_wire_batch_send(x->sock, NULL, 0, &x->done_out, ZMQ_DONTWAIT);
