@@ -29,6 +29,7 @@
 
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
+#include "common/sl_hist.h"
 #include "common/sl_log.h"
 #include "proto/sl_proto.h"
 
@@ -425,18 +426,6 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
     return result;
 }
 
-static int s_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double s_median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), s_cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static int s_bin_dir(const s_ctl_cfg_t *cfg, char *out, size_t cap)
 {
     if (cfg->bin_dir[0]) {
@@ -552,8 +541,8 @@ int sl_bench_ctlplane_main(int argc, char **argv)
                k + 1, raw, cfg.executors, jobs, ratios[k]);
         fflush(stdout);
     }
-    double raw = s_median(raws, cfg.rounds), jobs = s_median(jobss, cfg.rounds);
-    double ratio = s_median(ratios, cfg.rounds);
+    double raw = sl_median(raws, (size_t)cfg.rounds), jobs = sl_median(jobss, (size_t)cfg.rounds);
+    double ratio = sl_median(ratios, (size_t)cfg.rounds);
     printf("medians over %d rounds: %.0f round trips/s, %.0f jobs/s (%llu failed), ratio %.3f\n",
            cfg.rounds, raw, jobs, (unsigned long long)errors, ratio);
     printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);

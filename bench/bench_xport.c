@@ -366,18 +366,6 @@ static void s_lat(run_t *r, size_t bsz, int iters, double *p50, double *p99)
     free(h);
 }
 
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double s_median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), s_cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int sl_bench_xport_main(int argc, char **argv)
 {
     enum { MAXR = 15 };
@@ -454,11 +442,11 @@ int sl_bench_xport_main(int argc, char **argv)
     }
     printf("# ucx_perftest -t ucp_put_bw -e -z (server and client on 127.0.0.1), UCX_TLS=%s\n",
            bc.tls);
+    size_t n = (size_t)bc.rounds;
     printf("RESULT bw_1m_mibs=%.1f perftest_1m_mibs=%.1f ratio_1m=%.3f bw_16k_list_mibs=%.1f "
            "perftest_16k_mibs=%.1f ratio_16k_list=%.3f rounds=%d tls=%s\n",
-           s_median(bw1, bc.rounds), s_median(pf1, bc.rounds), s_median(q1, bc.rounds),
-           s_median(bwl, bc.rounds), s_median(pf16, bc.rounds), s_median(ql, bc.rounds),
-           bc.rounds, bc.tls);
+           sl_median(bw1, n), sl_median(pf1, n), sl_median(q1, n), sl_median(bwl, n),
+           sl_median(pf16, n), sl_median(ql, n), bc.rounds, bc.tls);
     rc = 0;
 out:
     sl_xport_disconnect(r.xp, &r.conn);

@@ -6,6 +6,7 @@
 #include "common/sl_hist.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static unsigned s_index(uint64_t v)
@@ -82,4 +83,18 @@ void sl_hist_merge(sl_hist_t *dst, const sl_hist_t *src)
         dst->max = src->max;
     if (src->min < dst->min)
         dst->min = src->min;
+}
+
+static int s_double_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double sl_median(double *v, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof(*v), s_double_cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }

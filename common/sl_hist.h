@@ -6,6 +6,7 @@
 #ifndef SL_HIST_H
 #define SL_HIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define SL_HIST_SUB_BITS 5
@@ -27,5 +28,9 @@ uint64_t sl_hist_quantile(const sl_hist_t *h, double q);
 double sl_hist_mean(const sl_hist_t *h);
 /* Add every count of src into dst. */
 void sl_hist_merge(sl_hist_t *dst, const sl_hist_t *src);
+/* Exact median of the n values of a small sample (benchmark rounds, probe
+ * windows); sorts v in place (so v[0] and v[n - 1] are then the extremes).
+ * 0 when n is 0. */
+double sl_median(double *v, size_t n);
 
 #endif

@@ -36,6 +36,7 @@
 
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
+#include "common/sl_hist.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
 
@@ -1331,12 +1332,6 @@ static void s_probe_cb(void *arg, sl_status_t st)
         pending[1] = st;
 }
 
-static int s_double_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
                                 uint32_t remote, uint64_t len, double seconds, double *bps_p)
 {
@@ -1398,8 +1393,7 @@ out_drain:
         sl_xport_progress(xp);
     if (ret != SL_OK)
         return ret;
-    qsort(rate, (size_t)nrate, sizeof(rate[0]), s_double_cmp);
-    double bps = nrate % 2 ? rate[nrate / 2] : (rate[nrate / 2 - 1] + rate[nrate / 2]) / 2;
+    double bps = sl_median(rate, (size_t)nrate); /* sorts rate */
     if (bps <= 0)
         return SL_ERR_TIMEOUT;
     SL_INFO("xport: link probe %.0f MB/s, median of %d windows of %.0f ms (%.0f to %.0f MB/s)",

@@ -62,6 +62,15 @@ static void test_cfg_errors(void **state)
     assert_int_equal(sl_cfg_load(s_table, &cfg, 2, missing, NULL, NULL), SL_ERR_INVALID);
 }
 
+static void test_median(void **state)
+{
+    double odd[] = {5, 1, 3}, even[] = {4, 1, 3, 2};
+    assert_true(sl_median(odd, 3) == 3);
+    assert_true(odd[0] == 1 && odd[2] == 5); /* sorted in place */
+    assert_true(sl_median(even, 4) == 2.5);
+    assert_true(sl_median(NULL, 0) == 0);
+}
+
 static void test_hist_quantiles(void **state)
 {
     sl_hist_t *h = malloc(sizeof(*h));
@@ -151,7 +160,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cfg_precedence), cmocka_unit_test(test_cfg_errors),
-        cmocka_unit_test(test_hist_quantiles), cmocka_unit_test(test_map_churn),
+        cmocka_unit_test(test_hist_quantiles), cmocka_unit_test(test_median),
+        cmocka_unit_test(test_map_churn),
         cmocka_unit_test(test_hash_stable),    cmocka_unit_test(test_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
