@@ -48,6 +48,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -308,6 +309,41 @@ out_sockets:
 
 /* ---- phase 2: jobs through the real scheduler -------------------------- */
 
+/* CPU seconds used so far: [0] the scheduler (the first child), [1] the
+ * executors together, [2] this process (the client and its I/O thread). */
+typedef struct s_cpu {
+    double s[3];
+} s_cpu_t;
+
+/* CPU seconds of process pid (user + system, all threads); 0 if unreadable. */
+static double s_cpu_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                     &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void s_cpu_now(s_cpu_t *c)
+{
+    struct timespec ts;
+    memset(c, 0, sizeof(*c));
+    for (int i = 0; i < s_n_children; i++)
+        c->s[i ? 1 : 0] += s_cpu_of(s_children[i]);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    c->s[2] = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Wait until the scheduler reports n live executors; 0 on success. */
 static int s_wait_ready(sl_client_t *c, int n, int timeout_ms)
 {
@@ -373,8 +409,9 @@ static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
  * drained so the cluster is idle for the next raw phase; < 0 on failure.
  * id holds "ctl-<pid>-" then 10 digits, stepped per job. */
 static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefix,
-                     uint64_t *errors_p)
+                     uint64_t *errors_p, s_cpu_t *cpu_us)
 {
+    s_cpu_t c0, c1;
     uint64_t done = 0, counted = 0;
     sl_job_spec_t job = {
         .id = id,
@@ -417,10 +454,14 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
         if (!t_begin && now >= measure) {
             t_begin = now;
             counted = done;
+            s_cpu_now(&c0);
         }
         if (!draining && now >= end) {
             result = (double)(done - counted) / ((double)(now - t_begin) / 1e9);
             draining = true;
+            s_cpu_now(&c1);
+            for (int i = 0; i < 3; i++)
+                cpu_us->s[i] = done > counted ? (c1.s[i] - c0.s[i]) * 1e6 / (double)(done - counted) : 0;
         }
     }
     return result;
@@ -524,13 +565,14 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     int prefix = snprintf(id, sizeof(id), "ctl-%d-", (int)getpid());
     memset(id + prefix, '0', 10);
     id[prefix + 10] = '\0';
-    double raws[1000], jobss[1000], ratios[1000];
+    double raws[1000], jobss[1000], ratios[1000], cpus[3][1000];
     uint64_t errors = 0;
     for (int k = 0; k < cfg.rounds; k++) {
         double raw = 0;
         if (!cfg.skip_raw && (raw = s_raw(&cfg, raw_ep, size)) < 0)
             goto out;
-        double jobs = s_jobs(&cfg, client, id, prefix, &errors);
+        s_cpu_t cpu;
+        double jobs = s_jobs(&cfg, client, id, prefix, &errors, &cpu);
         if (jobs < 0)
             goto out;
         raws[k] = raw;
@@ -539,12 +581,19 @@ int sl_bench_ctlplane_main(int argc, char **argv)
         printf("round %d: raw ZeroMQ ROUTER/DEALER echo %.0f round trips/s, jobs through "
                "sluice-scheduler + %d null executors %.0f jobs/s, ratio %.3f\n",
                k + 1, raw, cfg.executors, jobs, ratios[k]);
+        printf("  cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n",
+               cpu.s[0], cpu.s[1], cpu.s[2]);
+        for (int i = 0; i < 3; i++)
+            cpus[i][k] = cpu.s[i];
         fflush(stdout);
     }
     double raw = sl_median(raws, (size_t)cfg.rounds), jobs = sl_median(jobss, (size_t)cfg.rounds);
     double ratio = sl_median(ratios, (size_t)cfg.rounds);
     printf("medians over %d rounds: %.0f round trips/s, %.0f jobs/s (%llu failed), ratio %.3f\n",
            cfg.rounds, raw, jobs, (unsigned long long)errors, ratio);
+    printf("medians of cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n",
+           sl_median(cpus[0], (size_t)cfg.rounds), sl_median(cpus[1], (size_t)cfg.rounds),
+           sl_median(cpus[2], (size_t)cfg.rounds));
     printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);
     rc = 0;
 out:

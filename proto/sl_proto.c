@@ -34,6 +34,7 @@
  * answered on its own and the rest proceed.
  */
 #include "proto/sl_proto.h"
+#include "proto/sl_codec.h"
 #include "common/sl_log.h"
 
 #include <errno.h>
@@ -384,6 +385,20 @@ static void s_arena_release(s_arena_t *a)
     s_chunk_keep(first);
 }
 
+/* Drop everything allocated from a, keeping its first chunk and header. */
+static void s_arena_reset(s_arena_t *a)
+{
+    s_chunk_t *c = a->head, *first = a->first;
+    while (c != first) {
+        s_chunk_t *next = c->next;
+        free(c);
+        c = next;
+    }
+    first->used = S_HDR;
+    a->head = first;
+    a->top = NULL;
+}
+
 sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t *lim,
                             sl_msg_t **msg_p, char *err, size_t err_len)
 {
@@ -406,8 +421,18 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
     a->top = NULL;
     a->failed = 0;
     a->refs = 1;
-    ProtobufCAllocator alloc = {.alloc = s_arena_alloc, .free = s_arena_free, .allocator_data = a};
-    sl_msg_t *m = sluice__envelope__unpack(&alloc, len, buf);
+    sl_msg_t *m = NULL;
+    ProtobufCMessage *fast = NULL;
+    int r = sl_codec_decode(&sluice__envelope__descriptor, buf, len, s_arena_alloc, a, &fast);
+    if (r == SL_CODEC_DONE) {
+        m = (sl_msg_t *)fast;
+    } else if (r == SL_CODEC_DEFER) {
+        /* not a canonical encoding: protobuf-c decides, in a fresh arena */
+        s_arena_reset(a);
+        ProtobufCAllocator alloc = {
+            .alloc = s_arena_alloc, .free = s_arena_free, .allocator_data = a};
+        m = sluice__envelope__unpack(&alloc, len, buf);
+    }
     if (!m || (void *)m != a->top || a->top != (char *)first->data + S_HDR) {
         int oom = a->failed;
         s_arena_release(a);
@@ -486,9 +511,17 @@ sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg
 {
     zmq_msg_t msg;
     env->version = SL_PROTO_VERSION;
-    size_t size = sluice__envelope__get_packed_size(env);
     if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | flags) < 0)
         return s_send_errno();
+    /* Most envelopes are small: encoded on the stack, sent as a copy. */
+    uint8_t small[2048];
+    uint8_t *p = sl_codec_encode(&env->base, small, small + sizeof(small));
+    if (p) {
+        if (zmq_send(sock, p, (size_t)(small + sizeof(small) - p), flags) < 0)
+            return s_send_errno();
+        return SL_OK;
+    }
+    size_t size = sluice__envelope__get_packed_size(env);
     if (zmq_msg_init_size(&msg, size) != 0) {
         SL_ERROR("zmq_msg_init_size(%zu): %m", size);
         return SL_ERR_NOMEM;
@@ -510,6 +543,17 @@ size_t sl_wire_varint(uint8_t *p, uint64_t v)
     }
     p[n++] = (uint8_t)v;
     return n;
+}
+
+/* v as a varint ending at p; the new start, or NULL below lo. */
+static uint8_t *s_put_uint(uint8_t *p, uint8_t *lo, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = sl_wire_varint(tmp, v);
+    if ((size_t)(p - lo) < n)
+        return NULL;
+    memcpy(p - n, tmp, n);
+    return p - n;
 }
 
 /* Envelope bytes in front of a body: version, body tag, body length. */
@@ -609,62 +653,56 @@ sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t 
     return SL_OK;
 }
 
+/*
+ * Append one item, encoded backwards into the free end of the buffer (see
+ * sl_codec.h): the varint fields above msg_field, msg behind its own tag
+ * (msg_field 0: msg is the item itself), the varint fields below it; then
+ * the item's tag and length go in front and the bytes move down behind
+ * them. The buffer doubles until the item fits.
+ */
+static sl_status_t s_batch_item(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
+                                const ProtobufCMessage *msg, const uint32_t *vfields,
+                                const uint64_t *vvalues, size_t n_v)
+{
+    for (size_t need = 256;; need = b->cap - b->len + 1) {
+        if (!s_batch_room(b, need))
+            return SL_ERR_NOMEM;
+        uint8_t *lo = b->buf + b->len + 20, *hi = b->buf + b->cap, *p = hi;
+        for (size_t i = n_v; i-- > 0 && p;)
+            if (vfields[i] > msg_field && vvalues[i] && (p = s_put_uint(p, lo, vvalues[i])))
+                p = s_put_uint(p, lo, (uint64_t)vfields[i] << 3);
+        uint8_t *end = p;
+        if (p && (p = sl_codec_encode(msg, lo, p)) && msg_field &&
+            (p = s_put_uint(p, lo, (uint64_t)(end - p))))
+            p = s_put_uint(p, lo, ((uint64_t)msg_field << 3) | 2);
+        for (size_t i = n_v; i-- > 0 && p;)
+            if (vfields[i] < msg_field && vvalues[i] && (p = s_put_uint(p, lo, vvalues[i])))
+                p = s_put_uint(p, lo, (uint64_t)vfields[i] << 3);
+        if (!p)
+            continue;
+        size_t body = (size_t)(hi - p);
+        uint8_t *q = b->buf + b->len;
+        size_t n = sl_wire_varint(q, ((uint64_t)field << 3) | 2);
+        n += sl_wire_varint(q + n, body);
+        memmove(q + n, p, body);
+        b->len += n + body;
+        b->n++;
+        return SL_OK;
+    }
+}
+
 sl_status_t sl_wire_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
                                      const ProtobufCMessage *msg, const uint32_t *vfields,
                                      const uint64_t *vvalues, size_t n_v)
 {
-    uint8_t vbuf[8][24];
-    size_t vlen[8];
-    if (n_v > 8)
+    if (msg_field == 0)
         return SL_ERR_INVALID;
-    size_t mlen = protobuf_c_message_get_packed_size(msg);
-    size_t mhead = sl_wire_varint(vbuf[0], ((uint64_t)msg_field << 3) | 2); /* scratch for sizes */
-    mhead += sl_wire_varint(vbuf[0], mlen);
-    size_t body = mhead + mlen;
-    for (size_t i = 0; i < n_v; i++) {
-        vlen[i] = 0;
-        if (vvalues[i]) {
-            vlen[i] = sl_wire_varint(vbuf[i], (uint64_t)vfields[i] << 3);
-            vlen[i] += sl_wire_varint(vbuf[i] + vlen[i], vvalues[i]);
-        }
-        body += vlen[i];
-    }
-    uint8_t *p = s_batch_room(b, 20 + body);
-    if (!p)
-        return SL_ERR_NOMEM;
-    size_t n = sl_wire_varint(p, ((uint64_t)field << 3) | 2);
-    n += sl_wire_varint(p + n, body);
-    for (size_t i = 0; i < n_v; i++)
-        if (vfields[i] < msg_field) {
-            memcpy(p + n, vbuf[i], vlen[i]);
-            n += vlen[i];
-        }
-    n += sl_wire_varint(p + n, ((uint64_t)msg_field << 3) | 2);
-    n += sl_wire_varint(p + n, mlen);
-    protobuf_c_message_pack(msg, p + n);
-    n += mlen;
-    for (size_t i = 0; i < n_v; i++)
-        if (vfields[i] > msg_field) {
-            memcpy(p + n, vbuf[i], vlen[i]);
-            n += vlen[i];
-        }
-    b->len += n;
-    b->n++;
-    return SL_OK;
+    return s_batch_item(b, field, msg_field, msg, vfields, vvalues, n_v);
 }
 
 sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg)
 {
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *p = s_batch_room(b, 20 + len);
-    if (!p)
-        return SL_ERR_NOMEM;
-    size_t n = sl_wire_varint(p, ((uint64_t)field << 3) | 2);
-    n += sl_wire_varint(p + n, len);
-    protobuf_c_message_pack(msg, p + n);
-    b->len += n + len;
-    b->n++;
-    return SL_OK;
+    return s_batch_item(b, field, 0, msg, NULL, NULL, 0);
 }
 
 sl_status_t sl_wire_batch_send(void *sock, const void *ident, size_t ident_len,

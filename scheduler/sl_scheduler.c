@@ -34,6 +34,7 @@
 #include "common/sl_log.h"
 #include "common/sl_signal.h"
 #include "common/sl_map.h"
+#include "proto/sl_codec.h"
 #include "proto/sl_proto.h"
 
 #include <errno.h>
@@ -383,10 +384,16 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
     /* Keep the packed result with the finished job for resubmissions. */
     sl_wire_ident_t to;
     s_jd_client(jd, &to);
-    size_t len = sluice__result__get_packed_size(&r);
+    uint8_t small[1024];
+    uint8_t *p = sl_codec_encode(&r.base, small, small + sizeof(small));
+    size_t len = p ? (size_t)(small + sizeof(small) - p) : sluice__result__get_packed_size(&r);
     s_done_data_t *dd = malloc(sizeof(*dd) + len);
     if (dd) {
-        dd->len = sluice__result__pack(&r, dd->bytes);
+        if (p)
+            memcpy(dd->bytes, p, len);
+        else
+            sluice__result__pack(&r, dd->bytes);
+        dd->len = len;
         s_answer_packed_result(s, &to, jd->batched, dd->bytes, dd->len);
     } else {
         s_answer(s, &to, jd->batched, S_RB_RESULT, SLUICE__ENVELOPE__BODY_RESULT, &r.base);
