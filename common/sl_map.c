@@ -88,6 +88,20 @@ sl_status_t sl_map_put(sl_map_t *map, uint64_t key, void *value)
     return SL_OK;
 }
 
+void *sl_map_swap(sl_map_t *map, uint64_t key, void *value)
+{
+    if (!map->capacity || !value)
+        return NULL;
+    size_t mask = map->capacity - 1;
+    for (size_t i = s_home(map, key); map->slots[i].value; i = (i + 1) & mask)
+        if (map->slots[i].key == key) {
+            void *old = map->slots[i].value;
+            map->slots[i].value = value;
+            return old;
+        }
+    return NULL;
+}
+
 void sl_map_prefetch(const sl_map_t *map, uint64_t key)
 {
     if (map->capacity)

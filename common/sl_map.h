@@ -30,6 +30,9 @@ void sl_map_fini(sl_map_t *map);
 void *sl_map_get(const sl_map_t *map, uint64_t key);
 /* Insert or replace; value must be non-NULL. SL_ERR_NOMEM leaves the map unchanged. */
 sl_status_t sl_map_put(sl_map_t *map, uint64_t key, void *value);
+/* Replace the value of a present key (nothing allocated, so it cannot fail);
+ * returns the old value, or NULL (map unchanged) when key is absent. */
+void *sl_map_swap(sl_map_t *map, uint64_t key, void *value);
 /* Start loading the slot where key lives or would go (a cache hint for a
  * get, put or del soon after; changes nothing). */
 void sl_map_prefetch(const sl_map_t *map, uint64_t key);

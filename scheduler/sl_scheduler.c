@@ -103,15 +103,6 @@ static void s_jd_client(const s_job_data_t *jd, sl_wire_ident_t *to)
     to->len = jd->client_len;
 }
 
-/* What replaces it once the job is done (sl_job_t.user, or NULL when there
- * was no memory): the packed Result, re-sent to a resubmission. Freeing the
- * job data at the result, while it is hot, lets the next submit reuse it,
- * and a finished job kept for done_ttl holds only these bytes. */
-typedef struct s_done_data {
-    size_t len;       /* bytes of the packed Result (the message, not an envelope) */
-    uint8_t bytes[];  /* the packed Result */
-} s_done_data_t;
-
 /* What the daemon keeps per executor (sl_exec_t.user). */
 typedef struct s_exec_data {
     sl_wire_ident_t ident; /* routing identity */
@@ -157,6 +148,8 @@ struct sl_sched {
     sl_time_t now;                    /* time of the current loop turn */
     volatile sig_atomic_t stop;       /* drain and exit */
     uint64_t counters[S_CTR_COUNT];   /* daemon counters */
+    uint8_t *receipt;                 /* scratch: the packed Result of a finished job */
+    size_t receipt_cap;               /* its size */
 };
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
@@ -381,24 +374,27 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
         tm.exec_queue_us = er->timings->exec_queue_us;
     }
     r.timings = &tm;
-    /* Keep the packed result with the finished job for resubmissions. */
+    /* The packed result goes to the client and, as the job's receipt, into
+     * the core's finished-job log for resubmissions. */
     sl_wire_ident_t to;
     s_jd_client(jd, &to);
-    uint8_t small[1024];
-    uint8_t *p = sl_codec_encode(&r.base, small, small + sizeof(small));
-    size_t len = p ? (size_t)(small + sizeof(small) - p) : sluice__result__get_packed_size(&r);
-    s_done_data_t *dd = malloc(sizeof(*dd) + len);
-    if (dd) {
-        if (p)
-            memcpy(dd->bytes, p, len);
-        else
-            sluice__result__pack(&r, dd->bytes);
-        dd->len = len;
-        s_answer_packed_result(s, &to, jd->batched, dd->bytes, dd->len);
+    uint8_t *p = NULL;
+    while (s->receipt_cap && !(p = sl_codec_encode(&r.base, s->receipt,
+                                                   s->receipt + s->receipt_cap))) {
+        uint8_t *grown = realloc(s->receipt, s->receipt_cap * 2);
+        if (!grown)
+            break;
+        s->receipt = grown;
+        s->receipt_cap *= 2;
+    }
+    if (p) {
+        job->receipt = p;
+        job->receipt_len = (size_t)(s->receipt + s->receipt_cap - p);
+        s_answer_packed_result(s, &to, jd->batched, job->receipt, job->receipt_len);
     } else {
         s_answer(s, &to, jd->batched, S_RB_RESULT, SLUICE__ENVELOPE__BODY_RESULT, &r.base);
     }
-    job->user = dd;
+    job->user = NULL;
     sl_proto_free(&jd->backing);
     free(jd);
 }
@@ -422,10 +418,6 @@ static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
 
 static void s_io_release(void *arg, sl_job_t *job)
 {
-    if (job->state == SL_JOB_DONE) {
-        free(job->user); /* s_done_data_t */
-        return;
-    }
     s_job_data_t *jd = job->user;
     if (!jd)
         return;
@@ -611,8 +603,10 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
     }
     sl_proto_free(&jd->backing);
     free(jd);
-    if (st == SL_ERR_EXISTS && job) {
-        if (job->state != SL_JOB_DONE) {
+    if (st == SL_ERR_EXISTS) {
+        const void *receipt = NULL;
+        size_t receipt_len = 0;
+        if (job) {
             /* Results go to the latest submitter. */
             s_job_data_t *old = job->user;
             if (from->len > old->client_cap) {
@@ -628,10 +622,9 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
             }
             old->batched = batched;
         }
-        s_reply_accepted(s, from, batched, job->id);
-        s_done_data_t *done = job->state == SL_JOB_DONE ? job->user : NULL;
-        if (done) {
-            s_answer_packed_result(s, from, batched, done->bytes, done->len);
+        s_reply_accepted(s, from, batched, j->id);
+        if (!job && sl_core_done_find(s->core, j->id, &receipt, &receipt_len) && receipt_len) {
+            s_answer_packed_result(s, from, batched, receipt, receipt_len);
             s->counters[S_CTR_RESULTS_RESENT]++;
         }
     } else if (st == SL_ERR_BUSY) {
@@ -910,7 +903,9 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
      * requeued jobs when another executor is lost during the flush. */
     s->cap_dirty_execs = 2 * (size_t)cfg->core.max_executors;
     s->dirty_execs = calloc(s->cap_dirty_execs, sizeof(*s->dirty_execs));
-    if (!s->dirty_execs)
+    s->receipt_cap = 4096;
+    s->receipt = malloc(s->receipt_cap);
+    if (!s->dirty_execs || !s->receipt)
         goto err_free;
     int level = sl_log_level_parse(cfg->log_level);
     if (level < 0) {
@@ -958,6 +953,7 @@ err_ctx:
 err_core:
     sl_core_destroy(&s->core);
 err_free:
+    free(s->receipt);
     free(s->dirty_execs);
     sl_map_fini(&s->outs);
     sl_map_fini(&s->by_ident);
@@ -1050,6 +1046,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     }
     free(s->dirty_outs);
     free(s->dirty_execs);
+    free(s->receipt);
     zmq_close(s->executors);
     zmq_close(s->clients);
     zmq_ctx_term(s->zctx);

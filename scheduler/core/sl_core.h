@@ -57,7 +57,7 @@ typedef enum sl_job_status {
 typedef enum sl_job_state {
     SL_JOB_QUEUED,  /* waiting in the scheduler */
     SL_JOB_RUNNING, /* dispatched to an executor */
-    SL_JOB_DONE,    /* result delivered; kept a while so a resubmit is recognised */
+    SL_JOB_DONE,    /* result being delivered (inside io->result; freed after it) */
 } sl_job_state_t;
 
 /* What a submission says about a job. Strings and arrays are copied. */
@@ -97,6 +97,9 @@ typedef struct sl_job {
     sl_time_t due;           /* absolute; 0 = none */
     sl_time_t dispatched;    /* last dispatch time */
     sl_time_t done_at;       /* completion time (state DONE) */
+    const void *receipt;     /* set by io->result: bytes remembered with the finished id,
+                                borrowed until it returns (see sl_core_done_find) */
+    size_t receipt_len;      /* their length */
     sl_job_state_t state;    /* where it is */
     uint32_t attempts;       /* dispatches so far */
     sl_exec_t *exec;         /* executor running it (state RUNNING) */
@@ -189,12 +192,14 @@ typedef struct sl_core_io {
     sl_status_t (*dispatch)(void *arg, sl_exec_t *exec, sl_job_t *job);
     /* The job ended: deliver its result. exec may be NULL (expired, canceled
      * while queued, failed after too many losses). payload is what the
-     * embedder passed with the completion (NULL otherwise). */
+     * embedder passed with the completion (NULL otherwise). The embedder may
+     * set job->receipt: the core copies it and keeps it with the id for
+     * done_ttl. The job is released and freed when this returns. */
     void (*result)(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
                    const sl_exec_t *exec, const void *payload, const char *error);
     /* Ask exec to stop running job (canceled by its client). */
     void (*cancel)(void *arg, sl_exec_t *exec, sl_job_t *job);
-    /* The core forgets job: free job->user. */
+    /* The core frees job (after its result, or at destroy): free job->user. */
     void (*release)(void *arg, sl_job_t *job);
     /* exec was declared lost (after its jobs were requeued): free exec->user. */
     void (*exec_lost)(void *arg, sl_exec_t *exec, const char *why);
@@ -256,6 +261,7 @@ typedef enum sl_core_counter {
     SL_CTR_KV_EVICTED,
     SL_CTR_PREFIX_HIT_BLOCKS,
     SL_CTR_BUSY_ENTERED,
+    SL_CTR_DONE_DROPPED, /* finished jobs not remembered (no memory for the record) */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -270,8 +276,9 @@ void sl_core_destroy(sl_core_t **core_p);
 /*
  * A job arrives. Returns:
  *  SL_OK          accepted; *job_p is the new job, which owns user;
- *  SL_ERR_EXISTS  same id as a known job; *job_p is that job (maybe DONE);
- *                 user is not taken;
+ *  SL_ERR_EXISTS  same id as a known job; *job_p is that job while it is
+ *                 queued or running, NULL when it finished within done_ttl
+ *                 (sl_core_done_find has its receipt); user is not taken;
  *  SL_ERR_BUSY    refused; *reason_p and *retry_after_p say why and when;
  *                 user is not taken.
  * Accepted jobs are placed at once when an executor has free credit.
@@ -291,8 +298,14 @@ sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now);
 /* Job by sequence number while queued or running; NULL otherwise. */
 sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq);
 
-/* Find a live or recently finished job by id; NULL when unknown. */
+/* Find a queued or running job by id; NULL when unknown or finished. */
 sl_job_t *sl_core_job_find(sl_core_t *core, const char *id);
+
+/* A job finished within done_ttl: true, with the receipt its io->result
+ * left (*receipt_p valid until the next call into the core; length 0 when
+ * it left none). false when no finished job with this id is remembered. */
+bool sl_core_done_find(const sl_core_t *core, const char *id, const void **receipt_p,
+                       size_t *len_p);
 /* A hint that a job with this id is about to be submitted or found: starts
  * loading its place in the id map (that map holds every job finished within
  * done_ttl, so a lookup is a cache miss). Changes nothing. */

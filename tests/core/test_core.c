@@ -23,6 +23,7 @@ typedef struct {
     int n_release;
     int n_lost;
     int fail_dispatch_to; /* executor index whose dispatch fails, -1 none */
+    size_t big_receipt;   /* > 0: receipts of this many bytes, a pattern from the id */
 } rec_t;
 
 static sl_status_t s_dispatch(void *arg, sl_exec_t *e, sl_job_t *job)
@@ -43,6 +44,30 @@ static void s_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_
     r->status[r->n_result] = status;
     snprintf(r->result_id[r->n_result], 32, "%s", job->id);
     r->n_result++;
+    /* the receipt the core remembers with the id: "done:<id>" */
+    static char receipt[64];
+    static uint8_t big[1 << 20];
+    if (r->big_receipt) {
+        for (size_t i = 0; i < r->big_receipt; i++)
+            big[i] = (uint8_t)(job->id[i % strlen(job->id)] + i);
+        job->receipt = big;
+        job->receipt_len = r->big_receipt;
+        return;
+    }
+    job->receipt = receipt;
+    job->receipt_len = (size_t)snprintf(receipt, sizeof(receipt), "done:%s", job->id);
+}
+
+/* The receipt remembered for a finished id, as a string ("" when none). */
+static const char *s_receipt(sl_core_t *core, const char *id)
+{
+    static char buf[64];
+    const void *p = NULL;
+    size_t len = 0;
+    if (!sl_core_done_find(core, id, &p, &len))
+        return "";
+    snprintf(buf, sizeof(buf), "%.*s", (int)len, (const char *)p);
+    return buf;
 }
 
 static void s_release(void *arg, sl_job_t *job)
@@ -225,15 +250,23 @@ static void test_idempotent_submit(void **state)
     assert_int_equal(s_submit(core, "same", SL_PRIO_INTERACTIVE, 1, &j2), SL_ERR_EXISTS);
     assert_ptr_equal(j1, j2);
     assert_int_equal(r.n_dispatch, 1);
+    assert_string_equal(s_receipt(core, "same"), "");
     s_complete(core, &r, 0, SL_MS(10));
+    /* finished: the job is freed, its id and receipt remembered */
+    assert_int_equal(r.n_release, 1);
+    assert_null(sl_core_job_find(core, "same"));
+    assert_string_equal(s_receipt(core, "same"), "done:same");
     assert_int_equal(s_submit(core, "same", SL_PRIO_INTERACTIVE, SL_MS(20), &j2), SL_ERR_EXISTS);
-    assert_int_equal(j2->state, SL_JOB_DONE);
+    assert_null(j2);
     assert_int_equal(r.n_dispatch, 1);
+    assert_int_equal(sl_core_job_cancel(core, "same", SL_MS(20)), SL_ERR_NOT_FOUND);
     /* after the done TTL (60 s) the id is forgotten */
     sl_exec_load_t load = {0};
     sl_core_exec_heartbeat(core, 0, &load, SL_MS(61000));
+    sl_core_tick(core, SL_MS(30000));
+    assert_string_equal(s_receipt(core, "same"), "done:same");
     sl_core_tick(core, SL_MS(61000));
-    assert_null(sl_core_job_find(core, "same"));
+    assert_string_equal(s_receipt(core, "same"), "");
     assert_int_equal(s_submit(core, "same", SL_PRIO_INTERACTIVE, SL_MS(61001), NULL), SL_OK);
     assert_int_equal(r.n_dispatch, 2);
     sl_core_destroy(&core);
@@ -257,9 +290,67 @@ static void test_done_bounded(void **state)
         s_complete(core, &r, i, i + 1);
     }
     sl_core_tick(core, 20); /* well within the time to live */
-    assert_null(sl_core_job_find(core, "j4"));
-    assert_non_null(sl_core_job_find(core, "j5"));
-    assert_int_equal(r.n_release, 5);
+    assert_string_equal(s_receipt(core, "j4"), "");
+    assert_string_equal(s_receipt(core, "j5"), "done:j5");
+    assert_string_equal(s_receipt(core, "j9"), "done:j9");
+    assert_int_equal(r.n_release, 10); /* every job is freed at its result */
+    /* a forgotten id is a new job */
+    assert_int_equal(s_submit(core, "j4", SL_PRIO_BATCH, 21, NULL), SL_OK);
+    assert_int_equal(s_submit(core, "j5", SL_PRIO_BATCH, 21, NULL), SL_ERR_EXISTS);
+    sl_core_destroy(&core);
+}
+
+/* The finished-job log across many blocks: receipts of every size (one
+ * larger than a block), kept whole, forgotten oldest first by time. */
+static void test_done_log(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "least-outstanding", 64);
+    char id[32];
+    s_join(core, "a", 64, 0);
+    const int n = 3000;
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "log%d", i);
+        r.big_receipt = i == 1500 ? 600000 : (size_t)(i % 400) + 1;
+        assert_int_equal(s_submit(core, id, SL_PRIO_BATCH, SL_MS(i), NULL), SL_OK);
+        s_complete(core, &r, i, SL_MS(i) + 1);
+    }
+    assert_int_equal(r.n_release, n);
+    /* every receipt reads back whole */
+    for (int i = 0; i < n; i += 7) {
+        snprintf(id, sizeof(id), "log%d", i);
+        const void *p = NULL;
+        size_t len = 0, want = i == 1500 ? 600000 : (size_t)(i % 400) + 1;
+        assert_true(sl_core_done_find(core, id, &p, &len));
+        assert_int_equal(len, want);
+        for (size_t k = 0; k < len; k += 97)
+            assert_int_equal(((const uint8_t *)p)[k], (uint8_t)(id[k % strlen(id)] + k));
+    }
+    /* 60 s time to live: at 61.5 s the first 1500 (finished before 1.5 s) are gone */
+    sl_exec_load_t load = {0};
+    sl_core_exec_heartbeat(core, 0, &load, SL_MS(61500));
+    sl_core_tick(core, SL_MS(61500));
+    for (int i = 0; i < n; i += 13) {
+        snprintf(id, sizeof(id), "log%d", i);
+        const void *p;
+        size_t len;
+        assert_int_equal(sl_core_done_find(core, id, &p, &len), i >= 1500);
+    }
+    /* a forgotten id runs again; a remembered one does not */
+    assert_int_equal(s_submit(core, "log10", SL_PRIO_BATCH, SL_MS(61500), NULL), SL_OK);
+    assert_int_equal(s_submit(core, "log2000", SL_PRIO_BATCH, SL_MS(61500), NULL),
+                     SL_ERR_EXISTS);
+    /* all forgotten, then the log is reused */
+    sl_core_exec_heartbeat(core, 0, &load, SL_MS(70000));
+    sl_core_tick(core, SL_MS(70000));
+    snprintf(id, sizeof(id), "log%d", n - 1);
+    const void *p;
+    size_t len;
+    assert_false(sl_core_done_find(core, id, &p, &len));
+    r.big_receipt = 0;
+    assert_int_equal(s_submit(core, "again", SL_PRIO_BATCH, SL_MS(70000), NULL), SL_OK);
+    s_complete(core, &r, r.n_dispatch - 1, SL_MS(70001));
+    assert_string_equal(s_receipt(core, "again"), "done:again");
     sl_core_destroy(&core);
 }
 
@@ -387,7 +478,7 @@ int main(void)
         cmocka_unit_test(test_requeue_on_loss),  cmocka_unit_test(test_requeue_limit),
         cmocka_unit_test(test_dispatch_failure_loses_executor),
         cmocka_unit_test(test_idempotent_submit), cmocka_unit_test(test_busy_reasons),
-        cmocka_unit_test(test_done_bounded),
+        cmocka_unit_test(test_done_bounded),     cmocka_unit_test(test_done_log),
         cmocka_unit_test(test_expiry_and_cancel), cmocka_unit_test(test_policies),
         cmocka_unit_test(test_rejoin_replaces),
     };
