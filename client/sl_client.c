@@ -35,6 +35,7 @@
 #include "common/sl_log.h"
 #include "common/sl_map.h"
 #include "common/sl_rand.h"
+#include "proto/sl_codec.h"
 #include "proto/sl_proto.h"
 
 #include <errno.h>
@@ -954,19 +955,26 @@ static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, size_t he
         s_set_error(c, "job %s is invalid: %s", spec->id, err);
         return SL_ERR_INVALID;
     }
-    /* Submit{job = 1} written by hand around the packed Job: packing the
-     * Submit would size the Job (and its Prompt) once more. */
-    size_t job_len = sluice__job__get_packed_size(&job);
+    /* Submit{job = 1} written by hand around the packed Job, which most
+     * often fits a buffer on the stack (sl_codec_encode), else is sized. */
+    uint8_t small[2048];
+    uint8_t *packed = sl_codec_encode(&job.base, small, small + sizeof(small));
+    size_t job_len = packed ? (size_t)(small + sizeof(small) - packed)
+                            : sluice__job__get_packed_size(&job);
     uint8_t hdr[12];
     size_t hl = 0;
     hdr[hl++] = 0x0a; /* field 1, length-delimited */
     hl += sl_wire_varint(hdr + hl, job_len);
     size_t len = hl + job_len;
-    uint8_t *mem = calloc(1, head + len);
+    uint8_t *mem = malloc(head + len);
     if (!mem)
         return SL_ERR_NOMEM;
+    memset(mem, 0, head);
     memcpy(mem + head, hdr, hl);
-    sluice__job__pack(&job, mem + head + hl);
+    if (packed)
+        memcpy(mem + head + hl, packed, job_len);
+    else
+        sluice__job__pack(&job, mem + head + hl);
     *mem_p = mem;
     *len_p = len;
     return SL_OK;
