@@ -830,8 +830,11 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
             s_on_completion(s, index, msg->completion, now);
             break;
         case SLUICE__ENVELOPE__BODY_COMPLETIONS:
-            for (size_t k = 0; k < msg->completions->n_completions; k++)
+            for (size_t k = 0, n = msg->completions->n_completions; k < n; k++) {
+                if (k + 2 < n)
+                    sl_core_complete_prefetch(s->core, msg->completions->completions[k + 2]->job_seq);
                 s_on_completion(s, index, msg->completions->completions[k], now);
+            }
             break;
         case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
             sl_core_exec_touch(s->core, index, now);

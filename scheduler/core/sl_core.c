@@ -338,6 +338,13 @@ void sl_core_job_prefetch(const sl_core_t *core, const char *id)
     sl_map_prefetch(&core->by_id, s_id_key(id, 0));
 }
 
+void sl_core_complete_prefetch(const sl_core_t *core, uint64_t seq)
+{
+    const sl_job_t *job = sl_map_get(&core->by_seq, seq);
+    if (job)
+        sl_map_prefetch(&core->by_id, job->id_hash);
+}
+
 sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq)
 {
     return sl_map_get(&core->by_seq, seq);
@@ -456,6 +463,21 @@ void sl_core_destroy(sl_core_t **core_p)
     *core_p = NULL;
 }
 
+/* Forget the oldest finished job (rec, the front of the log). */
+static void s_done_pop(sl_core_t *core, s_done_t *rec)
+{
+    s_done_block_t *b = core->done_head;
+    b->head += S_DONE_SIZE(rec);
+    core->n_done--;
+    /* The log is walked in order; the map slots are not: start loading the
+     * next one's while this one is removed. */
+    if (b->head < b->used)
+        sl_map_prefetch(&core->by_id, ((s_done_t *)(b->data + b->head))->id_key);
+    void *v = sl_map_get(&core->by_id, rec->id_key);
+    if (v && s_done_of(v) == rec)
+        sl_map_del(&core->by_id, rec->id_key);
+}
+
 /* Deliver a finished job's result, remember its id and receipt for
  * done_ttl in the log, and free the job. */
 static void s_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
@@ -478,6 +500,11 @@ static void s_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
     s_done_t *rec = s_done_append(core, job, now);
     if (rec) {
         sl_map_swap(&core->by_id, job->id_hash, (void *)((uintptr_t)rec | 1));
+        /* Past the count bound the oldest goes now, one per finish (its map
+         * slot was prefetched by the previous one), not thousands per tick. */
+        s_done_t *old;
+        if (core->n_done > (uint32_t)core->cfg.done_max && (old = s_done_front(core)))
+            s_done_pop(core, old);
     } else {
         /* no memory to remember it: a resubmission will run it again */
         sl_map_del(&core->by_id, job->id_hash);
@@ -1151,16 +1178,7 @@ static void s_forget_done(sl_core_t *core, sl_time_t now)
     while ((rec = s_done_front(core))) {
         if (now - rec->done_at < ttl && core->n_done <= (uint32_t)core->cfg.done_max)
             break;
-        s_done_block_t *b = core->done_head;
-        b->head += S_DONE_SIZE(rec);
-        core->n_done--;
-        /* The log is walked in order; the map slots are not: start loading
-         * the next one's while this one is removed. */
-        if (b->head < b->used)
-            sl_map_prefetch(&core->by_id, ((s_done_t *)(b->data + b->head))->id_key);
-        void *v = sl_map_get(&core->by_id, rec->id_key);
-        if (v && s_done_of(v) == rec)
-            sl_map_del(&core->by_id, rec->id_key);
+        s_done_pop(core, rec);
     }
 }
 

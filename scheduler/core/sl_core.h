@@ -292,6 +292,10 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
 sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t seq,
                                  const sl_job_result_t *res, const void *payload, sl_time_t now);
 
+/* A hint that job seq is about to complete: starts loading its place in
+ * the id map, which finishing it updates. Changes nothing. */
+void sl_core_complete_prefetch(const sl_core_t *core, uint64_t seq);
+
 /* The client cancels a job by id. SL_ERR_NOT_FOUND when unknown or done. */
 sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now);
 
