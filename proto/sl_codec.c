@@ -17,7 +17,8 @@
  * protobuf-c stays the judge of validity: whenever decoding meets something
  * that is not a canonical encoding of a known field (an unknown field, a
  * sub-message or oneof member given twice, a repeated scalar not packed, a
- * group, a varint of more than ten bytes, a length past the end) it answers
+ * group, a varint of more than ten bytes or a tag or length of more than
+ * five (protobuf-c's limits), a length past the end) it answers
  * SL_CODEC_DEFER and the caller runs protobuf-c on the same bytes. The
  * decoded structs are what protobuf-c builds: defaults from the generated
  * init, strings copied and NUL-terminated, absent sub-messages NULL, empty
@@ -28,7 +29,9 @@
  * uint32, uint64, bool, enum, float, string, bytes, message; singular,
  * repeated, oneof). A descriptor with anything else is decoded by
  * protobuf-c and encoded by it too (protobuf_c_message_pack into the room
- * it sizes), so the codec is never wrong, only sometimes not faster.
+ * it sizes), and so is a message holding unknown fields (one protobuf-c
+ * decoded; it packs them after the known ones), so the codec is never
+ * wrong, only sometimes not faster.
  *
  * Rejected: a hand-written encoder and decoder per message (ten copies of
  * the same loop, and every new field a chance to drift from the .proto);
@@ -162,6 +165,13 @@ static inline bool s_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
     return false;
 }
 
+/* A tag or a length: protobuf-c reads neither from more than five bytes. */
+static inline bool s_varint5(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *p = *pp;
+    return s_varint(pp, end, v) && *pp - p <= 5;
+}
+
 /* Skip one value of wire type wt; false if it does not fit or is a group. */
 static bool s_skip(const uint8_t **pp, const uint8_t *end, unsigned wt)
 {
@@ -175,7 +185,7 @@ static bool s_skip(const uint8_t **pp, const uint8_t *end, unsigned wt)
         *pp += 8;
         return true;
     case 2:
-        if (!s_varint(pp, end, &v) || v > (uint64_t)(end - *pp))
+        if (!s_varint5(pp, end, &v) || v > (uint64_t)(end - *pp))
             return false;
         *pp += v;
         return true;
@@ -246,7 +256,7 @@ static int s_count(const s_tab_t *t, const uint8_t *p, const uint8_t *end, uint8
     uint64_t packed_seen = 0;
     while (p < end) {
         uint64_t tag;
-        if (!s_varint(&p, end, &tag) || (tag >> 3) >= S_MAX_ID || !t->idx[tag >> 3])
+        if (!s_varint5(&p, end, &tag) || (tag >> 3) >= S_MAX_ID || !t->idx[tag >> 3])
             return SL_CODEC_DEFER;
         unsigned fi = t->idx[tag >> 3] - 1u, wt = (unsigned)(tag & 7);
         const ProtobufCFieldDescriptor *f = &desc->fields[fi];
@@ -348,7 +358,7 @@ static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t
     uint64_t seen = 0; /* sub-messages and oneof members given */
     while (p < end) {
         uint64_t tag, len = 0;
-        if (!s_varint(&p, end, &tag) || (tag >> 3) >= S_MAX_ID || !t->idx[tag >> 3])
+        if (!s_varint5(&p, end, &tag) || (tag >> 3) >= S_MAX_ID || !t->idx[tag >> 3])
             return SL_CODEC_DEFER;
         unsigned fi = t->idx[tag >> 3] - 1u, wt = (unsigned)(tag & 7);
         const ProtobufCFieldDescriptor *f = &desc->fields[fi];
@@ -386,7 +396,7 @@ static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t
                 return SL_CODEC_DEFER;
             continue;
         }
-        if (wt != 2 || !s_varint(&p, end, &len) || len > (uint64_t)(end - p))
+        if (wt != 2 || !s_varint5(&p, end, &len) || len > (uint64_t)(end - p))
             return SL_CODEC_DEFER;
         if (ty == PROTOBUF_C_TYPE_MESSAGE) {
             if (seen & (1ull << fi))
@@ -544,6 +554,8 @@ static uint8_t *s_enc(const ProtobufCMessage *m, uint8_t *lo, uint8_t *p)
     const ProtobufCMessageDescriptor *desc = m->descriptor;
     const uint8_t *base = (const uint8_t *)m;
     uint8_t *end = p;
+    if (m->n_unknown_fields)
+        return s_enc_fallback(m, lo, end);
     for (unsigned i = desc->n_fields; i-- > 0 && p;) {
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
         const uint8_t *v = base + f->offset;
