@@ -8,9 +8,11 @@
  * function pointer per part, and packing sizes each sub-message once per
  * enclosing level. This codec does the same job for the encodings the
  * project's own programs write, and nothing more:
- *   - decoding is one pass per message (two where it has repeated fields:
- *     a count, then the fill), with a field table indexed by field number,
- *     built once per descriptor from the descriptor itself;
+ *   - decoding is one pass per message (two for the batches, whose
+ *     repeated sub-messages are counted first; a packed array is counted
+ *     when it is met), with a compact table per message type built once
+ *     from its descriptor (the field's offset, kind and pre-encoded tag,
+ *     indexed by field number);
  *   - encoding runs backwards from the end of a buffer, so a sub-message's
  *     length is known when its header is written and nothing is sized.
  *
@@ -52,18 +54,69 @@
 #define S_MAX_TABS 64   /* message types handled here */
 #define S_MAX_DEPTH 32  /* nesting decoded here */
 
-/* One message type's decoding table. */
+/* How a field is laid out and written. */
+enum { S_SINGLE, S_ONEOF, S_PACKED, S_EACH };
+
+/* One field, in the few bytes the loops read (the descriptor's are 72). */
+typedef struct s_fop {
+    uint32_t offset; /* of the member */
+    uint32_t qoff;   /* of the count (repeated) or of the oneof case */
+    uint32_t id;     /* field number */
+    uint8_t type;    /* ProtobufCType */
+    uint8_t kind;    /* S_SINGLE, S_ONEOF, S_PACKED (repeated scalar), S_EACH (repeated,
+                        one tag per element) */
+    uint8_t wt;      /* wire type of one value */
+    uint8_t sub;     /* message fields: their table */
+    uint8_t esize;   /* bytes of one element of a repeated field */
+    uint8_t taglen;  /* bytes of tag */
+    uint8_t tag[5];  /* the tag as written (wire type 2 when packed) */
+} s_fop_t;
+
+/* One message type's table. */
 typedef struct s_tab {
     const ProtobufCMessageDescriptor *desc;
-    uint8_t idx[S_MAX_ID];     /* field number -> index in desc->fields + 1; 0: unknown */
-    uint8_t sub[S_MAX_FIELDS]; /* message fields: their table */
+    uint8_t idx[S_MAX_ID];     /* field number -> index in ops + 1; 0: unknown */
+    s_fop_t ops[S_MAX_FIELDS]; /* the fields, in field-number order */
+    uint8_t n_ops;             /* their number */
     bool ok;                   /* every field is of a kind handled here */
-    bool repeated;             /* it has repeated fields: count them first */
+    bool count_first;          /* it has repeated delimited fields: count them first */
 } s_tab_t;
 
 static s_tab_t s_tabs[S_MAX_TABS];
 static atomic_uint s_n_tabs; /* tables published (complete, never changed again) */
 static pthread_mutex_t s_tabs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t s_elem_size(ProtobufCType type)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_UINT64:
+        return sizeof(uint64_t);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_STRING:
+        return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    default:
+        return sizeof(uint32_t); /* int32, uint32, enum, float */
+    }
+}
+
+static unsigned s_wire_type(ProtobufCType type)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_FLOAT:
+        return 5;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 2;
+    default:
+        return 0;
+    }
+}
 
 static bool s_field_ok(const ProtobufCFieldDescriptor *f)
 {
@@ -101,20 +154,42 @@ static int s_tab_build(const ProtobufCMessageDescriptor *desc, unsigned *n)
     t->ok = desc->n_fields <= S_MAX_FIELDS;
     for (unsigned i = 0; t->ok && i < desc->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
-        if (f->id >= S_MAX_ID || !s_field_ok(f)) {
+        if (f->id >= S_MAX_ID || !s_field_ok(f) || (i && f->id <= desc->fields[i - 1].id)) {
             t->ok = false;
             break;
         }
+        s_fop_t *op = &t->ops[i];
+        op->offset = f->offset;
+        op->qoff = f->quantifier_offset;
+        op->id = f->id;
+        op->type = (uint8_t)f->type;
+        op->wt = (uint8_t)s_wire_type(f->type);
+        op->esize = (uint8_t)s_elem_size(f->type);
+        if (f->label == PROTOBUF_C_LABEL_REPEATED && op->wt != 2 &&
+            !(f->flags & PROTOBUF_C_FIELD_FLAG_PACKED)) {
+            t->ok = false; /* a proto2-style unpacked repeated scalar */
+            break;
+        }
+        if (f->label == PROTOBUF_C_LABEL_REPEATED)
+            op->kind = op->wt != 2 ? S_PACKED : S_EACH;
+        else
+            op->kind = f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF ? S_ONEOF : S_SINGLE;
+        uint64_t tag = ((uint64_t)f->id << 3) | (op->kind == S_PACKED ? 2u : op->wt);
+        do {
+            op->tag[op->taglen++] = (uint8_t)(tag | (tag >= 0x80 ? 0x80 : 0));
+            tag >>= 7;
+        } while (tag);
         t->idx[f->id] = (uint8_t)(i + 1);
-        t->repeated |= f->label == PROTOBUF_C_LABEL_REPEATED;
+        t->count_first |= f->label == PROTOBUF_C_LABEL_REPEATED && op->wt == 2;
         if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
             int sub = s_tab_build(f->descriptor, n);
             if (sub < 0)
                 t->ok = false;
             else
-                t->sub[i] = (uint8_t)sub;
+                op->sub = (uint8_t)sub;
         }
     }
+    t->n_ops = (uint8_t)desc->n_fields;
     return (int)k;
 }
 
@@ -199,24 +274,6 @@ static bool s_skip(const uint8_t **pp, const uint8_t *end, unsigned wt)
     }
 }
 
-static size_t s_elem_size(ProtobufCType type)
-{
-    switch (type) {
-    case PROTOBUF_C_TYPE_UINT64:
-        return sizeof(uint64_t);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    default:
-        return sizeof(uint32_t); /* int32, uint32, enum, float */
-    }
-}
-
 /* Store one scalar read from [*pp, end) at dst; false if it does not parse. */
 static bool s_scalar(ProtobufCType type, const uint8_t **pp, const uint8_t *end, void *dst)
 {
@@ -245,58 +302,31 @@ static bool s_scalar(ProtobufCType type, const uint8_t **pp, const uint8_t *end,
 }
 
 /*
- * First pass over a message with repeated fields: count each one's
- * elements, allocate the arrays and leave the counts at 0 for the fill.
+ * First pass over a message with repeated delimited fields (the batches):
+ * count each one's elements and allocate the arrays, leaving the counts at
+ * 0 for the fill. Packed scalars are counted when they are met.
  */
 static int s_count(const s_tab_t *t, const uint8_t *p, const uint8_t *end, uint8_t *m,
                    s_dec_t *d)
 {
-    const ProtobufCMessageDescriptor *desc = t->desc;
     size_t count[S_MAX_FIELDS] = {0};
-    uint64_t packed_seen = 0;
     while (p < end) {
         uint64_t tag;
         if (!s_varint5(&p, end, &tag) || (tag >> 3) >= S_MAX_ID || !t->idx[tag >> 3])
             return SL_CODEC_DEFER;
         unsigned fi = t->idx[tag >> 3] - 1u, wt = (unsigned)(tag & 7);
-        const ProtobufCFieldDescriptor *f = &desc->fields[fi];
-        const uint8_t *v = p;
         if (!s_skip(&p, end, wt))
             return SL_CODEC_DEFER;
-        if (f->label != PROTOBUF_C_LABEL_REPEATED)
-            continue;
-        if (wt != 2)
-            return SL_CODEC_DEFER; /* an unpacked repeated scalar */
-        ProtobufCType ty = f->type;
-        if (ty == PROTOBUF_C_TYPE_STRING || ty == PROTOBUF_C_TYPE_BYTES ||
-            ty == PROTOBUF_C_TYPE_MESSAGE) {
+        if (t->ops[fi].kind == S_EACH && t->ops[fi].wt == 2)
             count[fi]++;
-            continue;
-        }
-        if (packed_seen & (1ull << fi))
-            return SL_CODEC_DEFER; /* a packed field given twice */
-        packed_seen |= 1ull << fi;
-        uint64_t len = 0;
-        s_varint(&v, end, &len);
-        if (ty == PROTOBUF_C_TYPE_FLOAT) {
-            if (len % 4)
-                return SL_CODEC_DEFER;
-            count[fi] = len / 4;
-        } else {
-            if (len && (v[len - 1] & 0x80))
-                return SL_CODEC_DEFER;
-            for (uint64_t i = 0; i < len; i++)
-                count[fi] += !(v[i] & 0x80);
-        }
     }
-    for (unsigned fi = 0; fi < desc->n_fields; fi++) {
+    for (unsigned fi = 0; fi < t->n_ops; fi++) {
         if (!count[fi])
             continue;
-        const ProtobufCFieldDescriptor *f = &desc->fields[fi];
-        void *arr = d->alloc(d->data, count[fi] * s_elem_size(f->type));
+        void *arr = d->alloc(d->data, count[fi] * t->ops[fi].esize);
         if (!arr)
             return SL_CODEC_NOMEM;
-        *(void **)(m + f->offset) = arr;
+        *(void **)(m + t->ops[fi].offset) = arr;
     }
     return SL_CODEC_DONE;
 }
@@ -315,15 +345,14 @@ static char *s_str(const uint8_t *p, size_t len, s_dec_t *d)
     return s;
 }
 
-/* One length-delimited value [p, q) of field f into dst. */
-static int s_delimited(const s_tab_t *t, unsigned fi, const uint8_t *p, const uint8_t *q,
-                       s_dec_t *d, void *dst)
+/* One length-delimited value [p, q) of field op into dst. */
+static int s_delimited(const s_fop_t *op, const uint8_t *p, const uint8_t *q, s_dec_t *d,
+                       void *dst)
 {
-    const ProtobufCFieldDescriptor *f = &t->desc->fields[fi];
     size_t len = (size_t)(q - p);
-    switch (f->type) {
+    switch (op->type) {
     case PROTOBUF_C_TYPE_MESSAGE:
-        return s_msg(&s_tabs[t->sub[fi]], p, q, d, dst);
+        return s_msg(&s_tabs[op->sub], p, q, d, dst);
     case PROTOBUF_C_TYPE_STRING:
         return (*(char **)dst = s_str(p, len, d)) ? SL_CODEC_DONE : SL_CODEC_NOMEM;
     case PROTOBUF_C_TYPE_BYTES: {
@@ -341,6 +370,36 @@ static int s_delimited(const s_tab_t *t, unsigned fi, const uint8_t *p, const ui
     }
 }
 
+/* A packed field's elements [p, q): counted, allocated and stored. */
+static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8_t *m,
+                    s_dec_t *d)
+{
+    size_t *n = (size_t *)(m + op->qoff), len = (size_t)(q - p), count = 0;
+    if (*n)
+        return SL_CODEC_DEFER; /* given twice: protobuf-c appends */
+    if (op->type == PROTOBUF_C_TYPE_FLOAT) {
+        if (len % 4)
+            return SL_CODEC_DEFER;
+        count = len / 4;
+    } else {
+        if (len && (q[-1] & 0x80))
+            return SL_CODEC_DEFER;
+        for (size_t i = 0; i < len; i++)
+            count += !(p[i] & 0x80);
+    }
+    if (!count)
+        return SL_CODEC_DONE;
+    uint8_t *arr = d->alloc(d->data, count * op->esize);
+    if (!arr)
+        return SL_CODEC_NOMEM;
+    *(void **)(m + op->offset) = arr;
+    for (size_t i = 0; i < count; i++)
+        if (!s_scalar(op->type, &p, q, arr + i * op->esize))
+            return SL_CODEC_DEFER;
+    *n = count;
+    return SL_CODEC_DONE;
+}
+
 static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t *d,
                  void **out)
 {
@@ -352,60 +411,55 @@ static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t
         return SL_CODEC_NOMEM;
     desc->message_init((ProtobufCMessage *)m);
     int r;
-    if (t->repeated && (r = s_count(t, p, end, m, d)) != SL_CODEC_DONE)
+    if (t->count_first && (r = s_count(t, p, end, m, d)) != SL_CODEC_DONE)
         return r;
     d->depth++;
-    uint64_t seen = 0; /* sub-messages and oneof members given */
+    uint64_t seen = 0; /* sub-messages given */
     while (p < end) {
         uint64_t tag, len = 0;
         if (!s_varint5(&p, end, &tag) || (tag >> 3) >= S_MAX_ID || !t->idx[tag >> 3])
             return SL_CODEC_DEFER;
         unsigned fi = t->idx[tag >> 3] - 1u, wt = (unsigned)(tag & 7);
-        const ProtobufCFieldDescriptor *f = &desc->fields[fi];
-        uint8_t *member = m + f->offset;
-        ProtobufCType ty = f->type;
-        bool delimited = ty == PROTOBUF_C_TYPE_STRING || ty == PROTOBUF_C_TYPE_BYTES ||
-                         ty == PROTOBUF_C_TYPE_MESSAGE;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            /* the counting pass checked the wire types and lengths */
-            size_t *n = (size_t *)(m + f->quantifier_offset);
-            s_varint(&p, end, &len);
-            const uint8_t *q = p + len;
-            if (delimited) {
-                void *dst = *(uint8_t **)member + *n * s_elem_size(ty);
-                if ((r = s_delimited(t, fi, p, q, d, dst)) != SL_CODEC_DONE)
+        const s_fop_t *op = &t->ops[fi];
+        uint8_t *member = m + op->offset;
+        if (op->wt != 2) { /* a scalar */
+            if (op->kind == S_PACKED) {
+                if (wt != 2 || !s_varint5(&p, end, &len) || len > (uint64_t)(end - p))
+                    return SL_CODEC_DEFER; /* unpacked: protobuf-c takes both */
+                if ((r = s_packed(op, p, p + len, m, d)) != SL_CODEC_DONE)
                     return r;
-                (*n)++;
-            } else {
-                uint8_t *arr = *(uint8_t **)member;
-                while (p < q)
-                    if (!s_scalar(ty, &p, q, arr + (*n)++ * s_elem_size(ty)))
-                        return SL_CODEC_DEFER;
-            }
-            p = q;
-            continue;
-        }
-        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            uint32_t *which = (uint32_t *)(m + f->quantifier_offset);
-            if (*which)
-                return SL_CODEC_DEFER; /* a second member of the oneof */
-            *which = f->id;
-        }
-        if (!delimited) {
-            if (wt != (ty == PROTOBUF_C_TYPE_FLOAT ? 5u : 0u) || !s_scalar(ty, &p, end, member))
+                p += len;
+            } else if (wt != op->wt || !s_scalar(op->type, &p, end, member)) {
                 return SL_CODEC_DEFER;
+            }
             continue;
         }
         if (wt != 2 || !s_varint5(&p, end, &len) || len > (uint64_t)(end - p))
             return SL_CODEC_DEFER;
-        if (ty == PROTOBUF_C_TYPE_MESSAGE) {
+        const uint8_t *q = p + len;
+        if (op->kind == S_EACH) {
+            /* the counting pass allocated the array */
+            size_t *n = (size_t *)(m + op->qoff);
+            void *dst = *(uint8_t **)member + *n * op->esize;
+            if ((r = s_delimited(op, p, q, d, dst)) != SL_CODEC_DONE)
+                return r;
+            (*n)++;
+            p = q;
+            continue;
+        }
+        if (op->kind == S_ONEOF) {
+            uint32_t *which = (uint32_t *)(m + op->qoff);
+            if (*which)
+                return SL_CODEC_DEFER; /* a second member of the oneof */
+            *which = op->id;
+        } else if (op->type == PROTOBUF_C_TYPE_MESSAGE) {
             if (seen & (1ull << fi))
                 return SL_CODEC_DEFER; /* protobuf-c merges a repeated sub-message */
             seen |= 1ull << fi;
         }
-        if ((r = s_delimited(t, fi, p, p + len, d, member)) != SL_CODEC_DONE)
+        if ((r = s_delimited(op, p, q, d, member)) != SL_CODEC_DONE)
             return r;
-        p += len;
+        p = q;
     }
     d->depth--;
     *out = m;
@@ -461,12 +515,12 @@ static inline uint8_t *s_put_bytes(uint8_t *p, uint8_t *lo, const void *src, siz
     return p;
 }
 
-static uint8_t *s_enc(const ProtobufCMessage *m, uint8_t *lo, uint8_t *p);
+static uint8_t *s_enc(const s_tab_t *t, const ProtobufCMessage *m, uint8_t *lo, uint8_t *p);
 
 /* The value of a field (no tag) ending at p. */
-static uint8_t *s_enc_value(ProtobufCType type, const void *v, uint8_t *lo, uint8_t *p)
+static inline uint8_t *s_enc_value(const s_fop_t *op, const void *v, uint8_t *lo, uint8_t *p)
 {
-    switch (type) {
+    switch (op->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_ENUM: /* negative: ten bytes, sign-extended */
         return s_put_varint(p, lo, (uint64_t)(int64_t) * (const int32_t *)v);
@@ -492,7 +546,7 @@ static uint8_t *s_enc_value(ProtobufCType type, const void *v, uint8_t *lo, uint
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)v;
         uint8_t *end = p;
-        if (sub && !(p = s_enc(sub, lo, p)))
+        if (sub && !(p = s_enc(&s_tabs[op->sub], sub, lo, p)))
             return NULL;
         return s_put_varint(p, lo, (uint64_t)(end - p));
     }
@@ -501,24 +555,10 @@ static uint8_t *s_enc_value(ProtobufCType type, const void *v, uint8_t *lo, uint
     }
 }
 
-static unsigned s_wire_type(ProtobufCType type)
-{
-    switch (type) {
-    case PROTOBUF_C_TYPE_FLOAT:
-        return 5;
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_BYTES:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return 2;
-    default:
-        return 0;
-    }
-}
-
 /* A proto3 field left out of the encoding (protobuf-c's test, type by type). */
-static bool s_zeroish(ProtobufCType type, const void *v)
+static inline bool s_zeroish(const s_fop_t *op, const void *v)
 {
-    switch (type) {
+    switch (op->type) {
     case PROTOBUF_C_TYPE_UINT64:
         return *(const uint64_t *)v == 0;
     case PROTOBUF_C_TYPE_BOOL:
@@ -538,7 +578,8 @@ static bool s_zeroish(ProtobufCType type, const void *v)
     }
 }
 
-/* m with protobuf-c itself (a descriptor this codec does not handle). */
+/* m with protobuf-c itself (a descriptor this codec does not handle, or
+ * unknown fields kept from a decode). */
 static uint8_t *s_enc_fallback(const ProtobufCMessage *m, uint8_t *lo, uint8_t *p)
 {
     size_t len = protobuf_c_message_get_packed_size(m);
@@ -549,55 +590,58 @@ static uint8_t *s_enc_fallback(const ProtobufCMessage *m, uint8_t *lo, uint8_t *
     return p;
 }
 
-static uint8_t *s_enc(const ProtobufCMessage *m, uint8_t *lo, uint8_t *p)
+static inline uint8_t *s_put_tag(const s_fop_t *op, uint8_t *lo, uint8_t *p)
 {
-    const ProtobufCMessageDescriptor *desc = m->descriptor;
+    return s_put_bytes(p, lo, op->tag, op->taglen);
+}
+
+static uint8_t *s_enc(const s_tab_t *t, const ProtobufCMessage *m, uint8_t *lo, uint8_t *p)
+{
     const uint8_t *base = (const uint8_t *)m;
-    uint8_t *end = p;
-    if (m->n_unknown_fields)
-        return s_enc_fallback(m, lo, end);
-    for (unsigned i = desc->n_fields; i-- > 0 && p;) {
-        const ProtobufCFieldDescriptor *f = &desc->fields[i];
-        const uint8_t *v = base + f->offset;
-        if (!s_field_ok(f))
-            return s_enc_fallback(m, lo, end);
-        uint64_t tag = (uint64_t)f->id << 3;
-        unsigned wt = s_wire_type(f->type);
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)(base + f->quantifier_offset);
+    if (!t->ok || m->n_unknown_fields)
+        return s_enc_fallback(m, lo, p);
+    for (unsigned i = t->n_ops; i-- > 0 && p;) {
+        const s_fop_t *op = &t->ops[i];
+        const uint8_t *v = base + op->offset;
+        switch (op->kind) {
+        case S_SINGLE:
+            if (s_zeroish(op, v))
+                continue;
+            break;
+        case S_ONEOF:
+            if (*(const uint32_t *)(base + op->qoff) != op->id ||
+                (op->wt == 2 && op->type != PROTOBUF_C_TYPE_BYTES && !*(void *const *)v))
+                continue;
+            break;
+        default: {
+            size_t n = *(const size_t *)(base + op->qoff);
             const uint8_t *arr = *(uint8_t *const *)v;
-            size_t es = s_elem_size(f->type);
             if (!n)
                 continue;
-            if (wt == 2 || !(f->flags & PROTOBUF_C_FIELD_FLAG_PACKED)) {
+            if (op->kind == S_EACH) {
                 for (size_t j = n; j-- > 0 && p;)
-                    if ((p = s_enc_value(f->type, arr + j * es, lo, p)))
-                        p = s_put_varint(p, lo, tag | wt);
+                    if ((p = s_enc_value(op, arr + j * op->esize, lo, p)))
+                        p = s_put_tag(op, lo, p);
                 continue;
             }
             uint8_t *packed_end = p;
             for (size_t j = n; j-- > 0 && p;)
-                p = s_enc_value(f->type, arr + j * es, lo, p);
+                p = s_enc_value(op, arr + j * op->esize, lo, p);
             if (p)
                 p = s_put_varint(p, lo, (uint64_t)(packed_end - p));
             if (p)
-                p = s_put_varint(p, lo, tag | 2);
+                p = s_put_tag(op, lo, p);
             continue;
         }
-        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            if (*(const uint32_t *)(base + f->quantifier_offset) != f->id ||
-                (wt == 2 && f->type != PROTOBUF_C_TYPE_BYTES && !*(void *const *)v))
-                continue;
-        } else if (s_zeroish(f->type, v)) {
-            continue;
         }
-        if ((p = s_enc_value(f->type, v, lo, p)))
-            p = s_put_varint(p, lo, tag | wt);
+        if ((p = s_enc_value(op, v, lo, p)))
+            p = s_put_tag(op, lo, p);
     }
     return p;
 }
 
 uint8_t *sl_codec_encode(const ProtobufCMessage *msg, uint8_t *lo, uint8_t *hi)
 {
-    return s_enc(msg, lo, hi);
+    const s_tab_t *t = s_tab_get(msg->descriptor);
+    return t ? s_enc(t, msg, lo, hi) : s_enc_fallback(msg, lo, hi);
 }
