@@ -53,7 +53,16 @@ typedef enum s_job_state {
     S_JOB_ACCEPTED, /* accepted, waiting for the Result; timer = result timeout or none */
 } s_job_state_t;
 
-typedef struct s_job {
+typedef struct s_job s_job_t;
+
+/* A heap entry: the due time beside the job, so that sifting compares
+ * within the array instead of chasing a pointer per level. */
+typedef struct s_timer {
+    sl_time_t due; /* copy of job->due */
+    s_job_t *job;  /* whose timer */
+} s_timer_t;
+
+struct s_job {
     uint64_t key;        /* hash of the id: the map key */
     s_job_state_t state; /* where it stands */
     uint8_t *packed;     /* the encoded Submit (the message, not an envelope), sent on every try;
@@ -63,7 +72,7 @@ typedef struct s_job {
     size_t heap_idx;     /* position in the timer heap; SIZE_MAX when not there */
     uint32_t unanswered; /* sends since the last Accepted or Busy */
     sl_result_t *res;    /* the completion being filled in */
-} s_job_t;
+};
 
 struct sl_client {
     sl_client_cfg_t cfg;         /* copy of the configuration */
@@ -73,7 +82,7 @@ struct sl_client {
     unsigned mon_seq;            /* makes each monitor endpoint unique */
     bool connected_once;         /* the current socket has connected before */
     sl_map_t jobs;               /* key -> s_job_t*, every pending job */
-    s_job_t **heap;              /* timer min-heap by due */
+    s_timer_t *heap;             /* timer min-heap by due */
     size_t heap_len;             /* entries in heap */
     size_t heap_cap;             /* allocated entries of heap */
     sl_result_t **done;          /* ring of completions not yet handed out */
@@ -159,18 +168,18 @@ void sl_cluster_status_destroy(sl_cluster_status_t **st_p)
 
 static void s_heap_swap(sl_client_t *c, size_t a, size_t b)
 {
-    s_job_t *t = c->heap[a];
+    s_timer_t t = c->heap[a];
     c->heap[a] = c->heap[b];
     c->heap[b] = t;
-    c->heap[a]->heap_idx = a;
-    c->heap[b]->heap_idx = b;
+    c->heap[a].job->heap_idx = a;
+    c->heap[b].job->heap_idx = b;
 }
 
 static void s_heap_up(sl_client_t *c, size_t i)
 {
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (c->heap[p]->due <= c->heap[i]->due)
+        if (c->heap[p].due <= c->heap[i].due)
             break;
         s_heap_swap(c, i, p);
         i = p;
@@ -181,9 +190,9 @@ static void s_heap_down(sl_client_t *c, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < c->heap_len && c->heap[l]->due < c->heap[m]->due)
+        if (l < c->heap_len && c->heap[l].due < c->heap[m].due)
             m = l;
-        if (r < c->heap_len && c->heap[r]->due < c->heap[m]->due)
+        if (r < c->heap_len && c->heap[r].due < c->heap[m].due)
             m = r;
         if (m == i)
             return;
@@ -202,9 +211,9 @@ static void s_timer_cancel(sl_client_t *c, s_job_t *job)
     if (i == c->heap_len)
         return;
     c->heap[i] = c->heap[c->heap_len];
-    c->heap[i]->heap_idx = i;
+    c->heap[i].job->heap_idx = i;
     s_heap_up(c, i);
-    s_heap_down(c, c->heap[i]->heap_idx);
+    s_heap_down(c, c->heap[i].job->heap_idx);
 }
 
 /* Arm (or re-arm) the job's timer; the heap has room for every pending job. */
@@ -213,7 +222,7 @@ static void s_timer_set(sl_client_t *c, s_job_t *job, sl_time_t due)
     s_timer_cancel(c, job);
     job->due = due;
     job->heap_idx = c->heap_len;
-    c->heap[c->heap_len++] = job;
+    c->heap[c->heap_len++] = (s_timer_t){.due = due, .job = job};
     s_heap_up(c, job->heap_idx);
 }
 
@@ -649,8 +658,8 @@ static sl_status_t s_drain(sl_client_t *c)
 /* Fire every timer that is due. */
 static void s_run_timers(sl_client_t *c, sl_time_t now)
 {
-    while (c->heap_len > 0 && c->heap[0]->due <= now) {
-        s_job_t *job = c->heap[0];
+    while (c->heap_len > 0 && c->heap[0].due <= now) {
+        s_job_t *job = c->heap[0].job;
         s_timer_cancel(c, job);
         switch (job->state) {
         case S_JOB_BACKOFF:
@@ -1036,8 +1045,8 @@ static sl_status_t s_sleep(sl_client_t *c, sl_time_t deadline)
 {
     sl_time_t now = sl_clock_now();
     sl_time_t until = deadline;
-    if (c->heap_len > 0 && c->heap[0]->due < until)
-        until = c->heap[0]->due;
+    if (c->heap_len > 0 && c->heap[0].due < until)
+        until = c->heap[0].due;
     long wait = -1;
     if (until != INT64_MAX)
         wait = until <= now ? 0 : (long)((until - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS);
@@ -1209,7 +1218,7 @@ int sl_client_next_timeout_ms(sl_client_t *c)
         return 0;
     if (c->heap_len == 0)
         return -1;
-    sl_time_t d = c->heap[0]->due - sl_clock_now();
+    sl_time_t d = c->heap[0].due - sl_clock_now();
     if (d <= 0)
         return 0;
     sl_time_t ms = (d + SL_NS_PER_MS - 1) / SL_NS_PER_MS;
