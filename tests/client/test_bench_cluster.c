@@ -1,7 +1,7 @@
 /*
  * The client tools against the real programs on loopback: `sluice submit`
  * and `sluice status`, `sluice-bench loadgen` (all done; BUSY counted and
- * dropped against a tiny queue) and `sluice-bench ctlplane`.
+ * dropped against a tiny queue), `sluice-bench ctlplane` and `sluice-bench codec`.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -220,12 +220,25 @@ static void test_ctlplane(void **state)
     assert_non_null(strstr(s_out, "ratio="));
 }
 
+static void test_codec_bench(void **state)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s/sluice-bench codec --items 16 --rounds 1 --duration-ms 5",
+             s_bin());
+    assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
+    assert_non_null(strstr(s_out, "RESULT encode_speedup="));
+    assert_true(s_field(s_out, "protobuf_c_ns_per_job=") > 0);
+    snprintf(cmd, sizeof(cmd), "%s/sluice-bench codec --items 0 2>/dev/null", s_bin());
+    assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_against_scheduler),
         cmocka_unit_test(test_loadgen),
         cmocka_unit_test(test_ctlplane),
+        cmocka_unit_test(test_codec_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
