@@ -14,6 +14,7 @@
  * host's speed drifts by tens of percent from one second to the next, see
  * sluice-bench ctlplane).
  */
+#include "bench/bench.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_hist.h"
@@ -273,11 +274,7 @@ static int s_check(const s_op_t *op)
 int sl_bench_codec_main(int argc, char **argv)
 {
     s_codec_cfg_t cfg;
-    char *args[argc + 1];
-    memcpy(args, argv, sizeof(char *) * (size_t)argc);
-    args[argc] = NULL;
-    args[0] = "sluice-bench codec";
-    int early = sl_cfg_main(s_table, &cfg, argc, args, "sluice-bench codec");
+    int early = sl_bench_cfg_main(s_table, &cfg, argc, argv);
     if (early >= 0)
         return early;
     int rc = 1;

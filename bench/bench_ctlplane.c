@@ -27,6 +27,7 @@
  */
 #include <sluice/client.h>
 
+#include "bench/bench.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_hist.h"
@@ -487,11 +488,7 @@ static int s_bin_dir(const s_ctl_cfg_t *cfg, char *out, size_t cap)
 int sl_bench_ctlplane_main(int argc, char **argv)
 {
     s_ctl_cfg_t cfg;
-    char *args[argc + 1];
-    memcpy(args, argv, sizeof(char *) * (size_t)argc);
-    args[argc] = NULL;
-    args[0] = "sluice-bench ctlplane";
-    int early = sl_cfg_main(s_table, &cfg, argc, args, "sluice-bench ctlplane");
+    int early = sl_bench_cfg_main(s_table, &cfg, argc, argv);
     if (early >= 0)
         return early;
     bool ipc = !strcmp(cfg.transport, "ipc");

@@ -21,6 +21,7 @@
  */
 #include <sluice/client.h>
 
+#include "bench/bench.h"
 #include "bench/sl_trace.h"
 #include "client/sl_client_cfg.h"
 #include "common/sl_clock.h"
@@ -183,12 +184,8 @@ static void s_row(const char *what, const sl_hist_t *h)
 int sl_bench_loadgen_main(int argc, char **argv)
 {
     s_lg_cfg_t cfg;
-    char *args[argc + 1];
-    memcpy(args, argv, sizeof(char *) * (size_t)argc);
-    args[argc] = NULL;
-    args[0] = "sluice-bench loadgen";
     sl_status_t st;
-    int early = sl_cfg_main(s_table, &cfg, argc, args, "sluice-bench loadgen");
+    int early = sl_bench_cfg_main(s_table, &cfg, argc, argv);
     if (early >= 0)
         return early;
     int prio_mode; /* 0 interactive, 1 batch, 2 mix */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -102,7 +103,7 @@ int sl_bench_qos_main(int argc, char **argv)
     struct sl_bench_peer *peer = NULL;
     double cap = 0;
     int rc = 1;
-    int early = sl_cfg_main(s_table, &qc, argc, argv, "sluice-bench qos");
+    int early = sl_bench_cfg_main(s_table, &qc, argc, argv);
 
     if (early >= 0)
         return early;

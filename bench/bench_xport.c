@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/bench.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_hist.h"
@@ -376,7 +377,7 @@ int sl_bench_xport_main(int argc, char **argv)
     struct sl_bench_peer *peers[MAXR] = {NULL};
     double bw1[MAXR], bwl[MAXR], pf1[MAXR], pf16[MAXR], q1[MAXR], ql[MAXR];
     int rc = 1;
-    int early = sl_cfg_main(s_table, &bc, argc, argv, "sluice-bench xport");
+    int early = sl_bench_cfg_main(s_table, &bc, argc, argv);
 
     if (early >= 0)
         return early;

@@ -7,6 +7,19 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "common/sl_cfg.h"
+
+int sl_bench_cfg_main(const sl_cfg_field_t *table, void *cfg, int argc, char **argv)
+{
+    char name[64];
+    char *args[argc + 1];
+    snprintf(name, sizeof(name), "sluice-bench %s", argc > 0 ? argv[0] : "");
+    memcpy(args, argv, sizeof(char *) * (size_t)argc);
+    args[argc] = NULL;
+    if (argc > 0)
+        args[0] = name;
+    return sl_cfg_main(table, cfg, argc, args, name);
+}
 
 static void s_usage(FILE *out)
 {
