@@ -603,9 +603,11 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
     }
     sl_proto_free(&jd->backing);
     free(jd);
-    if (st == SL_ERR_EXISTS) {
-        const void *receipt = NULL;
-        size_t receipt_len = 0;
+    const void *receipt = NULL;
+    size_t receipt_len = 0;
+    bool done = st == SL_ERR_EXISTS && !job &&
+                sl_core_done_find(s->core, j->id, &receipt, &receipt_len);
+    if (st == SL_ERR_EXISTS && (job || done)) {
         if (job) {
             /* Results go to the latest submitter. */
             s_job_data_t *old = job->user;
@@ -623,7 +625,7 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
             old->batched = batched;
         }
         s_reply_accepted(s, from, batched, j->id);
-        if (!job && sl_core_done_find(s->core, j->id, &receipt, &receipt_len) && receipt_len) {
+        if (done && receipt_len) {
             s_answer_packed_result(s, from, batched, receipt, receipt_len);
             s->counters[S_CTR_RESULTS_RESENT]++;
         }
