@@ -487,7 +487,6 @@ static void s_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
     sl_map_del(&core->by_seq, job->seq);
     job->state = SL_JOB_DONE;
     job->exec = NULL;
-    job->done_at = now;
     job->receipt = NULL;
     job->receipt_len = 0;
     switch (status) {

@@ -96,7 +96,6 @@ typedef struct sl_job {
     sl_time_t ttft_due;      /* absolute; 0 = none */
     sl_time_t due;           /* absolute; 0 = none */
     sl_time_t dispatched;    /* last dispatch time */
-    sl_time_t done_at;       /* completion time (state DONE) */
     const void *receipt;     /* set by io->result: bytes remembered with the finished id,
                                 borrowed until it returns (see sl_core_done_find) */
     size_t receipt_len;      /* their length */
