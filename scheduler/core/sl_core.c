@@ -81,7 +81,11 @@ typedef struct s_done_block {
 } s_done_block_t;
 
 #define S_DONE_BLOCK (256u << 10)
-#define S_DONE_SIZE(rec) (((sizeof(s_done_t) + (rec)->id_len + (rec)->len) + 7) & ~(size_t)7)
+/* Bytes a record takes in the log (8-aligned): header, id, receipt. */
+static inline size_t s_done_size(size_t id_len, size_t len)
+{
+    return (sizeof(s_done_t) + id_len + len + 7) & ~(size_t)7;
+}
 
 typedef struct s_bucket {
     double tokens;  /* jobs the tenant may still submit */
@@ -281,7 +285,7 @@ bool sl_core_done_find(const sl_core_t *core, const char *id, const void **recei
 static s_done_t *s_done_append(sl_core_t *core, const sl_job_t *job, sl_time_t now)
 {
     size_t id_len = strlen(job->id) + 1;
-    size_t need = (sizeof(s_done_t) + id_len + job->receipt_len + 7) & ~(size_t)7;
+    size_t need = s_done_size(id_len, job->receipt_len);
     s_done_block_t *b = core->done_tail;
     if (job->receipt_len > UINT32_MAX)
         return NULL;
@@ -467,7 +471,7 @@ void sl_core_destroy(sl_core_t **core_p)
 static void s_done_pop(sl_core_t *core, s_done_t *rec)
 {
     s_done_block_t *b = core->done_head;
-    b->head += S_DONE_SIZE(rec);
+    b->head += s_done_size(rec->id_len, rec->len);
     core->n_done--;
     /* The log is walked in order; the map slots are not: start loading the
      * next one's while this one is removed. */
