@@ -70,6 +70,7 @@ sl_status_t sl_k_ctx_create(sl_k_device_t dev, int threads, sl_k_ctx_h *ctx_p)
         return SL_ERR_NOMEM;
     }
     ctx->dev = dev;
+    ctx->invariant = true;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     ctx->threads = threads > 0 ? threads : ncpu > 0 ? (int)ncpu : 1;
     if (ctx->threads > SL_K_CPU_MAX_THREADS)
@@ -103,6 +104,11 @@ void sl_k_ctx_destroy(sl_k_ctx_h *ctx_p)
     free(ctx->scratch);
     free(ctx);
     *ctx_p = NULL;
+}
+
+void sl_k_ctx_set_invariant(sl_k_ctx_h ctx, bool on)
+{
+    ctx->invariant = on;
 }
 
 sl_k_device_t sl_k_ctx_device(const sl_k_ctx_h ctx)

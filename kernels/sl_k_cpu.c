@@ -7,22 +7,26 @@
  * a sequence yields identical bits alone, in a batch, in a prefill or a
  * decode step, and from cached KV blocks. Dot products use eight fixed
  * partial sums combined in a fixed tree (vectorisable, never reassociated by
- * the compiler in ISO C mode). fp32 matrix products go through OpenBLAS
- * sgemm with the row count padded to a multiple of SL_K_CPU_ROW_PAD (and up
- * to a minimum size), so that every call takes the same blocked kernel path
- * (OpenBLAS switches to other kernels for single-row and small products,
- * which accumulate in a different order); rows never interact inside sgemm
- * because it only splits the reduction by a blocking that depends on k alone.
+ * the compiler in ISO C mode, and built with -ffp-contract=off so no
+ * compiler fuses a multiply into an add). Matrix products are our own
+ * blocked product whose every output is exactly that dot product: tiles of
+ * 4 inputs x 2 weight rows share their loads, but each output keeps its own
+ * eight lanes, so the tile, block and panel sizes, the thread split and the
+ * instruction set (an AVX2 clone where the CPU has it) change the speed,
+ * never a bit. Half-precision and quantized weights are decoded to fp32
+ * (exactly) a panel at a time and take the same product.
  *
- * Half-precision and quantized weights are decoded to fp32 (exactly) and go
- * through the same sgemm. Builds without OpenBLAS (SLUICE_HAVE_OPENBLAS
- * undefined: a bare GPU machine running scripts/gpu-check) fall back to the
- * fixed-order dot per output, slower but equally invariant.
+ * OpenBLAS stays where the promise is not needed: a context switched to
+ * sl_k_ctx_set_invariant(ctx, false) (benchmarks, callers that batch nothing)
+ * gets plain sgemm, which is faster on long prompts.
  *
- * Rejected: our own fp32 GEMM as the default (invariant by construction but
- * an order of magnitude slower than OpenBLAS on prompts); sgemv for single
- * rows (a different accumulation order from sgemm, so a sequence decoded
- * alone would diverge from the same sequence in a batch).
+ * Rejected: OpenBLAS sgemm on the invariant path, even with padded row
+ * counts. Which blocked kernel it takes, and so the order of each sum,
+ * depends on the shape, the core type it detects or is told
+ * (OPENBLAS_CORETYPE) and the cache size it is told (OPENBLAS_L2_SIZE); on
+ * some of those a row computed alone differs from the same row in a batch,
+ * and no padding rule holds for every build and machine. sgemv for single
+ * rows (another order again).
  */
 #include "kernels/sl_k_impl.h"
 
@@ -31,15 +35,16 @@
 #endif
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "common/sl_log.h"
 
-#define SL_K_CPU_ROW_PAD 16
-/* OpenBLAS builds with its "small matrix" kernels (AVX-512 cores, 0.3.16 and
- * later) send products with m*n*k up to about 1e6 through kernels that sum
- * in another order; padding rows keeps every call above that, with margin. */
-#define SL_K_CPU_MIN_MNK 2e6
+#ifdef __clang__
+/* GCC in ISO C mode never fuses; clang does unless told (CMake says it too). */
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 
 /* Dot product in a fixed order: eight strided partial sums, then a tree. */
 static float s_dot(const float *a, const float *b, uint32_t n)
@@ -102,47 +107,249 @@ static void s_decode_row(const sl_k_weight_t *w, uint32_t n, float *out)
     }
 }
 
-sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
-                            float *y)
+/* ---- the batch-invariant product ------------------------------------------
+ *
+ * Every output y[i][j] is s_dot(x_i, w_j, k) exactly: eight lane sums over k
+ * in steps of 8 (lane l takes elements 8t + l), combined in s_dot's tree,
+ * plus the sequential tail. A tile computes several outputs at once (more
+ * arithmetic per load), but each output keeps its own lanes, so tiling, the
+ * panel width, the thread split and the instruction set (SSE2 or AVX2: IEEE
+ * products and sums round the same) never change a bit. No FMA: the file is
+ * built with -ffp-contract=off and the AVX2 clone does not enable FMA. */
+
+typedef float s_v8_t __attribute__((vector_size(32)));
+
+#define S_V8_LOAD(v, p) memcpy(&(v), (p), sizeof(s_v8_t))
+
+/* s_dot's combining tree over the lanes of *a, then its tail. */
+static inline __attribute__((always_inline)) float s_v8_reduce(const s_v8_t *a, float tail)
+{
+    return ((((*a)[0] + (*a)[4]) + ((*a)[1] + (*a)[5])) + (((*a)[2] + (*a)[6]) + ((*a)[3] + (*a)[7]))) +
+           tail;
+}
+
+/* The sequential tail of s_dot over elements [t, k). */
+static inline __attribute__((always_inline)) float s_tail(const float *a, const float *b, uint32_t t,
+                                                          uint32_t k)
+{
+    float tail = 0.0f;
+    for (; t < k; t++)
+        tail += a[t] * b[t];
+    return tail;
+}
+
+/* y[r][c] = s_dot(x_r, w_c) for 4 inputs x 2 weight rows: the main tile,
+ * written out so that the eight accumulators and the loads stay in
+ * registers (16 with AVX2). */
+static inline __attribute__((always_inline)) void s_tile_4x2(const float *x, size_t ldx, const float *w,
+                                                             size_t ldw, uint32_t k, float *y, size_t ldy)
+{
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *w0 = w, *w1 = w + ldw;
+    s_v8_t a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
+    uint32_t t = 0;
+    for (; t + 8 <= k; t += 8) {
+        s_v8_t v0, v1, u;
+        S_V8_LOAD(v0, w0 + t);
+        S_V8_LOAD(v1, w1 + t);
+        S_V8_LOAD(u, x0 + t);
+        a00 += u * v0;
+        a01 += u * v1;
+        S_V8_LOAD(u, x1 + t);
+        a10 += u * v0;
+        a11 += u * v1;
+        S_V8_LOAD(u, x2 + t);
+        a20 += u * v0;
+        a21 += u * v1;
+        S_V8_LOAD(u, x3 + t);
+        a30 += u * v0;
+        a31 += u * v1;
+    }
+    y[0] = s_v8_reduce(&a00, s_tail(x0, w0, t, k));
+    y[1] = s_v8_reduce(&a01, s_tail(x0, w1, t, k));
+    y[ldy] = s_v8_reduce(&a10, s_tail(x1, w0, t, k));
+    y[ldy + 1] = s_v8_reduce(&a11, s_tail(x1, w1, t, k));
+    y[2 * ldy] = s_v8_reduce(&a20, s_tail(x2, w0, t, k));
+    y[2 * ldy + 1] = s_v8_reduce(&a21, s_tail(x2, w1, t, k));
+    y[3 * ldy] = s_v8_reduce(&a30, s_tail(x3, w0, t, k));
+    y[3 * ldy + 1] = s_v8_reduce(&a31, s_tail(x3, w1, t, k));
+}
+
+/* y[0][c] = s_dot(x, w_c) for one input x 2 weight rows (decode rows). */
+static inline __attribute__((always_inline)) void s_tile_1x2(const float *x, const float *w, size_t ldw,
+                                                             uint32_t k, float *y)
+{
+    const float *w0 = w, *w1 = w + ldw;
+    s_v8_t a0 = {0}, a1 = {0};
+    uint32_t t = 0;
+    for (; t + 8 <= k; t += 8) {
+        s_v8_t u, v0, v1;
+        S_V8_LOAD(u, x + t);
+        S_V8_LOAD(v0, w0 + t);
+        S_V8_LOAD(v1, w1 + t);
+        a0 += u * v0;
+        a1 += u * v1;
+    }
+    y[0] = s_v8_reduce(&a0, s_tail(x, w0, t, k));
+    y[1] = s_v8_reduce(&a1, s_tail(x, w1, t, k));
+}
+
+/* y[0][0] = s_dot(x, w) (the last odd weight row). */
+static inline __attribute__((always_inline)) float s_tile_1x1(const float *x, const float *w, uint32_t k)
+{
+    s_v8_t a = {0};
+    uint32_t t = 0;
+    for (; t + 8 <= k; t += 8) {
+        s_v8_t u, v;
+        S_V8_LOAD(u, x + t);
+        S_V8_LOAD(v, w + t);
+        a += u * v;
+    }
+    return s_v8_reduce(&a, s_tail(x, w, t, k));
+}
+
+/* y[m][nw] (row stride ldy) = x[m][k] w[nw][k]^T for one panel of weight
+ * rows, in 4 x 2 tiles (1 x 2 and 1 x 1 at the edges). Cloned for AVX2 where the CPU has it (eight lanes per instruction
+ * instead of four); both clones give the same bits. */
+__attribute__((target_clones("avx2", "default"))) static void
+s_panel(const float *x, uint32_t m, const float *w, uint32_t nw, uint32_t k, float *y, size_t ldy)
+{
+    uint32_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const float *xi = x + (size_t)i * k;
+        float *yi = y + (size_t)i * ldy;
+        uint32_t j = 0;
+        for (; j + 2 <= nw; j += 2)
+            s_tile_4x2(xi, k, w + (size_t)j * k, k, k, yi + j, ldy);
+        if (j < nw)
+            for (uint32_t r = 0; r < 4; r++)
+                yi[r * ldy + j] = s_tile_1x1(xi + (size_t)r * k, w + (size_t)j * k, k);
+    }
+    for (; i < m; i++) {
+        const float *xi = x + (size_t)i * k;
+        float *yi = y + (size_t)i * ldy;
+        uint32_t j = 0;
+        for (; j + 2 <= nw; j += 2)
+            s_tile_1x2(xi, w + (size_t)j * k, k, k, yi + j);
+        if (j < nw)
+            yi[j] = s_tile_1x1(xi, w + (size_t)j * k, k);
+    }
+}
+
+/* Input rows per block (their fp32 rows stay in L2 while every weight panel
+ * passes) and weight rows per panel (decoded once per block, kept in L1/L2). */
+#define SL_K_CPU_XBLOCK_BYTES (128u * 1024u)
+#define SL_K_CPU_PANEL_BYTES (16u * 1024u)
+/* Products smaller than this many multiply-adds run on the caller alone
+ * (a thread costs about 50 us to start). */
+#define SL_K_CPU_THREAD_MACS (1u << 21)
+
+/* A share of an invariant product: weight rows [j0, j1) against all inputs. */
+typedef struct s_gemm_job {
+    const float *x;          /* inputs [m][k] */
+    uint32_t m;              /* input rows */
+    const sl_k_weight_t *w;  /* weights [n][k], any format */
+    uint32_t j0, j1;         /* this share's weight rows */
+    float *wbuf;             /* decoded panel [panel rows][k]; unused for fp32 */
+    float *y;                /* outputs [m][n] */
+} s_gemm_job_t;
+
+static void *s_gemm_run(void *arg)
+{
+    const s_gemm_job_t *g = arg;
+    uint32_t k = g->w->cols, n = g->w->rows;
+    uint32_t mb = (SL_K_CPU_XBLOCK_BYTES / (4u * k)) & ~3u, pw = (SL_K_CPU_PANEL_BYTES / (4u * k)) & ~1u;
+    if (mb < 4)
+        mb = 4;
+    if (pw < 2)
+        pw = 2;
+    for (uint32_t i = 0; i < g->m; i += mb) {
+        uint32_t mi = g->m - i < mb ? g->m - i : mb;
+        for (uint32_t j = g->j0; j < g->j1; j += pw) {
+            uint32_t nw = g->j1 - j < pw ? g->j1 - j : pw;
+            const float *wp = (const float *)g->w->data + (size_t)j * k;
+            if (g->w->dtype != SL_K_F32) {
+                for (uint32_t r = 0; r < nw; r++)
+                    s_decode_row(g->w, j + r, g->wbuf + (size_t)r * k);
+                wp = g->wbuf;
+            }
+            s_panel(g->x + (size_t)i * k, mi, wp, nw, k, g->y + (size_t)i * n + j, n);
+        }
+    }
+    return NULL;
+}
+
+/* The invariant product, its weight rows split over up to ctx->threads
+ * threads (each output is computed the same way on any of them). */
+static sl_status_t s_linear_invariant(struct sl_k_ctx *ctx, const float *x, uint32_t m,
+                                      const sl_k_weight_t *w, float *y)
 {
     uint32_t n = w->rows, k = w->cols;
-#ifdef SLUICE_HAVE_OPENBLAS
-    /* Every format goes through the same padded sgemm: other formats are
-     * decoded to fp32 first (exact), so quantized prompts run at BLAS speed
-     * and stay batch-invariant. */
-    uint32_t mp = (m + SL_K_CPU_ROW_PAD - 1) / SL_K_CPU_ROW_PAD * SL_K_CPU_ROW_PAD;
-    while ((double)mp * n * k < SL_K_CPU_MIN_MNK)
-        mp += SL_K_CPU_ROW_PAD;
-    size_t wf = w->dtype == SL_K_F32 ? 0 : (size_t)n * k;
-    float *buf = sl_k_cpu_scratch(ctx, (size_t)mp * k + (size_t)mp * n + wf);
-    if (!buf)
+    uint32_t pw = (SL_K_CPU_PANEL_BYTES / (4u * k)) & ~1u;
+    if (pw < 2)
+        pw = 2;
+    int nt = (double)m * n * k >= SL_K_CPU_THREAD_MACS ? ctx->threads : 1;
+    if ((uint32_t)nt > (n + 1) / 2)
+        nt = (int)((n + 1) / 2);
+    if (nt < 1)
+        nt = 1;
+    size_t per = w->dtype == SL_K_F32 ? 0 : (size_t)pw * k;
+    float *wbuf = per ? sl_k_cpu_scratch(ctx, (size_t)nt * per) : NULL;
+    if (per && !wbuf)
         return SL_ERR_NOMEM;
-    float *xp = buf, *yp = buf + (size_t)mp * k, *wd = yp + (size_t)mp * n;
+    s_gemm_job_t jobs[SL_K_CPU_MAX_THREADS];
+    pthread_t tids[SL_K_CPU_MAX_THREADS];
+    int started = 0;
+    uint32_t pairs = (n + 1) / 2;
+    for (int t = 0; t < nt; t++) {
+        uint32_t j0 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)t / (uint64_t)nt);
+        uint32_t j1 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)(t + 1) / (uint64_t)nt);
+        jobs[t] = (s_gemm_job_t){x, m, w, j0, j1 < n ? j1 : n, wbuf ? wbuf + (size_t)t * per : NULL, y};
+        /* share 0 runs on the caller; a thread that fails to start runs here too */
+        if (t > 0 && pthread_create(&tids[started], NULL, s_gemm_run, &jobs[t]) == 0) {
+            started++;
+            continue;
+        }
+        if (t > 0)
+            s_gemm_run(&jobs[t]);
+    }
+    s_gemm_run(&jobs[0]);
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
+    return SL_OK;
+}
+
+#ifdef SLUICE_HAVE_OPENBLAS
+/* OpenBLAS sgemm on the shape as given: fastest on long prompts, but which
+ * blocked kernel it takes (and so the order of each sum) depends on the
+ * shape, the core type and the cache sizes it was told, so a row's bits may
+ * depend on the rows beside it. Other formats are decoded to fp32 first. */
+static sl_status_t s_linear_blas(struct sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
+                                 float *y)
+{
+    uint32_t n = w->rows, k = w->cols;
     const float *wp = w->data;
-    if (wf) {
+    if (w->dtype != SL_K_F32) {
+        float *wd = sl_k_cpu_scratch(ctx, (size_t)n * k);
+        if (!wd)
+            return SL_ERR_NOMEM;
         for (uint32_t j = 0; j < n; j++)
             s_decode_row(w, j, wd + (size_t)j * k);
         wp = wd;
     }
-    memcpy(xp, x, (size_t)m * k * sizeof(float));
-    memset(xp + (size_t)m * k, 0, (size_t)(mp - m) * k * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mp, (int)n, (int)k, 1.0f, xp, (int)k, wp,
-                (int)k, 0.0f, yp, (int)n);
-    memcpy(y, yp, (size_t)m * n * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, wp,
+                (int)k, 0.0f, y, (int)n);
     return SL_OK;
-#else
-    /* Without BLAS: decode one weight row, then one fixed-order dot per
-     * input row; the weight is read once per call whatever m is. */
-    float *row = sl_k_cpu_scratch(ctx, k);
-    if (!row)
-        return SL_ERR_NOMEM;
-    for (uint32_t j = 0; j < n; j++) {
-        s_decode_row(w, j, row);
-        for (uint32_t i = 0; i < m; i++)
-            y[(size_t)i * n + j] = s_dot(x + (size_t)i * k, row, k);
-    }
-    return SL_OK;
+}
 #endif
+
+sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
+                            float *y)
+{
+#ifdef SLUICE_HAVE_OPENBLAS
+    if (!ctx->invariant)
+        return s_linear_blas(ctx, x, m, w, y);
+#endif
+    return s_linear_invariant(ctx, x, m, w, y);
 }
 
 void sl_k_cpu_rmsnorm(const float *x, const float *g, uint32_t m, uint32_t dim, float eps, float *y)

@@ -6,6 +6,8 @@
 #ifndef SL_K_IMPL_H
 #define SL_K_IMPL_H
 
+#include <stdbool.h>
+
 #include <sluice/kernels.h>
 
 #ifdef __cplusplus
@@ -17,7 +19,8 @@ extern "C" {
 
 struct sl_k_ctx {
     sl_k_device_t dev;     /* where this context's tensors live */
-    int threads;           /* threads for CPU attention (1..SL_K_CPU_MAX_THREADS) */
+    int threads;           /* threads for CPU attention and products (1..SL_K_CPU_MAX_THREADS) */
+    bool invariant;        /* CPU products batch-invariant (default) or plain OpenBLAS sgemm */
     void *cuda;            /* CUDA state (stream, cuBLAS handle, scratch); NULL on CPU */
     float *scratch;        /* CPU scratch (grown on demand, never shrunk) */
     size_t scratch_floats; /* capacity of scratch */

@@ -101,6 +101,13 @@ const char *sl_k_cuda_device_name(void);
 sl_status_t sl_k_ctx_create(sl_k_device_t dev, int threads, sl_k_ctx_h *ctx_p);
 /* Destroy a context (NULL-safe, sets *ctx_p = NULL); memory from sl_k_alloc must be freed first. */
 void sl_k_ctx_destroy(sl_k_ctx_h *ctx_p);
+/* Whether this context's CPU products are batch-invariant (the default):
+ * each output row's bits depend on that row and the weights alone, whatever
+ * else is in the call, on every machine (our own fixed-order product).
+ * false: OpenBLAS sgemm, faster on long prompts, with no such promise (a
+ * row alone may differ in its last bits from the same row in a batch). No
+ * effect on CUDA, or on CPU builds without OpenBLAS (always invariant). */
+void sl_k_ctx_set_invariant(sl_k_ctx_h ctx, bool on);
 /* The device of a context. */
 sl_k_device_t sl_k_ctx_device(const sl_k_ctx_h ctx);
 
@@ -145,8 +152,9 @@ void sl_k_weight_decode(const sl_k_weight_t *w_host, float *out);
 
 /* --- operations ------------------------------------------------------------ */
 
-/* y[m][n] = sum_k x[m][k] w[n][k]. fp32 through OpenBLAS on CPU (every
- * format decoded to fp32 first); on CUDA fp32 through cuBLAS, BF16/F16
+/* y[m][n] = sum_k x[m][k] w[n][k]. On CPU every format is decoded to fp32
+ * and multiplied by the batch-invariant product (OpenBLAS sgemm when the
+ * context was set not invariant); on CUDA fp32 through cuBLAS, BF16/F16
  * through cuBLAS with fp32 accumulation (x rounded to the weight format),
  * I8/I4 through the weight-only kernels. x and y are fp32 and must not overlap. */
 sl_status_t sl_k_linear(sl_k_ctx_h ctx, const float *x, uint32_t m, const sl_k_weight_t *w, float *y);

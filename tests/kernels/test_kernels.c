@@ -9,7 +9,10 @@
  *         with the dequantized weights (the dequantization is exact in fp32,
  *         so only the fp32 accumulation differs);
  *   bitwise  paged attention against dense attention (same arithmetic by
- *         design), pack/unpack, and batch invariance of every product.
+ *         design), pack/unpack, and batch invariance of every product: each
+ *         output equals the fixed-order dot below, bit for bit, alone, in
+ *         any batch and in any split of a batch, whatever OpenBLAS is told
+ *         (ctest runs this file under several OPENBLAS_CORETYPE values).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,6 +59,25 @@ static void *s_alloc(size_t bytes)
     return p;
 }
 
+/* The promise of the CPU product, written out: eight lane sums over k in
+ * steps of 8, a fixed tree, then the tail in order. */
+static float s_dot8(const float *a, const float *b, uint32_t n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            float p = a[i + l] * b[i + l];
+            acc[l] = acc[l] + p;
+        }
+    float tail = 0.0f;
+    for (; i < n; i++) {
+        float p = a[i] * b[i];
+        tail = tail + p;
+    }
+    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
+}
+
 /* float64 product with the dequantized weights. */
 static void s_ref_linear(const float *x, uint32_t m, const float *wd, uint32_t n, uint32_t k, double *y)
 {
@@ -97,10 +119,27 @@ static void s_check_linear(sl_k_dtype_t dt, uint32_t m, uint32_t n, uint32_t k)
     }
     double qtol = dt == SL_K_I4 ? 0.15 : dt == SL_K_I8 ? 0.01 : dt == SL_K_F32 ? 0 : 0.005;
     assert_true(sqrt(qerr / qden) <= qtol);
-    /* batch invariance: every row equals the same row computed alone */
+    /* batch invariance: every output is the fixed-order dot of its row ... */
+    for (uint32_t i = 0; i < m; i++)
+        for (uint32_t j = 0; j < n; j++) {
+            float e = s_dot8(x + (size_t)i * k, wd + (size_t)j * k, k);
+            if (memcmp(&e, &y[(size_t)i * n + j], 4) != 0)
+                fail_msg("row %u col %u: %.9g, fixed-order dot %.9g", i, j, (double)y[(size_t)i * n + j],
+                         (double)e);
+        }
+    /* ... so every row equals the same row computed alone ... */
     for (uint32_t i = 0; i < m; i++) {
         assert_int_equal(sl_k_linear(s_ctx, x + (size_t)i * k, 1, &wt, y1), SL_OK);
         assert_memory_equal(y1, y + (size_t)i * n, (size_t)n * 4);
+    }
+    /* ... and the batch split in two at an odd place gives the same bits */
+    if (m > 2) {
+        uint32_t h = m / 2 + 1;
+        float *ys = s_alloc((size_t)m * n * 4);
+        assert_int_equal(sl_k_linear(s_ctx, x, h, &wt, ys), SL_OK);
+        assert_int_equal(sl_k_linear(s_ctx, x + (size_t)h * k, m - h, &wt, ys + (size_t)h * n), SL_OK);
+        assert_memory_equal(ys, y, (size_t)m * n * 4);
+        free(ys);
     }
     free(wt.data);
     free(wt.scales);
@@ -126,6 +165,37 @@ static void test_linear_quant(void **state)
     s_check_linear(SL_K_I8, 7, 96, 512);
     s_check_linear(SL_K_I4, 1, 64, 256);
     s_check_linear(SL_K_I4, 8, 96, 512);
+}
+
+/* Shapes that cross the product's input blocks and weight panels, take
+ * the threaded path (a single decode row over a large weight too), and
+ * leave a tail of k % 8. */
+static void test_linear_shapes(void **state)
+{
+    s_check_linear(SL_K_F32, 70, 130, 1000);
+    s_check_linear(SL_K_F32, 1, 2050, 1024);
+    s_check_linear(SL_K_F32, 3, 7, 13);
+    s_check_linear(SL_K_I4, 33, 66, 992);
+    s_check_linear(SL_K_BF16, 9, 2049, 1024);
+}
+
+/* A context set not invariant (plain OpenBLAS where the build has it) is
+ * still a correct product, and switching back restores the promise. */
+static void test_linear_blas(void **state)
+{
+    sl_k_ctx_set_invariant(s_ctx, false);
+    uint32_t m = 19, n = 96, k = 160;
+    float *w = s_alloc((size_t)n * k * 4), *x = s_alloc((size_t)m * k * 4), *y = s_alloc((size_t)m * n * 4);
+    double *ref = s_alloc((size_t)m * n * 8);
+    s_fill(w, (size_t)n * k, 0.1f);
+    s_fill(x, (size_t)m * k, 1.0f);
+    sl_k_weight_t wt = {SL_K_F32, n, k, SL_K_GROUP_DEFAULT, w, NULL};
+    assert_int_equal(sl_k_linear(s_ctx, x, m, &wt, y), SL_OK);
+    s_ref_linear(x, m, w, n, k, ref);
+    assert_true(s_rel(y, ref, (size_t)m * n) < TOL_F32);
+    sl_k_ctx_set_invariant(s_ctx, true);
+    s_check_linear(SL_K_F32, 19, 96, 160);
+    free(w), free(x), free(y), free(ref);
 }
 
 static void test_formats(void **state)
@@ -401,7 +471,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_f32),    cmocka_unit_test(test_linear_half),
-        cmocka_unit_test(test_linear_quant),  cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_linear_quant),  cmocka_unit_test(test_linear_shapes),
+        cmocka_unit_test(test_linear_blas),   cmocka_unit_test(test_formats),
         cmocka_unit_test(test_rmsnorm_swiglu_add_embed), cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attn_prefill),  cmocka_unit_test(test_attn_paged),
         cmocka_unit_test(test_pack_unpack),   cmocka_unit_test(test_argmax),
