@@ -3,6 +3,15 @@
  * environment variables and help can never disagree: a knob added to the
  * table is at once a flag, a variable and a line of --help. getopt_long was
  * rejected because it would need a second, parallel option array per program.
+ *
+ * Each row carries the size of its field, taken with sizeof by the row
+ * macros, so a string is checked against the array it is copied into (a
+ * 16-byte log level, a 256-byte path) rather than against one global
+ * maximum. Rejected: truncating a long value (a cut path or endpoint names
+ * something else and fails later, far from the cause) and heap strings
+ * (every config struct would need a free, and the structs are copied by
+ * value today). The sizes also let sl_cfg_defaults check each row's type
+ * against its field, which catches an int knob pointed at an int64_t.
  */
 #include "common/sl_cfg.h"
 
@@ -32,22 +41,48 @@ static const sl_cfg_field_t *s_find(const sl_cfg_field_t *table, const char *nam
     return NULL;
 }
 
-static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value, char *err,
-                           size_t err_len)
+/* Bytes a field of each type must have; a string's only needs room for the NUL. */
+static size_t s_type_size(sl_cfg_type_t type)
+{
+    switch (type) {
+    case SL_CFG_STR: return 1;
+    case SL_CFG_INT: return sizeof(int);
+    case SL_CFG_I64: return sizeof(int64_t);
+    case SL_CFG_DOUBLE: return sizeof(double);
+    case SL_CFG_BOOL: return sizeof(bool);
+    }
+    return 0;
+}
+
+/* A row that could write outside its field: a size that does not match the type. */
+static bool s_row_ok(const sl_cfg_field_t *f)
+{
+    size_t need = s_type_size(f->type);
+    if (need == 0)
+        return false;
+    return f->type == SL_CFG_STR ? f->size >= need : f->size == need;
+}
+
+/* Parse value into f's field. label names the source in err: "--name" for a
+ * flag, "SLUICE_NAME" for a variable. The field is unchanged on error. */
+static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value,
+                           const char *label, char *err, size_t err_len)
 {
     char *end = NULL;
     char *dst = (char *)cfg + f->offset;
     double num = 0;
 
     switch (f->type) {
-    case SL_CFG_STR:
-        if (strlen(value) >= SL_CFG_STR_MAX) {
-            snprintf(err, err_len, "--%s: value longer than %d characters", f->name,
-                     SL_CFG_STR_MAX - 1);
+    case SL_CFG_STR: {
+        size_t len = strlen(value);
+        if (len >= f->size) {
+            snprintf(err, err_len, "%s: value too long (%zu characters; at most %zu)", label, len,
+                     f->size - 1);
             return SL_ERR_INVALID;
         }
-        strcpy(dst, value);
+        memcpy(dst, value, len + 1);
         return SL_OK;
+    }
     case SL_CFG_BOOL:
         if (!strcasecmp(value, "1") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
             !strcasecmp(value, "on")) {
@@ -59,23 +94,23 @@ static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value
             *(bool *)dst = false;
             return SL_OK;
         }
-        snprintf(err, err_len, "--%s: expected true or false, got '%s'", f->name, value);
+        snprintf(err, err_len, "%s: expected true or false, got '%s'", label, value);
         return SL_ERR_INVALID;
     case SL_CFG_INT:
     case SL_CFG_I64: {
         errno = 0;
         long long v = strtoll(value, &end, 0);
         if (errno || end == value || *end != '\0') {
-            snprintf(err, err_len, "--%s: expected an integer, got '%s'", f->name, value);
+            snprintf(err, err_len, "%s: expected an integer, got '%s'", label, value);
             return SL_ERR_INVALID;
         }
         if (f->type == SL_CFG_INT && (v < -2147483647LL - 1 || v > 2147483647LL)) {
-            snprintf(err, err_len, "--%s: %s does not fit in an int", f->name, value);
+            snprintf(err, err_len, "%s: %s does not fit in an int", label, value);
             return SL_ERR_INVALID;
         }
         num = (double)v;
         if (f->min != f->max && (num < f->min || num > f->max)) {
-            snprintf(err, err_len, "--%s: %s is outside [%.15g, %.15g]", f->name, value, f->min, f->max);
+            snprintf(err, err_len, "%s: %s is outside [%.15g, %.15g]", label, value, f->min, f->max);
             return SL_ERR_INVALID;
         }
         if (f->type == SL_CFG_INT)
@@ -88,25 +123,31 @@ static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value
         errno = 0;
         num = strtod(value, &end);
         if (errno || end == value || *end != '\0' || !isfinite(num)) {
-            snprintf(err, err_len, "--%s: expected a number, got '%s'", f->name, value);
+            snprintf(err, err_len, "%s: expected a number, got '%s'", label, value);
             return SL_ERR_INVALID;
         }
         if (f->min != f->max && (num < f->min || num > f->max)) {
-            snprintf(err, err_len, "--%s: %s is outside [%g, %g]", f->name, value, f->min, f->max);
+            snprintf(err, err_len, "%s: %s is outside [%g, %g]", label, value, f->min, f->max);
             return SL_ERR_INVALID;
         }
         *(double *)dst = num;
         return SL_OK;
     }
-    snprintf(err, err_len, "--%s: bad field type", f->name);
+    snprintf(err, err_len, "%s: bad field type", label);
     return SL_ERR_INVALID;
 }
 
 sl_status_t sl_cfg_defaults(const sl_cfg_field_t *table, void *cfg)
 {
-    char err[256];
+    char err[256], flag[128];
     for (const sl_cfg_field_t *f = table; f->name; f++) {
-        if (s_parse(f, cfg, f->dflt, err, sizeof(err)) != SL_OK) {
+        if (!s_row_ok(f)) {
+            fprintf(stderr, "internal error: --%s: row of type %d on a field of %zu bytes\n",
+                    f->name, (int)f->type, f->size);
+            return SL_ERR_INVALID;
+        }
+        snprintf(flag, sizeof(flag), "--%s", f->name);
+        if (s_parse(f, cfg, f->dflt, flag, err, sizeof(err)) != SL_OK) {
             fprintf(stderr, "internal error: bad default: %s\n", err);
             return SL_ERR_INVALID;
         }
@@ -117,12 +158,14 @@ sl_status_t sl_cfg_defaults(const sl_cfg_field_t *table, void *cfg)
 sl_status_t sl_cfg_set(const sl_cfg_field_t *table, void *cfg, const char *name, const char *value,
                        char *err, size_t err_len)
 {
+    char flag[128];
     const sl_cfg_field_t *f = s_find(table, name, strlen(name));
     if (!f) {
         snprintf(err, err_len, "unknown option --%s", name);
         return SL_ERR_NOT_FOUND;
     }
-    return s_parse(f, cfg, value, err, err_len);
+    snprintf(flag, sizeof(flag), "--%s", f->name);
+    return s_parse(f, cfg, value, flag, err, err_len);
 }
 
 sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char **argv,
@@ -130,7 +173,8 @@ sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char *
 {
     const char *prog = argc > 0 ? argv[0] : "sluice";
     const char *slash = strrchr(prog, '/');
-    char err[512], env[128];
+    char err[512], env[128], flag[128];
+    bool print = false;
     int i;
 
     if (slash)
@@ -140,8 +184,8 @@ sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char *
     for (const sl_cfg_field_t *f = table; f->name; f++) {
         s_env_name(f->name, env, sizeof(env));
         const char *v = getenv(env);
-        if (v && s_parse(f, cfg, v, err, sizeof(err)) != SL_OK) {
-            fprintf(stderr, "%s: %s (from %s)\n", prog, err, env);
+        if (v && s_parse(f, cfg, v, env, err, sizeof(err)) != SL_OK) {
+            fprintf(stderr, "%s: %s\n", prog, err);
             return SL_ERR_INVALID;
         }
     }
@@ -154,6 +198,10 @@ sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char *
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             sl_cfg_help(stdout, prog, usage, table);
             return SL_ERR_CANCELED;
+        }
+        if (strcmp(arg, "--print-config") == 0) {
+            print = true;
+            continue;
         }
         if (strncmp(arg, "--", 2) != 0)
             break;
@@ -181,10 +229,15 @@ sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char *
                     prog);
             return SL_ERR_INVALID;
         }
-        if (s_parse(f, cfg, value, err, sizeof(err)) != SL_OK) {
+        snprintf(flag, sizeof(flag), "--%s", f->name);
+        if (s_parse(f, cfg, value, flag, err, sizeof(err)) != SL_OK) {
             fprintf(stderr, "%s: %s\n", prog, err);
             return SL_ERR_INVALID;
         }
+    }
+    if (print) {
+        sl_cfg_dump(stdout, table, cfg);
+        return SL_ERR_CANCELED;
     }
     if (first_arg_p)
         *first_arg_p = i;
@@ -205,8 +258,11 @@ void sl_cfg_help(FILE *out, const char *prog, const char *usage, const sl_cfg_fi
                 f->dflt);
         if (f->min != f->max)
             fprintf(out, ", range [%.15g, %.15g]", f->min, f->max);
+        if (f->type == SL_CFG_STR)
+            fprintf(out, ", at most %zu characters", f->size - 1);
         fputc('\n', out);
     }
+    fprintf(out, "  %-30s %s\n", "--print-config", "print the effective configuration and exit");
     fprintf(out, "  %-30s %s\n", "--help", "show this help and exit");
 }
 

@@ -4,8 +4,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/sl_cfg.h"
 #include "common/sl_hash.h"
@@ -60,6 +62,152 @@ static void test_cfg_errors(void **state)
     assert_int_equal(sl_cfg_load(s_table, &cfg, 2, bad_range, NULL, NULL), SL_ERR_INVALID);
     assert_int_equal(sl_cfg_load(s_table, &cfg, 2, bad_num, NULL, NULL), SL_ERR_INVALID);
     assert_int_equal(sl_cfg_load(s_table, &cfg, 2, missing, NULL, NULL), SL_ERR_INVALID);
+}
+
+/* A short string field between guards, to see that nothing is written past it. */
+typedef struct {
+    char before[8];
+    char level[8];
+    char after[8];
+    char path[SL_CFG_STR_MAX];
+    int n;
+    int64_t wide;
+} small_cfg_t;
+
+static const sl_cfg_field_t s_small[] = {
+    SL_CFG_FIELD(small_cfg_t, level, "level", "info", SL_CFG_STR, "a short one"),
+    SL_CFG_FIELD(small_cfg_t, path, "path", "", SL_CFG_STR, "a long one"),
+    SL_CFG_RANGE(small_cfg_t, n, "n", "1", SL_CFG_INT, 0, 9, "a number"),
+    SL_CFG_END,
+};
+
+/* Run sl_cfg_load with fd (1 or 2) sent to a file; the file's text goes to out. */
+static sl_status_t s_load_capture(const sl_cfg_field_t *table, void *cfg, int argc, char **argv,
+                                  int fd, char *out, size_t cap)
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(fd == 1 ? stdout : stderr);
+    int saved = dup(fd);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), fd) >= 0);
+    sl_status_t st = sl_cfg_load(table, cfg, argc, argv, NULL, NULL);
+    fflush(fd == 1 ? stdout : stderr);
+    assert_true(dup2(saved, fd) >= 0);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, cap - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    return st;
+}
+
+static void test_cfg_string_sizes(void **state)
+{
+    small_cfg_t cfg;
+    char err[256], out[4096], path[SL_CFG_STR_MAX + 1];
+
+    assert_int_equal(s_small[0].size, 8);
+    assert_int_equal(s_small[1].size, SL_CFG_STR_MAX);
+    memset(&cfg, 'x', sizeof(cfg));
+    assert_int_equal(sl_cfg_defaults(s_small, &cfg), SL_OK);
+    assert_string_equal(cfg.level, "info");
+
+    /* size - 1 characters fit, exactly; size characters are refused and change nothing. */
+    assert_int_equal(sl_cfg_set(s_small, &cfg, "level", "1234567", err, sizeof(err)), SL_OK);
+    assert_string_equal(cfg.level, "1234567");
+    assert_int_equal(sl_cfg_set(s_small, &cfg, "level", "12345678", err, sizeof(err)),
+                     SL_ERR_INVALID);
+    assert_string_equal(err, "--level: value too long (8 characters; at most 7)");
+    assert_string_equal(cfg.level, "1234567");
+    for (size_t i = 0; i < sizeof(cfg.after); i++) {
+        assert_int_equal(cfg.before[i], 'x');
+        assert_int_equal(cfg.after[i], 'x');
+    }
+
+    memset(path, 'p', SL_CFG_STR_MAX - 1);
+    path[SL_CFG_STR_MAX - 1] = '\0';
+    assert_int_equal(sl_cfg_set(s_small, &cfg, "path", path, err, sizeof(err)), SL_OK);
+    assert_string_equal(cfg.path, path);
+    path[SL_CFG_STR_MAX - 1] = 'p';
+    path[SL_CFG_STR_MAX] = '\0';
+    assert_int_equal(sl_cfg_set(s_small, &cfg, "path", path, err, sizeof(err)), SL_ERR_INVALID);
+    assert_non_null(strstr(err, "at most 255)"));
+
+    /* A flag and a variable are refused alike, each named in the message. */
+    char *flag_long[] = {"prog", "--level=12345678", NULL};
+    assert_int_equal(s_load_capture(s_small, &cfg, 2, flag_long, 2, out, sizeof(out)),
+                     SL_ERR_INVALID);
+    assert_string_equal(out, "prog: --level: value too long (8 characters; at most 7)\n");
+    char *none[] = {"prog", NULL};
+    setenv("SLUICE_LEVEL", "123456789", 1);
+    assert_int_equal(s_load_capture(s_small, &cfg, 1, none, 2, out, sizeof(out)),
+                     SL_ERR_INVALID);
+    assert_string_equal(out, "prog: SLUICE_LEVEL: value too long (9 characters; at most 7)\n");
+    setenv("SLUICE_LEVEL", "1234567", 1);
+    assert_int_equal(sl_cfg_load(s_small, &cfg, 1, none, NULL, NULL), SL_OK);
+    assert_string_equal(cfg.level, "1234567");
+    unsetenv("SLUICE_LEVEL");
+
+    /* --help gives each string's limit. */
+    char *help[] = {"prog", "--help", NULL};
+    assert_int_equal(s_load_capture(s_small, &cfg, 2, help, 1, out, sizeof(out)),
+                     SL_ERR_CANCELED);
+    assert_non_null(strstr(out, "env SLUICE_LEVEL, default 'info', at most 7 characters\n"));
+    assert_non_null(strstr(out, "at most 255 characters\n"));
+}
+
+static void test_cfg_print_config(void **state)
+{
+    small_cfg_t cfg;
+    char out[4096];
+    char *argv[] = {"prog", "--print-config", "--level=warn", "--n", "3", NULL};
+    assert_int_equal(s_load_capture(s_small, &cfg, 5, argv, 1, out, sizeof(out)), SL_ERR_CANCELED);
+    assert_string_equal(out, "level = warn\npath = \nn = 3\n");
+}
+
+static void test_cfg_bad_rows(void **state)
+{
+    small_cfg_t cfg;
+    /* The row's type must match its field; sizes come from the member. */
+    const sl_cfg_field_t int_on_i64[] = {
+        SL_CFG_FIELD(small_cfg_t, wide, "wide", "1", SL_CFG_INT, "an int row on an int64_t"),
+        SL_CFG_END,
+    };
+    const sl_cfg_field_t i64_on_int[] = {
+        SL_CFG_FIELD(small_cfg_t, n, "n", "1", SL_CFG_I64, "an int64 row on an int"),
+        SL_CFG_END,
+    };
+    const sl_cfg_field_t no_size[] = {
+        {"level", "", "a row written without the macros", offsetof(small_cfg_t, level), 0,
+         SL_CFG_STR, 0, 0},
+        SL_CFG_END,
+    };
+    const sl_cfg_field_t long_default[] = {
+        SL_CFG_FIELD(small_cfg_t, level, "level", "12345678", SL_CFG_STR, "does not fit"),
+        SL_CFG_END,
+    };
+    char out[512];
+    char *none[] = {"prog", NULL};
+    assert_int_equal(s_load_capture(int_on_i64, &cfg, 1, none, 2, out, sizeof(out)),
+                     SL_ERR_INVALID);
+    assert_non_null(strstr(out, "internal error: --wide"));
+    assert_int_equal(s_load_capture(i64_on_int, &cfg, 1, none, 2, out, sizeof(out)),
+                     SL_ERR_INVALID);
+    assert_int_equal(s_load_capture(no_size, &cfg, 1, none, 2, out, sizeof(out)), SL_ERR_INVALID);
+    assert_int_equal(s_load_capture(long_default, &cfg, 1, none, 2, out, sizeof(out)),
+                     SL_ERR_INVALID);
+    assert_non_null(strstr(out, "bad default: --level: value too long"));
+
+    /* Merged tables keep each row's size. */
+    const sl_cfg_part_t parts[] = {{s_table, 0}, {s_small, 64}};
+    sl_cfg_field_t *merged = sl_cfg_merge(parts, 2);
+    assert_non_null(merged);
+    assert_int_equal(merged[0].size, SL_CFG_STR_MAX);
+    assert_string_equal(merged[5].name, "level");
+    assert_int_equal(merged[5].size, 8);
+    assert_int_equal(merged[5].offset, 64 + offsetof(small_cfg_t, level));
+    free(merged);
 }
 
 static void test_median(void **state)
@@ -160,6 +308,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cfg_precedence), cmocka_unit_test(test_cfg_errors),
+        cmocka_unit_test(test_cfg_string_sizes), cmocka_unit_test(test_cfg_print_config),
+        cmocka_unit_test(test_cfg_bad_rows),
         cmocka_unit_test(test_hist_quantiles), cmocka_unit_test(test_median),
         cmocka_unit_test(test_map_churn),
         cmocka_unit_test(test_hash_stable),    cmocka_unit_test(test_list),
