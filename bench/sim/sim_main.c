@@ -7,7 +7,10 @@
  *   sluice-sim speed    simulated requests per wall-clock minute on a large
  *                       cluster, and the learned policy's cost per decision
  * Results depend only on the options and the seed (virtual clock); only the
- * speed figures read the wall clock.
+ * speed figures read the wall clock. The options are one configuration
+ * table (common/sl_cfg.h), so they are also SLUICE_* variables and are
+ * checked as the daemons' are (ranges, text lengths); getopt was dropped
+ * because it cut long values silently and took any number as 0.
  *
  * The comparison load is chosen from the data (the highest offered load at
  * which some baseline still meets 90% of its SLOs) rather than fixed, so the
@@ -16,13 +19,13 @@
  * collapse depending on the cluster and trace.
  */
 #include "bench/sim/sl_sim.h"
+#include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_policy.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,177 +37,174 @@
 #endif
 
 #define S_MAX_LIST 64
-#define S_REFINE 6 /* compare: bisection steps toward the comparison load */
+#define S_REFINE 6      /* compare: bisection steps toward the comparison load */
+#define S_POLICY_MAX 64 /* bytes of a policy name, with the NUL */
 
 typedef struct s_opts {
-    char trace[512];        /* trace name or path */
-    char trace_dir[512];    /* folder of the named traces */
-    int executors;          /* cluster size */
-    size_t requests;        /* requests taken from the trace */
-    double rate;            /* run: offered load, req/s (0 = the trace's own) */
-    double speedup;         /* run: time scaling instead of a rate */
-    bool poisson;           /* Poisson arrivals at rate */
-    double loads[S_MAX_LIST]; /* compare: offered loads, req/s */
-    int n_loads;            /* entries of loads */
-    char policies[S_MAX_LIST][64]; /* compare: policies */
-    int n_policies;         /* entries of policies */
-    char policy[64];        /* run: policy */
-    double speeds[S_MAX_LIST]; /* executor speeds, cycled over the cluster */
-    int n_speeds;           /* entries of speeds */
-    bool admission;         /* learned runs with admission */
-    bool admission_all;     /* baselines too */
-    double slo_mult;        /* TTFT SLO multiple */
-    double slo_floor;       /* TTFT SLO floor, s */
-    double slo_tpot;        /* TPOT SLO, s */
-    double fail_at;         /* failures at, s */
-    int fail_count;         /* executors failing */
-    uint64_t seed;          /* seed */
-    char out[512];          /* output folder */
+    char trace[512];                         /* trace name or path */
+    char trace_dir[512];                     /* folder of the named traces */
+    int executors;                           /* cluster size */
+    int64_t requests;                        /* requests taken from the trace (0 = all) */
+    double rate;                             /* run: offered load, req/s (0 = the trace's own) */
+    double speedup;                          /* run: time scaling instead of a rate */
+    bool poisson;                            /* Poisson arrivals at rate */
+    char loads_list[1024];                   /* compare: offered loads as given ("" = built in) */
+    char policies_list[1024];                /* compare: policies as given */
+    char policy[S_POLICY_MAX];               /* run: policy */
+    char speeds_list[1024];                  /* executor speeds as given */
+    bool no_admission;                       /* learned runs without admission */
+    bool admission_all;                      /* baselines with admission too */
+    double slo_mult;                         /* TTFT SLO multiple */
+    double slo_floor;                        /* TTFT SLO floor, s */
+    double slo_tpot;                         /* TPOT SLO, s */
+    double fail_at;                          /* failures at, s */
+    int fail_count;                          /* executors failing */
+    int64_t seed;                            /* seed */
+    char out[512];                           /* output folder */
+    double loads[S_MAX_LIST];                /* compare: loads_list parsed */
+    int n_loads;                             /* entries of loads */
+    char policies[S_MAX_LIST][S_POLICY_MAX]; /* compare: policies_list parsed */
+    int n_policies;                          /* entries of policies */
+    double speeds[S_MAX_LIST];               /* speeds_list parsed, cycled over the cluster */
+    int n_speeds;                            /* entries of speeds */
 } s_opts_t;
 
-static const char *const s_default_policies[] = {
-    "learned", "kv-cost", "scorer", "cache-switch", "weighted", "session",
-    "round-robin", "random", "least-outstanding", "p2c", NULL};
+/* The knobs of every command. executors and requests default per command
+ * (s_table_for); the rows here hold run's. */
+/* clang-format off */
+static const sl_cfg_field_t s_table[] = {
+    SL_CFG_FIELD(s_opts_t, trace, "trace", "mooncake-conversation", SL_CFG_STR,
+                 "mooncake-conversation, mooncake-synthetic, azure-code, azure-conv or a file"),
+    SL_CFG_FIELD(s_opts_t, trace_dir, "trace-dir", SLUICE_TRACE_DIR, SL_CFG_STR,
+                 "folder of the named traces"),
+    SL_CFG_RANGE(s_opts_t, executors, "executors", "16", SL_CFG_INT, 1, SL_SIM_MAX_EXECS,
+                 "cluster size"),
+    SL_CFG_RANGE(s_opts_t, requests, "requests", "0", SL_CFG_I64, 0, 1e12,
+                 "requests taken from the trace (0 = all; speed: 2 minutes at the rate)"),
+    SL_CFG_RANGE(s_opts_t, rate, "rate", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "run/speed: offered load in req/s (0 = the trace's own)"),
+    SL_CFG_RANGE(s_opts_t, speedup, "speedup", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "run: divide trace time by this instead of a rate (0 = off)"),
+    SL_CFG_FIELD(s_opts_t, poisson, "poisson", "false", SL_CFG_BOOL,
+                 "Poisson arrivals at --rate (lengths drawn from the trace)"),
+    SL_CFG_FIELD(s_opts_t, loads_list, "loads", "", SL_CFG_STR,
+                 "compare: offered loads in req/s, comma-separated (default 4,6,8,10,12,14,16,20)"),
+    SL_CFG_FIELD(s_opts_t, policies_list, "policies",
+                 "learned,kv-cost,scorer,cache-switch,weighted,session,round-robin,random,"
+                 "least-outstanding,p2c", SL_CFG_STR, "compare: policies, comma-separated"),
+    SL_CFG_FIELD(s_opts_t, policy, "policy", "learned", SL_CFG_STR, "run/speed: policy"),
+    /* A mixed fleet by default: half the executors of an older generation at
+     * half the speed (hybrid clouds and long-lived clusters look like this). */
+    SL_CFG_FIELD(s_opts_t, speeds_list, "speeds", "1,1,0.5,0.5", SL_CFG_STR,
+                 "executor speeds, cycled over the executors (1 = a uniform fleet)"),
+    SL_CFG_FIELD(s_opts_t, no_admission, "no-admission", "false", SL_CFG_BOOL,
+                 "learned without predictive admission"),
+    SL_CFG_FIELD(s_opts_t, admission_all, "admission-all", "false", SL_CFG_BOOL,
+                 "baselines with admission too"),
+    SL_CFG_RANGE(s_opts_t, slo_mult, "slo-ttft-mult", "3", SL_CFG_DOUBLE, 0, 1e9,
+                 "TTFT SLO: this multiple of the unloaded TTFT"),
+    SL_CFG_RANGE(s_opts_t, slo_floor, "slo-ttft-floor", "1", SL_CFG_DOUBLE, 0, 1e9,
+                 "TTFT SLO: at least this many seconds"),
+    SL_CFG_RANGE(s_opts_t, slo_tpot, "slo-tpot", "0.1", SL_CFG_DOUBLE, 0, 1e9,
+                 "mean TPOT SLO in seconds"),
+    SL_CFG_RANGE(s_opts_t, fail_at, "fail-at", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "--fail-count executors fail at this time (s), back 30 s later"),
+    SL_CFG_RANGE(s_opts_t, fail_count, "fail-count", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
+                 "executors failing at --fail-at"),
+    SL_CFG_FIELD(s_opts_t, seed, "seed", "1", SL_CFG_I64, "seed"),
+    SL_CFG_FIELD(s_opts_t, out, "out", "sim-out", SL_CFG_STR, "compare: folder of the CSV and plots"),
+    SL_CFG_END,
+};
+/* clang-format on */
+
+#define S_TABLE_ROWS (sizeof(s_table) / sizeof(s_table[0]))
 
 static void s_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: sluice-sim run|compare|speed [options]\n"
-            "  --trace NAME|PATH    mooncake-conversation (default), mooncake-synthetic,\n"
-            "                       azure-code, azure-conv, or a file\n"
-            "  --trace-dir DIR      folder of the named traces (%s)\n"
-            "  --executors N        cluster size (16; speed: 1000)\n"
-            "  --requests N         requests taken from the trace (compare: 4000)\n"
-            "  --rate R             run/speed: offered load in req/s\n"
-            "  --speedup X          run: divide trace time by X instead\n"
-            "  --poisson            Poisson arrivals at --rate (lengths drawn from the trace)\n"
-            "  --loads R1,R2,...    compare: offered loads in req/s\n"
-            "  --policies P1,P2,... compare: policies (all by default)\n"
-            "  --policy P           run: policy (learned)\n"
-            "  --speeds S1,S2,...   executor speeds, cycled over executors (1,1,0.5,0.5:\n"
-            "                       half the fleet at half speed; 1 = uniform)\n"
-            "  --no-admission       learned without predictive admission\n"
-            "  --admission-all      baselines with admission too\n"
-            "  --slo-ttft-mult X    TTFT SLO: X x unloaded TTFT (3)\n"
-            "  --slo-ttft-floor S   ... at least S seconds (1)\n"
-            "  --slo-tpot S         mean TPOT SLO in seconds (0.1)\n"
-            "  --fail-at S --fail-count K   K executors fail at S s, back 30 s later\n"
-            "  --seed N             seed (1)\n"
-            "  --out DIR            CSV and plots (sim-out)\n",
-            SLUICE_TRACE_DIR);
+    fprintf(f, "usage: sluice-sim COMMAND [options]   (sluice-sim COMMAND --help for its options)\n"
+               "commands:\n"
+               "  run      one policy at one load\n"
+               "  compare  every policy over a sweep of offered loads (CSV and plots)\n"
+               "  speed    simulated requests per wall-clock minute on a large cluster\n");
 }
 
-static int s_parse_list(const char *arg, double *out, int cap)
+/* The table with cmd's defaults: a larger cluster for speed, a slice of
+ * the trace for compare. */
+static void s_table_for(const char *cmd, sl_cfg_field_t *rows)
+{
+    memcpy(rows, s_table, sizeof(s_table));
+    for (sl_cfg_field_t *f = rows; f->name; f++) {
+        if (!strcmp(f->name, "executors") && !strcmp(cmd, "speed"))
+            f->dflt = "1000";
+        if (!strcmp(f->name, "requests") && !strcmp(cmd, "compare"))
+            f->dflt = "4000";
+    }
+}
+
+/* Parse "R1,R2,..." (positive numbers) into out; -1 with a message when bad. */
+static int s_parse_list(const char *prog, const char *flag, const char *arg, double *out, int cap)
 {
     int n = 0;
     char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", arg);
-    for (char *tok = strtok(buf, ","); tok && n < cap; tok = strtok(NULL, ",")) {
+    snprintf(buf, sizeof(buf), "%s", arg); /* arg is a knob of at most 1023 characters */
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         char *end;
         double v = strtod(tok, &end);
-        if (*end || !(v > 0))
-            return -1;
+        if (*end || !(v > 0) || n == cap) {
+            n = 0;
+            break;
+        }
         out[n++] = v;
     }
-    return n;
+    if (n == 0)
+        fprintf(stderr, "%s: --%s: '%s' is not a list of 1 to %d positive numbers\n", prog, flag,
+                arg, cap);
+    return n > 0 ? n : -1;
 }
 
-static int s_parse(int argc, char **argv, s_opts_t *o)
+/* Flags into o; returns -1 to go on, else the exit status. */
+static int s_parse(const char *cmd, int argc, char **argv, s_opts_t *o)
 {
-    static const struct option longs[] = {
-        {"trace", 1, 0, 't'},     {"trace-dir", 1, 0, 'D'},   {"executors", 1, 0, 'e'},
-        {"requests", 1, 0, 'n'},  {"rate", 1, 0, 'r'},        {"speedup", 1, 0, 'x'},
-        {"poisson", 0, 0, 'P'},   {"loads", 1, 0, 'l'},       {"policies", 1, 0, 'p'},
-        {"policy", 1, 0, 'q'},    {"speeds", 1, 0, 's'},      {"no-admission", 0, 0, 'A'},
-        {"admission-all", 0, 0, 'B'}, {"slo-ttft-mult", 1, 0, 'm'}, {"slo-ttft-floor", 1, 0, 'f'},
-        {"slo-tpot", 1, 0, 'T'},  {"fail-at", 1, 0, 'F'},     {"fail-count", 1, 0, 'K'},
-        {"seed", 1, 0, 'S'},      {"out", 1, 0, 'o'},         {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
-    int c;
-    optind = 2;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (c) {
-        case 't': snprintf(o->trace, sizeof(o->trace), "%s", optarg); break;
-        case 'D': snprintf(o->trace_dir, sizeof(o->trace_dir), "%s", optarg); break;
-        case 'e': o->executors = atoi(optarg); break;
-        case 'n': o->requests = (size_t)strtoull(optarg, NULL, 10); break;
-        case 'r': o->rate = atof(optarg); break;
-        case 'x': o->speedup = atof(optarg); break;
-        case 'P': o->poisson = true; break;
-        case 'l':
-            if ((o->n_loads = s_parse_list(optarg, o->loads, S_MAX_LIST)) <= 0) {
-                fprintf(stderr, "sluice-sim: bad --loads '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case 'p': {
-            char buf[1024];
-            snprintf(buf, sizeof(buf), "%s", optarg);
-            o->n_policies = 0;
-            for (char *tok = strtok(buf, ","); tok && o->n_policies < S_MAX_LIST;
-                 tok = strtok(NULL, ","))
-                snprintf(o->policies[o->n_policies++], 64, "%s", tok);
-            break;
-        }
-        case 'q': snprintf(o->policy, sizeof(o->policy), "%s", optarg); break;
-        case 's':
-            if ((o->n_speeds = s_parse_list(optarg, o->speeds, S_MAX_LIST)) <= 0) {
-                fprintf(stderr, "sluice-sim: bad --speeds '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case 'A': o->admission = false; break;
-        case 'B': o->admission_all = true; break;
-        case 'm': o->slo_mult = atof(optarg); break;
-        case 'f': o->slo_floor = atof(optarg); break;
-        case 'T': o->slo_tpot = atof(optarg); break;
-        case 'F': o->fail_at = atof(optarg); break;
-        case 'K': o->fail_count = atoi(optarg); break;
-        case 'S': o->seed = strtoull(optarg, NULL, 10); break;
-        case 'o': snprintf(o->out, sizeof(o->out), "%s", optarg); break;
-        case 'h': s_usage(stdout); return 1;
-        default: s_usage(stderr); return 2;
-        }
-    }
-    if (o->executors <= 0 || o->executors > SL_SIM_MAX_EXECS) {
-        fprintf(stderr, "sluice-sim: --executors must be 1..%d\n", SL_SIM_MAX_EXECS);
+    char prog[64];
+    char *args[argc];
+    sl_cfg_field_t rows[S_TABLE_ROWS];
+    snprintf(prog, sizeof(prog), "sluice-sim %s", cmd);
+    s_table_for(cmd, rows);
+    memset(o, 0, sizeof(*o));
+    /* sl_cfg names the program by its argv[0]: "sluice-sim CMD" */
+    memcpy(args, argv + 1, sizeof(char *) * (size_t)(argc - 1));
+    args[0] = prog;
+    args[argc - 1] = NULL;
+    int rc = sl_cfg_main(rows, o, argc - 1, args, prog);
+    if (rc >= 0)
+        return rc;
+    if (o->loads_list[0] &&
+        (o->n_loads = s_parse_list(prog, "loads", o->loads_list, o->loads, S_MAX_LIST)) <= 0)
         return 2;
-    }
-    for (int i = 0; i < o->n_policies; i++)
-        if (!sl_policy_find(o->policies[i])) {
-            fprintf(stderr, "sluice-sim: unknown policy '%s'\n", o->policies[i]);
+    if ((o->n_speeds = s_parse_list(prog, "speeds", o->speeds_list, o->speeds, S_MAX_LIST)) <= 0)
+        return 2;
+    char buf[sizeof(o->policies_list)];
+    snprintf(buf, sizeof(buf), "%s", o->policies_list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (!sl_policy_find(tok)) {
+            fprintf(stderr, "%s: --policies: unknown policy '%s'\n", prog, tok);
             return 2;
         }
-    if (!sl_policy_find(o->policy)) {
-        fprintf(stderr, "sluice-sim: unknown policy '%s'\n", o->policy);
+        if (o->n_policies == S_MAX_LIST) {
+            fprintf(stderr, "%s: --policies: more than %d policies\n", prog, S_MAX_LIST);
+            return 2;
+        }
+        snprintf(o->policies[o->n_policies++], S_POLICY_MAX, "%s", tok);
+    }
+    if (o->n_policies == 0) {
+        fprintf(stderr, "%s: --policies is empty\n", prog);
         return 2;
     }
-    return 0;
-}
-
-static void s_defaults(s_opts_t *o, const char *cmd)
-{
-    memset(o, 0, sizeof(*o));
-    snprintf(o->trace, sizeof(o->trace), "mooncake-conversation");
-    const char *dir = getenv("SLUICE_TRACE_DIR");
-    snprintf(o->trace_dir, sizeof(o->trace_dir), "%s", dir && *dir ? dir : SLUICE_TRACE_DIR);
-    o->executors = strcmp(cmd, "speed") == 0 ? 1000 : 16;
-    o->requests = strcmp(cmd, "compare") == 0 ? 4000 : 0;
-    snprintf(o->policy, sizeof(o->policy), "learned");
-    for (int i = 0; s_default_policies[i]; i++)
-        snprintf(o->policies[o->n_policies++], 64, "%s", s_default_policies[i]);
-    o->admission = true;
-    o->slo_mult = 3;
-    o->slo_floor = 1;
-    o->slo_tpot = 0.1;
-    o->seed = 1;
-    /* A mixed fleet by default: half the executors of an older generation
-     * at half the speed (hybrid clouds and long-lived clusters look like
-     * this); --speeds 1 gives a uniform one. */
-    static const double fleet[] = {1, 1, 0.5, 0.5};
-    o->n_speeds = (int)(sizeof(fleet) / sizeof(fleet[0]));
-    memcpy(o->speeds, fleet, sizeof(fleet));
-    snprintf(o->out, sizeof(o->out), "sim-out");
+    if (!sl_policy_find(o->policy)) {
+        fprintf(stderr, "%s: --policy: unknown policy '%s'\n", prog, o->policy);
+        return 2;
+    }
+    return -1;
 }
 
 /* Speeds per executor, cycling the given list. Caller frees. */
@@ -224,20 +224,23 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->executors = o->executors;
     p->speeds = speeds;
     p->policy = policy;
-    p->admission = strcmp(policy, "learned") == 0 ? o->admission : o->admission_all;
+    p->admission = strcmp(policy, "learned") == 0 ? !o->no_admission : o->admission_all;
     p->slo_ttft_mult = o->slo_mult;
     p->slo_ttft_floor_s = o->slo_floor;
     p->slo_tpot_s = o->slo_tpot;
     p->fail_at_s = o->fail_at;
     p->fail_count = o->fail_count;
-    p->seed = o->seed;
+    p->seed = (uint64_t)o->seed;
 }
 
-static sl_status_t s_schedule(const s_opts_t *o, const sl_trace_t *src, double rate,
-                              double speedup, sl_trace_t **out_p)
+static sl_status_t s_schedule(const s_opts_t *o, const sl_trace_t *src, double rate, double speedup,
+                              sl_trace_t **out_p)
 {
-    sl_trace_opts_t to = {.count = o->requests, .rate = rate, .speedup = speedup,
-                          .poisson = o->poisson && rate > 0, .seed = o->seed};
+    sl_trace_opts_t to = {.count = (size_t)o->requests,
+                          .rate = rate,
+                          .speedup = speedup,
+                          .poisson = o->poisson && rate > 0,
+                          .seed = (uint64_t)o->seed};
     return sl_trace_schedule(src, &to, out_p);
 }
 
@@ -378,7 +381,7 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     memcpy(loads, o->loads, (size_t)nl * sizeof(double));
     mkdir(o->out, 0755);
     printf("trace %s: %zu requests, %d executors, policies x loads = %d x %d\n", o->trace,
-           o->requests ? o->requests : src->n, o->executors, np, nl);
+           o->requests ? (size_t)o->requests : src->n, o->executors, np, nl);
     int learned = -1, rr = -1;
     for (int k = 0; k < np; k++) {
         if (!strcmp(o->policies[k], "learned"))
@@ -475,7 +478,7 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     printf("RESULT goodput_vs_best_baseline=%.3f p99_ttft_vs_round_robin=%.3f ttft_mape=%.3f "
            "load_rps=%.2f best_baseline=%s executors=%d requests=%zu seed=%llu\n",
            gp, p99, mape, loads[at], best >= 0 ? o->policies[best] : "none", o->executors,
-           o->requests, (unsigned long long)o->seed);
+           (size_t)o->requests, (unsigned long long)o->seed);
     free(speeds);
     free(rep);
     return 0;
@@ -555,7 +558,7 @@ static int s_cmd_speed(s_opts_t *o, const sl_trace_t *src)
      * virtual time, long enough for a steady state. */
     double rate = o->rate > 0 ? o->rate : 0.6 * o->executors;
     if (o->requests == 0)
-        o->requests = (size_t)(rate * 120);
+        o->requests = (int64_t)(rate * 120);
     o->poisson = true;
     sl_trace_t *tr = NULL;
     if (s_schedule(o, src, rate, 0, &tr) != SL_OK || tr->n == 0) {
@@ -575,7 +578,7 @@ static int s_cmd_speed(s_opts_t *o, const sl_trace_t *src)
         return 1;
     s_print_header();
     s_print_row(o->policy, &r);
-    double place_us = s_place_cost_us(o->policy, o->executors, o->seed);
+    double place_us = s_place_cost_us(o->policy, o->executors, (uint64_t)o->seed);
     double rpm = (double)r.requests / wall * 60.0;
     printf("simulated %llu requests (%.0f s of virtual time, %llu events) in %.2f s of wall "
            "time\n",
@@ -603,10 +606,9 @@ int main(int argc, char **argv)
     }
     sl_log_set_level(SL_LOG_ERROR);
     s_opts_t o;
-    s_defaults(&o, cmd);
-    int rc = s_parse(argc, argv, &o);
-    if (rc)
-        return rc == 1 ? 0 : rc;
+    int rc = s_parse(cmd, argc, argv, &o);
+    if (rc >= 0)
+        return rc;
     sl_trace_t *src = NULL;
     if (sl_trace_load(o.trace, o.trace_dir, SL_TRACE_AUTO, &src) != SL_OK)
         return 1;
