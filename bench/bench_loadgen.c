@@ -12,7 +12,16 @@
  *
  * Reported: throughput, client-measured latency (send to Result; first
  * TokenChunk when --stream), the scheduler's own timings, BUSY answers and
- * errors, then one RESULT line.
+ * errors, goodput, then one RESULT line.
+ *
+ * Goodput is the policy lab's (POLICIES.md): requests of the slice per
+ * second of its span that completed within both SLOs, TTFT at most
+ * --slo-ttft-mult x the prompt's unloaded TTFT on an empty sim executor (at
+ * least --slo-ttft-floor-ms) and mean time per output token at most
+ * --slo-tpot-ms; a refused or failed request counts against it. The TTFT is
+ * the scheduler's (receipt to first token), as in the simulator. Against
+ * sim executors running at --sim-speed S, --slo-speed S divides every SLO
+ * time by S, so a run compressed S times is judged as the uncompressed one.
  *
  * Rejected: one thread per in-flight request (thousands of threads and
  * sockets, and the client is one-thread-per-object by design); a sender and
@@ -28,6 +37,7 @@
 #include "common/sl_hist.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
+#include "executor/sl_sim_cfg.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,8 +69,14 @@ typedef struct s_lg_cfg {
     char busy[SL_CFG_STR_MAX];      /* retry (client backoff) or drop */
     bool stream;                    /* ask for TokenChunks (client-side TTFT) */
     int ttft_deadline_ms;           /* per-job first-token budget */
+    bool slo_deadline;              /* each job's TTFT SLO as its first-token budget */
+    double slo_ttft_mult;           /* TTFT SLO: this x the unloaded TTFT ... */
+    int slo_ttft_floor_ms;          /* ... at least this */
+    int slo_tpot_ms;                /* mean time per output token SLO */
+    double slo_speed;               /* every SLO time divided by this (sim executors' speed) */
     int deadline_ms;                /* per-job budget */
     int progress_ms;                /* progress line interval */
+    char label[SL_CFG_STR_MAX];     /* prefix of the progress line */
     int drain_timeout_ms;           /* wait for outstanding results after the last send */
     char id_prefix[SL_CFG_STR_MAX]; /* job id prefix (default: lg-PID-TIME-) */
 } s_lg_cfg_t;
@@ -101,10 +117,22 @@ static const sl_cfg_field_t s_table[] = {
                  "request token streaming (measures time to first token at the client)"),
     SL_CFG_RANGE(s_lg_cfg_t, ttft_deadline_ms, "ttft-deadline-ms", "0", SL_CFG_INT, 0, 86400000,
                  "first-token budget of every job (0 = none)"),
+    SL_CFG_FIELD(s_lg_cfg_t, slo_deadline, "slo-deadline", "false", SL_CFG_BOOL,
+                 "give each job its TTFT SLO as first-token budget (admission's deadline check)"),
+    SL_CFG_RANGE(s_lg_cfg_t, slo_ttft_mult, "slo-ttft-mult", "3", SL_CFG_DOUBLE, 0, 1e6,
+                 "goodput's TTFT SLO: this x the prompt's unloaded TTFT on a sim executor"),
+    SL_CFG_RANGE(s_lg_cfg_t, slo_ttft_floor_ms, "slo-ttft-floor-ms", "1000", SL_CFG_INT, 0,
+                 86400000, "... and at least this"),
+    SL_CFG_RANGE(s_lg_cfg_t, slo_tpot_ms, "slo-tpot-ms", "100", SL_CFG_INT, 0, 86400000,
+                 "goodput's SLO on the mean time per output token"),
+    SL_CFG_RANGE(s_lg_cfg_t, slo_speed, "slo-speed", "1", SL_CFG_DOUBLE, 0.001, 1000,
+                 "divide every SLO time by this (the sim executors' --sim-speed)"),
     SL_CFG_RANGE(s_lg_cfg_t, deadline_ms, "deadline-ms", "0", SL_CFG_INT, 0, 86400000,
                  "whole-job budget of every job (0 = none)"),
     SL_CFG_RANGE(s_lg_cfg_t, progress_ms, "progress-ms", "1000", SL_CFG_INT, 10, 3600000,
                  "interval of the progress line on stderr"),
+    SL_CFG_FIELD(s_lg_cfg_t, label, "label", "", SL_CFG_STR,
+                 "prefix of the progress line (names the run when several share a screen)"),
     SL_CFG_RANGE(s_lg_cfg_t, drain_timeout_ms, "drain-timeout-ms", "60000", SL_CFG_INT, 0, 86400000,
                  "wait this long for outstanding results after the last send"),
     SL_CFG_FIELD(s_lg_cfg_t, id_prefix, "id-prefix", "", SL_CFG_STR,
@@ -121,6 +149,7 @@ typedef struct s_lg_stats {
     uint64_t late;        /* sends delayed by the in-flight cap */
     uint64_t unfinished;  /* still pending when the drain timeout ended the run */
     uint64_t out_tokens;  /* output tokens of completed jobs */
+    uint64_t slo_met;     /* completed within both SLOs */
     sl_hist_t e2e;        /* client: first send -> Result, us */
     sl_hist_t ttft_c;     /* client: first send -> first TokenChunk, us (stream only) */
     sl_hist_t ttft_s;     /* scheduler: receipt -> first token, us */
@@ -130,12 +159,25 @@ typedef struct s_lg_stats {
     sl_time_t last_done;  /* time of the last completion */
 } s_lg_stats_t;
 
-static void s_record(s_lg_stats_t *s, sl_result_t *r, bool drop_mode)
+/* The TTFT SLO of a prompt, us (see the top of the file). */
+static uint64_t s_slo_ttft_us(const s_lg_cfg_t *cfg, const sl_sim_cfg_t *model, uint32_t prompt)
+{
+    double us = cfg->slo_ttft_mult * sl_sim_cfg_unloaded_ttft(model, prompt) * 1e6;
+    double floor_us = cfg->slo_ttft_floor_ms * 1e3 / cfg->slo_speed;
+    return (uint64_t)(us > floor_us ? us : floor_us);
+}
+
+/* r->user carries the job's TTFT SLO in us. */
+static void s_record(s_lg_stats_t *s, sl_result_t *r, bool drop_mode, uint64_t slo_tpot_us)
 {
     s->last_done = r->end_ns;
     if (r->status == SL_OK) {
         s->done++;
         s->out_tokens += r->n_tokens;
+        uint64_t ttft = r->timings.ttft_us, end = r->timings.end_us;
+        uint64_t tpot = r->n_tokens > 1 && end > ttft ? (end - ttft) / (r->n_tokens - 1) : 0;
+        if (ttft <= (uint64_t)(uintptr_t)r->user && tpot <= slo_tpot_us)
+            s->slo_met++;
         sl_hist_record(&s->e2e, (uint64_t)(r->end_ns - r->submit_ns) / 1000);
         if (r->first_token_ns)
             sl_hist_record(&s->ttft_c, (uint64_t)(r->first_token_ns - r->submit_ns) / 1000);
@@ -154,18 +196,19 @@ static void s_record(s_lg_stats_t *s, sl_result_t *r, bool drop_mode)
     }
 }
 
-static void s_progress(const s_lg_stats_t *s, const sl_client_stats_t *cs, size_t pending,
-                       sl_time_t t0, sl_time_t now, uint64_t *prev_sent, sl_time_t *prev_t)
+static void s_progress(const char *label, const s_lg_stats_t *s, const sl_client_stats_t *cs,
+                       size_t pending, sl_time_t t0, sl_time_t now, uint64_t *prev_sent,
+                       sl_time_t *prev_t)
 {
     double dt = (double)(now - *prev_t) / 1e9;
     double rate = dt > 0 ? (double)(s->sent - *prev_sent) / dt : 0;
     /* On a terminal the line is rewritten in place; in a log each report is its own line. */
     bool tty = isatty(STDERR_FILENO);
     fprintf(stderr,
-            "%s[%7.1fs] sent=%" PRIu64 " done=%" PRIu64 " busy=%" PRIu64 " errors=%" PRIu64
+            "%s%s%s[%7.1fs] sent=%" PRIu64 " done=%" PRIu64 " busy=%" PRIu64 " errors=%" PRIu64
             " inflight=%zu rate=%.1f/s%s",
-            tty ? "\r" : "", (double)(now - t0) / 1e9, s->sent, s->done, cs->busy, s->errors,
-            pending, rate, tty ? "\033[K" : "\n");
+            tty ? "\r" : "", label, label[0] ? " " : "", (double)(now - t0) / 1e9, s->sent, s->done,
+            cs->busy, s->errors, pending, rate, tty ? "\033[K" : "\n");
     *prev_sent = s->sent;
     *prev_t = now;
 }
@@ -212,8 +255,17 @@ int sl_bench_loadgen_main(int argc, char **argv)
         fprintf(stderr, "sluice-bench loadgen: --poisson needs --rate\n");
         return 2;
     }
+    if (cfg.slo_deadline && cfg.ttft_deadline_ms > 0) {
+        fprintf(stderr, "sluice-bench loadgen: --slo-deadline and --ttft-deadline-ms exclude each "
+                        "other\n");
+        return 2;
+    }
     if (drop_mode)
         cfg.client.backoff.max_retries = 0;
+    sl_sim_cfg_t slo_model; /* the unloaded TTFT of the SLO: the sim backend's defaults */
+    sl_cfg_defaults(sl_sim_cfg_fields, &slo_model);
+    slo_model.speed = cfg.slo_speed;
+    uint64_t slo_tpot_us = (uint64_t)(cfg.slo_tpot_ms * 1e3 / cfg.slo_speed);
     if (!cfg.id_prefix[0])
         snprintf(cfg.id_prefix, sizeof(cfg.id_prefix), "lg-%d-%lld-", (int)getpid(),
                  (long long)(sl_clock_wall() / SL_NS_PER_MS));
@@ -281,6 +333,10 @@ int sl_bench_loadgen_main(int argc, char **argv)
                 out = (uint32_t)cfg.max_new_tokens_cap;
             bool batch =
                 prio_mode == 1 || (prio_mode == 2 && sl_rand_double(&rng) < cfg.batch_fraction);
+            uint64_t slo_us = s_slo_ttft_us(&cfg, &slo_model, len);
+            uint32_t ttft_budget_ms = (uint32_t)cfg.ttft_deadline_ms;
+            if (cfg.slo_deadline)
+                ttft_budget_ms = (uint32_t)((slo_us + 999) / 1000);
             sl_job_spec_t job = {
                 .id = id,
                 .tenant = cfg.tenant,
@@ -291,9 +347,10 @@ int sl_bench_loadgen_main(int argc, char **argv)
                 .n_block_hashes = q->n_hashes < blocks ? q->n_hashes : blocks,
                 .block_tokens = sched->block_tokens,
                 .max_new_tokens = out,
-                .ttft_deadline_ms = (uint32_t)cfg.ttft_deadline_ms,
+                .ttft_deadline_ms = ttft_budget_ms,
                 .deadline_ms = (uint32_t)cfg.deadline_ms,
                 .stream = cfg.stream,
+                .user = (void *)(uintptr_t)slo_us,
             };
             st = sl_client_submit_async(client, &job);
             if (st == SL_ERR_AGAIN) {
@@ -312,13 +369,13 @@ int sl_bench_loadgen_main(int argc, char **argv)
         }
         sl_result_t *r = NULL;
         while (sl_client_poll(client, 0, &r) == SL_OK) {
-            s_record(s, r, drop_mode);
+            s_record(s, r, drop_mode, slo_tpot_us);
             sl_result_destroy(&r);
         }
         now = sl_clock_now();
         if (now >= next_progress) {
             sl_client_stats(client, &cs);
-            s_progress(s, &cs, sl_client_pending(client), t0, now, &prev_sent, &prev_t);
+            s_progress(cfg.label, s, &cs, sl_client_pending(client), t0, now, &prev_sent, &prev_t);
             next_progress = now + SL_MS(cfg.progress_ms);
         }
         size_t pending = sl_client_pending(client);
@@ -339,16 +396,19 @@ int sl_bench_loadgen_main(int argc, char **argv)
         int wait_ms = until <= now ? 0 : (int)((until - now) / SL_NS_PER_MS);
         st = sl_client_poll(client, wait_ms, &r);
         if (st == SL_OK) {
-            s_record(s, r, drop_mode);
+            s_record(s, r, drop_mode, slo_tpot_us);
             sl_result_destroy(&r);
         } else if (st != SL_ERR_TIMEOUT) {
             fprintf(stderr, "sluice-bench loadgen: %s\n", sl_client_last_error(client));
             break;
         }
     }
+    sl_client_stats(client, &cs);
+    /* The last report shows the final counts (on a terminal it stays on screen). */
+    s_progress(cfg.label, s, &cs, sl_client_pending(client), t0, sl_clock_now(), &prev_sent,
+               &prev_t);
     if (isatty(STDERR_FILENO))
         fputc('\n', stderr);
-    sl_client_stats(client, &cs);
     double wall =
         (double)((s->last_done > s->first_send ? s->last_done : sl_clock_now()) - s->first_send) /
         1e9;
@@ -367,14 +427,23 @@ int sl_bench_loadgen_main(int argc, char **argv)
     s_row("ttft (scheduler)", &s->ttft_s);
     s_row("end (scheduler)", &s->end_s);
     s_row("queued (scheduler)", &s->queued_s);
+    /* Goodput over the span of the slice's arrivals, as the simulator counts it. */
+    double arrivals_s = (double)(sched->reqs[sched->n - 1].t_us - sched->reqs[0].t_us) / 1e6;
+    if (arrivals_s <= 0)
+        arrivals_s = 1.0;
+    double goodput = (double)s->slo_met / arrivals_s;
+    printf("goodput %.2f jobs/s: %" PRIu64 " of %zu requests met both SLOs (TTFT <= %.1f x "
+           "unloaded, at least %.0f ms; TPOT <= %.1f ms)\n",
+           goodput, s->slo_met, sched->n, cfg.slo_ttft_mult, cfg.slo_ttft_floor_ms / cfg.slo_speed,
+           (double)slo_tpot_us / 1e3);
     const sl_hist_t *ttft = s->ttft_c.count ? &s->ttft_c : &s->ttft_s;
     printf("RESULT sent=%" PRIu64 " done=%" PRIu64 " busy=%" PRIu64 " errors=%" PRIu64
            " throughput=%.1f tokens_per_s=%.1f wall_s=%.2f ttft_p50_ms=%.3f ttft_p99_ms=%.3f"
-           " e2e_p50_ms=%.3f e2e_p99_ms=%.3f\n",
+           " e2e_p50_ms=%.3f e2e_p99_ms=%.3f slo_met=%" PRIu64 " goodput=%.3f\n",
            s->sent, s->done, cs.busy, s->errors, tput,
            wall > 0 ? (double)s->out_tokens / wall : 0.0, wall, sl_hist_quantile(ttft, 0.5) / 1e3,
            sl_hist_quantile(ttft, 0.99) / 1e3, sl_hist_quantile(&s->e2e, 0.5) / 1e3,
-           sl_hist_quantile(&s->e2e, 0.99) / 1e3);
+           sl_hist_quantile(&s->e2e, 0.99) / 1e3, s->slo_met, goodput);
     rc = 0;
 out:
     sl_client_destroy(&client);

@@ -46,3 +46,11 @@ const sl_cfg_field_t sl_sim_cfg_fields[] = {
                  1000000000, "sim: KV capacity in blocks of --kv-block-tokens (30000 x 16 = 480k tokens)"),
     SL_CFG_END,
 };
+
+double sl_sim_cfg_unloaded_ttft(const sl_sim_cfg_t *m, uint32_t prompt_tokens)
+{
+    double n = prompt_tokens;
+    double us =
+        m->prefill_base_us + m->prefill_us_per_token * n + m->prefill_us_per_token_ctx * n * n / 2;
+    return us / 1e6 / (m->speed > 0 ? m->speed : 1.0);
+}

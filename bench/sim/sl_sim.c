@@ -110,10 +110,9 @@ void sl_sim_params_default(sl_sim_params_t *p)
 
 double sl_sim_unloaded_ttft(const sl_sim_params_t *p, uint32_t prompt_tokens)
 {
-    double n = prompt_tokens;
-    double us = p->model.prefill_base_us + p->model.prefill_us_per_token * n +
-                p->model.prefill_us_per_token_ctx * n * n / 2;
-    return us / 1e6;
+    sl_sim_cfg_t model = p->model;
+    model.speed = 1; /* the SLO is an executor of speed 1's, whatever the fleet */
+    return sl_sim_cfg_unloaded_ttft(&model, prompt_tokens);
 }
 
 static void s_push(s_sim_t *s, sl_time_t t, s_ev_type_t type, uint32_t idx)
