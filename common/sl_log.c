@@ -22,6 +22,7 @@
 static _Atomic int s_level = -1;
 static const char *s_component = "sluice";
 static _Atomic uint64_t s_error_count;
+static _Atomic(sl_log_hook_fn) s_hook;
 
 int sl_log_level_parse(const char *name)
 {
@@ -60,6 +61,11 @@ uint64_t sl_log_error_count(void)
     return atomic_load(&s_error_count);
 }
 
+void sl_log_set_hook(sl_log_hook_fn hook)
+{
+    atomic_store(&s_hook, hook);
+}
+
 void sl_log_write(sl_log_level_t level, const char *file, int line, const char *fmt, ...)
 {
     static const char tags[] = "EWIDT";
@@ -92,5 +98,10 @@ void sl_log_write(sl_log_level_t level, const char *file, int line, const char *
     buf[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
     (void)w;
+    sl_log_hook_fn hook = atomic_load(&s_hook);
+    if (hook) {
+        buf[n - 1] = '\0';
+        hook(level, buf);
+    }
     errno = saved_errno;
 }

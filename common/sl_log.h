@@ -20,8 +20,17 @@ void sl_log_set_level(sl_log_level_t level);
 int sl_log_level_parse(const char *name);
 /* Name shown in every line (e.g. "scheduler"); the string must outlive logging. */
 void sl_log_set_component(const char *component);
-/* Number of lines logged at ERROR since start; tests assert it stays zero. */
+/* Number of lines logged at ERROR since start. */
 uint64_t sl_log_error_count(void);
+
+/* Sees each line after it is written: its level and the whole line, NUL
+ * terminated, without the newline. It may be called from any thread that
+ * logs, at the same time, and must not log itself. The test harness
+ * (tests/support/sl_test.c) uses it to fail a test on an ERROR line the test
+ * did not expect. */
+typedef void (*sl_log_hook_fn)(sl_log_level_t level, const char *line);
+/* Install a hook (NULL removes it); it replaces the one before. */
+void sl_log_set_hook(sl_log_hook_fn hook);
 
 void sl_log_write(sl_log_level_t level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

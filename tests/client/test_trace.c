@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bench/sl_trace.h"
+#include "tests/support/sl_test.h"
 
 static const char *s_dir(void)
 {
@@ -89,6 +90,7 @@ static void test_azure_files(void **state)
     assert_int_equal(t->n, 8819);
     sl_trace_destroy(&t);
     assert_int_equal(sl_trace_path("azure-code", s_dir(), path, 8), SL_ERR_OVERFLOW);
+    sl_test_expect_error("cannot open /nonexistent/trace.csv");
     assert_int_equal(sl_trace_load("/nonexistent/trace.csv", NULL, SL_TRACE_AUTO, &t), SL_ERR_IO);
     assert_null(t);
 }

@@ -10,6 +10,7 @@
 
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_policy.h"
+#include "tests/support/sl_test.h"
 
 #define MAX_EV 4096
 
@@ -455,6 +456,7 @@ static void test_policies(void **state)
     sl_core_t *core = NULL;
     sl_core_cfg_default(&cfg);
     snprintf(cfg.policy, sizeof(cfg.policy), "nope");
+    sl_test_expect_error("unknown placement policy 'nope'");
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_ERR_INVALID);
 }
 

@@ -17,6 +17,7 @@
 #include "scheduler/core/sl_load_model.h"
 #include "scheduler/core/sl_policy.h"
 #include "scheduler/core/sl_prefix_index.h"
+#include "tests/support/sl_test.h"
 
 /* ---------------- prefix index ---------------- */
 
@@ -362,11 +363,13 @@ static void test_model_save_load(void **state)
     f = tmpfile();
     fputs("not a model\n", f);
     rewind(f);
+    sl_test_expect_error("state file: not a load model");
     assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
     fclose(f);
     f = tmpfile();
     fputs("sluice-load-model 2 7 2\nscored 3 0.1 0.1\nprior 1 2\n", f);
     rewind(f);
+    sl_test_expect_error("state file: load model truncated");
     assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
     fclose(f);
     sl_load_model_destroy(&m);

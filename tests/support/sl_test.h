@@ -1,0 +1,32 @@
+/*
+ * Test harness linked into every cmocka test by sl_add_test (tests/CMakeLists.txt).
+ * A case fails when it logs an ERROR line it did not declare here, in this
+ * process or in a daemon whose log it checks. SLUICE_TEST_CASE picks cases:
+ * globs over their names separated by ':', a leading '-' leaving cases out
+ * (SLUICE_TEST_CASE=test_20k_jobs, SLUICE_TEST_CASE=-test_20k_*).
+ */
+#ifndef SL_TEST_H
+#define SL_TEST_H
+
+/* Declare that the running case logs ERROR lines containing text (any line
+ * when text is NULL): at least min and at most max of them. Each ERROR line
+ * is matched to the first declaration it fits that is not yet full; a line
+ * that fits none fails the case, and so does a declaration seen fewer than
+ * min times. Declarations last until the end of the case. */
+void sl_test_expect_errors(const char *text, unsigned min, unsigned max);
+
+/* Exactly one ERROR line containing text. */
+#define sl_test_expect_error(text) sl_test_expect_errors((text), 1, 1)
+
+/* The log of a process the test started (its stderr, in a file): copies it to
+ * stderr under a header naming who, so the output of a failed test shows it,
+ * and puts each ERROR line in it (and each sanitizer report) through the
+ * running case's declarations, as if it had been logged here. Returns the
+ * number of such lines; a missing or empty file is 0 and prints nothing. */
+unsigned sl_test_check_log(const char *path, const char *who);
+
+/* The same copy to stderr, without the check: for the log of a case that has
+ * already failed, read when a later case or the exit cleans up after it. */
+void sl_test_show_log(const char *path, const char *who);
+
+#endif
