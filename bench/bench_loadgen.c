@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #ifndef SLUICE_TRACE_DIR
-#define SLUICE_TRACE_DIR "../shared/data/traces"
+#define SLUICE_TRACE_DIR "data/traces"
 #endif
 
 typedef struct s_lg_cfg {

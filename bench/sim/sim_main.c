@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 
 #ifndef SLUICE_TRACE_DIR
-#define SLUICE_TRACE_DIR "../shared/data/traces"
+#define SLUICE_TRACE_DIR "data/traces"
 #endif
 
 #define S_MAX_LIST 64

@@ -180,7 +180,7 @@ static void test_loadgen(void **state)
              "%s/sluice-bench loadgen --endpoint %s --trace mooncake-conversation "
              "--trace-dir %s --count 400 --rate 2000 --priority mix --progress-ms 100 "
              "--drain-timeout-ms 20000 2>/dev/null",
-             s_bin(), c.client_ep, dir ? dir : "../shared/data/traces");
+             s_bin(), c.client_ep, dir ? dir : "data/traces");
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
     assert_int_equal(s_field(s_out, "sent="), 400);
     assert_int_equal(s_field(s_out, "done="), 400);
@@ -193,7 +193,7 @@ static void test_loadgen(void **state)
              "%s/sluice-bench loadgen --endpoint %s --trace azure-code --trace-dir %s "
              "--count 100 --rate 1000 --busy drop --max-new-tokens-cap 4 "
              "--drain-timeout-ms 20000 2>/dev/null",
-             s_bin(), c.client_ep, dir ? dir : "../shared/data/traces");
+             s_bin(), c.client_ep, dir ? dir : "data/traces");
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
     unsigned long busy = s_field(s_out, "busy="), done = s_field(s_out, "done=");
     assert_true(busy > 0);

@@ -14,7 +14,7 @@
 static const char *s_dir(void)
 {
     const char *d = getenv("SLUICE_TRACE_DIR");
-    return d ? d : "../shared/data/traces";
+    return d ? d : "data/traces";
 }
 
 static sl_trace_t *s_load(const char *name)
