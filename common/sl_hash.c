@@ -3,6 +3,11 @@
  * with the length folded in so that prefixes differ. Not cryptographic (the
  * scheduler never trusts a hash for security); chosen for being small,
  * stable across hosts (explicit little-endian loads) and fast enough.
+ *
+ * The chained KV block hash lives here, not in the executor's KV manager,
+ * because the scheduler must compute exactly the same hashes from a
+ * prompt's token ids to match them against what executors report; one
+ * definition cannot drift the way two copies could.
  */
 #include "common/sl_hash.h"
 
@@ -31,4 +36,23 @@ uint64_t sl_hash_bytes(const void *data, size_t len, uint64_t seed)
         h = sl_hash_mix64(h ^ s_load64(tail) ^ ((uint64_t)len << 56));
     }
     return sl_hash_mix64(h);
+}
+
+uint64_t sl_hash_kv_block(uint64_t prev, const uint32_t *tokens, uint32_t block_tokens)
+{
+    return sl_hash_combine(prev, sl_hash_bytes(tokens, (size_t)block_tokens * sizeof(uint32_t), 0));
+}
+
+uint32_t sl_hash_kv_blocks(const uint32_t *tokens, uint32_t n_tokens, uint32_t block_tokens,
+                           uint64_t *out, uint32_t cap)
+{
+    if (block_tokens == 0)
+        return 0;
+    uint32_t n = n_tokens / block_tokens;
+    if (n > cap)
+        n = cap;
+    uint64_t h = 0;
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = h = sl_hash_kv_block(h, tokens + (size_t)i * block_tokens, block_tokens);
+    return n;
 }

@@ -35,7 +35,8 @@
  * Prefix cache: an LRU over block hashes with a capacity in tokens (H100's
  * 80 GB less 16 GB of weights, at 128 KiB per token: 480k tokens). Trace
  * jobs bring their own block hashes (Mooncake: 512 tokens each); jobs with
- * real token ids are hashed in blocks of kv_block_tokens (chained hashes).
+ * real token ids are hashed in blocks of kv_block_tokens with the chained
+ * block hash the scheduler and the ref KV manager use (sl_hash_kv_block).
  * Stored and evicted blocks are reported so the scheduler can index them.
  * A block counts once, in the cache, however many sequences share it; blocks
  * are not pinned while in use (a simplification: a real engine would hold
@@ -135,12 +136,7 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
     if (seq->block_hashes && seq->n_block_hashes) {
         memcpy(ss->hashes, seq->block_hashes, (size_t)n * sizeof(uint64_t));
     } else {
-        uint64_t h = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            h = sl_hash_combine(h, sl_hash_bytes(seq->prompt + (size_t)i * bt,
-                                                 bt * sizeof(uint32_t), 0));
-            ss->hashes[i] = h;
-        }
+        sl_hash_kv_blocks(seq->prompt, seq->prompt_len, bt, ss->hashes, n);
     }
     /* The longest cached prefix; touched so it is the last to go. */
     uint32_t hit = 0;

@@ -53,11 +53,6 @@ struct sl_kv_seq {
     uint64_t *hashes;      /* chained hashes of the full prompt blocks */
 };
 
-uint64_t sl_kv_block_hash(uint64_t prev, const uint32_t *tokens, uint32_t block_tokens)
-{
-    return sl_hash_combine(prev, sl_hash_bytes(tokens, (size_t)block_tokens * sizeof(uint32_t), 0));
-}
-
 sl_status_t sl_kv_create(const sl_kv_cfg_t *cfg, sl_kv_t **kv_p)
 {
     if (!cfg->n_blocks || !cfg->block_tokens) {
@@ -149,9 +144,10 @@ sl_status_t sl_kv_seq_admit(sl_kv_t *kv, const uint32_t *tokens, uint32_t n_prom
         goto err_free_seq;
     seq->n_blocks = n_blocks;
     seq->n_prompt_full = n_full;
-    uint64_t prev = 0;
-    for (uint32_t i = 0; i < n_full; i++)
-        prev = seq->hashes[i] = hashes ? hashes[i] : sl_kv_block_hash(prev, tokens + (size_t)i * bt, bt);
+    if (hashes)
+        memcpy(seq->hashes, hashes, (size_t)n_full * sizeof(*seq->hashes));
+    else
+        sl_hash_kv_blocks(tokens, n_prompt, bt, seq->hashes, n_full);
 
     /* longest cached prefix, leaving the block of the last prompt token to compute */
     uint32_t max_hit = (n_prompt - 1) / bt, hit = 0, pinned_idle = 0;

@@ -3,10 +3,11 @@
  * a prefix cache keyed by chained block hashes.
  *
  * Block i of a prompt (block_tokens tokens) has the hash
- *   h_i = sl_hash_combine(h_{i-1}, sl_hash_bytes(tokens of block i, seed 0)), h_{-1} = 0,
+ *   h_i = sl_hash_kv_block(h_{i-1}, tokens of block i), h_{-1} = 0 (common/sl_hash.h),
  * so a hash names a block together with everything before it, and equal
  * hashes mean equal KV. The scheduler computes the same hashes from token ids
- * to keep its cluster-wide prefix index. Only the manager's bookkeeping lives
+ * with the same function to match prompts against its cluster-wide prefix
+ * index. Only the manager's bookkeeping lives
  * here; the KV tensors themselves belong to the model, indexed by block id.
  */
 #ifndef SL_KV_H
@@ -34,9 +35,6 @@ typedef struct sl_kv_stats {
     uint32_t cached;     /* unreferenced blocks kept for their hash (evictable) */
     uint32_t free;       /* blocks holding nothing */
 } sl_kv_stats_t;
-
-/* Hash of one full block of tokens chained to the previous block's hash. */
-uint64_t sl_kv_block_hash(uint64_t prev, const uint32_t *tokens, uint32_t block_tokens);
 
 /* Create a manager; *kv_p owns it. SL_ERR_INVALID for a zero size. */
 sl_status_t sl_kv_create(const sl_kv_cfg_t *cfg, sl_kv_t **kv_p);
