@@ -86,10 +86,12 @@ static inline uint32_t sl_seq_prefill_left(const sl_seq_t *seq)
     return total > seq->prefill_done ? total - seq->prefill_done : 0;
 }
 
-/* KV occupancy reported in heartbeats. */
+/* KV occupancy reported in heartbeats; used + free is the pool's capacity,
+ * which the executor advertises in its hello with the block size. */
 typedef struct sl_backend_load {
     uint32_t kv_blocks_used; /* blocks held by running sequences or cached */
     uint32_t kv_blocks_free; /* blocks available now */
+    uint32_t kv_block_tokens; /* tokens per block (0 = the backend keeps no KV) */
 } sl_backend_load_t;
 
 typedef struct sl_backend_ops {

@@ -47,6 +47,7 @@ static void s_load(void *state, sl_backend_load_t *load)
 {
     load->kv_blocks_used = 0;
     load->kv_blocks_free = 0;
+    load->kv_block_tokens = 0;
 }
 
 const sl_backend_ops_t sl_backend_null = {

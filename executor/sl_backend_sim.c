@@ -261,6 +261,7 @@ static void s_load(void *state, sl_backend_load_t *load)
     uint64_t cap = s->capacity_tokens / s->block_tokens;
     load->kv_blocks_used = (uint32_t)(used < cap ? used : cap);
     load->kv_blocks_free = (uint32_t)(cap - load->kv_blocks_used);
+    load->kv_block_tokens = s->block_tokens;
 }
 
 const sl_backend_ops_t sl_backend_sim = {

@@ -310,6 +310,14 @@ uint32_t sl_engine_jobs(const sl_engine_t *e)
     return e->n_running + e->n_waiting[0] + e->n_waiting[1];
 }
 
+void sl_engine_kv_geometry(const sl_engine_t *e, uint32_t *blocks_p, uint32_t *block_tokens_p)
+{
+    sl_backend_load_t bl = {0};
+    e->ops->load(e->backend, &bl);
+    *blocks_p = bl.kv_block_tokens ? bl.kv_blocks_used + bl.kv_blocks_free : 0;
+    *block_tokens_p = bl.kv_block_tokens;
+}
+
 void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
 {
     sl_backend_load_t bl = {0};

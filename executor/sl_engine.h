@@ -78,6 +78,9 @@ sl_status_t sl_engine_cancel(sl_engine_t *engine, uint64_t id, sl_time_t now);
 sl_time_t sl_engine_advance(sl_engine_t *engine, sl_time_t now);
 /* Jobs inside (waiting + running). */
 uint32_t sl_engine_jobs(const sl_engine_t *engine);
+/* The backend's KV pool: *blocks_p blocks of *block_tokens_p tokens (both 0
+ * for a backend that keeps no KV), what the executor advertises. */
+void sl_engine_kv_geometry(const sl_engine_t *engine, uint32_t *blocks_p, uint32_t *block_tokens_p);
 /* Load since the previous call (resets the step statistics). */
 void sl_engine_load(sl_engine_t *engine, sl_time_t now, sl_engine_load_t *load);
 

@@ -134,6 +134,8 @@ struct sl_executor {
     size_t n_free_jobs;             /* their number */
     volatile sig_atomic_t stop;     /* drain and exit */
     uint64_t rejected;              /* bad messages received */
+    uint32_t kv_blocks;             /* the backend's KV pool in blocks (advertised in hello) */
+    uint32_t kv_block_tokens;       /* tokens per KV block (advertised: prompts are hashed by it) */
 };
 
 static void s_send(sl_executor_t *x, sl_msg_t *env)
@@ -294,8 +296,8 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
     h.n_models = n;
     h.backend = x->cfg.backend;
     h.zone = x->cfg.zone;
-    h.kv_block_tokens = (uint32_t)x->cfg.kv_block_tokens;
-    h.kv_blocks_total = (uint32_t)(x->cfg.kv_blocks ? x->cfg.kv_blocks : x->cfg.sim.kv_capacity_blocks);
+    h.kv_block_tokens = x->kv_block_tokens;
+    h.kv_blocks_total = x->kv_blocks;
     h.speed = (float)x->cfg.speed_hint;
     env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
     env.hello = &h;
@@ -488,6 +490,8 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         SL_ERROR("cannot start the %s backend", cfg->backend);
         goto err_free;
     }
+    /* What the backend really built (its defaults fill unset sizes). */
+    sl_engine_kv_geometry(x->engine, &x->kv_blocks, &x->kv_block_tokens);
     x->zctx = zmq_ctx_new();
     if (!x->zctx)
         goto err_engine;

@@ -209,6 +209,9 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
                           lim->max_slots);
         if (!(h->speed >= 0 && h->speed <= 1000))
             return s_fail(SL_ERR_MSG_RANGE, err, err_len, "speed outside [0, 1000]");
+        if (h->kv_block_tokens > 65536) /* the scheduler hashes prompts in blocks of it */
+            return s_fail(SL_ERR_MSG_RANGE, err, err_len, "kv_block_tokens %u outside [0, 65536]",
+                          h->kv_block_tokens);
         return SL_OK;
     }
     case SLUICE__ENVELOPE__BODY_WELCOME:

@@ -327,6 +327,7 @@ static void s_load(void *state, sl_backend_load_t *load)
     sl_kv_stats(r->kv, &s);
     load->kv_blocks_used = s.referenced + s.cached;
     load->kv_blocks_free = s.free;
+    load->kv_block_tokens = r->cfg.block_tokens;
 }
 
 const sl_backend_ops_t sl_backend_ref = {

@@ -163,6 +163,11 @@ static void test_hello_limits(void **state)
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
                      SL_ERR_MSG_RANGE);
     h.speed = 1;
+    h.kv_block_tokens = 65537;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_RANGE);
+    h.kv_block_tokens = 65536;
     len = sluice__envelope__pack(&env, s_buf);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
     sl_proto_free(&m);
