@@ -580,6 +580,8 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
         .block_hashes = p->block_hashes,
         .n_block_hashes = (uint32_t)p->n_block_hashes,
         .block_tokens = p->block_tokens,
+        .token_ids = p->token_ids,
+        .n_token_ids = (uint32_t)p->n_token_ids,
         .ttft_deadline = SL_MS(j->ttft_deadline_ms),
         .deadline = SL_MS(j->deadline_ms),
     };

@@ -34,9 +34,16 @@
  * model (predicted TTFT on each executor, learned from every completion).
  * For every placement the core matches the job's block hashes once and
  * marks the hits on the executors (e->hit_blocks), so a policy reads them in
- * O(1) per candidate. Executors with a free credit sit in a list updated on
- * every credit change, so building the candidates costs the free executors,
- * not the whole table.
+ * O(1) per candidate. A job that brings token ids instead of hashes is
+ * hashed at submission, inside its own allocation, with the chained block
+ * hash the executors' KV caches use (common/sl_hash.h) and the block size
+ * most live executors advertise. Hashing per distinct block size was
+ * rejected: hit counts in different block units would reach the policies,
+ * which compare them with one block count per job; a cluster normally
+ * shares one block size, and executors of a minority size only lose their
+ * prefix hits, never correctness. Executors with a free credit sit in a
+ * list updated on every credit change, so building the candidates costs the
+ * free executors, not the whole table.
  *
  * Admission (when enabled) refuses at once, with a predicted retry-after:
  * a tenant over its token bucket (SL_BUSY_TENANT); any job while the cluster
@@ -92,6 +99,12 @@ typedef struct s_bucket {
     sl_time_t last; /* last refill */
 } s_bucket_t;
 
+/* A KV block size live executors advertise. */
+typedef struct s_block_size {
+    uint32_t tokens; /* tokens per block */
+    uint32_t execs;  /* live executors advertising it */
+} s_block_size_t;
+
 struct sl_core {
     sl_core_cfg_t cfg;                 /* configuration */
     const sl_core_io_t *io;            /* action callbacks */
@@ -133,6 +146,7 @@ struct sl_core {
     sl_time_t util_at;                 /* when (recomputed at most every ms) */
     sl_map_t tenants;                  /* tenant hash -> s_bucket_t */
     uint64_t rand_state;               /* sampling for admission estimates */
+    uint32_t hash_block_tokens;        /* block size token prompts are hashed with (0 = none) */
 };
 
 
@@ -221,6 +235,7 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_PREFIX_HIT_BLOCKS] = "prefix_hit_blocks",
     [SL_CTR_BUSY_ENTERED] = "busy_state_entered",
     [SL_CTR_DONE_DROPPED] = "done_not_remembered",
+    [SL_CTR_PROMPTS_HASHED] = "prompts_hashed",
 };
 
 const char *sl_core_counter_name(sl_core_counter_t c)
@@ -875,14 +890,28 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     size_t l_tenant = (desc->tenant ? strlen(desc->tenant) : 0) + 1;
     size_t l_model = (desc->model ? strlen(desc->model) : 0) + 1;
     size_t l_sess = (desc->session_key ? strlen(desc->session_key) : 0) + 1;
-    size_t hashes = (size_t)desc->n_block_hashes * sizeof(uint64_t);
+    /* Token ids without block hashes: hash their full blocks in place below. */
+    uint32_t n_hashes = desc->n_block_hashes, block_tokens = desc->block_tokens;
+    bool hash_tokens = !n_hashes && desc->n_token_ids && desc->token_ids && core->hash_block_tokens;
+    if (hash_tokens) {
+        block_tokens = core->hash_block_tokens;
+        n_hashes = desc->n_token_ids / block_tokens;
+        if (n_hashes > SL_CORE_MAX_PROMPT_BLOCKS)
+            n_hashes = SL_CORE_MAX_PROMPT_BLOCKS;
+    }
+    size_t hashes = (size_t)n_hashes * sizeof(uint64_t);
     sl_job_t *job = calloc(1, sizeof(*job) + hashes + l_id + l_tenant + l_model + l_sess);
     if (!job)
         return SL_ERR_NOMEM;
     char *p = (char *)(job + 1);
     job->block_hashes = (uint64_t *)p;
-    if (hashes)
+    if (hash_tokens && n_hashes) {
+        sl_hash_kv_blocks(desc->token_ids, desc->n_token_ids, block_tokens, job->block_hashes,
+                          n_hashes);
+        core->counters[SL_CTR_PROMPTS_HASHED]++;
+    } else if (hashes) {
         memcpy(job->block_hashes, desc->block_hashes, hashes);
+    }
     p += hashes;
     job->id = p;
     memcpy(p, desc->id, l_id);
@@ -895,8 +924,8 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     p += l_model;
     job->session_key = p;
     memcpy(p, desc->session_key ? desc->session_key : "", l_sess);
-    job->n_block_hashes = desc->n_block_hashes;
-    job->block_tokens = desc->block_tokens;
+    job->n_block_hashes = n_hashes;
+    job->block_tokens = block_tokens;
     job->prio = desc->prio;
     job->prompt_tokens = desc->prompt_tokens;
     job->max_new_tokens = desc->max_new_tokens;
@@ -1004,6 +1033,38 @@ sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now)
     return SL_OK;
 }
 
+/* Choose the block size token prompts are hashed with: the one most live
+ * executors advertise, ties to the smaller. O(executors), at joins and
+ * losses only. */
+static void s_block_size_choose(sl_core_t *core)
+{
+    s_block_size_t sizes[SL_CORE_BLOCK_SIZES];
+    uint32_t n = 0, best = 0;
+    for (uint32_t i = 0; i < core->n_alive; i++) {
+        uint32_t t = core->alive_execs[i]->kv_block_tokens, k = 0;
+        if (t == 0)
+            continue;
+        while (k < n && sizes[k].tokens != t)
+            k++;
+        if (k == n) {
+            if (n == SL_CORE_BLOCK_SIZES)
+                continue;
+            sizes[n++] = (s_block_size_t){.tokens = t, .execs = 0};
+        }
+        sizes[k].execs++;
+    }
+    for (uint32_t k = 1; k < n; k++)
+        if (sizes[k].execs > sizes[best].execs ||
+            (sizes[k].execs == sizes[best].execs && sizes[k].tokens < sizes[best].tokens))
+            best = k;
+    core->hash_block_tokens = n ? sizes[best].tokens : 0;
+}
+
+uint32_t sl_core_hash_block_tokens(const sl_core_t *core)
+{
+    return core->hash_block_tokens;
+}
+
 sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void *user,
                               sl_time_t now, uint32_t *index_p)
 {
@@ -1054,6 +1115,7 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     core->alive_execs[core->n_alive] = e;
     core->n_alive++;
     s_free_add(core, e);
+    s_block_size_choose(core);
     sl_prefix_index_reset(core->index, e->index);
     sl_load_model_exec_reset(core->model, e->index, now);
     core->free_credits += e->credits;
@@ -1114,6 +1176,7 @@ static void s_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_
     core->alive_execs[e->alive_pos] = last;
     last->alive_pos = e->alive_pos;
     core->n_alive--;
+    s_block_size_choose(core);
     sl_prefix_index_reset(core->index, e->index);
     core->free_credits -= (int64_t)e->credits - (int64_t)e->inflight;
     core->counters[SL_CTR_EXECUTORS_LOST]++;

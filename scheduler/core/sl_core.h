@@ -25,6 +25,12 @@
 #include <stdio.h>
 
 #define SL_CORE_MAX_NAME 128
+/* Leading blocks of a token-id prompt the core hashes at most (the wire's
+ * bound on block hashes a client may send). */
+#define SL_CORE_MAX_PROMPT_BLOCKS 8192
+/* Distinct executor KV block sizes the core counts to choose the one it
+ * hashes prompts with (sizes past these are not counted). */
+#define SL_CORE_BLOCK_SIZES 8
 
 typedef struct sl_core sl_core_t;
 
@@ -72,6 +78,9 @@ typedef struct sl_job_desc {
     const uint64_t *block_hashes; /* prefix block hashes, may be NULL */
     uint32_t n_block_hashes;      /* entries of block_hashes */
     uint32_t block_tokens;        /* tokens per hashed block */
+    const uint32_t *token_ids;    /* prompt token ids, may be NULL: without block_hashes the
+                                     core hashes their full blocks (sl_core_hash_block_tokens) */
+    uint32_t n_token_ids;         /* entries of token_ids */
     sl_time_t ttft_deadline;      /* relative budget for the first token; 0 = none */
     sl_time_t deadline;           /* relative budget for the whole job; 0 = none */
 } sl_job_desc_t;
@@ -261,6 +270,7 @@ typedef enum sl_core_counter {
     SL_CTR_PREFIX_HIT_BLOCKS,
     SL_CTR_BUSY_ENTERED,
     SL_CTR_DONE_DROPPED, /* finished jobs not remembered (no memory for the record) */
+    SL_CTR_PROMPTS_HASHED, /* token-id prompts whose block hashes the core computed */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -273,7 +283,10 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
 void sl_core_destroy(sl_core_t **core_p);
 
 /*
- * A job arrives. Returns:
+ * A job arrives. A job that gives token ids and no block hashes gets the
+ * chained hashes (sl_hash_kv_block) of its leading full blocks, at most
+ * SL_CORE_MAX_PROMPT_BLOCKS, in blocks of sl_core_hash_block_tokens(), so
+ * the prefix index matches it against what executors report. Returns:
  *  SL_OK          accepted; *job_p is the new job, which owns user;
  *  SL_ERR_EXISTS  same id as a known job; *job_p is that job while it is
  *                 queued or running, NULL when it finished within done_ttl
@@ -331,6 +344,11 @@ sl_exec_t *sl_core_exec_get(sl_core_t *core, uint32_t index);
 uint32_t sl_core_exec_slots(const sl_core_t *core);
 /* Live executors. */
 uint32_t sl_core_exec_count(const sl_core_t *core);
+/* The KV block size token-id prompts are hashed with: the one advertised
+ * by the most live executors (ties: the smaller); 0 while none advertises
+ * one (prompts are then not hashed). Executors with another block size
+ * report hashes of other blocks and so never match such a prompt. */
+uint32_t sl_core_hash_block_tokens(const sl_core_t *core);
 
 /* Timers: executor liveness, job deadlines, forgetting finished jobs. Call
  * at least every heartbeat interval. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sl_hash.h"
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_policy.h"
 #include "tests/support/sl_test.h"
@@ -473,6 +474,107 @@ static void test_rejoin_replaces(void **state)
     sl_core_destroy(&core);
 }
 
+static uint32_t s_join_kv(sl_core_t *core, const char *name, uint32_t block_tokens, sl_time_t now)
+{
+    sl_exec_info_t info = {.name = name, .slots = 4, .backend = "ref",
+                           .kv_blocks_total = 1000, .kv_block_tokens = block_tokens};
+    uint32_t idx = 0;
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, now, &idx), SL_OK);
+    return idx;
+}
+
+static sl_status_t s_submit_tokens(sl_core_t *core, const char *id, const uint32_t *tokens,
+                                   uint32_t n, sl_time_t now, sl_job_t **job_p)
+{
+    sl_job_desc_t d = {.id = id, .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = n,
+                       .max_new_tokens = 4, .token_ids = tokens, .n_token_ids = n};
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *job = NULL;
+    sl_status_t st = sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry);
+    if (job_p)
+        *job_p = job;
+    return st;
+}
+
+/* The block size prompts are hashed with follows the executors: the one
+ * most of them advertise, ties to the smaller, none without KV. */
+static void test_hash_block_size(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "least-outstanding", 0);
+    assert_int_equal(sl_core_hash_block_tokens(core), 0);
+    uint32_t tokens[100];
+    for (uint32_t i = 0; i < 100; i++)
+        tokens[i] = i * 7 + 3;
+    sl_job_t *job = NULL;
+    s_join_kv(core, "nokv", 0, 0);
+    assert_int_equal(s_submit_tokens(core, "j0", tokens, 100, 0, &job), SL_OK);
+    assert_int_equal(job->n_block_hashes, 0); /* no block size known: not hashed */
+    s_join_kv(core, "a", 16, 0);
+    assert_int_equal(sl_core_hash_block_tokens(core), 16);
+    uint32_t c = s_join_kv(core, "c", 8, 0);
+    assert_int_equal(sl_core_hash_block_tokens(core), 8); /* 1:1, the smaller */
+    uint32_t b = s_join_kv(core, "b", 16, 0);
+    assert_int_equal(sl_core_hash_block_tokens(core), 16);
+    assert_int_equal(sl_core_exec_lost(core, b, "test", 1), SL_OK);
+    assert_int_equal(sl_core_hash_block_tokens(core), 8);
+    assert_int_equal(sl_core_exec_lost(core, c, "test", 1), SL_OK);
+    assert_int_equal(sl_core_hash_block_tokens(core), 16);
+
+    /* 100 tokens = 6 full blocks of 16, the same hashes the executors compute */
+    uint64_t want[6];
+    assert_int_equal(sl_hash_kv_blocks(tokens, 100, 16, want, 6), 6);
+    assert_int_equal(s_submit_tokens(core, "j1", tokens, 100, 1, &job), SL_OK);
+    assert_int_equal(job->n_block_hashes, 6);
+    assert_int_equal(job->block_tokens, 16);
+    assert_memory_equal(job->block_hashes, want, sizeof(want));
+    assert_int_equal(sl_core_counter(core, SL_CTR_PROMPTS_HASHED), 1);
+    /* shorter than a block: nothing to hash */
+    assert_int_equal(s_submit_tokens(core, "j2", tokens, 15, 1, &job), SL_OK);
+    assert_int_equal(job->n_block_hashes, 0);
+    assert_int_equal(sl_core_counter(core, SL_CTR_PROMPTS_HASHED), 1);
+    /* hashes the client sent win over token ids */
+    uint64_t given[2] = {11, 22};
+    sl_job_desc_t d = {.id = "j3", .prompt_tokens = 100, .max_new_tokens = 4,
+                       .block_hashes = given, .n_block_hashes = 2, .block_tokens = 50,
+                       .token_ids = tokens, .n_token_ids = 100};
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 1, &job, &reason, &retry), SL_OK);
+    assert_int_equal(job->n_block_hashes, 2);
+    assert_int_equal(job->block_tokens, 50);
+    assert_true(job->block_hashes[0] == 11 && job->block_hashes[1] == 22);
+    assert_int_equal(sl_core_counter(core, SL_CTR_PROMPTS_HASHED), 1);
+    sl_core_destroy(&core);
+}
+
+/* A token prompt whose leading blocks one executor reported stored goes
+ * there under every prefix-aware policy (the learned one through its
+ * model's cached-token feature), though the other is first among equals. */
+static void test_token_prompt_prefix_placement(void **state)
+{
+    static const char *const policies[] = {"cache-switch", "kv-cost", "learned"};
+    uint32_t tokens[100];
+    for (uint32_t i = 0; i < 100; i++)
+        tokens[i] = i * 13 + 5;
+    uint64_t h[6];
+    assert_int_equal(sl_hash_kv_blocks(tokens, 100, 16, h, 6), 6);
+    for (size_t p = 0; p < sizeof(policies) / sizeof(policies[0]); p++) {
+        rec_t r;
+        sl_core_t *core = s_core(&r, policies[p], 0);
+        s_join_kv(core, "a", 16, 0);
+        uint32_t b = s_join_kv(core, "b", 16, 0);
+        assert_int_equal(sl_core_exec_kv_event(core, b, h, 5, NULL, 0, false, 0), SL_OK);
+        assert_int_equal(s_submit_tokens(core, "q", tokens, 100, SL_MS(1), NULL), SL_OK);
+        assert_int_equal(r.n_dispatch, 1);
+        assert_int_equal(r.exec[0], b);
+        assert_int_equal(sl_core_counter(core, SL_CTR_PREFIX_HIT_BLOCKS), 5);
+        assert_int_equal(sl_core_counter(core, SL_CTR_PROMPTS_HASHED), 1);
+        sl_core_destroy(&core);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,7 +584,8 @@ int main(void)
         cmocka_unit_test(test_idempotent_submit), cmocka_unit_test(test_busy_reasons),
         cmocka_unit_test(test_done_bounded),     cmocka_unit_test(test_done_log),
         cmocka_unit_test(test_expiry_and_cancel), cmocka_unit_test(test_policies),
-        cmocka_unit_test(test_rejoin_replaces),
+        cmocka_unit_test(test_rejoin_replaces),  cmocka_unit_test(test_hash_block_size),
+        cmocka_unit_test(test_token_prompt_prefix_placement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
