@@ -3,6 +3,11 @@
  * tiny model on the CPU) serve prompts given as token ids, some sharing
  * prefixes so the executors' prefix caches are used; every result must be
  * exactly the tokens of the same model run directly in this process.
+ *
+ * Prefix-aware placement of token prompts: the scheduler hashes each prompt
+ * in the block size the executors advertise and matches it against the
+ * blocks they reported caching, so a prompt sharing a long prefix with an
+ * earlier one goes where that prefix is cached.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -121,10 +126,189 @@ static void test_ref_tokens_match_direct_run(void **state)
     cl_fini(&c);
 }
 
+#define PX_ROUNDS 3    /* rounds, each with two fresh prefixes */
+#define PX_BLOCKS 6    /* full KV blocks a follow-up shares with its first prompt */
+#define PX_TAIL 10     /* tokens after the shared prefix */
+#define PX_MAX_LEN 256 /* room for a prompt */
+
+static cl_t s_px;       /* the prefix tests' cluster */
+static void *s_px_sock; /* their client socket */
+
+/* Runs after a prefix test even when it failed: an open socket would
+ * otherwise hang the context's termination at exit. */
+static int s_px_teardown(void **state)
+{
+    if (s_px_sock)
+        zmq_close(s_px_sock);
+    s_px_sock = NULL;
+    if (s_px.zctx)
+        cl_fini(&s_px);
+    return 0;
+}
+
+/* Submit prompts[0..n) in one SubmitBatch: the scheduler places them in one
+ * loop turn, in this order, with no completion in between. */
+static void s_submit_batch(void *sock, char (*ids)[32], uint32_t (*prompts)[PX_MAX_LEN],
+                           uint32_t len, int n)
+{
+    Sluice__Prompt p[2];
+    Sluice__Job j[2];
+    Sluice__Submit sub[2], *subp[2];
+    Sluice__SubmitBatch b = SLUICE__SUBMIT_BATCH__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    assert_true(n <= 2);
+    for (int i = 0; i < n; i++) {
+        sluice__prompt__init(&p[i]);
+        sluice__job__init(&j[i]);
+        sluice__submit__init(&sub[i]);
+        p[i].token_ids = prompts[i];
+        p[i].n_token_ids = len;
+        j[i].id = ids[i];
+        j[i].prompt = &p[i];
+        j[i].max_new_tokens = 2;
+        sub[i].job = &j[i];
+        subp[i] = &sub[i];
+    }
+    b.submits = subp;
+    b.n_submits = (size_t)n;
+    env.body_case = SLUICE__ENVELOPE__BODY_SUBMITS;
+    env.submits = &b;
+    assert_int_equal(sl_wire_send(sock, NULL, 0, &env, 0), SL_OK);
+}
+
+/* Wait for the results of the n jobs ids; the executor that ran each and
+ * the prompt tokens it found cached. */
+static void s_collect(void *sock, char (*ids)[32], int n, char (*execs)[32], uint32_t *cached)
+{
+    int got = 0;
+    int seen[2] = {0, 0};
+    while (got < n) {
+        sl_msg_t *m = cl_recv(sock, 60000);
+        assert_non_null(m);
+        Sluice__Result **rs = NULL;
+        size_t nr = 0;
+        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULTS) {
+            assert_int_equal(m->results->n_busy, 0);
+            rs = m->results->results;
+            nr = m->results->n_results;
+        } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
+            rs = &m->result;
+            nr = 1;
+        } else {
+            assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
+        }
+        for (size_t k = 0; k < nr; k++) {
+            int i = 0;
+            while (i < n && strcmp(ids[i], rs[k]->job_id) != 0)
+                i++;
+            assert_true(i < n);
+            assert_int_equal(seen[i], 0);
+            seen[i] = 1;
+            assert_int_equal(rs[k]->status, SLUICE__RESULT_STATUS__RESULT_OK);
+            assert_non_null(rs[k]->executor);
+            snprintf(execs[i], 32, "%s", rs[k]->executor);
+            cached[i] = rs[k]->timings ? rs[k]->timings->cached_tokens : 0;
+            got++;
+        }
+        sl_proto_free(&m);
+    }
+}
+
+/*
+ * Each round: two prompts with fresh prefixes go out together, so the
+ * second is placed while the first runs and the two land on different
+ * executors (asserted: both executors then hold a prefix). Then two
+ * follow-ups, each sharing PX_BLOCKS full blocks with one of them, go out
+ * together in the reverse order: the first follow-up's prefix is held by
+ * the executor a load-only choice takes first among equals, so a policy
+ * blind to prefixes sends at least one follow-up to the wrong executor in
+ * every round. Each follow-up must run where its prefix is cached (the
+ * executor named in its result, which also reports the cached tokens), and
+ * the scheduler's counters must show the hashed prompts and every hit.
+ * Nothing depends on timing: the KV events of a job reach the scheduler
+ * before its completion, and the follow-ups are sent after the results.
+ */
+static void s_prefix_placement(const char *policy)
+{
+    sl_backend_params_t params = {.model = "tiny", .weights = "", .weight_format = "auto",
+                                  .device = "cpu", .seed = 1};
+    sl_model_cfg_t mcfg;
+    sl_model_opts_t opts;
+    assert_int_equal(sl_backend_ref_resolve(&params, &mcfg, &opts), SL_OK);
+    const uint32_t bt = mcfg.block_tokens, shared = PX_BLOCKS * bt, len = shared + PX_TAIL;
+    assert_true(len <= PX_MAX_LEN && len + 2 <= mcfg.max_ctx);
+
+    char pol[64];
+    snprintf(pol, sizeof(pol), "--policy=%s", policy);
+    const char *sched_args[] = {pol, "--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu",
+                               "--log-level=warn", NULL};
+    cl_init(&s_px, "refpx");
+    cl_scheduler(&s_px, sched_args);
+    cl_executor(&s_px, "p1", exec_args);
+    cl_executor(&s_px, "p2", exec_args);
+    void *sock = s_px_sock = cl_client(&s_px);
+    assert_int_equal(cl_wait_executors(&s_px, sock, 2, 20000), 0);
+
+    sl_rand_t r;
+    sl_rand_seed(&r, 11);
+    static uint32_t first[2][PX_MAX_LEN], follow[2][PX_MAX_LEN], rev[2][PX_MAX_LEN];
+    char ids[2][32], execs[2][32], holder[2][32];
+    uint32_t cached[2];
+    for (int round = 0; round < PX_ROUNDS; round++) {
+        for (int k = 0; k < 2; k++) {
+            for (uint32_t i = 0; i < len; i++) {
+                first[k][i] = (uint32_t)sl_rand_below(&r, mcfg.vocab);
+                follow[k][i] = i < shared ? first[k][i] : (uint32_t)sl_rand_below(&r, mcfg.vocab);
+            }
+            snprintf(ids[k], sizeof(ids[k]), "%s-%d-first%d", policy, round, k);
+        }
+        s_submit_batch(sock, ids, first, len, 2);
+        s_collect(sock, ids, 2, holder, cached);
+        assert_string_not_equal(holder[0], holder[1]);
+        assert_int_equal(cached[0], 0);
+        assert_int_equal(cached[1], 0);
+
+        /* reverse order: follow-up 1 first, then follow-up 0 */
+        memcpy(rev[0], follow[1], sizeof(rev[0]));
+        memcpy(rev[1], follow[0], sizeof(rev[1]));
+        snprintf(ids[0], sizeof(ids[0]), "%s-%d-follow1", policy, round);
+        snprintf(ids[1], sizeof(ids[1]), "%s-%d-follow0", policy, round);
+        s_submit_batch(sock, ids, rev, len, 2);
+        s_collect(sock, ids, 2, execs, cached);
+        assert_string_equal(execs[0], holder[1]);
+        assert_string_equal(execs[1], holder[0]);
+        assert_int_equal(cached[0], shared);
+        assert_int_equal(cached[1], shared);
+    }
+
+    sl_msg_t *st = cl_status(sock, 5000);
+    assert_non_null(st);
+    int64_t hashed = cl_counter(st, "prompts_hashed");
+    int64_t hits = cl_counter(st, "prefix_hit_blocks");
+    print_message("%s: prompts_hashed %lld, prefix_hit_blocks %lld\n", policy, (long long)hashed,
+                  (long long)hits);
+    assert_int_equal(hashed, PX_ROUNDS * 4);           /* every prompt has full blocks */
+    assert_int_equal(hits, PX_ROUNDS * 2 * PX_BLOCKS); /* each follow-up, on its holder */
+    sl_proto_free(&st);
+}
+
+static void test_ref_prefix_placement_cache_switch(void **state)
+{
+    s_prefix_placement("cache-switch");
+}
+
+static void test_ref_prefix_placement_kv_cost(void **state)
+{
+    s_prefix_placement("kv-cost");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_tokens_match_direct_run),
+        cmocka_unit_test_teardown(test_ref_prefix_placement_cache_switch, s_px_teardown),
+        cmocka_unit_test_teardown(test_ref_prefix_placement_kv_cost, s_px_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

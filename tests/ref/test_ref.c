@@ -29,6 +29,7 @@
 #include "executor/ref/sl_kv.h"
 #include "executor/ref/sl_model.h"
 #include "executor/ref/sl_safetensors.h"
+#include "scheduler/core/sl_core.h"
 #include "tests/support/sl_test.h"
 
 /* --- KV event recorder ----------------------------------------------------------- */
@@ -665,6 +666,115 @@ static void test_backend_errors(void **state)
     sl_map_fini(&ev.stored);
 }
 
+/* --- the scheduler hashes prompts as the KV manager does ----------------------------- */
+
+/* Stored hashes in the order the backend reports them. */
+typedef struct stored_order {
+    uint64_t h[64]; /* hashes reported */
+    uint32_t n;     /* entries of h */
+} stored_order_t;
+
+static void ord_stored(void *arg, uint64_t h)
+{
+    stored_order_t *o = arg;
+    assert_true(o->n < 64);
+    o->h[o->n++] = h;
+}
+
+/* The core's view of the last job it dispatched. */
+typedef struct placed {
+    uint64_t h[64];        /* its block hashes */
+    uint32_t n;            /* entries of h */
+    uint32_t block_tokens; /* their block size */
+} placed_t;
+
+static sl_status_t pl_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
+{
+    placed_t *pl = arg;
+    assert_true(job->n_block_hashes <= 64);
+    pl->n = job->n_block_hashes;
+    pl->block_tokens = job->block_tokens;
+    memcpy(pl->h, job->block_hashes, (size_t)pl->n * sizeof(uint64_t));
+    return SL_OK;
+}
+
+static void pl_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
+                      const sl_exec_t *exec, const void *payload, const char *error)
+{
+}
+
+/*
+ * A ref backend (the tiny preset's 8-token blocks, then 16-token blocks)
+ * runs prompts and reports the hashes of the blocks it caches; the
+ * scheduler's core, told the block size the backend advertises, hashes the
+ * same token ids at submission: the two lists must be equal, block for
+ * block, for prompts shorter than a block, of exact multiples and with a
+ * partial last block.
+ */
+static void test_scheduler_hashes_match_kv(void **state)
+{
+    static const uint32_t lens[] = {5, 8, 41, 64, 203};
+    static const uint32_t block_sizes[] = {0, 16}; /* 0: the preset's */
+    sl_rand_t r;
+    sl_rand_seed(&r, 2024);
+    for (size_t b = 0; b < sizeof(block_sizes) / sizeof(block_sizes[0]); b++) {
+        stored_order_t ord = {.n = 0};
+        sl_backend_kv_cb_t cb = {ord_stored, NULL, &ord};
+        sl_backend_params_t p = s_params("cpu", cb);
+        p.kv_block_tokens = block_sizes[b];
+        void *be = NULL;
+        assert_int_equal(sl_backend_ref.create(&p, &be), SL_OK);
+        sl_backend_load_t load;
+        sl_backend_ref.load(be, &load);
+        uint32_t bt = load.kv_block_tokens;
+        assert_int_equal(bt, block_sizes[b] ? block_sizes[b] : 8);
+        assert_true(load.kv_blocks_used + load.kv_blocks_free > 0);
+
+        placed_t pl;
+        sl_core_io_t io = {.dispatch = pl_dispatch, .result = pl_result};
+        sl_core_cfg_t cfg;
+        sl_core_cfg_default(&cfg);
+        sl_core_t *core = NULL;
+        assert_int_equal(sl_core_create(&cfg, &io, &pl, &core), SL_OK);
+        sl_exec_info_t info = {.name = "e",
+                               .slots = 64,
+                               .kv_blocks_total = load.kv_blocks_used + load.kv_blocks_free,
+                               .kv_block_tokens = bt};
+        uint32_t index;
+        assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &index), SL_OK);
+        assert_int_equal(sl_core_hash_block_tokens(core), bt);
+
+        job_t *j = calloc(1, sizeof(*j));
+        for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+            s_job_init(j, k, lens[k], 1, 0);
+            s_fill_tokens(&r, j->prompt, lens[k], 512);
+            ord.n = 0;
+            int mixed;
+            s_drive(&sl_backend_ref, be, j, 1, &mixed);
+            assert_int_equal(ord.n, lens[k] / bt); /* every full block is new */
+
+            char id[32];
+            snprintf(id, sizeof(id), "b%zu-k%zu", b, k);
+            sl_job_desc_t d = {.id = id, .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = lens[k],
+                               .max_new_tokens = 1, .token_ids = j->prompt,
+                               .n_token_ids = lens[k]};
+            sl_job_t *job = NULL;
+            sl_busy_reason_t why;
+            sl_time_t retry;
+            memset(&pl, 0xff, sizeof(pl));
+            uint64_t hashed = sl_core_counter(core, SL_CTR_PROMPTS_HASHED);
+            assert_int_equal(sl_core_job_submit(core, &d, NULL, 1, &job, &why, &retry), SL_OK);
+            assert_int_equal(pl.n, ord.n);
+            assert_int_equal(pl.block_tokens, bt);
+            assert_memory_equal(pl.h, ord.h, (size_t)ord.n * sizeof(uint64_t));
+            assert_int_equal(sl_core_counter(core, SL_CTR_PROMPTS_HASHED), hashed + (ord.n > 0));
+        }
+        free(j);
+        sl_core_destroy(&core);
+        sl_backend_ref.destroy(be);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_backend_batch),       cmocka_unit_test(test_backend_batch_int4),
         cmocka_unit_test(test_backend_churn),       cmocka_unit_test(test_backend_invariance),
         cmocka_unit_test(test_backend_trace_replay), cmocka_unit_test(test_backend_errors),
+        cmocka_unit_test(test_scheduler_hashes_match_kv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
