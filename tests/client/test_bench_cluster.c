@@ -2,6 +2,9 @@
  * The client tools against the real programs on loopback: `sluice submit`
  * and `sluice status`, `sluice-bench loadgen` (all done; BUSY counted and
  * dropped against a tiny queue), `sluice-bench ctlplane` and `sluice-bench codec`.
+ * What the daemons and commands write on stderr goes to files in a temp dir,
+ * copied to the test's output and checked for ERROR lines at the end of each
+ * (sl_test_check_log).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +14,7 @@
 #include <sluice/client.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/sl_clock.h"
+#include "tests/support/sl_test.h"
 
 typedef struct cluster {
     pid_t pids[4];      /* scheduler then executors */
@@ -34,6 +39,33 @@ static const char *s_bin(void)
 {
     const char *b = getenv("SLUICE_BIN");
     return b ? b : "build/bin";
+}
+
+static char s_logs[64]; /* temp dir of the logs; "" until made */
+
+static void s_logs_remove(void)
+{
+    rmdir(s_logs);
+}
+
+/* Path of log name in the temp dir, made on first use. */
+static void s_log_path(const char *name, char *path, size_t cap)
+{
+    if (!s_logs[0]) {
+        snprintf(s_logs, sizeof(s_logs), "/tmp/sluice-tb-XXXXXX");
+        assert_non_null(mkdtemp(s_logs));
+        atexit(s_logs_remove);
+    }
+    snprintf(path, cap, "%s/%s.log", s_logs, name);
+}
+
+/* Copy a log to the output, check it, remove it. */
+static void s_log_check(const char *name)
+{
+    char path[128];
+    s_log_path(name, path, sizeof(path));
+    sl_test_check_log(path, name);
+    unlink(path);
 }
 
 static int s_free_port(void)
@@ -49,10 +81,18 @@ static int s_free_port(void)
 
 static void s_spawn(cluster_t *c, char **argv)
 {
+    char name[16], log[128];
+    snprintf(name, sizeof(name), "proc%d", c->n);
+    s_log_path(name, log, sizeof(log));
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+        if (fd >= 0 && fd != STDERR_FILENO) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
         execv(argv[0], argv);
         _exit(127);
     }
@@ -126,17 +166,27 @@ static void s_stop(cluster_t *c)
             sl_clock_sleep(SL_MS(10));
         }
     }
+    for (int i = 0; i < c->n; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "proc%d", i);
+        s_log_check(name);
+    }
     c->n = 0;
 }
 
-/* Run a command, capture its stdout into out, return its exit status. */
+/* Run a command, capture its stdout into out, return its exit status; its
+ * stderr is checked as a log. */
 static int s_capture(const char *cmd, char *out, size_t cap)
 {
-    FILE *p = popen(cmd, "r");
+    char log[128], full[2304];
+    s_log_path("command", log, sizeof(log));
+    snprintf(full, sizeof(full), "%s 2>%s", cmd, log);
+    FILE *p = popen(full, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, cap - 1, p);
     out[n] = '\0';
     int rc = pclose(p);
+    s_log_check("command");
     assert_true(WIFEXITED(rc));
     return WEXITSTATUS(rc);
 }
@@ -179,7 +229,7 @@ static void test_loadgen(void **state)
     snprintf(cmd, sizeof(cmd),
              "%s/sluice-bench loadgen --endpoint %s --trace mooncake-conversation "
              "--trace-dir %s --count 400 --rate 2000 --priority mix --progress-ms 100 "
-             "--drain-timeout-ms 20000 2>/dev/null",
+             "--drain-timeout-ms 20000",
              s_bin(), c.client_ep, dir ? dir : "data/traces");
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
     assert_int_equal(s_field(s_out, "sent="), 400);
@@ -192,7 +242,7 @@ static void test_loadgen(void **state)
     snprintf(cmd, sizeof(cmd),
              "%s/sluice-bench loadgen --endpoint %s --trace azure-code --trace-dir %s "
              "--count 100 --rate 1000 --busy drop --max-new-tokens-cap 4 "
-             "--drain-timeout-ms 20000 2>/dev/null",
+             "--drain-timeout-ms 20000",
              s_bin(), c.client_ep, dir ? dir : "data/traces");
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
     unsigned long busy = s_field(s_out, "busy="), done = s_field(s_out, "done=");
@@ -201,9 +251,9 @@ static void test_loadgen(void **state)
     assert_int_equal(done + busy, 100);
     s_stop(&c);
 
-    snprintf(cmd, sizeof(cmd), "%s/sluice-bench loadgen --busy sometimes 2>/dev/null", s_bin());
+    snprintf(cmd, sizeof(cmd), "%s/sluice-bench loadgen --busy sometimes", s_bin());
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 2);
-    snprintf(cmd, sizeof(cmd), "%s/sluice-bench loadgen --poisson 2>/dev/null", s_bin());
+    snprintf(cmd, sizeof(cmd), "%s/sluice-bench loadgen --poisson", s_bin());
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 2);
 }
 
@@ -228,7 +278,7 @@ static void test_codec_bench(void **state)
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
     assert_non_null(strstr(s_out, "RESULT encode_speedup="));
     assert_true(s_field(s_out, "protobuf_c_ns_per_job=") > 0);
-    snprintf(cmd, sizeof(cmd), "%s/sluice-bench codec --items 0 2>/dev/null", s_bin());
+    snprintf(cmd, sizeof(cmd), "%s/sluice-bench codec --items 0", s_bin());
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 2);
 }
 

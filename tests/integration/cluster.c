@@ -3,11 +3,17 @@
  * sluice-executor from SLUICE_BIN as real child processes on ipc endpoints
  * in a private temp dir, and speaks the wire protocol with a raw DEALER, as
  * any client would. Every child is killed at the end, even on failure paths
- * (atexit), so no process is left behind.
+ * (atexit, or the next case's cl_init), so no process is left behind.
+ * Each child's stderr goes to a file in the temp dir; at the end the files
+ * are copied to the test's stderr (what ctest shows of a failed test) and
+ * their ERROR lines checked against what the case declared (sl_test.h).
+ * Rejected: children writing to the test's stderr directly (nothing could
+ * read their lines back to check them).
  */
 #include "cluster.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +24,27 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "tests/support/sl_test.h"
+
 static cl_t *s_live;
+
+static void s_fini(cl_t *c, int check);
 
 static void s_atexit(void)
 {
     if (s_live)
-        cl_fini(s_live);
+        s_fini(s_live, 0);
+}
+
+static void s_log_path(const cl_t *c, int slot, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%d.log", c->dir, slot);
 }
 
 void cl_init(cl_t *c, const char *tag)
 {
+    if (s_live)
+        s_fini(s_live, 0); /* its case failed before cl_fini */
     memset(c, 0, sizeof(*c));
     snprintf(c->dir, sizeof(c->dir), "/tmp/sluice-%s-XXXXXX", tag);
     if (!mkdtemp(c->dir)) {
@@ -46,8 +63,10 @@ int cl_spawn(cl_t *c, const char *prog, const char *const *args)
     const char *bin = getenv("SLUICE_BIN");
     char path[512];
     const char *argv[64];
+    char log[400];
     int n = 0;
     snprintf(path, sizeof(path), "%s/%s", bin ? bin : "build/bin", prog);
+    s_log_path(c, c->n, log, sizeof(log));
     argv[n++] = path;
     for (int i = 0; args && args[i] && n < 63; i++)
         argv[n++] = args[i];
@@ -55,11 +74,17 @@ int cl_spawn(cl_t *c, const char *prog, const char *const *args)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+        if (fd >= 0 && fd != STDERR_FILENO) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
         execv(path, (char *const *)argv);
         perror("execv");
         _exit(127);
     }
     c->pids[c->n] = pid;
+    c->progs[c->n] = prog;
     return c->n++;
 }
 
@@ -184,6 +209,13 @@ int cl_wait(cl_t *c, int i, int timeout_ms)
 
 void cl_fini(cl_t *c)
 {
+    s_fini(c, 1);
+}
+
+/* Stop, read the logs (checked against the case's declarations when check
+ * is set), clean up. */
+static void s_fini(cl_t *c, int check)
+{
     for (int i = 0; i < c->n; i++)
         cl_kill(c, i, SIGTERM);
     for (int i = 0; i < c->n; i++) {
@@ -193,11 +225,23 @@ void cl_fini(cl_t *c)
             c->pids[i] = 0;
         }
     }
-    if (c->zctx) {
+    /* A failed case may have left sockets open, on which zmq_ctx_term would
+     * wait for ever: its context is left as it is. */
+    if (c->zctx && check) {
         zmq_ctx_term(c->zctx);
         c->zctx = NULL;
     }
     char path[400];
+    for (int i = 0; i < c->n; i++) {
+        char who[64];
+        snprintf(who, sizeof(who), "%s (slot %d)", c->progs[i], i);
+        s_log_path(c, i, path, sizeof(path));
+        if (check)
+            sl_test_check_log(path, who);
+        else
+            sl_test_show_log(path, who);
+        unlink(path);
+    }
     snprintf(path, sizeof(path), "%s/c", c->dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/e", c->dir);
