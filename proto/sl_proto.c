@@ -138,8 +138,11 @@ static sl_status_t s_load(const Sluice__Load *l, char *err, size_t err_len)
 {
     if (!l)
         return SL_OK;
-    if (!(l->gpu_util >= 0 && l->gpu_util <= 1.5) || !(l->cpu_util >= 0 && l->cpu_util <= 1.5))
+    if (!(l->gpu_util >= 0 && l->gpu_util <= 1.5) || !(l->cpu_util >= 0 && l->cpu_util <= 1.5) ||
+        !(l->busy >= 0 && l->busy <= 1.5))
         return s_fail(SL_ERR_MSG_RANGE, err, err_len, "utilization outside [0, 1]");
+    if (l->has_gpu_mem && l->gpu_mem_used_bytes > l->gpu_mem_total_bytes)
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "GPU memory used above its total");
     return SL_OK;
 }
 

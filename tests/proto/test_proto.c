@@ -173,6 +173,42 @@ static void test_hello_limits(void **state)
     sl_proto_free(&m);
 }
 
+/* A heartbeat's load: utilizations in [0, 1] (with slack), GPU memory used
+ * within its total; unmeasured values (has_ false) travel as 0. */
+static void test_heartbeat_load(void **state)
+{
+    char err[256];
+    Sluice__Load l = SLUICE__LOAD__INIT;
+    Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT, *m = NULL;
+    env.version = 1;
+    env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    hb.load = &l;
+    l.busy = 0.5f;
+    l.has_cpu_util = 1;
+    l.cpu_util = 0.25f;
+    l.has_gpu_mem = 1;
+    l.gpu_mem_used_bytes = 1u << 20;
+    l.gpu_mem_total_bytes = 1u << 30;
+    size_t len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
+    assert_true(m->heartbeat->load->has_cpu_util);
+    assert_false(m->heartbeat->load->has_gpu_util);
+    assert_true(m->heartbeat->load->busy == 0.5f);
+    assert_int_equal(m->heartbeat->load->gpu_mem_total_bytes, 1u << 30);
+    sl_proto_free(&m);
+    l.busy = 2.0f;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_RANGE);
+    l.busy = 0.5f;
+    l.gpu_mem_used_bytes = l.gpu_mem_total_bytes + 1;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_RANGE);
+}
+
 static void test_completion_batch(void **state)
 {
     char err[256];
@@ -534,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_invalid_submit),
         cmocka_unit_test(test_malformed_bytes),
         cmocka_unit_test(test_hello_limits),
+        cmocka_unit_test(test_heartbeat_load),
         cmocka_unit_test(test_completion_batch),
         cmocka_unit_test(test_dispatch_batch),
         cmocka_unit_test(test_batch_counts),
