@@ -538,8 +538,14 @@ static void s_on_status(sl_client_t *c, const Sluice__StatusReply *r)
             x->kv_blocks_used = e->load->kv_blocks_used;
             x->kv_blocks_free = e->load->kv_blocks_free;
             x->step_time_us = e->load->step_time_us;
-            x->gpu_util = e->load->gpu_util;
-            x->cpu_util = e->load->cpu_util;
+            x->busy = e->load->busy;
+            x->has_gpu_util = e->load->has_gpu_util;
+            x->gpu_util = x->has_gpu_util ? e->load->gpu_util : 0.0f;
+            x->has_cpu_util = e->load->has_cpu_util;
+            x->cpu_util = x->has_cpu_util ? e->load->cpu_util : 0.0f;
+            x->has_gpu_mem = e->load->has_gpu_mem;
+            x->gpu_mem_used = x->has_gpu_mem ? e->load->gpu_mem_used_bytes : 0;
+            x->gpu_mem_total = x->has_gpu_mem ? e->load->gpu_mem_total_bytes : 0;
         }
     }
     st->n_executors = r->n_executors;

@@ -279,18 +279,28 @@ static int s_cmd_status(int argc, char **argv)
     printf("scheduler %s: policy %s, queued interactive %u, queued batch %u, in flight %u\n",
            cfg.client.endpoint, st->policy[0] ? st->policy : "-", st->queued_interactive,
            st->queued_batch, st->inflight);
-    printf("%-20s %-8s %-5s %9s %7s %6s %10s %15s %5s %5s %8s %10s\n", "EXECUTOR", "BACKEND",
-           "ALIVE", "INFL/SLOT", "RUNNING", "QUEUED", "QTOKENS", "KV USED/FREE", "GPU%", "CPU%",
-           "STEP_US", "COMPLETED");
+    /* CPU and GPU are measured on the executor's host ("-": not measured
+     * there); BUSY is its engine's share of time in steps. */
+    printf("%-20s %-8s %-5s %9s %7s %6s %10s %15s %5s %5s %5s %13s %8s %10s\n", "EXECUTOR",
+           "BACKEND", "ALIVE", "INFL/SLOT", "RUNNING", "QUEUED", "QTOKENS", "KV USED/FREE", "CPU%",
+           "GPU%", "BUSY%", "GPU_MEM_GIB", "STEP_US", "COMPLETED");
     for (size_t i = 0; i < st->n_executors; i++) {
         const sl_executor_info_t *e = &st->executors[i];
-        char infl[32], kv[40];
+        char infl[32], kv[40], cpu[16] = "-", gpu[16] = "-", mem[40] = "-";
         snprintf(infl, sizeof(infl), "%u/%u", e->inflight, e->slots);
         snprintf(kv, sizeof(kv), "%u/%u", e->kv_blocks_used, e->kv_blocks_free);
-        printf("%-20s %-8s %-5s %9s %7u %6u %10" PRIu64 " %15s %5.0f %5.0f %8u %10" PRIu64 "\n",
+        if (e->has_cpu_util)
+            snprintf(cpu, sizeof(cpu), "%.0f", e->cpu_util * 100.0);
+        if (e->has_gpu_util)
+            snprintf(gpu, sizeof(gpu), "%.0f", e->gpu_util * 100.0);
+        if (e->has_gpu_mem)
+            snprintf(mem, sizeof(mem), "%.1f/%.1f", (double)e->gpu_mem_used / (1 << 30),
+                     (double)e->gpu_mem_total / (1 << 30));
+        printf("%-20s %-8s %-5s %9s %7u %6u %10" PRIu64 " %15s %5s %5s %5.0f %13s %8u %10" PRIu64
+               "\n",
                e->name, e->backend[0] ? e->backend : "-", e->alive ? "yes" : "no", infl,
-               e->running_jobs, e->queued_jobs, e->queued_tokens, kv, e->gpu_util * 100.0,
-               e->cpu_util * 100.0, e->step_time_us, e->completed);
+               e->running_jobs, e->queued_jobs, e->queued_tokens, kv, cpu, gpu, e->busy * 100.0,
+               mem, e->step_time_us, e->completed);
     }
     if (st->n_executors == 0)
         printf("(no executors)\n");

@@ -519,8 +519,14 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
         loads[k].kv_blocks_used = e->load.kv_blocks_used;
         loads[k].kv_blocks_free = e->load.kv_blocks_free;
         loads[k].step_time_us = e->load.step_time_us;
+        loads[k].busy = e->load.busy;
         loads[k].gpu_util = e->load.gpu_util;
         loads[k].cpu_util = e->load.cpu_util;
+        loads[k].has_gpu_util = e->load.has_gpu_util;
+        loads[k].has_cpu_util = e->load.has_cpu_util;
+        loads[k].has_gpu_mem = e->load.has_gpu_mem;
+        loads[k].gpu_mem_used_bytes = e->load.gpu_mem_used;
+        loads[k].gpu_mem_total_bytes = e->load.gpu_mem_total;
         es[k].name = e->name;
         es[k].load = &loads[k];
         es[k].inflight = e->inflight;
@@ -824,8 +830,15 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
                 load.kv_blocks_used = l->kv_blocks_used;
                 load.kv_blocks_free = l->kv_blocks_free;
                 load.step_time_us = l->step_time_us;
-                load.gpu_util = l->gpu_util;
-                load.cpu_util = l->cpu_util;
+                load.busy = l->busy;
+                /* An unmeasured value stays 0 and flagged unknown, whatever was sent. */
+                load.has_gpu_util = l->has_gpu_util;
+                load.gpu_util = l->has_gpu_util ? l->gpu_util : 0.0f;
+                load.has_cpu_util = l->has_cpu_util;
+                load.cpu_util = l->has_cpu_util ? l->cpu_util : 0.0f;
+                load.has_gpu_mem = l->has_gpu_mem;
+                load.gpu_mem_used = l->has_gpu_mem ? l->gpu_mem_used_bytes : 0;
+                load.gpu_mem_total = l->has_gpu_mem ? l->gpu_mem_total_bytes : 0;
             }
             sl_core_exec_heartbeat(s->core, index, &load, now);
             break;

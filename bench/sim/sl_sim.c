@@ -348,11 +348,13 @@ static void s_heartbeat(s_sim_t *s)
             continue;
         sl_engine_load_t el;
         sl_engine_load(x->engine, s->now, &el);
+        /* The modelled host: its GPU is busy while the engine steps, its CPU
+         * nearly idle (a GPU executor's host). */
         sl_exec_load_t l = {
             .running_jobs = el.running, .queued_jobs = el.waiting,
             .queued_tokens = el.waiting_tokens, .kv_blocks_used = el.kv_used,
-            .kv_blocks_free = el.kv_free, .step_time_us = el.step_us, .gpu_util = el.busy,
-            .cpu_util = 0.05f,
+            .kv_blocks_free = el.kv_free, .step_time_us = el.step_us, .busy = el.busy,
+            .gpu_util = el.busy, .has_gpu_util = true, .cpu_util = 0.05f, .has_cpu_util = true,
         };
         sl_core_exec_heartbeat(s->core, x->core_index, &l, s->now);
     }

@@ -182,8 +182,14 @@ typedef struct sl_executor_info {
     uint32_t kv_blocks_used;              /* from its last heartbeat */
     uint32_t kv_blocks_free;              /* from its last heartbeat */
     uint32_t step_time_us;                /* mean decode step time */
-    float gpu_util;                       /* 0..1 */
-    float cpu_util;                       /* 0..1 */
+    float gpu_util;                       /* measured GPU utilization, 0..1; 0 when !has_gpu_util */
+    float cpu_util;                       /* measured host CPU busy share, 0..1; 0 when !has_cpu_util */
+    float busy;                           /* the engine's share of recent time in steps, 0..1 */
+    bool has_gpu_util;                    /* gpu_util is measured (false: unknown, e.g. no GPU) */
+    bool has_cpu_util;                    /* cpu_util is measured (false: unknown) */
+    bool has_gpu_mem;                     /* gpu_mem_* are measured (false: unknown) */
+    uint64_t gpu_mem_used;                /* GPU memory allocated, bytes (all processes) */
+    uint64_t gpu_mem_total;               /* GPU memory installed, bytes */
 } sl_executor_info_t;
 
 typedef struct sl_counter_info {

@@ -127,8 +127,14 @@ typedef struct sl_exec_load {
     uint32_t kv_blocks_used; /* KV blocks held */
     uint32_t kv_blocks_free; /* KV blocks available */
     uint32_t step_time_us;   /* mean decode step time */
-    float gpu_util;          /* 0..1 */
-    float cpu_util;          /* 0..1 */
+    float busy;              /* the engine's share of recent time in steps, 0..1 */
+    float gpu_util;          /* measured GPU utilization, 0..1 (when has_gpu_util) */
+    float cpu_util;          /* measured host CPU busy share, 0..1 (when has_cpu_util) */
+    bool has_gpu_util;       /* gpu_util is measured; false: unknown */
+    bool has_cpu_util;       /* cpu_util is measured; false: unknown */
+    bool has_gpu_mem;        /* gpu_mem_* are measured; false: unknown */
+    uint64_t gpu_mem_used;   /* GPU memory allocated, bytes */
+    uint64_t gpu_mem_total;  /* GPU memory installed, bytes */
 } sl_exec_load_t;
 
 /* What an executor says about itself when it joins. */

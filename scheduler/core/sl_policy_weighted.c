@@ -5,6 +5,12 @@
  * with cpu and gpu utilizations in [0, 1] from the last heartbeat, and nginx
  * least_conn with weights in front: the fewest outstanding jobs per unit of
  * weight wins ((inflight + 1) / weight; ties round-robin).
+ *
+ * cpu and gpu are the executor's measured host CPU busy share and GPU
+ * utilization when its heartbeat carries them. One it could not measure (no
+ * GPU, no /proc/stat, no NVML) is replaced by the engine's busy fraction,
+ * the share of time it spent in steps: the best stand-in for how loaded
+ * that executor is, where 0 would make it look idle whatever its work.
  */
 #include "scheduler/core/sl_policy.h"
 
@@ -30,7 +36,8 @@ static void s_fini(void *state)
 
 static double s_weight(const sl_exec_t *e)
 {
-    double cpu = e->load.cpu_util, gpu = e->load.gpu_util;
+    double cpu = e->load.has_cpu_util ? e->load.cpu_util : e->load.busy;
+    double gpu = e->load.has_gpu_util ? e->load.gpu_util : e->load.busy;
     double a = 1.0 / (cpu + 0.1), b = 1.0 / (gpu + 0.1);
     return (a < b ? a : b) * 100.0;
 }

@@ -131,7 +131,13 @@ static void s_answer_status(fake_t *f, const sl_wire_ident_t *who)
     Sluice__Counter cnt = SLUICE__COUNTER__INIT;
     Sluice__Counter *cp[1] = {&cnt};
     load.running_jobs = 4;
+    load.busy = 0.75f;
+    load.has_gpu_util = 1;
     load.gpu_util = 0.5f;
+    load.cpu_util = 0.3f; /* not measured (has_cpu_util 0): must read as unknown, not 0.3 */
+    load.has_gpu_mem = 1;
+    load.gpu_mem_used_bytes = 1ull << 30;
+    load.gpu_mem_total_bytes = 80ull << 30;
     e[0].name = "e0";
     e[0].alive = true;
     e[0].slots = 8;
@@ -568,6 +574,14 @@ static void test_stream_and_status(void **state)
     assert_int_equal(st->n_executors, 2);
     assert_string_equal(st->executors[0].name, "e0");
     assert_int_equal(st->executors[0].running_jobs, 4);
+    assert_true(st->executors[0].busy == 0.75f);
+    assert_true(st->executors[0].has_gpu_util);
+    assert_true(st->executors[0].gpu_util == 0.5f);
+    assert_false(st->executors[0].has_cpu_util);
+    assert_true(st->executors[0].cpu_util == 0.0f);
+    assert_true(st->executors[0].has_gpu_mem);
+    assert_int_equal(st->executors[0].gpu_mem_total, 80ull << 30);
+    assert_false(st->executors[1].has_gpu_util); /* no load at all: unknown */
     assert_true(st->executors[0].alive);
     assert_string_equal(st->executors[1].backend, "null");
     assert_int_equal(st->n_counters, 1);

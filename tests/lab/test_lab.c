@@ -486,16 +486,43 @@ static void test_policies_prefix(void **state)
 
 static void test_policies_load(void **state)
 {
-    /* weighted: the executor with low utilization gets the job. */
+    /* weighted: the executor with low measured utilization gets the job;
+     * measured values win over the engine's busy fraction. */
     rec_t r;
     sl_core_t *core = s_core(&r, "weighted", false, 3);
-    sl_exec_load_t busy = {.gpu_util = 0.9f, .cpu_util = 0.2f};
-    sl_exec_load_t idle = {.gpu_util = 0.1f, .cpu_util = 0.1f};
+    sl_exec_load_t busy = {.gpu_util = 0.9f, .cpu_util = 0.2f, .has_gpu_util = true,
+                           .has_cpu_util = true, .busy = 0.1f};
+    sl_exec_load_t idle = {.gpu_util = 0.1f, .cpu_util = 0.1f, .has_gpu_util = true,
+                           .has_cpu_util = true, .busy = 0.9f};
     sl_core_exec_heartbeat(core, 0, &busy, SL_MS(1));
     sl_core_exec_heartbeat(core, 1, &idle, SL_MS(1));
     sl_core_exec_heartbeat(core, 2, &busy, SL_MS(1));
     sl_job_t *job;
     sl_busy_reason_t why;
+    assert_int_equal(s_submit(core, "w", NULL, 0, 100, SL_MS(2), &job, &why), SL_OK);
+    assert_int_equal(r.last_exec, 1);
+    sl_core_destroy(&core);
+
+    /* Nothing measured (no GPU, no /proc/stat): the busy fraction stands in
+     * for both, so an executor stepping all the time is not taken for idle. */
+    core = s_core(&r, "weighted", false, 3);
+    sl_exec_load_t stepping = {.busy = 0.9f}, resting = {.busy = 0.1f};
+    sl_core_exec_heartbeat(core, 0, &stepping, SL_MS(1));
+    sl_core_exec_heartbeat(core, 1, &stepping, SL_MS(1));
+    sl_core_exec_heartbeat(core, 2, &resting, SL_MS(1));
+    assert_int_equal(s_submit(core, "w", NULL, 0, 100, SL_MS(2), &job, &why), SL_OK);
+    assert_int_equal(r.last_exec, 2);
+    sl_core_destroy(&core);
+
+    /* CPU measured, GPU unknown (a CPU host): the weight is the lower of
+     * 1/(cpu + 0.1) and 1/(busy + 0.1). */
+    core = s_core(&r, "weighted", false, 3);
+    sl_exec_load_t cpu_idle_engine_busy = {.cpu_util = 0.1f, .has_cpu_util = true, .busy = 0.9f};
+    sl_exec_load_t both_low = {.cpu_util = 0.1f, .has_cpu_util = true, .busy = 0.2f};
+    sl_exec_load_t cpu_busy = {.cpu_util = 0.9f, .has_cpu_util = true, .busy = 0.2f};
+    sl_core_exec_heartbeat(core, 0, &cpu_idle_engine_busy, SL_MS(1));
+    sl_core_exec_heartbeat(core, 1, &both_low, SL_MS(1));
+    sl_core_exec_heartbeat(core, 2, &cpu_busy, SL_MS(1));
     assert_int_equal(s_submit(core, "w", NULL, 0, 100, SL_MS(2), &job, &why), SL_OK);
     assert_int_equal(r.last_exec, 1);
     sl_core_destroy(&core);
