@@ -97,6 +97,8 @@ typedef struct sl_backend_load {
 typedef struct sl_backend_ops {
     const char *name; /* --backend value */
     bool chunked_prefill; /* step honours seq->prefill_chunk */
+    bool instant_step;    /* step returns at once (modelled cost or no work): the executor
+                             needs no link thread to keep heartbeating through it */
     /* Create the backend; *state_p owns it on success. */
     sl_status_t (*create)(const sl_backend_params_t *params, void **state_p);
     /* Destroy the backend; every sequence must be released first. */

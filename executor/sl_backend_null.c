@@ -52,6 +52,7 @@ static void s_load(void *state, sl_backend_load_t *load)
 
 const sl_backend_ops_t sl_backend_null = {
     .name = "null",
+    .instant_step = true,
     .create = s_create,
     .destroy = s_destroy,
     .admit = s_admit,

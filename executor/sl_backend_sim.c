@@ -267,6 +267,7 @@ static void s_load(void *state, sl_backend_load_t *load)
 const sl_backend_ops_t sl_backend_sim = {
     .name = "sim",
     .chunked_prefill = true,
+    .instant_step = true,
     .create = s_create,
     .destroy = s_destroy,
     .admit = s_admit,

@@ -1,9 +1,17 @@
 /*
  * The executor daemon (see sl_executor.h).
  *
- * One thread: a DEALER socket to the scheduler and the engine, driven by a
- * poll loop whose timeout is the engine's next wake-up or the next
- * heartbeat, whichever is first. Engine steps that are due at once run back
+ * The engine thread owns the engine and talks to the scheduler through
+ * the link (sl_link.c). With a backend whose steps compute in this thread
+ * (ref), the link is a thread of its own that owns the DEALER socket and
+ * sends the heartbeats on its own clock, so a step that computes for longer
+ * than the scheduler's loss timeout does not get the executor declared
+ * lost; this thread reaches the scheduler through a pipe to it. With one
+ * whose steps return at once (sim, null) there is no such thread: the
+ * socket is the DEALER and this thread sends the heartbeats through
+ * sl_link_tick. Either way this thread posts its load to the link every
+ * half heartbeat interval; its poll loop's timeout is the engine's next
+ * wake-up, the next post or the next heartbeat, whichever is first. Engine steps that are due at once run back
  * to back for up to turn_budget_us, so a fast backend (null: 32 jobs a step)
  * reports a whole turn's completions in one message instead of polling and
  * sending per step; the budget bounds how late a cancel is read. The decoded Dispatch envelope is kept as
@@ -24,6 +32,7 @@
  * which is why the scheduler requeues instead of trusting an executor.
  */
 #include "executor/sl_executor.h"
+#include "executor/sl_link.h"
 #include "executor/sl_sim_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -71,6 +80,14 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  600000, "resend hello after this many ms without a welcome"),
     SL_CFG_RANGE(sl_executor_cfg_t, link_timeout_ms, "link-timeout-ms", "3000", SL_CFG_I64, 100,
                  3600000, "ZeroMQ heartbeat timeout: a silent connection is dropped and redialled"),
+    SL_CFG_RANGE(sl_executor_cfg_t, stall_timeout_ms, "stall-timeout-ms", "600000", SL_CFG_I64, 0,
+                 86400000,
+                 "ref: heartbeats stop when one step has held the engine thread this long, so the "
+                 "scheduler requeues its jobs (0: never)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, gpu_index, "gpu-index", "0", SL_CFG_INT, -1, 1024,
+                 "NVML index of the GPU whose utilization and memory heartbeats carry (-1: none)"),
+    SL_CFG_FIELD(sl_executor_cfg_t, nvml_lib, "nvml-lib", "libnvidia-ml.so.1", SL_CFG_STR,
+                 "NVML library loaded at run time for GPU load (empty: GPU load unknown)"),
     SL_CFG_RANGE(sl_executor_cfg_t, turn_budget_us, "turn-budget-us", "1000", SL_CFG_I64, 0,
                  1000000,
                  "engine steps that are due run back to back for up to this long before the "
@@ -116,12 +133,13 @@ struct sl_executor {
     const sl_backend_ops_t *ops;    /* backend */
     sl_engine_t *engine;            /* batching engine */
     void *zctx;                     /* ZeroMQ context */
-    void *sock;                     /* DEALER to the scheduler */
+    sl_link_t *link;                /* link thread: owns the DEALER, sends heartbeats */
+    void *sock;                     /* pipe to the link thread (the scheduler beyond it) */
     bool welcomed;                  /* the scheduler knows us */
     sl_time_t hello_at;             /* last hello sent */
-    sl_time_t heartbeat;            /* interval in use */
-    sl_time_t next_beat;            /* next heartbeat due */
-    uint64_t beat_seq;              /* heartbeat sequence */
+    sl_time_t heartbeat;            /* heartbeat interval in use */
+    sl_time_t next_post;            /* next load post to the link due */
+    sl_time_t next_beat;            /* next heartbeat the link sends from this thread (inline) */
     uint32_t inflight;              /* jobs inside */
     uint64_t kv_stored[S_KV_BATCH]; /* KV events waiting to be sent */
     uint64_t kv_evicted[S_KV_BATCH];
@@ -305,12 +323,13 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
     x->hello_at = now;
 }
 
-static void s_heartbeat(sl_executor_t *x, sl_time_t now)
+/* Hand the engine's load to the link thread, which sends it in heartbeats
+ * with the CPU and GPU use it measures; KV events go out first, so the
+ * scheduler hears of cached blocks at least this often. */
+static void s_post_load(sl_executor_t *x, sl_time_t now)
 {
     sl_engine_load_t el;
-    Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
     Sluice__Load l = SLUICE__LOAD__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
     sl_engine_load(x->engine, now, &el);
     l.running_jobs = el.running;
     l.queued_jobs = el.waiting;
@@ -318,14 +337,9 @@ static void s_heartbeat(sl_executor_t *x, sl_time_t now)
     l.kv_blocks_used = el.kv_used;
     l.kv_blocks_free = el.kv_free;
     l.step_time_us = el.step_us;
-    l.gpu_util = el.busy;
-    l.cpu_util = el.busy;
-    hb.seq = ++x->beat_seq;
-    hb.load = &l;
-    env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
+    l.busy = el.busy;
     s_flush_kv(x);
-    s_send(x, &env);
+    sl_link_post(x->link, true, x->heartbeat, &l);
 }
 
 /* A job struct with room for max_new output tokens: a reused one when it fits. */
@@ -396,7 +410,7 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
             x->welcomed = true;
             x->heartbeat = x->cfg.heartbeat_ms ? SL_MS(x->cfg.heartbeat_ms)
                                                : SL_MS(msg->welcome->heartbeat_ms ? msg->welcome->heartbeat_ms : 100);
-            x->next_beat = now + x->heartbeat;
+            x->next_post = now; /* the link learns the interval at once */
             SL_INFO("registered with the scheduler as %s (index %u)", x->cfg.name,
                     msg->welcome->executor_index);
             break;
@@ -420,8 +434,10 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
             break;
         case SLUICE__ENVELOPE__BODY_ERROR:
             if (msg->error->code == SL_ERR_NOT_FOUND) {
-                if (x->welcomed)
+                if (x->welcomed) {
                     SL_WARN("the scheduler does not know us: registering again");
+                    sl_link_post(x->link, false, x->heartbeat, NULL); /* no heartbeats meanwhile */
+                }
                 x->welcomed = false;
                 if (now - x->hello_at > SL_MS(10))
                     s_hello(x, now);
@@ -441,8 +457,6 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
 sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exec_p)
 {
     sl_executor_t *x = calloc(1, sizeof(*x));
-    int zero = 0;
-    int64_t maxmsg = cfg->max_msg_bytes;
     if (!x)
         return SL_ERR_NOMEM;
     x->cfg = *cfg;
@@ -495,28 +509,23 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     x->zctx = zmq_ctx_new();
     if (!x->zctx)
         goto err_engine;
-    x->sock = zmq_socket(x->zctx, ZMQ_DEALER);
-    if (!x->sock)
+    sl_link_cfg_t lcfg = {
+        .endpoint = cfg->scheduler,
+        .tos = cfg->tos,
+        .link_timeout_ms = cfg->link_timeout_ms,
+        .max_msg_bytes = cfg->max_msg_bytes,
+        .stall_timeout_ms = cfg->stall_timeout_ms,
+        .threaded = !x->ops->instant_step,
+        .hostload = {.proc_stat = "/proc/stat", .nvml_lib = x->cfg.nvml_lib,
+                     .gpu_index = cfg->gpu_index},
+    };
+    if (sl_link_create(x->zctx, &lcfg, &x->link) != SL_OK)
         goto err_ctx;
-    zmq_setsockopt(x->sock, ZMQ_LINGER, &zero, sizeof(zero));
-    zmq_setsockopt(x->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-    if (cfg->tos)
-        zmq_setsockopt(x->sock, ZMQ_TOS, &cfg->tos, sizeof(cfg->tos));
-    int ivl = (int)(cfg->link_timeout_ms / 3), tmo = (int)cfg->link_timeout_ms;
-    zmq_setsockopt(x->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
-    zmq_setsockopt(x->sock, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
-    int hwm = 100000;
-    zmq_setsockopt(x->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    zmq_setsockopt(x->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-    if (zmq_connect(x->sock, cfg->scheduler) != 0) {
-        SL_ERROR("cannot connect to %s: %s", cfg->scheduler, zmq_strerror(errno));
-        goto err_sock;
-    }
+    x->sock = sl_link_pipe(x->link);
+    x->next_beat = INT64_MAX;
     *exec_p = x;
     return SL_OK;
 
-err_sock:
-    zmq_close(x->sock);
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
@@ -547,7 +556,9 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     while (!x->stop || x->inflight > 0) {
         now = sl_clock_now();
         sl_time_t due = wake;
-        if (x->welcomed && x->next_beat < due)
+        if (x->welcomed && x->next_post < due)
+            due = x->next_post;
+        if (x->next_beat < due)
             due = x->next_beat;
         if (!x->welcomed && x->hello_at + SL_MS(x->cfg.hello_retry_ms) < due)
             due = x->hello_at + SL_MS(x->cfg.hello_retry_ms);
@@ -577,10 +588,11 @@ sl_status_t sl_executor_run(sl_executor_t *x)
             }
         }
         s_flush_done(x, true);
-        if (x->welcomed && now >= x->next_beat) {
-            s_heartbeat(x, now);
-            x->next_beat = now + x->heartbeat;
+        if (x->welcomed && now >= x->next_post) {
+            s_post_load(x, now);
+            x->next_post = now + x->heartbeat / 2; /* the load a heartbeat carries is this fresh */
         }
+        x->next_beat = sl_link_tick(x->link, now);
         if (!x->welcomed && now - x->hello_at >= SL_MS(x->cfg.hello_retry_ms))
             s_hello(x, now);
     }
@@ -610,7 +622,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
         free(job);
     }
     sl_wire_batch_fini(&x->done_out);
-    zmq_close(x->sock);
+    sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
     zmq_ctx_term(x->zctx);
     free(x);
     *exec_p = NULL;

@@ -1,6 +1,8 @@
 /*
- * The executor daemon: registers with the scheduler, heartbeats its load,
- * and runs dispatched jobs through the engine.
+ * The executor daemon: registers with the scheduler, heartbeats its load
+ * and host load (sl_link.h; from a thread of its own with the ref backend,
+ * so a long step does not silence it), and runs dispatched jobs through
+ * the engine.
  */
 #ifndef SL_EXECUTOR_H
 #define SL_EXECUTOR_H
@@ -29,6 +31,9 @@ typedef struct sl_executor_cfg {
     int64_t heartbeat_ms;                 /* 0 = the interval the scheduler sends */
     int64_t hello_retry_ms;               /* resend hello while not welcomed */
     int64_t link_timeout_ms;              /* ZeroMQ heartbeat timeout of the connection */
+    int64_t stall_timeout_ms;             /* heartbeats stop when the engine thread is silent this long (0 = never) */
+    int gpu_index;                        /* NVML index of the GPU heartbeats measure (-1 = none) */
+    char nvml_lib[SL_CFG_STR_MAX];        /* NVML library loaded at run time ("" = GPU not measured) */
     int64_t max_msg_bytes;                /* largest message accepted */
     int max_msg_batch;                    /* items of one batch message accepted */
     int64_t turn_budget_us;               /* engine steps run back to back for this long per loop turn */
