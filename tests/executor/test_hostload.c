@@ -1,7 +1,8 @@
 /*
  * The host load sampler: /proc/stat parsing on captured text, the busy
- * share between readings, the sampler on a file it is fed, and on this
- * machine: CPU measured in [0, 1], GPU unknown where NVML cannot be loaded.
+ * share between readings, the sampler on a file it is fed, on this machine
+ * (CPU measured in [0, 1], GPU unknown where NVML cannot be loaded), and
+ * NVML through a stand-in library (fake_nvml.c).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -201,6 +202,47 @@ static void test_sampler_this_machine(void **state)
     sl_hostload_destroy(&hl);
 }
 
+/* NVML through a stand-in library with its ABI: values read and scaled,
+ * an absent device and a failing query unknown. */
+static void test_sampler_nvml(void **state)
+{
+    sl_hostload_cfg_t cfg = {.proc_stat = "", .nvml_lib = SL_FAKE_NVML, .gpu_index = 0};
+    sl_hostload_t *hl = NULL;
+    sl_hostload_sample_t s;
+    assert_int_equal(sl_hostload_create(&cfg, &hl), SL_OK);
+    sl_hostload_sample(hl, &s);
+    assert_false(s.has_cpu); /* no /proc/stat asked for */
+    assert_true(s.has_gpu);
+    assert_true(s.gpu == 0.37f);
+    assert_true(s.has_gpu_mem);
+    assert_int_equal(s.gpu_mem_used, 1ull << 30);
+    assert_int_equal(s.gpu_mem_total, 80ull << 30);
+    /* Utilization not supported (MIG): unknown; memory still measured. */
+    setenv("SL_FAKE_NVML_FAIL", "1", 1);
+    sl_hostload_sample(hl, &s);
+    unsetenv("SL_FAKE_NVML_FAIL");
+    assert_false(s.has_gpu);
+    assert_true(s.has_gpu_mem);
+    sl_hostload_sample(hl, &s);
+    assert_true(s.has_gpu);
+    sl_hostload_destroy(&hl);
+
+    /* No device at that index: unknown. */
+    cfg.gpu_index = 1;
+    assert_int_equal(sl_hostload_create(&cfg, &hl), SL_OK);
+    sl_hostload_sample(hl, &s);
+    assert_false(s.has_gpu);
+    assert_false(s.has_gpu_mem);
+    sl_hostload_destroy(&hl);
+
+    /* A library without NVML's entry points: unknown. */
+    cfg = (sl_hostload_cfg_t){.proc_stat = "", .nvml_lib = "libc.so.6", .gpu_index = 0};
+    assert_int_equal(sl_hostload_create(&cfg, &hl), SL_OK);
+    sl_hostload_sample(hl, &s);
+    assert_false(s.has_gpu);
+    sl_hostload_destroy(&hl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_cpu_share),
         cmocka_unit_test(test_sampler_on_file),
         cmocka_unit_test(test_sampler_this_machine),
+        cmocka_unit_test(test_sampler_nvml),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
