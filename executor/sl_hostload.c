@@ -41,40 +41,42 @@
 
 /* ---- NVML's ABI (nvml.h), the part used here ---------------------------- */
 
-typedef int s_nvml_return_t;                     /* nvmlReturn_t; NVML_SUCCESS = 0 */
-typedef struct s_nvml_device *s_nvml_device_t;   /* nvmlDevice_t, opaque */
-typedef struct s_nvml_utilization {              /* nvmlUtilization_t */
-    unsigned int gpu;                            /* percent of time a kernel ran */
-    unsigned int memory;                         /* percent of time memory was read or written */
+typedef int s_nvml_return_t;                   /* nvmlReturn_t; NVML_SUCCESS = 0 */
+typedef struct s_nvml_device *s_nvml_device_t; /* nvmlDevice_t, opaque */
+typedef struct s_nvml_utilization {            /* nvmlUtilization_t */
+    unsigned int gpu;                          /* percent of time a kernel ran */
+    unsigned int memory;                       /* percent of time memory was read or written */
 } s_nvml_utilization_t;
-typedef struct s_nvml_memory {                   /* nvmlMemory_t (v1) */
-    unsigned long long total;                    /* installed bytes */
-    unsigned long long free;                     /* unallocated bytes */
-    unsigned long long used;                     /* allocated bytes */
+typedef struct s_nvml_memory { /* nvmlMemory_t (v1) */
+    unsigned long long total;  /* installed bytes */
+    unsigned long long free;   /* unallocated bytes */
+    unsigned long long used;   /* allocated bytes */
 } s_nvml_memory_t;
 
 #define S_NVML_SUCCESS 0
 
 typedef struct s_nvml {
-    void *lib;                                                 /* dlopen handle */
-    s_nvml_return_t (*init)(void);                             /* nvmlInit_v2 */
-    s_nvml_return_t (*shutdown)(void);                         /* nvmlShutdown */
-    s_nvml_return_t (*by_index)(unsigned int, s_nvml_device_t *); /* nvmlDeviceGetHandleByIndex_v2 */
-    s_nvml_return_t (*util)(s_nvml_device_t, s_nvml_utilization_t *); /* nvmlDeviceGetUtilizationRates */
-    s_nvml_return_t (*memory)(s_nvml_device_t, s_nvml_memory_t *);    /* nvmlDeviceGetMemoryInfo */
-    const char *(*error_string)(s_nvml_return_t);             /* nvmlErrorString */
-    s_nvml_device_t dev;                                      /* the device measured */
+    void *lib;                         /* dlopen handle */
+    s_nvml_return_t (*init)(void);     /* nvmlInit_v2 */
+    s_nvml_return_t (*shutdown)(void); /* nvmlShutdown */
+    s_nvml_return_t (*by_index)(unsigned int,
+                                s_nvml_device_t *); /* nvmlDeviceGetHandleByIndex_v2 */
+    s_nvml_return_t (*util)(s_nvml_device_t,
+                            s_nvml_utilization_t *); /* nvmlDeviceGetUtilizationRates */
+    s_nvml_return_t (*memory)(s_nvml_device_t, s_nvml_memory_t *); /* nvmlDeviceGetMemoryInfo */
+    const char *(*error_string)(s_nvml_return_t);                  /* nvmlErrorString */
+    s_nvml_device_t dev;                                           /* the device measured */
 } s_nvml_t;
 
 struct sl_hostload {
-    int stat_fd;           /* /proc/stat, or -1: CPU unknown */
-    bool has_prev;         /* prev holds a reading */
-    sl_cpu_times_t prev;   /* reading the next share is measured from */
-    bool has_cpu;          /* cpu holds a share */
-    float cpu;             /* the last share measured */
-    s_nvml_t nvml;         /* lib == NULL: GPU unknown */
-    bool util_failed;      /* a utilization query failed (logged once) */
-    bool memory_failed;    /* a memory query failed (logged once) */
+    int stat_fd;         /* /proc/stat, or -1: CPU unknown */
+    bool has_prev;       /* prev holds a reading */
+    sl_cpu_times_t prev; /* reading the next share is measured from */
+    bool has_cpu;        /* cpu holds a share */
+    float cpu;           /* the last share measured */
+    s_nvml_t nvml;       /* lib == NULL: GPU unknown */
+    bool util_failed;    /* a utilization query failed (logged once) */
+    bool memory_failed;  /* a memory query failed (logged once) */
 };
 
 /* ---- CPU ---------------------------------------------------------------- */

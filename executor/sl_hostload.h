@@ -36,8 +36,9 @@ bool sl_hostload_cpu_share(const sl_cpu_times_t *before, const sl_cpu_times_t *a
 
 typedef struct sl_hostload_cfg {
     const char *proc_stat; /* file read for CPU times ("/proc/stat"); NULL or "" = CPU unknown */
-    const char *nvml_lib;  /* NVML library dlopen()ed ("libnvidia-ml.so.1"); NULL or "" = GPU unknown */
-    int gpu_index;         /* NVML device index measured; < 0 = GPU unknown */
+    const char
+        *nvml_lib; /* NVML library dlopen()ed ("libnvidia-ml.so.1"); NULL or "" = GPU unknown */
+    int gpu_index; /* NVML device index measured; < 0 = GPU unknown */
 } sl_hostload_cfg_t;
 
 /* One measurement. */

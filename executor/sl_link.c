@@ -86,26 +86,26 @@ typedef struct s_post {
 /* The link's state: the link thread's alone once started; the engine
  * thread's in inline mode. */
 typedef struct s_link_thread {
-    void *dealer;               /* DEALER to the scheduler */
-    void *pipe;                 /* the link thread's end of the pipe */
-    sl_hostload_t *hl;          /* host load sampler */
-    sl_time_t stall_timeout;    /* 0 = never stop heartbeats */
-    bool welcomed;              /* from the last post */
-    sl_time_t heartbeat;        /* interval, from the last post */
-    Sluice__Load load;          /* from the last post */
-    sl_time_t last_post;        /* when the last post arrived */
-    sl_time_t next_beat;        /* next heartbeat due (while welcomed) */
-    uint64_t seq;               /* heartbeat sequence */
-    bool stalled;               /* heartbeats withheld: the engine thread is silent */
-    bool to_engine_blocked;     /* the pipe is full: the DEALER is not read */
-    bool stop;                  /* the stop post was read */
+    void *dealer;            /* DEALER to the scheduler */
+    void *pipe;              /* the link thread's end of the pipe */
+    sl_hostload_t *hl;       /* host load sampler */
+    sl_time_t stall_timeout; /* 0 = never stop heartbeats */
+    bool welcomed;           /* from the last post */
+    sl_time_t heartbeat;     /* interval, from the last post */
+    Sluice__Load load;       /* from the last post */
+    sl_time_t last_post;     /* when the last post arrived */
+    sl_time_t next_beat;     /* next heartbeat due (while welcomed) */
+    uint64_t seq;            /* heartbeat sequence */
+    bool stalled;            /* heartbeats withheld: the engine thread is silent */
+    bool to_engine_blocked;  /* the pipe is full: the DEALER is not read */
+    bool stop;               /* the stop post was read */
 } s_link_thread_t;
 
 struct sl_link {
-    void *pipe;            /* the engine thread's socket: the pipe, or the DEALER when inline */
-    bool threaded;         /* a link thread runs (else inline mode) */
-    pthread_t thread;      /* the link thread, when threaded */
-    s_link_thread_t *lt;   /* the link's state (freed after the join) */
+    void *pipe;          /* the engine thread's socket: the pipe, or the DEALER when inline */
+    bool threaded;       /* a link thread runs (else inline mode) */
+    pthread_t thread;    /* the link thread, when threaded */
+    s_link_thread_t *lt; /* the link's state (freed after the join) */
 };
 
 /* ---- The link thread ---------------------------------------------------- */
@@ -241,7 +241,8 @@ static void *s_thread(void *arg)
         sl_time_t now = sl_clock_now();
         long timeout = -1;
         if (lt->welcomed) {
-            timeout = lt->next_beat <= now ? 0 : (long)((lt->next_beat - now + 999999) / SL_NS_PER_MS);
+            timeout =
+                lt->next_beat <= now ? 0 : (long)((lt->next_beat - now + 999999) / SL_NS_PER_MS);
         }
         int rc = zmq_poll(items, lt->to_engine_blocked ? 1 : 2, timeout);
         if (rc < 0 && errno != EINTR) {

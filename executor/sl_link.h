@@ -19,12 +19,13 @@
 #include <stdbool.h>
 
 typedef struct sl_link_cfg {
-    const char *endpoint;       /* the scheduler's executor endpoint */
-    int tos;                    /* IP type-of-service byte (0 = leave alone) */
-    int64_t link_timeout_ms;    /* ZeroMQ heartbeat timeout of the connection */
-    int64_t max_msg_bytes;      /* largest message accepted from the scheduler */
-    int64_t stall_timeout_ms;   /* heartbeats stop when the engine thread posted nothing this long (0 = never) */
-    bool threaded;              /* run a link thread (steps may hold the engine thread) */
+    const char *endpoint;     /* the scheduler's executor endpoint */
+    int tos;                  /* IP type-of-service byte (0 = leave alone) */
+    int64_t link_timeout_ms;  /* ZeroMQ heartbeat timeout of the connection */
+    int64_t max_msg_bytes;    /* largest message accepted from the scheduler */
+    int64_t stall_timeout_ms; /* heartbeats stop when the engine thread posted nothing this long (0
+                                 = never) */
+    bool threaded;            /* run a link thread (steps may hold the engine thread) */
     sl_hostload_cfg_t hostload; /* what heartbeats measure */
 } sl_link_cfg_t;
 

@@ -75,10 +75,15 @@ int nvmlDeviceGetMemoryInfo(void *device, s_mem_t *mem)
 const char *nvmlErrorString(int rc)
 {
     switch (rc) {
-    case 0: return "Success";
-    case 1: return "Uninitialized";
-    case 2: return "Invalid Argument";
-    case 3: return "Not Supported";
-    default: return "Unknown Error";
+    case 0:
+        return "Success";
+    case 1:
+        return "Uninitialized";
+    case 2:
+        return "Invalid Argument";
+    case 3:
+        return "Not Supported";
+    default:
+        return "Unknown Error";
     }
 }

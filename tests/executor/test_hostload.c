@@ -19,15 +19,14 @@
 #include "executor/sl_hostload.h"
 
 /* The head of /proc/stat on a 4-CPU Linux 6.x machine (the intr line cut). */
-static const char s_stat[] =
-    "cpu  10132153 290696 3084719 46828483 16683 0 25195 0 175628 0\n"
-    "cpu0 1393280 32966 572056 13343292 6130 0 17875 0 23933 0\n"
-    "cpu1 3212306 87633 839616 11044346 3566 0 2768 0 50613 0\n"
-    "cpu2 2830640 86107 838765 11284617 3604 0 2314 0 50482 0\n"
-    "cpu3 2695925 84006 834281 11156227 3382 0 2236 0 50599 0\n"
-    "intr 1462898 0 9 0 0 0 0 3 0 1 0 0 0 4 0 0 0\n"
-    "ctxt 113813931\n"
-    "btime 1700000000\n";
+static const char s_stat[] = "cpu  10132153 290696 3084719 46828483 16683 0 25195 0 175628 0\n"
+                             "cpu0 1393280 32966 572056 13343292 6130 0 17875 0 23933 0\n"
+                             "cpu1 3212306 87633 839616 11044346 3566 0 2768 0 50613 0\n"
+                             "cpu2 2830640 86107 838765 11284617 3604 0 2314 0 50482 0\n"
+                             "cpu3 2695925 84006 834281 11156227 3382 0 2236 0 50599 0\n"
+                             "intr 1462898 0 9 0 0 0 0 3 0 1 0 0 0 4 0 0 0\n"
+                             "ctxt 113813931\n"
+                             "btime 1700000000\n";
 
 static void test_parse_stat(void **state)
 {
@@ -56,11 +55,11 @@ static void test_parse_stat(void **state)
     /* Refused, and the output untouched. */
     sl_cpu_times_t keep = {7, 8};
     const char *bad[] = {
-        "",                              /* nothing */
-        "cpu0 1 2 3 4\ncpu1 1 2 3 4\n",  /* per-CPU lines only */
-        "cpu  1 2 3\n",                  /* too few fields */
-        "cpu  1 2 3 4",                  /* no newline: may be cut in a number */
-        "cpu  x 2 3 4\n",                /* not a number */
+        "",                                  /* nothing */
+        "cpu0 1 2 3 4\ncpu1 1 2 3 4\n",      /* per-CPU lines only */
+        "cpu  1 2 3\n",                      /* too few fields */
+        "cpu  1 2 3 4",                      /* no newline: may be cut in a number */
+        "cpu  x 2 3 4\n",                    /* not a number */
         "cpu  99999999999999999999 0 0 0\n", /* beyond 64 bits */
         "intr 1 2 3\n",
     };
@@ -109,8 +108,8 @@ static void test_sampler_on_file(void **state)
     assert_true(fd >= 0);
     close(fd);
     s_write(path, "cpu  100 0 100 800 0 0 0 0\n");
-    sl_hostload_cfg_t cfg = {.proc_stat = path, .nvml_lib = "libsluice-no-such-nvml.so.1",
-                             .gpu_index = 0};
+    sl_hostload_cfg_t cfg = {
+        .proc_stat = path, .nvml_lib = "libsluice-no-such-nvml.so.1", .gpu_index = 0};
     sl_hostload_t *hl = NULL;
     sl_hostload_sample_t s;
     assert_int_equal(sl_hostload_create(&cfg, &hl), SL_OK);
@@ -159,8 +158,8 @@ static void test_sampler_on_file(void **state)
 /* This machine: the CPU is measured; the GPU is unknown unless NVML loads. */
 static void test_sampler_this_machine(void **state)
 {
-    sl_hostload_cfg_t cfg = {.proc_stat = "/proc/stat", .nvml_lib = "libnvidia-ml.so.1",
-                             .gpu_index = 0};
+    sl_hostload_cfg_t cfg = {
+        .proc_stat = "/proc/stat", .nvml_lib = "libnvidia-ml.so.1", .gpu_index = 0};
     sl_hostload_t *hl = NULL;
     sl_hostload_sample_t s = {0};
     assert_int_equal(sl_hostload_create(&cfg, &hl), SL_OK);
@@ -187,9 +186,10 @@ static void test_sampler_this_machine(void **state)
             assert_true(s.gpu >= 0.0f && s.gpu <= 1.0f);
         if (s.has_gpu_mem)
             assert_true(s.gpu_mem_total > 0 && s.gpu_mem_used <= s.gpu_mem_total);
-        print_message("NVML: gpu %s %.2f, memory %s %llu/%llu\n", s.has_gpu ? "measured" : "unknown",
-                      (double)s.gpu, s.has_gpu_mem ? "measured" : "unknown",
-                      (unsigned long long)s.gpu_mem_used, (unsigned long long)s.gpu_mem_total);
+        print_message("NVML: gpu %s %.2f, memory %s %llu/%llu\n",
+                      s.has_gpu ? "measured" : "unknown", (double)s.gpu,
+                      s.has_gpu_mem ? "measured" : "unknown", (unsigned long long)s.gpu_mem_used,
+                      (unsigned long long)s.gpu_mem_total);
     }
     sl_hostload_destroy(&hl);
 
@@ -246,10 +246,8 @@ static void test_sampler_nvml(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_stat),
-        cmocka_unit_test(test_cpu_share),
-        cmocka_unit_test(test_sampler_on_file),
-        cmocka_unit_test(test_sampler_this_machine),
+        cmocka_unit_test(test_parse_stat),      cmocka_unit_test(test_cpu_share),
+        cmocka_unit_test(test_sampler_on_file), cmocka_unit_test(test_sampler_this_machine),
         cmocka_unit_test(test_sampler_nvml),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

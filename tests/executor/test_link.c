@@ -24,7 +24,7 @@
 
 typedef struct {
     void *zctx;
-    void *router;  /* the fake scheduler */
+    void *router; /* the fake scheduler */
     sl_link_t *link;
     sl_wire_ident_t exec; /* the executor's identity at the router */
 } s_fix_t;
@@ -37,9 +37,9 @@ static sl_msg_t *s_router_recv(s_fix_t *f, int timeout_ms)
         return NULL;
     char err[256];
     sl_msg_t *m = NULL;
-    assert_int_equal(sl_wire_recv(f->router, 1, 0, &sl_proto_limits_default, &f->exec, &m, err,
-                                  sizeof(err)),
-                     SL_OK);
+    assert_int_equal(
+        sl_wire_recv(f->router, 1, 0, &sl_proto_limits_default, &f->exec, &m, err, sizeof(err)),
+        SL_OK);
     return m;
 }
 
@@ -74,8 +74,11 @@ static void *s_start(s_fix_t *f, bool threaded)
     const char *ep = "inproc://test-link-sched";
     assert_int_equal(zmq_bind(f->router, ep), 0);
     sl_link_cfg_t cfg = {
-        .endpoint = ep, .link_timeout_ms = 3000, .max_msg_bytes = 1 << 20,
-        .stall_timeout_ms = S_STALL_MS, .threaded = threaded,
+        .endpoint = ep,
+        .link_timeout_ms = 3000,
+        .max_msg_bytes = 1 << 20,
+        .stall_timeout_ms = S_STALL_MS,
+        .threaded = threaded,
         .hostload = {.proc_stat = "/proc/stat", .nvml_lib = "", .gpu_index = 0},
     };
     assert_int_equal(sl_link_create(f->zctx, &cfg, &f->link), SL_OK);
@@ -118,9 +121,8 @@ static void s_register(s_fix_t *f, void *pipe)
     assert_int_equal(zmq_poll(&it, 1, 5000), 1);
     char err[256];
     sl_wire_ident_t none;
-    assert_int_equal(sl_wire_recv(pipe, 0, 0, &sl_proto_limits_default, &none, &m, err,
-                                  sizeof(err)),
-                     SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pipe, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
     assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_WELCOME);
     assert_int_equal(m->welcome->executor_index, 3);
     sl_proto_free(&m);

@@ -73,8 +73,8 @@ static void test_long_step_keeps_executor(void **state)
     snprintf(hb, sizeof(hb), "--heartbeat-ms=%d", HB_MS);
     snprintf(missed, sizeof(missed), "--missed-heartbeats=%d", MISSED);
     const char *sched_args[] = {hb, missed, "--tick-ms=5", "--log-level=warn", NULL};
-    const char *exec_args[] = {"--backend=ref", "--model=small", "--device=cpu", "--threads=1",
-                               "--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=ref", "--model=small",    "--device=cpu",
+                               "--threads=1",   "--log-level=warn", NULL};
     cl_init(&c, "hb");
     cl_scheduler(&c, sched_args);
     cl_executor(&c, "slow", exec_args);
@@ -132,8 +132,8 @@ static void test_long_step_keeps_executor(void **state)
     assert_non_null(line);
     char col[14][64];
     int n = sscanf(line + 1, "%63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s", col[0],
-                   col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8], col[9],
-                   col[10], col[11]);
+                   col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8], col[9], col[10],
+                   col[11]);
     assert_int_equal(n, 12);
     char *end;
     double cpu = strtod(col[8], &end);
