@@ -10,13 +10,13 @@
 #define CL_MAX_PROCS 16
 
 typedef struct cl {
-    char dir[256];            /* temp dir for ipc endpoints */
-    char client_ep[300];      /* scheduler's client endpoint */
-    char exec_ep[300];        /* scheduler's executor endpoint */
-    pid_t pids[CL_MAX_PROCS]; /* started programs */
+    char dir[256];                   /* temp dir for ipc endpoints */
+    char client_ep[300];             /* scheduler's client endpoint */
+    char exec_ep[300];               /* scheduler's executor endpoint */
+    pid_t pids[CL_MAX_PROCS];        /* started programs */
     const char *progs[CL_MAX_PROCS]; /* their program names, for their logs */
-    int n;                    /* how many */
-    void *zctx;               /* ZeroMQ context of the test */
+    int n;                           /* how many */
+    void *zctx;                      /* ZeroMQ context of the test */
 } cl_t;
 
 /* Make endpoints and a context. A cluster of an earlier case still running

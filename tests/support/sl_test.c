@@ -41,9 +41,9 @@
 
 #include "common/sl_log.h"
 
-#define S_MAX_EXPECT 16  /* declarations per case */
-#define S_TEXT_MAX   160 /* bytes of a declaration's text kept */
-#define S_LINE_MAX   400 /* bytes of the first unexpected line kept */
+#define S_MAX_EXPECT 16 /* declarations per case */
+#define S_TEXT_MAX 160  /* bytes of a declaration's text kept */
+#define S_LINE_MAX 400  /* bytes of the first unexpected line kept */
 
 typedef struct s_expect {
     char text[S_TEXT_MAX]; /* what an expected line contains; "" for any line */

@@ -100,10 +100,10 @@ static void test_bad_sanitizer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ok_declared), cmocka_unit_test(test_ok_range),
-        cmocka_unit_test(test_ok_thread),   cmocka_unit_test(test_ok_log),
+        cmocka_unit_test(test_ok_declared),    cmocka_unit_test(test_ok_range),
+        cmocka_unit_test(test_ok_thread),      cmocka_unit_test(test_ok_log),
         cmocka_unit_test(test_bad_undeclared), cmocka_unit_test(test_bad_missing),
-        cmocka_unit_test(test_bad_log),     cmocka_unit_test(test_bad_sanitizer),
+        cmocka_unit_test(test_bad_log),        cmocka_unit_test(test_bad_sanitizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
