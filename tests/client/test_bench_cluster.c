@@ -14,7 +14,6 @@
 #include <sluice/client.h>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -88,11 +87,7 @@ static void s_spawn(cluster_t *c, char **argv)
     assert_true(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-        if (fd >= 0 && fd != STDERR_FILENO) {
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
+        sl_test_stderr_to(log);
         execv(argv[0], argv);
         _exit(127);
     }

@@ -13,7 +13,6 @@
 #include "cluster.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,11 +73,7 @@ int cl_spawn(cl_t *c, const char *prog, const char *const *args)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-        if (fd >= 0 && fd != STDERR_FILENO) {
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
+        sl_test_stderr_to(log);
         execv(path, (char *const *)argv);
         perror("execv");
         _exit(127);

@@ -18,6 +18,12 @@ void sl_test_expect_errors(const char *text, unsigned min, unsigned max);
 /* Exactly one ERROR line containing text. */
 #define sl_test_expect_error(text) sl_test_expect_errors((text), 1, 1)
 
+/* In a child between fork and exec: its stderr goes to the file path
+ * (created or emptied), the log sl_test_check_log reads at the end. Uses
+ * only calls that are safe there (open, dup2, close); on failure stderr
+ * stays as it was. */
+void sl_test_stderr_to(const char *path);
+
 /* The log of a process the test started (its stderr, in a file): copies it to
  * stderr under a header naming who, so the output of a failed test shows it,
  * and puts each ERROR line in it (and each sanitizer report) through the
