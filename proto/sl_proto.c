@@ -119,8 +119,10 @@ static sl_status_t s_job(const Sluice__Job *job, const sl_proto_limits_t *lim, c
     if (length > lim->max_prompt_tokens)
         return s_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "prompt of %llu tokens (limit %u)",
                       (unsigned long long)length, lim->max_prompt_tokens);
-    if (p->length && p->n_token_ids > p->length)
-        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt length %u < %zu token ids",
+    /* With token ids the prompt is those ids: a length that says otherwise
+     * would make a backend read past them. */
+    if (p->length && p->n_token_ids && p->n_token_ids != p->length)
+        return s_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt length %u but %zu token ids",
                       p->length, p->n_token_ids);
     if (p->n_block_hashes) {
         if (p->block_tokens == 0 || p->block_tokens > 65536)

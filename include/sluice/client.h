@@ -108,7 +108,7 @@ typedef struct sl_job_spec {
     sl_client_priority_t priority; /* class */
     const uint32_t *token_ids;     /* prompt tokens; may be NULL when prompt_length is set */
     size_t n_token_ids;            /* entries of token_ids */
-    uint32_t prompt_length;        /* prompt tokens (>= n_token_ids); 0 = n_token_ids */
+    uint32_t prompt_length;        /* prompt tokens; 0 = n_token_ids (must equal it when ids are given) */
     const uint64_t *block_hashes;  /* prefix block hashes (trace replay); may be NULL */
     size_t n_block_hashes;         /* entries of block_hashes */
     uint32_t block_tokens;         /* tokens per hashed block */

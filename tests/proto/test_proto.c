@@ -93,6 +93,7 @@ static void test_invalid_submit(void **state)
         {.id = "a", .length = 10, .max_new = 1, .version = 2},            /* version */
         {.id = "a", .length = 10, .max_new = 1, .version = 1, .prio = 5}, /* enum */
         {.id = "a", .length = 5, .n_ids = 10, .max_new = 1, .version = 1},/* length < ids */
+        {.id = "a", .length = 11, .n_ids = 10, .max_new = 1, .version = 1},/* length > ids */
         {.id = "a", .length = 2000000, .max_new = 1, .version = 1},       /* huge prompt */
         {.id = "a", .length = 100, .n_hashes = 3, .block_tokens = 512, .max_new = 1,
          .version = 1},                                                   /* hashes > prompt */
@@ -101,7 +102,8 @@ static void test_invalid_submit(void **state)
     };
     sl_status_t expect[] = {SL_ERR_MSG_RANGE, SL_ERR_MSG_TOO_BIG, SL_ERR_MSG_RANGE,
                             SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE, SL_ERR_MSG_VERSION,
-                            SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE, SL_ERR_MSG_TOO_BIG,
+                            SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE,
+                            SL_ERR_MSG_TOO_BIG,
                             SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_int_equal(s_roundtrip(&cases[i], err), expect[i]);
