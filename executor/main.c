@@ -26,8 +26,9 @@ int main(int argc, char **argv)
     free(table);
     if (rc >= 0)
         return rc;
-    if (sl_executor_create(&cfg, &x) != SL_OK)
-        return 1;
+    sl_status_t cst = sl_executor_create(&cfg, &x);
+    if (cst != SL_OK)
+        return cst == SL_ERR_INVALID ? 2 : 1; /* 2: a bad value, as for a bad flag */
     sl_executor_handle_signals(x);
     sl_status_t st = sl_executor_run(x);
     sl_executor_destroy(&x);

@@ -470,6 +470,8 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     x->limits = sl_proto_limits_default;
     x->limits.max_msg_bytes = (size_t)cfg->max_msg_bytes;
     x->limits.max_batch = (uint32_t)cfg->max_msg_batch;
+    /* SL_ERR_INVALID: a configured value is unusable (the program exits 2) */
+    sl_status_t st = SL_ERR_INVALID;
     int level = sl_log_level_parse(cfg->log_level);
     if (level < 0) {
         SL_ERROR("unknown log level '%s'", cfg->log_level);
@@ -500,10 +502,11 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         .kv_cb = {.stored = s_kv_stored, .evicted = s_kv_evicted, .arg = x},
     };
     sl_engine_cb_t cb = {.tokens = s_on_tokens, .done = s_on_done, .arg = x};
-    if (sl_engine_create(&x->cfg.engine, x->ops, &params, &cb, &x->engine) != SL_OK) {
+    if ((st = sl_engine_create(&x->cfg.engine, x->ops, &params, &cb, &x->engine)) != SL_OK) {
         SL_ERROR("cannot start the %s backend", cfg->backend);
         goto err_free;
     }
+    st = SL_ERR_IO;
     /* What the backend really built (its defaults fill unset sizes). */
     sl_engine_kv_geometry(x->engine, &x->kv_blocks, &x->kv_block_tokens);
     x->zctx = zmq_ctx_new();
@@ -532,7 +535,7 @@ err_engine:
     sl_engine_destroy(&x->engine);
 err_free:
     free(x);
-    return SL_ERR_INVALID;
+    return st;
 }
 
 void sl_executor_stop(sl_executor_t *x)

@@ -24,8 +24,9 @@ int main(int argc, char **argv)
     free(table);
     if (rc >= 0)
         return rc;
-    if (sl_sched_create(&cfg, &sched) != SL_OK)
-        return 1;
+    sl_status_t cst = sl_sched_create(&cfg, &sched);
+    if (cst != SL_OK)
+        return cst == SL_ERR_INVALID ? 2 : 1; /* 2: a bad value, as for a bad flag */
     sl_sched_handle_signals(sched);
     sl_status_t st = sl_sched_run(sched);
     sl_sched_destroy(&sched);

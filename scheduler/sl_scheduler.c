@@ -925,23 +925,27 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     s->dirty_execs = calloc(s->cap_dirty_execs, sizeof(*s->dirty_execs));
     s->receipt_cap = 4096;
     s->receipt = malloc(s->receipt_cap);
+    /* SL_ERR_INVALID: a configured value is unusable (the program exits 2) */
+    sl_status_t st = SL_ERR_NOMEM;
     if (!s->dirty_execs || !s->receipt)
         goto err_free;
+    st = SL_ERR_INVALID;
     int level = sl_log_level_parse(cfg->log_level);
     if (level < 0) {
         SL_ERROR("unknown log level '%s'", cfg->log_level);
         goto err_free;
     }
     sl_log_set_level((sl_log_level_t)level);
-    if (sl_core_create(&cfg->core, &s_io, s, &s->core) != SL_OK)
+    if ((st = sl_core_create(&cfg->core, &s_io, s, &s->core)) != SL_OK)
         goto err_free;
+    st = SL_ERR_IO;
     if (cfg->core.state_file[0]) {
         /* Learned state from the previous run; a missing file is a first start. */
         FILE *f = fopen(cfg->core.state_file, "r");
         if (f) {
-            sl_status_t st = sl_core_state_load(s->core, f);
+            sl_status_t lst = sl_core_state_load(s->core, f);
             fclose(f);
-            if (st != SL_OK) {
+            if (lst != SL_OK) {
                 SL_ERROR("state file %s is unusable; move it away to start afresh",
                          cfg->core.state_file);
                 goto err_core;
@@ -978,7 +982,7 @@ err_free:
     sl_map_fini(&s->outs);
     sl_map_fini(&s->by_ident);
     free(s);
-    return SL_ERR_INVALID;
+    return st;
 }
 
 void sl_sched_stop(sl_sched_t *sched)
