@@ -26,7 +26,9 @@ in_ns env SLUICE_TC_BG_SHARE=10 SLUICE_TC_BG_PORTS=873 "$script" apply tca 100mb
 [ "$(rate_of 1:10)" = "5Mbit 100Mbit" ] || fail "control class: $(rate_of 1:10)"
 [ "$(rate_of 1:20)" = "85Mbit 100Mbit" ] || fail "critical class: $(rate_of 1:20)"
 [ "$(rate_of 1:30)" = "10Mbit 10Mbit" ] || fail "background class: $(rate_of 1:30)"
-in_ns tc filter show dev tca | grep -q "flowid 1:30" || fail "no filter into background"
+# (read whole before grep: grep -q stopping early would fail tc under pipefail)
+filters=$(in_ns tc filter show dev tca)
+grep -q "flowid 1:30" <<<"$filters" || fail "no filter into background"
 
 # the default share (20%), applied over the previous tree; a small gbit rate
 # whose 5% is under one gbit must not round down to zero
@@ -45,5 +47,6 @@ set -e
 
 in_ns "$script" status tca >/dev/null
 in_ns "$script" clear tca
-in_ns tc qdisc show dev tca | grep -q htb && fail "clear left the HTB tree"
+qdiscs=$(in_ns tc qdisc show dev tca)
+if grep -q htb <<<"$qdiscs"; then fail "clear left the HTB tree"; fi
 echo "1 passed, 0 failed"
