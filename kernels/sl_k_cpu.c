@@ -107,6 +107,25 @@ static void s_decode_row(const sl_k_weight_t *w, uint32_t n, float *out)
     }
 }
 
+/* Run fn on nt shares (jobs: nt structs of job_size bytes): share 0 on the
+ * caller, the others on threads; a thread that fails to start runs its
+ * share on the caller too. Returns when every share is done. */
+static void s_fork_join(void *(*fn)(void *), void *jobs, size_t job_size, int nt)
+{
+    pthread_t tids[SL_K_CPU_MAX_THREADS];
+    int started = 0;
+    for (int t = 1; t < nt; t++) {
+        void *job = (char *)jobs + (size_t)t * job_size;
+        if (pthread_create(&tids[started], NULL, fn, job) == 0)
+            started++;
+        else
+            fn(job);
+    }
+    fn(jobs);
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
+}
+
 /* ---- the batch-invariant product ------------------------------------------
  *
  * Every output y[i][j] is s_dot(x_i, w_j, k) exactly: eight lane sums over k
@@ -297,24 +316,13 @@ static sl_status_t s_linear_invariant(struct sl_k_ctx *ctx, const float *x, uint
     if (per && !wbuf)
         return SL_ERR_NOMEM;
     s_gemm_job_t jobs[SL_K_CPU_MAX_THREADS];
-    pthread_t tids[SL_K_CPU_MAX_THREADS];
-    int started = 0;
     uint32_t pairs = (n + 1) / 2;
     for (int t = 0; t < nt; t++) {
         uint32_t j0 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)t / (uint64_t)nt);
         uint32_t j1 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)(t + 1) / (uint64_t)nt);
         jobs[t] = (s_gemm_job_t){x, m, w, j0, j1 < n ? j1 : n, wbuf ? wbuf + (size_t)t * per : NULL, y};
-        /* share 0 runs on the caller; a thread that fails to start runs here too */
-        if (t > 0 && pthread_create(&tids[started], NULL, s_gemm_run, &jobs[t]) == 0) {
-            started++;
-            continue;
-        }
-        if (t > 0)
-            s_gemm_run(&jobs[t]);
     }
-    s_gemm_run(&jobs[0]);
-    for (int t = 0; t < started; t++)
-        pthread_join(tids[t], NULL);
+    s_fork_join(s_gemm_run, jobs, sizeof(jobs[0]), nt);
     return SL_OK;
 }
 
@@ -544,22 +552,10 @@ sl_status_t sl_k_cpu_attn_paged(struct sl_k_ctx *ctx, const sl_k_paged_t *kv, co
     if (!scores)
         return SL_ERR_NOMEM;
     s_attn_job_t jobs[SL_K_CPU_MAX_THREADS];
-    pthread_t tids[SL_K_CPU_MAX_THREADS];
-    int started = 0;
-    for (int t = 0; t < nt; t++) {
+    for (int t = 0; t < nt; t++)
         jobs[t] = (s_attn_job_t){kv, rows, q, heads, scale, out, items * (size_t)t / (size_t)nt,
                                  items * (size_t)(t + 1) / (size_t)nt, scores + (size_t)t * max_ctx};
-        /* share 0 runs on the caller; a thread that fails to start runs here too */
-        if (t > 0 && pthread_create(&tids[started], NULL, s_attn_run, &jobs[t]) == 0) {
-            started++;
-            continue;
-        }
-        if (t > 0)
-            s_attn_run(&jobs[t]);
-    }
-    s_attn_run(&jobs[0]);
-    for (int t = 0; t < started; t++)
-        pthread_join(tids[t], NULL);
+    s_fork_join(s_attn_run, jobs, sizeof(jobs[0]), nt);
     return SL_OK;
 }
 
