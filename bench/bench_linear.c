@@ -22,17 +22,20 @@
 #include <string.h>
 
 typedef struct s_linear_cfg {
-    int dim;      /* input width k and output width n */
-    int prompt;   /* rows of the prompt shape */
-    int batch;    /* rows of the decode-batch shape */
-    int rounds;   /* alternations; the figures are medians */
-    int threads;  /* CPU threads of both contexts (0 = every online CPU) */
+    int dim;     /* input width k and output width n */
+    int prompt;  /* rows of the prompt shape */
+    int batch;   /* rows of the decode-batch shape */
+    int rounds;  /* alternations; the figures are medians */
+    int threads; /* CPU threads of both contexts (0 = every online CPU) */
 } s_linear_cfg_t;
 
 static const sl_cfg_field_t s_table[] = {
-    SL_CFG_RANGE(s_linear_cfg_t, dim, "dim", "1024", SL_CFG_INT, 8, 16384, "k = n of the weight matrix"),
-    SL_CFG_RANGE(s_linear_cfg_t, prompt, "prompt", "256", SL_CFG_INT, 1, 8192, "rows of the prompt shape"),
-    SL_CFG_RANGE(s_linear_cfg_t, batch, "batch", "16", SL_CFG_INT, 1, 1024, "rows of the decode-batch shape"),
+    SL_CFG_RANGE(s_linear_cfg_t, dim, "dim", "1024", SL_CFG_INT, 8, 16384,
+                 "k = n of the weight matrix"),
+    SL_CFG_RANGE(s_linear_cfg_t, prompt, "prompt", "256", SL_CFG_INT, 1, 8192,
+                 "rows of the prompt shape"),
+    SL_CFG_RANGE(s_linear_cfg_t, batch, "batch", "16", SL_CFG_INT, 1, 1024,
+                 "rows of the decode-batch shape"),
     SL_CFG_RANGE(s_linear_cfg_t, rounds, "rounds", "7", SL_CFG_INT, 1, 1000,
                  "rounds of invariant then OpenBLAS; the figures are the medians"),
     SL_CFG_RANGE(s_linear_cfg_t, threads, "threads", "0", SL_CFG_INT, 0, 16,
@@ -56,7 +59,8 @@ static sl_status_t s_call_fn(void *arg)
 
 /* Median time of one shape on each context, alternating rounds. */
 static int s_shape(const s_linear_cfg_t *cfg, sl_k_ctx_h inv, sl_k_ctx_h blas, const float *x,
-                   uint32_t m, const sl_k_weight_t *w, float *y, double *inv_ms_p, double *blas_ms_p)
+                   uint32_t m, const sl_k_weight_t *w, float *y, double *inv_ms_p,
+                   double *blas_ms_p)
 {
     double ti[1000], tb[1000];
     int reps = m >= 64 ? 3 : 20;
@@ -102,8 +106,8 @@ int sl_bench_linear_main(int argc, char **argv)
     const char *names[3] = {"decode, 1 row", "decode batch", "prompt"};
     double ratio[3], gflops[3];
     printf("fp32 %u x %u weights, %d rounds (medians)\n", n, k, cfg.rounds);
-    printf("%-16s %6s %14s %14s %8s %16s\n", "shape", "rows", "invariant ms", "OpenBLAS ms", "ratio",
-           "invariant GFLOP/s");
+    printf("%-16s %6s %14s %14s %8s %16s\n", "shape", "rows", "invariant ms", "OpenBLAS ms",
+           "ratio", "invariant GFLOP/s");
     for (int s = 0; s < 3; s++) {
         double ti, tb;
         if (s_shape(&cfg, inv, blas, x, rows[s], &wt, y, &ti, &tb) != 0) {
@@ -113,10 +117,12 @@ int sl_bench_linear_main(int argc, char **argv)
         }
         ratio[s] = ti / tb;
         gflops[s] = 2.0 * rows[s] * n * k / ti / 1e6;
-        printf("%-16s %6u %14.3f %14.3f %8.2f %16.1f\n", names[s], rows[s], ti, tb, ratio[s], gflops[s]);
+        printf("%-16s %6u %14.3f %14.3f %8.2f %16.1f\n", names[s], rows[s], ti, tb, ratio[s],
+               gflops[s]);
     }
-    printf("RESULT dim=%u decode_ratio=%.2f batch_ratio=%.2f prompt_ratio=%.2f prompt_gflops=%.1f\n", k,
-           ratio[0], ratio[1], ratio[2], gflops[2]);
+    printf(
+        "RESULT dim=%u decode_ratio=%.2f batch_ratio=%.2f prompt_ratio=%.2f prompt_gflops=%.1f\n",
+        k, ratio[0], ratio[1], ratio[2], gflops[2]);
     rc = 0;
 out:
     sl_k_ctx_destroy(&inv);

@@ -45,7 +45,6 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-
 /* Dot product in a fixed order: eight strided partial sums, then a tree. */
 static float s_dot(const float *a, const float *b, uint32_t n)
 {
@@ -57,7 +56,8 @@ static float s_dot(const float *a, const float *b, uint32_t n)
     float tail = 0.0f;
     for (; i < n; i++)
         tail += a[i] * b[i];
-    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
+    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
+           tail;
 }
 
 /* Decode row n of a non-fp32 weight into out[cols]. */
@@ -143,13 +143,14 @@ typedef float s_v8_t __attribute__((vector_size(32)));
 /* s_dot's combining tree over the lanes of *a, then its tail. */
 static inline __attribute__((always_inline)) float s_v8_reduce(const s_v8_t *a, float tail)
 {
-    return ((((*a)[0] + (*a)[4]) + ((*a)[1] + (*a)[5])) + (((*a)[2] + (*a)[6]) + ((*a)[3] + (*a)[7]))) +
+    return ((((*a)[0] + (*a)[4]) + ((*a)[1] + (*a)[5])) +
+            (((*a)[2] + (*a)[6]) + ((*a)[3] + (*a)[7]))) +
            tail;
 }
 
 /* The sequential tail of s_dot over elements [t, k). */
-static inline __attribute__((always_inline)) float s_tail(const float *a, const float *b, uint32_t t,
-                                                          uint32_t k)
+static inline __attribute__((always_inline)) float s_tail(const float *a, const float *b,
+                                                          uint32_t t, uint32_t k)
 {
     float tail = 0.0f;
     for (; t < k; t++)
@@ -160,10 +161,11 @@ static inline __attribute__((always_inline)) float s_tail(const float *a, const 
 /* y[r][c] = s_dot(x_r, w_c) for 4 inputs x 2 weight rows: the main tile,
  * written out so that the eight accumulators and the loads stay in
  * registers (16 with AVX2). */
-static inline __attribute__((always_inline)) void s_tile_4x2(const float *x, size_t ldx, const float *w,
-                                                             size_t ldw, uint32_t k, float *y, size_t ldy)
+static inline __attribute__((always_inline)) void
+s_tile_4x2(const float *x, size_t ldx, const float *w, size_t ldw, uint32_t k, float *y, size_t ldy)
 {
-    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *w0 = w, *w1 = w + ldw;
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *w0 = w,
+                *w1 = w + ldw;
     s_v8_t a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
     uint32_t t = 0;
     for (; t + 8 <= k; t += 8) {
@@ -194,8 +196,8 @@ static inline __attribute__((always_inline)) void s_tile_4x2(const float *x, siz
 }
 
 /* y[0][c] = s_dot(x, w_c) for one input x 2 weight rows (decode rows). */
-static inline __attribute__((always_inline)) void s_tile_1x2(const float *x, const float *w, size_t ldw,
-                                                             uint32_t k, float *y)
+static inline __attribute__((always_inline)) void s_tile_1x2(const float *x, const float *w,
+                                                             size_t ldw, uint32_t k, float *y)
 {
     const float *w0 = w, *w1 = w + ldw;
     s_v8_t a0 = {0}, a1 = {0};
@@ -213,7 +215,8 @@ static inline __attribute__((always_inline)) void s_tile_1x2(const float *x, con
 }
 
 /* y[0][0] = s_dot(x, w) (the last odd weight row). */
-static inline __attribute__((always_inline)) float s_tile_1x1(const float *x, const float *w, uint32_t k)
+static inline __attribute__((always_inline)) float s_tile_1x1(const float *x, const float *w,
+                                                              uint32_t k)
 {
     s_v8_t a = {0};
     uint32_t t = 0;
@@ -227,8 +230,8 @@ static inline __attribute__((always_inline)) float s_tile_1x1(const float *x, co
 }
 
 /* y[m][nw] (row stride ldy) = x[m][k] w[nw][k]^T for one panel of weight
- * rows, in 4 x 2 tiles (1 x 2 and 1 x 1 at the edges). Cloned for AVX2 where the CPU has it (eight lanes per instruction
- * instead of four); both clones give the same bits. */
+ * rows, in 4 x 2 tiles (1 x 2 and 1 x 1 at the edges). Cloned for AVX2 where the CPU has it (eight
+ * lanes per instruction instead of four); both clones give the same bits. */
 __attribute__((target_clones("avx2", "default"))) static void
 s_panel(const float *x, uint32_t m, const float *w, uint32_t nw, uint32_t k, float *y, size_t ldy)
 {
@@ -264,19 +267,20 @@ s_panel(const float *x, uint32_t m, const float *w, uint32_t nw, uint32_t k, flo
 
 /* A share of an invariant product: weight rows [j0, j1) against all inputs. */
 typedef struct s_gemm_job {
-    const float *x;          /* inputs [m][k] */
-    uint32_t m;              /* input rows */
-    const sl_k_weight_t *w;  /* weights [n][k], any format */
-    uint32_t j0, j1;         /* this share's weight rows */
-    float *wbuf;             /* decoded panel [panel rows][k]; unused for fp32 */
-    float *y;                /* outputs [m][n] */
+    const float *x;         /* inputs [m][k] */
+    uint32_t m;             /* input rows */
+    const sl_k_weight_t *w; /* weights [n][k], any format */
+    uint32_t j0, j1;        /* this share's weight rows */
+    float *wbuf;            /* decoded panel [panel rows][k]; unused for fp32 */
+    float *y;               /* outputs [m][n] */
 } s_gemm_job_t;
 
 static void *s_gemm_run(void *arg)
 {
     const s_gemm_job_t *g = arg;
     uint32_t k = g->w->cols, n = g->w->rows;
-    uint32_t mb = (SL_K_CPU_XBLOCK_BYTES / (4u * k)) & ~3u, pw = (SL_K_CPU_PANEL_BYTES / (4u * k)) & ~1u;
+    uint32_t mb = (SL_K_CPU_XBLOCK_BYTES / (4u * k)) & ~3u,
+             pw = (SL_K_CPU_PANEL_BYTES / (4u * k)) & ~1u;
     if (mb < 4)
         mb = 4;
     if (pw < 2)
@@ -320,7 +324,8 @@ static sl_status_t s_linear_invariant(struct sl_k_ctx *ctx, const float *x, uint
     for (int t = 0; t < nt; t++) {
         uint32_t j0 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)t / (uint64_t)nt);
         uint32_t j1 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)(t + 1) / (uint64_t)nt);
-        jobs[t] = (s_gemm_job_t){x, m, w, j0, j1 < n ? j1 : n, wbuf ? wbuf + (size_t)t * per : NULL, y};
+        jobs[t] =
+            (s_gemm_job_t){x, m, w, j0, j1 < n ? j1 : n, wbuf ? wbuf + (size_t)t * per : NULL, y};
     }
     s_fork_join(s_gemm_run, jobs, sizeof(jobs[0]), nt);
     return SL_OK;
@@ -331,8 +336,8 @@ static sl_status_t s_linear_invariant(struct sl_k_ctx *ctx, const float *x, uint
  * blocked kernel it takes (and so the order of each sum) depends on the
  * shape, the core type and the cache sizes it was told, so a row's bits may
  * depend on the rows beside it. Other formats are decoded to fp32 first. */
-static sl_status_t s_linear_blas(struct sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
-                                 float *y)
+static sl_status_t s_linear_blas(struct sl_k_ctx *ctx, const float *x, uint32_t m,
+                                 const sl_k_weight_t *w, float *y)
 {
     uint32_t n = w->rows, k = w->cols;
     const float *wp = w->data;
@@ -344,14 +349,14 @@ static sl_status_t s_linear_blas(struct sl_k_ctx *ctx, const float *x, uint32_t 
             s_decode_row(w, j, wd + (size_t)j * k);
         wp = wd;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, wp,
-                (int)k, 0.0f, y, (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k,
+                wp, (int)k, 0.0f, y, (int)n);
     return SL_OK;
 }
 #endif
 
-sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
-                            float *y)
+sl_status_t sl_k_cpu_linear(struct sl_k_ctx *ctx, const float *x, uint32_t m,
+                            const sl_k_weight_t *w, float *y)
 {
 #ifdef SLUICE_HAVE_OPENBLAS
     if (!ctx->invariant)
@@ -441,9 +446,9 @@ static void s_attend(const float *q, uint32_t n, uint32_t d, float scale, s_kv_a
 
 /* Where one head's keys and values are, for s_attend. */
 typedef struct s_dense_at {
-    const float *k;   /* key of token 0 for this head */
-    const float *v;   /* value of token 0 for this head */
-    size_t stride;    /* floats from one token to the next */
+    const float *k; /* key of token 0 for this head */
+    const float *v; /* value of token 0 for this head */
+    size_t stride;  /* floats from one token to the next */
 } s_dense_at_t;
 
 static const float *s_dense_k(const void *arg, uint32_t t)
@@ -458,9 +463,9 @@ static const float *s_dense_v(const void *arg, uint32_t t)
     return a->v + (size_t)t * a->stride;
 }
 
-sl_status_t sl_k_cpu_attn_prefill(struct sl_k_ctx *ctx, const float *q, const float *k, const float *v,
-                                  uint32_t s, uint32_t heads, uint32_t kv_heads, uint32_t head_dim,
-                                  float scale, float *out)
+sl_status_t sl_k_cpu_attn_prefill(struct sl_k_ctx *ctx, const float *q, const float *k,
+                                  const float *v, uint32_t s, uint32_t heads, uint32_t kv_heads,
+                                  uint32_t head_dim, float scale, float *out)
 {
     float *scores = sl_k_cpu_scratch(ctx, s);
     if (!scores)
@@ -478,9 +483,9 @@ sl_status_t sl_k_cpu_attn_prefill(struct sl_k_ctx *ctx, const float *q, const fl
 
 /* Where one head's keys and values are in a paged pool, for s_attend. */
 typedef struct s_paged_at {
-    const sl_k_paged_t *kv;  /* the pool */
-    const uint32_t *table;   /* the sequence's block table */
-    uint32_t head;           /* KV head */
+    const sl_k_paged_t *kv; /* the pool */
+    const uint32_t *table;  /* the sequence's block table */
+    uint32_t head;          /* KV head */
 } s_paged_at_t;
 
 static size_t s_paged_off(const s_paged_at_t *a, uint32_t t)
@@ -530,8 +535,9 @@ static void *s_attn_run(void *arg)
     return NULL;
 }
 
-sl_status_t sl_k_cpu_attn_paged(struct sl_k_ctx *ctx, const sl_k_paged_t *kv, const sl_k_rows_t *rows,
-                                const float *q, uint32_t heads, float scale, float *out)
+sl_status_t sl_k_cpu_attn_paged(struct sl_k_ctx *ctx, const sl_k_paged_t *kv,
+                                const sl_k_rows_t *rows, const float *q, uint32_t heads,
+                                float scale, float *out)
 {
     uint64_t work = 0;
     uint32_t max_ctx = 0;
@@ -553,13 +559,21 @@ sl_status_t sl_k_cpu_attn_paged(struct sl_k_ctx *ctx, const sl_k_paged_t *kv, co
         return SL_ERR_NOMEM;
     s_attn_job_t jobs[SL_K_CPU_MAX_THREADS];
     for (int t = 0; t < nt; t++)
-        jobs[t] = (s_attn_job_t){kv, rows, q, heads, scale, out, items * (size_t)t / (size_t)nt,
-                                 items * (size_t)(t + 1) / (size_t)nt, scores + (size_t)t * max_ctx};
+        jobs[t] = (s_attn_job_t){kv,
+                                 rows,
+                                 q,
+                                 heads,
+                                 scale,
+                                 out,
+                                 items * (size_t)t / (size_t)nt,
+                                 items * (size_t)(t + 1) / (size_t)nt,
+                                 scores + (size_t)t * max_ctx};
     s_fork_join(s_attn_run, jobs, sizeof(jobs[0]), nt);
     return SL_OK;
 }
 
-void sl_k_cpu_kv_write(const sl_k_paged_t *kv, const sl_k_rows_t *rows, const float *k, const float *v)
+void sl_k_cpu_kv_write(const sl_k_paged_t *kv, const sl_k_rows_t *rows, const float *k,
+                       const float *v)
 {
     size_t row_floats = (size_t)kv->kv_heads * kv->head_dim;
     for (uint32_t r = 0; r < rows->n_rows; r++) {

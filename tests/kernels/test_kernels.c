@@ -75,11 +75,13 @@ static float s_dot8(const float *a, const float *b, uint32_t n)
         float p = a[i] * b[i];
         tail = tail + p;
     }
-    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
+    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
+           tail;
 }
 
 /* float64 product with the dequantized weights. */
-static void s_ref_linear(const float *x, uint32_t m, const float *wd, uint32_t n, uint32_t k, double *y)
+static void s_ref_linear(const float *x, uint32_t m, const float *wd, uint32_t n, uint32_t k,
+                         double *y)
 {
     for (uint32_t i = 0; i < m; i++)
         for (uint32_t j = 0; j < n; j++) {
@@ -124,8 +126,8 @@ static void s_check_linear(sl_k_dtype_t dt, uint32_t m, uint32_t n, uint32_t k)
         for (uint32_t j = 0; j < n; j++) {
             float e = s_dot8(x + (size_t)i * k, wd + (size_t)j * k, k);
             if (memcmp(&e, &y[(size_t)i * n + j], 4) != 0)
-                fail_msg("row %u col %u: %.9g, fixed-order dot %.9g", i, j, (double)y[(size_t)i * n + j],
-                         (double)e);
+                fail_msg("row %u col %u: %.9g, fixed-order dot %.9g", i, j,
+                         (double)y[(size_t)i * n + j], (double)e);
         }
     /* ... so every row equals the same row computed alone ... */
     for (uint32_t i = 0; i < m; i++) {
@@ -137,7 +139,8 @@ static void s_check_linear(sl_k_dtype_t dt, uint32_t m, uint32_t n, uint32_t k)
         uint32_t h = m / 2 + 1;
         float *ys = s_alloc((size_t)m * n * 4);
         assert_int_equal(sl_k_linear(s_ctx, x, h, &wt, ys), SL_OK);
-        assert_int_equal(sl_k_linear(s_ctx, x + (size_t)h * k, m - h, &wt, ys + (size_t)h * n), SL_OK);
+        assert_int_equal(sl_k_linear(s_ctx, x + (size_t)h * k, m - h, &wt, ys + (size_t)h * n),
+                         SL_OK);
         assert_memory_equal(ys, y, (size_t)m * n * 4);
         free(ys);
     }
@@ -185,7 +188,8 @@ static void test_linear_blas(void **state)
 {
     sl_k_ctx_set_invariant(s_ctx, false);
     uint32_t m = 19, n = 96, k = 160;
-    float *w = s_alloc((size_t)n * k * 4), *x = s_alloc((size_t)m * k * 4), *y = s_alloc((size_t)m * n * 4);
+    float *w = s_alloc((size_t)n * k * 4), *x = s_alloc((size_t)m * k * 4),
+          *y = s_alloc((size_t)m * n * 4);
     double *ref = s_alloc((size_t)m * n * 8);
     s_fill(w, (size_t)n * k, 0.1f);
     s_fill(x, (size_t)m * k, 1.0f);
@@ -473,12 +477,18 @@ static int s_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear_f32),    cmocka_unit_test(test_linear_half),
-        cmocka_unit_test(test_linear_quant),  cmocka_unit_test(test_linear_shapes),
-        cmocka_unit_test(test_linear_blas),   cmocka_unit_test(test_formats),
-        cmocka_unit_test(test_rmsnorm_swiglu_add_embed), cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attn_prefill),  cmocka_unit_test(test_attn_paged),
-        cmocka_unit_test(test_pack_unpack),   cmocka_unit_test(test_argmax),
+        cmocka_unit_test(test_linear_f32),
+        cmocka_unit_test(test_linear_half),
+        cmocka_unit_test(test_linear_quant),
+        cmocka_unit_test(test_linear_shapes),
+        cmocka_unit_test(test_linear_blas),
+        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_rmsnorm_swiglu_add_embed),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attn_prefill),
+        cmocka_unit_test(test_attn_paged),
+        cmocka_unit_test(test_pack_unpack),
+        cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_copy_and_time),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
