@@ -16,7 +16,16 @@
  * which some baseline still meets 90% of its SLOs) rather than fixed, so the
  * comparison is made where the baselines are still usable; a fixed load was
  * rejected because it is either trivially easy or past every baseline's
- * collapse depending on the cluster and trace.
+ * collapse depending on the cluster and trace. A sweep that never reaches
+ * that limit (or starts past it) is warned about, not silently used.
+ *
+ * compare writes into --out or else a fresh mkdtemp folder (printed), never
+ * the working directory: tidy CSVs with a header row (one row per policy
+ * and load) and self-contained gnuplot scripts that name their files
+ * relative to the folder, drawn when gnuplot is installed. Each policy has
+ * its own colour, dash pattern and point type, and the legend marks the
+ * policies that ran with admission. gnuplot runs by fork/exec, not
+ * system(), so no folder name is ever quoted into a shell command.
  */
 #include "bench/sim/sl_sim.h"
 #include "common/sl_cfg.h"
@@ -26,11 +35,15 @@
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_policy.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #ifndef SLUICE_TRACE_DIR
 #define SLUICE_TRACE_DIR "data/traces"
@@ -39,6 +52,13 @@
 #define S_MAX_LIST 64
 #define S_REFINE 6      /* compare: bisection steps toward the comparison load */
 #define S_POLICY_MAX 64 /* bytes of a policy name, with the NUL */
+
+#define S_SLO_TARGET 0.9 /* compare: a policy is usable while it meets this share of its SLOs */
+
+/* The named traces (bench/sl_trace.c resolves them; test_sim_cli checks
+ * that each of these does). */
+static const char *const s_trace_names[] = {"mooncake-conversation", "mooncake-synthetic",
+                                            "azure-code", "azure-conv", NULL};
 
 typedef struct s_opts {
     char trace[512];                         /* trace name or path */
@@ -60,7 +80,8 @@ typedef struct s_opts {
     double fail_at;                          /* failures at, s */
     int fail_count;                          /* executors failing */
     int64_t seed;                            /* seed */
-    char out[512];                           /* output folder */
+    char out[512];                           /* compare: output folder ("" = a fresh one) */
+    bool plot;                               /* compare: run gnuplot on the scripts */
     double loads[S_MAX_LIST];                /* compare: loads_list parsed */
     int n_loads;                             /* entries of loads */
     char policies[S_MAX_LIST][S_POLICY_MAX]; /* compare: policies_list parsed */
@@ -112,7 +133,10 @@ static const sl_cfg_field_t s_table[] = {
     SL_CFG_RANGE(s_opts_t, fail_count, "fail-count", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
                  "executors failing at --fail-at"),
     SL_CFG_FIELD(s_opts_t, seed, "seed", "1", SL_CFG_I64, "seed"),
-    SL_CFG_FIELD(s_opts_t, out, "out", "sim-out", SL_CFG_STR, "compare: folder of the CSV and plots"),
+    SL_CFG_FIELD(s_opts_t, out, "out", "", SL_CFG_STR,
+                 "compare: folder of the CSV and plots (\"\" = a fresh folder under $TMPDIR or /tmp)"),
+    SL_CFG_FIELD(s_opts_t, plot, "plot", "true", SL_CFG_BOOL,
+                 "compare: draw the plots with gnuplot (the .gp scripts are written either way)"),
     SL_CFG_END,
 };
 /* clang-format on */
@@ -162,6 +186,33 @@ static int s_parse_list(const char *prog, const char *flag, const char *arg, dou
     return n > 0 ? n : -1;
 }
 
+/* "unknown policy 'x' (a, b, ...)": the message every bad name gets, so
+ * the user sees the valid names at once. */
+static void s_unknown_policy(const char *prog, const char *flag, const char *name)
+{
+    fprintf(stderr, "%s: --%s: unknown policy '%s' (", prog, flag, name);
+    const char *const *names = sl_policy_names();
+    for (int i = 0; names[i]; i++)
+        fprintf(stderr, "%s%s", i ? ", " : "", names[i]);
+    fprintf(stderr, ")\n");
+}
+
+/* A trace is a known name or a readable file; anything else is refused
+ * here, with the names, rather than as a failed open later (exit 1). */
+static bool s_trace_ok(const char *prog, const s_opts_t *o)
+{
+    for (int i = 0; s_trace_names[i]; i++)
+        if (!strcmp(o->trace, s_trace_names[i]))
+            return true;
+    if (access(o->trace, R_OK) == 0)
+        return true;
+    fprintf(stderr, "%s: --trace: unknown trace '%s' (", prog, o->trace);
+    for (int i = 0; s_trace_names[i]; i++)
+        fprintf(stderr, "%s, ", s_trace_names[i]);
+    fprintf(stderr, "or a readable file)\n");
+    return false;
+}
+
 /* Flags into o; returns -1 to go on, else the exit status. */
 static int s_parse(const char *cmd, int argc, char **argv, s_opts_t *o)
 {
@@ -187,7 +238,7 @@ static int s_parse(const char *cmd, int argc, char **argv, s_opts_t *o)
     snprintf(buf, sizeof(buf), "%s", o->policies_list);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         if (!sl_policy_find(tok)) {
-            fprintf(stderr, "%s: --policies: unknown policy '%s'\n", prog, tok);
+            s_unknown_policy(prog, "policies", tok);
             return 2;
         }
         if (o->n_policies == S_MAX_LIST) {
@@ -201,9 +252,11 @@ static int s_parse(const char *cmd, int argc, char **argv, s_opts_t *o)
         return 2;
     }
     if (!sl_policy_find(o->policy)) {
-        fprintf(stderr, "%s: --policy: unknown policy '%s'\n", prog, o->policy);
+        s_unknown_policy(prog, "policy", o->policy);
         return 2;
     }
+    if (!s_trace_ok(prog, o))
+        return 2;
     return -1;
 }
 
@@ -216,6 +269,19 @@ static double *s_speeds(const s_opts_t *o, int n)
     return v;
 }
 
+/* Whether policy runs with predictive admission: learned unless
+ * --no-admission, the baselines only with --admission-all. */
+static bool s_admission(const s_opts_t *o, const char *policy)
+{
+    return strcmp(policy, "learned") == 0 ? !o->no_admission : o->admission_all;
+}
+
+/* The policy as a legend names it: "learned (+admission)". */
+static void s_label(const s_opts_t *o, const char *policy, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%s", policy, s_admission(o, policy) ? " (+admission)" : "");
+}
+
 static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy,
                      const double *speeds, sl_sim_params_t *p)
 {
@@ -224,7 +290,7 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->executors = o->executors;
     p->speeds = speeds;
     p->policy = policy;
-    p->admission = strcmp(policy, "learned") == 0 ? !o->no_admission : o->admission_all;
+    p->admission = s_admission(o, policy);
     p->slo_ttft_mult = o->slo_mult;
     p->slo_ttft_floor_s = o->slo_floor;
     p->slo_tpot_s = o->slo_tpot;
@@ -271,6 +337,10 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
     sl_sim_params_t p;
     sl_sim_report_t r;
     s_params(o, tr, o->policy, speeds, &p);
+    char label[S_POLICY_MAX + 16];
+    s_label(o, o->policy, label, sizeof(label));
+    printf("cluster: %d executors (speeds %s), policy %s, %zu requests of %s\n", o->executors,
+           o->speeds_list, label, tr->n, o->trace);
     sl_status_t st = sl_sim_run(&p, &r);
     if (st == SL_OK) {
         s_print_header();
@@ -280,44 +350,194 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
                (unsigned long long)r.busy_by_reason[SL_BUSY_DEADLINE],
                (unsigned long long)r.busy_by_reason[SL_BUSY_TENANT]);
         printf("RESULT policy=%s offered_rps=%.3f goodput_rps=%.3f p50_ttft_s=%.4f "
-               "p99_ttft_s=%.4f mean_tpot_s=%.4f busy_rate=%.4f hit_rate=%.4f ttft_mape=%.4f\n",
+               "p99_ttft_s=%.4f mean_tpot_s=%.4f busy_rate=%.4f hit_rate=%.4f ttft_mape=%.4f "
+               "executors=%d\n",
                o->policy, r.offered_rps, r.goodput_rps, r.p50_ttft_s, r.p99_ttft_s, r.mean_tpot_s,
-               r.busy_rate, r.hit_rate, r.ttft_mape);
+               r.busy_rate, r.hit_rate, r.ttft_mape, o->executors);
     }
     free(speeds);
     sl_trace_destroy(&tr);
     return st == SL_OK ? 0 : 1;
 }
 
-static void s_plot(const char *out)
+/* The output folder: --out (made if missing), else a fresh one under
+ * $TMPDIR or /tmp, never the working directory (a sweep would litter it).
+ * Writes the folder's name into o->out; false with the cause printed. */
+static bool s_out_dir(s_opts_t *o)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "command -v gnuplot >/dev/null 2>&1");
-    if (system(cmd) != 0) {
-        printf("gnuplot not found: CSV only in %s\n", out);
-        return;
+    if (o->out[0]) {
+        struct stat sb;
+        if (mkdir(o->out, 0755) != 0 &&
+            !(errno == EEXIST && stat(o->out, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+            fprintf(stderr, "sluice-sim compare: --out: cannot make folder %s: %s\n", o->out,
+                    errno == EEXIST ? "not a folder" : strerror(errno));
+            return false;
+        }
+        return true;
     }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/plots.gp", out);
+    const char *tmp = getenv("TMPDIR");
+    char path[sizeof(o->out)];
+    if (snprintf(path, sizeof(path), "%s/sluice-sim-XXXXXX", tmp && tmp[0] ? tmp : "/tmp") >=
+        (int)sizeof(path)) {
+        fprintf(stderr, "sluice-sim compare: $TMPDIR is too long for a folder name\n");
+        return false;
+    }
+    if (!mkdtemp(path)) {
+        fprintf(stderr, "sluice-sim compare: cannot make a folder %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    memcpy(o->out, path, sizeof(path));
+    return true;
+}
+
+/* Open out/name for writing; NULL with the cause printed. */
+static FILE *s_open_out(const s_opts_t *o, const char *name)
+{
+    char path[sizeof(o->out) + 64];
+    snprintf(path, sizeof(path), "%s/%s", o->out, name);
     FILE *f = fopen(path, "w");
     if (!f)
-        return;
-    fprintf(f,
-            "set datafile separator ','\nset terminal pngcairo size 1000,650 noenhanced\n"
-            "set key outside right\nset grid\n"
-            "set output '%s/goodput_vs_load.png'\nset title 'Goodput (both SLOs met) against offered load'\n"
-            "set xlabel 'offered load (req/s)'\nset ylabel 'goodput (req/s)'\n"
-            "plot for [i=0:*] '%s/compare.csv' index i using 2:3 with linespoints title columnheader(1)\n"
-            "set output '%s/ttft_cdf.png'\nset title 'TTFT distribution at the comparison load'\n"
-            "set xlabel 'time to first token (s)'\nset ylabel 'fraction of requests'\nset logscale x\n"
-            "plot for [i=0:*] '%s/ttft_cdf.csv' index i using 2:3 with lines title columnheader(1)\n",
-            out, out, out, out);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>/dev/null", path);
-    if (system(cmd) == 0)
-        printf("plots: %s/goodput_vs_load.png %s/ttft_cdf.png\n", out, out);
-    else
-        printf("gnuplot failed; CSV in %s\n", out);
+        fprintf(stderr, "sluice-sim compare: cannot write %s: %s\n", path, strerror(errno));
+    return f;
+}
+
+/* Close f, reporting a failed write (a full disk) instead of keeping a
+ * truncated file quietly. */
+static bool s_close_out(const s_opts_t *o, FILE *f, const char *name)
+{
+    bool ok = !ferror(f);
+    if (fclose(f) != 0)
+        ok = false;
+    if (!ok)
+        fprintf(stderr, "sluice-sim compare: cannot write %s/%s\n", o->out, name);
+    return ok;
+}
+
+/* Line styles: one per policy, told apart by colour, dash pattern and
+ * point type, so ten policies (the default) give ten styles that differ in
+ * each of the three and stay distinct printed in grey. Beyond ten the
+ * dash pattern shifts against the colour: (colour, dash) stays unique up
+ * to 100 policies. The colours are the Tableau 10 palette. */
+static const char *const s_colours[10] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+static const char *const s_dashes[10] = {
+    "1",      "(8,4)",      "(2,4)",      "(8,4,2,4)", "(8,4,2,4,2,4)",
+    "(16,6)", "(16,6,2,6)", "(16,6,8,6)", "(4,2)",     "(12,3,3,3,3,3)"};
+
+static void s_gp_styles(FILE *f, int np)
+{
+    for (int k = 0; k < np; k++)
+        fprintf(f, "set style line %d lc rgb '%s' dt %s pt %d lw 2 ps 1.2\n", k + 1,
+                s_colours[k % 10], s_dashes[(k + k / 10) % 10], k % 14 + 1);
+}
+
+/* One plot clause per policy over a tidy CSV (header row, one row per
+ * policy and x): rows of other policies become NaN and are skipped. */
+static void s_gp_plot(FILE *f, const s_opts_t *o, const char *csv, int xcol, int ycol,
+                      const char *with)
+{
+    fprintf(f, "plot \\\n");
+    for (int k = 0; k < o->n_policies; k++) {
+        char label[S_POLICY_MAX + 16];
+        s_label(o, o->policies[k], label, sizeof(label));
+        fprintf(f,
+                "  '%s' skip 1 using %d:(strcol(1) eq '%s' ? $%d : NaN) with %s ls %d "
+                "title '%s'%s\n",
+                csv, xcol, o->policies[k], ycol, with, k + 1, label,
+                k + 1 < o->n_policies ? ", \\" : "");
+    }
+}
+
+/* Run gnuplot on script inside the output folder (the scripts name their
+ * files relative to it, so the folder can be moved and replotted). No
+ * shell: the folder's name is never quoted into a command line. Returns
+ * the exit status, 127 when gnuplot is not installed. */
+static int s_gnuplot(const char *dir, const char *script)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+        }
+        if (chdir(dir) != 0)
+            _exit(126);
+        execlp("gnuplot", "gnuplot", script, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Write goodput_vs_load.gp and ttft_cdf.gp into the output folder and,
+ * with --plot, draw them. lo and hi are the sweep's loads, at the load of
+ * the TTFT distributions. */
+static bool s_plot(const s_opts_t *o, double lo, double hi, double at)
+{
+    static const char *const scripts[2] = {"goodput_vs_load.gp", "ttft_cdf.gp"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = s_open_out(o, scripts[i]);
+        if (!f)
+            return false;
+        fprintf(f,
+                "# sluice-sim compare: %.*s on %d executors (speeds %s), %lld requests, seed %lld\n"
+                "# replot with: gnuplot %s (in this folder)\n"
+                "set datafile separator ','\nset terminal pngcairo size 1000,650 noenhanced\n"
+                "set key outside right\nset grid\n",
+                (int)strcspn(o->trace, "\r\n"), o->trace, o->executors, o->speeds_list,
+                (long long)o->requests, (long long)o->seed, scripts[i]);
+        s_gp_styles(f, o->n_policies);
+        if (i == 0) {
+            fprintf(f,
+                    "set output 'goodput_vs_load.png'\n"
+                    "set title 'Goodput (both SLOs met) at offered loads %.2f to %.2f req/s; "
+                    "comparison load %.2f req/s'\n"
+                    "set xlabel 'offered load (req/s)'\nset ylabel 'goodput (req/s)'\n"
+                    "set arrow from %.4f, graph 0 to %.4f, graph 1 nohead dt 3 lc rgb '#555555'\n",
+                    lo, hi, at, at, at);
+            s_gp_plot(f, o, "compare.csv", 4, 5, "linespoints");
+        } else {
+            fprintf(f,
+                    "set output 'ttft_cdf.png'\n"
+                    "set title 'TTFT distribution at %.2f req/s (the comparison load)'\n"
+                    "set xlabel 'time to first token (s)'\nset ylabel 'fraction of requests'\n"
+                    "set logscale x\nset key bottom right inside\n",
+                    at);
+            s_gp_plot(f, o, "ttft_cdf.csv", 4, 5, "lines");
+        }
+        if (!s_close_out(o, f, scripts[i]))
+            return false;
+    }
+    if (!o->plot) {
+        printf("plots: %s/goodput_vs_load.gp %s/ttft_cdf.gp (not drawn: --plot false)\n", o->out,
+               o->out);
+        return true;
+    }
+    for (int i = 0; i < 2; i++) {
+        int rc = s_gnuplot(o->out, scripts[i]);
+        if (rc == 127) {
+            fprintf(stderr,
+                    "sluice-sim compare: warning: gnuplot not found; the plot scripts "
+                    "are in %s (*.gp)\n",
+                    o->out);
+            return true;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "sluice-sim compare: warning: gnuplot failed on %s/%s\n", o->out,
+                    scripts[i]);
+            return true;
+        }
+    }
+    printf("plots: %s/goodput_vs_load.png %s/ttft_cdf.png\n", o->out, o->out);
+    return true;
 }
 
 /* Run every policy at one offered load into column l of rep; prints the rows. */
@@ -345,11 +565,12 @@ static int s_compare_load(const s_opts_t *o, const sl_trace_t *src, const double
     return 0;
 }
 
-/* Whether a policy other than skip meets 90% of its SLOs in load column l. */
+/* Whether a policy other than skip meets S_SLO_TARGET of its SLOs in load
+ * column l. */
 static bool s_compare_passes(const sl_sim_report_t *rep, int cap, int np, int l, int skip)
 {
     for (int k = 0; k < np; k++)
-        if (k != skip && rep[k * cap + l].slo_frac >= 0.9)
+        if (k != skip && rep[k * cap + l].slo_frac >= S_SLO_TARGET)
             return true;
     return false;
 }
@@ -376,10 +597,13 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     sl_sim_report_t *rep = calloc((size_t)np * cap, sizeof(*rep));
     double *speeds = s_speeds(o, o->executors);
     double loads[S_MAX_LIST + S_REFINE];
-    if (!rep || !speeds)
+    if (!rep || !speeds || !s_out_dir(o)) {
+        free(speeds);
+        free(rep);
         return 1;
+    }
     memcpy(loads, o->loads, (size_t)nl * sizeof(double));
-    mkdir(o->out, 0755);
+    printf("output: %s\n", o->out);
     printf("trace %s: %zu requests, %d executors, policies x loads = %d x %d\n", o->trace,
            o->requests ? (size_t)o->requests : src->n, o->executors, np, nl);
     int learned = -1, rr = -1;
@@ -389,9 +613,10 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         if (!strcmp(o->policies[k], "round-robin"))
             rr = k;
     }
+    int rc = 1;
     for (int l = 0; l < nl; l++)
         if (s_compare_load(o, src, speeds, loads[l], rep, cap, l) != 0)
-            return 1;
+            goto out;
     /* The comparison load: the highest where some baseline still meets 90%
      * of its SLOs. The grid only brackets it; bisecting between the last
      * grid load that passes and the next one finds it to within a few
@@ -405,7 +630,7 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     for (int i = 0; i < S_REFINE && at >= 0 && isfinite(hi); i++) {
         double mid = (lo + hi) / 2;
         if (s_compare_load(o, src, speeds, mid, rep, cap, nl) != 0)
-            return 1;
+            goto out;
         loads[nl] = mid;
         if (s_compare_passes(rep, cap, np, nl, learned))
             lo = mid;
@@ -426,44 +651,56 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
             }
         }
     at = s_compare_at(rep, cap, np, nl, learned);
-    if (at < 0)
+    /* A sweep that never saturates compares the policies where they all
+     * still cope, which says little; one that starts past saturation
+     * compares them after every baseline has collapsed. Both are the
+     * loads' fault, so say so instead of quietly choosing an end. */
+    if (at == nl - 1)
+        fprintf(stderr,
+                "sluice-sim compare: warning: the sweep never reaches saturation: at the highest "
+                "load, %.2f req/s, a baseline still meets %.0f%% of its SLOs, so the comparison "
+                "is made there rather than at the baselines' limit; add higher --loads\n",
+                loads[nl - 1], 100 * S_SLO_TARGET);
+    if (at < 0) {
+        fprintf(stderr,
+                "sluice-sim compare: warning: no baseline meets %.0f%% of its SLOs even at the "
+                "lowest load, %.2f req/s (the sweep starts past saturation, or the SLOs are out "
+                "of reach at any load); add lower --loads or loosen --slo-*\n",
+                100 * S_SLO_TARGET, loads[0]);
         at = 0;
+    }
     int best = -1;
     for (int k = 0; k < np; k++)
         if (k != learned &&
             (best < 0 || rep[k * cap + at].goodput_rps > rep[best * cap + at].goodput_rps))
             best = k;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/compare.csv", o->out);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        for (int k = 0; k < np; k++) {
-            fprintf(f, "%s\n", o->policies[k]);
-            for (int l = 0; l < nl; l++) {
-                const sl_sim_report_t *r = &rep[k * cap + l];
-                fprintf(f, "%s,%.3f,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
-                        o->policies[k], r->offered_rps, r->goodput_rps, r->slo_frac,
-                        r->busy_rate, r->p50_ttft_s, r->p99_ttft_s, r->mean_tpot_s, r->hit_rate,
-                        r->ttft_mape, loads[l]);
-            }
-            fprintf(f, "\n\n");
+    /* Tidy CSV: a header row, then one row per policy and load. */
+    FILE *f = s_open_out(o, "compare.csv");
+    if (!f)
+        goto out;
+    fprintf(f, "policy,admission,load_rps,offered_rps,goodput_rps,slo_frac,busy_rate,p50_ttft_s,"
+               "p90_ttft_s,p99_ttft_s,mean_tpot_s,hit_rate,ttft_mape\n");
+    for (int k = 0; k < np; k++)
+        for (int l = 0; l < nl; l++) {
+            const sl_sim_report_t *r = &rep[k * cap + l];
+            fprintf(f, "%s,%d,%.4f,%.3f,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+                    o->policies[k], s_admission(o, o->policies[k]), loads[l], r->offered_rps,
+                    r->goodput_rps, r->slo_frac, r->busy_rate, r->p50_ttft_s, r->p90_ttft_s,
+                    r->p99_ttft_s, r->mean_tpot_s, r->hit_rate, r->ttft_mape);
         }
-        fclose(f);
-    }
-    snprintf(path, sizeof(path), "%s/ttft_cdf.csv", o->out);
-    f = fopen(path, "w");
-    if (f) {
-        for (int k = 0; k < np; k++) {
-            fprintf(f, "%s\n", o->policies[k]);
-            for (int q = 1; q <= 100; q++) {
-                double v = (double)sl_hist_quantile(&rep[k * cap + at].ttft_us, q / 100.0) / 1e6;
-                fprintf(f, "%s,%.5f,%.2f\n", o->policies[k], v > 1e-4 ? v : 1e-4, q / 100.0);
-            }
-            fprintf(f, "\n\n");
+    if (!s_close_out(o, f, "compare.csv"))
+        goto out;
+    if (!(f = s_open_out(o, "ttft_cdf.csv")))
+        goto out;
+    fprintf(f, "policy,admission,load_rps,ttft_s,fraction\n");
+    for (int k = 0; k < np; k++)
+        for (int q = 1; q <= 100; q++) {
+            double v = (double)sl_hist_quantile(&rep[k * cap + at].ttft_us, q / 100.0) / 1e6;
+            fprintf(f, "%s,%d,%.4f,%.5f,%.2f\n", o->policies[k], s_admission(o, o->policies[k]),
+                    loads[at], v > 1e-4 ? v : 1e-4, q / 100.0);
         }
-        fclose(f);
-    }
-    s_plot(o->out);
+    if (!s_close_out(o, f, "ttft_cdf.csv") || !s_plot(o, loads[0], loads[nl - 1], loads[at]))
+        goto out;
     double gp = 0, p99 = 0, mape = 0;
     if (learned >= 0 && best >= 0) {
         const sl_sim_report_t *L = &rep[learned * cap + at], *B = &rep[best * cap + at];
@@ -472,16 +709,18 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         if (rr >= 0 && rep[rr * cap + at].p99_ttft_s > 0)
             p99 = L->p99_ttft_s / rep[rr * cap + at].p99_ttft_s;
     }
-    printf("\ncomparison load %.2f req/s (highest where a baseline meets 90%% of SLOs); best "
+    printf("\ncomparison load %.2f req/s (highest where a baseline meets %.0f%% of SLOs); best "
            "baseline there: %s\n",
-           loads[at], best >= 0 ? o->policies[best] : "none");
+           loads[at], 100 * S_SLO_TARGET, best >= 0 ? o->policies[best] : "none");
     printf("RESULT goodput_vs_best_baseline=%.3f p99_ttft_vs_round_robin=%.3f ttft_mape=%.3f "
            "load_rps=%.2f best_baseline=%s executors=%d requests=%zu seed=%llu\n",
            gp, p99, mape, loads[at], best >= 0 ? o->policies[best] : "none", o->executors,
            (size_t)o->requests, (unsigned long long)o->seed);
+    rc = 0;
+out:
     free(speeds);
     free(rep);
-    return 0;
+    return rc;
 }
 
 /* Dispatch sink for the placement micro-benchmark. */
