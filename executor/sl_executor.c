@@ -30,6 +30,11 @@
  * which the socket reconnects and the next heartbeat meets the Error.
  * Jobs that complete after a scheduler restart are counted there as stale,
  * which is why the scheduler requeues instead of trusting an executor.
+ * A hello answered "name held by another connection" (SL_ERR_AGAIN) is
+ * simply retried; "in use by a live executor" (SL_ERR_EXISTS) is final:
+ * two live executors under one name would displace each other for ever, so
+ * the newcomer exits (run returns SL_ERR_EXISTS). While not registered the
+ * executor logs every wait_log_ms that it waits, naming the endpoint.
  */
 #include "executor/sl_executor.h"
 #include "executor/sl_link.h"
@@ -78,6 +83,8 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "heartbeat interval in ms (0: what the scheduler asks)"),
     SL_CFG_RANGE(sl_executor_cfg_t, hello_retry_ms, "hello-retry-ms", "500", SL_CFG_I64, 1,
                  600000, "resend hello after this many ms without a welcome"),
+    SL_CFG_RANGE(sl_executor_cfg_t, wait_log_ms, "wait-log-ms", "5000", SL_CFG_I64, 1, 3600000,
+                 "while not registered, log that the scheduler is awaited this often"),
     SL_CFG_RANGE(sl_executor_cfg_t, link_timeout_ms, "link-timeout-ms", "3000", SL_CFG_I64, 100,
                  3600000, "ZeroMQ heartbeat timeout: a silent connection is dropped and redialled"),
     SL_CFG_RANGE(sl_executor_cfg_t, stall_timeout_ms, "stall-timeout-ms", "600000", SL_CFG_I64, 0,
@@ -136,6 +143,10 @@ struct sl_executor {
     sl_link_t *link;                /* link thread: owns the DEALER, sends heartbeats */
     void *sock;                     /* pipe to the link thread (the scheduler beyond it) */
     bool welcomed;                  /* the scheduler knows us */
+    bool contested;                 /* told our name is held by another connection (logged) */
+    sl_status_t fatal;              /* a refusal registering again cannot cure: run returns it */
+    sl_time_t waiting_since;        /* when the wait for a welcome began */
+    sl_time_t wait_logged;          /* when that wait was last logged */
     sl_time_t hello_at;             /* last hello sent */
     sl_time_t heartbeat;            /* heartbeat interval in use */
     sl_time_t next_post;            /* next load post to the link due */
@@ -407,12 +418,14 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
         }
         switch (msg->body_case) {
         case SLUICE__ENVELOPE__BODY_WELCOME:
+            if (!x->welcomed) /* hellos sent while it was away are all welcomed */
+                SL_INFO("registered with the scheduler at %s as %s (index %u)", x->cfg.scheduler,
+                        x->cfg.name, msg->welcome->executor_index);
             x->welcomed = true;
+            x->contested = false;
             x->heartbeat = x->cfg.heartbeat_ms ? SL_MS(x->cfg.heartbeat_ms)
                                                : SL_MS(msg->welcome->heartbeat_ms ? msg->welcome->heartbeat_ms : 100);
             x->next_post = now; /* the link learns the interval at once */
-            SL_INFO("registered with the scheduler as %s (index %u)", x->cfg.name,
-                    msg->welcome->executor_index);
             break;
         case SLUICE__ENVELOPE__BODY_DISPATCH:
             s_on_dispatch(x, msg, msg->dispatch, now);
@@ -435,12 +448,27 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
         case SLUICE__ENVELOPE__BODY_ERROR:
             if (msg->error->code == SL_ERR_NOT_FOUND) {
                 if (x->welcomed) {
-                    SL_WARN("the scheduler does not know us: registering again");
+                    SL_WARN("lost the scheduler at %s (it no longer knows us): registering again",
+                            x->cfg.scheduler);
                     sl_link_post(x->link, false, x->heartbeat, NULL); /* no heartbeats meanwhile */
+                    x->waiting_since = x->wait_logged = now;
                 }
                 x->welcomed = false;
                 if (now - x->hello_at > SL_MS(10))
                     s_hello(x, now);
+            } else if (msg->error->code == SL_ERR_EXISTS && !x->welcomed) {
+                /* Another live executor holds the name: retrying would fight it for ever. */
+                SL_ERROR("the scheduler at %s refused us: %s", x->cfg.scheduler,
+                         msg->error->message);
+                x->fatal = SL_ERR_EXISTS;
+                sl_proto_free(&msg);
+                return;
+            } else if (msg->error->code == SL_ERR_AGAIN && !x->welcomed) {
+                /* The scheduler checks whether the holder of our name is alive;
+                 * the next hello (hello_retry_ms) gets the verdict. */
+                if (!x->contested)
+                    SL_INFO("the scheduler at %s: %s", x->cfg.scheduler, msg->error->message);
+                x->contested = true;
             } else {
                 SL_WARN("scheduler error %d: %s", msg->error->code, msg->error->message);
             }
@@ -554,9 +582,10 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     sl_time_t now = sl_clock_now();
     sl_time_t wake = INT64_MAX;
     s_hello(x, now);
+    x->waiting_since = x->wait_logged = now;
     SL_INFO("executor %s: backend %s, %d slots, scheduler %s", x->cfg.name, x->ops->name,
             x->cfg.slots, x->cfg.scheduler);
-    while (!x->stop || x->inflight > 0) {
+    while ((!x->stop || x->inflight > 0) && !x->fatal) {
         now = sl_clock_now();
         sl_time_t due = wake;
         if (x->welcomed && x->next_post < due)
@@ -578,6 +607,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
         now = sl_clock_now();
         if (rc > 0 && (item.revents & ZMQ_POLLIN))
             s_on_message(x, now);
+        if (x->fatal)
+            break;
         wake = sl_engine_advance(x->engine, now);
         /* Steps that are due at once (a fast backend) run together, so one
          * turn's completions go in one message and one poll serves them. */
@@ -598,7 +629,14 @@ sl_status_t sl_executor_run(sl_executor_t *x)
         x->next_beat = sl_link_tick(x->link, now);
         if (!x->welcomed && now - x->hello_at >= SL_MS(x->cfg.hello_retry_ms))
             s_hello(x, now);
+        if (!x->welcomed && now - x->wait_logged >= SL_MS(x->cfg.wait_log_ms)) {
+            SL_INFO("waiting for the scheduler at %s (no welcome for %lld ms)", x->cfg.scheduler,
+                    (long long)((now - x->waiting_since) / SL_NS_PER_MS));
+            x->wait_logged = now;
+        }
     }
+    if (x->fatal)
+        return x->fatal;
     s_flush_kv(x);
     Sluice__Goodbye g = SLUICE__GOODBYE__INIT;
     sl_msg_t env = SLUICE__ENVELOPE__INIT;

@@ -30,6 +30,7 @@ typedef struct sl_executor_cfg {
     int threads;                          /* compute threads (0 = default) */
     int64_t heartbeat_ms;                 /* 0 = the interval the scheduler sends */
     int64_t hello_retry_ms;               /* resend hello while not welcomed */
+    int64_t wait_log_ms;                  /* log the wait for a welcome this often */
     int64_t link_timeout_ms;              /* ZeroMQ heartbeat timeout of the connection */
     int64_t stall_timeout_ms;             /* heartbeats stop when the engine thread is silent this long (0 = never) */
     int gpu_index;                        /* NVML index of the GPU heartbeats measure (-1 = none) */

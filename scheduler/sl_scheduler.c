@@ -76,13 +76,14 @@ typedef enum s_ctr {
     S_CTR_RESULTS_RESENT,    /* results re-sent for a resubmitted finished job */
     S_CTR_TOKENS_FORWARDED,  /* token chunks forwarded to clients */
     S_CTR_KV_EVENTS,         /* KV event messages received */
+    S_CTR_NAME_IN_USE,       /* hellos refused: the name belongs to a live executor */
     S_CTR_COUNT,
 } s_ctr_t;
 
 static const char *const s_ctr_names[S_CTR_COUNT] = {
     "msgs_rejected_client", "msgs_rejected_executor", "msgs_unknown_executor",
     "client_gone",          "results_resent",         "token_chunks_forwarded",
-    "kv_events",
+    "kv_events",            "executors_refused_name",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -109,6 +110,8 @@ typedef struct s_exec_data {
     uint64_t key;          /* key in by_ident */
     sl_wire_batch_t out;   /* dispatches of this loop turn not yet sent */
     bool dirty;            /* listed in sl_sched.dirty_execs */
+    uint64_t contender;    /* identity key of the latest other connection claiming its name */
+    sl_time_t contested_at; /* when that connection first claimed it (0: never) */
 } s_exec_data_t;
 
 /* Answers to one client collected during a loop turn (a ResultBatch). */
@@ -704,6 +707,65 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
 
 /* ---- executor messages ---- */
 
+static void s_welcome(sl_sched_t *s, const sl_wire_ident_t *to, uint32_t index)
+{
+    Sluice__Welcome w = SLUICE__WELCOME__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    w.heartbeat_ms = (uint32_t)s->cfg.core.heartbeat_ms;
+    w.executor_index = index;
+    env.body_case = SLUICE__ENVELOPE__BODY_WELCOME;
+    env.welcome = &w;
+    sl_wire_send(s->executors, to->data, to->len, &env, ZMQ_DONTWAIT);
+}
+
+/*
+ * A hello from the connection `key` names an executor that another
+ * connection holds: is it a restart (the holder is dead or its connection
+ * gone, and falls silent) or a second live executor under the same name?
+ * The first hello of a contender starts a contest and is answered
+ * SL_ERR_AGAIN; the contender says hello again after its retry interval.
+ * If the holder was heard from after the contest began, it is alive and the
+ * contender is refused with SL_ERR_EXISTS, which it takes as final. If the
+ * holder stays silent, liveness loses it after the usual timeout and the
+ * contender's next hello joins. Deciding on the first hello by how recently
+ * the holder was heard was rejected: a restart right after a crash (within
+ * the loss timeout) would be refused. Returns true when the hello was
+ * answered here (the caller stops), false when the name is free.
+ */
+static bool s_name_held(sl_sched_t *s, const sl_wire_ident_t *from, uint64_t key,
+                        const char *name, sl_time_t now)
+{
+    sl_exec_t *holder = NULL;
+    for (uint32_t i = 0; i < sl_core_exec_slots(s->core) && !holder; i++) {
+        sl_exec_t *e = sl_core_exec_get(s->core, i);
+        if (e && e->alive && e->user && strcmp(e->name, name) == 0)
+            holder = e;
+    }
+    if (!holder)
+        return false;
+    s_exec_data_t *hd = holder->user;
+    char text[SL_CORE_MAX_NAME + 96];
+    if (hd->contested_at && hd->contender == key && holder->last_seen > hd->contested_at) {
+        s->counters[S_CTR_NAME_IN_USE]++;
+        hd->contested_at = 0;
+        snprintf(text, sizeof(text), "name '%s' is in use by a live executor", name);
+        SL_WARN("refused a second executor named '%s': the first is alive", name);
+        s_reply_error(s, s->executors, from, SL_ERR_EXISTS, text);
+        return true;
+    }
+    if (!hd->contested_at || hd->contender != key) {
+        hd->contender = key;
+        hd->contested_at = now;
+        SL_INFO("a new connection claims the name '%s': waiting to see whether its holder is "
+                "alive",
+                name);
+    }
+    snprintf(text, sizeof(text), "name '%s' is held by another connection: say hello again",
+             name);
+    s_reply_error(s, s->executors, from, SL_ERR_AGAIN, text);
+    return true;
+}
+
 static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice__ExecutorHello *h,
                        sl_time_t now)
 {
@@ -723,8 +785,19 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice_
     };
     uint64_t key = s_ident_key(from);
     uintptr_t old = (uintptr_t)sl_map_get(&s->by_ident, key);
-    if (old)
+    if (old) {
+        sl_exec_t *e = sl_core_exec_get(s->core, (uint32_t)(old - 1));
+        s_exec_data_t *oed = e ? e->user : NULL;
+        if (oed && s_ident_eq(&oed->ident, from) && strcmp(e->name, h->name) == 0) {
+            /* The same connection again: a retry that crossed our Welcome,
+             * or hellos queued while we were away. It keeps its jobs. */
+            s_welcome(s, from, e->index);
+            return;
+        }
         sl_core_exec_lost(s->core, (uint32_t)(old - 1), "said hello again", now);
+    } else if (s_name_held(s, from, key, h->name, now)) {
+        return;
+    }
     s_exec_data_t *ed = calloc(1, sizeof(*ed));
     uint32_t index = 0;
     if (!ed) {
@@ -747,13 +820,7 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice_
     }
     SL_INFO("executor %s joined (index %u, %u slots, backend %s)", h->name, index, h->slots,
             h->backend ? h->backend : "?");
-    Sluice__Welcome w = SLUICE__WELCOME__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    w.heartbeat_ms = (uint32_t)s->cfg.core.heartbeat_ms;
-    w.executor_index = index;
-    env.body_case = SLUICE__ENVELOPE__BODY_WELCOME;
-    env.welcome = &w;
-    sl_wire_send(s->executors, from->data, from->len, &env, ZMQ_DONTWAIT);
+    s_welcome(s, from, index);
 }
 
 static void s_on_completion(sl_sched_t *s, uint32_t index, const Sluice__Completion *c,

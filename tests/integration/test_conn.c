@@ -1,0 +1,159 @@
+/*
+ * Connection diagnostics with the real programs: a second executor under a
+ * name a live one holds is refused and exits 1 while the first keeps
+ * serving; a restart under the same name right after a crash still takes
+ * over; an executor started before its scheduler logs that it waits and
+ * registers once, however many hellos it sent meanwhile.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cluster.h"
+#include "tests/support/sl_test.h"
+
+/* Submit job id and wait for its Result; the executor that ran it is copied
+ * into who. Returns the result status, or -1 when none came in time. */
+static int s_run_job(void *sock, const char *id, char *who, size_t cap)
+{
+    cl_submit(sock, id, 16, 2, 0);
+    for (int i = 0; i < 100; i++) {
+        sl_msg_t *m = cl_recv(sock, 100);
+        if (!m)
+            continue;
+        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT &&
+            strcmp(m->result->job_id, id) == 0) {
+            int status = (int)m->result->status;
+            snprintf(who, cap, "%s", m->result->executor ? m->result->executor : "");
+            sl_proto_free(&m);
+            return status;
+        }
+        sl_proto_free(&m);
+    }
+    return -1;
+}
+
+/* Whether the log of the process in slot has a line containing text. */
+static int s_log_has(const cl_t *c, int slot, const char *text)
+{
+    char path[400], line[1024];
+    snprintf(path, sizeof(path), "%s/%d.log", c->dir, slot);
+    FILE *f = fopen(path, "r");
+    int found = 0;
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+static int64_t s_counter(void *sock, const char *name)
+{
+    sl_msg_t *st = cl_status(sock, 2000);
+    assert_non_null(st);
+    int64_t v = cl_counter(st, name);
+    sl_proto_free(&st);
+    return v;
+}
+
+/* Two live executors named alike: the second is told the name is in use,
+ * logs it at error level and exits 1; the first keeps its place and jobs. */
+static void test_duplicate_name_refused(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *exec_args[] = {"--backend=null", NULL};
+    char who[128];
+    cl_init(&c, "dupname");
+    cl_scheduler(&c, NULL);
+    cl_executor(&c, "twin", exec_args);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
+    int second = cl_executor(&c, "twin", exec_args);
+    sl_test_expect_error("name 'twin' is in use by a live executor");
+    assert_int_equal(cl_wait(&c, second, 10000), 1);
+    assert_true(s_log_has(&c, second, "name 'twin' is in use by a live executor"));
+    assert_int_equal(s_run_job(cli, "after-dup", who, sizeof(who)),
+                     SLUICE__RESULT_STATUS__RESULT_OK);
+    assert_string_equal(who, "twin");
+    assert_int_equal(s_counter(cli, "executors_joined"), 1);
+    assert_int_equal(s_counter(cli, "executors_lost"), 0);
+    assert_int_equal(s_counter(cli, "executors_refused_name"), 1);
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
+/* An executor killed and started again at once under its name: the new
+ * process is not a duplicate (the old one falls silent) and takes over. */
+static void test_restart_takes_over(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *exec_args[] = {"--backend=null", "--hello-retry-ms=100", NULL};
+    char who[128];
+    cl_init(&c, "restart");
+    cl_scheduler(&c, NULL);
+    int first = cl_executor(&c, "phoenix", exec_args);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
+    cl_kill(&c, first, SIGKILL);
+    assert_true(cl_wait(&c, first, 5000) >= 0);
+    cl_executor(&c, "phoenix", exec_args);
+    for (int i = 0; i < 100 && s_counter(cli, "executors_joined") < 2; i++)
+        usleep(100000);
+    assert_int_equal(s_counter(cli, "executors_joined"), 2);
+    assert_int_equal(s_counter(cli, "executors_lost"), 1);
+    assert_int_equal(s_counter(cli, "executors_refused_name"), 0);
+    assert_int_equal(s_run_job(cli, "after-restart", who, sizeof(who)),
+                     SLUICE__RESULT_STATUS__RESULT_OK);
+    assert_string_equal(who, "phoenix");
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
+/* An executor started a second before its scheduler logs that it waits,
+ * and the hellos it sent meanwhile make one registration, not one each. */
+static void test_executor_before_scheduler(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *exec_args[] = {"--backend=null", "--hello-retry-ms=100", "--wait-log-ms=300",
+                               "--log-level=info",
+                               NULL};
+    char who[128], want[400];
+    cl_init(&c, "early");
+    int x = cl_executor(&c, "early", exec_args);
+    usleep(1000000);
+    snprintf(want, sizeof(want), "waiting for the scheduler at %s", c.exec_ep);
+    assert_true(s_log_has(&c, x, want));
+    cl_scheduler(&c, NULL);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
+    usleep(300000); /* any hello still queued would be handled by now */
+    assert_int_equal(s_counter(cli, "executors_joined"), 1);
+    assert_int_equal(s_counter(cli, "executors_lost"), 0);
+    assert_int_equal(s_run_job(cli, "after-wait", who, sizeof(who)),
+                     SLUICE__RESULT_STATUS__RESULT_OK);
+    assert_string_equal(who, "early");
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duplicate_name_refused),
+        cmocka_unit_test(test_restart_takes_over),
+        cmocka_unit_test(test_executor_before_scheduler),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
