@@ -3,7 +3,8 @@
  * job submitted on it until its single completion.
  *
  * Idea: each job is a small state machine (sent -> accepted -> done, or
- * sent -> backoff -> sent after BUSY) keyed by the hash of its id, with one
+ * sent -> backoff -> sent after BUSY, and accepted -> sent when a
+ * reconnection resubmits it) keyed by the hash of its id, with one
  * timer in a min-heap: the ack timeout while sent, the retry time while in
  * backoff, the result timeout once accepted. The Submit is encoded once at
  * submission and the bytes are kept, so a retry or a resend after a
@@ -444,8 +445,10 @@ static void s_on_accepted(sl_client_t *c, const char *job_id, uint32_t queue_dep
     if (job->res->accept_ns == 0)
         job->res->accept_ns = now;
     job->state = S_JOB_ACCEPTED;
+    /* The result timeout counts from the first acceptance, also when the
+     * job was accepted again after a reconnection. */
     if (c->cfg.result_timeout_ms > 0)
-        s_timer_set(c, job, now + SL_MS(c->cfg.result_timeout_ms));
+        s_timer_set(c, job, job->res->accept_ns + SL_MS(c->cfg.result_timeout_ms));
     else
         s_timer_cancel(c, job);
 }
@@ -790,17 +793,12 @@ static void s_resubmit_all(sl_client_t *c)
         s_job_t *job = value;
         if (job->state == S_JOB_BACKOFF)
             continue; /* its timer resends it */
-        if (job->state == S_JOB_ACCEPTED) {
-            /* The scheduler answers Accepted again and keeps (or re-runs) the job. */
-            if (s_queue(c, job, false) == SL_OK) {
-                job->res->sends++;
-                c->stats.sends++;
-                s_flush_if_full(c);
-            }
-        } else {
-            job->unanswered = 0;
-            s_send(c, job, now);
-        }
+        /* An accepted job is sent again too, and waits for its answer like
+         * a new one: a scheduler that kept it answers Accepted (and keeps or
+         * re-runs it), one that restarted without it may answer Busy, which
+         * must be retried like any other (it was dropped: the job hung). */
+        job->unanswered = 0;
+        s_send(c, job, now);
         c->stats.resends++;
     }
 }

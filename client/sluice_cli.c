@@ -6,7 +6,15 @@
  *
  * Each command is one configuration table (common/sl_cfg.h) that embeds the
  * library's knobs, so every option is also a SLUICE_* variable and a line of
- * --help. Exit status: 0 success, 1 the job or the request failed, 2 usage.
+ * --help. Exit status: 0 success, 1 the job or the request failed (or
+ * `submit` gave up after --wait-timeout-ms, canceling the job), 2 usage,
+ * 130 / 143 `submit` interrupted by SIGINT / SIGTERM (the job is canceled
+ * at the scheduler first).
+ *
+ * `submit` waits in short polls rather than one blocking call, so a signal
+ * (caught into a flag) or the overall timeout is seen within a poll and the
+ * job can be canceled before exiting: a CLI that died on Ctrl-C left its job
+ * running on an executor for nobody.
  *
  * Rejected: one table shared by both commands (status would accept
  * --max-new-tokens and silently ignore it); getopt (a second list of options
@@ -15,10 +23,12 @@
 #include <sluice/client.h>
 
 #include "client/sl_client_cfg.h"
+#include "common/sl_clock.h"
 #include "common/sl_log.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +38,8 @@
 #define S_EXIT_OK 0
 #define S_EXIT_FAIL 1
 #define S_EXIT_USAGE 2
+#define S_EXIT_SIGNAL 128 /* plus the signal's number, as a shell reports it */
+#define S_POLL_MS 50      /* how soon submit notices a signal */
 
 typedef struct s_submit_cfg {
     sl_client_cfg_t client;           /* library knobs */
@@ -43,10 +55,11 @@ typedef struct s_submit_cfg {
     int deadline_ms;                  /* whole-job budget */
     bool stream;                      /* print tokens as they arrive */
     int print_tokens;                 /* how many output tokens to print */
+    int cancel_wait_ms;               /* after a cancel, wait this long for the job's completion */
 } s_submit_cfg_t;
 
 static const sl_cfg_field_t s_submit_table[] = {
-    SL_CLIENT_CFG_ROWS(s_submit_cfg_t, client, "0"),
+    SL_CLIENT_CFG_ROWS(s_submit_cfg_t, client, "120000"),
     SL_CFG_RANGE(s_submit_cfg_t, prompt_tokens, "prompt-tokens", "16", SL_CFG_INT, 1, 1 << 20,
                  "prompt length when --tokens is not given (token ids 1..N)"),
     SL_CFG_FIELD(s_submit_cfg_t, tokens, "tokens", "", SL_CFG_STR,
@@ -67,6 +80,8 @@ static const sl_cfg_field_t s_submit_table[] = {
                  "stream tokens as they are produced"),
     SL_CFG_RANGE(s_submit_cfg_t, print_tokens, "print-tokens", "64", SL_CFG_INT, 0, 1 << 20,
                  "output tokens to print"),
+    SL_CFG_RANGE(s_submit_cfg_t, cancel_wait_ms, "cancel-wait-ms", "5000", SL_CFG_INT, 0, 600000,
+                 "after giving up or a signal, wait this long for the canceled job's result"),
     SL_CFG_END,
 };
 
@@ -180,6 +195,67 @@ static void s_print_result(const s_submit_cfg_t *cfg, const sl_result_t *r)
            s_ms(r->submit_ns, r->end_ns));
 }
 
+static volatile sig_atomic_t s_signal; /* the SIGINT or SIGTERM caught, 0 = none */
+
+static void s_on_signal(int sig)
+{
+    s_signal = sig;
+}
+
+/* Catch SIGINT and SIGTERM into s_signal (no SA_RESTART: a wait returns). */
+static void s_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/*
+ * Wait for the completion of job id: SL_OK with *res_p, SL_ERR_TIMEOUT when
+ * wait_ms (0 = none) passed, SL_ERR_CANCELED when a signal came
+ * (stop_on_signal), or the client's error.
+ */
+static sl_status_t s_wait_result(sl_client_t *client, const char *id, int wait_ms,
+                                 bool stop_on_signal, sl_result_t **res_p)
+{
+    sl_time_t deadline = wait_ms > 0 ? sl_clock_now() + SL_MS(wait_ms) : INT64_MAX;
+    for (;;) {
+        if (stop_on_signal && s_signal)
+            return SL_ERR_CANCELED;
+        sl_time_t now = sl_clock_now();
+        if (now >= deadline)
+            return SL_ERR_TIMEOUT;
+        sl_time_t left = (deadline - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS;
+        sl_result_t *r = NULL;
+        sl_status_t st = sl_client_poll(client, left < S_POLL_MS ? (int)left : S_POLL_MS, &r);
+        if (st == SL_OK && strcmp(r->job_id, id) == 0) {
+            *res_p = r;
+            return SL_OK;
+        }
+        sl_result_destroy(&r); /* not ours: this client submits one job */
+        if (st != SL_OK && st != SL_ERR_TIMEOUT)
+            return st;
+    }
+}
+
+/* Cancel job id at the scheduler and wait a little for its completion. */
+static sl_result_t *s_cancel_job(sl_client_t *client, const char *id, int wait_ms)
+{
+    sl_result_t *res = NULL;
+    if (sl_client_cancel(client, id) != SL_OK) {
+        fprintf(stderr, "sluice submit: could not cancel job %s: %s\n", id,
+                sl_client_last_error(client));
+        return NULL;
+    }
+    if (s_wait_result(client, id, wait_ms, false, &res) != SL_OK)
+        fprintf(stderr, "sluice submit: no completion of the canceled job %s within %d ms\n", id,
+                wait_ms);
+    return res;
+}
+
 static int s_cmd_submit(int argc, char **argv)
 {
     s_submit_cfg_t cfg;
@@ -242,10 +318,32 @@ static int s_cmd_submit(int argc, char **argv)
     }
     if (cfg.stream)
         sl_client_set_chunk_cb(client, s_on_chunk, NULL);
-    st = sl_client_submit(client, &job, &res);
+    s_catch_signals();
+    st = sl_client_submit_async(client, &job);
     if (st != SL_OK) {
         fprintf(stderr, "sluice submit: %s: %s\n", sl_status_str(st), sl_client_last_error(client));
         rc = st == SL_ERR_INVALID ? S_EXIT_USAGE : S_EXIT_FAIL;
+        goto out;
+    }
+    st = s_wait_result(client, id, cfg.client.wait_timeout_ms, true, &res);
+    if (st == SL_ERR_CANCELED || st == SL_ERR_TIMEOUT) {
+        int sig = s_signal;
+        if (st == SL_ERR_CANCELED)
+            fprintf(stderr, "sluice submit: interrupted by %s; canceling job %s\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", id);
+        else
+            fprintf(stderr,
+                    "sluice submit: no result for job %s within %d ms (--wait-timeout-ms); "
+                    "canceling it\n",
+                    id, cfg.client.wait_timeout_ms);
+        res = s_cancel_job(client, id, cfg.cancel_wait_ms);
+        if (res)
+            s_print_result(&cfg, res);
+        rc = st == SL_ERR_CANCELED ? S_EXIT_SIGNAL + sig : S_EXIT_FAIL;
+        goto out;
+    }
+    if (st != SL_OK) {
+        fprintf(stderr, "sluice submit: %s: %s\n", sl_status_str(st), sl_client_last_error(client));
         goto out;
     }
     s_print_result(&cfg, res);

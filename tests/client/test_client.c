@@ -696,6 +696,42 @@ static void test_resubmit_after_restart(void **state)
     s_fake_stop(&f);
 }
 
+/*
+ * The scheduler restarts while a job is accepted and answers the
+ * resubmission BUSY (no executor has rejoined yet): the client backs off and
+ * sends again instead of waiting for ever (it used to drop that BUSY as a
+ * late answer to an accepted job, and hung).
+ */
+static void test_busy_after_restart_retried(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    f->no_result = 1;
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    char endpoint[128];
+    snprintf(endpoint, sizeof(endpoint), "%s", f->endpoint);
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("job-restart-busy");
+    assert_int_equal(sl_client_submit_async(c, &job), SL_OK);
+    sl_time_t t0 = sl_clock_now();
+    while (f->count[0] < 1 && sl_clock_now() - t0 < SL_MS(5000))
+        assert_int_equal(sl_client_poll(c, 10, &r), SL_ERR_TIMEOUT);
+    assert_int_equal(sl_client_poll(c, 50, &r), SL_ERR_TIMEOUT); /* accepted, no result */
+    s_fake_stop(&f);
+    f = s_fake_start_at(endpoint, 2, 30, 0); /* BUSY twice, then run it */
+    assert_int_equal(sl_client_poll(c, 10000, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    assert_string_equal(r->job_id, "job-restart-busy");
+    assert_int_equal(r->busy_count, 2);
+    assert_int_equal(r->sends, 4); /* the first, the resubmission, two retries */
+    assert_int_equal(f->count[0], 3);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 /* Event-loop use: poll(2) on the client's descriptor, then drain with a zero timeout. */
 static void test_fd_event_loop(void **state)
 {
@@ -744,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_invalid_jobs),
         cmocka_unit_test(test_result_timeout_and_reconnect),
         cmocka_unit_test(test_resubmit_after_restart),
+        cmocka_unit_test(test_busy_after_restart_retried),
         cmocka_unit_test(test_fd_event_loop),
         cmocka_unit_test(test_result_batch_bad_item),
     };
