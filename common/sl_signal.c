@@ -12,11 +12,13 @@
 
 static volatile sig_atomic_t *s_flag;
 
+/* The first signal asks for a clean stop (1), any later one for an
+ * immediate one (2). */
 static void s_on_signal(int sig)
 {
     (void)sig;
     if (s_flag)
-        *s_flag = 1;
+        *s_flag = *s_flag ? 2 : 1;
 }
 
 void sl_signal_stop_flag(volatile sig_atomic_t *flag)

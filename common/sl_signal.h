@@ -4,8 +4,9 @@
 
 #include <signal.h>
 
-/* Make SIGTERM and SIGINT set *flag to 1 (one flag per process: a later call
- * replaces the earlier), and ignore SIGPIPE. The flag must stay valid until
+/* Make SIGTERM and SIGINT set *flag: the first to 1 (stop cleanly: drain),
+ * any later one to 2 (stop at once). One flag per process: a later call
+ * replaces the earlier. Also ignores SIGPIPE. The flag must stay valid until
  * sl_signal_forget(flag). */
 void sl_signal_stop_flag(volatile sig_atomic_t *flag);
 /* Stop writing to flag (if it is the one installed); the handlers stay. */

@@ -145,6 +145,7 @@ struct sl_executor {
     bool welcomed;                  /* the scheduler knows us */
     bool contested;                 /* told our name is held by another connection (logged) */
     sl_status_t fatal;              /* a refusal registering again cannot cure: run returns it */
+    bool stop_logged;               /* the clean stop was logged */
     sl_time_t waiting_since;        /* when the wait for a welcome began */
     sl_time_t wait_logged;          /* when that wait was last logged */
     sl_time_t hello_at;             /* last hello sent */
@@ -586,6 +587,17 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     SL_INFO("executor %s: backend %s, %d slots, scheduler %s", x->cfg.name, x->ops->name,
             x->cfg.slots, x->cfg.scheduler);
     while ((!x->stop || x->inflight > 0) && !x->fatal) {
+        if (x->stop && !x->stop_logged) {
+            SL_INFO("stopping: finishing %u jobs in flight (a second SIGTERM stops at once)",
+                    x->inflight);
+            x->stop_logged = true;
+        }
+        if (x->stop >= 2) {
+            SL_WARN("second stop signal: stopping now with %u jobs in flight (the scheduler "
+                    "requeues them at our goodbye)",
+                    x->inflight);
+            break;
+        }
         now = sl_clock_now();
         sl_time_t due = wake;
         if (x->welcomed && x->next_post < due)

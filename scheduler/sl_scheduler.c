@@ -1072,9 +1072,15 @@ sl_status_t sl_sched_run(sl_sched_t *s)
     for (;;) {
         sl_time_t now = sl_clock_now();
         if (s->stop && !drain_until) {
-            SL_INFO("draining: %u jobs pending", sl_core_jobs_pending(s->core));
+            SL_INFO("draining: %u jobs pending (a second SIGTERM stops at once)",
+                    sl_core_jobs_pending(s->core));
             sl_core_drain(s->core);
             drain_until = now + SL_MS(s->cfg.drain_timeout_ms);
+        }
+        if (s->stop >= 2) {
+            SL_WARN("second stop signal: stopping now with %u jobs pending",
+                    sl_core_jobs_pending(s->core));
+            break;
         }
         if (drain_until && (sl_core_jobs_pending(s->core) == 0 || now >= drain_until))
             break;

@@ -1167,7 +1167,10 @@ sl_status_t sl_core_exec_touch(sl_core_t *core, uint32_t index, sl_time_t now)
 static void s_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t now)
 {
     sl_list_t *pos, *tmp;
-    SL_WARN("executor %s lost (%s): requeueing %u jobs", e->name, why, e->inflight);
+    if (e->inflight == 0 && strcmp(why, "said goodbye") == 0)
+        SL_INFO("executor %s left (%s)", e->name, why); /* an orderly stop loses nothing */
+    else
+        SL_WARN("executor %s lost (%s): requeueing %u jobs", e->name, why, e->inflight);
     core->execs[e->index] = NULL;
     e->alive = false;
     if (e->inflight < e->credits)

@@ -3,7 +3,8 @@
  * name a live one holds is refused and exits 1 while the first keeps
  * serving; a restart under the same name right after a crash still takes
  * over; an executor started before its scheduler logs that it waits and
- * registers once, however many hellos it sent meanwhile.
+ * registers once, however many hellos it sent meanwhile; a second SIGTERM
+ * stops an executor or a scheduler that is draining at once.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,12 +149,71 @@ static void test_executor_before_scheduler(void **state)
     cl_fini(&c);
 }
 
+/* Stop signals: an idle executor's SIGTERM is an orderly leave, logged at
+ * info by the scheduler; a busy one drains on the first SIGTERM and stops
+ * at once on the second, its job requeued at its goodbye; a scheduler
+ * draining a job no one can run stops at once on the second SIGTERM. */
+static void test_second_sigterm(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *sched_args[] = {"--log-level=info", NULL};
+    const char *exec_args[] = {"--backend=sim", "--log-level=info", NULL};
+    cl_init(&c, "sigterm");
+    int sched = cl_scheduler(&c, sched_args);
+    int idle = cl_executor(&c, "idle", exec_args);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
+    cl_kill(&c, idle, SIGTERM);
+    assert_int_equal(cl_wait(&c, idle, 5000), 0);
+    for (int i = 0; i < 50 && !s_log_has(&c, sched, "executor idle left (said goodbye)"); i++)
+        usleep(100000);
+    assert_true(s_log_has(&c, sched, " I scheduler"));
+    assert_true(s_log_has(&c, sched, "executor idle left (said goodbye)"));
+    assert_false(s_log_has(&c, sched, "executor idle lost"));
+
+    int busy = cl_executor(&c, "busy", exec_args);
+    assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
+    cl_submit(cli, "long", 1000, 5000, 0); /* about 30 s of modelled time */
+    uint32_t inflight = 0;
+    for (int i = 0; i < 100 && inflight == 0; i++) {
+        sl_msg_t *st = cl_status(cli, 2000);
+        assert_non_null(st);
+        inflight = st->status_reply->inflight;
+        sl_proto_free(&st);
+        if (!inflight)
+            usleep(50000);
+    }
+    assert_int_equal(inflight, 1);
+    cl_kill(&c, busy, SIGTERM);
+    usleep(300000);
+    assert_int_equal(cl_wait(&c, busy, 0), -1); /* still draining */
+    assert_true(s_log_has(&c, busy, "stopping: finishing 1 jobs in flight"));
+    cl_kill(&c, busy, SIGTERM);
+    assert_int_equal(cl_wait(&c, busy, 3000), 0);
+    assert_true(s_log_has(&c, busy, "second stop signal: stopping now with 1 jobs in flight"));
+    for (int i = 0; i < 50 && s_counter(cli, "jobs_requeued") < 1; i++)
+        usleep(100000);
+    assert_int_equal(s_counter(cli, "jobs_requeued"), 1);
+
+    /* the requeued job has no executor: the scheduler's drain would wait */
+    cl_kill(&c, sched, SIGTERM);
+    usleep(300000);
+    assert_int_equal(cl_wait(&c, sched, 0), -1);
+    cl_kill(&c, sched, SIGTERM);
+    assert_int_equal(cl_wait(&c, sched, 3000), 0);
+    assert_true(s_log_has(&c, sched, "second stop signal: stopping now with 1 jobs pending"));
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duplicate_name_refused),
         cmocka_unit_test(test_restart_takes_over),
         cmocka_unit_test(test_executor_before_scheduler),
+        cmocka_unit_test(test_second_sigterm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
