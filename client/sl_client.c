@@ -413,16 +413,21 @@ static void s_on_busy(sl_client_t *c, const Sluice__Busy *b, sl_time_t now)
     res->busy_count++;
     job->unanswered = 0;
     int max = c->cfg.backoff.max_retries;
-    bool give_up = (int)res->busy_count > max;
-    char retries[48] = "";
-    if (give_up)
+    /* A deadline the scheduler cannot meet, told with no retry-after: a
+     * retry would only arrive later. Not retried. */
+    bool hopeless = b->reason == SLUICE__BUSY_REASON__BUSY_DEADLINE && b->retry_after_ms == 0;
+    bool give_up = hopeless || (int)res->busy_count > max;
+    char retries[64] = "";
+    if (hopeless)
+        snprintf(retries, sizeof(retries), "; not retried: the deadline cannot be met");
+    else if (give_up)
         snprintf(retries, sizeof(retries), "; gave up after %d retries", max);
     snprintf(res->error, sizeof(res->error),
              "scheduler busy (reason %d%s%.120s, retry after %u ms)%s", (int)b->reason,
              b->detail && b->detail[0] ? ": " : "", b->detail ? b->detail : "", b->retry_after_ms,
              retries);
     if (give_up) {
-        s_complete(c, job, max == 0 ? SL_ERR_BUSY : SL_ERR_RETRIES, NULL, now);
+        s_complete(c, job, max == 0 || hopeless ? SL_ERR_BUSY : SL_ERR_RETRIES, NULL, now);
         return;
     }
     uint32_t delay = sl_backoff_delay_ms(&c->cfg.backoff, res->busy_count - 1, b->retry_after_ms,
@@ -485,6 +490,7 @@ static void s_on_result(sl_client_t *c, const Sluice__Result *r, sl_time_t now)
     }
     res->result_status = (sl_result_status_t)r->status;
     res->attempts = r->attempts;
+    res->late = r->late;
     s_copy_str(res->executor, sizeof(res->executor), r->executor);
     s_copy_str(res->error, sizeof(res->error), r->error);
     if (r->timings) {

@@ -7,7 +7,8 @@
  * Each command is one configuration table (common/sl_cfg.h) that embeds the
  * library's knobs, so every option is also a SLUICE_* variable and a line of
  * --help. Exit status: 0 success, 1 the job or the request failed (or
- * `submit` gave up after --wait-timeout-ms, canceling the job), 2 usage,
+ * ended late, past --deadline-ms, or `submit` gave up after
+ * --wait-timeout-ms, canceling the job), 2 usage,
  * 130 / 143 `submit` interrupted by SIGINT / SIGTERM (the job is canceled
  * at the scheduler first).
  *
@@ -174,6 +175,9 @@ static void s_print_result(const s_submit_cfg_t *cfg, const sl_result_t *r)
     if (cfg->stream && r->first_token_ns)
         putchar('\n');
     printf("job %s: %s", r->job_id, r->status == SL_OK ? "ok" : sl_status_str(r->status));
+    if (r->late)
+        printf(", LATE: ended %.3f ms after receipt, past its %d ms deadline", t->end_us / 1e3,
+               cfg->deadline_ms);
     if (r->error[0])
         printf(" (%s)", r->error);
     printf("\n  executor %s, attempts %u, busy answers %u, sends %u, queue depth at accept %u\n",
@@ -347,7 +351,12 @@ static int s_cmd_submit(int argc, char **argv)
         goto out;
     }
     s_print_result(&cfg, res);
-    rc = res->status == SL_OK ? S_EXIT_OK : S_EXIT_FAIL;
+    if (res->late)
+        fprintf(stderr,
+                "sluice submit: job %s finished late: %.3f ms after receipt, past its %d ms "
+                "deadline\n",
+                id, res->timings.end_us / 1e3, cfg.deadline_ms);
+    rc = res->status == SL_OK && !res->late ? S_EXIT_OK : S_EXIT_FAIL;
 out:
     sl_result_destroy(&res);
     sl_client_destroy(&client);

@@ -358,6 +358,7 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
     r.job_id = job->id;
     r.status = (Sluice__ResultStatus)status;
     r.attempts = job->attempts;
+    r.late = t->late;
     r.executor = exec ? (char *)exec->name : "";
     r.error = (char *)(error ? error : (er && er->error ? er->error : ""));
     if (er) {

@@ -162,6 +162,7 @@ typedef struct sl_result {
     int64_t first_token_ns;                /* first TokenChunk (stream only); 0 = none */
     int64_t end_ns;                        /* monotonic time of completion */
     void *user;                            /* sl_job_spec_t.user */
+    bool late; /* ended OK (status SL_OK) but past its deadline_ms, by the scheduler's clock */
 } sl_result_t;
 
 /* Free a result and its tokens; NULL-safe; sets *res_p = NULL. */

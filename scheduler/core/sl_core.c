@@ -52,7 +52,12 @@
  * left only below busy_utilization - busy_hysteresis, so the state does not
  * flap; batch jobs already at 90% of the threshold, so interactive work keeps
  * the last capacity; and a job whose best predicted TTFT misses its TTFT
- * deadline (SL_BUSY_DEADLINE). Rejecting late (letting a job queue into a
+ * deadline, or whose best predicted end (TTFT + TPOT x its output tokens)
+ * misses its whole-job deadline (SL_BUSY_DEADLINE, with no retry-after: a
+ * deadline is a budget from receipt, and a retry comes back later than the
+ * client wanted). A job that runs anyway and ends past its whole-job
+ * deadline is marked late in its result and counted. Rejecting late
+ * (letting a job queue into a
  * timeout) was rejected: the client learns nothing and the queue serves work
  * that will be thrown away.
  */
@@ -236,6 +241,7 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_BUSY_ENTERED] = "busy_state_entered",
     [SL_CTR_DONE_DROPPED] = "done_not_remembered",
     [SL_CTR_PROMPTS_HASHED] = "prompts_hashed",
+    [SL_CTR_LATE] = "jobs_late",
 };
 
 const char *sl_core_counter_name(sl_core_counter_t c)
@@ -508,13 +514,17 @@ static void s_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
     job->exec = NULL;
     job->receipt = NULL;
     job->receipt_len = 0;
+    sl_job_timings_t tl = *t;
+    tl.late = status == SL_JOB_OK && job->due && now > job->due;
+    if (tl.late)
+        core->counters[SL_CTR_LATE]++;
     switch (status) {
     case SL_JOB_OK: core->counters[SL_CTR_COMPLETED]++; break;
     case SL_JOB_EXPIRED: core->counters[SL_CTR_EXPIRED]++; break;
     case SL_JOB_CANCELED: core->counters[SL_CTR_CANCELED]++; break;
     default: core->counters[SL_CTR_FAILED]++; break;
     }
-    core->io->result(core->io_arg, job, status, t, exec, payload, error);
+    core->io->result(core->io_arg, job, status, &tl, exec, payload, error);
     s_done_t *rec = s_done_append(core, job, now);
     if (rec) {
         sl_map_swap(&core->by_id, job->id_hash, (void *)((uintptr_t)rec | 1));
@@ -746,11 +756,13 @@ bool sl_core_busy(const sl_core_t *core)
 }
 
 /* Best predicted TTFT of job over the executors caching its prefix and a
- * sample of the others (all of them in a small cluster). Sets the job's
- * predicted queued work to the prefill on that best executor. */
-static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now)
+ * sample of the others (all of them in a small cluster), and in *end_p the
+ * best predicted end (TTFT + TPOT x max_new_tokens, the model's whole-job
+ * estimate). Sets the job's predicted queued work to the prefill on the
+ * executor of the best TTFT. */
+static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double *end_p)
 {
-    double best = INFINITY, best_prefill = 0;
+    double best = INFINITY, best_prefill = 0, best_end = INFINITY;
     sl_lm_pred_t pred;
     s_hits_mark(core, job);
     for (size_t i = 0; i < core->n_hits; i++) {
@@ -762,6 +774,9 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now)
             best = pred.ttft_s;
             best_prefill = pred.prefill_s;
         }
+        double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
+        if (end < best_end)
+            best_end = end;
     }
     uint32_t n = core->n_alive, k = n <= 2 * S_ADMIT_SAMPLE ? n : S_ADMIT_SAMPLE;
     for (uint32_t i = 0; i < k; i++) {
@@ -773,12 +788,18 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now)
             best = pred.ttft_s;
             best_prefill = pred.prefill_s;
         }
+        double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
+        if (end < best_end)
+            best_end = end;
     }
     s_hits_clear(core);
     job->queued_work_s = (float)best_prefill;
     /* No free credit: it also waits its turn in the scheduler's queue. */
-    if (core->n_free_execs == 0 && core->n_alive)
+    if (core->n_free_execs == 0 && core->n_alive) {
         best += core->queued_work_s / core->n_alive;
+        best_end += core->queued_work_s / core->n_alive;
+    }
+    *end_p = best_end;
     return best;
 }
 
@@ -839,14 +860,18 @@ static bool s_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reaso
         *retry_p = (sl_time_t)((wait_s > 0.01 ? wait_s : 0.01) * 1e9);
         return false;
     }
-    double best = s_best_ttft(core, job, now);
-    if (job->ttft_due && isfinite(best)) {
-        double budget = (double)(job->ttft_due - now) / 1e9;
-        if (best > budget) {
-            *reason_p = SL_BUSY_DEADLINE;
-            *retry_p = (sl_time_t)((best - budget) * 1e9) + 1;
-            return false;
-        }
+    double best_end;
+    double best = s_best_ttft(core, job, now, &best_end);
+    /* A deadline is a budget from receipt: a retry would come back later
+     * than the client wanted, so these refusals carry no retry-after. */
+    bool ttft_missed = job->ttft_due && isfinite(best) &&
+                       best > (double)(job->ttft_due - now) / 1e9;
+    bool end_missed = job->due && isfinite(best_end) &&
+                      best_end > (double)(job->due - now) / 1e9;
+    if (ttft_missed || end_missed) {
+        *reason_p = SL_BUSY_DEADLINE;
+        *retry_p = 0;
+        return false;
     }
     return true;
 }
@@ -958,7 +983,9 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         free(job);
         core->counters[SL_CTR_BUSY_OVERLOAD + reason]++;
         *reason_p = reason;
-        *retry_after_p = retry > 0 ? retry : SL_MS(core->cfg.busy_retry_ms);
+        *retry_after_p = reason == SL_BUSY_DEADLINE ? 0
+                         : retry > 0                 ? retry
+                                                     : SL_MS(core->cfg.busy_retry_ms);
         return SL_ERR_BUSY;
     }
     s_enqueue(core, job, false);

@@ -197,6 +197,7 @@ typedef struct sl_job_timings {
     sl_time_t queued; /* receipt -> (last) dispatch */
     sl_time_t ttft;   /* receipt -> first token */
     sl_time_t end;    /* receipt -> completion */
+    bool late;        /* ended OK past its whole-job deadline (set by the core) */
 } sl_job_timings_t;
 
 /* Actions. Each callback gets the io_arg given at create. */
@@ -277,6 +278,7 @@ typedef enum sl_core_counter {
     SL_CTR_BUSY_ENTERED,
     SL_CTR_DONE_DROPPED, /* finished jobs not remembered (no memory for the record) */
     SL_CTR_PROMPTS_HASHED, /* token-id prompts whose block hashes the core computed */
+    SL_CTR_LATE,           /* jobs that ended OK past their whole-job deadline */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -297,7 +299,9 @@ void sl_core_destroy(sl_core_t **core_p);
  *  SL_ERR_EXISTS  same id as a known job; *job_p is that job while it is
  *                 queued or running, NULL when it finished within done_ttl
  *                 (sl_core_done_find has its receipt); user is not taken;
- *  SL_ERR_BUSY    refused; *reason_p and *retry_after_p say why and when;
+ *  SL_ERR_BUSY    refused; *reason_p and *retry_after_p say why and when
+ *                 (0 for SL_BUSY_DEADLINE: the deadline cannot be met, a
+ *                 retry would only come back later);
  *                 user is not taken.
  * Accepted jobs are placed at once when an executor has free credit.
  */

@@ -32,6 +32,7 @@ typedef struct fake {
     atomic_int stop;                /* asks the thread to end */
     int busy_first;                 /* answer BUSY to the first n submits of an id */
     uint32_t retry_after_ms;        /* carried by each BUSY */
+    int busy_reason;                /* carried by each BUSY (0 = overload) */
     int silent_first;               /* ignore the first submit of an id */
     int no_result;                  /* accept but never send a Result */
     char ids[S_MAX_IDS][130];       /* ids seen */
@@ -73,7 +74,7 @@ static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const Sluice_
         Sluice__Busy busy = SLUICE__BUSY__INIT;
         busy.job_id = job->id;
         busy.retry_after_ms = f->retry_after_ms;
-        busy.reason = SLUICE__BUSY_REASON__BUSY_OVERLOAD;
+        busy.reason = (Sluice__BusyReason)f->busy_reason;
         busy.detail = "fake overload";
         env.body_case = SLUICE__ENVELOPE__BODY_BUSY;
         env.busy = &busy;
@@ -732,6 +733,39 @@ static void test_busy_after_restart_retried(void **state)
     s_fake_stop(&f);
 }
 
+/*
+ * A BUSY for a deadline the scheduler cannot meet, with no retry-after, is
+ * not retried: the job completes at once with SL_ERR_BUSY and the reason.
+ * With a retry-after (a scheduler from before) it is retried as any BUSY.
+ */
+static void test_deadline_busy_not_retried(void **state)
+{
+    fake_t *f = s_fake_start(3, 0, 0);
+    f->busy_reason = SLUICE__BUSY_REASON__BUSY_DEADLINE;
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("hopeless");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_ERR_BUSY);
+    assert_int_equal(r->busy_count, 1);
+    assert_int_equal(r->sends, 1);
+    if (!strstr(r->error, "not retried: the deadline cannot be met"))
+        fail_msg("error: %s", r->error);
+    sl_result_destroy(&r);
+    assert_int_equal(f->count[0], 1);
+    f->retry_after_ms = 10;
+    job = s_job("hopeful");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    assert_int_equal(r->busy_count, 3);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 /* Event-loop use: poll(2) on the client's descriptor, then drain with a zero timeout. */
 static void test_fd_event_loop(void **state)
 {
@@ -781,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_result_timeout_and_reconnect),
         cmocka_unit_test(test_resubmit_after_restart),
         cmocka_unit_test(test_busy_after_restart_retried),
+        cmocka_unit_test(test_deadline_busy_not_retried),
         cmocka_unit_test(test_fd_event_loop),
         cmocka_unit_test(test_result_batch_bad_item),
     };

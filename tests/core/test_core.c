@@ -26,6 +26,7 @@ typedef struct {
     int n_lost;
     int fail_dispatch_to; /* executor index whose dispatch fails, -1 none */
     size_t big_receipt;   /* > 0: receipts of this many bytes, a pattern from the id */
+    int n_late;           /* results marked late */
 } rec_t;
 
 static sl_status_t s_dispatch(void *arg, sl_exec_t *e, sl_job_t *job)
@@ -46,6 +47,7 @@ static void s_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_
     r->status[r->n_result] = status;
     snprintf(r->result_id[r->n_result], 32, "%s", job->id);
     r->n_result++;
+    r->n_late += t->late;
     /* the receipt the core remembers with the id: "done:<id>" */
     static char receipt[64];
     static uint8_t big[1 << 20];
@@ -575,9 +577,69 @@ static void test_token_prompt_prefix_placement(void **state)
     }
 }
 
+/*
+ * Whole-job deadlines. With admission, a job whose best predicted end
+ * (TTFT + TPOT x its output tokens) misses its deadline is refused at once
+ * with no retry-after (a retry would only come back later); a reachable one
+ * is accepted. A job that runs anyway and ends past its deadline is marked
+ * late in its result and counted; one that ends in time is not.
+ */
+static void test_deadline_whole_job(void **state)
+{
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(&r, 0, sizeof(r));
+    r.fail_dispatch_to = -1;
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "learned");
+    cfg.admission = true;
+    cfg.max_executors = 8;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    s_join(core, "x", 64, 0);
+    sl_job_t *job = NULL;
+    sl_busy_reason_t why = SL_BUSY_OVERLOAD;
+    sl_time_t retry = 12345;
+    sl_job_desc_t d = {.id = "hopeless", .prompt_tokens = 100, .max_new_tokens = 4096,
+                       .deadline = SL_MS(10)};
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &why, &retry),
+                     SL_ERR_BUSY);
+    assert_int_equal(why, SL_BUSY_DEADLINE);
+    assert_int_equal(retry, 0);
+    assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_DEADLINE), 1);
+    assert_int_equal(r.n_dispatch, 0);
+    d.id = "reachable";
+    d.deadline = SL_MS(3600000);
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(2), &job, &why, &retry), SL_OK);
+    assert_int_equal(r.n_dispatch, 1);
+    sl_core_destroy(&core);
+
+    /* Without admission both run: the one past its deadline is late. */
+    core = s_core(&r, "least-outstanding", 0);
+    s_join(core, "x", 8, 0);
+    sl_job_desc_t late = {.id = "late", .prompt_tokens = 10, .max_new_tokens = 10,
+                          .deadline = SL_MS(100)};
+    sl_job_desc_t ok = {.id = "in-time", .prompt_tokens = 10, .max_new_tokens = 10,
+                        .deadline = SL_MS(100)};
+    assert_int_equal(sl_core_job_submit(core, &late, NULL, 0, &job, &why, &retry), SL_OK);
+    assert_int_equal(sl_core_job_submit(core, &ok, NULL, 0, &job, &why, &retry), SL_OK);
+    assert_int_equal(r.n_dispatch, 2);
+    s_complete(core, &r, 1, SL_MS(50)); /* in time */
+    assert_int_equal(r.n_late, 0);
+    s_complete(core, &r, 0, SL_MS(1000)); /* 900 ms past its deadline */
+    assert_int_equal(r.n_result, 2);
+    assert_int_equal(r.status[1], SL_JOB_OK);
+    assert_int_equal(r.n_late, 1);
+    assert_int_equal(sl_core_counter(core, SL_CTR_LATE), 1);
+    assert_int_equal(sl_core_counter(core, SL_CTR_COMPLETED), 2);
+    assert_string_equal(sl_core_counter_name(SL_CTR_LATE), "jobs_late");
+    sl_core_destroy(&core);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deadline_whole_job),
         cmocka_unit_test(test_late_binding),     cmocka_unit_test(test_interactive_first),
         cmocka_unit_test(test_requeue_on_loss),  cmocka_unit_test(test_requeue_limit),
         cmocka_unit_test(test_dispatch_failure_loses_executor),

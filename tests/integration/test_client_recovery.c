@@ -7,7 +7,9 @@
  *    executor rejoins (it hung for good before);
  *  - SIGINT to `sluice submit` cancels its job at the scheduler (and so on
  *    the executor) and exits 130; --wait-timeout-ms gives up with a message,
- *    cancels the job and exits 1.
+ *    cancels the job and exits 1;
+ *  - a job that ends past its whole-job deadline is marked late in its
+ *    result, counted in jobs_late, and `sluice submit` exits 1.
  * Jobs are made slow with the sim backend's decode step (100 ms a token).
  */
 #include <stdarg.h>
@@ -166,11 +168,76 @@ static void test_cli_sigint_cancels(void **state)
     cl_fini(&c);
 }
 
+/*
+ * A job that ends past its whole-job deadline (100 ms; it takes about 1 s):
+ * its result says late, the scheduler counts it in jobs_late, and
+ * `sluice submit` says so and exits 1. One in time is not late.
+ */
+static void test_late_job(void **state)
+{
+    cl_t c;
+    cl_init(&c, "late");
+    const char *sched_args[] = {"--log-level=warn", NULL};
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "slow", s_slow_exec);
+    void *probe = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, probe, 1, 10000), 0);
+    char ep[340];
+    snprintf(ep, sizeof(ep), "--endpoint=%s", c.client_ep);
+
+    const char *args[] = {"submit",        ep,  "--max-new-tokens=10", "--deadline-ms=100",
+                          "--id=late-cli", NULL};
+    int cli = cl_spawn(&c, "sluice", args);
+    assert_int_equal(cl_wait(&c, cli, 20000), 1);
+    assert_int_equal(s_counter(probe, "jobs_late"), 1);
+    assert_int_equal(s_counter(probe, "jobs_completed"), 1);
+    char log[8192];
+    s_read_log(&c, cli, log, sizeof(log));
+    if (!strstr(log, "sluice submit: job late-cli finished late: ") ||
+        !strstr(log, "past its 100 ms deadline"))
+        fail_msg("sluice submit's stderr:\n%s", log);
+
+    /* Through libsluice: the result is OK, with its tokens, and late. */
+    sl_client_cfg_t cfg;
+    sl_client_cfg_default(&cfg);
+    assert_true(strlen(c.client_ep) < sizeof(cfg.endpoint));
+    memcpy(cfg.endpoint, c.client_ep, strlen(c.client_ep) + 1);
+    cfg.wait_timeout_ms = 20000;
+    sl_client_t *client = NULL;
+    assert_int_equal(sl_client_create(&cfg, &client), SL_OK);
+    const uint32_t prompt[4] = {1, 2, 3, 4};
+    sl_job_spec_t job = {.id = "late-lib",
+                         .token_ids = prompt,
+                         .n_token_ids = 4,
+                         .max_new_tokens = 10,
+                         .deadline_ms = 100};
+    sl_result_t *r = NULL;
+    assert_int_equal(sl_client_submit(client, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    assert_true(r->late);
+    assert_int_equal(r->n_tokens, 10);
+    assert_true(r->timings.end_us > 100000);
+    sl_result_destroy(&r);
+    /* In time: not late, and not counted. */
+    job.id = "in-time";
+    job.max_new_tokens = 2;
+    job.deadline_ms = 60000;
+    assert_int_equal(sl_client_submit(client, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    assert_false(r->late);
+    sl_result_destroy(&r);
+    assert_int_equal(s_counter(probe, "jobs_late"), 2);
+    sl_client_destroy(&client);
+    zmq_close(probe);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scheduler_restart_mid_job),
         cmocka_unit_test(test_cli_sigint_cancels),
+        cmocka_unit_test(test_late_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
