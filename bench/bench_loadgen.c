@@ -12,7 +12,12 @@
  *
  * Reported: throughput, client-measured latency (send to Result; first
  * TokenChunk when --stream), the scheduler's own timings, BUSY answers and
- * errors, goodput, then one RESULT line.
+ * errors, goodput, then one RESULT line. A latency with no sample (no job
+ * completed; no --stream) is printed as "-", never as 0. Exit status 1 when
+ * a job failed: the backend failed it, it timed out or was left unfinished,
+ * or (with --busy retry) it was refused for good; a job that expired on its
+ * deadline, or was dropped after BUSY with --busy drop, is an outcome of the
+ * load being measured and leaves the status 0.
  *
  * Goodput is the policy lab's (POLICIES.md): requests of the slice per
  * second of its span that completed within both SLOs, TTFT at most
@@ -146,6 +151,7 @@ typedef struct s_lg_stats {
     uint64_t done;        /* completed with RESULT_OK */
     uint64_t dropped;     /* given up after BUSY (drop mode, or retries exhausted) */
     uint64_t errors;      /* other failures: job failed, expired, timed out, submit errors */
+    uint64_t expired;     /* of the errors: jobs whose deadline passed (RESULT_EXPIRED) */
     uint64_t late;        /* sends delayed by the in-flight cap */
     uint64_t unfinished;  /* still pending when the drain timeout ended the run */
     uint64_t out_tokens;  /* output tokens of completed jobs */
@@ -190,6 +196,8 @@ static void s_record(s_lg_stats_t *s, sl_result_t *r, bool drop_mode, uint64_t s
             s->errors++;
     } else {
         s->errors++;
+        if (r->status == SL_ERR_DEADLINE)
+            s->expired++;
         if (s->errors <= 5)
             SL_WARN("loadgen: job %s: %s%s%s", r->job_id, sl_status_str(r->status),
                     r->error[0] ? ": " : "", r->error);
@@ -211,6 +219,16 @@ static void s_progress(const char *label, const s_lg_stats_t *s, const sl_client
             cs->busy, s->errors, pending, rate, tty ? "\033[K" : "\n");
     *prev_sent = s->sent;
     *prev_t = now;
+}
+
+/* Quantile q of h in ms into buf, or "-" when h has no sample. */
+static const char *s_q_ms(const sl_hist_t *h, double q, char *buf, size_t cap)
+{
+    if (h->count == 0)
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "%.3f", sl_hist_quantile(h, q) / 1e3);
+    return buf;
 }
 
 static void s_row(const char *what, const sl_hist_t *h)
@@ -437,14 +455,20 @@ int sl_bench_loadgen_main(int argc, char **argv)
            goodput, s->slo_met, sched->n, cfg.slo_ttft_mult, cfg.slo_ttft_floor_ms / cfg.slo_speed,
            (double)slo_tpot_us / 1e3);
     const sl_hist_t *ttft = s->ttft_c.count ? &s->ttft_c : &s->ttft_s;
+    char q[4][32];
     printf("RESULT sent=%" PRIu64 " done=%" PRIu64 " busy=%" PRIu64 " errors=%" PRIu64
-           " throughput=%.1f tokens_per_s=%.1f wall_s=%.2f ttft_p50_ms=%.3f ttft_p99_ms=%.3f"
-           " e2e_p50_ms=%.3f e2e_p99_ms=%.3f slo_met=%" PRIu64 " goodput=%.3f\n",
+           " throughput=%.1f tokens_per_s=%.1f wall_s=%.2f ttft_p50_ms=%s ttft_p99_ms=%s"
+           " e2e_p50_ms=%s e2e_p99_ms=%s slo_met=%" PRIu64 " goodput=%.3f\n",
            s->sent, s->done, cs.busy, s->errors, tput,
-           wall > 0 ? (double)s->out_tokens / wall : 0.0, wall, sl_hist_quantile(ttft, 0.5) / 1e3,
-           sl_hist_quantile(ttft, 0.99) / 1e3, sl_hist_quantile(&s->e2e, 0.5) / 1e3,
-           sl_hist_quantile(&s->e2e, 0.99) / 1e3, s->slo_met, goodput);
-    rc = 0;
+           wall > 0 ? (double)s->out_tokens / wall : 0.0, wall,
+           s_q_ms(ttft, 0.5, q[0], sizeof(q[0])), s_q_ms(ttft, 0.99, q[1], sizeof(q[1])),
+           s_q_ms(&s->e2e, 0.5, q[2], sizeof(q[2])), s_q_ms(&s->e2e, 0.99, q[3], sizeof(q[3])),
+           s->slo_met, goodput);
+    uint64_t failed = s->errors - s->expired;
+    if (failed > 0)
+        fprintf(stderr, "sluice-bench loadgen: %" PRIu64 " of %" PRIu64 " jobs failed\n", failed,
+                s->sent);
+    rc = failed > 0 ? 1 : 0;
 out:
     sl_client_destroy(&client);
     sl_trace_destroy(&sched);

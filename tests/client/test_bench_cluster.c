@@ -246,6 +246,19 @@ static void test_loadgen(void **state)
     assert_int_equal(done + busy, 100);
     s_stop(&c);
 
+    /* No scheduler: every job times out. Exit status 1, and no latency
+     * percentile is made up from no data. */
+    snprintf(cmd, sizeof(cmd),
+             "%s/sluice-bench loadgen --endpoint tcp://127.0.0.1:1 --trace azure-code "
+             "--trace-dir %s --count 5 --rate 1000 --ack-timeout-ms 50 --ack-retries 0 "
+             "--drain-timeout-ms 5000",
+             s_bin(), dir ? dir : "data/traces");
+    assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 1);
+    assert_int_equal(s_field(s_out, "errors="), 5);
+    assert_int_equal(s_field(s_out, "done="), 0);
+    if (!strstr(s_out, " ttft_p50_ms=- ttft_p99_ms=- e2e_p50_ms=- e2e_p99_ms=- "))
+        fail_msg("loadgen's output:\n%s", s_out);
+
     snprintf(cmd, sizeof(cmd), "%s/sluice-bench loadgen --busy sometimes", s_bin());
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 2);
     snprintf(cmd, sizeof(cmd), "%s/sluice-bench loadgen --poisson", s_bin());
