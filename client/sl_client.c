@@ -540,6 +540,8 @@ static void s_on_status(sl_client_t *c, const Sluice__StatusReply *r)
         x->inflight = e->inflight;
         x->slots = e->slots;
         x->completed = e->completed;
+        x->failed = e->failed;
+        x->quarantined = e->quarantined;
         if (e->load) {
             x->running_jobs = e->load->running_jobs;
             x->queued_jobs = e->load->queued_jobs;
@@ -627,15 +629,28 @@ static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
     case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
         s_on_status(c, m->status_reply);
         break;
-    case SLUICE__ENVELOPE__BODY_ERROR:
+    case SLUICE__ENVELOPE__BODY_ERROR: {
         c->stats.errors++;
         s_set_error(c, "scheduler error %d (%s): %s", m->error->code,
                     sl_status_str((sl_status_t)m->error->code),
                     m->error->message ? m->error->message : "");
+        /* An Error naming a pending job refuses it for good: it ends with
+         * the scheduler's code and reason (an accepted job is past that). */
+        s_job_t *job = m->error->job_id && m->error->job_id[0] ? s_find(c, m->error->job_id)
+                                                               : NULL;
+        if (job && job->state != S_JOB_ACCEPTED) {
+            SL_DEBUG("client: job %s refused: %s", job->res->job_id, c->last_error);
+            job->res->error[0] = '\0'; /* an earlier BUSY no longer explains anything */
+            s_complete(c, job,
+                       m->error->code < 0 ? (sl_status_t)m->error->code : SL_ERR_JOB_FAILED,
+                       m->error->message, now);
+            break;
+        }
         SL_WARN("client: %s", c->last_error);
         if (c->status_waiting)
             c->status_failed = true;
         break;
+    }
     default:
         c->stats.errors++;
         SL_WARN("client: unexpected %s message from the scheduler",

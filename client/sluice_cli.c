@@ -388,9 +388,11 @@ static int s_cmd_status(int argc, char **argv)
            st->queued_batch, st->inflight);
     /* CPU and GPU are measured on the executor's host ("-": not measured
      * there); BUSY is its engine's share of time in steps. */
-    printf("%-20s %-8s %-5s %9s %7s %6s %10s %15s %5s %5s %5s %13s %8s %10s\n", "EXECUTOR",
+    /* ALIVE says "quar" for a live executor quarantined for failing its
+     * recent jobs (POLICIES.md); COMPLETED counts jobs that ended OK. */
+    printf("%-20s %-8s %-5s %9s %7s %6s %10s %15s %5s %5s %5s %13s %8s %10s %8s\n", "EXECUTOR",
            "BACKEND", "ALIVE", "INFL/SLOT", "RUNNING", "QUEUED", "QTOKENS", "KV USED/FREE", "CPU%",
-           "GPU%", "BUSY%", "GPU_MEM_GIB", "STEP_US", "COMPLETED");
+           "GPU%", "BUSY%", "GPU_MEM_GIB", "STEP_US", "COMPLETED", "FAILED");
     for (size_t i = 0; i < st->n_executors; i++) {
         const sl_executor_info_t *e = &st->executors[i];
         char infl[32], kv[40], cpu[16] = "-", gpu[16] = "-", mem[40] = "-";
@@ -404,10 +406,11 @@ static int s_cmd_status(int argc, char **argv)
             snprintf(mem, sizeof(mem), "%.1f/%.1f", (double)e->gpu_mem_used / (1 << 30),
                      (double)e->gpu_mem_total / (1 << 30));
         printf("%-20s %-8s %-5s %9s %7u %6u %10" PRIu64 " %15s %5s %5s %5.0f %13s %8u %10" PRIu64
-               "\n",
-               e->name, e->backend[0] ? e->backend : "-", e->alive ? "yes" : "no", infl,
-               e->running_jobs, e->queued_jobs, e->queued_tokens, kv, cpu, gpu, e->busy * 100.0,
-               mem, e->step_time_us, e->completed);
+               " %8" PRIu64 "\n",
+               e->name, e->backend[0] ? e->backend : "-",
+               !e->alive ? "no" : e->quarantined ? "quar" : "yes", infl, e->running_jobs,
+               e->queued_jobs, e->queued_tokens, kv, cpu, gpu, e->busy * 100.0, mem,
+               e->step_time_us, e->completed, e->failed);
     }
     if (st->n_executors == 0)
         printf("(no executors)\n");

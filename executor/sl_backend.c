@@ -44,6 +44,9 @@ const sl_cfg_field_t sl_sim_cfg_fields[] = {
                  "sim: speed factor (2 = twice as fast as the model above)"),
     SL_CFG_RANGE(sl_sim_cfg_t, kv_capacity_blocks, "sim-kv-blocks", "30000", SL_CFG_I64, 1,
                  1000000000, "sim: KV capacity in blocks of --kv-block-tokens (30000 x 16 = 480k tokens)"),
+    SL_CFG_RANGE(sl_sim_cfg_t, max_context, "sim-max-context", "262144", SL_CFG_I64, 0,
+                 4294967295LL, "sim: prompt + new tokens one job may hold (declared in the "
+                 "hello; 0 = unlimited)"),
     SL_CFG_END,
 };
 

@@ -32,6 +32,7 @@ typedef struct sl_sim_cfg {
     double decode_us_per_kv_token; /* per KV token read by attention, summed over the batch */
     double speed;                /* divides every time: 2 = twice as fast */
     int64_t kv_capacity_blocks;  /* prefix-cache capacity in blocks */
+    int64_t max_context;         /* prompt + new tokens of one sequence at most; 0 = unlimited */
 } sl_sim_cfg_t;
 
 /* Called by a backend when a full KV block is cached or dropped. */
@@ -77,6 +78,7 @@ typedef struct sl_seq {
     uint32_t n_out;         /* tokens produced so far */
     uint32_t *out;          /* output tokens, capacity max_new_tokens (engine-allocated) */
     void *backend_state;    /* backend's own per-sequence state */
+    char error[160];        /* why admit or step failed it ("" = say the status only) */
 } sl_seq_t;
 
 /* Uncached prompt tokens of seq still to compute (chunked prefill). */
@@ -93,6 +95,13 @@ typedef struct sl_backend_load {
     uint32_t kv_blocks_free; /* blocks available now */
     uint32_t kv_block_tokens; /* tokens per block (0 = the backend keeps no KV) */
 } sl_backend_load_t;
+
+/* What one sequence may be at most; the executor declares it in its hello
+ * so that the scheduler never sends a job the backend would refuse. */
+typedef struct sl_backend_limits {
+    uint32_t max_context_tokens; /* prompt + new tokens; 0 = unlimited */
+    uint32_t vocab_size;         /* prompt token ids are below this; 0 = unlimited */
+} sl_backend_limits_t;
 
 typedef struct sl_backend_ops {
     const char *name; /* --backend value */
@@ -120,6 +129,9 @@ typedef struct sl_backend_ops {
     void (*release)(void *state, sl_seq_t *seq);
     /* Current KV occupancy. */
     void (*load)(void *state, sl_backend_load_t *load);
+    /* The limits of one sequence (NULL: none). admit refuses what exceeds
+     * them, with the reason in seq->error. */
+    void (*limits)(void *state, sl_backend_limits_t *limits);
 } sl_backend_ops_t;
 
 extern const sl_backend_ops_t sl_backend_sim;

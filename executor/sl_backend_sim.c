@@ -47,6 +47,7 @@
 #include "common/sl_list.h"
 #include "common/sl_map.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,6 +120,11 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
     s_sim_t *s = state;
     uint32_t n = 0, bt = 0;
     uint64_t need = (uint64_t)seq->prompt_len + seq->max_new_tokens;
+    if (s->cfg.max_context > 0 && need > (uint64_t)s->cfg.max_context) {
+        snprintf(seq->error, sizeof(seq->error), "%u prompt + %u new tokens (context %lld)",
+                 seq->prompt_len, seq->max_new_tokens, (long long)s->cfg.max_context);
+        return SL_ERR_INVALID;
+    }
     if (s->running_tokens > 0 && s->running_tokens + need > s->capacity_tokens)
         return SL_ERR_AGAIN;
     if (seq->block_hashes && seq->n_block_hashes) {
@@ -264,6 +270,12 @@ static void s_load(void *state, sl_backend_load_t *load)
     load->kv_block_tokens = s->block_tokens;
 }
 
+static void s_limits(void *state, sl_backend_limits_t *limits)
+{
+    const s_sim_t *s = state;
+    limits->max_context_tokens = (uint32_t)s->cfg.max_context;
+}
+
 const sl_backend_ops_t sl_backend_sim = {
     .name = "sim",
     .chunked_prefill = true,
@@ -274,4 +286,5 @@ const sl_backend_ops_t sl_backend_sim = {
     .step = s_step,
     .release = s_release,
     .load = s_load,
+    .limits = s_limits,
 };

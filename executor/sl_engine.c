@@ -136,6 +136,7 @@ void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
 {
     int c = job->seq.interactive ? 0 : 1;
     job->arrived = now;
+    job->seq.error[0] = '\0';
     job->first_token = 0;
     job->started = 0;
     job->has_started = false;
@@ -182,7 +183,8 @@ static bool s_admit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
     e->waiting_tokens -= (uint64_t)job->seq.prompt_len + job->seq.max_new_tokens;
     if (st != SL_OK) {
         job->finished = now;
-        e->cb.done(e->cb.arg, job, SL_ENGINE_FAILED, sl_status_str(st));
+        e->cb.done(e->cb.arg, job, SL_ENGINE_FAILED,
+                   job->seq.error[0] ? job->seq.error : sl_status_str(st));
         return true;
     }
     job->admitted = true;
@@ -316,6 +318,13 @@ void sl_engine_kv_geometry(const sl_engine_t *e, uint32_t *blocks_p, uint32_t *b
     e->ops->load(e->backend, &bl);
     *blocks_p = bl.kv_block_tokens ? bl.kv_blocks_used + bl.kv_blocks_free : 0;
     *block_tokens_p = bl.kv_block_tokens;
+}
+
+void sl_engine_limits(const sl_engine_t *e, sl_backend_limits_t *limits)
+{
+    *limits = (sl_backend_limits_t){0};
+    if (e->ops->limits)
+        e->ops->limits(e->backend, limits);
 }
 
 void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)

@@ -81,6 +81,9 @@ uint32_t sl_engine_jobs(const sl_engine_t *engine);
 /* The backend's KV pool: *blocks_p blocks of *block_tokens_p tokens (both 0
  * for a backend that keeps no KV), what the executor advertises. */
 void sl_engine_kv_geometry(const sl_engine_t *engine, uint32_t *blocks_p, uint32_t *block_tokens_p);
+/* The limits of one job on the backend (all 0 when it has none), what the
+ * executor declares in its hello. */
+void sl_engine_limits(const sl_engine_t *engine, sl_backend_limits_t *limits);
 /* Load since the previous call (resets the step statistics). */
 void sl_engine_load(sl_engine_t *engine, sl_time_t now, sl_engine_load_t *load);
 

@@ -166,6 +166,7 @@ struct sl_executor {
     uint64_t rejected;              /* bad messages received */
     uint32_t kv_blocks;             /* the backend's KV pool in blocks (advertised in hello) */
     uint32_t kv_block_tokens;       /* tokens per KV block (advertised: prompts are hashed by it) */
+    sl_backend_limits_t job_limits; /* what one job may be (advertised: the scheduler places by it) */
 };
 
 static void s_send(sl_executor_t *x, sl_msg_t *env)
@@ -329,6 +330,8 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
     h.kv_block_tokens = x->kv_block_tokens;
     h.kv_blocks_total = x->kv_blocks;
     h.speed = (float)x->cfg.speed_hint;
+    h.max_context_tokens = x->job_limits.max_context_tokens;
+    h.vocab_size = x->job_limits.vocab_size;
     env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     s_send(x, &env);
@@ -538,6 +541,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     st = SL_ERR_IO;
     /* What the backend really built (its defaults fill unset sizes). */
     sl_engine_kv_geometry(x->engine, &x->kv_blocks, &x->kv_block_tokens);
+    sl_engine_limits(x->engine, &x->job_limits);
     x->zctx = zmq_ctx_new();
     if (!x->zctx)
         goto err_engine;

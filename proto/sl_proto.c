@@ -252,6 +252,7 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
         return SL_OK;
     case SLUICE__ENVELOPE__BODY_ERROR:
         CHECK_STR(m->error->message, 1024, "error message", 0);
+        CHECK_STR(m->error->job_id, lim->max_id_len, "error job id", 0);
         return SL_OK;
     case SLUICE__ENVELOPE__BODY_GOODBYE:
         CHECK_STR(m->goodbye->reason, 1024, "goodbye reason", 0);

@@ -466,6 +466,21 @@ static void s_reply_error(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, 
         s->counters[S_CTR_CLIENT_GONE]++;
 }
 
+/* An Error that refuses one submitted job (named, so the client fails that
+ * job with the reason instead of waiting for it). */
+static void s_reply_job_error(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id,
+                              sl_status_t code, const char *text)
+{
+    Sluice__Error e = SLUICE__ERROR__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    e.code = code;
+    e.message = (char *)text;
+    e.job_id = (char *)job_id;
+    env.body_case = SLUICE__ENVELOPE__BODY_ERROR;
+    env.error = &e;
+    s_send_client(s, to, &env);
+}
+
 static void s_reply_accepted(sl_sched_t *s, const sl_wire_ident_t *to, bool batched,
                              const char *job_id)
 {
@@ -500,6 +515,7 @@ static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, bool batched,
 
 static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
 {
+    sl_time_t now = sl_clock_now();
     uint32_t n = sl_core_exec_count(s->core), k = 0;
     Sluice__ExecutorStatus *es = calloc(n ? n : 1, sizeof(*es));
     Sluice__ExecutorStatus **esp = calloc(n ? n : 1, sizeof(*esp));
@@ -537,6 +553,8 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
         es[k].slots = e->credits;
         es[k].alive = e->alive;
         es[k].completed = e->completed;
+        es[k].failed = e->failed;
+        es[k].quarantined = sl_core_exec_quarantined(e, now);
         es[k].backend = e->backend;
         esp[k] = &es[k];
         k++;
@@ -643,6 +661,10 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
         }
     } else if (st == SL_ERR_BUSY) {
         s_reply_busy(s, from, batched, j->id, reason, retry);
+    } else if (st == SL_ERR_NO_EXECUTOR) {
+        char why[256];
+        sl_core_job_misfit(s->core, &d, why, sizeof(why));
+        s_reply_job_error(s, from, j->id, st, why);
     } else {
         s->counters[S_CTR_CLIENT_REJECTED]++;
         s_reply_error(s, s->clients, from, st, sl_status_str(st));
@@ -783,6 +805,8 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice_
         .kv_blocks_total = h->kv_blocks_total,
         .kv_block_tokens = h->kv_block_tokens,
         .speed = h->speed,
+        .max_context_tokens = h->max_context_tokens,
+        .vocab_size = h->vocab_size,
     };
     uint64_t key = s_ident_key(from);
     uintptr_t old = (uintptr_t)sl_map_get(&s->by_ident, key);

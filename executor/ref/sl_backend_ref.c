@@ -23,6 +23,7 @@
  */
 #include "executor/ref/sl_backend_ref.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,9 +189,11 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
     const sl_model_cfg_t *c = &r->cfg;
     if (seq->prompt_len == 0 || (!seq->prompt && !seq->block_hashes) || !seq->out ||
         (uint64_t)seq->prompt_len + seq->max_new_tokens > c->max_ctx) {
-        SL_WARN("ref backend: sequence %llu rejected: %u prompt + %u new tokens (context %u)%s",
-                (unsigned long long)seq->id, seq->prompt_len, seq->max_new_tokens, c->max_ctx,
-                seq->prompt || seq->block_hashes ? "" : ", no prompt");
+        snprintf(seq->error, sizeof(seq->error), "%u prompt + %u new tokens (context %u)%s",
+                 seq->prompt_len, seq->max_new_tokens, c->max_ctx,
+                 seq->prompt || seq->block_hashes ? "" : ", no prompt");
+        SL_WARN("ref backend: sequence %llu rejected: %s", (unsigned long long)seq->id,
+                seq->error);
         return SL_ERR_INVALID;
     }
     s_seq_state_t *ss = calloc(1, sizeof(*ss));
@@ -214,9 +217,10 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
     }
     for (uint32_t i = 0; i < seq->prompt_len; i++)
         if (prompt[i] >= c->vocab) {
-            SL_WARN("ref backend: sequence %llu rejected: token %u at %u is outside the vocabulary "
-                    "(%u)",
-                    (unsigned long long)seq->id, prompt[i], i, c->vocab);
+            snprintf(seq->error, sizeof(seq->error),
+                     "token %u at %u is outside the vocabulary (%u)", prompt[i], i, c->vocab);
+            SL_WARN("ref backend: sequence %llu rejected: %s", (unsigned long long)seq->id,
+                    seq->error);
             free(ss->prompt);
             free(ss);
             return SL_ERR_INVALID;
@@ -330,6 +334,13 @@ static void s_load(void *state, sl_backend_load_t *load)
     load->kv_block_tokens = r->cfg.block_tokens;
 }
 
+static void s_limits(void *state, sl_backend_limits_t *limits)
+{
+    const s_ref_t *r = state;
+    limits->max_context_tokens = r->cfg.max_ctx;
+    limits->vocab_size = r->cfg.vocab;
+}
+
 const sl_backend_ops_t sl_backend_ref = {
     .name = "ref",
     .create = s_create,
@@ -338,4 +349,5 @@ const sl_backend_ops_t sl_backend_ref = {
     .step = s_step,
     .release = s_release,
     .load = s_load,
+    .limits = s_limits,
 };

@@ -176,7 +176,7 @@ typedef struct sl_executor_info {
     bool alive;                           /* heartbeating */
     uint32_t inflight;                    /* jobs dispatched to it */
     uint32_t slots;                       /* jobs it accepts in flight */
-    uint64_t completed;                   /* jobs it finished */
+    uint64_t completed;                   /* jobs that ended OK there */
     uint32_t running_jobs;                /* from its last heartbeat */
     uint32_t queued_jobs;                 /* from its last heartbeat */
     uint64_t queued_tokens;               /* from its last heartbeat */
@@ -191,6 +191,8 @@ typedef struct sl_executor_info {
     bool has_gpu_mem;                     /* gpu_mem_* are measured (false: unknown) */
     uint64_t gpu_mem_used;                /* GPU memory allocated, bytes (all processes) */
     uint64_t gpu_mem_total;               /* GPU memory installed, bytes */
+    uint64_t failed;                      /* jobs it failed or rejected */
+    bool quarantined;                     /* no jobs placed on it for now: its recent jobs failed */
 } sl_executor_info_t;
 
 typedef struct sl_counter_info {

@@ -152,6 +152,9 @@ struct sl_core {
     sl_map_t tenants;                  /* tenant hash -> s_bucket_t */
     uint64_t rand_state;               /* sampling for admission estimates */
     uint32_t hash_block_tokens;        /* block size token prompts are hashed with (0 = none) */
+    uint64_t fit_context;              /* smallest context of a live executor (UINT64_MAX: none
+                                          limited): a job within it and fit_vocab fits them all */
+    uint64_t fit_vocab;                /* smallest vocabulary of a live executor, likewise */
 };
 
 
@@ -207,6 +210,15 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "per this many us (every completion is still scored; 0 = learn from all)"),
     SL_CFG_FIELD(sl_core_cfg_t, state_file, "state-file", "", SL_CFG_STR,
                  "learned state (load model) read at start and written on clean exit"),
+    SL_CFG_RANGE(sl_core_cfg_t, quarantine_failures, "quarantine-failures", "3", SL_CFG_DOUBLE, 0,
+                 1e9, "recent failed jobs (decayed over fail-decay-ms) that quarantine an "
+                 "executor (0 = never)"),
+    SL_CFG_RANGE(sl_core_cfg_t, quarantine_share, "quarantine-share", "0.5", SL_CFG_DOUBLE, 0, 1,
+                 "...when they are at least this share of its recent jobs"),
+    SL_CFG_RANGE(sl_core_cfg_t, fail_decay_ms, "fail-decay-ms", "10000", SL_CFG_I64, 1, 86400000,
+                 "time constant of an executor's recent failed and finished job counts, in ms"),
+    SL_CFG_RANGE(sl_core_cfg_t, quarantine_ms, "quarantine-ms", "30000", SL_CFG_I64, 1, 86400000,
+                 "how long a quarantined executor gets no jobs, in ms"),
     SL_CFG_END,
 };
 
@@ -242,6 +254,8 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_DONE_DROPPED] = "done_not_remembered",
     [SL_CTR_PROMPTS_HASHED] = "prompts_hashed",
     [SL_CTR_LATE] = "jobs_late",
+    [SL_CTR_REFUSED_NO_FIT] = "jobs_refused_no_fit",
+    [SL_CTR_QUARANTINED] = "executors_quarantined",
 };
 
 const char *sl_core_counter_name(sl_core_counter_t c)
@@ -398,6 +412,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     core->io_arg = io_arg;
     core->policy = policy;
     core->next_seq = 1;
+    core->fit_context = core->fit_vocab = UINT64_MAX;
     sl_map_init(&core->by_id);
     sl_map_init(&core->by_seq);
     for (int p = 0; p < SL_PRIO_COUNT; p++)
@@ -595,6 +610,22 @@ static bool s_serves(const sl_exec_t *e, const sl_job_t *job)
     return false;
 }
 
+/* e can hold a job of need tokens (prompt + new) with ids below vocab_need. */
+static bool s_holds(const sl_exec_t *e, uint64_t need, uint32_t vocab_need)
+{
+    return (e->max_context_tokens == 0 || need <= e->max_context_tokens) &&
+           (e->vocab_size == 0 || vocab_need <= e->vocab_size);
+}
+
+/* The common placement filter every policy's candidates pass: e serves the
+ * job's model, can hold it, and is not quarantined. */
+static bool s_can_place(const sl_exec_t *e, const sl_job_t *job, sl_time_t now)
+{
+    return s_serves(e, job) &&
+           s_holds(e, (uint64_t)job->prompt_tokens + job->max_new_tokens, job->vocab_need) &&
+           !sl_core_exec_quarantined(e, now);
+}
+
 static void s_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t now);
 
 static void s_dispatch(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t now)
@@ -690,14 +721,14 @@ static void s_pump(sl_core_t *core, sl_time_t now)
         uint64_t stamp = ++core->place_stamp;
         for (uint32_t i = 0; i < core->n_free_execs; i++) {
             sl_exec_t *e = core->free_execs[i];
-            if (s_serves(e, job)) {
+            if (s_can_place(e, job, now)) {
                 e->cand_pos = (uint32_t)n;
                 e->cand_stamp = stamp;
                 core->cands[n++] = e;
             }
         }
         if (n == 0)
-            break; /* head of line waits for an executor of its model */
+            break; /* head of line waits for an executor that can take it */
         s_hits_mark(core, job);
         size_t pick = core->policy->place(core->policy_state, job, core->cands, n, now);
         if (pick >= n)
@@ -767,7 +798,7 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
     s_hits_mark(core, job);
     for (size_t i = 0; i < core->n_hits; i++) {
         sl_exec_t *e = core->execs[core->hits[i].exec];
-        if (!e || !s_serves(e, job))
+        if (!e || !s_can_place(e, job, now))
             continue;
         sl_core_predict(core, job, e, now, &pred);
         if (pred.ttft_s < best) {
@@ -781,7 +812,7 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
     uint32_t n = core->n_alive, k = n <= 2 * S_ADMIT_SAMPLE ? n : S_ADMIT_SAMPLE;
     for (uint32_t i = 0; i < k; i++) {
         sl_exec_t *e = core->alive_execs[k == n ? i : (uint32_t)(s_rand(core) % n)];
-        if (!s_serves(e, job))
+        if (!s_can_place(e, job, now))
             continue;
         sl_core_predict(core, job, e, now, &pred);
         if (pred.ttft_s < best) {
@@ -801,6 +832,122 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
     }
     *end_p = best_end;
     return best;
+}
+
+/* The largest prompt token id + 1; 0 without ids. */
+static uint32_t s_vocab_need(const uint32_t *ids, uint32_t n)
+{
+    uint32_t top = 0;
+    for (uint32_t i = 0; i < n; i++)
+        top = ids[i] > top ? ids[i] : top;
+    return ids && n ? (top == UINT32_MAX ? UINT32_MAX : top + 1) : 0;
+}
+
+static bool s_serves_model(const sl_exec_t *e, const char *model)
+{
+    if (e->n_models == 0 || !model || model[0] == '\0')
+        return true;
+    for (size_t i = 0; i < e->n_models; i++)
+        if (strcmp(e->models[i], model) == 0)
+            return true;
+    return false;
+}
+
+/* Whether some live executor can hold a job of need tokens with ids below
+ * vocab_need. A job within every executor's limits (the common case) costs
+ * two comparisons; a larger one a walk over the live executors that serve
+ * its model. A job whose model no executor serves is left to wait for one,
+ * as before limits existed. */
+static bool s_fits_some(const sl_core_t *core, const char *model, uint64_t need,
+                        uint32_t vocab_need)
+{
+    if (need <= core->fit_context && vocab_need <= core->fit_vocab)
+        return true;
+    bool served = false;
+    for (uint32_t i = 0; i < core->n_alive; i++) {
+        const sl_exec_t *e = core->alive_execs[i];
+        if (!s_serves_model(e, model))
+            continue;
+        served = true;
+        if (s_holds(e, need, vocab_need))
+            return true;
+    }
+    return !served;
+}
+
+/* The smallest limits over the live executors (fast path of s_fits_some);
+ * O(executors), at joins and losses only. */
+static void s_fit_choose(sl_core_t *core)
+{
+    core->fit_context = core->fit_vocab = UINT64_MAX;
+    for (uint32_t i = 0; i < core->n_alive; i++) {
+        const sl_exec_t *e = core->alive_execs[i];
+        if (e->max_context_tokens && e->max_context_tokens < core->fit_context)
+            core->fit_context = e->max_context_tokens;
+        if (e->vocab_size && e->vocab_size < core->fit_vocab)
+            core->fit_vocab = e->vocab_size;
+    }
+}
+
+/* Why no live executor of model holds a job of prompt + out tokens with
+ * ids below vocab_need. */
+static void s_misfit(const sl_core_t *core, const char *model, uint32_t prompt, uint32_t out,
+                     uint32_t vocab_need, char *why, size_t why_len)
+{
+    uint64_t ctx = 0, vocab = 0; /* largest over the executors of its model; UINT64_MAX: unlimited */
+    for (uint32_t i = 0; i < core->n_alive; i++) {
+        const sl_exec_t *e = core->alive_execs[i];
+        if (!s_serves_model(e, model))
+            continue;
+        uint64_t c = e->max_context_tokens ? e->max_context_tokens : UINT64_MAX;
+        uint64_t v = e->vocab_size ? e->vocab_size : UINT64_MAX;
+        ctx = c > ctx ? c : ctx;
+        vocab = v > vocab ? v : vocab;
+    }
+    uint64_t need = (uint64_t)prompt + out;
+    if (need > ctx)
+        snprintf(why, why_len, "prompt %u + %u new tokens exceed every executor's context "
+                 "(largest %llu)", prompt, out, (unsigned long long)ctx);
+    else if (vocab_need > vocab)
+        snprintf(why, why_len, "prompt token id %u is outside every executor's vocabulary "
+                 "(largest %llu)", vocab_need - 1, (unsigned long long)vocab);
+    else
+        snprintf(why, why_len, "no executor holds both prompt %u + %u new tokens and token "
+                 "id %u", prompt, out, vocab_need ? vocab_need - 1 : 0);
+}
+
+void sl_core_job_misfit(const sl_core_t *core, const sl_job_desc_t *desc, char *why,
+                        size_t why_len)
+{
+    s_misfit(core, desc->model, desc->prompt_tokens, desc->max_new_tokens,
+             s_vocab_need(desc->token_ids, desc->n_token_ids), why, why_len);
+}
+
+/* After a loss: queued jobs that no live executor can hold any more (the
+ * one that could is gone) end REJECTED with the reason instead of waiting
+ * at the head of the queue for good. While no executor is left at all,
+ * they wait for one, as every job does. O(queue), at losses only. */
+static void s_reject_unfit(sl_core_t *core, sl_time_t now)
+{
+    sl_list_t *pos, *tmp;
+    char why[256];
+    if (core->n_alive == 0 || (core->fit_context == UINT64_MAX && core->fit_vocab == UINT64_MAX))
+        return; /* no live executor has limits: every job fits */
+    for (int p = 0; p < SL_PRIO_COUNT; p++) {
+        sl_list_for_each_safe(pos, tmp, &core->queue[p])
+        {
+            sl_job_t *job = SL_CONTAINER_OF(pos, sl_job_t, link);
+            if (s_fits_some(core, job->model,
+                            (uint64_t)job->prompt_tokens + job->max_new_tokens, job->vocab_need))
+                continue;
+            sl_job_timings_t t;
+            s_misfit(core, job->model, job->prompt_tokens, job->max_new_tokens, job->vocab_need,
+                     why, sizeof(why));
+            s_dequeue(core, job);
+            s_timings_queued(job, now, &t);
+            s_job_finish(core, job, SL_JOB_REJECTED, &t, NULL, NULL, why, now);
+        }
+    }
 }
 
 /* Admission: false (with reason and retry-after) to refuse job now. */
@@ -911,6 +1058,12 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         reason = SL_BUSY_QUEUE_FULL;
         goto busy;
     }
+    uint32_t vocab_need = s_vocab_need(desc->token_ids, desc->n_token_ids);
+    if (!s_fits_some(core, desc->model, (uint64_t)desc->prompt_tokens + desc->max_new_tokens,
+                     vocab_need)) {
+        core->counters[SL_CTR_REFUSED_NO_FIT]++;
+        return SL_ERR_NO_EXECUTOR;
+    }
 
     size_t l_tenant = (desc->tenant ? strlen(desc->tenant) : 0) + 1;
     size_t l_model = (desc->model ? strlen(desc->model) : 0) + 1;
@@ -954,6 +1107,7 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     job->prio = desc->prio;
     job->prompt_tokens = desc->prompt_tokens;
     job->max_new_tokens = desc->max_new_tokens;
+    job->vocab_need = vocab_need;
     job->submitted = now;
     job->ttft_due = desc->ttft_deadline > 0 ? now + desc->ttft_deadline : 0;
     job->due = desc->deadline > 0 ? now + desc->deadline : 0;
@@ -1001,6 +1155,42 @@ busy:
     return SL_ERR_BUSY;
 }
 
+/* Count how a job ended on e, and quarantine e when its recent jobs mostly
+ * failed: a backend that fails jobs at once frees its credits at once, and
+ * without this every load-based policy would take it for the idlest
+ * executor and send it most of the work. Canceled jobs say nothing. */
+static void s_exec_outcome(sl_core_t *core, sl_exec_t *e, sl_job_status_t status, sl_time_t now)
+{
+    bool failed = status == SL_JOB_FAILED || status == SL_JOB_REJECTED;
+    if (status == SL_JOB_OK)
+        e->completed++;
+    else if (failed)
+        e->failed++;
+    else
+        return;
+    if (now > e->recent_at) {
+        double keep = exp(-(double)(now - e->recent_at) / ((double)core->cfg.fail_decay_ms * 1e6));
+        e->fail_recent *= keep;
+        e->done_recent *= keep;
+        e->recent_at = now;
+    }
+    e->done_recent += 1.0;
+    if (!failed)
+        return;
+    e->fail_recent += 1.0;
+    /* (+0.01: failures a moment apart count whole, so 3 quick ones are 3) */
+    if (core->cfg.quarantine_failures <= 0 || sl_core_exec_quarantined(e, now) ||
+        e->fail_recent + 0.01 < core->cfg.quarantine_failures ||
+        e->fail_recent < core->cfg.quarantine_share * e->done_recent)
+        return;
+    e->quarantined_until = now + SL_MS(core->cfg.quarantine_ms);
+    core->counters[SL_CTR_QUARANTINED]++;
+    SL_WARN("executor %s quarantined for %lld ms: %.1f of its last %.1f jobs failed (decayed)",
+            e->name, (long long)core->cfg.quarantine_ms, e->fail_recent, e->done_recent);
+    /* It starts afresh when the quarantine ends. */
+    e->fail_recent = e->done_recent = 0;
+}
+
 sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t seq,
                                  const sl_job_result_t *res, const void *payload, sl_time_t now)
 {
@@ -1017,7 +1207,7 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
     e->inflight--;
     e->inflight_tokens -= (uint64_t)job->prompt_tokens + job->max_new_tokens;
     e->prefill_tokens -= job->uncached_tokens;
-    e->completed++;
+    s_exec_outcome(core, e, res->status, now);
     if (res->status == SL_JOB_OK && res->exec_ttft > 0) {
         double tpot = res->output_tokens > 1 && res->exec_end > res->exec_ttft
                           ? (double)(res->exec_end - res->exec_ttft) / 1e9 /
@@ -1133,6 +1323,8 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     e->kv_blocks_total = info->kv_blocks_total;
     e->kv_block_tokens = info->kv_block_tokens;
     e->speed = info->speed;
+    e->max_context_tokens = info->max_context_tokens;
+    e->vocab_size = info->vocab_size;
     sl_list_init(&e->jobs);
     e->joined = e->last_seen = now;
     e->alive = true;
@@ -1143,6 +1335,7 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     core->n_alive++;
     s_free_add(core, e);
     s_block_size_choose(core);
+    s_fit_choose(core);
     sl_prefix_index_reset(core->index, e->index);
     sl_load_model_exec_reset(core->model, e->index, now);
     core->free_credits += e->credits;
@@ -1207,6 +1400,7 @@ static void s_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_
     last->alive_pos = e->alive_pos;
     core->n_alive--;
     s_block_size_choose(core);
+    s_fit_choose(core);
     sl_prefix_index_reset(core->index, e->index);
     core->free_credits -= (int64_t)e->credits - (int64_t)e->inflight;
     core->counters[SL_CTR_EXECUTORS_LOST]++;
@@ -1233,6 +1427,7 @@ static void s_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_
     if (core->io->exec_lost)
         core->io->exec_lost(core->io_arg, e, why);
     free(e);
+    s_reject_unfit(core, now);
     s_pump(core, now);
 }
 

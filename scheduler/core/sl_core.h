@@ -114,6 +114,7 @@ typedef struct sl_job {
     double predicted_ttft_us;/* the load model's prediction at placement (0 = none) */
     sl_lm_pred_t pred;       /* the load model's prediction for where it runs */
     uint32_t uncached_tokens;/* prompt tokens not cached where it was placed */
+    uint32_t vocab_need;     /* largest prompt token id + 1 (0: no ids): executors' vocab >= it */
     float queued_work_s;     /* predicted prefill seconds while it waits in the scheduler */
     void *user;              /* the embedder's data (daemon: routing, payload) */
     sl_list_t link;          /* queue, executor in-flight list or done list */
@@ -147,6 +148,8 @@ typedef struct sl_exec_info {
     uint32_t kv_blocks_total; /* KV capacity in blocks */
     uint32_t kv_block_tokens; /* tokens per KV block */
     double speed;           /* relative speed hint; 0 = unknown */
+    uint32_t max_context_tokens; /* prompt + new tokens of one job at most; 0 = unlimited */
+    uint32_t vocab_size;    /* prompt token ids below this; 0 = unlimited */
 } sl_exec_info_t;
 
 #define SL_EXEC_MAX_MODELS 16
@@ -166,7 +169,14 @@ struct sl_exec {
     sl_exec_load_t load;          /* last heartbeat */
     sl_time_t joined;             /* join time */
     sl_time_t last_seen;          /* last message from it */
-    uint64_t completed;           /* jobs completed here */
+    uint64_t completed;           /* jobs that ended OK here */
+    uint64_t failed;              /* jobs it failed or rejected (canceled ones count in neither) */
+    uint32_t max_context_tokens;  /* prompt + new tokens of one job at most; 0 = unlimited */
+    uint32_t vocab_size;          /* prompt token ids below this; 0 = unlimited */
+    double fail_recent;           /* failed jobs, decayed over fail_decay_ms */
+    double done_recent;           /* all jobs that ended here, decayed the same way */
+    sl_time_t recent_at;          /* when both were last decayed */
+    sl_time_t quarantined_until;  /* not placed on before this (0 = never quarantined) */
     uint32_t kv_blocks_total;     /* KV capacity */
     uint32_t kv_block_tokens;     /* tokens per KV block */
     double speed;                 /* declared speed hint */
@@ -245,6 +255,10 @@ typedef struct sl_core_cfg {
     int64_t model_stale_ms;   /* load model: unchosen this long -> predicted by the prior */
     int64_t model_learn_us;   /* load model: at most one learned completion per this, per exec */
     char state_file[256];     /* learned state saved on exit, read at start ("" = none) */
+    double quarantine_failures; /* recent failures that quarantine an executor; 0 = never */
+    double quarantine_share;  /* ... when they are at least this share of its recent jobs */
+    int64_t fail_decay_ms;    /* time constant of an executor's recent failure count */
+    int64_t quarantine_ms;    /* how long a quarantined executor gets no jobs */
 } sl_core_cfg_t;
 
 /* Config table rows for sl_core_cfg_t embedded at offset base of a larger struct. */
@@ -279,6 +293,8 @@ typedef enum sl_core_counter {
     SL_CTR_DONE_DROPPED, /* finished jobs not remembered (no memory for the record) */
     SL_CTR_PROMPTS_HASHED, /* token-id prompts whose block hashes the core computed */
     SL_CTR_LATE,           /* jobs that ended OK past their whole-job deadline */
+    SL_CTR_REFUSED_NO_FIT, /* jobs refused at submit: no live executor can hold them */
+    SL_CTR_QUARANTINED,    /* executors quarantined for failing their recent jobs */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -302,12 +318,27 @@ void sl_core_destroy(sl_core_t **core_p);
  *  SL_ERR_BUSY    refused; *reason_p and *retry_after_p say why and when
  *                 (0 for SL_BUSY_DEADLINE: the deadline cannot be met, a
  *                 retry would only come back later);
- *                 user is not taken.
+ *                 user is not taken;
+ *  SL_ERR_NO_EXECUTOR  refused for good: no live executor can hold it (its
+ *                 context or vocabulary is too small; sl_core_job_misfit
+ *                 says how); user is not taken.
  * Accepted jobs are placed at once when an executor has free credit.
  */
 sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void *user,
                                sl_time_t now, sl_job_t **job_p, sl_busy_reason_t *reason_p,
                                sl_time_t *retry_after_p);
+
+/* Why no live executor can hold desc (the refusal SL_ERR_NO_EXECUTOR of
+ * sl_core_job_submit), written into why (always NUL-terminated). */
+void sl_core_job_misfit(const sl_core_t *core, const sl_job_desc_t *desc, char *why,
+                        size_t why_len);
+
+/* Whether e is quarantined at now: its recent jobs failed, so no job is
+ * placed on it until e->quarantined_until. */
+static inline bool sl_core_exec_quarantined(const sl_exec_t *e, sl_time_t now)
+{
+    return e->quarantined_until > now;
+}
 
 /* An executor reports the end of job seq. Stale reports (job not running on
  * that executor) are counted and ignored: SL_ERR_NOT_FOUND. */

@@ -577,6 +577,192 @@ static void test_token_prompt_prefix_placement(void **state)
     }
 }
 
+static uint32_t s_join_limits(sl_core_t *core, const char *name, uint32_t ctx, uint32_t vocab,
+                              sl_time_t now)
+{
+    sl_exec_info_t info = {.name = name, .slots = 4, .backend = "ref",
+                           .max_context_tokens = ctx, .vocab_size = vocab};
+    uint32_t idx = 0;
+    assert_int_equal(sl_core_exec_join(core, &info, NULL, now, &idx), SL_OK);
+    return idx;
+}
+
+static sl_status_t s_submit_len(sl_core_t *core, const char *id, uint32_t prompt, uint32_t out,
+                                const uint32_t *ids, sl_time_t now, char *why, size_t why_len)
+{
+    sl_job_desc_t d = {.id = id, .prompt_tokens = prompt, .max_new_tokens = out,
+                       .token_ids = ids, .n_token_ids = ids ? prompt : 0};
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *job = NULL;
+    sl_status_t st = sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry);
+    if (st == SL_ERR_NO_EXECUTOR)
+        sl_core_job_misfit(core, &d, why, why_len);
+    return st;
+}
+
+/* Executors declare their context and vocabulary; a job goes only where it
+ * fits (whatever the policy would prefer), and one that fits no live
+ * executor is refused at submission with the reason. */
+static void test_placement_by_limits(void **state)
+{
+    rec_t r;
+    char id[32], why[256] = "";
+    sl_core_t *core = s_core(&r, "least-outstanding", 0);
+    uint32_t small = s_join_limits(core, "small", 512, 1000, 0);
+    uint32_t big = s_join_limits(core, "big", 4096, 0, 0);
+    /* Too long for small: all four go to big, though small is idle. */
+    for (int i = 0; i < 4; i++) {
+        snprintf(id, sizeof(id), "long%d", i);
+        assert_int_equal(s_submit_len(core, id, 512, 64, NULL, SL_MS(1), why, sizeof(why)), SL_OK);
+        assert_int_equal(r.exec[r.n_dispatch - 1], big);
+    }
+    /* Fits both: the idle small one gets it. */
+    assert_int_equal(s_submit_len(core, "short", 100, 10, NULL, SL_MS(1), why, sizeof(why)), SL_OK);
+    assert_int_equal(r.exec[r.n_dispatch - 1], small);
+    /* A token id past small's vocabulary waits for big (full) in the queue. */
+    uint32_t ids[8] = {1, 2, 3, 1500, 4, 5, 6, 7};
+    assert_int_equal(s_submit_len(core, "vocab", 8, 4, ids, SL_MS(1), why, sizeof(why)), SL_OK);
+    assert_int_equal(r.n_dispatch, 5);
+    s_complete(core, &r, 0, SL_MS(2)); /* a credit on big: the waiting one goes there */
+    assert_int_equal(r.n_dispatch, 6);
+    assert_int_equal(r.exec[5], big);
+    /* Longer than every executor: refused, with the reason. */
+    assert_int_equal(s_submit_len(core, "huge", 8000, 64, NULL, SL_MS(3), why, sizeof(why)),
+                     SL_ERR_NO_EXECUTOR);
+    assert_string_equal(why, "prompt 8000 + 64 new tokens exceed every executor's context "
+                             "(largest 4096)");
+    assert_null(sl_core_job_find(core, "huge"));
+    /* Without big, small's limits are the cluster's: big's jobs that small
+     * cannot hold end REJECTED instead of blocking the queue. */
+    assert_int_equal(r.n_result, 1);
+    assert_int_equal(sl_core_exec_lost(core, big, "test", SL_MS(4)), SL_OK);
+    assert_int_equal(r.n_result, 5);
+    for (int k = 1; k < 5; k++)
+        assert_int_equal(r.status[k], SL_JOB_REJECTED);
+    assert_int_equal(sl_core_jobs_pending(core), 1); /* "short", on small */
+    assert_int_equal(s_submit_len(core, "long9", 512, 64, NULL, SL_MS(5), why, sizeof(why)),
+                     SL_ERR_NO_EXECUTOR);
+    assert_string_equal(why, "prompt 512 + 64 new tokens exceed every executor's context "
+                             "(largest 512)");
+    assert_int_equal(s_submit_len(core, "vocab2", 8, 4, ids, SL_MS(5), why, sizeof(why)),
+                     SL_ERR_NO_EXECUTOR);
+    assert_string_equal(why, "prompt token id 1500 is outside every executor's vocabulary "
+                             "(largest 1000)");
+    assert_int_equal(sl_core_counter(core, SL_CTR_REFUSED_NO_FIT), 3);
+    /* An executor with no limits takes anything. */
+    s_join_limits(core, "free", 0, 0, SL_MS(6));
+    assert_int_equal(s_submit_len(core, "huge2", 8000, 64, NULL, SL_MS(6), why, sizeof(why)),
+                     SL_OK);
+    sl_core_destroy(&core);
+}
+
+/* One executor fails every job at once beside two healthy ones that take
+ * 20 ms a job. Every policy sees the quarantine: after the first few
+ * failures the bad executor gets nothing for quarantine_ms, its failures
+ * are counted as failures (core counters and its own), and after the
+ * quarantine it is tried again. Without quarantine least-outstanding sent
+ * it most of the jobs (it always looked idle). */
+static int s_failing_run(const char *policy, double quarantine_failures, rec_t *r,
+                         uint32_t *bad_p, sl_core_t **core_p)
+{
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    static sl_time_t at[MAX_EV];
+    static bool done[MAX_EV];
+    memset(r, 0, sizeof(*r));
+    memset(at, 0, sizeof(at));
+    memset(done, 0, sizeof(done));
+    r->fail_dispatch_to = -1;
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "%s", policy);
+    cfg.max_executors = 8;
+    cfg.quarantine_failures = quarantine_failures;
+    assert_int_equal(sl_core_create(&cfg, &s_io, r, &core), SL_OK);
+    uint32_t bad = s_join(core, "bad", 4, 0);
+    s_join(core, "good1", 4, 0);
+    s_join(core, "good2", 4, 0);
+    char id[32];
+    int to_bad = 0;
+    for (int step = 0; step < 400; step++) {
+        sl_time_t now = SL_MS(1 + step * 5);
+        snprintf(id, sizeof(id), "j%d", step);
+        assert_int_equal(s_submit(core, id, SL_PRIO_INTERACTIVE, now, NULL), SL_OK);
+        for (int k = 0; k < r->n_dispatch; k++) {
+            if (done[k])
+                continue;
+            if (!at[k])
+                at[k] = now;
+            bool fail = r->exec[k] == bad;
+            if (!fail && now - at[k] < SL_MS(20))
+                continue;
+            sl_job_result_t res = {.status = fail ? SL_JOB_FAILED : SL_JOB_OK,
+                                   .output_tokens = fail ? 0 : 10,
+                                   .exec_ttft = fail ? 0 : SL_MS(5)};
+            done[k] = true;
+            to_bad += fail;
+            assert_int_equal(sl_core_job_complete(core, r->exec[k], r->seq[k], &res, NULL, now),
+                             SL_OK);
+        }
+        if (step % 10 == 0) {
+            for (uint32_t i = 0; i < 3; i++)
+                sl_core_exec_touch(core, i, now);
+            sl_core_tick(core, now);
+        }
+    }
+    *bad_p = bad;
+    *core_p = core;
+    return to_bad;
+}
+
+static void test_failing_executor_quarantined(void **state)
+{
+    static const char *const policies[] = {"least-outstanding", "round-robin", "p2c", "learned",
+                                           "random"};
+    static rec_t r;
+    uint32_t bad;
+    sl_core_t *core;
+    /* The problem: without quarantine the failing one looks idlest. */
+    int to_bad = s_failing_run("least-outstanding", 0, &r, &bad, &core);
+    assert_true(to_bad > 200);
+    assert_int_equal(sl_core_counter(core, SL_CTR_FAILED), to_bad);
+    sl_core_destroy(&core);
+    for (size_t p = 0; p < sizeof(policies) / sizeof(policies[0]); p++) {
+        to_bad = s_failing_run(policies[p], 3, &r, &bad, &core);
+        /* three failures quarantine it; at most its credits were out then */
+        if (to_bad < 3 || to_bad > 3 + 3)
+            fail_msg("%s: %d jobs went to the failing executor", policies[p], to_bad);
+        sl_exec_t *e = sl_core_exec_get(core, bad);
+        sl_time_t end = SL_MS(1 + 399 * 5);
+        assert_true(sl_core_exec_quarantined(e, end));
+        assert_int_equal(e->completed, 0);
+        assert_int_equal(e->failed, (uint64_t)to_bad);
+        assert_int_equal(sl_core_counter(core, SL_CTR_FAILED), to_bad);
+        assert_int_equal(sl_core_counter(core, SL_CTR_COMPLETED) + to_bad + sl_core_inflight(core),
+                         400);
+        assert_int_equal(sl_core_counter(core, SL_CTR_QUARANTINED), 1);
+        /* After quarantine_ms it is tried again. */
+        sl_time_t later = end + SL_MS(30000);
+        for (uint32_t i = 0; i < 3; i++)
+            sl_core_exec_touch(core, i, later);
+        sl_core_tick(core, later);
+        assert_false(sl_core_exec_quarantined(e, later));
+        int before = r.n_dispatch, got = 0;
+        for (int i = 0; i < 6; i++) {
+            char id[32];
+            snprintf(id, sizeof(id), "again%d", i);
+            assert_int_equal(s_submit(core, id, SL_PRIO_INTERACTIVE, later, NULL), SL_OK);
+        }
+        for (int k = before; k < r.n_dispatch; k++)
+            got += r.exec[k] == bad;
+        /* (the policies that look at load or take turns; the random and
+         * learned ones may well prefer the others) */
+        if (got == 0 && p < 2)
+            fail_msg("%s: the executor got no job after its quarantine", policies[p]);
+        sl_core_destroy(&core);
+    }
+}
+
 /*
  * Whole-job deadlines. With admission, a job whose best predicted end
  * (TTFT + TPOT x its output tokens) misses its deadline is refused at once
@@ -648,6 +834,8 @@ int main(void)
         cmocka_unit_test(test_expiry_and_cancel), cmocka_unit_test(test_policies),
         cmocka_unit_test(test_rejoin_replaces),  cmocka_unit_test(test_hash_block_size),
         cmocka_unit_test(test_token_prompt_prefix_placement),
+        cmocka_unit_test(test_placement_by_limits),
+        cmocka_unit_test(test_failing_executor_quarantined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

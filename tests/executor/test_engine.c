@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@ typedef struct {
     int chunks;
     int stored;
     int evicted;
+    int failed;
+    char error[200]; /* the last failed job's error text */
     sl_time_t first_token[256];
 } rec_t;
 
@@ -31,6 +34,10 @@ static void s_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, const c
         r->canceled++;
     else
         r->done++;
+    if (how == SL_ENGINE_FAILED) {
+        r->failed++;
+        snprintf(r->error, sizeof(r->error), "%s", err ? err : "");
+    }
     if (ej->seq.id < 256)
         r->first_token[ej->seq.id] = ej->first_token;
 }
@@ -284,6 +291,46 @@ static void test_chunked_prefill(void **state)
     sl_engine_destroy(&e);
 }
 
+/* The sim backend declares its context (--sim-max-context) and fails a
+ * longer job with the reason, which the engine hands on as the job's error
+ * (it used to be the status name alone, "invalid argument"). */
+static void test_limits_and_failure_reason(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    sl_backend_limits_t lim;
+    sl_engine_limits(e, &lim);
+    assert_int_equal(lim.max_context_tokens, 262144); /* the default */
+    assert_int_equal(lim.vocab_size, 0);
+    sl_engine_destroy(&e);
+
+    sl_engine_cfg_t cfg;
+    sl_cfg_defaults(sl_engine_cfg_fields, &cfg);
+    memset(&r, 0, sizeof(r));
+    s_sim.max_context = 512;
+    sl_backend_params_t p = {.kv_block_tokens = 16, .sim = &s_sim};
+    sl_engine_cb_t cb = {.tokens = s_tokens, .done = s_done, .arg = &r};
+    assert_int_equal(sl_engine_create(&cfg, sl_backend_find("sim"), &p, &cb, &e), SL_OK);
+    sl_engine_limits(e, &lim);
+    assert_int_equal(lim.max_context_tokens, 512);
+    job_t *ok = s_job(1, 1, 448, 64), *bad = s_job(2, 1, 512, 64);
+    sl_engine_submit(e, &ok->ej, 0);
+    sl_engine_submit(e, &bad->ej, 0);
+    s_drain(e, 0);
+    assert_int_equal(r.done, 2);
+    assert_int_equal(r.failed, 1);
+    assert_string_equal(r.error, "512 prompt + 64 new tokens (context 512)");
+    free(ok);
+    free(bad);
+    sl_engine_destroy(&e);
+
+    /* null: no limits */
+    e = s_engine(&r, "null", 0);
+    sl_engine_limits(e, &lim);
+    assert_int_equal(lim.max_context_tokens, 0);
+    sl_engine_destroy(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_prefix_cache),
         cmocka_unit_test(test_cancel_and_null),
         cmocka_unit_test(test_chunked_prefill),
+        cmocka_unit_test(test_limits_and_failure_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

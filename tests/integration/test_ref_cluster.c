@@ -8,6 +8,10 @@
  * in the block size the executors advertise and matches it against the
  * blocks they reported caching, so a prompt sharing a long prefix with an
  * earlier one goes where that prefix is cached.
+ *
+ * Placement by what an executor can hold: the executors declare their
+ * context in the hello, and a job longer than every one of them is refused
+ * at submission with the reason, which `sluice submit` prints.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <zmq.h>
 
 #include "cluster.h"
@@ -27,7 +32,8 @@
 #define N_JOBS 24
 #define MAX_NEW 12
 
-static void s_submit_tokens(void *sock, const char *id, const uint32_t *toks, uint32_t n)
+static void s_submit_tokens_new(void *sock, const char *id, const uint32_t *toks, uint32_t n,
+                               uint32_t max_new)
 {
     Sluice__Prompt p = SLUICE__PROMPT__INIT;
     Sluice__Job j = SLUICE__JOB__INIT;
@@ -37,11 +43,16 @@ static void s_submit_tokens(void *sock, const char *id, const uint32_t *toks, ui
     p.n_token_ids = n;
     j.id = (char *)id;
     j.prompt = &p;
-    j.max_new_tokens = MAX_NEW;
+    j.max_new_tokens = max_new;
     s.job = &j;
     env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
     env.submit = &s;
     assert_int_equal(sl_wire_send(sock, NULL, 0, &env, 0), SL_OK);
+}
+
+static void s_submit_tokens(void *sock, const char *id, const uint32_t *toks, uint32_t n)
+{
+    s_submit_tokens_new(sock, id, toks, n, MAX_NEW);
 }
 
 static void test_ref_tokens_match_direct_run(void **state)
@@ -303,10 +314,98 @@ static void test_ref_prefix_placement_kv_cost(void **state)
     s_prefix_placement("kv-cost");
 }
 
+/* A job longer than every executor's context is refused at submission
+ * with an Error naming it and saying why (before, it was accepted, failed
+ * on the executor as "invalid argument", and the reason stayed in the
+ * executor's log); a job that fits still runs; `sluice submit` prints the
+ * reason and exits 1. */
+static void test_ref_too_long_refused_at_submit(void **state)
+{
+    sl_backend_params_t params = {.model = "tiny", .weights = "", .weight_format = "auto",
+                                  .device = "cpu", .seed = 1};
+    sl_model_cfg_t mcfg;
+    sl_model_opts_t opts;
+    assert_int_equal(sl_backend_ref_resolve(&params, &mcfg, &opts), SL_OK);
+    static uint32_t toks[4096];
+    assert_true(mcfg.max_ctx <= 4096);
+    for (uint32_t i = 0; i < mcfg.max_ctx; i++)
+        toks[i] = 1 + i % (mcfg.vocab - 1);
+
+    static cl_t c;
+    const char *sched_args[] = {"--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu",
+                               "--log-level=warn", NULL};
+    cl_init(&c, "reffit");
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "r1", exec_args);
+    void *sock = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, sock, 1, 20000), 0);
+
+    char want[160];
+    snprintf(want, sizeof(want), "prompt %u + 64 new tokens exceed every executor's context "
+             "(largest %u)", mcfg.max_ctx, mcfg.max_ctx);
+    s_submit_tokens_new(sock, "long", toks, mcfg.max_ctx, 64);
+    s_submit_tokens_new(sock, "fits", toks, 20, 4);
+    int refused = 0, ok = 0;
+    while (refused + ok < 2) {
+        sl_msg_t *m = cl_recv(sock, 60000);
+        assert_non_null(m);
+        if (m->body_case == SLUICE__ENVELOPE__BODY_ERROR) {
+            assert_string_equal(m->error->job_id, "long");
+            assert_int_equal(m->error->code, SL_ERR_NO_EXECUTOR);
+            if (!strstr(m->error->message, want))
+                fail_msg("refusal says \"%s\", want \"%s\"", m->error->message, want);
+            refused++;
+        } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
+            assert_string_equal(m->result->job_id, "fits");
+            assert_int_equal(m->result->status, SLUICE__RESULT_STATUS__RESULT_OK);
+            ok++;
+        } else {
+            assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
+            assert_string_equal(m->accepted->job_id, "fits");
+        }
+        sl_proto_free(&m);
+    }
+
+    /* The CLI, as a user runs it: the reason, and a failing exit status. */
+    static char out[1 << 14];
+    const char *bin = getenv("SLUICE_BIN");
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "%s/sluice submit --endpoint %s --wait-timeout-ms 20000 --prompt-tokens %u "
+             "--max-new-tokens 64 2>&1",
+             bin ? bin : "build/bin", c.client_ep, mcfg.max_ctx);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    assert_true(WIFEXITED(rc));
+    /* the job's own line carries the reason, after one send (no timeout) */
+    char line[256];
+    snprintf(line, sizeof(line), ": no executor (%s)", want);
+    if (WEXITSTATUS(rc) != 1 || !strstr(out, line) || !strstr(out, "sends 1,"))
+        fail_msg("sluice submit: exit %d, want 1 and \"%s\"; output:\n%s", WEXITSTATUS(rc), want,
+                 out);
+
+    sl_msg_t *st = cl_status(sock, 5000);
+    assert_non_null(st);
+    assert_int_equal(cl_counter(st, "jobs_refused_no_fit"), 2);
+    assert_int_equal(cl_counter(st, "jobs_failed"), 0);
+    assert_int_equal(cl_counter(st, "jobs_completed"), 1);
+    assert_int_equal(st->status_reply->n_executors, 1);
+    assert_int_equal(st->status_reply->executors[0]->completed, 1);
+    assert_int_equal(st->status_reply->executors[0]->failed, 0);
+    sl_proto_free(&st);
+    zmq_close(sock);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_tokens_match_direct_run),
+        cmocka_unit_test(test_ref_too_long_refused_at_submit),
         cmocka_unit_test_teardown(test_ref_prefix_placement_cache_switch, s_px_teardown),
         cmocka_unit_test_teardown(test_ref_prefix_placement_kv_cost, s_px_teardown),
     };
