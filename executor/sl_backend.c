@@ -47,6 +47,9 @@ const sl_cfg_field_t sl_sim_cfg_fields[] = {
     SL_CFG_RANGE(sl_sim_cfg_t, max_context, "sim-max-context", "262144", SL_CFG_I64, 0,
                  4294967295LL, "sim: prompt + new tokens one job may hold (declared in the "
                  "hello; 0 = unlimited)"),
+    SL_CFG_RANGE(sl_sim_cfg_t, fail_share, "sim-fail-share", "0", SL_CFG_DOUBLE, 0, 1,
+                 "sim: fault injection: this share of jobs fails at once at admission, evenly "
+                 "spread (1 = every job; tests of failure handling)"),
     SL_CFG_END,
 };
 

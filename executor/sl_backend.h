@@ -33,6 +33,7 @@ typedef struct sl_sim_cfg {
     double speed;                /* divides every time: 2 = twice as fast */
     int64_t kv_capacity_blocks;  /* prefix-cache capacity in blocks */
     int64_t max_context;         /* prompt + new tokens of one sequence at most; 0 = unlimited */
+    double fail_share;           /* fault injection: share of jobs failed at admission */
 } sl_sim_cfg_t;
 
 /* Called by a backend when a full KV block is cached or dropped. */

@@ -66,6 +66,7 @@ typedef struct s_sim {
     uint64_t cached_tokens;    /* tokens in cached blocks */
     uint64_t running_tokens;   /* KV tokens of running sequences */
     uint64_t capacity_tokens;  /* KV capacity */
+    uint64_t admitted;         /* admissions tried (the fault injection's clock) */
 } s_sim_t;
 
 typedef struct s_seq {
@@ -120,6 +121,16 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
     s_sim_t *s = state;
     uint32_t n = 0, bt = 0;
     uint64_t need = (uint64_t)seq->prompt_len + seq->max_new_tokens;
+    if (s->cfg.fail_share > 0) {
+        /* Deterministic: the k-th admission fails when floor(k x share) steps up. */
+        uint64_t k = ++s->admitted;
+        if ((uint64_t)((double)k * s->cfg.fail_share) >
+            (uint64_t)((double)(k - 1) * s->cfg.fail_share)) {
+            snprintf(seq->error, sizeof(seq->error), "injected failure (--sim-fail-share %g)",
+                     s->cfg.fail_share);
+            return SL_ERR_JOB_FAILED;
+        }
+    }
     if (s->cfg.max_context > 0 && need > (uint64_t)s->cfg.max_context) {
         snprintf(seq->error, sizeof(seq->error), "%u prompt + %u new tokens (context %lld)",
                  seq->prompt_len, seq->max_new_tokens, (long long)s->cfg.max_context);

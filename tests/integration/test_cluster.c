@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -623,6 +624,91 @@ static void test_executor_dispatch_batch(void **state)
     cl_fini(&c);
 }
 
+/* An executor whose backend fails every job at once (the sim backend's
+ * fault injection) beside two healthy ones, jobs sent one at a time: it
+ * always looks idle, and before quarantine least-outstanding sent it
+ * nearly every job. Now its first three failures quarantine it, every
+ * later job runs on the healthy ones, each failure carries the backend's
+ * reason, and the counters and `sluice status` tell failures apart. */
+static void test_failing_executor_quarantined(void **state)
+{
+    static cl_t c;
+    const char *sched_args[] = {"--log-level=error", NULL};
+    const char *good_args[] = {"--backend=sim", "--sim-speed=1000", "--log-level=warn", NULL};
+    const char *bad_args[] = {"--backend=sim", "--sim-speed=1000", "--sim-fail-share=1",
+                              "--log-level=warn", NULL};
+    cl_init(&c, "quar");
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "bad", bad_args);
+    cl_executor(&c, "good1", good_args);
+    cl_executor(&c, "good2", good_args);
+    void *sock = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, sock, 3, 10000), 0);
+    int failed = 0, ok = 0, last_failure = -1;
+    for (int k = 0; k < 30; k++) {
+        char id[32];
+        snprintf(id, sizeof(id), "q%d", k);
+        cl_submit(sock, id, 100, 4, 0);
+        for (;;) {
+            sl_msg_t *m = cl_recv(sock, 10000);
+            assert_non_null(m);
+            if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
+                const Sluice__Result *r = m->result;
+                assert_string_equal(r->job_id, id);
+                if (r->status == SLUICE__RESULT_STATUS__RESULT_OK) {
+                    ok++;
+                } else {
+                    assert_int_equal(r->status, SLUICE__RESULT_STATUS__RESULT_FAILED);
+                    assert_string_equal(r->executor, "bad");
+                    if (!strstr(r->error, "injected failure"))
+                        fail_msg("failure says \"%s\"", r->error);
+                    failed++;
+                    last_failure = k;
+                }
+                sl_proto_free(&m);
+                break;
+            }
+            assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
+            sl_proto_free(&m);
+        }
+    }
+    print_message("failures %d (last at job %d), ok %d\n", failed, last_failure, ok);
+    assert_int_equal(failed, 3); /* the third quarantines it */
+    assert_int_equal(ok, 27);
+    sl_msg_t *st = cl_status(sock, 2000);
+    assert_non_null(st);
+    assert_int_equal(cl_counter(st, "jobs_failed"), 3);
+    assert_int_equal(cl_counter(st, "jobs_completed"), 27);
+    assert_int_equal(cl_counter(st, "executors_quarantined"), 1);
+    for (size_t i = 0; i < st->status_reply->n_executors; i++) {
+        const Sluice__ExecutorStatus *e = st->status_reply->executors[i];
+        int bad = strcmp(e->name, "bad") == 0;
+        assert_int_equal(e->quarantined, bad);
+        assert_int_equal(e->failed, bad ? 3 : 0);
+        if (bad)
+            assert_int_equal(e->completed, 0);
+    }
+    sl_proto_free(&st);
+
+    /* `sluice status` marks it */
+    static char out[1 << 14];
+    const char *bin = getenv("SLUICE_BIN");
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
+             bin ? bin : "build/bin", c.client_ep);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    char *line = strstr(out, "\nbad ");
+    if (!line || !strstr(line, " quar ") || !strstr(out, "executors_quarantined"))
+        fail_msg("sluice status does not show the quarantine:\n%s", out);
+    zmq_close(sock);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -633,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_executor_killed_batched),
         cmocka_unit_test(test_long_jobs),
         cmocka_unit_test(test_executor_dispatch_batch),
+        cmocka_unit_test(test_failing_executor_quarantined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
