@@ -32,5 +32,6 @@ int main(int argc, char **argv)
     sl_executor_handle_signals(x);
     sl_status_t st = sl_executor_run(x);
     sl_executor_destroy(&x);
-    return st == SL_OK ? 0 : 1;
+    /* 2: the scheduler refused our configuration (the wrong endpoint), as for a bad value */
+    return st == SL_OK ? 0 : st == SL_ERR_INVALID ? 2 : 1;
 }

@@ -33,7 +33,10 @@
  * A hello answered "name held by another connection" (SL_ERR_AGAIN) is
  * simply retried; "in use by a live executor" (SL_ERR_EXISTS) is final:
  * two live executors under one name would displace each other for ever, so
- * the newcomer exits (run returns SL_ERR_EXISTS). While not registered the
+ * the newcomer exits (run returns SL_ERR_EXISTS). A hello refused as a
+ * message that endpoint does not take (SL_ERR_MSG_UNEXPECTED: the client
+ * port) is a configuration error: run returns SL_ERR_INVALID (exit 2).
+ * While not registered the
  * executor logs every wait_log_ms that it waits, naming the endpoint.
  */
 #include "executor/sl_executor.h"
@@ -465,6 +468,14 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
                 SL_ERROR("the scheduler at %s refused us: %s", x->cfg.scheduler,
                          msg->error->message);
                 x->fatal = SL_ERR_EXISTS;
+                sl_proto_free(&msg);
+                return;
+            } else if (msg->error->code == SL_ERR_MSG_UNEXPECTED && !x->welcomed) {
+                /* Our hello is not a message that endpoint takes: it is not
+                 * an executor endpoint (the client port). A configuration error. */
+                SL_ERROR("the scheduler at %s refused us: %s", x->cfg.scheduler,
+                         msg->error->message);
+                x->fatal = SL_ERR_INVALID;
                 sl_proto_free(&msg);
                 return;
             } else if (msg->error->code == SL_ERR_AGAIN && !x->welcomed) {

@@ -49,7 +49,11 @@ extern const sl_cfg_field_t sl_executor_cfg_fields[];
 typedef struct sl_executor sl_executor_t;
 
 sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exec_p);
-/* Serve until stopped; then finish running jobs, say goodbye and return. */
+/* Serve until stopped; then finish running jobs, say goodbye and return
+ * SL_OK. Returns at once, with the cause logged, when the scheduler refuses
+ * to register it: SL_ERR_EXISTS (its name is in use by a live executor),
+ * SL_ERR_INVALID (the endpoint is not the scheduler's executor endpoint);
+ * SL_ERR_IO when polling fails. */
 sl_status_t sl_executor_run(sl_executor_t *exec);
 void sl_executor_stop(sl_executor_t *exec);
 void sl_executor_destroy(sl_executor_t **exec_p);

@@ -77,13 +77,14 @@ typedef enum s_ctr {
     S_CTR_TOKENS_FORWARDED,  /* token chunks forwarded to clients */
     S_CTR_KV_EVENTS,         /* KV event messages received */
     S_CTR_NAME_IN_USE,       /* hellos refused: the name belongs to a live executor */
+    S_CTR_WRONG_PORT,        /* executor messages on the client port and the reverse */
     S_CTR_COUNT,
 } s_ctr_t;
 
 static const char *const s_ctr_names[S_CTR_COUNT] = {
     "msgs_rejected_client", "msgs_rejected_executor", "msgs_unknown_executor",
     "client_gone",          "results_resent",         "token_chunks_forwarded",
-    "kv_events",            "executors_refused_name",
+    "kv_events",            "executors_refused_name", "msgs_wrong_port",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -588,6 +589,32 @@ out:
     free(es);
 }
 
+/*
+ * A peer on the wrong socket (an executor's message on the client port, a
+ * client's on the executor port): told which endpoint it wants, with the
+ * code a peer on the wrong port recognises (SL_ERR_MSG_UNEXPECTED), and
+ * counted with that socket's refused messages and in msgs_wrong_port.
+ * Answering as for any unexpected message was rejected: an executor on the
+ * client port said hello again for ever, and a client on the executor port
+ * was told to say hello, which no client can.
+ */
+static void s_wrong_port(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, int body)
+{
+    char text[512];
+    s->counters[S_CTR_WRONG_PORT]++; /* of the refused messages, counted as any */
+    s->counters[sock == s->clients ? S_CTR_CLIENT_REJECTED : S_CTR_EXEC_REJECTED]++;
+    if (sock == s->clients)
+        snprintf(text, sizeof(text),
+                 "this is the client port; executors connect to the executor endpoint (%s)",
+                 s->cfg.executor_endpoint);
+    else
+        snprintf(text, sizeof(text),
+                 "this is the executor port; clients connect to the client endpoint (%s)",
+                 s->cfg.client_endpoint);
+    SL_DEBUG("'%s' on the wrong port: %s", sl_proto_body_name(body), text);
+    s_reply_error(s, sock, to, SL_ERR_MSG_UNEXPECTED, text);
+}
+
 /* ---- client messages ---- */
 
 /* One submitted job (validated), held in backing: on acceptance the job
@@ -716,6 +743,15 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
             break;
         case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
             s_reply_status(s, &from);
+            break;
+        case SLUICE__ENVELOPE__BODY_HELLO:
+        case SLUICE__ENVELOPE__BODY_HEARTBEAT:
+        case SLUICE__ENVELOPE__BODY_COMPLETION:
+        case SLUICE__ENVELOPE__BODY_COMPLETIONS:
+        case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
+        case SLUICE__ENVELOPE__BODY_KV_EVENT:
+        case SLUICE__ENVELOPE__BODY_GOODBYE:
+            s_wrong_port(s, s->clients, &from, msg->body_case);
             break;
         default:
             s->counters[S_CTR_CLIENT_REJECTED]++;
@@ -903,6 +939,14 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
             continue;
         }
         uintptr_t idx1 = (uintptr_t)sl_map_get(&s->by_ident, s_ident_key(&from));
+        if (!idx1 && (msg->body_case == SLUICE__ENVELOPE__BODY_SUBMIT ||
+                      msg->body_case == SLUICE__ENVELOPE__BODY_SUBMITS ||
+                      msg->body_case == SLUICE__ENVELOPE__BODY_CANCEL ||
+                      msg->body_case == SLUICE__ENVELOPE__BODY_STATUS_REQUEST)) {
+            s_wrong_port(s, s->executors, &from, msg->body_case);
+            sl_proto_free(&msg);
+            continue;
+        }
         if (!idx1) {
             s->counters[S_CTR_UNKNOWN_EXECUTOR]++;
             s_reply_error(s, s->executors, &from, SL_ERR_NOT_FOUND,

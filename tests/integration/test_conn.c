@@ -4,7 +4,8 @@
  * serving; a restart under the same name right after a crash still takes
  * over; an executor started before its scheduler logs that it waits and
  * registers once, however many hellos it sent meanwhile; a second SIGTERM
- * stops an executor or a scheduler that is draining at once.
+ * stops an executor or a scheduler that is draining at once; a program on
+ * the scheduler's other port is told which it wants.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,7 +159,7 @@ static void test_second_sigterm(void **state)
     (void)state;
     static cl_t c;
     const char *sched_args[] = {"--log-level=info", NULL};
-    const char *exec_args[] = {"--backend=sim", "--log-level=info", NULL};
+    const char *exec_args[] = {"--backend=sim", "--sim-speed=0.02", "--log-level=info", NULL};
     cl_init(&c, "sigterm");
     int sched = cl_scheduler(&c, sched_args);
     int idle = cl_executor(&c, "idle", exec_args);
@@ -174,12 +175,14 @@ static void test_second_sigterm(void **state)
 
     int busy = cl_executor(&c, "busy", exec_args);
     assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
-    cl_submit(cli, "long", 1000, 5000, 0); /* about 30 s of modelled time */
-    uint32_t inflight = 0;
+    cl_submit(cli, "long", 1000, 300, 0); /* 1.8 s of modelled H100 time, 50 times slower */
+    uint32_t inflight = 0; /* as the executor's heartbeats report it: it has the job */
     for (int i = 0; i < 100 && inflight == 0; i++) {
         sl_msg_t *st = cl_status(cli, 2000);
         assert_non_null(st);
-        inflight = st->status_reply->inflight;
+        const Sluice__StatusReply *r = st->status_reply;
+        if (r->n_executors == 1 && r->executors[0]->load)
+            inflight = r->executors[0]->load->running_jobs + r->executors[0]->load->queued_jobs;
         sl_proto_free(&st);
         if (!inflight)
             usleep(50000);
@@ -207,6 +210,54 @@ static void test_second_sigterm(void **state)
     cl_fini(&c);
 }
 
+/* A program on the scheduler's other port is told which one it wants: an
+ * executor on the client port logs it at error level and exits 2; a client
+ * on the executor port gets an Error naming the client endpoint. */
+static void test_wrong_port(void **state)
+{
+    (void)state;
+    static cl_t c;
+    char se[320], want[400];
+    cl_init(&c, "wrongport");
+    cl_scheduler(&c, NULL);
+    snprintf(se, sizeof(se), "--scheduler=%s", c.client_ep);
+    const char *exec_args[] = {se, "--name=astray", "--backend=null", NULL};
+    int x = cl_spawn(&c, "sluice-executor", exec_args);
+    snprintf(want, sizeof(want),
+             "this is the client port; executors connect to the executor endpoint (%s)",
+             c.exec_ep);
+    sl_test_expect_error(want);
+    assert_int_equal(cl_wait(&c, x, 10000), 2);
+    assert_true(s_log_has(&c, x, want));
+
+    void *astray = zmq_socket(c.zctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(astray, ZMQ_LINGER, &zero, sizeof(zero));
+    assert_int_equal(zmq_connect(astray, c.exec_ep), 0);
+    Sluice__StatusRequest r = SLUICE__STATUS_REQUEST__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REQUEST;
+    env.status_request = &r;
+    assert_int_equal(sl_wire_send(astray, NULL, 0, &env, 0), SL_OK);
+    sl_msg_t *m = cl_recv(astray, 5000);
+    assert_non_null(m);
+    assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ERROR);
+    assert_int_equal(m->error->code, SL_ERR_MSG_UNEXPECTED);
+    snprintf(want, sizeof(want),
+             "this is the executor port; clients connect to the client endpoint (%s)",
+             c.client_ep);
+    assert_string_equal(m->error->message, want);
+    sl_proto_free(&m);
+    zmq_close(astray);
+
+    void *cli = cl_client(&c);
+    assert_true(s_counter(cli, "msgs_wrong_port") >= 2); /* a hello, a status request */
+    assert_int_equal(s_counter(cli, "executors_joined"), 0);
+    assert_int_equal(s_counter(cli, "msgs_unknown_executor"), 0);
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_restart_takes_over),
         cmocka_unit_test(test_executor_before_scheduler),
         cmocka_unit_test(test_second_sigterm),
+        cmocka_unit_test(test_wrong_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
