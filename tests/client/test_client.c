@@ -35,6 +35,8 @@ typedef struct fake {
     int busy_reason;                /* carried by each BUSY (0 = overload) */
     int silent_first;               /* ignore the first submit of an id */
     int no_result;                  /* accept but never send a Result */
+    int refuse;                     /* answer an Error naming the job (refused for good) */
+    int anon_error;                 /* send an Error naming no job before answering */
     char ids[S_MAX_IDS][130];       /* ids seen */
     int count[S_MAX_IDS];           /* submits received per id */
     sl_time_t first_ns[S_MAX_IDS];  /* receipt of the first submit */
@@ -70,6 +72,20 @@ static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const Sluice_
     if (f->silent_first && n == 1)
         return;
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    if (f->refuse || f->anon_error) {
+        Sluice__Error e = SLUICE__ERROR__INIT;
+        e.code = f->refuse ? SL_ERR_NO_EXECUTOR : SL_ERR_MSG_RANGE;
+        e.message = f->refuse ? "prompt 4 + 16 new tokens exceed every executor's context "
+                                "(largest 8)"
+                              : "something else was wrong";
+        e.job_id = f->refuse ? job->id : "";
+        env.body_case = SLUICE__ENVELOPE__BODY_ERROR;
+        env.error = &e;
+        s_send(f, who, &env);
+        if (f->refuse)
+            return;
+        env = (sl_msg_t)SLUICE__ENVELOPE__INIT;
+    }
     if (n <= f->busy_first) {
         Sluice__Busy busy = SLUICE__BUSY__INIT;
         busy.job_id = job->id;
@@ -766,6 +782,36 @@ static void test_deadline_busy_not_retried(void **state)
     s_fake_stop(&f);
 }
 
+/* An Error naming a submitted job refuses it for good: the job ends at
+ * once with the scheduler's code and reason, after one send (it used to
+ * wait for its timeouts and resend). An Error naming no job ends nothing. */
+static void test_refused_by_error(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    f->refuse = 1;
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_job_spec_t job = s_job("too-long");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_ERR_NO_EXECUTOR);
+    assert_string_equal(r->error, "prompt 4 + 16 new tokens exceed every executor's context "
+                                  "(largest 8)");
+    assert_int_equal(r->sends, 1);
+    sl_result_destroy(&r);
+    assert_int_equal(sl_client_pending(c), 0);
+    f->refuse = 0;
+    f->anon_error = 1;
+    job = s_job("fine");
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(r->status, SL_OK);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 /* Event-loop use: poll(2) on the client's descriptor, then drain with a zero timeout. */
 static void test_fd_event_loop(void **state)
 {
@@ -817,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_busy_after_restart_retried),
         cmocka_unit_test(test_deadline_busy_not_retried),
         cmocka_unit_test(test_fd_event_loop),
+        cmocka_unit_test(test_refused_by_error),
         cmocka_unit_test(test_result_batch_bad_item),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
