@@ -46,6 +46,12 @@
  *   so every send, including those the engine's callbacks make during a
  *   step, would take the lock: a lock on the per-message path.
  *
+ * Connection state: a ZeroMQ monitor on the DEALER reports its connection
+ * going down and coming up, which the link logs with the endpoint ("lost
+ * the scheduler at E; waiting for it"), so an operator sees the loss when
+ * it happens rather than when a restarted scheduler answers. Nothing else
+ * depends on it: registration stays soft state (sl_executor.c).
+ *
  * Inline mode: a backend whose steps return at once (sim returns modelled
  * time, null does no work) never holds the engine thread for long, so it
  * needs no link thread, and the hop would cost it: a thread woken for each
@@ -99,6 +105,9 @@ typedef struct s_link_thread {
     bool stalled;            /* heartbeats withheld: the engine thread is silent */
     bool to_engine_blocked;  /* the pipe is full: the DEALER is not read */
     bool stop;               /* the stop post was read */
+    void *monitor;           /* events of the DEALER's connection (NULL: none) */
+    bool lost;               /* the connection went down and has not come back */
+    char endpoint[256];      /* the scheduler's endpoint, for the log */
 } s_link_thread_t;
 
 struct sl_link {
@@ -109,6 +118,36 @@ struct sl_link {
 };
 
 /* ---- The link thread ---------------------------------------------------- */
+
+/* Log the DEALER's connection going down and coming back. */
+static void s_monitor(s_link_thread_t *lt)
+{
+    for (int i = 0; lt->monitor && i < S_BURST; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, lt->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= sizeof(event))
+            memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) { /* the second frame: the endpoint */
+            zmq_msg_init(&addr);
+            (void)zmq_msg_recv(&addr, lt->monitor, 0);
+            zmq_msg_close(&addr);
+        }
+        if (event == ZMQ_EVENT_DISCONNECTED && !lt->lost) {
+            SL_WARN("lost the scheduler at %s; waiting for it", lt->endpoint);
+            lt->lost = true;
+        } else if (event == ZMQ_EVENT_CONNECTED && lt->lost) {
+            SL_INFO("connected to the scheduler at %s again", lt->endpoint);
+            lt->lost = false;
+        }
+    }
+}
 
 static void s_beat(s_link_thread_t *lt, sl_time_t now)
 {
@@ -234,8 +273,9 @@ static void *s_thread(void *arg)
     s_link_thread_t *lt = arg;
     lt->last_post = sl_clock_now();
     while (!lt->stop) {
-        zmq_pollitem_t items[2] = {
+        zmq_pollitem_t items[3] = {
             {lt->pipe, 0, (short)(ZMQ_POLLIN | (lt->to_engine_blocked ? ZMQ_POLLOUT : 0)), 0},
+            {lt->monitor, 0, ZMQ_POLLIN, 0},
             {lt->dealer, 0, ZMQ_POLLIN, 0},
         };
         sl_time_t now = sl_clock_now();
@@ -244,12 +284,13 @@ static void *s_thread(void *arg)
             timeout =
                 lt->next_beat <= now ? 0 : (long)((lt->next_beat - now + 999999) / SL_NS_PER_MS);
         }
-        int rc = zmq_poll(items, lt->to_engine_blocked ? 1 : 2, timeout);
+        int rc = zmq_poll(items, lt->to_engine_blocked ? 2 : 3, timeout);
         if (rc < 0 && errno != EINTR) {
             SL_ERROR("link: zmq_poll: %s", zmq_strerror(errno));
             break;
         }
         now = sl_clock_now();
+        s_monitor(lt);
         s_from_engine(lt, now);
         s_from_scheduler(lt);
         s_tick(lt, now);
@@ -292,9 +333,19 @@ sl_status_t sl_link_create(void *zctx, const sl_link_cfg_t *cfg, sl_link_t **lin
     s_set_int(lt->dealer, ZMQ_HEARTBEAT_TIMEOUT, (int)cfg->link_timeout_ms);
     s_set_int(lt->dealer, ZMQ_SNDHWM, S_PIPE_HWM);
     s_set_int(lt->dealer, ZMQ_RCVHWM, S_PIPE_HWM);
+    snprintf(lt->endpoint, sizeof(lt->endpoint), "%s", cfg->endpoint);
+    snprintf(ep, sizeof(ep), "inproc://sluice-link-mon-%p", (void *)k);
+    lt->monitor = zmq_socket(zctx, ZMQ_PAIR);
+    if (!lt->monitor || zmq_socket_monitor(lt->dealer, ep, ZMQ_EVENT_CONNECTED |
+                                                               ZMQ_EVENT_DISCONNECTED) != 0 ||
+        zmq_connect(lt->monitor, ep) != 0) {
+        SL_ERROR("link: cannot monitor the connection: %s", zmq_strerror(errno));
+        goto err_monitor;
+    }
+    s_set_int(lt->monitor, ZMQ_LINGER, 0);
     if (zmq_connect(lt->dealer, cfg->endpoint) != 0) {
         SL_ERROR("cannot connect to %s: %s", cfg->endpoint, zmq_strerror(errno));
-        goto err_dealer;
+        goto err_monitor;
     }
     if (!cfg->threaded) {
         lt->last_post = sl_clock_now();
@@ -340,7 +391,9 @@ err_pipe:
         zmq_close(k->pipe);
     if (lt->pipe)
         zmq_close(lt->pipe);
-err_dealer:
+err_monitor:
+    if (lt->monitor)
+        zmq_close(lt->monitor);
     zmq_close(lt->dealer);
 err_hostload:
     sl_hostload_destroy(&lt->hl);
@@ -378,7 +431,10 @@ void sl_link_post(sl_link_t *k, bool welcomed, sl_time_t heartbeat, const Sluice
 
 sl_time_t sl_link_tick(sl_link_t *k, sl_time_t now)
 {
-    return k->threaded ? INT64_MAX : s_tick(k->lt, now);
+    if (k->threaded)
+        return INT64_MAX;
+    s_monitor(k->lt);
+    return s_tick(k->lt, now);
 }
 
 void sl_link_destroy(sl_link_t **link_p)
@@ -398,6 +454,7 @@ void sl_link_destroy(sl_link_t **link_p)
         zmq_close(k->pipe);
         zmq_close(k->lt->pipe);
     }
+    zmq_close(k->lt->monitor);
     zmq_close(k->lt->dealer);
     sl_hostload_destroy(&k->lt->hl);
     free(k->lt);

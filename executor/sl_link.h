@@ -55,9 +55,10 @@ void *sl_link_pipe(sl_link_t *link);
  */
 void sl_link_post(sl_link_t *link, bool welcomed, sl_time_t heartbeat, const Sluice__Load *load);
 
-/* Inline: send the heartbeat if it is due. Returns when the next one is
- * due, for the engine thread's poll timeout (INT64_MAX: none, or threaded,
- * where this does nothing). */
+/* Inline: log the connection's losses and returns (the link thread does
+ * it when threaded), send the heartbeat if it is due. Returns when the next
+ * one is due, for the engine thread's poll timeout (INT64_MAX: none, or
+ * threaded, where this does nothing). */
 sl_time_t sl_link_tick(sl_link_t *link, sl_time_t now);
 
 /*

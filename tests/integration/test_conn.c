@@ -3,7 +3,8 @@
  * name a live one holds is refused and exits 1 while the first keeps
  * serving; a restart under the same name right after a crash still takes
  * over; an executor started before its scheduler logs that it waits and
- * registers once, however many hellos it sent meanwhile; a second SIGTERM
+ * registers once, however many hellos it sent meanwhile, and logs the loss
+ * of its scheduler when it happens; a second SIGTERM
  * stops an executor or a scheduler that is draining at once; a program on
  * the scheduler's other port is told which it wants.
  */
@@ -150,6 +151,40 @@ static void test_executor_before_scheduler(void **state)
     cl_fini(&c);
 }
 
+/* The scheduler dies under a registered executor: the executor logs the
+ * loss when its connection drops, the reconnection when a new scheduler
+ * comes, and registers there once. */
+static void test_scheduler_lost(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *exec_args[] = {"--backend=null", "--hello-retry-ms=100", "--log-level=info",
+                               NULL};
+    char lost[400], back[400];
+    cl_init(&c, "schedlost");
+    int sched = cl_scheduler(&c, NULL);
+    int x = cl_executor(&c, "stays", exec_args);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
+    zmq_close(cli);
+    cl_kill(&c, sched, SIGKILL);
+    assert_true(cl_wait(&c, sched, 5000) >= 0);
+    snprintf(lost, sizeof(lost), "lost the scheduler at %s; waiting for it", c.exec_ep);
+    for (int i = 0; i < 50 && !s_log_has(&c, x, lost); i++)
+        usleep(100000);
+    assert_true(s_log_has(&c, x, lost));
+    cl_scheduler(&c, NULL);
+    cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
+    snprintf(back, sizeof(back), "connected to the scheduler at %s again", c.exec_ep);
+    assert_true(s_log_has(&c, x, back));
+    usleep(300000);
+    assert_int_equal(s_counter(cli, "executors_joined"), 1);
+    assert_int_equal(s_counter(cli, "executors_lost"), 0);
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
 /* Stop signals: an idle executor's SIGTERM is an orderly leave, logged at
  * info by the scheduler; a busy one drains on the first SIGTERM and stops
  * at once on the second, its job requeued at its goodbye; a scheduler
@@ -264,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_name_refused),
         cmocka_unit_test(test_restart_takes_over),
         cmocka_unit_test(test_executor_before_scheduler),
+        cmocka_unit_test(test_scheduler_lost),
         cmocka_unit_test(test_second_sigterm),
         cmocka_unit_test(test_wrong_port),
     };
