@@ -336,8 +336,8 @@ sl_status_t sl_link_create(void *zctx, const sl_link_cfg_t *cfg, sl_link_t **lin
     snprintf(lt->endpoint, sizeof(lt->endpoint), "%s", cfg->endpoint);
     snprintf(ep, sizeof(ep), "inproc://sluice-link-mon-%p", (void *)k);
     lt->monitor = zmq_socket(zctx, ZMQ_PAIR);
-    if (!lt->monitor || zmq_socket_monitor(lt->dealer, ep, ZMQ_EVENT_CONNECTED |
-                                                               ZMQ_EVENT_DISCONNECTED) != 0 ||
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED;
+    if (!lt->monitor || zmq_socket_monitor(lt->dealer, ep, events) != 0 ||
         zmq_connect(lt->monitor, ep) != 0) {
         SL_ERROR("link: cannot monitor the connection: %s", zmq_strerror(errno));
         goto err_monitor;

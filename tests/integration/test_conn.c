@@ -32,8 +32,7 @@ static int s_run_job(void *sock, const char *id, char *who, size_t cap)
         sl_msg_t *m = cl_recv(sock, 100);
         if (!m)
             continue;
-        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT &&
-            strcmp(m->result->job_id, id) == 0) {
+        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT && strcmp(m->result->job_id, id) == 0) {
             int status = (int)m->result->status;
             snprintf(who, cap, "%s", m->result->executor ? m->result->executor : "");
             sl_proto_free(&m);
@@ -130,8 +129,7 @@ static void test_executor_before_scheduler(void **state)
     (void)state;
     static cl_t c;
     const char *exec_args[] = {"--backend=null", "--hello-retry-ms=100", "--wait-log-ms=300",
-                               "--log-level=info",
-                               NULL};
+                               "--log-level=info", NULL};
     char who[128], want[400];
     cl_init(&c, "early");
     int x = cl_executor(&c, "early", exec_args);
@@ -158,8 +156,7 @@ static void test_scheduler_lost(void **state)
 {
     (void)state;
     static cl_t c;
-    const char *exec_args[] = {"--backend=null", "--hello-retry-ms=100", "--log-level=info",
-                               NULL};
+    const char *exec_args[] = {"--backend=null", "--hello-retry-ms=100", "--log-level=info", NULL};
     char lost[400], back[400];
     cl_init(&c, "schedlost");
     int sched = cl_scheduler(&c, NULL);
@@ -259,8 +256,7 @@ static void test_wrong_port(void **state)
     const char *exec_args[] = {se, "--name=astray", "--backend=null", NULL};
     int x = cl_spawn(&c, "sluice-executor", exec_args);
     snprintf(want, sizeof(want),
-             "this is the client port; executors connect to the executor endpoint (%s)",
-             c.exec_ep);
+             "this is the client port; executors connect to the executor endpoint (%s)", c.exec_ep);
     sl_test_expect_error(want);
     assert_int_equal(cl_wait(&c, x, 10000), 2);
     assert_true(s_log_has(&c, x, want));
@@ -279,8 +275,7 @@ static void test_wrong_port(void **state)
     assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ERROR);
     assert_int_equal(m->error->code, SL_ERR_MSG_UNEXPECTED);
     snprintf(want, sizeof(want),
-             "this is the executor port; clients connect to the client endpoint (%s)",
-             c.client_ep);
+             "this is the executor port; clients connect to the client endpoint (%s)", c.client_ep);
     assert_string_equal(m->error->message, want);
     sl_proto_free(&m);
     zmq_close(astray);
