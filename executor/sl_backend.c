@@ -5,25 +5,41 @@
 #include "executor/sl_backend.h"
 #include "executor/sl_sim_cfg.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #ifdef SLUICE_HAVE_REF
 extern const sl_backend_ops_t sl_backend_ref;
 #endif
 
+/* Every backend linked into this build, in the order they are listed. */
+static const sl_backend_ops_t *const s_all[] = {
+    &sl_backend_sim,
+    &sl_backend_null,
+#ifdef SLUICE_HAVE_REF
+    &sl_backend_ref,
+#endif
+};
+#define S_NBACKENDS (sizeof(s_all) / sizeof(s_all[0]))
+
 const sl_backend_ops_t *sl_backend_find(const char *name)
 {
-    static const sl_backend_ops_t *const all[] = {
-        &sl_backend_sim,
-        &sl_backend_null,
-#ifdef SLUICE_HAVE_REF
-        &sl_backend_ref,
-#endif
-    };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(all[i]->name, name) == 0)
-            return all[i];
+    for (size_t i = 0; i < S_NBACKENDS; i++)
+        if (strcmp(s_all[i]->name, name) == 0)
+            return s_all[i];
     return NULL;
+}
+
+const char *sl_backend_names(void)
+{
+    static char names[128];
+    if (!names[0]) {
+        size_t off = 0;
+        for (size_t i = 0; i < S_NBACKENDS && off < sizeof(names); i++)
+            off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+                                    s_all[i]->name);
+    }
+    return names;
 }
 
 const sl_cfg_field_t sl_sim_cfg_fields[] = {

@@ -140,5 +140,7 @@ extern const sl_backend_ops_t sl_backend_null;
 
 /* Find a built-in backend by name; NULL when unknown. */
 const sl_backend_ops_t *sl_backend_find(const char *name);
+/* The names of the backends built in, ", "-separated (static storage). */
+const char *sl_backend_names(void);
 
 #endif

@@ -523,13 +523,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     sl_log_set_level((sl_log_level_t)level);
     x->ops = sl_backend_find(cfg->backend);
     if (!x->ops) {
-        SL_ERROR("unknown backend '%s' (built in: sim, null%s)", cfg->backend,
-#ifdef SLUICE_HAVE_REF
-                 ", ref"
-#else
-                 ""
-#endif
-        );
+        SL_ERROR("unknown backend '%s' (built in: %s)", cfg->backend, sl_backend_names());
         goto err_free;
     }
     sl_backend_params_t params = {

@@ -62,9 +62,11 @@ sl_status_t sl_backend_ref_resolve(const sl_backend_params_t *p, sl_model_cfg_t 
     const char *model = p->model ? p->model : "";
     const char *weights = p->weights ? p->weights : "";
     sl_status_t st;
-    if (model[0])
-        st = sl_model_preset(model, &c);
-    else if (weights[0])
+    if (model[0]) {
+        /* an unknown preset is a bad value of --model, like any other */
+        if ((st = sl_model_preset(model, &c)) == SL_ERR_NOT_FOUND)
+            st = SL_ERR_INVALID;
+    } else if (weights[0])
         st = sl_model_cfg_from_file(weights, &c);
     else {
         SL_ERROR("ref backend: give a model preset (--model tiny|small|medium) or a weight file");

@@ -626,7 +626,7 @@ static void test_backend_errors(void **state)
     void *be = NULL;
     p.model = "huge";
     sl_test_expect_error("unknown preset 'huge'");
-    assert_int_equal(sl_backend_ref.create(&p, &be), SL_ERR_NOT_FOUND);
+    assert_int_equal(sl_backend_ref.create(&p, &be), SL_ERR_INVALID);
     p.model = "tiny";
     p.device = "tpu";
     sl_test_expect_error("unknown device 'tpu'");
