@@ -90,8 +90,13 @@ typedef struct s_status_cfg {
     sl_client_cfg_t client; /* library knobs */
 } s_status_cfg_t;
 
+/* Only what a status call uses: the retry, backoff and batching knobs of
+ * the library concern submits (the rest keep the library's defaults). */
 static const sl_cfg_field_t s_status_table[] = {
-    SL_CLIENT_CFG_ROWS(s_status_cfg_t, client, "5000"),
+    SL_CFG_FIELD(s_status_cfg_t, client.endpoint, "endpoint", "tcp://127.0.0.1:5555", SL_CFG_STR,
+                 "scheduler's client endpoint"),
+    SL_CFG_RANGE(s_status_cfg_t, client.wait_timeout_ms, "wait-timeout-ms", "5000", SL_CFG_INT, 0,
+                 86400000, "give up when the scheduler has not answered within this (0 = never)"),
     SL_CFG_END,
 };
 
@@ -156,11 +161,20 @@ static int s_parse_tokens(const char *text, uint32_t **ids_p, size_t *n_p)
     return 0;
 }
 
+/* Streamed tokens as they come, up to --print-tokens of them (arg: the
+ * submit's config). */
 static void s_on_chunk(void *arg, const char *job_id, uint32_t offset, const uint32_t *tokens,
                        size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        printf("%s%u", offset + i == 0 ? "stream: " : " ", tokens[i]);
+    const s_submit_cfg_t *cfg = arg;
+    size_t limit = (size_t)cfg->print_tokens;
+    for (size_t i = 0; i < n; i++) {
+        size_t at = (size_t)offset + i;
+        if (at < limit)
+            printf("%s%u", at == 0 ? "stream: " : " ", tokens[i]);
+        else if (at == limit)
+            printf(limit ? " ..." : "stream: ...");
+    }
     fflush(stdout);
 }
 
@@ -188,15 +202,23 @@ static void s_print_result(const s_submit_cfg_t *cfg, const sl_result_t *r)
         printf(" %u", r->tokens[i]);
     if (r->n_tokens > (size_t)cfg->print_tokens)
         printf(" ...");
-    printf("\n  scheduler: queued %.3f ms, ttft %.3f ms, end %.3f ms; executor: ttft %.3f ms, "
-           "end %.3f ms\n",
-           t->queued_us / 1e3, t->ttft_us / 1e3, t->end_us / 1e3, t->exec_ttft_us / 1e3,
-           t->exec_end_us / 1e3);
+    if (r->n_tokens > 0) {
+        printf("\n  scheduler: queued %.3f ms, ttft %.3f ms, end %.3f ms; executor: ttft %.3f ms, "
+               "end %.3f ms\n",
+               t->queued_us / 1e3, t->ttft_us / 1e3, t->end_us / 1e3, t->exec_ttft_us / 1e3,
+               t->exec_end_us / 1e3);
+    } else {
+        /* no token came: there is no time to first token to show */
+        printf("\n  scheduler: queued %.3f ms, ttft -, end %.3f ms; executor: ttft -, end %.3f ms\n",
+               t->queued_us / 1e3, t->end_us / 1e3, t->exec_end_us / 1e3);
+    }
     printf("  prompt %u tokens (%u cached), output %u tokens\n", t->prompt_tokens, t->cached_tokens,
            t->output_tokens);
-    printf("  client: accepted after %.3f ms, first token after %.3f ms, result after %.3f ms\n",
-           s_ms(r->submit_ns, r->accept_ns), s_ms(r->submit_ns, r->first_token_ns),
-           s_ms(r->submit_ns, r->end_ns));
+    char first[32] = "-";
+    if (r->first_token_ns)
+        snprintf(first, sizeof(first), "%.3f ms", s_ms(r->submit_ns, r->first_token_ns));
+    printf("  client: accepted after %.3f ms, first token after %s, result after %.3f ms\n",
+           s_ms(r->submit_ns, r->accept_ns), first, s_ms(r->submit_ns, r->end_ns));
 }
 
 static volatile sig_atomic_t s_signal; /* the SIGINT or SIGTERM caught, 0 = none */
@@ -321,7 +343,7 @@ static int s_cmd_submit(int argc, char **argv)
         goto out;
     }
     if (cfg.stream)
-        sl_client_set_chunk_cb(client, s_on_chunk, NULL);
+        sl_client_set_chunk_cb(client, s_on_chunk, &cfg);
     s_catch_signals();
     st = sl_client_submit_async(client, &job);
     if (st != SL_OK) {
@@ -367,6 +389,7 @@ out:
 static int s_cmd_status(int argc, char **argv)
 {
     s_status_cfg_t cfg;
+    sl_client_cfg_default(&cfg.client); /* what the table leaves out */
     int rc = s_load("status", s_status_table, &cfg, argc, argv, "[options]");
     if (rc >= 0)
         return rc;

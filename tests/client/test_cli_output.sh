@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# What `sluice` prints, through a real scheduler and sim executors: a
+# streamed job shows at most --print-tokens tokens; a job that produced no
+# token shows no time to first token; `sluice status --help` lists only the
+# options a status call uses. Usage: test_cli_output.sh BIN_DIR
+set -euo pipefail
+bin=$1
+run=$(mktemp -d /tmp/sluice-cli-out-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$run"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+cep="ipc://$run/c" eep="ipc://$run/e"
+
+# status --help: its own options, none of submit's retry and batching knobs
+help=$("$bin/sluice" status --help)
+grep -q -- "--endpoint" <<<"$help" || fail "status --help lacks --endpoint"
+for o in --retries --submit-batch --backoff-base-ms --max-inflight; do
+  if grep -q -- "$o" <<<"$help"; then fail "status --help lists $o"; fi
+done
+
+"$bin/sluice-scheduler" --client-endpoint="$cep" --executor-endpoint="$eep" --quarantine-failures=0 \
+  --log-level=error 2>"$run/sched.log" &
+pids+=($!)
+"$bin/sluice-executor" --scheduler="$eep" --name=good --sim-speed=100 --log-level=error \
+  2>"$run/good.log" &
+pids+=($!)
+for _ in $(seq 100); do
+  "$bin/sluice" status --endpoint="$cep" 2>/dev/null | grep -c '^ *good ' >/dev/null && break
+  sleep 0.1
+done
+
+# streaming honours --print-tokens: 3 of 10 tokens, then "..."
+out=$("$bin/sluice" submit --endpoint="$cep" --stream --print-tokens=3 --max-new-tokens=10)
+line=$(grep '^stream:' <<<"$out") || fail "no stream line: $out"
+[ "$(wc -w <<<"${line#stream:}")" -eq 4 ] || fail "stream line '$line' is not 3 tokens and ..."
+grep -q '\.\.\.$' <<<"$line" || fail "stream line '$line' does not end with ..."
+
+# a job that fails with no token: its time to first token is '-', not 0
+kill -TERM "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
+"$bin/sluice-executor" --scheduler="$eep" --name=bad --sim-fail-share=1 --log-level=error \
+  2>"$run/bad.log" &
+pids+=($!)
+for _ in $(seq 100); do
+  "$bin/sluice" status --endpoint="$cep" 2>/dev/null | grep '^ *bad ' >/dev/null && break
+  sleep 0.1
+done
+set +e
+out=$("$bin/sluice" submit --endpoint="$cep" --max-new-tokens=10 --retries=0)
+st=$?
+set -e
+[ $st -ne 0 ] || fail "a failed job exited 0: $out"
+grep -q 'ttft -, end' <<<"$out" || fail "a failed job shows a ttft: $out"
+grep -q 'first token after -' <<<"$out" || fail "a failed job shows a first token time: $out"
+echo "1 passed, 0 failed"
