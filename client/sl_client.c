@@ -590,6 +590,28 @@ static bool s_item_ok(sl_client_t *c, int body_case, const void *item)
     return false;
 }
 
+/* The scheduler refused a client's message on this socket as a message of
+ * the other port (SL_ERR_MSG_UNEXPECTED: the endpoint is the executor port).
+ * Resending cannot help, so every job not yet accepted ends now with the
+ * scheduler's reason, which says which endpoint to use. */
+static void s_fail_wrong_port(sl_client_t *c, const char *why, sl_time_t now)
+{
+    size_t n = 0, iter = 0, cap = sl_map_count(&c->jobs);
+    s_job_t **ended = cap ? malloc(cap * sizeof(*ended)) : NULL;
+    uint64_t key;
+    void *value;
+    while (ended && sl_map_next(&c->jobs, &iter, &key, &value) && n < cap) {
+        s_job_t *job = value;
+        if (job->state != S_JOB_ACCEPTED)
+            ended[n++] = job; /* completed below: completing unlinks it from the map */
+    }
+    for (size_t i = 0; i < n; i++) {
+        ended[i]->res->error[0] = '\0';
+        s_complete(c, ended[i], SL_ERR_MSG_UNEXPECTED, why, now);
+    }
+    free(ended);
+}
+
 /* Acceptances first, so a job accepted and finished in one batch is in order. */
 static void s_on_result_batch(sl_client_t *c, const Sluice__ResultBatch *b, sl_time_t now)
 {
@@ -646,7 +668,13 @@ static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
                        m->error->message, now);
             break;
         }
-        SL_WARN("client: %s", c->last_error);
+        if (m->error->code == SL_ERR_MSG_UNEXPECTED) {
+            /* wrong port: said once, then every pending job ends with it */
+            SL_ERROR("client: %s", c->last_error);
+            s_fail_wrong_port(c, m->error->message, now);
+        } else {
+            SL_WARN("client: %s", c->last_error);
+        }
         if (c->status_waiting)
             c->status_failed = true;
         break;

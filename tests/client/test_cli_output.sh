@@ -2,7 +2,8 @@
 # What `sluice` prints, through a real scheduler and sim executors: a
 # streamed job shows at most --print-tokens tokens; a job that produced no
 # token shows no time to first token; `sluice status --help` lists only the
-# options a status call uses. Usage: test_cli_output.sh BIN_DIR
+# options a status call uses; a client on the executor port is told which
+# endpoint it wants and ends at once. Usage: test_cli_output.sh BIN_DIR
 set -euo pipefail
 bin=$1
 run=$(mktemp -d /tmp/sluice-cli-out-XXXXXX)
@@ -33,6 +34,15 @@ for _ in $(seq 100); do
   "$bin/sluice" status --endpoint="$cep" 2>/dev/null | grep -c '^ *good ' >/dev/null && break
   sleep 0.1
 done
+
+# a client on the executor port is told which endpoint it wants and ends at once
+set +e
+out=$(timeout 10 "$bin/sluice" submit --endpoint="$eep" --max-new-tokens=4 2>&1)
+st=$?
+set -e
+[ $st -eq 1 ] || fail "submit on the executor port exited $st (want 1): $out"
+grep -q "this is the executor port; clients connect to the client endpoint ($cep)" <<<"$out" ||
+  fail "submit on the executor port did not name the client endpoint: $out"
 
 # streaming honours --print-tokens: 3 of 10 tokens, then "..."
 out=$("$bin/sluice" submit --endpoint="$cep" --stream --print-tokens=3 --max-new-tokens=10)
