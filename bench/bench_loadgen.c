@@ -300,6 +300,12 @@ int sl_bench_loadgen_main(int argc, char **argv)
     sl_hist_init(&s->end_s);
     sl_hist_init(&s->queued_s);
 
+    char msg[512];
+    if (sl_trace_name_check(cfg.trace, msg, sizeof(msg)) != SL_OK) {
+        fprintf(stderr, "sluice-bench loadgen: --trace: %s\n", msg);
+        rc = 2;
+        goto out;
+    }
     if (sl_trace_load(cfg.trace, cfg.trace_dir, SL_TRACE_AUTO, &trace) != SL_OK)
         goto out;
     sl_trace_opts_t o = {

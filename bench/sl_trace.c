@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct {
     const char *name; /* short name */
@@ -54,6 +55,23 @@ sl_status_t sl_trace_path(const char *name, const char *dir, char *out, size_t c
     if (n < 0)
         n = snprintf(out, cap, "%s", name);
     return (size_t)n < cap ? SL_OK : SL_ERR_OVERFLOW;
+}
+
+sl_status_t sl_trace_name_check(const char *name, char *msg, size_t cap)
+{
+    for (size_t i = 0; i < sizeof(s_known) / sizeof(s_known[0]); i++)
+        if (!strcmp(name, s_known[i].name))
+            return SL_OK;
+    if (access(name, R_OK) == 0)
+        return SL_OK;
+    size_t off = 0;
+    int n = snprintf(msg, cap, "unknown trace '%s' (", name);
+    for (size_t i = 0; n >= 0 && (off += (size_t)n) < cap && i < sizeof(s_known) / sizeof(s_known[0]);
+         i++)
+        n = snprintf(msg + off, cap - off, "%s, ", s_known[i].name);
+    if (off < cap)
+        snprintf(msg + off, cap - off, "or a readable file)");
+    return SL_ERR_NOT_FOUND;
 }
 
 void sl_trace_destroy(sl_trace_t **trace_p)

@@ -59,6 +59,11 @@ sl_status_t sl_trace_path(const char *name, const char *dir, char *out, size_t c
 sl_status_t sl_trace_load(const char *name, const char *dir, sl_trace_format_t fmt,
                           sl_trace_t **trace_p);
 
+/* Whether name is a known trace name or a readable file: SL_OK, or
+ * SL_ERR_NOT_FOUND with msg set to "unknown trace 'x' (name, name, ..., or a
+ * readable file)" so a program can refuse it at once with the valid names. */
+sl_status_t sl_trace_name_check(const char *name, char *msg, size_t cap);
+
 /* Parse a trace held in memory (len bytes of text); same contract as sl_trace_load. */
 sl_status_t sl_trace_parse(const char *text, size_t len, sl_trace_format_t fmt, const char *name,
                            sl_trace_t **trace_p);

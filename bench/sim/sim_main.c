@@ -55,11 +55,6 @@
 
 #define S_SLO_TARGET 0.9 /* compare: a policy is usable while it meets this share of its SLOs */
 
-/* The named traces (bench/sl_trace.c resolves them; test_sim_cli checks
- * that each of these does). */
-static const char *const s_trace_names[] = {"mooncake-conversation", "mooncake-synthetic",
-                                            "azure-code", "azure-conv", NULL};
-
 typedef struct s_opts {
     char trace[512];                         /* trace name or path */
     char trace_dir[512];                     /* folder of the named traces */
@@ -201,15 +196,10 @@ static void s_unknown_policy(const char *prog, const char *flag, const char *nam
  * here, with the names, rather than as a failed open later (exit 1). */
 static bool s_trace_ok(const char *prog, const s_opts_t *o)
 {
-    for (int i = 0; s_trace_names[i]; i++)
-        if (!strcmp(o->trace, s_trace_names[i]))
-            return true;
-    if (access(o->trace, R_OK) == 0)
+    char msg[512];
+    if (sl_trace_name_check(o->trace, msg, sizeof(msg)) == SL_OK)
         return true;
-    fprintf(stderr, "%s: --trace: unknown trace '%s' (", prog, o->trace);
-    for (int i = 0; s_trace_names[i]; i++)
-        fprintf(stderr, "%s, ", s_trace_names[i]);
-    fprintf(stderr, "or a readable file)\n");
+    fprintf(stderr, "%s: --trace: %s\n", prog, msg);
     return false;
 }
 
