@@ -392,9 +392,10 @@ err_pipe:
     if (lt->pipe)
         zmq_close(lt->pipe);
 err_monitor:
+    zmq_socket_monitor(lt->dealer, NULL, 0); /* stopped first, as in sl_link_destroy */
+    zmq_close(lt->dealer);
     if (lt->monitor)
         zmq_close(lt->monitor);
-    zmq_close(lt->dealer);
 err_hostload:
     sl_hostload_destroy(&lt->hl);
 err_free:
@@ -454,8 +455,14 @@ void sl_link_destroy(sl_link_t **link_p)
         zmq_close(k->pipe);
         zmq_close(k->lt->pipe);
     }
-    zmq_close(k->lt->monitor);
+    /* Stop the monitor before closing either end: a monitored socket closed
+     * while its monitor still runs queues a last event for a reader that is
+     * gone, and libzmq 4.3 leaks that message. */
+    if (k->lt->monitor)
+        zmq_socket_monitor(k->lt->dealer, NULL, 0);
     zmq_close(k->lt->dealer);
+    if (k->lt->monitor)
+        zmq_close(k->lt->monitor);
     sl_hostload_destroy(&k->lt->hl);
     free(k->lt);
     free(k);
