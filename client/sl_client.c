@@ -855,27 +855,8 @@ static void s_resubmit_all(sl_client_t *c)
 /* Handle the monitor's events: a second CONNECTED means the link came back. */
 static void s_drain_monitor(sl_client_t *c)
 {
-    for (;;) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= sizeof(event))
-            memcpy(&event, zmq_msg_data(&ev), sizeof(event));
-        int more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) { /* the endpoint frame */
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, c->mon, 0) < 0) {
-                zmq_msg_close(&ev);
-                return;
-            }
-            more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
+    uint16_t event;
+    while (sl_wire_monitor_event(c->mon, &event) == SL_OK) {
         if (event != ZMQ_EVENT_CONNECTED)
             continue;
         if (c->connected_once) {

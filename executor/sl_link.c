@@ -122,23 +122,10 @@ struct sl_link {
 /* Log the DEALER's connection going down and coming back. */
 static void s_monitor(s_link_thread_t *lt)
 {
+    uint16_t event;
     for (int i = 0; lt->monitor && i < S_BURST; i++) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, lt->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
+        if (sl_wire_monitor_event(lt->monitor, &event) != SL_OK)
             return;
-        }
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= sizeof(event))
-            memcpy(&event, zmq_msg_data(&ev), sizeof(event));
-        int more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        if (more) { /* the second frame: the endpoint */
-            zmq_msg_init(&addr);
-            (void)zmq_msg_recv(&addr, lt->monitor, 0);
-            zmq_msg_close(&addr);
-        }
         if (event == ZMQ_EVENT_DISCONNECTED && !lt->lost) {
             SL_WARN("lost the scheduler at %s; waiting for it", lt->endpoint);
             lt->lost = true;

@@ -791,3 +791,28 @@ sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limit
     (void)sz;
     return st;
 }
+
+sl_status_t sl_wire_monitor_event(void *mon, uint16_t *event_p)
+{
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    if (zmq_msg_recv(&part, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part);
+        return SL_ERR_AGAIN;
+    }
+    uint16_t event = 0;
+    if (zmq_msg_size(&part) >= sizeof(event))
+        memcpy(&event, zmq_msg_data(&part), sizeof(event));
+    int more = zmq_msg_more(&part);
+    zmq_msg_close(&part);
+    while (more) { /* the endpoint frame */
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, mon, 0) < 0)
+            more = 0;
+        else
+            more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    *event_p = event;
+    return SL_OK;
+}

@@ -168,4 +168,11 @@ typedef struct sl_wire_ident {
 sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limits_t *lim,
                          sl_wire_ident_t *ident, sl_msg_t **msg_p, char *err, size_t err_len);
 
+/*
+ * Read one event from the PAIR socket of a ZeroMQ socket monitor without
+ * waiting: its number (ZMQ_EVENT_*) in *event_p; the endpoint frame that
+ * follows it is read and dropped. SL_ERR_AGAIN when none is waiting.
+ */
+sl_status_t sl_wire_monitor_event(void *mon, uint16_t *event_p);
+
 #endif
