@@ -463,19 +463,16 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
                 x->welcomed = false;
                 if (now - x->hello_at > SL_MS(10))
                     s_hello(x, now);
-            } else if (msg->error->code == SL_ERR_EXISTS && !x->welcomed) {
-                /* Another live executor holds the name: retrying would fight it for ever. */
+            } else if ((msg->error->code == SL_ERR_EXISTS ||
+                        msg->error->code == SL_ERR_MSG_UNEXPECTED) &&
+                       !x->welcomed) {
+                /* Refused for good: another live executor holds the name
+                 * (retrying would fight it for ever), or our hello is not a
+                 * message that endpoint takes, so it is not an executor
+                 * endpoint (the client port: a configuration error). */
                 SL_ERROR("the scheduler at %s refused us: %s", x->cfg.scheduler,
                          msg->error->message);
-                x->fatal = SL_ERR_EXISTS;
-                sl_proto_free(&msg);
-                return;
-            } else if (msg->error->code == SL_ERR_MSG_UNEXPECTED && !x->welcomed) {
-                /* Our hello is not a message that endpoint takes: it is not
-                 * an executor endpoint (the client port). A configuration error. */
-                SL_ERROR("the scheduler at %s refused us: %s", x->cfg.scheduler,
-                         msg->error->message);
-                x->fatal = SL_ERR_INVALID;
+                x->fatal = msg->error->code == SL_ERR_EXISTS ? SL_ERR_EXISTS : SL_ERR_INVALID;
                 sl_proto_free(&msg);
                 return;
             } else if (msg->error->code == SL_ERR_AGAIN && !x->welcomed) {
