@@ -6,16 +6,8 @@
 # endpoint it wants and ends at once. Usage: test_cli_output.sh BIN_DIR
 set -euo pipefail
 bin=$1
-run=$(mktemp -d /tmp/sluice-cli-out-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$run"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-cep="ipc://$run/c" eep="ipc://$run/e"
+. "$(dirname "$0")/../support/daemons.sh"
+sl_daemons_init sluice-cli-out
 
 # status --help: its own options, none of submit's retry and batching knobs
 help=$("$bin/sluice" status --help)
@@ -30,10 +22,7 @@ pids+=($!)
 "$bin/sluice-executor" --scheduler="$eep" --name=good --sim-speed=100 --log-level=error \
   2>"$run/good.log" &
 pids+=($!)
-for _ in $(seq 100); do
-  "$bin/sluice" status --endpoint="$cep" 2>/dev/null | grep -c '^ *good ' >/dev/null && break
-  sleep 0.1
-done
+sl_wait_executors "$bin" good
 
 # a client on the executor port is told which endpoint it wants and ends at once
 set +e
@@ -55,10 +44,7 @@ kill -TERM "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
 "$bin/sluice-executor" --scheduler="$eep" --name=bad --sim-fail-share=1 --log-level=error \
   2>"$run/bad.log" &
 pids+=($!)
-for _ in $(seq 100); do
-  "$bin/sluice" status --endpoint="$cep" 2>/dev/null | grep '^ *bad ' >/dev/null && break
-  sleep 0.1
-done
+sl_wait_executors "$bin" bad
 set +e
 out=$("$bin/sluice" submit --endpoint="$cep" --max-new-tokens=10 --retries=0)
 st=$?

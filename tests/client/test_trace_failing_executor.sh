@@ -7,16 +7,9 @@
 # failed (and exits 1 for them). Usage: test_trace_failing_executor.sh BIN_DIR TRACE_DIR
 set -euo pipefail
 bin=$1 traces=$2
-run=$(mktemp -d /tmp/sluice-trace-fail-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$run"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/../support/daemons.sh"
+sl_daemons_init sluice-trace-fail
 fail() { echo "FAIL: $*"; cat "$run"/*.log 2>/dev/null | tail -20; exit 1; }
-cep="ipc://$run/c" eep="ipc://$run/e"
 n=60 q=3 # trace jobs; failures before quarantine (the scheduler's default)
 
 "$bin/sluice-scheduler" --client-endpoint="$cep" --executor-endpoint="$eep" --policy=least-outstanding \
@@ -29,10 +22,7 @@ done
 "$bin/sluice-executor" --scheduler="$eep" --name=bad --sim-speed=50 --sim-fail-share=1 \
   --log-level=error 2>"$run/bad.log" &
 pids+=($!)
-for _ in $(seq 100); do
-  [ "$("$bin/sluice" status --endpoint="$cep" 2>/dev/null | grep -cE '^ *(good1|good2|bad) ')" -eq 3 ] && break
-  sleep 0.1
-done
+sl_wait_executors "$bin" good1 good2 bad
 
 set +e
 out=$("$bin/sluice-bench" loadgen --endpoint="$cep" --trace=mooncake-conversation --trace-dir="$traces" \

@@ -6,27 +6,16 @@
 #   test_loadgen_goodput.sh BUILD_DIR TRACE_DIR
 set -euo pipefail
 bin=$1/bin traces=$2
-run=$(mktemp -d /tmp/sl-goodput-test-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$run"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/../support/daemons.sh"
+sl_daemons_init sl-goodput-test
 
-cep="ipc://$run/c" eep="ipc://$run/e"
 "$bin/sluice-scheduler" --client-endpoint="$cep" --executor-endpoint="$eep" --log-level=warn \
   2>"$run/scheduler.log" &
 pids+=($!)
 "$bin/sluice-executor" --scheduler="$eep" --name=g1 --backend=sim --sim-speed=50 --log-level=warn \
   2>"$run/exec.log" &
 pids+=($!)
-for _ in $(seq 100); do
-  "$bin/sluice" status --endpoint="$cep" 2>/dev/null | grep -q '^ *g1 ' && break
-  sleep 0.1
-done
+sl_wait_executors "$bin" g1
 
 lg() {
   "$bin/sluice-bench" loadgen --endpoint="$cep" --trace=mooncake-conversation --trace-dir="$traces" \
