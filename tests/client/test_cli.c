@@ -13,23 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
+
+#include "tests/support/sl_test.h"
 
 static char s_out[1 << 16];
 
 /* Run "$SLUICE_BIN/prog args" with stdout and stderr into s_out; returns the exit status. */
 static int s_run(const char *prog, const char *args)
 {
-    const char *bin = getenv("SLUICE_BIN");
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/%s %s 2>&1", bin ? bin : "build/bin", prog, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(s_out, 1, sizeof(s_out) - 1, p);
-    s_out[n] = '\0';
-    int rc = pclose(p);
-    assert_true(rc != -1 && WIFEXITED(rc));
-    return WEXITSTATUS(rc);
+    snprintf(cmd, sizeof(cmd), "%s/%s %s 2>&1", sl_test_bin(), prog, args);
+    return sl_test_run(cmd, s_out, sizeof(s_out));
 }
 
 /* prog args exits with status and says text. */

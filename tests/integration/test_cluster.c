@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "cluster.h"
+#include "tests/support/sl_test.h"
 #include "common/sl_clock.h"
 
 typedef struct run {
@@ -692,16 +693,10 @@ static void test_failing_executor_quarantined(void **state)
 
     /* `sluice status` marks it */
     static char out[1 << 14];
-    const char *bin = getenv("SLUICE_BIN");
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
-             bin ? bin : "build/bin", c.client_ep);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    int rc = pclose(p);
-    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+             sl_test_bin(), c.client_ep);
+    assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
     char *line = strstr(out, "\nbad ");
     if (!line || !strstr(line, " quar ") || !strstr(out, "executors_quarantined"))
         fail_msg("sluice status does not show the quarantine:\n%s", out);

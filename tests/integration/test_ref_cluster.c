@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include "cluster.h"
+#include "tests/support/sl_test.h"
 #include "common/sl_rand.h"
 #include "executor/ref/sl_backend_ref.h"
 #include "executor/ref/sl_model.h"
@@ -369,24 +370,17 @@ static void test_ref_too_long_refused_at_submit(void **state)
 
     /* The CLI, as a user runs it: the reason, and a failing exit status. */
     static char out[1 << 14];
-    const char *bin = getenv("SLUICE_BIN");
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "%s/sluice submit --endpoint %s --wait-timeout-ms 20000 --prompt-tokens %u "
              "--max-new-tokens 64 2>&1",
-             bin ? bin : "build/bin", c.client_ep, mcfg.max_ctx);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    int rc = pclose(p);
-    assert_true(WIFEXITED(rc));
+             sl_test_bin(), c.client_ep, mcfg.max_ctx);
+    int rc = sl_test_run(cmd, out, sizeof(out));
     /* the job's own line carries the reason, after one send (no timeout) */
     char line[256];
     snprintf(line, sizeof(line), ": no executor (%s)", want);
-    if (WEXITSTATUS(rc) != 1 || !strstr(out, line) || !strstr(out, "sends 1,"))
-        fail_msg("sluice submit: exit %d, want 1 and \"%s\"; output:\n%s", WEXITSTATUS(rc), want,
-                 out);
+    if (rc != 1 || !strstr(out, line) || !strstr(out, "sends 1,"))
+        fail_msg("sluice submit: exit %d, want 1 and \"%s\"; output:\n%s", rc, want, out);
 
     sl_msg_t *st = cl_status(sock, 5000);
     assert_non_null(st);

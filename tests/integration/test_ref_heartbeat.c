@@ -17,11 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "cluster.h"
+#include "tests/support/sl_test.h"
 
 /* A loss timeout of 400 ms: on a loaded 2-core host (ctest -j2 beside a
  * threaded kernel test) a runnable thread can wait well over 150 ms for a
@@ -57,17 +57,10 @@ static void s_submit_long(void *sock, const char *id)
 /* `sluice status` against the cluster; its stdout into s_out. */
 static void s_cli_status(const cl_t *c)
 {
-    const char *bin = getenv("SLUICE_BIN");
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
-             bin ? bin : "build/bin", c->client_ep);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(s_out, 1, sizeof(s_out) - 1, p);
-    s_out[n] = '\0';
-    int rc = pclose(p);
-    assert_true(WIFEXITED(rc));
-    assert_int_equal(WEXITSTATUS(rc), 0);
+             sl_test_bin(), c->client_ep);
+    assert_int_equal(sl_test_run(cmd, s_out, sizeof(s_out)), 0);
 }
 
 static void test_long_step_keeps_executor(void **state)

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/sl_trace.h"
@@ -32,17 +31,10 @@ static char s_out[1 << 18];
  * into s_out; returns the exit status. env is "" or "VAR=value ...". */
 static int s_sim(const char *cwd, const char *env, const char *args)
 {
-    const char *bin = getenv("SLUICE_BIN");
     char cmd[4096];
     snprintf(cmd, sizeof(cmd), "cd '%s' && %s '%s/sluice-sim' %s 2>&1", cwd ? cwd : ".", env,
-             bin ? bin : "build/bin", args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(s_out, 1, sizeof(s_out) - 1, p);
-    s_out[n] = '\0';
-    int rc = pclose(p);
-    assert_true(rc != -1 && WIFEXITED(rc));
-    return WEXITSTATUS(rc);
+             sl_test_bin(), args);
+    return sl_test_run(cmd, s_out, sizeof(s_out));
 }
 
 static void s_must_say(const char *what, const char *text)

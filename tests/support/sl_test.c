@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/sl_log.h"
@@ -292,4 +293,21 @@ int __wrap__cmocka_run_group_tests(const char *group_name, const struct CMUnitTe
     free(orig);
     free(wrapped);
     return rc;
+}
+
+const char *sl_test_bin(void)
+{
+    const char *bin = getenv("SLUICE_BIN");
+    return bin && bin[0] ? bin : "build/bin";
+}
+
+int sl_test_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    assert_true(rc != -1 && WIFEXITED(rc));
+    return WEXITSTATUS(rc);
 }

@@ -8,6 +8,8 @@
 #ifndef SL_TEST_H
 #define SL_TEST_H
 
+#include <stddef.h>
+
 /* Declare that the running case logs ERROR lines containing text (any line
  * when text is NULL): at least min and at most max of them. Each ERROR line
  * is matched to the first declaration it fits that is not yet full; a line
@@ -34,5 +36,12 @@ unsigned sl_test_check_log(const char *path, const char *who);
 /* The same copy to stderr, without the check: for the log of a case that has
  * already failed, read when a later case or the exit cleans up after it. */
 void sl_test_show_log(const char *path, const char *who);
+
+/* The folder of the programs under test: $SLUICE_BIN (set by ctest), else build/bin. */
+const char *sl_test_bin(void);
+
+/* Run cmd with sh; its stdout (the first cap - 1 bytes, NUL-terminated) into
+ * out. Fails the case unless cmd exited normally; returns its exit status. */
+int sl_test_run(const char *cmd, char *out, size_t cap);
 
 #endif
