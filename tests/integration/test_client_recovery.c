@@ -30,9 +30,27 @@
 #include "common/sl_clock.h"
 #include "tests/support/sl_test.h"
 
+static const char *const s_sched_args[] = {"--log-level=warn", NULL};
 /* 100 ms per decode step: a job of n output tokens takes about n / 10 s. */
 static const char *const s_slow_exec[] = {"--backend=sim", "--sim-decode-base-us=100000",
                                           "--log-level=warn", NULL};
+
+/* A scheduler and one slow executor under name (their slots kept in
+ * *sched_p and *exec_p when asked for), registered; returns a client socket
+ * for status probes. */
+static void *s_slow_cluster(cl_t *c, const char *name, int *sched_p, int *exec_p)
+{
+    cl_init(c, name);
+    int sched = cl_scheduler(c, s_sched_args);
+    int exec = cl_executor(c, "slow", s_slow_exec);
+    void *probe = cl_client(c);
+    assert_int_equal(cl_wait_executors(c, probe, 1, 10000), 0);
+    if (sched_p)
+        *sched_p = sched;
+    if (exec_p)
+        *exec_p = exec;
+    return probe;
+}
 
 /* A counter of the scheduler, -1 when no status came. */
 static int64_t s_counter(void *sock, const char *name)
@@ -60,12 +78,8 @@ static int64_t s_wait_counter(void *sock, const char *name, int64_t min, int tim
 static void test_scheduler_restart_mid_job(void **state)
 {
     cl_t c;
-    cl_init(&c, "recover");
-    const char *sched_args[] = {"--log-level=warn", NULL};
-    int sched = cl_scheduler(&c, sched_args);
-    int exec = cl_executor(&c, "slow", s_slow_exec);
-    void *probe = cl_client(&c);
-    assert_int_equal(cl_wait_executors(&c, probe, 1, 10000), 0);
+    int sched, exec;
+    void *probe = s_slow_cluster(&c, "recover", &sched, &exec);
 
     sl_client_cfg_t cfg;
     sl_client_cfg_default(&cfg);
@@ -94,7 +108,7 @@ static void test_scheduler_restart_mid_job(void **state)
     cl_kill(&c, exec, SIGSTOP);
     cl_kill(&c, sched, SIGKILL);
     assert_true(cl_wait(&c, sched, 5000) >= 0);
-    cl_scheduler(&c, sched_args);
+    cl_scheduler(&c, s_sched_args); /* restarted on the same endpoints */
     sl_client_stats_t st;
     end = sl_clock_now() + SL_MS(15000);
     do {
@@ -133,12 +147,7 @@ static void s_read_log(const cl_t *c, int i, char *buf, size_t cap)
 static void test_cli_sigint_cancels(void **state)
 {
     cl_t c;
-    cl_init(&c, "cli-int");
-    const char *sched_args[] = {"--log-level=warn", NULL};
-    cl_scheduler(&c, sched_args);
-    cl_executor(&c, "slow", s_slow_exec);
-    void *probe = cl_client(&c);
-    assert_int_equal(cl_wait_executors(&c, probe, 1, 10000), 0);
+    void *probe = s_slow_cluster(&c, "cli-int", NULL, NULL);
     char ep[340];
     snprintf(ep, sizeof(ep), "--endpoint=%s", c.client_ep);
 
@@ -176,12 +185,7 @@ static void test_cli_sigint_cancels(void **state)
 static void test_late_job(void **state)
 {
     cl_t c;
-    cl_init(&c, "late");
-    const char *sched_args[] = {"--log-level=warn", NULL};
-    cl_scheduler(&c, sched_args);
-    cl_executor(&c, "slow", s_slow_exec);
-    void *probe = cl_client(&c);
-    assert_int_equal(cl_wait_executors(&c, probe, 1, 10000), 0);
+    void *probe = s_slow_cluster(&c, "late", NULL, NULL);
     char ep[340];
     snprintf(ep, sizeof(ep), "--endpoint=%s", c.client_ep);
 
