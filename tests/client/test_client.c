@@ -679,10 +679,12 @@ static void test_result_timeout_and_reconnect(void **state)
 }
 
 /*
- * The scheduler restarts (without the job) while a job is accepted: when the
- * link comes back the client resubmits the pending id and gets its result.
+ * A job accepted by a fake scheduler that never answers it; that scheduler
+ * stops and a new one starts on the same endpoint, answering BUSY busy times
+ * (retry-after ra_ms) before it runs jobs. *c_p is the client; returns the
+ * new fake.
  */
-static void test_resubmit_after_restart(void **state)
+static fake_t *s_restart_mid_job(const char *id, int busy, uint32_t ra_ms, sl_client_t **c_p)
 {
     fake_t *f = s_fake_start(0, 0, 0);
     f->no_result = 1;
@@ -693,14 +695,26 @@ static void test_resubmit_after_restart(void **state)
     snprintf(endpoint, sizeof(endpoint), "%s", f->endpoint);
     s_cfg(&cfg, f);
     assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
-    sl_job_spec_t job = s_job("job-restart");
+    sl_job_spec_t job = s_job(id);
     assert_int_equal(sl_client_submit_async(c, &job), SL_OK);
     sl_time_t t0 = sl_clock_now();
     while (f->count[0] < 1 && sl_clock_now() - t0 < SL_MS(5000))
         assert_int_equal(sl_client_poll(c, 10, &r), SL_ERR_TIMEOUT);
     assert_int_equal(sl_client_poll(c, 50, &r), SL_ERR_TIMEOUT); /* accepted, no result */
     s_fake_stop(&f);
-    f = s_fake_start_at(endpoint, 0, 0, 0);
+    *c_p = c;
+    return s_fake_start_at(endpoint, busy, ra_ms, 0);
+}
+
+/*
+ * The scheduler restarts (without the job) while a job is accepted: when the
+ * link comes back the client resubmits the pending id and gets its result.
+ */
+static void test_resubmit_after_restart(void **state)
+{
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    fake_t *f = s_restart_mid_job("job-restart", 0, 0, &c);
     assert_int_equal(sl_client_poll(c, 10000, &r), SL_OK);
     assert_int_equal(r->status, SL_OK);
     assert_string_equal(r->job_id, "job-restart");
@@ -721,23 +735,9 @@ static void test_resubmit_after_restart(void **state)
  */
 static void test_busy_after_restart_retried(void **state)
 {
-    fake_t *f = s_fake_start(0, 0, 0);
-    f->no_result = 1;
-    sl_client_cfg_t cfg;
     sl_client_t *c = NULL;
     sl_result_t *r = NULL;
-    char endpoint[128];
-    snprintf(endpoint, sizeof(endpoint), "%s", f->endpoint);
-    s_cfg(&cfg, f);
-    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
-    sl_job_spec_t job = s_job("job-restart-busy");
-    assert_int_equal(sl_client_submit_async(c, &job), SL_OK);
-    sl_time_t t0 = sl_clock_now();
-    while (f->count[0] < 1 && sl_clock_now() - t0 < SL_MS(5000))
-        assert_int_equal(sl_client_poll(c, 10, &r), SL_ERR_TIMEOUT);
-    assert_int_equal(sl_client_poll(c, 50, &r), SL_ERR_TIMEOUT); /* accepted, no result */
-    s_fake_stop(&f);
-    f = s_fake_start_at(endpoint, 2, 30, 0); /* BUSY twice, then run it */
+    fake_t *f = s_restart_mid_job("job-restart-busy", 2, 30, &c); /* BUSY twice, then run it */
     assert_int_equal(sl_client_poll(c, 10000, &r), SL_OK);
     assert_int_equal(r->status, SL_OK);
     assert_string_equal(r->job_id, "job-restart-busy");
