@@ -271,7 +271,8 @@ typedef struct s_gemm_job {
     uint32_t m;             /* input rows */
     const sl_k_weight_t *w; /* weights [n][k], any format */
     uint32_t j0, j1;        /* this share's weight rows */
-    float *wbuf;            /* decoded panel [panel rows][k]; unused for fp32 */
+    uint32_t pw;            /* weight rows per panel */
+    float *wbuf;            /* decoded panel [pw][k]; unused for fp32 */
     float *y;               /* outputs [m][n] */
 } s_gemm_job_t;
 
@@ -279,12 +280,9 @@ static void *s_gemm_run(void *arg)
 {
     const s_gemm_job_t *g = arg;
     uint32_t k = g->w->cols, n = g->w->rows;
-    uint32_t mb = (SL_K_CPU_XBLOCK_BYTES / (4u * k)) & ~3u,
-             pw = (SL_K_CPU_PANEL_BYTES / (4u * k)) & ~1u;
+    uint32_t mb = (SL_K_CPU_XBLOCK_BYTES / (4u * k)) & ~3u, pw = g->pw;
     if (mb < 4)
         mb = 4;
-    if (pw < 2)
-        pw = 2;
     for (uint32_t i = 0; i < g->m; i += mb) {
         uint32_t mi = g->m - i < mb ? g->m - i : mb;
         for (uint32_t j = g->j0; j < g->j1; j += pw) {
@@ -324,8 +322,8 @@ static sl_status_t s_linear_invariant(struct sl_k_ctx *ctx, const float *x, uint
     for (int t = 0; t < nt; t++) {
         uint32_t j0 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)t / (uint64_t)nt);
         uint32_t j1 = 2 * (uint32_t)((uint64_t)pairs * (uint64_t)(t + 1) / (uint64_t)nt);
-        jobs[t] =
-            (s_gemm_job_t){x, m, w, j0, j1 < n ? j1 : n, wbuf ? wbuf + (size_t)t * per : NULL, y};
+        jobs[t] = (s_gemm_job_t){
+            x, m, w, j0, j1 < n ? j1 : n, pw, wbuf ? wbuf + (size_t)t * per : NULL, y};
     }
     s_fork_join(s_gemm_run, jobs, sizeof(jobs[0]), nt);
     return SL_OK;
