@@ -6,6 +6,7 @@
  * SL_CLIENT_CFG_ROWS(st, m, wait) expands to the rows for an sl_client_cfg_t
  * that is member m of config struct st, with wait (a string) as the default
  * of wait-timeout-ms; put it inside the program's table.
+ * SL_CLIENT_CFG_ENDPOINT_ROW(st, m) is its endpoint row alone (sluice status).
  */
 #ifndef SL_CLIENT_CFG_H
 #define SL_CLIENT_CFG_H
@@ -18,9 +19,11 @@ _Static_assert(SL_CLIENT_ENDPOINT_MAX == SL_CFG_STR_MAX, "endpoint must be a con
 
 /* One knob per row reads better than the formatter's layout. */
 /* clang-format off */
-#define SL_CLIENT_CFG_ROWS(st, m, wait)                                                                \
+#define SL_CLIENT_CFG_ENDPOINT_ROW(st, m)                                                              \
     SL_CFG_FIELD(st, m.endpoint, "endpoint", "tcp://127.0.0.1:5555", SL_CFG_STR,                   \
-                 "scheduler's client endpoint"),                                                   \
+                 "scheduler's client endpoint")
+#define SL_CLIENT_CFG_ROWS(st, m, wait)                                                                \
+    SL_CLIENT_CFG_ENDPOINT_ROW(st, m),                                                             \
     SL_CFG_RANGE(st, m.ack_timeout_ms, "ack-timeout-ms", "5000", SL_CFG_INT, 1, 3600000,           \
                  "resend a Submit not answered (Accepted/Busy) within this"),                      \
     SL_CFG_RANGE(st, m.ack_retries, "ack-retries", "3", SL_CFG_INT, 0, 1000,                       \

@@ -93,8 +93,7 @@ typedef struct s_status_cfg {
 /* Only what a status call uses: the retry, backoff and batching knobs of
  * the library concern submits (the rest keep the library's defaults). */
 static const sl_cfg_field_t s_status_table[] = {
-    SL_CFG_FIELD(s_status_cfg_t, client.endpoint, "endpoint", "tcp://127.0.0.1:5555", SL_CFG_STR,
-                 "scheduler's client endpoint"),
+    SL_CLIENT_CFG_ENDPOINT_ROW(s_status_cfg_t, client),
     SL_CFG_RANGE(s_status_cfg_t, client.wait_timeout_ms, "wait-timeout-ms", "5000", SL_CFG_INT, 0,
                  86400000, "give up when the scheduler has not answered within this (0 = never)"),
     SL_CFG_END,
