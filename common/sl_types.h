@@ -1,0 +1,117 @@
+/*
+ * The neutral messages: what the layers say to one another about jobs and
+ * executors, with no encoding. proto/ turns them into bytes and back, the
+ * scheduler's core consumes them, the executor's engine and the simulator
+ * produce them (sl_engine_job_report), so each is translated in one place.
+ * Enum values equal the wire's (proto/ checks that at compile time).
+ */
+#ifndef SL_TYPES_H
+#define SL_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sl_clock.h"
+
+typedef enum sl_prio {
+    SL_PRIO_INTERACTIVE = 0, /* user-facing, served first */
+    SL_PRIO_BATCH = 1,       /* offline, served when no interactive job waits */
+    SL_PRIO_COUNT = 2,
+} sl_prio_t;
+
+/* Why a job was refused at submission (the wire's BusyReason). */
+typedef enum sl_busy_reason {
+    SL_BUSY_OVERLOAD = 0,
+    SL_BUSY_DEADLINE = 1,
+    SL_BUSY_QUEUE_FULL = 2,
+    SL_BUSY_TENANT = 3,
+    SL_BUSY_NO_EXECUTOR = 4,
+    SL_BUSY_DRAINING = 5,
+    SL_BUSY_REASON_COUNT = 6,
+} sl_busy_reason_t;
+
+/* How a job ended (the wire's ResultStatus). */
+typedef enum sl_job_status {
+    SL_JOB_OK = 0,
+    SL_JOB_FAILED = 1,
+    SL_JOB_CANCELED = 2,
+    SL_JOB_EXPIRED = 3,
+    SL_JOB_REJECTED = 4,
+} sl_job_status_t;
+
+/* What a submission says about a job. Strings and arrays are copied. */
+typedef struct sl_job_desc {
+    const char *id;               /* idempotency id (required) */
+    const char *tenant;           /* may be NULL */
+    const char *model;            /* may be NULL: any executor */
+    const char *session_key;      /* may be NULL */
+    sl_prio_t prio;               /* class */
+    uint32_t prompt_tokens;       /* prompt length */
+    uint32_t max_new_tokens;      /* output budget */
+    const uint64_t *block_hashes; /* prefix block hashes, may be NULL */
+    uint32_t n_block_hashes;      /* entries of block_hashes */
+    uint32_t block_tokens;        /* tokens per hashed block */
+    const uint32_t *token_ids;    /* prompt token ids, may be NULL: without block_hashes the
+                                     core hashes their full blocks (sl_core_hash_block_tokens) */
+    uint32_t n_token_ids;         /* entries of token_ids */
+    sl_time_t ttft_deadline;      /* relative budget for the first token; 0 = none */
+    sl_time_t deadline;           /* relative budget for the whole job; 0 = none */
+    bool stream;                  /* tokens are reported as they are produced */
+} sl_job_desc_t;
+
+/* What an executor says about itself when it joins. */
+typedef struct sl_exec_info {
+    const char *name;       /* unique name */
+    uint32_t slots;         /* jobs it accepts in flight */
+    const char *const *models; /* models served; none = any */
+    size_t n_models;        /* entries of models */
+    const char *backend;    /* backend name */
+    uint32_t kv_blocks_total; /* KV capacity in blocks */
+    uint32_t kv_block_tokens; /* tokens per KV block */
+    double speed;           /* relative speed hint; 0 = unknown */
+    uint32_t max_context_tokens; /* prompt + new tokens of one job at most; 0 = unlimited */
+    uint32_t vocab_size;    /* prompt token ids below this; 0 = unlimited */
+} sl_exec_info_t;
+
+/* Load an executor reports in heartbeats. */
+typedef struct sl_exec_load {
+    uint32_t running_jobs;   /* in its running batch */
+    uint32_t queued_jobs;    /* waiting for a batch */
+    uint64_t queued_tokens;  /* prompt + output tokens waiting */
+    uint32_t kv_blocks_used; /* KV blocks held */
+    uint32_t kv_blocks_free; /* KV blocks available */
+    uint32_t step_time_us;   /* mean decode step time */
+    float busy;              /* the engine's share of recent time in steps, 0..1 */
+    float gpu_util;          /* measured GPU utilization, 0..1 (when has_gpu_util) */
+    float cpu_util;          /* measured host CPU busy share, 0..1 (when has_cpu_util) */
+    bool has_gpu_util;       /* gpu_util is measured; false: unknown */
+    bool has_cpu_util;       /* cpu_util is measured; false: unknown */
+    bool has_gpu_mem;        /* gpu_mem_* are measured; false: unknown */
+    uint64_t gpu_mem_used;   /* GPU memory allocated, bytes */
+    uint64_t gpu_mem_total;  /* GPU memory installed, bytes */
+} sl_exec_load_t;
+
+/* Outcome of a job reported by an executor: what the core consumes. */
+typedef struct sl_job_result {
+    sl_job_status_t status;  /* how it ended */
+    uint32_t output_tokens;  /* tokens produced */
+    uint32_t cached_tokens;  /* prompt tokens served from cache */
+    sl_time_t exec_ttft;     /* executor receipt -> first token */
+    sl_time_t exec_queue;    /* executor receipt -> its prefill step starts */
+    bool has_exec_queue;     /* exec_queue was reported */
+    sl_time_t exec_end;      /* executor receipt -> last token */
+} sl_job_result_t;
+
+/* A job's outcome as an executor reports it (the body of a Completion): the
+ * part the core consumes, then what travels on to the client. Pointers are
+ * borrowed from the producer for the duration of the call that takes it. */
+typedef struct sl_result_report {
+    sl_job_result_t res;      /* status and the executor's timings */
+    uint32_t prompt_tokens;   /* prompt length */
+    const uint32_t *tokens;   /* output token ids (may be NULL when n_tokens is 0) */
+    uint32_t n_tokens;        /* entries of tokens */
+    const char *error;        /* why it failed; NULL or "" when it did not */
+} sl_result_report_t;
+
+#endif
