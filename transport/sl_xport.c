@@ -1,17 +1,18 @@
 /*
- * The transport engine: UCX (ucp) contexts, peers, memory registration,
- * transfers of block lists, and the traffic-class scheduler in front of UCX.
+ * The transport engine: UCX (ucp) contexts, peers, transfers of block lists,
+ * and the posting loop that puts the class scheduler in front of UCX.
  *
  * The idea. Every transfer is cut into chunks (chunk-kib) and only the
- * scheduler posts chunks to UCX, under a small cap on bytes in flight
- * (inflight-kib): with little queued inside UCX, the order we pick is the
- * order the wire sees. Control traffic (notifications) is never queued: it
- * goes out at once, which is strict priority. Critical and background share
- * what is left by stride scheduling on bytes (weights 1-share and share), and
- * a token bucket holds background alone under share x link capacity. Since
- * the scheduler counts bytes whatever their direction, gets are shaped like
- * puts. After the last chunk, the endpoint is flushed and only then the
- * notification is sent, so it reaches the peer after the data has landed.
+ * posting loop (s_schedule) hands chunks to UCX, in the order the class
+ * scheduler picks (sl_xport_sched.c: stride scheduling between critical and
+ * background, a token bucket on background, the in-flight cap), so with
+ * little queued inside UCX the order picked is the order the wire sees.
+ * Control traffic (notifications) is never queued: it goes out at once,
+ * which is strict priority. Since the scheduler counts bytes whatever their
+ * direction, gets are shaped like puts. After the last chunk, the endpoint
+ * is flushed and only then the notification is sent, so it reaches the peer
+ * after the data has landed. This file reads the clock and makes the UCX
+ * calls; the scheduler decides, and is tested alone on a simulated clock.
  *
  * Each class has its own UCP context and worker, so each can carry its own
  * InfiniBand service level and RoCE traffic class (ucp_config_modify), and
@@ -20,9 +21,7 @@
  * Alternatives rejected: handing whole transfers to UCX and relying on
  * per-endpoint queues (UCX serves its queues in its own order, so a large
  * background copy would sit in front of KV blocks); one context for all
- * classes (no per-class fabric marking); deficit round robin (stride
- * scheduling gives the same shares with one number per class and handles a
- * class that goes idle by resynchronising its pass).
+ * classes (no per-class fabric marking).
  */
 #include "transport/sl_xport_int.h"
 
@@ -36,7 +35,6 @@
 
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
-#include "common/sl_hist.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
 
@@ -44,16 +42,10 @@
 #define S_RKEY_MAGIC 0x534c584bu /* "SLXK" */
 #define S_WIRE_VERSION 1
 #define S_RKEY_FLAG_STAGED 1u
-/* Aim slightly under the share, so that the one-chunk jitter of any window
- * of measurement stays at or under the share. */
-#define S_SHARE_MARGIN 0.98
 /* Requests kept for reuse. */
 #define S_REQ_POOL_MAX 1024
-/* Depth of the background bucket, in chunks. */
-#define S_BUCKET_CHUNKS 4
-/* Link probe: transfers it keeps posted, and most windows it measures. */
+/* Link probe: transfers it keeps posted. */
 #define S_PROBE_DEPTH 16
-#define S_PROBE_WINDOWS_MAX 256
 
 static const sl_cfg_field_t s_cfg_table[] = {
     SL_CFG_RANGE(sl_xport_cfg_t, chunk_kib, "xport-chunk-kib", "256", SL_CFG_INT, 4, 65536,
@@ -160,7 +152,7 @@ void sl_xport_account(sl_xport_t *xp, sl_xport_class_t cls, uint64_t bytes, bool
     xp->stats.bytes[cls] += bytes;
     xp->stats.chunks[cls]++;
     if (was_inflight)
-        xp->inflight -= bytes;
+        sl_xport_sched_completed(&xp->sched, bytes);
 }
 
 void sl_xport_deliver_notif(sl_xport_t *xp, const void *data, size_t len)
@@ -337,7 +329,7 @@ void sl_xport_op_done(sl_xport_op_ctx_t *octx, ucs_status_t st)
     sl_xport_t *xp = req->xp;
 
     sl_xport_account(xp, req->cls, st == UCS_OK ? octx->bytes : 0, false);
-    xp->inflight -= octx->bytes;
+    sl_xport_sched_completed(&xp->sched, octx->bytes);
     if (st == UCS_OK) {
         if (req->staged)
             xp->stats.staged_bytes += octx->bytes;
@@ -358,10 +350,10 @@ static void s_rma_cb(void *request, ucs_status_t st, void *user_data)
 
 /* ---- posting one chunk ------------------------------------------------ */
 
-/* Post up to xp->chunk bytes of req's blocks as RMA operations. */
+/* Post up to one chunk of of req's blocks as RMA operations. */
 static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *bytes_p)
 {
-    uint64_t budget = xp->chunk, sent = 0;
+    uint64_t budget = xp->sched.chunk, sent = 0;
     ucp_request_param_t prm;
     ucp_ep_h ep = req->peer->ep[req->cls];
     ucp_rkey_h rkey = req->remote->rkey[req->cls];
@@ -389,7 +381,7 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
                                   ? ucp_put_nbx(ep, laddr, n, raddr, rkey, &prm)
                                   : ucp_get_nbx(ep, laddr, n, raddr, rkey, &prm);
         req->outstanding++;
-        xp->inflight += n;
+        sl_xport_sched_posted(&xp->sched, n);
         if (sp == NULL)
             sl_xport_op_done(o, UCS_OK);
         else if (UCS_PTR_IS_ERR(sp))
@@ -408,37 +400,14 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
     return SL_OK;
 }
 
-/* ---- the class scheduler ---------------------------------------------- */
-
-static void s_bucket_refill(sl_xport_t *xp)
-{
-    if (xp->bucket_rate <= 0)
-        return;
-    sl_time_t now = sl_clock_now();
-    xp->bucket += xp->bucket_rate * (double)(now - xp->bucket_ts) / 1e9;
-    if (xp->bucket > xp->bucket_max)
-        xp->bucket = xp->bucket_max;
-    xp->bucket_ts = now;
-}
+/* ---- the class scheduler (decisions in sl_xport_sched.c) ------------- */
 
 void sl_xport_set_link_bps(sl_xport_t *xp, double bps)
 {
-    if (bps <= 0) {
-        xp->bucket_rate = 0;
-        return;
-    }
-    /* rate x 1 s + depth <= share x capacity: no one-second window carries
-     * more background than its share of the link. The depth is a few chunks
-     * so that tokens are not lost while background waits for its stride
-     * turn behind critical chunks. */
-    xp->bucket_max = (double)(S_BUCKET_CHUNKS * xp->chunk);
-    xp->bucket_rate = xp->cfg.bg_share * S_SHARE_MARGIN * bps - xp->bucket_max;
-    if (xp->bucket_rate < xp->bucket_max)
-        xp->bucket_rate = xp->bucket_max;
-    xp->bucket = 0;
-    xp->bucket_ts = sl_clock_now();
-    SL_INFO("xport: link %.0f MB/s, background bucket %.0f MB/s", bps / 1e6,
-            xp->bucket_rate / 1e6);
+    sl_xport_sched_set_link(&xp->sched, bps, sl_clock_now());
+    if (bps > 0)
+        SL_INFO("xport: link %.0f MB/s, background bucket %.0f MB/s", bps / 1e6,
+                xp->sched.bucket_rate / 1e6);
 }
 
 /* The head request of a class, dropping requests of failed peers. */
@@ -455,35 +424,18 @@ static sl_xport_req_t *s_head(sl_xport_t *xp, int cls)
     return NULL;
 }
 
-/* Post chunks while the in-flight cap allows; returns chunks posted. */
+/* Post chunks while the scheduler picks a class; returns chunks posted. */
 static unsigned s_schedule(sl_xport_t *xp)
 {
     unsigned posted = 0;
-    double w[SL_XPORT_NCLASS] = {1, 1 - xp->cfg.bg_share * S_SHARE_MARGIN,
-                                 xp->cfg.bg_share * S_SHARE_MARGIN};
     bool blocked[SL_XPORT_NCLASS] = {false, false, false};
+    sl_time_t now = sl_clock_now();
 
-    s_bucket_refill(xp);
-    while (xp->inflight < xp->inflight_cap) {
-        int pick = -1;
-        for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++) {
-            if (blocked[c] || !s_head(xp, c))
-                continue;
-            /* bounded lag: a class held back (by its bucket, say) may catch
-             * up by one chunk, not burst through all it missed */
-            double floor = xp->vtime - (double)xp->chunk / w[c];
-            if (xp->pass[c] < floor)
-                xp->pass[c] = floor;
-            if (c == SL_XPORT_BACKGROUND && xp->bucket_rate > 0 && xp->bucket < (double)xp->chunk)
-                continue;
-            /* while critical transfers are live (even if only waiting for
-             * their flush), background may not run ahead of its share */
-            if (c == SL_XPORT_BACKGROUND && xp->live[SL_XPORT_CRITICAL] &&
-                xp->pass[c] > xp->pass[SL_XPORT_CRITICAL])
-                continue;
-            if (pick < 0 || xp->pass[c] < xp->pass[pick])
-                pick = c;
-        }
+    for (;;) {
+        bool ready[SL_XPORT_NCLASS] = {false, false, false};
+        for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++)
+            ready[c] = !blocked[c] && s_head(xp, c);
+        int pick = sl_xport_sched_next(&xp->sched, ready, xp->live[SL_XPORT_CRITICAL] > 0, now);
         if (pick < 0)
             break;
         sl_xport_req_t *req = s_head(xp, pick);
@@ -496,10 +448,7 @@ static unsigned s_schedule(sl_xport_t *xp)
         }
         if (st != SL_OK)
             s_req_fail(req, st);
-        xp->vtime = xp->pass[pick];
-        xp->pass[pick] += (double)bytes / w[pick];
-        if (pick == SL_XPORT_BACKGROUND && xp->bucket_rate > 0)
-            xp->bucket -= (double)bytes;
+        sl_xport_sched_charge(&xp->sched, (sl_xport_class_t)pick, bytes);
         posted++;
         if (req->status != SL_OK || req->cur_block >= req->nblocks) {
             s_req_unqueue(req);
@@ -862,8 +811,8 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     xp->cfg = *cfg;
     if (!xp->cfg.copy)
         xp->cfg.copy = sl_xport_cuda_copy_fn();
-    xp->chunk = (uint64_t)cfg->chunk_kib << 10;
-    xp->inflight_cap = (uint64_t)cfg->inflight_kib << 10;
+    sl_xport_sched_init(&xp->sched, cfg->bg_share, (uint64_t)cfg->chunk_kib << 10,
+                        (uint64_t)cfg->inflight_kib << 10);
     sl_list_init(&xp->peers);
     sl_list_init(&xp->mems);
     sl_list_init(&xp->done);
@@ -1313,8 +1262,8 @@ sl_status_t sl_xport_post(sl_xport_t *xp, sl_xport_peer_t *peer, const sl_xport_
     }
     /* a class that was idle rejoins at the current virtual time, so it
      * cannot claim the bandwidth it did not use while idle */
-    if (sl_list_empty(&xp->queue[x->cls]) && xp->pass[x->cls] < xp->vtime)
-        xp->pass[x->cls] = xp->vtime;
+    if (sl_list_empty(&xp->queue[x->cls]))
+        sl_xport_sched_join(&xp->sched, x->cls);
     sl_list_push_back(&xp->queue[x->cls], &req->link);
     peer->live_reqs++;
     xp->live[x->cls]++;
@@ -1336,9 +1285,9 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
                                 uint32_t remote, uint64_t len, double seconds, double *bps_p)
 {
     int state[2] = {0, SL_OK}; /* transfers in flight, first error */
-    double rate[S_PROBE_WINDOWS_MAX];
-    int nrate = 0;
+    sl_xport_probe_t probe;
     sl_status_t ret = SL_OK;
+    double bps = 0;
 
     if (!xp || !peer || !local || !bps_p || seconds <= 0 || len == 0 ||
         remote >= peer->nrkeys)
@@ -1353,22 +1302,10 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
     sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = local,
                          .remote = remote, .blocks = &blk, .nblocks = 1, .cb = s_probe_cb,
                          .cb_arg = state};
-    /* a quarter of the time warms the path up and is not counted; the rest
-     * is cut into windows, and the capacity is their median, so that a
-     * stall (or a burst) of the host in one window does not move it */
-    sl_time_t win = SL_MS(xp->cfg.probe_window_ms), total = (sl_time_t)(seconds * 1e9);
-    int nwin = (int)(total / win);
-    if (nwin < 1) {
-        nwin = 1;
-        win = total;
-    }
-    if (nwin > S_PROBE_WINDOWS_MAX)
-        nwin = S_PROBE_WINDOWS_MAX;
-    sl_time_t mark = sl_clock_now() + total / 4;
-    uint64_t mark_bytes = 0, off = 0;
-    bool measuring = false;
-
-    while (nrate < nwin && state[1] == SL_OK) {
+    uint64_t off = 0;
+    sl_xport_probe_start(&probe, SL_MS(xp->cfg.probe_window_ms), (sl_time_t)(seconds * 1e9),
+                         sl_clock_now());
+    while (!sl_xport_probe_done(&probe) && state[1] == SL_OK) {
         while (state[0] < S_PROBE_DEPTH) {
             blk.local_off = blk.remote_off = off;
             off = off + 2 * len <= span ? off + len : 0;
@@ -1377,30 +1314,20 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
             state[0]++;
         }
         sl_xport_progress(xp);
-        sl_time_t now = sl_clock_now();
-        if (now < mark)
-            continue;
-        uint64_t bytes = xp->stats.bytes[SL_XPORT_CRITICAL];
-        if (measuring)
-            rate[nrate++] = (double)(bytes - mark_bytes) * 1e9 / (double)(now - mark + win);
-        measuring = true;
-        mark_bytes = bytes;
-        mark = now + win;
+        sl_xport_probe_observe(&probe, sl_clock_now(), xp->stats.bytes[SL_XPORT_CRITICAL]);
     }
     ret = (sl_status_t)state[1];
 out_drain:
     while (state[0] > 0)
         sl_xport_progress(xp);
-    if (ret != SL_OK)
-        return ret;
-    double bps = sl_median(rate, (size_t)nrate); /* sorts rate */
-    if (bps <= 0)
-        return SL_ERR_TIMEOUT;
-    SL_INFO("xport: link probe %.0f MB/s, median of %d windows of %.0f ms (%.0f to %.0f MB/s)",
-            bps / 1e6, nrate, (double)win / 1e6, rate[0] / 1e6, rate[nrate - 1] / 1e6);
-    sl_xport_set_link_bps(xp, bps);
-    *bps_p = bps;
-    return SL_OK;
+    if (ret == SL_OK && (ret = sl_xport_probe_result(&probe, &bps)) == SL_OK) {
+        SL_INFO("xport: link probe %.0f MB/s, median of %d windows of %.0f ms (%.0f to %.0f MB/s)",
+                bps / 1e6, probe.nrate, (double)probe.win / 1e6, probe.rate[0] / 1e6,
+                probe.rate[probe.nrate - 1] / 1e6);
+        sl_xport_set_link_bps(xp, bps);
+        *bps_p = bps;
+    }
+    return ret;
 }
 
 void sl_xport_stats(const sl_xport_t *xp, sl_xport_stats_t *stats)

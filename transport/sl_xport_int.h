@@ -7,6 +7,7 @@
 #include <ucp/api/ucp.h>
 
 #include "common/sl_list.h"
+#include "transport/sl_xport_sched.h"
 
 #define SL_XPORT_AM_NOTIF 1 /* AM id: notification after flushed data (control worker) */
 #define SL_XPORT_AM_STAGE 2 /* AM id: one staged chunk (critical and background workers) */
@@ -117,16 +118,8 @@ struct sl_xport {
     sl_list_t orphans;                         /* reported failed, UCX still holds a callback */
     sl_list_t req_pool;                        /* finished requests kept for reuse */
     unsigned req_pool_len;                     /* their number */
-    double pass[SL_XPORT_NCLASS];              /* stride-scheduler pass per class */
     unsigned live[SL_XPORT_NCLASS];            /* transfers posted and not yet reported, per class */
-    double vtime;                              /* pass of the last chunk served */
-    double bucket;                             /* background tokens in bytes */
-    double bucket_rate;                        /* tokens per second (0 = no bucket) */
-    double bucket_max;                         /* bucket depth in bytes */
-    int64_t bucket_ts;                         /* last refill, ns */
-    uint64_t inflight;                         /* bytes posted to UCX, not completed */
-    uint64_t chunk;                            /* chunk size in bytes */
-    uint64_t inflight_cap;                     /* cap on inflight */
+    sl_xport_sched_t sched;                    /* class scheduler, bucket, bytes in flight in UCX */
     sl_xport_notif_cb_t notif_cb;              /* notification handler */
     void *notif_arg;                           /* its argument */
     sl_xport_stats_t stats;                    /* counters */
