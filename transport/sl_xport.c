@@ -31,8 +31,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include <zmq.h>
-
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -92,6 +90,13 @@ sl_status_t sl_xport_cfg_defaults(sl_xport_cfg_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     return sl_cfg_defaults(sl_xport_cfg_table, cfg);
+}
+
+int sl_xport_class_tos(const sl_xport_cfg_t *cfg, sl_xport_class_t cls)
+{
+    if (!cfg || (unsigned)cls >= SL_XPORT_NCLASS)
+        return -1;
+    return cfg->tos[cls];
 }
 
 sl_status_t sl_xport_status(ucs_status_t st)
@@ -1143,16 +1148,4 @@ void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out)
         if (peer->ep[c])
             ucp_ep_print_info(peer->ep[c], out);
     }
-}
-
-sl_status_t sl_xport_zmq_mark(void *zsock, const sl_xport_cfg_t *cfg, sl_xport_class_t cls)
-{
-    if (!zsock || !cfg || (unsigned)cls >= SL_XPORT_NCLASS)
-        return SL_ERR_INVALID;
-    int tos = cfg->tos[cls];
-    if (zmq_setsockopt(zsock, ZMQ_TOS, &tos, sizeof(tos)) != 0) {
-        SL_ERROR("xport: zmq_setsockopt(ZMQ_TOS=%d): %s", tos, zmq_strerror(zmq_errno()));
-        return SL_ERR_IO;
-    }
-    return SL_OK;
 }

@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zmq.h>
-
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
@@ -485,28 +483,6 @@ static void test_bad_input(void **state)
     assert_non_null(f->mem);
 }
 
-static void test_zmq_tos_marking(void **state)
-{
-    sl_xport_cfg_t cfg;
-    void *ctx = zmq_ctx_new(), *sock;
-    int tos = -1;
-    size_t len = sizeof(tos);
-
-    assert_int_equal(sl_xport_cfg_defaults(&cfg), SL_OK);
-    assert_non_null(ctx);
-    sock = zmq_socket(ctx, ZMQ_DEALER);
-    assert_non_null(sock);
-    assert_int_equal(sl_xport_zmq_mark(sock, &cfg, SL_XPORT_CONTROL), SL_OK);
-    assert_int_equal(zmq_getsockopt(sock, ZMQ_TOS, &tos, &len), 0);
-    assert_int_equal(tos, 184);
-    assert_int_equal(sl_xport_zmq_mark(sock, &cfg, SL_XPORT_BACKGROUND), SL_OK);
-    assert_int_equal(zmq_getsockopt(sock, ZMQ_TOS, &tos, &len), 0);
-    assert_int_equal(tos, 32);
-    assert_int_equal(sl_xport_zmq_mark(sock, &cfg, SL_XPORT_NCLASS), SL_ERR_INVALID);
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
-}
-
 /* A critical transfer posted behind a large background one, with the link
  * capacity set low so the bucket paces background, finishes first: the
  * classes interleave by chunks instead of queueing whole transfers. No
@@ -575,7 +551,6 @@ int main(int argc, char **argv)
     xp_peer_main_maybe(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_zmq_tos_marking),
         cmocka_unit_test(test_one_large_block),
         cmocka_unit_test(test_thousands_of_scattered_blocks),
         cmocka_unit_test(test_many_concurrent_transfers),
