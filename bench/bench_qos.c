@@ -21,13 +21,7 @@
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
-
-/* Peer process helpers, defined in bench_xport.c. */
-struct sl_bench_peer;
-struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep);
-sl_status_t sl_bench_peer_connect(struct sl_bench_peer *p, sl_xport_t *xp,
-                                  sl_xport_peer_t **conn_p, uint32_t *rid_p);
-void sl_bench_peer_stop(struct sl_bench_peer **p_p);
+#include "transport/testing/sl_xport_harness.h"
 
 typedef struct qos_cfg {
     char tls[SL_CFG_STR_MAX]; /* UCX_TLS */
@@ -100,16 +94,18 @@ int sl_bench_qos_main(int argc, char **argv)
     sl_xport_peer_t *conn = NULL;
     uint32_t rid = 0;
     void *region = NULL;
-    struct sl_bench_peer *peer = NULL;
+    sl_xport_harness_t peer = {0};
+    bool peer_up = false;
     double cap = 0;
     int rc = 1;
-    int early = sl_bench_cfg_main(s_table, &qc, argc, argv);
+    int early;
+
+    sl_xport_harness_main_maybe(argc, argv);
+    early = sl_bench_cfg_main(s_table, &qc, argc, argv);
 
     if (early >= 0)
         return early;
     setenv("UCX_TLS", qc.tls, 1);
-    if (!(peer = sl_bench_peer_spawn(S_REGION, true)))
-        return 1;
     /* engine knobs come from the SLUICE_XPORT_* environment */
     if (sl_cfg_load(sl_xport_cfg_table, &cfg, 1, argv, NULL, NULL) != SL_OK)
         goto out;
@@ -117,11 +113,20 @@ int sl_bench_qos_main(int argc, char **argv)
         goto out;
     memset(region, 0x5a, S_REGION);
     if (sl_xport_create(&cfg, &xp) != SL_OK ||
-        sl_xport_mem_register(xp, region, S_REGION, SL_XPORT_MEM_HOST, &mem) != SL_OK ||
-        sl_bench_peer_connect(peer, xp, &conn, &rid) != SL_OK) {
+        sl_xport_mem_register(xp, region, S_REGION, SL_XPORT_MEM_HOST, &mem) != SL_OK) {
         fprintf(stderr, "sluice-bench qos: engine setup failed\n");
         goto out;
     }
+    /* the peer sleeps on its engine's descriptor between events, as a
+     * daemon would (this program re-executed: the transport's peer harness) */
+    sl_xport_harness_opts_t po = {.region_len = S_REGION, .seed = 1, .exec_arg = "qos"};
+    if (sl_xport_harness_start(xp, mem, &po, &peer) != SL_OK) {
+        fprintf(stderr, "sluice-bench qos: starting the peer failed\n");
+        goto out;
+    }
+    peer_up = true;
+    conn = peer.conn;
+    rid = peer.rid;
     if (sl_xport_link_probe(xp, conn, mem, rid, 1u << 20, qc.probe_s, &cap) != SL_OK) {
         fprintf(stderr, "sluice-bench qos: link probe failed\n");
         goto out;
@@ -207,8 +212,10 @@ int sl_bench_qos_main(int argc, char **argv)
            cap / (1 << 20), bg_share_max, crit_share_min, util_min, bg_alone_max, qc.tls);
     rc = 0;
 out:
-    sl_xport_disconnect(xp, &conn);
-    sl_bench_peer_stop(&peer);
+    if (peer_up && sl_xport_harness_stop(xp, &peer) != 0 && rc == 0) {
+        fprintf(stderr, "sluice-bench qos: the peer did not exit cleanly\n");
+        rc = 1;
+    }
     sl_xport_mem_deregister(xp, &mem);
     sl_xport_destroy(&xp);
     free(region);

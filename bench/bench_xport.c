@@ -4,8 +4,10 @@
  * 16 KiB blocks, against ucx_perftest on the same transports and message
  * size in the same run.
  *
- * The peer is a forked process (forked before this process touches UCX)
- * that only drives its engine; addresses and keys go over a socketpair.
+ * The peer is a process of the transport's peer harness (this program
+ * re-executed, transport/testing/sl_xport_harness.h) that only drives its
+ * engine, busy-polling as ucx_perftest does; addresses and keys go over a
+ * socketpair.
  * ucx_perftest runs as two child processes (server and client on loopback)
  * with the same UCX_TLS and with error handling on endpoints (-e), which is
  * what the engine uses, so both sides pick the same UCX lanes.
@@ -13,19 +15,12 @@
  * The machine this runs on may be shared, so the run alternates: engine,
  * then ucx_perftest, for --rounds rounds, each against a fresh peer, and
  * RESULT gives the median of the per-round ratios (every round is printed).
- *
- * The peer helpers at the top are shared with bench_qos.c (declared there).
  */
 #include <sluice/xport.h>
 
-#include <errno.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -34,183 +29,7 @@
 #include "common/sl_hist.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
-
-/* ---- peer process shared with bench_qos.c ----------------------------- */
-
-struct sl_bench_peer {
-    pid_t pid; /* peer process */
-    int sock;  /* our end of the socketpair */
-};
-
-static int s_wr(int fd, const void *b, size_t n)
-{
-    const char *p = b;
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-static int s_rd(int fd, void *b, size_t n)
-{
-    char *p = b;
-    while (n) {
-        ssize_t k = read(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-static int s_send_blob(int fd, const void *b, size_t n)
-{
-    uint64_t l = n;
-    return s_wr(fd, &l, 8) || s_wr(fd, b, n) ? -1 : 0;
-}
-
-static void *s_recv_blob(int fd, size_t *n_p)
-{
-    uint64_t l;
-    if (s_rd(fd, &l, 8) || l > (1u << 24))
-        return NULL;
-    void *b = malloc(l ? l : 1);
-    if (b && s_rd(fd, b, l)) {
-        free(b);
-        return NULL;
-    }
-    *n_p = l;
-    return b;
-}
-
-/* The peer: an engine with one region, driven until the socket closes;
- * busy-polling like ucx_perftest, or sleeping on the engine's descriptor. */
-static int s_peer_main(int fd, size_t region_len, bool sleep)
-{
-    sl_xport_cfg_t cfg;
-    sl_xport_t *xp = NULL;
-    sl_xport_mem_t *mem = NULL;
-    void *region = NULL, *key = NULL;
-    const void *addr;
-    size_t alen, klen;
-    int rc = 1;
-
-    char go;
-    sl_log_set_component("bench-peer");
-    /* idle until our turn, so waiting peers take no CPU from the run */
-    if (s_rd(fd, &go, 1))
-        return 1;
-    if (posix_memalign(&region, 4096, region_len))
-        return 1;
-    memset(region, 0, region_len);
-    sl_xport_cfg_defaults(&cfg);
-    if (sl_xport_create(&cfg, &xp) != SL_OK)
-        goto out;
-    if (sl_xport_mem_register(xp, region, region_len, SL_XPORT_MEM_HOST, &mem) != SL_OK ||
-        sl_xport_address(xp, &addr, &alen) != SL_OK ||
-        sl_xport_mem_pack(xp, mem, &key, &klen) != SL_OK)
-        goto out;
-    if (s_send_blob(fd, addr, alen) || s_send_blob(fd, key, klen))
-        goto out;
-    for (unsigned i = 0;; i++) {
-        sl_xport_progress(xp);
-        if (sleep) {
-            struct pollfd p[2] = {{fd, POLLIN, 0}, {sl_xport_fd(xp), POLLIN, 0}};
-            if (sl_xport_arm(xp) == SL_OK && poll(p, 2, 100) > 0 && p[0].revents)
-                break;
-        } else if ((i & 255) == 0) {
-            struct pollfd p = {fd, POLLIN, 0};
-            if (poll(&p, 1, 0) > 0)
-                break;
-        }
-    }
-    rc = 0;
-out:
-    free(key);
-    sl_xport_mem_deregister(xp, &mem);
-    sl_xport_destroy(&xp);
-    free(region);
-    return rc;
-}
-
-/* Fork a peer with a region of region_len bytes; it idles until
- * sl_bench_peer_connect(). Call before this process creates its engine. */
-struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep);
-struct sl_bench_peer *sl_bench_peer_spawn(size_t region_len, bool sleep)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
-        SL_ERROR("bench: socketpair: %m");
-        return NULL;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        SL_ERROR("bench: fork: %m");
-        close(sv[0]);
-        close(sv[1]);
-        return NULL;
-    }
-    if (pid == 0) {
-        close(sv[0]);
-        _exit(s_peer_main(sv[1], region_len, sleep));
-    }
-    close(sv[1]);
-    struct sl_bench_peer *p = calloc(1, sizeof(*p));
-    if (!p) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        close(sv[0]);
-        return NULL;
-    }
-    p->pid = pid;
-    p->sock = sv[0];
-    return p;
-}
-
-/* Connect our engine to the peer and import its region. */
-sl_status_t sl_bench_peer_connect(struct sl_bench_peer *p, sl_xport_t *xp,
-                                  sl_xport_peer_t **conn_p, uint32_t *rid_p);
-sl_status_t sl_bench_peer_connect(struct sl_bench_peer *p, sl_xport_t *xp,
-                                  sl_xport_peer_t **conn_p, uint32_t *rid_p)
-{
-    size_t alen, klen;
-    char go = 'g';
-    if (s_wr(p->sock, &go, 1))
-        return SL_ERR_IO;
-    void *addr = s_recv_blob(p->sock, &alen), *key = NULL;
-    sl_status_t st = SL_ERR_IO;
-    if (addr && (key = s_recv_blob(p->sock, &klen)) &&
-        (st = sl_xport_connect(xp, addr, alen, conn_p)) == SL_OK)
-        st = sl_xport_rkey_import(xp, *conn_p, key, klen, rid_p);
-    free(addr);
-    free(key);
-    return st;
-}
-
-/* Stop the peer and reap it. NULL-safe. */
-void sl_bench_peer_stop(struct sl_bench_peer **p_p);
-void sl_bench_peer_stop(struct sl_bench_peer **p_p)
-{
-    struct sl_bench_peer *p = *p_p;
-    if (!p)
-        return;
-    char c = 'q';
-    if (s_wr(p->sock, &c, 1))
-        kill(p->pid, SIGTERM);
-    waitpid(p->pid, NULL, 0);
-    close(p->sock);
-    free(p);
-    *p_p = NULL;
-}
+#include "transport/testing/sl_xport_harness.h"
 
 /* ---- ucx_perftest ------------------------------------------------------- */
 
@@ -273,7 +92,8 @@ static const sl_cfg_field_t s_table[] = {
 
 typedef struct run {
     sl_xport_t *xp;        /* engine */
-    sl_xport_peer_t *conn; /* peer */
+    sl_xport_harness_t peer; /* peer process */
+    sl_xport_peer_t *conn;   /* connection to it (peer.conn) */
     sl_xport_mem_t *mem;   /* local region */
     uint32_t rid;          /* remote region */
     int inflight;          /* transfers posted, not completed */
@@ -374,17 +194,17 @@ int sl_bench_xport_main(int argc, char **argv)
     sl_xport_cfg_t cfg;
     run_t r = {0};
     void *region = NULL;
-    struct sl_bench_peer *peers[MAXR] = {NULL};
+    bool peer_up = false;
     double bw1[MAXR], bwl[MAXR], pf1[MAXR], pf16[MAXR], q1[MAXR], ql[MAXR];
     int rc = 1;
-    int early = sl_bench_cfg_main(s_table, &bc, argc, argv);
+    int early;
+
+    sl_xport_harness_main_maybe(argc, argv);
+    early = sl_bench_cfg_main(s_table, &bc, argc, argv);
 
     if (early >= 0)
         return early;
     setenv("UCX_TLS", bc.tls, 1);
-    for (int i = 0; i < bc.rounds; i++)
-        if (!(peers[i] = sl_bench_peer_spawn(S_REGION, false)))
-            goto out;
     /* engine knobs come from the SLUICE_XPORT_* environment */
     if (sl_cfg_load(sl_xport_cfg_table, &cfg, 1, argv, NULL, NULL) != SL_OK)
         goto out;
@@ -401,10 +221,16 @@ int sl_bench_xport_main(int argc, char **argv)
            "%d rounds\n",
            bc.tls, bc.window, bc.seconds, bc.rounds);
     for (int i = 0; i < bc.rounds; i++) {
-        if (sl_bench_peer_connect(peers[i], r.xp, &r.conn, &r.rid) != SL_OK) {
-            fprintf(stderr, "sluice-bench xport: connecting to the peer failed\n");
+        /* a fresh peer each round, re-executing this program */
+        sl_xport_harness_opts_t po = {.region_len = S_REGION, .seed = (uint64_t)i + 1,
+                                      .busy_poll = true, .exec_arg = "xport"};
+        if (sl_xport_harness_start(r.xp, r.mem, &po, &r.peer) != SL_OK) {
+            fprintf(stderr, "sluice-bench xport: starting the peer failed\n");
             goto out;
         }
+        peer_up = true;
+        r.conn = r.peer.conn;
+        r.rid = r.peer.rid;
         if (i == 0) {
             printf("%-10s %12s %12s %12s\n", "block", "MiB/s", "lat_p50_us", "lat_p99_us");
             for (size_t bsz = 4096; bsz <= (16u << 20); bsz *= 4) {
@@ -426,8 +252,12 @@ int sl_bench_xport_main(int argc, char **argv)
             fprintf(stderr, "sluice-bench xport: %d transfers failed\n", r.failed);
             goto out;
         }
-        sl_xport_disconnect(r.xp, &r.conn);
-        sl_bench_peer_stop(&peers[i]);
+        r.conn = NULL;
+        peer_up = false;
+        if (sl_xport_harness_stop(r.xp, &r.peer) != 0) {
+            fprintf(stderr, "sluice-bench xport: the peer did not exit cleanly\n");
+            goto out;
+        }
         pf1[i] = sl_bench_perftest_bw(bc.tls, 1u << 20, 2000);
         pf16[i] = sl_bench_perftest_bw(bc.tls, 16384, 50000);
         if (pf1[i] <= 0 || pf16[i] <= 0) {
@@ -450,9 +280,8 @@ int sl_bench_xport_main(int argc, char **argv)
            sl_median(pf16, n), sl_median(ql, n), bc.rounds, bc.tls);
     rc = 0;
 out:
-    sl_xport_disconnect(r.xp, &r.conn);
-    for (int i = 0; i < bc.rounds && i < MAXR; i++)
-        sl_bench_peer_stop(&peers[i]);
+    if (peer_up)
+        sl_xport_harness_stop(r.xp, &r.peer);
     sl_xport_mem_deregister(r.xp, &r.mem);
     sl_xport_destroy(&r.xp);
     free(region);

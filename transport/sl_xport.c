@@ -1,17 +1,18 @@
 /*
- * The transport engine: UCX (ucp) contexts, peers, memory registration,
- * transfers of block lists, and the traffic-class scheduler in front of UCX.
+ * The transport engine: UCX (ucp) contexts, peers, transfers of block lists,
+ * and the posting loop that puts the class scheduler in front of UCX.
  *
  * The idea. Every transfer is cut into chunks (chunk-kib) and only the
- * scheduler posts chunks to UCX, under a small cap on bytes in flight
- * (inflight-kib): with little queued inside UCX, the order we pick is the
- * order the wire sees. Control traffic (notifications) is never queued: it
- * goes out at once, which is strict priority. Critical and background share
- * what is left by stride scheduling on bytes (weights 1-share and share), and
- * a token bucket holds background alone under share x link capacity. Since
- * the scheduler counts bytes whatever their direction, gets are shaped like
- * puts. After the last chunk, the endpoint is flushed and only then the
- * notification is sent, so it reaches the peer after the data has landed.
+ * posting loop (s_schedule) hands chunks to UCX, in the order the class
+ * scheduler picks (sl_xport_sched.c: stride scheduling between critical and
+ * background, a token bucket on background, the in-flight cap), so with
+ * little queued inside UCX the order picked is the order the wire sees.
+ * Control traffic (notifications) is never queued: it goes out at once,
+ * which is strict priority. Since the scheduler counts bytes whatever their
+ * direction, gets are shaped like puts. After the last chunk, the endpoint
+ * is flushed and only then the notification is sent, so it reaches the peer
+ * after the data has landed. This file reads the clock and makes the UCX
+ * calls; the scheduler decides, and is tested alone on a simulated clock.
  *
  * Each class has its own UCP context and worker, so each can carry its own
  * InfiniBand service level and RoCE traffic class (ucp_config_modify), and
@@ -20,9 +21,7 @@
  * Alternatives rejected: handing whole transfers to UCX and relying on
  * per-endpoint queues (UCX serves its queues in its own order, so a large
  * background copy would sit in front of KV blocks); one context for all
- * classes (no per-class fabric marking); deficit round robin (stride
- * scheduling gives the same shares with one number per class and handles a
- * class that goes idle by resynchronising its pass).
+ * classes (no per-class fabric marking).
  */
 #include "transport/sl_xport_int.h"
 
@@ -32,28 +31,16 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include <zmq.h>
-
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
-#include "common/sl_hist.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
 
 #define S_ADDR_MAGIC 0x534c5841u /* "SLXA" */
-#define S_RKEY_MAGIC 0x534c584bu /* "SLXK" */
-#define S_WIRE_VERSION 1
-#define S_RKEY_FLAG_STAGED 1u
-/* Aim slightly under the share, so that the one-chunk jitter of any window
- * of measurement stays at or under the share. */
-#define S_SHARE_MARGIN 0.98
 /* Requests kept for reuse. */
 #define S_REQ_POOL_MAX 1024
-/* Depth of the background bucket, in chunks. */
-#define S_BUCKET_CHUNKS 4
-/* Link probe: transfers it keeps posted, and most windows it measures. */
+/* Link probe: transfers it keeps posted. */
 #define S_PROBE_DEPTH 16
-#define S_PROBE_WINDOWS_MAX 256
 
 static const sl_cfg_field_t s_cfg_table[] = {
     SL_CFG_RANGE(sl_xport_cfg_t, chunk_kib, "xport-chunk-kib", "256", SL_CFG_INT, 4, 65536,
@@ -103,6 +90,13 @@ sl_status_t sl_xport_cfg_defaults(sl_xport_cfg_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     return sl_cfg_defaults(sl_xport_cfg_table, cfg);
+}
+
+int sl_xport_class_tos(const sl_xport_cfg_t *cfg, sl_xport_class_t cls)
+{
+    if (!cfg || (unsigned)cls >= SL_XPORT_NCLASS)
+        return -1;
+    return cfg->tos[cls];
 }
 
 sl_status_t sl_xport_status(ucs_status_t st)
@@ -160,7 +154,7 @@ void sl_xport_account(sl_xport_t *xp, sl_xport_class_t cls, uint64_t bytes, bool
     xp->stats.bytes[cls] += bytes;
     xp->stats.chunks[cls]++;
     if (was_inflight)
-        xp->inflight -= bytes;
+        sl_xport_sched_completed(&xp->sched, bytes);
 }
 
 void sl_xport_deliver_notif(sl_xport_t *xp, const void *data, size_t len)
@@ -168,19 +162,6 @@ void sl_xport_deliver_notif(sl_xport_t *xp, const void *data, size_t len)
     xp->stats.notifs_rx++;
     if (xp->notif_cb)
         xp->notif_cb(xp->notif_arg, data, len);
-}
-
-sl_xport_mem_t *sl_xport_mem_find(sl_xport_t *xp, uint64_t addr, uint64_t len)
-{
-    sl_list_t *pos;
-    sl_list_for_each(pos, &xp->mems)
-    {
-        sl_xport_mem_t *m = SL_CONTAINER_OF(pos, sl_xport_mem_t, link);
-        uint64_t b = (uint64_t)(uintptr_t)m->base;
-        if (addr >= b && len <= m->len && addr - b <= m->len - len)
-            return m;
-    }
-    return NULL;
 }
 
 /* ---- request life ----------------------------------------------------- */
@@ -337,7 +318,7 @@ void sl_xport_op_done(sl_xport_op_ctx_t *octx, ucs_status_t st)
     sl_xport_t *xp = req->xp;
 
     sl_xport_account(xp, req->cls, st == UCS_OK ? octx->bytes : 0, false);
-    xp->inflight -= octx->bytes;
+    sl_xport_sched_completed(&xp->sched, octx->bytes);
     if (st == UCS_OK) {
         if (req->staged)
             xp->stats.staged_bytes += octx->bytes;
@@ -358,10 +339,10 @@ static void s_rma_cb(void *request, ucs_status_t st, void *user_data)
 
 /* ---- posting one chunk ------------------------------------------------ */
 
-/* Post up to xp->chunk bytes of req's blocks as RMA operations. */
+/* Post up to one chunk of req's blocks as RMA operations. */
 static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *bytes_p)
 {
-    uint64_t budget = xp->chunk, sent = 0;
+    uint64_t budget = xp->sched.chunk, sent = 0;
     ucp_request_param_t prm;
     ucp_ep_h ep = req->peer->ep[req->cls];
     ucp_rkey_h rkey = req->remote->rkey[req->cls];
@@ -389,7 +370,7 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
                                   ? ucp_put_nbx(ep, laddr, n, raddr, rkey, &prm)
                                   : ucp_get_nbx(ep, laddr, n, raddr, rkey, &prm);
         req->outstanding++;
-        xp->inflight += n;
+        sl_xport_sched_posted(&xp->sched, n);
         if (sp == NULL)
             sl_xport_op_done(o, UCS_OK);
         else if (UCS_PTR_IS_ERR(sp))
@@ -408,37 +389,14 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
     return SL_OK;
 }
 
-/* ---- the class scheduler ---------------------------------------------- */
-
-static void s_bucket_refill(sl_xport_t *xp)
-{
-    if (xp->bucket_rate <= 0)
-        return;
-    sl_time_t now = sl_clock_now();
-    xp->bucket += xp->bucket_rate * (double)(now - xp->bucket_ts) / 1e9;
-    if (xp->bucket > xp->bucket_max)
-        xp->bucket = xp->bucket_max;
-    xp->bucket_ts = now;
-}
+/* ---- the class scheduler (decisions in sl_xport_sched.c) ------------- */
 
 void sl_xport_set_link_bps(sl_xport_t *xp, double bps)
 {
-    if (bps <= 0) {
-        xp->bucket_rate = 0;
-        return;
-    }
-    /* rate x 1 s + depth <= share x capacity: no one-second window carries
-     * more background than its share of the link. The depth is a few chunks
-     * so that tokens are not lost while background waits for its stride
-     * turn behind critical chunks. */
-    xp->bucket_max = (double)(S_BUCKET_CHUNKS * xp->chunk);
-    xp->bucket_rate = xp->cfg.bg_share * S_SHARE_MARGIN * bps - xp->bucket_max;
-    if (xp->bucket_rate < xp->bucket_max)
-        xp->bucket_rate = xp->bucket_max;
-    xp->bucket = 0;
-    xp->bucket_ts = sl_clock_now();
-    SL_INFO("xport: link %.0f MB/s, background bucket %.0f MB/s", bps / 1e6,
-            xp->bucket_rate / 1e6);
+    sl_xport_sched_set_link(&xp->sched, bps, sl_clock_now());
+    if (bps > 0)
+        SL_INFO("xport: link %.0f MB/s, background bucket %.0f MB/s", bps / 1e6,
+                xp->sched.bucket_rate / 1e6);
 }
 
 /* The head request of a class, dropping requests of failed peers. */
@@ -455,35 +413,20 @@ static sl_xport_req_t *s_head(sl_xport_t *xp, int cls)
     return NULL;
 }
 
-/* Post chunks while the in-flight cap allows; returns chunks posted. */
+/* Post chunks while the scheduler picks a class; returns chunks posted. */
 static unsigned s_schedule(sl_xport_t *xp)
 {
     unsigned posted = 0;
-    double w[SL_XPORT_NCLASS] = {1, 1 - xp->cfg.bg_share * S_SHARE_MARGIN,
-                                 xp->cfg.bg_share * S_SHARE_MARGIN};
     bool blocked[SL_XPORT_NCLASS] = {false, false, false};
+    /* the clock is read only when the bucket needs it: without a link
+     * capacity the posting loop reads none */
+    sl_time_t now = xp->sched.bucket_rate > 0 ? sl_clock_now() : 0;
 
-    s_bucket_refill(xp);
-    while (xp->inflight < xp->inflight_cap) {
-        int pick = -1;
-        for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++) {
-            if (blocked[c] || !s_head(xp, c))
-                continue;
-            /* bounded lag: a class held back (by its bucket, say) may catch
-             * up by one chunk, not burst through all it missed */
-            double floor = xp->vtime - (double)xp->chunk / w[c];
-            if (xp->pass[c] < floor)
-                xp->pass[c] = floor;
-            if (c == SL_XPORT_BACKGROUND && xp->bucket_rate > 0 && xp->bucket < (double)xp->chunk)
-                continue;
-            /* while critical transfers are live (even if only waiting for
-             * their flush), background may not run ahead of its share */
-            if (c == SL_XPORT_BACKGROUND && xp->live[SL_XPORT_CRITICAL] &&
-                xp->pass[c] > xp->pass[SL_XPORT_CRITICAL])
-                continue;
-            if (pick < 0 || xp->pass[c] < xp->pass[pick])
-                pick = c;
-        }
+    for (;;) {
+        bool ready[SL_XPORT_NCLASS] = {false, false, false};
+        for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++)
+            ready[c] = !blocked[c] && s_head(xp, c);
+        int pick = sl_xport_sched_next(&xp->sched, ready, xp->live[SL_XPORT_CRITICAL] > 0, now);
         if (pick < 0)
             break;
         sl_xport_req_t *req = s_head(xp, pick);
@@ -496,10 +439,7 @@ static unsigned s_schedule(sl_xport_t *xp)
         }
         if (st != SL_OK)
             s_req_fail(req, st);
-        xp->vtime = xp->pass[pick];
-        xp->pass[pick] += (double)bytes / w[pick];
-        if (pick == SL_XPORT_BACKGROUND && xp->bucket_rate > 0)
-            xp->bucket -= (double)bytes;
+        sl_xport_sched_charge(&xp->sched, (sl_xport_class_t)pick, bytes);
         posted++;
         if (req->status != SL_OK || req->cur_block >= req->nblocks) {
             s_req_unqueue(req);
@@ -760,7 +700,7 @@ static sl_status_t s_address_pack(sl_xport_t *xp)
         ret = SL_ERR_NOMEM;
         goto out_release;
     }
-    uint32_t hdr[2] = {S_ADDR_MAGIC, S_WIRE_VERSION};
+    uint32_t hdr[2] = {S_ADDR_MAGIC, SL_XPORT_WIRE_VERSION};
     size_t off = 8;
     memcpy(xp->addr, hdr, 8);
     for (int c = 0; c < SL_XPORT_NCLASS; c++) {
@@ -810,13 +750,7 @@ static void s_ep_close(sl_xport_t *xp, ucp_ep_h ep)
 
 static void s_peer_free(sl_xport_t *xp, sl_xport_peer_t *peer)
 {
-    for (uint32_t i = 0; i < peer->nrkeys; i++) {
-        for (int c = 0; c < SL_XPORT_NCLASS; c++)
-            if (peer->rkeys[i]->rkey[c])
-                ucp_rkey_destroy(peer->rkeys[i]->rkey[c]);
-        free(peer->rkeys[i]);
-    }
-    free(peer->rkeys);
+    sl_xport_rkeys_release(peer);
     for (int c = 0; c < SL_XPORT_NCLASS; c++)
         if (peer->ep[c])
             s_ep_close(xp, peer->ep[c]);
@@ -862,8 +796,8 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     xp->cfg = *cfg;
     if (!xp->cfg.copy)
         xp->cfg.copy = sl_xport_cuda_copy_fn();
-    xp->chunk = (uint64_t)cfg->chunk_kib << 10;
-    xp->inflight_cap = (uint64_t)cfg->inflight_kib << 10;
+    sl_xport_sched_init(&xp->sched, cfg->bg_share, (uint64_t)cfg->chunk_kib << 10,
+                        (uint64_t)cfg->inflight_kib << 10);
     sl_list_init(&xp->peers);
     sl_list_init(&xp->mems);
     sl_list_init(&xp->done);
@@ -1000,7 +934,7 @@ sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len,
     memcpy(hdr, p, 8);
     if (hdr[0] != S_ADDR_MAGIC)
         return SL_ERR_MSG_MALFORMED;
-    if (hdr[1] != S_WIRE_VERSION)
+    if (hdr[1] != SL_XPORT_WIRE_VERSION)
         return SL_ERR_MSG_VERSION;
     for (int c = 0; c < SL_XPORT_NCLASS; c++) {
         uint32_t l;
@@ -1040,183 +974,6 @@ sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len,
     sl_list_push_back(&xp->peers, &peer->link);
     *peer_p = peer;
     return SL_OK;
-}
-
-/* ---- memory ----------------------------------------------------------- */
-
-sl_status_t sl_xport_mem_register(sl_xport_t *xp, void *base, size_t len,
-                                  sl_xport_mem_type_t type, sl_xport_mem_t **mem_p)
-{
-    if (!xp || !base || !len || !mem_p ||
-        (type != SL_XPORT_MEM_HOST && type != SL_XPORT_MEM_CUDA))
-        return SL_ERR_INVALID;
-    sl_xport_mem_t *m = calloc(1, sizeof(*m));
-    if (!m)
-        return SL_ERR_NOMEM;
-    m->base = base;
-    m->len = len;
-    m->type = type;
-    m->staged = type == SL_XPORT_MEM_CUDA && !xp->cuda_direct;
-    sl_list_init(&m->link);
-    if (m->staged) {
-        sl_status_t ret;
-        if (!xp->cfg.copy) {
-            SL_ERROR("xport: CUDA memory needs the staging copy step, and this build has none");
-            free(m);
-            return SL_ERR_UNSUPPORTED;
-        }
-        if ((ret = sl_xport_stage_init(xp)) != SL_OK) {
-            free(m);
-            return ret;
-        }
-    } else {
-        for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++) {
-            ucp_mem_map_params_t mp;
-            memset(&mp, 0, sizeof(mp));
-            mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
-                            UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
-            mp.address = base;
-            mp.length = len;
-            mp.memory_type = type == SL_XPORT_MEM_CUDA ? UCS_MEMORY_TYPE_CUDA
-                                                       : UCS_MEMORY_TYPE_HOST;
-            ucs_status_t st = ucp_mem_map(xp->ctx[c], &mp, &m->memh[c]);
-            if (st != UCS_OK) {
-                SL_ERROR("xport: ucp_mem_map(%zu bytes): %s", len, ucs_status_string(st));
-                m->memh[c] = NULL;
-                sl_xport_mem_deregister(xp, &m);
-                return SL_ERR_IO;
-            }
-        }
-    }
-    sl_list_push_back(&xp->mems, &m->link);
-    *mem_p = m;
-    return SL_OK;
-}
-
-void sl_xport_mem_deregister(sl_xport_t *xp, sl_xport_mem_t **mem_p)
-{
-    if (!mem_p || !*mem_p)
-        return;
-    sl_xport_mem_t *m = *mem_p;
-    for (int c = 0; c < SL_XPORT_NCLASS; c++)
-        if (m->memh[c])
-            ucp_mem_unmap(xp->ctx[c], m->memh[c]);
-    sl_list_del(&m->link);
-    free(m);
-    *mem_p = NULL;
-}
-
-/* Blob: magic, version, flags (u32 each), base, len (u64 each), then per
- * data class a 32-bit length and the packed UCX rkey (length 0 when staged). */
-sl_status_t sl_xport_mem_pack(sl_xport_t *xp, const sl_xport_mem_t *mem, void **buf_p,
-                              size_t *len_p)
-{
-    void *packed[SL_XPORT_NCLASS] = {NULL};
-    size_t plen[SL_XPORT_NCLASS] = {0}, total = 28;
-    sl_status_t ret = SL_OK;
-
-    if (!xp || !mem || !buf_p || !len_p)
-        return SL_ERR_INVALID;
-    for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++) {
-        if (!mem->staged) {
-            ucs_status_t st = ucp_rkey_pack(xp->ctx[c], mem->memh[c], &packed[c], &plen[c]);
-            if (st != UCS_OK) {
-                SL_ERROR("xport: ucp_rkey_pack: %s", ucs_status_string(st));
-                ret = SL_ERR_IO;
-                goto out_release;
-            }
-        }
-        total += 4 + plen[c];
-    }
-    uint8_t *b = malloc(total);
-    if (!b) {
-        ret = SL_ERR_NOMEM;
-        goto out_release;
-    }
-    uint32_t h[3] = {S_RKEY_MAGIC, S_WIRE_VERSION, mem->staged ? S_RKEY_FLAG_STAGED : 0};
-    uint64_t r[2] = {(uint64_t)(uintptr_t)mem->base, mem->len};
-    memcpy(b, h, 12);
-    memcpy(b + 12, r, 16);
-    size_t off = 28;
-    for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++) {
-        uint32_t l = (uint32_t)plen[c];
-        memcpy(b + off, &l, 4);
-        if (l)
-            memcpy(b + off + 4, packed[c], l);
-        off += 4 + l;
-    }
-    *buf_p = b;
-    *len_p = total;
-out_release:
-    for (int c = 0; c < SL_XPORT_NCLASS; c++)
-        if (packed[c])
-            ucp_rkey_buffer_release(packed[c]);
-    return ret;
-}
-
-sl_status_t sl_xport_rkey_import(sl_xport_t *xp, sl_xport_peer_t *peer, const void *buf,
-                                 size_t len, uint32_t *id_p)
-{
-    const uint8_t *p = buf;
-    uint32_t h[3];
-    uint64_t r[2];
-    size_t off = 28;
-
-    if (!xp || !peer || !buf || !id_p)
-        return SL_ERR_INVALID;
-    if (len < 28)
-        return SL_ERR_MSG_MALFORMED;
-    memcpy(h, p, 12);
-    memcpy(r, p + 12, 16);
-    if (h[0] != S_RKEY_MAGIC || (h[2] & ~S_RKEY_FLAG_STAGED) || r[1] == 0 ||
-        r[0] + r[1] < r[0])
-        return SL_ERR_MSG_MALFORMED;
-    if (h[1] != S_WIRE_VERSION)
-        return SL_ERR_MSG_VERSION;
-    if (peer->failed)
-        return SL_ERR_PEER_LOST;
-    if (peer->nrkeys == peer->cap_rkeys) {
-        uint32_t cap = peer->cap_rkeys ? peer->cap_rkeys * 2 : 8;
-        sl_xport_rkey_t **n = realloc(peer->rkeys, cap * sizeof(*n));
-        if (!n)
-            return SL_ERR_NOMEM;
-        peer->rkeys = n;
-        peer->cap_rkeys = cap;
-    }
-    sl_xport_rkey_t *rk = calloc(1, sizeof(*rk));
-    if (!rk)
-        return SL_ERR_NOMEM;
-    rk->base = r[0];
-    rk->len = r[1];
-    rk->staged = h[2] & S_RKEY_FLAG_STAGED;
-    for (int c = SL_XPORT_CRITICAL; c < SL_XPORT_NCLASS; c++) {
-        uint32_t l;
-        if (len - off < 4)
-            goto err_malformed;
-        memcpy(&l, p + off, 4);
-        if (len - off - 4 < l || (l == 0) != rk->staged)
-            goto err_malformed;
-        if (l) {
-            ucs_status_t st = ucp_ep_rkey_unpack(peer->ep[c], p + off + 4, &rk->rkey[c]);
-            if (st != UCS_OK) {
-                SL_WARN("xport: ucp_ep_rkey_unpack: %s", ucs_status_string(st));
-                goto err_malformed;
-            }
-        }
-        off += 4 + l;
-    }
-    if (off != len)
-        goto err_malformed;
-    peer->rkeys[peer->nrkeys] = rk;
-    *id_p = peer->nrkeys++;
-    return SL_OK;
-
-err_malformed:
-    for (int c = 0; c < SL_XPORT_NCLASS; c++)
-        if (rk->rkey[c])
-            ucp_rkey_destroy(rk->rkey[c]);
-    free(rk);
-    return SL_ERR_MSG_MALFORMED;
 }
 
 /* ---- posting transfers ------------------------------------------------ */
@@ -1313,8 +1070,8 @@ sl_status_t sl_xport_post(sl_xport_t *xp, sl_xport_peer_t *peer, const sl_xport_
     }
     /* a class that was idle rejoins at the current virtual time, so it
      * cannot claim the bandwidth it did not use while idle */
-    if (sl_list_empty(&xp->queue[x->cls]) && xp->pass[x->cls] < xp->vtime)
-        xp->pass[x->cls] = xp->vtime;
+    if (sl_list_empty(&xp->queue[x->cls]))
+        sl_xport_sched_join(&xp->sched, x->cls);
     sl_list_push_back(&xp->queue[x->cls], &req->link);
     peer->live_reqs++;
     xp->live[x->cls]++;
@@ -1336,9 +1093,9 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
                                 uint32_t remote, uint64_t len, double seconds, double *bps_p)
 {
     int state[2] = {0, SL_OK}; /* transfers in flight, first error */
-    double rate[S_PROBE_WINDOWS_MAX];
-    int nrate = 0;
+    sl_xport_probe_t probe;
     sl_status_t ret = SL_OK;
+    double bps = 0;
 
     if (!xp || !peer || !local || !bps_p || seconds <= 0 || len == 0 ||
         remote >= peer->nrkeys)
@@ -1353,22 +1110,10 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
     sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = local,
                          .remote = remote, .blocks = &blk, .nblocks = 1, .cb = s_probe_cb,
                          .cb_arg = state};
-    /* a quarter of the time warms the path up and is not counted; the rest
-     * is cut into windows, and the capacity is their median, so that a
-     * stall (or a burst) of the host in one window does not move it */
-    sl_time_t win = SL_MS(xp->cfg.probe_window_ms), total = (sl_time_t)(seconds * 1e9);
-    int nwin = (int)(total / win);
-    if (nwin < 1) {
-        nwin = 1;
-        win = total;
-    }
-    if (nwin > S_PROBE_WINDOWS_MAX)
-        nwin = S_PROBE_WINDOWS_MAX;
-    sl_time_t mark = sl_clock_now() + total / 4;
-    uint64_t mark_bytes = 0, off = 0;
-    bool measuring = false;
-
-    while (nrate < nwin && state[1] == SL_OK) {
+    uint64_t off = 0;
+    sl_xport_probe_start(&probe, SL_MS(xp->cfg.probe_window_ms), (sl_time_t)(seconds * 1e9),
+                         sl_clock_now());
+    while (!sl_xport_probe_done(&probe) && state[1] == SL_OK) {
         while (state[0] < S_PROBE_DEPTH) {
             blk.local_off = blk.remote_off = off;
             off = off + 2 * len <= span ? off + len : 0;
@@ -1377,30 +1122,20 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
             state[0]++;
         }
         sl_xport_progress(xp);
-        sl_time_t now = sl_clock_now();
-        if (now < mark)
-            continue;
-        uint64_t bytes = xp->stats.bytes[SL_XPORT_CRITICAL];
-        if (measuring)
-            rate[nrate++] = (double)(bytes - mark_bytes) * 1e9 / (double)(now - mark + win);
-        measuring = true;
-        mark_bytes = bytes;
-        mark = now + win;
+        sl_xport_probe_observe(&probe, sl_clock_now(), xp->stats.bytes[SL_XPORT_CRITICAL]);
     }
     ret = (sl_status_t)state[1];
 out_drain:
     while (state[0] > 0)
         sl_xport_progress(xp);
-    if (ret != SL_OK)
-        return ret;
-    double bps = sl_median(rate, (size_t)nrate); /* sorts rate */
-    if (bps <= 0)
-        return SL_ERR_TIMEOUT;
-    SL_INFO("xport: link probe %.0f MB/s, median of %d windows of %.0f ms (%.0f to %.0f MB/s)",
-            bps / 1e6, nrate, (double)win / 1e6, rate[0] / 1e6, rate[nrate - 1] / 1e6);
-    sl_xport_set_link_bps(xp, bps);
-    *bps_p = bps;
-    return SL_OK;
+    if (ret == SL_OK && (ret = sl_xport_probe_result(&probe, &bps)) == SL_OK) {
+        SL_INFO("xport: link probe %.0f MB/s, median of %d windows of %.0f ms (%.0f to %.0f MB/s)",
+                bps / 1e6, probe.nrate, (double)probe.win / 1e6, probe.rate[0] / 1e6,
+                probe.rate[probe.nrate - 1] / 1e6);
+        sl_xport_set_link_bps(xp, bps);
+        *bps_p = bps;
+    }
+    return ret;
 }
 
 void sl_xport_stats(const sl_xport_t *xp, sl_xport_stats_t *stats)
@@ -1415,16 +1150,4 @@ void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out)
         if (peer->ep[c])
             ucp_ep_print_info(peer->ep[c], out);
     }
-}
-
-sl_status_t sl_xport_zmq_mark(void *zsock, const sl_xport_cfg_t *cfg, sl_xport_class_t cls)
-{
-    if (!zsock || !cfg || (unsigned)cls >= SL_XPORT_NCLASS)
-        return SL_ERR_INVALID;
-    int tos = cfg->tos[cls];
-    if (zmq_setsockopt(zsock, ZMQ_TOS, &tos, sizeof(tos)) != 0) {
-        SL_ERROR("xport: zmq_setsockopt(ZMQ_TOS=%d): %s", tos, zmq_strerror(zmq_errno()));
-        return SL_ERR_IO;
-    }
-    return SL_OK;
 }

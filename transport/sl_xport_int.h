@@ -7,7 +7,9 @@
 #include <ucp/api/ucp.h>
 
 #include "common/sl_list.h"
+#include "transport/sl_xport_sched.h"
 
+#define SL_XPORT_WIRE_VERSION 1 /* version of the engine address and key blobs */
 #define SL_XPORT_AM_NOTIF 1 /* AM id: notification after flushed data (control worker) */
 #define SL_XPORT_AM_STAGE 2 /* AM id: one staged chunk (critical and background workers) */
 
@@ -117,16 +119,8 @@ struct sl_xport {
     sl_list_t orphans;                         /* reported failed, UCX still holds a callback */
     sl_list_t req_pool;                        /* finished requests kept for reuse */
     unsigned req_pool_len;                     /* their number */
-    double pass[SL_XPORT_NCLASS];              /* stride-scheduler pass per class */
     unsigned live[SL_XPORT_NCLASS];            /* transfers posted and not yet reported, per class */
-    double vtime;                              /* pass of the last chunk served */
-    double bucket;                             /* background tokens in bytes */
-    double bucket_rate;                        /* tokens per second (0 = no bucket) */
-    double bucket_max;                         /* bucket depth in bytes */
-    int64_t bucket_ts;                         /* last refill, ns */
-    uint64_t inflight;                         /* bytes posted to UCX, not completed */
-    uint64_t chunk;                            /* chunk size in bytes */
-    uint64_t inflight_cap;                     /* cap on inflight */
+    sl_xport_sched_t sched;                    /* class scheduler, bucket, bytes in flight in UCX */
     sl_xport_notif_cb_t notif_cb;              /* notification handler */
     void *notif_arg;                           /* its argument */
     sl_xport_stats_t stats;                    /* counters */
@@ -145,8 +139,11 @@ void sl_xport_account(sl_xport_t *xp, sl_xport_class_t cls, uint64_t bytes, bool
 void sl_xport_deliver_notif(sl_xport_t *xp, const void *data, size_t len);
 /* Map a UCX status to ours. */
 sl_status_t sl_xport_status(ucs_status_t st);
+/* Memory registration (sl_xport_mem.c). */
 /* Find the registered region holding [addr, addr+len), or NULL. */
 sl_xport_mem_t *sl_xport_mem_find(sl_xport_t *xp, uint64_t addr, uint64_t len);
+/* Destroy the remote keys imported from peer (its endpoints still open). */
+void sl_xport_rkeys_release(sl_xport_peer_t *peer);
 /* A staged operation of req finished with st; releases octx. */
 void sl_xport_op_done(sl_xport_op_ctx_t *octx, ucs_status_t st);
 

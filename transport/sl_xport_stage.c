@@ -233,7 +233,7 @@ sl_status_t sl_xport_stage_issue(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *
     prm.memh = memh;
     prm.flags = UCP_AM_SEND_FLAG_REPLY;
     req->outstanding++;
-    xp->inflight += n;
+    sl_xport_sched_posted(&xp->sched, n);
     ucs_status_ptr_t sp = ucp_am_send_nbx(req->peer->ep[req->cls], SL_XPORT_AM_STAGE, o->hdr,
                                           sizeof(h) + req->notif_len, buf, n, &prm);
     req->cur_off += n;

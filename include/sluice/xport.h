@@ -229,10 +229,11 @@ void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out);
 /* Copy the per-class counters. */
 void sl_xport_stats(const sl_xport_t *xp, sl_xport_stats_t *stats);
 
-/* Mark a ZeroMQ socket that carries traffic of class cls with that class's
- * IP TOS byte (ZMQ_TOS), set before it binds or connects. SL_ERR_IO (logged)
- * when ZeroMQ refuses. */
-sl_status_t sl_xport_zmq_mark(void *zsock, const sl_xport_cfg_t *cfg, sl_xport_class_t cls);
+/* The IP TOS byte (DSCP << 2) of class cls's TCP traffic (xport-tos-*), or
+ * -1 for an unknown class. A ZeroMQ socket that carries the class is marked
+ * with it by its owner: sl_wire_sock_mark(sock, sl_xport_class_tos(cfg, cls))
+ * (proto/sl_wire_mark.h), so the transport does not link ZeroMQ. */
+int sl_xport_class_tos(const sl_xport_cfg_t *cfg, sl_xport_class_t cls);
 
 /* The CUDA copy step (cudaMemcpyAsync on a stream, then synchronize), or
  * NULL when the build has no CUDA. */

@@ -12,23 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zmq.h>
-
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
-#include "tests/transport/xport_peer.h"
+#include "transport/testing/sl_xport_harness.h"
 
 #define REGION (16u << 20)
 #define PEER_SEED 1234
 
 typedef struct fixture {
-    sl_xport_t *xp;        /* our engine */
-    uint8_t *buf;          /* our host region */
-    sl_xport_mem_t *mem;   /* its registration */
-    xp_peer_t peer;        /* a peer process with a host region */
-    uint8_t *expect;       /* scratch: expected peer contents */
-    uint8_t *got;          /* scratch: read-back */
+    sl_xport_t *xp;          /* our engine */
+    uint8_t *buf;            /* our host region */
+    sl_xport_mem_t *mem;     /* its registration */
+    sl_xport_harness_t peer; /* a peer process with a host region */
+    uint8_t *expect;         /* scratch: expected peer contents */
+    uint8_t *got;            /* scratch: read-back */
 } fixture_t;
 
 typedef struct done {
@@ -62,16 +60,16 @@ static int s_setup(void **state)
     sl_xport_cfg_t cfg;
     assert_non_null(f);
     sl_xport_cfg_defaults(&cfg);
-    cfg.copy = xp_memcpy_copy;
+    cfg.copy = sl_xport_harness_copy;
     cfg.stage_chunk_kib = 1024;
     cfg.stage_slots = 3;
     assert_int_equal(sl_xport_create(&cfg, &f->xp), SL_OK);
     assert_int_equal(posix_memalign((void **)&f->buf, 4096, REGION), 0);
-    xp_fill(f->buf, REGION, 99);
+    sl_xport_harness_fill(f->buf, REGION, 99);
     assert_int_equal(sl_xport_mem_register(f->xp, f->buf, REGION, SL_XPORT_MEM_HOST, &f->mem),
                      SL_OK);
-    xp_peer_opts_t o = {.region_len = REGION, .seed = PEER_SEED};
-    assert_int_equal(xp_peer_start(f->xp, f->mem, &o, &f->peer), 0);
+    sl_xport_harness_opts_t o = {.region_len = REGION, .seed = PEER_SEED};
+    assert_int_equal(sl_xport_harness_start(f->xp, f->mem, &o, &f->peer), SL_OK);
     f->expect = malloc(REGION);
     f->got = malloc(REGION);
     assert_non_null(f->expect);
@@ -83,7 +81,7 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     fixture_t *f = *state;
-    assert_int_equal(xp_peer_stop(f->xp, &f->peer), 0);
+    assert_int_equal(sl_xport_harness_stop(f->xp, &f->peer), 0);
     sl_xport_mem_deregister(f->xp, &f->mem);
     sl_xport_destroy(&f->xp);
     assert_null(f->xp);
@@ -96,9 +94,9 @@ static int s_teardown(void **state)
 }
 
 /* Read the peer's whole region into f->got. */
-static void s_read_peer(fixture_t *f, xp_peer_t *p)
+static void s_read_peer(fixture_t *f, sl_xport_harness_t *p)
 {
-    assert_int_equal(xp_peer_read(p, 0, f->got, REGION), 0);
+    assert_int_equal(sl_xport_harness_read(p, 0, f->got, REGION), SL_OK);
 }
 
 static uint64_t s_notifs;
@@ -112,14 +110,14 @@ static void test_one_large_block(void **state)
                          .remote = f->peer.rid, .blocks = &b, .nblocks = 1, .notif = "large",
                          .notif_len = 5, .cb = s_done_cb, .cb_arg = &d};
 
-    xp_fill(f->buf, REGION, 1);
+    sl_xport_harness_fill(f->buf, REGION, 1);
     s_read_peer(f, &f->peer);
     memcpy(f->expect, f->got, REGION);
     memcpy(f->expect + b.remote_off, f->buf + b.local_off, b.len);
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 1);
     assert_int_equal(d.failed, 0);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &f->peer, ++s_notifs), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &f->peer, ++s_notifs), SL_OK);
     s_read_peer(f, &f->peer);
     assert_memory_equal(f->got, f->expect, REGION);
 
@@ -172,7 +170,7 @@ static void test_thousands_of_scattered_blocks(void **state)
 
     sl_rand_seed(&r, 7);
     sl_xport_block_t *b = s_scatter(&r, n);
-    xp_fill(f->buf, REGION, 2);
+    sl_xport_harness_fill(f->buf, REGION, 2);
     s_read_peer(f, &f->peer);
     memcpy(f->expect, f->got, REGION);
     for (size_t i = 0; i < n; i++)
@@ -183,7 +181,7 @@ static void test_thousands_of_scattered_blocks(void **state)
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 1);
     assert_int_equal(d.failed, 0);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &f->peer, ++s_notifs), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &f->peer, ++s_notifs), SL_OK);
     s_read_peer(f, &f->peer);
     assert_memory_equal(f->got, f->expect, REGION);
 
@@ -196,7 +194,7 @@ static void test_thousands_of_scattered_blocks(void **state)
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 2);
     assert_int_equal(d.failed, 0);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &f->peer, ++s_notifs), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &f->peer, ++s_notifs), SL_OK);
     for (size_t i = 0; i < n; i++)
         assert_memory_equal(f->buf + b[i].local_off, f->expect + b[i].remote_off, b[i].len);
     free(b);
@@ -211,7 +209,7 @@ static void test_many_concurrent_transfers(void **state)
     sl_xport_stats_t s0, s1;
     uint64_t per_class[SL_XPORT_NCLASS] = {0};
 
-    xp_fill(f->buf, REGION, 3);
+    sl_xport_harness_fill(f->buf, REGION, 3);
     s_read_peer(f, &f->peer);
     memcpy(f->expect, f->got, REGION);
     sl_xport_stats(f->xp, &s0);
@@ -229,7 +227,7 @@ static void test_many_concurrent_transfers(void **state)
     s_wait_done(f->xp, &d, N);
     assert_int_equal(d.failed, 0);
     s_notifs += N;
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &f->peer, s_notifs), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &f->peer, s_notifs), SL_OK);
     s_read_peer(f, &f->peer);
     assert_memory_equal(f->got, f->expect, REGION);
     sl_xport_stats(f->xp, &s1);
@@ -259,7 +257,7 @@ static void test_both_directions_at_once(void **state)
                          .notif_len = 3, .cb = s_done_cb, .cb_arg = &d};
 
     sl_xport_set_notif_handler(f->xp, s_count_notif, NULL);
-    xp_fill(f->buf, REGION, 4);
+    sl_xport_harness_fill(f->buf, REGION, 4);
     s_read_peer(f, &f->peer);
     memcpy(f->expect, f->got, REGION);
     memcpy(f->expect, f->buf, len);
@@ -267,11 +265,11 @@ static void test_both_directions_at_once(void **state)
     assert_non_null(theirs);
     memcpy(theirs, f->got + (8u << 20), len);
     /* the peer puts its [8 MiB, 14 MiB) into our [8 MiB, 14 MiB) while we put our [0, 6 MiB) */
-    assert_int_equal(xp_peer_put_back(&f->peer, 8u << 20, 8u << 20, len), 0);
+    assert_int_equal(sl_xport_harness_put_back(&f->peer, 8u << 20, 8u << 20, len), SL_OK);
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 1);
     assert_int_equal(d.failed, 0);
-    assert_int_equal(xp_peer_put_back_wait(f->xp, &f->peer, &st), 0);
+    assert_int_equal(sl_xport_harness_put_back_wait(f->xp, &f->peer, &st), SL_OK);
     assert_int_equal(st, SL_OK);
     sl_time_t end = sl_clock_now() + SL_MS(10000);
     while (s_local_notifs < 1) {
@@ -279,7 +277,7 @@ static void test_both_directions_at_once(void **state)
         assert_true(sl_clock_now() < end);
     }
     assert_memory_equal(f->buf + (8u << 20), theirs, len);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &f->peer, ++s_notifs), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &f->peer, ++s_notifs), SL_OK);
     s_read_peer(f, &f->peer);
     assert_memory_equal(f->got, f->expect, REGION);
     sl_xport_set_notif_handler(f->xp, NULL, NULL);
@@ -290,21 +288,21 @@ static void test_staging_pipeline(void **state)
 {
     fixture_t *f = *state;
     done_t d = {0};
-    xp_peer_t sp;
+    sl_xport_harness_t sp;
     sl_xport_mem_t *dev = NULL;
     uint8_t *devbuf;
     sl_xport_stats_t s0, s1;
     /* 1 MiB chunks through 2 and 3 slots: several wraps, and lengths that
      * chunks do not divide */
-    xp_peer_opts_t o = {.region_len = REGION, .staged = true, .stage_chunk_kib = 1024,
+    sl_xport_harness_opts_t o = {.region_len = REGION, .staged = true, .stage_chunk_kib = 1024,
                         .stage_slots = 2, .seed = 55};
 
     assert_int_equal(posix_memalign((void **)&devbuf, 4096, REGION), 0);
-    xp_fill(devbuf, REGION, 5);
+    sl_xport_harness_fill(devbuf, REGION, 5);
     /* "device" memory moved by the memcpy copy step */
     assert_int_equal(sl_xport_mem_register(f->xp, devbuf, REGION, SL_XPORT_MEM_CUDA, &dev),
                      SL_OK);
-    assert_int_equal(xp_peer_start(f->xp, dev, &o, &sp), 0);
+    assert_int_equal(sl_xport_harness_start(f->xp, dev, &o, &sp), SL_OK);
     sl_xport_stats(f->xp, &s0);
 
     /* staged -> staged: one block of 7 MiB + 333 bytes */
@@ -318,7 +316,7 @@ static void test_staging_pipeline(void **state)
     assert_int_equal(sl_xport_post(f->xp, sp.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 1);
     assert_int_equal(d.failed, 0);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &sp, 1), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &sp, 1), SL_OK);
     s_read_peer(f, &sp);
     assert_memory_equal(f->got, f->expect, REGION);
 
@@ -328,7 +326,7 @@ static void test_staging_pipeline(void **state)
                               {5u << 20, 12u << 20, (2u << 20) + 4095},
                               {(8u << 20) + 5, 15u << 20, 100},
                               {10u << 20, 1u << 19, 65537}};
-    xp_fill(f->buf, REGION, 6);
+    sl_xport_harness_fill(f->buf, REGION, 6);
     for (int i = 0; i < 5; i++)
         memcpy(f->expect + b2[i].remote_off, f->buf + b2[i].local_off, b2[i].len);
     x.local = f->mem;
@@ -338,7 +336,7 @@ static void test_staging_pipeline(void **state)
     assert_int_equal(sl_xport_post(f->xp, sp.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 2);
     assert_int_equal(d.failed, 0);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &sp, 2), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &sp, 2), SL_OK);
     s_read_peer(f, &sp);
     assert_memory_equal(f->got, f->expect, REGION);
 
@@ -354,7 +352,7 @@ static void test_staging_pipeline(void **state)
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 3);
     assert_int_equal(d.failed, 0);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &f->peer, ++s_notifs), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &f->peer, ++s_notifs), SL_OK);
     s_read_peer(f, &f->peer);
     assert_memory_equal(f->got, f->expect, REGION);
 
@@ -365,7 +363,7 @@ static void test_staging_pipeline(void **state)
     x.op = SL_XPORT_GET;
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_ERR_UNSUPPORTED);
 
-    assert_int_equal(xp_peer_stop(f->xp, &sp), 0);
+    assert_int_equal(sl_xport_harness_stop(f->xp, &sp), 0);
     sl_xport_mem_deregister(f->xp, &dev);
     free(devbuf);
 }
@@ -373,20 +371,20 @@ static void test_staging_pipeline(void **state)
 static void test_peer_killed_mid_transfer(void **state)
 {
     fixture_t *f = *state;
-    xp_peer_t victim;
+    sl_xport_harness_t victim;
     done_t d = {0};
-    xp_peer_opts_t o = {.region_len = REGION, .seed = 77};
+    sl_xport_harness_opts_t o = {.region_len = REGION, .seed = 77};
     sl_xport_block_t b = {0, 0, 4u << 20};
     int posted = 0, refused = 0;
 
-    assert_int_equal(xp_peer_start(f->xp, f->mem, &o, &victim), 0);
+    assert_int_equal(sl_xport_harness_start(f->xp, f->mem, &o, &victim), SL_OK);
     sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = f->mem,
                          .remote = victim.rid, .blocks = &b, .nblocks = 1, .notif = "v",
                          .notif_len = 1, .cb = s_done_cb, .cb_arg = &d};
     for (int i = 0; i < 4; i++, posted++)
         assert_int_equal(sl_xport_post(f->xp, victim.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 2);
-    xp_peer_kill(&victim);
+    sl_xport_harness_kill(&victim);
     /* keep posting to the dead peer: every transfer either is refused at
      * once or completes with an error; none hangs */
     sl_time_t end = sl_clock_now() + SL_MS(20000);
@@ -410,15 +408,15 @@ static void test_peer_killed_mid_transfer(void **state)
     /* the engine still serves the other peer */
     done_t d2 = {0};
     sl_xport_block_t b2 = {0, 0, 1u << 20};
-    xp_fill(f->buf, 1u << 20, 8);
+    sl_xport_harness_fill(f->buf, 1u << 20, 8);
     x.remote = f->peer.rid;
     x.blocks = &b2;
     x.cb_arg = &d2;
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
     s_wait_done(f->xp, &d2, 1);
     assert_int_equal(d2.failed, 0);
-    assert_int_equal(xp_peer_wait_notifs(f->xp, &f->peer, ++s_notifs), 0);
-    assert_int_equal(xp_peer_read(&f->peer, 0, f->got, 1u << 20), 0);
+    assert_int_equal(sl_xport_harness_wait_notifs(f->xp, &f->peer, ++s_notifs), SL_OK);
+    assert_int_equal(sl_xport_harness_read(&f->peer, 0, f->got, 1u << 20), SL_OK);
     assert_memory_equal(f->got, f->buf, 1u << 20);
 }
 
@@ -485,28 +483,6 @@ static void test_bad_input(void **state)
     assert_non_null(f->mem);
 }
 
-static void test_zmq_tos_marking(void **state)
-{
-    sl_xport_cfg_t cfg;
-    void *ctx = zmq_ctx_new(), *sock;
-    int tos = -1;
-    size_t len = sizeof(tos);
-
-    assert_int_equal(sl_xport_cfg_defaults(&cfg), SL_OK);
-    assert_non_null(ctx);
-    sock = zmq_socket(ctx, ZMQ_DEALER);
-    assert_non_null(sock);
-    assert_int_equal(sl_xport_zmq_mark(sock, &cfg, SL_XPORT_CONTROL), SL_OK);
-    assert_int_equal(zmq_getsockopt(sock, ZMQ_TOS, &tos, &len), 0);
-    assert_int_equal(tos, 184);
-    assert_int_equal(sl_xport_zmq_mark(sock, &cfg, SL_XPORT_BACKGROUND), SL_OK);
-    assert_int_equal(zmq_getsockopt(sock, ZMQ_TOS, &tos, &len), 0);
-    assert_int_equal(tos, 32);
-    assert_int_equal(sl_xport_zmq_mark(sock, &cfg, SL_XPORT_NCLASS), SL_ERR_INVALID);
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
-}
-
 /* A critical transfer posted behind a large background one, with the link
  * capacity set low so the bucket paces background, finishes first: the
  * classes interleave by chunks instead of queueing whole transfers. No
@@ -525,7 +501,7 @@ static void test_critical_overtakes_background(void **state)
     xc.cls = SL_XPORT_CRITICAL;
     xc.blocks = &cb;
     xc.cb_arg = &crit;
-    xp_fill(f->buf, REGION, 9);
+    sl_xport_harness_fill(f->buf, REGION, 9);
     sl_xport_set_link_bps(f->xp, 50e6);
     sl_xport_stats(f->xp, &s0);
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &xb), SL_OK);
@@ -551,7 +527,7 @@ static void test_link_probe(void **state)
     const uint64_t len = 1u << 20;
     double bps = -1;
 
-    xp_fill(f->buf, REGION, 21);
+    sl_xport_harness_fill(f->buf, REGION, 21);
     assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, f->peer.rid, len, 0.3, &bps),
                      SL_OK);
     assert_true(bps > 0);
@@ -572,10 +548,9 @@ static void test_link_probe(void **state)
 
 int main(int argc, char **argv)
 {
-    xp_peer_main_maybe(argc, argv);
+    sl_xport_harness_main_maybe(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_zmq_tos_marking),
         cmocka_unit_test(test_one_large_block),
         cmocka_unit_test(test_thousands_of_scattered_blocks),
         cmocka_unit_test(test_many_concurrent_transfers),

@@ -1,11 +1,20 @@
 /*
- * Transport test harness (see xport_peer.h). The peer is this binary
- * re-executed, not a bare fork: a forked copy of a process that already
- * holds UCX contexts would share their memory maps and file descriptors.
- * The peer runs a loop that sleeps on its engine's file descriptor and the
- * command socket, so it also exercises sl_xport_arm()/sl_xport_fd().
+ * The UCX peer harness of the transport's tests and benchmarks (see
+ * sl_xport_harness.h): one peer engine per child process, a command loop
+ * over a socketpair (read back the region, wait for notifications, put
+ * back, exit), and the parent's side of each command.
+ *
+ * The peer is the calling program re-executed, not a bare fork: a forked
+ * copy of a process that already holds UCX contexts would share their
+ * memory maps and file descriptors, and re-executing lets a program start a
+ * peer at any time (the benchmarks used to fork all theirs before touching
+ * UCX and keep them idle until their turn). By default the peer sleeps on
+ * its engine's file descriptor and the command socket between events, so
+ * it also exercises sl_xport_arm()/sl_xport_fd(); a benchmark against
+ * ucx_perftest asks it to busy-poll instead, as ucx_perftest does. One
+ * harness for tests and benchmarks: they used to spell out two.
  */
-#include "tests/transport/xport_peer.h"
+#include "transport/testing/sl_xport_harness.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -30,13 +39,13 @@ typedef struct msg {
     uint64_t c;   /* third argument */
 } msg_t;
 
-sl_status_t xp_memcpy_copy(void *ctx, void *dst, const void *src, size_t len)
+sl_status_t sl_xport_harness_copy(void *ctx, void *dst, const void *src, size_t len)
 {
     memcpy(dst, src, len);
     return SL_OK;
 }
 
-void xp_fill(void *buf, size_t len, uint64_t seed)
+void sl_xport_harness_fill(void *buf, size_t len, uint64_t seed)
 {
     sl_rand_t r;
     uint8_t *p = buf;
@@ -130,11 +139,11 @@ out:
 /* ---- the peer process ------------------------------------------------- */
 
 typedef struct peer_state {
-    int fd;                /* command socket */
-    int put_pending;       /* put_back in flight */
-    bool put_done;         /* put_back completed, reply owed */
-    int put_status;        /* its status */
-    uint64_t notifs_wanted;/* reply owed when this many notifications arrived (0 = none) */
+    int fd;                 /* command socket */
+    int put_pending;        /* put_back in flight */
+    bool put_done;          /* put_back completed, reply owed */
+    int put_status;         /* its status */
+    uint64_t notifs_wanted; /* reply owed when this many notifications arrived (0 = none) */
 } peer_state_t;
 
 static void s_put_back_cb(void *arg, sl_status_t st)
@@ -144,7 +153,7 @@ static void s_put_back_cb(void *arg, sl_status_t st)
     ps->put_status = st;
 }
 
-static int s_peer_run(int fd, const xp_peer_opts_t *o)
+static int s_peer_run(int fd, const sl_xport_harness_opts_t *o)
 {
     sl_xport_cfg_t cfg;
     sl_xport_t *xp = NULL;
@@ -152,15 +161,16 @@ static int s_peer_run(int fd, const xp_peer_opts_t *o)
     sl_xport_peer_t *conn = NULL;
     uint32_t rid = 0;
     peer_state_t ps = {.fd = fd};
+    unsigned spins = 0;
     uint8_t *region;
     int rc = 1;
 
     sl_log_set_component("xport-peer");
     if (posix_memalign((void **)&region, 4096, o->region_len))
         return 1;
-    xp_fill(region, o->region_len, o->seed);
+    sl_xport_harness_fill(region, o->region_len, o->seed);
     sl_xport_cfg_defaults(&cfg);
-    cfg.copy = xp_memcpy_copy;
+    cfg.copy = sl_xport_harness_copy;
     cfg.stage_chunk_kib = o->stage_chunk_kib;
     cfg.stage_slots = o->stage_slots;
     if (sl_xport_create(&cfg, &xp) != SL_OK)
@@ -191,7 +201,13 @@ static int s_peer_run(int fd, const xp_peer_opts_t *o)
             if (s_write_all(fd, &r, sizeof(r)))
                 break;
         }
-        if (sl_xport_arm(xp) == SL_OK) {
+        if (o->busy_poll) {
+            /* look at the command socket once in a while only */
+            if ((++spins & 255) != 0)
+                continue;
+            if (poll(pfd, 1, 0) < 0 && errno != EINTR)
+                break;
+        } else if (sl_xport_arm(xp) == SL_OK) {
             if (poll(pfd, 2, 100) < 0 && errno != EINTR)
                 break;
         } else if (poll(pfd, 1, 0) < 0 && errno != EINTR) {
@@ -219,9 +235,16 @@ static int s_peer_run(int fd, const xp_peer_opts_t *o)
         case CMD_PUT_BACK: {
             sl_xport_block_t blk = {m.a, m.b, m.c};
             char note[] = "put-back";
-            sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = mem,
-                                 .remote = rid, .blocks = &blk, .nblocks = 1, .notif = note,
-                                 .notif_len = sizeof(note), .cb = s_put_back_cb, .cb_arg = &ps};
+            sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                                 .cls = SL_XPORT_CRITICAL,
+                                 .local = mem,
+                                 .remote = rid,
+                                 .blocks = &blk,
+                                 .nblocks = 1,
+                                 .notif = note,
+                                 .notif_len = sizeof(note),
+                                 .cb = s_put_back_cb,
+                                 .cb_arg = &ps};
             sl_status_t st = sl_xport_post(xp, conn, &x);
             if (st != SL_OK) {
                 ps.put_done = true;
@@ -247,30 +270,38 @@ out_free:
     return rc;
 }
 
-void xp_peer_main_maybe(int argc, char **argv)
+void sl_xport_harness_main_maybe(int argc, char **argv)
 {
-    if (argc < 8 || strcmp(argv[1], "--peer"))
+    if (argc < 9 || strcmp(argv[1], "--peer"))
         return;
-    xp_peer_opts_t o = {.region_len = strtoull(argv[3], NULL, 0),
-                        .staged = atoi(argv[4]) != 0,
-                        .stage_chunk_kib = atoi(argv[5]),
-                        .stage_slots = atoi(argv[6]),
-                        .seed = strtoull(argv[7], NULL, 0)};
+    sl_xport_harness_opts_t o = {.region_len = strtoull(argv[3], NULL, 0),
+                                 .staged = atoi(argv[4]) != 0,
+                                 .stage_chunk_kib = atoi(argv[5]),
+                                 .stage_slots = atoi(argv[6]),
+                                 .seed = strtoull(argv[7], NULL, 0),
+                                 .busy_poll = atoi(argv[8]) != 0};
     exit(s_peer_run(atoi(argv[2]), &o));
 }
 
 /* ---- the parent's side ------------------------------------------------ */
 
-int xp_peer_start(sl_xport_t *xp, sl_xport_mem_t *mine, const xp_peer_opts_t *o, xp_peer_t *p)
+sl_status_t sl_xport_harness_start(sl_xport_t *xp, sl_xport_mem_t *mine,
+                                   const sl_xport_harness_opts_t *o, sl_xport_harness_t *h)
 {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-        return -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        SL_ERROR("xport-harness: socketpair: %m");
+        return SL_ERR_IO;
+    }
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
+    if (pid < 0) {
+        SL_ERROR("xport-harness: fork: %m");
+        close(sv[0]);
+        close(sv[1]);
+        return SL_ERR_IO;
+    }
     if (pid == 0) {
-        char fd[16], len[32], st[4], ck[16], sl[16], seed[32];
+        char fd[16], len[32], st[4], ck[16], sl[16], seed[32], busy[4];
         int cfd = dup(sv[1]); /* without CLOEXEC */
         snprintf(fd, sizeof(fd), "%d", cfd);
         snprintf(len, sizeof(len), "%zu", o->region_len);
@@ -278,87 +309,95 @@ int xp_peer_start(sl_xport_t *xp, sl_xport_mem_t *mine, const xp_peer_opts_t *o,
         snprintf(ck, sizeof(ck), "%d", o->stage_chunk_kib ? o->stage_chunk_kib : 2048);
         snprintf(sl, sizeof(sl), "%d", o->stage_slots ? o->stage_slots : 4);
         snprintf(seed, sizeof(seed), "%llu", (unsigned long long)o->seed);
-        char *args[] = {"xport-peer", "--peer", fd, len, st, ck, sl, seed, NULL};
+        snprintf(busy, sizeof(busy), "%d", o->busy_poll ? 1 : 0);
+        char *args[] = {"xport-peer", "--peer", fd, len, st, ck, sl, seed, busy, NULL, NULL};
+        if (o->exec_arg) {
+            /* argv[0], then the sub-command, then the peer's arguments */
+            memmove(&args[2], &args[1], sizeof(args) - 2 * sizeof(args[0]));
+            args[1] = (char *)o->exec_arg;
+        }
         execv("/proc/self/exe", args);
         _exit(127);
     }
     close(sv[1]);
-    p->pid = pid;
-    p->sock = sv[0];
-    p->conn = NULL;
-    if (s_exchange(xp, mine, p->sock, &p->conn, &p->rid)) {
-        xp_peer_kill(p);
-        return -1;
+    h->pid = pid;
+    h->sock = sv[0];
+    h->conn = NULL;
+    if (s_exchange(xp, mine, h->sock, &h->conn, &h->rid)) {
+        SL_ERROR("xport-harness: exchanging addresses and keys with the peer failed");
+        sl_xport_disconnect(xp, &h->conn);
+        sl_xport_harness_kill(h);
+        return SL_ERR_IO;
     }
-
-    return 0;
+    return SL_OK;
 }
 
 /* Wait for one message from the peer while progressing our engine. */
-static int s_wait_msg(sl_xport_t *xp, xp_peer_t *p, msg_t *m)
+static int s_wait_msg(sl_xport_t *xp, sl_xport_harness_t *h, msg_t *m)
 {
     for (;;) {
-        struct pollfd pfd = {p->sock, POLLIN, 0};
+        struct pollfd pfd = {h->sock, POLLIN, 0};
         if (xp)
             sl_xport_progress(xp);
         int n = poll(&pfd, 1, xp ? 0 : 1000);
         if (n < 0 && errno != EINTR)
             return -1;
         if (n > 0)
-            return s_read_all(p->sock, m, sizeof(*m));
+            return s_read_all(h->sock, m, sizeof(*m));
     }
 }
 
-int xp_peer_read(xp_peer_t *p, uint64_t off, void *out, size_t len)
+sl_status_t sl_xport_harness_read(sl_xport_harness_t *h, uint64_t off, void *out, size_t len)
 {
     msg_t m = {.cmd = CMD_READ, .a = off, .b = len};
-    if (s_write_all(p->sock, &m, sizeof(m)) || s_read_all(p->sock, &m, sizeof(m)) ||
-        m.cmd != CMD_REPLY || m.a != len)
-        return -1;
-    return s_read_all(p->sock, out, len);
+    if (s_write_all(h->sock, &m, sizeof(m)) || s_read_all(h->sock, &m, sizeof(m)) ||
+        m.cmd != CMD_REPLY || m.a != len || s_read_all(h->sock, out, len))
+        return SL_ERR_IO;
+    return SL_OK;
 }
 
-int xp_peer_wait_notifs(sl_xport_t *xp, xp_peer_t *p, uint64_t n)
+sl_status_t sl_xport_harness_wait_notifs(sl_xport_t *xp, sl_xport_harness_t *h, uint64_t n)
 {
     msg_t m = {.cmd = CMD_NOTIFS, .a = n};
-    if (s_write_all(p->sock, &m, sizeof(m)) || s_wait_msg(xp, p, &m) || m.cmd != CMD_REPLY)
-        return -1;
-    return 0;
+    if (s_write_all(h->sock, &m, sizeof(m)) || s_wait_msg(xp, h, &m) || m.cmd != CMD_REPLY)
+        return SL_ERR_IO;
+    return SL_OK;
 }
 
-int xp_peer_put_back(xp_peer_t *p, uint64_t off, uint64_t roff, uint64_t len)
+sl_status_t sl_xport_harness_put_back(sl_xport_harness_t *h, uint64_t off, uint64_t roff,
+                                      uint64_t len)
 {
     msg_t m = {.cmd = CMD_PUT_BACK, .a = off, .b = roff, .c = len};
-    return s_write_all(p->sock, &m, sizeof(m));
+    return s_write_all(h->sock, &m, sizeof(m)) ? SL_ERR_IO : SL_OK;
 }
 
-int xp_peer_put_back_wait(sl_xport_t *xp, xp_peer_t *p, int *status_p)
+sl_status_t sl_xport_harness_put_back_wait(sl_xport_t *xp, sl_xport_harness_t *h, int *status_p)
 {
     msg_t m;
-    if (s_wait_msg(xp, p, &m) || m.cmd != CMD_PUT_DONE)
-        return -1;
+    if (s_wait_msg(xp, h, &m) || m.cmd != CMD_PUT_DONE)
+        return SL_ERR_IO;
     *status_p = m.st;
-    return 0;
+    return SL_OK;
 }
 
-int xp_peer_stop(sl_xport_t *xp, xp_peer_t *p)
+int sl_xport_harness_stop(sl_xport_t *xp, sl_xport_harness_t *h)
 {
     msg_t m = {.cmd = CMD_EXIT};
     int status = -1;
-    if (getenv("SLUICE_XPORT_DESCRIBE"))
-        sl_xport_peer_describe(p->conn, stderr);
-    sl_xport_disconnect(xp, &p->conn);
-    if (s_write_all(p->sock, &m, sizeof(m)) == 0)
-        s_wait_msg(NULL, p, &m);
-    close(p->sock);
-    if (waitpid(p->pid, &status, 0) != p->pid)
+    if (getenv("SLUICE_XPORT_DESCRIBE") && h->conn)
+        sl_xport_peer_describe(h->conn, stderr);
+    sl_xport_disconnect(xp, &h->conn);
+    if (s_write_all(h->sock, &m, sizeof(m)) == 0)
+        s_wait_msg(NULL, h, &m);
+    close(h->sock);
+    if (waitpid(h->pid, &status, 0) != h->pid)
         return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-void xp_peer_kill(xp_peer_t *p)
+void sl_xport_harness_kill(sl_xport_harness_t *h)
 {
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, NULL, 0);
-    close(p->sock);
+    kill(h->pid, SIGKILL);
+    waitpid(h->pid, NULL, 0);
+    close(h->sock);
 }
