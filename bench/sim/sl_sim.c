@@ -28,7 +28,6 @@
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
 #include "scheduler/core/sl_core.h"
-#include "scheduler/core/sl_policy.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -232,9 +231,16 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status,
         rep->sim_end_s = end_s;
 }
 
+/* The core's lines go to the log, as the daemon's do. */
+static void s_io_log(void *arg, sl_core_log_level_t level, const char *msg)
+{
+    SL_LOG_AT((sl_log_level_t)level, "%s", msg);
+}
+
 static const sl_core_io_t s_io = {
     .dispatch = s_io_dispatch,
     .result = s_io_result,
+    .log = s_io_log,
 };
 
 /* --- the engines' callbacks --- */
