@@ -470,6 +470,23 @@ static void test_policies(void **state)
         assert_true(c[i] > 25 && c[i] < 80);
     assert_non_null(sl_policy_find("least-conn"));
     assert_null(sl_policy_find("nope"));
+    /* The one table: every listed name finds a policy of that name, the
+     * help text lists the same names in the same order, and the default
+     * policy is one of them. */
+    char text[512] = "";
+    int n = 0;
+    for (const char *const *name = sl_policy_names(); *name; name++, n++) {
+        const sl_policy_ops_t *ops = sl_policy_find(*name);
+        assert_non_null(ops);
+        assert_string_equal(ops->name, *name);
+        assert_int_equal(ops->api_version, SL_POLICY_API_VERSION);
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", n ? ", " : "", *name);
+    }
+    assert_int_equal(n, 10);
+    assert_string_equal(text, SL_POLICY_NAMES_TEXT);
+    sl_core_cfg_t dcfg;
+    sl_core_cfg_default(&dcfg);
+    assert_non_null(sl_policy_find(dcfg.policy));
     rec_t r;
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
