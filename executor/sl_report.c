@@ -22,9 +22,12 @@ _Static_assert((int)SL_ENGINE_CANCELED == (int)SL_JOB_CANCELED,
 static sl_job_status_t s_status(sl_engine_done_t how)
 {
     switch (how) {
-    case SL_ENGINE_OK: return SL_JOB_OK;
-    case SL_ENGINE_CANCELED: return SL_JOB_CANCELED;
-    case SL_ENGINE_FAILED: break;
+    case SL_ENGINE_OK:
+        return SL_JOB_OK;
+    case SL_ENGINE_CANCELED:
+        return SL_JOB_CANCELED;
+    case SL_ENGINE_FAILED:
+        break;
     }
     return SL_JOB_FAILED;
 }

@@ -27,8 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
 const sl_cfg_field_t sl_core_cfg_fields[] = {
     SL_CFG_FIELD(sl_core_cfg_t, policy, "policy", "least-outstanding", SL_CFG_STR,
                  "placement policy: " SL_POLICY_NAMES_TEXT),
@@ -71,15 +69,16 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "token bucket size per tenant, in jobs"),
     SL_CFG_RANGE(sl_core_cfg_t, model_forget, "model-forget", "0.98", SL_CFG_DOUBLE, 0.5, 1,
                  "load model forgetting factor per completion (lower adapts faster)"),
-    SL_CFG_RANGE(sl_core_cfg_t, model_stale_ms, "model-stale-ms", "30000", SL_CFG_I64, 0,
-                 86400000, "an executor not chosen for this long is predicted by the fleet's "
+    SL_CFG_RANGE(sl_core_cfg_t, model_stale_ms, "model-stale-ms", "30000", SL_CFG_I64, 0, 86400000,
+                 "an executor not chosen for this long is predicted by the fleet's "
                  "shared prior until it gets a job (so one bad stretch cannot starve it for "
                  "good; 0 = never)"),
     SL_CFG_RANGE(sl_core_cfg_t, model_learn_us, "model-learn-us", "100", SL_CFG_I64, 0, 60000000,
                  "past a burst of 64, an executor's load model learns from at most one completion "
                  "per this many us (every completion is still scored; 0 = learn from all)"),
     SL_CFG_RANGE(sl_core_cfg_t, quarantine_failures, "quarantine-failures", "3", SL_CFG_DOUBLE, 0,
-                 1e9, "recent failed jobs (decayed over fail-decay-ms) that quarantine an "
+                 1e9,
+                 "recent failed jobs (decayed over fail-decay-ms) that quarantine an "
                  "executor (0 = never)"),
     SL_CFG_RANGE(sl_core_cfg_t, quarantine_share, "quarantine-share", "0.5", SL_CFG_DOUBLE, 0, 1,
                  "...when they are at least this share of its recent jobs"),
@@ -132,9 +131,8 @@ static void s_vlog_io(const sl_core_io_t *io, void *io_arg, sl_core_log_level_t 
     io->log(io_arg, level, line);
 }
 
-__attribute__((format(printf, 4, 5))) static void s_log_io(const sl_core_io_t *io, void *io_arg,
-                                                          sl_core_log_level_t level,
-                                                          const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void
+s_log_io(const sl_core_io_t *io, void *io_arg, sl_core_log_level_t level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -423,7 +421,7 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     }
     uint32_t vocab_need = sl_core_vocab_need(desc->token_ids, desc->n_token_ids);
     if (!sl_core_fits_some(core, desc->model, (uint64_t)desc->prompt_tokens + desc->max_new_tokens,
-                     vocab_need)) {
+                           vocab_need)) {
         core->counters[SL_CTR_REFUSED_NO_FIT]++;
         return SL_ERR_NO_EXECUTOR;
     }
@@ -577,8 +575,7 @@ sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now)
     if (job->state == SL_JOB_QUEUED) {
         sl_core_queue_del(core, job);
         sl_core_timings_queued(job, now, &t);
-        sl_core_job_finish(core, job, SL_JOB_CANCELED, &t, NULL, NULL, "canceled by client",
-                           now);
+        sl_core_job_finish(core, job, SL_JOB_CANCELED, &t, NULL, NULL, "canceled by client", now);
         return SL_OK;
     }
     if (core->io->cancel) {
@@ -603,7 +600,7 @@ static void s_expire_queued(sl_core_t *core, sl_time_t now)
                 sl_core_queue_del(core, job);
                 sl_core_timings_queued(job, now, &t);
                 sl_core_job_finish(core, job, SL_JOB_EXPIRED, &t, NULL, NULL,
-                             "deadline passed while queued", now);
+                                   "deadline passed while queued", now);
             }
         }
     }

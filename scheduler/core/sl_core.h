@@ -134,11 +134,11 @@ typedef enum sl_core_counter {
     SL_CTR_KV_EVICTED,
     SL_CTR_PREFIX_HIT_BLOCKS,
     SL_CTR_BUSY_ENTERED,
-    SL_CTR_DONE_DROPPED, /* finished jobs not remembered (no memory for the record) */
-    SL_CTR_PROMPTS_HASHED, /* token-id prompts whose block hashes the core computed */
-    SL_CTR_LATE,           /* jobs that ended OK past their whole-job deadline */
-    SL_CTR_REFUSED_NO_FIT, /* jobs refused at submit: no live executor can hold them */
-    SL_CTR_QUARANTINED,    /* executors quarantined for failing their recent jobs */
+    SL_CTR_DONE_DROPPED,    /* finished jobs not remembered (no memory for the record) */
+    SL_CTR_PROMPTS_HASHED,  /* token-id prompts whose block hashes the core computed */
+    SL_CTR_LATE,            /* jobs that ended OK past their whole-job deadline */
+    SL_CTR_REFUSED_NO_FIT,  /* jobs refused at submit: no live executor can hold them */
+    SL_CTR_QUARANTINED,     /* executors quarantined for failing their recent jobs */
     SL_CTR_REENTRY_REFUSED, /* calls from inside the core's own callbacks, refused */
     SL_CTR_COUNT,
 } sl_core_counter_t;

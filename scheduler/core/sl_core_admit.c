@@ -58,8 +58,8 @@ double sl_core_utilization(sl_core_t *core, sl_time_t now)
      * rises toward 1 as the running batches fill, where decode steps and
      * KV run out. Utilization is whichever is higher. */
     double places = (double)core->running + (double)core->free_credits;
-    double slots = places > 0 ? ((double)core->running + core->qlen[0] + core->qlen[1]) / places
-                              : 0.0;
+    double slots =
+        places > 0 ? ((double)core->running + core->qlen[0] + core->qlen[1]) / places : 0.0;
     return prefill > slots ? prefill : slots;
 }
 
@@ -118,7 +118,7 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
 
 /* Admission: false (with reason and retry-after) to refuse job now. */
 bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
-                    sl_time_t *retry_p)
+                   sl_time_t *retry_p)
 {
     if (core->cfg.tenant_rate > 0) {
         uint64_t key = sl_hash_bytes(job->tenant, strlen(job->tenant), 7) | 1;
@@ -177,10 +177,9 @@ bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason
     double best = s_best_ttft(core, job, now, &best_end);
     /* A deadline is a budget from receipt: a retry would come back later
      * than the client wanted, so these refusals carry no retry-after. */
-    bool ttft_missed = job->ttft_due && isfinite(best) &&
-                       best > (double)(job->ttft_due - now) / 1e9;
-    bool end_missed = job->due && isfinite(best_end) &&
-                      best_end > (double)(job->due - now) / 1e9;
+    bool ttft_missed =
+        job->ttft_due && isfinite(best) && best > (double)(job->ttft_due - now) / 1e9;
+    bool end_missed = job->due && isfinite(best_end) && best_end > (double)(job->due - now) / 1e9;
     if (ttft_missed || end_missed) {
         *reason_p = SL_BUSY_DEADLINE;
         *retry_p = 0;

@@ -39,8 +39,7 @@ void *sl_core_id_find(const sl_core_t *core, const char *id)
     return NULL;
 }
 
-bool sl_core_done_find(const sl_core_t *core, const char *id, const void **receipt_p,
-                       size_t *len_p)
+bool sl_core_done_find(const sl_core_t *core, const char *id, const void **receipt_p, size_t *len_p)
 {
     void *v = sl_core_id_find(core, id);
     if (!v || !sl_core_id_is_done(v))

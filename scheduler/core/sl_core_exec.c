@@ -92,8 +92,7 @@ static bool s_serves_model(const sl_exec_t *e, const char *model)
  * two comparisons; a larger one a walk over the live executors that serve
  * its model. A job whose model no executor serves is left to wait for one,
  * as before limits existed. */
-bool sl_core_fits_some(const sl_core_t *core, const char *model, uint64_t need,
-                        uint32_t vocab_need)
+bool sl_core_fits_some(const sl_core_t *core, const char *model, uint64_t need, uint32_t vocab_need)
 {
     if (need <= core->fit_context && vocab_need <= core->fit_vocab)
         return true;
@@ -109,7 +108,8 @@ bool sl_core_fits_some(const sl_core_t *core, const char *model, uint64_t need,
     return !served;
 }
 
-/* The smallest limits over the live executors (fast path of sl_core_fits_some); * O(executors), at joins and losses only. */
+/* The smallest limits over the live executors (fast path of sl_core_fits_some); * O(executors), at
+ * joins and losses only. */
 static void s_fit_choose(sl_core_t *core)
 {
     core->fit_context = core->fit_vocab = UINT64_MAX;
@@ -127,7 +127,8 @@ static void s_fit_choose(sl_core_t *core)
 static void s_misfit(const sl_core_t *core, const char *model, uint32_t prompt, uint32_t out,
                      uint32_t vocab_need, char *why, size_t why_len)
 {
-    uint64_t ctx = 0, vocab = 0; /* largest over the executors of its model; UINT64_MAX: unlimited */
+    uint64_t ctx = 0,
+             vocab = 0; /* largest over the executors of its model; UINT64_MAX: unlimited */
     for (uint32_t i = 0; i < core->n_alive; i++) {
         const sl_exec_t *e = core->alive_execs[i];
         if (!s_serves_model(e, model))
@@ -139,18 +140,23 @@ static void s_misfit(const sl_core_t *core, const char *model, uint32_t prompt, 
     }
     uint64_t need = (uint64_t)prompt + out;
     if (need > ctx)
-        sl_core_fmt(why, why_len, "prompt %u + %u new tokens exceed every executor's context "
-                    "(largest %llu)", prompt, out, (unsigned long long)ctx);
+        sl_core_fmt(why, why_len,
+                    "prompt %u + %u new tokens exceed every executor's context "
+                    "(largest %llu)",
+                    prompt, out, (unsigned long long)ctx);
     else if (vocab_need > vocab)
-        sl_core_fmt(why, why_len, "prompt token id %u is outside every executor's vocabulary "
-                    "(largest %llu)", vocab_need - 1, (unsigned long long)vocab);
+        sl_core_fmt(why, why_len,
+                    "prompt token id %u is outside every executor's vocabulary "
+                    "(largest %llu)",
+                    vocab_need - 1, (unsigned long long)vocab);
     else
-        sl_core_fmt(why, why_len, "no executor holds both prompt %u + %u new tokens and token "
-                    "id %u", prompt, out, vocab_need ? vocab_need - 1 : 0);
+        sl_core_fmt(why, why_len,
+                    "no executor holds both prompt %u + %u new tokens and token "
+                    "id %u",
+                    prompt, out, vocab_need ? vocab_need - 1 : 0);
 }
 
-void sl_core_job_misfit(const sl_core_t *core, const sl_job_desc_t *desc, char *why,
-                        size_t why_len)
+void sl_core_job_misfit(const sl_core_t *core, const sl_job_desc_t *desc, char *why, size_t why_len)
 {
     s_misfit(core, desc->model, desc->prompt_tokens, desc->max_new_tokens,
              sl_core_vocab_need(desc->token_ids, desc->n_token_ids), why, why_len);
@@ -171,7 +177,8 @@ static void s_reject_unfit(sl_core_t *core, sl_time_t now)
         {
             sl_job_t *job = SL_CONTAINER_OF(pos, sl_job_t, link);
             if (sl_core_fits_some(core, job->model,
-                            (uint64_t)job->prompt_tokens + job->max_new_tokens, job->vocab_need))
+                                  (uint64_t)job->prompt_tokens + job->max_new_tokens,
+                                  job->vocab_need))
                 continue;
             sl_job_timings_t t;
             s_misfit(core, job->model, job->prompt_tokens, job->max_new_tokens, job->vocab_need,
@@ -372,8 +379,8 @@ void sl_core_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t
     if (e->inflight == 0 && strcmp(why, "said goodbye") == 0) /* an orderly stop loses nothing */
         sl_core_logf(core, SL_CORE_LOG_INFO, "executor %s left (%s)", e->name, why);
     else
-        sl_core_logf(core, SL_CORE_LOG_WARN, "executor %s lost (%s): requeueing %u jobs",
-                     e->name, why, e->inflight);
+        sl_core_logf(core, SL_CORE_LOG_WARN, "executor %s lost (%s): requeueing %u jobs", e->name,
+                     why, e->inflight);
     core->execs[e->index] = NULL;
     e->alive = false;
     if (e->inflight < e->credits)

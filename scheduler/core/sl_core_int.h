@@ -55,52 +55,52 @@ typedef struct sl_core_done_block {
 } sl_core_done_block_t;
 
 struct sl_core {
-    sl_core_cfg_t cfg;                 /* configuration */
-    const sl_core_io_t *io;            /* action callbacks */
-    void *io_arg;                      /* their argument */
-    const sl_policy_ops_t *policy;     /* placement policy */
-    void *policy_state;                /* its state */
-    uint32_t in_callback;              /* callbacks (io or policy) now running: no re-entry */
-    sl_map_t by_id;                    /* id hash (probed) -> job, or sl_core_done_t | 1 */
-    sl_map_t by_seq;                   /* seq -> job, while queued or running */
-    sl_list_t queue[SL_PRIO_COUNT];    /* waiting jobs per class */
-    uint32_t qlen[SL_PRIO_COUNT];      /* their lengths */
-    sl_core_done_block_t *done_head;   /* the finished-job log: oldest block */
-    sl_core_done_block_t *done_tail;   /* newest block (records are appended here) */
-    sl_core_done_block_t *done_spare;  /* an emptied block kept for reuse */
-    uint32_t n_done;                   /* records in the log */
-    uint32_t running;                  /* jobs dispatched */
-    sl_exec_t **execs;                 /* table of max_executors slots */
-    sl_exec_t **cands;                 /* scratch: placement candidates */
-    uint32_t n_alive;                  /* live executors */
-    int64_t free_credits;              /* sum of free credits of live executors */
-    uint64_t next_seq;                 /* next job sequence number */
-    bool draining;                     /* refusing new jobs */
-    bool pumping;                      /* inside sl_core_pump (no re-entry) */
-    bool placing;                      /* inside policy->place (candidate marks valid) */
-    uint64_t counters[SL_CTR_COUNT];   /* statistics */
-    sl_exec_t **alive_execs;           /* live executors */
-    sl_exec_t **free_execs;            /* executors with a free credit */
-    uint32_t n_free_execs;             /* entries of free_execs */
-    sl_prefix_index_t *index;          /* cluster-wide prefix index */
-    sl_load_model_t *model;            /* learned load model */
-    sl_prefix_hit_t *hits;             /* scratch: prefix hits of the job being placed */
-    size_t n_hits;                     /* entries of hits */
-    uint32_t common_blocks;            /* leading blocks of the job taken as cached everywhere */
-    uint64_t place_stamp;              /* current placement (marks candidates) */
-    double queued_work_s;              /* predicted prefill of jobs in the scheduler's queue */
-    uint32_t queued_with_due;          /* queued jobs that have a deadline (ticks scan only then) */
-    bool busy;                         /* admission's busy state */
-    double util_avg;                   /* utilization averaged over busy_smooth_ms */
-    sl_time_t util_avg_at;             /* when util_avg was last updated (0 = never) */
-    double util_cached;                /* last summed prefill backlog, seconds */
-    sl_time_t util_at;                 /* when (recomputed at most every ms) */
-    sl_map_t tenants;                  /* tenant hash -> admission's token bucket */
-    uint64_t rand_state;               /* sampling for admission estimates */
-    uint32_t hash_block_tokens;        /* block size token prompts are hashed with (0 = none) */
-    uint64_t fit_context;              /* smallest context of a live executor (UINT64_MAX: none
-                                          limited): a job within it and fit_vocab fits them all */
-    uint64_t fit_vocab;                /* smallest vocabulary of a live executor, likewise */
+    sl_core_cfg_t cfg;                /* configuration */
+    const sl_core_io_t *io;           /* action callbacks */
+    void *io_arg;                     /* their argument */
+    const sl_policy_ops_t *policy;    /* placement policy */
+    void *policy_state;               /* its state */
+    uint32_t in_callback;             /* callbacks (io or policy) now running: no re-entry */
+    sl_map_t by_id;                   /* id hash (probed) -> job, or sl_core_done_t | 1 */
+    sl_map_t by_seq;                  /* seq -> job, while queued or running */
+    sl_list_t queue[SL_PRIO_COUNT];   /* waiting jobs per class */
+    uint32_t qlen[SL_PRIO_COUNT];     /* their lengths */
+    sl_core_done_block_t *done_head;  /* the finished-job log: oldest block */
+    sl_core_done_block_t *done_tail;  /* newest block (records are appended here) */
+    sl_core_done_block_t *done_spare; /* an emptied block kept for reuse */
+    uint32_t n_done;                  /* records in the log */
+    uint32_t running;                 /* jobs dispatched */
+    sl_exec_t **execs;                /* table of max_executors slots */
+    sl_exec_t **cands;                /* scratch: placement candidates */
+    uint32_t n_alive;                 /* live executors */
+    int64_t free_credits;             /* sum of free credits of live executors */
+    uint64_t next_seq;                /* next job sequence number */
+    bool draining;                    /* refusing new jobs */
+    bool pumping;                     /* inside sl_core_pump (no re-entry) */
+    bool placing;                     /* inside policy->place (candidate marks valid) */
+    uint64_t counters[SL_CTR_COUNT];  /* statistics */
+    sl_exec_t **alive_execs;          /* live executors */
+    sl_exec_t **free_execs;           /* executors with a free credit */
+    uint32_t n_free_execs;            /* entries of free_execs */
+    sl_prefix_index_t *index;         /* cluster-wide prefix index */
+    sl_load_model_t *model;           /* learned load model */
+    sl_prefix_hit_t *hits;            /* scratch: prefix hits of the job being placed */
+    size_t n_hits;                    /* entries of hits */
+    uint32_t common_blocks;           /* leading blocks of the job taken as cached everywhere */
+    uint64_t place_stamp;             /* current placement (marks candidates) */
+    double queued_work_s;             /* predicted prefill of jobs in the scheduler's queue */
+    uint32_t queued_with_due;         /* queued jobs that have a deadline (ticks scan only then) */
+    bool busy;                        /* admission's busy state */
+    double util_avg;                  /* utilization averaged over busy_smooth_ms */
+    sl_time_t util_avg_at;            /* when util_avg was last updated (0 = never) */
+    double util_cached;               /* last summed prefill backlog, seconds */
+    sl_time_t util_at;                /* when (recomputed at most every ms) */
+    sl_map_t tenants;                 /* tenant hash -> admission's token bucket */
+    uint64_t rand_state;              /* sampling for admission estimates */
+    uint32_t hash_block_tokens;       /* block size token prompts are hashed with (0 = none) */
+    uint64_t fit_context;             /* smallest context of a live executor (UINT64_MAX: none
+                                         limited): a job within it and fit_vocab fits them all */
+    uint64_t fit_vocab;               /* smallest vocabulary of a live executor, likewise */
 };
 
 /* ---- calling out: every io and policy callback runs inside these ---- */

@@ -104,8 +104,8 @@ void sl_core_hits_clear(sl_core_t *core)
     core->common_blocks = 0;
 }
 
-void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
-                     sl_time_t now, sl_lm_pred_t *pred)
+void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e, sl_time_t now,
+                     sl_lm_pred_t *pred)
 {
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
                        .cached_tokens = s_cached_tokens(core, job, e),

@@ -40,8 +40,7 @@ sl_status_t sl_core_state_load(sl_core_t *core, const char *buf, size_t len)
     }
     if (version != 1) {
         sl_core_logf(core, SL_CORE_LOG_ERROR,
-                     "learned state: version %lld, this build reads version 1",
-                     (long long)version);
+                     "learned state: version %lld, this build reads version 1", (long long)version);
         return SL_ERR_INVALID;
     }
     if (sl_load_model_load(core->model, &in.pos, in.end, &why) != SL_OK) {

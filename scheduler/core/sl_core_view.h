@@ -35,69 +35,69 @@ typedef struct sl_exec sl_exec_t;
 
 /* A job inside the core. Fields are read-only outside the core. */
 typedef struct sl_job {
-    uint64_t seq;            /* core-assigned handle, unique for the core's life */
-    uint64_t id_hash;        /* hash of id */
-    char *id;                /* idempotency id (inside this allocation) */
-    char *tenant;            /* "" when none */
-    char *model;             /* "" when none */
-    char *session_key;       /* "" when none */
-    sl_prio_t prio;          /* class */
-    uint32_t prompt_tokens;  /* prompt length */
-    uint32_t max_new_tokens; /* output budget */
-    uint64_t *block_hashes;  /* prefix block hashes (inside this allocation) */
-    uint32_t n_block_hashes; /* entries of block_hashes */
-    uint32_t block_tokens;   /* tokens per hashed block */
-    sl_time_t submitted;     /* receipt time */
-    sl_time_t ttft_due;      /* absolute; 0 = none */
-    sl_time_t due;           /* absolute; 0 = none */
-    sl_time_t dispatched;    /* last dispatch time */
-    const void *receipt;     /* set by io->result: bytes remembered with the finished id,
-                                borrowed until it returns (see sl_core_done_find) */
-    size_t receipt_len;      /* their length */
-    sl_job_state_t state;    /* where it is */
-    uint32_t attempts;       /* dispatches so far */
-    sl_exec_t *exec;         /* executor running it (state RUNNING) */
-    double predicted_ttft_us;/* the load model's prediction at placement (0 = none) */
-    sl_lm_pred_t pred;       /* the load model's prediction for where it runs */
-    uint32_t uncached_tokens;/* prompt tokens not cached where it was placed */
-    uint32_t vocab_need;     /* largest prompt token id + 1 (0: no ids): executors' vocab >= it */
-    float queued_work_s;     /* predicted prefill seconds while it waits in the scheduler */
-    void *user;              /* the embedder's data (daemon: routing, payload) */
-    sl_list_t link;          /* queue, executor in-flight list or done list */
+    uint64_t seq;             /* core-assigned handle, unique for the core's life */
+    uint64_t id_hash;         /* hash of id */
+    char *id;                 /* idempotency id (inside this allocation) */
+    char *tenant;             /* "" when none */
+    char *model;              /* "" when none */
+    char *session_key;        /* "" when none */
+    sl_prio_t prio;           /* class */
+    uint32_t prompt_tokens;   /* prompt length */
+    uint32_t max_new_tokens;  /* output budget */
+    uint64_t *block_hashes;   /* prefix block hashes (inside this allocation) */
+    uint32_t n_block_hashes;  /* entries of block_hashes */
+    uint32_t block_tokens;    /* tokens per hashed block */
+    sl_time_t submitted;      /* receipt time */
+    sl_time_t ttft_due;       /* absolute; 0 = none */
+    sl_time_t due;            /* absolute; 0 = none */
+    sl_time_t dispatched;     /* last dispatch time */
+    const void *receipt;      /* set by io->result: bytes remembered with the finished id,
+                                 borrowed until it returns (see sl_core_done_find) */
+    size_t receipt_len;       /* their length */
+    sl_job_state_t state;     /* where it is */
+    uint32_t attempts;        /* dispatches so far */
+    sl_exec_t *exec;          /* executor running it (state RUNNING) */
+    double predicted_ttft_us; /* the load model's prediction at placement (0 = none) */
+    sl_lm_pred_t pred;        /* the load model's prediction for where it runs */
+    uint32_t uncached_tokens; /* prompt tokens not cached where it was placed */
+    uint32_t vocab_need;      /* largest prompt token id + 1 (0: no ids): executors' vocab >= it */
+    float queued_work_s;      /* predicted prefill seconds while it waits in the scheduler */
+    void *user;               /* the embedder's data (daemon: routing, payload) */
+    sl_list_t link;           /* queue, executor in-flight list or done list */
 } sl_job_t;
 
 /* An executor inside the core. Fields are read-only outside the core; what
  * the core keeps only for its own bookkeeping (placement marks, list
  * positions) is in its private part (sl_core_int.h). */
 struct sl_exec {
-    uint32_t index;               /* slot in the core's table */
-    char name[SL_CORE_MAX_NAME];  /* unique name */
-    char backend[32];             /* backend name */
+    uint32_t index;                                    /* slot in the core's table */
+    char name[SL_CORE_MAX_NAME];                       /* unique name */
+    char backend[32];                                  /* backend name */
     char models[SL_EXEC_MAX_MODELS][SL_CORE_MAX_NAME]; /* models served */
-    size_t n_models;              /* 0 = any model */
-    uint32_t slots;               /* declared capacity */
-    uint32_t credits;             /* in-flight bound actually used */
-    uint32_t inflight;            /* jobs dispatched and not completed */
-    uint64_t inflight_tokens;     /* prompt + output tokens of those jobs */
-    sl_list_t jobs;               /* in-flight jobs */
-    sl_exec_load_t load;          /* last heartbeat */
-    sl_time_t joined;             /* join time */
-    sl_time_t last_seen;          /* last message from it */
-    uint64_t completed;           /* jobs that ended OK here */
-    uint64_t failed;              /* jobs it failed or rejected (canceled ones count in neither) */
-    uint32_t max_context_tokens;  /* prompt + new tokens of one job at most; 0 = unlimited */
-    uint32_t vocab_size;          /* prompt token ids below this; 0 = unlimited */
-    double fail_recent;           /* failed jobs, decayed over fail_decay_ms */
-    double done_recent;           /* all jobs that ended here, decayed the same way */
-    sl_time_t recent_at;          /* when both were last decayed */
-    sl_time_t quarantined_until;  /* not placed on before this (0 = never quarantined) */
-    uint32_t kv_blocks_total;     /* KV capacity */
-    uint32_t kv_block_tokens;     /* tokens per KV block */
-    double speed;                 /* declared speed hint */
-    bool alive;                   /* false once lost (slot then free) */
-    void *user;                   /* the embedder's data (daemon: identity) */
-    void *policy_state;           /* per-executor state a policy may keep */
-    uint64_t prefill_tokens;      /* uncached prompt tokens of its in-flight jobs */
+    size_t n_models;                                   /* 0 = any model */
+    uint32_t slots;                                    /* declared capacity */
+    uint32_t credits;                                  /* in-flight bound actually used */
+    uint32_t inflight;                                 /* jobs dispatched and not completed */
+    uint64_t inflight_tokens;                          /* prompt + output tokens of those jobs */
+    sl_list_t jobs;                                    /* in-flight jobs */
+    sl_exec_load_t load;                               /* last heartbeat */
+    sl_time_t joined;                                  /* join time */
+    sl_time_t last_seen;                               /* last message from it */
+    uint64_t completed;                                /* jobs that ended OK here */
+    uint64_t failed;             /* jobs it failed or rejected (canceled ones count in neither) */
+    uint32_t max_context_tokens; /* prompt + new tokens of one job at most; 0 = unlimited */
+    uint32_t vocab_size;         /* prompt token ids below this; 0 = unlimited */
+    double fail_recent;          /* failed jobs, decayed over fail_decay_ms */
+    double done_recent;          /* all jobs that ended here, decayed the same way */
+    sl_time_t recent_at;         /* when both were last decayed */
+    sl_time_t quarantined_until; /* not placed on before this (0 = never quarantined) */
+    uint32_t kv_blocks_total;    /* KV capacity */
+    uint32_t kv_block_tokens;    /* tokens per KV block */
+    double speed;                /* declared speed hint */
+    bool alive;                  /* false once lost (slot then free) */
+    void *user;                  /* the embedder's data (daemon: identity) */
+    void *policy_state;          /* per-executor state a policy may keep */
+    uint64_t prefill_tokens;     /* uncached prompt tokens of its in-flight jobs */
 };
 
 /* Whether e is quarantined at now: its recent jobs failed, so no job is
@@ -119,8 +119,8 @@ const sl_prefix_index_t *sl_core_prefix_index(const sl_core_t *core);
 const sl_load_model_t *sl_core_load_model(const sl_core_t *core);
 /* Predict job on e at now, with e's prefix hits of the job being placed
  * (valid inside place(); none elsewhere). */
-void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
-                     sl_time_t now, sl_lm_pred_t *pred);
+void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e, sl_time_t now,
+                     sl_lm_pred_t *pred);
 /* Inside place(): leading blocks of the job that e caches (0 elsewhere). */
 uint32_t sl_core_place_hit_blocks(const sl_core_t *core, const sl_exec_t *e);
 /* Inside place(): the executors caching a prefix of the job, *n_p of them

@@ -463,8 +463,8 @@ sl_status_t sl_load_model_load(sl_load_model_t *m, const char **pos_p, const cha
     uint64_t n;
     double sum, recent;
     s_rls_t prior, prior_wait, prior_tpot;
-    if (!sl_text_word_is(&in, S_MAGIC) || !sl_text_int(&in, &version) ||
-        !sl_text_int(&in, &nx) || !sl_text_int(&in, &nt)) {
+    if (!sl_text_word_is(&in, S_MAGIC) || !sl_text_int(&in, &version) || !sl_text_int(&in, &nx) ||
+        !sl_text_int(&in, &nt)) {
         *why_p = "not a load model (bad header)";
         return SL_ERR_INVALID;
     }

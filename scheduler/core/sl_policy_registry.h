@@ -14,6 +14,7 @@
  * ops) for every other one, so a list can be joined without a trailing
  * separator.
  */
+/* clang-format off */
 #define SL_POLICY_TABLE(first, row)                                                                \
     first("learned", sl_policy_learned)                                                            \
     row("kv-cost", sl_policy_kv_cost)                                                              \
@@ -35,6 +36,7 @@
     alias("dynamo", sl_policy_kv_cost)                                                             \
     alias("epp", sl_policy_scorer)                                                                 \
     alias("sglang", sl_policy_cache_switch)
+/* clang-format on */
 
 #define SL_POLICY_DECLARE_(name, ops) extern const sl_policy_ops_t ops;
 SL_POLICY_TABLE(SL_POLICY_DECLARE_, SL_POLICY_DECLARE_)

@@ -879,8 +879,8 @@ static sl_status_t s_dispatch_reenters(void *arg, sl_exec_t *e, sl_job_t *job)
     sl_busy_reason_t reason;
     sl_time_t retry;
     sl_job_t *other = NULL;
-    sl_job_desc_t d = {.id = "inner", .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = 10,
-                       .max_new_tokens = 1};
+    sl_job_desc_t d = {
+        .id = "inner", .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = 10, .max_new_tokens = 1};
     r->reentry = sl_core_job_submit(r->core, &d, NULL, job->submitted, &other, &reason, &retry);
     return s_dispatch(arg, e, job);
 }
@@ -989,8 +989,12 @@ static void test_place_marks_private(void **state)
     for (int i = 0; i < 8; i++)
         hashes[i] = 1000 + (uint64_t)i;
     assert_int_equal(sl_core_exec_kv_event(core, b, hashes, 8, NULL, 0, false, 0), SL_OK);
-    sl_job_desc_t d = {.id = "p", .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = 128,
-                       .max_new_tokens = 4, .block_hashes = hashes, .n_block_hashes = 8,
+    sl_job_desc_t d = {.id = "p",
+                       .prio = SL_PRIO_INTERACTIVE,
+                       .prompt_tokens = 128,
+                       .max_new_tokens = 4,
+                       .block_hashes = hashes,
+                       .n_block_hashes = 8,
                        .block_tokens = 16};
     sl_busy_reason_t reason;
     sl_time_t retry;
@@ -1013,13 +1017,19 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deadline_whole_job),
-        cmocka_unit_test(test_late_binding),     cmocka_unit_test(test_interactive_first),
-        cmocka_unit_test(test_requeue_on_loss),  cmocka_unit_test(test_requeue_limit),
+        cmocka_unit_test(test_late_binding),
+        cmocka_unit_test(test_interactive_first),
+        cmocka_unit_test(test_requeue_on_loss),
+        cmocka_unit_test(test_requeue_limit),
         cmocka_unit_test(test_dispatch_failure_loses_executor),
-        cmocka_unit_test(test_idempotent_submit), cmocka_unit_test(test_busy_reasons),
-        cmocka_unit_test(test_done_bounded),     cmocka_unit_test(test_done_log),
-        cmocka_unit_test(test_expiry_and_cancel), cmocka_unit_test(test_policies),
-        cmocka_unit_test(test_rejoin_replaces),  cmocka_unit_test(test_hash_block_size),
+        cmocka_unit_test(test_idempotent_submit),
+        cmocka_unit_test(test_busy_reasons),
+        cmocka_unit_test(test_done_bounded),
+        cmocka_unit_test(test_done_log),
+        cmocka_unit_test(test_expiry_and_cancel),
+        cmocka_unit_test(test_policies),
+        cmocka_unit_test(test_rejoin_replaces),
+        cmocka_unit_test(test_hash_block_size),
         cmocka_unit_test(test_token_prompt_prefix_placement),
         cmocka_unit_test(test_placement_by_limits),
         cmocka_unit_test(test_failing_executor_quarantined),

@@ -406,7 +406,8 @@ static void test_job_reports(void **state)
     double prefill_us = s_sim.prefill_base_us + s_sim.prefill_us_per_token * 448;
     assert_true(rep->res.exec_ttft >= (sl_time_t)(prefill_us * 1000));
     assert_int_equal(rep->res.exec_end, ok->ej.finished - t0);
-    assert_true(rep->res.exec_end - rep->res.exec_ttft >= (sl_time_t)(63 * s_sim.decode_base_us * 1000));
+    assert_true(rep->res.exec_end - rep->res.exec_ttft >=
+                (sl_time_t)(63 * s_sim.decode_base_us * 1000));
 
     rep = s_report_of(&r, 2, &at);
     assert_int_equal(rep->res.status, SL_JOB_FAILED);
@@ -439,8 +440,13 @@ static void test_job_reports(void **state)
  * only where they were measured (unknown otherwise, never a guess). */
 static void test_load_report(void **state)
 {
-    sl_engine_load_t el = {.running = 3, .waiting = 2, .waiting_tokens = 700, .kv_used = 40,
-                           .kv_free = 60, .step_us = 1500, .busy = 0.75f};
+    sl_engine_load_t el = {.running = 3,
+                           .waiting = 2,
+                           .waiting_tokens = 700,
+                           .kv_used = 40,
+                           .kv_free = 60,
+                           .step_us = 1500,
+                           .busy = 0.75f};
     sl_exec_load_t l;
     sl_engine_load_report(&el, NULL, &l);
     assert_int_equal(l.running_jobs, 3);
@@ -455,8 +461,12 @@ static void test_load_report(void **state)
     assert_false(l.has_gpu_mem);
     assert_true(l.cpu_util == 0.0f && l.gpu_util == 0.0f);
 
-    sl_hostload_sample_t hs = {.has_cpu = true, .cpu = 0.25f, .has_gpu = false, .gpu = 0.9f,
-                               .has_gpu_mem = true, .gpu_mem_used = 1u << 20,
+    sl_hostload_sample_t hs = {.has_cpu = true,
+                               .cpu = 0.25f,
+                               .has_gpu = false,
+                               .gpu = 0.9f,
+                               .has_gpu_mem = true,
+                               .gpu_mem_used = 1u << 20,
                                .gpu_mem_total = 1u << 30};
     sl_engine_load_report(&el, &hs, &l);
     assert_true(l.has_cpu_util && l.cpu_util == 0.25f);
