@@ -244,7 +244,9 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     core->free_execs = calloc((size_t)cfg->max_executors, sizeof(*core->free_execs));
     core->alive_execs = calloc((size_t)cfg->max_executors, sizeof(*core->alive_execs));
     core->hits = calloc(SL_PREFIX_MAX_HOLDERS, sizeof(*core->hits));
-    if (!core->execs || !core->cands || !core->free_execs || !core->alive_execs || !core->hits)
+    core->hit_blocks = calloc((size_t)cfg->max_executors, sizeof(*core->hit_blocks));
+    if (!core->execs || !core->cands || !core->free_execs || !core->alive_execs || !core->hits ||
+        !core->hit_blocks)
         goto err_free;
     if (sl_prefix_index_create((size_t)cfg->prefix_index_max, (uint32_t)cfg->max_executors,
                                &core->index) != SL_OK)
@@ -264,6 +266,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
 err_free:
     sl_load_model_destroy(&core->model);
     sl_prefix_index_destroy(&core->index);
+    free(core->hit_blocks);
     free(core->hits);
     free(core->free_execs);
     free(core->alive_execs);
@@ -315,6 +318,7 @@ void sl_core_destroy(sl_core_t **core_p)
     sl_map_fini(&core->tenants);
     sl_load_model_destroy(&core->model);
     sl_prefix_index_destroy(&core->index);
+    free(core->hit_blocks);
     free(core->hits);
     free(core->free_execs);
     free(core->alive_execs);

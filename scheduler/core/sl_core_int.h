@@ -21,10 +21,11 @@
 
 /* The core's private part of an executor: bookkeeping no policy or
  * embedder reads. The public record is its first member, so the table
- * stores &pub and sl_core_exec_priv() gets back here. */
+ * stores &pub and sl_core_exec_priv() gets back here. (The placement's
+ * prefix hits are in sl_core.hit_blocks, by index, so a policy reads them
+ * without a call per candidate.) */
 typedef struct sl_core_exec {
     sl_exec_t pub;       /* what the embedder and the policies see */
-    uint32_t hit_blocks; /* during a placement: leading blocks of the job it caches */
     uint32_t cand_pos;   /* during a placement: its position among the candidates */
     uint64_t cand_stamp; /* placement whose candidate list holds it */
     uint32_t free_pos;   /* position in the core's free-credit list */
@@ -85,6 +86,8 @@ struct sl_core {
     sl_prefix_index_t *index;         /* cluster-wide prefix index */
     sl_load_model_t *model;           /* learned load model */
     sl_prefix_hit_t *hits;            /* scratch: prefix hits of the job being placed */
+    uint32_t *hit_blocks;             /* per executor index: leading blocks of that job it
+                                         caches (0 outside a placement) */
     size_t n_hits;                    /* entries of hits */
     uint32_t common_blocks;           /* leading blocks of the job taken as cached everywhere */
     uint64_t place_stamp;             /* current placement (marks candidates) */

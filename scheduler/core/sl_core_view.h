@@ -121,8 +121,9 @@ const sl_load_model_t *sl_core_load_model(const sl_core_t *core);
  * (valid inside place(); none elsewhere). */
 void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e, sl_time_t now,
                      sl_lm_pred_t *pred);
-/* Inside place(): leading blocks of the job that e caches (0 elsewhere). */
-uint32_t sl_core_place_hit_blocks(const sl_core_t *core, const sl_exec_t *e);
+/* Inside place(): by executor index (e->index), the leading blocks of the
+ * job each executor caches; all 0 outside place(). Owned by the core. */
+const uint32_t *sl_core_place_hit_blocks(const sl_core_t *core);
 /* Inside place(): the executors caching a prefix of the job, *n_p of them
  * (candidates or not; sl_core_place_candidate tells). */
 const sl_prefix_hit_t *sl_core_place_hits(const sl_core_t *core, size_t *n_p);

@@ -30,7 +30,7 @@ static void s_fini(void *state)
 static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
                       sl_time_t now)
 {
-    const sl_core_t *core = state;
+    const uint32_t *hit_blocks = sl_core_place_hit_blocks(state);
     size_t least = 0, match = 0;
     double lmin = 1e300, lmax = -1e300;
     uint32_t best_hit = 0;
@@ -42,7 +42,7 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
         }
         if (l > lmax)
             lmax = l;
-        uint32_t hit = sl_core_place_hit_blocks(core, cands[i]);
+        uint32_t hit = hit_blocks[cands[i]->index];
         if (hit > best_hit) {
             best_hit = hit;
             match = i;

@@ -31,7 +31,7 @@ static void s_fini(void *state)
 static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
                       sl_time_t now)
 {
-    const sl_core_t *core = state;
+    const uint32_t *hit_blocks = sl_core_place_hit_blocks(state);
     double bt = job->block_tokens ? job->block_tokens : 16;
     double incoming = (double)job->prompt_tokens / bt;
     double incoming_all = ((double)job->prompt_tokens + job->max_new_tokens) / bt;
@@ -40,7 +40,7 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
     for (size_t i = 0; i < n; i++) {
         const sl_exec_t *e = cands[i];
         double active_prefill = (double)e->prefill_tokens / bt;
-        double prefill = active_prefill + incoming - (double)sl_core_place_hit_blocks(core, e);
+        double prefill = active_prefill + incoming - (double)hit_blocks[e->index];
         if (prefill < 0)
             prefill = 0;
         double decode = (double)e->inflight_tokens / bt + incoming_all;

@@ -38,7 +38,7 @@ static double s_queue(const sl_exec_t *e)
 static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
                       sl_time_t now)
 {
-    const sl_core_t *core = state;
+    const uint32_t *hit_blocks = sl_core_place_hit_blocks(state);
     double qmin = 1e300, qmax = -1e300;
     for (size_t i = 0; i < n; i++) {
         double q = s_queue(cands[i]);
@@ -51,9 +51,8 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
     double best_s = -1e300;
     for (size_t i = 0; i < n; i++) {
         const sl_exec_t *e = cands[i];
-        double prefix = job->n_block_hashes
-                            ? (double)sl_core_place_hit_blocks(core, e) / job->n_block_hashes
-                            : 0;
+        double prefix =
+            job->n_block_hashes ? (double)hit_blocks[e->index] / job->n_block_hashes : 0;
         double queue = qmax > qmin ? (qmax - s_queue(e)) / (qmax - qmin) : 1.0;
         double kv_total = (double)e->load.kv_blocks_used + e->load.kv_blocks_free;
         double kv = kv_total > 0 ? 1.0 - e->load.kv_blocks_used / kv_total : 1.0;

@@ -1006,7 +1006,7 @@ static void test_place_marks_private(void **state)
     size_t pos = 99;
     for (uint32_t i = 0; i < 2; i++) {
         sl_exec_t *e = sl_core_exec_get(core, i == 0 ? a : b);
-        assert_int_equal(sl_core_place_hit_blocks(core, e), 0);
+        assert_int_equal(sl_core_place_hit_blocks(core)[e->index], 0);
         assert_false(sl_core_place_candidate(core, e, &pos));
     }
     assert_int_equal(pos, 99);
