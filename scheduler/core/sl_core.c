@@ -158,10 +158,8 @@ void sl_core_fmt(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-bool sl_core_reentered(sl_core_t *core, const char *op)
+bool sl_core_reentry_refuse(sl_core_t *core, const char *op)
 {
-    if (core->in_callback == 0)
-        return false;
     core->counters[SL_CTR_REENTRY_REFUSED]++;
     sl_core_logf(core, SL_CORE_LOG_ERROR,
                  "%s called from inside one of the core's callbacks: refused (defer it until "
@@ -361,29 +359,6 @@ void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t
     t->queued = (job->dispatched ? job->dispatched : now) - job->submitted;
     t->ttft = 0;
     t->end = now - job->submitted;
-}
-
-void sl_core_queue_del(sl_core_t *core, sl_job_t *job)
-{
-    sl_list_del(&job->link);
-    core->qlen[job->prio]--;
-    if (job->due || job->ttft_due)
-        core->queued_with_due--;
-    core->queued_work_s -= job->queued_work_s;
-    if (core->qlen[0] + core->qlen[1] == 0)
-        core->queued_work_s = 0; /* no drift from rounding */
-}
-
-void sl_core_queue_add(sl_core_t *core, sl_job_t *job, bool front)
-{
-    if (front)
-        sl_list_push_front(&core->queue[job->prio], &job->link);
-    else
-        sl_list_push_back(&core->queue[job->prio], &job->link);
-    core->qlen[job->prio]++;
-    if (job->due || job->ttft_due)
-        core->queued_with_due++;
-    core->queued_work_s += job->queued_work_s;
 }
 
 sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void *user,

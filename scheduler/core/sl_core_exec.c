@@ -46,21 +46,6 @@ static void s_copy(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-/* The free-credit list: an executor is in it while inflight < credits. */
-void sl_core_free_add(sl_core_t *core, sl_exec_t *e)
-{
-    sl_core_exec_priv(e)->free_pos = core->n_free_execs;
-    core->free_execs[core->n_free_execs++] = e;
-}
-
-void sl_core_free_del(sl_core_t *core, sl_exec_t *e)
-{
-    sl_exec_t *last = core->free_execs[--core->n_free_execs];
-    uint32_t pos = sl_core_exec_priv(e)->free_pos;
-    core->free_execs[pos] = last;
-    sl_core_exec_priv(last)->free_pos = pos;
-}
-
 /* e can hold a job of need tokens (prompt + new) with ids below vocab_need. */
 bool sl_core_exec_holds(const sl_exec_t *e, uint64_t need, uint32_t vocab_need)
 {

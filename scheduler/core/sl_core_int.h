@@ -119,9 +119,15 @@ static inline void sl_core_cb_leave(sl_core_t *core)
     core->in_callback--;
 }
 
+/* Count and log a refused call of op; returns true. */
+bool sl_core_reentry_refuse(sl_core_t *core, const char *op);
+
 /* At the top of every operation: true (counted, logged) when it was called
  * from inside a callback, and must return SL_ERR_REENTERED at once. */
-bool sl_core_reentered(sl_core_t *core, const char *op);
+static inline bool sl_core_reentered(sl_core_t *core, const char *op)
+{
+    return core->in_callback != 0 && sl_core_reentry_refuse(core, op);
+}
 
 /* A line for io->log, formatted like printf (dropped without io->log). */
 void sl_core_logf(sl_core_t *core, sl_core_log_level_t level, const char *fmt, ...)
@@ -138,9 +144,30 @@ void sl_core_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
                         const char *error, sl_time_t now);
 /* Timings of a job that ends without (another) run: queued until now. */
 void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t *t);
-/* Put a job in its class's queue (front: a requeued one) / take it out. */
-void sl_core_queue_add(sl_core_t *core, sl_job_t *job, bool front);
-void sl_core_queue_del(sl_core_t *core, sl_job_t *job);
+/* Put a job in its class's queue (front: a requeued one) / take it out.
+ * (Inline: on every submission and dispatch.) */
+static inline void sl_core_queue_add(sl_core_t *core, sl_job_t *job, bool front)
+{
+    if (front)
+        sl_list_push_front(&core->queue[job->prio], &job->link);
+    else
+        sl_list_push_back(&core->queue[job->prio], &job->link);
+    core->qlen[job->prio]++;
+    if (job->due || job->ttft_due)
+        core->queued_with_due++;
+    core->queued_work_s += job->queued_work_s;
+}
+
+static inline void sl_core_queue_del(sl_core_t *core, sl_job_t *job)
+{
+    sl_list_del(&job->link);
+    core->qlen[job->prio]--;
+    if (job->due || job->ttft_due)
+        core->queued_with_due--;
+    core->queued_work_s -= job->queued_work_s;
+    if (core->qlen[0] + core->qlen[1] == 0)
+        core->queued_work_s = 0; /* no drift from rounding */
+}
 
 /* ---- the finished-job log (sl_core_done.c) ---- */
 
@@ -192,9 +219,21 @@ void sl_core_hits_clear(sl_core_t *core);
 
 /* ---- the executor table (sl_core_exec.c) ---- */
 
-/* The free-credit list: an executor is in it while inflight < credits. */
-void sl_core_free_add(sl_core_t *core, sl_exec_t *e);
-void sl_core_free_del(sl_core_t *core, sl_exec_t *e);
+/* The free-credit list: an executor is in it while inflight < credits.
+ * (Inline: on every dispatch and completion at the credit bound.) */
+static inline void sl_core_free_add(sl_core_t *core, sl_exec_t *e)
+{
+    sl_core_exec_priv(e)->free_pos = core->n_free_execs;
+    core->free_execs[core->n_free_execs++] = e;
+}
+
+static inline void sl_core_free_del(sl_core_t *core, sl_exec_t *e)
+{
+    sl_exec_t *last = core->free_execs[--core->n_free_execs];
+    uint32_t pos = sl_core_exec_priv(e)->free_pos;
+    core->free_execs[pos] = last;
+    sl_core_exec_priv(last)->free_pos = pos;
+}
 /* e can hold a job of need tokens (prompt + new) with ids below vocab_need. */
 bool sl_core_exec_holds(const sl_exec_t *e, uint64_t need, uint32_t vocab_need);
 /* Whether some live executor can hold such a job of model. */
