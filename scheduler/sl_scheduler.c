@@ -456,6 +456,10 @@ static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
 }
 
 /* The core's lines go to the daemon's log (its levels are sl_log_level_t's). */
+_Static_assert((int)SL_CORE_LOG_ERROR == (int)SL_LOG_ERROR &&
+                   (int)SL_CORE_LOG_WARN == (int)SL_LOG_WARN &&
+                   (int)SL_CORE_LOG_INFO == (int)SL_LOG_INFO,
+               "the core's log levels are sl_log_level_t's");
 static void s_io_log(void *arg, sl_core_log_level_t level, const char *msg)
 {
     SL_LOG_AT((sl_log_level_t)level, "%s", msg);

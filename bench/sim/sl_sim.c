@@ -231,7 +231,11 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status,
         rep->sim_end_s = end_s;
 }
 
-/* The core's lines go to the log, as the daemon's do. */
+/* The core's lines go to the log, as the daemon's do (same level values). */
+_Static_assert((int)SL_CORE_LOG_ERROR == (int)SL_LOG_ERROR &&
+                   (int)SL_CORE_LOG_WARN == (int)SL_LOG_WARN &&
+                   (int)SL_CORE_LOG_INFO == (int)SL_LOG_INFO,
+               "the core's log levels are sl_log_level_t's");
 static void s_io_log(void *arg, sl_core_log_level_t level, const char *msg)
 {
     SL_LOG_AT((sl_log_level_t)level, "%s", msg);

@@ -148,7 +148,8 @@ const char *sl_core_counter_name(sl_core_counter_t c);
 /* Create a core. io must outlive it. On error *core_p is unchanged. */
 sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, void *io_arg,
                            sl_core_t **core_p);
-/* Destroy a core, releasing every job and executor through io; NULL-safe. */
+/* Destroy a core, releasing every job and executor through io; NULL-safe.
+ * Refused (logged, nothing freed) when called from inside a callback. */
 void sl_core_destroy(sl_core_t **core_p);
 
 /*
