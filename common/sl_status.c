@@ -20,6 +20,8 @@ const char *sl_status_str(sl_status_t status)
     case SL_ERR_OVERFLOW: return "capacity exceeded";
     case SL_ERR_CANCELED: return "canceled";
     case SL_ERR_SHUTDOWN: return "shutting down";
+    case SL_ERR_ID_COLLISION: return "id collides with others";
+    case SL_ERR_REENTERED: return "re-entered from a callback";
     case SL_ERR_MSG_MALFORMED: return "malformed message";
     case SL_ERR_MSG_TOO_BIG: return "message too big";
     case SL_ERR_MSG_VERSION: return "unsupported protocol version";

@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -65,6 +66,8 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
                  "and dispatch and result batches sent are split at this size"),
     SL_CFG_FIELD(sl_sched_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
                  "error, warn, info, debug or trace"),
+    SL_CFG_FIELD(sl_sched_cfg_t, state_file, "state-file", "", SL_CFG_STR,
+                 "learned state (load model) read at start and written on clean exit"),
     SL_CFG_END,
 };
 
@@ -318,18 +321,26 @@ static void s_answer_packed_result(sl_sched_t *s, const sl_wire_ident_t *to, boo
 static void s_flush(sl_sched_t *s)
 {
     /* A failed send loses the executor, whose requeued jobs may be
-     * dispatched to others: those are appended and sent in this pass. */
-    for (size_t i = 0; i < s->n_dirty_execs; i++) {
-        uint32_t index = s->dirty_execs[i];
-        sl_exec_t *e = sl_core_exec_get(s->core, index);
-        s_exec_data_t *ed = e ? e->user : NULL;
-        if (!ed || !ed->dirty)
-            continue;
-        sl_status_t st = s_exec_flush(s, ed);
-        if (st != SL_OK)
-            sl_core_exec_lost(s->core, index, "dispatch failed", s->now);
+     * dispatched to others. The core is told only after the walk over
+     * dirty_execs, which its callbacks append to: the executors that failed
+     * are kept at the head of the list, lost once the walk is over, and the
+     * dispatches that causes (appended behind them) go out in another pass. */
+    while (s->n_dirty_execs) {
+        size_t n_failed = 0;
+        for (size_t i = 0; i < s->n_dirty_execs; i++) {
+            uint32_t index = s->dirty_execs[i];
+            sl_exec_t *e = sl_core_exec_get(s->core, index);
+            s_exec_data_t *ed = e ? e->user : NULL;
+            if (ed && ed->dirty && s_exec_flush(s, ed) != SL_OK)
+                s->dirty_execs[n_failed++] = index;
+        }
+        s->n_dirty_execs = n_failed;
+        for (size_t i = 0; i < n_failed; i++)
+            sl_core_exec_lost(s->core, s->dirty_execs[i], "dispatch failed", s->now);
+        s->n_dirty_execs -= n_failed;
+        memmove(s->dirty_execs, s->dirty_execs + n_failed,
+                s->n_dirty_execs * sizeof(*s->dirty_execs));
     }
-    s->n_dirty_execs = 0;
     for (size_t i = 0; i < s->n_dirty_outs; i++) {
         s_client_out_t *o = s->dirty_outs[i];
         s_out_send(s, o);
@@ -444,12 +455,23 @@ static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
     exec->user = NULL;
 }
 
+/* The core's lines go to the daemon's log (its levels are sl_log_level_t's). */
+_Static_assert((int)SL_CORE_LOG_ERROR == (int)SL_LOG_ERROR &&
+                   (int)SL_CORE_LOG_WARN == (int)SL_LOG_WARN &&
+                   (int)SL_CORE_LOG_INFO == (int)SL_LOG_INFO,
+               "the core's log levels are sl_log_level_t's");
+static void s_io_log(void *arg, sl_core_log_level_t level, const char *msg)
+{
+    SL_LOG_AT((sl_log_level_t)level, "%s", msg);
+}
+
 static const sl_core_io_t s_io = {
     .dispatch = s_io_dispatch,
     .result = s_io_result,
     .cancel = s_io_cancel,
     .release = s_io_release,
     .exec_lost = s_io_exec_lost,
+    .log = s_io_log,
 };
 
 /* ---- replies ---- */
@@ -1044,6 +1066,84 @@ static void *s_router(sl_sched_t *s, const char *endpoint)
     return sock;
 }
 
+/* ---- the learned state file (--state-file) ---- */
+
+/* Read the learned state of the previous run and hand it to the core; a
+ * missing file is a first start. Logs the cause on failure. */
+static sl_status_t s_state_read(sl_sched_t *s)
+{
+    const char *path = s->cfg.state_file;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT)
+            return SL_OK;
+        SL_ERROR("cannot read state file %s: %m", path);
+        return SL_ERR_IO;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    sl_status_t st = SL_OK;
+    for (;;) {
+        if (len == cap) {
+            char *grown = realloc(buf, cap ? cap * 2 : 65536);
+            if (!grown) {
+                st = SL_ERR_NOMEM;
+                break;
+            }
+            buf = grown;
+            cap = cap ? cap * 2 : 65536;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f)) {
+                SL_ERROR("cannot read state file %s: %m", path);
+                st = SL_ERR_IO;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    if (st == SL_OK && sl_core_state_load(s->core, buf, len) != SL_OK) {
+        SL_ERROR("state file %s is unusable; move it away to start afresh", path);
+        st = SL_ERR_IO;
+    }
+    free(buf);
+    if (st == SL_OK)
+        SL_INFO("learned state restored from %s", path);
+    return st;
+}
+
+/* Save the core's learned state: written beside, then renamed, so a crash
+ * never leaves half a file. Failures are logged. */
+static void s_state_write(sl_sched_t *s)
+{
+    const char *path = s->cfg.state_file;
+    size_t len = 0;
+    char *buf = NULL;
+    sl_status_t st = sl_core_state_save(s->core, NULL, 0, &len);
+    if (st == SL_ERR_OVERFLOW && (buf = malloc(len + 1)))
+        st = sl_core_state_save(s->core, buf, len + 1, &len);
+    if (st != SL_OK || !buf) {
+        SL_ERROR("cannot save the learned state: %s", sl_status_str(buf ? st : SL_ERR_NOMEM));
+        free(buf);
+        return;
+    }
+    char tmp[sizeof(s->cfg.state_file) + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        SL_ERROR("cannot write state file %s: %m", tmp);
+    } else {
+        size_t n = fwrite(buf, 1, len, f);
+        if (fclose(f) != 0 || n != len)
+            SL_ERROR("writing state file %s failed: %m", tmp);
+        else if (rename(tmp, path) != 0)
+            SL_ERROR("cannot rename %s to %s: %m", tmp, path);
+    }
+    free(buf);
+}
+
 sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
 {
     sl_sched_t *s = calloc(1, sizeof(*s));
@@ -1075,23 +1175,8 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     if ((st = sl_core_create(&cfg->core, &s_io, s, &s->core)) != SL_OK)
         goto err_free;
     st = SL_ERR_IO;
-    if (cfg->core.state_file[0]) {
-        /* Learned state from the previous run; a missing file is a first start. */
-        FILE *f = fopen(cfg->core.state_file, "r");
-        if (f) {
-            sl_status_t lst = sl_core_state_load(s->core, f);
-            fclose(f);
-            if (lst != SL_OK) {
-                SL_ERROR("state file %s is unusable; move it away to start afresh",
-                         cfg->core.state_file);
-                goto err_core;
-            }
-            SL_INFO("learned state restored from %s", cfg->core.state_file);
-        } else if (errno != ENOENT) {
-            SL_ERROR("cannot read state file %s: %m", cfg->core.state_file);
-            goto err_core;
-        }
-    }
+    if (cfg->state_file[0] && s_state_read(s) != SL_OK)
+        goto err_core;
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         goto err_core;
@@ -1187,21 +1272,8 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     if (!s)
         return;
     sl_signal_forget(&s->stop);
-    if (s->cfg.core.state_file[0]) {
-        /* Written beside, then renamed, so a crash never leaves half a file. */
-        char tmp[sizeof(s->cfg.core.state_file) + 8];
-        snprintf(tmp, sizeof(tmp), "%s.tmp", s->cfg.core.state_file);
-        FILE *f = fopen(tmp, "w");
-        if (!f) {
-            SL_ERROR("cannot write state file %s: %m", tmp);
-        } else {
-            sl_status_t st = sl_core_state_save(s->core, f);
-            if (fclose(f) != 0 || st != SL_OK)
-                SL_ERROR("writing state file %s failed: %m", tmp);
-            else if (rename(tmp, s->cfg.core.state_file) != 0)
-                SL_ERROR("cannot rename %s to %s: %m", tmp, s->cfg.core.state_file);
-        }
-    }
+    if (s->cfg.state_file[0])
+        s_state_write(s);
     s_flush(s);
     sl_core_destroy(&s->core);
     while (s->free_outs) {

@@ -22,6 +22,8 @@ typedef struct sl_sched_cfg {
     int batch;                                /* messages read per socket per loop turn */
     int max_batch;                            /* items per batch message, sent or accepted */
     char log_level[16];                       /* error, warn, info, debug, trace */
+    char state_file[256];                     /* learned state saved on exit, read at start
+                                                 ("" = none) */
 } sl_sched_cfg_t;
 
 /* The daemon's knobs (without the core's). */

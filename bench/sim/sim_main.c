@@ -33,7 +33,7 @@
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
 #include "scheduler/core/sl_core.h"
-#include "scheduler/core/sl_policy.h"
+#include "scheduler/core/sl_policy_registry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,9 +105,8 @@ static const sl_cfg_field_t s_table[] = {
                  "Poisson arrivals at --rate (lengths drawn from the trace)"),
     SL_CFG_FIELD(s_opts_t, loads_list, "loads", "", SL_CFG_STR,
                  "compare: offered loads in req/s, comma-separated (default 4,6,8,10,12,14,16,20)"),
-    SL_CFG_FIELD(s_opts_t, policies_list, "policies",
-                 "learned,kv-cost,scorer,cache-switch,weighted,session,round-robin,random,"
-                 "least-outstanding,p2c", SL_CFG_STR, "compare: policies, comma-separated"),
+    SL_CFG_FIELD(s_opts_t, policies_list, "policies", SL_POLICY_NAMES_CSV, SL_CFG_STR,
+                 "compare: policies, comma-separated"),
     SL_CFG_FIELD(s_opts_t, policy, "policy", "learned", SL_CFG_STR, "run/speed: policy"),
     /* A mixed fleet by default: half the executors of an older generation at
      * half the speed (hybrid clouds and long-lived clusters look like this). */

@@ -6,7 +6,9 @@
  * driven on the virtual clock: its next wake-up is whatever
  * sl_engine_advance returned. The decision core is the scheduler's own
  * (sluice-sched): arrivals call sl_core_job_submit, engine completions call
- * sl_core_job_complete, the backend's KV callbacks feed the core's prefix
+ * sl_core_job_complete with the report an executor would send
+ * (sl_engine_job_report, as the heartbeats' load is sl_engine_load_report),
+ * the backend's KV callbacks feed the core's prefix
  * index, and heartbeats copy engine load into the core every heartbeat_ms.
  * So the simulator measures the policy code that runs in production, and the
  * same executor model the sim executor daemon runs (one implementation).
@@ -23,9 +25,9 @@
 #include "common/sl_cfg.h"
 #include "common/sl_log.h"
 #include "executor/sl_engine.h"
+#include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
 #include "scheduler/core/sl_core.h"
-#include "scheduler/core/sl_policy.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -229,9 +231,20 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status,
         rep->sim_end_s = end_s;
 }
 
+/* The core's lines go to the log, as the daemon's do (same level values). */
+_Static_assert((int)SL_CORE_LOG_ERROR == (int)SL_LOG_ERROR &&
+                   (int)SL_CORE_LOG_WARN == (int)SL_LOG_WARN &&
+                   (int)SL_CORE_LOG_INFO == (int)SL_LOG_INFO,
+               "the core's log levels are sl_log_level_t's");
+static void s_io_log(void *arg, sl_core_log_level_t level, const char *msg)
+{
+    SL_LOG_AT((sl_log_level_t)level, "%s", msg);
+}
+
 static const sl_core_io_t s_io = {
     .dispatch = s_io_dispatch,
     .result = s_io_result,
+    .log = s_io_log,
 };
 
 /* --- the engines' callbacks --- */
@@ -242,17 +255,11 @@ static void s_eng_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, con
     s_sim_t *s = x->sim;
     s_ejob_t *j = ej->user;
     if (x->alive) {
-        sl_job_result_t res = {
-            .status = how == SL_ENGINE_OK ? SL_JOB_OK : SL_JOB_FAILED,
-            .output_tokens = ej->seq.n_out,
-            .cached_tokens = ej->seq.cached_tokens,
-            .exec_ttft = ej->first_token ? ej->first_token - ej->arrived : 0,
-            .exec_queue = ej->has_started ? ej->started - ej->arrived : 0,
-            .has_exec_queue = ej->has_started,
-            .exec_end = ej->finished - ej->arrived,
-        };
-        s->reqs[j->req].cached = ej->seq.cached_tokens;
-        sl_core_job_complete(s->core, x->core_index, ej->seq.id, &res, NULL, s->now);
+        /* Exactly what an executor would report for this engine job. */
+        sl_result_report_t rep;
+        sl_engine_job_report(ej, how, error, &rep);
+        s->reqs[j->req].cached = rep.res.cached_tokens;
+        sl_core_job_complete(s->core, x->core_index, ej->seq.id, &rep.res, NULL, s->now);
     }
     free(j);
 }
@@ -347,15 +354,11 @@ static void s_heartbeat(s_sim_t *s)
         if (!x->alive)
             continue;
         sl_engine_load_t el;
+        sl_exec_load_t l;
         sl_engine_load(x->engine, s->now, &el);
-        /* The modelled host: its GPU is busy while the engine steps, its CPU
-         * nearly idle (a GPU executor's host). */
-        sl_exec_load_t l = {
-            .running_jobs = el.running, .queued_jobs = el.waiting,
-            .queued_tokens = el.waiting_tokens, .kv_blocks_used = el.kv_used,
-            .kv_blocks_free = el.kv_free, .step_time_us = el.step_us, .busy = el.busy,
-            .gpu_util = el.busy, .has_gpu_util = true, .cpu_util = 0.05f, .has_cpu_util = true,
-        };
+        /* The executor's heartbeat; no host is measured here, so its CPU
+         * and GPU are unknown, as on a host without those sources. */
+        sl_engine_load_report(&el, NULL, &l);
         sl_core_exec_heartbeat(s->core, x->core_index, &l, s->now);
     }
     sl_core_tick(s->core, s->now);

@@ -28,6 +28,8 @@ typedef enum sl_status {
     SL_ERR_OVERFLOW = -9,    /* a fixed capacity was exceeded */
     SL_ERR_CANCELED = -10,   /* the operation was canceled */
     SL_ERR_SHUTDOWN = -11,   /* the component is shutting down */
+    SL_ERR_ID_COLLISION = -12, /* an id's hash collides with others on every probe */
+    SL_ERR_REENTERED = -13,  /* called from inside one of the callee's own callbacks */
 
     SL_ERR_MSG_MALFORMED = -20, /* a message could not be decoded */
     SL_ERR_MSG_TOO_BIG = -21,   /* a message or field exceeds its limit */

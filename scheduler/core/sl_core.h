@@ -5,7 +5,15 @@
  * No sockets, no threads, no clock reads: the daemon wraps it with ZeroMQ and
  * a real clock, the simulator with a virtual clock, tests with a fake one.
  *
- * One thread owns a core; nothing in it is locked.
+ * The core writes no file and no log: what it has to say goes out through
+ * io->log, its state is saved to and restored from a buffer
+ * (sl_core_state_save/load), and the embedder does the I/O. It is not
+ * re-entrant: a callback must not call back into the core's operations
+ * (such a call is refused with SL_ERR_REENTERED and counted); the embedder
+ * defers what it wants to do until the call that ran the callback returns.
+ *
+ * One thread owns a core; nothing in it is locked. The job and executor
+ * records and the queries a policy uses are in sl_core_view.h.
  */
 #ifndef SL_CORE_H
 #define SL_CORE_H
@@ -17,103 +25,14 @@
 #include <stdint.h>
 
 #include "common/sl_cfg.h"
-#include "common/sl_clock.h"
-#include "common/sl_list.h"
-#include "common/sl_types.h"
-#include "scheduler/core/sl_load_model.h"
-#include "scheduler/core/sl_prefix_index.h"
+#include "scheduler/core/sl_core_view.h"
 
-#include <stdio.h>
-
-#define SL_CORE_MAX_NAME 128
 /* Leading blocks of a token-id prompt the core hashes at most (the wire's
  * bound on block hashes a client may send). */
 #define SL_CORE_MAX_PROMPT_BLOCKS 8192
 /* Distinct executor KV block sizes the core counts to choose the one it
  * hashes prompts with (sizes past these are not counted). */
 #define SL_CORE_BLOCK_SIZES 8
-
-typedef struct sl_core sl_core_t;
-
-typedef enum sl_job_state {
-    SL_JOB_QUEUED,  /* waiting in the scheduler */
-    SL_JOB_RUNNING, /* dispatched to an executor */
-    SL_JOB_DONE,    /* result being delivered (inside io->result; freed after it) */
-} sl_job_state_t;
-
-typedef struct sl_exec sl_exec_t;
-
-/* A job inside the core. Fields are read-only outside the core. */
-typedef struct sl_job {
-    uint64_t seq;            /* core-assigned handle, unique for the core's life */
-    uint64_t id_hash;        /* hash of id */
-    char *id;                /* idempotency id (inside this allocation) */
-    char *tenant;            /* "" when none */
-    char *model;             /* "" when none */
-    char *session_key;       /* "" when none */
-    sl_prio_t prio;          /* class */
-    uint32_t prompt_tokens;  /* prompt length */
-    uint32_t max_new_tokens; /* output budget */
-    uint64_t *block_hashes;  /* prefix block hashes (inside this allocation) */
-    uint32_t n_block_hashes; /* entries of block_hashes */
-    uint32_t block_tokens;   /* tokens per hashed block */
-    sl_time_t submitted;     /* receipt time */
-    sl_time_t ttft_due;      /* absolute; 0 = none */
-    sl_time_t due;           /* absolute; 0 = none */
-    sl_time_t dispatched;    /* last dispatch time */
-    const void *receipt;     /* set by io->result: bytes remembered with the finished id,
-                                borrowed until it returns (see sl_core_done_find) */
-    size_t receipt_len;      /* their length */
-    sl_job_state_t state;    /* where it is */
-    uint32_t attempts;       /* dispatches so far */
-    sl_exec_t *exec;         /* executor running it (state RUNNING) */
-    double predicted_ttft_us;/* the load model's prediction at placement (0 = none) */
-    sl_lm_pred_t pred;       /* the load model's prediction for where it runs */
-    uint32_t uncached_tokens;/* prompt tokens not cached where it was placed */
-    uint32_t vocab_need;     /* largest prompt token id + 1 (0: no ids): executors' vocab >= it */
-    float queued_work_s;     /* predicted prefill seconds while it waits in the scheduler */
-    void *user;              /* the embedder's data (daemon: routing, payload) */
-    sl_list_t link;          /* queue, executor in-flight list or done list */
-} sl_job_t;
-
-#define SL_EXEC_MAX_MODELS 16
-
-/* An executor inside the core. Fields are read-only outside the core. */
-struct sl_exec {
-    uint32_t index;               /* slot in the core's table */
-    char name[SL_CORE_MAX_NAME];  /* unique name */
-    char backend[32];             /* backend name */
-    char models[SL_EXEC_MAX_MODELS][SL_CORE_MAX_NAME]; /* models served */
-    size_t n_models;              /* 0 = any model */
-    uint32_t slots;               /* declared capacity */
-    uint32_t credits;             /* in-flight bound actually used */
-    uint32_t inflight;            /* jobs dispatched and not completed */
-    uint64_t inflight_tokens;     /* prompt + output tokens of those jobs */
-    sl_list_t jobs;               /* in-flight jobs */
-    sl_exec_load_t load;          /* last heartbeat */
-    sl_time_t joined;             /* join time */
-    sl_time_t last_seen;          /* last message from it */
-    uint64_t completed;           /* jobs that ended OK here */
-    uint64_t failed;              /* jobs it failed or rejected (canceled ones count in neither) */
-    uint32_t max_context_tokens;  /* prompt + new tokens of one job at most; 0 = unlimited */
-    uint32_t vocab_size;          /* prompt token ids below this; 0 = unlimited */
-    double fail_recent;           /* failed jobs, decayed over fail_decay_ms */
-    double done_recent;           /* all jobs that ended here, decayed the same way */
-    sl_time_t recent_at;          /* when both were last decayed */
-    sl_time_t quarantined_until;  /* not placed on before this (0 = never quarantined) */
-    uint32_t kv_blocks_total;     /* KV capacity */
-    uint32_t kv_block_tokens;     /* tokens per KV block */
-    double speed;                 /* declared speed hint */
-    bool alive;                   /* false once lost (slot then free) */
-    void *user;                   /* the embedder's data (daemon: identity) */
-    void *policy_state;           /* per-executor state a policy may keep */
-    uint64_t prefill_tokens;      /* uncached prompt tokens of its in-flight jobs */
-    uint32_t hit_blocks;          /* during place(): leading blocks of the job it caches */
-    uint32_t cand_pos;            /* during place(): its position among the candidates */
-    uint64_t cand_stamp;          /* placement whose candidate list holds it */
-    uint32_t free_pos;            /* position in the core's free-credit list */
-    uint32_t alive_pos;           /* position in the core's list of live executors */
-};
 
 /* Final timings the core computes for a result. */
 typedef struct sl_job_timings {
@@ -123,7 +42,17 @@ typedef struct sl_job_timings {
     bool late;        /* ended OK past its whole-job deadline (set by the core) */
 } sl_job_timings_t;
 
-/* Actions. Each callback gets the io_arg given at create. */
+/* Severity of a line the core hands to io->log (the values of
+ * sl_log_level_t, so an embedder that uses common/sl_log.h passes it on). */
+typedef enum sl_core_log_level {
+    SL_CORE_LOG_ERROR = 0, /* something the operator must act on */
+    SL_CORE_LOG_WARN = 1,  /* the core refused or dropped something */
+    SL_CORE_LOG_INFO = 2,  /* an event worth a line (an executor left) */
+} sl_core_log_level_t;
+
+/* Actions. Each callback gets the io_arg given at create. None may call an
+ * operation of the core (one that changes it; read-only queries are fine):
+ * such a call is refused with SL_ERR_REENTERED. */
 typedef struct sl_core_io {
     /* Send job to exec (attempt counts from 1). A failure is treated as the
      * executor being lost. */
@@ -141,6 +70,9 @@ typedef struct sl_core_io {
     void (*release)(void *arg, sl_job_t *job);
     /* exec was declared lost (after its jobs were requeued): free exec->user. */
     void (*exec_lost)(void *arg, sl_exec_t *exec, const char *why);
+    /* A line for the embedder's log (optional: NULL drops them). msg is one
+     * line without a newline, valid during the call. */
+    void (*log)(void *arg, sl_core_log_level_t level, const char *msg);
 } sl_core_io_t;
 
 /* Configuration; every field is a knob of the scheduler (sl_core_cfg_fields). */
@@ -167,7 +99,6 @@ typedef struct sl_core_cfg {
     double model_forget;      /* load model: per-executor forgetting factor */
     int64_t model_stale_ms;   /* load model: unchosen this long -> predicted by the prior */
     int64_t model_learn_us;   /* load model: at most one learned completion per this, per exec */
-    char state_file[256];     /* learned state saved on exit, read at start ("" = none) */
     double quarantine_failures; /* recent failures that quarantine an executor; 0 = never */
     double quarantine_share;  /* ... when they are at least this share of its recent jobs */
     int64_t fail_decay_ms;    /* time constant of an executor's recent failure count */
@@ -203,11 +134,12 @@ typedef enum sl_core_counter {
     SL_CTR_KV_EVICTED,
     SL_CTR_PREFIX_HIT_BLOCKS,
     SL_CTR_BUSY_ENTERED,
-    SL_CTR_DONE_DROPPED, /* finished jobs not remembered (no memory for the record) */
-    SL_CTR_PROMPTS_HASHED, /* token-id prompts whose block hashes the core computed */
-    SL_CTR_LATE,           /* jobs that ended OK past their whole-job deadline */
-    SL_CTR_REFUSED_NO_FIT, /* jobs refused at submit: no live executor can hold them */
-    SL_CTR_QUARANTINED,    /* executors quarantined for failing their recent jobs */
+    SL_CTR_DONE_DROPPED,    /* finished jobs not remembered (no memory for the record) */
+    SL_CTR_PROMPTS_HASHED,  /* token-id prompts whose block hashes the core computed */
+    SL_CTR_LATE,            /* jobs that ended OK past their whole-job deadline */
+    SL_CTR_REFUSED_NO_FIT,  /* jobs refused at submit: no live executor can hold them */
+    SL_CTR_QUARANTINED,     /* executors quarantined for failing their recent jobs */
+    SL_CTR_REENTRY_REFUSED, /* calls from inside the core's own callbacks, refused */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -216,7 +148,8 @@ const char *sl_core_counter_name(sl_core_counter_t c);
 /* Create a core. io must outlive it. On error *core_p is unchanged. */
 sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, void *io_arg,
                            sl_core_t **core_p);
-/* Destroy a core, releasing every job and executor through io; NULL-safe. */
+/* Destroy a core, releasing every job and executor through io; NULL-safe.
+ * Refused (logged, nothing freed) when called from inside a callback. */
 void sl_core_destroy(sl_core_t **core_p);
 
 /*
@@ -228,6 +161,8 @@ void sl_core_destroy(sl_core_t **core_p);
  *  SL_ERR_EXISTS  same id as a known job; *job_p is that job while it is
  *                 queued or running, NULL when it finished within done_ttl
  *                 (sl_core_done_find has its receipt); user is not taken;
+ *  SL_ERR_ID_COLLISION  the id's hash collides with other ids on every
+ *                 probe of the id map (logged); user is not taken;
  *  SL_ERR_BUSY    refused; *reason_p and *retry_after_p say why and when
  *                 (0 for SL_BUSY_DEADLINE: the deadline cannot be met, a
  *                 retry would only come back later);
@@ -245,13 +180,6 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
  * sl_core_job_submit), written into why (always NUL-terminated). */
 void sl_core_job_misfit(const sl_core_t *core, const sl_job_desc_t *desc, char *why,
                         size_t why_len);
-
-/* Whether e is quarantined at now: its recent jobs failed, so no job is
- * placed on it until e->quarantined_until. */
-static inline bool sl_core_exec_quarantined(const sl_exec_t *e, sl_time_t now)
-{
-    return e->quarantined_until > now;
-}
 
 /* An executor reports the end of job seq. Stale reports (job not running on
  * that executor) are counted and ignored: SL_ERR_NOT_FOUND. */
@@ -292,12 +220,6 @@ sl_status_t sl_core_exec_heartbeat(sl_core_t *core, uint32_t index, const sl_exe
 sl_status_t sl_core_exec_touch(sl_core_t *core, uint32_t index, sl_time_t now);
 /* The executor is gone (goodbye, or the embedder knows it died): requeue its jobs. */
 sl_status_t sl_core_exec_lost(sl_core_t *core, uint32_t index, const char *why, sl_time_t now);
-/* Executor by index, NULL when unknown or lost. */
-sl_exec_t *sl_core_exec_get(sl_core_t *core, uint32_t index);
-/* Number of executor table slots (iterate 0..n-1 with sl_core_exec_get). */
-uint32_t sl_core_exec_slots(const sl_core_t *core);
-/* Live executors. */
-uint32_t sl_core_exec_count(const sl_core_t *core);
 /* The KV block size token-id prompts are hashed with: the one advertised
  * by the most live executors (ties: the smaller); 0 while none advertises
  * one (prompts are then not hashed). Executors with another block size
@@ -323,23 +245,19 @@ const char *sl_core_policy_name(const sl_core_t *core);
 sl_status_t sl_core_exec_kv_event(sl_core_t *core, uint32_t index, const uint64_t *stored,
                                   size_t n_stored, const uint64_t *evicted, size_t n_evicted,
                                   bool reset, sl_time_t now);
-/* The cluster-wide prefix index (read-only use). */
-const sl_prefix_index_t *sl_core_prefix_index(const sl_core_t *core);
-/* The learned load model (read-only use). */
-const sl_load_model_t *sl_core_load_model(const sl_core_t *core);
-/* Predict job on e at now with e->hit_blocks (valid inside place()). */
-void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
-                     sl_time_t now, sl_lm_pred_t *pred);
-/* Inside place(): the executors caching a prefix of the job, and the stamp
- * that marks candidates (e->cand_stamp == stamp means e is cands[e->cand_pos]). */
-const sl_prefix_hit_t *sl_core_place_hits(const sl_core_t *core, size_t *n_p, uint64_t *stamp_p);
 /* Predicted utilization (prefill backlog over the admission horizon). */
 double sl_core_utilization(sl_core_t *core, sl_time_t now);
 /* Whether admission is in the busy state. */
 bool sl_core_busy(const sl_core_t *core);
-/* Save / restore the learned state (load model prior, versioned text). On a
- * bad file, load logs the reason, returns SL_ERR_INVALID and changes nothing. */
-sl_status_t sl_core_state_save(const sl_core_t *core, FILE *f);
-sl_status_t sl_core_state_load(sl_core_t *core, FILE *f);
+/* Save the learned state (load model prior, versioned text) into buf of
+ * cap bytes, NUL-terminated; *len_p is its length without the NUL.
+ * SL_ERR_OVERFLOW when cap is too small: *len_p is then the length needed
+ * (call again with more than that) and buf holds nothing usable. The
+ * embedder writes it where it keeps state (the daemon: --state-file). */
+sl_status_t sl_core_state_save(const sl_core_t *core, char *buf, size_t cap, size_t *len_p);
+/* Restore what save wrote, len bytes of buf (need not be NUL-terminated).
+ * On bad text logs the reason, returns SL_ERR_INVALID and changes nothing;
+ * SL_ERR_REENTERED from inside a callback. */
+sl_status_t sl_core_state_load(sl_core_t *core, const char *buf, size_t len);
 
 #endif

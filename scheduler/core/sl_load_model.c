@@ -42,7 +42,7 @@
  * executor from a loaded one).
  */
 #include "scheduler/core/sl_load_model.h"
-#include "common/sl_log.h"
+#include "scheduler/core/sl_text.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -412,68 +412,73 @@ double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
 #define S_MAGIC "sluice-load-model"
 #define S_VERSION 2
 
-static void s_rls_write(FILE *f, const char *tag, const s_rls_t *r, int nx)
+static void s_rls_write(sl_text_out_t *w, const char *tag, const s_rls_t *r, int nx)
 {
-    fprintf(f, "%s", tag);
+    sl_text_put(w, "%s", tag);
     for (int i = 0; i < nx; i++)
-        fprintf(f, " %.17g", r->th[i]);
+        sl_text_put(w, " %.17g", r->th[i]);
     for (int i = 0; i < nx; i++)
         for (int j = 0; j < nx; j++)
-            fprintf(f, " %.17g", r->p[i][j]);
-    fputc('\n', f);
+            sl_text_put(w, " %.17g", r->p[i][j]);
+    sl_text_put(w, "\n");
 }
 
-static bool s_rls_read(FILE *f, const char *tag, s_rls_t *r, int nx)
+static bool s_rls_read(sl_text_in_t *in, const char *tag, s_rls_t *r, int nx)
 {
-    char got[32];
-    if (fscanf(f, "%31s", got) != 1 || strcmp(got, tag) != 0)
+    if (!sl_text_word_is(in, tag))
         return false;
     memset(r, 0, sizeof(*r));
     for (int i = 0; i < nx; i++)
-        if (fscanf(f, "%lg", &r->th[i]) != 1 || !isfinite(r->th[i]))
+        if (!sl_text_double(in, &r->th[i]) || !isfinite(r->th[i]))
             return false;
     for (int i = 0; i < nx; i++)
         for (int j = 0; j < nx; j++)
-            if (fscanf(f, "%lg", &r->p[i][j]) != 1 || !isfinite(r->p[i][j]))
+            if (!sl_text_double(in, &r->p[i][j]) || !isfinite(r->p[i][j]))
                 return false;
     return true;
 }
 
-sl_status_t sl_load_model_save(const sl_load_model_t *m, FILE *f)
+sl_status_t sl_load_model_save(const sl_load_model_t *m, char *buf, size_t cap, size_t *len_p)
 {
-    fprintf(f, "%s %d %d %d\n", S_MAGIC, S_VERSION, S_NP + S_NW, SL_LM_NT);
-    fprintf(f, "scored %llu %.17g %.17g\n", (unsigned long long)m->n_scored, m->ape_sum,
-            m->ape_recent);
-    s_rls_write(f, "prior", &m->prior, S_NP);
-    s_rls_write(f, "prior_wait", &m->prior_wait, S_NW);
-    s_rls_write(f, "prior_tpot", &m->prior_tpot, SL_LM_NT);
-    fprintf(f, "end\n");
-    return ferror(f) ? SL_ERR_IO : SL_OK;
+    sl_text_out_t w;
+    sl_text_out_init(&w, buf, cap);
+    sl_text_put(&w, "%s %d %d %d\n", S_MAGIC, S_VERSION, S_NP + S_NW, SL_LM_NT);
+    sl_text_put(&w, "scored %llu %.17g %.17g\n", (unsigned long long)m->n_scored, m->ape_sum,
+                m->ape_recent);
+    s_rls_write(&w, "prior", &m->prior, S_NP);
+    s_rls_write(&w, "prior_wait", &m->prior_wait, S_NW);
+    s_rls_write(&w, "prior_tpot", &m->prior_tpot, SL_LM_NT);
+    sl_text_put(&w, "end\n");
+    return sl_text_out_end(&w, len_p);
 }
 
-sl_status_t sl_load_model_load(sl_load_model_t *m, FILE *f)
+#define S_STR_(x) #x
+#define S_STR(x) S_STR_(x)
+
+sl_status_t sl_load_model_load(sl_load_model_t *m, const char **pos_p, const char *end,
+                               const char **why_p)
 {
-    char magic[32], tag[16];
-    int version, nx, nt;
-    unsigned long long n;
+    sl_text_in_t in = {.pos = *pos_p, .end = end};
+    int64_t version, nx, nt;
+    uint64_t n;
     double sum, recent;
     s_rls_t prior, prior_wait, prior_tpot;
-    if (fscanf(f, "%31s %d %d %d", magic, &version, &nx, &nt) != 4 || strcmp(magic, S_MAGIC)) {
-        SL_ERROR("state file: not a load model (bad header)");
+    if (!sl_text_word_is(&in, S_MAGIC) || !sl_text_int(&in, &version) || !sl_text_int(&in, &nx) ||
+        !sl_text_int(&in, &nt)) {
+        *why_p = "not a load model (bad header)";
         return SL_ERR_INVALID;
     }
     if (version != S_VERSION || nx != S_NP + S_NW || nt != SL_LM_NT) {
-        SL_ERROR("state file: load model version %d (%d, %d features); this build reads "
-                 "version %d (%d, %d features)",
-                 version, nx, nt, S_VERSION, S_NP + S_NW, SL_LM_NT);
+        *why_p = "a load model of another version or feature count (this build reads "
+                 "version " S_STR(S_VERSION) ")";
         return SL_ERR_INVALID;
     }
-    if (fscanf(f, "%15s %llu %lg %lg", tag, &n, &sum, &recent) != 4 || strcmp(tag, "scored") ||
-        !isfinite(sum) || !isfinite(recent) || sum < 0 || recent < 0 ||
-        !s_rls_read(f, "prior", &prior, S_NP) || !s_rls_read(f, "prior_wait", &prior_wait, S_NW) ||
-        !s_rls_read(f, "prior_tpot", &prior_tpot, SL_LM_NT) || fscanf(f, "%15s", tag) != 1 ||
-        strcmp(tag, "end")) {
-        SL_ERROR("state file: load model truncated or malformed");
+    if (!sl_text_word_is(&in, "scored") || !sl_text_uint(&in, &n) || !sl_text_double(&in, &sum) ||
+        !sl_text_double(&in, &recent) || !isfinite(sum) || !isfinite(recent) || sum < 0 ||
+        recent < 0 || !s_rls_read(&in, "prior", &prior, S_NP) ||
+        !s_rls_read(&in, "prior_wait", &prior_wait, S_NW) ||
+        !s_rls_read(&in, "prior_tpot", &prior_tpot, SL_LM_NT) || !sl_text_word_is(&in, "end")) {
+        *why_p = "load model truncated or malformed";
         return SL_ERR_INVALID;
     }
     m->prior = prior;
@@ -485,5 +490,6 @@ sl_status_t sl_load_model_load(sl_load_model_t *m, FILE *f)
     for (uint32_t i = 0; i < m->max_execs; i++)
         if (m->execs[i].samples == 0)
             sl_load_model_exec_reset(m, i, m->execs[i].busy_until);
+    *pos_p = in.pos;
     return SL_OK;
 }

@@ -12,7 +12,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "common/sl_clock.h"
 
@@ -82,10 +81,15 @@ uint64_t sl_load_model_samples(const sl_load_model_t *m);
 /* Per-token prefill seconds per 1000 tokens learned for exec (its speed). */
 double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec);
 
-/* Save the learned state (text, versioned). SL_ERR_IO on a write error. */
-sl_status_t sl_load_model_save(const sl_load_model_t *m, FILE *f);
-/* Restore from a file written by save; SL_ERR_INVALID (logged with the
- * reason) for a bad file, the model then unchanged. */
-sl_status_t sl_load_model_load(sl_load_model_t *m, FILE *f);
+/* Save the learned state (text, versioned) into buf of cap bytes,
+ * NUL-terminated; *len_p is its length without the NUL. SL_ERR_OVERFLOW
+ * when cap is too small: *len_p is then the length needed. */
+sl_status_t sl_load_model_save(const sl_load_model_t *m, char *buf, size_t cap, size_t *len_p);
+/* Restore from text written by save, starting at *pos_p and ending before
+ * end (need not be NUL-terminated); *pos_p is advanced past it. On bad
+ * text returns SL_ERR_INVALID with the reason in *why_p (a static string)
+ * and the model unchanged. */
+sl_status_t sl_load_model_load(sl_load_model_t *m, const char **pos_p, const char *end,
+                               const char **why_p);
 
 #endif

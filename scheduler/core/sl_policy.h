@@ -3,16 +3,21 @@
  * The core calls place() with the executors that can take the job now (alive,
  * serving its model, with free credit) and dispatches to the one returned.
  * observe() sees every completion so a policy can learn.
+ *
+ * This header is what a policy is built against (the plugin ABI to be): the
+ * ops table and, through sl_core_view.h, the read-only job and executor
+ * records and the queries a policy makes, nothing of the core's embedder
+ * API. The built-in policies are listed in sl_policy_registry.h.
  */
 #ifndef SL_POLICY_H
 #define SL_POLICY_H
 
-#include "scheduler/core/sl_core.h"
+#include "scheduler/core/sl_core_view.h"
 
-#define SL_POLICY_API_VERSION 1
+#define SL_POLICY_API_VERSION 2
 
 typedef struct sl_policy_params {
-    sl_core_t *core;      /* the core, for queries (read-only use) */
+    sl_core_t *core;      /* the core, for the queries of sl_core_view.h */
     uint64_t seed;        /* for randomized policies */
 } sl_policy_params_t;
 
@@ -32,21 +37,5 @@ typedef struct sl_policy_ops {
     /* Free the state. */
     void (*fini)(void *state);
 } sl_policy_ops_t;
-
-extern const sl_policy_ops_t sl_policy_round_robin;
-extern const sl_policy_ops_t sl_policy_random;
-extern const sl_policy_ops_t sl_policy_least_outstanding;
-extern const sl_policy_ops_t sl_policy_p2c;
-extern const sl_policy_ops_t sl_policy_learned;
-extern const sl_policy_ops_t sl_policy_kv_cost;
-extern const sl_policy_ops_t sl_policy_scorer;
-extern const sl_policy_ops_t sl_policy_cache_switch;
-extern const sl_policy_ops_t sl_policy_weighted;
-extern const sl_policy_ops_t sl_policy_session;
-
-/* Find a built-in policy by name; NULL when unknown. */
-const sl_policy_ops_t *sl_policy_find(const char *name);
-/* Names of the built-in policies, NULL-terminated. */
-const char *const *sl_policy_names(void);
 
 #endif

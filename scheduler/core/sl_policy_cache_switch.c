@@ -16,9 +16,10 @@
 #define S_ABS_GAP 64.0
 #define S_REL_GAP 1.5
 
+/* The state is the core, for the prefix hits of the job being placed. */
 static sl_status_t s_init(const sl_policy_params_t *params, void **state_p)
 {
-    *state_p = NULL;
+    *state_p = params->core;
     return SL_OK;
 }
 
@@ -29,6 +30,7 @@ static void s_fini(void *state)
 static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
                       sl_time_t now)
 {
+    const uint32_t *hit_blocks = sl_core_place_hit_blocks(state);
     size_t least = 0, match = 0;
     double lmin = 1e300, lmax = -1e300;
     uint32_t best_hit = 0;
@@ -40,8 +42,9 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
         }
         if (l > lmax)
             lmax = l;
-        if (cands[i]->hit_blocks > best_hit) {
-            best_hit = cands[i]->hit_blocks;
+        uint32_t hit = hit_blocks[cands[i]->index];
+        if (hit > best_hit) {
+            best_hit = hit;
             match = i;
         }
     }

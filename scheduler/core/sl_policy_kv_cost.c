@@ -17,9 +17,10 @@
 
 #include <stdlib.h>
 
+/* The state is the core, for the prefix hits of the job being placed. */
 static sl_status_t s_init(const sl_policy_params_t *params, void **state_p)
 {
-    *state_p = NULL;
+    *state_p = params->core;
     return SL_OK;
 }
 
@@ -30,6 +31,7 @@ static void s_fini(void *state)
 static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
                       sl_time_t now)
 {
+    const uint32_t *hit_blocks = sl_core_place_hit_blocks(state);
     double bt = job->block_tokens ? job->block_tokens : 16;
     double incoming = (double)job->prompt_tokens / bt;
     double incoming_all = ((double)job->prompt_tokens + job->max_new_tokens) / bt;
@@ -38,7 +40,7 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
     for (size_t i = 0; i < n; i++) {
         const sl_exec_t *e = cands[i];
         double active_prefill = (double)e->prefill_tokens / bt;
-        double prefill = active_prefill + incoming - (double)e->hit_blocks;
+        double prefill = active_prefill + incoming - (double)hit_blocks[e->index];
         if (prefill < 0)
             prefill = 0;
         double decode = (double)e->inflight_tokens / bt + incoming_all;

@@ -95,13 +95,12 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
             s_consider(st, job, cands, i, now, &b);
         return b.pick;
     }
-    size_t n_hits;
-    uint64_t stamp;
-    const sl_prefix_hit_t *hits = sl_core_place_hits(st->core, &n_hits, &stamp);
+    size_t n_hits, pos;
+    const sl_prefix_hit_t *hits = sl_core_place_hits(st->core, &n_hits);
     for (size_t h = 0; h < n_hits; h++) {
         sl_exec_t *e = sl_core_exec_get(st->core, hits[h].exec);
-        if (e && e->cand_stamp == stamp)
-            s_consider(st, job, cands, e->cand_pos, now, &b);
+        if (e && sl_core_place_candidate(st->core, e, &pos))
+            s_consider(st, job, cands, pos, now, &b);
     }
     for (int k = 0; k < S_SAMPLE; k++)
         s_consider(st, job, cands, (size_t)sl_rand_below(&st->rand, n), now, &b);

@@ -1,36 +1,22 @@
 /*
- * The table of built-in policies, looked up by name. Aliases let the
- * documented long names and the short ones both work.
+ * The built-in policies looked up by name (see sl_policy_registry.h): the
+ * lookup table and the list of names are both expanded from
+ * SL_POLICY_TABLE, so they cannot disagree with each other or with the
+ * help texts.
  */
-#include "scheduler/core/sl_policy.h"
+#include "scheduler/core/sl_policy_registry.h"
 
 #include <string.h>
 
-static const struct {
-    const char *name;            /* accepted name */
-    const sl_policy_ops_t *ops;  /* policy */
-} s_policies[] = {
-    {"round-robin", &sl_policy_round_robin},
-    {"rr", &sl_policy_round_robin},
-    {"random", &sl_policy_random},
-    {"least-outstanding", &sl_policy_least_outstanding},
-    {"least-conn", &sl_policy_least_outstanding},
-    {"p2c", &sl_policy_p2c},
-    {"power-of-two", &sl_policy_p2c},
-    {"learned", &sl_policy_learned},
-    {"kv-cost", &sl_policy_kv_cost},
-    {"dynamo", &sl_policy_kv_cost},
-    {"scorer", &sl_policy_scorer},
-    {"epp", &sl_policy_scorer},
-    {"cache-switch", &sl_policy_cache_switch},
-    {"sglang", &sl_policy_cache_switch},
-    {"weighted", &sl_policy_weighted},
-    {"session", &sl_policy_session},
-};
+#define S_ROW(name, ops) {name, &ops},
+#define S_NAME(name, ops) name,
 
-static const char *const s_names[] = {"round-robin", "random",   "least-outstanding", "p2c",
-                                     "learned",     "kv-cost",  "scorer",
-                                     "cache-switch", "weighted", "session", NULL};
+static const struct {
+    const char *name;           /* accepted name */
+    const sl_policy_ops_t *ops; /* policy */
+} s_policies[] = {SL_POLICY_TABLE(S_ROW, S_ROW) SL_POLICY_ALIASES(S_ROW)};
+
+static const char *const s_names[] = {SL_POLICY_TABLE(S_NAME, S_NAME) NULL};
 
 const sl_policy_ops_t *sl_policy_find(const char *name)
 {

@@ -19,9 +19,10 @@
 #define S_W_KV 2.0
 #define S_W_PREFIX 1.0
 
+/* The state is the core, for the prefix hits of the job being placed. */
 static sl_status_t s_init(const sl_policy_params_t *params, void **state_p)
 {
-    *state_p = NULL;
+    *state_p = params->core;
     return SL_OK;
 }
 
@@ -37,6 +38,7 @@ static double s_queue(const sl_exec_t *e)
 static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
                       sl_time_t now)
 {
+    const uint32_t *hit_blocks = sl_core_place_hit_blocks(state);
     double qmin = 1e300, qmax = -1e300;
     for (size_t i = 0; i < n; i++) {
         double q = s_queue(cands[i]);
@@ -49,7 +51,8 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
     double best_s = -1e300;
     for (size_t i = 0; i < n; i++) {
         const sl_exec_t *e = cands[i];
-        double prefix = job->n_block_hashes ? (double)e->hit_blocks / job->n_block_hashes : 0;
+        double prefix =
+            job->n_block_hashes ? (double)hit_blocks[e->index] / job->n_block_hashes : 0;
         double queue = qmax > qmin ? (qmax - s_queue(e)) / (qmax - qmin) : 1.0;
         double kv_total = (double)e->load.kv_blocks_used + e->load.kv_blocks_free;
         double kv = kv_total > 0 ? 1.0 - e->load.kv_blocks_used / kv_total : 1.0;

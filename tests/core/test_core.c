@@ -10,7 +10,7 @@
 
 #include "common/sl_hash.h"
 #include "scheduler/core/sl_core.h"
-#include "scheduler/core/sl_policy.h"
+#include "scheduler/core/sl_policy_registry.h"
 #include "tests/support/sl_test.h"
 
 #define MAX_EV 4096
@@ -27,6 +27,11 @@ typedef struct {
     int fail_dispatch_to; /* executor index whose dispatch fails, -1 none */
     size_t big_receipt;   /* > 0: receipts of this many bytes, a pattern from the id */
     int n_late;           /* results marked late */
+    int n_log;            /* lines the core logged */
+    int log_level;        /* the last one's level */
+    char log[512];        /* the last one */
+    sl_core_t *core;      /* set by tests whose callbacks call back into the core */
+    sl_status_t reentry;  /* what such a call returned */
 } rec_t;
 
 static sl_status_t s_dispatch(void *arg, sl_exec_t *e, sl_job_t *job)
@@ -84,8 +89,19 @@ static void s_lost(void *arg, sl_exec_t *e, const char *why)
     ((rec_t *)arg)->n_lost++;
 }
 
-static const sl_core_io_t s_io = {
-    .dispatch = s_dispatch, .result = s_result, .release = s_release, .exec_lost = s_lost};
+static void s_log(void *arg, sl_core_log_level_t level, const char *msg)
+{
+    rec_t *r = arg;
+    r->n_log++;
+    r->log_level = level;
+    snprintf(r->log, sizeof(r->log), "%s", msg);
+}
+
+static const sl_core_io_t s_io = {.dispatch = s_dispatch,
+                                  .result = s_result,
+                                  .release = s_release,
+                                  .exec_lost = s_lost,
+                                  .log = s_log};
 
 static sl_core_t *s_core(rec_t *r, const char *policy, int credits)
 {
@@ -454,13 +470,35 @@ static void test_policies(void **state)
         assert_true(c[i] > 25 && c[i] < 80);
     assert_non_null(sl_policy_find("least-conn"));
     assert_null(sl_policy_find("nope"));
+    /* The one table: every listed name finds a policy of that name, the
+     * help text lists the same names in the same order, and the default
+     * policy is one of them. */
+    char text[512] = "";
+    int n = 0;
+    for (const char *const *name = sl_policy_names(); *name; name++, n++) {
+        const sl_policy_ops_t *ops = sl_policy_find(*name);
+        assert_non_null(ops);
+        assert_string_equal(ops->name, *name);
+        assert_int_equal(ops->api_version, SL_POLICY_API_VERSION);
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", n ? ", " : "", *name);
+    }
+    assert_int_equal(n, 10);
+    assert_string_equal(text, SL_POLICY_NAMES_TEXT);
+    sl_core_cfg_t dcfg;
+    sl_core_cfg_default(&dcfg);
+    assert_non_null(sl_policy_find(dcfg.policy));
     rec_t r;
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
+    memset(&r, 0, sizeof(r));
     sl_core_cfg_default(&cfg);
     snprintf(cfg.policy, sizeof(cfg.policy), "nope");
-    sl_test_expect_error("unknown placement policy 'nope'");
+    /* The core says why through its log callback, not on stderr. */
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_ERR_INVALID);
+    assert_null(core);
+    assert_int_equal(r.n_log, 1);
+    assert_int_equal(r.log_level, SL_CORE_LOG_ERROR);
+    assert_string_equal(r.log, "unknown placement policy 'nope'");
 }
 
 static void test_rejoin_replaces(void **state)
@@ -822,20 +860,182 @@ static void test_deadline_whole_job(void **state)
     sl_core_destroy(&core);
 }
 
+/* A callback that calls back into the core is refused (SL_ERR_REENTERED),
+ * counted and logged, and the core carries on unharmed: the operation that
+ * ran the callback finishes, and the refused one can be made afterwards. */
+static void s_result_reenters(void *arg, sl_job_t *job, sl_job_status_t status,
+                              const sl_job_timings_t *t, const sl_exec_t *e, const void *payload,
+                              const char *err)
+{
+    rec_t *r = arg;
+    s_result(arg, job, status, t, e, payload, err);
+    /* What an embedder that lost an executor on a failed send once did. */
+    r->reentry = sl_core_exec_lost(r->core, 1, "dispatch failed", job->submitted);
+}
+
+static sl_status_t s_dispatch_reenters(void *arg, sl_exec_t *e, sl_job_t *job)
+{
+    rec_t *r = arg;
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *other = NULL;
+    sl_job_desc_t d = {
+        .id = "inner", .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = 10, .max_new_tokens = 1};
+    r->reentry = sl_core_job_submit(r->core, &d, NULL, job->submitted, &other, &reason, &retry);
+    return s_dispatch(arg, e, job);
+}
+
+static void test_no_reentry(void **state)
+{
+    static rec_t r;
+    sl_core_io_t io = s_io;
+    io.result = s_result_reenters;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(&r, 0, sizeof(r));
+    r.fail_dispatch_to = -1;
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "round-robin");
+    cfg.max_executors = 4;
+    assert_int_equal(sl_core_create(&cfg, &io, &r, &core), SL_OK);
+    r.core = core;
+    s_join(core, "a", 4, 0);
+    s_join(core, "b", 4, 0);
+    assert_int_equal(s_submit(core, "j0", SL_PRIO_INTERACTIVE, 0, NULL), SL_OK);
+    assert_int_equal(r.n_dispatch, 1);
+    s_complete(core, &r, 0, SL_MS(10));
+    /* The result was delivered; the loss asked for inside it was refused. */
+    assert_int_equal(r.n_result, 1);
+    assert_int_equal(r.status[0], SL_JOB_OK);
+    assert_int_equal(r.reentry, SL_ERR_REENTERED);
+    assert_int_equal(sl_core_counter(core, SL_CTR_REENTRY_REFUSED), 1);
+    assert_int_equal(r.log_level, SL_CORE_LOG_ERROR);
+    assert_non_null(strstr(r.log, "sl_core_exec_lost called from inside"));
+    assert_int_equal(sl_core_exec_count(core), 2);
+    assert_int_equal(sl_core_jobs_pending(core), 0);
+    /* Deferred until the call returned, the same request is served. */
+    assert_int_equal(sl_core_exec_lost(core, 1, "dispatch failed", SL_MS(11)), SL_OK);
+    assert_int_equal(sl_core_exec_count(core), 1);
+    sl_core_destroy(&core);
+
+    /* Likewise a submission from inside dispatch. */
+    memset(&r, 0, sizeof(r));
+    r.fail_dispatch_to = -1;
+    io = s_io;
+    io.dispatch = s_dispatch_reenters;
+    assert_int_equal(sl_core_create(&cfg, &io, &r, &core), SL_OK);
+    r.core = core;
+    s_join(core, "a", 4, 0);
+    assert_int_equal(s_submit(core, "outer", SL_PRIO_INTERACTIVE, 0, NULL), SL_OK);
+    assert_int_equal(r.n_dispatch, 1);
+    assert_int_equal(r.reentry, SL_ERR_REENTERED);
+    assert_null(sl_core_job_find(core, "inner"));
+    assert_non_null(sl_core_job_find(core, "outer"));
+    assert_int_equal(sl_core_counter(core, SL_CTR_REENTRY_REFUSED), 1);
+    assert_int_equal(sl_core_counter(core, SL_CTR_SUBMITTED), 1);
+    sl_core_destroy(&core);
+}
+
+/* The learned state goes to and comes from a buffer: saved text restores
+ * into another core; bad text is refused with the reason logged and the
+ * core unchanged; too small a buffer gets the size it needs. */
+static void test_state_buffer(void **state)
+{
+    rec_t r, r2;
+    sl_core_t *core = s_core(&r, "learned", 0), *core2 = s_core(&r2, "learned", 0);
+    s_join(core, "a", 4, 0);
+    for (int i = 0; i < 50; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "j%d", i);
+        assert_int_equal(s_submit(core, id, SL_PRIO_INTERACTIVE, SL_MS(10 * i), NULL), SL_OK);
+        s_complete(core, &r, r.n_dispatch - 1, SL_MS(10 * i + 5));
+    }
+    uint64_t learned = sl_load_model_samples(sl_core_load_model(core));
+    assert_true(learned > 0);
+    size_t len = 0;
+    assert_int_equal(sl_core_state_save(core, NULL, 0, &len), SL_ERR_OVERFLOW);
+    char *buf = malloc(len + 1);
+    assert_non_null(buf);
+    size_t len2 = 0;
+    assert_int_equal(sl_core_state_save(core, buf, len + 1, &len2), SL_OK);
+    assert_int_equal(len2, len);
+    assert_int_equal(strncmp(buf, "sluice-scheduler-state 1\n", 25), 0);
+    assert_int_equal(sl_core_state_load(core2, buf, len), SL_OK);
+    assert_int_equal(sl_load_model_samples(sl_core_load_model(core2)), learned);
+    assert_int_equal(r2.n_log, 0);
+    /* Another version, then cut short: refused, said why, nothing changed. */
+    static const char v2[] = "sluice-scheduler-state 2\n";
+    assert_int_equal(sl_core_state_load(core2, v2, strlen(v2)), SL_ERR_INVALID);
+    assert_string_equal(r2.log, "learned state: version 2, this build reads version 1");
+    assert_int_equal(sl_core_state_load(core2, buf, len / 2), SL_ERR_INVALID);
+    assert_string_equal(r2.log, "learned state: load model truncated or malformed");
+    assert_int_equal(sl_core_state_load(core2, "garbage", 7), SL_ERR_INVALID);
+    assert_string_equal(r2.log, "learned state: not a scheduler state (bad header)");
+    assert_int_equal(r2.log_level, SL_CORE_LOG_ERROR);
+    assert_int_equal(sl_load_model_samples(sl_core_load_model(core2)), learned);
+    free(buf);
+    sl_core_destroy(&core);
+    sl_core_destroy(&core2);
+}
+
+/* Placement marks are the core's own: a policy reads them through the
+ * view's queries while it places, and they read as nothing outside. */
+static void test_place_marks_private(void **state)
+{
+    rec_t r;
+    sl_core_t *core = s_core(&r, "cache-switch", 0);
+    uint32_t a = s_join(core, "a", 4, 0), b = s_join(core, "b", 4, 0);
+    uint64_t hashes[8];
+    for (int i = 0; i < 8; i++)
+        hashes[i] = 1000 + (uint64_t)i;
+    assert_int_equal(sl_core_exec_kv_event(core, b, hashes, 8, NULL, 0, false, 0), SL_OK);
+    sl_job_desc_t d = {.id = "p",
+                       .prio = SL_PRIO_INTERACTIVE,
+                       .prompt_tokens = 128,
+                       .max_new_tokens = 4,
+                       .block_hashes = hashes,
+                       .n_block_hashes = 8,
+                       .block_tokens = 16};
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *job = NULL;
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 1, &job, &reason, &retry), SL_OK);
+    /* cache-switch read b's 8 hit blocks through sl_core_place_hit_blocks */
+    assert_int_equal(r.exec[r.n_dispatch - 1], b);
+    assert_int_equal(sl_core_counter(core, SL_CTR_PREFIX_HIT_BLOCKS), 8);
+    size_t pos = 99;
+    for (uint32_t i = 0; i < 2; i++) {
+        sl_exec_t *e = sl_core_exec_get(core, i == 0 ? a : b);
+        assert_int_equal(sl_core_place_hit_blocks(core)[e->index], 0);
+        assert_false(sl_core_place_candidate(core, e, &pos));
+    }
+    assert_int_equal(pos, 99);
+    sl_core_destroy(&core);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deadline_whole_job),
-        cmocka_unit_test(test_late_binding),     cmocka_unit_test(test_interactive_first),
-        cmocka_unit_test(test_requeue_on_loss),  cmocka_unit_test(test_requeue_limit),
+        cmocka_unit_test(test_late_binding),
+        cmocka_unit_test(test_interactive_first),
+        cmocka_unit_test(test_requeue_on_loss),
+        cmocka_unit_test(test_requeue_limit),
         cmocka_unit_test(test_dispatch_failure_loses_executor),
-        cmocka_unit_test(test_idempotent_submit), cmocka_unit_test(test_busy_reasons),
-        cmocka_unit_test(test_done_bounded),     cmocka_unit_test(test_done_log),
-        cmocka_unit_test(test_expiry_and_cancel), cmocka_unit_test(test_policies),
-        cmocka_unit_test(test_rejoin_replaces),  cmocka_unit_test(test_hash_block_size),
+        cmocka_unit_test(test_idempotent_submit),
+        cmocka_unit_test(test_busy_reasons),
+        cmocka_unit_test(test_done_bounded),
+        cmocka_unit_test(test_done_log),
+        cmocka_unit_test(test_expiry_and_cancel),
+        cmocka_unit_test(test_policies),
+        cmocka_unit_test(test_rejoin_replaces),
+        cmocka_unit_test(test_hash_block_size),
         cmocka_unit_test(test_token_prompt_prefix_placement),
         cmocka_unit_test(test_placement_by_limits),
         cmocka_unit_test(test_failing_executor_quarantined),
+        cmocka_unit_test(test_no_reentry),
+        cmocka_unit_test(test_state_buffer),
+        cmocka_unit_test(test_place_marks_private),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "executor/sl_engine.h"
+#include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
 
 typedef struct {
@@ -331,6 +332,152 @@ static void test_limits_and_failure_reason(void **state)
     sl_engine_destroy(&e);
 }
 
+/* What each job's done callback turned into through sl_engine_job_report. */
+typedef struct {
+    int n;                         /* reports taken */
+    uint64_t id[8];                /* whose */
+    sl_result_report_t rep[8];     /* the reports (tokens point into the jobs) */
+    char error[8][80];             /* their error texts, copied */
+    const sl_engine_job_t *job[8]; /* the engine jobs they were made from */
+} reports_t;
+
+static void s_done_report(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, const char *err)
+{
+    reports_t *r = arg;
+    assert_true(r->n < 8);
+    r->id[r->n] = ej->seq.id;
+    r->job[r->n] = ej;
+    sl_engine_job_report(ej, how, err, &r->rep[r->n]);
+    snprintf(r->error[r->n], sizeof(r->error[r->n]), "%s", r->rep[r->n].error);
+    r->n++;
+}
+
+static const sl_result_report_t *s_report_of(const reports_t *r, uint64_t id, int *at_p)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->id[i] == id) {
+            *at_p = i;
+            return &r->rep[i];
+        }
+    fail_msg("no report for job %llu", (unsigned long long)id);
+    return NULL;
+}
+
+/* One engine run gives the reports an executor sends: a job that ran, one
+ * the backend refused (too long for its context) and one canceled while it
+ * waited, with timings from their arrival at the engine. */
+static void test_job_reports(void **state)
+{
+    reports_t r;
+    sl_engine_cfg_t cfg;
+    sl_engine_t *e = NULL;
+    memset(&r, 0, sizeof(r));
+    sl_cfg_defaults(sl_engine_cfg_fields, &cfg);
+    cfg.max_batch = 1; /* the third job waits behind the first */
+    sl_cfg_defaults(sl_sim_cfg_fields, &s_sim);
+    s_sim.max_context = 512;
+    sl_backend_params_t p = {.kv_block_tokens = 16, .sim = &s_sim};
+    sl_engine_cb_t cb = {.done = s_done_report, .arg = &r};
+    assert_int_equal(sl_engine_create(&cfg, sl_backend_find("sim"), &p, &cb, &e), SL_OK);
+    job_t *ok = s_job(1, 1, 448, 64), *bad = s_job(2, 1, 512, 64), *gone = s_job(3, 1, 64, 8);
+    sl_time_t t0 = SL_MS(5);
+    sl_engine_submit(e, &ok->ej, t0);
+    sl_engine_submit(e, &bad->ej, t0);
+    sl_engine_submit(e, &gone->ej, t0);
+    sl_time_t now = sl_engine_advance(e, t0); /* ok's prefill starts; the others wait */
+    assert_int_equal(sl_engine_cancel(e, 3, now), SL_OK);
+    s_drain(e, now);
+    assert_int_equal(r.n, 3);
+
+    int at;
+    const sl_result_report_t *rep = s_report_of(&r, 1, &at);
+    assert_int_equal(rep->res.status, SL_JOB_OK);
+    assert_int_equal(rep->res.output_tokens, 64);
+    assert_int_equal(rep->n_tokens, 64);
+    assert_ptr_equal(rep->tokens, ok->out);
+    assert_int_equal(rep->prompt_tokens, 448);
+    assert_int_equal(rep->res.cached_tokens, ok->ej.seq.cached_tokens);
+    assert_string_equal(r.error[at], "");
+    /* Submitted and stepped at t0: no wait, then the prefill, then 63
+     * decode steps to the last token. */
+    assert_true(rep->res.has_exec_queue);
+    assert_int_equal(rep->res.exec_queue, 0);
+    assert_int_equal(rep->res.exec_ttft, ok->ej.first_token - t0);
+    double prefill_us = s_sim.prefill_base_us + s_sim.prefill_us_per_token * 448;
+    assert_true(rep->res.exec_ttft >= (sl_time_t)(prefill_us * 1000));
+    assert_int_equal(rep->res.exec_end, ok->ej.finished - t0);
+    assert_true(rep->res.exec_end - rep->res.exec_ttft >=
+                (sl_time_t)(63 * s_sim.decode_base_us * 1000));
+
+    rep = s_report_of(&r, 2, &at);
+    assert_int_equal(rep->res.status, SL_JOB_FAILED);
+    assert_string_equal(r.error[at], "512 prompt + 64 new tokens (context 512)");
+    assert_int_equal(rep->res.output_tokens, 0);
+    assert_int_equal(rep->n_tokens, 0);
+    assert_int_equal(rep->res.exec_ttft, 0); /* no first token */
+    assert_false(rep->res.has_exec_queue);   /* it never started */
+    assert_int_equal(rep->res.exec_queue, 0);
+    /* refused when it reached the backend, after the first job freed the batch */
+    assert_int_equal(rep->res.exec_end, bad->ej.finished - t0);
+    assert_true(bad->ej.finished >= ok->ej.finished);
+
+    /* Canceled stays canceled (the simulator once reported it failed). */
+    rep = s_report_of(&r, 3, &at);
+    assert_int_equal(rep->res.status, SL_JOB_CANCELED);
+    assert_string_equal(r.error[at], "canceled");
+    assert_int_equal(rep->res.output_tokens, 0);
+    assert_false(rep->res.has_exec_queue);
+    assert_int_equal(rep->res.exec_ttft, 0);
+    assert_int_equal(rep->res.exec_end, now - t0);
+    assert_true(rep->res.exec_end > 0);
+    free(ok);
+    free(bad);
+    free(gone);
+    sl_engine_destroy(&e);
+}
+
+/* The heartbeat load: the engine's counts as they are, the host's values
+ * only where they were measured (unknown otherwise, never a guess). */
+static void test_load_report(void **state)
+{
+    sl_engine_load_t el = {.running = 3,
+                           .waiting = 2,
+                           .waiting_tokens = 700,
+                           .kv_used = 40,
+                           .kv_free = 60,
+                           .step_us = 1500,
+                           .busy = 0.75f};
+    sl_exec_load_t l;
+    sl_engine_load_report(&el, NULL, &l);
+    assert_int_equal(l.running_jobs, 3);
+    assert_int_equal(l.queued_jobs, 2);
+    assert_int_equal(l.queued_tokens, 700);
+    assert_int_equal(l.kv_blocks_used, 40);
+    assert_int_equal(l.kv_blocks_free, 60);
+    assert_int_equal(l.step_time_us, 1500);
+    assert_true(l.busy == 0.75f);
+    assert_false(l.has_cpu_util);
+    assert_false(l.has_gpu_util);
+    assert_false(l.has_gpu_mem);
+    assert_true(l.cpu_util == 0.0f && l.gpu_util == 0.0f);
+
+    sl_hostload_sample_t hs = {.has_cpu = true,
+                               .cpu = 0.25f,
+                               .has_gpu = false,
+                               .gpu = 0.9f,
+                               .has_gpu_mem = true,
+                               .gpu_mem_used = 1u << 20,
+                               .gpu_mem_total = 1u << 30};
+    sl_engine_load_report(&el, &hs, &l);
+    assert_true(l.has_cpu_util && l.cpu_util == 0.25f);
+    assert_false(l.has_gpu_util);
+    assert_true(l.gpu_util == 0.0f); /* not measured: not reported */
+    assert_true(l.has_gpu_mem);
+    assert_int_equal(l.gpu_mem_used, 1u << 20);
+    assert_int_equal(l.gpu_mem_total, 1u << 30);
+    assert_true(l.busy == 0.75f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +489,8 @@ int main(void)
         cmocka_unit_test(test_cancel_and_null),
         cmocka_unit_test(test_chunked_prefill),
         cmocka_unit_test(test_limits_and_failure_reason),
+        cmocka_unit_test(test_job_reports),
+        cmocka_unit_test(test_load_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,7 @@
 #include "common/sl_rand.h"
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_load_model.h"
-#include "scheduler/core/sl_policy.h"
+#include "scheduler/core/sl_policy_registry.h"
 #include "scheduler/core/sl_prefix_index.h"
 #include "tests/support/sl_test.h"
 
@@ -345,12 +345,21 @@ static void test_model_save_load(void **state)
     sl_rand_t r;
     sl_rand_seed(&r, 3);
     s_train(m, 0, &r, 300, 1.0);
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    assert_int_equal(sl_load_model_save(m, f), SL_OK);
-    rewind(f);
-    assert_int_equal(sl_load_model_load(m2, f), SL_OK);
-    fclose(f);
+    char buf[8192];
+    size_t len = 0;
+    const char *why = NULL;
+    /* Too small a buffer: the size needed, and nothing else. */
+    assert_int_equal(sl_load_model_save(m, buf, 16, &len), SL_ERR_OVERFLOW);
+    size_t need = len;
+    assert_true(need > 16 && need < sizeof(buf));
+    assert_int_equal(sl_load_model_save(m, buf, sizeof(buf), &len), SL_OK);
+    assert_int_equal(len, need);
+    assert_int_equal(strlen(buf), len);
+    assert_int_equal(sl_load_model_save(m, buf, len, &len), SL_ERR_OVERFLOW); /* no room for NUL */
+    assert_int_equal(sl_load_model_save(m, buf, len + 1, &len), SL_OK);
+    const char *pos = buf;
+    assert_int_equal(sl_load_model_load(m2, &pos, buf + len, &why), SL_OK);
+    assert_ptr_equal(pos, buf + len - 1); /* all of it read, up to its last newline */
     assert_int_equal(sl_load_model_samples(m2), 300);
     /* The restored prior predicts a fresh executor as the trained one does. */
     sl_lm_query_t q = {.prompt_tokens = 5000, .cached_tokens = 0, .running = 0};
@@ -359,19 +368,26 @@ static void test_model_save_load(void **state)
     sl_load_model_predict(m, 3, &q, 0, &a);
     sl_load_model_predict(m2, 3, &q, 0, &b);
     assert_true(fabs(a.ttft_s - b.ttft_s) < 1e-6);
-    /* Bad files: wrong header, truncated. */
-    f = tmpfile();
-    fputs("not a model\n", f);
-    rewind(f);
-    sl_test_expect_error("state file: not a load model");
-    assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
-    fclose(f);
-    f = tmpfile();
-    fputs("sluice-load-model 2 7 2\nscored 3 0.1 0.1\nprior 1 2\n", f);
-    rewind(f);
-    sl_test_expect_error("state file: load model truncated");
-    assert_int_equal(sl_load_model_load(m2, f), SL_ERR_INVALID);
-    fclose(f);
+    /* Text that is not NUL-terminated ends where the caller says. */
+    pos = buf;
+    assert_int_equal(sl_load_model_load(m2, &pos, buf + len - 5, &why), SL_ERR_INVALID);
+    assert_string_equal(why, "load model truncated or malformed");
+    /* Bad text: wrong header, another version, truncated; the model is unchanged. */
+    static const char bad_header[] = "not a model\n";
+    pos = bad_header;
+    assert_int_equal(sl_load_model_load(m2, &pos, bad_header + strlen(bad_header), &why),
+                     SL_ERR_INVALID);
+    assert_string_equal(why, "not a load model (bad header)");
+    assert_ptr_equal(pos, bad_header);
+    static const char other[] = "sluice-load-model 1 7 2\n";
+    pos = other;
+    assert_int_equal(sl_load_model_load(m2, &pos, other + strlen(other), &why), SL_ERR_INVALID);
+    assert_non_null(strstr(why, "another version"));
+    static const char cut[] = "sluice-load-model 2 7 2\nscored 3 0.1 0.1\nprior 1 2\n";
+    pos = cut;
+    assert_int_equal(sl_load_model_load(m2, &pos, cut + strlen(cut), &why), SL_ERR_INVALID);
+    assert_string_equal(why, "load model truncated or malformed");
+    assert_int_equal(sl_load_model_samples(m2), 300);
     sl_load_model_destroy(&m);
     sl_load_model_destroy(&m2);
 }

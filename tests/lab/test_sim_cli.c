@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "bench/sl_trace.h"
-#include "scheduler/core/sl_policy.h"
+#include "scheduler/core/sl_policy_registry.h"
 #include "tests/support/sl_test.h"
 
 /* A compare that takes a fraction of a second: 4 executors, 20 requests,

@@ -1,0 +1,197 @@
+/*
+ * Admission (see sl_core_int.h): whether a job is accepted at submission,
+ * when the core's admission knob is on.
+ *
+ * Admission refuses at once, with a predicted retry-after: a tenant over
+ * its token bucket (SL_BUSY_TENANT); any job while the cluster is in the
+ * busy state (SL_BUSY_OVERLOAD), entered when predicted utilization
+ * (prefill backlog over a horizon) passes busy_utilization and left only
+ * below busy_utilization - busy_hysteresis, so the state does not flap;
+ * batch jobs already at 90% of the threshold, so interactive work keeps the
+ * last capacity; and a job whose best predicted TTFT misses its TTFT
+ * deadline, or whose best predicted end (TTFT + TPOT x its output tokens)
+ * misses its whole-job deadline (SL_BUSY_DEADLINE, with no retry-after: a
+ * deadline is a budget from receipt, and a retry comes back later than the
+ * client wanted). A job that runs anyway and ends past its whole-job
+ * deadline is marked late in its result and counted (sl_core.c). Rejecting
+ * late (letting a job queue into a timeout) was rejected: the client learns
+ * nothing and the queue serves work that will be thrown away.
+ */
+#include "scheduler/core/sl_core_int.h"
+#include "common/sl_hash.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_ADMIT_SAMPLE 32 /* executors sampled for a deadline estimate in big clusters */
+
+/* A tenant's token bucket. */
+typedef struct s_bucket {
+    double tokens;  /* jobs the tenant may still submit */
+    sl_time_t last; /* last refill */
+} s_bucket_t;
+
+static uint64_t s_rand(sl_core_t *core)
+{
+    core->rand_state += 0x9e3779b97f4a7c15ull;
+    return sl_hash_mix64(core->rand_state);
+}
+
+double sl_core_utilization(sl_core_t *core, sl_time_t now)
+{
+    if (core->n_alive == 0)
+        return 0;
+    /* The backlog sum is O(executors): reuse it for up to a millisecond
+     * unless a dispatch changed it. */
+    if (core->util_at == 0 || now < core->util_at || now - core->util_at >= SL_MS(1)) {
+        double backlog = 0;
+        for (uint32_t i = 0; i < core->n_alive; i++)
+            backlog += sl_load_model_backlog_s(core->model, core->alive_execs[i]->index, now);
+        core->util_cached = backlog;
+        core->util_at = now ? now : 1;
+    }
+    double prefill = (core->util_cached + core->queued_work_s) /
+                     ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
+    /* Decode-bound load does not show in the prefill backlog: the share of
+     * the executors' in-flight places taken (jobs queued here count too)
+     * rises toward 1 as the running batches fill, where decode steps and
+     * KV run out. Utilization is whichever is higher. */
+    double places = (double)core->running + (double)core->free_credits;
+    double slots =
+        places > 0 ? ((double)core->running + core->qlen[0] + core->qlen[1]) / places : 0.0;
+    return prefill > slots ? prefill : slots;
+}
+
+bool sl_core_busy(const sl_core_t *core)
+{
+    return core->busy;
+}
+
+/* Best predicted TTFT of job over the executors caching its prefix and a
+ * sample of the others (all of them in a small cluster), and in *end_p the
+ * best predicted end (TTFT + TPOT x max_new_tokens, the model's whole-job
+ * estimate). Sets the job's predicted queued work to the prefill on the
+ * executor of the best TTFT. */
+static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double *end_p)
+{
+    double best = INFINITY, best_prefill = 0, best_end = INFINITY;
+    sl_lm_pred_t pred;
+    sl_core_hits_mark(core, job);
+    for (size_t i = 0; i < core->n_hits; i++) {
+        sl_exec_t *e = core->execs[core->hits[i].exec];
+        if (!e || !sl_core_can_place(e, job, now))
+            continue;
+        sl_core_predict(core, job, e, now, &pred);
+        if (pred.ttft_s < best) {
+            best = pred.ttft_s;
+            best_prefill = pred.prefill_s;
+        }
+        double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
+        if (end < best_end)
+            best_end = end;
+    }
+    uint32_t n = core->n_alive, k = n <= 2 * S_ADMIT_SAMPLE ? n : S_ADMIT_SAMPLE;
+    for (uint32_t i = 0; i < k; i++) {
+        sl_exec_t *e = core->alive_execs[k == n ? i : (uint32_t)(s_rand(core) % n)];
+        if (!sl_core_can_place(e, job, now))
+            continue;
+        sl_core_predict(core, job, e, now, &pred);
+        if (pred.ttft_s < best) {
+            best = pred.ttft_s;
+            best_prefill = pred.prefill_s;
+        }
+        double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
+        if (end < best_end)
+            best_end = end;
+    }
+    sl_core_hits_clear(core);
+    job->queued_work_s = (float)best_prefill;
+    /* No free credit: it also waits its turn in the scheduler's queue. */
+    if (core->n_free_execs == 0 && core->n_alive) {
+        best += core->queued_work_s / core->n_alive;
+        best_end += core->queued_work_s / core->n_alive;
+    }
+    *end_p = best_end;
+    return best;
+}
+
+/* Admission: false (with reason and retry-after) to refuse job now. */
+bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
+                   sl_time_t *retry_p)
+{
+    if (core->cfg.tenant_rate > 0) {
+        uint64_t key = sl_hash_bytes(job->tenant, strlen(job->tenant), 7) | 1;
+        s_bucket_t *b = sl_map_get(&core->tenants, key);
+        if (!b) {
+            b = malloc(sizeof(*b));
+            if (b && sl_map_put(&core->tenants, key, b) != SL_OK) {
+                free(b);
+                b = NULL;
+            }
+            if (b) {
+                b->tokens = core->cfg.tenant_burst;
+                b->last = now;
+            }
+        }
+        if (b) {
+            b->tokens += (double)(now - b->last) / 1e9 * core->cfg.tenant_rate;
+            if (b->tokens > core->cfg.tenant_burst)
+                b->tokens = core->cfg.tenant_burst;
+            b->last = now;
+            if (b->tokens < 1.0) {
+                *reason_p = SL_BUSY_TENANT;
+                *retry_p = (sl_time_t)((1.0 - b->tokens) / core->cfg.tenant_rate * 1e9) + 1;
+                return false;
+            }
+            b->tokens -= 1.0;
+        }
+    }
+    double util = sl_core_utilization(core, now);
+    if (core->cfg.busy_smooth_ms == 0 || core->util_avg_at == 0) {
+        core->util_avg = util;
+    } else if (now > core->util_avg_at) {
+        double a = 1.0 - exp(-(double)(now - core->util_avg_at) /
+                             ((double)core->cfg.busy_smooth_ms * 1e6));
+        core->util_avg += a * (util - core->util_avg);
+    }
+    core->util_avg_at = now > 0 ? now : 1;
+    util = core->util_avg;
+    double high = core->cfg.busy_utilization, low = high - core->cfg.busy_hysteresis;
+    double horizon_s = (double)core->cfg.admit_horizon_ms / 1e3;
+    if (!core->busy && util > high) {
+        core->busy = true;
+        core->counters[SL_CTR_BUSY_ENTERED]++;
+    } else if (core->busy && util < low) {
+        core->busy = false;
+    }
+    double limit = job->prio == SL_PRIO_BATCH ? 0.9 * high : high;
+    if (core->busy || util > limit) {
+        double target = job->prio == SL_PRIO_BATCH ? 0.9 * low : low;
+        double wait_s = (util - target) * horizon_s;
+        *reason_p = SL_BUSY_OVERLOAD;
+        *retry_p = (sl_time_t)((wait_s > 0.01 ? wait_s : 0.01) * 1e9);
+        return false;
+    }
+    double best_end;
+    double best = s_best_ttft(core, job, now, &best_end);
+    /* A deadline is a budget from receipt: a retry would come back later
+     * than the client wanted, so these refusals carry no retry-after. */
+    bool ttft_missed =
+        job->ttft_due && isfinite(best) && best > (double)(job->ttft_due - now) / 1e9;
+    bool end_missed = job->due && isfinite(best_end) && best_end > (double)(job->due - now) / 1e9;
+    if (ttft_missed || end_missed) {
+        *reason_p = SL_BUSY_DEADLINE;
+        *retry_p = 0;
+        return false;
+    }
+    return true;
+}
+
+void sl_core_admit_fini(sl_core_t *core)
+{
+    size_t it = 0;
+    void *val;
+    while (sl_map_next(&core->tenants, &it, NULL, &val))
+        free(val);
+}

@@ -1,0 +1,249 @@
+/*
+ * What the files of the core share and nobody else sees: the core's state,
+ * each executor's private part, the finished-job log's records, and the
+ * functions one subject calls in another. Not installed and not included
+ * outside scheduler/core/ (policies see sl_core_view.h only).
+ *
+ * The subjects: sl_core.c (life cycle, jobs, queues, timers), sl_core_done.c
+ * (the finished-job log), sl_core_admit.c (admission), sl_core_place.c
+ * (placement and dispatch), sl_core_exec.c (the executor table),
+ * sl_core_state.c (saving and restoring the learned state).
+ */
+#ifndef SL_CORE_INT_H
+#define SL_CORE_INT_H
+
+#include "scheduler/core/sl_core.h"
+#include "scheduler/core/sl_policy.h"
+#include "common/sl_map.h"
+
+/* Probes of the id map before an id counts as colliding (SL_ERR_ID_COLLISION). */
+#define SL_CORE_ID_PROBES 4
+
+/* The core's private part of an executor: bookkeeping no policy or
+ * embedder reads. The public record is its first member, so the table
+ * stores &pub and sl_core_exec_priv() gets back here. (The placement's
+ * prefix hits are in sl_core.hit_blocks, by index, so a policy reads them
+ * without a call per candidate.) */
+typedef struct sl_core_exec {
+    sl_exec_t pub;       /* what the embedder and the policies see */
+    uint32_t cand_pos;   /* during a placement: its position among the candidates */
+    uint64_t cand_stamp; /* placement whose candidate list holds it */
+    uint32_t free_pos;   /* position in the core's free-credit list */
+    uint32_t alive_pos;  /* position in the core's list of live executors */
+} sl_core_exec_t;
+
+static inline sl_core_exec_t *sl_core_exec_priv(const sl_exec_t *e)
+{
+    return SL_CONTAINER_OF((sl_exec_t *)e, sl_core_exec_t, pub);
+}
+
+/* A finished job in the log: its id and its receipt. */
+typedef struct sl_core_done {
+    uint64_t id_key;   /* its key in by_id */
+    sl_time_t done_at; /* when it finished */
+    uint32_t id_len;   /* bytes of the id, NUL included */
+    uint32_t len;      /* bytes of the receipt */
+    char data[];       /* the id, then the receipt */
+} sl_core_done_t;
+
+/* One block of the log. */
+typedef struct sl_core_done_block {
+    struct sl_core_done_block *next; /* the next newer block */
+    size_t cap;                      /* bytes of data */
+    size_t used;                     /* bytes appended */
+    size_t head;                     /* bytes forgotten (the oldest record starts here) */
+    _Alignas(8) uint8_t data[];      /* records */
+} sl_core_done_block_t;
+
+struct sl_core {
+    sl_core_cfg_t cfg;                /* configuration */
+    const sl_core_io_t *io;           /* action callbacks */
+    void *io_arg;                     /* their argument */
+    const sl_policy_ops_t *policy;    /* placement policy */
+    void *policy_state;               /* its state */
+    uint32_t in_callback;             /* callbacks (io or policy) now running: no re-entry */
+    sl_map_t by_id;                   /* id hash (probed) -> job, or sl_core_done_t | 1 */
+    sl_map_t by_seq;                  /* seq -> job, while queued or running */
+    sl_list_t queue[SL_PRIO_COUNT];   /* waiting jobs per class */
+    uint32_t qlen[SL_PRIO_COUNT];     /* their lengths */
+    sl_core_done_block_t *done_head;  /* the finished-job log: oldest block */
+    sl_core_done_block_t *done_tail;  /* newest block (records are appended here) */
+    sl_core_done_block_t *done_spare; /* an emptied block kept for reuse */
+    uint32_t n_done;                  /* records in the log */
+    uint32_t running;                 /* jobs dispatched */
+    sl_exec_t **execs;                /* table of max_executors slots */
+    sl_exec_t **cands;                /* scratch: placement candidates */
+    uint32_t n_alive;                 /* live executors */
+    int64_t free_credits;             /* sum of free credits of live executors */
+    uint64_t next_seq;                /* next job sequence number */
+    bool draining;                    /* refusing new jobs */
+    bool pumping;                     /* inside sl_core_pump (no re-entry) */
+    bool placing;                     /* inside policy->place (candidate marks valid) */
+    uint64_t counters[SL_CTR_COUNT];  /* statistics */
+    sl_exec_t **alive_execs;          /* live executors */
+    sl_exec_t **free_execs;           /* executors with a free credit */
+    uint32_t n_free_execs;            /* entries of free_execs */
+    sl_prefix_index_t *index;         /* cluster-wide prefix index */
+    sl_load_model_t *model;           /* learned load model */
+    sl_prefix_hit_t *hits;            /* scratch: prefix hits of the job being placed */
+    uint32_t *hit_blocks;             /* per executor index: leading blocks of that job it
+                                         caches (0 outside a placement) */
+    size_t n_hits;                    /* entries of hits */
+    uint32_t common_blocks;           /* leading blocks of the job taken as cached everywhere */
+    uint64_t place_stamp;             /* current placement (marks candidates) */
+    double queued_work_s;             /* predicted prefill of jobs in the scheduler's queue */
+    uint32_t queued_with_due;         /* queued jobs that have a deadline (ticks scan only then) */
+    bool busy;                        /* admission's busy state */
+    double util_avg;                  /* utilization averaged over busy_smooth_ms */
+    sl_time_t util_avg_at;            /* when util_avg was last updated (0 = never) */
+    double util_cached;               /* last summed prefill backlog, seconds */
+    sl_time_t util_at;                /* when (recomputed at most every ms) */
+    sl_map_t tenants;                 /* tenant hash -> admission's token bucket */
+    uint64_t rand_state;              /* sampling for admission estimates */
+    uint32_t hash_block_tokens;       /* block size token prompts are hashed with (0 = none) */
+    uint64_t fit_context;             /* smallest context of a live executor (UINT64_MAX: none
+                                         limited): a job within it and fit_vocab fits them all */
+    uint64_t fit_vocab;               /* smallest vocabulary of a live executor, likewise */
+};
+
+/* ---- calling out: every io and policy callback runs inside these ---- */
+
+/* A callback starts / ends; while one runs, the core's operations refuse. */
+static inline void sl_core_cb_enter(sl_core_t *core)
+{
+    core->in_callback++;
+}
+
+static inline void sl_core_cb_leave(sl_core_t *core)
+{
+    core->in_callback--;
+}
+
+/* Count and log a refused call of op; returns true. */
+bool sl_core_reentry_refuse(sl_core_t *core, const char *op);
+
+/* At the top of every operation: true (counted, logged) when it was called
+ * from inside a callback, and must return SL_ERR_REENTERED at once. */
+static inline bool sl_core_reentered(sl_core_t *core, const char *op)
+{
+    return core->in_callback != 0 && sl_core_reentry_refuse(core, op);
+}
+
+/* A line for io->log, formatted like printf (dropped without io->log). */
+void sl_core_logf(sl_core_t *core, sl_core_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Format like snprintf into buf of len bytes (cut to fit, NUL-terminated). */
+void sl_core_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- jobs and queues (sl_core.c) ---- */
+
+/* Deliver a finished job's result, remember it in the log, free the job. */
+void sl_core_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
+                        const sl_job_timings_t *t, const sl_exec_t *exec, const void *payload,
+                        const char *error, sl_time_t now);
+/* Timings of a job that ends without (another) run: queued until now. */
+void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t *t);
+/* Put a job in its class's queue (front: a requeued one) / take it out.
+ * (Inline: on every submission and dispatch.) */
+static inline void sl_core_queue_add(sl_core_t *core, sl_job_t *job, bool front)
+{
+    if (front)
+        sl_list_push_front(&core->queue[job->prio], &job->link);
+    else
+        sl_list_push_back(&core->queue[job->prio], &job->link);
+    core->qlen[job->prio]++;
+    if (job->due || job->ttft_due)
+        core->queued_with_due++;
+    core->queued_work_s += job->queued_work_s;
+}
+
+static inline void sl_core_queue_del(sl_core_t *core, sl_job_t *job)
+{
+    sl_list_del(&job->link);
+    core->qlen[job->prio]--;
+    if (job->due || job->ttft_due)
+        core->queued_with_due--;
+    core->queued_work_s -= job->queued_work_s;
+    if (core->qlen[0] + core->qlen[1] == 0)
+        core->queued_work_s = 0; /* no drift from rounding */
+}
+
+/* ---- the finished-job log (sl_core_done.c) ---- */
+
+/* Values of by_id: a live job, or a finished one's record with bit 0 set. */
+static inline bool sl_core_id_is_done(const void *v)
+{
+    return ((uintptr_t)v & 1) != 0;
+}
+
+static inline sl_core_done_t *sl_core_done_of(const void *v)
+{
+    return (sl_core_done_t *)((uintptr_t)v & ~(uintptr_t)1);
+}
+
+static inline const char *sl_core_entry_id(const void *v)
+{
+    return sl_core_id_is_done(v) ? sl_core_done_of(v)->data : ((const sl_job_t *)v)->id;
+}
+
+/* The by_id value for id (live job or tagged record); NULL when unknown. */
+void *sl_core_id_find(const sl_core_t *core, const char *id);
+/* Remember the finished job (its id and receipt) in place of it in by_id;
+ * without memory for the record the id is forgotten (counted). */
+void sl_core_done_remember(sl_core_t *core, const sl_job_t *job, sl_time_t now);
+/* Forget records past done_ttl or beyond done_max. */
+void sl_core_done_forget(sl_core_t *core, sl_time_t now);
+/* Free the whole log (at destroy). */
+void sl_core_done_fini(sl_core_t *core);
+
+/* ---- admission (sl_core_admit.c) ---- */
+
+/* false (with reason and retry-after) to refuse job now. */
+bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
+                   sl_time_t *retry_p);
+/* Free the tenants' buckets (at destroy). */
+void sl_core_admit_fini(sl_core_t *core);
+
+/* ---- placement (sl_core_place.c) ---- */
+
+/* Place queued jobs while some executor has a free credit. */
+void sl_core_pump(sl_core_t *core, sl_time_t now);
+/* The common filter every candidate passes: serves the job's model, holds
+ * it, not quarantined. */
+bool sl_core_can_place(const sl_exec_t *e, const sl_job_t *job, sl_time_t now);
+/* Match job's prefix against the index and mark the hits on the
+ * executors / clear the marks. */
+void sl_core_hits_mark(sl_core_t *core, const sl_job_t *job);
+void sl_core_hits_clear(sl_core_t *core);
+
+/* ---- the executor table (sl_core_exec.c) ---- */
+
+/* The free-credit list: an executor is in it while inflight < credits.
+ * (Inline: on every dispatch and completion at the credit bound.) */
+static inline void sl_core_free_add(sl_core_t *core, sl_exec_t *e)
+{
+    sl_core_exec_priv(e)->free_pos = core->n_free_execs;
+    core->free_execs[core->n_free_execs++] = e;
+}
+
+static inline void sl_core_free_del(sl_core_t *core, sl_exec_t *e)
+{
+    sl_exec_t *last = core->free_execs[--core->n_free_execs];
+    uint32_t pos = sl_core_exec_priv(e)->free_pos;
+    core->free_execs[pos] = last;
+    sl_core_exec_priv(last)->free_pos = pos;
+}
+/* e can hold a job of need tokens (prompt + new) with ids below vocab_need. */
+bool sl_core_exec_holds(const sl_exec_t *e, uint64_t need, uint32_t vocab_need);
+/* Whether some live executor can hold such a job of model. */
+bool sl_core_fits_some(const sl_core_t *core, const char *model, uint64_t need,
+                       uint32_t vocab_need);
+/* The largest prompt token id + 1; 0 without ids. */
+uint32_t sl_core_vocab_need(const uint32_t *ids, uint32_t n);
+/* Count how a job ended on e; quarantine e when its recent jobs failed. */
+void sl_core_exec_outcome(sl_core_t *core, sl_exec_t *e, sl_job_status_t status, sl_time_t now);
+/* e is lost: requeue (or fail) its jobs, free it. */
+void sl_core_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t now);
+
+#endif
