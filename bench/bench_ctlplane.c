@@ -32,7 +32,7 @@
 #include "common/sl_clock.h"
 #include "common/sl_hist.h"
 #include "common/sl_log.h"
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -191,25 +191,37 @@ static int s_free_port(void)
     return port;
 }
 
-/* The encoded size of a Submit of the jobs phase, so both phases move the same bytes. */
-static size_t s_submit_size(int prompt_tokens)
+/* The prompt of every job: prompt_tokens token ids spread over a 32 Ki
+ * vocabulary (most take three bytes on the wire, as real ids do). */
+static uint32_t *s_prompt_ids(int prompt_tokens)
 {
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    Sluice__Submit submit = SLUICE__SUBMIT__INIT;
-    Sluice__Job job = SLUICE__JOB__INIT;
-    Sluice__Prompt prompt = SLUICE__PROMPT__INIT;
-    prompt.length = (uint32_t)prompt_tokens;
-    job.id = "ctl-0000000000";
-    job.tenant = "ctlplane";
-    job.model = "";
-    job.session_key = "";
-    job.prompt = &prompt;
-    job.max_new_tokens = 1;
-    submit.job = &job;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &submit;
-    env.version = SL_PROTO_VERSION;
-    return sluice__envelope__get_packed_size(&env);
+    uint32_t *ids = malloc((size_t)prompt_tokens * sizeof(*ids));
+    for (int i = 0; ids && i < prompt_tokens; i++)
+        ids[i] = (uint32_t)(((uint64_t)i * 7919u + 17u) % 32000u);
+    return ids;
+}
+
+/* The encoded size of a job's submission in the jobs phase (the item and
+ * the envelope around a batch of one), so both phases move the same bytes. */
+static size_t s_submit_size(int prompt_tokens, const uint32_t *ids)
+{
+    sl_job_desc_t job = {
+        .id = "ctl-0000000000",
+        .tenant = "ctlplane",
+        .prio = SL_PRIO_INTERACTIVE,
+        .token_ids = ids,
+        .n_token_ids = (uint32_t)prompt_tokens,
+        .max_new_tokens = 1,
+    };
+    void *mem = NULL;
+    size_t len = 0;
+    char err[256];
+    if (sl_wire_submit_pack(&job, &sl_proto_limits_default, 0, &mem, &len, err, sizeof(err)) !=
+        SL_OK)
+        return 0;
+    free(mem);
+    /* version (2 bytes), body tag (2), body length and item tag and length (at most 8) */
+    return len + 2 + 2 + 8;
 }
 
 /* ---- phase 1: raw echo ------------------------------------------------ */
@@ -410,14 +422,15 @@ static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
  * drained so the cluster is idle for the next raw phase; < 0 on failure.
  * id holds "ctl-<pid>-" then 10 digits, stepped per job. */
 static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefix,
-                     uint64_t *errors_p, s_cpu_t *cpu_us)
+                     const uint32_t *ids, uint64_t *errors_p, s_cpu_t *cpu_us)
 {
     s_cpu_t c0, c1;
     uint64_t done = 0, counted = 0;
     sl_job_spec_t job = {
         .id = id,
         .tenant = "ctlplane",
-        .prompt_length = (uint32_t)cfg->prompt_tokens,
+        .token_ids = ids,
+        .n_token_ids = (uint32_t)cfg->prompt_tokens,
         .max_new_tokens = 1,
     };
     sl_time_t start = sl_clock_now();
@@ -535,7 +548,13 @@ int sl_bench_ctlplane_main(int argc, char **argv)
 
     int rc = 1;
     sl_client_t *client = NULL;
-    size_t size = s_submit_size(cfg.prompt_tokens);
+    uint32_t *prompt_ids = s_prompt_ids(cfg.prompt_tokens);
+    size_t size = prompt_ids ? s_submit_size(cfg.prompt_tokens, prompt_ids) : 0;
+    if (!size) {
+        fprintf(stderr, "sluice-bench ctlplane: cannot build a job of %d tokens\n",
+                cfg.prompt_tokens);
+        goto out;
+    }
     printf("ctlplane: window %d, %zu-byte messages, %d null executors (%d slots), policy %s, %s\n",
            cfg.window, size, cfg.executors, cfg.slots, cfg.policy, cfg.transport);
     fflush(stdout);
@@ -569,7 +588,7 @@ int sl_bench_ctlplane_main(int argc, char **argv)
         if (!cfg.skip_raw && (raw = s_raw(&cfg, raw_ep, size)) < 0)
             goto out;
         s_cpu_t cpu;
-        double jobs = s_jobs(&cfg, client, id, prefix, &errors, &cpu);
+        double jobs = s_jobs(&cfg, client, id, prefix, prompt_ids, &errors, &cpu);
         if (jobs < 0)
             goto out;
         raws[k] = raw;
@@ -596,6 +615,7 @@ int sl_bench_ctlplane_main(int argc, char **argv)
 out:
     sl_client_destroy(&client);
     s_stop_children(cfg.stop_timeout_ms);
+    free(prompt_ids);
     if (ipc) {
         const char *names[] = {"raw", "client", "executor"};
         char path[PATH_MAX + 32];
