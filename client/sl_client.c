@@ -360,10 +360,10 @@ static sl_status_t s_queue(sl_client_t *c, s_job_t *job, bool track)
     return SL_OK;
 }
 
-/* Send the batch once it is full (a failure re-arms its jobs). */
+/* Send the batch once it is full, in items or in bytes (a failure re-arms its jobs). */
 static void s_flush_if_full(sl_client_t *c)
 {
-    if (c->out.n >= (uint32_t)c->cfg.submit_batch)
+    if (c->out.n >= (uint32_t)c->cfg.submit_batch || c->out.len >= SL_WIRE_BATCH_BYTES)
         (void)s_flush(c);
 }
 

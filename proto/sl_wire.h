@@ -355,6 +355,11 @@ typedef struct sl_wire_batch {
     uint64_t scalar;   /* RESULTS: the queue depth sent with it */
 } sl_wire_batch_t;
 
+/* Bytes after which a sender sends the batch it is filling, whatever its
+ * item count: a batch of long prompts stays far below every peer's
+ * max-msg-bytes (8 MiB by default) and is not held back for a whole turn. */
+#define SL_WIRE_BATCH_BYTES (1u << 20)
+
 /* An empty batch of kind SL_WIRE_SUBMITS, _RESULTS, _DISPATCHES or
  * _COMPLETIONS; allocates nothing. */
 void sl_wire_batch_init(sl_wire_batch_t *b, sl_wire_kind_t kind);

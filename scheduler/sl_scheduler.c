@@ -174,7 +174,7 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     sl_sched_t *s = arg;
     s_exec_data_t *ed = exec->user;
     s_job_data_t *jd = job->user;
-    if (ed->out.n >= (uint32_t)s->cfg.max_batch) {
+    if (ed->out.n >= (uint32_t)s->cfg.max_batch || ed->out.len >= SL_WIRE_BATCH_BYTES) {
         sl_status_t st = s_exec_flush(s, ed);
         if (st != SL_OK)
             return st;
@@ -225,7 +225,7 @@ static s_client_out_t *s_out_get(sl_sched_t *s, const sl_wire_ident_t *to)
             return NULL;
     }
     if (o) {
-        if (o->batch.n >= (uint32_t)s->cfg.max_batch)
+        if (o->batch.n >= (uint32_t)s->cfg.max_batch || o->batch.len >= SL_WIRE_BATCH_BYTES)
             s_out_send(s, o);
         return o;
     }

@@ -792,6 +792,68 @@ static void test_typed_roundtrip(void **state)
     s_pair_close(&pr);
 }
 
+/* A long prompt (the packed uint32 fast paths both ways) comes back the
+ * same, whatever the lengths of its varints, and encodes as protobuf-c. */
+static void test_long_prompt(void **state)
+{
+    char err[256];
+    enum { N = 40000 };
+    static uint32_t ids[N];
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    for (uint32_t i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        unsigned bits = (unsigned)(x >> 59) + 1; /* 1 to 32 bits: every varint length */
+        ids[i] = (uint32_t)(x >> 8) & (uint32_t)((1ull << bits) - 1);
+    }
+    for (int n = N - 7; n <= N; n++) {
+        sl_job_desc_t job = {.id = "long", .token_ids = ids, .n_token_ids = (uint32_t)n,
+                             .max_new_tokens = 1};
+        void *mem = NULL;
+        size_t len = 0;
+        assert_int_equal(
+            sl_wire_submit_pack(&job, &sl_proto_limits_default, 0, &mem, &len, err, sizeof(err)),
+            SL_OK);
+        /* the Submit as protobuf-c packs it */
+        Sluice__Prompt p = SLUICE__PROMPT__INIT;
+        Sluice__Job j = SLUICE__JOB__INIT;
+        Sluice__Submit sub = SLUICE__SUBMIT__INIT;
+        p.token_ids = ids;
+        p.n_token_ids = (size_t)n;
+        j.id = "long";
+        j.prompt = &p;
+        j.max_new_tokens = 1;
+        sub.job = &j;
+        size_t want_len = sluice__submit__get_packed_size(&sub);
+        assert_int_equal(len, want_len);
+        uint8_t *want = malloc(want_len);
+        sluice__submit__pack(&sub, want);
+        assert_memory_equal(mem, want, len);
+        free(want);
+        /* decoded back: the same ids */
+        Sluice__Submit *back = NULL;
+        sl_msg_t *m = NULL;
+        size_t elen = 0;
+        sl_wire_batch_t b;
+        sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+        assert_int_equal(sl_wire_submit_add_packed(&b, mem, len), SL_OK);
+        pair_t pr;
+        s_pair_open(&pr, "proto-long");
+        assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK);
+        elen = s_recv_raw(&pr);
+        s_pair_close(&pr);
+        sl_wire_batch_fini(&b);
+        assert_int_equal(sl_proto_decode(s_buf, elen, &sl_proto_limits_default, &m, err, 256),
+                         SL_OK);
+        back = m->submits->submits[0];
+        assert_int_equal(back->job->prompt->n_token_ids, (size_t)n);
+        assert_memory_equal(back->job->prompt->token_ids, ids, (size_t)n * sizeof(uint32_t));
+        sl_proto_free(&m);
+        free(mem);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -807,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_batch_corruption),
         cmocka_unit_test(test_single_bodies_gone),
         cmocka_unit_test(test_typed_roundtrip),
+        cmocka_unit_test(test_long_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
