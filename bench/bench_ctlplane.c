@@ -69,6 +69,7 @@ typedef struct s_ctl_cfg {
     double duration_s;              /* measured time of each phase */
     double warmup_s;                /* unmeasured time before each phase */
     int prompt_tokens;              /* prompt length of the jobs (sets the message size) */
+    bool prompt_ids;                /* jobs carry token ids (else a length only) */
     char transport[SL_CFG_STR_MAX]; /* tcp (loopback, free ports) or ipc (temp dir) */
     char bin_dir[SL_CFG_STR_MAX];   /* where the programs are (default: next to sluice-bench) */
     int startup_timeout_ms;         /* wait for the executors to register */
@@ -96,6 +97,9 @@ static const sl_cfg_field_t s_table[] = {
                  "unmeasured seconds before each phase"),
     SL_CFG_RANGE(s_ctl_cfg_t, prompt_tokens, "prompt-tokens", "16", SL_CFG_INT, 1, 65536,
                  "prompt tokens per job (sets the message size of both phases)"),
+    SL_CFG_FIELD(s_ctl_cfg_t, prompt_ids, "prompt-ids", "true", SL_CFG_BOOL,
+                 "jobs carry their prompt's token ids (false: its length only, as before "
+                 "2026-12)"),
     SL_CFG_FIELD(s_ctl_cfg_t, transport, "transport", "tcp", SL_CFG_STR,
                  "tcp (loopback, free ports) or ipc (sockets in a temporary folder)"),
     SL_CFG_FIELD(s_ctl_cfg_t, bin_dir, "bin-dir", "", SL_CFG_STR,
@@ -218,8 +222,9 @@ static size_t s_submit_size(int prompt_tokens, const uint32_t *ids)
         .id = "ctl-0000000000",
         .tenant = "ctlplane",
         .prio = SL_PRIO_INTERACTIVE,
+        .prompt_tokens = ids ? 0 : (uint32_t)prompt_tokens,
         .token_ids = ids,
-        .n_token_ids = (uint32_t)prompt_tokens,
+        .n_token_ids = ids ? (uint32_t)prompt_tokens : 0,
         .max_new_tokens = 1,
     };
     void *mem = NULL;
@@ -516,8 +521,9 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
     sl_job_spec_t job = {
         .id = id,
         .tenant = "ctlplane",
+        .prompt_length = ids ? 0 : (uint32_t)cfg->prompt_tokens,
         .token_ids = ids,
-        .n_token_ids = (uint32_t)cfg->prompt_tokens,
+        .n_token_ids = ids ? (uint32_t)cfg->prompt_tokens : 0,
         .max_new_tokens = 1,
     };
     sl_time_t start = sl_clock_now();
@@ -644,17 +650,17 @@ int sl_bench_ctlplane_main(int argc, char **argv)
 
     int rc = 1;
     sl_client_t *client = NULL;
-    uint32_t *prompt_ids = s_prompt_ids(cfg.prompt_tokens);
-    size_t size = prompt_ids ? s_submit_size(cfg.prompt_tokens, prompt_ids) : 0;
+    uint32_t *prompt_ids = cfg.prompt_ids ? s_prompt_ids(cfg.prompt_tokens) : NULL;
+    size_t size = !cfg.prompt_ids || prompt_ids ? s_submit_size(cfg.prompt_tokens, prompt_ids) : 0;
     if (!size) {
         fprintf(stderr, "sluice-bench ctlplane: cannot build a job of %d tokens\n",
                 cfg.prompt_tokens);
         goto out;
     }
-    printf("ctlplane: window %d, %zu-byte messages (%d prompt token ids), %d null executors "
+    printf("ctlplane: window %d, %zu-byte messages (%d prompt tokens%s), %d null executors "
            "(%d slots), policy %s, %s, raw %s\n",
-           cfg.window, size, cfg.prompt_tokens, cfg.executors, cfg.slots, cfg.policy,
-           cfg.transport, cfg.raw_shape);
+           cfg.window, size, cfg.prompt_tokens, cfg.prompt_ids ? " as ids" : ", length only",
+           cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape);
     fflush(stdout);
     char credits[16], slots[16], name[S_MAX_CHILDREN][32];
     snprintf(credits, sizeof(credits), "%d", cfg.credits);

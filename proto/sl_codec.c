@@ -35,16 +35,6 @@
  * decoded; it packs them after the known ones), so the codec is never
  * wrong, only sometimes not faster.
  *
- * Packed uint32 arrays (prompt token ids, output tokens) have a path of
- * their own both ways: a 32 Ki-token prompt is a hundred kilobytes of
- * varints that the scheduler and the executor decode and libsluice
- * encodes, and the generic loop (a switch and a byte at a time per value)
- * was most of the scheduler's time per long job. Decoding reads eight
- * bytes at once, finds the value's end from the continuation bits and
- * gathers its seven-bit groups without a branch per byte; counting the
- * values is a popcount per eight bytes; encoding sizes the array first and
- * then writes forwards with eight-byte stores.
- *
  * Rejected: a hand-written encoder and decoder per message (ten copies of
  * the same loop, and every new field a chance to drift from the .proto);
  * decoding into views of the receive buffer (every user would need its own
@@ -380,61 +370,6 @@ static int s_delimited(const s_fop_t *op, const uint8_t *p, const uint8_t *q, s_
     }
 }
 
-/* Values in the varints [p, q): the bytes that end one (high bit clear). */
-static size_t s_count_varints(const uint8_t *p, const uint8_t *q)
-{
-    size_t count = 0;
-    for (; q - p >= 8; p += 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        /* one bit per ending byte, summed by a multiply (no popcount
-         * instruction is assumed) */
-        count += (size_t)((((~w & 0x8080808080808080ull) >> 7) * 0x0101010101010101ull) >> 56);
-    }
-    for (; p < q; p++)
-        count += !(*p & 0x80);
-    return count;
-}
-
-/* Decode count uint32 varints from [p, q) into out, as s_scalar does one
- * by one (a value of more than five bytes keeps its low 32 bits); false if
- * they do not parse. Eight bytes are loaded at once and every value that
- * ends in them is taken from the register, so the loop waits on one load
- * per eight bytes rather than one per value. Little-endian loads: see the
- * top of this file. */
-static bool s_unpack_uint32(const uint8_t *p, const uint8_t *q, uint32_t *out, size_t count)
-{
-    static const uint32_t mask[6] = {0, 0x7fu, 0x3fffu, 0x1fffffu, 0xfffffffu, 0xffffffffu};
-    size_t i = 0;
-    while (i < count && q - p >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        uint64_t ends = ~w & 0x8080808080808080ull;
-        unsigned used = 0;
-        while (ends && i < count) {
-            unsigned end = (unsigned)(__builtin_ctzll(ends) >> 3) + 1;
-            unsigned len = end - used;
-            if (len > 5)
-                break; /* a long one: the generic loop below */
-            uint64_t x = w >> (8 * used);
-            uint32_t v = (uint32_t)((x & 0x7f) | ((x >> 1) & 0x3f80) | ((x >> 2) & 0x1fc000) |
-                                    ((x >> 3) & 0xfe00000) | ((x >> 4) & 0xf0000000));
-            out[i++] = v & mask[len];
-            used = end;
-            ends &= ends - 1;
-        }
-        if (!used)
-            break; /* no value ends in these eight bytes, or a long one starts here */
-        p += used;
-        if (ends && i < count)
-            break; /* stopped at a long one */
-    }
-    for (; i < count; i++)
-        if (!s_scalar(PROTOBUF_C_TYPE_UINT32, &p, q, &out[i]))
-            return false;
-    return true;
-}
-
 /* A packed field's elements [p, q): counted, allocated and stored. */
 static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8_t *m,
                     s_dec_t *d)
@@ -449,7 +384,8 @@ static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8
     } else {
         if (len && (q[-1] & 0x80))
             return SL_CODEC_DEFER;
-        count = s_count_varints(p, q);
+        for (size_t i = 0; i < len; i++)
+            count += !(p[i] & 0x80);
     }
     if (!count)
         return SL_CODEC_DONE;
@@ -457,12 +393,6 @@ static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8
     if (!arr)
         return SL_CODEC_NOMEM;
     *(void **)(m + op->offset) = arr;
-    if (op->type == PROTOBUF_C_TYPE_UINT32) {
-        if (!s_unpack_uint32(p, q, (uint32_t *)arr, count))
-            return SL_CODEC_DEFER;
-        *n = count;
-        return SL_CODEC_DONE;
-    }
     for (size_t i = 0; i < count; i++)
         if (!s_scalar(op->type, &p, q, arr + i * op->esize))
             return SL_CODEC_DEFER;
@@ -587,42 +517,6 @@ static inline uint8_t *s_put_bytes(uint8_t *p, uint8_t *lo, const void *src, siz
 
 static uint8_t *s_enc(const s_tab_t *t, const ProtobufCMessage *m, uint8_t *lo, uint8_t *p);
 
-/* n uint32 values as packed varints ending at p; the new start, or NULL
- * below lo. Sized first, then written forwards, eight bytes a value (the
- * bytes past a value are overwritten by the next; the last few values,
- * whose store would pass p, go a byte at a time). */
-static uint8_t *s_pack_uint32(const uint32_t *v, size_t n, uint8_t *lo, uint8_t *p)
-{
-    /* bytes of a varint by the number of leading zero bits of v | 1 */
-    static const uint8_t by_clz[33] = {5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 3, 3, 3, 3, 3, 3,
-                                       3, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1};
-    size_t total = 0;
-    for (size_t j = 0; j < n; j++)
-        total += by_clz[__builtin_clz(v[j] | 1)];
-    if ((size_t)(p - lo) < total)
-        return NULL;
-    uint8_t *w = p - total;
-    size_t j = 0;
-    for (; j < n && p - w >= 8; j++) {
-        uint64_t x = v[j];
-        size_t len = by_clz[__builtin_clz(v[j] | 1)];
-        uint64_t e = (x & 0x7f) | ((x << 1) & 0x7f00) | ((x << 2) & 0x7f0000) |
-                     ((x << 3) & 0x7f000000) | ((x << 4) & 0xf00000000ull);
-        e |= 0x0000008080808080ull & ((1ull << (8 * (len - 1))) - 1);
-        memcpy(w, &e, 8);
-        w += len;
-    }
-    for (; j < n; j++) {
-        uint64_t x = v[j];
-        while (x >= 0x80) {
-            *w++ = (uint8_t)(x | 0x80);
-            x >>= 7;
-        }
-        *w++ = (uint8_t)x;
-    }
-    return p - total;
-}
-
 /* The value of a field (no tag) ending at p. */
 static inline uint8_t *s_enc_value(const s_fop_t *op, const void *v, uint8_t *lo, uint8_t *p)
 {
@@ -731,11 +625,8 @@ static uint8_t *s_enc(const s_tab_t *t, const ProtobufCMessage *m, uint8_t *lo, 
                 continue;
             }
             uint8_t *packed_end = p;
-            if (op->type == PROTOBUF_C_TYPE_UINT32)
-                p = s_pack_uint32((const uint32_t *)arr, n, lo, p);
-            else
-                for (size_t j = n; j-- > 0 && p;)
-                    p = s_enc_value(op, arr + j * op->esize, lo, p);
+            for (size_t j = n; j-- > 0 && p;)
+                p = s_enc_value(op, arr + j * op->esize, lo, p);
             if (p)
                 p = s_put_varint(p, lo, (uint64_t)(packed_end - p));
             if (p)

@@ -13,13 +13,6 @@
  * KiB per message made glibc trim and regrow the heap (a brk pair and page
  * faults per message in libsluice's profile).
  *
- * An array too big for a chunk (the token ids of a long prompt) gets a
- * chunk of its own, and those big chunks are kept for reuse too: each
- * thread keeps up to S_BIG_KEEP of them, so a steady stream of long
- * prompts reuses memory already mapped instead of paying an mmap, a page
- * fault per page and an munmap per message (a tenth of the scheduler's
- * time per 32 Ki-token job before).
- *
  * The header can also keep the received frame (sl_proto_keep_frame): the
  * scheduler forwards a submitted Job's bytes into its Dispatch as they
  * came, instead of encoding the decoded Job again, and those bytes live in
@@ -65,78 +58,6 @@ typedef struct s_arena {
 #define S_CHUNK_MAX (64u << 10)
 #define S_HDR S_ALIGN(sizeof(s_arena_t))
 
-/* Big chunks kept for reuse by this thread (see the top of this file). */
-#define S_BIG_KEEP 16
-typedef struct s_big_pool {
-    s_chunk_t *chunk[S_BIG_KEEP]; /* kept chunks; NULL: empty slot */
-} s_big_pool_t;
-static __thread s_big_pool_t s_big;
-static pthread_key_t s_big_key;
-static pthread_once_t s_big_once = PTHREAD_ONCE_INIT;
-static int s_big_ok; /* the key exists */
-
-static void s_big_free_all(void *pool)
-{
-    s_big_pool_t *b = pool;
-    for (int i = 0; i < S_BIG_KEEP; i++) {
-        free(b->chunk[i]);
-        b->chunk[i] = NULL;
-    }
-}
-
-static void s_big_init(void)
-{
-    s_big_ok = pthread_key_create(&s_big_key, s_big_free_all) == 0;
-}
-
-/* A kept big chunk of at least cap bytes (the smallest that fits), or a new one. */
-static s_chunk_t *s_big_take(size_t cap)
-{
-    int best = -1;
-    for (int i = 0; i < S_BIG_KEEP; i++)
-        if (s_big.chunk[i] && s_big.chunk[i]->cap >= cap &&
-            (best < 0 || s_big.chunk[i]->cap < s_big.chunk[best]->cap))
-            best = i;
-    if (best >= 0) {
-        s_chunk_t *c = s_big.chunk[best];
-        s_big.chunk[best] = NULL;
-        return c;
-    }
-    s_chunk_t *c = malloc(sizeof(*c) + cap);
-    if (c)
-        c->cap = cap;
-    return c;
-}
-
-/* Give back a chunk that is not a first one: a big one is kept when there
- * is room (replacing a smaller one), others are freed. */
-static void s_chunk_drop(s_chunk_t *c)
-{
-    if (c->cap <= S_CHUNK_MAX) {
-        free(c);
-        return;
-    }
-    pthread_once(&s_big_once, s_big_init);
-    if (!s_big_ok) {
-        free(c);
-        return;
-    }
-    pthread_setspecific(s_big_key, &s_big);
-    int slot = -1;
-    for (int i = 0; i < S_BIG_KEEP && slot < 0; i++)
-        if (!s_big.chunk[i])
-            slot = i;
-    for (int i = 0; i < S_BIG_KEEP && slot < 0; i++)
-        if (s_big.chunk[i]->cap < c->cap)
-            slot = i;
-    if (slot < 0) {
-        free(c);
-        return;
-    }
-    free(s_big.chunk[slot]);
-    s_big.chunk[slot] = c;
-}
-
 static void *s_arena_alloc(void *data, size_t size)
 {
     s_arena_t *a = data;
@@ -144,19 +65,15 @@ static void *s_arena_alloc(void *data, size_t size)
     s_chunk_t *c = a->head;
     if (c->cap - c->used < size) {
         size_t cap = c->cap * 2 < S_CHUNK_MAX ? c->cap * 2 : S_CHUNK_MAX;
-        s_chunk_t *n;
-        if (size > S_CHUNK_MAX) {
-            n = s_big_take(size);
-        } else {
-            n = malloc(sizeof(*n) + cap);
-            if (n)
-                n->cap = cap;
-        }
+        if (cap < size)
+            cap = size;
+        s_chunk_t *n = malloc(sizeof(*n) + cap);
         if (!n) {
             a->failed = 1;
             return NULL;
         }
         n->next = c;
+        n->cap = cap;
         n->used = 0;
         a->head = c = n;
     }
@@ -226,7 +143,7 @@ static void s_arena_release(s_arena_t *a)
     while (c) {
         s_chunk_t *next = c->next;
         if (c != first)
-            s_chunk_drop(c);
+            free(c);
         c = next;
     }
     s_chunk_keep(first);
@@ -238,7 +155,7 @@ static void s_arena_reset(s_arena_t *a)
     s_chunk_t *c = a->head, *first = a->first;
     while (c != first) {
         s_chunk_t *next = c->next;
-        s_chunk_drop(c);
+        free(c);
         c = next;
     }
     first->used = S_HDR;

@@ -710,37 +710,25 @@ sl_status_t sl_wire_submit_pack(const sl_job_desc_t *job, const sl_proto_limits_
     if (st != SL_OK)
         return st;
     /* Submit{job = 1} written by hand around the packed Job, which most
-     * often fits a buffer on the stack (sl_codec_encode); a long one is
-     * encoded into room sized by a bound (no value takes more than ten
-     * bytes, a token id five) and moved behind its header. */
-    uint8_t small[2048], *big = NULL;
+     * often fits a buffer on the stack (sl_codec_encode), else is sized. */
+    uint8_t small[2048];
     uint8_t *packed = sl_codec_encode(&j.base, small, small + sizeof(small));
-    size_t job_len = packed ? (size_t)(small + sizeof(small) - packed) : 0;
-    if (!packed) {
-        size_t bound = 5 * (size_t)p.n_token_ids + 10 * (size_t)p.n_block_hashes + 256 +
-                       strlen(j.id) + strlen(j.tenant) + strlen(j.model) + strlen(j.session_key);
-        if (!(big = malloc(bound)))
-            return sl_proto_fail(SL_ERR_NOMEM, err, err_len, "out of memory");
-        if (!(packed = sl_codec_encode(&j.base, big, big + bound))) {
-            free(big);
-            return sl_proto_fail(SL_ERR_NOMEM, err, err_len, "job larger than its bound");
-        }
-        job_len = (size_t)(big + bound - packed);
-    }
+    size_t job_len = packed ? (size_t)(small + sizeof(small) - packed)
+                            : sluice__job__get_packed_size(&j);
     uint8_t hdr[12];
     size_t hl = 0;
     hdr[hl++] = (uint8_t)((S_SUBMIT_JOB << 3) | 2);
     hl += sl_proto_varint(hdr + hl, job_len);
     size_t len = hl + job_len;
     uint8_t *mem = malloc(head + len);
-    if (!mem) {
-        free(big);
+    if (!mem)
         return sl_proto_fail(SL_ERR_NOMEM, err, err_len, "out of memory");
-    }
     memset(mem, 0, head);
     memcpy(mem + head, hdr, hl);
-    memcpy(mem + head + hl, packed, job_len);
-    free(big);
+    if (packed)
+        memcpy(mem + head + hl, packed, job_len);
+    else
+        sluice__job__pack(&j, mem + head + hl);
     *mem_p = mem;
     *len_p = len;
     return SL_OK;
