@@ -46,8 +46,7 @@ typedef struct s_arena {
     void *top;        /* the first allocation: the envelope */
     int failed;       /* an allocation failed */
     uint32_t refs;    /* owners of the message; freed when it drops to 0 */
-    bool has_frame;   /* frame holds the received bytes */
-    zmq_msg_t frame;  /* the frame the message was decoded from (sl_proto_keep_frame) */
+    sl_wire_frame_t *frame; /* the frame it was decoded from (sl_proto_keep_frame), or NULL */
     size_t cursor_off; /* in frame: where the last item looked up ended */
     uint32_t cursor_k; /* the index of the item there; 0: no lookup yet */
 } s_arena_t;
@@ -137,8 +136,7 @@ static void s_chunk_keep(s_chunk_t *first)
 
 static void s_arena_release(s_arena_t *a)
 {
-    if (a->has_frame)
-        zmq_msg_close(&a->frame);
+    sl_wire_frame_free(&a->frame);
     s_chunk_t *c = a->head, *first = a->first;
     while (c) {
         s_chunk_t *next = c->next;
@@ -203,7 +201,7 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
     a->top = NULL;
     a->failed = 0;
     a->refs = 1;
-    a->has_frame = false;
+    a->frame = NULL;
     sl_msg_t *m = NULL;
     ProtobufCMessage *fast = NULL;
     int r = sl_codec_decode(&sluice__envelope__descriptor, buf, len, s_arena_alloc, a, &fast);
@@ -250,14 +248,24 @@ void sl_proto_free(sl_msg_t **msg_p)
     }
 }
 
+/* A received frame, shared by the decoded message and whoever keeps bytes
+ * of it (the scheduler's jobs, until they end). */
+struct sl_wire_frame {
+    uint32_t refs; /* owners; freed when it drops to 0 */
+    zmq_msg_t msg; /* the frame */
+};
+
 void sl_proto_keep_frame(sl_msg_t *msg, void *zmsg)
 {
     s_arena_t *a = (s_arena_t *)((char *)msg - S_HDR);
-    if (a->has_frame)
-        zmq_msg_close(&a->frame);
-    zmq_msg_init(&a->frame);
-    zmq_msg_move(&a->frame, zmsg);
-    a->has_frame = true;
+    sl_wire_frame_t *f = malloc(sizeof(*f));
+    if (!f)
+        return; /* its jobs' bytes cannot be forwarded: sl_wire_submit_job_bytes says so */
+    f->refs = 1;
+    zmq_msg_init(&f->msg);
+    zmq_msg_move(&f->msg, zmsg);
+    sl_wire_frame_free(&a->frame);
+    a->frame = f;
     a->cursor_off = 0;
     a->cursor_k = 0;
 }
@@ -265,10 +273,28 @@ void sl_proto_keep_frame(sl_msg_t *msg, void *zmsg)
 const uint8_t *sl_proto_raw(const sl_msg_t *msg, size_t *len_p)
 {
     s_arena_t *a = (s_arena_t *)((char *)msg - S_HDR);
-    if (!a->has_frame)
+    if (!a->frame)
         return NULL;
-    *len_p = zmq_msg_size(&a->frame);
-    return zmq_msg_data(&a->frame);
+    *len_p = zmq_msg_size(&a->frame->msg);
+    return zmq_msg_data(&a->frame->msg);
+}
+
+sl_wire_frame_t *sl_wire_msg_frame(const sl_wire_msg_t *msg)
+{
+    s_arena_t *a = (s_arena_t *)((char *)msg - S_HDR);
+    if (a->frame)
+        a->frame->refs++;
+    return a->frame;
+}
+
+void sl_wire_frame_free(sl_wire_frame_t **frame_p)
+{
+    sl_wire_frame_t *f = *frame_p;
+    if (f && --f->refs == 0) {
+        zmq_msg_close(&f->msg);
+        free(f);
+    }
+    *frame_p = NULL;
 }
 
 void sl_proto_raw_cursor(const sl_msg_t *msg, size_t **off_p, uint32_t **k_p)

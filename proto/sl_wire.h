@@ -120,13 +120,26 @@ void sl_wire_msg_free(sl_wire_msg_t **msg_p);
 sl_status_t sl_wire_submit_get(const sl_wire_msg_t *msg, uint32_t i, const sl_proto_limits_t *lim,
                                sl_job_desc_t *job, char *err, size_t err_len);
 
+/* The frame a SUBMITS message arrived in (reference counted). */
+typedef struct sl_wire_frame sl_wire_frame_t;
+
 /*
- * The encoded bytes of job i of a SUBMITS message as they arrived (valid as
- * long as msg), for forwarding into a dispatch without encoding it again.
- * SL_ERR_NOT_FOUND when msg did not come from sl_wire_recv.
+ * The encoded bytes of job i of a SUBMITS message as they arrived, for
+ * forwarding into a dispatch without encoding it again. They lie in the
+ * message's frame: valid as long as msg, or as a reference to the frame
+ * (sl_wire_msg_frame) taken before msg is freed. SL_ERR_NOT_FOUND when msg
+ * did not come from sl_wire_recv.
  */
 sl_status_t sl_wire_submit_job_bytes(const sl_wire_msg_t *msg, uint32_t i, const void **bytes_p,
                                      size_t *len_p);
+
+/* One more reference to the frame msg arrived in (SUBMITS messages from
+ * sl_wire_recv), or NULL; the caller owns it (sl_wire_frame_free). Keeping
+ * the frame instead of the message lets the decoded message go at once. */
+sl_wire_frame_t *sl_wire_msg_frame(const sl_wire_msg_t *msg);
+
+/* Drop a frame reference; NULL-safe; sets *frame_p = NULL. */
+void sl_wire_frame_free(sl_wire_frame_t **frame_p);
 
 /* One dispatch: the job, the scheduler's handle for it, and its attempt. */
 typedef struct sl_wire_dispatch {

@@ -9,12 +9,13 @@
  * could not be delivered stays cached with the finished job, so a client
  * that reconnects and resubmits the id gets it.
  *
- * Per job the daemon keeps the SubmitBatch it came in (its encoded Job is
- * forwarded into the Dispatch as it arrived, so a long prompt is neither
- * copied into a struct nor encoded again) and the client's routing
- * identity, updated on every resubmission so the result goes to the latest
- * sender. A SubmitBatch is one decoded message shared by its jobs
- * (reference counted); each item is validated and answered on its own.
+ * Per job the daemon keeps the frame its SubmitBatch came in (its encoded
+ * Job is forwarded into the Dispatch as it arrived, so a long prompt is
+ * not encoded again) and the client's routing identity, updated on every
+ * resubmission so the result goes to the latest sender. The decoded
+ * SubmitBatch, which placement reads, is freed once its items are handled;
+ * the frame is shared by its jobs (reference counted). Each item is
+ * validated and answered on its own.
  *
  * Output is batched per loop turn: dispatches collect per executor (one
  * DispatchBatch each) and answers per client (one ResultBatch each), and
@@ -92,8 +93,8 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
 typedef struct s_job_data {
-    sl_wire_msg_t *backing; /* reference to the SubmitBatch holding the job */
-    const void *job;        /* the job's encoded bytes as submitted, inside backing */
+    sl_wire_frame_t *frame; /* reference to the frame the job was submitted in */
+    const void *job;        /* the job's encoded bytes as submitted, inside frame */
     size_t job_len;         /* their length */
     uint16_t client_len;    /* bytes of client */
     uint16_t client_cap;    /* room in client */
@@ -372,7 +373,7 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
         s_answer_done(s, &to, b, sl_wire_result_add(b, &r));
     }
     job->user = NULL;
-    sl_wire_msg_free(&jd->backing);
+    sl_wire_frame_free(&jd->frame);
     free(jd);
 }
 
@@ -393,7 +394,7 @@ static void s_io_release(void *arg, sl_job_t *job)
     s_job_data_t *jd = job->user;
     if (!jd)
         return;
-    sl_wire_msg_free(&jd->backing);
+    sl_wire_frame_free(&jd->frame);
     free(jd);
 }
 
@@ -535,8 +536,8 @@ static void s_wrong_port(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, s
 
 /* ---- client messages ---- */
 
-/* One submitted job (validated), held in backing: on acceptance the job
- * takes a reference to backing. */
+/* One submitted job (validated), item `item` of backing: on acceptance the
+ * job takes a reference to the frame backing came in. */
 static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_t *backing,
                         uint32_t item, const sl_job_desc_t *jdesc, sl_time_t now)
 {
@@ -559,13 +560,13 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
         s_reply_job_error(s, from, id, SL_ERR_MSG_MALFORMED, "cannot find the job's encoding");
         return;
     }
-    jd->backing = sl_wire_msg_ref(backing);
+    jd->frame = sl_wire_msg_frame(backing);
     st = sl_core_job_submit(s->core, &d, jd, now, &job, &reason, &retry);
     if (st == SL_OK) {
         s_reply_accepted(s, from, job->id);
         return;
     }
-    sl_wire_msg_free(&jd->backing);
+    sl_wire_frame_free(&jd->frame);
     free(jd);
     const void *receipt = NULL;
     size_t receipt_len = 0;
@@ -620,6 +621,11 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
 {
     char err[256];
     for (int i = 0; i < s->cfg.batch; i++) {
+        /* A turn of long prompts (1 MiB batches) is bounded by time too, so
+         * the executors' heartbeats waiting behind it are read within a
+         * tick, not after hundreds of milliseconds of decoding. */
+        if (i && sl_clock_now() - now >= SL_MS(s->cfg.tick_ms))
+            return;
         sl_wire_ident_t from;
         sl_wire_msg_t *msg = NULL;
         sl_status_t st =

@@ -674,6 +674,11 @@ static void test_typed_roundtrip(void **state)
     assert_int_equal(sl_wire_submit_job_bytes(m, 0, &jb[0], &jl[0]), SL_OK);
     assert_int_equal(sl_wire_submit_job_bytes(m, 2, &jb[1], &jl[1]), SL_ERR_NOT_FOUND);
     assert_int_equal(sl_wire_submit_job_bytes(m, 1, &jb[1], &jl[1]), SL_OK);
+    /* the bytes outlive the decoded message through a frame reference */
+    sl_wire_frame_t *frame = sl_wire_msg_frame(m);
+    assert_non_null(frame);
+    sl_wire_msg_free(&m);
+    assert_null(m);
     static uint8_t fwd[4096], enc[4096];
     sl_wire_batch_t d;
     sl_wire_batch_init(&d, SL_WIRE_DISPATCHES);
@@ -686,8 +691,9 @@ static void test_typed_roundtrip(void **state)
     assert_true(n_fwd > 40);
     assert_int_equal(n_fwd, n_enc);
     assert_memory_equal(fwd, enc, (size_t)n_fwd);
-    sl_wire_msg_free(&m);
-    assert_null(m);
+    sl_wire_frame_free(&frame);
+    assert_null(frame);
+    sl_wire_frame_free(&frame); /* NULL-safe */
     sl_msg_t *dm = NULL;
     assert_int_equal(sl_proto_decode(fwd, (size_t)n_fwd, &sl_proto_limits_default, &dm, err, 256),
                      SL_OK);
@@ -702,6 +708,7 @@ static void test_typed_roundtrip(void **state)
     /* a message not from sl_wire_recv has no bytes to forward */
     assert_int_equal(sl_wire_submit_job_bytes((sl_wire_msg_t *)dm, 0, &jb[0], &jl[0]),
                      SL_ERR_NOT_FOUND);
+    assert_null(sl_wire_msg_frame((sl_wire_msg_t *)dm));
     sl_proto_free(&dm);
 
     /* a completion: the executor's report, read back by the scheduler */
