@@ -65,6 +65,7 @@ typedef struct s_ctl_cfg {
     int slots;                      /* --slots of each executor */
     int credits;                    /* scheduler --credits (0 = the executor's slots) */
     char policy[SL_CFG_STR_MAX];    /* scheduler --policy */
+    int missed_heartbeats;          /* scheduler --missed-heartbeats */
     int window;                     /* messages / jobs outstanding at once */
     double duration_s;              /* measured time of each phase */
     double warmup_s;                /* unmeasured time before each phase */
@@ -89,6 +90,9 @@ static const sl_cfg_field_t s_table[] = {
                  "scheduler --credits (0 = the executors' slots)"),
     SL_CFG_FIELD(s_ctl_cfg_t, policy, "policy", "least-outstanding", SL_CFG_STR,
                  "scheduler --policy"),
+    SL_CFG_RANGE(s_ctl_cfg_t, missed_heartbeats, "missed-heartbeats", "10", SL_CFG_INT, 1, 1000,
+                 "scheduler --missed-heartbeats: a saturated host delays heartbeats behind "
+                 "long prompts past the scheduler's default of 3 (300 ms)"),
     SL_CFG_RANGE(s_ctl_cfg_t, window, "window", "2000", SL_CFG_INT, 1, 1000000,
                  "messages or jobs outstanding at once (the integration job test uses 2000)"),
     SL_CFG_RANGE(s_ctl_cfg_t, duration_s, "duration-s", "1.5", SL_CFG_DOUBLE, 0.01, 3600,
@@ -662,12 +666,14 @@ int sl_bench_ctlplane_main(int argc, char **argv)
            cfg.window, size, cfg.prompt_tokens, cfg.prompt_ids ? " as ids" : ", length only",
            cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape);
     fflush(stdout);
-    char credits[16], slots[16], name[S_MAX_CHILDREN][32];
+    char credits[16], slots[16], missed[16], name[S_MAX_CHILDREN][32];
     snprintf(credits, sizeof(credits), "%d", cfg.credits);
+    snprintf(missed, sizeof(missed), "%d", cfg.missed_heartbeats);
     snprintf(slots, sizeof(slots), "%d", cfg.slots);
     char *sargv[] = {sched_bin, "--client-endpoint", client_ep,  "--executor-endpoint",
                      exec_ep,   "--policy",          cfg.policy, "--credits",
-                     credits,   "--log-level",       "error",    NULL};
+                     credits,   "--missed-heartbeats", missed,   "--log-level",
+                     "error",   NULL};
     if (s_spawn(sargv) < 0)
         goto out;
     for (int i = 0; i < cfg.executors; i++) {
