@@ -4,9 +4,14 @@
  *
  * Two measurements in one run, with the same message size and the same
  * window of outstanding messages:
- *   1. raw: a DEALER sends Submit-sized messages to a ROUTER in another
- *      thread (own context, loopback) that echoes them; round trips per
- *      second is the ceiling of any ZeroMQ request/response control plane;
+ *   1. raw: a DEALER sends Submit-sized messages along the path a job
+ *      takes, with nothing but ZeroMQ on it (--raw-shape relay, the
+ *      default): to a ROUTER in another thread (own context, loopback),
+ *      which passes each on to a DEALER in a third thread, which answers
+ *      with a completion-sized message that the ROUTER passes back; round
+ *      trips per second is the ceiling of a control plane that moves the
+ *      same bytes over the same hops. --raw-shape echo is the older,
+ *      shorter baseline: the ROUTER echoes each message whole;
  *   2. jobs: the real sluice-scheduler and N `sluice-executor --backend
  *      null` (child processes found next to this program) run jobs that do
  *      no work; jobs per second is what the control plane delivers.
@@ -32,7 +37,7 @@
 #include "common/sl_clock.h"
 #include "common/sl_hist.h"
 #include "common/sl_log.h"
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,16 +65,19 @@ typedef struct s_ctl_cfg {
     int slots;                      /* --slots of each executor */
     int credits;                    /* scheduler --credits (0 = the executor's slots) */
     char policy[SL_CFG_STR_MAX];    /* scheduler --policy */
+    int missed_heartbeats;          /* scheduler --missed-heartbeats */
     int window;                     /* messages / jobs outstanding at once */
     double duration_s;              /* measured time of each phase */
     double warmup_s;                /* unmeasured time before each phase */
     int prompt_tokens;              /* prompt length of the jobs (sets the message size) */
+    bool prompt_ids;                /* jobs carry token ids (else a length only) */
     char transport[SL_CFG_STR_MAX]; /* tcp (loopback, free ports) or ipc (temp dir) */
     char bin_dir[SL_CFG_STR_MAX];   /* where the programs are (default: next to sluice-bench) */
     int startup_timeout_ms;         /* wait for the executors to register */
     int stop_timeout_ms;            /* wait after SIGTERM before SIGKILL */
     int stall_timeout_ms;           /* a phase with no progress for this long fails */
     bool skip_raw;                  /* only the jobs phase */
+    char raw_shape[SL_CFG_STR_MAX]; /* relay (the path of a job) or echo (one hop, both ways) */
     int rounds;                     /* alternations of the two phases */
 } s_ctl_cfg_t;
 
@@ -82,6 +90,9 @@ static const sl_cfg_field_t s_table[] = {
                  "scheduler --credits (0 = the executors' slots)"),
     SL_CFG_FIELD(s_ctl_cfg_t, policy, "policy", "least-outstanding", SL_CFG_STR,
                  "scheduler --policy"),
+    SL_CFG_RANGE(s_ctl_cfg_t, missed_heartbeats, "missed-heartbeats", "10", SL_CFG_INT, 1, 1000,
+                 "scheduler --missed-heartbeats: a saturated host delays heartbeats behind "
+                 "long prompts past the scheduler's default of 3 (300 ms)"),
     SL_CFG_RANGE(s_ctl_cfg_t, window, "window", "2000", SL_CFG_INT, 1, 1000000,
                  "messages or jobs outstanding at once (the integration job test uses 2000)"),
     SL_CFG_RANGE(s_ctl_cfg_t, duration_s, "duration-s", "1.5", SL_CFG_DOUBLE, 0.01, 3600,
@@ -90,6 +101,9 @@ static const sl_cfg_field_t s_table[] = {
                  "unmeasured seconds before each phase"),
     SL_CFG_RANGE(s_ctl_cfg_t, prompt_tokens, "prompt-tokens", "16", SL_CFG_INT, 1, 65536,
                  "prompt tokens per job (sets the message size of both phases)"),
+    SL_CFG_FIELD(s_ctl_cfg_t, prompt_ids, "prompt-ids", "true", SL_CFG_BOOL,
+                 "jobs carry their prompt's token ids (false: its length only, as before "
+                 "2026-12)"),
     SL_CFG_FIELD(s_ctl_cfg_t, transport, "transport", "tcp", SL_CFG_STR,
                  "tcp (loopback, free ports) or ipc (sockets in a temporary folder)"),
     SL_CFG_FIELD(s_ctl_cfg_t, bin_dir, "bin-dir", "", SL_CFG_STR,
@@ -102,6 +116,9 @@ static const sl_cfg_field_t s_table[] = {
                  "fail a phase that makes no progress for this long"),
     SL_CFG_FIELD(s_ctl_cfg_t, skip_raw, "skip-raw", "false", SL_CFG_BOOL,
                  "skip the raw ZeroMQ phase"),
+    SL_CFG_FIELD(s_ctl_cfg_t, raw_shape, "raw-shape", "relay", SL_CFG_STR,
+                 "raw phase: relay (client, relay, worker and back: a job's hops and sizes) or "
+                 "echo (one hop, the whole message both ways)"),
     SL_CFG_RANGE(s_ctl_cfg_t, rounds, "rounds", "5", SL_CFG_INT, 1, 1000,
                  "rounds of raw then jobs; the figures are the medians over the rounds"),
     SL_CFG_END,
@@ -191,49 +208,86 @@ static int s_free_port(void)
     return port;
 }
 
-/* The encoded size of a Submit of the jobs phase, so both phases move the same bytes. */
-static size_t s_submit_size(int prompt_tokens)
+/* The prompt of every job: prompt_tokens token ids spread over a 32 Ki
+ * vocabulary (most take three bytes on the wire, as real ids do). */
+static uint32_t *s_prompt_ids(int prompt_tokens)
 {
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    Sluice__Submit submit = SLUICE__SUBMIT__INIT;
-    Sluice__Job job = SLUICE__JOB__INIT;
-    Sluice__Prompt prompt = SLUICE__PROMPT__INIT;
-    prompt.length = (uint32_t)prompt_tokens;
-    job.id = "ctl-0000000000";
-    job.tenant = "ctlplane";
-    job.model = "";
-    job.session_key = "";
-    job.prompt = &prompt;
-    job.max_new_tokens = 1;
-    submit.job = &job;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &submit;
-    env.version = SL_PROTO_VERSION;
-    return sluice__envelope__get_packed_size(&env);
+    uint32_t *ids = malloc((size_t)prompt_tokens * sizeof(*ids));
+    for (int i = 0; ids && i < prompt_tokens; i++)
+        ids[i] = (uint32_t)(((uint64_t)i * 7919u + 17u) % 32000u);
+    return ids;
+}
+
+/* The encoded size of a job's submission in the jobs phase (the item and
+ * the envelope around a batch of one), so both phases move the same bytes. */
+static size_t s_submit_size(int prompt_tokens, const uint32_t *ids)
+{
+    sl_job_desc_t job = {
+        .id = "ctl-0000000000",
+        .tenant = "ctlplane",
+        .prio = SL_PRIO_INTERACTIVE,
+        .prompt_tokens = ids ? 0 : (uint32_t)prompt_tokens,
+        .token_ids = ids,
+        .n_token_ids = ids ? (uint32_t)prompt_tokens : 0,
+        .max_new_tokens = 1,
+    };
+    void *mem = NULL;
+    size_t len = 0;
+    char err[256];
+    if (sl_wire_submit_pack(&job, &sl_proto_limits_default, 0, &mem, &len, err, sizeof(err)) !=
+        SL_OK)
+        return 0;
+    free(mem);
+    /* version (2 bytes), body tag (2), body length and item tag and length (at most 8) */
+    return len + 2 + 2 + 8;
 }
 
 /* ---- phase 1: raw echo ------------------------------------------------ */
 
+/* The bytes a worker answers with in the relay shape: about a completion
+ * or a result of one output token. */
+#define S_REPLY_BYTES 64
+
 typedef struct s_echo {
-    void *ctx;       /* the echo side's own context */
-    void *sock;      /* ROUTER */
-    atomic_int stop; /* ends the thread */
+    void *ctx;       /* the echo (or relay) side's own context */
+    void *sock;      /* ROUTER: the client's peer */
+    void *back;      /* relay: DEALER to the worker (NULL: echo) */
+    void *wctx;      /* relay: the worker's own context */
+    void *worker;    /* relay: the worker's DEALER */
+    atomic_int stop; /* ends the threads */
 } s_echo_t;
 
+/* Echo: each message goes back whole. Relay: each goes on to the worker,
+ * and the worker's answer back to the one client. */
 static void *s_echo_main(void *arg)
 {
     s_echo_t *e = arg;
     zmq_msg_t id, body;
     zmq_msg_init(&id);
     zmq_msg_init(&body);
+    unsigned char client[256];
+    size_t client_len = 0;
     while (!atomic_load(&e->stop)) {
-        zmq_pollitem_t it = {.socket = e->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, 50) <= 0)
+        zmq_pollitem_t it[2] = {{.socket = e->sock, .events = ZMQ_POLLIN},
+                                {.socket = e->back, .events = ZMQ_POLLIN}};
+        if (zmq_poll(it, e->back ? 2 : 1, 50) <= 0)
             continue;
         while (zmq_msg_recv(&id, e->sock, ZMQ_DONTWAIT) >= 0) {
             if (zmq_msg_recv(&body, e->sock, 0) < 0)
                 break;
-            zmq_msg_send(&id, e->sock, ZMQ_SNDMORE);
+            if (!e->back) {
+                zmq_msg_send(&id, e->sock, ZMQ_SNDMORE);
+                zmq_msg_send(&body, e->sock, 0);
+                continue;
+            }
+            if (zmq_msg_size(&id) <= sizeof(client)) {
+                client_len = zmq_msg_size(&id);
+                memcpy(client, zmq_msg_data(&id), client_len);
+            }
+            zmq_msg_send(&body, e->back, 0); /* passed on as it came, no copy */
+        }
+        while (e->back && zmq_msg_recv(&body, e->back, ZMQ_DONTWAIT) >= 0) {
+            zmq_send(e->sock, client, client_len, ZMQ_SNDMORE);
             zmq_msg_send(&body, e->sock, 0);
         }
     }
@@ -242,37 +296,77 @@ static void *s_echo_main(void *arg)
     return NULL;
 }
 
-/* Round trips per second with window messages of size bytes outstanding; < 0 on failure. */
-static double s_raw(const s_ctl_cfg_t *cfg, const char *endpoint, size_t size)
+/* The relay's worker: answers each message with S_REPLY_BYTES. */
+static void *s_worker_main(void *arg)
+{
+    s_echo_t *e = arg;
+    zmq_msg_t body;
+    char reply[S_REPLY_BYTES];
+    memset(reply, 'r', sizeof(reply));
+    zmq_msg_init(&body);
+    while (!atomic_load(&e->stop)) {
+        zmq_pollitem_t it = {.socket = e->worker, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        while (zmq_msg_recv(&body, e->worker, ZMQ_DONTWAIT) >= 0)
+            zmq_send(e->worker, reply, sizeof(reply), 0);
+    }
+    zmq_msg_close(&body);
+    return NULL;
+}
+
+/* A socket of type in ctx with no linger and no high-water marks. */
+static void *s_raw_socket(void *ctx, int type)
+{
+    int linger = 0, hwm = 0;
+    void *sock = zmq_socket(ctx, type);
+    if (sock) {
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    }
+    return sock;
+}
+
+/* Round trips per second with window messages of size bytes outstanding,
+ * along the shape of cfg (relay: through worker_ep too); < 0 on failure. */
+static double s_raw(const s_ctl_cfg_t *cfg, const char *endpoint, const char *worker_ep,
+                    size_t size)
 {
     double result = -1;
     s_echo_t e = {0};
-    pthread_t thread;
-    int linger = 0, hwm = 0;
-    char buf[65536 + 512];
-    if (size > sizeof(buf))
-        size = sizeof(buf);
+    pthread_t thread, wthread;
+    bool relay = strcmp(cfg->raw_shape, "echo") != 0, threads = false, wthreads = false;
+    char *buf = malloc(size), *in = malloc(size + 512);
+    void *ctx = NULL, *d = NULL;
+    if (!buf || !in)
+        goto out;
     memset(buf, 'x', size);
     e.ctx = zmq_ctx_new();
-    e.sock = zmq_socket(e.ctx, ZMQ_ROUTER);
-    zmq_setsockopt(e.sock, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(e.sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    zmq_setsockopt(e.sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    e.sock = s_raw_socket(e.ctx, ZMQ_ROUTER);
     if (zmq_bind(e.sock, endpoint) != 0) {
         SL_ERROR("ctlplane: bind %s: %s", endpoint, zmq_strerror(errno));
-        zmq_close(e.sock);
-        zmq_ctx_term(e.ctx);
-        return -1;
+        goto out;
     }
-    void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(d, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    zmq_setsockopt(d, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (relay) {
+        e.back = s_raw_socket(e.ctx, ZMQ_DEALER);
+        e.wctx = zmq_ctx_new();
+        e.worker = s_raw_socket(e.wctx, ZMQ_DEALER);
+        if (zmq_bind(e.back, worker_ep) != 0 || zmq_connect(e.worker, worker_ep) != 0) {
+            SL_ERROR("ctlplane: relay %s: %s", worker_ep, zmq_strerror(errno));
+            goto out;
+        }
+        if (pthread_create(&wthread, NULL, s_worker_main, &e) != 0)
+            goto out;
+        wthreads = true;
+    }
+    ctx = zmq_ctx_new();
+    d = s_raw_socket(ctx, ZMQ_DEALER);
     if (zmq_connect(d, endpoint) != 0 || pthread_create(&thread, NULL, s_echo_main, &e) != 0) {
         SL_ERROR("ctlplane: raw phase setup failed: %s", zmq_strerror(errno));
-        goto out_sockets;
+        goto out;
     }
+    threads = true;
     for (int i = 0; i < cfg->window; i++)
         zmq_send(d, buf, size, 0);
     uint64_t done = 0, counted = 0;
@@ -283,10 +377,10 @@ static double s_raw(const s_ctl_cfg_t *cfg, const char *endpoint, size_t size)
     while (now < end) {
         zmq_pollitem_t it = {.socket = d, .events = ZMQ_POLLIN};
         if (zmq_poll(&it, 1, cfg->stall_timeout_ms) <= 0) {
-            SL_ERROR("ctlplane: raw echo stalled for %d ms", cfg->stall_timeout_ms);
-            goto out_thread;
+            SL_ERROR("ctlplane: raw phase stalled for %d ms", cfg->stall_timeout_ms);
+            goto out;
         }
-        while (zmq_recv(d, buf, sizeof(buf), ZMQ_DONTWAIT) >= 0) {
+        while (zmq_recv(d, in, size + 512, ZMQ_DONTWAIT) >= 0) {
             done++;
             zmq_send(d, buf, size, 0);
         }
@@ -297,14 +391,28 @@ static double s_raw(const s_ctl_cfg_t *cfg, const char *endpoint, size_t size)
         }
     }
     result = (double)(done - counted) / ((double)(now - t_begin) / 1e9);
-out_thread:
+out:
     atomic_store(&e.stop, 1);
-    pthread_join(thread, NULL);
-out_sockets:
-    zmq_close(d);
-    zmq_ctx_term(ctx);
-    zmq_close(e.sock);
-    zmq_ctx_term(e.ctx);
+    if (threads)
+        pthread_join(thread, NULL);
+    if (wthreads)
+        pthread_join(wthread, NULL);
+    if (d)
+        zmq_close(d);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    if (e.worker)
+        zmq_close(e.worker);
+    if (e.wctx)
+        zmq_ctx_term(e.wctx);
+    if (e.back)
+        zmq_close(e.back);
+    if (e.sock)
+        zmq_close(e.sock);
+    if (e.ctx)
+        zmq_ctx_term(e.ctx);
+    free(buf);
+    free(in);
     return result;
 }
 
@@ -410,14 +518,16 @@ static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
  * drained so the cluster is idle for the next raw phase; < 0 on failure.
  * id holds "ctl-<pid>-" then 10 digits, stepped per job. */
 static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefix,
-                     uint64_t *errors_p, s_cpu_t *cpu_us)
+                     const uint32_t *ids, uint64_t *errors_p, s_cpu_t *cpu_us)
 {
     s_cpu_t c0, c1;
     uint64_t done = 0, counted = 0;
     sl_job_spec_t job = {
         .id = id,
         .tenant = "ctlplane",
-        .prompt_length = (uint32_t)cfg->prompt_tokens,
+        .prompt_length = ids ? 0 : (uint32_t)cfg->prompt_tokens,
+        .token_ids = ids,
+        .n_token_ids = ids ? (uint32_t)cfg->prompt_tokens : 0,
         .max_new_tokens = 1,
     };
     sl_time_t start = sl_clock_now();
@@ -447,8 +557,9 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
         do {
             if (r->status == SL_OK)
                 done++;
-            else
-                (*errors_p)++;
+            else if ((*errors_p)++ == 0)
+                SL_WARN("ctlplane: job %s failed (%s): %s", r->job_id, sl_status_str(r->status),
+                        r->error);
             sl_result_destroy(&r);
         } while (sl_client_poll(c, 0, &r) == SL_OK);
         now = sl_clock_now();
@@ -457,7 +568,8 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
             counted = done;
             s_cpu_now(&c0);
         }
-        if (!draining && now >= end) {
+        /* the measured span ends with a completion after the one that opened it */
+        if (!draining && now >= end && now > t_begin) {
             result = (double)(done - counted) / ((double)(now - t_begin) / 1e9);
             draining = true;
             s_cpu_now(&c1);
@@ -496,6 +608,10 @@ int sl_bench_ctlplane_main(int argc, char **argv)
         fprintf(stderr, "sluice-bench ctlplane: --transport must be tcp or ipc\n");
         return 2;
     }
+    if (strcmp(cfg.raw_shape, "relay") && strcmp(cfg.raw_shape, "echo")) {
+        fprintf(stderr, "sluice-bench ctlplane: --raw-shape must be relay or echo\n");
+        return 2;
+    }
     char dir[PATH_MAX], sched_bin[PATH_MAX + 32], exec_bin[PATH_MAX + 32];
     if (s_bin_dir(&cfg, dir, sizeof(dir)) != 0)
         return 1;
@@ -508,22 +624,25 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     }
 
     char tmp[] = "/tmp/sluice-ctlplane-XXXXXX";
-    char raw_ep[PATH_MAX + 32], client_ep[PATH_MAX + 32], exec_ep[PATH_MAX + 32];
+    char raw_ep[PATH_MAX + 32], relay_ep[PATH_MAX + 32], client_ep[PATH_MAX + 32],
+        exec_ep[PATH_MAX + 32];
     if (ipc) {
         if (!mkdtemp(tmp)) {
             SL_ERROR("ctlplane: mkdtemp: %m");
             return 1;
         }
         snprintf(raw_ep, sizeof(raw_ep), "ipc://%s/raw", tmp);
+        snprintf(relay_ep, sizeof(relay_ep), "ipc://%s/relay", tmp);
         snprintf(client_ep, sizeof(client_ep), "ipc://%s/client", tmp);
         snprintf(exec_ep, sizeof(exec_ep), "ipc://%s/executor", tmp);
     } else {
-        int p1 = s_free_port(), p2 = s_free_port(), p3 = s_free_port();
-        if (p1 < 0 || p2 < 0 || p3 < 0) {
+        int p1 = s_free_port(), p2 = s_free_port(), p3 = s_free_port(), p4 = s_free_port();
+        if (p1 < 0 || p2 < 0 || p3 < 0 || p4 < 0) {
             SL_ERROR("ctlplane: no free loopback port: %m");
             return 1;
         }
         snprintf(raw_ep, sizeof(raw_ep), "tcp://127.0.0.1:%d", p1);
+        snprintf(relay_ep, sizeof(relay_ep), "tcp://127.0.0.1:%d", p4);
         snprintf(client_ep, sizeof(client_ep), "tcp://127.0.0.1:%d", p2);
         snprintf(exec_ep, sizeof(exec_ep), "tcp://127.0.0.1:%d", p3);
     }
@@ -535,16 +654,26 @@ int sl_bench_ctlplane_main(int argc, char **argv)
 
     int rc = 1;
     sl_client_t *client = NULL;
-    size_t size = s_submit_size(cfg.prompt_tokens);
-    printf("ctlplane: window %d, %zu-byte messages, %d null executors (%d slots), policy %s, %s\n",
-           cfg.window, size, cfg.executors, cfg.slots, cfg.policy, cfg.transport);
+    uint32_t *prompt_ids = cfg.prompt_ids ? s_prompt_ids(cfg.prompt_tokens) : NULL;
+    size_t size = !cfg.prompt_ids || prompt_ids ? s_submit_size(cfg.prompt_tokens, prompt_ids) : 0;
+    if (!size) {
+        fprintf(stderr, "sluice-bench ctlplane: cannot build a job of %d tokens\n",
+                cfg.prompt_tokens);
+        goto out;
+    }
+    printf("ctlplane: window %d, %zu-byte messages (%d prompt tokens%s), %d null executors "
+           "(%d slots), policy %s, %s, raw %s\n",
+           cfg.window, size, cfg.prompt_tokens, cfg.prompt_ids ? " as ids" : ", length only",
+           cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape);
     fflush(stdout);
-    char credits[16], slots[16], name[S_MAX_CHILDREN][32];
+    char credits[16], slots[16], missed[16], name[S_MAX_CHILDREN][32];
     snprintf(credits, sizeof(credits), "%d", cfg.credits);
+    snprintf(missed, sizeof(missed), "%d", cfg.missed_heartbeats);
     snprintf(slots, sizeof(slots), "%d", cfg.slots);
     char *sargv[] = {sched_bin, "--client-endpoint", client_ep,  "--executor-endpoint",
                      exec_ep,   "--policy",          cfg.policy, "--credits",
-                     credits,   "--log-level",       "error",    NULL};
+                     credits,   "--missed-heartbeats", missed,   "--log-level",
+                     "error",   NULL};
     if (s_spawn(sargv) < 0)
         goto out;
     for (int i = 0; i < cfg.executors; i++) {
@@ -566,18 +695,19 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     uint64_t errors = 0;
     for (int k = 0; k < cfg.rounds; k++) {
         double raw = 0;
-        if (!cfg.skip_raw && (raw = s_raw(&cfg, raw_ep, size)) < 0)
+        if (!cfg.skip_raw && (raw = s_raw(&cfg, raw_ep, relay_ep, size)) < 0)
             goto out;
         s_cpu_t cpu;
-        double jobs = s_jobs(&cfg, client, id, prefix, &errors, &cpu);
+        double jobs = s_jobs(&cfg, client, id, prefix, prompt_ids, &errors, &cpu);
         if (jobs < 0)
             goto out;
         raws[k] = raw;
         jobss[k] = jobs;
         ratios[k] = raw > 0 ? jobs / raw : 0;
-        printf("round %d: raw ZeroMQ ROUTER/DEALER echo %.0f round trips/s, jobs through "
+        printf("round %d: raw ZeroMQ %s %.0f round trips/s, jobs through "
                "sluice-scheduler + %d null executors %.0f jobs/s, ratio %.3f\n",
-               k + 1, raw, cfg.executors, jobs, ratios[k]);
+               k + 1, strcmp(cfg.raw_shape, "echo") ? "relay" : "ROUTER/DEALER echo", raw,
+               cfg.executors, jobs, ratios[k]);
         printf("  cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n",
                cpu.s[0], cpu.s[1], cpu.s[2]);
         for (int i = 0; i < 3; i++)
@@ -596,10 +726,11 @@ int sl_bench_ctlplane_main(int argc, char **argv)
 out:
     sl_client_destroy(&client);
     s_stop_children(cfg.stop_timeout_ms);
+    free(prompt_ids);
     if (ipc) {
-        const char *names[] = {"raw", "client", "executor"};
+        const char *names[] = {"raw", "relay", "client", "executor"};
         char path[PATH_MAX + 32];
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < 4; i++) {
             snprintf(path, sizeof(path), "%s/%s", tmp, names[i]);
             unlink(path);
         }

@@ -36,8 +36,7 @@
 #include "common/sl_log.h"
 #include "common/sl_map.h"
 #include "common/sl_rand.h"
-#include "proto/sl_codec.h"
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -98,6 +97,7 @@ struct sl_client {
     bool status_waiting;         /* a StatusRequest is outstanding */
     sl_client_stats_t stats;     /* counters */
     sl_wire_batch_t out;         /* Submits queued for the next SubmitBatch */
+    sl_wire_batch_t single;      /* a Submit sent at once (submit_batch 1), as a batch of one */
     s_job_t **out_jobs;          /* jobs whose send is in out (to retry if it fails) */
     size_t n_out_jobs;           /* their number */
     char last_error[512];        /* reason of the last failure */
@@ -323,7 +323,7 @@ static sl_status_t s_flush(sl_client_t *c)
 {
     if (c->out.n == 0)
         return SL_OK;
-    sl_status_t st = sl_wire_batch_send(c->sock, NULL, 0, &c->out, ZMQ_DONTWAIT);
+    sl_status_t st = sl_wire_batch_send(c->sock, NULL, &c->out, ZMQ_DONTWAIT);
     if (st != SL_OK) {
         sl_time_t now = sl_clock_now();
         for (size_t i = 0; i < c->n_out_jobs; i++) {
@@ -347,10 +347,12 @@ static sl_status_t s_flush(sl_client_t *c)
  */
 static sl_status_t s_queue(sl_client_t *c, s_job_t *job, bool track)
 {
-    if (c->cfg.submit_batch <= 1)
-        return sl_wire_send_packed(c->sock, NULL, 0, SLUICE__ENVELOPE__BODY_SUBMIT, job->packed,
-                                   job->packed_len, ZMQ_DONTWAIT);
-    sl_status_t st = sl_wire_batch_add_packed(&c->out, 1, job->packed, job->packed_len);
+    if (c->cfg.submit_batch <= 1) {
+        /* a batch of one, sent at once */
+        sl_status_t st = sl_wire_submit_add_packed(&c->single, job->packed, job->packed_len);
+        return st == SL_OK ? sl_wire_batch_send(c->sock, NULL, &c->single, ZMQ_DONTWAIT) : st;
+    }
+    sl_status_t st = sl_wire_submit_add_packed(&c->out, job->packed, job->packed_len);
     if (st != SL_OK)
         return st;
     if (track)
@@ -358,10 +360,10 @@ static sl_status_t s_queue(sl_client_t *c, s_job_t *job, bool track)
     return SL_OK;
 }
 
-/* Send the batch once it is full (a failure re-arms its jobs). */
+/* Send the batch once it is full, in items or in bytes (a failure re-arms its jobs). */
 static void s_flush_if_full(sl_client_t *c)
 {
-    if (c->out.n >= (uint32_t)c->cfg.submit_batch)
+    if (c->out.n >= (uint32_t)c->cfg.submit_batch || c->out.len >= SL_WIRE_BATCH_BYTES)
         (void)s_flush(c);
 }
 
@@ -384,10 +386,14 @@ static sl_status_t s_send(sl_client_t *c, s_job_t *job, sl_time_t now)
     return SL_OK;
 }
 
-static sl_status_t s_send_env(sl_client_t *c, sl_msg_t *env)
+/* A cancel by id (job_id) or a status request (job_id NULL), after the
+ * queued submits. */
+static sl_status_t s_send_other(sl_client_t *c, const char *job_id)
 {
     (void)s_flush(c); /* queued submits go first */
-    sl_status_t st = sl_wire_send(c->sock, NULL, 0, env, ZMQ_DONTWAIT);
+    sl_wire_cancel_t cancel = {.job_id = job_id};
+    sl_status_t st = job_id ? sl_wire_cancel_send(c->sock, NULL, &cancel, ZMQ_DONTWAIT)
+                            : sl_wire_status_request_send(c->sock, ZMQ_DONTWAIT);
     if (st != SL_OK)
         s_set_error(c, "send to %s failed: %s", c->cfg.endpoint, sl_status_str(st));
     return st;
@@ -403,7 +409,7 @@ static s_job_t *s_find(sl_client_t *c, const char *id)
     return job && strcmp(job->res->job_id, id) == 0 ? job : NULL;
 }
 
-static void s_on_busy(sl_client_t *c, const Sluice__Busy *b, sl_time_t now)
+static void s_on_busy(sl_client_t *c, const sl_wire_busy_t *b, sl_time_t now)
 {
     s_job_t *job = s_find(c, b->job_id);
     c->stats.busy++;
@@ -415,7 +421,7 @@ static void s_on_busy(sl_client_t *c, const Sluice__Busy *b, sl_time_t now)
     int max = c->cfg.backoff.max_retries;
     /* A deadline the scheduler cannot meet, told with no retry-after: a
      * retry would only arrive later. Not retried. */
-    bool hopeless = b->reason == SLUICE__BUSY_REASON__BUSY_DEADLINE && b->retry_after_ms == 0;
+    bool hopeless = b->reason == SL_BUSY_DEADLINE && b->retry_after_ms == 0;
     bool give_up = hopeless || (int)res->busy_count > max;
     char retries[64] = "";
     if (hopeless)
@@ -458,21 +464,21 @@ static void s_on_accepted(sl_client_t *c, const char *job_id, uint32_t queue_dep
         s_timer_cancel(c, job);
 }
 
-static sl_status_t s_result_status(Sluice__ResultStatus rs)
+static sl_status_t s_result_status(sl_job_status_t rs)
 {
     switch (rs) {
-    case SLUICE__RESULT_STATUS__RESULT_OK:
+    case SL_JOB_OK:
         return SL_OK;
-    case SLUICE__RESULT_STATUS__RESULT_CANCELED:
+    case SL_JOB_CANCELED:
         return SL_ERR_CANCELED;
-    case SLUICE__RESULT_STATUS__RESULT_EXPIRED:
+    case SL_JOB_EXPIRED:
         return SL_ERR_DEADLINE;
     default:
         return SL_ERR_JOB_FAILED;
     }
 }
 
-static void s_on_result(sl_client_t *c, const Sluice__Result *r, sl_time_t now)
+static void s_on_result(sl_client_t *c, const sl_wire_result_t *r, sl_time_t now)
 {
     s_job_t *job = s_find(c, r->job_id);
     if (!job)
@@ -493,8 +499,8 @@ static void s_on_result(sl_client_t *c, const Sluice__Result *r, sl_time_t now)
     res->late = r->late;
     s_copy_str(res->executor, sizeof(res->executor), r->executor);
     s_copy_str(res->error, sizeof(res->error), r->error);
-    if (r->timings) {
-        const Sluice__Timings *t = r->timings;
+    if (r->has_timings) {
+        const sl_wire_timings_t *t = &r->timings;
         res->timings = (sl_job_timings_t){
             .queued_us = t->queued_us,
             .ttft_us = t->ttft_us,
@@ -511,7 +517,7 @@ static void s_on_result(sl_client_t *c, const Sluice__Result *r, sl_time_t now)
     s_complete(c, job, s_result_status(r->status), NULL, now);
 }
 
-static void s_on_chunk(sl_client_t *c, const Sluice__TokenChunk *ch, sl_time_t now)
+static void s_on_chunk(sl_client_t *c, const sl_wire_chunk_t *ch, sl_time_t now)
 {
     s_job_t *job = s_find(c, ch->job_id);
     if (!job)
@@ -522,53 +528,58 @@ static void s_on_chunk(sl_client_t *c, const Sluice__TokenChunk *ch, sl_time_t n
         c->chunk_cb(c->chunk_arg, job->res->job_id, ch->offset, ch->tokens, ch->n_tokens);
 }
 
-static void s_on_status(sl_client_t *c, const Sluice__StatusReply *r)
+static void s_on_status(sl_client_t *c, const sl_wire_msg_t *m)
 {
+    sl_wire_status_t r;
+    sl_wire_status_get(m, &r);
     sl_cluster_status_t *st = calloc(1, sizeof(*st));
     if (!st)
         goto err;
-    if (r->n_executors && !(st->executors = calloc(r->n_executors, sizeof(*st->executors))))
+    if (r.n_executors && !(st->executors = calloc(r.n_executors, sizeof(*st->executors))))
         goto err;
-    if (r->n_counters && !(st->counters = calloc(r->n_counters, sizeof(*st->counters))))
+    if (r.n_counters && !(st->counters = calloc(r.n_counters, sizeof(*st->counters))))
         goto err;
-    for (size_t i = 0; i < r->n_executors; i++) {
-        const Sluice__ExecutorStatus *e = r->executors[i];
+    for (uint32_t i = 0; i < r.n_executors; i++) {
+        sl_wire_exec_status_t e;
+        sl_wire_status_exec_get(m, i, &e);
         sl_executor_info_t *x = &st->executors[i];
-        s_copy_str(x->name, sizeof(x->name), e->name);
-        s_copy_str(x->backend, sizeof(x->backend), e->backend);
-        x->alive = e->alive;
-        x->inflight = e->inflight;
-        x->slots = e->slots;
-        x->completed = e->completed;
-        x->failed = e->failed;
-        x->quarantined = e->quarantined;
-        if (e->load) {
-            x->running_jobs = e->load->running_jobs;
-            x->queued_jobs = e->load->queued_jobs;
-            x->queued_tokens = e->load->queued_tokens;
-            x->kv_blocks_used = e->load->kv_blocks_used;
-            x->kv_blocks_free = e->load->kv_blocks_free;
-            x->step_time_us = e->load->step_time_us;
-            x->busy = e->load->busy;
-            x->has_gpu_util = e->load->has_gpu_util;
-            x->gpu_util = x->has_gpu_util ? e->load->gpu_util : 0.0f;
-            x->has_cpu_util = e->load->has_cpu_util;
-            x->cpu_util = x->has_cpu_util ? e->load->cpu_util : 0.0f;
-            x->has_gpu_mem = e->load->has_gpu_mem;
-            x->gpu_mem_used = x->has_gpu_mem ? e->load->gpu_mem_used_bytes : 0;
-            x->gpu_mem_total = x->has_gpu_mem ? e->load->gpu_mem_total_bytes : 0;
+        s_copy_str(x->name, sizeof(x->name), e.name);
+        s_copy_str(x->backend, sizeof(x->backend), e.backend);
+        x->alive = e.alive;
+        x->inflight = e.inflight;
+        x->slots = e.slots;
+        x->completed = e.completed;
+        x->failed = e.failed;
+        x->quarantined = e.quarantined;
+        if (e.has_load) {
+            x->running_jobs = e.load.running_jobs;
+            x->queued_jobs = e.load.queued_jobs;
+            x->queued_tokens = e.load.queued_tokens;
+            x->kv_blocks_used = e.load.kv_blocks_used;
+            x->kv_blocks_free = e.load.kv_blocks_free;
+            x->step_time_us = e.load.step_time_us;
+            x->busy = e.load.busy;
+            x->has_gpu_util = e.load.has_gpu_util;
+            x->gpu_util = x->has_gpu_util ? e.load.gpu_util : 0.0f;
+            x->has_cpu_util = e.load.has_cpu_util;
+            x->cpu_util = x->has_cpu_util ? e.load.cpu_util : 0.0f;
+            x->has_gpu_mem = e.load.has_gpu_mem;
+            x->gpu_mem_used = x->has_gpu_mem ? e.load.gpu_mem_used : 0;
+            x->gpu_mem_total = x->has_gpu_mem ? e.load.gpu_mem_total : 0;
         }
     }
-    st->n_executors = r->n_executors;
-    for (size_t i = 0; i < r->n_counters; i++) {
-        s_copy_str(st->counters[i].name, sizeof(st->counters[i].name), r->counters[i]->name);
-        st->counters[i].value = r->counters[i]->value;
+    st->n_executors = r.n_executors;
+    for (uint32_t i = 0; i < r.n_counters; i++) {
+        sl_wire_counter_t ctr;
+        sl_wire_status_counter_get(m, i, &ctr);
+        s_copy_str(st->counters[i].name, sizeof(st->counters[i].name), ctr.name);
+        st->counters[i].value = ctr.value;
     }
-    st->n_counters = r->n_counters;
-    st->queued_interactive = r->queued_interactive;
-    st->queued_batch = r->queued_batch;
-    st->inflight = r->inflight;
-    s_copy_str(st->policy, sizeof(st->policy), r->policy);
+    st->n_counters = r.n_counters;
+    st->queued_interactive = r.queued_interactive;
+    st->queued_batch = r.queued_batch;
+    st->inflight = r.inflight;
+    s_copy_str(st->policy, sizeof(st->policy), r.policy);
     sl_cluster_status_destroy(&c->status);
     c->status = st;
     return;
@@ -577,17 +588,11 @@ err:
     sl_cluster_status_destroy(&st);
 }
 
-/* Check one item of a ResultBatch; a bad one is counted and skipped. */
-static bool s_item_ok(sl_client_t *c, int body_case, const void *item)
+/* A bad item of a ResultBatch is counted and skipped. */
+static void s_item_bad(sl_client_t *c, const char *what, const char *err)
 {
-    char err[256];
-    if (sl_proto_validate_item(body_case, item, &sl_proto_limits_default, err, sizeof(err)) ==
-        SL_OK)
-        return true;
     c->stats.errors++;
-    SL_WARN("client: dropped a bad %s item from the scheduler: %s", sl_proto_body_name(body_case),
-            err);
-    return false;
+    SL_WARN("client: dropped a bad %s item from the scheduler: %s", what, err);
 }
 
 /* The scheduler refused a client's message on this socket as a message of
@@ -613,65 +618,69 @@ static void s_fail_wrong_port(sl_client_t *c, const char *why, sl_time_t now)
 }
 
 /* Acceptances first, so a job accepted and finished in one batch is in order. */
-static void s_on_result_batch(sl_client_t *c, const Sluice__ResultBatch *b, sl_time_t now)
+static void s_on_result_batch(sl_client_t *c, const sl_wire_msg_t *m, sl_time_t now)
 {
-    for (size_t i = 0; i < b->n_accepted; i++) {
-        Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
-        a.job_id = b->accepted[i];
-        a.queue_depth = b->queue_depth;
-        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_ACCEPTED, &a))
-            s_on_accepted(c, a.job_id, a.queue_depth, now);
+    char err[256];
+    sl_wire_results_t rb;
+    sl_wire_results_get(m, &rb);
+    for (uint32_t i = 0; i < rb.n_accepted; i++) {
+        const char *id;
+        if (sl_wire_accepted_get(m, i, &sl_proto_limits_default, &id, err, sizeof(err)) == SL_OK)
+            s_on_accepted(c, id, rb.queue_depth, now);
+        else
+            s_item_bad(c, "accepted", err);
     }
-    for (size_t i = 0; i < b->n_busy; i++)
-        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_BUSY, b->busy[i]))
-            s_on_busy(c, b->busy[i], now);
-    for (size_t i = 0; i < b->n_results; i++)
-        if (s_item_ok(c, SLUICE__ENVELOPE__BODY_RESULT, b->results[i]))
-            s_on_result(c, b->results[i], now);
+    for (uint32_t i = 0; i < rb.n_busy; i++) {
+        sl_wire_busy_t b;
+        if (sl_wire_busy_get(m, i, &sl_proto_limits_default, &b, err, sizeof(err)) == SL_OK)
+            s_on_busy(c, &b, now);
+        else
+            s_item_bad(c, "busy", err);
+    }
+    for (uint32_t i = 0; i < rb.n_results; i++) {
+        sl_wire_result_t r;
+        if (sl_wire_result_get(m, i, &sl_proto_limits_default, &r, err, sizeof(err)) == SL_OK)
+            s_on_result(c, &r, now);
+        else
+            s_item_bad(c, "result", err);
+    }
 }
 
-static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
+static void s_dispatch(sl_client_t *c, const sl_wire_msg_t *m, sl_time_t now)
 {
-    switch (m->body_case) {
-    case SLUICE__ENVELOPE__BODY_ACCEPTED:
-        s_on_accepted(c, m->accepted->job_id, m->accepted->queue_depth, now);
+    sl_wire_kind_t kind = sl_wire_msg_kind(m);
+    switch (kind) {
+    case SL_WIRE_RESULTS:
+        s_on_result_batch(c, m, now);
         break;
-    case SLUICE__ENVELOPE__BODY_BUSY:
-        s_on_busy(c, m->busy, now);
+    case SL_WIRE_TOKEN_CHUNK: {
+        sl_wire_chunk_t ch;
+        sl_wire_chunk_get(m, &ch);
+        s_on_chunk(c, &ch, now);
         break;
-    case SLUICE__ENVELOPE__BODY_RESULT:
-        s_on_result(c, m->result, now);
+    }
+    case SL_WIRE_STATUS_REPLY:
+        s_on_status(c, m);
         break;
-    case SLUICE__ENVELOPE__BODY_RESULTS:
-        s_on_result_batch(c, m->results, now);
-        break;
-    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
-        s_on_chunk(c, m->token_chunk, now);
-        break;
-    case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
-        s_on_status(c, m->status_reply);
-        break;
-    case SLUICE__ENVELOPE__BODY_ERROR: {
+    case SL_WIRE_ERROR: {
+        sl_wire_error_t e;
+        sl_wire_error_get(m, &e);
         c->stats.errors++;
-        s_set_error(c, "scheduler error %d (%s): %s", m->error->code,
-                    sl_status_str((sl_status_t)m->error->code),
-                    m->error->message ? m->error->message : "");
+        s_set_error(c, "scheduler error %d (%s): %s", e.code, sl_status_str(e.code), e.message);
         /* An Error naming a pending job refuses it for good: it ends with
          * the scheduler's code and reason (an accepted job is past that). */
-        s_job_t *job = m->error->job_id && m->error->job_id[0] ? s_find(c, m->error->job_id)
-                                                               : NULL;
+        s_job_t *job = e.job_id[0] ? s_find(c, e.job_id) : NULL;
         if (job && job->state != S_JOB_ACCEPTED) {
             SL_DEBUG("client: job %s refused: %s", job->res->job_id, c->last_error);
             job->res->error[0] = '\0'; /* an earlier BUSY no longer explains anything */
-            s_complete(c, job,
-                       m->error->code < 0 ? (sl_status_t)m->error->code : SL_ERR_JOB_FAILED,
-                       m->error->message, now);
+            s_complete(c, job, e.code < 0 ? e.code : SL_ERR_JOB_FAILED, e.message, now);
             break;
         }
-        if (m->error->code == SL_ERR_MSG_UNEXPECTED) {
-            /* wrong port: said once, then every pending job ends with it */
+        if (e.code == SL_ERR_MSG_UNEXPECTED || e.code == SL_ERR_MSG_VERSION) {
+            /* wrong port or another protocol version: said once, then every
+             * pending job ends with it */
             SL_ERROR("client: %s", c->last_error);
-            s_fail_wrong_port(c, m->error->message, now);
+            s_fail_wrong_port(c, e.message, now);
         } else {
             SL_WARN("client: %s", c->last_error);
         }
@@ -681,8 +690,7 @@ static void s_dispatch(sl_client_t *c, const sl_msg_t *m, sl_time_t now)
     }
     default:
         c->stats.errors++;
-        SL_WARN("client: unexpected %s message from the scheduler",
-                sl_proto_body_name(m->body_case));
+        SL_WARN("client: unexpected %s message from the scheduler", sl_wire_kind_name(kind));
         break;
     }
 }
@@ -693,7 +701,7 @@ static sl_status_t s_drain(sl_client_t *c)
     sl_time_t now = sl_clock_now();
     for (;;) {
         sl_wire_ident_t ident;
-        sl_msg_t *m = NULL;
+        sl_wire_msg_t *m = NULL;
         char err[256] = "";
         sl_status_t st = sl_wire_recv(c->sock, 0, ZMQ_DONTWAIT, &sl_proto_limits_default, &ident,
                                       &m, err, sizeof(err));
@@ -709,7 +717,7 @@ static sl_status_t s_drain(sl_client_t *c)
             continue;
         }
         s_dispatch(c, m, now);
-        sl_proto_free(&m);
+        sl_wire_msg_free(&m);
     }
 }
 
@@ -737,12 +745,7 @@ static void s_run_timers(sl_client_t *c, sl_time_t now)
             s_send(c, job, now);
             break;
         case S_JOB_ACCEPTED: {
-            sl_msg_t env = SLUICE__ENVELOPE__INIT;
-            Sluice__Cancel cancel = SLUICE__CANCEL__INIT;
-            cancel.job_id = job->res->job_id;
-            env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
-            env.cancel = &cancel;
-            (void)s_send_env(c, &env);
+            (void)s_send_other(c, job->res->job_id);
             s_complete(c, job, SL_ERR_TIMEOUT, "no result within the result timeout", now);
             break;
         }
@@ -901,7 +904,8 @@ sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
     c->heap = malloc((size_t)cfg->max_inflight * sizeof(*c->heap));
     if (!c->heap)
         goto err_free;
-    sl_wire_batch_init(&c->out, SLUICE__ENVELOPE__BODY_SUBMITS);
+    sl_wire_batch_init(&c->out, SL_WIRE_SUBMITS);
+    sl_wire_batch_init(&c->single, SL_WIRE_SUBMITS);
     if (c->cfg.submit_batch < 1)
         c->cfg.submit_batch = 1; /* a configuration from before the knob: no batching */
     c->out_jobs = malloc((size_t)c->cfg.submit_batch * sizeof(*c->out_jobs));
@@ -943,6 +947,7 @@ void sl_client_destroy(sl_client_t **client_p)
     free(c->done);
     free(c->heap);
     sl_wire_batch_fini(&c->out);
+    sl_wire_batch_fini(&c->single);
     free(c->out_jobs);
     sl_cluster_status_destroy(&c->status);
     s_close_socket(&c->sock, &c->mon);
@@ -963,63 +968,36 @@ void sl_client_set_chunk_cb(sl_client_t *client, sl_client_chunk_cb cb, void *ar
 static sl_status_t s_encode(sl_client_t *c, const sl_job_spec_t *spec, size_t head, void **mem_p,
                             size_t *len_p)
 {
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    Sluice__Submit submit = SLUICE__SUBMIT__INIT;
-    Sluice__Job job = SLUICE__JOB__INIT;
-    Sluice__Prompt prompt = SLUICE__PROMPT__INIT;
     char err[256];
-
-    prompt.token_ids = (uint32_t *)spec->token_ids;
-    prompt.n_token_ids = spec->token_ids ? spec->n_token_ids : 0;
-    prompt.length = spec->prompt_length;
-    prompt.block_hashes = (uint64_t *)spec->block_hashes;
-    prompt.n_block_hashes = spec->block_hashes ? spec->n_block_hashes : 0;
-    prompt.block_tokens = spec->block_tokens;
-    job.id = (char *)spec->id;
-    job.tenant = (char *)(spec->tenant ? spec->tenant : "");
-    job.model = (char *)(spec->model ? spec->model : "");
-    job.session_key = (char *)(spec->session_key ? spec->session_key : "");
-    job.priority = spec->priority == SL_CLIENT_BATCH ? SLUICE__PRIORITY__PRIORITY_BATCH
-                                                     : SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
     if (spec->priority != SL_CLIENT_BATCH && spec->priority != SL_CLIENT_INTERACTIVE) {
         s_set_error(c, "job %s: unknown priority %d", spec->id, (int)spec->priority);
         return SL_ERR_INVALID;
     }
-    job.prompt = &prompt;
-    job.max_new_tokens = spec->max_new_tokens;
-    job.ttft_deadline_ms = spec->ttft_deadline_ms;
-    job.deadline_ms = spec->deadline_ms;
-    job.stream = spec->stream;
-    submit.job = &job;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &submit;
-    env.version = SL_PROTO_VERSION;
-    if (sl_proto_validate(&env, &sl_proto_limits_default, err, sizeof(err)) != SL_OK) {
+    sl_job_desc_t d = {
+        .id = spec->id,
+        .tenant = spec->tenant,
+        .model = spec->model,
+        .session_key = spec->session_key,
+        .prio = spec->priority == SL_CLIENT_BATCH ? SL_PRIO_BATCH : SL_PRIO_INTERACTIVE,
+        .prompt_tokens = spec->prompt_length,
+        .max_new_tokens = spec->max_new_tokens,
+        .block_hashes = spec->block_hashes,
+        .n_block_hashes = spec->block_hashes ? spec->n_block_hashes : 0,
+        .block_tokens = spec->block_tokens,
+        .token_ids = spec->token_ids,
+        .n_token_ids = spec->token_ids ? spec->n_token_ids : 0,
+        .ttft_deadline = SL_MS(spec->ttft_deadline_ms),
+        .deadline = SL_MS(spec->deadline_ms),
+        .stream = spec->stream,
+    };
+    sl_status_t st =
+        sl_wire_submit_pack(&d, &sl_proto_limits_default, head, mem_p, len_p, err, sizeof(err));
+    if (st == SL_ERR_NOMEM)
+        return st;
+    if (st != SL_OK) {
         s_set_error(c, "job %s is invalid: %s", spec->id, err);
         return SL_ERR_INVALID;
     }
-    /* Submit{job = 1} written by hand around the packed Job, which most
-     * often fits a buffer on the stack (sl_codec_encode), else is sized. */
-    uint8_t small[2048];
-    uint8_t *packed = sl_codec_encode(&job.base, small, small + sizeof(small));
-    size_t job_len = packed ? (size_t)(small + sizeof(small) - packed)
-                            : sluice__job__get_packed_size(&job);
-    uint8_t hdr[12];
-    size_t hl = 0;
-    hdr[hl++] = 0x0a; /* field 1, length-delimited */
-    hl += sl_wire_varint(hdr + hl, job_len);
-    size_t len = hl + job_len;
-    uint8_t *mem = malloc(head + len);
-    if (!mem)
-        return SL_ERR_NOMEM;
-    memset(mem, 0, head);
-    memcpy(mem + head, hdr, hl);
-    if (packed)
-        memcpy(mem + head + hl, packed, job_len);
-    else
-        sluice__job__pack(&job, mem + head + hl);
-    *mem_p = mem;
-    *len_p = len;
     return SL_OK;
 }
 
@@ -1172,12 +1150,7 @@ sl_status_t sl_client_cancel(sl_client_t *c, const char *job_id)
         s_set_error(c, "job %s is not pending", job_id ? job_id : "(null)");
         return SL_ERR_NOT_FOUND;
     }
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    Sluice__Cancel cancel = SLUICE__CANCEL__INIT;
-    cancel.job_id = (char *)job_id;
-    env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
-    env.cancel = &cancel;
-    return s_send_env(c, &env);
+    return s_send_other(c, job_id);
 }
 
 static bool s_status_done(sl_client_t *c, const void *unused)
@@ -1187,14 +1160,9 @@ static bool s_status_done(sl_client_t *c, const void *unused)
 
 sl_status_t sl_client_status(sl_client_t *c, sl_cluster_status_t **st_p)
 {
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    Sluice__StatusRequest req = SLUICE__STATUS_REQUEST__INIT;
-    req.executors = true;
-    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REQUEST;
-    env.status_request = &req;
     sl_cluster_status_destroy(&c->status);
     c->status_failed = false;
-    sl_status_t st = s_send_env(c, &env);
+    sl_status_t st = s_send_other(c, NULL);
     if (st != SL_OK)
         return st;
     c->status_waiting = true;

@@ -14,10 +14,12 @@
  * wake-up, the next post or the next heartbeat, whichever is first. Engine steps that are due at once run back
  * to back for up to turn_budget_us, so a fast backend (null: 32 jobs a step)
  * reports a whole turn's completions in one message instead of polling and
- * sending per step; the budget bounds how late a cancel is read. The decoded Dispatch envelope is kept as
- * the job's backing store, so prompt token ids are never copied; the jobs
- * of one DispatchBatch share its envelope (reference counted), and each of
- * its items is validated on its own so one bad item does not cost the rest.
+ * sending per step; the budget bounds how late a cancel is read. The
+ * decoded DispatchBatch is kept as the job's backing store, so prompt token
+ * ids are never copied; the jobs of one batch share it (reference
+ * counted), and each of its items is validated on its own so one bad item
+ * does not cost the rest. A finished engine job becomes a result report in
+ * one function (s_job_report), sent through proto's typed completion.
  * Finished jobs' structs go to a free list and are reused, so a steady
  * stream of jobs does not allocate per job.
  *
@@ -45,7 +47,7 @@
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_signal.h"
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -120,8 +122,7 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
 /* A dispatched job. */
 typedef struct s_job {
     sl_engine_job_t ej;       /* engine view */
-    sl_msg_t *backing;        /* reference to the envelope holding d (owns prompt data) */
-    const Sluice__Dispatch *d; /* the dispatch, inside backing */
+    sl_wire_msg_t *backing;   /* reference to the DispatchBatch holding the job's prompt */
     uint32_t out_cap;         /* room in out[] */
     sl_engine_done_t how;     /* how it ended (once done) */
     const char *error;        /* static error text, or NULL */
@@ -172,27 +173,24 @@ struct sl_executor {
     sl_backend_limits_t job_limits; /* what one job may be (advertised: the scheduler places by it) */
 };
 
-static void s_send(sl_executor_t *x, sl_msg_t *env)
+/* A send that failed is logged and dropped: the scheduler requeues what it
+ * does not hear of, and registration is retried on its own clock. */
+static void s_sent(sl_status_t st, const char *what)
 {
-    sl_status_t st = sl_wire_send(x->sock, NULL, 0, env, ZMQ_DONTWAIT);
     if (st != SL_OK)
-        SL_DEBUG("send %s failed: %s", sl_proto_body_name(env->body_case), sl_status_str(st));
+        SL_DEBUG("send %s failed: %s", what, sl_status_str(st));
 }
 
 static void s_flush_kv(sl_executor_t *x)
 {
     if (!x->n_stored && !x->n_evicted)
         return;
-    Sluice__KvEvent ev = SLUICE__KV_EVENT__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    ev.stored = x->kv_stored;
-    ev.n_stored = x->n_stored;
-    ev.evicted = x->kv_evicted;
-    ev.n_evicted = x->n_evicted;
-    env.body_case = SLUICE__ENVELOPE__BODY_KV_EVENT;
-    env.kv_event = &ev;
+    sl_wire_kv_event_t ev = {.stored = x->kv_stored,
+                             .n_stored = x->n_stored,
+                             .evicted = x->kv_evicted,
+                             .n_evicted = x->n_evicted};
     if (x->welcomed)
-        s_send(x, &env);
+        s_sent(sl_wire_kv_event_send(x->sock, &ev, ZMQ_DONTWAIT), "kv_event");
     x->n_stored = x->n_evicted = 0;
 }
 
@@ -215,15 +213,9 @@ static void s_kv_evicted(void *arg, uint64_t hash)
 static void s_on_tokens(void *arg, sl_engine_job_t *ej, uint32_t from, uint32_t n)
 {
     sl_executor_t *x = arg;
-    Sluice__TokenChunk c = SLUICE__TOKEN_CHUNK__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    c.job_seq = ej->seq.id;
-    c.offset = from;
-    c.tokens = ej->seq.out + from;
-    c.n_tokens = n;
-    env.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
-    env.token_chunk = &c;
-    s_send(x, &env);
+    sl_wire_chunk_t c = {.job_seq = ej->seq.id, .offset = from, .tokens = ej->seq.out + from,
+                         .n_tokens = n};
+    s_sent(sl_wire_chunk_send(x->sock, NULL, &c, ZMQ_DONTWAIT), "token_chunk");
 }
 
 /* The engine finished a job: queue its report; s_flush_done sends the
@@ -242,7 +234,7 @@ static void s_on_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, cons
 
 static void s_job_free(sl_executor_t *x, s_job_t *job)
 {
-    sl_proto_free(&job->backing);
+    sl_wire_msg_free(&job->backing);
     x->inflight--;
     if (x->n_free_jobs < S_JOB_FREE_MAX) {
         job->next_done = x->free_jobs;
@@ -253,14 +245,32 @@ static void s_job_free(sl_executor_t *x, s_job_t *job)
     }
 }
 
+/* A finished engine job as the report the scheduler receives (pointers
+ * into the job, valid until it is freed). */
+static void s_job_report(const s_job_t *job, sl_result_report_t *r)
+{
+    static const sl_job_status_t map[] = {SL_JOB_OK, SL_JOB_FAILED, SL_JOB_CANCELED};
+    const sl_engine_job_t *ej = &job->ej;
+    *r = (sl_result_report_t){
+        .res =
+            {
+                .status = map[job->how],
+                .output_tokens = ej->seq.n_out,
+                .cached_tokens = ej->seq.cached_tokens,
+                .exec_ttft = ej->first_token ? ej->first_token - ej->arrived : 0,
+                .exec_queue = ej->has_started ? ej->started - ej->arrived : 0,
+                .has_exec_queue = ej->has_started,
+                .exec_end = ej->finished - ej->arrived,
+            },
+        .tokens = ej->seq.out,
+        .n_tokens = ej->seq.n_out,
+        .error = job->error ? job->error : "",
+    };
+}
+
 /* Report finished jobs, S_DONE_BATCH per message; send = false only frees them. */
 static void s_flush_done(sl_executor_t *x, bool send)
 {
-    static const Sluice__ResultStatus map[] = {SLUICE__RESULT_STATUS__RESULT_OK,
-                                               SLUICE__RESULT_STATUS__RESULT_FAILED,
-                                               SLUICE__RESULT_STATUS__RESULT_CANCELED};
-    Sluice__Result r[S_DONE_BATCH];
-    Sluice__Timings t[S_DONE_BATCH];
     s_job_t *batch[S_DONE_BATCH];
 
     if (send && x->n_done)
@@ -268,43 +278,20 @@ static void s_flush_done(sl_executor_t *x, bool send)
     while (x->done_head) {
         size_t n = 0;
         while (x->done_head && n < S_DONE_BATCH) {
-            s_job_t *job = x->done_head;
-            sl_engine_job_t *ej = &job->ej;
-            x->done_head = job->next_done;
-            batch[n] = job;
-            sluice__result__init(&r[n]);
-            sluice__timings__init(&t[n]);
-            r[n].job_id = NULL; /* the scheduler knows the job by job_seq */
-            r[n].status = map[job->how];
-            r[n].tokens = ej->seq.out;
-            r[n].n_tokens = ej->seq.n_out;
-            r[n].error = (char *)(job->error ? job->error : "");
-            t[n].cached_tokens = ej->seq.cached_tokens;
-            t[n].output_tokens = ej->seq.n_out;
-            t[n].exec_ttft_us =
-                ej->first_token ? (uint64_t)((ej->first_token - ej->arrived) / 1000) : 0;
-            t[n].exec_end_us = (uint64_t)((ej->finished - ej->arrived) / 1000);
-            if (ej->has_started) {
-                t[n].has_exec_queue = true;
-                t[n].exec_queue_us = (uint64_t)((ej->started - ej->arrived) / 1000);
-            }
-            r[n].timings = &t[n];
-            n++;
+            batch[n++] = x->done_head;
+            x->done_head = x->done_head->next_done;
         }
         if (send) {
-            /* Packed item by item: packing the whole batch at once sizes
-             * every nested message once per enclosing level. */
             sl_status_t st = SL_OK;
-            static const uint32_t vfields[1] = {1}; /* Completion{job_seq = 1, result = 2} */
             for (size_t i = 0; i < n && st == SL_OK; i++) {
-                uint64_t seq = batch[i]->ej.seq.id;
-                st = sl_wire_batch_add_nested(&x->done_out, 1, 2, &r[i].base, vfields, &seq, 1);
+                sl_result_report_t r;
+                s_job_report(batch[i], &r);
+                st = sl_wire_completion_add(&x->done_out, batch[i]->ej.seq.id, &r);
             }
             if (st == SL_OK)
-                st = sl_wire_batch_send(x->sock, NULL, 0, &x->done_out, ZMQ_DONTWAIT);
+                st = sl_wire_batch_send(x->sock, NULL, &x->done_out, ZMQ_DONTWAIT);
             sl_wire_batch_clear(&x->done_out);
-            if (st != SL_OK)
-                SL_DEBUG("send completions failed: %s", sl_status_str(st));
+            s_sent(st, "completions");
         }
         for (size_t i = 0; i < n; i++)
             s_job_free(x, batch[i]);
@@ -315,29 +302,30 @@ static void s_flush_done(sl_executor_t *x, bool send)
 
 static void s_hello(sl_executor_t *x, sl_time_t now)
 {
-    Sluice__ExecutorHello h = SLUICE__EXECUTOR_HELLO__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
     char models_buf[SL_CFG_STR_MAX];
-    char *models[SL_EXEC_MAX_MODELS_WIRE];
+    const char *models[SL_EXEC_MAX_MODELS_WIRE];
     size_t n = 0;
     snprintf(models_buf, sizeof(models_buf), "%s", x->cfg.models);
     for (char *save = NULL, *tok = strtok_r(models_buf, ",", &save);
          tok && n < SL_EXEC_MAX_MODELS_WIRE; tok = strtok_r(NULL, ",", &save))
         models[n++] = tok;
-    h.name = x->cfg.name;
-    h.slots = (uint32_t)x->cfg.slots;
-    h.models = models;
-    h.n_models = n;
-    h.backend = x->cfg.backend;
-    h.zone = x->cfg.zone;
-    h.kv_block_tokens = x->kv_block_tokens;
-    h.kv_blocks_total = x->kv_blocks;
-    h.speed = (float)x->cfg.speed_hint;
-    h.max_context_tokens = x->job_limits.max_context_tokens;
-    h.vocab_size = x->job_limits.vocab_size;
-    env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
-    s_send(x, &env);
+    sl_wire_hello_t h = {
+        .info =
+            {
+                .name = x->cfg.name,
+                .slots = (uint32_t)x->cfg.slots,
+                .models = models,
+                .n_models = n,
+                .backend = x->cfg.backend,
+                .kv_blocks_total = x->kv_blocks,
+                .kv_block_tokens = x->kv_block_tokens,
+                .speed = (float)x->cfg.speed_hint,
+                .max_context_tokens = x->job_limits.max_context_tokens,
+                .vocab_size = x->job_limits.vocab_size,
+            },
+        .zone = x->cfg.zone,
+    };
+    s_sent(sl_wire_hello_send(x->sock, &h, ZMQ_DONTWAIT), "hello");
     x->hello_at = now;
 }
 
@@ -347,15 +335,16 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
 static void s_post_load(sl_executor_t *x, sl_time_t now)
 {
     sl_engine_load_t el;
-    Sluice__Load l = SLUICE__LOAD__INIT;
     sl_engine_load(x->engine, now, &el);
-    l.running_jobs = el.running;
-    l.queued_jobs = el.waiting;
-    l.queued_tokens = el.waiting_tokens;
-    l.kv_blocks_used = el.kv_used;
-    l.kv_blocks_free = el.kv_free;
-    l.step_time_us = el.step_us;
-    l.busy = el.busy;
+    sl_exec_load_t l = {
+        .running_jobs = el.running,
+        .queued_jobs = el.waiting,
+        .queued_tokens = el.waiting_tokens,
+        .kv_blocks_used = el.kv_used,
+        .kv_blocks_free = el.kv_free,
+        .step_time_us = el.step_us,
+        .busy = el.busy,
+    };
     s_flush_kv(x);
     sl_link_post(x->link, true, x->heartbeat, &l);
 }
@@ -381,27 +370,25 @@ static s_job_t *s_job_alloc(sl_executor_t *x, uint32_t max_new)
 }
 
 /* Start one validated dispatch held in backing (the job takes a reference). */
-static void s_on_dispatch(sl_executor_t *x, sl_msg_t *backing, const Sluice__Dispatch *d,
+static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wire_dispatch_t *d,
                           sl_time_t now)
 {
-    const Sluice__Job *j = d->job;
-    const Sluice__Prompt *p = j->prompt;
+    const sl_job_desc_t *j = &d->job;
     s_job_t *job = s_job_alloc(x, j->max_new_tokens);
     if (!job) {
         SL_ERROR("out of memory for job %s", j->id);
         return;
     }
-    job->backing = sl_proto_ref(backing);
-    job->d = d;
+    job->backing = sl_wire_msg_ref(backing);
     sl_seq_t *s = &job->ej.seq;
     s->id = d->job_seq;
-    s->prompt = p->n_token_ids ? p->token_ids : NULL;
-    s->prompt_len = p->length ? p->length : (uint32_t)p->n_token_ids;
-    s->block_hashes = p->n_block_hashes ? p->block_hashes : NULL;
-    s->n_block_hashes = (uint32_t)p->n_block_hashes;
-    s->hash_block_tokens = p->block_tokens;
+    s->prompt = j->token_ids;
+    s->prompt_len = j->prompt_tokens;
+    s->block_hashes = j->block_hashes;
+    s->n_block_hashes = j->n_block_hashes;
+    s->hash_block_tokens = j->block_tokens;
     s->max_new_tokens = j->max_new_tokens;
-    s->interactive = j->priority == SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
+    s->interactive = j->prio == SL_PRIO_INTERACTIVE;
     s->out = job->out;
     job->ej.stream = j->stream;
     x->inflight++;
@@ -413,7 +400,7 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
     char err[256];
     for (int i = 0; i < x->cfg.recv_batch; i++) {
         sl_wire_ident_t none;
-        sl_msg_t *msg = NULL;
+        sl_wire_msg_t *msg = NULL;
         sl_status_t st =
             sl_wire_recv(x->sock, 0, ZMQ_DONTWAIT, &x->limits, &none, &msg, err, sizeof(err));
         if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
@@ -423,37 +410,42 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
             SL_WARN("bad message from the scheduler: %s", err);
             continue;
         }
-        switch (msg->body_case) {
-        case SLUICE__ENVELOPE__BODY_WELCOME:
+        sl_wire_kind_t kind = sl_wire_msg_kind(msg);
+        switch (kind) {
+        case SL_WIRE_WELCOME: {
+            sl_wire_welcome_t w;
+            sl_wire_welcome_get(msg, &w);
             if (!x->welcomed) /* hellos sent while it was away are all welcomed */
                 SL_INFO("registered with the scheduler at %s as %s (index %u)", x->cfg.scheduler,
-                        x->cfg.name, msg->welcome->executor_index);
+                        x->cfg.name, w.executor_index);
             x->welcomed = true;
             x->contested = false;
             x->heartbeat = x->cfg.heartbeat_ms ? SL_MS(x->cfg.heartbeat_ms)
-                                               : SL_MS(msg->welcome->heartbeat_ms ? msg->welcome->heartbeat_ms : 100);
+                                               : SL_MS(w.heartbeat_ms ? w.heartbeat_ms : 100);
             x->next_post = now; /* the link learns the interval at once */
             break;
-        case SLUICE__ENVELOPE__BODY_DISPATCH:
-            s_on_dispatch(x, msg, msg->dispatch, now);
-            break;
-        case SLUICE__ENVELOPE__BODY_DISPATCHES:
-            for (size_t k = 0; k < msg->dispatches->n_dispatches; k++) {
-                const Sluice__Dispatch *d = msg->dispatches->dispatches[k];
-                if (sl_proto_validate_item(SLUICE__ENVELOPE__BODY_DISPATCH, d, &x->limits, err,
-                                           sizeof(err)) != SL_OK) {
+        }
+        case SL_WIRE_DISPATCHES:
+            for (uint32_t k = 0, n = sl_wire_msg_count(msg); k < n; k++) {
+                sl_wire_dispatch_t d;
+                if (sl_wire_dispatch_get(msg, k, &x->limits, &d, err, sizeof(err)) != SL_OK) {
                     x->rejected++;
-                    SL_WARN("bad dispatch %zu of a batch from the scheduler: %s", k, err);
+                    SL_WARN("bad dispatch %u of a batch from the scheduler: %s", k, err);
                     continue;
                 }
-                s_on_dispatch(x, msg, d, now);
+                s_on_dispatch(x, msg, &d, now);
             }
             break;
-        case SLUICE__ENVELOPE__BODY_CANCEL:
-            sl_engine_cancel(x->engine, msg->cancel->job_seq, now);
+        case SL_WIRE_CANCEL: {
+            sl_wire_cancel_t c;
+            sl_wire_cancel_get(msg, &c);
+            sl_engine_cancel(x->engine, c.job_seq, now);
             break;
-        case SLUICE__ENVELOPE__BODY_ERROR:
-            if (msg->error->code == SL_ERR_NOT_FOUND) {
+        }
+        case SL_WIRE_ERROR: {
+            sl_wire_error_t e;
+            sl_wire_error_get(msg, &e);
+            if (e.code == SL_ERR_NOT_FOUND) {
                 if (x->welcomed) {
                     SL_WARN("lost the scheduler at %s (it no longer knows us): registering again",
                             x->cfg.scheduler);
@@ -463,34 +455,35 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
                 x->welcomed = false;
                 if (now - x->hello_at > SL_MS(10))
                     s_hello(x, now);
-            } else if ((msg->error->code == SL_ERR_EXISTS ||
-                        msg->error->code == SL_ERR_MSG_UNEXPECTED) &&
+            } else if ((e.code == SL_ERR_EXISTS || e.code == SL_ERR_MSG_UNEXPECTED ||
+                        e.code == SL_ERR_MSG_VERSION) &&
                        !x->welcomed) {
                 /* Refused for good: another live executor holds the name
-                 * (retrying would fight it for ever), or our hello is not a
+                 * (retrying would fight it for ever), our hello is not a
                  * message that endpoint takes, so it is not an executor
-                 * endpoint (the client port: a configuration error). */
-                SL_ERROR("the scheduler at %s refused us: %s", x->cfg.scheduler,
-                         msg->error->message);
-                x->fatal = msg->error->code == SL_ERR_EXISTS ? SL_ERR_EXISTS : SL_ERR_INVALID;
-                sl_proto_free(&msg);
+                 * endpoint (the client port: a configuration error), or the
+                 * scheduler speaks another protocol version. */
+                SL_ERROR("the scheduler at %s refused us: %s", x->cfg.scheduler, e.message);
+                x->fatal = e.code == SL_ERR_EXISTS ? SL_ERR_EXISTS : SL_ERR_INVALID;
+                sl_wire_msg_free(&msg);
                 return;
-            } else if (msg->error->code == SL_ERR_AGAIN && !x->welcomed) {
+            } else if (e.code == SL_ERR_AGAIN && !x->welcomed) {
                 /* The scheduler checks whether the holder of our name is alive;
                  * the next hello (hello_retry_ms) gets the verdict. */
                 if (!x->contested)
-                    SL_INFO("the scheduler at %s: %s", x->cfg.scheduler, msg->error->message);
+                    SL_INFO("the scheduler at %s: %s", x->cfg.scheduler, e.message);
                 x->contested = true;
             } else {
-                SL_WARN("scheduler error %d: %s", msg->error->code, msg->error->message);
+                SL_WARN("scheduler error %d: %s", e.code, e.message);
             }
             break;
+        }
         default:
             x->rejected++;
-            SL_WARN("unexpected '%s' from the scheduler", sl_proto_body_name(msg->body_case));
+            SL_WARN("unexpected '%s' from the scheduler", sl_wire_kind_name(kind));
             break;
         }
-        sl_proto_free(&msg);
+        sl_wire_msg_free(&msg);
     }
 }
 
@@ -501,7 +494,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         return SL_ERR_NOMEM;
     x->cfg = *cfg;
     x->done_tail = &x->done_head;
-    sl_wire_batch_init(&x->done_out, SLUICE__ENVELOPE__BODY_COMPLETIONS);
+    sl_wire_batch_init(&x->done_out, SL_WIRE_COMPLETIONS);
     if (!x->cfg.name[0]) {
         char host[64] = "host";
         gethostname(host, sizeof(host) - 1);
@@ -656,13 +649,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     if (x->fatal)
         return x->fatal;
     s_flush_kv(x);
-    Sluice__Goodbye g = SLUICE__GOODBYE__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    g.reason = "shutting down";
-    env.body_case = SLUICE__ENVELOPE__BODY_GOODBYE;
-    env.goodbye = &g;
     if (x->welcomed)
-        s_send(x, &env);
+        s_sent(sl_wire_goodbye_send(x->sock, "shutting down", ZMQ_DONTWAIT), "goodbye");
     SL_INFO("executor %s stopped", x->cfg.name);
     return SL_OK;
 }

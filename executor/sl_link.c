@@ -86,7 +86,7 @@ typedef struct s_post {
     uint8_t stop;        /* the engine thread is done: exit after what came before */
     bool welcomed;       /* the scheduler knows the executor: heartbeat */
     sl_time_t heartbeat; /* interval between heartbeats */
-    Sluice__Load load;   /* the engine's load (scalars only: copyable) */
+    sl_exec_load_t load; /* the engine's load (scalars only: copyable) */
 } s_post_t;
 
 /* The link's state: the link thread's alone once started; the engine
@@ -98,7 +98,7 @@ typedef struct s_link_thread {
     sl_time_t stall_timeout; /* 0 = never stop heartbeats */
     bool welcomed;           /* from the last post */
     sl_time_t heartbeat;     /* interval, from the last post */
-    Sluice__Load load;       /* from the last post */
+    sl_exec_load_t load;     /* from the last post */
     sl_time_t last_post;     /* when the last post arrived */
     sl_time_t next_beat;     /* next heartbeat due (while welcomed) */
     uint64_t seq;            /* heartbeat sequence */
@@ -148,21 +148,15 @@ static void s_beat(s_link_thread_t *lt, sl_time_t now)
     }
     sl_hostload_sample_t hs;
     sl_hostload_sample(lt->hl, &hs);
-    Sluice__Load l = lt->load;
-    Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    sl_exec_load_t l = lt->load;
     l.has_cpu_util = hs.has_cpu;
     l.cpu_util = hs.has_cpu ? hs.cpu : 0.0f;
     l.has_gpu_util = hs.has_gpu;
     l.gpu_util = hs.has_gpu ? hs.gpu : 0.0f;
     l.has_gpu_mem = hs.has_gpu_mem;
-    l.gpu_mem_used_bytes = hs.has_gpu_mem ? hs.gpu_mem_used : 0;
-    l.gpu_mem_total_bytes = hs.has_gpu_mem ? hs.gpu_mem_total : 0;
-    hb.seq = ++lt->seq;
-    hb.load = &l;
-    env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    sl_status_t st = sl_wire_send(lt->dealer, NULL, 0, &env, ZMQ_DONTWAIT);
+    l.gpu_mem_used = hs.has_gpu_mem ? hs.gpu_mem_used : 0;
+    l.gpu_mem_total = hs.has_gpu_mem ? hs.gpu_mem_total : 0;
+    sl_status_t st = sl_wire_heartbeat_send(lt->dealer, ++lt->seq, &l, ZMQ_DONTWAIT);
     if (st != SL_OK)
         SL_DEBUG("send heartbeat failed: %s", sl_status_str(st));
 }
@@ -401,7 +395,7 @@ static int s_post_send(sl_link_t *k, const s_post_t *p, int flags)
     return zmq_send(k->pipe, p, sizeof(*p), flags);
 }
 
-void sl_link_post(sl_link_t *k, bool welcomed, sl_time_t heartbeat, const Sluice__Load *load)
+void sl_link_post(sl_link_t *k, bool welcomed, sl_time_t heartbeat, const sl_exec_load_t *load)
 {
     s_post_t p;
     memset(&p, 0, sizeof(p));
@@ -409,8 +403,6 @@ void sl_link_post(sl_link_t *k, bool welcomed, sl_time_t heartbeat, const Sluice
     p.heartbeat = heartbeat > 0 ? heartbeat : SL_MS(100);
     if (load)
         p.load = *load;
-    else
-        sluice__load__init(&p.load);
     if (!k->threaded)
         s_on_post(k->lt, &p, sl_clock_now());
     else if (s_post_send(k, &p, ZMQ_DONTWAIT) < 0)
@@ -434,7 +426,6 @@ void sl_link_destroy(sl_link_t **link_p)
         s_post_t p;
         memset(&p, 0, sizeof(p));
         p.stop = 1;
-        sluice__load__init(&p.load);
         /* Blocking: the link thread drains the pipe, so there will be room. */
         while (s_post_send(k, &p, 0) < 0 && errno == EINTR)
             ;

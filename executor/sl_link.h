@@ -14,7 +14,7 @@
 
 #include "common/sl_clock.h"
 #include "executor/sl_hostload.h"
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
 
 #include <stdbool.h>
 
@@ -53,7 +53,7 @@ void *sl_link_pipe(sl_link_t *link);
  * Call it at least every stall_timeout_ms while welcomed. A post that does
  * not fit in the pipe is dropped (logged at debug level).
  */
-void sl_link_post(sl_link_t *link, bool welcomed, sl_time_t heartbeat, const Sluice__Load *load);
+void sl_link_post(sl_link_t *link, bool welcomed, sl_time_t heartbeat, const sl_exec_load_t *load);
 
 /* Inline: log the connection's losses and returns (the link thread does
  * it when threaded), send the heartbeat if it is due. Returns when the next

@@ -1,7 +1,8 @@
 /*
- * Protocol layer: decoding with validation, encoding and ZeroMQ framing of
- * the Envelope defined in sluice.proto. Nothing above this layer touches an
- * undecoded or unvalidated message.
+ * proto/'s own header: the generated protobuf-c types and the pieces the
+ * typed functions of sl_wire.h are built from (decoding, validation,
+ * framing and batch building). Nothing outside proto/ and its tests
+ * includes it; the rest of the tree speaks sl_wire.h.
  */
 #ifndef SL_PROTO_H
 #define SL_PROTO_H
@@ -11,30 +12,52 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/sl_wire.h"
 #include "proto/sluice.pb-c.h"
-
-#define SL_PROTO_VERSION 1
 
 typedef Sluice__Envelope sl_msg_t;
 
-/* Bounds every decoded message is checked against. */
-typedef struct sl_proto_limits {
-    size_t max_msg_bytes;       /* whole encoded envelope */
-    uint32_t max_prompt_tokens; /* Prompt.length */
-    uint32_t max_token_ids;     /* entries of Prompt.token_ids, Result.tokens, TokenChunk.tokens */
-    uint32_t max_block_hashes;  /* entries of Prompt.block_hashes */
-    uint32_t max_new_tokens;    /* Job.max_new_tokens */
-    uint32_t max_id_len;        /* Job.id and every job_id */
-    uint32_t max_name_len;      /* tenant, model, session key, executor name, zone */
-    uint32_t max_kv_events;     /* entries of one KvEvent list */
-    uint32_t max_xport_address; /* bytes of ExecutorHello.xport_address */
-    uint32_t max_models;        /* entries of ExecutorHello.models */
-    uint32_t max_slots;         /* ExecutorHello.slots */
-    uint32_t max_batch;         /* items of one batch body (completions, dispatches, submits, results) */
-} sl_proto_limits_t;
+/* The public handle is the decoded envelope itself. */
+static inline sl_msg_t *sl_proto_msg(sl_wire_msg_t *m) { return (sl_msg_t *)m; }
+static inline const sl_msg_t *sl_proto_cmsg(const sl_wire_msg_t *m) { return (const sl_msg_t *)m; }
 
-/* The defaults: 8 MiB messages, 1 Mi-token prompts, 64 Ki new tokens. */
-extern const sl_proto_limits_t sl_proto_limits_default;
+/* The items of the batch bodies, validated one by one (sl_proto_validate_item). */
+typedef enum sl_proto_item {
+    SL_PROTO_ITEM_SUBMIT,   /* a Sluice__Submit of a SubmitBatch */
+    SL_PROTO_ITEM_DISPATCH, /* a Sluice__Dispatch of a DispatchBatch */
+    SL_PROTO_ITEM_ACCEPTED, /* a job id (char *) of a ResultBatch */
+    SL_PROTO_ITEM_BUSY,     /* a Sluice__Busy of a ResultBatch */
+    SL_PROTO_ITEM_RESULT,   /* a Sluice__Result of a ResultBatch */
+} sl_proto_item_t;
+
+/* ---- sl_validate.c ---- */
+
+/*
+ * Check the version, sizes, ranges and enum values of a decoded message.
+ * For the batch bodies DispatchBatch, SubmitBatch and ResultBatch only the
+ * item count is checked (1 to max_batch): the receiver checks each item
+ * with sl_proto_validate_item, so one bad item does not cost the others.
+ */
+sl_status_t sl_proto_validate(const sl_msg_t *msg, const sl_proto_limits_t *lim, char *err,
+                              size_t err_len);
+
+/* Check one batch item of kind `item`. */
+sl_status_t sl_proto_validate_item(sl_proto_item_t item, const void *ptr,
+                                   const sl_proto_limits_t *lim, char *err, size_t err_len);
+
+/* Check a Job as the scheduler will. */
+sl_status_t sl_proto_validate_job(const Sluice__Job *job, const sl_proto_limits_t *lim, char *err,
+                                  size_t err_len);
+
+/* The wire's kind of a body case, and its name. */
+sl_wire_kind_t sl_proto_kind(int body_case);
+const char *sl_proto_body_name(int body_case);
+
+/* Write a reason into err (when given) and return st. */
+sl_status_t sl_proto_fail(sl_status_t st, char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- sl_decode.c ---- */
 
 /*
  * Decode buf and validate the result. On success *msg_p owns a new message
@@ -45,134 +68,55 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
                             sl_msg_t **msg_p, char *err, size_t err_len);
 
 /*
- * Check sizes, ranges and enum values of a decoded message. For the batch
- * bodies DispatchBatch, SubmitBatch and ResultBatch only the item count is
- * checked (1 to max_batch): the receiver checks each item with
- * sl_proto_validate_item, so one bad item does not cost the others.
+ * Keep the received frame the message was decoded from with the message
+ * (takes *zmsg: a zmq_msg_t, moved), so the encoded jobs of a SubmitBatch
+ * can be forwarded as they came (sl_proto_raw).
  */
-sl_status_t sl_proto_validate(const sl_msg_t *msg, const sl_proto_limits_t *lim, char *err,
-                              size_t err_len);
+void sl_proto_keep_frame(sl_msg_t *msg, void *zmsg);
 
-/*
- * Check one batch item as if it were the body of an envelope of body_case:
- * SLUICE__ENVELOPE__BODY_DISPATCH with a Sluice__Dispatch, _SUBMIT with a
- * Sluice__Submit, _ACCEPTED, _BUSY or _RESULT with theirs.
- */
-sl_status_t sl_proto_validate_item(int body_case, const void *item, const sl_proto_limits_t *lim,
-                                   char *err, size_t err_len);
+/* The encoded bytes of the kept frame, or NULL. */
+const uint8_t *sl_proto_raw(const sl_msg_t *msg, size_t *len_p);
 
-/*
- * Take one more reference to a decoded message (from sl_proto_decode), so
- * that several owners may keep pointers into it (the jobs of one batch);
- * each owner drops its reference with sl_proto_free. Returns msg.
- */
+/* Where the last lookup of a kept frame's items ended (an offset into it
+ * and the index of the next item; 0: none yet), for sl_wire_submit_job_bytes. */
+void sl_proto_raw_cursor(const sl_msg_t *msg, size_t **off_p, uint32_t **k_p);
+
+/* Take one more reference to a decoded message; returns msg. */
 sl_msg_t *sl_proto_ref(sl_msg_t *msg);
 
-/* Drop a reference to a decoded message, freeing it with the last one;
- * NULL-safe; sets *msg_p = NULL. */
+/* Drop a reference, freeing the message with the last; NULL-safe; *msg_p = NULL. */
 void sl_proto_free(sl_msg_t **msg_p);
 
-/* A short name of the body case ("submit", "heartbeat", ...) for logs and counters. */
-const char *sl_proto_body_name(int body_case);
+/* ---- sl_frame.c ---- */
 
-/*
- * Send env as one frame on a ZeroMQ socket, preceded by the routing identity
- * frame when ident is non-NULL (ROUTER sockets). Fills in the version.
- * flags are zmq_send flags (ZMQ_DONTWAIT). SL_ERR_AGAIN when the socket would
- * block under ZMQ_DONTWAIT; SL_ERR_LINK on other failures (logged).
- */
-sl_status_t sl_wire_send(void *sock, const void *ident, size_t ident_len, sl_msg_t *env,
-                         int flags);
-
-/*
- * Send one envelope whose body (field number body_field of Envelope) is
- * given already packed: a cached Result, a Submit encoded at submission.
- * Same framing and return values as sl_wire_send.
- */
-sl_status_t sl_wire_send_packed(void *sock, const void *ident, size_t ident_len,
-                                 uint32_t body_field, const void *body, size_t body_len,
-                                 int flags);
-
-/*
- * A batch body under construction: items are packed one after the other
- * straight into one buffer, which is the encoding of a message whose
- * repeated fields hold them, and sent as the body of one envelope. The
- * buffer is kept between sends, so a steady stream of batches allocates
- * nothing.
- */
-typedef struct sl_wire_batch {
-    uint8_t *buf;      /* header room, then the packed items */
-    size_t len;        /* bytes used, header room included */
-    size_t cap;        /* bytes allocated */
-    uint32_t n;        /* items added since the last send */
-    uint32_t body;     /* Envelope field number of the batch body */
-} sl_wire_batch_t;
+/* Send env as one frame after the identity `to` (may be NULL); fills in
+ * the version. Return values as sl_wire.h's senders. */
+sl_status_t sl_proto_send(void *sock, const sl_wire_ident_t *to, sl_msg_t *env, int flags);
 
 /* Protobuf varint encoding of v at p (room for 10 bytes); returns the bytes written. */
-size_t sl_wire_varint(uint8_t *p, uint64_t v);
+size_t sl_proto_varint(uint8_t *p, uint64_t v);
 
-/* An empty batch for body field body_field (e.g. SubmitBatch = 28); allocates nothing. */
-void sl_wire_batch_init(sl_wire_batch_t *b, uint32_t body_field);
-
-/* Free the buffer; the batch is empty and may be used again. */
-void sl_wire_batch_fini(sl_wire_batch_t *b);
-
-/* Forget the items added since the last send. */
-void sl_wire_batch_clear(sl_wire_batch_t *b);
-
-/* Append a varint field (not an item: not counted in n; a scalar the batch
- * body carries once, written last). SL_ERR_NOMEM leaves the batch unchanged. */
-sl_status_t sl_wire_batch_add_uint(sl_wire_batch_t *b, uint32_t field, uint64_t value);
-
-/* Pack msg as an item of repeated field `field` of the batch body.
- * SL_ERR_NOMEM leaves the batch unchanged. */
-sl_status_t sl_wire_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg);
+/* Pack msg as an item of repeated field `field` of the batch body. */
+sl_status_t sl_proto_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg);
 
 /*
  * Add an item that is a message made of one sub-message (field msg_field =
  * msg) and varint fields (vfields[i] = vvalues[i], zeros left out as proto3
  * does), written in field order: the bytes protobuf-c would pack for it,
- * without sizing msg once per enclosing level (Dispatch{job, job_seq,
- * attempt}, Completion{job_seq, result}). SL_ERR_NOMEM leaves the batch
- * unchanged.
+ * without sizing msg once per enclosing level.
  */
-sl_status_t sl_wire_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
-                                     const ProtobufCMessage *msg, const uint32_t *vfields,
-                                     const uint64_t *vvalues, size_t n_v);
+sl_status_t sl_proto_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
+                                      const ProtobufCMessage *msg, const uint32_t *vfields,
+                                      const uint64_t *vvalues, size_t n_v);
 
-/* Append an item that is packed already. SL_ERR_NOMEM leaves the batch unchanged. */
-sl_status_t sl_wire_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const void *item,
-                                     size_t len);
+/* Append an item that is packed already. */
+sl_status_t sl_proto_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const void *item,
+                                      size_t len);
 
-/*
- * Send the batch as one envelope (after the identity frame when ident is
- * non-NULL) and empty it, whether or not the send succeeded. Nothing is sent
- * for an empty batch (SL_OK). Return values as sl_wire_send.
- */
-sl_status_t sl_wire_batch_send(void *sock, const void *ident, size_t ident_len,
-                               sl_wire_batch_t *b, int flags);
-
-/* A received identity frame (ROUTER peers). */
-typedef struct sl_wire_ident {
-    unsigned char data[256]; /* identity bytes */
-    size_t len;              /* identity length; 0 for non-ROUTER sockets */
-} sl_wire_ident_t;
-
-/*
- * Receive one message. For a ROUTER socket (router != 0) expects an identity
- * frame then one payload frame. Returns SL_ERR_AGAIN when nothing is waiting
- * (with ZMQ_DONTWAIT), SL_ERR_MSG_* for a bad message (the identity is still
- * filled in so the caller can answer with an Error, all its frames are
- * consumed, err says why), SL_OK with *msg_p owning the decoded message.
- */
-sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limits_t *lim,
-                         sl_wire_ident_t *ident, sl_msg_t **msg_p, char *err, size_t err_len);
-
-/*
- * Read one event from the PAIR socket of a ZeroMQ socket monitor without
- * waiting: its number (ZMQ_EVENT_*) in *event_p; the endpoint frame that
- * follows it is read and dropped. SL_ERR_AGAIN when none is waiting.
- */
-sl_status_t sl_wire_monitor_event(void *mon, uint16_t *event_p);
+/* Append an item made of a length-delimited field (msg_field = bytes) and
+ * varint fields after it (vfields ascending, all above msg_field). */
+sl_status_t sl_proto_batch_add_wrapped(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
+                                       const void *bytes, size_t len, const uint32_t *vfields,
+                                       const uint64_t *vvalues, size_t n_v);
 
 #endif

@@ -9,11 +9,13 @@
  * could not be delivered stays cached with the finished job, so a client
  * that reconnects and resubmits the id gets it.
  *
- * Per job the daemon keeps the decoded Submit (forwarded as is in Dispatch,
- * so token ids are never copied) and the client's routing identity, updated
- * on every resubmission so the result goes to the latest sender. A
- * SubmitBatch is one decoded envelope shared by its jobs (reference
- * counted); each item is validated and answered on its own.
+ * Per job the daemon keeps the frame its SubmitBatch came in (its encoded
+ * Job is forwarded into the Dispatch as it arrived, so a long prompt is
+ * not encoded again) and the client's routing identity, updated on every
+ * resubmission so the result goes to the latest sender. The decoded
+ * SubmitBatch, which placement reads, is freed once its items are handled;
+ * the frame is shared by its jobs (reference counted). Each item is
+ * validated and answered on its own.
  *
  * Output is batched per loop turn: dispatches collect per executor (one
  * DispatchBatch each) and answers per client (one ResultBatch each), and
@@ -21,8 +23,9 @@
  * ZeroMQ messages instead of several per job. Ordering towards an executor
  * holds because its pending dispatches are sent before a Cancel to it; the
  * pending dispatches of a lost executor are dropped (the core requeues the
- * jobs). A client that sent a single Submit is answered with single
- * messages, so peers that predate the batches keep working. Batching by a timer was rejected: it adds latency when idle,
+ * jobs). Every answer goes in a batch (the protocol has no other form); one
+ * that cannot join its client's batch of the turn is sent as a batch of
+ * one. Batching by a timer was rejected: it adds latency when idle,
  * whereas the end of a turn comes at once when nothing else is waiting.
  *
  * Alternatives rejected: a thread per socket (the core would need locks) and
@@ -34,8 +37,7 @@
 #include "common/sl_log.h"
 #include "common/sl_signal.h"
 #include "common/sl_map.h"
-#include "proto/sl_codec.h"
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -81,6 +83,7 @@ typedef enum s_ctr {
     S_CTR_KV_EVENTS,         /* KV event messages received */
     S_CTR_NAME_IN_USE,       /* hellos refused: the name belongs to a live executor */
     S_CTR_WRONG_PORT,        /* executor messages on the client port and the reverse */
+    S_CTR_VERSION,           /* messages of another protocol version, either port */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -88,13 +91,14 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "msgs_rejected_client", "msgs_rejected_executor", "msgs_unknown_executor",
     "client_gone",          "results_resent",         "token_chunks_forwarded",
     "kv_events",            "executors_refused_name", "msgs_wrong_port",
+    "msgs_wrong_version",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
 typedef struct s_job_data {
-    sl_msg_t *backing;      /* reference to the decoded envelope holding job */
-    const Sluice__Job *job; /* the submitted job, inside backing */
-    bool batched;           /* the latest submitter sent a SubmitBatch: answer in ResultBatch */
+    sl_wire_frame_t *frame; /* reference to the frame the job was submitted in */
+    const void *job;        /* the job's encoded bytes as submitted, inside frame */
+    size_t job_len;         /* their length */
     uint16_t client_len;    /* bytes of client */
     uint16_t client_cap;    /* room in client */
     uint8_t client[];       /* routing identity of the latest submitter (sized to fit: a
@@ -126,12 +130,6 @@ typedef struct s_client_out {
     struct s_client_out *next; /* next free one (in the free list) */
 } s_client_out_t;
 
-/* ResultBatch and DispatchBatch field numbers (sluice.proto). */
-#define S_RB_ACCEPTED 1
-#define S_RB_BUSY 2
-#define S_RB_RESULT 3
-#define S_RB_QUEUE_DEPTH 4
-#define S_DB_DISPATCH 1
 /* Idle client batches kept for reuse (their buffers stay allocated). */
 #define S_OUT_FREE_MAX 64
 
@@ -157,6 +155,7 @@ struct sl_sched {
     uint64_t counters[S_CTR_COUNT];   /* daemon counters */
     uint8_t *receipt;                 /* scratch: the packed Result of a finished job */
     size_t receipt_cap;               /* its size */
+    sl_wire_batch_t single;           /* scratch: an answer sent on its own */
 };
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
@@ -170,8 +169,7 @@ static uint64_t s_ident_key(const sl_wire_ident_t *id)
 static sl_status_t s_exec_flush(sl_sched_t *s, s_exec_data_t *ed)
 {
     ed->dirty = false;
-    return sl_wire_batch_send(s->executors, ed->ident.data, ed->ident.len, &ed->out,
-                              ZMQ_DONTWAIT);
+    return sl_wire_batch_send(s->executors, &ed->ident, &ed->out, ZMQ_DONTWAIT);
 }
 
 /* Queue the dispatch for the end of the loop turn (sl_sched_flush). */
@@ -180,23 +178,15 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     sl_sched_t *s = arg;
     s_exec_data_t *ed = exec->user;
     s_job_data_t *jd = job->user;
-    /* The executor needs what runs the job, not what placed it: tenant,
-     * session key and deadlines stay here (less to pack and to decode). */
-    Sluice__Job trimmed = *jd->job;
-    trimmed.tenant = NULL;
-    trimmed.session_key = NULL;
-    trimmed.ttft_deadline_ms = 0;
-    trimmed.deadline_ms = 0;
-    /* Dispatch{job = 1, job_seq = 2, attempt = 3} */
-    static const uint32_t vfields[2] = {2, 3};
-    uint64_t vvalues[2] = {job->seq, job->attempts};
-    if (ed->out.n >= (uint32_t)s->cfg.max_batch) {
+    if (ed->out.n >= (uint32_t)s->cfg.max_batch || ed->out.len >= SL_WIRE_BATCH_BYTES) {
         sl_status_t st = s_exec_flush(s, ed);
         if (st != SL_OK)
             return st;
     }
-    sl_status_t st = sl_wire_batch_add_nested(&ed->out, S_DB_DISPATCH, 1, &trimmed.base, vfields,
-                                              vvalues, 2);
+    /* The job goes as the client encoded it: nothing is decoded or encoded
+     * again on the way (placement used the decoded view). */
+    sl_status_t st =
+        sl_wire_dispatch_add_job_bytes(&ed->out, jd->job, jd->job_len, job->seq, job->attempts);
     if (st != SL_OK)
         return st;
     if (ed->dirty)
@@ -208,21 +198,12 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     return SL_OK;
 }
 
-static void s_send_client(sl_sched_t *s, const sl_wire_ident_t *to, sl_msg_t *env)
-{
-    sl_status_t st = sl_wire_send(s->clients, to->data, to->len, env, ZMQ_DONTWAIT);
-    if (st != SL_OK)
-        s->counters[S_CTR_CLIENT_GONE]++;
-}
-
 static void s_out_send(sl_sched_t *s, s_client_out_t *o)
 {
     if (o->batch.n)
-        (void)sl_wire_batch_add_uint(&o->batch, S_RB_QUEUE_DEPTH,
-                                     sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
-                                         sl_core_queue_depth(s->core, SL_PRIO_BATCH));
-    if (sl_wire_batch_send(s->clients, o->ident.data, o->ident.len, &o->batch, ZMQ_DONTWAIT) !=
-        SL_OK)
+        sl_wire_results_set_depth(&o->batch, sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
+                                                 sl_core_queue_depth(s->core, SL_PRIO_BATCH));
+    if (sl_wire_batch_send(s->clients, &o->ident, &o->batch, ZMQ_DONTWAIT) != SL_OK)
         s->counters[S_CTR_CLIENT_GONE]++;
 }
 
@@ -248,7 +229,7 @@ static s_client_out_t *s_out_get(sl_sched_t *s, const sl_wire_ident_t *to)
             return NULL;
     }
     if (o) {
-        if (o->batch.n >= (uint32_t)s->cfg.max_batch)
+        if (o->batch.n >= (uint32_t)s->cfg.max_batch || o->batch.len >= SL_WIRE_BATCH_BYTES)
             s_out_send(s, o);
         return o;
     }
@@ -268,7 +249,7 @@ static s_client_out_t *s_out_get(sl_sched_t *s, const sl_wire_ident_t *to)
         o = calloc(1, sizeof(*o));
         if (!o)
             return NULL;
-        sl_wire_batch_init(&o->batch, SLUICE__ENVELOPE__BODY_RESULTS);
+        sl_wire_batch_init(&o->batch, SL_WIRE_RESULTS);
     }
     if (sl_map_put(&s->outs, key, o) != SL_OK) {
         o->next = s->free_outs;
@@ -282,39 +263,38 @@ static s_client_out_t *s_out_get(sl_sched_t *s, const sl_wire_ident_t *to)
     return o;
 }
 
-/* Queue one answer item (field of ResultBatch) to a client; sent on its own
- * as the body `single` when the client does not batch or it cannot be batched. */
-static void s_answer(sl_sched_t *s, const sl_wire_ident_t *to, bool batched, uint32_t field,
-                     uint32_t single, const ProtobufCMessage *item)
+/*
+ * The batch an answer to `to` joins: the client's batch of this turn, or,
+ * when none can be had, the scratch batch, which s_answer_done sends at
+ * once as a batch of one.
+ */
+static sl_wire_batch_t *s_answer_batch(sl_sched_t *s, const sl_wire_ident_t *to)
 {
-    s_client_out_t *o = batched ? s_out_get(s, to) : NULL;
-    if (o && sl_wire_batch_add(&o->batch, field, item) == SL_OK)
+    s_client_out_t *o = s_out_get(s, to);
+    return o ? &o->batch : &s->single;
+}
+
+/* After an item was added to the batch from s_answer_batch (st its status). */
+static void s_answer_done(sl_sched_t *s, const sl_wire_ident_t *to, sl_wire_batch_t *b,
+                          sl_status_t st)
+{
+    if (b != &s->single && st == SL_OK)
         return;
-    uint8_t small[512];
-    size_t len = protobuf_c_message_get_packed_size(item);
-    uint8_t *buf = len <= sizeof(small) ? small : malloc(len);
-    if (!buf) {
-        s->counters[S_CTR_CLIENT_GONE]++;
-        return;
+    if (b == &s->single && st == SL_OK) {
+        sl_wire_results_set_depth(b, sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
+                                         sl_core_queue_depth(s->core, SL_PRIO_BATCH));
+        st = sl_wire_batch_send(s->clients, to, b, ZMQ_DONTWAIT);
     }
-    protobuf_c_message_pack(item, buf);
-    if (sl_wire_send_packed(s->clients, to->data, to->len, single, buf, len, ZMQ_DONTWAIT) !=
-        SL_OK)
+    if (st != SL_OK)
         s->counters[S_CTR_CLIENT_GONE]++;
-    if (buf != small)
-        free(buf);
 }
 
 /* Queue a packed Result to a client. */
-static void s_answer_packed_result(sl_sched_t *s, const sl_wire_ident_t *to, bool batched,
-                                   const void *buf, size_t len)
+static void s_answer_packed_result(sl_sched_t *s, const sl_wire_ident_t *to, const void *buf,
+                                   size_t len)
 {
-    s_client_out_t *o = batched ? s_out_get(s, to) : NULL;
-    if (o && sl_wire_batch_add_packed(&o->batch, S_RB_RESULT, buf, len) == SL_OK)
-        return;
-    if (sl_wire_send_packed(s->clients, to->data, to->len, SLUICE__ENVELOPE__BODY_RESULT, buf,
-                            len, ZMQ_DONTWAIT) != SL_OK)
-        s->counters[S_CTR_CLIENT_GONE]++;
+    sl_wire_batch_t *b = s_answer_batch(s, to);
+    s_answer_done(s, to, b, sl_wire_result_add_packed(b, buf, len));
 }
 
 /* End of a loop turn: send every pending dispatch batch and answer batch. */
@@ -362,56 +342,49 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
 {
     sl_sched_t *s = arg;
     s_job_data_t *jd = job->user;
-    const Sluice__Completion *c = payload;
-    const Sluice__Result *er = c ? c->result : NULL;
-    Sluice__Result r = SLUICE__RESULT__INIT;
-    Sluice__Timings tm = SLUICE__TIMINGS__INIT;
-
-    r.job_id = job->id;
-    r.status = (Sluice__ResultStatus)status;
-    r.attempts = job->attempts;
-    r.late = t->late;
-    r.executor = exec ? (char *)exec->name : "";
-    r.error = (char *)(error ? error : (er && er->error ? er->error : ""));
+    const sl_result_report_t *er = payload;
+    sl_wire_result_t r = {
+        .job_id = job->id,
+        .status = status,
+        .attempts = job->attempts,
+        .late = t->late,
+        .executor = exec ? exec->name : "",
+        .error = error ? error : (er && er->error ? er->error : ""),
+        .tokens = er ? er->tokens : NULL,
+        .n_tokens = er ? er->n_tokens : 0,
+        .has_timings = true,
+        .timings =
+            {
+                .queued_us = (uint64_t)(t->queued / SL_NS_PER_US),
+                .ttft_us = (uint64_t)(t->ttft / SL_NS_PER_US),
+                .end_us = (uint64_t)(t->end / SL_NS_PER_US),
+                .prompt_tokens = job->prompt_tokens,
+            },
+    };
     if (er) {
-        r.tokens = er->tokens;
-        r.n_tokens = er->n_tokens;
+        r.timings.cached_tokens = er->res.cached_tokens;
+        r.timings.output_tokens = er->res.output_tokens;
+        r.timings.exec_ttft_us = (uint64_t)(er->res.exec_ttft / SL_NS_PER_US);
+        r.timings.exec_end_us = (uint64_t)(er->res.exec_end / SL_NS_PER_US);
+        r.timings.has_exec_queue = er->res.has_exec_queue;
+        r.timings.exec_queue_us = (uint64_t)(er->res.exec_queue / SL_NS_PER_US);
     }
-    tm.queued_us = (uint64_t)(t->queued / SL_NS_PER_US);
-    tm.ttft_us = (uint64_t)(t->ttft / SL_NS_PER_US);
-    tm.end_us = (uint64_t)(t->end / SL_NS_PER_US);
-    tm.prompt_tokens = job->prompt_tokens;
-    if (er && er->timings) {
-        tm.cached_tokens = er->timings->cached_tokens;
-        tm.output_tokens = er->timings->output_tokens;
-        tm.exec_ttft_us = er->timings->exec_ttft_us;
-        tm.exec_end_us = er->timings->exec_end_us;
-        tm.has_exec_queue = er->timings->has_exec_queue;
-        tm.exec_queue_us = er->timings->exec_queue_us;
-    }
-    r.timings = &tm;
     /* The packed result goes to the client and, as the job's receipt, into
      * the core's finished-job log for resubmissions. */
     sl_wire_ident_t to;
     s_jd_client(jd, &to);
-    uint8_t *p = NULL;
-    while (s->receipt_cap && !(p = sl_codec_encode(&r.base, s->receipt,
-                                                   s->receipt + s->receipt_cap))) {
-        uint8_t *grown = realloc(s->receipt, s->receipt_cap * 2);
-        if (!grown)
-            break;
-        s->receipt = grown;
-        s->receipt_cap *= 2;
-    }
-    if (p) {
+    const void *p = NULL;
+    size_t len = 0;
+    if (sl_wire_result_pack(&r, &s->receipt, &s->receipt_cap, &p, &len) == SL_OK) {
         job->receipt = p;
-        job->receipt_len = (size_t)(s->receipt + s->receipt_cap - p);
-        s_answer_packed_result(s, &to, jd->batched, job->receipt, job->receipt_len);
+        job->receipt_len = len;
+        s_answer_packed_result(s, &to, p, len);
     } else {
-        s_answer(s, &to, jd->batched, S_RB_RESULT, SLUICE__ENVELOPE__BODY_RESULT, &r.base);
+        sl_wire_batch_t *b = s_answer_batch(s, &to);
+        s_answer_done(s, &to, b, sl_wire_result_add(b, &r));
     }
     job->user = NULL;
-    sl_proto_free(&jd->backing);
+    sl_wire_frame_free(&jd->frame);
     free(jd);
 }
 
@@ -419,17 +392,12 @@ static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
 {
     sl_sched_t *s = arg;
     s_exec_data_t *ed = exec->user;
-    Sluice__Cancel c = SLUICE__CANCEL__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    c.job_id = job->id;
-    c.job_seq = job->seq;
-    env.body_case = SLUICE__ENVELOPE__BODY_CANCEL;
-    env.cancel = &c;
+    sl_wire_cancel_t c = {.job_id = job->id, .job_seq = job->seq};
     /* The executor must see the dispatch before the cancel. A failed send
      * is found by the liveness check, as a lost cancel always was. */
     if (ed->dirty)
         (void)s_exec_flush(s, ed);
-    sl_wire_send(s->executors, ed->ident.data, ed->ident.len, &env, ZMQ_DONTWAIT);
+    (void)sl_wire_cancel_send(s->executors, &ed->ident, &c, ZMQ_DONTWAIT);
 }
 
 static void s_io_release(void *arg, sl_job_t *job)
@@ -437,7 +405,7 @@ static void s_io_release(void *arg, sl_job_t *job)
     s_job_data_t *jd = job->user;
     if (!jd)
         return;
-    sl_proto_free(&jd->backing);
+    sl_wire_frame_free(&jd->frame);
     free(jd);
 }
 
@@ -479,13 +447,8 @@ static const sl_core_io_t s_io = {
 static void s_reply_error(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, sl_status_t code,
                           const char *text)
 {
-    Sluice__Error e = SLUICE__ERROR__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    e.code = code;
-    e.message = (char *)text;
-    env.body_case = SLUICE__ENVELOPE__BODY_ERROR;
-    env.error = &e;
-    if (sl_wire_send(sock, to->data, to->len, &env, ZMQ_DONTWAIT) != SL_OK && sock == s->clients)
+    sl_wire_error_t e = {.code = code, .message = text, .job_id = ""};
+    if (sl_wire_error_send(sock, to, &e, ZMQ_DONTWAIT) != SL_OK && sock == s->clients)
         s->counters[S_CTR_CLIENT_GONE]++;
 }
 
@@ -494,120 +457,76 @@ static void s_reply_error(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, 
 static void s_reply_job_error(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id,
                               sl_status_t code, const char *text)
 {
-    Sluice__Error e = SLUICE__ERROR__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    e.code = code;
-    e.message = (char *)text;
-    e.job_id = (char *)job_id;
-    env.body_case = SLUICE__ENVELOPE__BODY_ERROR;
-    env.error = &e;
-    s_send_client(s, to, &env);
+    sl_wire_error_t e = {.code = code, .message = text, .job_id = job_id};
+    if (sl_wire_error_send(s->clients, to, &e, ZMQ_DONTWAIT) != SL_OK)
+        s->counters[S_CTR_CLIENT_GONE]++;
 }
 
-static void s_reply_accepted(sl_sched_t *s, const sl_wire_ident_t *to, bool batched,
-                             const char *job_id)
+static void s_reply_accepted(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id)
 {
-    if (batched) {
-        /* A bare id; the batch carries the queue depth once. */
-        s_client_out_t *o = s_out_get(s, to);
-        if (o && sl_wire_batch_add_packed(&o->batch, S_RB_ACCEPTED, job_id, strlen(job_id)) ==
-                     SL_OK)
-            return;
-    }
-    Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
-    a.job_id = (char *)job_id;
-    a.queue_depth = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
-                    sl_core_queue_depth(s->core, SL_PRIO_BATCH);
-    s_answer(s, to, false, 0, SLUICE__ENVELOPE__BODY_ACCEPTED, &a.base);
+    /* A bare id; the batch carries the queue depth once. */
+    sl_wire_batch_t *b = s_answer_batch(s, to);
+    s_answer_done(s, to, b, sl_wire_accepted_add(b, job_id));
 }
 
-static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, bool batched, const char *job_id,
+static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, const char *job_id,
                          sl_busy_reason_t reason, sl_time_t retry_after)
 {
     static const char *const details[SL_BUSY_REASON_COUNT] = {
         "predicted load over the admission threshold", "no executor can meet the deadline",
         "scheduler queue is full", "tenant over its rate", "no executor serves this model",
         "scheduler is draining"};
-    Sluice__Busy b = SLUICE__BUSY__INIT;
-    b.job_id = (char *)job_id;
-    b.retry_after_ms = (uint32_t)(retry_after / SL_NS_PER_MS);
-    b.reason = (Sluice__BusyReason)reason;
-    b.detail = (char *)details[reason];
-    s_answer(s, to, batched, S_RB_BUSY, SLUICE__ENVELOPE__BODY_BUSY, &b.base);
+    sl_wire_busy_t busy = {.job_id = job_id,
+                           .retry_after_ms = (uint32_t)(retry_after / SL_NS_PER_MS),
+                           .reason = reason,
+                           .detail = details[reason]};
+    sl_wire_batch_t *b = s_answer_batch(s, to);
+    s_answer_done(s, to, b, sl_wire_busy_add(b, &busy));
 }
 
 static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
 {
     sl_time_t now = sl_clock_now();
     uint32_t n = sl_core_exec_count(s->core), k = 0;
-    Sluice__ExecutorStatus *es = calloc(n ? n : 1, sizeof(*es));
-    Sluice__ExecutorStatus **esp = calloc(n ? n : 1, sizeof(*esp));
-    Sluice__Load *loads = calloc(n ? n : 1, sizeof(*loads));
-    Sluice__Counter ctr[SL_CTR_COUNT + S_CTR_COUNT], *ctrp[SL_CTR_COUNT + S_CTR_COUNT];
-    Sluice__StatusReply r = SLUICE__STATUS_REPLY__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    if (!es || !esp || !loads) {
+    sl_wire_exec_status_t *es = calloc(n ? n : 1, sizeof(*es));
+    sl_wire_counter_t ctr[SL_CTR_COUNT + S_CTR_COUNT];
+    if (!es) {
         s_reply_error(s, s->clients, to, SL_ERR_NOMEM, "out of memory");
-        goto out;
+        return;
     }
     for (uint32_t i = 0; i < sl_core_exec_slots(s->core) && k < n; i++) {
         sl_exec_t *e = sl_core_exec_get(s->core, i);
         if (!e)
             continue;
-        sluice__executor_status__init(&es[k]);
-        sluice__load__init(&loads[k]);
-        loads[k].running_jobs = e->load.running_jobs;
-        loads[k].queued_jobs = e->load.queued_jobs;
-        loads[k].queued_tokens = e->load.queued_tokens;
-        loads[k].kv_blocks_used = e->load.kv_blocks_used;
-        loads[k].kv_blocks_free = e->load.kv_blocks_free;
-        loads[k].step_time_us = e->load.step_time_us;
-        loads[k].busy = e->load.busy;
-        loads[k].gpu_util = e->load.gpu_util;
-        loads[k].cpu_util = e->load.cpu_util;
-        loads[k].has_gpu_util = e->load.has_gpu_util;
-        loads[k].has_cpu_util = e->load.has_cpu_util;
-        loads[k].has_gpu_mem = e->load.has_gpu_mem;
-        loads[k].gpu_mem_used_bytes = e->load.gpu_mem_used;
-        loads[k].gpu_mem_total_bytes = e->load.gpu_mem_total;
-        es[k].name = e->name;
-        es[k].load = &loads[k];
-        es[k].inflight = e->inflight;
-        es[k].slots = e->credits;
-        es[k].alive = e->alive;
-        es[k].completed = e->completed;
-        es[k].failed = e->failed;
-        es[k].quarantined = sl_core_exec_quarantined(e, now);
-        es[k].backend = e->backend;
-        esp[k] = &es[k];
+        es[k] = (sl_wire_exec_status_t){
+            .name = e->name,
+            .backend = e->backend,
+            .load = e->load,
+            .has_load = true,
+            .inflight = e->inflight,
+            .slots = e->credits,
+            .alive = e->alive,
+            .completed = e->completed,
+            .failed = e->failed,
+            .quarantined = sl_core_exec_quarantined(e, now),
+        };
         k++;
     }
-    r.executors = esp;
-    r.n_executors = k;
-    r.queued_interactive = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE);
-    r.queued_batch = sl_core_queue_depth(s->core, SL_PRIO_BATCH);
-    r.inflight = sl_core_inflight(s->core);
-    r.policy = (char *)sl_core_policy_name(s->core);
-    for (int i = 0; i < SL_CTR_COUNT; i++) {
-        sluice__counter__init(&ctr[i]);
-        ctr[i].name = (char *)sl_core_counter_name((sl_core_counter_t)i);
-        ctr[i].value = sl_core_counter(s->core, (sl_core_counter_t)i);
-        ctrp[i] = &ctr[i];
-    }
-    for (int i = 0; i < S_CTR_COUNT; i++) {
-        sluice__counter__init(&ctr[SL_CTR_COUNT + i]);
-        ctr[SL_CTR_COUNT + i].name = (char *)s_ctr_names[i];
-        ctr[SL_CTR_COUNT + i].value = s->counters[i];
-        ctrp[SL_CTR_COUNT + i] = &ctr[SL_CTR_COUNT + i];
-    }
-    r.counters = ctrp;
-    r.n_counters = SL_CTR_COUNT + S_CTR_COUNT;
-    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REPLY;
-    env.status_reply = &r;
-    s_send_client(s, to, &env);
-out:
-    free(loads);
-    free(esp);
+    for (int i = 0; i < SL_CTR_COUNT; i++)
+        ctr[i] = (sl_wire_counter_t){.name = sl_core_counter_name((sl_core_counter_t)i),
+                                     .value = sl_core_counter(s->core, (sl_core_counter_t)i)};
+    for (int i = 0; i < S_CTR_COUNT; i++)
+        ctr[SL_CTR_COUNT + i] = (sl_wire_counter_t){.name = s_ctr_names[i], .value = s->counters[i]};
+    sl_wire_status_t st = {
+        .n_executors = k,
+        .n_counters = SL_CTR_COUNT + S_CTR_COUNT,
+        .queued_interactive = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE),
+        .queued_batch = sl_core_queue_depth(s->core, SL_PRIO_BATCH),
+        .inflight = sl_core_inflight(s->core),
+        .policy = sl_core_policy_name(s->core),
+    };
+    if (sl_wire_status_reply_send(s->clients, to, &st, es, ctr, ZMQ_DONTWAIT) != SL_OK)
+        s->counters[S_CTR_CLIENT_GONE]++;
     free(es);
 }
 
@@ -620,7 +539,7 @@ out:
  * client port said hello again for ever, and a client on the executor port
  * was told to say hello, which no client can.
  */
-static void s_wrong_port(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, int body)
+static void s_wrong_port(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, sl_wire_kind_t kind)
 {
     char text[512];
     s->counters[S_CTR_WRONG_PORT]++; /* of the refused messages, counted as any */
@@ -633,35 +552,19 @@ static void s_wrong_port(sl_sched_t *s, void *sock, const sl_wire_ident_t *to, i
         snprintf(text, sizeof(text),
                  "this is the executor port; clients connect to the client endpoint (%s)",
                  s->cfg.client_endpoint);
-    SL_DEBUG("'%s' on the wrong port: %s", sl_proto_body_name(body), text);
+    SL_DEBUG("'%s' on the wrong port: %s", sl_wire_kind_name(kind), text);
     s_reply_error(s, sock, to, SL_ERR_MSG_UNEXPECTED, text);
 }
 
 /* ---- client messages ---- */
 
-/* One submitted job (validated), held in backing: on acceptance the job
- * takes a reference to backing. */
-static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched,
-                        sl_msg_t *backing, const Sluice__Job *j, sl_time_t now)
+/* One submitted job (validated), item `item` of backing: on acceptance the
+ * job takes a reference to the frame backing came in. */
+static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_t *backing,
+                        uint32_t item, const sl_job_desc_t *jdesc, sl_time_t now)
 {
-    const Sluice__Prompt *p = j->prompt;
-    sl_job_desc_t d = {
-        .id = j->id,
-        .tenant = j->tenant,
-        .model = j->model,
-        .session_key = j->session_key,
-        .prio = j->priority == SLUICE__PRIORITY__PRIORITY_BATCH ? SL_PRIO_BATCH
-                                                                : SL_PRIO_INTERACTIVE,
-        .prompt_tokens = p->length ? p->length : (uint32_t)p->n_token_ids,
-        .max_new_tokens = j->max_new_tokens,
-        .block_hashes = p->block_hashes,
-        .n_block_hashes = (uint32_t)p->n_block_hashes,
-        .block_tokens = p->block_tokens,
-        .token_ids = p->token_ids,
-        .n_token_ids = (uint32_t)p->n_token_ids,
-        .ttft_deadline = SL_MS(j->ttft_deadline_ms),
-        .deadline = SL_MS(j->deadline_ms),
-    };
+    sl_job_desc_t d = *jdesc;
+    const char *id = d.id;
     s_job_data_t *jd = malloc(sizeof(*jd) + from->len);
     sl_job_t *job = NULL;
     sl_busy_reason_t reason = SL_BUSY_OVERLOAD;
@@ -672,20 +575,25 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
     }
     jd->client_len = jd->client_cap = (uint16_t)from->len;
     memcpy(jd->client, from->data, from->len);
-    jd->batched = batched;
-    jd->backing = sl_proto_ref(backing);
-    jd->job = j;
-    sl_status_t st = sl_core_job_submit(s->core, &d, jd, now, &job, &reason, &retry);
-    if (st == SL_OK) {
-        s_reply_accepted(s, from, batched, job->id);
+    sl_status_t st = sl_wire_submit_job_bytes(backing, item, &jd->job, &jd->job_len);
+    if (st != SL_OK) {
+        free(jd);
+        s->counters[S_CTR_CLIENT_REJECTED]++;
+        s_reply_job_error(s, from, id, SL_ERR_MSG_MALFORMED, "cannot find the job's encoding");
         return;
     }
-    sl_proto_free(&jd->backing);
+    jd->frame = sl_wire_msg_frame(backing);
+    st = sl_core_job_submit(s->core, &d, jd, now, &job, &reason, &retry);
+    if (st == SL_OK) {
+        s_reply_accepted(s, from, job->id);
+        return;
+    }
+    sl_wire_frame_free(&jd->frame);
     free(jd);
     const void *receipt = NULL;
     size_t receipt_len = 0;
     bool done = st == SL_ERR_EXISTS && !job &&
-                sl_core_done_find(s->core, j->id, &receipt, &receipt_len);
+                sl_core_done_find(s->core, id, &receipt, &receipt_len);
     if (st == SL_ERR_EXISTS && (job || done)) {
         if (job) {
             /* Results go to the latest submitter. */
@@ -701,88 +609,108 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, bool batched
                 old->client_len = (uint16_t)from->len;
                 memcpy(old->client, from->data, from->len);
             }
-            old->batched = batched;
         }
-        s_reply_accepted(s, from, batched, j->id);
+        s_reply_accepted(s, from, id);
         if (done && receipt_len) {
-            s_answer_packed_result(s, from, batched, receipt, receipt_len);
+            s_answer_packed_result(s, from, receipt, receipt_len);
             s->counters[S_CTR_RESULTS_RESENT]++;
         }
     } else if (st == SL_ERR_BUSY) {
-        s_reply_busy(s, from, batched, j->id, reason, retry);
+        s_reply_busy(s, from, id, reason, retry);
     } else if (st == SL_ERR_NO_EXECUTOR) {
         char why[256];
         sl_core_job_misfit(s->core, &d, why, sizeof(why));
-        s_reply_job_error(s, from, j->id, st, why);
+        s_reply_job_error(s, from, id, st, why);
     } else {
         s->counters[S_CTR_CLIENT_REJECTED]++;
         s_reply_error(s, s->clients, from, st, sl_status_str(st));
     }
 }
 
+/* A message refused at receipt (bad, or of another version), counted with
+ * the socket's refusals and answered with the reason. */
+static void s_refused(sl_sched_t *s, void *sock, const sl_wire_ident_t *from, sl_status_t st,
+                      const char *err)
+{
+    s->counters[sock == s->clients ? S_CTR_CLIENT_REJECTED : S_CTR_EXEC_REJECTED]++;
+    if (st == SL_ERR_MSG_VERSION)
+        s->counters[S_CTR_VERSION]++;
+    SL_DEBUG("%s message rejected: %s", sock == s->clients ? "client" : "executor", err);
+    s_reply_error(s, sock, from, st, err);
+}
+
 static void s_on_client(sl_sched_t *s, sl_time_t now)
 {
     char err[256];
     for (int i = 0; i < s->cfg.batch; i++) {
+        /* A turn of long prompts (1 MiB batches) is bounded by time too, so
+         * the executors' heartbeats waiting behind it are read within a
+         * tick, not after hundreds of milliseconds of decoding. */
+        if (i && sl_clock_now() - now >= SL_MS(s->cfg.tick_ms))
+            return;
         sl_wire_ident_t from;
-        sl_msg_t *msg = NULL;
+        sl_wire_msg_t *msg = NULL;
         sl_status_t st =
             sl_wire_recv(s->clients, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err, sizeof(err));
         if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
             return;
         if (st != SL_OK) {
-            s->counters[S_CTR_CLIENT_REJECTED]++;
-            SL_DEBUG("client message rejected: %s", err);
-            s_reply_error(s, s->clients, &from, st, err);
+            s_refused(s, s->clients, &from, st, err);
             continue;
         }
-        switch (msg->body_case) {
-        case SLUICE__ENVELOPE__BODY_SUBMIT:
-            s_on_submit(s, &from, false, msg, msg->submit->job, now);
-            break;
-        case SLUICE__ENVELOPE__BODY_SUBMITS:
-            for (size_t k = 0; k < msg->submits->n_submits; k++) {
-                const Sluice__Submit *sub = msg->submits->submits[k];
-                if (k + 1 < msg->submits->n_submits) {
-                    const Sluice__Submit *ahead = msg->submits->submits[k + 1];
-                    if (ahead->job && ahead->job->id)
-                        sl_core_job_prefetch(s->core, ahead->job->id);
+        sl_wire_kind_t kind = sl_wire_msg_kind(msg);
+        switch (kind) {
+        case SL_WIRE_SUBMITS: {
+            /* Item k + 1 is read (and its id prefetched in the core) before
+             * item k is submitted. */
+            uint32_t n = sl_wire_msg_count(msg);
+            sl_job_desc_t jobs[2];
+            sl_status_t sts[2];
+            char errs[2][256];
+            sts[0] = sl_wire_submit_get(msg, 0, &s->limits, &jobs[0], errs[0], sizeof(errs[0]));
+            for (uint32_t k = 0; k < n; k++) {
+                int c = (int)(k & 1), nx = c ^ 1;
+                if (k + 1 < n) {
+                    sts[nx] = sl_wire_submit_get(msg, k + 1, &s->limits, &jobs[nx], errs[nx],
+                                                 sizeof(errs[nx]));
+                    if (sts[nx] == SL_OK)
+                        sl_core_job_prefetch(s->core, jobs[nx].id);
                 }
-                st = sl_proto_validate_item(SLUICE__ENVELOPE__BODY_SUBMIT, sub, &s->limits, err,
-                                            sizeof(err));
-                if (st != SL_OK) {
+                if (sts[c] != SL_OK) {
                     s->counters[S_CTR_CLIENT_REJECTED]++;
-                    SL_DEBUG("submit %zu of a batch rejected: %s", k, err);
-                    s_reply_error(s, s->clients, &from, st, err);
+                    SL_DEBUG("submit %u of a batch rejected: %s", k, errs[c]);
+                    s_reply_error(s, s->clients, &from, sts[c], errs[c]);
                     continue;
                 }
-                s_on_submit(s, &from, true, msg, sub->job, now);
+                s_on_submit(s, &from, msg, k, &jobs[c], now);
             }
             break;
-        case SLUICE__ENVELOPE__BODY_CANCEL:
-            if (sl_core_job_cancel(s->core, msg->cancel->job_id, now) != SL_OK)
+        }
+        case SL_WIRE_CANCEL: {
+            sl_wire_cancel_t c;
+            sl_wire_cancel_get(msg, &c);
+            if (sl_core_job_cancel(s->core, c.job_id, now) != SL_OK)
                 s_reply_error(s, s->clients, &from, SL_ERR_NOT_FOUND, "no such running job");
             break;
-        case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
+        }
+        case SL_WIRE_STATUS_REQUEST:
             s_reply_status(s, &from);
             break;
-        case SLUICE__ENVELOPE__BODY_HELLO:
-        case SLUICE__ENVELOPE__BODY_HEARTBEAT:
-        case SLUICE__ENVELOPE__BODY_COMPLETION:
-        case SLUICE__ENVELOPE__BODY_COMPLETIONS:
-        case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
-        case SLUICE__ENVELOPE__BODY_KV_EVENT:
-        case SLUICE__ENVELOPE__BODY_GOODBYE:
-            s_wrong_port(s, s->clients, &from, msg->body_case);
+        case SL_WIRE_HELLO:
+        case SL_WIRE_HEARTBEAT:
+        case SL_WIRE_COMPLETIONS:
+        case SL_WIRE_TOKEN_CHUNK:
+        case SL_WIRE_KV_EVENT:
+        case SL_WIRE_GOODBYE:
+            s_wrong_port(s, s->clients, &from, kind);
             break;
         default:
             s->counters[S_CTR_CLIENT_REJECTED]++;
-            snprintf(err, sizeof(err), "a client may not send '%s'",
-                     sl_proto_body_name(msg->body_case));
+            snprintf(err, sizeof(err), "a client may not send '%s'", sl_wire_kind_name(kind));
             s_reply_error(s, s->clients, &from, SL_ERR_MSG_UNEXPECTED, err);
             break;
         }
-        sl_proto_free(&msg);
+        sl_wire_msg_free(&msg);
     }
 }
 
@@ -790,13 +718,9 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
 
 static void s_welcome(sl_sched_t *s, const sl_wire_ident_t *to, uint32_t index)
 {
-    Sluice__Welcome w = SLUICE__WELCOME__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    w.heartbeat_ms = (uint32_t)s->cfg.core.heartbeat_ms;
-    w.executor_index = index;
-    env.body_case = SLUICE__ENVELOPE__BODY_WELCOME;
-    env.welcome = &w;
-    sl_wire_send(s->executors, to->data, to->len, &env, ZMQ_DONTWAIT);
+    sl_wire_welcome_t w = {.heartbeat_ms = (uint32_t)s->cfg.core.heartbeat_ms,
+                           .executor_index = index};
+    (void)sl_wire_welcome_send(s->executors, to, &w, ZMQ_DONTWAIT);
 }
 
 /*
@@ -847,25 +771,15 @@ static bool s_name_held(sl_sched_t *s, const sl_wire_ident_t *from, uint64_t key
     return true;
 }
 
-static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice__ExecutorHello *h,
+static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire_msg_t *msg,
                        sl_time_t now)
 {
-    const char *models[SL_EXEC_MAX_MODELS];
-    size_t n_models = h->n_models < SL_EXEC_MAX_MODELS ? h->n_models : SL_EXEC_MAX_MODELS;
-    for (size_t i = 0; i < n_models; i++)
-        models[i] = h->models[i];
-    sl_exec_info_t info = {
-        .name = h->name,
-        .slots = h->slots,
-        .models = models,
-        .n_models = n_models,
-        .backend = h->backend,
-        .kv_blocks_total = h->kv_blocks_total,
-        .kv_block_tokens = h->kv_block_tokens,
-        .speed = h->speed,
-        .max_context_tokens = h->max_context_tokens,
-        .vocab_size = h->vocab_size,
-    };
+    sl_wire_hello_t hello;
+    sl_wire_hello_get(msg, &hello);
+    sl_exec_info_t info = hello.info;
+    const sl_exec_info_t *h = &hello.info;
+    if (info.n_models > SL_EXEC_MAX_MODELS)
+        info.n_models = SL_EXEC_MAX_MODELS;
     uint64_t key = s_ident_key(from);
     uintptr_t old = (uintptr_t)sl_map_get(&s->by_ident, key);
     if (old) {
@@ -889,7 +803,7 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice_
     }
     ed->ident = *from;
     ed->key = key;
-    sl_wire_batch_init(&ed->out, SLUICE__ENVELOPE__BODY_DISPATCHES);
+    sl_wire_batch_init(&ed->out, SL_WIRE_DISPATCHES);
     sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
     if (st != SL_OK) {
         free(ed);
@@ -906,36 +820,19 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const Sluice_
     s_welcome(s, from, index);
 }
 
-static void s_on_completion(sl_sched_t *s, uint32_t index, const Sluice__Completion *c,
-                            sl_time_t now)
+static void s_on_chunk(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg)
 {
-    const Sluice__Result *r = c->result;
-    sl_job_result_t res = {
-        .status = (sl_job_status_t)r->status,
-        .output_tokens = r->timings ? r->timings->output_tokens : (uint32_t)r->n_tokens,
-        .cached_tokens = r->timings ? r->timings->cached_tokens : 0,
-        .exec_ttft = r->timings ? SL_US(r->timings->exec_ttft_us) : 0,
-        .exec_end = r->timings ? SL_US(r->timings->exec_end_us) : 0,
-        .exec_queue = r->timings ? SL_US(r->timings->exec_queue_us) : 0,
-        .has_exec_queue = r->timings && r->timings->has_exec_queue,
-    };
-    sl_core_job_complete(s->core, index, c->job_seq, &res, c, now);
-}
-
-static void s_on_chunk(sl_sched_t *s, uint32_t index, Sluice__TokenChunk *c)
-{
-    sl_job_t *job = sl_core_job_get(s->core, c->job_seq);
+    sl_wire_chunk_t c;
+    sl_wire_chunk_get(msg, &c);
+    sl_job_t *job = sl_core_job_get(s->core, c.job_seq);
     if (!job || job->state != SL_JOB_RUNNING || !job->exec || job->exec->index != index)
         return; /* a stale chunk from a lost incarnation */
     s_job_data_t *jd = job->user;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    c->job_id = job->id;
-    env.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
-    env.token_chunk = c;
+    c.job_id = job->id;
     sl_wire_ident_t to;
     s_jd_client(jd, &to);
-    s_send_client(s, &to, &env);
-    c->job_id = NULL; /* borrowed */
+    if (sl_wire_chunk_send(s->clients, &to, &c, ZMQ_DONTWAIT) != SL_OK)
+        s->counters[S_CTR_CLIENT_GONE]++;
     s->counters[S_CTR_TOKENS_FORWARDED]++;
 }
 
@@ -944,95 +841,74 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
     char err[256];
     for (int i = 0; i < s->cfg.batch; i++) {
         sl_wire_ident_t from;
-        sl_msg_t *msg = NULL;
+        sl_wire_msg_t *msg = NULL;
         sl_status_t st = sl_wire_recv(s->executors, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err,
                                       sizeof(err));
         if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
             return;
         if (st != SL_OK) {
-            s->counters[S_CTR_EXEC_REJECTED]++;
-            SL_DEBUG("executor message rejected: %s", err);
-            s_reply_error(s, s->executors, &from, st, err);
+            s_refused(s, s->executors, &from, st, err);
             continue;
         }
-        if (msg->body_case == SLUICE__ENVELOPE__BODY_HELLO) {
-            s_on_hello(s, &from, msg->hello, now);
-            sl_proto_free(&msg);
+        sl_wire_kind_t kind = sl_wire_msg_kind(msg);
+        if (kind == SL_WIRE_HELLO) {
+            s_on_hello(s, &from, msg, now);
+            sl_wire_msg_free(&msg);
             continue;
         }
         uintptr_t idx1 = (uintptr_t)sl_map_get(&s->by_ident, s_ident_key(&from));
-        if (!idx1 && (msg->body_case == SLUICE__ENVELOPE__BODY_SUBMIT ||
-                      msg->body_case == SLUICE__ENVELOPE__BODY_SUBMITS ||
-                      msg->body_case == SLUICE__ENVELOPE__BODY_CANCEL ||
-                      msg->body_case == SLUICE__ENVELOPE__BODY_STATUS_REQUEST)) {
-            s_wrong_port(s, s->executors, &from, msg->body_case);
-            sl_proto_free(&msg);
+        if (!idx1 && (kind == SL_WIRE_SUBMITS || kind == SL_WIRE_CANCEL ||
+                      kind == SL_WIRE_STATUS_REQUEST)) {
+            s_wrong_port(s, s->executors, &from, kind);
+            sl_wire_msg_free(&msg);
             continue;
         }
         if (!idx1) {
             s->counters[S_CTR_UNKNOWN_EXECUTOR]++;
             s_reply_error(s, s->executors, &from, SL_ERR_NOT_FOUND,
                           "unknown executor: send hello first");
-            sl_proto_free(&msg);
+            sl_wire_msg_free(&msg);
             continue;
         }
         uint32_t index = (uint32_t)(idx1 - 1);
-        switch (msg->body_case) {
-        case SLUICE__ENVELOPE__BODY_HEARTBEAT: {
-            const Sluice__Load *l = msg->heartbeat->load;
-            sl_exec_load_t load = {0};
-            if (l) {
-                load.running_jobs = l->running_jobs;
-                load.queued_jobs = l->queued_jobs;
-                load.queued_tokens = l->queued_tokens;
-                load.kv_blocks_used = l->kv_blocks_used;
-                load.kv_blocks_free = l->kv_blocks_free;
-                load.step_time_us = l->step_time_us;
-                load.busy = l->busy;
-                /* An unmeasured value stays 0 and flagged unknown, whatever was sent. */
-                load.has_gpu_util = l->has_gpu_util;
-                load.gpu_util = l->has_gpu_util ? l->gpu_util : 0.0f;
-                load.has_cpu_util = l->has_cpu_util;
-                load.cpu_util = l->has_cpu_util ? l->cpu_util : 0.0f;
-                load.has_gpu_mem = l->has_gpu_mem;
-                load.gpu_mem_used = l->has_gpu_mem ? l->gpu_mem_used_bytes : 0;
-                load.gpu_mem_total = l->has_gpu_mem ? l->gpu_mem_total_bytes : 0;
-            }
+        switch (kind) {
+        case SL_WIRE_HEARTBEAT: {
+            sl_exec_load_t load;
+            sl_wire_heartbeat_get(msg, NULL, &load);
             sl_core_exec_heartbeat(s->core, index, &load, now);
             break;
         }
-        case SLUICE__ENVELOPE__BODY_COMPLETION:
-            s_on_completion(s, index, msg->completion, now);
-            break;
-        case SLUICE__ENVELOPE__BODY_COMPLETIONS:
-            for (size_t k = 0, n = msg->completions->n_completions; k < n; k++) {
+        case SL_WIRE_COMPLETIONS:
+            for (uint32_t k = 0, n = sl_wire_msg_count(msg); k < n; k++) {
                 if (k + 2 < n)
-                    sl_core_complete_prefetch(s->core, msg->completions->completions[k + 2]->job_seq);
-                s_on_completion(s, index, msg->completions->completions[k], now);
+                    sl_core_complete_prefetch(s->core, sl_wire_completion_seq(msg, k + 2));
+                sl_wire_completion_t c;
+                sl_wire_completion_get(msg, k, &c);
+                sl_core_job_complete(s->core, index, c.job_seq, &c.report.res, &c.report, now);
             }
             break;
-        case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
+        case SL_WIRE_TOKEN_CHUNK:
             sl_core_exec_touch(s->core, index, now);
-            s_on_chunk(s, index, msg->token_chunk);
+            s_on_chunk(s, index, msg);
             break;
-        case SLUICE__ENVELOPE__BODY_KV_EVENT: {
-            const Sluice__KvEvent *kv = msg->kv_event;
-            sl_core_exec_kv_event(s->core, index, kv->stored, kv->n_stored, kv->evicted,
-                                  kv->n_evicted, kv->reset, now);
+        case SL_WIRE_KV_EVENT: {
+            sl_wire_kv_event_t kv;
+            sl_wire_kv_event_get(msg, &kv);
+            sl_core_exec_kv_event(s->core, index, kv.stored, kv.n_stored, kv.evicted, kv.n_evicted,
+                                  kv.reset, now);
             s->counters[S_CTR_KV_EVENTS]++;
             break;
         }
-        case SLUICE__ENVELOPE__BODY_GOODBYE:
+        case SL_WIRE_GOODBYE:
             sl_core_exec_lost(s->core, index, "said goodbye", now);
             break;
         default:
             s->counters[S_CTR_EXEC_REJECTED]++;
-            snprintf(err, sizeof(err), "an executor may not send '%s'",
-                     sl_proto_body_name(msg->body_case));
+            snprintf(err, sizeof(err), "an executor may not send '%s'", sl_wire_kind_name(kind));
             s_reply_error(s, s->executors, &from, SL_ERR_MSG_UNEXPECTED, err);
             break;
         }
-        sl_proto_free(&msg);
+        sl_wire_msg_free(&msg);
     }
 }
 
@@ -1161,6 +1037,7 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     s->dirty_execs = calloc(s->cap_dirty_execs, sizeof(*s->dirty_execs));
     s->receipt_cap = 4096;
     s->receipt = malloc(s->receipt_cap);
+    sl_wire_batch_init(&s->single, SL_WIRE_RESULTS);
     /* SL_ERR_INVALID: a configured value is unusable (the program exits 2) */
     sl_status_t st = SL_ERR_NOMEM;
     if (!s->dirty_execs || !s->receipt)
@@ -1285,6 +1162,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     free(s->dirty_outs);
     free(s->dirty_execs);
     free(s->receipt);
+    sl_wire_batch_fini(&s->single);
     zmq_close(s->executors);
     zmq_close(s->clients);
     zmq_ctx_term(s->zctx);

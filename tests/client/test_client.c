@@ -20,7 +20,7 @@
 #include <zmq.h>
 
 #include "common/sl_clock.h"
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
 
 #define S_MAX_IDS 512
 
@@ -48,12 +48,13 @@ typedef struct fake {
     atomic_int batched;             /* submits that came in a SubmitBatch */
 } fake_t;
 
-static void s_send(fake_t *f, const sl_wire_ident_t *who, sl_msg_t *env)
+/* Send b to who (a batch of answers). */
+static void s_send(fake_t *f, const sl_wire_ident_t *who, sl_wire_batch_t *b)
 {
-    assert_int_equal(sl_wire_send(f->sock, who->data, who->len, env, 0), SL_OK);
+    assert_int_equal(sl_wire_batch_send(f->sock, who, b, 0), SL_OK);
 }
 
-static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const Sluice__Job *job)
+static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const sl_job_desc_t *job)
 {
     int i;
     for (i = 0; i < f->n_ids; i++)
@@ -71,111 +72,88 @@ static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const Sluice_
         f->second_ns[i] = sl_clock_now();
     if (f->silent_first && n == 1)
         return;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
     if (f->refuse || f->anon_error) {
-        Sluice__Error e = SLUICE__ERROR__INIT;
-        e.code = f->refuse ? SL_ERR_NO_EXECUTOR : SL_ERR_MSG_RANGE;
-        e.message = f->refuse ? "prompt 4 + 16 new tokens exceed every executor's context "
-                                "(largest 8)"
-                              : "something else was wrong";
-        e.job_id = f->refuse ? job->id : "";
-        env.body_case = SLUICE__ENVELOPE__BODY_ERROR;
-        env.error = &e;
-        s_send(f, who, &env);
+        sl_wire_error_t e = {
+            .code = f->refuse ? SL_ERR_NO_EXECUTOR : SL_ERR_MSG_RANGE,
+            .message = f->refuse ? "prompt 4 + 16 new tokens exceed every executor's context "
+                                   "(largest 8)"
+                                 : "something else was wrong",
+            .job_id = f->refuse ? job->id : "",
+        };
+        assert_int_equal(sl_wire_error_send(f->sock, who, &e, 0), SL_OK);
         if (f->refuse)
             return;
-        env = (sl_msg_t)SLUICE__ENVELOPE__INIT;
     }
+    sl_wire_batch_t b;
+    sl_wire_batch_init(&b, SL_WIRE_RESULTS);
     if (n <= f->busy_first) {
-        Sluice__Busy busy = SLUICE__BUSY__INIT;
-        busy.job_id = job->id;
-        busy.retry_after_ms = f->retry_after_ms;
-        busy.reason = (Sluice__BusyReason)f->busy_reason;
-        busy.detail = "fake overload";
-        env.body_case = SLUICE__ENVELOPE__BODY_BUSY;
-        env.busy = &busy;
-        s_send(f, who, &env);
+        sl_wire_busy_t busy = {.job_id = job->id,
+                               .retry_after_ms = f->retry_after_ms,
+                               .reason = (sl_busy_reason_t)f->busy_reason,
+                               .detail = "fake overload"};
+        assert_int_equal(sl_wire_busy_add(&b, &busy), SL_OK);
+        s_send(f, who, &b);
+        sl_wire_batch_fini(&b);
         return;
     }
-    Sluice__Accepted acc = SLUICE__ACCEPTED__INIT;
-    acc.job_id = job->id;
-    acc.queue_depth = 3;
-    env.body_case = SLUICE__ENVELOPE__BODY_ACCEPTED;
-    env.accepted = &acc;
-    s_send(f, who, &env);
-    if (f->no_result)
+    assert_int_equal(sl_wire_accepted_add(&b, job->id), SL_OK);
+    sl_wire_results_set_depth(&b, 3);
+    s_send(f, who, &b);
+    if (f->no_result) {
+        sl_wire_batch_fini(&b);
         return;
+    }
     uint32_t tokens[3] = {7, 8, 9};
     if (job->stream) {
-        Sluice__TokenChunk ch = SLUICE__TOKEN_CHUNK__INIT;
-        sl_msg_t cenv = SLUICE__ENVELOPE__INIT;
-        ch.job_id = job->id;
-        ch.offset = 0;
-        ch.tokens = tokens;
-        ch.n_tokens = 2;
-        cenv.body_case = SLUICE__ENVELOPE__BODY_TOKEN_CHUNK;
-        cenv.token_chunk = &ch;
-        s_send(f, who, &cenv);
+        sl_wire_chunk_t ch = {.job_id = job->id, .offset = 0, .tokens = tokens, .n_tokens = 2};
+        assert_int_equal(sl_wire_chunk_send(f->sock, who, &ch, 0), SL_OK);
     }
-    Sluice__Result res = SLUICE__RESULT__INIT;
-    Sluice__Timings t = SLUICE__TIMINGS__INIT;
-    t.queued_us = 10;
-    t.ttft_us = 100;
-    t.end_us = 300;
-    t.prompt_tokens =
-        job->prompt->length ? job->prompt->length : (uint32_t)job->prompt->n_token_ids;
-    t.output_tokens = 3;
-    res.job_id = job->id;
-    res.status = SLUICE__RESULT_STATUS__RESULT_OK;
-    res.tokens = tokens;
-    res.n_tokens = 3;
-    res.timings = &t;
-    res.executor = "fake-exec";
-    res.attempts = 1;
-    sl_msg_t renv = SLUICE__ENVELOPE__INIT;
-    renv.body_case = SLUICE__ENVELOPE__BODY_RESULT;
-    renv.result = &res;
-    s_send(f, who, &renv);
+    sl_wire_result_t res = {
+        .job_id = job->id,
+        .status = SL_JOB_OK,
+        .tokens = tokens,
+        .n_tokens = 3,
+        .has_timings = true,
+        .timings = {.queued_us = 10,
+                    .ttft_us = 100,
+                    .end_us = 300,
+                    .prompt_tokens = job->prompt_tokens,
+                    .output_tokens = 3},
+        .executor = "fake-exec",
+        .attempts = 1,
+    };
+    assert_int_equal(sl_wire_result_add(&b, &res), SL_OK);
+    s_send(f, who, &b);
+    sl_wire_batch_fini(&b);
     atomic_fetch_add(&f->results, 1);
 }
 
 static void s_answer_status(fake_t *f, const sl_wire_ident_t *who)
 {
-    Sluice__StatusReply r = SLUICE__STATUS_REPLY__INIT;
-    Sluice__ExecutorStatus e[2] = {SLUICE__EXECUTOR_STATUS__INIT, SLUICE__EXECUTOR_STATUS__INIT};
-    Sluice__ExecutorStatus *ep[2] = {&e[0], &e[1]};
-    Sluice__Load load = SLUICE__LOAD__INIT;
-    Sluice__Counter cnt = SLUICE__COUNTER__INIT;
-    Sluice__Counter *cp[1] = {&cnt};
-    load.running_jobs = 4;
-    load.busy = 0.75f;
-    load.has_gpu_util = 1;
-    load.gpu_util = 0.5f;
-    load.cpu_util = 0.3f; /* not measured (has_cpu_util 0): must read as unknown, not 0.3 */
-    load.has_gpu_mem = 1;
-    load.gpu_mem_used_bytes = 1ull << 30;
-    load.gpu_mem_total_bytes = 80ull << 30;
-    e[0].name = "e0";
-    e[0].alive = true;
-    e[0].slots = 8;
-    e[0].inflight = 4;
-    e[0].load = &load;
-    e[1].name = "e1";
-    e[1].backend = "null";
-    cnt.name = "jobs_accepted";
-    cnt.value = 42;
-    r.executors = ep;
-    r.n_executors = 2;
-    r.counters = cp;
-    r.n_counters = 1;
-    r.queued_interactive = 5;
-    r.queued_batch = 6;
-    r.inflight = 7;
-    r.policy = "p2c";
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REPLY;
-    env.status_reply = &r;
-    s_send(f, who, &env);
+    sl_wire_exec_status_t e[2] = {
+        {.name = "e0",
+         .alive = true,
+         .slots = 8,
+         .inflight = 4,
+         .has_load = true,
+         .load = {.running_jobs = 4,
+                  .busy = 0.75f,
+                  .has_gpu_util = 1,
+                  .gpu_util = 0.5f,
+                  .cpu_util = 0.3f, /* not measured (has_cpu_util 0): must read as unknown */
+                  .has_gpu_mem = 1,
+                  .gpu_mem_used = 1ull << 30,
+                  .gpu_mem_total = 80ull << 30}},
+        {.name = "e1", .backend = "null"},
+    };
+    sl_wire_counter_t cnt = {.name = "jobs_accepted", .value = 42};
+    sl_wire_status_t r = {.n_executors = 2,
+                          .n_counters = 1,
+                          .queued_interactive = 5,
+                          .queued_batch = 6,
+                          .inflight = 7,
+                          .policy = "p2c"};
+    assert_int_equal(sl_wire_status_reply_send(f->sock, who, &r, e, &cnt, 0), SL_OK);
 }
 
 static void *s_serve(void *arg)
@@ -186,30 +164,28 @@ static void *s_serve(void *arg)
         if (zmq_poll(&item, 1, 20) <= 0)
             continue;
         sl_wire_ident_t who;
-        sl_msg_t *m = NULL;
+        sl_wire_msg_t *m = NULL;
         char err[256];
         if (sl_wire_recv(f->sock, 1, ZMQ_DONTWAIT, &sl_proto_limits_default, &who, &m, err,
                          sizeof(err)) != SL_OK)
             continue;
-        if (m->body_case == SLUICE__ENVELOPE__BODY_SUBMIT)
-            s_answer_submit(f, &who, m->submit->job);
-        else if (m->body_case == SLUICE__ENVELOPE__BODY_SUBMITS) {
+        sl_wire_kind_t kind = sl_wire_msg_kind(m);
+        if (kind == SL_WIRE_SUBMITS) {
             atomic_fetch_add(&f->batches, 1);
-            for (size_t k = 0; k < m->submits->n_submits; k++) {
-                assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_SUBMIT,
-                                                        m->submits->submits[k],
-                                                        &sl_proto_limits_default, err,
-                                                        sizeof(err)),
-                                 SL_OK);
+            for (uint32_t k = 0; k < sl_wire_msg_count(m); k++) {
+                sl_job_desc_t job;
+                assert_int_equal(
+                    sl_wire_submit_get(m, k, &sl_proto_limits_default, &job, err, sizeof(err)),
+                    SL_OK);
                 atomic_fetch_add(&f->batched, 1);
-                s_answer_submit(f, &who, m->submits->submits[k]->job);
+                s_answer_submit(f, &who, &job);
             }
-        }
-        else if (m->body_case == SLUICE__ENVELOPE__BODY_STATUS_REQUEST)
+        } else if (kind == SL_WIRE_STATUS_REQUEST) {
             s_answer_status(f, &who);
-        else if (m->body_case == SLUICE__ENVELOPE__BODY_CANCEL)
+        } else if (kind == SL_WIRE_CANCEL) {
             atomic_fetch_add(&f->cancels, 1);
-        sl_proto_free(&m);
+        }
+        sl_wire_msg_free(&m);
     }
     return NULL;
 }
@@ -512,33 +488,35 @@ static void test_result_batch_bad_item(void **state)
     assert_int_equal(sl_client_flush(c), SL_OK);
 
     sl_wire_ident_t who;
-    sl_msg_t *m = NULL;
+    sl_wire_msg_t *m = NULL;
     char err[256];
     zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
     assert_int_equal(zmq_poll(&item, 1, 5000), 1);
     assert_int_equal(sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err,
                                   sizeof(err)),
                      SL_OK);
-    assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_SUBMITS);
-    assert_int_equal(m->submits->n_submits, 2);
-    assert_string_equal(m->submits->submits[0]->job->id, "rb-a");
-    assert_string_equal(m->submits->submits[1]->job->id, "rb-b");
-    sl_proto_free(&m);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_SUBMITS);
+    assert_int_equal(sl_wire_msg_count(m), 2);
+    sl_job_desc_t jd;
+    assert_int_equal(sl_wire_submit_get(m, 0, &sl_proto_limits_default, &jd, err, sizeof(err)),
+                     SL_OK);
+    assert_string_equal(jd.id, "rb-a");
+    assert_int_equal(sl_wire_submit_get(m, 1, &sl_proto_limits_default, &jd, err, sizeof(err)),
+                     SL_OK);
+    assert_string_equal(jd.id, "rb-b");
+    sl_wire_msg_free(&m);
 
     /* Accepted for both; a good Result for a, a bad one (unknown status) for b. */
-    Sluice__Result res[2] = {SLUICE__RESULT__INIT, SLUICE__RESULT__INIT};
+    sl_wire_result_t res[2] = {{.job_id = "rb-a", .executor = "e"},
+                               {.job_id = "rb-b", .status = (sl_job_status_t)99}};
     sl_wire_batch_t batch;
-    sl_wire_batch_init(&batch, SLUICE__ENVELOPE__BODY_RESULTS);
-    res[0].job_id = "rb-a";
-    res[0].executor = "e";
-    res[1].job_id = "rb-b";
-    res[1].status = (Sluice__ResultStatus)99;
-    assert_int_equal(sl_wire_batch_add_packed(&batch, 1, "rb-a", 4), SL_OK);
-    assert_int_equal(sl_wire_batch_add_packed(&batch, 1, "rb-b", 4), SL_OK);
-    assert_int_equal(sl_wire_batch_add(&batch, 3, &res[0].base), SL_OK);
-    assert_int_equal(sl_wire_batch_add(&batch, 3, &res[1].base), SL_OK);
-    assert_int_equal(sl_wire_batch_add_uint(&batch, 4, 9), SL_OK); /* queue depth */
-    assert_int_equal(sl_wire_batch_send(sock, who.data, who.len, &batch, 0), SL_OK);
+    sl_wire_batch_init(&batch, SL_WIRE_RESULTS);
+    assert_int_equal(sl_wire_accepted_add(&batch, "rb-a"), SL_OK);
+    assert_int_equal(sl_wire_accepted_add(&batch, "rb-b"), SL_OK);
+    assert_int_equal(sl_wire_result_add(&batch, &res[0]), SL_OK);
+    assert_int_equal(sl_wire_result_add(&batch, &res[1]), SL_OK);
+    sl_wire_results_set_depth(&batch, 9);
+    assert_int_equal(sl_wire_batch_send(sock, &who, &batch, 0), SL_OK);
     sl_wire_batch_fini(&batch);
 
     sl_result_t *r = NULL;
@@ -757,7 +735,7 @@ static void test_busy_after_restart_retried(void **state)
 static void test_deadline_busy_not_retried(void **state)
 {
     fake_t *f = s_fake_start(3, 0, 0);
-    f->busy_reason = SLUICE__BUSY_REASON__BUSY_DEADLINE;
+    f->busy_reason = SL_BUSY_DEADLINE;
     sl_client_cfg_t cfg;
     sl_client_t *c = NULL;
     sl_result_t *r = NULL;

@@ -30,13 +30,13 @@ typedef struct {
 } s_fix_t;
 
 /* The next message at the router within timeout_ms (NULL when none). */
-static sl_msg_t *s_router_recv(s_fix_t *f, int timeout_ms)
+static sl_wire_msg_t *s_router_recv(s_fix_t *f, int timeout_ms)
 {
     zmq_pollitem_t it = {f->router, 0, ZMQ_POLLIN, 0};
     if (zmq_poll(&it, 1, timeout_ms) <= 0)
         return NULL;
     char err[256];
-    sl_msg_t *m = NULL;
+    sl_wire_msg_t *m = NULL;
     assert_int_equal(
         sl_wire_recv(f->router, 1, 0, &sl_proto_limits_default, &f->exec, &m, err, sizeof(err)),
         SL_OK);
@@ -44,22 +44,24 @@ static sl_msg_t *s_router_recv(s_fix_t *f, int timeout_ms)
 }
 
 /* Heartbeats at the router during ms; the last one's load into *last. */
-static int s_count_beats(s_fix_t *f, int ms, uint64_t *seq, Sluice__Load *last)
+static int s_count_beats(s_fix_t *f, int ms, uint64_t *seq, sl_exec_load_t *last)
 {
     int n = 0;
     sl_time_t until = sl_clock_now() + SL_MS(ms);
     for (sl_time_t now; (now = sl_clock_now()) < until;) {
-        sl_msg_t *m = s_router_recv(f, (int)((until - now) / SL_NS_PER_MS) + 1);
+        sl_wire_msg_t *m = s_router_recv(f, (int)((until - now) / SL_NS_PER_MS) + 1);
         if (!m)
             continue;
-        assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_HEARTBEAT);
-        assert_true(m->heartbeat->seq > *seq); /* in order, none repeated */
-        *seq = m->heartbeat->seq;
-        assert_non_null(m->heartbeat->load);
+        assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_HEARTBEAT);
+        uint64_t hseq;
+        sl_exec_load_t load;
+        sl_wire_heartbeat_get(m, &hseq, &load);
+        assert_true(hseq > *seq); /* in order, none repeated */
+        *seq = hseq;
         if (last)
-            *last = *m->heartbeat->load;
+            *last = load;
         n++;
-        sl_proto_free(&m);
+        sl_wire_msg_free(&m);
     }
     return n;
 }
@@ -97,35 +99,27 @@ static void s_stop(s_fix_t *f)
 /* Hello from the engine thread's socket to the router, welcome back. */
 static void s_register(s_fix_t *f, void *pipe)
 {
-    Sluice__ExecutorHello h = SLUICE__EXECUTOR_HELLO__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    h.name = "e1";
-    h.slots = 4;
-    env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
-    assert_int_equal(sl_wire_send(pipe, NULL, 0, &env, 0), SL_OK);
-    sl_msg_t *m = s_router_recv(f, 5000);
+    sl_wire_hello_t h = {.info = {.name = "e1", .slots = 4}};
+    assert_int_equal(sl_wire_hello_send(pipe, &h, 0), SL_OK);
+    sl_wire_msg_t *m = s_router_recv(f, 5000);
     assert_non_null(m);
-    assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_HELLO);
-    assert_string_equal(m->hello->name, "e1");
-    sl_proto_free(&m);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_HELLO);
+    sl_wire_hello_get(m, &h);
+    assert_string_equal(h.info.name, "e1");
+    sl_wire_msg_free(&m);
 
-    Sluice__Welcome w = SLUICE__WELCOME__INIT;
-    sl_msg_t wenv = SLUICE__ENVELOPE__INIT;
-    w.heartbeat_ms = S_BEAT_MS;
-    w.executor_index = 3;
-    wenv.body_case = SLUICE__ENVELOPE__BODY_WELCOME;
-    wenv.welcome = &w;
-    assert_int_equal(sl_wire_send(f->router, f->exec.data, f->exec.len, &wenv, 0), SL_OK);
+    sl_wire_welcome_t w = {.heartbeat_ms = S_BEAT_MS, .executor_index = 3};
+    assert_int_equal(sl_wire_welcome_send(f->router, &f->exec, &w, 0), SL_OK);
     zmq_pollitem_t it = {pipe, 0, ZMQ_POLLIN, 0};
     assert_int_equal(zmq_poll(&it, 1, 5000), 1);
     char err[256];
     sl_wire_ident_t none;
     assert_int_equal(
         sl_wire_recv(pipe, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
-    assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_WELCOME);
-    assert_int_equal(m->welcome->executor_index, 3);
-    sl_proto_free(&m);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_WELCOME);
+    sl_wire_welcome_get(m, &w);
+    assert_int_equal(w.executor_index, 3);
+    sl_wire_msg_free(&m);
 }
 
 static void test_link_heartbeats_while_engine_silent(void **state)
@@ -141,11 +135,11 @@ static void test_link_heartbeats_while_engine_silent(void **state)
     /* One post, then silence (the engine thread in a long step): heartbeats
      * go on at their interval with the posted load; 200 ms is ten intervals,
      * at least four are asked for so a loaded machine does not fail it. */
-    Sluice__Load load = SLUICE__LOAD__INIT;
+    sl_exec_load_t load = {0};
     load.running_jobs = 3;
     load.busy = 0.5f;
     sl_link_post(f.link, true, SL_MS(S_BEAT_MS), &load);
-    Sluice__Load got;
+    sl_exec_load_t got;
     int n = s_count_beats(&f, 200, &seq, &got);
     print_message("%d heartbeats in 200 ms at %d ms\n", n, S_BEAT_MS);
     assert_true(n >= 4);
@@ -181,7 +175,7 @@ static void test_link_inline(void **state)
     s_register(&f, pipe);
     sl_time_t now = sl_clock_now();
     assert_true(sl_link_tick(f.link, now) == INT64_MAX); /* not welcomed: none due */
-    Sluice__Load load = SLUICE__LOAD__INIT;
+    sl_exec_load_t load = {0};
     load.queued_jobs = 7;
     sl_link_post(f.link, true, SL_MS(S_BEAT_MS), &load);
     /* The first one interval after the welcome; nothing goes out by itself. */
@@ -193,7 +187,7 @@ static void test_link_inline(void **state)
     now = sl_clock_now();
     sl_time_t next = sl_link_tick(f.link, now);
     assert_true(next > now && next <= now + SL_MS(S_BEAT_MS));
-    Sluice__Load got;
+    sl_exec_load_t got;
     assert_int_equal(s_count_beats(&f, 100, &seq, &got), 1);
     assert_int_equal(got.queued_jobs, 7);
     assert_true(got.has_cpu_util);

@@ -13,6 +13,9 @@
 #include "cluster.h"
 
 #include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+#include <cmocka.h>
 
 #include "tests/support/sl_test.h"
 
@@ -124,47 +128,159 @@ void *cl_client(cl_t *c)
     return s;
 }
 
-sl_msg_t *cl_recv(void *sock, int timeout_ms)
+sl_wire_msg_t *cl_recv(void *sock, int timeout_ms)
 {
     zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
     if (zmq_poll(&it, 1, timeout_ms) <= 0)
         return NULL;
     sl_wire_ident_t id;
-    sl_msg_t *m = NULL;
+    sl_wire_msg_t *m = NULL;
     char err[256];
     if (sl_wire_recv(sock, 0, 0, &sl_proto_limits_default, &id, &m, err, sizeof(err)) != SL_OK)
         return NULL;
     return m;
 }
 
-sl_msg_t *cl_status(void *sock, int timeout_ms)
+sl_wire_msg_t *cl_status(void *sock, int timeout_ms)
 {
-    Sluice__StatusRequest r = SLUICE__STATUS_REQUEST__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REQUEST;
-    env.status_request = &r;
     /* Drop what is already waiting (late replies to earlier polls on a
      * loaded host), so the reply returned answers this request. */
-    sl_msg_t *old;
+    sl_wire_msg_t *old;
     while ((old = cl_recv(sock, 0)) != NULL)
-        sl_proto_free(&old);
-    sl_wire_send(sock, NULL, 0, &env, 0);
+        sl_wire_msg_free(&old);
+    sl_wire_status_request_send(sock, 0);
     for (;;) {
-        sl_msg_t *m = cl_recv(sock, timeout_ms);
+        sl_wire_msg_t *m = cl_recv(sock, timeout_ms);
         if (!m)
             return NULL;
-        if (m->body_case == SLUICE__ENVELOPE__BODY_STATUS_REPLY)
+        if (sl_wire_msg_kind(m) == SL_WIRE_STATUS_REPLY)
             return m;
-        sl_proto_free(&m); /* a late reply to something else */
+        sl_wire_msg_free(&m); /* a late reply to something else */
     }
 }
 
-int64_t cl_counter(const sl_msg_t *st, const char *name)
+int64_t cl_counter(const sl_wire_msg_t *st, const char *name)
 {
-    for (size_t i = 0; i < st->status_reply->n_counters; i++)
-        if (strcmp(st->status_reply->counters[i]->name, name) == 0)
-            return (int64_t)st->status_reply->counters[i]->value;
+    sl_wire_status_t h;
+    sl_wire_status_get(st, &h);
+    for (uint32_t i = 0; i < h.n_counters; i++) {
+        sl_wire_counter_t c;
+        sl_wire_status_counter_get(st, i, &c);
+        if (strcmp(c.name, name) == 0)
+            return (int64_t)c.value;
+    }
     return -1;
+}
+
+sl_wire_exec_status_t cl_status_exec(const sl_wire_msg_t *st, uint32_t i)
+{
+    sl_wire_exec_status_t e;
+    sl_wire_status_exec_get(st, i, &e);
+    return e;
+}
+
+uint32_t cl_status_execs(const sl_wire_msg_t *st)
+{
+    sl_wire_status_t h;
+    sl_wire_status_get(st, &h);
+    return h.n_executors;
+}
+
+/* A results batch being handed out item by item, per socket. */
+typedef struct s_pending {
+    void *sock;         /* the socket it came on */
+    sl_wire_msg_t *msg; /* the batch (NULL: slot free) */
+    uint32_t next;      /* items handed out */
+} s_pending_t;
+
+static s_pending_t s_pend[8];
+
+void cl_ev_free(cl_ev_t *ev)
+{
+    sl_wire_msg_free(&ev->msg);
+}
+
+/* Item p->next of the results batch into ev; false when none is left. */
+static bool s_pending_item(s_pending_t *p, cl_ev_t *ev)
+{
+    sl_wire_results_t rb;
+    char err[256];
+    sl_wire_results_get(p->msg, &rb);
+    uint32_t i = p->next;
+    if (i >= rb.n_accepted + rb.n_busy + rb.n_results) {
+        sl_wire_msg_free(&p->msg);
+        return false;
+    }
+    p->next++;
+    memset(ev, 0, sizeof(*ev));
+    ev->msg = sl_wire_msg_ref(p->msg);
+    if (i < rb.n_accepted) {
+        ev->kind = CL_EV_ACCEPTED;
+        assert_int_equal(
+            sl_wire_accepted_get(p->msg, i, &sl_proto_limits_default, &ev->job_id, err, sizeof(err)),
+            SL_OK);
+    } else if ((i -= rb.n_accepted) < rb.n_busy) {
+        ev->kind = CL_EV_BUSY;
+        assert_int_equal(
+            sl_wire_busy_get(p->msg, i, &sl_proto_limits_default, &ev->busy, err, sizeof(err)),
+            SL_OK);
+        ev->job_id = ev->busy.job_id;
+    } else {
+        ev->kind = CL_EV_RESULT;
+        assert_int_equal(sl_wire_result_get(p->msg, i - rb.n_busy, &sl_proto_limits_default,
+                                            &ev->result, err, sizeof(err)),
+                         SL_OK);
+        ev->job_id = ev->result.job_id;
+    }
+    return true;
+}
+
+bool cl_next(void *sock, int timeout_ms, cl_ev_t *ev)
+{
+    s_pending_t *p = NULL;
+    for (size_t i = 0; i < sizeof(s_pend) / sizeof(s_pend[0]) && !p; i++)
+        if (s_pend[i].msg && s_pend[i].sock == sock)
+            p = &s_pend[i];
+    if (p && s_pending_item(p, ev))
+        return true;
+    for (;;) {
+        sl_wire_msg_t *m = cl_recv(sock, timeout_ms);
+        if (!m)
+            return false;
+        memset(ev, 0, sizeof(*ev));
+        ev->job_id = "";
+        switch (sl_wire_msg_kind(m)) {
+        case SL_WIRE_RESULTS:
+            if (!p)
+                for (size_t i = 0; i < sizeof(s_pend) / sizeof(s_pend[0]) && !p; i++)
+                    if (!s_pend[i].msg)
+                        p = &s_pend[i];
+            assert_non_null(p);
+            p->sock = sock;
+            p->msg = m;
+            p->next = 0;
+            if (s_pending_item(p, ev))
+                return true;
+            continue;
+        case SL_WIRE_ERROR:
+            ev->kind = CL_EV_ERROR;
+            sl_wire_error_get(m, &ev->error);
+            ev->job_id = ev->error.job_id;
+            break;
+        case SL_WIRE_TOKEN_CHUNK:
+            ev->kind = CL_EV_CHUNK;
+            sl_wire_chunk_get(m, &ev->chunk);
+            ev->job_id = ev->chunk.job_id;
+            break;
+        case SL_WIRE_STATUS_REPLY:
+            ev->kind = CL_EV_STATUS;
+            break;
+        default:
+            fail_msg("unexpected '%s' on a client socket", sl_wire_kind_name(sl_wire_msg_kind(m)));
+        }
+        ev->msg = m;
+        return true;
+    }
 }
 
 int cl_wait_executors(cl_t *c, void *sock, int n, int timeout_ms)
@@ -172,9 +288,10 @@ int cl_wait_executors(cl_t *c, void *sock, int n, int timeout_ms)
     for (int waited = 0; waited < timeout_ms; waited += 100) {
         /* Long enough that a loaded host still answers this poll: an
          * abandoned one would answer later, in the middle of a test. */
-        sl_msg_t *st = cl_status(sock, 2000);
-        int have = st ? (int)st->status_reply->n_executors : 0;
-        sl_proto_free(&st);
+        sl_wire_msg_t *st = cl_status(sock, 2000);
+        int have = st ? (int)cl_status_execs(st) : 0;
+        if (st)
+            sl_wire_msg_free(&st);
         if (have >= n)
             return 0;
         usleep(100000);
@@ -245,19 +362,20 @@ static void s_fini(cl_t *c, int check)
     s_live = NULL;
 }
 
+sl_job_desc_t cl_job(const char *id, uint32_t prompt, uint32_t out, int batch)
+{
+    return (sl_job_desc_t){.id = id,
+                           .prompt_tokens = prompt,
+                           .max_new_tokens = out,
+                           .prio = batch ? SL_PRIO_BATCH : SL_PRIO_INTERACTIVE};
+}
+
 void cl_submit(void *sock, const char *id, uint32_t prompt, uint32_t out, int batch)
 {
-    Sluice__Prompt p = SLUICE__PROMPT__INIT;
-    Sluice__Job j = SLUICE__JOB__INIT;
-    Sluice__Submit s = SLUICE__SUBMIT__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    p.length = prompt;
-    j.id = (char *)id;
-    j.prompt = &p;
-    j.max_new_tokens = out;
-    j.priority = batch ? SLUICE__PRIORITY__PRIORITY_BATCH : SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
-    s.job = &j;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &s;
-    sl_wire_send(sock, NULL, 0, &env, 0);
+    sl_wire_batch_t b;
+    sl_job_desc_t j = cl_job(id, prompt, out, batch);
+    sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+    sl_wire_submit_add(&b, &j);
+    sl_wire_batch_send(sock, NULL, &b, 0);
+    sl_wire_batch_fini(&b);
 }

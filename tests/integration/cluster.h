@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "proto/sl_proto.h"
+#include "proto/sl_wire.h"
+
+#include <stdbool.h>
 
 #define CL_MAX_PROCS 16
 
@@ -31,10 +33,14 @@ int cl_scheduler(cl_t *c, const char *const *args);
 int cl_executor(cl_t *c, const char *name, const char *const *args);
 /* A connected DEALER to the client endpoint. */
 void *cl_client(cl_t *c);
-/* Status request; returns the reply (free with sl_proto_free) or NULL. */
-sl_msg_t *cl_status(void *sock, int timeout_ms);
+/* Status request; returns the reply (free with sl_wire_msg_free) or NULL. */
+sl_wire_msg_t *cl_status(void *sock, int timeout_ms);
 /* Value of a named counter in a status reply; -1 when absent. */
-int64_t cl_counter(const sl_msg_t *status, const char *name);
+int64_t cl_counter(const sl_wire_msg_t *status, const char *name);
+/* Executor i of a status reply. */
+sl_wire_exec_status_t cl_status_exec(const sl_wire_msg_t *status, uint32_t i);
+/* Executors listed in a status reply. */
+uint32_t cl_status_execs(const sl_wire_msg_t *status);
 /* Wait until n executors are registered (or timeout). Returns 0 on success. */
 int cl_wait_executors(cl_t *c, void *sock, int n, int timeout_ms);
 /* Send a signal to the process in slot i. */
@@ -45,9 +51,38 @@ int cl_wait(cl_t *c, int i, int timeout_ms);
  * stderr and fail the running case on an ERROR line in one that it did not
  * declare (sl_test_expect_errors), remove the temp dir. */
 void cl_fini(cl_t *c);
-/* Send a submit for job id with the given prompt length and output. */
+/* Send a submit (a batch of one) for job id with the given prompt length and output. */
 void cl_submit(void *sock, const char *id, uint32_t prompt, uint32_t out, int batch);
+/* A job description for cl_submit's arguments (id borrowed). */
+sl_job_desc_t cl_job(const char *id, uint32_t prompt, uint32_t out, int batch);
 /* Receive one message with timeout; NULL on timeout. */
-sl_msg_t *cl_recv(void *sock, int timeout_ms);
+sl_wire_msg_t *cl_recv(void *sock, int timeout_ms);
+
+/* What a client hears, one answer at a time: the items of a results batch
+ * come one by one (accepted first, then busy, then results). */
+typedef enum cl_ev_kind {
+    CL_EV_ACCEPTED, /* job_id accepted */
+    CL_EV_BUSY,     /* busy */
+    CL_EV_RESULT,   /* result */
+    CL_EV_ERROR,    /* error */
+    CL_EV_CHUNK,    /* chunk */
+    CL_EV_STATUS,   /* a status reply (msg) */
+} cl_ev_kind_t;
+
+typedef struct cl_ev {
+    cl_ev_kind_t kind;       /* what it is */
+    const char *job_id;      /* the job it is about ("" when none) */
+    sl_wire_busy_t busy;     /* CL_EV_BUSY */
+    sl_wire_result_t result; /* CL_EV_RESULT */
+    sl_wire_error_t error;   /* CL_EV_ERROR */
+    sl_wire_chunk_t chunk;   /* CL_EV_CHUNK */
+    sl_wire_msg_t *msg;      /* the message it came in (a reference; cl_ev_free drops it) */
+} cl_ev_t;
+
+/* The next answer on sock within timeout_ms: true with *ev filled, false
+ * on timeout. Items of one batch are kept per socket between calls. */
+bool cl_next(void *sock, int timeout_ms, cl_ev_t *ev);
+/* Drop the event's reference to its message. */
+void cl_ev_free(cl_ev_t *ev);
 
 #endif

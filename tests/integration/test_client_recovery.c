@@ -55,9 +55,9 @@ static void *s_slow_cluster(cl_t *c, const char *name, int *sched_p, int *exec_p
 /* A counter of the scheduler, -1 when no status came. */
 static int64_t s_counter(void *sock, const char *name)
 {
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     int64_t v = st ? cl_counter(st, name) : -1;
-    sl_proto_free(&st);
+    sl_wire_msg_free(&st);
     return v;
 }
 

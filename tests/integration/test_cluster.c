@@ -44,36 +44,29 @@ static int s_index(const char *id)
 /* The Submit item of job k of a run. */
 static void s_batch_add(sl_wire_batch_t *b, const char *id, int k)
 {
-    Sluice__Prompt p = SLUICE__PROMPT__INIT;
-    Sluice__Job j = SLUICE__JOB__INIT;
-    Sluice__Submit sub = SLUICE__SUBMIT__INIT;
-    p.length = 64 + (uint32_t)(k % 7) * 64;
-    j.id = (char *)id;
-    j.prompt = &p;
-    j.max_new_tokens = 4 + (uint32_t)(k % 5);
-    j.priority = (k & 1) ? SLUICE__PRIORITY__PRIORITY_BATCH : SLUICE__PRIORITY__PRIORITY_INTERACTIVE;
-    sub.job = &j;
-    assert_int_equal(sl_wire_batch_add(b, 1, &sub.base), SL_OK);
+    sl_job_desc_t j = cl_job(id, 64 + (uint32_t)(k % 7) * 64, 4 + (uint32_t)(k % 5), k & 1);
+    assert_int_equal(sl_wire_submit_add(b, &j), SL_OK);
 }
 
-static void s_on_busy(void *sock, run_t *r, const Sluice__Busy *b)
+static void s_on_busy(void *sock, run_t *r, const sl_wire_busy_t *b)
 {
     r->busy++;
     usleep(1000);
     cl_submit(sock, b->job_id, 64, 4, 0); /* same id: idempotent */
 }
 
-static void s_on_result(cl_t *c, run_t *r, const Sluice__Result *res, int *done, int *killed)
+static void s_on_result(cl_t *c, run_t *r, const sl_wire_result_t *res, int *done, int *killed)
 {
     int k = s_index(res->job_id);
     assert_true(k >= 0 && k < r->n);
     r->results[k]++;
     assert_int_equal(r->results[k], 1); /* exactly once */
-    if (res->status == SLUICE__RESULT_STATUS__RESULT_OK)
+    if (res->status == SL_JOB_OK)
         r->ok++;
     if (res->attempts > 1)
         r->requeued++;
-    assert_int_equal(res->n_tokens, res->timings->output_tokens);
+    assert_true(res->has_timings);
+    assert_int_equal(res->n_tokens, res->timings.output_tokens);
     (*done)++;
     if (r->kill_after && *done >= r->kill_after && !*killed) {
         cl_kill(c, r->kill_slot, SIGKILL);
@@ -86,7 +79,7 @@ static void s_run(cl_t *c, void *sock, run_t *r)
     char id[32];
     int sent = 0, done = 0, killed = 0;
     sl_wire_batch_t batch;
-    sl_wire_batch_init(&batch, SLUICE__ENVELOPE__BODY_SUBMITS);
+    sl_wire_batch_init(&batch, SL_WIRE_SUBMITS);
     r->results = calloc((size_t)r->n, sizeof(int));
     while (done < r->n) {
         while (sent < r->n && sent - done < r->window) {
@@ -94,42 +87,32 @@ static void s_run(cl_t *c, void *sock, run_t *r)
             if (r->submit_batch > 0) {
                 s_batch_add(&batch, id, sent);
                 if (batch.n >= (uint32_t)r->submit_batch)
-                    assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &batch, 0), SL_OK);
+                    assert_int_equal(sl_wire_batch_send(sock, NULL, &batch, 0), SL_OK);
             } else {
                 cl_submit(sock, id, 64 + (uint32_t)(sent % 7) * 64, 4 + (uint32_t)(sent % 5),
                           sent & 1);
             }
             sent++;
         }
-        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &batch, 0), SL_OK);
-        sl_msg_t *m = cl_recv(sock, 30000);
-        assert_non_null(m); /* no progress for 30 s is a failure */
-        switch (m->body_case) {
-        case SLUICE__ENVELOPE__BODY_ACCEPTED:
+        assert_int_equal(sl_wire_batch_send(sock, NULL, &batch, 0), SL_OK);
+        cl_ev_t ev;
+        assert_true(cl_next(sock, 30000, &ev)); /* no progress for 30 s is a failure */
+        switch (ev.kind) {
+        case CL_EV_ACCEPTED:
             r->accepted++;
             break;
-        case SLUICE__ENVELOPE__BODY_BUSY:
-            s_on_busy(sock, r, m->busy);
+        case CL_EV_BUSY:
+            s_on_busy(sock, r, &ev.busy);
             break;
-        case SLUICE__ENVELOPE__BODY_RESULT:
-            s_on_result(c, r, m->result, &done, &killed);
+        case CL_EV_RESULT:
+            s_on_result(c, r, &ev.result, &done, &killed);
             break;
-        case SLUICE__ENVELOPE__BODY_RESULTS: {
-            const Sluice__ResultBatch *b = m->results;
-            assert_true(r->submit_batch > 0);
-            r->accepted += (int)b->n_accepted;
-            for (size_t i = 0; i < b->n_busy; i++)
-                s_on_busy(sock, r, b->busy[i]);
-            for (size_t i = 0; i < b->n_results; i++)
-                s_on_result(c, r, b->results[i], &done, &killed);
-            break;
-        }
-        case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+        case CL_EV_STATUS:
             break; /* a late answer to a readiness poll (loaded host) */
         default:
-            fail_msg("unexpected %s", sl_proto_body_name(m->body_case));
+            fail_msg("unexpected answer %d", (int)ev.kind);
         }
-        sl_proto_free(&m);
+        cl_ev_free(&ev);
     }
     for (int k = 0; k < r->n; k++)
         assert_int_equal(r->results[k], 1);
@@ -153,49 +136,43 @@ static void s_20k_jobs(int submit_batch)
     s_run(&c, sock, &r);
     assert_int_equal(r.ok, 20000);
     /* A finished job submitted again gets Accepted and its cached Result
-     * again, in the form it was asked in. */
+     * again, whether it comes alone or in a batch. */
     {
         cl_submit(sock, "j0", 64, 4, 0);
         sl_wire_batch_t b;
-        sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_SUBMITS);
+        sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
         s_batch_add(&b, "j1", 1);
-        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &b, 0), SL_OK);
+        assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
         sl_wire_batch_fini(&b);
-        int single_acc = 0, single_res = 0, batch_acc = 0, batch_res = 0;
-        while (single_acc + single_res + batch_acc + batch_res < 4) {
-            sl_msg_t *m = cl_recv(sock, 10000);
-            assert_non_null(m);
-            if (m->body_case == SLUICE__ENVELOPE__BODY_ACCEPTED) {
-                assert_string_equal(m->accepted->job_id, "j0");
-                single_acc++;
-            } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
-                assert_string_equal(m->result->job_id, "j0");
-                assert_int_equal(m->result->status, SLUICE__RESULT_STATUS__RESULT_OK);
-                single_res++;
-            } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULTS) {
-                for (size_t i = 0; i < m->results->n_accepted; i++, batch_acc++)
-                    assert_string_equal(m->results->accepted[i], "j1");
-                for (size_t i = 0; i < m->results->n_results; i++, batch_res++) {
-                    assert_string_equal(m->results->results[i]->job_id, "j1");
-                    assert_int_equal(m->results->results[i]->status,
-                                     SLUICE__RESULT_STATUS__RESULT_OK);
-                }
+        int acc[2] = {0, 0}, res[2] = {0, 0};
+        while (acc[0] + acc[1] + res[0] + res[1] < 4) {
+            cl_ev_t ev;
+            assert_true(cl_next(sock, 10000, &ev));
+            int k = strcmp(ev.job_id, "j1") == 0;
+            if (!k)
+                assert_string_equal(ev.job_id, "j0");
+            if (ev.kind == CL_EV_ACCEPTED) {
+                acc[k]++;
+            } else if (ev.kind == CL_EV_RESULT) {
+                assert_int_equal(ev.result.status, SL_JOB_OK);
+                res[k]++;
             }
-            sl_proto_free(&m);
+            cl_ev_free(&ev);
         }
-        assert_int_equal(single_acc + single_res + batch_acc + batch_res, 4);
-        assert_int_equal(single_acc, 1);
-        assert_int_equal(batch_res, 1);
+        assert_int_equal(acc[0], 1);
+        assert_int_equal(res[0], 1);
+        assert_int_equal(acc[1], 1);
+        assert_int_equal(res[1], 1);
     }
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
     assert_int_equal(cl_counter(st, "jobs_completed"), 20000);
     assert_int_equal(cl_counter(st, "results_resent"), 2);
     assert_int_equal(cl_counter(st, "executors_lost"), 0);
     /* all three executors did work */
-    for (size_t i = 0; i < st->status_reply->n_executors; i++)
-        assert_true(st->status_reply->executors[i]->completed > 1000);
-    sl_proto_free(&st);
+    for (uint32_t i = 0; i < cl_status_execs(st); i++)
+        assert_true(cl_status_exec(st, i).completed > 1000);
+    sl_wire_msg_free(&st);
     zmq_close(sock);
     /* SIGTERM drains and exits cleanly */
     cl_kill(&c, 0, SIGTERM);
@@ -236,12 +213,12 @@ static void s_executor_killed(int submit_batch)
     s_run(&c, sock, &r);
     assert_int_equal(r.ok, 20000);
     assert_true(r.requeued > 0); /* the victim had jobs in flight */
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
     assert_int_equal(cl_counter(st, "executors_lost"), 1);
     assert_true(cl_counter(st, "jobs_requeued") >= r.requeued);
-    assert_int_equal(st->status_reply->n_executors, 2);
-    sl_proto_free(&st);
+    assert_int_equal(cl_status_execs(st), 2);
+    sl_wire_msg_free(&st);
     zmq_close(sock);
     cl_fini(&c);
 }
@@ -265,14 +242,31 @@ static void s_send_raw(void *sock, const void *buf, size_t len)
 static int s_expect_error(void *sock)
 {
     for (;;) {
-        sl_msg_t *m = cl_recv(sock, 3000);
+        sl_wire_msg_t *m = cl_recv(sock, 3000);
         if (!m)
             return 0;
-        int code = m->body_case == SLUICE__ENVELOPE__BODY_ERROR ? m->error->code : 0;
-        sl_proto_free(&m);
-        if (code)
-            return code;
+        sl_wire_error_t e = {.code = SL_OK};
+        if (sl_wire_msg_kind(m) == SL_WIRE_ERROR)
+            sl_wire_error_get(m, &e);
+        sl_wire_msg_free(&m);
+        if (e.code)
+            return e.code;
     }
+}
+
+/* The bytes a batch is sent as (read back through an inproc pair), so a
+ * test can send them damaged. Returns their length. */
+static size_t s_batch_bytes(void *zctx, sl_wire_batch_t *b, void *buf, size_t cap)
+{
+    void *in = zmq_socket(zctx, ZMQ_PAIR), *out = zmq_socket(zctx, ZMQ_PAIR);
+    assert_int_equal(zmq_bind(in, "inproc://batch-bytes"), 0);
+    assert_int_equal(zmq_connect(out, "inproc://batch-bytes"), 0);
+    assert_int_equal(sl_wire_batch_send(out, NULL, b, 0), SL_OK);
+    int n = zmq_recv(in, buf, cap, 0);
+    assert_true(n > 0 && (size_t)n <= cap);
+    zmq_close(out);
+    zmq_close(in);
+    return (size_t)n;
 }
 
 static void test_bad_messages(void **state)
@@ -291,20 +285,13 @@ static void test_bad_messages(void **state)
     s_send_raw(sock, "\xff\xff\xff\xff garbage", 13);
     assert_int_equal(s_expect_error(sock), SL_ERR_MSG_MALFORMED);
     {
-        Sluice__Prompt p = SLUICE__PROMPT__INIT;
-        Sluice__Job j = SLUICE__JOB__INIT;
-        Sluice__Submit s = SLUICE__SUBMIT__INIT;
-        sl_msg_t env = SLUICE__ENVELOPE__INIT;
         uint8_t buf[512];
-        p.length = 10;
-        j.id = "truncated-one";
-        j.prompt = &p;
-        j.max_new_tokens = 4;
-        s.job = &j;
-        env.version = SL_PROTO_VERSION;
-        env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-        env.submit = &s;
-        size_t len = sluice__envelope__pack(&env, buf);
+        sl_wire_batch_t b;
+        sl_job_desc_t j = cl_job("truncated-one", 10, 4, 0);
+        sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+        assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
+        size_t len = s_batch_bytes(c.zctx, &b, buf, sizeof(buf));
+        sl_wire_batch_fini(&b);
         s_send_raw(sock, buf, len - 3);
         assert_int_equal(s_expect_error(sock), SL_ERR_MSG_MALFORMED);
     }
@@ -324,86 +311,59 @@ static void test_bad_messages(void **state)
         assert_int_equal(s_expect_error(sock), SL_ERR_MSG_TOO_BIG);
     }
     {
-        Sluice__Prompt p = SLUICE__PROMPT__INIT;
-        Sluice__Job j = SLUICE__JOB__INIT;
-        Sluice__Submit s = SLUICE__SUBMIT__INIT;
-        sl_msg_t env = SLUICE__ENVELOPE__INIT;
-        p.length = 10;
-        j.id = "bad-prio";
-        j.prompt = &p;
-        j.max_new_tokens = 4;
-        j.priority = (Sluice__Priority)7;
-        s.job = &j;
-        env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-        env.submit = &s;
-        sl_wire_send(sock, NULL, 0, &env, 0);
+        sl_wire_batch_t b;
+        sl_job_desc_t j = cl_job("bad-prio", 10, 4, 0);
+        j.prio = (sl_prio_t)7;
+        sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+        assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
+        assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
+        sl_wire_batch_fini(&b);
         assert_int_equal(s_expect_error(sock), SL_ERR_MSG_RANGE);
     }
     {
-        Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
-        sl_msg_t env = SLUICE__ENVELOPE__INIT;
-        env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
-        env.heartbeat = &hb;
-        sl_wire_send(sock, NULL, 0, &env, 0);
+        sl_exec_load_t load = {0};
+        sl_wire_heartbeat_send(sock, 1, &load, 0);
         assert_int_equal(s_expect_error(sock), SL_ERR_MSG_UNEXPECTED);
     }
 
     /* a SubmitBatch with a bad item in the middle: that item alone gets an
-     * Error, the other two are accepted and run; an empty batch and one over
-     * --max-msg-batch are refused whole */
+     * Error, the other two are accepted and run; one over --max-msg-batch
+     * is refused whole (an empty one is proto's test: test_proto) */
     {
         sl_wire_batch_t b;
-        sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_SUBMITS);
-        Sluice__Prompt p = SLUICE__PROMPT__INIT;
-        Sluice__Job j = SLUICE__JOB__INIT;
-        Sluice__Submit sub = SLUICE__SUBMIT__INIT;
-        p.length = 10;
-        j.prompt = &p;
-        j.max_new_tokens = 4;
-        sub.job = &j;
-        j.id = "bb-0";
-        assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
+        sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+        sl_job_desc_t j = cl_job("bb-0", 10, 4, 0);
+        assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
         j.id = "bb-1";
         j.max_new_tokens = 0; /* bad */
-        assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
+        assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
         j.id = "bb-2";
         j.max_new_tokens = 4;
-        assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
-        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &b, 0), SL_OK);
+        assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
+        assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
         int errors = 0, accepted = 0, results = 0;
         while (errors < 1 || accepted < 2 || results < 2) {
-            sl_msg_t *m = cl_recv(sock, 10000);
-            assert_non_null(m);
-            if (m->body_case == SLUICE__ENVELOPE__BODY_ERROR) {
-                assert_int_equal(m->error->code, SL_ERR_MSG_RANGE);
+            cl_ev_t ev;
+            assert_true(cl_next(sock, 10000, &ev));
+            if (ev.kind == CL_EV_ERROR) {
+                assert_int_equal(ev.error.code, SL_ERR_MSG_RANGE);
                 errors++;
             } else {
-                assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_RESULTS);
-                for (size_t i = 0; i < m->results->n_accepted; i++)
-                    assert_string_not_equal(m->results->accepted[i], "bb-1");
-                for (size_t i = 0; i < m->results->n_results; i++) {
-                    assert_string_not_equal(m->results->results[i]->job_id, "bb-1");
-                    assert_int_equal(m->results->results[i]->status,
-                                     SLUICE__RESULT_STATUS__RESULT_OK);
-                }
-                accepted += (int)m->results->n_accepted;
-                results += (int)m->results->n_results;
-                assert_int_equal(m->results->n_busy, 0);
+                assert_string_not_equal(ev.job_id, "bb-1");
+                if (ev.kind == CL_EV_RESULT)
+                    assert_int_equal(ev.result.status, SL_JOB_OK);
+                else
+                    assert_int_equal(ev.kind, CL_EV_ACCEPTED);
+                accepted += ev.kind == CL_EV_ACCEPTED;
+                results += ev.kind == CL_EV_RESULT;
             }
-            sl_proto_free(&m);
+            cl_ev_free(&ev);
         }
         assert_int_equal(errors, 1);
-        /* empty */
-        Sluice__SubmitBatch empty = SLUICE__SUBMIT_BATCH__INIT;
-        sl_msg_t env = SLUICE__ENVELOPE__INIT;
-        env.body_case = SLUICE__ENVELOPE__BODY_SUBMITS;
-        env.submits = &empty;
-        sl_wire_send(sock, NULL, 0, &env, 0);
-        assert_int_equal(s_expect_error(sock), SL_ERR_MSG_MALFORMED);
         /* over --max-msg-batch (1024) */
         for (int i = 0; i < 1025; i++)
-            assert_int_equal(sl_wire_batch_add(&b, 1, &sub.base), SL_OK);
-        assert_int_equal(sl_wire_batch_send(sock, NULL, 0, &b, 0), SL_OK);
+            assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
+        assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
         assert_int_equal(s_expect_error(sock), SL_ERR_MSG_TOO_BIG);
         sl_wire_batch_fini(&b);
     }
@@ -423,22 +383,17 @@ static void test_bad_messages(void **state)
         assert_int_equal(s_expect_error(rogue), SL_ERR_MSG_TOO_BIG);
     }
     {
-        Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
-        sl_msg_t env = SLUICE__ENVELOPE__INIT;
-        env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
-        env.heartbeat = &hb;
-        sl_wire_send(rogue, NULL, 0, &env, 0);
+        sl_exec_load_t load = {0};
+        sl_wire_heartbeat_send(rogue, 1, &load, 0);
         assert_int_equal(s_expect_error(rogue), SL_ERR_NOT_FOUND);
     }
     {
-        Sluice__Completion comp = SLUICE__COMPLETION__INIT;
-        Sluice__Result res = SLUICE__RESULT__INIT;
-        sl_msg_t env = SLUICE__ENVELOPE__INIT;
-        comp.job_seq = 12345;
-        comp.result = &res;
-        env.body_case = SLUICE__ENVELOPE__BODY_COMPLETION;
-        env.completion = &comp;
-        sl_wire_send(rogue, NULL, 0, &env, 0);
+        sl_wire_batch_t b;
+        sl_result_report_t rep = {.res = {.status = SL_JOB_OK}};
+        sl_wire_batch_init(&b, SL_WIRE_COMPLETIONS);
+        assert_int_equal(sl_wire_completion_add(&b, 12345, &rep), SL_OK);
+        assert_int_equal(sl_wire_batch_send(rogue, NULL, &b, 0), SL_OK);
+        sl_wire_batch_fini(&b);
         assert_int_equal(s_expect_error(rogue), SL_ERR_NOT_FOUND);
     }
     zmq_close(rogue);
@@ -456,12 +411,13 @@ static void test_bad_messages(void **state)
     run_t r = {.n = 500, .window = 100};
     s_run(&c, sock, &r);
     assert_int_equal(r.ok, 500);
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
-    assert_int_equal(cl_counter(st, "msgs_rejected_client"), 9);
+    assert_int_equal(cl_counter(st, "msgs_rejected_client"), 8);
     assert_int_equal(cl_counter(st, "msgs_rejected_executor"), 2);
     assert_int_equal(cl_counter(st, "msgs_unknown_executor"), 2);
-    sl_proto_free(&st);
+    assert_int_equal(cl_counter(st, "msgs_wrong_version"), 0);
+    sl_wire_msg_free(&st);
     zmq_close(sock);
     cl_kill(&c, 0, SIGTERM);
     assert_int_equal(cl_wait(&c, 0, 10000), 0);
@@ -486,21 +442,21 @@ static void test_long_jobs(void **state)
     cl_submit(sock, "long-1", 1000, 300, 0);
     int results = 0;
     while (results < 2) {
-        sl_msg_t *m = cl_recv(sock, 20000);
-        assert_non_null(m);
-        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
-            assert_int_equal(m->result->status, SLUICE__RESULT_STATUS__RESULT_OK);
-            assert_int_equal(m->result->attempts, 1);
-            assert_true(m->result->timings->end_us > 1500000);
+        cl_ev_t ev;
+        assert_true(cl_next(sock, 20000, &ev));
+        if (ev.kind == CL_EV_RESULT) {
+            assert_int_equal(ev.result.status, SL_JOB_OK);
+            assert_int_equal(ev.result.attempts, 1);
+            assert_true(ev.result.timings.end_us > 1500000);
             results++;
         }
-        sl_proto_free(&m);
+        cl_ev_free(&ev);
     }
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
     assert_int_equal(cl_counter(st, "executors_lost"), 0);
     assert_int_equal(cl_counter(st, "executors_joined"), 1);
-    sl_proto_free(&st);
+    sl_wire_msg_free(&st);
     zmq_close(sock);
     cl_fini(&c);
 }
@@ -516,48 +472,35 @@ static void s_collect_completions(void *sock, int *seen, int timeout_ms)
         if (zmq_poll(&it, 1, 50) <= 0)
             continue;
         sl_wire_ident_t who;
-        sl_msg_t *m = NULL;
+        sl_wire_msg_t *m = NULL;
         char err[256];
         if (sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)) !=
             SL_OK)
             continue;
-        if (m->body_case == SLUICE__ENVELOPE__BODY_COMPLETIONS ||
-            m->body_case == SLUICE__ENVELOPE__BODY_COMPLETION)
+        if (sl_wire_msg_kind(m) == SL_WIRE_COMPLETIONS) {
             quiet_until = sl_clock_now() + SL_MS(timeout_ms);
-        if (m->body_case == SLUICE__ENVELOPE__BODY_COMPLETIONS) {
-            for (size_t i = 0; i < m->completions->n_completions; i++) {
-                uint64_t seq = m->completions->completions[i]->job_seq;
-                assert_true(seq < 256);
-                seen[seq]++;
+            for (uint32_t i = 0; i < sl_wire_msg_count(m); i++) {
+                sl_wire_completion_t comp;
+                sl_wire_completion_get(m, i, &comp);
+                assert_true(comp.job_seq < 256);
+                seen[comp.job_seq]++;
             }
-        } else if (m->body_case == SLUICE__ENVELOPE__BODY_COMPLETION) {
-            assert_true(m->completion->job_seq < 256);
-            seen[m->completion->job_seq]++;
         }
-        sl_proto_free(&m);
+        sl_wire_msg_free(&m);
     }
 }
 
 static void s_dispatch_add(sl_wire_batch_t *b, uint64_t seq, uint32_t max_new)
 {
-    Sluice__Prompt p = SLUICE__PROMPT__INIT;
-    Sluice__Job j = SLUICE__JOB__INIT;
-    Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
     char id[32];
     snprintf(id, sizeof(id), "x%llu", (unsigned long long)seq);
-    p.length = 16;
-    j.id = id;
-    j.prompt = &p;
-    j.max_new_tokens = max_new;
-    d.job = &j;
-    d.job_seq = seq;
-    d.attempt = 1;
-    assert_int_equal(sl_wire_batch_add(b, 1, &d.base), SL_OK);
+    sl_job_desc_t j = cl_job(id, 16, max_new, 0);
+    assert_int_equal(sl_wire_dispatch_add(b, &j, seq, 1), SL_OK);
 }
 
 /* A real executor against a scripted scheduler: a DispatchBatch with a bad
  * item runs the others; a batch over --max-msg-batch is refused whole; a
- * single Dispatch still works. */
+ * batch of one works. */
 static void test_executor_dispatch_batch(void **state)
 {
     static cl_t c;
@@ -569,7 +512,7 @@ static void test_executor_dispatch_batch(void **state)
     assert_int_equal(zmq_bind(sched, c.exec_ep), 0);
     cl_executor(&c, "x1", exec_args);
     sl_wire_ident_t who;
-    sl_msg_t *m = NULL;
+    sl_wire_msg_t *m = NULL;
     char err[256];
     for (;;) { /* its hello */
         zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
@@ -577,42 +520,26 @@ static void test_executor_dispatch_batch(void **state)
         assert_int_equal(sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err,
                                       sizeof(err)),
                          SL_OK);
-        int hello = m->body_case == SLUICE__ENVELOPE__BODY_HELLO;
-        sl_proto_free(&m);
+        int hello = sl_wire_msg_kind(m) == SL_WIRE_HELLO;
+        sl_wire_msg_free(&m);
         if (hello)
             break;
     }
-    Sluice__Welcome w = SLUICE__WELCOME__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    w.heartbeat_ms = 100;
-    env.body_case = SLUICE__ENVELOPE__BODY_WELCOME;
-    env.welcome = &w;
-    assert_int_equal(sl_wire_send(sched, who.data, who.len, &env, 0), SL_OK);
+    sl_wire_welcome_t w = {.heartbeat_ms = 100};
+    assert_int_equal(sl_wire_welcome_send(sched, &who, &w, 0), SL_OK);
 
     static int seen[256];
     sl_wire_batch_t b;
-    sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_DISPATCHES);
+    sl_wire_batch_init(&b, SL_WIRE_DISPATCHES);
     s_dispatch_add(&b, 1, 2);
     s_dispatch_add(&b, 2, 0); /* bad: no new tokens */
     s_dispatch_add(&b, 3, 2);
-    assert_int_equal(sl_wire_batch_send(sched, who.data, who.len, &b, 0), SL_OK);
+    assert_int_equal(sl_wire_batch_send(sched, &who, &b, 0), SL_OK);
     for (int i = 0; i < 9; i++) /* over --max-msg-batch */
         s_dispatch_add(&b, 10 + (uint64_t)i, 2);
-    assert_int_equal(sl_wire_batch_send(sched, who.data, who.len, &b, 0), SL_OK);
-    {
-        Sluice__Prompt p = SLUICE__PROMPT__INIT;
-        Sluice__Job j = SLUICE__JOB__INIT;
-        Sluice__Dispatch d = SLUICE__DISPATCH__INIT;
-        p.length = 16;
-        j.id = "x100";
-        j.prompt = &p;
-        j.max_new_tokens = 2;
-        d.job = &j;
-        d.job_seq = 100;
-        env.body_case = SLUICE__ENVELOPE__BODY_DISPATCH;
-        env.dispatch = &d;
-        assert_int_equal(sl_wire_send(sched, who.data, who.len, &env, 0), SL_OK);
-    }
+    assert_int_equal(sl_wire_batch_send(sched, &who, &b, 0), SL_OK);
+    s_dispatch_add(&b, 100, 2);
+    assert_int_equal(sl_wire_batch_send(sched, &who, &b, 0), SL_OK);
     sl_wire_batch_fini(&b);
     s_collect_completions(sched, seen, 1000);
     assert_int_equal(seen[1], 1);
@@ -651,45 +578,45 @@ static void test_failing_executor_quarantined(void **state)
         snprintf(id, sizeof(id), "q%d", k);
         cl_submit(sock, id, 100, 4, 0);
         for (;;) {
-            sl_msg_t *m = cl_recv(sock, 10000);
-            assert_non_null(m);
-            if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
-                const Sluice__Result *r = m->result;
+            cl_ev_t ev;
+            assert_true(cl_next(sock, 10000, &ev));
+            if (ev.kind == CL_EV_RESULT) {
+                const sl_wire_result_t *r = &ev.result;
                 assert_string_equal(r->job_id, id);
-                if (r->status == SLUICE__RESULT_STATUS__RESULT_OK) {
+                if (r->status == SL_JOB_OK) {
                     ok++;
                 } else {
-                    assert_int_equal(r->status, SLUICE__RESULT_STATUS__RESULT_FAILED);
+                    assert_int_equal(r->status, SL_JOB_FAILED);
                     assert_string_equal(r->executor, "bad");
                     if (!strstr(r->error, "injected failure"))
                         fail_msg("failure says \"%s\"", r->error);
                     failed++;
                     last_failure = k;
                 }
-                sl_proto_free(&m);
+                cl_ev_free(&ev);
                 break;
             }
-            assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
-            sl_proto_free(&m);
+            assert_int_equal(ev.kind, CL_EV_ACCEPTED);
+            cl_ev_free(&ev);
         }
     }
     print_message("failures %d (last at job %d), ok %d\n", failed, last_failure, ok);
     assert_int_equal(failed, 3); /* the third quarantines it */
     assert_int_equal(ok, 27);
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
     assert_int_equal(cl_counter(st, "jobs_failed"), 3);
     assert_int_equal(cl_counter(st, "jobs_completed"), 27);
     assert_int_equal(cl_counter(st, "executors_quarantined"), 1);
-    for (size_t i = 0; i < st->status_reply->n_executors; i++) {
-        const Sluice__ExecutorStatus *e = st->status_reply->executors[i];
-        int bad = strcmp(e->name, "bad") == 0;
-        assert_int_equal(e->quarantined, bad);
-        assert_int_equal(e->failed, bad ? 3 : 0);
+    for (uint32_t i = 0; i < cl_status_execs(st); i++) {
+        sl_wire_exec_status_t e = cl_status_exec(st, i);
+        int bad = strcmp(e.name, "bad") == 0;
+        assert_int_equal(e.quarantined, bad);
+        assert_int_equal(e.failed, bad ? 3 : 0);
         if (bad)
-            assert_int_equal(e->completed, 0);
+            assert_int_equal(e.completed, 0);
     }
-    sl_proto_free(&st);
+    sl_wire_msg_free(&st);
 
     /* `sluice status` marks it */
     static char out[1 << 14];

@@ -29,16 +29,16 @@ static int s_run_job(void *sock, const char *id, char *who, size_t cap)
 {
     cl_submit(sock, id, 16, 2, 0);
     for (int i = 0; i < 100; i++) {
-        sl_msg_t *m = cl_recv(sock, 100);
-        if (!m)
+        cl_ev_t ev;
+        if (!cl_next(sock, 100, &ev))
             continue;
-        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT && strcmp(m->result->job_id, id) == 0) {
-            int status = (int)m->result->status;
-            snprintf(who, cap, "%s", m->result->executor ? m->result->executor : "");
-            sl_proto_free(&m);
+        if (ev.kind == CL_EV_RESULT && strcmp(ev.job_id, id) == 0) {
+            int status = (int)ev.result.status;
+            snprintf(who, cap, "%s", ev.result.executor);
+            cl_ev_free(&ev);
             return status;
         }
-        sl_proto_free(&m);
+        cl_ev_free(&ev);
     }
     return -1;
 }
@@ -60,10 +60,10 @@ static int s_log_has(const cl_t *c, int slot, const char *text)
 
 static int64_t s_counter(void *sock, const char *name)
 {
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
     int64_t v = cl_counter(st, name);
-    sl_proto_free(&st);
+    sl_wire_msg_free(&st);
     return v;
 }
 
@@ -85,7 +85,7 @@ static void test_duplicate_name_refused(void **state)
     assert_int_equal(cl_wait(&c, second, 10000), 1);
     assert_true(s_log_has(&c, second, "name 'twin' is in use by a live executor"));
     assert_int_equal(s_run_job(cli, "after-dup", who, sizeof(who)),
-                     SLUICE__RESULT_STATUS__RESULT_OK);
+                     SL_JOB_OK);
     assert_string_equal(who, "twin");
     assert_int_equal(s_counter(cli, "executors_joined"), 1);
     assert_int_equal(s_counter(cli, "executors_lost"), 0);
@@ -116,7 +116,7 @@ static void test_restart_takes_over(void **state)
     assert_int_equal(s_counter(cli, "executors_lost"), 1);
     assert_int_equal(s_counter(cli, "executors_refused_name"), 0);
     assert_int_equal(s_run_job(cli, "after-restart", who, sizeof(who)),
-                     SLUICE__RESULT_STATUS__RESULT_OK);
+                     SL_JOB_OK);
     assert_string_equal(who, "phoenix");
     zmq_close(cli);
     cl_fini(&c);
@@ -143,7 +143,7 @@ static void test_executor_before_scheduler(void **state)
     assert_int_equal(s_counter(cli, "executors_joined"), 1);
     assert_int_equal(s_counter(cli, "executors_lost"), 0);
     assert_int_equal(s_run_job(cli, "after-wait", who, sizeof(who)),
-                     SLUICE__RESULT_STATUS__RESULT_OK);
+                     SL_JOB_OK);
     assert_string_equal(who, "early");
     zmq_close(cli);
     cl_fini(&c);
@@ -210,12 +210,14 @@ static void test_second_sigterm(void **state)
     cl_submit(cli, "long", 1000, 300, 0); /* 1.8 s of modelled H100 time, 50 times slower */
     uint32_t inflight = 0; /* as the executor's heartbeats report it: it has the job */
     for (int i = 0; i < 100 && inflight == 0; i++) {
-        sl_msg_t *st = cl_status(cli, 2000);
+        sl_wire_msg_t *st = cl_status(cli, 2000);
         assert_non_null(st);
-        const Sluice__StatusReply *r = st->status_reply;
-        if (r->n_executors == 1 && r->executors[0]->load)
-            inflight = r->executors[0]->load->running_jobs + r->executors[0]->load->queued_jobs;
-        sl_proto_free(&st);
+        if (cl_status_execs(st) == 1) {
+            sl_wire_exec_status_t e = cl_status_exec(st, 0);
+            if (e.has_load)
+                inflight = e.load.running_jobs + e.load.queued_jobs;
+        }
+        sl_wire_msg_free(&st);
         if (!inflight)
             usleep(50000);
     }
@@ -265,19 +267,17 @@ static void test_wrong_port(void **state)
     int zero = 0;
     zmq_setsockopt(astray, ZMQ_LINGER, &zero, sizeof(zero));
     assert_int_equal(zmq_connect(astray, c.exec_ep), 0);
-    Sluice__StatusRequest r = SLUICE__STATUS_REQUEST__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REQUEST;
-    env.status_request = &r;
-    assert_int_equal(sl_wire_send(astray, NULL, 0, &env, 0), SL_OK);
-    sl_msg_t *m = cl_recv(astray, 5000);
+    assert_int_equal(sl_wire_status_request_send(astray, 0), SL_OK);
+    sl_wire_msg_t *m = cl_recv(astray, 5000);
     assert_non_null(m);
-    assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ERROR);
-    assert_int_equal(m->error->code, SL_ERR_MSG_UNEXPECTED);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_ERROR);
+    sl_wire_error_t e;
+    sl_wire_error_get(m, &e);
+    assert_int_equal(e.code, SL_ERR_MSG_UNEXPECTED);
     snprintf(want, sizeof(want),
              "this is the executor port; clients connect to the client endpoint (%s)", c.client_ep);
-    assert_string_equal(m->error->message, want);
-    sl_proto_free(&m);
+    assert_string_equal(e.message, want);
+    sl_wire_msg_free(&m);
     zmq_close(astray);
 
     void *cli = cl_client(&c);

@@ -36,19 +36,12 @@
 static void s_submit_tokens_new(void *sock, const char *id, const uint32_t *toks, uint32_t n,
                                uint32_t max_new)
 {
-    Sluice__Prompt p = SLUICE__PROMPT__INIT;
-    Sluice__Job j = SLUICE__JOB__INIT;
-    Sluice__Submit s = SLUICE__SUBMIT__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    p.token_ids = (uint32_t *)toks;
-    p.n_token_ids = n;
-    j.id = (char *)id;
-    j.prompt = &p;
-    j.max_new_tokens = max_new;
-    s.job = &j;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &s;
-    assert_int_equal(sl_wire_send(sock, NULL, 0, &env, 0), SL_OK);
+    sl_wire_batch_t b;
+    sl_job_desc_t j = {.id = id, .token_ids = toks, .n_token_ids = n, .max_new_tokens = max_new};
+    sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+    assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
+    assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
+    sl_wire_batch_fini(&b);
 }
 
 static void s_submit_tokens(void *sock, const char *id, const uint32_t *toks, uint32_t n)
@@ -111,29 +104,30 @@ static void test_ref_tokens_match_direct_run(void **state)
                 s_submit_tokens(sock, id, prompts[k], lens[k]);
             }
         }
-        sl_msg_t *m = cl_recv(sock, 60000);
-        assert_non_null(m);
-        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
-            int k = atoi(m->result->job_id + 1);
-            assert_int_equal(m->result->status, SLUICE__RESULT_STATUS__RESULT_OK);
+        cl_ev_t ev;
+        assert_true(cl_next(sock, 60000, &ev));
+        if (ev.kind == CL_EV_RESULT) {
+            const sl_wire_result_t *res = &ev.result;
+            int k = atoi(res->job_id + 1);
+            assert_int_equal(res->status, SL_JOB_OK);
             assert_int_equal(seen[k], 0);
             seen[k] = 1;
-            assert_int_equal(m->result->n_tokens, MAX_NEW);
+            assert_int_equal(res->n_tokens, MAX_NEW);
             for (int i = 0; i < MAX_NEW; i++)
-                assert_int_equal(m->result->tokens[i], expect[k][i]);
-            cached += m->result->timings->cached_tokens > 0;
+                assert_int_equal(res->tokens[i], expect[k][i]);
+            cached += res->timings.cached_tokens > 0;
             got++;
         } else {
-            assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
+            assert_int_equal(ev.kind, CL_EV_ACCEPTED);
         }
-        sl_proto_free(&m);
+        cl_ev_free(&ev);
     }
     assert_true(cached > 0); /* shared prefixes were served from the cache */
-    sl_msg_t *st = cl_status(sock, 2000);
+    sl_wire_msg_t *st = cl_status(sock, 2000);
     assert_non_null(st);
-    for (size_t i = 0; i < st->status_reply->n_executors; i++)
-        assert_true(st->status_reply->executors[i]->completed > 0); /* both served */
-    sl_proto_free(&st);
+    for (uint32_t i = 0; i < cl_status_execs(st); i++)
+        assert_true(cl_status_exec(st, i).completed > 0); /* both served */
+    sl_wire_msg_free(&st);
     zmq_close(sock);
     cl_fini(&c);
 }
@@ -163,29 +157,16 @@ static int s_px_teardown(void **state)
 static void s_submit_batch(void *sock, char (*ids)[32], uint32_t (*prompts)[PX_MAX_LEN],
                            uint32_t len, int n)
 {
-    Sluice__Prompt p[2];
-    Sluice__Job j[2];
-    Sluice__Submit sub[2], *subp[2];
-    Sluice__SubmitBatch b = SLUICE__SUBMIT_BATCH__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    sl_wire_batch_t b;
+    sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
     assert_true(n <= 2);
     for (int i = 0; i < n; i++) {
-        sluice__prompt__init(&p[i]);
-        sluice__job__init(&j[i]);
-        sluice__submit__init(&sub[i]);
-        p[i].token_ids = prompts[i];
-        p[i].n_token_ids = len;
-        j[i].id = ids[i];
-        j[i].prompt = &p[i];
-        j[i].max_new_tokens = 2;
-        sub[i].job = &j[i];
-        subp[i] = &sub[i];
+        sl_job_desc_t j = {.id = ids[i], .token_ids = prompts[i], .n_token_ids = len,
+                           .max_new_tokens = 2};
+        assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
     }
-    b.submits = subp;
-    b.n_submits = (size_t)n;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMITS;
-    env.submits = &b;
-    assert_int_equal(sl_wire_send(sock, NULL, 0, &env, 0), SL_OK);
+    assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
+    sl_wire_batch_fini(&b);
 }
 
 /* Wait for the results of the n jobs ids; the executor that ran each and
@@ -195,34 +176,25 @@ static void s_collect(void *sock, char (*ids)[32], int n, char (*execs)[32], uin
     int got = 0;
     int seen[2] = {0, 0};
     while (got < n) {
-        sl_msg_t *m = cl_recv(sock, 60000);
-        assert_non_null(m);
-        Sluice__Result **rs = NULL;
-        size_t nr = 0;
-        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULTS) {
-            assert_int_equal(m->results->n_busy, 0);
-            rs = m->results->results;
-            nr = m->results->n_results;
-        } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
-            rs = &m->result;
-            nr = 1;
-        } else {
-            assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
-        }
-        for (size_t k = 0; k < nr; k++) {
+        cl_ev_t ev;
+        assert_true(cl_next(sock, 60000, &ev));
+        assert_int_not_equal(ev.kind, CL_EV_BUSY);
+        if (ev.kind == CL_EV_RESULT) {
+            const sl_wire_result_t *r = &ev.result;
             int i = 0;
-            while (i < n && strcmp(ids[i], rs[k]->job_id) != 0)
+            while (i < n && strcmp(ids[i], r->job_id) != 0)
                 i++;
             assert_true(i < n);
             assert_int_equal(seen[i], 0);
             seen[i] = 1;
-            assert_int_equal(rs[k]->status, SLUICE__RESULT_STATUS__RESULT_OK);
-            assert_non_null(rs[k]->executor);
-            snprintf(execs[i], 32, "%s", rs[k]->executor);
-            cached[i] = rs[k]->timings ? rs[k]->timings->cached_tokens : 0;
+            assert_int_equal(r->status, SL_JOB_OK);
+            snprintf(execs[i], 32, "%s", r->executor);
+            cached[i] = r->has_timings ? r->timings.cached_tokens : 0;
             got++;
+        } else {
+            assert_int_equal(ev.kind, CL_EV_ACCEPTED);
         }
-        sl_proto_free(&m);
+        cl_ev_free(&ev);
     }
 }
 
@@ -294,7 +266,7 @@ static void s_prefix_placement(const char *policy)
         assert_int_equal(cached[1], shared);
     }
 
-    sl_msg_t *st = cl_status(sock, 5000);
+    sl_wire_msg_t *st = cl_status(sock, 5000);
     assert_non_null(st);
     int64_t hashed = cl_counter(st, "prompts_hashed");
     int64_t hits = cl_counter(st, "prefix_hit_blocks");
@@ -302,7 +274,7 @@ static void s_prefix_placement(const char *policy)
                   (long long)hits);
     assert_int_equal(hashed, PX_ROUNDS * 4);           /* every prompt has full blocks */
     assert_int_equal(hits, PX_ROUNDS * 2 * PX_BLOCKS); /* each follow-up, on its holder */
-    sl_proto_free(&st);
+    sl_wire_msg_free(&st);
 }
 
 static void test_ref_prefix_placement_cache_switch(void **state)
@@ -349,23 +321,23 @@ static void test_ref_too_long_refused_at_submit(void **state)
     s_submit_tokens_new(sock, "fits", toks, 20, 4);
     int refused = 0, ok = 0;
     while (refused + ok < 2) {
-        sl_msg_t *m = cl_recv(sock, 60000);
-        assert_non_null(m);
-        if (m->body_case == SLUICE__ENVELOPE__BODY_ERROR) {
-            assert_string_equal(m->error->job_id, "long");
-            assert_int_equal(m->error->code, SL_ERR_NO_EXECUTOR);
-            if (!strstr(m->error->message, want))
-                fail_msg("refusal says \"%s\", want \"%s\"", m->error->message, want);
+        cl_ev_t ev;
+        assert_true(cl_next(sock, 60000, &ev));
+        if (ev.kind == CL_EV_ERROR) {
+            assert_string_equal(ev.error.job_id, "long");
+            assert_int_equal(ev.error.code, SL_ERR_NO_EXECUTOR);
+            if (!strstr(ev.error.message, want))
+                fail_msg("refusal says \"%s\", want \"%s\"", ev.error.message, want);
             refused++;
-        } else if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT) {
-            assert_string_equal(m->result->job_id, "fits");
-            assert_int_equal(m->result->status, SLUICE__RESULT_STATUS__RESULT_OK);
+        } else if (ev.kind == CL_EV_RESULT) {
+            assert_string_equal(ev.result.job_id, "fits");
+            assert_int_equal(ev.result.status, SL_JOB_OK);
             ok++;
         } else {
-            assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
-            assert_string_equal(m->accepted->job_id, "fits");
+            assert_int_equal(ev.kind, CL_EV_ACCEPTED);
+            assert_string_equal(ev.job_id, "fits");
         }
-        sl_proto_free(&m);
+        cl_ev_free(&ev);
     }
 
     /* The CLI, as a user runs it: the reason, and a failing exit status. */
@@ -382,15 +354,15 @@ static void test_ref_too_long_refused_at_submit(void **state)
     if (rc != 1 || !strstr(out, line) || !strstr(out, "sends 1,"))
         fail_msg("sluice submit: exit %d, want 1 and \"%s\"; output:\n%s", rc, want, out);
 
-    sl_msg_t *st = cl_status(sock, 5000);
+    sl_wire_msg_t *st = cl_status(sock, 5000);
     assert_non_null(st);
     assert_int_equal(cl_counter(st, "jobs_refused_no_fit"), 2);
     assert_int_equal(cl_counter(st, "jobs_failed"), 0);
     assert_int_equal(cl_counter(st, "jobs_completed"), 1);
-    assert_int_equal(st->status_reply->n_executors, 1);
-    assert_int_equal(st->status_reply->executors[0]->completed, 1);
-    assert_int_equal(st->status_reply->executors[0]->failed, 0);
-    sl_proto_free(&st);
+    assert_int_equal(cl_status_execs(st), 1);
+    assert_int_equal(cl_status_exec(st, 0).completed, 1);
+    assert_int_equal(cl_status_exec(st, 0).failed, 0);
+    sl_wire_msg_free(&st);
     zmq_close(sock);
     cl_fini(&c);
 }

@@ -37,21 +37,14 @@ static char s_out[1 << 16];
 static void s_submit_long(void *sock, const char *id)
 {
     static uint32_t toks[PROMPT];
-    Sluice__Prompt p = SLUICE__PROMPT__INIT;
-    Sluice__Job j = SLUICE__JOB__INIT;
-    Sluice__Submit s = SLUICE__SUBMIT__INIT;
-    sl_msg_t env = SLUICE__ENVELOPE__INIT;
     for (uint32_t i = 0; i < PROMPT; i++)
         toks[i] = (i * 7919u + 1u) % 8000u; /* within the small model's vocabulary */
-    p.token_ids = toks;
-    p.n_token_ids = PROMPT;
-    j.id = (char *)id;
-    j.prompt = &p;
-    j.max_new_tokens = 2;
-    s.job = &j;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &s;
-    assert_int_equal(sl_wire_send(sock, NULL, 0, &env, 0), SL_OK);
+    sl_wire_batch_t b;
+    sl_job_desc_t j = {.id = id, .token_ids = toks, .n_token_ids = PROMPT, .max_new_tokens = 2};
+    sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+    assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
+    assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
+    sl_wire_batch_fini(&b);
 }
 
 /* `sluice status` against the cluster; its stdout into s_out. */
@@ -79,46 +72,46 @@ static void test_long_step_keeps_executor(void **state)
     assert_int_equal(cl_wait_executors(&c, sock, 1, 30000), 0);
 
     s_submit_long(sock, "long");
-    sl_msg_t *m = NULL;
+    cl_ev_t ev;
     for (;;) {
-        m = cl_recv(sock, 240000);
-        assert_non_null(m);
-        if (m->body_case == SLUICE__ENVELOPE__BODY_RESULT)
+        assert_true(cl_next(sock, 240000, &ev));
+        if (ev.kind == CL_EV_RESULT)
             break;
-        assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_ACCEPTED);
-        sl_proto_free(&m);
+        assert_int_equal(ev.kind, CL_EV_ACCEPTED);
+        cl_ev_free(&ev);
     }
-    const Sluice__Result *r = m->result;
-    assert_int_equal(r->status, SLUICE__RESULT_STATUS__RESULT_OK);
+    const sl_wire_result_t *r = &ev.result;
+    assert_int_equal(r->status, SL_JOB_OK);
     assert_int_equal(r->attempts, 1);
     assert_int_equal(r->n_tokens, 2);
-    assert_non_null(r->timings);
+    assert_true(r->has_timings);
     /* The prefill step really outlasted the loss timeout (twice over), or
      * this test would prove nothing. */
     print_message("prefill of %d tokens: %.0f ms; loss timeout %d ms\n", PROMPT,
-                  (double)r->timings->exec_ttft_us / 1000.0, MISSED * HB_MS);
-    assert_true(r->timings->exec_ttft_us > 2ull * MISSED * HB_MS * 1000);
-    sl_proto_free(&m);
+                  (double)r->timings.exec_ttft_us / 1000.0, MISSED * HB_MS);
+    assert_true(r->timings.exec_ttft_us > 2ull * MISSED * HB_MS * 1000);
+    cl_ev_free(&ev);
 
-    sl_msg_t *st = cl_status(sock, 10000);
+    sl_wire_msg_t *st = cl_status(sock, 10000);
     assert_non_null(st);
     assert_int_equal(cl_counter(st, "executors_lost"), 0);
     assert_int_equal(cl_counter(st, "completions_stale"), 0);
     assert_int_equal(cl_counter(st, "jobs_requeued"), 0);
-    assert_int_equal(st->status_reply->n_executors, 1);
-    const Sluice__ExecutorStatus *e = st->status_reply->executors[0];
+    assert_int_equal(cl_status_execs(st), 1);
+    sl_wire_exec_status_t es = cl_status_exec(st, 0);
+    const sl_wire_exec_status_t *e = &es;
     assert_true(e->alive);
     assert_int_equal(e->completed, 1);
-    assert_non_null(e->load);
-    assert_true(e->load->has_cpu_util); /* /proc/stat is here */
-    assert_true(e->load->cpu_util >= 0.0f && e->load->cpu_util <= 1.0f);
-    assert_true(e->load->busy >= 0.0f && e->load->busy <= 1.0f);
+    assert_true(e->has_load);
+    assert_true(e->load.has_cpu_util); /* /proc/stat is here */
+    assert_true(e->load.cpu_util >= 0.0f && e->load.cpu_util <= 1.0f);
+    assert_true(e->load.busy >= 0.0f && e->load.busy <= 1.0f);
     void *nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
     if (nvml)
         dlclose(nvml);
     else
-        assert_false(e->load->has_gpu_util); /* no NVML: unknown, not 0 */
-    sl_proto_free(&st);
+        assert_false(e->load.has_gpu_util); /* no NVML: unknown, not 0 */
+    sl_wire_msg_free(&st);
 
     /* `sluice status`: CPU% a number, GPU% "-" without NVML, BUSY% a number. */
     s_cli_status(&c);
@@ -160,16 +153,17 @@ static void test_inline_executor_reports_host_load(void **state)
     cl_executor(&c, "quick", exec_args);
     void *sock = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, sock, 1, 30000), 0);
-    const Sluice__Load *l = NULL;
-    sl_msg_t *st = NULL;
+    const sl_exec_load_t *l = NULL;
+    sl_wire_exec_status_t es;
+    sl_wire_msg_t *st = NULL;
     for (int tries = 0; tries < 100 && !l; tries++) { /* until its first heartbeat */
-        sl_proto_free(&st);
+        if (st)
+            sl_wire_msg_free(&st);
         st = cl_status(sock, 5000);
         assert_non_null(st);
-        assert_int_equal(st->status_reply->n_executors, 1);
-        l = st->status_reply->executors[0]->load;
-        if (l && !l->has_cpu_util)
-            l = NULL;
+        assert_int_equal(cl_status_execs(st), 1);
+        es = cl_status_exec(st, 0);
+        l = es.has_load && es.load.has_cpu_util ? &es.load : NULL;
         if (!l)
             usleep(HB_MS * 1000);
     }
@@ -180,7 +174,7 @@ static void test_inline_executor_reports_host_load(void **state)
         dlclose(nvml);
     else
         assert_false(l->has_gpu_util);
-    sl_proto_free(&st);
+    sl_wire_msg_free(&st);
     zmq_close(sock);
     cl_fini(&c);
 }

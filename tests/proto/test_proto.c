@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proto/sl_proto.h"
+#include "common/sl_clock.h"
 
 #include <zmq.h>
 
@@ -31,7 +32,8 @@ static sl_status_t s_roundtrip(const submit_t *in, char *err)
 {
     Sluice__Prompt p = SLUICE__PROMPT__INIT;
     Sluice__Job j = SLUICE__JOB__INIT;
-    Sluice__Submit s = SLUICE__SUBMIT__INIT;
+    Sluice__Submit s = SLUICE__SUBMIT__INIT, *sp = &s;
+    Sluice__SubmitBatch sb = SLUICE__SUBMIT_BATCH__INIT;
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
     uint32_t *ids = calloc(in->n_ids + 1, sizeof(uint32_t));
     uint64_t *hashes = calloc(in->n_hashes + 1, sizeof(uint64_t));
@@ -48,14 +50,22 @@ static sl_status_t s_roundtrip(const submit_t *in, char *err)
     j.priority = (Sluice__Priority)in->prio;
     s.job = &j;
     env.version = in->version;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &s;
+    sb.submits = &sp;
+    sb.n_submits = 1;
+    env.body_case = SLUICE__ENVELOPE__BODY_SUBMITS;
+    env.submits = &sb;
     size_t len = sluice__envelope__pack(&env, s_buf);
     sl_msg_t *m = NULL;
     sl_status_t st = sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256);
     if (st == SL_OK) {
+        /* the item is checked when it is read */
         assert_non_null(m);
-        assert_string_equal(m->submit->job->id, in->id);
+        sl_job_desc_t d;
+        st = sl_wire_submit_get((sl_wire_msg_t *)m, 0, &sl_proto_limits_default, &d, err, 256);
+        if (st == SL_OK)
+            assert_string_equal(d.id, in->id);
+        else
+            assert_true(strlen(err) > 0);
         sl_proto_free(&m);
         assert_null(m);
     } else {
@@ -70,12 +80,12 @@ static sl_status_t s_roundtrip(const submit_t *in, char *err)
 static void test_valid_submit(void **state)
 {
     char err[256];
-    submit_t ok = {.id = "a", .length = 100, .max_new = 10, .version = 1};
+    submit_t ok = {.id = "a", .length = 100, .max_new = 10, .version = SL_PROTO_VERSION};
     assert_int_equal(s_roundtrip(&ok, err), SL_OK);
     submit_t trace = {.id = "t", .length = 1024, .n_hashes = 2, .block_tokens = 512,
-                      .max_new = 10, .version = 1, .prio = 1};
+                      .max_new = 10, .version = SL_PROTO_VERSION, .prio = 1};
     assert_int_equal(s_roundtrip(&trace, err), SL_OK);
-    submit_t ids = {.id = "i", .n_ids = 50, .max_new = 1, .version = 1};
+    submit_t ids = {.id = "i", .n_ids = 50, .max_new = 1, .version = SL_PROTO_VERSION};
     assert_int_equal(s_roundtrip(&ids, err), SL_OK);
 }
 
@@ -85,20 +95,20 @@ static void test_invalid_submit(void **state)
     memset(longid, 'x', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = 0;
     submit_t cases[] = {
-        {.id = "", .length = 10, .max_new = 1, .version = 1},             /* empty id */
-        {.id = longid, .length = 10, .max_new = 1, .version = 1},         /* id too long */
-        {.id = "a", .length = 0, .max_new = 1, .version = 1},             /* empty prompt */
-        {.id = "a", .length = 10, .max_new = 0, .version = 1},            /* no output */
-        {.id = "a", .length = 10, .max_new = 1000000, .version = 1},      /* too much output */
-        {.id = "a", .length = 10, .max_new = 1, .version = 2},            /* version */
-        {.id = "a", .length = 10, .max_new = 1, .version = 1, .prio = 5}, /* enum */
-        {.id = "a", .length = 5, .n_ids = 10, .max_new = 1, .version = 1},/* length < ids */
-        {.id = "a", .length = 11, .n_ids = 10, .max_new = 1, .version = 1},/* length > ids */
-        {.id = "a", .length = 2000000, .max_new = 1, .version = 1},       /* huge prompt */
+        {.id = "", .length = 10, .max_new = 1, .version = SL_PROTO_VERSION},             /* empty id */
+        {.id = longid, .length = 10, .max_new = 1, .version = SL_PROTO_VERSION},         /* id too long */
+        {.id = "a", .length = 0, .max_new = 1, .version = SL_PROTO_VERSION},             /* empty prompt */
+        {.id = "a", .length = 10, .max_new = 0, .version = SL_PROTO_VERSION},            /* no output */
+        {.id = "a", .length = 10, .max_new = 1000000, .version = SL_PROTO_VERSION},      /* too much output */
+        {.id = "a", .length = 10, .max_new = 1, .version = 99},           /* version */
+        {.id = "a", .length = 10, .max_new = 1, .version = SL_PROTO_VERSION, .prio = 5}, /* enum */
+        {.id = "a", .length = 5, .n_ids = 10, .max_new = 1, .version = SL_PROTO_VERSION},/* length < ids */
+        {.id = "a", .length = 11, .n_ids = 10, .max_new = 1, .version = SL_PROTO_VERSION},/* length > ids */
+        {.id = "a", .length = 2000000, .max_new = 1, .version = SL_PROTO_VERSION},       /* huge prompt */
         {.id = "a", .length = 100, .n_hashes = 3, .block_tokens = 512, .max_new = 1,
-         .version = 1},                                                   /* hashes > prompt */
+         .version = SL_PROTO_VERSION},                                                   /* hashes > prompt */
         {.id = "a", .length = 100, .n_hashes = 1, .block_tokens = 0, .max_new = 1,
-         .version = 1},                                                   /* no block size */
+         .version = SL_PROTO_VERSION},                                                   /* no block size */
     };
     sl_status_t expect[] = {SL_ERR_MSG_RANGE, SL_ERR_MSG_TOO_BIG, SL_ERR_MSG_RANGE,
                             SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE, SL_ERR_MSG_VERSION,
@@ -124,24 +134,33 @@ static void test_malformed_bytes(void **state)
                      SL_ERR_MSG_TOO_BIG);
     /* an envelope with no body */
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
-    env.version = 1;
+    env.version = SL_PROTO_VERSION;
     size_t len = sluice__envelope__pack(&env, s_buf);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
                      SL_ERR_MSG_MALFORMED);
     /* every truncation of a valid message is refused or decodes to a valid one */
     Sluice__Prompt p = SLUICE__PROMPT__INIT;
     Sluice__Job j = SLUICE__JOB__INIT;
-    Sluice__Submit s = SLUICE__SUBMIT__INIT;
+    Sluice__Submit s = SLUICE__SUBMIT__INIT, *sp = &s;
+    Sluice__SubmitBatch sb = SLUICE__SUBMIT_BATCH__INIT;
     p.length = 10;
     j.id = "truncate-me";
     j.prompt = &p;
     j.max_new_tokens = 3;
     s.job = &j;
-    env.body_case = SLUICE__ENVELOPE__BODY_SUBMIT;
-    env.submit = &s;
+    sb.submits = &sp;
+    sb.n_submits = 1;
+    env.body_case = SLUICE__ENVELOPE__BODY_SUBMITS;
+    env.submits = &sb;
     len = sluice__envelope__pack(&env, s_buf);
     for (size_t cut = 1; cut < len; cut++) {
         sl_status_t st = sl_proto_decode(s_buf, cut, &sl_proto_limits_default, &m, err, 256);
+        if (st == SL_OK) { /* a shorter batch can still parse: its item must not */
+            sl_job_desc_t d;
+            st = sl_wire_submit_get((sl_wire_msg_t *)m, 0, &sl_proto_limits_default, &d, err,
+                                    256);
+            sl_proto_free(&m);
+        }
         assert_int_not_equal(st, SL_OK);
     }
 }
@@ -151,7 +170,7 @@ static void test_hello_limits(void **state)
     char err[256];
     Sluice__ExecutorHello h = SLUICE__EXECUTOR_HELLO__INIT;
     sl_msg_t env = SLUICE__ENVELOPE__INIT, *m = NULL;
-    env.version = 1;
+    env.version = SL_PROTO_VERSION;
     env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     h.name = "e1";
@@ -183,7 +202,7 @@ static void test_heartbeat_load(void **state)
     Sluice__Load l = SLUICE__LOAD__INIT;
     Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
     sl_msg_t env = SLUICE__ENVELOPE__INIT, *m = NULL;
-    env.version = 1;
+    env.version = SL_PROTO_VERSION;
     env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
     hb.load = &l;
@@ -225,7 +244,7 @@ static void test_completion_batch(void **state)
     cp[1] = &c[1];
     b.completions = cp;
     b.n_completions = 2;
-    env.version = 1;
+    env.version = SL_PROTO_VERSION;
     env.body_case = SLUICE__ENVELOPE__BODY_COMPLETIONS;
     env.completions = &b;
     size_t len = sluice__envelope__pack(&env, s_buf);
@@ -302,21 +321,21 @@ static void test_dispatch_batch(void **state)
     pair_t pr;
     s_pair_open(&pr, "proto-dispatch");
     sl_wire_batch_t b;
-    sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_DISPATCHES);
+    sl_wire_batch_init(&b, SL_WIRE_DISPATCHES);
     for (int i = 0; i < 3; i++) {
         dp[i] = &d[i];
         if (i == 1) {
-            assert_int_equal(sl_wire_batch_add(&b, 1, &d[i].base), SL_OK);
+            assert_int_equal(sl_proto_batch_add(&b, 1, &d[i].base), SL_OK);
         } else { /* the hand-nested form packs the same bytes */
             static const uint32_t vf[2] = {2, 3};
             uint64_t vv[2] = {d[i].job_seq, d[i].attempt};
-            assert_int_equal(sl_wire_batch_add_nested(&b, 1, 1, &j[i].base, vf, vv, 2), SL_OK);
+            assert_int_equal(sl_proto_batch_add_nested(&b, 1, 1, &j[i].base, vf, vv, 2), SL_OK);
         }
     }
     assert_int_equal(b.n, 3);
-    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, 0, &b, 0), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK);
     assert_int_equal(b.n, 0);
-    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, 0, &b, 0), SL_OK); /* empty: nothing */
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK); /* empty: nothing */
     size_t len = s_recv_raw(&pr);
 
     static uint8_t ref[1 << 16];
@@ -324,7 +343,7 @@ static void test_dispatch_batch(void **state)
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
     db.dispatches = dp;
     db.n_dispatches = 3;
-    env.version = 1;
+    env.version = SL_PROTO_VERSION;
     env.body_case = SLUICE__ENVELOPE__BODY_DISPATCHES;
     env.dispatches = &db;
     size_t ref_len = sluice__envelope__pack(&env, ref);
@@ -337,7 +356,7 @@ static void test_dispatch_batch(void **state)
     sl_status_t want[3] = {SL_OK, SL_ERR_MSG_RANGE, SL_OK};
     for (int i = 0; i < 3; i++) {
         const Sluice__Dispatch *x = m->dispatches->dispatches[i];
-        assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_DISPATCH, x,
+        assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH, x,
                                                 &sl_proto_limits_default, err, 256),
                          want[i]);
         assert_int_equal(x->job_seq, 10 + (uint64_t)i);
@@ -358,10 +377,10 @@ static void test_dispatch_batch(void **state)
     assert_int_not_equal(sl_proto_decode(s_buf, len - 1, &sl_proto_limits_default, &m, err, 256),
                          SL_OK);
     /* An item that is not a batch item kind. */
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_HELLO, &d[0],
+    assert_int_equal(sl_proto_validate_item((sl_proto_item_t)77, &d[0],
                                             &sl_proto_limits_default, err, 256),
                      SL_ERR_MSG_MALFORMED);
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_DISPATCH, NULL,
+    assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH, NULL,
                                             &sl_proto_limits_default, err, 256),
                      SL_ERR_MSG_MALFORMED);
     sl_wire_batch_fini(&b);
@@ -389,7 +408,7 @@ static void test_batch_counts(void **state)
     }
     Sluice__SubmitBatch sb = SLUICE__SUBMIT_BATCH__INIT;
     sl_msg_t env = SLUICE__ENVELOPE__INIT, *m = NULL;
-    env.version = 1;
+    env.version = SL_PROTO_VERSION;
     env.body_case = SLUICE__ENVELOPE__BODY_SUBMITS;
     env.submits = &sb;
     size_t len = sluice__envelope__pack(&env, s_buf);
@@ -409,10 +428,10 @@ static void test_batch_counts(void **state)
     sub[2].job = NULL;
     len = sluice__envelope__pack(&env, s_buf);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_SUBMIT, m->submits->submits[2],
+    assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_SUBMIT, m->submits->submits[2],
                                             &sl_proto_limits_default, err, 256),
                      SL_ERR_MSG_MALFORMED);
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_SUBMIT, m->submits->submits[1],
+    assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_SUBMIT, m->submits->submits[1],
                                             &sl_proto_limits_default, err, 256),
                      SL_OK);
     sl_proto_free(&m);
@@ -437,21 +456,19 @@ static void test_batch_counts(void **state)
     lim.max_batch = 2;
     assert_int_equal(sl_proto_decode(s_buf, len, &lim, &m, err, 256), SL_ERR_MSG_TOO_BIG);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
-    Sluice__Accepted a = SLUICE__ACCEPTED__INIT;
-    a.job_id = m->results->accepted[0];
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_ACCEPTED, &a,
+    assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_ACCEPTED, m->results->accepted[0],
                                             &sl_proto_limits_default, err, 256),
                      SL_ERR_MSG_RANGE);
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_BUSY, m->results->busy[0],
+    assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_BUSY, m->results->busy[0],
                                             &sl_proto_limits_default, err, 256),
                      SL_ERR_MSG_RANGE);
-    assert_int_equal(sl_proto_validate_item(SLUICE__ENVELOPE__BODY_RESULT, m->results->results[0],
+    assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_RESULT, m->results->results[0],
                                             &sl_proto_limits_default, err, 256),
                      SL_OK);
     sl_proto_free(&m);
 }
 
-/* A body sent packed decodes like the same envelope packed whole. */
+/* Items appended as bytes decode like the same items packed by protobuf-c. */
 static void test_send_packed(void **state)
 {
     char err[256];
@@ -462,26 +479,19 @@ static void test_send_packed(void **state)
     size_t blen = sluice__result__pack(&r, body);
     pair_t pr;
     s_pair_open(&pr, "proto-packed");
-    assert_int_equal(sl_wire_send_packed(pr.tx, NULL, 0, SLUICE__ENVELOPE__BODY_RESULT, body, blen,
-                                         0),
-                     SL_OK);
-    size_t len = s_recv_raw(&pr);
+    size_t len;
     sl_msg_t *m = NULL;
-    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
-    assert_int_equal(m->body_case, SLUICE__ENVELOPE__BODY_RESULT);
-    assert_string_equal(m->result->job_id, "packed");
-    assert_int_equal(m->result->attempts, 2);
-    sl_proto_free(&m);
-    /* Items appended as bytes: a ResultBatch of two cached results. */
+    /* A ResultBatch of two cached results. */
     sl_wire_batch_t b;
-    sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_RESULTS);
-    assert_int_equal(sl_wire_batch_add_packed(&b, 3, body, blen), SL_OK);
-    assert_int_equal(sl_wire_batch_add_packed(&b, 3, body, blen), SL_OK);
-    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, 0, &b, 0), SL_OK);
+    sl_wire_batch_init(&b, SL_WIRE_RESULTS);
+    assert_int_equal(sl_proto_batch_add_packed(&b, 3, body, blen), SL_OK);
+    assert_int_equal(sl_proto_batch_add_packed(&b, 3, body, blen), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK);
     len = s_recv_raw(&pr);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
     assert_int_equal(m->results->n_results, 2);
     assert_string_equal(m->results->results[1]->job_id, "packed");
+    assert_int_equal(m->results->results[1]->attempts, 2);
     sl_proto_free(&m);
     sl_wire_batch_fini(&b);
 
@@ -501,14 +511,14 @@ static void test_send_packed(void **state)
         sl_msg_t env = SLUICE__ENVELOPE__INIT;
         cb.completions = cp;
         cb.n_completions = 1;
-        env.version = 1;
+        env.version = SL_PROTO_VERSION;
         env.body_case = SLUICE__ENVELOPE__BODY_COMPLETIONS;
         env.completions = &cb;
         uint8_t want[256];
         size_t want_len = sluice__envelope__pack(&env, want);
-        sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_COMPLETIONS);
-        assert_int_equal(sl_wire_batch_add_nested(&b, 1, 2, &r.base, vf, &seq, 1), SL_OK);
-        assert_int_equal(sl_wire_batch_send(pr.tx, NULL, 0, &b, 0), SL_OK);
+        sl_wire_batch_init(&b, SL_WIRE_COMPLETIONS);
+        assert_int_equal(sl_proto_batch_add_nested(&b, 1, 2, &r.base, vf, &seq, 1), SL_OK);
+        assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK);
         len = s_recv_raw(&pr);
         assert_int_equal(len, want_len);
         assert_memory_equal(s_buf, want, want_len);
@@ -529,12 +539,12 @@ static void test_batch_corruption(void **state)
     sl_wire_batch_t b;
     pair_t pr;
     s_pair_open(&pr, "proto-fuzz");
-    sl_wire_batch_init(&b, SLUICE__ENVELOPE__BODY_DISPATCHES);
+    sl_wire_batch_init(&b, SL_WIRE_DISPATCHES);
     for (int i = 0; i < 3; i++) {
         s_dispatch_init(&d[i], &j[i], &p[i], "fuzz", (uint64_t)i + 1, 4);
-        assert_int_equal(sl_wire_batch_add(&b, 1, &d[i].base), SL_OK);
+        assert_int_equal(sl_proto_batch_add(&b, 1, &d[i].base), SL_OK);
     }
-    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, 0, &b, 0), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK);
     size_t len = s_recv_raw(&pr);
     memcpy(good, s_buf, len);
     uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -555,7 +565,7 @@ static void test_batch_corruption(void **state)
         decoded++;
         if (m->body_case == SLUICE__ENVELOPE__BODY_DISPATCHES)
             for (size_t i = 0; i < m->dispatches->n_dispatches; i++)
-                (void)sl_proto_validate_item(SLUICE__ENVELOPE__BODY_DISPATCH,
+                (void)sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH,
                                              m->dispatches->dispatches[i],
                                              &sl_proto_limits_default, err, sizeof(err));
         sl_proto_free(&m);
@@ -563,6 +573,292 @@ static void test_batch_corruption(void **state)
     assert_true(decoded > 0);
     sl_wire_batch_fini(&b);
     s_pair_close(&pr);
+}
+
+
+/* Version 2 has no single-message bodies: the Envelope has no field for
+ * them, and bytes that carry one (a version 1 Submit) are refused; a
+ * message of another version is refused as such before its body is read. */
+static void test_single_bodies_gone(void **state)
+{
+    char err[256];
+    static const uint32_t gone[] = {10, 11, 12, 13, 19, 20};
+    for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+        assert_null(protobuf_c_message_descriptor_get_field(&sluice__envelope__descriptor,
+                                                            gone[i]));
+    /* Envelope{version, submit = 10 {job = 1 {id = 1 "a"}}} */
+    uint8_t v2[] = {0x08, SL_PROTO_VERSION, 0x52, 0x05, 0x0a, 0x03, 0x0a, 0x01, 'a'};
+    sl_msg_t *m = NULL;
+    assert_int_equal(sl_proto_decode(v2, sizeof(v2), &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_MALFORMED);
+    assert_null(m);
+    uint8_t v1[sizeof(v2)];
+    memcpy(v1, v2, sizeof(v2));
+    v1[1] = 1;
+    assert_int_equal(sl_proto_decode(v1, sizeof(v1), &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_VERSION);
+    assert_non_null(strstr(err, "protocol version 1 (expected 2)"));
+    /* another version with a body that no longer decodes at all */
+    uint8_t v3[] = {0x08, 0x03, 0xff, 0xff};
+    assert_int_equal(sl_proto_decode(v3, sizeof(v3), &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_VERSION);
+}
+
+/* The typed functions: what one program writes, another reads back the
+ * same, and a Job forwarded as bytes arrives as if encoded again. */
+static void test_typed_roundtrip(void **state)
+{
+    char err[256];
+    pair_t pr;
+    s_pair_open(&pr, "proto-typed");
+    uint32_t ids[40];
+    for (uint32_t i = 0; i < 40; i++)
+        ids[i] = i * 1000u + 7u;
+    uint64_t hashes[1] = {0xabcdef};
+    sl_job_desc_t job = {.id = "job-1",
+                         .tenant = "t",
+                         .model = "m",
+                         .session_key = "s",
+                         .prio = SL_PRIO_BATCH,
+                         .token_ids = ids,
+                         .n_token_ids = 40,
+                         .block_hashes = hashes,
+                         .n_block_hashes = 1,
+                         .block_tokens = 32,
+                         .max_new_tokens = 9,
+                         .ttft_deadline = SL_MS(250),
+                         .deadline = SL_MS(900),
+                         .stream = true};
+    /* submitted packed, as libsluice does, with a second job added whole */
+    void *mem = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        sl_wire_submit_pack(&job, &sl_proto_limits_default, 8, &mem, &len, err, sizeof(err)),
+        SL_OK);
+    sl_wire_batch_t b;
+    sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+    assert_int_equal(sl_wire_submit_add_packed(&b, (uint8_t *)mem + 8, len), SL_OK);
+    sl_job_desc_t job2 = job;
+    job2.id = "job-2";
+    assert_int_equal(sl_wire_submit_add(&b, &job2), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK);
+    free(mem);
+    sl_wire_ident_t none;
+    sl_wire_msg_t *m = NULL;
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_SUBMITS);
+    assert_int_equal(sl_wire_msg_count(m), 2);
+    sl_job_desc_t got;
+    assert_int_equal(sl_wire_submit_get(m, 1, &sl_proto_limits_default, &got, err, 256), SL_OK);
+    assert_string_equal(got.id, "job-2");
+    assert_int_equal(sl_wire_submit_get(m, 0, &sl_proto_limits_default, &got, err, 256), SL_OK);
+    assert_string_equal(got.id, "job-1");
+    assert_string_equal(got.tenant, "t");
+    assert_string_equal(got.session_key, "s");
+    assert_int_equal(got.prio, SL_PRIO_BATCH);
+    assert_int_equal(got.prompt_tokens, 40);
+    assert_int_equal(got.n_token_ids, 40);
+    assert_memory_equal(got.token_ids, ids, sizeof(ids));
+    assert_int_equal(got.n_block_hashes, 1);
+    assert_int_equal(got.block_hashes[0], 0xabcdef);
+    assert_int_equal(got.ttft_deadline, SL_MS(250));
+    assert_int_equal(got.deadline, SL_MS(900));
+    assert_true(got.stream);
+
+    /* forwarded as bytes: the same dispatch as one encoded from the job */
+    const void *jb[2];
+    size_t jl[2];
+    for (uint32_t i = 0; i < 2; i++) /* in order, then again out of order */
+        assert_int_equal(sl_wire_submit_job_bytes(m, i, &jb[i], &jl[i]), SL_OK);
+    assert_int_equal(sl_wire_submit_job_bytes(m, 0, &jb[0], &jl[0]), SL_OK);
+    assert_int_equal(sl_wire_submit_job_bytes(m, 2, &jb[1], &jl[1]), SL_ERR_NOT_FOUND);
+    assert_int_equal(sl_wire_submit_job_bytes(m, 1, &jb[1], &jl[1]), SL_OK);
+    /* the bytes outlive the decoded message through a frame reference */
+    sl_wire_frame_t *frame = sl_wire_msg_frame(m);
+    assert_non_null(frame);
+    sl_wire_msg_free(&m);
+    assert_null(m);
+    static uint8_t fwd[4096], enc[4096];
+    sl_wire_batch_t d;
+    sl_wire_batch_init(&d, SL_WIRE_DISPATCHES);
+    assert_int_equal(sl_wire_dispatch_add_job_bytes(&d, jb[0], jl[0], 300, 2), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &d, 0), SL_OK);
+    int n_fwd = zmq_recv(pr.rx, fwd, sizeof(fwd), 0);
+    assert_int_equal(sl_wire_dispatch_add(&d, &job, 300, 2), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &d, 0), SL_OK);
+    int n_enc = zmq_recv(pr.rx, enc, sizeof(enc), 0);
+    assert_true(n_fwd > 40);
+    assert_int_equal(n_fwd, n_enc);
+    assert_memory_equal(fwd, enc, (size_t)n_fwd);
+    sl_wire_frame_free(&frame);
+    assert_null(frame);
+    sl_wire_frame_free(&frame); /* NULL-safe */
+    sl_msg_t *dm = NULL;
+    assert_int_equal(sl_proto_decode(fwd, (size_t)n_fwd, &sl_proto_limits_default, &dm, err, 256),
+                     SL_OK);
+    sl_wire_dispatch_t dd;
+    assert_int_equal(sl_wire_dispatch_get((sl_wire_msg_t *)dm, 0, &sl_proto_limits_default, &dd,
+                                          err, 256),
+                     SL_OK);
+    assert_int_equal(dd.job_seq, 300);
+    assert_int_equal(dd.attempt, 2);
+    assert_string_equal(dd.job.id, "job-1");
+    assert_int_equal(dd.job.max_new_tokens, 9);
+    /* a message not from sl_wire_recv has no bytes to forward */
+    assert_int_equal(sl_wire_submit_job_bytes((sl_wire_msg_t *)dm, 0, &jb[0], &jl[0]),
+                     SL_ERR_NOT_FOUND);
+    assert_null(sl_wire_msg_frame((sl_wire_msg_t *)dm));
+    sl_proto_free(&dm);
+
+    /* a completion: the executor's report, read back by the scheduler */
+    uint32_t out[3] = {5, 6, 7};
+    sl_result_report_t rep = {.res = {.status = SL_JOB_CANCELED,
+                                      .output_tokens = 3,
+                                      .cached_tokens = 16,
+                                      .exec_ttft = SL_US(40),
+                                      .exec_queue = SL_US(5),
+                                      .has_exec_queue = true,
+                                      .exec_end = SL_US(90)},
+                              .prompt_tokens = 40,
+                              .tokens = out,
+                              .n_tokens = 3,
+                              .error = "stopped"};
+    sl_wire_batch_t c;
+    sl_wire_batch_init(&c, SL_WIRE_COMPLETIONS);
+    assert_int_equal(sl_wire_completion_add(&c, 77, &rep), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &c, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    sl_wire_completion_t comp;
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_COMPLETIONS);
+    sl_wire_completion_get(m, 0, &comp);
+    assert_int_equal(comp.job_seq, 77);
+    assert_int_equal(comp.report.res.status, SL_JOB_CANCELED);
+    assert_int_equal(comp.report.res.output_tokens, 3);
+    assert_int_equal(comp.report.res.cached_tokens, 16);
+    assert_int_equal(comp.report.res.exec_ttft, SL_US(40));
+    assert_int_equal(comp.report.res.exec_queue, SL_US(5));
+    assert_true(comp.report.res.has_exec_queue);
+    assert_int_equal(comp.report.res.exec_end, SL_US(90));
+    assert_int_equal(comp.report.prompt_tokens, 40);
+    assert_memory_equal(comp.report.tokens, out, sizeof(out));
+    assert_string_equal(comp.report.error, "stopped");
+    sl_wire_msg_free(&m);
+
+    /* a result packed as a receipt, sent as bytes, read by the client */
+    uint8_t *rbuf = NULL;
+    size_t rcap = 0;
+    const void *rb;
+    size_t rl;
+    sl_wire_result_t res = {.job_id = "job-1",
+                            .status = SL_JOB_OK,
+                            .tokens = out,
+                            .n_tokens = 3,
+                            .has_timings = true,
+                            .timings = {.queued_us = 1, .ttft_us = 2, .end_us = 3},
+                            .executor = "e1",
+                            .error = "",
+                            .attempts = 2,
+                            .late = true};
+    assert_int_equal(sl_wire_result_pack(&res, &rbuf, &rcap, &rb, &rl), SL_OK);
+    sl_wire_batch_t r;
+    sl_wire_batch_init(&r, SL_WIRE_RESULTS);
+    assert_int_equal(sl_wire_accepted_add(&r, "job-1"), SL_OK);
+    sl_wire_busy_t busy = {.job_id = "job-3", .retry_after_ms = 5, .reason = SL_BUSY_TENANT,
+                           .detail = "x"};
+    assert_int_equal(sl_wire_busy_add(&r, &busy), SL_OK);
+    assert_int_equal(sl_wire_result_add_packed(&r, rb, rl), SL_OK);
+    sl_wire_results_set_depth(&r, 12);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &r, 0), SL_OK);
+    free(rbuf);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    sl_wire_results_t counts;
+    sl_wire_results_get(m, &counts);
+    assert_int_equal(counts.n_accepted, 1);
+    assert_int_equal(counts.n_busy, 1);
+    assert_int_equal(counts.n_results, 1);
+    assert_int_equal(counts.queue_depth, 12);
+    sl_wire_busy_t gb;
+    assert_int_equal(sl_wire_busy_get(m, 0, &sl_proto_limits_default, &gb, err, 256), SL_OK);
+    assert_int_equal(gb.reason, SL_BUSY_TENANT);
+    sl_wire_result_t gr;
+    assert_int_equal(sl_wire_result_get(m, 0, &sl_proto_limits_default, &gr, err, 256), SL_OK);
+    assert_string_equal(gr.job_id, "job-1");
+    assert_int_equal(gr.attempts, 2);
+    assert_true(gr.late);
+    assert_true(gr.has_timings);
+    assert_int_equal(gr.timings.end_us, 3);
+    assert_string_equal(gr.executor, "e1");
+    sl_wire_msg_free(&m);
+    sl_wire_batch_fini(&b);
+    sl_wire_batch_fini(&d);
+    sl_wire_batch_fini(&c);
+    sl_wire_batch_fini(&r);
+    s_pair_close(&pr);
+}
+
+/* A long prompt (the packed uint32 fast paths both ways) comes back the
+ * same, whatever the lengths of its varints, and encodes as protobuf-c. */
+static void test_long_prompt(void **state)
+{
+    char err[256];
+    enum { N = 40000 };
+    static uint32_t ids[N];
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    for (uint32_t i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        unsigned bits = (unsigned)(x >> 59) + 1; /* 1 to 32 bits: every varint length */
+        ids[i] = (uint32_t)(x >> 8) & (uint32_t)((1ull << bits) - 1);
+    }
+    for (int n = N - 7; n <= N; n++) {
+        sl_job_desc_t job = {.id = "long", .token_ids = ids, .n_token_ids = (uint32_t)n,
+                             .max_new_tokens = 1};
+        void *mem = NULL;
+        size_t len = 0;
+        assert_int_equal(
+            sl_wire_submit_pack(&job, &sl_proto_limits_default, 0, &mem, &len, err, sizeof(err)),
+            SL_OK);
+        /* the Submit as protobuf-c packs it */
+        Sluice__Prompt p = SLUICE__PROMPT__INIT;
+        Sluice__Job j = SLUICE__JOB__INIT;
+        Sluice__Submit sub = SLUICE__SUBMIT__INIT;
+        p.token_ids = ids;
+        p.n_token_ids = (size_t)n;
+        j.id = "long";
+        j.prompt = &p;
+        j.max_new_tokens = 1;
+        sub.job = &j;
+        size_t want_len = sluice__submit__get_packed_size(&sub);
+        assert_int_equal(len, want_len);
+        uint8_t *want = malloc(want_len);
+        sluice__submit__pack(&sub, want);
+        assert_memory_equal(mem, want, len);
+        free(want);
+        /* decoded back: the same ids */
+        Sluice__Submit *back = NULL;
+        sl_msg_t *m = NULL;
+        size_t elen = 0;
+        sl_wire_batch_t b;
+        sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+        assert_int_equal(sl_wire_submit_add_packed(&b, mem, len), SL_OK);
+        pair_t pr;
+        s_pair_open(&pr, "proto-long");
+        assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &b, 0), SL_OK);
+        elen = s_recv_raw(&pr);
+        s_pair_close(&pr);
+        sl_wire_batch_fini(&b);
+        assert_int_equal(sl_proto_decode(s_buf, elen, &sl_proto_limits_default, &m, err, 256),
+                         SL_OK);
+        back = m->submits->submits[0];
+        assert_int_equal(back->job->prompt->n_token_ids, (size_t)n);
+        assert_memory_equal(back->job->prompt->token_ids, ids, (size_t)n * sizeof(uint32_t));
+        sl_proto_free(&m);
+        free(mem);
+    }
 }
 
 int main(void)
@@ -578,6 +874,9 @@ int main(void)
         cmocka_unit_test(test_batch_counts),
         cmocka_unit_test(test_send_packed),
         cmocka_unit_test(test_batch_corruption),
+        cmocka_unit_test(test_single_bodies_gone),
+        cmocka_unit_test(test_typed_roundtrip),
+        cmocka_unit_test(test_long_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

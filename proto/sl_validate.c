@@ -1,0 +1,296 @@
+/*
+ * Validation of decoded messages.
+ *
+ * protobuf-c already rejects bytes that are not a well-formed encoding; what
+ * it cannot know is what is sensible: a 100 MB prompt, a negative enum
+ * value smuggled through proto3's open enums, a missing oneof, another
+ * protocol version. Every decoded envelope goes through sl_proto_validate
+ * before anything reads it, so the code above proto/ may trust field sizes
+ * and enum values. The items of a batch (submits, dispatches, answers) are
+ * checked one by one when read (sl_proto_validate_item), so one bad item is
+ * answered on its own and the rest proceed; completions are checked with
+ * their message, since an executor that sends a bad one is broken as a
+ * whole.
+ */
+#include "proto/sl_proto.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const sl_proto_limits_t sl_proto_limits_default = {
+    .max_msg_bytes = 8u << 20,
+    .max_prompt_tokens = 1u << 20,
+    .max_token_ids = 1u << 18,
+    .max_block_hashes = 1u << 13,
+    .max_new_tokens = 1u << 16,
+    .max_id_len = 128,
+    .max_name_len = 128,
+    .max_kv_events = 1u << 16,
+    .max_xport_address = 8192,
+    .max_models = 64,
+    .max_slots = 4096,
+    .max_batch = 4096,
+};
+
+sl_status_t sl_proto_fail(sl_status_t st, char *err, size_t err_len, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+#define CHECK_STR(s, maxlen, what, required)                                                       \
+    do {                                                                                           \
+        size_t l_ = (s) ? strlen(s) : 0;                                                           \
+        if ((required) && l_ == 0)                                                                 \
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "%s is empty", what);                    \
+        if (l_ > (maxlen))                                                                         \
+            return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "%s is %zu bytes (limit %u)", what,    \
+                          l_, (unsigned)(maxlen));                                                 \
+    } while (0)
+
+#define CHECK_COUNT(n, maxn, what)                                                                 \
+    do {                                                                                           \
+        if ((size_t)(n) > (size_t)(maxn))                                                          \
+            return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "%s has %zu entries (limit %u)",       \
+                          what, (size_t)(n), (unsigned)(maxn));                                    \
+    } while (0)
+
+static sl_status_t s_job(const Sluice__Job *job, const sl_proto_limits_t *lim, char *err,
+                         size_t err_len)
+{
+    if (!job)
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "job is missing");
+    CHECK_STR(job->id, lim->max_id_len, "job id", 1);
+    CHECK_STR(job->tenant, lim->max_name_len, "tenant", 0);
+    CHECK_STR(job->model, lim->max_name_len, "model", 0);
+    CHECK_STR(job->session_key, lim->max_name_len, "session key", 0);
+    if (job->priority != SLUICE__PRIORITY__PRIORITY_INTERACTIVE &&
+        job->priority != SLUICE__PRIORITY__PRIORITY_BATCH)
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "priority %d is not a known class",
+                      (int)job->priority);
+    if (job->max_new_tokens == 0 || job->max_new_tokens > lim->max_new_tokens)
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "max_new_tokens %u outside [1, %u]",
+                      job->max_new_tokens, lim->max_new_tokens);
+    const Sluice__Prompt *p = job->prompt;
+    if (!p)
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "prompt is missing");
+    CHECK_COUNT(p->n_token_ids, lim->max_token_ids, "prompt token_ids");
+    CHECK_COUNT(p->n_block_hashes, lim->max_block_hashes, "prompt block_hashes");
+    uint64_t length = p->length ? p->length : p->n_token_ids;
+    if (length == 0)
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt is empty");
+    if (length > lim->max_prompt_tokens)
+        return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "prompt of %llu tokens (limit %u)",
+                      (unsigned long long)length, lim->max_prompt_tokens);
+    /* With token ids the prompt is those ids: a length that says otherwise
+     * would make a backend read past them. */
+    if (p->length && p->n_token_ids && p->n_token_ids != p->length)
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt length %u but %zu token ids",
+                      p->length, p->n_token_ids);
+    if (p->n_block_hashes) {
+        if (p->block_tokens == 0 || p->block_tokens > 65536)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "block_tokens %u outside [1, 65536]",
+                          p->block_tokens);
+        if ((uint64_t)p->n_block_hashes * p->block_tokens > length + p->block_tokens - 1)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                          "%zu blocks of %u tokens exceed a prompt of %llu tokens",
+                          p->n_block_hashes, p->block_tokens, (unsigned long long)length);
+    }
+    return SL_OK;
+}
+
+static sl_status_t s_load(const Sluice__Load *l, char *err, size_t err_len)
+{
+    if (!l)
+        return SL_OK;
+    if (!(l->gpu_util >= 0 && l->gpu_util <= 1.5) || !(l->cpu_util >= 0 && l->cpu_util <= 1.5) ||
+        !(l->busy >= 0 && l->busy <= 1.5))
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "utilization outside [0, 1]");
+    if (l->has_gpu_mem && l->gpu_mem_used_bytes > l->gpu_mem_total_bytes)
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "GPU memory used above its total");
+    return SL_OK;
+}
+
+static sl_status_t s_result(const Sluice__Result *r, const sl_proto_limits_t *lim, char *err,
+                            size_t err_len)
+{
+    if (!r)
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "result is missing");
+    CHECK_STR(r->job_id, lim->max_id_len, "result job id", 0);
+    CHECK_COUNT(r->n_tokens, lim->max_token_ids, "result tokens");
+    CHECK_STR(r->executor, lim->max_name_len, "result executor", 0);
+    CHECK_STR(r->error, 1024, "result error", 0);
+    if ((unsigned)r->status > SLUICE__RESULT_STATUS__RESULT_REJECTED)
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "result status %d unknown", (int)r->status);
+    return SL_OK;
+}
+
+static sl_status_t s_batch_count(size_t n, const sl_proto_limits_t *lim, const char *what,
+                                 char *err, size_t err_len)
+{
+    if (n == 0)
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "%s batch is empty", what);
+    CHECK_COUNT(n, lim->max_batch, what);
+    return SL_OK;
+}
+
+sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, char *err,
+                              size_t err_len)
+{
+    if (m->version != SL_PROTO_VERSION)
+        return sl_proto_fail(SL_ERR_MSG_VERSION, err, err_len, "protocol version %u (expected %u)",
+                      m->version, SL_PROTO_VERSION);
+    switch (m->body_case) {
+    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
+        CHECK_STR(m->token_chunk->job_id, lim->max_id_len, "job id", 0);
+        CHECK_COUNT(m->token_chunk->n_tokens, lim->max_token_ids, "chunk tokens");
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_CANCEL:
+        CHECK_STR(m->cancel->job_id, lim->max_id_len, "job id", 0);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_HELLO: {
+        const Sluice__ExecutorHello *h = m->hello;
+        CHECK_STR(h->name, lim->max_name_len, "executor name", 1);
+        CHECK_STR(h->zone, lim->max_name_len, "zone", 0);
+        CHECK_STR(h->backend, lim->max_name_len, "backend", 0);
+        CHECK_COUNT(h->n_models, lim->max_models, "models");
+        for (size_t i = 0; i < h->n_models; i++)
+            CHECK_STR(h->models[i], lim->max_name_len, "model name", 1);
+        CHECK_COUNT(h->xport_address.len, lim->max_xport_address, "xport address bytes");
+        if (h->slots == 0 || h->slots > lim->max_slots)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "slots %u outside [1, %u]", h->slots,
+                          lim->max_slots);
+        if (!(h->speed >= 0 && h->speed <= 1000))
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "speed outside [0, 1000]");
+        if (h->kv_block_tokens > 65536) /* the scheduler hashes prompts in blocks of it */
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "kv_block_tokens %u outside [0, 65536]",
+                          h->kv_block_tokens);
+        return SL_OK;
+    }
+    case SLUICE__ENVELOPE__BODY_WELCOME:
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_HEARTBEAT:
+        return s_load(m->heartbeat->load, err, err_len);
+    case SLUICE__ENVELOPE__BODY_COMPLETIONS:
+        CHECK_COUNT(m->completions->n_completions, lim->max_batch, "completions");
+        for (size_t i = 0; i < m->completions->n_completions; i++) {
+            sl_status_t st = s_result(m->completions->completions[i]->result, lim, err, err_len);
+            if (st != SL_OK)
+                return st;
+        }
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_DISPATCHES:
+        return s_batch_count(m->dispatches->n_dispatches, lim, "dispatches", err, err_len);
+    case SLUICE__ENVELOPE__BODY_SUBMITS:
+        return s_batch_count(m->submits->n_submits, lim, "submits", err, err_len);
+    case SLUICE__ENVELOPE__BODY_RESULTS:
+        return s_batch_count(m->results->n_accepted + m->results->n_busy +
+                                 m->results->n_results,
+                             lim, "result batch", err, err_len);
+    case SLUICE__ENVELOPE__BODY_KV_EVENT:
+        CHECK_COUNT(m->kv_event->n_stored, lim->max_kv_events, "kv stored");
+        CHECK_COUNT(m->kv_event->n_evicted, lim->max_kv_events, "kv evicted");
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
+    case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_ERROR:
+        CHECK_STR(m->error->message, 1024, "error message", 0);
+        CHECK_STR(m->error->job_id, lim->max_id_len, "error job id", 0);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_GOODBYE:
+        CHECK_STR(m->goodbye->reason, 1024, "goodbye reason", 0);
+        return SL_OK;
+    default:
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "envelope has no known body (%d)",
+                      (int)m->body_case);
+    }
+}
+
+sl_status_t sl_proto_validate_item(sl_proto_item_t item, const void *ptr,
+                                   const sl_proto_limits_t *lim, char *err, size_t err_len)
+{
+    if (!ptr)
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "batch item is missing");
+    switch (item) {
+    case SL_PROTO_ITEM_SUBMIT:
+        return s_job(((const Sluice__Submit *)ptr)->job, lim, err, err_len);
+    case SL_PROTO_ITEM_DISPATCH:
+        return s_job(((const Sluice__Dispatch *)ptr)->job, lim, err, err_len);
+    case SL_PROTO_ITEM_ACCEPTED:
+        CHECK_STR((const char *)ptr, lim->max_id_len, "job id", 1);
+        return SL_OK;
+    case SL_PROTO_ITEM_BUSY: {
+        const Sluice__Busy *b = ptr;
+        CHECK_STR(b->job_id, lim->max_id_len, "job id", 0);
+        CHECK_STR(b->detail, 1024, "busy detail", 0);
+        if ((unsigned)b->reason > SLUICE__BUSY_REASON__BUSY_DRAINING)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "busy reason %d unknown",
+                                 (int)b->reason);
+        return SL_OK;
+    }
+    case SL_PROTO_ITEM_RESULT:
+        return s_result(ptr, lim, err, err_len);
+    }
+    return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "unknown batch item %d", (int)item);
+}
+
+sl_status_t sl_proto_validate_job(const Sluice__Job *job, const sl_proto_limits_t *lim, char *err,
+                                  size_t err_len)
+{
+    return s_job(job, lim, err, err_len);
+}
+
+sl_wire_kind_t sl_proto_kind(int body_case)
+{
+    switch (body_case) {
+    case SLUICE__ENVELOPE__BODY_SUBMITS: return SL_WIRE_SUBMITS;
+    case SLUICE__ENVELOPE__BODY_RESULTS: return SL_WIRE_RESULTS;
+    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK: return SL_WIRE_TOKEN_CHUNK;
+    case SLUICE__ENVELOPE__BODY_CANCEL: return SL_WIRE_CANCEL;
+    case SLUICE__ENVELOPE__BODY_HELLO: return SL_WIRE_HELLO;
+    case SLUICE__ENVELOPE__BODY_WELCOME: return SL_WIRE_WELCOME;
+    case SLUICE__ENVELOPE__BODY_HEARTBEAT: return SL_WIRE_HEARTBEAT;
+    case SLUICE__ENVELOPE__BODY_DISPATCHES: return SL_WIRE_DISPATCHES;
+    case SLUICE__ENVELOPE__BODY_COMPLETIONS: return SL_WIRE_COMPLETIONS;
+    case SLUICE__ENVELOPE__BODY_KV_EVENT: return SL_WIRE_KV_EVENT;
+    case SLUICE__ENVELOPE__BODY_STATUS_REQUEST: return SL_WIRE_STATUS_REQUEST;
+    case SLUICE__ENVELOPE__BODY_STATUS_REPLY: return SL_WIRE_STATUS_REPLY;
+    case SLUICE__ENVELOPE__BODY_ERROR: return SL_WIRE_ERROR;
+    case SLUICE__ENVELOPE__BODY_GOODBYE: return SL_WIRE_GOODBYE;
+    default: return SL_WIRE_UNKNOWN;
+    }
+}
+
+const char *sl_proto_body_name(int body_case)
+{
+    return sl_wire_kind_name(sl_proto_kind(body_case));
+}
+
+const char *sl_wire_kind_name(sl_wire_kind_t kind)
+{
+    static const char *const names[SL_WIRE_KIND_COUNT] = {
+        [SL_WIRE_UNKNOWN] = "unknown",
+        [SL_WIRE_SUBMITS] = "submits",
+        [SL_WIRE_RESULTS] = "results",
+        [SL_WIRE_TOKEN_CHUNK] = "token_chunk",
+        [SL_WIRE_CANCEL] = "cancel",
+        [SL_WIRE_HELLO] = "hello",
+        [SL_WIRE_WELCOME] = "welcome",
+        [SL_WIRE_HEARTBEAT] = "heartbeat",
+        [SL_WIRE_DISPATCHES] = "dispatches",
+        [SL_WIRE_COMPLETIONS] = "completions",
+        [SL_WIRE_KV_EVENT] = "kv_event",
+        [SL_WIRE_STATUS_REQUEST] = "status_request",
+        [SL_WIRE_STATUS_REPLY] = "status_reply",
+        [SL_WIRE_ERROR] = "error",
+        [SL_WIRE_GOODBYE] = "goodbye",
+    };
+    return (unsigned)kind < SL_WIRE_KIND_COUNT ? names[kind] : "unknown";
+}
