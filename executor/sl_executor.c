@@ -19,7 +19,8 @@
  * ids are never copied; the jobs of one batch share it (reference
  * counted), and each of its items is validated on its own so one bad item
  * does not cost the rest. A finished engine job becomes a result report in
- * one function (s_job_report), sent through proto's typed completion.
+ * one function shared with the simulator (sl_engine_job_report), sent
+ * through proto's typed completion.
  * Finished jobs' structs go to a free list and are reused, so a steady
  * stream of jobs does not allocate per job.
  *
@@ -43,6 +44,7 @@
  */
 #include "executor/sl_executor.h"
 #include "executor/sl_link.h"
+#include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -245,29 +247,6 @@ static void s_job_free(sl_executor_t *x, s_job_t *job)
     }
 }
 
-/* A finished engine job as the report the scheduler receives (pointers
- * into the job, valid until it is freed). */
-static void s_job_report(const s_job_t *job, sl_result_report_t *r)
-{
-    static const sl_job_status_t map[] = {SL_JOB_OK, SL_JOB_FAILED, SL_JOB_CANCELED};
-    const sl_engine_job_t *ej = &job->ej;
-    *r = (sl_result_report_t){
-        .res =
-            {
-                .status = map[job->how],
-                .output_tokens = ej->seq.n_out,
-                .cached_tokens = ej->seq.cached_tokens,
-                .exec_ttft = ej->first_token ? ej->first_token - ej->arrived : 0,
-                .exec_queue = ej->has_started ? ej->started - ej->arrived : 0,
-                .has_exec_queue = ej->has_started,
-                .exec_end = ej->finished - ej->arrived,
-            },
-        .tokens = ej->seq.out,
-        .n_tokens = ej->seq.n_out,
-        .error = job->error ? job->error : "",
-    };
-}
-
 /* Report finished jobs, S_DONE_BATCH per message; send = false only frees them. */
 static void s_flush_done(sl_executor_t *x, bool send)
 {
@@ -285,7 +264,7 @@ static void s_flush_done(sl_executor_t *x, bool send)
             sl_status_t st = SL_OK;
             for (size_t i = 0; i < n && st == SL_OK; i++) {
                 sl_result_report_t r;
-                s_job_report(batch[i], &r);
+                sl_engine_job_report(&batch[i]->ej, batch[i]->how, batch[i]->error, &r);
                 st = sl_wire_completion_add(&x->done_out, batch[i]->ej.seq.id, &r);
             }
             if (st == SL_OK)
@@ -336,17 +315,8 @@ static void s_post_load(sl_executor_t *x, sl_time_t now)
 {
     sl_engine_load_t el;
     sl_engine_load(x->engine, now, &el);
-    sl_exec_load_t l = {
-        .running_jobs = el.running,
-        .queued_jobs = el.waiting,
-        .queued_tokens = el.waiting_tokens,
-        .kv_blocks_used = el.kv_used,
-        .kv_blocks_free = el.kv_free,
-        .step_time_us = el.step_us,
-        .busy = el.busy,
-    };
     s_flush_kv(x);
-    sl_link_post(x->link, true, x->heartbeat, &l);
+    sl_link_post(x->link, true, x->heartbeat, &el);
 }
 
 /* A job struct with room for max_new output tokens: a reused one when it fits. */

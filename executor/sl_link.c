@@ -64,6 +64,7 @@
  * modes.
  */
 #include "executor/sl_link.h"
+#include "executor/sl_report.h"
 #include "common/sl_log.h"
 
 #include <errno.h>
@@ -86,7 +87,7 @@ typedef struct s_post {
     uint8_t stop;        /* the engine thread is done: exit after what came before */
     bool welcomed;       /* the scheduler knows the executor: heartbeat */
     sl_time_t heartbeat; /* interval between heartbeats */
-    sl_exec_load_t load; /* the engine's load (scalars only: copyable) */
+    sl_engine_load_t load; /* the engine's load (scalars only: copyable) */
 } s_post_t;
 
 /* The link's state: the link thread's alone once started; the engine
@@ -98,7 +99,7 @@ typedef struct s_link_thread {
     sl_time_t stall_timeout; /* 0 = never stop heartbeats */
     bool welcomed;           /* from the last post */
     sl_time_t heartbeat;     /* interval, from the last post */
-    sl_exec_load_t load;     /* from the last post */
+    sl_engine_load_t load;   /* from the last post */
     sl_time_t last_post;     /* when the last post arrived */
     sl_time_t next_beat;     /* next heartbeat due (while welcomed) */
     uint64_t seq;            /* heartbeat sequence */
@@ -148,14 +149,8 @@ static void s_beat(s_link_thread_t *lt, sl_time_t now)
     }
     sl_hostload_sample_t hs;
     sl_hostload_sample(lt->hl, &hs);
-    sl_exec_load_t l = lt->load;
-    l.has_cpu_util = hs.has_cpu;
-    l.cpu_util = hs.has_cpu ? hs.cpu : 0.0f;
-    l.has_gpu_util = hs.has_gpu;
-    l.gpu_util = hs.has_gpu ? hs.gpu : 0.0f;
-    l.has_gpu_mem = hs.has_gpu_mem;
-    l.gpu_mem_used = hs.has_gpu_mem ? hs.gpu_mem_used : 0;
-    l.gpu_mem_total = hs.has_gpu_mem ? hs.gpu_mem_total : 0;
+    sl_exec_load_t l;
+    sl_engine_load_report(&lt->load, &hs, &l);
     sl_status_t st = sl_wire_heartbeat_send(lt->dealer, ++lt->seq, &l, ZMQ_DONTWAIT);
     if (st != SL_OK)
         SL_DEBUG("send heartbeat failed: %s", sl_status_str(st));
@@ -395,7 +390,7 @@ static int s_post_send(sl_link_t *k, const s_post_t *p, int flags)
     return zmq_send(k->pipe, p, sizeof(*p), flags);
 }
 
-void sl_link_post(sl_link_t *k, bool welcomed, sl_time_t heartbeat, const sl_exec_load_t *load)
+void sl_link_post(sl_link_t *k, bool welcomed, sl_time_t heartbeat, const sl_engine_load_t *load)
 {
     s_post_t p;
     memset(&p, 0, sizeof(p));

@@ -13,6 +13,7 @@
 #define SL_LINK_H
 
 #include "common/sl_clock.h"
+#include "executor/sl_engine.h"
 #include "executor/sl_hostload.h"
 #include "proto/sl_wire.h"
 
@@ -47,13 +48,15 @@ void *sl_link_pipe(sl_link_t *link);
 
 /*
  * Tell the link the registration state and the engine's latest load
- * (copied; the measured CPU and GPU fields are the link's). While
+ * (copied; the link adds the CPU and GPU use it measures, through
+ * sl_engine_load_report, the function the simulator uses too). While
  * welcomed, a Heartbeat goes out every `heartbeat` with the latest load
  * posted; a link thread stops them when no post came for stall_timeout_ms.
  * Call it at least every stall_timeout_ms while welcomed. A post that does
  * not fit in the pipe is dropped (logged at debug level).
  */
-void sl_link_post(sl_link_t *link, bool welcomed, sl_time_t heartbeat, const sl_exec_load_t *load);
+void sl_link_post(sl_link_t *link, bool welcomed, sl_time_t heartbeat,
+                  const sl_engine_load_t *load);
 
 /* Inline: log the connection's losses and returns (the link thread does
  * it when threaded), send the heartbeat if it is due. Returns when the next

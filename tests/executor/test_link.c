@@ -135,8 +135,8 @@ static void test_link_heartbeats_while_engine_silent(void **state)
     /* One post, then silence (the engine thread in a long step): heartbeats
      * go on at their interval with the posted load; 200 ms is ten intervals,
      * at least four are asked for so a loaded machine does not fail it. */
-    sl_exec_load_t load = {0};
-    load.running_jobs = 3;
+    sl_engine_load_t load = {0};
+    load.running = 3;
     load.busy = 0.5f;
     sl_link_post(f.link, true, SL_MS(S_BEAT_MS), &load);
     sl_exec_load_t got;
@@ -155,7 +155,7 @@ static void test_link_heartbeats_while_engine_silent(void **state)
     s_count_beats(&f, 2 * S_BEAT_MS, &seq, NULL); /* those sent before it */
     assert_int_equal(s_count_beats(&f, 5 * S_BEAT_MS, &seq, NULL), 0);
     /* ...and a post resumes them, with the new load. */
-    load.running_jobs = 5;
+    load.running = 5;
     sl_link_post(f.link, true, SL_MS(S_BEAT_MS), &load);
     assert_true(s_count_beats(&f, 200, &seq, &got) >= 2);
     assert_int_equal(got.running_jobs, 5);
@@ -175,8 +175,8 @@ static void test_link_inline(void **state)
     s_register(&f, pipe);
     sl_time_t now = sl_clock_now();
     assert_true(sl_link_tick(f.link, now) == INT64_MAX); /* not welcomed: none due */
-    sl_exec_load_t load = {0};
-    load.queued_jobs = 7;
+    sl_engine_load_t load = {0};
+    load.waiting = 7;
     sl_link_post(f.link, true, SL_MS(S_BEAT_MS), &load);
     /* The first one interval after the welcome; nothing goes out by itself. */
     sl_time_t due = sl_link_tick(f.link, sl_clock_now());
