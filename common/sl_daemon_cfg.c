@@ -6,6 +6,7 @@
  */
 #include "common/sl_daemon_cfg.h"
 
+#include <malloc.h>
 #include <stddef.h>
 
 #include "common/sl_log.h"
@@ -17,6 +18,10 @@ const sl_cfg_field_t sl_daemon_cfg_fields[] = {
                  "IP type-of-service byte (DSCP << 2) for control traffic (0: leave alone)"),
     SL_CFG_FIELD(sl_daemon_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
                  "error, warn, info, debug or trace"),
+    SL_CFG_RANGE(sl_daemon_cfg_t, heap_keep_mib, "heap-keep-mib", "16", SL_CFG_INT, 0, 32,
+                 "message buffers up to this many MiB come from the heap and freed ones are kept "
+                 "(up to 4x) for reuse, instead of being mapped and faulted in per message "
+                 "(0: the C library's defaults; 32 is glibc's largest)"),
     SL_CFG_END,
 };
 
@@ -28,5 +33,13 @@ sl_status_t sl_daemon_cfg_apply(const sl_daemon_cfg_t *cfg)
         return SL_ERR_INVALID;
     }
     sl_log_set_level((sl_log_level_t)level);
+    if (cfg->heap_keep_mib > 0) {
+        /* A long prompt's message is hundreds of KiB, over glibc's default
+         * mmap threshold: each one would be mapped, faulted in page by page
+         * and unmapped again, which costs more than moving its bytes. */
+        int keep = cfg->heap_keep_mib << 20; /* at most 32 MiB: no overflow below */
+        if (!mallopt(M_MMAP_THRESHOLD, keep) || !mallopt(M_TRIM_THRESHOLD, keep * 4))
+            SL_WARN("mallopt refused the heap thresholds: the C library keeps its own");
+    }
     return SL_OK;
 }

@@ -15,10 +15,11 @@ int main(int argc, char **argv)
     sl_executor_t *x = NULL;
     const sl_cfg_part_t parts[] = {
         {sl_executor_cfg_fields, 0},
+        {sl_daemon_cfg_fields, offsetof(sl_executor_cfg_t, daemon)},
         {sl_engine_cfg_fields, offsetof(sl_executor_cfg_t, engine)},
         {sl_sim_cfg_fields, offsetof(sl_executor_cfg_t, sim)},
     };
-    sl_cfg_field_t *table = sl_cfg_merge(parts, 3);
+    sl_cfg_field_t *table = sl_cfg_merge(parts, 4);
     if (!table)
         return 1;
     sl_log_set_component("executor");

@@ -110,14 +110,8 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "messages read from the scheduler per loop turn at most"),
     SL_CFG_RANGE(sl_executor_cfg_t, max_msg_batch, "max-msg-batch", "4096", SL_CFG_INT, 1, 65536,
                  "dispatches in one DispatchBatch accepted (larger batches are refused)"),
-    SL_CFG_RANGE(sl_executor_cfg_t, max_msg_bytes, "max-msg-bytes", "8388608", SL_CFG_I64, 1024,
-                 1073741824, "largest message accepted, in bytes"),
     SL_CFG_RANGE(sl_executor_cfg_t, speed_hint, "speed-hint", "0", SL_CFG_DOUBLE, 0, 1000,
                  "relative speed declared to the scheduler (0: unknown)"),
-    SL_CFG_RANGE(sl_executor_cfg_t, tos, "tos", "0", SL_CFG_INT, 0, 255,
-                 "IP type-of-service byte for control traffic"),
-    SL_CFG_FIELD(sl_executor_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
-                 "error, warn, info, debug or trace"),
     SL_CFG_END,
 };
 
@@ -471,16 +465,12 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         snprintf(x->cfg.name, sizeof(x->cfg.name), "%s-%d", host, (int)getpid());
     }
     x->limits = sl_proto_limits_default;
-    x->limits.max_msg_bytes = (size_t)cfg->max_msg_bytes;
+    x->limits.max_msg_bytes = (size_t)cfg->daemon.max_msg_bytes;
     x->limits.max_batch = (uint32_t)cfg->max_msg_batch;
     /* SL_ERR_INVALID: a configured value is unusable (the program exits 2) */
     sl_status_t st = SL_ERR_INVALID;
-    int level = sl_log_level_parse(cfg->log_level);
-    if (level < 0) {
-        SL_ERROR("unknown log level '%s'", cfg->log_level);
+    if (sl_daemon_cfg_apply(&cfg->daemon) != SL_OK)
         goto err_free;
-    }
-    sl_log_set_level((sl_log_level_t)level);
     x->ops = sl_backend_find(cfg->backend);
     if (!x->ops) {
         SL_ERROR("unknown backend '%s' (built in: %s)", cfg->backend, sl_backend_names());
@@ -512,9 +502,9 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         goto err_engine;
     sl_link_cfg_t lcfg = {
         .endpoint = cfg->scheduler,
-        .tos = cfg->tos,
+        .tos = cfg->daemon.tos,
         .link_timeout_ms = cfg->link_timeout_ms,
-        .max_msg_bytes = cfg->max_msg_bytes,
+        .max_msg_bytes = cfg->daemon.max_msg_bytes,
         .stall_timeout_ms = cfg->stall_timeout_ms,
         .threaded = !x->ops->instant_step,
         .hostload = {.proc_stat = "/proc/stat", .nvml_lib = x->cfg.nvml_lib,

@@ -8,6 +8,7 @@
 #define SL_EXECUTOR_H
 
 #include "common/sl_cfg.h"
+#include "common/sl_daemon_cfg.h"
 #include "executor/sl_backend.h"
 #include "executor/sl_engine.h"
 
@@ -35,13 +36,11 @@ typedef struct sl_executor_cfg {
     int64_t stall_timeout_ms;             /* heartbeats stop when the engine thread is silent this long (0 = never) */
     int gpu_index;                        /* NVML index of the GPU heartbeats measure (-1 = none) */
     char nvml_lib[SL_CFG_STR_MAX];        /* NVML library loaded at run time ("" = GPU not measured) */
-    int64_t max_msg_bytes;                /* largest message accepted */
     int max_msg_batch;                    /* items of one batch message accepted */
     int64_t turn_budget_us;               /* engine steps run back to back for this long per loop turn */
     int recv_batch;                       /* messages read per loop turn at most */
     double speed_hint;                    /* speed declared in hello (0 = unknown) */
-    int tos;                              /* IP type-of-service byte */
-    char log_level[16];                   /* log threshold */
+    sl_daemon_cfg_t daemon;               /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
 extern const sl_cfg_field_t sl_executor_cfg_fields[];

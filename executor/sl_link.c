@@ -65,6 +65,7 @@
  */
 #include "executor/sl_link.h"
 #include "executor/sl_report.h"
+#include "proto/sl_wire_mark.h"
 #include "common/sl_log.h"
 
 #include <errno.h>
@@ -304,7 +305,7 @@ sl_status_t sl_link_create(void *zctx, const sl_link_cfg_t *cfg, sl_link_t **lin
     s_set_int(lt->dealer, ZMQ_LINGER, 0);
     zmq_setsockopt(lt->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     if (cfg->tos)
-        s_set_int(lt->dealer, ZMQ_TOS, cfg->tos);
+        (void)sl_wire_sock_mark(lt->dealer, cfg->tos); /* logged when refused */
     s_set_int(lt->dealer, ZMQ_HEARTBEAT_IVL, (int)(cfg->link_timeout_ms / 3));
     s_set_int(lt->dealer, ZMQ_HEARTBEAT_TIMEOUT, (int)cfg->link_timeout_ms);
     s_set_int(lt->dealer, ZMQ_SNDHWM, S_PIPE_HWM);

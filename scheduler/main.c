@@ -14,9 +14,10 @@ int main(int argc, char **argv)
     sl_sched_t *sched = NULL;
     const sl_cfg_part_t parts[] = {
         {sl_sched_cfg_fields, 0},
+        {sl_daemon_cfg_fields, offsetof(sl_sched_cfg_t, daemon)},
         {sl_core_cfg_fields, offsetof(sl_sched_cfg_t, core)},
     };
-    sl_cfg_field_t *table = sl_cfg_merge(parts, 2);
+    sl_cfg_field_t *table = sl_cfg_merge(parts, 3);
     if (!table)
         return 1;
     sl_log_set_component("scheduler");

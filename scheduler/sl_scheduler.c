@@ -38,6 +38,7 @@
 #include "common/sl_signal.h"
 #include "common/sl_map.h"
 #include "proto/sl_wire.h"
+#include "proto/sl_wire_mark.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -55,19 +56,13 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
                  "timer resolution in ms (liveness, deadlines)"),
     SL_CFG_RANGE(sl_sched_cfg_t, drain_timeout_ms, "drain-timeout-ms", "30000", SL_CFG_I64, 0,
                  3600000, "at SIGTERM, longest wait in ms for queued and running jobs"),
-    SL_CFG_RANGE(sl_sched_cfg_t, max_msg_bytes, "max-msg-bytes", "8388608", SL_CFG_I64, 1024,
-                 1073741824, "largest message accepted, in bytes"),
     SL_CFG_RANGE(sl_sched_cfg_t, hwm, "hwm", "200000", SL_CFG_INT, 100, 100000000,
                  "ZeroMQ high-water mark (messages queued per peer)"),
-    SL_CFG_RANGE(sl_sched_cfg_t, tos, "tos", "0", SL_CFG_INT, 0, 255,
-                 "IP type-of-service byte (DSCP << 2) for control traffic"),
     SL_CFG_RANGE(sl_sched_cfg_t, batch, "batch", "256", SL_CFG_INT, 1, 100000,
                  "messages read from one socket before turning to the other"),
     SL_CFG_RANGE(sl_sched_cfg_t, max_batch, "max-msg-batch", "1024", SL_CFG_INT, 1, 4096,
                  "items in one batch message: larger batches received are refused, "
                  "and dispatch and result batches sent are split at this size"),
-    SL_CFG_FIELD(sl_sched_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
-                 "error, warn, info, debug or trace"),
     SL_CFG_FIELD(sl_sched_cfg_t, state_file, "state-file", "", SL_CFG_STR,
                  "learned state (load model) read at start and written on clean exit"),
     SL_CFG_END,
@@ -921,7 +916,7 @@ static void *s_router(sl_sched_t *s, const char *endpoint)
     /* ZeroMQ drops the connection of a peer that sends more than this; keep
      * it above our own limit so a merely oversized message is answered and
      * counted, while a huge one still cannot exhaust memory. */
-    int64_t maxmsg = s->cfg.max_msg_bytes * 2 + 65536;
+    int64_t maxmsg = s->cfg.daemon.max_msg_bytes * 2 + 65536;
     if (!sock) {
         SL_ERROR("zmq_socket: %s", zmq_strerror(errno));
         return NULL;
@@ -932,8 +927,8 @@ static void *s_router(sl_sched_t *s, const char *endpoint)
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     zmq_setsockopt(sock, ZMQ_SNDHWM, &s->cfg.hwm, sizeof(s->cfg.hwm));
     zmq_setsockopt(sock, ZMQ_RCVHWM, &s->cfg.hwm, sizeof(s->cfg.hwm));
-    if (s->cfg.tos)
-        zmq_setsockopt(sock, ZMQ_TOS, &s->cfg.tos, sizeof(s->cfg.tos));
+    if (s->cfg.daemon.tos)
+        (void)sl_wire_sock_mark(sock, s->cfg.daemon.tos); /* logged when refused */
     if (zmq_bind(sock, endpoint) != 0) {
         SL_ERROR("cannot bind %s: %s", endpoint, zmq_strerror(errno));
         zmq_close(sock);
@@ -1027,7 +1022,7 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
         return SL_ERR_NOMEM;
     s->cfg = *cfg;
     s->limits = sl_proto_limits_default;
-    s->limits.max_msg_bytes = (size_t)cfg->max_msg_bytes;
+    s->limits.max_msg_bytes = (size_t)cfg->daemon.max_msg_bytes;
     s->limits.max_batch = (uint32_t)cfg->max_batch;
     sl_map_init(&s->by_ident);
     sl_map_init(&s->outs);
@@ -1043,12 +1038,8 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     if (!s->dirty_execs || !s->receipt)
         goto err_free;
     st = SL_ERR_INVALID;
-    int level = sl_log_level_parse(cfg->log_level);
-    if (level < 0) {
-        SL_ERROR("unknown log level '%s'", cfg->log_level);
+    if (sl_daemon_cfg_apply(&cfg->daemon) != SL_OK)
         goto err_free;
-    }
-    sl_log_set_level((sl_log_level_t)level);
     if ((st = sl_core_create(&cfg->core, &s_io, s, &s->core)) != SL_OK)
         goto err_free;
     st = SL_ERR_IO;
