@@ -49,6 +49,9 @@
 #include <stdbool.h>
 #include <string.h>
 
+/* Four-byte values (float, fixed32) are copied as they lie in memory. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the codec copies little-endian values");
+
 #define S_MAX_ID 64     /* field numbers below this are looked up directly */
 #define S_MAX_FIELDS 64 /* fields per message handled here */
 #define S_MAX_TABS 64   /* message types handled here */
@@ -108,6 +111,7 @@ static unsigned s_wire_type(ProtobufCType type)
 {
     switch (type) {
     case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_FIXED32:
         return 5;
     case PROTOBUF_C_TYPE_STRING:
     case PROTOBUF_C_TYPE_BYTES:
@@ -129,6 +133,7 @@ static bool s_field_ok(const ProtobufCFieldDescriptor *f)
     case PROTOBUF_C_TYPE_BOOL:
     case PROTOBUF_C_TYPE_ENUM:
     case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_FIXED32:
     case PROTOBUF_C_TYPE_STRING:
     case PROTOBUF_C_TYPE_BYTES:
     case PROTOBUF_C_TYPE_MESSAGE:
@@ -278,10 +283,10 @@ static bool s_skip(const uint8_t **pp, const uint8_t *end, unsigned wt)
 static bool s_scalar(ProtobufCType type, const uint8_t **pp, const uint8_t *end, void *dst)
 {
     uint64_t v;
-    if (type == PROTOBUF_C_TYPE_FLOAT) {
+    if (type == PROTOBUF_C_TYPE_FLOAT || type == PROTOBUF_C_TYPE_FIXED32) {
         if (end - *pp < 4)
             return false;
-        memcpy(dst, *pp, 4);
+        memcpy(dst, *pp, 4); /* little-endian, as the wire (checked at the top) */
         *pp += 4;
         return true;
     }
@@ -377,10 +382,19 @@ static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8
     size_t *n = (size_t *)(m + op->qoff), len = (size_t)(q - p), count = 0;
     if (*n)
         return SL_CODEC_DEFER; /* given twice: protobuf-c appends */
-    if (op->type == PROTOBUF_C_TYPE_FLOAT) {
+    if (op->wt == 5) { /* float, fixed32: four bytes each, copied as one block */
         if (len % 4)
             return SL_CODEC_DEFER;
         count = len / 4;
+        if (!count)
+            return SL_CODEC_DONE;
+        uint8_t *arr = d->alloc(d->data, len);
+        if (!arr)
+            return SL_CODEC_NOMEM;
+        memcpy(arr, p, len);
+        *(void **)(m + op->offset) = arr;
+        *n = count;
+        return SL_CODEC_DONE;
     } else {
         if (len && (q[-1] & 0x80))
             return SL_CODEC_DEFER;
@@ -531,6 +545,7 @@ static inline uint8_t *s_enc_value(const s_fop_t *op, const void *v, uint8_t *lo
     case PROTOBUF_C_TYPE_BOOL:
         return s_put_varint(p, lo, *(const protobuf_c_boolean *)v ? 1 : 0);
     case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_FIXED32:
         return s_put_bytes(p, lo, v, 4);
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)v;
@@ -625,8 +640,11 @@ static uint8_t *s_enc(const s_tab_t *t, const ProtobufCMessage *m, uint8_t *lo, 
                 continue;
             }
             uint8_t *packed_end = p;
-            for (size_t j = n; j-- > 0 && p;)
-                p = s_enc_value(op, arr + j * op->esize, lo, p);
+            if (op->wt == 5) /* float, fixed32: the array is its encoding */
+                p = s_put_bytes(p, lo, arr, n * 4);
+            else
+                for (size_t j = n; j-- > 0 && p;)
+                    p = s_enc_value(op, arr + j * op->esize, lo, p);
             if (p)
                 p = s_put_varint(p, lo, (uint64_t)(packed_end - p));
             if (p)

@@ -234,6 +234,7 @@ static void s_rand_value(const ProtobufCFieldDescriptor *f, void *dst, bool in_a
         *(int32_t *)dst = s_rand_i32();
         break;
     case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
         *(uint32_t *)dst = s_rand_u32();
         break;
     case PROTOBUF_C_TYPE_UINT64:
