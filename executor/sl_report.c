@@ -32,6 +32,14 @@ static sl_job_status_t s_status(sl_engine_done_t how)
     return SL_JOB_FAILED;
 }
 
+/* A duration at the wire's resolution (whole microseconds), so that the
+ * report the simulator hands to the core is the one the scheduler decodes
+ * from an executor's completion, to the nanosecond. */
+static sl_time_t s_wire_time(sl_time_t d)
+{
+    return d - d % SL_NS_PER_US;
+}
+
 void sl_engine_job_report(const sl_engine_job_t *job, sl_engine_done_t how, const char *error,
                           sl_result_report_t *out)
 {
@@ -39,10 +47,10 @@ void sl_engine_job_report(const sl_engine_job_t *job, sl_engine_done_t how, cons
     out->res.status = s_status(how);
     out->res.output_tokens = job->seq.n_out;
     out->res.cached_tokens = job->seq.cached_tokens;
-    out->res.exec_ttft = job->first_token ? job->first_token - job->arrived : 0;
+    out->res.exec_ttft = job->first_token ? s_wire_time(job->first_token - job->arrived) : 0;
     out->res.has_exec_queue = job->has_started;
-    out->res.exec_queue = job->has_started ? job->started - job->arrived : 0;
-    out->res.exec_end = job->finished - job->arrived;
+    out->res.exec_queue = job->has_started ? s_wire_time(job->started - job->arrived) : 0;
+    out->res.exec_end = s_wire_time(job->finished - job->arrived);
     out->prompt_tokens = job->seq.prompt_len;
     out->tokens = job->seq.out;
     out->n_tokens = job->seq.n_out;

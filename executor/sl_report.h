@@ -16,7 +16,8 @@
 /*
  * The report of job, which the engine ended as how with error (the done
  * callback's arguments). Timings are measured from the job's arrival at the
- * engine, in nanoseconds (the wire carries microseconds). out->tokens and
+ * engine, in nanoseconds cut to whole microseconds (the wire's unit, so
+ * a report decoded from a Completion equals the one made here). out->tokens and
  * out->error borrow from job and error: valid while job is (until the
  * embedder frees or reuses it). error NULL gives "". Never fails.
  */

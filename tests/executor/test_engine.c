@@ -363,6 +363,9 @@ static const sl_result_report_t *s_report_of(const reports_t *r, uint64_t id, in
     return NULL;
 }
 
+/* Durations as reports carry them: whole microseconds, the wire's unit. */
+#define S_WIRE(d) ((d) - (d) % SL_NS_PER_US)
+
 /* One engine run gives the reports an executor sends: a job that ran, one
  * the backend refused (too long for its context) and one canceled while it
  * waited, with timings from their arrival at the engine. */
@@ -402,10 +405,10 @@ static void test_job_reports(void **state)
      * decode steps to the last token. */
     assert_true(rep->res.has_exec_queue);
     assert_int_equal(rep->res.exec_queue, 0);
-    assert_int_equal(rep->res.exec_ttft, ok->ej.first_token - t0);
+    assert_int_equal(rep->res.exec_ttft, S_WIRE(ok->ej.first_token - t0));
     double prefill_us = s_sim.prefill_base_us + s_sim.prefill_us_per_token * 448;
     assert_true(rep->res.exec_ttft >= (sl_time_t)(prefill_us * 1000));
-    assert_int_equal(rep->res.exec_end, ok->ej.finished - t0);
+    assert_int_equal(rep->res.exec_end, S_WIRE(ok->ej.finished - t0));
     assert_true(rep->res.exec_end - rep->res.exec_ttft >=
                 (sl_time_t)(63 * s_sim.decode_base_us * 1000));
 
@@ -418,7 +421,7 @@ static void test_job_reports(void **state)
     assert_false(rep->res.has_exec_queue);   /* it never started */
     assert_int_equal(rep->res.exec_queue, 0);
     /* refused when it reached the backend, after the first job freed the batch */
-    assert_int_equal(rep->res.exec_end, bad->ej.finished - t0);
+    assert_int_equal(rep->res.exec_end, S_WIRE(bad->ej.finished - t0));
     assert_true(bad->ej.finished >= ok->ej.finished);
 
     /* Canceled stays canceled (the simulator once reported it failed). */
@@ -428,7 +431,7 @@ static void test_job_reports(void **state)
     assert_int_equal(rep->res.output_tokens, 0);
     assert_false(rep->res.has_exec_queue);
     assert_int_equal(rep->res.exec_ttft, 0);
-    assert_int_equal(rep->res.exec_end, now - t0);
+    assert_int_equal(rep->res.exec_end, S_WIRE(now - t0));
     assert_true(rep->res.exec_end > 0);
     free(ok);
     free(bad);
