@@ -64,7 +64,7 @@ struct s_job {
     uint8_t *packed;     /* the encoded Submit (the message, not an envelope), sent on every try;
                             it follows the struct in the same allocation */
     size_t packed_len;   /* bytes of packed */
-    size_t heap_idx;     /* position in the timer heap (kept by it); SL_HEAP_NO_INDEX when not there */
+    size_t heap_idx;     /* place in the timer heap, kept by it; SL_HEAP_NO_INDEX: none */
     uint32_t unanswered; /* sends since the last Accepted or Busy */
     sl_result_t *res;    /* the completion being filled in */
 };
@@ -946,7 +946,8 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
         return SL_ERR_AGAIN;
     }
     /* Room for every pending job's completion, so completing never fails. */
-    if ((st = sl_ring_reserve(&c->done, sl_ring_len(&c->done) + sl_map_count(&c->jobs) + 1)) != SL_OK)
+    size_t done_need = sl_ring_len(&c->done) + sl_map_count(&c->jobs) + 1;
+    if ((st = sl_ring_reserve(&c->done, done_need)) != SL_OK)
         return st;
     void *mem = NULL;
     size_t packed_len = 0;
