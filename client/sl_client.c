@@ -803,7 +803,7 @@ sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
     uint64_t seed =
         cfg->seed ? (uint64_t)cfg->seed : (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32);
     sl_rand_seed(&c->rng, seed);
-    sl_heap_init(&c->timers, offsetof(s_job_t, heap_idx));
+    sl_heap_init(&c->timers, SL_HEAP_KEY, offsetof(s_job_t, heap_idx));
     sl_ring_init(&c->done);
     if (sl_heap_reserve(&c->timers, (size_t)cfg->max_inflight) != SL_OK)
         goto err_free;

@@ -336,7 +336,7 @@ sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep)
     }
     s_sim_t sim = {.p = p};
     s_sim_t *s = &sim;
-    sl_heap_init(&s->events, SL_HEAP_NO_INDEX);
+    sl_heap_init(&s->events, SL_HEAP_KEY_FIFO, SL_HEAP_NO_INDEX);
     sl_sim_report_t r;
     memset(&r, 0, sizeof(r));
     sl_hist_init(&r.ttft_us);
