@@ -33,9 +33,11 @@
 
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
+#include "common/sl_heap.h"
 #include "common/sl_log.h"
 #include "common/sl_map.h"
 #include "common/sl_rand.h"
+#include "common/sl_ring.h"
 #include "proto/sl_wire.h"
 
 #include <errno.h>
@@ -55,21 +57,13 @@ typedef enum s_job_state {
 
 typedef struct s_job s_job_t;
 
-/* A heap entry: the due time beside the job, so that sifting compares
- * within the array instead of chasing a pointer per level. */
-typedef struct s_timer {
-    sl_time_t due; /* copy of job->due */
-    s_job_t *job;  /* whose timer */
-} s_timer_t;
-
 struct s_job {
     uint64_t key;        /* hash of the id: the map key */
     s_job_state_t state; /* where it stands */
     uint8_t *packed;     /* the encoded Submit (the message, not an envelope), sent on every try;
                             it follows the struct in the same allocation */
     size_t packed_len;   /* bytes of packed */
-    sl_time_t due;       /* when the timer fires; valid while heap_idx != SIZE_MAX */
-    size_t heap_idx;     /* position in the timer heap; SIZE_MAX when not there */
+    size_t heap_idx;     /* place in the timer heap, kept by it; SL_HEAP_NO_INDEX: none */
     uint32_t unanswered; /* sends since the last Accepted or Busy */
     sl_result_t *res;    /* the completion being filled in */
 };
@@ -82,13 +76,8 @@ struct sl_client {
     unsigned mon_seq;            /* makes each monitor endpoint unique */
     bool connected_once;         /* the current socket has connected before */
     sl_map_t jobs;               /* key -> s_job_t*, every pending job */
-    s_timer_t *heap;             /* timer min-heap by due */
-    size_t heap_len;             /* entries in heap */
-    size_t heap_cap;             /* allocated entries of heap */
-    sl_result_t **done;          /* ring of completions not yet handed out */
-    size_t done_head;            /* index of the oldest completion */
-    size_t done_len;             /* completions in the ring */
-    size_t done_cap;             /* size of the ring (a power of two) */
+    sl_heap_t timers;            /* one timer per job with one armed: key = due, ptr = the job */
+    sl_ring_t done;              /* completions (sl_result_t *) not yet handed out */
     sl_rand_t rng;               /* jitter draws */
     sl_client_chunk_cb chunk_cb; /* TokenChunk callback or NULL */
     void *chunk_arg;             /* its argument */
@@ -165,112 +154,28 @@ void sl_cluster_status_destroy(sl_cluster_status_t **st_p)
     *st_p = NULL;
 }
 
-/* ---- timer heap ------------------------------------------------------- */
-
-static void s_heap_swap(sl_client_t *c, size_t a, size_t b)
-{
-    s_timer_t t = c->heap[a];
-    c->heap[a] = c->heap[b];
-    c->heap[b] = t;
-    c->heap[a].job->heap_idx = a;
-    c->heap[b].job->heap_idx = b;
-}
-
-static void s_heap_up(sl_client_t *c, size_t i)
-{
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (c->heap[p].due <= c->heap[i].due)
-            break;
-        s_heap_swap(c, i, p);
-        i = p;
-    }
-}
-
-static void s_heap_down(sl_client_t *c, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < c->heap_len && c->heap[l].due < c->heap[m].due)
-            m = l;
-        if (r < c->heap_len && c->heap[r].due < c->heap[m].due)
-            m = r;
-        if (m == i)
-            return;
-        s_heap_swap(c, i, m);
-        i = m;
-    }
-}
+/* ---- timers --------------------------------------------------------- */
 
 static void s_timer_cancel(sl_client_t *c, s_job_t *job)
 {
-    size_t i = job->heap_idx;
-    if (i == SIZE_MAX)
-        return;
-    job->heap_idx = SIZE_MAX;
-    c->heap_len--;
-    if (i == c->heap_len)
-        return;
-    c->heap[i] = c->heap[c->heap_len];
-    c->heap[i].job->heap_idx = i;
-    s_heap_up(c, i);
-    s_heap_down(c, c->heap[i].job->heap_idx);
+    if (job->heap_idx != SL_HEAP_NO_INDEX)
+        sl_heap_remove(&c->timers, job->heap_idx);
 }
 
 /* Arm (or re-arm) the job's timer; the heap has room for every pending job. */
 static void s_timer_set(sl_client_t *c, s_job_t *job, sl_time_t due)
 {
     s_timer_cancel(c, job);
-    job->due = due;
-    job->heap_idx = c->heap_len;
-    c->heap[c->heap_len++] = (s_timer_t){.due = due, .job = job};
-    s_heap_up(c, job->heap_idx);
-}
-
-/* ---- completions ------------------------------------------------------ */
-
-/* Grow the ring to hold at least need completions. */
-static sl_status_t s_done_reserve(sl_client_t *c, size_t need)
-{
-    if (need <= c->done_cap)
-        return SL_OK;
-    size_t cap = c->done_cap ? c->done_cap : 64;
-    while (cap < need)
-        cap *= 2;
-    sl_result_t **ring = malloc(cap * sizeof(*ring));
-    if (!ring)
-        return SL_ERR_NOMEM;
-    for (size_t i = 0; i < c->done_len; i++)
-        ring[i] = c->done[(c->done_head + i) & (c->done_cap - 1)];
-    free(c->done);
-    c->done = ring;
-    c->done_cap = cap;
-    c->done_head = 0;
-    return SL_OK;
-}
-
-static sl_result_t *s_done_pop(sl_client_t *c)
-{
-    if (c->done_len == 0)
-        return NULL;
-    sl_result_t *r = c->done[c->done_head];
-    c->done_head = (c->done_head + 1) & (c->done_cap - 1);
-    c->done_len--;
-    return r;
+    (void)sl_heap_push(&c->timers, due, job, 0); /* reserved for max_inflight: cannot fail */
 }
 
 /* Take the completion of one id out of the ring, keeping the others in order. */
 static sl_result_t *s_done_take(sl_client_t *c, const char *id)
 {
-    size_t mask = c->done_cap - 1;
-    for (size_t i = 0; i < c->done_len; i++) {
-        sl_result_t *r = c->done[(c->done_head + i) & mask];
-        if (strcmp(r->job_id, id) != 0)
-            continue;
-        for (size_t j = i; j + 1 < c->done_len; j++)
-            c->done[(c->done_head + j) & mask] = c->done[(c->done_head + j + 1) & mask];
-        c->done_len--;
-        return r;
+    for (size_t i = 0; i < sl_ring_len(&c->done); i++) {
+        sl_result_t *r = sl_ring_at(&c->done, i);
+        if (strcmp(r->job_id, id) == 0)
+            return sl_ring_remove(&c->done, i);
     }
     return NULL;
 }
@@ -298,8 +203,7 @@ static void s_complete(sl_client_t *c, s_job_t *job, sl_status_t status, const c
     if (why && !res->error[0])
         s_copy_str(res->error, sizeof(res->error), why);
     job->res = NULL;
-    c->done[(c->done_head + c->done_len) & (c->done_cap - 1)] = res;
-    c->done_len++;
+    (void)sl_ring_push(&c->done, res); /* reserved at submission: cannot fail */
     c->stats.completed++;
     s_job_free(job);
 }
@@ -724,8 +628,9 @@ static sl_status_t s_drain(sl_client_t *c)
 /* Fire every timer that is due. */
 static void s_run_timers(sl_client_t *c, sl_time_t now)
 {
-    while (c->heap_len > 0 && c->heap[0].due <= now) {
-        s_job_t *job = c->heap[0].job;
+    const sl_heap_entry_t *top;
+    while ((top = sl_heap_top(&c->timers)) && top->key <= now) {
+        s_job_t *job = top->ptr;
         s_timer_cancel(c, job);
         switch (job->state) {
         case S_JOB_BACKOFF:
@@ -901,8 +806,9 @@ sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
     uint64_t seed =
         cfg->seed ? (uint64_t)cfg->seed : (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32);
     sl_rand_seed(&c->rng, seed);
-    c->heap = malloc((size_t)cfg->max_inflight * sizeof(*c->heap));
-    if (!c->heap)
+    sl_heap_init(&c->timers, SL_HEAP_KEY, offsetof(s_job_t, heap_idx));
+    sl_ring_init(&c->done);
+    if (sl_heap_reserve(&c->timers, (size_t)cfg->max_inflight) != SL_OK)
         goto err_free;
     sl_wire_batch_init(&c->out, SL_WIRE_SUBMITS);
     sl_wire_batch_init(&c->single, SL_WIRE_SUBMITS);
@@ -924,7 +830,7 @@ err_ctx:
     zmq_ctx_term(c->ctx);
 err_free:
     free(c->out_jobs);
-    free(c->heap);
+    sl_heap_fini(&c->timers);
     sl_map_fini(&c->jobs);
     free(c);
     return SL_ERR_INVALID;
@@ -942,10 +848,10 @@ void sl_client_destroy(sl_client_t **client_p)
         s_job_free(value);
     sl_map_fini(&c->jobs);
     sl_result_t *r;
-    while ((r = s_done_pop(c)))
+    while ((r = sl_ring_pop(&c->done)))
         sl_result_destroy(&r);
-    free(c->done);
-    free(c->heap);
+    sl_ring_fini(&c->done);
+    sl_heap_fini(&c->timers);
     sl_wire_batch_fini(&c->out);
     sl_wire_batch_fini(&c->single);
     free(c->out_jobs);
@@ -1018,7 +924,8 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
         return SL_ERR_AGAIN;
     }
     /* Room for every pending job's completion, so completing never fails. */
-    if ((st = s_done_reserve(c, c->done_len + sl_map_count(&c->jobs) + 1)) != SL_OK)
+    size_t done_need = sl_ring_len(&c->done) + sl_map_count(&c->jobs) + 1;
+    if ((st = sl_ring_reserve(&c->done, done_need)) != SL_OK)
         return st;
     void *mem = NULL;
     size_t packed_len = 0;
@@ -1028,7 +935,7 @@ sl_status_t sl_client_submit_async(sl_client_t *c, const sl_job_spec_t *spec)
     job->packed = (uint8_t *)mem + sizeof(*job);
     job->packed_len = packed_len;
     job->key = key;
-    job->heap_idx = SIZE_MAX;
+    job->heap_idx = SL_HEAP_NO_INDEX;
     job->res = calloc(1, sizeof(*job->res));
     if (!job->res) {
         st = SL_ERR_NOMEM;
@@ -1057,8 +964,9 @@ static sl_status_t s_sleep(sl_client_t *c, sl_time_t deadline)
 {
     sl_time_t now = sl_clock_now();
     sl_time_t until = deadline;
-    if (c->heap_len > 0 && c->heap[0].due < until)
-        until = c->heap[0].due;
+    const sl_heap_entry_t *top = sl_heap_top(&c->timers);
+    if (top && top->key < until)
+        until = top->key;
     long wait = -1;
     if (until != INT64_MAX)
         wait = until <= now ? 0 : (long)((until - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS);
@@ -1078,7 +986,7 @@ sl_status_t sl_client_poll(sl_client_t *c, int timeout_ms, sl_result_t **res_p)
     /* Completions already here are handed out without touching the socket:
      * draining them one call at a time stays cheap, and the work is done
      * when they run out. */
-    sl_result_t *ready = s_done_pop(c);
+    sl_result_t *ready = sl_ring_pop(&c->done);
     if (ready) {
         *res_p = ready;
         return SL_OK;
@@ -1086,7 +994,7 @@ sl_status_t sl_client_poll(sl_client_t *c, int timeout_ms, sl_result_t **res_p)
     sl_time_t deadline = timeout_ms < 0 ? INT64_MAX : sl_clock_now() + SL_MS(timeout_ms);
     for (;;) {
         sl_status_t st = s_progress(c);
-        sl_result_t *r = s_done_pop(c);
+        sl_result_t *r = sl_ring_pop(&c->done);
         if (r) {
             *res_p = r;
             return SL_OK;
@@ -1216,11 +1124,12 @@ sl_status_t sl_client_fd(sl_client_t *c, int *fd_p)
 
 int sl_client_next_timeout_ms(sl_client_t *c)
 {
-    if (c->done_len > 0 || c->out.n > 0)
+    if (sl_ring_len(&c->done) > 0 || c->out.n > 0)
         return 0;
-    if (c->heap_len == 0)
+    const sl_heap_entry_t *top = sl_heap_top(&c->timers);
+    if (!top)
         return -1;
-    sl_time_t d = c->heap[0].due - sl_clock_now();
+    sl_time_t d = top->key - sl_clock_now();
     if (d <= 0)
         return 0;
     sl_time_t ms = (d + SL_NS_PER_MS - 1) / SL_NS_PER_MS;

@@ -92,6 +92,18 @@ typedef struct sl_exec_load {
     uint64_t gpu_mem_total;  /* GPU memory installed, bytes */
 } sl_exec_load_t;
 
+/* What an executor measures on its host (executor/sl_hostload.c); a value
+ * not measured has its has_ flag false. */
+typedef struct sl_host_sample {
+    bool has_cpu;           /* cpu is measured */
+    float cpu;              /* host CPU busy share since the previous sample, 0..1 */
+    bool has_gpu;           /* gpu is measured */
+    float gpu;              /* share of NVML's last sample period a kernel ran, 0..1 */
+    bool has_gpu_mem;       /* gpu_mem_* are measured */
+    uint64_t gpu_mem_used;  /* bytes of GPU memory allocated (all processes) */
+    uint64_t gpu_mem_total; /* bytes of GPU memory installed */
+} sl_host_sample_t;
+
 /* Outcome of a job reported by an executor: what the core consumes. */
 typedef struct sl_job_result {
     sl_job_status_t status;  /* how it ended */

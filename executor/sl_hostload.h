@@ -7,6 +7,7 @@
 #ifndef SL_HOSTLOAD_H
 #define SL_HOSTLOAD_H
 
+#include "common/sl_types.h"
 #include <sluice/status.h>
 
 #include <stdbool.h>
@@ -41,16 +42,9 @@ typedef struct sl_hostload_cfg {
     int gpu_index; /* NVML device index measured; < 0 = GPU unknown */
 } sl_hostload_cfg_t;
 
-/* One measurement. */
-typedef struct sl_hostload_sample {
-    bool has_cpu;           /* cpu is measured */
-    float cpu;              /* host CPU busy share since the previous sample, 0..1 */
-    bool has_gpu;           /* gpu is measured */
-    float gpu;              /* share of NVML's last sample period a kernel ran, 0..1 */
-    bool has_gpu_mem;       /* gpu_mem_* are measured */
-    uint64_t gpu_mem_used;  /* bytes of GPU memory allocated (all processes) */
-    uint64_t gpu_mem_total; /* bytes of GPU memory installed */
-} sl_hostload_sample_t;
+/* One measurement (the neutral struct of common/sl_types.h, which the
+ * engine's load report reads without depending on the sampler). */
+typedef sl_host_sample_t sl_hostload_sample_t;
 
 typedef struct sl_hostload sl_hostload_t;
 

@@ -57,7 +57,7 @@ void sl_engine_job_report(const sl_engine_job_t *job, sl_engine_done_t how, cons
     out->error = error ? error : "";
 }
 
-void sl_engine_load_report(const sl_engine_load_t *engine, const sl_hostload_sample_t *host,
+void sl_engine_load_report(const sl_engine_load_t *engine, const sl_host_sample_t *host,
                            sl_exec_load_t *out)
 {
     memset(out, 0, sizeof(*out));

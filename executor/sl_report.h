@@ -11,7 +11,6 @@
 
 #include "common/sl_types.h"
 #include "executor/sl_engine.h"
-#include "executor/sl_hostload.h"
 
 /*
  * The report of job, which the engine ended as how with error (the done
@@ -29,7 +28,7 @@ void sl_engine_job_report(const sl_engine_job_t *job, sl_engine_done_t how, cons
  * (host NULL: none were taken, so the host's CPU, GPU and GPU memory are
  * reported unknown, never guessed). Never fails.
  */
-void sl_engine_load_report(const sl_engine_load_t *engine, const sl_hostload_sample_t *host,
+void sl_engine_load_report(const sl_engine_load_t *engine, const sl_host_sample_t *host,
                            sl_exec_load_t *out);
 
 #endif

@@ -23,6 +23,7 @@
  */
 #include "bench/sim/sl_sim.h"
 #include "common/sl_cfg.h"
+#include "common/sl_heap.h"
 #include "common/sl_log.h"
 #include "executor/sl_engine.h"
 #include "executor/sl_report.h"
@@ -42,11 +43,12 @@ typedef enum s_ev_type {
     S_EV_REJOIN,    /* failed executors come back */
 } s_ev_type_t;
 
+/* An event is a heap entry: key = when, word = type << 32 | executor (for
+ * S_EV_ENGINE); the heap breaks ties in time by insertion order. */
 typedef struct s_ev {
-    sl_time_t t;    /* when */
-    uint64_t seq;   /* insertion order, breaks ties */
-    uint32_t type;  /* s_ev_type_t */
-    uint32_t idx;   /* executor for S_EV_ENGINE */
+    sl_time_t t;   /* when */
+    uint32_t type; /* s_ev_type_t */
+    uint32_t idx;  /* executor for S_EV_ENGINE */
 } s_ev_t;
 
 typedef struct s_sim s_sim_t;
@@ -79,9 +81,7 @@ struct s_sim {
     sl_sim_report_t *rep;     /* results */
     sl_core_t *core;          /* decision core */
     s_exec_t *execs;          /* executors */
-    s_ev_t *heap;             /* event heap */
-    size_t n_heap, cap_heap;  /* its size and capacity */
-    uint64_t ev_seq;          /* next event sequence */
+    sl_heap_t events;         /* event queue */
     sl_time_t now;            /* virtual time */
     size_t next_arrival;      /* next request of the schedule */
     s_req_t *reqs;            /* per request */
@@ -119,51 +119,16 @@ double sl_sim_unloaded_ttft(const sl_sim_params_t *p, uint32_t prompt_tokens)
 
 static void s_push(s_sim_t *s, sl_time_t t, s_ev_type_t type, uint32_t idx)
 {
-    if (s->n_heap == s->cap_heap) {
-        size_t cap = s->cap_heap ? s->cap_heap * 2 : 1024;
-        s_ev_t *h = realloc(s->heap, cap * sizeof(*h));
-        if (!h) {
-            s->error = SL_ERR_NOMEM;
-            return;
-        }
-        s->heap = h;
-        s->cap_heap = cap;
-    }
-    s_ev_t ev = {.t = t, .seq = s->ev_seq++, .type = type, .idx = idx};
-    size_t i = s->n_heap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        s_ev_t *pp = &s->heap[parent];
-        if (pp->t < ev.t || (pp->t == ev.t && pp->seq < ev.seq))
-            break;
-        s->heap[i] = *pp;
-        i = parent;
-    }
-    s->heap[i] = ev;
+    sl_status_t st = sl_heap_push(&s->events, t, NULL, (uint64_t)type << 32 | idx);
+    if (st != SL_OK)
+        s->error = st;
 }
 
 static s_ev_t s_pop(s_sim_t *s)
 {
-    s_ev_t top = s->heap[0];
-    s_ev_t last = s->heap[--s->n_heap];
-    size_t i = 0, n = s->n_heap;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const s_ev_t *best = &last;
-        if (l < n && (s->heap[l].t < best->t || (s->heap[l].t == best->t && s->heap[l].seq < best->seq))) {
-            m = l;
-            best = &s->heap[l];
-        }
-        if (r < n && (s->heap[r].t < best->t || (s->heap[r].t == best->t && s->heap[r].seq < best->seq)))
-            m = r;
-        if (m == i)
-            break;
-        s->heap[i] = s->heap[m];
-        i = m;
-    }
-    if (n > 0)
-        s->heap[i] = last;
-    return top;
+    sl_heap_entry_t e;
+    sl_heap_pop(&s->events, &e);
+    return (s_ev_t){.t = e.key, .type = (uint32_t)(e.word >> 32), .idx = (uint32_t)e.word};
 }
 
 static void s_wake(s_sim_t *s, s_exec_t *x, sl_time_t t)
@@ -374,6 +339,7 @@ sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep)
     }
     s_sim_t sim = {.p = p};
     s_sim_t *s = &sim;
+    sl_heap_init(&s->events, SL_HEAP_KEY_FIFO, SL_HEAP_NO_INDEX);
     sl_sim_report_t r;
     memset(&r, 0, sizeof(r));
     sl_hist_init(&r.ttft_us);
@@ -410,7 +376,7 @@ sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep)
     s_push(s, SL_MS(p->heartbeat_ms), S_EV_HEARTBEAT, 0);
     if (p->fail_at_s > 0 && p->fail_count > 0)
         s_push(s, (sl_time_t)(p->fail_at_s * 1e9), S_EV_FAIL, 0);
-    while (s->n_heap > 0 && s->error == SL_OK) {
+    while (sl_heap_len(&s->events) > 0 && s->error == SL_OK) {
         s_ev_t ev = s_pop(s);
         s->now = ev.t;
         r.events++;
@@ -470,7 +436,7 @@ out:
         sl_engine_destroy(&s->execs[i].engine);
     }
     sl_core_destroy(&s->core);
-    free(s->heap);
+    sl_heap_fini(&s->events);
     free(s->reqs);
     free(s->execs);
     return st;

@@ -464,7 +464,7 @@ static void test_load_report(void **state)
     assert_false(l.has_gpu_mem);
     assert_true(l.cpu_util == 0.0f && l.gpu_util == 0.0f);
 
-    sl_hostload_sample_t hs = {.has_cpu = true,
+    sl_host_sample_t hs = {.has_cpu = true,
                                .cpu = 0.25f,
                                .has_gpu = false,
                                .gpu = 0.9f,
