@@ -437,8 +437,8 @@ static double s_cpu_of(pid_t pid)
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the name may hold spaces */
     unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                     &st) != 2)
+    if (!p ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -574,7 +574,8 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
             draining = true;
             s_cpu_now(&c1);
             for (int i = 0; i < 3; i++)
-                cpu_us->s[i] = done > counted ? (c1.s[i] - c0.s[i]) * 1e6 / (double)(done - counted) : 0;
+                cpu_us->s[i] =
+                    done > counted ? (c1.s[i] - c0.s[i]) * 1e6 / (double)(done - counted) : 0;
         }
     }
     return result;
@@ -670,10 +671,13 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     snprintf(credits, sizeof(credits), "%d", cfg.credits);
     snprintf(missed, sizeof(missed), "%d", cfg.missed_heartbeats);
     snprintf(slots, sizeof(slots), "%d", cfg.slots);
-    char *sargv[] = {sched_bin, "--client-endpoint", client_ep,  "--executor-endpoint",
-                     exec_ep,   "--policy",          cfg.policy, "--credits",
-                     credits,   "--missed-heartbeats", missed,   "--log-level",
-                     "error",   NULL};
+    char *sargv[] = {sched_bin,  "--client-endpoint",
+                     client_ep,  "--executor-endpoint",
+                     exec_ep,    "--policy",
+                     cfg.policy, "--credits",
+                     credits,    "--missed-heartbeats",
+                     missed,     "--log-level",
+                     "error",    NULL};
     if (s_spawn(sargv) < 0)
         goto out;
     for (int i = 0; i < cfg.executors; i++) {
@@ -708,8 +712,8 @@ int sl_bench_ctlplane_main(int argc, char **argv)
                "sluice-scheduler + %d null executors %.0f jobs/s, ratio %.3f\n",
                k + 1, strcmp(cfg.raw_shape, "echo") ? "relay" : "ROUTER/DEALER echo", raw,
                cfg.executors, jobs, ratios[k]);
-        printf("  cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n",
-               cpu.s[0], cpu.s[1], cpu.s[2]);
+        printf("  cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n", cpu.s[0],
+               cpu.s[1], cpu.s[2]);
         for (int i = 0; i < 3; i++)
             cpus[i][k] = cpu.s[i];
         fflush(stdout);

@@ -51,7 +51,8 @@ static void *s_xmalloc(size_t n)
 static void *s_dev(bench_t *b, const void *host, size_t bytes)
 {
     void *d = NULL;
-    if (sl_k_alloc(b->gpu, bytes, &d) != SL_OK || (host && sl_k_upload(b->gpu, d, host, bytes) != SL_OK)) {
+    if (sl_k_alloc(b->gpu, bytes, &d) != SL_OK ||
+        (host && sl_k_upload(b->gpu, d, host, bytes) != SL_OK)) {
         fprintf(stderr, "bench kernels: device allocation of %zu bytes failed\n", bytes);
         exit(1);
     }
@@ -93,7 +94,8 @@ static void s_check(bench_t *b, const char *name, const float *gpu, const float 
     printf("check %-28s rel_err %.2e  limit %.0e  %s\n", name, rel, tol, ok ? "ok" : "FAIL");
 }
 
-static void s_check_exact(bench_t *b, const char *name, const void *gpu, const void *cpu, size_t bytes)
+static void s_check_exact(bench_t *b, const char *name, const void *gpu, const void *cpu,
+                          size_t bytes)
 {
     int ok = memcmp(gpu, cpu, bytes) == 0;
     b->checks++;
@@ -103,13 +105,15 @@ static void s_check_exact(bench_t *b, const char *name, const void *gpu, const v
 
 /* --- checks ----------------------------------------------------------------------- */
 
-static void s_check_linear(bench_t *b, sl_k_dtype_t dt, uint32_t m, uint32_t n, uint32_t k, double tol)
+static void s_check_linear(bench_t *b, sl_k_dtype_t dt, uint32_t m, uint32_t n, uint32_t k,
+                           double tol)
 {
     float *w = s_xmalloc((size_t)n * k * 4), *x = s_xmalloc((size_t)m * k * 4);
     float *yc = s_xmalloc((size_t)m * n * 4), *yg = s_xmalloc((size_t)m * n * 4);
     s_fill(b, w, (size_t)n * k, 0.05f);
     s_fill(b, x, (size_t)m * k, 1.0f);
-    size_t db = sl_k_weight_data_bytes(dt, n, k), sb = sl_k_weight_scale_bytes(dt, n, k, SL_K_GROUP_DEFAULT);
+    size_t db = sl_k_weight_data_bytes(dt, n, k),
+           sb = sl_k_weight_scale_bytes(dt, n, k, SL_K_GROUP_DEFAULT);
     sl_k_weight_t hw = {dt, n, k, SL_K_GROUP_DEFAULT, s_xmalloc(db), sb ? s_xmalloc(sb) : NULL};
     s_ok(sl_k_weight_encode(dt, w, n, k, hw.group, hw.data, hw.scales), "encode");
     s_ok(sl_k_linear(b->cpu, x, m, &hw, yc), "cpu linear");
@@ -122,7 +126,8 @@ static void s_check_linear(bench_t *b, sl_k_dtype_t dt, uint32_t m, uint32_t n, 
     char name[64];
     snprintf(name, sizeof(name), "linear %s m=%u n=%u k=%u", sl_model_dtype_name(dt), m, n, k);
     s_check(b, name, yg, yc, (size_t)m * n, tol);
-    sl_k_free(b->gpu, dw.data), sl_k_free(b->gpu, dw.scales), sl_k_free(b->gpu, dx), sl_k_free(b->gpu, dy);
+    sl_k_free(b->gpu, dw.data), sl_k_free(b->gpu, dw.scales), sl_k_free(b->gpu, dx),
+        sl_k_free(b->gpu, dy);
     free(hw.data), free(hw.scales), free(w), free(x), free(yc), free(yg);
 }
 
@@ -250,11 +255,13 @@ static void s_check_attention(bench_t *b, uint32_t hd)
     s_down(b, pool_back, dpool, nblocks * stride * 4);
     int same = 1;
     for (uint32_t i = 0; i < 20; i++)
-        same &= !memcmp((char *)pool_back + (size_t)perm[i] * bb, (char *)pool + (size_t)perm[i] * bb, bb);
+        same &= !memcmp((char *)pool_back + (size_t)perm[i] * bb,
+                        (char *)pool + (size_t)perm[i] * bb, bb);
     s_check_exact(b, "kv unpack", &same, &(int){1}, sizeof(int));
 
     sl_k_free(b->gpu, dq), sl_k_free(b->gpu, dk), sl_k_free(b->gpu, dv), sl_k_free(b->gpu, dout);
-    sl_k_free(b->gpu, dpool), sl_k_free(b->gpu, dtab), sl_k_free(b->gpu, dpos), sl_k_free(b->gpu, drs);
+    sl_k_free(b->gpu, dpool), sl_k_free(b->gpu, dtab), sl_k_free(b->gpu, dpos),
+        sl_k_free(b->gpu, drs);
     sl_k_free(b->gpu, dblocks), sl_k_free(b->gpu, dbuf);
     free(q), free(k), free(v), free(oc), free(og), free(pool), free(pos), free(rs), free(pool_back);
     free(buf), free(ref), free(zero);
@@ -273,7 +280,8 @@ static void s_check_model(bench_t *b, sl_k_dtype_t dt, double tol)
     uint32_t prompt[24], n_new = 16, tc[16], tg[16];
     for (int i = 0; i < 24; i++)
         prompt[i] = (uint32_t)sl_rand_below(&b->rng, cfg.vocab);
-    float *lc = s_xmalloc((size_t)n_new * cfg.vocab * 4), *lg = s_xmalloc((size_t)n_new * cfg.vocab * 4);
+    float *lc = s_xmalloc((size_t)n_new * cfg.vocab * 4),
+          *lg = s_xmalloc((size_t)n_new * cfg.vocab * 4);
     s_ok(sl_model_generate(mc, prompt, 24, 1, tc, lc), "cpu generate");
     s_ok(sl_model_generate(mg, prompt, 24, 1, tg, lg), "cuda generate");
     char name[64];
@@ -374,7 +382,8 @@ static void s_check_backend(bench_t *b)
     rg.outs = s_xmalloc((size_t)rc.n * rc.max_new * 4);
     rg.seqs = calloc(rc.n, sizeof(*rg.seqs));
     void *bc = NULL, *bg = NULL;
-    sl_backend_params_t pc = s_params("tiny", "cpu", "fp32", 32), pg = s_params("tiny", "cuda", "fp32", 32);
+    sl_backend_params_t pc = s_params("tiny", "cpu", "fp32", 32),
+                        pg = s_params("tiny", "cuda", "fp32", 32);
     s_ok(sl_backend_ref.create(&pc, &bc), "cpu backend");
     s_ok(sl_backend_ref.create(&pg, &bg), "cuda backend");
     s_run_admit(&sl_backend_ref, bc, &rc);
@@ -435,9 +444,9 @@ static void s_time_backend(bench_t *b, const char *format, double *prefill_tps, 
 /* --- timing ------------------------------------------------------------------------- */
 
 typedef struct copy_arg {
-    sl_k_ctx_h ctx;     /* device */
-    void *dst, *src;    /* buffers */
-    size_t bytes;       /* per copy */
+    sl_k_ctx_h ctx;  /* device */
+    void *dst, *src; /* buffers */
+    size_t bytes;    /* per copy */
 } copy_arg_t;
 
 static sl_status_t s_copy_fn(void *a)
@@ -447,12 +456,12 @@ static sl_status_t s_copy_fn(void *a)
 }
 
 typedef struct linear_arg {
-    sl_k_ctx_h ctx;        /* device */
-    const float *x;        /* input rows */
-    uint32_t m;            /* rows */
-    sl_k_weight_t w[2];    /* two weight sets, used in turn (defeats the L2 cache) */
-    float *y;              /* output */
-    int turn;              /* which set next */
+    sl_k_ctx_h ctx;     /* device */
+    const float *x;     /* input rows */
+    uint32_t m;         /* rows */
+    sl_k_weight_t w[2]; /* two weight sets, used in turn (defeats the L2 cache) */
+    float *y;           /* output */
+    int turn;           /* which set next */
 } linear_arg_t;
 
 static sl_status_t s_linear_fn(void *a)
@@ -463,12 +472,12 @@ static sl_status_t s_linear_fn(void *a)
 }
 
 typedef struct attn_arg {
-    sl_k_ctx_h ctx;        /* device */
-    sl_k_paged_t kv;       /* pool */
-    sl_k_rows_t rows;      /* one row per sequence */
-    const float *q;        /* queries */
-    uint32_t heads;        /* query heads */
-    float *out;            /* output */
+    sl_k_ctx_h ctx;   /* device */
+    sl_k_paged_t kv;  /* pool */
+    sl_k_rows_t rows; /* one row per sequence */
+    const float *q;   /* queries */
+    uint32_t heads;   /* query heads */
+    float *out;       /* output */
 } attn_arg_t;
 
 static sl_status_t s_attn_fn(void *a)
@@ -501,7 +510,8 @@ static double s_time(bench_t *b, sl_status_t (*fn)(void *), void *arg)
 /* A device weight of random values in format dt (encoded on the host). */
 static sl_k_weight_t s_dev_weight(bench_t *b, sl_k_dtype_t dt, uint32_t n, uint32_t k)
 {
-    size_t db = sl_k_weight_data_bytes(dt, n, k), sb = sl_k_weight_scale_bytes(dt, n, k, SL_K_GROUP_DEFAULT);
+    size_t db = sl_k_weight_data_bytes(dt, n, k),
+           sb = sl_k_weight_scale_bytes(dt, n, k, SL_K_GROUP_DEFAULT);
     sl_k_weight_t w = {dt, n, k, SL_K_GROUP_DEFAULT, NULL, NULL};
     /* encode a band of rows at a time to bound host memory */
     uint32_t band = 256;
@@ -513,10 +523,12 @@ static sl_k_weight_t s_dev_weight(bench_t *b, sl_k_dtype_t dt, uint32_t n, uint3
     for (uint32_t r = 0; r < n; r += band) {
         s_fill(b, hf, (size_t)band * k, 0.05f);
         s_ok(sl_k_weight_encode(dt, hf, band, k, SL_K_GROUP_DEFAULT, hd, hs), "encode");
-        size_t rb = sl_k_weight_data_bytes(dt, band, k), rsb = sl_k_weight_scale_bytes(dt, band, k, SL_K_GROUP_DEFAULT);
+        size_t rb = sl_k_weight_data_bytes(dt, band, k),
+               rsb = sl_k_weight_scale_bytes(dt, band, k, SL_K_GROUP_DEFAULT);
         s_ok(sl_k_upload(b->gpu, (char *)w.data + (size_t)(r / band) * rb, hd, rb), "upload");
         if (sb)
-            s_ok(sl_k_upload(b->gpu, (char *)w.scales + (size_t)(r / band) * rsb, hs, rsb), "upload");
+            s_ok(sl_k_upload(b->gpu, (char *)w.scales + (size_t)(r / band) * rsb, hs, rsb),
+                 "upload");
     }
     free(hf), free(hd), free(hs);
     return w;
@@ -622,7 +634,8 @@ int sl_bench_kernels_main(int argc, char **argv)
     memset(&at, 0, sizeof(at));
     float *pool = s_dev(&b, NULL, (size_t)nblocks * stride * 4);
     s_dev_random(&b, pool, (size_t)nblocks * stride, 1.0f);
-    uint32_t *tables = s_xmalloc((size_t)nblocks * 4), *pos = s_xmalloc(B * 4), *rs = s_xmalloc(B * 4);
+    uint32_t *tables = s_xmalloc((size_t)nblocks * 4), *pos = s_xmalloc(B * 4),
+             *rs = s_xmalloc(B * 4);
     for (uint32_t i = 0; i < nblocks; i++)
         tables[i] = i;
     for (uint32_t i = nblocks - 1; i > 0; i--) { /* scattered blocks */
@@ -631,7 +644,8 @@ int sl_bench_kernels_main(int argc, char **argv)
     }
     for (uint32_t i = 0; i < B; i++)
         pos[i] = ctx - 1, rs[i] = i;
-    float *q = s_dev(&b, NULL, (size_t)B * H * D * 4), *out = s_dev(&b, NULL, (size_t)B * H * D * 4);
+    float *q = s_dev(&b, NULL, (size_t)B * H * D * 4),
+          *out = s_dev(&b, NULL, (size_t)B * H * D * 4);
     s_dev_random(&b, q, (size_t)B * H * D, 1.0f);
     at.ctx = b.gpu;
     at.kv = (sl_k_paged_t){pool, pool + (size_t)BT * KVH * D, stride, BT, KVH, D};
@@ -639,7 +653,8 @@ int sl_bench_kernels_main(int argc, char **argv)
                             s_dev(&b, tables, (size_t)nblocks * 4), per_seq};
     at.q = q, at.heads = H, at.out = out;
     double attn_ms = s_time(&b, s_attn_fn, &at);
-    double attn_bytes = (double)B * ctx * KVH * D * 4 * 2 + 2.0 * B * H * D * 4 + (double)nblocks * 4;
+    double attn_bytes =
+        (double)B * ctx * KVH * D * 4 * 2 + 2.0 * B * H * D * 4 + (double)nblocks * 4;
     double attn_gbps = attn_bytes / attn_ms / 1e6;
     printf("%-34s %10.3f %10.1f %8.2f\n", "decode attn b32 ctx4096 h32/8 d128", attn_ms, attn_gbps,
            attn_gbps / copy_gbps);
@@ -647,8 +662,9 @@ int sl_bench_kernels_main(int argc, char **argv)
     for (uint32_t sidx = 0; sidx < B; sidx += B - 1) {
         size_t bb = stride * 4;
         float *packed = s_dev(&b, NULL, per_seq * bb);
-        s_ok(sl_k_kv_pack(b.gpu, pool, bb, (const uint32_t *)at.rows.tables + (size_t)sidx * per_seq,
-                          per_seq, packed),
+        s_ok(sl_k_kv_pack(b.gpu, pool, bb,
+                          (const uint32_t *)at.rows.tables + (size_t)sidx * per_seq, per_seq,
+                          packed),
              "pack");
         float *hp = s_xmalloc(per_seq * bb), *hq = s_xmalloc((size_t)H * D * 4);
         float *ho = s_xmalloc((size_t)H * D * 4), *hc = s_xmalloc((size_t)H * D * 4);
@@ -680,9 +696,12 @@ int sl_bench_kernels_main(int argc, char **argv)
     double i4m_ms = s_time_linear(&b, SL_K_I4, 8, N, K, &by4m);
     double bfm_ms = s_time_linear(&b, SL_K_BF16, 8, N, K, &by16m);
     double i4_gbps = by4 / i4_ms / 1e6, i8_gbps = by8 / i8_ms / 1e6, bf_gbps = by16 / bf_ms / 1e6;
-    printf("%-34s %10.3f %10.1f %8.2f\n", "int4 gemv m=1 16384x8192 (ours)", i4_ms, i4_gbps, i4_gbps / copy_gbps);
-    printf("%-34s %10.3f %10.1f %8.2f\n", "int8 gemv m=1 16384x8192 (ours)", i8_ms, i8_gbps, i8_gbps / copy_gbps);
-    printf("%-34s %10.3f %10.1f %8.2f\n", "bf16 gemv m=1 16384x8192 (cuBLAS)", bf_ms, bf_gbps, bf_gbps / copy_gbps);
+    printf("%-34s %10.3f %10.1f %8.2f\n", "int4 gemv m=1 16384x8192 (ours)", i4_ms, i4_gbps,
+           i4_gbps / copy_gbps);
+    printf("%-34s %10.3f %10.1f %8.2f\n", "int8 gemv m=1 16384x8192 (ours)", i8_ms, i8_gbps,
+           i8_gbps / copy_gbps);
+    printf("%-34s %10.3f %10.1f %8.2f\n", "bf16 gemv m=1 16384x8192 (cuBLAS)", bf_ms, bf_gbps,
+           bf_gbps / copy_gbps);
     double flops8 = 2.0 * 8 * N * K;
     printf("%-34s %10.3f %10.1f %8.2f   %.2f TFLOP/s\n", "int4 m=8 16384x8192 (ours)", i4m_ms,
            by4m / i4m_ms / 1e6, by4m / i4m_ms / 1e6 / copy_gbps, flops8 / i4m_ms / 1e9);
@@ -694,7 +713,8 @@ int sl_bench_kernels_main(int argc, char **argv)
     printf("%-34s %10.3f %10s %8s   %.1f TFLOP/s\n", "bf16 gemm 4096^3 (cuBLAS)", gemm_ms, "-", "-",
            gemm_tflops);
 
-    printf("\n%-34s %10s   (medium preset, 32 x 512-token prompts)\n", "ref backend on CUDA", "decode ms");
+    printf("\n%-34s %10s   (medium preset, 32 x 512-token prompts)\n", "ref backend on CUDA",
+           "decode ms");
     double bf_tps, bf_step, i4_tps, i4_step;
     s_time_backend(&b, "bf16", &bf_tps, &bf_step);
     s_time_backend(&b, "int4", &i4_tps, &i4_step);
@@ -702,7 +722,8 @@ int sl_bench_kernels_main(int argc, char **argv)
     printf("\nchecks: %d run, %d failed\n", b.checks, b.failed);
     printf("RESULT gpu=\"%s\" checks=%d failed=%d copy_gbps=%.1f decode_attn_gbps=%.1f "
            "decode_attn_bw_ratio=%.3f int4_gemv_gbps=%.1f int4_gemv_bw_ratio=%.3f "
-           "int8_gemv_bw_ratio=%.3f int4_vs_cublas_bf16_speedup=%.2f int4_m8_vs_cublas_bf16_speedup=%.2f "
+           "int8_gemv_bw_ratio=%.3f int4_vs_cublas_bf16_speedup=%.2f "
+           "int4_m8_vs_cublas_bf16_speedup=%.2f "
            "bf16_gemm_tflops=%.1f medium_bf16_decode_ms=%.2f medium_int4_decode_ms=%.2f "
            "medium_bf16_prefill_tps=%.0f\n",
            sl_k_cuda_device_name(), b.checks, b.failed, copy_gbps, attn_gbps, attn_gbps / copy_gbps,

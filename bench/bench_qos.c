@@ -56,12 +56,12 @@ static const sl_cfg_field_t s_table[] = {
 #define S_REGION (64u << 20)
 
 typedef struct stream {
-    sl_xport_xfer_t x;     /* template transfer */
-    sl_xport_block_t blk;  /* its block */
-    int inflight;          /* posted, not completed */
-    int failed;            /* completed with an error */
-    uint64_t next;         /* next offset */
-    uint64_t span;         /* offsets cycle below this */
+    sl_xport_xfer_t x;    /* template transfer */
+    sl_xport_block_t blk; /* its block */
+    int inflight;         /* posted, not completed */
+    int failed;           /* completed with an error */
+    uint64_t next;        /* next offset */
+    uint64_t span;        /* offsets cycle below this */
 } stream_t;
 
 static void s_cb(void *arg, sl_status_t st)
@@ -134,8 +134,13 @@ int sl_bench_qos_main(int argc, char **argv)
 
     stream_t cs = {.blk = {0, 0, (uint64_t)qc.crit_kib << 10}};
     stream_t bs = {.blk = {0, 0, (uint64_t)qc.bg_kib << 10}};
-    cs.x = (sl_xport_xfer_t){.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = mem,
-                             .remote = rid, .blocks = &cs.blk, .nblocks = 1, .cb = s_cb,
+    cs.x = (sl_xport_xfer_t){.op = SL_XPORT_PUT,
+                             .cls = SL_XPORT_CRITICAL,
+                             .local = mem,
+                             .remote = rid,
+                             .blocks = &cs.blk,
+                             .nblocks = 1,
+                             .cb = s_cb,
                              .cb_arg = &cs};
     bs.x = cs.x;
     bs.x.cls = SL_XPORT_BACKGROUND;
@@ -176,7 +181,8 @@ int sl_bench_qos_main(int argc, char **argv)
                 sl_xport_stats(xp, &s1);
                 double dt = (double)(now - mark) / 1e9;
                 double c = (double)(s1.bytes[SL_XPORT_CRITICAL] - s0.bytes[SL_XPORT_CRITICAL]) / dt;
-                double b = (double)(s1.bytes[SL_XPORT_BACKGROUND] - s0.bytes[SL_XPORT_BACKGROUND]) / dt;
+                double b =
+                    (double)(s1.bytes[SL_XPORT_BACKGROUND] - s0.bytes[SL_XPORT_BACKGROUND]) / dt;
                 double tot = c + b > 0 ? c + b : 1;
                 printf("%-6d %-10s %12.1f %12.1f %9.3f %9.3f %9.3f\n", ++second,
                        phase == 0 ? "both" : "bg-alone", c / (1 << 20), b / (1 << 20), c / tot,

@@ -91,13 +91,13 @@ static const sl_cfg_field_t s_table[] = {
 #define S_REGION (64u << 20)
 
 typedef struct run {
-    sl_xport_t *xp;        /* engine */
+    sl_xport_t *xp;          /* engine */
     sl_xport_harness_t peer; /* peer process */
     sl_xport_peer_t *conn;   /* connection to it (peer.conn) */
-    sl_xport_mem_t *mem;   /* local region */
-    uint32_t rid;          /* remote region */
-    int inflight;          /* transfers posted, not completed */
-    int failed;            /* transfers failed */
+    sl_xport_mem_t *mem;     /* local region */
+    uint32_t rid;            /* remote region */
+    int inflight;            /* transfers posted, not completed */
+    int failed;              /* transfers failed */
 } run_t;
 
 static void s_cb(void *arg, sl_status_t st)
@@ -121,8 +121,13 @@ static double s_bw(run_t *r, size_t bsz, size_t nblk, int window, double seconds
     sl_rand_seed(&rnd, 42);
     if (!b)
         return -1;
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = r->mem,
-                         .remote = r->rid, .blocks = b, .nblocks = nblk, .cb = s_cb,
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = r->mem,
+                         .remote = r->rid,
+                         .blocks = b,
+                         .nblocks = nblk,
+                         .cb = s_cb,
                          .cb_arg = r};
     /* warm up, then measure */
     sl_time_t t0 = 0, end = sl_clock_now() + (sl_time_t)(0.1 * 1e9);
@@ -167,8 +172,14 @@ static void s_lat(run_t *r, size_t bsz, int iters, double *p50, double *p99)
 {
     sl_hist_t *h = malloc(sizeof(*h));
     sl_xport_block_t b = {0, 0, bsz};
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = r->mem,
-                         .remote = r->rid, .blocks = &b, .nblocks = 1, .cb = s_cb, .cb_arg = r};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = r->mem,
+                         .remote = r->rid,
+                         .blocks = &b,
+                         .nblocks = 1,
+                         .cb = s_cb,
+                         .cb_arg = r};
     if (!h)
         return;
     sl_hist_init(h);
@@ -222,8 +233,10 @@ int sl_bench_xport_main(int argc, char **argv)
            bc.tls, bc.window, bc.seconds, bc.rounds);
     for (int i = 0; i < bc.rounds; i++) {
         /* a fresh peer each round, re-executing this program */
-        sl_xport_harness_opts_t po = {.region_len = S_REGION, .seed = (uint64_t)i + 1,
-                                      .busy_poll = true, .exec_arg = "xport"};
+        sl_xport_harness_opts_t po = {.region_len = S_REGION,
+                                      .seed = (uint64_t)i + 1,
+                                      .busy_poll = true,
+                                      .exec_arg = "xport"};
         if (sl_xport_harness_start(r.xp, r.mem, &po, &r.peer) != SL_OK) {
             fprintf(stderr, "sluice-bench xport: starting the peer failed\n");
             goto out;

@@ -66,8 +66,8 @@ sl_status_t sl_trace_name_check(const char *name, char *msg, size_t cap)
         return SL_OK;
     size_t off = 0;
     int n = snprintf(msg, cap, "unknown trace '%s' (", name);
-    for (size_t i = 0; n >= 0 && (off += (size_t)n) < cap && i < sizeof(s_known) / sizeof(s_known[0]);
-         i++)
+    for (size_t i = 0;
+         n >= 0 && (off += (size_t)n) < cap && i < sizeof(s_known) / sizeof(s_known[0]); i++)
         n = snprintf(msg + off, cap - off, "%s, ", s_known[i].name);
     if (off < cap)
         snprintf(msg + off, cap - off, "or a readable file)");

@@ -208,8 +208,9 @@ static void s_print_result(const s_submit_cfg_t *cfg, const sl_result_t *r)
                t->exec_end_us / 1e3);
     } else {
         /* no token came: there is no time to first token to show */
-        printf("\n  scheduler: queued %.3f ms, ttft -, end %.3f ms; executor: ttft -, end %.3f ms\n",
-               t->queued_us / 1e3, t->end_us / 1e3, t->exec_end_us / 1e3);
+        printf(
+            "\n  scheduler: queued %.3f ms, ttft -, end %.3f ms; executor: ttft -, end %.3f ms\n",
+            t->queued_us / 1e3, t->end_us / 1e3, t->exec_end_us / 1e3);
     }
     printf("  prompt %u tokens (%u cached), output %u tokens\n", t->prompt_tokens, t->cached_tokens,
            t->output_tokens);
@@ -430,9 +431,11 @@ static int s_cmd_status(int argc, char **argv)
         printf("%-20s %-8s %-5s %9s %7u %6u %10" PRIu64 " %15s %5s %5s %5.0f %13s %8u %10" PRIu64
                " %8" PRIu64 "\n",
                e->name, e->backend[0] ? e->backend : "-",
-               !e->alive ? "no" : e->quarantined ? "quar" : "yes", infl, e->running_jobs,
-               e->queued_jobs, e->queued_tokens, kv, cpu, gpu, e->busy * 100.0, mem,
-               e->step_time_us, e->completed, e->failed);
+               !e->alive        ? "no"
+               : e->quarantined ? "quar"
+                                : "yes",
+               infl, e->running_jobs, e->queued_jobs, e->queued_tokens, kv, cpu, gpu,
+               e->busy * 100.0, mem, e->step_time_us, e->completed, e->failed);
     }
     if (st->n_executors == 0)
         printf("(no executors)\n");

@@ -45,11 +45,16 @@ static const sl_cfg_field_t *s_find(const sl_cfg_field_t *table, const char *nam
 static size_t s_type_size(sl_cfg_type_t type)
 {
     switch (type) {
-    case SL_CFG_STR: return 1;
-    case SL_CFG_INT: return sizeof(int);
-    case SL_CFG_I64: return sizeof(int64_t);
-    case SL_CFG_DOUBLE: return sizeof(double);
-    case SL_CFG_BOOL: return sizeof(bool);
+    case SL_CFG_STR:
+        return 1;
+    case SL_CFG_INT:
+        return sizeof(int);
+    case SL_CFG_I64:
+        return sizeof(int64_t);
+    case SL_CFG_DOUBLE:
+        return sizeof(double);
+    case SL_CFG_BOOL:
+        return sizeof(bool);
     }
     return 0;
 }
@@ -65,8 +70,8 @@ static bool s_row_ok(const sl_cfg_field_t *f)
 
 /* Parse value into f's field. label names the source in err: "--name" for a
  * flag, "SLUICE_NAME" for a variable. The field is unchanged on error. */
-static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value,
-                           const char *label, char *err, size_t err_len)
+static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value, const char *label,
+                           char *err, size_t err_len)
 {
     char *end = NULL;
     char *dst = (char *)cfg + f->offset;
@@ -110,7 +115,8 @@ static sl_status_t s_parse(const sl_cfg_field_t *f, void *cfg, const char *value
         }
         num = (double)v;
         if (f->min != f->max && (num < f->min || num > f->max)) {
-            snprintf(err, err_len, "%s: %s is outside [%.15g, %.15g]", label, value, f->min, f->max);
+            snprintf(err, err_len, "%s: %s is outside [%.15g, %.15g]", label, value, f->min,
+                     f->max);
             return SL_ERR_INVALID;
         }
         if (f->type == SL_CFG_INT)
@@ -225,8 +231,7 @@ sl_status_t sl_cfg_load(const sl_cfg_field_t *table, void *cfg, int argc, char *
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {
-            fprintf(stderr, "%s: option --%s needs a value (see %s --help)\n", prog, f->name,
-                    prog);
+            fprintf(stderr, "%s: option --%s needs a value (see %s --help)\n", prog, f->name, prog);
             return SL_ERR_INVALID;
         }
         snprintf(flag, sizeof(flag), "--%s", f->name);
@@ -254,8 +259,7 @@ void sl_cfg_help(FILE *out, const char *prog, const char *usage, const sl_cfg_fi
     for (const sl_cfg_field_t *f = table; f->name; f++) {
         s_env_name(f->name, env, sizeof(env));
         snprintf(flag, sizeof(flag), "--%s=%s", f->name, types[f->type]);
-        fprintf(out, "  %-30s %s\n  %-30s   env %s, default '%s'", flag, f->help, "", env,
-                f->dflt);
+        fprintf(out, "  %-30s %s\n  %-30s   env %s, default '%s'", flag, f->help, "", env, f->dflt);
         if (f->min != f->max)
             fprintf(out, ", range [%.15g, %.15g]", f->min, f->max);
         if (f->type == SL_CFG_STR)
@@ -271,11 +275,21 @@ void sl_cfg_dump(FILE *out, const sl_cfg_field_t *table, const void *cfg)
     for (const sl_cfg_field_t *f = table; f->name; f++) {
         const char *src = (const char *)cfg + f->offset;
         switch (f->type) {
-        case SL_CFG_STR: fprintf(out, "%s = %s\n", f->name, src); break;
-        case SL_CFG_INT: fprintf(out, "%s = %d\n", f->name, *(const int *)src); break;
-        case SL_CFG_I64: fprintf(out, "%s = %lld\n", f->name, (long long)*(const int64_t *)src); break;
-        case SL_CFG_DOUBLE: fprintf(out, "%s = %g\n", f->name, *(const double *)src); break;
-        case SL_CFG_BOOL: fprintf(out, "%s = %s\n", f->name, *(const bool *)src ? "true" : "false"); break;
+        case SL_CFG_STR:
+            fprintf(out, "%s = %s\n", f->name, src);
+            break;
+        case SL_CFG_INT:
+            fprintf(out, "%s = %d\n", f->name, *(const int *)src);
+            break;
+        case SL_CFG_I64:
+            fprintf(out, "%s = %lld\n", f->name, (long long)*(const int64_t *)src);
+            break;
+        case SL_CFG_DOUBLE:
+            fprintf(out, "%s = %g\n", f->name, *(const double *)src);
+            break;
+        case SL_CFG_BOOL:
+            fprintf(out, "%s = %s\n", f->name, *(const bool *)src ? "true" : "false");
+            break;
         }
     }
 }

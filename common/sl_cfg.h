@@ -46,12 +46,18 @@ typedef struct sl_cfg_field {
 /* Rows take the size from the member itself, so it cannot drift from the
  * struct; sl_cfg_defaults() refuses a size that does not match the type. */
 #define SL_CFG_SIZEOF(st, field) sizeof(((st *)0)->field)
-#define SL_CFG_FIELD(st, field, name, dflt, type, help)                                           \
-    {(name), (dflt), (help), offsetof(st, field), SL_CFG_SIZEOF(st, field), (type), 0, 0}
-#define SL_CFG_RANGE(st, field, name, dflt, type, lo, hi, help)                                   \
-    {(name), (dflt), (help), offsetof(st, field), SL_CFG_SIZEOF(st, field), (type), (lo), (hi)}
+#define SL_CFG_FIELD(st, field, name, dflt, type, help)                                            \
+    {                                                                                              \
+        (name), (dflt), (help), offsetof(st, field), SL_CFG_SIZEOF(st, field), (type), 0, 0        \
+    }
+#define SL_CFG_RANGE(st, field, name, dflt, type, lo, hi, help)                                    \
+    {                                                                                              \
+        (name), (dflt), (help), offsetof(st, field), SL_CFG_SIZEOF(st, field), (type), (lo), (hi)  \
+    }
 #define SL_CFG_END                                                                                 \
-    {NULL, NULL, NULL, 0, 0, SL_CFG_STR, 0, 0}
+    {                                                                                              \
+        NULL, NULL, NULL, 0, 0, SL_CFG_STR, 0, 0                                                   \
+    }
 
 /* Write every default of the table into cfg. Fails only on a bad table: a
  * field size that does not match its type, or a default that does not parse

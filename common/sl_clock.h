@@ -9,8 +9,8 @@ typedef int64_t sl_time_t; /* nanoseconds; monotonic unless said otherwise */
 #define SL_NS_PER_US 1000LL
 #define SL_NS_PER_MS 1000000LL
 #define SL_NS_PER_S 1000000000LL
-#define SL_MS(ms) ((sl_time_t)(ms) * SL_NS_PER_MS)
-#define SL_US(us) ((sl_time_t)(us) * SL_NS_PER_US)
+#define SL_MS(ms) ((sl_time_t)(ms)*SL_NS_PER_MS)
+#define SL_US(us) ((sl_time_t)(us)*SL_NS_PER_US)
 
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 sl_time_t sl_clock_now(void);

@@ -1,9 +1,9 @@
 /*
  * The knobs every daemon has (sluice-scheduler, sluice-executor): the
  * largest message it accepts, the IP type-of-service byte of its control
- * sockets, its log level and how the allocator keeps large blocks. One struct, one table and one function that
- * applies them, so the daemons embed the same rows (sl_cfg_merge at
- * offsetof(..., daemon)) instead of each spelling them out.
+ * sockets, its log level and how the allocator keeps large blocks. One struct, one table and one
+ * function that applies them, so the daemons embed the same rows (sl_cfg_merge at offsetof(...,
+ * daemon)) instead of each spelling them out.
  */
 #ifndef SL_DAEMON_CFG_H
 #define SL_DAEMON_CFG_H

@@ -9,7 +9,7 @@ typedef struct sl_list {
     struct sl_list *next; /* next element, or the head */
 } sl_list_t;
 
-#define SL_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define SL_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void sl_list_init(sl_list_t *head)
 {
@@ -58,6 +58,7 @@ static inline sl_list_t *sl_list_pop_front(sl_list_t *head)
 
 #define sl_list_for_each(pos, head) for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
 #define sl_list_for_each_safe(pos, tmp, head)                                                      \
-    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                               \
+         (pos) = (tmp), (tmp) = (pos)->next)
 
 #endif

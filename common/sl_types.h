@@ -62,16 +62,16 @@ typedef struct sl_job_desc {
 
 /* What an executor says about itself when it joins. */
 typedef struct sl_exec_info {
-    const char *name;       /* unique name */
-    uint32_t slots;         /* jobs it accepts in flight */
-    const char *const *models; /* models served; none = any */
-    size_t n_models;        /* entries of models */
-    const char *backend;    /* backend name */
-    uint32_t kv_blocks_total; /* KV capacity in blocks */
-    uint32_t kv_block_tokens; /* tokens per KV block */
-    double speed;           /* relative speed hint; 0 = unknown */
+    const char *name;            /* unique name */
+    uint32_t slots;              /* jobs it accepts in flight */
+    const char *const *models;   /* models served; none = any */
+    size_t n_models;             /* entries of models */
+    const char *backend;         /* backend name */
+    uint32_t kv_blocks_total;    /* KV capacity in blocks */
+    uint32_t kv_block_tokens;    /* tokens per KV block */
+    double speed;                /* relative speed hint; 0 = unknown */
     uint32_t max_context_tokens; /* prompt + new tokens of one job at most; 0 = unlimited */
-    uint32_t vocab_size;    /* prompt token ids below this; 0 = unlimited */
+    uint32_t vocab_size;         /* prompt token ids below this; 0 = unlimited */
 } sl_exec_info_t;
 
 /* Load an executor reports in heartbeats. */
@@ -106,24 +106,24 @@ typedef struct sl_host_sample {
 
 /* Outcome of a job reported by an executor: what the core consumes. */
 typedef struct sl_job_result {
-    sl_job_status_t status;  /* how it ended */
-    uint32_t output_tokens;  /* tokens produced */
-    uint32_t cached_tokens;  /* prompt tokens served from cache */
-    sl_time_t exec_ttft;     /* executor receipt -> first token */
-    sl_time_t exec_queue;    /* executor receipt -> its prefill step starts */
-    bool has_exec_queue;     /* exec_queue was reported */
-    sl_time_t exec_end;      /* executor receipt -> last token */
+    sl_job_status_t status; /* how it ended */
+    uint32_t output_tokens; /* tokens produced */
+    uint32_t cached_tokens; /* prompt tokens served from cache */
+    sl_time_t exec_ttft;    /* executor receipt -> first token */
+    sl_time_t exec_queue;   /* executor receipt -> its prefill step starts */
+    bool has_exec_queue;    /* exec_queue was reported */
+    sl_time_t exec_end;     /* executor receipt -> last token */
 } sl_job_result_t;
 
 /* A job's outcome as an executor reports it (the body of a Completion): the
  * part the core consumes, then what travels on to the client. Pointers are
  * borrowed from the producer for the duration of the call that takes it. */
 typedef struct sl_result_report {
-    sl_job_result_t res;      /* status and the executor's timings */
-    uint32_t prompt_tokens;   /* prompt length */
-    const uint32_t *tokens;   /* output token ids (may be NULL when n_tokens is 0) */
-    uint32_t n_tokens;        /* entries of tokens */
-    const char *error;        /* why it failed; NULL or "" when it did not */
+    sl_job_result_t res;    /* status and the executor's timings */
+    uint32_t prompt_tokens; /* prompt length */
+    const uint32_t *tokens; /* output token ids (may be NULL when n_tokens is 0) */
+    uint32_t n_tokens;      /* entries of tokens */
+    const char *error;      /* why it failed; NULL or "" when it did not */
 } sl_result_report_t;
 
 #endif

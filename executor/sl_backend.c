@@ -47,8 +47,8 @@ const sl_cfg_field_t sl_sim_cfg_fields[] = {
                  1e9, "sim: fixed cost of an iteration with prefill work, us"),
     SL_CFG_RANGE(sl_sim_cfg_t, prefill_us_per_token, "sim-prefill-us-per-token", "29",
                  SL_CFG_DOUBLE, 0, 1e9, "sim: prefill cost per uncached prompt token, us"),
-    SL_CFG_RANGE(sl_sim_cfg_t, prefill_us_per_token_ctx, "sim-prefill-us-per-token-ctx",
-                 "0.00096", SL_CFG_DOUBLE, 0, 1e9,
+    SL_CFG_RANGE(sl_sim_cfg_t, prefill_us_per_token_ctx, "sim-prefill-us-per-token-ctx", "0.00096",
+                 SL_CFG_DOUBLE, 0, 1e9,
                  "sim: attention cost per prompt token per context token, us"),
     SL_CFG_RANGE(sl_sim_cfg_t, decode_base_us, "sim-decode-base-us", "5650", SL_CFG_DOUBLE, 0, 1e9,
                  "sim: fixed cost of a decode step (weights read once), us"),
@@ -59,9 +59,11 @@ const sl_cfg_field_t sl_sim_cfg_fields[] = {
     SL_CFG_RANGE(sl_sim_cfg_t, speed, "sim-speed", "1", SL_CFG_DOUBLE, 0.001, 1000,
                  "sim: speed factor (2 = twice as fast as the model above)"),
     SL_CFG_RANGE(sl_sim_cfg_t, kv_capacity_blocks, "sim-kv-blocks", "30000", SL_CFG_I64, 1,
-                 1000000000, "sim: KV capacity in blocks of --kv-block-tokens (30000 x 16 = 480k tokens)"),
+                 1000000000,
+                 "sim: KV capacity in blocks of --kv-block-tokens (30000 x 16 = 480k tokens)"),
     SL_CFG_RANGE(sl_sim_cfg_t, max_context, "sim-max-context", "262144", SL_CFG_I64, 0,
-                 4294967295LL, "sim: prompt + new tokens one job may hold (declared in the "
+                 4294967295LL,
+                 "sim: prompt + new tokens one job may hold (declared in the "
                  "hello; 0 = unlimited)"),
     SL_CFG_RANGE(sl_sim_cfg_t, fail_share, "sim-fail-share", "0", SL_CFG_DOUBLE, 0, 1,
                  "sim: fault injection: this share of jobs fails at once at admission, evenly "

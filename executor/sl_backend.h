@@ -24,16 +24,16 @@
 
 /* Coefficients of the sim backend's timing model (see sl_backend_sim.c). */
 typedef struct sl_sim_cfg {
-    double prefill_base_us;      /* fixed cost of an iteration that has prefill work */
-    double prefill_us_per_token; /* per uncached prompt token */
+    double prefill_base_us;          /* fixed cost of an iteration that has prefill work */
+    double prefill_us_per_token;     /* per uncached prompt token */
     double prefill_us_per_token_ctx; /* attention: per token x context token (quadratic term) */
-    double decode_base_us;       /* fixed cost of one decode step (weights read once) */
-    double decode_us_per_seq;    /* per sequence in the batch */
-    double decode_us_per_kv_token; /* per KV token read by attention, summed over the batch */
-    double speed;                /* divides every time: 2 = twice as fast */
-    int64_t kv_capacity_blocks;  /* prefix-cache capacity in blocks */
-    int64_t max_context;         /* prompt + new tokens of one sequence at most; 0 = unlimited */
-    double fail_share;           /* fault injection: share of jobs failed at admission */
+    double decode_base_us;           /* fixed cost of one decode step (weights read once) */
+    double decode_us_per_seq;        /* per sequence in the batch */
+    double decode_us_per_kv_token;   /* per KV token read by attention, summed over the batch */
+    double speed;                    /* divides every time: 2 = twice as fast */
+    int64_t kv_capacity_blocks;      /* prefix-cache capacity in blocks */
+    int64_t max_context; /* prompt + new tokens of one sequence at most; 0 = unlimited */
+    double fail_share;   /* fault injection: share of jobs failed at admission */
 } sl_sim_cfg_t;
 
 /* Called by a backend when a full KV block is cached or dropped. */
@@ -85,15 +85,16 @@ typedef struct sl_seq {
 /* Uncached prompt tokens of seq still to compute (chunked prefill). */
 static inline uint32_t sl_seq_prefill_left(const sl_seq_t *seq)
 {
-    uint32_t total = seq->prompt_len > seq->cached_tokens ? seq->prompt_len - seq->cached_tokens : 0;
+    uint32_t total =
+        seq->prompt_len > seq->cached_tokens ? seq->prompt_len - seq->cached_tokens : 0;
     return total > seq->prefill_done ? total - seq->prefill_done : 0;
 }
 
 /* KV occupancy reported in heartbeats; used + free is the pool's capacity,
  * which the executor advertises in its hello with the block size. */
 typedef struct sl_backend_load {
-    uint32_t kv_blocks_used; /* blocks held by running sequences or cached */
-    uint32_t kv_blocks_free; /* blocks available now */
+    uint32_t kv_blocks_used;  /* blocks held by running sequences or cached */
+    uint32_t kv_blocks_free;  /* blocks available now */
     uint32_t kv_block_tokens; /* tokens per block (0 = the backend keeps no KV) */
 } sl_backend_load_t;
 
@@ -105,7 +106,7 @@ typedef struct sl_backend_limits {
 } sl_backend_limits_t;
 
 typedef struct sl_backend_ops {
-    const char *name; /* --backend value */
+    const char *name;     /* --backend value */
     bool chunked_prefill; /* step honours seq->prefill_chunk */
     bool instant_step;    /* step returns at once (modelled cost or no work): the executor
                              needs no link thread to keep heartbeating through it */

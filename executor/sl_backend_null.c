@@ -16,9 +16,7 @@ static sl_status_t s_create(const sl_backend_params_t *p, void **state_p)
     return SL_OK;
 }
 
-static void s_destroy(void *state)
-{
-}
+static void s_destroy(void *state) {}
 
 static sl_status_t s_admit(void *state, sl_seq_t *seq)
 {
@@ -39,9 +37,7 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
     return SL_OK;
 }
 
-static void s_release(void *state, sl_seq_t *seq)
-{
-}
+static void s_release(void *state, sl_seq_t *seq) {}
 
 static void s_load(void *state, sl_backend_load_t *load)
 {

@@ -52,28 +52,28 @@
 #include <string.h>
 
 typedef struct s_block {
-    uint64_t hash;    /* block hash */
-    uint32_t tokens;  /* tokens it holds */
-    sl_list_t lru;    /* position in the LRU list (front = oldest) */
+    uint64_t hash;   /* block hash */
+    uint32_t tokens; /* tokens it holds */
+    sl_list_t lru;   /* position in the LRU list (front = oldest) */
 } s_block_t;
 
 typedef struct s_sim {
-    sl_sim_cfg_t cfg;          /* timing model */
-    uint32_t block_tokens;     /* tokens per block for hashing real prompts */
-    sl_backend_kv_cb_t kv;     /* KV events */
-    sl_map_t blocks;           /* hash -> s_block_t */
-    sl_list_t lru;             /* cached blocks, oldest first */
-    uint64_t cached_tokens;    /* tokens in cached blocks */
-    uint64_t running_tokens;   /* KV tokens of running sequences */
-    uint64_t capacity_tokens;  /* KV capacity */
-    uint64_t admitted;         /* admissions tried (the fault injection's clock) */
+    sl_sim_cfg_t cfg;         /* timing model */
+    uint32_t block_tokens;    /* tokens per block for hashing real prompts */
+    sl_backend_kv_cb_t kv;    /* KV events */
+    sl_map_t blocks;          /* hash -> s_block_t */
+    sl_list_t lru;            /* cached blocks, oldest first */
+    uint64_t cached_tokens;   /* tokens in cached blocks */
+    uint64_t running_tokens;  /* KV tokens of running sequences */
+    uint64_t capacity_tokens; /* KV capacity */
+    uint64_t admitted;        /* admissions tried (the fault injection's clock) */
 } s_sim_t;
 
 typedef struct s_seq {
-    uint32_t n_hashes;   /* blocks of the prompt */
-    uint32_t hash_tokens;/* tokens per block */
-    uint64_t reserved;   /* KV tokens reserved in running_tokens */
-    uint64_t hashes[];   /* the prompt's block hashes */
+    uint32_t n_hashes;    /* blocks of the prompt */
+    uint32_t hash_tokens; /* tokens per block */
+    uint64_t reserved;    /* KV tokens reserved in running_tokens */
+    uint64_t hashes[];    /* the prompt's block hashes */
 } s_seq_t;
 
 static sl_status_t s_create(const sl_backend_params_t *p, void **state_p)
@@ -86,8 +86,8 @@ static sl_status_t s_create(const sl_backend_params_t *p, void **state_p)
         s->cfg.speed = 1;
     s->block_tokens = p->kv_block_tokens ? p->kv_block_tokens : 16;
     s->kv = p->kv_cb;
-    s->capacity_tokens = (uint64_t)(s->cfg.kv_capacity_blocks > 0 ? s->cfg.kv_capacity_blocks : 1) *
-                         s->block_tokens;
+    s->capacity_tokens =
+        (uint64_t)(s->cfg.kv_capacity_blocks > 0 ? s->cfg.kv_capacity_blocks : 1) * s->block_tokens;
     sl_map_init(&s->blocks);
     sl_list_init(&s->lru);
     *state_p = s;
@@ -223,12 +223,12 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
         if (!seq->prefilled) {
             /* This step's chunk of the prompt, after the chunks before it. */
             uint32_t left = sl_seq_prefill_left(seq);
-            uint32_t chunk = seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk
-                                                                             : left;
+            uint32_t chunk =
+                seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk : left;
             double nt = chunk;
             double before = (double)seq->cached_tokens + seq->prefill_done;
-            prefill += c->prefill_us_per_token * nt +
-                       c->prefill_us_per_token_ctx * nt * (before + nt / 2);
+            prefill +=
+                c->prefill_us_per_token * nt + c->prefill_us_per_token_ctx * nt * (before + nt / 2);
             seq->prefill_done += chunk;
             n_prefill++;
         } else {

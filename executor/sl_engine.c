@@ -32,8 +32,8 @@
 const sl_cfg_field_t sl_engine_cfg_fields[] = {
     SL_CFG_RANGE(sl_engine_cfg_t, max_batch, "max-batch", "32", SL_CFG_INT, 1, 4096,
                  "sequences in the running batch at most"),
-    SL_CFG_RANGE(sl_engine_cfg_t, batch_wait_us, "batch-wait-us", "50000", SL_CFG_I64, 0,
-                 60000000, "a partial batch of batch-class jobs starts after this wait, in us"),
+    SL_CFG_RANGE(sl_engine_cfg_t, batch_wait_us, "batch-wait-us", "50000", SL_CFG_I64, 0, 60000000,
+                 "a partial batch of batch-class jobs starts after this wait, in us"),
     SL_CFG_RANGE(sl_engine_cfg_t, chunk_tokens, "chunk-tokens", "16", SL_CFG_INT, 1, 65536,
                  "tokens per streamed chunk"),
     SL_CFG_RANGE(sl_engine_cfg_t, step_tokens, "step-tokens", "2048", SL_CFG_INT, 0, 16777216,
@@ -43,24 +43,24 @@ const sl_cfg_field_t sl_engine_cfg_fields[] = {
 };
 
 struct sl_engine {
-    sl_engine_cfg_t cfg;           /* configuration */
-    const sl_backend_ops_t *ops;   /* backend */
-    void *backend;                 /* its state */
-    sl_engine_cb_t cb;             /* callbacks */
-    sl_list_t waiting[2];          /* interactive, batch: not yet running */
-    uint32_t n_waiting[2];         /* their lengths */
-    uint64_t waiting_tokens;       /* prompt + output tokens waiting */
-    sl_list_t running;             /* admitted sequences */
-    uint32_t n_running;            /* their number */
-    sl_seq_t **batch;              /* scratch: the step's sequences */
-    sl_engine_job_t **batch_jobs;  /* scratch: their jobs */
-    size_t n_batch;                /* size of the step in flight */
-    bool stepping;                 /* a modelled step is in flight */
-    sl_time_t step_end;            /* when it ends */
-    sl_time_t step_start;          /* when it started */
-    sl_time_t stat_since;          /* start of the load statistics window */
-    sl_time_t stat_busy;           /* time spent stepping in the window */
-    uint64_t stat_steps;           /* steps in the window */
+    sl_engine_cfg_t cfg;          /* configuration */
+    const sl_backend_ops_t *ops;  /* backend */
+    void *backend;                /* its state */
+    sl_engine_cb_t cb;            /* callbacks */
+    sl_list_t waiting[2];         /* interactive, batch: not yet running */
+    uint32_t n_waiting[2];        /* their lengths */
+    uint64_t waiting_tokens;      /* prompt + output tokens waiting */
+    sl_list_t running;            /* admitted sequences */
+    uint32_t n_running;           /* their number */
+    sl_seq_t **batch;             /* scratch: the step's sequences */
+    sl_engine_job_t **batch_jobs; /* scratch: their jobs */
+    size_t n_batch;               /* size of the step in flight */
+    bool stepping;                /* a modelled step is in flight */
+    sl_time_t step_end;           /* when it ends */
+    sl_time_t step_start;         /* when it started */
+    sl_time_t stat_since;         /* start of the load statistics window */
+    sl_time_t stat_busy;          /* time spent stepping in the window */
+    uint64_t stat_steps;          /* steps in the window */
 };
 
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,

@@ -11,18 +11,15 @@
  * socket is the DEALER and this thread sends the heartbeats through
  * sl_link_tick. Either way this thread posts its load to the link every
  * half heartbeat interval; its poll loop's timeout is the engine's next
- * wake-up, the next post or the next heartbeat, whichever is first. Engine steps that are due at once run back
- * to back for up to turn_budget_us, so a fast backend (null: 32 jobs a step)
- * reports a whole turn's completions in one message instead of polling and
- * sending per step; the budget bounds how late a cancel is read. The
- * decoded DispatchBatch is kept as the job's backing store, so prompt token
- * ids are never copied; the jobs of one batch share it (reference
- * counted), and each of its items is validated on its own so one bad item
- * does not cost the rest. A finished engine job becomes a result report in
- * one function shared with the simulator (sl_engine_job_report), sent
- * through proto's typed completion.
- * Finished jobs' structs go to a free list and are reused, so a steady
- * stream of jobs does not allocate per job.
+ * wake-up, the next post or the next heartbeat, whichever is first. Engine steps that are due at
+ * once run back to back for up to turn_budget_us, so a fast backend (null: 32 jobs a step) reports
+ * a whole turn's completions in one message instead of polling and sending per step; the budget
+ * bounds how late a cancel is read. The decoded DispatchBatch is kept as the job's backing store,
+ * so prompt token ids are never copied; the jobs of one batch share it (reference counted), and
+ * each of its items is validated on its own so one bad item does not cost the rest. A finished
+ * engine job becomes a result report in one function shared with the simulator
+ * (sl_engine_job_report), sent through proto's typed completion. Finished jobs' structs go to a
+ * free list and are reused, so a steady stream of jobs does not allocate per job.
  *
  * Registration is soft state: the executor says hello until welcomed, and
  * says it again whenever the scheduler calls it unknown (a restarted
@@ -73,8 +70,7 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "ref: safetensors weight file (empty: synthetic weights)"),
     SL_CFG_FIELD(sl_executor_cfg_t, weight_format, "weight-format", "auto", SL_CFG_STR,
                  "ref: auto (fp32 on CPU, bf16 on CUDA), fp32, bf16, fp16, int8 or int4"),
-    SL_CFG_FIELD(sl_executor_cfg_t, device, "device", "auto", SL_CFG_STR,
-                 "ref: auto, cpu or cuda"),
+    SL_CFG_FIELD(sl_executor_cfg_t, device, "device", "auto", SL_CFG_STR, "ref: auto, cpu or cuda"),
     SL_CFG_FIELD(sl_executor_cfg_t, zone, "zone", "", SL_CFG_STR, "placement zone label"),
     SL_CFG_RANGE(sl_executor_cfg_t, slots, "slots", "48", SL_CFG_INT, 1, 4096,
                  "jobs accepted in flight (running + waiting for a batch)"),
@@ -88,8 +84,8 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "compute threads (0: backend default)"),
     SL_CFG_RANGE(sl_executor_cfg_t, heartbeat_ms, "heartbeat-ms", "0", SL_CFG_I64, 0, 600000,
                  "heartbeat interval in ms (0: what the scheduler asks)"),
-    SL_CFG_RANGE(sl_executor_cfg_t, hello_retry_ms, "hello-retry-ms", "500", SL_CFG_I64, 1,
-                 600000, "resend hello after this many ms without a welcome"),
+    SL_CFG_RANGE(sl_executor_cfg_t, hello_retry_ms, "hello-retry-ms", "500", SL_CFG_I64, 1, 600000,
+                 "resend hello after this many ms without a welcome"),
     SL_CFG_RANGE(sl_executor_cfg_t, wait_log_ms, "wait-log-ms", "5000", SL_CFG_I64, 1, 3600000,
                  "while not registered, log that the scheduler is awaited this often"),
     SL_CFG_RANGE(sl_executor_cfg_t, link_timeout_ms, "link-timeout-ms", "3000", SL_CFG_I64, 100,
@@ -117,13 +113,13 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
 
 /* A dispatched job. */
 typedef struct s_job {
-    sl_engine_job_t ej;       /* engine view */
-    sl_wire_msg_t *backing;   /* reference to the DispatchBatch holding the job's prompt */
-    uint32_t out_cap;         /* room in out[] */
-    sl_engine_done_t how;     /* how it ended (once done) */
-    const char *error;        /* static error text, or NULL */
-    struct s_job *next_done;  /* finished jobs waiting to be reported */
-    uint32_t out[];           /* output tokens */
+    sl_engine_job_t ej;      /* engine view */
+    sl_wire_msg_t *backing;  /* reference to the DispatchBatch holding the job's prompt */
+    uint32_t out_cap;        /* room in out[] */
+    sl_engine_done_t how;    /* how it ended (once done) */
+    const char *error;       /* static error text, or NULL */
+    struct s_job *next_done; /* finished jobs waiting to be reported */
+    uint32_t out[];          /* output tokens */
 } s_job_t;
 
 /* Completions sent in one message at most. */
@@ -156,17 +152,18 @@ struct sl_executor {
     uint64_t kv_stored[S_KV_BATCH]; /* KV events waiting to be sent */
     uint64_t kv_evicted[S_KV_BATCH];
     size_t n_stored, n_evicted;
-    s_job_t *done_head;             /* finished jobs to report, oldest first */
-    s_job_t **done_tail;            /* where the next one goes */
-    size_t n_done;                  /* their number */
-    sl_wire_batch_t done_out;       /* CompletionBatch being packed */
-    s_job_t *free_jobs;             /* finished job structs for reuse (linked by next_done) */
-    size_t n_free_jobs;             /* their number */
-    volatile sig_atomic_t stop;     /* drain and exit */
-    uint64_t rejected;              /* bad messages received */
-    uint32_t kv_blocks;             /* the backend's KV pool in blocks (advertised in hello) */
-    uint32_t kv_block_tokens;       /* tokens per KV block (advertised: prompts are hashed by it) */
-    sl_backend_limits_t job_limits; /* what one job may be (advertised: the scheduler places by it) */
+    s_job_t *done_head;         /* finished jobs to report, oldest first */
+    s_job_t **done_tail;        /* where the next one goes */
+    size_t n_done;              /* their number */
+    sl_wire_batch_t done_out;   /* CompletionBatch being packed */
+    s_job_t *free_jobs;         /* finished job structs for reuse (linked by next_done) */
+    size_t n_free_jobs;         /* their number */
+    volatile sig_atomic_t stop; /* drain and exit */
+    uint64_t rejected;          /* bad messages received */
+    uint32_t kv_blocks;         /* the backend's KV pool in blocks (advertised in hello) */
+    uint32_t kv_block_tokens;   /* tokens per KV block (advertised: prompts are hashed by it) */
+    sl_backend_limits_t
+        job_limits; /* what one job may be (advertised: the scheduler places by it) */
 };
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
@@ -209,8 +206,8 @@ static void s_kv_evicted(void *arg, uint64_t hash)
 static void s_on_tokens(void *arg, sl_engine_job_t *ej, uint32_t from, uint32_t n)
 {
     sl_executor_t *x = arg;
-    sl_wire_chunk_t c = {.job_seq = ej->seq.id, .offset = from, .tokens = ej->seq.out + from,
-                         .n_tokens = n};
+    sl_wire_chunk_t c = {
+        .job_seq = ej->seq.id, .offset = from, .tokens = ej->seq.out + from, .n_tokens = n};
     s_sent(sl_wire_chunk_send(x->sock, NULL, &c, ZMQ_DONTWAIT), "token_chunk");
 }
 
@@ -507,7 +504,8 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         .max_msg_bytes = cfg->daemon.max_msg_bytes,
         .stall_timeout_ms = cfg->stall_timeout_ms,
         .threaded = !x->ops->instant_step,
-        .hostload = {.proc_stat = "/proc/stat", .nvml_lib = x->cfg.nvml_lib,
+        .hostload = {.proc_stat = "/proc/stat",
+                     .nvml_lib = x->cfg.nvml_lib,
                      .gpu_index = cfg->gpu_index},
     };
     if (sl_link_create(x->zctx, &lcfg, &x->link) != SL_OK)

@@ -13,34 +13,35 @@
 #include "executor/sl_engine.h"
 
 typedef struct sl_executor_cfg {
-    sl_engine_cfg_t engine;               /* batching knobs */
-    sl_sim_cfg_t sim;                     /* sim backend model */
-    char scheduler[SL_CFG_STR_MAX];       /* scheduler's executor endpoint */
-    char name[SL_CFG_STR_MAX];            /* unique name ("" = host-pid) */
-    char backend[32];                     /* sim, null or ref */
-    char models[SL_CFG_STR_MAX];          /* comma-separated models served ("" = any) */
-    char model[SL_CFG_STR_MAX];           /* ref: model preset */
-    char weights[SL_CFG_STR_MAX];         /* ref: safetensors path */
-    char weight_format[16];               /* ref: fp32, bf16, fp16, int8, int4 */
-    char device[16];                      /* ref: auto, cpu, cuda */
-    char zone[64];                        /* placement zone label */
-    int slots;                            /* jobs accepted in flight */
-    int kv_blocks;                        /* KV pool in blocks (0 = backend default) */
-    int kv_block_tokens;                  /* tokens per KV block */
-    int64_t seed;                         /* synthetic weights, placeholder tokens */
-    int threads;                          /* compute threads (0 = default) */
-    int64_t heartbeat_ms;                 /* 0 = the interval the scheduler sends */
-    int64_t hello_retry_ms;               /* resend hello while not welcomed */
-    int64_t wait_log_ms;                  /* log the wait for a welcome this often */
-    int64_t link_timeout_ms;              /* ZeroMQ heartbeat timeout of the connection */
-    int64_t stall_timeout_ms;             /* heartbeats stop when the engine thread is silent this long (0 = never) */
-    int gpu_index;                        /* NVML index of the GPU heartbeats measure (-1 = none) */
-    char nvml_lib[SL_CFG_STR_MAX];        /* NVML library loaded at run time ("" = GPU not measured) */
-    int max_msg_batch;                    /* items of one batch message accepted */
-    int64_t turn_budget_us;               /* engine steps run back to back for this long per loop turn */
-    int recv_batch;                       /* messages read per loop turn at most */
-    double speed_hint;                    /* speed declared in hello (0 = unknown) */
-    sl_daemon_cfg_t daemon;               /* the knobs every daemon has (sl_daemon_cfg_fields) */
+    sl_engine_cfg_t engine;         /* batching knobs */
+    sl_sim_cfg_t sim;               /* sim backend model */
+    char scheduler[SL_CFG_STR_MAX]; /* scheduler's executor endpoint */
+    char name[SL_CFG_STR_MAX];      /* unique name ("" = host-pid) */
+    char backend[32];               /* sim, null or ref */
+    char models[SL_CFG_STR_MAX];    /* comma-separated models served ("" = any) */
+    char model[SL_CFG_STR_MAX];     /* ref: model preset */
+    char weights[SL_CFG_STR_MAX];   /* ref: safetensors path */
+    char weight_format[16];         /* ref: fp32, bf16, fp16, int8, int4 */
+    char device[16];                /* ref: auto, cpu, cuda */
+    char zone[64];                  /* placement zone label */
+    int slots;                      /* jobs accepted in flight */
+    int kv_blocks;                  /* KV pool in blocks (0 = backend default) */
+    int kv_block_tokens;            /* tokens per KV block */
+    int64_t seed;                   /* synthetic weights, placeholder tokens */
+    int threads;                    /* compute threads (0 = default) */
+    int64_t heartbeat_ms;           /* 0 = the interval the scheduler sends */
+    int64_t hello_retry_ms;         /* resend hello while not welcomed */
+    int64_t wait_log_ms;            /* log the wait for a welcome this often */
+    int64_t link_timeout_ms;        /* ZeroMQ heartbeat timeout of the connection */
+    int64_t stall_timeout_ms; /* heartbeats stop when the engine thread is silent this long (0 =
+                                 never) */
+    int gpu_index;            /* NVML index of the GPU heartbeats measure (-1 = none) */
+    char nvml_lib[SL_CFG_STR_MAX]; /* NVML library loaded at run time ("" = GPU not measured) */
+    int max_msg_batch;             /* items of one batch message accepted */
+    int64_t turn_budget_us;        /* engine steps run back to back for this long per loop turn */
+    int recv_batch;                /* messages read per loop turn at most */
+    double speed_hint;             /* speed declared in hello (0 = unknown) */
+    sl_daemon_cfg_t daemon;        /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
 extern const sl_cfg_field_t sl_executor_cfg_fields[];

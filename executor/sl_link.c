@@ -84,10 +84,10 @@
 
 /* What the engine thread posts on the pipe. */
 typedef struct s_post {
-    uint8_t zero;        /* 0: marks a post (an Envelope never starts with 0) */
-    uint8_t stop;        /* the engine thread is done: exit after what came before */
-    bool welcomed;       /* the scheduler knows the executor: heartbeat */
-    sl_time_t heartbeat; /* interval between heartbeats */
+    uint8_t zero;          /* 0: marks a post (an Envelope never starts with 0) */
+    uint8_t stop;          /* the engine thread is done: exit after what came before */
+    bool welcomed;         /* the scheduler knows the executor: heartbeat */
+    sl_time_t heartbeat;   /* interval between heartbeats */
     sl_engine_load_t load; /* the engine's load (scalars only: copyable) */
 } s_post_t;
 

@@ -343,7 +343,8 @@ sl_status_t sl_k_weight_encode(sl_k_dtype_t dtype, const float *w, uint32_t rows
     size_t n = (size_t)rows * cols;
     if (dtype == SL_K_I8 || dtype == SL_K_I4) {
         if (group == 0 || cols % group || (dtype == SL_K_I4 && group % 2)) {
-            SL_ERROR("kernels: %u columns do not split into quantization groups of %u", cols, group);
+            SL_ERROR("kernels: %u columns do not split into quantization groups of %u", cols,
+                     group);
             return SL_ERR_INVALID;
         }
     }
@@ -380,7 +381,8 @@ sl_status_t sl_k_weight_encode(sl_k_dtype_t dtype, const float *w, uint32_t rows
                     } else {
                         uint8_t *b = (uint8_t *)data + idx / 2;
                         uint8_t nib = (uint8_t)(q + 8);
-                        *b = (idx & 1) ? (uint8_t)((*b & 0x0f) | (nib << 4)) : (uint8_t)((*b & 0xf0) | nib);
+                        *b = (idx & 1) ? (uint8_t)((*b & 0x0f) | (nib << 4))
+                                       : (uint8_t)((*b & 0xf0) | nib);
                     }
                 }
             }
@@ -409,7 +411,8 @@ void sl_k_weight_decode(const sl_k_weight_t *w, float *out)
                 o[i] = sl_k_f16_to_f32(((const uint16_t *)w->data)[idx]);
                 break;
             case SL_K_I8:
-                o[i] = (float)((const int8_t *)w->data)[idx] * w->scales[r * (k / w->group) + i / w->group];
+                o[i] = (float)((const int8_t *)w->data)[idx] *
+                       w->scales[r * (k / w->group) + i / w->group];
                 break;
             case SL_K_I4: {
                 uint8_t b = ((const uint8_t *)w->data)[idx / 2];
@@ -432,7 +435,8 @@ void sl_k_weight_decode(const sl_k_weight_t *w, float *out)
         }                                                                                          \
     } while (0)
 
-sl_status_t sl_k_linear(sl_k_ctx_h ctx, const float *x, uint32_t m, const sl_k_weight_t *w, float *y)
+sl_status_t sl_k_linear(sl_k_ctx_h ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
+                        float *y)
 {
     S_CHECK(w && w->data && w->rows && w->cols, "linear: empty weight");
     if (w->dtype == SL_K_I8 || w->dtype == SL_K_I4)
@@ -523,7 +527,8 @@ static sl_status_t s_check_heads(uint32_t heads, uint32_t kv_heads, uint32_t hea
 {
     S_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0,
             "attention: %u query heads do not group over %u KV heads", heads, kv_heads);
-    S_CHECK(head_dim > 0 && head_dim <= SL_K_MAX_HEAD_DIM, "attention: head dimension %u", head_dim);
+    S_CHECK(head_dim > 0 && head_dim <= SL_K_MAX_HEAD_DIM, "attention: head dimension %u",
+            head_dim);
     return SL_OK;
 }
 
@@ -562,7 +567,8 @@ sl_status_t sl_k_attn_paged(sl_k_ctx_h ctx, const sl_k_paged_t *kv, const sl_k_r
 sl_status_t sl_k_kv_write(sl_k_ctx_h ctx, const sl_k_paged_t *kv, const sl_k_rows_t *rows,
                           const float *k, const float *v)
 {
-    S_CHECK(kv->block_tokens > 0 && kv->kv_heads > 0 && kv->head_dim > 0, "kv write: bad pool shape");
+    S_CHECK(kv->block_tokens > 0 && kv->kv_heads > 0 && kv->head_dim > 0,
+            "kv write: bad pool shape");
     if (rows->n_rows == 0)
         return SL_OK;
     if (S_CUDA(ctx)) {
@@ -586,8 +592,8 @@ sl_status_t sl_k_kv_pack(sl_k_ctx_h ctx, const void *pool, size_t block_bytes,
 #endif
     }
     for (uint32_t i = 0; i < n; i++)
-        memcpy((char *)dst + (size_t)i * block_bytes, (const char *)pool + (size_t)blocks[i] * block_bytes,
-               block_bytes);
+        memcpy((char *)dst + (size_t)i * block_bytes,
+               (const char *)pool + (size_t)blocks[i] * block_bytes, block_bytes);
     return SL_OK;
 }
 
@@ -603,8 +609,8 @@ sl_status_t sl_k_kv_unpack(sl_k_ctx_h ctx, void *pool, size_t block_bytes, const
 #endif
     }
     for (uint32_t i = 0; i < n; i++)
-        memcpy((char *)pool + (size_t)blocks[i] * block_bytes, (const char *)src + (size_t)i * block_bytes,
-               block_bytes);
+        memcpy((char *)pool + (size_t)blocks[i] * block_bytes,
+               (const char *)src + (size_t)i * block_bytes, block_bytes);
     return SL_OK;
 }
 

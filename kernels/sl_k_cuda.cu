@@ -44,13 +44,14 @@ extern "C" {
 #include "common/sl_log.h"
 }
 
-namespace {
+namespace
+{
 
 struct cuda_state {
-    cudaStream_t stream; /* every launch and copy of the context */
-    cublasHandle_t blas; /* bound to stream */
-    void *scratch;       /* device scratch (converted activations) */
-    size_t scratch_bytes;/* capacity of scratch */
+    cudaStream_t stream;  /* every launch and copy of the context */
+    cublasHandle_t blas;  /* bound to stream */
+    void *scratch;        /* device scratch (converted activations) */
+    size_t scratch_bytes; /* capacity of scratch */
 };
 
 cuda_state *st_of(sl_k_ctx *ctx)
@@ -237,13 +238,14 @@ template <bool INT4> struct qword {
     static constexpr int n = INT4 ? 8 : 4;
 };
 
-template <bool INT4> __device__ __forceinline__ void decode_word(uint32_t w, float (&q)[qword<INT4>::n])
+template <bool INT4>
+__device__ __forceinline__ void decode_word(uint32_t w, float (&q)[qword<INT4>::n])
 {
     if constexpr (INT4) {
         uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu;
 #pragma unroll
         for (uint32_t j = 0; j < 4; j++) {
-            q[2 * j] = magic_byte(lo, j, 8388616.0f);     /* 2^23 + 8: nibbles hold q + 8 */
+            q[2 * j] = magic_byte(lo, j, 8388616.0f); /* 2^23 + 8: nibbles hold q + 8 */
             q[2 * j + 1] = magic_byte(hi, j, 8388616.0f);
         }
     } else {
@@ -301,7 +303,8 @@ __global__ void __launch_bounds__(QWARPS * 32)
             for (int v = 0; v < VW / 4; v++)
 #pragma unroll
                 for (int i = 0; i < M; i++) {
-                    float4 xv = __ldg(reinterpret_cast<const float4 *>(x + (size_t)i * k + k0 + wi * VW) + v);
+                    float4 xv = __ldg(
+                        reinterpret_cast<const float4 *>(x + (size_t)i * k + k0 + wi * VW) + v);
 #pragma unroll
                     for (int rr = 0; rr < QRW; rr++) {
                         float a = part[rr][i];
@@ -343,7 +346,8 @@ sl_status_t s_qgemv(sl_k_ctx *ctx, const float *x, uint32_t m, const sl_k_weight
         switch (mm) {
 #define S_Q(M_)                                                                                    \
     case M_:                                                                                       \
-        k_qgemv<M_, INT4><<<grid, block, 0, st>>>(xr, w->cols, wd, w->scales, w->group, w->rows, yr); \
+        k_qgemv<M_, INT4>                                                                          \
+            <<<grid, block, 0, st>>>(xr, w->cols, wd, w->scales, w->group, w->rows, yr);           \
         break;
             S_Q(1) S_Q(2) S_Q(3) S_Q(4) S_Q(5) S_Q(6) S_Q(7) S_Q(8)
 #undef S_Q
@@ -360,12 +364,12 @@ constexpr int ATOK = 4;   /* tokens in flight per warp */
 
 /* K/V addresses of one sequence in a paged pool. */
 struct paged_seq {
-    const float *k, *v;       /* pool bases */
-    size_t block_stride;      /* floats per block */
-    uint32_t block_tokens;    /* slots per block */
-    uint32_t kv_heads;        /* KV heads */
-    uint32_t head_dim;        /* floats per head */
-    const uint32_t *table;    /* this sequence's block table */
+    const float *k, *v;    /* pool bases */
+    size_t block_stride;   /* floats per block */
+    uint32_t block_tokens; /* slots per block */
+    uint32_t kv_heads;     /* KV heads */
+    uint32_t head_dim;     /* floats per head */
+    const uint32_t *table; /* this sequence's block table */
     __device__ size_t off(uint32_t t, uint32_t g) const
     {
         return (size_t)table[t / block_tokens] * block_stride +
@@ -375,11 +379,11 @@ struct paged_seq {
 
 /* A paged pool and the rows of a call: binds row r to its sequence. */
 struct paged_at {
-    paged_seq base;           /* pool (table filled per row) */
-    const uint32_t *pos;      /* position of each row */
-    const uint32_t *row_seq;  /* sequence of each row */
-    const uint32_t *tables;   /* block tables */
-    uint32_t max_blocks;      /* table stride */
+    paged_seq base;          /* pool (table filled per row) */
+    const uint32_t *pos;     /* position of each row */
+    const uint32_t *row_seq; /* sequence of each row */
+    const uint32_t *tables;  /* block tables */
+    uint32_t max_blocks;     /* table stride */
     __device__ uint32_t len(uint32_t r) const
     {
         return pos[r] + 1;
@@ -394,9 +398,9 @@ struct paged_at {
 
 /* K/V addresses of contiguous [s][kv_heads][head_dim] tensors (causal). */
 struct dense_at {
-    const float *k, *v;       /* token 0, head 0 */
-    uint32_t kv_heads;        /* KV heads */
-    uint32_t head_dim;        /* floats per head */
+    const float *k, *v; /* token 0, head 0 */
+    uint32_t kv_heads;  /* KV heads */
+    uint32_t head_dim;  /* floats per head */
     __device__ uint32_t len(uint32_t r) const
     {
         return r + 1;
@@ -580,14 +584,15 @@ sl_status_t s_attn(sl_k_ctx *ctx, const AT &at, const float *q, uint32_t n_rows,
 
 __global__ void k_kv_write(float *kp, float *vp, size_t block_stride, uint32_t block_tokens,
                            uint32_t row_floats, const uint32_t *__restrict__ pos,
-                           const uint32_t *__restrict__ row_seq, const uint32_t *__restrict__ tables,
-                           uint32_t max_blocks, const float *__restrict__ k,
-                           const float *__restrict__ v)
+                           const uint32_t *__restrict__ row_seq,
+                           const uint32_t *__restrict__ tables, uint32_t max_blocks,
+                           const float *__restrict__ k, const float *__restrict__ v)
 {
     uint32_t r = blockIdx.x;
     const uint32_t *table = tables + (size_t)row_seq[r] * max_blocks;
     uint32_t t = pos[r];
-    size_t off = (size_t)table[t / block_tokens] * block_stride + (size_t)(t % block_tokens) * row_floats;
+    size_t off =
+        (size_t)table[t / block_tokens] * block_stride + (size_t)(t % block_tokens) * row_floats;
     for (uint32_t j = threadIdx.x; j < row_floats; j += blockDim.x) {
         kp[off + j] = k[(size_t)r * row_floats + j];
         vp[off + j] = v[(size_t)r * row_floats + j];
@@ -727,8 +732,8 @@ void sl_k_cuda_free(sl_k_ctx *ctx, void *ptr)
 sl_status_t sl_k_cuda_copy(sl_k_ctx *ctx, void *dst, const void *src, size_t bytes, int to_device)
 {
     cudaStream_t st = st_of(ctx)->stream;
-    S_CK(cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
-                         st));
+    S_CK(cudaMemcpyAsync(dst, src, bytes,
+                         to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, st));
     S_CK(cudaStreamSynchronize(st));
     return SL_OK;
 }
@@ -764,7 +769,8 @@ sl_status_t sl_k_cuda_time_one(sl_k_ctx *ctx, sl_status_t (*fn)(void *arg), void
     if (rc != SL_OK)
         goto out;
     rc = SL_ERR_IO;
-    if ((e = cudaEventRecord(b, st)) != cudaSuccess || (e = cudaEventSynchronize(b)) != cudaSuccess ||
+    if ((e = cudaEventRecord(b, st)) != cudaSuccess ||
+        (e = cudaEventSynchronize(b)) != cudaSuccess ||
         (e = cudaEventElapsedTime(&ms, a, b)) != cudaSuccess)
         goto out;
     *ms_p = ms;
@@ -798,13 +804,14 @@ sl_status_t sl_k_cuda_linear(sl_k_ctx *ctx, const float *x, uint32_t m, const sl
             return st;
         cudaDataType_t t = w->dtype == SL_K_BF16 ? CUDA_R_16BF : CUDA_R_16F;
         if (w->dtype == SL_K_BF16)
-            k_convert<__nv_bfloat16><<<s_blocks(nx, 256), 256, 0, s->stream>>>(
-                x, nx, static_cast<__nv_bfloat16 *>(xh));
+            k_convert<__nv_bfloat16>
+                <<<s_blocks(nx, 256), 256, 0, s->stream>>>(x, nx, static_cast<__nv_bfloat16 *>(xh));
         else
-            k_convert<__half><<<s_blocks(nx, 256), 256, 0, s->stream>>>(x, nx, static_cast<__half *>(xh));
+            k_convert<__half>
+                <<<s_blocks(nx, 256), 256, 0, s->stream>>>(x, nx, static_cast<__half *>(xh));
         S_CK_LAUNCH("k_convert");
-        S_CKB(cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, (int)m, k, &one, w->data, t, k, xh, t,
-                           k, &zero, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        S_CKB(cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, (int)m, k, &one, w->data, t, k, xh,
+                           t, k, &zero, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         return SL_OK;
     }
     case SL_K_I8:
@@ -815,7 +822,8 @@ sl_status_t sl_k_cuda_linear(sl_k_ctx *ctx, const float *x, uint32_t m, const sl
                      w->dtype == SL_K_I4 ? "int4" : "int8", chunk, w->group, w->cols);
             return SL_ERR_UNSUPPORTED;
         }
-        return w->dtype == SL_K_I4 ? s_qgemv<true>(ctx, x, m, w, y) : s_qgemv<false>(ctx, x, m, w, y);
+        return w->dtype == SL_K_I4 ? s_qgemv<true>(ctx, x, m, w, y)
+                                   : s_qgemv<false>(ctx, x, m, w, y);
     }
     }
     SL_ERROR("cuda linear: unknown weight format %d", (int)w->dtype);
@@ -830,8 +838,8 @@ sl_status_t sl_k_cuda_rmsnorm(sl_k_ctx *ctx, const float *x, const float *g, uin
     return SL_OK;
 }
 
-sl_status_t sl_k_cuda_rope(sl_k_ctx *ctx, float *x, const uint32_t *pos, uint32_t m,
-                           uint32_t heads, uint32_t head_dim, float theta)
+sl_status_t sl_k_cuda_rope(sl_k_ctx *ctx, float *x, const uint32_t *pos, uint32_t m, uint32_t heads,
+                           uint32_t head_dim, float theta)
 {
     size_t n = (size_t)m * (head_dim / 2);
     k_rope<<<s_blocks(n, 128), 128, 0, st_of(ctx)->stream>>>(x, pos, m, heads, head_dim, theta);
@@ -839,7 +847,8 @@ sl_status_t sl_k_cuda_rope(sl_k_ctx *ctx, float *x, const uint32_t *pos, uint32_
     return SL_OK;
 }
 
-sl_status_t sl_k_cuda_swiglu(sl_k_ctx *ctx, const float *gate, const float *up, size_t n, float *out)
+sl_status_t sl_k_cuda_swiglu(sl_k_ctx *ctx, const float *gate, const float *up, size_t n,
+                             float *out)
 {
     k_swiglu<<<s_blocks(n, 256), 256, 0, st_of(ctx)->stream>>>(gate, up, n, out);
     S_CK_LAUNCH("k_swiglu");
@@ -872,8 +881,12 @@ sl_status_t sl_k_cuda_attn_prefill(sl_k_ctx *ctx, const float *q, const float *k
 sl_status_t sl_k_cuda_attn_paged(sl_k_ctx *ctx, const sl_k_paged_t *kv, const sl_k_rows_t *rows,
                                  const float *q, uint32_t heads, float scale, float *out)
 {
-    paged_at at = {{kv->k, kv->v, kv->block_stride, kv->block_tokens, kv->kv_heads, kv->head_dim, nullptr},
-                   rows->pos, rows->row_seq, rows->tables, rows->max_blocks};
+    paged_at at = {
+        {kv->k, kv->v, kv->block_stride, kv->block_tokens, kv->kv_heads, kv->head_dim, nullptr},
+        rows->pos,
+        rows->row_seq,
+        rows->tables,
+        rows->max_blocks};
     return s_attn(ctx, at, q, rows->n_rows, heads, kv->kv_heads, kv->head_dim, scale, out);
 }
 

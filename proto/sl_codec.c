@@ -311,8 +311,7 @@ static bool s_scalar(ProtobufCType type, const uint8_t **pp, const uint8_t *end,
  * count each one's elements and allocate the arrays, leaving the counts at
  * 0 for the fill. Packed scalars are counted when they are met.
  */
-static int s_count(const s_tab_t *t, const uint8_t *p, const uint8_t *end, uint8_t *m,
-                   s_dec_t *d)
+static int s_count(const s_tab_t *t, const uint8_t *p, const uint8_t *end, uint8_t *m, s_dec_t *d)
 {
     size_t count[S_MAX_FIELDS] = {0};
     while (p < end) {
@@ -336,8 +335,7 @@ static int s_count(const s_tab_t *t, const uint8_t *p, const uint8_t *end, uint8
     return SL_CODEC_DONE;
 }
 
-static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t *d,
-                 void **out);
+static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t *d, void **out);
 
 /* A string of len bytes at p, copied and NUL-terminated; NULL if out of memory. */
 static char *s_str(const uint8_t *p, size_t len, s_dec_t *d)
@@ -351,8 +349,7 @@ static char *s_str(const uint8_t *p, size_t len, s_dec_t *d)
 }
 
 /* One length-delimited value [p, q) of field op into dst. */
-static int s_delimited(const s_fop_t *op, const uint8_t *p, const uint8_t *q, s_dec_t *d,
-                       void *dst)
+static int s_delimited(const s_fop_t *op, const uint8_t *p, const uint8_t *q, s_dec_t *d, void *dst)
 {
     size_t len = (size_t)(q - p);
     switch (op->type) {
@@ -376,13 +373,12 @@ static int s_delimited(const s_fop_t *op, const uint8_t *p, const uint8_t *q, s_
 }
 
 /* A packed field's elements [p, q): counted, allocated and stored. */
-static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8_t *m,
-                    s_dec_t *d)
+static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8_t *m, s_dec_t *d)
 {
     size_t *n = (size_t *)(m + op->qoff), len = (size_t)(q - p), count = 0;
     if (*n)
         return SL_CODEC_DEFER; /* given twice: protobuf-c appends */
-    if (op->wt == 5) { /* float, fixed32: four bytes each, copied as one block */
+    if (op->wt == 5) {         /* float, fixed32: four bytes each, copied as one block */
         if (len % 4)
             return SL_CODEC_DEFER;
         count = len / 4;
@@ -414,8 +410,7 @@ static int s_packed(const s_fop_t *op, const uint8_t *p, const uint8_t *q, uint8
     return SL_CODEC_DONE;
 }
 
-static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t *d,
-                 void **out)
+static int s_msg(const s_tab_t *t, const uint8_t *p, const uint8_t *end, s_dec_t *d, void **out)
 {
     const ProtobufCMessageDescriptor *desc = t->desc;
     if (!t->ok || d->depth >= S_MAX_DEPTH)

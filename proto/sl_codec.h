@@ -22,8 +22,8 @@
 typedef void *(*sl_codec_alloc_fn)(void *data, size_t size);
 
 /* sl_codec_decode's answers. */
-#define SL_CODEC_DONE 1    /* decoded: *msg_p is set */
-#define SL_CODEC_DEFER 0   /* not a canonical encoding: ask protobuf-c */
+#define SL_CODEC_DONE 1     /* decoded: *msg_p is set */
+#define SL_CODEC_DEFER 0    /* not a canonical encoding: ask protobuf-c */
 #define SL_CODEC_NOMEM (-1) /* the allocator failed */
 
 /*

@@ -41,14 +41,14 @@ typedef struct s_chunk {
 } s_chunk_t;
 
 typedef struct s_arena {
-    s_chunk_t *head;  /* newest chunk (allocations come from it) */
-    s_chunk_t *first; /* the chunk holding this header */
-    void *top;        /* the first allocation: the envelope */
-    int failed;       /* an allocation failed */
-    uint32_t refs;    /* owners of the message; freed when it drops to 0 */
+    s_chunk_t *head;        /* newest chunk (allocations come from it) */
+    s_chunk_t *first;       /* the chunk holding this header */
+    void *top;              /* the first allocation: the envelope */
+    int failed;             /* an allocation failed */
+    uint32_t refs;          /* owners of the message; freed when it drops to 0 */
     sl_wire_frame_t *frame; /* the frame it was decoded from (sl_proto_keep_frame), or NULL */
-    size_t cursor_off; /* in frame: where the last item looked up ended */
-    uint32_t cursor_k; /* the index of the item there; 0: no lookup yet */
+    size_t cursor_off;      /* in frame: where the last item looked up ended */
+    uint32_t cursor_k;      /* the index of the item there; 0: no lookup yet */
 } s_arena_t;
 
 #define S_ALIGN(n) (((n) + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1))
@@ -165,8 +165,8 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
                             sl_msg_t **msg_p, char *err, size_t err_len)
 {
     if (len > lim->max_msg_bytes)
-        return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "message of %zu bytes (limit %zu)", len,
-                      lim->max_msg_bytes);
+        return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "message of %zu bytes (limit %zu)",
+                             len, lim->max_msg_bytes);
     if (len == 0)
         return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "empty message");
     /* Envelope.version (field 1, a varint) comes first in every encoding
@@ -219,9 +219,9 @@ sl_status_t sl_proto_decode(const void *buf, size_t len, const sl_proto_limits_t
         s_arena_release(a);
         if (m == NULL && !oom)
             return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
-                          "%zu bytes are not a valid protobuf envelope", len);
+                                 "%zu bytes are not a valid protobuf envelope", len);
         return sl_proto_fail(oom ? SL_ERR_NOMEM : SL_ERR_MSG_MALFORMED, err, err_len,
-                      "cannot decode %zu bytes", len);
+                             "cannot decode %zu bytes", len);
     }
     sl_status_t st = sl_proto_validate(m, lim, err, err_len);
     if (st != SL_OK) {

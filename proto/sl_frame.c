@@ -100,11 +100,21 @@ void sl_wire_batch_init(sl_wire_batch_t *b, sl_wire_kind_t kind)
 {
     memset(b, 0, sizeof(*b));
     switch (kind) {
-    case SL_WIRE_SUBMITS: b->body = SLUICE__ENVELOPE__BODY_SUBMITS; break;
-    case SL_WIRE_RESULTS: b->body = SLUICE__ENVELOPE__BODY_RESULTS; break;
-    case SL_WIRE_DISPATCHES: b->body = SLUICE__ENVELOPE__BODY_DISPATCHES; break;
-    case SL_WIRE_COMPLETIONS: b->body = SLUICE__ENVELOPE__BODY_COMPLETIONS; break;
-    default: b->body = 0; break; /* a programming error: sends are refused */
+    case SL_WIRE_SUBMITS:
+        b->body = SLUICE__ENVELOPE__BODY_SUBMITS;
+        break;
+    case SL_WIRE_RESULTS:
+        b->body = SLUICE__ENVELOPE__BODY_RESULTS;
+        break;
+    case SL_WIRE_DISPATCHES:
+        b->body = SLUICE__ENVELOPE__BODY_DISPATCHES;
+        break;
+    case SL_WIRE_COMPLETIONS:
+        b->body = SLUICE__ENVELOPE__BODY_COMPLETIONS;
+        break;
+    default:
+        b->body = 0;
+        break; /* a programming error: sends are refused */
     }
     b->len = S_ENV_HEAD;
 }
@@ -141,7 +151,7 @@ static uint8_t *s_batch_room(sl_wire_batch_t *b, size_t need)
 }
 
 sl_status_t sl_proto_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const void *item,
-                                     size_t len)
+                                      size_t len)
 {
     uint8_t *p = s_batch_room(b, 20 + len);
     if (!p)
@@ -193,8 +203,8 @@ static sl_status_t s_batch_item(sl_wire_batch_t *b, uint32_t field, uint32_t msg
 }
 
 sl_status_t sl_proto_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
-                                     const ProtobufCMessage *msg, const uint32_t *vfields,
-                                     const uint64_t *vvalues, size_t n_v)
+                                      const ProtobufCMessage *msg, const uint32_t *vfields,
+                                      const uint64_t *vvalues, size_t n_v)
 {
     if (msg_field == 0)
         return SL_ERR_INVALID;
@@ -206,8 +216,7 @@ sl_status_t sl_proto_batch_add(sl_wire_batch_t *b, uint32_t field, const Protobu
     return s_batch_item(b, field, 0, msg, NULL, NULL, 0);
 }
 
-sl_status_t sl_wire_batch_send(void *sock, const sl_wire_ident_t *to, sl_wire_batch_t *b,
-                               int flags)
+sl_status_t sl_wire_batch_send(void *sock, const sl_wire_ident_t *to, sl_wire_batch_t *b, int flags)
 {
     if (b->n == 0)
         return SL_OK;
@@ -255,8 +264,7 @@ static void s_drain(void *sock, int more)
 }
 
 sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limits_t *lim,
-                         sl_wire_ident_t *ident, sl_wire_msg_t **msg_p, char *err,
-                         size_t err_len)
+                         sl_wire_ident_t *ident, sl_wire_msg_t **msg_p, char *err, size_t err_len)
 {
     zmq_msg_t part;
     int more = 0;
@@ -278,7 +286,8 @@ sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limit
         more = zmq_msg_more(&part);
         zmq_msg_close(&part);
         if (!more)
-            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "message has no payload frame");
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                 "message has no payload frame");
         flags = 0; /* the rest of a multipart message is already here */
     }
     zmq_msg_init(&part);

@@ -18,8 +18,14 @@
 typedef Sluice__Envelope sl_msg_t;
 
 /* The public handle is the decoded envelope itself. */
-static inline sl_msg_t *sl_proto_msg(sl_wire_msg_t *m) { return (sl_msg_t *)m; }
-static inline const sl_msg_t *sl_proto_cmsg(const sl_wire_msg_t *m) { return (const sl_msg_t *)m; }
+static inline sl_msg_t *sl_proto_msg(sl_wire_msg_t *m)
+{
+    return (sl_msg_t *)m;
+}
+static inline const sl_msg_t *sl_proto_cmsg(const sl_wire_msg_t *m)
+{
+    return (const sl_msg_t *)m;
+}
 
 /* The items of the batch bodies, validated one by one (sl_proto_validate_item). */
 typedef enum sl_proto_item {

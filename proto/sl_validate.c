@@ -48,17 +48,18 @@ sl_status_t sl_proto_fail(sl_status_t st, char *err, size_t err_len, const char 
     do {                                                                                           \
         size_t l_ = (s) ? strlen(s) : 0;                                                           \
         if ((required) && l_ == 0)                                                                 \
-            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "%s is empty", what);                    \
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "%s is empty", what);             \
         if (l_ > (maxlen))                                                                         \
-            return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "%s is %zu bytes (limit %u)", what,    \
-                          l_, (unsigned)(maxlen));                                                 \
+            return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "%s is %zu bytes (limit %u)",   \
+                                 what, l_, (unsigned)(maxlen));                                    \
     } while (0)
 
 #define CHECK_COUNT(n, maxn, what)                                                                 \
     do {                                                                                           \
         if ((size_t)(n) > (size_t)(maxn))                                                          \
-            return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "%s has %zu entries (limit %u)",       \
-                          what, (size_t)(n), (unsigned)(maxn));                                    \
+            return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len,                                 \
+                                 "%s has %zu entries (limit %u)", what, (size_t)(n),               \
+                                 (unsigned)(maxn));                                                \
     } while (0)
 
 static sl_status_t s_job(const Sluice__Job *job, const sl_proto_limits_t *lim, char *err,
@@ -73,10 +74,10 @@ static sl_status_t s_job(const Sluice__Job *job, const sl_proto_limits_t *lim, c
     if (job->priority != SLUICE__PRIORITY__PRIORITY_INTERACTIVE &&
         job->priority != SLUICE__PRIORITY__PRIORITY_BATCH)
         return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "priority %d is not a known class",
-                      (int)job->priority);
+                             (int)job->priority);
     if (job->max_new_tokens == 0 || job->max_new_tokens > lim->max_new_tokens)
         return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "max_new_tokens %u outside [1, %u]",
-                      job->max_new_tokens, lim->max_new_tokens);
+                             job->max_new_tokens, lim->max_new_tokens);
     const Sluice__Prompt *p = job->prompt;
     if (!p)
         return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "prompt is missing");
@@ -87,20 +88,20 @@ static sl_status_t s_job(const Sluice__Job *job, const sl_proto_limits_t *lim, c
         return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt is empty");
     if (length > lim->max_prompt_tokens)
         return sl_proto_fail(SL_ERR_MSG_TOO_BIG, err, err_len, "prompt of %llu tokens (limit %u)",
-                      (unsigned long long)length, lim->max_prompt_tokens);
+                             (unsigned long long)length, lim->max_prompt_tokens);
     /* With token ids the prompt is those ids: a length that says otherwise
      * would make a backend read past them. */
     if (p->length && p->n_token_ids && p->n_token_ids != p->length)
         return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "prompt length %u but %zu token ids",
-                      p->length, p->n_token_ids);
+                             p->length, p->n_token_ids);
     if (p->n_block_hashes) {
         if (p->block_tokens == 0 || p->block_tokens > 65536)
-            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "block_tokens %u outside [1, 65536]",
-                          p->block_tokens);
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                                 "block_tokens %u outside [1, 65536]", p->block_tokens);
         if ((uint64_t)p->n_block_hashes * p->block_tokens > length + p->block_tokens - 1)
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
-                          "%zu blocks of %u tokens exceed a prompt of %llu tokens",
-                          p->n_block_hashes, p->block_tokens, (unsigned long long)length);
+                                 "%zu blocks of %u tokens exceed a prompt of %llu tokens",
+                                 p->n_block_hashes, p->block_tokens, (unsigned long long)length);
     }
     return SL_OK;
 }
@@ -127,7 +128,8 @@ static sl_status_t s_result(const Sluice__Result *r, const sl_proto_limits_t *li
     CHECK_STR(r->executor, lim->max_name_len, "result executor", 0);
     CHECK_STR(r->error, 1024, "result error", 0);
     if ((unsigned)r->status > SLUICE__RESULT_STATUS__RESULT_REJECTED)
-        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "result status %d unknown", (int)r->status);
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "result status %d unknown",
+                             (int)r->status);
     return SL_OK;
 }
 
@@ -145,7 +147,7 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
 {
     if (m->version != SL_PROTO_VERSION)
         return sl_proto_fail(SL_ERR_MSG_VERSION, err, err_len, "protocol version %u (expected %u)",
-                      m->version, SL_PROTO_VERSION);
+                             m->version, SL_PROTO_VERSION);
     switch (m->body_case) {
     case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
         CHECK_STR(m->token_chunk->job_id, lim->max_id_len, "job id", 0);
@@ -164,13 +166,13 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
             CHECK_STR(h->models[i], lim->max_name_len, "model name", 1);
         CHECK_COUNT(h->xport_address.len, lim->max_xport_address, "xport address bytes");
         if (h->slots == 0 || h->slots > lim->max_slots)
-            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "slots %u outside [1, %u]", h->slots,
-                          lim->max_slots);
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "slots %u outside [1, %u]",
+                                 h->slots, lim->max_slots);
         if (!(h->speed >= 0 && h->speed <= 1000))
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "speed outside [0, 1000]");
         if (h->kv_block_tokens > 65536) /* the scheduler hashes prompts in blocks of it */
-            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "kv_block_tokens %u outside [0, 65536]",
-                          h->kv_block_tokens);
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                                 "kv_block_tokens %u outside [0, 65536]", h->kv_block_tokens);
         return SL_OK;
     }
     case SLUICE__ENVELOPE__BODY_WELCOME:
@@ -190,8 +192,7 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
     case SLUICE__ENVELOPE__BODY_SUBMITS:
         return s_batch_count(m->submits->n_submits, lim, "submits", err, err_len);
     case SLUICE__ENVELOPE__BODY_RESULTS:
-        return s_batch_count(m->results->n_accepted + m->results->n_busy +
-                                 m->results->n_results,
+        return s_batch_count(m->results->n_accepted + m->results->n_busy + m->results->n_results,
                              lim, "result batch", err, err_len);
     case SLUICE__ENVELOPE__BODY_KV_EVENT:
         CHECK_COUNT(m->kv_event->n_stored, lim->max_kv_events, "kv stored");
@@ -209,7 +210,7 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
         return SL_OK;
     default:
         return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "envelope has no known body (%d)",
-                      (int)m->body_case);
+                             (int)m->body_case);
     }
 }
 
@@ -250,21 +251,36 @@ sl_status_t sl_proto_validate_job(const Sluice__Job *job, const sl_proto_limits_
 sl_wire_kind_t sl_proto_kind(int body_case)
 {
     switch (body_case) {
-    case SLUICE__ENVELOPE__BODY_SUBMITS: return SL_WIRE_SUBMITS;
-    case SLUICE__ENVELOPE__BODY_RESULTS: return SL_WIRE_RESULTS;
-    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK: return SL_WIRE_TOKEN_CHUNK;
-    case SLUICE__ENVELOPE__BODY_CANCEL: return SL_WIRE_CANCEL;
-    case SLUICE__ENVELOPE__BODY_HELLO: return SL_WIRE_HELLO;
-    case SLUICE__ENVELOPE__BODY_WELCOME: return SL_WIRE_WELCOME;
-    case SLUICE__ENVELOPE__BODY_HEARTBEAT: return SL_WIRE_HEARTBEAT;
-    case SLUICE__ENVELOPE__BODY_DISPATCHES: return SL_WIRE_DISPATCHES;
-    case SLUICE__ENVELOPE__BODY_COMPLETIONS: return SL_WIRE_COMPLETIONS;
-    case SLUICE__ENVELOPE__BODY_KV_EVENT: return SL_WIRE_KV_EVENT;
-    case SLUICE__ENVELOPE__BODY_STATUS_REQUEST: return SL_WIRE_STATUS_REQUEST;
-    case SLUICE__ENVELOPE__BODY_STATUS_REPLY: return SL_WIRE_STATUS_REPLY;
-    case SLUICE__ENVELOPE__BODY_ERROR: return SL_WIRE_ERROR;
-    case SLUICE__ENVELOPE__BODY_GOODBYE: return SL_WIRE_GOODBYE;
-    default: return SL_WIRE_UNKNOWN;
+    case SLUICE__ENVELOPE__BODY_SUBMITS:
+        return SL_WIRE_SUBMITS;
+    case SLUICE__ENVELOPE__BODY_RESULTS:
+        return SL_WIRE_RESULTS;
+    case SLUICE__ENVELOPE__BODY_TOKEN_CHUNK:
+        return SL_WIRE_TOKEN_CHUNK;
+    case SLUICE__ENVELOPE__BODY_CANCEL:
+        return SL_WIRE_CANCEL;
+    case SLUICE__ENVELOPE__BODY_HELLO:
+        return SL_WIRE_HELLO;
+    case SLUICE__ENVELOPE__BODY_WELCOME:
+        return SL_WIRE_WELCOME;
+    case SLUICE__ENVELOPE__BODY_HEARTBEAT:
+        return SL_WIRE_HEARTBEAT;
+    case SLUICE__ENVELOPE__BODY_DISPATCHES:
+        return SL_WIRE_DISPATCHES;
+    case SLUICE__ENVELOPE__BODY_COMPLETIONS:
+        return SL_WIRE_COMPLETIONS;
+    case SLUICE__ENVELOPE__BODY_KV_EVENT:
+        return SL_WIRE_KV_EVENT;
+    case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
+        return SL_WIRE_STATUS_REQUEST;
+    case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+        return SL_WIRE_STATUS_REPLY;
+    case SLUICE__ENVELOPE__BODY_ERROR:
+        return SL_WIRE_ERROR;
+    case SLUICE__ENVELOPE__BODY_GOODBYE:
+        return SL_WIRE_GOODBYE;
+    default:
+        return SL_WIRE_UNKNOWN;
     }
 }
 

@@ -43,21 +43,24 @@ _Static_assert((int)SL_JOB_OK == (int)SLUICE__RESULT_STATUS__RESULT_OK &&
 /* Field numbers of the batch bodies' repeated items and of the messages
  * built by hand around bytes (sluice.proto). */
 enum {
-    S_SUBMITS_ITEM = 1,     /* SubmitBatch.submits */
-    S_SUBMIT_JOB = 1,       /* Submit.job */
-    S_DISPATCHES_ITEM = 1,  /* DispatchBatch.dispatches */
-    S_DISPATCH_JOB = 1,     /* Dispatch.job */
-    S_DISPATCH_SEQ = 2,     /* Dispatch.job_seq */
-    S_DISPATCH_ATTEMPT = 3, /* Dispatch.attempt */
-    S_COMPLETIONS_ITEM = 1, /* CompletionBatch.completions */
-    S_COMPLETION_SEQ = 1,   /* Completion.job_seq */
+    S_SUBMITS_ITEM = 1,      /* SubmitBatch.submits */
+    S_SUBMIT_JOB = 1,        /* Submit.job */
+    S_DISPATCHES_ITEM = 1,   /* DispatchBatch.dispatches */
+    S_DISPATCH_JOB = 1,      /* Dispatch.job */
+    S_DISPATCH_SEQ = 2,      /* Dispatch.job_seq */
+    S_DISPATCH_ATTEMPT = 3,  /* Dispatch.attempt */
+    S_COMPLETIONS_ITEM = 1,  /* CompletionBatch.completions */
+    S_COMPLETION_SEQ = 1,    /* Completion.job_seq */
     S_COMPLETION_RESULT = 2, /* Completion.result */
-    S_RESULTS_ACCEPTED = 1, /* ResultBatch.accepted */
-    S_RESULTS_BUSY = 2,     /* ResultBatch.busy */
-    S_RESULTS_RESULT = 3,   /* ResultBatch.results */
+    S_RESULTS_ACCEPTED = 1,  /* ResultBatch.accepted */
+    S_RESULTS_BUSY = 2,      /* ResultBatch.busy */
+    S_RESULTS_RESULT = 3,    /* ResultBatch.results */
 };
 
-static char *s_str(const char *s) { return (char *)(s ? s : ""); }
+static char *s_str(const char *s)
+{
+    return (char *)(s ? s : "");
+}
 
 /* ---- reading ---------------------------------------------------------- */
 
@@ -70,12 +73,16 @@ uint32_t sl_wire_msg_count(const sl_wire_msg_t *msg)
 {
     const sl_msg_t *m = sl_proto_cmsg(msg);
     switch (m->body_case) {
-    case SLUICE__ENVELOPE__BODY_SUBMITS: return (uint32_t)m->submits->n_submits;
-    case SLUICE__ENVELOPE__BODY_DISPATCHES: return (uint32_t)m->dispatches->n_dispatches;
-    case SLUICE__ENVELOPE__BODY_COMPLETIONS: return (uint32_t)m->completions->n_completions;
+    case SLUICE__ENVELOPE__BODY_SUBMITS:
+        return (uint32_t)m->submits->n_submits;
+    case SLUICE__ENVELOPE__BODY_DISPATCHES:
+        return (uint32_t)m->dispatches->n_dispatches;
+    case SLUICE__ENVELOPE__BODY_COMPLETIONS:
+        return (uint32_t)m->completions->n_completions;
     case SLUICE__ENVELOPE__BODY_RESULTS:
         return (uint32_t)(m->results->n_accepted + m->results->n_busy + m->results->n_results);
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -219,9 +226,8 @@ sl_status_t sl_wire_submit_job_bytes(const sl_wire_msg_t *msg, uint32_t i, const
     }
 }
 
-sl_status_t sl_wire_dispatch_get(const sl_wire_msg_t *msg, uint32_t i,
-                                 const sl_proto_limits_t *lim, sl_wire_dispatch_t *d, char *err,
-                                 size_t err_len)
+sl_status_t sl_wire_dispatch_get(const sl_wire_msg_t *msg, uint32_t i, const sl_proto_limits_t *lim,
+                                 sl_wire_dispatch_t *d, char *err, size_t err_len)
 {
     const sl_msg_t *m = sl_proto_cmsg(msg);
     if (!s_is(m, SLUICE__ENVELOPE__BODY_DISPATCHES) || i >= m->dispatches->n_dispatches)
@@ -274,13 +280,12 @@ void sl_wire_results_get(const sl_wire_msg_t *msg, sl_wire_results_t *r)
     r->queue_depth = b->queue_depth;
 }
 
-sl_status_t sl_wire_accepted_get(const sl_wire_msg_t *msg, uint32_t i,
-                                 const sl_proto_limits_t *lim, const char **job_id_p, char *err,
-                                 size_t err_len)
+sl_status_t sl_wire_accepted_get(const sl_wire_msg_t *msg, uint32_t i, const sl_proto_limits_t *lim,
+                                 const char **job_id_p, char *err, size_t err_len)
 {
     const Sluice__ResultBatch *b = sl_proto_cmsg(msg)->results;
-    sl_status_t st = sl_proto_validate_item(SL_PROTO_ITEM_ACCEPTED, b->accepted[i], lim, err,
-                                            err_len);
+    sl_status_t st =
+        sl_proto_validate_item(SL_PROTO_ITEM_ACCEPTED, b->accepted[i], lim, err, err_len);
     if (st == SL_OK)
         *job_id_p = b->accepted[i];
     return st;
@@ -697,9 +702,8 @@ static void s_job_put(const sl_job_desc_t *d, Sluice__Job *j, Sluice__Prompt *p)
     j->stream = d->stream;
 }
 
-sl_status_t sl_wire_submit_pack(const sl_job_desc_t *job, const sl_proto_limits_t *lim,
-                                size_t head, void **mem_p, size_t *len_p, char *err,
-                                size_t err_len)
+sl_status_t sl_wire_submit_pack(const sl_job_desc_t *job, const sl_proto_limits_t *lim, size_t head,
+                                void **mem_p, size_t *len_p, char *err, size_t err_len)
 {
     Sluice__Job j;
     Sluice__Prompt p;
@@ -713,8 +717,8 @@ sl_status_t sl_wire_submit_pack(const sl_job_desc_t *job, const sl_proto_limits_
      * often fits a buffer on the stack (sl_codec_encode), else is sized. */
     uint8_t small[2048];
     uint8_t *packed = sl_codec_encode(&j.base, small, small + sizeof(small));
-    size_t job_len = packed ? (size_t)(small + sizeof(small) - packed)
-                            : sluice__job__get_packed_size(&j);
+    size_t job_len =
+        packed ? (size_t)(small + sizeof(small) - packed) : sluice__job__get_packed_size(&j);
     uint8_t hdr[12];
     size_t hl = 0;
     hdr[hl++] = (uint8_t)((S_SUBMIT_JOB << 3) | 2);

@@ -36,12 +36,12 @@
 typedef struct sl_proto_limits {
     size_t max_msg_bytes;       /* whole encoded envelope */
     uint32_t max_prompt_tokens; /* prompt length */
-    uint32_t max_token_ids;     /* entries of a prompt's token ids, a result's or a chunk's tokens */
-    uint32_t max_block_hashes;  /* entries of a prompt's block hashes */
-    uint32_t max_new_tokens;    /* a job's max_new_tokens */
-    uint32_t max_id_len;        /* job ids */
-    uint32_t max_name_len;      /* tenant, model, session key, executor name, zone */
-    uint32_t max_kv_events;     /* entries of one KV event list */
+    uint32_t max_token_ids;    /* entries of a prompt's token ids, a result's or a chunk's tokens */
+    uint32_t max_block_hashes; /* entries of a prompt's block hashes */
+    uint32_t max_new_tokens;   /* a job's max_new_tokens */
+    uint32_t max_id_len;       /* job ids */
+    uint32_t max_name_len;     /* tenant, model, session key, executor name, zone */
+    uint32_t max_kv_events;    /* entries of one KV event list */
     uint32_t max_xport_address; /* bytes of a hello's transport address */
     uint32_t max_models;        /* models of a hello */
     uint32_t max_slots;         /* slots of a hello */
@@ -91,8 +91,7 @@ typedef struct sl_wire_ident {
  * why), SL_OK with *msg_p owning the decoded message.
  */
 sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limits_t *lim,
-                         sl_wire_ident_t *ident, sl_wire_msg_t **msg_p, char *err,
-                         size_t err_len);
+                         sl_wire_ident_t *ident, sl_wire_msg_t **msg_p, char *err, size_t err_len);
 
 /* What msg is. */
 sl_wire_kind_t sl_wire_msg_kind(const sl_wire_msg_t *msg);
@@ -149,9 +148,8 @@ typedef struct sl_wire_dispatch {
 } sl_wire_dispatch_t;
 
 /* Dispatch i of a DISPATCHES message, validated; as sl_wire_submit_get. */
-sl_status_t sl_wire_dispatch_get(const sl_wire_msg_t *msg, uint32_t i,
-                                 const sl_proto_limits_t *lim, sl_wire_dispatch_t *d, char *err,
-                                 size_t err_len);
+sl_status_t sl_wire_dispatch_get(const sl_wire_msg_t *msg, uint32_t i, const sl_proto_limits_t *lim,
+                                 sl_wire_dispatch_t *d, char *err, size_t err_len);
 
 /* One completion: the job's handle and the executor's report of it. */
 typedef struct sl_wire_completion {
@@ -175,10 +173,10 @@ typedef struct sl_wire_results {
 
 /* A job refused for now. */
 typedef struct sl_wire_busy {
-    const char *job_id;        /* the job */
-    uint32_t retry_after_ms;   /* a retry before this is refused again; 0: no hint */
-    sl_busy_reason_t reason;   /* why */
-    const char *detail;        /* the reason in words */
+    const char *job_id;      /* the job */
+    uint32_t retry_after_ms; /* a retry before this is refused again; 0: no hint */
+    sl_busy_reason_t reason; /* why */
+    const char *detail;      /* the reason in words */
 } sl_wire_busy_t;
 
 /* A finished job's timings as the client sees them. */
@@ -213,9 +211,8 @@ typedef struct sl_wire_result {
 void sl_wire_results_get(const sl_wire_msg_t *msg, sl_wire_results_t *r);
 
 /* Accepted item i of a RESULTS message, validated: the job id. */
-sl_status_t sl_wire_accepted_get(const sl_wire_msg_t *msg, uint32_t i,
-                                 const sl_proto_limits_t *lim, const char **job_id_p, char *err,
-                                 size_t err_len);
+sl_status_t sl_wire_accepted_get(const sl_wire_msg_t *msg, uint32_t i, const sl_proto_limits_t *lim,
+                                 const char **job_id_p, char *err, size_t err_len);
 
 /* Busy item i of a RESULTS message, validated. */
 sl_status_t sl_wire_busy_get(const sl_wire_msg_t *msg, uint32_t i, const sl_proto_limits_t *lim,
@@ -360,12 +357,12 @@ sl_status_t sl_wire_goodbye_send(void *sock, const char *reason, int flags);
  * steady stream of batches allocates nothing. Fields are proto/'s own.
  */
 typedef struct sl_wire_batch {
-    uint8_t *buf;      /* header room, then the packed items */
-    size_t len;        /* bytes used, header room included */
-    size_t cap;        /* bytes allocated */
-    uint32_t n;        /* items added since the last send */
-    uint32_t body;     /* which batch (proto/'s number for it) */
-    uint64_t scalar;   /* RESULTS: the queue depth sent with it */
+    uint8_t *buf;    /* header room, then the packed items */
+    size_t len;      /* bytes used, header room included */
+    size_t cap;      /* bytes allocated */
+    uint32_t n;      /* items added since the last send */
+    uint32_t body;   /* which batch (proto/'s number for it) */
+    uint64_t scalar; /* RESULTS: the queue depth sent with it */
 } sl_wire_batch_t;
 
 /* Bytes after which a sender sends the batch it is filling, whatever its
@@ -398,9 +395,8 @@ sl_status_t sl_wire_batch_send(void *sock, const sl_wire_ident_t *to, sl_wire_ba
  * its own struct and the bytes in one block (free with free()). prompt_tokens
  * 0 means the number of token ids.
  */
-sl_status_t sl_wire_submit_pack(const sl_job_desc_t *job, const sl_proto_limits_t *lim,
-                                size_t head, void **mem_p, size_t *len_p, char *err,
-                                size_t err_len);
+sl_status_t sl_wire_submit_pack(const sl_job_desc_t *job, const sl_proto_limits_t *lim, size_t head,
+                                void **mem_p, size_t *len_p, char *err, size_t err_len);
 
 /* Add a submission packed by sl_wire_submit_pack to a SUBMITS batch.
  * SL_ERR_NOMEM leaves the batch unchanged (as every _add below). */

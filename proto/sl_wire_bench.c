@@ -92,9 +92,8 @@ static int s_build(s_bodies_t *b, int n)
     b->pcomps = calloc((size_t)n, sizeof(*b->pcomps));
     b->presults = calloc((size_t)n, sizeof(*b->presults));
     b->paccepted = calloc((size_t)n, sizeof(*b->paccepted));
-    if (!b->subs || !b->dis || !b->comps || !b->jobs || !b->trimmed || !b->results ||
-        !b->timings || !b->ids || !b->psubs || !b->pdis || !b->pcomps || !b->presults ||
-        !b->paccepted)
+    if (!b->subs || !b->dis || !b->comps || !b->jobs || !b->trimmed || !b->results || !b->timings ||
+        !b->ids || !b->psubs || !b->pdis || !b->pcomps || !b->presults || !b->paccepted)
         return -1;
     sluice__prompt__init(&b->prompt);
     b->prompt.length = 16;
@@ -189,12 +188,12 @@ static void s_free(s_bodies_t *b)
 
 /* What one measurement runs: encode or decode one envelope, by either side. */
 typedef struct s_op {
-    const sl_msg_t *env;   /* to encode */
-    const uint8_t *bytes;  /* its encoding, to decode */
-    size_t len;            /* bytes of it */
-    uint8_t *out;          /* room to encode into */
-    size_t cap;            /* bytes of out */
-    s_bump_t *arena;       /* decoding memory */
+    const sl_msg_t *env;  /* to encode */
+    const uint8_t *bytes; /* its encoding, to decode */
+    size_t len;           /* bytes of it */
+    uint8_t *out;         /* room to encode into */
+    size_t cap;           /* bytes of out */
+    s_bump_t *arena;      /* decoding memory */
 } s_op_t;
 
 static int s_run(const s_op_t *op, int which)
@@ -208,10 +207,9 @@ static int s_run(const s_op_t *op, int which)
         return sl_codec_encode(&op->env->base, op->out, op->out + op->cap) ? 0 : -1;
     case 2: { /* protobuf-c decode */
         op->arena->used = 0;
-        ProtobufCAllocator a = {.alloc = s_bump_alloc, .free = s_bump_free,
-                                .allocator_data = op->arena};
-        return protobuf_c_message_unpack(&sluice__envelope__descriptor, &a, op->len,
-                                         op->bytes)
+        ProtobufCAllocator a = {
+            .alloc = s_bump_alloc, .free = s_bump_free, .allocator_data = op->arena};
+        return protobuf_c_message_unpack(&sluice__envelope__descriptor, &a, op->len, op->bytes)
                    ? 0
                    : -1;
     }
@@ -246,8 +244,8 @@ static int s_check(const s_op_t *op)
 {
     ProtobufCMessage *m = NULL;
     op->arena->used = 0;
-    if (sl_codec_decode(&sluice__envelope__descriptor, op->bytes, op->len, s_bump_alloc,
-                        op->arena, &m) != SL_CODEC_DONE)
+    if (sl_codec_decode(&sluice__envelope__descriptor, op->bytes, op->len, s_bump_alloc, op->arena,
+                        &m) != SL_CODEC_DONE)
         return -1;
     uint8_t *p = sl_codec_encode(m, op->out, op->out + op->cap);
     if (!p || (size_t)(op->out + op->cap - p) != op->len || memcmp(p, op->bytes, op->len))
@@ -277,15 +275,19 @@ int sl_wire_codec_bench(int items, int rounds, int duration_ms)
         if (!(bytes[k] = malloc(len)))
             goto out;
         protobuf_c_message_pack(&b.env[k].base, bytes[k]);
-        ops[k] = (s_op_t){.env = &b.env[k], .bytes = bytes[k], .len = len, .out = out,
-                          .cap = cap, .arena = &arena};
+        ops[k] = (s_op_t){.env = &b.env[k],
+                          .bytes = bytes[k],
+                          .len = len,
+                          .out = out,
+                          .cap = cap,
+                          .arena = &arena};
         if (s_check(&ops[k]) != 0) {
             fprintf(stderr, "sluice-bench codec: %s does not round-trip\n", s_names[k]);
             goto out;
         }
     }
-    printf("codec: %d items per batch, %d rounds of %d ms per measurement\n", cfg.items,
-           cfg.rounds, cfg.duration_ms);
+    printf("codec: %d items per batch, %d rounds of %d ms per measurement\n", cfg.items, cfg.rounds,
+           cfg.duration_ms);
     for (int r = 0; r < cfg.rounds; r++)
         for (int k = 0; k < 4; k++)
             for (int w = 0; w < 4; w++) {

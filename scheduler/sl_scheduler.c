@@ -69,23 +69,29 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
 };
 
 typedef enum s_ctr {
-    S_CTR_CLIENT_REJECTED,   /* bad messages from clients */
-    S_CTR_EXEC_REJECTED,     /* bad messages from executors */
-    S_CTR_UNKNOWN_EXECUTOR,  /* messages from executors that never said hello */
-    S_CTR_CLIENT_GONE,       /* results or replies to clients that vanished */
-    S_CTR_RESULTS_RESENT,    /* results re-sent for a resubmitted finished job */
-    S_CTR_TOKENS_FORWARDED,  /* token chunks forwarded to clients */
-    S_CTR_KV_EVENTS,         /* KV event messages received */
-    S_CTR_NAME_IN_USE,       /* hellos refused: the name belongs to a live executor */
-    S_CTR_WRONG_PORT,        /* executor messages on the client port and the reverse */
-    S_CTR_VERSION,           /* messages of another protocol version, either port */
+    S_CTR_CLIENT_REJECTED,  /* bad messages from clients */
+    S_CTR_EXEC_REJECTED,    /* bad messages from executors */
+    S_CTR_UNKNOWN_EXECUTOR, /* messages from executors that never said hello */
+    S_CTR_CLIENT_GONE,      /* results or replies to clients that vanished */
+    S_CTR_RESULTS_RESENT,   /* results re-sent for a resubmitted finished job */
+    S_CTR_TOKENS_FORWARDED, /* token chunks forwarded to clients */
+    S_CTR_KV_EVENTS,        /* KV event messages received */
+    S_CTR_NAME_IN_USE,      /* hellos refused: the name belongs to a live executor */
+    S_CTR_WRONG_PORT,       /* executor messages on the client port and the reverse */
+    S_CTR_VERSION,          /* messages of another protocol version, either port */
     S_CTR_COUNT,
 } s_ctr_t;
 
 static const char *const s_ctr_names[S_CTR_COUNT] = {
-    "msgs_rejected_client", "msgs_rejected_executor", "msgs_unknown_executor",
-    "client_gone",          "results_resent",         "token_chunks_forwarded",
-    "kv_events",            "executors_refused_name", "msgs_wrong_port",
+    "msgs_rejected_client",
+    "msgs_rejected_executor",
+    "msgs_unknown_executor",
+    "client_gone",
+    "results_resent",
+    "token_chunks_forwarded",
+    "kv_events",
+    "executors_refused_name",
+    "msgs_wrong_port",
     "msgs_wrong_version",
 };
 
@@ -109,11 +115,11 @@ static void s_jd_client(const s_job_data_t *jd, sl_wire_ident_t *to)
 
 /* What the daemon keeps per executor (sl_exec_t.user). */
 typedef struct s_exec_data {
-    sl_wire_ident_t ident; /* routing identity */
-    uint64_t key;          /* key in by_ident */
-    sl_wire_batch_t out;   /* dispatches of this loop turn not yet sent */
-    bool dirty;            /* listed in sl_sched.dirty_execs */
-    uint64_t contender;    /* identity key of the latest other connection claiming its name */
+    sl_wire_ident_t ident;  /* routing identity */
+    uint64_t key;           /* key in by_ident */
+    sl_wire_batch_t out;    /* dispatches of this loop turn not yet sent */
+    bool dirty;             /* listed in sl_sched.dirty_execs */
+    uint64_t contender;     /* identity key of the latest other connection claiming its name */
     sl_time_t contested_at; /* when that connection first claimed it (0: never) */
 } s_exec_data_t;
 
@@ -129,28 +135,28 @@ typedef struct s_client_out {
 #define S_OUT_FREE_MAX 64
 
 struct sl_sched {
-    sl_sched_cfg_t cfg;               /* configuration */
-    sl_proto_limits_t limits;         /* message validation bounds */
-    void *zctx;                       /* ZeroMQ context */
-    void *clients;                    /* ROUTER for clients */
-    void *executors;                  /* ROUTER for executors */
-    sl_core_t *core;                  /* decision core */
-    sl_map_t by_ident;                /* hash of executor identity -> index + 1 */
-    sl_map_t outs;                    /* hash of client identity -> s_client_out_t (this turn) */
-    s_client_out_t **dirty_outs;      /* client batches with items, in first-use order */
-    size_t n_dirty_outs;              /* their number */
-    size_t cap_dirty_outs;            /* room in dirty_outs */
-    s_client_out_t *free_outs;        /* idle client batches for reuse */
-    size_t n_free_outs;               /* their number */
-    uint32_t *dirty_execs;            /* indexes of executors with pending dispatches */
-    size_t n_dirty_execs;             /* their number */
-    size_t cap_dirty_execs;           /* room in dirty_execs */
-    sl_time_t now;                    /* time of the current loop turn */
-    volatile sig_atomic_t stop;       /* drain and exit */
-    uint64_t counters[S_CTR_COUNT];   /* daemon counters */
-    uint8_t *receipt;                 /* scratch: the packed Result of a finished job */
-    size_t receipt_cap;               /* its size */
-    sl_wire_batch_t single;           /* scratch: an answer sent on its own */
+    sl_sched_cfg_t cfg;             /* configuration */
+    sl_proto_limits_t limits;       /* message validation bounds */
+    void *zctx;                     /* ZeroMQ context */
+    void *clients;                  /* ROUTER for clients */
+    void *executors;                /* ROUTER for executors */
+    sl_core_t *core;                /* decision core */
+    sl_map_t by_ident;              /* hash of executor identity -> index + 1 */
+    sl_map_t outs;                  /* hash of client identity -> s_client_out_t (this turn) */
+    s_client_out_t **dirty_outs;    /* client batches with items, in first-use order */
+    size_t n_dirty_outs;            /* their number */
+    size_t cap_dirty_outs;          /* room in dirty_outs */
+    s_client_out_t *free_outs;      /* idle client batches for reuse */
+    size_t n_free_outs;             /* their number */
+    uint32_t *dirty_execs;          /* indexes of executors with pending dispatches */
+    size_t n_dirty_execs;           /* their number */
+    size_t cap_dirty_execs;         /* room in dirty_execs */
+    sl_time_t now;                  /* time of the current loop turn */
+    volatile sig_atomic_t stop;     /* drain and exit */
+    uint64_t counters[S_CTR_COUNT]; /* daemon counters */
+    uint8_t *receipt;               /* scratch: the packed Result of a finished job */
+    size_t receipt_cap;             /* its size */
+    sl_wire_batch_t single;         /* scratch: an answer sent on its own */
 };
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
@@ -468,8 +474,11 @@ static void s_reply_busy(sl_sched_t *s, const sl_wire_ident_t *to, const char *j
                          sl_busy_reason_t reason, sl_time_t retry_after)
 {
     static const char *const details[SL_BUSY_REASON_COUNT] = {
-        "predicted load over the admission threshold", "no executor can meet the deadline",
-        "scheduler queue is full", "tenant over its rate", "no executor serves this model",
+        "predicted load over the admission threshold",
+        "no executor can meet the deadline",
+        "scheduler queue is full",
+        "tenant over its rate",
+        "no executor serves this model",
         "scheduler is draining"};
     sl_wire_busy_t busy = {.job_id = job_id,
                            .retry_after_ms = (uint32_t)(retry_after / SL_NS_PER_MS),
@@ -511,7 +520,8 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
         ctr[i] = (sl_wire_counter_t){.name = sl_core_counter_name((sl_core_counter_t)i),
                                      .value = sl_core_counter(s->core, (sl_core_counter_t)i)};
     for (int i = 0; i < S_CTR_COUNT; i++)
-        ctr[SL_CTR_COUNT + i] = (sl_wire_counter_t){.name = s_ctr_names[i], .value = s->counters[i]};
+        ctr[SL_CTR_COUNT + i] =
+            (sl_wire_counter_t){.name = s_ctr_names[i], .value = s->counters[i]};
     sl_wire_status_t st = {
         .n_executors = k,
         .n_counters = SL_CTR_COUNT + S_CTR_COUNT,
@@ -587,8 +597,8 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
     free(jd);
     const void *receipt = NULL;
     size_t receipt_len = 0;
-    bool done = st == SL_ERR_EXISTS && !job &&
-                sl_core_done_find(s->core, id, &receipt, &receipt_len);
+    bool done =
+        st == SL_ERR_EXISTS && !job && sl_core_done_find(s->core, id, &receipt, &receipt_len);
     if (st == SL_ERR_EXISTS && (job || done)) {
         if (job) {
             /* Results go to the latest submitter. */
@@ -732,8 +742,8 @@ static void s_welcome(sl_sched_t *s, const sl_wire_ident_t *to, uint32_t index)
  * the loss timeout) would be refused. Returns true when the hello was
  * answered here (the caller stops), false when the name is free.
  */
-static bool s_name_held(sl_sched_t *s, const sl_wire_ident_t *from, uint64_t key,
-                        const char *name, sl_time_t now)
+static bool s_name_held(sl_sched_t *s, const sl_wire_ident_t *from, uint64_t key, const char *name,
+                        sl_time_t now)
 {
     sl_exec_t *holder = NULL;
     for (uint32_t i = 0; i < sl_core_exec_slots(s->core) && !holder; i++) {
@@ -760,8 +770,7 @@ static bool s_name_held(sl_sched_t *s, const sl_wire_ident_t *from, uint64_t key
                 "alive",
                 name);
     }
-    snprintf(text, sizeof(text), "name '%s' is held by another connection: say hello again",
-             name);
+    snprintf(text, sizeof(text), "name '%s' is held by another connection: say hello again", name);
     s_reply_error(s, s->executors, from, SL_ERR_AGAIN, text);
     return true;
 }
@@ -837,8 +846,8 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
     for (int i = 0; i < s->cfg.batch; i++) {
         sl_wire_ident_t from;
         sl_wire_msg_t *msg = NULL;
-        sl_status_t st = sl_wire_recv(s->executors, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err,
-                                      sizeof(err));
+        sl_status_t st =
+            sl_wire_recv(s->executors, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err, sizeof(err));
         if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
             return;
         if (st != SL_OK) {
@@ -852,8 +861,8 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
             continue;
         }
         uintptr_t idx1 = (uintptr_t)sl_map_get(&s->by_ident, s_ident_key(&from));
-        if (!idx1 && (kind == SL_WIRE_SUBMITS || kind == SL_WIRE_CANCEL ||
-                      kind == SL_WIRE_STATUS_REQUEST)) {
+        if (!idx1 &&
+            (kind == SL_WIRE_SUBMITS || kind == SL_WIRE_CANCEL || kind == SL_WIRE_STATUS_REQUEST)) {
             s_wrong_port(s, s->executors, &from, kind);
             sl_wire_msg_free(&msg);
             continue;

@@ -12,17 +12,17 @@
 #include "scheduler/core/sl_core.h"
 
 typedef struct sl_sched_cfg {
-    sl_core_cfg_t core;                       /* decision core knobs */
-    sl_daemon_cfg_t daemon;                   /* the knobs every daemon has (sl_daemon_cfg_fields) */
-    char client_endpoint[SL_CFG_STR_MAX];     /* ROUTER for clients */
-    char executor_endpoint[SL_CFG_STR_MAX];   /* ROUTER for executors */
-    int64_t tick_ms;                          /* timer resolution */
-    int64_t drain_timeout_ms;                 /* longest wait for running jobs at SIGTERM */
-    int hwm;                                  /* ZeroMQ high-water mark per peer */
-    int batch;                                /* messages read per socket per loop turn */
-    int max_batch;                            /* items per batch message, sent or accepted */
-    char state_file[256];                     /* learned state saved on exit, read at start
-                                                 ("" = none) */
+    sl_core_cfg_t core;                     /* decision core knobs */
+    sl_daemon_cfg_t daemon;                 /* the knobs every daemon has (sl_daemon_cfg_fields) */
+    char client_endpoint[SL_CFG_STR_MAX];   /* ROUTER for clients */
+    char executor_endpoint[SL_CFG_STR_MAX]; /* ROUTER for executors */
+    int64_t tick_ms;                        /* timer resolution */
+    int64_t drain_timeout_ms;               /* longest wait for running jobs at SIGTERM */
+    int hwm;                                /* ZeroMQ high-water mark per peer */
+    int batch;                              /* messages read per socket per loop turn */
+    int max_batch;                          /* items per batch message, sent or accepted */
+    char state_file[256];                   /* learned state saved on exit, read at start
+                                               ("" = none) */
 } sl_sched_cfg_t;
 
 /* The daemon's knobs (without the core's). */

@@ -45,8 +45,8 @@
 static const sl_cfg_field_t s_cfg_table[] = {
     SL_CFG_RANGE(sl_xport_cfg_t, chunk_kib, "xport-chunk-kib", "256", SL_CFG_INT, 4, 65536,
                  "transfers are cut into chunks of this many KiB so classes interleave"),
-    SL_CFG_RANGE(sl_xport_cfg_t, inflight_kib, "xport-inflight-kib", "2048", SL_CFG_INT, 4,
-                 1048576, "cap on KiB posted to UCX and not yet completed"),
+    SL_CFG_RANGE(sl_xport_cfg_t, inflight_kib, "xport-inflight-kib", "2048", SL_CFG_INT, 4, 1048576,
+                 "cap on KiB posted to UCX and not yet completed"),
     SL_CFG_RANGE(sl_xport_cfg_t, bg_share, "xport-bg-share", "0.2", SL_CFG_DOUBLE, 0.01, 1,
                  "background share of bytes under contention and of the link capacity"),
     SL_CFG_RANGE(sl_xport_cfg_t, link_mbps, "xport-link-mbps", "0", SL_CFG_DOUBLE, 0, 1e9,
@@ -57,24 +57,24 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  4096, "device staging chunk in KiB (1 to 4 MiB in production)"),
     SL_CFG_RANGE(sl_xport_cfg_t, stage_slots, "xport-stage-slots", "4", SL_CFG_INT, 1, 64,
                  "bounce-buffer slots per staging ring (credits)"),
-    SL_CFG_RANGE(sl_xport_cfg_t, ib_sl[SL_XPORT_CONTROL], "xport-sl-control", "-1", SL_CFG_INT,
-                 -1, 15, "InfiniBand service level of control traffic (-1: UCX default)"),
-    SL_CFG_RANGE(sl_xport_cfg_t, ib_sl[SL_XPORT_CRITICAL], "xport-sl-critical", "-1",
-                 SL_CFG_INT, -1, 15, "InfiniBand service level of critical traffic"),
+    SL_CFG_RANGE(sl_xport_cfg_t, ib_sl[SL_XPORT_CONTROL], "xport-sl-control", "-1", SL_CFG_INT, -1,
+                 15, "InfiniBand service level of control traffic (-1: UCX default)"),
+    SL_CFG_RANGE(sl_xport_cfg_t, ib_sl[SL_XPORT_CRITICAL], "xport-sl-critical", "-1", SL_CFG_INT,
+                 -1, 15, "InfiniBand service level of critical traffic"),
     SL_CFG_RANGE(sl_xport_cfg_t, ib_sl[SL_XPORT_BACKGROUND], "xport-sl-background", "-1",
                  SL_CFG_INT, -1, 15, "InfiniBand service level of background traffic"),
-    SL_CFG_RANGE(sl_xport_cfg_t, roce_tc[SL_XPORT_CONTROL], "xport-tc-control", "-1",
-                 SL_CFG_INT, -1, 255, "RoCE traffic class (DSCP << 2) of control traffic"),
-    SL_CFG_RANGE(sl_xport_cfg_t, roce_tc[SL_XPORT_CRITICAL], "xport-tc-critical", "-1",
-                 SL_CFG_INT, -1, 255, "RoCE traffic class of critical traffic"),
+    SL_CFG_RANGE(sl_xport_cfg_t, roce_tc[SL_XPORT_CONTROL], "xport-tc-control", "-1", SL_CFG_INT,
+                 -1, 255, "RoCE traffic class (DSCP << 2) of control traffic"),
+    SL_CFG_RANGE(sl_xport_cfg_t, roce_tc[SL_XPORT_CRITICAL], "xport-tc-critical", "-1", SL_CFG_INT,
+                 -1, 255, "RoCE traffic class of critical traffic"),
     SL_CFG_RANGE(sl_xport_cfg_t, roce_tc[SL_XPORT_BACKGROUND], "xport-tc-background", "-1",
                  SL_CFG_INT, -1, 255, "RoCE traffic class of background traffic"),
     SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_CONTROL], "xport-tos-control", "184", SL_CFG_INT, 0,
                  255, "IP TOS of control sockets (184 = DSCP EF)"),
-    SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_CRITICAL], "xport-tos-critical", "104", SL_CFG_INT,
-                 0, 255, "IP TOS of critical traffic on TCP (104 = DSCP AF31)"),
-    SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_BACKGROUND], "xport-tos-background", "32",
-                 SL_CFG_INT, 0, 255, "IP TOS of background traffic on TCP (32 = DSCP CS1)"),
+    SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_CRITICAL], "xport-tos-critical", "104", SL_CFG_INT, 0,
+                 255, "IP TOS of critical traffic on TCP (104 = DSCP AF31)"),
+    SL_CFG_RANGE(sl_xport_cfg_t, tos[SL_XPORT_BACKGROUND], "xport-tos-background", "32", SL_CFG_INT,
+                 0, 255, "IP TOS of background traffic on TCP (32 = DSCP CS1)"),
     SL_CFG_RANGE(sl_xport_cfg_t, keepalive_ms, "xport-keepalive-ms", "1000", SL_CFG_INT, 10,
                  3600000, "UCX keepalive interval: how soon a silent dead peer is noticed"),
     SL_CFG_FIELD(sl_xport_cfg_t, posix_peer_failure, "xport-posix-peer-failure", "true",
@@ -289,8 +289,8 @@ static void s_req_advance(sl_xport_req_t *req)
                 return;
             }
             memset(&prm, 0, sizeof(prm));
-            prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                               UCP_OP_ATTR_FIELD_FLAGS;
+            prm.op_attr_mask =
+                UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
             prm.flags = UCP_AM_SEND_FLAG_EAGER;
             prm.cb.send = s_notif_cb;
             prm.user_data = req;
@@ -431,8 +431,8 @@ static unsigned s_schedule(sl_xport_t *xp)
             break;
         sl_xport_req_t *req = s_head(xp, pick);
         uint64_t bytes = 0;
-        sl_status_t st = req->staged ? sl_xport_stage_issue(xp, req, &bytes)
-                                     : s_issue_rma(xp, req, &bytes);
+        sl_status_t st =
+            req->staged ? sl_xport_stage_issue(xp, req, &bytes) : s_issue_rma(xp, req, &bytes);
         if (st == SL_ERR_AGAIN) {
             blocked[pick] = true;
             continue;
@@ -624,8 +624,8 @@ static sl_status_t s_context_create(sl_xport_t *xp, int cls)
     ucp_params_t params;
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
-    params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP |
-                      (cls == SL_XPORT_CONTROL ? 0 : UCP_FEATURE_RMA);
+    params.features =
+        UCP_FEATURE_AM | UCP_FEATURE_WAKEUP | (cls == SL_XPORT_CONTROL ? 0 : UCP_FEATURE_RMA);
     params.name = s_class_name[cls];
     st = ucp_init(&params, config, &xp->ctx[cls]);
     ucp_config_release(config);
@@ -814,9 +814,8 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
      * only (ucp_config_modify leaves them unused), so set them there unless
      * the operator already chose */
     const char *tls = getenv("UCX_TLS");
-    if (cfg->posix_peer_failure &&
-        (!tls || strstr(tls, "all") || strstr(tls, "sm") || strstr(tls, "posix") ||
-         strstr(tls, "sysv"))) {
+    if (cfg->posix_peer_failure && (!tls || strstr(tls, "all") || strstr(tls, "sm") ||
+                                    strstr(tls, "posix") || strstr(tls, "sysv"))) {
         setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
         setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
     }
@@ -871,7 +870,8 @@ void sl_xport_destroy(sl_xport_t **xp_p)
             ucp_cleanup(xp->ctx[c]);
     }
     while (!sl_list_empty(&xp->req_pool)) {
-        sl_xport_req_t *req = SL_CONTAINER_OF(sl_list_pop_front(&xp->req_pool), sl_xport_req_t, link);
+        sl_xport_req_t *req =
+            SL_CONTAINER_OF(sl_list_pop_front(&xp->req_pool), sl_xport_req_t, link);
         free(req->blocks);
         free(req);
     }
@@ -919,8 +919,7 @@ static void s_ep_err_cb(void *arg, ucp_ep_h ep, ucs_status_t st)
     peer->xp->failed_pending = true;
 }
 
-sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len,
-                             sl_xport_peer_t **peer_p)
+sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len, sl_xport_peer_t **peer_p)
 {
     const uint8_t *p = addr;
     const uint8_t *part[SL_XPORT_NCLASS];
@@ -1029,8 +1028,8 @@ static sl_status_t s_validate(sl_xport_t *xp, sl_xport_peer_t *peer, const sl_xp
         const sl_xport_block_t *b = &x->blocks[i];
         if (b->len == 0)
             return SL_ERR_INVALID;
-        if (b->len > x->local->len || b->local_off > x->local->len - b->len ||
-            b->len > rk->len || b->remote_off > rk->len - b->len)
+        if (b->len > x->local->len || b->local_off > x->local->len - b->len || b->len > rk->len ||
+            b->remote_off > rk->len - b->len)
             return SL_ERR_MSG_RANGE;
     }
     if ((x->local->staged || rk->staged) && x->op == SL_XPORT_GET)
@@ -1097,8 +1096,7 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
     sl_status_t ret = SL_OK;
     double bps = 0;
 
-    if (!xp || !peer || !local || !bps_p || seconds <= 0 || len == 0 ||
-        remote >= peer->nrkeys)
+    if (!xp || !peer || !local || !bps_p || seconds <= 0 || len == 0 || remote >= peer->nrkeys)
         return SL_ERR_INVALID;
     /* walk both regions block by block, as a stream of distinct blocks
      * does: one block put again and again stays in the caches of both
@@ -1107,8 +1105,13 @@ sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_
     if (len > span)
         return SL_ERR_MSG_RANGE;
     sl_xport_block_t blk = {0, 0, len};
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = local,
-                         .remote = remote, .blocks = &blk, .nblocks = 1, .cb = s_probe_cb,
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = local,
+                         .remote = remote,
+                         .blocks = &blk,
+                         .nblocks = 1,
+                         .cb = s_probe_cb,
                          .cb_arg = state};
     uint64_t off = 0;
     sl_xport_probe_start(&probe, SL_MS(xp->cfg.probe_window_ms), (sl_time_t)(seconds * 1e9),

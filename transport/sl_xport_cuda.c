@@ -26,7 +26,8 @@ static cudaStream_t s_stream; /* copy stream, created on first use */
 static sl_status_t s_cuda_copy(void *ctx, void *dst, const void *src, size_t len)
 {
     cudaError_t e;
-    if (!s_stream && (e = cudaStreamCreateWithFlags(&s_stream, cudaStreamNonBlocking)) != cudaSuccess) {
+    if (!s_stream &&
+        (e = cudaStreamCreateWithFlags(&s_stream, cudaStreamNonBlocking)) != cudaSuccess) {
         SL_ERROR("xport: cudaStreamCreate: %s", cudaGetErrorString(e));
         return SL_ERR_IO;
     }

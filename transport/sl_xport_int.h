@@ -10,38 +10,38 @@
 #include "transport/sl_xport_sched.h"
 
 #define SL_XPORT_WIRE_VERSION 1 /* version of the engine address and key blobs */
-#define SL_XPORT_AM_NOTIF 1 /* AM id: notification after flushed data (control worker) */
-#define SL_XPORT_AM_STAGE 2 /* AM id: one staged chunk (critical and background workers) */
+#define SL_XPORT_AM_NOTIF 1     /* AM id: notification after flushed data (control worker) */
+#define SL_XPORT_AM_STAGE 2     /* AM id: one staged chunk (critical and background workers) */
 
 /* A registered local region. */
 struct sl_xport_mem {
-    sl_list_t link;                    /* in sl_xport.mems */
-    void *base;                        /* first byte */
-    size_t len;                        /* bytes */
-    sl_xport_mem_type_t type;          /* host or CUDA */
-    bool staged;                       /* device memory that UCX cannot take: goes through bounce buffers */
-    ucp_mem_h memh[SL_XPORT_NCLASS];   /* per data class context; NULL for control and when staged */
+    sl_list_t link;           /* in sl_xport.mems */
+    void *base;               /* first byte */
+    size_t len;               /* bytes */
+    sl_xport_mem_type_t type; /* host or CUDA */
+    bool staged;              /* device memory that UCX cannot take: goes through bounce buffers */
+    ucp_mem_h memh[SL_XPORT_NCLASS]; /* per data class context; NULL for control and when staged */
 };
 
 /* A remote region imported from a peer. */
 typedef struct sl_xport_rkey {
-    uint64_t base;                     /* remote address of its first byte */
-    uint64_t len;                      /* bytes */
-    bool staged;                       /* remote side stages it: data goes by staged messages */
-    ucp_rkey_h rkey[SL_XPORT_NCLASS];  /* unpacked per data class; NULL when staged */
+    uint64_t base;                    /* remote address of its first byte */
+    uint64_t len;                     /* bytes */
+    bool staged;                      /* remote side stages it: data goes by staged messages */
+    ucp_rkey_h rkey[SL_XPORT_NCLASS]; /* unpacked per data class; NULL when staged */
 } sl_xport_rkey_t;
 
 /* Connection to one remote engine. */
 struct sl_xport_peer {
-    sl_list_t link;                    /* in sl_xport.peers */
-    sl_xport_t *xp;                    /* owning engine */
-    ucp_ep_h ep[SL_XPORT_NCLASS];      /* one endpoint per class worker */
-    bool failed;                       /* an endpoint reported an error */
-    bool closed;                       /* endpoints closed after the failure */
-    sl_xport_rkey_t **rkeys;           /* imported regions, index = id */
-    uint32_t nrkeys;                   /* used entries */
-    uint32_t cap_rkeys;                /* allocated entries */
-    unsigned live_reqs;                /* transfers not yet completed */
+    sl_list_t link;               /* in sl_xport.peers */
+    sl_xport_t *xp;               /* owning engine */
+    ucp_ep_h ep[SL_XPORT_NCLASS]; /* one endpoint per class worker */
+    bool failed;                  /* an endpoint reported an error */
+    bool closed;                  /* endpoints closed after the failure */
+    sl_xport_rkey_t **rkeys;      /* imported regions, index = id */
+    uint32_t nrkeys;              /* used entries */
+    uint32_t cap_rkeys;           /* allocated entries */
+    unsigned live_reqs;           /* transfers not yet completed */
 };
 
 /* Life of one transfer; advanced by s_req_advance() in sl_xport.c. */
@@ -84,17 +84,17 @@ typedef struct sl_xport_req {
 
 /* Per-operation context of one posted UCX operation of a request. */
 typedef struct sl_xport_op_ctx {
-    sl_xport_req_t *req;               /* owning request */
-    uint64_t bytes;                    /* payload bytes of the operation */
-    int slot;                          /* staging slot it holds, or -1 */
-    struct sl_xport_op_ctx *next;      /* free-list link while unused */
+    sl_xport_req_t *req;                  /* owning request */
+    uint64_t bytes;                       /* payload bytes of the operation */
+    int slot;                             /* staging slot it holds, or -1 */
+    struct sl_xport_op_ctx *next;         /* free-list link while unused */
     uint8_t hdr[64 + SL_XPORT_NOTIF_MAX]; /* staged chunk header; UCX reads it until completion */
 } sl_xport_op_ctx_t;
 
 /* Argument of a class worker's AM handler. */
 typedef struct sl_xport_am_arg {
-    sl_xport_t *xp;                    /* engine */
-    sl_xport_class_t cls;              /* class of the worker */
+    sl_xport_t *xp;       /* engine */
+    sl_xport_class_t cls; /* class of the worker */
 } sl_xport_am_arg_t;
 
 /* Staging state (sl_xport_stage.c). */
@@ -102,30 +102,30 @@ typedef struct sl_xport_stage sl_xport_stage_t;
 
 /* The engine. */
 struct sl_xport {
-    sl_xport_cfg_t cfg;                        /* configuration (copied) */
-    ucp_context_h ctx[SL_XPORT_NCLASS];        /* one context per class (own fabric marking) */
-    ucp_worker_h worker[SL_XPORT_NCLASS];      /* one worker per class */
-    int epfd;                                  /* epoll over the workers' event fds */
-    uint8_t *addr;                             /* packed engine address */
-    size_t addr_len;                           /* its length */
-    bool cuda_direct;                          /* UCX takes CUDA pointers */
-    uint64_t id;                               /* random engine id for staged transfer keys */
-    uint64_t seq;                              /* staged transfer sequence */
-    sl_list_t peers;                           /* connected peers */
-    sl_list_t mems;                            /* registered regions */
-    sl_list_t queue[SL_XPORT_NCLASS];          /* requests with chunks left to post */
-    sl_list_t done;                            /* completed requests, callbacks pending */
-    sl_list_t waiting;                         /* requests with a flush or notification in UCX */
-    sl_list_t orphans;                         /* reported failed, UCX still holds a callback */
-    sl_list_t req_pool;                        /* finished requests kept for reuse */
-    unsigned req_pool_len;                     /* their number */
-    unsigned live[SL_XPORT_NCLASS];            /* transfers posted and not yet reported, per class */
-    sl_xport_sched_t sched;                    /* class scheduler, bucket, bytes in flight in UCX */
-    sl_xport_notif_cb_t notif_cb;              /* notification handler */
-    void *notif_arg;                           /* its argument */
-    sl_xport_stats_t stats;                    /* counters */
-    sl_xport_stage_t *stage;                   /* staging rings, created on first use */
-    sl_xport_op_ctx_t *op_free;                /* pool of operation contexts */
+    sl_xport_cfg_t cfg;                   /* configuration (copied) */
+    ucp_context_h ctx[SL_XPORT_NCLASS];   /* one context per class (own fabric marking) */
+    ucp_worker_h worker[SL_XPORT_NCLASS]; /* one worker per class */
+    int epfd;                             /* epoll over the workers' event fds */
+    uint8_t *addr;                        /* packed engine address */
+    size_t addr_len;                      /* its length */
+    bool cuda_direct;                     /* UCX takes CUDA pointers */
+    uint64_t id;                          /* random engine id for staged transfer keys */
+    uint64_t seq;                         /* staged transfer sequence */
+    sl_list_t peers;                      /* connected peers */
+    sl_list_t mems;                       /* registered regions */
+    sl_list_t queue[SL_XPORT_NCLASS];     /* requests with chunks left to post */
+    sl_list_t done;                       /* completed requests, callbacks pending */
+    sl_list_t waiting;                    /* requests with a flush or notification in UCX */
+    sl_list_t orphans;                    /* reported failed, UCX still holds a callback */
+    sl_list_t req_pool;                   /* finished requests kept for reuse */
+    unsigned req_pool_len;                /* their number */
+    unsigned live[SL_XPORT_NCLASS];       /* transfers posted and not yet reported, per class */
+    sl_xport_sched_t sched;               /* class scheduler, bucket, bytes in flight in UCX */
+    sl_xport_notif_cb_t notif_cb;         /* notification handler */
+    void *notif_arg;                      /* its argument */
+    sl_xport_stats_t stats;               /* counters */
+    sl_xport_stage_t *stage;              /* staging rings, created on first use */
+    sl_xport_op_ctx_t *op_free;           /* pool of operation contexts */
     sl_xport_am_arg_t am_arg[SL_XPORT_NCLASS]; /* AM handler arguments */
     bool failed_pending;                       /* a peer failed since the last progress */
 };

@@ -16,10 +16,6 @@ bool sl_xport_cuda_probe(sl_xport_t *xp)
     return false;
 }
 
-void sl_xport_cuda_pin(void *p, size_t len)
-{
-}
+void sl_xport_cuda_pin(void *p, size_t len) {}
 
-void sl_xport_cuda_unpin(void *p)
-{
-}
+void sl_xport_cuda_unpin(void *p) {}

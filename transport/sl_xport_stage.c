@@ -58,29 +58,29 @@ typedef struct s_rx_xfer {
 
 /* One rendezvous chunk on the receive side. */
 typedef struct s_rx_chunk {
-    sl_list_t link;        /* in stage->rx_pending while waiting for a slot */
-    sl_xport_t *xp;        /* engine */
-    sl_xport_class_t cls;  /* worker it arrived on */
-    void *desc;            /* UCX data descriptor */
-    size_t len;            /* bytes */
-    uint8_t *dst;          /* destination */
-    sl_xport_mem_t *mem;   /* destination region */
-    s_rx_xfer_t *xfer;     /* transfer it belongs to */
-    int slot;              /* receive slot, or -1 when received in place */
+    sl_list_t link;       /* in stage->rx_pending while waiting for a slot */
+    sl_xport_t *xp;       /* engine */
+    sl_xport_class_t cls; /* worker it arrived on */
+    void *desc;           /* UCX data descriptor */
+    size_t len;           /* bytes */
+    uint8_t *dst;         /* destination */
+    sl_xport_mem_t *mem;  /* destination region */
+    s_rx_xfer_t *xfer;    /* transfer it belongs to */
+    int slot;             /* receive slot, or -1 when received in place */
 } s_rx_chunk_t;
 
 struct sl_xport_stage {
-    size_t slot_size;                    /* bytes per slot */
-    int nslots;                          /* slots per ring */
-    uint8_t *tx;                         /* transmit ring */
-    uint8_t *rx;                         /* receive ring */
-    ucp_mem_h tx_memh[SL_XPORT_NCLASS];  /* transmit ring registration per data class */
-    int *tx_free;                        /* stack of free transmit slots */
-    int tx_nfree;                        /* its depth */
-    int *rx_free;                        /* stack of free receive slots */
-    int rx_nfree;                        /* its depth */
-    sl_list_t rx_pending;                /* chunks parked in UCX until a slot frees */
-    sl_list_t rx_xfers;                  /* transfers being received */
+    size_t slot_size;                   /* bytes per slot */
+    int nslots;                         /* slots per ring */
+    uint8_t *tx;                        /* transmit ring */
+    uint8_t *rx;                        /* receive ring */
+    ucp_mem_h tx_memh[SL_XPORT_NCLASS]; /* transmit ring registration per data class */
+    int *tx_free;                       /* stack of free transmit slots */
+    int tx_nfree;                       /* its depth */
+    int *rx_free;                       /* stack of free receive slots */
+    int rx_nfree;                       /* its depth */
+    sl_list_t rx_pending;               /* chunks parked in UCX until a slot frees */
+    sl_list_t rx_xfers;                 /* transfers being received */
 };
 
 sl_status_t sl_xport_stage_init(sl_xport_t *xp)
@@ -217,8 +217,11 @@ sl_status_t sl_xport_stage_issue(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *
         return SL_ERR_NOMEM;
     }
     o->slot = slot;
-    s_chunk_hdr_t h = {S_CHUNK_MAGIC, req->nchunks, req->key,
-                       req->remote->base + b->remote_off + req->cur_off, (uint32_t)req->notif_len,
+    s_chunk_hdr_t h = {S_CHUNK_MAGIC,
+                       req->nchunks,
+                       req->key,
+                       req->remote->base + b->remote_off + req->cur_off,
+                       (uint32_t)req->notif_len,
                        0};
     memcpy(o->hdr, &h, sizeof(h));
     if (req->notif_len)

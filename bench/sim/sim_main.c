@@ -530,8 +530,8 @@ static bool s_plot(const s_opts_t *o, double lo, double hi, double at)
 }
 
 /* Run every policy at one offered load into column l of rep; prints the rows. */
-static int s_compare_load(const s_opts_t *o, const sl_trace_t *src, const double *speeds, double load,
-                          sl_sim_report_t *rep, int cap, int l)
+static int s_compare_load(const s_opts_t *o, const sl_trace_t *src, const double *speeds,
+                          double load, sl_sim_report_t *rep, int cap, int l)
 {
     sl_trace_t *tr = NULL;
     if (s_schedule(o, src, load, 0, &tr) != SL_OK || tr->n == 0) {
@@ -757,8 +757,12 @@ static double s_place_cost_us(const char *policy, int n, uint64_t seed)
             hashes[b] = conv * 1000 + (uint64_t)b + 1;
         char id[32];
         snprintf(id, sizeof(id), "j%d", j);
-        sl_job_desc_t d = {.id = id, .prompt_tokens = 12000, .max_new_tokens = 300,
-                           .block_hashes = hashes, .n_block_hashes = 24, .block_tokens = 512};
+        sl_job_desc_t d = {.id = id,
+                           .prompt_tokens = 12000,
+                           .max_new_tokens = 300,
+                           .block_hashes = hashes,
+                           .n_block_hashes = 24,
+                           .block_tokens = 512};
         sl_job_t *job;
         sl_busy_reason_t why;
         sl_time_t retry;
@@ -766,8 +770,10 @@ static double s_place_cost_us(const char *policy, int n, uint64_t seed)
         if (sl_core_job_submit(core, &d, NULL, now, &job, &why, &retry) != SL_OK)
             continue;
         if (job->exec) {
-            sl_job_result_t res = {.status = SL_JOB_OK, .output_tokens = 300,
-                                   .exec_ttft = SL_MS(300), .exec_end = SL_MS(3000)};
+            sl_job_result_t res = {.status = SL_JOB_OK,
+                                   .output_tokens = 300,
+                                   .exec_ttft = SL_MS(300),
+                                   .exec_end = SL_MS(3000)};
             sl_core_job_complete(core, job->exec->index, job->seq, &res, NULL, now);
         }
         if ((j & 1023) == 0)

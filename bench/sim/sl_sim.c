@@ -65,15 +65,15 @@ typedef struct s_exec {
 
 /* A job inside an engine. */
 typedef struct s_ejob {
-    sl_engine_job_t ej;   /* what the engine sees */
-    uint32_t req;         /* request number */
-    uint32_t out[];       /* output tokens */
+    sl_engine_job_t ej; /* what the engine sees */
+    uint32_t req;       /* request number */
+    uint32_t out[];     /* output tokens */
 } s_ejob_t;
 
 /* Per request outcome. */
 typedef struct s_req {
-    uint32_t prompt;   /* prompt tokens */
-    uint32_t cached;   /* tokens served from cache on its last run */
+    uint32_t prompt; /* prompt tokens */
+    uint32_t cached; /* tokens served from cache on its last run */
 } s_req_t;
 
 struct s_sim {
@@ -164,9 +164,8 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     return SL_OK;
 }
 
-static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status,
-                        const sl_job_timings_t *t, const sl_exec_t *exec, const void *payload,
-                        const char *error)
+static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const sl_job_timings_t *t,
+                        const sl_exec_t *exec, const void *payload, const char *error)
 {
     s_sim_t *s = arg;
     sl_sim_report_t *rep = s->rep;
@@ -252,8 +251,13 @@ static sl_status_t s_exec_start(s_sim_t *s, s_exec_t *x)
     sl_sim_cfg_t model = p->model;
     model.speed = p->speeds ? p->speeds[x->n] : 1.0;
     sl_backend_params_t bp = {
-        .model = "", .weights = "", .weight_format = "bf16", .device = "cpu",
-        .kv_block_tokens = p->kv_block_tokens, .seed = p->seed, .sim = &model,
+        .model = "",
+        .weights = "",
+        .weight_format = "bf16",
+        .device = "cpu",
+        .kv_block_tokens = p->kv_block_tokens,
+        .seed = p->seed,
+        .sim = &model,
         .kv_cb = {.stored = s_kv_stored, .evicted = s_kv_evicted, .arg = x},
     };
     sl_engine_cb_t cb = {.done = s_eng_done, .arg = x};
@@ -261,9 +265,12 @@ static sl_status_t s_exec_start(s_sim_t *s, s_exec_t *x)
     if (st != SL_OK)
         return st;
     sl_exec_info_t info = {
-        .name = x->name, .slots = (uint32_t)p->credits, .backend = "sim",
+        .name = x->name,
+        .slots = (uint32_t)p->credits,
+        .backend = "sim",
         .kv_blocks_total = (uint32_t)model.kv_capacity_blocks,
-        .kv_block_tokens = p->kv_block_tokens, .speed = model.speed,
+        .kv_block_tokens = p->kv_block_tokens,
+        .speed = model.speed,
     };
     x->alive = true;
     x->wake = INT64_MAX;
@@ -291,16 +298,20 @@ static void s_arrival(s_sim_t *s)
     if (slo < s->p->slo_ttft_floor_s)
         slo = s->p->slo_ttft_floor_s;
     sl_job_desc_t d = {
-        .id = id, .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = r->input_len,
-        .max_new_tokens = r->output_len ? r->output_len : 1, .block_hashes = r->hashes,
-        .n_block_hashes = r->n_hashes, .block_tokens = tr->block_tokens,
+        .id = id,
+        .prio = SL_PRIO_INTERACTIVE,
+        .prompt_tokens = r->input_len,
+        .max_new_tokens = r->output_len ? r->output_len : 1,
+        .block_hashes = r->hashes,
+        .n_block_hashes = r->n_hashes,
+        .block_tokens = tr->block_tokens,
         .ttft_deadline = s->p->admission ? (sl_time_t)(slo * 1e9) : 0,
     };
     sl_job_t *job;
     sl_busy_reason_t reason;
     sl_time_t retry;
-    sl_status_t st = sl_core_job_submit(s->core, &d, (void *)(uintptr_t)i, s->now, &job, &reason,
-                                        &retry);
+    sl_status_t st =
+        sl_core_job_submit(s->core, &d, (void *)(uintptr_t)i, s->now, &job, &reason, &retry);
     if (st == SL_ERR_BUSY) {
         s->rep->busy++;
         if (reason < 8)

@@ -41,26 +41,26 @@ typedef struct sl_sim_params {
 } sl_sim_params_t;
 
 typedef struct sl_sim_report {
-    uint64_t requests;     /* offered */
-    uint64_t completed;    /* finished OK */
-    uint64_t busy;         /* refused with BUSY */
-    uint64_t failed;       /* failed or expired */
-    uint64_t slo_met;      /* completed within both SLOs */
-    double span_s;         /* arrival span of the schedule */
-    double sim_end_s;      /* virtual time when the last job ended */
-    double offered_rps;    /* requests / span */
-    double goodput_rps;    /* slo_met / span */
-    double slo_frac;       /* slo_met / requests */
-    double p50_ttft_s;     /* over completed jobs */
-    double p90_ttft_s;     /* over completed jobs */
-    double p99_ttft_s;     /* over completed jobs */
-    double mean_tpot_s;    /* over completed jobs with > 1 token */
-    double busy_rate;      /* busy / requests */
-    double hit_rate;       /* cached prompt tokens / prompt tokens (completed) */
-    double ttft_mape;      /* the load model's prequential MAPE */
+    uint64_t requests;          /* offered */
+    uint64_t completed;         /* finished OK */
+    uint64_t busy;              /* refused with BUSY */
+    uint64_t failed;            /* failed or expired */
+    uint64_t slo_met;           /* completed within both SLOs */
+    double span_s;              /* arrival span of the schedule */
+    double sim_end_s;           /* virtual time when the last job ended */
+    double offered_rps;         /* requests / span */
+    double goodput_rps;         /* slo_met / span */
+    double slo_frac;            /* slo_met / requests */
+    double p50_ttft_s;          /* over completed jobs */
+    double p90_ttft_s;          /* over completed jobs */
+    double p99_ttft_s;          /* over completed jobs */
+    double mean_tpot_s;         /* over completed jobs with > 1 token */
+    double busy_rate;           /* busy / requests */
+    double hit_rate;            /* cached prompt tokens / prompt tokens (completed) */
+    double ttft_mape;           /* the load model's prequential MAPE */
     uint64_t busy_by_reason[8]; /* BUSY counts by sl_busy_reason_t */
-    sl_hist_t ttft_us;     /* TTFT distribution, microseconds */
-    uint64_t events;       /* simulation events processed */
+    sl_hist_t ttft_us;          /* TTFT distribution, microseconds */
+    uint64_t events;            /* simulation events processed */
 } sl_sim_report_t;
 
 /* Defaults: 16 executors at speed 1, policy learned with admission, SLOs 3x /

@@ -32,25 +32,25 @@
 #include "executor/ref/sl_kv.h"
 
 typedef struct s_ref {
-    sl_model_t *model;        /* weights, activations, KV tensors */
-    sl_kv_t *kv;              /* block bookkeeping and prefix cache */
-    sl_model_cfg_t cfg;       /* model shape */
-    uint32_t max_rows;        /* rows per forward pass */
+    sl_model_t *model;  /* weights, activations, KV tensors */
+    sl_kv_t *kv;        /* block bookkeeping and prefix cache */
+    sl_model_cfg_t cfg; /* model shape */
+    uint32_t max_rows;  /* rows per forward pass */
     /* staging of one pass, max_rows entries each */
-    uint32_t *tokens;         /* token of each row */
-    uint32_t *pos;            /* position of each row */
-    uint32_t *row_seq;        /* slot of each row */
-    uint32_t *out_rows;       /* rows that sample */
-    uint32_t *next;           /* sampled tokens */
-    const uint32_t **tables;  /* block table of each slot */
-    uint32_t *n_table;        /* its length */
-    sl_seq_t **out_seq;       /* sequence of each sampling row */
+    uint32_t *tokens;        /* token of each row */
+    uint32_t *pos;           /* position of each row */
+    uint32_t *row_seq;       /* slot of each row */
+    uint32_t *out_rows;      /* rows that sample */
+    uint32_t *next;          /* sampled tokens */
+    const uint32_t **tables; /* block table of each slot */
+    uint32_t *n_table;       /* its length */
+    sl_seq_t **out_seq;      /* sequence of each sampling row */
 } s_ref_t;
 
 typedef struct s_seq_state {
-    sl_kv_seq_t *kv;     /* block table */
-    uint32_t *prompt;    /* synthesized prompt (trace replay), else NULL */
-    uint32_t computed;   /* prompt tokens whose KV is in the cache */
+    sl_kv_seq_t *kv;   /* block table */
+    uint32_t *prompt;  /* synthesized prompt (trace replay), else NULL */
+    uint32_t computed; /* prompt tokens whose KV is in the cache */
 } s_seq_state_t;
 
 sl_status_t sl_backend_ref_resolve(const sl_backend_params_t *p, sl_model_cfg_t *cfg,
@@ -194,8 +194,7 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
         snprintf(seq->error, sizeof(seq->error), "%u prompt + %u new tokens (context %u)%s",
                  seq->prompt_len, seq->max_new_tokens, c->max_ctx,
                  seq->prompt || seq->block_hashes ? "" : ", no prompt");
-        SL_WARN("ref backend: sequence %llu rejected: %s", (unsigned long long)seq->id,
-                seq->error);
+        SL_WARN("ref backend: sequence %llu rejected: %s", (unsigned long long)seq->id, seq->error);
         return SL_ERR_INVALID;
     }
     s_seq_state_t *ss = calloc(1, sizeof(*ss));
@@ -247,8 +246,8 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
 /* Run the pass staged in r and hand out its tokens. */
 static sl_status_t s_run(s_ref_t *r, uint32_t n_rows, uint32_t n_slots, uint32_t n_out)
 {
-    sl_model_batch_t b = {n_rows, r->tokens, r->pos, r->row_seq, n_slots, r->tables, r->n_table,
-                          n_out, r->out_rows};
+    sl_model_batch_t b = {n_rows,    r->tokens,  r->pos, r->row_seq, n_slots,
+                          r->tables, r->n_table, n_out,  r->out_rows};
     sl_status_t st = sl_model_forward(r->model, &b, r->next, NULL);
     if (st != SL_OK)
         return st;

@@ -29,28 +29,28 @@
 #include "common/sl_map.h"
 
 typedef struct s_block {
-    uint64_t hash;   /* chained hash, valid when published */
-    uint32_t ref;    /* sequences holding the block */
-    bool published;  /* in the hash map (cached for reuse) */
-    sl_list_t lru;   /* on the LRU list when published and ref == 0 */
+    uint64_t hash;  /* chained hash, valid when published */
+    uint32_t ref;   /* sequences holding the block */
+    bool published; /* in the hash map (cached for reuse) */
+    sl_list_t lru;  /* on the LRU list when published and ref == 0 */
 } s_block_t;
 
 struct sl_kv {
-    sl_kv_cfg_t cfg;     /* sizes and event callbacks */
-    s_block_t *blocks;   /* n_blocks entries */
-    uint32_t *free_ids;  /* stack of free block ids */
-    uint32_t n_free;     /* entries on the free stack */
-    uint32_t n_cached;   /* blocks on the LRU list */
-    sl_list_t lru;       /* unreferenced published blocks, least recently used first */
-    sl_map_t by_hash;    /* published hash -> s_block_t */
+    sl_kv_cfg_t cfg;    /* sizes and event callbacks */
+    s_block_t *blocks;  /* n_blocks entries */
+    uint32_t *free_ids; /* stack of free block ids */
+    uint32_t n_free;    /* entries on the free stack */
+    uint32_t n_cached;  /* blocks on the LRU list */
+    sl_list_t lru;      /* unreferenced published blocks, least recently used first */
+    sl_map_t by_hash;   /* published hash -> s_block_t */
 };
 
 struct sl_kv_seq {
-    uint32_t n_blocks;     /* entries of table */
-    uint32_t n_prompt_full;/* full prompt blocks (hashes known) */
-    uint32_t n_hit;        /* leading blocks reused from the cache */
-    uint32_t *table;       /* block ids */
-    uint64_t *hashes;      /* chained hashes of the full prompt blocks */
+    uint32_t n_blocks;      /* entries of table */
+    uint32_t n_prompt_full; /* full prompt blocks (hashes known) */
+    uint32_t n_hit;         /* leading blocks reused from the cache */
+    uint32_t *table;        /* block ids */
+    uint64_t *hashes;       /* chained hashes of the full prompt blocks */
 };
 
 sl_status_t sl_kv_create(const sl_kv_cfg_t *cfg, sl_kv_t **kv_p)

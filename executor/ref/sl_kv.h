@@ -24,9 +24,9 @@ typedef struct sl_kv_seq sl_kv_seq_t; /* one sequence's block table */
 
 /* What a KV manager is created from. */
 typedef struct sl_kv_cfg {
-    uint32_t n_blocks;        /* blocks in the pool */
-    uint32_t block_tokens;    /* tokens per block */
-    sl_backend_kv_cb_t events;/* stored / evicted hash reports (functions may be NULL) */
+    uint32_t n_blocks;         /* blocks in the pool */
+    uint32_t block_tokens;     /* tokens per block */
+    sl_backend_kv_cb_t events; /* stored / evicted hash reports (functions may be NULL) */
 } sl_kv_cfg_t;
 
 /* Occupancy of the pool. */

@@ -42,53 +42,53 @@
 #define S_LAYER_TENSORS 9
 
 typedef struct s_layer {
-    float *attn_norm;    /* [dim] */
-    float *ffn_norm;     /* [dim] */
-    sl_k_weight_t w[7];  /* q, k, v, o, gate, up, down */
+    float *attn_norm;   /* [dim] */
+    float *ffn_norm;    /* [dim] */
+    sl_k_weight_t w[7]; /* q, k, v, o, gate, up, down */
 } s_layer_t;
 
 enum { S_WQ, S_WK, S_WV, S_WO, S_WGATE, S_WUP, S_WDOWN };
 
 struct sl_model {
-    sl_model_cfg_t cfg;     /* shape */
-    sl_k_ctx_h ctx;         /* device */
-    sl_k_dtype_t dtype;     /* format of the linear layers */
-    uint32_t head_dim;      /* dim / n_heads */
-    uint32_t kv_dim;        /* n_kv_heads * head_dim */
-    float *embed;           /* [vocab][dim] fp32 */
-    float *final_norm;      /* [dim] */
-    sl_k_weight_t lm_head;  /* [vocab][dim] */
-    s_layer_t *layers;      /* n_layers */
-    float *kv_pool;         /* n_blocks blocks of block_floats */
-    uint32_t kv_blocks;     /* blocks in the pool */
-    size_t block_floats;    /* floats per block (all layers, K and V) */
-    uint32_t max_rows;      /* rows per pass */
-    uint32_t max_blocks;    /* table entries per sequence slot */
+    sl_model_cfg_t cfg;    /* shape */
+    sl_k_ctx_h ctx;        /* device */
+    sl_k_dtype_t dtype;    /* format of the linear layers */
+    uint32_t head_dim;     /* dim / n_heads */
+    uint32_t kv_dim;       /* n_kv_heads * head_dim */
+    float *embed;          /* [vocab][dim] fp32 */
+    float *final_norm;     /* [dim] */
+    sl_k_weight_t lm_head; /* [vocab][dim] */
+    s_layer_t *layers;     /* n_layers */
+    float *kv_pool;        /* n_blocks blocks of block_floats */
+    uint32_t kv_blocks;    /* blocks in the pool */
+    size_t block_floats;   /* floats per block (all layers, K and V) */
+    uint32_t max_rows;     /* rows per pass */
+    uint32_t max_blocks;   /* table entries per sequence slot */
     /* device activations, max_rows rows each */
-    float *x;               /* residual stream [rows][dim] */
-    float *xn;              /* normalised stream [rows][dim] */
-    float *q;               /* queries [rows][dim] */
-    float *k;               /* keys of this pass [rows][kv_dim] */
-    float *v;               /* values of this pass [rows][kv_dim] */
-    float *att;             /* attention output [rows][dim] */
-    float *tmp;             /* projection output [rows][dim] */
-    float *gate;            /* feed-forward gate, then SwiGLU [rows][ffn] */
-    float *up;              /* feed-forward up [rows][ffn] */
-    float *logits;          /* [rows][vocab] of the sampled rows */
-    uint32_t *d_tokens;     /* token of each row */
-    uint32_t *d_pos;        /* position of each row */
-    uint32_t *d_row_seq;    /* sequence slot of each row */
-    uint32_t *d_tables;     /* block tables, max_blocks per slot */
-    uint32_t *d_out_rows;   /* rows that sample */
-    uint32_t *d_next;       /* sampled tokens */
-    uint32_t *h_tables;     /* host staging of the block tables */
+    float *x;             /* residual stream [rows][dim] */
+    float *xn;            /* normalised stream [rows][dim] */
+    float *q;             /* queries [rows][dim] */
+    float *k;             /* keys of this pass [rows][kv_dim] */
+    float *v;             /* values of this pass [rows][kv_dim] */
+    float *att;           /* attention output [rows][dim] */
+    float *tmp;           /* projection output [rows][dim] */
+    float *gate;          /* feed-forward gate, then SwiGLU [rows][ffn] */
+    float *up;            /* feed-forward up [rows][ffn] */
+    float *logits;        /* [rows][vocab] of the sampled rows */
+    uint32_t *d_tokens;   /* token of each row */
+    uint32_t *d_pos;      /* position of each row */
+    uint32_t *d_row_seq;  /* sequence slot of each row */
+    uint32_t *d_tables;   /* block tables, max_blocks per slot */
+    uint32_t *d_out_rows; /* rows that sample */
+    uint32_t *d_next;     /* sampled tokens */
+    uint32_t *h_tables;   /* host staging of the block tables */
 };
 
 /* --- presets and names --------------------------------------------------------- */
 
 typedef struct s_preset {
-    const char *name;    /* preset name */
-    sl_model_cfg_t cfg;  /* its shape */
+    const char *name;   /* preset name */
+    sl_model_cfg_t cfg; /* its shape */
 } s_preset_t;
 
 static const s_preset_t s_presets[] = {
@@ -131,16 +131,20 @@ static void s_layer_tensor(const sl_model_cfg_t *c, int i, uint32_t layer, char 
                            uint32_t *ndim, uint64_t *shape, int *out_proj)
 {
     static const char *const fmt[S_LAYER_TENSORS] = {
-        "model.layers.%u.input_layernorm.weight",  "model.layers.%u.self_attn.q_proj.weight",
-        "model.layers.%u.self_attn.k_proj.weight", "model.layers.%u.self_attn.v_proj.weight",
-        "model.layers.%u.self_attn.o_proj.weight", "model.layers.%u.post_attention_layernorm.weight",
-        "model.layers.%u.mlp.gate_proj.weight",    "model.layers.%u.mlp.up_proj.weight",
+        "model.layers.%u.input_layernorm.weight",
+        "model.layers.%u.self_attn.q_proj.weight",
+        "model.layers.%u.self_attn.k_proj.weight",
+        "model.layers.%u.self_attn.v_proj.weight",
+        "model.layers.%u.self_attn.o_proj.weight",
+        "model.layers.%u.post_attention_layernorm.weight",
+        "model.layers.%u.mlp.gate_proj.weight",
+        "model.layers.%u.mlp.up_proj.weight",
         "model.layers.%u.mlp.down_proj.weight",
     };
     uint32_t kv_dim = c->n_kv_heads * (c->dim / c->n_heads);
-    const uint64_t rows[S_LAYER_TENSORS] = {c->dim, c->dim, kv_dim, kv_dim, c->dim,
+    const uint64_t rows[S_LAYER_TENSORS] = {c->dim, c->dim,     kv_dim,     kv_dim, c->dim,
                                             c->dim, c->ffn_dim, c->ffn_dim, c->dim};
-    const uint64_t cols[S_LAYER_TENSORS] = {0, c->dim, c->dim, c->dim, c->dim,
+    const uint64_t cols[S_LAYER_TENSORS] = {0, c->dim, c->dim, c->dim,    c->dim,
                                             0, c->dim, c->dim, c->ffn_dim};
     snprintf(name, len, fmt[i], layer);
     *ndim = cols[i] ? 2 : 1;
@@ -169,15 +173,16 @@ static void s_synth(const s_src_t *src, const char *name, uint32_t ndim, const u
     else if (!strcmp(name, "model.embed_tokens.weight"))
         amp = sqrt(3.0);
     else
-        amp = sqrt(3.0 / (double)shape[1]) * (out_proj ? 1.0 / sqrt(2.0 * src->cfg->n_layers) : 1.0);
+        amp =
+            sqrt(3.0 / (double)shape[1]) * (out_proj ? 1.0 / sqrt(2.0 * src->cfg->n_layers) : 1.0);
     for (size_t i = 0; i < n; i++) {
         double u = sl_rand_double(&r) * 2.0 - 1.0;
         out[i] = (float)(ndim == 1 ? 1.0 + amp * u : amp * u);
     }
 }
 
-static sl_status_t s_read(const s_src_t *src, const char *name, uint32_t ndim, const uint64_t *shape,
-                          int out_proj, float *out)
+static sl_status_t s_read(const s_src_t *src, const char *name, uint32_t ndim,
+                          const uint64_t *shape, int out_proj, float *out)
 {
     if (src->st)
         return sl_st_read_f32(src->st, name, ndim, shape, out);
@@ -323,16 +328,19 @@ static sl_status_t s_alloc_all(sl_model_t *m)
     const sl_model_cfg_t *c = &m->cfg;
     size_t R = m->max_rows, F = sizeof(float);
     sl_status_t st;
-    if ((st = s_alloc_act(m, R * c->dim * F, &m->x)) || (st = s_alloc_act(m, R * c->dim * F, &m->xn)) ||
-        (st = s_alloc_act(m, R * c->dim * F, &m->q)) || (st = s_alloc_act(m, R * m->kv_dim * F, &m->k)) ||
-        (st = s_alloc_act(m, R * m->kv_dim * F, &m->v)) || (st = s_alloc_act(m, R * c->dim * F, &m->att)) ||
+    if ((st = s_alloc_act(m, R * c->dim * F, &m->x)) ||
+        (st = s_alloc_act(m, R * c->dim * F, &m->xn)) ||
+        (st = s_alloc_act(m, R * c->dim * F, &m->q)) ||
+        (st = s_alloc_act(m, R * m->kv_dim * F, &m->k)) ||
+        (st = s_alloc_act(m, R * m->kv_dim * F, &m->v)) ||
+        (st = s_alloc_act(m, R * c->dim * F, &m->att)) ||
         (st = s_alloc_act(m, R * c->dim * F, &m->tmp)) ||
         (st = s_alloc_act(m, R * c->ffn_dim * F, &m->gate)) ||
         (st = s_alloc_act(m, R * c->ffn_dim * F, &m->up)) ||
         (st = s_alloc_act(m, R * c->vocab * F, &m->logits)) ||
         (st = s_alloc_act(m, R * 4, &m->d_tokens)) || (st = s_alloc_act(m, R * 4, &m->d_pos)) ||
-        (st = s_alloc_act(m, R * 4, &m->d_row_seq)) || (st = s_alloc_act(m, R * 4, &m->d_out_rows)) ||
-        (st = s_alloc_act(m, R * 4, &m->d_next)) ||
+        (st = s_alloc_act(m, R * 4, &m->d_row_seq)) ||
+        (st = s_alloc_act(m, R * 4, &m->d_out_rows)) || (st = s_alloc_act(m, R * 4, &m->d_next)) ||
         (st = s_alloc_act(m, R * m->max_blocks * 4, &m->d_tables)))
         return st;
     m->h_tables = calloc(R * m->max_blocks, sizeof(uint32_t));
@@ -411,9 +419,10 @@ void sl_model_destroy(sl_model_t **model_p)
                 s_free_weight(m, &m->layers[l].w[i]);
         }
         s_free_weight(m, &m->lm_head);
-        void *bufs[] = {m->embed, m->final_norm, m->kv_pool, m->x, m->xn, m->q, m->k, m->v, m->att,
-                        m->tmp, m->gate, m->up, m->logits, m->d_tokens, m->d_pos, m->d_row_seq,
-                        m->d_tables, m->d_out_rows, m->d_next};
+        void *bufs[] = {m->embed,     m->final_norm, m->kv_pool,    m->x,        m->xn,
+                        m->q,         m->k,          m->v,          m->att,      m->tmp,
+                        m->gate,      m->up,         m->logits,     m->d_tokens, m->d_pos,
+                        m->d_row_seq, m->d_tables,   m->d_out_rows, m->d_next};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
             sl_k_free(m->ctx, bufs[i]);
         sl_k_ctx_destroy(&m->ctx);
@@ -484,7 +493,8 @@ static sl_status_t s_check_batch(const sl_model_t *m, const sl_model_batch_t *b)
             return st;                                                                             \
     } while (0)
 
-sl_status_t sl_model_forward(sl_model_t *m, const sl_model_batch_t *b, uint32_t *next, float *logits)
+sl_status_t sl_model_forward(sl_model_t *m, const sl_model_batch_t *b, uint32_t *next,
+                             float *logits)
 {
     sl_status_t st = s_check_batch(m, b);
     if (st != SL_OK || b->n_rows == 0)
@@ -493,7 +503,8 @@ sl_status_t sl_model_forward(sl_model_t *m, const sl_model_batch_t *b, uint32_t 
     sl_k_ctx_h ctx = m->ctx;
     uint32_t R = b->n_rows, D = c->dim, hd = m->head_dim;
     for (uint32_t s = 0; s < b->n_seqs; s++)
-        memcpy(m->h_tables + (size_t)s * m->max_blocks, b->tables[s], b->n_table[s] * sizeof(uint32_t));
+        memcpy(m->h_tables + (size_t)s * m->max_blocks, b->tables[s],
+               b->n_table[s] * sizeof(uint32_t));
     S_TRY(sl_k_upload(ctx, m->d_tokens, b->tokens, R * 4));
     S_TRY(sl_k_upload(ctx, m->d_pos, b->pos, R * 4));
     S_TRY(sl_k_upload(ctx, m->d_row_seq, b->row_seq, R * 4));
@@ -508,8 +519,9 @@ sl_status_t sl_model_forward(sl_model_t *m, const sl_model_batch_t *b, uint32_t 
     for (uint32_t l = 0; l < c->n_layers; l++) {
         s_layer_t *L = &m->layers[l];
         float *kbase = m->kv_pool + l * layer_floats;
-        sl_k_paged_t kv = {kbase, kbase + (size_t)c->block_tokens * m->kv_dim, m->block_floats,
-                           c->block_tokens, c->n_kv_heads, hd};
+        sl_k_paged_t kv = {kbase,           kbase + (size_t)c->block_tokens * m->kv_dim,
+                           m->block_floats, c->block_tokens,
+                           c->n_kv_heads,   hd};
         S_TRY(sl_k_rmsnorm(ctx, m->x, L->attn_norm, R, D, c->norm_eps, m->xn));
         S_TRY(sl_k_linear(ctx, m->xn, R, &L->w[S_WQ], m->q));
         S_TRY(sl_k_linear(ctx, m->xn, R, &L->w[S_WK], m->k));
@@ -568,8 +580,8 @@ sl_status_t sl_model_generate(sl_model_t *m, const uint32_t *prompt, uint32_t n_
             pos[i] = done + i;
         uint32_t last = n - 1;
         int final = done + n == n_prompt;
-        sl_model_batch_t b = {n, prompt + done, pos, seq0, 1, tables, &n_blocks,
-                              final && max_new ? 1u : 0u, &last};
+        sl_model_batch_t b = {
+            n, prompt + done, pos, seq0, 1, tables, &n_blocks, final && max_new ? 1u : 0u, &last};
         st = sl_model_forward(m, &b, out, logits);
         done += n;
     }
@@ -641,7 +653,7 @@ sl_status_t sl_model_write_synthetic(const sl_model_cfg_t *cfg, uint64_t seed, c
         return st;
     size_t n = 3 + (size_t)cfg->n_layers * S_LAYER_TENSORS;
     sl_st_write_tensor_t *ts = calloc(n, sizeof(*ts));
-    char (*names)[128] = calloc(n, sizeof(*names));
+    char(*names)[128] = calloc(n, sizeof(*names));
     s_src_t src = {cfg, seed, NULL};
     st = SL_ERR_NOMEM;
     if (!ts || !names)
@@ -657,11 +669,13 @@ sl_status_t sl_model_write_synthetic(const sl_model_cfg_t *cfg, uint64_t seed, c
     for (uint32_t l = 0; l < cfg->n_layers; l++)
         for (int i = 0; i < S_LAYER_TENSORS; i++, k++) {
             int out_proj;
-            s_layer_tensor(cfg, i, l, names[k], sizeof(names[k]), &ts[k].ndim, ts[k].shape, &out_proj);
+            s_layer_tensor(cfg, i, l, names[k], sizeof(names[k]), &ts[k].ndim, ts[k].shape,
+                           &out_proj);
         }
     for (k = 0; k < n; k++) {
         ts[k].name = names[k];
-        size_t cnt = ts[k].ndim == 2 ? (size_t)(ts[k].shape[0] * ts[k].shape[1]) : (size_t)ts[k].shape[0];
+        size_t cnt =
+            ts[k].ndim == 2 ? (size_t)(ts[k].shape[0] * ts[k].shape[1]) : (size_t)ts[k].shape[0];
         float *d = malloc(cnt * sizeof(float));
         if (!d)
             goto out;
@@ -673,7 +687,7 @@ sl_status_t sl_model_write_synthetic(const sl_model_cfg_t *cfg, uint64_t seed, c
     snprintf(heads, sizeof(heads), "%u", cfg->n_heads);
     snprintf(kvh, sizeof(kvh), "%u", cfg->n_kv_heads);
     snprintf(ctxlen, sizeof(ctxlen), "%u", cfg->max_ctx);
-    const char *meta[] = {"num_attention_heads", heads, "num_key_value_heads", kvh,
+    const char *meta[] = {"num_attention_heads",     heads, "num_key_value_heads", kvh,
                           "max_position_embeddings", ctxlen};
     st = sl_st_write(path, ts, n, meta, 3);
 out:

@@ -29,17 +29,17 @@
 #define S_MAX_HEADER (100u << 20)
 
 typedef struct s_entry {
-    char *name;           /* tensor name (or metadata key) */
-    sl_st_tensor_t t;     /* tensor description (unused for metadata) */
-    char *meta_value;     /* metadata value, NULL for a tensor */
+    char *name;       /* tensor name (or metadata key) */
+    sl_st_tensor_t t; /* tensor description (unused for metadata) */
+    char *meta_value; /* metadata value, NULL for a tensor */
 } s_entry_t;
 
 struct sl_st {
-    char path[256];       /* for error messages */
-    void *map;            /* the mapped file */
-    size_t size;          /* bytes mapped */
-    s_entry_t *entries;   /* tensors and metadata */
-    size_t n_entries;     /* entries used */
+    char path[256];     /* for error messages */
+    void *map;          /* the mapped file */
+    size_t size;        /* bytes mapped */
+    s_entry_t *entries; /* tensors and metadata */
+    size_t n_entries;   /* entries used */
 };
 
 /* --- a minimal JSON reader over the header ------------------------------------ */
@@ -231,7 +231,8 @@ static int s_parse(sl_st_t *st, const char *hdr, size_t len, size_t data_start)
             do {
                 s_entry_t m = {0};
                 m.name = s_string(&j);
-                if (!m.name || !s_eat(&j, ':') || !(m.meta_value = s_string(&j)) || !s_push(st, &cap, &m)) {
+                if (!m.name || !s_eat(&j, ':') || !(m.meta_value = s_string(&j)) ||
+                    !s_push(st, &cap, &m)) {
                     free(m.name);
                     free(m.meta_value);
                     return 0;
@@ -362,7 +363,9 @@ sl_status_t sl_st_read_f32(const sl_st_t *st, const char *name, uint32_t ndim,
                  st->path, got, want);
         return SL_ERR_INVALID;
     }
-    size_t esz = !strcmp(t.dtype, "F32") ? 4 : (!strcmp(t.dtype, "F16") || !strcmp(t.dtype, "BF16")) ? 2 : 0;
+    size_t esz = !strcmp(t.dtype, "F32")                                 ? 4
+                 : (!strcmp(t.dtype, "F16") || !strcmp(t.dtype, "BF16")) ? 2
+                                                                         : 0;
     if (!esz) {
         SL_ERROR("safetensors: tensor '%s' in %s has dtype %s (F32, F16 or BF16 expected)", name,
                  st->path, t.dtype);
@@ -404,8 +407,8 @@ sl_status_t sl_st_write(const char *path, const sl_st_write_tensor_t *tensors, s
     if (n_meta) {
         len += (size_t)snprintf(h + len, cap - len, "\"__metadata__\":{");
         for (size_t i = 0; i < n_meta; i++)
-            len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":\"%s\"", i ? "," : "", meta[2 * i],
-                                    meta[2 * i + 1]);
+            len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":\"%s\"", i ? "," : "",
+                                    meta[2 * i], meta[2 * i + 1]);
         len += (size_t)snprintf(h + len, cap - len, "}%s", n ? "," : "");
     }
     uint64_t off = 0;

@@ -17,19 +17,19 @@ typedef struct sl_st sl_st_t; /* an open, mapped safetensors file */
 
 /* One tensor of a file; data points into the mapping. */
 typedef struct sl_st_tensor {
-    char dtype[8];                   /* "F32", "F16", "BF16", ... */
-    uint32_t ndim;                   /* dimensions used in shape */
-    uint64_t shape[SL_ST_MAX_DIMS];  /* sizes, outermost first */
-    const void *data;                /* first byte */
-    size_t bytes;                    /* length of the data */
+    char dtype[8];                  /* "F32", "F16", "BF16", ... */
+    uint32_t ndim;                  /* dimensions used in shape */
+    uint64_t shape[SL_ST_MAX_DIMS]; /* sizes, outermost first */
+    const void *data;               /* first byte */
+    size_t bytes;                   /* length of the data */
 } sl_st_tensor_t;
 
 /* A tensor to write: fp32 data of the given shape. */
 typedef struct sl_st_write_tensor {
-    const char *name;                /* tensor name */
-    uint32_t ndim;                   /* dimensions used in shape */
-    uint64_t shape[SL_ST_MAX_DIMS];  /* sizes, outermost first */
-    const float *data;               /* product of shape floats */
+    const char *name;               /* tensor name */
+    uint32_t ndim;                  /* dimensions used in shape */
+    uint64_t shape[SL_ST_MAX_DIMS]; /* sizes, outermost first */
+    const float *data;              /* product of shape floats */
 } sl_st_write_tensor_t;
 
 /* Open and map path; *st_p owns it. SL_ERR_IO (unreadable) or

@@ -77,15 +77,15 @@ uint32_t sl_backoff_delay_ms(const sl_backoff_cfg_t *cfg, uint32_t attempt, uint
 
 typedef struct sl_client_cfg {
     char endpoint[SL_CLIENT_ENDPOINT_MAX]; /* scheduler's client endpoint */
-    int ack_timeout_ms;       /* resend a Submit not answered by Accepted/Busy within this */
-    int ack_retries;          /* resends of an unanswered Submit before SL_ERR_TIMEOUT */
-    int result_timeout_ms;    /* give up on an accepted job after this; 0 = wait forever */
-    int wait_timeout_ms;      /* bound of the blocking calls (submit, status); 0 = forever */
-    int max_inflight;         /* jobs held at once; submits beyond get SL_ERR_AGAIN */
-    int sndhwm;               /* ZeroMQ send high-water mark (messages) */
-    int linger_ms;            /* how long unsent messages survive sl_client_destroy */
-    int64_t seed;             /* seed of the backoff jitter; 0 = from the clock and pid */
-    int submit_batch;         /* async submits sent in one SubmitBatch at most; 1 = one Submit each */
+    int ack_timeout_ms;    /* resend a Submit not answered by Accepted/Busy within this */
+    int ack_retries;       /* resends of an unanswered Submit before SL_ERR_TIMEOUT */
+    int result_timeout_ms; /* give up on an accepted job after this; 0 = wait forever */
+    int wait_timeout_ms;   /* bound of the blocking calls (submit, status); 0 = forever */
+    int max_inflight;      /* jobs held at once; submits beyond get SL_ERR_AGAIN */
+    int sndhwm;            /* ZeroMQ send high-water mark (messages) */
+    int linger_ms;         /* how long unsent messages survive sl_client_destroy */
+    int64_t seed;          /* seed of the backoff jitter; 0 = from the clock and pid */
+    int submit_batch;      /* async submits sent in one SubmitBatch at most; 1 = one Submit each */
     sl_backoff_cfg_t backoff; /* BUSY retry schedule */
 } sl_client_cfg_t;
 
@@ -108,15 +108,15 @@ typedef struct sl_job_spec {
     sl_client_priority_t priority; /* class */
     const uint32_t *token_ids;     /* prompt tokens; may be NULL when prompt_length is set */
     size_t n_token_ids;            /* entries of token_ids */
-    uint32_t prompt_length;        /* prompt tokens; 0 = n_token_ids (must equal it when ids are given) */
-    const uint64_t *block_hashes;  /* prefix block hashes (trace replay); may be NULL */
-    size_t n_block_hashes;         /* entries of block_hashes */
-    uint32_t block_tokens;         /* tokens per hashed block */
-    uint32_t max_new_tokens;       /* tokens to generate, >= 1 */
-    uint32_t ttft_deadline_ms;     /* first-token budget from receipt; 0 = none */
-    uint32_t deadline_ms;          /* whole-job budget from receipt; 0 = none */
-    bool stream;                   /* ask for TokenChunk messages */
-    void *user;                    /* handed back in the result untouched */
+    uint32_t prompt_length; /* prompt tokens; 0 = n_token_ids (must equal it when ids are given) */
+    const uint64_t *block_hashes; /* prefix block hashes (trace replay); may be NULL */
+    size_t n_block_hashes;        /* entries of block_hashes */
+    uint32_t block_tokens;        /* tokens per hashed block */
+    uint32_t max_new_tokens;      /* tokens to generate, >= 1 */
+    uint32_t ttft_deadline_ms;    /* first-token budget from receipt; 0 = none */
+    uint32_t deadline_ms;         /* whole-job budget from receipt; 0 = none */
+    bool stream;                  /* ask for TokenChunk messages */
+    void *user;                   /* handed back in the result untouched */
 } sl_job_spec_t;
 
 /* How a job ended on the scheduler's side (mirrors sluice.ResultStatus). */
@@ -184,15 +184,15 @@ typedef struct sl_executor_info {
     uint32_t kv_blocks_free;              /* from its last heartbeat */
     uint32_t step_time_us;                /* mean decode step time */
     float gpu_util;                       /* measured GPU utilization, 0..1; 0 when !has_gpu_util */
-    float cpu_util;                       /* measured host CPU busy share, 0..1; 0 when !has_cpu_util */
-    float busy;                           /* the engine's share of recent time in steps, 0..1 */
-    bool has_gpu_util;                    /* gpu_util is measured (false: unknown, e.g. no GPU) */
-    bool has_cpu_util;                    /* cpu_util is measured (false: unknown) */
-    bool has_gpu_mem;                     /* gpu_mem_* are measured (false: unknown) */
-    uint64_t gpu_mem_used;                /* GPU memory allocated, bytes (all processes) */
-    uint64_t gpu_mem_total;               /* GPU memory installed, bytes */
-    uint64_t failed;                      /* jobs it failed or rejected */
-    bool quarantined;                     /* no jobs placed on it for now: its recent jobs failed */
+    float cpu_util;         /* measured host CPU busy share, 0..1; 0 when !has_cpu_util */
+    float busy;             /* the engine's share of recent time in steps, 0..1 */
+    bool has_gpu_util;      /* gpu_util is measured (false: unknown, e.g. no GPU) */
+    bool has_cpu_util;      /* cpu_util is measured (false: unknown) */
+    bool has_gpu_mem;       /* gpu_mem_* are measured (false: unknown) */
+    uint64_t gpu_mem_used;  /* GPU memory allocated, bytes (all processes) */
+    uint64_t gpu_mem_total; /* GPU memory installed, bytes */
+    uint64_t failed;        /* jobs it failed or rejected */
+    bool quarantined;       /* no jobs placed on it for now: its recent jobs failed */
 } sl_executor_info_t;
 
 typedef struct sl_counter_info {

@@ -45,7 +45,7 @@ typedef enum sl_k_dtype {
     SL_K_BF16 = 1, /* bfloat16 (uint16_t bits) */
     SL_K_F16 = 2,  /* IEEE half (uint16_t bits) */
     SL_K_I8 = 3,   /* int8 weight-only, one float scale per group */
-    SL_K_I4 = 4,   /* int4 weight-only (two per byte, low nibble first), one float scale per group */
+    SL_K_I4 = 4, /* int4 weight-only (two per byte, low nibble first), one float scale per group */
 } sl_k_dtype_t;
 
 /* Weight-only quantization groups: this many consecutive inputs share a scale. */
@@ -57,12 +57,12 @@ typedef struct sl_k_ctx *sl_k_ctx_h; /* a device, its stream and library handles
 
 /* A weight matrix w[rows][cols] in one of the storage formats. */
 typedef struct sl_k_weight {
-    sl_k_dtype_t dtype;  /* storage format */
-    uint32_t rows;       /* output features (n) */
-    uint32_t cols;       /* input features (k) */
-    uint32_t group;      /* quantization group along cols (I8/I4 only) */
-    void *data;          /* rows*cols elements (I4: rows*cols/2 bytes) */
-    float *scales;       /* I8/I4: rows*(cols/group) scales; NULL otherwise */
+    sl_k_dtype_t dtype; /* storage format */
+    uint32_t rows;      /* output features (n) */
+    uint32_t cols;      /* input features (k) */
+    uint32_t group;     /* quantization group along cols (I8/I4 only) */
+    void *data;         /* rows*cols elements (I4: rows*cols/2 bytes) */
+    float *scales;      /* I8/I4: rows*(cols/group) scales; NULL otherwise */
 } sl_k_weight_t;
 
 /* A paged KV pool for one layer, as the attention kernels read it. Block b
@@ -134,7 +134,7 @@ sl_status_t sl_k_time(sl_k_ctx_h ctx, sl_status_t (*fn)(void *arg), void *arg, i
 
 uint16_t sl_k_f32_to_bf16(float f); /* round to nearest even */
 float sl_k_bf16_to_f32(uint16_t h);
-uint16_t sl_k_f32_to_f16(float f);  /* round to nearest even, saturating to inf */
+uint16_t sl_k_f32_to_f16(float f); /* round to nearest even, saturating to inf */
 float sl_k_f16_to_f32(uint16_t h);
 
 /* Bytes of the data and scales of a rows x cols matrix in dtype. */
@@ -157,7 +157,8 @@ void sl_k_weight_decode(const sl_k_weight_t *w_host, float *out);
  * context was set not invariant); on CUDA fp32 through cuBLAS, BF16/F16
  * through cuBLAS with fp32 accumulation (x rounded to the weight format),
  * I8/I4 through the weight-only kernels. x and y are fp32 and must not overlap. */
-sl_status_t sl_k_linear(sl_k_ctx_h ctx, const float *x, uint32_t m, const sl_k_weight_t *w, float *y);
+sl_status_t sl_k_linear(sl_k_ctx_h ctx, const float *x, uint32_t m, const sl_k_weight_t *w,
+                        float *y);
 
 /* y[m][:] = x[m][:] / sqrt(mean(x[m]^2) + eps) * g (y may alias x). */
 sl_status_t sl_k_rmsnorm(sl_k_ctx_h ctx, const float *x, const float *g, uint32_t m, uint32_t dim,

@@ -80,16 +80,16 @@ typedef sl_status_t (*sl_xport_copy_fn_t)(void *ctx, void *dst, const void *src,
 
 /* Engine configuration; every knob is a row of sl_xport_cfg_table. */
 typedef struct sl_xport_cfg {
-    int chunk_kib;          /* scheduling unit: transfers are cut into chunks of this size */
-    int inflight_kib;       /* cap on bytes posted to UCX and not yet completed */
-    double bg_share;        /* background's share of bytes under contention and of the link */
-    double link_mbps;       /* link capacity in MB/s for the background bucket; 0 = unset */
-    int probe_window_ms;    /* link probe measuring window (the capacity is the median one) */
-    int stage_chunk_kib;    /* device staging chunk (1 to 4 MiB) */
-    int stage_slots;        /* bounce-buffer slots per ring (credits) */
-    int ib_sl[SL_XPORT_NCLASS]; /* InfiniBand service level per class; -1 = UCX default */
+    int chunk_kib;                /* scheduling unit: transfers are cut into chunks of this size */
+    int inflight_kib;             /* cap on bytes posted to UCX and not yet completed */
+    double bg_share;              /* background's share of bytes under contention and of the link */
+    double link_mbps;             /* link capacity in MB/s for the background bucket; 0 = unset */
+    int probe_window_ms;          /* link probe measuring window (the capacity is the median one) */
+    int stage_chunk_kib;          /* device staging chunk (1 to 4 MiB) */
+    int stage_slots;              /* bounce-buffer slots per ring (credits) */
+    int ib_sl[SL_XPORT_NCLASS];   /* InfiniBand service level per class; -1 = UCX default */
     int roce_tc[SL_XPORT_NCLASS]; /* RoCE traffic class per class; -1 = UCX default */
-    int tos[SL_XPORT_NCLASS]; /* IP TOS byte (DSCP << 2) per class for TCP sockets */
+    int tos[SL_XPORT_NCLASS];     /* IP TOS byte (DSCP << 2) per class for TCP sockets */
     int keepalive_ms;        /* UCX keepalive interval (dead-peer detection on shared memory) */
     bool posix_peer_failure; /* let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING) */
     sl_xport_copy_fn_t copy; /* staging copy step; NULL = CUDA when built, else none */
@@ -102,12 +102,12 @@ extern const struct sl_cfg_field *const sl_xport_cfg_table;
 
 /* Per-class counters (bytes posted to UCX and completed). */
 typedef struct sl_xport_stats {
-    uint64_t bytes[SL_XPORT_NCLASS];     /* payload bytes completed, per class */
-    uint64_t chunks[SL_XPORT_NCLASS];    /* chunks completed, per class */
-    uint64_t xfers_ok;                   /* transfers completed successfully */
-    uint64_t xfers_failed;               /* transfers completed with an error */
-    uint64_t notifs_rx;                  /* notifications received */
-    uint64_t staged_bytes;               /* bytes moved through the staging pipeline */
+    uint64_t bytes[SL_XPORT_NCLASS];  /* payload bytes completed, per class */
+    uint64_t chunks[SL_XPORT_NCLASS]; /* chunks completed, per class */
+    uint64_t xfers_ok;                /* transfers completed successfully */
+    uint64_t xfers_failed;            /* transfers completed with an error */
+    uint64_t notifs_rx;               /* notifications received */
+    uint64_t staged_bytes;            /* bytes moved through the staging pipeline */
 } sl_xport_stats_t;
 
 /* Fill cfg with the table's defaults. */
@@ -151,8 +151,8 @@ bool sl_xport_peer_failed(const sl_xport_peer_t *peer);
  * handed to UCX. The caller keeps owning the memory; *mem_p must be
  * deregistered before the memory is freed. On error *mem_p is unchanged.
  */
-sl_status_t sl_xport_mem_register(sl_xport_t *xp, void *base, size_t len,
-                                  sl_xport_mem_type_t type, sl_xport_mem_t **mem_p);
+sl_status_t sl_xport_mem_register(sl_xport_t *xp, void *base, size_t len, sl_xport_mem_type_t type,
+                                  sl_xport_mem_t **mem_p);
 
 /* Deregister; NULL-safe; sets *mem_p = NULL. Transfers using it must be done. */
 void sl_xport_mem_deregister(sl_xport_t *xp, sl_xport_mem_t **mem_p);
@@ -165,21 +165,21 @@ sl_status_t sl_xport_mem_pack(sl_xport_t *xp, const sl_xport_mem_t *mem, void **
 /* Import a packed remote key from this peer; *id_p names the remote region in
  * transfers to the peer. The blob is validated (SL_ERR_MSG_MALFORMED when it
  * is not one). On error *id_p is unchanged. */
-sl_status_t sl_xport_rkey_import(sl_xport_t *xp, sl_xport_peer_t *peer, const void *buf,
-                                 size_t len, uint32_t *id_p);
+sl_status_t sl_xport_rkey_import(sl_xport_t *xp, sl_xport_peer_t *peer, const void *buf, size_t len,
+                                 uint32_t *id_p);
 
 /* A transfer request; the engine copies what it needs (blocks included). */
 typedef struct sl_xport_xfer {
-    sl_xport_op_t op;                /* put or get */
-    sl_xport_class_t cls;            /* critical or background (control is for notifications) */
-    sl_xport_mem_t *local;           /* local registered region */
-    uint32_t remote;                 /* remote region id from sl_xport_rkey_import() */
-    const sl_xport_block_t *blocks;  /* block list */
-    size_t nblocks;                  /* number of blocks; must be > 0 */
-    const void *notif;               /* notification for the peer after the data; may be NULL */
-    size_t notif_len;                /* its length, <= SL_XPORT_NOTIF_MAX */
-    sl_xport_done_cb_t cb;           /* completion callback; may be NULL */
-    void *cb_arg;                    /* its argument */
+    sl_xport_op_t op;               /* put or get */
+    sl_xport_class_t cls;           /* critical or background (control is for notifications) */
+    sl_xport_mem_t *local;          /* local registered region */
+    uint32_t remote;                /* remote region id from sl_xport_rkey_import() */
+    const sl_xport_block_t *blocks; /* block list */
+    size_t nblocks;                 /* number of blocks; must be > 0 */
+    const void *notif;              /* notification for the peer after the data; may be NULL */
+    size_t notif_len;               /* its length, <= SL_XPORT_NOTIF_MAX */
+    sl_xport_done_cb_t cb;          /* completion callback; may be NULL */
+    void *cb_arg;                   /* its argument */
 } sl_xport_xfer_t;
 
 /*

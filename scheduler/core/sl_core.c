@@ -249,8 +249,11 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     if (sl_prefix_index_create((size_t)cfg->prefix_index_max, (uint32_t)cfg->max_executors,
                                &core->index) != SL_OK)
         goto err_free;
-    sl_lm_cfg_t lm = {.forget = cfg->model_forget, .prior_forget = 0.995, .p_init = 10.0,
-                      .stale = SL_MS(cfg->model_stale_ms), .learn_gap = SL_US(cfg->model_learn_us)};
+    sl_lm_cfg_t lm = {.forget = cfg->model_forget,
+                      .prior_forget = 0.995,
+                      .p_init = 10.0,
+                      .stale = SL_MS(cfg->model_stale_ms),
+                      .learn_gap = SL_US(cfg->model_learn_us)};
     if (lm.forget <= 0 || lm.forget > 1)
         lm.forget = 0.98;
     if (sl_load_model_create(&lm, (uint32_t)cfg->max_executors, &core->model) != SL_OK)
@@ -342,10 +345,18 @@ void sl_core_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
     if (tl.late)
         core->counters[SL_CTR_LATE]++;
     switch (status) {
-    case SL_JOB_OK: core->counters[SL_CTR_COMPLETED]++; break;
-    case SL_JOB_EXPIRED: core->counters[SL_CTR_EXPIRED]++; break;
-    case SL_JOB_CANCELED: core->counters[SL_CTR_CANCELED]++; break;
-    default: core->counters[SL_CTR_FAILED]++; break;
+    case SL_JOB_OK:
+        core->counters[SL_CTR_COMPLETED]++;
+        break;
+    case SL_JOB_EXPIRED:
+        core->counters[SL_CTR_EXPIRED]++;
+        break;
+    case SL_JOB_CANCELED:
+        core->counters[SL_CTR_CANCELED]++;
+        break;
+    default:
+        core->counters[SL_CTR_FAILED]++;
+        break;
     }
     sl_core_cb_enter(core);
     core->io->result(core->io_arg, job, status, &tl, exec, payload, error);
@@ -479,8 +490,8 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         core->counters[SL_CTR_BUSY_OVERLOAD + reason]++;
         *reason_p = reason;
         *retry_after_p = reason == SL_BUSY_DEADLINE ? 0
-                         : retry > 0                 ? retry
-                                                     : SL_MS(core->cfg.busy_retry_ms);
+                         : retry > 0                ? retry
+                                                    : SL_MS(core->cfg.busy_retry_ms);
         return SL_ERR_BUSY;
     }
     sl_core_queue_add(core, job, false);
@@ -516,10 +527,10 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
     e->prefill_tokens -= job->uncached_tokens;
     sl_core_exec_outcome(core, e, res->status, now);
     if (res->status == SL_JOB_OK && res->exec_ttft > 0) {
-        double tpot = res->output_tokens > 1 && res->exec_end > res->exec_ttft
-                          ? (double)(res->exec_end - res->exec_ttft) / 1e9 /
-                                (double)(res->output_tokens - 1)
-                          : -1.0;
+        double tpot =
+            res->output_tokens > 1 && res->exec_end > res->exec_ttft
+                ? (double)(res->exec_end - res->exec_ttft) / 1e9 / (double)(res->output_tokens - 1)
+                : -1.0;
         double queue = res->has_exec_queue ? (double)res->exec_queue / 1e9 : -1.0;
         sl_load_model_observe(core->model, e->index, &job->pred, (double)res->exec_ttft / 1e9,
                               queue, tpot, now);

@@ -77,32 +77,32 @@ typedef struct sl_core_io {
 
 /* Configuration; every field is a knob of the scheduler (sl_core_cfg_fields). */
 typedef struct sl_core_cfg {
-    char policy[64];          /* placement policy name */
-    int credits;              /* in-flight jobs per executor; 0 = the executor's slots */
-    int64_t heartbeat_ms;     /* expected heartbeat interval */
-    int missed_heartbeats;    /* heartbeats missed before an executor is lost */
-    int queue_max;            /* jobs waiting in the scheduler before BUSY */
-    int max_attempts;         /* dispatches before a job fails after executor losses */
-    int64_t done_ttl_ms;      /* how long a finished job id is remembered */
-    int done_max;             /* most finished jobs remembered (oldest forgotten first) */
-    int64_t busy_retry_ms;    /* retry-after for refusals with no better estimate */
-    int max_executors;        /* executor table size */
-    int64_t seed;             /* random policies */
-    int64_t prefix_index_max; /* block hashes the prefix index remembers */
-    bool admission;           /* predictive admission (deadline, overload, tenants) */
-    double busy_utilization;  /* enter the busy state above this predicted utilization */
-    double busy_hysteresis;   /* leave it below busy_utilization minus this */
-    int64_t busy_smooth_ms;   /* time constant of the utilization the busy state follows */
-    int64_t admit_horizon_ms; /* utilization = predicted prefill backlog / this horizon */
-    double tenant_rate;       /* jobs/s each tenant may submit; 0 = unlimited */
-    double tenant_burst;      /* bucket size of each tenant, jobs */
-    double model_forget;      /* load model: per-executor forgetting factor */
-    int64_t model_stale_ms;   /* load model: unchosen this long -> predicted by the prior */
-    int64_t model_learn_us;   /* load model: at most one learned completion per this, per exec */
+    char policy[64];            /* placement policy name */
+    int credits;                /* in-flight jobs per executor; 0 = the executor's slots */
+    int64_t heartbeat_ms;       /* expected heartbeat interval */
+    int missed_heartbeats;      /* heartbeats missed before an executor is lost */
+    int queue_max;              /* jobs waiting in the scheduler before BUSY */
+    int max_attempts;           /* dispatches before a job fails after executor losses */
+    int64_t done_ttl_ms;        /* how long a finished job id is remembered */
+    int done_max;               /* most finished jobs remembered (oldest forgotten first) */
+    int64_t busy_retry_ms;      /* retry-after for refusals with no better estimate */
+    int max_executors;          /* executor table size */
+    int64_t seed;               /* random policies */
+    int64_t prefix_index_max;   /* block hashes the prefix index remembers */
+    bool admission;             /* predictive admission (deadline, overload, tenants) */
+    double busy_utilization;    /* enter the busy state above this predicted utilization */
+    double busy_hysteresis;     /* leave it below busy_utilization minus this */
+    int64_t busy_smooth_ms;     /* time constant of the utilization the busy state follows */
+    int64_t admit_horizon_ms;   /* utilization = predicted prefill backlog / this horizon */
+    double tenant_rate;         /* jobs/s each tenant may submit; 0 = unlimited */
+    double tenant_burst;        /* bucket size of each tenant, jobs */
+    double model_forget;        /* load model: per-executor forgetting factor */
+    int64_t model_stale_ms;     /* load model: unchosen this long -> predicted by the prior */
+    int64_t model_learn_us;     /* load model: at most one learned completion per this, per exec */
     double quarantine_failures; /* recent failures that quarantine an executor; 0 = never */
-    double quarantine_share;  /* ... when they are at least this share of its recent jobs */
-    int64_t fail_decay_ms;    /* time constant of an executor's recent failure count */
-    int64_t quarantine_ms;    /* how long a quarantined executor gets no jobs */
+    double quarantine_share;    /* ... when they are at least this share of its recent jobs */
+    int64_t fail_decay_ms;      /* time constant of an executor's recent failure count */
+    int64_t quarantine_ms;      /* how long a quarantined executor gets no jobs */
 } sl_core_cfg_t;
 
 /* Config table rows for sl_core_cfg_t embedded at offset base of a larger struct. */

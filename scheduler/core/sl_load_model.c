@@ -59,31 +59,31 @@ static const int s_xw[S_NW] = {0, 4, 5};
 #define S_W_NONNEG 1 /* wait coefficients kept >= 0 from here (running/32, overflow) */
 
 typedef struct s_rls {
-    double th[S_NMAX];          /* coefficients */
-    double p[S_NMAX][S_NMAX];   /* inverse information (covariance) */
+    double th[S_NMAX];        /* coefficients */
+    double p[S_NMAX][S_NMAX]; /* inverse information (covariance) */
 } s_rls_t;
 
 typedef struct s_exec {
-    s_rls_t prefill;     /* prefill step model */
-    s_rls_t wait;        /* wait model */
-    s_rls_t tpot;        /* TPOT model (first SL_LM_NT entries used) */
-    sl_time_t busy_until;/* predicted end of the prefill work sent to it */
-    sl_time_t last_sent; /* last dispatch to it (or its reset) */
-    sl_time_t learn_at;  /* when learn_tokens was last refilled */
-    double learn_tokens; /* completions it may learn from now (token bucket) */
-    uint64_t samples;    /* outcomes learned */
+    s_rls_t prefill;      /* prefill step model */
+    s_rls_t wait;         /* wait model */
+    s_rls_t tpot;         /* TPOT model (first SL_LM_NT entries used) */
+    sl_time_t busy_until; /* predicted end of the prefill work sent to it */
+    sl_time_t last_sent;  /* last dispatch to it (or its reset) */
+    sl_time_t learn_at;   /* when learn_tokens was last refilled */
+    double learn_tokens;  /* completions it may learn from now (token bucket) */
+    uint64_t samples;     /* outcomes learned */
 } s_exec_t;
 
 struct sl_load_model {
-    sl_lm_cfg_t cfg;      /* configuration */
-    uint32_t max_execs;   /* table size */
-    s_exec_t *execs;      /* per-executor models */
-    s_rls_t prior;        /* shared prefill prior */
-    s_rls_t prior_wait;   /* shared wait prior */
-    s_rls_t prior_tpot;   /* shared TPOT prior */
-    double ape_sum;       /* sum of absolute percentage errors */
-    uint64_t n_scored;    /* predictions scored */
-    double ape_recent;    /* EWMA of the error */
+    sl_lm_cfg_t cfg;    /* configuration */
+    uint32_t max_execs; /* table size */
+    s_exec_t *execs;    /* per-executor models */
+    s_rls_t prior;      /* shared prefill prior */
+    s_rls_t prior_wait; /* shared wait prior */
+    s_rls_t prior_tpot; /* shared TPOT prior */
+    double ape_sum;     /* sum of absolute percentage errors */
+    uint64_t n_scored;  /* predictions scored */
+    double ape_recent;  /* EWMA of the error */
 };
 
 /* A starting point before any data: an 8B model on an H100-class GPU
@@ -102,10 +102,10 @@ static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
  * (their magnitudes differ by 100x) made the fit erratic for hundreds of
  * jobs. */
 #define S_SPREAD 100.0
-#define S_SCALE_MIN 1e-3 /* magnitude floor (coefficients starting at 0) */
-#define S_LEARN_BURST 64.0 /* completions learned at once before learn_gap applies */
-#define S_PRIOR_EVERY 4 /* the shared prior learns from one completion in this many */
-#define S_P_TRACE_MAX 1e6 /* bound on the covariance trace */
+#define S_SCALE_MIN 1e-3    /* magnitude floor (coefficients starting at 0) */
+#define S_LEARN_BURST 64.0  /* completions learned at once before learn_gap applies */
+#define S_PRIOR_EVERY 4     /* the shared prior learns from one completion in this many */
+#define S_P_TRACE_MAX 1e6   /* bound on the covariance trace */
 #define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
 
 static double s_clamp(double v, double lo, double hi)
@@ -258,8 +258,12 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     double over = 0;
     if (q->kv_capacity && q->kv_inflight + q->kv_need > q->kv_capacity)
         over = (double)(q->kv_inflight + q->kv_need - q->kv_capacity) / (double)q->kv_capacity;
-    double x[SL_LM_NX] = {1.0, u / 1000.0, u * (c + u / 2) / 1e6,
-                          sl_load_model_backlog_s(m, exec, now), q->running / 32.0, over};
+    double x[SL_LM_NX] = {1.0,
+                          u / 1000.0,
+                          u * (c + u / 2) / 1e6,
+                          sl_load_model_backlog_s(m, exec, now),
+                          q->running / 32.0,
+                          over};
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
     double xp[S_NP], xw[S_NW];
     s_pick(x, s_xp, S_NP, xp);

@@ -15,7 +15,8 @@
 
 #include "common/sl_clock.h"
 
-#define SL_LM_NX 6 /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,
+#define SL_LM_NX                                                                                   \
+    6              /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,      \
                       KV overflow */
 #define SL_LM_NT 2 /* TPOT features: 1, running/32 */
 
@@ -33,13 +34,13 @@ typedef struct sl_lm_query {
 
 /* A prediction, kept with the job until its result scores it. */
 typedef struct sl_lm_pred {
-    float x[SL_LM_NX];   /* TTFT features at placement */
-    float xt[SL_LM_NT];  /* TPOT features at placement */
-    float wait_s;        /* predicted wait before its prefill starts */
-    float prefill_s;     /* predicted own prefill */
-    float ttft_s;        /* predicted executor-side TTFT */
-    float tpot_s;        /* predicted time per output token */
-    bool valid;          /* a prediction was made */
+    float x[SL_LM_NX];  /* TTFT features at placement */
+    float xt[SL_LM_NT]; /* TPOT features at placement */
+    float wait_s;       /* predicted wait before its prefill starts */
+    float prefill_s;    /* predicted own prefill */
+    float ttft_s;       /* predicted executor-side TTFT */
+    float tpot_s;       /* predicted time per output token */
+    bool valid;         /* a prediction was made */
 } sl_lm_pred_t;
 
 typedef struct sl_lm_cfg {

@@ -17,8 +17,8 @@
 #define SL_POLICY_API_VERSION 2
 
 typedef struct sl_policy_params {
-    sl_core_t *core;      /* the core, for the queries of sl_core_view.h */
-    uint64_t seed;        /* for randomized policies */
+    sl_core_t *core; /* the core, for the queries of sl_core_view.h */
+    uint64_t seed;   /* for randomized policies */
 } sl_policy_params_t;
 
 typedef struct sl_policy_ops {

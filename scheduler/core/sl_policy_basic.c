@@ -98,18 +98,30 @@ static size_t s_p2c_place(void *state, sl_job_t *job, sl_exec_t *const *cands, s
 }
 
 const sl_policy_ops_t sl_policy_round_robin = {
-    .name = "round-robin", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_rr_place, .fini = s_fini,
+    .name = "round-robin",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_rr_place,
+    .fini = s_fini,
 };
 const sl_policy_ops_t sl_policy_random = {
-    .name = "random", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_random_place, .fini = s_fini,
+    .name = "random",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_random_place,
+    .fini = s_fini,
 };
 const sl_policy_ops_t sl_policy_least_outstanding = {
-    .name = "least-outstanding", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_lo_place, .fini = s_fini,
+    .name = "least-outstanding",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_lo_place,
+    .fini = s_fini,
 };
 const sl_policy_ops_t sl_policy_p2c = {
-    .name = "p2c", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_p2c_place, .fini = s_fini,
+    .name = "p2c",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_p2c_place,
+    .fini = s_fini,
 };

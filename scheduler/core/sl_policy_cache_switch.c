@@ -23,12 +23,9 @@ static sl_status_t s_init(const sl_policy_params_t *params, void **state_p)
     return SL_OK;
 }
 
-static void s_fini(void *state)
-{
-}
+static void s_fini(void *state) {}
 
-static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
-                      sl_time_t now)
+static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n, sl_time_t now)
 {
     const uint32_t *hit_blocks = sl_core_place_hit_blocks(state);
     size_t least = 0, match = 0;
@@ -56,6 +53,9 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
 }
 
 const sl_policy_ops_t sl_policy_cache_switch = {
-    .name = "cache-switch", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_place, .fini = s_fini,
+    .name = "cache-switch",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_place,
+    .fini = s_fini,
 };

@@ -51,9 +51,9 @@ static void s_fini(void *state)
 }
 
 typedef struct s_best {
-    size_t pick;      /* best candidate so far */
-    int rank;         /* 2: fits and meets the deadline, 1: fits, 0: neither */
-    double key;       /* its cost within the rank */
+    size_t pick; /* best candidate so far */
+    int rank;    /* 2: fits and meets the deadline, 1: fits, 0: neither */
+    double key;  /* its cost within the rank */
 } s_best_t;
 
 /* Weight of the stall a prefill causes to the jobs decoding beside it. */
@@ -85,8 +85,7 @@ static void s_consider(s_learned_t *st, sl_job_t *job, sl_exec_t *const *cands, 
     }
 }
 
-static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
-                      sl_time_t now)
+static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n, sl_time_t now)
 {
     s_learned_t *st = state;
     s_best_t b = {.pick = 0, .rank = -1, .key = INFINITY};
@@ -108,6 +107,9 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
 }
 
 const sl_policy_ops_t sl_policy_learned = {
-    .name = "learned", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_place, .fini = s_fini,
+    .name = "learned",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_place,
+    .fini = s_fini,
 };

@@ -41,8 +41,7 @@ static void s_fini(void *state)
     free(st);
 }
 
-static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
-                      sl_time_t now)
+static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n, sl_time_t now)
 {
     s_session_t *st = state;
     uint64_t key = 0;
@@ -76,6 +75,9 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
 }
 
 const sl_policy_ops_t sl_policy_session = {
-    .name = "session", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_place, .fini = s_fini,
+    .name = "session",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_place,
+    .fini = s_fini,
 };

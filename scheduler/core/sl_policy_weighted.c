@@ -42,8 +42,7 @@ static double s_weight(const sl_exec_t *e)
     return (a < b ? a : b) * 100.0;
 }
 
-static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
-                      sl_time_t now)
+static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n, sl_time_t now)
 {
     s_weighted_t *st = state;
     size_t best = 0, start = (size_t)(st->next++ % n);
@@ -60,6 +59,9 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
 }
 
 const sl_policy_ops_t sl_policy_weighted = {
-    .name = "weighted", .api_version = SL_POLICY_API_VERSION,
-    .init = s_init, .place = s_place, .fini = s_fini,
+    .name = "weighted",
+    .api_version = SL_POLICY_API_VERSION,
+    .init = s_init,
+    .place = s_place,
+    .fini = s_fini,
 };

@@ -25,11 +25,11 @@
 #include <string.h>
 
 typedef struct s_entry {
-    uint64_t hash;                            /* block hash */
-    uint32_t holders[SL_PREFIX_MAX_HOLDERS];  /* executor indices, oldest first */
-    uint32_t n_holders;                       /* entries of holders */
-    bool crowded;                             /* held by more executors than listed */
-    sl_list_t lru;                            /* position in the LRU (front = oldest) */
+    uint64_t hash;                           /* block hash */
+    uint32_t holders[SL_PREFIX_MAX_HOLDERS]; /* executor indices, oldest first */
+    uint32_t n_holders;                      /* entries of holders */
+    bool crowded;                            /* held by more executors than listed */
+    sl_list_t lru;                           /* position in the LRU (front = oldest) */
 } s_entry_t;
 
 struct sl_prefix_index {

@@ -183,10 +183,9 @@ static void test_defaults_match_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults_match_table),
-        cmocka_unit_test(test_default_windows),      cmocka_unit_test(test_draws_cover_window),
-        cmocka_unit_test(test_retry_after_honoured), cmocka_unit_test(test_custom_cfg),
-        cmocka_unit_test(test_simulated_clients),
+        cmocka_unit_test(test_defaults_match_table), cmocka_unit_test(test_default_windows),
+        cmocka_unit_test(test_draws_cover_window),   cmocka_unit_test(test_retry_after_honoured),
+        cmocka_unit_test(test_custom_cfg),           cmocka_unit_test(test_simulated_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -492,8 +492,7 @@ static void test_result_batch_bad_item(void **state)
     char err[256];
     zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
     assert_int_equal(zmq_poll(&item, 1, 5000), 1);
-    assert_int_equal(sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err,
-                                  sizeof(err)),
+    assert_int_equal(sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)),
                      SL_OK);
     assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_SUBMITS);
     assert_int_equal(sl_wire_msg_count(m), 2);
@@ -829,7 +828,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_busy_then_result),
-        cmocka_unit_test(test_retries_exhausted), cmocka_unit_test(test_same_seed_clients),
+        cmocka_unit_test(test_retries_exhausted),
+        cmocka_unit_test(test_same_seed_clients),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_resend_unanswered),
         cmocka_unit_test(test_no_scheduler),

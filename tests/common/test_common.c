@@ -141,8 +141,7 @@ static void test_cfg_string_sizes(void **state)
     assert_string_equal(out, "prog: --level: value too long (8 characters; at most 7)\n");
     char *none[] = {"prog", NULL};
     setenv("SLUICE_LEVEL", "123456789", 1);
-    assert_int_equal(s_load_capture(s_small, &cfg, 1, none, 2, out, sizeof(out)),
-                     SL_ERR_INVALID);
+    assert_int_equal(s_load_capture(s_small, &cfg, 1, none, 2, out, sizeof(out)), SL_ERR_INVALID);
     assert_string_equal(out, "prog: SLUICE_LEVEL: value too long (9 characters; at most 7)\n");
     setenv("SLUICE_LEVEL", "1234567", 1);
     assert_int_equal(sl_cfg_load(s_small, &cfg, 1, none, NULL, NULL), SL_OK);
@@ -151,8 +150,7 @@ static void test_cfg_string_sizes(void **state)
 
     /* --help gives each string's limit. */
     char *help[] = {"prog", "--help", NULL};
-    assert_int_equal(s_load_capture(s_small, &cfg, 2, help, 1, out, sizeof(out)),
-                     SL_ERR_CANCELED);
+    assert_int_equal(s_load_capture(s_small, &cfg, 2, help, 1, out, sizeof(out)), SL_ERR_CANCELED);
     assert_non_null(strstr(out, "env SLUICE_LEVEL, default 'info', at most 7 characters\n"));
     assert_non_null(strstr(out, "at most 255 characters\n"));
 }
@@ -307,12 +305,11 @@ static void test_list(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cfg_precedence), cmocka_unit_test(test_cfg_errors),
+        cmocka_unit_test(test_cfg_precedence),   cmocka_unit_test(test_cfg_errors),
         cmocka_unit_test(test_cfg_string_sizes), cmocka_unit_test(test_cfg_print_config),
-        cmocka_unit_test(test_cfg_bad_rows),
-        cmocka_unit_test(test_hist_quantiles), cmocka_unit_test(test_median),
-        cmocka_unit_test(test_map_churn),
-        cmocka_unit_test(test_hash_stable),    cmocka_unit_test(test_list),
+        cmocka_unit_test(test_cfg_bad_rows),     cmocka_unit_test(test_hist_quantiles),
+        cmocka_unit_test(test_median),           cmocka_unit_test(test_map_churn),
+        cmocka_unit_test(test_hash_stable),      cmocka_unit_test(test_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -358,8 +358,7 @@ static void test_done_log(void **state)
     }
     /* a forgotten id runs again; a remembered one does not */
     assert_int_equal(s_submit(core, "log10", SL_PRIO_BATCH, SL_MS(61500), NULL), SL_OK);
-    assert_int_equal(s_submit(core, "log2000", SL_PRIO_BATCH, SL_MS(61500), NULL),
-                     SL_ERR_EXISTS);
+    assert_int_equal(s_submit(core, "log2000", SL_PRIO_BATCH, SL_MS(61500), NULL), SL_ERR_EXISTS);
     /* all forgotten, then the log is reused */
     sl_core_exec_heartbeat(core, 0, &load, SL_MS(70000));
     sl_core_tick(core, SL_MS(70000));
@@ -411,8 +410,11 @@ static void test_expiry_and_cancel(void **state)
 {
     rec_t r;
     sl_core_t *core = s_core(&r, "round-robin", 1);
-    sl_job_desc_t d = {.id = "late", .prio = SL_PRIO_BATCH, .prompt_tokens = 1,
-                       .max_new_tokens = 1, .deadline = SL_MS(50)};
+    sl_job_desc_t d = {.id = "late",
+                       .prio = SL_PRIO_BATCH,
+                       .prompt_tokens = 1,
+                       .max_new_tokens = 1,
+                       .deadline = SL_MS(50)};
     sl_busy_reason_t reason;
     sl_time_t retry;
     sl_job_t *job;
@@ -516,8 +518,11 @@ static void test_rejoin_replaces(void **state)
 
 static uint32_t s_join_kv(sl_core_t *core, const char *name, uint32_t block_tokens, sl_time_t now)
 {
-    sl_exec_info_t info = {.name = name, .slots = 4, .backend = "ref",
-                           .kv_blocks_total = 1000, .kv_block_tokens = block_tokens};
+    sl_exec_info_t info = {.name = name,
+                           .slots = 4,
+                           .backend = "ref",
+                           .kv_blocks_total = 1000,
+                           .kv_block_tokens = block_tokens};
     uint32_t idx = 0;
     assert_int_equal(sl_core_exec_join(core, &info, NULL, now, &idx), SL_OK);
     return idx;
@@ -526,8 +531,12 @@ static uint32_t s_join_kv(sl_core_t *core, const char *name, uint32_t block_toke
 static sl_status_t s_submit_tokens(sl_core_t *core, const char *id, const uint32_t *tokens,
                                    uint32_t n, sl_time_t now, sl_job_t **job_p)
 {
-    sl_job_desc_t d = {.id = id, .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = n,
-                       .max_new_tokens = 4, .token_ids = tokens, .n_token_ids = n};
+    sl_job_desc_t d = {.id = id,
+                       .prio = SL_PRIO_INTERACTIVE,
+                       .prompt_tokens = n,
+                       .max_new_tokens = 4,
+                       .token_ids = tokens,
+                       .n_token_ids = n};
     sl_busy_reason_t reason;
     sl_time_t retry;
     sl_job_t *job = NULL;
@@ -576,9 +585,14 @@ static void test_hash_block_size(void **state)
     assert_int_equal(sl_core_counter(core, SL_CTR_PROMPTS_HASHED), 1);
     /* hashes the client sent win over token ids */
     uint64_t given[2] = {11, 22};
-    sl_job_desc_t d = {.id = "j3", .prompt_tokens = 100, .max_new_tokens = 4,
-                       .block_hashes = given, .n_block_hashes = 2, .block_tokens = 50,
-                       .token_ids = tokens, .n_token_ids = 100};
+    sl_job_desc_t d = {.id = "j3",
+                       .prompt_tokens = 100,
+                       .max_new_tokens = 4,
+                       .block_hashes = given,
+                       .n_block_hashes = 2,
+                       .block_tokens = 50,
+                       .token_ids = tokens,
+                       .n_token_ids = 100};
     sl_busy_reason_t reason;
     sl_time_t retry;
     assert_int_equal(sl_core_job_submit(core, &d, NULL, 1, &job, &reason, &retry), SL_OK);
@@ -618,8 +632,8 @@ static void test_token_prompt_prefix_placement(void **state)
 static uint32_t s_join_limits(sl_core_t *core, const char *name, uint32_t ctx, uint32_t vocab,
                               sl_time_t now)
 {
-    sl_exec_info_t info = {.name = name, .slots = 4, .backend = "ref",
-                           .max_context_tokens = ctx, .vocab_size = vocab};
+    sl_exec_info_t info = {
+        .name = name, .slots = 4, .backend = "ref", .max_context_tokens = ctx, .vocab_size = vocab};
     uint32_t idx = 0;
     assert_int_equal(sl_core_exec_join(core, &info, NULL, now, &idx), SL_OK);
     return idx;
@@ -628,8 +642,11 @@ static uint32_t s_join_limits(sl_core_t *core, const char *name, uint32_t ctx, u
 static sl_status_t s_submit_len(sl_core_t *core, const char *id, uint32_t prompt, uint32_t out,
                                 const uint32_t *ids, sl_time_t now, char *why, size_t why_len)
 {
-    sl_job_desc_t d = {.id = id, .prompt_tokens = prompt, .max_new_tokens = out,
-                       .token_ids = ids, .n_token_ids = ids ? prompt : 0};
+    sl_job_desc_t d = {.id = id,
+                       .prompt_tokens = prompt,
+                       .max_new_tokens = out,
+                       .token_ids = ids,
+                       .n_token_ids = ids ? prompt : 0};
     sl_busy_reason_t reason;
     sl_time_t retry;
     sl_job_t *job = NULL;
@@ -701,8 +718,8 @@ static void test_placement_by_limits(void **state)
  * are counted as failures (core counters and its own), and after the
  * quarantine it is tried again. Without quarantine least-outstanding sent
  * it most of the jobs (it always looked idle). */
-static int s_failing_run(const char *policy, double quarantine_failures, rec_t *r,
-                         uint32_t *bad_p, sl_core_t **core_p)
+static int s_failing_run(const char *policy, double quarantine_failures, rec_t *r, uint32_t *bad_p,
+                         sl_core_t **core_p)
 {
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
@@ -824,10 +841,9 @@ static void test_deadline_whole_job(void **state)
     sl_job_t *job = NULL;
     sl_busy_reason_t why = SL_BUSY_OVERLOAD;
     sl_time_t retry = 12345;
-    sl_job_desc_t d = {.id = "hopeless", .prompt_tokens = 100, .max_new_tokens = 4096,
-                       .deadline = SL_MS(10)};
-    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &why, &retry),
-                     SL_ERR_BUSY);
+    sl_job_desc_t d = {
+        .id = "hopeless", .prompt_tokens = 100, .max_new_tokens = 4096, .deadline = SL_MS(10)};
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &why, &retry), SL_ERR_BUSY);
     assert_int_equal(why, SL_BUSY_DEADLINE);
     assert_int_equal(retry, 0);
     assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_DEADLINE), 1);
@@ -841,10 +857,10 @@ static void test_deadline_whole_job(void **state)
     /* Without admission both run: the one past its deadline is late. */
     core = s_core(&r, "least-outstanding", 0);
     s_join(core, "x", 8, 0);
-    sl_job_desc_t late = {.id = "late", .prompt_tokens = 10, .max_new_tokens = 10,
-                          .deadline = SL_MS(100)};
-    sl_job_desc_t ok = {.id = "in-time", .prompt_tokens = 10, .max_new_tokens = 10,
-                        .deadline = SL_MS(100)};
+    sl_job_desc_t late = {
+        .id = "late", .prompt_tokens = 10, .max_new_tokens = 10, .deadline = SL_MS(100)};
+    sl_job_desc_t ok = {
+        .id = "in-time", .prompt_tokens = 10, .max_new_tokens = 10, .deadline = SL_MS(100)};
     assert_int_equal(sl_core_job_submit(core, &late, NULL, 0, &job, &why, &retry), SL_OK);
     assert_int_equal(sl_core_job_submit(core, &ok, NULL, 0, &job, &why, &retry), SL_OK);
     assert_int_equal(r.n_dispatch, 2);

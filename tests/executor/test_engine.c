@@ -69,7 +69,8 @@ static sl_engine_t *s_engine(rec_t *r, const char *backend, int64_t kv_blocks)
     sl_cfg_defaults(sl_sim_cfg_fields, &s_sim);
     if (kv_blocks)
         s_sim.kv_capacity_blocks = kv_blocks;
-    sl_backend_params_t p = {.kv_block_tokens = 16, .sim = &s_sim,
+    sl_backend_params_t p = {.kv_block_tokens = 16,
+                             .sim = &s_sim,
                              .kv_cb = {.stored = s_stored, .evicted = s_evicted, .arg = r}};
     sl_engine_cb_t cb = {.tokens = s_tokens, .done = s_done, .arg = r};
     assert_int_equal(sl_engine_create(&cfg, sl_backend_find(backend), &p, &cb, &e), SL_OK);
@@ -178,7 +179,8 @@ static void test_sim_costs(void **state)
     sl_time_t t = sl_engine_advance(e, 0);
     assert_true(llabs(t - (sl_time_t)(pre * 1000)) < 1000);
     /* decode step of one sequence with 1001 tokens of context */
-    double dec = s_sim.decode_base_us + s_sim.decode_us_per_seq + s_sim.decode_us_per_kv_token * 1001;
+    double dec =
+        s_sim.decode_base_us + s_sim.decode_us_per_seq + s_sim.decode_us_per_kv_token * 1001;
     sl_time_t t2 = sl_engine_advance(e, t);
     assert_true(llabs(t2 - t - (sl_time_t)(dec * 1000)) < 1000);
     s_drain(e, t2);
@@ -247,8 +249,8 @@ static void test_chunked_prefill(void **state)
 {
     rec_t r;
     sl_engine_t *e = s_engine(&r, "sim", 0);
-    job_t *d = s_job(1, 1, 100, 40);  /* decoding when the long one comes */
-    job_t *l = s_job(2, 1, 9000, 2);  /* 9000 tokens: 5 chunks of <= 2048 */
+    job_t *d = s_job(1, 1, 100, 40); /* decoding when the long one comes */
+    job_t *l = s_job(2, 1, 9000, 2); /* 9000 tokens: 5 chunks of <= 2048 */
     sl_engine_submit(e, &d->ej, 0);
     sl_time_t now = sl_engine_advance(e, 0); /* d's prefill */
     now = sl_engine_advance(e, now);         /* d's first decode step */
@@ -274,9 +276,8 @@ static void test_chunked_prefill(void **state)
     /* No step is longer than a 2048-token chunk at the most context plus a
      * decode step: what the decoding sequence waits at worst per token. */
     double chunk = s_sim.prefill_base_us + s_sim.prefill_us_per_token * 2048 +
-                   s_sim.prefill_us_per_token_ctx * 2048 * (9000.0 - 1024) +
-                   s_sim.decode_base_us + s_sim.decode_us_per_seq +
-                   s_sim.decode_us_per_kv_token * 200;
+                   s_sim.prefill_us_per_token_ctx * 2048 * (9000.0 - 1024) + s_sim.decode_base_us +
+                   s_sim.decode_us_per_seq + s_sim.decode_us_per_kv_token * 200;
     assert_true(longest <= chunk * 1000);
     /* The chunks add up to the whole prompt's compute: per-token and
      * attention terms are exact, plus one step overhead per chunk and the
@@ -465,12 +466,12 @@ static void test_load_report(void **state)
     assert_true(l.cpu_util == 0.0f && l.gpu_util == 0.0f);
 
     sl_host_sample_t hs = {.has_cpu = true,
-                               .cpu = 0.25f,
-                               .has_gpu = false,
-                               .gpu = 0.9f,
-                               .has_gpu_mem = true,
-                               .gpu_mem_used = 1u << 20,
-                               .gpu_mem_total = 1u << 30};
+                           .cpu = 0.25f,
+                           .has_gpu = false,
+                           .gpu = 0.9f,
+                           .has_gpu_mem = true,
+                           .gpu_mem_used = 1u << 20,
+                           .gpu_mem_total = 1u << 30};
     sl_engine_load_report(&el, &hs, &l);
     assert_true(l.has_cpu_util && l.cpu_util == 0.25f);
     assert_false(l.has_gpu_util);

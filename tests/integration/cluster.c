@@ -216,9 +216,9 @@ static bool s_pending_item(s_pending_t *p, cl_ev_t *ev)
     ev->msg = sl_wire_msg_ref(p->msg);
     if (i < rb.n_accepted) {
         ev->kind = CL_EV_ACCEPTED;
-        assert_int_equal(
-            sl_wire_accepted_get(p->msg, i, &sl_proto_limits_default, &ev->job_id, err, sizeof(err)),
-            SL_OK);
+        assert_int_equal(sl_wire_accepted_get(p->msg, i, &sl_proto_limits_default, &ev->job_id, err,
+                                              sizeof(err)),
+                         SL_OK);
     } else if ((i -= rb.n_accepted) < rb.n_busy) {
         ev->kind = CL_EV_BUSY;
         assert_int_equal(

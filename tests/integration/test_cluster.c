@@ -474,8 +474,7 @@ static void s_collect_completions(void *sock, int *seen, int timeout_ms)
         sl_wire_ident_t who;
         sl_wire_msg_t *m = NULL;
         char err[256];
-        if (sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)) !=
-            SL_OK)
+        if (sl_wire_recv(sock, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)) != SL_OK)
             continue;
         if (sl_wire_msg_kind(m) == SL_WIRE_COMPLETIONS) {
             quiet_until = sl_clock_now() + SL_MS(timeout_ms);
@@ -517,9 +516,8 @@ static void test_executor_dispatch_batch(void **state)
     for (;;) { /* its hello */
         zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
         assert_int_equal(zmq_poll(&it, 1, 10000), 1);
-        assert_int_equal(sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err,
-                                      sizeof(err)),
-                         SL_OK);
+        assert_int_equal(
+            sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)), SL_OK);
         int hello = sl_wire_msg_kind(m) == SL_WIRE_HELLO;
         sl_wire_msg_free(&m);
         if (hello)

@@ -84,8 +84,7 @@ static void test_duplicate_name_refused(void **state)
     sl_test_expect_error("name 'twin' is in use by a live executor");
     assert_int_equal(cl_wait(&c, second, 10000), 1);
     assert_true(s_log_has(&c, second, "name 'twin' is in use by a live executor"));
-    assert_int_equal(s_run_job(cli, "after-dup", who, sizeof(who)),
-                     SL_JOB_OK);
+    assert_int_equal(s_run_job(cli, "after-dup", who, sizeof(who)), SL_JOB_OK);
     assert_string_equal(who, "twin");
     assert_int_equal(s_counter(cli, "executors_joined"), 1);
     assert_int_equal(s_counter(cli, "executors_lost"), 0);
@@ -115,8 +114,7 @@ static void test_restart_takes_over(void **state)
     assert_int_equal(s_counter(cli, "executors_joined"), 2);
     assert_int_equal(s_counter(cli, "executors_lost"), 1);
     assert_int_equal(s_counter(cli, "executors_refused_name"), 0);
-    assert_int_equal(s_run_job(cli, "after-restart", who, sizeof(who)),
-                     SL_JOB_OK);
+    assert_int_equal(s_run_job(cli, "after-restart", who, sizeof(who)), SL_JOB_OK);
     assert_string_equal(who, "phoenix");
     zmq_close(cli);
     cl_fini(&c);
@@ -142,8 +140,7 @@ static void test_executor_before_scheduler(void **state)
     usleep(300000); /* any hello still queued would be handled by now */
     assert_int_equal(s_counter(cli, "executors_joined"), 1);
     assert_int_equal(s_counter(cli, "executors_lost"), 0);
-    assert_int_equal(s_run_job(cli, "after-wait", who, sizeof(who)),
-                     SL_JOB_OK);
+    assert_int_equal(s_run_job(cli, "after-wait", who, sizeof(who)), SL_JOB_OK);
     assert_string_equal(who, "early");
     zmq_close(cli);
     cl_fini(&c);

@@ -34,7 +34,7 @@
 #define MAX_NEW 12
 
 static void s_submit_tokens_new(void *sock, const char *id, const uint32_t *toks, uint32_t n,
-                               uint32_t max_new)
+                                uint32_t max_new)
 {
     sl_wire_batch_t b;
     sl_job_desc_t j = {.id = id, .token_ids = toks, .n_token_ids = n, .max_new_tokens = max_new};
@@ -52,8 +52,8 @@ static void s_submit_tokens(void *sock, const char *id, const uint32_t *toks, ui
 static void test_ref_tokens_match_direct_run(void **state)
 {
     /* the model the executors build from their defaults */
-    sl_backend_params_t params = {.model = "tiny", .weights = "", .weight_format = "auto",
-                                  .device = "cpu", .seed = 1};
+    sl_backend_params_t params = {
+        .model = "tiny", .weights = "", .weight_format = "auto", .device = "cpu", .seed = 1};
     sl_model_cfg_t mcfg;
     sl_model_opts_t opts;
     sl_model_t *model = NULL;
@@ -80,8 +80,8 @@ static void test_ref_tokens_match_direct_run(void **state)
 
     static cl_t c;
     const char *sched_args[] = {"--log-level=warn", NULL};
-    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu",
-                               "--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu", "--log-level=warn",
+                               NULL};
     cl_init(&c, "ref");
     cl_scheduler(&c, sched_args);
     cl_executor(&c, "r1", exec_args);
@@ -161,8 +161,8 @@ static void s_submit_batch(void *sock, char (*ids)[32], uint32_t (*prompts)[PX_M
     sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
     assert_true(n <= 2);
     for (int i = 0; i < n; i++) {
-        sl_job_desc_t j = {.id = ids[i], .token_ids = prompts[i], .n_token_ids = len,
-                           .max_new_tokens = 2};
+        sl_job_desc_t j = {
+            .id = ids[i], .token_ids = prompts[i], .n_token_ids = len, .max_new_tokens = 2};
         assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
     }
     assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
@@ -214,8 +214,8 @@ static void s_collect(void *sock, char (*ids)[32], int n, char (*execs)[32], uin
  */
 static void s_prefix_placement(const char *policy)
 {
-    sl_backend_params_t params = {.model = "tiny", .weights = "", .weight_format = "auto",
-                                  .device = "cpu", .seed = 1};
+    sl_backend_params_t params = {
+        .model = "tiny", .weights = "", .weight_format = "auto", .device = "cpu", .seed = 1};
     sl_model_cfg_t mcfg;
     sl_model_opts_t opts;
     assert_int_equal(sl_backend_ref_resolve(&params, &mcfg, &opts), SL_OK);
@@ -225,8 +225,8 @@ static void s_prefix_placement(const char *policy)
     char pol[64];
     snprintf(pol, sizeof(pol), "--policy=%s", policy);
     const char *sched_args[] = {pol, "--log-level=warn", NULL};
-    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu",
-                               "--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu", "--log-level=warn",
+                               NULL};
     cl_init(&s_px, "refpx");
     cl_scheduler(&s_px, sched_args);
     cl_executor(&s_px, "p1", exec_args);
@@ -294,8 +294,8 @@ static void test_ref_prefix_placement_kv_cost(void **state)
  * reason and exits 1. */
 static void test_ref_too_long_refused_at_submit(void **state)
 {
-    sl_backend_params_t params = {.model = "tiny", .weights = "", .weight_format = "auto",
-                                  .device = "cpu", .seed = 1};
+    sl_backend_params_t params = {
+        .model = "tiny", .weights = "", .weight_format = "auto", .device = "cpu", .seed = 1};
     sl_model_cfg_t mcfg;
     sl_model_opts_t opts;
     assert_int_equal(sl_backend_ref_resolve(&params, &mcfg, &opts), SL_OK);
@@ -306,8 +306,8 @@ static void test_ref_too_long_refused_at_submit(void **state)
 
     static cl_t c;
     const char *sched_args[] = {"--log-level=warn", NULL};
-    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu",
-                               "--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=ref", "--model=tiny", "--device=cpu", "--log-level=warn",
+                               NULL};
     cl_init(&c, "reffit");
     cl_scheduler(&c, sched_args);
     cl_executor(&c, "r1", exec_args);
@@ -315,8 +315,10 @@ static void test_ref_too_long_refused_at_submit(void **state)
     assert_int_equal(cl_wait_executors(&c, sock, 1, 20000), 0);
 
     char want[160];
-    snprintf(want, sizeof(want), "prompt %u + 64 new tokens exceed every executor's context "
-             "(largest %u)", mcfg.max_ctx, mcfg.max_ctx);
+    snprintf(want, sizeof(want),
+             "prompt %u + 64 new tokens exceed every executor's context "
+             "(largest %u)",
+             mcfg.max_ctx, mcfg.max_ctx);
     s_submit_tokens_new(sock, "long", toks, mcfg.max_ctx, 64);
     s_submit_tokens_new(sock, "fits", toks, 20, 4);
     int refused = 0, ok = 0;

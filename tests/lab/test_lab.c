@@ -263,8 +263,7 @@ static void test_model_split(void **state)
  * its own model again once it gets a job. */
 static void test_model_stale(void **state)
 {
-    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10,
-                       .stale = SL_MS(30000)};
+    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10, .stale = SL_MS(30000)};
     sl_load_model_t *m = NULL;
     assert_int_equal(sl_load_model_create(&cfg, 4, &m), SL_OK);
     sl_rand_t r;
@@ -297,8 +296,7 @@ static void test_model_stale(void **state)
  * learn gap: a flood of completions in one instant is scored, not learned. */
 static void test_model_learn_gap(void **state)
 {
-    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10,
-                       .learn_gap = SL_MS(10)};
+    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10, .learn_gap = SL_MS(10)};
     sl_load_model_t *m = NULL;
     assert_int_equal(sl_load_model_create(&cfg, 2, &m), SL_OK);
     sl_rand_t r;
@@ -457,8 +455,11 @@ static sl_core_t *s_core(rec_t *r, const char *policy, bool admission, int n_exe
     for (int i = 0; i < n_exec; i++) {
         char name[16];
         snprintf(name, sizeof(name), "x%d", i);
-        sl_exec_info_t info = {.name = name, .slots = 8, .backend = "sim",
-                               .kv_blocks_total = 30000, .kv_block_tokens = 16};
+        sl_exec_info_t info = {.name = name,
+                               .slots = 8,
+                               .backend = "sim",
+                               .kv_blocks_total = 30000,
+                               .kv_block_tokens = 16};
         uint32_t idx;
         assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
         assert_int_equal(idx, (uint32_t)i);
@@ -467,11 +468,14 @@ static sl_core_t *s_core(rec_t *r, const char *policy, bool admission, int n_exe
 }
 
 static sl_status_t s_submit(sl_core_t *core, const char *id, const uint64_t *h, uint32_t nh,
-                            uint32_t prompt, sl_time_t now, sl_job_t **job_p,
-                            sl_busy_reason_t *why)
+                            uint32_t prompt, sl_time_t now, sl_job_t **job_p, sl_busy_reason_t *why)
 {
-    sl_job_desc_t d = {.id = id, .prompt_tokens = prompt, .max_new_tokens = 100,
-                       .block_hashes = h, .n_block_hashes = nh, .block_tokens = 512};
+    sl_job_desc_t d = {.id = id,
+                       .prompt_tokens = prompt,
+                       .max_new_tokens = 100,
+                       .block_hashes = h,
+                       .n_block_hashes = nh,
+                       .block_tokens = 512};
     sl_time_t retry = 0;
     return sl_core_job_submit(core, &d, NULL, now, job_p, why, &retry);
 }
@@ -494,8 +498,7 @@ static void test_policies_prefix(void **state)
         assert_int_equal(job->exec->index, 2);
         assert_true(job->uncached_tokens < 4096);
         /* A KV event for an unknown executor is refused. */
-        assert_int_equal(sl_core_exec_kv_event(core, 9, h, 1, NULL, 0, false, 0),
-                         SL_ERR_NOT_FOUND);
+        assert_int_equal(sl_core_exec_kv_event(core, 9, h, 1, NULL, 0, false, 0), SL_ERR_NOT_FOUND);
         sl_core_destroy(&core);
     }
 }
@@ -506,10 +509,16 @@ static void test_policies_load(void **state)
      * measured values win over the engine's busy fraction. */
     rec_t r;
     sl_core_t *core = s_core(&r, "weighted", false, 3);
-    sl_exec_load_t busy = {.gpu_util = 0.9f, .cpu_util = 0.2f, .has_gpu_util = true,
-                           .has_cpu_util = true, .busy = 0.1f};
-    sl_exec_load_t idle = {.gpu_util = 0.1f, .cpu_util = 0.1f, .has_gpu_util = true,
-                           .has_cpu_util = true, .busy = 0.9f};
+    sl_exec_load_t busy = {.gpu_util = 0.9f,
+                           .cpu_util = 0.2f,
+                           .has_gpu_util = true,
+                           .has_cpu_util = true,
+                           .busy = 0.1f};
+    sl_exec_load_t idle = {.gpu_util = 0.1f,
+                           .cpu_util = 0.1f,
+                           .has_gpu_util = true,
+                           .has_cpu_util = true,
+                           .busy = 0.9f};
     sl_core_exec_heartbeat(core, 0, &busy, SL_MS(1));
     sl_core_exec_heartbeat(core, 1, &idle, SL_MS(1));
     sl_core_exec_heartbeat(core, 2, &busy, SL_MS(1));
@@ -545,8 +554,8 @@ static void test_policies_load(void **state)
 
     /* session: the same session key sticks, a loaded home is left. */
     core = s_core(&r, "session", false, 4);
-    sl_job_desc_t d = {.id = "s1", .session_key = "alice", .prompt_tokens = 10,
-                       .max_new_tokens = 10};
+    sl_job_desc_t d = {
+        .id = "s1", .session_key = "alice", .prompt_tokens = 10, .max_new_tokens = 10};
     sl_time_t retry;
     assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &why, &retry), SL_OK);
     uint32_t home = r.last_exec;
@@ -607,11 +616,13 @@ static void test_policies_all(void **state)
             assert_int_equal(s_submit(core, id, h, 2, 1024, now, &job, &why), SL_OK);
             assert_non_null(job->exec);
             sl_core_exec_kv_event(core, job->exec->index, h, 2, NULL, 0, false, now);
-            sl_job_result_t res = {.status = SL_JOB_OK, .output_tokens = 100,
-                                   .exec_ttft = SL_MS(40), .exec_end = SL_MS(500)};
-            assert_int_equal(sl_core_job_complete(core, job->exec->index, job->seq, &res, NULL,
-                                                  now + SL_MS(5)),
-                             SL_OK);
+            sl_job_result_t res = {.status = SL_JOB_OK,
+                                   .output_tokens = 100,
+                                   .exec_ttft = SL_MS(40),
+                                   .exec_end = SL_MS(500)};
+            assert_int_equal(
+                sl_core_job_complete(core, job->exec->index, job->seq, &res, NULL, now + SL_MS(5)),
+                SL_OK);
         }
         assert_int_equal(r.n_result, 200);
         assert_true(sl_load_model_samples(sl_core_load_model(core)) == 200);
@@ -634,7 +645,8 @@ static void test_learned_avoids_slow(void **state)
         assert_int_equal(s_submit(core, id, NULL, 0, 4000, now, &job, &why), SL_OK);
         /* Force alternation by completing at once; the law decides the time. */
         double ttft = job->exec->index == 0 ? 0.6 : 0.15;
-        sl_job_result_t res = {.status = SL_JOB_OK, .output_tokens = 10,
+        sl_job_result_t res = {.status = SL_JOB_OK,
+                               .output_tokens = 10,
                                .exec_ttft = (sl_time_t)(ttft * 1e9),
                                .exec_end = (sl_time_t)(ttft * 1e9) + SL_MS(50)};
         sl_core_job_complete(core, job->exec->index, job->seq, &res, NULL, now);
@@ -642,8 +654,7 @@ static void test_learned_avoids_slow(void **state)
     /* Idle cluster: the fast executor is chosen. */
     sl_job_t *job;
     sl_busy_reason_t why;
-    assert_int_equal(s_submit(core, "probe", NULL, 0, 4000, now + SL_MS(5000), &job, &why),
-                     SL_OK);
+    assert_int_equal(s_submit(core, "probe", NULL, 0, 4000, now + SL_MS(5000), &job, &why), SL_OK);
     assert_int_equal(job->exec->index, 1);
     sl_core_destroy(&core);
 }
@@ -733,10 +744,12 @@ static void test_admission_deadline_tenant_class(void **state)
     sl_busy_reason_t why;
     sl_time_t retry = 0;
     /* A deadline no executor can meet: BUSY at once, with no retry-after. */
-    sl_job_desc_t d = {.id = "dl", .tenant = "a", .prompt_tokens = 30000, .max_new_tokens = 10,
+    sl_job_desc_t d = {.id = "dl",
+                       .tenant = "a",
+                       .prompt_tokens = 30000,
+                       .max_new_tokens = 10,
                        .ttft_deadline = SL_MS(5)};
-    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &why, &retry),
-                     SL_ERR_BUSY);
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &why, &retry), SL_ERR_BUSY);
     assert_int_equal(why, SL_BUSY_DEADLINE);
     assert_int_equal(retry, 0);
     assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_DEADLINE), 1);
@@ -747,8 +760,7 @@ static void test_admission_deadline_tenant_class(void **state)
     d.id = "t1";
     assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(2), &job, &why, &retry), SL_OK);
     d.id = "t2";
-    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(3), &job, &why, &retry),
-                     SL_ERR_BUSY);
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(3), &job, &why, &retry), SL_ERR_BUSY);
     assert_int_equal(why, SL_BUSY_TENANT);
     assert_true(retry > 0 && retry <= SL_MS(1000));
     d.tenant = "b";
@@ -775,13 +787,12 @@ static void test_admission_deadline_tenant_class(void **state)
         assert_int_equal(sl_core_job_submit(core, &f, NULL, now, &job, &why, &retry), SL_OK);
         assert_true(i < 1000);
     }
-    sl_job_desc_t bj = {.id = "batch", .prio = SL_PRIO_BATCH, .prompt_tokens = 10,
-                        .max_new_tokens = 10};
-    sl_job_desc_t ij = {.id = "inter", .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = 10,
-                        .max_new_tokens = 10};
+    sl_job_desc_t bj = {
+        .id = "batch", .prio = SL_PRIO_BATCH, .prompt_tokens = 10, .max_new_tokens = 10};
+    sl_job_desc_t ij = {
+        .id = "inter", .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = 10, .max_new_tokens = 10};
     if (sl_core_utilization(core, now) < 0.8) {
-        assert_int_equal(sl_core_job_submit(core, &bj, NULL, now, &job, &why, &retry),
-                         SL_ERR_BUSY);
+        assert_int_equal(sl_core_job_submit(core, &bj, NULL, now, &job, &why, &retry), SL_ERR_BUSY);
         assert_int_equal(why, SL_BUSY_OVERLOAD);
         assert_int_equal(sl_core_job_submit(core, &ij, NULL, now, &job, &why, &retry), SL_OK);
     }
@@ -842,8 +853,8 @@ static void test_admission_slots_and_smoothing(void **state)
     }
     assert_int_equal(st, SL_ERR_BUSY);
     assert_int_equal(why, SL_BUSY_OVERLOAD);
-    assert_true(accepted > 5);      /* more than the instant rule lets in */
-    assert_true(accepted < 400);    /* but a sustained overload is refused */
+    assert_true(accepted > 5);   /* more than the instant rule lets in */
+    assert_true(accepted < 400); /* but a sustained overload is refused */
     sl_core_destroy(&core);
 }
 
@@ -865,8 +876,7 @@ static sl_trace_t *s_trace(int n, uint64_t seed)
                                 "\"hash_ids\": [",
                                 i * 150, blocks * 512 - 100, 20 + (int)sl_rand_below(&r, 100));
         for (int b = 0; b < blocks; b++)
-            len += (size_t)snprintf(text + len, cap - len, "%s%d", b ? ", " : "",
-                                    conv * 100 + b);
+            len += (size_t)snprintf(text + len, cap - len, "%s%d", b ? ", " : "", conv * 100 + b);
         len += (size_t)snprintf(text + len, cap - len, "]}\n");
     }
     sl_trace_t *t = NULL;

@@ -339,8 +339,7 @@ static ProtobufCMessage *s_rand_msg(const ProtobufCMessageDescriptor *desc, int 
     return (ProtobufCMessage *)m;
 }
 
-static const int s_bodies[] = {0,  14, 15, 16, 17, 18, 21, 22,
-                               23, 24, 25, 26, 27, 28, 29};
+static const int s_bodies[] = {0, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 28, 29};
 #define S_N_BODIES (sizeof(s_bodies) / sizeof(s_bodies[0]))
 
 /* The i-th random Envelope (bodies in turn; every other one tame). */

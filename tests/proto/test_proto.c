@@ -82,8 +82,13 @@ static void test_valid_submit(void **state)
     char err[256];
     submit_t ok = {.id = "a", .length = 100, .max_new = 10, .version = SL_PROTO_VERSION};
     assert_int_equal(s_roundtrip(&ok, err), SL_OK);
-    submit_t trace = {.id = "t", .length = 1024, .n_hashes = 2, .block_tokens = 512,
-                      .max_new = 10, .version = SL_PROTO_VERSION, .prio = 1};
+    submit_t trace = {.id = "t",
+                      .length = 1024,
+                      .n_hashes = 2,
+                      .block_tokens = 512,
+                      .max_new = 10,
+                      .version = SL_PROTO_VERSION,
+                      .prio = 1};
     assert_int_equal(s_roundtrip(&trace, err), SL_OK);
     submit_t ids = {.id = "i", .n_ids = 50, .max_new = 1, .version = SL_PROTO_VERSION};
     assert_int_equal(s_roundtrip(&ids, err), SL_OK);
@@ -95,26 +100,44 @@ static void test_invalid_submit(void **state)
     memset(longid, 'x', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = 0;
     submit_t cases[] = {
-        {.id = "", .length = 10, .max_new = 1, .version = SL_PROTO_VERSION},             /* empty id */
-        {.id = longid, .length = 10, .max_new = 1, .version = SL_PROTO_VERSION},         /* id too long */
-        {.id = "a", .length = 0, .max_new = 1, .version = SL_PROTO_VERSION},             /* empty prompt */
-        {.id = "a", .length = 10, .max_new = 0, .version = SL_PROTO_VERSION},            /* no output */
-        {.id = "a", .length = 10, .max_new = 1000000, .version = SL_PROTO_VERSION},      /* too much output */
-        {.id = "a", .length = 10, .max_new = 1, .version = 99},           /* version */
+        {.id = "", .length = 10, .max_new = 1, .version = SL_PROTO_VERSION},     /* empty id */
+        {.id = longid, .length = 10, .max_new = 1, .version = SL_PROTO_VERSION}, /* id too long */
+        {.id = "a", .length = 0, .max_new = 1, .version = SL_PROTO_VERSION},     /* empty prompt */
+        {.id = "a", .length = 10, .max_new = 0, .version = SL_PROTO_VERSION},    /* no output */
+        {.id = "a",
+         .length = 10,
+         .max_new = 1000000,
+         .version = SL_PROTO_VERSION},                          /* too much output */
+        {.id = "a", .length = 10, .max_new = 1, .version = 99}, /* version */
         {.id = "a", .length = 10, .max_new = 1, .version = SL_PROTO_VERSION, .prio = 5}, /* enum */
-        {.id = "a", .length = 5, .n_ids = 10, .max_new = 1, .version = SL_PROTO_VERSION},/* length < ids */
-        {.id = "a", .length = 11, .n_ids = 10, .max_new = 1, .version = SL_PROTO_VERSION},/* length > ids */
-        {.id = "a", .length = 2000000, .max_new = 1, .version = SL_PROTO_VERSION},       /* huge prompt */
-        {.id = "a", .length = 100, .n_hashes = 3, .block_tokens = 512, .max_new = 1,
-         .version = SL_PROTO_VERSION},                                                   /* hashes > prompt */
-        {.id = "a", .length = 100, .n_hashes = 1, .block_tokens = 0, .max_new = 1,
-         .version = SL_PROTO_VERSION},                                                   /* no block size */
+        {.id = "a",
+         .length = 5,
+         .n_ids = 10,
+         .max_new = 1,
+         .version = SL_PROTO_VERSION}, /* length < ids */
+        {.id = "a",
+         .length = 11,
+         .n_ids = 10,
+         .max_new = 1,
+         .version = SL_PROTO_VERSION}, /* length > ids */
+        {.id = "a", .length = 2000000, .max_new = 1, .version = SL_PROTO_VERSION}, /* huge prompt */
+        {.id = "a",
+         .length = 100,
+         .n_hashes = 3,
+         .block_tokens = 512,
+         .max_new = 1,
+         .version = SL_PROTO_VERSION}, /* hashes > prompt */
+        {.id = "a",
+         .length = 100,
+         .n_hashes = 1,
+         .block_tokens = 0,
+         .max_new = 1,
+         .version = SL_PROTO_VERSION}, /* no block size */
     };
-    sl_status_t expect[] = {SL_ERR_MSG_RANGE, SL_ERR_MSG_TOO_BIG, SL_ERR_MSG_RANGE,
-                            SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE, SL_ERR_MSG_VERSION,
-                            SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE,
-                            SL_ERR_MSG_TOO_BIG,
-                            SL_ERR_MSG_RANGE, SL_ERR_MSG_RANGE};
+    sl_status_t expect[] = {SL_ERR_MSG_RANGE,   SL_ERR_MSG_TOO_BIG, SL_ERR_MSG_RANGE,
+                            SL_ERR_MSG_RANGE,   SL_ERR_MSG_RANGE,   SL_ERR_MSG_VERSION,
+                            SL_ERR_MSG_RANGE,   SL_ERR_MSG_RANGE,   SL_ERR_MSG_RANGE,
+                            SL_ERR_MSG_TOO_BIG, SL_ERR_MSG_RANGE,   SL_ERR_MSG_RANGE};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_int_equal(s_roundtrip(&cases[i], err), expect[i]);
 }
@@ -130,8 +153,7 @@ static void test_malformed_bytes(void **state)
                      SL_ERR_MSG_MALFORMED);
     sl_proto_limits_t small = sl_proto_limits_default;
     small.max_msg_bytes = 3;
-    assert_int_equal(sl_proto_decode(junk, sizeof(junk), &small, &m, err, 256),
-                     SL_ERR_MSG_TOO_BIG);
+    assert_int_equal(sl_proto_decode(junk, sizeof(junk), &small, &m, err, 256), SL_ERR_MSG_TOO_BIG);
     /* an envelope with no body */
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
     env.version = SL_PROTO_VERSION;
@@ -157,8 +179,7 @@ static void test_malformed_bytes(void **state)
         sl_status_t st = sl_proto_decode(s_buf, cut, &sl_proto_limits_default, &m, err, 256);
         if (st == SL_OK) { /* a shorter batch can still parse: its item must not */
             sl_job_desc_t d;
-            st = sl_wire_submit_get((sl_wire_msg_t *)m, 0, &sl_proto_limits_default, &d, err,
-                                    256);
+            st = sl_wire_submit_get((sl_wire_msg_t *)m, 0, &sl_proto_limits_default, &d, err, 256);
             sl_proto_free(&m);
         }
         assert_int_not_equal(st, SL_OK);
@@ -291,8 +312,8 @@ static size_t s_recv_raw(pair_t *p)
     return (size_t)n;
 }
 
-static void s_dispatch_init(Sluice__Dispatch *d, Sluice__Job *j, Sluice__Prompt *p,
-                            const char *id, uint64_t seq, uint32_t max_new)
+static void s_dispatch_init(Sluice__Dispatch *d, Sluice__Job *j, Sluice__Prompt *p, const char *id,
+                            uint64_t seq, uint32_t max_new)
 {
     sluice__dispatch__init(d);
     sluice__job__init(j);
@@ -356,9 +377,9 @@ static void test_dispatch_batch(void **state)
     sl_status_t want[3] = {SL_OK, SL_ERR_MSG_RANGE, SL_OK};
     for (int i = 0; i < 3; i++) {
         const Sluice__Dispatch *x = m->dispatches->dispatches[i];
-        assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH, x,
-                                                &sl_proto_limits_default, err, 256),
-                         want[i]);
+        assert_int_equal(
+            sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH, x, &sl_proto_limits_default, err, 256),
+            want[i]);
         assert_int_equal(x->job_seq, 10 + (uint64_t)i);
     }
     /* Shared by several owners: freed with the last reference. */
@@ -377,12 +398,12 @@ static void test_dispatch_batch(void **state)
     assert_int_not_equal(sl_proto_decode(s_buf, len - 1, &sl_proto_limits_default, &m, err, 256),
                          SL_OK);
     /* An item that is not a batch item kind. */
-    assert_int_equal(sl_proto_validate_item((sl_proto_item_t)77, &d[0],
-                                            &sl_proto_limits_default, err, 256),
-                     SL_ERR_MSG_MALFORMED);
-    assert_int_equal(sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH, NULL,
-                                            &sl_proto_limits_default, err, 256),
-                     SL_ERR_MSG_MALFORMED);
+    assert_int_equal(
+        sl_proto_validate_item((sl_proto_item_t)77, &d[0], &sl_proto_limits_default, err, 256),
+        SL_ERR_MSG_MALFORMED);
+    assert_int_equal(
+        sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH, NULL, &sl_proto_limits_default, err, 256),
+        SL_ERR_MSG_MALFORMED);
     sl_wire_batch_fini(&b);
     s_pair_close(&pr);
 }
@@ -565,8 +586,7 @@ static void test_batch_corruption(void **state)
         decoded++;
         if (m->body_case == SLUICE__ENVELOPE__BODY_DISPATCHES)
             for (size_t i = 0; i < m->dispatches->n_dispatches; i++)
-                (void)sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH,
-                                             m->dispatches->dispatches[i],
+                (void)sl_proto_validate_item(SL_PROTO_ITEM_DISPATCH, m->dispatches->dispatches[i],
                                              &sl_proto_limits_default, err, sizeof(err));
         sl_proto_free(&m);
     }
@@ -574,7 +594,6 @@ static void test_batch_corruption(void **state)
     sl_wire_batch_fini(&b);
     s_pair_close(&pr);
 }
-
 
 /* Version 2 has no single-message bodies: the Envelope has no field for
  * them, and bytes that carry one (a version 1 Submit) are refused; a
@@ -584,8 +603,8 @@ static void test_single_bodies_gone(void **state)
     char err[256];
     static const uint32_t gone[] = {10, 11, 12, 13, 19, 20};
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
-        assert_null(protobuf_c_message_descriptor_get_field(&sluice__envelope__descriptor,
-                                                            gone[i]));
+        assert_null(
+            protobuf_c_message_descriptor_get_field(&sluice__envelope__descriptor, gone[i]));
     /* Envelope{version, submit = 10 {job = 1 {id = 1 "a"}}} */
     uint8_t v2[] = {0x08, SL_PROTO_VERSION, 0x52, 0x05, 0x0a, 0x03, 0x0a, 0x01, 'a'};
     sl_msg_t *m = NULL;
@@ -698,9 +717,9 @@ static void test_typed_roundtrip(void **state)
     assert_int_equal(sl_proto_decode(fwd, (size_t)n_fwd, &sl_proto_limits_default, &dm, err, 256),
                      SL_OK);
     sl_wire_dispatch_t dd;
-    assert_int_equal(sl_wire_dispatch_get((sl_wire_msg_t *)dm, 0, &sl_proto_limits_default, &dd,
-                                          err, 256),
-                     SL_OK);
+    assert_int_equal(
+        sl_wire_dispatch_get((sl_wire_msg_t *)dm, 0, &sl_proto_limits_default, &dd, err, 256),
+        SL_OK);
     assert_int_equal(dd.job_seq, 300);
     assert_int_equal(dd.attempt, 2);
     assert_string_equal(dd.job.id, "job-1");
@@ -765,8 +784,8 @@ static void test_typed_roundtrip(void **state)
     sl_wire_batch_t r;
     sl_wire_batch_init(&r, SL_WIRE_RESULTS);
     assert_int_equal(sl_wire_accepted_add(&r, "job-1"), SL_OK);
-    sl_wire_busy_t busy = {.job_id = "job-3", .retry_after_ms = 5, .reason = SL_BUSY_TENANT,
-                           .detail = "x"};
+    sl_wire_busy_t busy = {
+        .job_id = "job-3", .retry_after_ms = 5, .reason = SL_BUSY_TENANT, .detail = "x"};
     assert_int_equal(sl_wire_busy_add(&r, &busy), SL_OK);
     assert_int_equal(sl_wire_result_add_packed(&r, rb, rl), SL_OK);
     sl_wire_results_set_depth(&r, 12);
@@ -815,8 +834,8 @@ static void test_long_prompt(void **state)
         ids[i] = (uint32_t)(x >> 8) & (uint32_t)((1ull << bits) - 1);
     }
     for (int n = N - 7; n <= N; n++) {
-        sl_job_desc_t job = {.id = "long", .token_ids = ids, .n_token_ids = (uint32_t)n,
-                             .max_new_tokens = 1};
+        sl_job_desc_t job = {
+            .id = "long", .token_ids = ids, .n_token_ids = (uint32_t)n, .max_new_tokens = 1};
         void *mem = NULL;
         size_t len = 0;
         assert_int_equal(
@@ -864,18 +883,12 @@ static void test_long_prompt(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_submit),
-        cmocka_unit_test(test_invalid_submit),
-        cmocka_unit_test(test_malformed_bytes),
-        cmocka_unit_test(test_hello_limits),
-        cmocka_unit_test(test_heartbeat_load),
-        cmocka_unit_test(test_completion_batch),
-        cmocka_unit_test(test_dispatch_batch),
-        cmocka_unit_test(test_batch_counts),
-        cmocka_unit_test(test_send_packed),
-        cmocka_unit_test(test_batch_corruption),
-        cmocka_unit_test(test_single_bodies_gone),
-        cmocka_unit_test(test_typed_roundtrip),
+        cmocka_unit_test(test_valid_submit),       cmocka_unit_test(test_invalid_submit),
+        cmocka_unit_test(test_malformed_bytes),    cmocka_unit_test(test_hello_limits),
+        cmocka_unit_test(test_heartbeat_load),     cmocka_unit_test(test_completion_batch),
+        cmocka_unit_test(test_dispatch_batch),     cmocka_unit_test(test_batch_counts),
+        cmocka_unit_test(test_send_packed),        cmocka_unit_test(test_batch_corruption),
+        cmocka_unit_test(test_single_bodies_gone), cmocka_unit_test(test_typed_roundtrip),
         cmocka_unit_test(test_long_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

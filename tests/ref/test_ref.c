@@ -35,10 +35,10 @@
 /* --- KV event recorder ----------------------------------------------------------- */
 
 typedef struct events {
-    sl_map_t stored;     /* hashes stored and not evicted since */
-    uint64_t n_stored;   /* stored reports */
-    uint64_t n_evicted;  /* evicted reports */
-    int bad;             /* an eviction of a hash not stored, or a double store */
+    sl_map_t stored;    /* hashes stored and not evicted since */
+    uint64_t n_stored;  /* stored reports */
+    uint64_t n_evicted; /* evicted reports */
+    int bad;            /* an eviction of a hash not stored, or a double store */
 } events_t;
 
 static void ev_stored(void *arg, uint64_t h)
@@ -340,13 +340,13 @@ static void test_safetensors(void **state)
 /* --- the backend, driven like an engine ---------------------------------------------- */
 
 typedef struct job {
-    sl_seq_t seq;         /* what the engine hands the backend */
-    uint32_t prompt[400]; /* prompt storage */
-    uint32_t out[64];     /* output storage */
-    uint32_t expect[64];  /* tokens of the model run directly */
-    int arrive;           /* step at which it arrives */
-    int state;            /* 0 waiting, 1 running, 2 finished */
-    uint32_t cancel_after;/* the engine cancels it after this many tokens (0 = never) */
+    sl_seq_t seq;          /* what the engine hands the backend */
+    uint32_t prompt[400];  /* prompt storage */
+    uint32_t out[64];      /* output storage */
+    uint32_t expect[64];   /* tokens of the model run directly */
+    int arrive;            /* step at which it arrives */
+    int state;             /* 0 waiting, 1 running, 2 finished */
+    uint32_t cancel_after; /* the engine cancels it after this many tokens (0 = never) */
 } job_t;
 
 static sl_backend_params_t s_params(const char *device, sl_backend_kv_cb_t cb)
@@ -418,7 +418,8 @@ static void s_drive(const sl_backend_ops_t *ops, void *be, job_t *jobs, int n, i
             assert_true(batch[b]->prefilled);
         for (int i = 0; i < n; i++)
             if (jobs[i].state == 1 &&
-                (jobs[i].seq.done || (jobs[i].cancel_after && jobs[i].seq.n_out >= jobs[i].cancel_after))) {
+                (jobs[i].seq.done ||
+                 (jobs[i].cancel_after && jobs[i].seq.n_out >= jobs[i].cancel_after))) {
                 ops->release(be, &jobs[i].seq);
                 assert_null(jobs[i].seq.backend_state);
                 jobs[i].state = 2;
@@ -456,12 +457,13 @@ static void s_backend_batch(const char *format)
         uint32_t len = 1 + (uint32_t)sl_rand_below(&r, 60);
         if (i == 3)
             len = 300; /* longer than a pass of 256 rows: chunked prefill */
-        s_job_init(&jobs[i], 100 + i, len, 1 + (uint32_t)sl_rand_below(&r, 30), (int)sl_rand_below(&r, 25));
+        s_job_init(&jobs[i], 100 + i, len, 1 + (uint32_t)sl_rand_below(&r, 30),
+                   (int)sl_rand_below(&r, 25));
         s_fill_tokens(&r, jobs[i].prompt, len, 512);
         if (i % 3 == 0) /* a third share a long prefix with each other */
             memcpy(jobs[i].prompt, shared, (len < 40 ? len : 40) * 4);
     }
-    jobs[5].seq.max_new_tokens = 1; /* done at prefill */
+    jobs[5].seq.max_new_tokens = 1;                                     /* done at prefill */
     memcpy(jobs[7].prompt, jobs[6].prompt, jobs[6].seq.prompt_len * 4); /* a full repeat */
     jobs[7].seq.prompt_len = jobs[6].seq.prompt_len;
     jobs[7].arrive = 40;
@@ -518,7 +520,8 @@ static void test_backend_churn(void **state)
         s_fill_tokens(&r, family[f], 48, 512);
     for (int i = 0; i < N; i++) {
         uint32_t len = 8 + (uint32_t)sl_rand_below(&r, 80);
-        s_job_init(&jobs[i], 1000 + i, len, 1 + (uint32_t)sl_rand_below(&r, 24), (int)sl_rand_below(&r, 60));
+        s_job_init(&jobs[i], 1000 + i, len, 1 + (uint32_t)sl_rand_below(&r, 24),
+                   (int)sl_rand_below(&r, 60));
         s_fill_tokens(&r, jobs[i].prompt, len, 512);
         uint32_t shared = (uint32_t)sl_rand_below(&r, 49);
         memcpy(jobs[i].prompt, family[i % 3], (shared < len ? shared : len) * 4);
@@ -539,7 +542,8 @@ static void test_backend_churn(void **state)
         canceled += jobs[i].cancel_after != 0;
     }
     print_message("churn: %u prompt tokens reused, %llu blocks stored, %llu evicted, %u canceled\n",
-                  reused, (unsigned long long)ev.n_stored, (unsigned long long)ev.n_evicted, canceled);
+                  reused, (unsigned long long)ev.n_stored, (unsigned long long)ev.n_evicted,
+                  canceled);
     assert_true(reused > 0);
     assert_true(ev.n_evicted > 0);
     assert_true(canceled > 0);
@@ -755,8 +759,11 @@ static void test_scheduler_hashes_match_kv(void **state)
 
             char id[32];
             snprintf(id, sizeof(id), "b%zu-k%zu", b, k);
-            sl_job_desc_t d = {.id = id, .prio = SL_PRIO_INTERACTIVE, .prompt_tokens = lens[k],
-                               .max_new_tokens = 1, .token_ids = j->prompt,
+            sl_job_desc_t d = {.id = id,
+                               .prio = SL_PRIO_INTERACTIVE,
+                               .prompt_tokens = lens[k],
+                               .max_new_tokens = 1,
+                               .token_ids = j->prompt,
                                .n_token_ids = lens[k]};
             sl_job_t *job = NULL;
             sl_busy_reason_t why;
@@ -778,12 +785,18 @@ static void test_scheduler_hashes_match_kv(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kv_prefix_reuse),    cmocka_unit_test(test_kv_eviction_and_again),
-        cmocka_unit_test(test_model_deterministic), cmocka_unit_test(test_model_finite_long),
-        cmocka_unit_test(test_model_quantized),     cmocka_unit_test(test_safetensors),
-        cmocka_unit_test(test_backend_batch),       cmocka_unit_test(test_backend_batch_int4),
-        cmocka_unit_test(test_backend_churn),       cmocka_unit_test(test_backend_invariance),
-        cmocka_unit_test(test_backend_trace_replay), cmocka_unit_test(test_backend_errors),
+        cmocka_unit_test(test_kv_prefix_reuse),
+        cmocka_unit_test(test_kv_eviction_and_again),
+        cmocka_unit_test(test_model_deterministic),
+        cmocka_unit_test(test_model_finite_long),
+        cmocka_unit_test(test_model_quantized),
+        cmocka_unit_test(test_safetensors),
+        cmocka_unit_test(test_backend_batch),
+        cmocka_unit_test(test_backend_batch_int4),
+        cmocka_unit_test(test_backend_churn),
+        cmocka_unit_test(test_backend_invariance),
+        cmocka_unit_test(test_backend_trace_replay),
+        cmocka_unit_test(test_backend_errors),
         cmocka_unit_test(test_scheduler_hashes_match_kv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,9 +106,16 @@ static void test_one_large_block(void **state)
     fixture_t *f = *state;
     done_t d = {0};
     sl_xport_block_t b = {4096, 1 << 20, 12u << 20};
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = f->mem,
-                         .remote = f->peer.rid, .blocks = &b, .nblocks = 1, .notif = "large",
-                         .notif_len = 5, .cb = s_done_cb, .cb_arg = &d};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = f->mem,
+                         .remote = f->peer.rid,
+                         .blocks = &b,
+                         .nblocks = 1,
+                         .notif = "large",
+                         .notif_len = 5,
+                         .cb = s_done_cb,
+                         .cb_arg = &d};
 
     sl_xport_harness_fill(f->buf, REGION, 1);
     s_read_peer(f, &f->peer);
@@ -175,9 +182,16 @@ static void test_thousands_of_scattered_blocks(void **state)
     memcpy(f->expect, f->got, REGION);
     for (size_t i = 0; i < n; i++)
         memcpy(f->expect + b[i].remote_off, f->buf + b[i].local_off, b[i].len);
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = f->mem,
-                         .remote = f->peer.rid, .blocks = b, .nblocks = n, .notif = "scatter",
-                         .notif_len = 7, .cb = s_done_cb, .cb_arg = &d};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = f->mem,
+                         .remote = f->peer.rid,
+                         .blocks = b,
+                         .nblocks = n,
+                         .notif = "scatter",
+                         .notif_len = 7,
+                         .cb = s_done_cb,
+                         .cb_arg = &d};
     assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 1);
     assert_int_equal(d.failed, 0);
@@ -217,9 +231,15 @@ static void test_many_concurrent_transfers(void **state)
         b[i] = (sl_xport_block_t){(uint64_t)(N - 1 - i) * LEN, (uint64_t)i * LEN, LEN};
         memcpy(f->expect + b[i].remote_off, f->buf + b[i].local_off, LEN);
         sl_xport_class_t cls = i % 3 ? SL_XPORT_CRITICAL : SL_XPORT_BACKGROUND;
-        sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = cls, .local = f->mem,
-                             .remote = f->peer.rid, .blocks = &b[i], .nblocks = 1,
-                             .notif = &i, .notif_len = sizeof(i), .cb = s_done_cb,
+        sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                             .cls = cls,
+                             .local = f->mem,
+                             .remote = f->peer.rid,
+                             .blocks = &b[i],
+                             .nblocks = 1,
+                             .notif = &i,
+                             .notif_len = sizeof(i),
+                             .cb = s_done_cb,
                              .cb_arg = &d};
         per_class[cls] += LEN;
         assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
@@ -252,9 +272,16 @@ static void test_both_directions_at_once(void **state)
     int st = -1;
     const uint64_t len = 6u << 20;
     sl_xport_block_t b = {0, 0, len};
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = f->mem,
-                         .remote = f->peer.rid, .blocks = &b, .nblocks = 1, .notif = "fwd",
-                         .notif_len = 3, .cb = s_done_cb, .cb_arg = &d};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = f->mem,
+                         .remote = f->peer.rid,
+                         .blocks = &b,
+                         .nblocks = 1,
+                         .notif = "fwd",
+                         .notif_len = 3,
+                         .cb = s_done_cb,
+                         .cb_arg = &d};
 
     sl_xport_set_notif_handler(f->xp, s_count_notif, NULL);
     sl_xport_harness_fill(f->buf, REGION, 4);
@@ -294,14 +321,16 @@ static void test_staging_pipeline(void **state)
     sl_xport_stats_t s0, s1;
     /* 1 MiB chunks through 2 and 3 slots: several wraps, and lengths that
      * chunks do not divide */
-    sl_xport_harness_opts_t o = {.region_len = REGION, .staged = true, .stage_chunk_kib = 1024,
-                        .stage_slots = 2, .seed = 55};
+    sl_xport_harness_opts_t o = {.region_len = REGION,
+                                 .staged = true,
+                                 .stage_chunk_kib = 1024,
+                                 .stage_slots = 2,
+                                 .seed = 55};
 
     assert_int_equal(posix_memalign((void **)&devbuf, 4096, REGION), 0);
     sl_xport_harness_fill(devbuf, REGION, 5);
     /* "device" memory moved by the memcpy copy step */
-    assert_int_equal(sl_xport_mem_register(f->xp, devbuf, REGION, SL_XPORT_MEM_CUDA, &dev),
-                     SL_OK);
+    assert_int_equal(sl_xport_mem_register(f->xp, devbuf, REGION, SL_XPORT_MEM_CUDA, &dev), SL_OK);
     assert_int_equal(sl_xport_harness_start(f->xp, dev, &o, &sp), SL_OK);
     sl_xport_stats(f->xp, &s0);
 
@@ -310,9 +339,16 @@ static void test_staging_pipeline(void **state)
     s_read_peer(f, &sp);
     memcpy(f->expect, f->got, REGION);
     memcpy(f->expect + b1.remote_off, devbuf + b1.local_off, b1.len);
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = dev,
-                         .remote = sp.rid, .blocks = &b1, .nblocks = 1, .notif = "staged",
-                         .notif_len = 6, .cb = s_done_cb, .cb_arg = &d};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = dev,
+                         .remote = sp.rid,
+                         .blocks = &b1,
+                         .nblocks = 1,
+                         .notif = "staged",
+                         .notif_len = 6,
+                         .cb = s_done_cb,
+                         .cb_arg = &d};
     assert_int_equal(sl_xport_post(f->xp, sp.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 1);
     assert_int_equal(d.failed, 0);
@@ -378,9 +414,16 @@ static void test_peer_killed_mid_transfer(void **state)
     int posted = 0, refused = 0;
 
     assert_int_equal(sl_xport_harness_start(f->xp, f->mem, &o, &victim), SL_OK);
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = f->mem,
-                         .remote = victim.rid, .blocks = &b, .nblocks = 1, .notif = "v",
-                         .notif_len = 1, .cb = s_done_cb, .cb_arg = &d};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = f->mem,
+                         .remote = victim.rid,
+                         .blocks = &b,
+                         .nblocks = 1,
+                         .notif = "v",
+                         .notif_len = 1,
+                         .cb = s_done_cb,
+                         .cb_arg = &d};
     for (int i = 0; i < 4; i++, posted++)
         assert_int_equal(sl_xport_post(f->xp, victim.conn, &x), SL_OK);
     s_wait_done(f->xp, &d, 2);
@@ -425,8 +468,12 @@ static void test_bad_input(void **state)
     fixture_t *f = *state;
     sl_xport_block_t b = {0, 0, 4096};
     char big[SL_XPORT_NOTIF_MAX + 1] = {0};
-    sl_xport_xfer_t x = {.op = SL_XPORT_PUT, .cls = SL_XPORT_CRITICAL, .local = f->mem,
-                         .remote = f->peer.rid, .blocks = &b, .nblocks = 1};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = f->mem,
+                         .remote = f->peer.rid,
+                         .blocks = &b,
+                         .nblocks = 1};
     sl_xport_xfer_t y;
     sl_xport_peer_t *p = NULL;
     uint32_t id = 99;
@@ -493,8 +540,13 @@ static void test_critical_overtakes_background(void **state)
     done_t bg = {0}, crit = {0};
     sl_xport_stats_t s0, s1;
     sl_xport_block_t bb = {0, 0, 12u << 20}, cb = {12u << 20, 12u << 20, 4u << 20};
-    sl_xport_xfer_t xb = {.op = SL_XPORT_PUT, .cls = SL_XPORT_BACKGROUND, .local = f->mem,
-                          .remote = f->peer.rid, .blocks = &bb, .nblocks = 1, .cb = s_done_cb,
+    sl_xport_xfer_t xb = {.op = SL_XPORT_PUT,
+                          .cls = SL_XPORT_BACKGROUND,
+                          .local = f->mem,
+                          .remote = f->peer.rid,
+                          .blocks = &bb,
+                          .nblocks = 1,
+                          .cb = s_done_cb,
                           .cb_arg = &bg};
     sl_xport_xfer_t xc = xb;
 
@@ -535,9 +587,9 @@ static void test_link_probe(void **state)
     assert_memory_equal(f->got, f->buf, 2 * len);
 
     double before = bps;
-    assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, f->peer.rid, REGION + 4096,
-                                         0.3, &bps),
-                     SL_ERR_MSG_RANGE);
+    assert_int_equal(
+        sl_xport_link_probe(f->xp, f->peer.conn, f->mem, f->peer.rid, REGION + 4096, 0.3, &bps),
+        SL_ERR_MSG_RANGE);
     assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, 99, len, 0.3, &bps),
                      SL_ERR_INVALID);
     assert_int_equal(sl_xport_link_probe(f->xp, f->peer.conn, f->mem, f->peer.rid, 0, 0.3, &bps),
