@@ -34,6 +34,7 @@
 
 #include "bench/bench.h"
 #include "common/sl_cfg.h"
+#include "common/sl_daemon_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_hist.h"
 #include "common/sl_log.h"
@@ -66,6 +67,7 @@ typedef struct s_ctl_cfg {
     int credits;                    /* scheduler --credits (0 = the executor's slots) */
     char policy[SL_CFG_STR_MAX];    /* scheduler --policy */
     int missed_heartbeats;          /* scheduler --missed-heartbeats */
+    int heap_keep_mib;              /* --heap-keep-mib of the daemons and of this process */
     int window;                     /* messages / jobs outstanding at once */
     double duration_s;              /* measured time of each phase */
     double warmup_s;                /* unmeasured time before each phase */
@@ -93,6 +95,9 @@ static const sl_cfg_field_t s_table[] = {
     SL_CFG_RANGE(s_ctl_cfg_t, missed_heartbeats, "missed-heartbeats", "10", SL_CFG_INT, 1, 1000,
                  "scheduler --missed-heartbeats: a saturated host delays heartbeats behind "
                  "long prompts past the scheduler's default of 3 (300 ms)"),
+    SL_CFG_RANGE(s_ctl_cfg_t, heap_keep_mib, "heap-keep-mib", "16", SL_CFG_INT, 0, 32,
+                 "the daemons' --heap-keep-mib, applied to this process too (the raw phase and "
+                 "the client), so that both phases run under the same allocator"),
     SL_CFG_RANGE(s_ctl_cfg_t, window, "window", "2000", SL_CFG_INT, 1, 1000000,
                  "messages or jobs outstanding at once (the integration job test uses 2000)"),
     SL_CFG_RANGE(s_ctl_cfg_t, duration_s, "duration-s", "1.5", SL_CFG_DOUBLE, 0.01, 3600,
@@ -667,7 +672,11 @@ int sl_bench_ctlplane_main(int argc, char **argv)
            cfg.window, size, cfg.prompt_tokens, cfg.prompt_ids ? " as ids" : ", length only",
            cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape);
     fflush(stdout);
-    char credits[16], slots[16], missed[16], name[S_MAX_CHILDREN][32];
+    char credits[16], slots[16], missed[16], keep[16], name[S_MAX_CHILDREN][32];
+    if (sl_heap_keep(cfg.heap_keep_mib) != SL_OK)
+        fprintf(stderr, "sluice-bench ctlplane: the C library refused --heap-keep-mib %d\n",
+                cfg.heap_keep_mib);
+    snprintf(keep, sizeof(keep), "%d", cfg.heap_keep_mib);
     snprintf(credits, sizeof(credits), "%d", cfg.credits);
     snprintf(missed, sizeof(missed), "%d", cfg.missed_heartbeats);
     snprintf(slots, sizeof(slots), "%d", cfg.slots);
@@ -676,14 +685,16 @@ int sl_bench_ctlplane_main(int argc, char **argv)
                      exec_ep,    "--policy",
                      cfg.policy, "--credits",
                      credits,    "--missed-heartbeats",
-                     missed,     "--log-level",
+                     missed,     "--heap-keep-mib",
+                     keep,       "--log-level",
                      "error",    NULL};
     if (s_spawn(sargv) < 0)
         goto out;
     for (int i = 0; i < cfg.executors; i++) {
         snprintf(name[i], sizeof(name[i]), "ctl-e%d", i);
-        char *eargv[] = {exec_bin, "--scheduler", exec_ep, "--name",      name[i], "--backend",
-                         "null",   "--slots",     slots,   "--log-level", "error", NULL};
+        char *eargv[] = {exec_bin,    "--scheduler", exec_ep,   "--name", name[i],
+                         "--backend", "null",        "--slots", slots,    "--heap-keep-mib",
+                         keep,        "--log-level", "error",   NULL};
         if (s_spawn(eargv) < 0)
             goto out;
     }

@@ -33,13 +33,23 @@ sl_status_t sl_daemon_cfg_apply(const sl_daemon_cfg_t *cfg)
         return SL_ERR_INVALID;
     }
     sl_log_set_level((sl_log_level_t)level);
-    if (cfg->heap_keep_mib > 0) {
-        /* A long prompt's message is hundreds of KiB, over glibc's default
-         * mmap threshold: each one would be mapped, faulted in page by page
-         * and unmapped again, which costs more than moving its bytes. */
-        int keep = cfg->heap_keep_mib << 20; /* at most 32 MiB: no overflow below */
-        if (!mallopt(M_MMAP_THRESHOLD, keep) || !mallopt(M_TRIM_THRESHOLD, keep * 4))
-            SL_WARN("mallopt refused the heap thresholds: the C library keeps its own");
-    }
+    if (sl_heap_keep(cfg->heap_keep_mib) != SL_OK)
+        SL_WARN("mallopt refused the heap thresholds: the C library keeps its own");
+    return SL_OK;
+}
+
+sl_status_t sl_heap_keep(int mib)
+{
+    if (mib == 0)
+        return SL_OK;
+    if (mib < 0 || mib > 32)
+        return SL_ERR_INVALID;
+    /* A long prompt's message is hundreds of KiB, over glibc's default mmap
+     * threshold (128 KiB until a mapped block is freed, and freed memory is
+     * trimmed back): each one would be mapped, faulted in page by page and
+     * unmapped again, which costs more than moving its bytes. */
+    int keep = mib << 20; /* at most 32 MiB: no overflow below */
+    if (!mallopt(M_MMAP_THRESHOLD, keep) || !mallopt(M_TRIM_THRESHOLD, keep * 4))
+        return SL_ERR_INVALID;
     return SL_OK;
 }

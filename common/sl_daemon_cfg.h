@@ -28,4 +28,11 @@ extern const sl_cfg_field_t sl_daemon_cfg_fields[];
  * table's ranges could not refuse (an unknown log level). */
 sl_status_t sl_daemon_cfg_apply(const sl_daemon_cfg_t *cfg);
 
+/* Have the C library serve blocks up to mib MiB from the heap and keep up
+ * to 4 x mib MiB of freed memory for reuse (mib 1..32; 0 leaves its
+ * defaults). SL_ERR_INVALID for another value or when it refuses. What
+ * --heap-keep-mib applies; a benchmark applies it to its own process so
+ * that a baseline is measured under the same allocator as the daemons. */
+sl_status_t sl_heap_keep(int mib);
+
 #endif
