@@ -28,6 +28,7 @@ const sl_proto_limits_t sl_proto_limits_default = {
     .max_name_len = 128,
     .max_kv_events = 1u << 16,
     .max_xport_address = 8192,
+    .max_kv_rkey = 4096,
     .max_models = 64,
     .max_slots = 4096,
     .max_batch = 4096,
@@ -165,6 +166,10 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
         for (size_t i = 0; i < h->n_models; i++)
             CHECK_STR(h->models[i], lim->max_name_len, "model name", 1);
         CHECK_COUNT(h->xport_address.len, lim->max_xport_address, "xport address bytes");
+        CHECK_COUNT(h->kv_rkey.len, lim->max_kv_rkey, "kv rkey bytes");
+        if (h->kv_rkey.len && (!h->xport_address.len || !h->kv_region_bytes))
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                 "kv rkey without a transport address or a region size");
         if (h->slots == 0 || h->slots > lim->max_slots)
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "slots %u outside [1, %u]",
                                  h->slots, lim->max_slots);

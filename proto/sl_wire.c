@@ -379,6 +379,9 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
         .gpu_mem_bytes = x->gpu_mem_bytes,
         .xport_address = x->xport_address.data,
         .xport_address_len = x->xport_address.len,
+        .kv_rkey = x->kv_rkey.len ? x->kv_rkey.data : NULL,
+        .kv_rkey_len = x->kv_rkey.len,
+        .kv_region_bytes = x->kv_region_bytes,
     };
 }
 
@@ -466,7 +469,9 @@ void sl_wire_status_exec_get(const sl_wire_msg_t *msg, uint32_t i, sl_wire_exec_
                                  .alive = x->alive,
                                  .completed = x->completed,
                                  .failed = x->failed,
-                                 .quarantined = x->quarantined};
+                                 .quarantined = x->quarantined,
+                                 .data_plane = x->data_plane,
+                                 .kv_region_bytes = x->kv_region_bytes};
     if (x->load)
         s_load_get(x->load, &e->load, false);
 }
@@ -512,6 +517,9 @@ sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
     x.zone = s_str(h->zone);
     x.xport_address.data = (uint8_t *)h->xport_address;
     x.xport_address.len = h->xport_address_len;
+    x.kv_rkey.data = (uint8_t *)h->kv_rkey;
+    x.kv_rkey.len = h->kv_rkey ? h->kv_rkey_len : 0;
+    x.kv_region_bytes = h->kv_region_bytes;
     x.backend = s_str(h->info.backend);
     x.kv_blocks_total = h->info.kv_blocks_total;
     x.kv_block_tokens = h->info.kv_block_tokens;
@@ -628,6 +636,8 @@ sl_status_t sl_wire_status_reply_send(void *sock, const sl_wire_ident_t *to,
         es[i].completed = e->completed;
         es[i].failed = e->failed;
         es[i].quarantined = e->quarantined;
+        es[i].data_plane = e->data_plane;
+        es[i].kv_region_bytes = e->kv_region_bytes;
         es[i].backend = s_str(e->backend);
         esp[i] = &es[i];
     }

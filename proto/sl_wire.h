@@ -43,6 +43,7 @@ typedef struct sl_proto_limits {
     uint32_t max_name_len;     /* tenant, model, session key, executor name, zone */
     uint32_t max_kv_events;    /* entries of one KV event list */
     uint32_t max_xport_address; /* bytes of a hello's transport address */
+    uint32_t max_kv_rkey;       /* bytes of a hello's packed KV region key */
     uint32_t max_models;        /* models of a hello */
     uint32_t max_slots;         /* slots of a hello */
     uint32_t max_batch;         /* items of one batch (completions, dispatches, submits, answers) */
@@ -249,6 +250,9 @@ typedef struct sl_wire_hello {
     uint64_t gpu_mem_bytes;    /* GPU memory it has */
     const void *xport_address; /* its data-plane address */
     size_t xport_address_len;  /* bytes of xport_address */
+    const void *kv_rkey;       /* packed remote key of its KV region (NULL when none) */
+    size_t kv_rkey_len;        /* bytes of kv_rkey */
+    uint64_t kv_region_bytes;  /* bytes of that region (0: no data plane) */
 } sl_wire_hello_t;
 
 void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h);
@@ -300,16 +304,18 @@ typedef struct sl_wire_status {
 
 /* One executor in a status reply. */
 typedef struct sl_wire_exec_status {
-    const char *name;    /* its name */
-    const char *backend; /* its backend */
-    sl_exec_load_t load; /* its last load (has_ flags as sent) */
-    bool has_load;       /* load was sent */
-    uint32_t inflight;   /* jobs dispatched to it */
-    uint32_t slots;      /* jobs it accepts in flight */
-    bool alive;          /* heard from within the loss timeout */
-    uint64_t completed;  /* jobs that ended OK on it */
-    uint64_t failed;     /* jobs it failed or rejected */
-    bool quarantined;    /* not placed on now */
+    const char *name;         /* its name */
+    const char *backend;      /* its backend */
+    sl_exec_load_t load;      /* its last load (has_ flags as sent) */
+    bool has_load;            /* load was sent */
+    uint32_t inflight;        /* jobs dispatched to it */
+    uint32_t slots;           /* jobs it accepts in flight */
+    bool alive;               /* heard from within the loss timeout */
+    uint64_t completed;       /* jobs that ended OK on it */
+    uint64_t failed;          /* jobs it failed or rejected */
+    bool quarantined;         /* not placed on now */
+    bool data_plane;          /* it registered a transport address and a KV region */
+    uint64_t kv_region_bytes; /* bytes of that region */
 } sl_wire_exec_status_t;
 
 /* One counter in a status reply. */

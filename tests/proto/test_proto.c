@@ -312,6 +312,107 @@ static size_t s_recv_raw(pair_t *p)
     return (size_t)n;
 }
 
+/* The data-plane fields of a hello: sent by the typed sender and read back by
+ * the neutral reader; a key larger than max_kv_rkey is refused as too big,
+ * a key without an address or a region size as malformed. A status reply
+ * carries whether each executor has a data plane and its region size. */
+static void test_hello_data_plane(void **state)
+{
+    char err[256];
+    pair_t pr;
+    sl_wire_ident_t none;
+    sl_wire_msg_t *m = NULL;
+    s_pair_open(&pr, "hello-dp");
+    static uint8_t addr[300], rkey[4097];
+    for (size_t i = 0; i < sizeof(addr); i++)
+        addr[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < sizeof(rkey); i++)
+        rkey[i] = (uint8_t)(i * 13 + 1);
+    sl_wire_hello_t h = {.info = {.name = "e1", .slots = 4, .backend = "sim"},
+                         .zone = "",
+                         .xport_address = addr,
+                         .xport_address_len = sizeof(addr),
+                         .kv_rkey = rkey,
+                         .kv_rkey_len = 56,
+                         .kv_region_bytes = 3u << 20};
+    assert_int_equal(sl_wire_hello_send(pr.tx, &h, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_HELLO);
+    sl_wire_hello_t got;
+    sl_wire_hello_get(m, &got);
+    assert_int_equal(got.xport_address_len, sizeof(addr));
+    assert_memory_equal(got.xport_address, addr, sizeof(addr));
+    assert_int_equal(got.kv_rkey_len, 56);
+    assert_memory_equal(got.kv_rkey, rkey, 56);
+    assert_int_equal(got.kv_region_bytes, 3u << 20);
+    sl_wire_msg_free(&m);
+
+    /* without a data plane the fields stay empty */
+    sl_wire_hello_t plain = {.info = {.name = "e2", .slots = 4}, .zone = ""};
+    assert_int_equal(sl_wire_hello_send(pr.tx, &plain, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    sl_wire_hello_get(m, &got);
+    assert_int_equal(got.xport_address_len, 0);
+    assert_null(got.kv_rkey);
+    assert_int_equal(got.kv_rkey_len, 0);
+    assert_int_equal(got.kv_region_bytes, 0);
+    sl_wire_msg_free(&m);
+
+    /* a key one byte over the limit */
+    assert_int_equal(sizeof(rkey), sl_proto_limits_default.max_kv_rkey + 1);
+    h.kv_rkey_len = sizeof(rkey);
+    assert_int_equal(sl_wire_hello_send(pr.tx, &h, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_TOO_BIG);
+    assert_non_null(strstr(err, "kv rkey"));
+    assert_null(m);
+    h.kv_rkey_len = sl_proto_limits_default.max_kv_rkey;
+    assert_int_equal(sl_wire_hello_send(pr.tx, &h, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    sl_wire_msg_free(&m);
+
+    /* a key without an address, or without a region size */
+    h.kv_rkey_len = 56;
+    h.xport_address_len = 0;
+    assert_int_equal(sl_wire_hello_send(pr.tx, &h, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_MALFORMED);
+    h.xport_address_len = sizeof(addr);
+    h.kv_region_bytes = 0;
+    assert_int_equal(sl_wire_hello_send(pr.tx, &h, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_MALFORMED);
+
+    /* the status reply's per-executor data plane */
+    sl_wire_exec_status_t es[2] = {
+        {.name = "a",
+         .backend = "sim",
+         .slots = 1,
+         .data_plane = true,
+         .kv_region_bytes = 5u << 20},
+        {.name = "b", .backend = "sim", .slots = 1},
+    };
+    sl_wire_status_t st = {.n_executors = 2, .policy = "x"};
+    assert_int_equal(sl_wire_status_reply_send(pr.tx, NULL, &st, es, NULL, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    sl_wire_exec_status_t e;
+    sl_wire_status_exec_get(m, 0, &e);
+    assert_true(e.data_plane);
+    assert_int_equal(e.kv_region_bytes, 5u << 20);
+    sl_wire_status_exec_get(m, 1, &e);
+    assert_false(e.data_plane);
+    assert_int_equal(e.kv_region_bytes, 0);
+    sl_wire_msg_free(&m);
+    s_pair_close(&pr);
+}
+
 static void s_dispatch_init(Sluice__Dispatch *d, Sluice__Job *j, Sluice__Prompt *p, const char *id,
                             uint64_t seq, uint32_t max_new)
 {
@@ -883,13 +984,13 @@ static void test_long_prompt(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_submit),       cmocka_unit_test(test_invalid_submit),
-        cmocka_unit_test(test_malformed_bytes),    cmocka_unit_test(test_hello_limits),
-        cmocka_unit_test(test_heartbeat_load),     cmocka_unit_test(test_completion_batch),
-        cmocka_unit_test(test_dispatch_batch),     cmocka_unit_test(test_batch_counts),
-        cmocka_unit_test(test_send_packed),        cmocka_unit_test(test_batch_corruption),
-        cmocka_unit_test(test_single_bodies_gone), cmocka_unit_test(test_typed_roundtrip),
-        cmocka_unit_test(test_long_prompt),
+        cmocka_unit_test(test_valid_submit),     cmocka_unit_test(test_invalid_submit),
+        cmocka_unit_test(test_malformed_bytes),  cmocka_unit_test(test_hello_limits),
+        cmocka_unit_test(test_hello_data_plane), cmocka_unit_test(test_heartbeat_load),
+        cmocka_unit_test(test_completion_batch), cmocka_unit_test(test_dispatch_batch),
+        cmocka_unit_test(test_batch_counts),     cmocka_unit_test(test_send_packed),
+        cmocka_unit_test(test_batch_corruption), cmocka_unit_test(test_single_bodies_gone),
+        cmocka_unit_test(test_typed_roundtrip),  cmocka_unit_test(test_long_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
