@@ -48,10 +48,13 @@
 #include "common/sl_signal.h"
 #include "proto/sl_wire.h"
 
+#include <sluice/xport.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -108,6 +111,17 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "dispatches in one DispatchBatch accepted (larger batches are refused)"),
     SL_CFG_RANGE(sl_executor_cfg_t, speed_hint, "speed-hint", "0", SL_CFG_DOUBLE, 0, 1000,
                  "relative speed declared to the scheduler (0: unknown)"),
+    SL_CFG_FIELD(sl_executor_cfg_t, data_plane, "data-plane", "off", SL_CFG_BOOL,
+                 "embed a transport engine, register the KV region with it and send its address "
+                 "and key in the hello (on|off)"),
+    SL_CFG_FIELD(sl_executor_cfg_t, data_plane_tls, "data-plane-tls", "tcp", SL_CFG_STR,
+                 "UCX_TLS of the data-plane engine (empty: the environment's)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, kv_bytes_per_token, "kv-bytes-per-token", "4096", SL_CFG_I64, 1,
+                 16777216,
+                 "data plane: KV bytes per token of the registered region (kv blocks x block "
+                 "tokens x this)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, kv_region_max_mib, "kv-region-max-mib", "256", SL_CFG_I64, 1,
+                 1048576, "data plane: the registered KV region is at most this many MiB"),
     SL_CFG_END,
 };
 
@@ -164,6 +178,16 @@ struct sl_executor {
     uint32_t kv_block_tokens;   /* tokens per KV block (advertised: prompts are hashed by it) */
     sl_backend_limits_t
         job_limits; /* what one job may be (advertised: the scheduler places by it) */
+    /* The data plane (data_plane on): one transport engine and the KV region
+     * registered with it once; its address and packed key go in the hello. */
+    sl_xport_t *xport;      /* transport engine (NULL: data plane off) */
+    void *kv_region;        /* host region standing for the KV pool (mmap'd) */
+    size_t kv_region_bytes; /* its size */
+    sl_xport_mem_t *kv_mem; /* its registration */
+    void *kv_rkey;          /* its packed remote key (malloc'd by the transport) */
+    size_t kv_rkey_len;     /* bytes of kv_rkey */
+    const void *xport_addr; /* the engine's address (owned by the engine) */
+    size_t xport_addr_len;  /* bytes of xport_addr */
 };
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
@@ -294,6 +318,11 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
                 .vocab_size = x->job_limits.vocab_size,
             },
         .zone = x->cfg.zone,
+        .xport_address = x->xport_addr,
+        .xport_address_len = x->xport_addr_len,
+        .kv_rkey = x->kv_rkey,
+        .kv_rkey_len = x->kv_rkey_len,
+        .kv_region_bytes = x->xport ? x->kv_region_bytes : 0,
     };
     s_sent(sl_wire_hello_send(x->sock, &h, ZMQ_DONTWAIT), "hello");
     x->hello_at = now;
@@ -448,6 +477,74 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
     }
 }
 
+/* Release the data plane; safe on a partial one. */
+static void s_dp_destroy(sl_executor_t *x)
+{
+    free(x->kv_rkey);
+    x->kv_rkey = NULL;
+    sl_xport_mem_deregister(x->xport, &x->kv_mem);
+    sl_xport_destroy(&x->xport);
+    if (x->kv_region)
+        munmap(x->kv_region, x->kv_region_bytes);
+    x->kv_region = NULL;
+    x->xport_addr = NULL;
+    x->xport_addr_len = 0;
+}
+
+/*
+ * The data plane: one engine, and one host region sized like the KV pool the
+ * backend models (blocks x block tokens x kv_bytes_per_token, capped at
+ * kv_region_max_mib) registered once. No backend exposes its pool's memory
+ * yet, so the ref backend gets such a region too. The region is an anonymous
+ * mapping: pages cost memory only once bytes land in them.
+ */
+static sl_status_t s_dp_create(sl_executor_t *x)
+{
+    if (x->cfg.data_plane_tls[0])
+        setenv("UCX_TLS", x->cfg.data_plane_tls, 1);
+    uint64_t want =
+        (uint64_t)x->kv_blocks * x->kv_block_tokens * (uint64_t)x->cfg.kv_bytes_per_token;
+    uint64_t cap = (uint64_t)x->cfg.kv_region_max_mib << 20;
+    if (want == 0)
+        want = (uint64_t)x->cfg.kv_bytes_per_token;
+    x->kv_region_bytes = (size_t)(want < cap ? want : cap);
+    sl_xport_cfg_t xcfg;
+    sl_status_t st = sl_xport_cfg_defaults(&xcfg);
+    if (st == SL_OK)
+        st = sl_xport_create(&xcfg, &x->xport);
+    if (st != SL_OK) {
+        SL_ERROR("data plane: cannot create the transport engine: %s", sl_status_str(st));
+        return st;
+    }
+    void *region =
+        mmap(NULL, x->kv_region_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) {
+        SL_ERROR("data plane: cannot map a %zu-byte KV region: %m", x->kv_region_bytes);
+        s_dp_destroy(x);
+        return SL_ERR_NOMEM;
+    }
+    x->kv_region = region;
+    if ((st = sl_xport_mem_register(x->xport, x->kv_region, x->kv_region_bytes, SL_XPORT_MEM_HOST,
+                                    &x->kv_mem)) != SL_OK ||
+        (st = sl_xport_mem_pack(x->xport, x->kv_mem, &x->kv_rkey, &x->kv_rkey_len)) != SL_OK ||
+        (st = sl_xport_address(x->xport, &x->xport_addr, &x->xport_addr_len)) != SL_OK) {
+        SL_ERROR("data plane: cannot register the KV region: %s", sl_status_str(st));
+        s_dp_destroy(x);
+        return st;
+    }
+    if (x->xport_addr_len > sl_proto_limits_default.max_xport_address ||
+        x->kv_rkey_len > sl_proto_limits_default.max_kv_rkey) {
+        SL_ERROR("data plane: address (%zu bytes) or key (%zu bytes) larger than a hello carries",
+                 x->xport_addr_len, x->kv_rkey_len);
+        s_dp_destroy(x);
+        return SL_ERR_MSG_TOO_BIG;
+    }
+    SL_INFO("data plane: UCX_TLS %s, address %zu bytes, KV region %zu bytes%s, key %zu bytes",
+            x->cfg.data_plane_tls[0] ? x->cfg.data_plane_tls : "(environment)", x->xport_addr_len,
+            x->kv_region_bytes, want > cap ? " (capped)" : "", x->kv_rkey_len);
+    return SL_OK;
+}
+
 sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exec_p)
 {
     sl_executor_t *x = calloc(1, sizeof(*x));
@@ -494,6 +591,8 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     /* What the backend really built (its defaults fill unset sizes). */
     sl_engine_kv_geometry(x->engine, &x->kv_blocks, &x->kv_block_tokens);
     sl_engine_limits(x->engine, &x->job_limits);
+    if (x->cfg.data_plane && s_dp_create(x) != SL_OK)
+        goto err_engine;
     x->zctx = zmq_ctx_new();
     if (!x->zctx)
         goto err_engine;
@@ -518,6 +617,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
+    s_dp_destroy(x);
     sl_engine_destroy(&x->engine);
 err_free:
     free(x);
@@ -536,7 +636,12 @@ void sl_executor_handle_signals(sl_executor_t *x)
 
 sl_status_t sl_executor_run(sl_executor_t *x)
 {
-    zmq_pollitem_t item = {x->sock, 0, ZMQ_POLLIN, 0};
+    /* The data-plane engine's fd sleeps in the same poll as the scheduler's
+     * socket; the engine is progressed every loop turn. */
+    zmq_pollitem_t items[2] = {{x->sock, 0, ZMQ_POLLIN, 0},
+                               {NULL, x->xport ? sl_xport_fd(x->xport) : -1, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t *item = &items[0];
+    int n_items = x->xport ? 2 : 1;
     sl_time_t now = sl_clock_now();
     sl_time_t wake = INT64_MAX;
     s_hello(x, now);
@@ -568,14 +673,21 @@ sl_status_t sl_executor_run(sl_executor_t *x)
             timeout = 0;
         if (timeout > 100)
             timeout = 100;
-        int rc = zmq_poll(&item, 1, timeout);
+        if (x->xport) {
+            sl_xport_progress(x->xport);
+            if (sl_xport_arm(x->xport) == SL_ERR_AGAIN)
+                timeout = 0; /* work to progress before sleeping */
+        }
+        int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && errno != EINTR) {
             SL_ERROR("zmq_poll: %s", zmq_strerror(errno));
             return SL_ERR_IO;
         }
         now = sl_clock_now();
-        if (rc > 0 && (item.revents & ZMQ_POLLIN))
+        if (rc > 0 && (item->revents & ZMQ_POLLIN))
             s_on_message(x, now);
+        if (x->xport)
+            sl_xport_progress(x->xport);
         if (x->fatal)
             break;
         wake = sl_engine_advance(x->engine, now);
@@ -629,6 +741,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     sl_wire_batch_fini(&x->done_out);
     sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
     zmq_ctx_term(x->zctx);
+    s_dp_destroy(x); /* after the socket work: the goodbye is out */
     free(x);
     *exec_p = NULL;
 }

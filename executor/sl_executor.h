@@ -41,6 +41,10 @@ typedef struct sl_executor_cfg {
     int64_t turn_budget_us;        /* engine steps run back to back for this long per loop turn */
     int recv_batch;                /* messages read per loop turn at most */
     double speed_hint;             /* speed declared in hello (0 = unknown) */
+    bool data_plane;               /* embed a transport engine and register the KV region */
+    char data_plane_tls[64];       /* UCX_TLS for that engine ("" = the environment's) */
+    int64_t kv_bytes_per_token;    /* bytes of KV one token holds in the registered region */
+    int64_t kv_region_max_mib;     /* the registered region is at most this large */
     sl_daemon_cfg_t daemon;        /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
