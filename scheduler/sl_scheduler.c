@@ -121,6 +121,10 @@ typedef struct s_exec_data {
     bool dirty;             /* listed in sl_sched.dirty_execs */
     uint64_t contender;     /* identity key of the latest other connection claiming its name */
     sl_time_t contested_at; /* when that connection first claimed it (0: never) */
+    uint8_t *dp_addr;       /* its data-plane address then its KV region key (owned; NULL: none) */
+    size_t dp_addr_len;     /* bytes of the address */
+    size_t dp_rkey_len;     /* bytes of the key, which follows the address in dp_addr */
+    uint64_t kv_region_bytes; /* bytes of its registered KV region */
 } s_exec_data_t;
 
 /* Answers to one client collected during a loop turn (a ResultBatch). */
@@ -420,6 +424,7 @@ static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
     if (cur == (uintptr_t)exec->index + 1)
         sl_map_del(&s->by_ident, ed->key);
     sl_wire_batch_fini(&ed->out); /* pending dispatches: the core requeues their jobs */
+    free(ed->dp_addr);
     free(ed);
     exec->user = NULL;
 }
@@ -514,6 +519,11 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
             .failed = e->failed,
             .quarantined = sl_core_exec_quarantined(e, now),
         };
+        const s_exec_data_t *ed = e->user;
+        if (ed && ed->dp_addr) {
+            es[k].data_plane = true;
+            es[k].kv_region_bytes = ed->kv_region_bytes;
+        }
         k++;
     }
     for (int i = 0; i < SL_CTR_COUNT; i++)
@@ -807,9 +817,25 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
     }
     ed->ident = *from;
     ed->key = key;
+    /* The data plane: its engine address and the key of its KV region, kept
+     * for the transfers the scheduler will plan; both or neither. */
+    if (hello.xport_address_len && hello.kv_rkey_len && hello.kv_region_bytes) {
+        ed->dp_addr = malloc(hello.xport_address_len + hello.kv_rkey_len);
+        if (!ed->dp_addr) {
+            free(ed);
+            s_reply_error(s, s->executors, from, SL_ERR_NOMEM, "out of memory");
+            return;
+        }
+        memcpy(ed->dp_addr, hello.xport_address, hello.xport_address_len);
+        memcpy(ed->dp_addr + hello.xport_address_len, hello.kv_rkey, hello.kv_rkey_len);
+        ed->dp_addr_len = hello.xport_address_len;
+        ed->dp_rkey_len = hello.kv_rkey_len;
+        ed->kv_region_bytes = hello.kv_region_bytes;
+    }
     sl_wire_batch_init(&ed->out, SL_WIRE_DISPATCHES);
     sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
     if (st != SL_OK) {
+        free(ed->dp_addr);
         free(ed);
         s->counters[S_CTR_EXEC_REJECTED]++;
         s_reply_error(s, s->executors, from, st, "executor refused");
@@ -819,8 +845,8 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
         sl_core_exec_lost(s->core, index, "out of memory", now);
         return;
     }
-    SL_INFO("executor %s joined (index %u, %u slots, backend %s)", h->name, index, h->slots,
-            h->backend ? h->backend : "?");
+    SL_INFO("executor %s joined (index %u, %u slots, backend %s, data plane %s)", h->name, index,
+            h->slots, h->backend ? h->backend : "?", ed->dp_addr ? "on" : "off");
     s_welcome(s, from, index);
 }
 
