@@ -1,0 +1,220 @@
+/*
+ * Executors that embed the transport (--data-plane on), with the real
+ * programs. Two sim executors with a data plane and one without register
+ * with a real scheduler; its status reply says which have one and the size
+ * of the KV region each registered, and jobs still run on all three. Then
+ * the test stands in as the scheduler (a ROUTER on the executor endpoint),
+ * takes the engine address and packed key from an executor's hello, and,
+ * as a third UCX engine over TCP, puts bytes at both ends of the executor's
+ * registered region: the puts complete, so the region is really registered
+ * and reachable; a put one byte past its end is refused before it is sent.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include <sluice/xport.h>
+
+#include "cluster.h"
+#include "tests/support/sl_test.h"
+
+/* 64 blocks x 16 tokens x 1,024 bytes: a 1 MiB region. */
+#define S_REGION_BYTES (64u * 16u * 1024u)
+
+static const char *const s_dp_args[] = {"--backend=sim",        "--data-plane=on",
+                                        "--data-plane-tls=tcp", "--sim-kv-blocks=64",
+                                        "--kv-block-tokens=16", "--kv-bytes-per-token=1024",
+                                        "--log-level=info",     NULL};
+
+/* Whether the log of the process in slot has a line containing text. */
+static int s_log_has(const cl_t *c, int slot, const char *text)
+{
+    char path[400], line[1024];
+    snprintf(path, sizeof(path), "%s/%d.log", c->dir, slot);
+    FILE *f = fopen(path, "r");
+    int found = 0;
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Two executors with a data plane and one without: the status reply tells
+ * them apart, with the region size each registered; jobs run everywhere. */
+static void test_status_shows_data_plane(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *plain_args[] = {"--backend=sim", NULL};
+    cl_init(&c, "dpstatus");
+    cl_scheduler(&c, NULL);
+    int a = cl_executor(&c, "dp-a", (const char *const *)s_dp_args);
+    cl_executor(&c, "dp-b", (const char *const *)s_dp_args);
+    cl_executor(&c, "plain", plain_args);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 3, 15000), 0);
+    sl_wire_msg_t *st = cl_status(cli, 2000);
+    assert_non_null(st);
+    assert_int_equal(cl_status_execs(st), 3);
+    int with = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        sl_wire_exec_status_t e = cl_status_exec(st, i);
+        if (strcmp(e.name, "plain") == 0) {
+            assert_false(e.data_plane);
+            assert_int_equal(e.kv_region_bytes, 0);
+        } else {
+            assert_true(e.data_plane);
+            assert_int_equal(e.kv_region_bytes, S_REGION_BYTES);
+            with++;
+        }
+    }
+    assert_int_equal(with, 2);
+    sl_wire_msg_free(&st);
+    assert_true(s_log_has(&c, a, "data plane: UCX_TLS tcp, address"));
+    char want[64];
+    snprintf(want, sizeof(want), "KV region %u bytes,", S_REGION_BYTES);
+    assert_true(s_log_has(&c, a, want));
+
+    /* the data plane changes nothing for jobs */
+    for (int i = 0; i < 12; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "dp-job-%d", i);
+        cl_submit(cli, id, 32, 4, 0);
+    }
+    int ok = 0;
+    for (int tries = 0; tries < 200 && ok < 12; tries++) {
+        cl_ev_t ev;
+        if (!cl_next(cli, 100, &ev))
+            continue;
+        if (ev.kind == CL_EV_RESULT && ev.result.status == SL_JOB_OK)
+            ok++;
+        cl_ev_free(&ev);
+    }
+    assert_int_equal(ok, 12);
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
+static void s_done(void *arg, sl_status_t st)
+{
+    *(sl_status_t *)arg = st;
+}
+
+/* Put len bytes of src at remote offset off; returns the completion status
+ * (or the post's error). */
+static sl_status_t s_put(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
+                         uint32_t remote, uint64_t off, uint64_t len)
+{
+    sl_status_t done = SL_ERR_AGAIN;
+    sl_xport_block_t b = {.local_off = 0, .remote_off = off, .len = len};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = local,
+                         .remote = remote,
+                         .blocks = &b,
+                         .nblocks = 1,
+                         .cb = s_done,
+                         .cb_arg = &done};
+    sl_status_t st = sl_xport_post(xp, peer, &x);
+    if (st != SL_OK)
+        return st;
+    for (int i = 0; i < 2000000 && done == SL_ERR_AGAIN; i++)
+        sl_xport_progress(xp);
+    return done;
+}
+
+/* The test as the scheduler and as a peer engine: the executor's hello
+ * carries an address and key that a put into its region completes with. */
+static void test_put_into_executor_region(void **state)
+{
+    (void)state;
+    static cl_t c;
+    cl_init(&c, "dpput");
+    void *sched = zmq_socket(c.zctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
+    assert_int_equal(zmq_bind(sched, c.exec_ep), 0);
+    int x = cl_executor(&c, "dp-x", (const char *const *)s_dp_args);
+    sl_wire_ident_t who;
+    sl_wire_msg_t *m = NULL;
+    char err[256];
+    static uint8_t addr[8192], rkey[4096];
+    size_t addr_len = 0, rkey_len = 0;
+    uint64_t region = 0;
+    for (;;) { /* its hello */
+        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
+        assert_int_equal(zmq_poll(&it, 1, 10000), 1);
+        assert_int_equal(
+            sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)), SL_OK);
+        int hello = sl_wire_msg_kind(m) == SL_WIRE_HELLO;
+        if (hello) {
+            sl_wire_hello_t h;
+            sl_wire_hello_get(m, &h);
+            assert_true(h.xport_address_len > 0 && h.xport_address_len <= sizeof(addr));
+            assert_true(h.kv_rkey_len > 0 && h.kv_rkey_len <= sizeof(rkey));
+            memcpy(addr, h.xport_address, h.xport_address_len);
+            memcpy(rkey, h.kv_rkey, h.kv_rkey_len);
+            addr_len = h.xport_address_len;
+            rkey_len = h.kv_rkey_len;
+            region = h.kv_region_bytes;
+        }
+        sl_wire_msg_free(&m);
+        if (hello)
+            break;
+    }
+    sl_wire_welcome_t w = {.heartbeat_ms = 100};
+    assert_int_equal(sl_wire_welcome_send(sched, &who, &w, 0), SL_OK);
+    assert_int_equal(region, S_REGION_BYTES);
+
+    setenv("UCX_TLS", "tcp", 1);
+    sl_xport_cfg_t cfg;
+    sl_xport_t *xp = NULL;
+    sl_xport_peer_t *peer = NULL;
+    sl_xport_mem_t *mem = NULL;
+    uint32_t remote = 0;
+    static uint8_t buf[64 * 1024];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 31 + 7);
+    assert_int_equal(sl_xport_cfg_defaults(&cfg), SL_OK);
+    assert_int_equal(sl_xport_create(&cfg, &xp), SL_OK);
+    assert_int_equal(sl_xport_mem_register(xp, buf, sizeof(buf), SL_XPORT_MEM_HOST, &mem), SL_OK);
+    assert_int_equal(sl_xport_connect(xp, addr, addr_len, &peer), SL_OK);
+    assert_int_equal(sl_xport_rkey_import(xp, peer, rkey, rkey_len, &remote), SL_OK);
+    /* the region's first and last 64 KiB, then one byte past its end */
+    assert_int_equal(s_put(xp, peer, mem, remote, 0, sizeof(buf)), SL_OK);
+    assert_int_equal(s_put(xp, peer, mem, remote, region - sizeof(buf), sizeof(buf)), SL_OK);
+    assert_int_equal(s_put(xp, peer, mem, remote, region - sizeof(buf) + 1, sizeof(buf)),
+                     SL_ERR_MSG_RANGE);
+    sl_xport_stats_t stats;
+    sl_xport_stats(xp, &stats);
+    assert_int_equal(stats.xfers_ok, 2);
+    assert_int_equal(stats.bytes[SL_XPORT_CRITICAL], 2 * sizeof(buf));
+    sl_xport_disconnect(xp, &peer);
+    sl_xport_mem_deregister(xp, &mem);
+    sl_xport_destroy(&xp);
+
+    /* the executor is still well and stops cleanly */
+    cl_kill(&c, x, SIGTERM);
+    assert_int_equal(cl_wait(&c, x, 10000), 0);
+    assert_true(s_log_has(&c, x, "executor dp-x stopped"));
+    zmq_close(sched);
+    cl_fini(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_shows_data_plane),
+        cmocka_unit_test(test_put_into_executor_region),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
