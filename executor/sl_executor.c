@@ -502,11 +502,16 @@ static sl_status_t s_dp_create(sl_executor_t *x)
 {
     if (x->cfg.data_plane_tls[0])
         setenv("UCX_TLS", x->cfg.data_plane_tls, 1);
-    uint64_t want =
-        (uint64_t)x->kv_blocks * x->kv_block_tokens * (uint64_t)x->cfg.kv_bytes_per_token;
+    /* A backend that declares no KV (null) gets --kv-blocks x --kv-block-tokens,
+     * or 1,024 blocks of 16 tokens. */
+    uint64_t blocks = x->kv_blocks       ? x->kv_blocks
+                      : x->cfg.kv_blocks ? (uint64_t)x->cfg.kv_blocks
+                                         : 1024;
+    uint64_t tokens = x->kv_block_tokens       ? x->kv_block_tokens
+                      : x->cfg.kv_block_tokens ? (uint64_t)x->cfg.kv_block_tokens
+                                               : 16;
+    uint64_t want = blocks * tokens * (uint64_t)x->cfg.kv_bytes_per_token;
     uint64_t cap = (uint64_t)x->cfg.kv_region_max_mib << 20;
-    if (want == 0)
-        want = (uint64_t)x->cfg.kv_bytes_per_token;
     x->kv_region_bytes = (size_t)(want < cap ? want : cap);
     sl_xport_cfg_t xcfg;
     sl_status_t st = sl_xport_cfg_defaults(&xcfg);

@@ -1,8 +1,8 @@
 /*
  * Executors that embed the transport (--data-plane on), with the real
- * programs. Two sim executors with a data plane and one without register
- * with a real scheduler; its status reply says which have one and the size
- * of the KV region each registered, and jobs still run on all three. Then
+ * programs. Two sim executors and a null one with a data plane and a sim one
+ * without register with a real scheduler; its status reply says which have one and the size
+ * of the KV region each registered, and jobs still run. Then
  * the test stands in as the scheduler (a ROUTER on the executor endpoint),
  * takes the engine address and packed key from an executor's hello, and,
  * as a third UCX engine over TCP, puts bytes at both ends of the executor's
@@ -48,29 +48,37 @@ static int s_log_has(const cl_t *c, int slot, const char *text)
     return found;
 }
 
-/* Two executors with a data plane and one without: the status reply tells
- * them apart, with the region size each registered; jobs run everywhere. */
+/* Two sim executors and a null one with a data plane, and one without: the
+ * status reply tells them apart, with the region size each registered; jobs
+ * still run. */
 static void test_status_shows_data_plane(void **state)
 {
     (void)state;
     static cl_t c;
     const char *plain_args[] = {"--backend=sim", NULL};
+    /* null declares no KV: its region is --kv-blocks x --kv-block-tokens x bytes */
+    const char *null_args[] = {"--backend=null",      "--data-plane=on",          "--kv-blocks=32",
+                               "--kv-block-tokens=8", "--kv-bytes-per-token=512", NULL};
     cl_init(&c, "dpstatus");
     cl_scheduler(&c, NULL);
     int a = cl_executor(&c, "dp-a", (const char *const *)s_dp_args);
     cl_executor(&c, "dp-b", (const char *const *)s_dp_args);
     cl_executor(&c, "plain", plain_args);
+    cl_executor(&c, "dp-null", null_args);
     void *cli = cl_client(&c);
-    assert_int_equal(cl_wait_executors(&c, cli, 3, 15000), 0);
+    assert_int_equal(cl_wait_executors(&c, cli, 4, 15000), 0);
     sl_wire_msg_t *st = cl_status(cli, 2000);
     assert_non_null(st);
-    assert_int_equal(cl_status_execs(st), 3);
+    assert_int_equal(cl_status_execs(st), 4);
     int with = 0;
-    for (uint32_t i = 0; i < 3; i++) {
+    for (uint32_t i = 0; i < 4; i++) {
         sl_wire_exec_status_t e = cl_status_exec(st, i);
         if (strcmp(e.name, "plain") == 0) {
             assert_false(e.data_plane);
             assert_int_equal(e.kv_region_bytes, 0);
+        } else if (strcmp(e.name, "dp-null") == 0) {
+            assert_true(e.data_plane);
+            assert_int_equal(e.kv_region_bytes, 32u * 8u * 512u);
         } else {
             assert_true(e.data_plane);
             assert_int_equal(e.kv_region_bytes, S_REGION_BYTES);
