@@ -92,6 +92,20 @@ static void test_status_shows_data_plane(void **state)
     snprintf(want, sizeof(want), "KV region %u bytes,", S_REGION_BYTES);
     assert_true(s_log_has(&c, a, want));
 
+    /* `sluice status` shows the region in its DATA_PLANE column */
+    static char out[1 << 14];
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
+             sl_test_bin(), c.client_ep);
+    assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
+    char *head = strstr(out, "DATA_PLANE\n");
+    char *row_a = strstr(out, "\ndp-a "), *row_plain = strstr(out, "\nplain ");
+    char *end_a = row_a ? strchr(row_a + 1, '\n') : NULL;
+    char *end_plain = row_plain ? strchr(row_plain + 1, '\n') : NULL;
+    if (!head || !end_a || !end_plain || strncmp(end_a - 7, " 1.0MiB", 7) != 0 ||
+        strncmp(end_plain - 2, " -", 2) != 0)
+        fail_msg("sluice status does not show the data plane:\n%s", out);
+
     /* the data plane changes nothing for jobs */
     for (int i = 0; i < 12; i++) {
         char id[32];
