@@ -38,6 +38,12 @@
  * port) is a configuration error: run returns SL_ERR_INVALID (exit 2).
  * While not registered the
  * executor logs every wait_log_ms that it waits, naming the endpoint.
+ *
+ * With --data-plane on the executor embeds one transport engine (one per
+ * process, so one address names it) and registers a region standing for its
+ * KV pool once, at start, so the hello can carry the engine address and the
+ * region's key; the engine's fd sleeps in the same poll as the socket, since
+ * the engine belongs to this thread. Nothing is transferred yet.
  */
 #include "executor/sl_executor.h"
 #include "executor/sl_link.h"
