@@ -23,6 +23,7 @@
 #include <sluice/xport.h>
 
 #include "cluster.h"
+#include "common/sl_clock.h"
 #include "tests/support/sl_test.h"
 
 /* 64 blocks x 16 tokens x 1,024 bytes: a 1 MiB region. */
@@ -149,7 +150,9 @@ static sl_status_t s_put(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *
     sl_status_t st = sl_xport_post(xp, peer, &x);
     if (st != SL_OK)
         return st;
-    for (int i = 0; i < 2000000 && done == SL_ERR_AGAIN; i++)
+    /* the executor progresses its engine from its poll loop; allow it time */
+    sl_time_t until = sl_clock_now() + SL_MS(20000);
+    while (done == SL_ERR_AGAIN && sl_clock_now() < until)
         sl_xport_progress(xp);
     return done;
 }
