@@ -32,6 +32,7 @@ const sl_proto_limits_t sl_proto_limits_default = {
     .max_models = 64,
     .max_slots = 4096,
     .max_batch = 4096,
+    .max_peers = 1024,
 };
 
 sl_status_t sl_proto_fail(sl_status_t st, char *err, size_t err_len, const char *fmt, ...)
@@ -213,6 +214,26 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
     case SLUICE__ENVELOPE__BODY_GOODBYE:
         CHECK_STR(m->goodbye->reason, 1024, "goodbye reason", 0);
         return SL_OK;
+    case SLUICE__ENVELOPE__BODY_PEERS:
+        if (m->peers->n_peers == 0)
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "peers message is empty");
+        CHECK_COUNT(m->peers->n_peers, lim->max_peers, "peers");
+        for (size_t i = 0; i < m->peers->n_peers; i++) {
+            const Sluice__Peer *p = m->peers->peers[i];
+            if (!p)
+                return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "peer is missing");
+            CHECK_STR(p->name, lim->max_name_len, "peer name", 1);
+            CHECK_COUNT(p->xport_address.len, lim->max_xport_address, "peer xport address bytes");
+            CHECK_COUNT(p->kv_rkey.len, lim->max_kv_rkey, "peer kv rkey bytes");
+            if (!p->gone && (!p->xport_address.len || !p->kv_rkey.len || !p->kv_region_bytes))
+                return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                     "peer %u without a transport address, key or region",
+                                     p->executor_index);
+        }
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_PEER_REACH:
+        CHECK_STR(m->peer_reach->error, 1024, "peer reach error", 0);
+        return SL_OK;
     default:
         return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "envelope has no known body (%d)",
                              (int)m->body_case);
@@ -284,6 +305,10 @@ sl_wire_kind_t sl_proto_kind(int body_case)
         return SL_WIRE_ERROR;
     case SLUICE__ENVELOPE__BODY_GOODBYE:
         return SL_WIRE_GOODBYE;
+    case SLUICE__ENVELOPE__BODY_PEERS:
+        return SL_WIRE_PEERS;
+    case SLUICE__ENVELOPE__BODY_PEER_REACH:
+        return SL_WIRE_PEER_REACH;
     default:
         return SL_WIRE_UNKNOWN;
     }
@@ -312,6 +337,8 @@ const char *sl_wire_kind_name(sl_wire_kind_t kind)
         [SL_WIRE_STATUS_REPLY] = "status_reply",
         [SL_WIRE_ERROR] = "error",
         [SL_WIRE_GOODBYE] = "goodbye",
+        [SL_WIRE_PEERS] = "peers",
+        [SL_WIRE_PEER_REACH] = "peer_reach",
     };
     return (unsigned)kind < SL_WIRE_KIND_COUNT ? names[kind] : "unknown";
 }

@@ -81,6 +81,8 @@ uint32_t sl_wire_msg_count(const sl_wire_msg_t *msg)
         return (uint32_t)m->completions->n_completions;
     case SLUICE__ENVELOPE__BODY_RESULTS:
         return (uint32_t)(m->results->n_accepted + m->results->n_busy + m->results->n_results);
+    case SLUICE__ENVELOPE__BODY_PEERS:
+        return (uint32_t)m->peers->n_peers;
     default:
         return 0;
     }
@@ -442,6 +444,32 @@ void sl_wire_error_get(const sl_wire_msg_t *msg, sl_wire_error_t *e)
     e->job_id = s_str(x->job_id);
 }
 
+void sl_wire_peer_get(const sl_wire_msg_t *msg, uint32_t i, sl_wire_peer_t *p)
+{
+    const Sluice__Peer *x = sl_proto_cmsg(msg)->peers->peers[i];
+    *p = (sl_wire_peer_t){
+        .executor_index = x->executor_index,
+        .name = s_str(x->name),
+        .xport_address = x->xport_address.data,
+        .xport_address_len = x->xport_address.len,
+        .kv_rkey = x->kv_rkey.len ? x->kv_rkey.data : NULL,
+        .kv_rkey_len = x->kv_rkey.len,
+        .kv_region_bytes = x->kv_region_bytes,
+        .gone = x->gone,
+    };
+}
+
+void sl_wire_peer_reach_get(const sl_wire_msg_t *msg, sl_wire_peer_reach_t *r)
+{
+    const Sluice__PeerReach *x = sl_proto_cmsg(msg)->peer_reach;
+    *r = (sl_wire_peer_reach_t){
+        .peer_index = x->peer_index,
+        .reachable = x->reachable,
+        .rtt_us = x->rtt_us,
+        .error = s_str(x->error),
+    };
+}
+
 const char *sl_wire_goodbye_reason(const sl_wire_msg_t *msg)
 {
     return s_str(sl_proto_cmsg(msg)->goodbye->reason);
@@ -471,7 +499,9 @@ void sl_wire_status_exec_get(const sl_wire_msg_t *msg, uint32_t i, sl_wire_exec_
                                  .failed = x->failed,
                                  .quarantined = x->quarantined,
                                  .data_plane = x->data_plane,
-                                 .kv_region_bytes = x->kv_region_bytes};
+                                 .kv_region_bytes = x->kv_region_bytes,
+                                 .peers_reachable = x->peers_reachable,
+                                 .peers_unreachable = x->peers_unreachable};
     if (x->load)
         s_load_get(x->load, &e->load, false);
 }
@@ -638,6 +668,8 @@ sl_status_t sl_wire_status_reply_send(void *sock, const sl_wire_ident_t *to,
         es[i].quarantined = e->quarantined;
         es[i].data_plane = e->data_plane;
         es[i].kv_region_bytes = e->kv_region_bytes;
+        es[i].peers_reachable = e->peers_reachable;
+        es[i].peers_unreachable = e->peers_unreachable;
         es[i].backend = s_str(e->backend);
         esp[i] = &es[i];
     }
@@ -684,6 +716,54 @@ sl_status_t sl_wire_goodbye_send(void *sock, const char *reason, int flags)
     x.reason = s_str(reason);
     env.body_case = SLUICE__ENVELOPE__BODY_GOODBYE;
     env.goodbye = &x;
+    return sl_proto_send(sock, NULL, &env, flags);
+}
+
+sl_status_t sl_wire_peers_send(void *sock, const sl_wire_ident_t *to, const sl_wire_peer_t *peers,
+                               uint32_t n, int flags)
+{
+    Sluice__Peers x = SLUICE__PEERS__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    Sluice__Peer *items = calloc(n ? n : 1, sizeof(*items));
+    Sluice__Peer **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    if (!items || !ptrs) {
+        free(items);
+        free(ptrs);
+        return SL_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const sl_wire_peer_t *p = &peers[i];
+        sluice__peer__init(&items[i]);
+        items[i].executor_index = p->executor_index;
+        items[i].name = s_str(p->name);
+        items[i].xport_address.data = (uint8_t *)p->xport_address;
+        items[i].xport_address.len = p->xport_address ? p->xport_address_len : 0;
+        items[i].kv_rkey.data = (uint8_t *)p->kv_rkey;
+        items[i].kv_rkey.len = p->kv_rkey ? p->kv_rkey_len : 0;
+        items[i].kv_region_bytes = p->kv_region_bytes;
+        items[i].gone = p->gone;
+        ptrs[i] = &items[i];
+    }
+    x.peers = ptrs;
+    x.n_peers = n;
+    env.body_case = SLUICE__ENVELOPE__BODY_PEERS;
+    env.peers = &x;
+    sl_status_t st = sl_proto_send(sock, to, &env, flags);
+    free(ptrs);
+    free(items);
+    return st;
+}
+
+sl_status_t sl_wire_peer_reach_send(void *sock, const sl_wire_peer_reach_t *r, int flags)
+{
+    Sluice__PeerReach x = SLUICE__PEER_REACH__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.peer_index = r->peer_index;
+    x.reachable = r->reachable;
+    x.rtt_us = r->rtt_us;
+    x.error = s_str(r->error);
+    env.body_case = SLUICE__ENVELOPE__BODY_PEER_REACH;
+    env.peer_reach = &x;
     return sl_proto_send(sock, NULL, &env, flags);
 }
 

@@ -47,6 +47,7 @@ typedef struct sl_proto_limits {
     uint32_t max_models;        /* models of a hello */
     uint32_t max_slots;         /* slots of a hello */
     uint32_t max_batch;         /* items of one batch (completions, dispatches, submits, answers) */
+    uint32_t max_peers;         /* peers of one Peers message */
 } sl_proto_limits_t;
 
 /* The defaults: 8 MiB messages, 1 Mi-token prompts, 64 Ki new tokens. */
@@ -69,6 +70,8 @@ typedef enum sl_wire_kind {
     SL_WIRE_STATUS_REPLY,   /* scheduler -> client */
     SL_WIRE_ERROR,          /* either way: a refusal */
     SL_WIRE_GOODBYE,        /* executor -> scheduler: it leaves */
+    SL_WIRE_PEERS,          /* scheduler -> executor: data-plane peers joined or gone */
+    SL_WIRE_PEER_REACH,     /* executor -> scheduler: whether a peer answered */
     SL_WIRE_KIND_COUNT,
 } sl_wire_kind_t;
 
@@ -101,7 +104,8 @@ sl_wire_kind_t sl_wire_msg_kind(const sl_wire_msg_t *msg);
 const char *sl_wire_kind_name(sl_wire_kind_t kind);
 
 /* Items of a batch message (submits, dispatches, completions; the results
- * batch counts accepted + busy + results); 0 for other kinds. */
+ * batch counts accepted + busy + results) or peers of a PEERS message; 0
+ * for other kinds. */
 uint32_t sl_wire_msg_count(const sl_wire_msg_t *msg);
 
 /* Take one more reference to msg, so several owners may keep pointers into
@@ -292,6 +296,31 @@ void sl_wire_error_get(const sl_wire_msg_t *msg, sl_wire_error_t *e);
 /* A goodbye's reason ("" when none). */
 const char *sl_wire_goodbye_reason(const sl_wire_msg_t *msg);
 
+/* A data-plane peer of a PEERS message. */
+typedef struct sl_wire_peer {
+    uint32_t executor_index;   /* the scheduler's index of it */
+    const char *name;          /* its name */
+    const void *xport_address; /* its transport address (none when gone) */
+    size_t xport_address_len;  /* bytes of xport_address */
+    const void *kv_rkey;       /* packed remote key of its KV region */
+    size_t kv_rkey_len;        /* bytes of kv_rkey */
+    uint64_t kv_region_bytes;  /* bytes of that region */
+    bool gone;                 /* lost or left: drop it */
+} sl_wire_peer_t;
+
+/* Peer i (below sl_wire_msg_count) of a PEERS message (pointers into msg). */
+void sl_wire_peer_get(const sl_wire_msg_t *msg, uint32_t i, sl_wire_peer_t *p);
+
+/* An executor's report on one peer. */
+typedef struct sl_wire_peer_reach {
+    uint32_t peer_index; /* the peer's executor index */
+    bool reachable;      /* a transfer to it completed */
+    uint32_t rtt_us;     /* that transfer's round trip (reachable only) */
+    const char *error;   /* why not ("" when reachable) */
+} sl_wire_peer_reach_t;
+
+void sl_wire_peer_reach_get(const sl_wire_msg_t *msg, sl_wire_peer_reach_t *r);
+
 /* The head of a status reply. */
 typedef struct sl_wire_status {
     uint32_t n_executors;        /* executors listed */
@@ -304,18 +333,20 @@ typedef struct sl_wire_status {
 
 /* One executor in a status reply. */
 typedef struct sl_wire_exec_status {
-    const char *name;         /* its name */
-    const char *backend;      /* its backend */
-    sl_exec_load_t load;      /* its last load (has_ flags as sent) */
-    bool has_load;            /* load was sent */
-    uint32_t inflight;        /* jobs dispatched to it */
-    uint32_t slots;           /* jobs it accepts in flight */
-    bool alive;               /* heard from within the loss timeout */
-    uint64_t completed;       /* jobs that ended OK on it */
-    uint64_t failed;          /* jobs it failed or rejected */
-    bool quarantined;         /* not placed on now */
-    bool data_plane;          /* it registered a transport address and a KV region */
-    uint64_t kv_region_bytes; /* bytes of that region */
+    const char *name;           /* its name */
+    const char *backend;        /* its backend */
+    sl_exec_load_t load;        /* its last load (has_ flags as sent) */
+    bool has_load;              /* load was sent */
+    uint32_t inflight;          /* jobs dispatched to it */
+    uint32_t slots;             /* jobs it accepts in flight */
+    bool alive;                 /* heard from within the loss timeout */
+    uint64_t completed;         /* jobs that ended OK on it */
+    uint64_t failed;            /* jobs it failed or rejected */
+    bool quarantined;           /* not placed on now */
+    bool data_plane;            /* it registered a transport address and a KV region */
+    uint64_t kv_region_bytes;   /* bytes of that region */
+    uint32_t peers_reachable;   /* data-plane peers it reached */
+    uint32_t peers_unreachable; /* data-plane peers it could not reach */
 } sl_wire_exec_status_t;
 
 /* One counter in a status reply. */
@@ -353,6 +384,10 @@ sl_status_t sl_wire_status_reply_send(void *sock, const sl_wire_ident_t *to,
 sl_status_t sl_wire_error_send(void *sock, const sl_wire_ident_t *to, const sl_wire_error_t *e,
                                int flags);
 sl_status_t sl_wire_goodbye_send(void *sock, const char *reason, int flags);
+/* n peers (1 to the limit's max_peers) in one PEERS message. */
+sl_status_t sl_wire_peers_send(void *sock, const sl_wire_ident_t *to, const sl_wire_peer_t *peers,
+                               uint32_t n, int flags);
+sl_status_t sl_wire_peer_reach_send(void *sock, const sl_wire_peer_reach_t *r, int flags);
 
 /* ---- batches ---------------------------------------------------------- */
 

@@ -413,6 +413,131 @@ static void test_hello_data_plane(void **state)
     s_pair_close(&pr);
 }
 
+/* Peers and PeerReach: sent by the typed senders and read back by the
+ * neutral readers; an empty Peers, too many peers, a live peer without an
+ * address or key, and an oversized address or key are refused. The status
+ * reply carries the reachability counts. */
+static void test_peers(void **state)
+{
+    (void)state;
+    char err[256];
+    pair_t pr;
+    sl_wire_ident_t none;
+    sl_wire_msg_t *m = NULL;
+    s_pair_open(&pr, "peers");
+    static uint8_t addr[8193], rkey[4097];
+    for (size_t i = 0; i < sizeof(addr); i++)
+        addr[i] = (uint8_t)(i * 7 + 3);
+    for (size_t i = 0; i < sizeof(rkey); i++)
+        rkey[i] = (uint8_t)(i * 13 + 1);
+    sl_wire_peer_t ps[2] = {
+        {.executor_index = 3,
+         .name = "e3",
+         .xport_address = addr,
+         .xport_address_len = 200,
+         .kv_rkey = rkey,
+         .kv_rkey_len = 40,
+         .kv_region_bytes = 1u << 20},
+        {.executor_index = 7, .name = "e7", .gone = true},
+    };
+    assert_int_equal(sl_wire_peers_send(pr.tx, NULL, ps, 2, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_PEERS);
+    assert_string_equal(sl_wire_kind_name(SL_WIRE_PEERS), "peers");
+    assert_int_equal(sl_wire_msg_count(m), 2);
+    sl_wire_peer_t got;
+    sl_wire_peer_get(m, 0, &got);
+    assert_int_equal(got.executor_index, 3);
+    assert_string_equal(got.name, "e3");
+    assert_int_equal(got.xport_address_len, 200);
+    assert_memory_equal(got.xport_address, addr, 200);
+    assert_int_equal(got.kv_rkey_len, 40);
+    assert_memory_equal(got.kv_rkey, rkey, 40);
+    assert_int_equal(got.kv_region_bytes, 1u << 20);
+    assert_false(got.gone);
+    sl_wire_peer_get(m, 1, &got);
+    assert_int_equal(got.executor_index, 7);
+    assert_true(got.gone);
+    assert_int_equal(got.xport_address_len, 0);
+    assert_null(got.kv_rkey);
+    sl_wire_msg_free(&m);
+
+    /* refused: empty, an address or key one byte over, a live peer
+     * without a key, more peers than the limit */
+    assert_int_equal(sl_wire_peers_send(pr.tx, NULL, ps, 0, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_MALFORMED);
+    assert_null(m);
+    assert_int_equal(sizeof(addr), sl_proto_limits_default.max_xport_address + 1);
+    ps[0].xport_address_len = sizeof(addr);
+    assert_int_equal(sl_wire_peers_send(pr.tx, NULL, ps, 1, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_TOO_BIG);
+    assert_non_null(strstr(err, "xport address"));
+    ps[0].xport_address_len = 200;
+    ps[0].kv_rkey_len = sizeof(rkey);
+    assert_int_equal(sl_wire_peers_send(pr.tx, NULL, ps, 1, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_TOO_BIG);
+    assert_non_null(strstr(err, "kv rkey"));
+    ps[0].kv_rkey_len = 0;
+    assert_int_equal(sl_wire_peers_send(pr.tx, NULL, ps, 1, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_MALFORMED);
+    ps[0].kv_rkey_len = 40;
+    sl_proto_limits_t lim = sl_proto_limits_default;
+    lim.max_peers = 1;
+    assert_int_equal(sl_wire_peers_send(pr.tx, NULL, ps, 2, 0), SL_OK);
+    assert_int_equal(sl_wire_recv(pr.rx, 0, 0, &lim, &none, &m, err, sizeof(err)),
+                     SL_ERR_MSG_TOO_BIG);
+    assert_null(m);
+
+    /* a reach report, and one with an oversized error */
+    sl_wire_peer_reach_t r = {.peer_index = 3, .reachable = true, .rtt_us = 250, .error = ""};
+    assert_int_equal(sl_wire_peer_reach_send(pr.tx, &r, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    assert_int_equal(sl_wire_msg_kind(m), SL_WIRE_PEER_REACH);
+    sl_wire_peer_reach_t rg;
+    sl_wire_peer_reach_get(m, &rg);
+    assert_int_equal(rg.peer_index, 3);
+    assert_true(rg.reachable);
+    assert_int_equal(rg.rtt_us, 250);
+    assert_string_equal(rg.error, "");
+    sl_wire_msg_free(&m);
+    static char long_err[1100];
+    memset(long_err, 'x', sizeof(long_err) - 1);
+    r = (sl_wire_peer_reach_t){.peer_index = 3, .error = long_err};
+    assert_int_equal(sl_wire_peer_reach_send(pr.tx, &r, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_TOO_BIG);
+
+    /* the status reply's reachability counts */
+    sl_wire_exec_status_t es = {.name = "a",
+                                .backend = "sim",
+                                .slots = 1,
+                                .data_plane = true,
+                                .kv_region_bytes = 1u << 20,
+                                .peers_reachable = 2,
+                                .peers_unreachable = 1};
+    sl_wire_status_t st = {.n_executors = 1, .policy = "x"};
+    assert_int_equal(sl_wire_status_reply_send(pr.tx, NULL, &st, &es, NULL, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
+    sl_wire_exec_status_t e;
+    sl_wire_status_exec_get(m, 0, &e);
+    assert_int_equal(e.peers_reachable, 2);
+    assert_int_equal(e.peers_unreachable, 1);
+    sl_wire_msg_free(&m);
+    s_pair_close(&pr);
+}
+
 static void s_dispatch_init(Sluice__Dispatch *d, Sluice__Job *j, Sluice__Prompt *p, const char *id,
                             uint64_t seq, uint32_t max_new)
 {
@@ -984,13 +1109,21 @@ static void test_long_prompt(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_submit),     cmocka_unit_test(test_invalid_submit),
-        cmocka_unit_test(test_malformed_bytes),  cmocka_unit_test(test_hello_limits),
-        cmocka_unit_test(test_hello_data_plane), cmocka_unit_test(test_heartbeat_load),
-        cmocka_unit_test(test_completion_batch), cmocka_unit_test(test_dispatch_batch),
-        cmocka_unit_test(test_batch_counts),     cmocka_unit_test(test_send_packed),
-        cmocka_unit_test(test_batch_corruption), cmocka_unit_test(test_single_bodies_gone),
-        cmocka_unit_test(test_typed_roundtrip),  cmocka_unit_test(test_long_prompt),
+        cmocka_unit_test(test_valid_submit),
+        cmocka_unit_test(test_invalid_submit),
+        cmocka_unit_test(test_malformed_bytes),
+        cmocka_unit_test(test_hello_limits),
+        cmocka_unit_test(test_hello_data_plane),
+        cmocka_unit_test(test_heartbeat_load),
+        cmocka_unit_test(test_completion_batch),
+        cmocka_unit_test(test_dispatch_batch),
+        cmocka_unit_test(test_batch_counts),
+        cmocka_unit_test(test_send_packed),
+        cmocka_unit_test(test_batch_corruption),
+        cmocka_unit_test(test_single_bodies_gone),
+        cmocka_unit_test(test_typed_roundtrip),
+        cmocka_unit_test(test_long_prompt),
+        cmocka_unit_test(test_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
