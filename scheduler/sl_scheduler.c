@@ -125,6 +125,9 @@ typedef struct s_exec_data {
     size_t dp_addr_len;     /* bytes of the address */
     size_t dp_rkey_len;     /* bytes of the key, which follows the address in dp_addr */
     uint64_t kv_region_bytes; /* bytes of its registered KV region */
+    uint32_t *reach;          /* peers it reported on: executor index << 1 | reachable (owned) */
+    uint32_t n_reach;         /* entries of reach */
+    uint32_t cap_reach;       /* room in reach */
 } s_exec_data_t;
 
 /* Answers to one client collected during a loop turn (a ResultBatch). */
@@ -414,6 +417,143 @@ static void s_io_release(void *arg, sl_job_t *job)
     free(jd);
 }
 
+/* ---- data-plane peers ---- */
+
+/* The data of executor i when it is joined and has a data plane, else NULL. */
+static s_exec_data_t *s_dp_exec(sl_sched_t *s, uint32_t i, sl_exec_t **e_p)
+{
+    sl_exec_t *e = sl_core_exec_get(s->core, i);
+    s_exec_data_t *ed = e ? e->user : NULL;
+    if (!ed || !ed->dp_addr)
+        return NULL;
+    if (e_p)
+        *e_p = e;
+    return ed;
+}
+
+/* e as a peer (pointers into e and its data). */
+static sl_wire_peer_t s_peer_of(const sl_exec_t *e, const s_exec_data_t *ed)
+{
+    return (sl_wire_peer_t){.executor_index = e->index,
+                            .name = e->name,
+                            .xport_address = ed->dp_addr,
+                            .xport_address_len = ed->dp_addr_len,
+                            .kv_rkey = ed->dp_addr + ed->dp_addr_len,
+                            .kv_rkey_len = ed->dp_rkey_len,
+                            .kv_region_bytes = ed->kv_region_bytes};
+}
+
+/* Forget what ed reported about peer (lost, left or reported again). */
+static void s_reach_forget(s_exec_data_t *ed, uint32_t peer)
+{
+    for (uint32_t k = 0; k < ed->n_reach; k++) {
+        if (ed->reach[k] >> 1 == peer) {
+            ed->reach[k] = ed->reach[--ed->n_reach];
+            return;
+        }
+    }
+}
+
+/* Peers ed reported reachable (*ok_p) and unreachable (*bad_p). */
+static void s_reach_count(const s_exec_data_t *ed, uint32_t *ok_p, uint32_t *bad_p)
+{
+    uint32_t ok = 0;
+    for (uint32_t k = 0; k < ed->n_reach; k++)
+        ok += ed->reach[k] & 1u;
+    *ok_p = ok;
+    *bad_p = ed->n_reach - ok;
+}
+
+/*
+ * Whether executor a reported that it reached executor b over the data
+ * plane. For the planner of transfers (issue 12): a transfer is planned only
+ * between executors for which this holds. Kept in the daemon, beside the
+ * addresses and keys it concerns, until the core plans transfers.
+ */
+static inline bool s_reachable(sl_sched_t *s, uint32_t a, uint32_t b)
+{
+    const s_exec_data_t *ed = s_dp_exec(s, a, NULL);
+    if (!ed || !s_dp_exec(s, b, NULL))
+        return false;
+    for (uint32_t k = 0; k < ed->n_reach; k++)
+        if (ed->reach[k] >> 1 == b)
+            return ed->reach[k] & 1u;
+    return false;
+}
+
+/* An executor's report on one of its peers; reports on an executor that is
+ * not a live data-plane peer (lost since) are dropped. */
+static void s_on_peer_reach(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg)
+{
+    sl_wire_peer_reach_t r;
+    sl_wire_peer_reach_get(msg, &r);
+    s_exec_data_t *ed = s_dp_exec(s, index, NULL);
+    if (!ed || r.peer_index == index || r.peer_index > UINT32_MAX >> 1 ||
+        !s_dp_exec(s, r.peer_index, NULL))
+        return;
+    s_reach_forget(ed, r.peer_index);
+    if (ed->n_reach == ed->cap_reach) {
+        uint32_t cap = ed->cap_reach ? ed->cap_reach * 2 : 8;
+        uint32_t *p = realloc(ed->reach, cap * sizeof(*p));
+        if (!p)
+            return;
+        ed->reach = p;
+        ed->cap_reach = cap;
+    }
+    ed->reach[ed->n_reach++] = r.peer_index << 1 | (r.reachable ? 1u : 0u);
+    if (r.reachable)
+        SL_INFO("executor %u reaches executor %u over the data plane (%u us)", index, r.peer_index,
+                r.rtt_us);
+    else
+        SL_WARN("executor %u cannot reach executor %u over the data plane: %s", index, r.peer_index,
+                r.error);
+}
+
+/*
+ * A data-plane executor joined: hand it every other one, and it to each of
+ * them. A failed send is left to the liveness check (as a lost cancel): the
+ * peer that missed it is then unknown to that executor, never wrongly
+ * reachable.
+ */
+static void s_peers_joined(sl_sched_t *s, uint32_t index)
+{
+    sl_exec_t *ne = NULL;
+    s_exec_data_t *ned = s_dp_exec(s, index, &ne);
+    if (!ned)
+        return;
+    uint32_t slots = sl_core_exec_slots(s->core), n = 0;
+    sl_wire_peer_t *ps = calloc(slots ? slots : 1, sizeof(*ps));
+    if (!ps)
+        return;
+    sl_wire_peer_t me = s_peer_of(ne, ned);
+    for (uint32_t i = 0; i < slots; i++) {
+        sl_exec_t *e = NULL;
+        s_exec_data_t *ed = i == index ? NULL : s_dp_exec(s, i, &e);
+        if (!ed)
+            continue;
+        ps[n++] = s_peer_of(e, ed);
+        (void)sl_wire_peers_send(s->executors, &ed->ident, &me, 1, ZMQ_DONTWAIT);
+    }
+    for (uint32_t k = 0; k < n; k += s->limits.max_peers) {
+        uint32_t m = n - k < s->limits.max_peers ? n - k : s->limits.max_peers;
+        (void)sl_wire_peers_send(s->executors, &ned->ident, ps + k, m, ZMQ_DONTWAIT);
+    }
+    free(ps);
+}
+
+/* A data-plane executor is lost or left: the others drop it. */
+static void s_peers_gone(sl_sched_t *s, const sl_exec_t *gone)
+{
+    sl_wire_peer_t p = {.executor_index = gone->index, .name = gone->name, .gone = true};
+    for (uint32_t i = 0; i < sl_core_exec_slots(s->core); i++) {
+        s_exec_data_t *ed = i == gone->index ? NULL : s_dp_exec(s, i, NULL);
+        if (!ed)
+            continue;
+        s_reach_forget(ed, gone->index);
+        (void)sl_wire_peers_send(s->executors, &ed->ident, &p, 1, ZMQ_DONTWAIT);
+    }
+}
+
 static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
 {
     sl_sched_t *s = arg;
@@ -424,9 +564,12 @@ static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
     if (cur == (uintptr_t)exec->index + 1)
         sl_map_del(&s->by_ident, ed->key);
     sl_wire_batch_fini(&ed->out); /* pending dispatches: the core requeues their jobs */
+    exec->user = NULL;
+    if (ed->dp_addr)
+        s_peers_gone(s, exec);
+    free(ed->reach);
     free(ed->dp_addr);
     free(ed);
-    exec->user = NULL;
 }
 
 /* The core's lines go to the daemon's log (its levels are sl_log_level_t's). */
@@ -523,6 +666,7 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
         if (ed && ed->dp_addr) {
             es[k].data_plane = true;
             es[k].kv_region_bytes = ed->kv_region_bytes;
+            s_reach_count(ed, &es[k].peers_reachable, &es[k].peers_unreachable);
         }
         k++;
     }
@@ -848,6 +992,7 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
     SL_INFO("executor %s joined (index %u, %u slots, backend %s, data plane %s)", h->name, index,
             h->slots, h->backend ? h->backend : "?", ed->dp_addr ? "on" : "off");
     s_welcome(s, from, index);
+    s_peers_joined(s, index);
 }
 
 static void s_on_chunk(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg)
@@ -931,6 +1076,10 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
         }
         case SL_WIRE_GOODBYE:
             sl_core_exec_lost(s->core, index, "said goodbye", now);
+            break;
+        case SL_WIRE_PEER_REACH:
+            sl_core_exec_touch(s->core, index, now);
+            s_on_peer_reach(s, index, msg);
             break;
         default:
             s->counters[S_CTR_EXEC_REJECTED]++;
