@@ -128,6 +128,10 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "tokens x this)"),
     SL_CFG_RANGE(sl_executor_cfg_t, kv_region_max_mib, "kv-region-max-mib", "256", SL_CFG_I64, 1,
                  1048576, "data plane: the registered KV region is at most this many MiB"),
+    SL_CFG_RANGE(sl_executor_cfg_t, peer_check_timeout_ms, "peer-check-timeout-ms", "2000",
+                 SL_CFG_I64, 10, 3600000,
+                 "data plane: a peer whose region does not answer a small read within this long "
+                 "is reported unreachable"),
     SL_CFG_END,
 };
 
@@ -186,15 +190,34 @@ struct sl_executor {
         job_limits; /* what one job may be (advertised: the scheduler places by it) */
     /* The data plane (data_plane on): one transport engine and the KV region
      * registered with it once; its address and packed key go in the hello. */
-    sl_xport_t *xport;      /* transport engine (NULL: data plane off) */
-    void *kv_region;        /* host region standing for the KV pool (mmap'd) */
-    size_t kv_region_bytes; /* its size */
-    sl_xport_mem_t *kv_mem; /* its registration */
-    void *kv_rkey;          /* its packed remote key (malloc'd by the transport) */
-    size_t kv_rkey_len;     /* bytes of kv_rkey */
-    const void *xport_addr; /* the engine's address (owned by the engine) */
-    size_t xport_addr_len;  /* bytes of xport_addr */
+    sl_xport_t *xport;           /* transport engine (NULL: data plane off) */
+    void *kv_region;             /* host region standing for the KV pool (mmap'd) */
+    size_t kv_region_bytes;      /* its size */
+    sl_xport_mem_t *kv_mem;      /* its registration */
+    void *kv_rkey;               /* its packed remote key (malloc'd by the transport) */
+    size_t kv_rkey_len;          /* bytes of kv_rkey */
+    const void *xport_addr;      /* the engine's address (owned by the engine) */
+    size_t xport_addr_len;       /* bytes of xport_addr */
+    void *scratch;               /* landing place of peer checks (S_SCRATCH bytes, owned) */
+    sl_xport_mem_t *scratch_mem; /* its registration */
+    struct s_peer *peers;        /* data-plane peers the scheduler handed us */
 };
+
+/* Bytes of the scratch region; a peer check reads S_CHECK_BYTES into it. */
+#define S_SCRATCH 4096
+#define S_CHECK_BYTES 64
+
+/* A data-plane peer the scheduler handed us (Peers) and the check of the
+ * path to it: one small read from the start of its KV region into our
+ * scratch region, completed through the engine's callback. */
+typedef struct s_peer {
+    struct s_peer *next;   /* next peer */
+    sl_executor_t *x;      /* the executor */
+    uint32_t index;        /* the scheduler's index of it */
+    sl_xport_peer_t *conn; /* connection (NULL once dropped) */
+    sl_time_t posted_at;   /* when the check was posted */
+    bool pending;          /* the check awaits its callback */
+} s_peer_t;
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
  * does not hear of, and registration is retried on its own clock. */
@@ -391,6 +414,8 @@ static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wir
     sl_engine_submit(x->engine, &job->ej, now);
 }
 
+static void s_on_peers(sl_executor_t *x, const sl_wire_msg_t *msg, sl_time_t now);
+
 static void s_on_message(sl_executor_t *x, sl_time_t now)
 {
     char err[256];
@@ -438,6 +463,14 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
             sl_engine_cancel(x->engine, c.job_seq, now);
             break;
         }
+        case SL_WIRE_PEERS:
+            if (!x->xport) { /* the scheduler sends none to an executor without one */
+                x->rejected++;
+                SL_WARN("peers from the scheduler, but the data plane is off");
+                break;
+            }
+            s_on_peers(x, msg, now);
+            break;
         case SL_WIRE_ERROR: {
             sl_wire_error_t e;
             sl_wire_error_get(msg, &e);
@@ -483,9 +516,136 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
     }
 }
 
+/* ---- data-plane peers ---- */
+
+static void s_peer_report(sl_executor_t *x, uint32_t index, bool ok, uint32_t rtt_us,
+                          const char *error)
+{
+    sl_wire_peer_reach_t r = {
+        .peer_index = index, .reachable = ok, .rtt_us = rtt_us, .error = ok ? "" : error};
+    if (ok)
+        SL_INFO("data plane: peer %u reached (%u us)", index, rtt_us);
+    else
+        SL_WARN("data plane: peer %u unreachable: %s", index, error);
+    s_sent(sl_wire_peer_reach_send(x->sock, &r, ZMQ_DONTWAIT), "peer_reach");
+}
+
+/* Close the connection to p; a pending check is dropped unreported. */
+static void s_peer_close(sl_executor_t *x, s_peer_t *p)
+{
+    p->pending = false; /* the callback disconnect runs is not a verdict */
+    sl_xport_disconnect(x->xport, &p->conn);
+}
+
+/* The check's completion (from sl_xport_progress or a disconnect). */
+static void s_peer_done(void *arg, sl_status_t st)
+{
+    s_peer_t *p = arg;
+    if (!p->pending)
+        return;
+    p->pending = false;
+    sl_time_t took = sl_clock_now() - p->posted_at;
+    if (st == SL_OK)
+        s_peer_report(p->x, p->index, true, (uint32_t)(took / 1000), NULL);
+    else
+        s_peer_report(p->x, p->index, false, 0, sl_status_str(st));
+}
+
+/* Connect to peer w and post the check; a failure is reported at once. */
+static void s_peer_check(sl_executor_t *x, s_peer_t *p, const sl_wire_peer_t *w, sl_time_t now)
+{
+    uint32_t remote = 0;
+    const char *what = "connect";
+    sl_status_t st = sl_xport_connect(x->xport, w->xport_address, w->xport_address_len, &p->conn);
+    if (st == SL_OK) {
+        what = "import its key";
+        st = sl_xport_rkey_import(x->xport, p->conn, w->kv_rkey, w->kv_rkey_len, &remote);
+    }
+    if (st == SL_OK) {
+        what = "post a read";
+        sl_xport_block_t b = {.local_off = 0,
+                              .remote_off = 0,
+                              .len = w->kv_region_bytes < S_CHECK_BYTES ? w->kv_region_bytes
+                                                                        : S_CHECK_BYTES};
+        sl_xport_xfer_t xf = {.op = SL_XPORT_GET,
+                              .cls = SL_XPORT_CRITICAL,
+                              .local = x->scratch_mem,
+                              .remote = remote,
+                              .blocks = &b,
+                              .nblocks = 1,
+                              .cb = s_peer_done,
+                              .cb_arg = p};
+        p->posted_at = now;
+        p->pending = true;
+        st = sl_xport_post(x->xport, p->conn, &xf);
+        if (st != SL_OK)
+            p->pending = false;
+    }
+    if (st != SL_OK) {
+        char why[96];
+        snprintf(why, sizeof(why), "cannot %s: %s", what, sl_status_str(st));
+        s_peer_close(x, p);
+        s_peer_report(x, w->executor_index, false, 0, why);
+    }
+}
+
+/* Peers joined or gone: connect to and check each newcomer, drop the gone. */
+static void s_on_peers(sl_executor_t *x, const sl_wire_msg_t *msg, sl_time_t now)
+{
+    for (uint32_t k = 0, n = sl_wire_msg_count(msg); k < n; k++) {
+        sl_wire_peer_t w;
+        sl_wire_peer_get(msg, k, &w);
+        s_peer_t **pp = &x->peers;
+        while (*pp && (*pp)->index != w.executor_index)
+            pp = &(*pp)->next;
+        s_peer_t *p = *pp;
+        if (p) { /* gone, or a new incarnation under the same index */
+            s_peer_close(x, p);
+            *pp = p->next;
+            free(p);
+            SL_INFO("data plane: peer %u (%s) %s", w.executor_index, w.name,
+                    w.gone ? "gone" : "replaced");
+        }
+        if (w.gone || !x->xport)
+            continue;
+        if (!(p = calloc(1, sizeof(*p)))) {
+            s_peer_report(x, w.executor_index, false, 0, "out of memory");
+            continue;
+        }
+        p->x = x;
+        p->index = w.executor_index;
+        p->next = x->peers;
+        x->peers = p;
+        s_peer_check(x, p, &w, now);
+    }
+}
+
+/* Checks that did not complete within peer_check_timeout_ms: unreachable. */
+static void s_peers_expire(sl_executor_t *x, sl_time_t now)
+{
+    for (s_peer_t *p = x->peers; p; p = p->next) {
+        if (!p->pending || now - p->posted_at < SL_MS(x->cfg.peer_check_timeout_ms))
+            continue;
+        char why[64];
+        snprintf(why, sizeof(why), "no answer within %lld ms",
+                 (long long)x->cfg.peer_check_timeout_ms);
+        s_peer_close(x, p);
+        s_peer_report(x, p->index, false, 0, why);
+    }
+}
+
 /* Release the data plane; safe on a partial one. */
 static void s_dp_destroy(sl_executor_t *x)
 {
+    while (x->peers) {
+        s_peer_t *p = x->peers;
+        x->peers = p->next;
+        s_peer_close(x, p);
+        free(p);
+    }
+    sl_xport_mem_deregister(x->xport, &x->scratch_mem);
+    free(x->scratch);
+    x->scratch = NULL;
     free(x->kv_rkey);
     x->kv_rkey = NULL;
     sl_xport_mem_deregister(x->xport, &x->kv_mem);
@@ -538,7 +698,10 @@ static sl_status_t s_dp_create(sl_executor_t *x)
     if ((st = sl_xport_mem_register(x->xport, x->kv_region, x->kv_region_bytes, SL_XPORT_MEM_HOST,
                                     &x->kv_mem)) != SL_OK ||
         (st = sl_xport_mem_pack(x->xport, x->kv_mem, &x->kv_rkey, &x->kv_rkey_len)) != SL_OK ||
-        (st = sl_xport_address(x->xport, &x->xport_addr, &x->xport_addr_len)) != SL_OK) {
+        (st = sl_xport_address(x->xport, &x->xport_addr, &x->xport_addr_len)) != SL_OK ||
+        (st = (x->scratch = calloc(1, S_SCRATCH)) ? SL_OK : SL_ERR_NOMEM) != SL_OK ||
+        (st = sl_xport_mem_register(x->xport, x->scratch, S_SCRATCH, SL_XPORT_MEM_HOST,
+                                    &x->scratch_mem)) != SL_OK) {
         SL_ERROR("data plane: cannot register the KV region: %s", sl_status_str(st));
         s_dp_destroy(x);
         return st;
@@ -697,8 +860,10 @@ sl_status_t sl_executor_run(sl_executor_t *x)
         now = sl_clock_now();
         if (rc > 0 && (item->revents & ZMQ_POLLIN))
             s_on_message(x, now);
-        if (x->xport)
+        if (x->xport) {
             sl_xport_progress(x->xport);
+            s_peers_expire(x, now);
+        }
         if (x->fatal)
             break;
         wake = sl_engine_advance(x->engine, now);

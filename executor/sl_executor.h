@@ -45,7 +45,9 @@ typedef struct sl_executor_cfg {
     char data_plane_tls[64];       /* UCX_TLS for that engine ("" = the environment's) */
     int64_t kv_bytes_per_token;    /* bytes of KV one token holds in the registered region */
     int64_t kv_region_max_mib;     /* the registered region is at most this large */
-    sl_daemon_cfg_t daemon;        /* the knobs every daemon has (sl_daemon_cfg_fields) */
+    int64_t
+        peer_check_timeout_ms; /* a data-plane peer that does not answer the check is unreachable */
+    sl_daemon_cfg_t daemon;    /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
 extern const sl_cfg_field_t sl_executor_cfg_fields[];
