@@ -457,6 +457,8 @@ static void s_on_status(sl_client_t *c, const sl_wire_msg_t *m)
         x->quarantined = e.quarantined;
         x->data_plane = e.data_plane;
         x->kv_region_bytes = e.kv_region_bytes;
+        x->peers_reachable = e.peers_reachable;
+        x->peers_unreachable = e.peers_unreachable;
         if (e.has_load) {
             x->running_jobs = e.load.running_jobs;
             x->queued_jobs = e.load.queued_jobs;

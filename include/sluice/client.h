@@ -184,17 +184,19 @@ typedef struct sl_executor_info {
     uint32_t kv_blocks_free;              /* from its last heartbeat */
     uint32_t step_time_us;                /* mean decode step time */
     float gpu_util;                       /* measured GPU utilization, 0..1; 0 when !has_gpu_util */
-    float cpu_util;           /* measured host CPU busy share, 0..1; 0 when !has_cpu_util */
-    float busy;               /* the engine's share of recent time in steps, 0..1 */
-    bool has_gpu_util;        /* gpu_util is measured (false: unknown, e.g. no GPU) */
-    bool has_cpu_util;        /* cpu_util is measured (false: unknown) */
-    bool has_gpu_mem;         /* gpu_mem_* are measured (false: unknown) */
-    uint64_t gpu_mem_used;    /* GPU memory allocated, bytes (all processes) */
-    uint64_t gpu_mem_total;   /* GPU memory installed, bytes */
-    uint64_t failed;          /* jobs it failed or rejected */
-    bool quarantined;         /* no jobs placed on it for now: its recent jobs failed */
-    bool data_plane;          /* it embeds the transport: its KV region is registered */
-    uint64_t kv_region_bytes; /* bytes of that region (0 without a data plane) */
+    float cpu_util;             /* measured host CPU busy share, 0..1; 0 when !has_cpu_util */
+    float busy;                 /* the engine's share of recent time in steps, 0..1 */
+    bool has_gpu_util;          /* gpu_util is measured (false: unknown, e.g. no GPU) */
+    bool has_cpu_util;          /* cpu_util is measured (false: unknown) */
+    bool has_gpu_mem;           /* gpu_mem_* are measured (false: unknown) */
+    uint64_t gpu_mem_used;      /* GPU memory allocated, bytes (all processes) */
+    uint64_t gpu_mem_total;     /* GPU memory installed, bytes */
+    uint64_t failed;            /* jobs it failed or rejected */
+    bool quarantined;           /* no jobs placed on it for now: its recent jobs failed */
+    bool data_plane;            /* it embeds the transport: its KV region is registered */
+    uint64_t kv_region_bytes;   /* bytes of that region (0 without a data plane) */
+    uint32_t peers_reachable;   /* data-plane peers it reported reached */
+    uint32_t peers_unreachable; /* data-plane peers it reported it could not reach */
 } sl_executor_info_t;
 
 typedef struct sl_counter_info {

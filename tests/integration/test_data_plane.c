@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include <sluice/xport.h>
@@ -103,7 +104,8 @@ static void test_status_shows_data_plane(void **state)
     char *row_a = strstr(out, "\ndp-a "), *row_plain = strstr(out, "\nplain ");
     char *end_a = row_a ? strchr(row_a + 1, '\n') : NULL;
     char *end_plain = row_plain ? strchr(row_plain + 1, '\n') : NULL;
-    if (!head || !end_a || !end_plain || strncmp(end_a - 7, " 1.0MiB", 7) != 0 ||
+    char *mib_a = row_a ? strstr(row_a, " 1.0MiB ") : NULL;
+    if (!head || !end_a || !end_plain || !mib_a || mib_a > end_a ||
         strncmp(end_plain - 2, " -", 2) != 0)
         fail_msg("sluice status does not show the data plane:\n%s", out);
 
@@ -123,6 +125,68 @@ static void test_status_shows_data_plane(void **state)
         cl_ev_free(&ev);
     }
     assert_int_equal(ok, 12);
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
+/* Whether the status shows n live executors with a data plane, each with
+ * `ok` peers reached and none unreachable. */
+static int s_peers_are(void *cli, uint32_t n, uint32_t ok)
+{
+    sl_wire_msg_t *st = cl_status(cli, 2000);
+    if (!st)
+        return 0;
+    uint32_t good = 0, live = 0;
+    for (uint32_t i = 0; i < cl_status_execs(st); i++) {
+        sl_wire_exec_status_t e = cl_status_exec(st, i);
+        if (!e.alive || !e.data_plane)
+            continue;
+        live++;
+        good += e.peers_reachable == ok && e.peers_unreachable == 0;
+    }
+    sl_wire_msg_free(&st);
+    return live == n && good == n;
+}
+
+/* Three executors with a data plane: the scheduler hands each the other two,
+ * each reads from both peers' regions and reports them reached; one killed,
+ * the other two drop it (not counted unreachable). */
+static void test_peers_reach(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *sched_args[] = {"--heartbeat-ms=100", "--missed-heartbeats=5", NULL};
+    cl_init(&c, "dppeers");
+    cl_scheduler(&c, sched_args);
+    int a = cl_executor(&c, "pa", (const char *const *)s_dp_args);
+    cl_executor(&c, "pb", (const char *const *)s_dp_args);
+    int x = cl_executor(&c, "pc", (const char *const *)s_dp_args);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 3, 15000), 0);
+    sl_time_t until = sl_clock_now() + SL_MS(10000);
+    while (!s_peers_are(cli, 3, 2) && sl_clock_now() < until)
+        usleep(50000);
+    if (!s_peers_are(cli, 3, 2))
+        fail_msg("the three executors do not each reach their two peers");
+    assert_true(s_log_has(&c, a, "data plane: peer "));
+
+    /* `sluice status` shows 2 of 2 */
+    static char out[1 << 14];
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
+             sl_test_bin(), c.client_ep);
+    assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
+    char *row_a = strstr(out, "\npa ");
+    char *end_a = row_a ? strchr(row_a + 1, '\n') : NULL;
+    if (!end_a || strncmp(end_a - 11, " 1.0MiB 2/2", 11) != 0)
+        fail_msg("sluice status does not show 2 of 2 peers:\n%s", out);
+
+    cl_kill(&c, x, SIGKILL);
+    until = sl_clock_now() + SL_MS(10000);
+    while (!s_peers_are(cli, 2, 1) && sl_clock_now() < until)
+        usleep(50000);
+    if (!s_peers_are(cli, 2, 1))
+        fail_msg("the two survivors do not each show one peer reached");
     zmq_close(cli);
     cl_fini(&c);
 }
@@ -239,6 +303,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_shows_data_plane),
+        cmocka_unit_test(test_peers_reach),
         cmocka_unit_test(test_put_into_executor_region),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
