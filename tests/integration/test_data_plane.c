@@ -191,6 +191,55 @@ static void test_peers_reach(void **state)
     cl_fini(&c);
 }
 
+/* Whether the status shows executor `name` alive with `ok` peers reached and
+ * `bad` unreachable. */
+static int s_exec_peers(void *cli, const char *name, uint32_t ok, uint32_t bad)
+{
+    sl_wire_msg_t *st = cl_status(cli, 2000);
+    int found = 0;
+    for (uint32_t i = 0; st && i < cl_status_execs(st); i++) {
+        sl_wire_exec_status_t e = cl_status_exec(st, i);
+        found |= e.alive && strcmp(e.name, name) == 0 && e.peers_reachable == ok &&
+                 e.peers_unreachable == bad;
+    }
+    sl_wire_msg_free(&st);
+    return found;
+}
+
+/* An executor whose engine offers only shared memory and one that offers
+ * only TCP share no transport: each reports the other unreachable. */
+static void test_peers_unreachable(void **state)
+{
+    (void)state;
+    static cl_t c;
+    const char *shm_args[] = {"--backend=sim",
+                              "--data-plane=on",
+                              "--data-plane-tls=posix,sysv,self",
+                              "--sim-kv-blocks=64",
+                              "--kv-block-tokens=16",
+                              "--kv-bytes-per-token=1024",
+                              "--peer-check-timeout-ms=1000",
+                              "--log-level=info",
+                              NULL};
+    /* each engine logs the failed endpoint creation at error level */
+    sl_test_expect_errors("ucp_ep_create", 2, 2);
+    cl_init(&c, "dpunreach");
+    cl_scheduler(&c, NULL);
+    cl_executor(&c, "tcp-a", (const char *const *)s_dp_args);
+    int shm = cl_executor(&c, "shm-b", shm_args);
+    void *cli = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, cli, 2, 15000), 0);
+    sl_time_t until = sl_clock_now() + SL_MS(10000);
+    while (!(s_exec_peers(cli, "tcp-a", 0, 1) && s_exec_peers(cli, "shm-b", 0, 1)) &&
+           sl_clock_now() < until)
+        usleep(50000);
+    if (!s_exec_peers(cli, "tcp-a", 0, 1) || !s_exec_peers(cli, "shm-b", 0, 1))
+        fail_msg("executors with no common transport do not report each other unreachable");
+    assert_true(s_log_has(&c, shm, "unreachable"));
+    zmq_close(cli);
+    cl_fini(&c);
+}
+
 static void s_done(void *arg, sl_status_t st)
 {
     *(sl_status_t *)arg = st;
@@ -304,6 +353,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_shows_data_plane),
         cmocka_unit_test(test_peers_reach),
+        cmocka_unit_test(test_peers_unreachable),
         cmocka_unit_test(test_put_into_executor_region),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
