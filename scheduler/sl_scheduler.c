@@ -164,6 +164,7 @@ struct sl_sched {
     uint8_t *receipt;               /* scratch: the packed Result of a finished job */
     size_t receipt_cap;             /* its size */
     sl_wire_batch_t single;         /* scratch: an answer sent on its own */
+    bool closing;                   /* being destroyed: executors are no longer told of peers */
 };
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
@@ -565,7 +566,7 @@ static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
         sl_map_del(&s->by_ident, ed->key);
     sl_wire_batch_fini(&ed->out); /* pending dispatches: the core requeues their jobs */
     exec->user = NULL;
-    if (ed->dp_addr)
+    if (ed->dp_addr && !s->closing) /* at destroy the core's records are being freed */
         s_peers_gone(s, exec);
     free(ed->reach);
     free(ed->dp_addr);
@@ -1327,6 +1328,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     if (s->cfg.state_file[0])
         s_state_write(s);
     s_flush(s);
+    s->closing = true;
     sl_core_destroy(&s->core);
     while (s->free_outs) {
         s_client_out_t *o = s->free_outs;
