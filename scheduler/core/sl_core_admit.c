@@ -68,6 +68,28 @@ bool sl_core_busy(const sl_core_t *core)
     return core->busy;
 }
 
+/* The best a set of executors offers a job: the shortest predicted TTFT
+ * (with its prefill time) and the earliest predicted end. */
+typedef struct s_best {
+    double ttft;    /* seconds */
+    double prefill; /* seconds of prefill of the executor with that TTFT */
+    double end;     /* seconds to the last token, the earliest of any */
+} s_best_t;
+
+/* Fold executor e's prediction for job into *best. */
+static void s_consider(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t now, s_best_t *best)
+{
+    sl_lm_pred_t pred;
+    sl_core_predict(core, job, e, now, &pred);
+    if (pred.ttft_s < best->ttft) {
+        best->ttft = pred.ttft_s;
+        best->prefill = pred.prefill_s;
+    }
+    double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
+    if (end < best->end)
+        best->end = end;
+}
+
 /* Best predicted TTFT of job over the executors caching its prefix and a
  * sample of the others (all of them in a small cluster), and in *end_p the
  * best predicted end (TTFT + TPOT x max_new_tokens, the model's whole-job
@@ -75,45 +97,30 @@ bool sl_core_busy(const sl_core_t *core)
  * executor of the best TTFT. */
 static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double *end_p)
 {
-    double best = INFINITY, best_prefill = 0, best_end = INFINITY;
-    sl_lm_pred_t pred;
+    s_best_t best = {INFINITY, 0, INFINITY};
     sl_core_hits_mark(core, job);
     for (size_t i = 0; i < core->n_hits; i++) {
         sl_exec_t *e = core->execs[core->hits[i].exec];
         if (!e || !sl_core_can_place(e, job, now))
             continue;
-        sl_core_predict(core, job, e, now, &pred);
-        if (pred.ttft_s < best) {
-            best = pred.ttft_s;
-            best_prefill = pred.prefill_s;
-        }
-        double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
-        if (end < best_end)
-            best_end = end;
+        s_consider(core, job, e, now, &best);
     }
     uint32_t n = core->n_alive, k = n <= 2 * S_ADMIT_SAMPLE ? n : S_ADMIT_SAMPLE;
     for (uint32_t i = 0; i < k; i++) {
         sl_exec_t *e = core->alive_execs[k == n ? i : (uint32_t)(s_rand(core) % n)];
         if (!sl_core_can_place(e, job, now))
             continue;
-        sl_core_predict(core, job, e, now, &pred);
-        if (pred.ttft_s < best) {
-            best = pred.ttft_s;
-            best_prefill = pred.prefill_s;
-        }
-        double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
-        if (end < best_end)
-            best_end = end;
+        s_consider(core, job, e, now, &best);
     }
     sl_core_hits_clear(core);
-    job->queued_work_s = (float)best_prefill;
+    job->queued_work_s = (float)best.prefill;
     /* No free credit: it also waits its turn in the scheduler's queue. */
     if (core->n_free_execs == 0 && core->n_alive) {
-        best += core->queued_work_s / core->n_alive;
-        best_end += core->queued_work_s / core->n_alive;
+        best.ttft += core->queued_work_s / core->n_alive;
+        best.end += core->queued_work_s / core->n_alive;
     }
-    *end_p = best_end;
-    return best;
+    *end_p = best.end;
+    return best.ttft;
 }
 
 /* Admission: false (with reason and retry-after) to refuse job now. */

@@ -17,22 +17,7 @@ find_package(Sluice 0.1 REQUIRED)
 add_executable(app app.c)
 target_link_libraries(app PRIVATE Sluice::sluice)
 CML
-cat >"$tmp/app/app.c" <<'SRC'
-#include <sluice/client.h>
-#include <stdio.h>
-int main(void)
-{
-    sl_client_cfg_t cfg;
-    sl_client_t *c = NULL;
-    sl_client_cfg_default(&cfg);
-    if (sl_client_create(&cfg, &c) != SL_OK)
-        return 1;
-    unsigned d = sl_backoff_delay_ms(&cfg.backoff, 1, 0, 0.0);
-    sl_client_destroy(&c);
-    printf("%u %s\n", d, sl_status_str(SL_ERR_RETRIES));
-    return d == 2000 ? 0 : 1;
-}
-SRC
+cp "$(dirname "$0")/install_app.c" "$tmp/app/app.c"
 # A version this release does not provide is refused.
 cat >"$tmp/app/bad.cmake" <<'CML'
 find_package(Sluice 1.0 QUIET)

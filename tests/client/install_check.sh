@@ -12,22 +12,7 @@ cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 pc=$(find "$tmp/prefix" -name sluice.pc)
 test -n "$pc"
 export PKG_CONFIG_PATH=$(dirname "$pc")
-cat >"$tmp/app.c" <<'SRC'
-#include <sluice/client.h>
-#include <stdio.h>
-int main(void)
-{
-    sl_client_cfg_t cfg;
-    sl_client_t *c = NULL;
-    sl_client_cfg_default(&cfg);
-    if (sl_client_create(&cfg, &c) != SL_OK)
-        return 1;
-    unsigned d = sl_backoff_delay_ms(&cfg.backoff, 1, 0, 0.0);
-    sl_client_destroy(&c);
-    printf("%u %s\n", d, sl_status_str(SL_ERR_RETRIES));
-    return d == 2000 ? 0 : 1;
-}
-SRC
+cp "$(dirname "$0")/install_app.c" "$tmp/app.c"
 "$cc" -std=c11 -Wall -Wextra -Werror "$tmp/app.c" -o "$tmp/app" $(pkg-config --cflags --libs sluice)
 LD_LIBRARY_PATH=$(pkg-config --variable=libdir sluice) "$tmp/app"
 # Only the public API is exported.

@@ -299,6 +299,20 @@ int cl_wait_executors(cl_t *c, void *sock, int n, int timeout_ms)
     return -1;
 }
 
+int cl_log_has(const cl_t *c, int slot, const char *text)
+{
+    char path[400], line[1024];
+    s_log_path(c, slot, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    int found = 0;
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
 void cl_kill(cl_t *c, int i, int sig)
 {
     if (c->pids[i] > 0)

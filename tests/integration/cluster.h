@@ -43,6 +43,8 @@ sl_wire_exec_status_t cl_status_exec(const sl_wire_msg_t *status, uint32_t i);
 uint32_t cl_status_execs(const sl_wire_msg_t *status);
 /* Wait until n executors are registered (or timeout). Returns 0 on success. */
 int cl_wait_executors(cl_t *c, void *sock, int n, int timeout_ms);
+/* Whether the log of the process in slot has a line containing text. */
+int cl_log_has(const cl_t *c, int slot, const char *text);
 /* Send a signal to the process in slot i. */
 void cl_kill(cl_t *c, int i, int sig);
 /* Wait for the process in slot i; returns its exit status or -1 on timeout. */

@@ -43,21 +43,6 @@ static int s_run_job(void *sock, const char *id, char *who, size_t cap)
     return -1;
 }
 
-/* Whether the log of the process in slot has a line containing text. */
-static int s_log_has(const cl_t *c, int slot, const char *text)
-{
-    char path[400], line[1024];
-    snprintf(path, sizeof(path), "%s/%d.log", c->dir, slot);
-    FILE *f = fopen(path, "r");
-    int found = 0;
-    if (!f)
-        return 0;
-    while (!found && fgets(line, sizeof(line), f))
-        found = strstr(line, text) != NULL;
-    fclose(f);
-    return found;
-}
-
 static int64_t s_counter(void *sock, const char *name)
 {
     sl_wire_msg_t *st = cl_status(sock, 2000);
@@ -83,7 +68,7 @@ static void test_duplicate_name_refused(void **state)
     int second = cl_executor(&c, "twin", exec_args);
     sl_test_expect_error("name 'twin' is in use by a live executor");
     assert_int_equal(cl_wait(&c, second, 10000), 1);
-    assert_true(s_log_has(&c, second, "name 'twin' is in use by a live executor"));
+    assert_true(cl_log_has(&c, second, "name 'twin' is in use by a live executor"));
     assert_int_equal(s_run_job(cli, "after-dup", who, sizeof(who)), SL_JOB_OK);
     assert_string_equal(who, "twin");
     assert_int_equal(s_counter(cli, "executors_joined"), 1);
@@ -133,7 +118,7 @@ static void test_executor_before_scheduler(void **state)
     int x = cl_executor(&c, "early", exec_args);
     usleep(1000000);
     snprintf(want, sizeof(want), "waiting for the scheduler at %s", c.exec_ep);
-    assert_true(s_log_has(&c, x, want));
+    assert_true(cl_log_has(&c, x, want));
     cl_scheduler(&c, NULL);
     void *cli = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
@@ -164,14 +149,14 @@ static void test_scheduler_lost(void **state)
     cl_kill(&c, sched, SIGKILL);
     assert_true(cl_wait(&c, sched, 5000) >= 0);
     snprintf(lost, sizeof(lost), "lost the scheduler at %s; waiting for it", c.exec_ep);
-    for (int i = 0; i < 50 && !s_log_has(&c, x, lost); i++)
+    for (int i = 0; i < 50 && !cl_log_has(&c, x, lost); i++)
         usleep(100000);
-    assert_true(s_log_has(&c, x, lost));
+    assert_true(cl_log_has(&c, x, lost));
     cl_scheduler(&c, NULL);
     cli = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
     snprintf(back, sizeof(back), "connected to the scheduler at %s again", c.exec_ep);
-    assert_true(s_log_has(&c, x, back));
+    assert_true(cl_log_has(&c, x, back));
     usleep(300000);
     assert_int_equal(s_counter(cli, "executors_joined"), 1);
     assert_int_equal(s_counter(cli, "executors_lost"), 0);
@@ -196,11 +181,11 @@ static void test_second_sigterm(void **state)
     assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
     cl_kill(&c, idle, SIGTERM);
     assert_int_equal(cl_wait(&c, idle, 5000), 0);
-    for (int i = 0; i < 50 && !s_log_has(&c, sched, "executor idle left (said goodbye)"); i++)
+    for (int i = 0; i < 50 && !cl_log_has(&c, sched, "executor idle left (said goodbye)"); i++)
         usleep(100000);
-    assert_true(s_log_has(&c, sched, " I scheduler"));
-    assert_true(s_log_has(&c, sched, "executor idle left (said goodbye)"));
-    assert_false(s_log_has(&c, sched, "executor idle lost"));
+    assert_true(cl_log_has(&c, sched, " I scheduler"));
+    assert_true(cl_log_has(&c, sched, "executor idle left (said goodbye)"));
+    assert_false(cl_log_has(&c, sched, "executor idle lost"));
 
     int busy = cl_executor(&c, "busy", exec_args);
     assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
@@ -222,10 +207,10 @@ static void test_second_sigterm(void **state)
     cl_kill(&c, busy, SIGTERM);
     usleep(300000);
     assert_int_equal(cl_wait(&c, busy, 0), -1); /* still draining */
-    assert_true(s_log_has(&c, busy, "stopping: finishing 1 jobs in flight"));
+    assert_true(cl_log_has(&c, busy, "stopping: finishing 1 jobs in flight"));
     cl_kill(&c, busy, SIGTERM);
     assert_int_equal(cl_wait(&c, busy, 3000), 0);
-    assert_true(s_log_has(&c, busy, "second stop signal: stopping now with 1 jobs in flight"));
+    assert_true(cl_log_has(&c, busy, "second stop signal: stopping now with 1 jobs in flight"));
     for (int i = 0; i < 50 && s_counter(cli, "jobs_requeued") < 1; i++)
         usleep(100000);
     assert_int_equal(s_counter(cli, "jobs_requeued"), 1);
@@ -236,7 +221,7 @@ static void test_second_sigterm(void **state)
     assert_int_equal(cl_wait(&c, sched, 0), -1);
     cl_kill(&c, sched, SIGTERM);
     assert_int_equal(cl_wait(&c, sched, 3000), 0);
-    assert_true(s_log_has(&c, sched, "second stop signal: stopping now with 1 jobs pending"));
+    assert_true(cl_log_has(&c, sched, "second stop signal: stopping now with 1 jobs pending"));
     zmq_close(cli);
     cl_fini(&c);
 }
@@ -258,7 +243,7 @@ static void test_wrong_port(void **state)
              "this is the client port; executors connect to the executor endpoint (%s)", c.exec_ep);
     sl_test_expect_error(want);
     assert_int_equal(cl_wait(&c, x, 10000), 2);
-    assert_true(s_log_has(&c, x, want));
+    assert_true(cl_log_has(&c, x, want));
 
     void *astray = zmq_socket(c.zctx, ZMQ_DEALER);
     int zero = 0;

@@ -35,21 +35,6 @@ static const char *const s_dp_args[] = {"--backend=sim",        "--data-plane=on
                                         "--kv-block-tokens=16", "--kv-bytes-per-token=1024",
                                         "--log-level=info",     NULL};
 
-/* Whether the log of the process in slot has a line containing text. */
-static int s_log_has(const cl_t *c, int slot, const char *text)
-{
-    char path[400], line[1024];
-    snprintf(path, sizeof(path), "%s/%d.log", c->dir, slot);
-    FILE *f = fopen(path, "r");
-    int found = 0;
-    if (!f)
-        return 0;
-    while (!found && fgets(line, sizeof(line), f))
-        found = strstr(line, text) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* Two sim executors and a null one with a data plane, and one without: the
  * status reply tells them apart, with the region size each registered; jobs
  * still run. */
@@ -89,10 +74,10 @@ static void test_status_shows_data_plane(void **state)
     }
     assert_int_equal(with, 2);
     sl_wire_msg_free(&st);
-    assert_true(s_log_has(&c, a, "data plane: UCX_TLS tcp, address"));
+    assert_true(cl_log_has(&c, a, "data plane: UCX_TLS tcp, address"));
     char want[64];
     snprintf(want, sizeof(want), "KV region %u bytes,", S_REGION_BYTES);
-    assert_true(s_log_has(&c, a, want));
+    assert_true(cl_log_has(&c, a, want));
 
     /* `sluice status` shows the region in its DATA_PLANE column */
     static char out[1 << 14];
@@ -168,7 +153,7 @@ static void test_peers_reach(void **state)
         usleep(50000);
     if (!s_peers_are(cli, 3, 2))
         fail_msg("the three executors do not each reach their two peers");
-    assert_true(s_log_has(&c, a, "data plane: peer "));
+    assert_true(cl_log_has(&c, a, "data plane: peer "));
 
     /* `sluice status` shows 2 of 2 */
     static char out[1 << 14];
@@ -235,7 +220,7 @@ static void test_peers_unreachable(void **state)
         usleep(50000);
     if (!s_exec_peers(cli, "tcp-a", 0, 1) || !s_exec_peers(cli, "shm-b", 0, 1))
         fail_msg("executors with no common transport do not report each other unreachable");
-    assert_true(s_log_has(&c, shm, "unreachable"));
+    assert_true(cl_log_has(&c, shm, "unreachable"));
     zmq_close(cli);
     cl_fini(&c);
 }
@@ -343,7 +328,7 @@ static void test_put_into_executor_region(void **state)
     /* the executor is still well and stops cleanly */
     cl_kill(&c, x, SIGTERM);
     assert_int_equal(cl_wait(&c, x, 10000), 0);
-    assert_true(s_log_has(&c, x, "executor dp-x stopped"));
+    assert_true(cl_log_has(&c, x, "executor dp-x stopped"));
     zmq_close(sched);
     cl_fini(&c);
 }
