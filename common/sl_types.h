@@ -60,6 +60,60 @@ typedef struct sl_job_desc {
     bool stream;                  /* tokens are reported as they are produced */
 } sl_job_desc_t;
 
+/* Which part of a job an executor serves (the wire's ExecutorRole). */
+typedef enum sl_exec_role {
+    SL_ROLE_MIXED = 0,   /* whole jobs, and either part of a split one */
+    SL_ROLE_PREFILL = 1, /* prompts only: computes them and hands their KV on */
+    SL_ROLE_DECODE = 2,  /* decoding only: KV handed to it by a peer */
+    SL_ROLE_COUNT = 3,
+} sl_exec_role_t;
+
+/* How a job's KV moves between executors (the wire's KvMode). */
+typedef enum sl_kv_mode {
+    SL_KV_LOCAL = 0,   /* computed where it runs */
+    SL_KV_AWAIT = 1,   /* reserve its blocks, say where they are, wait for the peer's KV */
+    SL_KV_PUSH = 2,    /* compute its prompt, write the KV into the peer's blocks, hand off */
+    SL_KV_MIGRATE = 3, /* pause it where it runs, write its KV into the peer's blocks, hand off */
+    SL_KV_MODE_COUNT = 4,
+} sl_kv_mode_t;
+
+/* The KV plan of one job (the wire's KvPlan). Arrays are borrowed. */
+typedef struct sl_kv_plan {
+    uint64_t job_seq;       /* the scheduler's handle of the job */
+    sl_kv_mode_t mode;      /* what to do */
+    uint32_t peer;          /* executor index of the other side */
+    uint64_t nonce;         /* names the reservation */
+    uint32_t first_block;   /* PUSH, MIGRATE: first block of the job to write */
+    const uint32_t *blocks; /* PUSH, MIGRATE: the peer's block ids from first_block on */
+    uint32_t n_blocks;      /* entries of blocks */
+    uint64_t block_bytes;   /* bytes of one of the peer's blocks */
+} sl_kv_plan_t;
+
+/* An executor's answer to an AWAIT plan (the wire's KvReserved). */
+typedef struct sl_kv_reserved {
+    uint64_t job_seq;       /* the job */
+    uint64_t nonce;         /* the plan's */
+    int32_t status;         /* sl_status_t: SL_OK = reserved */
+    uint32_t first_block;   /* first block the peer writes (those before are cached here) */
+    const uint32_t *blocks; /* block ids from first_block on (borrowed) */
+    uint32_t n_blocks;      /* entries of blocks */
+    uint64_t block_bytes;   /* bytes of one block */
+    const char *error;      /* why not ("" or NULL when reserved) */
+} sl_kv_reserved_t;
+
+/* The end of a push of a job's KV (the wire's KvSent). */
+typedef struct sl_kv_sent {
+    uint64_t job_seq;       /* the job */
+    bool ok;                /* landed and notified: the peer has the job now */
+    uint64_t bytes;         /* KV bytes written */
+    uint32_t blocks;        /* blocks written */
+    uint32_t xfer_us;       /* post -> completion */
+    uint32_t prefill_us;    /* PUSH: receipt -> prompt computed */
+    uint32_t pause_us;      /* MIGRATE: paused -> handed off */
+    uint32_t output_tokens; /* tokens produced when handed off */
+    const char *error;      /* why not ("" or NULL when ok) */
+} sl_kv_sent_t;
+
 /* What an executor says about itself when it joins. */
 typedef struct sl_exec_info {
     const char *name;            /* unique name */
@@ -72,6 +126,8 @@ typedef struct sl_exec_info {
     double speed;                /* relative speed hint; 0 = unknown */
     uint32_t max_context_tokens; /* prompt + new tokens of one job at most; 0 = unlimited */
     uint32_t vocab_size;         /* prompt token ids below this; 0 = unlimited */
+    sl_exec_role_t role;         /* which part of a job it serves */
+    uint64_t kv_region_bytes;    /* its registered KV region (0: no data plane) */
 } sl_exec_info_t;
 
 /* Load an executor reports in heartbeats. */

@@ -134,6 +134,24 @@ typedef struct sl_backend_ops {
     /* The limits of one sequence (NULL: none). admit refuses what exceeds
      * them, with the reason in seq->error. */
     void (*limits)(void *state, sl_backend_limits_t *limits);
+
+    /* The data plane. A backend that keeps its KV tensors in one pool of
+     * equal blocks gives kv_pool and kv_table (the executor registers the pool
+     * with the transport once and moves blocks by id); one that keeps none
+     * (sim, null) leaves them NULL and the executor moves a stand-in region
+     * sized like the KV it models. */
+    /* The pool: its base, its bytes and the bytes of one block (all layers
+     * of block b at base + b * block_bytes); *device_p says it is CUDA device
+     * memory. NULL: no pool. */
+    void *(*kv_pool)(void *state, size_t *bytes_p, size_t *block_bytes_p, bool *device_p);
+    /* The block table of an admitted sequence: *n_p block ids, one per
+     * block of positions. NULL: no tables. */
+    const uint32_t *(*kv_table)(void *state, const sl_seq_t *seq, uint32_t *n_p);
+    /* A peer wrote the KV of positions [0, prompt_len + n_out - 1) into the
+     * blocks of the admitted seq, whose out[0..n_out) the engine has set
+     * (n_out >= 1): it is prefilled, and its next step decodes. Prompt
+     * blocks are published in the prefix cache as after a prefill. */
+    sl_status_t (*kv_import)(void *state, sl_seq_t *seq);
 } sl_backend_ops_t;
 
 extern const sl_backend_ops_t sl_backend_sim;

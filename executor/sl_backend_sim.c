@@ -260,6 +260,20 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
     return SL_OK;
 }
 
+/* A peer computed the prompt: it is cached here from now on, as after a
+ * prefill, and decoding costs what it costs for any prefilled sequence. */
+static sl_status_t s_kv_import(void *state, sl_seq_t *seq)
+{
+    s_sim_t *s = state;
+    if (!seq->backend_state || seq->n_out == 0)
+        return SL_ERR_INVALID;
+    seq->prefill_done = sl_seq_prefill_left(seq) + seq->prefill_done;
+    seq->prefilled = true;
+    s_store(s, seq->backend_state, seq->max_new_tokens);
+    seq->done = seq->n_out >= seq->max_new_tokens;
+    return SL_OK;
+}
+
 static void s_release(void *state, sl_seq_t *seq)
 {
     s_sim_t *s = state;
@@ -298,4 +312,5 @@ const sl_backend_ops_t sl_backend_sim = {
     .release = s_release,
     .load = s_load,
     .limits = s_limits,
+    .kv_import = s_kv_import,
 };

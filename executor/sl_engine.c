@@ -20,6 +20,14 @@
  * keeps serving its socket meanwhile); a real backend computes during the
  * call and returns 0; its step ends at the next call, whose time is taken
  * after the work, so first-token and end times include the compute.
+ * Held jobs (the data plane): a job is admitted but not stepped while its
+ * KV moves. An SL_KV_AWAIT job is held as soon as its blocks are reserved
+ * (it skips batch formation: it only needs room), until a peer's KV lands
+ * (sl_engine_import); an SL_KV_PUSH job is held once its prompt is
+ * computed, until its KV has gone (sl_engine_end MOVED); a paused job is
+ * held at a step boundary after its tokens so far are streamed, so the
+ * peer streams on from there. Held jobs keep their blocks but no batch
+ * place.
  * Alternatives rejected: static batching (a long job holds the batch), and
  * admitting batch-class jobs at every boundary (no batching for throughput).
  */
@@ -52,6 +60,8 @@ struct sl_engine {
     uint64_t waiting_tokens;      /* prompt + output tokens waiting */
     sl_list_t running;            /* admitted sequences */
     uint32_t n_running;           /* their number */
+    sl_list_t held;               /* admitted, not stepped (their KV moves) */
+    uint32_t n_held;              /* their number */
     sl_seq_t **batch;             /* scratch: the step's sequences */
     sl_engine_job_t **batch_jobs; /* scratch: their jobs */
     size_t n_batch;               /* size of the step in flight */
@@ -76,6 +86,7 @@ sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t 
     sl_list_init(&e->waiting[0]);
     sl_list_init(&e->waiting[1]);
     sl_list_init(&e->running);
+    sl_list_init(&e->held);
     e->batch = calloc((size_t)cfg->max_batch, sizeof(*e->batch));
     e->batch_jobs = calloc((size_t)cfg->max_batch, sizeof(*e->batch_jobs));
     if (!e->batch || !e->batch_jobs)
@@ -105,7 +116,11 @@ static void s_end(sl_engine_t *e, sl_engine_job_t *job, sl_engine_done_t how, co
     if (job->admitted) {
         e->ops->release(e->backend, &job->seq);
         job->admitted = false;
-        e->n_running--;
+        if (job->held)
+            e->n_held--;
+        else
+            e->n_running--;
+        job->held = false;
     } else {
         int c = job->seq.interactive ? 0 : 1;
         e->n_waiting[c]--;
@@ -120,8 +135,8 @@ void sl_engine_destroy(sl_engine_t **engine_p)
     sl_engine_t *e = *engine_p;
     if (!e)
         return;
-    sl_list_t *lists[3] = {&e->running, &e->waiting[0], &e->waiting[1]};
-    for (int i = 0; i < 3; i++)
+    sl_list_t *lists[4] = {&e->running, &e->held, &e->waiting[0], &e->waiting[1]};
+    for (int i = 0; i < 4; i++)
         while (!sl_list_empty(lists[i]))
             s_end(e, SL_CONTAINER_OF(lists[i]->next, sl_engine_job_t, link), SL_ENGINE_CANCELED,
                   "executor shutting down", 0);
@@ -131,6 +146,8 @@ void sl_engine_destroy(sl_engine_t **engine_p)
     free(e);
     *engine_p = NULL;
 }
+
+static bool s_admit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now);
 
 void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
 {
@@ -143,25 +160,29 @@ void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
     job->streamed = 0;
     job->cancel = false;
     job->admitted = false;
+    job->held = false;
+    job->pause = false;
     job->seq.n_out = 0;
     job->seq.prefilled = job->seq.done = false;
     job->seq.prefill_done = job->seq.prefill_chunk = 0;
     sl_list_push_back(&e->waiting[c], &job->link);
     e->n_waiting[c]++;
     e->waiting_tokens += (uint64_t)job->seq.prompt_len + job->seq.max_new_tokens;
+    if (job->kv_mode == SL_KV_AWAIT)
+        s_admit(e, job, now); /* a reservation needs room, not a batch place */
 }
 
 sl_status_t sl_engine_cancel(sl_engine_t *e, uint64_t id, sl_time_t now)
 {
-    sl_list_t *lists[3] = {&e->running, &e->waiting[0], &e->waiting[1]};
+    sl_list_t *lists[4] = {&e->running, &e->held, &e->waiting[0], &e->waiting[1]};
     sl_list_t *pos;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         sl_list_for_each(pos, lists[i])
         {
             sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
             if (job->seq.id != id)
                 continue;
-            if (e->stepping && job->admitted)
+            if (e->stepping && job->admitted && !job->held)
                 job->cancel = true; /* ended at the step boundary */
             else
                 s_end(e, job, SL_ENGINE_CANCELED, "canceled", now);
@@ -169,6 +190,17 @@ sl_status_t sl_engine_cancel(sl_engine_t *e, uint64_t id, sl_time_t now)
         }
     }
     return SL_ERR_NOT_FOUND;
+}
+
+/* Park an admitted job (not on any list) in the held list and say why. */
+static void s_hold(sl_engine_t *e, sl_engine_job_t *job, sl_engine_held_t why)
+{
+    job->held = true;
+    job->pause = false;
+    sl_list_push_back(&e->held, &job->link);
+    e->n_held++;
+    if (e->cb.held)
+        e->cb.held(e->cb.arg, job, why);
 }
 
 /* Admit one waiting job; false when the backend has no room. */
@@ -188,6 +220,10 @@ static bool s_admit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
         return true;
     }
     job->admitted = true;
+    if (job->kv_mode == SL_KV_AWAIT) {
+        s_hold(e, job, SL_ENGINE_HELD_RESERVED);
+        return true;
+    }
     sl_list_push_back(&e->running, &job->link);
     e->n_running++;
     return true;
@@ -225,16 +261,27 @@ static void s_finish_step(sl_engine_t *e, sl_time_t now)
             s_end(e, job, SL_ENGINE_CANCELED, "canceled", now);
             continue;
         }
-        if (job->stream && e->cb.tokens) {
+        bool finished = job->seq.done || job->seq.n_out >= job->seq.max_new_tokens;
+        bool pushed = job->kv_mode == SL_KV_PUSH && job->seq.prefilled;
+        if (job->stream && e->cb.tokens && !pushed) {
             uint32_t pending = job->seq.n_out - job->streamed;
-            if (pending >= (uint32_t)e->cfg.chunk_tokens || (job->seq.done && pending) ||
-                (job->streamed == 0 && pending)) {
+            if (pending >= (uint32_t)e->cfg.chunk_tokens || (finished && pending) ||
+                (job->streamed == 0 && pending) || (job->pause && pending)) {
                 e->cb.tokens(e->cb.arg, job, job->streamed, pending);
                 job->streamed = job->seq.n_out;
             }
         }
-        if (job->seq.done || job->seq.n_out >= job->seq.max_new_tokens)
+        if (pushed) { /* its KV goes to the decode peer */
+            sl_list_del(&job->link);
+            e->n_running--;
+            s_hold(e, job, SL_ENGINE_HELD_PREFILLED);
+        } else if (finished) {
             s_end(e, job, SL_ENGINE_OK, NULL, now);
+        } else if (job->pause) {
+            sl_list_del(&job->link);
+            e->n_running--;
+            s_hold(e, job, SL_ENGINE_HELD_PAUSED);
+        }
     }
     e->n_batch = 0;
 }
@@ -309,7 +356,114 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
 
 uint32_t sl_engine_jobs(const sl_engine_t *e)
 {
-    return e->n_running + e->n_waiting[0] + e->n_waiting[1];
+    return e->n_running + e->n_held + e->n_waiting[0] + e->n_waiting[1];
+}
+
+sl_engine_job_t *sl_engine_find(sl_engine_t *e, uint64_t id)
+{
+    sl_list_t *lists[4] = {&e->running, &e->held, &e->waiting[0], &e->waiting[1]};
+    sl_list_t *pos;
+    for (int i = 0; i < 4; i++)
+        sl_list_for_each(pos, lists[i])
+        {
+            sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
+            if (job->seq.id == id)
+                return job;
+        }
+    return NULL;
+}
+
+sl_status_t sl_engine_pause(sl_engine_t *e, uint64_t id, sl_time_t now)
+{
+    (void)now;
+    sl_engine_job_t *job = sl_engine_find(e, id);
+    if (!job)
+        return SL_ERR_NOT_FOUND;
+    if (job->held)
+        return SL_ERR_INVALID;
+    if (!job->admitted || !job->seq.prefilled)
+        return SL_ERR_AGAIN; /* no KV to move yet */
+    job->pause = true;
+    if (e->stepping)
+        return SL_OK; /* held at the step boundary */
+    if (job->stream && e->cb.tokens && job->seq.n_out > job->streamed) {
+        e->cb.tokens(e->cb.arg, job, job->streamed, job->seq.n_out - job->streamed);
+        job->streamed = job->seq.n_out;
+    }
+    sl_list_del(&job->link);
+    e->n_running--;
+    s_hold(e, job, SL_ENGINE_HELD_PAUSED);
+    return SL_OK;
+}
+
+/* Take a held job back into the running batch. */
+static void s_unhold(sl_engine_t *e, sl_engine_job_t *job)
+{
+    sl_list_del(&job->link);
+    e->n_held--;
+    job->held = false;
+    job->pause = false;
+    sl_list_push_back(&e->running, &job->link);
+    e->n_running++;
+}
+
+sl_status_t sl_engine_resume(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
+{
+    (void)now;
+    if (!job->held || job->kv_mode != SL_KV_LOCAL)
+        return SL_ERR_INVALID;
+    s_unhold(e, job);
+    return SL_OK;
+}
+
+sl_status_t sl_engine_import(sl_engine_t *e, sl_engine_job_t *job, uint32_t n_out,
+                             uint32_t streamed, sl_time_t now)
+{
+    if (!job->held || job->kv_mode != SL_KV_AWAIT || n_out == 0 ||
+        n_out > job->seq.max_new_tokens || streamed > n_out || !e->ops->kv_import)
+        return SL_ERR_INVALID;
+    job->seq.n_out = n_out;
+    sl_status_t st = e->ops->kv_import(e->backend, &job->seq);
+    if (st != SL_OK)
+        return st;
+    job->kv_mode = SL_KV_LOCAL;
+    job->streamed = streamed;
+    if (!job->has_started) {
+        job->started = now;
+        job->has_started = true;
+    }
+    if (!job->first_token)
+        job->first_token = now;
+    s_unhold(e, job);
+    if (job->stream && e->cb.tokens && n_out > streamed) {
+        e->cb.tokens(e->cb.arg, job, streamed, n_out - streamed);
+        job->streamed = n_out;
+    }
+    if (job->seq.done || n_out >= job->seq.max_new_tokens)
+        s_end(e, job, SL_ENGINE_OK, NULL, now);
+    return SL_OK;
+}
+
+void sl_engine_end(sl_engine_t *e, sl_engine_job_t *job, sl_engine_done_t how, const char *error,
+                   sl_time_t now)
+{
+    s_end(e, job, how, error, now);
+}
+
+void *sl_engine_kv_pool(const sl_engine_t *e, size_t *bytes_p, size_t *block_bytes_p,
+                        bool *device_p)
+{
+    *bytes_p = *block_bytes_p = 0;
+    *device_p = false;
+    return e->ops->kv_pool ? e->ops->kv_pool(e->backend, bytes_p, block_bytes_p, device_p) : NULL;
+}
+
+const uint32_t *sl_engine_kv_table(const sl_engine_t *e, const sl_engine_job_t *job, uint32_t *n_p)
+{
+    *n_p = 0;
+    if (!job->admitted || !e->ops->kv_table)
+        return NULL;
+    return e->ops->kv_table(e->backend, &job->seq, n_p);
 }
 
 void sl_engine_kv_geometry(const sl_engine_t *e, uint32_t *blocks_p, uint32_t *block_tokens_p)
@@ -331,7 +485,7 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
 {
     sl_backend_load_t bl = {0};
     e->ops->load(e->backend, &bl);
-    load->running = e->n_running;
+    load->running = e->n_running + e->n_held;
     load->waiting = e->n_waiting[0] + e->n_waiting[1];
     load->waiting_tokens = e->waiting_tokens;
     load->kv_used = bl.kv_blocks_used;

@@ -9,6 +9,7 @@
 
 #include "common/sl_cfg.h"
 #include "common/sl_list.h"
+#include "common/sl_types.h"
 #include "executor/sl_backend.h"
 
 typedef struct sl_engine sl_engine_t;
@@ -26,7 +27,15 @@ typedef enum sl_engine_done {
     SL_ENGINE_OK = 0,       /* finished normally */
     SL_ENGINE_FAILED = 1,   /* the backend failed it */
     SL_ENGINE_CANCELED = 2, /* canceled */
+    SL_ENGINE_MOVED = 3,    /* its KV went to a peer, which goes on with it (sl_engine_end) */
 } sl_engine_done_t;
+
+/* Why a job stopped stepping and is held (admitted, its blocks kept). */
+typedef enum sl_engine_held {
+    SL_ENGINE_HELD_RESERVED = 0,  /* SL_KV_AWAIT: blocks reserved, its KV comes from a peer */
+    SL_ENGINE_HELD_PREFILLED = 1, /* SL_KV_PUSH: prompt computed, its KV goes to a peer */
+    SL_ENGINE_HELD_PAUSED = 2,    /* sl_engine_pause: paused between steps (migration) */
+} sl_engine_held_t;
 
 /* A job inside the engine; the embedder allocates it (with seq.out of
  * max_new_tokens entries) and owns it again after on_done. */
@@ -41,6 +50,9 @@ typedef struct sl_engine_job {
     uint32_t streamed;     /* tokens already reported */
     bool cancel;           /* cancel requested */
     bool admitted;         /* backend admitted it */
+    sl_kv_mode_t kv_mode;  /* SL_KV_LOCAL, or SL_KV_AWAIT / SL_KV_PUSH: held (see cb.held) */
+    bool held;             /* admitted but not stepped (cb.held said why) */
+    bool pause;            /* sl_engine_pause asked: held at the step boundary */
     void *user;            /* embedder's data */
     sl_list_t link;        /* waiting or running list */
 } sl_engine_job_t;
@@ -50,7 +62,11 @@ typedef struct sl_engine_cb {
     void (*tokens)(void *arg, sl_engine_job_t *job, uint32_t from, uint32_t n);
     /* The job ended; the engine forgets it. */
     void (*done)(void *arg, sl_engine_job_t *job, sl_engine_done_t how, const char *error);
-    void *arg; /* passed to both */
+    /* The job is held: it keeps its blocks and is not stepped until
+     * sl_engine_import, sl_engine_resume or sl_engine_end (may be NULL when
+     * no job is ever held). */
+    void (*held)(void *arg, sl_engine_job_t *job, sl_engine_held_t why);
+    void *arg; /* passed to all */
 } sl_engine_cb_t;
 
 /* Load for heartbeats. */
@@ -73,6 +89,31 @@ void sl_engine_destroy(sl_engine_t **engine_p);
 void sl_engine_submit(sl_engine_t *engine, sl_engine_job_t *job, sl_time_t now);
 /* Cancel the job with seq.id == id; SL_ERR_NOT_FOUND when absent. */
 sl_status_t sl_engine_cancel(sl_engine_t *engine, uint64_t id, sl_time_t now);
+/* The job with seq.id == id inside the engine, or NULL. */
+sl_engine_job_t *sl_engine_find(sl_engine_t *engine, uint64_t id);
+/* Pause a running job for migration: held (SL_ENGINE_HELD_PAUSED) at the end
+ * of the step in flight, or at once between steps, after its tokens so far
+ * are streamed. SL_ERR_NOT_FOUND when absent, SL_ERR_AGAIN when it is not
+ * admitted yet (nothing to move), SL_ERR_INVALID when held already. */
+sl_status_t sl_engine_pause(sl_engine_t *engine, uint64_t id, sl_time_t now);
+/* A held SL_ENGINE_HELD_PAUSED job runs again here (its move failed). */
+sl_status_t sl_engine_resume(sl_engine_t *engine, sl_engine_job_t *job, sl_time_t now);
+/* A held SL_ENGINE_HELD_RESERVED job got its KV from a peer: the embedder
+ * has put its n_out tokens so far into seq.out; the first streamed tokens
+ * were already delivered by the peer. It is prefilled and decodes next. */
+sl_status_t sl_engine_import(sl_engine_t *engine, sl_engine_job_t *job, uint32_t n_out,
+                             uint32_t streamed, sl_time_t now);
+/* End a held job (its blocks are released): SL_ENGINE_MOVED once its KV is
+ * the peer's, SL_ENGINE_FAILED or _CANCELED when the move is abandoned. */
+void sl_engine_end(sl_engine_t *engine, sl_engine_job_t *job, sl_engine_done_t how,
+                   const char *error, sl_time_t now);
+/* The KV pool of the backend (NULL without one; see sl_backend_ops_t.kv_pool). */
+void *sl_engine_kv_pool(const sl_engine_t *engine, size_t *bytes_p, size_t *block_bytes_p,
+                        bool *device_p);
+/* The block table of an admitted job (NULL when the backend keeps none). */
+const uint32_t *sl_engine_kv_table(const sl_engine_t *engine, const sl_engine_job_t *job,
+                                   uint32_t *n_p);
+
 /* Do what is due at now; returns when to call again (INT64_MAX: on the next
  * submit). A real-compute backend runs one step per call. */
 sl_time_t sl_engine_advance(sl_engine_t *engine, sl_time_t now);

@@ -46,6 +46,7 @@
  * the engine belongs to this thread. Nothing is transferred yet.
  */
 #include "executor/sl_executor.h"
+#include "executor/sl_exec_dp.h"
 #include "executor/sl_link.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
@@ -53,8 +54,6 @@
 #include "common/sl_log.h"
 #include "common/sl_signal.h"
 #include "proto/sl_wire.h"
-
-#include <sluice/xport.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -128,6 +127,18 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "tokens x this)"),
     SL_CFG_RANGE(sl_executor_cfg_t, kv_region_max_mib, "kv-region-max-mib", "256", SL_CFG_I64, 1,
                  1048576, "data plane: the registered KV region is at most this many MiB"),
+    SL_CFG_FIELD(sl_executor_cfg_t, role, "role", "mixed", SL_CFG_STR,
+                 "which part of a job it serves: mixed (whole jobs, and either part of a split "
+                 "one), prefill (computes prompts and hands their KV on) or decode (decodes KV "
+                 "handed to it); prefill and decode need --data-plane on"),
+    SL_CFG_RANGE(sl_executor_cfg_t, kv_xfer_timeout_ms, "kv-xfer-timeout-ms", "5000", SL_CFG_I64, 1,
+                 3600000,
+                 "data plane: a push of a job's KV not completed this long fails, and the "
+                 "connection to that peer is dropped"),
+    SL_CFG_RANGE(sl_executor_cfg_t, kv_release_grace_ms, "kv-release-grace-ms", "500", SL_CFG_I64,
+                 0, 3600000,
+                 "data plane: blocks reserved for a job's KV and canceled are released this long "
+                 "after the cancel (a write already posted by the peer may still land)"),
     SL_CFG_RANGE(sl_executor_cfg_t, peer_check_timeout_ms, "peer-check-timeout-ms", "2000",
                  SL_CFG_I64, 10, 3600000,
                  "data plane: a peer whose region does not answer a small read within this long "
@@ -142,6 +153,7 @@ typedef struct s_job {
     uint32_t out_cap;        /* room in out[] */
     sl_engine_done_t how;    /* how it ended (once done) */
     const char *error;       /* static error text, or NULL */
+    bool silent;             /* ended without a report: its KV went to a peer */
     struct s_job *next_done; /* finished jobs waiting to be reported */
     uint32_t out[];          /* output tokens */
 } s_job_t;
@@ -187,37 +199,11 @@ struct sl_executor {
     uint32_t kv_blocks;         /* the backend's KV pool in blocks (advertised in hello) */
     uint32_t kv_block_tokens;   /* tokens per KV block (advertised: prompts are hashed by it) */
     sl_backend_limits_t
-        job_limits; /* what one job may be (advertised: the scheduler places by it) */
-    /* The data plane (data_plane on): one transport engine and the KV region
-     * registered with it once; its address and packed key go in the hello. */
-    sl_xport_t *xport;           /* transport engine (NULL: data plane off) */
-    void *kv_region;             /* host region standing for the KV pool (mmap'd) */
-    size_t kv_region_bytes;      /* its size */
-    sl_xport_mem_t *kv_mem;      /* its registration */
-    void *kv_rkey;               /* its packed remote key (malloc'd by the transport) */
-    size_t kv_rkey_len;          /* bytes of kv_rkey */
-    const void *xport_addr;      /* the engine's address (owned by the engine) */
-    size_t xport_addr_len;       /* bytes of xport_addr */
-    void *scratch;               /* landing place of peer checks (S_SCRATCH bytes, owned) */
-    sl_xport_mem_t *scratch_mem; /* its registration */
-    struct s_peer *peers;        /* data-plane peers the scheduler handed us */
+        job_limits;   /* what one job may be (advertised: the scheduler places by it) */
+    sl_exec_dp_t *dp; /* the data plane (NULL: off) */
+    int role;         /* sl_exec_role_t of cfg.role */
+    bool drain_said;  /* the scheduler was told that we drain */
 };
-
-/* Bytes of the scratch region; a peer check reads S_CHECK_BYTES into it. */
-#define S_SCRATCH 4096
-#define S_CHECK_BYTES 64
-
-/* A data-plane peer the scheduler handed us (Peers) and the check of the
- * path to it: one small read from the start of its KV region into our
- * scratch region, completed through the engine's callback. */
-typedef struct s_peer {
-    struct s_peer *next;   /* next peer */
-    sl_executor_t *x;      /* the executor */
-    uint32_t index;        /* the scheduler's index of it */
-    sl_xport_peer_t *conn; /* connection (NULL once dropped) */
-    sl_time_t posted_at;   /* when the check was posted */
-    bool pending;          /* the check awaits its callback */
-} s_peer_t;
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
  * does not hear of, and registration is retried on its own clock. */
@@ -270,12 +256,28 @@ static void s_on_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, cons
 {
     sl_executor_t *x = arg;
     s_job_t *job = SL_CONTAINER_OF(ej, s_job_t, ej);
+    if (x->dp)
+        sl_exec_dp_job_end(x->dp, ej);
     job->how = how;
     job->error = error;
     job->next_done = NULL;
     *x->done_tail = job;
     x->done_tail = &job->next_done;
     x->n_done++;
+}
+
+/* The data plane ends a job whose report the scheduler does not expect. */
+static void s_silence(void *arg, sl_engine_job_t *ej)
+{
+    (void)arg;
+    SL_CONTAINER_OF(ej, s_job_t, ej)->silent = true;
+}
+
+/* The engine holds a job while its KV moves: the data plane's business. */
+static void s_on_held(void *arg, sl_engine_job_t *ej, sl_engine_held_t why)
+{
+    sl_executor_t *x = arg;
+    sl_exec_dp_held(x->dp, ej, why, sl_clock_now());
 }
 
 static void s_job_free(sl_executor_t *x, s_job_t *job)
@@ -307,11 +309,13 @@ static void s_flush_done(sl_executor_t *x, bool send)
         if (send) {
             sl_status_t st = SL_OK;
             for (size_t i = 0; i < n && st == SL_OK; i++) {
+                if (batch[i]->silent)
+                    continue;
                 sl_result_report_t r;
                 sl_engine_job_report(&batch[i]->ej, batch[i]->how, batch[i]->error, &r);
                 st = sl_wire_completion_add(&x->done_out, batch[i]->ej.seq.id, &r);
             }
-            if (st == SL_OK)
+            if (st == SL_OK && x->done_out.n)
                 st = sl_wire_batch_send(x->sock, NULL, &x->done_out, ZMQ_DONTWAIT);
             sl_wire_batch_clear(&x->done_out);
             s_sent(st, "completions");
@@ -347,12 +351,10 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
                 .vocab_size = x->job_limits.vocab_size,
             },
         .zone = x->cfg.zone,
-        .xport_address = x->xport_addr,
-        .xport_address_len = x->xport_addr_len,
-        .kv_rkey = x->kv_rkey,
-        .kv_rkey_len = x->kv_rkey_len,
-        .kv_region_bytes = x->xport ? x->kv_region_bytes : 0,
     };
+    h.info.role = (sl_exec_role_t)x->role;
+    if (x->dp)
+        sl_exec_dp_hello(x->dp, &h);
     s_sent(sl_wire_hello_send(x->sock, &h, ZMQ_DONTWAIT), "hello");
     x->hello_at = now;
 }
@@ -410,11 +412,12 @@ static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wir
     s->interactive = j->prio == SL_PRIO_INTERACTIVE;
     s->out = job->out;
     job->ej.stream = j->stream;
+    job->ej.kv_mode = SL_KV_LOCAL;
+    if (x->dp)
+        sl_exec_dp_on_dispatch(x->dp, &job->ej, now);
     x->inflight++;
     sl_engine_submit(x->engine, &job->ej, now);
 }
-
-static void s_on_peers(sl_executor_t *x, const sl_wire_msg_t *msg, sl_time_t now);
 
 static void s_on_message(sl_executor_t *x, sl_time_t now)
 {
@@ -460,17 +463,29 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
         case SL_WIRE_CANCEL: {
             sl_wire_cancel_t c;
             sl_wire_cancel_get(msg, &c);
-            sl_engine_cancel(x->engine, c.job_seq, now);
+            if (!x->dp || !sl_exec_dp_cancel(x->dp, c.job_seq, now))
+                sl_engine_cancel(x->engine, c.job_seq, now);
             break;
         }
         case SL_WIRE_PEERS:
-            if (!x->xport) { /* the scheduler sends none to an executor without one */
+            if (!x->dp) { /* the scheduler sends none to an executor without one */
                 x->rejected++;
                 SL_WARN("peers from the scheduler, but the data plane is off");
                 break;
             }
-            s_on_peers(x, msg, now);
+            sl_exec_dp_on_peers(x->dp, msg, now);
             break;
+        case SL_WIRE_KV_PLAN: {
+            sl_kv_plan_t p;
+            sl_wire_kv_plan_get(msg, &p);
+            if (!x->dp) {
+                x->rejected++;
+                SL_WARN("a KV plan from the scheduler, but the data plane is off");
+                break;
+            }
+            sl_exec_dp_on_plan(x->dp, &p, now);
+            break;
+        }
         case SL_WIRE_ERROR: {
             sl_wire_error_t e;
             sl_wire_error_get(msg, &e);
@@ -516,209 +531,6 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
     }
 }
 
-/* ---- data-plane peers ---- */
-
-static void s_peer_report(sl_executor_t *x, uint32_t index, bool ok, uint32_t rtt_us,
-                          const char *error)
-{
-    sl_wire_peer_reach_t r = {
-        .peer_index = index, .reachable = ok, .rtt_us = rtt_us, .error = ok ? "" : error};
-    if (ok)
-        SL_INFO("data plane: peer %u reached (%u us)", index, rtt_us);
-    else
-        SL_WARN("data plane: peer %u unreachable: %s", index, error);
-    s_sent(sl_wire_peer_reach_send(x->sock, &r, ZMQ_DONTWAIT), "peer_reach");
-}
-
-/* Close the connection to p; a pending check is dropped unreported. */
-static void s_peer_close(sl_executor_t *x, s_peer_t *p)
-{
-    p->pending = false; /* the callback disconnect runs is not a verdict */
-    sl_xport_disconnect(x->xport, &p->conn);
-}
-
-/* The check's completion (from sl_xport_progress or a disconnect). */
-static void s_peer_done(void *arg, sl_status_t st)
-{
-    s_peer_t *p = arg;
-    if (!p->pending)
-        return;
-    p->pending = false;
-    sl_time_t took = sl_clock_now() - p->posted_at;
-    if (st == SL_OK)
-        s_peer_report(p->x, p->index, true, (uint32_t)(took / 1000), NULL);
-    else
-        s_peer_report(p->x, p->index, false, 0, sl_status_str(st));
-}
-
-/* Connect to peer w and post the check; a failure is reported at once. */
-static void s_peer_check(sl_executor_t *x, s_peer_t *p, const sl_wire_peer_t *w, sl_time_t now)
-{
-    uint32_t remote = 0;
-    const char *what = "connect";
-    sl_status_t st = sl_xport_connect(x->xport, w->xport_address, w->xport_address_len, &p->conn);
-    if (st == SL_OK) {
-        what = "import its key";
-        st = sl_xport_rkey_import(x->xport, p->conn, w->kv_rkey, w->kv_rkey_len, &remote);
-    }
-    if (st == SL_OK) {
-        what = "post a read";
-        sl_xport_block_t b = {.local_off = 0,
-                              .remote_off = 0,
-                              .len = w->kv_region_bytes < S_CHECK_BYTES ? w->kv_region_bytes
-                                                                        : S_CHECK_BYTES};
-        sl_xport_xfer_t xf = {.op = SL_XPORT_GET,
-                              .cls = SL_XPORT_CRITICAL,
-                              .local = x->scratch_mem,
-                              .remote = remote,
-                              .blocks = &b,
-                              .nblocks = 1,
-                              .cb = s_peer_done,
-                              .cb_arg = p};
-        p->posted_at = now;
-        p->pending = true;
-        st = sl_xport_post(x->xport, p->conn, &xf);
-        if (st != SL_OK)
-            p->pending = false;
-    }
-    if (st != SL_OK) {
-        char why[96];
-        snprintf(why, sizeof(why), "cannot %s: %s", what, sl_status_str(st));
-        s_peer_close(x, p);
-        s_peer_report(x, w->executor_index, false, 0, why);
-    }
-}
-
-/* Peers joined or gone: connect to and check each newcomer, drop the gone. */
-static void s_on_peers(sl_executor_t *x, const sl_wire_msg_t *msg, sl_time_t now)
-{
-    for (uint32_t k = 0, n = sl_wire_msg_count(msg); k < n; k++) {
-        sl_wire_peer_t w;
-        sl_wire_peer_get(msg, k, &w);
-        s_peer_t **pp = &x->peers;
-        while (*pp && (*pp)->index != w.executor_index)
-            pp = &(*pp)->next;
-        s_peer_t *p = *pp;
-        if (p) { /* gone, or a new incarnation under the same index */
-            s_peer_close(x, p);
-            *pp = p->next;
-            free(p);
-            SL_INFO("data plane: peer %u (%s) %s", w.executor_index, w.name,
-                    w.gone ? "gone" : "replaced");
-        }
-        if (w.gone || !x->xport)
-            continue;
-        if (!(p = calloc(1, sizeof(*p)))) {
-            s_peer_report(x, w.executor_index, false, 0, "out of memory");
-            continue;
-        }
-        p->x = x;
-        p->index = w.executor_index;
-        p->next = x->peers;
-        x->peers = p;
-        s_peer_check(x, p, &w, now);
-    }
-}
-
-/* Checks that did not complete within peer_check_timeout_ms: unreachable. */
-static void s_peers_expire(sl_executor_t *x, sl_time_t now)
-{
-    for (s_peer_t *p = x->peers; p; p = p->next) {
-        if (!p->pending || now - p->posted_at < SL_MS(x->cfg.peer_check_timeout_ms))
-            continue;
-        char why[64];
-        snprintf(why, sizeof(why), "no answer within %lld ms",
-                 (long long)x->cfg.peer_check_timeout_ms);
-        s_peer_close(x, p);
-        s_peer_report(x, p->index, false, 0, why);
-    }
-}
-
-/* Release the data plane; safe on a partial one. */
-static void s_dp_destroy(sl_executor_t *x)
-{
-    while (x->peers) {
-        s_peer_t *p = x->peers;
-        x->peers = p->next;
-        s_peer_close(x, p);
-        free(p);
-    }
-    sl_xport_mem_deregister(x->xport, &x->scratch_mem);
-    free(x->scratch);
-    x->scratch = NULL;
-    free(x->kv_rkey);
-    x->kv_rkey = NULL;
-    sl_xport_mem_deregister(x->xport, &x->kv_mem);
-    sl_xport_destroy(&x->xport);
-    if (x->kv_region)
-        munmap(x->kv_region, x->kv_region_bytes);
-    x->kv_region = NULL;
-    x->xport_addr = NULL;
-    x->xport_addr_len = 0;
-}
-
-/*
- * The data plane: one engine, and one host region sized like the KV pool the
- * backend models (blocks x block tokens x kv_bytes_per_token, capped at
- * kv_region_max_mib) registered once. No backend exposes its pool's memory
- * yet, so the ref backend gets such a region too. The region is an anonymous
- * mapping: pages cost memory only once bytes land in them.
- */
-static sl_status_t s_dp_create(sl_executor_t *x)
-{
-    if (x->cfg.data_plane_tls[0])
-        setenv("UCX_TLS", x->cfg.data_plane_tls, 1);
-    /* A backend that declares no KV (null) gets --kv-blocks x --kv-block-tokens,
-     * or 1,024 blocks of 16 tokens. */
-    uint64_t blocks = x->kv_blocks       ? x->kv_blocks
-                      : x->cfg.kv_blocks ? (uint64_t)x->cfg.kv_blocks
-                                         : 1024;
-    uint64_t tokens = x->kv_block_tokens       ? x->kv_block_tokens
-                      : x->cfg.kv_block_tokens ? (uint64_t)x->cfg.kv_block_tokens
-                                               : 16;
-    uint64_t want = blocks * tokens * (uint64_t)x->cfg.kv_bytes_per_token;
-    uint64_t cap = (uint64_t)x->cfg.kv_region_max_mib << 20;
-    x->kv_region_bytes = (size_t)(want < cap ? want : cap);
-    sl_xport_cfg_t xcfg;
-    sl_status_t st = sl_xport_cfg_defaults(&xcfg);
-    if (st == SL_OK)
-        st = sl_xport_create(&xcfg, &x->xport);
-    if (st != SL_OK) {
-        SL_ERROR("data plane: cannot create the transport engine: %s", sl_status_str(st));
-        return st;
-    }
-    void *region =
-        mmap(NULL, x->kv_region_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) {
-        SL_ERROR("data plane: cannot map a %zu-byte KV region: %m", x->kv_region_bytes);
-        s_dp_destroy(x);
-        return SL_ERR_NOMEM;
-    }
-    x->kv_region = region;
-    if ((st = sl_xport_mem_register(x->xport, x->kv_region, x->kv_region_bytes, SL_XPORT_MEM_HOST,
-                                    &x->kv_mem)) != SL_OK ||
-        (st = sl_xport_mem_pack(x->xport, x->kv_mem, &x->kv_rkey, &x->kv_rkey_len)) != SL_OK ||
-        (st = sl_xport_address(x->xport, &x->xport_addr, &x->xport_addr_len)) != SL_OK ||
-        (st = (x->scratch = calloc(1, S_SCRATCH)) ? SL_OK : SL_ERR_NOMEM) != SL_OK ||
-        (st = sl_xport_mem_register(x->xport, x->scratch, S_SCRATCH, SL_XPORT_MEM_HOST,
-                                    &x->scratch_mem)) != SL_OK) {
-        SL_ERROR("data plane: cannot register the KV region: %s", sl_status_str(st));
-        s_dp_destroy(x);
-        return st;
-    }
-    if (x->xport_addr_len > sl_proto_limits_default.max_xport_address ||
-        x->kv_rkey_len > sl_proto_limits_default.max_kv_rkey) {
-        SL_ERROR("data plane: address (%zu bytes) or key (%zu bytes) larger than a hello carries",
-                 x->xport_addr_len, x->kv_rkey_len);
-        s_dp_destroy(x);
-        return SL_ERR_MSG_TOO_BIG;
-    }
-    SL_INFO("data plane: UCX_TLS %s, address %zu bytes, KV region %zu bytes%s, key %zu bytes",
-            x->cfg.data_plane_tls[0] ? x->cfg.data_plane_tls : "(environment)", x->xport_addr_len,
-            x->kv_region_bytes, want > cap ? " (capped)" : "", x->kv_rkey_len);
-    return SL_OK;
-}
-
 sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exec_p)
 {
     sl_executor_t *x = calloc(1, sizeof(*x));
@@ -756,7 +568,17 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         .sim = &x->cfg.sim,
         .kv_cb = {.stored = s_kv_stored, .evicted = s_kv_evicted, .arg = x},
     };
-    sl_engine_cb_t cb = {.tokens = s_on_tokens, .done = s_on_done, .arg = x};
+    sl_engine_cb_t cb = {.tokens = s_on_tokens, .done = s_on_done, .held = s_on_held, .arg = x};
+    if (!strcmp(cfg->role, "mixed"))
+        x->role = SL_ROLE_MIXED;
+    else if (!strcmp(cfg->role, "prefill"))
+        x->role = SL_ROLE_PREFILL;
+    else if (!strcmp(cfg->role, "decode"))
+        x->role = SL_ROLE_DECODE;
+    else {
+        SL_ERROR("unknown --role '%s' (mixed, prefill, decode)", cfg->role);
+        goto err_free;
+    }
     if ((st = sl_engine_create(&x->cfg.engine, x->ops, &params, &cb, &x->engine)) != SL_OK) {
         SL_ERROR("cannot start the %s backend", cfg->backend);
         goto err_free;
@@ -765,8 +587,26 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     /* What the backend really built (its defaults fill unset sizes). */
     sl_engine_kv_geometry(x->engine, &x->kv_blocks, &x->kv_block_tokens);
     sl_engine_limits(x->engine, &x->job_limits);
-    if (x->cfg.data_plane && s_dp_create(x) != SL_OK)
+    if (x->cfg.data_plane) {
+        sl_exec_dp_cfg_t dcfg = {
+            .tls = x->cfg.data_plane_tls,
+            .kv_bytes_per_token = x->cfg.kv_bytes_per_token,
+            .kv_region_max_mib = x->cfg.kv_region_max_mib,
+            .peer_check_timeout_ms = x->cfg.peer_check_timeout_ms,
+            .xfer_timeout_ms = x->cfg.kv_xfer_timeout_ms,
+            .release_grace_ms = x->cfg.kv_release_grace_ms,
+            .kv_blocks = x->kv_blocks ? x->kv_blocks : (uint32_t)x->cfg.kv_blocks,
+            .kv_block_tokens =
+                x->kv_block_tokens ? x->kv_block_tokens : (uint32_t)x->cfg.kv_block_tokens,
+        };
+        sl_exec_dp_io_t dio = {.silence = s_silence, .arg = x};
+        if (sl_exec_dp_create(&dcfg, x->engine, &dio, &x->dp) != SL_OK)
+            goto err_engine;
+    } else if (x->role != SL_ROLE_MIXED) {
+        SL_ERROR("--role %s needs --data-plane on (its KV moves to or from peers)", x->cfg.role);
+        st = SL_ERR_INVALID;
         goto err_engine;
+    }
     x->zctx = zmq_ctx_new();
     if (!x->zctx)
         goto err_engine;
@@ -784,6 +624,8 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     if (sl_link_create(x->zctx, &lcfg, &x->link) != SL_OK)
         goto err_ctx;
     x->sock = sl_link_pipe(x->link);
+    if (x->dp)
+        sl_exec_dp_set_sock(x->dp, x->sock);
     x->next_beat = INT64_MAX;
     *exec_p = x;
     return SL_OK;
@@ -791,7 +633,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
-    s_dp_destroy(x);
+    sl_exec_dp_destroy(&x->dp);
     sl_engine_destroy(&x->engine);
 err_free:
     free(x);
@@ -813,9 +655,9 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     /* The data-plane engine's fd sleeps in the same poll as the scheduler's
      * socket; the engine is progressed every loop turn. */
     zmq_pollitem_t items[2] = {{x->sock, 0, ZMQ_POLLIN, 0},
-                               {NULL, x->xport ? sl_xport_fd(x->xport) : -1, ZMQ_POLLIN, 0}};
+                               {NULL, x->dp ? sl_exec_dp_fd(x->dp) : -1, ZMQ_POLLIN, 0}};
     zmq_pollitem_t *item = &items[0];
-    int n_items = x->xport ? 2 : 1;
+    int n_items = x->dp ? 2 : 1;
     sl_time_t now = sl_clock_now();
     sl_time_t wake = INT64_MAX;
     s_hello(x, now);
@@ -824,9 +666,14 @@ sl_status_t sl_executor_run(sl_executor_t *x)
             x->cfg.slots, x->cfg.scheduler);
     while ((!x->stop || x->inflight > 0) && !x->fatal) {
         if (x->stop && !x->stop_logged) {
-            SL_INFO("stopping: finishing %u jobs in flight (a second SIGTERM stops at once)",
-                    x->inflight);
+            SL_INFO("stopping: %s %u jobs in flight (a second SIGTERM stops at once)",
+                    x->dp ? "moving or finishing" : "finishing", x->inflight);
             x->stop_logged = true;
+        }
+        if (x->stop && x->dp && x->welcomed && !x->drain_said) {
+            /* The scheduler moves what it can to other executors. */
+            s_sent(sl_wire_goodbye_send(x->sock, "draining", true, ZMQ_DONTWAIT), "goodbye");
+            x->drain_said = true;
         }
         if (x->stop >= 2) {
             SL_WARN("second stop signal: stopping now with %u jobs in flight (the scheduler "
@@ -847,9 +694,9 @@ sl_status_t sl_executor_run(sl_executor_t *x)
             timeout = 0;
         if (timeout > 100)
             timeout = 100;
-        if (x->xport) {
-            sl_xport_progress(x->xport);
-            if (sl_xport_arm(x->xport) == SL_ERR_AGAIN)
+        if (x->dp) {
+            sl_exec_dp_progress(x->dp, now);
+            if (sl_exec_dp_arm(x->dp) == SL_ERR_AGAIN)
                 timeout = 0; /* work to progress before sleeping */
         }
         int rc = zmq_poll(items, n_items, timeout);
@@ -860,10 +707,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
         now = sl_clock_now();
         if (rc > 0 && (item->revents & ZMQ_POLLIN))
             s_on_message(x, now);
-        if (x->xport) {
-            sl_xport_progress(x->xport);
-            s_peers_expire(x, now);
-        }
+        if (x->dp)
+            sl_exec_dp_progress(x->dp, now);
         if (x->fatal)
             break;
         wake = sl_engine_advance(x->engine, now);
@@ -896,7 +741,7 @@ sl_status_t sl_executor_run(sl_executor_t *x)
         return x->fatal;
     s_flush_kv(x);
     if (x->welcomed)
-        s_sent(sl_wire_goodbye_send(x->sock, "shutting down", ZMQ_DONTWAIT), "goodbye");
+        s_sent(sl_wire_goodbye_send(x->sock, "shutting down", false, ZMQ_DONTWAIT), "goodbye");
     SL_INFO("executor %s stopped", x->cfg.name);
     return SL_OK;
 }
@@ -917,7 +762,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     sl_wire_batch_fini(&x->done_out);
     sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
     zmq_ctx_term(x->zctx);
-    s_dp_destroy(x); /* after the socket work: the goodbye is out */
+    sl_exec_dp_destroy(&x->dp); /* after the socket work: the goodbye is out */
     free(x);
     *exec_p = NULL;
 }

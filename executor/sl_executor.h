@@ -47,7 +47,10 @@ typedef struct sl_executor_cfg {
     int64_t kv_region_max_mib;     /* the registered region is at most this large */
     int64_t
         peer_check_timeout_ms; /* a data-plane peer that does not answer the check is unreachable */
-    sl_daemon_cfg_t daemon;    /* the knobs every daemon has (sl_daemon_cfg_fields) */
+    char role[16];             /* mixed, prefill or decode */
+    int64_t kv_xfer_timeout_ms;  /* a push of a job's KV not done this long fails */
+    int64_t kv_release_grace_ms; /* a canceled reservation's blocks are released this much later */
+    sl_daemon_cfg_t daemon;      /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
 extern const sl_cfg_field_t sl_executor_cfg_fields[];

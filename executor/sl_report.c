@@ -27,6 +27,7 @@ static sl_job_status_t s_status(sl_engine_done_t how)
     case SL_ENGINE_CANCELED:
         return SL_JOB_CANCELED;
     case SL_ENGINE_FAILED:
+    case SL_ENGINE_MOVED: /* never reported: the peer that took it reports it */
         break;
     }
     return SL_JOB_FAILED;

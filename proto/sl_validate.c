@@ -29,6 +29,7 @@ const sl_proto_limits_t sl_proto_limits_default = {
     .max_kv_events = 1u << 16,
     .max_xport_address = 8192,
     .max_kv_rkey = 4096,
+    .max_kv_blocks = 1u << 16,
     .max_models = 64,
     .max_slots = 4096,
     .max_batch = 4096,
@@ -176,6 +177,11 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
                                  h->slots, lim->max_slots);
         if (!(h->speed >= 0 && h->speed <= 1000))
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "speed outside [0, 1000]");
+        if ((unsigned)h->role > SLUICE__EXECUTOR_ROLE__ROLE_DECODE)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "role %d unknown", (int)h->role);
+        if (h->role != SLUICE__EXECUTOR_ROLE__ROLE_MIXED && !h->kv_rkey.len)
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                 "a prefill or decode executor without a data plane");
         if (h->kv_block_tokens > 65536) /* the scheduler hashes prompts in blocks of it */
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
                                  "kv_block_tokens %u outside [0, 65536]", h->kv_block_tokens);
@@ -233,6 +239,30 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
         return SL_OK;
     case SLUICE__ENVELOPE__BODY_PEER_REACH:
         CHECK_STR(m->peer_reach->error, 1024, "peer reach error", 0);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_KV_PLAN: {
+        const Sluice__KvPlan *p = m->kv_plan;
+        CHECK_COUNT(p->n_blocks, lim->max_kv_blocks, "kv plan blocks");
+        if (p->mode == SLUICE__KV_MODE__KV_LOCAL || (unsigned)p->mode > SLUICE__KV_MODE__KV_MIGRATE)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "kv plan mode %d", (int)p->mode);
+        if (p->mode != SLUICE__KV_MODE__KV_AWAIT && (!p->n_blocks || !p->block_bytes))
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                 "kv plan of job %llu names no destination blocks",
+                                 (unsigned long long)p->job_seq);
+        return SL_OK;
+    }
+    case SLUICE__ENVELOPE__BODY_KV_RESERVED: {
+        const Sluice__KvReserved *r = m->kv_reserved;
+        CHECK_COUNT(r->n_blocks, lim->max_kv_blocks, "kv reserved blocks");
+        CHECK_STR(r->error, 1024, "kv reserved error", 0);
+        if (r->status == 0 && (!r->n_blocks || !r->block_bytes))
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                 "kv reservation of job %llu names no blocks",
+                                 (unsigned long long)r->job_seq);
+        return SL_OK;
+    }
+    case SLUICE__ENVELOPE__BODY_KV_SENT:
+        CHECK_STR(m->kv_sent->error, 1024, "kv sent error", 0);
         return SL_OK;
     default:
         return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "envelope has no known body (%d)",
@@ -309,6 +339,12 @@ sl_wire_kind_t sl_proto_kind(int body_case)
         return SL_WIRE_PEERS;
     case SLUICE__ENVELOPE__BODY_PEER_REACH:
         return SL_WIRE_PEER_REACH;
+    case SLUICE__ENVELOPE__BODY_KV_PLAN:
+        return SL_WIRE_KV_PLAN;
+    case SLUICE__ENVELOPE__BODY_KV_RESERVED:
+        return SL_WIRE_KV_RESERVED;
+    case SLUICE__ENVELOPE__BODY_KV_SENT:
+        return SL_WIRE_KV_SENT;
     default:
         return SL_WIRE_UNKNOWN;
     }
@@ -339,6 +375,9 @@ const char *sl_wire_kind_name(sl_wire_kind_t kind)
         [SL_WIRE_GOODBYE] = "goodbye",
         [SL_WIRE_PEERS] = "peers",
         [SL_WIRE_PEER_REACH] = "peer_reach",
+        [SL_WIRE_KV_PLAN] = "kv_plan",
+        [SL_WIRE_KV_RESERVED] = "kv_reserved",
+        [SL_WIRE_KV_SENT] = "kv_sent",
     };
     return (unsigned)kind < SL_WIRE_KIND_COUNT ? names[kind] : "unknown";
 }

@@ -39,6 +39,15 @@ _Static_assert((int)SL_JOB_OK == (int)SLUICE__RESULT_STATUS__RESULT_OK &&
                    (int)SL_JOB_EXPIRED == (int)SLUICE__RESULT_STATUS__RESULT_EXPIRED &&
                    (int)SL_JOB_REJECTED == (int)SLUICE__RESULT_STATUS__RESULT_REJECTED,
                "sl_job_status_t and the wire's ResultStatus differ");
+_Static_assert((int)SL_ROLE_MIXED == (int)SLUICE__EXECUTOR_ROLE__ROLE_MIXED &&
+                   (int)SL_ROLE_PREFILL == (int)SLUICE__EXECUTOR_ROLE__ROLE_PREFILL &&
+                   (int)SL_ROLE_DECODE == (int)SLUICE__EXECUTOR_ROLE__ROLE_DECODE,
+               "sl_exec_role_t differs from the wire's ExecutorRole");
+_Static_assert((int)SL_KV_LOCAL == (int)SLUICE__KV_MODE__KV_LOCAL &&
+                   (int)SL_KV_AWAIT == (int)SLUICE__KV_MODE__KV_AWAIT &&
+                   (int)SL_KV_PUSH == (int)SLUICE__KV_MODE__KV_PUSH &&
+                   (int)SL_KV_MIGRATE == (int)SLUICE__KV_MODE__KV_MIGRATE,
+               "sl_kv_mode_t differs from the wire's KvMode");
 
 /* Field numbers of the batch bodies' repeated items and of the messages
  * built by hand around bytes (sluice.proto). */
@@ -375,6 +384,8 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
                 .speed = x->speed,
                 .max_context_tokens = x->max_context_tokens,
                 .vocab_size = x->vocab_size,
+                .role = (sl_exec_role_t)x->role,
+                .kv_region_bytes = x->kv_region_bytes,
             },
         .zone = x->zone,
         .gpus = x->gpus,
@@ -383,7 +394,6 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
         .xport_address_len = x->xport_address.len,
         .kv_rkey = x->kv_rkey.len ? x->kv_rkey.data : NULL,
         .kv_rkey_len = x->kv_rkey.len,
-        .kv_region_bytes = x->kv_region_bytes,
     };
 }
 
@@ -470,6 +480,57 @@ void sl_wire_peer_reach_get(const sl_wire_msg_t *msg, sl_wire_peer_reach_t *r)
     };
 }
 
+void sl_wire_kv_plan_get(const sl_wire_msg_t *msg, sl_kv_plan_t *p)
+{
+    const Sluice__KvPlan *x = sl_proto_cmsg(msg)->kv_plan;
+    *p = (sl_kv_plan_t){
+        .job_seq = x->job_seq,
+        .mode = (sl_kv_mode_t)x->mode,
+        .peer = x->peer_index,
+        .nonce = x->nonce,
+        .first_block = x->first_block,
+        .blocks = x->n_blocks ? x->blocks : NULL,
+        .n_blocks = (uint32_t)x->n_blocks,
+        .block_bytes = x->block_bytes,
+    };
+}
+
+void sl_wire_kv_reserved_get(const sl_wire_msg_t *msg, sl_kv_reserved_t *r)
+{
+    const Sluice__KvReserved *x = sl_proto_cmsg(msg)->kv_reserved;
+    *r = (sl_kv_reserved_t){
+        .job_seq = x->job_seq,
+        .nonce = x->nonce,
+        .status = x->status,
+        .first_block = x->first_block,
+        .blocks = x->n_blocks ? x->blocks : NULL,
+        .n_blocks = (uint32_t)x->n_blocks,
+        .block_bytes = x->block_bytes,
+        .error = s_str(x->error),
+    };
+}
+
+void sl_wire_kv_sent_get(const sl_wire_msg_t *msg, sl_kv_sent_t *s)
+{
+    const Sluice__KvSent *x = sl_proto_cmsg(msg)->kv_sent;
+    *s = (sl_kv_sent_t){
+        .job_seq = x->job_seq,
+        .ok = x->ok,
+        .bytes = x->bytes,
+        .blocks = x->blocks,
+        .xfer_us = x->xfer_us,
+        .prefill_us = x->prefill_us,
+        .pause_us = x->pause_us,
+        .output_tokens = x->output_tokens,
+        .error = s_str(x->error),
+    };
+}
+
+bool sl_wire_goodbye_draining(const sl_wire_msg_t *msg)
+{
+    return sl_proto_cmsg(msg)->goodbye->draining;
+}
+
 const char *sl_wire_goodbye_reason(const sl_wire_msg_t *msg)
 {
     return s_str(sl_proto_cmsg(msg)->goodbye->reason);
@@ -549,7 +610,8 @@ sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
     x.xport_address.len = h->xport_address_len;
     x.kv_rkey.data = (uint8_t *)h->kv_rkey;
     x.kv_rkey.len = h->kv_rkey ? h->kv_rkey_len : 0;
-    x.kv_region_bytes = h->kv_region_bytes;
+    x.kv_region_bytes = h->info.kv_region_bytes;
+    x.role = (Sluice__ExecutorRole)h->info.role;
     x.backend = s_str(h->info.backend);
     x.kv_blocks_total = h->info.kv_blocks_total;
     x.kv_block_tokens = h->info.kv_block_tokens;
@@ -709,11 +771,12 @@ sl_status_t sl_wire_error_send(void *sock, const sl_wire_ident_t *to, const sl_w
     return sl_proto_send(sock, to, &env, flags);
 }
 
-sl_status_t sl_wire_goodbye_send(void *sock, const char *reason, int flags)
+sl_status_t sl_wire_goodbye_send(void *sock, const char *reason, bool draining, int flags)
 {
     Sluice__Goodbye x = SLUICE__GOODBYE__INIT;
     sl_msg_t env = SLUICE__ENVELOPE__INIT;
     x.reason = s_str(reason);
+    x.draining = draining;
     env.body_case = SLUICE__ENVELOPE__BODY_GOODBYE;
     env.goodbye = &x;
     return sl_proto_send(sock, NULL, &env, flags);
@@ -764,6 +827,59 @@ sl_status_t sl_wire_peer_reach_send(void *sock, const sl_wire_peer_reach_t *r, i
     x.error = s_str(r->error);
     env.body_case = SLUICE__ENVELOPE__BODY_PEER_REACH;
     env.peer_reach = &x;
+    return sl_proto_send(sock, NULL, &env, flags);
+}
+
+sl_status_t sl_wire_kv_plan_send(void *sock, const sl_wire_ident_t *to, const sl_kv_plan_t *p,
+                                 int flags)
+{
+    Sluice__KvPlan x = SLUICE__KV_PLAN__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.job_seq = p->job_seq;
+    x.mode = (Sluice__KvMode)p->mode;
+    x.peer_index = p->peer;
+    x.nonce = p->nonce;
+    x.first_block = p->first_block;
+    x.blocks = (uint32_t *)p->blocks;
+    x.n_blocks = p->blocks ? p->n_blocks : 0;
+    x.block_bytes = p->block_bytes;
+    env.body_case = SLUICE__ENVELOPE__BODY_KV_PLAN;
+    env.kv_plan = &x;
+    return sl_proto_send(sock, to, &env, flags);
+}
+
+sl_status_t sl_wire_kv_reserved_send(void *sock, const sl_kv_reserved_t *r, int flags)
+{
+    Sluice__KvReserved x = SLUICE__KV_RESERVED__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.job_seq = r->job_seq;
+    x.nonce = r->nonce;
+    x.status = r->status;
+    x.first_block = r->first_block;
+    x.blocks = (uint32_t *)r->blocks;
+    x.n_blocks = r->blocks ? r->n_blocks : 0;
+    x.block_bytes = r->block_bytes;
+    x.error = s_str(r->error);
+    env.body_case = SLUICE__ENVELOPE__BODY_KV_RESERVED;
+    env.kv_reserved = &x;
+    return sl_proto_send(sock, NULL, &env, flags);
+}
+
+sl_status_t sl_wire_kv_sent_send(void *sock, const sl_kv_sent_t *s, int flags)
+{
+    Sluice__KvSent x = SLUICE__KV_SENT__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.job_seq = s->job_seq;
+    x.ok = s->ok;
+    x.bytes = s->bytes;
+    x.blocks = s->blocks;
+    x.xfer_us = s->xfer_us;
+    x.prefill_us = s->prefill_us;
+    x.pause_us = s->pause_us;
+    x.output_tokens = s->output_tokens;
+    x.error = s_str(s->error);
+    env.body_case = SLUICE__ENVELOPE__BODY_KV_SENT;
+    env.kv_sent = &x;
     return sl_proto_send(sock, NULL, &env, flags);
 }
 

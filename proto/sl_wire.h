@@ -43,6 +43,7 @@ typedef struct sl_proto_limits {
     uint32_t max_name_len;     /* tenant, model, session key, executor name, zone */
     uint32_t max_kv_events;    /* entries of one KV event list */
     uint32_t max_xport_address; /* bytes of a hello's transport address */
+    uint32_t max_kv_blocks;     /* block ids of one KV plan or reservation */
     uint32_t max_kv_rkey;       /* bytes of a hello's packed KV region key */
     uint32_t max_models;        /* models of a hello */
     uint32_t max_slots;         /* slots of a hello */
@@ -72,6 +73,9 @@ typedef enum sl_wire_kind {
     SL_WIRE_GOODBYE,        /* executor -> scheduler: it leaves */
     SL_WIRE_PEERS,          /* scheduler -> executor: data-plane peers joined or gone */
     SL_WIRE_PEER_REACH,     /* executor -> scheduler: whether a peer answered */
+    SL_WIRE_KV_PLAN,        /* scheduler -> executor: how a job's KV moves */
+    SL_WIRE_KV_RESERVED,    /* executor -> scheduler: blocks reserved for a job's KV */
+    SL_WIRE_KV_SENT,        /* executor -> scheduler: a push of a job's KV ended */
     SL_WIRE_KIND_COUNT,
 } sl_wire_kind_t;
 
@@ -255,8 +259,7 @@ typedef struct sl_wire_hello {
     const void *xport_address; /* its data-plane address */
     size_t xport_address_len;  /* bytes of xport_address */
     const void *kv_rkey;       /* packed remote key of its KV region (NULL when none) */
-    size_t kv_rkey_len;        /* bytes of kv_rkey */
-    uint64_t kv_region_bytes;  /* bytes of that region (0: no data plane) */
+    size_t kv_rkey_len;        /* bytes of kv_rkey (its region's size is info.kv_region_bytes) */
 } sl_wire_hello_t;
 
 void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h);
@@ -295,6 +298,8 @@ void sl_wire_error_get(const sl_wire_msg_t *msg, sl_wire_error_t *e);
 
 /* A goodbye's reason ("" when none). */
 const char *sl_wire_goodbye_reason(const sl_wire_msg_t *msg);
+/* Whether a goodbye only announces a drain (a final one follows). */
+bool sl_wire_goodbye_draining(const sl_wire_msg_t *msg);
 
 /* A data-plane peer of a PEERS message. */
 typedef struct sl_wire_peer {
@@ -320,6 +325,11 @@ typedef struct sl_wire_peer_reach {
 } sl_wire_peer_reach_t;
 
 void sl_wire_peer_reach_get(const sl_wire_msg_t *msg, sl_wire_peer_reach_t *r);
+
+/* The KV plan, reservation or push report of a message (arrays point into msg). */
+void sl_wire_kv_plan_get(const sl_wire_msg_t *msg, sl_kv_plan_t *p);
+void sl_wire_kv_reserved_get(const sl_wire_msg_t *msg, sl_kv_reserved_t *r);
+void sl_wire_kv_sent_get(const sl_wire_msg_t *msg, sl_kv_sent_t *s);
 
 /* The head of a status reply. */
 typedef struct sl_wire_status {
@@ -383,11 +393,18 @@ sl_status_t sl_wire_status_reply_send(void *sock, const sl_wire_ident_t *to,
                                       const sl_wire_counter_t *counters, int flags);
 sl_status_t sl_wire_error_send(void *sock, const sl_wire_ident_t *to, const sl_wire_error_t *e,
                                int flags);
-sl_status_t sl_wire_goodbye_send(void *sock, const char *reason, int flags);
+sl_status_t sl_wire_goodbye_send(void *sock, const char *reason, bool draining, int flags);
 /* n peers (1 to the limit's max_peers) in one PEERS message. */
 sl_status_t sl_wire_peers_send(void *sock, const sl_wire_ident_t *to, const sl_wire_peer_t *peers,
                                uint32_t n, int flags);
 sl_status_t sl_wire_peer_reach_send(void *sock, const sl_wire_peer_reach_t *r, int flags);
+/* The KV plan of one job (to an executor). */
+sl_status_t sl_wire_kv_plan_send(void *sock, const sl_wire_ident_t *to, const sl_kv_plan_t *p,
+                                 int flags);
+/* Blocks reserved for a job awaiting KV, or why not (to the scheduler). */
+sl_status_t sl_wire_kv_reserved_send(void *sock, const sl_kv_reserved_t *r, int flags);
+/* The end of a push of a job's KV (to the scheduler). */
+sl_status_t sl_wire_kv_sent_send(void *sock, const sl_kv_sent_t *s, int flags);
 
 /* ---- batches ---------------------------------------------------------- */
 

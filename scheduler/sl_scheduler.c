@@ -79,6 +79,8 @@ typedef enum s_ctr {
     S_CTR_NAME_IN_USE,      /* hellos refused: the name belongs to a live executor */
     S_CTR_WRONG_PORT,       /* executor messages on the client port and the reverse */
     S_CTR_VERSION,          /* messages of another protocol version, either port */
+    S_CTR_KV_PLANS,         /* KV plans sent (reserve, push, move) */
+    S_CTR_KV_STALE,         /* reservations and push reports for splits or moves no longer on */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -93,6 +95,8 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "executors_refused_name",
     "msgs_wrong_port",
     "msgs_wrong_version",
+    "kv_plans_sent",
+    "kv_reports_stale",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -181,10 +185,27 @@ static sl_status_t s_exec_flush(sl_sched_t *s, s_exec_data_t *ed)
     return sl_wire_batch_send(s->executors, &ed->ident, &ed->out, ZMQ_DONTWAIT);
 }
 
-/* Queue the dispatch for the end of the loop turn (sl_sched_flush). */
-static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
+/* Send exec the KV plan of job now (before its pending dispatches, which
+ * go at the end of the turn): mode toward peer, and for a push the
+ * receiver's reservation r. */
+static sl_status_t s_kv_plan(sl_sched_t *s, sl_exec_t *exec, const sl_job_t *job, sl_kv_mode_t mode,
+                             uint32_t peer, const sl_kv_reserved_t *r)
 {
-    sl_sched_t *s = arg;
+    s_exec_data_t *ed = exec->user;
+    sl_kv_plan_t p = {.job_seq = job->seq, .mode = mode, .peer = peer, .nonce = job->kv_nonce};
+    if (r) {
+        p.first_block = r->first_block;
+        p.blocks = r->blocks;
+        p.n_blocks = r->n_blocks;
+        p.block_bytes = r->block_bytes;
+    }
+    s->counters[S_CTR_KV_PLANS]++;
+    return sl_wire_kv_plan_send(s->executors, &ed->ident, &p, ZMQ_DONTWAIT);
+}
+
+/* Queue job's dispatch to exec for the end of the loop turn (sl_sched_flush). */
+static sl_status_t s_batch_job(sl_sched_t *s, sl_exec_t *exec, sl_job_t *job)
+{
     s_exec_data_t *ed = exec->user;
     s_job_data_t *jd = job->user;
     if (ed->out.n >= (uint32_t)s->cfg.max_batch || ed->out.len >= SL_WIRE_BATCH_BYTES) {
@@ -205,6 +226,28 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     ed->dirty = true;
     s->dirty_execs[s->n_dirty_execs++] = exec->index;
     return SL_OK;
+}
+
+static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
+{
+    sl_sched_t *s = arg;
+    /* A split job's decode executor first gets the plan: reserve, wait for
+     * the KV of kv_peer (sent now, so before the batch holding the job). */
+    if (job->kv_mode == SL_KV_PUSH && job->exec == exec) {
+        sl_status_t st = s_kv_plan(s, exec, job, SL_KV_AWAIT, job->kv_peer->index, NULL);
+        if (st != SL_OK)
+            return st;
+    }
+    return s_batch_job(s, exec, job);
+}
+
+/* A move begins: the destination reserves (its plan, then the job), and
+ * the source is told to push once the reservation is known. */
+static sl_status_t s_io_migrate(void *arg, sl_job_t *job)
+{
+    sl_sched_t *s = arg;
+    sl_status_t st = s_kv_plan(s, job->kv_peer, job, SL_KV_AWAIT, job->exec->index, NULL);
+    return st == SL_OK ? s_batch_job(s, job->kv_peer, job) : st;
 }
 
 static void s_out_send(sl_sched_t *s, s_client_out_t *o)
@@ -465,21 +508,43 @@ static void s_reach_count(const s_exec_data_t *ed, uint32_t *ok_p, uint32_t *bad
     *bad_p = ed->n_reach - ok;
 }
 
-/*
- * Whether executor a reported that it reached executor b over the data
- * plane. For the planner of transfers (issue 12): a transfer is planned only
- * between executors for which this holds. Kept in the daemon, beside the
- * addresses and keys it concerns, until the core plans transfers.
- */
-static inline bool s_reachable(sl_sched_t *s, uint32_t a, uint32_t b)
+/* A report from index that it reserved blocks for a job's KV (or could
+ * not): the sending side gets its plan, with the blocks to write. */
+static void s_on_kv_reserved(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg, sl_time_t now)
 {
-    const s_exec_data_t *ed = s_dp_exec(s, a, NULL);
-    if (!ed || !s_dp_exec(s, b, NULL))
-        return false;
-    for (uint32_t k = 0; k < ed->n_reach; k++)
-        if (ed->reach[k] >> 1 == b)
-            return ed->reach[k] & 1u;
-    return false;
+    sl_kv_reserved_t r;
+    sl_wire_kv_reserved_get(msg, &r);
+    sl_job_t *job = sl_core_job_get(s->core, r.job_seq);
+    bool split = job && job->kv_mode == SL_KV_PUSH && job->exec && job->exec->index == index;
+    bool move =
+        job && job->kv_mode == SL_KV_MIGRATE && job->kv_peer && job->kv_peer->index == index;
+    if ((!split && !move) || r.nonce != job->kv_nonce) {
+        s->counters[S_CTR_KV_STALE]++; /* abandoned: the executor was told to drop it */
+        return;
+    }
+    if (r.status != SL_OK) {
+        (void)sl_core_kv_refused(s->core, index, r.job_seq, r.error, now);
+        return;
+    }
+    sl_exec_t *from = split ? job->kv_peer : job->exec;
+    sl_status_t st = s_kv_plan(s, from, job, split ? SL_KV_PUSH : SL_KV_MIGRATE, index, &r);
+    if (st == SL_OK && split)
+        st = s_batch_job(s, from, job); /* the prompt to compute, after its plan */
+    if (st != SL_OK) {
+        sl_kv_sent_t fail = {.job_seq = r.job_seq, .error = "its plan could not be sent"};
+        (void)sl_core_kv_sent(s->core, from->index, &fail, now);
+    }
+}
+
+static void s_on_kv_sent(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg, sl_time_t now)
+{
+    sl_kv_sent_t k;
+    sl_wire_kv_sent_get(msg, &k);
+    if (!k.ok)
+        SL_WARN("executor %u: the KV push of job %llu failed: %s", index,
+                (unsigned long long)k.job_seq, k.error);
+    if (sl_core_kv_sent(s->core, index, &k, now) != SL_OK)
+        s->counters[S_CTR_KV_STALE]++;
 }
 
 /* An executor's report on one of its peers; reports on an executor that is
@@ -502,6 +567,7 @@ static void s_on_peer_reach(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *
         ed->cap_reach = cap;
     }
     ed->reach[ed->n_reach++] = r.peer_index << 1 | (r.reachable ? 1u : 0u);
+    (void)sl_core_exec_reach(s->core, index, r.peer_index, r.reachable, s->now);
     if (r.reachable)
         SL_INFO("executor %u reaches executor %u over the data plane (%u us)", index, r.peer_index,
                 r.rtt_us);
@@ -587,6 +653,7 @@ static const sl_core_io_t s_io = {
     .dispatch = s_io_dispatch,
     .result = s_io_result,
     .cancel = s_io_cancel,
+    .migrate = s_io_migrate,
     .release = s_io_release,
     .exec_lost = s_io_exec_lost,
     .log = s_io_log,
@@ -862,6 +929,9 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
         case SL_WIRE_TOKEN_CHUNK:
         case SL_WIRE_KV_EVENT:
         case SL_WIRE_GOODBYE:
+        case SL_WIRE_PEER_REACH:
+        case SL_WIRE_KV_RESERVED:
+        case SL_WIRE_KV_SENT:
             s_wrong_port(s, s->clients, &from, kind);
             break;
         default:
@@ -964,7 +1034,7 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
     ed->key = key;
     /* The data plane: its engine address and the key of its KV region, kept
      * for the transfers the scheduler will plan; both or neither. */
-    if (hello.xport_address_len && hello.kv_rkey_len && hello.kv_region_bytes) {
+    if (hello.xport_address_len && hello.kv_rkey_len && info.kv_region_bytes) {
         ed->dp_addr = malloc(hello.xport_address_len + hello.kv_rkey_len);
         if (!ed->dp_addr) {
             free(ed);
@@ -975,7 +1045,9 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
         memcpy(ed->dp_addr + hello.xport_address_len, hello.kv_rkey, hello.kv_rkey_len);
         ed->dp_addr_len = hello.xport_address_len;
         ed->dp_rkey_len = hello.kv_rkey_len;
-        ed->kv_region_bytes = hello.kv_region_bytes;
+        ed->kv_region_bytes = info.kv_region_bytes;
+    } else {
+        info.kv_region_bytes = 0; /* no usable data plane */
     }
     sl_wire_batch_init(&ed->out, SL_WIRE_DISPATCHES);
     sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
@@ -1001,7 +1073,9 @@ static void s_on_chunk(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg)
     sl_wire_chunk_t c;
     sl_wire_chunk_get(msg, &c);
     sl_job_t *job = sl_core_job_get(s->core, c.job_seq);
-    if (!job || job->state != SL_JOB_RUNNING || !job->exec || job->exec->index != index)
+    bool mover = job && job->kv_mode == SL_KV_MIGRATE && job->kv_peer &&
+                 job->kv_peer->index == index; /* the destination of a move, streaming on */
+    if (!job || job->state != SL_JOB_RUNNING || !job->exec || (job->exec->index != index && !mover))
         return; /* a stale chunk from a lost incarnation */
     s_job_data_t *jd = job->user;
     c.job_id = job->id;
@@ -1076,7 +1150,17 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
             break;
         }
         case SL_WIRE_GOODBYE:
-            sl_core_exec_lost(s->core, index, "said goodbye", now);
+            if (sl_wire_goodbye_draining(msg))
+                (void)sl_core_exec_drain(s->core, index, now);
+            else
+                sl_core_exec_lost(s->core, index, "said goodbye", now);
+            break;
+        case SL_WIRE_KV_RESERVED:
+            sl_core_exec_touch(s->core, index, now);
+            s_on_kv_reserved(s, index, msg, now);
+            break;
+        case SL_WIRE_KV_SENT:
+            s_on_kv_sent(s, index, msg, now);
             break;
         case SL_WIRE_PEER_REACH:
             sl_core_exec_touch(s->core, index, now);

@@ -1032,6 +1032,8 @@ static sl_status_t s_validate(sl_xport_t *xp, sl_xport_peer_t *peer, const sl_xp
             b->remote_off > rk->len - b->len)
             return SL_ERR_MSG_RANGE;
     }
+    if ((x->local->staged || rk->staged) && x->notif_len > SL_XPORT_STAGE_NOTIF_MAX)
+        return SL_ERR_INVALID; /* it travels in each chunk's header */
     if ((x->local->staged || rk->staged) && x->op == SL_XPORT_GET)
         return SL_ERR_UNSUPPORTED;
     *rk_p = rk;

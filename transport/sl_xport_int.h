@@ -84,11 +84,12 @@ typedef struct sl_xport_req {
 
 /* Per-operation context of one posted UCX operation of a request. */
 typedef struct sl_xport_op_ctx {
-    sl_xport_req_t *req;                  /* owning request */
-    uint64_t bytes;                       /* payload bytes of the operation */
-    int slot;                             /* staging slot it holds, or -1 */
-    struct sl_xport_op_ctx *next;         /* free-list link while unused */
-    uint8_t hdr[64 + SL_XPORT_NOTIF_MAX]; /* staged chunk header; UCX reads it until completion */
+    sl_xport_req_t *req;                        /* owning request */
+    uint64_t bytes;                             /* payload bytes of the operation */
+    int slot;                                   /* staging slot it holds, or -1 */
+    struct sl_xport_op_ctx *next;               /* free-list link while unused */
+    uint8_t hdr[64 + SL_XPORT_STAGE_NOTIF_MAX]; /* staged chunk header; UCX reads it until
+                                                   completion */
 } sl_xport_op_ctx_t;
 
 /* Argument of a class worker's AM handler. */

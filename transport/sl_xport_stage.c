@@ -47,13 +47,13 @@ typedef struct s_chunk_hdr {
 
 /* A staged transfer being received. */
 typedef struct s_rx_xfer {
-    sl_list_t link;                    /* in stage->rx_xfers */
-    uint64_t key;                      /* transfer key */
-    uint32_t nchunks;                  /* chunks expected */
-    uint32_t landed;                   /* chunks copied in (or failed) */
-    bool failed;                       /* a chunk failed: no notification */
-    size_t notif_len;                  /* notification length */
-    uint8_t notif[SL_XPORT_NOTIF_MAX]; /* notification to deliver */
+    sl_list_t link;                          /* in stage->rx_xfers */
+    uint64_t key;                            /* transfer key */
+    uint32_t nchunks;                        /* chunks expected */
+    uint32_t landed;                         /* chunks copied in (or failed) */
+    bool failed;                             /* a chunk failed: no notification */
+    size_t notif_len;                        /* notification length */
+    uint8_t notif[SL_XPORT_STAGE_NOTIF_MAX]; /* notification to deliver */
 } s_rx_xfer_t;
 
 /* One rendezvous chunk on the receive side. */
@@ -369,7 +369,7 @@ ucs_status_t sl_xport_stage_am_cb(void *arg, const void *header, size_t header_l
     if (header_len < sizeof(h))
         goto drop;
     memcpy(&h, header, sizeof(h));
-    if (h.magic != S_CHUNK_MAGIC || h.nchunks == 0 || h.notif_len > SL_XPORT_NOTIF_MAX ||
+    if (h.magic != S_CHUNK_MAGIC || h.nchunks == 0 || h.notif_len > SL_XPORT_STAGE_NOTIF_MAX ||
         header_len != sizeof(h) + h.notif_len || h.reserved != 0) {
         SL_WARN("xport: dropping a malformed staged chunk header (%zu bytes)", header_len);
         goto drop;

@@ -325,6 +325,41 @@ static void s_release(void *state, sl_seq_t *seq)
     seq->backend_state = NULL;
 }
 
+static void *s_kv_pool(void *state, size_t *bytes_p, size_t *block_bytes_p, bool *device_p)
+{
+    s_ref_t *r = state;
+    *device_p = sl_k_ctx_device(sl_model_ctx(r->model)) == SL_K_CUDA;
+    void *pool = sl_model_kv_pool(r->model, block_bytes_p);
+    sl_kv_stats_t s;
+    sl_kv_stats(r->kv, &s);
+    *bytes_p = *block_bytes_p * ((size_t)s.referenced + s.cached + s.free);
+    return pool;
+}
+
+static const uint32_t *s_kv_table(void *state, const sl_seq_t *seq, uint32_t *n_p)
+{
+    (void)state;
+    const s_seq_state_t *ss = seq->backend_state;
+    *n_p = 0;
+    return ss ? sl_kv_seq_table(ss->kv, n_p) : NULL;
+}
+
+/* A peer computed the KV: the prompt counts as computed, its full blocks
+ * are published as after a prefill, and decoding goes on from out[n_out-1]. */
+static sl_status_t s_kv_import(void *state, sl_seq_t *seq)
+{
+    s_ref_t *r = state;
+    s_seq_state_t *ss = seq->backend_state;
+    if (!ss || seq->n_out == 0)
+        return SL_ERR_INVALID;
+    ss->computed = seq->prompt_len;
+    seq->prefill_done = seq->prompt_len - seq->cached_tokens;
+    seq->prefilled = true;
+    sl_kv_seq_commit(r->kv, ss->kv);
+    seq->done = seq->n_out >= seq->max_new_tokens;
+    return SL_OK;
+}
+
 static void s_load(void *state, sl_backend_load_t *load)
 {
     s_ref_t *r = state;
@@ -351,4 +386,7 @@ const sl_backend_ops_t sl_backend_ref = {
     .release = s_release,
     .load = s_load,
     .limits = s_limits,
+    .kv_pool = s_kv_pool,
+    .kv_table = s_kv_table,
+    .kv_import = s_kv_import,
 };

@@ -29,8 +29,9 @@
 extern "C" {
 #endif
 
-#define SL_XPORT_NOTIF_MAX 256  /* largest notification payload in bytes */
-#define SL_XPORT_ADDR_MAX 65536 /* largest engine address in bytes */
+#define SL_XPORT_NOTIF_MAX 4096      /* largest notification payload in bytes */
+#define SL_XPORT_STAGE_NOTIF_MAX 256 /* ... of a transfer staged through host memory */
+#define SL_XPORT_ADDR_MAX 65536      /* largest engine address in bytes */
 
 typedef struct sl_xport sl_xport_t;           /* engine (opaque) */
 typedef struct sl_xport_peer sl_xport_peer_t; /* connection to one remote engine (opaque) */
@@ -177,7 +178,8 @@ typedef struct sl_xport_xfer {
     const sl_xport_block_t *blocks; /* block list */
     size_t nblocks;                 /* number of blocks; must be > 0 */
     const void *notif;              /* notification for the peer after the data; may be NULL */
-    size_t notif_len;               /* its length, <= SL_XPORT_NOTIF_MAX */
+    size_t notif_len;               /* its length, <= SL_XPORT_NOTIF_MAX (staged:
+                                       SL_XPORT_STAGE_NOTIF_MAX) */
     sl_xport_done_cb_t cb;          /* completion callback; may be NULL */
     void *cb_arg;                   /* its argument */
 } sl_xport_xfer_t;

@@ -86,6 +86,27 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "time constant of an executor's recent failed and finished job counts, in ms"),
     SL_CFG_RANGE(sl_core_cfg_t, quarantine_ms, "quarantine-ms", "30000", SL_CFG_I64, 1, 86400000,
                  "how long a quarantined executor gets no jobs, in ms"),
+    SL_CFG_FIELD(sl_core_cfg_t, kv_split, "kv-split", "on", SL_CFG_BOOL,
+                 "split a job over a prefill and a decode executor when the load model predicts "
+                 "it ends sooner that way, transfer included (data-plane executors only)"),
+    SL_CFG_RANGE(sl_core_cfg_t, kv_split_margin, "kv-split-margin", "0.1", SL_CFG_DOUBLE, 0, 10,
+                 "...sooner by at least this share of the single executor's predicted time"),
+    SL_CFG_RANGE(sl_core_cfg_t, kv_xfer_prior_mbps, "kv-xfer-prior-mbps", "1000", SL_CFG_DOUBLE,
+                 0.001, 1e7, "KV transfer bandwidth assumed (MB/s) until transfers are measured"),
+    SL_CFG_RANGE(sl_core_cfg_t, kv_xfer_latency_us, "kv-xfer-latency-us", "500", SL_CFG_I64, 0,
+                 60000000, "fixed cost of one KV transfer assumed until transfers are measured"),
+    SL_CFG_RANGE(sl_core_cfg_t, kv_move_timeout_ms, "kv-move-timeout-ms", "10000", SL_CFG_I64, 1,
+                 86400000,
+                 "a split whose KV has not reached the decode executor, or a move that has not "
+                 "handed off, this long after it began is abandoned (the job is requeued or "
+                 "stays)"),
+    SL_CFG_FIELD(sl_core_cfg_t, kv_rebalance, "kv-rebalance", "on", SL_CFG_BOOL,
+                 "move running jobs with their KV to less loaded executors when the load model "
+                 "predicts a gain (data-plane executors only)"),
+    SL_CFG_RANGE(sl_core_cfg_t, kv_rebalance_gain, "kv-rebalance-gain", "3", SL_CFG_DOUBLE, 1, 1000,
+                 "...a predicted gain of at least this many times the move's predicted cost"),
+    SL_CFG_RANGE(sl_core_cfg_t, kv_rebalance_ms, "kv-rebalance-ms", "200", SL_CFG_I64, 1, 3600000,
+                 "look for a rebalancing move this often, in ms"),
     SL_CFG_END,
 };
 
@@ -118,6 +139,12 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_REFUSED_NO_FIT] = "jobs_refused_no_fit",
     [SL_CTR_QUARANTINED] = "executors_quarantined",
     [SL_CTR_REENTRY_REFUSED] = "calls_reentrant_refused",
+    [SL_CTR_KV_SPLITS] = "kv_splits",
+    [SL_CTR_KV_HANDOFFS] = "kv_handoffs",
+    [SL_CTR_KV_SPLIT_FAILED] = "kv_splits_failed",
+    [SL_CTR_KV_MIGRATIONS] = "kv_migrations",
+    [SL_CTR_KV_MIGRATE_FAILED] = "kv_migrations_failed",
+    [SL_CTR_KV_BYTES] = "kv_bytes_moved",
 };
 
 /* A line for io->log (before the core exists, or from it). */
@@ -310,6 +337,7 @@ void sl_core_destroy(sl_core_t **core_p)
             core->policy->exec_change(core->policy_state, e, false);
         if (core->io->exec_lost)
             core->io->exec_lost(core->io_arg, e, "scheduler shutting down");
+        free(sl_core_exec_priv(e)->reach);
         free(sl_core_exec_priv(e));
     }
     core->policy->fini(core->policy_state);
@@ -514,11 +542,20 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
         return SL_ERR_REENTERED;
     sl_exec_t *e = sl_core_exec_get(core, exec_index);
     sl_job_t *job = sl_map_get(&core->by_seq, seq);
+    if (e && job && job->state == SL_JOB_RUNNING && job->kv_mode == SL_KV_MIGRATE &&
+        job->kv_peer == e) {
+        /* The destination of a move ended its reservation on its own: the
+         * job stays where it runs. */
+        core->counters[SL_CTR_KV_MIGRATE_FAILED]++;
+        sl_core_kv_detach(core, job, false);
+        return SL_OK;
+    }
     if (!e || !job || job->state != SL_JOB_RUNNING || job->exec != e) {
         core->counters[SL_CTR_STALE_COMPLETIONS]++;
         return SL_ERR_NOT_FOUND;
     }
     e->last_seen = now;
+    sl_core_kv_detach(core, job, true); /* a split's prefill side or a move's destination */
     sl_list_del(&job->link);
     if (e->inflight == e->credits)
         sl_core_free_add(core, e);
@@ -526,7 +563,13 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
     e->inflight_tokens -= (uint64_t)job->prompt_tokens + job->max_new_tokens;
     e->prefill_tokens -= job->uncached_tokens;
     sl_core_exec_outcome(core, e, res->status, now);
-    if (res->status == SL_JOB_OK && res->exec_ttft > 0) {
+    if (res->status == SL_JOB_OK && job->kv_split) {
+        /* its prompt was computed elsewhere: only its decoding was here */
+        if (res->output_tokens > 1 && res->exec_end > res->exec_ttft)
+            sl_load_model_observe_tpot(core->model, e->index, &job->pred,
+                                       (double)(res->exec_end - res->exec_ttft) / 1e9 /
+                                           (double)(res->output_tokens - 1));
+    } else if (res->status == SL_JOB_OK && res->exec_ttft > 0) {
         double tpot =
             res->output_tokens > 1 && res->exec_end > res->exec_ttft
                 ? (double)(res->exec_end - res->exec_ttft) / 1e9 / (double)(res->output_tokens - 1)
@@ -571,6 +614,8 @@ sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now)
     if (core->io->cancel) {
         sl_core_cb_enter(core);
         core->io->cancel(core->io_arg, job->exec, job);
+        if (job->kv_peer)
+            core->io->cancel(core->io_arg, job->kv_peer, job);
         sl_core_cb_leave(core);
     }
     return SL_OK;
@@ -609,6 +654,7 @@ void sl_core_tick(sl_core_t *core, sl_time_t now)
     }
     s_expire_queued(core, now);
     sl_core_done_forget(core, now);
+    sl_core_kv_tick(core, now);
     sl_core_pump(core, now);
 }
 

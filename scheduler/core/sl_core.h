@@ -70,6 +70,10 @@ typedef struct sl_core_io {
     void (*release)(void *arg, sl_job_t *job);
     /* exec was declared lost (after its jobs were requeued): free exec->user. */
     void (*exec_lost)(void *arg, sl_exec_t *exec, const char *why);
+    /* Start moving running job (job->kv_mode SL_KV_MIGRATE) from job->exec
+     * to job->kv_peer: the receiver reserves, then the sender pushes.
+     * Optional (NULL: jobs never move). A failure abandons the move. */
+    sl_status_t (*migrate)(void *arg, sl_job_t *job);
     /* A line for the embedder's log (optional: NULL drops them). msg is one
      * line without a newline, valid during the call. */
     void (*log)(void *arg, sl_core_log_level_t level, const char *msg);
@@ -103,6 +107,16 @@ typedef struct sl_core_cfg {
     double quarantine_share;    /* ... when they are at least this share of its recent jobs */
     int64_t fail_decay_ms;      /* time constant of an executor's recent failure count */
     int64_t quarantine_ms;      /* how long a quarantined executor gets no jobs */
+    bool kv_split;              /* split a job over a prefill and a decode executor when
+                                   the model predicts it ends sooner (data plane) */
+    double kv_split_margin;     /* ... sooner by at least this share */
+    double kv_xfer_prior_mbps;  /* KV transfer bandwidth assumed before any is measured */
+    int64_t kv_xfer_latency_us; /* fixed cost of one KV transfer assumed before measured */
+    int64_t kv_move_timeout_ms; /* a split or move not handed off in this long is abandoned */
+    bool kv_rebalance;          /* move running jobs to less loaded executors when the
+                                   model predicts a gain */
+    double kv_rebalance_gain;   /* ... a gain of this many times the move's predicted cost */
+    int64_t kv_rebalance_ms;    /* look for such a move this often */
 } sl_core_cfg_t;
 
 /* Config table rows for sl_core_cfg_t embedded at offset base of a larger struct. */
@@ -134,12 +148,18 @@ typedef enum sl_core_counter {
     SL_CTR_KV_EVICTED,
     SL_CTR_PREFIX_HIT_BLOCKS,
     SL_CTR_BUSY_ENTERED,
-    SL_CTR_DONE_DROPPED,    /* finished jobs not remembered (no memory for the record) */
-    SL_CTR_PROMPTS_HASHED,  /* token-id prompts whose block hashes the core computed */
-    SL_CTR_LATE,            /* jobs that ended OK past their whole-job deadline */
-    SL_CTR_REFUSED_NO_FIT,  /* jobs refused at submit: no live executor can hold them */
-    SL_CTR_QUARANTINED,     /* executors quarantined for failing their recent jobs */
-    SL_CTR_REENTRY_REFUSED, /* calls from inside the core's own callbacks, refused */
+    SL_CTR_DONE_DROPPED,      /* finished jobs not remembered (no memory for the record) */
+    SL_CTR_PROMPTS_HASHED,    /* token-id prompts whose block hashes the core computed */
+    SL_CTR_LATE,              /* jobs that ended OK past their whole-job deadline */
+    SL_CTR_REFUSED_NO_FIT,    /* jobs refused at submit: no live executor can hold them */
+    SL_CTR_QUARANTINED,       /* executors quarantined for failing their recent jobs */
+    SL_CTR_REENTRY_REFUSED,   /* calls from inside the core's own callbacks, refused */
+    SL_CTR_KV_SPLITS,         /* jobs split: prefill on one executor, decode on another */
+    SL_CTR_KV_HANDOFFS,       /* splits whose KV reached the decode executor */
+    SL_CTR_KV_SPLIT_FAILED,   /* splits abandoned (a side lost, refused or timed out): requeued */
+    SL_CTR_KV_MIGRATIONS,     /* running jobs moved with their KV */
+    SL_CTR_KV_MIGRATE_FAILED, /* moves abandoned: the job went on where it was */
+    SL_CTR_KV_BYTES,          /* KV bytes moved between executors */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -245,6 +265,31 @@ const char *sl_core_policy_name(const sl_core_t *core);
 sl_status_t sl_core_exec_kv_event(sl_core_t *core, uint32_t index, const uint64_t *stored,
                                   size_t n_stored, const uint64_t *evicted, size_t n_evicted,
                                   bool reset, sl_time_t now);
+/* The data plane (sl_core_kv.c). Executor from reached (ok) or could not
+ * reach to with a transfer (PeerReach): KV moves only along reached pairs.
+ * SL_ERR_NOT_FOUND for an unknown executor. */
+sl_status_t sl_core_exec_reach(sl_core_t *core, uint32_t from, uint32_t to, bool ok, sl_time_t now);
+/* Whether from reached to (KV can be written from one into the other). */
+bool sl_core_exec_reaches(const sl_core_t *core, const sl_exec_t *from, const sl_exec_t *to);
+/* Executor exec_index ended the push of a job's KV (KvSent): a split's
+ * prefill side handing off to the decode side, or a move's source handing
+ * off to the destination. SL_ERR_NOT_FOUND when stale (counted). */
+sl_status_t sl_core_kv_sent(sl_core_t *core, uint32_t exec_index, const sl_kv_sent_t *sent,
+                            sl_time_t now);
+/* Executor exec_index could not reserve blocks for job seq (KvReserved with
+ * an error): the split or move is abandoned. SL_ERR_NOT_FOUND when stale. */
+sl_status_t sl_core_kv_refused(sl_core_t *core, uint32_t exec_index, uint64_t seq, const char *why,
+                               sl_time_t now);
+/* Move running job seq to the executor the model predicts best for the
+ * rest of it (or to_index when not UINT32_MAX). SL_ERR_AGAIN when no
+ * executor can take it now. */
+sl_status_t sl_core_job_migrate(sl_core_t *core, uint64_t seq, uint32_t to_index, sl_time_t now);
+/* Predicted seconds to move bytes of KV between two executors (learned). */
+double sl_core_kv_xfer_predict(const sl_core_t *core, double bytes);
+/* Executor index is leaving: it gets no new jobs, and its running jobs move
+ * to others where the data plane allows (the rest finish there). */
+sl_status_t sl_core_exec_drain(sl_core_t *core, uint32_t index, sl_time_t now);
+
 /* Predicted utilization (prefill backlog over the admission horizon). */
 double sl_core_utilization(sl_core_t *core, sl_time_t now);
 /* Whether admission is in the busy state. */

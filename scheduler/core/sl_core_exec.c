@@ -292,6 +292,14 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     e->speed = info->speed;
     e->max_context_tokens = info->max_context_tokens;
     e->vocab_size = info->vocab_size;
+    sl_status_t kst = sl_core_kv_exec_join(core, e, info);
+    if (kst != SL_OK) {
+        sl_core_logf(core, SL_CORE_LOG_WARN,
+                     "executor '%s' refused: a prefill or decode role needs a data plane",
+                     info->name);
+        free(x);
+        return kst;
+    }
     sl_list_init(&e->jobs);
     e->joined = e->last_seen = now;
     e->alive = true;
@@ -380,6 +388,7 @@ void sl_core_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t
     sl_prefix_index_reset(core->index, e->index);
     core->free_credits -= (int64_t)e->credits - (int64_t)e->inflight;
     core->counters[SL_CTR_EXECUTORS_LOST]++;
+    sl_core_kv_exec_lose(core, e, now);
     /* Walk backwards so that pushing each to the queue front keeps their order. */
     for (pos = e->jobs.prev, tmp = pos->prev; pos != &e->jobs; pos = tmp, tmp = pos->prev) {
         sl_job_t *job = SL_CONTAINER_OF(pos, sl_job_t, link);

@@ -30,6 +30,7 @@ typedef struct sl_core_exec {
     uint64_t cand_stamp; /* placement whose candidate list holds it */
     uint32_t free_pos;   /* position in the core's free-credit list */
     uint32_t alive_pos;  /* position in the core's list of live executors */
+    uint64_t *reach;     /* data plane: bit i set = it reached executor i (NULL: none) */
 } sl_core_exec_t;
 
 static inline sl_core_exec_t *sl_core_exec_priv(const sl_exec_t *e)
@@ -104,6 +105,14 @@ struct sl_core {
     uint64_t fit_context;             /* smallest context of a live executor (UINT64_MAX: none
                                          limited): a job within it and fit_vocab fits them all */
     uint64_t fit_vocab;               /* smallest vocabulary of a live executor, likewise */
+    /* the data plane (sl_core_kv.c) */
+    uint32_t n_data_plane;  /* live executors with a data plane */
+    uint32_t n_kv_moving;   /* running jobs split or moving (kv_mode != LOCAL) */
+    double xfer_s_per_byte; /* learned KV transfer time per byte */
+    double xfer_lat_s;      /* learned fixed cost of one transfer */
+    uint64_t xfer_samples;  /* transfers learned from */
+    uint64_t kv_nonce;      /* last reservation nonce handed out */
+    sl_time_t rebalance_at; /* next look for a rebalancing move */
 };
 
 /* ---- calling out: every io and policy callback runs inside these ---- */
@@ -168,6 +177,33 @@ static inline void sl_core_queue_del(sl_core_t *core, sl_job_t *job)
     if (core->qlen[0] + core->qlen[1] == 0)
         core->queued_work_s = 0; /* no drift from rounding */
 }
+
+/* ---- credits and requeueing (sl_core_kv.c) ---- */
+
+/* Take / give back one of e's credits (the free list and the totals follow). */
+void sl_core_credit_take(sl_core_t *core, sl_exec_t *e);
+void sl_core_credit_give(sl_core_t *core, sl_exec_t *e);
+/* A running job goes back to the front of the queue (or fails after
+ * max_attempts) without its executor being lost: its credit is given
+ * back and any KV move of it is abandoned. */
+void sl_core_job_requeue(sl_core_t *core, sl_job_t *job, const char *why, sl_time_t now);
+
+/* ---- the data plane (sl_core_kv.c) ---- */
+
+/* An executor joins / is lost: its role, region and reachability. */
+sl_status_t sl_core_kv_exec_join(sl_core_t *core, sl_exec_t *e, const sl_exec_info_t *info);
+void sl_core_kv_exec_lose(sl_core_t *core, sl_exec_t *e, sl_time_t now);
+/* Whether e may be the policy's candidate for a whole job or a decode. */
+bool sl_core_kv_candidate(const sl_exec_t *e);
+/* After the policy chose d for job: split it when a prefill executor is
+ * predicted to make it end sooner (or when d only decodes). False when d
+ * only decodes and no prefill executor can take the prompt now. */
+bool sl_core_kv_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_t now);
+/* The job stops moving: the peer's credit goes back (and it is told to drop
+ * the job when cancel_peer). */
+void sl_core_kv_detach(sl_core_t *core, sl_job_t *job, bool cancel_peer);
+/* Timers: abandoned moves, rebalancing. */
+void sl_core_kv_tick(sl_core_t *core, sl_time_t now);
 
 /* ---- the finished-job log (sl_core_done.c) ---- */
 

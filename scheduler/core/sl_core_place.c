@@ -37,7 +37,7 @@ static bool s_serves(const sl_exec_t *e, const sl_job_t *job)
 
 bool sl_core_can_place(const sl_exec_t *e, const sl_job_t *job, sl_time_t now)
 {
-    return s_serves(e, job) &&
+    return sl_core_kv_candidate(e) && s_serves(e, job) &&
            sl_core_exec_holds(e, (uint64_t)job->prompt_tokens + job->max_new_tokens,
                               job->vocab_need) &&
            !sl_core_exec_quarantined(e, now);
@@ -173,15 +173,22 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
             pick = 0;
         sl_exec_t *e = core->cands[pick];
         sl_core_predict(core, job, e, now, &job->pred);
-        job->predicted_ttft_us = job->pred.ttft_s * 1e6;
+        if (!sl_core_kv_place(core, job, e, now)) {
+            sl_core_hits_clear(core);
+            break; /* a decode executor waits for a prefill executor to be free */
+        }
+        /* A split job's prompt is computed by its kv_peer: its prediction counts there. */
+        const sl_lm_pred_t *pp = job->kv_peer ? &job->kv_pred : &job->pred;
+        sl_exec_t *pe = job->kv_peer ? job->kv_peer : e;
+        job->predicted_ttft_us = (pp->ttft_s + job->kv_xfer_pred_s) * 1e6;
         uint32_t cached = s_cached_tokens(core, job, e);
         job->uncached_tokens = job->prompt_tokens - cached;
         core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += s_hit_blocks(core, e);
-        sl_load_model_dispatched(core->model, e->index, &job->pred, now);
+        sl_load_model_dispatched(core->model, pe->index, pp, now);
         /* The backlog sum grows by exactly this prefill (the executor's
          * clock restarts from now if it had drained): kept up to date here
          * rather than summed over every executor again at the next submit. */
-        core->util_cached += job->pred.prefill_s;
+        core->util_cached += pp->prefill_s;
         sl_core_hits_clear(core);
         s_dispatch(core, job, e, now);
     }

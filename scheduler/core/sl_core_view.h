@@ -62,8 +62,18 @@ typedef struct sl_job {
     uint32_t uncached_tokens; /* prompt tokens not cached where it was placed */
     uint32_t vocab_need;      /* largest prompt token id + 1 (0: no ids): executors' vocab >= it */
     float queued_work_s;      /* predicted prefill seconds while it waits in the scheduler */
-    void *user;               /* the embedder's data (daemon: routing, payload) */
-    sl_list_t link;           /* queue, executor in-flight list or done list */
+    /* Its KV moving between executors (the data plane; sl_core_kv.c). */
+    sl_kv_mode_t kv_mode; /* SL_KV_LOCAL: none; SL_KV_PUSH: split, kv_peer computes the
+                             prompt and hands its KV to exec, which decodes;
+                             SL_KV_MIGRATE: moving from exec to kv_peer */
+    sl_exec_t *kv_peer;   /* the other executor of the split or the move */
+    uint64_t kv_nonce;    /* names the reservation at the receiving executor */
+    sl_time_t kv_started; /* when the split or the move began */
+    sl_lm_pred_t kv_pred; /* split: the prediction for kv_peer's prefill */
+    float kv_xfer_pred_s; /* the transfer time predicted for it */
+    bool kv_split;        /* its prompt was computed by another executor (this run) */
+    void *user;           /* the embedder's data (daemon: routing, payload) */
+    sl_list_t link;       /* queue, executor in-flight list or done list */
 } sl_job_t;
 
 /* An executor inside the core. Fields are read-only outside the core; what
@@ -98,6 +108,11 @@ struct sl_exec {
     void *user;                  /* the embedder's data (daemon: identity) */
     void *policy_state;          /* per-executor state a policy may keep */
     uint64_t prefill_tokens;     /* uncached prompt tokens of its in-flight jobs */
+    sl_exec_role_t role;         /* which part of a job it serves */
+    bool data_plane;             /* it registered a KV region: KV can move to and from it */
+    double kv_bytes_per_token;   /* KV bytes of one token there (data plane) */
+    uint32_t kv_peer_jobs;       /* jobs it serves as kv_peer (counted in inflight) */
+    bool draining;               /* it asked to leave: no new jobs, its jobs move away */
 };
 
 /* Whether e is quarantined at now: its recent jobs failed, so no job is

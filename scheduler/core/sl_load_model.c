@@ -393,6 +393,17 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
     e->samples++;
 }
 
+void sl_load_model_observe_tpot(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
+                                double tpot_s)
+{
+    if (exec >= m->max_execs || !pred->valid || !(tpot_s > 0) || !isfinite(tpot_s))
+        return;
+    double xt[SL_LM_NT];
+    for (int i = 0; i < SL_LM_NT; i++)
+        xt[i] = pred->xt[i];
+    s_rls_update(&m->execs[exec].tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget, s_tt_init, SL_LM_NT);
+}
+
 double sl_load_model_mape(const sl_load_model_t *m)
 {
     return m->n_scored ? m->ape_sum / (double)m->n_scored : 0.0;

@@ -74,6 +74,11 @@ double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
                            double ttft_s, double queue_s, double tpot_s, sl_time_t now);
 /* Prequential mean absolute percentage error of TTFT (scored before learning). */
+/* Learn only the time per output token of a job whose prompt was computed
+ * elsewhere (a split job's decode side): its TTFT says nothing of this
+ * executor's prefill. */
+void sl_load_model_observe_tpot(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
+                                double tpot_s);
 double sl_load_model_mape(const sl_load_model_t *m);
 /* Same over the recent past (exponentially weighted, ~500 jobs). */
 double sl_load_model_mape_recent(const sl_load_model_t *m);

@@ -76,7 +76,7 @@ static void test_status_shows_data_plane(void **state)
     sl_wire_msg_free(&st);
     assert_true(cl_log_has(&c, a, "data plane: UCX_TLS tcp, address"));
     char want[64];
-    snprintf(want, sizeof(want), "KV region %u bytes,", S_REGION_BYTES);
+    snprintf(want, sizeof(want), "KV region %u bytes (stand-in", S_REGION_BYTES);
     assert_true(cl_log_has(&c, a, want));
 
     /* `sluice status` shows the region in its DATA_PLANE column */
@@ -288,7 +288,7 @@ static void test_put_into_executor_region(void **state)
             memcpy(rkey, h.kv_rkey, h.kv_rkey_len);
             addr_len = h.xport_address_len;
             rkey_len = h.kv_rkey_len;
-            region = h.kv_region_bytes;
+            region = h.info.kv_region_bytes;
         }
         sl_wire_msg_free(&m);
         if (hello)

@@ -328,13 +328,16 @@ static void test_hello_data_plane(void **state)
         addr[i] = (uint8_t)(i * 7);
     for (size_t i = 0; i < sizeof(rkey); i++)
         rkey[i] = (uint8_t)(i * 13 + 1);
-    sl_wire_hello_t h = {.info = {.name = "e1", .slots = 4, .backend = "sim"},
+    sl_wire_hello_t h = {.info = {.name = "e1",
+                                  .slots = 4,
+                                  .backend = "sim",
+                                  .kv_region_bytes = 3u << 20,
+                                  .role = SL_ROLE_DECODE},
                          .zone = "",
                          .xport_address = addr,
                          .xport_address_len = sizeof(addr),
                          .kv_rkey = rkey,
-                         .kv_rkey_len = 56,
-                         .kv_region_bytes = 3u << 20};
+                         .kv_rkey_len = 56};
     assert_int_equal(sl_wire_hello_send(pr.tx, &h, 0), SL_OK);
     assert_int_equal(
         sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
@@ -345,7 +348,8 @@ static void test_hello_data_plane(void **state)
     assert_memory_equal(got.xport_address, addr, sizeof(addr));
     assert_int_equal(got.kv_rkey_len, 56);
     assert_memory_equal(got.kv_rkey, rkey, 56);
-    assert_int_equal(got.kv_region_bytes, 3u << 20);
+    assert_int_equal(got.info.kv_region_bytes, 3u << 20);
+    assert_int_equal(got.info.role, SL_ROLE_DECODE);
     sl_wire_msg_free(&m);
 
     /* without a data plane the fields stay empty */
@@ -357,7 +361,8 @@ static void test_hello_data_plane(void **state)
     assert_int_equal(got.xport_address_len, 0);
     assert_null(got.kv_rkey);
     assert_int_equal(got.kv_rkey_len, 0);
-    assert_int_equal(got.kv_region_bytes, 0);
+    assert_int_equal(got.info.kv_region_bytes, 0);
+    assert_int_equal(got.info.role, SL_ROLE_MIXED);
     sl_wire_msg_free(&m);
 
     /* a key one byte over the limit */
@@ -383,7 +388,7 @@ static void test_hello_data_plane(void **state)
         sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
         SL_ERR_MSG_MALFORMED);
     h.xport_address_len = sizeof(addr);
-    h.kv_region_bytes = 0;
+    h.info.kv_region_bytes = 0;
     assert_int_equal(sl_wire_hello_send(pr.tx, &h, 0), SL_OK);
     assert_int_equal(
         sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
