@@ -42,6 +42,7 @@ typedef struct kv_cfg {
     int block_tokens;         /* tokens per KV block */
     int kv_bytes_per_token;   /* KV bytes per token, all layers (K and V) */
     int reps;                 /* timed runs per point (median reported) */
+    int warmup_ms;            /* untimed runs first, at least one, for at least this long */
     int check_blocks;         /* blocks hashed on both sides after each path */
     char tls[SL_CFG_STR_MAX]; /* UCX_TLS of the staged path's engines */
     int stage_chunk_kib;      /* staging chunk of both engines */
@@ -59,9 +60,12 @@ static const sl_cfg_field_t s_table[] = {
                  "KV bytes per token over all layers (131072: 32 layers, 8 KV heads of 128, "
                  "bf16 K and V)"),
     SL_CFG_RANGE(kv_cfg_t, reps, "reps", "7", SL_CFG_INT, 1, 1000, "timed runs per point"),
+    SL_CFG_RANGE(kv_cfg_t, warmup_ms, "warmup-ms", "500", SL_CFG_INT, 0, 60000,
+                 "untimed runs of each path and copy first (at least one) for this long: a new "
+                 "UCX connection is slow for its first tenths of a second"),
     SL_CFG_RANGE(kv_cfg_t, check_blocks, "check-blocks", "32", SL_CFG_INT, 1, 100000,
                  "blocks hashed in both processes after each path"),
-    SL_CFG_FIELD(kv_cfg_t, tls, "tls", "posix,sysv,self", SL_CFG_STR,
+    SL_CFG_FIELD(kv_cfg_t, tls, "tls", "posix,sysv,cma,self", SL_CFG_STR,
                  "UCX transports of the staged path (UCX_TLS)"),
     SL_CFG_RANGE(kv_cfg_t, stage_chunk_kib, "stage-chunk-kib", "4096", SL_CFG_INT, 1024, 4096,
                  "staging chunk of both engines"),
@@ -427,7 +431,9 @@ static int s_run_ipc(const kv_cfg_t *c, const char *self, uint8_t *pool, size_t 
         sl_xport_ipc_open(blob, bl, &ipc) != SL_OK)
         goto out;
     double *t = calloc((size_t)c->reps, sizeof(*t));
-    for (int r = -1; r < c->reps; r++) { /* run -1 warms up */
+    sl_time_t warm_end = sl_clock_now() + SL_MS(c->warmup_ms);
+    bool warm = true;
+    for (int r = 0; r < c->reps;) {
         sl_time_t t0 = sl_clock_now();
         if (sl_xport_ipc_copy_blocks(ipc, SL_XPORT_PUT, pool, pool_bytes, b, n, NULL, NULL) !=
                 SL_OK ||
@@ -435,8 +441,11 @@ static int s_run_ipc(const kv_cfg_t *c, const char *self, uint8_t *pool, size_t 
             free(t);
             goto out;
         }
-        if (r >= 0)
-            t[r] = (double)(sl_clock_now() - t0) / 1e9;
+        if (warm) {
+            warm = sl_clock_now() < warm_end;
+            continue;
+        }
+        t[r++] = (double)(sl_clock_now() - t0) / 1e9;
     }
     *t_p = s_median(t, c->reps);
     free(t);
@@ -507,7 +516,9 @@ static int s_run_staged(const kv_cfg_t *c, const char *self, uint8_t *pool, size
                          .cb = s_put_done};
     double *t = calloc((size_t)c->reps, sizeof(*t));
     unsigned notifs = 0;
-    for (int r = -1; r < c->reps; r++) {
+    sl_time_t warm_end = sl_clock_now() + SL_MS(c->warmup_ms);
+    bool warm = true;
+    for (int r = 0; r < c->reps;) {
         unsigned done0 = s_done;
         sl_time_t t0 = sl_clock_now();
         if (sl_xport_post(xp, conn, &x) != SL_OK) {
@@ -525,8 +536,11 @@ static int s_run_staged(const kv_cfg_t *c, const char *self, uint8_t *pool, size
             if (got == 1 && sscanf(line, "notif %u", &notifs) == 1)
                 notified = true;
         }
-        if (r >= 0)
-            t[r] = (double)(sl_clock_now() - t0) / 1e9;
+        if (warm) {
+            warm = sl_clock_now() < warm_end;
+            continue;
+        }
+        t[r++] = (double)(sl_clock_now() - t0) / 1e9;
     }
     *t_p = s_median(t, c->reps);
     free(t);
@@ -574,18 +588,23 @@ static void s_place(sl_xport_block_t *b, size_t n, size_t blk, uint64_t seed)
 
 /* Median seconds of a cudaMemcpy of bytes (kind), after a warm-up. */
 static double s_memcpy_time(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
-                            int reps)
+                            int reps, int warmup_ms)
 {
     double *t = calloc((size_t)reps, sizeof(*t));
-    for (int r = -1; r < reps; r++) {
+    sl_time_t warm_end = sl_clock_now() + SL_MS(warmup_ms);
+    bool warm = true;
+    for (int r = 0; r < reps;) {
         sl_time_t t0 = sl_clock_now();
         if (cudaMemcpy(dst, src, bytes, kind) != cudaSuccess ||
             cudaDeviceSynchronize() != cudaSuccess) {
             free(t);
             return -1;
         }
-        if (r >= 0)
-            t[r] = (double)(sl_clock_now() - t0) / 1e9;
+        if (warm) {
+            warm = sl_clock_now() < warm_end;
+            continue;
+        }
+        t[r++] = (double)(sl_clock_now() - t0) / 1e9;
     }
     double m = s_median(t, reps);
     free(t);
@@ -648,8 +667,10 @@ int sl_bench_kvmove_gpu_main(int argc, char **argv)
             return 1;
         s_place(b, n, blk, (uint64_t)c.seed + (uint64_t)tokens);
 
-        double t_d2d = s_memcpy_time(pool + bytes, pool, bytes, cudaMemcpyDeviceToDevice, c.reps);
-        double t_d2h = s_memcpy_time(host, pool, bytes, cudaMemcpyDeviceToHost, c.reps);
+        double t_d2d =
+            s_memcpy_time(pool + bytes, pool, bytes, cudaMemcpyDeviceToDevice, c.reps, c.warmup_ms);
+        double t_d2h =
+            s_memcpy_time(host, pool, bytes, cudaMemcpyDeviceToHost, c.reps, c.warmup_ms);
         double t_ipc = -1, t_st = -1;
         bool ok_ipc = false, ok_st = false;
         if (s_run_ipc(&c, self, pool, pool_bytes, b, n, &t_ipc, &ok_ipc, tmp, line) != 0)
