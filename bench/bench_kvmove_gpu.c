@@ -235,6 +235,7 @@ static double s_median(double *v, int n)
 
 /* ---- the peer process ---------------------------------------------------- */
 
+#ifndef SL_KVMOVE_GPU_NO_UCX
 static unsigned s_peer_notifs; /* notifications received by the staged peer */
 
 static void s_peer_notif(void *arg, const void *data, size_t len)
@@ -246,6 +247,7 @@ static void s_peer_notif(void *arg, const void *data, size_t len)
     printf("notif %u\n", s_peer_notifs);
     fflush(stdout);
 }
+#endif
 
 /* The peer: a device pool of `bytes` filled from seed + 1, exported (ipc)
  * or registered with a staging engine (staged); then answers "hash OFF LEN"
@@ -263,8 +265,10 @@ static int s_peer(const char *mode, size_t bytes, const kv_cfg_t *c)
     S_CUDA(cudaMalloc((void **)&pool, bytes));
     if (s_dev_fill(pool, bytes, (uint64_t)c->seed + 1) != 0)
         return 2;
+#ifndef SL_KVMOVE_GPU_NO_UCX
     sl_xport_t *xp = NULL;
     sl_xport_mem_t *mem = NULL;
+#endif
     if (!staged) {
         uint8_t blob[SL_XPORT_IPC_BLOB_LEN];
         size_t bl;
