@@ -171,7 +171,10 @@ sl_status_t sl_xport_verbs_open(const sl_xport_verbs_cfg_t *cfg, sl_xport_verbs_
     vb->ctx = ibv_open_device(dev);
     ibv_free_device_list(devs);
     if (!vb->ctx) {
-        SL_ERROR("xport: ibv_open_device(%s): %m", vb->name);
+        /* listed in sysfs but not reachable, as in a container without
+         * /dev/infiniband: the lane is unavailable here, not broken */
+        SL_INFO("xport: GPUDirect RDMA lane unavailable: cannot open %s (%m)", vb->name);
+        st = SL_ERR_UNSUPPORTED;
         goto err_free;
     }
     if (ibv_query_port(vb->ctx, (uint8_t)cfg->port, &vb->port) != 0) {

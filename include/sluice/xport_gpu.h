@@ -193,8 +193,9 @@ typedef void (*sl_xport_verbs_imm_cb_t)(void *arg, uint32_t imm);
  * Find the RDMA device (cfg->device, or the first), open it, and create a
  * protection domain, a completion queue and an RC queue pair in INIT. On
  * success *vb_p owns them; on error nothing is kept and *vb_p is unchanged:
- * SL_ERR_UNSUPPORTED when there is no RDMA device or not the one named (an
- * info line says so), SL_ERR_INVALID for a bad port or knob, SL_ERR_IO when
+ * SL_ERR_UNSUPPORTED when there is no RDMA device, not the one named, one
+ * that cannot be opened here or whose port is not active (an info line says
+ * so), SL_ERR_INVALID for a bad port or knob, SL_ERR_IO when
  * a verbs call fails (logged with its cause).
  */
 sl_status_t sl_xport_verbs_open(const sl_xport_verbs_cfg_t *cfg, sl_xport_verbs_t **vb_p);
