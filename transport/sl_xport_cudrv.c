@@ -29,13 +29,14 @@ typedef unsigned long long s_cuptr_t;   /* CUdeviceptr */
 
 /* The driver entry points, resolved once. */
 static struct {
-    pthread_once_t once; /* guards the lookup */
-    void *lib;           /* libcuda.so.1, or NULL */
-    s_curesult_t (*init)(unsigned);
-    s_curesult_t (*range)(s_cuptr_t *, size_t *, s_cuptr_t);
-    s_curesult_t (*handle)(void *, s_cuptr_t, size_t, int, unsigned long long);
-    s_curesult_t (*ctx_device)(int *);
-    s_curesult_t (*attr)(int *, int, int);
+    pthread_once_t once;                                     /* guards the lookup */
+    void *lib;                                               /* libcuda.so.1, or NULL */
+    s_curesult_t (*init)(unsigned);                          /* cuInit */
+    s_curesult_t (*range)(s_cuptr_t *, size_t *, s_cuptr_t); /* cuMemGetAddressRange_v2 */
+    s_curesult_t (*handle)(void *, s_cuptr_t, size_t, int,
+                           unsigned long long); /* cuMemGetHandleForAddressRange */
+    s_curesult_t (*ctx_device)(int *);          /* cuCtxGetDevice */
+    s_curesult_t (*attr)(int *, int, int);      /* cuDeviceGetAttribute */
 } s_drv = {.once = PTHREAD_ONCE_INIT};
 
 static void s_load(void)
