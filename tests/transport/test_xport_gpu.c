@@ -9,11 +9,13 @@
  *
  * Where the device exists: the verbs lane over a loopback pair of queue
  * pairs on the first RDMA device (scattered writes of random bytes, the
- * immediate seen only after the data, a bad blob refused), and the CUDA IPC
- * lane between this process and a peer process on one GPU (this program
- * re-executed with --ipc-peer): scattered puts into the peer's region, which
- * the peer checks, and gets out of it, checked here, random bytes and odd
- * sizes and alignments. Without the device these cases skip and say why.
+ * immediate seen only after the data, a bad blob refused; host memory into
+ * device memory registered through dma-buf where a GPU is there too), and
+ * the CUDA IPC lane between this process and a peer process on one GPU
+ * (this program re-executed with --ipc-peer): scattered puts into the
+ * peer's region, which the peer checks, and gets out of it, checked here,
+ * random bytes and odd sizes and alignments. Without the device these cases
+ * skip and say why.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -413,6 +415,87 @@ static void test_verbs_loopback(void **state)
     free(dst);
 }
 
+/* Host memory written into device memory registered through dma-buf, on a
+ * loopback pair: where both an RDMA device and a GPU exist. */
+static void test_verbs_dmabuf(void **state)
+{
+    (void)state;
+#ifndef SLUICE_XPORT_CUDA
+    fprintf(stderr, "test_xport_gpu: skipped: built without CUDA\n");
+    skip();
+#else
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        fprintf(stderr, "test_xport_gpu: skipped: no GPU for the dma-buf registration\n");
+        skip();
+    }
+    sl_xport_verbs_cfg_t cfg;
+    sl_xport_verbs_cfg_defaults(&cfg);
+    sl_xport_verbs_t *a = NULL, *b = NULL;
+    if (sl_xport_verbs_open(&cfg, &a) == SL_ERR_UNSUPPORTED) {
+        fprintf(stderr, "test_xport_gpu: skipped: no usable RDMA device for the dma-buf case\n");
+        skip();
+    }
+    assert_non_null(a);
+    assert_int_equal(sl_xport_verbs_open(&cfg, &b), SL_OK);
+    const size_t len = 4u << 20;
+    uint8_t *src = malloc(len), *back = malloc(len);
+    void *dev = NULL;
+    assert_int_equal(cudaMalloc(&dev, len), cudaSuccess);
+    assert_int_equal(cudaMemset(dev, 0, len), cudaSuccess);
+    s_fill(src, len, 22);
+    sl_xport_verbs_mr_t *ma = NULL, *mb = NULL;
+    assert_int_equal(sl_xport_verbs_reg(a, src, len, SL_XPORT_MEM_HOST, &ma), SL_OK);
+    sl_status_t st = sl_xport_verbs_reg(b, dev, len, SL_XPORT_MEM_CUDA, &mb);
+    if (st == SL_ERR_UNSUPPORTED) {
+        fprintf(stderr, "test_xport_gpu: skipped: the driver or %s cannot register dma-bufs\n",
+                sl_xport_verbs_device_name(b));
+        sl_xport_verbs_dereg(a, &ma);
+        sl_xport_verbs_close(&a);
+        sl_xport_verbs_close(&b);
+        cudaFree(dev);
+        free(src);
+        free(back);
+        skip();
+    }
+    assert_int_equal(st, SL_OK);
+    uint8_t ba[SL_XPORT_VERBS_BLOB_LEN], bb[SL_XPORT_VERBS_BLOB_LEN];
+    size_t la, lb;
+    assert_int_equal(sl_xport_verbs_local_blob(a, ma, ba, sizeof(ba), &la), SL_OK);
+    assert_int_equal(sl_xport_verbs_local_blob(b, mb, bb, sizeof(bb), &lb), SL_OK);
+    assert_int_equal(sl_xport_verbs_connect(a, bb, lb), SL_OK);
+    assert_int_equal(sl_xport_verbs_connect(b, ba, la), SL_OK);
+    s_imms = 0;
+    s_done = 0;
+    s_expect_at = NULL;
+    sl_xport_verbs_set_imm_handler(b, s_on_imm, NULL);
+    /* the two halves swapped, in 64 KiB blocks */
+    enum { NB = 64 };
+    sl_xport_block_t blk[NB];
+    for (unsigned i = 0; i < NB; i++)
+        blk[i] = (sl_xport_block_t){(uint64_t)i * (len / NB),
+                                    ((uint64_t)i * (len / NB) + len / 2) % len, len / NB};
+    assert_int_equal(sl_xport_verbs_write_blocks(a, ma, blk, NB, 7, s_on_done, NULL), SL_OK);
+    for (int spin = 0; (s_done < 1 || s_imms < 1) && spin < 50000000; spin++) {
+        sl_xport_verbs_progress(a);
+        sl_xport_verbs_progress(b);
+    }
+    assert_int_equal(s_done, 1);
+    assert_int_equal(s_last, SL_OK);
+    assert_int_equal(s_imm, 7);
+    assert_int_equal(cudaMemcpy(back, dev, len, cudaMemcpyDeviceToHost), cudaSuccess);
+    assert_memory_equal(back, src + len / 2, len / 2);
+    assert_memory_equal(back + len / 2, src, len / 2);
+    sl_xport_verbs_dereg(a, &ma);
+    sl_xport_verbs_dereg(b, &mb);
+    sl_xport_verbs_close(&a);
+    sl_xport_verbs_close(&b);
+    cudaFree(dev);
+    free(src);
+    free(back);
+#endif
+}
+
 /* ---- CUDA IPC lane ------------------------------------------------------ */
 
 #ifdef SLUICE_XPORT_CUDA
@@ -659,10 +742,10 @@ int main(int argc, char **argv)
     (void)argv;
 #endif
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_blocks_check),      cmocka_unit_test(test_ipc_blob),
-        cmocka_unit_test(test_verbs_blob),        cmocka_unit_test(test_verbs_knobs),
-        cmocka_unit_test(test_verbs_loopback),    cmocka_unit_test(test_ipc_without_device),
-        cmocka_unit_test(test_ipc_two_processes),
+        cmocka_unit_test(test_blocks_check),       cmocka_unit_test(test_ipc_blob),
+        cmocka_unit_test(test_verbs_blob),         cmocka_unit_test(test_verbs_knobs),
+        cmocka_unit_test(test_verbs_loopback),     cmocka_unit_test(test_verbs_dmabuf),
+        cmocka_unit_test(test_ipc_without_device), cmocka_unit_test(test_ipc_two_processes),
     };
     return cmocka_run_group_tests_name("xport_gpu", tests, NULL, NULL);
 }
