@@ -317,6 +317,14 @@ static void test_deregister_frees(void **state)
     sl_xport_mem_t *m = NULL;
     size_t len = 32u << 20;
 
+#ifdef __SANITIZE_ADDRESS__
+    /* Over TCP UCX takes the memory from the heap (posix_memalign, then
+     * madvise for huge pages), and AddressSanitizer keeps freed heap memory
+     * mapped in its quarantine: there LeakSanitizer is the check that it was
+     * freed. Shared segments are unmapped whatever the allocator. */
+    if (!f->shm)
+        return;
+#endif
     assert_int_equal(sl_xport_mem_alloc(f->xp, len, SL_XPORT_MEM_HOST, &base, &m), SL_OK);
     memset(base, 1, len);
     assert_int_equal(mincore(base, 4096, vec), 0);
