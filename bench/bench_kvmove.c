@@ -74,6 +74,7 @@ typedef struct kv_cfg {
     int migrations;           /* moved sequences timed for the pause */
     int timeout_ms;           /* longest wait for the peer's answer */
     bool spin;                /* the destination busy-polls while moves run */
+    bool alloc;               /* pools allocated through UCX (else registered) */
     bool whole;               /* also ucx_perftest with the prompt as one message */
     bool quick;               /* small prompts and few rounds, for a test */
 } kv_cfg_t;
@@ -94,6 +95,9 @@ static const sl_cfg_field_t s_table[] = {
                  "moved sequences (4,096 + 256 tokens) timed; the median pause is reported"),
     SL_CFG_RANGE(kv_cfg_t, timeout_ms, "timeout-ms", "60000", SL_CFG_INT, 100, 3600000,
                  "longest wait for the destination's answer before the run fails"),
+    SL_CFG_FIELD(kv_cfg_t, alloc, "alloc", "true", SL_CFG_BOOL,
+                 "pools allocated through UCX (sl_xport_mem_alloc); off: allocated by the "
+                 "program and registered (sl_xport_mem_register), for comparison"),
     SL_CFG_FIELD(kv_cfg_t, spin, "spin", "true", SL_CFG_BOOL,
                  "the destination busy-polls during moves (as ucx_perftest's server does); off: "
                  "it sleeps on its engine's descriptor, as an executor's event loop would"),
@@ -227,6 +231,7 @@ typedef struct kv_side {
     sl_xport_t *xp;        /* engine */
     sl_xport_mem_t *mem;   /* its region, allocated by UCX */
     uint8_t *base;         /* the region's first byte */
+    void *own;             /* the region when this program allocated it, else NULL */
     kv_layout_t lay;       /* its layout (the same on both sides) */
     sl_xport_peer_t *conn; /* connection to the other side */
     uint32_t rid;          /* the other side's region */
@@ -262,7 +267,8 @@ static void s_xfer_cb(void *arg, sl_status_t st)
 }
 
 /* Create the engine and the region, then swap addresses and keys over fd. */
-static sl_status_t s_side_open(kv_side_t *s, const kv_layout_t *lay, int fd, char **argv)
+static sl_status_t s_side_open(kv_side_t *s, const kv_layout_t *lay, bool alloc, int fd,
+                               char **argv)
 {
     sl_xport_cfg_t cfg;
     const void *addr;
@@ -275,7 +281,16 @@ static sl_status_t s_side_open(kv_side_t *s, const kv_layout_t *lay, int fd, cha
     if ((ret = sl_cfg_load(sl_xport_cfg_table, &cfg, 1, argv, NULL, NULL)) != SL_OK ||
         (ret = sl_xport_create(&cfg, &s->xp)) != SL_OK)
         return ret;
-    if ((ret = sl_xport_mem_alloc(s->xp, lay->len, SL_XPORT_MEM_HOST, &base, &s->mem)) != SL_OK)
+    if (alloc) {
+        ret = sl_xport_mem_alloc(s->xp, lay->len, SL_XPORT_MEM_HOST, &base, &s->mem);
+    } else if (posix_memalign(&s->own, 4096, lay->len)) {
+        s->own = NULL;
+        ret = SL_ERR_NOMEM;
+    } else {
+        base = s->own;
+        ret = sl_xport_mem_register(s->xp, base, lay->len, SL_XPORT_MEM_HOST, &s->mem);
+    }
+    if (ret != SL_OK)
         return ret;
     s->base = base;
     sl_xport_set_notif_handler(s->xp, s_notif, s);
@@ -303,6 +318,7 @@ static void s_side_close(kv_side_t *s)
         sl_xport_disconnect(s->xp, &s->conn);
     sl_xport_mem_deregister(s->xp, &s->mem);
     sl_xport_destroy(&s->xp);
+    free(s->own);
 }
 
 /* Send a control message: its record into the other side's request slot,
@@ -387,7 +403,7 @@ static int s_dst_handle(kv_dst_t *d, const kv_msg_t *m, int fd)
     return 0;
 }
 
-static int s_dst_run(int fd, uint32_t nblocks, uint64_t block, bool spin, char **argv)
+static int s_dst_run(int fd, uint32_t nblocks, uint64_t block, bool spin, bool alloc, char **argv)
 {
     kv_dst_t d = {0};
     kv_layout_t lay;
@@ -412,7 +428,7 @@ static int s_dst_run(int fd, uint32_t nblocks, uint64_t block, bool spin, char *
         d.free_q[j] = t;
     }
     d.nfree = nblocks;
-    if (s_side_open(&d.side, &lay, fd, argv) != SL_OK)
+    if (s_side_open(&d.side, &lay, alloc, fd, argv) != SL_OK)
         goto out;
     /* the pool's pages are touched once, as a running executor's are */
     memset(d.side.base, 0, lay.len);
@@ -607,20 +623,21 @@ static int s_dst_start(kv_src_t *s, uint32_t nblocks, uint64_t block, const kv_l
         return -1;
     }
     if (pid == 0) {
-        char fd[16], nb[16], bb[32], sp[4];
+        char fd[16], nb[16], bb[32], sp[4], al[4];
         int cfd = dup(sv[1]); /* without CLOEXEC */
         snprintf(fd, sizeof(fd), "%d", cfd);
         snprintf(nb, sizeof(nb), "%u", nblocks);
         snprintf(bb, sizeof(bb), "%llu", (unsigned long long)block);
         snprintf(sp, sizeof(sp), "%d", s->bc->spin ? 1 : 0);
-        char *args[] = {"sluice-bench", "kvmove", "--kv-peer", fd, nb, bb, sp, NULL};
+        snprintf(al, sizeof(al), "%d", s->bc->alloc ? 1 : 0);
+        char *args[] = {"sluice-bench", "kvmove", "--kv-peer", fd, nb, bb, sp, al, NULL};
         execv("/proc/self/exe", args);
         _exit(127);
     }
     close(sv[1]);
     s->pid = pid;
     s->fd = sv[0];
-    if (s_side_open(&s->side, lay, s->fd, argv) != SL_OK) {
+    if (s_side_open(&s->side, lay, s->bc->alloc, s->fd, argv) != SL_OK) {
         SL_ERROR("kvmove: setting up the engines failed");
         return -1;
     }
@@ -657,9 +674,9 @@ int sl_bench_kvmove_main(int argc, char **argv)
     double *pause = NULL;
     int rc = 1;
 
-    if (argc >= 6 && !strcmp(argv[1], "--kv-peer"))
+    if (argc >= 7 && !strcmp(argv[1], "--kv-peer"))
         exit(s_dst_run(atoi(argv[2]), (uint32_t)strtoul(argv[3], NULL, 0),
-                       strtoull(argv[4], NULL, 0), atoi(argv[5]) != 0, argv));
+                       strtoull(argv[4], NULL, 0), atoi(argv[5]) != 0, atoi(argv[6]) != 0, argv));
     int early = sl_bench_cfg_main(s_table, &bc, argc, argv);
     if (early >= 0)
         return early;
@@ -705,9 +722,11 @@ int sl_bench_kvmove_main(int argc, char **argv)
         }
     }
     printf("# sluice-bench kvmove: UCX_TLS=%s, blocks of %d tokens x %d B = %llu KiB, pools of "
-           "%u blocks (%.0f MiB) allocated through UCX on each side, %d rounds%s\n",
+           "%u blocks (%.0f MiB) %s on each side, %d rounds%s\n",
            bc.tls, bc.block_tokens, bc.kv_bytes_per_token, (unsigned long long)(block >> 10), pool,
-           (double)lay.pool / (1 << 20), bc.rounds, bc.quick ? " (quick)" : "");
+           (double)lay.pool / (1 << 20),
+           bc.alloc ? "allocated through UCX" : "allocated by the program and registered",
+           bc.rounds, bc.quick ? " (quick)" : "");
     printf("# one critical transfer per prompt into a shuffled block table, notification after "
            "the data; GB/s = 10^9 bytes/s\n");
     /* warm-up, as ucx_perftest warms up: the first move maps the peer's
