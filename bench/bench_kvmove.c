@@ -27,12 +27,19 @@
  * timed.
  *
  * Figures. KV bandwidth: bytes over the time from the post to the source's
- * completion callback (data landed, flushed, notification sent). The
- * baseline: ucx_perftest put_bw with the block as message size and as many
- * messages as the prompt has blocks. Rounds alternate: both prompts through
- * the engines, then ucx_perftest for both (the destination sleeping then,
- * so it takes no core from the baseline); RESULT gives the median of the
- * per-round ratios. Migration pause: from the source's decision to move a
+ * completion callback (data landed, flushed, notification sent), after one
+ * untimed warm-up move (the first move into a mapped peer pool faults the
+ * mapping in page by page). The baseline: ucx_perftest put_bw with the
+ * block as message size and as many messages as the prompt has blocks.
+ * Rounds alternate: both prompts through the engines, the same blocks
+ * copied inside this process (memcpy: what memory allows), then
+ * ucx_perftest for both (the destination sleeping then, so it takes no core
+ * from the baseline); RESULT gives the median of the per-round ratios. On
+ * shared memory that baseline puts one buffer again and again, which stays
+ * in the caches, so --whole adds ucx_perftest with the prompt as one
+ * message (distinct memory, as the KV is), and --alloc=false registers
+ * program-allocated pools instead, to show what the allocation changes.
+ * Migration pause: from the source's decision to move a
  * sequence of 4,096 prompt and 256 generated tokens until the destination
  * has its KV and the notification, the reservation round trip included.
  * This is the transport's part only: stopping and resuming the sequence in
