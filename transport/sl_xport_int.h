@@ -20,7 +20,6 @@ struct sl_xport_mem {
     size_t len;               /* bytes */
     sl_xport_mem_type_t type; /* host or CUDA */
     bool staged;              /* device memory that UCX cannot take: goes through bounce buffers */
-    bool owned;               /* allocated by UCX: freed with its critical memh */
     ucp_mem_h memh[SL_XPORT_NCLASS]; /* per data class context; NULL for control and when staged */
 };
 

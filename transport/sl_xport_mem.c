@@ -133,7 +133,6 @@ sl_status_t sl_xport_mem_alloc(sl_xport_t *xp, size_t len, sl_xport_mem_type_t t
     if (!m)
         return SL_ERR_NOMEM;
     m->type = type;
-    m->owned = true;
     sl_list_init(&m->link);
 
     ucp_mem_map_params_t mp;
