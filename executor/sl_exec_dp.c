@@ -6,7 +6,9 @@
  * the other by block id; one that keeps none (sim, null) gets a stand-in
  * region sized like the KV it models, carved into blocks of block_tokens x
  * kv_bytes_per_token, so that real bytes of the modelled size move in tests
- * and benches. Stand-in blocks are handed out from a bitmap per job.
+ * and benches. The stand-in is allocated by UCX (sl_xport_mem_alloc), so a
+ * peer on the same host maps it. Stand-in blocks are handed out from a
+ * bitmap per job.
  *
  * Moves. Every move of a job's KV is the same exchange, driven by the
  * scheduler: the receiver gets an AWAIT plan and the job, reserves its
@@ -42,7 +44,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <zmq.h>
 
 /* Bytes of the scratch region; a peer check reads S_CHECK_BYTES into it. */
@@ -120,7 +121,7 @@ struct sl_exec_dp {
     sl_xport_t *xport;           /* transport engine */
     void *region;                /* the registered KV region */
     size_t region_bytes;         /* its bytes */
-    bool region_mapped;          /* a stand-in we mapped (else the backend's pool) */
+    bool region_mapped;          /* a stand-in UCX allocated (else the backend's pool) */
     bool staged;                 /* device memory moved through host staging */
     size_t block_bytes;          /* bytes of one block */
     uint32_t block_tokens;       /* tokens per block */
@@ -1043,10 +1044,8 @@ void sl_exec_dp_destroy(sl_exec_dp_t **dp_p)
     sl_xport_mem_deregister(dp->xport, &dp->scratch_mem);
     free(dp->scratch);
     free(dp->kv_rkey);
-    sl_xport_mem_deregister(dp->xport, &dp->kv_mem);
+    sl_xport_mem_deregister(dp->xport, &dp->kv_mem); /* frees an allocated stand-in */
     sl_xport_destroy(&dp->xport);
-    if (dp->region_mapped && dp->region)
-        munmap(dp->region, dp->region_bytes);
     free(dp->bitmap);
     free(dp);
     *dp_p = NULL;
@@ -1084,16 +1083,12 @@ sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
         dp->n_standin = (uint32_t)(bytes / dp->block_bytes);
         dp->region_bytes = (size_t)dp->n_standin * dp->block_bytes;
         dp->bitmap = calloc(((size_t)dp->n_standin + 63) / 64 + 1, sizeof(uint64_t));
-        void *region = dp->region_bytes ? mmap(NULL, dp->region_bytes, PROT_READ | PROT_WRITE,
-                                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-                                        : MAP_FAILED;
-        if (!dp->bitmap || region == MAP_FAILED) {
-            SL_ERROR("data plane: cannot map a %zu-byte KV region", dp->region_bytes);
+        if (!dp->bitmap || !dp->region_bytes) {
+            SL_ERROR("data plane: no room for a KV region of %zu-byte blocks", dp->block_bytes);
             free(dp->bitmap);
             free(dp);
             return SL_ERR_NOMEM;
         }
-        dp->region = region;
         dp->region_mapped = true;
     }
     sl_xport_cfg_t xcfg;
@@ -1102,15 +1097,20 @@ sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
         st = sl_xport_create(&xcfg, &dp->xport);
     if (st != SL_OK) {
         SL_ERROR("data plane: cannot create the transport engine: %s", sl_status_str(st));
-        if (dp->region_mapped)
-            munmap(dp->region, dp->region_bytes);
         free(dp->bitmap);
         free(dp);
         return st;
     }
-    if ((st = sl_xport_mem_register(dp->xport, dp->region, dp->region_bytes,
-                                    device ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST, &dp->kv_mem)) !=
-            SL_OK ||
+    /* The stand-in is allocated by UCX, so a peer on the same host maps it
+     * (a plain copy over shared memory instead of software RMA); the
+     * backend's pool can only be registered where it lies. */
+    if (dp->region_mapped)
+        st = sl_xport_mem_alloc(dp->xport, dp->region_bytes, SL_XPORT_MEM_HOST, &dp->region,
+                                &dp->kv_mem);
+    else
+        st = sl_xport_mem_register(dp->xport, dp->region, dp->region_bytes,
+                                   device ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST, &dp->kv_mem);
+    if (st != SL_OK ||
         (st = sl_xport_mem_pack(dp->xport, dp->kv_mem, &dp->kv_rkey, &dp->kv_rkey_len)) != SL_OK ||
         (st = sl_xport_address(dp->xport, &dp->addr, &dp->addr_len)) != SL_OK ||
         (st = (dp->scratch = calloc(1, S_SCRATCH)) ? SL_OK : SL_ERR_NOMEM) != SL_OK ||
