@@ -133,6 +133,15 @@ typedef struct sl_exec_info {
     uint64_t kv_region_bytes;    /* its registered KV region (0: no data plane) */
 } sl_exec_info_t;
 
+/* What an executor's data plane has moved (sl_exec_load_t.kv). */
+typedef struct sl_exec_kv_load {
+    uint32_t reservations;   /* jobs holding blocks for a peer's KV now */
+    uint64_t bytes_sent;     /* KV bytes pushed to peers, since start */
+    uint64_t bytes_received; /* KV bytes landed in its reservations */
+    uint64_t pushes_failed;  /* pushes that failed or could not be made */
+    uint64_t notifs_refused; /* notifications matching no reservation of its own */
+} sl_exec_kv_load_t;
+
 /* Load an executor reports in heartbeats. */
 typedef struct sl_exec_load {
     uint32_t running_jobs;   /* in its running batch */
@@ -149,6 +158,7 @@ typedef struct sl_exec_load {
     bool has_gpu_mem;        /* gpu_mem_* are measured; false: unknown */
     uint64_t gpu_mem_used;   /* GPU memory allocated, bytes */
     uint64_t gpu_mem_total;  /* GPU memory installed, bytes */
+    sl_exec_kv_load_t kv;    /* its data plane (all 0 without one) */
 } sl_exec_load_t;
 
 /* What an executor measures on its host (executor/sl_hostload.c); a value

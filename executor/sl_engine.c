@@ -514,6 +514,7 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
 {
     sl_backend_load_t bl = {0};
     e->ops->load(e->backend, &bl);
+    memset(&load->kv, 0, sizeof(load->kv));
     load->running = e->n_running + e->n_held;
     load->waiting = e->n_waiting[0] + e->n_waiting[1];
     load->waiting_tokens = e->waiting_tokens;

@@ -78,6 +78,7 @@ typedef struct sl_engine_load {
     uint32_t kv_free;        /* KV blocks free */
     uint32_t step_us;        /* mean step time since the last call */
     float busy;              /* fraction of time stepping since the last call */
+    sl_exec_kv_load_t kv;    /* the embedder's data plane (sl_engine_load leaves it 0) */
 } sl_engine_load_t;
 
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,

@@ -423,6 +423,11 @@ static void s_load_get(const Sluice__Load *l, sl_exec_load_t *load, bool strict)
         .has_gpu_mem = l->has_gpu_mem,
         .gpu_mem_used = !strict || l->has_gpu_mem ? l->gpu_mem_used_bytes : 0,
         .gpu_mem_total = !strict || l->has_gpu_mem ? l->gpu_mem_total_bytes : 0,
+        .kv = {.reservations = l->kv_reservations,
+               .bytes_sent = l->kv_bytes_sent,
+               .bytes_received = l->kv_bytes_received,
+               .pushes_failed = l->kv_pushes_failed,
+               .notifs_refused = l->kv_notifs_refused},
     };
 }
 
@@ -596,6 +601,11 @@ static void s_load_put(const sl_exec_load_t *load, Sluice__Load *l)
     l->has_gpu_mem = load->has_gpu_mem;
     l->gpu_mem_used_bytes = load->gpu_mem_used;
     l->gpu_mem_total_bytes = load->gpu_mem_total;
+    l->kv_reservations = load->kv.reservations;
+    l->kv_bytes_sent = load->kv.bytes_sent;
+    l->kv_bytes_received = load->kv.bytes_received;
+    l->kv_pushes_failed = load->kv.pushes_failed;
+    l->kv_notifs_refused = load->kv.notifs_refused;
 }
 
 sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
