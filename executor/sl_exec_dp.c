@@ -812,8 +812,11 @@ void sl_exec_dp_on_plan(sl_exec_dp_t *dp, const sl_kv_plan_t *plan, sl_time_t no
     if (old)
         s_plan_drop(dp, old);
     p->plan = *plan;
-    memcpy(p + 1, plan->blocks, bytes);
+    if (bytes) /* an AWAIT plan names no blocks */
+        memcpy(p + 1, plan->blocks, bytes);
     p->plan.blocks = (const uint32_t *)(p + 1);
+    p->plan.hashes = NULL; /* a FETCH plan is served at once, never kept */
+    p->plan.n_hashes = 0;
     p->arrived = now;
     if (sl_map_put(&dp->plans, plan->job_seq + 1, p) != SL_OK) {
         free(p);

@@ -82,6 +82,10 @@ void sl_core_kv_detach(sl_core_t *core, sl_job_t *job, bool cancel_peer)
         s_cancel(core, p, job);
     if (p->alive && job->kv_mode != SL_KV_FETCH) /* a fetch holds no credit of its source */
         sl_core_credit_give(core, p);
+    if (job->kv_mode == SL_KV_PUSH) { /* the prompt it computed for the split */
+        p->inflight_tokens -= (uint64_t)job->prompt_tokens + 1;
+        p->prefill_tokens -= job->prompt_tokens;
+    }
     p->kv_peer_jobs--;
     job->kv_peer = NULL;
     job->kv_mode = SL_KV_LOCAL;
@@ -392,6 +396,8 @@ bool sl_core_kv_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_t no
     job->kv_split = true;
     sl_core_credit_take(core, best);
     best->kv_peer_jobs++;
+    best->inflight_tokens += (uint64_t)job->prompt_tokens + 1; /* its next prediction sees it */
+    best->prefill_tokens += job->prompt_tokens;
     core->n_kv_moving++;
     core->counters[SL_CTR_KV_SPLITS]++;
     return true;
@@ -575,9 +581,12 @@ static sl_status_t s_move(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_
  * on a data-plane executor, long enough to have produced its first token. */
 static bool s_movable(const sl_job_t *job, sl_time_t now)
 {
+    /* twice its predicted TTFT and 50 ms: a move before its first token is
+     * refused by the executor, so guessing early only costs round trips */
+    double ready_s = (job->pred.valid ? 2.0 * job->pred.ttft_s : 0) + 0.05;
     return job->state == SL_JOB_RUNNING && job->kv_mode == SL_KV_LOCAL && job->exec &&
            job->exec->data_plane && job->max_new_tokens > 1 &&
-           now - job->dispatched > (sl_time_t)(job->pred.valid ? job->pred.ttft_s * 1e9 : 0);
+           now - job->dispatched > (sl_time_t)(ready_s * 1e9);
 }
 
 sl_status_t sl_core_job_migrate(sl_core_t *core, uint64_t seq, uint32_t to_index, sl_time_t now)
@@ -695,7 +704,12 @@ void sl_core_kv_tick(sl_core_t *core, sl_time_t now)
             sl_list_for_each_safe(pos, tmp, &e->jobs)
             {
                 sl_job_t *job = SL_CONTAINER_OF(pos, sl_job_t, link);
-                if (job->kv_mode == SL_KV_LOCAL || now - job->kv_started < limit)
+                /* a split's clock starts once its prompt is predicted done */
+                sl_time_t expect =
+                    job->kv_mode == SL_KV_PUSH && job->kv_pred.valid
+                        ? (sl_time_t)((2.0 * job->kv_pred.ttft_s + job->kv_xfer_pred_s) * 1e9)
+                        : 0;
+                if (job->kv_mode == SL_KV_LOCAL || now - job->kv_started < limit + expect)
                     continue;
                 if (job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH) {
                     core->counters[job->kv_mode == SL_KV_PUSH ? SL_CTR_KV_SPLIT_FAILED

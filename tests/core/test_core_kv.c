@@ -218,9 +218,13 @@ static void test_split_push_failed_and_timeout(void **state)
     assert_int_equal(sl_core_counter(core, SL_CTR_KV_SPLIT_FAILED), 1);
     assert_int_equal(job->state, SL_JOB_RUNNING); /* requeued and split again */
     assert_int_equal(sl_core_counter(core, SL_CTR_KV_SPLITS), 2);
-    /* no handoff within kv_move_timeout_ms (10 s): requeued once more */
-    s_touch_all(core, 2, SL_MS(2) + SL_MS(10001)); /* alive all along */
-    sl_core_tick(core, SL_MS(2) + SL_MS(10001));
+    /* no handoff within kv_move_timeout_ms (10 s) after its prompt's
+     * predicted end: requeued once more (not before) */
+    s_touch_all(core, 2, SL_MS(2) + SL_MS(9999));
+    sl_core_tick(core, SL_MS(2) + SL_MS(9999));
+    assert_int_equal(sl_core_counter(core, SL_CTR_KV_SPLIT_FAILED), 1);
+    s_touch_all(core, 2, SL_MS(2) + SL_MS(11000)); /* alive all along */
+    sl_core_tick(core, SL_MS(2) + SL_MS(11000));
     assert_int_equal(sl_core_counter(core, SL_CTR_KV_SPLIT_FAILED), 2);
     sl_core_destroy(&core);
 }

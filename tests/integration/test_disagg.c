@@ -35,6 +35,15 @@
 
 #define N_DISAGG 50
 #define MAX_NEW 16
+/* Under the sanitizers compute is several times slower: shorter prompts
+ * and the tiny model throughout (same checks). */
+#ifdef SLUICE_SANITIZE
+#define S_LEN_SCALE 3
+#define S_MOVE_MODEL "tiny"
+#else
+#define S_LEN_SCALE 1
+#define S_MOVE_MODEL "small"
+#endif
 #define MAX_PROMPT 448
 
 static char s_dev_arg[64];
@@ -186,7 +195,7 @@ static s_set_t s_set;
 /* 50 prompts, a prefill and a decode executor: every job is split. */
 static void s_disagg(const char *tls)
 {
-    s_make_set(&s_set, N_DISAGG, 20, 150, MAX_NEW, 11);
+    s_make_set(&s_set, N_DISAGG, 20, 150 / S_LEN_SCALE, MAX_NEW, 11);
     static cl_t c;
     const char *pargs[10], *dargs[10];
     char r1[64], t1[64], r2[64], t2[64];
@@ -257,7 +266,7 @@ static void s_kill_mid_transfer(cl_t *c)
 static void test_prefill_killed_mid_transfer(void **state)
 {
     (void)state;
-    s_make_set(&s_set, 40, 150, 100, MAX_NEW, 12);
+    s_make_set(&s_set, 40, 150 / S_LEN_SCALE, 100 / S_LEN_SCALE, MAX_NEW, 12);
     static cl_t c;
     const char *pargs[10], *dargs[10];
     char r1[64], t1[64], r2[64], t2[64];
@@ -300,7 +309,7 @@ static void test_migration_on_drain(void **state)
 {
     (void)state;
     static s_set_t one;
-    s_model = "small"; /* long enough per token for the move to happen mid-stream */
+    s_model = S_MOVE_MODEL; /* long enough per token for the move to happen mid-stream */
     s_make_set(&one, 1, 40, 1, 400, 13);
     static cl_t c;
     const char *a1[10], *a2[10];
