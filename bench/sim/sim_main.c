@@ -6,6 +6,10 @@
  *                       with the best baseline and with round-robin
  *   sluice-sim speed    simulated requests per wall-clock minute on a large
  *                       cluster, and the learned policy's cost per decision
+ *   sluice-sim disagg   aggregated serving against disaggregated prefill and
+ *                       decode (fixed ratios, conditional), with migration,
+ *                       at the load where aggregated serving reaches its
+ *                       limit; a table and a RESULT line
  * Results depend only on the options and the seed (virtual clock); only the
  * speed figures read the wall clock. The options are one configuration
  * table (common/sl_cfg.h), so they are also SLUICE_* variables and are
@@ -83,6 +87,21 @@ typedef struct s_opts {
     int n_policies;                          /* entries of policies */
     double speeds[S_MAX_LIST];               /* speeds_list parsed, cycled over the cluster */
     int n_speeds;                            /* entries of speeds */
+    int prefill;                             /* executors of role prefill */
+    int decode;                              /* executors of role decode */
+    bool kv_split;                           /* conditional disaggregation in the core */
+    char kv_rebalance[8];                    /* "on" or "off": moves of running jobs */
+    double kv_bytes_per_token;               /* KV bytes of one token */
+    double link_gbps;                        /* link bandwidth per executor */
+    double link_latency_us;                  /* link latency */
+    double bg_share;                         /* background share of a link */
+    bool bg_traffic;                         /* background traffic on */
+    int64_t kv_move_timeout_ms;              /* the core's split and move timeout */
+    double load;                             /* disagg: offered load (0 = found) */
+    bool quick;                              /* disagg: a small run for tests */
+    char ratios_list[256];                   /* disagg: prefill:decode ratios as given */
+    int ratios[S_MAX_LIST][2];               /* ratios_list parsed */
+    int n_ratios;                            /* entries of ratios */
 } s_opts_t;
 
 /* The knobs of every command. executors and requests default per command
@@ -131,6 +150,36 @@ static const sl_cfg_field_t s_table[] = {
                  "compare: folder of the CSV and plots (\"\" = a fresh folder under $TMPDIR or /tmp)"),
     SL_CFG_FIELD(s_opts_t, plot, "plot", "true", SL_CFG_BOOL,
                  "compare: draw the plots with gnuplot (the .gp scripts are written either way)"),
+    SL_CFG_RANGE(s_opts_t, prefill, "prefill", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
+                 "run: executors of role prefill (the first ones; the data plane is on)"),
+    SL_CFG_RANGE(s_opts_t, decode, "decode", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
+                 "run: executors of role decode (after the prefill ones); the rest are mixed"),
+    SL_CFG_FIELD(s_opts_t, kv_split, "kv-split", "false", SL_CFG_BOOL,
+                 "run: the core splits a job over two executors when it predicts a gain"),
+    SL_CFG_FIELD(s_opts_t, kv_rebalance, "kv-rebalance", "off", SL_CFG_STR,
+                 "on or off: the core moves running jobs with their KV when it predicts a gain"),
+    /* A Llama-3-8B-class model in bf16: 2 (K and V) x 32 layers x 8 KV
+     * heads x 128 dims x 2 bytes = 131072 bytes of KV per token. */
+    SL_CFG_RANGE(s_opts_t, kv_bytes_per_token, "kv-bytes-per-token", "131072", SL_CFG_DOUBLE, 1,
+                 1e9, "KV bytes per token (default: Llama-3-8B-class in bf16)"),
+    SL_CFG_RANGE(s_opts_t, link_gbps, "link-gbps", "100", SL_CFG_DOUBLE, 1e-3, 1e6,
+                 "link bandwidth of each executor in Gbit/s (one RDMA NIC)"),
+    SL_CFG_RANGE(s_opts_t, link_latency_us, "link-latency-us", "10", SL_CFG_DOUBLE, 0, 1e9,
+                 "one-way latency of a KV transfer in microseconds"),
+    SL_CFG_RANGE(s_opts_t, bg_share, "bg-share", "0.2", SL_CFG_DOUBLE, 0, 0.99,
+                 "share of a link background traffic takes from KV transfers while on"),
+    SL_CFG_FIELD(s_opts_t, bg_traffic, "bg-traffic", "false", SL_CFG_BOOL,
+                 "background traffic on the links (takes --bg-share)"),
+    /* Longer than the core's default (10 s): the prefill of the longest
+     * prompts of the Mooncake traces (120k tokens) alone takes longer. */
+    SL_CFG_RANGE(s_opts_t, kv_move_timeout_ms, "kv-move-timeout-ms", "60000", SL_CFG_I64, 1,
+                 3600000, "a split or move not handed off in this long is abandoned (the core's knob)"),
+    SL_CFG_RANGE(s_opts_t, load, "load", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "disagg: offered load in req/s (0 = where aggregated serving misses its SLOs)"),
+    SL_CFG_FIELD(s_opts_t, quick, "quick", "false", SL_CFG_BOOL,
+                 "disagg: a small run (300 requests, a coarse load search) for tests"),
+    SL_CFG_FIELD(s_opts_t, ratios_list, "ratios", "", SL_CFG_STR,
+                 "disagg: prefill:decode splits, comma-separated (default 1:7,2:6,3:5,4:4 of 8)"),
     SL_CFG_END,
 };
 /* clang-format on */
@@ -143,7 +192,9 @@ static void s_usage(FILE *f)
                "commands:\n"
                "  run      one policy at one load\n"
                "  compare  every policy over a sweep of offered loads (CSV and plots)\n"
-               "  speed    simulated requests per wall-clock minute on a large cluster\n");
+               "  speed    simulated requests per wall-clock minute on a large cluster\n"
+               "  disagg   aggregated against disaggregated prefill and decode, conditional\n"
+               "           disaggregation and migration, at aggregated serving's limit\n");
 }
 
 /* The table with cmd's defaults: a larger cluster for speed, a slice of
@@ -154,8 +205,11 @@ static void s_table_for(const char *cmd, sl_cfg_field_t *rows)
     for (sl_cfg_field_t *f = rows; f->name; f++) {
         if (!strcmp(f->name, "executors") && !strcmp(cmd, "speed"))
             f->dflt = "1000";
-        if (!strcmp(f->name, "requests") && !strcmp(cmd, "compare"))
+        if (!strcmp(f->name, "requests") && (!strcmp(cmd, "compare") || !strcmp(cmd, "disagg")))
             f->dflt = "4000";
+        /* disagg: a uniform fleet, so that roles, not speeds, make the difference */
+        if (!strcmp(f->name, "speeds") && !strcmp(cmd, "disagg"))
+            f->dflt = "1";
     }
 }
 
@@ -178,6 +232,32 @@ static int s_parse_list(const char *prog, const char *flag, const char *arg, dou
         fprintf(stderr, "%s: --%s: '%s' is not a list of 1 to %d positive numbers\n", prog, flag,
                 arg, cap);
     return n > 0 ? n : -1;
+}
+
+/* --ratios "P:D,...": each a split of the cluster with P, D >= 1 and
+ * P + D <= executors. Nonzero with a message when bad. */
+static int s_parse_ratios(const char *prog, s_opts_t *o)
+{
+    char buf[sizeof(o->ratios_list)];
+    snprintf(buf, sizeof(buf), "%s", o->ratios_list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int pf, dc, used = 0;
+        if (sscanf(tok, "%d:%d%n", &pf, &dc, &used) != 2 || tok[used] || pf < 1 || dc < 1 ||
+            pf + dc > o->executors || o->n_ratios == S_MAX_LIST) {
+            fprintf(stderr,
+                    "%s: --ratios: '%s' is not P:D with P, D >= 1 and P + D <= --executors %d\n",
+                    prog, tok, o->executors);
+            return 1;
+        }
+        o->ratios[o->n_ratios][0] = pf;
+        o->ratios[o->n_ratios][1] = dc;
+        o->n_ratios++;
+    }
+    if (o->n_ratios == 0) {
+        fprintf(stderr, "%s: --ratios is empty\n", prog);
+        return 1;
+    }
+    return 0;
 }
 
 /* "unknown policy 'x' (a, b, ...)": the message every bad name gets, so
@@ -246,6 +326,17 @@ static int s_parse(const char *cmd, int argc, char **argv, s_opts_t *o)
     }
     if (!s_trace_ok(prog, o))
         return 2;
+    if (strcmp(o->kv_rebalance, "on") && strcmp(o->kv_rebalance, "off")) {
+        fprintf(stderr, "%s: --kv-rebalance: '%s' is not on or off\n", prog, o->kv_rebalance);
+        return 2;
+    }
+    if (o->prefill + o->decode > o->executors) {
+        fprintf(stderr, "%s: --prefill %d plus --decode %d is more than --executors %d\n", prog,
+                o->prefill, o->decode, o->executors);
+        return 2;
+    }
+    if (o->ratios_list[0] && s_parse_ratios(prog, o) != 0)
+        return 2;
     return -1;
 }
 
@@ -286,6 +377,17 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->fail_at_s = o->fail_at;
     p->fail_count = o->fail_count;
     p->seed = (uint64_t)o->seed;
+    p->prefill_execs = o->prefill;
+    p->decode_execs = o->decode;
+    p->kv_split = o->kv_split;
+    p->kv_rebalance = !strcmp(o->kv_rebalance, "on");
+    p->data_plane = o->prefill > 0 || o->decode > 0 || p->kv_split || p->kv_rebalance;
+    p->kv_bytes_per_token = o->kv_bytes_per_token;
+    p->link_gbps = o->link_gbps;
+    p->link_latency_us = o->link_latency_us;
+    p->bg_share = o->bg_share;
+    p->bg_traffic = o->bg_traffic;
+    p->kv_move_timeout_ms = o->kv_move_timeout_ms;
 }
 
 static sl_status_t s_schedule(const s_opts_t *o, const sl_trace_t *src, double rate, double speedup,
@@ -343,6 +445,13 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
                "executors=%d\n",
                o->policy, r.offered_rps, r.goodput_rps, r.p50_ttft_s, r.p99_ttft_s, r.mean_tpot_s,
                r.busy_rate, r.hit_rate, r.ttft_mape, o->executors);
+        if (p.data_plane)
+            printf("data plane: %llu splits (%llu handed off, %llu failed), %llu moves (%llu "
+                   "failed), %.1f MB moved, mean transfer %.3f ms, mean pause %.3f ms\n",
+                   (unsigned long long)r.kv_splits, (unsigned long long)r.kv_handoffs,
+                   (unsigned long long)r.kv_split_failed, (unsigned long long)r.kv_migrations,
+                   (unsigned long long)r.kv_migrate_failed, (double)r.kv_bytes / 1e6,
+                   r.mean_xfer_ms, r.mean_pause_ms);
     }
     free(speeds);
     sl_trace_destroy(&tr);
@@ -838,7 +947,8 @@ int main(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    sl_log_set_level(SL_LOG_ERROR);
+    if (!getenv("SLUICE_LOG_LEVEL"))
+        sl_log_set_level(SL_LOG_ERROR); /* the core's warnings would drown the tables */
     s_opts_t o;
     int rc = s_parse(cmd, argc, argv, &o);
     if (rc >= 0)
