@@ -935,6 +935,179 @@ static int s_cmd_speed(s_opts_t *o, const sl_trace_t *src)
     return 0;
 }
 
+/* --- disagg --- */
+
+/* One configuration of the data plane for disagg. */
+typedef struct s_dcfg {
+    const char *name; /* its row's name */
+    int prefill;      /* executors of role prefill */
+    int decode;       /* executors of role decode */
+    bool split;       /* conditional disaggregation (the core's kv_split) */
+    bool rebalance;   /* moves of running jobs (the core's kv_rebalance) */
+} s_dcfg_t;
+
+/* Run learned on cfg at load into *r; prints its row. Nonzero on failure. */
+static int s_disagg_run(const s_opts_t *o, const sl_trace_t *src, const double *speeds, double load,
+                        const s_dcfg_t *cfg, sl_sim_report_t *r)
+{
+    sl_trace_t *tr = NULL;
+    if (s_schedule(o, src, load, 0, &tr) != SL_OK || tr->n == 0) {
+        fprintf(stderr, "sluice-sim disagg: cannot schedule load %.2f\n", load);
+        sl_trace_destroy(&tr);
+        return 1;
+    }
+    sl_sim_params_t p;
+    s_params(o, tr, "learned", speeds, &p);
+    p.prefill_execs = cfg->prefill;
+    p.decode_execs = cfg->decode;
+    p.kv_split = cfg->split;
+    p.kv_rebalance = cfg->rebalance;
+    p.data_plane = cfg->prefill || cfg->decode || cfg->split || cfg->rebalance;
+    sl_status_t st = sl_sim_run(&p, r);
+    sl_trace_destroy(&tr);
+    if (st != SL_OK)
+        return 1;
+    char roles[32];
+    if (cfg->prefill || cfg->decode)
+        snprintf(roles, sizeof(roles), "%d:%d", cfg->prefill, cfg->decode);
+    else
+        snprintf(roles, sizeof(roles), "0:0/%d", o->executors);
+    printf("%-24s %-8s %7.2f %8.2f %6.1f %8.3f %8.3f %7.1f %7.1f %6llu %8.1f %6.1f\n", cfg->name,
+           roles, load, r->goodput_rps, 100 * r->slo_frac, r->p50_ttft_s, r->p99_ttft_s,
+           1e3 * r->mean_tpot_s, 100 * r->split_share, (unsigned long long)r->kv_migrations,
+           r->mean_xfer_ms, 100 * r->busy_rate);
+    fflush(stdout);
+    return 0;
+}
+
+/* The default splits: 1/8, 2/8, 3/8 and 4/8 of the cluster prefill (for
+ * 16 executors: 2:14, 4:12, 6:10, 8:8). */
+static void s_default_ratios(s_opts_t *o)
+{
+    for (int k = 1; k <= 4; k++) {
+        int pf = (o->executors * k + 4) / 8, dc = o->executors - pf;
+        if (pf < 1 || dc < 1 || (o->n_ratios && o->ratios[o->n_ratios - 1][0] == pf))
+            continue;
+        o->ratios[o->n_ratios][0] = pf;
+        o->ratios[o->n_ratios][1] = dc;
+        o->n_ratios++;
+    }
+}
+
+static int s_cmd_disagg(s_opts_t *o, const sl_trace_t *src)
+{
+    if (o->quick)
+        o->requests = 300;
+    if (o->n_ratios == 0)
+        s_default_ratios(o);
+    if (o->n_ratios == 0) {
+        fprintf(stderr, "sluice-sim disagg: %d executors cannot be split into prefill and decode\n",
+                o->executors);
+        return 2;
+    }
+    double *speeds = s_speeds(o, o->executors);
+    if (!speeds)
+        return 1;
+    int rc = 1;
+    sl_sim_report_t agg, r;
+    const s_dcfg_t agg_cfg = {.name = "aggregated"};
+    printf("trace %s: %zu requests, %d executors (speeds %s), policy learned (+admission)\n"
+           "links: %.0f Gbit/s, %.0f us per executor%s; KV %.0f bytes per token\n",
+           o->trace, o->requests ? (size_t)o->requests : src->n, o->executors, o->speeds_list,
+           o->link_gbps, o->link_latency_us,
+           o->bg_traffic ? " (background traffic takes a share)" : "", o->kv_bytes_per_token);
+    /* The load: given, or the highest at which aggregated serving still
+     * meets S_SLO_TARGET of its SLOs (a grid of half a request per second
+     * per executor, then bisection between the last load that passes and
+     * the first that does not). */
+    double load = o->load;
+    if (load <= 0) {
+        printf("\nfinding the load where aggregated serving misses its SLOs:\n");
+        double lo = 0, hi = 0, step = 0.5 * o->executors;
+        for (int k = 1; k <= 40 && hi == 0; k++) {
+            double l = step * k;
+            printf("  %.2f req/s: ", l);
+            if (s_disagg_run(o, src, speeds, l, &agg_cfg, &agg) != 0)
+                goto out;
+            if (agg.slo_frac >= S_SLO_TARGET)
+                lo = l;
+            else
+                hi = l;
+        }
+        for (int i = 0; i < (o->quick ? 2 : S_REFINE) && hi > 0; i++) {
+            double mid = (lo + hi) / 2;
+            printf("  %.2f req/s: ", mid);
+            if (s_disagg_run(o, src, speeds, mid, &agg_cfg, &agg) != 0)
+                goto out;
+            if (agg.slo_frac >= S_SLO_TARGET)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        if (lo == 0) {
+            fprintf(stderr,
+                    "sluice-sim disagg: warning: aggregated serving misses %.0f%% of its "
+                    "SLOs even at %.2f req/s; comparing there\n",
+                    100 * S_SLO_TARGET, hi);
+            lo = hi;
+        }
+        if (hi == 0)
+            fprintf(stderr,
+                    "sluice-sim disagg: warning: aggregated serving meets its SLOs at "
+                    "every load tried, up to %.2f req/s; comparing there\n",
+                    lo);
+        load = lo;
+    }
+    printf("\n== at %.2f req/s ==\n", load);
+    printf("%-24s %-8s %7s %8s %6s %8s %8s %7s %7s %6s %8s %6s\n", "config", "P:D", "load",
+           "goodput", "slo%", "p50ttft", "p99ttft", "tpot_ms", "split%", "moves", "xfer_ms",
+           "busy%");
+    if (s_disagg_run(o, src, speeds, load, &agg_cfg, &agg) != 0)
+        goto out;
+    /* (b) fixed roles: every job is split */
+    int best = -1;
+    double best_gp = -1;
+    for (int i = 0; i < o->n_ratios; i++) {
+        s_dcfg_t c = {
+            .name = "disaggregated", .prefill = o->ratios[i][0], .decode = o->ratios[i][1]};
+        if (s_disagg_run(o, src, speeds, load, &c, &r) != 0)
+            goto out;
+        if (r.goodput_rps > best_gp) {
+            best = i;
+            best_gp = r.goodput_rps;
+        }
+    }
+    /* (c) conditional: all mixed, the core splits when it predicts a gain */
+    s_dcfg_t cond_cfg = {.name = "conditional", .split = true};
+    sl_sim_report_t cond;
+    if (s_disagg_run(o, src, speeds, load, &cond_cfg, &cond) != 0)
+        goto out;
+    /* (d) prefix fetch: not in the core yet */
+    char best_roles[32];
+    snprintf(best_roles, sizeof(best_roles), "%d:%d", o->ratios[best][0], o->ratios[best][1]);
+    printf("%-24s %-8s n/a (prefix fetch not in the core)\n", "best split + fetch", best_roles);
+    /* (e) migration on top of the best split */
+    s_dcfg_t mig_cfg = {.name = "best split + migration",
+                        .prefill = o->ratios[best][0],
+                        .decode = o->ratios[best][1],
+                        .rebalance = true};
+    sl_sim_report_t mig;
+    if (s_disagg_run(o, src, speeds, load, &mig_cfg, &mig) != 0)
+        goto out;
+    double base = agg.goodput_rps > 0 ? agg.goodput_rps : NAN;
+    printf("\nbest prefill:decode split: %d:%d (goodput %.2f req/s against %.2f aggregated)\n",
+           o->ratios[best][0], o->ratios[best][1], best_gp, agg.goodput_rps);
+    printf("RESULT disagg_vs_aggregated=%.3f best_split=%d:%d conditional_vs_aggregated=%.3f "
+           "fetch_vs_aggregated=n/a migrate_vs_aggregated=%.3f load_rps=%.2f executors=%d "
+           "trace=%s seed=%lld\n",
+           best_gp / base, o->ratios[best][0], o->ratios[best][1], cond.goodput_rps / base,
+           mig.goodput_rps / base, load, o->executors, o->trace, (long long)o->seed);
+    rc = 0;
+out:
+    free(speeds);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -942,7 +1115,8 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "run") && strcmp(cmd, "compare") && strcmp(cmd, "speed")) {
+    if (strcmp(cmd, "run") && strcmp(cmd, "compare") && strcmp(cmd, "speed") &&
+        strcmp(cmd, "disagg")) {
         fprintf(stderr, "sluice-sim: unknown command '%s'\n", cmd);
         s_usage(stderr);
         return 2;
@@ -960,6 +1134,8 @@ int main(int argc, char **argv)
         rc = s_cmd_run(&o, src);
     else if (!strcmp(cmd, "compare"))
         rc = s_cmd_compare(&o, src);
+    else if (!strcmp(cmd, "disagg"))
+        rc = s_cmd_disagg(&o, src);
     else
         rc = s_cmd_speed(&o, src);
     sl_trace_destroy(&src);
