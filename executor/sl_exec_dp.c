@@ -708,7 +708,14 @@ void sl_exec_dp_on_plan(sl_exec_dp_t *dp, const sl_kv_plan_t *plan, sl_time_t no
 
 void sl_exec_dp_on_dispatch(sl_exec_dp_t *dp, sl_engine_job_t *job, sl_time_t now)
 {
-    (void)now;
+    /* An earlier attempt of the job still here (a canceled reservation in
+     * its grace): the scheduler has moved on, so it goes now. */
+    sl_engine_job_t *old = sl_engine_find(dp->engine, job->seq.id);
+    s_kvjob_t *okv = old ? old->user : NULL;
+    if (okv && okv->retire_at && !okv->pushing) {
+        s_active_del(dp, okv);
+        s_end(dp, old, SL_ENGINE_CANCELED, "canceled", true, now);
+    }
     s_plan_t *p = sl_map_get(&dp->plans, job->seq.id + 1);
     if (!p)
         return;

@@ -530,10 +530,8 @@ static void s_on_kv_reserved(sl_sched_t *s, uint32_t index, const sl_wire_msg_t 
     sl_status_t st = s_kv_plan(s, from, job, split ? SL_KV_PUSH : SL_KV_MIGRATE, index, &r);
     if (st == SL_OK && split)
         st = s_batch_job(s, from, job); /* the prompt to compute, after its plan */
-    if (st != SL_OK) {
-        sl_kv_sent_t fail = {.job_seq = r.job_seq, .error = "its plan could not be sent"};
-        (void)sl_core_kv_sent(s->core, from->index, &fail, now);
-    }
+    if (st != SL_OK)                    /* as a failed dispatch: its connection is gone */
+        (void)sl_core_exec_lost(s->core, from->index, "a KV plan could not be sent", now);
 }
 
 static void s_on_kv_sent(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg, sl_time_t now)

@@ -365,8 +365,9 @@ static void s_load(void *state, sl_backend_load_t *load)
     s_ref_t *r = state;
     sl_kv_stats_t s;
     sl_kv_stats(r->kv, &s);
-    load->kv_blocks_used = s.referenced + s.cached;
-    load->kv_blocks_free = s.free;
+    /* Cached blocks nobody references are evicted on demand: available. */
+    load->kv_blocks_used = s.referenced;
+    load->kv_blocks_free = s.free + s.cached;
     load->kv_block_tokens = r->cfg.block_tokens;
 }
 

@@ -550,7 +550,10 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
         sl_core_kv_detach(core, job, false);
         return SL_OK;
     }
-    if (!e || !job || job->state != SL_JOB_RUNNING || job->exec != e) {
+    if (!e || !job || job->state != SL_JOB_RUNNING || job->exec != e ||
+        (res->status == SL_JOB_CANCELED && !job->cancel_asked)) {
+        /* A CANCELED nobody asked for this attempt: the earlier attempt's,
+         * canceled when the job was requeued (same handle, same executor). */
         core->counters[SL_CTR_STALE_COMPLETIONS]++;
         return SL_ERR_NOT_FOUND;
     }
@@ -611,6 +614,7 @@ sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now)
         sl_core_job_finish(core, job, SL_JOB_CANCELED, &t, NULL, NULL, "canceled by client", now);
         return SL_OK;
     }
+    job->cancel_asked = true;
     if (core->io->cancel) {
         sl_core_cb_enter(core);
         core->io->cancel(core->io_arg, job->exec, job);

@@ -498,6 +498,8 @@ sl_status_t sl_core_job_migrate(sl_core_t *core, uint64_t seq, uint32_t to_index
     return s_move(core, job, d, now);
 }
 
+static void s_drain_moves(sl_core_t *core, sl_time_t now);
+
 sl_status_t sl_core_exec_drain(sl_core_t *core, uint32_t index, sl_time_t now)
 {
     if (sl_core_reentered(core, "sl_core_exec_drain"))
@@ -510,7 +512,7 @@ sl_status_t sl_core_exec_drain(sl_core_t *core, uint32_t index, sl_time_t now)
                      e->inflight, e->data_plane ? " move where they can" : " finish there");
     e->draining = true;
     e->last_seen = now;
-    sl_core_kv_tick(core, now);
+    s_drain_moves(core, now);
     return SL_OK;
 }
 

@@ -72,6 +72,8 @@ typedef struct sl_job {
     sl_lm_pred_t kv_pred; /* split: the prediction for kv_peer's prefill */
     float kv_xfer_pred_s; /* the transfer time predicted for it */
     bool kv_split;        /* its prompt was computed by another executor (this run) */
+    bool cancel_asked;    /* its client canceled it while it ran: a CANCELED report ends it
+                             (any other CANCELED is an earlier attempt's, dropped) */
     void *user;           /* the embedder's data (daemon: routing, payload) */
     sl_list_t link;       /* queue, executor in-flight list or done list */
 } sl_job_t;
