@@ -447,10 +447,10 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
                r.busy_rate, r.hit_rate, r.ttft_mape, o->executors);
         if (p.data_plane)
             printf("data plane: %llu splits (%llu handed off, %llu failed), %llu moves (%llu "
-                   "failed), %.1f MB moved, mean transfer %.3f ms, mean pause %.3f ms\n",
+                   "failed), %llu KV bytes moved, mean transfer %.3f ms, mean pause %.3f ms\n",
                    (unsigned long long)r.kv_splits, (unsigned long long)r.kv_handoffs,
                    (unsigned long long)r.kv_split_failed, (unsigned long long)r.kv_migrations,
-                   (unsigned long long)r.kv_migrate_failed, (double)r.kv_bytes / 1e6,
+                   (unsigned long long)r.kv_migrate_failed, (unsigned long long)r.kv_bytes,
                    r.mean_xfer_ms, r.mean_pause_ms);
     }
     free(speeds);
