@@ -219,8 +219,9 @@ static void s_wake(s_sim_t *s, s_exec_t *x, sl_time_t t)
 
 /* --- engine jobs --- */
 
-/* A new engine job for request req as the core's job describes it, with
- * room for max_new output tokens. NULL on no memory (recorded). */
+/* A new engine job for the core's job, producing at most max_new tokens
+ * (room for all of the job's: a move's destination takes the source's).
+ * NULL on no memory (recorded in s->error). */
 static s_ejob_t *s_ejob_new(s_sim_t *s, const sl_job_t *job, uint32_t max_new, s_kind_t kind)
 {
     s_ejob_t *j = calloc(1, sizeof(*j) + (size_t)job->max_new_tokens * sizeof(uint32_t));
