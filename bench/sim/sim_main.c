@@ -193,8 +193,7 @@ static void s_usage(FILE *f)
                "  run      one policy at one load\n"
                "  compare  every policy over a sweep of offered loads (CSV and plots)\n"
                "  speed    simulated requests per wall-clock minute on a large cluster\n"
-               "  disagg   aggregated against disaggregated prefill and decode, conditional\n"
-               "           disaggregation and migration, at aggregated serving's limit\n");
+               "  disagg   aggregated serving against disaggregated prefill and decode\n");
 }
 
 /* The table with cmd's defaults: a larger cluster for speed, a slice of
