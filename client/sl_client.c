@@ -467,6 +467,11 @@ static void s_on_status(sl_client_t *c, const sl_wire_msg_t *m)
             x->kv_blocks_free = e.load.kv_blocks_free;
             x->step_time_us = e.load.step_time_us;
             x->busy = e.load.busy;
+            x->kv_reservations = e.load.kv.reservations;
+            x->kv_bytes_sent = e.load.kv.bytes_sent;
+            x->kv_bytes_received = e.load.kv.bytes_received;
+            x->kv_pushes_failed = e.load.kv.pushes_failed;
+            x->kv_notifs_refused = e.load.kv.notifs_refused;
             x->has_gpu_util = e.load.has_gpu_util;
             x->gpu_util = x->has_gpu_util ? e.load.gpu_util : 0.0f;
             x->has_cpu_util = e.load.has_cpu_util;

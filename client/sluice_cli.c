@@ -415,16 +415,24 @@ static int s_cmd_status(int argc, char **argv)
      * recent jobs (POLICIES.md); COMPLETED counts jobs that ended OK.
      * DATA_PLANE is the size of the KV region the executor registered with
      * its transport engine ("-": no data plane), then the peers it reached
-     * over the data plane out of those it checked. */
-    printf("%-20s %-8s %-5s %9s %7s %6s %10s %15s %5s %5s %5s %13s %8s %10s %8s %16s\n", "EXECUTOR",
-           "BACKEND", "ALIVE", "INFL/SLOT", "RUNNING", "QUEUED", "QTOKENS", "KV USED/FREE", "CPU%",
-           "GPU%", "BUSY%", "GPU_MEM_GIB", "STEP_US", "COMPLETED", "FAILED", "DATA_PLANE");
+     * over the data plane out of those it checked. KV_MOVED: KV MiB it pushed
+     * to peers / that landed in its reservations, reservations now, and
+     * notifications it refused (matching no reservation of its own). */
+    printf("%-20s %-8s %-5s %9s %7s %6s %10s %15s %5s %5s %5s %13s %8s %10s %8s %16s %s\n",
+           "EXECUTOR", "BACKEND", "ALIVE", "INFL/SLOT", "RUNNING", "QUEUED", "QTOKENS",
+           "KV USED/FREE", "CPU%", "GPU%", "BUSY%", "GPU_MEM_GIB", "STEP_US", "COMPLETED", "FAILED",
+           "DATA_PLANE", "KV_MOVED");
     for (size_t i = 0; i < st->n_executors; i++) {
         const sl_executor_info_t *e = &st->executors[i];
         char infl[32], kv[40], cpu[16] = "-", gpu[16] = "-", mem[40] = "-", dp[48] = "-";
-        if (e->data_plane)
+        char moved[96] = "-";
+        if (e->data_plane) {
             snprintf(dp, sizeof(dp), "%.1fMiB %u/%u", (double)e->kv_region_bytes / (1 << 20),
                      e->peers_reachable, e->peers_reachable + e->peers_unreachable);
+            snprintf(moved, sizeof(moved), "%.1f/%.1f res=%u refused=%" PRIu64,
+                     (double)e->kv_bytes_sent / (1 << 20), (double)e->kv_bytes_received / (1 << 20),
+                     e->kv_reservations, e->kv_notifs_refused);
+        }
         snprintf(infl, sizeof(infl), "%u/%u", e->inflight, e->slots);
         snprintf(kv, sizeof(kv), "%u/%u", e->kv_blocks_used, e->kv_blocks_free);
         if (e->has_cpu_util)
@@ -435,13 +443,13 @@ static int s_cmd_status(int argc, char **argv)
             snprintf(mem, sizeof(mem), "%.1f/%.1f", (double)e->gpu_mem_used / (1 << 30),
                      (double)e->gpu_mem_total / (1 << 30));
         printf("%-20s %-8s %-5s %9s %7u %6u %10" PRIu64 " %15s %5s %5s %5.0f %13s %8u %10" PRIu64
-               " %8" PRIu64 " %16s\n",
+               " %8" PRIu64 " %16s %s\n",
                e->name, e->backend[0] ? e->backend : "-",
                !e->alive        ? "no"
                : e->quarantined ? "quar"
                                 : "yes",
                infl, e->running_jobs, e->queued_jobs, e->queued_tokens, kv, cpu, gpu,
-               e->busy * 100.0, mem, e->step_time_us, e->completed, e->failed, dp);
+               e->busy * 100.0, mem, e->step_time_us, e->completed, e->failed, dp, moved);
     }
     if (st->n_executors == 0)
         printf("(no executors)\n");

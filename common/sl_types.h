@@ -74,7 +74,8 @@ typedef enum sl_kv_mode {
     SL_KV_AWAIT = 1,   /* reserve its blocks, say where they are, wait for the peer's KV */
     SL_KV_PUSH = 2,    /* compute its prompt, write the KV into the peer's blocks, hand off */
     SL_KV_MIGRATE = 3, /* pause it where it runs, write its KV into the peer's blocks, hand off */
-    SL_KV_MODE_COUNT = 4,
+    SL_KV_FETCH = 4,   /* write its leading blocks from the prefix cache into the peer's blocks */
+    SL_KV_MODE_COUNT = 5,
 } sl_kv_mode_t;
 
 /* The KV plan of one job (the wire's KvPlan). Arrays are borrowed. */
@@ -87,6 +88,8 @@ typedef struct sl_kv_plan {
     const uint32_t *blocks; /* PUSH, MIGRATE: the peer's block ids from first_block on */
     uint32_t n_blocks;      /* entries of blocks */
     uint64_t block_bytes;   /* bytes of one of the peer's blocks */
+    const uint64_t *hashes; /* FETCH: chained hashes of the job's leading blocks, from block 0 */
+    uint32_t n_hashes;      /* entries of hashes (blocks first_block .. n_hashes-1 are sent) */
 } sl_kv_plan_t;
 
 /* An executor's answer to an AWAIT plan (the wire's KvReserved). */
@@ -130,6 +133,15 @@ typedef struct sl_exec_info {
     uint64_t kv_region_bytes;    /* its registered KV region (0: no data plane) */
 } sl_exec_info_t;
 
+/* What an executor's data plane has moved (sl_exec_load_t.kv). */
+typedef struct sl_exec_kv_load {
+    uint32_t reservations;   /* jobs holding blocks for a peer's KV now */
+    uint64_t bytes_sent;     /* KV bytes pushed to peers, since start */
+    uint64_t bytes_received; /* KV bytes landed in its reservations */
+    uint64_t pushes_failed;  /* pushes that failed or could not be made */
+    uint64_t notifs_refused; /* notifications matching no reservation of its own */
+} sl_exec_kv_load_t;
+
 /* Load an executor reports in heartbeats. */
 typedef struct sl_exec_load {
     uint32_t running_jobs;   /* in its running batch */
@@ -146,6 +158,7 @@ typedef struct sl_exec_load {
     bool has_gpu_mem;        /* gpu_mem_* are measured; false: unknown */
     uint64_t gpu_mem_used;   /* GPU memory allocated, bytes */
     uint64_t gpu_mem_total;  /* GPU memory installed, bytes */
+    sl_exec_kv_load_t kv;    /* its data plane (all 0 without one) */
 } sl_exec_load_t;
 
 /* What an executor measures on its host (executor/sl_hostload.c); a value

@@ -150,8 +150,17 @@ typedef struct sl_backend_ops {
     /* A peer wrote the KV of positions [0, prompt_len + n_out - 1) into the
      * blocks of the admitted seq, whose out[0..n_out) the engine has set
      * (n_out >= 1): it is prefilled, and its next step decodes. Prompt
-     * blocks are published in the prefix cache as after a prefill. */
+     * blocks are published in the prefix cache as after a prefill. With
+     * n_out == 0 a peer wrote only the leading cached_tokens positions (a
+     * prefix fetch; the engine set cached_tokens): the rest of the prompt
+     * is computed here. */
     sl_status_t (*kv_import)(void *state, sl_seq_t *seq);
+    /* Hold the blocks of the longest cached prefix of hashes[0..n) so a
+     * peer can read them: *ids_p / *n_found_p are their ids, *hold_p what
+     * kv_unhold releases. SL_ERR_NOT_FOUND when none is cached. NULL: none. */
+    sl_status_t (*kv_hold)(void *state, const uint64_t *hashes, uint32_t n, void **hold_p,
+                           const uint32_t **ids_p, uint32_t *n_found_p);
+    void (*kv_unhold)(void *state, void *hold);
 } sl_backend_ops_t;
 
 extern const sl_backend_ops_t sl_backend_sim;

@@ -265,8 +265,10 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
 static sl_status_t s_kv_import(void *state, sl_seq_t *seq)
 {
     s_sim_t *s = state;
-    if (!seq->backend_state || seq->n_out == 0)
+    if (!seq->backend_state)
         return SL_ERR_INVALID;
+    if (seq->n_out == 0) /* a fetched prefix: cached_tokens (set by the engine) cost nothing */
+        return seq->cached_tokens < seq->prompt_len ? SL_OK : SL_ERR_INVALID;
     seq->prefill_done = sl_seq_prefill_left(seq) + seq->prefill_done;
     seq->prefilled = true;
     s_store(s, seq->backend_state, seq->max_new_tokens);

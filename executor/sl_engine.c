@@ -416,12 +416,41 @@ sl_status_t sl_engine_resume(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now
     return SL_OK;
 }
 
-sl_status_t sl_engine_import(sl_engine_t *e, sl_engine_job_t *job, uint32_t n_out,
-                             uint32_t streamed, sl_time_t now)
+sl_status_t sl_engine_kv_hold(sl_engine_t *e, const uint64_t *hashes, uint32_t n, void **hold_p,
+                              const uint32_t **ids_p, uint32_t *n_found_p)
 {
-    if (!job->held || job->kv_mode != SL_KV_AWAIT || n_out == 0 ||
-        n_out > job->seq.max_new_tokens || streamed > n_out || !e->ops->kv_import)
+    *n_found_p = 0;
+    if (!e->ops->kv_hold)
+        return SL_ERR_UNSUPPORTED;
+    return e->ops->kv_hold(e->backend, hashes, n, hold_p, ids_p, n_found_p);
+}
+
+void sl_engine_kv_unhold(sl_engine_t *e, void *hold)
+{
+    if (hold && e->ops->kv_unhold)
+        e->ops->kv_unhold(e->backend, hold);
+}
+
+sl_status_t sl_engine_import(sl_engine_t *e, sl_engine_job_t *job, uint32_t n_out,
+                             uint32_t streamed, uint32_t prefix_tokens, sl_time_t now)
+{
+    if (!job->held || job->kv_mode != SL_KV_AWAIT || n_out > job->seq.max_new_tokens ||
+        streamed > n_out || !e->ops->kv_import)
         return SL_ERR_INVALID;
+    if (n_out == 0) { /* a fetched prefix: the prompt's rest is computed here */
+        if (prefix_tokens <= job->seq.cached_tokens || prefix_tokens >= job->seq.prompt_len)
+            return SL_ERR_INVALID;
+        uint32_t before = job->seq.cached_tokens;
+        job->seq.cached_tokens = prefix_tokens;
+        sl_status_t st = e->ops->kv_import(e->backend, &job->seq);
+        if (st != SL_OK) {
+            job->seq.cached_tokens = before;
+            return st;
+        }
+        job->kv_mode = SL_KV_LOCAL;
+        s_unhold(e, job);
+        return SL_OK;
+    }
     job->seq.n_out = n_out;
     sl_status_t st = e->ops->kv_import(e->backend, &job->seq);
     if (st != SL_OK)
@@ -485,6 +514,7 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
 {
     sl_backend_load_t bl = {0};
     e->ops->load(e->backend, &bl);
+    memset(&load->kv, 0, sizeof(load->kv));
     load->running = e->n_running + e->n_held;
     load->waiting = e->n_waiting[0] + e->n_waiting[1];
     load->waiting_tokens = e->waiting_tokens;

@@ -78,6 +78,7 @@ typedef struct sl_engine_load {
     uint32_t kv_free;        /* KV blocks free */
     uint32_t step_us;        /* mean step time since the last call */
     float busy;              /* fraction of time stepping since the last call */
+    sl_exec_kv_load_t kv;    /* the embedder's data plane (sl_engine_load leaves it 0) */
 } sl_engine_load_t;
 
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,
@@ -100,9 +101,17 @@ sl_status_t sl_engine_pause(sl_engine_t *engine, uint64_t id, sl_time_t now);
 sl_status_t sl_engine_resume(sl_engine_t *engine, sl_engine_job_t *job, sl_time_t now);
 /* A held SL_ENGINE_HELD_RESERVED job got its KV from a peer: the embedder
  * has put its n_out tokens so far into seq.out; the first streamed tokens
- * were already delivered by the peer. It is prefilled and decodes next. */
+ * were already delivered by the peer. It is prefilled and decodes next.
+ * With n_out == 0 the peer sent only the KV of its first prefix_tokens
+ * prompt tokens (a prefix fetch): it computes the rest of its prompt. */
 sl_status_t sl_engine_import(sl_engine_t *engine, sl_engine_job_t *job, uint32_t n_out,
-                             uint32_t streamed, sl_time_t now);
+                             uint32_t streamed, uint32_t prefix_tokens, sl_time_t now);
+/* Hold the blocks of the longest cached prefix of hashes[0..n) for a peer
+ * to read (SL_ERR_NOT_FOUND: none cached; SL_ERR_UNSUPPORTED: the backend
+ * has no prefix cache of blocks); release with sl_engine_kv_unhold. */
+sl_status_t sl_engine_kv_hold(sl_engine_t *engine, const uint64_t *hashes, uint32_t n,
+                              void **hold_p, const uint32_t **ids_p, uint32_t *n_found_p);
+void sl_engine_kv_unhold(sl_engine_t *engine, void *hold);
 /* End a held job (its blocks are released): SL_ENGINE_MOVED once its KV is
  * the peer's, SL_ENGINE_FAILED or _CANCELED when the move is abandoned. */
 void sl_engine_end(sl_engine_t *engine, sl_engine_job_t *job, sl_engine_done_t how,

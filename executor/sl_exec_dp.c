@@ -6,7 +6,9 @@
  * the other by block id; one that keeps none (sim, null) gets a stand-in
  * region sized like the KV it models, carved into blocks of block_tokens x
  * kv_bytes_per_token, so that real bytes of the modelled size move in tests
- * and benches. Stand-in blocks are handed out from a bitmap per job.
+ * and benches. The stand-in is allocated by UCX (sl_xport_mem_alloc), so a
+ * peer on the same host maps it. Stand-in blocks are handed out from a
+ * bitmap per job.
  *
  * Moves. Every move of a job's KV is the same exchange, driven by the
  * scheduler: the receiver gets an AWAIT plan and the job, reserves its
@@ -42,7 +44,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <zmq.h>
 
 /* Bytes of the scratch region; a peer check reads S_CHECK_BYTES into it. */
@@ -120,7 +121,7 @@ struct sl_exec_dp {
     sl_xport_t *xport;           /* transport engine */
     void *region;                /* the registered KV region */
     size_t region_bytes;         /* its bytes */
-    bool region_mapped;          /* a stand-in we mapped (else the backend's pool) */
+    bool region_mapped;          /* a stand-in UCX allocated (else the backend's pool) */
     bool staged;                 /* device memory moved through host staging */
     size_t block_bytes;          /* bytes of one block */
     uint32_t block_tokens;       /* tokens per block */
@@ -137,6 +138,7 @@ struct sl_exec_dp {
     sl_map_t plans;              /* job_seq + 1 -> s_plan_t awaiting its job */
     s_plan_t *newest_plan;       /* plans, newest first (expiry walks them) */
     s_kvjob_t *active;           /* jobs pushing or retiring */
+    uint32_t fetches;            /* prefix fetches in flight (their callbacks free them) */
     sl_exec_dp_stats_t stats;    /* counters */
 };
 
@@ -659,8 +661,123 @@ static sl_status_t s_take_dst(s_kvjob_t *kv, const sl_kv_plan_t *plan)
     return SL_OK;
 }
 
+/* A fetch in flight: cached blocks held for a peer to receive. */
+typedef struct s_fetch {
+    sl_exec_dp_t *dp;    /* the data plane */
+    uint64_t job_seq;    /* the job they are for */
+    void *hold;          /* the backend's hold on the blocks */
+    uint64_t bytes;      /* bytes moved */
+    uint32_t blocks;     /* blocks moved */
+    sl_time_t posted_at; /* when */
+} s_fetch_t;
+
+static void s_fetch_done(void *arg, sl_status_t st)
+{
+    s_fetch_t *f = arg;
+    sl_exec_dp_t *dp = f->dp;
+    sl_engine_kv_unhold(dp->engine, f->hold);
+    sl_kv_sent_t k = {.job_seq = f->job_seq, .ok = st == SL_OK, .error = sl_status_str(st)};
+    if (st == SL_OK) {
+        k.bytes = f->bytes;
+        k.blocks = f->blocks;
+        k.xfer_us = (uint32_t)((sl_clock_now() - f->posted_at) / 1000);
+        k.error = "";
+        dp->stats.pushes_ok++;
+        dp->stats.bytes_sent += f->bytes;
+        dp->stats.blocks_sent += f->blocks;
+    } else {
+        dp->stats.pushes_failed++;
+    }
+    s_kv_sent(dp, &k);
+    dp->fetches--;
+    free(f);
+}
+
+/* Send the cached leading blocks of a job (plan->hashes) to the peer's
+ * reservation (a prefix fetch): held while they move, released after. */
+static void s_fetch(sl_exec_dp_t *dp, const sl_kv_plan_t *plan, sl_time_t now)
+{
+    const char *why = NULL;
+    char buf[128];
+    void *hold = NULL;
+    const uint32_t *ids = NULL;
+    uint32_t found = 0;
+    s_peer_t *peer = s_peer_find(dp, plan->peer);
+    s_fetch_t *f = NULL;
+    sl_xport_block_t *blocks = NULL;
+    uint32_t nb = 0;
+    if (plan->block_bytes != dp->block_bytes) {
+        snprintf(buf, sizeof(buf), "KV block layouts differ (%llu bytes there, %zu here)",
+                 (unsigned long long)plan->block_bytes, dp->block_bytes);
+        why = buf;
+    } else if (!peer || !peer->conn || !peer->reached) {
+        why = "the receiver is not reached over the data plane";
+    } else if (sl_engine_kv_hold(dp->engine, plan->hashes, plan->n_hashes, &hold, &ids, &found) !=
+                   SL_OK ||
+               found <= plan->first_block) {
+        why = "the blocks are no longer cached here";
+    } else {
+        nb = found - plan->first_block;
+        if (nb > plan->n_blocks)
+            nb = plan->n_blocks;
+        f = calloc(1, sizeof(*f));
+        blocks = malloc((size_t)nb * sizeof(*blocks));
+        if (!f || !blocks)
+            why = "out of memory";
+    }
+    if (!why) {
+        for (uint32_t i = 0; i < nb; i++)
+            blocks[i] = (sl_xport_block_t){
+                .local_off = (uint64_t)ids[plan->first_block + i] * dp->block_bytes,
+                .remote_off = (uint64_t)plan->blocks[i] * dp->block_bytes,
+                .len = dp->block_bytes};
+        s_notif_t h = {.magic = S_NOTIF_MAGIC,
+                       .version = S_NOTIF_VERSION,
+                       .job_seq = plan->job_seq,
+                       .nonce = plan->nonce,
+                       .first_block = plan->first_block,
+                       .n_blocks = nb};
+        *f = (s_fetch_t){.dp = dp,
+                         .job_seq = plan->job_seq,
+                         .hold = hold,
+                         .bytes = (uint64_t)nb * dp->block_bytes,
+                         .blocks = nb,
+                         .posted_at = now};
+        sl_xport_xfer_t xf = {.op = SL_XPORT_PUT,
+                              .cls = SL_XPORT_CRITICAL,
+                              .local = dp->kv_mem,
+                              .remote = peer->remote,
+                              .blocks = blocks,
+                              .nblocks = nb,
+                              .notif = &h,
+                              .notif_len = sizeof(h),
+                              .cb = s_fetch_done,
+                              .cb_arg = f};
+        sl_status_t st = sl_xport_post(dp->xport, peer->conn, &xf);
+        if (st == SL_OK) {
+            dp->fetches++;
+            free(blocks);
+            return;
+        }
+        snprintf(buf, sizeof(buf), "cannot post the transfer: %s", sl_status_str(st));
+        why = buf;
+    }
+    sl_engine_kv_unhold(dp->engine, hold);
+    free(blocks);
+    free(f);
+    dp->stats.pushes_failed++;
+    SL_WARN("data plane: prefix of job %llu not sent to executor %u: %s",
+            (unsigned long long)plan->job_seq, plan->peer, why);
+    sl_kv_sent_t k = {.job_seq = plan->job_seq, .ok = false, .error = why};
+    s_kv_sent(dp, &k);
+}
+
 void sl_exec_dp_on_plan(sl_exec_dp_t *dp, const sl_kv_plan_t *plan, sl_time_t now)
 {
+    if (plan->mode == SL_KV_FETCH) {
+        s_fetch(dp, plan, now);
+        return;
+    }
     if (plan->mode == SL_KV_MIGRATE) {
         sl_engine_job_t *job = sl_engine_find(dp->engine, plan->job_seq);
         s_kvjob_t *kv = NULL;
@@ -772,8 +889,7 @@ static void s_on_notif(void *arg, const void *data, size_t len)
         s_refuse(dp, 0, "not a KV notification of this version");
         return;
     }
-    if (h.n_out == 0 || h.n_out > s_notif_tokens(dp) ||
-        len != sizeof(h) + (size_t)h.n_out * sizeof(uint32_t)) {
+    if (h.n_out > s_notif_tokens(dp) || len != sizeof(h) + (size_t)h.n_out * sizeof(uint32_t)) {
         s_refuse(dp, h.job_seq, "its token count does not match its length");
         return;
     }
@@ -784,10 +900,13 @@ static void s_on_notif(void *arg, const void *data, size_t len)
         return;
     }
     const sl_seq_t *seq = &job->seq;
-    uint64_t positions = (uint64_t)seq->prompt_len + h.n_out - 1;
+    uint64_t covered = ((uint64_t)h.first_block + h.n_blocks) * dp->block_tokens;
+    /* a whole prompt and its tokens so far, or (n_out 0) a prefix of whole
+     * blocks that leaves at least the prompt's last token to compute */
+    bool fits = h.n_out ? (uint64_t)seq->prompt_len + h.n_out - 1 <= covered
+                        : h.n_blocks > 0 && covered < seq->prompt_len;
     if (h.nonce != kv->nonce || h.first_block != kv->first_block || h.n_blocks > kv->n_blocks ||
-        h.n_out > seq->max_new_tokens || h.streamed > h.n_out ||
-        positions > ((uint64_t)h.first_block + h.n_blocks) * dp->block_tokens) {
+        h.n_out > seq->max_new_tokens || h.streamed > h.n_out || !fits) {
         s_refuse(dp, h.job_seq, "it does not match the reservation");
         return;
     }
@@ -796,7 +915,8 @@ static void s_on_notif(void *arg, const void *data, size_t len)
     kv->mode = SL_KV_LOCAL;
     kv->reserved = false;
     dp->stats.reservations--;
-    sl_status_t st = sl_engine_import(dp->engine, job, h.n_out, h.streamed, sl_clock_now());
+    sl_status_t st =
+        sl_engine_import(dp->engine, job, h.n_out, h.streamed, (uint32_t)covered, sl_clock_now());
     if (st != SL_OK) {
         s_refuse(dp, h.job_seq, sl_status_str(st));
         s_end(dp, job, SL_ENGINE_FAILED, "its KV could not be taken in", false, sl_clock_now());
@@ -804,6 +924,8 @@ static void s_on_notif(void *arg, const void *data, size_t len)
     }
     dp->stats.imports++;
     dp->stats.bytes_received += (uint64_t)h.n_blocks * dp->block_bytes;
+    if (h.n_out == 0)
+        dp->stats.blocks_fetched += h.n_blocks;
     (void)n_blocks;
 }
 
@@ -922,10 +1044,8 @@ void sl_exec_dp_destroy(sl_exec_dp_t **dp_p)
     sl_xport_mem_deregister(dp->xport, &dp->scratch_mem);
     free(dp->scratch);
     free(dp->kv_rkey);
-    sl_xport_mem_deregister(dp->xport, &dp->kv_mem);
+    sl_xport_mem_deregister(dp->xport, &dp->kv_mem); /* frees an allocated stand-in */
     sl_xport_destroy(&dp->xport);
-    if (dp->region_mapped && dp->region)
-        munmap(dp->region, dp->region_bytes);
     free(dp->bitmap);
     free(dp);
     *dp_p = NULL;
@@ -963,16 +1083,12 @@ sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
         dp->n_standin = (uint32_t)(bytes / dp->block_bytes);
         dp->region_bytes = (size_t)dp->n_standin * dp->block_bytes;
         dp->bitmap = calloc(((size_t)dp->n_standin + 63) / 64 + 1, sizeof(uint64_t));
-        void *region = dp->region_bytes ? mmap(NULL, dp->region_bytes, PROT_READ | PROT_WRITE,
-                                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-                                        : MAP_FAILED;
-        if (!dp->bitmap || region == MAP_FAILED) {
-            SL_ERROR("data plane: cannot map a %zu-byte KV region", dp->region_bytes);
+        if (!dp->bitmap || !dp->region_bytes) {
+            SL_ERROR("data plane: no room for a KV region of %zu-byte blocks", dp->block_bytes);
             free(dp->bitmap);
             free(dp);
             return SL_ERR_NOMEM;
         }
-        dp->region = region;
         dp->region_mapped = true;
     }
     sl_xport_cfg_t xcfg;
@@ -981,15 +1097,20 @@ sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
         st = sl_xport_create(&xcfg, &dp->xport);
     if (st != SL_OK) {
         SL_ERROR("data plane: cannot create the transport engine: %s", sl_status_str(st));
-        if (dp->region_mapped)
-            munmap(dp->region, dp->region_bytes);
         free(dp->bitmap);
         free(dp);
         return st;
     }
-    if ((st = sl_xport_mem_register(dp->xport, dp->region, dp->region_bytes,
-                                    device ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST, &dp->kv_mem)) !=
-            SL_OK ||
+    /* The stand-in is allocated by UCX, so a peer on the same host maps it
+     * (a plain copy over shared memory instead of software RMA); the
+     * backend's pool can only be registered where it lies. */
+    if (dp->region_mapped)
+        st = sl_xport_mem_alloc(dp->xport, dp->region_bytes, SL_XPORT_MEM_HOST, &dp->region,
+                                &dp->kv_mem);
+    else
+        st = sl_xport_mem_register(dp->xport, dp->region, dp->region_bytes,
+                                   device ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST, &dp->kv_mem);
+    if (st != SL_OK ||
         (st = sl_xport_mem_pack(dp->xport, dp->kv_mem, &dp->kv_rkey, &dp->kv_rkey_len)) != SL_OK ||
         (st = sl_xport_address(dp->xport, &dp->addr, &dp->addr_len)) != SL_OK ||
         (st = (dp->scratch = calloc(1, S_SCRATCH)) ? SL_OK : SL_ERR_NOMEM) != SL_OK ||

@@ -44,6 +44,7 @@ typedef struct sl_exec_dp_stats {
     uint64_t bytes_received; /* KV bytes that landed in reservations */
     uint64_t blocks_sent;    /* KV blocks pushed */
     uint64_t notifs_refused; /* notifications for no reservation, or not matching it */
+    uint64_t blocks_fetched; /* prompt blocks that came from a peer's cache (prefix fetch) */
     uint64_t pause_us_total; /* pauses of moved sequences, summed */
     uint32_t reservations;   /* reservations outstanding now */
 } sl_exec_dp_stats_t;

@@ -366,6 +366,15 @@ static void s_post_load(sl_executor_t *x, sl_time_t now)
 {
     sl_engine_load_t el;
     sl_engine_load(x->engine, now, &el);
+    if (x->dp) {
+        sl_exec_dp_stats_t ds;
+        sl_exec_dp_stats(x->dp, &ds);
+        el.kv = (sl_exec_kv_load_t){.reservations = ds.reservations,
+                                    .bytes_sent = ds.bytes_sent,
+                                    .bytes_received = ds.bytes_received,
+                                    .pushes_failed = ds.pushes_failed,
+                                    .notifs_refused = ds.notifs_refused};
+    }
     s_flush_kv(x);
     sl_link_post(x->link, true, x->heartbeat, &el);
 }

@@ -69,6 +69,7 @@ void sl_engine_load_report(const sl_engine_load_t *engine, const sl_host_sample_
     out->kv_blocks_free = engine->kv_free;
     out->step_time_us = engine->step_us;
     out->busy = engine->busy;
+    out->kv = engine->kv;
     if (!host)
         return;
     out->has_cpu_util = host->has_cpu;

@@ -243,7 +243,12 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
     case SLUICE__ENVELOPE__BODY_KV_PLAN: {
         const Sluice__KvPlan *p = m->kv_plan;
         CHECK_COUNT(p->n_blocks, lim->max_kv_blocks, "kv plan blocks");
-        if (p->mode == SLUICE__KV_MODE__KV_LOCAL || (unsigned)p->mode > SLUICE__KV_MODE__KV_MIGRATE)
+        CHECK_COUNT(p->n_hashes, lim->max_block_hashes, "kv plan hashes");
+        if (p->mode == SLUICE__KV_MODE__KV_FETCH && p->n_hashes <= p->first_block)
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                 "kv fetch plan of job %llu names no block to fetch",
+                                 (unsigned long long)p->job_seq);
+        if (p->mode == SLUICE__KV_MODE__KV_LOCAL || (unsigned)p->mode > SLUICE__KV_MODE__KV_FETCH)
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "kv plan mode %d", (int)p->mode);
         if (p->mode != SLUICE__KV_MODE__KV_AWAIT && (!p->n_blocks || !p->block_bytes))
             return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,

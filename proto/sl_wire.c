@@ -46,7 +46,8 @@ _Static_assert((int)SL_ROLE_MIXED == (int)SLUICE__EXECUTOR_ROLE__ROLE_MIXED &&
 _Static_assert((int)SL_KV_LOCAL == (int)SLUICE__KV_MODE__KV_LOCAL &&
                    (int)SL_KV_AWAIT == (int)SLUICE__KV_MODE__KV_AWAIT &&
                    (int)SL_KV_PUSH == (int)SLUICE__KV_MODE__KV_PUSH &&
-                   (int)SL_KV_MIGRATE == (int)SLUICE__KV_MODE__KV_MIGRATE,
+                   (int)SL_KV_MIGRATE == (int)SLUICE__KV_MODE__KV_MIGRATE &&
+                   (int)SL_KV_FETCH == (int)SLUICE__KV_MODE__KV_FETCH,
                "sl_kv_mode_t differs from the wire's KvMode");
 
 /* Field numbers of the batch bodies' repeated items and of the messages
@@ -422,6 +423,11 @@ static void s_load_get(const Sluice__Load *l, sl_exec_load_t *load, bool strict)
         .has_gpu_mem = l->has_gpu_mem,
         .gpu_mem_used = !strict || l->has_gpu_mem ? l->gpu_mem_used_bytes : 0,
         .gpu_mem_total = !strict || l->has_gpu_mem ? l->gpu_mem_total_bytes : 0,
+        .kv = {.reservations = l->kv_reservations,
+               .bytes_sent = l->kv_bytes_sent,
+               .bytes_received = l->kv_bytes_received,
+               .pushes_failed = l->kv_pushes_failed,
+               .notifs_refused = l->kv_notifs_refused},
     };
 }
 
@@ -492,6 +498,8 @@ void sl_wire_kv_plan_get(const sl_wire_msg_t *msg, sl_kv_plan_t *p)
         .blocks = x->n_blocks ? x->blocks : NULL,
         .n_blocks = (uint32_t)x->n_blocks,
         .block_bytes = x->block_bytes,
+        .hashes = x->n_hashes ? x->hashes : NULL,
+        .n_hashes = (uint32_t)x->n_hashes,
     };
 }
 
@@ -593,6 +601,11 @@ static void s_load_put(const sl_exec_load_t *load, Sluice__Load *l)
     l->has_gpu_mem = load->has_gpu_mem;
     l->gpu_mem_used_bytes = load->gpu_mem_used;
     l->gpu_mem_total_bytes = load->gpu_mem_total;
+    l->kv_reservations = load->kv.reservations;
+    l->kv_bytes_sent = load->kv.bytes_sent;
+    l->kv_bytes_received = load->kv.bytes_received;
+    l->kv_pushes_failed = load->kv.pushes_failed;
+    l->kv_notifs_refused = load->kv.notifs_refused;
 }
 
 sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
@@ -843,6 +856,8 @@ sl_status_t sl_wire_kv_plan_send(void *sock, const sl_wire_ident_t *to, const sl
     x.blocks = (uint32_t *)p->blocks;
     x.n_blocks = p->blocks ? p->n_blocks : 0;
     x.block_bytes = p->block_bytes;
+    x.hashes = (uint64_t *)p->hashes;
+    x.n_hashes = p->hashes ? p->n_hashes : 0;
     env.body_case = SLUICE__ENVELOPE__BODY_KV_PLAN;
     env.kv_plan = &x;
     return sl_proto_send(sock, to, &env, flags);

@@ -199,6 +199,11 @@ static sl_status_t s_kv_plan(sl_sched_t *s, sl_exec_t *exec, const sl_job_t *job
         p.n_blocks = r->n_blocks;
         p.block_bytes = r->block_bytes;
     }
+    if (mode == SL_KV_FETCH) { /* the holder finds the blocks by their hashes */
+        p.hashes = job->block_hashes;
+        p.n_hashes =
+            job->kv_fetch_blocks < job->n_block_hashes ? job->kv_fetch_blocks : job->n_block_hashes;
+    }
     s->counters[S_CTR_KV_PLANS]++;
     return sl_wire_kv_plan_send(s->executors, &ed->ident, &p, ZMQ_DONTWAIT);
 }
@@ -233,7 +238,7 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     sl_sched_t *s = arg;
     /* A split job's decode executor first gets the plan: reserve, wait for
      * the KV of kv_peer (sent now, so before the batch holding the job). */
-    if (job->kv_mode == SL_KV_PUSH && job->exec == exec) {
+    if ((job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH) && job->exec == exec) {
         sl_status_t st = s_kv_plan(s, exec, job, SL_KV_AWAIT, job->kv_peer->index, NULL);
         if (st != SL_OK)
             return st;
@@ -515,7 +520,8 @@ static void s_on_kv_reserved(sl_sched_t *s, uint32_t index, const sl_wire_msg_t 
     sl_kv_reserved_t r;
     sl_wire_kv_reserved_get(msg, &r);
     sl_job_t *job = sl_core_job_get(s->core, r.job_seq);
-    bool split = job && job->kv_mode == SL_KV_PUSH && job->exec && job->exec->index == index;
+    bool split = job && (job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH) && job->exec &&
+                 job->exec->index == index;
     bool move =
         job && job->kv_mode == SL_KV_MIGRATE && job->kv_peer && job->kv_peer->index == index;
     if ((!split && !move) || r.nonce != job->kv_nonce) {
@@ -527,8 +533,14 @@ static void s_on_kv_reserved(sl_sched_t *s, uint32_t index, const sl_wire_msg_t 
         return;
     }
     sl_exec_t *from = split ? job->kv_peer : job->exec;
-    sl_status_t st = s_kv_plan(s, from, job, split ? SL_KV_PUSH : SL_KV_MIGRATE, index, &r);
-    if (st == SL_OK && split)
+    sl_kv_mode_t mode = !split ? SL_KV_MIGRATE : job->kv_mode;
+    if (mode == SL_KV_FETCH && r.first_block >= job->kv_fetch_blocks) {
+        /* it cached those blocks itself meanwhile: nothing to pull */
+        (void)sl_core_kv_refused(s->core, index, r.job_seq, "nothing left to fetch", now);
+        return;
+    }
+    sl_status_t st = s_kv_plan(s, from, job, mode, index, &r);
+    if (st == SL_OK && mode == SL_KV_PUSH)
         st = s_batch_job(s, from, job); /* the prompt to compute, after its plan */
     if (st != SL_OK)                    /* as a failed dispatch: its connection is gone */
         (void)sl_core_exec_lost(s->core, from->index, "a KV plan could not be sent", now);

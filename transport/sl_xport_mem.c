@@ -13,10 +13,23 @@
  * Device memory that UCX cannot take is not registered at all: it is marked
  * for the staging pipeline (sl_xport_stage.c), and its blob says so.
  *
+ * A region can also be allocated by UCX (sl_xport_mem_alloc): the critical
+ * class's context allocates it (UCP_MEM_MAP_ALLOCATE, which on one host
+ * picks a sysv or posix shared segment when those transports are on) and
+ * the background context registers the same range. The critical key then
+ * names a segment the peer can map, so a KV put on shared memory is a copy
+ * by the sender instead of UCX's software RMA over active messages; the
+ * background key is an ordinary registration (background may stay slower).
+ * Over TCP the allocation is ordinary pages and nothing changes.
+ *
  * Alternatives rejected: registering per transfer (cost); handing raw UCX
  * rkey buffers to callers (no bounds to check, no version, no staged flag);
  * naming remote regions by their address (a transfer could then point at a
- * key that was never imported).
+ * key that was never imported); allocating in every class's context (one
+ * range cannot be allocated twice, and the critical class is the one KV
+ * moves in); one packed key unpacked for every class (a key names memory
+ * domains by their index in the packing context, which another class's
+ * context need not share).
  */
 #include "transport/sl_xport_int.h"
 
@@ -89,12 +102,84 @@ sl_status_t sl_xport_mem_register(sl_xport_t *xp, void *base, size_t len, sl_xpo
     return SL_OK;
 }
 
+/* Register [base, base+len) of host memory with class cls's context. */
+static sl_status_t s_map_host(sl_xport_t *xp, int cls, void *base, size_t len, ucp_mem_h *memh_p)
+{
+    ucp_mem_map_params_t mp;
+    memset(&mp, 0, sizeof(mp));
+    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                    UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+    mp.address = base;
+    mp.length = len;
+    mp.memory_type = UCS_MEMORY_TYPE_HOST;
+    ucs_status_t st = ucp_mem_map(xp->ctx[cls], &mp, memh_p);
+    if (st != UCS_OK) {
+        SL_ERROR("xport: ucp_mem_map(%zu bytes): %s", len, ucs_status_string(st));
+        return SL_ERR_IO;
+    }
+    return SL_OK;
+}
+
+sl_status_t sl_xport_mem_alloc(sl_xport_t *xp, size_t len, sl_xport_mem_type_t type, void **base_p,
+                               sl_xport_mem_t **mem_p)
+{
+    if (!xp || !len || !base_p || !mem_p)
+        return SL_ERR_INVALID;
+    if (type == SL_XPORT_MEM_CUDA)
+        return SL_ERR_UNSUPPORTED;
+    if (type != SL_XPORT_MEM_HOST)
+        return SL_ERR_INVALID;
+    sl_xport_mem_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return SL_ERR_NOMEM;
+    m->type = type;
+    sl_list_init(&m->link);
+
+    ucp_mem_map_params_t mp;
+    memset(&mp, 0, sizeof(mp));
+    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                    UCP_MEM_MAP_PARAM_FIELD_FLAGS | UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+    mp.address = NULL;
+    mp.length = len;
+    mp.flags = UCP_MEM_MAP_ALLOCATE;
+    mp.memory_type = UCS_MEMORY_TYPE_HOST;
+    ucs_status_t st = ucp_mem_map(xp->ctx[SL_XPORT_CRITICAL], &mp, &m->memh[SL_XPORT_CRITICAL]);
+    if (st != UCS_OK) {
+        SL_ERROR("xport: ucp_mem_map(allocate %zu bytes): %s", len, ucs_status_string(st));
+        free(m);
+        return st == UCS_ERR_NO_MEMORY ? SL_ERR_NOMEM : SL_ERR_IO;
+    }
+    ucp_mem_attr_t attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+    st = ucp_mem_query(m->memh[SL_XPORT_CRITICAL], &attr);
+    if (st != UCS_OK || !attr.address || attr.length < len) {
+        SL_ERROR("xport: ucp_mem_query of an allocated region: %s", ucs_status_string(st));
+        goto err_unmap;
+    }
+    m->base = attr.address;
+    m->len = len;
+    for (int c = SL_XPORT_CRITICAL + 1; c < SL_XPORT_NCLASS; c++)
+        if (s_map_host(xp, c, m->base, len, &m->memh[c]) != SL_OK)
+            goto err_unmap;
+    sl_list_push_back(&xp->mems, &m->link);
+    *base_p = m->base;
+    *mem_p = m;
+    return SL_OK;
+
+err_unmap:
+    sl_xport_mem_deregister(xp, &m);
+    return SL_ERR_IO;
+}
+
 void sl_xport_mem_deregister(sl_xport_t *xp, sl_xport_mem_t **mem_p)
 {
     if (!mem_p || !*mem_p)
         return;
     sl_xport_mem_t *m = *mem_p;
-    for (int c = 0; c < SL_XPORT_NCLASS; c++)
+    /* highest class first: an allocated region's memory goes with its
+     * critical handle, after the other contexts have let go of the range */
+    for (int c = SL_XPORT_NCLASS - 1; c >= 0; c--)
         if (m->memh[c])
             ucp_mem_unmap(xp->ctx[c], m->memh[c]);
     sl_list_del(&m->link);

@@ -350,14 +350,42 @@ static sl_status_t s_kv_import(void *state, sl_seq_t *seq)
 {
     s_ref_t *r = state;
     s_seq_state_t *ss = seq->backend_state;
-    if (!ss || seq->n_out == 0)
+    if (!ss)
         return SL_ERR_INVALID;
+    if (seq->n_out == 0) { /* a fetched prefix: the rest of the prompt is computed here */
+        if (seq->cached_tokens >= seq->prompt_len || seq->cached_tokens < ss->computed)
+            return SL_ERR_INVALID;
+        ss->computed = seq->cached_tokens;
+        seq->prefill_done = 0;
+        return SL_OK;
+    }
     ss->computed = seq->prompt_len;
     seq->prefill_done = seq->prompt_len - seq->cached_tokens;
     seq->prefilled = true;
     sl_kv_seq_commit(r->kv, ss->kv);
     seq->done = seq->n_out >= seq->max_new_tokens;
     return SL_OK;
+}
+
+static sl_status_t s_kv_hold(void *state, const uint64_t *hashes, uint32_t n, void **hold_p,
+                             const uint32_t **ids_p, uint32_t *n_found_p)
+{
+    s_ref_t *r = state;
+    sl_kv_seq_t *seq = NULL;
+    sl_status_t st = sl_kv_seq_hold(r->kv, hashes, n, &seq, n_found_p);
+    if (st != SL_OK)
+        return st;
+    uint32_t nb = 0;
+    *ids_p = sl_kv_seq_table(seq, &nb);
+    *hold_p = seq;
+    return SL_OK;
+}
+
+static void s_kv_unhold(void *state, void *hold)
+{
+    s_ref_t *r = state;
+    sl_kv_seq_t *seq = hold;
+    sl_kv_seq_release(r->kv, &seq);
 }
 
 static void s_load(void *state, sl_backend_load_t *load)
@@ -390,4 +418,6 @@ const sl_backend_ops_t sl_backend_ref = {
     .kv_pool = s_kv_pool,
     .kv_table = s_kv_table,
     .kv_import = s_kv_import,
+    .kv_hold = s_kv_hold,
+    .kv_unhold = s_kv_unhold,
 };

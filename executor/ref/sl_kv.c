@@ -190,6 +190,37 @@ err_nomem:
     return SL_ERR_NOMEM;
 }
 
+sl_status_t sl_kv_seq_hold(sl_kv_t *kv, const uint64_t *hashes, uint32_t n, sl_kv_seq_t **seq_p,
+                           uint32_t *n_found_p)
+{
+    uint32_t hit = 0;
+    while (hit < n && sl_map_get(&kv->by_hash, hashes[hit]))
+        hit++;
+    *n_found_p = hit;
+    if (hit == 0)
+        return SL_ERR_NOT_FOUND;
+    sl_kv_seq_t *seq = calloc(1, sizeof(*seq));
+    if (!seq || !(seq->table = malloc(hit * sizeof(*seq->table))) ||
+        !(seq->hashes = malloc(hit * sizeof(*seq->hashes)))) {
+        if (seq)
+            free(seq->table);
+        free(seq);
+        return SL_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < hit; i++) {
+        s_block_t *b = sl_map_get(&kv->by_hash, hashes[i]);
+        seq->table[i] = s_id(kv, b);
+        seq->hashes[i] = hashes[i];
+        if (b->ref++ == 0) {
+            sl_list_del(&b->lru);
+            kv->n_cached--;
+        }
+    }
+    seq->n_blocks = seq->n_prompt_full = seq->n_hit = hit;
+    *seq_p = seq;
+    return SL_OK;
+}
+
 void sl_kv_seq_commit(sl_kv_t *kv, sl_kv_seq_t *seq)
 {
     for (uint32_t i = seq->n_hit; i < seq->n_prompt_full; i++) {

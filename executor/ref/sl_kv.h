@@ -62,6 +62,12 @@ sl_status_t sl_kv_seq_admit(sl_kv_t *kv, const uint32_t *tokens, uint32_t n_prom
  * (reporting each newly stored hash). A block whose hash another sequence
  * already published stays private to this sequence. */
 void sl_kv_seq_commit(sl_kv_t *kv, sl_kv_seq_t *seq);
+/* Hold the longest cached prefix of the chained hashes[0..n) (a peer
+ * fetches those blocks): a table of just those blocks, referenced so they
+ * are not evicted until released. *n_found_p blocks (0: SL_ERR_NOT_FOUND,
+ * nothing held). */
+sl_status_t sl_kv_seq_hold(sl_kv_t *kv, const uint64_t *hashes, uint32_t n, sl_kv_seq_t **seq_p,
+                           uint32_t *n_found_p);
 /* Release a sequence (NULL-safe, sets *seq_p = NULL): published blocks stay
  * cached until evicted, the others are freed. */
 void sl_kv_seq_release(sl_kv_t *kv, sl_kv_seq_t **seq_p);

@@ -197,6 +197,11 @@ typedef struct sl_executor_info {
     uint64_t kv_region_bytes;   /* bytes of that region (0 without a data plane) */
     uint32_t peers_reachable;   /* data-plane peers it reported reached */
     uint32_t peers_unreachable; /* data-plane peers it reported it could not reach */
+    uint32_t kv_reservations;   /* jobs holding blocks for a peer's KV now */
+    uint64_t kv_bytes_sent;     /* KV bytes it pushed to peers */
+    uint64_t kv_bytes_received; /* KV bytes that landed in its reservations */
+    uint64_t kv_pushes_failed;  /* its pushes that failed */
+    uint64_t kv_notifs_refused; /* notifications that matched no reservation of its own */
 } sl_executor_info_t;
 
 typedef struct sl_counter_info {

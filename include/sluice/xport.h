@@ -155,7 +155,25 @@ bool sl_xport_peer_failed(const sl_xport_peer_t *peer);
 sl_status_t sl_xport_mem_register(sl_xport_t *xp, void *base, size_t len, sl_xport_mem_type_t type,
                                   sl_xport_mem_t **mem_p);
 
-/* Deregister; NULL-safe; sets *mem_p = NULL. Transfers using it must be done. */
+/*
+ * Allocate len bytes of host memory through UCX and register them, so that a
+ * peer on the same host can map the region and a put into it (or from it)
+ * is a plain copy (over posix/sysv shared memory; registered application
+ * memory is carried by UCX's software RMA instead). The memory is allocated
+ * in the critical class's context (the class that moves KV-cache) and the
+ * same range is registered with the background class's context; the packed
+ * key carries both. *base_p is the first byte (page aligned; its contents
+ * are undefined). The region owns the memory: sl_xport_mem_deregister()
+ * (or engine destroy) frees it. Only SL_XPORT_MEM_HOST: SL_ERR_UNSUPPORTED
+ * for CUDA, SL_ERR_INVALID for bad arguments, SL_ERR_NOMEM or SL_ERR_IO when
+ * UCX cannot allocate or register. On error nothing is kept and the outputs
+ * are unchanged.
+ */
+sl_status_t sl_xport_mem_alloc(sl_xport_t *xp, size_t len, sl_xport_mem_type_t type, void **base_p,
+                               sl_xport_mem_t **mem_p);
+
+/* Deregister; NULL-safe; sets *mem_p = NULL. Transfers using it must be done.
+ * A region from sl_xport_mem_alloc() is freed as well. */
 void sl_xport_mem_deregister(sl_xport_t *xp, sl_xport_mem_t **mem_p);
 
 /* Pack the region's remote key for a peer. On success *buf_p is a malloc'd

@@ -100,6 +100,9 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "a split whose KV has not reached the decode executor, or a move that has not "
                  "handed off, this long after it began is abandoned (the job is requeued or "
                  "stays)"),
+    SL_CFG_FIELD(sl_core_cfg_t, kv_fetch, "kv-fetch", "on", SL_CFG_BOOL,
+                 "pull the leading blocks of a job's prompt from a peer that caches them when "
+                 "the load model predicts the transfer is faster than computing them"),
     SL_CFG_FIELD(sl_core_cfg_t, kv_rebalance, "kv-rebalance", "on", SL_CFG_BOOL,
                  "move running jobs with their KV to less loaded executors when the load model "
                  "predicts a gain (data-plane executors only)"),
@@ -145,6 +148,13 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_KV_MIGRATIONS] = "kv_migrations",
     [SL_CTR_KV_MIGRATE_FAILED] = "kv_migrations_failed",
     [SL_CTR_KV_BYTES] = "kv_bytes_moved",
+    [SL_CTR_KV_BLOCKS] = "kv_blocks_moved",
+    [SL_CTR_KV_XFER_US] = "kv_xfer_us",
+    [SL_CTR_KV_PAUSE_US] = "kv_migration_pause_us",
+    [SL_CTR_KV_FETCHES] = "kv_fetches",
+    [SL_CTR_KV_FETCH_FAILED] = "kv_fetches_failed",
+    [SL_CTR_KV_BLOCKS_FETCHED] = "kv_blocks_fetched",
+    [SL_CTR_KV_BLOCKS_RECOMPUTED] = "kv_blocks_recomputed",
 };
 
 /* A line for io->log (before the core exists, or from it). */

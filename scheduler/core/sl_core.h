@@ -113,6 +113,8 @@ typedef struct sl_core_cfg {
     double kv_xfer_prior_mbps;  /* KV transfer bandwidth assumed before any is measured */
     int64_t kv_xfer_latency_us; /* fixed cost of one KV transfer assumed before measured */
     int64_t kv_move_timeout_ms; /* a split or move not handed off in this long is abandoned */
+    bool kv_fetch;              /* pull a job's cached prefix from a peer when the model
+predicts the transfer beats computing it */
     bool kv_rebalance;          /* move running jobs to less loaded executors when the
                                    model predicts a gain */
     double kv_rebalance_gain;   /* ... a gain of this many times the move's predicted cost */
@@ -148,18 +150,26 @@ typedef enum sl_core_counter {
     SL_CTR_KV_EVICTED,
     SL_CTR_PREFIX_HIT_BLOCKS,
     SL_CTR_BUSY_ENTERED,
-    SL_CTR_DONE_DROPPED,      /* finished jobs not remembered (no memory for the record) */
-    SL_CTR_PROMPTS_HASHED,    /* token-id prompts whose block hashes the core computed */
-    SL_CTR_LATE,              /* jobs that ended OK past their whole-job deadline */
-    SL_CTR_REFUSED_NO_FIT,    /* jobs refused at submit: no live executor can hold them */
-    SL_CTR_QUARANTINED,       /* executors quarantined for failing their recent jobs */
-    SL_CTR_REENTRY_REFUSED,   /* calls from inside the core's own callbacks, refused */
-    SL_CTR_KV_SPLITS,         /* jobs split: prefill on one executor, decode on another */
-    SL_CTR_KV_HANDOFFS,       /* splits whose KV reached the decode executor */
-    SL_CTR_KV_SPLIT_FAILED,   /* splits abandoned (a side lost, refused or timed out): requeued */
-    SL_CTR_KV_MIGRATIONS,     /* running jobs moved with their KV */
-    SL_CTR_KV_MIGRATE_FAILED, /* moves abandoned: the job went on where it was */
-    SL_CTR_KV_BYTES,          /* KV bytes moved between executors */
+    SL_CTR_DONE_DROPPED,    /* finished jobs not remembered (no memory for the record) */
+    SL_CTR_PROMPTS_HASHED,  /* token-id prompts whose block hashes the core computed */
+    SL_CTR_LATE,            /* jobs that ended OK past their whole-job deadline */
+    SL_CTR_REFUSED_NO_FIT,  /* jobs refused at submit: no live executor can hold them */
+    SL_CTR_QUARANTINED,     /* executors quarantined for failing their recent jobs */
+    SL_CTR_REENTRY_REFUSED, /* calls from inside the core's own callbacks, refused */
+    SL_CTR_KV_SPLITS,       /* jobs split: prefill on one executor, decode on another */
+    SL_CTR_KV_HANDOFFS,     /* splits whose KV reached the decode executor */
+    SL_CTR_KV_SPLIT_FAILED, /* splits abandoned (a side lost, refused or timed out): requeued */
+    SL_CTR_KV_MIGRATIONS,   /* running jobs moved with their KV */
+    SL_CTR_KV_MIGRATE_FAILED,
+    /* moves abandoned: the job went on where it was */ SL_CTR_KV_BYTES, /* KV bytes moved between
+                                                                            executors */
+    SL_CTR_KV_BLOCKS,            /* KV blocks moved between executors */
+    SL_CTR_KV_XFER_US,           /* time KV transfers took, summed (microseconds) */
+    SL_CTR_KV_PAUSE_US,          /* pauses of moved sequences, summed (microseconds) */
+    SL_CTR_KV_FETCHES,           /* prefix fetches: a job's cached prefix pulled from a peer */
+    SL_CTR_KV_FETCH_FAILED,      /* prefix fetches that failed (the job was requeued) */
+    SL_CTR_KV_BLOCKS_FETCHED,    /* prompt blocks fetched from a peer's cache */
+    SL_CTR_KV_BLOCKS_RECOMPUTED, /* prompt blocks a peer cached but the job's executor computed */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 

@@ -80,7 +80,7 @@ void sl_core_kv_detach(sl_core_t *core, sl_job_t *job, bool cancel_peer)
         return;
     if (cancel_peer)
         s_cancel(core, p, job);
-    if (p->alive)
+    if (p->alive && job->kv_mode != SL_KV_FETCH) /* a fetch holds no credit of its source */
         sl_core_credit_give(core, p);
     p->kv_peer_jobs--;
     job->kv_peer = NULL;
@@ -150,9 +150,10 @@ void sl_core_kv_exec_lose(sl_core_t *core, sl_exec_t *e, sl_time_t now)
             sl_job_t *job = SL_CONTAINER_OF(pos, sl_job_t, link);
             if (job->kv_peer != e)
                 continue;
-            if (job->kv_mode == SL_KV_PUSH) {
-                core->counters[SL_CTR_KV_SPLIT_FAILED]++;
-                sl_core_job_requeue(core, job, "its prefill executor was lost", now);
+            if (job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH) {
+                core->counters[job->kv_mode == SL_KV_PUSH ? SL_CTR_KV_SPLIT_FAILED
+                                                          : SL_CTR_KV_FETCH_FAILED]++;
+                sl_core_job_requeue(core, job, "the executor sending its KV was lost", now);
             } else {
                 core->counters[SL_CTR_KV_MIGRATE_FAILED]++;
                 sl_core_kv_detach(core, job, false); /* it goes on where it is */
@@ -271,12 +272,85 @@ static bool s_prefill_ok(const sl_core_t *core, const sl_exec_t *p, const sl_exe
            sl_core_exec_reaches(core, p, d);
 }
 
+/* The prediction for job on e as if its first cached_blocks blocks were cached there. */
+static void s_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
+                             uint32_t cached_blocks, sl_time_t now, sl_lm_pred_t *pred)
+{
+    uint64_t c = (uint64_t)cached_blocks * job->block_tokens;
+    sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
+                       .cached_tokens = (uint32_t)(c < job->prompt_tokens ? c : 0),
+                       .running = e->inflight,
+                       .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
+                       .kv_inflight = e->inflight_tokens,
+                       .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens};
+    sl_load_model_predict(core->model, e->index, &q, now, pred);
+}
+
+/*
+ * Prefix fetch (Mooncake's transfer-versus-recompute choice): when a peer
+ * caches more of the job's leading blocks than d does, pull them when the
+ * model predicts the transfer is faster than computing them on d.
+ */
+static void s_fetch_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_t now)
+{
+    uint32_t bt = job->block_tokens;
+    if (!bt || bt != d->kv_block_tokens || job->prompt_tokens < 2)
+        return;
+    uint32_t mine = core->hit_blocks[d->index];
+    if (core->common_blocks > mine)
+        mine = core->common_blocks;
+    uint32_t limit = (job->prompt_tokens - 1) / bt; /* the last token's block is computed */
+    sl_exec_t *h = NULL;
+    uint32_t hb = mine;
+    for (size_t i = 0; i < core->n_hits; i++) {
+        sl_exec_t *x = sl_core_exec_get(core, core->hits[i].exec);
+        uint32_t b = core->hits[i].blocks < limit ? core->hits[i].blocks : limit;
+        if (!x || x == d || b <= hb)
+            continue;
+        if (!core->cfg.kv_fetch || !d->data_plane || !x->data_plane || x->kv_block_tokens != bt ||
+            !sl_core_exec_reaches(core, x, d))
+            continue; /* not fetchable: counted below as recomputed */
+        h = x;
+        hb = b;
+    }
+    uint32_t best_any = mine;
+    for (size_t i = 0; i < core->n_hits; i++) {
+        uint32_t b = core->hits[i].blocks < limit ? core->hits[i].blocks : limit;
+        if (core->hits[i].exec != d->index && b > best_any)
+            best_any = b;
+    }
+    if (h) {
+        sl_lm_pred_t with;
+        s_predict_cached(core, job, d, hb, now, &with);
+        double saved = job->pred.valid && with.valid ? job->pred.prefill_s - with.prefill_s : 0;
+        double bytes = (double)(hb - mine) * bt * d->kv_bytes_per_token;
+        double x = s_xfer_s(core, bytes);
+        if (saved > 0 && x < saved * (1.0 - core->cfg.kv_split_margin)) {
+            job->kv_mode = SL_KV_FETCH;
+            job->kv_peer = h;
+            job->kv_nonce = s_nonce(core, job);
+            job->kv_started = now;
+            job->kv_fetch_blocks = hb;
+            job->kv_xfer_pred_s = (float)x;
+            job->pred = with;
+            h->kv_peer_jobs++;
+            core->n_kv_moving++;
+            best_any = best_any > hb ? best_any : hb;
+            core->counters[SL_CTR_KV_BLOCKS_RECOMPUTED] += best_any - hb;
+            return;
+        }
+    }
+    core->counters[SL_CTR_KV_BLOCKS_RECOMPUTED] += best_any - mine;
+}
+
 bool sl_core_kv_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_t now)
 {
     bool must = d->role == SL_ROLE_DECODE;
     if (!must && (!core->cfg.kv_split || !d->data_plane || core->n_data_plane < 2 ||
-                  job->max_new_tokens < 2))
+                  job->max_new_tokens < 2)) {
+        s_fetch_place(core, job, d, now);
         return true;
+    }
     const sl_lm_pred_t *pd = &job->pred;
     double rest = (double)(job->max_new_tokens - 1);
     double t_one = pd->valid ? pd->ttft_s + rest * pd->tpot_s : INFINITY;
@@ -300,10 +374,15 @@ bool sl_core_kv_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_t no
             best_pred = pp;
         }
     }
-    if (!best)
+    if (!best) {
+        if (!must)
+            s_fetch_place(core, job, d, now);
         return !must;
-    if (!must && !(best_t < t_one * (1.0 - core->cfg.kv_split_margin)))
+    }
+    if (!must && !(best_t < t_one * (1.0 - core->cfg.kv_split_margin))) {
+        s_fetch_place(core, job, d, now);
         return true;
+    }
     job->kv_mode = SL_KV_PUSH;
     job->kv_peer = best;
     job->kv_nonce = s_nonce(core, job);
@@ -319,6 +398,13 @@ bool sl_core_kv_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_t no
 }
 
 /* ---- reports from executors ---- */
+
+static void s_count_xfer(sl_core_t *core, const sl_kv_sent_t *sent)
+{
+    core->counters[SL_CTR_KV_BYTES] += sent->bytes;
+    core->counters[SL_CTR_KV_BLOCKS] += sent->blocks;
+    core->counters[SL_CTR_KV_XFER_US] += sent->xfer_us;
+}
 
 sl_status_t sl_core_kv_sent(sl_core_t *core, uint32_t exec_index, const sl_kv_sent_t *sent,
                             sl_time_t now)
@@ -345,7 +431,23 @@ sl_status_t sl_core_kv_sent(sl_core_t *core, uint32_t exec_index, const sl_kv_se
                 sl_load_model_observe(core->model, x->index, &job->kv_pred,
                                       (double)sent->prefill_us / 1e6, -1.0, -1.0, now);
             core->counters[SL_CTR_KV_HANDOFFS]++;
-            core->counters[SL_CTR_KV_BYTES] += sent->bytes;
+            s_count_xfer(core, sent);
+            sl_core_kv_detach(core, job, false);
+        }
+        sl_core_pump(core, now);
+        return SL_OK;
+    }
+    if (job->kv_mode == SL_KV_FETCH && job->kv_peer == x) {
+        if (!sent->ok) {
+            core->counters[SL_CTR_KV_FETCH_FAILED]++;
+            char msg[256];
+            sl_core_fmt(msg, sizeof(msg), "its prefix fetch from %s failed: %s", x->name, why);
+            sl_core_job_requeue(core, job, msg, now);
+        } else {
+            s_xfer_learn(core, sent->bytes, sent->xfer_us);
+            core->counters[SL_CTR_KV_FETCHES]++;
+            core->counters[SL_CTR_KV_BLOCKS_FETCHED] += sent->blocks;
+            s_count_xfer(core, sent);
             sl_core_kv_detach(core, job, false);
         }
         sl_core_pump(core, now);
@@ -373,7 +475,8 @@ sl_status_t sl_core_kv_sent(sl_core_t *core, uint32_t exec_index, const sl_kv_se
             sl_list_push_back(&b->jobs, &job->link);
             b->inflight_tokens += tokens;
             core->counters[SL_CTR_KV_MIGRATIONS]++;
-            core->counters[SL_CTR_KV_BYTES] += sent->bytes;
+            core->counters[SL_CTR_KV_PAUSE_US] += sent->pause_us;
+            s_count_xfer(core, sent);
             sl_core_logf(core, SL_CORE_LOG_INFO,
                          "job %s moved from %s to %s (%u tokens out, paused %u us)", job->id,
                          x->name, b->name, sent->output_tokens, sent->pause_us);
@@ -402,8 +505,9 @@ sl_status_t sl_core_kv_refused(sl_core_t *core, uint32_t exec_index, uint64_t se
         return SL_ERR_NOT_FOUND;
     char msg[256];
     sl_core_fmt(msg, sizeof(msg), "%s reserved no KV blocks: %s", x->name, why ? why : "");
-    if (job->kv_mode == SL_KV_PUSH && job->exec == x) {
-        core->counters[SL_CTR_KV_SPLIT_FAILED]++;
+    if ((job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH) && job->exec == x) {
+        core->counters[job->kv_mode == SL_KV_PUSH ? SL_CTR_KV_SPLIT_FAILED
+                                                  : SL_CTR_KV_FETCH_FAILED]++;
         sl_core_job_requeue(core, job, msg, now);
     } else if (job->kv_mode == SL_KV_MIGRATE && job->kv_peer == x) {
         core->counters[SL_CTR_KV_MIGRATE_FAILED]++;
@@ -593,8 +697,9 @@ void sl_core_kv_tick(sl_core_t *core, sl_time_t now)
                 sl_job_t *job = SL_CONTAINER_OF(pos, sl_job_t, link);
                 if (job->kv_mode == SL_KV_LOCAL || now - job->kv_started < limit)
                     continue;
-                if (job->kv_mode == SL_KV_PUSH) {
-                    core->counters[SL_CTR_KV_SPLIT_FAILED]++;
+                if (job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH) {
+                    core->counters[job->kv_mode == SL_KV_PUSH ? SL_CTR_KV_SPLIT_FAILED
+                                                              : SL_CTR_KV_FETCH_FAILED]++;
                     sl_core_job_requeue(core, job,
                                         "its KV did not reach the decode executor in time", now);
                 } else {

@@ -173,15 +173,20 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
             pick = 0;
         sl_exec_t *e = core->cands[pick];
         sl_core_predict(core, job, e, now, &job->pred);
+        job->kv_xfer_pred_s = 0;
+        job->kv_fetch_blocks = 0;
         if (!sl_core_kv_place(core, job, e, now)) {
             sl_core_hits_clear(core);
             break; /* a decode executor waits for a prefill executor to be free */
         }
         /* A split job's prompt is computed by its kv_peer: its prediction counts there. */
-        const sl_lm_pred_t *pp = job->kv_peer ? &job->kv_pred : &job->pred;
-        sl_exec_t *pe = job->kv_peer ? job->kv_peer : e;
+        bool split = job->kv_mode == SL_KV_PUSH;
+        const sl_lm_pred_t *pp = split ? &job->kv_pred : &job->pred;
+        sl_exec_t *pe = split ? job->kv_peer : e;
         job->predicted_ttft_us = (pp->ttft_s + job->kv_xfer_pred_s) * 1e6;
         uint32_t cached = s_cached_tokens(core, job, e);
+        if (job->kv_mode == SL_KV_FETCH && job->kv_fetch_blocks * job->block_tokens > cached)
+            cached = job->kv_fetch_blocks * job->block_tokens; /* pulled from kv_peer */
         job->uncached_tokens = job->prompt_tokens - cached;
         core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += s_hit_blocks(core, e);
         sl_load_model_dispatched(core->model, pe->index, pp, now);

@@ -63,19 +63,21 @@ typedef struct sl_job {
     uint32_t vocab_need;      /* largest prompt token id + 1 (0: no ids): executors' vocab >= it */
     float queued_work_s;      /* predicted prefill seconds while it waits in the scheduler */
     /* Its KV moving between executors (the data plane; sl_core_kv.c). */
-    sl_kv_mode_t kv_mode; /* SL_KV_LOCAL: none; SL_KV_PUSH: split, kv_peer computes the
-                             prompt and hands its KV to exec, which decodes;
-                             SL_KV_MIGRATE: moving from exec to kv_peer */
-    sl_exec_t *kv_peer;   /* the other executor of the split or the move */
-    uint64_t kv_nonce;    /* names the reservation at the receiving executor */
-    sl_time_t kv_started; /* when the split or the move began */
-    sl_lm_pred_t kv_pred; /* split: the prediction for kv_peer's prefill */
-    float kv_xfer_pred_s; /* the transfer time predicted for it */
-    bool kv_split;        /* its prompt was computed by another executor (this run) */
-    bool cancel_asked;    /* its client canceled it while it ran: a CANCELED report ends it
-                             (any other CANCELED is an earlier attempt's, dropped) */
-    void *user;           /* the embedder's data (daemon: routing, payload) */
-    sl_list_t link;       /* queue, executor in-flight list or done list */
+    sl_kv_mode_t kv_mode;     /* SL_KV_LOCAL: none; SL_KV_PUSH: split, kv_peer computes the
+                                 prompt and hands its KV to exec, which decodes;     SL_KV_MIGRATE:
+                                 moving     from exec     to kv_peer;              SL_KV_FETCH: exec
+                                 pulls     its cached     prefix from kv_peer */
+    sl_exec_t *kv_peer;       /* the other executor of the split or the move */
+    uint64_t kv_nonce;        /* names the reservation at the receiving executor */
+    sl_time_t kv_started;     /* when the split or the move began */
+    sl_lm_pred_t kv_pred;     /* split: the prediction for kv_peer's prefill */
+    float kv_xfer_pred_s;     /* the transfer time predicted for it */
+    bool kv_split;            /* its prompt was computed by another executor (this run) */
+    uint32_t kv_fetch_blocks; /* SL_KV_FETCH: its leading blocks kv_peer caches (to pull) */
+    bool cancel_asked;        /* its client canceled it while it ran: a CANCELED report ends it
+                                 (any other CANCELED is an earlier attempt's, dropped) */
+    void *user;               /* the embedder's data (daemon: routing, payload) */
+    sl_list_t link;           /* queue, executor in-flight list or done list */
 } sl_job_t;
 
 /* An executor inside the core. Fields are read-only outside the core; what

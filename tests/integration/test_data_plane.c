@@ -85,7 +85,7 @@ static void test_status_shows_data_plane(void **state)
     snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
              sl_test_bin(), c.client_ep);
     assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
-    char *head = strstr(out, "DATA_PLANE\n");
+    char *head = strstr(out, "DATA_PLANE KV_MOVED\n");
     char *row_a = strstr(out, "\ndp-a "), *row_plain = strstr(out, "\nplain ");
     char *end_a = row_a ? strchr(row_a + 1, '\n') : NULL;
     char *end_plain = row_plain ? strchr(row_plain + 1, '\n') : NULL;
@@ -163,7 +163,8 @@ static void test_peers_reach(void **state)
     assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
     char *row_a = strstr(out, "\npa ");
     char *end_a = row_a ? strchr(row_a + 1, '\n') : NULL;
-    if (!end_a || strncmp(end_a - 11, " 1.0MiB 2/2", 11) != 0)
+    char *dp_a = row_a ? strstr(row_a, " 1.0MiB 2/2 0.0/0.0 res=0 refused=0\n") : NULL;
+    if (!end_a || !dp_a || dp_a > end_a)
         fail_msg("sluice status does not show 2 of 2 peers:\n%s", out);
 
     cl_kill(&c, x, SIGKILL);
@@ -230,10 +231,12 @@ static void s_done(void *arg, sl_status_t st)
     *(sl_status_t *)arg = st;
 }
 
-/* Put len bytes of src at remote offset off; returns the completion status
- * (or the post's error). */
-static sl_status_t s_put(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
-                         uint32_t remote, uint64_t off, uint64_t len)
+/* Put len bytes of src at remote offset off, then the notification
+ * notif (notif_len bytes, none when 0); returns the completion status (or
+ * the post's error). */
+static sl_status_t s_put_notif(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
+                               uint32_t remote, uint64_t off, uint64_t len, const void *notif,
+                               size_t notif_len)
 {
     sl_status_t done = SL_ERR_AGAIN;
     sl_xport_block_t b = {.local_off = 0, .remote_off = off, .len = len};
@@ -243,6 +246,8 @@ static sl_status_t s_put(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *
                          .remote = remote,
                          .blocks = &b,
                          .nblocks = 1,
+                         .notif = notif,
+                         .notif_len = notif_len,
                          .cb = s_done,
                          .cb_arg = &done};
     sl_status_t st = sl_xport_post(xp, peer, &x);
@@ -254,6 +259,19 @@ static sl_status_t s_put(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *
         sl_xport_progress(xp);
     return done;
 }
+
+static sl_status_t s_put(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
+                         uint32_t remote, uint64_t off, uint64_t len)
+{
+    return s_put_notif(xp, peer, local, remote, off, len, NULL, 0);
+}
+
+/* The KV notification's header (docs/TRANSPORT.md, "KV moves"). */
+typedef struct s_kv_notif {
+    uint32_t magic, version;
+    uint64_t job_seq, nonce;
+    uint32_t first_block, n_blocks, n_out, streamed;
+} s_kv_notif_t;
 
 /* The test as the scheduler and as a peer engine: the executor's hello
  * carries an address and key that a put into its region completes with. */
@@ -321,6 +339,36 @@ static void test_put_into_executor_region(void **state)
     sl_xport_stats(xp, &stats);
     assert_int_equal(stats.xfers_ok, 2);
     assert_int_equal(stats.bytes[SL_XPORT_CRITICAL], 2 * sizeof(buf));
+
+    /* Junk after the data, and a well-formed notification for a job it
+     * holds no reservation for: each is refused and counted, none harms it. */
+    static uint8_t junk[SL_XPORT_NOTIF_MAX];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 131 + 17);
+    struct {
+        s_kv_notif_t h;
+        uint32_t token;
+    } forged = {{0x564b4c53u, 1, 12345, 7, 0, 1, 1, 0}, 3};
+    assert_int_equal(s_put_notif(xp, peer, mem, remote, 0, 64, junk, 17), SL_OK);
+    assert_int_equal(s_put_notif(xp, peer, mem, remote, 0, 64, junk, sizeof(junk)), SL_OK);
+    assert_int_equal(s_put_notif(xp, peer, mem, remote, 0, 64, &forged, sizeof(forged)), SL_OK);
+    uint64_t refused = 0;
+    for (sl_time_t until = sl_clock_now() + SL_MS(10000); refused < 3 && sl_clock_now() < until;) {
+        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 200) != 1)
+            continue;
+        assert_int_equal(
+            sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)), SL_OK);
+        if (sl_wire_msg_kind(m) == SL_WIRE_HEARTBEAT) {
+            uint64_t seq;
+            sl_exec_load_t load;
+            sl_wire_heartbeat_get(m, &seq, &load);
+            refused = load.kv.notifs_refused;
+        }
+        sl_wire_msg_free(&m);
+    }
+    assert_int_equal(refused, 3);
+    assert_true(cl_log_has(&c, x, "refused a KV notification for job 12345"));
     sl_xport_disconnect(xp, &peer);
     sl_xport_mem_deregister(xp, &mem);
     sl_xport_destroy(&xp);

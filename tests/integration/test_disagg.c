@@ -35,7 +35,7 @@
 
 #define N_DISAGG 50
 #define MAX_NEW 16
-#define MAX_PROMPT 256
+#define MAX_PROMPT 448
 
 static char s_dev_arg[64];
 static const char *s_model = "tiny"; /* the model the next cluster serves */
@@ -365,6 +365,80 @@ static void test_migration_on_drain(void **state)
     s_model = "tiny";
 }
 
+/* A prompt whose prefix the other executor caches: the blocks are pulled
+ * from it instead of computed (round-robin puts the second prompt on the
+ * executor that lacks them), and the tokens are the model's. */
+static void test_prefix_fetch(void **state)
+{
+    (void)state;
+    static s_set_t two;
+    s_make_set(&two, 1, 420, 1, MAX_NEW, 14);
+    /* the second prompt: the first's 400 leading tokens, then its own */
+    two.n = 2;
+    two.lens[1] = 430;
+    memcpy(two.prompts[1], two.prompts[0], 400 * sizeof(uint32_t));
+    sl_rand_t r;
+    sl_rand_seed(&r, 99);
+    for (uint32_t i = 400; i < two.lens[1]; i++)
+        two.prompts[1][i] = (uint32_t)sl_rand_below(&r, 512);
+    {
+        sl_backend_params_t params = {.model = s_model,
+                                      .weights = "",
+                                      .weight_format = "auto",
+                                      .device = s_device(),
+                                      .seed = 1};
+        sl_model_cfg_t mcfg;
+        sl_model_opts_t opts;
+        sl_model_t *model = NULL;
+        assert_int_equal(sl_backend_ref_resolve(&params, &mcfg, &opts), SL_OK);
+        assert_int_equal(sl_model_create(&mcfg, &opts, &model), SL_OK);
+        assert_int_equal(
+            sl_model_generate(model, two.prompts[1], two.lens[1], MAX_NEW, two.expect[1], NULL),
+            SL_OK);
+        sl_model_destroy(&model);
+    }
+    static cl_t c;
+    const char *a[10];
+    char r1[64], t1[64];
+    s_exec_args(a, "mixed", "tcp", r1, t1);
+    const char *sched_args[] = {"--log-level=info", "--policy=round-robin", "--kv-split=off",
+                                "--kv-rebalance=off", NULL};
+    cl_init(&c, "fetch");
+    cl_scheduler(&c, sched_args);
+    cl_executor(&c, "f1", a);
+    cl_executor(&c, "f2", a);
+    void *sock = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, sock, 2, 30000), 0);
+    s_wait_reached(sock, 2);
+    char id[32];
+    for (int k = 0; k < 2; k++) {
+        snprintf(id, sizeof(id), "d%d", k);
+        s_submit(sock, id, two.prompts[k], two.lens[k], MAX_NEW, false);
+        /* wait for it: the first's blocks are cached (and reported) before the second */
+        int got = 0;
+        while (!got) {
+            cl_ev_t ev;
+            assert_true(cl_next(sock, 60000, &ev));
+            if (ev.kind == CL_EV_RESULT) {
+                assert_int_equal(ev.result.status, SL_JOB_OK);
+                assert_int_equal(ev.result.n_tokens, MAX_NEW);
+                for (uint32_t i = 0; i < MAX_NEW; i++)
+                    assert_int_equal(ev.result.tokens[i], two.expect[k][i]);
+                if (k == 1) /* its prefix counted as cached: it came from the peer */
+                    assert_true(ev.result.timings.cached_tokens >= 400 - 8);
+                got = 1;
+            }
+            cl_ev_free(&ev);
+        }
+        usleep(300000);
+    }
+    assert_int_equal(s_counter(sock, "kv_fetches"), 1);
+    assert_true(s_counter(sock, "kv_blocks_fetched") >= 49); /* 400 tokens in blocks of 8 */
+    assert_int_equal(s_counter(sock, "kv_fetches_failed"), 0);
+    zmq_close(sock);
+    cl_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_disagg_shm),
         cmocka_unit_test(test_prefill_killed_mid_transfer),
         cmocka_unit_test(test_migration_on_drain),
+        cmocka_unit_test(test_prefix_fetch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -551,7 +551,9 @@ static void test_backend_churn(void **state)
     sl_backend_load_t load;
     sl_backend_ref.load(be, &load);
     assert_int_equal(load.kv_blocks_used + load.kv_blocks_free, 40);
-    assert_int_equal(load.kv_blocks_used, sl_map_count(&ev.stored)); /* only cached blocks remain */
+    /* nothing is held: the blocks still cached count as free (evicted on demand) */
+    assert_int_equal(load.kv_blocks_used, 0);
+    assert_true(sl_map_count(&ev.stored) > 0);
     sl_backend_ref.destroy(be);
     free(jobs);
     sl_map_fini(&ev.stored);
