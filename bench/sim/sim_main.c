@@ -91,6 +91,8 @@ typedef struct s_opts {
     int decode;                              /* executors of role decode */
     bool kv_split;                           /* conditional disaggregation in the core */
     char kv_rebalance[8];                    /* "on" or "off": moves of running jobs */
+    bool kv_fetch;                           /* prefix fetch from a peer in the core */
+    int kv_block_tokens;                     /* tokens per KV block (0 = per command) */
     double kv_bytes_per_token;               /* KV bytes of one token */
     double link_gbps;                        /* link bandwidth per executor */
     double link_latency_us;                  /* link latency */
@@ -158,6 +160,13 @@ static const sl_cfg_field_t s_table[] = {
                  "run: the core splits a job over two executors when it predicts a gain"),
     SL_CFG_FIELD(s_opts_t, kv_rebalance, "kv-rebalance", "off", SL_CFG_STR,
                  "on or off: the core moves running jobs with their KV when it predicts a gain"),
+    SL_CFG_FIELD(s_opts_t, kv_fetch, "kv-fetch", "false", SL_CFG_BOOL,
+                 "run: the core has a job's executor pull the prefix a peer caches when it "
+                 "predicts the transfer beats computing it (needs --kv-block-tokens = the "
+                 "trace's hash block)"),
+    SL_CFG_RANGE(s_opts_t, kv_block_tokens, "kv-block-tokens", "0", SL_CFG_INT, 0, 65536,
+                 "tokens per KV block of the executors, KV capacity kept in tokens (0: 16 for "
+                 "run, the trace's hash block for disagg)"),
     /* A Llama-3-8B-class model in bf16: 2 (K and V) x 32 layers x 8 KV
      * heads x 128 dims x 2 bytes = 131072 bytes of KV per token. */
     SL_CFG_RANGE(s_opts_t, kv_bytes_per_token, "kv-bytes-per-token", "131072", SL_CFG_DOUBLE, 1,
@@ -361,6 +370,14 @@ static void s_label(const s_opts_t *o, const char *policy, char *buf, size_t cap
     snprintf(buf, cap, "%s%s", policy, s_admission(o, policy) ? " (+admission)" : "");
 }
 
+/* Executors' KV blocks of bt tokens, their capacity kept in tokens. */
+static void s_block_tokens(sl_sim_params_t *p, uint32_t bt)
+{
+    int64_t tokens = p->model.kv_capacity_blocks * (int64_t)p->kv_block_tokens;
+    p->kv_block_tokens = bt;
+    p->model.kv_capacity_blocks = tokens / bt > 0 ? tokens / bt : 1;
+}
+
 static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy,
                      const double *speeds, sl_sim_params_t *p)
 {
@@ -380,7 +397,10 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->decode_execs = o->decode;
     p->kv_split = o->kv_split;
     p->kv_rebalance = !strcmp(o->kv_rebalance, "on");
-    p->data_plane = o->prefill > 0 || o->decode > 0 || p->kv_split || p->kv_rebalance;
+    p->kv_fetch = o->kv_fetch;
+    p->data_plane =
+        o->prefill > 0 || o->decode > 0 || p->kv_split || p->kv_rebalance || p->kv_fetch;
+    s_block_tokens(p, o->kv_block_tokens ? (uint32_t)o->kv_block_tokens : p->kv_block_tokens);
     p->kv_bytes_per_token = o->kv_bytes_per_token;
     p->link_gbps = o->link_gbps;
     p->link_latency_us = o->link_latency_us;
@@ -446,10 +466,14 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
                r.busy_rate, r.hit_rate, r.ttft_mape, o->executors);
         if (p.data_plane)
             printf("data plane: %llu splits (%llu handed off, %llu failed), %llu moves (%llu "
-                   "failed), %llu KV bytes moved, mean transfer %.3f ms, mean pause %.3f ms\n",
+                   "failed), %llu prefix fetches (%llu failed; %llu blocks fetched, %llu "
+                   "recomputed), %llu KV bytes moved, mean transfer %.3f ms, mean pause %.3f "
+                   "ms\n",
                    (unsigned long long)r.kv_splits, (unsigned long long)r.kv_handoffs,
                    (unsigned long long)r.kv_split_failed, (unsigned long long)r.kv_migrations,
-                   (unsigned long long)r.kv_migrate_failed, (unsigned long long)r.kv_bytes,
+                   (unsigned long long)r.kv_migrate_failed, (unsigned long long)r.kv_fetches,
+                   (unsigned long long)r.kv_fetch_failed, (unsigned long long)r.kv_blocks_fetched,
+                   (unsigned long long)r.kv_blocks_recomputed, (unsigned long long)r.kv_bytes,
                    r.mean_xfer_ms, r.mean_pause_ms);
     }
     free(speeds);
@@ -943,6 +967,7 @@ typedef struct s_dcfg {
     int decode;       /* executors of role decode */
     bool split;       /* conditional disaggregation (the core's kv_split) */
     bool rebalance;   /* moves of running jobs (the core's kv_rebalance) */
+    bool fetch;       /* prefix fetch from a peer (the core's kv_fetch) */
 } s_dcfg_t;
 
 /* Run learned on cfg at load into *r; prints its row. Nonzero on failure. */
@@ -961,7 +986,12 @@ static int s_disagg_run(const s_opts_t *o, const sl_trace_t *src, const double *
     p.decode_execs = cfg->decode;
     p.kv_split = cfg->split;
     p.kv_rebalance = cfg->rebalance;
-    p.data_plane = cfg->prefill || cfg->decode || cfg->split || cfg->rebalance;
+    p.kv_fetch = cfg->fetch;
+    p.data_plane = cfg->prefill || cfg->decode || cfg->split || cfg->rebalance || cfg->fetch;
+    /* KV blocks of the trace's hash block, so that the core can match a
+     * peer's cached blocks to a job's and fetch them (capacity unchanged) */
+    if (!o->kv_block_tokens && tr->block_tokens)
+        s_block_tokens(&p, tr->block_tokens);
     sl_status_t st = sl_sim_run(&p, r);
     sl_trace_destroy(&tr);
     if (st != SL_OK)
@@ -971,10 +1001,10 @@ static int s_disagg_run(const s_opts_t *o, const sl_trace_t *src, const double *
         snprintf(roles, sizeof(roles), "%d:%d", cfg->prefill, cfg->decode);
     else
         snprintf(roles, sizeof(roles), "0:0/%d", o->executors);
-    printf("%-24s %-8s %7.2f %8.2f %6.1f %8.3f %8.3f %7.1f %7.1f %6llu %8.1f %6.1f\n", cfg->name,
-           roles, load, r->goodput_rps, 100 * r->slo_frac, r->p50_ttft_s, r->p99_ttft_s,
+    printf("%-24s %-8s %7.2f %8.2f %6.1f %8.3f %8.3f %7.1f %7.1f %6llu %7llu %8.1f %6.1f\n",
+           cfg->name, roles, load, r->goodput_rps, 100 * r->slo_frac, r->p50_ttft_s, r->p99_ttft_s,
            1e3 * r->mean_tpot_s, 100 * r->split_share, (unsigned long long)r->kv_migrations,
-           r->mean_xfer_ms, 100 * r->busy_rate);
+           (unsigned long long)r->kv_fetches, r->mean_xfer_ms, 100 * r->busy_rate);
     fflush(stdout);
     return 0;
 }
@@ -1058,9 +1088,9 @@ static int s_cmd_disagg(s_opts_t *o, const sl_trace_t *src)
         load = lo;
     }
     printf("\n== at %.2f req/s ==\n", load);
-    printf("%-24s %-8s %7s %8s %6s %8s %8s %7s %7s %6s %8s %6s\n", "config", "P:D", "load",
-           "goodput", "slo%", "p50ttft", "p99ttft", "tpot_ms", "split%", "moves", "xfer_ms",
-           "busy%");
+    printf("%-24s %-8s %7s %8s %6s %8s %8s %7s %7s %6s %7s %8s %6s\n", "config", "P:D", "load",
+           "goodput", "slo%", "p50ttft", "p99ttft", "tpot_ms", "split%", "moves", "fetches",
+           "xfer_ms", "busy%");
     if (s_disagg_run(o, src, speeds, load, &agg_cfg, &agg) != 0)
         goto out;
     /* (b) fixed roles: every job is split */
@@ -1081,10 +1111,19 @@ static int s_cmd_disagg(s_opts_t *o, const sl_trace_t *src)
     sl_sim_report_t cond;
     if (s_disagg_run(o, src, speeds, load, &cond_cfg, &cond) != 0)
         goto out;
-    /* (d) prefix fetch: not in the core yet */
-    char best_roles[32];
-    snprintf(best_roles, sizeof(best_roles), "%d:%d", o->ratios[best][0], o->ratios[best][1]);
-    printf("%-24s %-8s n/a (prefix fetch not in the core)\n", "best split + fetch", best_roles);
+    /* (d) prefix fetch on top of the best split, and on aggregated serving
+     * (the core fetches only for a job it does not split, so fixed roles
+     * leave it nothing to fetch) */
+    s_dcfg_t fetch_cfg = {.name = "best split + fetch",
+                          .prefill = o->ratios[best][0],
+                          .decode = o->ratios[best][1],
+                          .fetch = true};
+    sl_sim_report_t fetch, agg_fetch;
+    if (s_disagg_run(o, src, speeds, load, &fetch_cfg, &fetch) != 0)
+        goto out;
+    s_dcfg_t agg_fetch_cfg = {.name = "aggregated + fetch", .fetch = true};
+    if (s_disagg_run(o, src, speeds, load, &agg_fetch_cfg, &agg_fetch) != 0)
+        goto out;
     /* (e) migration on top of the best split */
     s_dcfg_t mig_cfg = {.name = "best split + migration",
                         .prefill = o->ratios[best][0],
@@ -1097,10 +1136,11 @@ static int s_cmd_disagg(s_opts_t *o, const sl_trace_t *src)
     printf("\nbest prefill:decode split: %d:%d (goodput %.2f req/s against %.2f aggregated)\n",
            o->ratios[best][0], o->ratios[best][1], best_gp, agg.goodput_rps);
     printf("RESULT disagg_vs_aggregated=%.3f best_split=%d:%d conditional_vs_aggregated=%.3f "
-           "fetch_vs_aggregated=n/a migrate_vs_aggregated=%.3f load_rps=%.2f executors=%d "
-           "trace=%s seed=%lld\n",
+           "fetch_vs_aggregated=%.3f aggregated_fetch_vs_aggregated=%.3f "
+           "migrate_vs_aggregated=%.3f load_rps=%.2f executors=%d trace=%s seed=%lld\n",
            best_gp / base, o->ratios[best][0], o->ratios[best][1], cond.goodput_rps / base,
-           mig.goodput_rps / base, load, o->executors, o->trace, (long long)o->seed);
+           fetch.goodput_rps / base, agg_fetch.goodput_rps / base, mig.goodput_rps / base, load,
+           o->executors, o->trace, (long long)o->seed);
     rc = 0;
 out:
     free(speeds);

@@ -38,6 +38,7 @@
 #include "common/sl_cfg.h"
 #include "common/sl_heap.h"
 #include "common/sl_log.h"
+#include "common/sl_map.h"
 #include "executor/sl_engine.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
@@ -74,6 +75,7 @@ typedef struct s_exec {
     sl_engine_t *engine; /* the executor model */
     sl_time_t wake;      /* pending wake-up (INT64_MAX: none) */
     bool alive;          /* up */
+    sl_map_t cached;     /* block hashes its backend caches (from its KV events) */
     char name[32];       /* its name */
 } s_exec_t;
 
@@ -83,43 +85,54 @@ typedef enum s_kind {
     S_JOB_SPLIT_D,  /* a split job's decode side: reserved, awaits the peer's KV */
     S_JOB_SPLIT_P,  /* a split job's prefill side: a copy computing the prompt */
     S_JOB_MOVE_DST, /* a move's destination: reserved, awaits the source's KV */
+    S_JOB_FETCH_D,  /* a prefix fetch's receiver: reserved, awaits a peer's cached blocks */
 } s_kind_t;
+
+/* What a transfer carries. */
+typedef enum s_xfer_kind {
+    S_XFER_PUSH,  /* a split's prompt, prefill side to decode side */
+    S_XFER_MOVE,  /* a running job's KV, source to destination */
+    S_XFER_FETCH, /* cached leading blocks, holder to the job's executor */
+} s_xfer_kind_t;
 
 /* A job inside an engine. */
 typedef struct s_ejob {
-    sl_engine_job_t ej;   /* what the engine sees */
-    uint32_t req;         /* request number */
-    s_kind_t kind;        /* its part in a split or a move */
-    uint64_t serial;      /* unique per engine job of the run (seqs repeat on requeue) */
-    uint32_t peer;        /* SPLIT_*, MOVE_DST: the other side's executor number */
-    uint64_t peer_serial; /* SPLIT_P: the decode side's engine job */
-    uint64_t bytes;       /* SPLIT_P: KV bytes to push */
-    uint32_t blocks;      /* SPLIT_P: KV blocks to push */
-    bool moving;          /* a move of this job is planned (move_to reserved) */
-    uint32_t move_to;     /* ... to this executor number */
-    uint64_t move_serial; /* ... into this engine job */
-    sl_time_t paused_at;  /* held paused for the move since */
-    uint32_t out[];       /* output tokens */
+    sl_engine_job_t ej;    /* what the engine sees */
+    uint32_t req;          /* request number */
+    s_kind_t kind;         /* its part in a split or a move */
+    uint64_t serial;       /* unique per engine job of the run (seqs repeat on requeue) */
+    uint32_t peer;         /* SPLIT_*, MOVE_DST, FETCH_D: the other side's executor number */
+    uint32_t fetch_blocks; /* FETCH_D: leading blocks the peer caches (the core's plan) */
+    uint64_t peer_serial;  /* SPLIT_P: the decode side's engine job */
+    uint64_t bytes;        /* SPLIT_P: KV bytes to push */
+    uint32_t blocks;       /* SPLIT_P: KV blocks to push */
+    bool moving;           /* a move of this job is planned (move_to reserved) */
+    uint32_t move_to;      /* ... to this executor number */
+    uint64_t move_serial;  /* ... into this engine job */
+    sl_time_t paused_at;   /* held paused for the move since */
+    uint32_t out[];        /* output tokens */
 } s_ejob_t;
 
 /* A KV transfer in flight. */
 typedef struct s_xfer {
     bool used;            /* slot taken */
-    bool move;            /* a move (else a split's push) */
+    s_xfer_kind_t kind;   /* what it carries */
     uint64_t seq;         /* the core's job */
     uint32_t from, to;    /* executor numbers */
-    uint64_t from_serial; /* the sending engine job */
+    uint64_t from_serial; /* the sending engine job (none for a fetch) */
     uint64_t to_serial;   /* the receiving engine job */
     uint64_t bytes;       /* KV bytes */
     uint32_t blocks;      /* KV blocks */
     sl_time_t posted;     /* when posted */
     uint32_t prefill_us;  /* split: receipt -> prompt computed at the sender */
+    uint32_t first_block; /* fetch: the receiver's first uncached block */
 } s_xfer_t;
 
 /* An engine event for the core, deferred while the core is in a callback. */
 typedef enum s_defer_type {
     S_DEFER_DONE,    /* a job ended: its report */
     S_DEFER_KV_FAIL, /* a failed KvSent */
+    S_DEFER_REFUSED, /* a reservation refused (KvReserved with an error) */
     S_DEFER_STORED,  /* a KV block stored */
     S_DEFER_EVICTED, /* a KV block evicted */
 } s_defer_type_t;
@@ -291,6 +304,21 @@ static void s_kv_fail(s_sim_t *s, s_exec_t *x, uint64_t seq, const char *why)
         (void)sl_core_kv_sent(s->core, x->core_index, &k, s->now);
 }
 
+/* x refuses the reservation of seq (KvReserved with an error). */
+static void s_kv_refused(s_sim_t *s, s_exec_t *x, uint64_t seq, const char *why)
+{
+    if (s->in_cb) {
+        s_defer_t *d = s_defer_add(s, x, S_DEFER_REFUSED);
+        if (d) {
+            d->seq = seq;
+            snprintf(d->error, sizeof(d->error), "%s", why);
+        }
+        return;
+    }
+    if (x->alive)
+        (void)sl_core_kv_refused(s->core, x->core_index, seq, why, s->now);
+}
+
 /* --- the core's actions --- */
 
 static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
@@ -298,14 +326,19 @@ static sl_status_t s_io_dispatch(void *arg, sl_exec_t *exec, sl_job_t *job)
     s_sim_t *s = arg;
     s_exec_t *x = exec->user;
     bool split = job->kv_mode == SL_KV_PUSH && job->kv_peer;
-    s_ejob_t *j = s_ejob_new(s, job, job->max_new_tokens, split ? S_JOB_SPLIT_D : S_JOB_LOCAL);
+    bool fetch = job->kv_mode == SL_KV_FETCH && job->kv_peer;
+    s_ejob_t *j = s_ejob_new(s, job, job->max_new_tokens,
+                             split   ? S_JOB_SPLIT_D
+                             : fetch ? S_JOB_FETCH_D
+                                     : S_JOB_LOCAL);
     if (!j)
         return SL_ERR_NOMEM;
-    if (split) {
-        /* The decode side reserves first (held RESERVED), then the prefill
-         * side gets the prompt (s_eng_held). */
+    if (split || fetch) {
+        /* This side reserves first (held RESERVED); then the prefill side
+         * gets the prompt, or the holder sends its cached blocks (s_eng_held). */
         j->ej.kv_mode = SL_KV_AWAIT;
         j->peer = ((s_exec_t *)job->kv_peer->user)->n;
+        j->fetch_blocks = fetch ? job->kv_fetch_blocks : 0;
     }
     bool was = s->in_cb;
     s->in_cb = true;
@@ -378,9 +411,11 @@ static uint32_t s_kv_blocks(const s_sim_t *s, uint32_t tokens, uint32_t cached)
     return total > first ? total - first : 0;
 }
 
-/* Post a transfer of j's KV from executor from to executor to. */
-static void s_xfer_post(s_sim_t *s, bool move, const s_ejob_t *j, uint32_t from, uint32_t to,
-                        uint64_t to_serial, uint32_t blocks, uint32_t prefill_us)
+/* Post a transfer of blocks of job seq's KV from executor from (engine job
+ * from_serial, 0 for a fetch) to executor to (engine job to_serial). */
+static void s_xfer_post(s_sim_t *s, s_xfer_kind_t kind, uint64_t seq, uint32_t from,
+                        uint64_t from_serial, uint32_t to, uint64_t to_serial, uint32_t blocks,
+                        uint32_t prefill_us, uint32_t first_block)
 {
     uint32_t i = 0;
     while (i < s->n_xfers && s->xfers[i].used)
@@ -400,18 +435,47 @@ static void s_xfer_post(s_sim_t *s, bool move, const s_ejob_t *j, uint32_t from,
     uint64_t bytes =
         (uint64_t)((double)blocks * s->p->kv_block_tokens * s->p->kv_bytes_per_token + 0.5);
     *xf = (s_xfer_t){.used = true,
-                     .move = move,
-                     .seq = j->ej.seq.id,
+                     .kind = kind,
+                     .seq = seq,
                      .from = from,
                      .to = to,
-                     .from_serial = j->serial,
+                     .from_serial = from_serial,
                      .to_serial = to_serial,
                      .bytes = bytes,
                      .blocks = blocks,
                      .posted = s->now,
-                     .prefill_us = prefill_us};
+                     .prefill_us = prefill_us,
+                     .first_block = first_block};
     sl_time_t at = sl_sim_links_post(s->links, from, to, bytes, s->now, NULL);
     s_push(s, at, S_EV_XFER, i);
+}
+
+/* A prefix fetch landed: the receiver computes only the rest of the
+ * prompt, the holder reports the transfer. */
+static void s_fetch_land(s_sim_t *s, const s_xfer_t *xf)
+{
+    s_exec_t *hx = &s->execs[xf->from], *tx = &s->execs[xf->to];
+    s_ejob_t *dj = s_ejob_find(s, xf->to, xf->seq, xf->to_serial);
+    if (!hx->alive)
+        return; /* the holder failed: the core requeues the job */
+    if (!dj || !dj->ej.held) {
+        s_kv_fail(s, hx, xf->seq, "the receiver holds no reservation for it");
+        return;
+    }
+    sl_time_t xfer = s->now - xf->posted;
+    sl_kv_sent_t k = {.job_seq = xf->seq,
+                      .ok = true,
+                      .bytes = xf->bytes,
+                      .blocks = xf->blocks,
+                      .xfer_us = (uint32_t)(xfer / 1000)};
+    s->xfer_s_sum += (double)xfer / 1e9;
+    s->rep->kv_xfers++;
+    (void)sl_core_kv_sent(s->core, hx->core_index, &k, s->now);
+    uint32_t covered = (xf->first_block + xf->blocks) * s->p->kv_block_tokens;
+    if (sl_engine_import(tx->engine, &dj->ej, 0, 0, covered, s->now) != SL_OK)
+        sl_engine_end(tx->engine, &dj->ej, SL_ENGINE_FAILED, "the import of its prefix failed",
+                      s->now);
+    s_wake(s, tx, s->now);
 }
 
 /* A transfer landed: the receiver imports, the sender lets go and reports. */
@@ -419,6 +483,10 @@ static void s_xfer_land(s_sim_t *s, uint32_t i)
 {
     s_xfer_t xf = s->xfers[i];
     s->xfers[i].used = false;
+    if (xf.kind == S_XFER_FETCH) {
+        s_fetch_land(s, &xf);
+        return;
+    }
     s_exec_t *fx = &s->execs[xf.from], *tx = &s->execs[xf.to];
     s_ejob_t *sj = s_ejob_find(s, xf.from, xf.seq, xf.from_serial);
     s_ejob_t *dj = s_ejob_find(s, xf.to, xf.seq, xf.to_serial);
@@ -426,7 +494,7 @@ static void s_xfer_land(s_sim_t *s, uint32_t i)
         return; /* the sender failed or was canceled: the core has seen to the job */
     if (!dj || !dj->ej.held) {
         /* the reservation is gone: a split's prefill ends, a move's source goes on */
-        if (xf.move) {
+        if (xf.kind == S_XFER_MOVE) {
             sj->moving = false;
             if (sj->ej.held)
                 sl_engine_resume(fx->engine, &sj->ej, s->now);
@@ -448,7 +516,7 @@ static void s_xfer_land(s_sim_t *s, uint32_t i)
                       .xfer_us = (uint32_t)(xfer / 1000),
                       .prefill_us = xf.prefill_us,
                       .output_tokens = n_out};
-    if (xf.move) {
+    if (xf.kind == S_XFER_MOVE) {
         /* the destination goes on as the source would have: same clock */
         dj->ej.arrived = sj->ej.arrived;
         dj->ej.started = sj->ej.started;
@@ -463,7 +531,7 @@ static void s_xfer_land(s_sim_t *s, uint32_t i)
     sl_engine_end(fx->engine, &sj->ej, SL_ENGINE_MOVED, NULL, s->now);
     s_wake(s, fx, s->now);
     (void)sl_core_kv_sent(s->core, fx->core_index, &k, s->now);
-    if (sl_engine_import(tx->engine, &dj->ej, n_out, 0, s->now) != SL_OK)
+    if (sl_engine_import(tx->engine, &dj->ej, n_out, 0, 0, s->now) != SL_OK)
         sl_engine_end(tx->engine, &dj->ej, SL_ENGINE_FAILED, "the import of its KV failed", s->now);
     s_wake(s, tx, s->now);
 }
@@ -572,6 +640,10 @@ static void s_defer_run(s_sim_t *s)
                 s_report_done(s, d.x, d.j, d.how, d.error[0] ? d.error : NULL);
             free(d.j);
             break;
+        case S_DEFER_REFUSED:
+            if (d.x->alive)
+                (void)sl_core_kv_refused(s->core, d.x->core_index, d.seq, d.error, s->now);
+            break;
         case S_DEFER_KV_FAIL: {
             sl_kv_sent_t k = {.job_seq = d.seq, .ok = false, .error = d.error};
             if (d.x->alive)
@@ -589,6 +661,32 @@ static void s_defer_run(s_sim_t *s)
         }
     }
     s->n_defer = 0;
+}
+
+/* j (on x) has reserved its blocks for a prefix fetch: the holder sends
+ * the leading blocks it still caches past x's own, as the daemon's holder
+ * finds them by their hashes in its prefix cache (here: the hashes its
+ * backend reported stored and not evicted). */
+static void s_fetch_start(s_sim_t *s, s_exec_t *x, s_ejob_t *j)
+{
+    const sl_seq_t *seq = &j->ej.seq;
+    uint32_t first = seq->cached_tokens / s->p->kv_block_tokens;
+    if (first >= j->fetch_blocks) {
+        s_kv_refused(s, x, seq->id, "nothing left to fetch");
+        return;
+    }
+    s_exec_t *hx = &s->execs[j->peer];
+    if (!hx->alive)
+        return; /* the core requeues it */
+    uint32_t n = j->fetch_blocks < seq->n_block_hashes ? j->fetch_blocks : seq->n_block_hashes;
+    uint32_t found = 0;
+    while (found < n && sl_map_get(&hx->cached, seq->block_hashes[found]))
+        found++;
+    if (found <= first) {
+        s_kv_fail(s, hx, seq->id, "the blocks are no longer cached here");
+        return;
+    }
+    s_xfer_post(s, S_XFER_FETCH, seq->id, hx->n, 0, x->n, j->serial, found - first, 0, first);
 }
 
 /* A job is held: its KV moves next. */
@@ -628,9 +726,12 @@ static void s_eng_held(void *arg, sl_engine_job_t *ej, sl_engine_held_t why)
                       st == SL_ERR_AGAIN ? "its prompt is not computed yet" : sl_status_str(st));
         }
         s_wake(s, sx, s->now);
+    } else if (why == SL_ENGINE_HELD_RESERVED && j->kind == S_JOB_FETCH_D) {
+        s_fetch_start(s, x, j);
     } else if (why == SL_ENGINE_HELD_PREFILLED && j->kind == S_JOB_SPLIT_P) {
         uint32_t prefill_us = (uint32_t)((ej->first_token - ej->arrived) / 1000);
-        s_xfer_post(s, false, j, x->n, j->peer, j->peer_serial, j->blocks, prefill_us);
+        s_xfer_post(s, S_XFER_PUSH, ej->seq.id, x->n, j->serial, j->peer, j->peer_serial, j->blocks,
+                    prefill_us, 0);
     } else if (why == SL_ENGINE_HELD_PAUSED) {
         s_ejob_t *dj = j->moving ? s_ejob_find(s, j->move_to, ej->seq.id, j->move_serial) : NULL;
         if (!dj) {
@@ -642,7 +743,8 @@ static void s_eng_held(void *arg, sl_engine_job_t *ej, sl_engine_held_t why)
         j->paused_at = s->now;
         uint32_t blocks =
             s_kv_blocks(s, ej->seq.prompt_len + ej->seq.n_out, dj->ej.seq.cached_tokens);
-        s_xfer_post(s, true, j, x->n, j->move_to, j->move_serial, blocks, 0);
+        s_xfer_post(s, S_XFER_MOVE, ej->seq.id, x->n, j->serial, j->move_to, j->move_serial, blocks,
+                    0, 0);
     }
 }
 
@@ -661,6 +763,8 @@ static bool s_kv_defer(s_exec_t *x, uint64_t hash, s_defer_type_t type)
 static void s_kv_stored(void *arg, uint64_t hash)
 {
     s_exec_t *x = arg;
+    if (x->alive && x->sim->p->data_plane && sl_map_put(&x->cached, hash, x) != SL_OK)
+        x->sim->error = SL_ERR_NOMEM;
     if (x->alive && !s_kv_defer(x, hash, S_DEFER_STORED))
         sl_core_exec_kv_event(x->sim->core, x->core_index, &hash, 1, NULL, 0, false, x->sim->now);
 }
@@ -668,6 +772,7 @@ static void s_kv_stored(void *arg, uint64_t hash)
 static void s_kv_evicted(void *arg, uint64_t hash)
 {
     s_exec_t *x = arg;
+    sl_map_del(&x->cached, hash);
     if (x->alive && !s_kv_defer(x, hash, S_DEFER_EVICTED))
         sl_core_exec_kv_event(x->sim->core, x->core_index, NULL, 0, &hash, 1, false, x->sim->now);
 }
@@ -711,6 +816,8 @@ static sl_status_t s_exec_start(s_sim_t *s, s_exec_t *x)
                                           p->kv_bytes_per_token);
         sl_sim_links_reset(s->links, x->n);
     }
+    sl_map_fini(&x->cached); /* a rejoined executor starts empty */
+    sl_map_init(&x->cached);
     x->alive = true;
     x->wake = INT64_MAX;
     st = sl_core_exec_join(s->core, &info, x, s->now, &x->core_index);
@@ -734,6 +841,8 @@ static void s_exec_fail(s_sim_t *s, s_exec_t *x)
     x->alive = false; /* engine completions from now on are dropped */
     sl_engine_destroy(&x->engine);
     x->wake = INT64_MAX;
+    sl_map_fini(&x->cached);
+    sl_map_init(&x->cached);
     sl_core_exec_lost(s->core, x->core_index, "simulated failure", s->now);
 }
 
@@ -819,6 +928,7 @@ sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep)
         cc.busy_utilization = p->busy_utilization;
     cc.kv_split = p->kv_split;
     cc.kv_rebalance = p->kv_rebalance;
+    cc.kv_fetch = p->kv_fetch;
     if (p->kv_move_timeout_ms > 0)
         cc.kv_move_timeout_ms = p->kv_move_timeout_ms;
     if (p->data_plane) {
@@ -925,6 +1035,10 @@ sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep)
     r.kv_migrations = sl_core_counter(s->core, SL_CTR_KV_MIGRATIONS);
     r.kv_migrate_failed = sl_core_counter(s->core, SL_CTR_KV_MIGRATE_FAILED);
     r.kv_bytes = sl_core_counter(s->core, SL_CTR_KV_BYTES);
+    r.kv_fetches = sl_core_counter(s->core, SL_CTR_KV_FETCHES);
+    r.kv_fetch_failed = sl_core_counter(s->core, SL_CTR_KV_FETCH_FAILED);
+    r.kv_blocks_fetched = sl_core_counter(s->core, SL_CTR_KV_BLOCKS_FETCHED);
+    r.kv_blocks_recomputed = sl_core_counter(s->core, SL_CTR_KV_BLOCKS_RECOMPUTED);
     r.split_share = r.completed ? (double)r.kv_handoffs / (double)r.completed : 0;
     r.mean_xfer_ms = r.kv_xfers ? 1e3 * s->xfer_s_sum / (double)r.kv_xfers : 0;
     r.mean_pause_ms = s->pauses ? 1e3 * s->pause_s_sum / (double)s->pauses : 0;
@@ -933,6 +1047,7 @@ out:
     for (int i = 0; s->execs && i < p->executors; i++) {
         s->execs[i].alive = false;
         sl_engine_destroy(&s->execs[i].engine);
+        sl_map_fini(&s->execs[i].cached);
     }
     sl_core_destroy(&s->core);
     for (uint32_t i = 0; i < s->n_defer; i++)

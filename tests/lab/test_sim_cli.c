@@ -313,6 +313,7 @@ static void test_disagg_quick(void **state)
                                        "best_split",
                                        "conditional_vs_aggregated",
                                        "fetch_vs_aggregated",
+                                       "aggregated_fetch_vs_aggregated",
                                        "migrate_vs_aggregated",
                                        "load_rps",
                                        "executors",
@@ -329,6 +330,9 @@ static void test_disagg_quick(void **state)
     assert_true(strtod(v, NULL) > 0);
     s_result("migrate_vs_aggregated", v, sizeof(v));
     assert_true(strtod(v, NULL) > 0);
+    s_result("aggregated_fetch_vs_aggregated", v, sizeof(v));
+    assert_true(strtod(v, NULL) > 0);
+    s_must_say("disagg table", "aggregated + fetch");
     s_result("best_split", v, sizeof(v));
     int pf = 0, dc = 0;
     assert_int_equal(sscanf(v, "%d:%d", &pf, &dc), 2);

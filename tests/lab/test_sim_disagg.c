@@ -216,6 +216,39 @@ static void test_sim_moves_and_failures(void **state)
     sl_trace_destroy(&t);
 }
 
+/* Prefix fetch: with executors' KV blocks of the trace's hash block, a job
+ * placed away from its cached prefix pulls it from the peer that holds it
+ * (the holder's cache as its KV events reported it), computes the rest,
+ * and every request is answered once. */
+static void test_sim_prefix_fetch(void **state)
+{
+    (void)state;
+    sl_trace_t *t = s_trace(400, 60, 13, false);
+    sl_sim_params_t p;
+    s_params(&p, t);
+    p.kv_block_tokens = t->block_tokens;
+    p.model.kv_capacity_blocks = 30000 * 16 / t->block_tokens;
+    p.kv_fetch = true;
+    sl_sim_report_t a, b;
+    assert_int_equal(sl_sim_run(&p, &a), SL_OK);
+    assert_int_equal(sl_sim_run(&p, &b), SL_OK);
+    assert_int_equal(a.completed + a.busy + a.failed, 400);
+    assert_true(a.kv_fetches > 0);
+    assert_true(a.kv_blocks_fetched >= a.kv_fetches);
+    assert_int_equal(a.kv_handoffs, 0);
+    /* whole blocks of the trace's 512 tokens move */
+    assert_true(a.kv_bytes > 0 && a.kv_bytes % (512ull * 131072) == 0);
+    assert_int_equal(a.kv_bytes, a.kv_blocks_fetched * 512ull * 131072);
+    assert_int_equal(a.events, b.events);
+    assert_int_equal(a.kv_fetches, b.kv_fetches);
+    /* without it, the same prompts' blocks are computed again */
+    p.kv_fetch = false;
+    assert_int_equal(sl_sim_run(&p, &b), SL_OK);
+    assert_int_equal(b.kv_fetches, 0);
+    assert_true(b.kv_blocks_recomputed > a.kv_blocks_recomputed);
+    sl_trace_destroy(&t);
+}
+
 /* Roles the cluster cannot hold are refused. */
 static void test_sim_bad_roles(void **state)
 {
@@ -240,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_sim_split_every_job),
         cmocka_unit_test(test_sim_link_costs_ttft),
         cmocka_unit_test(test_sim_moves_and_failures),
+        cmocka_unit_test(test_sim_prefix_fetch),
         cmocka_unit_test(test_sim_bad_roles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
