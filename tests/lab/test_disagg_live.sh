@@ -53,7 +53,7 @@ sl_wait_executors "$bin" prefill decode
 # before a job can be split between them.
 for _ in $(seq 100); do
   status=$("$bin/sluice" status --endpoint="$cep" 2>/dev/null || true)
-  reached=$(grep -cE '^ *(prefill|decode) .* 1/1$' <<<"$status" || true)
+  reached=$(grep -cE '^ *(prefill|decode) .*MiB 1/1( |$)' <<<"$status" || true)
   [ "$reached" -eq 2 ] && break
   sleep 0.1
 done
