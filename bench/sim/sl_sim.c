@@ -14,13 +14,15 @@
  * same executor model the sim executor daemon runs (one implementation).
  *
  * The data plane: executors may have roles (prefill, decode, mixed) and a
- * KV region, and reach each other at join. The core's splits and moves are
- * enacted as the executor daemons enact them (executor/sl_exec_dp.c): the
- * receiving engine holds the job with its blocks reserved (SL_KV_AWAIT),
- * the sending engine computes the prompt (a copy with one output token,
- * SL_KV_PUSH) or pauses the running sequence, then its KV crosses the
- * links (sl_sim_link.h: bandwidth, latency, FIFO per side), lands, is
- * imported (sl_engine_import), and the sender reports KvSent to the core
+ * KV region, and reach each other at join. The core's splits, moves and
+ * prefix fetches are enacted as the executor daemons enact them
+ * (executor/sl_exec_dp.c): the receiving engine holds the job with its
+ * blocks reserved (SL_KV_AWAIT), the sending engine computes the prompt (a
+ * copy with one output token, SL_KV_PUSH) or pauses the running sequence,
+ * or the holder of a cached prefix sends its blocks (found among the
+ * hashes its backend reported stored), then the KV crosses the links
+ * (sl_sim_link.h: bandwidth, latency, FIFO per side), lands, is imported
+ * (sl_engine_import), and the sender reports KvSent to the core
  * (sl_core_kv_sent). Engine events that must reach the core while the core
  * is inside one of our callbacks are deferred to the end of the event (the
  * core refuses re-entry).
