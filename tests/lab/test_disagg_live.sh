@@ -70,8 +70,9 @@ echo "$live"
 lr=$(grep '^RESULT ' <<<"$live")
 status=$("$bin/sluice" status --endpoint="$cep")
 handoffs=$(sed -n 's/^ *kv_handoffs *\([0-9]*\)$/\1/p' <<<"$status")
+splits=$(sed -n 's/^ *kv_splits *\([0-9]*\)$/\1/p' <<<"$status")
 live_bytes=$(sed -n 's/^ *kv_bytes_moved *\([0-9]*\)$/\1/p' <<<"$status")
-echo "live: kv_handoffs=${handoffs:-?} of $count jobs"
+echo "live: kv_splits=${splits:-?} kv_handoffs=${handoffs:-?} of $count jobs"
 if [ "${handoffs:-0}" -eq 0 ]; then
   echo "SKIP: the live scheduler handed no split's KV off (kv_handoffs 0): the live data plane" \
     "path does not split jobs yet, so there is nothing to compare with the simulator"
@@ -79,7 +80,11 @@ if [ "${handoffs:-0}" -eq 0 ]; then
   exit 77
 fi
 [ "$(field "$lr" done)" -eq "$count" ] || fail "live: $(field "$lr" done) of $count jobs done"
-[ "$handoffs" -eq "$count" ] || fail "live: $handoffs of $count jobs split with a decode executor"
+# Every job is split (a decode executor only decodes). A handoff can go
+# uncounted when the decode side finishes before the prefill side's KvSent
+# reaches the scheduler (a short output at this speed), so handoffs are
+# not required to be all.
+[ "$splits" -eq "$count" ] || fail "live: $splits of $count jobs split"
 
 sim=$("$bin/sluice-sim" run --trace=mooncake-conversation --trace-dir="$traces" --executors=2 \
   --speeds="$speed" --prefill=1 --decode=1 --no-admission --requests="$count" --rate="$rate" \
