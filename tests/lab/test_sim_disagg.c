@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -188,6 +189,31 @@ static void test_sim_link_costs_ttft(void **state)
     sl_trace_destroy(&t);
 }
 
+/* One split job alone: its transfer takes exactly its bytes at the link's
+ * rate plus the latency, and the core sees those bytes. */
+static void test_sim_single_transfer(void **state)
+{
+    (void)state;
+    sl_trace_t *t = s_trace(1, 1000, 21, true);
+    sl_sim_params_t p;
+    s_params(&p, t);
+    p.prefill_execs = 1;
+    p.decode_execs = 1;
+    p.executors = 2;
+    p.admission = false;
+    p.link_gbps = 40;
+    p.link_latency_us = 250;
+    sl_sim_report_t a;
+    assert_int_equal(sl_sim_run(&p, &a), SL_OK);
+    assert_int_equal(a.completed, 1);
+    assert_int_equal(a.kv_xfers, 1);
+    uint64_t blocks = (t->reqs[0].input_len + 15) / 16; /* nothing cached on the decode side */
+    assert_int_equal(a.kv_bytes, blocks * 16 * 131072);
+    double want_ms = (double)a.kv_bytes * 8 / 40e9 * 1e3 + 0.25;
+    assert_true(fabs(a.mean_xfer_ms - want_ms) < 1e-3);
+    sl_trace_destroy(&t);
+}
+
 /* Conditional splits, moves and failures together: whatever the data
  * plane does, every request is answered exactly once. */
 static void test_sim_moves_and_failures(void **state)
@@ -272,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_link_background_share),
         cmocka_unit_test(test_sim_split_every_job),
         cmocka_unit_test(test_sim_link_costs_ttft),
+        cmocka_unit_test(test_sim_single_transfer),
         cmocka_unit_test(test_sim_moves_and_failures),
         cmocka_unit_test(test_sim_prefix_fetch),
         cmocka_unit_test(test_sim_bad_roles),
