@@ -6,6 +6,10 @@
  *                       with the best baseline and with round-robin
  *   sluice-sim speed    simulated requests per wall-clock minute on a large
  *                       cluster, and the learned policy's cost per decision
+ *   sluice-sim disagg   aggregated serving against disaggregated prefill and
+ *                       decode (fixed ratios, conditional), with migration,
+ *                       at the load where aggregated serving reaches its
+ *                       limit; a table and a RESULT line
  * Results depend only on the options and the seed (virtual clock); only the
  * speed figures read the wall clock. The options are one configuration
  * table (common/sl_cfg.h), so they are also SLUICE_* variables and are
@@ -83,6 +87,23 @@ typedef struct s_opts {
     int n_policies;                          /* entries of policies */
     double speeds[S_MAX_LIST];               /* speeds_list parsed, cycled over the cluster */
     int n_speeds;                            /* entries of speeds */
+    int prefill;                             /* executors of role prefill */
+    int decode;                              /* executors of role decode */
+    bool kv_split;                           /* conditional disaggregation in the core */
+    char kv_rebalance[8];                    /* "on" or "off": moves of running jobs */
+    bool kv_fetch;                           /* prefix fetch from a peer in the core */
+    int kv_block_tokens;                     /* tokens per KV block (0 = per command) */
+    double kv_bytes_per_token;               /* KV bytes of one token */
+    double link_gbps;                        /* link bandwidth per executor */
+    double link_latency_us;                  /* link latency */
+    double bg_share;                         /* background share of a link */
+    bool bg_traffic;                         /* background traffic on */
+    int64_t kv_move_timeout_ms;              /* the core's split and move timeout */
+    double load;                             /* disagg: offered load (0 = found) */
+    bool quick;                              /* disagg: a small run for tests */
+    char ratios_list[256];                   /* disagg: prefill:decode ratios as given */
+    int ratios[S_MAX_LIST][2];               /* ratios_list parsed */
+    int n_ratios;                            /* entries of ratios */
 } s_opts_t;
 
 /* The knobs of every command. executors and requests default per command
@@ -131,6 +152,43 @@ static const sl_cfg_field_t s_table[] = {
                  "compare: folder of the CSV and plots (\"\" = a fresh folder under $TMPDIR or /tmp)"),
     SL_CFG_FIELD(s_opts_t, plot, "plot", "true", SL_CFG_BOOL,
                  "compare: draw the plots with gnuplot (the .gp scripts are written either way)"),
+    SL_CFG_RANGE(s_opts_t, prefill, "prefill", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
+                 "run: executors of role prefill (the first ones; the data plane is on)"),
+    SL_CFG_RANGE(s_opts_t, decode, "decode", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
+                 "run: executors of role decode (after the prefill ones); the rest are mixed"),
+    SL_CFG_FIELD(s_opts_t, kv_split, "kv-split", "false", SL_CFG_BOOL,
+                 "run: the core splits a job over two executors when it predicts a gain"),
+    SL_CFG_FIELD(s_opts_t, kv_rebalance, "kv-rebalance", "off", SL_CFG_STR,
+                 "on or off: the core moves running jobs with their KV when it predicts a gain"),
+    SL_CFG_FIELD(s_opts_t, kv_fetch, "kv-fetch", "false", SL_CFG_BOOL,
+                 "run: the core has a job's executor pull the prefix a peer caches when it "
+                 "predicts the transfer beats computing it (needs --kv-block-tokens = the "
+                 "trace's hash block)"),
+    SL_CFG_RANGE(s_opts_t, kv_block_tokens, "kv-block-tokens", "0", SL_CFG_INT, 0, 65536,
+                 "tokens per KV block of the executors, KV capacity kept in tokens (0: 16 for "
+                 "run, the trace's hash block for disagg)"),
+    /* A Llama-3-8B-class model in bf16: 2 (K and V) x 32 layers x 8 KV
+     * heads x 128 dims x 2 bytes = 131072 bytes of KV per token. */
+    SL_CFG_RANGE(s_opts_t, kv_bytes_per_token, "kv-bytes-per-token", "131072", SL_CFG_DOUBLE, 1,
+                 1e9, "KV bytes per token (default: Llama-3-8B-class in bf16)"),
+    SL_CFG_RANGE(s_opts_t, link_gbps, "link-gbps", "100", SL_CFG_DOUBLE, 1e-3, 1e6,
+                 "link bandwidth of each executor in Gbit/s (one RDMA NIC)"),
+    SL_CFG_RANGE(s_opts_t, link_latency_us, "link-latency-us", "10", SL_CFG_DOUBLE, 0, 1e9,
+                 "one-way latency of a KV transfer in microseconds"),
+    SL_CFG_RANGE(s_opts_t, bg_share, "bg-share", "0.2", SL_CFG_DOUBLE, 0, 0.99,
+                 "share of a link background traffic takes from KV transfers while on"),
+    SL_CFG_FIELD(s_opts_t, bg_traffic, "bg-traffic", "false", SL_CFG_BOOL,
+                 "background traffic on the links (takes --bg-share)"),
+    /* Longer than the core's default (10 s): the prefill of the longest
+     * prompts of the Mooncake traces (120k tokens) alone takes longer. */
+    SL_CFG_RANGE(s_opts_t, kv_move_timeout_ms, "kv-move-timeout-ms", "60000", SL_CFG_I64, 1,
+                 3600000, "a split or move not handed off in this long is abandoned (the core's knob)"),
+    SL_CFG_RANGE(s_opts_t, load, "load", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "disagg: offered load in req/s (0 = where aggregated serving misses its SLOs)"),
+    SL_CFG_FIELD(s_opts_t, quick, "quick", "false", SL_CFG_BOOL,
+                 "disagg: a small run (300 requests, a coarse load search) for tests"),
+    SL_CFG_FIELD(s_opts_t, ratios_list, "ratios", "", SL_CFG_STR,
+                 "disagg: prefill:decode splits, comma-separated (default 1:7,2:6,3:5,4:4 of 8)"),
     SL_CFG_END,
 };
 /* clang-format on */
@@ -143,7 +201,8 @@ static void s_usage(FILE *f)
                "commands:\n"
                "  run      one policy at one load\n"
                "  compare  every policy over a sweep of offered loads (CSV and plots)\n"
-               "  speed    simulated requests per wall-clock minute on a large cluster\n");
+               "  speed    simulated requests per wall-clock minute on a large cluster\n"
+               "  disagg   aggregated serving against disaggregated prefill and decode\n");
 }
 
 /* The table with cmd's defaults: a larger cluster for speed, a slice of
@@ -154,8 +213,11 @@ static void s_table_for(const char *cmd, sl_cfg_field_t *rows)
     for (sl_cfg_field_t *f = rows; f->name; f++) {
         if (!strcmp(f->name, "executors") && !strcmp(cmd, "speed"))
             f->dflt = "1000";
-        if (!strcmp(f->name, "requests") && !strcmp(cmd, "compare"))
+        if (!strcmp(f->name, "requests") && (!strcmp(cmd, "compare") || !strcmp(cmd, "disagg")))
             f->dflt = "4000";
+        /* disagg: a uniform fleet, so that roles, not speeds, make the difference */
+        if (!strcmp(f->name, "speeds") && !strcmp(cmd, "disagg"))
+            f->dflt = "1";
     }
 }
 
@@ -178,6 +240,32 @@ static int s_parse_list(const char *prog, const char *flag, const char *arg, dou
         fprintf(stderr, "%s: --%s: '%s' is not a list of 1 to %d positive numbers\n", prog, flag,
                 arg, cap);
     return n > 0 ? n : -1;
+}
+
+/* --ratios "P:D,...": each a split of the cluster with P, D >= 1 and
+ * P + D <= executors. Nonzero with a message when bad. */
+static int s_parse_ratios(const char *prog, s_opts_t *o)
+{
+    char buf[sizeof(o->ratios_list)];
+    snprintf(buf, sizeof(buf), "%s", o->ratios_list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int pf, dc, used = 0;
+        if (sscanf(tok, "%d:%d%n", &pf, &dc, &used) != 2 || tok[used] || pf < 1 || dc < 1 ||
+            pf + dc > o->executors || o->n_ratios == S_MAX_LIST) {
+            fprintf(stderr,
+                    "%s: --ratios: '%s' is not P:D with P, D >= 1 and P + D <= --executors %d\n",
+                    prog, tok, o->executors);
+            return 1;
+        }
+        o->ratios[o->n_ratios][0] = pf;
+        o->ratios[o->n_ratios][1] = dc;
+        o->n_ratios++;
+    }
+    if (o->n_ratios == 0) {
+        fprintf(stderr, "%s: --ratios is empty\n", prog);
+        return 1;
+    }
+    return 0;
 }
 
 /* "unknown policy 'x' (a, b, ...)": the message every bad name gets, so
@@ -246,6 +334,17 @@ static int s_parse(const char *cmd, int argc, char **argv, s_opts_t *o)
     }
     if (!s_trace_ok(prog, o))
         return 2;
+    if (strcmp(o->kv_rebalance, "on") && strcmp(o->kv_rebalance, "off")) {
+        fprintf(stderr, "%s: --kv-rebalance: '%s' is not on or off\n", prog, o->kv_rebalance);
+        return 2;
+    }
+    if (o->prefill + o->decode > o->executors) {
+        fprintf(stderr, "%s: --prefill %d plus --decode %d is more than --executors %d\n", prog,
+                o->prefill, o->decode, o->executors);
+        return 2;
+    }
+    if (o->ratios_list[0] && s_parse_ratios(prog, o) != 0)
+        return 2;
     return -1;
 }
 
@@ -271,6 +370,14 @@ static void s_label(const s_opts_t *o, const char *policy, char *buf, size_t cap
     snprintf(buf, cap, "%s%s", policy, s_admission(o, policy) ? " (+admission)" : "");
 }
 
+/* Executors' KV blocks of bt tokens, their capacity kept in tokens. */
+static void s_block_tokens(sl_sim_params_t *p, uint32_t bt)
+{
+    int64_t tokens = p->model.kv_capacity_blocks * (int64_t)p->kv_block_tokens;
+    p->kv_block_tokens = bt;
+    p->model.kv_capacity_blocks = tokens / bt > 0 ? tokens / bt : 1;
+}
+
 static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy,
                      const double *speeds, sl_sim_params_t *p)
 {
@@ -286,6 +393,20 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->fail_at_s = o->fail_at;
     p->fail_count = o->fail_count;
     p->seed = (uint64_t)o->seed;
+    p->prefill_execs = o->prefill;
+    p->decode_execs = o->decode;
+    p->kv_split = o->kv_split;
+    p->kv_rebalance = !strcmp(o->kv_rebalance, "on");
+    p->kv_fetch = o->kv_fetch;
+    p->data_plane =
+        o->prefill > 0 || o->decode > 0 || p->kv_split || p->kv_rebalance || p->kv_fetch;
+    s_block_tokens(p, o->kv_block_tokens ? (uint32_t)o->kv_block_tokens : p->kv_block_tokens);
+    p->kv_bytes_per_token = o->kv_bytes_per_token;
+    p->link_gbps = o->link_gbps;
+    p->link_latency_us = o->link_latency_us;
+    p->bg_share = o->bg_share;
+    p->bg_traffic = o->bg_traffic;
+    p->kv_move_timeout_ms = o->kv_move_timeout_ms;
 }
 
 static sl_status_t s_schedule(const s_opts_t *o, const sl_trace_t *src, double rate, double speedup,
@@ -343,6 +464,17 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
                "executors=%d\n",
                o->policy, r.offered_rps, r.goodput_rps, r.p50_ttft_s, r.p99_ttft_s, r.mean_tpot_s,
                r.busy_rate, r.hit_rate, r.ttft_mape, o->executors);
+        if (p.data_plane)
+            printf("data plane: %llu splits (%llu handed off, %llu failed), %llu moves (%llu "
+                   "failed), %llu prefix fetches (%llu failed; %llu blocks fetched, %llu "
+                   "recomputed), %llu KV bytes moved, mean transfer %.3f ms, mean pause %.3f "
+                   "ms\n",
+                   (unsigned long long)r.kv_splits, (unsigned long long)r.kv_handoffs,
+                   (unsigned long long)r.kv_split_failed, (unsigned long long)r.kv_migrations,
+                   (unsigned long long)r.kv_migrate_failed, (unsigned long long)r.kv_fetches,
+                   (unsigned long long)r.kv_fetch_failed, (unsigned long long)r.kv_blocks_fetched,
+                   (unsigned long long)r.kv_blocks_recomputed, (unsigned long long)r.kv_bytes,
+                   r.mean_xfer_ms, r.mean_pause_ms);
     }
     free(speeds);
     sl_trace_destroy(&tr);
@@ -826,6 +958,195 @@ static int s_cmd_speed(s_opts_t *o, const sl_trace_t *src)
     return 0;
 }
 
+/* --- disagg --- */
+
+/* One configuration of the data plane for disagg. */
+typedef struct s_dcfg {
+    const char *name; /* its row's name */
+    int prefill;      /* executors of role prefill */
+    int decode;       /* executors of role decode */
+    bool split;       /* conditional disaggregation (the core's kv_split) */
+    bool rebalance;   /* moves of running jobs (the core's kv_rebalance) */
+    bool fetch;       /* prefix fetch from a peer (the core's kv_fetch) */
+} s_dcfg_t;
+
+/* Run learned on cfg at load into *r; prints its row. Nonzero on failure. */
+static int s_disagg_run(const s_opts_t *o, const sl_trace_t *src, const double *speeds, double load,
+                        const s_dcfg_t *cfg, sl_sim_report_t *r)
+{
+    sl_trace_t *tr = NULL;
+    if (s_schedule(o, src, load, 0, &tr) != SL_OK || tr->n == 0) {
+        fprintf(stderr, "sluice-sim disagg: cannot schedule load %.2f\n", load);
+        sl_trace_destroy(&tr);
+        return 1;
+    }
+    sl_sim_params_t p;
+    s_params(o, tr, "learned", speeds, &p);
+    p.prefill_execs = cfg->prefill;
+    p.decode_execs = cfg->decode;
+    p.kv_split = cfg->split;
+    p.kv_rebalance = cfg->rebalance;
+    p.kv_fetch = cfg->fetch;
+    p.data_plane = cfg->prefill || cfg->decode || cfg->split || cfg->rebalance || cfg->fetch;
+    /* KV blocks of the trace's hash block, so that the core can match a
+     * peer's cached blocks to a job's and fetch them (capacity unchanged) */
+    if (!o->kv_block_tokens && tr->block_tokens)
+        s_block_tokens(&p, tr->block_tokens);
+    sl_status_t st = sl_sim_run(&p, r);
+    sl_trace_destroy(&tr);
+    if (st != SL_OK)
+        return 1;
+    char roles[32];
+    if (cfg->prefill || cfg->decode)
+        snprintf(roles, sizeof(roles), "%d:%d", cfg->prefill, cfg->decode);
+    else
+        snprintf(roles, sizeof(roles), "0:0/%d", o->executors);
+    printf("%-24s %-8s %7.2f %8.2f %6.1f %8.3f %8.3f %7.1f %7.1f %6llu %7llu %8.1f %6.1f\n",
+           cfg->name, roles, load, r->goodput_rps, 100 * r->slo_frac, r->p50_ttft_s, r->p99_ttft_s,
+           1e3 * r->mean_tpot_s, 100 * r->split_share, (unsigned long long)r->kv_migrations,
+           (unsigned long long)r->kv_fetches, r->mean_xfer_ms, 100 * r->busy_rate);
+    fflush(stdout);
+    return 0;
+}
+
+/* The default splits: 1/8, 2/8, 3/8 and 4/8 of the cluster prefill (for
+ * 16 executors: 2:14, 4:12, 6:10, 8:8). */
+static void s_default_ratios(s_opts_t *o)
+{
+    for (int k = 1; k <= 4; k++) {
+        int pf = (o->executors * k + 4) / 8, dc = o->executors - pf;
+        if (pf < 1 || dc < 1 || (o->n_ratios && o->ratios[o->n_ratios - 1][0] == pf))
+            continue;
+        o->ratios[o->n_ratios][0] = pf;
+        o->ratios[o->n_ratios][1] = dc;
+        o->n_ratios++;
+    }
+}
+
+static int s_cmd_disagg(s_opts_t *o, const sl_trace_t *src)
+{
+    if (o->quick)
+        o->requests = 300;
+    if (o->n_ratios == 0)
+        s_default_ratios(o);
+    if (o->n_ratios == 0) {
+        fprintf(stderr, "sluice-sim disagg: %d executors cannot be split into prefill and decode\n",
+                o->executors);
+        return 2;
+    }
+    double *speeds = s_speeds(o, o->executors);
+    if (!speeds)
+        return 1;
+    int rc = 1;
+    sl_sim_report_t agg, r;
+    const s_dcfg_t agg_cfg = {.name = "aggregated"};
+    printf("trace %s: %zu requests, %d executors (speeds %s), policy learned (+admission)\n"
+           "links: %.0f Gbit/s, %.0f us per executor%s; KV %.0f bytes per token\n",
+           o->trace, o->requests ? (size_t)o->requests : src->n, o->executors, o->speeds_list,
+           o->link_gbps, o->link_latency_us,
+           o->bg_traffic ? " (background traffic takes a share)" : "", o->kv_bytes_per_token);
+    /* The load: given, or the highest at which aggregated serving still
+     * meets S_SLO_TARGET of its SLOs (a grid of half a request per second
+     * per executor, then bisection between the last load that passes and
+     * the first that does not). */
+    double load = o->load;
+    if (load <= 0) {
+        printf("\nfinding the load where aggregated serving misses its SLOs:\n");
+        double lo = 0, hi = 0, step = 0.5 * o->executors;
+        for (int k = 1; k <= 40 && hi == 0; k++) {
+            double l = step * k;
+            printf("  %.2f req/s: ", l);
+            if (s_disagg_run(o, src, speeds, l, &agg_cfg, &agg) != 0)
+                goto out;
+            if (agg.slo_frac >= S_SLO_TARGET)
+                lo = l;
+            else
+                hi = l;
+        }
+        for (int i = 0; i < (o->quick ? 2 : S_REFINE) && hi > 0; i++) {
+            double mid = (lo + hi) / 2;
+            printf("  %.2f req/s: ", mid);
+            if (s_disagg_run(o, src, speeds, mid, &agg_cfg, &agg) != 0)
+                goto out;
+            if (agg.slo_frac >= S_SLO_TARGET)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        if (lo == 0) {
+            fprintf(stderr,
+                    "sluice-sim disagg: warning: aggregated serving misses %.0f%% of its "
+                    "SLOs even at %.2f req/s; comparing there\n",
+                    100 * S_SLO_TARGET, hi);
+            lo = hi;
+        }
+        if (hi == 0)
+            fprintf(stderr,
+                    "sluice-sim disagg: warning: aggregated serving meets its SLOs at "
+                    "every load tried, up to %.2f req/s; comparing there\n",
+                    lo);
+        load = lo;
+    }
+    printf("\n== at %.2f req/s ==\n", load);
+    printf("%-24s %-8s %7s %8s %6s %8s %8s %7s %7s %6s %7s %8s %6s\n", "config", "P:D", "load",
+           "goodput", "slo%", "p50ttft", "p99ttft", "tpot_ms", "split%", "moves", "fetches",
+           "xfer_ms", "busy%");
+    if (s_disagg_run(o, src, speeds, load, &agg_cfg, &agg) != 0)
+        goto out;
+    /* (b) fixed roles: every job is split */
+    int best = -1;
+    double best_gp = -1;
+    for (int i = 0; i < o->n_ratios; i++) {
+        s_dcfg_t c = {
+            .name = "disaggregated", .prefill = o->ratios[i][0], .decode = o->ratios[i][1]};
+        if (s_disagg_run(o, src, speeds, load, &c, &r) != 0)
+            goto out;
+        if (r.goodput_rps > best_gp) {
+            best = i;
+            best_gp = r.goodput_rps;
+        }
+    }
+    /* (c) conditional: all mixed, the core splits when it predicts a gain */
+    s_dcfg_t cond_cfg = {.name = "conditional", .split = true};
+    sl_sim_report_t cond;
+    if (s_disagg_run(o, src, speeds, load, &cond_cfg, &cond) != 0)
+        goto out;
+    /* (d) prefix fetch on top of the best split, and on aggregated serving
+     * (the core fetches only for a job it does not split, so fixed roles
+     * leave it nothing to fetch) */
+    s_dcfg_t fetch_cfg = {.name = "best split + fetch",
+                          .prefill = o->ratios[best][0],
+                          .decode = o->ratios[best][1],
+                          .fetch = true};
+    sl_sim_report_t fetch, agg_fetch;
+    if (s_disagg_run(o, src, speeds, load, &fetch_cfg, &fetch) != 0)
+        goto out;
+    s_dcfg_t agg_fetch_cfg = {.name = "aggregated + fetch", .fetch = true};
+    if (s_disagg_run(o, src, speeds, load, &agg_fetch_cfg, &agg_fetch) != 0)
+        goto out;
+    /* (e) migration on top of the best split */
+    s_dcfg_t mig_cfg = {.name = "best split + migration",
+                        .prefill = o->ratios[best][0],
+                        .decode = o->ratios[best][1],
+                        .rebalance = true};
+    sl_sim_report_t mig;
+    if (s_disagg_run(o, src, speeds, load, &mig_cfg, &mig) != 0)
+        goto out;
+    double base = agg.goodput_rps > 0 ? agg.goodput_rps : NAN;
+    printf("\nbest prefill:decode split: %d:%d (goodput %.2f req/s against %.2f aggregated)\n",
+           o->ratios[best][0], o->ratios[best][1], best_gp, agg.goodput_rps);
+    printf("RESULT disagg_vs_aggregated=%.3f best_split=%d:%d conditional_vs_aggregated=%.3f "
+           "fetch_vs_aggregated=%.3f aggregated_fetch_vs_aggregated=%.3f "
+           "migrate_vs_aggregated=%.3f load_rps=%.2f executors=%d trace=%s seed=%lld\n",
+           best_gp / base, o->ratios[best][0], o->ratios[best][1], cond.goodput_rps / base,
+           fetch.goodput_rps / base, agg_fetch.goodput_rps / base, mig.goodput_rps / base, load,
+           o->executors, o->trace, (long long)o->seed);
+    rc = 0;
+out:
+    free(speeds);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -833,12 +1154,14 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "run") && strcmp(cmd, "compare") && strcmp(cmd, "speed")) {
+    if (strcmp(cmd, "run") && strcmp(cmd, "compare") && strcmp(cmd, "speed") &&
+        strcmp(cmd, "disagg")) {
         fprintf(stderr, "sluice-sim: unknown command '%s'\n", cmd);
         s_usage(stderr);
         return 2;
     }
-    sl_log_set_level(SL_LOG_ERROR);
+    if (!getenv("SLUICE_LOG_LEVEL"))
+        sl_log_set_level(SL_LOG_ERROR); /* the core's warnings would drown the tables */
     s_opts_t o;
     int rc = s_parse(cmd, argc, argv, &o);
     if (rc >= 0)
@@ -850,6 +1173,8 @@ int main(int argc, char **argv)
         rc = s_cmd_run(&o, src);
     else if (!strcmp(cmd, "compare"))
         rc = s_cmd_compare(&o, src);
+    else if (!strcmp(cmd, "disagg"))
+        rc = s_cmd_disagg(&o, src);
     else
         rc = s_cmd_speed(&o, src);
     sl_trace_destroy(&src);

@@ -3,8 +3,8 @@
  * second. SLUICE_* variables, the valid names on a bad one (exit 2),
  * compare's output folder (never the working directory), its CSV headers,
  * its gnuplot scripts (one style per policy, the load in the titles,
- * admission in the legend) and its warnings about a sweep that never
- * reaches saturation. */
+ * admission in the legend), its warnings about a sweep that never
+ * reaches saturation, and disagg's table and RESULT line. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -304,6 +304,66 @@ static void test_compare_warns_without_saturation(void **state)
     s_rmtree(dir);
 }
 
+/* disagg --quick: a table and one RESULT line with every key, the same
+ * for the same seed; bad roles are refused with the reason. */
+static void test_disagg_quick(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"disagg_vs_aggregated",
+                                       "best_split",
+                                       "conditional_vs_aggregated",
+                                       "fetch_vs_aggregated",
+                                       "aggregated_fetch_vs_aggregated",
+                                       "migrate_vs_aggregated",
+                                       "load_rps",
+                                       "executors",
+                                       "trace",
+                                       "seed"};
+    char v[128], first[1024];
+    assert_int_equal(s_sim(NULL, "", "disagg --quick --executors 8 --seed 5"), 0);
+    s_must_say("disagg table", "aggregated");
+    s_must_say("disagg table", "conditional");
+    s_must_say("disagg table", "best split + migration");
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        s_result(keys[i], v, sizeof(v));
+    s_result("disagg_vs_aggregated", v, sizeof(v));
+    assert_true(strtod(v, NULL) > 0);
+    s_result("migrate_vs_aggregated", v, sizeof(v));
+    assert_true(strtod(v, NULL) > 0);
+    s_result("aggregated_fetch_vs_aggregated", v, sizeof(v));
+    assert_true(strtod(v, NULL) > 0);
+    s_must_say("disagg table", "aggregated + fetch");
+    s_result("best_split", v, sizeof(v));
+    int pf = 0, dc = 0;
+    assert_int_equal(sscanf(v, "%d:%d", &pf, &dc), 2);
+    assert_true(pf >= 1 && dc >= 1 && pf + dc == 8);
+    s_result("executors", v, sizeof(v));
+    assert_string_equal(v, "8");
+    s_result("trace", v, sizeof(v));
+    assert_string_equal(v, "mooncake-conversation");
+    const char *r = strstr(s_out, "RESULT ");
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(r, "\n"), r);
+    assert_int_equal(s_sim(NULL, "", "disagg --quick --executors 8 --seed 5"), 0);
+    if (!strstr(s_out, first))
+        fail_msg("the same seed gave another RESULT line:\n%s\nthen:\n%s", first, s_out);
+    /* a given load and ratio: no search, that split */
+    assert_int_equal(s_sim(NULL, "", "disagg --quick --executors 4 --load 2 --ratios 1:3"), 0);
+    s_result("best_split", v, sizeof(v));
+    assert_string_equal(v, "1:3");
+    s_result("load_rps", v, sizeof(v));
+    assert_string_equal(v, "2.00");
+    assert_int_equal(s_sim(NULL, "", "disagg --quick --executors 4 --ratios 3:2"), 2);
+    s_must_say("--ratios 3:2", "--ratios: '3:2' is not P:D with P, D >= 1 and P + D <= "
+                               "--executors 4");
+    assert_int_equal(s_sim(NULL, "", "run --requests 5 --kv-rebalance maybe"), 2);
+    s_must_say("--kv-rebalance maybe", "--kv-rebalance: 'maybe' is not on or off");
+    assert_int_equal(s_sim(NULL, "", "run --requests 5 --executors 4 --prefill 3 --decode 2"), 2);
+    s_must_say("--prefill 3 --decode 2", "--prefill 3 plus --decode 2 is more than --executors 4");
+    /* run with roles reports its data plane */
+    assert_int_equal(s_sim(NULL, "", "run --requests 40 --executors 4 --prefill 1 --decode 3"), 0);
+    s_must_say("run with roles", "data plane: ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_compare_default_out_is_a_fresh_folder),
         cmocka_unit_test(test_compare_without_gnuplot_writes_scripts),
         cmocka_unit_test(test_compare_warns_without_saturation),
+        cmocka_unit_test(test_disagg_quick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
