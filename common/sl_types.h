@@ -131,6 +131,7 @@ typedef struct sl_exec_info {
     uint32_t vocab_size;         /* prompt token ids below this; 0 = unlimited */
     sl_exec_role_t role;         /* which part of a job it serves */
     uint64_t kv_region_bytes;    /* its registered KV region (0: no data plane) */
+    bool kv_fetch_source;        /* it can send blocks of its prefix cache to a peer */
 } sl_exec_info_t;
 
 /* What an executor's data plane has moved (sl_exec_load_t.kv). */

@@ -425,6 +425,11 @@ sl_status_t sl_engine_kv_hold(sl_engine_t *e, const uint64_t *hashes, uint32_t n
     return e->ops->kv_hold(e->backend, hashes, n, hold_p, ids_p, n_found_p);
 }
 
+bool sl_engine_kv_can_hold(const sl_engine_t *e)
+{
+    return e->ops->kv_hold != NULL;
+}
+
 void sl_engine_kv_unhold(sl_engine_t *e, void *hold)
 {
     if (hold && e->ops->kv_unhold)

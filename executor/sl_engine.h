@@ -112,6 +112,8 @@ sl_status_t sl_engine_import(sl_engine_t *engine, sl_engine_job_t *job, uint32_t
 sl_status_t sl_engine_kv_hold(sl_engine_t *engine, const uint64_t *hashes, uint32_t n,
                               void **hold_p, const uint32_t **ids_p, uint32_t *n_found_p);
 void sl_engine_kv_unhold(sl_engine_t *engine, void *hold);
+/* Whether the backend can hold cached blocks for a peer (serve a prefix fetch). */
+bool sl_engine_kv_can_hold(const sl_engine_t *engine);
 /* End a held job (its blocks are released): SL_ENGINE_MOVED once its KV is
  * the peer's, SL_ENGINE_FAILED or _CANCELED when the move is abandoned. */
 void sl_engine_end(sl_engine_t *engine, sl_engine_job_t *job, sl_engine_done_t how,

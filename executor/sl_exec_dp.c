@@ -1014,6 +1014,7 @@ void sl_exec_dp_hello(const sl_exec_dp_t *dp, sl_wire_hello_t *h)
     h->kv_rkey = dp->kv_rkey;
     h->kv_rkey_len = dp->kv_rkey_len;
     h->info.kv_region_bytes = dp->region_bytes;
+    h->info.kv_fetch_source = sl_engine_kv_can_hold(dp->engine);
 }
 
 void sl_exec_dp_stats(const sl_exec_dp_t *dp, sl_exec_dp_stats_t *stats)

@@ -387,6 +387,7 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
                 .vocab_size = x->vocab_size,
                 .role = (sl_exec_role_t)x->role,
                 .kv_region_bytes = x->kv_region_bytes,
+                .kv_fetch_source = x->kv_fetch_source,
             },
         .zone = x->zone,
         .gpus = x->gpus,
@@ -625,6 +626,7 @@ sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
     x.kv_rkey.len = h->kv_rkey ? h->kv_rkey_len : 0;
     x.kv_region_bytes = h->info.kv_region_bytes;
     x.role = (Sluice__ExecutorRole)h->info.role;
+    x.kv_fetch_source = h->info.kv_fetch_source;
     x.backend = s_str(h->info.backend);
     x.kv_blocks_total = h->info.kv_blocks_total;
     x.kv_block_tokens = h->info.kv_block_tokens;

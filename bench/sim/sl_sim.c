@@ -816,6 +816,7 @@ static sl_status_t s_exec_start(s_sim_t *s, s_exec_t *x)
                                                              : SL_ROLE_MIXED;
         info.kv_region_bytes = (uint64_t)((double)model.kv_capacity_blocks * p->kv_block_tokens *
                                           p->kv_bytes_per_token);
+        info.kv_fetch_source = true; /* the simulator serves fetches from its model of the cache */
         sl_sim_links_reset(s->links, x->n);
     }
     sl_map_fini(&x->cached); /* a rejoined executor starts empty */

@@ -125,6 +125,7 @@ sl_status_t sl_core_kv_exec_join(sl_core_t *core, sl_exec_t *e, const sl_exec_in
         return SL_ERR_INVALID;
     e->role = info->role;
     e->data_plane = info->kv_region_bytes > 0;
+    e->kv_fetch_source = e->data_plane && info->kv_fetch_source;
     uint64_t tokens = (uint64_t)info->kv_blocks_total * info->kv_block_tokens;
     e->kv_bytes_per_token = e->data_plane && tokens ? (double)info->kv_region_bytes / tokens : 0;
     if (e->data_plane) {
@@ -311,8 +312,8 @@ static void s_fetch_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_
         uint32_t b = core->hits[i].blocks < limit ? core->hits[i].blocks : limit;
         if (!x || x == d || b <= hb)
             continue;
-        if (!core->cfg.kv_fetch || !d->data_plane || !x->data_plane || x->kv_block_tokens != bt ||
-            !sl_core_exec_reaches(core, x, d))
+        if (!core->cfg.kv_fetch || !d->data_plane || !x->kv_fetch_source ||
+            x->kv_block_tokens != bt || !sl_core_exec_reaches(core, x, d))
             continue; /* not fetchable: counted below as recomputed */
         h = x;
         hb = b;

@@ -117,6 +117,7 @@ struct sl_exec {
     double kv_bytes_per_token;   /* KV bytes of one token there (data plane) */
     uint32_t kv_peer_jobs;       /* jobs it serves as kv_peer (counted in inflight) */
     bool draining;               /* it asked to leave: no new jobs, its jobs move away */
+    bool kv_fetch_source;        /* it can send blocks of its prefix cache to a peer */
 };
 
 /* Whether e is quarantined at now: its recent jobs failed, so no job is

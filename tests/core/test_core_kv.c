@@ -90,7 +90,8 @@ static uint32_t s_join(sl_core_t *core, const char *name, sl_exec_role_t role, s
                            .kv_blocks_total = 64,
                            .kv_block_tokens = 16,
                            .role = role,
-                           .kv_region_bytes = 1u << 20};
+                           .kv_region_bytes = 1u << 20,
+                           .kv_fetch_source = true};
     uint32_t idx = 0;
     assert_int_equal(sl_core_exec_join(core, &info, NULL, now, &idx), SL_OK);
     return idx;
