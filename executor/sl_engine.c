@@ -51,18 +51,20 @@ const sl_cfg_field_t sl_engine_cfg_fields[] = {
 };
 
 struct sl_engine {
-    sl_engine_cfg_t cfg;          /* configuration */
-    const sl_backend_ops_t *ops;  /* backend */
-    void *backend;                /* its state */
-    sl_engine_cb_t cb;            /* callbacks */
-    sl_list_t waiting[2];         /* interactive, batch: not yet running */
-    uint32_t n_waiting[2];        /* their lengths */
-    uint64_t waiting_tokens;      /* prompt + output tokens waiting */
-    sl_list_t running;            /* admitted sequences */
-    uint32_t n_running;           /* their number */
-    sl_list_t held;               /* admitted, not stepped (their KV moves) */
-    uint32_t n_held;              /* their number */
-    sl_seq_t **batch;             /* scratch: the step's sequences */
+    sl_engine_cfg_t cfg;         /* configuration */
+    const sl_backend_ops_t *ops; /* backend */
+    void *backend;               /* its state */
+    sl_engine_cb_t cb;           /* callbacks */
+    sl_list_t waiting[2];        /* interactive, batch: not yet running */
+    uint32_t n_waiting[2];       /* their lengths */
+    uint64_t waiting_tokens;     /* prompt + output tokens waiting */
+    sl_list_t running;           /* admitted sequences */
+    uint32_t n_running;          /* their number */
+    sl_list_t held;              /* admitted, not stepped (their KV moves) */
+    uint32_t n_held;             /* their number */
+    sl_list_t ready;  /* admitted and runnable (KV taken in), waiting for a batch place */
+    uint32_t n_ready; /* their number */
+    sl_seq_t **batch; /* scratch: the step's sequences */
     sl_engine_job_t **batch_jobs; /* scratch: their jobs */
     size_t n_batch;               /* size of the step in flight */
     bool stepping;                /* a modelled step is in flight */
@@ -87,6 +89,7 @@ sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t 
     sl_list_init(&e->waiting[1]);
     sl_list_init(&e->running);
     sl_list_init(&e->held);
+    sl_list_init(&e->ready);
     e->batch = calloc((size_t)cfg->max_batch, sizeof(*e->batch));
     e->batch_jobs = calloc((size_t)cfg->max_batch, sizeof(*e->batch_jobs));
     if (!e->batch || !e->batch_jobs)
@@ -118,9 +121,11 @@ static void s_end(sl_engine_t *e, sl_engine_job_t *job, sl_engine_done_t how, co
         job->admitted = false;
         if (job->held)
             e->n_held--;
+        else if (job->ready)
+            e->n_ready--;
         else
             e->n_running--;
-        job->held = false;
+        job->held = job->ready = false;
     } else {
         int c = job->seq.interactive ? 0 : 1;
         e->n_waiting[c]--;
@@ -135,8 +140,8 @@ void sl_engine_destroy(sl_engine_t **engine_p)
     sl_engine_t *e = *engine_p;
     if (!e)
         return;
-    sl_list_t *lists[4] = {&e->running, &e->held, &e->waiting[0], &e->waiting[1]};
-    for (int i = 0; i < 4; i++)
+    sl_list_t *lists[5] = {&e->running, &e->held, &e->ready, &e->waiting[0], &e->waiting[1]};
+    for (int i = 0; i < 5; i++)
         while (!sl_list_empty(lists[i]))
             s_end(e, SL_CONTAINER_OF(lists[i]->next, sl_engine_job_t, link), SL_ENGINE_CANCELED,
                   "executor shutting down", 0);
@@ -160,7 +165,7 @@ void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
     job->streamed = 0;
     job->cancel = false;
     job->admitted = false;
-    job->held = false;
+    job->held = job->ready = false;
     job->pause = false;
     job->seq.n_out = 0;
     job->seq.prefilled = job->seq.done = false;
@@ -174,15 +179,15 @@ void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
 
 sl_status_t sl_engine_cancel(sl_engine_t *e, uint64_t id, sl_time_t now)
 {
-    sl_list_t *lists[4] = {&e->running, &e->held, &e->waiting[0], &e->waiting[1]};
+    sl_list_t *lists[5] = {&e->running, &e->held, &e->ready, &e->waiting[0], &e->waiting[1]};
     sl_list_t *pos;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         sl_list_for_each(pos, lists[i])
         {
             sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
             if (job->seq.id != id)
                 continue;
-            if (e->stepping && job->admitted && !job->held)
+            if (e->stepping && job->admitted && !job->held && !job->ready)
                 job->cancel = true; /* ended at the step boundary */
             else
                 s_end(e, job, SL_ENGINE_CANCELED, "canceled", now);
@@ -232,6 +237,13 @@ static bool s_admit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
 static void s_admit_waiting(sl_engine_t *e, sl_time_t now)
 {
     uint32_t max = (uint32_t)e->cfg.max_batch;
+    while (e->n_running < max && !sl_list_empty(&e->ready)) { /* admitted already */
+        sl_engine_job_t *job = SL_CONTAINER_OF(sl_list_pop_front(&e->ready), sl_engine_job_t, link);
+        e->n_ready--;
+        job->ready = false;
+        sl_list_push_back(&e->running, &job->link);
+        e->n_running++;
+    }
     while (e->n_running < max && !sl_list_empty(&e->waiting[0]))
         if (!s_admit(e, SL_CONTAINER_OF(e->waiting[0].next, sl_engine_job_t, link), now))
             return;
@@ -356,14 +368,14 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
 
 uint32_t sl_engine_jobs(const sl_engine_t *e)
 {
-    return e->n_running + e->n_held + e->n_waiting[0] + e->n_waiting[1];
+    return e->n_running + e->n_held + e->n_ready + e->n_waiting[0] + e->n_waiting[1];
 }
 
 sl_engine_job_t *sl_engine_find(sl_engine_t *e, uint64_t id)
 {
-    sl_list_t *lists[4] = {&e->running, &e->held, &e->waiting[0], &e->waiting[1]};
+    sl_list_t *lists[5] = {&e->running, &e->held, &e->ready, &e->waiting[0], &e->waiting[1]};
     sl_list_t *pos;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         sl_list_for_each(pos, lists[i])
         {
             sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
@@ -396,13 +408,20 @@ sl_status_t sl_engine_pause(sl_engine_t *e, uint64_t id, sl_time_t now)
     return SL_OK;
 }
 
-/* Take a held job back into the running batch. */
+/* Take a held job back into the running batch, or, when the batch is
+ * full, among the ready jobs that join it first as places free up. */
 static void s_unhold(sl_engine_t *e, sl_engine_job_t *job)
 {
     sl_list_del(&job->link);
     e->n_held--;
     job->held = false;
     job->pause = false;
+    if (e->n_running >= (uint32_t)e->cfg.max_batch) {
+        job->ready = true;
+        sl_list_push_back(&e->ready, &job->link);
+        e->n_ready++;
+        return;
+    }
     sl_list_push_back(&e->running, &job->link);
     e->n_running++;
 }
@@ -521,7 +540,7 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
     e->ops->load(e->backend, &bl);
     memset(&load->kv, 0, sizeof(load->kv));
     load->running = e->n_running + e->n_held;
-    load->waiting = e->n_waiting[0] + e->n_waiting[1];
+    load->waiting = e->n_waiting[0] + e->n_waiting[1] + e->n_ready;
     load->waiting_tokens = e->waiting_tokens;
     load->kv_used = bl.kv_blocks_used;
     load->kv_free = bl.kv_blocks_free;

@@ -52,6 +52,7 @@ typedef struct sl_engine_job {
     bool admitted;         /* backend admitted it */
     sl_kv_mode_t kv_mode;  /* SL_KV_LOCAL, or SL_KV_AWAIT / SL_KV_PUSH: held (see cb.held) */
     bool held;             /* admitted but not stepped (cb.held said why) */
+    bool ready;            /* admitted and runnable, waiting for a place in the batch */
     bool pause;            /* sl_engine_pause asked: held at the step boundary */
     void *user;            /* embedder's data */
     sl_list_t link;        /* waiting or running list */
