@@ -112,6 +112,8 @@ static void s_collect(cl_t *c, void *sock, const s_set_t *set, s_hook_t hook, in
 {
     int seen[N_DISAGG] = {0};
     int got = 0;
+    if (hook && hook_after == 0)
+        hook(c);
     while (got < set->n) {
         cl_ev_t ev;
         assert_true(cl_next(sock, 120000, &ev));
@@ -254,10 +256,15 @@ static uint32_t s_free_blocks(void *sock, const char *name)
 
 static int s_pk_pre1;
 
-/* pre1 dies with the prompts it holds being computed or their KV moving
- * (40 prompts were given out; 3 are done). */
+static void *s_pk_sock;
+
+/* pre1 dies with the prompts it holds being computed or their KV moving:
+ * as soon as the first split is planned (40 prompts were given out, half
+ * of them to it, each taking milliseconds to compute). */
 static void s_kill_mid_transfer(cl_t *c)
 {
+    for (int i = 0; i < 2000 && s_counter(s_pk_sock, "kv_splits") == 0; i++)
+        usleep(1000);
     cl_kill(c, s_pk_pre1, SIGKILL);
 }
 
@@ -266,7 +273,7 @@ static void s_kill_mid_transfer(cl_t *c)
 static void test_prefill_killed_mid_transfer(void **state)
 {
     (void)state;
-    s_make_set(&s_set, 40, 150 / S_LEN_SCALE, 100 / S_LEN_SCALE, MAX_NEW, 12);
+    s_make_set(&s_set, 40, 150, 100, MAX_NEW, 12);
     static cl_t c;
     const char *pargs[10], *dargs[10];
     char r1[64], t1[64], r2[64], t2[64];
@@ -289,7 +296,9 @@ static void test_prefill_killed_mid_transfer(void **state)
         snprintf(id, sizeof(id), "d%d", k);
         s_submit(sock, id, s_set.prompts[k], s_set.lens[k], MAX_NEW, false);
     }
-    s_collect(&c, sock, &s_set, s_kill_mid_transfer, 3);
+    s_pk_sock = cl_client(&c);
+    s_collect(&c, sock, &s_set, s_kill_mid_transfer, 0);
+    zmq_close(s_pk_sock);
     /* splits were cut by the kill and requeued; the others handed off */
     assert_true(s_counter(sock, "kv_splits_failed") > 0);
     assert_true(s_counter(sock, "kv_handoffs") > 0);
