@@ -568,6 +568,12 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
         return SL_ERR_NOT_FOUND;
     }
     e->last_seen = now;
+    if (res->status == SL_JOB_OK && (job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH)) {
+        /* It ran on the KV its peer sent, whose report is still on its way
+         * (it comes stale): the handoff happened. */
+        core->counters[job->kv_mode == SL_KV_PUSH ? SL_CTR_KV_HANDOFFS : SL_CTR_KV_FETCHES]++;
+        sl_core_kv_detach(core, job, false);
+    }
     sl_core_kv_detach(core, job, true); /* a split's prefill side or a move's destination */
     sl_list_del(&job->link);
     if (e->inflight == e->credits)
