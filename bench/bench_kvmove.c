@@ -39,8 +39,8 @@
  * in the caches, so --whole adds ucx_perftest with the prompt as one
  * message (distinct memory, as the KV is), once, after all rounds (its
  * large buffers disturb the moves measured after them), and --alloc=false
- * registers
- * program-allocated pools instead, to show what the allocation changes.
+ * registers program-allocated pools instead, to show what the allocation
+ * changes.
  * Migration pause: from the source's decision to move a
  * sequence of 4,096 prompt and 256 generated tokens until the destination
  * has its KV and the notification, the reservation round trip included.
@@ -48,11 +48,14 @@
  * the executors is not measured here.
  *
  * Alternatives rejected: the transport's peer harness as the destination
- * (it registers application memory and reserves nothing); timing the
+ * (it registers application memory and reserves nothing; its socket
+ * helpers and address exchange are used); timing the
  * destination's arrival over the socketpair (adds a socket hop to every
  * pause, where the shared clock adds none).
  */
 #include <sluice/xport.h>
+
+#include "transport/testing/sl_xport_harness.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -185,56 +188,6 @@ static uint64_t s_hash(uint64_t h, const uint8_t *p, uint64_t len)
     return a ^ (b << 1) ^ (c << 2) ^ (d << 3) ^ len;
 }
 
-static int s_write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int s_read_all(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int s_send_blob(int fd, const void *buf, size_t len)
-{
-    uint64_t l = len;
-    return s_write_all(fd, &l, 8) || s_write_all(fd, buf, len) ? -1 : 0;
-}
-
-static void *s_recv_blob(int fd, size_t *len_p)
-{
-    uint64_t l;
-    if (s_read_all(fd, &l, 8) || l > (1u << 20))
-        return NULL;
-    void *b = malloc(l ? l : 1);
-    if (!b || s_read_all(fd, b, l)) {
-        free(b);
-        return NULL;
-    }
-    *len_p = l;
-    return b;
-}
-
 /* One side: engine, its allocated region, the connection to the other. */
 typedef struct kv_side {
     sl_xport_t *xp;        /* engine */
@@ -280,9 +233,7 @@ static sl_status_t s_side_open(kv_side_t *s, const kv_layout_t *lay, bool alloc,
                                char **argv)
 {
     sl_xport_cfg_t cfg;
-    const void *addr;
-    void *key = NULL, *raddr = NULL, *rkey = NULL, *base = NULL;
-    size_t alen, klen, ralen, rklen;
+    void *base = NULL;
     sl_status_t ret;
 
     s->lay = *lay;
@@ -303,22 +254,7 @@ static sl_status_t s_side_open(kv_side_t *s, const kv_layout_t *lay, bool alloc,
         return ret;
     s->base = base;
     sl_xport_set_notif_handler(s->xp, s_notif, s);
-    if ((ret = sl_xport_address(s->xp, &addr, &alen)) != SL_OK ||
-        (ret = sl_xport_mem_pack(s->xp, s->mem, &key, &klen)) != SL_OK)
-        return ret;
-    ret = SL_ERR_IO;
-    if (s_send_blob(fd, addr, alen) || s_send_blob(fd, key, klen))
-        goto out;
-    if (!(raddr = s_recv_blob(fd, &ralen)) || !(rkey = s_recv_blob(fd, &rklen)))
-        goto out;
-    if ((ret = sl_xport_connect(s->xp, raddr, ralen, &s->conn)) != SL_OK)
-        goto out;
-    ret = sl_xport_rkey_import(s->xp, s->conn, rkey, rklen, &s->rid);
-out:
-    free(key);
-    free(raddr);
-    free(rkey);
-    return ret;
+    return sl_xport_harness_exchange(s->xp, s->mem, fd, 1u << 20, &s->conn, &s->rid);
 }
 
 static void s_side_close(kv_side_t *s)
@@ -407,7 +343,7 @@ static int s_dst_handle(kv_dst_t *d, const kv_msg_t *m, int fd)
         for (uint32_t i = 0; i < d->nheld; i++)
             d->free_q[(d->head + d->nfree++) % l->nblocks] = d->held[i];
         d->nheld = 0;
-        return s_write_all(fd, &rep, sizeof(rep));
+        return sl_xport_harness_write_all(fd, &rep, sizeof(rep));
     }
     return 0;
 }
@@ -469,7 +405,7 @@ static int s_dst_run(int fd, uint32_t nblocks, uint64_t block, bool spin, bool a
         if (!(pfd[0].revents & (POLLIN | POLLHUP)))
             continue;
         uint32_t cmd;
-        if (s_read_all(fd, &cmd, sizeof(cmd)))
+        if (sl_xport_harness_read_all(fd, &cmd, sizeof(cmd)))
             goto out;
         if (cmd == CMD_EXIT)
             break;
@@ -502,7 +438,7 @@ typedef struct kv_src {
 
 static int s_cmd(kv_src_t *s, uint32_t cmd)
 {
-    return s_write_all(s->fd, &cmd, sizeof(cmd));
+    return sl_xport_harness_write_all(s->fd, &cmd, sizeof(cmd));
 }
 
 /* Progress until a message of kind for seq arrives; -1 on timeout or error. */
@@ -534,7 +470,7 @@ static int s_wait_report(kv_src_t *s, uint64_t seq, kv_report_t *rep)
         if (n < 0 && errno != EINTR)
             return -1;
         if (n > 0)
-            return s_read_all(s->fd, rep, sizeof(*rep)) || rep->seq != seq ? -1 : 0;
+            return sl_xport_harness_read_all(s->fd, rep, sizeof(*rep)) || rep->seq != seq ? -1 : 0;
         if (s->side.failed || sl_clock_now() > end)
             return -1;
     }

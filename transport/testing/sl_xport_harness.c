@@ -59,7 +59,7 @@ void sl_xport_harness_fill(void *buf, size_t len, uint64_t seed)
         p[i] = (uint8_t)sl_rand_u64(&r);
 }
 
-static int s_write_all(int fd, const void *buf, size_t len)
+int sl_xport_harness_write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len) {
@@ -74,7 +74,7 @@ static int s_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-static int s_read_all(int fd, void *buf, size_t len)
+int sl_xport_harness_read_all(int fd, void *buf, size_t len)
 {
     uint8_t *p = buf;
     while (len) {
@@ -92,16 +92,17 @@ static int s_read_all(int fd, void *buf, size_t len)
 static int s_send_blob(int fd, const void *buf, size_t len)
 {
     uint64_t l = len;
-    return s_write_all(fd, &l, 8) || s_write_all(fd, buf, len) ? -1 : 0;
+    return sl_xport_harness_write_all(fd, &l, 8) || sl_xport_harness_write_all(fd, buf, len) ? -1
+                                                                                             : 0;
 }
 
-static void *s_recv_blob(int fd, size_t *len_p)
+static void *s_recv_blob(int fd, size_t max, size_t *len_p)
 {
     uint64_t l;
-    if (s_read_all(fd, &l, 8) || l > (64u << 20))
+    if (sl_xport_harness_read_all(fd, &l, 8) || l > max)
         return NULL;
     void *b = malloc(l ? l : 1);
-    if (!b || s_read_all(fd, b, l)) {
+    if (!b || sl_xport_harness_read_all(fd, b, l)) {
         free(b);
         return NULL;
     }
@@ -109,32 +110,34 @@ static void *s_recv_blob(int fd, size_t *len_p)
     return b;
 }
 
-/* Send our address and key, read theirs, connect and import. */
-static int s_exchange(sl_xport_t *xp, sl_xport_mem_t *mine, int fd, sl_xport_peer_t **conn_p,
-                      uint32_t *rid_p)
+sl_status_t sl_xport_harness_exchange(sl_xport_t *xp, sl_xport_mem_t *mine, int fd, size_t max_blob,
+                                      sl_xport_peer_t **conn_p, uint32_t *rid_p)
 {
     const void *addr;
     size_t alen, klen, ralen, rklen;
     void *key = NULL, *raddr = NULL, *rkey = NULL;
-    int ret = -1;
+    sl_status_t st;
 
-    if (sl_xport_address(xp, &addr, &alen) || sl_xport_mem_pack(xp, mine, &key, &klen))
-        return -1;
+    if ((st = sl_xport_address(xp, &addr, &alen)) != SL_OK ||
+        (st = sl_xport_mem_pack(xp, mine, &key, &klen)) != SL_OK)
+        return st;
+    st = SL_ERR_IO;
     if (s_send_blob(fd, addr, alen) || s_send_blob(fd, key, klen))
         goto out;
-    if (!(raddr = s_recv_blob(fd, &ralen)) || !(rkey = s_recv_blob(fd, &rklen)))
+    if (!(raddr = s_recv_blob(fd, max_blob, &ralen)) || !(rkey = s_recv_blob(fd, max_blob, &rklen)))
         goto out;
-    if (sl_xport_connect(xp, raddr, ralen, conn_p) != SL_OK)
+    if ((st = sl_xport_connect(xp, raddr, ralen, conn_p)) != SL_OK)
         goto out;
-    if (sl_xport_rkey_import(xp, *conn_p, rkey, rklen, rid_p) != SL_OK)
-        goto out;
-    ret = 0;
+    st = sl_xport_rkey_import(xp, *conn_p, rkey, rklen, rid_p);
 out:
     free(key);
     free(raddr);
     free(rkey);
-    return ret;
+    return st;
 }
+
+/* The harness's own exchanges take blobs of up to 64 MiB. */
+#define S_MAX_BLOB (64u << 20)
 
 /* ---- the peer process ------------------------------------------------- */
 
@@ -178,7 +181,7 @@ static int s_peer_run(int fd, const sl_xport_harness_opts_t *o)
     if (sl_xport_mem_register(xp, region, o->region_len,
                               o->staged ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST, &mem) != SL_OK)
         goto out_destroy;
-    if (s_exchange(xp, mem, fd, &conn, &rid))
+    if (sl_xport_harness_exchange(xp, mem, fd, S_MAX_BLOB, &conn, &rid) != SL_OK)
         goto out_destroy;
 
     for (;;) {
@@ -192,13 +195,13 @@ static int s_peer_run(int fd, const sl_xport_harness_opts_t *o)
         if (ps.notifs_wanted && stats.notifs_rx >= ps.notifs_wanted) {
             r = (msg_t){.cmd = CMD_REPLY, .a = stats.notifs_rx};
             ps.notifs_wanted = 0;
-            if (s_write_all(fd, &r, sizeof(r)))
+            if (sl_xport_harness_write_all(fd, &r, sizeof(r)))
                 break;
         }
         if (ps.put_done) {
             r = (msg_t){.cmd = CMD_PUT_DONE, .st = ps.put_status};
             ps.put_done = false;
-            if (s_write_all(fd, &r, sizeof(r)))
+            if (sl_xport_harness_write_all(fd, &r, sizeof(r)))
                 break;
         }
         if (o->busy_poll) {
@@ -215,7 +218,7 @@ static int s_peer_run(int fd, const sl_xport_harness_opts_t *o)
         }
         if (!(pfd[0].revents & (POLLIN | POLLHUP)))
             continue;
-        if (s_read_all(fd, &m, sizeof(m)))
+        if (sl_xport_harness_read_all(fd, &m, sizeof(m)))
             break;
         if (m.cmd == CMD_EXIT) {
             rc = 0;
@@ -226,7 +229,8 @@ static int s_peer_run(int fd, const sl_xport_harness_opts_t *o)
             if (m.a > o->region_len || m.b > o->region_len - m.a)
                 goto out_destroy;
             r = (msg_t){.cmd = CMD_REPLY, .a = m.b};
-            if (s_write_all(fd, &r, sizeof(r)) || s_write_all(fd, region + m.a, m.b))
+            if (sl_xport_harness_write_all(fd, &r, sizeof(r)) ||
+                sl_xport_harness_write_all(fd, region + m.a, m.b))
                 goto out_destroy;
             break;
         case CMD_NOTIFS:
@@ -258,7 +262,7 @@ static int s_peer_run(int fd, const sl_xport_harness_opts_t *o)
     }
     if (rc == 0) {
         msg_t r = {.cmd = CMD_REPLY};
-        s_write_all(fd, &r, sizeof(r));
+        sl_xport_harness_write_all(fd, &r, sizeof(r));
     }
 out_destroy:
     sl_xport_mem_deregister(xp, &mem);
@@ -323,7 +327,7 @@ sl_status_t sl_xport_harness_start(sl_xport_t *xp, sl_xport_mem_t *mine,
     h->pid = pid;
     h->sock = sv[0];
     h->conn = NULL;
-    if (s_exchange(xp, mine, h->sock, &h->conn, &h->rid)) {
+    if (sl_xport_harness_exchange(xp, mine, h->sock, S_MAX_BLOB, &h->conn, &h->rid) != SL_OK) {
         SL_ERROR("xport-harness: exchanging addresses and keys with the peer failed");
         sl_xport_disconnect(xp, &h->conn);
         sl_xport_harness_kill(h);
@@ -343,15 +347,16 @@ static int s_wait_msg(sl_xport_t *xp, sl_xport_harness_t *h, msg_t *m)
         if (n < 0 && errno != EINTR)
             return -1;
         if (n > 0)
-            return s_read_all(h->sock, m, sizeof(*m));
+            return sl_xport_harness_read_all(h->sock, m, sizeof(*m));
     }
 }
 
 sl_status_t sl_xport_harness_read(sl_xport_harness_t *h, uint64_t off, void *out, size_t len)
 {
     msg_t m = {.cmd = CMD_READ, .a = off, .b = len};
-    if (s_write_all(h->sock, &m, sizeof(m)) || s_read_all(h->sock, &m, sizeof(m)) ||
-        m.cmd != CMD_REPLY || m.a != len || s_read_all(h->sock, out, len))
+    if (sl_xport_harness_write_all(h->sock, &m, sizeof(m)) ||
+        sl_xport_harness_read_all(h->sock, &m, sizeof(m)) || m.cmd != CMD_REPLY || m.a != len ||
+        sl_xport_harness_read_all(h->sock, out, len))
         return SL_ERR_IO;
     return SL_OK;
 }
@@ -359,7 +364,8 @@ sl_status_t sl_xport_harness_read(sl_xport_harness_t *h, uint64_t off, void *out
 sl_status_t sl_xport_harness_wait_notifs(sl_xport_t *xp, sl_xport_harness_t *h, uint64_t n)
 {
     msg_t m = {.cmd = CMD_NOTIFS, .a = n};
-    if (s_write_all(h->sock, &m, sizeof(m)) || s_wait_msg(xp, h, &m) || m.cmd != CMD_REPLY)
+    if (sl_xport_harness_write_all(h->sock, &m, sizeof(m)) || s_wait_msg(xp, h, &m) ||
+        m.cmd != CMD_REPLY)
         return SL_ERR_IO;
     return SL_OK;
 }
@@ -368,7 +374,7 @@ sl_status_t sl_xport_harness_put_back(sl_xport_harness_t *h, uint64_t off, uint6
                                       uint64_t len)
 {
     msg_t m = {.cmd = CMD_PUT_BACK, .a = off, .b = roff, .c = len};
-    return s_write_all(h->sock, &m, sizeof(m)) ? SL_ERR_IO : SL_OK;
+    return sl_xport_harness_write_all(h->sock, &m, sizeof(m)) ? SL_ERR_IO : SL_OK;
 }
 
 sl_status_t sl_xport_harness_put_back_wait(sl_xport_t *xp, sl_xport_harness_t *h, int *status_p)
@@ -387,7 +393,7 @@ int sl_xport_harness_stop(sl_xport_t *xp, sl_xport_harness_t *h)
     if (getenv("SLUICE_XPORT_DESCRIBE") && h->conn)
         sl_xport_peer_describe(h->conn, stderr);
     sl_xport_disconnect(xp, &h->conn);
-    if (s_write_all(h->sock, &m, sizeof(m)) == 0)
+    if (sl_xport_harness_write_all(h->sock, &m, sizeof(m)) == 0)
         s_wait_msg(NULL, h, &m);
     close(h->sock);
     if (waitpid(h->pid, &status, 0) != h->pid)

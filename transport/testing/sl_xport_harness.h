@@ -63,6 +63,16 @@ sl_status_t sl_xport_harness_put_back(sl_xport_harness_t *h, uint64_t off, uint6
                                       uint64_t len);
 /* Wait for the peer's put_back completion status, progressing xp meanwhile. */
 sl_status_t sl_xport_harness_put_back_wait(sl_xport_t *xp, sl_xport_harness_t *h, int *status_p);
+/* Write or read exactly len bytes on fd (retrying short transfers and
+ * EINTR); 0, or -1 when the socket failed or closed. */
+int sl_xport_harness_write_all(int fd, const void *buf, size_t len);
+int sl_xport_harness_read_all(int fd, void *buf, size_t len);
+/* Send xp's address and mine's packed key on fd, read the other side's
+ * (each at most max_blob bytes), connect to it and import its key:
+ * *conn_p and *rid_p. SL_ERR_IO when the socket fails or a blob is too
+ * large; the transport's error otherwise. Both sides call it. */
+sl_status_t sl_xport_harness_exchange(sl_xport_t *xp, sl_xport_mem_t *mine, int fd, size_t max_blob,
+                                      sl_xport_peer_t **conn_p, uint32_t *rid_p);
 /* Disconnect and stop the peer cleanly; returns its exit status (0 when it
  * exited cleanly and logged no error), or -1 when it could not be reaped. */
 int sl_xport_harness_stop(sl_xport_t *xp, sl_xport_harness_t *h);
