@@ -140,31 +140,11 @@ static void test_one_large_block(void **state)
     assert_memory_equal(f->buf + g.local_off, f->expect + g.remote_off, g.len);
 }
 
-/* A random scatter: n blocks of random sizes in distinct 4 KiB slots on each side. */
+/* n scattered blocks: sl_xport_harness_scatter over 4096-byte slots, at random offsets in them. */
 static sl_xport_block_t *s_scatter(sl_rand_t *r, size_t n)
 {
-    size_t slots = REGION / 4096;
-    uint32_t *ls = malloc(slots * sizeof(*ls)), *rs = malloc(slots * sizeof(*rs));
-    sl_xport_block_t *b = malloc(n * sizeof(*b));
-    assert_true(ls && rs && b && n <= slots);
-    for (size_t i = 0; i < slots; i++)
-        ls[i] = rs[i] = (uint32_t)i;
-    for (size_t i = slots - 1; i > 0; i--) {
-        size_t j = sl_rand_below(r, i + 1), k = sl_rand_below(r, i + 1);
-        uint32_t t = ls[i];
-        ls[i] = ls[j];
-        ls[j] = t;
-        t = rs[i];
-        rs[i] = rs[k];
-        rs[k] = t;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t len = 1 + sl_rand_below(r, 4096);
-        uint64_t lo = sl_rand_below(r, 4096 - len + 1), ro = sl_rand_below(r, 4096 - len + 1);
-        b[i] = (sl_xport_block_t){(uint64_t)ls[i] * 4096 + lo, (uint64_t)rs[i] * 4096 + ro, len};
-    }
-    free(ls);
-    free(rs);
+    sl_xport_block_t *b = sl_xport_harness_scatter(r, REGION, 4096, n, true);
+    assert_non_null(b);
     return b;
 }
 

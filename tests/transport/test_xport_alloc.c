@@ -112,30 +112,11 @@ static int s_teardown(void **state)
     return 0;
 }
 
-/* n blocks of 1 to 64 KiB in distinct 64 KiB slots on each side, shuffled. */
+/* n scattered blocks: sl_xport_harness_scatter over 65536-byte slots. */
 static sl_xport_block_t *s_scatter(sl_rand_t *r, size_t n)
 {
-    size_t slots = REGION / 65536;
-    uint32_t *ls = malloc(slots * sizeof(*ls)), *rs = malloc(slots * sizeof(*rs));
-    sl_xport_block_t *b = malloc(n * sizeof(*b));
-    assert_true(ls && rs && b && n <= slots);
-    for (size_t i = 0; i < slots; i++)
-        ls[i] = rs[i] = (uint32_t)i;
-    for (size_t i = slots - 1; i > 0; i--) {
-        size_t j = sl_rand_below(r, i + 1), k = sl_rand_below(r, i + 1);
-        uint32_t t = ls[i];
-        ls[i] = ls[j];
-        ls[j] = t;
-        t = rs[i];
-        rs[i] = rs[k];
-        rs[k] = t;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t len = 1 + sl_rand_below(r, 65536);
-        b[i] = (sl_xport_block_t){(uint64_t)ls[i] * 65536, (uint64_t)rs[i] * 65536, len};
-    }
-    free(ls);
-    free(rs);
+    sl_xport_block_t *b = sl_xport_harness_scatter(r, REGION, 65536, n, false);
+    assert_non_null(b);
     return b;
 }
 

@@ -59,6 +59,40 @@ void sl_xport_harness_fill(void *buf, size_t len, uint64_t seed)
         p[i] = (uint8_t)sl_rand_u64(&r);
 }
 
+sl_xport_block_t *sl_xport_harness_scatter(sl_rand_t *r, uint64_t region, uint64_t slot, size_t n,
+                                           bool offsets)
+{
+    size_t slots = (size_t)(region / slot);
+    uint32_t *ls = malloc(slots * sizeof(*ls)), *rs = malloc(slots * sizeof(*rs));
+    sl_xport_block_t *b = malloc((n ? n : 1) * sizeof(*b));
+    if (!ls || !rs || !b || n > slots || slots == 0) {
+        free(ls);
+        free(rs);
+        free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < slots; i++)
+        ls[i] = rs[i] = (uint32_t)i;
+    for (size_t i = slots - 1; i > 0; i--) {
+        size_t j = sl_rand_below(r, i + 1), k = sl_rand_below(r, i + 1);
+        uint32_t t = ls[i];
+        ls[i] = ls[j];
+        ls[j] = t;
+        t = rs[i];
+        rs[i] = rs[k];
+        rs[k] = t;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t len = 1 + sl_rand_below(r, slot);
+        uint64_t lo = offsets ? sl_rand_below(r, slot - len + 1) : 0;
+        uint64_t ro = offsets ? sl_rand_below(r, slot - len + 1) : 0;
+        b[i] = (sl_xport_block_t){(uint64_t)ls[i] * slot + lo, (uint64_t)rs[i] * slot + ro, len};
+    }
+    free(ls);
+    free(rs);
+    return b;
+}
+
 int sl_xport_harness_write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;

@@ -14,6 +14,8 @@
 
 #include <sluice/xport.h>
 
+#include "common/sl_rand.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +65,13 @@ sl_status_t sl_xport_harness_put_back(sl_xport_harness_t *h, uint64_t off, uint6
                                       uint64_t len);
 /* Wait for the peer's put_back completion status, progressing xp meanwhile. */
 sl_status_t sl_xport_harness_put_back_wait(sl_xport_t *xp, sl_xport_harness_t *h, int *status_p);
+/* n blocks of random sizes (1 to slot bytes) in distinct slot-sized slots
+ * of a region of region bytes on each side, the slots shuffled on each side
+ * (a paged pool's scattered blocks); offsets: each block also starts at a
+ * random offset inside its slot (else at its start). The caller frees it;
+ * NULL when n exceeds the slots or memory is short. */
+sl_xport_block_t *sl_xport_harness_scatter(sl_rand_t *r, uint64_t region, uint64_t slot, size_t n,
+                                           bool offsets);
 /* Write or read exactly len bytes on fd (retrying short transfers and
  * EINTR); 0, or -1 when the socket failed or closed. */
 int sl_xport_harness_write_all(int fd, const void *buf, size_t len);
