@@ -179,22 +179,14 @@ void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
 
 sl_status_t sl_engine_cancel(sl_engine_t *e, uint64_t id, sl_time_t now)
 {
-    sl_list_t *lists[5] = {&e->running, &e->held, &e->ready, &e->waiting[0], &e->waiting[1]};
-    sl_list_t *pos;
-    for (int i = 0; i < 5; i++) {
-        sl_list_for_each(pos, lists[i])
-        {
-            sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
-            if (job->seq.id != id)
-                continue;
-            if (e->stepping && job->admitted && !job->held && !job->ready)
-                job->cancel = true; /* ended at the step boundary */
-            else
-                s_end(e, job, SL_ENGINE_CANCELED, "canceled", now);
-            return SL_OK;
-        }
-    }
-    return SL_ERR_NOT_FOUND;
+    sl_engine_job_t *job = sl_engine_find(e, id);
+    if (!job)
+        return SL_ERR_NOT_FOUND;
+    if (e->stepping && job->admitted && !job->held && !job->ready)
+        job->cancel = true; /* ended at the step boundary */
+    else
+        s_end(e, job, SL_ENGINE_CANCELED, "canceled", now);
+    return SL_OK;
 }
 
 /* Park an admitted job (not on any list) in the held list and say why. */

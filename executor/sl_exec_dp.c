@@ -914,7 +914,6 @@ static void s_on_notif(void *arg, const void *data, size_t len)
         return;
     }
     memcpy(job->seq.out, (const uint8_t *)data + sizeof(h), (size_t)h.n_out * sizeof(uint32_t));
-    uint32_t n_blocks = kv->n_blocks;
     kv->mode = SL_KV_LOCAL;
     kv->reserved = false;
     dp->stats.reservations--;
@@ -929,7 +928,6 @@ static void s_on_notif(void *arg, const void *data, size_t len)
     dp->stats.bytes_received += (uint64_t)h.n_blocks * dp->block_bytes;
     if (h.n_out == 0)
         dp->stats.blocks_fetched += h.n_blocks;
-    (void)n_blocks;
 }
 
 /* ---- progress and timers ---- */
