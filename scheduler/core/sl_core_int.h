@@ -178,6 +178,11 @@ static inline void sl_core_queue_del(sl_core_t *core, sl_job_t *job)
         core->queued_work_s = 0; /* no drift from rounding */
 }
 
+/* The prediction for job on e as if cached_tokens of its prompt were
+ * cached there (sl_core_predict takes them from e's prefix hits). */
+void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
+                            uint32_t cached_tokens, sl_time_t now, sl_lm_pred_t *pred);
+
 /* ---- credits and requeueing (sl_core_kv.c) ---- */
 
 /* Take / give back one of e's credits (the free list and the totals follow). */

@@ -135,12 +135,8 @@ sl_status_t sl_core_kv_exec_join(sl_core_t *core, sl_exec_t *e, const sl_exec_in
             return SL_ERR_NOMEM;
         core->n_data_plane++;
     }
-    /* A new incarnation at this index must be reached again. */
-    for (uint32_t i = 0; i < core->n_alive; i++) {
-        sl_core_exec_t *o = sl_core_exec_priv(core->alive_execs[i]);
-        if (o->reach)
-            o->reach[e->index / 64] &= ~(1ull << (e->index % 64));
-    }
+    /* Nobody reaches it yet: the bits of its index were cleared when the
+     * slot's previous executor was lost (sl_core_kv_exec_lose). */
     return SL_OK;
 }
 
@@ -172,6 +168,7 @@ void sl_core_kv_exec_lose(sl_core_t *core, sl_exec_t *e, sl_time_t now)
         sl_core_kv_detach(core, job, true);
         job->kv_split = false;
     }
+    /* nobody reaches this index now, so a new executor in the slot starts unreached */
     for (uint32_t i = 0; i < core->n_alive; i++) {
         sl_core_exec_t *o = sl_core_exec_priv(core->alive_execs[i]);
         if (o->reach)
@@ -277,20 +274,6 @@ static bool s_prefill_ok(const sl_core_t *core, const sl_exec_t *p, const sl_exe
            sl_core_exec_reaches(core, p, d);
 }
 
-/* The prediction for job on e as if its first cached_blocks blocks were cached there. */
-static void s_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
-                             uint32_t cached_blocks, sl_time_t now, sl_lm_pred_t *pred)
-{
-    uint64_t c = (uint64_t)cached_blocks * job->block_tokens;
-    sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
-                       .cached_tokens = (uint32_t)(c < job->prompt_tokens ? c : 0),
-                       .running = e->inflight,
-                       .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
-                       .kv_inflight = e->inflight_tokens,
-                       .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens};
-    sl_load_model_predict(core->model, e->index, &q, now, pred);
-}
-
 /*
  * Prefix fetch (Mooncake's transfer-versus-recompute choice): when a peer
  * caches more of the job's leading blocks than d does, pull them when the
@@ -305,28 +288,26 @@ static void s_fetch_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_
     if (core->common_blocks > mine)
         mine = core->common_blocks;
     uint32_t limit = (job->prompt_tokens - 1) / bt; /* the last token's block is computed */
+    /* h: the fetchable peer caching most (hb blocks); best_any: the most
+     * any peer caches, fetchable or not (the rest counts as recomputed) */
     sl_exec_t *h = NULL;
-    uint32_t hb = mine;
+    uint32_t hb = mine, best_any = mine;
     for (size_t i = 0; i < core->n_hits; i++) {
-        sl_exec_t *x = sl_core_exec_get(core, core->hits[i].exec);
         uint32_t b = core->hits[i].blocks < limit ? core->hits[i].blocks : limit;
-        if (!x || x == d || b <= hb)
+        if (core->hits[i].exec == d->index)
             continue;
-        if (!core->cfg.kv_fetch || !d->data_plane || !x->kv_fetch_source ||
+        if (b > best_any)
+            best_any = b;
+        sl_exec_t *x = sl_core_exec_get(core, core->hits[i].exec);
+        if (!x || b <= hb || !core->cfg.kv_fetch || !d->data_plane || !x->kv_fetch_source ||
             x->kv_block_tokens != bt || !sl_core_exec_reaches(core, x, d))
-            continue; /* not fetchable: counted below as recomputed */
+            continue;
         h = x;
         hb = b;
     }
-    uint32_t best_any = mine;
-    for (size_t i = 0; i < core->n_hits; i++) {
-        uint32_t b = core->hits[i].blocks < limit ? core->hits[i].blocks : limit;
-        if (core->hits[i].exec != d->index && b > best_any)
-            best_any = b;
-    }
     if (h) {
         sl_lm_pred_t with;
-        s_predict_cached(core, job, d, hb, now, &with);
+        sl_core_predict_cached(core, job, d, hb * bt, now, &with); /* hb * bt < prompt */
         double saved = job->pred.valid && with.valid ? job->pred.prefill_s - with.prefill_s : 0;
         double bytes = (double)(hb - mine) * bt * d->kv_bytes_per_token;
         double x = s_xfer_s(core, bytes);
@@ -340,7 +321,6 @@ static void s_fetch_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_
             job->pred = with;
             h->kv_peer_jobs++;
             core->n_kv_moving++;
-            best_any = best_any > hb ? best_any : hb;
             core->counters[SL_CTR_KV_BLOCKS_RECOMPUTED] += best_any - hb;
             return;
         }

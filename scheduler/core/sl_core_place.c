@@ -109,8 +109,14 @@ void sl_core_hits_clear(sl_core_t *core)
 void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e, sl_time_t now,
                      sl_lm_pred_t *pred)
 {
+    sl_core_predict_cached(core, job, e, s_cached_tokens(core, job, e), now, pred);
+}
+
+void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
+                            uint32_t cached_tokens, sl_time_t now, sl_lm_pred_t *pred)
+{
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
-                       .cached_tokens = s_cached_tokens(core, job, e),
+                       .cached_tokens = cached_tokens,
                        .running = e->inflight,
                        .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
                        .kv_inflight = e->inflight_tokens,
