@@ -67,7 +67,7 @@ static const sl_core_io_t s_io = {.dispatch = s_dispatch,
                                   .exec_lost = s_lost,
                                   .migrate = s_migrate};
 
-static sl_core_t *s_core(rec_t *r, const char *policy, bool split)
+static sl_core_t *s_core_fetch(rec_t *r, const char *policy, bool split, bool fetch)
 {
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
@@ -76,9 +76,15 @@ static sl_core_t *s_core(rec_t *r, const char *policy, bool split)
     snprintf(cfg.policy, sizeof(cfg.policy), "%s", policy);
     cfg.max_executors = 16;
     cfg.kv_split = split;
+    cfg.kv_fetch = fetch;
     cfg.kv_rebalance = false;
     assert_int_equal(sl_core_create(&cfg, &s_io, r, &core), SL_OK);
     return core;
+}
+
+static sl_core_t *s_core(rec_t *r, const char *policy, bool split)
+{
+    return s_core_fetch(r, policy, split, true);
 }
 
 /* A data-plane executor of role, 64 blocks of 16 tokens, 1 MiB of region. */
@@ -103,6 +109,14 @@ static void s_reach_all(sl_core_t *core, uint32_t n, sl_time_t now)
         for (uint32_t b = 0; b < n; b++)
             if (a != b)
                 assert_int_equal(sl_core_exec_reach(core, a, b, true, now), SL_OK);
+}
+
+/* Two mixed data-plane executors, a and b, that reached each other. */
+static void s_mixed_pair(sl_core_t *core, uint32_t *a_p, uint32_t *b_p)
+{
+    *a_p = s_join(core, "a", SL_ROLE_MIXED, 0);
+    *b_p = s_join(core, "b", SL_ROLE_MIXED, 0);
+    s_reach_all(core, 2, 0);
 }
 
 static void s_touch_all(sl_core_t *core, uint32_t n, sl_time_t now)
@@ -237,9 +251,8 @@ static void test_migrate(void **state)
     (void)state;
     rec_t r;
     sl_core_t *core = s_core(&r, "round-robin", false);
-    uint32_t a = s_join(core, "a", SL_ROLE_MIXED, 0);
-    uint32_t b = s_join(core, "b", SL_ROLE_MIXED, 0);
-    s_reach_all(core, 2, 0);
+    uint32_t a, b;
+    s_mixed_pair(core, &a, &b);
     sl_job_t *job = s_submit(core, "j1", NULL, 0, SL_MS(1));
     assert_int_equal(job->exec->index, a);
     assert_int_equal(sl_core_job_migrate(core, job->seq, b, SL_MS(2)), SL_OK);
@@ -269,9 +282,8 @@ static void test_migrate_abandoned(void **state)
     (void)state;
     rec_t r;
     sl_core_t *core = s_core(&r, "round-robin", false);
-    uint32_t a = s_join(core, "a", SL_ROLE_MIXED, 0);
-    uint32_t b = s_join(core, "b", SL_ROLE_MIXED, 0);
-    s_reach_all(core, 2, 0);
+    uint32_t a, b;
+    s_mixed_pair(core, &a, &b);
     sl_job_t *job = s_submit(core, "j1", NULL, 0, SL_MS(1));
     assert_int_equal(sl_core_job_migrate(core, job->seq, b, SL_MS(2)), SL_OK);
     s_touch_all(core, 2, SL_MS(2) + SL_MS(10001)); /* alive all along */
@@ -294,9 +306,8 @@ static void test_drain_moves(void **state)
     (void)state;
     rec_t r;
     sl_core_t *core = s_core(&r, "round-robin", false);
-    uint32_t a = s_join(core, "a", SL_ROLE_MIXED, 0);
-    uint32_t b = s_join(core, "b", SL_ROLE_MIXED, 0);
-    s_reach_all(core, 2, 0);
+    uint32_t a, b;
+    s_mixed_pair(core, &a, &b);
     sl_job_t *job = s_submit(core, "j1", NULL, 0, SL_MS(1));
     assert_int_equal(job->exec->index, a);
     assert_int_equal(sl_core_exec_drain(core, a, SL_MS(1000)), SL_OK);
@@ -315,9 +326,8 @@ static void test_fetch_decision(void **state)
     (void)state;
     rec_t r;
     sl_core_t *core = s_core(&r, "round-robin", false);
-    uint32_t a = s_join(core, "a", SL_ROLE_MIXED, 0);
-    uint32_t b = s_join(core, "b", SL_ROLE_MIXED, 0);
-    s_reach_all(core, 2, 0);
+    uint32_t a, b;
+    s_mixed_pair(core, &a, &b);
     uint64_t hashes[12];
     for (int i = 0; i < 12; i++)
         hashes[i] = 1000 + (uint64_t)i;
@@ -338,16 +348,8 @@ static void test_fetch_decision(void **state)
     sl_core_destroy(&core);
 
     /* with fetching off the same placement recomputes, and says so */
-    sl_core_cfg_t cfg;
-    sl_core_cfg_default(&cfg);
-    snprintf(cfg.policy, sizeof(cfg.policy), "round-robin");
-    cfg.max_executors = 16;
-    cfg.kv_fetch = false;
-    memset(&r, 0, sizeof(r));
-    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
-    a = s_join(core, "a", SL_ROLE_MIXED, 0);
-    b = s_join(core, "b", SL_ROLE_MIXED, 0);
-    s_reach_all(core, 2, 0);
+    core = s_core_fetch(&r, "round-robin", false, false);
+    s_mixed_pair(core, &a, &b);
     assert_int_equal(sl_core_exec_kv_event(core, a, hashes, 12, NULL, 0, false, 0), SL_OK);
     s_submit(core, "j0", NULL, 0, SL_MS(1));
     job = s_submit(core, "j1", hashes, 12, SL_MS(1));
