@@ -79,6 +79,9 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  3600000, "UCX keepalive interval: how soon a silent dead peer is noticed"),
     SL_CFG_FIELD(sl_xport_cfg_t, posix_peer_failure, "xport-posix-peer-failure", "true",
                  SL_CFG_BOOL, "let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING)"),
+    SL_CFG_FIELD(sl_xport_cfg_t, direct_copy, "xport-direct-copy", "true", SL_CFG_BOOL,
+                 "on shared memory, copy chunks into the peer's mapped region with streaming "
+                 "stores instead of UCX's put (sl_xport_copy.c)"),
     SL_CFG_END,
 };
 
@@ -360,21 +363,35 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
                 return SL_ERR_NOMEM;
             break;
         }
-        memset(&prm, 0, sizeof(prm));
-        prm.op_attr_mask =
-            UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
-        prm.cb.send = s_rma_cb;
-        prm.user_data = o;
-        prm.memh = req->local->memh[req->cls];
-        ucs_status_ptr_t sp = req->op == SL_XPORT_PUT
-                                  ? ucp_put_nbx(ep, laddr, n, raddr, rkey, &prm)
-                                  : ucp_get_nbx(ep, laddr, n, raddr, rkey, &prm);
-        req->outstanding++;
-        sl_xport_sched_posted(&xp->sched, n);
-        if (sp == NULL)
+        void *rptr = NULL;
+        if (xp->cfg.direct_copy && req->local->type == SL_XPORT_MEM_HOST &&
+            ucp_rkey_ptr(rkey, raddr, &rptr) == UCS_OK) {
+            /* shared memory maps the peer's region here: copy it ourselves */
+            if (req->op == SL_XPORT_PUT)
+                sl_xport_copy_stream(rptr, laddr, n);
+            else
+                sl_xport_copy_stream(laddr, rptr, n);
+            req->outstanding++;
+            sl_xport_sched_posted(&xp->sched, n);
             sl_xport_op_done(o, UCS_OK);
-        else if (UCS_PTR_IS_ERR(sp))
-            sl_xport_op_done(o, UCS_PTR_STATUS(sp));
+            xp->stats.direct_bytes += n;
+        } else {
+            memset(&prm, 0, sizeof(prm));
+            prm.op_attr_mask =
+                UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
+            prm.cb.send = s_rma_cb;
+            prm.user_data = o;
+            prm.memh = req->local->memh[req->cls];
+            ucs_status_ptr_t sp = req->op == SL_XPORT_PUT
+                                      ? ucp_put_nbx(ep, laddr, n, raddr, rkey, &prm)
+                                      : ucp_get_nbx(ep, laddr, n, raddr, rkey, &prm);
+            req->outstanding++;
+            sl_xport_sched_posted(&xp->sched, n);
+            if (sp == NULL)
+                sl_xport_op_done(o, UCS_OK);
+            else if (UCS_PTR_IS_ERR(sp))
+                sl_xport_op_done(o, UCS_PTR_STATUS(sp));
+        }
         sent += n;
         budget -= n;
         req->cur_off += n;

@@ -148,6 +148,10 @@ void sl_xport_rkeys_release(sl_xport_peer_t *peer);
 /* A staged operation of req finished with st; releases octx. */
 void sl_xport_op_done(sl_xport_op_ctx_t *octx, ucs_status_t st);
 
+/* Copy n bytes from src to dst with streaming stores, fenced before it
+ * returns (sl_xport_copy.c); for a peer's region mapped by shared memory. */
+void sl_xport_copy_stream(void *dst, const void *src, size_t n);
+
 /* Staging (sl_xport_stage.c). */
 sl_status_t sl_xport_stage_init(sl_xport_t *xp);
 void sl_xport_stage_fini(sl_xport_t *xp);

@@ -93,6 +93,7 @@ typedef struct sl_xport_cfg {
     int tos[SL_XPORT_NCLASS];     /* IP TOS byte (DSCP << 2) per class for TCP sockets */
     int keepalive_ms;        /* UCX keepalive interval (dead-peer detection on shared memory) */
     bool posix_peer_failure; /* let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING) */
+    bool direct_copy;        /* copy into a peer region shared memory maps, not UCX's put */
     sl_xport_copy_fn_t copy; /* staging copy step; NULL = CUDA when built, else none */
     void *copy_ctx;          /* context passed to copy */
 } sl_xport_cfg_t;
@@ -109,6 +110,8 @@ typedef struct sl_xport_stats {
     uint64_t xfers_failed;            /* transfers completed with an error */
     uint64_t notifs_rx;               /* notifications received */
     uint64_t staged_bytes;            /* bytes moved through the staging pipeline */
+    uint64_t direct_bytes;            /* bytes copied by the engine into or out of a peer's
+                                       * region mapped by shared memory (xport-direct-copy) */
 } sl_xport_stats_t;
 
 /* Fill cfg with the table's defaults. */

@@ -18,7 +18,7 @@ for tls in tcp posix,sysv,self; do
   [ "$results" = 1 ] || fail "--tls=$tls: $results RESULT lines"
   [ "$(tail -n 1 <<<"$out" | cut -d' ' -f1)" = RESULT ] || fail "--tls=$tls: RESULT is not last"
   line=$(grep "^RESULT " <<<"$out")
-  for key in ratio ratio_4k ratio_32k kv_gbps perftest_gbps migration_pause_ms; do
+  for key in ratio ratio_4k ratio_32k kv_gbps perftest_gbps migration_pause_ms ratio_block_4k ratio_block_32k; do
     grep -Eq " $key=[0-9]+\.[0-9]+( |$)" <<<"$line" || fail "--tls=$tls: no number for $key"
   done
   grep -q " tls=$tls\$" <<<"$line" || fail "--tls=$tls: RESULT names another transport"

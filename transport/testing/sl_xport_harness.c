@@ -203,18 +203,29 @@ static int s_peer_run(int fd, const sl_xport_harness_opts_t *o)
     int rc = 1;
 
     sl_log_set_component("xport-peer");
-    if (posix_memalign((void **)&region, 4096, o->region_len))
+    if (o->alloc)
+        region = NULL; /* allocated with the engine below */
+    else if (posix_memalign((void **)&region, 4096, o->region_len))
         return 1;
-    sl_xport_harness_fill(region, o->region_len, o->seed);
+    else
+        sl_xport_harness_fill(region, o->region_len, o->seed);
     sl_xport_cfg_defaults(&cfg);
     cfg.copy = sl_xport_harness_copy;
     cfg.stage_chunk_kib = o->stage_chunk_kib;
     cfg.stage_slots = o->stage_slots;
     if (sl_xport_create(&cfg, &xp) != SL_OK)
         goto out_free;
-    if (sl_xport_mem_register(xp, region, o->region_len,
-                              o->staged ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST, &mem) != SL_OK)
+    if (o->alloc) {
+        void *base = NULL;
+        if (sl_xport_mem_alloc(xp, o->region_len, SL_XPORT_MEM_HOST, &base, &mem) != SL_OK)
+            goto out_destroy;
+        region = base;
+        sl_xport_harness_fill(region, o->region_len, o->seed);
+    } else if (sl_xport_mem_register(xp, region, o->region_len,
+                                     o->staged ? SL_XPORT_MEM_CUDA : SL_XPORT_MEM_HOST,
+                                     &mem) != SL_OK) {
         goto out_destroy;
+    }
     if (sl_xport_harness_exchange(xp, mem, fd, S_MAX_BLOB, &conn, &rid) != SL_OK)
         goto out_destroy;
 
@@ -302,7 +313,8 @@ out_destroy:
     sl_xport_mem_deregister(xp, &mem);
     sl_xport_destroy(&xp);
 out_free:
-    free(region);
+    if (!o->alloc) /* an allocated region went with its deregistration */
+        free(region);
     if (rc == 0 && sl_log_error_count())
         rc = 3;
     return rc;
@@ -310,14 +322,15 @@ out_free:
 
 void sl_xport_harness_main_maybe(int argc, char **argv)
 {
-    if (argc < 9 || strcmp(argv[1], "--peer"))
+    if (argc < 10 || strcmp(argv[1], "--peer"))
         return;
     sl_xport_harness_opts_t o = {.region_len = strtoull(argv[3], NULL, 0),
                                  .staged = atoi(argv[4]) != 0,
                                  .stage_chunk_kib = atoi(argv[5]),
                                  .stage_slots = atoi(argv[6]),
                                  .seed = strtoull(argv[7], NULL, 0),
-                                 .busy_poll = atoi(argv[8]) != 0};
+                                 .busy_poll = atoi(argv[8]) != 0,
+                                 .alloc = atoi(argv[9]) != 0};
     exit(s_peer_run(atoi(argv[2]), &o));
 }
 
@@ -339,7 +352,7 @@ sl_status_t sl_xport_harness_start(sl_xport_t *xp, sl_xport_mem_t *mine,
         return SL_ERR_IO;
     }
     if (pid == 0) {
-        char fd[16], len[32], st[4], ck[16], sl[16], seed[32], busy[4];
+        char fd[16], len[32], st[4], ck[16], sl[16], seed[32], busy[4], al[4];
         int cfd = dup(sv[1]); /* without CLOEXEC */
         snprintf(fd, sizeof(fd), "%d", cfd);
         snprintf(len, sizeof(len), "%zu", o->region_len);
@@ -348,7 +361,8 @@ sl_status_t sl_xport_harness_start(sl_xport_t *xp, sl_xport_mem_t *mine,
         snprintf(sl, sizeof(sl), "%d", o->stage_slots ? o->stage_slots : 4);
         snprintf(seed, sizeof(seed), "%llu", (unsigned long long)o->seed);
         snprintf(busy, sizeof(busy), "%d", o->busy_poll ? 1 : 0);
-        char *args[] = {"xport-peer", "--peer", fd, len, st, ck, sl, seed, busy, NULL, NULL};
+        snprintf(al, sizeof(al), "%d", o->alloc ? 1 : 0);
+        char *args[] = {"xport-peer", "--peer", fd, len, st, ck, sl, seed, busy, al, NULL, NULL};
         if (o->exec_arg) {
             /* argv[0], then the sub-command, then the peer's arguments */
             memmove(&args[2], &args[1], sizeof(args) - 2 * sizeof(args[0]));

@@ -31,6 +31,8 @@ typedef struct sl_xport_harness_opts {
     bool busy_poll;       /* progress without sleeping (as ucx_perftest does), instead of
                              sleeping on the engine's descriptor between events */
     const char *exec_arg; /* argument before --peer when re-executing (a sub-command), or NULL */
+    bool alloc;           /* its region allocated through UCX (sl_xport_mem_alloc), so that a
+                             peer on shared memory maps it; else allocated and registered */
 } sl_xport_harness_opts_t;
 
 /* The parent's view of one peer process. */
