@@ -35,6 +35,7 @@
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
+#include "transport/sl_xport_nic.h"
 
 #define S_ADDR_MAGIC 0x534c5841u /* "SLXA" */
 /* Requests kept for reuse. */
@@ -79,6 +80,18 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  3600000, "UCX keepalive interval: how soon a silent dead peer is noticed"),
     SL_CFG_FIELD(sl_xport_cfg_t, posix_peer_failure, "xport-posix-peer-failure", "true",
                  SL_CFG_BOOL, "let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING)"),
+    SL_CFG_FIELD(sl_xport_cfg_t, net_devices, "xport-net-devices", "auto", SL_CFG_STR,
+                 "UCX_NET_DEVICES of the engine: auto (the NICs nearest xport-gpu-pci on the PCIe "
+                 "tree; UCX's default without a GPU), empty (UCX's default) or a UCX device list"),
+    SL_CFG_FIELD(sl_xport_cfg_t, gpu_pci, "xport-gpu-pci", "", SL_CFG_STR,
+                 "PCI bus id of the GPU the engine serves, for xport-net-devices=auto (empty: "
+                 "none)"),
+    SL_CFG_FIELD(sl_xport_cfg_t, sysfs, "xport-sysfs", "/sys", SL_CFG_STR,
+                 "sysfs root the NIC choice reads"),
+    SL_CFG_RANGE(sl_xport_cfg_t, mark_interval_ms, "xport-mark-interval-ms", "100", SL_CFG_INT, 0,
+                 60000,
+                 "how often UCX's new TCP sockets (accepted from peers) are looked for and marked "
+                 "with their class's TOS (0: never)"),
     SL_CFG_END,
 };
 
@@ -608,6 +621,8 @@ static sl_status_t s_context_create(sl_xport_t *xp, int cls)
     }
     snprintf(val, sizeof(val), "%dms", xp->cfg.keepalive_ms);
     s_config_set(config, "KEEPALIVE_INTERVAL", val);
+    if (xp->cfg.net_devices[0])
+        s_config_set(config, "NET_DEVICES", xp->cfg.net_devices);
     for (size_t i = 0; i < sizeof(ib_tls) / sizeof(ib_tls[0]); i++) {
         if (xp->cfg.ib_sl[cls] >= 0) {
             snprintf(name, sizeof(name), "%s_SL", ib_tls[i]);
@@ -780,6 +795,31 @@ void sl_xport_disconnect(sl_xport_t *xp, sl_xport_peer_t **peer_p)
     *peer_p = NULL;
 }
 
+/* Resolve xport-net-devices=auto: the NICs of rank 0 seen from the GPU, or
+ * UCX's default when there is no GPU, no PCI NIC, or the tree cannot be
+ * read (the engine still works, through whatever NIC UCX picks). */
+static void s_net_devices_resolve(sl_xport_cfg_t *cfg)
+{
+    char list[sizeof(cfg->net_devices)];
+    if (strcmp(cfg->net_devices, "auto") != 0)
+        return;
+    cfg->net_devices[0] = '\0';
+    if (!cfg->gpu_pci[0] || getenv("UCX_NET_DEVICES"))
+        return; /* no GPU, or the operator chose */
+    sl_status_t st = sl_xport_nic_nearest(cfg->sysfs, cfg->gpu_pci, list, sizeof(list));
+    if (st != SL_OK) {
+        SL_WARN("xport: no NIC choice for GPU %s (%s): UCX picks the NICs", cfg->gpu_pci,
+                sl_status_str(st));
+        return;
+    }
+    if (!list[0]) {
+        SL_INFO("xport: no PCI NIC under %s: UCX picks the NICs", cfg->sysfs);
+        return;
+    }
+    SL_INFO("xport: GPU %s: UCX_NET_DEVICES=%s (the nearest NICs)", cfg->gpu_pci, list);
+    memcpy(cfg->net_devices, list, sizeof(list));
+}
+
 sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
 {
     sl_status_t ret;
@@ -819,6 +859,7 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
         setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
         setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
     }
+    s_net_devices_resolve(&xp->cfg);
     xp->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (xp->epfd < 0) {
         SL_ERROR("xport: epoll_create1: %m");
@@ -1146,6 +1187,11 @@ out_drain:
 void sl_xport_stats(const sl_xport_t *xp, sl_xport_stats_t *stats)
 {
     *stats = xp->stats;
+}
+
+const char *sl_xport_net_devices(const sl_xport_t *xp)
+{
+    return xp->cfg.net_devices;
 }
 
 void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out)

@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sluice/xport.h>
+
 #include "transport/sl_xport_nic.h"
 #include "tests/support/sl_test.h"
 
@@ -367,6 +369,85 @@ static void test_real_sysfs(void **state)
     assert_int_equal(t->topo.nnic, 0);
 }
 
+/* Connect two engines in this process (UCX over tcp) and return what the
+ * first one's endpoints run over (sl_xport_peer_describe). */
+static void s_describe(const sl_xport_cfg_t *cfg, char *out, size_t cap)
+{
+    sl_xport_t *a = NULL, *b = NULL;
+    sl_xport_peer_t *peer = NULL;
+    const void *addr;
+    size_t len;
+    assert_int_equal(sl_xport_create(cfg, &a), SL_OK);
+    assert_int_equal(sl_xport_create(cfg, &b), SL_OK);
+    assert_int_equal(sl_xport_address(b, &addr, &len), SL_OK);
+    assert_int_equal(sl_xport_connect(a, addr, len, &peer), SL_OK);
+    FILE *f = fmemopen(out, cap, "w");
+    assert_non_null(f);
+    sl_xport_peer_describe(peer, f);
+    fclose(f);
+    out[cap - 1] = '\0';
+    sl_xport_disconnect(a, &peer);
+    sl_xport_destroy(&a);
+    sl_xport_destroy(&b);
+}
+
+/* The engine pins the NICs nearest its GPU: in a fake tree where the NIC
+ * under the GPU's switch is named lo (so that UCX finds it on this host)
+ * and eth0 hangs off another root complex, xport-net-devices=auto gives
+ * UCX_NET_DEVICES=lo and UCX's tcp lanes run over lo alone. Without a GPU
+ * "auto" leaves UCX's default; an explicit list is taken as it is. */
+static void test_engine_pins_nearest(void **state)
+{
+    tree_t *t = *state;
+    static char desc[1 << 16];
+    sl_xport_cfg_t cfg;
+
+    s_pci(t, "pci0000:00/0000:00:01.0", 0);
+    s_pci(t, "pci0000:00/0000:00:01.0/0000:01:00.0", 0);
+    s_pci(t, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:00.0", 0);
+    s_pci(t, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:00.0/0000:03:00.0", 0); /* GPU */
+    s_pci(t, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:01.0", 0);
+    s_pci(t, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:01.0/0000:04:00.0", 0);
+    s_net(t, "lo", "pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:01.0/0000:04:00.0", false);
+    s_pci(t, "pci0000:40/0000:40:01.0", 0);
+    s_net(t, "eth0", "pci0000:40/0000:40:01.0", false);
+    setenv("UCX_TLS", "tcp", 1);
+    unsetenv("UCX_NET_DEVICES");
+
+    assert_int_equal(sl_xport_cfg_defaults(&cfg), SL_OK);
+    assert_string_equal(cfg.net_devices, "auto");
+    S_FMT(cfg.sysfs, "%s", t->root);
+    S_FMT(cfg.gpu_pci, "0000:03:00.0");
+    sl_xport_t *xp = NULL;
+    assert_int_equal(sl_xport_create(&cfg, &xp), SL_OK);
+    assert_string_equal(sl_xport_net_devices(xp), "lo");
+    sl_xport_destroy(&xp);
+    s_describe(&cfg, desc, sizeof(desc));
+    assert_non_null(strstr(desc, "tcp/lo"));
+    assert_null(strstr(desc, "tcp/eth0"));
+
+    /* no GPU: UCX's default */
+    cfg.gpu_pci[0] = '\0';
+    assert_int_equal(sl_xport_create(&cfg, &xp), SL_OK);
+    assert_string_equal(sl_xport_net_devices(xp), "");
+    sl_xport_destroy(&xp);
+
+    /* a GPU sysfs does not know: UCX's default, with a warning */
+    S_FMT(cfg.gpu_pci, "0000:77:00.0");
+    assert_int_equal(sl_xport_create(&cfg, &xp), SL_OK);
+    assert_string_equal(sl_xport_net_devices(xp), "");
+    sl_xport_destroy(&xp);
+
+    /* an explicit list */
+    S_FMT(cfg.net_devices, "eth0");
+    assert_int_equal(sl_xport_create(&cfg, &xp), SL_OK);
+    assert_string_equal(sl_xport_net_devices(xp), "eth0");
+    sl_xport_destroy(&xp);
+    s_describe(&cfg, desc, sizeof(desc));
+    assert_non_null(strstr(desc, "tcp/eth0"));
+    assert_null(strstr(desc, "tcp/lo"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eight_gpus_four_nics, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_gpu_without_local_nic, s_setup, s_teardown),
         cmocka_unit_test(test_busid),
+        cmocka_unit_test_setup_teardown(test_engine_pins_nearest, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_real_sysfs, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("xport_nic", tests, NULL, NULL);
