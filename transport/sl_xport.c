@@ -547,6 +547,13 @@ unsigned sl_xport_progress(sl_xport_t *xp)
             n++;
     if (xp->failed_pending)
         s_reap_failed(xp);
+    if (xp->cfg.mark_interval_ms && sl_xport_tcpmark_active(&xp->mark)) {
+        sl_time_t now = sl_clock_now();
+        if (now >= xp->mark_next) {
+            sl_xport_tcpmark_scan(&xp->mark); /* sockets accepted from peers since */
+            xp->mark_next = now + SL_MS(xp->cfg.mark_interval_ms);
+        }
+    }
     n += s_schedule(xp);
     n += s_run_done(xp);
     return n;
@@ -653,7 +660,11 @@ static sl_status_t s_context_create(sl_xport_t *xp, int cls)
     memset(&wp, 0, sizeof(wp));
     wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+    if (xp->cfg.mark_interval_ms)
+        sl_xport_tcpmark_begin(&xp->mark);
     st = ucp_worker_create(xp->ctx[cls], &wp, &xp->worker[cls]);
+    if (xp->cfg.mark_interval_ms)
+        sl_xport_tcpmark_end(&xp->mark, (sl_xport_class_t)cls); /* its listening sockets */
     if (st != UCS_OK) {
         SL_ERROR("xport: ucp_worker_create(%s): %s", s_class_name[cls], ucs_status_string(st));
         return SL_ERR_IO;
@@ -860,6 +871,7 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
         setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
     }
     s_net_devices_resolve(&xp->cfg);
+    sl_xport_tcpmark_init(&xp->mark, cfg->tos);
     xp->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (xp->epfd < 0) {
         SL_ERROR("xport: epoll_create1: %m");
@@ -923,6 +935,7 @@ void sl_xport_destroy(sl_xport_t **xp_p)
     }
     if (xp->epfd >= 0)
         close(xp->epfd);
+    sl_xport_tcpmark_fini(&xp->mark);
     while (xp->op_free) {
         sl_xport_op_ctx_t *o = xp->op_free;
         xp->op_free = o->next;
@@ -1003,7 +1016,11 @@ sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len, sl_xp
         ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
         ep.err_handler.cb = s_ep_err_cb;
         ep.err_handler.arg = peer;
+        if (xp->cfg.mark_interval_ms && sl_xport_tcpmark_active(&xp->mark))
+            sl_xport_tcpmark_begin(&xp->mark);
         ucs_status_t st = ucp_ep_create(xp->worker[c], &ep, &peer->ep[c]);
+        if (xp->cfg.mark_interval_ms && sl_xport_tcpmark_active(&xp->mark))
+            sl_xport_tcpmark_end(&xp->mark, (sl_xport_class_t)c); /* its connections */
         if (st != UCS_OK) {
             SL_ERROR("xport: ucp_ep_create(%s): %s", s_class_name[c], ucs_status_string(st));
             peer->ep[c] = NULL;

@@ -8,6 +8,7 @@
 
 #include "common/sl_list.h"
 #include "transport/sl_xport_sched.h"
+#include "transport/sl_xport_tcpmark.h"
 
 #define SL_XPORT_WIRE_VERSION 1 /* version of the engine address and key blobs */
 #define SL_XPORT_AM_NOTIF 1     /* AM id: notification after flushed data (control worker) */
@@ -129,6 +130,8 @@ struct sl_xport {
     sl_xport_op_ctx_t *op_free;           /* pool of operation contexts */
     sl_xport_am_arg_t am_arg[SL_XPORT_NCLASS]; /* AM handler arguments */
     bool failed_pending;                       /* a peer failed since the last progress */
+    sl_xport_tcpmark_t mark;                   /* TOS marking of UCX's TCP sockets */
+    int64_t mark_next;                         /* next marking scan (sl_clock_now time) */
 };
 
 /* Take an operation context from the pool (malloc only when it is empty). */
