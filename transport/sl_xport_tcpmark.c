@@ -21,7 +21,10 @@
  *   whose local endpoint is a class's listening endpoint, or whose peer is a
  *   class's remembered endpoint, is the class's.
  * A socket found is marked once (setsockopt IP_TOS, or IPV6_TCLASS): Linux
- * applies a changed TOS to the packets that follow. Sockets are known by
+ * applies a changed TOS to the packets that follow. Listening sockets are
+ * marked too, since Linux starts an accepted connection with its
+ * listener's TOS: then a peer's connection is marked from its first packet,
+ * and the scan only confirms it. Sockets are known by
  * inode, so a descriptor number that UCX closes and reuses is seen anew.
  * The scan runs from the engine's progress on a timer knob
  * (xport-mark-interval-ms), not on every call; a scan costs a readdir and an
@@ -297,17 +300,28 @@ static void s_end_one(sl_xport_tcpmark_t *m, int fd, uint64_t ino, void *arg)
         s_known(m, ino) || !s_tcp(fd, &family, &listening))
         return;
     if (listening) {
-        if (s_local(fd, &ep))
+        /* a connection accepted on it starts with its TOS (Linux copies
+         * the listener's, unless net.ipv4.tcp_reflect_tos is set): marked
+         * from its first packet; scans mark it otherwise */
+        if (s_local(fd, &ep)) {
             s_ep_add(m->listen, m->nlisten, a->cls, &ep);
+            a->marked += s_mark(m, fd, family, a->cls);
+        }
         return;
     }
-    int now = s_tos_get(fd, family);
-    if (now != 0 && now != m->tos[a->cls])
-        return; /* someone else's, already marked */
-    if (s_peer(fd, &ep))
-        s_ep_add(m->remote, m->nremote, a->cls, &ep);
-    a->marked += s_mark(m, fd, family, a->cls);
-    if (s_push(&m->socks, &m->nsocks, &m->cap_socks, ino, a->cls))
+    /* UCX's async thread may accept a peer's connection of any class
+     * meanwhile: the listening endpoint it came in on says which */
+    int cls = s_local(fd, &ep) ? s_ep_find(m->listen, m->nlisten, &ep) : -1;
+    if (cls < 0) {
+        int now = s_tos_get(fd, family);
+        if (now != 0 && now != m->tos[a->cls])
+            return; /* someone else's, already marked */
+        cls = a->cls;
+        if (s_peer(fd, &ep))
+            s_ep_add(m->remote, m->nremote, cls, &ep);
+    }
+    a->marked += s_mark(m, fd, family, cls);
+    if (s_push(&m->socks, &m->nsocks, &m->cap_socks, ino, cls))
         qsort(m->socks, m->nsocks, sizeof(*m->socks), s_cmp_sock);
 }
 
