@@ -615,33 +615,39 @@ static void s_config_set(ucp_config_t *config, const char *name, const char *val
         SL_DEBUG("xport: UCX setting %s=%s not applied: %s", name, value, ucs_status_string(st));
 }
 
-static sl_status_t s_context_create(sl_xport_t *xp, int cls)
+void sl_xport_ucx_config(const sl_xport_cfg_t *cfg, int cls, ucp_config_t *config)
 {
     static const char *const ib_tls[] = {"RC_VERBS", "RC_MLX5", "DC_MLX5", "UD_VERBS", "UD_MLX5"};
+    char name[64], val[16];
+
+    snprintf(val, sizeof(val), "%dms", cfg->keepalive_ms);
+    s_config_set(config, "KEEPALIVE_INTERVAL", val);
+    if (cfg->net_devices[0])
+        s_config_set(config, "NET_DEVICES", cfg->net_devices);
+    for (size_t i = 0; i < sizeof(ib_tls) / sizeof(ib_tls[0]); i++) {
+        if (cfg->ib_sl[cls] >= 0) {
+            snprintf(name, sizeof(name), "%s_SL", ib_tls[i]);
+            snprintf(val, sizeof(val), "%d", cfg->ib_sl[cls]);
+            s_config_set(config, name, val);
+        }
+        if (cfg->roce_tc[cls] >= 0) {
+            snprintf(name, sizeof(name), "%s_TRAFFIC_CLASS", ib_tls[i]);
+            snprintf(val, sizeof(val), "%d", cfg->roce_tc[cls]);
+            s_config_set(config, name, val);
+        }
+    }
+}
+
+static sl_status_t s_context_create(sl_xport_t *xp, int cls)
+{
     ucp_config_t *config;
     ucs_status_t st = ucp_config_read(NULL, NULL, &config);
-    char name[64], val[16];
 
     if (st != UCS_OK) {
         SL_ERROR("xport: ucp_config_read: %s", ucs_status_string(st));
         return SL_ERR_IO;
     }
-    snprintf(val, sizeof(val), "%dms", xp->cfg.keepalive_ms);
-    s_config_set(config, "KEEPALIVE_INTERVAL", val);
-    if (xp->cfg.net_devices[0])
-        s_config_set(config, "NET_DEVICES", xp->cfg.net_devices);
-    for (size_t i = 0; i < sizeof(ib_tls) / sizeof(ib_tls[0]); i++) {
-        if (xp->cfg.ib_sl[cls] >= 0) {
-            snprintf(name, sizeof(name), "%s_SL", ib_tls[i]);
-            snprintf(val, sizeof(val), "%d", xp->cfg.ib_sl[cls]);
-            s_config_set(config, name, val);
-        }
-        if (xp->cfg.roce_tc[cls] >= 0) {
-            snprintf(name, sizeof(name), "%s_TRAFFIC_CLASS", ib_tls[i]);
-            snprintf(val, sizeof(val), "%d", xp->cfg.roce_tc[cls]);
-            s_config_set(config, name, val);
-        }
-    }
+    sl_xport_ucx_config(&xp->cfg, cls, config);
 
     ucp_params_t params;
     memset(&params, 0, sizeof(params));

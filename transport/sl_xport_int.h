@@ -141,6 +141,10 @@ sl_xport_op_ctx_t *sl_xport_op_get(sl_xport_t *xp, sl_xport_req_t *req, uint64_t
 void sl_xport_account(sl_xport_t *xp, sl_xport_class_t cls, uint64_t bytes, bool was_inflight);
 /* Deliver a received notification to the handler. */
 void sl_xport_deliver_notif(sl_xport_t *xp, const void *data, size_t len);
+/* Write the engine's UCX settings for class cls into config (keepalive,
+ * UCX_NET_DEVICES, the InfiniBand service level and RoCE traffic class of
+ * every verbs transport); a setting UCX refuses is left out (debug log). */
+void sl_xport_ucx_config(const sl_xport_cfg_t *cfg, int cls, ucp_config_t *config);
 /* Map a UCX status to ours. */
 sl_status_t sl_xport_status(ucs_status_t st);
 /* Memory registration (sl_xport_mem.c). */
