@@ -16,7 +16,11 @@
  *
  * Each class has its own UCP context and worker, so each can carry its own
  * InfiniBand service level and RoCE traffic class (ucp_config_modify), and
- * the engine address is the three worker addresses together.
+ * the engine address is the three worker addresses together. Every context
+ * is pinned to the same NICs (UCX_NET_DEVICES, chosen near the engine's GPU
+ * by sl_xport_nic.c), and the TCP sockets a class's worker makes are marked
+ * with the class's TOS byte (sl_xport_tcpmark.c): around the worker's
+ * creation and each connect, and by a scan from progress on a timer.
  *
  * Alternatives rejected: handing whole transfers to UCX and relying on
  * per-endpoint queues (UCX serves its queues in its own order, so a large
