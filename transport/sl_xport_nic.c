@@ -259,7 +259,8 @@ sl_status_t sl_xport_nic_rank(sl_xport_nic_topo_t *topo, const char *sysfs, cons
             c->level = nic->numa == gnuma ? SL_XPORT_NIC_NODE : SL_XPORT_NIC_REMOTE;
         near_node |= c->level != SL_XPORT_NIC_REMOTE;
     }
-    qsort(all, topo->nnic, sizeof(all[0]), s_cmp_choice);
+    if (topo->nnic)
+        qsort(all, topo->nnic, sizeof(all[0]), s_cmp_choice);
     for (unsigned i = 0; i < topo->nnic; i++)
         all[i].rank = i == 0                             ? 0
                       : all[i].level == all[i - 1].level ? all[i - 1].rank
@@ -270,7 +271,8 @@ sl_status_t sl_xport_nic_rank(sl_xport_nic_topo_t *topo, const char *sysfs, cons
                 topo->nic[all[0].idx].name, topo->nic[all[0].idx].numa);
     }
     unsigned n = topo->nnic < cap ? topo->nnic : cap;
-    memcpy(out, all, n * sizeof(all[0]));
+    if (n)
+        memcpy(out, all, n * sizeof(all[0]));
     *n_p = n;
     return SL_OK;
 }

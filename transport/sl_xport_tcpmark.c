@@ -278,7 +278,8 @@ void sl_xport_tcpmark_begin(sl_xport_tcpmark_t *m)
 {
     s_inos_t in = {NULL, 0, 0};
     s_each_socket(m, s_collect, &in);
-    qsort(in.v, in.n, sizeof(*in.v), s_cmp_u64);
+    if (in.n)
+        qsort(in.v, in.n, sizeof(*in.v), s_cmp_u64);
     free(m->before);
     m->before = in.v;
     m->nbefore = in.n;
@@ -376,7 +377,8 @@ unsigned sl_xport_tcpmark_scan(sl_xport_tcpmark_t *m)
     s_scan_arg_t a = {NULL, 0, 0, 0};
     m->scans++;
     s_each_socket(m, s_scan_one, &a);
-    qsort(a.v, a.n, sizeof(*a.v), s_cmp_sock);
+    if (a.n)
+        qsort(a.v, a.n, sizeof(*a.v), s_cmp_sock);
     /* sockets closed since the last scan drop out here */
     free(m->socks);
     m->socks = a.v;
