@@ -27,4 +27,9 @@ sl_status_t sl_xport_cudrv_dmabuf(const void *p, size_t len, int *fd_p, uint64_t
  * driver has no such device. buf written only on success. */
 sl_status_t sl_xport_cudrv_busid(int ordinal, char *buf, size_t len);
 
+/* The PCI bus id of the device that holds device pointer p, into buf (len
+ * bytes). SL_ERR_UNSUPPORTED without a driver, SL_ERR_NOT_FOUND when p is
+ * not device memory. buf written only on success. */
+sl_status_t sl_xport_cudrv_ptr_busid(const void *p, char *buf, size_t len);
+
 #endif
