@@ -897,6 +897,11 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     if (cfg->link_mbps > 0)
         sl_xport_set_link_bps(xp, cfg->link_mbps * 1e6);
     SL_INFO("xport: engine up, CUDA memory %s", xp->cuda_direct ? "direct" : "staged");
+    if (cfg->mark_interval_ms && sl_xport_tcpmark_active(&xp->mark))
+        SL_INFO("xport: UCX's TCP sockets marked per class: TOS %d/%d/%d, %u/%u/%u listening "
+                "endpoints",
+                cfg->tos[0], cfg->tos[1], cfg->tos[2], xp->mark.nlisten[0], xp->mark.nlisten[1],
+                xp->mark.nlisten[2]);
     *xp_p = xp;
     return SL_OK;
 
