@@ -14,8 +14,10 @@
 const sl_cfg_field_t sl_daemon_cfg_fields[] = {
     SL_CFG_RANGE(sl_daemon_cfg_t, max_msg_bytes, "max-msg-bytes", "8388608", SL_CFG_I64, 1024,
                  1073741824, "largest message accepted, in bytes"),
-    SL_CFG_RANGE(sl_daemon_cfg_t, tos, "tos", "0", SL_CFG_INT, 0, 255,
-                 "IP type-of-service byte (DSCP << 2) for control traffic (0: leave alone)"),
+    /* the default is the transport's control class (xport-tos-control) */
+    SL_CFG_RANGE(sl_daemon_cfg_t, tos, "tos", "184", SL_CFG_INT, 0, 255,
+                 "IP type-of-service byte (DSCP << 2) of control sockets (184: DSCP EF, the "
+                 "control class; 0: leave alone)"),
     SL_CFG_FIELD(sl_daemon_cfg_t, log_level, "log-level", "info", SL_CFG_STR,
                  "error, warn, info, debug or trace"),
     SL_CFG_RANGE(sl_daemon_cfg_t, heap_keep_mib, "heap-keep-mib", "16", SL_CFG_INT, 0, 32,

@@ -37,10 +37,13 @@
  * comes are forgotten after S_PLAN_TTL.
  */
 #include "executor/sl_exec_dp.h"
+#include "common/sl_cfg.h"
 #include "common/sl_log.h"
 #include "common/sl_map.h"
 
 #include <sluice/xport.h>
+
+#include "transport/sl_xport_cudrv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -1093,8 +1096,19 @@ sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
         }
         dp->region_mapped = true;
     }
+    /* the engine's knobs are SLUICE_XPORT_* variables, as in sluice-bench;
+     * xport-net-devices=auto pins the NICs nearest the executor's GPU */
     sl_xport_cfg_t xcfg;
-    sl_status_t st = sl_xport_cfg_defaults(&xcfg);
+    char *no_flags[] = {"sluice-executor", NULL};
+    sl_status_t st = sl_cfg_load(sl_xport_cfg_table, &xcfg, 1, no_flags, NULL, NULL);
+    if (st == SL_OK && !xcfg.gpu_pci[0]) {
+        /* the GPU that holds the KV pool, else CUDA device --gpu-index */
+        char *bus = xcfg.gpu_pci;
+        size_t blen = sizeof(xcfg.gpu_pci);
+        if (!(device && pool && sl_xport_cudrv_ptr_busid(pool, bus, blen) == SL_OK) &&
+            !(cfg->gpu_index >= 0 && sl_xport_cudrv_busid(cfg->gpu_index, bus, blen) == SL_OK))
+            bus[0] = '\0';
+    }
     if (st == SL_OK)
         st = sl_xport_create(&xcfg, &dp->xport);
     if (st != SL_OK) {

@@ -31,6 +31,8 @@ typedef struct sl_exec_dp_cfg {
                                       they are released (a write in flight may still land) */
     uint32_t kv_blocks;            /* the backend's pool in blocks (stand-in size) */
     uint32_t kv_block_tokens;      /* tokens per block */
+    int gpu_index; /* CUDA device whose nearest NICs the engine uses when the KV pool is not on
+                      a GPU (-1: none) */
 } sl_exec_dp_cfg_t;
 
 /* Counters (the executor logs them and sends them in heartbeats). */

@@ -607,6 +607,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
             .kv_blocks = x->kv_blocks ? x->kv_blocks : (uint32_t)x->cfg.kv_blocks,
             .kv_block_tokens =
                 x->kv_block_tokens ? x->kv_block_tokens : (uint32_t)x->cfg.kv_block_tokens,
+            .gpu_index = cfg->gpu_index,
         };
         sl_exec_dp_io_t dio = {.silence = s_silence, .arg = x};
         if (sl_exec_dp_create(&dcfg, x->engine, &dio, &x->dp) != SL_OK)

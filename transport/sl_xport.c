@@ -16,7 +16,11 @@
  *
  * Each class has its own UCP context and worker, so each can carry its own
  * InfiniBand service level and RoCE traffic class (ucp_config_modify), and
- * the engine address is the three worker addresses together.
+ * the engine address is the three worker addresses together. Every context
+ * is pinned to the same NICs (UCX_NET_DEVICES, chosen near the engine's GPU
+ * by sl_xport_nic.c), and the TCP sockets a class's worker makes are marked
+ * with the class's TOS byte (sl_xport_tcpmark.c): around the worker's
+ * creation and each connect, and by a scan from progress on a timer.
  *
  * Alternatives rejected: handing whole transfers to UCX and relying on
  * per-endpoint queues (UCX serves its queues in its own order, so a large
@@ -35,6 +39,7 @@
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
+#include "transport/sl_xport_nic.h"
 
 #define S_ADDR_MAGIC 0x534c5841u /* "SLXA" */
 /* Requests kept for reuse. */
@@ -82,6 +87,18 @@ static const sl_cfg_field_t s_cfg_table[] = {
     SL_CFG_FIELD(sl_xport_cfg_t, direct_copy, "xport-direct-copy", "true", SL_CFG_BOOL,
                  "on shared memory, copy chunks into the peer's mapped region with streaming "
                  "stores instead of UCX's put (sl_xport_copy.c)"),
+    SL_CFG_FIELD(sl_xport_cfg_t, net_devices, "xport-net-devices", "auto", SL_CFG_STR,
+                 "UCX_NET_DEVICES of the engine: auto (the NICs nearest xport-gpu-pci on the PCIe "
+                 "tree; UCX's default without a GPU), empty (UCX's default) or a UCX device list"),
+    SL_CFG_FIELD(sl_xport_cfg_t, gpu_pci, "xport-gpu-pci", "", SL_CFG_STR,
+                 "PCI bus id of the GPU the engine serves, for xport-net-devices=auto (empty: "
+                 "none)"),
+    SL_CFG_FIELD(sl_xport_cfg_t, sysfs, "xport-sysfs", "/sys", SL_CFG_STR,
+                 "sysfs root the NIC choice reads"),
+    SL_CFG_RANGE(sl_xport_cfg_t, mark_interval_ms, "xport-mark-interval-ms", "100", SL_CFG_INT, 0,
+                 60000,
+                 "how often UCX's new TCP sockets (accepted from peers) are looked for and marked "
+                 "with their class's TOS (0: never)"),
     SL_CFG_END,
 };
 
@@ -551,6 +568,13 @@ unsigned sl_xport_progress(sl_xport_t *xp)
             n++;
     if (xp->failed_pending)
         s_reap_failed(xp);
+    if (xp->cfg.mark_interval_ms && sl_xport_tcpmark_active(&xp->mark)) {
+        sl_time_t now = sl_clock_now();
+        if (now >= xp->mark_next) {
+            sl_xport_tcpmark_scan(&xp->mark); /* sockets accepted from peers since */
+            xp->mark_next = now + SL_MS(xp->cfg.mark_interval_ms);
+        }
+    }
     n += s_schedule(xp);
     n += s_run_done(xp);
     return n;
@@ -612,31 +636,39 @@ static void s_config_set(ucp_config_t *config, const char *name, const char *val
         SL_DEBUG("xport: UCX setting %s=%s not applied: %s", name, value, ucs_status_string(st));
 }
 
-static sl_status_t s_context_create(sl_xport_t *xp, int cls)
+void sl_xport_ucx_config(const sl_xport_cfg_t *cfg, int cls, ucp_config_t *config)
 {
     static const char *const ib_tls[] = {"RC_VERBS", "RC_MLX5", "DC_MLX5", "UD_VERBS", "UD_MLX5"};
+    char name[64], val[16];
+
+    snprintf(val, sizeof(val), "%dms", cfg->keepalive_ms);
+    s_config_set(config, "KEEPALIVE_INTERVAL", val);
+    if (cfg->net_devices[0])
+        s_config_set(config, "NET_DEVICES", cfg->net_devices);
+    for (size_t i = 0; i < sizeof(ib_tls) / sizeof(ib_tls[0]); i++) {
+        if (cfg->ib_sl[cls] >= 0) {
+            snprintf(name, sizeof(name), "%s_SL", ib_tls[i]);
+            snprintf(val, sizeof(val), "%d", cfg->ib_sl[cls]);
+            s_config_set(config, name, val);
+        }
+        if (cfg->roce_tc[cls] >= 0) {
+            snprintf(name, sizeof(name), "%s_TRAFFIC_CLASS", ib_tls[i]);
+            snprintf(val, sizeof(val), "%d", cfg->roce_tc[cls]);
+            s_config_set(config, name, val);
+        }
+    }
+}
+
+static sl_status_t s_context_create(sl_xport_t *xp, int cls)
+{
     ucp_config_t *config;
     ucs_status_t st = ucp_config_read(NULL, NULL, &config);
-    char name[64], val[16];
 
     if (st != UCS_OK) {
         SL_ERROR("xport: ucp_config_read: %s", ucs_status_string(st));
         return SL_ERR_IO;
     }
-    snprintf(val, sizeof(val), "%dms", xp->cfg.keepalive_ms);
-    s_config_set(config, "KEEPALIVE_INTERVAL", val);
-    for (size_t i = 0; i < sizeof(ib_tls) / sizeof(ib_tls[0]); i++) {
-        if (xp->cfg.ib_sl[cls] >= 0) {
-            snprintf(name, sizeof(name), "%s_SL", ib_tls[i]);
-            snprintf(val, sizeof(val), "%d", xp->cfg.ib_sl[cls]);
-            s_config_set(config, name, val);
-        }
-        if (xp->cfg.roce_tc[cls] >= 0) {
-            snprintf(name, sizeof(name), "%s_TRAFFIC_CLASS", ib_tls[i]);
-            snprintf(val, sizeof(val), "%d", xp->cfg.roce_tc[cls]);
-            s_config_set(config, name, val);
-        }
-    }
+    sl_xport_ucx_config(&xp->cfg, cls, config);
 
     ucp_params_t params;
     memset(&params, 0, sizeof(params));
@@ -655,7 +687,11 @@ static sl_status_t s_context_create(sl_xport_t *xp, int cls)
     memset(&wp, 0, sizeof(wp));
     wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+    if (xp->cfg.mark_interval_ms)
+        sl_xport_tcpmark_begin(&xp->mark);
     st = ucp_worker_create(xp->ctx[cls], &wp, &xp->worker[cls]);
+    if (xp->cfg.mark_interval_ms)
+        sl_xport_tcpmark_end(&xp->mark, (sl_xport_class_t)cls); /* its listening sockets */
     if (st != UCS_OK) {
         SL_ERROR("xport: ucp_worker_create(%s): %s", s_class_name[cls], ucs_status_string(st));
         return SL_ERR_IO;
@@ -797,6 +833,31 @@ void sl_xport_disconnect(sl_xport_t *xp, sl_xport_peer_t **peer_p)
     *peer_p = NULL;
 }
 
+/* Resolve xport-net-devices=auto: the NICs of rank 0 seen from the GPU, or
+ * UCX's default when there is no GPU, no PCI NIC, or the tree cannot be
+ * read (the engine still works, through whatever NIC UCX picks). */
+static void s_net_devices_resolve(sl_xport_cfg_t *cfg)
+{
+    char list[sizeof(cfg->net_devices)];
+    if (strcmp(cfg->net_devices, "auto") != 0)
+        return;
+    cfg->net_devices[0] = '\0';
+    if (!cfg->gpu_pci[0] || getenv("UCX_NET_DEVICES"))
+        return; /* no GPU, or the operator chose */
+    sl_status_t st = sl_xport_nic_nearest(cfg->sysfs, cfg->gpu_pci, list, sizeof(list));
+    if (st != SL_OK) {
+        SL_WARN("xport: no NIC choice for GPU %s (%s): UCX picks the NICs", cfg->gpu_pci,
+                sl_status_str(st));
+        return;
+    }
+    if (!list[0]) {
+        SL_INFO("xport: no PCI NIC under %s: UCX picks the NICs", cfg->sysfs);
+        return;
+    }
+    SL_INFO("xport: GPU %s: UCX_NET_DEVICES=%s (the nearest NICs)", cfg->gpu_pci, list);
+    memcpy(cfg->net_devices, list, sizeof(list));
+}
+
 sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
 {
     sl_status_t ret;
@@ -836,6 +897,8 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
         setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
         setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
     }
+    s_net_devices_resolve(&xp->cfg);
+    sl_xport_tcpmark_init(&xp->mark, cfg->tos);
     xp->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (xp->epfd < 0) {
         SL_ERROR("xport: epoll_create1: %m");
@@ -851,6 +914,11 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     if (cfg->link_mbps > 0)
         sl_xport_set_link_bps(xp, cfg->link_mbps * 1e6);
     SL_INFO("xport: engine up, CUDA memory %s", xp->cuda_direct ? "direct" : "staged");
+    if (cfg->mark_interval_ms && sl_xport_tcpmark_active(&xp->mark))
+        SL_INFO("xport: UCX's TCP sockets marked per class: TOS %d/%d/%d, %u/%u/%u listening "
+                "endpoints",
+                cfg->tos[0], cfg->tos[1], cfg->tos[2], xp->mark.nlisten[0], xp->mark.nlisten[1],
+                xp->mark.nlisten[2]);
     *xp_p = xp;
     return SL_OK;
 
@@ -899,6 +967,7 @@ void sl_xport_destroy(sl_xport_t **xp_p)
     }
     if (xp->epfd >= 0)
         close(xp->epfd);
+    sl_xport_tcpmark_fini(&xp->mark);
     while (xp->op_free) {
         sl_xport_op_ctx_t *o = xp->op_free;
         xp->op_free = o->next;
@@ -979,7 +1048,11 @@ sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len, sl_xp
         ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
         ep.err_handler.cb = s_ep_err_cb;
         ep.err_handler.arg = peer;
+        if (xp->cfg.mark_interval_ms && sl_xport_tcpmark_active(&xp->mark))
+            sl_xport_tcpmark_begin(&xp->mark);
         ucs_status_t st = ucp_ep_create(xp->worker[c], &ep, &peer->ep[c]);
+        if (xp->cfg.mark_interval_ms && sl_xport_tcpmark_active(&xp->mark))
+            sl_xport_tcpmark_end(&xp->mark, (sl_xport_class_t)c); /* its connections */
         if (st != UCS_OK) {
             SL_ERROR("xport: ucp_ep_create(%s): %s", s_class_name[c], ucs_status_string(st));
             peer->ep[c] = NULL;
@@ -1163,6 +1236,11 @@ out_drain:
 void sl_xport_stats(const sl_xport_t *xp, sl_xport_stats_t *stats)
 {
     *stats = xp->stats;
+}
+
+const char *sl_xport_net_devices(const sl_xport_t *xp)
+{
+    return xp->cfg.net_devices;
 }
 
 void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out)

@@ -1,6 +1,7 @@
 /*
  * The CUDA driver calls of the GPU lanes (the allocation range of a device
- * pointer, and a dma-buf fd for a device range), through dlopen.
+ * pointer, a dma-buf fd for a device range, a device's PCI bus id), through
+ * dlopen.
  *
  * Why dlopen: libcuda.so.1 comes with the GPU driver, not with the toolkit,
  * so a program linked against it does not even start on a machine without
@@ -18,6 +19,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/sl_log.h"
@@ -26,6 +28,7 @@ typedef int s_curesult_t;               /* CUresult; 0 = CUDA_SUCCESS */
 typedef unsigned long long s_cuptr_t;   /* CUdeviceptr */
 #define S_CU_DMA_BUF_FD 1               /* CU_MEM_RANGE_HANDLE_TYPE_DMA_BUF_FD */
 #define S_CU_ATTR_DMA_BUF_SUPPORTED 124 /* CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED */
+#define S_CU_PTR_DEVICE_ORDINAL 9       /* CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL */
 
 /* The driver entry points, resolved once. */
 static struct {
@@ -34,9 +37,12 @@ static struct {
     s_curesult_t (*init)(unsigned);                          /* cuInit */
     s_curesult_t (*range)(s_cuptr_t *, size_t *, s_cuptr_t); /* cuMemGetAddressRange_v2 */
     s_curesult_t (*handle)(void *, s_cuptr_t, size_t, int,
-                           unsigned long long); /* cuMemGetHandleForAddressRange */
-    s_curesult_t (*ctx_device)(int *);          /* cuCtxGetDevice */
-    s_curesult_t (*attr)(int *, int, int);      /* cuDeviceGetAttribute */
+                           unsigned long long);       /* cuMemGetHandleForAddressRange */
+    s_curesult_t (*ctx_device)(int *);                /* cuCtxGetDevice */
+    s_curesult_t (*attr)(int *, int, int);            /* cuDeviceGetAttribute */
+    s_curesult_t (*device)(int *, int);               /* cuDeviceGet */
+    s_curesult_t (*busid)(char *, int, int);          /* cuDeviceGetPCIBusId */
+    s_curesult_t (*ptr_attr)(void *, int, s_cuptr_t); /* cuPointerGetAttribute */
 } s_drv = {.once = PTHREAD_ONCE_INIT};
 
 static void s_load(void)
@@ -51,10 +57,14 @@ static void s_load(void)
     *(void **)&s_drv.handle = dlsym(s_drv.lib, "cuMemGetHandleForAddressRange");
     *(void **)&s_drv.ctx_device = dlsym(s_drv.lib, "cuCtxGetDevice");
     *(void **)&s_drv.attr = dlsym(s_drv.lib, "cuDeviceGetAttribute");
+    *(void **)&s_drv.device = dlsym(s_drv.lib, "cuDeviceGet");
+    *(void **)&s_drv.busid = dlsym(s_drv.lib, "cuDeviceGetPCIBusId");
+    *(void **)&s_drv.ptr_attr = dlsym(s_drv.lib, "cuPointerGetAttribute");
     if (!s_drv.init || !s_drv.range || s_drv.init(0) != 0) {
         SL_INFO("xport: the CUDA driver lacks cuInit or cuMemGetAddressRange, or cuInit failed");
         s_drv.range = NULL;
         s_drv.handle = NULL;
+        s_drv.busid = NULL;
     }
 }
 
@@ -110,4 +120,32 @@ sl_status_t sl_xport_cudrv_dmabuf(const void *p, size_t len, int *fd_p, uint64_t
     *fd_p = fd;
     *offset_p = start - lo;
     return SL_OK;
+}
+
+sl_status_t sl_xport_cudrv_busid(int ordinal, char *buf, size_t len)
+{
+    pthread_once(&s_drv.once, s_load);
+    if (!s_drv.busid || !s_drv.device)
+        return SL_ERR_UNSUPPORTED;
+    char tmp[64];
+    int dev = 0;
+    if (ordinal < 0 || s_drv.device(&dev, ordinal) != 0 ||
+        s_drv.busid(tmp, (int)sizeof(tmp), dev) != 0)
+        return SL_ERR_NOT_FOUND;
+    if (strlen(tmp) >= len)
+        return SL_ERR_OVERFLOW;
+    memcpy(buf, tmp, strlen(tmp) + 1);
+    return SL_OK;
+}
+
+sl_status_t sl_xport_cudrv_ptr_busid(const void *p, char *buf, size_t len)
+{
+    pthread_once(&s_drv.once, s_load);
+    if (!s_drv.ptr_attr || !s_drv.busid)
+        return SL_ERR_UNSUPPORTED;
+    int ordinal = -1;
+    if (s_drv.ptr_attr(&ordinal, S_CU_PTR_DEVICE_ORDINAL, (s_cuptr_t)(uintptr_t)p) != 0 ||
+        ordinal < 0)
+        return SL_ERR_NOT_FOUND;
+    return sl_xport_cudrv_busid(ordinal, buf, len);
 }

@@ -22,4 +22,14 @@ sl_status_t sl_xport_cudrv_range(const void *p, uint64_t *base_p, uint64_t *size
  * driver refuses. Outputs written only on success. */
 sl_status_t sl_xport_cudrv_dmabuf(const void *p, size_t len, int *fd_p, uint64_t *offset_p);
 
+/* The PCI bus id ("0000:3b:00.0") of CUDA device ordinal into buf (len
+ * bytes). SL_ERR_UNSUPPORTED without a driver, SL_ERR_NOT_FOUND when the
+ * driver has no such device. buf written only on success. */
+sl_status_t sl_xport_cudrv_busid(int ordinal, char *buf, size_t len);
+
+/* The PCI bus id of the device that holds device pointer p, into buf (len
+ * bytes). SL_ERR_UNSUPPORTED without a driver, SL_ERR_NOT_FOUND when p is
+ * not device memory. buf written only on success. */
+sl_status_t sl_xport_cudrv_ptr_busid(const void *p, char *buf, size_t len);
+
 #endif

@@ -8,6 +8,7 @@
 
 #include "common/sl_list.h"
 #include "transport/sl_xport_sched.h"
+#include "transport/sl_xport_tcpmark.h"
 
 #define SL_XPORT_WIRE_VERSION 1 /* version of the engine address and key blobs */
 #define SL_XPORT_AM_NOTIF 1     /* AM id: notification after flushed data (control worker) */
@@ -129,6 +130,8 @@ struct sl_xport {
     sl_xport_op_ctx_t *op_free;           /* pool of operation contexts */
     sl_xport_am_arg_t am_arg[SL_XPORT_NCLASS]; /* AM handler arguments */
     bool failed_pending;                       /* a peer failed since the last progress */
+    sl_xport_tcpmark_t mark;                   /* TOS marking of UCX's TCP sockets */
+    int64_t mark_next;                         /* next marking scan (sl_clock_now time) */
 };
 
 /* Take an operation context from the pool (malloc only when it is empty). */
@@ -138,6 +141,10 @@ sl_xport_op_ctx_t *sl_xport_op_get(sl_xport_t *xp, sl_xport_req_t *req, uint64_t
 void sl_xport_account(sl_xport_t *xp, sl_xport_class_t cls, uint64_t bytes, bool was_inflight);
 /* Deliver a received notification to the handler. */
 void sl_xport_deliver_notif(sl_xport_t *xp, const void *data, size_t len);
+/* Write the engine's UCX settings for class cls into config (keepalive,
+ * UCX_NET_DEVICES, the InfiniBand service level and RoCE traffic class of
+ * every verbs transport); a setting UCX refuses is left out (debug log). */
+void sl_xport_ucx_config(const sl_xport_cfg_t *cfg, int cls, ucp_config_t *config);
 /* Map a UCX status to ours. */
 sl_status_t sl_xport_status(ucs_status_t st);
 /* Memory registration (sl_xport_mem.c). */

@@ -92,6 +92,13 @@ typedef struct sl_xport_cfg {
     int roce_tc[SL_XPORT_NCLASS]; /* RoCE traffic class per class; -1 = UCX default */
     int tos[SL_XPORT_NCLASS];     /* IP TOS byte (DSCP << 2) per class for TCP sockets */
     int keepalive_ms;        /* UCX keepalive interval (dead-peer detection on shared memory) */
+    char net_devices[256];   /* UCX_NET_DEVICES of every context: "auto" (the NICs nearest
+                                gpu_pci, or UCX's default without one), "" (UCX's default) or
+                                a UCX device list */
+    char gpu_pci[32];        /* PCI bus id of the GPU the engine serves ("" = none) */
+    char sysfs[256];         /* sysfs root the NIC choice reads */
+    int mark_interval_ms;    /* how often UCX's new TCP sockets are looked for and marked
+                                (0 = never) */
     bool posix_peer_failure; /* let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING) */
     bool direct_copy;        /* copy into a peer region shared memory maps, not UCX's put */
     sl_xport_copy_fn_t copy; /* staging copy step; NULL = CUDA when built, else none */
@@ -245,6 +252,10 @@ void sl_xport_set_link_bps(sl_xport_t *xp, double bps);
  */
 sl_status_t sl_xport_link_probe(sl_xport_t *xp, sl_xport_peer_t *peer, sl_xport_mem_t *local,
                                 uint32_t remote, uint64_t len, double seconds, double *bps_p);
+
+/* The UCX_NET_DEVICES the engine's contexts were made with, after "auto" was
+ * resolved; "" when UCX chose (its default). Lives as long as the engine. */
+const char *sl_xport_net_devices(const sl_xport_t *xp);
 
 /* Print, per class, the UCX transports and lanes the peer's endpoints use. */
 void sl_xport_peer_describe(const sl_xport_peer_t *peer, FILE *out);
