@@ -186,11 +186,13 @@ hosts_cleanup() {
   HOSTS_IDX=()
 }
 
-# For scripts/hosts: keep the run (no cleanup at exit) and write its state,
-# so that later commands can find it (hosts_load).
+# Keep the run past this shell (no cleanup at exit) and write its state, so
+# that later commands can find it (hosts_load). OWNER_PID: the process the
+# bed belongs to from now on (`scripts/hosts clean` leaves the bed alone
+# while it lives); 0 or none: nobody's (scripts/hosts up; down removes it).
 hosts_keep() {
   trap - EXIT INT TERM
-  echo 0 >"$HOSTS_STATE_DIR/$HOSTS_PREFIX.pid"
+  echo "${1:-0}" >"$HOSTS_STATE_DIR/$HOSTS_PREFIX.pid"
   {
     echo "HOSTS_PREFIX=$HOSTS_PREFIX HOSTS_NET=$HOSTS_NET HOSTS_N=$HOSTS_N"
     echo "HOSTS_BR_NS=$HOSTS_BR_NS HOSTS_BR=$HOSTS_BR"
