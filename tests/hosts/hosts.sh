@@ -30,7 +30,7 @@
 # Each run records its owner's pid in $HOSTS_STATE_DIR (default
 # /run/sluice-hosts), so `scripts/hosts clean` can remove the leftovers of
 # runs whose owner died (a SIGKILL leaves no chance for a trap) without
-# touching live ones. The state is in shell variables: call hosts_add in
+# touching live ones, nor beds kept by `scripts/hosts up` (owner 0). The state is in shell variables: call hosts_add in
 # the shell that called hosts_init, not in a $(...) subshell.
 #
 # hosts_init keeps an EXIT trap set before it (tests/support/daemons.sh's)
@@ -209,15 +209,17 @@ hosts_load() {
   for i in "${!HOSTS_NAMES[@]}"; do HOSTS_IDX[${HOSTS_NAMES[$i]}]=$((i + 1)); done
 }
 
-# Remove the namespaces of every run whose owner is gone (kept beds
-# included); runs of live owners stay. Prints what it removed.
+# Remove the namespaces of every run whose owner is gone; runs of live
+# owners stay, and so do kept beds (scripts/hosts up, owner 0) unless the
+# argument is --all. Prints what it removed.
 hosts_clean_leftovers() {
-  local ns run owner
+  local ns run owner all=${1:-}
   for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }'); do
     [[ $ns =~ ^($HOSTS_PROJECT_PREFIX[0-9a-f]{6})- ]] || continue
     run=${BASH_REMATCH[1]}
-    owner=$(cat "$HOSTS_STATE_DIR/$run.pid" 2>/dev/null || echo 0)
-    if [ "$owner" != 0 ] && kill -0 "$owner" 2>/dev/null; then continue; fi
+    owner=$(cat "$HOSTS_STATE_DIR/$run.pid" 2>/dev/null || echo none)
+    if [ "$owner" = 0 ] && [ "$all" != --all ]; then continue; fi
+    if [ "$owner" != 0 ] && [ "$owner" != none ] && kill -0 "$owner" 2>/dev/null; then continue; fi
     hosts__ns_del "$ns"
     echo "removed namespace $ns"
     rm -f "$HOSTS_STATE_DIR/$run.pid" "$HOSTS_STATE_DIR/$run.env"

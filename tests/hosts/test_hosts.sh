@@ -27,7 +27,8 @@ devs=$(hosts_exec a ip -o link show)
 grep -q " $dev[@:]" <<<"$devs" || fail "hosts_dev a ($dev) is not in host a: $devs"
 
 out=$(mktemp -d /tmp/test-hosts-XXXXXX)
-trap 'hosts_cleanup; rm -rf "$out"' EXIT
+kept=""
+trap 'hosts_cleanup; rm -rf "$out"; [ -z "$kept" ] || SLUICE_HOSTS_BED=$kept "$root/scripts/hosts" down' EXIT
 hosts_exec b "$tool" recv $port >"$out/recv-b" 2>&1 &
 hosts_exec c "$tool" recv $port >"$out/recv-c" 2>&1 &
 
@@ -88,7 +89,11 @@ awk -v m="$cs1" -v r=$rate_mbit 'BEGIN { exit !(m >= 0.17 * r && m <= 0.21 * r) 
   fail "CS1-marked transfer at $cs1 Mbit/s, want its class's 20% ceiling of $rate_mbit"
 
 # a run killed with SIGKILL leaves its namespaces; `scripts/hosts clean`
-# removes them, and leaves this (live) run's alone
+# removes them, and leaves this (live) run's alone, and a kept bed (as
+# `scripts/hosts up` makes), which `scripts/hosts down` removes
+kept=$(bash -c '. "$1"; hosts_init >/dev/null; hosts_add k; hosts_keep; echo "$HOSTS_PREFIX"' _ \
+  "$root/tests/hosts/hosts.sh")
+[ -n "$kept" ] || fail "no kept bed"
 dead=$(bash -c '. "$1"; hosts_init; hosts_add x; echo "$HOSTS_PREFIX"; kill -KILL $$' _ \
   "$root/tests/hosts/hosts.sh" || true)
 [ -n "$dead" ] || fail "the killed run printed no prefix"
@@ -99,6 +104,10 @@ echo "$cleaned"
 left=$(ip netns list)
 if grep -q "^$dead" <<<"$left"; then fail "clean left the killed run's namespaces: $left"; fi
 grep -q "^$prefix-a" <<<"$left" || fail "clean removed a live run's namespaces"
+grep -q "^$kept-k" <<<"$left" || fail "clean removed a kept bed"
+SLUICE_HOSTS_BED=$kept "$root/scripts/hosts" down
+left=$(ip netns list)
+if grep -q "^$kept" <<<"$left"; then fail "down left the kept bed: $left"; fi
 
 # cleanup: nothing of the run remains, here or in any namespace list
 hosts_cleanup
