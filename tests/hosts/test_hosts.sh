@@ -92,8 +92,8 @@ awk -v w="$bg" -v p="$marked" 'BEGIN { exit !(w >= p && w <= 1.08 * p) }' ||
   fail "class 1:30 sent $bg bytes for a CS1-marked transfer of $marked"
 awk -v w="$crit" -v p="$plain" 'BEGIN { exit !(w >= p && w <= 1.08 * p) }' ||
   fail "class 1:20 sent $crit bytes for an unmarked transfer of $plain"
-awk -v m="$cs1" -v r=$rate_mbit 'BEGIN { exit !(m >= 0.17 * r && m <= 0.21 * r) }' ||
-  fail "CS1-marked transfer at $cs1 Mbit/s, want its class's 20% ceiling of $rate_mbit"
+awk -v m="$cs1" -v r=$rate_mbit 'BEGIN { exit !(m >= 0.12 * r && m <= 0.21 * r) }' ||
+  fail "CS1-marked transfer at $cs1 Mbit/s, want under its class's 20% ceiling of $rate_mbit (and not starved)"
 
 # a run killed with SIGKILL leaves its namespaces; `scripts/hosts clean`
 # removes them, and leaves this (live) run's alone, and a kept bed (as
