@@ -61,9 +61,12 @@ pct() { echo "$(( kbit * $1 / 100 ))kbit"; }
 # burst: a millisecond at the link rate, and at least 128 KiB, so that the
 # 64 KiB segments of TCP segmentation offload pass without the classes
 # waiting out tc's default burst (one MTU) between them, which costs a
-# tenth of a 1 Gbit/s link
+# tenth of a 1 Gbit/s link. quantum: one such segment (the classes have
+# priorities of their own, so it only orders a class's turns; left to
+# HTB, rate / 10 passes its 200000-byte limit above 16 Mbit/s and the
+# kernel warns on every class)
 burst=$(( kbit / 8 > 131072 ? kbit / 8 : 131072 ))
-add_class() { tc class add dev "$dev" "$@" burst "$burst" cburst "$burst"; }
+add_class() { tc class add dev "$dev" "$@" burst "$burst" cburst "$burst" quantum 65536; }
 crit_share=$(( 100 - share - 5 ))
 
 tc qdisc del dev "$dev" root 2>/dev/null || true
