@@ -53,7 +53,10 @@ static const sl_cfg_field_t s_cfg_table[] = {
     SL_CFG_RANGE(sl_xport_cfg_t, inflight_kib, "xport-inflight-kib", "2048", SL_CFG_INT, 4, 1048576,
                  "cap on KiB posted to UCX and not yet completed"),
     SL_CFG_RANGE(sl_xport_cfg_t, bg_share, "xport-bg-share", "0.2", SL_CFG_DOUBLE, 0.01, 1,
-                 "background share of bytes under contention and of the link capacity"),
+                 "background's cap: its share of the link capacity (token bucket)"),
+    SL_CFG_RANGE(sl_xport_cfg_t, bg_floor, "xport-bg-floor", "0.05", SL_CFG_DOUBLE, 0.001, 1,
+                 "background's share of the bytes while critical wants the whole link (at most "
+                 "xport-bg-share; equal to it: an 80:20 split)"),
     SL_CFG_RANGE(sl_xport_cfg_t, link_mbps, "xport-link-mbps", "0", SL_CFG_DOUBLE, 0, 1e9,
                  "link capacity in MB/s for the background bucket (0: measure or unset)"),
     SL_CFG_RANGE(sl_xport_cfg_t, probe_window_ms, "xport-probe-window-ms", "250", SL_CFG_INT, 10,
@@ -874,7 +877,7 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     xp->cfg = *cfg;
     if (!xp->cfg.copy)
         xp->cfg.copy = sl_xport_cuda_copy_fn();
-    sl_xport_sched_init(&xp->sched, cfg->bg_share, (uint64_t)cfg->chunk_kib << 10,
+    sl_xport_sched_init(&xp->sched, cfg->bg_share, cfg->bg_floor, (uint64_t)cfg->chunk_kib << 10,
                         (uint64_t)cfg->inflight_kib << 10);
     sl_list_init(&xp->peers);
     sl_list_init(&xp->mems);

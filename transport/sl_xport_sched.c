@@ -8,8 +8,13 @@
  * the wire sees. Control traffic never comes here (it goes out at once:
  * strict priority). Critical and background share what is left by stride
  * scheduling on bytes: each class has a pass that grows by bytes / weight
- * per chunk (weights 1 - share and share, aimed SL_XPORT_SHARE_MARGIN low),
- * and the ready class with the smaller pass goes next. A class that was idle
+ * per chunk (weights 1 - floor and floor), and the ready class with the
+ * smaller pass goes next. The floor (xport-bg-floor, 5%) is what background
+ * keeps while critical wants the whole link, so background is never
+ * starved and a KV transfer is slowed by at most 1 / (1 - floor); the cap
+ * (xport-bg-share, 20%, aimed SL_XPORT_SHARE_MARGIN low) is the bucket's,
+ * which holds background alone under share x link capacity. With the floor
+ * equal to the share, the two classes split a contended link 80:20. A class that was idle
  * rejoins at the current virtual time (sl_xport_sched_join), so an idle
  * class's share is lent and not owed back; a class held back (by its bucket)
  * may lag by one chunk at most, so it cannot burst past its share when it is
@@ -23,7 +28,9 @@
  * rate. Alternatives rejected: deficit round robin (stride scheduling gives
  * the same shares with one number per class and handles a class that goes
  * idle by resynchronising its pass); a bucket on every class (critical must
- * be able to take the whole link).
+ * be able to take the whole link); background at its cap under contention,
+ * the earlier shape (a saturating critical stream then ran 1 / 0.8 = 1.25
+ * times slower whenever background ran: every KV transfer paid it).
  */
 #include "transport/sl_xport_sched.h"
 
@@ -31,13 +38,17 @@
 
 #include "common/sl_hist.h"
 
-void sl_xport_sched_init(sl_xport_sched_t *s, double bg_share, uint64_t chunk,
+void sl_xport_sched_init(sl_xport_sched_t *s, double bg_share, double bg_floor, uint64_t chunk,
                          uint64_t inflight_cap)
 {
     memset(s, 0, sizeof(*s));
+    s->bg_cap = bg_share * SL_XPORT_SHARE_MARGIN;
+    double floor = bg_floor * SL_XPORT_SHARE_MARGIN;
+    if (floor > s->bg_cap)
+        floor = s->bg_cap;
     s->w[SL_XPORT_CONTROL] = 1;
-    s->w[SL_XPORT_CRITICAL] = 1 - bg_share * SL_XPORT_SHARE_MARGIN;
-    s->w[SL_XPORT_BACKGROUND] = bg_share * SL_XPORT_SHARE_MARGIN;
+    s->w[SL_XPORT_CRITICAL] = 1 - floor;
+    s->w[SL_XPORT_BACKGROUND] = floor;
     s->chunk = chunk;
     s->inflight_cap = inflight_cap;
 }
@@ -53,7 +64,7 @@ void sl_xport_sched_set_link(sl_xport_sched_t *s, double bps, sl_time_t now)
      * so that tokens are not lost while background waits for its stride
      * turn behind critical chunks. */
     s->bucket_max = (double)(SL_XPORT_BUCKET_CHUNKS * s->chunk);
-    s->bucket_rate = s->w[SL_XPORT_BACKGROUND] * bps - s->bucket_max;
+    s->bucket_rate = s->bg_cap * bps - s->bucket_max;
     if (s->bucket_rate < s->bucket_max)
         s->bucket_rate = s->bucket_max;
     s->bucket = 0;

@@ -27,7 +27,8 @@
  * resources). Fields are read by the engine for logging and by tests; they
  * are changed only through the functions below. */
 typedef struct sl_xport_sched {
-    double w[SL_XPORT_NCLASS];    /* stride weights: control 1, critical 1-s, background s */
+    double w[SL_XPORT_NCLASS];    /* stride weights: control 1, critical 1-f, background f */
+    double bg_cap;                /* background's cap: margin x share of the link (bucket) */
     double pass[SL_XPORT_NCLASS]; /* stride pass per class (bytes / weight served) */
     double vtime;                 /* pass of the last chunk served */
     uint64_t chunk;               /* scheduling unit in bytes */
@@ -39,10 +40,12 @@ typedef struct sl_xport_sched {
     sl_time_t bucket_ts;          /* time of the last refill */
 } sl_xport_sched_t;
 
-/* Set up a scheduler: background share bg_share (0 < bg_share <= 1) of the
- * bytes under contention, chunks of chunk bytes, at most inflight_cap bytes
- * handed to the link at once; no bucket until sl_xport_sched_set_link(). */
-void sl_xport_sched_init(sl_xport_sched_t *s, double bg_share, uint64_t chunk,
+/* Set up a scheduler: background held under bg_share (0 < bg_share <= 1)
+ * of the link by its bucket, and given bg_floor (at most bg_share) of the
+ * bytes while critical contends for the link; chunks of chunk bytes, at
+ * most inflight_cap bytes handed to the link at once; no bucket until
+ * sl_xport_sched_set_link(). */
+void sl_xport_sched_init(sl_xport_sched_t *s, double bg_share, double bg_floor, uint64_t chunk,
                          uint64_t inflight_cap);
 
 /* Set the link capacity (bytes per second) that background alone is held

@@ -83,7 +83,8 @@ typedef sl_status_t (*sl_xport_copy_fn_t)(void *ctx, void *dst, const void *src,
 typedef struct sl_xport_cfg {
     int chunk_kib;                /* scheduling unit: transfers are cut into chunks of this size */
     int inflight_kib;             /* cap on bytes posted to UCX and not yet completed */
-    double bg_share;              /* background's share of bytes under contention and of the link */
+    double bg_share;              /* background's cap: its share of the link (token bucket) */
+    double bg_floor;              /* background's share of the bytes while critical contends */
     double link_mbps;             /* link capacity in MB/s for the background bucket; 0 = unset */
     int probe_window_ms;          /* link probe measuring window (the capacity is the median one) */
     int stage_chunk_kib;          /* device staging chunk (1 to 4 MiB) */

@@ -47,10 +47,14 @@ typedef struct sim {
     uint64_t ctl_sent;                   /* control messages handed to the link */
 } sim_t;
 
+/* Background's floor under contention: the share itself (80:20) unless a
+ * test sets it lower. */
+static double s_floor = SHARE;
+
 static void s_sim_init(sim_t *m, double link_bps)
 {
     memset(m, 0, sizeof(*m));
-    sl_xport_sched_init(&m->s, SHARE, CHUNK, CAP);
+    sl_xport_sched_init(&m->s, SHARE, s_floor, CHUNK, CAP);
     if (link_bps > 0)
         sl_xport_sched_set_link(&m->s, link_bps, 0);
 }
@@ -176,6 +180,37 @@ static void test_background_capped_under_contention(void **state)
     assert_true(m->s.inflight <= CAP);
 }
 
+/* Critical first: with background's floor at 5% (the default
+ * xport-bg-floor) and its cap at 20%, a contended link gives background
+ * about 5% and critical the rest, so a saturating critical stream runs at
+ * least 0.94 of the link; background alone still takes up to its cap. */
+static void test_floor_under_contention(void **state)
+{
+    sim_t *m = *state;
+    double b[SL_XPORT_NCLASS];
+
+    s_floor = 0.05;
+    s_sim_init(m, RATE);
+    s_sim_offer(m, SL_XPORT_CRITICAL, true);
+    s_sim_offer(m, SL_XPORT_BACKGROUND, true);
+    s_sim_run(m, SL_MS(1000));
+    for (int i = 0; i < 5; i++) {
+        s_sim_window(m, SL_MS(1000), b);
+        assert_true(b[SL_XPORT_BACKGROUND] <= 0.05 * RATE + CHUNK);
+        assert_true(b[SL_XPORT_BACKGROUND] >= 0.045 * RATE);
+        assert_true(b[SL_XPORT_CRITICAL] >= 0.94 * RATE);
+        assert_true(b[SL_XPORT_CRITICAL] + b[SL_XPORT_BACKGROUND] >= 0.999 * RATE);
+    }
+    s_sim_offer(m, SL_XPORT_CRITICAL, false);
+    s_sim_run(m, m->now + SL_MS(1000));
+    for (int i = 0; i < 3; i++) {
+        s_sim_window(m, SL_MS(1000), b);
+        assert_true(b[SL_XPORT_BACKGROUND] <= SHARE * RATE);
+        assert_true(b[SL_XPORT_BACKGROUND] >= 0.19 * RATE);
+    }
+    s_floor = SHARE;
+}
+
 /* The same cap over shorter windows: 100 ms windows carry no more than
  * 20% of the capacity plus the bucket's depth. */
 static void test_background_cap_in_short_windows(void **state)
@@ -293,7 +328,7 @@ static void test_token_bucket_refills_at_rate(void **state)
     const bool bg[SL_XPORT_NCLASS] = {false, false, true};
     (void)state;
 
-    sl_xport_sched_init(&s, SHARE, CHUNK, CAP);
+    sl_xport_sched_init(&s, SHARE, SHARE, CHUNK, CAP);
     sl_xport_sched_set_link(&s, RATE, SL_MS(5));
     double rate = SHARE * SL_XPORT_SHARE_MARGIN * RATE - SL_XPORT_BUCKET_CHUNKS * (double)CHUNK;
     assert_true(s.bucket_rate == rate);
@@ -352,7 +387,7 @@ static void test_inflight_cap(void **state)
     const bool crit[SL_XPORT_NCLASS] = {false, true, false};
     (void)state;
 
-    sl_xport_sched_init(&s, SHARE, CHUNK, CAP);
+    sl_xport_sched_init(&s, SHARE, SHARE, CHUNK, CAP);
     assert_int_equal(sl_xport_sched_next(&s, none, false, 0), -1);
     for (unsigned i = 0; i < CAP / CHUNK; i++) {
         assert_int_equal(sl_xport_sched_next(&s, crit, true, 0), SL_XPORT_CRITICAL);
@@ -432,6 +467,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_background_capped_under_contention),
+        cmocka_unit_test(test_floor_under_contention),
         cmocka_unit_test(test_background_cap_in_short_windows),
         cmocka_unit_test(test_background_alone_held_by_bucket),
         cmocka_unit_test(test_class_shares_without_bucket),
