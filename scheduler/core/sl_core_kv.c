@@ -203,6 +203,7 @@ sl_status_t sl_core_exec_reach(sl_core_t *core, uint32_t from, uint32_t to, bool
         x->reach[to / 64] |= 1ull << (to % 64);
     else
         x->reach[to / 64] &= ~(1ull << (to % 64));
+    sl_core_stage_update(core, now);
     if (ok)
         sl_core_pump(core, now); /* a decode executor may have waited for a prefill peer */
     return SL_OK;
