@@ -77,6 +77,16 @@ typedef struct sl_backend_stage {
     void *arg; /* passed to both */
 } sl_backend_stage_t;
 
+/* What a backend holds of a model split by layers (sl_backend_ops_t.stage_info). */
+typedef struct sl_backend_stage_info {
+    uint32_t layer_first;  /* first layer held */
+    uint32_t layer_count;  /* layers held */
+    uint32_t layers_total; /* layers of the whole model */
+    uint32_t width;        /* floats per row of the residual stream */
+    void *ring;            /* the receive ring after the KV pool's blocks (NULL: none) */
+    size_t ring_bytes;     /* its bytes */
+} sl_backend_stage_info_t;
+
 /* Everything a backend is created from. Strings are borrowed for create only. */
 typedef struct sl_backend_params {
     const char *model;         /* model preset name ("tiny", "small", ...) or "" */
@@ -93,6 +103,7 @@ typedef struct sl_backend_params {
     uint32_t layer_first;      /* pipeline stage: first layer held (ref; 0 = from the first) */
     uint32_t layer_count;      /* layers held (0 = the whole model from layer_first) */
     sl_backend_stage_t stage;  /* first stage of a chain: the later stages */
+    size_t stage_ring_bytes;   /* a stage's receive ring, allocated after its KV pool */
 } sl_backend_params_t;
 
 /* One sequence (job) inside an engine. The engine owns it; the backend
@@ -198,6 +209,12 @@ typedef struct sl_backend_ops {
     sl_status_t (*kv_hold)(void *state, const uint64_t *hashes, uint32_t n, void **hold_p,
                            const uint32_t **ids_p, uint32_t *n_found_p);
     void (*kv_unhold)(void *state, void *hold);
+
+    /* Pipeline stages (NULL: the backend holds whole models only). */
+    void (*stage_info)(void *state, sl_backend_stage_info_t *info);
+    /* A later stage runs its layers on a step the stage before sent. */
+    sl_status_t (*stage_run)(void *state, const sl_stage_step_t *step, const float *x_in,
+                             float *x_out, uint32_t *next);
 } sl_backend_ops_t;
 
 extern const sl_backend_ops_t sl_backend_sim;

@@ -47,17 +47,20 @@ enum { S_ACTS = 1, S_TOKENS = 2 };
 
 /* The head of a message in a ring. */
 typedef struct s_msg {
-    uint32_t magic;   /* S_MAGIC */
-    uint32_t version; /* S_VERSION */
-    uint32_t kind;    /* S_ACTS or S_TOKENS */
-    int32_t status;   /* SL_OK, or why an earlier stage failed the step */
-    uint64_t step;    /* the first stage's step number */
-    uint32_t n_rows;  /* rows */
-    uint32_t n_seqs;  /* sequence slots */
-    uint32_t n_out;   /* rows that sample */
-    uint32_t n_ended; /* sequences ended before this step */
-    uint32_t width;   /* floats per row */
-    uint32_t pad;     /* zero */
+    uint32_t magic;               /* S_MAGIC */
+    uint32_t version;             /* S_VERSION */
+    uint32_t kind;                /* S_ACTS or S_TOKENS */
+    int32_t status;               /* SL_OK, or why an earlier stage failed the step */
+    uint64_t step;                /* the first stage's step number */
+    uint32_t n_rows;              /* rows */
+    uint32_t n_seqs;              /* sequence slots */
+    uint32_t n_out;               /* rows that sample */
+    uint32_t n_ended;             /* sequences ended before this step */
+    uint32_t width;               /* floats per row */
+    uint32_t hop;                 /* the place in chain of the stage it is sent to */
+    uint32_t n_chain;             /* stages in the chain */
+    uint32_t pad;                 /* zero */
+    uint32_t chain[SL_STAGE_MAX]; /* the stages' scheduler indices, the first stage first */
 } s_msg_t;
 
 /* The notification after a message: which step, how many bytes. */
@@ -68,35 +71,29 @@ typedef struct s_notif {
     uint64_t bytes; /* message bytes at the start of the ring */
 } s_notif_t;
 
-const sl_cfg_field_t sl_exec_stage_cfg_fields[] = {
-    SL_CFG_RANGE(sl_exec_stage_cfg_t, ring_kib, "stage-ring-kib", "4096", SL_CFG_I64, 4, 1048576,
-                 "pipeline stages: receive ring (one step's rows and residual stream), KiB"),
-    SL_CFG_RANGE(sl_exec_stage_cfg_t, step_timeout_ms, "stage-step-timeout-ms", "10000", SL_CFG_I64,
-                 1, 3600000, "pipeline stages: a step whose tokens are not back this long fails"),
-    SL_CFG_END,
-};
-
 struct sl_exec_stage {
-    sl_exec_stage_cfg_t cfg;     /* knobs */
-    sl_exec_stage_io_t io;       /* what runs a step here */
-    sl_xport_t *xp;              /* transport engine (borrowed) */
-    size_t ring_bytes;           /* bytes of the ring and of the send buffer */
-    void *ring;                  /* receive ring */
-    sl_xport_mem_t *ring_mem;    /* its registration */
-    void *ring_key;              /* its packed key */
-    size_t ring_key_len;         /* bytes of ring_key */
-    void *out;                   /* send buffer */
-    sl_xport_mem_t *out_mem;     /* its registration */
-    sl_xport_peer_t *next;       /* the next stage (borrowed; NULL: none yet) */
-    uint32_t next_ring;          /* its ring's id */
-    bool sending;                /* a put is in flight */
-    sl_status_t sent;            /* the last put's outcome */
-    bool arrived;                /* a message is in the ring */
-    s_notif_t notif;             /* its notification */
-    uint64_t step;               /* first stage: steps sent so far */
-    uint64_t *ended;             /* first stage: sequences ended, not sent yet */
-    uint32_t n_ended, cap_ended; /* entries, capacity */
-    sl_exec_stage_stats_t stats; /* counters */
+    sl_exec_stage_cfg_t cfg;      /* knobs */
+    sl_exec_stage_io_t io;        /* what runs a step here */
+    sl_xport_t *xp;               /* transport engine (borrowed) */
+    size_t ring_bytes;            /* bytes of the ring and of the send buffer */
+    void *ring;                   /* receive ring */
+    sl_xport_mem_t *ring_mem;     /* its registration */
+    void *ring_key;               /* its packed key */
+    size_t ring_key_len;          /* bytes of ring_key */
+    void *out;                    /* send buffer */
+    sl_xport_mem_t *out_mem;      /* its registration */
+    sl_xport_peer_t *next;        /* without io.peer: the next stage (borrowed; NULL: none) */
+    uint32_t next_ring;           /* ... its ring's id */
+    uint32_t chain[SL_STAGE_MAX]; /* first stage: its chain */
+    uint32_t n_chain;             /* stages in it (0: none) */
+    bool sending;                 /* a put is in flight */
+    sl_status_t sent;             /* the last put's outcome */
+    bool arrived;                 /* a message is in the ring */
+    s_notif_t notif;              /* its notification */
+    uint64_t step;                /* first stage: steps sent so far */
+    uint64_t *ended;              /* first stage: sequences ended, not sent yet */
+    uint32_t n_ended, cap_ended;  /* entries, capacity */
+    sl_exec_stage_stats_t stats;  /* counters */
 };
 
 /* Bytes before the stream or the tokens, for the counts of m. */
@@ -153,8 +150,9 @@ static void s_msg_write(uint8_t *base, const s_msg_t *h, const sl_stage_step_t *
 sl_status_t sl_exec_stage_create(const sl_exec_stage_cfg_t *cfg, sl_xport_t *xp,
                                  const sl_exec_stage_io_t *io, sl_exec_stage_t **stage_p)
 {
-    if (!io->width || (!io->first && !io->run)) {
-        SL_ERROR("stage: a later stage needs a width and a function that runs its layers");
+    if (!io->width || (!io->first && !io->run) || (io->ring && io->ring_bytes < 4096)) {
+        SL_ERROR("stage: a stage needs a width, a ring of 4 KiB or more, and (a later stage) a "
+                 "function that runs its layers");
         return SL_ERR_INVALID;
     }
     sl_exec_stage_t *s = calloc(1, sizeof(*s));
@@ -165,12 +163,14 @@ sl_status_t sl_exec_stage_create(const sl_exec_stage_cfg_t *cfg, sl_xport_t *xp,
     s->cfg = *cfg;
     s->io = *io;
     s->xp = xp;
-    s->ring_bytes = (size_t)cfg->ring_kib << 10;
-    sl_status_t st =
-        sl_xport_mem_alloc(xp, s->ring_bytes, SL_XPORT_MEM_HOST, &s->ring, &s->ring_mem);
+    s->ring_bytes = io->ring ? io->ring_bytes : (size_t)cfg->ring_kib << 10;
+    s->ring = io->ring;
+    sl_status_t st = SL_OK;
+    if (!s->ring)
+        st = sl_xport_mem_alloc(xp, s->ring_bytes, SL_XPORT_MEM_HOST, &s->ring, &s->ring_mem);
     if (st == SL_OK)
         st = sl_xport_mem_alloc(xp, s->ring_bytes, SL_XPORT_MEM_HOST, &s->out, &s->out_mem);
-    if (st == SL_OK)
+    if (st == SL_OK && s->ring_mem)
         st = sl_xport_mem_pack(xp, s->ring_mem, &s->ring_key, &s->ring_key_len);
     if (st != SL_OK) {
         SL_ERROR("stage: cannot register a ring of %lld KiB: %s", (long long)cfg->ring_kib,
@@ -207,6 +207,18 @@ void sl_exec_stage_set_next(sl_exec_stage_t *s, sl_xport_peer_t *conn, uint32_t 
     s->next_ring = ring;
 }
 
+sl_status_t sl_exec_stage_set_chain(sl_exec_stage_t *s, const uint32_t *chain, uint32_t n)
+{
+    if (n > SL_STAGE_MAX || n == 1) {
+        SL_WARN("stage: a chain of %u stages refused", n);
+        return SL_ERR_INVALID;
+    }
+    memcpy(s->chain, chain, n * sizeof(*chain));
+    s->n_chain = n;
+    SL_INFO("stage: chain of %u stages%s", n, n ? "" : " (none: jobs fail until one forms)");
+    return SL_OK;
+}
+
 bool sl_exec_stage_on_notif(sl_exec_stage_t *s, const void *data, size_t len)
 {
     s_notif_t n;
@@ -237,19 +249,26 @@ static void s_put_done(void *arg, sl_status_t st)
         SL_WARN("stage: a step to the next stage failed: %s", sl_status_str(st));
 }
 
-/* Put the message in the send buffer (bytes) into the next stage's ring. */
-static sl_status_t s_send(sl_exec_stage_t *s, uint32_t kind, uint64_t step, size_t bytes)
+/* Put the message in the send buffer (bytes) into the ring of stage `to`
+ * (a scheduler index; ignored without io.peer). */
+static sl_status_t s_send(sl_exec_stage_t *s, uint32_t to, uint32_t kind, uint64_t step,
+                          size_t bytes)
 {
-    if (!s->next)
+    sl_xport_peer_t *conn = s->next;
+    uint32_t ring = s->next_ring;
+    uint64_t off = 0;
+    if (s->io.peer && !s->io.peer(s->io.peer_arg, to, &conn, &ring, &off))
+        conn = NULL;
+    if (!conn)
         return SL_ERR_NOT_FOUND;
     if (s->sending)
         return SL_ERR_AGAIN;
     s_notif_t n = {S_MAGIC, kind, step, bytes};
-    sl_xport_block_t b = {.local_off = 0, .remote_off = 0, .len = bytes};
+    sl_xport_block_t b = {.local_off = 0, .remote_off = off, .len = bytes};
     sl_xport_xfer_t xf = {.op = SL_XPORT_PUT,
                           .cls = SL_XPORT_CRITICAL,
                           .local = s->out_mem,
-                          .remote = s->next_ring,
+                          .remote = ring,
                           .blocks = &b,
                           .nblocks = 1,
                           .notif = &n,
@@ -257,7 +276,7 @@ static sl_status_t s_send(sl_exec_stage_t *s, uint32_t kind, uint64_t step, size
                           .cb = s_put_done,
                           .cb_arg = s};
     s->sending = true;
-    sl_status_t st = sl_xport_post(s->xp, s->next, &xf);
+    sl_status_t st = sl_xport_post(s->xp, conn, &xf);
     if (st != SL_OK) {
         s->sending = false;
         return st;
@@ -274,7 +293,8 @@ static const s_msg_t *s_arrived(sl_exec_stage_t *s, uint32_t kind, sl_stage_step
     const s_msg_t *m = s->ring;
     uint64_t limit = s->ring_bytes;
     bool ok = m->magic == S_MAGIC && m->version == S_VERSION && m->kind == kind &&
-              m->step == s->notif.step && m->width == s->io.width &&
+              m->step == s->notif.step && m->width == s->io.width && m->n_chain >= 2 &&
+              m->n_chain <= SL_STAGE_MAX && m->hop < m->n_chain &&
               (uint64_t)m->n_rows + m->n_seqs + m->n_out + m->n_ended < limit;
     if (ok)
         ok = s_msg_bytes(m) <= s->notif.bytes && s_msg_bytes(m) <= limit;
@@ -287,7 +307,12 @@ static const s_msg_t *s_arrived(sl_exec_stage_t *s, uint32_t kind, sl_stage_step
     }
     if (!ok) {
         s->stats.notifs_refused++;
-        SL_WARN("stage: the message of step %llu is malformed", (unsigned long long)s->notif.step);
+        SL_WARN("stage: the message of step %llu is malformed (magic %#x, version %u, kind %u, "
+                "step %llu, width %u, %u rows, %u sequences, %u outputs, hop %u of %u, %llu "
+                "bytes announced)",
+                (unsigned long long)s->notif.step, m->magic, m->version, m->kind,
+                (unsigned long long)m->step, m->width, m->n_rows, m->n_seqs, m->n_out, m->hop,
+                m->n_chain, (unsigned long long)s->notif.bytes);
         return NULL;
     }
     return m;
@@ -306,6 +331,7 @@ void sl_exec_stage_progress(sl_exec_stage_t *s, sl_time_t now)
         return; /* the first stage times the step out */
     s_msg_t h = *m;
     h.kind = s->io.last ? S_TOKENS : S_ACTS;
+    h.hop = (m->hop + 1) % m->n_chain;
     h.n_ended = s->io.last ? 0 : m->n_ended; /* the first stage needs no ended list */
     if (s->io.last)
         h.n_rows = h.n_seqs = 0, h.n_ended = 0;
@@ -337,10 +363,10 @@ void sl_exec_stage_progress(sl_exec_stage_t *s, sl_time_t now)
         memcpy(out, &h, sizeof(h));
     else
         s_msg_write(out, &h, &step);
-    sl_status_t st = s_send(s, h.kind, h.step, bytes);
+    sl_status_t st = s_send(s, h.chain[h.hop], h.kind, h.step, bytes);
     if (st != SL_OK)
-        SL_WARN("stage: cannot send step %llu on: %s", (unsigned long long)h.step,
-                sl_status_str(st));
+        SL_WARN("stage: cannot send step %llu on to executor %u: %s", (unsigned long long)h.step,
+                h.chain[h.hop], sl_status_str(st));
 }
 
 /* Wait on the engine for at most 1 ms. */
@@ -360,10 +386,30 @@ static sl_status_t s_forward(void *arg, const sl_stage_step_t *step, const float
     /* a previous step's put may still be completing */
     while (s->sending && sl_clock_now() < deadline)
         s_wait(s);
-    s_msg_t h = {S_MAGIC,      S_VERSION,   S_ACTS,     SL_OK,       ++s->step, step->n_rows,
-                 step->n_seqs, step->n_out, s->n_ended, s->io.width, 0};
-    size_t head = s_head_bytes(&h), bytes = s_msg_bytes(&h);
+    s_msg_t h = {.magic = S_MAGIC,
+                 .version = S_VERSION,
+                 .kind = S_ACTS,
+                 .status = SL_OK,
+                 .step = ++s->step,
+                 .n_rows = step->n_rows,
+                 .n_seqs = step->n_seqs,
+                 .n_out = step->n_out,
+                 .n_ended = s->n_ended,
+                 .width = s->io.width,
+                 .hop = 1,
+                 .n_chain = s->n_chain};
+    memcpy(h.chain, s->chain, sizeof(h.chain));
     sl_status_t st = SL_OK;
+    if (s->io.peer && s->n_chain < 2) {
+        SL_WARN("stage: no chain of later stages (the scheduler sends one once they are reached)");
+        st = SL_ERR_NOT_FOUND;
+        goto fail;
+    }
+    if (!s->io.peer) { /* one next stage, set directly: a chain of two */
+        h.n_chain = 2;
+        h.chain[0] = 0, h.chain[1] = 1;
+    }
+    size_t head = s_head_bytes(&h), bytes = s_msg_bytes(&h);
     if (bytes > s->ring_bytes) {
         SL_WARN("stage: a step of %u rows needs %zu bytes, the ring holds %zu (stage-ring-kib)",
                 step->n_rows, bytes, s->ring_bytes);
@@ -376,7 +422,7 @@ static sl_status_t s_forward(void *arg, const sl_stage_step_t *step, const float
     s_msg_write(s->out, &h, &with_ended);
     memcpy((uint8_t *)s->out + head, x, (size_t)step->n_rows * s->io.width * sizeof(float));
     s->arrived = false;
-    if ((st = s_send(s, S_ACTS, h.step, bytes)) != SL_OK) {
+    if ((st = s_send(s, h.chain[1], S_ACTS, h.step, bytes)) != SL_OK) {
         SL_WARN("stage: cannot send step %llu to the next stage: %s", (unsigned long long)h.step,
                 sl_status_str(st));
         goto fail;

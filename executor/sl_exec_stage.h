@@ -22,19 +22,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/sl_cfg.h"
+#include "common/sl_types.h"
 #include "common/sl_clock.h"
 #include "executor/sl_backend.h"
 
 typedef struct sl_exec_stage sl_exec_stage_t;
 
-/* Knobs (rows of sl_exec_stage_cfg_fields). */
+/* Knobs (the executor's stage-ring-kib and stage-step-timeout-ms). */
 typedef struct sl_exec_stage_cfg {
     int64_t ring_kib;        /* receive ring (and send buffer): one step at most */
     int64_t step_timeout_ms; /* the first stage fails a step whose tokens are not back */
 } sl_exec_stage_cfg_t;
-
-extern const sl_cfg_field_t sl_exec_stage_cfg_fields[];
 
 /* What a stage is made with. */
 typedef struct sl_exec_stage_io {
@@ -47,6 +45,18 @@ typedef struct sl_exec_stage_io {
     uint32_t width; /* floats per row of the residual stream */
     bool first;     /* this stage holds layer 0 (it drives the chain) */
     bool last;      /* this stage samples (it sends tokens to the first) */
+    /* The receive ring: registered memory of the engine that the stage
+     * before writes into (the tail of the executor's KV region, whose key
+     * its peers hold already), ring_bytes long; NULL: the stage allocates
+     * and registers one of ring_kib, whose key sl_exec_stage_ring_key gives. */
+    void *ring;
+    size_t ring_bytes;
+    /* The stage with scheduler index `index`: its connection, the id of
+     * its region and the offset of its ring there (false: not reached).
+     * NULL: the single next stage set by sl_exec_stage_set_next. */
+    bool (*peer)(void *arg, uint32_t index, sl_xport_peer_t **conn_p, uint32_t *region_p,
+                 uint64_t *ring_off_p);
+    void *peer_arg; /* passed to peer */
 } sl_exec_stage_io_t;
 
 /* Counters. */
@@ -66,9 +76,12 @@ sl_status_t sl_exec_stage_create(const sl_exec_stage_cfg_t *cfg, sl_xport_t *xp,
 void sl_exec_stage_destroy(sl_exec_stage_t **stage_p);
 /* The ring's packed remote key (owned by the stage), for the stage before. */
 void sl_exec_stage_ring_key(const sl_exec_stage_t *stage, const void **key_p, size_t *len_p);
-/* The next stage of the loop (the first stage for the last one): a
- * connection of xp (borrowed) and the id of its imported ring key. */
+/* The next stage of the loop (the first stage for the last one), when
+ * io.peer is NULL: a connection of xp (borrowed) and the id of its ring. */
 void sl_exec_stage_set_next(sl_exec_stage_t *stage, sl_xport_peer_t *conn, uint32_t ring);
+/* The first stage's chain (scheduler indices, itself first; n 0: none, its
+ * steps fail). Each step carries it, so later stages know where to send. */
+sl_status_t sl_exec_stage_set_chain(sl_exec_stage_t *stage, const uint32_t *chain, uint32_t n);
 /* A notification xp received: true when it was a stage's (handled). */
 bool sl_exec_stage_on_notif(sl_exec_stage_t *stage, const void *data, size_t len);
 /* A later stage: run the step that arrived, if any, and send it on. */

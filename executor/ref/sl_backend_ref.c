@@ -129,6 +129,7 @@ sl_status_t sl_backend_ref_resolve(const sl_backend_params_t *p, sl_model_cfg_t 
     o.threads = p->threads;
     o.layer_first = p->layer_first;
     o.layer_count = p->layer_count;
+    o.pool_extra = p->stage_ring_bytes;
     *cfg = c;
     *opts = o;
     return SL_OK;
@@ -401,7 +402,9 @@ static void *s_kv_pool(void *state, size_t *bytes_p, size_t *block_bytes_p, bool
     void *pool = sl_model_kv_pool(r->model, block_bytes_p);
     sl_kv_stats_t s;
     sl_kv_stats(r->kv, &s);
-    *bytes_p = *block_bytes_p * ((size_t)s.referenced + s.cached + s.free);
+    size_t ring = 0;
+    sl_model_pool_extra(r->model, &ring);
+    *bytes_p = *block_bytes_p * ((size_t)s.referenced + s.cached + s.free) + ring;
     return pool;
 }
 
@@ -477,20 +480,6 @@ static void s_limits(void *state, sl_backend_limits_t *limits)
 
 /* --- later pipeline stages ------------------------------------------------------- */
 
-void sl_backend_ref_stage_layers(void *state, uint32_t *first_p, uint32_t *count_p,
-                                 uint32_t *total_p)
-{
-    const s_ref_t *r = state;
-    sl_model_layers(r->model, first_p, count_p);
-    *total_p = r->cfg.n_layers;
-}
-
-uint32_t sl_backend_ref_stage_width(void *state)
-{
-    const s_ref_t *r = state;
-    return r->cfg.dim;
-}
-
 void sl_backend_ref_stage_end(void *state, uint64_t id)
 {
     s_ref_t *r = state;
@@ -540,6 +529,15 @@ sl_status_t sl_backend_ref_stage_run(void *state, const sl_stage_step_t *step, c
                                   NULL);
 }
 
+static void s_stage_info(void *state, sl_backend_stage_info_t *info)
+{
+    const s_ref_t *r = state;
+    sl_model_layers(r->model, &info->layer_first, &info->layer_count);
+    info->layers_total = r->cfg.n_layers;
+    info->width = r->cfg.dim;
+    info->ring = sl_model_pool_extra(r->model, &info->ring_bytes);
+}
+
 const sl_backend_ops_t sl_backend_ref = {
     .name = "ref",
     .create = s_create,
@@ -554,4 +552,6 @@ const sl_backend_ops_t sl_backend_ref = {
     .kv_import = s_kv_import,
     .kv_hold = s_kv_hold,
     .kv_unhold = s_kv_unhold,
+    .stage_info = s_stage_info,
+    .stage_run = sl_backend_ref_stage_run,
 };

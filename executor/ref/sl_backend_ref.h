@@ -29,13 +29,8 @@ sl_status_t sl_backend_ref_resolve(const sl_backend_params_t *params, sl_model_c
                                    sl_model_opts_t *opts);
 
 /* Later pipeline stages (an executor whose model does not start at layer
- * 0 is given no jobs; it runs the steps the stage before it sends).
- * state is the backend's (sl_engine_backend). */
-/* The layers held: [first, first + count) of total. */
-void sl_backend_ref_stage_layers(void *state, uint32_t *first_p, uint32_t *count_p,
-                                 uint32_t *total_p);
-/* Width of the residual stream (floats per row). */
-uint32_t sl_backend_ref_stage_width(void *state);
+ * 0 is given no jobs; it runs the steps the stage before it sends; also
+ * the ops' stage_run). state is the backend's (sl_engine_backend). */
 /* Run this stage's layers on one step: first release step->ended, reserve
  * KV for sequences not seen before (SL_ERR_AGAIN when the pool is full).
  * x_in [n_rows][width] host; a middle stage writes x_out [n_rows][width],

@@ -72,6 +72,7 @@ struct sl_model {
     uint32_t n_local;      /* layers held */
     float *kv_pool;        /* n_blocks blocks of block_floats */
     uint32_t kv_blocks;    /* blocks in the pool */
+    size_t pool_extra;     /* bytes after the blocks in the pool's allocation */
     size_t block_floats;   /* floats per block (all layers, K and V) */
     uint32_t max_rows;     /* rows per pass */
     uint32_t max_blocks;   /* table entries per sequence slot */
@@ -367,7 +368,7 @@ static sl_status_t s_alloc_all(sl_model_t *m)
         return SL_ERR_NOMEM;
     }
     m->block_floats = (size_t)m->n_local * 2 * c->block_tokens * m->kv_dim;
-    st = s_alloc_act(m, (size_t)m->kv_blocks * m->block_floats * F, &m->kv_pool);
+    st = s_alloc_act(m, (size_t)m->kv_blocks * m->block_floats * F + m->pool_extra, &m->kv_pool);
     if (st != SL_OK)
         SL_ERROR("model: cannot allocate a KV pool of %u blocks (%zu MiB)", m->kv_blocks,
                  (size_t)m->kv_blocks * m->block_floats * F >> 20);
@@ -394,6 +395,7 @@ sl_status_t sl_model_create(const sl_model_cfg_t *cfg, const sl_model_opts_t *op
     m->head_dim = cfg->dim / cfg->n_heads;
     m->kv_dim = cfg->n_kv_heads * m->head_dim;
     m->kv_blocks = opts->kv_blocks;
+    m->pool_extra = (opts->pool_extra + 7) & ~(size_t)7;
     m->max_rows = opts->max_rows ? opts->max_rows : 256;
     m->max_blocks = (cfg->max_ctx + cfg->block_tokens - 1) / cfg->block_tokens;
     if (opts->layer_first >= cfg->n_layers ||
@@ -482,6 +484,13 @@ void sl_model_layers(const sl_model_t *model, uint32_t *first_p, uint32_t *count
 {
     *first_p = model->first;
     *count_p = model->n_local;
+}
+
+void *sl_model_pool_extra(const sl_model_t *model, size_t *bytes_p)
+{
+    *bytes_p = model->pool_extra;
+    return model->pool_extra ? model->kv_pool + (size_t)model->kv_blocks * model->block_floats
+                             : NULL;
 }
 
 bool sl_model_is_first(const sl_model_t *model)

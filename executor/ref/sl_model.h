@@ -52,6 +52,8 @@ typedef struct sl_model_opts {
     int threads;          /* CPU BLAS threads (0 = library default) */
     uint32_t layer_first; /* pipeline stage: first layer held (0 for the whole model) */
     uint32_t layer_count; /* layers held from layer_first (0 = through the last one) */
+    size_t pool_extra;    /* bytes after the KV blocks in the pool's allocation (a pipeline
+                             stage's receive ring, registered with the pool) */
 } sl_model_opts_t;
 
 /* One forward pass. Row r is token tokens[r] at position pos[r] of sequence
@@ -131,6 +133,8 @@ sl_status_t sl_model_generate(sl_model_t *model, const uint32_t *prompt, uint32_
 /* The KV pool (device memory) and the bytes of one block: block b spans all
  * layers held at pool + b * block_bytes, so sl_k_kv_pack moves whole blocks. */
 void *sl_model_kv_pool(const sl_model_t *model, size_t *block_bytes_p);
+/* The opts->pool_extra bytes right after the pool's blocks (NULL when 0). */
+void *sl_model_pool_extra(const sl_model_t *model, size_t *bytes_p);
 
 /* Write the synthetic fp32 weights of (cfg, seed) to a safetensors file with
  * Llama tensor names and head counts in the metadata. */

@@ -124,11 +124,12 @@ sl_status_t sl_core_kv_exec_join(sl_core_t *core, sl_exec_t *e, const sl_exec_in
         (info->role != SL_ROLE_MIXED && info->kv_region_bytes == 0))
         return SL_ERR_INVALID;
     e->role = info->role;
-    e->data_plane = info->kv_region_bytes > 0;
+    /* a pipeline stage has a region (its peers reach it) but takes no part in KV moves */
+    e->data_plane = info->kv_region_bytes > 0 && info->layers_total == 0;
     e->kv_fetch_source = e->data_plane && info->kv_fetch_source;
     uint64_t tokens = (uint64_t)info->kv_blocks_total * info->kv_block_tokens;
     e->kv_bytes_per_token = e->data_plane && tokens ? (double)info->kv_region_bytes / tokens : 0;
-    if (e->data_plane) {
+    if (info->kv_region_bytes > 0) {
         sl_core_exec_t *x = sl_core_exec_priv(e);
         x->reach = calloc(s_words(core), sizeof(uint64_t));
         if (!x->reach)

@@ -132,14 +132,44 @@ static void *s_later_main(void *arg)
     return NULL;
 }
 
+/* The second stage's ring is the tail of a larger registered region (as
+ * in the executor, where it follows the KV pool's blocks). */
+#define S_POOL (3u << 20)
+#define S_RING (1u << 20)
+
 typedef struct chain {
     sl_xport_t *xp0, *xp1;
     sl_exec_stage_t *st0, *st1;
     sl_engine_t *e0, *e1;
+    void *pool1;                /* the second stage's region */
+    sl_xport_mem_t *pool1_mem;  /* its registration */
+    sl_xport_peer_t *to0, *to1; /* connections: to the first stage, to the second */
+    uint32_t r0, r1;            /* the first stage's ring, the second's region */
     later_t later;
     pthread_t thread;
     run_t run;
 } chain_t;
+
+/* Stage 0 of the chain is the first stage, stage 1 the second. */
+static bool s_peer0(void *arg, uint32_t index, sl_xport_peer_t **conn_p, uint32_t *region_p,
+                    uint64_t *off_p)
+{
+    chain_t *c = arg;
+    if (index != 1)
+        return false;
+    *conn_p = c->to1, *region_p = c->r1, *off_p = S_POOL;
+    return true;
+}
+
+static bool s_peer1(void *arg, uint32_t index, sl_xport_peer_t **conn_p, uint32_t *region_p,
+                    uint64_t *off_p)
+{
+    chain_t *c = arg;
+    if (index != 0)
+        return false;
+    *conn_p = c->to0, *region_p = c->r0, *off_p = 0;
+    return true;
+}
 
 static void s_chain_up(chain_t *c, int64_t timeout_ms)
 {
@@ -158,26 +188,41 @@ static void s_chain_up(chain_t *c, int64_t timeout_ms)
     assert_int_equal(sl_engine_create(&ec, &sl_backend_ref, &p, &cb, &c->e1), SL_OK);
     c->later.backend = sl_engine_backend(c->e1);
     sl_exec_stage_cfg_t sc = {.ring_kib = 1024, .step_timeout_ms = timeout_ms};
-    sl_exec_stage_io_t io1 = {s_run_later, c->later.backend,
-                              sl_backend_ref_stage_width(c->later.backend), false, true};
+    sl_backend_stage_info_t info;
+    sl_backend_ref.stage_info(c->later.backend, &info);
+    assert_int_equal(info.layer_first, 1);
+    assert_int_equal(info.layers_total, 2);
+    c->pool1 = calloc(1, S_POOL + S_RING);
+    assert_non_null(c->pool1);
+    assert_int_equal(
+        sl_xport_mem_register(c->xp1, c->pool1, S_POOL + S_RING, SL_XPORT_MEM_HOST, &c->pool1_mem),
+        SL_OK);
+    sl_exec_stage_io_t io1 = {.run = s_run_later,
+                              .arg = c->later.backend,
+                              .width = info.width,
+                              .last = true,
+                              .ring = (char *)c->pool1 + S_POOL,
+                              .ring_bytes = S_RING,
+                              .peer = s_peer1,
+                              .peer_arg = c};
     assert_int_equal(sl_exec_stage_create(&sc, c->xp1, &io1, &c->st1), SL_OK);
-    sl_exec_stage_io_t io0 = {NULL, NULL, 128, true, false};
+    sl_exec_stage_io_t io0 = {.width = 128, .first = true, .peer = s_peer0, .peer_arg = c};
     assert_int_equal(sl_exec_stage_create(&sc, c->xp0, &io0, &c->st0), SL_OK);
-    /* connect both ways, each imports the other's ring key */
-    const void *a0, *a1, *k0, *k1;
+    const uint32_t chain[2] = {0, 1};
+    assert_int_equal(sl_exec_stage_set_chain(c->st0, chain, 2), SL_OK);
+    /* connect both ways; the first imports the region's key, the second the ring's */
+    const void *a0, *a1, *k0;
     size_t l0, l1, kl0, kl1;
-    sl_xport_peer_t *to1, *to0;
-    uint32_t r1, r0;
+    void *k1;
     assert_int_equal(sl_xport_address(c->xp0, &a0, &l0), SL_OK);
     assert_int_equal(sl_xport_address(c->xp1, &a1, &l1), SL_OK);
-    assert_int_equal(sl_xport_connect(c->xp0, a1, l1, &to1), SL_OK);
-    assert_int_equal(sl_xport_connect(c->xp1, a0, l0, &to0), SL_OK);
+    assert_int_equal(sl_xport_connect(c->xp0, a1, l1, &c->to1), SL_OK);
+    assert_int_equal(sl_xport_connect(c->xp1, a0, l0, &c->to0), SL_OK);
     sl_exec_stage_ring_key(c->st0, &k0, &kl0);
-    sl_exec_stage_ring_key(c->st1, &k1, &kl1);
-    assert_int_equal(sl_xport_rkey_import(c->xp0, to1, k1, kl1, &r1), SL_OK);
-    assert_int_equal(sl_xport_rkey_import(c->xp1, to0, k0, kl0, &r0), SL_OK);
-    sl_exec_stage_set_next(c->st0, to1, r1);
-    sl_exec_stage_set_next(c->st1, to0, r0);
+    assert_int_equal(sl_xport_mem_pack(c->xp1, c->pool1_mem, &k1, &kl1), SL_OK);
+    assert_int_equal(sl_xport_rkey_import(c->xp0, c->to1, k1, kl1, &c->r1), SL_OK);
+    assert_int_equal(sl_xport_rkey_import(c->xp1, c->to0, k0, kl0, &c->r0), SL_OK);
+    free(k1);
     sl_xport_set_notif_handler(c->xp0, s_notif, c->st0);
     sl_xport_set_notif_handler(c->xp1, s_notif, c->st1);
     /* the first stage: layer 0, its steps go round the chain */
@@ -199,6 +244,8 @@ static void s_chain_down(chain_t *c)
     pthread_join(c->thread, NULL);
     sl_exec_stage_destroy(&c->st0);
     sl_exec_stage_destroy(&c->st1);
+    sl_xport_mem_deregister(c->xp1, &c->pool1_mem);
+    free(c->pool1);
     sl_engine_destroy(&c->e1);
     sl_xport_destroy(&c->xp0);
     sl_xport_destroy(&c->xp1);
