@@ -147,6 +147,8 @@ static void s_msg_write(uint8_t *base, const s_msg_t *h, const sl_stage_step_t *
         memcpy(p, step->out_rows, (size_t)h->n_out * 4);
 }
 
+static void s_wait(sl_exec_stage_t *s);
+
 sl_status_t sl_exec_stage_create(const sl_exec_stage_cfg_t *cfg, sl_xport_t *xp,
                                  const sl_exec_stage_io_t *io, sl_exec_stage_t **stage_p)
 {
@@ -187,6 +189,16 @@ void sl_exec_stage_destroy(sl_exec_stage_t **stage_p)
     sl_exec_stage_t *s = *stage_p;
     if (!s)
         return;
+    /* a put in flight calls back into s: let it end (its peer answers or
+     * fails within the step timeout); past that, s is left allocated */
+    sl_time_t deadline = sl_clock_now() + SL_MS(s->cfg.step_timeout_ms);
+    while (s->sending && sl_clock_now() < deadline)
+        s_wait(s);
+    if (s->sending) {
+        SL_WARN("stage: a put to the next stage is still in flight: its buffers stay");
+        *stage_p = NULL;
+        return;
+    }
     sl_xport_mem_deregister(s->xp, &s->ring_mem);
     sl_xport_mem_deregister(s->xp, &s->out_mem);
     free(s->ring_key);
@@ -213,7 +225,8 @@ sl_status_t sl_exec_stage_set_chain(sl_exec_stage_t *s, const uint32_t *chain, u
         SL_WARN("stage: a chain of %u stages refused", n);
         return SL_ERR_INVALID;
     }
-    memcpy(s->chain, chain, n * sizeof(*chain));
+    if (n)
+        memcpy(s->chain, chain, n * sizeof(*chain));
     s->n_chain = n;
     SL_INFO("stage: chain of %u stages%s", n, n ? "" : " (none: jobs fail until one forms)");
     return SL_OK;

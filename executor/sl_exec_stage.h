@@ -72,7 +72,9 @@ typedef struct sl_exec_stage_stats {
  * send buffer of ring_kib each, allocated and registered through xp. */
 sl_status_t sl_exec_stage_create(const sl_exec_stage_cfg_t *cfg, sl_xport_t *xp,
                                  const sl_exec_stage_io_t *io, sl_exec_stage_t **stage_p);
-/* Release (NULL-safe, sets *stage_p = NULL); no put may be in flight. */
+/* Release (NULL-safe, sets *stage_p = NULL). A put still in flight is
+ * waited for (progressing xp) for at most step_timeout_ms; past that the
+ * stage's buffers are left registered rather than freed under it. */
 void sl_exec_stage_destroy(sl_exec_stage_t **stage_p);
 /* The ring's packed remote key (owned by the stage), for the stage before. */
 void sl_exec_stage_ring_key(const sl_exec_stage_t *stage, const void **key_p, size_t *len_p);

@@ -237,12 +237,13 @@ static void s_chain_up(chain_t *c, int64_t timeout_ms)
 static void s_chain_down(chain_t *c)
 {
     sl_engine_destroy(&c->e0);
-    /* let the last step's puts land before the engines go */
-    for (int i = 0; i < 50; i++)
-        sl_xport_progress(c->xp0);
+    /* the first stage waits for its last put while the second still serves */
+    sl_exec_stage_destroy(&c->st0);
     atomic_store(&c->later.stop, 1);
     pthread_join(c->thread, NULL);
-    sl_exec_stage_destroy(&c->st0);
+    /* the second stage's last put went to the first stage's engine */
+    while (sl_xport_progress(c->xp1) > 0 || sl_xport_progress(c->xp0) > 0)
+        ;
     sl_exec_stage_destroy(&c->st1);
     sl_xport_mem_deregister(c->xp1, &c->pool1_mem);
     free(c->pool1);

@@ -44,7 +44,9 @@ static void s_submit(void *sock, const char *id, const char *model, const uint32
 #define S_MODEL "tiny" /* 2 layers: 0-0 and 1-1 */
 #define S_FIRST "--layers=0-0"
 #define S_LATER "--layers=1-1"
+#define S_MISSED "--missed-heartbeats=25"
 #else
+#define S_MISSED "--missed-heartbeats=10"
 #define S_MODEL "small"
 #define S_FIRST "--layers=0-3"
 #define S_LATER "--layers=4-7"
@@ -54,8 +56,7 @@ static void test_two_stages_equal_one_executor(void **state)
 {
     (void)state;
     static cl_t c;
-    const char *sched_args[] = {"--log-level=warn", "--heartbeat-ms=200", "--missed-heartbeats=10",
-                                NULL};
+    const char *sched_args[] = {"--log-level=warn", "--heartbeat-ms=200", S_MISSED, NULL};
     const char *stage0[] = {"--backend=ref",
                             "--model=" S_MODEL,
                             "--device=cpu",
@@ -143,6 +144,23 @@ static void test_two_stages_equal_one_executor(void **state)
     /* a spare later stage joins (a higher index: the chain keeps stage1) */
     cl_executor(&c, "stage1b", stage1);
     assert_int_equal(cl_wait_executors(&c, sock, 4, 30000), 0);
+    /* the spare and the first stage reached each other (and stage1) */
+    bool reached = false;
+    for (int i = 0; i < 600 && !reached; i++) {
+        sl_wire_msg_t *m = cl_status(sock, 2000);
+        assert_non_null(m);
+        int ok = 0;
+        for (uint32_t k = 0; k < cl_status_execs(m); k++) {
+            sl_wire_exec_status_t e = cl_status_exec(m, k);
+            ok +=
+                (!strcmp(e.name, "stage0") || !strcmp(e.name, "stage1b")) && e.peers_reachable >= 2;
+        }
+        sl_wire_msg_free(&m);
+        reached = ok == 2;
+        if (!reached)
+            zmq_poll(NULL, 0, 50);
+    }
+    assert_true(reached);
     /* the later stage dies with jobs on the chain: each is answered once */
     for (int k = 0; k < 6; k++) {
         snprintf(id, sizeof(id), "x%d", k);
