@@ -9,6 +9,13 @@
  * on the chain: each is answered once (it ends OK after its requeue to the
  * new chain, or FAILED when its step timed out first), none hangs, and the
  * jobs after that run on the new chain with the same tokens.
+ *
+ * On two hosts (test_pipeline_hosts.sh): SLUICE_PIPE_BIN_STAGE0 and
+ * SLUICE_PIPE_BIN_STAGE1 name folders whose `sluice-executor` starts the
+ * real one inside a host of the multi-host bed (its own network namespace,
+ * a shaped link); the first stage runs in one host, the later stages in the
+ * other, so the activations cross that link over TCP. The scheduler, the
+ * whole-model executor and this client stay on this host (ipc endpoints).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +34,24 @@
 
 #define N_PROMPTS 50
 #define MAX_NEW 8
+
+/* Start executor name, through the folder in env var `where` when it is set. */
+static int s_executor(cl_t *c, const char *name, const char *const *args, const char *where)
+{
+    const char *dir = getenv(where), *bin = getenv("SLUICE_BIN");
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", bin ? bin : "");
+    if (dir && dir[0])
+        setenv("SLUICE_BIN", dir, 1);
+    int slot = cl_executor(c, name, args);
+    if (dir && dir[0]) {
+        if (saved[0])
+            setenv("SLUICE_BIN", saved, 1);
+        else
+            unsetenv("SLUICE_BIN");
+    }
+    return slot;
+}
 
 static void s_submit(void *sock, const char *id, const char *model, const uint32_t *toks,
                      uint32_t n)
@@ -82,8 +107,8 @@ static void test_two_stages_equal_one_executor(void **state)
                            NULL};
     cl_init(&c, "pipe");
     cl_scheduler(&c, sched_args);
-    int s0 = cl_executor(&c, "stage0", stage0);
-    int s1 = cl_executor(&c, "stage1", stage1);
+    int s0 = s_executor(&c, "stage0", stage0, "SLUICE_PIPE_BIN_STAGE0");
+    int s1 = s_executor(&c, "stage1", stage1, "SLUICE_PIPE_BIN_STAGE1");
     cl_executor(&c, "whole", whole);
     void *sock = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, sock, 3, 30000), 0);
@@ -142,7 +167,7 @@ static void test_two_stages_equal_one_executor(void **state)
     sl_wire_msg_free(&st);
 
     /* a spare later stage joins (a higher index: the chain keeps stage1) */
-    cl_executor(&c, "stage1b", stage1);
+    s_executor(&c, "stage1b", stage1, "SLUICE_PIPE_BIN_STAGE1");
     assert_int_equal(cl_wait_executors(&c, sock, 4, 30000), 0);
     /* the spare and the first stage reached each other (and stage1) */
     bool reached = false;
