@@ -272,7 +272,7 @@ static void s_check_model(bench_t *b, sl_k_dtype_t dt, double tol)
 {
     sl_model_cfg_t cfg;
     s_ok(sl_model_preset("tiny", &cfg), "preset");
-    sl_model_opts_t o = {NULL, dt, SL_K_CPU, 42, 64, 0, 0};
+    sl_model_opts_t o = {NULL, dt, SL_K_CPU, 42, 64, 0, 0, 0, 0, 0};
     sl_model_t *mc = NULL, *mg = NULL;
     s_ok(sl_model_create(&cfg, &o, &mc), "cpu model");
     o.device = SL_K_CUDA;

@@ -132,7 +132,13 @@ typedef struct sl_exec_info {
     sl_exec_role_t role;         /* which part of a job it serves */
     uint64_t kv_region_bytes;    /* its registered KV region (0: no data plane) */
     bool kv_fetch_source;        /* it can send blocks of its prefix cache to a peer */
+    uint32_t layer_first;        /* pipeline stage: first layer held */
+    uint32_t layer_last;         /* ... last layer held (inclusive) */
+    uint32_t layers_total;       /* ... of a model of this many layers; 0 = the whole model */
 } sl_exec_info_t;
+
+/* Stages in one pipeline chain at most. */
+#define SL_STAGE_MAX 16
 
 /* What an executor's data plane has moved (sl_exec_load_t.kv). */
 typedef struct sl_exec_kv_load {

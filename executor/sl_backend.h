@@ -43,6 +43,50 @@ typedef struct sl_backend_kv_cb {
     void *arg;                                       /* passed to both */
 } sl_backend_kv_cb_t;
 
+/* One forward step of a pipeline stage, as the first stage hands it on:
+ * the step's rows (each a token position of one sequence slot), which rows
+ * sample, the sequences of the slots, and the sequences ended since the
+ * previous step (later stages release their KV). */
+typedef struct sl_stage_seq {
+    uint64_t id;       /* the sequence (sl_seq_t.id) */
+    uint32_t capacity; /* its prompt + new tokens: KV positions to reserve */
+    uint32_t pad;      /* zero */
+} sl_stage_seq_t;
+
+typedef struct sl_stage_step {
+    uint32_t n_rows;            /* rows */
+    uint32_t n_seqs;            /* sequence slots */
+    uint32_t n_out;             /* rows that sample */
+    uint32_t n_ended;           /* sequences ended before this step */
+    const sl_stage_seq_t *seqs; /* [n_seqs] */
+    const uint32_t *row_seq;    /* [n_rows] slot of each row */
+    const uint32_t *pos;        /* [n_rows] position of each row */
+    const uint32_t *out_rows;   /* [n_out] */
+    const uint64_t *ended;      /* [n_ended] */
+} sl_stage_step_t;
+
+/* How a first pipeline stage reaches the rest of its chain: forward runs
+ * the later stages on the step (x: [n_rows][width] fp32, the residual
+ * stream after this stage) and returns the sampled token of each out row
+ * in next[n_out]; an error fails the step's sequences. end notes a
+ * sequence released here, for the later stages to release with the next
+ * step. NULL forward: the backend holds the whole model. */
+typedef struct sl_backend_stage {
+    sl_status_t (*forward)(void *arg, const sl_stage_step_t *step, const float *x, uint32_t *next);
+    void (*end)(void *arg, uint64_t id);
+    void *arg; /* passed to both */
+} sl_backend_stage_t;
+
+/* What a backend holds of a model split by layers (sl_backend_ops_t.stage_info). */
+typedef struct sl_backend_stage_info {
+    uint32_t layer_first;  /* first layer held */
+    uint32_t layer_count;  /* layers held */
+    uint32_t layers_total; /* layers of the whole model */
+    uint32_t width;        /* floats per row of the residual stream */
+    void *ring;            /* the receive ring after the KV pool's blocks (NULL: none) */
+    size_t ring_bytes;     /* its bytes */
+} sl_backend_stage_info_t;
+
 /* Everything a backend is created from. Strings are borrowed for create only. */
 typedef struct sl_backend_params {
     const char *model;         /* model preset name ("tiny", "small", ...) or "" */
@@ -56,6 +100,10 @@ typedef struct sl_backend_params {
     int threads;               /* CPU threads for compute (0 = default) */
     const sl_sim_cfg_t *sim;   /* sim backend coefficients */
     sl_backend_kv_cb_t kv_cb;  /* KV events (may have NULL functions) */
+    uint32_t layer_first;      /* pipeline stage: first layer held (ref; 0 = from the first) */
+    uint32_t layer_count;      /* layers held (0 = the whole model from layer_first) */
+    sl_backend_stage_t stage;  /* first stage of a chain: the later stages */
+    size_t stage_ring_bytes;   /* a stage's receive ring, allocated after its KV pool */
 } sl_backend_params_t;
 
 /* One sequence (job) inside an engine. The engine owns it; the backend
@@ -161,6 +209,12 @@ typedef struct sl_backend_ops {
     sl_status_t (*kv_hold)(void *state, const uint64_t *hashes, uint32_t n, void **hold_p,
                            const uint32_t **ids_p, uint32_t *n_found_p);
     void (*kv_unhold)(void *state, void *hold);
+
+    /* Pipeline stages (NULL: the backend holds whole models only). */
+    void (*stage_info)(void *state, sl_backend_stage_info_t *info);
+    /* A later stage runs its layers on a step the stage before sent. */
+    sl_status_t (*stage_run)(void *state, const sl_stage_step_t *step, const float *x_in,
+                             float *x_out, uint32_t *next);
 } sl_backend_ops_t;
 
 extern const sl_backend_ops_t sl_backend_sim;

@@ -511,6 +511,11 @@ const uint32_t *sl_engine_kv_table(const sl_engine_t *e, const sl_engine_job_t *
     return e->ops->kv_table(e->backend, &job->seq, n_p);
 }
 
+void *sl_engine_backend(const sl_engine_t *e)
+{
+    return e->backend;
+}
+
 void sl_engine_kv_geometry(const sl_engine_t *e, uint32_t *blocks_p, uint32_t *block_tokens_p)
 {
     sl_backend_load_t bl = {0};

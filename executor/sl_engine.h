@@ -126,6 +126,11 @@ void *sl_engine_kv_pool(const sl_engine_t *engine, size_t *bytes_p, size_t *bloc
 const uint32_t *sl_engine_kv_table(const sl_engine_t *engine, const sl_engine_job_t *job,
                                    uint32_t *n_p);
 
+/* The backend's own state (what its create made), for an embedder that
+ * drives a backend beside the engine: a later pipeline stage runs the steps
+ * the stage before it sends (sl_backend_ref_stage_run). */
+void *sl_engine_backend(const sl_engine_t *engine);
+
 /* Do what is due at now; returns when to call again (INT64_MAX: on the next
  * submit). A real-compute backend runs one step per call. */
 sl_time_t sl_engine_advance(sl_engine_t *engine, sl_time_t now);

@@ -80,6 +80,7 @@ typedef struct s_peer {
     sl_time_t posted_at;   /* when the check was posted */
     bool pending;          /* the check awaits its callback */
     bool reached;          /* the check completed */
+    uint64_t region_bytes; /* bytes of its KV region */
 } s_peer_t;
 
 /* A plan received before its job (AWAIT, PUSH). */
@@ -143,6 +144,8 @@ struct sl_exec_dp {
     s_kvjob_t *active;           /* jobs pushing or retiring */
     uint32_t fetches;            /* prefix fetches in flight (their callbacks free them) */
     sl_exec_dp_stats_t stats;    /* counters */
+    bool (*other)(void *arg, const void *data, size_t len); /* pipeline stages' notifications */
+    void *other_arg;                                        /* passed to other */
 };
 
 static void s_sent(sl_status_t st, const char *what)
@@ -259,6 +262,7 @@ void sl_exec_dp_on_peers(sl_exec_dp_t *dp, const sl_wire_msg_t *msg, sl_time_t n
         }
         p->dp = dp;
         p->index = w.executor_index;
+        p->region_bytes = w.kv_region_bytes;
         p->next = dp->peers;
         dp->peers = p;
         s_peer_check(dp, p, &w, now);
@@ -886,6 +890,8 @@ static void s_on_notif(void *arg, const void *data, size_t len)
 {
     sl_exec_dp_t *dp = arg;
     s_notif_t h;
+    if (dp->other && dp->other(dp->other_arg, data, len))
+        return;
     if (len < sizeof(h)) {
         s_refuse(dp, 0, "shorter than its header");
         return;
@@ -1154,4 +1160,29 @@ sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
         dp->block_bytes, want > cap ? " (capped)" : "", dp->kv_rkey_len);
     *dp_p = dp;
     return SL_OK;
+}
+
+sl_xport_t *sl_exec_dp_xport(const sl_exec_dp_t *dp)
+{
+    return dp->xport;
+}
+
+void sl_exec_dp_set_notif_other(sl_exec_dp_t *dp,
+                                bool (*other)(void *arg, const void *data, size_t len), void *arg)
+{
+    dp->other = other;
+    dp->other_arg = arg;
+}
+
+bool sl_exec_dp_peer(const sl_exec_dp_t *dp, uint32_t index, sl_xport_peer_t **conn_p,
+                     uint32_t *remote_p, uint64_t *region_bytes_p)
+{
+    for (const s_peer_t *p = dp->peers; p; p = p->next)
+        if (p->index == index && p->conn && p->reached) {
+            *conn_p = p->conn;
+            *remote_p = p->remote;
+            *region_bytes_p = p->region_bytes;
+            return true;
+        }
+    return false;
 }

@@ -90,4 +90,16 @@ void sl_exec_dp_job_end(sl_exec_dp_t *dp, sl_engine_job_t *job);
 /* Counters. */
 void sl_exec_dp_stats(const sl_exec_dp_t *dp, sl_exec_dp_stats_t *stats);
 
+/* For pipeline stages (sl_exec_stage.c), which share the engine and the
+ * peers: the engine; a handler offered every notification first (it
+ * returns true for one of its own); the connection to reached peer index,
+ * its KV region's id in our transfers and its bytes (false: not reached). */
+struct sl_xport;
+struct sl_xport_peer;
+struct sl_xport *sl_exec_dp_xport(const sl_exec_dp_t *dp);
+void sl_exec_dp_set_notif_other(sl_exec_dp_t *dp,
+                                bool (*other)(void *arg, const void *data, size_t len), void *arg);
+bool sl_exec_dp_peer(const sl_exec_dp_t *dp, uint32_t index, struct sl_xport_peer **conn_p,
+                     uint32_t *remote_p, uint64_t *region_bytes_p);
+
 #endif

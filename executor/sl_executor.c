@@ -47,6 +47,7 @@
  */
 #include "executor/sl_executor.h"
 #include "executor/sl_exec_dp.h"
+#include "executor/sl_exec_stage.h"
 #include "executor/sl_link.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
@@ -143,6 +144,17 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  SL_CFG_I64, 10, 3600000,
                  "data plane: a peer whose region does not answer a small read within this long "
                  "is reported unreachable"),
+    SL_CFG_FIELD(sl_executor_cfg_t, layers, "layers", "", SL_CFG_STR,
+                 "ref: a pipeline stage holding layers A-B of the model (empty: all); needs "
+                 "--data-plane on"),
+    SL_CFG_RANGE(sl_executor_cfg_t, stage_ring_kib, "stage-ring-kib", "4096", SL_CFG_I64, 4,
+                 1048576,
+                 "pipeline stage: receive ring for one step's rows and residual stream, in KiB "
+                 "(equal on every stage of a chain)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, stage_step_timeout_ms, "stage-step-timeout-ms", "10000",
+                 SL_CFG_I64, 1, 3600000,
+                 "pipeline stage: a step whose tokens are not back from the later stages this "
+                 "long fails its jobs"),
     SL_CFG_END,
 };
 
@@ -199,10 +211,12 @@ struct sl_executor {
     uint32_t kv_blocks;         /* the backend's KV pool in blocks (advertised in hello) */
     uint32_t kv_block_tokens;   /* tokens per KV block (advertised: prompts are hashed by it) */
     sl_backend_limits_t
-        job_limits;   /* what one job may be (advertised: the scheduler places by it) */
-    sl_exec_dp_t *dp; /* the data plane (NULL: off) */
-    int role;         /* sl_exec_role_t of cfg.role */
-    bool drain_said;  /* the scheduler was told that we drain */
+        job_limits;         /* what one job may be (advertised: the scheduler places by it) */
+    sl_exec_dp_t *dp;       /* the data plane (NULL: off) */
+    sl_exec_stage_t *stage; /* pipeline stage data path (NULL: whole model) */
+    sl_backend_stage_info_t stage_info; /* the layers held */
+    int role;                           /* sl_exec_role_t of cfg.role */
+    bool drain_said;                    /* the scheduler was told that we drain */
 };
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
@@ -267,6 +281,110 @@ static void s_on_done(void *arg, sl_engine_job_t *ej, sl_engine_done_t how, cons
 }
 
 /* The data plane ends a job whose report the scheduler does not expect. */
+/* ---- pipeline stages ---- */
+
+/* The first stage's backend hands each step on (the stage exists once the
+ * data plane does, after the engine). */
+static sl_status_t s_stage_forward(void *arg, const sl_stage_step_t *step, const float *xs,
+                                   uint32_t *next)
+{
+    sl_executor_t *x = arg;
+    if (!x->stage)
+        return SL_ERR_NOT_FOUND;
+    sl_backend_stage_t h = sl_exec_stage_hook(x->stage);
+    return h.forward(h.arg, step, xs, next);
+}
+
+static void s_stage_end(void *arg, uint64_t id)
+{
+    sl_executor_t *x = arg;
+    if (x->stage) {
+        sl_backend_stage_t h = sl_exec_stage_hook(x->stage);
+        h.end(h.arg, id);
+    }
+}
+
+static sl_status_t s_stage_run(void *arg, const sl_stage_step_t *step, const float *x_in,
+                               float *x_out, uint32_t *next)
+{
+    sl_executor_t *x = arg;
+    return x->ops->stage_run(sl_engine_backend(x->engine), step, x_in, x_out, next);
+}
+
+/* A stage of the chain is a data-plane peer; its ring is its region's tail. */
+static bool s_stage_peer(void *arg, uint32_t index, sl_xport_peer_t **conn_p, uint32_t *region_p,
+                         uint64_t *ring_off_p)
+{
+    sl_executor_t *x = arg;
+    uint64_t bytes = 0;
+    size_t ring = (size_t)x->cfg.stage_ring_kib << 10;
+    if (!sl_exec_dp_peer(x->dp, index, conn_p, region_p, &bytes) || bytes < ring)
+        return false;
+    *ring_off_p = bytes - ring;
+    return true;
+}
+
+static bool s_stage_notif(void *arg, const void *data, size_t len)
+{
+    sl_executor_t *x = arg;
+    return sl_exec_stage_on_notif(x->stage, data, len);
+}
+
+/* Parse --layers "A-B" into params (nothing for ""). */
+static sl_status_t s_layers_parse(const char *text, sl_backend_params_t *p)
+{
+    unsigned a, b;
+    char end;
+    if (!text[0])
+        return SL_OK;
+    if (sscanf(text, "%u-%u%c", &a, &b, &end) != 2 || a > b) {
+        SL_ERROR("--layers '%s': expected A-B with A <= B (layers A to B, from 0)", text);
+        return SL_ERR_INVALID;
+    }
+    p->layer_first = a;
+    p->layer_count = b - a + 1;
+    return SL_OK;
+}
+
+/* With --layers: the stage's data path on the data plane's engine. */
+static sl_status_t s_stage_create(sl_executor_t *x)
+{
+    x->ops->stage_info(sl_engine_backend(x->engine), &x->stage_info);
+    const sl_backend_stage_info_t *si = &x->stage_info;
+    if (!si->ring || !x->dp) {
+        SL_ERROR("--layers needs --data-plane on (the stages' activations move over it)");
+        return SL_ERR_INVALID;
+    }
+    size_t bytes = 0, block = 0;
+    bool device = false;
+    sl_engine_kv_pool(x->engine, &bytes, &block, &device);
+    if (device) {
+        SL_ERROR("--layers: pipeline stages run on the CPU in this build (--device cpu): the "
+                 "ring in the KV region is read by the host");
+        return SL_ERR_UNSUPPORTED;
+    }
+    sl_exec_stage_cfg_t scfg = {.ring_kib = x->cfg.stage_ring_kib,
+                                .step_timeout_ms = x->cfg.stage_step_timeout_ms};
+    sl_exec_stage_io_t io = {.run = s_stage_run,
+                             .arg = x,
+                             .width = si->width,
+                             .first = si->layer_first == 0,
+                             .last = si->layer_first + si->layer_count == si->layers_total,
+                             .ring = si->ring,
+                             .ring_bytes = si->ring_bytes,
+                             .peer = s_stage_peer,
+                             .peer_arg = x};
+    sl_status_t st = sl_exec_stage_create(&scfg, sl_exec_dp_xport(x->dp), &io, &x->stage);
+    if (st != SL_OK)
+        return st;
+    sl_exec_dp_set_notif_other(x->dp, s_stage_notif, x);
+    SL_INFO("pipeline stage: layers %u-%u of %u (%s), ring %zu KiB", si->layer_first,
+            si->layer_first + si->layer_count - 1, si->layers_total,
+            io.first ? "the first: it takes jobs" : "a later one: it takes no jobs",
+            si->ring_bytes >> 10);
+    return SL_OK;
+}
+
 static void s_silence(void *arg, sl_engine_job_t *ej)
 {
     (void)arg;
@@ -353,6 +471,12 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
         .zone = x->cfg.zone,
     };
     h.info.role = (sl_exec_role_t)x->role;
+    if (x->stage) {
+        const sl_backend_stage_info_t *si = &x->stage_info;
+        h.info.layer_first = si->layer_first;
+        h.info.layer_last = si->layer_first + si->layer_count - 1;
+        h.info.layers_total = si->layers_total;
+    }
     if (x->dp)
         sl_exec_dp_hello(x->dp, &h);
     s_sent(sl_wire_hello_send(x->sock, &h, ZMQ_DONTWAIT), "hello");
@@ -495,6 +619,19 @@ static void s_on_message(sl_executor_t *x, sl_time_t now)
             sl_exec_dp_on_plan(x->dp, &p, now);
             break;
         }
+        case SL_WIRE_STAGE_PLAN: {
+            const uint32_t *chain;
+            uint32_t n;
+            sl_wire_stage_plan_get(msg, &chain, &n);
+            if (!x->stage || x->stage_info.layer_first != 0) {
+                x->rejected++;
+                SL_WARN("a stage plan from the scheduler, but this is no first pipeline stage");
+                break;
+            }
+            if (sl_exec_stage_set_chain(x->stage, chain, n) != SL_OK)
+                x->rejected++;
+            break;
+        }
         case SL_WIRE_ERROR: {
             sl_wire_error_t e;
             sl_wire_error_get(msg, &e);
@@ -576,7 +713,17 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         .threads = x->cfg.threads,
         .sim = &x->cfg.sim,
         .kv_cb = {.stored = s_kv_stored, .evicted = s_kv_evicted, .arg = x},
+        .stage = {.forward = s_stage_forward, .end = s_stage_end, .arg = x},
     };
+    if (s_layers_parse(x->cfg.layers, &params) != SL_OK)
+        goto err_free;
+    if (x->cfg.layers[0]) {
+        if (!x->ops->stage_info) {
+            SL_ERROR("--layers: the %s backend holds whole models only", cfg->backend);
+            goto err_free;
+        }
+        params.stage_ring_bytes = (size_t)x->cfg.stage_ring_kib << 10;
+    }
     sl_engine_cb_t cb = {.tokens = s_on_tokens, .done = s_on_done, .held = s_on_held, .arg = x};
     if (!strcmp(cfg->role, "mixed"))
         x->role = SL_ROLE_MIXED;
@@ -617,6 +764,11 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         st = SL_ERR_INVALID;
         goto err_engine;
     }
+    if (x->cfg.layers[0] && (st = s_stage_create(x)) != SL_OK) {
+        st = st == SL_ERR_NOMEM || st == SL_ERR_IO ? SL_ERR_IO : SL_ERR_INVALID;
+        goto err_engine;
+    }
+    st = SL_ERR_IO;
     x->zctx = zmq_ctx_new();
     if (!x->zctx)
         goto err_engine;
@@ -643,6 +795,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
+    sl_exec_stage_destroy(&x->stage);
     sl_exec_dp_destroy(&x->dp);
     sl_engine_destroy(&x->engine);
 err_free:
@@ -719,6 +872,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
             s_on_message(x, now);
         if (x->dp)
             sl_exec_dp_progress(x->dp, now);
+        if (x->stage) /* a later stage runs a step that arrived and sends it on */
+            sl_exec_stage_progress(x->stage, now);
         if (x->fatal)
             break;
         wake = sl_engine_advance(x->engine, now);
@@ -772,7 +927,8 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     sl_wire_batch_fini(&x->done_out);
     sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
     zmq_ctx_term(x->zctx);
-    sl_exec_dp_destroy(&x->dp); /* after the socket work: the goodbye is out */
+    sl_exec_stage_destroy(&x->stage); /* its buffers are registered with the engine */
+    sl_exec_dp_destroy(&x->dp);       /* after the socket work: the goodbye is out */
     free(x);
     *exec_p = NULL;
 }

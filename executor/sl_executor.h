@@ -50,7 +50,10 @@ typedef struct sl_executor_cfg {
     char role[16];             /* mixed, prefill or decode */
     int64_t kv_xfer_timeout_ms;  /* a push of a job's KV not done this long fails */
     int64_t kv_release_grace_ms; /* a canceled reservation's blocks are released this much later */
-    sl_daemon_cfg_t daemon;      /* the knobs every daemon has (sl_daemon_cfg_fields) */
+    char layers[32];             /* pipeline stage: "A-B" layers held ("" = the whole model) */
+    int64_t stage_ring_kib;      /* pipeline stage: receive ring */
+    int64_t stage_step_timeout_ms; /* pipeline stage: a step not back this long fails */
+    sl_daemon_cfg_t daemon;        /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
 extern const sl_cfg_field_t sl_executor_cfg_fields[];

@@ -182,6 +182,9 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
         if (h->role != SLUICE__EXECUTOR_ROLE__ROLE_MIXED && !h->kv_rkey.len)
             return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
                                  "a prefill or decode executor without a data plane");
+        if (h->layers_total && (h->layer_first > h->layer_last || h->layer_last >= h->layers_total))
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "layers %u-%u of %u",
+                                 h->layer_first, h->layer_last, h->layers_total);
         if (h->kv_block_tokens > 65536) /* the scheduler hashes prompts in blocks of it */
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
                                  "kv_block_tokens %u outside [0, 65536]", h->kv_block_tokens);
@@ -266,6 +269,9 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
                                  (unsigned long long)r->job_seq);
         return SL_OK;
     }
+    case SLUICE__ENVELOPE__BODY_STAGE_PLAN:
+        CHECK_COUNT(m->stage_plan->n_chain, SL_STAGE_MAX, "stage plan chain");
+        return SL_OK;
     case SLUICE__ENVELOPE__BODY_KV_SENT:
         CHECK_STR(m->kv_sent->error, 1024, "kv sent error", 0);
         return SL_OK;
@@ -350,6 +356,8 @@ sl_wire_kind_t sl_proto_kind(int body_case)
         return SL_WIRE_KV_RESERVED;
     case SLUICE__ENVELOPE__BODY_KV_SENT:
         return SL_WIRE_KV_SENT;
+    case SLUICE__ENVELOPE__BODY_STAGE_PLAN:
+        return SL_WIRE_STAGE_PLAN;
     default:
         return SL_WIRE_UNKNOWN;
     }
@@ -383,6 +391,7 @@ const char *sl_wire_kind_name(sl_wire_kind_t kind)
         [SL_WIRE_KV_PLAN] = "kv_plan",
         [SL_WIRE_KV_RESERVED] = "kv_reserved",
         [SL_WIRE_KV_SENT] = "kv_sent",
+        [SL_WIRE_STAGE_PLAN] = "stage_plan",
     };
     return (unsigned)kind < SL_WIRE_KIND_COUNT ? names[kind] : "unknown";
 }

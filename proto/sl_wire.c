@@ -388,6 +388,9 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
                 .role = (sl_exec_role_t)x->role,
                 .kv_region_bytes = x->kv_region_bytes,
                 .kv_fetch_source = x->kv_fetch_source,
+                .layer_first = x->layer_first,
+                .layer_last = x->layer_last,
+                .layers_total = x->layers_total,
             },
         .zone = x->zone,
         .gpus = x->gpus,
@@ -627,6 +630,9 @@ sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
     x.kv_region_bytes = h->info.kv_region_bytes;
     x.role = (Sluice__ExecutorRole)h->info.role;
     x.kv_fetch_source = h->info.kv_fetch_source;
+    x.layer_first = h->info.layer_first;
+    x.layer_last = h->info.layer_last;
+    x.layers_total = h->info.layers_total;
     x.backend = s_str(h->info.backend);
     x.kv_blocks_total = h->info.kv_blocks_total;
     x.kv_block_tokens = h->info.kv_block_tokens;
@@ -898,6 +904,25 @@ sl_status_t sl_wire_kv_sent_send(void *sock, const sl_kv_sent_t *s, int flags)
     env.body_case = SLUICE__ENVELOPE__BODY_KV_SENT;
     env.kv_sent = &x;
     return sl_proto_send(sock, NULL, &env, flags);
+}
+
+void sl_wire_stage_plan_get(const sl_wire_msg_t *msg, const uint32_t **chain_p, uint32_t *n_p)
+{
+    const Sluice__StagePlan *x = sl_proto_cmsg(msg)->stage_plan;
+    *chain_p = x->chain;
+    *n_p = (uint32_t)x->n_chain;
+}
+
+sl_status_t sl_wire_stage_plan_send(void *sock, const sl_wire_ident_t *to, const uint32_t *chain,
+                                    uint32_t n, int flags)
+{
+    Sluice__StagePlan x = SLUICE__STAGE_PLAN__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.chain = (uint32_t *)chain;
+    x.n_chain = chain ? n : 0;
+    env.body_case = SLUICE__ENVELOPE__BODY_STAGE_PLAN;
+    env.stage_plan = &x;
+    return sl_proto_send(sock, to, &env, flags);
 }
 
 /* ---- batch items ------------------------------------------------------ */

@@ -76,6 +76,7 @@ typedef enum sl_wire_kind {
     SL_WIRE_KV_PLAN,        /* scheduler -> executor: how a job's KV moves */
     SL_WIRE_KV_RESERVED,    /* executor -> scheduler: blocks reserved for a job's KV */
     SL_WIRE_KV_SENT,        /* executor -> scheduler: a push of a job's KV ended */
+    SL_WIRE_STAGE_PLAN,     /* scheduler -> executor: the chain of pipeline stages it drives */
     SL_WIRE_KIND_COUNT,
 } sl_wire_kind_t;
 
@@ -330,6 +331,8 @@ void sl_wire_peer_reach_get(const sl_wire_msg_t *msg, sl_wire_peer_reach_t *r);
 void sl_wire_kv_plan_get(const sl_wire_msg_t *msg, sl_kv_plan_t *p);
 void sl_wire_kv_reserved_get(const sl_wire_msg_t *msg, sl_kv_reserved_t *r);
 void sl_wire_kv_sent_get(const sl_wire_msg_t *msg, sl_kv_sent_t *s);
+/* A stage plan's chain: *n_p executor indices (pointing into msg). */
+void sl_wire_stage_plan_get(const sl_wire_msg_t *msg, const uint32_t **chain_p, uint32_t *n_p);
 
 /* The head of a status reply. */
 typedef struct sl_wire_status {
@@ -405,6 +408,9 @@ sl_status_t sl_wire_kv_plan_send(void *sock, const sl_wire_ident_t *to, const sl
 sl_status_t sl_wire_kv_reserved_send(void *sock, const sl_kv_reserved_t *r, int flags);
 /* The end of a push of a job's KV (to the scheduler). */
 sl_status_t sl_wire_kv_sent_send(void *sock, const sl_kv_sent_t *s, int flags);
+/* The chain of pipeline stages a first stage drives (n 0: none; at most SL_STAGE_MAX). */
+sl_status_t sl_wire_stage_plan_send(void *sock, const sl_wire_ident_t *to, const uint32_t *chain,
+                                    uint32_t n, int flags);
 
 /* ---- batches ---------------------------------------------------------- */
 

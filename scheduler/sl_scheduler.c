@@ -659,6 +659,18 @@ static void s_io_log(void *arg, sl_core_log_level_t level, const char *msg)
     SL_LOG_AT((sl_log_level_t)level, "%s", msg);
 }
 
+/* A first pipeline stage's chain changed: tell it (before any job it runs on it). */
+static void s_io_stage_plan(void *arg, sl_exec_t *first, const uint32_t *chain, uint32_t n)
+{
+    sl_sched_t *s = arg;
+    s_exec_data_t *ed = first->user;
+    if (ed->dirty)
+        (void)s_exec_flush(s, ed); /* jobs of its old chain go first */
+    sl_status_t st = sl_wire_stage_plan_send(s->executors, &ed->ident, chain, n, ZMQ_DONTWAIT);
+    if (st != SL_OK)
+        SL_WARN("stage plan to %s not sent: %s", first->name, sl_status_str(st));
+}
+
 static const sl_core_io_t s_io = {
     .dispatch = s_io_dispatch,
     .result = s_io_result,
@@ -667,6 +679,7 @@ static const sl_core_io_t s_io = {
     .release = s_io_release,
     .exec_lost = s_io_exec_lost,
     .log = s_io_log,
+    .stage_plan = s_io_stage_plan,
 };
 
 /* ---- replies ---- */

@@ -17,6 +17,16 @@
  * trace's own hashes name the blocks, so the scheduler's index and the
  * executor's cache agree.
  *
+ * Pipeline stages (params layer_first / layer_count): the first stage is
+ * driven by the engine as usual; after its layers it hands each pass's
+ * residual stream to params->stage, which runs the later stages and returns
+ * the sampled tokens. A later stage is never given jobs: its executor calls
+ * sl_backend_ref_stage_run for each step the stage before it sends, which
+ * reserves KV for the sequences it sees first (keyed by sequence id) and
+ * releases the ones the first stage ended. Stages do not reuse cached
+ * prefixes (each stage's cache would have to hold the same prefixes, and
+ * nothing keeps them in step): every stage computes every prompt token.
+ *
  * Rejected: preempting sequences when the pool runs dry (see sl_kv.c);
  * separate prefill and decode passes (two passes per step instead of one
  * whenever prompts arrive while others decode).
@@ -28,6 +38,7 @@
 #include <string.h>
 
 #include "common/sl_log.h"
+#include "common/sl_map.h"
 #include "common/sl_rand.h"
 #include "executor/ref/sl_kv.h"
 
@@ -45,6 +56,13 @@ typedef struct s_ref {
     const uint32_t **tables; /* block table of each slot */
     uint32_t *n_table;       /* its length */
     sl_seq_t **out_seq;      /* sequence of each sampling row */
+    /* pipeline stage */
+    bool staged;              /* the model is part of a chain of stages */
+    bool first, last;         /* embeds tokens / samples */
+    sl_backend_stage_t stage; /* first stage: the rest of the chain */
+    float *hidden;            /* [max_rows][dim] residual stream handed on (host) */
+    sl_stage_seq_t *slots;    /* [max_rows] sequence of each slot of a pass */
+    sl_map_t later;           /* later stage: sequence id + 1 -> sl_kv_seq_t */
 } s_ref_t;
 
 typedef struct s_seq_state {
@@ -109,6 +127,9 @@ sl_status_t sl_backend_ref_resolve(const sl_backend_params_t *p, sl_model_cfg_t 
     o.weights = weights;
     o.seed = p->seed;
     o.threads = p->threads;
+    o.layer_first = p->layer_first;
+    o.layer_count = p->layer_count;
+    o.pool_extra = p->stage_ring_bytes;
     *cfg = c;
     *opts = o;
     return SL_OK;
@@ -135,7 +156,23 @@ static sl_status_t s_create(const sl_backend_params_t *params, void **state_p)
     sl_kv_cfg_t kc = {opts.kv_blocks, r->cfg.block_tokens, params->kv_cb};
     if ((st = sl_kv_create(&kc, &r->kv)) != SL_OK)
         goto err_destroy;
+    uint32_t first, count;
+    sl_model_layers(r->model, &first, &count);
+    r->staged = count != r->cfg.n_layers;
+    r->first = sl_model_is_first(r->model);
+    r->last = sl_model_is_last(r->model);
+    r->stage = params->stage;
+    sl_map_init(&r->later);
     size_t n = r->max_rows;
+    if (r->staged) {
+        r->hidden = malloc(n * r->cfg.dim * sizeof(float));
+        r->slots = calloc(n, sizeof(*r->slots));
+        if (!r->hidden || !r->slots) {
+            SL_ERROR("ref backend: out of memory");
+            st = SL_ERR_NOMEM;
+            goto err_destroy;
+        }
+    }
     r->tokens = malloc(n * 4), r->pos = malloc(n * 4), r->row_seq = malloc(n * 4);
     r->out_rows = malloc(n * 4), r->next = malloc(n * 4), r->n_table = malloc(n * 4);
     r->tables = malloc(n * sizeof(*r->tables)), r->out_seq = malloc(n * sizeof(*r->out_seq));
@@ -158,6 +195,15 @@ static void s_destroy(void *state)
     s_ref_t *r = state;
     if (!r)
         return;
+    size_t iter = 0;
+    uint64_t key;
+    void *val;
+    while (sl_map_next(&r->later, &iter, &key, &val)) {
+        sl_kv_seq_t *ks = val;
+        sl_kv_seq_release(r->kv, &ks);
+    }
+    sl_map_fini(&r->later);
+    free(r->hidden), free(r->slots);
     sl_kv_destroy(&r->kv);
     sl_model_destroy(&r->model);
     free(r->tokens), free(r->pos), free(r->row_seq), free(r->out_rows), free(r->next);
@@ -197,6 +243,13 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
         SL_WARN("ref backend: sequence %llu rejected: %s", (unsigned long long)seq->id, seq->error);
         return SL_ERR_INVALID;
     }
+    if (r->staged && (!r->first || !r->stage.forward)) {
+        snprintf(seq->error, sizeof(seq->error), "%s",
+                 r->first ? "this pipeline stage has no chain to the later stages"
+                          : "this executor is a later pipeline stage (it takes no jobs)");
+        SL_WARN("ref backend: sequence %llu rejected: %s", (unsigned long long)seq->id, seq->error);
+        return SL_ERR_INVALID;
+    }
     s_seq_state_t *ss = calloc(1, sizeof(*ss));
     if (!ss) {
         SL_ERROR("ref backend: out of memory");
@@ -227,8 +280,11 @@ static sl_status_t s_admit(void *state, sl_seq_t *seq)
             return SL_ERR_INVALID;
         }
     uint32_t cached = 0;
-    sl_status_t st = sl_kv_seq_admit(r->kv, prompt, seq->prompt_len, hashes,
-                                     seq->prompt_len + seq->max_new_tokens, &ss->kv, &cached);
+    /* a stage admits one token's worth of prompt: no cached prefix is
+     * reused (the later stages would not hold it) and none is published */
+    sl_status_t st =
+        sl_kv_seq_admit(r->kv, prompt, r->staged ? 1 : seq->prompt_len, r->staged ? NULL : hashes,
+                        seq->prompt_len + seq->max_new_tokens, &ss->kv, &cached);
     if (st != SL_OK) {
         free(ss->prompt);
         free(ss);
@@ -248,7 +304,16 @@ static sl_status_t s_run(s_ref_t *r, uint32_t n_rows, uint32_t n_slots, uint32_t
 {
     sl_model_batch_t b = {n_rows,    r->tokens,  r->pos, r->row_seq, n_slots,
                           r->tables, r->n_table, n_out,  r->out_rows};
-    sl_status_t st = sl_model_forward(r->model, &b, r->next, NULL);
+    sl_status_t st;
+    if (r->staged) { /* the first stage of a chain: the rest runs the later layers */
+        st = sl_model_forward_stage(r->model, &b, NULL, r->hidden, NULL, NULL);
+        sl_stage_step_t step = {n_rows,     n_slots, n_out,       0,   r->slots,
+                                r->row_seq, r->pos,  r->out_rows, NULL};
+        if (st == SL_OK)
+            st = r->stage.forward(r->stage.arg, &step, r->hidden, r->next);
+    } else {
+        st = sl_model_forward(r->model, &b, r->next, NULL);
+    }
     if (st != SL_OK)
         return st;
     for (uint32_t i = 0; i < n_out; i++) {
@@ -281,6 +346,9 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
             }
             uint32_t slot = slots++;
             r->tables[slot] = sl_kv_seq_table(ss->kv, &r->n_table[slot]);
+            if (r->slots)
+                r->slots[slot] =
+                    (sl_stage_seq_t){seq->id, seq->prompt_len + seq->max_new_tokens, 0};
             if (!seq->prefilled) {
                 const uint32_t *prompt = ss->prompt ? ss->prompt : seq->prompt;
                 uint32_t take = seq->prompt_len - ss->computed;
@@ -320,6 +388,8 @@ static void s_release(void *state, sl_seq_t *seq)
     if (!ss)
         return;
     sl_kv_seq_release(r->kv, &ss->kv);
+    if (r->staged && r->stage.end)
+        r->stage.end(r->stage.arg, seq->id);
     free(ss->prompt);
     free(ss);
     seq->backend_state = NULL;
@@ -332,7 +402,9 @@ static void *s_kv_pool(void *state, size_t *bytes_p, size_t *block_bytes_p, bool
     void *pool = sl_model_kv_pool(r->model, block_bytes_p);
     sl_kv_stats_t s;
     sl_kv_stats(r->kv, &s);
-    *bytes_p = *block_bytes_p * ((size_t)s.referenced + s.cached + s.free);
+    size_t ring = 0;
+    sl_model_pool_extra(r->model, &ring);
+    *bytes_p = *block_bytes_p * ((size_t)s.referenced + s.cached + s.free) + ring;
     return pool;
 }
 
@@ -406,6 +478,66 @@ static void s_limits(void *state, sl_backend_limits_t *limits)
     limits->vocab_size = r->cfg.vocab;
 }
 
+/* --- later pipeline stages ------------------------------------------------------- */
+
+void sl_backend_ref_stage_end(void *state, uint64_t id)
+{
+    s_ref_t *r = state;
+    sl_kv_seq_t *ks = sl_map_del(&r->later, id + 1);
+    sl_kv_seq_release(r->kv, &ks);
+}
+
+sl_status_t sl_backend_ref_stage_run(void *state, const sl_stage_step_t *step, const float *x_in,
+                                     float *x_out, uint32_t *next)
+{
+    s_ref_t *r = state;
+    if (!r->staged || r->first) {
+        SL_ERROR("ref backend: a step from an earlier stage, but this executor holds layer 0");
+        return SL_ERR_INVALID;
+    }
+    for (uint32_t i = 0; i < step->n_ended; i++)
+        sl_backend_ref_stage_end(r, step->ended[i]);
+    if (step->n_rows > r->max_rows || step->n_seqs > r->max_rows) {
+        SL_WARN("ref backend: a stage step of %u rows, %u sequences (at most %u)", step->n_rows,
+                step->n_seqs, r->max_rows);
+        return SL_ERR_INVALID;
+    }
+    for (uint32_t s = 0; s < step->n_seqs; s++) {
+        const sl_stage_seq_t *q = &step->seqs[s];
+        sl_kv_seq_t *ks = sl_map_get(&r->later, q->id + 1);
+        if (!ks) {
+            uint32_t zero = 0, cached = 0;
+            sl_status_t st =
+                q->capacity > r->cfg.max_ctx
+                    ? SL_ERR_INVALID
+                    : sl_kv_seq_admit(r->kv, &zero, 1, NULL, q->capacity, &ks, &cached);
+            if (st == SL_OK && (st = sl_map_put(&r->later, q->id + 1, ks)) != SL_OK)
+                sl_kv_seq_release(r->kv, &ks);
+            if (st != SL_OK) {
+                SL_WARN("ref backend: no KV for sequence %llu of %u tokens on this stage: %s",
+                        (unsigned long long)q->id, q->capacity, sl_status_str(st));
+                return st;
+            }
+        }
+        r->tables[s] = sl_kv_seq_table(ks, &r->n_table[s]);
+    }
+    for (uint32_t i = 0; i < step->n_rows; i++)
+        r->tokens[i] = 0; /* later stages do not embed */
+    sl_model_batch_t b = {step->n_rows, r->tokens,  step->pos,   step->row_seq, step->n_seqs,
+                          r->tables,    r->n_table, step->n_out, step->out_rows};
+    return sl_model_forward_stage(r->model, &b, x_in, r->last ? NULL : x_out, r->last ? next : NULL,
+                                  NULL);
+}
+
+static void s_stage_info(void *state, sl_backend_stage_info_t *info)
+{
+    const s_ref_t *r = state;
+    sl_model_layers(r->model, &info->layer_first, &info->layer_count);
+    info->layers_total = r->cfg.n_layers;
+    info->width = r->cfg.dim;
+    info->ring = sl_model_pool_extra(r->model, &info->ring_bytes);
+}
+
 const sl_backend_ops_t sl_backend_ref = {
     .name = "ref",
     .create = s_create,
@@ -420,4 +552,6 @@ const sl_backend_ops_t sl_backend_ref = {
     .kv_import = s_kv_import,
     .kv_hold = s_kv_hold,
     .kv_unhold = s_kv_unhold,
+    .stage_info = s_stage_info,
+    .stage_run = sl_backend_ref_stage_run,
 };

@@ -28,4 +28,16 @@ extern const sl_backend_ops_t sl_backend_ref;
 sl_status_t sl_backend_ref_resolve(const sl_backend_params_t *params, sl_model_cfg_t *cfg,
                                    sl_model_opts_t *opts);
 
+/* Later pipeline stages (an executor whose model does not start at layer
+ * 0 is given no jobs; it runs the steps the stage before it sends; also
+ * the ops' stage_run). state is the backend's (sl_engine_backend). */
+/* Run this stage's layers on one step: first release step->ended, reserve
+ * KV for sequences not seen before (SL_ERR_AGAIN when the pool is full).
+ * x_in [n_rows][width] host; a middle stage writes x_out [n_rows][width],
+ * the last one the sampled tokens next[n_out]. */
+sl_status_t sl_backend_ref_stage_run(void *state, const sl_stage_step_t *step, const float *x_in,
+                                     float *x_out, uint32_t *next);
+/* Release the KV of sequence id on this stage (nothing when it holds none). */
+void sl_backend_ref_stage_end(void *state, uint64_t id);
+
 #endif

@@ -22,6 +22,15 @@
  * layer's K and V for block_tokens positions, so moving a block between
  * executors is one contiguous copy per block (sl_k_kv_pack).
  *
+ * Pipeline stages: a model built with a layer range holds those layers
+ * only (plus the embedding on the first stage, the final norm and output
+ * layer on the last) and a KV pool of those layers; its forward pass starts
+ * from the residual stream the stage before it computed and stops after its
+ * last layer. The layers keep their names (model.layers.<i> of the whole
+ * model), so their synthetic weights are the whole model's, and the
+ * residual stream crosses stages in fp32 unchanged: chained stages compute
+ * bit for bit what one model computes.
+ *
  * Rejected: a separate dense prefill path (faster attention for long
  * prompts on the GPU, but a cached-prefix run would then differ in the last
  * bits from a cold run); fp16 activations (halves bandwidth but loses the
@@ -58,9 +67,12 @@ struct sl_model {
     float *embed;          /* [vocab][dim] fp32 */
     float *final_norm;     /* [dim] */
     sl_k_weight_t lm_head; /* [vocab][dim] */
-    s_layer_t *layers;     /* n_layers */
+    s_layer_t *layers;     /* n_local layers */
+    uint32_t first;        /* first layer held (pipeline stage) */
+    uint32_t n_local;      /* layers held */
     float *kv_pool;        /* n_blocks blocks of block_floats */
     uint32_t kv_blocks;    /* blocks in the pool */
+    size_t pool_extra;     /* bytes after the blocks in the pool's allocation */
     size_t block_floats;   /* floats per block (all layers, K and V) */
     uint32_t max_rows;     /* rows per pass */
     uint32_t max_blocks;   /* table entries per sequence slot */
@@ -286,22 +298,29 @@ static sl_status_t s_load(sl_model_t *m, const s_src_t *src)
     }
     sl_status_t st;
     uint64_t emb_shape[2] = {c->vocab, c->dim}, norm_shape[1] = {c->dim};
-    if ((st = s_read(src, "model.embed_tokens.weight", 2, emb_shape, 0, host)) != SL_OK ||
-        (st = s_upload_f32(m, host, (size_t)c->vocab * c->dim, &m->embed)) != SL_OK)
-        goto out;
+    bool first = m->first == 0, last = m->first + m->n_local == c->n_layers;
     sl_st_tensor_t t;
-    if (src->st && sl_st_find(src->st, "lm_head.weight", &t) != SL_OK) {
-        SL_INFO("model: no lm_head.weight, tying the output layer to the embedding");
-    } else if ((st = s_read(src, "lm_head.weight", 2, emb_shape, 0, host)) != SL_OK) {
-        goto out;
+    bool tied = src->st && sl_st_find(src->st, "lm_head.weight", &t) != SL_OK;
+    if (first || (last && tied)) {
+        if ((st = s_read(src, "model.embed_tokens.weight", 2, emb_shape, 0, host)) != SL_OK)
+            goto out;
+        if (first && (st = s_upload_f32(m, host, (size_t)c->vocab * c->dim, &m->embed)) != SL_OK)
+            goto out;
     }
-    if ((st = s_upload_weight(m, host, c->vocab, c->dim, &m->lm_head)) != SL_OK)
-        goto out;
-    if ((st = s_read(src, "model.norm.weight", 1, norm_shape, 0, host)) != SL_OK ||
-        (st = s_upload_f32(m, host, c->dim, &m->final_norm)) != SL_OK)
-        goto out;
-    for (uint32_t l = 0; l < c->n_layers; l++) {
-        s_layer_t *L = &m->layers[l];
+    if (last) {
+        if (tied)
+            SL_INFO("model: no lm_head.weight, tying the output layer to the embedding");
+        else if ((st = s_read(src, "lm_head.weight", 2, emb_shape, 0, host)) != SL_OK)
+            goto out;
+        if ((st = s_upload_weight(m, host, c->vocab, c->dim, &m->lm_head)) != SL_OK)
+            goto out;
+        if ((st = s_read(src, "model.norm.weight", 1, norm_shape, 0, host)) != SL_OK ||
+            (st = s_upload_f32(m, host, c->dim, &m->final_norm)) != SL_OK)
+            goto out;
+    }
+    for (uint32_t ll = 0; ll < m->n_local; ll++) {
+        uint32_t l = m->first + ll;
+        s_layer_t *L = &m->layers[ll];
         for (int i = 0, wi = 0; i < S_LAYER_TENSORS; i++) {
             char name[128];
             uint32_t ndim;
@@ -348,8 +367,8 @@ static sl_status_t s_alloc_all(sl_model_t *m)
         SL_ERROR("model: out of memory for block tables");
         return SL_ERR_NOMEM;
     }
-    m->block_floats = (size_t)c->n_layers * 2 * c->block_tokens * m->kv_dim;
-    st = s_alloc_act(m, (size_t)m->kv_blocks * m->block_floats * F, &m->kv_pool);
+    m->block_floats = (size_t)m->n_local * 2 * c->block_tokens * m->kv_dim;
+    st = s_alloc_act(m, (size_t)m->kv_blocks * m->block_floats * F + m->pool_extra, &m->kv_pool);
     if (st != SL_OK)
         SL_ERROR("model: cannot allocate a KV pool of %u blocks (%zu MiB)", m->kv_blocks,
                  (size_t)m->kv_blocks * m->block_floats * F >> 20);
@@ -376,9 +395,19 @@ sl_status_t sl_model_create(const sl_model_cfg_t *cfg, const sl_model_opts_t *op
     m->head_dim = cfg->dim / cfg->n_heads;
     m->kv_dim = cfg->n_kv_heads * m->head_dim;
     m->kv_blocks = opts->kv_blocks;
+    m->pool_extra = (opts->pool_extra + 7) & ~(size_t)7;
     m->max_rows = opts->max_rows ? opts->max_rows : 256;
     m->max_blocks = (cfg->max_ctx + cfg->block_tokens - 1) / cfg->block_tokens;
-    m->layers = calloc(cfg->n_layers, sizeof(*m->layers));
+    if (opts->layer_first >= cfg->n_layers ||
+        (uint64_t)opts->layer_first + opts->layer_count > cfg->n_layers) {
+        SL_ERROR("model: layers %u+%u are outside the model's %u", opts->layer_first,
+                 opts->layer_count, cfg->n_layers);
+        free(m);
+        return SL_ERR_INVALID;
+    }
+    m->first = opts->layer_first;
+    m->n_local = opts->layer_count ? opts->layer_count : cfg->n_layers - opts->layer_first;
+    m->layers = calloc(m->n_local, sizeof(*m->layers));
     if (!m->layers) {
         free(m);
         SL_ERROR("model: out of memory");
@@ -393,6 +422,9 @@ sl_status_t sl_model_create(const sl_model_cfg_t *cfg, const sl_model_opts_t *op
     sl_st_close(&src.st);
     if (st != SL_OK || (st = s_alloc_all(m)) != SL_OK)
         goto err_destroy;
+    if (m->n_local != cfg->n_layers)
+        SL_INFO("model: pipeline stage holding layers %u-%u of %u", m->first,
+                m->first + m->n_local - 1, cfg->n_layers);
     SL_INFO("model: %u layers, width %u, %u/%u heads, ffn %u, vocab %u, %s weights on %s, %u KV "
             "blocks of %u tokens",
             cfg->n_layers, cfg->dim, cfg->n_heads, cfg->n_kv_heads, cfg->ffn_dim, cfg->vocab,
@@ -412,7 +444,7 @@ void sl_model_destroy(sl_model_t **model_p)
         return;
     sl_model_t *m = *model_p;
     if (m->ctx) {
-        for (uint32_t l = 0; m->layers && l < m->cfg.n_layers; l++) {
+        for (uint32_t l = 0; m->layers && l < m->n_local; l++) {
             sl_k_free(m->ctx, m->layers[l].attn_norm);
             sl_k_free(m->ctx, m->layers[l].ffn_norm);
             for (int i = 0; i < 7; i++)
@@ -446,6 +478,29 @@ sl_k_ctx_h sl_model_ctx(const sl_model_t *model)
 uint32_t sl_model_max_rows(const sl_model_t *model)
 {
     return model->max_rows;
+}
+
+void sl_model_layers(const sl_model_t *model, uint32_t *first_p, uint32_t *count_p)
+{
+    *first_p = model->first;
+    *count_p = model->n_local;
+}
+
+void *sl_model_pool_extra(const sl_model_t *model, size_t *bytes_p)
+{
+    *bytes_p = model->pool_extra;
+    return model->pool_extra ? model->kv_pool + (size_t)model->kv_blocks * model->block_floats
+                             : NULL;
+}
+
+bool sl_model_is_first(const sl_model_t *model)
+{
+    return model->first == 0;
+}
+
+bool sl_model_is_last(const sl_model_t *model)
+{
+    return model->first + model->n_local == model->cfg.n_layers;
 }
 
 void *sl_model_kv_pool(const sl_model_t *model, size_t *block_bytes_p)
@@ -496,6 +551,19 @@ static sl_status_t s_check_batch(const sl_model_t *m, const sl_model_batch_t *b)
 sl_status_t sl_model_forward(sl_model_t *m, const sl_model_batch_t *b, uint32_t *next,
                              float *logits)
 {
+    return sl_model_forward_stage(m, b, NULL, NULL, next, logits);
+}
+
+sl_status_t sl_model_forward_stage(sl_model_t *m, const sl_model_batch_t *b, const float *x_in,
+                                   float *x_out, uint32_t *next, float *logits)
+{
+    bool first = sl_model_is_first(m), last = sl_model_is_last(m);
+    if (first != !x_in || (!last && !x_out)) {
+        SL_ERROR(
+            "model: stage of layers %u-%u: residual stream %s", m->first, m->first + m->n_local - 1,
+            first != !x_in ? (first ? "given to the first stage" : "missing") : "output missing");
+        return SL_ERR_INVALID;
+    }
     sl_status_t st = s_check_batch(m, b);
     if (st != SL_OK || b->n_rows == 0)
         return st;
@@ -515,8 +583,11 @@ sl_status_t sl_model_forward(sl_model_t *m, const sl_model_batch_t *b, uint32_t 
     sl_k_rows_t rows = {R, m->d_pos, m->d_row_seq, m->d_tables, m->max_blocks};
     size_t layer_floats = (size_t)2 * c->block_tokens * m->kv_dim;
     float scale = 1.0f / sqrtf((float)hd);
-    S_TRY(sl_k_embed(ctx, m->embed, m->d_tokens, R, D, m->x));
-    for (uint32_t l = 0; l < c->n_layers; l++) {
+    if (first)
+        S_TRY(sl_k_embed(ctx, m->embed, m->d_tokens, R, D, m->x));
+    else
+        S_TRY(sl_k_upload(ctx, m->x, x_in, (size_t)R * D * sizeof(float)));
+    for (uint32_t l = 0; l < m->n_local; l++) {
         s_layer_t *L = &m->layers[l];
         float *kbase = m->kv_pool + l * layer_floats;
         sl_k_paged_t kv = {kbase,           kbase + (size_t)c->block_tokens * m->kv_dim,
@@ -539,6 +610,8 @@ sl_status_t sl_model_forward(sl_model_t *m, const sl_model_batch_t *b, uint32_t 
         S_TRY(sl_k_linear(ctx, m->gate, R, &L->w[S_WDOWN], m->tmp));
         S_TRY(sl_k_add(ctx, m->x, m->tmp, (size_t)R * D));
     }
+    if (!last)
+        return sl_k_download(ctx, x_out, m->x, (size_t)R * D * sizeof(float));
     if (b->n_out == 0)
         return sl_k_sync(ctx);
     /* only the rows that sample go through the output layer */

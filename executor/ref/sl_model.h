@@ -8,6 +8,13 @@
  * forward pass processes any mix of rows (prompt tokens of several sequences,
  * one decode token of others) and returns the greedy next token of the rows
  * asked for.
+ *
+ * A pipeline stage holds layers [layer_first, layer_first + layer_count) of
+ * the model only (opts): the first stage also embeds tokens, the last one
+ * also holds the final norm and the output layer; each keeps the KV of its
+ * own layers. A stage takes its residual stream in from the stage before
+ * it and hands it on (sl_model_forward_stage); chained stages compute
+ * exactly what the whole model computes (same weights per tensor name).
  */
 #ifndef SL_MODEL_H
 #define SL_MODEL_H
@@ -15,6 +22,7 @@
 #include <sluice/kernels.h>
 #include <sluice/status.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct sl_model sl_model_t; /* weights, activations and KV pool on one device */
@@ -42,6 +50,10 @@ typedef struct sl_model_opts {
     uint32_t kv_blocks;   /* KV pool size in blocks */
     uint32_t max_rows;    /* rows per forward pass at most (0 = 256) */
     int threads;          /* CPU BLAS threads (0 = library default) */
+    uint32_t layer_first; /* pipeline stage: first layer held (0 for the whole model) */
+    uint32_t layer_count; /* layers held from layer_first (0 = through the last one) */
+    size_t pool_extra;    /* bytes after the KV blocks in the pool's allocation (a pipeline
+                             stage's receive ring, registered with the pool) */
 } sl_model_opts_t;
 
 /* One forward pass. Row r is token tokens[r] at position pos[r] of sequence
@@ -94,6 +106,22 @@ uint32_t sl_model_max_rows(const sl_model_t *model);
 sl_status_t sl_model_forward(sl_model_t *model, const sl_model_batch_t *batch, uint32_t *next,
                              float *logits);
 
+/* Layers held: [*first_p, *first_p + *count_p) of cfg->n_layers. */
+void sl_model_layers(const sl_model_t *model, uint32_t *first_p, uint32_t *count_p);
+/* Whether the model embeds tokens (first stage) and samples (last stage). */
+bool sl_model_is_first(const sl_model_t *model);
+bool sl_model_is_last(const sl_model_t *model);
+
+/* One forward pass of a stage. x_in (host, [n_rows][dim] fp32) is the
+ * residual stream from the stage before; NULL on the first stage, which
+ * embeds batch->tokens. On a stage that is not the last, x_out (host,
+ * [n_rows][dim]) receives the stream after its layers and next / logits are
+ * not written (batch->n_out is ignored); on the last stage it is as
+ * sl_model_forward. SL_ERR_INVALID when x_in is missing on a later stage or
+ * x_out on an earlier one (logged). */
+sl_status_t sl_model_forward_stage(sl_model_t *model, const sl_model_batch_t *batch,
+                                   const float *x_in, float *x_out, uint32_t *next, float *logits);
+
 /* Generate max_new greedy tokens after a prompt, the plain way (whole prompt
  * in passes of max_rows rows, then one token at a time), using blocks
  * 0.. of the model's own pool: the reference the backend is checked against.
@@ -103,8 +131,10 @@ sl_status_t sl_model_generate(sl_model_t *model, const uint32_t *prompt, uint32_
                               uint32_t max_new, uint32_t *out, float *logits);
 
 /* The KV pool (device memory) and the bytes of one block: block b spans all
- * layers at pool + b * block_bytes, so sl_k_kv_pack moves whole blocks. */
+ * layers held at pool + b * block_bytes, so sl_k_kv_pack moves whole blocks. */
 void *sl_model_kv_pool(const sl_model_t *model, size_t *block_bytes_p);
+/* The opts->pool_extra bytes right after the pool's blocks (NULL when 0). */
+void *sl_model_pool_extra(const sl_model_t *model, size_t *bytes_p);
 
 /* Write the synthetic fp32 weights of (cfg, seed) to a safetensors file with
  * Llama tensor names and head counts in the metadata. */

@@ -77,6 +77,9 @@ typedef struct sl_core_io {
     /* A line for the embedder's log (optional: NULL drops them). msg is one
      * line without a newline, valid during the call. */
     void (*log)(void *arg, sl_core_log_level_t level, const char *msg);
+    /* The chain of pipeline stages first drives changed (n 0: none, it takes
+     * no jobs until it has one). Optional (NULL: no stages served). */
+    void (*stage_plan)(void *arg, sl_exec_t *first, const uint32_t *chain, uint32_t n);
 } sl_core_io_t;
 
 /* Configuration; every field is a knob of the scheduler (sl_core_cfg_fields). */

@@ -292,6 +292,12 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     e->speed = info->speed;
     e->max_context_tokens = info->max_context_tokens;
     e->vocab_size = info->vocab_size;
+    if (sl_core_stage_join(e, info) != SL_OK) {
+        sl_core_logf(core, SL_CORE_LOG_WARN, "executor '%s' refused: layers %u-%u of %u",
+                     info->name, info->layer_first, info->layer_last, info->layers_total);
+        free(x);
+        return SL_ERR_INVALID;
+    }
     sl_status_t kst = sl_core_kv_exec_join(core, e, info);
     if (kst != SL_OK) {
         sl_core_logf(core, SL_CORE_LOG_WARN,
@@ -321,6 +327,7 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
         sl_core_cb_leave(core);
     }
     *index_p = e->index;
+    sl_core_stage_update(core, now);
     sl_core_pump(core, now);
     return SL_OK;
 }
@@ -414,6 +421,7 @@ void sl_core_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t
         core->io->exec_lost(core->io_arg, e, why);
     sl_core_cb_leave(core);
     free(sl_core_exec_priv(e));
+    sl_core_stage_update(core, now);
     s_reject_unfit(core, now);
     sl_core_pump(core, now);
 }

@@ -193,6 +193,19 @@ void sl_core_credit_give(sl_core_t *core, sl_exec_t *e);
  * back and any KV move of it is abandoned. */
 void sl_core_job_requeue(sl_core_t *core, sl_job_t *job, const char *why, sl_time_t now);
 
+/* ---- pipeline stages (sl_core_stage.c) ---- */
+
+/* Whether e may be given a job as far as stages go: it holds the whole
+ * model, or it is a first stage with a complete chain. */
+bool sl_core_stage_ready(const sl_exec_t *e);
+/* Check and copy an executor's layer range at join (SL_ERR_INVALID when
+ * it is not a range of its model). */
+sl_status_t sl_core_stage_join(sl_exec_t *e, const sl_exec_info_t *info);
+/* Recompute the chain of every first stage after a join, a loss or a
+ * reachability change; a first stage whose chain changed has its running
+ * jobs requeued and is told its new chain (io->stage_plan). */
+void sl_core_stage_update(sl_core_t *core, sl_time_t now);
+
 /* ---- the data plane (sl_core_kv.c) ---- */
 
 /* An executor joins / is lost: its role, region and reachability. */

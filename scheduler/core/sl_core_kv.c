@@ -124,11 +124,12 @@ sl_status_t sl_core_kv_exec_join(sl_core_t *core, sl_exec_t *e, const sl_exec_in
         (info->role != SL_ROLE_MIXED && info->kv_region_bytes == 0))
         return SL_ERR_INVALID;
     e->role = info->role;
-    e->data_plane = info->kv_region_bytes > 0;
+    /* a pipeline stage has a region (its peers reach it) but takes no part in KV moves */
+    e->data_plane = info->kv_region_bytes > 0 && info->layers_total == 0;
     e->kv_fetch_source = e->data_plane && info->kv_fetch_source;
     uint64_t tokens = (uint64_t)info->kv_blocks_total * info->kv_block_tokens;
     e->kv_bytes_per_token = e->data_plane && tokens ? (double)info->kv_region_bytes / tokens : 0;
-    if (e->data_plane) {
+    if (info->kv_region_bytes > 0) {
         sl_core_exec_t *x = sl_core_exec_priv(e);
         x->reach = calloc(s_words(core), sizeof(uint64_t));
         if (!x->reach)
@@ -203,6 +204,7 @@ sl_status_t sl_core_exec_reach(sl_core_t *core, uint32_t from, uint32_t to, bool
         x->reach[to / 64] |= 1ull << (to % 64);
     else
         x->reach[to / 64] &= ~(1ull << (to % 64));
+    sl_core_stage_update(core, now);
     if (ok)
         sl_core_pump(core, now); /* a decode executor may have waited for a prefill peer */
     return SL_OK;

@@ -37,7 +37,7 @@ static bool s_serves(const sl_exec_t *e, const sl_job_t *job)
 
 bool sl_core_can_place(const sl_exec_t *e, const sl_job_t *job, sl_time_t now)
 {
-    return sl_core_kv_candidate(e) && s_serves(e, job) &&
+    return sl_core_kv_candidate(e) && sl_core_stage_ready(e) && s_serves(e, job) &&
            sl_core_exec_holds(e, (uint64_t)job->prompt_tokens + job->max_new_tokens,
                               job->vocab_need) &&
            !sl_core_exec_quarantined(e, now);

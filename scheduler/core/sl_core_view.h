@@ -118,6 +118,12 @@ struct sl_exec {
     uint32_t kv_peer_jobs;       /* jobs it serves as kv_peer (counted in inflight) */
     bool draining;               /* it asked to leave: no new jobs, its jobs move away */
     bool kv_fetch_source;        /* it can send blocks of its prefix cache to a peer */
+    /* Pipeline stages (sl_core_stage.c). */
+    uint32_t layer_first;               /* first layer it holds */
+    uint32_t layer_last;                /* last layer it holds (inclusive) */
+    uint32_t layers_total;              /* of a model of this many; 0 = the whole model */
+    uint32_t stage_chain[SL_STAGE_MAX]; /* a first stage: the chain it drives (itself first) */
+    uint32_t stage_n;                   /* stages in it; 0 = none (it takes no jobs) */
 };
 
 /* Whether e is quarantined at now: its recent jobs failed, so no job is

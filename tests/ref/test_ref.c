@@ -173,7 +173,7 @@ static void test_kv_eviction_and_again(void **state)
 
 static sl_model_opts_t s_opts(sl_k_dtype_t dt)
 {
-    sl_model_opts_t o = {NULL, dt, SL_K_CPU, 42, 128, 0, 0};
+    sl_model_opts_t o = {NULL, dt, SL_K_CPU, 42, 128, 0, 0, 0, 0, 0};
     return o;
 }
 
