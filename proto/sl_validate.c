@@ -269,6 +269,22 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
     case SLUICE__ENVELOPE__BODY_KV_SENT:
         CHECK_STR(m->kv_sent->error, 1024, "kv sent error", 0);
         return SL_OK;
+    case SLUICE__ENVELOPE__BODY_LOG_BATCH: {
+        const Sluice__LogBatch *b = m->log_batch;
+        CHECK_STR(b->executor, lim->max_name_len, "log batch executor", 1);
+        /* The collector names a file after it: a plain name, never a path. */
+        if (b->executor[0] == '.' || strspn(b->executor, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                         "abcdefghijklmnopqrstuvwxyz"
+                                                         "0123456789._-") != strlen(b->executor))
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                                 "log batch executor '%s' is not a plain file name", b->executor);
+        CHECK_COUNT(b->n_logs + b->n_traces, lim->max_batch, "log batch lines");
+        for (size_t i = 0; i < b->n_logs; i++)
+            CHECK_STR(b->logs[i], SL_WIRE_LOG_LINE_MAX, "log line", 0);
+        for (size_t i = 0; i < b->n_traces; i++)
+            CHECK_STR(b->traces[i], SL_WIRE_LOG_LINE_MAX, "trace record", 0);
+        return SL_OK;
+    }
     default:
         return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "envelope has no known body (%d)",
                              (int)m->body_case);
@@ -350,6 +366,8 @@ sl_wire_kind_t sl_proto_kind(int body_case)
         return SL_WIRE_KV_RESERVED;
     case SLUICE__ENVELOPE__BODY_KV_SENT:
         return SL_WIRE_KV_SENT;
+    case SLUICE__ENVELOPE__BODY_LOG_BATCH:
+        return SL_WIRE_LOG_BATCH;
     default:
         return SL_WIRE_UNKNOWN;
     }
@@ -383,6 +401,7 @@ const char *sl_wire_kind_name(sl_wire_kind_t kind)
         [SL_WIRE_KV_PLAN] = "kv_plan",
         [SL_WIRE_KV_RESERVED] = "kv_reserved",
         [SL_WIRE_KV_SENT] = "kv_sent",
+        [SL_WIRE_LOG_BATCH] = "log_batch",
     };
     return (unsigned)kind < SL_WIRE_KIND_COUNT ? names[kind] : "unknown";
 }

@@ -487,6 +487,20 @@ void sl_wire_peer_reach_get(const sl_wire_msg_t *msg, sl_wire_peer_reach_t *r)
     };
 }
 
+void sl_wire_log_batch_get(const sl_wire_msg_t *msg, sl_wire_log_batch_t *b)
+{
+    const Sluice__LogBatch *x = sl_proto_cmsg(msg)->log_batch;
+    *b = (sl_wire_log_batch_t){
+        .executor = s_str(x->executor),
+        .logs = (const char *const *)x->logs,
+        .n_logs = (uint32_t)x->n_logs,
+        .traces = (const char *const *)x->traces,
+        .n_traces = (uint32_t)x->n_traces,
+        .dropped = x->dropped,
+        .shipped = x->shipped,
+    };
+}
+
 void sl_wire_kv_plan_get(const sl_wire_msg_t *msg, sl_kv_plan_t *p)
 {
     const Sluice__KvPlan *x = sl_proto_cmsg(msg)->kv_plan;
@@ -842,6 +856,22 @@ sl_status_t sl_wire_peer_reach_send(void *sock, const sl_wire_peer_reach_t *r, i
     x.error = s_str(r->error);
     env.body_case = SLUICE__ENVELOPE__BODY_PEER_REACH;
     env.peer_reach = &x;
+    return sl_proto_send(sock, NULL, &env, flags);
+}
+
+sl_status_t sl_wire_log_batch_send(void *sock, const sl_wire_log_batch_t *b, int flags)
+{
+    Sluice__LogBatch x = SLUICE__LOG_BATCH__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.executor = s_str(b->executor);
+    x.logs = (char **)b->logs;
+    x.n_logs = b->logs ? b->n_logs : 0;
+    x.traces = (char **)b->traces;
+    x.n_traces = b->traces ? b->n_traces : 0;
+    x.dropped = b->dropped;
+    x.shipped = b->shipped;
+    env.body_case = SLUICE__ENVELOPE__BODY_LOG_BATCH;
+    env.log_batch = &x;
     return sl_proto_send(sock, NULL, &env, flags);
 }
 

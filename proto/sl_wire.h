@@ -76,6 +76,7 @@ typedef enum sl_wire_kind {
     SL_WIRE_KV_PLAN,        /* scheduler -> executor: how a job's KV moves */
     SL_WIRE_KV_RESERVED,    /* executor -> scheduler: blocks reserved for a job's KV */
     SL_WIRE_KV_SENT,        /* executor -> scheduler: a push of a job's KV ended */
+    SL_WIRE_LOG_BATCH,      /* executor -> scheduler's collector: log lines, job traces */
     SL_WIRE_KIND_COUNT,
 } sl_wire_kind_t;
 
@@ -331,6 +332,23 @@ void sl_wire_kv_plan_get(const sl_wire_msg_t *msg, sl_kv_plan_t *p);
 void sl_wire_kv_reserved_get(const sl_wire_msg_t *msg, sl_kv_reserved_t *r);
 void sl_wire_kv_sent_get(const sl_wire_msg_t *msg, sl_kv_sent_t *s);
 
+/* Longest log line or trace record a LogBatch may carry, in bytes. */
+#define SL_WIRE_LOG_LINE_MAX 4096
+
+/* Log lines and job traces an executor ships to the collector. */
+typedef struct sl_wire_log_batch {
+    const char *executor;      /* its name (validated: a plain file name) */
+    const char *const *logs;   /* log lines, oldest first */
+    uint32_t n_logs;           /* their number */
+    const char *const *traces; /* trace records, oldest first */
+    uint32_t n_traces;         /* their number */
+    uint64_t dropped;          /* lines it dropped since it started */
+    uint64_t shipped;          /* lines it shipped since it started, these included */
+} sl_wire_log_batch_t;
+
+/* The batch of a LOG_BATCH message (pointers into msg). */
+void sl_wire_log_batch_get(const sl_wire_msg_t *msg, sl_wire_log_batch_t *b);
+
 /* The head of a status reply. */
 typedef struct sl_wire_status {
     uint32_t n_executors;        /* executors listed */
@@ -405,6 +423,9 @@ sl_status_t sl_wire_kv_plan_send(void *sock, const sl_wire_ident_t *to, const sl
 sl_status_t sl_wire_kv_reserved_send(void *sock, const sl_kv_reserved_t *r, int flags);
 /* The end of a push of a job's KV (to the scheduler). */
 sl_status_t sl_wire_kv_sent_send(void *sock, const sl_kv_sent_t *s, int flags);
+/* Executor -> collector: a batch of log lines and traces (b's strings are
+ * only read). */
+sl_status_t sl_wire_log_batch_send(void *sock, const sl_wire_log_batch_t *b, int flags);
 
 /* ---- batches ---------------------------------------------------------- */
 
