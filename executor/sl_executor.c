@@ -48,12 +48,14 @@
 #include "executor/sl_executor.h"
 #include "executor/sl_exec_dp.h"
 #include "executor/sl_link.h"
+#include "executor/sl_logship.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_signal.h"
 #include "proto/sl_wire.h"
+#include "proto/sl_wire_mark.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -143,6 +145,25 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  SL_CFG_I64, 10, 3600000,
                  "data plane: a peer whose region does not answer a small read within this long "
                  "is reported unreachable"),
+    SL_CFG_FIELD(sl_executor_cfg_t, log_ship, "log-ship", "off", SL_CFG_BOOL,
+                 "ship log lines and a trace record per finished job to the scheduler's "
+                 "collector (its --collect-dir) on a connection of their own, in the background "
+                 "class (on|off)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_kib, "log-ship-kib", "256", SL_CFG_I64, 1, 1048576,
+                 "log shipping: lines not yet shipped are held in this many KiB; when full, the "
+                 "oldest are dropped and counted"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_batch_kib, "log-ship-batch-kib", "16", SL_CFG_I64, 2,
+                 4096, "log shipping: most text bytes in one message, in KiB"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_tos, "log-ship-tos", "32", SL_CFG_INT, 0, 255,
+                 "log shipping: IP TOS byte of its connection (32: DSCP CS1, as "
+                 "xport-tos-background)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, bg_link_mbps, "bg-link-mbps", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "capacity of this host's link in MB/s: log shipping is held under --bg-share of "
+                 "it (0: unknown, --log-ship-max-kibps holds it)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, bg_share, "bg-share", "0.2", SL_CFG_DOUBLE, 0.001, 1,
+                 "share of --bg-link-mbps background traffic may take"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_max_kibps, "log-ship-max-kibps", "1024", SL_CFG_DOUBLE,
+                 1, 1e9, "log shipping: most KiB per second when --bg-link-mbps is 0"),
     SL_CFG_END,
 };
 
@@ -154,6 +175,7 @@ typedef struct s_job {
     sl_engine_done_t how;    /* how it ended (once done) */
     const char *error;       /* static error text, or NULL */
     bool silent;             /* ended without a report: its KV went to a peer */
+    const char *id;          /* the client's job id (in backing), for its trace record */
     struct s_job *next_done; /* finished jobs waiting to be reported */
     uint32_t out[];          /* output tokens */
 } s_job_t;
@@ -199,10 +221,12 @@ struct sl_executor {
     uint32_t kv_blocks;         /* the backend's KV pool in blocks (advertised in hello) */
     uint32_t kv_block_tokens;   /* tokens per KV block (advertised: prompts are hashed by it) */
     sl_backend_limits_t
-        job_limits;   /* what one job may be (advertised: the scheduler places by it) */
-    sl_exec_dp_t *dp; /* the data plane (NULL: off) */
-    int role;         /* sl_exec_role_t of cfg.role */
-    bool drain_said;  /* the scheduler was told that we drain */
+        job_limits;     /* what one job may be (advertised: the scheduler places by it) */
+    sl_exec_dp_t *dp;   /* the data plane (NULL: off) */
+    int role;           /* sl_exec_role_t of cfg.role */
+    bool drain_said;    /* the scheduler was told that we drain */
+    sl_logship_t *ship; /* log lines and traces waiting to be shipped (NULL: --log-ship off) */
+    void *ship_sock;    /* DEALER to the scheduler's collector, marked background */
 };
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
@@ -293,6 +317,98 @@ static void s_job_free(sl_executor_t *x, s_job_t *job)
     }
 }
 
+/* A finished job's trace record for the collector: one line, key=value. */
+static void s_trace(sl_executor_t *x, const s_job_t *job, const sl_result_report_t *r)
+{
+    static const char *const status[] = {"ok", "failed", "canceled", "expired", "rejected"};
+    char line[512];
+    int n = snprintf(
+        line, sizeof(line),
+        "job=%s seq=%llu status=%s prompt=%u cached=%u out=%u queue_us=%lld "
+        "ttft_us=%lld end_us=%lld",
+        job->id ? job->id : "", (unsigned long long)job->ej.seq.id,
+        (unsigned)r->res.status < 5 ? status[r->res.status] : "?", r->prompt_tokens,
+        r->res.cached_tokens, r->res.output_tokens, (long long)(r->res.exec_queue / SL_NS_PER_US),
+        (long long)(r->res.exec_ttft / SL_NS_PER_US), (long long)(r->res.exec_end / SL_NS_PER_US));
+    if (n > 0)
+        sl_logship_push(x->ship, SL_LOGSHIP_TRACE, line,
+                        (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* Ship what the bucket lets out now, without waiting: a send the socket
+ * cannot take (the collector is away or slow) keeps its batch for later. */
+static void s_ship(sl_executor_t *x, sl_time_t now)
+{
+    sl_logship_batch_t b;
+    for (int i = 0; i < 4 && sl_logship_next(x->ship, now, &b) == SL_OK; i++) {
+        sl_logship_stats_t st;
+        sl_logship_stats(x->ship, &st);
+        sl_wire_log_batch_t w = {.executor = x->cfg.name,
+                                 .logs = b.logs,
+                                 .n_logs = b.n_logs,
+                                 .traces = b.traces,
+                                 .n_traces = b.n_traces,
+                                 .dropped = st.dropped,
+                                 .shipped = st.lines_shipped + b.n_logs + b.n_traces};
+        bool ok = sl_wire_log_batch_send(x->ship_sock, &w, ZMQ_DONTWAIT) == SL_OK;
+        sl_logship_sent(x->ship, now, ok);
+        if (!ok)
+            return;
+    }
+}
+
+/* The shipper and its connection: a DEALER of its own to the scheduler's
+ * executor endpoint, marked with the background TOS, which queues a few
+ * batches at most and none while not connected, so a collector that is away
+ * never holds up this thread. */
+static sl_status_t s_ship_create(sl_executor_t *x)
+{
+    const sl_executor_cfg_t *c = &x->cfg;
+    double rate =
+        c->bg_link_mbps > 0 ? c->bg_link_mbps * 1e6 * c->bg_share : c->log_ship_max_kibps * 1024;
+    sl_logship_cfg_t lcfg = {.ring_bytes = (size_t)c->log_ship_kib << 10,
+                             .batch_bytes = (size_t)c->log_ship_batch_kib << 10,
+                             .rate_bps = rate};
+    if (sl_logship_create(&lcfg, sl_clock_now(), &x->ship) != SL_OK) {
+        SL_ERROR("log shipping: cannot set up a %lld KiB ring", (long long)c->log_ship_kib);
+        return SL_ERR_INVALID;
+    }
+    x->ship_sock = zmq_socket(x->zctx, ZMQ_DEALER);
+    int hwm = 4, one = 1, zero = 0;
+    int64_t maxmsg = c->daemon.max_msg_bytes;
+    if (!x->ship_sock || zmq_setsockopt(x->ship_sock, ZMQ_SNDHWM, &hwm, sizeof(hwm)) ||
+        zmq_setsockopt(x->ship_sock, ZMQ_IMMEDIATE, &one, sizeof(one)) ||
+        zmq_setsockopt(x->ship_sock, ZMQ_LINGER, &zero, sizeof(zero)) ||
+        zmq_setsockopt(x->ship_sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) ||
+        sl_wire_sock_mark(x->ship_sock, c->log_ship_tos) != SL_OK ||
+        zmq_connect(x->ship_sock, c->scheduler)) {
+        SL_ERROR("log shipping: cannot connect to %s: %s", c->scheduler, zmq_strerror(errno));
+        return SL_ERR_IO;
+    }
+    sl_logship_hook(x->ship);
+    SL_INFO("log shipping to %s: %lld KiB held, at most %.0f KiB/s, TOS %d", c->scheduler,
+            (long long)c->log_ship_kib, rate / 1024, c->log_ship_tos);
+    return SL_OK;
+}
+
+static void s_ship_destroy(sl_executor_t *x)
+{
+    if (!x->ship)
+        return;
+    sl_logship_stats_t st;
+    sl_logship_hook(NULL);
+    sl_logship_stats(x->ship, &st);
+    SL_INFO("log shipping: %llu lines shipped (%llu bytes in %llu batches), %llu dropped, %llu "
+            "sends deferred",
+            (unsigned long long)st.lines_shipped, (unsigned long long)st.bytes_shipped,
+            (unsigned long long)st.batches, (unsigned long long)st.dropped,
+            (unsigned long long)st.send_failed);
+    if (x->ship_sock)
+        zmq_close(x->ship_sock);
+    x->ship_sock = NULL;
+    sl_logship_destroy(&x->ship);
+}
+
 /* Report finished jobs, S_DONE_BATCH per message; send = false only frees them. */
 static void s_flush_done(sl_executor_t *x, bool send)
 {
@@ -314,6 +430,8 @@ static void s_flush_done(sl_executor_t *x, bool send)
                 sl_result_report_t r;
                 sl_engine_job_report(&batch[i]->ej, batch[i]->how, batch[i]->error, &r);
                 st = sl_wire_completion_add(&x->done_out, batch[i]->ej.seq.id, &r);
+                if (x->ship)
+                    s_trace(x, batch[i], &r);
             }
             if (st == SL_OK && x->done_out.n)
                 st = sl_wire_batch_send(x->sock, NULL, &x->done_out, ZMQ_DONTWAIT);
@@ -410,6 +528,7 @@ static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wir
         return;
     }
     job->backing = sl_wire_msg_ref(backing);
+    job->id = j->id;
     sl_seq_t *s = &job->ej.seq;
     s->id = d->job_seq;
     s->prompt = j->token_ids;
@@ -636,10 +755,15 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     x->sock = sl_link_pipe(x->link);
     if (x->dp)
         sl_exec_dp_set_sock(x->dp, x->sock);
+    if (cfg->log_ship && (st = s_ship_create(x)) != SL_OK)
+        goto err_link;
     x->next_beat = INT64_MAX;
     *exec_p = x;
     return SL_OK;
 
+err_link:
+    s_ship_destroy(x);
+    sl_link_destroy(&x->link);
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
@@ -739,6 +863,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
             x->next_post = now + x->heartbeat / 2; /* the load a heartbeat carries is this fresh */
         }
         x->next_beat = sl_link_tick(x->link, now);
+        if (x->ship)
+            s_ship(x, now);
         if (!x->welcomed && now - x->hello_at >= SL_MS(x->cfg.hello_retry_ms))
             s_hello(x, now);
         if (!x->welcomed && now - x->wait_logged >= SL_MS(x->cfg.wait_log_ms)) {
@@ -749,6 +875,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     }
     if (x->fatal)
         return x->fatal;
+    if (x->ship)
+        s_ship(x, sl_clock_now()); /* what the bucket lets out of the last lines */
     s_flush_kv(x);
     if (x->welcomed)
         s_sent(sl_wire_goodbye_send(x->sock, "shutting down", false, ZMQ_DONTWAIT), "goodbye");
@@ -771,6 +899,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     }
     sl_wire_batch_fini(&x->done_out);
     sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
+    s_ship_destroy(x);         /* after the link thread, which logs into it */
     zmq_ctx_term(x->zctx);
     sl_exec_dp_destroy(&x->dp); /* after the socket work: the goodbye is out */
     free(x);

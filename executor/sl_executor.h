@@ -50,6 +50,13 @@ typedef struct sl_executor_cfg {
     char role[16];             /* mixed, prefill or decode */
     int64_t kv_xfer_timeout_ms;  /* a push of a job's KV not done this long fails */
     int64_t kv_release_grace_ms; /* a canceled reservation's blocks are released this much later */
+    bool log_ship;               /* ship log lines and job traces to the scheduler's collector */
+    int64_t log_ship_kib;        /* lines waiting to be shipped are held in this many KiB at most */
+    int64_t log_ship_batch_kib;  /* text of one shipped batch at most */
+    int log_ship_tos;            /* IP TOS byte of the shipping connection (background DSCP) */
+    double bg_link_mbps;         /* link capacity in MB/s background is held under a share of */
+    double bg_share;             /* that share */
+    double log_ship_max_kibps;   /* shipping rate when the link capacity is unknown */
     sl_daemon_cfg_t daemon;      /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 

@@ -32,6 +32,7 @@
  * a REQ/REP pattern (one request at a time per client).
  */
 #include "scheduler/sl_scheduler.h"
+#include "scheduler/sl_collector.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
@@ -65,6 +66,9 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
                  "and dispatch and result batches sent are split at this size"),
     SL_CFG_FIELD(sl_sched_cfg_t, state_file, "state-file", "", SL_CFG_STR,
                  "learned state (load model) read at start and written on clean exit"),
+    SL_CFG_FIELD(sl_sched_cfg_t, collect_dir, "collect-dir", "", SL_CFG_STR,
+                 "directory where the log lines and job traces executors ship (--log-ship on) "
+                 "are written, <executor>.log and <executor>.trace (empty: not collected)"),
     SL_CFG_END,
 };
 
@@ -81,6 +85,10 @@ typedef enum s_ctr {
     S_CTR_VERSION,          /* messages of another protocol version, either port */
     S_CTR_KV_PLANS,         /* KV plans sent (reserve, push, move) */
     S_CTR_KV_STALE,         /* reservations and push reports for splits or moves no longer on */
+    S_CTR_COLLECT_LINES,    /* shipped log lines and traces written by the collector */
+    S_CTR_COLLECT_BYTES,    /* their bytes */
+    S_CTR_COLLECT_DROPPED,  /* lines executors reported dropping before shipping */
+    S_CTR_COLLECT_IGNORED,  /* log batches received with no --collect-dir, or not written */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -97,6 +105,10 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "msgs_wrong_version",
     "kv_plans_sent",
     "kv_reports_stale",
+    "collect_lines",
+    "collect_bytes",
+    "collect_dropped",
+    "collect_ignored",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -169,6 +181,7 @@ struct sl_sched {
     size_t receipt_cap;             /* its size */
     sl_wire_batch_t single;         /* scratch: an answer sent on its own */
     bool closing;                   /* being destroyed: executors are no longer told of peers */
+    sl_collector_t *collector;      /* writes shipped logs and traces (NULL: --collect-dir unset) */
 };
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
@@ -942,6 +955,7 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
         case SL_WIRE_PEER_REACH:
         case SL_WIRE_KV_RESERVED:
         case SL_WIRE_KV_SENT:
+        case SL_WIRE_LOG_BATCH:
             s_wrong_port(s, s->clients, &from, kind);
             break;
         default:
@@ -1096,6 +1110,23 @@ static void s_on_chunk(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg)
     s->counters[S_CTR_TOKENS_FORWARDED]++;
 }
 
+/* Shipped logs and traces: to the collector, from any connection (an
+ * executor ships on a socket of its own, which never says hello). */
+static void s_on_log_batch(sl_sched_t *s, const sl_wire_msg_t *msg)
+{
+    sl_wire_log_batch_t b;
+    sl_wire_log_batch_get(msg, &b);
+    if (!s->collector || sl_collector_take(s->collector, &b) != SL_OK) {
+        s->counters[S_CTR_COLLECT_IGNORED]++;
+        return;
+    }
+    sl_collector_stats_t st;
+    sl_collector_stats(s->collector, &st);
+    s->counters[S_CTR_COLLECT_LINES] = st.lines;
+    s->counters[S_CTR_COLLECT_BYTES] = st.bytes;
+    s->counters[S_CTR_COLLECT_DROPPED] = st.dropped;
+}
+
 static void s_on_executor(sl_sched_t *s, sl_time_t now)
 {
     char err[256];
@@ -1113,6 +1144,11 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
         sl_wire_kind_t kind = sl_wire_msg_kind(msg);
         if (kind == SL_WIRE_HELLO) {
             s_on_hello(s, &from, msg, now);
+            sl_wire_msg_free(&msg);
+            continue;
+        }
+        if (kind == SL_WIRE_LOG_BATCH) {
+            s_on_log_batch(s, msg);
             sl_wire_msg_free(&msg);
             continue;
         }
@@ -1324,6 +1360,8 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     st = SL_ERR_IO;
     if (cfg->state_file[0] && s_state_read(s) != SL_OK)
         goto err_core;
+    if (cfg->collect_dir[0] && sl_collector_create(cfg->collect_dir, &s->collector) != SL_OK)
+        goto err_core;
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         goto err_core;
@@ -1343,6 +1381,7 @@ err_clients:
 err_ctx:
     zmq_ctx_term(s->zctx);
 err_core:
+    sl_collector_destroy(&s->collector);
     sl_core_destroy(&s->core);
 err_free:
     free(s->receipt);
@@ -1424,6 +1463,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     s_flush(s);
     s->closing = true;
     sl_core_destroy(&s->core);
+    sl_collector_destroy(&s->collector);
     while (s->free_outs) {
         s_client_out_t *o = s->free_outs;
         s->free_outs = o->next;
