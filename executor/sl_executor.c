@@ -158,8 +158,9 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "log shipping: IP TOS byte of its connection (32: DSCP CS1, as "
                  "xport-tos-background)"),
     SL_CFG_RANGE(sl_executor_cfg_t, bg_link_mbps, "bg-link-mbps", "0", SL_CFG_DOUBLE, 0, 1e9,
-                 "capacity of this host's link in MB/s: log shipping is held under --bg-share of "
-                 "it (0: unknown, --log-ship-max-kibps holds it)"),
+                 "capacity of this host's link in MB/s: background traffic (log shipping, and the "
+                 "data plane's background class, whose bucket log shipping then shares) is held "
+                 "under --bg-share of it (0: unknown; --log-ship-max-kibps holds log shipping)"),
     SL_CFG_RANGE(sl_executor_cfg_t, bg_share, "bg-share", "0.2", SL_CFG_DOUBLE, 0.001, 1,
                  "share of --bg-link-mbps background traffic may take"),
     SL_CFG_RANGE(sl_executor_cfg_t, log_ship_max_kibps, "log-ship-max-kibps", "1024", SL_CFG_DOUBLE,
@@ -357,6 +358,12 @@ static void s_ship(sl_executor_t *x, sl_time_t now)
     }
 }
 
+/* Log shipping's bytes come out of the transport engine's background bucket. */
+static sl_status_t s_ship_gate(void *arg, uint64_t bytes)
+{
+    return sl_exec_dp_bg_take(arg, bytes);
+}
+
 /* The shipper and its connection: a DEALER of its own to the scheduler's
  * executor endpoint, marked with the background TOS, which queues a few
  * batches at most and none while not connected, so a collector that is away
@@ -368,7 +375,9 @@ static sl_status_t s_ship_create(sl_executor_t *x)
         c->bg_link_mbps > 0 ? c->bg_link_mbps * 1e6 * c->bg_share : c->log_ship_max_kibps * 1024;
     sl_logship_cfg_t lcfg = {.ring_bytes = (size_t)c->log_ship_kib << 10,
                              .batch_bytes = (size_t)c->log_ship_batch_kib << 10,
-                             .rate_bps = rate};
+                             .rate_bps = rate,
+                             .gate = x->dp ? s_ship_gate : NULL,
+                             .gate_arg = x->dp};
     if (sl_logship_create(&lcfg, sl_clock_now(), &x->ship) != SL_OK) {
         SL_ERROR("log shipping: cannot set up a %lld KiB ring", (long long)c->log_ship_kib);
         return SL_ERR_INVALID;
@@ -727,6 +736,8 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
             .kv_block_tokens =
                 x->kv_block_tokens ? x->kv_block_tokens : (uint32_t)x->cfg.kv_block_tokens,
             .gpu_index = cfg->gpu_index,
+            .bg_link_mbps = x->cfg.bg_link_mbps,
+            .bg_share = x->cfg.bg_share,
         };
         sl_exec_dp_io_t dio = {.silence = s_silence, .arg = x};
         if (sl_exec_dp_create(&dcfg, x->engine, &dio, &x->dp) != SL_OK)

@@ -19,7 +19,10 @@
  * oldest lines. The bucket is charged only for batches sent, in text bytes
  * plus a fixed framing allowance per line and per batch, and is one batch
  * deep, so the background connection never carries more than rate_bps over
- * any window longer than one batch. One bucket per shipper rather than
+ * any window longer than one batch. With a transport engine in the
+ * process, a batch must also take its bytes from the engine's background
+ * bucket (the gate), so logs and the engine's background transfers share
+ * one budget and stay under the share of the link together. One bucket per shipper rather than
  * ZeroMQ's own rate option: ZMQ_RATE applies only to multicast transports.
  */
 #include "executor/sl_logship.h"
@@ -202,15 +205,26 @@ static void s_batch_out(const sl_logship_t *ls, sl_logship_batch_t *b)
                               .bytes = ls->text_bytes};
 }
 
+/* The taken batch goes out once the shared bucket, if any, gives its bytes;
+ * else it stays taken for the next call. */
+static sl_status_t s_gate(sl_logship_t *ls, sl_logship_batch_t *b)
+{
+    uint32_t lines = ls->n_logs + ls->n_traces;
+    if (ls->cfg.gate &&
+        ls->cfg.gate(ls->cfg.gate_arg, (uint64_t)s_cost(ls->text_bytes, lines)) != SL_OK)
+        return SL_ERR_AGAIN;
+    s_batch_out(ls, b);
+    return SL_OK;
+}
+
 sl_status_t sl_logship_next(sl_logship_t *ls, sl_time_t now, sl_logship_batch_t *b)
 {
     s_refill(ls, now);
     uint32_t lines = ls->n_logs + ls->n_traces;
-    if (lines) { /* kept from a failed send */
+    if (lines) { /* kept from a failed send, or held back by the gate */
         if (ls->tokens < s_cost(ls->text_bytes, lines))
             return SL_ERR_AGAIN;
-        s_batch_out(ls, b);
-        return SL_OK;
+        return s_gate(ls, b);
     }
     pthread_mutex_lock(&ls->lock);
     while (ls->used && lines < SL_LOGSHIP_BATCH_LINES) {
@@ -235,8 +249,7 @@ sl_status_t sl_logship_next(sl_logship_t *ls, sl_time_t now, sl_logship_batch_t 
     pthread_mutex_unlock(&ls->lock);
     if (!lines)
         return SL_ERR_AGAIN;
-    s_batch_out(ls, b);
-    return SL_OK;
+    return s_gate(ls, b);
 }
 
 void sl_logship_sent(sl_logship_t *ls, sl_time_t now, bool ok)

@@ -41,6 +41,11 @@ typedef struct sl_logship_cfg {
     size_t ring_bytes;  /* bytes of lines held at most (each line costs its text + 3) */
     size_t batch_bytes; /* text bytes of one batch at most (>= SL_LOGSHIP_LINE_MAX) */
     double rate_bps;    /* bytes per second the bucket lets out (> 0) */
+    /* Optional second bucket shared with other background traffic (the
+     * transport engine's, sl_xport_bg_take): a batch goes only once gate
+     * takes its bytes (SL_OK); NULL = none. */
+    sl_status_t (*gate)(void *arg, uint64_t bytes);
+    void *gate_arg; /* gate's argument */
 } sl_logship_cfg_t;
 
 /* A batch to send: text of the lines taken, in order, per kind. Points into

@@ -154,6 +154,40 @@ static void test_logship_failed_send_keeps_batch(void **state)
     sl_logship_destroy(&ls);
 }
 
+/* A stand-in for the transport's bucket: gives what it holds. */
+static sl_status_t s_gate(void *arg, uint64_t bytes)
+{
+    uint64_t *tokens = arg;
+    if (*tokens < bytes)
+        return SL_ERR_AGAIN;
+    *tokens -= bytes;
+    return SL_OK;
+}
+
+/* A batch waits for the shared bucket and is taken from it once. */
+static void test_logship_gate(void **state)
+{
+    (void)state;
+    uint64_t tokens = 0;
+    sl_logship_cfg_t cfg = {.ring_bytes = 4096,
+                            .batch_bytes = 4096,
+                            .rate_bps = 1e9,
+                            .gate = s_gate,
+                            .gate_arg = &tokens};
+    sl_logship_t *ls = NULL;
+    assert_int_equal(sl_logship_create(&cfg, 0, &ls), SL_OK);
+    s_push(ls, SL_LOGSHIP_LOG, "gated %d", 1);
+    sl_logship_batch_t b;
+    assert_int_equal(sl_logship_next(ls, 0, &b), SL_ERR_AGAIN);
+    tokens = 1000;
+    assert_int_equal(sl_logship_next(ls, SL_MS(1), &b), SL_OK);
+    assert_int_equal(b.n_logs, 1);
+    uint64_t cost = 7 + SL_LOGSHIP_LINE_OVERHEAD + SL_LOGSHIP_BATCH_OVERHEAD;
+    assert_int_equal(tokens, 1000 - cost);
+    sl_logship_sent(ls, SL_MS(1), true);
+    sl_logship_destroy(&ls);
+}
+
 typedef struct {
     sl_logship_t *ls;
     int n;
@@ -211,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_logship_bucket_paces),
         cmocka_unit_test(test_logship_failed_send_keeps_batch),
         cmocka_unit_test(test_logship_threads),
+        cmocka_unit_test(test_logship_gate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

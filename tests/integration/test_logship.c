@@ -164,6 +164,8 @@ static void test_logship_collector_gone(void **state)
     void *sock = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, sock, 1, 10000), 0);
     s_run_jobs(sock, "before", 3, 10000);
+    snprintf(path, sizeof(path), "%s/e1.trace", collect);
+    assert_int_equal(s_wait_lines(path, "job=before-", 3, 5000), 3);
     zmq_close(sock);
     cl_kill(&c, sched, SIGKILL);
     assert_true(cl_wait(&c, sched, 5000) >= 0);
@@ -173,7 +175,6 @@ static void test_logship_collector_gone(void **state)
     sock = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, sock, 1, 15000), 0);
     s_run_jobs(sock, "after", 3, 10000);
-    snprintf(path, sizeof(path), "%s/e1.trace", collect);
     assert_int_equal(s_wait_lines(path, "job=after-", 3, 5000), 3);
     assert_int_equal(s_count_lines(path, "job=before-"), 3);
     zmq_close(sock);
