@@ -1018,6 +1018,11 @@ void sl_exec_dp_hello(const sl_exec_dp_t *dp, sl_wire_hello_t *h)
     h->info.kv_fetch_source = sl_engine_kv_can_hold(dp->engine);
 }
 
+struct sl_xport *sl_exec_dp_xport(sl_exec_dp_t *dp)
+{
+    return dp->xport;
+}
+
 sl_status_t sl_exec_dp_bg_take(sl_exec_dp_t *dp, uint64_t bytes)
 {
     return sl_xport_bg_take(dp->xport, bytes);

@@ -90,6 +90,9 @@ void sl_exec_dp_held(sl_exec_dp_t *dp, sl_engine_job_t *job, sl_engine_held_t wh
 bool sl_exec_dp_cancel(sl_exec_dp_t *dp, uint64_t job_seq, sl_time_t now);
 /* A job ended (its sl_engine_cb_t.done): forget what the data plane held for it. */
 void sl_exec_dp_job_end(sl_exec_dp_t *dp, sl_engine_job_t *job);
+/* The transport engine (the data plane keeps it; other parts of the daemon
+ * register regions of their own with it, e.g. weights served to peers). */
+struct sl_xport *sl_exec_dp_xport(sl_exec_dp_t *dp);
 /* Background bytes sent beside the engine (log shipping) take from its
  * background bucket: SL_OK when taken or when there is none, SL_ERR_AGAIN
  * when it holds fewer tokens now (sl_xport_bg_take). */

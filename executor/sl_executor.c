@@ -49,6 +49,7 @@
 #include "executor/sl_exec_dp.h"
 #include "executor/sl_link.h"
 #include "executor/sl_logship.h"
+#include "executor/sl_weights_peer.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
 #include "common/sl_clock.h"
@@ -165,6 +166,21 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  "share of --bg-link-mbps background traffic may take"),
     SL_CFG_RANGE(sl_executor_cfg_t, log_ship_max_kibps, "log-ship-max-kibps", "1024", SL_CFG_DOUBLE,
                  1, 1e9, "log shipping: most KiB per second when --bg-link-mbps is 0"),
+    SL_CFG_FIELD(sl_executor_cfg_t, weights_from, "weights-from", "auto", SL_CFG_STR,
+                 "ref with --weights: where the weights come from: peer (a live executor that "
+                 "serves the same file, named by the scheduler, read in the background class; "
+                 "the file when that fails), auto (the same, quietly when no peer serves them) or "
+                 "file"),
+    SL_CFG_FIELD(sl_executor_cfg_t, weights_serve, "weights-serve", "on", SL_CFG_BOOL,
+                 "with --data-plane on and --weights: serve the weights to starting peers "
+                 "(on|off)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, weights_query_timeout_ms, "weights-query-timeout-ms", "2000",
+                 SL_CFG_I64, 1, 3600000,
+                 "weights from a peer: the scheduler not answering within this long means no "
+                 "peer"),
+    SL_CFG_RANGE(sl_executor_cfg_t, weights_pull_timeout_ms, "weights-pull-timeout-ms", "60000",
+                 SL_CFG_I64, 1, 86400000,
+                 "weights from a peer: a pull not done within this long falls back to the file"),
     SL_CFG_END,
 };
 
@@ -227,7 +243,10 @@ struct sl_executor {
     int role;           /* sl_exec_role_t of cfg.role */
     bool drain_said;    /* the scheduler was told that we drain */
     sl_logship_t *ship; /* log lines and traces waiting to be shipped (NULL: --log-ship off) */
-    void *ship_sock;    /* DEALER to the scheduler's collector, marked background */
+    sl_weights_serve_t *wserve;        /* weights served to peers (NULL: none) */
+    int weights_fd;                    /* in-memory file of weights pulled from a peer (-1: none) */
+    char weights_path[SL_CFG_STR_MAX]; /* the weights the backend loaded */
+    void *ship_sock;                   /* DEALER to the scheduler's collector, marked background */
 };
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
@@ -418,6 +437,49 @@ static void s_ship_destroy(sl_executor_t *x)
     sl_logship_destroy(&x->ship);
 }
 
+/* What peers call the weights: the configured file's base name. */
+static const char *s_weights_name(const sl_executor_cfg_t *c)
+{
+    const char *slash = strrchr(c->weights, '/');
+    return slash ? slash + 1 : c->weights;
+}
+
+/* Where the backend reads its weights: from a peer that serves the same
+ * file (an in-memory copy), else the file. SL_ERR_INVALID only for an
+ * unknown --weights-from; a failed pull falls back to the file. */
+static sl_status_t s_weights_source(sl_executor_t *x)
+{
+    const sl_executor_cfg_t *c = &x->cfg;
+    bool peer = !strcmp(c->weights_from, "peer"), automatic = !strcmp(c->weights_from, "auto");
+    snprintf(x->weights_path, sizeof(x->weights_path), "%s", c->weights);
+    if (!peer && !automatic && strcmp(c->weights_from, "file")) {
+        SL_ERROR("unknown --weights-from '%s' (auto, peer, file)", c->weights_from);
+        return SL_ERR_INVALID;
+    }
+    if (!c->weights[0] || strcmp(c->backend, "ref") || !(peer || automatic))
+        return SL_OK;
+    sl_weights_pull_cfg_t pc = {.scheduler = c->scheduler,
+                                .name = s_weights_name(c),
+                                .tos = c->log_ship_tos,
+                                .query_timeout_ms = c->weights_query_timeout_ms,
+                                .pull_timeout_ms = c->weights_pull_timeout_ms,
+                                .bg_link_mbps = c->bg_link_mbps,
+                                .bg_share = c->bg_share};
+    if (c->data_plane_tls[0])
+        setenv("UCX_TLS", c->data_plane_tls, 1);
+    int fd = -1;
+    sl_weights_pull_stats_t ps;
+    sl_status_t st = sl_weights_pull(&pc, &fd, &ps);
+    if (st == SL_OK) {
+        x->weights_fd = fd;
+        snprintf(x->weights_path, sizeof(x->weights_path), "/proc/self/fd/%d", fd);
+    } else if (peer && st != SL_ERR_NOT_FOUND) {
+        SL_WARN("weights: the pull from a peer failed (%s); reading %s", sl_status_str(st),
+                c->weights);
+    }
+    return SL_OK;
+}
+
 /* Report finished jobs, S_DONE_BATCH per message; send = false only frees them. */
 static void s_flush_done(sl_executor_t *x, bool send)
 {
@@ -482,6 +544,8 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
     h.info.role = (sl_exec_role_t)x->role;
     if (x->dp)
         sl_exec_dp_hello(x->dp, &h);
+    if (x->wserve)
+        sl_weights_serve_offer(x->wserve, &h.weights);
     s_sent(sl_wire_hello_send(x->sock, &h, ZMQ_DONTWAIT), "hello");
     x->hello_at = now;
 }
@@ -674,6 +738,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     if (!x)
         return SL_ERR_NOMEM;
     x->cfg = *cfg;
+    x->weights_fd = -1;
     x->done_tail = &x->done_head;
     sl_wire_batch_init(&x->done_out, SL_WIRE_COMPLETIONS);
     if (!x->cfg.name[0]) {
@@ -693,9 +758,11 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         SL_ERROR("unknown backend '%s' (built in: %s)", cfg->backend, sl_backend_names());
         goto err_free;
     }
+    if (s_weights_source(x) != SL_OK)
+        goto err_free;
     sl_backend_params_t params = {
         .model = x->cfg.model,
-        .weights = x->cfg.weights,
+        .weights = x->weights_path,
         .weight_format = x->cfg.weight_format,
         .device = x->cfg.device,
         .kv_blocks = (uint32_t)x->cfg.kv_blocks,
@@ -742,6 +809,10 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         sl_exec_dp_io_t dio = {.silence = s_silence, .arg = x};
         if (sl_exec_dp_create(&dcfg, x->engine, &dio, &x->dp) != SL_OK)
             goto err_engine;
+        /* Serving the weights is a favour to peers: failing to is only logged. */
+        if (x->cfg.weights[0] && x->cfg.weights_serve && !strcmp(x->cfg.backend, "ref"))
+            (void)sl_weights_serve_create(sl_exec_dp_xport(x->dp), x->weights_path,
+                                          s_weights_name(&x->cfg), &x->wserve);
     } else if (x->role != SL_ROLE_MIXED) {
         SL_ERROR("--role %s needs --data-plane on (its KV moves to or from peers)", x->cfg.role);
         st = SL_ERR_INVALID;
@@ -778,9 +849,12 @@ err_link:
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
+    sl_weights_serve_destroy(&x->wserve);
     sl_exec_dp_destroy(&x->dp);
     sl_engine_destroy(&x->engine);
 err_free:
+    if (x->weights_fd >= 0)
+        close(x->weights_fd);
     free(x);
     return st;
 }
@@ -912,7 +986,10 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
     s_ship_destroy(x);         /* after the link thread, which logs into it */
     zmq_ctx_term(x->zctx);
-    sl_exec_dp_destroy(&x->dp); /* after the socket work: the goodbye is out */
+    sl_weights_serve_destroy(&x->wserve); /* its region is the data plane engine's */
+    sl_exec_dp_destroy(&x->dp);           /* after the socket work: the goodbye is out */
+    if (x->weights_fd >= 0)
+        close(x->weights_fd);
     free(x);
     *exec_p = NULL;
 }

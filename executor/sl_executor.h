@@ -57,7 +57,11 @@ typedef struct sl_executor_cfg {
     double bg_link_mbps;         /* link capacity in MB/s background is held under a share of */
     double bg_share;             /* that share */
     double log_ship_max_kibps;   /* shipping rate when the link capacity is unknown */
-    sl_daemon_cfg_t daemon;      /* the knobs every daemon has (sl_daemon_cfg_fields) */
+    char weights_from[16];       /* ref --weights: auto, peer or file */
+    bool weights_serve;          /* serve the weight file to starting peers (data plane on) */
+    int64_t weights_query_timeout_ms; /* the scheduler names a holder within this long */
+    int64_t weights_pull_timeout_ms;  /* a pull from a peer not done this long falls back */
+    sl_daemon_cfg_t daemon;           /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
 extern const sl_cfg_field_t sl_executor_cfg_fields[];
