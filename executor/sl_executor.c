@@ -247,6 +247,7 @@ struct sl_executor {
     int weights_fd;                    /* in-memory file of weights pulled from a peer (-1: none) */
     char weights_path[SL_CFG_STR_MAX]; /* the weights the backend loaded */
     void *ship_sock;                   /* DEALER to the scheduler's collector, marked background */
+    char ship_name[SL_CFG_STR_MAX];    /* our name as the collector's file name */
 };
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
@@ -363,7 +364,7 @@ static void s_ship(sl_executor_t *x, sl_time_t now)
     for (int i = 0; i < 4 && sl_logship_next(x->ship, now, &b) == SL_OK; i++) {
         sl_logship_stats_t st;
         sl_logship_stats(x->ship, &st);
-        sl_wire_log_batch_t w = {.executor = x->cfg.name,
+        sl_wire_log_batch_t w = {.executor = x->ship_name,
                                  .logs = b.logs,
                                  .n_logs = b.n_logs,
                                  .traces = b.traces,
@@ -401,6 +402,12 @@ static sl_status_t s_ship_create(sl_executor_t *x)
         SL_ERROR("log shipping: cannot set up a %lld KiB ring", (long long)c->log_ship_kib);
         return SL_ERR_INVALID;
     }
+    /* The collector names files after us: a plain file name (proto checks). */
+    snprintf(x->ship_name, sizeof(x->ship_name), "%s", c->name);
+    for (char *p = x->ship_name; *p; p++)
+        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", *p) ||
+            (p == x->ship_name && *p == '.'))
+            *p = '_';
     x->ship_sock = zmq_socket(x->zctx, ZMQ_DEALER);
     int hwm = 4, one = 1, zero = 0;
     int64_t maxmsg = c->daemon.max_msg_bytes;

@@ -71,6 +71,11 @@ static int s_read_all(int fd, void *buf, size_t len)
 sl_status_t sl_weights_serve_create(sl_xport_t *xp, const char *path, const char *name,
                                     sl_weights_serve_t **ws_p)
 {
+    if (strlen(name) > sl_proto_limits_default.max_name_len) {
+        SL_WARN("weights: not served to peers: the name %s is longer than %u bytes", name,
+                sl_proto_limits_default.max_name_len);
+        return SL_ERR_INVALID;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size <= 0) {
@@ -307,6 +312,8 @@ sl_status_t sl_weights_pull(const sl_weights_pull_cfg_t *cfg, int *fd_p,
                             sl_weights_pull_stats_t *stats)
 {
     s_source_t src = {0};
+    if (strlen(cfg->name) > sl_proto_limits_default.max_name_len)
+        return SL_ERR_NOT_FOUND; /* never served under a name that long */
     sl_status_t st = s_query(cfg, &src);
     if (st != SL_OK)
         return st == SL_ERR_NOMEM ? st : SL_ERR_NOT_FOUND;

@@ -22,7 +22,8 @@ typedef struct sl_weights_serve sl_weights_serve_t;
 /* Read the weight file at path into memory registered with xp (for the
  * background class as for the others) and checksum it. name is what peers
  * ask for (the base name of the file the operator configured). SL_ERR_IO
- * (logged) when the file cannot be read; SL_ERR_NOMEM. On success *ws_p
+ * (logged) when the file cannot be read; SL_ERR_INVALID (logged) for a
+ * name longer than the wire allows; SL_ERR_NOMEM. On success *ws_p
  * owns the region; xp must outlive it. */
 sl_status_t sl_weights_serve_create(sl_xport_t *xp, const char *path, const char *name,
                                     sl_weights_serve_t **ws_p);
