@@ -145,9 +145,9 @@ sl_status_t sl_collector_take(sl_collector_t *c, const sl_wire_log_batch_t *b)
     s_file_t *f = s_slot(c, b->executor);
     c->st.batches++;
     f->used = c->st.batches;
-    if (b->dropped > f->last_dropped)
-        c->st.dropped += b->dropped - f->last_dropped;
-    f->last_dropped = b->dropped; /* lower: the executor restarted and counts again */
+    /* A lower count: the executor restarted and counts from zero again. */
+    c->st.dropped += b->dropped >= f->last_dropped ? b->dropped - f->last_dropped : b->dropped;
+    f->last_dropped = b->dropped;
     if (b->n_logs && !f->log)
         f->log = s_open(c, f, "log");
     if (b->n_traces && !f->trace)
