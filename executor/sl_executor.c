@@ -161,7 +161,8 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
     SL_CFG_RANGE(sl_executor_cfg_t, bg_link_mbps, "bg-link-mbps", "0", SL_CFG_DOUBLE, 0, 1e9,
                  "capacity of this host's link in MB/s: background traffic (log shipping, and the "
                  "data plane's background class, whose bucket log shipping then shares) is held "
-                 "under --bg-share of it (0: unknown; --log-ship-max-kibps holds log shipping)"),
+                 "under --bg-share of it (0: unknown: --log-ship-max-kibps holds log shipping, and "
+                 "the data plane keeps its SLUICE_XPORT_LINK_MBPS and SLUICE_XPORT_BG_SHARE)"),
     SL_CFG_RANGE(sl_executor_cfg_t, bg_share, "bg-share", "0.2", SL_CFG_DOUBLE, 0.001, 1,
                  "share of --bg-link-mbps background traffic may take"),
     SL_CFG_RANGE(sl_executor_cfg_t, log_ship_max_kibps, "log-ship-max-kibps", "1024", SL_CFG_DOUBLE,
