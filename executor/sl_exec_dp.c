@@ -1024,6 +1024,11 @@ void sl_exec_dp_hello(const sl_exec_dp_t *dp, sl_wire_hello_t *h)
     h->info.kv_fetch_source = sl_engine_kv_can_hold(dp->engine);
 }
 
+sl_status_t sl_exec_dp_bg_take(sl_exec_dp_t *dp, uint64_t bytes)
+{
+    return sl_xport_bg_take(dp->xport, bytes);
+}
+
 void sl_exec_dp_stats(const sl_exec_dp_t *dp, sl_exec_dp_stats_t *stats)
 {
     *stats = dp->stats;
@@ -1114,6 +1119,12 @@ sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
         if (!(device && pool && sl_xport_cudrv_ptr_busid(pool, bus, blen) == SL_OK) &&
             !(cfg->gpu_index >= 0 && sl_xport_cudrv_busid(cfg->gpu_index, bus, blen) == SL_OK))
             bus[0] = '\0';
+    }
+    /* --bg-link-mbps and --bg-share, when the link is given, set the
+     * background bucket (log shipping takes from it too) */
+    if (st == SL_OK && cfg->bg_link_mbps > 0) {
+        xcfg.link_mbps = cfg->bg_link_mbps;
+        xcfg.bg_share = cfg->bg_share;
     }
     if (st == SL_OK)
         st = sl_xport_create(&xcfg, &dp->xport);

@@ -33,6 +33,9 @@ typedef struct sl_exec_dp_cfg {
     uint32_t kv_block_tokens;      /* tokens per block */
     int gpu_index; /* CUDA device whose nearest NICs the engine uses when the KV pool is not on
                       a GPU (-1: none) */
+    double bg_link_mbps; /* link capacity (MB/s) background is held under a share of
+                            (0 = the engine's own setting) */
+    double bg_share;     /* that share, with bg_link_mbps */
 } sl_exec_dp_cfg_t;
 
 /* Counters (the executor logs them and sends them in heartbeats). */
@@ -87,6 +90,14 @@ void sl_exec_dp_held(sl_exec_dp_t *dp, sl_engine_job_t *job, sl_engine_held_t wh
 bool sl_exec_dp_cancel(sl_exec_dp_t *dp, uint64_t job_seq, sl_time_t now);
 /* A job ended (its sl_engine_cb_t.done): forget what the data plane held for it. */
 void sl_exec_dp_job_end(sl_exec_dp_t *dp, sl_engine_job_t *job);
+/* The transport engine (the data plane keeps it; other parts of the daemon
+ * register regions of their own with it, e.g. weights served to peers, and
+ * pipeline stages post on it). */
+struct sl_xport *sl_exec_dp_xport(const sl_exec_dp_t *dp);
+/* Background bytes sent beside the engine (log shipping) take from its
+ * background bucket: SL_OK when taken or when there is none, SL_ERR_AGAIN
+ * when it holds fewer tokens now (sl_xport_bg_take). */
+sl_status_t sl_exec_dp_bg_take(sl_exec_dp_t *dp, uint64_t bytes);
 /* Counters. */
 void sl_exec_dp_stats(const sl_exec_dp_t *dp, sl_exec_dp_stats_t *stats);
 
@@ -96,7 +107,6 @@ void sl_exec_dp_stats(const sl_exec_dp_t *dp, sl_exec_dp_stats_t *stats);
  * its KV region's id in our transfers and its bytes (false: not reached). */
 struct sl_xport;
 struct sl_xport_peer;
-struct sl_xport *sl_exec_dp_xport(const sl_exec_dp_t *dp);
 void sl_exec_dp_set_notif_other(sl_exec_dp_t *dp,
                                 bool (*other)(void *arg, const void *data, size_t len), void *arg);
 bool sl_exec_dp_peer(const sl_exec_dp_t *dp, uint32_t index, struct sl_xport_peer **conn_p,

@@ -49,12 +49,15 @@
 #include "executor/sl_exec_dp.h"
 #include "executor/sl_exec_stage.h"
 #include "executor/sl_link.h"
+#include "executor/sl_logship.h"
+#include "executor/sl_weights_peer.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_signal.h"
 #include "proto/sl_wire.h"
+#include "proto/sl_wire_mark.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -76,7 +79,9 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
     SL_CFG_FIELD(sl_executor_cfg_t, model, "model", "tiny", SL_CFG_STR,
                  "ref: model preset (tiny, small, ...)"),
     SL_CFG_FIELD(sl_executor_cfg_t, weights, "weights", "", SL_CFG_STR,
-                 "ref: safetensors weight file (empty: synthetic weights)"),
+                 "ref: safetensors weight file (empty: synthetic weights); sim: a file standing "
+                 "for the model's weights (read, served and pulled like ref's, nothing computed "
+                 "from it)"),
     SL_CFG_FIELD(sl_executor_cfg_t, weight_format, "weight-format", "auto", SL_CFG_STR,
                  "ref: auto (fp32 on CPU, bf16 on CUDA), fp32, bf16, fp16, int8 or int4"),
     SL_CFG_FIELD(sl_executor_cfg_t, device, "device", "auto", SL_CFG_STR, "ref: auto, cpu or cuda"),
@@ -155,6 +160,43 @@ const sl_cfg_field_t sl_executor_cfg_fields[] = {
                  SL_CFG_I64, 1, 3600000,
                  "pipeline stage: a step whose tokens are not back from the later stages this "
                  "long fails its jobs"),
+    SL_CFG_FIELD(sl_executor_cfg_t, log_ship, "log-ship", "off", SL_CFG_BOOL,
+                 "ship log lines and a trace record per finished job to the scheduler's "
+                 "collector (its --collect-dir) on a connection of their own, in the background "
+                 "class (on|off)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_kib, "log-ship-kib", "256", SL_CFG_I64, 1, 1048576,
+                 "log shipping: lines not yet shipped are held in this many KiB; when full, the "
+                 "oldest are dropped and counted"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_batch_kib, "log-ship-batch-kib", "16", SL_CFG_I64, 2,
+                 4096, "log shipping: most text bytes in one message, in KiB"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_tos, "log-ship-tos", "32", SL_CFG_INT, 0, 255,
+                 "log shipping: IP TOS byte of its connection (32: DSCP CS1, as "
+                 "xport-tos-background)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, bg_link_mbps, "bg-link-mbps", "0", SL_CFG_DOUBLE, 0, 1e9,
+                 "capacity of this host's link in MB/s: background traffic (log shipping, and the "
+                 "data plane's background class, whose bucket log shipping then shares) is held "
+                 "under --bg-share of it (0: unknown: --log-ship-max-kibps holds log shipping, and "
+                 "the data plane keeps its SLUICE_XPORT_LINK_MBPS and SLUICE_XPORT_BG_SHARE)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, bg_share, "bg-share", "0.2", SL_CFG_DOUBLE, 0.001, 1,
+                 "share of --bg-link-mbps background traffic may take"),
+    SL_CFG_RANGE(sl_executor_cfg_t, log_ship_max_kibps, "log-ship-max-kibps", "1024", SL_CFG_DOUBLE,
+                 1, 1e9, "log shipping: most KiB per second when --bg-link-mbps is 0"),
+    SL_CFG_FIELD(
+        sl_executor_cfg_t, weights_from, "weights-from", "auto", SL_CFG_STR,
+        "ref or sim with --weights: where the weights come from: peer (a live executor that "
+        "serves the same file, named by the scheduler, read in the background class; "
+        "the file when that fails), auto (the same, quietly when no peer serves them) or "
+        "file"),
+    SL_CFG_FIELD(sl_executor_cfg_t, weights_serve, "weights-serve", "on", SL_CFG_BOOL,
+                 "with --data-plane on and --weights: serve the weights to starting peers "
+                 "(on|off)"),
+    SL_CFG_RANGE(sl_executor_cfg_t, weights_query_timeout_ms, "weights-query-timeout-ms", "2000",
+                 SL_CFG_I64, 1, 3600000,
+                 "weights from a peer: the scheduler not answering within this long means no "
+                 "peer"),
+    SL_CFG_RANGE(sl_executor_cfg_t, weights_pull_timeout_ms, "weights-pull-timeout-ms", "60000",
+                 SL_CFG_I64, 1, 86400000,
+                 "weights from a peer: a pull not done within this long falls back to the file"),
     SL_CFG_END,
 };
 
@@ -166,6 +208,7 @@ typedef struct s_job {
     sl_engine_done_t how;    /* how it ended (once done) */
     const char *error;       /* static error text, or NULL */
     bool silent;             /* ended without a report: its KV went to a peer */
+    const char *id;          /* the client's job id (in backing), for its trace record */
     struct s_job *next_done; /* finished jobs waiting to be reported */
     uint32_t out[];          /* output tokens */
 } s_job_t;
@@ -217,6 +260,12 @@ struct sl_executor {
     sl_backend_stage_info_t stage_info; /* the layers held */
     int role;                           /* sl_exec_role_t of cfg.role */
     bool drain_said;                    /* the scheduler was told that we drain */
+    sl_logship_t *ship; /* log lines and traces waiting to be shipped (NULL: --log-ship off) */
+    sl_weights_serve_t *wserve;        /* weights served to peers (NULL: none) */
+    int weights_fd;                    /* in-memory file of weights pulled from a peer (-1: none) */
+    char weights_path[SL_CFG_STR_MAX]; /* the weights the backend loaded */
+    void *ship_sock;                   /* DEALER to the scheduler's collector, marked background */
+    char ship_name[SL_CFG_STR_MAX];    /* our name as the collector's file name */
 };
 
 /* A send that failed is logged and dropped: the scheduler requeues what it
@@ -411,6 +460,164 @@ static void s_job_free(sl_executor_t *x, s_job_t *job)
     }
 }
 
+/* A finished job's trace record for the collector: one line, key=value. */
+static void s_trace(sl_executor_t *x, const s_job_t *job, const sl_result_report_t *r)
+{
+    static const char *const status[] = {"ok", "failed", "canceled", "expired", "rejected"};
+    char line[512];
+    int n = snprintf(
+        line, sizeof(line),
+        "job=%s seq=%llu status=%s prompt=%u cached=%u out=%u queue_us=%lld "
+        "ttft_us=%lld end_us=%lld",
+        job->id ? job->id : "", (unsigned long long)job->ej.seq.id,
+        (unsigned)r->res.status < 5 ? status[r->res.status] : "?", r->prompt_tokens,
+        r->res.cached_tokens, r->res.output_tokens, (long long)(r->res.exec_queue / SL_NS_PER_US),
+        (long long)(r->res.exec_ttft / SL_NS_PER_US), (long long)(r->res.exec_end / SL_NS_PER_US));
+    if (n > 0)
+        sl_logship_push(x->ship, SL_LOGSHIP_TRACE, line,
+                        (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* Ship what the bucket lets out now, without waiting: a send the socket
+ * cannot take (the collector is away or slow) keeps its batch for later. */
+static void s_ship(sl_executor_t *x, sl_time_t now)
+{
+    sl_logship_batch_t b;
+    for (int i = 0; i < 4 && sl_logship_next(x->ship, now, &b) == SL_OK; i++) {
+        sl_logship_stats_t st;
+        sl_logship_stats(x->ship, &st);
+        sl_wire_log_batch_t w = {.executor = x->ship_name,
+                                 .logs = b.logs,
+                                 .n_logs = b.n_logs,
+                                 .traces = b.traces,
+                                 .n_traces = b.n_traces,
+                                 .dropped = st.dropped,
+                                 .shipped = st.lines_shipped + b.n_logs + b.n_traces};
+        bool ok = sl_wire_log_batch_send(x->ship_sock, &w, ZMQ_DONTWAIT) == SL_OK;
+        sl_logship_sent(x->ship, now, ok);
+        if (!ok)
+            return;
+    }
+}
+
+/* Log shipping's bytes come out of the transport engine's background bucket. */
+static sl_status_t s_ship_gate(void *arg, uint64_t bytes)
+{
+    return sl_exec_dp_bg_take(arg, bytes);
+}
+
+/* The shipper and its connection: a DEALER of its own to the scheduler's
+ * executor endpoint, marked with the background TOS, which queues a few
+ * batches at most and none while not connected, so a collector that is away
+ * never holds up this thread. */
+static sl_status_t s_ship_create(sl_executor_t *x)
+{
+    const sl_executor_cfg_t *c = &x->cfg;
+    double rate =
+        c->bg_link_mbps > 0 ? c->bg_link_mbps * 1e6 * c->bg_share : c->log_ship_max_kibps * 1024;
+    sl_logship_cfg_t lcfg = {.ring_bytes = (size_t)c->log_ship_kib << 10,
+                             .batch_bytes = (size_t)c->log_ship_batch_kib << 10,
+                             .rate_bps = rate,
+                             .gate = x->dp ? s_ship_gate : NULL,
+                             .gate_arg = x->dp};
+    if (sl_logship_create(&lcfg, sl_clock_now(), &x->ship) != SL_OK) {
+        SL_ERROR("log shipping: cannot set up a %lld KiB ring", (long long)c->log_ship_kib);
+        return SL_ERR_INVALID;
+    }
+    /* The collector names files after us: a plain file name (proto checks). */
+    snprintf(x->ship_name, sizeof(x->ship_name), "%s", c->name);
+    for (char *p = x->ship_name; *p; p++)
+        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", *p) ||
+            (p == x->ship_name && *p == '.'))
+            *p = '_';
+    x->ship_sock = zmq_socket(x->zctx, ZMQ_DEALER);
+    int hwm = 4, one = 1, zero = 0;
+    int64_t maxmsg = c->daemon.max_msg_bytes;
+    if (!x->ship_sock || zmq_setsockopt(x->ship_sock, ZMQ_SNDHWM, &hwm, sizeof(hwm)) ||
+        zmq_setsockopt(x->ship_sock, ZMQ_IMMEDIATE, &one, sizeof(one)) ||
+        zmq_setsockopt(x->ship_sock, ZMQ_LINGER, &zero, sizeof(zero)) ||
+        zmq_setsockopt(x->ship_sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) ||
+        sl_wire_sock_mark(x->ship_sock, c->log_ship_tos) != SL_OK ||
+        zmq_connect(x->ship_sock, c->scheduler)) {
+        SL_ERROR("log shipping: cannot connect to %s: %s", c->scheduler, zmq_strerror(errno));
+        return SL_ERR_IO;
+    }
+    sl_logship_hook(x->ship);
+    SL_INFO("log shipping to %s: %lld KiB held, at most %.0f KiB/s, TOS %d", c->scheduler,
+            (long long)c->log_ship_kib, rate / 1024, c->log_ship_tos);
+    return SL_OK;
+}
+
+static void s_ship_destroy(sl_executor_t *x)
+{
+    if (!x->ship)
+        return;
+    sl_logship_stats_t st;
+    sl_logship_hook(NULL);
+    sl_logship_stats(x->ship, &st);
+    SL_INFO("log shipping: %llu lines shipped (%llu bytes in %llu batches), %llu dropped, %llu "
+            "sends deferred",
+            (unsigned long long)st.lines_shipped, (unsigned long long)st.bytes_shipped,
+            (unsigned long long)st.batches, (unsigned long long)st.dropped,
+            (unsigned long long)st.send_failed);
+    if (x->ship_sock)
+        zmq_close(x->ship_sock);
+    x->ship_sock = NULL;
+    sl_logship_destroy(&x->ship);
+}
+
+/* What peers call the weights: the configured file's base name. */
+static const char *s_weights_name(const sl_executor_cfg_t *c)
+{
+    const char *slash = strrchr(c->weights, '/');
+    return slash ? slash + 1 : c->weights;
+}
+
+/* Backends that load a weight file: ref computes with it; sim models a
+ * model's load (its bytes are read, served and pulled like ref's, and
+ * nothing is computed from them), so a simulated cluster moves real weight
+ * traffic. */
+static bool s_backend_has_weights(const sl_executor_cfg_t *c)
+{
+    return !strcmp(c->backend, "ref") || !strcmp(c->backend, "sim");
+}
+
+/* Where the backend reads its weights: from a peer that serves the same
+ * file (an in-memory copy), else the file. SL_ERR_INVALID only for an
+ * unknown --weights-from; a failed pull falls back to the file. */
+static sl_status_t s_weights_source(sl_executor_t *x)
+{
+    const sl_executor_cfg_t *c = &x->cfg;
+    bool peer = !strcmp(c->weights_from, "peer"), automatic = !strcmp(c->weights_from, "auto");
+    snprintf(x->weights_path, sizeof(x->weights_path), "%s", c->weights);
+    if (!peer && !automatic && strcmp(c->weights_from, "file")) {
+        SL_ERROR("unknown --weights-from '%s' (auto, peer, file)", c->weights_from);
+        return SL_ERR_INVALID;
+    }
+    if (!c->weights[0] || !s_backend_has_weights(c) || !(peer || automatic))
+        return SL_OK;
+    sl_weights_pull_cfg_t pc = {.scheduler = c->scheduler,
+                                .name = s_weights_name(c),
+                                .tos = c->log_ship_tos,
+                                .query_timeout_ms = c->weights_query_timeout_ms,
+                                .pull_timeout_ms = c->weights_pull_timeout_ms,
+                                .bg_link_mbps = c->bg_link_mbps,
+                                .bg_share = c->bg_share};
+    if (c->data_plane_tls[0])
+        setenv("UCX_TLS", c->data_plane_tls, 1);
+    int fd = -1;
+    sl_weights_pull_stats_t ps;
+    sl_status_t st = sl_weights_pull(&pc, &fd, &ps);
+    if (st == SL_OK) {
+        x->weights_fd = fd;
+        snprintf(x->weights_path, sizeof(x->weights_path), "/proc/self/fd/%d", fd);
+    } else if (peer && st != SL_ERR_NOT_FOUND) {
+        SL_WARN("weights: the pull from a peer failed (%s); reading %s", sl_status_str(st),
+                c->weights);
+    }
+    return SL_OK;
+}
+
 /* Report finished jobs, S_DONE_BATCH per message; send = false only frees them. */
 static void s_flush_done(sl_executor_t *x, bool send)
 {
@@ -432,6 +639,8 @@ static void s_flush_done(sl_executor_t *x, bool send)
                 sl_result_report_t r;
                 sl_engine_job_report(&batch[i]->ej, batch[i]->how, batch[i]->error, &r);
                 st = sl_wire_completion_add(&x->done_out, batch[i]->ej.seq.id, &r);
+                if (x->ship)
+                    s_trace(x, batch[i], &r);
             }
             if (st == SL_OK && x->done_out.n)
                 st = sl_wire_batch_send(x->sock, NULL, &x->done_out, ZMQ_DONTWAIT);
@@ -479,6 +688,8 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
     }
     if (x->dp)
         sl_exec_dp_hello(x->dp, &h);
+    if (x->wserve)
+        sl_weights_serve_offer(x->wserve, &h.weights);
     s_sent(sl_wire_hello_send(x->sock, &h, ZMQ_DONTWAIT), "hello");
     x->hello_at = now;
 }
@@ -534,6 +745,7 @@ static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wir
         return;
     }
     job->backing = sl_wire_msg_ref(backing);
+    job->id = j->id;
     sl_seq_t *s = &job->ej.seq;
     s->id = d->job_seq;
     s->prompt = j->token_ids;
@@ -683,6 +895,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     if (!x)
         return SL_ERR_NOMEM;
     x->cfg = *cfg;
+    x->weights_fd = -1;
     x->done_tail = &x->done_head;
     sl_wire_batch_init(&x->done_out, SL_WIRE_COMPLETIONS);
     if (!x->cfg.name[0]) {
@@ -702,9 +915,11 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         SL_ERROR("unknown backend '%s' (built in: %s)", cfg->backend, sl_backend_names());
         goto err_free;
     }
+    if (s_weights_source(x) != SL_OK)
+        goto err_free;
     sl_backend_params_t params = {
         .model = x->cfg.model,
-        .weights = x->cfg.weights,
+        .weights = x->weights_path,
         .weight_format = x->cfg.weight_format,
         .device = x->cfg.device,
         .kv_blocks = (uint32_t)x->cfg.kv_blocks,
@@ -755,10 +970,16 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
             .kv_block_tokens =
                 x->kv_block_tokens ? x->kv_block_tokens : (uint32_t)x->cfg.kv_block_tokens,
             .gpu_index = cfg->gpu_index,
+            .bg_link_mbps = x->cfg.bg_link_mbps,
+            .bg_share = x->cfg.bg_share,
         };
         sl_exec_dp_io_t dio = {.silence = s_silence, .arg = x};
         if (sl_exec_dp_create(&dcfg, x->engine, &dio, &x->dp) != SL_OK)
             goto err_engine;
+        /* Serving the weights is a favour to peers: failing to is only logged. */
+        if (x->cfg.weights[0] && x->cfg.weights_serve && s_backend_has_weights(&x->cfg))
+            (void)sl_weights_serve_create(sl_exec_dp_xport(x->dp), x->weights_path,
+                                          s_weights_name(&x->cfg), &x->wserve);
     } else if (x->role != SL_ROLE_MIXED) {
         SL_ERROR("--role %s needs --data-plane on (its KV moves to or from peers)", x->cfg.role);
         st = SL_ERR_INVALID;
@@ -788,17 +1009,25 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     x->sock = sl_link_pipe(x->link);
     if (x->dp)
         sl_exec_dp_set_sock(x->dp, x->sock);
+    if (cfg->log_ship && (st = s_ship_create(x)) != SL_OK)
+        goto err_link;
     x->next_beat = INT64_MAX;
     *exec_p = x;
     return SL_OK;
 
+err_link:
+    s_ship_destroy(x);
+    sl_link_destroy(&x->link);
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
     sl_exec_stage_destroy(&x->stage);
+    sl_weights_serve_destroy(&x->wserve);
     sl_exec_dp_destroy(&x->dp);
     sl_engine_destroy(&x->engine);
 err_free:
+    if (x->weights_fd >= 0)
+        close(x->weights_fd);
     free(x);
     return st;
 }
@@ -894,6 +1123,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
             x->next_post = now + x->heartbeat / 2; /* the load a heartbeat carries is this fresh */
         }
         x->next_beat = sl_link_tick(x->link, now);
+        if (x->ship)
+            s_ship(x, now);
         if (!x->welcomed && now - x->hello_at >= SL_MS(x->cfg.hello_retry_ms))
             s_hello(x, now);
         if (!x->welcomed && now - x->wait_logged >= SL_MS(x->cfg.wait_log_ms)) {
@@ -904,6 +1135,8 @@ sl_status_t sl_executor_run(sl_executor_t *x)
     }
     if (x->fatal)
         return x->fatal;
+    if (x->ship)
+        s_ship(x, sl_clock_now()); /* what the bucket lets out of the last lines */
     s_flush_kv(x);
     if (x->welcomed)
         s_sent(sl_wire_goodbye_send(x->sock, "shutting down", false, ZMQ_DONTWAIT), "goodbye");
@@ -926,9 +1159,13 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     }
     sl_wire_batch_fini(&x->done_out);
     sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
+    s_ship_destroy(x);         /* after the link thread, which logs into it */
     zmq_ctx_term(x->zctx);
-    sl_exec_stage_destroy(&x->stage); /* its buffers are registered with the engine */
-    sl_exec_dp_destroy(&x->dp);       /* after the socket work: the goodbye is out */
+    sl_exec_stage_destroy(&x->stage);     /* its buffers are registered with the engine */
+    sl_weights_serve_destroy(&x->wserve); /* its region is the data plane engine's */
+    sl_exec_dp_destroy(&x->dp);           /* after the socket work: the goodbye is out */
+    if (x->weights_fd >= 0)
+        close(x->weights_fd);
     free(x);
     *exec_p = NULL;
 }

@@ -53,7 +53,18 @@ typedef struct sl_executor_cfg {
     char layers[32];             /* pipeline stage: "A-B" layers held ("" = the whole model) */
     int64_t stage_ring_kib;      /* pipeline stage: receive ring */
     int64_t stage_step_timeout_ms; /* pipeline stage: a step not back this long fails */
-    sl_daemon_cfg_t daemon;        /* the knobs every daemon has (sl_daemon_cfg_fields) */
+    bool log_ship;                 /* ship log lines and job traces to the scheduler's collector */
+    int64_t log_ship_kib;       /* lines waiting to be shipped are held in this many KiB at most */
+    int64_t log_ship_batch_kib; /* text of one shipped batch at most */
+    int log_ship_tos;           /* IP TOS byte of the shipping connection (background DSCP) */
+    double bg_link_mbps;        /* link capacity in MB/s background is held under a share of */
+    double bg_share;            /* that share */
+    double log_ship_max_kibps;  /* shipping rate when the link capacity is unknown */
+    char weights_from[16];      /* ref --weights: auto, peer or file */
+    bool weights_serve;         /* serve the weight file to starting peers (data plane on) */
+    int64_t weights_query_timeout_ms; /* the scheduler names a holder within this long */
+    int64_t weights_pull_timeout_ms;  /* a pull from a peer not done this long falls back */
+    sl_daemon_cfg_t daemon;           /* the knobs every daemon has (sl_daemon_cfg_fields) */
 } sl_executor_cfg_t;
 
 extern const sl_cfg_field_t sl_executor_cfg_fields[];

@@ -65,6 +65,18 @@ sl_status_t sl_proto_fail(sl_status_t st, char *err, size_t err_len, const char 
                                  (unsigned)(maxn));                                                \
     } while (0)
 
+/* A weights offer: a plain name, a size, and a key. */
+static sl_status_t s_weights(const Sluice__WeightsOffer *w, const sl_proto_limits_t *lim, char *err,
+                             size_t err_len)
+{
+    CHECK_STR(w->name, lim->max_name_len, "weights name", 1);
+    CHECK_COUNT(w->rkey.len, lim->max_kv_rkey, "weights rkey bytes");
+    if (!w->bytes || !w->rkey.len)
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                             "weights '%s' offered without a size or a key", w->name);
+    return SL_OK;
+}
+
 static sl_status_t s_job(const Sluice__Job *job, const sl_proto_limits_t *lim, char *err,
                          size_t err_len)
 {
@@ -169,6 +181,14 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
             CHECK_STR(h->models[i], lim->max_name_len, "model name", 1);
         CHECK_COUNT(h->xport_address.len, lim->max_xport_address, "xport address bytes");
         CHECK_COUNT(h->kv_rkey.len, lim->max_kv_rkey, "kv rkey bytes");
+        if (h->weights) {
+            sl_status_t wst = s_weights(h->weights, lim, err, err_len);
+            if (wst != SL_OK)
+                return wst;
+            if (!h->xport_address.len)
+                return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                     "weights offered without a transport address");
+        }
         if (h->kv_rkey.len && (!h->xport_address.len || !h->kv_region_bytes))
             return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
                                  "kv rkey without a transport address or a region size");
@@ -275,6 +295,34 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
     case SLUICE__ENVELOPE__BODY_KV_SENT:
         CHECK_STR(m->kv_sent->error, 1024, "kv sent error", 0);
         return SL_OK;
+    case SLUICE__ENVELOPE__BODY_WEIGHTS_QUERY:
+        CHECK_STR(m->weights_query->name, lim->max_name_len, "weights name", 1);
+        return SL_OK;
+    case SLUICE__ENVELOPE__BODY_WEIGHTS_SOURCE: {
+        const Sluice__WeightsSource *w = m->weights_source;
+        CHECK_STR(w->peer, lim->max_name_len, "weights peer", 0);
+        CHECK_COUNT(w->xport_address.len, lim->max_xport_address, "weights peer address bytes");
+        if (w->found && (!w->weights || !w->xport_address.len))
+            return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len,
+                                 "a weights source without an offer or an address");
+        return w->weights ? s_weights(w->weights, lim, err, err_len) : SL_OK;
+    }
+    case SLUICE__ENVELOPE__BODY_LOG_BATCH: {
+        const Sluice__LogBatch *b = m->log_batch;
+        CHECK_STR(b->executor, lim->max_name_len, "log batch executor", 1);
+        /* The collector names a file after it: a plain name, never a path. */
+        if (b->executor[0] == '.' || strspn(b->executor, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                         "abcdefghijklmnopqrstuvwxyz"
+                                                         "0123456789._-") != strlen(b->executor))
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                                 "log batch executor '%s' is not a plain file name", b->executor);
+        CHECK_COUNT(b->n_logs + b->n_traces, lim->max_batch, "log batch lines");
+        for (size_t i = 0; i < b->n_logs; i++)
+            CHECK_STR(b->logs[i], SL_WIRE_LOG_LINE_MAX, "log line", 0);
+        for (size_t i = 0; i < b->n_traces; i++)
+            CHECK_STR(b->traces[i], SL_WIRE_LOG_LINE_MAX, "trace record", 0);
+        return SL_OK;
+    }
     default:
         return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "envelope has no known body (%d)",
                              (int)m->body_case);
@@ -358,6 +406,12 @@ sl_wire_kind_t sl_proto_kind(int body_case)
         return SL_WIRE_KV_SENT;
     case SLUICE__ENVELOPE__BODY_STAGE_PLAN:
         return SL_WIRE_STAGE_PLAN;
+    case SLUICE__ENVELOPE__BODY_LOG_BATCH:
+        return SL_WIRE_LOG_BATCH;
+    case SLUICE__ENVELOPE__BODY_WEIGHTS_QUERY:
+        return SL_WIRE_WEIGHTS_QUERY;
+    case SLUICE__ENVELOPE__BODY_WEIGHTS_SOURCE:
+        return SL_WIRE_WEIGHTS_SOURCE;
     default:
         return SL_WIRE_UNKNOWN;
     }
@@ -392,6 +446,9 @@ const char *sl_wire_kind_name(sl_wire_kind_t kind)
         [SL_WIRE_KV_RESERVED] = "kv_reserved",
         [SL_WIRE_KV_SENT] = "kv_sent",
         [SL_WIRE_STAGE_PLAN] = "stage_plan",
+        [SL_WIRE_LOG_BATCH] = "log_batch",
+        [SL_WIRE_WEIGHTS_QUERY] = "weights_query",
+        [SL_WIRE_WEIGHTS_SOURCE] = "weights_source",
     };
     return (unsigned)kind < SL_WIRE_KIND_COUNT ? names[kind] : "unknown";
 }

@@ -74,6 +74,31 @@ static char *s_str(const char *s)
 
 /* ---- reading ---------------------------------------------------------- */
 
+/* A weights offer of a message (NULL: none). */
+static sl_wire_weights_t s_weights_of(const Sluice__WeightsOffer *o)
+{
+    if (!o)
+        return (sl_wire_weights_t){.name = ""};
+    return (sl_wire_weights_t){.name = s_str(o->name),
+                               .bytes = o->bytes,
+                               .checksum = o->checksum,
+                               .rkey = o->rkey.len ? o->rkey.data : NULL,
+                               .rkey_len = o->rkey.len};
+}
+
+/* A weights offer for a message (points into w); false when w names none. */
+static bool s_weights_to(const sl_wire_weights_t *w, Sluice__WeightsOffer *o)
+{
+    if (!w->name || !w->name[0])
+        return false;
+    o->name = (char *)w->name;
+    o->bytes = w->bytes;
+    o->checksum = w->checksum;
+    o->rkey.data = (uint8_t *)w->rkey;
+    o->rkey.len = w->rkey ? w->rkey_len : 0;
+    return true;
+}
+
 sl_wire_kind_t sl_wire_msg_kind(const sl_wire_msg_t *msg)
 {
     return sl_proto_kind(sl_proto_cmsg(msg)->body_case);
@@ -399,6 +424,7 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
         .xport_address_len = x->xport_address.len,
         .kv_rkey = x->kv_rkey.len ? x->kv_rkey.data : NULL,
         .kv_rkey_len = x->kv_rkey.len,
+        .weights = s_weights_of(x->weights),
     };
 }
 
@@ -487,6 +513,37 @@ void sl_wire_peer_reach_get(const sl_wire_msg_t *msg, sl_wire_peer_reach_t *r)
         .reachable = x->reachable,
         .rtt_us = x->rtt_us,
         .error = s_str(x->error),
+    };
+}
+
+const char *sl_wire_weights_query_get(const sl_wire_msg_t *msg)
+{
+    return s_str(sl_proto_cmsg(msg)->weights_query->name);
+}
+
+void sl_wire_weights_source_get(const sl_wire_msg_t *msg, sl_wire_weights_source_t *w)
+{
+    const Sluice__WeightsSource *x = sl_proto_cmsg(msg)->weights_source;
+    *w = (sl_wire_weights_source_t){
+        .found = x->found,
+        .peer = s_str(x->peer),
+        .xport_address = x->xport_address.data,
+        .xport_address_len = x->xport_address.len,
+        .weights = s_weights_of(x->weights),
+    };
+}
+
+void sl_wire_log_batch_get(const sl_wire_msg_t *msg, sl_wire_log_batch_t *b)
+{
+    const Sluice__LogBatch *x = sl_proto_cmsg(msg)->log_batch;
+    *b = (sl_wire_log_batch_t){
+        .executor = s_str(x->executor),
+        .logs = (const char *const *)x->logs,
+        .n_logs = (uint32_t)x->n_logs,
+        .traces = (const char *const *)x->traces,
+        .n_traces = (uint32_t)x->n_traces,
+        .dropped = x->dropped,
+        .shipped = x->shipped,
     };
 }
 
@@ -639,6 +696,9 @@ sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
     x.speed = (float)h->info.speed;
     x.max_context_tokens = h->info.max_context_tokens;
     x.vocab_size = h->info.vocab_size;
+    Sluice__WeightsOffer wo = SLUICE__WEIGHTS_OFFER__INIT;
+    if (s_weights_to(&h->weights, &wo))
+        x.weights = &wo;
     env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
     env.hello = &x;
     return sl_proto_send(sock, NULL, &env, flags);
@@ -848,6 +908,49 @@ sl_status_t sl_wire_peer_reach_send(void *sock, const sl_wire_peer_reach_t *r, i
     x.error = s_str(r->error);
     env.body_case = SLUICE__ENVELOPE__BODY_PEER_REACH;
     env.peer_reach = &x;
+    return sl_proto_send(sock, NULL, &env, flags);
+}
+
+sl_status_t sl_wire_weights_query_send(void *sock, const char *name, int flags)
+{
+    Sluice__WeightsQuery x = SLUICE__WEIGHTS_QUERY__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.name = s_str(name);
+    env.body_case = SLUICE__ENVELOPE__BODY_WEIGHTS_QUERY;
+    env.weights_query = &x;
+    return sl_proto_send(sock, NULL, &env, flags);
+}
+
+sl_status_t sl_wire_weights_source_send(void *sock, const sl_wire_ident_t *to,
+                                        const sl_wire_weights_source_t *w, int flags)
+{
+    Sluice__WeightsSource x = SLUICE__WEIGHTS_SOURCE__INIT;
+    Sluice__WeightsOffer wo = SLUICE__WEIGHTS_OFFER__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.found = w->found;
+    x.peer = s_str(w->peer);
+    x.xport_address.data = (uint8_t *)w->xport_address;
+    x.xport_address.len = w->xport_address ? w->xport_address_len : 0;
+    if (s_weights_to(&w->weights, &wo))
+        x.weights = &wo;
+    env.body_case = SLUICE__ENVELOPE__BODY_WEIGHTS_SOURCE;
+    env.weights_source = &x;
+    return sl_proto_send(sock, to, &env, flags);
+}
+
+sl_status_t sl_wire_log_batch_send(void *sock, const sl_wire_log_batch_t *b, int flags)
+{
+    Sluice__LogBatch x = SLUICE__LOG_BATCH__INIT;
+    sl_msg_t env = SLUICE__ENVELOPE__INIT;
+    x.executor = s_str(b->executor);
+    x.logs = (char **)b->logs;
+    x.n_logs = b->logs ? b->n_logs : 0;
+    x.traces = (char **)b->traces;
+    x.n_traces = b->traces ? b->n_traces : 0;
+    x.dropped = b->dropped;
+    x.shipped = b->shipped;
+    env.body_case = SLUICE__ENVELOPE__BODY_LOG_BATCH;
+    env.log_batch = &x;
     return sl_proto_send(sock, NULL, &env, flags);
 }
 

@@ -77,6 +77,9 @@ typedef enum sl_wire_kind {
     SL_WIRE_KV_RESERVED,    /* executor -> scheduler: blocks reserved for a job's KV */
     SL_WIRE_KV_SENT,        /* executor -> scheduler: a push of a job's KV ended */
     SL_WIRE_STAGE_PLAN,     /* scheduler -> executor: the chain of pipeline stages it drives */
+    SL_WIRE_LOG_BATCH,      /* executor -> scheduler's collector: log lines, job traces */
+    SL_WIRE_WEIGHTS_QUERY,  /* starting executor -> scheduler: who holds these weights? */
+    SL_WIRE_WEIGHTS_SOURCE, /* scheduler -> starting executor: the holder, or none */
     SL_WIRE_KIND_COUNT,
 } sl_wire_kind_t;
 
@@ -252,6 +255,24 @@ typedef struct sl_wire_cancel {
 void sl_wire_cancel_get(const sl_wire_msg_t *msg, sl_wire_cancel_t *c);
 
 /* An executor's hello: what it says about itself. */
+/* Model weights an executor serves to peers over its transport engine. */
+typedef struct sl_wire_weights {
+    const char *name;  /* the weight file's base name (NULL or "": none) */
+    uint64_t bytes;    /* its size */
+    uint64_t checksum; /* sl_hash_bytes of the whole file, seed 0 */
+    const void *rkey;  /* packed remote key of the registered bytes */
+    size_t rkey_len;   /* bytes of rkey */
+} sl_wire_weights_t;
+
+/* The scheduler's answer to a weights query. */
+typedef struct sl_wire_weights_source {
+    bool found;                /* a live executor holds them */
+    const char *peer;          /* its name */
+    const void *xport_address; /* its transport engine's address */
+    size_t xport_address_len;  /* bytes of xport_address */
+    sl_wire_weights_t weights; /* what it holds */
+} sl_wire_weights_source_t;
+
 typedef struct sl_wire_hello {
     sl_exec_info_t info;       /* what the scheduler keeps (models point into the message) */
     const char *zone;          /* placement zone ("" when none) */
@@ -261,6 +282,7 @@ typedef struct sl_wire_hello {
     size_t xport_address_len;  /* bytes of xport_address */
     const void *kv_rkey;       /* packed remote key of its KV region (NULL when none) */
     size_t kv_rkey_len;        /* bytes of kv_rkey (its region's size is info.kv_region_bytes) */
+    sl_wire_weights_t weights; /* the weights it serves to peers (name NULL or "": none) */
 } sl_wire_hello_t;
 
 void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h);
@@ -333,6 +355,28 @@ void sl_wire_kv_reserved_get(const sl_wire_msg_t *msg, sl_kv_reserved_t *r);
 void sl_wire_kv_sent_get(const sl_wire_msg_t *msg, sl_kv_sent_t *s);
 /* A stage plan's chain: *n_p executor indices (pointing into msg). */
 void sl_wire_stage_plan_get(const sl_wire_msg_t *msg, const uint32_t **chain_p, uint32_t *n_p);
+
+/* Longest log line or trace record a LogBatch may carry, in bytes. */
+#define SL_WIRE_LOG_LINE_MAX 4096
+
+/* Log lines and job traces an executor ships to the collector. */
+typedef struct sl_wire_log_batch {
+    const char *executor;      /* its name (validated: a plain file name) */
+    const char *const *logs;   /* log lines, oldest first */
+    uint32_t n_logs;           /* their number */
+    const char *const *traces; /* trace records, oldest first */
+    uint32_t n_traces;         /* their number */
+    uint64_t dropped;          /* lines it dropped since it started */
+    uint64_t shipped;          /* lines it shipped since it started, these included */
+} sl_wire_log_batch_t;
+
+/* The name a WEIGHTS_QUERY asks for (into msg). */
+const char *sl_wire_weights_query_get(const sl_wire_msg_t *msg);
+/* The answer of a WEIGHTS_SOURCE message (pointers into msg). */
+void sl_wire_weights_source_get(const sl_wire_msg_t *msg, sl_wire_weights_source_t *w);
+
+/* The batch of a LOG_BATCH message (pointers into msg). */
+void sl_wire_log_batch_get(const sl_wire_msg_t *msg, sl_wire_log_batch_t *b);
 
 /* The head of a status reply. */
 typedef struct sl_wire_status {
@@ -411,6 +455,14 @@ sl_status_t sl_wire_kv_sent_send(void *sock, const sl_kv_sent_t *s, int flags);
 /* The chain of pipeline stages a first stage drives (n 0: none; at most SL_STAGE_MAX). */
 sl_status_t sl_wire_stage_plan_send(void *sock, const sl_wire_ident_t *to, const uint32_t *chain,
                                     uint32_t n, int flags);
+/* Starting executor -> scheduler: who holds the weights named name? */
+sl_status_t sl_wire_weights_query_send(void *sock, const char *name, int flags);
+/* Scheduler -> starting executor: the holder (w is only read). */
+sl_status_t sl_wire_weights_source_send(void *sock, const sl_wire_ident_t *to,
+                                        const sl_wire_weights_source_t *w, int flags);
+/* Executor -> collector: a batch of log lines and traces (b's strings are
+ * only read). */
+sl_status_t sl_wire_log_batch_send(void *sock, const sl_wire_log_batch_t *b, int flags);
 
 /* ---- batches ---------------------------------------------------------- */
 

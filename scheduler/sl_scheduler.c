@@ -32,6 +32,7 @@
  * a REQ/REP pattern (one request at a time per client).
  */
 #include "scheduler/sl_scheduler.h"
+#include "scheduler/sl_collector.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
@@ -65,22 +66,31 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
                  "and dispatch and result batches sent are split at this size"),
     SL_CFG_FIELD(sl_sched_cfg_t, state_file, "state-file", "", SL_CFG_STR,
                  "learned state (load model) read at start and written on clean exit"),
+    SL_CFG_FIELD(sl_sched_cfg_t, collect_dir, "collect-dir", "", SL_CFG_STR,
+                 "directory where the log lines and job traces executors ship (--log-ship on) "
+                 "are written, <executor>.log and <executor>.trace (empty: not collected)"),
     SL_CFG_END,
 };
 
 typedef enum s_ctr {
-    S_CTR_CLIENT_REJECTED,  /* bad messages from clients */
-    S_CTR_EXEC_REJECTED,    /* bad messages from executors */
-    S_CTR_UNKNOWN_EXECUTOR, /* messages from executors that never said hello */
-    S_CTR_CLIENT_GONE,      /* results or replies to clients that vanished */
-    S_CTR_RESULTS_RESENT,   /* results re-sent for a resubmitted finished job */
-    S_CTR_TOKENS_FORWARDED, /* token chunks forwarded to clients */
-    S_CTR_KV_EVENTS,        /* KV event messages received */
-    S_CTR_NAME_IN_USE,      /* hellos refused: the name belongs to a live executor */
-    S_CTR_WRONG_PORT,       /* executor messages on the client port and the reverse */
-    S_CTR_VERSION,          /* messages of another protocol version, either port */
-    S_CTR_KV_PLANS,         /* KV plans sent (reserve, push, move) */
-    S_CTR_KV_STALE,         /* reservations and push reports for splits or moves no longer on */
+    S_CTR_CLIENT_REJECTED,   /* bad messages from clients */
+    S_CTR_EXEC_REJECTED,     /* bad messages from executors */
+    S_CTR_UNKNOWN_EXECUTOR,  /* messages from executors that never said hello */
+    S_CTR_CLIENT_GONE,       /* results or replies to clients that vanished */
+    S_CTR_RESULTS_RESENT,    /* results re-sent for a resubmitted finished job */
+    S_CTR_TOKENS_FORWARDED,  /* token chunks forwarded to clients */
+    S_CTR_KV_EVENTS,         /* KV event messages received */
+    S_CTR_NAME_IN_USE,       /* hellos refused: the name belongs to a live executor */
+    S_CTR_WRONG_PORT,        /* executor messages on the client port and the reverse */
+    S_CTR_VERSION,           /* messages of another protocol version, either port */
+    S_CTR_KV_PLANS,          /* KV plans sent (reserve, push, move) */
+    S_CTR_KV_STALE,          /* reservations and push reports for splits or moves no longer on */
+    S_CTR_COLLECT_LINES,     /* shipped log lines and traces written by the collector */
+    S_CTR_COLLECT_BYTES,     /* their bytes */
+    S_CTR_COLLECT_DROPPED,   /* lines executors reported dropping before shipping */
+    S_CTR_COLLECT_IGNORED,   /* log batches received with no --collect-dir, or not written */
+    S_CTR_WEIGHTS_SOURCED,   /* weights queries answered with a peer that holds them */
+    S_CTR_WEIGHTS_UNSOURCED, /* weights queries no live executor could answer */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -97,6 +107,12 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "msgs_wrong_version",
     "kv_plans_sent",
     "kv_reports_stale",
+    "collect_lines",
+    "collect_bytes",
+    "collect_dropped",
+    "collect_ignored",
+    "weights_sourced",
+    "weights_unsourced",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -132,6 +148,11 @@ typedef struct s_exec_data {
     uint32_t *reach;          /* peers it reported on: executor index << 1 | reachable (owned) */
     uint32_t n_reach;         /* entries of reach */
     uint32_t cap_reach;       /* room in reach */
+    char *weights_name;       /* the weights it serves to peers (owned; NULL: none) */
+    void *weights_rkey;       /* their packed key (owned) */
+    size_t weights_rkey_len;  /* bytes of weights_rkey */
+    uint64_t weights_bytes;   /* their size */
+    uint64_t weights_sum;     /* their checksum */
 } s_exec_data_t;
 
 /* Answers to one client collected during a loop turn (a ResultBatch). */
@@ -169,6 +190,7 @@ struct sl_sched {
     size_t receipt_cap;             /* its size */
     sl_wire_batch_t single;         /* scratch: an answer sent on its own */
     bool closing;                   /* being destroyed: executors are no longer told of peers */
+    sl_collector_t *collector;      /* writes shipped logs and traces (NULL: --collect-dir unset) */
 };
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
@@ -646,6 +668,8 @@ static void s_io_exec_lost(void *arg, sl_exec_t *exec, const char *why)
         s_peers_gone(s, exec);
     free(ed->reach);
     free(ed->dp_addr);
+    free(ed->weights_name);
+    free(ed->weights_rkey);
     free(ed);
 }
 
@@ -955,6 +979,8 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
         case SL_WIRE_PEER_REACH:
         case SL_WIRE_KV_RESERVED:
         case SL_WIRE_KV_SENT:
+        case SL_WIRE_LOG_BATCH:
+        case SL_WIRE_WEIGHTS_QUERY:
             s_wrong_port(s, s->clients, &from, kind);
             break;
         default:
@@ -1072,10 +1098,28 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
     } else {
         info.kv_region_bytes = 0; /* no usable data plane */
     }
+    /* Weights it serves to starting peers (answered to WeightsQuery). */
+    if (ed->dp_addr && hello.weights.name && hello.weights.name[0]) {
+        ed->weights_name = strdup(hello.weights.name);
+        ed->weights_rkey = malloc(hello.weights.rkey_len);
+        if (ed->weights_name && ed->weights_rkey) {
+            memcpy(ed->weights_rkey, hello.weights.rkey, hello.weights.rkey_len);
+            ed->weights_rkey_len = hello.weights.rkey_len;
+            ed->weights_bytes = hello.weights.bytes;
+            ed->weights_sum = hello.weights.checksum;
+        } else { /* out of memory: it serves no peer */
+            free(ed->weights_name);
+            free(ed->weights_rkey);
+            ed->weights_name = NULL;
+            ed->weights_rkey = NULL;
+        }
+    }
     sl_wire_batch_init(&ed->out, SL_WIRE_DISPATCHES);
     sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
     if (st != SL_OK) {
         free(ed->dp_addr);
+        free(ed->weights_name);
+        free(ed->weights_rkey);
         free(ed);
         s->counters[S_CTR_EXEC_REJECTED]++;
         s_reply_error(s, s->executors, from, st, "executor refused");
@@ -1109,6 +1153,51 @@ static void s_on_chunk(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg)
     s->counters[S_CTR_TOKENS_FORWARDED]++;
 }
 
+/* Shipped logs and traces: to the collector, from any connection (an
+ * executor ships on a socket of its own, which never says hello). */
+static void s_on_log_batch(sl_sched_t *s, const sl_wire_msg_t *msg)
+{
+    sl_wire_log_batch_t b;
+    sl_wire_log_batch_get(msg, &b);
+    if (!s->collector || sl_collector_take(s->collector, &b) != SL_OK) {
+        s->counters[S_CTR_COLLECT_IGNORED]++;
+        return;
+    }
+    sl_collector_stats_t st;
+    sl_collector_stats(s->collector, &st);
+    s->counters[S_CTR_COLLECT_LINES] = st.lines;
+    s->counters[S_CTR_COLLECT_BYTES] = st.bytes;
+    s->counters[S_CTR_COLLECT_DROPPED] = st.dropped;
+}
+
+/* A starting executor asks who holds the weights it needs: the first live
+ * data-plane executor that serves weights of that name (the loss of an
+ * executor removes it from the table, so a holder named here was alive at
+ * its last heartbeat). */
+static void s_on_weights_query(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire_msg_t *msg)
+{
+    const char *name = sl_wire_weights_query_get(msg);
+    sl_wire_weights_source_t w = {.found = false, .weights = {.name = ""}};
+    uint32_t slots = sl_core_exec_slots(s->core);
+    for (uint32_t i = 0; i < slots && !w.found; i++) {
+        sl_exec_t *e = NULL;
+        s_exec_data_t *ed = s_dp_exec(s, i, &e);
+        if (!ed || !ed->weights_name || strcmp(ed->weights_name, name) != 0)
+            continue;
+        w = (sl_wire_weights_source_t){.found = true,
+                                       .peer = e->name,
+                                       .xport_address = ed->dp_addr,
+                                       .xport_address_len = ed->dp_addr_len,
+                                       .weights = {.name = ed->weights_name,
+                                                   .bytes = ed->weights_bytes,
+                                                   .checksum = ed->weights_sum,
+                                                   .rkey = ed->weights_rkey,
+                                                   .rkey_len = ed->weights_rkey_len}};
+    }
+    s->counters[w.found ? S_CTR_WEIGHTS_SOURCED : S_CTR_WEIGHTS_UNSOURCED]++;
+    (void)sl_wire_weights_source_send(s->executors, from, &w, ZMQ_DONTWAIT);
+}
+
 static void s_on_executor(sl_sched_t *s, sl_time_t now)
 {
     char err[256];
@@ -1126,6 +1215,16 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
         sl_wire_kind_t kind = sl_wire_msg_kind(msg);
         if (kind == SL_WIRE_HELLO) {
             s_on_hello(s, &from, msg, now);
+            sl_wire_msg_free(&msg);
+            continue;
+        }
+        if (kind == SL_WIRE_LOG_BATCH) {
+            s_on_log_batch(s, msg);
+            sl_wire_msg_free(&msg);
+            continue;
+        }
+        if (kind == SL_WIRE_WEIGHTS_QUERY) {
+            s_on_weights_query(s, &from, msg);
             sl_wire_msg_free(&msg);
             continue;
         }
@@ -1337,6 +1436,8 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     st = SL_ERR_IO;
     if (cfg->state_file[0] && s_state_read(s) != SL_OK)
         goto err_core;
+    if (cfg->collect_dir[0] && sl_collector_create(cfg->collect_dir, &s->collector) != SL_OK)
+        goto err_core;
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         goto err_core;
@@ -1356,6 +1457,7 @@ err_clients:
 err_ctx:
     zmq_ctx_term(s->zctx);
 err_core:
+    sl_collector_destroy(&s->collector);
     sl_core_destroy(&s->core);
 err_free:
     free(s->receipt);
@@ -1437,6 +1539,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     s_flush(s);
     s->closing = true;
     sl_core_destroy(&s->core);
+    sl_collector_destroy(&s->collector);
     while (s->free_outs) {
         s_client_out_t *o = s->free_outs;
         s->free_outs = o->next;

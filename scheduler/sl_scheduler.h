@@ -23,6 +23,8 @@ typedef struct sl_sched_cfg {
     int max_batch;                          /* items per batch message, sent or accepted */
     char state_file[256];                   /* learned state saved on exit, read at start
                                                ("" = none) */
+    char collect_dir[SL_CFG_STR_MAX];       /* executors' shipped logs and traces go here
+                                               ("" = not collected) */
 } sl_sched_cfg_t;
 
 /* The daemon's knobs (without the core's). */

@@ -436,6 +436,11 @@ void sl_xport_set_link_bps(sl_xport_t *xp, double bps)
                 xp->sched.bucket_rate / 1e6);
 }
 
+sl_status_t sl_xport_bg_take(sl_xport_t *xp, uint64_t bytes)
+{
+    return sl_xport_sched_bg_take(&xp->sched, bytes, sl_clock_now()) ? SL_OK : SL_ERR_AGAIN;
+}
+
 /* The head request of a class, dropping requests of failed peers. */
 static sl_xport_req_t *s_head(sl_xport_t *xp, int cls)
 {

@@ -87,6 +87,17 @@ static void s_refill(sl_xport_sched_t *s, sl_time_t now)
     s->bucket_ts = now;
 }
 
+bool sl_xport_sched_bg_take(sl_xport_sched_t *s, uint64_t bytes, sl_time_t now)
+{
+    if (s->bucket_rate <= 0)
+        return true;
+    s_refill(s, now);
+    if (s->bucket < (double)bytes)
+        return false;
+    s->bucket -= (double)bytes;
+    return true;
+}
+
 int sl_xport_sched_next(sl_xport_sched_t *s, const bool ready[SL_XPORT_NCLASS], bool critical_live,
                         sl_time_t now)
 {

@@ -79,6 +79,12 @@ void sl_xport_sched_charge(sl_xport_sched_t *s, sl_xport_class_t cls, uint64_t b
 void sl_xport_sched_posted(sl_xport_sched_t *s, uint64_t bytes);
 void sl_xport_sched_completed(sl_xport_sched_t *s, uint64_t bytes);
 
+/* Background traffic sent outside the engine (an executor's log shipping)
+ * takes bytes of the bucket's tokens at time now, so that all background
+ * together stays under the share: true when taken or when there is no
+ * bucket, false (nothing taken) when the bucket holds fewer tokens. */
+bool sl_xport_sched_bg_take(sl_xport_sched_t *s, uint64_t bytes, sl_time_t now);
+
 /* How long after now the bucket holds a chunk's worth of tokens: 0 when it
  * already does or when there is no bucket. */
 sl_time_t sl_xport_sched_bucket_wait(const sl_xport_sched_t *s, sl_time_t now);

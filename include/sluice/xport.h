@@ -240,6 +240,13 @@ sl_status_t sl_xport_arm(sl_xport_t *xp);
  * share of; 0 removes the bucket. */
 void sl_xport_set_link_bps(sl_xport_t *xp, double bps);
 
+/* Background bytes sent outside the engine (log shipping on a socket of
+ * its own) take their share of the background bucket, so that all the
+ * background traffic of the process stays under the share together:
+ * SL_OK when taken or when there is no bucket (no link capacity set),
+ * SL_ERR_AGAIN (nothing taken) when the bucket holds fewer tokens now. */
+sl_status_t sl_xport_bg_take(sl_xport_t *xp, uint64_t bytes);
+
 /*
  * Measure the link to a peer by saturating it with critical puts of len
  * bytes for the given time, and set the result as the link capacity. The

@@ -92,6 +92,18 @@ void sl_core_kv_detach(sl_core_t *core, sl_job_t *job, bool cancel_peer)
     core->n_kv_moving--;
 }
 
+/* A split or a fetch that failed for want of room on the receiving side
+ * (or a refused reservation) is no fault of the job: requeued without
+ * charging the attempt, and placed next time without a move, so a full
+ * peer cannot fail a job. */
+static void s_requeue_unmoved(sl_core_t *core, sl_job_t *job, const char *why, sl_time_t now)
+{
+    job->kv_no_move = true;
+    if (job->attempts > 0)
+        job->attempts--;
+    sl_core_job_requeue(core, job, why, now);
+}
+
 void sl_core_job_requeue(sl_core_t *core, sl_job_t *job, const char *why, sl_time_t now)
 {
     sl_exec_t *e = job->exec;
@@ -333,6 +345,8 @@ static void s_fetch_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_
 bool sl_core_kv_place(sl_core_t *core, sl_job_t *job, sl_exec_t *d, sl_time_t now)
 {
     bool must = d->role == SL_ROLE_DECODE;
+    if (job->kv_no_move && !must)
+        return true;
     if (!must && (!core->cfg.kv_split || !d->data_plane || core->n_data_plane < 2 ||
                   job->max_new_tokens < 2)) {
         s_fetch_place(core, job, d, now);
@@ -413,7 +427,7 @@ sl_status_t sl_core_kv_sent(sl_core_t *core, uint32_t exec_index, const sl_kv_se
             core->counters[SL_CTR_KV_SPLIT_FAILED]++;
             char msg[256];
             sl_core_fmt(msg, sizeof(msg), "its KV push from %s failed: %s", x->name, why);
-            sl_core_job_requeue(core, job, msg, now);
+            s_requeue_unmoved(core, job, msg, now);
         } else {
             s_xfer_learn(core, sent->bytes, sent->xfer_us);
             if (sent->prefill_us)
@@ -431,7 +445,7 @@ sl_status_t sl_core_kv_sent(sl_core_t *core, uint32_t exec_index, const sl_kv_se
             core->counters[SL_CTR_KV_FETCH_FAILED]++;
             char msg[256];
             sl_core_fmt(msg, sizeof(msg), "its prefix fetch from %s failed: %s", x->name, why);
-            sl_core_job_requeue(core, job, msg, now);
+            s_requeue_unmoved(core, job, msg, now);
         } else {
             s_xfer_learn(core, sent->bytes, sent->xfer_us);
             core->counters[SL_CTR_KV_FETCHES]++;
@@ -497,7 +511,7 @@ sl_status_t sl_core_kv_refused(sl_core_t *core, uint32_t exec_index, uint64_t se
     if ((job->kv_mode == SL_KV_PUSH || job->kv_mode == SL_KV_FETCH) && job->exec == x) {
         core->counters[job->kv_mode == SL_KV_PUSH ? SL_CTR_KV_SPLIT_FAILED
                                                   : SL_CTR_KV_FETCH_FAILED]++;
-        sl_core_job_requeue(core, job, msg, now);
+        s_requeue_unmoved(core, job, msg, now);
     } else if (job->kv_mode == SL_KV_MIGRATE && job->kv_peer == x) {
         core->counters[SL_CTR_KV_MIGRATE_FAILED]++;
         sl_core_logf(core, SL_CORE_LOG_WARN, "job %s stays on %s: %s", job->id, job->exec->name,

@@ -73,6 +73,8 @@ typedef struct sl_job {
     sl_lm_pred_t kv_pred;     /* split: the prediction for kv_peer's prefill */
     float kv_xfer_pred_s;     /* the transfer time predicted for it */
     bool kv_split;            /* its prompt was computed by another executor (this run) */
+    bool kv_no_move;          /* a split or fetch of it failed on the receiving side (no room):
+                                 it runs where it is placed, its prompt computed there */
     uint32_t kv_fetch_blocks; /* SL_KV_FETCH: its leading blocks kv_peer caches (to pull) */
     bool cancel_asked;        /* its client canceled it while it ran: a CANCELED report ends it
                                  (any other CANCELED is an earlier attempt's, dropped) */

@@ -358,6 +358,34 @@ static void test_fetch_decision(void **state)
     sl_core_destroy(&core);
 }
 
+/* A fetch that fails on the receiving side (no room for its blocks) is no
+ * fault of the job: it is requeued without charging the attempt and placed
+ * again without a move, its prompt computed where it runs. */
+static void test_fetch_failed_runs_unmoved(void **state)
+{
+    (void)state;
+    rec_t r;
+    sl_core_t *core = s_core(&r, "round-robin", false);
+    uint32_t a, b;
+    s_mixed_pair(core, &a, &b);
+    uint64_t hashes[12];
+    for (int i = 0; i < 12; i++)
+        hashes[i] = 1000 + (uint64_t)i;
+    assert_int_equal(sl_core_exec_kv_event(core, a, hashes, 12, NULL, 0, false, 0), SL_OK);
+    s_submit(core, "j0", NULL, 0, SL_MS(1)); /* round-robin: a */
+    sl_job_t *job = s_submit(core, "j1", hashes, 12, SL_MS(1));
+    assert_int_equal(job->kv_mode, SL_KV_FETCH);
+    assert_int_equal(job->attempts, 1);
+    assert_int_equal(sl_core_kv_refused(core, b, job->seq, "no room", SL_MS(2)), SL_OK);
+    assert_int_equal(sl_core_counter(core, SL_CTR_KV_FETCH_FAILED), 1);
+    assert_int_equal(job->state, SL_JOB_RUNNING); /* placed again at once */
+    assert_int_equal(job->kv_mode, SL_KV_LOCAL);
+    assert_true(job->kv_no_move);
+    assert_int_equal(job->attempts, 1); /* the failed move was not charged */
+    assert_int_equal(sl_core_counter(core, SL_CTR_KV_FETCHES), 0);
+    sl_core_destroy(&core);
+}
+
 /* A prefill or decode role without a data plane is refused. */
 static void test_role_needs_data_plane(void **state)
 {
@@ -380,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_migrate_abandoned),
         cmocka_unit_test(test_drain_moves),
         cmocka_unit_test(test_fetch_decision),
+        cmocka_unit_test(test_fetch_failed_runs_unmoved),
         cmocka_unit_test(test_role_needs_data_plane),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -378,6 +378,34 @@ static void test_token_bucket_refills_at_rate(void **state)
     assert_int_equal(sl_xport_sched_next(&s, bg, false, t), SL_XPORT_BACKGROUND);
 }
 
+/* Background sent beside the engine (log shipping) takes the bucket's
+ * tokens: engine chunks and those bytes together stay at the bucket's rate
+ * over ten seconds; with no capacity set, nothing is held. */
+static void test_bucket_shared_with_outside_bytes(void **state)
+{
+    sl_xport_sched_t s;
+    const bool bg[SL_XPORT_NCLASS] = {false, false, true};
+    (void)state;
+
+    sl_xport_sched_init(&s, SHARE, SHARE, CHUNK, CAP);
+    assert_true(sl_xport_sched_bg_take(&s, 1u << 30, 0)); /* no bucket yet */
+    sl_xport_sched_set_link(&s, RATE, 0);
+    assert_false(sl_xport_sched_bg_take(&s, 1, 0)); /* empty at first */
+    double rate = s.bucket_rate;
+    uint64_t engine = 0, outside = 0;
+    for (sl_time_t t = SL_MS(1); t <= SL_MS(10000); t += SL_MS(1)) {
+        while (sl_xport_sched_bg_take(&s, 16u << 10, t)) /* logs first each ms */
+            outside += 16u << 10;
+        while (sl_xport_sched_next(&s, bg, false, t) == SL_XPORT_BACKGROUND) {
+            sl_xport_sched_charge(&s, SL_XPORT_BACKGROUND, CHUNK);
+            engine += CHUNK;
+        }
+    }
+    assert_true(outside > 0);
+    assert_true((double)(engine + outside) <= rate * 10 + s.bucket_max);
+    assert_true((double)(engine + outside) >= rate * 10 - CHUNK);
+}
+
 /* The in-flight cap stops the scheduler; completions let it go on. Control
  * is never picked, and nothing is picked when nothing is ready. */
 static void test_inflight_cap(void **state)
@@ -474,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_idle_share_is_lent),
         cmocka_unit_test(test_rejoining_class_claims_no_backlog),
         cmocka_unit_test(test_token_bucket_refills_at_rate),
+        cmocka_unit_test(test_bucket_shared_with_outside_bytes),
         cmocka_unit_test(test_inflight_cap),
         cmocka_unit_test(test_probe_converges),
     };
