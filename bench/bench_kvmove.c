@@ -111,9 +111,10 @@ static const sl_cfg_field_t s_table[] = {
     SL_CFG_FIELD(kv_cfg_t, alloc, "alloc", "true", SL_CFG_BOOL,
                  "pools allocated through UCX (sl_xport_mem_alloc); off: allocated by the "
                  "program and registered (sl_xport_mem_register), for comparison"),
-    SL_CFG_FIELD(kv_cfg_t, spin, "spin", "true", SL_CFG_BOOL,
-                 "the destination busy-polls during moves (as ucx_perftest's server does); off: "
-                 "it sleeps on its engine's descriptor, as an executor's event loop would"),
+    SL_CFG_FIELD(kv_cfg_t, spin, "spin", "false", SL_CFG_BOOL,
+                 "the destination busy-polls during moves (as ucx_perftest's server does); off "
+                 "(the default): it sleeps on its engine's descriptor, as an executor's event "
+                 "loop does (on this 2-vCPU machine a spinning destination slowed the copy)"),
     SL_CFG_FIELD(kv_cfg_t, baseline, "baseline", "auto", SL_CFG_STR,
                  "what ratio divides by: whole (ucx_perftest with the prompt's bytes as one "
                  "message), block (block-size messages, one buffer again and again), auto "

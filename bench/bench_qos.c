@@ -8,6 +8,11 @@
  * alone, walking the region like the streams, median of short windows).
  * Each critical transfer's latency (post to completion) is recorded; the
  * RESULT line compares its p99 with background running to its p99 alone.
+ * The first two phases repeat --rounds times (3), the background queued in
+ * a both phase finishing before the next critical-alone one, and the
+ * latencies are pooled per phase: a stall of the host or the link (on the
+ * bed, one came at about the same second of every run, and fell on
+ * whichever phase ran then) weighs on both p99s alike.
  *
  * Shares are taken from the engine's per-class byte counters, i.e. bytes
  * whose UCX operations completed, over whole one-second windows after a
@@ -24,8 +29,8 @@
  * creates its engine. The bed is removed at the end, by the parent, which
  * never left the caller's namespaces. link_util is then against the shaped
  * rate, and tc's per-class byte counters of the sender's egress are printed
- * beside the transport's (UCX 1.13 does not mark its TCP sockets, so its
- * traffic lands in tc's critical class 1:20 unless the transport marks it).
+ * beside the transport's (the engine marks its TCP sockets with each
+ * class's TOS, so background lands in tc's class 1:30).
  *
  * Where the queue forms. The critical p99 ratio is only the scheduler's to
  * hold if the queue in front of the link is the transport's own: with
@@ -70,6 +75,7 @@ typedef struct qos_cfg {
     char tls[SL_CFG_STR_MAX]; /* UCX_TLS */
     int crit_alone_s;         /* seconds with the critical stream alone */
     int both_s;               /* seconds with both classes */
+    int rounds;               /* rounds of (critical alone, both) before background alone */
     int alone_s;              /* seconds with background alone */
     int crit_kib;             /* critical transfer size */
     int crit_window;          /* critical transfers in flight */
@@ -89,6 +95,9 @@ static const sl_cfg_field_t s_table[] = {
     SL_CFG_FIELD(qos_cfg_t, tls, "tls", "tcp", SL_CFG_STR, "UCX transports (UCX_TLS)"),
     SL_CFG_RANGE(qos_cfg_t, crit_alone_s, "critical-alone-seconds", "3", SL_CFG_INT, 1, 600,
                  "seconds with the critical stream alone (its latency alone)"),
+    SL_CFG_RANGE(qos_cfg_t, rounds, "rounds", "3", SL_CFG_INT, 1, 100,
+                 "rounds of (critical alone, both) before background alone; latencies are pooled "
+                 "per phase, so a stall of the host or the link falls on either phase alike"),
     SL_CFG_RANGE(qos_cfg_t, both_s, "both-seconds", "5", SL_CFG_INT, 1, 600,
                  "seconds with critical and background streams"),
     SL_CFG_RANGE(qos_cfg_t, alone_s, "alone-seconds", "3", SL_CFG_INT, 1, 600,
@@ -371,10 +380,13 @@ static int s_run(const qos_cfg_t *qc, const bed_t *bed)
     double bg_share_max = 0, crit_share_min = 1, util_min = 1e9, bg_alone_max = 0;
     double crit_alone_util_min = 1e9;
     uint64_t tc0[3] = {0}, tc1[3] = {0}, drop0[3] = {0}, drop1[3] = {0};
+    uint64_t tca[3], tcb[3], dropa[3], dropb[3]; /* one round's both phase */
     bool tc_ok = false;
     int second = 0;
     static const char *const names[3] = {"critical", "both", "bg-alone"};
-    for (int phase = 0; phase < 3; phase++) {
+    for (int step = 0; step <= 2 * qc->rounds; step++) {
+        int phase = step == 2 * qc->rounds ? 2 : step % 2;
+        bool last_both = step == 2 * qc->rounds - 1;
         int secs = phase == 0 ? qc->crit_alone_s : phase == 1 ? qc->both_s : qc->alone_s;
         bool crit = phase<2, bg = phase> 0;
         sl_time_t t = sl_clock_now(), warm = t + SL_MS(qc->warmup_ms), mark = 0;
@@ -400,7 +412,7 @@ static int s_run(const qos_cfg_t *qc, const bed_t *bed)
                 mark = now;
                 sl_xport_stats(xp, &s0);
                 if (phase == 1 && bed)
-                    tc_ok = s_tc_bytes(bed->ns_a, bed->dev_a, tc0, drop0);
+                    tc_ok = s_tc_bytes(bed->ns_a, bed->dev_a, tca, dropa) && (step == 1 || tc_ok);
                 lat[0].on = lat[1].on = true;
             } else if (n >= 0 && now >= mark + SL_NS_PER_S) {
                 sl_xport_stats(xp, &s1);
@@ -430,12 +442,20 @@ static int s_run(const qos_cfg_t *qc, const bed_t *bed)
             }
         }
         lat[0].on = lat[1].on = false;
-        if (phase == 1 && bed && tc_ok)
-            tc_ok = s_tc_bytes(bed->ns_a, bed->dev_a, tc1, drop1);
-        /* the critical stream stops after the second phase: let its
-         * transfers finish (their latencies are not recorded) */
+        if (phase == 1 && bed && tc_ok && (tc_ok = s_tc_bytes(bed->ns_a, bed->dev_a, tcb, dropb)))
+            for (int i = 0; i < 3; i++) { /* tc1 - tc0: the both phases' bytes */
+                tc1[i] += tcb[i] - tca[i];
+                drop1[i] += dropb[i] - dropa[i];
+            }
+        /* the critical stream stops after a both phase: let its transfers
+         * finish (their latencies are not recorded); before another round,
+         * the background queued so far finishes too, so that the next
+         * critical-alone phase is alone */
         if (phase == 1)
             while (cs->inflight > 0)
+                sl_xport_progress(xp);
+        if (phase == 1 && !last_both)
+            while (ws->inflight > 0 || ls->inflight > 0)
                 sl_xport_progress(xp);
     }
     while (ws->inflight > 0 || ls->inflight > 0)
@@ -606,6 +626,7 @@ int sl_bench_qos_main(int argc, char **argv)
         qc.probe_s = 0.5;
         qc.crit_alone_s = 1;
         qc.both_s = 2;
+        qc.rounds = 1;
         qc.alone_s = 1;
         qc.warmup_ms = 500;
     }
