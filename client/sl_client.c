@@ -472,6 +472,8 @@ static void s_on_status(sl_client_t *c, const sl_wire_msg_t *m)
             x->kv_bytes_received = e.load.kv.bytes_received;
             x->kv_pushes_failed = e.load.kv.pushes_failed;
             x->kv_notifs_refused = e.load.kv.notifs_refused;
+            for (int k = 0; k < 3; k++)
+                x->xport_bytes[k] = e.load.kv.class_bytes[k];
             x->has_gpu_util = e.load.has_gpu_util;
             x->gpu_util = x->has_gpu_util ? e.load.gpu_util : 0.0f;
             x->has_cpu_util = e.load.has_cpu_util;

@@ -429,9 +429,11 @@ static int s_cmd_status(int argc, char **argv)
         if (e->data_plane) {
             snprintf(dp, sizeof(dp), "%.1fMiB %u/%u", (double)e->kv_region_bytes / (1 << 20),
                      e->peers_reachable, e->peers_reachable + e->peers_unreachable);
-            snprintf(moved, sizeof(moved), "%.1f/%.1f res=%u refused=%" PRIu64,
-                     (double)e->kv_bytes_sent / (1 << 20), (double)e->kv_bytes_received / (1 << 20),
-                     e->kv_reservations, e->kv_notifs_refused);
+            snprintf(
+                moved, sizeof(moved), "%.1f/%.1f res=%u refused=%" PRIu64 " classes=%.1f/%.1f/%.1f",
+                (double)e->kv_bytes_sent / (1 << 20), (double)e->kv_bytes_received / (1 << 20),
+                e->kv_reservations, e->kv_notifs_refused, (double)e->xport_bytes[0] / (1 << 20),
+                (double)e->xport_bytes[1] / (1 << 20), (double)e->xport_bytes[2] / (1 << 20));
         }
         snprintf(infl, sizeof(infl), "%u/%u", e->inflight, e->slots);
         snprintf(kv, sizeof(kv), "%u/%u", e->kv_blocks_used, e->kv_blocks_free);

@@ -147,6 +147,8 @@ typedef struct sl_exec_kv_load {
     uint64_t bytes_received; /* KV bytes landed in its reservations */
     uint64_t pushes_failed;  /* pushes that failed or could not be made */
     uint64_t notifs_refused; /* notifications matching no reservation of its own */
+    uint64_t class_bytes[3]; /* bytes its transport engine moved per class (control, critical,
+                                background), since start */
 } sl_exec_kv_load_t;
 
 /* Load an executor reports in heartbeats. */

@@ -709,6 +709,10 @@ static void s_post_load(sl_executor_t *x, sl_time_t now)
                                     .bytes_received = ds.bytes_received,
                                     .pushes_failed = ds.pushes_failed,
                                     .notifs_refused = ds.notifs_refused};
+        sl_xport_stats_t xs;
+        sl_xport_stats(sl_exec_dp_xport(x->dp), &xs);
+        for (int c = 0; c < 3; c++)
+            el.kv.class_bytes[c] = xs.bytes[c];
     }
     s_flush_kv(x);
     sl_link_post(x->link, true, x->heartbeat, &el);

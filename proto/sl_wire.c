@@ -457,7 +457,9 @@ static void s_load_get(const Sluice__Load *l, sl_exec_load_t *load, bool strict)
                .bytes_sent = l->kv_bytes_sent,
                .bytes_received = l->kv_bytes_received,
                .pushes_failed = l->kv_pushes_failed,
-               .notifs_refused = l->kv_notifs_refused},
+               .notifs_refused = l->kv_notifs_refused,
+               .class_bytes = {l->xport_control_bytes, l->xport_critical_bytes,
+                               l->xport_background_bytes}},
     };
 }
 
@@ -667,6 +669,9 @@ static void s_load_put(const sl_exec_load_t *load, Sluice__Load *l)
     l->kv_bytes_received = load->kv.bytes_received;
     l->kv_pushes_failed = load->kv.pushes_failed;
     l->kv_notifs_refused = load->kv.notifs_refused;
+    l->xport_control_bytes = load->kv.class_bytes[0];
+    l->xport_critical_bytes = load->kv.class_bytes[1];
+    l->xport_background_bytes = load->kv.class_bytes[2];
 }
 
 sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)

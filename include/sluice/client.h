@@ -202,6 +202,8 @@ typedef struct sl_executor_info {
     uint64_t kv_bytes_received; /* KV bytes that landed in its reservations */
     uint64_t kv_pushes_failed;  /* its pushes that failed */
     uint64_t kv_notifs_refused; /* notifications that matched no reservation of its own */
+    uint64_t xport_bytes[3];    /* bytes its transport engine moved per class: control,
+                                   critical, background */
 } sl_executor_info_t;
 
 typedef struct sl_counter_info {

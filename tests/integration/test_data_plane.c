@@ -163,7 +163,7 @@ static void test_peers_reach(void **state)
     assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
     char *row_a = strstr(out, "\npa ");
     char *end_a = row_a ? strchr(row_a + 1, '\n') : NULL;
-    char *dp_a = row_a ? strstr(row_a, " 1.0MiB 2/2 0.0/0.0 res=0 refused=0\n") : NULL;
+    char *dp_a = row_a ? strstr(row_a, " 1.0MiB 2/2 0.0/0.0 res=0 refused=0 classes=") : NULL;
     if (!end_a || !dp_a || dp_a > end_a)
         fail_msg("sluice status does not show 2 of 2 peers:\n%s", out);
 

@@ -194,6 +194,32 @@ static int64_t s_counter(void *sock, const char *name)
 
 static s_set_t s_set;
 
+/* The prefill executor's transport engine counts the KV it pushed in the
+ * critical class, as its heartbeats carry it to the status (at least the
+ * KV bytes it reports sent; nothing in background). */
+static void s_wait_critical_bytes(void *sock, const char *name)
+{
+    uint64_t crit = 0, sent = 0, bg = 1;
+    for (int tries = 0; tries < 40 && (crit == 0 || crit < sent); tries++) {
+        sl_wire_msg_t *st = cl_status(sock, 2000);
+        assert_non_null(st);
+        for (uint32_t e = 0; e < cl_status_execs(st); e++) {
+            sl_wire_exec_status_t x = cl_status_exec(st, e);
+            if (strcmp(x.name, name) == 0) {
+                crit = x.load.kv.class_bytes[1];
+                bg = x.load.kv.class_bytes[2];
+                sent = x.load.kv.bytes_sent;
+            }
+        }
+        sl_wire_msg_free(&st);
+        if (crit == 0 || crit < sent)
+            usleep(100000);
+    }
+    assert_true(sent > 0);
+    assert_true(crit >= sent);
+    assert_int_equal(bg, 0);
+}
+
 /* 50 prompts, a prefill and a decode executor: every job is split. */
 static void s_disagg(const char *tls)
 {
@@ -222,6 +248,7 @@ static void s_disagg(const char *tls)
     assert_int_equal(s_counter(sock, "kv_splits_failed"), 0);
     assert_true(s_counter(sock, "kv_bytes_moved") > 0);
     assert_true(cl_log_has(&c, d, "the backend's pool"));
+    s_wait_critical_bytes(sock, "pre");
     zmq_close(sock);
     cl_fini(&c);
 }
