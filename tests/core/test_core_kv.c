@@ -318,6 +318,23 @@ static void test_drain_moves(void **state)
     sl_core_destroy(&core);
 }
 
+/* Two mixed executors a and b that reached each other, a caching the 12
+ * blocks 1000..1011; j0 goes to a and j1, whose prompt holds those blocks,
+ * to b (round-robin). Returns j1. */
+static sl_job_t *s_fetch_setup(sl_core_t *core, uint32_t *a_p, uint32_t *b_p)
+{
+    uint64_t hashes[12];
+    for (int i = 0; i < 12; i++)
+        hashes[i] = 1000 + (uint64_t)i;
+    s_mixed_pair(core, a_p, b_p);
+    assert_int_equal(sl_core_exec_kv_event(core, *a_p, hashes, 12, NULL, 0, false, 0), SL_OK);
+    sl_job_t *first = s_submit(core, "j0", NULL, 0, SL_MS(1));
+    assert_int_equal(first->exec->index, *a_p);
+    sl_job_t *job = s_submit(core, "j1", hashes, 12, SL_MS(1));
+    assert_int_equal(job->exec->index, *b_p);
+    return job;
+}
+
 /* The job goes to an executor that lacks its prefix while a peer caches
  * it: the prefix is fetched when the transfer is predicted faster than
  * computing it, and counted. */
@@ -327,15 +344,7 @@ static void test_fetch_decision(void **state)
     rec_t r;
     sl_core_t *core = s_core(&r, "round-robin", false);
     uint32_t a, b;
-    s_mixed_pair(core, &a, &b);
-    uint64_t hashes[12];
-    for (int i = 0; i < 12; i++)
-        hashes[i] = 1000 + (uint64_t)i;
-    assert_int_equal(sl_core_exec_kv_event(core, a, hashes, 12, NULL, 0, false, 0), SL_OK);
-    sl_job_t *first = s_submit(core, "j0", NULL, 0, SL_MS(1)); /* round-robin: a */
-    assert_int_equal(first->exec->index, a);
-    sl_job_t *job = s_submit(core, "j1", hashes, 12, SL_MS(1)); /* round-robin: b */
-    assert_int_equal(job->exec->index, b);
+    sl_job_t *job = s_fetch_setup(core, &a, &b);
     assert_int_equal(job->kv_mode, SL_KV_FETCH);
     assert_int_equal(job->kv_peer->index, a);
     assert_int_equal(job->kv_fetch_blocks, 12);
@@ -349,10 +358,7 @@ static void test_fetch_decision(void **state)
 
     /* with fetching off the same placement recomputes, and says so */
     core = s_core_fetch(&r, "round-robin", false, false);
-    s_mixed_pair(core, &a, &b);
-    assert_int_equal(sl_core_exec_kv_event(core, a, hashes, 12, NULL, 0, false, 0), SL_OK);
-    s_submit(core, "j0", NULL, 0, SL_MS(1));
-    job = s_submit(core, "j1", hashes, 12, SL_MS(1));
+    job = s_fetch_setup(core, &a, &b);
     assert_int_equal(job->kv_mode, SL_KV_LOCAL);
     assert_int_equal(sl_core_counter(core, SL_CTR_KV_BLOCKS_RECOMPUTED), 12);
     sl_core_destroy(&core);
@@ -367,13 +373,7 @@ static void test_fetch_failed_runs_unmoved(void **state)
     rec_t r;
     sl_core_t *core = s_core(&r, "round-robin", false);
     uint32_t a, b;
-    s_mixed_pair(core, &a, &b);
-    uint64_t hashes[12];
-    for (int i = 0; i < 12; i++)
-        hashes[i] = 1000 + (uint64_t)i;
-    assert_int_equal(sl_core_exec_kv_event(core, a, hashes, 12, NULL, 0, false, 0), SL_OK);
-    s_submit(core, "j0", NULL, 0, SL_MS(1)); /* round-robin: a */
-    sl_job_t *job = s_submit(core, "j1", hashes, 12, SL_MS(1));
+    sl_job_t *job = s_fetch_setup(core, &a, &b);
     assert_int_equal(job->kv_mode, SL_KV_FETCH);
     assert_int_equal(job->attempts, 1);
     assert_int_equal(sl_core_kv_refused(core, b, job->seq, "no room", SL_MS(2)), SL_OK);

@@ -172,6 +172,15 @@ int64_t cl_counter(const sl_wire_msg_t *st, const char *name)
     return -1;
 }
 
+int64_t cl_status_counter(void *sock, const char *name)
+{
+    sl_wire_msg_t *st = cl_status(sock, 2000);
+    assert_non_null(st);
+    int64_t v = cl_counter(st, name);
+    sl_wire_msg_free(&st);
+    return v;
+}
+
 sl_wire_exec_status_t cl_status_exec(const sl_wire_msg_t *st, uint32_t i)
 {
     sl_wire_exec_status_t e;

@@ -37,6 +37,8 @@ void *cl_client(cl_t *c);
 sl_wire_msg_t *cl_status(void *sock, int timeout_ms);
 /* Value of a named counter in a status reply; -1 when absent. */
 int64_t cl_counter(const sl_wire_msg_t *status, const char *name);
+/* A status request (a reply must come within 2 s) and one counter of it. */
+int64_t cl_status_counter(void *sock, const char *name);
 /* Executor i of a status reply. */
 sl_wire_exec_status_t cl_status_exec(const sl_wire_msg_t *status, uint32_t i);
 /* Executors listed in a status reply. */

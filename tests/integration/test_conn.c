@@ -43,15 +43,6 @@ static int s_run_job(void *sock, const char *id, char *who, size_t cap)
     return -1;
 }
 
-static int64_t s_counter(void *sock, const char *name)
-{
-    sl_wire_msg_t *st = cl_status(sock, 2000);
-    assert_non_null(st);
-    int64_t v = cl_counter(st, name);
-    sl_wire_msg_free(&st);
-    return v;
-}
-
 /* Two live executors named alike: the second is told the name is in use,
  * logs it at error level and exits 1; the first keeps its place and jobs. */
 static void test_duplicate_name_refused(void **state)
@@ -71,9 +62,9 @@ static void test_duplicate_name_refused(void **state)
     assert_true(cl_log_has(&c, second, "name 'twin' is in use by a live executor"));
     assert_int_equal(s_run_job(cli, "after-dup", who, sizeof(who)), SL_JOB_OK);
     assert_string_equal(who, "twin");
-    assert_int_equal(s_counter(cli, "executors_joined"), 1);
-    assert_int_equal(s_counter(cli, "executors_lost"), 0);
-    assert_int_equal(s_counter(cli, "executors_refused_name"), 1);
+    assert_int_equal(cl_status_counter(cli, "executors_joined"), 1);
+    assert_int_equal(cl_status_counter(cli, "executors_lost"), 0);
+    assert_int_equal(cl_status_counter(cli, "executors_refused_name"), 1);
     zmq_close(cli);
     cl_fini(&c);
 }
@@ -94,11 +85,11 @@ static void test_restart_takes_over(void **state)
     cl_kill(&c, first, SIGKILL);
     assert_true(cl_wait(&c, first, 5000) >= 0);
     cl_executor(&c, "phoenix", exec_args);
-    for (int i = 0; i < 100 && s_counter(cli, "executors_joined") < 2; i++)
+    for (int i = 0; i < 100 && cl_status_counter(cli, "executors_joined") < 2; i++)
         usleep(100000);
-    assert_int_equal(s_counter(cli, "executors_joined"), 2);
-    assert_int_equal(s_counter(cli, "executors_lost"), 1);
-    assert_int_equal(s_counter(cli, "executors_refused_name"), 0);
+    assert_int_equal(cl_status_counter(cli, "executors_joined"), 2);
+    assert_int_equal(cl_status_counter(cli, "executors_lost"), 1);
+    assert_int_equal(cl_status_counter(cli, "executors_refused_name"), 0);
     assert_int_equal(s_run_job(cli, "after-restart", who, sizeof(who)), SL_JOB_OK);
     assert_string_equal(who, "phoenix");
     zmq_close(cli);
@@ -123,8 +114,8 @@ static void test_executor_before_scheduler(void **state)
     void *cli = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, cli, 1, 10000), 0);
     usleep(300000); /* any hello still queued would be handled by now */
-    assert_int_equal(s_counter(cli, "executors_joined"), 1);
-    assert_int_equal(s_counter(cli, "executors_lost"), 0);
+    assert_int_equal(cl_status_counter(cli, "executors_joined"), 1);
+    assert_int_equal(cl_status_counter(cli, "executors_lost"), 0);
     assert_int_equal(s_run_job(cli, "after-wait", who, sizeof(who)), SL_JOB_OK);
     assert_string_equal(who, "early");
     zmq_close(cli);
@@ -158,8 +149,8 @@ static void test_scheduler_lost(void **state)
     snprintf(back, sizeof(back), "connected to the scheduler at %s again", c.exec_ep);
     assert_true(cl_log_has(&c, x, back));
     usleep(300000);
-    assert_int_equal(s_counter(cli, "executors_joined"), 1);
-    assert_int_equal(s_counter(cli, "executors_lost"), 0);
+    assert_int_equal(cl_status_counter(cli, "executors_joined"), 1);
+    assert_int_equal(cl_status_counter(cli, "executors_lost"), 0);
     zmq_close(cli);
     cl_fini(&c);
 }
@@ -211,9 +202,9 @@ static void test_second_sigterm(void **state)
     cl_kill(&c, busy, SIGTERM);
     assert_int_equal(cl_wait(&c, busy, 3000), 0);
     assert_true(cl_log_has(&c, busy, "second stop signal: stopping now with 1 jobs in flight"));
-    for (int i = 0; i < 50 && s_counter(cli, "jobs_requeued") < 1; i++)
+    for (int i = 0; i < 50 && cl_status_counter(cli, "jobs_requeued") < 1; i++)
         usleep(100000);
-    assert_int_equal(s_counter(cli, "jobs_requeued"), 1);
+    assert_int_equal(cl_status_counter(cli, "jobs_requeued"), 1);
 
     /* the requeued job has no executor: the scheduler's drain would wait */
     cl_kill(&c, sched, SIGTERM);
@@ -263,9 +254,9 @@ static void test_wrong_port(void **state)
     zmq_close(astray);
 
     void *cli = cl_client(&c);
-    assert_true(s_counter(cli, "msgs_wrong_port") >= 2); /* a hello, a status request */
-    assert_int_equal(s_counter(cli, "executors_joined"), 0);
-    assert_int_equal(s_counter(cli, "msgs_unknown_executor"), 0);
+    assert_true(cl_status_counter(cli, "msgs_wrong_port") >= 2); /* a hello, a status request */
+    assert_int_equal(cl_status_counter(cli, "executors_joined"), 0);
+    assert_int_equal(cl_status_counter(cli, "msgs_unknown_executor"), 0);
     zmq_close(cli);
     cl_fini(&c);
 }

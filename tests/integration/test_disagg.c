@@ -183,15 +183,6 @@ static void s_wait_reached(void *sock, uint32_t n)
     fail_msg("the executors did not reach one another over the data plane");
 }
 
-static int64_t s_counter(void *sock, const char *name)
-{
-    sl_wire_msg_t *st = cl_status(sock, 2000);
-    assert_non_null(st);
-    int64_t v = cl_counter(st, name);
-    sl_wire_msg_free(&st);
-    return v;
-}
-
 static s_set_t s_set;
 
 /* The prefill executor's transport engine counts the KV it pushed in the
@@ -243,10 +234,10 @@ static void s_disagg(const char *tls)
         s_submit(sock, id, s_set.prompts[k], s_set.lens[k], MAX_NEW, false);
     }
     s_collect(&c, sock, &s_set, NULL, 0);
-    assert_int_equal(s_counter(sock, "kv_splits"), N_DISAGG);
-    assert_int_equal(s_counter(sock, "kv_handoffs"), N_DISAGG);
-    assert_int_equal(s_counter(sock, "kv_splits_failed"), 0);
-    assert_true(s_counter(sock, "kv_bytes_moved") > 0);
+    assert_int_equal(cl_status_counter(sock, "kv_splits"), N_DISAGG);
+    assert_int_equal(cl_status_counter(sock, "kv_handoffs"), N_DISAGG);
+    assert_int_equal(cl_status_counter(sock, "kv_splits_failed"), 0);
+    assert_true(cl_status_counter(sock, "kv_bytes_moved") > 0);
     assert_true(cl_log_has(&c, d, "the backend's pool"));
     s_wait_critical_bytes(sock, "pre");
     zmq_close(sock);
@@ -290,7 +281,7 @@ static void *s_pk_sock;
  * of them to it, each taking milliseconds to compute). */
 static void s_kill_mid_transfer(cl_t *c)
 {
-    for (int i = 0; i < 2000 && s_counter(s_pk_sock, "kv_splits") == 0; i++)
+    for (int i = 0; i < 2000 && cl_status_counter(s_pk_sock, "kv_splits") == 0; i++)
         usleep(1000);
     cl_kill(c, s_pk_pre1, SIGKILL);
 }
@@ -327,8 +318,8 @@ static void test_prefill_killed_mid_transfer(void **state)
     s_collect(&c, sock, &s_set, s_kill_mid_transfer, 0);
     zmq_close(s_pk_sock);
     /* splits were cut by the kill and requeued; the others handed off */
-    assert_true(s_counter(sock, "kv_splits_failed") > 0);
-    assert_true(s_counter(sock, "kv_handoffs") > 0);
+    assert_true(cl_status_counter(sock, "kv_splits_failed") > 0);
+    assert_true(cl_status_counter(sock, "kv_handoffs") > 0);
     /* every reservation is released (canceled ones after their grace) */
     uint32_t free1 = 0;
     for (int i = 0; i < 100 && (free1 = s_free_blocks(sock, "dec")) != free0; i++)
@@ -402,7 +393,7 @@ static void test_migration_on_drain(void **state)
     assert_int_equal(next, one.max_new);
     for (uint32_t i = 0; i < one.max_new; i++)
         assert_int_equal(streamed[i], one.expect[0][i]);
-    assert_int_equal(s_counter(sock, "kv_migrations"), 1);
+    assert_int_equal(cl_status_counter(sock, "kv_migrations"), 1);
     assert_true(cl_log_has(&c, drained, "moved to executor"));
     zmq_close(ssock);
     zmq_close(sock);
@@ -477,9 +468,9 @@ static void test_prefix_fetch(void **state)
         }
         usleep(300000);
     }
-    assert_int_equal(s_counter(sock, "kv_fetches"), 1);
-    assert_true(s_counter(sock, "kv_blocks_fetched") >= 49); /* 400 tokens in blocks of 8 */
-    assert_int_equal(s_counter(sock, "kv_fetches_failed"), 0);
+    assert_int_equal(cl_status_counter(sock, "kv_fetches"), 1);
+    assert_true(cl_status_counter(sock, "kv_blocks_fetched") >= 49); /* 400 tokens in blocks of 8 */
+    assert_int_equal(cl_status_counter(sock, "kv_fetches_failed"), 0);
     zmq_close(sock);
     cl_fini(&c);
 }

@@ -69,15 +69,6 @@ static void s_run_jobs(void *sock, const char *prefix, int n, int timeout_ms)
     }
 }
 
-static int64_t s_counter(void *sock, const char *name)
-{
-    sl_wire_msg_t *st = cl_status(sock, 2000);
-    assert_non_null(st);
-    int64_t v = cl_counter(st, name);
-    sl_wire_msg_free(&st);
-    return v;
-}
-
 static void test_logship_lands_in_collector(void **state)
 {
     (void)state;
@@ -104,10 +95,10 @@ static void test_logship_lands_in_collector(void **state)
     snprintf(path, sizeof(path), "%s/e1.log", collect);
     assert_true(s_wait_lines(path, "registered with the scheduler", 1, 5000) >= 1);
     assert_true(s_count_lines(path, "log shipping to ") >= 1);
-    assert_true(s_counter(sock, "collect_lines") >= 6);
-    assert_true(s_counter(sock, "collect_bytes") > 0);
-    assert_int_equal(s_counter(sock, "collect_dropped"), 0);
-    assert_int_equal(s_counter(sock, "collect_ignored"), 0);
+    assert_true(cl_status_counter(sock, "collect_lines") >= 6);
+    assert_true(cl_status_counter(sock, "collect_bytes") > 0);
+    assert_int_equal(cl_status_counter(sock, "collect_dropped"), 0);
+    assert_int_equal(cl_status_counter(sock, "collect_ignored"), 0);
     zmq_close(sock);
     cl_fini(&c);
 }
@@ -134,7 +125,7 @@ static void test_logship_burst_drops(void **state)
     s_run_jobs(sock, "burst", 300, 10000);
     assert_true(sl_clock_now() - t0 < SL_MS(10000)); /* shipping did not pace the jobs */
     int64_t dropped = 0;
-    for (int i = 0; i < 100 && (dropped = s_counter(sock, "collect_dropped")) <= 0; i++)
+    for (int i = 0; i < 100 && (dropped = cl_status_counter(sock, "collect_dropped")) <= 0; i++)
         usleep(50000);
     assert_true(dropped > 0);
     snprintf(path, sizeof(path), "%s/e1.trace", collect);
