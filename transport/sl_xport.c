@@ -384,6 +384,7 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
             break;
         }
         void *rptr = NULL;
+        ucs_status_ptr_t sp = NULL; /* NULL: complete now (our copy, or UCX inline) */
         if (xp->cfg.direct_copy && req->local->type == SL_XPORT_MEM_HOST &&
             ucp_rkey_ptr(rkey, raddr, &rptr) == UCS_OK) {
             /* shared memory maps the peer's region here: copy it ourselves */
@@ -391,9 +392,6 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
                 sl_xport_copy_stream(rptr, laddr, n);
             else
                 sl_xport_copy_stream(laddr, rptr, n);
-            req->outstanding++;
-            sl_xport_sched_posted(&xp->sched, n);
-            sl_xport_op_done(o, UCS_OK);
             xp->stats.direct_bytes += n;
         } else {
             memset(&prm, 0, sizeof(prm));
@@ -402,16 +400,15 @@ static sl_status_t s_issue_rma(sl_xport_t *xp, sl_xport_req_t *req, uint64_t *by
             prm.cb.send = s_rma_cb;
             prm.user_data = o;
             prm.memh = req->local->memh[req->cls];
-            ucs_status_ptr_t sp = req->op == SL_XPORT_PUT
-                                      ? ucp_put_nbx(ep, laddr, n, raddr, rkey, &prm)
-                                      : ucp_get_nbx(ep, laddr, n, raddr, rkey, &prm);
-            req->outstanding++;
-            sl_xport_sched_posted(&xp->sched, n);
-            if (sp == NULL)
-                sl_xport_op_done(o, UCS_OK);
-            else if (UCS_PTR_IS_ERR(sp))
-                sl_xport_op_done(o, UCS_PTR_STATUS(sp));
+            sp = req->op == SL_XPORT_PUT ? ucp_put_nbx(ep, laddr, n, raddr, rkey, &prm)
+                                         : ucp_get_nbx(ep, laddr, n, raddr, rkey, &prm);
         }
+        req->outstanding++;
+        sl_xport_sched_posted(&xp->sched, n);
+        if (sp == NULL)
+            sl_xport_op_done(o, UCS_OK);
+        else if (UCS_PTR_IS_ERR(sp))
+            sl_xport_op_done(o, UCS_PTR_STATUS(sp));
         sent += n;
         budget -= n;
         req->cur_off += n;
