@@ -27,10 +27,13 @@
  * does, since UCX lists network devices from /sys/class/net), and the
  * peer harness's re-executed peer enters host B the same way before it
  * creates its engine. The bed is removed at the end, by the parent, which
- * never left the caller's namespaces. link_util is then against the shaped
- * rate, and tc's per-class byte counters of the sender's egress are printed
- * beside the transport's (the engine marks its TCP sockets with each
- * class's TOS, so background lands in tc's class 1:30).
+ * never left the caller's namespaces. link_util is then the frames the
+ * sender's interface sent (its tx_bytes, headers included, as HTB counts
+ * its rate) over the shaped rate, with the transport's payload beside it
+ * (payload_util: at most about 0.95 of the link, the rest being Ethernet,
+ * IP and TCP headers), and tc's per-class byte counters of the sender's
+ * egress are printed beside the transport's (the engine marks its TCP
+ * sockets with each class's TOS, so background lands in tc's class 1:30).
  *
  * Where the queue forms. The critical p99 ratio is only the scheduler's to
  * hold if the queue in front of the link is the transport's own: with
@@ -274,6 +277,22 @@ static bool s_tc_bytes(const char *ns, const char *dev, uint64_t out[3], uint64_
     return pclose(f) == 0;
 }
 
+/* Bytes the interface dev has sent (its frames as the qdisc let them
+ * through: what HTB's rate counts), from /sys/class/net of this process's
+ * network namespace; 0 when it cannot be read. A file read, not a tc
+ * process, so that sampling it each second does not stall the sender. */
+static uint64_t s_dev_tx_bytes(const char *dev)
+{
+    char path[256], buf[32] = "";
+    snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/tx_bytes", dev);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    bool ok = fgets(buf, sizeof(buf), f) != NULL;
+    fclose(f);
+    return ok ? strtoull(buf, NULL, 10) : 0;
+}
+
 /* Enter the network namespace /run/netns/name, with a mount namespace of
  * our own whose /sys is that network namespace's (what `ip netns exec`
  * does), so that UCX, which lists devices from /sys/class/net, finds the
@@ -369,16 +388,19 @@ static int s_run(const qos_cfg_t *qc, const bed_t *bed)
            qc->crit_kib, qc->crit_window, qc->bg_kib, qc->window, qc->log_kib, qc->log_window);
     if (bed)
         printf("# hosts: %s (UCX on %s) -> %s (UCX on %s), links shaped to %d Mbit/s "
-               "(%.1f MiB/s); link_util is against the shaped rate; sender's egress: %s\n",
+               "(%.1f MiB/s); link_util: the frames sent by %s's interface over the shaped rate, "
+               "payload: the transport's bytes over it; sender's egress: %s\n",
                bed->ns_a, bed->dev_a, bed->ns_b, bed->dev_b, qc->host_mbit, link / (1 << 20),
+               bed->ns_a,
                qc->host_tc ? "deploy/tc/sluice-tc.sh (1:10 control, 1:20 critical, 1:30 "
                              "background)"
                            : "one HTB class");
-    printf("%-6s %-10s %12s %12s %9s %9s %9s\n", "second", "phase", "crit_MiB", "bg_MiB",
-           "crit_shr", "bg_shr", "link_util");
+    printf("%-6s %-10s %12s %12s %9s %9s %9s %9s\n", "second", "phase", "crit_MiB", "bg_MiB",
+           "crit_shr", "bg_shr", "payload", "link_util");
 
     double bg_share_max = 0, crit_share_min = 1, util_min = 1e9, bg_alone_max = 0;
-    double crit_alone_util_min = 1e9;
+    double crit_alone_util_min = 1e9, payload_min = 1e9;
+    uint64_t tx0 = 0, tx1 = 0; /* the sender's interface, frames sent (bed) */
     uint64_t tc0[3] = {0}, tc1[3] = {0}, drop0[3] = {0}, drop1[3] = {0};
     uint64_t tca[3], tcb[3], dropa[3], dropb[3]; /* one round's both phase */
     bool tc_ok = false;
@@ -411,18 +433,25 @@ static int s_run(const qos_cfg_t *qc, const bed_t *bed)
                 n = 0;
                 mark = now;
                 sl_xport_stats(xp, &s0);
+                tx0 = bed ? s_dev_tx_bytes(bed->dev_a) : 0;
                 if (phase == 1 && bed)
                     tc_ok = s_tc_bytes(bed->ns_a, bed->dev_a, tca, dropa) && (step == 1 || tc_ok);
                 lat[0].on = lat[1].on = true;
             } else if (n >= 0 && now >= mark + SL_NS_PER_S) {
                 sl_xport_stats(xp, &s1);
+                tx1 = bed ? s_dev_tx_bytes(bed->dev_a) : 0;
                 double dt = (double)(now - mark) / 1e9;
                 double c = (double)(s1.bytes[SL_XPORT_CRITICAL] - s0.bytes[SL_XPORT_CRITICAL]) / dt;
                 double b =
                     (double)(s1.bytes[SL_XPORT_BACKGROUND] - s0.bytes[SL_XPORT_BACKGROUND]) / dt;
                 double tot = c + b > 0 ? c + b : 1;
-                printf("%-6d %-10s %12.1f %12.1f %9.3f %9.3f %9.3f\n", ++second, names[phase],
-                       c / (1 << 20), b / (1 << 20), c / tot, b / tot, (c + b) / link);
+                /* the link's use: the frames the sender's interface sent on
+                 * the bed (headers included, as HTB counts its rate), the
+                 * transport's payload elsewhere */
+                double pay = (c + b) / link;
+                double util = bed && tx1 >= tx0 && tx0 ? (double)(tx1 - tx0) / dt / link : pay;
+                printf("%-6d %-10s %12.1f %12.1f %9.3f %9.3f %9.3f %9.3f\n", ++second, names[phase],
+                       c / (1 << 20), b / (1 << 20), c / tot, b / tot, pay, util);
                 fflush(stdout);
                 if (phase == 0 && c / link < crit_alone_util_min) {
                     crit_alone_util_min = c / link;
@@ -431,12 +460,15 @@ static int s_run(const qos_cfg_t *qc, const bed_t *bed)
                         bg_share_max = b / tot;
                     if (c / tot < crit_share_min)
                         crit_share_min = c / tot;
-                    if ((c + b) / link < util_min)
-                        util_min = (c + b) / link;
+                    if (util < util_min)
+                        util_min = util;
+                    if (pay < payload_min)
+                        payload_min = pay;
                 } else if (phase == 2 && b / cap > bg_alone_max) {
                     bg_alone_max = b / cap;
                 }
                 s0 = s1;
+                tx0 = tx1;
                 mark = now;
                 n++;
             }
@@ -494,10 +526,11 @@ static int s_run(const qos_cfg_t *qc, const bed_t *bed)
     if (bed)
         snprintf(host_result, sizeof(host_result), " hosts=2 rate_mbit=%d", qc->host_mbit);
     printf("RESULT capacity_mibs=%.1f bg_share_max=%.3f critical_share_min=%.3f "
-           "link_util_min=%.3f critical_p99_ratio=%.3f critical_p99_ms=%.2f "
+           "link_util_min=%.3f payload_util_min=%.3f critical_p99_ratio=%.3f "
+           "critical_p99_ms=%.2f "
            "critical_alone_p99_ms=%.2f critical_alone_util_min=%.3f bg_alone_share_max=%.3f%s%s "
            "tls=%s\n",
-           cap / (1 << 20), bg_share_max, crit_share_min, util_min,
+           cap / (1 << 20), bg_share_max, crit_share_min, util_min, payload_min,
            p99_alone > 0 ? p99_both / p99_alone : 0, p99_both, p99_alone, crit_alone_util_min,
            bg_alone_max, tc_result, host_result, qc->tls);
     rc = 0;
