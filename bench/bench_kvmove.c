@@ -437,6 +437,7 @@ typedef struct kv_src {
     int fd;             /* our end of the socketpair */
     uint64_t seq;       /* last sequence number used */
     int checked;        /* moves whose hash matched */
+    int moves;          /* moves started */
 } kv_src_t;
 
 static int s_cmd(kv_src_t *s, uint32_t cmd)
@@ -502,6 +503,7 @@ static int s_move(kv_src_t *s, uint32_t ntok, sl_xport_block_t *blocks, sl_time_
     const kv_layout_t *l = &s->side.lay;
     uint32_t n = (ntok + (uint32_t)s->bc->block_tokens - 1) / (uint32_t)s->bc->block_tokens;
     uint64_t seq = ++s->seq;
+    s->moves++;
     kv_report_t rep;
 
     /* this sequence's own bytes, so that stale blocks cannot pass the check */
@@ -817,8 +819,9 @@ int sl_bench_kvmove_main(int argc, char **argv)
     printf("# memcpy: the same blocks copied by one process into scattered places, median "
            "%.2f GB/s (%u-token prompt), %.2f GB/s (%u)\n",
            sl_median(mc[0], n), prompt[0], sl_median(mc[1], n), prompt[1]);
-    printf("# kv intact: %d moves, each checked by a 64-bit hash of every byte of its blocks\n",
-           s.checked);
+    printf("# kv intact: %d of %d moves, each checked by a 64-bit hash of every byte of its "
+           "blocks\n",
+           s.checked, s.moves);
     printf("# ratio is the smaller of ratio_4k and ratio_32k: %s; ratio_block_* against the "
            "block-size baseline; kv_gbps and perftest_gbps are the 32k prompt's medians\n",
            whole ? "the median kv over the median ucx_perftest with the same bytes as one message"
