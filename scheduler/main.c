@@ -16,8 +16,9 @@ int main(int argc, char **argv)
         {sl_sched_cfg_fields, 0},
         {sl_daemon_cfg_fields, offsetof(sl_sched_cfg_t, daemon)},
         {sl_core_cfg_fields, offsetof(sl_sched_cfg_t, core)},
+        {sl_lease_cfg_table, offsetof(sl_sched_cfg_t, lease)},
     };
-    sl_cfg_field_t *table = sl_cfg_merge(parts, 3);
+    sl_cfg_field_t *table = sl_cfg_merge(parts, 4);
     if (!table)
         return 1;
     sl_log_set_component("scheduler");
@@ -27,9 +28,11 @@ int main(int argc, char **argv)
         return rc;
     sl_status_t cst = sl_sched_create(&cfg, &sched);
     if (cst != SL_OK)
-        return cst == SL_ERR_INVALID ? 2 : 1; /* 2: a bad value, as for a bad flag */
+        /* 2: a bad value, as for a bad flag; 0: a standby stopped by a signal */
+        return cst == SL_ERR_INVALID ? 2 : cst == SL_ERR_CANCELED ? 0 : 1;
     sl_sched_handle_signals(sched);
     sl_status_t st = sl_sched_run(sched);
     sl_sched_destroy(&sched);
-    return st == SL_OK ? 0 : 1;
+    /* 3: the leader lease was lost; start again as a standby */
+    return st == SL_OK ? 0 : st == SL_ERR_SHUTDOWN ? 3 : 1;
 }

@@ -91,6 +91,7 @@ typedef enum s_ctr {
     S_CTR_COLLECT_IGNORED,   /* log batches received with no --collect-dir, or not written */
     S_CTR_WEIGHTS_SOURCED,   /* weights queries answered with a peer that holds them */
     S_CTR_WEIGHTS_UNSOURCED, /* weights queries no live executor could answer */
+    S_CTR_LEASE_FENCED,      /* loop turns held back: the leader lease was not sure to hold */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -113,6 +114,7 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "collect_ignored",
     "weights_sourced",
     "weights_unsourced",
+    "lease_fenced_turns",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -191,6 +193,7 @@ struct sl_sched {
     sl_wire_batch_t single;         /* scratch: an answer sent on its own */
     bool closing;                   /* being destroyed: executors are no longer told of peers */
     sl_collector_t *collector;      /* writes shipped logs and traces (NULL: --collect-dir unset) */
+    sl_lease_t *lease;              /* the leader lease (NULL: --etcd unset, always leading) */
 };
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
@@ -1434,6 +1437,26 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     if ((st = sl_core_create(&cfg->core, &s_io, s, &s->core)) != SL_OK)
         goto err_free;
     st = SL_ERR_IO;
+    /* A standby waits here, before its state is read and its ports are
+     * bound: clients and executors reach only the leader. */
+    if (cfg->lease.etcd[0]) {
+        char value[SL_CFG_STR_MAX * 2 + 2];
+        snprintf(value, sizeof(value), "%s %s", cfg->client_endpoint, cfg->executor_endpoint);
+        if (sl_lease_start(&cfg->lease, value, &s->lease) != SL_OK) {
+            SL_ERROR("leader lease: cannot start with etcd at %s", cfg->lease.etcd);
+            goto err_core;
+        }
+        sl_signal_stop_flag(&s->stop);
+        SL_INFO("standby: waiting for the leader lease (%s at %s)", cfg->lease.key,
+                cfg->lease.etcd);
+        if (sl_lease_wait(s->lease, -1, &s->stop) != SL_OK) {
+            sl_signal_forget(&s->stop);
+            st = SL_ERR_CANCELED;
+            goto err_core;
+        }
+        sl_signal_forget(&s->stop);
+        SL_INFO("leading: the lease is ours");
+    }
     if (cfg->state_file[0] && s_state_read(s) != SL_OK)
         goto err_core;
     if (cfg->collect_dir[0] && sl_collector_create(cfg->collect_dir, &s->collector) != SL_OK)
@@ -1457,6 +1480,7 @@ err_clients:
 err_ctx:
     zmq_ctx_term(s->zctx);
 err_core:
+    sl_lease_stop(&s->lease);
     sl_collector_destroy(&s->collector);
     sl_core_destroy(&s->core);
 err_free:
@@ -1480,6 +1504,7 @@ void sl_sched_handle_signals(sl_sched_t *sched)
 
 sl_status_t sl_sched_run(sl_sched_t *s)
 {
+    sl_status_t st = SL_OK;
     zmq_pollitem_t items[2] = {{s->clients, 0, ZMQ_POLLIN, 0}, {s->executors, 0, ZMQ_POLLIN, 0}};
     sl_time_t tick = SL_MS(s->cfg.tick_ms);
     sl_time_t next_tick = sl_clock_now() + tick;
@@ -1510,6 +1535,19 @@ sl_status_t sl_sched_run(sl_sched_t *s)
         }
         now = sl_clock_now();
         s->now = now;
+        /* Fencing: nothing is read, decided or sent unless the lease is
+         * sure to hold (sl_lease.c); lost for good, this scheduler exits
+         * and is started again as a standby. */
+        if (s->lease && !sl_lease_held(s->lease)) {
+            if (sl_lease_state(s->lease) == SL_LEASE_LOST) {
+                SL_ERROR("the leader lease is lost: stopping so that the new leader serves alone");
+                st = SL_ERR_SHUTDOWN;
+                break;
+            }
+            s->counters[S_CTR_LEASE_FENCED]++;
+            sl_clock_sleep(tick);
+            continue;
+        }
         if (rc > 0) {
             if (items[1].revents & ZMQ_POLLIN)
                 s_on_executor(s, now);
@@ -1520,12 +1558,13 @@ sl_status_t sl_sched_run(sl_sched_t *s)
             sl_core_tick(s->core, now);
             next_tick = now + tick;
         }
-        s_flush(s);
+        if (!s->lease || sl_lease_held(s->lease))
+            s_flush(s); /* otherwise next turn, if the lease still holds */
     }
     SL_INFO("scheduler stopped: %llu jobs completed, %u left",
             (unsigned long long)sl_core_counter(s->core, SL_CTR_COMPLETED),
             sl_core_jobs_pending(s->core));
-    return SL_OK;
+    return st;
 }
 
 void sl_sched_destroy(sl_sched_t **sched_p)
@@ -1534,9 +1573,13 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     if (!s)
         return;
     sl_signal_forget(&s->stop);
-    if (s->cfg.state_file[0])
+    /* a scheduler that lost the lease leaves the state and the last
+     * sends to the new leader */
+    bool leading = !s->lease || sl_lease_held(s->lease);
+    if (leading && s->cfg.state_file[0])
         s_state_write(s);
-    s_flush(s);
+    if (leading)
+        s_flush(s);
     s->closing = true;
     sl_core_destroy(&s->core);
     sl_collector_destroy(&s->collector);
@@ -1553,6 +1596,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     zmq_close(s->executors);
     zmq_close(s->clients);
     zmq_ctx_term(s->zctx);
+    sl_lease_stop(&s->lease); /* revoked: a standby leads at once */
     sl_map_fini(&s->outs);
     sl_map_fini(&s->by_ident);
     free(s);

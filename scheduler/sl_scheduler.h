@@ -10,6 +10,7 @@
 #include "common/sl_cfg.h"
 #include "common/sl_daemon_cfg.h"
 #include "scheduler/core/sl_core.h"
+#include "scheduler/sl_lease.h"
 
 typedef struct sl_sched_cfg {
     sl_core_cfg_t core;                     /* decision core knobs */
@@ -25,6 +26,7 @@ typedef struct sl_sched_cfg {
                                                ("" = none) */
     char collect_dir[SL_CFG_STR_MAX];       /* executors' shipped logs and traces go here
                                                ("" = not collected) */
+    sl_lease_cfg_t lease; /* the leader lease (sl_lease_cfg_table; etcd "" = none) */
 } sl_sched_cfg_t;
 
 /* The daemon's knobs (without the core's). */
