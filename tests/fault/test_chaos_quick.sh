@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# sluice-bench chaos, short: 10 executor SIGKILLs and 10 SIGSTOPs under load
+# through the real scheduler and sim executors; the history check must hold
+# (lost=0 duplicated=0 wrong_client=0 backwards=0) and every kill be
+# detected. Times are not asserted (a loaded host); the bench's full runs
+# are in docs/BENCHMARKS.md. Usage: test_chaos_quick.sh BIN_DIR
+set -euo pipefail
+bin=$1
+fail() { echo "FAIL: $*"; exit 1; }
+for fault in kill stop; do
+  set +e
+  out=$(timeout 240 "$bin/sluice-bench" chaos --kills=10 --fault=$fault --rate=100 2>&1)
+  st=$?
+  set -e
+  echo "$out"
+  [ $st -eq 0 ] || fail "--fault=$fault: chaos exited $st"
+  line=$(grep '^RESULT ' <<<"$out") || fail "--fault=$fault: no RESULT line"
+  for kv in lost=0 duplicated=0 wrong_client=0 backwards=0 unaccepted_results=0 undetected=0 kills=10; do
+    grep -q " $kv " <<<"$line " || fail "--fault=$fault: want $kv in: $line"
+  done
+done
+echo "PASS"
