@@ -1,0 +1,340 @@
+/*
+ * Mid-stream failover with real processes: a scheduler, two `ref`
+ * executors (the small model on the CPU, one token per chunk) and a
+ * streaming client on a raw socket, so what the scheduler sends is seen
+ * unfiltered. Once some chunks of a job have arrived, the executor serving
+ * it is killed (SIGKILL); the job completes on the other executor, resumed
+ * after the tokens already delivered. The client must receive every offset
+ * exactly once, in order, with no gap; the concatenated chunks and the
+ * Result's tokens must equal the same model run uninterrupted in this
+ * process; the Result says attempts 2; the scheduler counts the resumed
+ * job. Two rounds kill at different points (after the first token, and
+ * about half way), a fresh executor joining between them.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "cluster.h"
+#include "tests/support/sl_test.h"
+#include "common/sl_clock.h"
+#include "common/sl_rand.h"
+#include "executor/ref/sl_backend_ref.h"
+#include "executor/ref/sl_model.h"
+
+#define PROMPT 40   /* prompt tokens */
+#define MAX_NEW 160 /* output tokens: the small model takes seconds for them on one core */
+
+static uint32_t s_prompt[PROMPT];
+static uint32_t s_expect[MAX_NEW];
+
+/* The uninterrupted run: the model the executors build from the same flags. */
+static void s_reference_run(void)
+{
+    sl_backend_params_t params = {
+        .model = "small", .weights = "", .weight_format = "auto", .device = "cpu", .seed = 1};
+    sl_model_cfg_t mcfg;
+    sl_model_opts_t opts;
+    sl_model_t *model = NULL;
+    assert_int_equal(sl_backend_ref_resolve(&params, &mcfg, &opts), SL_OK);
+    assert_int_equal(sl_model_create(&mcfg, &opts, &model), SL_OK);
+    sl_rand_t r;
+    sl_rand_seed(&r, 14);
+    for (int i = 0; i < PROMPT; i++)
+        s_prompt[i] = (uint32_t)sl_rand_below(&r, mcfg.vocab);
+    assert_int_equal(sl_model_generate(model, s_prompt, PROMPT, MAX_NEW, s_expect, NULL), SL_OK);
+    sl_model_destroy(&model);
+}
+
+static void s_submit_stream(void *sock, const char *id)
+{
+    sl_wire_batch_t b;
+    sl_job_desc_t j = {.id = id,
+                       .token_ids = s_prompt,
+                       .n_token_ids = PROMPT,
+                       .max_new_tokens = MAX_NEW,
+                       .stream = true};
+    sl_wire_batch_init(&b, SL_WIRE_SUBMITS);
+    assert_int_equal(sl_wire_submit_add(&b, &j), SL_OK);
+    assert_int_equal(sl_wire_batch_send(sock, NULL, &b, 0), SL_OK);
+    sl_wire_batch_fini(&b);
+}
+
+/* The executor running a job now (by the status reply's in-flight counts):
+ * its name into name; false when none has one. */
+static bool s_serving(void *ctl, char *name, size_t len)
+{
+    sl_wire_msg_t *st = cl_status(ctl, 5000);
+    assert_non_null(st);
+    bool found = false;
+    for (uint32_t i = 0; i < cl_status_execs(st) && !found; i++) {
+        sl_wire_exec_status_t e = cl_status_exec(st, i);
+        if (e.alive && e.inflight > 0) {
+            snprintf(name, len, "%s", e.name);
+            found = true;
+        }
+    }
+    sl_wire_msg_free(&st);
+    return found;
+}
+
+/* One round: stream job id, kill its executor once kill_after tokens
+ * arrived, check what the client got. names/slots: the executors. */
+static void s_round(cl_t *c, void *sock, void *ctl, const char *id, uint32_t kill_after,
+                    const char *const *names, const int *slots, int n_execs, int *killed_p)
+{
+    static uint32_t got[MAX_NEW];
+    uint32_t n_got = 0;
+    bool killed = false, done = false;
+    s_submit_stream(sock, id);
+    while (!done) {
+        cl_ev_t ev;
+        assert_true(cl_next(sock, 120000, &ev));
+        switch (ev.kind) {
+        case CL_EV_ACCEPTED:
+            assert_string_equal(ev.job_id, id);
+            break;
+        case CL_EV_CHUNK: {
+            const sl_wire_chunk_t *ch = &ev.chunk;
+            assert_string_equal(ch->job_id, id);
+            /* exactly the next offset: no duplicate, no gap */
+            assert_int_equal(ch->offset, n_got);
+            assert_true(ch->n_tokens > 0);
+            assert_true(n_got + ch->n_tokens <= MAX_NEW);
+            memcpy(got + n_got, ch->tokens, ch->n_tokens * sizeof(uint32_t));
+            n_got += ch->n_tokens;
+            if (!killed && n_got >= kill_after) {
+                char name[64];
+                assert_true(s_serving(ctl, name, sizeof(name)));
+                int k = 0;
+                while (k < n_execs && strcmp(names[k], name) != 0)
+                    k++;
+                assert_true(k < n_execs);
+                cl_kill(c, slots[k], SIGKILL);
+                cl_wait(c, slots[k], 10000); /* reaped: it is gone */
+                killed = true;
+                *killed_p = k;
+                assert_true(n_got < MAX_NEW); /* killed mid-stream */
+            }
+            break;
+        }
+        case CL_EV_RESULT: {
+            const sl_wire_result_t *r = &ev.result;
+            assert_string_equal(r->job_id, id);
+            assert_int_equal(r->status, SL_JOB_OK);
+            assert_int_equal(r->attempts, 2);
+            assert_int_equal(r->n_tokens, MAX_NEW);
+            for (uint32_t i = 0; i < MAX_NEW; i++)
+                assert_int_equal(r->tokens[i], s_expect[i]);
+            done = true;
+            break;
+        }
+        default:
+            fail_msg("unexpected event %d for %s", (int)ev.kind, id);
+        }
+        cl_ev_free(&ev);
+    }
+    assert_true(killed);
+    /* the chunks, concatenated, are the uninterrupted run's tokens */
+    assert_int_equal(n_got, MAX_NEW);
+    for (uint32_t i = 0; i < MAX_NEW; i++)
+        assert_int_equal(got[i], s_expect[i]);
+}
+
+static void test_stream_survives_executor_kill(void **state)
+{
+    (void)state;
+    s_reference_run();
+
+    static cl_t c;
+    const char *sched_args[] = {"--log-level=warn", NULL};
+    const char *exec_args[] = {"--backend=ref",
+                               "--model=small",
+                               "--device=cpu",
+                               "--threads=1",
+                               "--chunk-tokens=1",
+                               "--log-level=warn",
+                               NULL};
+    cl_init(&c, "failover");
+    cl_scheduler(&c, sched_args);
+    const char *names[3] = {"f1", "f2", "f3"};
+    int slots[3];
+    slots[0] = cl_executor(&c, names[0], exec_args);
+    slots[1] = cl_executor(&c, names[1], exec_args);
+    void *sock = cl_client(&c);
+    void *ctl = cl_client(&c);
+    assert_int_equal(cl_wait_executors(&c, ctl, 2, 30000), 0);
+
+    /* round 1: killed right after its first token */
+    int killed = -1;
+    s_round(&c, sock, ctl, "fo-early", 1, names, slots, 2, &killed);
+    /* a fresh executor takes the dead one's place */
+    slots[2] = cl_executor(&c, names[2], exec_args);
+    assert_int_equal(cl_wait_executors(&c, ctl, 2, 30000), 0);
+    const char *names2[2] = {names[1 - killed], names[2]};
+    int slots2[2] = {slots[1 - killed], slots[2]};
+    /* round 2: killed about half way */
+    s_round(&c, sock, ctl, "fo-half", MAX_NEW / 2, names2, slots2, 2, &killed);
+
+    sl_wire_msg_t *st = cl_status(ctl, 5000);
+    assert_non_null(st);
+    assert_int_equal(cl_counter(st, "jobs_resumed"), 2);
+    assert_int_equal(cl_counter(st, "executors_lost"), 2);
+    assert_int_equal(cl_counter(st, "jobs_completed"), 2);
+    assert_true(cl_counter(st, "chunks_stale") >= 0);
+    assert_int_equal(cl_counter(st, "chunks_gap"), 0);
+    assert_int_equal(cl_counter(st, "stream_bytes_held"), 0);
+    sl_wire_msg_free(&st);
+    zmq_close(ctl);
+    zmq_close(sock);
+    cl_fini(&c);
+}
+
+/* ---- the executor's side, against a scripted scheduler ---- */
+
+#define XS_PROMPT 24 /* the tiny model's prompt */
+#define XS_NEW 12    /* its output tokens */
+
+/* Add a dispatch of a streaming job (seq) whose client has resume[0..n). */
+static void s_dispatch_resumed(sl_wire_batch_t *b, uint64_t seq, const uint32_t *prompt,
+                               const uint32_t *resume, uint32_t n)
+{
+    char id[32], err[256];
+    snprintf(id, sizeof(id), "xs%llu", (unsigned long long)seq);
+    sl_job_desc_t j = {.id = id,
+                       .token_ids = prompt,
+                       .n_token_ids = XS_PROMPT,
+                       .max_new_tokens = XS_NEW,
+                       .stream = true};
+    void *mem = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        sl_wire_submit_pack(&j, &sl_proto_limits_default, 0, &mem, &len, err, sizeof(err)), SL_OK);
+    /* a Submit is {job = 1}: the tag, the job's length, then the job */
+    const uint8_t *p = mem;
+    assert_int_equal(p[0], 0x0a);
+    size_t at = 1, job_len = 0;
+    for (int shift = 0; p[at] & 0x80; shift += 7)
+        job_len |= (size_t)(p[at++] & 0x7f) << shift;
+    job_len |= (size_t)p[at] << (7 * (at - 1));
+    at++;
+    assert_int_equal(at + job_len, len);
+    assert_int_equal(sl_wire_dispatch_add_resume(b, p + at, job_len, seq, 2, resume, n), SL_OK);
+    free(mem);
+}
+
+/* A real ref executor given resumed dispatches: it goes on after the
+ * tokens the client has (chunks from that offset, the uninterrupted run's
+ * tokens), reports the whole output with its own prompt length; a job whose
+ * every token was delivered ends at once with them; more resume tokens
+ * than max_new_tokens is refused. */
+static void test_executor_resumes_after_delivered(void **state)
+{
+    (void)state;
+    sl_backend_params_t params = {
+        .model = "tiny", .weights = "", .weight_format = "auto", .device = "cpu", .seed = 1};
+    sl_model_cfg_t mcfg;
+    sl_model_opts_t opts;
+    sl_model_t *model = NULL;
+    assert_int_equal(sl_backend_ref_resolve(&params, &mcfg, &opts), SL_OK);
+    assert_int_equal(sl_model_create(&mcfg, &opts, &model), SL_OK);
+    uint32_t prompt[XS_PROMPT], expect[XS_NEW + 1];
+    for (uint32_t i = 0; i < XS_PROMPT; i++)
+        prompt[i] = (i * 37u + 11u) % mcfg.vocab;
+    assert_int_equal(sl_model_generate(model, prompt, XS_PROMPT, XS_NEW, expect, NULL), SL_OK);
+    sl_model_destroy(&model);
+    expect[XS_NEW] = 1;
+
+    static cl_t c;
+    const char *exec_args[] = {"--backend=ref",    "--model=tiny",      "--device=cpu",
+                               "--chunk-tokens=1", "--log-level=error", NULL};
+    cl_init(&c, "xresume");
+    void *sched = zmq_socket(c.zctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
+    assert_int_equal(zmq_bind(sched, c.exec_ep), 0);
+    cl_executor(&c, "xr", exec_args);
+    sl_wire_ident_t who;
+    sl_wire_msg_t *m = NULL;
+    char err[256];
+    for (;;) { /* its hello */
+        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
+        assert_int_equal(zmq_poll(&it, 1, 20000), 1);
+        assert_int_equal(
+            sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)), SL_OK);
+        int hello = sl_wire_msg_kind(m) == SL_WIRE_HELLO;
+        sl_wire_msg_free(&m);
+        if (hello)
+            break;
+    }
+    sl_wire_welcome_t w = {.heartbeat_ms = 100};
+    assert_int_equal(sl_wire_welcome_send(sched, &who, &w, 0), SL_OK);
+
+    sl_wire_batch_t b;
+    sl_wire_batch_init(&b, SL_WIRE_DISPATCHES);
+    s_dispatch_resumed(&b, 1, prompt, expect, 5);          /* 5 delivered */
+    s_dispatch_resumed(&b, 2, prompt, expect, XS_NEW);     /* all delivered */
+    s_dispatch_resumed(&b, 3, prompt, expect, XS_NEW + 1); /* more than max_new_tokens */
+    assert_int_equal(sl_wire_batch_send(sched, &who, &b, 0), SL_OK);
+    sl_wire_batch_fini(&b);
+
+    uint32_t next[4] = {0, 5, XS_NEW, 0}; /* per job: the offset its next chunk must have */
+    int done[4] = {0, 0, 0, 0};
+    sl_time_t quiet_until = sl_clock_now() + SL_MS(3000);
+    while (sl_clock_now() < quiet_until) {
+        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        if (sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)) !=
+            SL_OK)
+            continue;
+        if (sl_wire_msg_kind(m) == SL_WIRE_TOKEN_CHUNK) {
+            sl_wire_chunk_t ch;
+            sl_wire_chunk_get(m, &ch);
+            assert_true(ch.job_seq == 1); /* job 2 has nothing left to stream */
+            assert_int_equal(ch.offset, next[1]);
+            for (uint32_t i = 0; i < ch.n_tokens; i++)
+                assert_int_equal(ch.tokens[i], expect[ch.offset + i]);
+            next[1] += ch.n_tokens;
+        } else if (sl_wire_msg_kind(m) == SL_WIRE_COMPLETIONS) {
+            for (uint32_t i = 0; i < sl_wire_msg_count(m); i++) {
+                sl_wire_completion_t comp;
+                sl_wire_completion_get(m, i, &comp);
+                assert_true(comp.job_seq == 1 || comp.job_seq == 2);
+                done[comp.job_seq]++;
+                const sl_result_report_t *r = &comp.report;
+                assert_int_equal(r->res.status, SL_JOB_OK);
+                assert_int_equal(r->n_tokens, XS_NEW);
+                assert_int_equal(r->res.output_tokens, XS_NEW);
+                assert_int_equal(r->prompt_tokens, XS_PROMPT);
+                for (uint32_t k = 0; k < XS_NEW; k++)
+                    assert_int_equal(r->tokens[k], expect[k]);
+            }
+            if (done[1] && done[2])
+                quiet_until = sl_clock_now() + SL_MS(300); /* nothing more may come */
+        }
+        sl_wire_msg_free(&m);
+    }
+    assert_int_equal(done[1], 1);
+    assert_int_equal(done[2], 1);
+    assert_int_equal(done[3], 0);
+    assert_int_equal(next[1], XS_NEW);
+    zmq_close(sched);
+    cl_fini(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_executor_resumes_after_delivered),
+        cmocka_unit_test(test_stream_survives_executor_kill),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
