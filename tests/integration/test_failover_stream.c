@@ -10,6 +10,12 @@
  * process; the Result says attempts 2; the scheduler counts the resumed
  * job. Two rounds kill at different points (after the first token, and
  * about half way), a fresh executor joining between them.
+ *
+ * The executor's side on its own, against a scripted scheduler: a ref
+ * executor and a sim executor given dispatches that carry resume tokens
+ * stream from their count on and report the whole output; a job whose
+ * every token was delivered ends at once; more resume tokens than
+ * max_new_tokens are refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -154,7 +160,9 @@ static void test_stream_survives_executor_kill(void **state)
     s_reference_run();
 
     static cl_t c;
-    const char *sched_args[] = {"--log-level=warn", NULL};
+    /* A loss timeout of 1 s: on a loaded 2-core host a live executor can
+     * miss 300 ms of heartbeats, and a false loss would take an attempt. */
+    const char *sched_args[] = {"--missed-heartbeats=10", "--log-level=warn", NULL};
     const char *exec_args[] = {"--backend=ref",
                                "--model=small",
                                "--device=cpu",
@@ -202,15 +210,17 @@ static void test_stream_survives_executor_kill(void **state)
 #define XS_PROMPT 24 /* the tiny model's prompt */
 #define XS_NEW 12    /* its output tokens */
 
-/* Add a dispatch of a streaming job (seq) whose client has resume[0..n). */
+/* Add a dispatch of a streaming job (seq) whose client has resume[0..n);
+ * prompt NULL: a prompt given by its length only. */
 static void s_dispatch_resumed(sl_wire_batch_t *b, uint64_t seq, const uint32_t *prompt,
                                const uint32_t *resume, uint32_t n)
 {
     char id[32], err[256];
     snprintf(id, sizeof(id), "xs%llu", (unsigned long long)seq);
     sl_job_desc_t j = {.id = id,
+                       .prompt_tokens = XS_PROMPT,
                        .token_ids = prompt,
-                       .n_token_ids = XS_PROMPT,
+                       .n_token_ids = prompt ? XS_PROMPT : 0,
                        .max_new_tokens = XS_NEW,
                        .stream = true};
     void *mem = NULL;
@@ -230,12 +240,101 @@ static void s_dispatch_resumed(sl_wire_batch_t *b, uint64_t seq, const uint32_t 
     free(mem);
 }
 
-/* A real ref executor given resumed dispatches: it goes on after the
- * tokens the client has (chunks from that offset, the uninterrupted run's
- * tokens), reports the whole output with its own prompt length; a job whose
- * every token was delivered ends at once with them; more resume tokens
- * than max_new_tokens is refused. */
-static void test_executor_resumes_after_delivered(void **state)
+/* Start executor "xr" with args against a scripted scheduler (a ROUTER
+ * on the cluster's executor endpoint), welcome it; its identity in *who. */
+static void *s_scripted(cl_t *c, const char *tag, const char *const *args, sl_wire_ident_t *who)
+{
+    cl_init(c, tag);
+    void *sched = zmq_socket(c->zctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
+    assert_int_equal(zmq_bind(sched, c->exec_ep), 0);
+    cl_executor(c, "xr", args);
+    sl_wire_msg_t *m = NULL;
+    char err[256];
+    for (;;) { /* its hello */
+        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
+        assert_int_equal(zmq_poll(&it, 1, 20000), 1);
+        assert_int_equal(
+            sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, who, &m, err, sizeof(err)), SL_OK);
+        int hello = sl_wire_msg_kind(m) == SL_WIRE_HELLO;
+        sl_wire_msg_free(&m);
+        if (hello)
+            break;
+    }
+    sl_wire_welcome_t w = {.heartbeat_ms = 100};
+    assert_int_equal(sl_wire_welcome_send(sched, who, &w, 0), SL_OK);
+    return sched;
+}
+
+/* Send jobs 1 to 3 resumed after 5, all (XS_NEW) and XS_NEW + 1 of the
+ * tokens resume[], and check what comes back: job 1 streams from offset 5
+ * on (the tokens expect[] where given), jobs 1 and 2 report the whole
+ * output (resume's first tokens, expect[] where given) with the prompt's
+ * own length, job 3 is refused (never reported). */
+static void s_check_resumes(void *sched, const sl_wire_ident_t *who, const uint32_t *prompt,
+                            const uint32_t *resume, const uint32_t *expect)
+{
+    sl_wire_batch_t b;
+    sl_wire_batch_init(&b, SL_WIRE_DISPATCHES);
+    s_dispatch_resumed(&b, 1, prompt, resume, 5);          /* 5 delivered */
+    s_dispatch_resumed(&b, 2, prompt, resume, XS_NEW);     /* all delivered */
+    s_dispatch_resumed(&b, 3, prompt, resume, XS_NEW + 1); /* more than max_new_tokens */
+    assert_int_equal(sl_wire_batch_send(sched, who, &b, 0), SL_OK);
+    sl_wire_batch_fini(&b);
+
+    uint32_t next = 5; /* the offset job 1's next chunk must have */
+    int done[4] = {0, 0, 0, 0};
+    char err[256];
+    sl_wire_ident_t from;
+    sl_wire_msg_t *m = NULL;
+    sl_time_t quiet_until = sl_clock_now() + SL_MS(3000);
+    while (sl_clock_now() < quiet_until) {
+        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        if (sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &from, &m, err, sizeof(err)) !=
+            SL_OK)
+            continue;
+        if (sl_wire_msg_kind(m) == SL_WIRE_TOKEN_CHUNK) {
+            sl_wire_chunk_t ch;
+            sl_wire_chunk_get(m, &ch);
+            assert_true(ch.job_seq == 1); /* job 2 has nothing left to stream */
+            assert_int_equal(ch.offset, next);
+            for (uint32_t i = 0; expect && i < ch.n_tokens; i++)
+                assert_int_equal(ch.tokens[i], expect[ch.offset + i]);
+            next += ch.n_tokens;
+        } else if (sl_wire_msg_kind(m) == SL_WIRE_COMPLETIONS) {
+            for (uint32_t i = 0; i < sl_wire_msg_count(m); i++) {
+                sl_wire_completion_t comp;
+                sl_wire_completion_get(m, i, &comp);
+                assert_true(comp.job_seq == 1 || comp.job_seq == 2);
+                done[comp.job_seq]++;
+                const sl_result_report_t *r = &comp.report;
+                assert_int_equal(r->res.status, SL_JOB_OK);
+                assert_int_equal(r->n_tokens, XS_NEW);
+                assert_int_equal(r->res.output_tokens, XS_NEW);
+                assert_int_equal(r->prompt_tokens, XS_PROMPT);
+                uint32_t had = comp.job_seq == 1 ? 5 : XS_NEW;
+                for (uint32_t k = 0; k < XS_NEW; k++)
+                    if (k < had || expect)
+                        assert_int_equal(r->tokens[k], k < had ? resume[k] : expect[k]);
+            }
+            if (done[1] && done[2])
+                quiet_until = sl_clock_now() + SL_MS(300); /* nothing more may come */
+        }
+        sl_wire_msg_free(&m);
+    }
+    assert_int_equal(done[1], 1);
+    assert_int_equal(done[2], 1);
+    assert_int_equal(done[3], 0);
+    assert_int_equal(next, XS_NEW);
+}
+
+/* A real ref executor given resumed dispatches goes on after the tokens
+ * the client has: the uninterrupted run's tokens (greedy decoding of the
+ * prompt and the delivered tokens computed as prompt). */
+static void test_ref_executor_resumes(void **state)
 {
     (void)state;
     sl_backend_params_t params = {
@@ -253,79 +352,31 @@ static void test_executor_resumes_after_delivered(void **state)
     expect[XS_NEW] = 1;
 
     static cl_t c;
-    const char *exec_args[] = {"--backend=ref",    "--model=tiny",      "--device=cpu",
-                               "--chunk-tokens=1", "--log-level=error", NULL};
-    cl_init(&c, "xresume");
-    void *sched = zmq_socket(c.zctx, ZMQ_ROUTER);
-    int zero = 0;
-    zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
-    assert_int_equal(zmq_bind(sched, c.exec_ep), 0);
-    cl_executor(&c, "xr", exec_args);
+    const char *args[] = {"--backend=ref",    "--model=tiny",      "--device=cpu",
+                          "--chunk-tokens=1", "--log-level=error", NULL};
     sl_wire_ident_t who;
-    sl_wire_msg_t *m = NULL;
-    char err[256];
-    for (;;) { /* its hello */
-        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
-        assert_int_equal(zmq_poll(&it, 1, 20000), 1);
-        assert_int_equal(
-            sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)), SL_OK);
-        int hello = sl_wire_msg_kind(m) == SL_WIRE_HELLO;
-        sl_wire_msg_free(&m);
-        if (hello)
-            break;
-    }
-    sl_wire_welcome_t w = {.heartbeat_ms = 100};
-    assert_int_equal(sl_wire_welcome_send(sched, &who, &w, 0), SL_OK);
+    void *sched = s_scripted(&c, "xresume", args, &who);
+    s_check_resumes(sched, &who, prompt, expect, expect);
+    zmq_close(sched);
+    cl_fini(&c);
+}
 
-    sl_wire_batch_t b;
-    sl_wire_batch_init(&b, SL_WIRE_DISPATCHES);
-    s_dispatch_resumed(&b, 1, prompt, expect, 5);          /* 5 delivered */
-    s_dispatch_resumed(&b, 2, prompt, expect, XS_NEW);     /* all delivered */
-    s_dispatch_resumed(&b, 3, prompt, expect, XS_NEW + 1); /* more than max_new_tokens */
-    assert_int_equal(sl_wire_batch_send(sched, &who, &b, 0), SL_OK);
-    sl_wire_batch_fini(&b);
-
-    uint32_t next[4] = {0, 5, XS_NEW, 0}; /* per job: the offset its next chunk must have */
-    int done[4] = {0, 0, 0, 0};
-    sl_time_t quiet_until = sl_clock_now() + SL_MS(3000);
-    while (sl_clock_now() < quiet_until) {
-        zmq_pollitem_t it = {.socket = sched, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, 50) <= 0)
-            continue;
-        if (sl_wire_recv(sched, 1, 0, &sl_proto_limits_default, &who, &m, err, sizeof(err)) !=
-            SL_OK)
-            continue;
-        if (sl_wire_msg_kind(m) == SL_WIRE_TOKEN_CHUNK) {
-            sl_wire_chunk_t ch;
-            sl_wire_chunk_get(m, &ch);
-            assert_true(ch.job_seq == 1); /* job 2 has nothing left to stream */
-            assert_int_equal(ch.offset, next[1]);
-            for (uint32_t i = 0; i < ch.n_tokens; i++)
-                assert_int_equal(ch.tokens[i], expect[ch.offset + i]);
-            next[1] += ch.n_tokens;
-        } else if (sl_wire_msg_kind(m) == SL_WIRE_COMPLETIONS) {
-            for (uint32_t i = 0; i < sl_wire_msg_count(m); i++) {
-                sl_wire_completion_t comp;
-                sl_wire_completion_get(m, i, &comp);
-                assert_true(comp.job_seq == 1 || comp.job_seq == 2);
-                done[comp.job_seq]++;
-                const sl_result_report_t *r = &comp.report;
-                assert_int_equal(r->res.status, SL_JOB_OK);
-                assert_int_equal(r->n_tokens, XS_NEW);
-                assert_int_equal(r->res.output_tokens, XS_NEW);
-                assert_int_equal(r->prompt_tokens, XS_PROMPT);
-                for (uint32_t k = 0; k < XS_NEW; k++)
-                    assert_int_equal(r->tokens[k], expect[k]);
-            }
-            if (done[1] && done[2])
-                quiet_until = sl_clock_now() + SL_MS(300); /* nothing more may come */
-        }
-        sl_wire_msg_free(&m);
-    }
-    assert_int_equal(done[1], 1);
-    assert_int_equal(done[2], 1);
-    assert_int_equal(done[3], 0);
-    assert_int_equal(next[1], XS_NEW);
+/* The sim backend resumes with the right count and offsets, for a prompt
+ * of token ids and one given by its length. */
+static void test_sim_executor_resumes(void **state)
+{
+    (void)state;
+    uint32_t prompt[XS_PROMPT], resume[XS_NEW + 1];
+    for (uint32_t i = 0; i < XS_PROMPT; i++)
+        prompt[i] = i + 1;
+    for (uint32_t i = 0; i <= XS_NEW; i++)
+        resume[i] = 900 + i;
+    static cl_t c;
+    const char *args[] = {"--backend=sim", "--chunk-tokens=2", "--log-level=error", NULL};
+    sl_wire_ident_t who;
+    void *sched = s_scripted(&c, "xsim", args, &who);
+    s_check_resumes(sched, &who, prompt, resume, NULL);
+    s_check_resumes(sched, &who, NULL, resume, NULL);
     zmq_close(sched);
     cl_fini(&c);
 }
@@ -333,7 +384,8 @@ static void test_executor_resumes_after_delivered(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_executor_resumes_after_delivered),
+        cmocka_unit_test(test_ref_executor_resumes),
+        cmocka_unit_test(test_sim_executor_resumes),
         cmocka_unit_test(test_stream_survives_executor_kill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
