@@ -9,7 +9,10 @@
  * Result's tokens must equal the same model run uninterrupted in this
  * process; the Result says attempts 2; the scheduler counts the resumed
  * job. Two rounds kill at different points (after the first token, and
- * about half way), a fresh executor joining between them.
+ * about half way), a fresh executor joining between them; a third stops
+ * the executor (SIGSTOP) until the job was resumed elsewhere and then lets
+ * it go on: its late chunks are dropped (chunks_stale), the client still
+ * gets each offset once.
  *
  * The executor's side on its own, against a scripted scheduler: a ref
  * executor and a sim executor given dispatches that carry resume tokens
@@ -91,14 +94,53 @@ static bool s_serving(void *ctl, char *name, size_t len)
     return found;
 }
 
-/* One round: stream job id, kill its executor once kill_after tokens
- * arrived, check what the client got. names/slots: the executors. */
-static void s_round(cl_t *c, void *sock, void *ctl, const char *id, uint32_t kill_after,
-                    const char *const *names, const int *slots, int n_execs, int *killed_p)
+/* The live executors: their names and cluster slots. */
+typedef struct s_execs {
+    const char *names[8]; /* names */
+    int slots[8];         /* slots in the cluster */
+    int n;                /* how many */
+} s_execs_t;
+
+static void s_execs_add(s_execs_t *x, cl_t *c, const char *name, const char *const *args)
+{
+    x->names[x->n] = name;
+    x->slots[x->n++] = cl_executor(c, name, args);
+}
+
+/* Stop the executor serving a job: SIGKILL (it leaves the list), or
+ * SIGSTOP (its slot into *stopped_p; the caller continues it). */
+static void s_stop_server(cl_t *c, void *ctl, s_execs_t *x, int sig, int *stopped_p)
+{
+    char name[64];
+    assert_true(s_serving(ctl, name, sizeof(name)));
+    int k = 0;
+    while (k < x->n && strcmp(x->names[k], name) != 0)
+        k++;
+    assert_true(k < x->n);
+    cl_kill(c, x->slots[k], sig);
+    if (sig == SIGSTOP) {
+        *stopped_p = x->slots[k];
+    } else {
+        cl_wait(c, x->slots[k], 10000); /* reaped: it is gone */
+    }
+    x->names[k] = x->names[x->n - 1];
+    x->slots[k] = x->slots[--x->n];
+}
+
+/*
+ * One round: stream job id; once kill_after tokens arrived, stop the
+ * executor serving it with sig. A SIGSTOPped one is continued once the job
+ * was resumed elsewhere: it goes on streaming the job, late. The client
+ * must get every offset once, in order, and the uninterrupted run's tokens.
+ */
+static void s_round(cl_t *c, void *sock, void *ctl, const char *id, uint32_t kill_after, int sig,
+                    s_execs_t *x)
 {
     static uint32_t got[MAX_NEW];
     uint32_t n_got = 0;
     bool killed = false, done = false;
+    int stopped = -1;
+    int64_t resumed = cl_status_counter(ctl, "jobs_resumed");
     s_submit_stream(sock, id);
     while (!done) {
         cl_ev_t ev;
@@ -117,17 +159,17 @@ static void s_round(cl_t *c, void *sock, void *ctl, const char *id, uint32_t kil
             memcpy(got + n_got, ch->tokens, ch->n_tokens * sizeof(uint32_t));
             n_got += ch->n_tokens;
             if (!killed && n_got >= kill_after) {
-                char name[64];
-                assert_true(s_serving(ctl, name, sizeof(name)));
-                int k = 0;
-                while (k < n_execs && strcmp(names[k], name) != 0)
-                    k++;
-                assert_true(k < n_execs);
-                cl_kill(c, slots[k], SIGKILL);
-                cl_wait(c, slots[k], 10000); /* reaped: it is gone */
+                s_stop_server(c, ctl, x, sig, &stopped);
                 killed = true;
-                *killed_p = k;
-                assert_true(n_got < MAX_NEW); /* killed mid-stream */
+                assert_true(n_got < MAX_NEW); /* stopped mid-stream */
+            }
+            if (stopped >= 0) {
+                /* wait for the resume, then let the old executor go on */
+                for (int i = 0; i < 400 && cl_status_counter(ctl, "jobs_resumed") == resumed; i++)
+                    zmq_poll(NULL, 0, 50);
+                assert_true(cl_status_counter(ctl, "jobs_resumed") > resumed);
+                cl_kill(c, stopped, SIGCONT);
+                stopped = -1;
             }
             break;
         }
@@ -172,31 +214,34 @@ static void test_stream_survives_executor_kill(void **state)
                                NULL};
     cl_init(&c, "failover");
     cl_scheduler(&c, sched_args);
-    const char *names[3] = {"f1", "f2", "f3"};
-    int slots[3];
-    slots[0] = cl_executor(&c, names[0], exec_args);
-    slots[1] = cl_executor(&c, names[1], exec_args);
+    s_execs_t x = {.n = 0};
+    s_execs_add(&x, &c, "f1", exec_args);
+    s_execs_add(&x, &c, "f2", exec_args);
     void *sock = cl_client(&c);
     void *ctl = cl_client(&c);
     assert_int_equal(cl_wait_executors(&c, ctl, 2, 30000), 0);
 
     /* round 1: killed right after its first token */
-    int killed = -1;
-    s_round(&c, sock, ctl, "fo-early", 1, names, slots, 2, &killed);
-    /* a fresh executor takes the dead one's place */
-    slots[2] = cl_executor(&c, names[2], exec_args);
+    s_round(&c, sock, ctl, "fo-early", 1, SIGKILL, &x);
+    /* round 2: killed about half way, a fresh executor in the dead one's place */
+    s_execs_add(&x, &c, "f3", exec_args);
     assert_int_equal(cl_wait_executors(&c, ctl, 2, 30000), 0);
-    const char *names2[2] = {names[1 - killed], names[2]};
-    int slots2[2] = {slots[1 - killed], slots[2]};
-    /* round 2: killed about half way */
-    s_round(&c, sock, ctl, "fo-half", MAX_NEW / 2, names2, slots2, 2, &killed);
+    s_round(&c, sock, ctl, "fo-half", MAX_NEW / 2, SIGKILL, &x);
+    assert_int_equal(cl_status_counter(ctl, "chunks_stale"), 0); /* the dead send nothing */
+    /* round 3: stopped half way, lost, continued once the job was resumed:
+     * its late chunks are dropped */
+    s_execs_add(&x, &c, "f4", exec_args);
+    assert_int_equal(cl_wait_executors(&c, ctl, 2, 30000), 0);
+    s_round(&c, sock, ctl, "fo-late", MAX_NEW / 2, SIGSTOP, &x);
+    for (int i = 0; i < 200 && cl_status_counter(ctl, "chunks_stale") <= 0; i++)
+        zmq_poll(NULL, 0, 50);
 
     sl_wire_msg_t *st = cl_status(ctl, 5000);
     assert_non_null(st);
-    assert_int_equal(cl_counter(st, "jobs_resumed"), 2);
-    assert_int_equal(cl_counter(st, "executors_lost"), 2);
-    assert_int_equal(cl_counter(st, "jobs_completed"), 2);
-    assert_true(cl_counter(st, "chunks_stale") >= 0);
+    assert_int_equal(cl_counter(st, "jobs_resumed"), 3);
+    assert_int_equal(cl_counter(st, "executors_lost"), 3);
+    assert_int_equal(cl_counter(st, "jobs_completed"), 3);
+    assert_true(cl_counter(st, "chunks_stale") > 0);
     assert_int_equal(cl_counter(st, "chunks_gap"), 0);
     assert_int_equal(cl_counter(st, "stream_bytes_held"), 0);
     sl_wire_msg_free(&st);
