@@ -65,6 +65,7 @@ struct s_job {
     size_t packed_len;   /* bytes of packed */
     size_t heap_idx;     /* place in the timer heap, kept by it; SL_HEAP_NO_INDEX: none */
     uint32_t unanswered; /* sends since the last Accepted or Busy */
+    uint32_t streamed;   /* output offset past the last token handed to the chunk callback */
     sl_result_t *res;    /* the completion being filled in */
 };
 
@@ -426,10 +427,21 @@ static void s_on_chunk(sl_client_t *c, const sl_wire_chunk_t *ch, sl_time_t now)
     s_job_t *job = s_find(c, ch->job_id);
     if (!job)
         return;
-    if (job->res->first_token_ns == 0 && ch->n_tokens > 0)
+    /* The scheduler forwards each offset once; should one come again
+     * anyway (a defence, not the protocol), the callback still sees it
+     * once: what lies before the last offset handed out is dropped. A chunk
+     * past it is handed out (a client that re-attached by resubmitting
+     * joins the stream where it is). */
+    uint64_t end = (uint64_t)ch->offset + ch->n_tokens;
+    if (end <= job->streamed)
+        return;
+    uint32_t skip = job->streamed > ch->offset ? job->streamed - ch->offset : 0;
+    job->streamed = (uint32_t)end;
+    if (job->res->first_token_ns == 0)
         job->res->first_token_ns = now;
     if (c->chunk_cb)
-        c->chunk_cb(c->chunk_arg, job->res->job_id, ch->offset, ch->tokens, ch->n_tokens);
+        c->chunk_cb(c->chunk_arg, job->res->job_id, ch->offset + skip, ch->tokens + skip,
+                    ch->n_tokens - skip);
 }
 
 static void s_on_status(sl_client_t *c, const sl_wire_msg_t *m)

@@ -209,6 +209,9 @@ typedef struct s_job {
     const char *error;       /* static error text, or NULL */
     bool silent;             /* ended without a report: its KV went to a peer */
     const char *id;          /* the client's job id (in backing), for its trace record */
+    uint32_t resume;         /* output tokens its client already has (a resumed dispatch): in
+                                out[0..resume), computed as prompt, the engine's out after them */
+    uint32_t *prompt_buf;    /* a resumed job's prompt then its resume tokens (owned; NULL: none) */
     struct s_job *next_done; /* finished jobs waiting to be reported */
     uint32_t out[];          /* output tokens */
 } s_job_t;
@@ -308,8 +311,11 @@ static void s_kv_evicted(void *arg, uint64_t hash)
 static void s_on_tokens(void *arg, sl_engine_job_t *ej, uint32_t from, uint32_t n)
 {
     sl_executor_t *x = arg;
-    sl_wire_chunk_t c = {
-        .job_seq = ej->seq.id, .offset = from, .tokens = ej->seq.out + from, .n_tokens = n};
+    const s_job_t *job = SL_CONTAINER_OF(ej, s_job_t, ej);
+    sl_wire_chunk_t c = {.job_seq = ej->seq.id,
+                         .offset = job->resume + from, /* a resumed job's go on after its resume */
+                         .tokens = ej->seq.out + from,
+                         .n_tokens = n};
     s_sent(sl_wire_chunk_send(x->sock, NULL, &c, ZMQ_DONTWAIT), "token_chunk");
 }
 
@@ -450,6 +456,8 @@ static void s_on_held(void *arg, sl_engine_job_t *ej, sl_engine_held_t why)
 static void s_job_free(sl_executor_t *x, s_job_t *job)
 {
     sl_wire_msg_free(&job->backing);
+    free(job->prompt_buf);
+    job->prompt_buf = NULL;
     x->inflight--;
     if (x->n_free_jobs < S_JOB_FREE_MAX) {
         job->next_done = x->free_jobs;
@@ -618,6 +626,18 @@ static sl_status_t s_weights_source(sl_executor_t *x)
     return SL_OK;
 }
 
+/* A resumed job's report holds its whole output (the resume tokens its
+ * client had, then the new ones) and its own prompt. */
+static void s_report_resumed(const s_job_t *job, sl_result_report_t *r)
+{
+    if (!job->resume)
+        return;
+    r->tokens = job->out;
+    r->n_tokens += job->resume;
+    r->res.output_tokens += job->resume;
+    r->prompt_tokens -= job->resume;
+}
+
 /* Report finished jobs, S_DONE_BATCH per message; send = false only frees them. */
 static void s_flush_done(sl_executor_t *x, bool send)
 {
@@ -638,6 +658,7 @@ static void s_flush_done(sl_executor_t *x, bool send)
                     continue;
                 sl_result_report_t r;
                 sl_engine_job_report(&batch[i]->ej, batch[i]->how, batch[i]->error, &r);
+                s_report_resumed(batch[i], &r);
                 st = sl_wire_completion_add(&x->done_out, batch[i]->ej.seq.id, &r);
                 if (x->ship)
                     s_trace(x, batch[i], &r);
@@ -738,6 +759,45 @@ static s_job_t *s_job_alloc(sl_executor_t *x, uint32_t max_new)
     return job;
 }
 
+/*
+ * A streaming job dispatched again after its executor was lost: its client
+ * has the output tokens d->resume_tokens already. They become prompt tokens
+ * after the prompt (the backend computes their KV as it would a prompt's;
+ * the ref backend's greedy sampling then gives the tokens an uninterrupted
+ * run would) and the engine generates only the rest; chunks and the report
+ * go on after them. When nothing is left to generate (the executor died
+ * between the last chunk and its report) the job ends at once. SL_OK: the
+ * job is ready to submit; otherwise it was ended (reported).
+ */
+static sl_status_t s_resume(sl_executor_t *x, s_job_t *job, const sl_wire_dispatch_t *d,
+                            sl_time_t now)
+{
+    sl_seq_t *s = &job->ej.seq;
+    uint32_t n = d->n_resume_tokens; /* at most max_new_tokens (validated) */
+    memcpy(job->out, d->resume_tokens, (size_t)n * sizeof(uint32_t));
+    job->resume = n;
+    s->out = job->out + n;
+    s->max_new_tokens -= n;
+    if (s->prompt) {
+        job->prompt_buf = malloc(((size_t)s->prompt_len + n) * sizeof(uint32_t));
+        if (!job->prompt_buf) {
+            SL_ERROR("out of memory for the resumed prompt of job %s", d->job.id);
+            job->ej.arrived = job->ej.finished = now;
+            s_on_done(x, &job->ej, SL_ENGINE_FAILED, "out of memory for the resumed prompt");
+            return SL_ERR_NOMEM;
+        }
+        memcpy(job->prompt_buf, s->prompt, (size_t)s->prompt_len * sizeof(uint32_t));
+        memcpy(job->prompt_buf + s->prompt_len, d->resume_tokens, (size_t)n * sizeof(uint32_t));
+        s->prompt = job->prompt_buf;
+    }
+    s->prompt_len += n; /* without ids (trace replay) only the length grows */
+    if (s->max_new_tokens > 0)
+        return SL_OK;
+    job->ej.arrived = job->ej.finished = now;
+    s_on_done(x, &job->ej, SL_ENGINE_OK, NULL);
+    return SL_ERR_EXISTS;
+}
+
 /* Start one validated dispatch held in backing (the job takes a reference). */
 static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wire_dispatch_t *d,
                           sl_time_t now)
@@ -762,9 +822,11 @@ static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wir
     s->out = job->out;
     job->ej.stream = j->stream;
     job->ej.kv_mode = SL_KV_LOCAL;
+    x->inflight++;
+    if (d->n_resume_tokens && s_resume(x, job, d, now) != SL_OK)
+        return;
     if (x->dp)
         sl_exec_dp_on_dispatch(x->dp, &job->ej, now);
-    x->inflight++;
     sl_engine_submit(x->engine, &job->ej, now);
 }
 

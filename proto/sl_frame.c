@@ -72,6 +72,16 @@ size_t sl_proto_varint(uint8_t *p, uint64_t v)
     return n;
 }
 
+size_t sl_proto_varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        n++;
+        v >>= 7;
+    }
+    return n;
+}
+
 /* v as a varint ending at p; the new start, or NULL below lo. */
 static uint8_t *s_put_uint(uint8_t *p, uint8_t *lo, uint64_t v)
 {
@@ -339,9 +349,13 @@ sl_status_t sl_wire_monitor_event(void *mon, uint16_t *event_p)
 
 sl_status_t sl_proto_batch_add_wrapped(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
                                        const void *bytes, size_t len, const uint32_t *vfields,
-                                       const uint64_t *vvalues, size_t n_v)
+                                       const uint64_t *vvalues, size_t n_v, uint32_t pfield,
+                                       const uint32_t *pvalues, size_t n_p)
 {
-    uint8_t *p = s_batch_room(b, 40 + len + 20 * n_v);
+    size_t pl = 0; /* bytes of the packed values */
+    for (size_t i = 0; i < n_p; i++)
+        pl += sl_proto_varint_len(pvalues[i]);
+    uint8_t *p = s_batch_room(b, 40 + len + 20 * n_v + (n_p ? 20 + pl : 0));
     if (!p)
         return SL_ERR_NOMEM;
     size_t inner = sl_proto_varint(p, len) + 1 + (msg_field >= 16) + len; /* tag, length, bytes */
@@ -353,14 +367,25 @@ sl_status_t sl_proto_batch_add_wrapped(sl_wire_batch_t *b, uint32_t field, uint3
         vl += sl_proto_varint(vbuf + vl, (uint64_t)vfields[i] << 3);
         vl += sl_proto_varint(vbuf + vl, vvalues[i]);
     }
+    uint8_t phead[20]; /* the packed field's tag and length */
+    size_t ph = 0;
+    if (n_p) {
+        ph = sl_proto_varint(phead, ((uint64_t)pfield << 3) | 2);
+        ph += sl_proto_varint(phead + ph, pl);
+    }
     size_t n = sl_proto_varint(p, ((uint64_t)field << 3) | 2);
-    n += sl_proto_varint(p + n, inner + vl);
+    n += sl_proto_varint(p + n, inner + vl + ph + pl);
     n += sl_proto_varint(p + n, ((uint64_t)msg_field << 3) | 2);
     n += sl_proto_varint(p + n, len);
     memcpy(p + n, bytes, len);
     n += len;
     memcpy(p + n, vbuf, vl);
-    b->len += n + vl;
+    n += vl;
+    memcpy(p + n, phead, ph);
+    n += ph;
+    for (size_t i = 0; i < n_p; i++)
+        n += sl_proto_varint(p + n, pvalues[i]);
+    b->len += n;
     b->n++;
     return SL_OK;
 }

@@ -101,6 +101,8 @@ sl_status_t sl_proto_send(void *sock, const sl_wire_ident_t *to, sl_msg_t *env, 
 
 /* Protobuf varint encoding of v at p (room for 10 bytes); returns the bytes written. */
 size_t sl_proto_varint(uint8_t *p, uint64_t v);
+/* Bytes of v's varint encoding. */
+size_t sl_proto_varint_len(uint64_t v);
 
 /* Pack msg as an item of repeated field `field` of the batch body. */
 sl_status_t sl_proto_batch_add(sl_wire_batch_t *b, uint32_t field, const ProtobufCMessage *msg);
@@ -119,10 +121,13 @@ sl_status_t sl_proto_batch_add_nested(sl_wire_batch_t *b, uint32_t field, uint32
 sl_status_t sl_proto_batch_add_packed(sl_wire_batch_t *b, uint32_t field, const void *item,
                                       size_t len);
 
-/* Append an item made of a length-delimited field (msg_field = bytes) and
- * varint fields after it (vfields ascending, all above msg_field). */
+/* Append an item made of a length-delimited field (msg_field = bytes),
+ * varint fields after it (vfields ascending, all above msg_field; zeros
+ * left out) and, when n_p > 0, a packed repeated varint field pfield
+ * (above them all) holding pvalues[0..n_p). */
 sl_status_t sl_proto_batch_add_wrapped(sl_wire_batch_t *b, uint32_t field, uint32_t msg_field,
                                        const void *bytes, size_t len, const uint32_t *vfields,
-                                       const uint64_t *vvalues, size_t n_v);
+                                       const uint64_t *vvalues, size_t n_v, uint32_t pfield,
+                                       const uint32_t *pvalues, size_t n_p);
 
 #endif

@@ -337,8 +337,15 @@ sl_status_t sl_proto_validate_item(sl_proto_item_t item, const void *ptr,
     switch (item) {
     case SL_PROTO_ITEM_SUBMIT:
         return s_job(((const Sluice__Submit *)ptr)->job, lim, err, err_len);
-    case SL_PROTO_ITEM_DISPATCH:
-        return s_job(((const Sluice__Dispatch *)ptr)->job, lim, err, err_len);
+    case SL_PROTO_ITEM_DISPATCH: {
+        const Sluice__Dispatch *d = ptr;
+        sl_status_t st = s_job(d->job, lim, err, err_len);
+        if (st == SL_OK && d->n_resume_tokens > d->job->max_new_tokens)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                                 "%zu resume tokens exceed max_new_tokens %u", d->n_resume_tokens,
+                                 d->job->max_new_tokens);
+        return st;
+    }
     case SL_PROTO_ITEM_ACCEPTED:
         CHECK_STR((const char *)ptr, lim->max_id_len, "job id", 1);
         return SL_OK;

@@ -59,6 +59,7 @@ enum {
     S_DISPATCH_JOB = 1,      /* Dispatch.job */
     S_DISPATCH_SEQ = 2,      /* Dispatch.job_seq */
     S_DISPATCH_ATTEMPT = 3,  /* Dispatch.attempt */
+    S_DISPATCH_RESUME = 4,   /* Dispatch.resume_tokens */
     S_COMPLETIONS_ITEM = 1,  /* CompletionBatch.completions */
     S_COMPLETION_SEQ = 1,    /* Completion.job_seq */
     S_COMPLETION_RESULT = 2, /* Completion.result */
@@ -276,6 +277,8 @@ sl_status_t sl_wire_dispatch_get(const sl_wire_msg_t *msg, uint32_t i, const sl_
     s_job_desc(x->job, &d->job);
     d->job_seq = x->job_seq;
     d->attempt = x->attempt;
+    d->resume_tokens = x->n_resume_tokens ? x->resume_tokens : NULL;
+    d->n_resume_tokens = (uint32_t)x->n_resume_tokens;
     return SL_OK;
 }
 
@@ -1122,10 +1125,17 @@ sl_status_t sl_wire_dispatch_add(sl_wire_batch_t *b, const sl_job_desc_t *job, u
 sl_status_t sl_wire_dispatch_add_job_bytes(sl_wire_batch_t *b, const void *job, size_t job_len,
                                            uint64_t job_seq, uint32_t attempt)
 {
+    return sl_wire_dispatch_add_resume(b, job, job_len, job_seq, attempt, NULL, 0);
+}
+
+sl_status_t sl_wire_dispatch_add_resume(sl_wire_batch_t *b, const void *job, size_t job_len,
+                                        uint64_t job_seq, uint32_t attempt, const uint32_t *resume,
+                                        uint32_t n_resume)
+{
     static const uint32_t vfields[2] = {S_DISPATCH_SEQ, S_DISPATCH_ATTEMPT};
     uint64_t vvalues[2] = {job_seq, attempt};
     return sl_proto_batch_add_wrapped(b, S_DISPATCHES_ITEM, S_DISPATCH_JOB, job, job_len, vfields,
-                                      vvalues, 2);
+                                      vvalues, 2, S_DISPATCH_RESUME, resume, n_resume);
 }
 
 sl_status_t sl_wire_completion_add(sl_wire_batch_t *b, uint64_t job_seq,

@@ -155,9 +155,12 @@ void sl_wire_frame_free(sl_wire_frame_t **frame_p);
 
 /* One dispatch: the job, the scheduler's handle for it, and its attempt. */
 typedef struct sl_wire_dispatch {
-    sl_job_desc_t job; /* what to run (pointers into the message) */
-    uint64_t job_seq;  /* the scheduler's handle, echoed in completions and chunks */
-    uint32_t attempt;  /* dispatches of this job so far, this one included */
+    sl_job_desc_t job;             /* what to run (pointers into the message) */
+    uint64_t job_seq;              /* the scheduler's handle, echoed in completions and chunks */
+    uint32_t attempt;              /* dispatches of this job so far, this one included */
+    const uint32_t *resume_tokens; /* output tokens already delivered to the client (a streaming
+                                      job dispatched again): go on after them (NULL: none) */
+    uint32_t n_resume_tokens;      /* entries of resume_tokens, at most job.max_new_tokens */
 } sl_wire_dispatch_t;
 
 /* Dispatch i of a DISPATCHES message, validated; as sl_wire_submit_get. */
@@ -529,6 +532,12 @@ sl_status_t sl_wire_dispatch_add(sl_wire_batch_t *b, const sl_job_desc_t *job, u
  * was submitted in (sl_wire_submit_job_bytes): forwarded verbatim. */
 sl_status_t sl_wire_dispatch_add_job_bytes(sl_wire_batch_t *b, const void *job, size_t job_len,
                                            uint64_t job_seq, uint32_t attempt);
+/* The same, for a streaming job dispatched again: resume[0..n_resume) are
+ * the output tokens already delivered to its client (Dispatch.resume_tokens;
+ * n_resume 0 sends none). */
+sl_status_t sl_wire_dispatch_add_resume(sl_wire_batch_t *b, const void *job, size_t job_len,
+                                        uint64_t job_seq, uint32_t attempt, const uint32_t *resume,
+                                        uint32_t n_resume);
 
 /* Add a completion of job job_seq to a COMPLETIONS batch. */
 sl_status_t sl_wire_completion_add(sl_wire_batch_t *b, uint64_t job_seq,

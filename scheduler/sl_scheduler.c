@@ -245,8 +245,8 @@ static sl_status_t s_batch_job(sl_sched_t *s, sl_exec_t *exec, sl_job_t *job)
     }
     /* The job goes as the client encoded it: nothing is decoded or encoded
      * again on the way (placement used the decoded view). */
-    sl_status_t st =
-        sl_wire_dispatch_add_job_bytes(&ed->out, jd->job, jd->job_len, job->seq, job->attempts);
+    sl_status_t st = sl_wire_dispatch_add_resume(&ed->out, jd->job, jd->job_len, job->seq,
+                                                 job->attempts, job->delivered, job->resume_tokens);
     if (st != SL_OK)
         return st;
     if (ed->dirty)
@@ -1142,13 +1142,18 @@ static void s_on_chunk(sl_sched_t *s, uint32_t index, const sl_wire_msg_t *msg)
 {
     sl_wire_chunk_t c;
     sl_wire_chunk_get(msg, &c);
+    /* The core forwards each offset once, in order (its delivered frontier):
+     * stale, duplicate and out-of-order chunks stop here, counted. */
+    uint32_t skip = 0, fwd = 0;
+    if (sl_core_job_chunk(s->core, index, c.job_seq, c.offset, c.tokens, c.n_tokens, s->now, &skip,
+                          &fwd) != SL_OK)
+        return;
     sl_job_t *job = sl_core_job_get(s->core, c.job_seq);
-    bool mover = job && job->kv_mode == SL_KV_MIGRATE && job->kv_peer &&
-                 job->kv_peer->index == index; /* the destination of a move, streaming on */
-    if (!job || job->state != SL_JOB_RUNNING || !job->exec || (job->exec->index != index && !mover))
-        return; /* a stale chunk from a lost incarnation */
     s_job_data_t *jd = job->user;
     c.job_id = job->id;
+    c.offset += skip;
+    c.tokens += skip;
+    c.n_tokens = fwd;
     sl_wire_ident_t to;
     s_jd_client(jd, &to);
     if (sl_wire_chunk_send(s->clients, &to, &c, ZMQ_DONTWAIT) != SL_OK)

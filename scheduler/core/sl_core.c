@@ -155,6 +155,10 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_KV_FETCH_FAILED] = "kv_fetches_failed",
     [SL_CTR_KV_BLOCKS_FETCHED] = "kv_blocks_fetched",
     [SL_CTR_KV_BLOCKS_RECOMPUTED] = "kv_blocks_recomputed",
+    [SL_CTR_JOBS_RESUMED] = "jobs_resumed",
+    [SL_CTR_CHUNKS_STALE] = "chunks_stale",
+    [SL_CTR_CHUNKS_GAP] = "chunks_gap",
+    [SL_CTR_STREAM_BYTES] = "stream_bytes_held",
 };
 
 /* A line for io->log (before the core exists, or from it). */
@@ -316,6 +320,7 @@ err_free:
 
 static void s_job_free(sl_core_t *core, sl_job_t *job)
 {
+    sl_core_stream_free(core, job);
     if (core->io->release) {
         sl_core_cb_enter(core);
         core->io->release(core->io_arg, job);
@@ -588,7 +593,9 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
             sl_load_model_observe_tpot(core->model, e->index, &job->pred,
                                        (double)(res->exec_end - res->exec_ttft) / 1e9 /
                                            (double)(res->output_tokens - 1));
-    } else if (res->status == SL_JOB_OK && res->exec_ttft > 0) {
+    } else if (res->status == SL_JOB_OK && res->exec_ttft > 0 && job->resume_tokens == 0) {
+        /* (a resumed run computed its delivered tokens as prompt: not what
+         * the model predicted for the job, so it learns nothing from it) */
         double tpot =
             res->output_tokens > 1 && res->exec_end > res->exec_ttft
                 ? (double)(res->exec_end - res->exec_ttft) / 1e9 / (double)(res->output_tokens - 1)
@@ -604,6 +611,8 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
         .ttft = job->dispatched - job->submitted + res->exec_ttft,
         .end = now - job->submitted,
     };
+    if (job->first_delivered && job->first_delivered - job->submitted < t.ttft)
+        t.ttft = job->first_delivered - job->submitted; /* an earlier attempt streamed it */
     if (t.ttft > t.end)
         t.ttft = t.end;
     if (core->policy->observe) {

@@ -173,6 +173,11 @@ typedef enum sl_core_counter {
     SL_CTR_KV_FETCH_FAILED,      /* prefix fetches that failed (the job was requeued) */
     SL_CTR_KV_BLOCKS_FETCHED,    /* prompt blocks fetched from a peer's cache */
     SL_CTR_KV_BLOCKS_RECOMPUTED, /* prompt blocks a peer cached but the job's executor computed */
+    SL_CTR_JOBS_RESUMED,         /* streaming jobs dispatched again after their delivered tokens */
+    SL_CTR_CHUNKS_STALE,         /* token chunks dropped: from an executor not running the job,
+                                    or wholly before its delivered frontier (a duplicate) */
+    SL_CTR_CHUNKS_GAP,           /* token chunks dropped: past the frontier or max_new_tokens */
+    SL_CTR_STREAM_BYTES,         /* gauge: bytes held for delivered tokens of running jobs */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -218,6 +223,28 @@ void sl_core_job_misfit(const sl_core_t *core, const sl_job_desc_t *desc, char *
  * that executor) are counted and ignored: SL_ERR_NOT_FOUND. */
 sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t seq,
                                  const sl_job_result_t *res, const void *payload, sl_time_t now);
+
+/*
+ * Executor exec_index streamed tokens[0..n) of job seq's output, the first
+ * at offset. The core keeps per job the tokens already forwarded to its
+ * client (the delivered frontier), across attempts, and forwards each
+ * offset once, in order: on SL_OK the client gets tokens[*skip_p ..
+ * *skip_p + *fwd_p), which the core recorded (the frontier moved past
+ * them; a chunk overlapping the frontier is trimmed). Otherwise nothing is
+ * forwarded and the chunk is counted:
+ *  SL_ERR_NOT_FOUND  stale: the job does not run there (a lost incarnation,
+ *                    an earlier attempt), or it is unknown or done;
+ *  SL_ERR_EXISTS     wholly before the frontier (a duplicate, a late chunk);
+ *  SL_ERR_INVALID    it starts past the frontier (a gap, never forwarded:
+ *                    the Result still carries every token) or runs past
+ *                    max_new_tokens;
+ *  SL_ERR_NOMEM      no memory to record it (not forwarded).
+ * A job dispatched again carries the delivered tokens (job->delivered,
+ * job->resume_tokens of them) to its new executor, which goes on after them.
+ */
+sl_status_t sl_core_job_chunk(sl_core_t *core, uint32_t exec_index, uint64_t seq, uint32_t offset,
+                              const uint32_t *tokens, uint32_t n, sl_time_t now, uint32_t *skip_p,
+                              uint32_t *fwd_p);
 
 /* A hint that job seq is about to complete: starts loading its place in
  * the id map, which finishing it updates. Changes nothing. */

@@ -193,6 +193,11 @@ void sl_core_credit_give(sl_core_t *core, sl_exec_t *e);
  * back and any KV move of it is abandoned. */
 void sl_core_job_requeue(sl_core_t *core, sl_job_t *job, const char *why, sl_time_t now);
 
+/* ---- streamed output (sl_core_stream.c) ---- */
+
+/* Free what job holds of its delivered tokens (the job is being freed). */
+void sl_core_stream_free(sl_core_t *core, sl_job_t *job);
+
 /* ---- pipeline stages (sl_core_stage.c) ---- */
 
 /* Whether e may be given a job as far as stages go: it holds the whole

@@ -50,6 +50,9 @@ static void s_dispatch(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t n
     job->exec = e;
     job->attempts++;
     job->dispatched = now;
+    job->resume_tokens = job->n_delivered; /* it goes on after what its client has */
+    if (job->resume_tokens)
+        core->counters[SL_CTR_JOBS_RESUMED]++;
     sl_list_push_back(&e->jobs, &job->link);
     if (e->inflight + 1 == e->credits)
         sl_core_free_del(core, e);

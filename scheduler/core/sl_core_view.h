@@ -78,8 +78,15 @@ typedef struct sl_job {
     uint32_t kv_fetch_blocks; /* SL_KV_FETCH: its leading blocks kv_peer caches (to pull) */
     bool cancel_asked;        /* its client canceled it while it ran: a CANCELED report ends it
                                  (any other CANCELED is an earlier attempt's, dropped) */
-    void *user;               /* the embedder's data (daemon: routing, payload) */
-    sl_list_t link;           /* queue, executor in-flight list or done list */
+    /* Its streamed output (sl_core_stream.c): what the client already has. */
+    uint32_t *delivered;       /* output tokens forwarded to the client, in order (owned; NULL
+                                  until the first chunk); grows to max_new_tokens at most */
+    uint32_t n_delivered;      /* the frontier: offset of the next token the client gets */
+    uint32_t cap_delivered;    /* room in delivered */
+    uint32_t resume_tokens;    /* delivered tokens its current attempt was dispatched with */
+    sl_time_t first_delivered; /* when its first token was forwarded (0: none yet) */
+    void *user;                /* the embedder's data (daemon: routing, payload) */
+    sl_list_t link;            /* queue, executor in-flight list or done list */
 } sl_job_t;
 
 /* An executor inside the core. Fields are read-only outside the core; what

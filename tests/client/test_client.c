@@ -37,6 +37,7 @@ typedef struct fake {
     int no_result;                  /* accept but never send a Result */
     int refuse;                     /* answer an Error naming the job (refused for good) */
     int anon_error;                 /* send an Error naming no job before answering */
+    int dup_chunks;                 /* stream the tokens again and overlapping as well */
     char ids[S_MAX_IDS][130];       /* ids seen */
     int count[S_MAX_IDS];           /* submits received per id */
     sl_time_t first_ns[S_MAX_IDS];  /* receipt of the first submit */
@@ -107,6 +108,12 @@ static void s_answer_submit(fake_t *f, const sl_wire_ident_t *who, const sl_job_
     if (job->stream) {
         sl_wire_chunk_t ch = {.job_id = job->id, .offset = 0, .tokens = tokens, .n_tokens = 2};
         assert_int_equal(sl_wire_chunk_send(f->sock, who, &ch, 0), SL_OK);
+        if (f->dup_chunks) { /* the same again, then one overlapping the end */
+            assert_int_equal(sl_wire_chunk_send(f->sock, who, &ch, 0), SL_OK);
+            sl_wire_chunk_t tail = {
+                .job_id = job->id, .offset = 1, .tokens = tokens + 1, .n_tokens = 2};
+            assert_int_equal(sl_wire_chunk_send(f->sock, who, &tail, 0), SL_OK);
+        }
     }
     sl_wire_result_t res = {
         .job_id = job->id,
@@ -590,6 +597,43 @@ static void test_stream_and_status(void **state)
     s_fake_stop(&f);
 }
 
+static uint32_t s_streamed[8]; /* tokens handed to s_on_chunk_once, by offset */
+static uint32_t s_n_streamed;  /* the offset past the last of them */
+
+static void s_on_chunk_once(void *arg, const char *id, uint32_t offset, const uint32_t *tokens,
+                            size_t n)
+{
+    (void)arg, (void)id;
+    assert_int_equal(offset, s_n_streamed); /* each offset once, in order */
+    assert_true(offset + n <= 8);
+    memcpy(s_streamed + offset, tokens, n * sizeof(*tokens));
+    s_n_streamed = offset + (uint32_t)n;
+}
+
+/* Chunks that repeat offsets (not what a scheduler sends; a defence) reach
+ * the callback once: a duplicate is dropped, an overlapping one trimmed. */
+static void test_stream_offsets_once(void **state)
+{
+    fake_t *f = s_fake_start(0, 0, 0);
+    f->dup_chunks = 1;
+    sl_client_cfg_t cfg;
+    sl_client_t *c = NULL;
+    sl_result_t *r = NULL;
+    s_cfg(&cfg, f);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
+    sl_client_set_chunk_cb(c, s_on_chunk_once, NULL);
+    sl_job_spec_t job = s_job("job-dup");
+    job.stream = true;
+    assert_int_equal(sl_client_submit(c, &job, &r), SL_OK);
+    assert_int_equal(s_n_streamed, 3);
+    assert_int_equal(s_streamed[0], 7);
+    assert_int_equal(s_streamed[1], 8);
+    assert_int_equal(s_streamed[2], 9);
+    sl_result_destroy(&r);
+    sl_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 /* An invalid job is refused before anything is sent. */
 static void test_invalid_jobs(void **state)
 {
@@ -835,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_no_scheduler),
         cmocka_unit_test(test_async_many),
         cmocka_unit_test(test_stream_and_status),
+        cmocka_unit_test(test_stream_offsets_once),
         cmocka_unit_test(test_invalid_jobs),
         cmocka_unit_test(test_result_timeout_and_reconnect),
         cmocka_unit_test(test_resubmit_after_restart),

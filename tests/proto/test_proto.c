@@ -941,6 +941,43 @@ static void test_typed_roundtrip(void **state)
     assert_true(n_fwd > 40);
     assert_int_equal(n_fwd, n_enc);
     assert_memory_equal(fwd, enc, (size_t)n_fwd);
+    /* a resumed dispatch: the delivered tokens after the job, read back by
+     * both decoders (values of one to three varint bytes) */
+    static uint8_t rsm[4096];
+    const uint32_t resume[4] = {5, 300, 70000, 0};
+    assert_int_equal(sl_wire_dispatch_add_resume(&d, jb[0], jl[0], 301, 3, resume, 4), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &d, 0), SL_OK);
+    int n_res = zmq_recv(pr.rx, rsm, sizeof(rsm), 0);
+    assert_true(n_res > n_fwd);
+    Sluice__Envelope *pe = sluice__envelope__unpack(NULL, (size_t)n_res, rsm);
+    assert_non_null(pe);
+    assert_int_equal(pe->dispatches->n_dispatches, 1);
+    assert_int_equal(pe->dispatches->dispatches[0]->n_resume_tokens, 4);
+    assert_memory_equal(pe->dispatches->dispatches[0]->resume_tokens, resume, sizeof(resume));
+    sluice__envelope__free_unpacked(pe, NULL);
+    sl_msg_t *rm = NULL;
+    assert_int_equal(sl_proto_decode(rsm, (size_t)n_res, &sl_proto_limits_default, &rm, err, 256),
+                     SL_OK);
+    sl_wire_dispatch_t rd;
+    assert_int_equal(
+        sl_wire_dispatch_get((sl_wire_msg_t *)rm, 0, &sl_proto_limits_default, &rd, err, 256),
+        SL_OK);
+    assert_int_equal(rd.job_seq, 301);
+    assert_int_equal(rd.attempt, 3);
+    assert_int_equal(rd.n_resume_tokens, 4);
+    assert_memory_equal(rd.resume_tokens, resume, sizeof(resume));
+    sl_proto_free(&rm);
+    /* more resume tokens than the job's max_new_tokens (9): refused */
+    static uint32_t many[10];
+    assert_int_equal(sl_wire_dispatch_add_resume(&d, jb[0], jl[0], 302, 2, many, 10), SL_OK);
+    assert_int_equal(sl_wire_batch_send(pr.tx, NULL, &d, 0), SL_OK);
+    n_res = zmq_recv(pr.rx, rsm, sizeof(rsm), 0);
+    assert_int_equal(sl_proto_decode(rsm, (size_t)n_res, &sl_proto_limits_default, &rm, err, 256),
+                     SL_OK);
+    assert_int_equal(
+        sl_wire_dispatch_get((sl_wire_msg_t *)rm, 0, &sl_proto_limits_default, &rd, err, 256),
+        SL_ERR_MSG_RANGE);
+    sl_proto_free(&rm);
     sl_wire_frame_free(&frame);
     assert_null(frame);
     sl_wire_frame_free(&frame); /* NULL-safe */
@@ -955,6 +992,8 @@ static void test_typed_roundtrip(void **state)
     assert_int_equal(dd.attempt, 2);
     assert_string_equal(dd.job.id, "job-1");
     assert_int_equal(dd.job.max_new_tokens, 9);
+    assert_int_equal(dd.n_resume_tokens, 0);
+    assert_null(dd.resume_tokens);
     /* a message not from sl_wire_recv has no bytes to forward */
     assert_int_equal(sl_wire_submit_job_bytes((sl_wire_msg_t *)dm, 0, &jb[0], &jl[0]),
                      SL_ERR_NOT_FOUND);
