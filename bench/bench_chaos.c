@@ -760,8 +760,10 @@ int sl_bench_chaos_main(int argc, char **argv)
            (unsigned long long)hr.chunk_dups, (unsigned long long)hr.chunk_gaps, p50, p99, dmax,
            undetected, false_losses, (unsigned long long)r.attempts_max);
     fflush(stdout);
-    rc = hr.lost || hr.duplicated || hr.wrong_client || hr.backwards || hr.unaccepted_results ? 3
-                                                                                              : 0;
+    rc = hr.lost || hr.duplicated || hr.wrong_client || hr.backwards || hr.unaccepted_results ||
+                 hr.chunk_dups || hr.chunk_gaps || hr.stream_short
+             ? 3
+             : 0;
 out:
     for (int c = 0; c < cfg.clients; c++)
         if (r.cl[c].sock)

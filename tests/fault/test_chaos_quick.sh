@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sluice-bench chaos, short: 10 executor SIGKILLs and 10 SIGSTOPs under load
 # through the real scheduler and sim executors; the history check must hold
-# (lost=0 duplicated=0 wrong_client=0 backwards=0) and every kill be
+# (lost=0 duplicated=0 wrong_client=0 backwards=0, no streamed token twice,
+# no gap) and every kill be
 # detected. Times are not asserted (a loaded host); the bench's full runs
 # are in docs/BENCHMARKS.md. Usage: test_chaos_quick.sh BIN_DIR
 set -euo pipefail
@@ -15,7 +16,8 @@ for fault in kill stop; do
   echo "$out"
   [ $st -eq 0 ] || fail "--fault=$fault: chaos exited $st"
   line=$(grep '^RESULT ' <<<"$out") || fail "--fault=$fault: no RESULT line"
-  for kv in lost=0 duplicated=0 wrong_client=0 backwards=0 unaccepted_results=0 undetected=0 kills=10; do
+  for kv in lost=0 duplicated=0 wrong_client=0 backwards=0 unaccepted_results=0 \
+            stream_dup_tokens=0 stream_gaps=0 undetected=0 kills=10; do
     grep -q " $kv " <<<"$line " || fail "--fault=$fault: want $kv in: $line"
   done
 done
