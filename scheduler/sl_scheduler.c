@@ -33,6 +33,7 @@
  */
 #include "scheduler/sl_scheduler.h"
 #include "scheduler/sl_collector.h"
+#include "scheduler/sl_journal.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
@@ -46,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 const sl_cfg_field_t sl_sched_cfg_fields[] = {
@@ -69,6 +71,24 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
     SL_CFG_FIELD(sl_sched_cfg_t, collect_dir, "collect-dir", "", SL_CFG_STR,
                  "directory where the log lines and job traces executors ship (--log-ship on) "
                  "are written, <executor>.log and <executor>.trace (empty: not collected)"),
+    SL_CFG_FIELD(sl_sched_cfg_t, journal, "journal", "", SL_CFG_STR,
+                 "SQLite file where accepted jobs and their results are written before they are "
+                 "acknowledged; a restart on the same file restores them (empty: no journal)"),
+    SL_CFG_FIELD(sl_sched_cfg_t, journal_sync, "journal-sync", "full", SL_CFG_STR,
+                 "full: each journal commit is synced to the disk (survives a power loss); "
+                 "normal: survives a crash of the scheduler, a power loss may lose the last "
+                 "commits"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_batch, "journal-batch", "4096", SL_CFG_INT, 1, 1000000,
+                 "journal records in one transaction at most (a loop turn commits once; a "
+                 "larger turn commits every this many)"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_retain_ms, "journal-retain-ms", "600000", SL_CFG_I64, 0,
+                 INT64_C(31536000000),
+                 "how long the journal keeps a finished job's result for a resubmitted id"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_sweep_ms, "journal-sweep-ms", "1000", SL_CFG_I64, 1,
+                 3600000, "how often results older than journal-retain-ms are deleted"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_checkpoint_pages, "journal-checkpoint-pages", "1000",
+                 SL_CFG_I64, 1, 100000000,
+                 "write-ahead log pages past which a commit folds it back into the journal"),
     SL_CFG_END,
 };
 
@@ -91,6 +111,10 @@ typedef enum s_ctr {
     S_CTR_COLLECT_IGNORED,   /* log batches received with no --collect-dir, or not written */
     S_CTR_WEIGHTS_SOURCED,   /* weights queries answered with a peer that holds them */
     S_CTR_WEIGHTS_UNSOURCED, /* weights queries no live executor could answer */
+    S_CTR_JOURNAL_COMMITS,   /* journal transactions committed */
+    S_CTR_JOURNAL_ERRORS,    /* journal writes that failed (those jobs would not survive a crash) */
+    S_CTR_JOURNAL_UNUSABLE,  /* journal records that could not be restored */
+    S_CTR_HELD_DROPPED,      /* jobs an executor said it held that were not adopted (canceled) */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -113,6 +137,10 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "collect_ignored",
     "weights_sourced",
     "weights_unsourced",
+    "journal_commits",
+    "journal_errors",
+    "journal_unusable",
+    "held_jobs_dropped",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -120,6 +148,8 @@ typedef struct s_job_data {
     sl_wire_frame_t *frame; /* reference to the frame the job was submitted in */
     const void *job;        /* the job's encoded bytes as submitted, inside frame */
     size_t job_len;         /* their length */
+    uint8_t *own;           /* the job's bytes when restored from the journal (owned; else
+                               NULL and job lies in frame) */
     uint16_t client_len;    /* bytes of client */
     uint16_t client_cap;    /* room in client */
     uint8_t client[];       /* routing identity of the latest submitter (sized to fit: a
@@ -191,7 +221,34 @@ struct sl_sched {
     sl_wire_batch_t single;         /* scratch: an answer sent on its own */
     bool closing;                   /* being destroyed: executors are no longer told of peers */
     sl_collector_t *collector;      /* writes shipped logs and traces (NULL: --collect-dir unset) */
+    sl_journal_t *journal;          /* accepted jobs and results (NULL: --journal unset) */
+    sl_time_t journal_sweep_at;     /* next deletion of old results */
+    uint64_t results_restored;      /* finished jobs' results the journal gave back at start */
 };
+
+/* Wall-clock milliseconds: the journal's results outlive the process. */
+static int64_t s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Commit the journal's open transaction: before any Accepted or result of
+ * this turn leaves. A failure is logged and counted by the journal. */
+static void s_journal_commit(sl_sched_t *s)
+{
+    if (s->journal && sl_journal_pending(s->journal))
+        (void)sl_journal_commit(s->journal);
+}
+
+/* Free what the daemon keeps for a job. */
+static void s_jd_free(s_job_data_t *jd)
+{
+    sl_wire_frame_free(&jd->frame);
+    free(jd->own);
+    free(jd);
+}
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
 {
@@ -360,6 +417,7 @@ static void s_answer_done(sl_sched_t *s, const sl_wire_ident_t *to, sl_wire_batc
     if (b != &s->single && st == SL_OK)
         return;
     if (b == &s->single && st == SL_OK) {
+        s_journal_commit(s);
         sl_wire_results_set_depth(b, sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
                                          sl_core_queue_depth(s->core, SL_PRIO_BATCH));
         st = sl_wire_batch_send(s->clients, to, b, ZMQ_DONTWAIT);
@@ -379,6 +437,7 @@ static void s_answer_packed_result(sl_sched_t *s, const sl_wire_ident_t *to, con
 /* End of a loop turn: send every pending dispatch batch and answer batch. */
 static void s_flush(sl_sched_t *s)
 {
+    s_journal_commit(s); /* what this turn accepted is durable before it is acknowledged */
     /* A failed send loses the executor, whose requeued jobs may be
      * dispatched to others. The core is told only after the walk over
      * dirty_execs, which its callbacks append to: the executors that failed
@@ -457,14 +516,17 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
     if (sl_wire_result_pack(&r, &s->receipt, &s->receipt_cap, &p, &len) == SL_OK) {
         job->receipt = p;
         job->receipt_len = len;
+        if (s->journal)
+            (void)sl_journal_done(s->journal, job->id, p, len, s_wall_ms());
         s_answer_packed_result(s, &to, p, len);
     } else {
+        if (s->journal)
+            (void)sl_journal_done(s->journal, job->id, NULL, 0, s_wall_ms());
         sl_wire_batch_t *b = s_answer_batch(s, &to);
         s_answer_done(s, &to, b, sl_wire_result_add(b, &r));
     }
     job->user = NULL;
-    sl_wire_frame_free(&jd->frame);
-    free(jd);
+    s_jd_free(jd);
 }
 
 static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
@@ -484,8 +546,7 @@ static void s_io_release(void *arg, sl_job_t *job)
     s_job_data_t *jd = job->user;
     if (!jd)
         return;
-    sl_wire_frame_free(&jd->frame);
-    free(jd);
+    s_jd_free(jd);
 }
 
 /* ---- data-plane peers ---- */
@@ -785,6 +846,13 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
         }
         k++;
     }
+    if (s->journal) {
+        sl_journal_stats_t js;
+        sl_journal_stats(s->journal, &js);
+        s->counters[S_CTR_JOURNAL_COMMITS] = js.commits;
+        s->counters[S_CTR_JOURNAL_ERRORS] = js.errors;
+        s->counters[S_CTR_JOURNAL_UNUSABLE] = js.unusable;
+    }
     for (int i = 0; i < SL_CTR_COUNT; i++)
         ctr[i] = (sl_wire_counter_t){.name = sl_core_counter_name((sl_core_counter_t)i),
                                      .value = sl_core_counter(s->core, (sl_core_counter_t)i)};
@@ -847,6 +915,7 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
         s_reply_error(s, s->clients, from, SL_ERR_NOMEM, "out of memory");
         return;
     }
+    jd->own = NULL;
     jd->client_len = jd->client_cap = (uint16_t)from->len;
     memcpy(jd->client, from->data, from->len);
     sl_status_t st = sl_wire_submit_job_bytes(backing, item, &jd->job, &jd->job_len);
@@ -859,6 +928,16 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
     jd->frame = sl_wire_msg_frame(backing);
     st = sl_core_job_submit(s->core, &d, jd, now, &job, &reason, &retry);
     if (st == SL_OK) {
+        if (s->journal) { /* committed before the Accepted leaves (s_flush) */
+            sl_journal_rec_t rec = {.id = job->id,
+                                    .seq = job->seq,
+                                    .tenant = job->tenant,
+                                    .client = from->data,
+                                    .client_len = from->len,
+                                    .job = jd->job,
+                                    .job_len = jd->job_len};
+            (void)sl_journal_accept(s->journal, &rec);
+        }
         s_reply_accepted(s, from, job->id);
         return;
     }
@@ -1049,6 +1128,25 @@ static bool s_name_held(sl_sched_t *s, const sl_wire_ident_t *from, uint64_t key
     return true;
 }
 
+/* Tell executor index to drop the jobs it holds that were not adopted
+ * (finished, run elsewhere, or unknown to the journal): their results
+ * would be stale. */
+static void s_held_drop(sl_sched_t *s, uint32_t index, const sl_held_job_t *held, uint32_t n)
+{
+    sl_exec_t *e = sl_core_exec_get(s->core, index);
+    s_exec_data_t *ed = e ? e->user : NULL;
+    if (!ed)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        sl_job_t *job = sl_core_job_get(s->core, held[i].seq);
+        if (job && job->exec == e && strcmp(job->id, held[i].id) == 0)
+            continue;
+        sl_wire_cancel_t c = {.job_id = held[i].id, .job_seq = held[i].seq};
+        (void)sl_wire_cancel_send(s->executors, &ed->ident, &c, ZMQ_DONTWAIT);
+        s->counters[S_CTR_HELD_DROPPED]++;
+    }
+}
+
 static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire_msg_t *msg,
                        sl_time_t now)
 {
@@ -1115,7 +1213,18 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
         }
     }
     sl_wire_batch_init(&ed->out, SL_WIRE_DISPATCHES);
+    /* Jobs it still runs from before a restart of ours: restored ones are
+     * adopted by the join; it is told to drop the rest (s_held_drop). */
+    sl_held_job_t *held = NULL;
+    uint32_t n_held = sl_wire_hello_held(msg, NULL, 0);
+    if (n_held && (held = calloc(n_held, sizeof(*held)))) {
+        info.n_held = sl_wire_hello_held(msg, held, n_held);
+        info.held = held;
+    }
     sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
+    if (st == SL_OK && held)
+        s_held_drop(s, index, held, info.n_held);
+    free(held);
     if (st != SL_OK) {
         free(ed->dp_addr);
         free(ed->weights_name);
@@ -1406,6 +1515,92 @@ static void s_state_write(sl_sched_t *s)
     free(buf);
 }
 
+/* ---- the journal (--journal) ---- */
+
+/* A live job from the journal: decoded again and handed to the core as a
+ * restored job, with its tenant and client as journaled. */
+static sl_status_t s_restore_live(void *arg, const sl_journal_rec_t *rec)
+{
+    sl_sched_t *s = arg;
+    char err[256];
+    sl_wire_job_t *wj = NULL;
+    sl_job_desc_t d;
+    if (rec->client_len > sizeof(((sl_wire_ident_t *)0)->data))
+        return SL_ERR_INVALID;
+    sl_status_t st =
+        sl_wire_job_unpack(rec->job, rec->job_len, &s->limits, &wj, &d, err, sizeof(err));
+    if (st != SL_OK) {
+        SL_WARN("journal: job '%s' does not decode: %s", rec->id, err);
+        return st;
+    }
+    d.tenant = rec->tenant;
+    s_job_data_t *jd = calloc(1, sizeof(*jd) + rec->client_len);
+    uint8_t *own = malloc(rec->job_len);
+    if (!jd || !own) {
+        free(jd);
+        free(own);
+        sl_wire_job_free(&wj);
+        return SL_ERR_NOMEM;
+    }
+    memcpy(own, rec->job, rec->job_len);
+    jd->own = own;
+    jd->job = own;
+    jd->job_len = rec->job_len;
+    jd->client_len = jd->client_cap = (uint16_t)rec->client_len;
+    memcpy(jd->client, rec->client, rec->client_len);
+    sl_job_t *job = NULL;
+    st = sl_core_job_restore(s->core, &d, jd, rec->seq, sl_clock_now(), &job);
+    sl_wire_job_free(&wj);
+    if (st != SL_OK) {
+        s_jd_free(jd);
+        return st == SL_ERR_EXISTS || st == SL_ERR_ID_COLLISION ? SL_ERR_INVALID : st;
+    }
+    return SL_OK;
+}
+
+/* A finished job from the journal: its result answers a resubmission. */
+static sl_status_t s_restore_done(void *arg, const char *id, const void *result, size_t len)
+{
+    sl_sched_t *s = arg;
+    sl_status_t st = sl_core_done_restore(s->core, id, result, len, sl_clock_now());
+    if (st == SL_OK)
+        s->results_restored++;
+    return st;
+}
+
+/* Open the journal and restore what it holds into the core. */
+static sl_status_t s_journal_open(sl_sched_t *s)
+{
+    sl_journal_cfg_t jc = {.path = s->cfg.journal,
+                           .sync_full = strcmp(s->cfg.journal_sync, "normal") != 0,
+                           .batch = s->cfg.journal_batch,
+                           .retain_ms = s->cfg.journal_retain_ms,
+                           .checkpoint_pages = s->cfg.journal_checkpoint_pages};
+    if (strcmp(s->cfg.journal_sync, "full") != 0 && strcmp(s->cfg.journal_sync, "normal") != 0) {
+        SL_ERROR("--journal-sync must be full or normal, not '%s'", s->cfg.journal_sync);
+        return SL_ERR_INVALID;
+    }
+    sl_status_t st = sl_journal_open(&jc, &s->journal);
+    if (st != SL_OK)
+        return st;
+    static const sl_journal_visit_t visit = {.live = s_restore_live, .done = s_restore_done};
+    st = sl_journal_restore(s->journal, s_wall_ms(), &visit, s);
+    if (st != SL_OK) {
+        SL_ERROR("journal %s: restoring failed: %s", s->cfg.journal, sl_status_str(st));
+        sl_journal_close(&s->journal);
+        return st;
+    }
+    sl_core_seq_floor(s->core, sl_journal_seq_bound(s->journal));
+    sl_journal_stats_t js;
+    sl_journal_stats(s->journal, &js);
+    SL_INFO("journal %s: %llu jobs restored (waiting %lld ms for their executors), %llu results "
+            "kept, %llu records unusable",
+            s->cfg.journal, (unsigned long long)sl_core_counter(s->core, SL_CTR_RESTORED),
+            (long long)s->cfg.core.adopt_grace_ms, (unsigned long long)s->results_restored,
+            (unsigned long long)js.unusable);
+    return SL_OK;
+}
+
 sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
 {
     sl_sched_t *s = calloc(1, sizeof(*s));
@@ -1438,6 +1633,8 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
         goto err_core;
     if (cfg->collect_dir[0] && sl_collector_create(cfg->collect_dir, &s->collector) != SL_OK)
         goto err_core;
+    if (cfg->journal[0] && s_journal_open(s) != SL_OK)
+        goto err_core;
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         goto err_core;
@@ -1459,6 +1656,7 @@ err_ctx:
 err_core:
     sl_collector_destroy(&s->collector);
     sl_core_destroy(&s->core);
+    sl_journal_close(&s->journal);
 err_free:
     free(s->receipt);
     free(s->dirty_execs);
@@ -1519,6 +1717,10 @@ sl_status_t sl_sched_run(sl_sched_t *s)
         if (now >= next_tick) {
             sl_core_tick(s->core, now);
             next_tick = now + tick;
+            if (s->journal && now >= s->journal_sweep_at) {
+                (void)sl_journal_forget(s->journal, s_wall_ms());
+                s->journal_sweep_at = now + SL_MS(s->cfg.journal_sweep_ms);
+            }
         }
         s_flush(s);
     }
@@ -1539,6 +1741,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     s_flush(s);
     s->closing = true;
     sl_core_destroy(&s->core);
+    sl_journal_close(&s->journal);
     sl_collector_destroy(&s->collector);
     while (s->free_outs) {
         s_client_out_t *o = s->free_outs;

@@ -78,6 +78,8 @@ typedef struct sl_job {
     uint32_t kv_fetch_blocks; /* SL_KV_FETCH: its leading blocks kv_peer caches (to pull) */
     bool cancel_asked;        /* its client canceled it while it ran: a CANCELED report ends it
                                  (any other CANCELED is an earlier attempt's, dropped) */
+    bool restored;            /* restored from a journal and not yet placed: it waits in the
+                                 core's held list for its executor to claim it (adopt) */
     void *user;               /* the embedder's data (daemon: routing, payload) */
     sl_list_t link;           /* queue, executor in-flight list or done list */
 } sl_job_t;
