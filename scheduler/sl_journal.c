@@ -129,7 +129,7 @@ static sl_status_t s_schema(sl_journal_t *j)
     int rc = sqlite3_step(q);
     const char *res = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : NULL;
     if (!res || strcmp(res, "ok") != 0) {
-        SL_ERROR("journal %s is damaged (%s); move it away to start without it", j->path,
+        SL_ERROR("journal %s is damaged (%.200s); move it away to start without it", j->path,
                  res ? res : sqlite3_errmsg(j->db));
         sqlite3_finalize(q);
         return SL_ERR_IO;
