@@ -1,33 +1,38 @@
 /*
  * The scheduler's journal (see sl_journal.h).
  *
- * One SQLite table holds a row per job, keyed by the client's id: while
- * the job is live the row carries what rebuilds it (the Job encoding as
- * the client sent it, its seq, tenant and client routing identity); when
- * it finishes the job bytes are dropped and the packed Result is kept, so
- * a resubmission after a restart gets the same answer, until retain_ms
- * has passed and the row is deleted. A small meta table holds the schema
- * version and a bound on the seqs handed out, so a restarted core never
- * reuses a seq an executor may still hold from before the crash.
+ * Records are written in batches, one per commit: the accepts of a loop
+ * turn go into one row of the accepts table, its results into one row of
+ * the results table, both keyed by the batch number (one counter for both,
+ * so batches are ordered). Each row is the batch's records packed back to
+ * back: an accept carries what rebuilds the job (its seq, id, tenant,
+ * client routing identity and the Job encoding as the client sent it), a
+ * result the seq, the id and the packed Result. A job is live when its
+ * accept is in a row and no result of it is; so that old results can go,
+ * the journal counts in memory the live jobs of each accepts row and
+ * deletes the row when its last job finishes (a row whose jobs all
+ * finished within the turn is never written at all). A results row goes
+ * once older than retain_ms and older than every accepts row left.
+ * A meta table holds the schema version and a bound on the seqs handed
+ * out, so a restarted core never reuses a seq an executor may still hold.
  *
  * WAL mode makes a commit one append to the -wal file (and, with
- * synchronous=FULL, one fsync of it); readers never block the writer and
- * a torn tail of the WAL is ignored at the next open, so a crash at any
- * point leaves the last committed state. Writes are grouped: the first
- * record opens a transaction, and sl_journal_commit (once per loop turn)
- * or the batch bound ends it, so the cost of the sync is shared by every
- * accept of the turn. SQLite's own checkpointing (wal_autocheckpoint)
- * folds the WAL back into the file.
+ * synchronous=FULL, one fsync of it); a torn tail of the WAL is ignored at
+ * the next open, so a crash at any point leaves the last committed state.
+ * SQLite's own checkpointing (wal_autocheckpoint) folds the WAL back in.
  *
- * Alternatives rejected: an append-only log of our own (its torn-record
- * detection, compaction and index for lookups by id are what SQLite
- * already gets right, and the brief is durability, not the last few
- * microseconds); one transaction per job (a sync per accept: about a
- * hundred times slower on a disk).
+ * Alternatives rejected: a row per job (two statements per job, accept and
+ * result: the journal then cost the scheduler three times its own work per
+ * job, against a few hundred nanoseconds of copying per job here, and a
+ * few statements per turn); one transaction per job (a sync per accept:
+ * about a hundred times slower on a disk); an append-only log of our own
+ * (torn-record detection, compaction and checkpoints are what SQLite
+ * already gets right).
  */
 #include "scheduler/sl_journal.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
+#include "common/sl_map.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -35,15 +40,20 @@
 #include <string.h>
 
 /* The schema this code writes; another is refused. */
-#define S_VERSION 1
+#define S_VERSION 2
 /* How far ahead of the highest seq written the seq bound is raised. */
 #define S_SEQ_STEP 65536
+/* Header of a packed accept: seq, then the lengths of id, tenant, client, job. */
+#define S_ACC_HEAD (8 + 4 * 4)
+/* Header of a packed result: seq, then the lengths of id and result. */
+#define S_RES_HEAD (8 + 2 * 4)
 
 enum {
     S_ST_BEGIN,
     S_ST_COMMIT,
-    S_ST_ACCEPT,
-    S_ST_DONE,
+    S_ST_ACCEPTS,
+    S_ST_RESULTS,
+    S_ST_DROP,
     S_ST_FORGET,
     S_ST_BOUND,
     S_ST_COUNT,
@@ -52,21 +62,36 @@ enum {
 static const char *const s_sql[S_ST_COUNT] = {
     [S_ST_BEGIN] = "BEGIN",
     [S_ST_COMMIT] = "COMMIT",
-    [S_ST_ACCEPT] = "INSERT OR REPLACE INTO jobs(id, seq, tenant, client, job, result, done_at) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)",
-    [S_ST_DONE] = "UPDATE jobs SET job = NULL, result = ?2, done_at = ?3 WHERE id = ?1",
-    [S_ST_FORGET] = "DELETE FROM jobs WHERE done_at IS NOT NULL AND done_at < ?1",
+    [S_ST_ACCEPTS] = "INSERT INTO accepts(batch, recs) VALUES (?1, ?2)",
+    [S_ST_RESULTS] = "INSERT INTO results(batch, recs, done_at) VALUES (?1, ?2, ?3)",
+    [S_ST_DROP] = "DELETE FROM accepts WHERE batch = ?1",
+    [S_ST_FORGET] = "DELETE FROM results WHERE done_at < ?1 AND "
+                    "batch < (SELECT COALESCE(MIN(batch), ?2) FROM accepts)",
     [S_ST_BOUND] = "INSERT OR REPLACE INTO meta(k, v) VALUES ('seq_bound', ?1)",
 };
+
+/* A growing byte buffer (a batch being packed). */
+typedef struct s_buf {
+    uint8_t *data; /* bytes */
+    size_t len;    /* used */
+    size_t cap;    /* allocated */
+    uint32_t n;    /* records in it */
+} s_buf_t;
 
 struct sl_journal {
     sl_journal_cfg_t cfg;         /* configuration (path copied below) */
     char *path;                   /* the file */
     sqlite3 *db;                  /* the connection */
     sqlite3_stmt *st[S_ST_COUNT]; /* prepared statements */
-    bool in_tx;                   /* a transaction is open */
-    int n_tx;                     /* records in it */
+    uint64_t batch;               /* number of the open batch */
+    s_buf_t acc;                  /* its accepts, packed */
+    s_buf_t res;                  /* its results, packed */
+    int64_t res_at;               /* the wall-clock ms of its latest result */
+    uint64_t *drop;               /* accepts rows to delete with it (their jobs all finished) */
+    size_t n_drop, cap_drop;      /* entries and room of drop */
+    sl_map_t live;                /* batch -> jobs of it not finished (as a pointer-sized count) */
     uint64_t seq_bound;           /* see sl_journal_seq_bound */
+    bool bound_dirty;             /* seq_bound to be written with the batch */
     sl_journal_stats_t stats;     /* counters */
 };
 
@@ -93,8 +118,8 @@ static sl_status_t s_exec(sl_journal_t *j, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(j->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        SL_ERROR("journal %s is not usable (%s): %s; move it away to start without it", j->path,
-                 sql, msg ? msg : sqlite3_errmsg(j->db));
+        SL_ERROR("journal %s is not usable (%.60s...): %s; move it away to start without it",
+                 j->path, sql, msg ? msg : sqlite3_errmsg(j->db));
         sqlite3_free(msg);
         return SL_ERR_IO;
     }
@@ -136,23 +161,25 @@ static sl_status_t s_schema(sl_journal_t *j)
     }
     sqlite3_finalize(q);
     if (s_exec(j, "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
-                  "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
-                  "tenant TEXT NOT NULL, client BLOB, job BLOB, result BLOB, done_at INTEGER);"
-                  "CREATE INDEX IF NOT EXISTS jobs_done ON jobs(done_at) "
-                  "WHERE done_at IS NOT NULL;"
-                  "INSERT OR IGNORE INTO meta(k, v) VALUES ('version', 1);") != SL_OK)
+                  "INSERT OR IGNORE INTO meta(k, v) VALUES ('version', 2);"
+                  "CREATE TABLE IF NOT EXISTS accepts(batch INTEGER PRIMARY KEY, recs BLOB);"
+                  "CREATE TABLE IF NOT EXISTS results(batch INTEGER PRIMARY KEY, recs BLOB, "
+                  "done_at INTEGER NOT NULL);") != SL_OK)
         return SL_ERR_IO;
-    int64_t version = 0, bound = 0;
+    int64_t version = 0, bound = 0, batch = 0;
     if (!s_int(j, "SELECT v FROM meta WHERE k = 'version'", &version) || version != S_VERSION) {
         SL_ERROR("journal %s has schema version %lld, this scheduler writes %d; move it away "
                  "to start without it",
                  j->path, (long long)version, S_VERSION);
         return SL_ERR_IO;
     }
-    int64_t max_seq = 0;
     (void)s_int(j, "SELECT v FROM meta WHERE k = 'seq_bound'", &bound);
-    (void)s_int(j, "SELECT COALESCE(MAX(seq), 0) FROM jobs", &max_seq);
-    j->seq_bound = (uint64_t)(bound > max_seq ? bound : max_seq + 1);
+    (void)s_int(j,
+                "SELECT MAX(COALESCE((SELECT MAX(batch) FROM accepts), 0), "
+                "COALESCE((SELECT MAX(batch) FROM results), 0))",
+                &batch);
+    j->seq_bound = (uint64_t)(bound > 0 ? bound : 1);
+    j->batch = (uint64_t)batch + 1;
     return SL_OK;
 }
 
@@ -166,10 +193,16 @@ sl_status_t sl_journal_open(const sl_journal_cfg_t *cfg, sl_journal_t **journal_
     j->cfg = *cfg;
     j->path = strdup(cfg->path);
     j->cfg.path = j->path;
+    sl_map_init(&j->live);
     if (!j->path) {
         free(j);
         return SL_ERR_NOMEM;
     }
+    /* One thread uses SQLite in this process: no mutexes, no memory
+     * statistics. Refused once SQLite is initialized (a second journal in
+     * one process), which is harmless. */
+    (void)sqlite3_config(SQLITE_CONFIG_SINGLETHREAD);
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     int rc = sqlite3_open_v2(
         j->path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -201,6 +234,7 @@ err_close:
     for (int i = 0; i < S_ST_COUNT; i++)
         sqlite3_finalize(j->st[i]);
     sqlite3_close(j->db);
+    sl_map_fini(&j->live);
     free(j->path);
     free(j);
     return SL_ERR_IO;
@@ -215,88 +249,200 @@ void sl_journal_close(sl_journal_t **journal_p)
     for (int i = 0; i < S_ST_COUNT; i++)
         sqlite3_finalize(j->st[i]);
     sqlite3_close(j->db);
+    free(j->acc.data);
+    free(j->res.data);
+    free(j->drop);
+    sl_map_fini(&j->live);
     free(j->path);
     free(j);
     *journal_p = NULL;
 }
 
-/* Open a transaction for the next record, committing a full one first. */
-static sl_status_t s_tx(sl_journal_t *j)
+/* Room for len more bytes in b; a pointer to them, or NULL. */
+static uint8_t *s_buf_grow(s_buf_t *b, size_t len)
 {
-    if (j->in_tx && j->n_tx >= j->cfg.batch) {
-        sl_status_t st = sl_journal_commit(j);
-        if (st != SL_OK)
-            return st;
+    if (b->cap - b->len < len) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap - b->len < len)
+            cap *= 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (!d)
+            return NULL;
+        b->data = d;
+        b->cap = cap;
     }
-    if (!j->in_tx) {
-        sl_status_t st = s_run(j, S_ST_BEGIN, "begin");
-        if (st != SL_OK)
-            return st;
-        j->in_tx = true;
-        j->n_tx = 0;
+    uint8_t *p = b->data + b->len;
+    b->len += len;
+    return p;
+}
+
+static uint8_t *s_put(uint8_t *p, const void *src, size_t len)
+{
+    if (len)
+        memcpy(p, src, len);
+    return p + len;
+}
+
+static uint8_t *s_put32(uint8_t *p, size_t v)
+{
+    uint32_t x = (uint32_t)v;
+    return s_put(p, &x, 4);
+}
+
+static uint64_t s_live_get(const sl_journal_t *j, uint64_t batch)
+{
+    return (uint64_t)(uintptr_t)sl_map_get(&j->live, batch);
+}
+
+/* Set batch's count of live jobs (0: forgotten). */
+static sl_status_t s_live_set(sl_journal_t *j, uint64_t batch, uint64_t n)
+{
+    if (!n) {
+        sl_map_del(&j->live, batch);
+        return SL_OK;
     }
-    j->n_tx++;
+    if (sl_map_swap(&j->live, batch, (void *)(uintptr_t)n))
+        return SL_OK;
+    return sl_map_put(&j->live, batch, (void *)(uintptr_t)n);
+}
+
+/* Commit first when the open batch is full. */
+static sl_status_t s_room(sl_journal_t *j)
+{
+    if (j->acc.n + j->res.n >= (uint32_t)j->cfg.batch)
+        return sl_journal_commit(j);
     return SL_OK;
 }
 
-sl_status_t sl_journal_accept(sl_journal_t *j, const sl_journal_rec_t *rec)
+sl_status_t sl_journal_accept(sl_journal_t *j, const sl_journal_rec_t *rec, uint64_t *batch_p)
 {
-    sl_status_t st = s_tx(j);
+    sl_status_t st = s_room(j);
     if (st != SL_OK)
         return st;
+    size_t l_id = strlen(rec->id), l_tenant = rec->tenant ? strlen(rec->tenant) : 0;
+    uint8_t *p = s_buf_grow(&j->acc, S_ACC_HEAD + l_id + l_tenant + rec->client_len + rec->job_len);
+    if (!p || s_live_set(j, j->batch, s_live_get(j, j->batch) + 1) != SL_OK) {
+        if (p)
+            j->acc.len -= S_ACC_HEAD + l_id + l_tenant + rec->client_len + rec->job_len;
+        j->stats.errors++;
+        SL_ERROR("journal %s: out of memory for job '%s'", j->path, rec->id);
+        return SL_ERR_NOMEM;
+    }
+    p = s_put(p, &rec->seq, 8);
+    p = s_put32(p, l_id);
+    p = s_put32(p, l_tenant);
+    p = s_put32(p, rec->client_len);
+    p = s_put32(p, rec->job_len);
+    p = s_put(p, rec->id, l_id);
+    p = s_put(p, rec->tenant, l_tenant);
+    p = s_put(p, rec->client, rec->client_len);
+    s_put(p, rec->job, rec->job_len);
+    j->acc.n++;
     if (rec->seq >= j->seq_bound) {
         j->seq_bound = rec->seq + S_SEQ_STEP;
+        j->bound_dirty = true;
+    }
+    j->stats.accepts++;
+    *batch_p = j->batch;
+    return SL_OK;
+}
+
+sl_status_t sl_journal_done(sl_journal_t *j, uint64_t batch, uint64_t seq, const char *id,
+                            const void *result, size_t len, int64_t now_ms)
+{
+    sl_status_t st = s_room(j);
+    if (st != SL_OK)
+        return st;
+    size_t l_id = strlen(id);
+    uint8_t *p = s_buf_grow(&j->res, S_RES_HEAD + l_id + len);
+    if (!p) {
+        j->stats.errors++;
+        SL_ERROR("journal %s: out of memory for the result of '%s'", j->path, id);
+        return SL_ERR_NOMEM;
+    }
+    p = s_put(p, &seq, 8);
+    p = s_put32(p, l_id);
+    p = s_put32(p, len);
+    p = s_put(p, id, l_id);
+    s_put(p, result, len);
+    j->res.n++;
+    j->res_at = now_ms;
+    j->stats.results++;
+    /* The batch's last live job: its row goes (or is never written). */
+    uint64_t n = s_live_get(j, batch);
+    if (n) {
+        (void)s_live_set(j, batch, n - 1);
+        if (n == 1 && batch != j->batch) {
+            if (j->n_drop == j->cap_drop) {
+                size_t cap = j->cap_drop ? j->cap_drop * 2 : 64;
+                uint64_t *d = realloc(j->drop, cap * sizeof(*d));
+                if (!d)
+                    return SL_OK; /* the row stays: restored, its jobs are found finished */
+                j->drop = d;
+                j->cap_drop = cap;
+            }
+            j->drop[j->n_drop++] = batch;
+        }
+    }
+    return SL_OK;
+}
+
+/* Write the open batch's rows (inside the transaction). */
+static sl_status_t s_write(sl_journal_t *j)
+{
+    sl_status_t st = SL_OK;
+    if (j->acc.n && s_live_get(j, j->batch)) { /* some of its jobs are still live */
+        sqlite3_bind_int64(j->st[S_ST_ACCEPTS], 1, (sqlite3_int64)j->batch);
+        sqlite3_bind_blob(j->st[S_ST_ACCEPTS], 2, j->acc.data, (int)j->acc.len, SQLITE_STATIC);
+        if ((st = s_run(j, S_ST_ACCEPTS, "writing accepted jobs")) != SL_OK)
+            return st;
+    }
+    if (j->res.n) {
+        sqlite3_bind_int64(j->st[S_ST_RESULTS], 1, (sqlite3_int64)j->batch);
+        sqlite3_bind_blob(j->st[S_ST_RESULTS], 2, j->res.data, (int)j->res.len, SQLITE_STATIC);
+        sqlite3_bind_int64(j->st[S_ST_RESULTS], 3, j->res_at);
+        if ((st = s_run(j, S_ST_RESULTS, "writing results")) != SL_OK)
+            return st;
+    }
+    for (size_t i = 0; i < j->n_drop; i++) {
+        sqlite3_bind_int64(j->st[S_ST_DROP], 1, (sqlite3_int64)j->drop[i]);
+        if ((st = s_run(j, S_ST_DROP, "deleting finished jobs")) != SL_OK)
+            return st;
+    }
+    if (j->bound_dirty) {
         sqlite3_bind_int64(j->st[S_ST_BOUND], 1, (sqlite3_int64)j->seq_bound);
         if ((st = s_run(j, S_ST_BOUND, "raising the seq bound")) != SL_OK)
             return st;
     }
-    sqlite3_stmt *q = j->st[S_ST_ACCEPT];
-    sqlite3_bind_text(q, 1, rec->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, (sqlite3_int64)rec->seq);
-    sqlite3_bind_text(q, 3, rec->tenant ? rec->tenant : "", -1, SQLITE_STATIC);
-    sqlite3_bind_blob(q, 4, rec->client, (int)rec->client_len, SQLITE_STATIC);
-    sqlite3_bind_blob(q, 5, rec->job, (int)rec->job_len, SQLITE_STATIC);
-    if ((st = s_run(j, S_ST_ACCEPT, "writing an accepted job")) != SL_OK)
-        return st;
-    j->stats.accepts++;
-    return SL_OK;
-}
-
-sl_status_t sl_journal_done(sl_journal_t *j, const char *id, const void *result, size_t len,
-                            int64_t now_ms)
-{
-    sl_status_t st = s_tx(j);
-    if (st != SL_OK)
-        return st;
-    sqlite3_stmt *q = j->st[S_ST_DONE];
-    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(q, 2, len ? result : "", (int)len, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 3, now_ms);
-    if ((st = s_run(j, S_ST_DONE, "writing a result")) != SL_OK)
-        return st;
-    j->stats.results++;
     return SL_OK;
 }
 
 sl_status_t sl_journal_commit(sl_journal_t *j)
 {
-    if (!j->in_tx)
+    if (!sl_journal_pending(j))
         return SL_OK;
     sl_time_t t0 = sl_clock_now();
-    j->in_tx = false;
-    j->n_tx = 0;
-    sl_status_t st = s_run(j, S_ST_COMMIT, "commit");
+    sl_status_t st = s_run(j, S_ST_BEGIN, "begin");
+    if (st == SL_OK && (st = s_write(j)) == SL_OK)
+        st = s_run(j, S_ST_COMMIT, "commit");
     if (st != SL_OK && !sqlite3_get_autocommit(j->db))
         (void)sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
     if (st == SL_OK)
         j->stats.commits++;
+    /* A failed batch is dropped (counted and logged by s_fail): its jobs go
+     * on, but would not survive a crash. */
+    j->acc.len = j->res.len = 0;
+    j->acc.n = j->res.n = 0;
+    j->n_drop = 0;
+    j->bound_dirty = false;
+    j->batch++;
     j->stats.commit_us += (uint64_t)((sl_clock_now() - t0) / SL_NS_PER_US);
     return st;
 }
 
 bool sl_journal_pending(const sl_journal_t *j)
 {
-    return j->in_tx;
+    return j->acc.n || j->res.n || j->n_drop;
 }
 
 uint64_t sl_journal_seq_bound(const sl_journal_t *j)
@@ -307,80 +453,197 @@ uint64_t sl_journal_seq_bound(const sl_journal_t *j)
 /* A callback's refusal of one record: skipped (counted) or fatal. */
 static bool s_skippable(sl_status_t st)
 {
-    return st == SL_ERR_INVALID || (st <= SL_ERR_MSG_MALFORMED && st >= SL_ERR_MSG_UNEXPECTED);
+    return st == SL_ERR_INVALID || st == SL_ERR_EXISTS ||
+           (st <= SL_ERR_MSG_MALFORMED && st >= SL_ERR_MSG_UNEXPECTED);
+}
+
+static uint32_t s_get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* A NUL-terminated copy of len bytes at p (restore only), or NULL. */
+static char *s_str(const uint8_t *p, size_t len)
+{
+    char *s = malloc(len + 1);
+    if (s) {
+        memcpy(s, p, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* The results rows: finished seqs into done (a set) when done is not
+ * NULL, else those within retention handed to v->done. */
+static sl_status_t s_restore_results(sl_journal_t *j, int64_t now_ms, const sl_journal_visit_t *v,
+                                     void *arg, sl_map_t *done)
+{
+    sqlite3_stmt *q = NULL;
+    sl_status_t st = SL_OK;
+    if (sqlite3_prepare_v2(j->db, "SELECT recs, done_at FROM results ORDER BY batch", -1, &q,
+                           NULL) != SQLITE_OK)
+        return s_fail(j, "reading the results");
+    int rc = SQLITE_DONE;
+    while (st == SL_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const uint8_t *p = sqlite3_column_blob(q, 0);
+        size_t len = (size_t)sqlite3_column_bytes(q, 0);
+        bool keep = !done && sqlite3_column_int64(q, 1) >= now_ms - j->cfg.retain_ms;
+        if (!done && !keep)
+            continue;
+        for (size_t off = 0; st == SL_OK && off < len;) {
+            if (len - off < S_RES_HEAD) {
+                j->stats.unusable += done ? 1 : 0;
+                break;
+            }
+            uint64_t seq;
+            memcpy(&seq, p + off, 8);
+            size_t l_id = s_get32(p + off + 8), l_res = s_get32(p + off + 12);
+            if (len - off - S_RES_HEAD < l_id || len - off - S_RES_HEAD - l_id < l_res) {
+                j->stats.unusable += done ? 1 : 0;
+                break;
+            }
+            const uint8_t *b = p + off + S_RES_HEAD;
+            off += S_RES_HEAD + l_id + l_res;
+            if (done && seq && sl_map_put(done, seq, (void *)1) != SL_OK) {
+                st = SL_ERR_NOMEM;
+                break;
+            }
+            if (!keep)
+                continue;
+            char *id = s_str(b, l_id);
+            if (!id) {
+                st = SL_ERR_NOMEM;
+                break;
+            }
+            st = v->done(arg, id, b + l_id, l_res);
+            if (s_skippable(st)) {
+                if (st != SL_ERR_EXISTS) /* an id accepted again since */
+                    j->stats.unusable++;
+                st = SL_OK;
+            }
+            free(id);
+        }
+    }
+    if (st == SL_OK && rc != SQLITE_DONE)
+        st = s_fail(j, "reading the results");
+    sqlite3_finalize(q);
+    return st;
+}
+
+/* One packed accept of batch at p (len bytes left): handed to v->live
+ * unless finished; *used_p is its size (0: damaged). */
+static sl_status_t s_restore_accept(sl_journal_t *j, uint64_t batch, const uint8_t *p, size_t len,
+                                    const sl_journal_visit_t *v, void *arg, const sl_map_t *done,
+                                    size_t *used_p)
+{
+    *used_p = 0;
+    if (len < S_ACC_HEAD)
+        return SL_OK;
+    uint64_t seq;
+    memcpy(&seq, p, 8);
+    size_t l[4], total = S_ACC_HEAD;
+    for (int i = 0; i < 4; i++) {
+        l[i] = s_get32(p + 8 + 4 * i);
+        if (len - total < l[i])
+            return SL_OK;
+        total += l[i];
+    }
+    *used_p = total;
+    if (sl_map_get(done, seq))
+        return SL_OK;
+    const uint8_t *b = p + S_ACC_HEAD;
+    char *id = s_str(b, l[0]), *tenant = s_str(b + l[0], l[1]);
+    sl_status_t st = SL_ERR_NOMEM;
+    if (id && tenant) {
+        sl_journal_rec_t rec = {.id = id,
+                                .seq = seq,
+                                .batch = batch,
+                                .tenant = tenant,
+                                .client = b + l[0] + l[1],
+                                .client_len = l[2],
+                                .job = b + l[0] + l[1] + l[2],
+                                .job_len = l[3]};
+        st = !id[0] || !seq || !l[3] ? SL_ERR_INVALID : v->live(arg, &rec);
+        if (st == SL_OK)
+            st = s_live_set(j, batch, s_live_get(j, batch) + 1);
+        else if (s_skippable(st)) {
+            SL_WARN("journal %s: job '%s' cannot be restored: %s", j->path, id, sl_status_str(st));
+            j->stats.unusable++;
+            st = SL_OK;
+        }
+    }
+    free(id);
+    free(tenant);
+    return st;
 }
 
 sl_status_t sl_journal_restore(sl_journal_t *j, int64_t now_ms, const sl_journal_visit_t *v,
                                void *arg)
 {
+    sl_map_t done;
+    sl_map_init(&done);
+    sl_status_t st = s_restore_results(j, now_ms, v, arg, &done);
     sqlite3_stmt *q = NULL;
-    sl_status_t st = SL_OK;
-    if (sqlite3_prepare_v2(j->db,
-                           "SELECT id, seq, tenant, client, job FROM jobs "
-                           "WHERE done_at IS NULL ORDER BY seq",
-                           -1, &q, NULL) != SQLITE_OK)
-        return s_fail(j, "reading the live jobs");
+    if (st == SL_OK && sqlite3_prepare_v2(j->db, "SELECT batch, recs FROM accepts ORDER BY batch",
+                                          -1, &q, NULL) != SQLITE_OK)
+        st = s_fail(j, "reading the accepted jobs");
     int rc = SQLITE_DONE;
     while (st == SL_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        sl_journal_rec_t rec = {
-            .id = (const char *)sqlite3_column_text(q, 0),
-            .seq = (uint64_t)sqlite3_column_int64(q, 1),
-            .tenant = (const char *)sqlite3_column_text(q, 2),
-            .client = sqlite3_column_blob(q, 3),
-            .client_len = (size_t)sqlite3_column_bytes(q, 3),
-            .job = sqlite3_column_blob(q, 4),
-            .job_len = (size_t)sqlite3_column_bytes(q, 4),
-        };
-        if (!rec.id || !rec.job || !rec.job_len || rec.seq == 0) {
-            j->stats.unusable++;
-            continue;
+        uint64_t batch = (uint64_t)sqlite3_column_int64(q, 0);
+        const uint8_t *p = sqlite3_column_blob(q, 1);
+        size_t len = (size_t)sqlite3_column_bytes(q, 1), used = 0;
+        for (size_t off = 0; st == SL_OK && off < len; off += used) {
+            st = s_restore_accept(j, batch, p + off, len - off, v, arg, &done, &used);
+            if (st == SL_OK && !used) {
+                j->stats.unusable++;
+                break;
+            }
         }
-        st = v->live(arg, &rec);
-        if (s_skippable(st)) {
-            SL_WARN("journal %s: job '%s' cannot be restored: %s", j->path, rec.id,
-                    sl_status_str(st));
-            j->stats.unusable++;
-            st = SL_OK;
-        }
-    }
-    if (st == SL_OK && rc != SQLITE_DONE)
-        st = s_fail(j, "reading the live jobs");
-    sqlite3_finalize(q);
-    if (st != SL_OK)
-        return st;
-    if (sqlite3_prepare_v2(j->db,
-                           "SELECT id, result FROM jobs WHERE done_at IS NOT NULL "
-                           "AND done_at >= ?1 ORDER BY done_at",
-                           -1, &q, NULL) != SQLITE_OK)
-        return s_fail(j, "reading the finished jobs");
-    sqlite3_bind_int64(q, 1, now_ms - j->cfg.retain_ms);
-    while (st == SL_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(q, 0);
-        if (!id) {
-            j->stats.unusable++;
-            continue;
-        }
-        st = v->done(arg, id, sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1));
-        if (s_skippable(st) || st == SL_ERR_EXISTS) {
-            j->stats.unusable++;
-            st = SL_OK;
+        /* A row none of whose jobs is live any more goes with the next batch. */
+        if (st == SL_OK && !s_live_get(j, batch)) {
+            if (j->n_drop == j->cap_drop) {
+                size_t cap = j->cap_drop ? j->cap_drop * 2 : 64;
+                uint64_t *d = realloc(j->drop, cap * sizeof(*d));
+                if (!d) {
+                    st = SL_ERR_NOMEM;
+                    break;
+                }
+                j->drop = d;
+                j->cap_drop = cap;
+            }
+            j->drop[j->n_drop++] = batch;
         }
     }
-    if (st == SL_OK && rc != SQLITE_DONE)
-        st = s_fail(j, "reading the finished jobs");
+    if (st == SL_OK && q && rc != SQLITE_DONE)
+        st = s_fail(j, "reading the accepted jobs");
     sqlite3_finalize(q);
+    sl_map_fini(&done);
+    /* Finished jobs last: an id finished long ago and accepted again since
+     * is the live job's. */
+    if (st == SL_OK)
+        st = s_restore_results(j, now_ms, v, arg, NULL);
     return st;
 }
 
 sl_status_t sl_journal_forget(sl_journal_t *j, int64_t now_ms)
 {
-    sl_status_t st = s_tx(j);
+    sl_status_t st = s_run(j, S_ST_BEGIN, "begin");
     if (st != SL_OK)
         return st;
     sqlite3_bind_int64(j->st[S_ST_FORGET], 1, now_ms - j->cfg.retain_ms);
-    if ((st = s_run(j, S_ST_FORGET, "deleting old results")) != SL_OK)
+    sqlite3_bind_int64(j->st[S_ST_FORGET], 2, (sqlite3_int64)j->batch);
+    st = s_run(j, S_ST_FORGET, "deleting old results");
+    int changes = sqlite3_changes(j->db);
+    if (st == SL_OK)
+        st = s_run(j, S_ST_COMMIT, "commit");
+    if (st != SL_OK) {
+        if (!sqlite3_get_autocommit(j->db))
+            (void)sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
         return st;
-    j->stats.forgotten += (uint64_t)sqlite3_changes(j->db);
+    }
+    j->stats.forgotten += (uint64_t)changes;
     return SL_OK;
 }
 

@@ -2,8 +2,9 @@
  * The scheduler's journal: accepted jobs and their results in an SQLite
  * file (WAL mode), so a scheduler that crashes and restarts on the same
  * file gets back every job it had accepted (docs/OPERATIONS.md, "The
- * journal"). Writes are grouped: records go into one open transaction and
- * sl_journal_commit ends it with one sync; the daemon commits once per
+ * journal"). Writes are grouped: records collect in memory and
+ * sl_journal_commit writes them as one batch (a row of accepts, a row of
+ * results) in one transaction, with one sync; the daemon commits once per
  * loop turn, before the turn's Accepted replies go out.
  *
  * Not thread-safe: the scheduler's loop thread owns it.
@@ -22,15 +23,16 @@ typedef struct sl_journal_cfg {
     bool sync_full;           /* true: every commit reaches the disk (survives a power loss);
                                  false: commits survive a process crash, a power loss may lose the
                                  last ones (never the file) */
-    int batch;                /* records in one transaction at most: the next record commits */
+    int batch;                /* records in one batch at most: the next record commits it */
     int64_t retain_ms;        /* finished jobs' results are kept this long, then deleted */
     int64_t checkpoint_pages; /* WAL pages past which a commit checkpoints */
 } sl_journal_cfg_t;
 
 /* What the journal keeps of an accepted job. */
 typedef struct sl_journal_rec {
-    const char *id;     /* the client's id (primary key) */
+    const char *id;     /* the client's id */
     uint64_t seq;       /* the core's handle */
+    uint64_t batch;     /* restore: the batch it was written in (sl_journal_done needs it) */
     const char *tenant; /* its tenant ("" none) */
     const void *client; /* routing identity of its client */
     size_t client_len;  /* bytes of client */
@@ -45,7 +47,7 @@ typedef struct sl_journal_stats {
     uint64_t commits;   /* transactions committed (one sync each with sync_full) */
     uint64_t errors;    /* failed writes (each logged) */
     uint64_t unusable;  /* records skipped on restore: they did not decode */
-    uint64_t forgotten; /* finished jobs deleted past retain_ms */
+    uint64_t forgotten; /* batches of results deleted past retain_ms */
     uint64_t commit_us; /* time spent committing, summed */
 } sl_journal_stats_t;
 
@@ -58,14 +60,16 @@ sl_status_t sl_journal_open(const sl_journal_cfg_t *cfg, sl_journal_t **journal_
 /* Commit what is pending and close; NULL-safe; sets *journal_p = NULL. */
 void sl_journal_close(sl_journal_t **journal_p);
 
-/* Record an accepted job (in the open transaction, begun when none is). */
-sl_status_t sl_journal_accept(sl_journal_t *j, const sl_journal_rec_t *rec);
-/* Record that job id finished with the packed result (len bytes) at
- * now_ms (wall clock): its job bytes are dropped, the result kept for
- * retain_ms. */
-sl_status_t sl_journal_done(sl_journal_t *j, const char *id, const void *result, size_t len,
-                            int64_t now_ms);
-/* End the open transaction (if any) with one commit. Logs on failure. */
+/* Record an accepted job in the open batch (copied); *batch_p is the
+ * batch, which sl_journal_done of the job names. */
+sl_status_t sl_journal_accept(sl_journal_t *j, const sl_journal_rec_t *rec, uint64_t *batch_p);
+/* Record that job seq (id), written in batch, finished with the packed
+ * result (len bytes) at now_ms (wall clock): the result is kept for
+ * retain_ms, and a batch whose jobs have all finished is deleted. */
+sl_status_t sl_journal_done(sl_journal_t *j, uint64_t batch, uint64_t seq, const char *id,
+                            const void *result, size_t len, int64_t now_ms);
+/* Write the open batch and end the transaction with one commit (nothing
+ * when no record waits). Logs on failure. */
 sl_status_t sl_journal_commit(sl_journal_t *j);
 /* Whether records wait for a commit. */
 bool sl_journal_pending(const sl_journal_t *j);
@@ -89,7 +93,9 @@ sl_status_t sl_journal_restore(sl_journal_t *j, int64_t now_ms, const sl_journal
  * core starts above it. sl_journal_accept raises it ahead of need. */
 uint64_t sl_journal_seq_bound(const sl_journal_t *j);
 
-/* Delete finished jobs older than retain_ms (in the open transaction). */
+/* Delete results older than retain_ms, except those a batch still
+ * written needs to tell its finished jobs from its live ones (in a
+ * transaction of its own). */
 sl_status_t sl_journal_forget(sl_journal_t *j, int64_t now_ms);
 
 void sl_journal_stats(const sl_journal_t *j, sl_journal_stats_t *st);

@@ -150,6 +150,7 @@ typedef struct s_job_data {
     size_t job_len;         /* their length */
     uint8_t *own;           /* the job's bytes when restored from the journal (owned; else
                                NULL and job lies in frame) */
+    uint64_t jbatch;        /* the journal batch its accept was written in (0: none) */
     uint16_t client_len;    /* bytes of client */
     uint16_t client_cap;    /* room in client */
     uint8_t client[];       /* routing identity of the latest submitter (sized to fit: a
@@ -517,11 +518,11 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
         job->receipt = p;
         job->receipt_len = len;
         if (s->journal)
-            (void)sl_journal_done(s->journal, job->id, p, len, s_wall_ms());
+            (void)sl_journal_done(s->journal, jd->jbatch, job->seq, job->id, p, len, s_wall_ms());
         s_answer_packed_result(s, &to, p, len);
     } else {
         if (s->journal)
-            (void)sl_journal_done(s->journal, job->id, NULL, 0, s_wall_ms());
+            (void)sl_journal_done(s->journal, jd->jbatch, job->seq, job->id, NULL, 0, s_wall_ms());
         sl_wire_batch_t *b = s_answer_batch(s, &to);
         s_answer_done(s, &to, b, sl_wire_result_add(b, &r));
     }
@@ -916,6 +917,7 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
         return;
     }
     jd->own = NULL;
+    jd->jbatch = 0;
     jd->client_len = jd->client_cap = (uint16_t)from->len;
     memcpy(jd->client, from->data, from->len);
     sl_status_t st = sl_wire_submit_job_bytes(backing, item, &jd->job, &jd->job_len);
@@ -936,7 +938,7 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
                                     .client_len = from->len,
                                     .job = jd->job,
                                     .job_len = jd->job_len};
-            (void)sl_journal_accept(s->journal, &rec);
+            (void)sl_journal_accept(s->journal, &rec, &jd->jbatch);
         }
         s_reply_accepted(s, from, job->id);
         return;
@@ -1544,6 +1546,7 @@ static sl_status_t s_restore_live(void *arg, const sl_journal_rec_t *rec)
     }
     memcpy(own, rec->job, rec->job_len);
     jd->own = own;
+    jd->jbatch = rec->batch;
     jd->job = own;
     jd->job_len = rec->job_len;
     jd->client_len = jd->client_cap = (uint16_t)rec->client_len;

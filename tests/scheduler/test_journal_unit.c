@@ -112,16 +112,18 @@ static void test_write_reopen_restore(void **state)
     sl_journal_t *j = NULL;
     assert_int_equal(sl_journal_open(&cfg, &j), SL_OK);
     const char *ids[] = {"a", "b", "c", "d", "e"};
+    uint64_t batch[5];
     for (int i = 0; i < 5; i++) {
         sl_journal_rec_t r = s_rec(ids[i], (uint64_t)(10 - i)); /* seqs out of id order */
-        assert_int_equal(sl_journal_accept(j, &r), SL_OK);
+        assert_int_equal(sl_journal_accept(j, &r, &batch[i]), SL_OK);
     }
     /* batch 3: the fourth record committed the first three */
     sl_journal_stats_t st;
     sl_journal_stats(j, &st);
     assert_int_equal(st.commits, 1);
+    assert_true(batch[3] == batch[0] + 1 && batch[4] == batch[3]);
     assert_true(sl_journal_pending(j));
-    assert_int_equal(sl_journal_done(j, "b", "result b", 8, 5000), SL_OK);
+    assert_int_equal(sl_journal_done(j, batch[1], 9, "b", "result b", 8, 5000), SL_OK);
     assert_int_equal(sl_journal_commit(j), SL_OK);
     assert_false(sl_journal_pending(j));
     assert_true(sl_journal_seq_bound(j) > 10);
@@ -133,30 +135,88 @@ static void test_write_reopen_restore(void **state)
     seen_t seen = {0};
     assert_int_equal(sl_journal_restore(j, 5500, &s_visit, &seen), SL_OK);
     assert_int_equal(seen.n_live, 4);
-    /* oldest seq first: e (6), d (7), c (8), a (10) */
-    assert_string_equal(seen.live_id[0], "e");
-    assert_int_equal(seen.live_seq[0], 6);
-    assert_string_equal(seen.live_id[3], "a");
-    assert_string_equal(seen.live_job[3], "job bytes of a");
+    /* in the order written: a (10), c (8), then d (7), e (6) */
+    assert_string_equal(seen.live_id[0], "a");
+    assert_int_equal(seen.live_seq[0], 10);
+    assert_string_equal(seen.live_id[3], "e");
+    assert_string_equal(seen.live_job[3], "job bytes of e");
     assert_string_equal(seen.tenant, "t1");
     assert_int_equal(seen.n_done, 1);
     assert_string_equal(seen.done_id[0], "b");
     assert_string_equal(seen.done_res[0], "result b");
 
-    /* Past retain_ms the result is no longer restored, and forget deletes it. */
+    /* Past retain_ms the result is no longer handed back, but its row stays
+     * while the batch of its job (a and c live) is written. */
     seen = (seen_t){0};
     assert_int_equal(sl_journal_restore(j, 7000, &s_visit, &seen), SL_OK);
     assert_int_equal(seen.n_done, 0);
+    assert_int_equal(seen.n_live, 4);
     assert_int_equal(sl_journal_forget(j, 7000), SL_OK);
-    assert_int_equal(sl_journal_commit(j), SL_OK);
     sl_journal_stats(j, &st);
-    assert_int_equal(st.forgotten, 1);
-    /* An undecodable record is skipped and counted, the rest restored. */
-    seen = (seen_t){.refuse = "c"};
+    assert_int_equal(st.forgotten, 0);
+    sl_journal_close(&j);
+
+    /* Every job finishes: the accepts rows go, then the old results. */
+    assert_int_equal(sl_journal_open(&cfg, &j), SL_OK);
+    seen = (seen_t){0};
     assert_int_equal(sl_journal_restore(j, 7000, &s_visit, &seen), SL_OK);
-    assert_int_equal(seen.n_live, 3);
+    assert_int_equal(seen.n_live, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(
+            sl_journal_done(j,
+                            seen.live_seq[i] == 10 || seen.live_seq[i] == 8 ? batch[0] : batch[3],
+                            seen.live_seq[i], seen.live_id[i], "r", 1, 7000),
+            SL_OK);
+    assert_int_equal(sl_journal_commit(j), SL_OK);
+    assert_int_equal(sl_journal_forget(j, 9000), SL_OK);
+    sl_journal_stats(j, &st);
+    assert_int_equal(st.forgotten, 3); /* b's row, and these in two (batch 3) */
+    sl_journal_close(&j);
+    assert_int_equal(sl_journal_open(&cfg, &j), SL_OK);
+    seen = (seen_t){0};
+    assert_int_equal(sl_journal_restore(j, 9000, &s_visit, &seen), SL_OK);
+    assert_int_equal(seen.n_live, 0);
+    assert_int_equal(seen.n_done, 0);
+
+    /* An undecodable record is skipped and counted, the rest restored. */
+    uint64_t bx;
+    sl_journal_rec_t r1 = s_rec("x1", 100), r2 = s_rec("x2", 101);
+    assert_int_equal(sl_journal_accept(j, &r1, &bx), SL_OK);
+    assert_int_equal(sl_journal_accept(j, &r2, &bx), SL_OK);
+    sl_journal_close(&j);
+    assert_int_equal(sl_journal_open(&cfg, &j), SL_OK);
+    seen = (seen_t){.refuse = "x1"};
+    assert_int_equal(sl_journal_restore(j, 9000, &s_visit, &seen), SL_OK);
+    assert_int_equal(seen.n_live, 1);
+    assert_string_equal(seen.live_id[0], "x2");
     sl_journal_stats(j, &st);
     assert_int_equal(st.unusable, 1);
+    sl_journal_close(&j);
+    s_tmp_fini(&t);
+}
+
+/* A job finished in the batch it was accepted in never reaches the
+ * accepts table; its result does. */
+static void test_same_batch(void **state)
+{
+    (void)state;
+    tmp_t t;
+    s_tmp(&t);
+    sl_journal_cfg_t cfg = s_cfg(&t);
+    cfg.batch = 100;
+    sl_journal_t *j = NULL;
+    assert_int_equal(sl_journal_open(&cfg, &j), SL_OK);
+    uint64_t b;
+    sl_journal_rec_t r = s_rec("quick", 1);
+    assert_int_equal(sl_journal_accept(j, &r, &b), SL_OK);
+    assert_int_equal(sl_journal_done(j, b, 1, "quick", "ok", 2, 100), SL_OK);
+    sl_journal_close(&j);
+    assert_int_equal(sl_journal_open(&cfg, &j), SL_OK);
+    seen_t seen = {0};
+    assert_int_equal(sl_journal_restore(j, 200, &s_visit, &seen), SL_OK);
+    assert_int_equal(seen.n_live, 0);
+    assert_int_equal(seen.n_done, 1);
+    assert_string_equal(seen.done_res[0], "ok");
     sl_journal_close(&j);
     s_tmp_fini(&t);
 }
@@ -194,7 +254,8 @@ static void test_crash_count(void **state)
             char id[16];
             snprintf(id, sizeof(id), "job-%d", i);
             sl_journal_rec_t r = s_rec(id, (uint64_t)i + 1);
-            if (sl_journal_accept(j, &r) != SL_OK)
+            uint64_t b;
+            if (sl_journal_accept(j, &r, &b) != SL_OK)
                 _exit(4);
             if (i == 49 && sl_journal_commit(j) != SL_OK)
                 _exit(5);
@@ -246,7 +307,8 @@ static void test_damaged_files(void **state)
         char id[16];
         snprintf(id, sizeof(id), "job-%d", i);
         sl_journal_rec_t r = s_rec(id, (uint64_t)i + 1);
-        assert_int_equal(sl_journal_accept(j, &r), SL_OK);
+        uint64_t b;
+        assert_int_equal(sl_journal_accept(j, &r, &b), SL_OK);
     }
     sl_journal_close(&j);
     int fd = open(t.path, O_WRONLY);
@@ -417,9 +479,9 @@ static void test_core_cancel_held(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_write_reopen_restore), cmocka_unit_test(test_crash_count),
-        cmocka_unit_test(test_damaged_files),        cmocka_unit_test(test_core_restore_adopt),
-        cmocka_unit_test(test_core_cancel_held),
+        cmocka_unit_test(test_write_reopen_restore), cmocka_unit_test(test_same_batch),
+        cmocka_unit_test(test_crash_count),          cmocka_unit_test(test_damaged_files),
+        cmocka_unit_test(test_core_restore_adopt),   cmocka_unit_test(test_core_cancel_held),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
