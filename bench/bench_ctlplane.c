@@ -794,6 +794,7 @@ int sl_bench_ctlplane_main(int argc, char **argv)
             if (jjobss[k] < 0)
                 goto out;
             jratios[k] = jobs > 0 ? jjobss[k] / jobs : 0;
+            jcpus[k] = jcpu.s[0];
         }
         raws[k] = raw;
         jobss[k] = jobs;
