@@ -34,7 +34,11 @@
 #include "common/sl_log.h"
 #include "common/sl_map.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,27 +82,49 @@ typedef struct s_buf {
     uint32_t n;    /* records in it */
 } s_buf_t;
 
+/* One batch: what one transaction writes. */
+typedef struct s_batch {
+    uint64_t no;             /* its number */
+    s_buf_t acc;             /* accepts, packed */
+    s_buf_t res;             /* results, packed */
+    int64_t res_at;          /* the wall-clock ms of its latest result */
+    uint64_t *drop;          /* accepts rows to delete (their jobs all finished) */
+    size_t n_drop, cap_drop; /* entries and room of drop */
+    bool write_acc;          /* its accepts row is written (some of its jobs are live) */
+    uint64_t bound;          /* the seq bound to write (0: unchanged) */
+    int64_t forget_before;   /* delete results older than this (INT64_MIN: none) */
+} s_batch_t;
+
 struct sl_journal {
     sl_journal_cfg_t cfg;         /* configuration (path copied below) */
     char *path;                   /* the file */
-    sqlite3 *db;                  /* the connection */
+    sqlite3 *db;                  /* the connection (the writer's once it runs) */
     sqlite3_stmt *st[S_ST_COUNT]; /* prepared statements */
-    uint64_t batch;               /* number of the open batch */
-    s_buf_t acc;                  /* its accepts, packed */
-    s_buf_t res;                  /* its results, packed */
-    int64_t res_at;               /* the wall-clock ms of its latest result */
-    uint64_t *drop;               /* accepts rows to delete with it (their jobs all finished) */
-    size_t n_drop, cap_drop;      /* entries and room of drop */
+    s_batch_t cur;                /* the open batch (the owner's thread fills it) */
+    s_batch_t w;                  /* the batch being written (the writer's while busy) */
     sl_map_t live;                /* batch -> jobs of it not finished (as a pointer-sized count) */
     uint64_t seq_bound;           /* see sl_journal_seq_bound */
-    bool bound_dirty;             /* seq_bound to be written with the batch */
-    sl_journal_stats_t stats;     /* counters */
+    bool bound_dirty;             /* seq_bound to be written with the open batch */
+    sl_journal_stats_t stats;     /* the writer's counters (under lock) */
+    uint64_t accepts, results;    /* the owner's counters */
+    uint64_t unusable;            /* records skipped at restore */
+    uint64_t w_errors;            /* failed writes, the writer's count */
+    /* the writer thread */
+    pthread_t thread;     /* it */
+    bool started;         /* it runs */
+    pthread_mutex_t lock; /* guards what follows, stats and w while handed over */
+    pthread_cond_t wake;  /* the writer waits here for a batch or the stop */
+    pthread_cond_t idle;  /* sl_journal_commit waits here for the writer */
+    bool busy;            /* w is handed to the writer */
+    bool stop;            /* the writer exits */
+    uint64_t durable;     /* the last batch written (committed or failed) */
+    int efd;              /* eventfd the writer signals after each batch */
 };
 
 /* Log a failed SQLite call on the journal with its message. */
 static sl_status_t s_fail(sl_journal_t *j, const char *what)
 {
-    j->stats.errors++;
+    j->w_errors++;
     SL_ERROR("journal %s: %s failed: %s", j->path, what, sqlite3_errmsg(j->db));
     return SL_ERR_IO;
 }
@@ -179,9 +205,14 @@ static sl_status_t s_schema(sl_journal_t *j)
                 "COALESCE((SELECT MAX(batch) FROM results), 0))",
                 &batch);
     j->seq_bound = (uint64_t)(bound > 0 ? bound : 1);
-    j->batch = (uint64_t)batch + 1;
+    j->cur.no = (uint64_t)batch + 1;
+    j->durable = j->cur.no - 1;
     return SL_OK;
 }
+
+static void s_batch_clear(s_batch_t *b);
+static void s_batch_fini(s_batch_t *b);
+static void *s_writer(void *arg);
 
 sl_status_t sl_journal_open(const sl_journal_cfg_t *cfg, sl_journal_t **journal_p)
 {
@@ -194,6 +225,9 @@ sl_status_t sl_journal_open(const sl_journal_cfg_t *cfg, sl_journal_t **journal_
     j->path = strdup(cfg->path);
     j->cfg.path = j->path;
     sl_map_init(&j->live);
+    s_batch_clear(&j->cur);
+    s_batch_clear(&j->w);
+    j->efd = -1;
     if (!j->path) {
         free(j);
         return SL_ERR_NOMEM;
@@ -227,10 +261,30 @@ sl_status_t sl_journal_open(const sl_journal_cfg_t *cfg, sl_journal_t **journal_
             goto err_close;
         }
     }
+    /* The writer: SQLite is used by one thread at a time (the owner's
+     * restore before any batch is handed over, then the writer's). */
+    j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (j->efd < 0) {
+        SL_ERROR("journal %s: eventfd: %m", j->path);
+        goto err_close;
+    }
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->wake, NULL);
+    pthread_cond_init(&j->idle, NULL);
+    if (pthread_create(&j->thread, NULL, s_writer, j) != 0) {
+        SL_ERROR("journal %s: cannot start its writer thread", j->path);
+        pthread_cond_destroy(&j->idle);
+        pthread_cond_destroy(&j->wake);
+        pthread_mutex_destroy(&j->lock);
+        goto err_close;
+    }
+    j->started = true;
     *journal_p = j;
     return SL_OK;
 
 err_close:
+    if (j->efd >= 0)
+        close(j->efd);
     for (int i = 0; i < S_ST_COUNT; i++)
         sqlite3_finalize(j->st[i]);
     sqlite3_close(j->db);
@@ -246,12 +300,20 @@ void sl_journal_close(sl_journal_t **journal_p)
     if (!j)
         return;
     (void)sl_journal_commit(j);
+    pthread_mutex_lock(&j->lock);
+    j->stop = true;
+    pthread_cond_signal(&j->wake);
+    pthread_mutex_unlock(&j->lock);
+    pthread_join(j->thread, NULL);
+    pthread_cond_destroy(&j->idle);
+    pthread_cond_destroy(&j->wake);
+    pthread_mutex_destroy(&j->lock);
+    close(j->efd);
     for (int i = 0; i < S_ST_COUNT; i++)
         sqlite3_finalize(j->st[i]);
     sqlite3_close(j->db);
-    free(j->acc.data);
-    free(j->res.data);
-    free(j->drop);
+    s_batch_fini(&j->cur);
+    s_batch_fini(&j->w);
     sl_map_fini(&j->live);
     free(j->path);
     free(j);
@@ -306,10 +368,178 @@ static sl_status_t s_live_set(sl_journal_t *j, uint64_t batch, uint64_t n)
     return sl_map_put(&j->live, batch, (void *)(uintptr_t)n);
 }
 
+/* Delete accepts row `row` with batch b. */
+static sl_status_t s_drop_add(s_batch_t *b, uint64_t row)
+{
+    if (b->n_drop == b->cap_drop) {
+        size_t cap = b->cap_drop ? b->cap_drop * 2 : 64;
+        uint64_t *d = realloc(b->drop, cap * sizeof(*d));
+        if (!d)
+            return SL_ERR_NOMEM;
+        b->drop = d;
+        b->cap_drop = cap;
+    }
+    b->drop[b->n_drop++] = row;
+    return SL_OK;
+}
+
+static bool s_batch_pending(const s_batch_t *b)
+{
+    return b->acc.n || b->res.n || b->n_drop || b->bound || b->forget_before != INT64_MIN;
+}
+
+static void s_batch_clear(s_batch_t *b)
+{
+    b->acc.len = b->res.len = 0;
+    b->acc.n = b->res.n = 0;
+    b->n_drop = 0;
+    b->bound = 0;
+    b->write_acc = false;
+    b->forget_before = INT64_MIN;
+}
+
+static void s_batch_fini(s_batch_t *b)
+{
+    free(b->acc.data);
+    free(b->res.data);
+    free(b->drop);
+}
+
+/* Write batch b in one transaction (the writer thread, or the owner's
+ * before the writer runs). */
+static sl_status_t s_write(sl_journal_t *j, s_batch_t *b, uint64_t *forgotten_p)
+{
+    sl_status_t st = s_run(j, S_ST_BEGIN, "begin");
+    if (st == SL_OK && b->write_acc) {
+        sqlite3_bind_int64(j->st[S_ST_ACCEPTS], 1, (sqlite3_int64)b->no);
+        sqlite3_bind_blob(j->st[S_ST_ACCEPTS], 2, b->acc.data, (int)b->acc.len, SQLITE_STATIC);
+        st = s_run(j, S_ST_ACCEPTS, "writing accepted jobs");
+    }
+    if (st == SL_OK && b->res.n) {
+        sqlite3_bind_int64(j->st[S_ST_RESULTS], 1, (sqlite3_int64)b->no);
+        sqlite3_bind_blob(j->st[S_ST_RESULTS], 2, b->res.data, (int)b->res.len, SQLITE_STATIC);
+        sqlite3_bind_int64(j->st[S_ST_RESULTS], 3, b->res_at);
+        st = s_run(j, S_ST_RESULTS, "writing results");
+    }
+    for (size_t i = 0; st == SL_OK && i < b->n_drop; i++) {
+        sqlite3_bind_int64(j->st[S_ST_DROP], 1, (sqlite3_int64)b->drop[i]);
+        st = s_run(j, S_ST_DROP, "deleting finished jobs");
+    }
+    if (st == SL_OK && b->bound) {
+        sqlite3_bind_int64(j->st[S_ST_BOUND], 1, (sqlite3_int64)b->bound);
+        st = s_run(j, S_ST_BOUND, "raising the seq bound");
+    }
+    if (st == SL_OK && b->forget_before != INT64_MIN) {
+        sqlite3_bind_int64(j->st[S_ST_FORGET], 1, b->forget_before);
+        sqlite3_bind_int64(j->st[S_ST_FORGET], 2, (sqlite3_int64)b->no);
+        st = s_run(j, S_ST_FORGET, "deleting old results");
+        *forgotten_p = st == SL_OK ? (uint64_t)sqlite3_changes(j->db) : 0;
+    }
+    if (st == SL_OK)
+        st = s_run(j, S_ST_COMMIT, "commit");
+    if (st != SL_OK && !sqlite3_get_autocommit(j->db))
+        (void)sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    return st;
+}
+
+/* The writer thread: writes each batch handed to it, then tells the owner
+ * (eventfd) and any sl_journal_commit waiting. A failed batch is dropped,
+ * logged and counted: its jobs go on, but would not survive a crash. */
+static void *s_writer(void *arg)
+{
+    sl_journal_t *j = arg;
+    pthread_mutex_lock(&j->lock);
+    for (;;) {
+        while (!j->busy && !j->stop)
+            pthread_cond_wait(&j->wake, &j->lock);
+        if (!j->busy)
+            break;
+        pthread_mutex_unlock(&j->lock);
+        sl_time_t t0 = sl_clock_now();
+        uint64_t forgotten = 0;
+        sl_status_t st = s_write(j, &j->w, &forgotten);
+        uint64_t us = (uint64_t)((sl_clock_now() - t0) / SL_NS_PER_US);
+        pthread_mutex_lock(&j->lock);
+        j->stats.commits += st == SL_OK;
+        j->stats.commit_us += us;
+        j->stats.forgotten += forgotten;
+        j->stats.errors = j->w_errors;
+        j->durable = j->w.no;
+        s_batch_clear(&j->w);
+        j->busy = false;
+        pthread_cond_broadcast(&j->idle);
+        uint64_t one = 1;
+        if (write(j->efd, &one, sizeof(one)) < 0) { /* the counter cannot overflow here */
+        }
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+/* Hand the open batch to the writer when it is idle (lock held). */
+static void s_hand_locked(sl_journal_t *j)
+{
+    if (j->busy || !s_batch_pending(&j->cur))
+        return;
+    j->cur.write_acc = j->cur.acc.n && s_live_get(j, j->cur.no);
+    if (j->bound_dirty)
+        j->cur.bound = j->seq_bound;
+    j->bound_dirty = false;
+    s_batch_t t = j->w;
+    j->w = j->cur;
+    j->cur = t;
+    j->cur.no = j->w.no + 1;
+    s_batch_clear(&j->cur);
+    j->busy = true;
+    pthread_cond_signal(&j->wake);
+}
+
+void sl_journal_kick(sl_journal_t *j)
+{
+    pthread_mutex_lock(&j->lock);
+    s_hand_locked(j);
+    pthread_mutex_unlock(&j->lock);
+}
+
+uint64_t sl_journal_mark(const sl_journal_t *j)
+{
+    return s_batch_pending(&j->cur) ? j->cur.no : j->cur.no - 1;
+}
+
+uint64_t sl_journal_durable(sl_journal_t *j)
+{
+    uint64_t eat;
+    if (read(j->efd, &eat, sizeof(eat)) < 0) { /* nothing to clear: EAGAIN */
+    }
+    pthread_mutex_lock(&j->lock);
+    uint64_t d = j->durable;
+    pthread_mutex_unlock(&j->lock);
+    return d;
+}
+
+int sl_journal_fd(const sl_journal_t *j)
+{
+    return j->efd;
+}
+
+sl_status_t sl_journal_commit(sl_journal_t *j)
+{
+    pthread_mutex_lock(&j->lock);
+    uint64_t errors = j->stats.errors;
+    while (j->busy)
+        pthread_cond_wait(&j->idle, &j->lock);
+    s_hand_locked(j);
+    while (j->busy)
+        pthread_cond_wait(&j->idle, &j->lock);
+    sl_status_t st = j->stats.errors == errors ? SL_OK : SL_ERR_IO;
+    pthread_mutex_unlock(&j->lock);
+    return st;
+}
+
 /* Commit first when the open batch is full. */
 static sl_status_t s_room(sl_journal_t *j)
 {
-    if (j->acc.n + j->res.n >= (uint32_t)j->cfg.batch)
+    if (j->cur.acc.n + j->cur.res.n >= (uint32_t)j->cfg.batch)
         return sl_journal_commit(j);
     return SL_OK;
 }
@@ -319,12 +549,13 @@ sl_status_t sl_journal_accept(sl_journal_t *j, const sl_journal_rec_t *rec, uint
     sl_status_t st = s_room(j);
     if (st != SL_OK)
         return st;
+    s_batch_t *b = &j->cur;
     size_t l_id = strlen(rec->id), l_tenant = rec->tenant ? strlen(rec->tenant) : 0;
-    uint8_t *p = s_buf_grow(&j->acc, S_ACC_HEAD + l_id + l_tenant + rec->client_len + rec->job_len);
-    if (!p || s_live_set(j, j->batch, s_live_get(j, j->batch) + 1) != SL_OK) {
+    size_t need = S_ACC_HEAD + l_id + l_tenant + rec->client_len + rec->job_len;
+    uint8_t *p = s_buf_grow(&b->acc, need);
+    if (!p || s_live_set(j, b->no, s_live_get(j, b->no) + 1) != SL_OK) {
         if (p)
-            j->acc.len -= S_ACC_HEAD + l_id + l_tenant + rec->client_len + rec->job_len;
-        j->stats.errors++;
+            b->acc.len -= need;
         SL_ERROR("journal %s: out of memory for job '%s'", j->path, rec->id);
         return SL_ERR_NOMEM;
     }
@@ -337,13 +568,13 @@ sl_status_t sl_journal_accept(sl_journal_t *j, const sl_journal_rec_t *rec, uint
     p = s_put(p, rec->tenant, l_tenant);
     p = s_put(p, rec->client, rec->client_len);
     s_put(p, rec->job, rec->job_len);
-    j->acc.n++;
-    if (rec->seq >= j->seq_bound) {
+    b->acc.n++;
+    if (rec->seq + S_SEQ_STEP / 2 >= j->seq_bound) { /* raised well ahead of need */
         j->seq_bound = rec->seq + S_SEQ_STEP;
         j->bound_dirty = true;
     }
-    j->stats.accepts++;
-    *batch_p = j->batch;
+    j->accepts++;
+    *batch_p = b->no;
     return SL_OK;
 }
 
@@ -353,10 +584,10 @@ sl_status_t sl_journal_done(sl_journal_t *j, uint64_t batch, uint64_t seq, const
     sl_status_t st = s_room(j);
     if (st != SL_OK)
         return st;
+    s_batch_t *b = &j->cur;
     size_t l_id = strlen(id);
-    uint8_t *p = s_buf_grow(&j->res, S_RES_HEAD + l_id + len);
+    uint8_t *p = s_buf_grow(&b->res, S_RES_HEAD + l_id + len);
     if (!p) {
-        j->stats.errors++;
         SL_ERROR("journal %s: out of memory for the result of '%s'", j->path, id);
         return SL_ERR_NOMEM;
     }
@@ -365,84 +596,23 @@ sl_status_t sl_journal_done(sl_journal_t *j, uint64_t batch, uint64_t seq, const
     p = s_put32(p, len);
     p = s_put(p, id, l_id);
     s_put(p, result, len);
-    j->res.n++;
-    j->res_at = now_ms;
-    j->stats.results++;
+    b->res.n++;
+    b->res_at = now_ms;
+    j->results++;
     /* The batch's last live job: its row goes (or is never written). */
     uint64_t n = s_live_get(j, batch);
     if (n) {
         (void)s_live_set(j, batch, n - 1);
-        if (n == 1 && batch != j->batch) {
-            if (j->n_drop == j->cap_drop) {
-                size_t cap = j->cap_drop ? j->cap_drop * 2 : 64;
-                uint64_t *d = realloc(j->drop, cap * sizeof(*d));
-                if (!d)
-                    return SL_OK; /* the row stays: restored, its jobs are found finished */
-                j->drop = d;
-                j->cap_drop = cap;
-            }
-            j->drop[j->n_drop++] = batch;
-        }
+        if (n == 1 && batch != b->no)
+            (void)s_drop_add(b, batch); /* without memory the row stays: restored, its jobs are
+                                           found finished */
     }
     return SL_OK;
-}
-
-/* Write the open batch's rows (inside the transaction). */
-static sl_status_t s_write(sl_journal_t *j)
-{
-    sl_status_t st = SL_OK;
-    if (j->acc.n && s_live_get(j, j->batch)) { /* some of its jobs are still live */
-        sqlite3_bind_int64(j->st[S_ST_ACCEPTS], 1, (sqlite3_int64)j->batch);
-        sqlite3_bind_blob(j->st[S_ST_ACCEPTS], 2, j->acc.data, (int)j->acc.len, SQLITE_STATIC);
-        if ((st = s_run(j, S_ST_ACCEPTS, "writing accepted jobs")) != SL_OK)
-            return st;
-    }
-    if (j->res.n) {
-        sqlite3_bind_int64(j->st[S_ST_RESULTS], 1, (sqlite3_int64)j->batch);
-        sqlite3_bind_blob(j->st[S_ST_RESULTS], 2, j->res.data, (int)j->res.len, SQLITE_STATIC);
-        sqlite3_bind_int64(j->st[S_ST_RESULTS], 3, j->res_at);
-        if ((st = s_run(j, S_ST_RESULTS, "writing results")) != SL_OK)
-            return st;
-    }
-    for (size_t i = 0; i < j->n_drop; i++) {
-        sqlite3_bind_int64(j->st[S_ST_DROP], 1, (sqlite3_int64)j->drop[i]);
-        if ((st = s_run(j, S_ST_DROP, "deleting finished jobs")) != SL_OK)
-            return st;
-    }
-    if (j->bound_dirty) {
-        sqlite3_bind_int64(j->st[S_ST_BOUND], 1, (sqlite3_int64)j->seq_bound);
-        if ((st = s_run(j, S_ST_BOUND, "raising the seq bound")) != SL_OK)
-            return st;
-    }
-    return SL_OK;
-}
-
-sl_status_t sl_journal_commit(sl_journal_t *j)
-{
-    if (!sl_journal_pending(j))
-        return SL_OK;
-    sl_time_t t0 = sl_clock_now();
-    sl_status_t st = s_run(j, S_ST_BEGIN, "begin");
-    if (st == SL_OK && (st = s_write(j)) == SL_OK)
-        st = s_run(j, S_ST_COMMIT, "commit");
-    if (st != SL_OK && !sqlite3_get_autocommit(j->db))
-        (void)sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
-    if (st == SL_OK)
-        j->stats.commits++;
-    /* A failed batch is dropped (counted and logged by s_fail): its jobs go
-     * on, but would not survive a crash. */
-    j->acc.len = j->res.len = 0;
-    j->acc.n = j->res.n = 0;
-    j->n_drop = 0;
-    j->bound_dirty = false;
-    j->batch++;
-    j->stats.commit_us += (uint64_t)((sl_clock_now() - t0) / SL_NS_PER_US);
-    return st;
 }
 
 bool sl_journal_pending(const sl_journal_t *j)
 {
-    return j->acc.n || j->res.n || j->n_drop;
+    return s_batch_pending(&j->cur);
 }
 
 uint64_t sl_journal_seq_bound(const sl_journal_t *j)
@@ -494,14 +664,14 @@ static sl_status_t s_restore_results(sl_journal_t *j, int64_t now_ms, const sl_j
             continue;
         for (size_t off = 0; st == SL_OK && off < len;) {
             if (len - off < S_RES_HEAD) {
-                j->stats.unusable += done ? 1 : 0;
+                j->unusable += done ? 1 : 0;
                 break;
             }
             uint64_t seq;
             memcpy(&seq, p + off, 8);
             size_t l_id = s_get32(p + off + 8), l_res = s_get32(p + off + 12);
             if (len - off - S_RES_HEAD < l_id || len - off - S_RES_HEAD - l_id < l_res) {
-                j->stats.unusable += done ? 1 : 0;
+                j->unusable += done ? 1 : 0;
                 break;
             }
             const uint8_t *b = p + off + S_RES_HEAD;
@@ -520,7 +690,7 @@ static sl_status_t s_restore_results(sl_journal_t *j, int64_t now_ms, const sl_j
             st = v->done(arg, id, b + l_id, l_res);
             if (s_skippable(st)) {
                 if (st != SL_ERR_EXISTS) /* an id accepted again since */
-                    j->stats.unusable++;
+                    j->unusable++;
                 st = SL_OK;
             }
             free(id);
@@ -570,7 +740,7 @@ static sl_status_t s_restore_accept(sl_journal_t *j, uint64_t batch, const uint8
             st = s_live_set(j, batch, s_live_get(j, batch) + 1);
         else if (s_skippable(st)) {
             SL_WARN("journal %s: job '%s' cannot be restored: %s", j->path, id, sl_status_str(st));
-            j->stats.unusable++;
+            j->unusable++;
             st = SL_OK;
         }
     }
@@ -597,24 +767,13 @@ sl_status_t sl_journal_restore(sl_journal_t *j, int64_t now_ms, const sl_journal
         for (size_t off = 0; st == SL_OK && off < len; off += used) {
             st = s_restore_accept(j, batch, p + off, len - off, v, arg, &done, &used);
             if (st == SL_OK && !used) {
-                j->stats.unusable++;
+                j->unusable++;
                 break;
             }
         }
         /* A row none of whose jobs is live any more goes with the next batch. */
-        if (st == SL_OK && !s_live_get(j, batch)) {
-            if (j->n_drop == j->cap_drop) {
-                size_t cap = j->cap_drop ? j->cap_drop * 2 : 64;
-                uint64_t *d = realloc(j->drop, cap * sizeof(*d));
-                if (!d) {
-                    st = SL_ERR_NOMEM;
-                    break;
-                }
-                j->drop = d;
-                j->cap_drop = cap;
-            }
-            j->drop[j->n_drop++] = batch;
-        }
+        if (st == SL_OK && !s_live_get(j, batch))
+            st = s_drop_add(&j->cur, batch);
     }
     if (st == SL_OK && q && rc != SQLITE_DONE)
         st = s_fail(j, "reading the accepted jobs");
@@ -624,30 +783,24 @@ sl_status_t sl_journal_restore(sl_journal_t *j, int64_t now_ms, const sl_journal
      * is the live job's. */
     if (st == SL_OK)
         st = s_restore_results(j, now_ms, v, arg, NULL);
+    pthread_mutex_lock(&j->lock);
+    j->stats.errors = j->w_errors;
+    pthread_mutex_unlock(&j->lock);
     return st;
 }
 
 sl_status_t sl_journal_forget(sl_journal_t *j, int64_t now_ms)
 {
-    sl_status_t st = s_run(j, S_ST_BEGIN, "begin");
-    if (st != SL_OK)
-        return st;
-    sqlite3_bind_int64(j->st[S_ST_FORGET], 1, now_ms - j->cfg.retain_ms);
-    sqlite3_bind_int64(j->st[S_ST_FORGET], 2, (sqlite3_int64)j->batch);
-    st = s_run(j, S_ST_FORGET, "deleting old results");
-    int changes = sqlite3_changes(j->db);
-    if (st == SL_OK)
-        st = s_run(j, S_ST_COMMIT, "commit");
-    if (st != SL_OK) {
-        if (!sqlite3_get_autocommit(j->db))
-            (void)sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
-        return st;
-    }
-    j->stats.forgotten += (uint64_t)changes;
+    j->cur.forget_before = now_ms - j->cfg.retain_ms;
     return SL_OK;
 }
 
-void sl_journal_stats(const sl_journal_t *j, sl_journal_stats_t *st)
+void sl_journal_stats(sl_journal_t *j, sl_journal_stats_t *st)
 {
+    pthread_mutex_lock(&j->lock);
     *st = j->stats;
+    pthread_mutex_unlock(&j->lock);
+    st->accepts = j->accepts;
+    st->results = j->results;
+    st->unusable = j->unusable;
 }

@@ -3,11 +3,13 @@
  * file (WAL mode), so a scheduler that crashes and restarts on the same
  * file gets back every job it had accepted (docs/OPERATIONS.md, "The
  * journal"). Writes are grouped: records collect in memory and
- * sl_journal_commit writes them as one batch (a row of accepts, a row of
- * results) in one transaction, with one sync; the daemon commits once per
- * loop turn, before the turn's Accepted replies go out.
+ * they are written as one batch (a row of accepts, a row of results) in
+ * one transaction, with one sync, by a writer thread; the daemon hands a
+ * batch over at the end of each loop turn and holds that turn's replies
+ * until the batch is committed.
  *
- * Not thread-safe: the scheduler's loop thread owns it.
+ * One thread owns it (the scheduler's loop); the journal's writer thread
+ * is its own business.
  */
 #ifndef SL_JOURNAL_H
 #define SL_JOURNAL_H
@@ -68,9 +70,24 @@ sl_status_t sl_journal_accept(sl_journal_t *j, const sl_journal_rec_t *rec, uint
  * retain_ms, and a batch whose jobs have all finished is deleted. */
 sl_status_t sl_journal_done(sl_journal_t *j, uint64_t batch, uint64_t seq, const char *id,
                             const void *result, size_t len, int64_t now_ms);
-/* Write the open batch and end the transaction with one commit (nothing
- * when no record waits). Logs on failure. */
+/* Write the open batch and wait until it is committed (nothing when no
+ * record waits): SL_ERR_IO when a write failed (logged). */
 sl_status_t sl_journal_commit(sl_journal_t *j);
+
+/*
+ * Group commit without waiting. Batches are written by a thread of the
+ * journal's own, one transaction (one sync) each, while the owner goes on:
+ * sl_journal_kick hands the open batch over when the writer is idle (else
+ * the records wait and join the next batch). sl_journal_mark is the number
+ * of the batch holding the newest record; once sl_journal_durable (which
+ * also clears sl_journal_fd's readiness) reaches it, everything recorded
+ * before the mark is on disk, and the replies that depend on it may go. The
+ * fd becomes readable after each batch written: poll it, then kick again.
+ */
+void sl_journal_kick(sl_journal_t *j);
+uint64_t sl_journal_mark(const sl_journal_t *j);
+uint64_t sl_journal_durable(sl_journal_t *j);
+int sl_journal_fd(const sl_journal_t *j);
 /* Whether records wait for a commit. */
 bool sl_journal_pending(const sl_journal_t *j);
 
@@ -82,7 +99,7 @@ typedef struct sl_journal_visit {
     sl_status_t (*done)(void *arg, const char *id, const void *result, size_t len);
 } sl_journal_visit_t;
 
-/* Read back what the journal holds (at start, before any write). A record
+/* Read back what the journal holds (at open, before any record). A record
  * a callback refuses with SL_ERR_MSG_* or SL_ERR_INVALID is counted
  * unusable and skipped; another error stops the walk and is returned. */
 sl_status_t sl_journal_restore(sl_journal_t *j, int64_t now_ms, const sl_journal_visit_t *v,
@@ -93,11 +110,11 @@ sl_status_t sl_journal_restore(sl_journal_t *j, int64_t now_ms, const sl_journal
  * core starts above it. sl_journal_accept raises it ahead of need. */
 uint64_t sl_journal_seq_bound(const sl_journal_t *j);
 
-/* Delete results older than retain_ms, except those a batch still
- * written needs to tell its finished jobs from its live ones (in a
- * transaction of its own). */
+/* Delete results older than retain_ms, except those an accepts row still
+ * written needs to tell its finished jobs from its live ones (with the
+ * next batch). */
 sl_status_t sl_journal_forget(sl_journal_t *j, int64_t now_ms);
 
-void sl_journal_stats(const sl_journal_t *j, sl_journal_stats_t *st);
+void sl_journal_stats(sl_journal_t *j, sl_journal_stats_t *st);
 
 #endif

@@ -191,7 +191,8 @@ typedef struct s_client_out {
     sl_wire_ident_t ident;     /* routing identity */
     uint64_t key;              /* key in sl_sched.outs */
     sl_wire_batch_t batch;     /* accepted, busy and result items */
-    struct s_client_out *next; /* next free one (in the free list) */
+    uint64_t ticket;           /* held: the journal batch that must be durable first */
+    struct s_client_out *next; /* next free one (in the free list), or next held one */
 } s_client_out_t;
 
 /* Idle client batches kept for reuse (their buffers stay allocated). */
@@ -223,6 +224,8 @@ struct sl_sched {
     bool closing;                   /* being destroyed: executors are no longer told of peers */
     sl_collector_t *collector;      /* writes shipped logs and traces (NULL: --collect-dir unset) */
     sl_journal_t *journal;          /* accepted jobs and results (NULL: --journal unset) */
+    s_client_out_t *held;           /* answers waiting for their journal batch, oldest first */
+    s_client_out_t **held_tail;     /* where the next held one goes */
     sl_time_t journal_sweep_at;     /* next deletion of old results */
     uint64_t results_restored;      /* finished jobs' results the journal gave back at start */
 };
@@ -235,8 +238,8 @@ static int64_t s_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Commit the journal's open transaction: before any Accepted or result of
- * this turn leaves. A failure is logged and counted by the journal. */
+/* Commit the journal's open batch and wait for it (an answer that must
+ * leave at once). A failure is logged and counted by the journal. */
 static void s_journal_commit(sl_sched_t *s)
 {
     if (s->journal && sl_journal_pending(s->journal))
@@ -436,9 +439,43 @@ static void s_answer_packed_result(sl_sched_t *s, const sl_wire_ident_t *to, con
 }
 
 /* End of a loop turn: send every pending dispatch batch and answer batch. */
+/* A client batch sent or dropped goes back to the free list. */
+static void s_out_recycle(sl_sched_t *s, s_client_out_t *o)
+{
+    if (s->n_free_outs < S_OUT_FREE_MAX) {
+        o->next = s->free_outs;
+        s->free_outs = o;
+        s->n_free_outs++;
+    } else {
+        sl_wire_batch_fini(&o->batch);
+        free(o);
+    }
+}
+
+/* Send the held answers whose journal batch is durable, oldest first. */
+static void s_held_release(sl_sched_t *s, uint64_t durable)
+{
+    while (s->held && s->held->ticket <= durable) {
+        s_client_out_t *o = s->held;
+        s->held = o->next;
+        if (!s->held)
+            s->held_tail = &s->held;
+        s_out_send(s, o);
+        s_out_recycle(s, o);
+    }
+}
+
+/* The journal's writer finished a batch: its answers go, and the records
+ * gathered meanwhile are handed over as the next batch. */
+static void s_journal_ready(sl_sched_t *s)
+{
+    uint64_t durable = sl_journal_durable(s->journal);
+    sl_journal_kick(s->journal);
+    s_held_release(s, durable);
+}
+
 static void s_flush(sl_sched_t *s)
 {
-    s_journal_commit(s); /* what this turn accepted is durable before it is acknowledged */
     /* A failed send loses the executor, whose requeued jobs may be
      * dispatched to others. The core is told only after the walk over
      * dirty_execs, which its callbacks append to: the executors that failed
@@ -460,18 +497,28 @@ static void s_flush(sl_sched_t *s)
         memmove(s->dirty_execs, s->dirty_execs + n_failed,
                 s->n_dirty_execs * sizeof(*s->dirty_execs));
     }
+    /* With a journal, what this turn answered waits for the batch holding
+     * this turn's records (group commit: the writer syncs while the loop
+     * goes on; answers leave in order, as their batches become durable). */
+    uint64_t mark = 0, durable = 0;
+    if (s->journal) {
+        mark = sl_journal_mark(s->journal);
+        sl_journal_kick(s->journal);
+        durable = sl_journal_durable(s->journal);
+        s_held_release(s, durable);
+    }
     for (size_t i = 0; i < s->n_dirty_outs; i++) {
         s_client_out_t *o = s->dirty_outs[i];
-        s_out_send(s, o);
         sl_map_del(&s->outs, o->key);
-        if (s->n_free_outs < S_OUT_FREE_MAX) {
-            o->next = s->free_outs;
-            s->free_outs = o;
-            s->n_free_outs++;
-        } else {
-            sl_wire_batch_fini(&o->batch);
-            free(o);
+        if (mark > durable || s->held) {
+            o->ticket = mark;
+            o->next = NULL;
+            *s->held_tail = o;
+            s->held_tail = &o->next;
+            continue;
         }
+        s_out_send(s, o);
+        s_out_recycle(s, o);
     }
     s->n_dirty_outs = 0;
 }
@@ -1615,6 +1662,7 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     s->limits.max_batch = (uint32_t)cfg->max_batch;
     sl_map_init(&s->by_ident);
     sl_map_init(&s->outs);
+    s->held_tail = &s->held;
     /* An executor may be listed twice in a turn: flushed, then given
      * requeued jobs when another executor is lost during the flush. */
     s->cap_dirty_execs = 2 * (size_t)cfg->core.max_executors;
@@ -1681,7 +1729,10 @@ void sl_sched_handle_signals(sl_sched_t *sched)
 
 sl_status_t sl_sched_run(sl_sched_t *s)
 {
-    zmq_pollitem_t items[2] = {{s->clients, 0, ZMQ_POLLIN, 0}, {s->executors, 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[3] = {{s->clients, 0, ZMQ_POLLIN, 0},
+                               {s->executors, 0, ZMQ_POLLIN, 0},
+                               {NULL, s->journal ? sl_journal_fd(s->journal) : -1, ZMQ_POLLIN, 0}};
+    int n_items = s->journal ? 3 : 2;
     sl_time_t tick = SL_MS(s->cfg.tick_ms);
     sl_time_t next_tick = sl_clock_now() + tick;
     sl_time_t drain_until = 0;
@@ -1704,7 +1755,7 @@ sl_status_t sl_sched_run(sl_sched_t *s)
         long timeout_ms = (long)((next_tick - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS);
         if (timeout_ms < 0)
             timeout_ms = 0;
-        int rc = zmq_poll(items, 2, timeout_ms);
+        int rc = zmq_poll(items, n_items, timeout_ms);
         if (rc < 0 && errno != EINTR) {
             SL_ERROR("zmq_poll: %s", zmq_strerror(errno));
             return SL_ERR_IO;
@@ -1712,6 +1763,8 @@ sl_status_t sl_sched_run(sl_sched_t *s)
         now = sl_clock_now();
         s->now = now;
         if (rc > 0) {
+            if (n_items > 2 && (items[2].revents & ZMQ_POLLIN))
+                s_journal_ready(s);
             if (items[1].revents & ZMQ_POLLIN)
                 s_on_executor(s, now);
             if (items[0].revents & ZMQ_POLLIN)
@@ -1741,7 +1794,16 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     sl_signal_forget(&s->stop);
     if (s->cfg.state_file[0])
         s_state_write(s);
+    s_journal_commit(s);
     s_flush(s);
+    if (s->journal) /* the last answers, now that their batches are durable */
+        s_held_release(s, sl_journal_durable(s->journal));
+    while (s->held) {
+        s_client_out_t *o = s->held;
+        s->held = o->next;
+        sl_wire_batch_fini(&o->batch);
+        free(o);
+    }
     s->closing = true;
     sl_core_destroy(&s->core);
     sl_journal_close(&s->journal);
