@@ -144,6 +144,11 @@ static sl_status_t s_exec(sl_journal_t *j, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(j->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        if (sqlite3_errcode(j->db) == SQLITE_BUSY) {
+            SL_ERROR("journal %s is in use by another process (another scheduler?)", j->path);
+            sqlite3_free(msg);
+            return SL_ERR_IO;
+        }
         SL_ERROR("journal %s is not usable (%.60s...): %s; move it away to start without it",
                  j->path, sql, msg ? msg : sqlite3_errmsg(j->db));
         sqlite3_free(msg);
