@@ -7,6 +7,7 @@
  * The subjects: sl_core.c (life cycle, jobs, queues, timers), sl_core_done.c
  * (the finished-job log), sl_core_admit.c (admission), sl_core_place.c
  * (placement and dispatch), sl_core_exec.c (the executor table),
+ * sl_core_adopt.c (jobs restored from a journal, adopted or queued),
  * sl_core_state.c (saving and restoring the learned state).
  */
 #ifndef SL_CORE_INT_H
