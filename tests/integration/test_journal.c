@@ -7,7 +7,8 @@
  * dispatched after the grace. The client (a DEALER with a fixed routing id,
  * as libsluice's) gets exactly one result per acknowledged job: none lost,
  * none twice. A resubmission of a finished id after a second restart gets
- * the journaled result, not a second run.
+ * the journaled result, not a second run; a queued job submitted again
+ * after the restart is the same job.
  *
  * Jobs are made slow with the sim backend's decode step (50 ms a token).
  */
@@ -115,6 +116,9 @@ static void test_crash_restore_adopt(void **state)
     assert_true(cl_wait(&c, sched, 5000) >= 0);
     sched = cl_scheduler(&c, sched_args);
     assert_int_equal(s_wait_counter(probe, "jobs_restored", S_JOBS, 10000), S_JOBS);
+    /* A queued job submitted again is the same job: Accepted again, one result. */
+    cl_submit(cli, "journal-7", 8, 40, 0);
+    bool reaccepted = false;
 
     /* Every job ends once at the client: the two running were adopted, the
      * queued ones run after the grace. */
@@ -125,6 +129,8 @@ static void test_crash_restore_adopt(void **state)
         if (!cl_next(cli, 200, &ev))
             continue;
         int k = s_index(ev.job_id);
+        if (ev.kind == CL_EV_ACCEPTED && k == 7)
+            reaccepted = true;
         if (ev.kind == CL_EV_RESULT && k >= 0) {
             assert_int_equal(ev.result.status, SL_OK);
             if (results[k]++ == 0)
@@ -146,6 +152,8 @@ static void test_crash_restore_adopt(void **state)
     for (int k = 0; k < S_JOBS; k++)
         if (results[k] != 1)
             fail_msg("job journal-%d got %d results", k, results[k]);
+    assert_true(reaccepted);
+    assert_int_equal(s_counter(probe, "jobs_duplicate"), 1);
     int64_t adopted = s_counter(probe, "jobs_adopted");
     int64_t unclaimed = s_counter(probe, "jobs_unclaimed");
     assert_int_equal(adopted, 2);
