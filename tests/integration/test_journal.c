@@ -30,7 +30,8 @@
 
 #define S_JOBS 8
 
-/* 50 ms per decode step, two jobs at a time: a job of 40 tokens takes 2 s. */
+/* 50 ms per decode step, two jobs at a time: a job of 80 tokens takes 4 s
+ * (long enough for the restart to find the first two still running). */
 static const char *const s_slow_exec[] = {"--backend=sim", "--sim-decode-base-us=50000",
                                           "--slots=2", "--log-level=warn", NULL};
 
@@ -93,7 +94,7 @@ static void test_crash_restore_adopt(void **state)
     char id[32];
     for (int k = 0; k < S_JOBS; k++) {
         snprintf(id, sizeof(id), "journal-%d", k);
-        cl_submit(cli, id, 8, 40, 0);
+        cl_submit(cli, id, 8, 80, 0);
     }
     int accepted[S_JOBS] = {0}, results[S_JOBS] = {0}, n_acc = 0;
     sl_time_t end = sl_clock_now() + SL_MS(10000);
@@ -117,7 +118,7 @@ static void test_crash_restore_adopt(void **state)
     sched = cl_scheduler(&c, sched_args);
     assert_int_equal(s_wait_counter(probe, "jobs_restored", S_JOBS, 10000), S_JOBS);
     /* A queued job submitted again is the same job: Accepted again, one result. */
-    cl_submit(cli, "journal-7", 8, 40, 0);
+    cl_submit(cli, "journal-7", 8, 80, 0);
     bool reaccepted = false;
 
     /* Every job ends once at the client: the two running were adopted, the
