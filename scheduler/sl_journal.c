@@ -1,17 +1,17 @@
 /*
  * The scheduler's journal (see sl_journal.h).
  *
- * Records are written in batches, one per commit: the accepts of a loop
- * turn go into one row of the accepts table, its results into one row of
- * the results table, both keyed by the batch number (one counter for both,
- * so batches are ordered). Each row is the batch's records packed back to
+ * Records are written in batches, one per commit: the accepts gathered
+ * since the last batch go into one row of the accepts table, the results
+ * into one row of the results table, both keyed by the batch number (one
+ * counter for both, so batches are ordered). Each row is the batch's records packed back to
  * back: an accept carries what rebuilds the job (its seq, id, tenant,
  * client routing identity and the Job encoding as the client sent it), a
  * result the seq, the id and the packed Result. A job is live when its
  * accept is in a row and no result of it is; so that old results can go,
  * the journal counts in memory the live jobs of each accepts row and
  * deletes the row when its last job finishes (a row whose jobs all
- * finished within the turn is never written at all). A results row goes
+ * finished within their batch is never written at all). A results row goes
  * once older than retain_ms and older than every accepts row left.
  * A meta table holds the schema version and a bound on the seqs handed
  * out, so a restarted core never reuses a seq an executor may still hold.
@@ -21,13 +21,24 @@
  * the next open, so a crash at any point leaves the last committed state.
  * SQLite's own checkpointing (wal_autocheckpoint) folds the WAL back in.
  *
+ * The owner's thread only packs records into the open batch. A writer
+ * thread of the journal's own does every SQLite call after the restore:
+ * the owner hands it the open batch when it is idle (the two batches swap,
+ * under a lock) and polls an eventfd that says a batch was written; while
+ * the writer syncs one batch, the next gathers, so one sync serves every
+ * record of a burst and the owner's loop never waits on the disk. The
+ * live-job counts and the open batch are the owner's alone; what the
+ * writer shares (the batch handed over, the counters, the number of the
+ * last batch written) is under the lock.
+ *
  * Alternatives rejected: a row per job (two statements per job, accept and
  * result: the journal then cost the scheduler three times its own work per
  * job, against a few hundred nanoseconds of copying per job here, and a
  * few statements per turn); one transaction per job (a sync per accept:
  * about a hundred times slower on a disk); an append-only log of our own
  * (torn-record detection, compaction and checkpoints are what SQLite
- * already gets right).
+ * already gets right); committing in the owner's loop (it then stalled
+ * for every sync, and its answers could not overlap the next turns).
  */
 #include "scheduler/sl_journal.h"
 #include "common/sl_clock.h"
