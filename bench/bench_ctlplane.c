@@ -22,6 +22,14 @@
  * before the jobs phase made the ratio swing with it.
  * It prints each round, the medians, then a RESULT line.
  *
+ * With --journal a second scheduler, with --journal in --journal-dir (the
+ * run's temporary folder by default, /tmp), and executors of its own run
+ * beside the first; each round then adds a jobs phase through it, and the
+ * RESULT adds its jobs per second and journal_vs_none, its ratio to the
+ * jobs phase without a journal of the same round (median over rounds).
+ * Two clusters side by side, rather than one scheduler restarted between
+ * phases, keep each phase's cluster warm and let the phases alternate.
+ *
  * Children are started with fork/exec, die with this process
  * (PR_SET_PDEATHSIG), are killed by the signal handler on SIGINT/SIGTERM,
  * and are always stopped (SIGTERM, then SIGKILL) and reaped before exit.
@@ -62,25 +70,28 @@
 #define S_MAX_CHILDREN 257
 
 typedef struct s_ctl_cfg {
-    int executors;                  /* sluice-executor processes */
-    int slots;                      /* --slots of each executor */
-    int credits;                    /* scheduler --credits (0 = the executor's slots) */
-    char policy[SL_CFG_STR_MAX];    /* scheduler --policy */
-    int missed_heartbeats;          /* scheduler --missed-heartbeats */
-    int heap_keep_mib;              /* --heap-keep-mib of the daemons and of this process */
-    int window;                     /* messages / jobs outstanding at once */
-    double duration_s;              /* measured time of each phase */
-    double warmup_s;                /* unmeasured time before each phase */
-    int prompt_tokens;              /* prompt length of the jobs (sets the message size) */
-    bool prompt_ids;                /* jobs carry token ids (else a length only) */
-    char transport[SL_CFG_STR_MAX]; /* tcp (loopback, free ports) or ipc (temp dir) */
-    char bin_dir[SL_CFG_STR_MAX];   /* where the programs are (default: next to sluice-bench) */
-    int startup_timeout_ms;         /* wait for the executors to register */
-    int stop_timeout_ms;            /* wait after SIGTERM before SIGKILL */
-    int stall_timeout_ms;           /* a phase with no progress for this long fails */
-    bool skip_raw;                  /* only the jobs phase */
-    char raw_shape[SL_CFG_STR_MAX]; /* relay (the path of a job) or echo (one hop, both ways) */
-    int rounds;                     /* alternations of the two phases */
+    int executors;                     /* sluice-executor processes */
+    int slots;                         /* --slots of each executor */
+    int credits;                       /* scheduler --credits (0 = the executor's slots) */
+    char policy[SL_CFG_STR_MAX];       /* scheduler --policy */
+    int missed_heartbeats;             /* scheduler --missed-heartbeats */
+    int heap_keep_mib;                 /* --heap-keep-mib of the daemons and of this process */
+    int window;                        /* messages / jobs outstanding at once */
+    double duration_s;                 /* measured time of each phase */
+    double warmup_s;                   /* unmeasured time before each phase */
+    int prompt_tokens;                 /* prompt length of the jobs (sets the message size) */
+    bool prompt_ids;                   /* jobs carry token ids (else a length only) */
+    char transport[SL_CFG_STR_MAX];    /* tcp (loopback, free ports) or ipc (temp dir) */
+    char bin_dir[SL_CFG_STR_MAX];      /* where the programs are (default: next to sluice-bench) */
+    int startup_timeout_ms;            /* wait for the executors to register */
+    int stop_timeout_ms;               /* wait after SIGTERM before SIGKILL */
+    int stall_timeout_ms;              /* a phase with no progress for this long fails */
+    bool skip_raw;                     /* only the jobs phase */
+    char raw_shape[SL_CFG_STR_MAX];    /* relay (the path of a job) or echo (one hop, both ways) */
+    int rounds;                        /* alternations of the two phases */
+    bool journal;                      /* also a jobs phase through a scheduler with --journal */
+    char journal_dir[SL_CFG_STR_MAX];  /* where its journal is ("" = the run's temp folder) */
+    char journal_sync[SL_CFG_STR_MAX]; /* its --journal-sync */
 } s_ctl_cfg_t;
 
 static const sl_cfg_field_t s_table[] = {
@@ -126,6 +137,14 @@ static const sl_cfg_field_t s_table[] = {
                  "echo (one hop, the whole message both ways)"),
     SL_CFG_RANGE(s_ctl_cfg_t, rounds, "rounds", "5", SL_CFG_INT, 1, 1000,
                  "rounds of raw then jobs; the figures are the medians over the rounds"),
+    SL_CFG_FIELD(s_ctl_cfg_t, journal, "journal", "false", SL_CFG_BOOL,
+                 "also run jobs through a second scheduler with --journal, each round, and "
+                 "report journal_vs_none (its jobs/s over the first's)"),
+    SL_CFG_FIELD(s_ctl_cfg_t, journal_dir, "journal-dir", "", SL_CFG_STR,
+                 "folder of that scheduler's journal (default: a temporary folder in /tmp; "
+                 "/dev/shm measures it on a tmpfs)"),
+    SL_CFG_FIELD(s_ctl_cfg_t, journal_sync, "journal-sync", "full", SL_CFG_STR,
+                 "that scheduler's --journal-sync (full or normal)"),
     SL_CFG_END,
 };
 
@@ -448,12 +467,16 @@ static double s_cpu_of(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* The children of the cluster a jobs phase measures: its scheduler, then
+ * its executors, [s_cpu_lo, s_cpu_hi) in s_children. */
+static int s_cpu_lo, s_cpu_hi;
+
 static void s_cpu_now(s_cpu_t *c)
 {
     struct timespec ts;
     memset(c, 0, sizeof(*c));
-    for (int i = 0; i < s_n_children; i++)
-        c->s[i ? 1 : 0] += s_cpu_of(s_children[i]);
+    for (int i = s_cpu_lo; i < s_cpu_hi && i < s_n_children; i++)
+        c->s[i > s_cpu_lo ? 1 : 0] += s_cpu_of(s_children[i]);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     c->s[2] = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
@@ -586,6 +609,51 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
     return result;
 }
 
+/* Start a scheduler on client_ep and exec_ep (with --journal journal when
+ * not NULL) and cfg->executors null executors named <prefix><i>; 0 when
+ * all were started. */
+static int s_cluster(const s_ctl_cfg_t *cfg, char *sched_bin, char *exec_bin, char *client_ep,
+                     char *exec_ep, const char *journal, const char *prefix)
+{
+    char credits[16], slots[16], missed[16], keep[16], name[32], jarg[SL_CFG_STR_MAX + 32],
+        jsync[SL_CFG_STR_MAX + 32];
+    snprintf(keep, sizeof(keep), "%d", cfg->heap_keep_mib);
+    snprintf(credits, sizeof(credits), "%d", cfg->credits);
+    snprintf(missed, sizeof(missed), "%d", cfg->missed_heartbeats);
+    snprintf(slots, sizeof(slots), "%d", cfg->slots);
+    snprintf(jarg, sizeof(jarg), "--journal=%s", journal ? journal : "");
+    snprintf(jsync, sizeof(jsync), "--journal-sync=%s", cfg->journal_sync);
+    char *sargv[] = {sched_bin,
+                     "--client-endpoint",
+                     client_ep,
+                     "--executor-endpoint",
+                     exec_ep,
+                     "--policy",
+                     (char *)cfg->policy,
+                     "--credits",
+                     credits,
+                     "--missed-heartbeats",
+                     missed,
+                     "--heap-keep-mib",
+                     keep,
+                     "--log-level",
+                     "error",
+                     journal ? jarg : NULL,
+                     jsync,
+                     NULL};
+    if (s_spawn(sargv) < 0)
+        return -1;
+    for (int i = 0; i < cfg->executors; i++) {
+        snprintf(name, sizeof(name), "%s%d", prefix, i);
+        char *eargv[] = {exec_bin,    "--scheduler", exec_ep,   "--name", name,
+                         "--backend", "null",        "--slots", slots,    "--heap-keep-mib",
+                         keep,        "--log-level", "error",   NULL};
+        if (s_spawn(eargv) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int s_bin_dir(const s_ctl_cfg_t *cfg, char *out, size_t cap)
 {
     if (cfg->bin_dir[0]) {
@@ -631,19 +699,23 @@ int sl_bench_ctlplane_main(int argc, char **argv)
 
     char tmp[] = "/tmp/sluice-ctlplane-XXXXXX";
     char raw_ep[PATH_MAX + 32], relay_ep[PATH_MAX + 32], client_ep[PATH_MAX + 32],
-        exec_ep[PATH_MAX + 32];
+        exec_ep[PATH_MAX + 32], jclient_ep[PATH_MAX + 32], jexec_ep[PATH_MAX + 32],
+        journal[PATH_MAX + 64] = "";
+    if ((ipc || (cfg.journal && !cfg.journal_dir[0])) && !mkdtemp(tmp)) {
+        SL_ERROR("ctlplane: mkdtemp: %m");
+        return 1;
+    }
     if (ipc) {
-        if (!mkdtemp(tmp)) {
-            SL_ERROR("ctlplane: mkdtemp: %m");
-            return 1;
-        }
+        snprintf(jclient_ep, sizeof(jclient_ep), "ipc://%s/jclient", tmp);
+        snprintf(jexec_ep, sizeof(jexec_ep), "ipc://%s/jexecutor", tmp);
         snprintf(raw_ep, sizeof(raw_ep), "ipc://%s/raw", tmp);
         snprintf(relay_ep, sizeof(relay_ep), "ipc://%s/relay", tmp);
         snprintf(client_ep, sizeof(client_ep), "ipc://%s/client", tmp);
         snprintf(exec_ep, sizeof(exec_ep), "ipc://%s/executor", tmp);
     } else {
         int p1 = s_free_port(), p2 = s_free_port(), p3 = s_free_port(), p4 = s_free_port();
-        if (p1 < 0 || p2 < 0 || p3 < 0 || p4 < 0) {
+        int p5 = s_free_port(), p6 = s_free_port();
+        if (p1 < 0 || p2 < 0 || p3 < 0 || p4 < 0 || p5 < 0 || p6 < 0) {
             SL_ERROR("ctlplane: no free loopback port: %m");
             return 1;
         }
@@ -651,6 +723,8 @@ int sl_bench_ctlplane_main(int argc, char **argv)
         snprintf(relay_ep, sizeof(relay_ep), "tcp://127.0.0.1:%d", p4);
         snprintf(client_ep, sizeof(client_ep), "tcp://127.0.0.1:%d", p2);
         snprintf(exec_ep, sizeof(exec_ep), "tcp://127.0.0.1:%d", p3);
+        snprintf(jclient_ep, sizeof(jclient_ep), "tcp://127.0.0.1:%d", p5);
+        snprintf(jexec_ep, sizeof(jexec_ep), "tcp://127.0.0.1:%d", p6);
     }
     struct sigaction sa = {.sa_handler = s_on_signal};
     sigemptyset(&sa.sa_mask);
@@ -659,7 +733,7 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
 
     int rc = 1;
-    sl_client_t *client = NULL;
+    sl_client_t *client = NULL, *jclient = NULL;
     uint32_t *prompt_ids = cfg.prompt_ids ? s_prompt_ids(cfg.prompt_tokens) : NULL;
     size_t size = !cfg.prompt_ids || prompt_ids ? s_submit_size(cfg.prompt_tokens, prompt_ids) : 0;
     if (!size) {
@@ -672,50 +746,56 @@ int sl_bench_ctlplane_main(int argc, char **argv)
            cfg.window, size, cfg.prompt_tokens, cfg.prompt_ids ? " as ids" : ", length only",
            cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape);
     fflush(stdout);
-    char credits[16], slots[16], missed[16], keep[16], name[S_MAX_CHILDREN][32];
     if (sl_heap_keep(cfg.heap_keep_mib) != SL_OK)
         fprintf(stderr, "sluice-bench ctlplane: the C library refused --heap-keep-mib %d\n",
                 cfg.heap_keep_mib);
-    snprintf(keep, sizeof(keep), "%d", cfg.heap_keep_mib);
-    snprintf(credits, sizeof(credits), "%d", cfg.credits);
-    snprintf(missed, sizeof(missed), "%d", cfg.missed_heartbeats);
-    snprintf(slots, sizeof(slots), "%d", cfg.slots);
-    char *sargv[] = {sched_bin,  "--client-endpoint",
-                     client_ep,  "--executor-endpoint",
-                     exec_ep,    "--policy",
-                     cfg.policy, "--credits",
-                     credits,    "--missed-heartbeats",
-                     missed,     "--heap-keep-mib",
-                     keep,       "--log-level",
-                     "error",    NULL};
-    if (s_spawn(sargv) < 0)
+    int lo = s_n_children;
+    if (s_cluster(&cfg, sched_bin, exec_bin, client_ep, exec_ep, NULL, "ctl-e") != 0)
         goto out;
-    for (int i = 0; i < cfg.executors; i++) {
-        snprintf(name[i], sizeof(name[i]), "ctl-e%d", i);
-        char *eargv[] = {exec_bin,    "--scheduler", exec_ep,   "--name", name[i],
-                         "--backend", "null",        "--slots", slots,    "--heap-keep-mib",
-                         keep,        "--log-level", "error",   NULL};
-        if (s_spawn(eargv) < 0)
-            goto out;
-    }
+    int hi = s_n_children;
     client = s_jobs_client(&cfg, client_ep);
     if (!client)
         goto out;
+    int jlo = s_n_children, jhi = jlo;
+    if (cfg.journal) {
+        snprintf(journal, sizeof(journal), "%s/ctlplane-%d.journal",
+                 cfg.journal_dir[0] ? cfg.journal_dir : tmp, (int)getpid());
+        if (s_cluster(&cfg, sched_bin, exec_bin, jclient_ep, jexec_ep, journal, "ctl-j") != 0)
+            goto out;
+        jhi = s_n_children;
+        jclient = s_jobs_client(&cfg, jclient_ep);
+        if (!jclient)
+            goto out;
+        printf("journal: %s (--journal-sync %s)\n", journal, cfg.journal_sync);
+    }
     /* Alternating rounds, medians: see the top of this file. */
     char id[64];
     int prefix = snprintf(id, sizeof(id), "ctl-%d-", (int)getpid());
     memset(id + prefix, '0', 10);
     id[prefix + 10] = '\0';
-    double raws[1000], jobss[1000], ratios[1000], cpus[3][1000];
+    double raws[1000], jobss[1000], ratios[1000], cpus[3][1000], jjobss[1000], jratios[1000],
+        jcpus[1000] = {0};
     uint64_t errors = 0;
     for (int k = 0; k < cfg.rounds; k++) {
         double raw = 0;
         if (!cfg.skip_raw && (raw = s_raw(&cfg, raw_ep, relay_ep, size)) < 0)
             goto out;
         s_cpu_t cpu;
+        s_cpu_lo = lo;
+        s_cpu_hi = hi;
         double jobs = s_jobs(&cfg, client, id, prefix, prompt_ids, &errors, &cpu);
         if (jobs < 0)
             goto out;
+        if (cfg.journal) {
+            s_cpu_t jcpu;
+            s_cpu_lo = jlo;
+            s_cpu_hi = jhi;
+            jjobss[k] = s_jobs(&cfg, jclient, id, prefix, prompt_ids, &errors, &jcpu);
+            if (jjobss[k] < 0)
+                goto out;
+            jratios[k] = jobs > 0 ? jjobss[k] / jobs : 0;
+            jcpus[k] = jcpu.s[0];
+        }
         raws[k] = raw;
         jobss[k] = jobs;
         ratios[k] = raw > 0 ? jobs / raw : 0;
@@ -727,6 +807,10 @@ int sl_bench_ctlplane_main(int argc, char **argv)
                cpu.s[1], cpu.s[2]);
         for (int i = 0; i < 3; i++)
             cpus[i][k] = cpu.s[i];
+        if (cfg.journal)
+            printf("round %d: jobs through sluice-scheduler --journal %.0f jobs/s, %.3f of "
+                   "without (scheduler cpu per job %.2f us)\n",
+                   k + 1, jjobss[k], jratios[k], jcpus[k]);
         fflush(stdout);
     }
     double raw = sl_median(raws, (size_t)cfg.rounds), jobs = sl_median(jobss, (size_t)cfg.rounds);
@@ -736,16 +820,34 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     printf("medians of cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n",
            sl_median(cpus[0], (size_t)cfg.rounds), sl_median(cpus[1], (size_t)cfg.rounds),
            sl_median(cpus[2], (size_t)cfg.rounds));
-    printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);
+    if (cfg.journal) {
+        double jj = sl_median(jjobss, (size_t)cfg.rounds),
+               jr = sl_median(jratios, (size_t)cfg.rounds);
+        printf("medians with the journal: %.0f jobs/s, %.3f of without\n", jj, jr);
+        printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f journal_jobs_per_s=%.0f "
+               "journal_vs_none=%.3f\n",
+               raw, jobs, ratio, jj, jr);
+    } else {
+        printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);
+    }
     rc = 0;
 out:
     sl_client_destroy(&client);
+    sl_client_destroy(&jclient);
     s_stop_children(cfg.stop_timeout_ms);
     free(prompt_ids);
-    if (ipc) {
-        const char *names[] = {"raw", "relay", "client", "executor"};
+    if (journal[0]) {
+        char path[PATH_MAX + 96];
+        const char *sfx[] = {"", "-wal", "-shm"};
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(path, sizeof(path), "%s%s", journal, sfx[i]);
+            unlink(path);
+        }
+    }
+    if (ipc || (cfg.journal && !cfg.journal_dir[0])) {
+        const char *names[] = {"raw", "relay", "client", "executor", "jclient", "jexecutor"};
         char path[PATH_MAX + 32];
-        for (size_t i = 0; i < 4; i++) {
+        for (size_t i = 0; i < 6; i++) {
             snprintf(path, sizeof(path), "%s/%s", tmp, names[i]);
             unlink(path);
         }

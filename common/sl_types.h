@@ -118,6 +118,13 @@ typedef struct sl_kv_sent {
 } sl_kv_sent_t;
 
 /* What an executor says about itself when it joins. */
+/* A job an executor says it holds (its hello after a scheduler restart). */
+typedef struct sl_held_job {
+    const char *id;   /* the client's id */
+    uint64_t seq;     /* the handle its dispatch carried */
+    uint32_t attempt; /* that dispatch's attempt */
+} sl_held_job_t;
+
 typedef struct sl_exec_info {
     const char *name;            /* unique name */
     uint32_t slots;              /* jobs it accepts in flight */
@@ -135,6 +142,9 @@ typedef struct sl_exec_info {
     uint32_t layer_first;        /* pipeline stage: first layer held */
     uint32_t layer_last;         /* ... last layer held (inclusive) */
     uint32_t layers_total;       /* ... of a model of this many layers; 0 = the whole model */
+    const sl_held_job_t *held;   /* jobs it holds from an earlier registration: restored jobs
+                                    among them are adopted (sl_core_exec_join) */
+    uint32_t n_held;             /* entries of held */
 } sl_exec_info_t;
 
 /* Stages in one pipeline chain at most. */

@@ -363,6 +363,21 @@ uint32_t sl_engine_jobs(const sl_engine_t *e)
     return e->n_running + e->n_held + e->n_ready + e->n_waiting[0] + e->n_waiting[1];
 }
 
+uint32_t sl_engine_list(sl_engine_t *e, sl_engine_job_t **out, uint32_t cap)
+{
+    sl_list_t *lists[5] = {&e->running, &e->held, &e->ready, &e->waiting[0], &e->waiting[1]};
+    sl_list_t *pos;
+    uint32_t n = 0;
+    for (int i = 0; i < 5; i++)
+        sl_list_for_each(pos, lists[i])
+        {
+            if (n < cap)
+                out[n] = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
+            n++;
+        }
+    return n;
+}
+
 sl_engine_job_t *sl_engine_find(sl_engine_t *e, uint64_t id)
 {
     sl_list_t *lists[5] = {&e->running, &e->held, &e->ready, &e->waiting[0], &e->waiting[1]};

@@ -91,6 +91,9 @@ void sl_engine_destroy(sl_engine_t **engine_p);
 void sl_engine_submit(sl_engine_t *engine, sl_engine_job_t *job, sl_time_t now);
 /* Cancel the job with seq.id == id; SL_ERR_NOT_FOUND when absent. */
 sl_status_t sl_engine_cancel(sl_engine_t *engine, uint64_t id, sl_time_t now);
+/* Up to cap of the jobs inside the engine into out (any order); returns
+ * how many it holds in all. */
+uint32_t sl_engine_list(sl_engine_t *engine, sl_engine_job_t **out, uint32_t cap);
 /* The job with seq.id == id inside the engine, or NULL. */
 sl_engine_job_t *sl_engine_find(sl_engine_t *engine, uint64_t id);
 /* Pause a running job for migration: held (SL_ENGINE_HELD_PAUSED) at the end

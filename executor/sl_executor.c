@@ -212,6 +212,7 @@ typedef struct s_job {
     uint32_t resume;         /* output tokens its client already has (a resumed dispatch): in
                                 out[0..resume), computed as prompt, the engine's out after them */
     uint32_t *prompt_buf;    /* a resumed job's prompt then its resume tokens (owned; NULL: none) */
+    uint32_t attempt;        /* its dispatch's attempt (reported in a hello as held) */
     struct s_job *next_done; /* finished jobs waiting to be reported */
     uint32_t out[];          /* output tokens */
 } s_job_t;
@@ -711,7 +712,24 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
         sl_exec_dp_hello(x->dp, &h);
     if (x->wserve)
         sl_weights_serve_offer(x->wserve, &h.weights);
+    /* The jobs it still runs: a scheduler restarted from its journal adopts
+     * them instead of dispatching them again (an empty list otherwise). */
+    uint32_t n_held = sl_engine_jobs(x->engine);
+    sl_engine_job_t **ejs = n_held ? calloc(n_held, sizeof(*ejs)) : NULL;
+    sl_held_job_t *held = n_held ? calloc(n_held, sizeof(*held)) : NULL;
+    if (ejs && held) {
+        n_held = sl_engine_list(x->engine, ejs, n_held);
+        for (uint32_t i = 0; i < n_held; i++) {
+            const s_job_t *job = SL_CONTAINER_OF(ejs[i], s_job_t, ej);
+            held[i] =
+                (sl_held_job_t){.id = job->id, .seq = job->ej.seq.id, .attempt = job->attempt};
+        }
+        h.held = held;
+        h.n_held = n_held;
+    }
     s_sent(sl_wire_hello_send(x->sock, &h, ZMQ_DONTWAIT), "hello");
+    free(ejs);
+    free(held);
     x->hello_at = now;
 }
 
@@ -810,6 +828,7 @@ static void s_on_dispatch(sl_executor_t *x, sl_wire_msg_t *backing, const sl_wir
     }
     job->backing = sl_wire_msg_ref(backing);
     job->id = j->id;
+    job->attempt = d->attempt;
     sl_seq_t *s = &job->ej.seq;
     s->id = d->job_seq;
     s->prompt = j->token_ids;

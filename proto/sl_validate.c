@@ -181,6 +181,9 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
             CHECK_STR(h->models[i], lim->max_name_len, "model name", 1);
         CHECK_COUNT(h->xport_address.len, lim->max_xport_address, "xport address bytes");
         CHECK_COUNT(h->kv_rkey.len, lim->max_kv_rkey, "kv rkey bytes");
+        CHECK_COUNT(h->n_held, lim->max_slots, "held jobs");
+        for (size_t i = 0; i < h->n_held; i++)
+            CHECK_STR(h->held[i]->job_id, lim->max_id_len, "held job id", 1);
         if (h->weights) {
             sl_status_t wst = s_weights(h->weights, lim, err, err_len);
             if (wst != SL_OK)

@@ -431,6 +431,39 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
     };
 }
 
+uint32_t sl_wire_hello_held(const sl_wire_msg_t *msg, sl_held_job_t *out, uint32_t cap)
+{
+    const Sluice__ExecutorHello *x = sl_proto_cmsg(msg)->hello;
+    for (size_t i = 0; i < x->n_held && i < cap; i++)
+        out[i] = (sl_held_job_t){
+            .id = x->held[i]->job_id, .seq = x->held[i]->job_seq, .attempt = x->held[i]->attempt};
+    return (uint32_t)x->n_held;
+}
+
+sl_status_t sl_wire_job_unpack(const void *bytes, size_t len, const sl_proto_limits_t *lim,
+                               sl_wire_job_t **job_p, sl_job_desc_t *desc, char *err,
+                               size_t err_len)
+{
+    Sluice__Job *j = sluice__job__unpack(NULL, len, bytes);
+    if (!j)
+        return sl_proto_fail(SL_ERR_MSG_MALFORMED, err, err_len, "the job does not decode");
+    sl_status_t st = sl_proto_validate_job(j, lim, err, err_len);
+    if (st != SL_OK) {
+        sluice__job__free_unpacked(j, NULL);
+        return st;
+    }
+    s_job_desc(j, desc);
+    *job_p = (sl_wire_job_t *)j;
+    return SL_OK;
+}
+
+void sl_wire_job_free(sl_wire_job_t **job_p)
+{
+    if (*job_p)
+        sluice__job__free_unpacked((Sluice__Job *)*job_p, NULL);
+    *job_p = NULL;
+}
+
 void sl_wire_welcome_get(const sl_wire_msg_t *msg, sl_wire_welcome_t *w)
 {
     const Sluice__Welcome *x = sl_proto_cmsg(msg)->welcome;
@@ -707,9 +740,31 @@ sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
     Sluice__WeightsOffer wo = SLUICE__WEIGHTS_OFFER__INIT;
     if (s_weights_to(&h->weights, &wo))
         x.weights = &wo;
+    Sluice__HeldJob *held = NULL, **held_p = NULL;
+    if (h->n_held) {
+        held = calloc(h->n_held, sizeof(*held));
+        held_p = calloc(h->n_held, sizeof(*held_p));
+        if (!held || !held_p) {
+            free(held);
+            free(held_p);
+            return SL_ERR_NOMEM;
+        }
+        for (uint32_t i = 0; i < h->n_held; i++) {
+            sluice__held_job__init(&held[i]);
+            held[i].job_id = s_str(h->held[i].id);
+            held[i].job_seq = h->held[i].seq;
+            held[i].attempt = h->held[i].attempt;
+            held_p[i] = &held[i];
+        }
+        x.held = held_p;
+        x.n_held = h->n_held;
+    }
     env.body_case = SLUICE__ENVELOPE__BODY_HELLO;
     env.hello = &x;
-    return sl_proto_send(sock, NULL, &env, flags);
+    sl_status_t st = sl_proto_send(sock, NULL, &env, flags);
+    free(held_p);
+    free(held);
+    return st;
 }
 
 sl_status_t sl_wire_welcome_send(void *sock, const sl_wire_ident_t *to, const sl_wire_welcome_t *w,

@@ -286,9 +286,25 @@ typedef struct sl_wire_hello {
     const void *kv_rkey;       /* packed remote key of its KV region (NULL when none) */
     size_t kv_rkey_len;        /* bytes of kv_rkey (its region's size is info.kv_region_bytes) */
     sl_wire_weights_t weights; /* the weights it serves to peers (name NULL or "": none) */
+    const sl_held_job_t *held; /* sending: jobs it holds from an earlier registration */
+    uint32_t n_held;           /* entries of held (sending) */
 } sl_wire_hello_t;
 
 void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h);
+/* The jobs a HELLO says its executor holds (field held), at most cap of
+ * them into out (pointers into msg); returns how many it lists in all. */
+uint32_t sl_wire_hello_held(const sl_wire_msg_t *msg, sl_held_job_t *out, uint32_t cap);
+
+/* A job's encoding as submitted (sl_wire_submit_job_bytes), decoded and
+ * validated again against lim: the scheduler's journal keeps those bytes.
+ * *job_p owns the decoded job; *desc points into it. On failure err says
+ * why and nothing is allocated. */
+typedef struct sl_wire_job sl_wire_job_t;
+sl_status_t sl_wire_job_unpack(const void *bytes, size_t len, const sl_proto_limits_t *lim,
+                               sl_wire_job_t **job_p, sl_job_desc_t *desc, char *err,
+                               size_t err_len);
+/* Free a job from sl_wire_job_unpack; NULL-safe; sets *job_p = NULL. */
+void sl_wire_job_free(sl_wire_job_t **job_p);
 
 /* The scheduler's welcome. */
 typedef struct sl_wire_welcome {

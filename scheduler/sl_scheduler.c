@@ -33,6 +33,7 @@
  */
 #include "scheduler/sl_scheduler.h"
 #include "scheduler/sl_collector.h"
+#include "scheduler/sl_journal.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
@@ -46,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 const sl_cfg_field_t sl_sched_cfg_fields[] = {
@@ -69,6 +71,24 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
     SL_CFG_FIELD(sl_sched_cfg_t, collect_dir, "collect-dir", "", SL_CFG_STR,
                  "directory where the log lines and job traces executors ship (--log-ship on) "
                  "are written, <executor>.log and <executor>.trace (empty: not collected)"),
+    SL_CFG_FIELD(sl_sched_cfg_t, journal, "journal", "", SL_CFG_STR,
+                 "SQLite file where accepted jobs and their results are written before they are "
+                 "acknowledged; a restart on the same file restores them (empty: no journal)"),
+    SL_CFG_FIELD(sl_sched_cfg_t, journal_sync, "journal-sync", "full", SL_CFG_STR,
+                 "full: each journal commit is synced to the disk (survives a power loss); "
+                 "normal: survives a crash of the scheduler, a power loss may lose the last "
+                 "commits"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_batch, "journal-batch", "4096", SL_CFG_INT, 1, 1000000,
+                 "journal records in one transaction at most (a loop turn commits once; a "
+                 "larger turn commits every this many)"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_retain_ms, "journal-retain-ms", "600000", SL_CFG_I64, 0,
+                 INT64_C(31536000000),
+                 "how long the journal keeps a finished job's result for a resubmitted id"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_sweep_ms, "journal-sweep-ms", "1000", SL_CFG_I64, 1,
+                 3600000, "how often results older than journal-retain-ms are deleted"),
+    SL_CFG_RANGE(sl_sched_cfg_t, journal_checkpoint_pages, "journal-checkpoint-pages", "1000",
+                 SL_CFG_I64, 1, 100000000,
+                 "write-ahead log pages past which a commit folds it back into the journal"),
     SL_CFG_END,
 };
 
@@ -92,6 +112,10 @@ typedef enum s_ctr {
     S_CTR_WEIGHTS_SOURCED,   /* weights queries answered with a peer that holds them */
     S_CTR_WEIGHTS_UNSOURCED, /* weights queries no live executor could answer */
     S_CTR_LEASE_FENCED,      /* loop turns held back: the leader lease was not sure to hold */
+    S_CTR_JOURNAL_COMMITS,   /* journal transactions committed */
+    S_CTR_JOURNAL_ERRORS,    /* journal writes that failed (those jobs would not survive a crash) */
+    S_CTR_JOURNAL_UNUSABLE,  /* journal records that could not be restored */
+    S_CTR_HELD_DROPPED,      /* jobs an executor said it held that were not adopted (canceled) */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -115,6 +139,10 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "weights_sourced",
     "weights_unsourced",
     "lease_fenced_turns",
+    "journal_commits",
+    "journal_errors",
+    "journal_unusable",
+    "held_jobs_dropped",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -122,6 +150,9 @@ typedef struct s_job_data {
     sl_wire_frame_t *frame; /* reference to the frame the job was submitted in */
     const void *job;        /* the job's encoded bytes as submitted, inside frame */
     size_t job_len;         /* their length */
+    uint8_t *own;           /* the job's bytes when restored from the journal (owned; else
+                               NULL and job lies in frame) */
+    uint64_t jbatch;        /* the journal batch its accept was written in (0: none) */
     uint16_t client_len;    /* bytes of client */
     uint16_t client_cap;    /* room in client */
     uint8_t client[];       /* routing identity of the latest submitter (sized to fit: a
@@ -162,7 +193,8 @@ typedef struct s_client_out {
     sl_wire_ident_t ident;     /* routing identity */
     uint64_t key;              /* key in sl_sched.outs */
     sl_wire_batch_t batch;     /* accepted, busy and result items */
-    struct s_client_out *next; /* next free one (in the free list) */
+    uint64_t ticket;           /* held: the journal batch that must be durable first */
+    struct s_client_out *next; /* next free one (in the free list), or next held one */
 } s_client_out_t;
 
 /* Idle client batches kept for reuse (their buffers stay allocated). */
@@ -194,7 +226,36 @@ struct sl_sched {
     bool closing;                   /* being destroyed: executors are no longer told of peers */
     sl_collector_t *collector;      /* writes shipped logs and traces (NULL: --collect-dir unset) */
     sl_lease_t *lease;              /* the leader lease (NULL: --etcd unset, always leading) */
+    sl_journal_t *journal;          /* accepted jobs and results (NULL: --journal unset) */
+    s_client_out_t *held;           /* answers waiting for their journal batch, oldest first */
+    s_client_out_t **held_tail;     /* where the next held one goes */
+    sl_time_t journal_sweep_at;     /* next deletion of old results */
+    uint64_t results_restored;      /* finished jobs' results the journal gave back at start */
 };
+
+/* Wall-clock milliseconds: the journal's results outlive the process. */
+static int64_t s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Commit the journal's open batch and wait for it (an answer that must
+ * leave at once). A failure is logged and counted by the journal. */
+static void s_journal_commit(sl_sched_t *s)
+{
+    if (s->journal && sl_journal_pending(s->journal))
+        (void)sl_journal_commit(s->journal);
+}
+
+/* Free what the daemon keeps for a job. */
+static void s_jd_free(s_job_data_t *jd)
+{
+    sl_wire_frame_free(&jd->frame);
+    free(jd->own);
+    free(jd);
+}
 
 static uint64_t s_ident_key(const sl_wire_ident_t *id)
 {
@@ -363,6 +424,7 @@ static void s_answer_done(sl_sched_t *s, const sl_wire_ident_t *to, sl_wire_batc
     if (b != &s->single && st == SL_OK)
         return;
     if (b == &s->single && st == SL_OK) {
+        s_journal_commit(s);
         sl_wire_results_set_depth(b, sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE) +
                                          sl_core_queue_depth(s->core, SL_PRIO_BATCH));
         st = sl_wire_batch_send(s->clients, to, b, ZMQ_DONTWAIT);
@@ -380,6 +442,41 @@ static void s_answer_packed_result(sl_sched_t *s, const sl_wire_ident_t *to, con
 }
 
 /* End of a loop turn: send every pending dispatch batch and answer batch. */
+/* A client batch sent or dropped goes back to the free list. */
+static void s_out_recycle(sl_sched_t *s, s_client_out_t *o)
+{
+    if (s->n_free_outs < S_OUT_FREE_MAX) {
+        o->next = s->free_outs;
+        s->free_outs = o;
+        s->n_free_outs++;
+    } else {
+        sl_wire_batch_fini(&o->batch);
+        free(o);
+    }
+}
+
+/* Send the held answers whose journal batch is durable, oldest first. */
+static void s_held_release(sl_sched_t *s, uint64_t durable)
+{
+    while (s->held && s->held->ticket <= durable) {
+        s_client_out_t *o = s->held;
+        s->held = o->next;
+        if (!s->held)
+            s->held_tail = &s->held;
+        s_out_send(s, o);
+        s_out_recycle(s, o);
+    }
+}
+
+/* The journal's writer finished a batch: its answers go, and the records
+ * gathered meanwhile are handed over as the next batch. */
+static void s_journal_ready(sl_sched_t *s)
+{
+    uint64_t durable = sl_journal_durable(s->journal);
+    sl_journal_kick(s->journal);
+    s_held_release(s, durable);
+}
+
 static void s_flush(sl_sched_t *s)
 {
     /* A failed send loses the executor, whose requeued jobs may be
@@ -403,18 +500,28 @@ static void s_flush(sl_sched_t *s)
         memmove(s->dirty_execs, s->dirty_execs + n_failed,
                 s->n_dirty_execs * sizeof(*s->dirty_execs));
     }
+    /* With a journal, what this turn answered waits for the batch holding
+     * this turn's records (group commit: the writer syncs while the loop
+     * goes on; answers leave in order, as their batches become durable). */
+    uint64_t mark = 0, durable = 0;
+    if (s->journal) {
+        mark = sl_journal_mark(s->journal);
+        sl_journal_kick(s->journal);
+        durable = sl_journal_durable(s->journal);
+        s_held_release(s, durable);
+    }
     for (size_t i = 0; i < s->n_dirty_outs; i++) {
         s_client_out_t *o = s->dirty_outs[i];
-        s_out_send(s, o);
         sl_map_del(&s->outs, o->key);
-        if (s->n_free_outs < S_OUT_FREE_MAX) {
-            o->next = s->free_outs;
-            s->free_outs = o;
-            s->n_free_outs++;
-        } else {
-            sl_wire_batch_fini(&o->batch);
-            free(o);
+        if (mark > durable || s->held) {
+            o->ticket = mark;
+            o->next = NULL;
+            *s->held_tail = o;
+            s->held_tail = &o->next;
+            continue;
         }
+        s_out_send(s, o);
+        s_out_recycle(s, o);
     }
     s->n_dirty_outs = 0;
 }
@@ -460,14 +567,17 @@ static void s_io_result(void *arg, sl_job_t *job, sl_job_status_t status, const 
     if (sl_wire_result_pack(&r, &s->receipt, &s->receipt_cap, &p, &len) == SL_OK) {
         job->receipt = p;
         job->receipt_len = len;
+        if (s->journal)
+            (void)sl_journal_done(s->journal, jd->jbatch, job->seq, job->id, p, len, s_wall_ms());
         s_answer_packed_result(s, &to, p, len);
     } else {
+        if (s->journal)
+            (void)sl_journal_done(s->journal, jd->jbatch, job->seq, job->id, NULL, 0, s_wall_ms());
         sl_wire_batch_t *b = s_answer_batch(s, &to);
         s_answer_done(s, &to, b, sl_wire_result_add(b, &r));
     }
     job->user = NULL;
-    sl_wire_frame_free(&jd->frame);
-    free(jd);
+    s_jd_free(jd);
 }
 
 static void s_io_cancel(void *arg, sl_exec_t *exec, sl_job_t *job)
@@ -487,8 +597,7 @@ static void s_io_release(void *arg, sl_job_t *job)
     s_job_data_t *jd = job->user;
     if (!jd)
         return;
-    sl_wire_frame_free(&jd->frame);
-    free(jd);
+    s_jd_free(jd);
 }
 
 /* ---- data-plane peers ---- */
@@ -788,6 +897,13 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
         }
         k++;
     }
+    if (s->journal) {
+        sl_journal_stats_t js;
+        sl_journal_stats(s->journal, &js);
+        s->counters[S_CTR_JOURNAL_COMMITS] = js.commits;
+        s->counters[S_CTR_JOURNAL_ERRORS] = js.errors;
+        s->counters[S_CTR_JOURNAL_UNUSABLE] = js.unusable;
+    }
     for (int i = 0; i < SL_CTR_COUNT; i++)
         ctr[i] = (sl_wire_counter_t){.name = sl_core_counter_name((sl_core_counter_t)i),
                                      .value = sl_core_counter(s->core, (sl_core_counter_t)i)};
@@ -850,6 +966,8 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
         s_reply_error(s, s->clients, from, SL_ERR_NOMEM, "out of memory");
         return;
     }
+    jd->own = NULL;
+    jd->jbatch = 0;
     jd->client_len = jd->client_cap = (uint16_t)from->len;
     memcpy(jd->client, from->data, from->len);
     sl_status_t st = sl_wire_submit_job_bytes(backing, item, &jd->job, &jd->job_len);
@@ -862,6 +980,16 @@ static void s_on_submit(sl_sched_t *s, const sl_wire_ident_t *from, sl_wire_msg_
     jd->frame = sl_wire_msg_frame(backing);
     st = sl_core_job_submit(s->core, &d, jd, now, &job, &reason, &retry);
     if (st == SL_OK) {
+        if (s->journal) { /* committed before the Accepted leaves (s_flush) */
+            sl_journal_rec_t rec = {.id = job->id,
+                                    .seq = job->seq,
+                                    .tenant = job->tenant,
+                                    .client = from->data,
+                                    .client_len = from->len,
+                                    .job = jd->job,
+                                    .job_len = jd->job_len};
+            (void)sl_journal_accept(s->journal, &rec, &jd->jbatch);
+        }
         s_reply_accepted(s, from, job->id);
         return;
     }
@@ -1052,6 +1180,25 @@ static bool s_name_held(sl_sched_t *s, const sl_wire_ident_t *from, uint64_t key
     return true;
 }
 
+/* Tell executor index to drop the jobs it holds that were not adopted
+ * (finished, run elsewhere, or unknown to the journal): their results
+ * would be stale. */
+static void s_held_drop(sl_sched_t *s, uint32_t index, const sl_held_job_t *held, uint32_t n)
+{
+    sl_exec_t *e = sl_core_exec_get(s->core, index);
+    s_exec_data_t *ed = e ? e->user : NULL;
+    if (!ed)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        sl_job_t *job = sl_core_job_get(s->core, held[i].seq);
+        if (job && job->exec == e && strcmp(job->id, held[i].id) == 0)
+            continue;
+        sl_wire_cancel_t c = {.job_id = held[i].id, .job_seq = held[i].seq};
+        (void)sl_wire_cancel_send(s->executors, &ed->ident, &c, ZMQ_DONTWAIT);
+        s->counters[S_CTR_HELD_DROPPED]++;
+    }
+}
+
 static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire_msg_t *msg,
                        sl_time_t now)
 {
@@ -1118,7 +1265,18 @@ static void s_on_hello(sl_sched_t *s, const sl_wire_ident_t *from, const sl_wire
         }
     }
     sl_wire_batch_init(&ed->out, SL_WIRE_DISPATCHES);
+    /* Jobs it still runs from before a restart of ours: restored ones are
+     * adopted by the join; it is told to drop the rest (s_held_drop). */
+    sl_held_job_t *held = NULL;
+    uint32_t n_held = sl_wire_hello_held(msg, NULL, 0);
+    if (n_held && (held = calloc(n_held, sizeof(*held)))) {
+        info.n_held = sl_wire_hello_held(msg, held, n_held);
+        info.held = held;
+    }
     sl_status_t st = sl_core_exec_join(s->core, &info, ed, now, &index);
+    if (st == SL_OK && held)
+        s_held_drop(s, index, held, info.n_held);
+    free(held);
     if (st != SL_OK) {
         free(ed->dp_addr);
         free(ed->weights_name);
@@ -1414,6 +1572,93 @@ static void s_state_write(sl_sched_t *s)
     free(buf);
 }
 
+/* ---- the journal (--journal) ---- */
+
+/* A live job from the journal: decoded again and handed to the core as a
+ * restored job, with its tenant and client as journaled. */
+static sl_status_t s_restore_live(void *arg, const sl_journal_rec_t *rec)
+{
+    sl_sched_t *s = arg;
+    char err[256];
+    sl_wire_job_t *wj = NULL;
+    sl_job_desc_t d;
+    if (rec->client_len > sizeof(((sl_wire_ident_t *)0)->data))
+        return SL_ERR_INVALID;
+    sl_status_t st =
+        sl_wire_job_unpack(rec->job, rec->job_len, &s->limits, &wj, &d, err, sizeof(err));
+    if (st != SL_OK) {
+        SL_WARN("journal: job '%s' does not decode: %s", rec->id, err);
+        return st;
+    }
+    d.tenant = rec->tenant;
+    s_job_data_t *jd = calloc(1, sizeof(*jd) + rec->client_len);
+    uint8_t *own = malloc(rec->job_len);
+    if (!jd || !own) {
+        free(jd);
+        free(own);
+        sl_wire_job_free(&wj);
+        return SL_ERR_NOMEM;
+    }
+    memcpy(own, rec->job, rec->job_len);
+    jd->own = own;
+    jd->jbatch = rec->batch;
+    jd->job = own;
+    jd->job_len = rec->job_len;
+    jd->client_len = jd->client_cap = (uint16_t)rec->client_len;
+    memcpy(jd->client, rec->client, rec->client_len);
+    sl_job_t *job = NULL;
+    st = sl_core_job_restore(s->core, &d, jd, rec->seq, sl_clock_now(), &job);
+    sl_wire_job_free(&wj);
+    if (st != SL_OK) {
+        s_jd_free(jd);
+        return st == SL_ERR_EXISTS || st == SL_ERR_ID_COLLISION ? SL_ERR_INVALID : st;
+    }
+    return SL_OK;
+}
+
+/* A finished job from the journal: its result answers a resubmission. */
+static sl_status_t s_restore_done(void *arg, const char *id, const void *result, size_t len)
+{
+    sl_sched_t *s = arg;
+    sl_status_t st = sl_core_done_restore(s->core, id, result, len, sl_clock_now());
+    if (st == SL_OK)
+        s->results_restored++;
+    return st;
+}
+
+/* Open the journal and restore what it holds into the core. */
+static sl_status_t s_journal_open(sl_sched_t *s)
+{
+    sl_journal_cfg_t jc = {.path = s->cfg.journal,
+                           .sync_full = strcmp(s->cfg.journal_sync, "normal") != 0,
+                           .batch = s->cfg.journal_batch,
+                           .retain_ms = s->cfg.journal_retain_ms,
+                           .checkpoint_pages = s->cfg.journal_checkpoint_pages};
+    if (strcmp(s->cfg.journal_sync, "full") != 0 && strcmp(s->cfg.journal_sync, "normal") != 0) {
+        SL_ERROR("--journal-sync must be full or normal, not '%s'", s->cfg.journal_sync);
+        return SL_ERR_INVALID;
+    }
+    sl_status_t st = sl_journal_open(&jc, &s->journal);
+    if (st != SL_OK)
+        return st;
+    static const sl_journal_visit_t visit = {.live = s_restore_live, .done = s_restore_done};
+    st = sl_journal_restore(s->journal, s_wall_ms(), &visit, s);
+    if (st != SL_OK) {
+        SL_ERROR("journal %s: restoring failed: %s", s->cfg.journal, sl_status_str(st));
+        sl_journal_close(&s->journal);
+        return st;
+    }
+    sl_core_seq_floor(s->core, sl_journal_seq_bound(s->journal));
+    sl_journal_stats_t js;
+    sl_journal_stats(s->journal, &js);
+    SL_INFO("journal %s: %llu jobs restored (waiting %lld ms for their executors), %llu results "
+            "kept, %llu records unusable",
+            s->cfg.journal, (unsigned long long)sl_core_counter(s->core, SL_CTR_RESTORED),
+            (long long)s->cfg.core.adopt_grace_ms, (unsigned long long)s->results_restored,
+            (unsigned long long)js.unusable);
+    return SL_OK;
+}
+
 sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
 {
     sl_sched_t *s = calloc(1, sizeof(*s));
@@ -1425,6 +1670,7 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     s->limits.max_batch = (uint32_t)cfg->max_batch;
     sl_map_init(&s->by_ident);
     sl_map_init(&s->outs);
+    s->held_tail = &s->held;
     /* An executor may be listed twice in a turn: flushed, then given
      * requeued jobs when another executor is lost during the flush. */
     s->cap_dirty_execs = 2 * (size_t)cfg->core.max_executors;
@@ -1466,6 +1712,8 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
         goto err_core;
     if (cfg->collect_dir[0] && sl_collector_create(cfg->collect_dir, &s->collector) != SL_OK)
         goto err_core;
+    if (cfg->journal[0] && s_journal_open(s) != SL_OK)
+        goto err_core;
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         goto err_core;
@@ -1488,6 +1736,7 @@ err_core:
     sl_lease_stop(&s->lease);
     sl_collector_destroy(&s->collector);
     sl_core_destroy(&s->core);
+    sl_journal_close(&s->journal);
 err_free:
     free(s->receipt);
     free(s->dirty_execs);
@@ -1510,7 +1759,10 @@ void sl_sched_handle_signals(sl_sched_t *sched)
 sl_status_t sl_sched_run(sl_sched_t *s)
 {
     sl_status_t st = SL_OK;
-    zmq_pollitem_t items[2] = {{s->clients, 0, ZMQ_POLLIN, 0}, {s->executors, 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[3] = {{s->clients, 0, ZMQ_POLLIN, 0},
+                               {s->executors, 0, ZMQ_POLLIN, 0},
+                               {NULL, s->journal ? sl_journal_fd(s->journal) : -1, ZMQ_POLLIN, 0}};
+    int n_items = s->journal ? 3 : 2;
     sl_time_t tick = SL_MS(s->cfg.tick_ms);
     sl_time_t next_tick = sl_clock_now() + tick;
     sl_time_t drain_until = 0;
@@ -1533,7 +1785,7 @@ sl_status_t sl_sched_run(sl_sched_t *s)
         long timeout_ms = (long)((next_tick - now + SL_NS_PER_MS - 1) / SL_NS_PER_MS);
         if (timeout_ms < 0)
             timeout_ms = 0;
-        int rc = zmq_poll(items, 2, timeout_ms);
+        int rc = zmq_poll(items, n_items, timeout_ms);
         if (rc < 0 && errno != EINTR) {
             SL_ERROR("zmq_poll: %s", zmq_strerror(errno));
             return SL_ERR_IO;
@@ -1554,6 +1806,8 @@ sl_status_t sl_sched_run(sl_sched_t *s)
             continue;
         }
         if (rc > 0) {
+            if (n_items > 2 && (items[2].revents & ZMQ_POLLIN))
+                s_journal_ready(s);
             if (items[1].revents & ZMQ_POLLIN)
                 s_on_executor(s, now);
             if (items[0].revents & ZMQ_POLLIN)
@@ -1562,6 +1816,10 @@ sl_status_t sl_sched_run(sl_sched_t *s)
         if (now >= next_tick) {
             sl_core_tick(s->core, now);
             next_tick = now + tick;
+            if (s->journal && now >= s->journal_sweep_at) {
+                (void)sl_journal_forget(s->journal, s_wall_ms());
+                s->journal_sweep_at = now + SL_MS(s->cfg.journal_sweep_ms);
+            }
         }
         if (!s->lease || sl_lease_held(s->lease))
             s_flush(s); /* otherwise next turn, if the lease still holds */
@@ -1583,10 +1841,21 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     bool leading = !s->lease || sl_lease_held(s->lease);
     if (leading && s->cfg.state_file[0])
         s_state_write(s);
-    if (leading)
+    if (leading) {
+        s_journal_commit(s);
         s_flush(s);
+        if (s->journal) /* the last answers, now that their batches are durable */
+            s_held_release(s, sl_journal_durable(s->journal));
+    }
+    while (s->held) { /* answers never sent: not durable, or no longer leading */
+        s_client_out_t *o = s->held;
+        s->held = o->next;
+        sl_wire_batch_fini(&o->batch);
+        free(o);
+    }
     s->closing = true;
     sl_core_destroy(&s->core);
+    sl_journal_close(&s->journal);
     sl_collector_destroy(&s->collector);
     while (s->free_outs) {
         s_client_out_t *o = s->free_outs;

@@ -26,7 +26,13 @@ typedef struct sl_sched_cfg {
                                                ("" = none) */
     char collect_dir[SL_CFG_STR_MAX];       /* executors' shipped logs and traces go here
                                                ("" = not collected) */
-    sl_lease_cfg_t lease; /* the leader lease (sl_lease_cfg_table; etcd "" = none) */
+    sl_lease_cfg_t lease;             /* the leader lease (sl_lease_cfg_table; etcd "" = none) */
+    char journal[SL_CFG_STR_MAX];     /* accepted jobs and results ("" = no journal) */
+    char journal_sync[16];            /* full | normal (sl_journal_cfg_t.sync_full) */
+    int journal_batch;                /* records in one journal transaction at most */
+    int64_t journal_retain_ms;        /* finished jobs' results kept in the journal */
+    int64_t journal_sweep_ms;         /* how often older results are deleted */
+    int64_t journal_checkpoint_pages; /* WAL pages past which a commit checkpoints */
 } sl_sched_cfg_t;
 
 /* The daemon's knobs (without the core's). */

@@ -110,6 +110,10 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "...a predicted gain of at least this many times the move's predicted cost"),
     SL_CFG_RANGE(sl_core_cfg_t, kv_rebalance_ms, "kv-rebalance-ms", "200", SL_CFG_I64, 1, 3600000,
                  "look for a rebalancing move this often, in ms"),
+    SL_CFG_RANGE(sl_core_cfg_t, adopt_grace_ms, "adopt-grace-ms", "3000", SL_CFG_I64, 0, 3600000,
+                 "after a restart from the journal, how long restored jobs wait for the "
+                 "executors that ran them to register again and claim them before they are "
+                 "queued and dispatched again"),
     SL_CFG_END,
 };
 
@@ -159,6 +163,9 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_CHUNKS_STALE] = "chunks_stale",
     [SL_CTR_CHUNKS_GAP] = "chunks_gap",
     [SL_CTR_STREAM_BYTES] = "stream_bytes_held",
+    [SL_CTR_RESTORED] = "jobs_restored",
+    [SL_CTR_ADOPTED] = "jobs_adopted",
+    [SL_CTR_UNCLAIMED] = "jobs_unclaimed",
 };
 
 /* A line for io->log (before the core exists, or from it). */
@@ -276,6 +283,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     sl_map_init(&core->by_seq);
     for (int p = 0; p < SL_PRIO_COUNT; p++)
         sl_list_init(&core->queue[p]);
+    sl_list_init(&core->held);
     sl_map_init(&core->tenants);
     core->rand_state = (uint64_t)cfg->seed;
     core->execs = calloc((size_t)cfg->max_executors, sizeof(*core->execs));
@@ -415,50 +423,28 @@ void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t
     t->end = now - job->submitted;
 }
 
-sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void *user,
-                               sl_time_t now, sl_job_t **job_p, sl_busy_reason_t *reason_p,
-                               sl_time_t *retry_after_p)
+sl_status_t sl_core_id_probe(const sl_core_t *core, const char *id, uint64_t *key_p, void **old_p)
 {
-    if (sl_core_reentered(core, "sl_core_job_submit"))
-        return SL_ERR_REENTERED;
-    sl_busy_reason_t reason;
-    core->counters[SL_CTR_SUBMITTED]++;
-    if (!desc->id || !desc->id[0] || desc->prio >= SL_PRIO_COUNT)
-        return SL_ERR_INVALID;
-    /* One pass over the id's probe keys: the job itself, or the first free key. */
-    size_t l_id = strlen(desc->id) + 1;
-    uint64_t id_key = 0;
-    int probe = 0;
-    for (; probe < SL_CORE_ID_PROBES; probe++) {
-        id_key = sl_hash_bytes(desc->id, l_id - 1, (uint64_t)probe);
-        void *old = sl_map_get(&core->by_id, id_key);
-        if (!old)
-            break;
-        if (strcmp(sl_core_entry_id(old), desc->id) == 0) {
-            core->counters[SL_CTR_DUPLICATES]++;
-            *job_p = sl_core_id_is_done(old) ? NULL : old;
+    size_t len = strlen(id);
+    for (int probe = 0; probe < SL_CORE_ID_PROBES; probe++) {
+        uint64_t key = sl_hash_bytes(id, len, (uint64_t)probe);
+        void *old = sl_map_get(&core->by_id, key);
+        if (!old) {
+            *key_p = key;
+            return SL_OK;
+        }
+        if (strcmp(sl_core_entry_id(old), id) == 0) {
+            *old_p = old;
             return SL_ERR_EXISTS;
         }
     }
-    if (core->draining) {
-        reason = SL_BUSY_DRAINING;
-        goto busy;
-    }
-    if (core->n_alive == 0) {
-        reason = SL_BUSY_NO_EXECUTOR;
-        goto busy;
-    }
-    if (core->qlen[0] + core->qlen[1] >= (uint32_t)core->cfg.queue_max) {
-        reason = SL_BUSY_QUEUE_FULL;
-        goto busy;
-    }
-    uint32_t vocab_need = sl_core_vocab_need(desc->token_ids, desc->n_token_ids);
-    if (!sl_core_fits_some(core, desc->model, (uint64_t)desc->prompt_tokens + desc->max_new_tokens,
-                           vocab_need)) {
-        core->counters[SL_CTR_REFUSED_NO_FIT]++;
-        return SL_ERR_NO_EXECUTOR;
-    }
+    return SL_ERR_ID_COLLISION;
+}
 
+sl_job_t *sl_core_job_new(sl_core_t *core, const sl_job_desc_t *desc, uint32_t vocab_need,
+                          sl_time_t now)
+{
+    size_t l_id = strlen(desc->id) + 1;
     size_t l_tenant = (desc->tenant ? strlen(desc->tenant) : 0) + 1;
     size_t l_model = (desc->model ? strlen(desc->model) : 0) + 1;
     size_t l_sess = (desc->session_key ? strlen(desc->session_key) : 0) + 1;
@@ -474,7 +460,7 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     size_t hashes = (size_t)n_hashes * sizeof(uint64_t);
     sl_job_t *job = calloc(1, sizeof(*job) + hashes + l_id + l_tenant + l_model + l_sess);
     if (!job)
-        return SL_ERR_NOMEM;
+        return NULL;
     char *p = (char *)(job + 1);
     job->block_hashes = (uint64_t *)p;
     if (hash_tokens && n_hashes) {
@@ -506,15 +492,56 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     job->ttft_due = desc->ttft_deadline > 0 ? now + desc->ttft_deadline : 0;
     job->due = desc->deadline > 0 ? now + desc->deadline : 0;
     job->state = SL_JOB_QUEUED;
-    job->seq = core->next_seq++;
-    job->user = user;
+    return job;
+}
 
-    if (probe == SL_CORE_ID_PROBES) {
+sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void *user,
+                               sl_time_t now, sl_job_t **job_p, sl_busy_reason_t *reason_p,
+                               sl_time_t *retry_after_p)
+{
+    if (sl_core_reentered(core, "sl_core_job_submit"))
+        return SL_ERR_REENTERED;
+    sl_busy_reason_t reason;
+    core->counters[SL_CTR_SUBMITTED]++;
+    if (!desc->id || !desc->id[0] || desc->prio >= SL_PRIO_COUNT)
+        return SL_ERR_INVALID;
+    /* One pass over the id's probe keys: the job itself, or the first free key. */
+    uint64_t id_key = 0;
+    void *old = NULL;
+    sl_status_t pst = sl_core_id_probe(core, desc->id, &id_key, &old);
+    if (pst == SL_ERR_EXISTS) {
+        core->counters[SL_CTR_DUPLICATES]++;
+        *job_p = sl_core_id_is_done(old) ? NULL : old;
+        return SL_ERR_EXISTS;
+    }
+    if (core->draining) {
+        reason = SL_BUSY_DRAINING;
+        goto busy;
+    }
+    if (core->n_alive == 0) {
+        reason = SL_BUSY_NO_EXECUTOR;
+        goto busy;
+    }
+    if (core->qlen[0] + core->qlen[1] >= (uint32_t)core->cfg.queue_max) {
+        reason = SL_BUSY_QUEUE_FULL;
+        goto busy;
+    }
+    uint32_t vocab_need = sl_core_vocab_need(desc->token_ids, desc->n_token_ids);
+    if (!sl_core_fits_some(core, desc->model, (uint64_t)desc->prompt_tokens + desc->max_new_tokens,
+                           vocab_need)) {
+        core->counters[SL_CTR_REFUSED_NO_FIT]++;
+        return SL_ERR_NO_EXECUTOR;
+    }
+    if (pst == SL_ERR_ID_COLLISION) {
         sl_core_logf(core, SL_CORE_LOG_WARN, "job id '%s' collides with %d others; refusing it",
-                     job->id, SL_CORE_ID_PROBES);
-        free(job);
+                     desc->id, SL_CORE_ID_PROBES);
         return SL_ERR_ID_COLLISION;
     }
+    sl_job_t *job = sl_core_job_new(core, desc, vocab_need, now);
+    if (!job)
+        return SL_ERR_NOMEM;
+    job->seq = core->next_seq++;
+    job->user = user;
     job->id_hash = id_key;
     if (sl_map_put(&core->by_id, job->id_hash, job) != SL_OK) {
         free(job);
@@ -634,7 +661,10 @@ sl_status_t sl_core_job_cancel(sl_core_t *core, const char *id, sl_time_t now)
     if (!job)
         return SL_ERR_NOT_FOUND;
     if (job->state == SL_JOB_QUEUED) {
-        sl_core_queue_del(core, job);
+        if (job->restored)
+            sl_core_held_del(core, job);
+        else
+            sl_core_queue_del(core, job);
         sl_core_timings_queued(job, now, &t);
         sl_core_job_finish(core, job, SL_JOB_CANCELED, &t, NULL, NULL, "canceled by client", now);
         return SL_OK;
@@ -682,6 +712,7 @@ void sl_core_tick(sl_core_t *core, sl_time_t now)
             sl_core_exec_lose(core, e, "missed heartbeats", now);
     }
     s_expire_queued(core, now);
+    sl_core_held_tick(core, now);
     sl_core_done_forget(core, now);
     sl_core_kv_tick(core, now);
     sl_core_pump(core, now);
@@ -696,7 +727,7 @@ void sl_core_drain(sl_core_t *core)
 
 uint32_t sl_core_jobs_pending(const sl_core_t *core)
 {
-    return core->qlen[0] + core->qlen[1] + core->running;
+    return core->qlen[0] + core->qlen[1] + core->running + core->n_held;
 }
 
 uint32_t sl_core_queue_depth(const sl_core_t *core, sl_prio_t prio)

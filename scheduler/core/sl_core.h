@@ -122,6 +122,8 @@ predicts the transfer beats computing it */
                                    model predicts a gain */
     double kv_rebalance_gain;   /* ... a gain of this many times the move's predicted cost */
     int64_t kv_rebalance_ms;    /* look for such a move this often */
+    int64_t adopt_grace_ms;     /* restored jobs wait this long for their executors to claim
+                                   them before they are queued (sl_core_job_restore) */
 } sl_core_cfg_t;
 
 /* Config table rows for sl_core_cfg_t embedded at offset base of a larger struct. */
@@ -178,6 +180,9 @@ typedef enum sl_core_counter {
                                     or wholly before its delivered frontier (a duplicate) */
     SL_CTR_CHUNKS_GAP,           /* token chunks dropped: past the frontier or max_new_tokens */
     SL_CTR_STREAM_BYTES,         /* gauge: bytes held for delivered tokens of running jobs */
+    SL_CTR_RESTORED,             /* jobs restored from a journal after a restart */
+    SL_CTR_ADOPTED,              /* restored jobs claimed by their executor (not run again) */
+    SL_CTR_UNCLAIMED,            /* restored jobs nobody claimed in the grace: queued */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -213,6 +218,33 @@ void sl_core_destroy(sl_core_t **core_p);
 sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void *user,
                                sl_time_t now, sl_job_t **job_p, sl_busy_reason_t *reason_p,
                                sl_time_t *retry_after_p);
+
+/*
+ * A job the embedder's journal kept across a restart comes back, with its
+ * old sequence number, without admission (it was accepted once). It is
+ * held, not queued: an executor that registers within adopt_grace_ms and
+ * lists it among the jobs it holds (sl_exec_info_t.held, matched by seq
+ * and id) gets it marked running there instead of dispatched again; the
+ * jobs nobody claimed are queued (in seq order, ahead of new ones) when
+ * the grace ends. Returns SL_OK (*job_p the job, which owns user),
+ * SL_ERR_EXISTS (id or seq known; user not taken), SL_ERR_NOMEM,
+ * SL_ERR_INVALID. The next new job's seq is above every restored one.
+ */
+sl_status_t sl_core_job_restore(sl_core_t *core, const sl_job_desc_t *desc, void *user,
+                                uint64_t seq, sl_time_t now, sl_job_t **job_p);
+/* A finished job the embedder's journal kept across a restart: its id and
+ * receipt join the finished-job log (for done_ttl from now), so a
+ * resubmission gets the stored result. SL_ERR_EXISTS when the id is known. */
+sl_status_t sl_core_done_restore(sl_core_t *core, const char *id, const void *receipt, size_t len,
+                                 sl_time_t now);
+/* Raise the next sequence number to at least seq (the journal keeps a
+ * bound on those handed out, so a restarted core never reuses one an
+ * executor may still hold). */
+void sl_core_seq_floor(sl_core_t *core, uint64_t seq);
+/* The sequence number the next job gets. */
+uint64_t sl_core_seq_next(const sl_core_t *core);
+/* Restored jobs still waiting to be claimed. */
+uint32_t sl_core_held(const sl_core_t *core);
 
 /* Why no live executor can hold desc (the refusal SL_ERR_NO_EXECUTOR of
  * sl_core_job_submit), written into why (always NUL-terminated). */
@@ -270,7 +302,11 @@ bool sl_core_done_find(const sl_core_t *core, const char *id, const void **recei
 void sl_core_job_prefetch(const sl_core_t *core, const char *id);
 
 /* An executor joins (or rejoins under the same name, which first loses the
- * old incarnation). *index_p is its handle. exec->user is set to user. */
+ * old incarnation). *index_p is its handle. exec->user is set to user.
+ * Restored jobs that info->held lists (same seq and id) are adopted: marked
+ * running on it, within its credits, before anything is placed on it; the
+ * embedder finds which by sl_core_job_get (job->exec) and tells the
+ * executor to drop the others. */
 sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void *user,
                               sl_time_t now, uint32_t *index_p);
 /* A heartbeat with load. SL_ERR_NOT_FOUND for an unknown or lost index. */

@@ -161,3 +161,26 @@ void sl_core_done_fini(sl_core_t *core)
     core->done_head = core->done_tail = core->done_spare = NULL;
     core->n_done = 0;
 }
+
+sl_status_t sl_core_done_restore(sl_core_t *core, const char *id, const void *receipt, size_t len,
+                                 sl_time_t now)
+{
+    if (sl_core_reentered(core, "sl_core_done_restore"))
+        return SL_ERR_REENTERED;
+    if (!id || !id[0])
+        return SL_ERR_INVALID;
+    uint64_t key = 0;
+    void *old = NULL;
+    sl_status_t st = sl_core_id_probe(core, id, &key, &old);
+    if (st != SL_OK)
+        return st;
+    sl_job_t job = {.id = (char *)id, .id_hash = key, .receipt = receipt, .receipt_len = len};
+    sl_core_done_t *rec = s_done_append(core, &job, now);
+    if (!rec)
+        return SL_ERR_NOMEM;
+    if (sl_map_put(&core->by_id, key, (void *)((uintptr_t)rec | 1)) != SL_OK) {
+        rec->id_key = 0; /* stays in the log until forgotten, found by no id */
+        return SL_ERR_NOMEM;
+    }
+    return SL_OK;
+}

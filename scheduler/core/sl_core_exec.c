@@ -327,6 +327,8 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
         sl_core_cb_leave(core);
     }
     *index_p = e->index;
+    if (info->n_held && core->n_held)
+        sl_core_adopt(core, e, info->held, info->n_held, now);
     sl_core_stage_update(core, now);
     sl_core_pump(core, now);
     return SL_OK;

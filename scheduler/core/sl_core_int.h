@@ -7,6 +7,7 @@
  * The subjects: sl_core.c (life cycle, jobs, queues, timers), sl_core_done.c
  * (the finished-job log), sl_core_admit.c (admission), sl_core_place.c
  * (placement and dispatch), sl_core_exec.c (the executor table),
+ * sl_core_adopt.c (jobs restored from a journal, adopted or queued),
  * sl_core_state.c (saving and restoring the learned state).
  */
 #ifndef SL_CORE_INT_H
@@ -113,6 +114,10 @@ struct sl_core {
     uint64_t xfer_samples;  /* transfers learned from */
     uint64_t kv_nonce;      /* last reservation nonce handed out */
     sl_time_t rebalance_at; /* next look for a rebalancing move */
+    /* restored jobs (sl_core_adopt.c) */
+    sl_list_t held;       /* restored jobs waiting to be claimed, in seq order */
+    uint32_t n_held;      /* their number */
+    sl_time_t held_until; /* when the unclaimed ones are queued */
 };
 
 /* ---- calling out: every io and policy callback runs inside these ---- */
@@ -197,6 +202,21 @@ void sl_core_job_requeue(sl_core_t *core, sl_job_t *job, const char *why, sl_tim
 
 /* Free what job holds of its delivered tokens (the job is being freed). */
 void sl_core_stream_free(sl_core_t *core, sl_job_t *job);
+/* ---- restored jobs (sl_core_adopt.c) ---- */
+
+/* A new job record for desc (not yet in any map or list; seq unset). */
+sl_job_t *sl_core_job_new(sl_core_t *core, const sl_job_desc_t *desc, uint32_t vocab_need,
+                          sl_time_t now);
+/* The id's key in by_id: SL_OK with the first free probe key, SL_ERR_EXISTS
+ * with *old_p the entry of the same id, SL_ERR_ID_COLLISION. */
+sl_status_t sl_core_id_probe(const sl_core_t *core, const char *id, uint64_t *key_p, void **old_p);
+/* Adopt the restored jobs e claims (at its join, before any placement). */
+void sl_core_adopt(sl_core_t *core, sl_exec_t *e, const sl_held_job_t *held, uint32_t n_held,
+                   sl_time_t now);
+/* A restored job leaves the held list (placed, canceled or finished). */
+void sl_core_held_del(sl_core_t *core, sl_job_t *job);
+/* Queue the restored jobs nobody claimed once the grace is over. */
+void sl_core_held_tick(sl_core_t *core, sl_time_t now);
 
 /* ---- pipeline stages (sl_core_stage.c) ---- */
 

@@ -85,6 +85,8 @@ typedef struct sl_job {
     uint32_t cap_delivered;    /* room in delivered */
     uint32_t resume_tokens;    /* delivered tokens its current attempt was dispatched with */
     sl_time_t first_delivered; /* when its first token was forwarded (0: none yet) */
+    bool restored;             /* restored from a journal and not yet placed: it waits in the
+                                  core's held list for its executor to claim it (adopt) */
     void *user;                /* the embedder's data (daemon: routing, payload) */
     sl_list_t link;            /* queue, executor in-flight list or done list */
 } sl_job_t;
