@@ -25,6 +25,7 @@ typedef struct s_job {
     uint32_t frontier; /* streamed tokens received, in order */
     uint32_t out;      /* output tokens in the result */
     bool streamed;
+    bool ok; /* its (first) result ended OK */
 } s_job_t;
 
 struct sl_history {
@@ -85,8 +86,10 @@ sl_status_t sl_history_note(sl_history_t *h, sl_hev_t ev, uint32_t owner, uint32
     case SL_HEV_RESULT:
         if (j->results < UINT16_MAX)
             j->results++;
-        if (j->results == 1)
+        if (j->results == 1) {
             j->out = n;
+            j->ok = offset == 0;
+        }
         break;
     case SL_HEV_CHUNK:
         j->streamed = true;
@@ -133,7 +136,7 @@ void sl_history_check(const sl_history_t *h, sl_history_report_t *r)
             r->duplicated += j->results - 1u;
         if (j->results && !j->accepted)
             r->unaccepted_results++;
-        if (j->results && j->streamed && j->frontier != j->out)
+        if (j->results && j->ok && j->streamed && j->frontier != j->out)
             r->stream_short++;
     }
 }

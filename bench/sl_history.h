@@ -36,7 +36,7 @@ typedef struct sl_history_report {
     uint64_t unaccepted_results; /* results of jobs never accepted */
     uint64_t chunk_dups;         /* streamed tokens received twice */
     uint64_t chunk_gaps;         /* chunks that began past the tokens received so far */
-    uint64_t stream_short;       /* streamed jobs whose chunks do not cover their result */
+    uint64_t stream_short;       /* streamed jobs ended OK whose chunks do not cover their result */
 } sl_history_report_t;
 
 /* A history for clients x jobs (job numbers 0..jobs-1 per client). NULL
@@ -45,9 +45,10 @@ sl_history_t *sl_history_create(uint32_t clients, uint32_t jobs);
 void sl_history_destroy(sl_history_t **h_p);
 
 /* An event about job `job` of client `owner`, seen by client `at` (the
- * submitter for SUBMIT); offset and n for CHUNK, n = output tokens for
- * RESULT. SL_ERR_INVALID for an owner or job out of range (counted as a
- * wrong client when it was an answer). */
+ * submitter for SUBMIT); offset and n for CHUNK; for RESULT, n = output
+ * tokens and offset = 0 when it ended OK, anything else when not (a failed
+ * job's stream need not cover its result). SL_ERR_INVALID for an owner or job out of range (counted
+ * as a wrong client when it was an answer). */
 sl_status_t sl_history_note(sl_history_t *h, sl_hev_t ev, uint32_t owner, uint32_t job, uint32_t at,
                             sl_time_t t, uint32_t offset, uint32_t n);
 

@@ -105,6 +105,16 @@ static void test_streams(void **state)
     sl_history_check(h, &r);
     assert_int_equal(r.stream_short, 1);
     sl_history_destroy(&h);
+
+    /* a job that failed: its result need not match its stream */
+    h = s_h();
+    sl_history_note(h, SL_HEV_SUBMIT, 0, 0, 0, 1, 0, 0);
+    sl_history_note(h, SL_HEV_ACCEPT, 0, 0, 0, 1, 0, 0);
+    sl_history_note(h, SL_HEV_CHUNK, 0, 0, 0, 2, 0, 3);
+    sl_history_note(h, SL_HEV_RESULT, 0, 0, 0, 3, 1, 0);
+    sl_history_check(h, &r);
+    assert_int_equal(r.stream_short, 0);
+    sl_history_destroy(&h);
 }
 
 int main(void)
