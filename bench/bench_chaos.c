@@ -28,8 +28,12 @@
  * jobs they hold. Its recovery time is from the kill to the first status
  * reply of the new process.
  *
- * Not built yet: --takeovers (clients and executors that follow a new
- * leader are missing); refused with that message.
+ * --takeovers N: two schedulers on the same endpoints and the same
+ * journal, racing for a leader lease in an etcd this program starts (the
+ * standby binds nothing until it leads: the endpoints move with the
+ * leader, as a floating address would); the leader is SIGKILLed N times
+ * and started again as the standby. takeover: from the kill to the
+ * standby's "leading" log line; recovery: to its first status reply.
  *
  * Children are started with fork/exec, die with this process
  * (PR_SET_PDEATHSIG), and are stopped and reaped before it exits.
@@ -43,8 +47,11 @@
 #include "common/sl_rand.h"
 #include "proto/sl_wire.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -78,7 +85,7 @@ typedef struct s_chaos_cfg {
     int resend_ms;                 /* a job not answered this long is sent again */
     int drain_timeout_ms;          /* at the end, longest wait for the last results */
     int scheduler_kills;           /* scheduler SIGKILLs instead of executor faults */
-    int takeovers;                 /* not built yet */
+    int takeovers;                 /* leader SIGKILLs with a standby taking over */
     uint64_t seed;                 /* kill times and victims */
     char bin_dir[SL_CFG_STR_MAX];  /* where the programs are (default: next to sluice-bench) */
     char key_args[SL_CFG_STR_MAX]; /* extra flags for every daemon (e.g. keys), space-separated */
@@ -121,7 +128,8 @@ static const sl_cfg_field_t s_table[] = {
                  "scheduler SIGKILLs, each started again on its journal, instead of executor "
                  "faults (the kill interval is then at least the time it takes to come back)"),
     SL_CFG_RANGE(s_chaos_cfg_t, takeovers, "takeovers", "0", SL_CFG_INT, 0, 100000,
-                 "takeovers by a standby scheduler (not built yet: refused)"),
+                 "leader SIGKILLs, a standby scheduler (etcd lease, same journal and endpoints) "
+                 "taking over each time, instead of executor faults"),
     SL_CFG_FIELD(s_chaos_cfg_t, seed, "seed", "1", SL_CFG_I64, "seed of kill times and victims"),
     SL_CFG_FIELD(s_chaos_cfg_t, bin_dir, "bin-dir", "", SL_CFG_STR,
                  "folder of sluice-scheduler and sluice-executor (default: next to sluice-bench)"),
@@ -184,6 +192,22 @@ static int s_argv(char **out, int cap, char *const *fixed, char *extra)
     return n;
 }
 
+/* A free TCP port on loopback (bound, read back, released); -1 if none. */
+static int s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+        getsockname(fd, (struct sockaddr *)&a, &len)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 /* ---- the scheduler's log: losses --------------------------------------- */
 
 typedef struct s_loss {
@@ -193,6 +217,8 @@ typedef struct s_loss {
 
 typedef struct s_log {
     int fd;
+    pid_t leader;     /* the scheduler that last logged "leading" (takeovers) */
+    sl_time_t led_at; /* when that line was read */
     pthread_mutex_t mu;
     s_loss_t *loss;
     size_t n;
@@ -210,6 +236,14 @@ static void *s_log_main(void *arg)
         sl_time_t now = sl_clock_now();
         if (l->copy)
             fputs(line, l->copy);
+        const char *lead = strstr(line, "leading: the lease is ours");
+        const char *who = strstr(line, "scheduler[");
+        if (lead && who) {
+            pthread_mutex_lock(&l->mu);
+            l->leader = (pid_t)atoi(who + strlen("scheduler["));
+            l->led_at = now;
+            pthread_mutex_unlock(&l->mu);
+        }
         const char *p = strstr(line, "executor ");
         char name[32];
         if (p && strstr(p, " lost (") && sscanf(p, "executor %31s lost (", name) == 1) {
@@ -418,13 +452,18 @@ int sl_bench_chaos_main(int argc, char **argv)
         fprintf(stderr, "sluice-bench chaos: --fault is kill or stop, not '%s'\n", cfg.fault);
         return 2;
     }
-    if (cfg.takeovers) {
-        fprintf(stderr, "sluice-bench chaos: --takeovers is not built yet (clients and executors "
-                        "that follow a new leader are missing)\n");
+    if (cfg.takeovers && cfg.scheduler_kills) {
+        fprintf(stderr, "sluice-bench chaos: --takeovers or --scheduler-kills, not both\n");
         return 2;
     }
-    bool sched_mode = cfg.scheduler_kills > 0;
-    int nfaults = sched_mode ? cfg.scheduler_kills : cfg.kills;
+    bool tk_mode = cfg.takeovers > 0;
+    bool sched_mode = cfg.scheduler_kills > 0 || tk_mode;
+    int nfaults = tk_mode ? cfg.takeovers : sched_mode ? cfg.scheduler_kills : cfg.kills;
+    if (tk_mode && system("command -v etcd >/dev/null 2>&1") != 0) {
+        fprintf(stderr,
+                "sluice-bench chaos: --takeovers needs etcd (etcd-server, scripts/setup)\n");
+        return 2;
+    }
     char self[PATH_MAX], bin[PATH_MAX], sched_bin[PATH_MAX + 32], exec_bin[PATH_MAX + 32];
     if (cfg.bin_dir[0]) {
         snprintf(bin, sizeof(bin), "%s", cfg.bin_dir);
@@ -474,9 +513,14 @@ int sl_bench_chaos_main(int argc, char **argv)
     int pfd[2] = {-1, -1};
     double *detect = NULL;
     s_loss_t *kills =
-        calloc((size_t)(cfg.kills > cfg.scheduler_kills ? cfg.kills : cfg.scheduler_kills) + 1,
-               sizeof(*kills));
-    double *recover = calloc((size_t)cfg.scheduler_kills + 1, sizeof(*recover));
+        calloc((size_t)(cfg.kills > nfaults ? cfg.kills : nfaults) + 1, sizeof(*kills));
+    double *recover = calloc((size_t)nfaults + 1, sizeof(*recover));
+    double *takeover = calloc((size_t)nfaults + 1, sizeof(*takeover));
+    size_t ntakeover = 0;
+    pid_t etcd = -1, standby = -1;
+    bool tk_pending = false; /* a takeover whose "leading" line has not come yet */
+    sl_time_t tk_killed_at = 0;
+    pid_t tk_killed = 0;
     size_t nrecover = 0;
     sl_time_t sched_killed_at = 0, sched_restart_at = 0;
     size_t nkills = 0;
@@ -492,7 +536,8 @@ int sl_bench_chaos_main(int argc, char **argv)
     pthread_mutex_init(&lg.mu, NULL);
     lg.loss = calloc(S_MAX_LOSSES, sizeof(*lg.loss));
     lg.copy = fopen(logpath, "w");
-    if (!zctx || !r.h || !r.jobs || !lg.loss || !kills || !recover || pipe2(pfd, O_CLOEXEC))
+    if (!zctx || !r.h || !r.jobs || !lg.loss || !kills || !recover || !takeover ||
+        pipe2(pfd, O_CLOEXEC))
         goto out;
     lg.fd = pfd[0];
     if (pthread_create(&log_thread, NULL, s_log_main, &lg) != 0)
@@ -516,10 +561,72 @@ int sl_bench_chaos_main(int argc, char **argv)
                       "warn",    sched_mode ? "--journal" : NULL,
                       journal,   NULL};
     char *sav[64]; /* kept: a killed scheduler is started again with them */
-    s_argv(sav, 64, sfixed, extra_s);
+    int nsav = s_argv(sav, 64, sfixed, extra_s);
+    char etcd_url[64] = "", etcd_flag[96], key_flag[96];
+    if (tk_mode) {
+        /* etcd with a one-second shortest lease (test_takeover's settings) */
+        int cport = s_free_port(), pport = s_free_port();
+        char curl[64], purl[64], cluster[96], data[PATH_MAX + 16];
+        snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
+        snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", pport);
+        snprintf(cluster, sizeof(cluster), "c=%s", purl);
+        snprintf(data, sizeof(data), "%s/etcd", tmp);
+        snprintf(etcd_url, sizeof(etcd_url), "%s", curl);
+        char *eav[] = {"/usr/bin/env",
+                       "etcd",
+                       "--name",
+                       "c",
+                       "--data-dir",
+                       data,
+                       "--listen-client-urls",
+                       curl,
+                       "--advertise-client-urls",
+                       curl,
+                       "--listen-peer-urls",
+                       purl,
+                       "--initial-advertise-peer-urls",
+                       purl,
+                       "--initial-cluster",
+                       cluster,
+                       "--heartbeat-interval",
+                       "50",
+                       "--election-timeout",
+                       "250",
+                       NULL};
+        if (cport < 0 || pport < 0 || (etcd = s_spawn(eav, -1)) < 0)
+            goto out;
+        snprintf(etcd_flag, sizeof(etcd_flag), "--etcd=%s", etcd_url);
+        snprintf(key_flag, sizeof(key_flag), "--leader-key=/sluice/chaos-%d", (int)getpid());
+        /* info: the "leading" line says which of the two leads */
+        for (int i = 1; i < nsav; i++)
+            if (!strcmp(sav[i], "warn") && !strcmp(sav[i - 1], "--log-level"))
+                sav[i] = "info";
+        if (nsav + 2 < 64) {
+            sav[nsav++] = etcd_flag;
+            sav[nsav++] = key_flag;
+            sav[nsav] = NULL;
+        }
+    }
     sched = s_spawn(sav, pfd[1]); /* pfd[1] stays open for the restarts */
     if (sched < 0)
         goto out;
+    if (tk_mode) { /* the standby: started once the first one leads */
+        for (sl_time_t until = sl_clock_now() + SL_MS(30000); !s_stop;) {
+            pthread_mutex_lock(&lg.mu);
+            pid_t l = lg.leader;
+            pthread_mutex_unlock(&lg.mu);
+            if (l == sched)
+                break;
+            if (sl_clock_now() >= until) {
+                fprintf(stderr, "sluice-bench chaos: no scheduler led within 30 s (etcd at %s)\n",
+                        etcd_url);
+                goto out;
+            }
+            sl_clock_sleep(SL_MS(20));
+        }
+        if ((standby = s_spawn(sav, pfd[1])) < 0)
+            goto out;
+    }
     for (int i = 0; i < cfg.executors; i++) {
         snprintf(names[i], sizeof(names[i]), "chaos-e%d", i);
         char extra_e[SL_CFG_STR_MAX];
@@ -598,7 +705,33 @@ int sl_bench_chaos_main(int argc, char **argv)
     while (!s_stop) {
         sl_time_t now = sl_clock_now();
         /* kills, then restarts */
-        if (sched_mode && submitting && nkills < (size_t)nfaults && now >= next_kill && sched > 0) {
+        if (tk_mode && submitting && nkills < (size_t)nfaults && now >= next_kill) {
+            pthread_mutex_lock(&lg.mu);
+            pid_t l = lg.leader;
+            pthread_mutex_unlock(&lg.mu);
+            if (l != sched) { /* the roles as the log says */
+                pid_t t = sched;
+                sched = standby;
+                standby = t;
+            }
+            pid_t kills_pid = sched;
+            kill(sched, SIGKILL);
+            waitpid(sched, NULL, 0);
+            sched_killed_at = sl_clock_now();
+            kills[nkills] = (s_loss_t){.t = sched_killed_at};
+            snprintf(kills[nkills].name, sizeof(kills[nkills].name), "leader");
+            nkills++;
+            sched = standby; /* the new leader, soon */
+            tk_pending = true;
+            tk_killed_at = sched_killed_at;
+            tk_killed = kills_pid;
+            if ((standby = s_spawn(sav, pfd[1])) < 0)
+                goto out;
+            next_kill = INT64_MAX; /* set once the standby leads and answers */
+            s_on_status(status_sock, names, cfg.executors, alive_at);
+        }
+        if (!tk_mode && sched_mode && submitting && nkills < (size_t)nfaults && now >= next_kill &&
+            sched > 0) {
             kill(sched, SIGKILL);
             waitpid(sched, NULL, 0);
             sched = 0;
@@ -610,7 +743,7 @@ int sl_bench_chaos_main(int argc, char **argv)
             next_kill = INT64_MAX;                                    /* set once it is back */
             s_on_status(status_sock, names, cfg.executors, alive_at); /* replies of the dead one */
         }
-        if (sched_mode && sched == 0 && now >= sched_restart_at) {
+        if (!tk_mode && sched_mode && sched == 0 && now >= sched_restart_at) {
             if ((sched = s_spawn(sav, pfd[1])) < 0)
                 goto out;
         }
@@ -701,9 +834,23 @@ int sl_bench_chaos_main(int argc, char **argv)
             sl_wire_status_request_send(status_sock, ZMQ_DONTWAIT);
             next_status = now + SL_MS(100);
         }
+        if (tk_pending) { /* the standby's "leading" line, once the log thread has it */
+            pthread_mutex_lock(&lg.mu);
+            if (lg.leader != tk_killed && lg.leader > 0 && lg.led_at >= tk_killed_at) {
+                /* either standby may win: the one started at this kill too */
+                takeover[ntakeover++] = (double)(lg.led_at - tk_killed_at) / 1e6;
+                tk_pending = false;
+                if (lg.leader != sched) {
+                    standby = sched;
+                    sched = lg.leader;
+                }
+            }
+            pthread_mutex_unlock(&lg.mu);
+        }
         if (s_on_status(status_sock, names, cfg.executors, alive_at) && sched_killed_at) {
-            /* the restarted scheduler answers: recovered */
+            /* the restarted scheduler (or the new leader) answers: recovered */
             recover[nrecover++] = (double)(now - sched_killed_at) / 1e6;
+
             sched_killed_at = 0;
             next_kill = now + SL_MS((int64_t)(cfg.kill_interval_ms * (0.5 + sl_rand_double(&rnd))));
         }
@@ -805,7 +952,26 @@ int sl_bench_chaos_main(int argc, char **argv)
                "restart (the delivered frontier is not journaled; libsluice drops repeated "
                "offsets): reported, not failed\n",
                (unsigned long long)hr.chunk_dups);
-    if (sched_mode) {
+    if (tk_mode) {
+        qsort(recover, nrecover, sizeof(*recover), s_cmp_double);
+        qsort(takeover, ntakeover, sizeof(*takeover), s_cmp_double);
+        printf("# takeover (leader SIGKILLed to the standby's \"leading\" line), ms: p50 %.0f, "
+               "max %.0f (%zu of %zu); recovery (to its first status reply): p50 %.0f, max %.0f\n",
+               ntakeover ? takeover[(ntakeover - 1) / 2] : 0,
+               ntakeover ? takeover[ntakeover - 1] : 0, ntakeover, nkills,
+               nrecover ? recover[(nrecover - 1) / 2] : 0, nrecover ? recover[nrecover - 1] : 0);
+        printf("RESULT scenario=takeovers takeovers=%zu jobs=%llu accepted=%llu lost=%llu "
+               "duplicated=%llu wrong_client=%llu backwards=%llu unaccepted_results=%llu "
+               "stream_dup_tokens=%llu stream_gaps=%llu takeover_p50_ms=%.0f takeover_max_ms=%.0f "
+               "taken_over=%zu recover_max_ms=%.0f attempts_max=%llu\n",
+               nkills, (unsigned long long)hr.submitted, (unsigned long long)hr.accepted,
+               (unsigned long long)hr.lost, (unsigned long long)hr.duplicated,
+               (unsigned long long)hr.wrong_client, (unsigned long long)hr.backwards,
+               (unsigned long long)hr.unaccepted_results, (unsigned long long)hr.chunk_dups,
+               (unsigned long long)hr.chunk_gaps, ntakeover ? takeover[(ntakeover - 1) / 2] : 0,
+               ntakeover ? takeover[ntakeover - 1] : 0, ntakeover,
+               nrecover ? recover[nrecover - 1] : 0, (unsigned long long)r.attempts_max);
+    } else if (sched_mode) {
         qsort(recover, nrecover, sizeof(*recover), s_cmp_double);
         printf("# recovery (kill to the first status reply of the restarted scheduler), ms: p50 "
                "%.0f, max %.0f (%zu of %zu kills)\n",
@@ -838,8 +1004,11 @@ int sl_bench_chaos_main(int argc, char **argv)
      * known limit, OPERATIONS.md; libsluice drops the repeated offsets),
      * so there repeated tokens are reported, not failed. */
     bool stream_bad = hr.chunk_gaps || hr.stream_short || (!sched_mode && hr.chunk_dups);
-    rc = hr.lost || hr.duplicated || hr.wrong_client || hr.backwards || hr.unaccepted_results ||
-                 stream_bad
+    /* A scheduler killed after its journal batch was durable and before
+     * the batch's Accepted went out: the job runs, its result comes with
+     * no Accepted before it. Broken only when no scheduler died. */
+    rc = hr.lost || hr.duplicated || hr.wrong_client || hr.backwards ||
+                 (!sched_mode && hr.unaccepted_results) || stream_bad
              ? 3
              : 0;
 out:
@@ -862,6 +1031,18 @@ out:
         kill(sched, SIGKILL);
         waitpid(sched, NULL, 0);
     }
+    if (standby > 0) {
+        kill(standby, SIGKILL);
+        waitpid(standby, NULL, 0);
+    }
+    if (etcd > 0) {
+        kill(etcd, SIGTERM);
+        waitpid(etcd, NULL, 0);
+        char cmd[PATH_MAX + 32];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s/etcd'", tmp);
+        if (system(cmd) != 0)
+            fprintf(stderr, "sluice-bench chaos: could not remove %s/etcd\n", tmp);
+    }
     if (pfd[1] >= 0)
         close(pfd[1]);
     if (log_up)
@@ -874,6 +1055,7 @@ out:
         zmq_ctx_term(zctx);
     free(detect);
     free(recover);
+    free(takeover);
     free(kills);
     free(lg.loss);
     free(r.jobs);

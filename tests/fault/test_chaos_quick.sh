@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sluice-bench chaos, short: 10 executor SIGKILLs and 10 SIGSTOPs under load,
-# then 3 scheduler SIGKILLs with restarts from its journal,
+# then 3 scheduler SIGKILLs with restarts from its journal, then 2 takeovers
+# by a standby,
 # through the real scheduler and sim executors; the history check must hold
 # (lost=0 duplicated=0 wrong_client=0 backwards=0, no streamed token twice,
 # no gap). Detection is not asserted (on a loaded host a stopped executor
@@ -34,4 +35,21 @@ for kv in scenario=scheduler-kills kills=3 lost=0 duplicated=0 wrong_client=0 ba
           unaccepted_results=0 stream_gaps=0; do
   grep -q " $kv " <<<"$line " || fail "--scheduler-kills: want $kv in: $line"
 done
+# a standby taking over from a SIGKILLed leader twice (etcd lease, same
+# journal and endpoints), when etcd-server is installed
+if command -v etcd >/dev/null; then
+  set +e
+  out=$(timeout 240 "$bin/sluice-bench" chaos --takeovers=2 --kill-interval-ms=1500 --rate=100 2>&1)
+  st=$?
+  set -e
+  echo "$out"
+  [ $st -eq 0 ] || fail "--takeovers: chaos exited $st"
+  line=$(grep '^RESULT ' <<<"$out") || fail "--takeovers: no RESULT line"
+  for kv in scenario=takeovers takeovers=2 taken_over=2 lost=0 duplicated=0 wrong_client=0 \
+            backwards=0 stream_gaps=0; do
+    grep -q " $kv " <<<"$line " || fail "--takeovers: want $kv in: $line"
+  done
+else
+  echo "takeovers skipped: etcd-server is not installed (scripts/setup)"
+fi
 echo "PASS"
