@@ -34,6 +34,7 @@ typedef struct s_all {
 
 static sl_cfg_field_t *s_table;
 static FILE *s_null;
+static FILE *s_err; /* the real stderr, for the target's own report */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -49,6 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!s_table)
         abort();
     s_null = fopen("/dev/null", "w");
+    s_err = stderr;
     return 0;
 }
 
@@ -80,7 +82,7 @@ static void s_check_ranges(const s_all_t *all)
             continue;
         }
         if (!(v >= f->min && v <= f->max)) {
-            fprintf(s_null ? stdout : stderr, "%s out of range\n", f->name);
+            fprintf(s_err, "fuzz_cfg: %s = %g is outside [%g, %g]\n", f->name, v, f->min, f->max);
             abort();
         }
     }

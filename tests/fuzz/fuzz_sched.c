@@ -10,7 +10,10 @@
  * queries; hellos (sl_core_exec_join, a connection saying hello again
  * losing its old incarnation), heartbeats, completions, KV events,
  * goodbyes, KV reservations and sends, peer reports, token chunks. A kind a
- * connection may not send is refused as the daemon refuses it.
+ * connection may not send is refused as the daemon refuses it. Log batches
+ * (from any connection) go to the collector (scheduler/sl_collector.c),
+ * writing into a scratch folder that is emptied after each input that used
+ * it; a file there that is not <name>.log or <name>.trace aborts.
  *
  * What the daemon does with the core's actions (sending dispatches,
  * results, KV plans over ZeroMQ) is not driven here: dispatches always
@@ -19,13 +22,16 @@
  * releases every job and executor left: a leak is a failure under the
  * sanitizers.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/sl_log.h"
 #include "proto/sl_proto.h"
 #include "scheduler/core/sl_core.h"
+#include "scheduler/sl_collector.h"
 #include "tests/fuzz/sl_fuzz.h"
 
 #define S_CONNS 4 /* executor connections (and client identities) */
@@ -39,8 +45,13 @@ typedef struct s_conn {
     char name[64];   /* the name it joined under */
 } s_conn_t;
 
+/* The collector's scratch folder (made at start) and whether an input wrote there. */
+static char s_dir[256];
+static bool s_dir_used;
+
 typedef struct s_harness {
     sl_core_t *core;
+    sl_collector_t *collector; /* made at the first log batch */
     s_conn_t conns[S_CONNS];
     sl_time_t now;
     uint64_t dispatched; /* dispatches so far */
@@ -135,6 +146,57 @@ static void s_on_client(s_harness_t *h, const sl_wire_msg_t *msg, const sl_proto
     }
 }
 
+/* Whether name is what the collector may write: <plain name>.log or .trace. */
+static bool s_collector_file(const char *name)
+{
+    size_t n = strlen(name);
+    if (strchr(name, '/'))
+        return false;
+    return (n > 4 && !strcmp(name + n - 4, ".log")) || (n > 6 && !strcmp(name + n - 6, ".trace"));
+}
+
+/* Check and empty the scratch folder. */
+static void s_dir_clean(void)
+{
+    DIR *d = opendir(s_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (!s_collector_file(e->d_name)) {
+            fprintf(stderr, "fuzz_sched: the collector wrote '%s'\n", e->d_name);
+            abort();
+        }
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", s_dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    s_dir_used = false;
+}
+
+static void s_dir_remove(void)
+{
+    s_dir_clean();
+    rmdir(s_dir);
+}
+
+static void s_on_log_batch(s_harness_t *h, const sl_wire_msg_t *msg)
+{
+    if (!s_dir[0])
+        return;
+    if (!h->collector && sl_collector_create(s_dir, &h->collector) != SL_OK)
+        return;
+    sl_wire_log_batch_t b;
+    sl_wire_log_batch_get(msg, &b);
+    s_dir_used = true;
+    (void)sl_collector_take(h->collector, &b);
+    sl_collector_stats_t st;
+    sl_collector_stats(h->collector, &st);
+}
+
 static void s_on_hello(s_harness_t *h, s_conn_t *c, const sl_wire_msg_t *msg)
 {
     sl_wire_hello_t hello;
@@ -183,6 +245,10 @@ static void s_on_executor(s_harness_t *h, s_conn_t *c, const sl_wire_msg_t *msg)
     sl_wire_kind_t kind = sl_wire_msg_kind(msg);
     if (kind == SL_WIRE_HELLO) {
         s_on_hello(h, c, msg);
+        return;
+    }
+    if (kind == SL_WIRE_LOG_BATCH) { /* from any connection, as the daemon takes them */
+        s_on_log_batch(h, msg);
         return;
     }
     if (!c->index1)
@@ -256,6 +322,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     sl_log_set_level(SL_LOG_ERROR);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(s_dir, sizeof(s_dir), "%s/sl-fuzz-sched-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(s_dir))
+        s_dir[0] = '\0'; /* log batches are then dropped */
+    else
+        atexit(s_dir_remove);
     return 0;
 }
 
@@ -317,5 +389,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (unsigned long long)sl_core_counter(h.core, SL_CTR_COMPLETED),
                 (unsigned long long)sl_core_counter(h.core, SL_CTR_FAILED));
     sl_core_destroy(&h.core);
+    sl_collector_destroy(&h.collector);
+    if (s_dir_used)
+        s_dir_clean();
     return 0;
 }

@@ -295,9 +295,9 @@ static void s_messages(void)
  * 1 (| conn << 3), executors op 3 (| conn << 3), the clock op 0 + 16-bit ms. */
 static void s_sched(void)
 {
-    static const char *const exec_bodies[] = {"heartbeat",   "kv_event",    "token_chunk",
-                                              "kv_reserved", "kv_sent",     "peer_reach",
-                                              "goodbye",     "completions", "cancel"};
+    static const char *const exec_bodies[] = {
+        "heartbeat",  "kv_event", "token_chunk", "kv_reserved", "kv_sent",
+        "peer_reach", "goodbye",  "completions", "cancel",      "log_batch"};
     for (size_t i = 0; i < sizeof(exec_bodies) / sizeof(exec_bodies[0]); i++) {
         s_buf_t b = {.len = 0};
         s_u8(&b, (uint8_t)i);       /* policy */
