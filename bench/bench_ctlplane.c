@@ -22,6 +22,11 @@
  * before the jobs phase made the ratio swing with it.
  * It prints each round, the medians, then a RESULT line.
  *
+ * The cluster runs with CURVE keys made for the run in a temporary folder
+ * (every message encrypted and authenticated, as in production); --insecure
+ * runs it in plain text, so two runs give the cost of the keys. The raw
+ * phase is plain ZeroMQ either way (the ceiling without any of it).
+ *
  * Children are started with fork/exec, die with this process
  * (PR_SET_PDEATHSIG), are killed by the signal handler on SIGINT/SIGTERM,
  * and are always stopped (SIGTERM, then SIGKILL) and reaped before exit.
@@ -33,6 +38,7 @@
 #include <sluice/client.h>
 
 #include "bench/bench.h"
+#include "common/sl_auth.h"
 #include "common/sl_cfg.h"
 #include "common/sl_daemon_cfg.h"
 #include "common/sl_clock.h"
@@ -79,6 +85,7 @@ typedef struct s_ctl_cfg {
     int stop_timeout_ms;            /* wait after SIGTERM before SIGKILL */
     int stall_timeout_ms;           /* a phase with no progress for this long fails */
     bool skip_raw;                  /* only the jobs phase */
+    bool insecure;                  /* the cluster without keys (plain text) */
     char raw_shape[SL_CFG_STR_MAX]; /* relay (the path of a job) or echo (one hop, both ways) */
     int rounds;                     /* alternations of the two phases */
 } s_ctl_cfg_t;
@@ -121,6 +128,8 @@ static const sl_cfg_field_t s_table[] = {
                  "fail a phase that makes no progress for this long"),
     SL_CFG_FIELD(s_ctl_cfg_t, skip_raw, "skip-raw", "false", SL_CFG_BOOL,
                  "skip the raw ZeroMQ phase"),
+    SL_CFG_FIELD(s_ctl_cfg_t, insecure, "insecure", "false", SL_CFG_BOOL,
+                 "run the cluster in plain text (default: CURVE keys made for the run)"),
     SL_CFG_FIELD(s_ctl_cfg_t, raw_shape, "raw-shape", "relay", SL_CFG_STR,
                  "raw phase: relay (client, relay, worker and back: a job's hops and sizes) or "
                  "echo (one hop, the whole message both ways)"),
@@ -493,7 +502,44 @@ static void s_id_next(char *digits, size_t n)
 
 /* The jobs phase's client, connected and with every executor registered;
  * NULL on failure. */
-static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
+/* A key folder for the run (pairs server, client, executor, allow-lists)
+ * made from the template dir; 0 on success. */
+static int s_make_keys(char *dir)
+{
+    static const char *const names[] = {"server", "client", "executor"};
+    char pub[3][SL_AUTH_KEY_LEN + 1], path[PATH_MAX + 32];
+    if (!mkdtemp(dir)) {
+        SL_ERROR("ctlplane: mkdtemp: %m");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++)
+        if (sl_auth_keygen(dir, names[i], pub[i]) != SL_OK)
+            return -1;
+    for (int i = 1; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s.allow", dir, i == 1 ? "clients" : "executors");
+        FILE *f = fopen(path, "w");
+        if (!f || fprintf(f, "%s bench\n", pub[i]) < 0 || fclose(f) != 0) {
+            SL_ERROR("ctlplane: cannot write %s: %m", path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void s_remove_keys(const char *dir)
+{
+    static const char *const files[] = {"server.key",    "server.pub",     "client.key",
+                                        "client.pub",    "executor.key",   "executor.pub",
+                                        "clients.allow", "executors.allow"};
+    char path[PATH_MAX + 32];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint, const char *key_dir)
 {
     sl_client_cfg_t ccfg;
     sl_client_t *c = NULL;
@@ -503,6 +549,8 @@ static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
         return NULL;
     }
     memcpy(ccfg.endpoint, endpoint, strlen(endpoint) + 1);
+    ccfg.insecure = cfg->insecure;
+    snprintf(ccfg.key_dir, sizeof(ccfg.key_dir), "%.*s", (int)sizeof(ccfg.key_dir) - 1, key_dir);
     ccfg.wait_timeout_ms = 500;
     ccfg.max_inflight = cfg->window;
     ccfg.backoff.base_ms = 1;
@@ -659,6 +707,10 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
 
     int rc = 1;
+    char keys[] = "/tmp/sluice-ctlplane-keys-XXXXXX";
+    bool keyed = false;
+    char *auth_flag = cfg.insecure ? "--insecure=true" : "--key-dir";
+    char *auth_arg = cfg.insecure ? "--log-level=error" : keys; /* a second flag in the pair */
     sl_client_t *client = NULL;
     uint32_t *prompt_ids = cfg.prompt_ids ? s_prompt_ids(cfg.prompt_tokens) : NULL;
     size_t size = !cfg.prompt_ids || prompt_ids ? s_submit_size(cfg.prompt_tokens, prompt_ids) : 0;
@@ -667,10 +719,14 @@ int sl_bench_ctlplane_main(int argc, char **argv)
                 cfg.prompt_tokens);
         goto out;
     }
+    if (!cfg.insecure && s_make_keys(keys) != 0)
+        goto out;
+    keyed = !cfg.insecure;
     printf("ctlplane: window %d, %zu-byte messages (%d prompt tokens%s), %d null executors "
-           "(%d slots), policy %s, %s, raw %s\n",
+           "(%d slots), policy %s, %s, raw %s, cluster %s\n",
            cfg.window, size, cfg.prompt_tokens, cfg.prompt_ids ? " as ids" : ", length only",
-           cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape);
+           cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape,
+           cfg.insecure ? "plain text (--insecure)" : "CURVE");
     fflush(stdout);
     char credits[16], slots[16], missed[16], keep[16], name[S_MAX_CHILDREN][32];
     if (sl_heap_keep(cfg.heap_keep_mib) != SL_OK)
@@ -686,19 +742,21 @@ int sl_bench_ctlplane_main(int argc, char **argv)
                      cfg.policy, "--credits",
                      credits,    "--missed-heartbeats",
                      missed,     "--heap-keep-mib",
-                     keep,       "--log-level",
+                     keep,       auth_flag,
+                     auth_arg,   "--log-level",
                      "error",    NULL};
     if (s_spawn(sargv) < 0)
         goto out;
     for (int i = 0; i < cfg.executors; i++) {
         snprintf(name[i], sizeof(name[i]), "ctl-e%d", i);
-        char *eargv[] = {exec_bin,    "--scheduler", exec_ep,   "--name", name[i],
-                         "--backend", "null",        "--slots", slots,    "--heap-keep-mib",
-                         keep,        "--log-level", "error",   NULL};
+        char *eargv[] = {exec_bin, "--scheduler",     exec_ep, "--name",
+                         name[i],  "--backend",       "null",  "--slots",
+                         slots,    "--heap-keep-mib", keep,    auth_flag,
+                         auth_arg, "--log-level",     "error", NULL};
         if (s_spawn(eargv) < 0)
             goto out;
     }
-    client = s_jobs_client(&cfg, client_ep);
+    client = s_jobs_client(&cfg, client_ep, keyed ? keys : "");
     if (!client)
         goto out;
     /* Alternating rounds, medians: see the top of this file. */
@@ -736,11 +794,14 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     printf("medians of cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n",
            sl_median(cpus[0], (size_t)cfg.rounds), sl_median(cpus[1], (size_t)cfg.rounds),
            sl_median(cpus[2], (size_t)cfg.rounds));
-    printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);
+    printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f auth=%s\n", raw, jobs, ratio,
+           cfg.insecure ? "none" : "curve");
     rc = 0;
 out:
     sl_client_destroy(&client);
     s_stop_children(cfg.stop_timeout_ms);
+    if (keyed)
+        s_remove_keys(keys);
     free(prompt_ids);
     if (ipc) {
         const char *names[] = {"raw", "relay", "client", "executor"};

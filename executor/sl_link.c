@@ -64,6 +64,7 @@
  * modes.
  */
 #include "executor/sl_link.h"
+#include "common/sl_auth.h"
 #include "executor/sl_report.h"
 #include "proto/sl_wire_mark.h"
 #include "common/sl_log.h"
@@ -306,6 +307,8 @@ sl_status_t sl_link_create(void *zctx, const sl_link_cfg_t *cfg, sl_link_t **lin
     zmq_setsockopt(lt->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     if (cfg->tos)
         (void)sl_wire_sock_mark(lt->dealer, cfg->tos); /* logged when refused */
+    if (sl_auth_sock_client(lt->dealer, cfg->keys) != SL_OK)
+        goto err_monitor;
     s_set_int(lt->dealer, ZMQ_HEARTBEAT_IVL, (int)(cfg->link_timeout_ms / 3));
     s_set_int(lt->dealer, ZMQ_HEARTBEAT_TIMEOUT, (int)cfg->link_timeout_ms);
     s_set_int(lt->dealer, ZMQ_SNDHWM, S_PIPE_HWM);
