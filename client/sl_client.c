@@ -78,6 +78,7 @@ struct sl_client {
     sl_auth_keys_t *keys;        /* CURVE keys (owned; NULL: insecure) */
     unsigned mon_seq;            /* makes each monitor endpoint unique */
     bool connected_once;         /* the current socket has connected before */
+    bool refused_told;           /* the current socket's refused handshake was logged */
     sl_map_t jobs;               /* key -> s_job_t*, every pending job */
     sl_heap_t timers;            /* one timer per job with one armed: key = due, ptr = the job */
     sl_ring_t done;              /* completions (sl_result_t *) not yet handed out */
@@ -745,8 +746,9 @@ static sl_status_t s_open_socket(sl_client_t *c)
     if (sl_auth_sock_client(sock, c->keys) != SL_OK)
         goto err_close;
     snprintf(mon_ep, sizeof(mon_ep), "inproc://sl-client-monitor-%p-%u", (void *)c, ++c->mon_seq);
-    if (zmq_socket_monitor(sock, mon_ep, ZMQ_EVENT_CONNECTED) != 0 ||
-        !(mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    if (zmq_socket_monitor(sock, mon_ep, events) != 0 || !(mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
         zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
         zmq_connect(mon, mon_ep) != 0) {
         SL_ERROR("client: socket monitor: %s", zmq_strerror(errno));
@@ -760,6 +762,7 @@ static sl_status_t s_open_socket(sl_client_t *c)
     c->sock = sock;
     c->mon = mon;
     c->connected_once = false;
+    c->refused_told = false;
     return SL_OK;
 err_close:
     s_close_socket(&sock, &mon);
@@ -792,6 +795,16 @@ static void s_drain_monitor(sl_client_t *c)
 {
     uint16_t event;
     while (sl_wire_monitor_event(c->mon, &event) == SL_OK) {
+        if (event != ZMQ_EVENT_CONNECTED && !c->refused_told) {
+            /* ZeroMQ retries for ever; the reason is told once per socket
+             * and kept as the last error, so a timeout says why. */
+            c->refused_told = true;
+            s_set_error(c, "the scheduler at %s refused the handshake: %s", c->cfg.endpoint,
+                        event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                            ? "our key is not in its clients.allow (or this is its executor port)"
+                            : "no keys, or not its server.pub, or it runs --insecure");
+            SL_WARN("client: %s", c->last_error);
+        }
         if (event != ZMQ_EVENT_CONNECTED)
             continue;
         if (c->connected_once) {
