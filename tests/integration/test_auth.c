@@ -164,7 +164,14 @@ static void test_refusal_matrix(void **state)
     assert_null(cl_recv(impostor, 500));
     assert_true(s_wait_ctr(probe, "auth_denied_wrong_role", 1) >= 1);
 
-    /* None of the five reached the core; each was counted. */
+    /* and the reverse: an executor key cannot submit */
+    int64_t role_before = s_ctr(probe, "auth_denied_wrong_role");
+    void *submitter = s_dealer(&c, &c.executor_key, c.client_ep);
+    s_submit(submitter, "exec-1", "");
+    assert_int_equal(s_answer(submitter, 500), -1);
+    assert_true(s_wait_ctr(probe, "auth_denied_wrong_role", role_before + 1) >= role_before + 1);
+
+    /* None of them reached the core; each was counted. */
     assert_int_equal(s_ctr(probe, "jobs_submitted"), submitted);
     assert_int_equal(s_ctr(probe, "executors_joined"), joined);
     assert_true(s_handshakes_failed(probe) >= failed + 4); /* all but the live revoked one */
@@ -197,6 +204,7 @@ static void test_refusal_matrix(void **state)
     zmq_close(rev);
     zmq_close(rev2);
     zmq_close(impostor);
+    zmq_close(submitter);
     zmq_close(probe);
     cl_fini(&c);
 }
