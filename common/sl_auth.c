@@ -384,7 +384,8 @@ sl_status_t sl_auth_list_parse(sl_auth_list_t *l, sl_auth_role_t role, const cha
         memcpy(e->label, lab, llen);
         e->label[llen] = '\0';
     }
-    qsort(l->e[r], l->n[r], sizeof(s_entry_t), s_entry_cmp);
+    if (l->n[r] > 1) /* an empty list has no array yet */
+        qsort(l->e[r], l->n[r], sizeof(s_entry_t), s_entry_cmp);
     for (size_t i = 1; i < l->n[r]; i++)
         if (strcmp(l->e[r][i - 1].key, l->e[r][i].key) == 0) {
             snprintf(err, err_len, "the key %s is listed twice", l->e[r][i].key);
