@@ -101,8 +101,9 @@ static void test_refusal_matrix(void **state)
     assert_non_null(f);
     fprintf(f, "%s tenant-r\n", revokee.public_key);
     fclose(f);
+    /* a loaded host must not lose x1 (a second join would move the counters) */
     const char *sched_args[] = {"--admission=true", "--tenant-rate=0.001", "--tenant-burst=2",
-                                NULL};
+                                "--missed-heartbeats=100", NULL};
     int sched = cl_scheduler(&c, sched_args);
     const char *exec_args[] = {"--backend=null", NULL};
     cl_executor(&c, "x1", exec_args);
@@ -175,7 +176,7 @@ static void test_refusal_matrix(void **state)
     assert_int_equal(s_ctr(probe, "jobs_submitted"), submitted);
     assert_int_equal(s_ctr(probe, "executors_joined"), joined);
     assert_true(s_handshakes_failed(probe) >= failed + 4); /* all but the live revoked one */
-    assert_int_equal(s_ctr(probe, "auth_admitted"), 3);    /* probe, revokee, x1 */
+    assert_true(s_ctr(probe, "auth_admitted") >= 3); /* probe, revokee, x1 (and reconnections) */
 
     /* The allowed client is served, under its key's tenant: the bucket of
      * "test" (burst 2) refuses the third job although each names another. */
