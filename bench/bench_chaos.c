@@ -8,7 +8,8 @@
  * submit jobs at --rate, half of them streamed; meanwhile the executors
  * are killed with SIGKILL (--kills times, at random times about
  * --kill-interval-ms apart) and each is started again under its name
- * --restart-ms later. Every message is noted in a history (sl_history.c),
+ * --restart-ms later. The cluster runs in plain text (--insecure): the
+ * faults, not the keys, are what is measured. Every message is noted in a history (sl_history.c),
  * checked at the end: each accepted job has exactly one result, no job's
  * state went backwards, no answer reached another client, streams have no
  * gap and no duplicated token. A client resends a job not answered within
@@ -553,13 +554,21 @@ int sl_bench_chaos_main(int argc, char **argv)
     snprintf(extra_s, sizeof(extra_s), "%s", cfg.key_args);
     char journal[PATH_MAX + 16];
     snprintf(journal, sizeof(journal), "%s/journal.db", tmp);
-    char *sfixed[] = {sched_bin, "--client-endpoint",
-                      cep,       "--executor-endpoint",
-                      eep,       "--heartbeat-ms",
-                      hb,        "--missed-heartbeats",
-                      missed,    "--log-level",
-                      "warn",    sched_mode ? "--journal" : NULL,
-                      journal,   NULL};
+    char *sfixed[] = {sched_bin,
+                      "--client-endpoint",
+                      cep,
+                      "--executor-endpoint",
+                      eep,
+                      "--heartbeat-ms",
+                      hb,
+                      "--missed-heartbeats",
+                      missed,
+                      "--log-level",
+                      "warn",
+                      "--insecure",
+                      sched_mode ? "--journal" : NULL,
+                      journal,
+                      NULL};
     char *sav[64]; /* kept: a killed scheduler is started again with them */
     int nsav = s_argv(sav, 64, sfixed, extra_s);
     char etcd_url[64] = "", etcd_flag[96], key_flag[96];
@@ -631,9 +640,9 @@ int sl_bench_chaos_main(int argc, char **argv)
         snprintf(names[i], sizeof(names[i]), "chaos-e%d", i);
         char extra_e[SL_CFG_STR_MAX];
         snprintf(extra_e, sizeof(extra_e), "%s", cfg.key_args);
-        char *efixed[] = {exec_bin,    "--scheduler", eep,       "--name", names[i],
-                          "--backend", "sim",         "--slots", slots,    "--sim-speed",
-                          speed,       "--log-level", "error",   NULL};
+        char *efixed[] = {exec_bin,    "--scheduler", eep,       "--name",     names[i],
+                          "--backend", "sim",         "--slots", slots,        "--sim-speed",
+                          speed,       "--log-level", "error",   "--insecure", NULL};
         s_argv(av, 64, efixed, extra_e);
         if ((exe[i] = s_spawn(av, -1)) < 0)
             goto out;
@@ -780,9 +789,10 @@ int sl_bench_chaos_main(int argc, char **argv)
                 }
                 char extra_e[SL_CFG_STR_MAX];
                 snprintf(extra_e, sizeof(extra_e), "%s", cfg.key_args);
-                char *efixed[] = {exec_bin,    "--scheduler", eep,       "--name", names[i],
-                                  "--backend", "sim",         "--slots", slots,    "--sim-speed",
-                                  speed,       "--log-level", "error",   NULL};
+                char *efixed[] = {exec_bin, "--scheduler", eep,   "--name",
+                                  names[i], "--backend",   "sim", "--slots",
+                                  slots,    "--sim-speed", speed, "--log-level",
+                                  "error",  "--insecure",  NULL};
                 s_argv(av, 64, efixed, extra_e);
                 if ((exe[i] = s_spawn(av, -1)) < 0)
                     goto out;

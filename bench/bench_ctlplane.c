@@ -29,6 +29,10 @@
  * jobs phase without a journal of the same round (median over rounds).
  * Two clusters side by side, rather than one scheduler restarted between
  * phases, keep each phase's cluster warm and let the phases alternate.
+ * The cluster runs with CURVE keys made for the run in a temporary folder
+ * (every message encrypted and authenticated, as in production); --insecure
+ * runs it in plain text, so two runs give the cost of the keys. The raw
+ * phase is plain ZeroMQ either way (the ceiling without any of it).
  *
  * Children are started with fork/exec, die with this process
  * (PR_SET_PDEATHSIG), are killed by the signal handler on SIGINT/SIGTERM,
@@ -41,6 +45,7 @@
 #include <sluice/client.h>
 
 #include "bench/bench.h"
+#include "common/sl_auth.h"
 #include "common/sl_cfg.h"
 #include "common/sl_daemon_cfg.h"
 #include "common/sl_clock.h"
@@ -87,6 +92,7 @@ typedef struct s_ctl_cfg {
     int stop_timeout_ms;               /* wait after SIGTERM before SIGKILL */
     int stall_timeout_ms;              /* a phase with no progress for this long fails */
     bool skip_raw;                     /* only the jobs phase */
+    bool insecure;                     /* the cluster without keys (plain text) */
     char raw_shape[SL_CFG_STR_MAX];    /* relay (the path of a job) or echo (one hop, both ways) */
     int rounds;                        /* alternations of the two phases */
     bool journal;                      /* also a jobs phase through a scheduler with --journal */
@@ -132,6 +138,8 @@ static const sl_cfg_field_t s_table[] = {
                  "fail a phase that makes no progress for this long"),
     SL_CFG_FIELD(s_ctl_cfg_t, skip_raw, "skip-raw", "false", SL_CFG_BOOL,
                  "skip the raw ZeroMQ phase"),
+    SL_CFG_FIELD(s_ctl_cfg_t, insecure, "insecure", "false", SL_CFG_BOOL,
+                 "run the cluster in plain text (default: CURVE keys made for the run)"),
     SL_CFG_FIELD(s_ctl_cfg_t, raw_shape, "raw-shape", "relay", SL_CFG_STR,
                  "raw phase: relay (client, relay, worker and back: a job's hops and sizes) or "
                  "echo (one hop, the whole message both ways)"),
@@ -516,7 +524,44 @@ static void s_id_next(char *digits, size_t n)
 
 /* The jobs phase's client, connected and with every executor registered;
  * NULL on failure. */
-static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
+/* A key folder for the run (pairs server, client, executor, allow-lists)
+ * made from the template dir; 0 on success. */
+static int s_make_keys(char *dir)
+{
+    static const char *const names[] = {"server", "client", "executor"};
+    char pub[3][SL_AUTH_KEY_LEN + 1], path[PATH_MAX + 32];
+    if (!mkdtemp(dir)) {
+        SL_ERROR("ctlplane: mkdtemp: %m");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++)
+        if (sl_auth_keygen(dir, names[i], pub[i]) != SL_OK)
+            return -1;
+    for (int i = 1; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s.allow", dir, i == 1 ? "clients" : "executors");
+        FILE *f = fopen(path, "w");
+        if (!f || fprintf(f, "%s bench\n", pub[i]) < 0 || fclose(f) != 0) {
+            SL_ERROR("ctlplane: cannot write %s: %m", path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void s_remove_keys(const char *dir)
+{
+    static const char *const files[] = {"server.key",    "server.pub",     "client.key",
+                                        "client.pub",    "executor.key",   "executor.pub",
+                                        "clients.allow", "executors.allow"};
+    char path[PATH_MAX + 32];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint, const char *key_dir)
 {
     sl_client_cfg_t ccfg;
     sl_client_t *c = NULL;
@@ -526,6 +571,8 @@ static sl_client_t *s_jobs_client(const s_ctl_cfg_t *cfg, const char *endpoint)
         return NULL;
     }
     memcpy(ccfg.endpoint, endpoint, strlen(endpoint) + 1);
+    ccfg.insecure = cfg->insecure;
+    snprintf(ccfg.key_dir, sizeof(ccfg.key_dir), "%.*s", (int)sizeof(ccfg.key_dir) - 1, key_dir);
     ccfg.wait_timeout_ms = 500;
     ccfg.max_inflight = cfg->window;
     ccfg.backoff.base_ms = 1;
@@ -613,8 +660,11 @@ static double s_jobs(const s_ctl_cfg_t *cfg, sl_client_t *c, char *id, int prefi
  * not NULL) and cfg->executors null executors named <prefix><i>; 0 when
  * all were started. */
 static int s_cluster(const s_ctl_cfg_t *cfg, char *sched_bin, char *exec_bin, char *client_ep,
-                     char *exec_ep, const char *journal, const char *prefix)
+                     char *exec_ep, const char *journal, const char *prefix, char *keys)
 {
+    /* keys: the run's key folder; --insecure: plain text (a second flag fills the pair) */
+    char *auth_flag = cfg->insecure ? "--insecure=true" : "--key-dir";
+    char *auth_arg = cfg->insecure ? "--log-level=error" : keys;
     char credits[16], slots[16], missed[16], keep[16], name[32], jarg[SL_CFG_STR_MAX + 32],
         jsync[SL_CFG_STR_MAX + 32];
     snprintf(keep, sizeof(keep), "%d", cfg->heap_keep_mib);
@@ -636,6 +686,8 @@ static int s_cluster(const s_ctl_cfg_t *cfg, char *sched_bin, char *exec_bin, ch
                      missed,
                      "--heap-keep-mib",
                      keep,
+                     auth_flag,
+                     auth_arg,
                      "--log-level",
                      "error",
                      journal ? jarg : NULL,
@@ -645,9 +697,10 @@ static int s_cluster(const s_ctl_cfg_t *cfg, char *sched_bin, char *exec_bin, ch
         return -1;
     for (int i = 0; i < cfg->executors; i++) {
         snprintf(name, sizeof(name), "%s%d", prefix, i);
-        char *eargv[] = {exec_bin,    "--scheduler", exec_ep,   "--name", name,
-                         "--backend", "null",        "--slots", slots,    "--heap-keep-mib",
-                         keep,        "--log-level", "error",   NULL};
+        char *eargv[] = {exec_bin, "--scheduler",     exec_ep, "--name",
+                         name,     "--backend",       "null",  "--slots",
+                         slots,    "--heap-keep-mib", keep,    auth_flag,
+                         auth_arg, "--log-level",     "error", NULL};
         if (s_spawn(eargv) < 0)
             return -1;
     }
@@ -733,6 +786,8 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
 
     int rc = 1;
+    char keys[] = "/tmp/sluice-ctlplane-keys-XXXXXX";
+    bool keyed = false;
     sl_client_t *client = NULL, *jclient = NULL;
     uint32_t *prompt_ids = cfg.prompt_ids ? s_prompt_ids(cfg.prompt_tokens) : NULL;
     size_t size = !cfg.prompt_ids || prompt_ids ? s_submit_size(cfg.prompt_tokens, prompt_ids) : 0;
@@ -741,29 +796,33 @@ int sl_bench_ctlplane_main(int argc, char **argv)
                 cfg.prompt_tokens);
         goto out;
     }
+    if (!cfg.insecure && s_make_keys(keys) != 0)
+        goto out;
+    keyed = !cfg.insecure;
     printf("ctlplane: window %d, %zu-byte messages (%d prompt tokens%s), %d null executors "
-           "(%d slots), policy %s, %s, raw %s\n",
+           "(%d slots), policy %s, %s, raw %s, cluster %s\n",
            cfg.window, size, cfg.prompt_tokens, cfg.prompt_ids ? " as ids" : ", length only",
-           cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape);
+           cfg.executors, cfg.slots, cfg.policy, cfg.transport, cfg.raw_shape,
+           cfg.insecure ? "plain text (--insecure)" : "CURVE");
     fflush(stdout);
     if (sl_heap_keep(cfg.heap_keep_mib) != SL_OK)
         fprintf(stderr, "sluice-bench ctlplane: the C library refused --heap-keep-mib %d\n",
                 cfg.heap_keep_mib);
     int lo = s_n_children;
-    if (s_cluster(&cfg, sched_bin, exec_bin, client_ep, exec_ep, NULL, "ctl-e") != 0)
+    if (s_cluster(&cfg, sched_bin, exec_bin, client_ep, exec_ep, NULL, "ctl-e", keys) != 0)
         goto out;
     int hi = s_n_children;
-    client = s_jobs_client(&cfg, client_ep);
+    client = s_jobs_client(&cfg, client_ep, keyed ? keys : "");
     if (!client)
         goto out;
     int jlo = s_n_children, jhi = jlo;
     if (cfg.journal) {
         snprintf(journal, sizeof(journal), "%s/ctlplane-%d.journal",
                  cfg.journal_dir[0] ? cfg.journal_dir : tmp, (int)getpid());
-        if (s_cluster(&cfg, sched_bin, exec_bin, jclient_ep, jexec_ep, journal, "ctl-j") != 0)
+        if (s_cluster(&cfg, sched_bin, exec_bin, jclient_ep, jexec_ep, journal, "ctl-j", keys) != 0)
             goto out;
         jhi = s_n_children;
-        jclient = s_jobs_client(&cfg, jclient_ep);
+        jclient = s_jobs_client(&cfg, jclient_ep, keyed ? keys : "");
         if (!jclient)
             goto out;
         printf("journal: %s (--journal-sync %s)\n", journal, cfg.journal_sync);
@@ -820,21 +879,25 @@ int sl_bench_ctlplane_main(int argc, char **argv)
     printf("medians of cpu per job: scheduler %.2f us, executors %.2f us, client %.2f us\n",
            sl_median(cpus[0], (size_t)cfg.rounds), sl_median(cpus[1], (size_t)cfg.rounds),
            sl_median(cpus[2], (size_t)cfg.rounds));
+    const char *auth = cfg.insecure ? "none" : "curve";
     if (cfg.journal) {
         double jj = sl_median(jjobss, (size_t)cfg.rounds),
                jr = sl_median(jratios, (size_t)cfg.rounds);
         printf("medians with the journal: %.0f jobs/s, %.3f of without\n", jj, jr);
         printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f journal_jobs_per_s=%.0f "
-               "journal_vs_none=%.3f\n",
-               raw, jobs, ratio, jj, jr);
+               "journal_vs_none=%.3f auth=%s\n",
+               raw, jobs, ratio, jj, jr, auth);
     } else {
-        printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f\n", raw, jobs, ratio);
+        printf("RESULT raw_rt_per_s=%.0f jobs_per_s=%.0f ratio=%.3f auth=%s\n", raw, jobs, ratio,
+               auth);
     }
     rc = 0;
 out:
     sl_client_destroy(&client);
     sl_client_destroy(&jclient);
     s_stop_children(cfg.stop_timeout_ms);
+    if (keyed)
+        s_remove_keys(keys);
     free(prompt_ids);
     if (journal[0]) {
         char path[PATH_MAX + 96];

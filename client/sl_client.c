@@ -31,6 +31,7 @@
  */
 #include <sluice/client.h>
 
+#include "common/sl_auth.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_heap.h"
@@ -74,8 +75,10 @@ struct sl_client {
     void *ctx;                   /* ZeroMQ context (owned) */
     void *sock;                  /* DEALER socket (owned) */
     void *mon;                   /* PAIR receiving the DEALER's connect/disconnect events (owned) */
+    sl_auth_keys_t *keys;        /* CURVE keys (owned; NULL: insecure) */
     unsigned mon_seq;            /* makes each monitor endpoint unique */
     bool connected_once;         /* the current socket has connected before */
+    bool refused_told;           /* the current socket's refused handshake was logged */
     sl_map_t jobs;               /* key -> s_job_t*, every pending job */
     sl_heap_t timers;            /* one timer per job with one armed: key = due, ptr = the job */
     sl_ring_t done;              /* completions (sl_result_t *) not yet handed out */
@@ -740,9 +743,12 @@ static sl_status_t s_open_socket(sl_client_t *c)
         SL_ERROR("client: zmq_setsockopt: %s", zmq_strerror(errno));
         goto err_close;
     }
+    if (sl_auth_sock_client(sock, c->keys) != SL_OK)
+        goto err_close;
     snprintf(mon_ep, sizeof(mon_ep), "inproc://sl-client-monitor-%p-%u", (void *)c, ++c->mon_seq);
-    if (zmq_socket_monitor(sock, mon_ep, ZMQ_EVENT_CONNECTED) != 0 ||
-        !(mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    if (zmq_socket_monitor(sock, mon_ep, events) != 0 || !(mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
         zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
         zmq_connect(mon, mon_ep) != 0) {
         SL_ERROR("client: socket monitor: %s", zmq_strerror(errno));
@@ -756,6 +762,7 @@ static sl_status_t s_open_socket(sl_client_t *c)
     c->sock = sock;
     c->mon = mon;
     c->connected_once = false;
+    c->refused_told = false;
     return SL_OK;
 err_close:
     s_close_socket(&sock, &mon);
@@ -788,6 +795,16 @@ static void s_drain_monitor(sl_client_t *c)
 {
     uint16_t event;
     while (sl_wire_monitor_event(c->mon, &event) == SL_OK) {
+        if (event != ZMQ_EVENT_CONNECTED && !c->refused_told) {
+            /* ZeroMQ retries for ever; the reason is told once per socket
+             * and kept as the last error, so a timeout says why. */
+            c->refused_told = true;
+            s_set_error(c, "the scheduler at %s refused the handshake: %s", c->cfg.endpoint,
+                        event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                            ? "our key is not in its clients.allow (or this is its executor port)"
+                            : "no keys, or not its server.pub, or it runs --insecure");
+            SL_WARN("client: %s", c->last_error);
+        }
         if (event != ZMQ_EVENT_CONNECTED)
             continue;
         if (c->connected_once) {
@@ -821,10 +838,19 @@ sl_status_t sl_client_create(const sl_client_cfg_t *cfg, sl_client_t **client_p)
         SL_WARN("client: invalid configuration: %s", bad);
         return SL_ERR_INVALID;
     }
+    sl_auth_keys_t *keys = NULL;
+    if (!memchr(cfg->key_dir, '\0', sizeof(cfg->key_dir)) ||
+        !memchr(cfg->key_name, '\0', sizeof(cfg->key_name)) ||
+        sl_auth_keys_setup(cfg->key_dir, cfg->key_name, cfg->insecure, "client", "client", &keys) !=
+            SL_OK)
+        return SL_ERR_INVALID; /* the cause is logged */
     sl_client_t *c = calloc(1, sizeof(*c));
-    if (!c)
+    if (!c) {
+        sl_auth_keys_free(&keys);
         return SL_ERR_NOMEM;
+    }
     c->cfg = *cfg;
+    c->keys = keys;
     sl_map_init(&c->jobs);
     uint64_t seed =
         cfg->seed ? (uint64_t)cfg->seed : (uint64_t)sl_clock_now() ^ ((uint64_t)getpid() << 32);
@@ -855,6 +881,7 @@ err_free:
     free(c->out_jobs);
     sl_heap_fini(&c->timers);
     sl_map_fini(&c->jobs);
+    sl_auth_keys_free(&c->keys);
     free(c);
     return SL_ERR_INVALID;
 }
@@ -881,6 +908,7 @@ void sl_client_destroy(sl_client_t **client_p)
     sl_cluster_status_destroy(&c->status);
     s_close_socket(&c->sock, &c->mon);
     zmq_ctx_term(c->ctx);
+    sl_auth_keys_free(&c->keys);
     free(c);
     *client_p = NULL;
 }

@@ -6,7 +6,7 @@
  * SL_CLIENT_CFG_ROWS(st, m, wait) expands to the rows for an sl_client_cfg_t
  * that is member m of config struct st, with wait (a string) as the default
  * of wait-timeout-ms; put it inside the program's table.
- * SL_CLIENT_CFG_ENDPOINT_ROW(st, m) is its endpoint row alone (sluice status).
+ * SL_CLIENT_CFG_ENDPOINT_ROW(st, m) is its endpoint and key rows alone (sluice status).
  */
 #ifndef SL_CLIENT_CFG_H
 #define SL_CLIENT_CFG_H
@@ -21,7 +21,13 @@ _Static_assert(SL_CLIENT_ENDPOINT_MAX == SL_CFG_STR_MAX, "endpoint must be a con
 /* clang-format off */
 #define SL_CLIENT_CFG_ENDPOINT_ROW(st, m)                                                              \
     SL_CFG_FIELD(st, m.endpoint, "endpoint", "tcp://127.0.0.1:5555", SL_CFG_STR,                   \
-                 "scheduler's client endpoint")
+                 "scheduler's client endpoint"),                                                   \
+    SL_CFG_FIELD(st, m.key_dir, "key-dir", "", SL_CFG_STR,                                         \
+                 "CURVE key directory: own pair and server.pub (`sluice keygen`)"),                \
+    SL_CFG_FIELD(st, m.key_name, "key-name", "", SL_CFG_STR,                                       \
+                 "own pair NAME.key in --key-dir (empty: client.key, else the one *.key)"),       \
+    SL_CFG_FIELD(st, m.insecure, "insecure", "false", SL_CFG_BOOL,                                 \
+                 "talk plain text without keys (logged as a warning)")
 #define SL_CLIENT_CFG_ROWS(st, m, wait)                                                                \
     SL_CLIENT_CFG_ENDPOINT_ROW(st, m),                                                             \
     SL_CFG_RANGE(st, m.ack_timeout_ms, "ack-timeout-ms", "5000", SL_CFG_INT, 1, 3600000,           \

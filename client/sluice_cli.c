@@ -3,6 +3,8 @@
  *
  *   sluice submit [options]   run one job and print its result and timings
  *   sluice status [options]   print executors, their load, queues, counters
+ *   sluice keygen DIR [--name NAME]
+ *                             write a CURVE key pair DIR/NAME.key and .pub
  *
  * Each command is one configuration table (common/sl_cfg.h) that embeds the
  * library's knobs, so every option is also a SLUICE_* variable and a line of
@@ -24,6 +26,7 @@
 #include <sluice/client.h>
 
 #include "client/sl_client_cfg.h"
+#include "common/sl_auth.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 
@@ -104,7 +107,8 @@ static void s_usage(FILE *out)
     fprintf(out, "usage: sluice COMMAND [options]   (sluice COMMAND --help for its options)\n"
                  "commands:\n"
                  "  submit   run one job and print its result and timings\n"
-                 "  status   print executors, their load, queue depths and counters\n");
+                 "  status   print executors, their load, queue depths and counters\n"
+                 "  keygen   write a CURVE key pair into a key directory\n");
 }
 
 /* Load a command's table; returns -1 to go on, else the exit status. */
@@ -464,6 +468,48 @@ static int s_cmd_status(int argc, char **argv)
     return S_EXIT_OK;
 }
 
+typedef struct s_keygen_cfg {
+    char name[64]; /* the pair's file name */
+} s_keygen_cfg_t;
+
+static const sl_cfg_field_t s_keygen_table[] = {
+    SL_CFG_FIELD(s_keygen_cfg_t, name, "name", "", SL_CFG_STR,
+                 "NAME of DIR/NAME.key and DIR/NAME.pub (empty: this host's name, else sluice)"),
+    SL_CFG_END,
+};
+
+/* `sluice keygen DIR`: the public key goes to stdout, for an allow-list line. */
+static int s_cmd_keygen(int argc, char **argv)
+{
+    s_keygen_cfg_t cfg;
+    char pub[SL_AUTH_KEY_LEN + 1];
+    int first = argc;
+    argv[0] = "sluice keygen";
+    sl_status_t st = sl_cfg_load(s_keygen_table, &cfg, argc, argv, "DIR [options]", &first);
+    if (st == SL_ERR_CANCELED)
+        return S_EXIT_OK;
+    if (st != SL_OK)
+        return S_EXIT_USAGE;
+    if (first != argc - 1) {
+        fprintf(stderr, "sluice keygen: give one key directory (see sluice keygen --help)\n");
+        return S_EXIT_USAGE;
+    }
+    if (!cfg.name[0]) {
+        char host[64] = "";
+        if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+            snprintf(host, sizeof(host), "sluice");
+        host[strcspn(host, ".")] = '\0'; /* the short name */
+        snprintf(cfg.name, sizeof(cfg.name), "%s", host);
+    }
+    st = sl_auth_keygen(argv[first], cfg.name, pub);
+    if (st != SL_OK)
+        return st == SL_ERR_INVALID ? S_EXIT_USAGE : S_EXIT_FAIL; /* the cause is logged */
+    fprintf(stderr, "sluice keygen: wrote %s/%s.key (secret, 0600) and %s/%s.pub\n", argv[first],
+            cfg.name, argv[first], cfg.name);
+    printf("%s\n", pub);
+    return S_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     sl_log_set_component("sluice");
@@ -479,6 +525,8 @@ int main(int argc, char **argv)
         return s_cmd_submit(argc - 1, argv + 1);
     if (!strcmp(argv[1], "status"))
         return s_cmd_status(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "keygen"))
+        return s_cmd_keygen(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command '%s'\n", argv[1]);
     s_usage(stderr);
     return S_EXIT_USAGE;

@@ -1,6 +1,7 @@
 /*
  * The knobs shared by the daemons (sl_daemon_cfg.h). The table's rows are
- * the only definition of --max-msg-bytes, --tos and --log-level; each
+ * the only definition of --max-msg-bytes, --tos, --log-level, --heap-keep-mib,
+ * --key-dir, --key-name and --insecure; each
  * daemon merges them into its own table at the offset of its `daemon`
  * member, and calls sl_daemon_cfg_apply once its configuration is read.
  */
@@ -24,6 +25,14 @@ const sl_cfg_field_t sl_daemon_cfg_fields[] = {
                  "message buffers up to this many MiB come from the heap and freed ones are kept "
                  "(up to 4x) for reuse, instead of being mapped and faulted in per message "
                  "(0: the C library's defaults; 32 is glibc's largest)"),
+    SL_CFG_FIELD(sl_daemon_cfg_t, key_dir, "key-dir", "", SL_CFG_STR,
+                 "CURVE key directory: own pair, server.pub, clients.allow, executors.allow "
+                 "(`sluice keygen`; docs/OPERATIONS.md)"),
+    SL_CFG_FIELD(sl_daemon_cfg_t, key_name, "key-name", "", SL_CFG_STR,
+                 "own pair NAME.key/NAME.pub in --key-dir (empty: server for the scheduler, "
+                 "executor for an executor when that pair exists, else the directory's one *.key)"),
+    SL_CFG_FIELD(sl_daemon_cfg_t, insecure, "insecure", "false", SL_CFG_BOOL,
+                 "run without keys: plain text, anyone who reaches the ports is admitted"),
     SL_CFG_END,
 };
 

@@ -32,8 +32,28 @@ void sl_signal_stop_flag(volatile sig_atomic_t *flag)
     signal(SIGPIPE, SIG_IGN);
 }
 
+static volatile sig_atomic_t *s_reload;
+
 void sl_signal_forget(volatile sig_atomic_t *flag)
 {
     if (s_flag == flag)
         s_flag = NULL;
+    if (s_reload == flag)
+        s_reload = NULL;
+}
+
+static void s_on_hup(int sig)
+{
+    (void)sig;
+    if (s_reload)
+        *s_reload = 1;
+}
+
+void sl_signal_reload_flag(volatile sig_atomic_t *flag)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = flag ? s_on_hup : SIG_DFL;
+    s_reload = flag;
+    sigaction(SIGHUP, &sa, NULL);
 }

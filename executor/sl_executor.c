@@ -53,6 +53,7 @@
 #include "executor/sl_weights_peer.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
+#include "common/sl_auth.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
 #include "common/sl_signal.h"
@@ -268,6 +269,7 @@ struct sl_executor {
     sl_weights_serve_t *wserve;        /* weights served to peers (NULL: none) */
     int weights_fd;                    /* in-memory file of weights pulled from a peer (-1: none) */
     char weights_path[SL_CFG_STR_MAX]; /* the weights the backend loaded */
+    sl_auth_keys_t *keys;              /* CURVE keys (NULL: --insecure) */
     void *ship_sock;                   /* DEALER to the scheduler's collector, marked background */
     char ship_name[SL_CFG_STR_MAX];    /* our name as the collector's file name */
 };
@@ -547,6 +549,7 @@ static sl_status_t s_ship_create(sl_executor_t *x)
         zmq_setsockopt(x->ship_sock, ZMQ_LINGER, &zero, sizeof(zero)) ||
         zmq_setsockopt(x->ship_sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) ||
         sl_wire_sock_mark(x->ship_sock, c->log_ship_tos) != SL_OK ||
+        sl_auth_sock_client(x->ship_sock, x->keys) != SL_OK ||
         zmq_connect(x->ship_sock, c->scheduler)) {
         SL_ERROR("log shipping: cannot connect to %s: %s", c->scheduler, zmq_strerror(errno));
         return SL_ERR_IO;
@@ -608,6 +611,7 @@ static sl_status_t s_weights_source(sl_executor_t *x)
     sl_weights_pull_cfg_t pc = {.scheduler = c->scheduler,
                                 .name = s_weights_name(c),
                                 .tos = c->log_ship_tos,
+                                .keys = x->keys,
                                 .query_timeout_ms = c->weights_query_timeout_ms,
                                 .pull_timeout_ms = c->weights_pull_timeout_ms,
                                 .bg_link_mbps = c->bg_link_mbps,
@@ -995,6 +999,9 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
     sl_status_t st = SL_ERR_INVALID;
     if (sl_daemon_cfg_apply(&cfg->daemon) != SL_OK)
         goto err_free;
+    if (sl_auth_keys_setup(cfg->daemon.key_dir, cfg->daemon.key_name, cfg->daemon.insecure,
+                           "executor", "sluice-executor", &x->keys) != SL_OK)
+        goto err_free;
     x->ops = sl_backend_find(cfg->backend);
     if (!x->ops) {
         SL_ERROR("unknown backend '%s' (built in: %s)", cfg->backend, sl_backend_names());
@@ -1085,6 +1092,7 @@ sl_status_t sl_executor_create(const sl_executor_cfg_t *cfg, sl_executor_t **exe
         .max_msg_bytes = cfg->daemon.max_msg_bytes,
         .stall_timeout_ms = cfg->stall_timeout_ms,
         .threaded = !x->ops->instant_step,
+        .keys = x->keys,
         .hostload = {.proc_stat = "/proc/stat",
                      .nvml_lib = x->cfg.nvml_lib,
                      .gpu_index = cfg->gpu_index},
@@ -1113,6 +1121,7 @@ err_engine:
 err_free:
     if (x->weights_fd >= 0)
         close(x->weights_fd);
+    sl_auth_keys_free(&x->keys);
     free(x);
     return st;
 }
@@ -1251,6 +1260,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     sl_exec_dp_destroy(&x->dp);           /* after the socket work: the goodbye is out */
     if (x->weights_fd >= 0)
         close(x->weights_fd);
+    sl_auth_keys_free(&x->keys);
     free(x);
     *exec_p = NULL;
 }

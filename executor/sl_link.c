@@ -64,6 +64,7 @@
  * modes.
  */
 #include "executor/sl_link.h"
+#include "common/sl_auth.h"
 #include "executor/sl_report.h"
 #include "proto/sl_wire_mark.h"
 #include "common/sl_log.h"
@@ -109,6 +110,7 @@ typedef struct s_link_thread {
     bool stop;               /* the stop post was read */
     void *monitor;           /* events of the DEALER's connection (NULL: none) */
     bool lost;               /* the connection went down and has not come back */
+    bool refused;            /* a refused handshake was logged */
     char endpoint[256];      /* the scheduler's endpoint, for the log */
 } s_link_thread_t;
 
@@ -128,6 +130,16 @@ static void s_monitor(s_link_thread_t *lt)
     for (int i = 0; lt->monitor && i < S_BURST; i++) {
         if (sl_wire_monitor_event(lt->monitor, &event) != SL_OK)
             return;
+        if ((event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+             event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+             event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
+            !lt->refused) {
+            SL_WARN("the scheduler at %s refused our handshake: %s", lt->endpoint,
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                        ? "our key is not in its executors.allow (or this is its client port)"
+                        : "no keys, or not its server.pub, or it runs --insecure");
+            lt->refused = true;
+        }
         if (event == ZMQ_EVENT_DISCONNECTED && !lt->lost) {
             SL_WARN("lost the scheduler at %s; waiting for it", lt->endpoint);
             lt->lost = true;
@@ -306,6 +318,8 @@ sl_status_t sl_link_create(void *zctx, const sl_link_cfg_t *cfg, sl_link_t **lin
     zmq_setsockopt(lt->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     if (cfg->tos)
         (void)sl_wire_sock_mark(lt->dealer, cfg->tos); /* logged when refused */
+    if (sl_auth_sock_client(lt->dealer, cfg->keys) != SL_OK)
+        goto err_monitor;
     s_set_int(lt->dealer, ZMQ_HEARTBEAT_IVL, (int)(cfg->link_timeout_ms / 3));
     s_set_int(lt->dealer, ZMQ_HEARTBEAT_TIMEOUT, (int)cfg->link_timeout_ms);
     s_set_int(lt->dealer, ZMQ_SNDHWM, S_PIPE_HWM);
@@ -313,7 +327,8 @@ sl_status_t sl_link_create(void *zctx, const sl_link_cfg_t *cfg, sl_link_t **lin
     snprintf(lt->endpoint, sizeof(lt->endpoint), "%s", cfg->endpoint);
     snprintf(ep, sizeof(ep), "inproc://sluice-link-mon-%p", (void *)k);
     lt->monitor = zmq_socket(zctx, ZMQ_PAIR);
-    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED;
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     if (!lt->monitor || zmq_socket_monitor(lt->dealer, ep, events) != 0 ||
         zmq_connect(lt->monitor, ep) != 0) {
         SL_ERROR("link: cannot monitor the connection: %s", zmq_strerror(errno));

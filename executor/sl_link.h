@@ -27,7 +27,8 @@ typedef struct sl_link_cfg {
     int64_t stall_timeout_ms; /* heartbeats stop when the engine thread posted nothing this long (0
                                  = never) */
     bool threaded;            /* run a link thread (steps may hold the engine thread) */
-    sl_hostload_cfg_t hostload; /* what heartbeats measure */
+    const struct sl_auth_keys *keys; /* CURVE keys (borrowed for the call; NULL: plain text) */
+    sl_hostload_cfg_t hostload;      /* what heartbeats measure */
 } sl_link_cfg_t;
 
 typedef struct sl_link sl_link_t;

@@ -28,6 +28,7 @@
  * reader.
  */
 #include "executor/sl_weights_peer.h"
+#include "common/sl_auth.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
@@ -159,7 +160,8 @@ static sl_status_t s_query(const sl_weights_pull_cfg_t *cfg, s_source_t *src)
     void *sock = zctx ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
     int zero = 0;
     if (!sock || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero)) ||
-        sl_wire_sock_mark(sock, cfg->tos) != SL_OK || zmq_connect(sock, cfg->scheduler) ||
+        sl_wire_sock_mark(sock, cfg->tos) != SL_OK || sl_auth_sock_client(sock, cfg->keys) ||
+        zmq_connect(sock, cfg->scheduler) ||
         sl_wire_weights_query_send(sock, cfg->name, 0) != SL_OK) {
         SL_WARN("weights: cannot ask the scheduler at %s for a peer: %s", cfg->scheduler,
                 zmq_strerror(errno));

@@ -44,6 +44,7 @@ typedef struct sl_weights_pull_cfg {
     int64_t pull_timeout_ms;  /* the transfer not done within this long fails */
     double bg_link_mbps;      /* link capacity the background bucket is a share of (0: none) */
     double bg_share;          /* that share */
+    const struct sl_auth_keys *keys; /* CURVE keys of the query (NULL: plain text) */
 } sl_weights_pull_cfg_t;
 
 typedef struct sl_weights_pull_stats {

@@ -18,6 +18,7 @@
 #include "common/sl_log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -282,6 +283,7 @@ sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limit
     sl_status_t st;
 
     ident->len = 0;
+    ident->user[0] = '\0';
     if (router) {
         zmq_msg_init(&part);
         if (zmq_msg_recv(&part, sock, flags) < 0) {
@@ -304,6 +306,11 @@ sl_status_t sl_wire_recv(void *sock, int router, int flags, const sl_proto_limit
     if (zmq_msg_recv(&part, sock, flags) < 0) {
         zmq_msg_close(&part);
         return errno == EAGAIN ? SL_ERR_AGAIN : SL_ERR_LINK;
+    }
+    if (router) { /* the payload carries the connection's metadata, the identity not */
+        const char *user = zmq_msg_gets(&part, "User-Id"); /* set by a ZAP handler */
+        if (user)
+            snprintf(ident->user, sizeof(ident->user), "%s", user);
     }
     more = zmq_msg_more(&part);
     if (more) {

@@ -90,6 +90,7 @@ typedef struct sl_wire_msg sl_wire_msg_t;
 typedef struct sl_wire_ident {
     unsigned char data[256]; /* identity bytes */
     size_t len;              /* identity length; 0 for non-ROUTER sockets */
+    char user[128];          /* the connection's ZAP user id ("" without one; common/sl_auth.h) */
 } sl_wire_ident_t;
 
 /* ---- reading ---------------------------------------------------------- */

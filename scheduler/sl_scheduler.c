@@ -34,6 +34,7 @@
 #include "scheduler/sl_scheduler.h"
 #include "scheduler/sl_collector.h"
 #include "scheduler/sl_journal.h"
+#include "common/sl_auth.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
@@ -116,6 +117,12 @@ typedef enum s_ctr {
     S_CTR_JOURNAL_ERRORS,    /* journal writes that failed (those jobs would not survive a crash) */
     S_CTR_JOURNAL_UNUSABLE,  /* journal records that could not be restored */
     S_CTR_HELD_DROPPED,      /* jobs an executor said it held that were not adopted (canceled) */
+    S_CTR_AUTH_HS_PROTOCOL,  /* handshakes failed: no key, a wrong server key, not ZMTP */
+    S_CTR_AUTH_HS_AUTH,      /* handshakes failed: the ZAP handler denied the key */
+    S_CTR_AUTH_HS_OTHER,     /* handshakes failed otherwise */
+    S_CTR_AUTH_REVOKED,      /* messages dropped: their key is no longer allowed */
+    S_CTR_AUTH_WRONG_ROLE,   /* messages dropped: a client key on the executor port, or reverse */
+    S_CTR_AUTH_TENANT_SET,   /* submits whose Job.tenant differed from their key's (replaced) */
     S_CTR_COUNT,
 } s_ctr_t;
 
@@ -143,6 +150,12 @@ static const char *const s_ctr_names[S_CTR_COUNT] = {
     "journal_errors",
     "journal_unusable",
     "held_jobs_dropped",
+    "auth_handshake_failed_protocol",
+    "auth_handshake_failed_auth",
+    "auth_handshake_failed_other",
+    "auth_msgs_revoked",
+    "auth_msgs_wrong_role",
+    "auth_tenant_replaced",
 };
 
 /* What the daemon keeps per job (sl_job_t.user) until it is done. */
@@ -231,6 +244,10 @@ struct sl_sched {
     s_client_out_t **held_tail;     /* where the next held one goes */
     sl_time_t journal_sweep_at;     /* next deletion of old results */
     uint64_t results_restored;      /* finished jobs' results the journal gave back at start */
+    sl_auth_keys_t *keys;           /* CURVE pair (NULL: --insecure) */
+    sl_auth_zap_t *zap;             /* the ZAP handler (NULL: --insecure) */
+    void *mon[2];                   /* handshake-failure monitors of clients, executors */
+    volatile sig_atomic_t reload;   /* SIGHUP: reload the allow-lists */
 };
 
 /* Wall-clock milliseconds: the journal's results outlive the process. */
@@ -868,7 +885,8 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
     sl_time_t now = sl_clock_now();
     uint32_t n = sl_core_exec_count(s->core), k = 0;
     sl_wire_exec_status_t *es = calloc(n ? n : 1, sizeof(*es));
-    sl_wire_counter_t ctr[SL_CTR_COUNT + S_CTR_COUNT];
+    sl_wire_counter_t ctr[SL_CTR_COUNT + S_CTR_COUNT + SL_AUTH_CTR_COUNT];
+    uint64_t zc[SL_AUTH_CTR_COUNT];
     if (!es) {
         s_reply_error(s, s->clients, to, SL_ERR_NOMEM, "out of memory");
         return;
@@ -910,9 +928,13 @@ static void s_reply_status(sl_sched_t *s, const sl_wire_ident_t *to)
     for (int i = 0; i < S_CTR_COUNT; i++)
         ctr[SL_CTR_COUNT + i] =
             (sl_wire_counter_t){.name = s_ctr_names[i], .value = s->counters[i]};
+    sl_auth_zap_counters(s->zap, zc);
+    for (int i = 0; i < SL_AUTH_CTR_COUNT; i++)
+        ctr[SL_CTR_COUNT + S_CTR_COUNT + i] =
+            (sl_wire_counter_t){.name = sl_auth_ctr_names[i], .value = zc[i]};
     sl_wire_status_t st = {
         .n_executors = k,
-        .n_counters = SL_CTR_COUNT + S_CTR_COUNT,
+        .n_counters = SL_CTR_COUNT + S_CTR_COUNT + SL_AUTH_CTR_COUNT,
         .queued_interactive = sl_core_queue_depth(s->core, SL_PRIO_INTERACTIVE),
         .queued_batch = sl_core_queue_depth(s->core, SL_PRIO_BATCH),
         .inflight = sl_core_inflight(s->core),
@@ -1044,6 +1066,48 @@ static void s_refused(sl_sched_t *s, void *sock, const sl_wire_ident_t *from, sl
     s_reply_error(s, sock, from, st, err);
 }
 
+/*
+ * Whether the message just read from sock may reach the core: with keys,
+ * its connection's key must still be listed (a reload may have revoked it
+ * since its handshake; ZeroMQ never authenticates a live connection again)
+ * and in the socket's role. A refused message is dropped unanswered and
+ * counted. *tenant (SL_AUTH_LABEL_MAX bytes) gets a client key's tenant.
+ */
+static bool s_admitted(sl_sched_t *s, void *sock, const sl_wire_ident_t *from, char *tenant)
+{
+    if (!s->zap)
+        return true;
+    const char *label = NULL;
+    size_t len = 0;
+    bool wrong_role = false;
+    sl_auth_role_t role = sock == s->clients ? SL_AUTH_CLIENT : SL_AUTH_EXECUTOR;
+    if (sl_auth_zap_check(s->zap, from->user, role, &label, &len, &wrong_role)) {
+        if (tenant)
+            snprintf(tenant, SL_AUTH_LABEL_MAX, "%.*s", (int)len, label);
+        return true;
+    }
+    s->counters[wrong_role ? S_CTR_AUTH_WRONG_ROLE : S_CTR_AUTH_REVOKED]++;
+    SL_DEBUG("message dropped: %s '%s' on the %s port", wrong_role ? "wrong role" : "revoked",
+             from->user, role == SL_AUTH_CLIENT ? "client" : "executor");
+    return false;
+}
+
+/* Count the handshake failures the monitors of the two sockets report. */
+static void s_monitors_drain(sl_sched_t *s)
+{
+    for (int i = 0; i < 2; i++) {
+        uint16_t ev;
+        while (s->mon[i] && sl_wire_monitor_event(s->mon[i], &ev) == SL_OK) {
+            if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                s->counters[S_CTR_AUTH_HS_PROTOCOL]++;
+            else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                s->counters[S_CTR_AUTH_HS_AUTH]++;
+            else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                s->counters[S_CTR_AUTH_HS_OTHER]++;
+        }
+    }
+}
+
 static void s_on_client(sl_sched_t *s, sl_time_t now)
 {
     char err[256];
@@ -1055,10 +1119,15 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
             return;
         sl_wire_ident_t from;
         sl_wire_msg_t *msg = NULL;
+        char tenant[SL_AUTH_LABEL_MAX] = "";
         sl_status_t st =
             sl_wire_recv(s->clients, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err, sizeof(err));
         if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
             return;
+        if (!s_admitted(s, s->clients, &from, tenant)) {
+            sl_wire_msg_free(&msg);
+            continue;
+        }
         if (st != SL_OK) {
             s_refused(s, s->clients, &from, st, err);
             continue;
@@ -1086,6 +1155,11 @@ static void s_on_client(sl_sched_t *s, sl_time_t now)
                     SL_DEBUG("submit %u of a batch rejected: %s", k, errs[c]);
                     s_reply_error(s, s->clients, &from, sts[c], errs[c]);
                     continue;
+                }
+                if (s->zap) { /* the tenant is the key's, whatever the job says */
+                    if (jobs[c].tenant && strcmp(jobs[c].tenant, tenant) != 0 && jobs[c].tenant[0])
+                        s->counters[S_CTR_AUTH_TENANT_SET]++;
+                    jobs[c].tenant = tenant;
                 }
                 s_on_submit(s, &from, msg, k, &jobs[c], now);
             }
@@ -1374,6 +1448,10 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
             sl_wire_recv(s->executors, 1, ZMQ_DONTWAIT, &s->limits, &from, &msg, err, sizeof(err));
         if (st == SL_ERR_AGAIN || st == SL_ERR_LINK)
             return;
+        if (!s_admitted(s, s->executors, &from, NULL)) {
+            sl_wire_msg_free(&msg);
+            continue;
+        }
         if (st != SL_OK) {
             s_refused(s, s->executors, &from, st, err);
             continue;
@@ -1466,7 +1544,7 @@ static void s_on_executor(sl_sched_t *s, sl_time_t now)
 
 /* ---- life cycle ---- */
 
-static void *s_router(sl_sched_t *s, const char *endpoint)
+static void *s_router(sl_sched_t *s, const char *endpoint, const char *domain, int which)
 {
     void *sock = zmq_socket(s->zctx, ZMQ_ROUTER);
     int one = 1, zero = 0;
@@ -1486,6 +1564,19 @@ static void *s_router(sl_sched_t *s, const char *endpoint)
     zmq_setsockopt(sock, ZMQ_RCVHWM, &s->cfg.hwm, sizeof(s->cfg.hwm));
     if (s->cfg.daemon.tos)
         (void)sl_wire_sock_mark(sock, s->cfg.daemon.tos); /* logged when refused */
+    char mon_ep[64];
+    snprintf(mon_ep, sizeof(mon_ep), "inproc://sl-sched-mon-%d", which);
+    int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (s->keys && (sl_auth_sock_server(sock, s->keys, domain) != SL_OK ||
+                    zmq_socket_monitor(sock, mon_ep, events) != 0 ||
+                    !(s->mon[which] = zmq_socket(s->zctx, ZMQ_PAIR)) ||
+                    zmq_setsockopt(s->mon[which], ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+                    zmq_connect(s->mon[which], mon_ep) != 0)) {
+        SL_ERROR("cannot secure %s: %s", endpoint, zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
     if (zmq_bind(sock, endpoint) != 0) {
         SL_ERROR("cannot bind %s: %s", endpoint, zmq_strerror(errno));
         zmq_close(sock);
@@ -1687,6 +1778,11 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
         goto err_free;
     if ((st = sl_core_create(&cfg->core, &s_io, s, &s->core)) != SL_OK)
         goto err_free;
+    /* keys before the lease: a standby without them fails now, not at its takeover */
+    st = sl_auth_keys_setup(cfg->daemon.key_dir, cfg->daemon.key_name, cfg->daemon.insecure,
+                            "server", "sluice-scheduler", &s->keys);
+    if (st != SL_OK)
+        goto err_core;
     st = SL_ERR_IO;
     /* A standby waits here, before its state is read and its ports are
      * bound: clients and executors reach only the leader. */
@@ -1717,23 +1813,34 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         goto err_core;
-    s->clients = s_router(s, cfg->client_endpoint);
+    if (s->keys && sl_auth_zap_start(s->zctx, cfg->daemon.key_dir, &s->zap) != SL_OK) {
+        st = SL_ERR_INVALID;
+        goto err_ctx;
+    }
+    s->clients = s_router(s, cfg->client_endpoint, SL_AUTH_CLIENT_DOMAIN, 0);
     if (!s->clients)
         goto err_ctx;
-    s->executors = s_router(s, cfg->executor_endpoint);
+    s->executors = s_router(s, cfg->executor_endpoint, SL_AUTH_EXECUTOR_DOMAIN, 1);
     if (!s->executors)
         goto err_clients;
-    SL_INFO("scheduler up: clients on %s, executors on %s, policy %s", cfg->client_endpoint,
-            cfg->executor_endpoint, sl_core_policy_name(s->core));
+    SL_INFO("scheduler up: clients on %s, executors on %s, policy %s, %s", cfg->client_endpoint,
+            cfg->executor_endpoint, sl_core_policy_name(s->core),
+            s->keys ? "CURVE with ZAP" : "plain text (--insecure)");
     *sched_p = s;
     return SL_OK;
 
 err_clients:
     zmq_close(s->clients);
 err_ctx:
+    for (int i = 0; i < 2; i++)
+        if (s->mon[i])
+            zmq_close(s->mon[i]);
+    zmq_ctx_shutdown(s->zctx);
+    sl_auth_zap_stop(&s->zap);
     zmq_ctx_term(s->zctx);
 err_core:
     sl_lease_stop(&s->lease);
+    sl_auth_keys_free(&s->keys);
     sl_collector_destroy(&s->collector);
     sl_core_destroy(&s->core);
     sl_journal_close(&s->journal);
@@ -1754,6 +1861,7 @@ void sl_sched_stop(sl_sched_t *sched)
 void sl_sched_handle_signals(sl_sched_t *sched)
 {
     sl_signal_stop_flag(&sched->stop);
+    sl_signal_reload_flag(&sched->reload);
 }
 
 sl_status_t sl_sched_run(sl_sched_t *s)
@@ -1792,6 +1900,14 @@ sl_status_t sl_sched_run(sl_sched_t *s)
         }
         now = sl_clock_now();
         s->now = now;
+        if (s->reload) {
+            s->reload = 0;
+            if (s->zap)
+                (void)sl_auth_zap_reload(s->zap); /* logged; the lists in force stay on error */
+            else
+                SL_INFO("SIGHUP: nothing to reload without --key-dir");
+        }
+        s_monitors_drain(s);
         /* Fencing: nothing is read, decided or sent unless the lease is
          * sure to hold (sl_lease.c); lost for good, this scheduler exits
          * and is started again as a standby. */
@@ -1836,6 +1952,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     if (!s)
         return;
     sl_signal_forget(&s->stop);
+    sl_signal_forget(&s->reload);
     /* a scheduler that lost the lease leaves the state and the last
      * sends to the new leader */
     bool leading = !s->lease || sl_lease_held(s->lease);
@@ -1869,8 +1986,14 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     sl_wire_batch_fini(&s->single);
     zmq_close(s->executors);
     zmq_close(s->clients);
+    for (int i = 0; i < 2; i++)
+        if (s->mon[i])
+            zmq_close(s->mon[i]);
+    zmq_ctx_shutdown(s->zctx); /* the ZAP thread's socket sees ETERM */
+    sl_auth_zap_stop(&s->zap);
     zmq_ctx_term(s->zctx);
     sl_lease_stop(&s->lease); /* revoked: a standby leads at once */
+    sl_auth_keys_free(&s->keys);
     sl_map_fini(&s->outs);
     sl_map_fini(&s->by_ident);
     free(s);

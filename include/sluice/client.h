@@ -87,6 +87,13 @@ typedef struct sl_client_cfg {
     int64_t seed;          /* seed of the backoff jitter; 0 = from the clock and pid */
     int submit_batch;      /* async submits sent in one SubmitBatch at most; 1 = one Submit each */
     sl_backoff_cfg_t backoff; /* BUSY retry schedule */
+    /* CURVE keys: a directory with this client's pair (key_name.key, or its
+     * one *.key when key_name is "") and the scheduler's server.pub; see
+     * docs/OPERATIONS.md, "Keys and authentication". sl_client_create
+     * refuses a configuration with neither key_dir nor insecure. */
+    char key_dir[SL_CLIENT_ENDPOINT_MAX];
+    char key_name[64];
+    bool insecure; /* plain text and no authentication, logged as a warning */
 } sl_client_cfg_t;
 
 /* Fill cfg with the defaults (endpoint tcp://127.0.0.1:5555). */

@@ -12,6 +12,7 @@ int main(void)
     sl_client_cfg_t cfg;
     sl_client_t *c = NULL;
     sl_client_cfg_default(&cfg);
+    cfg.insecure = true; /* nothing is sent: no keys needed */
     if (sl_client_create(&cfg, &c) != SL_OK)
         return 1;
     unsigned d = sl_backoff_delay_ms(&cfg.backoff, 1, 0, 0.0);

@@ -113,19 +113,21 @@ static void s_start(cluster_t *c, int n, const char *queue_max, const char *back
                      (char *)queue_max,
                      "--log-level",
                      "error",
+                     "--insecure",
                      NULL};
     s_spawn(c, sargv);
     for (int i = 0; i < n; i++) {
         char name[16];
         snprintf(name, sizeof(name), "tb-e%d", i);
-        char *eargv[] = {exec,          "--scheduler", c->exec_ep,      "--name",
-                         name,          "--backend",   (char *)backend, "--slots",
-                         (char *)slots, "--log-level", "error",         NULL};
+        char *eargv[] = {exec,        "--scheduler",   c->exec_ep, "--name",      name,
+                         "--backend", (char *)backend, "--slots",  (char *)slots, "--log-level",
+                         "error",     "--insecure",    NULL};
         s_spawn(c, eargv);
     }
     sl_client_cfg_t cfg;
     sl_client_t *cl = NULL;
     sl_client_cfg_default(&cfg);
+    cfg.insecure = true;
     snprintf(cfg.endpoint, sizeof(cfg.endpoint), "%s", c->client_ep);
     cfg.wait_timeout_ms = 200;
     assert_int_equal(sl_client_create(&cfg, &cl), SL_OK);
@@ -203,13 +205,13 @@ static void test_cli_against_scheduler(void **state)
     char cmd[1024];
     s_start(&c, 1, "100000", "null", "32");
     snprintf(cmd, sizeof(cmd),
-             "%s/sluice submit --endpoint %s --wait-timeout-ms 10000 --prompt-tokens 8 "
+             "%s/sluice submit --insecure --endpoint %s --wait-timeout-ms 10000 --prompt-tokens 8 "
              "--max-new-tokens 5 --stream --tenant t1",
              s_bin(), c.client_ep);
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
     assert_non_null(strstr(s_out, ": ok"));
     assert_non_null(strstr(s_out, "tokens (5)"));
-    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s", s_bin(), c.client_ep);
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --insecure --endpoint %s", s_bin(), c.client_ep);
     assert_int_equal(s_capture(cmd, s_out, sizeof(s_out)), 0);
     assert_non_null(strstr(s_out, "tb-e0"));
     s_stop(&c);
@@ -222,7 +224,7 @@ static void test_loadgen(void **state)
     const char *dir = getenv("SLUICE_TRACE_DIR");
     s_start(&c, 2, "100000", "null", "64");
     snprintf(cmd, sizeof(cmd),
-             "%s/sluice-bench loadgen --endpoint %s --trace mooncake-conversation "
+             "%s/sluice-bench loadgen --insecure --endpoint %s --trace mooncake-conversation "
              "--trace-dir %s --count 400 --rate 2000 --priority mix --progress-ms 100 "
              "--drain-timeout-ms 20000",
              s_bin(), c.client_ep, dir ? dir : "data/traces");
@@ -235,7 +237,7 @@ static void test_loadgen(void **state)
     /* One slow executor and a queue of one: BUSY answers, dropped, not errors. */
     s_start(&c, 1, "1", "sim", "1");
     snprintf(cmd, sizeof(cmd),
-             "%s/sluice-bench loadgen --endpoint %s --trace azure-code --trace-dir %s "
+             "%s/sluice-bench loadgen --insecure --endpoint %s --trace azure-code --trace-dir %s "
              "--count 100 --rate 1000 --busy drop --max-new-tokens-cap 4 "
              "--drain-timeout-ms 20000",
              s_bin(), c.client_ep, dir ? dir : "data/traces");
@@ -249,7 +251,7 @@ static void test_loadgen(void **state)
     /* No scheduler: every job times out. Exit status 1, and no latency
      * percentile is made up from no data. */
     snprintf(cmd, sizeof(cmd),
-             "%s/sluice-bench loadgen --endpoint tcp://127.0.0.1:1 --trace azure-code "
+             "%s/sluice-bench loadgen --insecure --endpoint tcp://127.0.0.1:1 --trace azure-code "
              "--trace-dir %s --count 5 --rate 1000 --ack-timeout-ms 50 --ack-retries 0 "
              "--drain-timeout-ms 5000",
              s_bin(), dir ? dir : "data/traces");

@@ -74,10 +74,16 @@ static void test_help_and_env(void **state)
              "sluice submit: SLUICE_RETRIES: expected an integer, got 'many'");
     unsetenv("SLUICE_RETRIES");
     /* No scheduler: a clean failure (1) within the wait timeout. */
-    s_expect("sluice", "status --endpoint tcp://127.0.0.1:1 --wait-timeout-ms 100", 1,
+    s_expect("sluice", "status --endpoint tcp://127.0.0.1:1 --wait-timeout-ms 100 --insecure", 1,
              "sluice status: timed out");
-    s_expect("sluice", "submit --endpoint tcp://127.0.0.1:1 --ack-timeout-ms 20 --ack-retries 1", 1,
-             ": timed out (no answer from tcp://127.0.0.1:1 to 2 sends)");
+    s_expect("sluice",
+             "submit --endpoint tcp://127.0.0.1:1 --ack-timeout-ms 20 --ack-retries 1 --insecure",
+             1, ": timed out (no answer from tcp://127.0.0.1:1 to 2 sends)");
+    /* Neither keys nor --insecure: refused before anything is sent. */
+    s_expect("sluice", "status --endpoint tcp://127.0.0.1:1", 1,
+             "no keys: give --key-dir DIR (see `sluice keygen`), or --insecure");
+    s_expect("sluice", "keygen", 2, "sluice keygen: give one key directory");
+    s_expect("sluice", "keygen --name=../x /tmp", 2, "'../x' is not a plain file name");
 }
 
 /* Checks the benches and the simulator make after their tables'. */

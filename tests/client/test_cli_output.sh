@@ -2,8 +2,7 @@
 # What `sluice` prints, through a real scheduler and sim executors: a
 # streamed job shows at most --print-tokens tokens; a job that produced no
 # token shows no time to first token; `sluice status --help` lists only the
-# options a status call uses; a client on the executor port is told which
-# endpoint it wants and ends at once. Usage: test_cli_output.sh BIN_DIR
+# options a status call uses; a client key on the executor port is refused. Usage: test_cli_output.sh BIN_DIR
 set -euo pipefail
 bin=$1
 . "$(dirname "$0")/../support/daemons.sh"
@@ -24,14 +23,18 @@ pids+=($!)
 pids+=($!)
 sl_wait_executors "$bin" good
 
-# a client on the executor port is told which endpoint it wants and ends at once
+# a client on the executor port: its key is no executor's, so the handshake
+# is refused and counted, and the client gives up (the plain-text answer
+# naming the client endpoint is test_conn's test_wrong_port)
 set +e
-out=$(timeout 10 "$bin/sluice" submit --endpoint="$eep" --max-new-tokens=4 2>&1)
+out=$(timeout 10 "$bin/sluice" submit --endpoint="$eep" --max-new-tokens=4 --ack-timeout-ms=300 \
+  --ack-retries=0 2>&1)
 st=$?
 set -e
 [ $st -eq 1 ] || fail "submit on the executor port exited $st (want 1): $out"
-grep -q "this is the executor port; clients connect to the client endpoint ($cep)" <<<"$out" ||
-  fail "submit on the executor port did not name the client endpoint: $out"
+status=$("$bin/sluice" status --endpoint="$cep")
+grep -Eq "auth_denied_wrong_role +[1-9]" <<<"$status" ||
+  fail "a client key on the executor port was not refused as the wrong role: $status"
 
 # streaming honours --print-tokens: 3 of 10 tokens, then "..."
 out=$("$bin/sluice" submit --endpoint="$cep" --stream --print-tokens=3 --max-new-tokens=10)

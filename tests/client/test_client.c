@@ -235,6 +235,7 @@ static void s_fake_stop(fake_t **f_p)
 static void s_cfg(sl_client_cfg_t *cfg, const fake_t *f)
 {
     sl_client_cfg_default(cfg);
+    cfg->insecure = true; /* the fake scheduler is plain text */
     snprintf(cfg->endpoint, sizeof(cfg->endpoint), "%s", f->endpoint);
     cfg->backoff.base_ms = 20;
     cfg->backoff.cap_ms = 100;
@@ -402,6 +403,7 @@ static void test_no_scheduler(void **state)
     sl_client_t *c = NULL;
     sl_result_t *r = NULL;
     sl_client_cfg_default(&cfg);
+    cfg.insecure = true;
     snprintf(cfg.endpoint, sizeof(cfg.endpoint), "tcp://127.0.0.1:1");
     cfg.ack_timeout_ms = 20;
     cfg.ack_retries = 2;
@@ -485,6 +487,7 @@ static void test_result_batch_bad_item(void **state)
     sl_client_cfg_t cfg;
     sl_client_t *c = NULL;
     sl_client_cfg_default(&cfg);
+    cfg.insecure = true;
     snprintf(cfg.endpoint, sizeof(cfg.endpoint), "%s", ep);
     cfg.seed = 1;
     assert_int_equal(sl_client_create(&cfg, &c), SL_OK);
@@ -663,6 +666,14 @@ static void test_invalid_jobs(void **state)
     sl_client_destroy(&c); /* NULL-safe */
     sl_client_cfg_default(&cfg);
     cfg.max_inflight = 0;
+    assert_int_equal(sl_client_create(&cfg, &c), SL_ERR_INVALID);
+    assert_null(c);
+    /* neither keys nor an explicit insecure: refused, naming both flags */
+    sl_client_cfg_default(&cfg);
+    assert_int_equal(sl_client_create(&cfg, &c), SL_ERR_INVALID);
+    assert_null(c);
+    /* a key directory without the pair */
+    snprintf(cfg.key_dir, sizeof(cfg.key_dir), "/nonexistent-sluice-keys");
     assert_int_equal(sl_client_create(&cfg, &c), SL_ERR_INVALID);
     assert_null(c);
     s_fake_stop(&f);

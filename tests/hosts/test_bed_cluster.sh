@@ -42,6 +42,12 @@ payload_mbps=$((link_Bps * 1448 / 1514 / 1000000))
 hosts_init
 run=$(mktemp -d /tmp/sluice-bed-cluster-XXXXXX)
 HOSTS_PREV_EXIT="rm -rf '$run'"
+# keys: every program (all hosts see this folder) finds its pair by its role
+"$bin/sluice" keygen --name=server "$run/keys" >/dev/null 2>&1
+echo "$("$bin/sluice" keygen --name=client "$run/keys" 2>/dev/null) bed" >"$run/keys/clients.allow"
+echo "$("$bin/sluice" keygen --name=executor "$run/keys" 2>/dev/null) bed" \
+  >"$run/keys/executors.allow"
+export SLUICE_KEY_DIR=$run/keys
 hosts_add sched "${rate_mbit}mbit"
 hosts_add client "${rate_mbit}mbit"
 execs="e1 e2 e3 e4 e5"

@@ -39,6 +39,80 @@ static void s_atexit(void)
         s_fini(s_live, 0);
 }
 
+/* A pair name in c->key_dir into keys; exits on failure (nothing to test without). */
+static void s_keygen(cl_t *c, const char *name, sl_auth_keys_t *keys)
+{
+    char pub[SL_AUTH_KEY_LEN + 1];
+    sl_auth_keys_t *k = NULL;
+    if (sl_auth_keygen(c->key_dir, name, pub) != SL_OK ||
+        sl_auth_keys_setup(c->key_dir, name, false, "server", "test", &k) != SL_OK) {
+        fprintf(stderr, "cannot make the key %s in %s\n", name, c->key_dir);
+        exit(1);
+    }
+    *keys = *k;
+    sl_auth_keys_free(&k);
+}
+
+static void s_write(const char *dir, const char *file, const char *text)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+static void s_keys_init(cl_t *c)
+{
+    char line[128];
+    snprintf(c->key_dir, sizeof(c->key_dir), "%s/keys", c->dir);
+    s_keygen(c, "server", &c->server_key);
+    s_keygen(c, "client", &c->client_key);
+    s_keygen(c, "executor", &c->executor_key);
+    memcpy(c->client_key.server_key, c->server_key.public_key, sizeof(c->server_key.public_key));
+    memcpy(c->executor_key.server_key, c->server_key.public_key, sizeof(c->server_key.public_key));
+    snprintf(line, sizeof(line), "%s test\n", c->client_key.public_key);
+    s_write(c->key_dir, "clients.allow", line);
+    snprintf(line, sizeof(line), "%s executors\n", c->executor_key.public_key);
+    s_write(c->key_dir, "executors.allow", line);
+    snprintf(c->client_keys, sizeof(c->client_keys), "--key-dir=%s --key-name=client", c->key_dir);
+    snprintf(c->key_dir_arg, sizeof(c->key_dir_arg), "--key-dir=%s", c->key_dir);
+}
+
+static void s_keys_fini(cl_t *c)
+{
+    static const char *const files[] = {"server.key",    "server.pub",     "client.key",
+                                        "client.pub",    "executor.key",   "executor.pub",
+                                        "clients.allow", "executors.allow"};
+    char path[400];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", c->key_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(c->key_dir);
+}
+
+void cl_secure(void *sock, const sl_auth_keys_t *keys, const cl_t *c)
+{
+    int one = 1;
+    if (keys == &c->server_key) /* no ZAP domain: without a handler, ZeroMQ admits any key */
+        assert_true(zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) == 0 &&
+                    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, keys->secret_key, SL_AUTH_KEY_LEN) ==
+                        0);
+    else
+        assert_int_equal(sl_auth_sock_client(sock, keys), SL_OK);
+}
+
+static bool s_insecure(const char *const *args)
+{
+    for (int i = 0; args && args[i]; i++)
+        if (!strncmp(args[i], "--insecure", 10) || !strncmp(args[i], "--key-dir", 9))
+            return true;
+    return false;
+}
+
 static void s_log_path(const cl_t *c, int slot, char *path, size_t cap)
 {
     snprintf(path, cap, "%s/%d.log", c->dir, slot);
@@ -56,6 +130,7 @@ void cl_init(cl_t *c, const char *tag)
     }
     snprintf(c->client_ep, sizeof(c->client_ep), "ipc://%s/c", c->dir);
     snprintf(c->exec_ep, sizeof(c->exec_ep), "ipc://%s/e", c->dir);
+    s_keys_init(c);
     c->zctx = zmq_ctx_new();
     s_live = c;
     atexit(s_atexit);
@@ -89,13 +164,19 @@ int cl_spawn(cl_t *c, const char *prog, const char *const *args)
 
 int cl_scheduler(cl_t *c, const char *const *args)
 {
-    char ce[320], ee[320];
+    char ce[320], ee[320], kd[320];
     const char *argv[48];
     int n = 0;
     snprintf(ce, sizeof(ce), "--client-endpoint=%s", c->client_ep);
     snprintf(ee, sizeof(ee), "--executor-endpoint=%s", c->exec_ep);
+    snprintf(kd, sizeof(kd), "--key-dir=%s", c->key_dir);
     argv[n++] = ce;
     argv[n++] = ee;
+    c->insecure = false;
+    for (int i = 0; args && args[i]; i++)
+        c->insecure |= !strncmp(args[i], "--insecure", 10);
+    if (!s_insecure(args))
+        argv[n++] = kd;
     for (int i = 0; args && args[i] && n < 47; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
@@ -104,13 +185,18 @@ int cl_scheduler(cl_t *c, const char *const *args)
 
 int cl_executor(cl_t *c, const char *name, const char *const *args)
 {
-    char se[320], nm[160];
+    char se[320], nm[160], kd[320];
     const char *argv[48];
     int n = 0;
     snprintf(se, sizeof(se), "--scheduler=%s", c->exec_ep);
     snprintf(nm, sizeof(nm), "--name=%s", name);
+    snprintf(kd, sizeof(kd), "--key-dir=%s", c->key_dir);
     argv[n++] = se;
     argv[n++] = nm;
+    if (!s_insecure(args)) {
+        argv[n++] = kd;
+        argv[n++] = "--key-name=executor";
+    }
     for (int i = 0; args && args[i] && n < 47; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
@@ -124,6 +210,8 @@ void *cl_client(cl_t *c)
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (!c->insecure)
+        cl_secure(s, &c->client_key, c);
     zmq_connect(s, c->client_ep);
     return s;
 }
@@ -381,6 +469,7 @@ static void s_fini(cl_t *c, int check)
     unlink(path);
     snprintf(path, sizeof(path), "%s/e", c->dir);
     unlink(path);
+    s_keys_fini(c);
     rmdir(c->dir);
     s_live = NULL;
 }

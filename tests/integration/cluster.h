@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/sl_auth.h"
 #include "proto/sl_wire.h"
 
 #include <stdbool.h>
@@ -19,10 +20,20 @@ typedef struct cl {
     const char *progs[CL_MAX_PROCS]; /* their program names, for their logs */
     int n;                           /* how many */
     void *zctx;                      /* ZeroMQ context of the test */
+    char key_dir[300];               /* <dir>/keys: server, client and executor pairs, the
+                                        allow-lists (client tenant "test", executor "executors") */
+    char client_keys[400];           /* "--key-dir=... --key-name=client" for a client program */
+    char key_dir_arg[320];           /* "--key-dir=..." alone (with "--key-name=client") */
+    sl_auth_keys_t client_key;       /* the client pair (cl_client's keys) */
+    sl_auth_keys_t executor_key;     /* the executor pair */
+    sl_auth_keys_t server_key;       /* the scheduler's pair (server_key = its public) */
+    bool insecure;                   /* the scheduler was started --insecure: cl_client is plain */
 } cl_t;
 
-/* Make endpoints and a context. A cluster of an earlier case still running
- * (that case failed before its cl_fini) is stopped first, its logs shown. */
+/* Make endpoints, a key directory and a context. A cluster of an earlier
+ * case still running (that case failed before its cl_fini) is stopped
+ * first, its logs shown. The programs started run with the keys (--key-dir)
+ * unless their arguments say --insecure. */
 void cl_init(cl_t *c, const char *tag);
 /* Start build/bin/<prog> with NULL-terminated extra args; returns its slot.
  * Its stderr goes to a log file in the cluster's temp dir. */
@@ -31,8 +42,13 @@ int cl_spawn(cl_t *c, const char *prog, const char *const *args);
 int cl_scheduler(cl_t *c, const char *const *args);
 /* Start an executor with a name and extra args. */
 int cl_executor(cl_t *c, const char *name, const char *const *args);
-/* A connected DEALER to the client endpoint. */
+/* A connected DEALER to the client endpoint, a CURVE client with the client pair. */
 void *cl_client(cl_t *c);
+/* Make sock (not yet connected) a CURVE client with keys (c->client_key or
+ * c->executor_key), or a CURVE server with the scheduler's pair when keys
+ * is c->server_key (a test playing the scheduler; its context has no ZAP
+ * handler, so every client key is admitted). */
+void cl_secure(void *sock, const sl_auth_keys_t *keys, const cl_t *c);
 /* Status request; returns the reply (free with sl_wire_msg_free) or NULL. */
 sl_wire_msg_t *cl_status(void *sock, int timeout_ms);
 /* Value of a named counter in a status reply; -1 when absent. */

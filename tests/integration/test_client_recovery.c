@@ -85,6 +85,9 @@ static void test_scheduler_restart_mid_job(void **state)
     sl_client_cfg_default(&cfg);
     assert_true(strlen(c.client_ep) < sizeof(cfg.endpoint));
     memcpy(cfg.endpoint, c.client_ep, strlen(c.client_ep) + 1);
+    assert_true(strlen(c.key_dir) < sizeof(cfg.key_dir));
+    memcpy(cfg.key_dir, c.key_dir, strlen(c.key_dir) + 1);
+    snprintf(cfg.key_name, sizeof(cfg.key_name), "client");
     cfg.ack_timeout_ms = 2000;
     cfg.backoff.base_ms = 100;
     cfg.backoff.cap_ms = 500;
@@ -152,7 +155,9 @@ static void test_cli_sigint_cancels(void **state)
     snprintf(ep, sizeof(ep), "--endpoint=%s", c.client_ep);
 
     /* A 60 s job: SIGINT while it runs cancels it at the scheduler. */
-    const char *args[] = {"submit", ep, "--max-new-tokens=600", "--id=cli-long", NULL};
+    const char *args[] = {
+        "submit", ep, "--max-new-tokens=600", "--id=cli-long", c.key_dir_arg, "--key-name=client",
+        NULL};
     int cli = cl_spawn(&c, "sluice", args);
     assert_true(s_wait_counter(probe, "jobs_dispatched", 1, 10000) >= 1);
     assert_int_equal(s_counter(probe, "jobs_canceled"), 0);
@@ -165,8 +170,14 @@ static void test_cli_sigint_cancels(void **state)
         fail_msg("sluice submit's stderr:\n%s", log);
 
     /* The overall timeout: gives up, cancels, exits 1 with the reason. */
-    const char *args2[] = {
-        "submit", ep, "--max-new-tokens=600", "--id=cli-slow", "--wait-timeout-ms=500", NULL};
+    const char *args2[] = {"submit",
+                           ep,
+                           "--max-new-tokens=600",
+                           "--id=cli-slow",
+                           "--wait-timeout-ms=500",
+                           c.key_dir_arg,
+                           "--key-name=client",
+                           NULL};
     cli = cl_spawn(&c, "sluice", args2);
     assert_int_equal(cl_wait(&c, cli, 15000), 1);
     assert_true(s_wait_counter(probe, "jobs_canceled", 2, 5000) >= 2);
@@ -189,8 +200,14 @@ static void test_late_job(void **state)
     char ep[340];
     snprintf(ep, sizeof(ep), "--endpoint=%s", c.client_ep);
 
-    const char *args[] = {"submit",        ep,  "--max-new-tokens=10", "--deadline-ms=100",
-                          "--id=late-cli", NULL};
+    const char *args[] = {"submit",
+                          ep,
+                          "--max-new-tokens=10",
+                          "--deadline-ms=100",
+                          "--id=late-cli",
+                          c.key_dir_arg,
+                          "--key-name=client",
+                          NULL};
     int cli = cl_spawn(&c, "sluice", args);
     assert_int_equal(cl_wait(&c, cli, 20000), 1);
     assert_int_equal(s_counter(probe, "jobs_late"), 1);
@@ -206,6 +223,9 @@ static void test_late_job(void **state)
     sl_client_cfg_default(&cfg);
     assert_true(strlen(c.client_ep) < sizeof(cfg.endpoint));
     memcpy(cfg.endpoint, c.client_ep, strlen(c.client_ep) + 1);
+    assert_true(strlen(c.key_dir) < sizeof(cfg.key_dir));
+    memcpy(cfg.key_dir, c.key_dir, strlen(c.key_dir) + 1);
+    snprintf(cfg.key_name, sizeof(cfg.key_name), "client");
     cfg.wait_timeout_ms = 20000;
     sl_client_t *client = NULL;
     assert_int_equal(sl_client_create(&cfg, &client), SL_OK);

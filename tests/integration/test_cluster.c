@@ -372,6 +372,7 @@ static void test_bad_messages(void **state)
     void *rogue = zmq_socket(c.zctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(rogue, ZMQ_LINGER, &zero, sizeof(zero));
+    cl_secure(rogue, &c.executor_key, &c);
     zmq_connect(rogue, c.exec_ep);
     s_send_raw(rogue, "\x0a\xff\x01", 3);
     assert_int_equal(s_expect_error(rogue), SL_ERR_MSG_MALFORMED);
@@ -508,6 +509,7 @@ static void test_executor_dispatch_batch(void **state)
     void *sched = zmq_socket(c.zctx, ZMQ_ROUTER);
     int zero = 0;
     zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
+    cl_secure(sched, &c.server_key, &c);
     assert_int_equal(zmq_bind(sched, c.exec_ep), 0);
     cl_executor(&c, "x1", exec_args);
     sl_wire_ident_t who;
@@ -619,8 +621,8 @@ static void test_failing_executor_quarantined(void **state)
     /* `sluice status` marks it */
     static char out[1 << 14];
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
-             sl_test_bin(), c.client_ep);
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000 %s",
+             sl_test_bin(), c.client_ep, c.client_keys);
     assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
     char *line = strstr(out, "\nbad ");
     if (!line || !strstr(line, " quar ") || !strstr(out, "executors_quarantined"))

@@ -82,8 +82,8 @@ static void test_status_shows_data_plane(void **state)
     /* `sluice status` shows the region in its DATA_PLANE column */
     static char out[1 << 14];
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
-             sl_test_bin(), c.client_ep);
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000 %s",
+             sl_test_bin(), c.client_ep, c.client_keys);
     assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
     char *head = strstr(out, "DATA_PLANE KV_MOVED\n");
     char *row_a = strstr(out, "\ndp-a "), *row_plain = strstr(out, "\nplain ");
@@ -158,8 +158,8 @@ static void test_peers_reach(void **state)
     /* `sluice status` shows 2 of 2 */
     static char out[1 << 14];
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
-             sl_test_bin(), c.client_ep);
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000 %s",
+             sl_test_bin(), c.client_ep, c.client_keys);
     assert_int_equal(sl_test_run(cmd, out, sizeof(out)), 0);
     char *row_a = strstr(out, "\npa ");
     char *end_a = row_a ? strchr(row_a + 1, '\n') : NULL;
@@ -283,6 +283,7 @@ static void test_put_into_executor_region(void **state)
     void *sched = zmq_socket(c.zctx, ZMQ_ROUTER);
     int zero = 0;
     zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
+    cl_secure(sched, &c.server_key, &c);
     assert_int_equal(zmq_bind(sched, c.exec_ep), 0);
     int x = cl_executor(&c, "dp-x", (const char *const *)s_dp_args);
     sl_wire_ident_t who;

@@ -293,6 +293,7 @@ static void *s_scripted(cl_t *c, const char *tag, const char *const *args, sl_wi
     void *sched = zmq_socket(c->zctx, ZMQ_ROUTER);
     int zero = 0;
     zmq_setsockopt(sched, ZMQ_LINGER, &zero, sizeof(zero));
+    cl_secure(sched, &c->server_key, c);
     assert_int_equal(zmq_bind(sched, c->exec_ep), 0);
     cl_executor(c, "xr", args);
     sl_wire_msg_t *m = NULL;

@@ -43,6 +43,8 @@ static void *s_client(cl_t *c, const char *rid)
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(s, ZMQ_ROUTING_ID, rid, strlen(rid));
+    if (!c->insecure)
+        cl_secure(s, &c->client_key, c); /* the scheduler runs with the test's keys */
     zmq_connect(s, c->client_ep);
     return s;
 }

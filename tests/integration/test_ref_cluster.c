@@ -347,8 +347,8 @@ static void test_ref_too_long_refused_at_submit(void **state)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "%s/sluice submit --endpoint %s --wait-timeout-ms 20000 --prompt-tokens %u "
-             "--max-new-tokens 64 2>&1",
-             sl_test_bin(), c.client_ep, mcfg.max_ctx);
+             "--max-new-tokens 64 %s 2>&1",
+             sl_test_bin(), c.client_ep, mcfg.max_ctx, c.client_keys);
     int rc = sl_test_run(cmd, out, sizeof(out));
     /* the job's own line carries the reason, after one send (no timeout) */
     char line[256];

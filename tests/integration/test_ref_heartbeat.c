@@ -51,8 +51,8 @@ static void s_submit_long(void *sock, const char *id)
 static void s_cli_status(const cl_t *c)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000",
-             sl_test_bin(), c->client_ep);
+    snprintf(cmd, sizeof(cmd), "%s/sluice status --endpoint %s --wait-timeout-ms 10000 %s",
+             sl_test_bin(), c->client_ep, c->client_keys);
     assert_int_equal(sl_test_run(cmd, s_out, sizeof(s_out)), 0);
 }
 

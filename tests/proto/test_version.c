@@ -85,6 +85,7 @@ static void test_other_version_refused(void **state)
     void *old = zmq_socket(c.zctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(old, ZMQ_LINGER, &zero, sizeof(zero));
+    cl_secure(old, &c.executor_key, &c);
     assert_int_equal(zmq_connect(old, c.exec_ep), 0);
     len = s_old_message(true, buf);
     assert_int_equal(zmq_send(old, buf, len, 0), (int)len);
