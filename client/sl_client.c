@@ -40,6 +40,7 @@
 #include "common/sl_rand.h"
 #include "common/sl_ring.h"
 #include "proto/sl_wire.h"
+#include "proto/sl_wire_mark.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -754,7 +755,7 @@ static sl_status_t s_open_socket(sl_client_t *c)
         SL_ERROR("client: socket monitor: %s", zmq_strerror(errno));
         goto err_close;
     }
-    if (zmq_connect(sock, c->cfg.endpoint) != 0) {
+    if (sl_wire_connect_list(sock, c->cfg.endpoint) != SL_OK) {
         s_set_error(c, "cannot connect to '%s': %s", c->cfg.endpoint, zmq_strerror(errno));
         SL_WARN("client: %s", c->last_error);
         goto err_close;

@@ -21,7 +21,8 @@ _Static_assert(SL_CLIENT_ENDPOINT_MAX == SL_CFG_STR_MAX, "endpoint must be a con
 /* clang-format off */
 #define SL_CLIENT_CFG_ENDPOINT_ROW(st, m)                                                              \
     SL_CFG_FIELD(st, m.endpoint, "endpoint", "tcp://127.0.0.1:5555", SL_CFG_STR,                   \
-                 "scheduler's client endpoint"),                                                   \
+                 "scheduler's client endpoint; a comma-separated list for a leader and its "     \
+                 "standbys"),                                                                      \
     SL_CFG_FIELD(st, m.key_dir, "key-dir", "", SL_CFG_STR,                                         \
                  "CURVE key directory: own pair and server.pub (`sluice keygen`)"),                \
     SL_CFG_FIELD(st, m.key_name, "key-name", "", SL_CFG_STR,                                       \

@@ -70,7 +70,8 @@
 
 const sl_cfg_field_t sl_executor_cfg_fields[] = {
     SL_CFG_FIELD(sl_executor_cfg_t, scheduler, "scheduler", "tcp://127.0.0.1:5556", SL_CFG_STR,
-                 "the scheduler's executor endpoint"),
+                 "the scheduler's executor endpoint; a comma-separated list for a leader and "
+                 "its standbys (the link reaches whichever leads)"),
     SL_CFG_FIELD(sl_executor_cfg_t, name, "name", "", SL_CFG_STR,
                  "unique executor name (default: host-pid)"),
     SL_CFG_FIELD(sl_executor_cfg_t, backend, "backend", "sim", SL_CFG_STR,
@@ -550,7 +551,7 @@ static sl_status_t s_ship_create(sl_executor_t *x)
         zmq_setsockopt(x->ship_sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) ||
         sl_wire_sock_mark(x->ship_sock, c->log_ship_tos) != SL_OK ||
         sl_auth_sock_client(x->ship_sock, x->keys) != SL_OK ||
-        zmq_connect(x->ship_sock, c->scheduler)) {
+        sl_wire_connect_list(x->ship_sock, c->scheduler) != SL_OK) {
         SL_ERROR("log shipping: cannot connect to %s: %s", c->scheduler, zmq_strerror(errno));
         return SL_ERR_IO;
     }

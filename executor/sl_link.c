@@ -335,7 +335,7 @@ sl_status_t sl_link_create(void *zctx, const sl_link_cfg_t *cfg, sl_link_t **lin
         goto err_monitor;
     }
     s_set_int(lt->monitor, ZMQ_LINGER, 0);
-    if (zmq_connect(lt->dealer, cfg->endpoint) != 0) {
+    if (sl_wire_connect_list(lt->dealer, cfg->endpoint) != SL_OK) {
         SL_ERROR("cannot connect to %s: %s", cfg->endpoint, zmq_strerror(errno));
         goto err_monitor;
     }

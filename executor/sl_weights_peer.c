@@ -161,7 +161,7 @@ static sl_status_t s_query(const sl_weights_pull_cfg_t *cfg, s_source_t *src)
     int zero = 0;
     if (!sock || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero)) ||
         sl_wire_sock_mark(sock, cfg->tos) != SL_OK || sl_auth_sock_client(sock, cfg->keys) ||
-        zmq_connect(sock, cfg->scheduler) ||
+        sl_wire_connect_list(sock, cfg->scheduler) != SL_OK ||
         sl_wire_weights_query_send(sock, cfg->name, 0) != SL_OK) {
         SL_WARN("weights: cannot ask the scheduler at %s for a peer: %s", cfg->scheduler,
                 zmq_strerror(errno));

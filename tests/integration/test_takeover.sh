@@ -3,7 +3,10 @@
 # test starts): the leader serves and the standby does not even bind its
 # ports; the leader is paused with SIGSTOP; the standby leads within 2 s
 # and serves a job through an executor; the old leader, resumed, finds its
-# lease lost, serves nothing and exits 3. Skipped (77) without etcd-server.
+# lease lost, serves nothing and exits 3. Then an executor and a client given
+# both schedulers' endpoints follow the leader when the new one is SIGKILLed
+# and the first, restarted as the standby, takes over. Skipped (77) without
+# etcd-server.
 # Usage: test_takeover.sh BIN_DIR
 set -euo pipefail
 bin=$1
@@ -74,4 +77,32 @@ st=$?
 set -e
 [ "$st" -eq 3 ] || fail "the old leader exited $st (want 3: lease lost): $(tail -5 "$run/a.log")"
 grep -q "the leader lease is lost" "$run/a.log" || fail "the old leader did not say it lost the lease"
-echo "PASS: takeover in $took_ms ms; the resumed leader stopped (exit 3)"
+
+# Phase 2: executors and clients given both schedulers follow the leader.
+# A starts again as the standby; x2 and the client know both endpoints.
+"$bin/sluice-scheduler" --client-endpoint="$a_c" --executor-endpoint="$a_e" "${lease[@]}" \
+  --log-level=info 2>"$run/a2.log" &
+a=$!
+pids+=($a)
+for _ in $(seq 100); do grep -q "standby: waiting" "$run/a2.log" && break; sleep 0.05; done
+"$bin/sluice-executor" --scheduler="$b_e,$a_e" --name=x2 --sim-speed=100 --log-level=info \
+  2>"$run/x2.log" &
+pids+=($!)
+cep=$b_c sl_wait_executors "$bin" x2
+out=$(timeout 20 "$bin/sluice" submit --endpoint="$b_c,$a_c" --max-new-tokens=4) ||
+  fail "a job through the endpoint list (B leading) failed: $out"
+
+# B dies (SIGKILL): A takes over; x2 registers with A by itself; the
+# client's list reaches A
+kill -KILL "$b"
+t0=$(date +%s%N)
+for _ in $(seq 150); do grep -q "leading: the lease is ours" "$run/a2.log" && break; sleep 0.02; done
+grep -q "leading: the lease is ours" "$run/a2.log" || fail "A did not take over from B: $(cat "$run/a2.log")"
+t1=$(date +%s%N)
+took2_ms=$(((t1 - t0) / 1000000))
+echo "takeover after SIGKILL of the leader: $took2_ms ms"
+[ "$took2_ms" -le 2000 ] || fail "the second takeover took $took2_ms ms (over 2000)"
+cep=$a_c sl_wait_executors "$bin" x2
+out=$(timeout 20 "$bin/sluice" submit --endpoint="$b_c,$a_c" --max-new-tokens=4) ||
+  fail "a job through the endpoint list (A leading) failed: $out"
+echo "PASS: takeovers in $took_ms ms (SIGSTOP) and $took2_ms ms (SIGKILL); the resumed leader stopped (exit 3); an executor and a client given both endpoints followed the leader"
