@@ -11,8 +11,8 @@
  * job. Two rounds kill at different points (after the first token, and
  * about half way), a fresh executor joining between them; a third stops
  * the executor (SIGSTOP) until the job was resumed elsewhere and then lets
- * it go on: its late chunks are dropped (chunks_stale), the client still
- * gets each offset once.
+ * it go on: the late chunks it sends, if any, are dropped (chunks_stale),
+ * and the client still gets each offset once.
  *
  * The executor's side on its own, against a scripted scheduler: a ref
  * executor and a sim executor given dispatches that carry resume tokens
@@ -241,7 +241,11 @@ static void test_stream_survives_executor_kill(void **state)
     assert_int_equal(cl_counter(st, "jobs_resumed"), 3);
     assert_int_equal(cl_counter(st, "executors_lost"), 3);
     assert_int_equal(cl_counter(st, "jobs_completed"), 3);
-    assert_true(cl_counter(st, "chunks_stale") > 0);
+    /* Late chunks of the resumed executor are dropped when they come; on a
+     * loaded host it may learn it was lost before it sends one, so their
+     * number is reported, not asserted (each offset once is, in s_round). */
+    if (cl_counter(st, "chunks_stale") == 0)
+        fprintf(stderr, "# the resumed executor sent no late chunk this time\n");
     assert_int_equal(cl_counter(st, "chunks_gap"), 0);
     assert_int_equal(cl_counter(st, "stream_bytes_held"), 0);
     sl_wire_msg_free(&st);
