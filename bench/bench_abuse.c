@@ -29,6 +29,7 @@
  * ZeroMQ's and SQLite's own pools; RSS is what an operator sees).
  */
 #include "bench/bench.h"
+#include "bench/sl_bench_proc.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -42,7 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -72,37 +72,6 @@ static const sl_cfg_field_t s_table[] = {
                  "extra flags given to both daemons, space-separated"),
     SL_CFG_END,
 };
-
-static pid_t s_spawn(char *const argv[])
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void s_argv(char **out, int cap, char *const *fixed, char *extra)
-{
-    int n = 0;
-    for (; fixed[n] && n < cap - 1; n++)
-        out[n] = fixed[n];
-    for (char *save = NULL, *w = strtok_r(extra, " ", &save); w && n < cap - 1;
-         w = strtok_r(NULL, " ", &save))
-        out[n++] = w;
-    out[n] = NULL;
-}
 
 /* VmRSS of pid in KiB; -1 when gone. */
 static long s_rss_kib(pid_t pid)
@@ -188,15 +157,15 @@ int sl_bench_abuse_main(int argc, char **argv)
                       eep,       "--max-msg-bytes",   maxmsg, "--hwm",
                       hwm,       "--queue-max",       qmax,   "--log-level",
                       "error",   "--insecure",        NULL};
-    s_argv(av, 64, sfixed, extra);
-    if ((sched = s_spawn(av)) < 0)
+    sl_bench_argv(av, 64, sfixed, extra);
+    if ((sched = sl_bench_spawn(av, -1)) < 0)
         goto out;
     snprintf(extra, sizeof(extra), "%s", cfg.daemon_args);
     char *efixed[] = {exec_bin,    "--scheduler", eep,           "--name", "abuse-slow",
                       "--backend", "sim",         "--sim-speed", "0.2",    "--log-level",
                       "error",     "--insecure",  NULL};
-    s_argv(av, 64, efixed, extra);
-    if ((exe = s_spawn(av)) < 0)
+    sl_bench_argv(av, 64, efixed, extra);
+    if ((exe = sl_bench_spawn(av, -1)) < 0)
         goto out;
     sl_clock_sleep(SL_MS(1000)); /* both up */
 

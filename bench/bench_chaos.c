@@ -40,6 +40,7 @@
  * (PR_SET_PDEATHSIG), and are stopped and reaped before it exits.
  */
 #include "bench/bench.h"
+#include "bench/sl_bench_proc.h"
 #include "bench/sl_history.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
@@ -48,11 +49,8 @@
 #include "common/sl_rand.h"
 #include "proto/sl_wire.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -60,7 +58,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -153,60 +150,6 @@ static void s_on_signal(int sig)
 {
     (void)sig;
     s_stop = 1;
-}
-
-/* fork/exec argv with stderr to fd (-1: /dev/null); dies with us. */
-static pid_t s_spawn(char *const argv[], int err_fd)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        SL_ERROR("chaos: fork: %m");
-        return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-            dup2(err_fd >= 0 ? err_fd : devnull, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* argv = fixed args + the extra --daemon-args words + NULL. */
-static int s_argv(char **out, int cap, char *const *fixed, char *extra)
-{
-    int n = 0;
-    for (; fixed[n] && n < cap - 1; n++)
-        out[n] = fixed[n];
-    for (char *save = NULL, *w = strtok_r(extra, " ", &save); w && n < cap - 1;
-         w = strtok_r(NULL, " ", &save))
-        out[n++] = w;
-    out[n] = NULL;
-    return n;
-}
-
-/* A free TCP port on loopback (bound, read back, released); -1 if none. */
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
-        getsockname(fd, (struct sockaddr *)&a, &len)) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 /* ---- the scheduler's log: losses --------------------------------------- */
@@ -570,11 +513,11 @@ int sl_bench_chaos_main(int argc, char **argv)
                       journal,
                       NULL};
     char *sav[64]; /* kept: a killed scheduler is started again with them */
-    int nsav = s_argv(sav, 64, sfixed, extra_s);
+    int nsav = sl_bench_argv(sav, 64, sfixed, extra_s);
     char etcd_url[64] = "", etcd_flag[96], key_flag[96];
     if (tk_mode) {
         /* etcd with a one-second shortest lease (test_takeover's settings) */
-        int cport = s_free_port(), pport = s_free_port();
+        int cport = sl_bench_free_port(), pport = sl_bench_free_port();
         char curl[64], purl[64], cluster[96], data[PATH_MAX + 16];
         snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
         snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", pport);
@@ -602,7 +545,7 @@ int sl_bench_chaos_main(int argc, char **argv)
                        "--election-timeout",
                        "250",
                        NULL};
-        if (cport < 0 || pport < 0 || (etcd = s_spawn(eav, -1)) < 0)
+        if (cport < 0 || pport < 0 || (etcd = sl_bench_spawn(eav, -1)) < 0)
             goto out;
         snprintf(etcd_flag, sizeof(etcd_flag), "--etcd=%s", etcd_url);
         snprintf(key_flag, sizeof(key_flag), "--leader-key=/sluice/chaos-%d", (int)getpid());
@@ -616,7 +559,7 @@ int sl_bench_chaos_main(int argc, char **argv)
             sav[nsav] = NULL;
         }
     }
-    sched = s_spawn(sav, pfd[1]); /* pfd[1] stays open for the restarts */
+    sched = sl_bench_spawn(sav, pfd[1]); /* pfd[1] stays open for the restarts */
     if (sched < 0)
         goto out;
     if (tk_mode) { /* the standby: started once the first one leads */
@@ -633,7 +576,7 @@ int sl_bench_chaos_main(int argc, char **argv)
             }
             sl_clock_sleep(SL_MS(20));
         }
-        if ((standby = s_spawn(sav, pfd[1])) < 0)
+        if ((standby = sl_bench_spawn(sav, pfd[1])) < 0)
             goto out;
     }
     for (int i = 0; i < cfg.executors; i++) {
@@ -643,8 +586,8 @@ int sl_bench_chaos_main(int argc, char **argv)
         char *efixed[] = {exec_bin,    "--scheduler", eep,       "--name",     names[i],
                           "--backend", "sim",         "--slots", slots,        "--sim-speed",
                           speed,       "--log-level", "error",   "--insecure", NULL};
-        s_argv(av, 64, efixed, extra_e);
-        if ((exe[i] = s_spawn(av, -1)) < 0)
+        sl_bench_argv(av, 64, efixed, extra_e);
+        if ((exe[i] = sl_bench_spawn(av, -1)) < 0)
             goto out;
         started_at[i] = sl_clock_now();
     }
@@ -734,7 +677,7 @@ int sl_bench_chaos_main(int argc, char **argv)
             tk_pending = true;
             tk_killed_at = sched_killed_at;
             tk_killed = kills_pid;
-            if ((standby = s_spawn(sav, pfd[1])) < 0)
+            if ((standby = sl_bench_spawn(sav, pfd[1])) < 0)
                 goto out;
             next_kill = INT64_MAX; /* set once the standby leads and answers */
             s_on_status(status_sock, names, cfg.executors, alive_at);
@@ -753,7 +696,7 @@ int sl_bench_chaos_main(int argc, char **argv)
             s_on_status(status_sock, names, cfg.executors, alive_at); /* replies of the dead one */
         }
         if (!tk_mode && sched_mode && sched == 0 && now >= sched_restart_at) {
-            if ((sched = s_spawn(sav, pfd[1])) < 0)
+            if ((sched = sl_bench_spawn(sav, pfd[1])) < 0)
                 goto out;
         }
         if (!sched_mode && submitting && nkills < (size_t)cfg.kills && now >= next_kill) {
@@ -793,8 +736,8 @@ int sl_bench_chaos_main(int argc, char **argv)
                                   names[i], "--backend",   "sim", "--slots",
                                   slots,    "--sim-speed", speed, "--log-level",
                                   "error",  "--insecure",  NULL};
-                s_argv(av, 64, efixed, extra_e);
-                if ((exe[i] = s_spawn(av, -1)) < 0)
+                sl_bench_argv(av, 64, efixed, extra_e);
+                if ((exe[i] = sl_bench_spawn(av, -1)) < 0)
                     goto out;
                 started_at[i] = sl_clock_now();
                 restart_at[i] = 0;

@@ -45,6 +45,7 @@
 #include <sluice/client.h>
 
 #include "bench/bench.h"
+#include "bench/sl_bench_proc.h"
 #include "common/sl_auth.h"
 #include "common/sl_cfg.h"
 #include "common/sl_daemon_cfg.h"
@@ -222,22 +223,6 @@ static void s_stop_children(int grace_ms)
         sl_clock_sleep(SL_MS(10));
     }
     s_n_children = 0;
-}
-
-/* A free loopback TCP port (the kernel's choice; released before use). */
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 /* The prompt of every job: prompt_tokens token ids spread over a 32 Ki
@@ -766,8 +751,9 @@ int sl_bench_ctlplane_main(int argc, char **argv)
         snprintf(client_ep, sizeof(client_ep), "ipc://%s/client", tmp);
         snprintf(exec_ep, sizeof(exec_ep), "ipc://%s/executor", tmp);
     } else {
-        int p1 = s_free_port(), p2 = s_free_port(), p3 = s_free_port(), p4 = s_free_port();
-        int p5 = s_free_port(), p6 = s_free_port();
+        int p1 = sl_bench_free_port(), p2 = sl_bench_free_port(), p3 = sl_bench_free_port(),
+            p4 = sl_bench_free_port();
+        int p5 = sl_bench_free_port(), p6 = sl_bench_free_port();
         if (p1 < 0 || p2 < 0 || p3 < 0 || p4 < 0 || p5 < 0 || p6 < 0) {
             SL_ERROR("ctlplane: no free loopback port: %m");
             return 1;

@@ -1,0 +1,24 @@
+/*
+ * Child processes and ports for the benches that run the real daemons
+ * (chaos, abuse, ctlplane): one fork/exec that dies with its parent, an
+ * argv of fixed words and extra flags, a free loopback port.
+ */
+#ifndef SL_BENCH_PROC_H
+#define SL_BENCH_PROC_H
+
+#include <sys/types.h>
+
+/* fork/exec argv[0] with argv; stdin and stdout on /dev/null, stderr on
+ * err_fd (-1: /dev/null); the child gets SIGKILL when this process dies
+ * (PR_SET_PDEATHSIG). The child's pid, or -1 (logged) when fork fails. */
+pid_t sl_bench_spawn(char *const argv[], int err_fd);
+
+/* out = the fixed words (up to their NULL), then the space-separated words
+ * of extra (split in place: extra is modified and out points into it),
+ * then NULL; at most cap - 1 words. Returns the number of words. */
+int sl_bench_argv(char **out, int cap, char *const *fixed, char *extra);
+
+/* A free TCP port on loopback (bound, read back, released); -1 if none. */
+int sl_bench_free_port(void);
+
+#endif
