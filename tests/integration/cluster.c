@@ -260,6 +260,27 @@ int64_t cl_counter(const sl_wire_msg_t *st, const char *name)
     return -1;
 }
 
+int64_t cl_counter_or(void *sock, const char *name)
+{
+    sl_wire_msg_t *st = cl_status(sock, 2000);
+    int64_t v = st ? cl_counter(st, name) : -1;
+    sl_wire_msg_free(&st);
+    return v;
+}
+
+int64_t cl_wait_counter(void *sock, const char *name, int64_t min, int timeout_ms)
+{
+    int64_t v = -1;
+    sl_time_t end = sl_clock_now() + SL_MS(timeout_ms);
+    while (sl_clock_now() < end) {
+        v = cl_counter_or(sock, name);
+        if (v >= min)
+            break;
+        usleep(50000);
+    }
+    return v;
+}
+
 int64_t cl_status_counter(void *sock, const char *name)
 {
     sl_wire_msg_t *st = cl_status(sock, 2000);

@@ -53,6 +53,11 @@ void cl_secure(void *sock, const sl_auth_keys_t *keys, const cl_t *c);
 sl_wire_msg_t *cl_status(void *sock, int timeout_ms);
 /* Value of a named counter in a status reply; -1 when absent. */
 int64_t cl_counter(const sl_wire_msg_t *status, const char *name);
+/* One counter of the scheduler, -1 when no status reply came within 2 s
+ * (a scheduler restarting: unlike cl_status_counter, no failed assert). */
+int64_t cl_counter_or(void *sock, const char *name);
+/* Wait until that counter reaches at least min; its last value. */
+int64_t cl_wait_counter(void *sock, const char *name, int64_t min, int timeout_ms);
 /* A status request (a reply must come within 2 s) and one counter of it. */
 int64_t cl_status_counter(void *sock, const char *name);
 /* Executor i of a status reply. */

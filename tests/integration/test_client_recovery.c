@@ -52,29 +52,6 @@ static void *s_slow_cluster(cl_t *c, const char *name, int *sched_p, int *exec_p
     return probe;
 }
 
-/* A counter of the scheduler, -1 when no status came. */
-static int64_t s_counter(void *sock, const char *name)
-{
-    sl_wire_msg_t *st = cl_status(sock, 2000);
-    int64_t v = st ? cl_counter(st, name) : -1;
-    sl_wire_msg_free(&st);
-    return v;
-}
-
-/* Wait until the scheduler's counter reaches at least min; its last value. */
-static int64_t s_wait_counter(void *sock, const char *name, int64_t min, int timeout_ms)
-{
-    int64_t v = -1;
-    sl_time_t end = sl_clock_now() + SL_MS(timeout_ms);
-    while (sl_clock_now() < end) {
-        v = s_counter(sock, name);
-        if (v >= min)
-            break;
-        usleep(50000);
-    }
-    return v;
-}
-
 static void test_scheduler_restart_mid_job(void **state)
 {
     cl_t c;
@@ -102,7 +79,7 @@ static void test_scheduler_restart_mid_job(void **state)
     sl_result_t *r = NULL;
     sl_time_t end = sl_clock_now() + SL_MS(10000);
     while (sl_client_pending(client) && sl_clock_now() < end &&
-           s_counter(probe, "jobs_dispatched") < 1)
+           cl_counter_or(probe, "jobs_dispatched") < 1)
         assert_int_equal(sl_client_poll(client, 50, &r), SL_ERR_TIMEOUT);
     assert_int_equal(sl_client_poll(client, 200, &r), SL_ERR_TIMEOUT); /* running, ~2 s */
 
@@ -159,11 +136,11 @@ static void test_cli_sigint_cancels(void **state)
         "submit", ep, "--max-new-tokens=600", "--id=cli-long", c.key_dir_arg, "--key-name=client",
         NULL};
     int cli = cl_spawn(&c, "sluice", args);
-    assert_true(s_wait_counter(probe, "jobs_dispatched", 1, 10000) >= 1);
-    assert_int_equal(s_counter(probe, "jobs_canceled"), 0);
+    assert_true(cl_wait_counter(probe, "jobs_dispatched", 1, 10000) >= 1);
+    assert_int_equal(cl_counter_or(probe, "jobs_canceled"), 0);
     cl_kill(&c, cli, SIGINT);
     assert_int_equal(cl_wait(&c, cli, 10000), 130);
-    assert_true(s_wait_counter(probe, "jobs_canceled", 1, 5000) >= 1);
+    assert_true(cl_wait_counter(probe, "jobs_canceled", 1, 5000) >= 1);
     char log[8192];
     s_read_log(&c, cli, log, sizeof(log));
     if (!strstr(log, "interrupted by SIGINT; canceling job cli-long"))
@@ -180,7 +157,7 @@ static void test_cli_sigint_cancels(void **state)
                            NULL};
     cli = cl_spawn(&c, "sluice", args2);
     assert_int_equal(cl_wait(&c, cli, 15000), 1);
-    assert_true(s_wait_counter(probe, "jobs_canceled", 2, 5000) >= 2);
+    assert_true(cl_wait_counter(probe, "jobs_canceled", 2, 5000) >= 2);
     s_read_log(&c, cli, log, sizeof(log));
     if (!strstr(log, "no result for job cli-slow within 500 ms (--wait-timeout-ms); canceling it"))
         fail_msg("sluice submit's stderr:\n%s", log);
@@ -210,8 +187,8 @@ static void test_late_job(void **state)
                           NULL};
     int cli = cl_spawn(&c, "sluice", args);
     assert_int_equal(cl_wait(&c, cli, 20000), 1);
-    assert_int_equal(s_counter(probe, "jobs_late"), 1);
-    assert_int_equal(s_counter(probe, "jobs_completed"), 1);
+    assert_int_equal(cl_counter_or(probe, "jobs_late"), 1);
+    assert_int_equal(cl_counter_or(probe, "jobs_completed"), 1);
     char log[8192];
     s_read_log(&c, cli, log, sizeof(log));
     if (!strstr(log, "sluice submit: job late-cli finished late: ") ||
@@ -250,7 +227,7 @@ static void test_late_job(void **state)
     assert_int_equal(r->status, SL_OK);
     assert_false(r->late);
     sl_result_destroy(&r);
-    assert_int_equal(s_counter(probe, "jobs_late"), 2);
+    assert_int_equal(cl_counter_or(probe, "jobs_late"), 2);
     sl_client_destroy(&client);
     zmq_close(probe);
     cl_fini(&c);

@@ -49,28 +49,6 @@ static void *s_client(cl_t *c, const char *rid)
     return s;
 }
 
-static int64_t s_counter(void *sock, const char *name)
-{
-    sl_wire_msg_t *st = cl_status(sock, 2000);
-    int64_t v = st ? cl_counter(st, name) : -1;
-    sl_wire_msg_free(&st);
-    return v;
-}
-
-/* Wait until the counter reaches at least min; its last value. */
-static int64_t s_wait_counter(void *sock, const char *name, int64_t min, int timeout_ms)
-{
-    int64_t v = -1;
-    sl_time_t end = sl_clock_now() + SL_MS(timeout_ms);
-    while (sl_clock_now() < end) {
-        v = s_counter(sock, name);
-        if (v >= min)
-            break;
-        usleep(50000);
-    }
-    return v;
-}
-
 static int s_index(const char *id)
 {
     int k = -1;
@@ -112,13 +90,13 @@ static void test_crash_restore_adopt(void **state)
         cl_ev_free(&ev);
     }
     assert_int_equal(n_acc, S_JOBS);
-    assert_int_equal(s_wait_counter(probe, "jobs_dispatched", 2, 5000), 2);
+    assert_int_equal(cl_wait_counter(probe, "jobs_dispatched", 2, 5000), 2);
 
     /* Two run, six wait: the scheduler dies with all eight acknowledged. */
     cl_kill(&c, sched, SIGKILL);
     assert_true(cl_wait(&c, sched, 5000) >= 0);
     sched = cl_scheduler(&c, sched_args);
-    assert_int_equal(s_wait_counter(probe, "jobs_restored", S_JOBS, 10000), S_JOBS);
+    assert_int_equal(cl_wait_counter(probe, "jobs_restored", S_JOBS, 10000), S_JOBS);
     /* A queued job submitted again is the same job: Accepted again, one result. */
     cl_submit(cli, "journal-7", 8, 80, 0);
     bool reaccepted = false;
@@ -156,12 +134,12 @@ static void test_crash_restore_adopt(void **state)
         if (results[k] != 1)
             fail_msg("job journal-%d got %d results", k, results[k]);
     assert_true(reaccepted);
-    assert_int_equal(s_counter(probe, "jobs_duplicate"), 1);
-    int64_t adopted = s_counter(probe, "jobs_adopted");
-    int64_t unclaimed = s_counter(probe, "jobs_unclaimed");
+    assert_int_equal(cl_counter_or(probe, "jobs_duplicate"), 1);
+    int64_t adopted = cl_counter_or(probe, "jobs_adopted");
+    int64_t unclaimed = cl_counter_or(probe, "jobs_unclaimed");
     assert_int_equal(adopted, 2);
     assert_int_equal(adopted + unclaimed, S_JOBS);
-    assert_int_equal(s_counter(probe, "jobs_completed"), S_JOBS);
+    assert_int_equal(cl_counter_or(probe, "jobs_completed"), S_JOBS);
 
     /* Restarted once more: a resubmitted finished id gets its journaled
      * result, and nothing runs again. */
@@ -183,8 +161,8 @@ static void test_crash_restore_adopt(void **state)
         cl_ev_free(&ev);
     }
     assert_true(got);
-    assert_int_equal(s_counter(probe, "jobs_dispatched"), 0);
-    assert_int_equal(s_counter(probe, "results_resent"), 1);
+    assert_int_equal(cl_counter_or(probe, "jobs_dispatched"), 0);
+    assert_int_equal(cl_counter_or(probe, "results_resent"), 1);
     zmq_close(cli);
     zmq_close(probe);
     cl_fini(&c);
