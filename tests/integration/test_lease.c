@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/sl_bench_proc.h"
 #include "common/sl_clock.h"
 #include "scheduler/sl_lease.h"
 #include "tests/support/sl_test.h"
@@ -29,22 +30,6 @@
 static char s_dir[256];
 static char s_url[64];
 static pid_t s_etcd;
-
-/* A free TCP port on loopback (bound, read back, released). */
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
-        getsockname(fd, (struct sockaddr *)&a, &len)) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static bool s_have_etcd(void)
 {
@@ -60,7 +45,7 @@ static int s_etcd_up(void **state)
         return 0;
     snprintf(s_dir, sizeof(s_dir), "/tmp/sl-lease-XXXXXX");
     assert_non_null(mkdtemp(s_dir));
-    int cport = s_free_port(), pport = s_free_port();
+    int cport = sl_bench_free_port(), pport = sl_bench_free_port();
     assert_true(cport > 0 && pport > 0);
     char data[300], curl[64], purl[64], cluster[96], log[300];
     snprintf(data, sizeof(data), "%s/data", s_dir);
@@ -288,7 +273,7 @@ static void test_no_etcd(void **state)
     assert_int_equal(sl_cfg_defaults(sl_lease_cfg_table, &cfg), SL_OK);
     sl_lease_t *l = NULL;
     assert_int_equal(sl_lease_start(&cfg, "x", &l), SL_ERR_INVALID); /* no etcd */
-    int port = s_free_port();
+    int port = sl_bench_free_port();
     snprintf(cfg.etcd, sizeof(cfg.etcd), "http://127.0.0.1:%d", port);
     assert_int_equal(sl_lease_start(&cfg, "x", &l), SL_OK);
     assert_int_equal(sl_lease_wait(l, 300, NULL), SL_ERR_TIMEOUT);
