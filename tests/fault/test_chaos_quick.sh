@@ -23,7 +23,12 @@ for fault in kill stop; do
     grep -q " $kv " <<<"$line " || fail "--fault=$fault: want $kv in: $line"
   done
 done
-# the scheduler SIGKILLed 3 times, each time started again on its journal
+# the scheduler SIGKILLed 3 times, each time started again on its journal.
+# unaccepted_results is reported, not asserted, here: a scheduler killed
+# after its journal batch was durable and before that batch's Accepted went
+# out runs the job after its restart, and the Result comes with no Accepted
+# before it (libsluice completes a job on its Result in any state). The
+# bench fails on it only in the executor scenarios, where no scheduler died.
 set +e
 out=$(timeout 240 "$bin/sluice-bench" chaos --scheduler-kills=3 --kill-interval-ms=1000 --rate=100 2>&1)
 st=$?
@@ -32,7 +37,7 @@ echo "$out"
 [ $st -eq 0 ] || fail "--scheduler-kills: chaos exited $st"
 line=$(grep '^RESULT ' <<<"$out") || fail "--scheduler-kills: no RESULT line"
 for kv in scenario=scheduler-kills kills=3 lost=0 duplicated=0 wrong_client=0 backwards=0 \
-          unaccepted_results=0 stream_gaps=0; do
+          stream_gaps=0; do
   grep -q " $kv " <<<"$line " || fail "--scheduler-kills: want $kv in: $line"
 done
 # a standby taking over from a SIGKILLed leader twice (etcd lease, same
