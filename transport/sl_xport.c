@@ -102,6 +102,9 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  60000,
                  "how often UCX's new TCP sockets (accepted from peers) are looked for and marked "
                  "with their class's TOS (0: never)"),
+    SL_CFG_FIELD(sl_xport_cfg_t, tcp_congestion, "xport-tcp-congestion", "cubic", SL_CFG_STR,
+                 "TCP congestion control set on UCX's sockets as they are marked (empty: the "
+                 "host's default; BBR's 10-second RTT probe stalls a KV transfer)"),
     SL_CFG_END,
 };
 
@@ -904,6 +907,7 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     }
     s_net_devices_resolve(&xp->cfg);
     sl_xport_tcpmark_init(&xp->mark, cfg->tos);
+    sl_xport_tcpmark_set_congestion(&xp->mark, cfg->tcp_congestion);
     xp->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (xp->epfd < 0) {
         SL_ERROR("xport: epoll_create1: %m");
@@ -921,9 +925,9 @@ sl_status_t sl_xport_create(const sl_xport_cfg_t *cfg, sl_xport_t **xp_p)
     SL_INFO("xport: engine up, CUDA memory %s", xp->cuda_direct ? "direct" : "staged");
     if (cfg->mark_interval_ms && sl_xport_tcpmark_active(&xp->mark))
         SL_INFO("xport: UCX's TCP sockets marked per class: TOS %d/%d/%d, %u/%u/%u listening "
-                "endpoints",
+                "endpoints, congestion control %s",
                 cfg->tos[0], cfg->tos[1], cfg->tos[2], xp->mark.nlisten[0], xp->mark.nlisten[1],
-                xp->mark.nlisten[2]);
+                xp->mark.nlisten[2], cfg->tcp_congestion[0] ? cfg->tcp_congestion : "(host's)");
     *xp_p = xp;
     return SL_OK;
 

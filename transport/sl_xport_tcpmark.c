@@ -24,7 +24,12 @@
  * applies a changed TOS to the packets that follow. Listening sockets are
  * marked too, since Linux starts an accepted connection with its
  * listener's TOS: then a peer's connection is marked from its first packet,
- * and the scan only confirms it. Sockets are known by
+ * and the scan only confirms it. The same step sets the sockets' TCP
+ * congestion control where xport-tcp-congestion names one (cubic by
+ * default): BBR, the default of some hosts, drops a connection's window
+ * to four packets for 200 ms every 10 s to measure the path's RTT
+ * (PROBE_RTT), and a KV transfer caught in it waited 60 to 120 ms longer
+ * (sluice-bench qos --hosts, docs/BENCHMARKS.md). Sockets are known by
  * inode, so a descriptor number that UCX closes and reuses is seen anew.
  * The scan runs from the engine's progress on a timer knob
  * (xport-mark-interval-ms), not on every call; a scan costs a readdir and an
@@ -48,6 +53,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -59,6 +66,11 @@ void sl_xport_tcpmark_init(sl_xport_tcpmark_t *m, const int tos[SL_XPORT_NCLASS]
 {
     memset(m, 0, sizeof(*m));
     memcpy(m->tos, tos, sizeof(m->tos));
+}
+
+void sl_xport_tcpmark_set_congestion(sl_xport_tcpmark_t *m, const char *name)
+{
+    snprintf(m->cc, sizeof(m->cc), "%s", name ? name : "");
 }
 
 void sl_xport_tcpmark_fini(sl_xport_tcpmark_t *m)
@@ -219,6 +231,19 @@ static unsigned s_mark(sl_xport_tcpmark_t *m, int fd, int family, int cls)
         return 0;
     }
     m->marked[cls]++;
+    if (m->cc[0]) {
+        if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, m->cc, (socklen_t)strlen(m->cc)) == 0) {
+            m->cc_set++;
+        } else {
+            /* an unprivileged process may set only what
+             * net.ipv4.tcp_allowed_congestion_control lists */
+            if (!m->cc_refused++)
+                SL_WARN("xport: TCP congestion control '%s' refused on UCX's sockets (%m): they "
+                        "keep the host's default (xport-tcp-congestion; "
+                        "net.ipv4.tcp_allowed_congestion_control)",
+                        m->cc);
+        }
+    }
     return 1;
 }
 

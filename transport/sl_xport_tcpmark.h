@@ -46,10 +46,17 @@ typedef struct sl_xport_tcpmark {
     unsigned nbefore;                 /* entries used */
     uint64_t marked[SL_XPORT_NCLASS]; /* sockets marked, per class */
     uint64_t scans;                   /* scans run */
+    char cc[16];                      /* TCP congestion control set on marked sockets ("": none) */
+    uint64_t cc_set;                  /* sockets given cc */
+    uint64_t cc_refused;              /* sockets that refused it (kept the host's default) */
 } sl_xport_tcpmark_t;
 
 /* Set up a marker with one TOS byte per class. Nothing allocated yet. */
 void sl_xport_tcpmark_init(sl_xport_tcpmark_t *m, const int tos[SL_XPORT_NCLASS]);
+
+/* Also set TCP congestion control `name` (TCP_CONGESTION) on every socket
+ * marked from now on; "" or NULL: leave the host's default. */
+void sl_xport_tcpmark_set_congestion(sl_xport_tcpmark_t *m, const char *name);
 
 /* Free what the marker holds; NULL-safe. */
 void sl_xport_tcpmark_fini(sl_xport_tcpmark_t *m);

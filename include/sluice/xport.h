@@ -100,6 +100,7 @@ typedef struct sl_xport_cfg {
     char sysfs[256];         /* sysfs root the NIC choice reads */
     int mark_interval_ms;    /* how often UCX's new TCP sockets are looked for and marked
                                 (0 = never) */
+    char tcp_congestion[16]; /* TCP congestion control of UCX's sockets ("": the host's) */
     bool posix_peer_failure; /* let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING) */
     bool direct_copy;        /* copy into a peer region shared memory maps, not UCX's put */
     sl_xport_copy_fn_t copy; /* staging copy step; NULL = CUDA when built, else none */

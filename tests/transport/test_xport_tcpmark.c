@@ -21,6 +21,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ typedef struct conn {
     uint16_t lport; /* local port */
     uint16_t pport; /* peer port */
     int tos;        /* its TOS byte */
+    char cc[16];    /* its TCP congestion control */
 } conn_t;
 
 /* The process's established TCP sockets on IPv4 (listening ones left out). */
@@ -73,6 +75,9 @@ static unsigned s_conns(conn_t *out, unsigned cap)
         out[n].lport = ntohs(a.sin_port);
         out[n].pport = ntohs(b.sin_port);
         out[n].tos = v;
+        l = sizeof(out[n].cc);
+        memset(out[n].cc, 0, sizeof(out[n].cc));
+        assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, out[n].cc, &l), 0);
         n++;
     }
     closedir(d);
@@ -281,8 +286,12 @@ static void test_sockets_marked(void **state)
     int seen[256] = {0};
     for (unsigned i = 0; i < sn->nconns; i++) {
         const conn_t *c = &sn->conns[i], *o = s_other_end(sn, c);
-        print_message("  %u -> %u tos %d\n", c->lport, c->pport, c->tos);
+        print_message("  %u -> %u tos %d %s\n", c->lport, c->pport, c->tos, c->cc);
         assert_true(c->tos == 184 || c->tos == 104 || c->tos == 32);
+        /* xport-tcp-congestion (cubic): set with the mark, where this
+         * process may set it (root, or a host that allows it) */
+        if (!p->a->mark.cc_refused && !p->b->mark.cc_refused)
+            assert_string_equal(c->cc, "cubic");
         assert_non_null(o); /* both ends are in this process */
         assert_int_equal(o->tos, c->tos);
         seen[c->tos]++;
@@ -294,6 +303,11 @@ static void test_sockets_marked(void **state)
     /* b's listening socket, and the connection it accepted, found by a scan */
     assert_true(p->b->mark.marked[SL_XPORT_CRITICAL] >= 2);
     assert_true(p->b->mark.scans > 0);
+    if (p->a->mark.cc_refused || p->b->mark.cc_refused)
+        print_message("  congestion control not checked: cubic refused (not root, and not in "
+                      "net.ipv4.tcp_allowed_congestion_control)\n");
+    else
+        assert_true(p->a->mark.cc_set >= 1 && p->b->mark.cc_set >= 2);
 }
 
 /* The packets on lo carry the bytes: critical transfers (with
