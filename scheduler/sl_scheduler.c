@@ -34,6 +34,7 @@
 #include "scheduler/sl_scheduler.h"
 #include "scheduler/sl_collector.h"
 #include "scheduler/sl_journal.h"
+#include "scheduler/sl_policy_plugin.h"
 #include "common/sl_auth.h"
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
@@ -67,6 +68,10 @@ const sl_cfg_field_t sl_sched_cfg_fields[] = {
     SL_CFG_RANGE(sl_sched_cfg_t, max_batch, "max-msg-batch", "1024", SL_CFG_INT, 1, 4096,
                  "items in one batch message: larger batches received are refused, "
                  "and dispatch and result batches sent are split at this size"),
+    SL_CFG_FIELD(sl_sched_cfg_t, policy_path, "policy-path", "", SL_CFG_STR,
+                 "shared library with a placement policy (<sluice/policy.h>) that places jobs "
+                 "instead of --policy, which then places those it answers out of range "
+                 "(counted: policy_invalid_choices; empty: none)"),
     SL_CFG_FIELD(sl_sched_cfg_t, state_file, "state-file", "", SL_CFG_STR,
                  "learned state (load model) read at start and written on clean exit"),
     SL_CFG_FIELD(sl_sched_cfg_t, collect_dir, "collect-dir", "", SL_CFG_STR,
@@ -240,6 +245,7 @@ struct sl_sched {
     sl_collector_t *collector;      /* writes shipped logs and traces (NULL: --collect-dir unset) */
     sl_lease_t *lease;              /* the leader lease (NULL: --etcd unset, always leading) */
     sl_journal_t *journal;          /* accepted jobs and results (NULL: --journal unset) */
+    sl_policy_plugin_lib_t *plugin; /* --policy-path's library (NULL: a built-in policy) */
     s_client_out_t *held;           /* answers waiting for their journal batch, oldest first */
     s_client_out_t **held_tail;     /* where the next held one goes */
     sl_time_t journal_sweep_at;     /* next deletion of old results */
@@ -1776,7 +1782,20 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     st = SL_ERR_INVALID;
     if (sl_daemon_cfg_apply(&cfg->daemon) != SL_OK)
         goto err_free;
-    if ((st = sl_core_create(&cfg->core, &s_io, s, &s->core)) != SL_OK)
+    sl_core_cfg_t core_cfg = cfg->core;
+    if (cfg->policy_path[0]) {
+        char err[512];
+        if ((st = sl_policy_plugin_open(cfg->policy_path, &s->plugin, err, sizeof(err))) != SL_OK) {
+            SL_ERROR("%s", err);
+            st = SL_ERR_INVALID;
+            goto err_free;
+        }
+        core_cfg.policy_ops = &sl_policy_plugin_ops;
+        core_cfg.policy_arg = s->plugin;
+        SL_INFO("placement by plugin '%s' (%s); '%s' places a job it answers out of range",
+                sl_policy_plugin_name(s->plugin), cfg->policy_path, cfg->core.policy);
+    }
+    if ((st = sl_core_create(&core_cfg, &s_io, s, &s->core)) != SL_OK)
         goto err_free;
     /* keys before the lease: a standby without them fails now, not at its takeover */
     st = sl_auth_keys_setup(cfg->daemon.key_dir, cfg->daemon.key_name, cfg->daemon.insecure,
@@ -1845,6 +1864,7 @@ err_core:
     sl_core_destroy(&s->core);
     sl_journal_close(&s->journal);
 err_free:
+    sl_policy_plugin_close(&s->plugin);
     free(s->receipt);
     free(s->dirty_execs);
     sl_map_fini(&s->outs);
@@ -1972,6 +1992,7 @@ void sl_sched_destroy(sl_sched_t **sched_p)
     }
     s->closing = true;
     sl_core_destroy(&s->core);
+    sl_policy_plugin_close(&s->plugin);
     sl_journal_close(&s->journal);
     sl_collector_destroy(&s->collector);
     while (s->free_outs) {

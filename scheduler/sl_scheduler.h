@@ -22,6 +22,7 @@ typedef struct sl_sched_cfg {
     int hwm;                                /* ZeroMQ high-water mark per peer */
     int batch;                              /* messages read per socket per loop turn */
     int max_batch;                          /* items per batch message, sent or accepted */
+    char policy_path[SL_CFG_STR_MAX];       /* placement policy plugin ("" = none) */
     char state_file[256];                   /* learned state saved on exit, read at start
                                                ("" = none) */
     char collect_dir[SL_CFG_STR_MAX];       /* executors' shipped logs and traces go here

@@ -148,6 +148,7 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_REENTRY_REFUSED] = "calls_reentrant_refused",
     [SL_CTR_KV_SPLITS] = "kv_splits",
     [SL_CTR_KV_HANDOFFS] = "kv_handoffs",
+    [SL_CTR_POLICY_INVALID] = "policy_invalid_choices",
     [SL_CTR_KV_SPLIT_FAILED] = "kv_splits_failed",
     [SL_CTR_KV_MIGRATIONS] = "kv_migrations",
     [SL_CTR_KV_MIGRATE_FAILED] = "kv_migrations_failed",
@@ -258,11 +259,12 @@ sl_job_t *sl_core_job_get(sl_core_t *core, uint64_t seq)
 sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, void *io_arg,
                            sl_core_t **core_p)
 {
-    const sl_policy_ops_t *policy = sl_policy_find(cfg->policy);
-    if (!policy) {
+    const sl_policy_ops_t *named = sl_policy_find(cfg->policy);
+    if (!named) {
         s_log_io(io, io_arg, SL_CORE_LOG_ERROR, "unknown placement policy '%s'", cfg->policy);
         return SL_ERR_INVALID;
     }
+    const sl_policy_ops_t *policy = cfg->policy_ops ? cfg->policy_ops : named;
     if (policy->api_version != SL_POLICY_API_VERSION) {
         s_log_io(io, io_arg, SL_CORE_LOG_ERROR, "policy '%s' was built for API %d, not %d",
                  policy->name, policy->api_version, SL_POLICY_API_VERSION);
@@ -277,6 +279,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     core->io = io;
     core->io_arg = io_arg;
     core->policy = policy;
+    core->fallback = cfg->policy_ops ? named : NULL;
     core->next_seq = 1;
     core->fit_context = core->fit_vocab = UINT64_MAX;
     sl_map_init(&core->by_id);
@@ -308,8 +311,14 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     if (sl_load_model_create(&lm, (uint32_t)cfg->max_executors, &core->model) != SL_OK)
         goto err_free;
     sl_policy_params_t params = {.core = core, .seed = (uint64_t)cfg->seed};
-    if (policy->init(&params, &core->policy_state) != SL_OK)
+    if (core->fallback && core->fallback->init(&params, &core->fallback_state) != SL_OK)
         goto err_free;
+    params.arg = cfg->policy_arg;
+    if (policy->init(&params, &core->policy_state) != SL_OK) {
+        if (core->fallback)
+            core->fallback->fini(core->fallback_state);
+        goto err_free;
+    }
     *core_p = core;
     return SL_OK;
 
@@ -356,14 +365,15 @@ void sl_core_destroy(sl_core_t **core_p)
         sl_exec_t *e = core->execs[i];
         if (!e)
             continue;
-        if (core->policy->exec_change)
-            core->policy->exec_change(core->policy_state, e, false);
+        sl_core_policy_exec_change(core, e, false);
         if (core->io->exec_lost)
             core->io->exec_lost(core->io_arg, e, "scheduler shutting down");
         free(sl_core_exec_priv(e)->reach);
         free(sl_core_exec_priv(e));
     }
     core->policy->fini(core->policy_state);
+    if (core->fallback)
+        core->fallback->fini(core->fallback_state);
     sl_map_fini(&core->by_id);
     sl_map_fini(&core->by_seq);
     sl_core_admit_fini(core);
@@ -645,6 +655,11 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
     if (core->policy->observe) {
         sl_core_cb_enter(core);
         core->policy->observe(core->policy_state, job, e, res, now);
+        sl_core_cb_leave(core);
+    }
+    if (core->fallback && core->fallback->observe) {
+        sl_core_cb_enter(core);
+        core->fallback->observe(core->fallback_state, job, e, res, now);
         sl_core_cb_leave(core);
     }
     sl_core_job_finish(core, job, res->status, &t, e, payload, NULL, now);

@@ -84,7 +84,13 @@ typedef struct sl_core_io {
 
 /* Configuration; every field is a knob of the scheduler (sl_core_cfg_fields). */
 typedef struct sl_core_cfg {
-    char policy[64];            /* placement policy name */
+    char policy[64]; /* placement policy name (with policy_ops: the fallback's) */
+    /* Set in code, not a knob: a policy from outside the registry (a
+     * plugin loaded by the daemon) and the argument its init receives.
+     * policy then names the built-in that places a job when it returns a
+     * choice out of range. NULL: the registry's policy named by policy. */
+    const struct sl_policy_ops *policy_ops;
+    void *policy_arg;
     int credits;                /* in-flight jobs per executor; 0 = the executor's slots */
     int64_t heartbeat_ms;       /* expected heartbeat interval */
     int missed_heartbeats;      /* heartbeats missed before an executor is lost */
@@ -183,6 +189,7 @@ typedef enum sl_core_counter {
     SL_CTR_RESTORED,             /* jobs restored from a journal after a restart */
     SL_CTR_ADOPTED,              /* restored jobs claimed by their executor (not run again) */
     SL_CTR_UNCLAIMED,            /* restored jobs nobody claimed in the grace: queued */
+    SL_CTR_POLICY_INVALID,       /* placements whose policy returned a choice out of range */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 

@@ -321,11 +321,9 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     sl_load_model_exec_reset(core->model, e->index, now);
     core->free_credits += e->credits;
     core->counters[SL_CTR_EXECUTORS_JOINED]++;
-    if (core->policy->exec_change) {
-        sl_core_cb_enter(core);
-        core->policy->exec_change(core->policy_state, e, true);
-        sl_core_cb_leave(core);
-    }
+    sl_core_cb_enter(core);
+    sl_core_policy_exec_change(core, e, true);
+    sl_core_cb_leave(core);
     *index_p = e->index;
     if (info->n_held && core->n_held)
         sl_core_adopt(core, e, info->held, info->n_held, now);
@@ -417,8 +415,7 @@ void sl_core_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t
     }
     e->inflight = 0;
     sl_core_cb_enter(core);
-    if (core->policy->exec_change)
-        core->policy->exec_change(core->policy_state, e, false);
+    sl_core_policy_exec_change(core, e, false);
     if (core->io->exec_lost)
         core->io->exec_lost(core->io_arg, e, why);
     sl_core_cb_leave(core);

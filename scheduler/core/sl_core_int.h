@@ -63,6 +63,9 @@ struct sl_core {
     void *io_arg;                     /* their argument */
     const sl_policy_ops_t *policy;    /* placement policy */
     void *policy_state;               /* its state */
+    const sl_policy_ops_t *fallback;  /* built-in placing when policy's choice is out of range
+                                         (with cfg.policy_ops); NULL: the first candidate */
+    void *fallback_state;             /* its state */
     uint32_t in_callback;             /* callbacks (io or policy) now running: no re-entry */
     sl_map_t by_id;                   /* id hash (probed) -> job, or sl_core_done_t | 1 */
     sl_map_t by_seq;                  /* seq -> job, while queued or running */
@@ -131,6 +134,16 @@ static inline void sl_core_cb_enter(sl_core_t *core)
 static inline void sl_core_cb_leave(sl_core_t *core)
 {
     core->in_callback--;
+}
+
+/* Tell the policy, and the fallback if any, that e joined or left; called
+ * inside a callback section (sl_core_cb_enter). */
+static inline void sl_core_policy_exec_change(sl_core_t *core, sl_exec_t *e, bool joined)
+{
+    if (core->policy->exec_change)
+        core->policy->exec_change(core->policy_state, e, joined);
+    if (core->fallback && core->fallback->exec_change)
+        core->fallback->exec_change(core->fallback_state, e, joined);
 }
 
 /* Count and log a refused call of op; returns true. */

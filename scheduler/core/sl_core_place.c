@@ -178,8 +178,19 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         size_t pick = core->policy->place(core->policy_state, job, core->cands, n, now);
         sl_core_cb_leave(core);
         core->placing = false;
-        if (pick >= n)
+        if (pick >= n) {
+            core->counters[SL_CTR_POLICY_INVALID]++;
             pick = 0;
+            if (core->fallback) {
+                core->placing = true;
+                sl_core_cb_enter(core);
+                pick = core->fallback->place(core->fallback_state, job, core->cands, n, now);
+                sl_core_cb_leave(core);
+                core->placing = false;
+                if (pick >= n)
+                    pick = 0;
+            }
+        }
         sl_exec_t *e = core->cands[pick];
         sl_core_predict(core, job, e, now, &job->pred);
         job->kv_xfer_pred_s = 0;

@@ -4,10 +4,13 @@
  * serving its model, with free credit) and dispatches to the one returned.
  * observe() sees every completion so a policy can learn.
  *
- * This header is what a policy is built against (the plugin ABI to be): the
- * ops table and, through sl_core_view.h, the read-only job and executor
- * records and the queries a policy makes, nothing of the core's embedder
- * API. The built-in policies are listed in sl_policy_registry.h.
+ * This header is what a built-in policy is built against: the ops table
+ * and, through sl_core_view.h, the read-only job and executor records and
+ * the queries a policy makes, nothing of the core's embedder API. The
+ * built-in policies are listed in sl_policy_registry.h. A policy from a
+ * shared library is built against <sluice/policy.h> instead and reaches the
+ * core through the daemon's adapter (scheduler/sl_policy_plugin.c), given
+ * as sl_core_cfg_t.policy_ops.
  */
 #ifndef SL_POLICY_H
 #define SL_POLICY_H
@@ -19,6 +22,7 @@
 typedef struct sl_policy_params {
     sl_core_t *core; /* the core, for the queries of sl_core_view.h */
     uint64_t seed;   /* for randomized policies */
+    void *arg;       /* the embedder's argument (sl_core_cfg_t.policy_arg); NULL for built-ins */
 } sl_policy_params_t;
 
 typedef struct sl_policy_ops {
@@ -26,8 +30,9 @@ typedef struct sl_policy_ops {
     int api_version;  /* SL_POLICY_API_VERSION it was built against */
     /* Create the policy's state. */
     sl_status_t (*init)(const sl_policy_params_t *params, void **state_p);
-    /* Choose among n >= 1 candidates; return an index in [0, n). May set
-     * job->predicted_ttft_us. */
+    /* Choose among n >= 1 candidates; return an index in [0, n) (any other
+     * is counted as policy_invalid_choices and the fallback, if any, or the
+     * first candidate is taken). May set job->predicted_ttft_us. */
     size_t (*place)(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n, sl_time_t now);
     /* A job completed on exec (optional). */
     void (*observe)(void *state, const sl_job_t *job, const sl_exec_t *exec,

@@ -457,6 +457,105 @@ static void s_spread(const char *policy, int counts[4])
     sl_core_destroy(&core);
 }
 
+/* A policy from outside the registry (as a plugin is given): it answers
+ * arg's index, which may be out of range. */
+typedef struct fixed_policy {
+    size_t answer;        /* index returned by place() */
+    int placed, observed; /* calls seen */
+    int joined;           /* executors that joined, net */
+} fixed_policy_t;
+
+static sl_status_t s_fixed_init(const sl_policy_params_t *p, void **state_p)
+{
+    *state_p = p->arg;
+    return SL_OK;
+}
+
+static size_t s_fixed_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n,
+                            sl_time_t now)
+{
+    (void)job, (void)cands, (void)n, (void)now;
+    fixed_policy_t *f = state;
+    f->placed++;
+    return f->answer;
+}
+
+static void s_fixed_observe(void *state, const sl_job_t *job, const sl_exec_t *e,
+                            const sl_job_result_t *res, sl_time_t now)
+{
+    (void)job, (void)e, (void)res, (void)now;
+    ((fixed_policy_t *)state)->observed++;
+}
+
+static void s_fixed_change(void *state, sl_exec_t *e, bool joined)
+{
+    (void)e;
+    ((fixed_policy_t *)state)->joined += joined ? 1 : -1;
+}
+
+static void s_fixed_fini(void *state)
+{
+    (void)state;
+}
+
+static const sl_policy_ops_t s_fixed_ops = {.name = "fixed",
+                                            .api_version = SL_POLICY_API_VERSION,
+                                            .init = s_fixed_init,
+                                            .place = s_fixed_place,
+                                            .observe = s_fixed_observe,
+                                            .exec_change = s_fixed_change,
+                                            .fini = s_fixed_fini};
+
+/* cfg.policy_ops places; a choice out of range is counted and the
+ * built-in named by cfg.policy (round-robin here) places that job. */
+static void test_policy_ops_and_fallback(void **state)
+{
+    (void)state;
+    for (int broken = 0; broken < 2; broken++) {
+        fixed_policy_t f = {.answer = broken ? 99 : 2};
+        rec_t r;
+        sl_core_cfg_t cfg;
+        sl_core_t *core = NULL;
+        memset(&r, 0, sizeof(r));
+        r.fail_dispatch_to = -1;
+        sl_core_cfg_default(&cfg);
+        snprintf(cfg.policy, sizeof(cfg.policy), "round-robin");
+        cfg.policy_ops = &s_fixed_ops;
+        cfg.policy_arg = &f;
+        cfg.credits = 64;
+        cfg.max_executors = 8;
+        assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+        assert_string_equal(sl_core_policy_name(core), "fixed");
+        for (int i = 0; i < 4; i++) {
+            char name[8];
+            snprintf(name, sizeof(name), "e%d", i);
+            s_join(core, name, 64, 0);
+        }
+        assert_int_equal(f.joined, 4);
+        for (int i = 0; i < 8; i++) {
+            char id[16];
+            snprintf(id, sizeof(id), "j%d", i);
+            assert_int_equal(s_submit(core, id, SL_PRIO_BATCH, i, NULL), SL_OK);
+        }
+        assert_int_equal(r.n_dispatch, 8);
+        assert_int_equal(f.placed, 8);
+        int counts[4] = {0};
+        for (int k = 0; k < r.n_dispatch; k++)
+            counts[r.exec[k]]++;
+        if (broken) {
+            assert_int_equal(sl_core_counter(core, SL_CTR_POLICY_INVALID), 8);
+            for (int i = 0; i < 4; i++)
+                assert_int_equal(counts[i], 2); /* round-robin placed them */
+        } else {
+            assert_int_equal(sl_core_counter(core, SL_CTR_POLICY_INVALID), 0);
+            assert_int_equal(counts[2], 8);
+        }
+        s_complete(core, &r, 0, 10);
+        assert_int_equal(f.observed, 1);
+        sl_core_destroy(&core);
+    }
+}
+
 static void test_policies(void **state)
 {
     int c[4];
@@ -1044,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_done_log),
         cmocka_unit_test(test_expiry_and_cancel),
         cmocka_unit_test(test_policies),
+        cmocka_unit_test(test_policy_ops_and_fallback),
         cmocka_unit_test(test_rejoin_replaces),
         cmocka_unit_test(test_hash_block_size),
         cmocka_unit_test(test_token_prompt_prefix_placement),
