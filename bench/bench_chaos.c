@@ -900,11 +900,13 @@ int sl_bench_chaos_main(int argc, char **argv)
     if (!sched_mode)
         printf("# false losses (an executor lost with no kill): %zu; the scheduler's log: %s\n",
                false_losses, logpath);
-    else if (hr.chunk_dups)
+    else if (hr.chunk_dups || hr.stream_short)
         printf("# streamed tokens received twice: %llu, from streaming jobs run again after a "
                "restart (the delivered frontier is not journaled; libsluice drops repeated "
-               "offsets): reported, not failed\n",
-               (unsigned long long)hr.chunk_dups);
+               "offsets); streams short of their result: %llu (chunks sent while no scheduler "
+               "ran are not sent again; the Result carries every token): reported, not "
+               "failed\n",
+               (unsigned long long)hr.chunk_dups, (unsigned long long)hr.stream_short);
     if (tk_mode) {
         qsort(recover, nrecover, sizeof(*recover), s_cmp_double);
         qsort(takeover, ntakeover, sizeof(*takeover), s_cmp_double);
@@ -915,13 +917,14 @@ int sl_bench_chaos_main(int argc, char **argv)
                nrecover ? recover[(nrecover - 1) / 2] : 0, nrecover ? recover[nrecover - 1] : 0);
         printf("RESULT scenario=takeovers takeovers=%zu jobs=%llu accepted=%llu lost=%llu "
                "duplicated=%llu wrong_client=%llu backwards=%llu unaccepted_results=%llu "
-               "stream_dup_tokens=%llu stream_gaps=%llu takeover_p50_ms=%.0f takeover_max_ms=%.0f "
-               "taken_over=%zu recover_max_ms=%.0f attempts_max=%llu\n",
+               "stream_dup_tokens=%llu stream_gaps=%llu stream_short=%llu takeover_p50_ms=%.0f "
+               "takeover_max_ms=%.0f taken_over=%zu recover_max_ms=%.0f attempts_max=%llu\n",
                nkills, (unsigned long long)hr.submitted, (unsigned long long)hr.accepted,
                (unsigned long long)hr.lost, (unsigned long long)hr.duplicated,
                (unsigned long long)hr.wrong_client, (unsigned long long)hr.backwards,
                (unsigned long long)hr.unaccepted_results, (unsigned long long)hr.chunk_dups,
-               (unsigned long long)hr.chunk_gaps, ntakeover ? takeover[(ntakeover - 1) / 2] : 0,
+               (unsigned long long)hr.chunk_gaps, (unsigned long long)hr.stream_short,
+               ntakeover ? takeover[(ntakeover - 1) / 2] : 0,
                ntakeover ? takeover[ntakeover - 1] : 0, ntakeover,
                nrecover ? recover[nrecover - 1] : 0, (unsigned long long)r.attempts_max);
     } else if (sched_mode) {
@@ -932,14 +935,15 @@ int sl_bench_chaos_main(int argc, char **argv)
                nrecover, nkills);
         printf("RESULT scenario=scheduler-kills kills=%zu jobs=%llu accepted=%llu lost=%llu "
                "duplicated=%llu wrong_client=%llu backwards=%llu unaccepted_results=%llu "
-               "stream_dup_tokens=%llu stream_gaps=%llu recover_p50_ms=%.0f recover_max_ms=%.0f "
-               "attempts_max=%llu\n",
+               "stream_dup_tokens=%llu stream_gaps=%llu stream_short=%llu recover_p50_ms=%.0f "
+               "recover_max_ms=%.0f attempts_max=%llu\n",
                nkills, (unsigned long long)hr.submitted, (unsigned long long)hr.accepted,
                (unsigned long long)hr.lost, (unsigned long long)hr.duplicated,
                (unsigned long long)hr.wrong_client, (unsigned long long)hr.backwards,
                (unsigned long long)hr.unaccepted_results, (unsigned long long)hr.chunk_dups,
-               (unsigned long long)hr.chunk_gaps, nrecover ? recover[(nrecover - 1) / 2] : 0,
-               nrecover ? recover[nrecover - 1] : 0, (unsigned long long)r.attempts_max);
+               (unsigned long long)hr.chunk_gaps, (unsigned long long)hr.stream_short,
+               nrecover ? recover[(nrecover - 1) / 2] : 0, nrecover ? recover[nrecover - 1] : 0,
+               (unsigned long long)r.attempts_max);
     } else
         printf("RESULT scenario=executor-%s kills=%zu jobs=%llu accepted=%llu lost=%llu "
                "duplicated=%llu wrong_client=%llu backwards=%llu unaccepted_results=%llu "
@@ -955,8 +959,11 @@ int sl_bench_chaos_main(int argc, char **argv)
     /* After a scheduler restart a streaming job that runs again streams
      * from its first token: the delivered frontier is not journaled (a
      * known limit, OPERATIONS.md; libsluice drops the repeated offsets),
-     * so there repeated tokens are reported, not failed. */
-    bool stream_bad = hr.chunk_gaps || hr.stream_short || (!sched_mode && hr.chunk_dups);
+     * so there repeated tokens are reported, not failed. So are streams
+     * short of their result: chunks an executor sent while no scheduler
+     * ran are lost, and a job that finished meanwhile is answered with
+     * its Result (every token) and no further chunk. */
+    bool stream_bad = hr.chunk_gaps || (!sched_mode && (hr.chunk_dups || hr.stream_short));
     /* A scheduler killed after its journal batch was durable and before
      * the batch's Accepted went out: the job runs, its result comes with
      * no Accepted before it. Broken only when no scheduler died. */
