@@ -103,14 +103,22 @@ static const sl_core_io_t s_io = {.dispatch = s_dispatch,
                                   .exec_lost = s_lost,
                                   .log = s_log};
 
+/* A fresh record and the default configuration with policy (NULL: the
+ * default one). */
+static void s_setup(rec_t *r, sl_core_cfg_t *cfg, const char *policy)
+{
+    memset(r, 0, sizeof(*r));
+    r->fail_dispatch_to = -1;
+    sl_core_cfg_default(cfg);
+    if (policy)
+        snprintf(cfg->policy, sizeof(cfg->policy), "%s", policy);
+}
+
 static sl_core_t *s_core(rec_t *r, const char *policy, int credits)
 {
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
-    memset(r, 0, sizeof(*r));
-    r->fail_dispatch_to = -1;
-    sl_core_cfg_default(&cfg);
-    snprintf(cfg.policy, sizeof(cfg.policy), "%s", policy);
+    s_setup(r, &cfg, policy);
     cfg.credits = credits;
     cfg.max_executors = 64;
     assert_int_equal(sl_core_create(&cfg, &s_io, r, &core), SL_OK);
@@ -298,9 +306,7 @@ static void test_done_bounded(void **state)
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
     char id[32];
-    memset(&r, 0, sizeof(r));
-    r.fail_dispatch_to = -1;
-    sl_core_cfg_default(&cfg);
+    s_setup(&r, &cfg, NULL);
     cfg.done_max = 5;
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
     s_join(core, "a", 64, 0);
@@ -382,9 +388,7 @@ static void test_busy_reasons(void **state)
     sl_time_t retry = 0;
     sl_job_t *job;
     sl_job_desc_t d = {.id = "x", .prompt_tokens = 1, .max_new_tokens = 1};
-    memset(&r, 0, sizeof(r));
-    r.fail_dispatch_to = -1;
-    sl_core_cfg_default(&cfg);
+    s_setup(&r, &cfg, NULL);
     cfg.queue_max = 2;
     cfg.credits = 1;
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
@@ -516,10 +520,7 @@ static void test_policy_ops_and_fallback(void **state)
         rec_t r;
         sl_core_cfg_t cfg;
         sl_core_t *core = NULL;
-        memset(&r, 0, sizeof(r));
-        r.fail_dispatch_to = -1;
-        sl_core_cfg_default(&cfg);
-        snprintf(cfg.policy, sizeof(cfg.policy), "round-robin");
+        s_setup(&r, &cfg, "round-robin");
         cfg.policy_ops = &s_fixed_ops;
         cfg.policy_arg = &f;
         cfg.credits = 64;
@@ -929,10 +930,7 @@ static void test_deadline_whole_job(void **state)
     rec_t r;
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
-    memset(&r, 0, sizeof(r));
-    r.fail_dispatch_to = -1;
-    sl_core_cfg_default(&cfg);
-    snprintf(cfg.policy, sizeof(cfg.policy), "learned");
+    s_setup(&r, &cfg, "learned");
     cfg.admission = true;
     cfg.max_executors = 8;
     assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
@@ -1007,10 +1005,7 @@ static void test_no_reentry(void **state)
     io.result = s_result_reenters;
     sl_core_cfg_t cfg;
     sl_core_t *core = NULL;
-    memset(&r, 0, sizeof(r));
-    r.fail_dispatch_to = -1;
-    sl_core_cfg_default(&cfg);
-    snprintf(cfg.policy, sizeof(cfg.policy), "round-robin");
+    s_setup(&r, &cfg, "round-robin");
     cfg.max_executors = 4;
     assert_int_equal(sl_core_create(&cfg, &io, &r, &core), SL_OK);
     r.core = core;
