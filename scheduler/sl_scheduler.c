@@ -1782,7 +1782,10 @@ sl_status_t sl_sched_create(const sl_sched_cfg_t *cfg, sl_sched_t **sched_p)
     st = SL_ERR_INVALID;
     if (sl_daemon_cfg_apply(&cfg->daemon) != SL_OK)
         goto err_free;
+    /* the table loads the knobs only: the code-set fields start empty */
     sl_core_cfg_t core_cfg = cfg->core;
+    core_cfg.policy_ops = NULL;
+    core_cfg.policy_arg = NULL;
     if (cfg->policy_path[0]) {
         char err[512];
         if ((st = sl_policy_plugin_open(cfg->policy_path, &s->plugin, err, sizeof(err))) != SL_OK) {
