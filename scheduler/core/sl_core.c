@@ -289,6 +289,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     sl_list_init(&core->held);
     sl_map_init(&core->tenants);
     core->rand_state = (uint64_t)cfg->seed;
+    sl_rand_seed(&core->cand_rand, (uint64_t)cfg->seed ^ 0x9e3779b97f4a7c15ull);
     core->execs = calloc((size_t)cfg->max_executors, sizeof(*core->execs));
     core->cands = calloc((size_t)cfg->max_executors, sizeof(*core->cands));
     core->free_execs = calloc((size_t)cfg->max_executors, sizeof(*core->free_execs));

@@ -16,6 +16,7 @@
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_policy.h"
 #include "common/sl_map.h"
+#include "common/sl_rand.h"
 
 /* Probes of the id map before an id counts as colliding (SL_ERR_ID_COLLISION). */
 #define SL_CORE_ID_PROBES 4
@@ -105,6 +106,7 @@ struct sl_core {
     sl_time_t util_at;                /* when (recomputed at most every ms) */
     sl_map_t tenants;                 /* tenant hash -> admission's token bucket */
     uint64_t rand_state;              /* sampling for admission estimates */
+    sl_rand_t cand_rand;              /* drawing sampled candidates (policy->sample) */
     uint32_t hash_block_tokens;       /* block size token prompts are hashed with (0 = none) */
     uint64_t fit_context;             /* smallest context of a live executor (UINT64_MAX: none
                                          limited): a job within it and fit_vocab fits them all */

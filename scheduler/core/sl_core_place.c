@@ -147,6 +147,41 @@ bool sl_core_place_candidate(const sl_core_t *core, const sl_exec_t *e, size_t *
     return true;
 }
 
+/* Offer e to the policy (once per placement), if it can take job. */
+static void s_cand_add(sl_core_t *core, sl_exec_t *e, const sl_job_t *job, uint64_t stamp,
+                       sl_time_t now, size_t *n_p)
+{
+    sl_core_exec_t *x = sl_core_exec_priv(e);
+    if (x->cand_stamp == stamp || !sl_core_can_place(e, job, now))
+        return;
+    x->cand_pos = (uint32_t)*n_p;
+    x->cand_stamp = stamp;
+    core->cands[(*n_p)++] = e;
+}
+
+/* A sampling policy on a large fleet: the free prefix holders of the job
+ * and policy->sample free executors drawn at random; 0 when the policy does
+ * not sample, the fleet is small, or none of those can take the job. */
+static size_t s_cands_sampled(sl_core_t *core, const sl_job_t *job, uint64_t stamp, sl_time_t now)
+{
+    uint32_t k = core->policy->sample, nf = core->n_free_execs;
+    size_t n = 0;
+    if (!k || nf <= 2 * k)
+        return 0;
+    for (size_t h = 0; h < core->n_hits; h++) {
+        sl_exec_t *e = core->execs[core->hits[h].exec];
+        if (!e)
+            continue;
+        uint32_t pos = sl_core_exec_priv(e)->free_pos;
+        if (pos < nf && core->free_execs[pos] == e)
+            s_cand_add(core, e, job, stamp, now, &n);
+    }
+    for (uint32_t i = 0; i < k; i++)
+        s_cand_add(core, core->free_execs[sl_rand_below(&core->cand_rand, nf)], job, stamp, now,
+                   &n);
+    return n;
+}
+
 void sl_core_pump(sl_core_t *core, sl_time_t now)
 {
     if (core->pumping)
@@ -159,20 +194,16 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
                 job = SL_CONTAINER_OF(core->queue[p].next, sl_job_t, link);
         if (!job)
             break;
-        size_t n = 0;
         uint64_t stamp = ++core->place_stamp;
-        for (uint32_t i = 0; i < core->n_free_execs; i++) {
-            sl_exec_t *e = core->free_execs[i];
-            if (sl_core_can_place(e, job, now)) {
-                sl_core_exec_t *x = sl_core_exec_priv(e);
-                x->cand_pos = (uint32_t)n;
-                x->cand_stamp = stamp;
-                core->cands[n++] = e;
-            }
-        }
-        if (n == 0)
-            break; /* head of line waits for an executor that can take it */
         sl_core_hits_mark(core, job);
+        size_t n = s_cands_sampled(core, job, stamp, now);
+        if (n == 0)
+            for (uint32_t i = 0; i < core->n_free_execs; i++)
+                s_cand_add(core, core->free_execs[i], job, stamp, now, &n);
+        if (n == 0) {
+            sl_core_hits_clear(core);
+            break; /* head of line waits for an executor that can take it */
+        }
         core->placing = true;
         sl_core_cb_enter(core);
         size_t pick = core->policy->place(core->policy_state, job, core->cands, n, now);

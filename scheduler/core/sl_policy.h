@@ -17,7 +17,7 @@
 
 #include "scheduler/core/sl_core_view.h"
 
-#define SL_POLICY_API_VERSION 2
+#define SL_POLICY_API_VERSION 3
 
 typedef struct sl_policy_params {
     sl_core_t *core; /* the core, for the queries of sl_core_view.h */
@@ -28,6 +28,13 @@ typedef struct sl_policy_params {
 typedef struct sl_policy_ops {
     const char *name; /* chosen with --policy */
     int api_version;  /* SL_POLICY_API_VERSION it was built against */
+    /* 0: place() sees every executor that can take the job. k > 0: the
+     * policy samples, so where more than 2k executors have a free credit
+     * the core offers the executors caching a prefix of the job and k drawn
+     * at random from the free ones (those that can take it), not all: the
+     * candidates then cost k, not the fleet. When none of those can take
+     * the job, every free executor is offered. */
+    uint32_t sample;
     /* Create the policy's state. */
     sl_status_t (*init)(const sl_policy_params_t *params, void **state_p);
     /* Choose among n >= 1 candidates; return an index in [0, n) (any other

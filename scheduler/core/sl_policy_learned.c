@@ -14,7 +14,10 @@
  *
  * Cost: with many candidates (more than S_FULL_SCAN) it evaluates the
  * executors caching a prefix of the job plus S_SAMPLE random candidates, so
- * a decision stays a few microseconds at 1000 executors; sampling loses
+ * a decision stays a few microseconds at 1000 executors. It declares the
+ * sample (ops.sample), so on a large fleet the core itself offers only the
+ * prefix holders and S_SAMPLE free executors drawn at random, and the
+ * candidate list costs the sample, not the fleet; sampling loses
  * little because a random sample of 32 almost surely holds an executor in
  * the least-loaded tenth. A full scan was rejected for that size (it is
  * O(executors) multiply-adds per job); heaps keyed by backlog were rejected
@@ -109,6 +112,7 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
 const sl_policy_ops_t sl_policy_learned = {
     .name = "learned",
     .api_version = SL_POLICY_API_VERSION,
+    .sample = S_SAMPLE,
     .init = s_init,
     .place = s_place,
     .fini = s_fini,

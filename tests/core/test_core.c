@@ -557,6 +557,55 @@ static void test_policy_ops_and_fallback(void **state)
     }
 }
 
+/* A sampling policy (learned) on a fleet larger than twice its sample is
+ * offered a random sample of the free executors; when none of those can
+ * take the job (here: one executor of 200 serves its model) every free
+ * executor is offered, so the job is still placed at once. */
+static void test_sampled_candidates(void **state)
+{
+    (void)state;
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    s_setup(&r, &cfg, "learned");
+    cfg.max_executors = 256;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    static const char *const only[] = {"rare"};
+    for (int i = 0; i < 200; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "e%d", i);
+        sl_exec_info_t info = {.name = name, .slots = 4, .backend = "sim"};
+        if (i == 137) {
+            info.models = only;
+            info.n_models = 1;
+        } else {
+            static const char *const common[] = {"common"};
+            info.models = common;
+            info.n_models = 1;
+        }
+        uint32_t idx = 0;
+        assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+    }
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *job = NULL;
+    for (int i = 0; i < 50; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "c%d", i);
+        sl_job_desc_t d = {.id = id, .model = "common", .prompt_tokens = 100, .max_new_tokens = 10};
+        assert_int_equal(sl_core_job_submit(core, &d, NULL, i, &job, &reason, &retry), SL_OK);
+    }
+    assert_int_equal(r.n_dispatch, 50);
+    for (int k = 0; k < r.n_dispatch; k++)
+        assert_int_not_equal(r.exec[k], 137);
+    sl_job_desc_t d = {
+        .id = "rare-job", .model = "rare", .prompt_tokens = 100, .max_new_tokens = 10};
+    assert_int_equal(sl_core_job_submit(core, &d, NULL, 60, &job, &reason, &retry), SL_OK);
+    assert_int_equal(r.n_dispatch, 51);
+    assert_int_equal(r.exec[50], 137);
+    sl_core_destroy(&core);
+}
+
 static void test_policies(void **state)
 {
     int c[4];
@@ -1139,6 +1188,7 @@ int main(void)
         cmocka_unit_test(test_expiry_and_cancel),
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_policy_ops_and_fallback),
+        cmocka_unit_test(test_sampled_candidates),
         cmocka_unit_test(test_rejoin_replaces),
         cmocka_unit_test(test_hash_block_size),
         cmocka_unit_test(test_token_prompt_prefix_placement),
