@@ -123,7 +123,10 @@ static void s_run(cl_t *c, void *sock, run_t *r)
 static void s_20k_jobs(int submit_batch)
 {
     static cl_t c;
-    const char *sched_args[] = {"--log-level=warn", NULL};
+    /* Throughput and resubmission, not loss detection: 3 s of missed
+     * heartbeats (not 300 ms), so that a host loaded by other tests does
+     * not declare an executor lost in the middle of the 20,000 jobs. */
+    const char *sched_args[] = {"--log-level=warn", "--missed-heartbeats=30", NULL};
     const char *exec_args[] = {"--backend=sim", "--sim-speed=200", "--log-level=warn", NULL};
     cl_init(&c, "20k");
     cl_scheduler(&c, sched_args);
