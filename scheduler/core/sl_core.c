@@ -653,16 +653,12 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
         t.ttft = job->first_delivered - job->submitted; /* an earlier attempt streamed it */
     if (t.ttft > t.end)
         t.ttft = t.end;
-    if (core->policy->observe) {
-        sl_core_cb_enter(core);
+    sl_core_cb_enter(core);
+    if (core->policy->observe)
         core->policy->observe(core->policy_state, job, e, res, now);
-        sl_core_cb_leave(core);
-    }
-    if (core->fallback && core->fallback->observe) {
-        sl_core_cb_enter(core);
+    if (core->fallback && core->fallback->observe)
         core->fallback->observe(core->fallback_state, job, e, res, now);
-        sl_core_cb_leave(core);
-    }
+    sl_core_cb_leave(core);
     sl_core_job_finish(core, job, res->status, &t, e, payload, NULL, now);
     sl_core_pump(core, now);
     return SL_OK;

@@ -159,15 +159,21 @@ static void s_cand_add(sl_core_t *core, sl_exec_t *e, const sl_job_t *job, uint6
     core->cands[(*n_p)++] = e;
 }
 
-/* A sampling policy on a large fleet: the free prefix holders of the job
- * and policy->sample free executors drawn at random; 0 when the policy does
- * not sample, the fleet is small, or none of those can take the job. */
+/* Whether the policy samples and the free executors outnumber twice its
+ * sample: then the candidates are drawn (s_cands_sampled). */
+static bool s_sampling(const sl_core_t *core)
+{
+    uint32_t k = core->policy->sample;
+    return k && core->n_free_execs > 2 * k;
+}
+
+/* The free prefix holders of the job (marked: sl_core_hits_mark) and
+ * policy->sample free executors drawn at random, those that can take it;
+ * 0 when none can. */
 static size_t s_cands_sampled(sl_core_t *core, const sl_job_t *job, uint64_t stamp, sl_time_t now)
 {
     uint32_t k = core->policy->sample, nf = core->n_free_execs;
     size_t n = 0;
-    if (!k || nf <= 2 * k)
-        return 0;
     for (size_t h = 0; h < core->n_hits; h++) {
         sl_exec_t *e = core->execs[core->hits[h].exec];
         if (!e)
@@ -180,6 +186,19 @@ static size_t s_cands_sampled(sl_core_t *core, const sl_job_t *job, uint64_t sta
         s_cand_add(core, core->free_execs[sl_rand_below(&core->cand_rand, nf)], job, stamp, now,
                    &n);
     return n;
+}
+
+/* The policy's choice among the n candidates, inside a callback section
+ * with the candidate marks valid; n or more when it chose none. */
+static size_t s_policy_place(sl_core_t *core, const sl_policy_ops_t *ops, void *state,
+                             sl_job_t *job, size_t n, sl_time_t now)
+{
+    core->placing = true;
+    sl_core_cb_enter(core);
+    size_t pick = ops->place(state, job, core->cands, n, now);
+    sl_core_cb_leave(core);
+    core->placing = false;
+    return pick;
 }
 
 void sl_core_pump(sl_core_t *core, sl_time_t now)
@@ -195,32 +214,33 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         if (!job)
             break;
         uint64_t stamp = ++core->place_stamp;
-        sl_core_hits_mark(core, job);
-        size_t n = s_cands_sampled(core, job, stamp, now);
+        size_t n = 0;
+        /* the prefix holders are looked up first only when they are drawn
+         * with the sample; otherwise after the candidates, so that a head
+         * of line that waits costs no lookup */
+        bool sampled = s_sampling(core);
+        if (sampled) {
+            sl_core_hits_mark(core, job);
+            n = s_cands_sampled(core, job, stamp, now);
+        }
         if (n == 0)
             for (uint32_t i = 0; i < core->n_free_execs; i++)
                 s_cand_add(core, core->free_execs[i], job, stamp, now, &n);
         if (n == 0) {
-            sl_core_hits_clear(core);
+            if (sampled)
+                sl_core_hits_clear(core);
             break; /* head of line waits for an executor that can take it */
         }
-        core->placing = true;
-        sl_core_cb_enter(core);
-        size_t pick = core->policy->place(core->policy_state, job, core->cands, n, now);
-        sl_core_cb_leave(core);
-        core->placing = false;
+        if (!sampled)
+            sl_core_hits_mark(core, job);
+        size_t pick = s_policy_place(core, core->policy, core->policy_state, job, n, now);
         if (pick >= n) {
             core->counters[SL_CTR_POLICY_INVALID]++;
-            pick = 0;
-            if (core->fallback) {
-                core->placing = true;
-                sl_core_cb_enter(core);
-                pick = core->fallback->place(core->fallback_state, job, core->cands, n, now);
-                sl_core_cb_leave(core);
-                core->placing = false;
-                if (pick >= n)
-                    pick = 0;
-            }
+            pick = core->fallback
+                       ? s_policy_place(core, core->fallback, core->fallback_state, job, n, now)
+                       : 0;
+            if (pick >= n)
+                pick = 0;
         }
         sl_exec_t *e = core->cands[pick];
         sl_core_predict(core, job, e, now, &job->pred);
