@@ -28,6 +28,7 @@
 #include "common/sl_auth.h"
 
 #include "common/sl_log.h"
+#include "common/sl_file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -413,26 +414,15 @@ static sl_status_t s_load_file(sl_auth_list_t *l, sl_auth_role_t role, const cha
         SL_ERROR("cannot read %s: %m", path);
         return SL_ERR_IO;
     }
-    size_t cap = 4096, n = 0;
-    char *text = malloc(cap);
-    for (size_t got; text && (got = fread(text + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            char *g = realloc(text, cap * 2);
-            if (!g) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = g;
-            cap *= 2;
-        }
-    }
+    char *text = NULL;
+    size_t n = 0;
+    sl_status_t st = sl_file_read_all(f, &text, &n);
+    if (st == SL_ERR_IO)
+        SL_ERROR("cannot read %s: %m", path);
     fclose(f);
-    if (!text)
-        return SL_ERR_NOMEM;
-    text[n] = '\0';
-    sl_status_t st = sl_auth_list_parse(l, role, text, err, sizeof(err));
+    if (st != SL_OK)
+        return st;
+    st = sl_auth_list_parse(l, role, text, err, sizeof(err));
     free(text);
     if (st != SL_OK)
         SL_ERROR("%s: %s", path, err);

@@ -39,6 +39,7 @@
 #include "common/sl_clock.h"
 #include "common/sl_hash.h"
 #include "common/sl_log.h"
+#include "common/sl_file.h"
 #include "common/sl_signal.h"
 #include "common/sl_map.h"
 #include "proto/sl_wire.h"
@@ -1606,28 +1607,10 @@ static sl_status_t s_state_read(sl_sched_t *s)
         return SL_ERR_IO;
     }
     char *buf = NULL;
-    size_t len = 0, cap = 0;
-    sl_status_t st = SL_OK;
-    for (;;) {
-        if (len == cap) {
-            char *grown = realloc(buf, cap ? cap * 2 : 65536);
-            if (!grown) {
-                st = SL_ERR_NOMEM;
-                break;
-            }
-            buf = grown;
-            cap = cap ? cap * 2 : 65536;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f)) {
-                SL_ERROR("cannot read state file %s: %m", path);
-                st = SL_ERR_IO;
-            }
-            break;
-        }
-    }
+    size_t len = 0;
+    sl_status_t st = sl_file_read_all(f, &buf, &len);
+    if (st == SL_ERR_IO)
+        SL_ERROR("cannot read state file %s: %m", path);
     fclose(f);
     if (st == SL_OK && sl_core_state_load(s->core, buf, len) != SL_OK) {
         SL_ERROR("state file %s is unusable; move it away to start afresh", path);

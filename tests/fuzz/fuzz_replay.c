@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "tests/fuzz/sl_fuzz.h"
+#include "common/sl_file.h"
 
 /* Read path whole; returns 0 on success with *buf_p malloc'd (owned by the caller). */
 static int s_read(const char *path, uint8_t **buf_p, size_t *len_p)
@@ -24,30 +25,11 @@ static int s_read(const char *path, uint8_t **buf_p, size_t *len_p)
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
-    size_t cap = 4096, len = 0;
-    uint8_t *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap)
-            break;
-        uint8_t *grown = realloc(buf, cap * 2);
-        if (!grown) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = grown;
-        cap *= 2;
-    }
-    int bad = ferror(f) || !buf;
+    char *buf = NULL;
+    sl_status_t st = sl_file_read_all(f, &buf, len_p);
     fclose(f);
-    if (bad) {
-        free(buf);
-        return -1;
-    }
-    *buf_p = buf;
-    *len_p = len;
-    return 0;
+    *buf_p = (uint8_t *)buf;
+    return st == SL_OK ? 0 : -1;
 }
 
 /* Run one file through the target (an exact-size copy, so reads past the
