@@ -66,7 +66,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -170,22 +169,12 @@ static void s_on_signal(int sig)
     raise(sig);
 }
 
+/* A daemon that keeps this process's output, remembered for s_on_signal. */
 static pid_t s_spawn(char *const argv[])
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        SL_ERROR("ctlplane: fork: %m");
+    pid_t pid = sl_bench_spawn(argv, SL_BENCH_INHERIT);
+    if (pid < 0)
         return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127); /* the parent died before prctl */
-        execv(argv[0], argv);
-        fprintf(stderr, "ctlplane: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
     s_children[s_n_children] = pid;
     s_n_children = s_n_children + 1;
     return pid;

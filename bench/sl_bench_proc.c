@@ -11,9 +11,11 @@
 #include "bench/sl_bench_proc.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -33,13 +35,14 @@ pid_t sl_bench_spawn(char *const argv[], int err_fd)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(1);
-        int devnull = open("/dev/null", O_RDWR);
+        int devnull = err_fd == SL_BENCH_INHERIT ? -1 : open("/dev/null", O_RDWR);
         if (devnull >= 0) {
             dup2(devnull, 0);
             dup2(devnull, 1);
             dup2(err_fd >= 0 ? err_fd : devnull, 2);
         }
         execv(argv[0], argv);
+        fprintf(stderr, "bench: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     return pid;

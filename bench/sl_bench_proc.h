@@ -8,9 +8,15 @@
 
 #include <sys/types.h>
 
+/* err_fd for sl_bench_spawn: the child keeps this process's stdin, stdout
+ * and stderr. */
+#define SL_BENCH_INHERIT (-2)
+
 /* fork/exec argv[0] with argv; stdin and stdout on /dev/null, stderr on
- * err_fd (-1: /dev/null); the child gets SIGKILL when this process dies
- * (PR_SET_PDEATHSIG). The child's pid, or -1 (logged) when fork fails. */
+ * err_fd (-1: /dev/null; SL_BENCH_INHERIT: all three left as they are);
+ * the child gets SIGKILL when this process dies (PR_SET_PDEATHSIG) and says
+ * on its stderr when argv[0] cannot be run. The child's pid, or -1 (logged)
+ * when fork fails. */
 pid_t sl_bench_spawn(char *const argv[], int err_fd);
 
 /* out = the fixed words (up to their NULL), then the space-separated words
