@@ -407,19 +407,13 @@ static sl_status_t s_load_file(sl_auth_list_t *l, sl_auth_role_t role, const cha
 {
     char path[4096], err[256];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT)
-            return SL_OK;
-        SL_ERROR("cannot read %s: %m", path);
-        return SL_ERR_IO;
-    }
     char *text = NULL;
     size_t n = 0;
-    sl_status_t st = sl_file_read_all(f, &text, &n);
+    sl_status_t st = sl_file_read(path, &text, &n);
+    if (st == SL_ERR_NOT_FOUND)
+        return SL_OK;
     if (st == SL_ERR_IO)
         SL_ERROR("cannot read %s: %m", path);
-    fclose(f);
     if (st != SL_OK)
         return st;
     st = sl_auth_list_parse(l, role, text, err, sizeof(err));

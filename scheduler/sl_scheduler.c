@@ -1599,19 +1599,13 @@ static void *s_router(sl_sched_t *s, const char *endpoint, const char *domain, i
 static sl_status_t s_state_read(sl_sched_t *s)
 {
     const char *path = s->cfg.state_file;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT)
-            return SL_OK;
-        SL_ERROR("cannot read state file %s: %m", path);
-        return SL_ERR_IO;
-    }
     char *buf = NULL;
     size_t len = 0;
-    sl_status_t st = sl_file_read_all(f, &buf, &len);
+    sl_status_t st = sl_file_read(path, &buf, &len);
+    if (st == SL_ERR_NOT_FOUND)
+        return SL_OK;
     if (st == SL_ERR_IO)
         SL_ERROR("cannot read state file %s: %m", path);
-    fclose(f);
     if (st == SL_OK && sl_core_state_load(s->core, buf, len) != SL_OK) {
         SL_ERROR("state file %s is unusable; move it away to start afresh", path);
         st = SL_ERR_IO;

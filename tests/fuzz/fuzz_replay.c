@@ -22,12 +22,8 @@
 /* Read path whole; returns 0 on success with *buf_p malloc'd (owned by the caller). */
 static int s_read(const char *path, uint8_t **buf_p, size_t *len_p)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
     char *buf = NULL;
-    sl_status_t st = sl_file_read_all(f, &buf, len_p);
-    fclose(f);
+    sl_status_t st = sl_file_read(path, &buf, len_p);
     *buf_p = (uint8_t *)buf;
     return st == SL_OK ? 0 : -1;
 }
