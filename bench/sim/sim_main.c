@@ -16,12 +16,18 @@
  * checked as the daemons' are (ranges, text lengths); getopt was dropped
  * because it cut long values silently and took any number as 0.
  *
- * The comparison load is chosen from the data (the highest offered load at
- * which some baseline still meets 90% of its SLOs) rather than fixed, so the
- * comparison is made where the baselines are still usable; a fixed load was
- * rejected because it is either trivially easy or past every baseline's
- * collapse depending on the cluster and trace. A sweep that never reaches
- * that limit (or starts past it) is warned about, not silently used.
+ * compare measures each policy's capacity: the highest offered load at
+ * which it still meets 90% of its SLOs (found by extending the sweep until
+ * it brackets every policy's knee, then bisecting), and compares goodput
+ * there, the way serving systems state goodput (the highest rate served
+ * within the SLOs). Comparing every policy at one shared load (the best
+ * baseline's limit) was the first design and is still printed
+ * (goodput_at_load_vs_best): there a policy can at most be 1 / 0.9 times
+ * the baseline, since the baseline still meets 90%, so it cannot show a
+ * policy that carries much more load. The TTFT tails, distributions and
+ * the model's error are taken at the best baseline's capacity, where the
+ * baselines are still usable. A sweep that cannot bracket the knees is
+ * warned about, not silently used.
  *
  * compare writes into --out or else a fresh mkdtemp folder (printed), never
  * the working directory: tidy CSVs with a header row (one row per policy
@@ -58,6 +64,9 @@
 #define S_POLICY_MAX 64 /* bytes of a policy name, with the NUL */
 
 #define S_SLO_TARGET 0.9 /* compare: a policy is usable while it meets this share of its SLOs */
+#define S_GROW 1.5       /* compare: ratio of each load the sweep adds above its top */
+#define S_GROW_MAX 24    /* compare: loads the sweep may add at either end */
+#define S_LOAD_MIN 1e-3  /* compare: the sweep adds no load below this, req/s */
 
 typedef struct s_opts {
     char trace[512];                         /* trace name or path */
@@ -696,30 +705,107 @@ static bool s_compare_passes(const sl_sim_report_t *rep, int cap, int np, int l,
     return false;
 }
 
-/* The highest load column that passes (columns in increasing load order);
- * -1 when none does. */
-static int s_compare_at(const sl_sim_report_t *rep, int cap, int np, int nl, int skip)
+/* Whether every policy meets S_SLO_TARGET of its SLOs in load column l. */
+static bool s_compare_all_pass(const sl_sim_report_t *rep, int cap, int np, int l)
 {
-    int at = -1;
+    for (int k = 0; k < np; k++)
+        if (rep[k * cap + l].slo_frac < S_SLO_TARGET)
+            return false;
+    return true;
+}
+
+/* Run one policy at one offered load into *r, quietly. */
+static int s_compare_one(const s_opts_t *o, const sl_trace_t *src, const double *speeds,
+                         const char *policy, double load, sl_sim_report_t *r)
+{
+    sl_trace_t *tr = NULL;
+    if (s_schedule(o, src, load, 0, &tr) != SL_OK || tr->n == 0) {
+        fprintf(stderr, "sluice-sim: cannot schedule load %.2f\n", load);
+        sl_trace_destroy(&tr);
+        return 1;
+    }
+    sl_sim_params_t p;
+    s_params(o, tr, policy, speeds, &p);
+    sl_status_t st = sl_sim_run(&p, r);
+    sl_trace_destroy(&tr);
+    return st == SL_OK ? 0 : 1;
+}
+
+/* Sort the load columns into increasing order, the reports with them. */
+static void s_compare_sort(double *loads, sl_sim_report_t *rep, int cap, int np, int nl)
+{
+    for (int a = 1; a < nl; a++)
+        for (int b = a; b > 0 && loads[b - 1] > loads[b]; b--) {
+            double t = loads[b];
+            loads[b] = loads[b - 1];
+            loads[b - 1] = t;
+            for (int k = 0; k < np; k++) {
+                sl_sim_report_t r = rep[k * cap + b];
+                rep[k * cap + b] = rep[k * cap + b - 1];
+                rep[k * cap + b - 1] = r;
+            }
+        }
+}
+
+/* A policy's capacity: the highest offered load at which it still meets
+ * S_SLO_TARGET of its SLOs, and its run there. */
+typedef struct s_capacity {
+    double load;         /* req/s; 0 when it meets them at no load of the sweep */
+    sl_sim_report_t rep; /* its run at that load */
+} s_capacity_t;
+
+/* Policy k's capacity from the sorted sweep: its highest passing column,
+ * then S_REFINE bisection steps (runs of k alone) toward the next column. */
+static int s_compare_capacity(const s_opts_t *o, const sl_trace_t *src, const double *speeds,
+                              const double *loads, const sl_sim_report_t *rep, int cap, int nl,
+                              int k, s_capacity_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    int a = -1;
     for (int l = 0; l < nl; l++)
-        if (s_compare_passes(rep, cap, np, l, skip))
-            at = l;
-    return at;
+        if (rep[k * cap + l].slo_frac >= S_SLO_TARGET)
+            a = l;
+    if (a < 0)
+        return 0;
+    c->load = loads[a];
+    c->rep = rep[k * cap + a];
+    if (a == nl - 1)
+        return 0; /* the sweep's top: it is at least this much */
+    double lo = loads[a], hi = loads[a + 1];
+    for (int i = 0; i < S_REFINE; i++) {
+        double mid = (lo + hi) / 2;
+        sl_sim_report_t r;
+        if (s_compare_one(o, src, speeds, o->policies[k], mid, &r) != 0)
+            return 1;
+        if (r.slo_frac >= S_SLO_TARGET) {
+            lo = mid;
+            c->load = mid;
+            c->rep = r;
+        } else {
+            hi = mid;
+        }
+    }
+    return 0;
 }
 
 static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
 {
     if (o->n_loads == 0) {
-        static const double dflt[] = {4, 6, 8, 10, 12, 14, 16, 20};
+        /* 0.25 to 1.25 req/s per executor; the sweep extends itself
+         * below and above as the trace needs. */
+        static const double dflt[] = {0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1, 1.25};
         o->n_loads = (int)(sizeof(dflt) / sizeof(dflt[0]));
-        memcpy(o->loads, dflt, sizeof(dflt));
+        for (int l = 0; l < o->n_loads; l++)
+            o->loads[l] = dflt[l] * o->executors;
     }
-    int np = o->n_policies, nl = o->n_loads, cap = o->n_loads + S_REFINE;
+    int np = o->n_policies, nl = o->n_loads, cap = S_MAX_LIST + S_GROW_MAX + 1;
     sl_sim_report_t *rep = calloc((size_t)np * cap, sizeof(*rep));
+    s_capacity_t *caps = calloc((size_t)np, sizeof(*caps));
     double *speeds = s_speeds(o, o->executors);
-    double loads[S_MAX_LIST + S_REFINE];
-    if (!rep || !speeds || !s_out_dir(o)) {
+    double loads[S_MAX_LIST + S_GROW_MAX + 1];
+    if (!rep || !caps || !speeds || !s_out_dir(o)) {
         free(speeds);
+        free(caps);
         free(rep);
         return 1;
     }
@@ -738,64 +824,90 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     for (int l = 0; l < nl; l++)
         if (s_compare_load(o, src, speeds, loads[l], rep, cap, l) != 0)
             goto out;
-    /* The comparison load: the highest where some baseline still meets 90%
-     * of its SLOs. The grid only brackets it; bisecting between the last
-     * grid load that passes and the next one finds it to within a few
-     * percent, so the comparison is made where the best baseline is at its
-     * limit rather than wherever the grid happens to fall. */
-    int at = s_compare_at(rep, cap, np, nl, learned);
-    double lo = at >= 0 ? loads[at] : 0, hi = INFINITY;
-    for (int l = 0; l < nl; l++)
-        if (loads[l] > lo && loads[l] < hi)
-            hi = loads[l];
-    for (int i = 0; i < S_REFINE && at >= 0 && isfinite(hi); i++) {
-        double mid = (lo + hi) / 2;
-        if (s_compare_load(o, src, speeds, mid, rep, cap, nl) != 0)
-            goto out;
-        loads[nl] = mid;
-        if (s_compare_passes(rep, cap, np, nl, learned))
-            lo = mid;
-        else
-            hi = mid;
-        nl++;
-    }
-    /* Loads in increasing order for the tables and plots. */
-    for (int a = 1; a < nl; a++)
-        for (int b = a; b > 0 && loads[b - 1] > loads[b]; b--) {
-            double t = loads[b];
-            loads[b] = loads[b - 1];
-            loads[b - 1] = t;
-            for (int k = 0; k < np; k++) {
-                sl_sim_report_t r = rep[k * cap + b];
-                rep[k * cap + b] = rep[k * cap + b - 1];
-                rep[k * cap + b - 1] = r;
-            }
+    /* Extend the sweep until it brackets every policy's knee, whatever the
+     * trace: upward while any policy (learned too) still meets its SLOs at
+     * the highest load, downward while one misses them at the lowest. A
+     * fixed grid was rejected: on short-request traces every policy met
+     * its SLOs at all of it, and the comparison said nothing. */
+    int grown = 0;
+    for (;;) {
+        double top = 0, bottom = INFINITY;
+        int ltop = 0, lbot = 0;
+        for (int l = 0; l < nl; l++) {
+            if (loads[l] > top)
+                top = loads[ltop = l];
+            if (loads[l] < bottom)
+                bottom = loads[lbot = l];
         }
-    at = s_compare_at(rep, cap, np, nl, learned);
-    /* A sweep that never saturates compares the policies where they all
-     * still cope, which says little; one that starts past saturation
-     * compares them after every baseline has collapsed. Both are the
-     * loads' fault, so say so instead of quietly choosing an end. */
-    if (at == nl - 1)
-        fprintf(stderr,
-                "sluice-sim compare: warning: the sweep never reaches saturation: at the highest "
-                "load, %.2f req/s, a baseline still meets %.0f%% of its SLOs, so the comparison "
-                "is made there rather than at the baselines' limit; add higher --loads\n",
-                loads[nl - 1], 100 * S_SLO_TARGET);
-    if (at < 0) {
-        fprintf(stderr,
-                "sluice-sim compare: warning: no baseline meets %.0f%% of its SLOs even at the "
-                "lowest load, %.2f req/s (the sweep starts past saturation, or the SLOs are out "
-                "of reach at any load); add lower --loads or loosen --slo-*\n",
-                100 * S_SLO_TARGET, loads[0]);
-        at = 0;
+        double next = 0;
+        if (s_compare_passes(rep, cap, np, ltop, -1))
+            next = top * S_GROW;
+        else if (!s_compare_all_pass(rep, cap, np, lbot) && bottom > S_LOAD_MIN)
+            next = bottom / 2;
+        if (next == 0)
+            break;
+        if (grown == S_GROW_MAX) {
+            if (next > top)
+                fprintf(stderr,
+                        "sluice-sim compare: warning: the sweep never reaches saturation: at the "
+                        "highest load, %.2f req/s (%d loads added), a policy still meets %.0f%% of "
+                        "its SLOs, so its capacity is at least that; tighten --slo-*\n",
+                        top, grown, 100 * S_SLO_TARGET);
+            break;
+        }
+        loads[nl] = next;
+        if (s_compare_load(o, src, speeds, next, rep, cap, nl) != 0)
+            goto out;
+        nl++;
+        grown++;
     }
+    s_compare_sort(loads, rep, cap, np, nl);
+    /* Each policy's capacity, by bisection between its last passing load
+     * and the next; goodput is compared there (each policy at its own
+     * limit: the highest rate it serves within its SLOs), not at one
+     * shared load, where the ratio cannot exceed 1 / S_SLO_TARGET. */
+    for (int k = 0; k < np; k++)
+        if (s_compare_capacity(o, src, speeds, loads, rep, cap, nl, k, &caps[k]) != 0)
+            goto out;
     int best = -1;
     for (int k = 0; k < np; k++)
-        if (k != learned &&
-            (best < 0 || rep[k * cap + at].goodput_rps > rep[best * cap + at].goodput_rps))
+        if (k != learned && (best < 0 || caps[k].rep.goodput_rps > caps[best].rep.goodput_rps))
             best = k;
-    /* Tidy CSV: a header row, then one row per policy and load. */
+    /* The comparison load, for the TTFT tails, the CDFs and the model's
+     * error: the best baseline's limit, every policy run there. */
+    int at = 0;
+    if (best >= 0 && caps[best].load > 0) {
+        at = -1;
+        for (int l = 0; l < nl; l++)
+            if (fabs(loads[l] - caps[best].load) < 1e-9)
+                at = l;
+        if (at < 0) {
+            loads[nl] = caps[best].load;
+            if (s_compare_load(o, src, speeds, loads[nl], rep, cap, nl) != 0)
+                goto out;
+            nl++;
+            s_compare_sort(loads, rep, cap, np, nl);
+            for (int l = 0; l < nl; l++)
+                if (fabs(loads[l] - caps[best].load) < 1e-9)
+                    at = l;
+        }
+    } else {
+        fprintf(stderr,
+                "sluice-sim compare: warning: no baseline meets %.0f%% of its SLOs even at the "
+                "lowest load, %.3f req/s (the SLOs are out of reach at any load); loosen "
+                "--slo-*\n",
+                100 * S_SLO_TARGET, loads[0]);
+    }
+    printf("\n== capacity: the highest offered load at which each policy meets %.0f%% of its "
+           "SLOs ==\n",
+           100 * S_SLO_TARGET);
+    printf("%-18s %12s %11s %8s %8s %8s\n", "policy", "capacity_rps", "goodput_rps", "slo%",
+           "p99ttft", "mape");
+    for (int k = 0; k < np; k++)
+        printf("%-18s %12.3f %11.3f %8.1f %8.3f %8.3f\n", o->policies[k], caps[k].load,
+               caps[k].rep.goodput_rps, 100 * caps[k].rep.slo_frac, caps[k].rep.p99_ttft_s,
+               caps[k].rep.ttft_mape);
+    /* Tidy CSVs: a header row, then one row per policy and load. */
     FILE *f = s_open_out(o, "compare.csv");
     if (!f)
         goto out;
@@ -811,6 +923,15 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         }
     if (!s_close_out(o, f, "compare.csv"))
         goto out;
+    if (!(f = s_open_out(o, "capacity.csv")))
+        goto out;
+    fprintf(f, "policy,admission,capacity_rps,goodput_rps,slo_frac,p99_ttft_s,ttft_mape\n");
+    for (int k = 0; k < np; k++)
+        fprintf(f, "%s,%d,%.4f,%.4f,%.4f,%.4f,%.4f\n", o->policies[k],
+                s_admission(o, o->policies[k]), caps[k].load, caps[k].rep.goodput_rps,
+                caps[k].rep.slo_frac, caps[k].rep.p99_ttft_s, caps[k].rep.ttft_mape);
+    if (!s_close_out(o, f, "capacity.csv"))
+        goto out;
     if (!(f = s_open_out(o, "ttft_cdf.csv")))
         goto out;
     fprintf(f, "policy,admission,load_rps,ttft_s,fraction\n");
@@ -822,24 +943,29 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         }
     if (!s_close_out(o, f, "ttft_cdf.csv") || !s_plot(o, loads[0], loads[nl - 1], loads[at]))
         goto out;
-    double gp = 0, p99 = 0, mape = 0;
+    double gp = 0, gp_at = 0, p99 = 0, mape = 0;
     if (learned >= 0 && best >= 0) {
         const sl_sim_report_t *L = &rep[learned * cap + at], *B = &rep[best * cap + at];
-        gp = B->goodput_rps > 0 ? L->goodput_rps / B->goodput_rps : 0;
+        if (caps[best].rep.goodput_rps > 0)
+            gp = caps[learned].rep.goodput_rps / caps[best].rep.goodput_rps;
+        gp_at = B->goodput_rps > 0 ? L->goodput_rps / B->goodput_rps : 0;
         mape = L->ttft_mape;
         if (rr >= 0 && rep[rr * cap + at].p99_ttft_s > 0)
             p99 = L->p99_ttft_s / rep[rr * cap + at].p99_ttft_s;
     }
-    printf("\ncomparison load %.2f req/s (highest where a baseline meets %.0f%% of SLOs); best "
-           "baseline there: %s\n",
-           loads[at], 100 * S_SLO_TARGET, best >= 0 ? o->policies[best] : "none");
+    printf("\ngoodput compared at each policy's capacity; tails and error at %.2f req/s, the best "
+           "baseline's (%s) capacity\n",
+           loads[at], best >= 0 ? o->policies[best] : "none");
     printf("RESULT goodput_vs_best_baseline=%.3f p99_ttft_vs_round_robin=%.3f ttft_mape=%.3f "
-           "load_rps=%.2f best_baseline=%s executors=%d requests=%zu seed=%llu\n",
-           gp, p99, mape, loads[at], best >= 0 ? o->policies[best] : "none", o->executors,
-           (size_t)o->requests, (unsigned long long)o->seed);
+           "load_rps=%.2f learned_capacity_rps=%.3f best_capacity_rps=%.3f "
+           "goodput_at_load_vs_best=%.3f best_baseline=%s executors=%d requests=%zu seed=%llu\n",
+           gp, p99, mape, loads[at], learned >= 0 ? caps[learned].load : 0,
+           best >= 0 ? caps[best].load : 0, gp_at, best >= 0 ? o->policies[best] : "none",
+           o->executors, (size_t)o->requests, (unsigned long long)o->seed);
     rc = 0;
 out:
     free(speeds);
+    free(caps);
     free(rep);
     return rc;
 }

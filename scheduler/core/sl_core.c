@@ -644,6 +644,7 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
     }
     core->free_credits++;
     core->running--;
+    sl_core_done_rate_note(core, now);
     sl_job_timings_t t = {
         .queued = job->dispatched - job->submitted,
         .ttft = job->dispatched - job->submitted + res->exec_ttft,

@@ -53,14 +53,49 @@ double sl_core_utilization(sl_core_t *core, sl_time_t now)
     }
     double prefill = (core->util_cached + core->queued_work_s) /
                      ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
-    /* Decode-bound load does not show in the prefill backlog: the share of
-     * the executors' in-flight places taken (jobs queued here count too)
-     * rises toward 1 as the running batches fill, where decode steps and
-     * KV run out. Utilization is whichever is higher. */
-    double places = (double)core->running + (double)core->free_credits;
-    double slots =
-        places > 0 ? ((double)core->running + core->qlen[0] + core->qlen[1]) / places : 0.0;
+    double slots = sl_core_place_wait_s(core, now) / ((double)core->cfg.admit_horizon_ms / 1e3);
     return prefill > slots ? prefill : slots;
+}
+
+/* The rate at which jobs leave their places: each departure adds 1/tau,
+ * decaying with time constant tau (the admission horizon), so it reads in
+ * jobs per second. */
+static double s_done_rate(const sl_core_t *core, sl_time_t now)
+{
+    if (core->done_rate_at == 0 || now <= core->done_rate_at)
+        return core->done_rate;
+    double tau = (double)core->cfg.admit_horizon_ms / 1e3;
+    return core->done_rate * exp(-(double)(now - core->done_rate_at) / 1e9 / tau);
+}
+
+void sl_core_done_rate_note(sl_core_t *core, sl_time_t now)
+{
+    double tau = (double)core->cfg.admit_horizon_ms / 1e3;
+    core->done_rate = s_done_rate(core, now) + 1.0 / tau;
+    core->done_rate_at = now > core->done_rate_at ? now : core->done_rate_at;
+}
+
+/* Decode-bound load does not show in the prefill backlog: the jobs hold
+ * their places (credits) for their whole decode. A full set of places is
+ * not overload (a running batch is meant to be full); jobs waiting here
+ * for one are. Their predicted wait is the queue over the rate at which
+ * places free up. Before any job has left one, the share of places taken
+ * (queued jobs counting) stands in. The share was the whole measure
+ * first; it called the cluster busy at 80% of its places, where every job
+ * still met its SLOs, and shed a fifth of the load a decode-bound cluster
+ * could carry. */
+double sl_core_place_wait_s(const sl_core_t *core, sl_time_t now)
+{
+    double queued = (double)core->qlen[0] + core->qlen[1];
+    if (queued == 0)
+        return 0;
+    double rate = s_done_rate(core, now);
+    if (rate > 0)
+        return queued / rate;
+    double places = (double)core->running + (double)core->free_credits;
+    return places > 0 ? ((double)core->running + queued) / places *
+                            ((double)core->cfg.admit_horizon_ms / 1e3)
+                      : 0.0;
 }
 
 bool sl_core_busy(const sl_core_t *core)
@@ -83,7 +118,7 @@ static void s_consider(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t n
     sl_core_predict(core, job, e, now, &pred);
     if (pred.ttft_s < best->ttft) {
         best->ttft = pred.ttft_s;
-        best->prefill = pred.prefill_s;
+        best->prefill = pred.work_s;
     }
     double end = pred.ttft_s + (double)pred.tpot_s * job->max_new_tokens;
     if (end < best->end)
@@ -114,10 +149,12 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
     }
     sl_core_hits_clear(core);
     job->queued_work_s = (float)best.prefill;
-    /* No free credit: it also waits its turn in the scheduler's queue. */
+    /* No free credit: it also waits its turn in the scheduler's queue, for
+     * a place and for the prefill queued ahead of it. */
     if (core->n_free_execs == 0 && core->n_alive) {
-        best.ttft += core->queued_work_s / core->n_alive;
-        best.end += core->queued_work_s / core->n_alive;
+        double wait = core->queued_work_s / core->n_alive, place = sl_core_place_wait_s(core, now);
+        best.ttft += wait > place ? wait : place;
+        best.end += wait > place ? wait : place;
     }
     *end_p = best.end;
     return best.ttft;

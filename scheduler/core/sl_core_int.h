@@ -104,6 +104,8 @@ struct sl_core {
     sl_time_t util_avg_at;            /* when util_avg was last updated (0 = never) */
     double util_cached;               /* last summed prefill backlog, seconds */
     sl_time_t util_at;                /* when (recomputed at most every ms) */
+    double done_rate;                 /* jobs leaving their places per second (EWMA) */
+    sl_time_t done_rate_at;           /* last update of done_rate */
     sl_map_t tenants;                 /* tenant hash -> admission's token bucket */
     uint64_t rand_state;              /* sampling for admission estimates */
     sl_rand_t cand_rand;              /* drawing sampled candidates (policy->sample) */
@@ -294,6 +296,10 @@ void sl_core_done_fini(sl_core_t *core);
 /* ---- admission (sl_core_admit.c) ---- */
 
 /* false (with reason and retry-after) to refuse job now. */
+/* A job left its place (the rate places free up at, for admission). */
+void sl_core_done_rate_note(sl_core_t *core, sl_time_t now);
+/* Predicted wait of a job queued now for a place (credit), seconds. */
+double sl_core_place_wait_s(const sl_core_t *core, sl_time_t now);
 bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
                    sl_time_t *retry_p);
 /* Free the tenants' buckets (at destroy). */

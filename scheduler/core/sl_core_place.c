@@ -252,7 +252,7 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         }
         /* A split job's prompt is computed by its kv_peer: its prediction counts there. */
         bool split = job->kv_mode == SL_KV_PUSH;
-        const sl_lm_pred_t *pp = split ? &job->kv_pred : &job->pred;
+        sl_lm_pred_t *pp = split ? &job->kv_pred : &job->pred;
         sl_exec_t *pe = split ? job->kv_peer : e;
         job->predicted_ttft_us = (pp->ttft_s + job->kv_xfer_pred_s) * 1e6;
         uint32_t cached = s_cached_tokens(core, job, e);
@@ -264,7 +264,7 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         /* The backlog sum grows by exactly this prefill (the executor's
          * clock restarts from now if it had drained): kept up to date here
          * rather than summed over every executor again at the next submit. */
-        core->util_cached += pp->prefill_s;
+        core->util_cached += pp->work_s;
         sl_core_hits_clear(core);
         s_dispatch(core, job, e, now);
     }

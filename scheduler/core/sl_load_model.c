@@ -13,8 +13,13 @@
  * seconds and k the KV overflow (how far the job plus the jobs in flight
  * exceed the executor's KV capacity, as a fraction of it: the engine then
  * holds the job until others finish). The backlog is a "busy until" clock:
- * each dispatch adds the job's predicted prefill, and it drains at one
- * second per second. It enters the wait at face value: it is made of this
+ * each dispatch adds the token part of the job's predicted prefill (p1 * u
+ * + p2 * a: a step's fixed cost p0 and its decode share are paid once for
+ * all the prompts batched into it, so summing whole prefills overstated
+ * the backlog many times on short prompts), it drains at one second per
+ * second, and each job's first token caps it at the work sent since that
+ * job (everything sent before it is done). It enters the wait at face
+ * value: it is made of this
  * executor's own prefill predictions, so it is already in its seconds,
  * while a coefficient on it would be fitted only on the placements the
  * policy chose (those with little backlog) and went low exactly where it
@@ -68,6 +73,7 @@ typedef struct s_exec {
     s_rls_t wait;         /* wait model */
     s_rls_t tpot;         /* TPOT model (first SL_LM_NT entries used) */
     sl_time_t busy_until; /* predicted end of the prefill work sent to it */
+    double work_sent;     /* predicted prefill seconds ever sent to it */
     sl_time_t last_sent;  /* last dispatch to it (or its reset) */
     sl_time_t learn_at;   /* when learn_tokens was last refilled */
     double learn_tokens;  /* completions it may learn from now (token bucket) */
@@ -281,6 +287,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     /* Bounded, whatever the coefficients: a prediction feeds the backlog
      * clock, which must never overflow. */
     double prefill = s_clamp(s_dot(pre->th, xp, S_NP), 1e-4, S_PRED_MAX_S);
+    double work = s_clamp(pre->th[1] * xp[1] + pre->th[2] * xp[2], 0, prefill);
     /* The backlog counts at face value: it is made of this executor's own
      * prefill predictions, so it is already in its seconds; a learned
      * coefficient on it is fitted on the placements the policy chose (the
@@ -293,13 +300,13 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
         pred->xt[i] = (float)xt[i];
     pred->wait_s = (float)wait;
     pred->prefill_s = (float)prefill;
+    pred->work_s = (float)work;
     pred->ttft_s = (float)(prefill + wait);
     pred->tpot_s = (float)s_clamp(tpot, 1e-4, 60);
     pred->valid = true;
 }
 
-void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
-                              sl_time_t now)
+void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *pred, sl_time_t now)
 {
     if (exec >= m->max_execs || !pred->valid)
         return;
@@ -308,9 +315,11 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pre
     if (e->busy_until < now)
         e->busy_until = now;
     /* At most a day of backlog, so the clock arithmetic cannot overflow. */
-    sl_time_t add = (sl_time_t)(s_clamp(pred->prefill_s, 0, S_PRED_MAX_S) * 1e9);
+    double s = s_clamp(pred->work_s, 0, S_PRED_MAX_S);
     if (e->busy_until - now < 24 * 3600 * SL_NS_PER_S)
-        e->busy_until += add;
+        e->busy_until += (sl_time_t)(s * 1e9);
+    e->work_sent += s;
+    pred->work_mark = e->work_sent;
 }
 
 /* Learn y ~ th . x[idx], both weighted by wy, on one executor's model and the prior. */
@@ -336,6 +345,18 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
         return;
     s_exec_t *e = &m->execs[exec];
     double ape = fabs((double)pred->ttft_s - ttft_s) / ttft_s;
+    /* The job's first token came, so the executor had worked off what was
+     * sent before it: the backlog is at most what was sent since. Summed
+     * predictions overstate it where the engine batches prefills (a step's
+     * fixed cost is paid once for several prompts), and without this
+     * check the error only grew, so a busy executor looked busy for long
+     * after it had drained; on short prompts the backlog alone ran to 50
+     * times the real wait. */
+    double after = e->work_sent - pred->work_mark;
+    if (after < 0)
+        after = 0;
+    if (e->busy_until > now && (double)(e->busy_until - now) / 1e9 > after)
+        e->busy_until = now + (sl_time_t)(after * 1e9);
     if (ape > 10)
         ape = 10; /* one wild outlier must not hide the rest */
     m->ape_sum += ape;

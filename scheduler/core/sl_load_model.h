@@ -38,8 +38,11 @@ typedef struct sl_lm_pred {
     float xt[SL_LM_NT]; /* TPOT features at placement */
     float wait_s;       /* predicted wait before its prefill starts */
     float prefill_s;    /* predicted own prefill */
+    float work_s;       /* what it adds to the executor's backlog: its tokens' share of a
+                           prefill step (the step's fixed cost is paid once for many) */
     float ttft_s;       /* predicted executor-side TTFT */
     float tpot_s;       /* predicted time per output token */
+    double work_mark;   /* the executor's prefill work sent, this job's included, s */
     bool valid;         /* a prediction was made */
 } sl_lm_pred_t;
 
@@ -63,9 +66,9 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now);
 /* Predict q on exec at now into *pred. O(SL_LM_NX). */
 void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
                            sl_time_t now, sl_lm_pred_t *pred);
-/* The job predicted by pred was sent to exec: its prefill joins the backlog. */
-void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
-                              sl_time_t now);
+/* The job predicted by pred was sent to exec: its prefill joins the backlog
+ * (and pred records how much work had been sent there with it). */
+void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *pred, sl_time_t now);
 /* Predicted seconds until exec has worked off what it was sent. */
 double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now);
 /* A job predicted by pred finished on exec at now with the measured

@@ -287,15 +287,18 @@ static void test_compare_warns_without_saturation(void **state)
              dir);
     assert_int_equal(s_sim(NULL, "", args), 0);
     s_must_say("lenient SLOs", "warning: the sweep never reaches saturation: at the highest "
-                               "load, 1.00 req/s");
+                               "load, ");
+    s_must_say("lenient SLOs", "(24 loads added)");
     /* SLOs nobody can meet: saturated from the start */
     snprintf(args, sizeof(args),
              "compare " S_SMALL " --loads 0.5,1 --slo-ttft-mult 0.0001 --slo-ttft-floor 0 "
              "--out '%s'",
              dir);
     assert_int_equal(s_sim(NULL, "", args), 0);
+    /* (the sweep halves its lowest load down to a thousandth of a request
+     * a second first) */
     s_must_say("strict SLOs", "warning: no baseline meets 90% of its SLOs even at the lowest "
-                              "load, 0.50 req/s");
+                              "load, 0.00");
     /* a sweep through saturation: no warning */
     snprintf(args, sizeof(args), "compare " S_SMALL " --loads 0.05,100 --out '%s'", dir);
     assert_int_equal(s_sim(NULL, "", args), 0);
