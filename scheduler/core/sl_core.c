@@ -4,7 +4,8 @@
  * their own files (sl_core_int.h lists them): the finished-job log,
  * admission, placement, the executor table and the learned state.
  *
- * State: a table of executors, two FIFO queues (interactive, batch), maps
+ * State: a table of executors, two queues (interactive, batch; their order
+ * between tenants and bands is sl_core_fair.c's), maps
  * from idempotency id and from sequence number to job, and the log of
  * finished jobs kept for done_ttl so that a resubmission is recognised.
  *
@@ -114,6 +115,24 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "after a restart from the journal, how long restored jobs wait for the "
                  "executors that ran them to register again and claim them before they are "
                  "queued and dispatched again"),
+    SL_CFG_FIELD(sl_core_cfg_t, tenant_fair, "tenant-fair", "on", SL_CFG_BOOL,
+                 "within a priority band, tenants take turns by deficit round robin weighted "
+                 "by token cost (off: first come, first served across tenants)"),
+    SL_CFG_FIELD(sl_core_cfg_t, tenant_weights, "tenant-weights", "", SL_CFG_STR,
+                 "share weights of tenants, name=weight,... (e.g. a=2,b=1); unlisted "
+                 "tenants weigh 1"),
+    SL_CFG_RANGE(sl_core_cfg_t, tenant_quantum, "tenant-quantum", "1024", SL_CFG_I64, 1, 1e9,
+                 "tokens of credit a tenant of weight 1 gets per round robin turn"),
+    SL_CFG_RANGE(sl_core_cfg_t, starvation_bound_ms, "starvation-bound-ms", "2000", SL_CFG_I64, 0,
+                 86400000,
+                 "a batch job queued longer than this is served before interactive ones "
+                 "(0 = strict priority: batch waits while any interactive job does)"),
+    SL_CFG_RANGE(sl_core_cfg_t, tenant_max_jobs, "tenant-max-jobs", "0", SL_CFG_INT, 0, 100000000,
+                 "jobs one tenant may have queued and running; more get BUSY (0 = unlimited)"),
+    SL_CFG_FIELD(sl_core_cfg_t, overload_shed, "overload-shed", "off", SL_CFG_BOOL,
+                 "with the queue full or the busy state on, a new job takes the place of a "
+                 "queued one that ranks below it (batch first, then the tenant most over its "
+                 "weighted share), which is answered BUSY (off: the new job is refused)"),
     SL_CFG_END,
 };
 
@@ -167,6 +186,10 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_RESTORED] = "jobs_restored",
     [SL_CTR_ADOPTED] = "jobs_adopted",
     [SL_CTR_UNCLAIMED] = "jobs_unclaimed",
+    [SL_CTR_TENANT_QUOTA] = "busy_tenant_quota",
+    [SL_CTR_PROMOTED] = "jobs_promoted_starving",
+    [SL_CTR_SHED_INTERACTIVE] = "jobs_shed_interactive",
+    [SL_CTR_SHED_BATCH] = "jobs_shed_batch",
 };
 
 /* A line for io->log (before the core exists, or from it). */
@@ -272,6 +295,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     }
     if (cfg->max_executors <= 0)
         return SL_ERR_INVALID;
+    sl_status_t st = SL_ERR_NOMEM;
     sl_core_t *core = calloc(1, sizeof(*core));
     if (!core)
         return SL_ERR_NOMEM;
@@ -299,6 +323,10 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     if (!core->execs || !core->cands || !core->free_execs || !core->alive_execs || !core->hits ||
         !core->hit_blocks)
         goto err_free;
+    st = sl_core_fair_init(core); /* SL_ERR_INVALID: bad tenant-weights */
+    if (st != SL_OK)
+        goto err_free;
+    st = SL_ERR_NOMEM;
     if (sl_prefix_index_create((size_t)cfg->prefix_index_max, (uint32_t)cfg->max_executors,
                                &core->index) != SL_OK)
         goto err_free;
@@ -324,6 +352,7 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     return SL_OK;
 
 err_free:
+    sl_core_fair_fini(core);
     sl_load_model_destroy(&core->model);
     sl_prefix_index_destroy(&core->index);
     free(core->hit_blocks);
@@ -333,11 +362,13 @@ err_free:
     free(core->cands);
     free(core->execs);
     free(core);
-    return SL_ERR_NOMEM;
+    return st;
 }
 
-static void s_job_free(sl_core_t *core, sl_job_t *job)
+void sl_core_job_free(sl_core_t *core, sl_job_t *job)
 {
+    if (job->tenant_rec)
+        job->tenant_rec->jobs--;
     sl_core_stream_free(core, job);
     if (core->io->release) {
         sl_core_cb_enter(core);
@@ -360,7 +391,7 @@ void sl_core_destroy(sl_core_t **core_p)
     void *val;
     while (sl_map_next(&core->by_id, &it, NULL, &val))
         if (!sl_core_id_is_done(val))
-            s_job_free(core, val);
+            sl_core_job_free(core, val);
     sl_core_done_fini(core);
     for (int i = 0; i < core->cfg.max_executors; i++) {
         sl_exec_t *e = core->execs[i];
@@ -377,7 +408,7 @@ void sl_core_destroy(sl_core_t **core_p)
         core->fallback->fini(core->fallback_state);
     sl_map_fini(&core->by_id);
     sl_map_fini(&core->by_seq);
-    sl_core_admit_fini(core);
+    sl_core_fair_fini(core);
     sl_map_fini(&core->tenants);
     sl_load_model_destroy(&core->model);
     sl_prefix_index_destroy(&core->index);
@@ -424,7 +455,7 @@ void sl_core_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
     core->io->result(core->io_arg, job, status, &tl, exec, payload, error);
     sl_core_cb_leave(core);
     sl_core_done_remember(core, job, now);
-    s_job_free(core, job);
+    sl_core_job_free(core, job);
 }
 
 void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t *t)
@@ -533,9 +564,22 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         reason = SL_BUSY_NO_EXECUTOR;
         goto busy;
     }
-    if (core->qlen[0] + core->qlen[1] >= (uint32_t)core->cfg.queue_max) {
-        reason = SL_BUSY_QUEUE_FULL;
+    if (core->cfg.tenant_max_jobs > 0 &&
+        sl_core_tenant_get(core, desc->tenant)->jobs >= (uint32_t)core->cfg.tenant_max_jobs) {
+        core->counters[SL_CTR_TENANT_QUOTA]++;
+        reason = SL_BUSY_TENANT;
         goto busy;
+    }
+    double cost = (double)desc->prompt_tokens + (double)desc->max_new_tokens;
+    if (core->qlen[0] + core->qlen[1] >= (uint32_t)core->cfg.queue_max) {
+        sl_job_t *victim = core->cfg.overload_shed
+                               ? sl_core_shed_victim(core, desc->prio, desc->tenant, cost)
+                               : NULL;
+        if (!victim) {
+            reason = SL_BUSY_QUEUE_FULL;
+            goto busy;
+        }
+        sl_core_job_shed(core, victim, SL_BUSY_QUEUE_FULL, SL_MS(core->cfg.busy_retry_ms), now);
     }
     uint32_t vocab_need = sl_core_vocab_need(desc->token_ids, desc->n_token_ids);
     if (!sl_core_fits_some(core, desc->model, (uint64_t)desc->prompt_tokens + desc->max_new_tokens,
@@ -564,7 +608,10 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
         return SL_ERR_NOMEM;
     }
     sl_time_t retry = 0;
-    if (core->cfg.admission && !sl_core_admit(core, job, now, &reason, &retry)) {
+    sl_job_t *victim = NULL;
+    if (core->cfg.admission && !sl_core_admit(core, job, now, &reason, &retry) &&
+        !(reason == SL_BUSY_OVERLOAD && core->cfg.overload_shed &&
+          (victim = sl_core_shed_victim(core, desc->prio, desc->tenant, cost)))) {
         sl_map_del(&core->by_seq, job->seq);
         sl_map_del(&core->by_id, job->id_hash);
         free(job);
@@ -575,6 +622,10 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
                                                     : SL_MS(core->cfg.busy_retry_ms);
         return SL_ERR_BUSY;
     }
+    if (victim) /* overload: it takes the place of one that ranks below it */
+        sl_core_job_shed(core, victim, SL_BUSY_OVERLOAD,
+                         retry > 0 ? retry : SL_MS(core->cfg.busy_retry_ms), now);
+    sl_core_tenant_attach(core, job);
     sl_core_queue_add(core, job, false);
     core->counters[SL_CTR_ACCEPTED]++;
     *job_p = job;

@@ -80,6 +80,13 @@ typedef struct sl_core_io {
     /* The chain of pipeline stages first drives changed (n 0: none, it takes
      * no jobs until it has one). Optional (NULL: no stages served). */
     void (*stage_plan)(void *arg, sl_exec_t *first, const uint32_t *chain, uint32_t n);
+    /* A queued job was shed under overload (overload_shed) to make room
+     * for a job that ranks above it: answer its client BUSY with reason and
+     * retry_after. The job is released and freed when this returns, and its
+     * id is forgotten (a resubmission is a new job). Optional (NULL: the
+     * core answers through result instead, SL_JOB_REJECTED with an error
+     * that names the retry-after). */
+    void (*shed)(void *arg, sl_job_t *job, sl_busy_reason_t reason, sl_time_t retry_after);
 } sl_core_io_t;
 
 /* Configuration; every field is a knob of the scheduler (sl_core_cfg_fields). */
@@ -130,6 +137,16 @@ predicts the transfer beats computing it */
     int64_t kv_rebalance_ms;    /* look for such a move this often */
     int64_t adopt_grace_ms;     /* restored jobs wait this long for their executors to claim
                                    them before they are queued (sl_core_job_restore) */
+    /* fairness and priorities (sl_core_fair.c) */
+    bool tenant_fair;                    /* deficit round robin between tenants in a band (false:
+                                            first come, first served across tenants) */
+    char tenant_weights[SL_CFG_STR_MAX]; /* "name=weight,..." (unlisted tenants weigh 1) */
+    int64_t tenant_quantum;              /* tokens of deficit a tenant of weight 1 gets per round */
+    int64_t starvation_bound_ms;         /* a batch job waiting longer is served before interactive
+                                            ones (0 = strict priority) */
+    int tenant_max_jobs;                 /* jobs queued + running per tenant; 0 = unlimited */
+    bool overload_shed;                  /* queue full or busy: a newcomer that ranks above a queued
+                                            job takes its place, the queued one gets BUSY */
 } sl_core_cfg_t;
 
 /* Config table rows for sl_core_cfg_t embedded at offset base of a larger struct. */
@@ -190,6 +207,11 @@ typedef enum sl_core_counter {
     SL_CTR_ADOPTED,              /* restored jobs claimed by their executor (not run again) */
     SL_CTR_UNCLAIMED,            /* restored jobs nobody claimed in the grace: queued */
     SL_CTR_POLICY_INVALID,       /* placements whose policy returned a choice out of range */
+    SL_CTR_TENANT_QUOTA,         /* jobs refused BUSY_TENANT: their tenant at tenant_max_jobs */
+    SL_CTR_PROMOTED,             /* batch jobs dispatched ahead of waiting interactive ones
+                                    (past starvation_bound_ms) */
+    SL_CTR_SHED_INTERACTIVE,     /* queued interactive jobs shed under overload (answered BUSY) */
+    SL_CTR_SHED_BATCH,           /* queued batch jobs shed under overload (answered BUSY) */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 
@@ -338,6 +360,9 @@ void sl_core_drain(sl_core_t *core);
 /* Jobs not yet finished (queued + running). */
 uint32_t sl_core_jobs_pending(const sl_core_t *core);
 uint32_t sl_core_queue_depth(const sl_core_t *core, sl_prio_t prio);
+/* Jobs of tenant (NULL or "": the unnamed one) queued or running, the
+ * count tenant_max_jobs bounds; 0 for a tenant the core never saw. */
+uint32_t sl_core_tenant_jobs(const sl_core_t *core, const char *tenant);
 uint32_t sl_core_inflight(const sl_core_t *core);
 uint64_t sl_core_counter(const sl_core_t *core, sl_core_counter_t c);
 const char *sl_core_policy_name(const sl_core_t *core);

@@ -21,16 +21,8 @@
 #include "common/sl_hash.h"
 
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define S_ADMIT_SAMPLE 32 /* executors sampled for a deadline estimate in big clusters */
-
-/* A tenant's token bucket. */
-typedef struct s_bucket {
-    double tokens;  /* jobs the tenant may still submit */
-    sl_time_t last; /* last refill */
-} s_bucket_t;
 
 static uint64_t s_rand(sl_core_t *core)
 {
@@ -165,31 +157,22 @@ bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason
                    sl_time_t *retry_p)
 {
     if (core->cfg.tenant_rate > 0) {
-        uint64_t key = sl_hash_bytes(job->tenant, strlen(job->tenant), 7) | 1;
-        s_bucket_t *b = sl_map_get(&core->tenants, key);
-        if (!b) {
-            b = malloc(sizeof(*b));
-            if (b && sl_map_put(&core->tenants, key, b) != SL_OK) {
-                free(b);
-                b = NULL;
-            }
-            if (b) {
-                b->tokens = core->cfg.tenant_burst;
-                b->last = now;
-            }
+        sl_core_tenant_t *t = sl_core_tenant_get(core, job->tenant);
+        if (!t->bucket_set) {
+            t->bucket = core->cfg.tenant_burst;
+            t->bucket_at = now;
+            t->bucket_set = true;
         }
-        if (b) {
-            b->tokens += (double)(now - b->last) / 1e9 * core->cfg.tenant_rate;
-            if (b->tokens > core->cfg.tenant_burst)
-                b->tokens = core->cfg.tenant_burst;
-            b->last = now;
-            if (b->tokens < 1.0) {
-                *reason_p = SL_BUSY_TENANT;
-                *retry_p = (sl_time_t)((1.0 - b->tokens) / core->cfg.tenant_rate * 1e9) + 1;
-                return false;
-            }
-            b->tokens -= 1.0;
+        t->bucket += (double)(now - t->bucket_at) / 1e9 * core->cfg.tenant_rate;
+        if (t->bucket > core->cfg.tenant_burst)
+            t->bucket = core->cfg.tenant_burst;
+        t->bucket_at = now;
+        if (t->bucket < 1.0) {
+            *reason_p = SL_BUSY_TENANT;
+            *retry_p = (sl_time_t)((1.0 - t->bucket) / core->cfg.tenant_rate * 1e9) + 1;
+            return false;
         }
+        t->bucket -= 1.0;
     }
     double util = sl_core_utilization(core, now);
     if (core->cfg.busy_smooth_ms == 0 || core->util_avg_at == 0) {
@@ -230,12 +213,4 @@ bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason
         return false;
     }
     return true;
-}
-
-void sl_core_admit_fini(sl_core_t *core)
-{
-    size_t it = 0;
-    void *val;
-    while (sl_map_next(&core->tenants, &it, NULL, &val))
-        free(val);
 }

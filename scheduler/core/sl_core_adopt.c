@@ -53,6 +53,7 @@ sl_status_t sl_core_job_restore(sl_core_t *core, const sl_job_desc_t *desc, void
     }
     if (seq >= core->next_seq)
         core->next_seq = seq + 1;
+    sl_core_tenant_attach(core, job);
     sl_list_push_back(&core->held, &job->link);
     if (core->n_held++ == 0)
         core->held_until = now + SL_MS(core->cfg.adopt_grace_ms);

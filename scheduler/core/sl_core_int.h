@@ -8,7 +8,8 @@
  * (the finished-job log), sl_core_admit.c (admission), sl_core_place.c
  * (placement and dispatch), sl_core_exec.c (the executor table),
  * sl_core_adopt.c (jobs restored from a journal, adopted or queued),
- * sl_core_state.c (saving and restoring the learned state).
+ * sl_core_state.c (saving and restoring the learned state), sl_core_fair.c
+ * (the queues: tenants, bands, quotas and shedding).
  */
 #ifndef SL_CORE_INT_H
 #define SL_CORE_INT_H
@@ -58,6 +59,30 @@ typedef struct sl_core_done_block {
     _Alignas(8) uint8_t data[];      /* records */
 } sl_core_done_block_t;
 
+/* A tenant as the core knows it (sl_core_fair.c): admission's token bucket,
+ * its quota count and its part of each band's queue. Created at its first
+ * job and kept until the core is destroyed. */
+typedef struct sl_core_tenant {
+    uint64_t key;                   /* hash of its name: its key in the tenants map */
+    double weight;                  /* its share weight (tenant_weights; 1 when unlisted) */
+    double quantum;                 /* deficit one round robin turn adds: tenant_quantum x weight */
+    uint32_t jobs;                  /* its jobs queued or running (tenant_max_jobs) */
+    uint32_t queued[SL_PRIO_COUNT]; /* its queued jobs per band */
+    double queued_cost[SL_PRIO_COUNT]; /* their token cost (prompt + new tokens) */
+    double deficit[SL_PRIO_COUNT];     /* tokens it may still be served this turn, per band */
+    sl_list_t q[SL_PRIO_COUNT];        /* its queued jobs per band, in queue order (job->tlink) */
+    sl_list_t act[SL_PRIO_COUNT];      /* its place in core->active[band] while queued there */
+    double bucket;                     /* admission: jobs it may still submit (tenant_rate) */
+    sl_time_t bucket_at;               /* last refill of the bucket */
+    bool bucket_set;                   /* the bucket was filled once */
+} sl_core_tenant_t;
+
+/* One row of the parsed tenant_weights knob. */
+typedef struct sl_core_weight {
+    uint64_t key;  /* hash of the tenant's name */
+    double weight; /* its weight */
+} sl_core_weight_t;
+
 struct sl_core {
     sl_core_cfg_t cfg;                /* configuration */
     const sl_core_io_t *io;           /* action callbacks */
@@ -106,7 +131,13 @@ struct sl_core {
     sl_time_t util_at;                /* when (recomputed at most every ms) */
     double done_rate;                 /* jobs leaving their places per second (EWMA) */
     sl_time_t done_rate_at;           /* last update of done_rate */
-    sl_map_t tenants;                 /* tenant hash -> admission's token bucket */
+    sl_map_t tenants;                 /* tenant hash -> sl_core_tenant_t */
+    sl_list_t active[SL_PRIO_COUNT];  /* per band: tenants with queued jobs, round-robin order */
+    uint32_t n_active[SL_PRIO_COUNT]; /* their numbers */
+    sl_core_tenant_t *tenant_last;    /* the tenant looked up last (most lookups repeat it) */
+    sl_core_tenant_t tenant_spill;    /* tenants whose record could not be allocated share it */
+    sl_core_weight_t *weights;        /* tenant_weights, parsed */
+    size_t n_weights;                 /* its rows */
     uint64_t rand_state;              /* sampling for admission estimates */
     sl_rand_t cand_rand;              /* drawing sampled candidates (policy->sample) */
     uint32_t hash_block_tokens;       /* block size token prompts are hashed with (0 = none) */
@@ -175,30 +206,41 @@ void sl_core_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
                         const char *error, sl_time_t now);
 /* Timings of a job that ends without (another) run: queued until now. */
 void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t *t);
-/* Put a job in its class's queue (front: a requeued one) / take it out.
- * (Inline: on every submission and dispatch.) */
-static inline void sl_core_queue_add(sl_core_t *core, sl_job_t *job, bool front)
-{
-    if (front)
-        sl_list_push_front(&core->queue[job->prio], &job->link);
-    else
-        sl_list_push_back(&core->queue[job->prio], &job->link);
-    core->qlen[job->prio]++;
-    if (job->due || job->ttft_due)
-        core->queued_with_due++;
-    core->queued_work_s += job->queued_work_s;
-}
+/* Free a job record (its tenant's count follows), through io->release. */
+void sl_core_job_free(sl_core_t *core, sl_job_t *job);
 
-static inline void sl_core_queue_del(sl_core_t *core, sl_job_t *job)
-{
-    sl_list_del(&job->link);
-    core->qlen[job->prio]--;
-    if (job->due || job->ttft_due)
-        core->queued_with_due--;
-    core->queued_work_s -= job->queued_work_s;
-    if (core->qlen[0] + core->qlen[1] == 0)
-        core->queued_work_s = 0; /* no drift from rounding */
-}
+/* ---- the queues: tenants, bands, quotas, shedding (sl_core_fair.c) ---- */
+
+/* Parse tenant_weights and set up the bands (at create); SL_ERR_INVALID
+ * (logged through io) on bad text, SL_ERR_NOMEM. */
+sl_status_t sl_core_fair_init(sl_core_t *core);
+/* Free the tenants and the weights (at destroy). */
+void sl_core_fair_fini(sl_core_t *core);
+/* The record of tenant (created at its first use; never NULL: without
+ * memory for a record the tenant shares the spill record). */
+sl_core_tenant_t *sl_core_tenant_get(sl_core_t *core, const char *tenant);
+/* Count job against its tenant (quota) until sl_core_job_free. */
+void sl_core_tenant_attach(sl_core_t *core, sl_job_t *job);
+/* Put a job in its band's queue and its tenant's (front: a requeued one) /
+ * take it out of both. */
+void sl_core_queue_add(sl_core_t *core, sl_job_t *job, bool front);
+void sl_core_queue_del(sl_core_t *core, sl_job_t *job);
+/* The job to place next: the batch head past starvation_bound_ms, else
+ * the first band with jobs, and in it the head of the tenant whose
+ * deficit allows (tenant_fair with several tenants) or the oldest job;
+ * NULL when nothing is queued. Taking it out is sl_core_queue_del. */
+sl_job_t *sl_core_queue_next(sl_core_t *core, sl_time_t now);
+/* job (from sl_core_queue_next) is being dispatched with its uncached
+ * tokens known: its tenant's deficit pays for it. */
+void sl_core_queue_charge(sl_core_t *core, const sl_job_t *job);
+/* Overload (queue full, or admission's busy state) and overload_shed: the
+ * queued job a newcomer of prio and tenant (cost tokens) displaces, NULL
+ * when none ranks below it. */
+sl_job_t *sl_core_shed_victim(sl_core_t *core, sl_prio_t prio, const char *tenant, double cost);
+/* Take job out of the queue and answer it BUSY (io->shed, or io->result
+ * REJECTED); its id is forgotten and it is freed. */
+void sl_core_job_shed(sl_core_t *core, sl_job_t *job, sl_busy_reason_t reason,
+                      sl_time_t retry_after, sl_time_t now);
 
 /* The prediction for job on e as if cached_tokens of its prompt were
  * cached there (sl_core_predict takes them from e's prefix hits). */
@@ -302,8 +344,6 @@ void sl_core_done_rate_note(sl_core_t *core, sl_time_t now);
 double sl_core_place_wait_s(const sl_core_t *core, sl_time_t now);
 bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
                    sl_time_t *retry_p);
-/* Free the tenants' buckets (at destroy). */
-void sl_core_admit_fini(sl_core_t *core);
 
 /* ---- placement (sl_core_place.c) ---- */
 

@@ -1,6 +1,6 @@
 /*
  * Placement and dispatch (see sl_core_int.h): which executor runs the job
- * at the head of the queue, and sending it there.
+ * the queues put next (sl_core_fair.c), and sending it there.
  *
  * Dispatch is late-binding: a job stays in the scheduler's queue until some
  * executor has a free credit, and is only then placed, by the policy, among
@@ -207,10 +207,7 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         return;
     core->pumping = true;
     while (core->free_credits > 0) {
-        sl_job_t *job = NULL;
-        for (int p = 0; p < SL_PRIO_COUNT && !job; p++)
-            if (!sl_list_empty(&core->queue[p]))
-                job = SL_CONTAINER_OF(core->queue[p].next, sl_job_t, link);
+        sl_job_t *job = sl_core_queue_next(core, now);
         if (!job)
             break;
         uint64_t stamp = ++core->place_stamp;
@@ -266,6 +263,7 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
          * rather than summed over every executor again at the next submit. */
         core->util_cached += pp->work_s;
         sl_core_hits_clear(core);
+        sl_core_queue_charge(core, job);
         s_dispatch(core, job, e, now);
     }
     core->pumping = false;

@@ -89,6 +89,8 @@ typedef struct sl_job {
                                   core's held list for its executor to claim it (adopt) */
     void *user;                /* the embedder's data (daemon: routing, payload) */
     sl_list_t link;            /* queue, executor in-flight list or done list */
+    struct sl_core_tenant *tenant_rec; /* the core's record of its tenant (opaque) */
+    sl_list_t tlink;                   /* its tenant's queue of its band, while queued */
 } sl_job_t;
 
 /* An executor inside the core. Fields are read-only outside the core; what
