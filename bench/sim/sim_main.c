@@ -79,6 +79,7 @@ typedef struct s_opts {
     double fail_at;                          /* failures at, s */
     int fail_count;                          /* executors failing */
     int64_t seed;                            /* seed */
+    double batch_share;                      /* share of requests of priority batch */
     char out[512];                           /* compare: output folder ("" = a fresh one) */
     bool plot;                               /* compare: run gnuplot on the scripts */
     double loads[S_MAX_LIST];                /* compare: loads_list parsed */
@@ -148,6 +149,8 @@ static const sl_cfg_field_t s_table[] = {
     SL_CFG_RANGE(s_opts_t, fail_count, "fail-count", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
                  "executors failing at --fail-at"),
     SL_CFG_FIELD(s_opts_t, seed, "seed", "1", SL_CFG_I64, "seed"),
+    SL_CFG_RANGE(s_opts_t, batch_share, "batch-share", "0", SL_CFG_DOUBLE, 0, 1,
+                 "share of requests submitted as batch, not interactive (chosen by the seed)"),
     SL_CFG_FIELD(s_opts_t, out, "out", "", SL_CFG_STR,
                  "compare: folder of the CSV and plots (\"\" = a fresh folder under $TMPDIR or /tmp)"),
     SL_CFG_FIELD(s_opts_t, plot, "plot", "true", SL_CFG_BOOL,
@@ -393,6 +396,7 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->fail_at_s = o->fail_at;
     p->fail_count = o->fail_count;
     p->seed = (uint64_t)o->seed;
+    p->batch_share = o->batch_share;
     p->prefill_execs = o->prefill;
     p->decode_execs = o->decode;
     p->kv_split = o->kv_split;
