@@ -29,9 +29,11 @@
  * relative to the folder, drawn when gnuplot is installed. Each policy has
  * its own colour, dash pattern and point type, and the legend marks the
  * policies that ran with admission. gnuplot runs by fork/exec, not
- * system(), so no folder name is ever quoted into a shell command.
+ * system() (sl_sim_plot.c), so no folder name is ever quoted into a shell
+ * command.
  */
 #include "bench/sim/sl_sim.h"
+#include "bench/sim/sl_sim_plot.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -40,13 +42,11 @@
 #include "scheduler/core/sl_policy_registry.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SLUICE_TRACE_DIR
@@ -573,35 +573,6 @@ static void s_gp_plot(FILE *f, const s_opts_t *o, const char *csv, int xcol, int
     }
 }
 
-/* Run gnuplot on script inside the output folder (the scripts name their
- * files relative to it, so the folder can be moved and replotted). No
- * shell: the folder's name is never quoted into a command line. Returns
- * the exit status, 127 when gnuplot is not installed. */
-static int s_gnuplot(const char *dir, const char *script)
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, STDIN_FILENO);
-            dup2(null, STDOUT_FILENO);
-            dup2(null, STDERR_FILENO);
-        }
-        if (chdir(dir) != 0)
-            _exit(126);
-        execlp("gnuplot", "gnuplot", script, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* Write goodput_vs_load.gp and ttft_cdf.gp into the output folder and,
  * with --plot, draw them. lo and hi are the sweep's loads, at the load of
  * the TTFT distributions. */
@@ -647,7 +618,7 @@ static bool s_plot(const s_opts_t *o, double lo, double hi, double at)
         return true;
     }
     for (int i = 0; i < 2; i++) {
-        int rc = s_gnuplot(o->out, scripts[i]);
+        int rc = sl_sim_gnuplot(o->out, scripts[i]);
         if (rc == 127) {
             fprintf(stderr,
                     "sluice-sim compare: warning: gnuplot not found; the plot scripts "
