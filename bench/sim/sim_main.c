@@ -32,6 +32,7 @@
  * system() (sl_sim_plot.c), so no folder name is ever quoted into a shell
  * command.
  */
+#include "bench/sim/sim_matrix.h"
 #include "bench/sim/sl_sim.h"
 #include "bench/sim/sl_sim_plot.h"
 #include "common/sl_cfg.h"
@@ -205,7 +206,9 @@ static void s_usage(FILE *f)
                "  run      one policy at one load\n"
                "  compare  every policy over a sweep of offered loads (CSV and plots)\n"
                "  speed    simulated requests per wall-clock minute on a large cluster\n"
-               "  disagg   aggregated serving against disaggregated prefill and decode\n");
+               "  disagg   aggregated serving against disaggregated prefill and decode\n"
+               "  matrix   compare over scenarios (traces, fleets, failures, sizes), one process "
+               "a cell\n");
 }
 
 /* The table with cmd's defaults: a larger cluster for speed, a slice of
@@ -1129,6 +1132,8 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "matrix"))
+        return sl_sim_matrix_main(argc - 1, argv + 1);
     if (strcmp(cmd, "run") && strcmp(cmd, "compare") && strcmp(cmd, "speed") &&
         strcmp(cmd, "disagg")) {
         fprintf(stderr, "sluice-sim: unknown command '%s'\n", cmd);
