@@ -203,18 +203,19 @@ static void test_matrix_k8s(void **state)
     s_must_say("manifest", s_file, "  parallelism: 3\n");
     s_must_say("manifest", s_file, "JOB_COMPLETION_INDEX");
     s_must_say("manifest", s_file, "    000-mooncake-conversation-uniform-nofail-4-b0 ");
-    snprintf(cmd, sizeof(cmd),
-             "python3 -c 'import yaml' 2>/dev/null || exit 77; python3 -c '"
-             "import sys, yaml\n"
-             "d = list(yaml.safe_load_all(open(sys.argv[1])))\n"
-             "cm, job = d[0], d[1]\n"
-             "assert cm[\"kind\"] == \"ConfigMap\" and len(cm[\"data\"][\"cells.txt\"].splitlines()) "
-             "== 8\n"
-             "s = job[\"spec\"]\n"
-             "assert job[\"kind\"] == \"Job\" and s[\"completionMode\"] == \"Indexed\"\n"
-             "assert s[\"completions\"] == 8 and s[\"parallelism\"] == 3\n"
-             "' '%s/matrix-job.yaml' 2>&1",
-             dir);
+    snprintf(
+        cmd, sizeof(cmd),
+        "python3 -c 'import yaml' 2>/dev/null || exit 77; python3 -c '"
+        "import sys, yaml\n"
+        "d = list(yaml.safe_load_all(open(sys.argv[1])))\n"
+        "cm, job = d[0], d[1]\n"
+        "assert cm[\"kind\"] == \"ConfigMap\" and len(cm[\"data\"][\"cells.txt\"].splitlines()) "
+        "== 8\n"
+        "s = job[\"spec\"]\n"
+        "assert job[\"kind\"] == \"Job\" and s[\"completionMode\"] == \"Indexed\"\n"
+        "assert s[\"completions\"] == 8 and s[\"parallelism\"] == 3\n"
+        "' '%s/matrix-job.yaml' 2>&1",
+        dir);
     int rc = sl_test_run(cmd, s_out, sizeof(s_out));
     if (rc != 0 && rc != 77)
         fail_msg("the manifest is not the YAML wanted (%d):\n%s", rc, s_out);
