@@ -48,6 +48,8 @@ pid_t sl_bench_spawn_out(char *const argv[], int out_fd, int err_fd)
                 dup2(out_fd >= 0 ? out_fd : devnull, 1);
             if (err_fd != SL_BENCH_INHERIT)
                 dup2(err_fd >= 0 ? err_fd : devnull, 2);
+            if (devnull > 2)
+                close(devnull);
         }
         execvp(argv[0], argv);
         fprintf(stderr, "bench: cannot run %s: %s\n", argv[0], strerror(errno));
