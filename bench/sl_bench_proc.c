@@ -25,6 +25,11 @@
 
 pid_t sl_bench_spawn(char *const argv[], int err_fd)
 {
+    return sl_bench_spawn_out(argv, err_fd == SL_BENCH_INHERIT ? SL_BENCH_INHERIT : -1, err_fd);
+}
+
+pid_t sl_bench_spawn_out(char *const argv[], int out_fd, int err_fd)
+{
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -35,13 +40,18 @@ pid_t sl_bench_spawn(char *const argv[], int err_fd)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(1);
-        int devnull = err_fd == SL_BENCH_INHERIT ? -1 : open("/dev/null", O_RDWR);
+        int devnull = open("/dev/null", O_RDWR);
         if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-            dup2(err_fd >= 0 ? err_fd : devnull, 2);
+            if (err_fd != SL_BENCH_INHERIT)
+                dup2(devnull, 0);
+            if (out_fd != SL_BENCH_INHERIT)
+                dup2(out_fd >= 0 ? out_fd : devnull, 1);
+            if (err_fd != SL_BENCH_INHERIT)
+                dup2(err_fd >= 0 ? err_fd : devnull, 2);
+            if (devnull > 2)
+                close(devnull);
         }
-        execv(argv[0], argv);
+        execvp(argv[0], argv);
         fprintf(stderr, "bench: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }

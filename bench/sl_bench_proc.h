@@ -12,12 +12,17 @@
  * and stderr. */
 #define SL_BENCH_INHERIT (-2)
 
-/* fork/exec argv[0] with argv; stdin and stdout on /dev/null, stderr on
- * err_fd (-1: /dev/null; SL_BENCH_INHERIT: all three left as they are);
- * the child gets SIGKILL when this process dies (PR_SET_PDEATHSIG) and says
- * on its stderr when argv[0] cannot be run. The child's pid, or -1 (logged)
- * when fork fails. */
+/* fork/exec argv[0] (searched in $PATH when it has no slash) with argv;
+ * stdin and stdout on /dev/null, stderr on err_fd (-1: /dev/null;
+ * SL_BENCH_INHERIT: all three left as they are); the child gets SIGKILL
+ * when this process dies (PR_SET_PDEATHSIG) and says on its stderr when
+ * argv[0] cannot be run (exit 127). The child's pid, or -1 (logged) when
+ * fork fails. */
 pid_t sl_bench_spawn(char *const argv[], int err_fd);
+
+/* sl_bench_spawn with stdout on out_fd instead (-1: /dev/null); with
+ * err_fd SL_BENCH_INHERIT, stdin and stderr stay as they are. */
+pid_t sl_bench_spawn_out(char *const argv[], int out_fd, int err_fd);
 
 /* out = the fixed words (up to their NULL), then the space-separated words
  * of extra (split in place: extra is modified and out points into it),

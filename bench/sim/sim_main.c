@@ -35,9 +35,12 @@
  * relative to the folder, drawn when gnuplot is installed. Each policy has
  * its own colour, dash pattern and point type, and the legend marks the
  * policies that ran with admission. gnuplot runs by fork/exec, not
- * system(), so no folder name is ever quoted into a shell command.
+ * system() (sl_sim_plot.c), so no folder name is ever quoted into a shell
+ * command.
  */
+#include "bench/sim/sim_matrix.h"
 #include "bench/sim/sl_sim.h"
+#include "bench/sim/sl_sim_plot.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
 #include "common/sl_log.h"
@@ -46,13 +49,11 @@
 #include "scheduler/core/sl_policy_registry.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SLUICE_TRACE_DIR
@@ -88,6 +89,7 @@ typedef struct s_opts {
     double fail_at;                          /* failures at, s */
     int fail_count;                          /* executors failing */
     int64_t seed;                            /* seed */
+    double batch_share;                      /* share of requests of priority batch */
     char out[512];                           /* compare: output folder ("" = a fresh one) */
     bool plot;                               /* compare: run gnuplot on the scripts */
     double loads[S_MAX_LIST];                /* compare: loads_list parsed */
@@ -157,6 +159,8 @@ static const sl_cfg_field_t s_table[] = {
     SL_CFG_RANGE(s_opts_t, fail_count, "fail-count", "0", SL_CFG_INT, 0, SL_SIM_MAX_EXECS,
                  "executors failing at --fail-at"),
     SL_CFG_FIELD(s_opts_t, seed, "seed", "1", SL_CFG_I64, "seed"),
+    SL_CFG_RANGE(s_opts_t, batch_share, "batch-share", "0", SL_CFG_DOUBLE, 0, 1,
+                 "share of requests submitted as batch, not interactive (chosen by the seed)"),
     SL_CFG_FIELD(s_opts_t, out, "out", "", SL_CFG_STR,
                  "compare: folder of the CSV and plots (\"\" = a fresh folder under $TMPDIR or /tmp)"),
     SL_CFG_FIELD(s_opts_t, plot, "plot", "true", SL_CFG_BOOL,
@@ -211,7 +215,9 @@ static void s_usage(FILE *f)
                "  run      one policy at one load\n"
                "  compare  every policy over a sweep of offered loads (CSV and plots)\n"
                "  speed    simulated requests per wall-clock minute on a large cluster\n"
-               "  disagg   aggregated serving against disaggregated prefill and decode\n");
+               "  disagg   aggregated serving against disaggregated prefill and decode\n"
+               "  matrix   compare over scenarios (traces, fleets, failures, sizes), one process "
+               "a cell\n");
 }
 
 /* The table with cmd's defaults: a larger cluster for speed, a slice of
@@ -402,6 +408,7 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->fail_at_s = o->fail_at;
     p->fail_count = o->fail_count;
     p->seed = (uint64_t)o->seed;
+    p->batch_share = o->batch_share;
     p->prefill_execs = o->prefill;
     p->decode_execs = o->decode;
     p->kv_split = o->kv_split;
@@ -578,35 +585,6 @@ static void s_gp_plot(FILE *f, const s_opts_t *o, const char *csv, int xcol, int
     }
 }
 
-/* Run gnuplot on script inside the output folder (the scripts name their
- * files relative to it, so the folder can be moved and replotted). No
- * shell: the folder's name is never quoted into a command line. Returns
- * the exit status, 127 when gnuplot is not installed. */
-static int s_gnuplot(const char *dir, const char *script)
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, STDIN_FILENO);
-            dup2(null, STDOUT_FILENO);
-            dup2(null, STDERR_FILENO);
-        }
-        if (chdir(dir) != 0)
-            _exit(126);
-        execlp("gnuplot", "gnuplot", script, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* Write goodput_vs_load.gp and ttft_cdf.gp into the output folder and,
  * with --plot, draw them. lo and hi are the sweep's loads, at the load of
  * the TTFT distributions. */
@@ -652,7 +630,7 @@ static bool s_plot(const s_opts_t *o, double lo, double hi, double at)
         return true;
     }
     for (int i = 0; i < 2; i++) {
-        int rc = s_gnuplot(o->out, scripts[i]);
+        int rc = sl_sim_gnuplot(o->out, scripts[i]);
         if (rc == 127) {
             fprintf(stderr,
                     "sluice-sim compare: warning: gnuplot not found; the plot scripts "
@@ -1280,6 +1258,8 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "matrix"))
+        return sl_sim_matrix_main(argc - 1, argv + 1);
     if (strcmp(cmd, "run") && strcmp(cmd, "compare") && strcmp(cmd, "speed") &&
         strcmp(cmd, "disagg")) {
         fprintf(stderr, "sluice-sim: unknown command '%s'\n", cmd);

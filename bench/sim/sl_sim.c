@@ -38,6 +38,7 @@
 #include "bench/sim/sl_sim.h"
 #include "bench/sim/sl_sim_link.h"
 #include "common/sl_cfg.h"
+#include "common/sl_hash.h"
 #include "common/sl_heap.h"
 #include "common/sl_log.h"
 #include "common/sl_map.h"
@@ -860,9 +861,13 @@ static void s_arrival(s_sim_t *s)
     double slo = sl_sim_unloaded_ttft(s->p, r->input_len) * s->p->slo_ttft_mult;
     if (slo < s->p->slo_ttft_floor_s)
         slo = s->p->slo_ttft_floor_s;
+    /* Which requests are batch is a hash of the seed and the request's
+     * index, not a draw from a shared stream: the same requests are batch
+     * for every policy and load, whatever else consumes random numbers. */
+    double u = (double)(sl_hash_mix64(s->p->seed ^ sl_hash_mix64(i + 1)) >> 11) * 0x1p-53;
     sl_job_desc_t d = {
         .id = id,
-        .prio = SL_PRIO_INTERACTIVE,
+        .prio = u < s->p->batch_share ? SL_PRIO_BATCH : SL_PRIO_INTERACTIVE,
         .prompt_tokens = r->input_len,
         .max_new_tokens = r->output_len ? r->output_len : 1,
         .block_hashes = r->hashes,

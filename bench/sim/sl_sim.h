@@ -38,6 +38,7 @@ typedef struct sl_sim_params {
     int fail_count;           /* how many fail */
     double fail_down_s;       /* they rejoin, empty, after this long */
     uint64_t seed;            /* policies' and admission's randomness */
+    double batch_share;       /* share of requests submitted as SL_PRIO_BATCH (from the seed) */
     /* The data plane (KV moves between executors, modelled by sl_sim_link.h). */
     bool data_plane;            /* executors register a KV region and reach each other */
     int prefill_execs;          /* executors of role prefill (the first ones) */
@@ -90,7 +91,8 @@ typedef struct sl_sim_report {
     double mean_pause_ms;          /* mean pause of a moved job */
 } sl_sim_report_t;
 
-/* Defaults: 16 executors at speed 1, policy learned with admission, SLOs 3x /
+/* Defaults: 16 executors at speed 1, every request interactive, policy
+ * learned with admission, SLOs 3x /
  * 1 s / 100 ms, heartbeats 100 ms, 32 credits = batch, the sim backend's
  * default coefficients (executor/sl_backend.c), KV blocks of 16 tokens; no
  * data plane (when on: all mixed, 131072 KV bytes per token (a
