@@ -5,14 +5,17 @@
  * its own measurement with recursive least squares (RLS) and exponential
  * forgetting, one small model per executor:
  *   prefill = p0 + p1 * u + p2 * a + p3 * r
- *   wait    = w + q0 + q1 * r + q2 * k
+ *   wait    = w + q0 + q3 * h + q1 * r + q2 * k
  * with u the uncached prompt tokens (thousands: prefill is compute-bound,
  * linear in them), a = u * (c + u / 2) / 1e6 the attention term (quadratic
  * in the prompt, c the cached tokens), r the jobs in flight there / 32
  * (decode work sharing the steps), w the executor's predicted backlog in
- * seconds and k the KV overflow (how far the job plus the jobs in flight
+ * seconds, k the KV overflow (how far the job plus the jobs in flight
  * exceed the executor's KV capacity, as a fraction of it: the engine then
- * holds the job until others finish). The backlog is a "busy until" clock:
+ * holds the job until others finish) and h 1 when either puts work ahead
+ * of the job (a job with nothing ahead starts at once in a chunked-prefill
+ * engine, while one behind a backlog also waits out the step it lands in;
+ * one intercept for both was biased both ways). The backlog is a "busy until" clock:
  * each dispatch adds the token part of the job's predicted prefill (p1 * u
  * + p2 * a: a step's fixed cost p0 and its decode share are paid once for
  * all the prompts batched into it, so summing whole prefills overstated
@@ -23,16 +26,25 @@
  * executor's own prefill predictions, so it is already in its seconds,
  * while a coefficient on it would be fitted only on the placements the
  * policy chose (those with little backlog) and went low exactly where it
- * matters. An executor twice as slow doubles p1 and p2 within a few dozen
- * jobs, and its backlog grows twice as fast with them, so the model finds
- * speeds by itself.
- * Executors report when each job's prefill step began (Timings
- * exec_queue_us), which splits the measured TTFT into the two targets; for
- * executors that do not, a job with nothing ahead of it teaches the prefill
- * and one with a backlog teaches the wait what the predicted prefill leaves.
+ * matters.
+ * Two predictors per executor. The fleet model (the same RLS fed by every
+ * executor, forgetting slower, each sample divided by its executor's
+ * scale) times the executor's scale: one number, its prefill time over the
+ * fleet model's, a running mean in logs, so an executor twice as slow, or
+ * one that slows down mid-run, is found within a few jobs, and a new or
+ * rejoined one is predicted from the fleet's experience at once. And the
+ * executor's own RLS, which takes over once it has learned 64 jobs and its
+ * recent error is lower than the fleet's (an executor that differs in
+ * shape, not only in speed). Own models alone, first, needed about a
+ * hundred jobs per executor to settle, and their errors while settling
+ * were most of a run's error on a fleet of mixed speeds.
+ * The prefill learns from jobs with nothing ahead of them (the executor's
+ * report of when the prompt's first step began, Timings exec_queue_us,
+ * splits off any wait); a job behind a backlog teaches the wait what the
+ * predicted prefill leaves. The engine's report is not used to split
+ * those: under chunked prefill the job's first chunk starts beside the
+ * prompts ahead of it, so its "prefill" held their work too.
  * TPOT = t0 + t1 * r, a third tiny RLS.
- * A shared prior (the same RLS fed by every executor, forgetting slower)
- * seeds each new executor, so its first job is predicted sensibly.
  * The error is prequential: each prediction is scored against its outcome
  * before the model learns from that outcome.
  *
@@ -43,8 +55,8 @@
  * sidecar; here a prediction is a dozen multiply-adds, called once per
  * candidate in the scheduler's thread); plain SGD (needs a learning rate
  * per feature scale; RLS is scale-free and converges in about as many
- * samples as there are features); one global model (cannot tell a slow
- * executor from a loaded one).
+ * samples as there are features); one global model without scales (cannot
+ * tell a slow executor from a loaded one).
  */
 #include "scheduler/core/sl_load_model.h"
 #include "scheduler/core/sl_text.h"
@@ -56,12 +68,12 @@
 /* The two halves of a TTFT and the features each one reads, as indices
  * into the feature vector x of a prediction. */
 #define S_NP 4 /* prefill step: 1, uncached ktokens, attention term, running/32 */
-#define S_NW 3 /* wait before it beyond the backlog: 1, running/32, KV overflow */
+#define S_NW 4 /* wait before it beyond the backlog: 1, work ahead, running/32, KV overflow */
 static const int s_xp[S_NP] = {0, 1, 2, 4};
-static const int s_xw[S_NW] = {0, 4, 5};
+static const int s_xw[S_NW] = {0, 6, 4, 5};
 #define S_NMAX 4
 #define S_P_NONNEG 3 /* prefill coefficients kept >= 0 from here (running/32) */
-#define S_W_NONNEG 1 /* wait coefficients kept >= 0 from here (running/32, overflow) */
+#define S_W_NONNEG 1 /* wait coefficients kept >= 0 from here (all but the intercept) */
 
 typedef struct s_rls {
     double th[S_NMAX];        /* coefficients */
@@ -78,6 +90,10 @@ typedef struct s_exec {
     sl_time_t learn_at;   /* when learn_tokens was last refilled */
     double learn_tokens;  /* completions it may learn from now (token bucket) */
     uint64_t samples;     /* outcomes learned */
+    double log_scale;     /* log of its time over the fleet model's (its slowness) */
+    double err_own;       /* recent relative TTFT error of its own model (EWMA) */
+    double err_fleet;     /* the same of the fleet model times its scale */
+    bool own;             /* its own model predicts it (it has proved better) */
 } s_exec_t;
 
 struct sl_load_model {
@@ -98,7 +114,7 @@ struct sl_load_model {
  * wait is the backlog as predicted plus a decode step's remainder). The
  * model moves off it after a few jobs. */
 static const double s_tp_init[S_NP] = {0.008, 0.030, 0.001, 0.015};
-static const double s_tw_init[S_NW] = {0.0, 0.010, 5.0};
+static const double s_tw_init[S_NW] = {0.0, 0.0, 0.010, 5.0};
 static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 
 /* The starting covariance of each coefficient is p_init x (S_SPREAD x its
@@ -110,7 +126,10 @@ static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 #define S_SPREAD 100.0
 #define S_SCALE_MIN 1e-3    /* magnitude floor (coefficients starting at 0) */
 #define S_LEARN_BURST 64.0  /* completions learned at once before learn_gap applies */
-#define S_PRIOR_EVERY 4     /* the shared prior learns from one completion in this many */
+#define S_SCALE_RATE 0.15   /* weight of one job in an executor's scale (log EWMA) */
+#define S_ERR_RATE 0.05     /* weight of one job in the models' recent errors */
+#define S_OWN_MIN 64        /* jobs learned before an executor's own model may take over */
+#define S_PRIOR_EVERY 4     /* the shared TPOT prior learns from one completion in this many */
 #define S_P_TRACE_MAX 1e6   /* bound on the covariance trace */
 #define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
 
@@ -239,6 +258,9 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
     e->learn_at = now;
     e->learn_tokens = S_LEARN_BURST;
     e->samples = 0;
+    e->log_scale = 0;
+    e->err_own = e->err_fleet = 0;
+    e->own = false;
 }
 
 double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now)
@@ -269,7 +291,9 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
                           u * (c + u / 2) / 1e6,
                           sl_load_model_backlog_s(m, exec, now),
                           q->running / 32.0,
-                          over};
+                          over,
+                          0.0};
+    x[6] = x[3] > 0 || over > 0 ? 1.0 : 0.0;
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
     double xp[S_NP], xw[S_NW];
     s_pick(x, s_xp, S_NP, xp);
@@ -280,19 +304,24 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
      * job when that looks best, and its own model, which kept learning,
      * takes over again at that dispatch. */
     const s_rls_t *pre = &e->prefill, *wai = &e->wait;
+    double scale = 1.0;
     if (m->cfg.stale > 0 && now - e->last_sent > m->cfg.stale) {
+        pre = &m->prior; /* stale: judged as the fleet is, its scale forgotten */
+        wai = &m->prior_wait;
+    } else if (!e->own) {
         pre = &m->prior;
         wai = &m->prior_wait;
+        scale = exp(e->log_scale);
     }
     /* Bounded, whatever the coefficients: a prediction feeds the backlog
      * clock, which must never overflow. */
-    double prefill = s_clamp(s_dot(pre->th, xp, S_NP), 1e-4, S_PRED_MAX_S);
-    double work = s_clamp(pre->th[1] * xp[1] + pre->th[2] * xp[2], 0, prefill);
+    double prefill = s_clamp(scale * s_dot(pre->th, xp, S_NP), 1e-4, S_PRED_MAX_S);
+    double work = s_clamp(scale * (pre->th[1] * xp[1] + pre->th[2] * xp[2]), 0, prefill);
     /* The backlog counts at face value: it is made of this executor's own
      * prefill predictions, so it is already in its seconds; a learned
      * coefficient on it is fitted on the placements the policy chose (the
      * ones with little backlog) and went low exactly where it matters. */
-    double wait = s_clamp(x[3] + s_dot(wai->th, xw, S_NW), 0, 2 * S_PRED_MAX_S);
+    double wait = s_clamp(x[3] + scale * s_dot(wai->th, xw, S_NW), 0, 2 * S_PRED_MAX_S);
     double tpot = s_dot(e->tpot.th, xt, SL_LM_NT);
     for (int i = 0; i < SL_LM_NX; i++)
         pred->x[i] = (float)x[i];
@@ -323,19 +352,42 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *p
 }
 
 /* Learn y ~ th . x[idx], both weighted by wy, on one executor's model and the prior. */
-static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *prior, const sl_lm_pred_t *pred,
-                    const int *idx, int n, double y, double wy, const double *init,
+/* Learn y ~ th . x[idx], weighted by wy, on one executor's model, and y /
+ * scale on the fleet's (which predicts an executor of scale 1). */
+static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *fleet, const sl_lm_pred_t *pred,
+                    const int *idx, int n, double y, double wy, double scale, const double *init,
                     int first_nonneg)
 {
     double x[S_NMAX];
     for (int i = 0; i < n; i++)
         x[i] = pred->x[idx[i]] * wy;
     s_rls_update(own, x, n, y * wy, m->cfg.forget, init, first_nonneg);
-    /* The prior only seeds executors that join or went stale, and forgets
-     * slowly: a sample in S_PRIOR_EVERY is plenty, and the updates are a
-     * good part of a completion's cost at hundreds of thousands per second. */
-    if (m->n_scored % S_PRIOR_EVERY == 0)
-        s_rls_update(prior, x, n, y * wy, m->cfg.prior_forget, init, first_nonneg);
+    /* (y / scale) weighted by wy * scale: the same relative weight */
+    for (int i = 0; i < n; i++)
+        x[i] *= scale;
+    s_rls_update(fleet, x, n, y * wy, m->cfg.prior_forget, init, first_nonneg);
+}
+
+/* Score the fleet's and the executor's own model on a completed job (both
+ * before they learn from it), so each executor is predicted by whichever
+ * has done better lately. */
+static void s_score_models(const sl_load_model_t *m, s_exec_t *e, const sl_lm_pred_t *pred,
+                           double ttft_s)
+{
+    double x[SL_LM_NX], xp[S_NP], xw[S_NW];
+    for (int i = 0; i < SL_LM_NX; i++)
+        x[i] = pred->x[i];
+    s_pick(x, s_xp, S_NP, xp);
+    s_pick(x, s_xw, S_NW, xw);
+    double scale = exp(e->log_scale);
+    double fleet = x[3] + scale * (s_clamp(s_dot(m->prior.th, xp, S_NP), 1e-4, S_PRED_MAX_S) +
+                                   s_dot(m->prior_wait.th, xw, S_NW));
+    double own = x[3] + s_clamp(s_dot(e->prefill.th, xp, S_NP), 1e-4, S_PRED_MAX_S) +
+                 s_dot(e->wait.th, xw, S_NW);
+    double ef = fabs(fleet - ttft_s) / ttft_s, eo = fabs(own - ttft_s) / ttft_s;
+    e->err_fleet += S_ERR_RATE * ((ef < 10 ? ef : 10) - e->err_fleet);
+    e->err_own += S_ERR_RATE * ((eo < 10 ? eo : 10) - e->err_own);
+    e->own = e->samples >= S_OWN_MIN && e->err_own < e->err_fleet;
 }
 
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
@@ -389,18 +441,32 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
     double wy = 1.0 / (ttft_s > 0.005 ? ttft_s : 0.005);
     double wait;
     bool prefill_known = true;
-    if (queue_s >= 0 && isfinite(queue_s) && queue_s <= ttft_s) {
+    bool ahead = pred->x[6] > 0;
+    if (!ahead && queue_s >= 0 && isfinite(queue_s) && queue_s <= ttft_s) {
         wait = queue_s;
-    } else if (pred->x[3] == 0 && pred->x[5] == 0) {
+    } else if (!ahead) {
         wait = 0; /* nothing ahead of it: all of it counts as its prefill step */
     } else {
         wait = ttft_s > pred->prefill_s ? ttft_s - pred->prefill_s : 0;
         prefill_known = false;
     }
+    s_score_models(m, e, pred, ttft_s);
+    /* The executor's scale: its prefill over the fleet model's, a running
+     * mean in logs (a slowed executor moves it within a few jobs). */
+    if (prefill_known) {
+        double xp[S_NP];
+        for (int i = 0; i < S_NP; i++)
+            xp[i] = pred->x[s_xp[i]];
+        double f = s_dot(m->prior.th, xp, S_NP);
+        if (f > 1e-6 && ttft_s - wait > 1e-6)
+            e->log_scale +=
+                S_SCALE_RATE * (log(s_clamp((ttft_s - wait) / f, 1e-2, 1e2)) - e->log_scale);
+    }
+    double scale = exp(e->log_scale);
     if (prefill_known)
-        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - wait, wy, s_tp_init,
+        s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - wait, wy, scale, s_tp_init,
                 S_P_NONNEG);
-    s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, wait - pred->x[3], wy, s_tw_init,
+    s_learn(m, &e->wait, &m->prior_wait, pred, s_xw, S_NW, wait - pred->x[3], wy, scale, s_tw_init,
             S_W_NONNEG);
     if (tpot_s > 0 && isfinite(tpot_s)) {
         double xt[SL_LM_NT];
@@ -442,11 +508,14 @@ uint64_t sl_load_model_samples(const sl_load_model_t *m)
 
 double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
 {
-    return exec < m->max_execs ? m->execs[exec].prefill.th[1] : 0.0;
+    if (exec >= m->max_execs)
+        return 0.0;
+    const s_exec_t *e = &m->execs[exec];
+    return e->own ? e->prefill.th[1] : exp(e->log_scale) * m->prior.th[1];
 }
 
 #define S_MAGIC "sluice-load-model"
-#define S_VERSION 2
+#define S_VERSION 3
 
 static void s_rls_write(sl_text_out_t *w, const char *tag, const s_rls_t *r, int nx)
 {

@@ -16,8 +16,8 @@
 #include "common/sl_clock.h"
 
 #define SL_LM_NX                                                                                   \
-    6              /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,      \
-                      KV overflow */
+    7              /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,      \
+                      KV overflow, 1 when work is ahead of it (backlog or overflow) */
 #define SL_LM_NT 2 /* TPOT features: 1, running/32 */
 
 typedef struct sl_load_model sl_load_model_t;

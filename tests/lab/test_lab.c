@@ -385,7 +385,7 @@ static void test_model_save_load(void **state)
     pos = other;
     assert_int_equal(sl_load_model_load(m2, &pos, other + strlen(other), &why), SL_ERR_INVALID);
     assert_non_null(strstr(why, "another version"));
-    static const char cut[] = "sluice-load-model 2 7 2\nscored 3 0.1 0.1\nprior 1 2\n";
+    static const char cut[] = "sluice-load-model 3 8 2\nscored 3 0.1 0.1\nprior 1 2\n";
     pos = cut;
     assert_int_equal(sl_load_model_load(m2, &pos, cut + strlen(cut), &why), SL_ERR_INVALID);
     assert_string_equal(why, "load model truncated or malformed");
