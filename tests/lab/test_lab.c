@@ -296,6 +296,42 @@ static void test_model_stale(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* An executor that slows down mid-run (thermal throttling, a noisy
+ * neighbour) is found within a few of its jobs: its scale follows its
+ * prefills at once, whichever of its models predicts it; and a new executor
+ * is predicted from the fleet's experience from its first job. */
+static void test_model_adapts_to_slowdown(void **state)
+{
+    sl_lm_cfg_t cfg = {.forget = 0.98, .prior_forget = 0.995, .p_init = 10};
+    sl_load_model_t *m = NULL;
+    assert_int_equal(sl_load_model_create(&cfg, 8, &m), SL_OK);
+    sl_rand_t r;
+    sl_rand_seed(&r, 23);
+    for (int i = 0; i < 300; i++)
+        for (uint32_t x = 0; x < 4; x++)
+            s_train(m, x, &r, 1, 1.0);
+    sl_lm_query_t q = {.prompt_tokens = 8000, .cached_tokens = 1000, .running = 8};
+    sl_lm_pred_t p;
+    sl_load_model_predict(m, 0, &q, 0, &p);
+    assert_true(fabs(p.ttft_s - s_law(&q, 1.0)) < 0.1 * s_law(&q, 1.0));
+    /* Executor 0 now runs at a third of its speed. */
+    int jobs = 0;
+    for (; jobs < 100; jobs++) {
+        sl_load_model_predict(m, 0, &q, 0, &p);
+        if (fabs(p.ttft_s - s_law(&q, 1.0 / 3)) < 0.15 * s_law(&q, 1.0 / 3))
+            break;
+        s_train(m, 0, &r, 1, 1.0 / 3);
+    }
+    assert_true(jobs < 20);
+    /* The others are still predicted at full speed. */
+    sl_load_model_predict(m, 1, &q, 0, &p);
+    assert_true(fabs(p.ttft_s - s_law(&q, 1.0)) < 0.1 * s_law(&q, 1.0));
+    /* An executor that never ran a job: the fleet's prediction. */
+    sl_load_model_predict(m, 7, &q, 0, &p);
+    assert_true(fabs(p.ttft_s - s_law(&q, 1.0)) < 0.25 * s_law(&q, 1.0));
+    sl_load_model_destroy(&m);
+}
+
 /* Past a burst, an executor's model learns from at most one completion per
  * learn gap: a flood of completions in one instant is scored, not learned. */
 static void test_model_learn_gap(void **state)
@@ -993,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_model_adapts_and_prior),
         cmocka_unit_test(test_model_split),
         cmocka_unit_test(test_model_stale),
+        cmocka_unit_test(test_model_adapts_to_slowdown),
         cmocka_unit_test(test_model_learn_gap),
         cmocka_unit_test(test_model_save_load),
         cmocka_unit_test(test_model_bounded),
