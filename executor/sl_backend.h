@@ -109,25 +109,29 @@ typedef struct sl_backend_params {
 /* One sequence (job) inside an engine. The engine owns it; the backend
  * fills the progress fields and may hang its own state on backend_state. */
 typedef struct sl_seq {
-    uint64_t id;                  /* engine-unique id (the scheduler's job_seq) */
-    const uint32_t *prompt;       /* prompt token ids, or NULL for trace replay */
-    uint32_t prompt_len;          /* prompt tokens (>= ids given) */
-    const uint64_t *block_hashes; /* trace-replay prefix block hashes, or NULL */
-    uint32_t n_block_hashes;      /* entries of block_hashes */
-    uint32_t hash_block_tokens;   /* tokens per entry of block_hashes */
-    uint32_t max_new_tokens;      /* generation stops here */
-    int interactive;              /* 1 for the interactive class */
+    /* What a step reads and writes comes first, in one cache line where
+     * the structure is aligned to one; what admission alone reads, and the
+     * error text, after it. */
+    uint64_t id;             /* engine-unique id (the scheduler's job_seq) */
+    uint32_t prompt_len;     /* prompt tokens (>= ids given) */
+    uint32_t max_new_tokens; /* generation stops here */
+    int interactive;         /* 1 for the interactive class */
 
     /* progress, written by the backend */
     uint32_t cached_tokens; /* prompt tokens found in the prefix cache at admit */
-    bool prefilled;         /* prompt processed; first token produced */
     uint32_t prefill_done;  /* uncached prompt tokens processed so far (chunked prefill) */
     uint32_t prefill_chunk; /* engine: prompt tokens to process this step (0 = all left) */
-    bool done;              /* generation finished (max tokens or end of sequence) */
     uint32_t n_out;         /* tokens produced so far */
+    bool prefilled;         /* prompt processed; first token produced */
+    bool done;              /* generation finished (max tokens or end of sequence) */
     uint32_t *out;          /* output tokens, capacity max_new_tokens (engine-allocated) */
     void *backend_state;    /* backend's own per-sequence state */
-    char error[160];        /* why admit or step failed it ("" = say the status only) */
+
+    const uint32_t *prompt;       /* prompt token ids, or NULL for trace replay */
+    const uint64_t *block_hashes; /* trace-replay prefix block hashes, or NULL */
+    uint32_t n_block_hashes;      /* entries of block_hashes */
+    uint32_t hash_block_tokens;   /* tokens per entry of block_hashes */
+    char error[160];              /* why admit or step failed it ("" = say the status only) */
 } sl_seq_t;
 
 /* Uncached prompt tokens of seq still to compute (chunked prefill). */

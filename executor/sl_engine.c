@@ -79,7 +79,10 @@ sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t 
                              const sl_backend_params_t *params, const sl_engine_cb_t *cb,
                              sl_engine_t **engine_p)
 {
-    sl_engine_t *e = calloc(1, sizeof(*e));
+    /* The batch arrays follow the engine in one allocation: their address
+     * is known without reading the engine (sl_engine_prefetch). */
+    size_t mb = (size_t)cfg->max_batch;
+    sl_engine_t *e = calloc(1, sizeof(*e) + mb * (sizeof(*e->batch_jobs) + sizeof(*e->batch)));
     if (!e)
         return SL_ERR_NOMEM;
     e->cfg = *cfg;
@@ -90,26 +93,25 @@ sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t 
     sl_list_init(&e->running);
     sl_list_init(&e->held);
     sl_list_init(&e->ready);
-    e->batch = calloc((size_t)cfg->max_batch, sizeof(*e->batch));
-    e->batch_jobs = calloc((size_t)cfg->max_batch, sizeof(*e->batch_jobs));
-    if (!e->batch || !e->batch_jobs)
-        goto err_free;
+    e->batch_jobs = (sl_engine_job_t **)(e + 1);
+    e->batch = (sl_seq_t **)(e->batch_jobs + mb);
     sl_backend_params_t p = *params;
     p.max_batch = (uint32_t)cfg->max_batch;
     sl_status_t st = ops->create(&p, &e->backend);
     if (st != SL_OK) {
-        free(e->batch_jobs);
-        free(e->batch);
         free(e);
         return st;
     }
     *engine_p = e;
     return SL_OK;
-err_free:
-    free(e->batch_jobs);
-    free(e->batch);
-    free(e);
-    return SL_ERR_NOMEM;
+}
+
+void sl_engine_prefetch(const sl_engine_t *e)
+{
+    const char *p = (const char *)e;
+    const char *end = (const char *)((const sl_engine_job_t *const *)(e + 1) + e->cfg.max_batch);
+    for (; p < end; p += 64)
+        __builtin_prefetch(p);
 }
 
 static void s_end(sl_engine_t *e, sl_engine_job_t *job, sl_engine_done_t how, const char *error,
@@ -146,8 +148,6 @@ void sl_engine_destroy(sl_engine_t **engine_p)
             s_end(e, SL_CONTAINER_OF(lists[i]->next, sl_engine_job_t, link), SL_ENGINE_CANCELED,
                   "executor shutting down", 0);
     e->ops->destroy(e->backend);
-    free(e->batch_jobs);
-    free(e->batch);
     free(e);
     *engine_p = NULL;
 }
@@ -304,25 +304,30 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
         sl_engine_job_t *oldest = SL_CONTAINER_OF(e->waiting[1].next, sl_engine_job_t, link);
         return oldest->arrived + SL_US(e->cfg.batch_wait_us);
     }
+    /* One walk of the running list (a chain of pointers, one job after
+     * another) gathers the batch and counts the decoding sequences; the
+     * chunks are then given out over the gathered array. */
     sl_list_t *pos;
-    size_t n = 0;
+    size_t n_run = 0;
+    uint32_t n_decode = 0;
+    sl_list_for_each(pos, &e->running)
+    {
+        sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
+        e->batch_jobs[n_run++] = job;
+        n_decode += job->seq.prefilled;
+    }
     /* Chunked prefill: decoding sequences take one token each of the
      * step's budget, prompts share the rest in admission order; a prompt
      * left without budget sits this step out. */
     bool chunked = e->cfg.step_tokens > 0 && e->ops->chunked_prefill;
     uint64_t budget = 0;
     if (chunked) {
-        uint32_t n_decode = 0;
-        sl_list_for_each(pos, &e->running)
-        {
-            n_decode += SL_CONTAINER_OF(pos, sl_engine_job_t, link)->seq.prefilled;
-        }
         uint64_t limit = (uint64_t)e->cfg.step_tokens;
         budget = limit > n_decode ? limit - n_decode : 1; /* prompts always move */
     }
-    sl_list_for_each(pos, &e->running)
-    {
-        sl_engine_job_t *job = SL_CONTAINER_OF(pos, sl_engine_job_t, link);
+    size_t n = 0;
+    for (size_t i = 0; i < n_run; i++) {
+        sl_engine_job_t *job = e->batch_jobs[i];
         if (chunked && !job->seq.prefilled) {
             uint32_t left = sl_seq_prefill_left(&job->seq);
             if (left == 0)

@@ -225,6 +225,19 @@ static s_ev_t s_pop(s_sim_t *s)
     return (s_ev_t){.t = e.key, .type = (uint32_t)(e.word >> 32), .idx = (uint32_t)e.word};
 }
 
+/* The engine of the next event, when it is an engine's wake-up, starts
+ * loading while this event runs: with a thousand engines, each one's state
+ * has left the caches since its last step. */
+static void s_prefetch_next(const s_sim_t *s)
+{
+    const sl_heap_entry_t *top = sl_heap_top(&s->events);
+    if (!top || (uint32_t)(top->word >> 32) != S_EV_ENGINE)
+        return;
+    const s_exec_t *x = &s->execs[(uint32_t)top->word];
+    if (x->alive)
+        sl_engine_prefetch(x->engine);
+}
+
 static void s_wake(s_sim_t *s, s_exec_t *x, sl_time_t t)
 {
     if (t < x->wake) {
@@ -984,6 +997,7 @@ sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep)
         s_ev_t ev = s_pop(s);
         s->now = ev.t;
         r.events++;
+        s_prefetch_next(s);
         switch (ev.type) {
         case S_EV_ARRIVAL:
             s_arrival(s);

@@ -318,10 +318,11 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     core->cands = calloc((size_t)cfg->max_executors, sizeof(*core->cands));
     core->free_execs = calloc((size_t)cfg->max_executors, sizeof(*core->free_execs));
     core->alive_execs = calloc((size_t)cfg->max_executors, sizeof(*core->alive_execs));
+    core->alive_index = calloc((size_t)cfg->max_executors, sizeof(*core->alive_index));
     core->hits = calloc(SL_PREFIX_MAX_HOLDERS, sizeof(*core->hits));
     core->hit_blocks = calloc((size_t)cfg->max_executors, sizeof(*core->hit_blocks));
-    if (!core->execs || !core->cands || !core->free_execs || !core->alive_execs || !core->hits ||
-        !core->hit_blocks)
+    if (!core->execs || !core->cands || !core->free_execs || !core->alive_execs ||
+        !core->alive_index || !core->hits || !core->hit_blocks)
         goto err_free;
     st = sl_core_fair_init(core); /* SL_ERR_INVALID: bad tenant-weights */
     if (st != SL_OK)
@@ -358,6 +359,7 @@ err_free:
     free(core->hit_blocks);
     free(core->hits);
     free(core->free_execs);
+    free(core->alive_index);
     free(core->alive_execs);
     free(core->cands);
     free(core->execs);
@@ -415,6 +417,7 @@ void sl_core_destroy(sl_core_t **core_p)
     free(core->hit_blocks);
     free(core->hits);
     free(core->free_execs);
+    free(core->alive_index);
     free(core->alive_execs);
     free(core->cands);
     free(core->execs);

@@ -37,10 +37,8 @@ double sl_core_utilization(sl_core_t *core, sl_time_t now)
     /* The backlog sum is O(executors): reuse it for up to a millisecond
      * unless a dispatch changed it. */
     if (core->util_at == 0 || now < core->util_at || now - core->util_at >= SL_MS(1)) {
-        double backlog = 0;
-        for (uint32_t i = 0; i < core->n_alive; i++)
-            backlog += sl_load_model_backlog_s(core->model, core->alive_execs[i]->index, now);
-        core->util_cached = backlog;
+        core->util_cached =
+            sl_load_model_backlog_sum_s(core->model, core->alive_index, core->n_alive, now);
         core->util_at = now ? now : 1;
     }
     double prefill = (core->util_cached + core->queued_work_s) /

@@ -313,6 +313,7 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     core->execs[free_slot] = e;
     x->alive_pos = core->n_alive;
     core->alive_execs[core->n_alive] = e;
+    core->alive_index[core->n_alive] = e->index;
     core->n_alive++;
     sl_core_free_add(core, e);
     s_block_size_choose(core);
@@ -388,6 +389,7 @@ void sl_core_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t
     sl_exec_t *last = core->alive_execs[core->n_alive - 1];
     uint32_t alive_pos = sl_core_exec_priv(e)->alive_pos;
     core->alive_execs[alive_pos] = last;
+    core->alive_index[alive_pos] = last->index;
     sl_core_exec_priv(last)->alive_pos = alive_pos;
     core->n_alive--;
     s_block_size_choose(core);

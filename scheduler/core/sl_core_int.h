@@ -112,6 +112,8 @@ struct sl_core {
     bool placing;                     /* inside policy->place (candidate marks valid) */
     uint64_t counters[SL_CTR_COUNT];  /* statistics */
     sl_exec_t **alive_execs;          /* live executors */
+    uint32_t *alive_index;            /* their indices, in the same order (a dense array
+                                       * for the backlog sum: no executor record read) */
     sl_exec_t **free_execs;           /* executors with a free credit */
     uint32_t n_free_execs;            /* entries of free_execs */
     sl_prefix_index_t *index;         /* cluster-wide prefix index */

@@ -167,6 +167,21 @@ static bool s_sampling(const sl_core_t *core)
     return k && core->n_free_execs > 2 * k;
 }
 
+/* Executors drawn and prefetched at once by s_cands_sampled. */
+#define S_DRAW_BATCH 64
+
+/* Start loading what checking e as a candidate and predicting on it read. */
+static inline void s_exec_prefetch(const sl_core_t *core, const sl_exec_t *e)
+{
+    const sl_core_exec_t *x = sl_core_exec_priv(e);
+    __builtin_prefetch(e);
+    __builtin_prefetch((const char *)e + 64);
+    __builtin_prefetch((const char *)e + 128);
+    __builtin_prefetch((const char *)e + 192);
+    __builtin_prefetch(&x->cand_stamp);
+    sl_load_model_prefetch(core->model, e->index);
+}
+
 /* The free prefix holders of the job (marked: sl_core_hits_mark) and
  * policy->sample free executors drawn at random, those that can take it;
  * 0 when none can. */
@@ -182,9 +197,21 @@ static size_t s_cands_sampled(sl_core_t *core, const sl_job_t *job, uint64_t sta
         if (pos < nf && core->free_execs[pos] == e)
             s_cand_add(core, e, job, stamp, now, &n);
     }
-    for (uint32_t i = 0; i < k; i++)
-        s_cand_add(core, core->free_execs[sl_rand_below(&core->cand_rand, nf)], job, stamp, now,
-                   &n);
+    /* Drawn a batch at a time and prefetched before they are checked: the
+     * draws are random executors, each a few cache misses (its record, its
+     * candidate mark, its load model), which then overlap instead of
+     * following one another. The draws and their order are the same. */
+    sl_exec_t *drawn[S_DRAW_BATCH];
+    for (uint32_t i = 0; i < k; i += S_DRAW_BATCH) {
+        uint32_t m = k - i < S_DRAW_BATCH ? k - i : S_DRAW_BATCH;
+        for (uint32_t j = 0; j < m; j++) {
+            sl_exec_t *e = core->free_execs[sl_rand_below(&core->cand_rand, nf)];
+            drawn[j] = e;
+            s_exec_prefetch(core, e);
+        }
+        for (uint32_t j = 0; j < m; j++)
+            s_cand_add(core, drawn[j], job, stamp, now, &n);
+    }
     return n;
 }
 

@@ -97,20 +97,18 @@ typedef struct sl_job {
  * the core keeps only for its own bookkeeping (placement marks, list
  * positions) is in its private part (sl_core_int.h). */
 struct sl_exec {
-    uint32_t index;                                    /* slot in the core's table */
-    char name[SL_CORE_MAX_NAME];                       /* unique name */
-    char backend[32];                                  /* backend name */
-    char models[SL_EXEC_MAX_MODELS][SL_CORE_MAX_NAME]; /* models served */
-    size_t n_models;                                   /* 0 = any model */
-    uint32_t slots;                                    /* declared capacity */
-    uint32_t credits;                                  /* in-flight bound actually used */
-    uint32_t inflight;                                 /* jobs dispatched and not completed */
-    uint64_t inflight_tokens;                          /* prompt + output tokens of those jobs */
-    sl_list_t jobs;                                    /* in-flight jobs */
-    sl_exec_load_t load;                               /* last heartbeat */
-    sl_time_t joined;                                  /* join time */
-    sl_time_t last_seen;                               /* last message from it */
-    uint64_t completed;                                /* jobs that ended OK here */
+    /* The fields placement reads come first, the names last, so that a
+     * candidate's checks and prediction touch a few cache lines of it. */
+    uint32_t index;              /* slot in the core's table */
+    size_t n_models;             /* 0 = any model */
+    uint32_t slots;              /* declared capacity */
+    uint32_t credits;            /* in-flight bound actually used */
+    uint32_t inflight;           /* jobs dispatched and not completed */
+    uint64_t inflight_tokens;    /* prompt + output tokens of those jobs */
+    sl_list_t jobs;              /* in-flight jobs */
+    sl_time_t joined;            /* join time */
+    sl_time_t last_seen;         /* last message from it */
+    uint64_t completed;          /* jobs that ended OK here */
     uint64_t failed;             /* jobs it failed or rejected (canceled ones count in neither) */
     uint32_t max_context_tokens; /* prompt + new tokens of one job at most; 0 = unlimited */
     uint32_t vocab_size;         /* prompt token ids below this; 0 = unlimited */
@@ -135,8 +133,12 @@ struct sl_exec {
     uint32_t layer_first;               /* first layer it holds */
     uint32_t layer_last;                /* last layer it holds (inclusive) */
     uint32_t layers_total;              /* of a model of this many; 0 = the whole model */
-    uint32_t stage_chain[SL_STAGE_MAX]; /* a first stage: the chain it drives (itself first) */
     uint32_t stage_n;                   /* stages in it; 0 = none (it takes no jobs) */
+    uint32_t stage_chain[SL_STAGE_MAX]; /* a first stage: the chain it drives (itself first) */
+    sl_exec_load_t load;                /* last heartbeat */
+    char name[SL_CORE_MAX_NAME];        /* unique name */
+    char backend[32];                   /* backend name */
+    char models[SL_EXEC_MAX_MODELS][SL_CORE_MAX_NAME]; /* models served */
 };
 
 /* Whether e is quarantined at now: its recent jobs failed, so no job is

@@ -81,31 +81,33 @@ typedef struct s_rls {
 } s_rls_t;
 
 typedef struct s_exec {
-    s_rls_t prefill;      /* prefill step model */
-    s_rls_t wait;         /* wait model */
-    s_rls_t tpot;         /* TPOT model (first SL_LM_NT entries used) */
-    sl_time_t busy_until; /* predicted end of the prefill work sent to it */
-    double work_sent;     /* predicted prefill seconds ever sent to it */
-    sl_time_t last_sent;  /* last dispatch to it (or its reset) */
-    sl_time_t learn_at;   /* when learn_tokens was last refilled */
-    double learn_tokens;  /* completions it may learn from now (token bucket) */
-    uint64_t samples;     /* outcomes learned */
-    double log_scale;     /* log of its time over the fleet model's (its slowness) */
-    double err_own;       /* recent relative TTFT error of its own model (EWMA) */
-    double err_fleet;     /* the same of the fleet model times its scale */
-    bool own;             /* its own model predicts it (it has proved better) */
+    s_rls_t prefill;     /* prefill step model */
+    s_rls_t wait;        /* wait model */
+    s_rls_t tpot;        /* TPOT model (first SL_LM_NT entries used) */
+    double work_sent;    /* predicted prefill seconds ever sent to it */
+    sl_time_t last_sent; /* last dispatch to it (or its reset) */
+    sl_time_t learn_at;  /* when learn_tokens was last refilled */
+    double learn_tokens; /* completions it may learn from now (token bucket) */
+    uint64_t samples;    /* outcomes learned */
+    double log_scale;    /* log of its time over the fleet model's (its slowness) */
+    double err_own;      /* recent relative TTFT error of its own model (EWMA) */
+    double err_fleet;    /* the same of the fleet model times its scale */
+    bool own;            /* its own model predicts it (it has proved better) */
 } s_exec_t;
 
 struct sl_load_model {
-    sl_lm_cfg_t cfg;    /* configuration */
-    uint32_t max_execs; /* table size */
-    s_exec_t *execs;    /* per-executor models */
-    s_rls_t prior;      /* shared prefill prior */
-    s_rls_t prior_wait; /* shared wait prior */
-    s_rls_t prior_tpot; /* shared TPOT prior */
-    double ape_sum;     /* sum of absolute percentage errors */
-    uint64_t n_scored;  /* predictions scored */
-    double ape_recent;  /* EWMA of the error */
+    sl_lm_cfg_t cfg;       /* configuration */
+    uint32_t max_execs;    /* table size */
+    s_exec_t *execs;       /* per-executor models */
+    sl_time_t *busy_until; /* per executor: predicted end of the prefill work sent to it
+                            * (apart from execs, so that summing the backlog reads one
+                            * dense array rather than a cache line per executor) */
+    s_rls_t prior;         /* shared prefill prior */
+    s_rls_t prior_wait;    /* shared wait prior */
+    s_rls_t prior_tpot;    /* shared TPOT prior */
+    double ape_sum;        /* sum of absolute percentage errors */
+    uint64_t n_scored;     /* predictions scored */
+    double ape_recent;     /* EWMA of the error */
 };
 
 /* A starting point before any data: an 8B model on an H100-class GPU
@@ -220,7 +222,10 @@ sl_status_t sl_load_model_create(const sl_lm_cfg_t *cfg, uint32_t max_execs,
     if (!m)
         return SL_ERR_NOMEM;
     m->execs = calloc(max_execs, sizeof(*m->execs));
-    if (!m->execs) {
+    m->busy_until = calloc(max_execs, sizeof(*m->busy_until));
+    if (!m->execs || !m->busy_until) {
+        free(m->busy_until);
+        free(m->execs);
         free(m);
         return SL_ERR_NOMEM;
     }
@@ -240,6 +245,7 @@ void sl_load_model_destroy(sl_load_model_t **model_p)
     sl_load_model_t *m = *model_p;
     if (!m)
         return;
+    free(m->busy_until);
     free(m->execs);
     free(m);
     *model_p = NULL;
@@ -253,7 +259,7 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
     s_rls_init(&e->prefill, m->prior.th, S_NP, m->cfg.p_init);
     s_rls_init(&e->wait, m->prior_wait.th, S_NW, m->cfg.p_init);
     s_rls_init(&e->tpot, m->prior_tpot.th, SL_LM_NT, m->cfg.p_init);
-    e->busy_until = now;
+    m->busy_until[exec] = now;
     e->last_sent = now;
     e->learn_at = now;
     e->learn_tokens = S_LEARN_BURST;
@@ -267,8 +273,33 @@ double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_
 {
     if (exec >= m->max_execs)
         return 0;
-    sl_time_t b = m->execs[exec].busy_until - now;
+    sl_time_t b = m->busy_until[exec] - now;
     return b > 0 ? (double)b / 1e9 : 0.0;
+}
+
+void sl_load_model_prefetch(const sl_load_model_t *m, uint32_t exec)
+{
+    if (exec >= m->max_execs)
+        return;
+    const s_exec_t *e = &m->execs[exec];
+    __builtin_prefetch(e->prefill.th);
+    __builtin_prefetch(e->wait.th);
+    __builtin_prefetch(e->tpot.th);
+    __builtin_prefetch(&e->last_sent);
+    __builtin_prefetch(&m->busy_until[exec]);
+}
+
+double sl_load_model_backlog_sum_s(const sl_load_model_t *m, const uint32_t *execs, uint32_t n,
+                                   sl_time_t now)
+{
+    double sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (execs[i] >= m->max_execs)
+            continue;
+        sl_time_t b = m->busy_until[execs[i]] - now;
+        sum += b > 0 ? (double)b / 1e9 : 0.0;
+    }
+    return sum;
 }
 
 static void s_pick(const double *x, const int *idx, int n, double *out)
@@ -340,13 +371,14 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *p
     if (exec >= m->max_execs || !pred->valid)
         return;
     s_exec_t *e = &m->execs[exec];
+    sl_time_t *busy = &m->busy_until[exec];
     e->last_sent = now;
-    if (e->busy_until < now)
-        e->busy_until = now;
+    if (*busy < now)
+        *busy = now;
     /* At most a day of backlog, so the clock arithmetic cannot overflow. */
     double s = s_clamp(pred->work_s, 0, S_PRED_MAX_S);
-    if (e->busy_until - now < 24 * 3600 * SL_NS_PER_S)
-        e->busy_until += (sl_time_t)(s * 1e9);
+    if (*busy - now < 24 * 3600 * SL_NS_PER_S)
+        *busy += (sl_time_t)(s * 1e9);
     e->work_sent += s;
     pred->work_mark = e->work_sent;
 }
@@ -407,8 +439,9 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
     double after = e->work_sent - pred->work_mark;
     if (after < 0)
         after = 0;
-    if (e->busy_until > now && (double)(e->busy_until - now) / 1e9 > after)
-        e->busy_until = now + (sl_time_t)(after * 1e9);
+    sl_time_t *busy = &m->busy_until[exec];
+    if (*busy > now && (double)(*busy - now) / 1e9 > after)
+        *busy = now + (sl_time_t)(after * 1e9);
     if (ape > 10)
         ape = 10; /* one wild outlier must not hide the rest */
     m->ape_sum += ape;
@@ -594,7 +627,7 @@ sl_status_t sl_load_model_load(sl_load_model_t *m, const char **pos_p, const cha
     m->ape_recent = recent;
     for (uint32_t i = 0; i < m->max_execs; i++)
         if (m->execs[i].samples == 0)
-            sl_load_model_exec_reset(m, i, m->execs[i].busy_until);
+            sl_load_model_exec_reset(m, i, m->busy_until[i]);
     *pos_p = in.pos;
     return SL_OK;
 }

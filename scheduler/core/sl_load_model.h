@@ -71,6 +71,13 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
 void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *pred, sl_time_t now);
 /* Predicted seconds until exec has worked off what it was sent. */
 double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now);
+/* Start loading what sl_load_model_predict reads of exec (a hint: no effect
+ * on any result). */
+void sl_load_model_prefetch(const sl_load_model_t *m, uint32_t exec);
+/* The sum of sl_load_model_backlog_s over the n executors execs[], in that
+ * order (the same sum, added in the same order, as a loop of those calls). */
+double sl_load_model_backlog_sum_s(const sl_load_model_t *m, const uint32_t *execs, uint32_t n,
+                                   sl_time_t now);
 /* A job predicted by pred finished on exec at now with the measured
  * executor-side TTFT, wait before its prefill step and TPOT (seconds; queue
  * and tpot < 0 when unknown): score, then learn. */
