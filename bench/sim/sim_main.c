@@ -61,13 +61,17 @@
 #endif
 
 #define S_MAX_LIST 64
-#define S_REFINE 6      /* compare: bisection steps toward the comparison load */
+#define S_REFINE                                                                                   \
+    4 /* compare: bisection steps toward each policy's capacity (1/16 of a grid step) */
 #define S_POLICY_MAX 64 /* bytes of a policy name, with the NUL */
 
 #define S_SLO_TARGET 0.9 /* compare: a policy is usable while it meets this share of its SLOs */
 #define S_GROW 1.5       /* compare: ratio of each load the sweep adds above its top */
 #define S_GROW_MAX 24    /* compare: loads the sweep may add at either end */
 #define S_LOAD_MIN 1e-3  /* compare: the sweep adds no load below this, req/s */
+/* compare: halvings of the lowest load at most (a policy that fails below a
+ * sixteenth of it has no capacity worth finding) */
+#define S_DOWN_MAX 4
 
 typedef struct s_opts {
     char trace[512];                         /* trace name or path */
@@ -90,6 +94,7 @@ typedef struct s_opts {
     int fail_count;                          /* executors failing */
     int64_t seed;                            /* seed */
     double batch_share;                      /* share of requests of priority batch */
+    double explore_share;                    /* learned's exploration budget (-1 = default) */
     char out[512];                           /* compare: output folder ("" = a fresh one) */
     bool plot;                               /* compare: run gnuplot on the scripts */
     double loads[S_MAX_LIST];                /* compare: loads_list parsed */
@@ -161,6 +166,9 @@ static const sl_cfg_field_t s_table[] = {
     SL_CFG_FIELD(s_opts_t, seed, "seed", "1", SL_CFG_I64, "seed"),
     SL_CFG_RANGE(s_opts_t, batch_share, "batch-share", "0", SL_CFG_DOUBLE, 0, 1,
                  "share of requests submitted as batch, not interactive (chosen by the seed)"),
+    SL_CFG_RANGE(s_opts_t, explore_share, "explore-share", "-1", SL_CFG_DOUBLE, -1, 1,
+                 "learned: share of placements that may explore (-1 = the core's default, "
+                 "explore-share; 0 = off)"),
     SL_CFG_FIELD(s_opts_t, out, "out", "", SL_CFG_STR,
                  "compare: folder of the CSV and plots (\"\" = a fresh folder under $TMPDIR or /tmp)"),
     SL_CFG_FIELD(s_opts_t, plot, "plot", "true", SL_CFG_BOOL,
@@ -409,6 +417,7 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
     p->fail_count = o->fail_count;
     p->seed = (uint64_t)o->seed;
     p->batch_share = o->batch_share;
+    p->explore_share = o->explore_share;
     p->prefill_execs = o->prefill;
     p->decode_execs = o->decode;
     p->kv_split = o->kv_split;
@@ -804,10 +813,15 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
             goto out;
     /* Extend the sweep until it brackets every policy's knee, whatever the
      * trace: upward while any policy (learned too) still meets its SLOs at
-     * the highest load, downward while one misses them at the lowest. A
+     * the highest load, downward (at most S_DOWN_MAX halvings: each one
+     * doubles the virtual time a run covers) while one misses them at the
+     * lowest. A
      * fixed grid was rejected: on short-request traces every policy met
      * its SLOs at all of it, and the comparison said nothing. */
     int grown = 0;
+    double first_bottom = INFINITY;
+    for (int l = 0; l < nl; l++)
+        first_bottom = loads[l] < first_bottom ? loads[l] : first_bottom;
     for (;;) {
         double top = 0, bottom = INFINITY;
         int ltop = 0, lbot = 0;
@@ -820,7 +834,8 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
         double next = 0;
         if (s_compare_passes(rep, cap, np, ltop, -1))
             next = top * S_GROW;
-        else if (!s_compare_all_pass(rep, cap, np, lbot) && bottom > S_LOAD_MIN)
+        else if (!s_compare_all_pass(rep, cap, np, lbot) && bottom > S_LOAD_MIN &&
+                 bottom > first_bottom / (1 << S_DOWN_MAX))
             next = bottom / 2;
         if (next == 0)
             break;

@@ -186,6 +186,7 @@ void sl_sim_params_default(sl_sim_params_t *p)
 {
     memset(p, 0, sizeof(*p));
     p->executors = 16;
+    p->explore_share = -1;
     p->policy = "learned";
     p->admission = true;
     p->slo_ttft_mult = 3.0;
@@ -947,6 +948,8 @@ sl_status_t sl_sim_run(const sl_sim_params_t *p, sl_sim_report_t *rep)
     cc.done_ttl_ms = 1000;
     if (p->busy_utilization > 0)
         cc.busy_utilization = p->busy_utilization;
+    if (p->explore_share >= 0)
+        cc.explore_share = p->explore_share;
     cc.kv_split = p->kv_split;
     cc.kv_rebalance = p->kv_rebalance;
     cc.kv_fetch = p->kv_fetch;

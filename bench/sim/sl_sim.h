@@ -39,6 +39,7 @@ typedef struct sl_sim_params {
     double fail_down_s;       /* they rejoin, empty, after this long */
     uint64_t seed;            /* policies' and admission's randomness */
     double batch_share;       /* share of requests submitted as SL_PRIO_BATCH (from the seed) */
+    double explore_share;     /* the core's explore_share (< 0: the core's default) */
     /* The data plane (KV moves between executors, modelled by sl_sim_link.h). */
     bool data_plane;            /* executors register a KV region and reach each other */
     int prefill_execs;          /* executors of role prefill (the first ones) */

@@ -116,6 +116,7 @@ typedef struct sl_core_cfg {
     int64_t admit_horizon_ms;   /* utilization = predicted prefill backlog / this horizon */
     double tenant_rate;         /* jobs/s each tenant may submit; 0 = unlimited */
     double tenant_burst;        /* bucket size of each tenant, jobs */
+    double explore_share;       /* learned: share of placements that may explore, at most */
     double model_forget;        /* load model: per-executor forgetting factor */
     int64_t model_stale_ms;     /* load model: unchosen this long -> predicted by the prior */
     int64_t model_learn_us;     /* load model: at most one learned completion per this, per exec */
@@ -212,6 +213,7 @@ typedef enum sl_core_counter {
                                     (past starvation_bound_ms) */
     SL_CTR_SHED_INTERACTIVE,     /* queued interactive jobs shed under overload (answered BUSY) */
     SL_CTR_SHED_BATCH,           /* queued batch jobs shed under overload (answered BUSY) */
+    SL_CTR_EXPLORED,             /* placements the policy made to learn (explore_share) */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 

@@ -127,6 +127,21 @@ void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl
     sl_load_model_predict(core->model, e->index, &q, now, pred);
 }
 
+double sl_core_exec_uncertainty(const sl_core_t *core, const sl_exec_t *e)
+{
+    return sl_load_model_exec_uncertainty(core->model, e->index);
+}
+
+double sl_core_explore_share(const sl_core_t *core)
+{
+    return core->cfg.explore_share;
+}
+
+void sl_core_note_explored(sl_core_t *core)
+{
+    core->counters[SL_CTR_EXPLORED]++;
+}
+
 const sl_prefix_hit_t *sl_core_place_hits(const sl_core_t *core, size_t *n_p)
 {
     *n_p = core->n_hits;

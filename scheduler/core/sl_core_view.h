@@ -158,6 +158,13 @@ uint32_t sl_core_exec_count(const sl_core_t *core);
 const sl_prefix_index_t *sl_core_prefix_index(const sl_core_t *core);
 /* The learned load model (read-only use). */
 const sl_load_model_t *sl_core_load_model(const sl_core_t *core);
+/* How uncertain the load model is about e: its recent relative TTFT error
+ * plus 1 / sqrt(1 + jobs learned there) (1 for an executor never seen). */
+double sl_core_exec_uncertainty(const sl_core_t *core, const sl_exec_t *e);
+/* The share of placements a policy may spend exploring (explore_share). */
+double sl_core_explore_share(const sl_core_t *core);
+/* A policy made a placement to learn: counted as placements_explored. */
+void sl_core_note_explored(sl_core_t *core);
 /* Predict job on e at now, with e's prefix hits of the job being placed
  * (valid inside place(); none elsewhere). */
 void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e, sl_time_t now,

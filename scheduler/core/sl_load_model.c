@@ -539,6 +539,14 @@ uint64_t sl_load_model_samples(const sl_load_model_t *m)
     return m->n_scored;
 }
 
+double sl_load_model_exec_uncertainty(const sl_load_model_t *m, uint32_t exec)
+{
+    if (exec >= m->max_execs)
+        return 1.0;
+    const s_exec_t *e = &m->execs[exec];
+    return (e->own ? e->err_own : e->err_fleet) + 1.0 / sqrt(1.0 + (double)e->samples);
+}
+
 double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
 {
     if (exec >= m->max_execs)

@@ -69,6 +69,9 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
 /* The job predicted by pred was sent to exec: its prefill joins the backlog
  * (and pred records how much work had been sent there with it). */
 void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *pred, sl_time_t now);
+/* How uncertain exec's predictions are: the recent relative TTFT error of
+ * the predictor it uses plus 1 / sqrt(1 + jobs learned there). */
+double sl_load_model_exec_uncertainty(const sl_load_model_t *m, uint32_t exec);
 /* Predicted seconds until exec has worked off what it was sent. */
 double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now);
 /* Start loading what sl_load_model_predict reads of exec (a hint: no effect

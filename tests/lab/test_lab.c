@@ -699,6 +699,73 @@ static void test_learned_avoids_slow(void **state)
     sl_core_destroy(&core);
 }
 
+/* Exploration (explore_share): the learned policy sends a job to an
+ * executor whose prediction is less certain than the best's, at most the
+ * budgeted share of placements, and never a job whose TTFT deadline is
+ * near; with the share at 0 it never does. */
+static int s_explore_run(double share, sl_time_t ttft_deadline, uint64_t *explored)
+{
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    memset(&r, 0, sizeof(r));
+    sl_core_cfg_default(&cfg);
+    snprintf(cfg.policy, sizeof(cfg.policy), "learned");
+    cfg.max_executors = 4;
+    cfg.explore_share = share;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    for (int i = 0; i < 2; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "x%d", i);
+        sl_exec_info_t info = {.name = name, .slots = 8, .backend = "sim"};
+        uint32_t idx;
+        assert_int_equal(sl_core_exec_join(core, &info, NULL, 0, &idx), SL_OK);
+    }
+    /* Executor 0 is a fifth slower: the greedy choice is executor 1 once
+     * the model has seen both, so placements on 0 are explorations. */
+    sl_time_t now = 0;
+    int on_slow = 0;
+    for (int i = 0; i < 400; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "e%d", i);
+        sl_job_desc_t d = {
+            .id = id, .prompt_tokens = 4000, .max_new_tokens = 10, .ttft_deadline = ttft_deadline};
+        sl_job_t *job;
+        sl_busy_reason_t why;
+        sl_time_t retry;
+        now += SL_MS(5000);
+        assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &why, &retry), SL_OK);
+        double ttft = job->exec->index == 0 ? 0.24 : 0.20;
+        on_slow += i >= 100 && job->exec->index == 0;
+        sl_job_result_t res = {.status = SL_JOB_OK,
+                               .output_tokens = 10,
+                               .exec_ttft = (sl_time_t)(ttft * 1e9),
+                               .exec_end = (sl_time_t)(ttft * 1e9) + SL_MS(50)};
+        sl_core_job_complete(core, job->exec->index, job->seq, &res, NULL, now);
+    }
+    *explored = sl_core_counter(core, SL_CTR_EXPLORED);
+    sl_core_destroy(&core);
+    return on_slow;
+}
+
+static void test_learned_explores_within_budget(void **state)
+{
+    uint64_t explored;
+    assert_int_equal(s_explore_run(0, 0, &explored), 0);
+    assert_int_equal(explored, 0);
+    int slow = s_explore_run(0.1, 0, &explored);
+    assert_true(explored > 5);
+    assert_true(explored <= 0.1 * 400 + 2); /* the budget and its burst */
+    assert_true(slow > 5 && (uint64_t)slow <= explored);
+    /* A 0.5 s TTFT budget is less than 3 x the slow executor's 0.24 s:
+     * near enough to its deadline that no job explores. */
+    assert_int_equal(s_explore_run(0.1, SL_MS(500), &explored), 0);
+    assert_int_equal(explored, 0);
+    /* A 2 s budget leaves room. */
+    s_explore_run(0.1, SL_MS(2000), &explored);
+    assert_true(explored > 5);
+}
+
 /* ---------------- admission ---------------- */
 
 /* A core configuration with admission on over at most 4 executors, the
@@ -1030,6 +1097,7 @@ int main(void)
         cmocka_unit_test(test_model_split),
         cmocka_unit_test(test_model_stale),
         cmocka_unit_test(test_model_adapts_to_slowdown),
+        cmocka_unit_test(test_learned_explores_within_budget),
         cmocka_unit_test(test_model_learn_gap),
         cmocka_unit_test(test_model_save_load),
         cmocka_unit_test(test_model_bounded),
