@@ -18,6 +18,7 @@
  */
 #include "bench/sl_trace.h"
 
+#include "common/sl_hash.h"
 #include "common/sl_log.h"
 #include "common/sl_rand.h"
 
@@ -559,6 +560,9 @@ sl_status_t sl_trace_schedule(const sl_trace_t *src, const sl_trace_opts_t *o, s
         n++;
 
     size_t out_n = n;
+    bool tile = !o->poisson && o->tile && o->count > n && n > 0;
+    if (tile)
+        out_n = o->count;
     if (o->poisson) {
         if (n == 0) {
             SL_WARN("trace schedule: the slice is empty, nothing to draw from");
@@ -578,9 +582,14 @@ sl_status_t sl_trace_schedule(const sl_trace_t *src, const sl_trace_opts_t *o, s
     sl_rand_t rng;
     sl_rand_seed(&rng, o->seed ? o->seed : 1);
     size_t pool = 0;
+    /* A copy starts one mean gap after the previous one ended. */
+    int64_t t0 = n ? src->reqs[first].t_us : 0, t1 = n ? src->reqs[first + n - 1].t_us : 0;
+    int64_t period = t1 - t0 + (n > 1 ? (t1 - t0) / (int64_t)(n - 1) : 1) + 1;
     for (size_t i = 0; i < out_n; i++) {
-        size_t j = o->poisson ? first + (size_t)sl_rand_below(&rng, n) : first + i;
+        size_t j = o->poisson ? first + (size_t)sl_rand_below(&rng, n) : first + i % (n ? n : 1);
         t->reqs[i] = src->reqs[j];
+        if (tile)
+            t->reqs[i].t_us += (int64_t)(i / n) * period;
         pool += src->reqs[j].n_hashes;
     }
     if (pool && !(t->hash_pool = malloc(pool * sizeof(*t->hash_pool))))
@@ -589,6 +598,10 @@ sl_status_t sl_trace_schedule(const sl_trace_t *src, const sl_trace_opts_t *o, s
         sl_trace_req_t *r = &t->reqs[i];
         if (r->n_hashes) {
             memcpy(t->hash_pool + t->n_hash_pool, r->hashes, r->n_hashes * sizeof(uint64_t));
+            uint64_t copy = tile ? (uint64_t)(i / n) : 0;
+            for (size_t h = 0; copy && h < r->n_hashes; h++)
+                t->hash_pool[t->n_hash_pool + h] =
+                    sl_hash_mix64(t->hash_pool[t->n_hash_pool + h] ^ sl_hash_mix64(copy));
             r->hashes = t->hash_pool + t->n_hash_pool;
             t->n_hash_pool += r->n_hashes;
         }

@@ -81,6 +81,10 @@ typedef struct sl_trace_opts {
     bool poisson;      /* replace arrivals with a Poisson process at rate (required), drawing
                           each request's lengths and hashes uniformly from the slice; count
                           (or duration_s * rate, or the slice size) requests */
+    bool tile;         /* without poisson: a count beyond the slice replays it again and again,
+                          one copy after another, each copy's prefix hashes made its own
+                          (copy k's hashes mixed with k), as that many more users of the
+                          same kind would: count requests */
     uint64_t seed;     /* seed of the Poisson draws */
 } sl_trace_opts_t;
 

@@ -437,9 +437,16 @@ static void s_params(const s_opts_t *o, const sl_trace_t *tr, const char *policy
 static sl_status_t s_schedule(const s_opts_t *o, const sl_trace_t *src, double rate, double speedup,
                               sl_trace_t **out_p)
 {
+    /* More requests than the trace holds: the trace is replayed again,
+     * each copy with prefixes of its own (more users of the same kind),
+     * rather than cut at its end, where a large cluster would see a few
+     * dozen jobs per executor. Drawing the extra requests from it with
+     * Poisson arrivals was rejected: every prompt came back several times
+     * whole, four in five fully cached, a workload no service sees. */
     sl_trace_opts_t to = {.count = (size_t)o->requests,
                           .rate = rate,
                           .speedup = speedup,
+                          .tile = true,
                           .poisson = o->poisson && rate > 0,
                           .seed = (uint64_t)o->seed};
     return sl_trace_schedule(src, &to, out_p);
@@ -798,6 +805,10 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     }
     memcpy(loads, o->loads, (size_t)nl * sizeof(double));
     printf("output: %s\n", o->out);
+    if (!o->poisson && o->requests > 0 && (size_t)o->requests > src->n)
+        printf("the trace holds %zu requests: it is replayed %.1f times for %lld, each copy with "
+               "prefixes of its own\n",
+               src->n, (double)o->requests / (double)src->n, (long long)o->requests);
     printf("trace %s: %zu requests, %d executors, policies x loads = %d x %d\n", o->trace,
            o->requests ? (size_t)o->requests : src->n, o->executors, np, nl);
     int learned = -1, rr = -1;

@@ -34,11 +34,15 @@ double sl_core_utilization(sl_core_t *core, sl_time_t now)
 {
     if (core->n_alive == 0)
         return 0;
-    /* The backlog sum is O(executors): reuse it for up to a millisecond
-     * unless a dispatch changed it. */
+    /* Each executor counts for the share of the horizon it is predicted
+     * busy, at most all of it: one executor predicted busy for an hour (one
+     * wild prediction, or a job that long) does not make a cluster of
+     * hundreds look overloaded. The backlog sum is O(executors): reuse it
+     * for up to a millisecond unless a dispatch changed it. */
+    double horizon_s = (double)core->cfg.admit_horizon_ms / 1e3;
     if (core->util_at == 0 || now < core->util_at || now - core->util_at >= SL_MS(1)) {
-        core->util_cached =
-            sl_load_model_backlog_sum_s(core->model, core->alive_index, core->n_alive, now);
+        core->util_cached = sl_load_model_backlog_sum_s(core->model, core->alive_index,
+                                                        core->n_alive, now, horizon_s);
         core->util_at = now ? now : 1;
     }
     double prefill = (core->util_cached + core->queued_work_s) /

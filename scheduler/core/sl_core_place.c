@@ -303,7 +303,9 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         /* The backlog sum grows by exactly this prefill (the executor's
          * clock restarts from now if it had drained): kept up to date here
          * rather than summed over every executor again at the next submit. */
-        core->util_cached += pp->work_s;
+        core->util_cached += pp->work_s < core->cfg.admit_horizon_ms / 1e3
+                                 ? pp->work_s
+                                 : core->cfg.admit_horizon_ms / 1e3;
         sl_core_hits_clear(core);
         sl_core_queue_charge(core, job);
         s_dispatch(core, job, e, now);

@@ -182,6 +182,7 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
     if (!(den > 1e-12))
         return;
     double err = y - s_dot(r->th, x, nx);
+
     /* Multiplications by reciprocals: this runs for every completion, and
      * the nx * nx divisions by lambda were most of its cost. */
     double inv_den = 1.0 / den, inv_lambda = 1.0 / lambda;
@@ -203,6 +204,19 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
         for (int j = 0; j < nx; j++)
             r->p[i][j] = (r->p[i][j] - k[i] * px[j]) * inv_lambda;
         tr += r->p[i][i];
+    }
+    /* The covariance update loses symmetry and definiteness to rounding,
+     * and with forgetting on collinear features (the prompt terms, fed
+     * hundreds of samples a second by a large fleet) that grew into
+     * coefficients of 1e5 within seconds: keep it symmetric, and start over
+     * from the starting point when a variance turns non-positive. */
+    for (int i = 0; i < nx; i++) {
+        for (int j = i + 1; j < nx; j++)
+            r->p[i][j] = r->p[j][i] = 0.5 * (r->p[i][j] + r->p[j][i]);
+        if (!(r->p[i][i] > 0)) {
+            s_rls_init(r, init, nx, 1.0);
+            return;
+        }
     }
     if (tr > S_P_TRACE_MAX || !isfinite(tr)) {
         double s = isfinite(tr) ? S_P_TRACE_MAX / tr : 0;
@@ -290,14 +304,15 @@ void sl_load_model_prefetch(const sl_load_model_t *m, uint32_t exec)
 }
 
 double sl_load_model_backlog_sum_s(const sl_load_model_t *m, const uint32_t *execs, uint32_t n,
-                                   sl_time_t now)
+                                   sl_time_t now, double cap_s)
 {
     double sum = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (execs[i] >= m->max_execs)
             continue;
         sl_time_t b = m->busy_until[execs[i]] - now;
-        sum += b > 0 ? (double)b / 1e9 : 0.0;
+        double s = b > 0 ? (double)b / 1e9 : 0.0;
+        sum += s < cap_s ? s : cap_s;
     }
     return sum;
 }
@@ -385,7 +400,9 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *p
 
 /* Learn y ~ th . x[idx], both weighted by wy, on one executor's model and the prior. */
 /* Learn y ~ th . x[idx], weighted by wy, on one executor's model, and y /
- * scale on the fleet's (which predicts an executor of scale 1). */
+ * scale on the fleet's (which predicts an executor of scale 1: fitted to
+ * the times as they are, it confused an executor's speed with the prompts
+ * the policy sends it, fast executors getting the long ones). */
 static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *fleet, const sl_lm_pred_t *pred,
                     const int *idx, int n, double y, double wy, double scale, const double *init,
                     int first_nonneg)

@@ -78,9 +78,10 @@ double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_
  * on any result). */
 void sl_load_model_prefetch(const sl_load_model_t *m, uint32_t exec);
 /* The sum of sl_load_model_backlog_s over the n executors execs[], in that
- * order (the same sum, added in the same order, as a loop of those calls). */
+ * order, each term at most cap_s (the same sum, added in the same order, as
+ * a loop of those calls). */
 double sl_load_model_backlog_sum_s(const sl_load_model_t *m, const uint32_t *execs, uint32_t n,
-                                   sl_time_t now);
+                                   sl_time_t now, double cap_s);
 /* A job predicted by pred finished on exec at now with the measured
  * executor-side TTFT, wait before its prefill step and TPOT (seconds; queue
  * and tpot < 0 when unknown): score, then learn. */
