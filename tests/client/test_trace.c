@@ -131,6 +131,45 @@ static void test_slice_and_scale(void **state)
     sl_trace_destroy(&t);
 }
 
+/* tile: a count beyond the slice replays it, copy after copy, in order,
+ * each copy's hashes its own (no prefix shared between copies, the same
+ * sharing within one); without tile the slice's end is the end. */
+static void test_tile(void **state)
+{
+    sl_trace_t *t = s_load("mooncake-synthetic"), *s = NULL;
+    size_t n = t->n, want = 2 * n + n / 2;
+    sl_trace_opts_t o = {.count = want, .rate = 40, .tile = true};
+    assert_int_equal(sl_trace_schedule(t, &o, &s), SL_OK);
+    assert_int_equal(s->n, want);
+    assert_true(fabs(sl_trace_rate(s) - 40) < 0.5);
+    for (size_t i = 1; i < s->n; i++)
+        assert_true(s->reqs[i].t_us >= s->reqs[i - 1].t_us);
+    size_t same0 = 0, same1 = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sl_trace_req_t *a = &s->reqs[i], *b = &s->reqs[n + i], *c = &t->reqs[i];
+        assert_int_equal(a->input_len, c->input_len);
+        assert_int_equal(b->input_len, c->input_len);
+        assert_int_equal(b->output_len, c->output_len);
+        assert_int_equal(b->n_hashes, c->n_hashes);
+        for (size_t h = 0; h < c->n_hashes; h++) {
+            same0 += a->hashes[h] == c->hashes[h];
+            same1 += b->hashes[h] == c->hashes[h];
+        }
+        /* within a copy, two requests share a prefix iff they did */
+        if (i && c->n_hashes && t->reqs[i - 1].n_hashes)
+            assert_int_equal(b->hashes[0] == s->reqs[n + i - 1].hashes[0],
+                             c->hashes[0] == t->reqs[i - 1].hashes[0]);
+    }
+    assert_true(same0 > 0);     /* the first copy is the trace */
+    assert_int_equal(same1, 0); /* the second has hashes of its own */
+    sl_trace_destroy(&s);
+    o.tile = false;
+    assert_int_equal(sl_trace_schedule(t, &o, &s), SL_OK);
+    assert_int_equal(s->n, n);
+    sl_trace_destroy(&s);
+    sl_trace_destroy(&t);
+}
+
 static void test_poisson(void **state)
 {
     sl_trace_t *t = s_load("mooncake-conversation"), *s = NULL, *s2 = NULL;
@@ -237,9 +276,10 @@ static void test_malformed_azure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mooncake_files),     cmocka_unit_test(test_azure_files),
-        cmocka_unit_test(test_slice_and_scale),    cmocka_unit_test(test_poisson),
-        cmocka_unit_test(test_malformed_mooncake), cmocka_unit_test(test_malformed_azure),
+        cmocka_unit_test(test_mooncake_files),  cmocka_unit_test(test_azure_files),
+        cmocka_unit_test(test_slice_and_scale), cmocka_unit_test(test_tile),
+        cmocka_unit_test(test_poisson),         cmocka_unit_test(test_malformed_mooncake),
+        cmocka_unit_test(test_malformed_azure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
