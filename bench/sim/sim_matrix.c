@@ -120,7 +120,7 @@ static const sl_cfg_field_t s_mx_table[] = {
     SL_CFG_FIELD(s_mx_opts_t, seed, "seed", "1", SL_CFG_I64, "every cell's seed"),
     SL_CFG_FIELD(s_mx_opts_t, trace_dir, "trace-dir", SLUICE_TRACE_DIR, SL_CFG_STR,
                  "folder of the named traces"),
-    SL_CFG_RANGE(s_mx_opts_t, requests_per_executor, "requests-per-executor", "60", SL_CFG_INT, 1,
+    SL_CFG_RANGE(s_mx_opts_t, requests_per_executor, "requests-per-executor", "250", SL_CFG_INT, 1,
                  1000000, "requests of a cell per executor (--quick: 20 per cell)"),
     SL_CFG_FIELD(s_mx_opts_t, policies, "policies", "", SL_CFG_STR,
                  "compare's --policies (\"\" = compare's default; --quick: learned,round-robin,"
