@@ -10,7 +10,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,27 +40,6 @@ static void s_must_say(const char *what, const char *text)
 {
     if (!strstr(s_out, text))
         fail_msg("%s: want \"%s\" in the output:\n%s", what, text, s_out);
-}
-
-static int s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* A fresh folder under $TMPDIR or /tmp; the caller removes it with s_rmtree. */
-static void s_tmpdir(char *buf, size_t cap)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(buf, cap, "%s/test_sim_cli-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    assert_non_null(mkdtemp(buf));
-}
-
-static void s_rmtree(const char *path)
-{
-    nftw(path, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* The whole of dir/name, NUL-terminated, into buf. */
@@ -196,7 +174,7 @@ static void test_compare_files(void **state)
 {
     (void)state;
     char dir[512], args[1024], buf[1 << 16], load[32];
-    s_tmpdir(dir, sizeof(dir));
+    sl_test_tmpdir("test_sim_cli", dir, sizeof(dir));
     /* the ten default policies, one load */
     snprintf(args, sizeof(args), "compare " S_SMALL " --loads 0.5 --out '%s/out'", dir);
     assert_int_equal(s_sim(NULL, "", args), 0);
@@ -230,15 +208,15 @@ static void test_compare_files(void **state)
     assert_int_equal(s_sim(NULL, "", args), 0);
     s_read(out, "ttft_cdf.gp", buf, sizeof(buf));
     assert_null(strstr(buf, "(+admission)"));
-    s_rmtree(dir);
+    sl_test_rmtree(dir);
 }
 
 static void test_compare_default_out_is_a_fresh_folder(void **state)
 {
     (void)state;
     char cwd[512], tmp[512], env[600], buf[1 << 16];
-    s_tmpdir(cwd, sizeof(cwd));
-    s_tmpdir(tmp, sizeof(tmp));
+    sl_test_tmpdir("test_sim_cli", cwd, sizeof(cwd));
+    sl_test_tmpdir("test_sim_cli", tmp, sizeof(tmp));
     snprintf(env, sizeof(env), "TMPDIR='%s'", tmp);
     assert_int_equal(s_sim(cwd, env, "compare " S_SMALL " --loads 0.5"), 0);
     char want[600];
@@ -256,15 +234,15 @@ static void test_compare_default_out_is_a_fresh_folder(void **state)
     /* a second run gets another folder */
     assert_int_equal(s_sim(cwd, env, "compare " S_SMALL " --loads 0.5"), 0);
     assert_null(strstr(s_out, out));
-    s_rmtree(tmp);
-    s_rmtree(cwd);
+    sl_test_rmtree(tmp);
+    sl_test_rmtree(cwd);
 }
 
 static void test_compare_without_gnuplot_writes_scripts(void **state)
 {
     (void)state;
     char dir[512], args[1024], buf[1 << 16];
-    s_tmpdir(dir, sizeof(dir));
+    sl_test_tmpdir("test_sim_cli", dir, sizeof(dir));
     snprintf(args, sizeof(args),
              "compare --executors 4 --speeds 1 --requests 20 --loads 0.5 --plot true --out '%s'",
              dir);
@@ -273,14 +251,14 @@ static void test_compare_without_gnuplot_writes_scripts(void **state)
     s_read(dir, "goodput_vs_load.gp", buf, sizeof(buf));
     s_read(dir, "ttft_cdf.gp", buf, sizeof(buf));
     s_check_script(buf, "ttft_cdf.gp");
-    s_rmtree(dir);
+    sl_test_rmtree(dir);
 }
 
 static void test_compare_warns_without_saturation(void **state)
 {
     (void)state;
     char dir[512], args[1024];
-    s_tmpdir(dir, sizeof(dir));
+    sl_test_tmpdir("test_sim_cli", dir, sizeof(dir));
     /* SLOs nobody can miss: the sweep never saturates */
     snprintf(args, sizeof(args),
              "compare " S_SMALL " --loads 0.5,1 --slo-ttft-floor 1000 --slo-tpot 100 --out '%s'",
@@ -303,7 +281,7 @@ static void test_compare_warns_without_saturation(void **state)
     assert_int_equal(s_sim(NULL, "", args), 0);
     if (strstr(s_out, "warning"))
         fail_msg("a sweep through saturation warned:\n%s", s_out);
-    s_rmtree(dir);
+    sl_test_rmtree(dir);
 }
 
 /* disagg --quick: a table and one RESULT line with every key, the same

@@ -8,7 +8,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,26 +34,6 @@ static void s_must_say(const char *what, const char *hay, const char *text)
 {
     if (!strstr(hay, text))
         fail_msg("%s: want \"%s\" in:\n%s", what, text, hay);
-}
-
-static int s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void s_tmpdir(char *buf, size_t cap)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(buf, cap, "%s/test_sim_matrix-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    assert_non_null(mkdtemp(buf));
-}
-
-static void s_rmtree(const char *path)
-{
-    nftw(path, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* dir/name whole into s_file. */
@@ -120,7 +99,7 @@ static void test_matrix_quick(void **state)
 {
     (void)state;
     char dir[512], args[1024];
-    s_tmpdir(dir, sizeof(dir));
+    sl_test_tmpdir("test_sim_matrix", dir, sizeof(dir));
     snprintf(args, sizeof(args), "matrix --quick --jobs 2 --plot false --out '%s'", dir);
     assert_int_equal(s_sim(args), 0);
     s_must_say("table", s_out, "best_baseline");
@@ -154,7 +133,7 @@ static void test_matrix_quick(void **state)
     assert_int_equal(s_sim(args), 0);
     s_must_say("--merge table", s_out, first);
     s_check_result(S_QUICK_CELLS, 0);
-    s_rmtree(dir);
+    sl_test_rmtree(dir);
 }
 
 /* A cell that cannot run (a trace that does not exist) is marked failed,
@@ -163,7 +142,7 @@ static void test_matrix_failing_cell(void **state)
 {
     (void)state;
     char dir[512], args[1024];
-    s_tmpdir(dir, sizeof(dir));
+    sl_test_tmpdir("test_sim_matrix", dir, sizeof(dir));
     snprintf(args, sizeof(args),
              "matrix --quick --jobs 2 --plot false --traces azure-code,no-such-trace "
              "--fleets uniform --failures none --out '%s'",
@@ -182,7 +161,7 @@ static void test_matrix_failing_cell(void **state)
     s_must_say("--fleets wide", s_out, "'wide' is not uniform or spread");
     assert_int_equal(s_sim("matrix --launcher pbs"), 2);
     s_must_say("--launcher pbs", s_out, "'pbs' is not local, slurm or k8s");
-    s_rmtree(dir);
+    sl_test_rmtree(dir);
 }
 
 /* --launcher k8s renders a ConfigMap and an Indexed Job with one
@@ -192,7 +171,7 @@ static void test_matrix_k8s(void **state)
 {
     (void)state;
     char dir[512], args[1024], cmd[2048];
-    s_tmpdir(dir, sizeof(dir));
+    sl_test_tmpdir("test_sim_matrix", dir, sizeof(dir));
     snprintf(args, sizeof(args), "matrix --quick --launcher k8s --jobs 3 --out '%s'", dir);
     assert_int_equal(s_sim(args), 0);
     s_must_say("k8s", s_out, "kubectl apply -f");
@@ -223,7 +202,7 @@ static void test_matrix_k8s(void **state)
     snprintf(args, sizeof(args), "matrix --plot false --merge '%s'", dir);
     assert_int_equal(s_sim(args), 1);
     s_check_result(S_QUICK_CELLS, S_QUICK_CELLS);
-    s_rmtree(dir);
+    sl_test_rmtree(dir);
 }
 
 /* --batch-share: the same seed gives the same run, and batch requests

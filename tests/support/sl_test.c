@@ -34,6 +34,7 @@
 
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -310,4 +311,24 @@ int sl_test_run(const char *cmd, char *out, size_t cap)
     int rc = pclose(p);
     assert_true(rc != -1 && WIFEXITED(rc));
     return WEXITSTATUS(rc);
+}
+
+void sl_test_tmpdir(const char *name, char *buf, size_t cap)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/%s-XXXXXX", tmp && tmp[0] ? tmp : "/tmp", name);
+    assert_non_null(mkdtemp(buf));
+}
+
+static int s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void sl_test_rmtree(const char *path)
+{
+    nftw(path, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }

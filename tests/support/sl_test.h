@@ -44,4 +44,11 @@ const char *sl_test_bin(void);
  * out. Fails the case unless cmd exited normally; returns its exit status. */
 int sl_test_run(const char *cmd, char *out, size_t cap);
 
+/* A fresh folder "$TMPDIR/name-XXXXXX" (or under /tmp) into buf; fails the
+ * case when it cannot be made. Remove it with sl_test_rmtree. */
+void sl_test_tmpdir(const char *name, char *buf, size_t cap);
+
+/* Remove path and everything under it (not following links). */
+void sl_test_rmtree(const char *path);
+
 #endif
