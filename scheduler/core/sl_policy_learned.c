@@ -34,7 +34,7 @@
  * sampling was rejected: it needs a posterior to draw from per candidate
  * and placement, and the RLS covariance is not one on this scale. On the
  * four traces at their comparison loads, shares of 0.02 and 0.05 changed
- * goodput by under 3% either way and the model's error by under 0.01,
+ * goodput by under 1% either way and the model's error by at most 0.016,
  * since the fleet model with a per-executor scale leaves little to learn
  * by trying (docs/POLICIES.md), hence off by default.
  */
