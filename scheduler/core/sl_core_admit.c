@@ -5,7 +5,8 @@
  * Admission refuses at once, with a predicted retry-after: a tenant over
  * its token bucket (SL_BUSY_TENANT); any job while the cluster is in the
  * busy state (SL_BUSY_OVERLOAD), entered when predicted utilization
- * (prefill backlog over a horizon) passes busy_utilization and left only
+ * (prefill backlog, or the wait of jobs queued for a place, over a horizon)
+ * passes busy_utilization and left only
  * below busy_utilization - busy_hysteresis, so the state does not flap;
  * batch jobs already at 90% of the threshold, so interactive work keeps the
  * last capacity; and a job whose best predicted TTFT misses its TTFT
