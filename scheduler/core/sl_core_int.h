@@ -154,6 +154,7 @@ struct sl_core {
     uint64_t xfer_samples;  /* transfers learned from */
     uint64_t kv_nonce;      /* last reservation nonce handed out */
     sl_time_t rebalance_at; /* next look for a rebalancing move */
+    bool drain_pending;     /* a draining executor holds a job not yet moved: look every tick */
     /* restored jobs (sl_core_adopt.c) */
     sl_list_t held;       /* restored jobs waiting to be claimed, in seq order */
     uint32_t n_held;      /* their number */

@@ -608,7 +608,7 @@ sl_status_t sl_core_job_migrate(sl_core_t *core, uint64_t seq, uint32_t to_index
     return s_move(core, job, d, now);
 }
 
-static void s_drain_moves(sl_core_t *core, sl_time_t now);
+static bool s_drain_moves(sl_core_t *core, sl_time_t now);
 
 sl_status_t sl_core_exec_drain(sl_core_t *core, uint32_t index, sl_time_t now)
 {
@@ -621,15 +621,20 @@ sl_status_t sl_core_exec_drain(sl_core_t *core, uint32_t index, sl_time_t now)
         sl_core_logf(core, SL_CORE_LOG_INFO, "executor %s is draining: %u jobs%s", e->name,
                      e->inflight, e->data_plane ? " move where they can" : " finish there");
     e->draining = true;
+    core->drain_pending = true;
     e->last_seen = now;
-    s_drain_moves(core, now);
+    core->drain_pending = s_drain_moves(core, now);
     return SL_OK;
 }
 
-/* Move what can move off draining executors. */
-static void s_drain_moves(sl_core_t *core, sl_time_t now)
+/* Move what can move off draining executors. True while one of them still
+ * holds a running job that stays (not yet movable, or nowhere to go): the
+ * tick then looks again at once rather than a rebalancing period later,
+ * since a job that could have moved would otherwise often finish first. */
+static bool s_drain_moves(sl_core_t *core, sl_time_t now)
 {
     sl_list_t *pos, *tmp;
+    bool left = false;
     for (uint32_t i = 0; i < core->n_alive; i++) {
         sl_exec_t *e = core->alive_execs[i];
         if (!e->draining || !e->data_plane)
@@ -641,8 +646,12 @@ static void s_drain_moves(sl_core_t *core, sl_time_t now)
             sl_exec_t *d;
             if (s_movable(job, now) && (d = s_move_target(core, job, now, &tpot)))
                 s_move(core, job, d, now);
+            else if (job->state == SL_JOB_RUNNING && job->kv_mode == SL_KV_LOCAL &&
+                     job->max_new_tokens > 1)
+                left = true;
         }
     }
+    return left;
 }
 
 /* One rebalancing move at most: from the data-plane executor with the
@@ -722,10 +731,12 @@ void sl_core_kv_tick(sl_core_t *core, sl_time_t now)
             }
         }
     }
+    if (core->drain_pending && core->n_data_plane >= 2)
+        core->drain_pending = s_drain_moves(core, now);
     if (core->n_data_plane < 2 || now < core->rebalance_at)
         return;
     core->rebalance_at = now + SL_MS(core->cfg.kv_rebalance_ms);
-    s_drain_moves(core, now);
+    core->drain_pending = s_drain_moves(core, now);
     if (core->cfg.kv_rebalance)
         s_rebalance(core, now);
 }

@@ -316,6 +316,28 @@ static void test_drain_moves(void **state)
     sl_job_t *next = s_submit(core, "j2", NULL, 0, SL_MS(1000));
     assert_int_equal(next->exec->index, b);
     sl_core_destroy(&core);
+
+    /* Drained right after the job started, before a move could land (its
+     * first token not yet due): the job stays for now, and the first tick
+     * after it becomes movable moves it, not a rebalancing period later
+     * (by then a short job has often finished where it was). */
+    core = s_core(&r, "round-robin", false);
+    s_mixed_pair(core, &a, &b);
+    job = s_submit(core, "j1", NULL, 0, SL_MS(1000));
+    assert_int_equal(sl_core_exec_drain(core, a, SL_MS(1001)), SL_OK);
+    assert_int_equal(r.n_migrate, 0);
+    sl_time_t now = SL_MS(1001);
+    while (r.n_migrate == 0 && now < SL_MS(3000)) {
+        now += SL_MS(10);
+        s_touch_all(core, 2, now);
+        sl_core_tick(core, now);
+    }
+    assert_int_equal(r.n_migrate, 1);
+    /* movable at dispatch + 2 x its predicted TTFT + 50 ms, moved within a
+     * tick of that */
+    double ready = 2.0 * job->pred.ttft_s + 0.05;
+    assert_true((double)(now - SL_MS(1000)) / 1e9 <= ready + 0.010 + 1e-9);
+    sl_core_destroy(&core);
 }
 
 /* Two mixed executors a and b that reached each other, a caching the 12
