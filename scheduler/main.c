@@ -6,7 +6,15 @@
 #include <stdlib.h>
 
 #include "common/sl_log.h"
+#include "common/sl_signal.h"
 #include "scheduler/sl_scheduler.h"
+
+/* A SIGTERM or SIGINT while the scheduler starts (reading its state,
+ * binding, starting ZAP): noted here and acted on once it is up, as a stop
+ * (drain, save the state, exit 0). Without it the default action killed a
+ * scheduler stopped in those first moments (exit 143) before it saved
+ * anything. */
+static volatile sig_atomic_t s_early_stop;
 
 int main(int argc, char **argv)
 {
@@ -26,11 +34,14 @@ int main(int argc, char **argv)
     free(table);
     if (rc >= 0)
         return rc;
+    sl_signal_stop_flag(&s_early_stop);
     sl_status_t cst = sl_sched_create(&cfg, &sched);
     if (cst != SL_OK)
         /* 2: a bad value, as for a bad flag; 0: a standby stopped by a signal */
         return cst == SL_ERR_INVALID ? 2 : cst == SL_ERR_CANCELED ? 0 : 1;
     sl_sched_handle_signals(sched);
+    if (s_early_stop)
+        sl_sched_stop(sched);
     sl_status_t st = sl_sched_run(sched);
     sl_sched_destroy(&sched);
     /* 3: the leader lease was lost; start again as a standby */

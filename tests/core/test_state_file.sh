@@ -69,8 +69,12 @@ grep -q "state file $state is unusable" "$run/sched3.log" || fail "no file named
 # 4. A missing file is a first start.
 rm -f "$state"
 start_scheduler sched4.log --state-file="$state"
-sleep 0.3
+for _ in $(seq 100); do
+  grep -q "scheduler up" "$run/sched4.log" && break
+  sleep 0.1
+done
 kill -0 "$sched" 2>/dev/null || fail "no start without a state file: $(cat "$run/sched4.log")"
+grep -q "scheduler up" "$run/sched4.log" || fail "the scheduler did not come up: $(cat "$run/sched4.log")"
 stop_scheduler
 [ -s "$state" ] || fail "no state file written after a first start"
 echo "PASS: state file written, restored, refused when bad"
