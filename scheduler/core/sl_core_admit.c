@@ -25,6 +25,12 @@
 
 #define S_ADMIT_SAMPLE 32 /* executors sampled for a deadline estimate in big clusters */
 
+/* The admission horizon, seconds. */
+static double s_horizon_s(const sl_core_t *core)
+{
+    return (double)core->cfg.admit_horizon_ms / 1e3;
+}
+
 static uint64_t s_rand(sl_core_t *core)
 {
     core->rand_state += 0x9e3779b97f4a7c15ull;
@@ -40,15 +46,15 @@ double sl_core_utilization(sl_core_t *core, sl_time_t now)
      * wild prediction, or a job that long) does not make a cluster of
      * hundreds look overloaded. The backlog sum is O(executors): reuse it
      * for up to a millisecond unless a dispatch changed it. */
-    double horizon_s = (double)core->cfg.admit_horizon_ms / 1e3;
+    double horizon_s = s_horizon_s(core);
     if (core->util_at == 0 || now < core->util_at || now - core->util_at >= SL_MS(1)) {
         core->util_cached = sl_load_model_backlog_sum_s(core->model, core->alive_index,
                                                         core->n_alive, now, horizon_s);
         core->util_at = now ? now : 1;
     }
-    double prefill = (core->util_cached + core->queued_work_s) /
-                     ((double)core->n_alive * (double)core->cfg.admit_horizon_ms / 1e3);
-    double slots = sl_core_place_wait_s(core, now) / ((double)core->cfg.admit_horizon_ms / 1e3);
+    double prefill =
+        (core->util_cached + core->queued_work_s) / ((double)core->n_alive * horizon_s);
+    double slots = sl_core_place_wait_s(core, now) / horizon_s;
     return prefill > slots ? prefill : slots;
 }
 
@@ -59,14 +65,12 @@ static double s_done_rate(const sl_core_t *core, sl_time_t now)
 {
     if (core->done_rate_at == 0 || now <= core->done_rate_at)
         return core->done_rate;
-    double tau = (double)core->cfg.admit_horizon_ms / 1e3;
-    return core->done_rate * exp(-(double)(now - core->done_rate_at) / 1e9 / tau);
+    return core->done_rate * exp(-(double)(now - core->done_rate_at) / 1e9 / s_horizon_s(core));
 }
 
 void sl_core_done_rate_note(sl_core_t *core, sl_time_t now)
 {
-    double tau = (double)core->cfg.admit_horizon_ms / 1e3;
-    core->done_rate = s_done_rate(core, now) + 1.0 / tau;
+    core->done_rate = s_done_rate(core, now) + 1.0 / s_horizon_s(core);
     core->done_rate_at = now > core->done_rate_at ? now : core->done_rate_at;
 }
 
@@ -88,9 +92,7 @@ double sl_core_place_wait_s(const sl_core_t *core, sl_time_t now)
     if (rate > 0)
         return queued / rate;
     double places = (double)core->running + (double)core->free_credits;
-    return places > 0 ? ((double)core->running + queued) / places *
-                            ((double)core->cfg.admit_horizon_ms / 1e3)
-                      : 0.0;
+    return places > 0 ? ((double)core->running + queued) / places * s_horizon_s(core) : 0.0;
 }
 
 bool sl_core_busy(const sl_core_t *core)
@@ -148,8 +150,9 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
      * a place and for the prefill queued ahead of it. */
     if (core->n_free_execs == 0 && core->n_alive) {
         double wait = core->queued_work_s / core->n_alive, place = sl_core_place_wait_s(core, now);
-        best.ttft += wait > place ? wait : place;
-        best.end += wait > place ? wait : place;
+        double longer = wait > place ? wait : place;
+        best.ttft += longer;
+        best.end += longer;
     }
     *end_p = best.end;
     return best.ttft;
@@ -188,7 +191,7 @@ bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason
     core->util_avg_at = now > 0 ? now : 1;
     util = core->util_avg;
     double high = core->cfg.busy_utilization, low = high - core->cfg.busy_hysteresis;
-    double horizon_s = (double)core->cfg.admit_horizon_ms / 1e3;
+    double horizon_s = s_horizon_s(core);
     if (!core->busy && util > high) {
         core->busy = true;
         core->counters[SL_CTR_BUSY_ENTERED]++;

@@ -621,7 +621,6 @@ sl_status_t sl_core_exec_drain(sl_core_t *core, uint32_t index, sl_time_t now)
         sl_core_logf(core, SL_CORE_LOG_INFO, "executor %s is draining: %u jobs%s", e->name,
                      e->inflight, e->data_plane ? " move where they can" : " finish there");
     e->draining = true;
-    core->drain_pending = true;
     e->last_seen = now;
     core->drain_pending = s_drain_moves(core, now);
     return SL_OK;
@@ -731,12 +730,14 @@ void sl_core_kv_tick(sl_core_t *core, sl_time_t now)
             }
         }
     }
-    if (core->drain_pending && core->n_data_plane >= 2)
+    if (core->n_data_plane < 2)
+        return;
+    bool rebalance = now >= core->rebalance_at;
+    if (rebalance || core->drain_pending)
         core->drain_pending = s_drain_moves(core, now);
-    if (core->n_data_plane < 2 || now < core->rebalance_at)
+    if (!rebalance)
         return;
     core->rebalance_at = now + SL_MS(core->cfg.kv_rebalance_ms);
-    core->drain_pending = s_drain_moves(core, now);
     if (core->cfg.kv_rebalance)
         s_rebalance(core, now);
 }

@@ -182,7 +182,6 @@ static void s_rls_update(s_rls_t *r, const double *x, int nx, double y, double l
     if (!(den > 1e-12))
         return;
     double err = y - s_dot(r->th, x, nx);
-
     /* Multiplications by reciprocals: this runs for every completion, and
      * the nx * nx divisions by lambda were most of its cost. */
     double inv_den = 1.0 / den, inv_lambda = 1.0 / lambda;
@@ -332,14 +331,14 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     double over = 0;
     if (q->kv_capacity && q->kv_inflight + q->kv_need > q->kv_capacity)
         over = (double)(q->kv_inflight + q->kv_need - q->kv_capacity) / (double)q->kv_capacity;
+    double backlog = sl_load_model_backlog_s(m, exec, now);
     double x[SL_LM_NX] = {1.0,
                           u / 1000.0,
                           u * (c + u / 2) / 1e6,
-                          sl_load_model_backlog_s(m, exec, now),
+                          backlog,
                           q->running / 32.0,
                           over,
-                          0.0};
-    x[6] = x[3] > 0 || over > 0 ? 1.0 : 0.0;
+                          backlog > 0 || over > 0 ? 1.0 : 0.0};
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
     double xp[S_NP], xw[S_NW];
     s_pick(x, s_xp, S_NP, xp);
@@ -398,7 +397,6 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *p
     pred->work_mark = e->work_sent;
 }
 
-/* Learn y ~ th . x[idx], both weighted by wy, on one executor's model and the prior. */
 /* Learn y ~ th . x[idx], weighted by wy, on one executor's model, and y /
  * scale on the fleet's (which predicts an executor of scale 1: fitted to
  * the times as they are, it confused an executor's speed with the prompts
@@ -419,17 +417,18 @@ static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *fleet, const sl_l
 
 /* Score the fleet's and the executor's own model on a completed job (both
  * before they learn from it), so each executor is predicted by whichever
- * has done better lately. */
-static void s_score_models(const sl_load_model_t *m, s_exec_t *e, const sl_lm_pred_t *pred,
-                           double ttft_s)
+ * has done better lately. Returns the fleet model's prefill for the job at
+ * scale 1 (unbounded), which the scale learns from. */
+static double s_score_models(const sl_load_model_t *m, s_exec_t *e, const sl_lm_pred_t *pred,
+                             double ttft_s)
 {
     double x[SL_LM_NX], xp[S_NP], xw[S_NW];
     for (int i = 0; i < SL_LM_NX; i++)
         x[i] = pred->x[i];
     s_pick(x, s_xp, S_NP, xp);
     s_pick(x, s_xw, S_NW, xw);
-    double scale = exp(e->log_scale);
-    double fleet = x[3] + scale * (s_clamp(s_dot(m->prior.th, xp, S_NP), 1e-4, S_PRED_MAX_S) +
+    double scale = exp(e->log_scale), fleet_prefill = s_dot(m->prior.th, xp, S_NP);
+    double fleet = x[3] + scale * (s_clamp(fleet_prefill, 1e-4, S_PRED_MAX_S) +
                                    s_dot(m->prior_wait.th, xw, S_NW));
     double own = x[3] + s_clamp(s_dot(e->prefill.th, xp, S_NP), 1e-4, S_PRED_MAX_S) +
                  s_dot(e->wait.th, xw, S_NW);
@@ -437,6 +436,7 @@ static void s_score_models(const sl_load_model_t *m, s_exec_t *e, const sl_lm_pr
     e->err_fleet += S_ERR_RATE * ((ef < 10 ? ef : 10) - e->err_fleet);
     e->err_own += S_ERR_RATE * ((eo < 10 ? eo : 10) - e->err_own);
     e->own = e->samples >= S_OWN_MIN && e->err_own < e->err_fleet;
+    return fleet_prefill;
 }
 
 void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t *pred,
@@ -500,18 +500,12 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
         wait = ttft_s > pred->prefill_s ? ttft_s - pred->prefill_s : 0;
         prefill_known = false;
     }
-    s_score_models(m, e, pred, ttft_s);
+    double f = s_score_models(m, e, pred, ttft_s);
     /* The executor's scale: its prefill over the fleet model's, a running
      * mean in logs (a slowed executor moves it within a few jobs). */
-    if (prefill_known) {
-        double xp[S_NP];
-        for (int i = 0; i < S_NP; i++)
-            xp[i] = pred->x[s_xp[i]];
-        double f = s_dot(m->prior.th, xp, S_NP);
-        if (f > 1e-6 && ttft_s - wait > 1e-6)
-            e->log_scale +=
-                S_SCALE_RATE * (log(s_clamp((ttft_s - wait) / f, 1e-2, 1e2)) - e->log_scale);
-    }
+    if (prefill_known && f > 1e-6 && ttft_s - wait > 1e-6)
+        e->log_scale +=
+            S_SCALE_RATE * (log(s_clamp((ttft_s - wait) / f, 1e-2, 1e2)) - e->log_scale);
     double scale = exp(e->log_scale);
     if (prefill_known)
         s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - wait, wy, scale, s_tp_init,

@@ -133,7 +133,7 @@ static void s_consider(s_learned_t *st, sl_job_t *job, sl_exec_t *const *cands, 
  * near its deadline). */
 static size_t s_explore(s_learned_t *st, const sl_job_t *job, const s_best_t *b, sl_time_t now)
 {
-    if (b->xpick == b->pick || b->rank != 2 || b->xkey == INFINITY || st->tokens < 1.0 ||
+    if (b->xpick == b->pick || b->rank != 2 || b->xkey == INFINITY ||
         b->xttft > S_EXPLORE_WITHIN * b->ttft ||
         (job->ttft_due && now + (sl_time_t)(S_EXPLORE_SLACK * b->xttft * 1e9) > job->ttft_due))
         return b->pick;
