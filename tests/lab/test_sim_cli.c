@@ -42,19 +42,6 @@ static void s_must_say(const char *what, const char *text)
         fail_msg("%s: want \"%s\" in the output:\n%s", what, text, s_out);
 }
 
-/* The whole of dir/name, NUL-terminated, into buf. */
-static void s_read(const char *dir, const char *name, char *buf, size_t cap)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
-
 /* The value of key=... in the RESULT line of s_out, as text. */
 static void s_result(const char *key, char *buf, size_t cap)
 {
@@ -182,21 +169,21 @@ static void test_compare_files(void **state)
     snprintf(out, sizeof(out), "%s/out", dir);
     s_result("load_rps", load, sizeof(load));
 
-    s_read(out, "compare.csv", buf, sizeof(buf));
+    sl_test_read(out, "compare.csv", buf, sizeof(buf));
     assert_true(strncmp(buf, "policy,admission,load_rps,offered_rps,goodput_rps,slo_frac,", 59) ==
                 0);
     assert_non_null(strstr(buf, "\nlearned,1,"));
     assert_non_null(strstr(buf, "\nround-robin,0,"));
-    s_read(out, "ttft_cdf.csv", buf, sizeof(buf));
+    sl_test_read(out, "ttft_cdf.csv", buf, sizeof(buf));
     assert_true(strncmp(buf, "policy,admission,load_rps,ttft_s,fraction\n", 42) == 0);
 
     char title[128];
-    s_read(out, "goodput_vs_load.gp", buf, sizeof(buf));
+    sl_test_read(out, "goodput_vs_load.gp", buf, sizeof(buf));
     s_check_script(buf, "goodput_vs_load.gp");
     snprintf(title, sizeof(title), "comparison load %s req/s'", load);
     if (!strstr(buf, title))
         fail_msg("goodput_vs_load.gp: the title must name the load (%s):\n%s", title, buf);
-    s_read(out, "ttft_cdf.gp", buf, sizeof(buf));
+    sl_test_read(out, "ttft_cdf.gp", buf, sizeof(buf));
     s_check_script(buf, "ttft_cdf.gp");
     snprintf(title, sizeof(title), "set title 'TTFT distribution at %s req/s", load);
     if (!strstr(buf, title))
@@ -206,7 +193,7 @@ static void test_compare_files(void **state)
     snprintf(args, sizeof(args), "compare " S_SMALL " --loads 0.5 --no-admission --out '%s/out'",
              dir);
     assert_int_equal(s_sim(NULL, "", args), 0);
-    s_read(out, "ttft_cdf.gp", buf, sizeof(buf));
+    sl_test_read(out, "ttft_cdf.gp", buf, sizeof(buf));
     assert_null(strstr(buf, "(+admission)"));
     sl_test_rmtree(dir);
 }
@@ -225,7 +212,7 @@ static void test_compare_default_out_is_a_fresh_folder(void **state)
     char out[600];
     const char *o = strstr(s_out, "output: ") + strlen("output: ");
     snprintf(out, sizeof(out), "%.*s", (int)strcspn(o, "\n"), o);
-    s_read(out, "compare.csv", buf, sizeof(buf));
+    sl_test_read(out, "compare.csv", buf, sizeof(buf));
     assert_true(strncmp(buf, "policy,", 7) == 0);
     /* nothing written where it was started */
     char cmd[700];
@@ -248,8 +235,8 @@ static void test_compare_without_gnuplot_writes_scripts(void **state)
              dir);
     assert_int_equal(s_sim(NULL, "PATH=/nonexistent", args), 0);
     s_must_say("no gnuplot", "warning: gnuplot not found");
-    s_read(dir, "goodput_vs_load.gp", buf, sizeof(buf));
-    s_read(dir, "ttft_cdf.gp", buf, sizeof(buf));
+    sl_test_read(dir, "goodput_vs_load.gp", buf, sizeof(buf));
+    sl_test_read(dir, "ttft_cdf.gp", buf, sizeof(buf));
     s_check_script(buf, "ttft_cdf.gp");
     sl_test_rmtree(dir);
 }

@@ -36,19 +36,6 @@ static void s_must_say(const char *what, const char *hay, const char *text)
         fail_msg("%s: want \"%s\" in:\n%s", what, text, hay);
 }
 
-/* dir/name whole into s_file. */
-static void s_read(const char *dir, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    size_t n = fread(s_file, 1, sizeof(s_file) - 1, f);
-    s_file[n] = '\0';
-    fclose(f);
-}
-
 /* The value of key in the last RESULT line of s_out. */
 static void s_result(const char *key, char *buf, size_t cap)
 {
@@ -110,7 +97,7 @@ static void test_matrix_quick(void **state)
     if (strstr(s_out, "FAILED"))
         fail_msg("a quick cell failed:\n%s", s_out);
     s_check_result(S_QUICK_CELLS, 0);
-    s_read(dir, "matrix.csv");
+    sl_test_read(dir, "matrix.csv", s_file, sizeof(s_file));
     s_must_say("matrix.csv", s_file,
                "cell,trace,fleet,failures,executors,batch_share,status,goodput_vs_best_baseline,");
     assert_int_equal(s_lines(s_file), 1 + S_QUICK_CELLS);
@@ -118,11 +105,11 @@ static void test_matrix_quick(void **state)
     for (const char *p = strstr(s_file, ",ok,"); p; p = strstr(p + 1, ",ok,"))
         ok++;
     assert_int_equal(ok, S_QUICK_CELLS);
-    s_read(dir, "cells.txt");
+    sl_test_read(dir, "cells.txt", s_file, sizeof(s_file));
     assert_int_equal(s_lines(s_file), S_QUICK_CELLS);
     s_must_say("cells.txt", s_file, " compare --trace azure-code --executors 4 --speeds 1,0.75");
     s_must_say("cells.txt", s_file, " --fail-at ");
-    s_read(dir, "goodput_vs_best_baseline.gp");
+    sl_test_read(dir, "goodput_vs_best_baseline.gp", s_file, sizeof(s_file));
     s_must_say("plot script", s_file, "plot 'matrix.csv'");
     /* the folder merged again: the same cells, no run */
     char first[4096];
@@ -151,10 +138,11 @@ static void test_matrix_failing_cell(void **state)
     s_must_say("failed cell", s_out, "FAILED");
     s_must_say("failed cell", s_out, "cell 001-no-such-trace-uniform-nofail-4-b0 failed (exit 2");
     s_check_result(2, 1);
-    s_read(dir, "matrix.csv");
+    sl_test_read(dir, "matrix.csv", s_file, sizeof(s_file));
     s_must_say("matrix.csv", s_file, "no-such-trace,uniform,none,4,0,failed");
     s_must_say("matrix.csv", s_file, "azure-code,uniform,none,4,0,ok,");
-    s_read(dir, "cells/001-no-such-trace-uniform-nofail-4-b0/err.txt");
+    sl_test_read(dir, "cells/001-no-such-trace-uniform-nofail-4-b0/err.txt", s_file,
+                 sizeof(s_file));
     s_must_say("the cell's stderr", s_file, "no-such-trace");
     /* bad axes are refused before anything runs */
     assert_int_equal(s_sim("matrix --fleets wide"), 2);
@@ -176,7 +164,7 @@ static void test_matrix_k8s(void **state)
     assert_int_equal(s_sim(args), 0);
     s_must_say("k8s", s_out, "kubectl apply -f");
     s_must_say("k8s", s_out, "sluice-sim matrix --merge");
-    s_read(dir, "matrix-job.yaml");
+    sl_test_read(dir, "matrix-job.yaml", s_file, sizeof(s_file));
     s_must_say("manifest", s_file, "apiVersion: batch/v1\nkind: Job\n");
     s_must_say("manifest", s_file, "  completionMode: Indexed\n  completions: 8\n");
     s_must_say("manifest", s_file, "  parallelism: 3\n");

@@ -332,3 +332,15 @@ void sl_test_rmtree(const char *path)
 {
     nftw(path, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+void sl_test_read(const char *dir, const char *name, char *buf, size_t cap)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}

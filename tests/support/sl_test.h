@@ -48,6 +48,10 @@ int sl_test_run(const char *cmd, char *out, size_t cap);
  * case when it cannot be made. Remove it with sl_test_rmtree. */
 void sl_test_tmpdir(const char *name, char *buf, size_t cap);
 
+/* The whole of dir/name, NUL-terminated, into buf (cut at cap - 1 bytes);
+ * fails the case when it cannot be opened. */
+void sl_test_read(const char *dir, const char *name, char *buf, size_t cap);
+
 /* Remove path and everything under it (not following links). */
 void sl_test_rmtree(const char *path);
 
