@@ -109,12 +109,27 @@ sl_status_t sl_heap_push(sl_heap_t *heap, int64_t key, void *ptr, uint64_t word)
     return SL_OK;
 }
 
+/* Take out the root, bottom-up (Floyd): the hole at the root goes down to
+ * a leaf along the smaller children, one comparison a level instead of
+ * two, and the last entry, which came from the bottom and mostly belongs
+ * there, rises from that leaf, usually a level or none. */
 bool sl_heap_pop(sl_heap_t *heap, sl_heap_entry_t *entry_p)
 {
     if (heap->len == 0)
         return false;
     *entry_p = heap->entries[0];
-    sl_heap_remove(heap, 0);
+    s_index_set(heap, entry_p->ptr, SL_HEAP_NO_INDEX);
+    size_t n = --heap->len;
+    if (n == 0)
+        return true;
+    sl_heap_entry_t last = heap->entries[n];
+    size_t i = 0, l;
+    while ((l = 2 * i + 1) < n) {
+        size_t c = l + 1 < n && s_less(heap, &heap->entries[l + 1], &heap->entries[l]) ? l + 1 : l;
+        s_put(heap, i, &heap->entries[c]);
+        i = c;
+    }
+    s_sift_up(heap, i, &last);
     return true;
 }
 

@@ -178,6 +178,11 @@ typedef struct sl_backend_ops {
      * engine must still wait before the tokens count as produced (the sim
      * model's modelled time; 0 for backends that really computed). */
     sl_status_t (*step)(void *state, sl_seq_t *const *seqs, size_t n, sl_time_t *cost_p);
+    /* Optional, for a backend whose costs are modelled: the cost step would
+     * return for these sequences (all prefilled) once they have had `ahead`
+     * more decode steps, changing nothing. Lets the engine plan a run of
+     * steps (sl_engine_cfg_t run_steps). NULL: none. */
+    sl_time_t (*decode_cost)(void *state, sl_seq_t *const *seqs, size_t n, uint32_t ahead);
     /* Release a sequence (finished or canceled): free its blocks, keeping full
      * prompt blocks cached for reuse where the backend caches. */
     void (*release)(void *state, sl_seq_t *seq);

@@ -212,6 +212,15 @@ static uint32_t s_token(const sl_seq_t *seq, uint32_t i)
     return (uint32_t)(sl_hash_mix64(seq->id * 131 + i) % 32000);
 }
 
+/* A decode step's modelled microseconds (at speed 1): one formula for the
+ * step and its preview (s_decode_cost), so that a planned run ends where
+ * its steps do. */
+static double s_decode_us(const sl_sim_cfg_t *c, size_t n_decode, double ctx)
+{
+    return c->decode_base_us + c->decode_us_per_seq * (double)n_decode +
+           c->decode_us_per_kv_token * ctx;
+}
+
 static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_t *cost_p)
 {
     s_sim_t *s = state;
@@ -239,8 +248,7 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
     if (n_prefill)
         prefill += c->prefill_base_us;
     if (n_decode)
-        decode = c->decode_base_us + c->decode_us_per_seq * (double)n_decode +
-                 c->decode_us_per_kv_token * ctx;
+        decode = s_decode_us(c, n_decode, ctx);
     for (size_t i = 0; i < n; i++) {
         sl_seq_t *seq = seqs[i];
         if (!seq->prefilled) {
@@ -258,6 +266,18 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
     }
     *cost_p = (sl_time_t)((prefill + decode) / c->speed * 1000.0);
     return SL_OK;
+}
+
+static sl_time_t s_decode_cost(void *state, sl_seq_t *const *seqs, size_t n, uint32_t ahead)
+{
+    const s_sim_t *s = state;
+    const sl_sim_cfg_t *c = &s->cfg;
+    double ctx = 0; /* summed as s_step sums it: whole numbers, exact in a double */
+    for (size_t i = 0; i < n; i++)
+        ctx += (double)seqs[i]->prompt_len + seqs[i]->n_out;
+    ctx += (double)ahead * (double)n;
+    double prefill = 0;
+    return (sl_time_t)((prefill + s_decode_us(c, n, ctx)) / c->speed * 1000.0);
 }
 
 /* A peer computed the prompt: it is cached here from now on, as after a
@@ -311,6 +331,7 @@ const sl_backend_ops_t sl_backend_sim = {
     .destroy = s_destroy,
     .admit = s_admit,
     .step = s_step,
+    .decode_cost = s_decode_cost,
     .release = s_release,
     .load = s_load,
     .limits = s_limits,

@@ -28,6 +28,18 @@
  * held at a step boundary after its tokens so far are streamed, so the
  * peer streams on from there. Held jobs keep their blocks but no batch
  * place.
+ * Runs (run_steps > 1, for an embedder on a virtual clock with a modelled
+ * backend): when a step begins with every running sequence decoding,
+ * nothing waiting and nothing flagged, the steps after it until the first
+ * sequence finishes (or a streamed chunk is due) change nothing anyone
+ * sees, and their costs are known beforehand (the backend's decode_cost).
+ * The engine then plans them as one run and asks for one wake-up at its
+ * end instead of one per step; the steps themselves still run one by one,
+ * each at its own boundary, caught up when the embedder next calls (any
+ * call that changes the engine, or sl_engine_load). A call that changes
+ * it ends the run at the step in flight, so a submitted job joins at the
+ * next boundary as it would have. A simulator of a thousand executors
+ * spends its time on wake-ups, not on steps.
  * Alternatives rejected: static batching (a long job holds the batch), and
  * admitting batch-class jobs at every boundary (no batching for throughput).
  */
@@ -47,6 +59,9 @@ const sl_cfg_field_t sl_engine_cfg_fields[] = {
     SL_CFG_RANGE(sl_engine_cfg_t, step_tokens, "step-tokens", "2048", SL_CFG_INT, 0, 16777216,
                  "tokens one step computes at most: one per decoding sequence, the rest in "
                  "prompt chunks (chunked prefill; 0 = whole prompts in one step)"),
+    SL_CFG_RANGE(sl_engine_cfg_t, run_steps, "run-steps", "1", SL_CFG_INT, 1, 65536,
+                 "decode steps of a modelled backend planned as one run, one wake-up for all, "
+                 "while nothing changes (a virtual clock's embedder; 1 = a wake-up per step)"),
     SL_CFG_END,
 };
 
@@ -70,6 +85,8 @@ struct sl_engine {
     bool stepping;                /* a modelled step is in flight */
     sl_time_t step_end;           /* when it ends */
     sl_time_t step_start;         /* when it started */
+    uint32_t run_left;            /* a run's steps still to begin after the one in flight */
+    sl_time_t run_end;            /* the run's last boundary (the wake-up asked for) */
     sl_time_t stat_since;         /* start of the load statistics window */
     sl_time_t stat_busy;          /* time spent stepping in the window */
     uint64_t stat_steps;          /* steps in the window */
@@ -106,12 +123,16 @@ sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t 
     return SL_OK;
 }
 
-void sl_engine_prefetch(const sl_engine_t *e)
+void sl_engine_prefetch(const sl_engine_t *e, int max_batch)
 {
+    /* the engine and the first places of both batch arrays (a step's batch
+     * is mostly a few sequences) */
     const char *p = (const char *)e;
-    const char *end = (const char *)((const sl_engine_job_t *const *)(e + 1) + e->cfg.max_batch);
-    for (; p < end; p += 64)
+    for (; p < (const char *)(e + 1); p += 64)
         __builtin_prefetch(p);
+    const sl_engine_job_t *const *jobs = (const sl_engine_job_t *const *)(e + 1);
+    __builtin_prefetch(jobs);
+    __builtin_prefetch(jobs + max_batch);
 }
 
 static void s_end(sl_engine_t *e, sl_engine_job_t *job, sl_engine_done_t how, const char *error,
@@ -153,9 +174,11 @@ void sl_engine_destroy(sl_engine_t **engine_p)
 }
 
 static bool s_admit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now);
+static void s_sync(sl_engine_t *e, sl_time_t now);
 
 void sl_engine_submit(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
 {
+    s_sync(e, now);
     int c = job->seq.interactive ? 0 : 1;
     job->arrived = now;
     job->seq.error[0] = '\0';
@@ -182,6 +205,7 @@ sl_status_t sl_engine_cancel(sl_engine_t *e, uint64_t id, sl_time_t now)
     sl_engine_job_t *job = sl_engine_find(e, id);
     if (!job)
         return SL_ERR_NOT_FOUND;
+    s_sync(e, now);
     if (e->stepping && job->admitted && !job->held && !job->ready)
         job->cancel = true; /* ended at the step boundary */
     else
@@ -290,12 +314,102 @@ static void s_finish_step(sl_engine_t *e, sl_time_t now)
     e->n_batch = 0;
 }
 
+/* Begin a step of the n gathered sequences at `at`: the backend's step, its
+ * cost into *cost_p. On the backend's failure the batch's jobs fail, and
+ * false. */
+static bool s_step_begin(sl_engine_t *e, size_t n, sl_time_t at, sl_time_t *cost_p)
+{
+    e->step_start = at;
+    sl_status_t st = e->ops->step(e->backend, e->batch, n, cost_p);
+    if (st == SL_OK)
+        return true;
+    SL_WARN("backend step failed: %s; failing %zu jobs", sl_status_str(st), n);
+    for (size_t i = 0; i < n; i++)
+        s_end(e, e->batch_jobs[i], SL_ENGINE_FAILED, sl_status_str(st), at);
+    e->n_batch = 0;
+    return false;
+}
+
+/* Plan a run after the step just begun (n sequences, every running one):
+ * the steps that follow while every sequence decodes and none finishes or
+ * streams, at most run_steps in all, their costs from the backend. */
+static void s_plan_run(sl_engine_t *e, size_t n, size_t n_run)
+{
+    if (n != n_run || e->n_waiting[0] || e->n_waiting[1] || e->n_ready)
+        return;
+    uint64_t k = (uint64_t)e->cfg.run_steps;
+    for (size_t i = 0; i < n && k > 1; i++) {
+        const sl_engine_job_t *job = e->batch_jobs[i];
+        const sl_seq_t *seq = &job->seq;
+        if (!seq->prefilled || !job->first_token || seq->done || job->kv_mode != SL_KV_LOCAL ||
+            job->cancel || job->pause || seq->n_out >= seq->max_new_tokens)
+            return; /* (a first token is stamped at the boundary after it) */
+        /* it finishes at the boundary of the step making its last token */
+        uint64_t left = (uint64_t)(seq->max_new_tokens - seq->n_out) + 1;
+        if (left < k)
+            k = left;
+        if (job->stream && e->cb.tokens) { /* ... and streams a chunk at that boundary */
+            uint32_t pending = seq->n_out - job->streamed;
+            if (job->streamed == 0 || pending >= (uint32_t)e->cfg.chunk_tokens)
+                return;
+            uint64_t chunk = (uint64_t)(e->cfg.chunk_tokens - pending) + 1;
+            if (chunk < k)
+                k = chunk;
+        }
+    }
+    sl_time_t end = e->step_end;
+    uint32_t m = 0;
+    for (; m + 1 < k; m++) {
+        sl_time_t c = e->ops->decode_cost(e->backend, e->batch, n, m);
+        if (c <= 0)
+            break;
+        end += c;
+    }
+    e->run_left = m;
+    e->run_end = end;
+}
+
+/* The run's steps whose boundary has come (before now, or at it when
+ * inclusive), each ended at its boundary and the next begun there, the
+ * same batch. A boundary inside a run has nothing to report (s_plan_run
+ * saw to it: no job starts, ends, streams or is flagged there), so ending
+ * its step is counting it. The run's last boundary is left to
+ * sl_engine_advance: jobs end there. */
+static void s_catch_up(sl_engine_t *e, sl_time_t now, bool inclusive)
+{
+    while (e->stepping && e->run_left > 0 &&
+           (e->step_end < now || (inclusive && e->step_end == now))) {
+        sl_time_t b = e->step_end;
+        size_t n = e->n_batch;
+        e->stat_busy += b - e->step_start;
+        e->stat_steps++;
+        e->run_left--;
+        sl_time_t cost = 0;
+        if (!s_step_begin(e, n, b, &cost)) {
+            e->stepping = false;
+            e->run_left = 0;
+            return;
+        }
+        e->step_end = b + cost;
+    }
+}
+
+/* Before a call that changes the engine at now: the run's steps so far,
+ * and no more of it (what changes may change the next step). */
+static void s_sync(sl_engine_t *e, sl_time_t now)
+{
+    s_catch_up(e, now, false);
+    e->run_left = 0;
+}
+
 sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
 {
     if (e->stepping) {
-        if (now < e->step_end)
-            return e->step_end;
-        s_finish_step(e, e->step_end <= now ? now : e->step_end);
+        s_catch_up(e, now, true);
+        if (e->stepping && now < e->step_end)
+            return e->run_left > 0 ? e->run_end : e->step_end;
+        if (e->stepping)
+            s_finish_step(e, e->step_end <= now ? now : e->step_end);
     }
     s_admit_waiting(e, now);
     if (e->n_running == 0) {
@@ -346,20 +460,19 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
     }
     e->n_batch = n;
     sl_time_t cost = 0;
-    e->step_start = now;
-    sl_status_t st = e->ops->step(e->backend, e->batch, n, &cost);
-    if (st != SL_OK) {
-        SL_WARN("backend step failed: %s; failing %zu jobs", sl_status_str(st), n);
-        for (size_t i = 0; i < n; i++)
-            s_end(e, e->batch_jobs[i], SL_ENGINE_FAILED, sl_status_str(st), now);
-        e->n_batch = 0;
+    if (!s_step_begin(e, n, now, &cost))
         return now;
-    }
     /* A backend that computed for real (cost 0) finished during the call:
      * the step ends at the next call, whose time is taken after the work,
      * so first-token and end times include the compute. */
     e->stepping = true;
     e->step_end = now + (cost > 0 ? cost : 0);
+    e->run_left = 0;
+    if (cost > 0 && e->cfg.run_steps > 1 && e->ops->decode_cost) {
+        s_plan_run(e, n, n_run);
+        if (e->run_left > 0)
+            return e->run_end;
+    }
     return e->step_end;
 }
 
@@ -399,10 +512,10 @@ sl_engine_job_t *sl_engine_find(sl_engine_t *e, uint64_t id)
 
 sl_status_t sl_engine_pause(sl_engine_t *e, uint64_t id, sl_time_t now)
 {
-    (void)now;
     sl_engine_job_t *job = sl_engine_find(e, id);
     if (!job)
         return SL_ERR_NOT_FOUND;
+    s_sync(e, now);
     if (job->held)
         return SL_ERR_INVALID;
     if (!job->admitted || !job->seq.prefilled)
@@ -440,7 +553,7 @@ static void s_unhold(sl_engine_t *e, sl_engine_job_t *job)
 
 sl_status_t sl_engine_resume(sl_engine_t *e, sl_engine_job_t *job, sl_time_t now)
 {
-    (void)now;
+    s_sync(e, now);
     if (!job->held || job->kv_mode != SL_KV_LOCAL)
         return SL_ERR_INVALID;
     s_unhold(e, job);
@@ -470,6 +583,7 @@ void sl_engine_kv_unhold(sl_engine_t *e, void *hold)
 sl_status_t sl_engine_import(sl_engine_t *e, sl_engine_job_t *job, uint32_t n_out,
                              uint32_t streamed, uint32_t prefix_tokens, sl_time_t now)
 {
+    s_sync(e, now);
     if (!job->held || job->kv_mode != SL_KV_AWAIT || n_out > job->seq.max_new_tokens ||
         streamed > n_out || !e->ops->kv_import)
         return SL_ERR_INVALID;
@@ -512,6 +626,7 @@ sl_status_t sl_engine_import(sl_engine_t *e, sl_engine_job_t *job, uint32_t n_ou
 void sl_engine_end(sl_engine_t *e, sl_engine_job_t *job, sl_engine_done_t how, const char *error,
                    sl_time_t now)
 {
+    s_sync(e, now);
     s_end(e, job, how, error, now);
 }
 
@@ -553,6 +668,7 @@ void sl_engine_limits(const sl_engine_t *e, sl_backend_limits_t *limits)
 
 void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
 {
+    s_catch_up(e, now, false); /* the steps ended by now count; the run goes on */
     sl_backend_load_t bl = {0};
     e->ops->load(e->backend, &bl);
     memset(&load->kv, 0, sizeof(load->kv));

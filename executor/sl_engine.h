@@ -19,6 +19,7 @@ typedef struct sl_engine_cfg {
     int64_t batch_wait_us; /* a partial batch of batch-class jobs starts after this wait (50 ms) */
     int chunk_tokens;      /* streamed tokens per chunk */
     int step_tokens;       /* tokens one step computes at most (chunked prefill; 0 = no limit) */
+    int run_steps;         /* modelled steps run back to back while nothing changes (1: off) */
 } sl_engine_cfg_t;
 
 extern const sl_cfg_field_t sl_engine_cfg_fields[];
@@ -88,11 +89,13 @@ typedef struct sl_engine_load {
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,
                              const sl_backend_params_t *params, const sl_engine_cb_t *cb,
                              sl_engine_t **engine_p);
-/* Destroy; jobs still inside are ended with on_done(CANCELED). NULL-safe. */
 /* Start loading the engine's own state and the step's batch, so that the
  * next sl_engine_advance finds them cached (a hint: nothing changes). An
- * embedder driving many engines calls it for the one it will advance next. */
-void sl_engine_prefetch(const sl_engine_t *e);
+ * embedder driving many engines calls it for the one it will advance next.
+ * max_batch: the engine's, from the embedder's copy of the configuration
+ * (reading the engine's own would wait for the very load this starts). */
+void sl_engine_prefetch(const sl_engine_t *e, int max_batch);
+/* Destroy; jobs still inside are ended with on_done(CANCELED). NULL-safe. */
 void sl_engine_destroy(sl_engine_t **engine_p);
 /* Add a job (the engine holds it until on_done). */
 void sl_engine_submit(sl_engine_t *engine, sl_engine_job_t *job, sl_time_t now);

@@ -195,6 +195,7 @@ void sl_sim_params_default(sl_sim_params_t *p)
     p->heartbeat_ms = 100;
     p->credits = 32;
     p->max_batch = 32;
+    p->run_steps = 256;
     sl_cfg_defaults(sl_sim_cfg_fields, &p->model);
     p->kv_block_tokens = 16;
     p->fail_down_s = 30;
@@ -236,7 +237,7 @@ static void s_prefetch_next(const s_sim_t *s)
         return;
     const s_exec_t *x = &s->execs[(uint32_t)top->word];
     if (x->alive)
-        sl_engine_prefetch(x->engine);
+        sl_engine_prefetch(x->engine, s->p->max_batch);
 }
 
 static void s_wake(s_sim_t *s, s_exec_t *x, sl_time_t t)
@@ -519,6 +520,7 @@ static void s_xfer_land(s_sim_t *s, uint32_t i)
         } else {
             sl_engine_end(fx->engine, &sj->ej, SL_ENGINE_CANCELED, "its reservation is gone",
                           s->now);
+            s_wake(s, fx, s->now);
         }
         s_kv_fail(s, fx, xf.seq, "the receiver holds no reservation for it");
         return;
@@ -800,6 +802,7 @@ static sl_status_t s_exec_start(s_sim_t *s, s_exec_t *x)
     sl_engine_cfg_t ecfg;
     sl_cfg_defaults(sl_engine_cfg_fields, &ecfg);
     ecfg.max_batch = p->max_batch;
+    ecfg.run_steps = p->run_steps > 1 ? p->run_steps : 1;
     sl_sim_cfg_t model = p->model;
     model.speed = p->speeds ? p->speeds[x->n] : 1.0;
     sl_backend_params_t bp = {

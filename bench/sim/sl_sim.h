@@ -32,6 +32,8 @@ typedef struct sl_sim_params {
     int64_t heartbeat_ms;     /* heartbeat (load copy) interval */
     int credits;              /* jobs in flight per executor */
     int max_batch;            /* engine batch size */
+    int run_steps;            /* the engines' run_steps: decode steps per wake-up at most
+                               * (the same results, fewer events; 1 = a wake-up per step) */
     sl_sim_cfg_t model;       /* sim backend coefficients (speed is per executor) */
     uint32_t kv_block_tokens; /* tokens per KV block of the backend */
     double fail_at_s;         /* executors fail at this time (0 = never) */

@@ -604,6 +604,149 @@ static void test_load_report(void **state)
     assert_true(l.busy == 0.75f);
 }
 
+/* Runs: an engine planning runs of decode steps (run_steps) ends every
+ * job when, and as, an engine waking at every step does, on a script of
+ * submissions (some landing inside a run), a cancel, a streamed job and
+ * load reads, driven as an embedder on a virtual clock drives it: an
+ * advance at each wake-up it asked for, and after each action. */
+typedef enum { S_ACT_SUBMIT, S_ACT_CANCEL, S_ACT_LOAD } s_act_kind_t;
+typedef struct {
+    sl_time_t at;
+    s_act_kind_t kind;
+    uint64_t id;
+    uint32_t prompt, out;
+    bool stream;
+} s_act_t;
+
+#define S_RUN_JOBS 8
+#define S_RUN_CHUNKS 16
+
+/* The driver's clock, and when (by it) the streamed chunks were handed out. */
+static sl_time_t s_run_now;
+static sl_time_t s_run_chunk_at[S_RUN_CHUNKS];
+static int s_run_chunks;
+
+static void s_run_tokens(void *arg, sl_engine_job_t *ej, uint32_t from, uint32_t n)
+{
+    (void)arg, (void)ej, (void)from, (void)n;
+    if (s_run_chunks < S_RUN_CHUNKS)
+        s_run_chunk_at[s_run_chunks] = s_run_now;
+    s_run_chunks++;
+}
+
+typedef struct {
+    int wakeups;                      /* advances at the engine's own wake-ups */
+    sl_time_t first[S_RUN_JOBS];      /* per job: first token */
+    sl_time_t end[S_RUN_JOBS];        /* ... completion */
+    uint32_t n_out[S_RUN_JOBS];       /* ... tokens */
+    sl_engine_load_t loads[4];        /* the load reads */
+    int chunks, done, canceled;       /* callbacks */
+    sl_time_t chunk_at[S_RUN_CHUNKS]; /* when the chunks came out */
+} s_run_rec_t;
+
+static void s_script(int run_steps, const s_act_t *acts, int n, s_run_rec_t *out)
+{
+    rec_t r;
+    memset(out, 0, sizeof(*out));
+    sl_engine_cfg_t cfg;
+    sl_engine_t *e = NULL;
+    memset(&r, 0, sizeof(r));
+    sl_cfg_defaults(sl_engine_cfg_fields, &cfg);
+    cfg.run_steps = run_steps;
+    sl_cfg_defaults(sl_sim_cfg_fields, &s_sim);
+    sl_backend_params_t p = {.kv_block_tokens = 16, .sim = &s_sim};
+    sl_engine_cb_t cb = {.tokens = s_run_tokens, .done = s_done, .arg = &r};
+    assert_int_equal(sl_engine_create(&cfg, sl_backend_find("sim"), &p, &cb, &e), SL_OK);
+    job_t *jobs[S_RUN_JOBS] = {0};
+    s_run_chunks = 0;
+    sl_time_t now = 0, wake = INT64_MAX;
+    int i = 0, loads = 0;
+    while (i < n || sl_engine_jobs(e) > 0) {
+        sl_time_t at = i < n ? acts[i].at : INT64_MAX;
+        if (at <= wake) { /* an action at a boundary comes first */
+            const s_act_t *a = &acts[i++];
+            now = s_run_now = at;
+            if (a->kind == S_ACT_SUBMIT) {
+                jobs[a->id] = s_job(a->id, 1, a->prompt, a->out);
+                jobs[a->id]->ej.stream = a->stream;
+                sl_engine_submit(e, &jobs[a->id]->ej, now);
+            } else if (a->kind == S_ACT_CANCEL) {
+                assert_int_equal(sl_engine_cancel(e, a->id, now), SL_OK);
+            } else {
+                sl_engine_load(e, now, &out->loads[loads++]);
+                continue; /* a read: nothing to advance for */
+            }
+        } else {
+            assert_true(wake != INT64_MAX);
+            now = s_run_now = wake;
+            out->wakeups++;
+        }
+        wake = sl_engine_advance(e, now);
+        if (wake <= now && wake != INT64_MAX)
+            wake = now + 1;
+    }
+    for (int j = 0; j < S_RUN_JOBS; j++)
+        if (jobs[j]) {
+            out->first[j] = jobs[j]->ej.first_token;
+            out->end[j] = jobs[j]->ej.finished;
+            out->n_out[j] = jobs[j]->ej.seq.n_out;
+            free(jobs[j]);
+        }
+    out->chunks = s_run_chunks;
+    memcpy(out->chunk_at, s_run_chunk_at, sizeof(out->chunk_at));
+    out->done = r.done;
+    out->canceled = r.canceled;
+    sl_engine_destroy(&e);
+}
+
+static void test_runs_end_jobs_as_steps_do(void **state)
+{
+    (void)state;
+    const s_act_t acts[] = {
+        {SL_MS(0), S_ACT_SUBMIT, 0, 800, 60, false},
+        {SL_MS(1), S_ACT_SUBMIT, 1, 300, 40, true}, /* streamed: chunks bound the runs */
+        {SL_MS(120), S_ACT_LOAD, 0, 0, 0, false},   /* inside a run */
+        {SL_MS(150), S_ACT_SUBMIT, 2, 2000, 64, false},
+        {SL_MS(260), S_ACT_SUBMIT, 3, 100, 20, false},
+        {SL_MS(300), S_ACT_LOAD, 0, 0, 0, false},
+        {SL_MS(330), S_ACT_CANCEL, 0, 0, 0, false},
+        {SL_MS(420), S_ACT_SUBMIT, 4, 500, 64, false},
+        {SL_MS(600), S_ACT_LOAD, 0, 0, 0, false},
+        {SL_MS(900), S_ACT_SUBMIT, 5, 50, 64, false},
+        {SL_MS(1300), S_ACT_LOAD, 0, 0, 0, false},
+    };
+    int n = (int)(sizeof(acts) / sizeof(acts[0]));
+    s_run_rec_t a, b;
+    s_script(1, acts, n, &a);
+    s_script(64, acts, n, &b);
+    for (int j = 0; j < 6; j++) {
+        assert_true(a.first[j] > 0);
+        assert_true(a.end[j] > 0);
+        assert_int_equal(a.first[j], b.first[j]);
+        assert_int_equal(a.end[j], b.end[j]);
+        assert_int_equal(a.n_out[j], b.n_out[j]);
+    }
+    assert_int_equal(a.n_out[2], 64);
+    assert_true(a.n_out[0] < 60); /* canceled on the way */
+    assert_int_equal(a.canceled, 1);
+    assert_int_equal(a.done, b.done);
+    assert_int_equal(a.canceled, b.canceled);
+    assert_int_equal(a.chunks, b.chunks);
+    assert_true(a.chunks >= 3 && a.chunks <= S_RUN_CHUNKS);
+    for (int k = 0; k < a.chunks; k++) /* streamed when they were due, not when a run ended */
+        assert_int_equal(a.chunk_at[k], b.chunk_at[k]);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(a.loads[k].running, b.loads[k].running);
+        assert_int_equal(a.loads[k].waiting, b.loads[k].waiting);
+        assert_int_equal(a.loads[k].kv_used, b.loads[k].kv_used);
+        assert_int_equal(a.loads[k].step_us, b.loads[k].step_us);
+        assert_true(a.loads[k].busy == b.loads[k].busy);
+    }
+    assert_true(a.loads[0].running > 0);
+    /* the point of it: far fewer wake-ups for the same steps */
+    assert_true(b.wakeups * 3 < a.wakeups);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_limits_and_failure_reason),
         cmocka_unit_test(test_job_reports),
         cmocka_unit_test(test_load_report),
+        cmocka_unit_test(test_runs_end_jobs_as_steps_do),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

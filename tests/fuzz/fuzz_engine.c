@@ -2,10 +2,10 @@
  * Fuzz target "engine": the executor's message handlers driven through its
  * engine (executor/sl_engine.c) with the sim or the null backend,
  * in-process, on a simulated clock, without sockets. An input is a header
- * (backend, engine knobs, KV pool size) and then records: a step of the
- * clock (sl_engine_advance), one message frame from the scheduler, or an
- * action of the data plane on a held job (KV taken in from a peer,
- * resumed, ended as moved or failed).
+ * (backend, engine knobs, runs of steps, KV pool size) and then records: a
+ * step of the clock (sl_engine_advance), one message frame from the
+ * scheduler, or an action of the data plane on a held job (KV taken in
+ * from a peer, resumed, ended as moved or failed).
  *
  * Frames are decoded with sl_proto_decode and handed on as
  * executor/sl_executor.c does: each dispatch of a DISPATCHES batch is
@@ -231,6 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.max_batch = 1 + batch % 16;
     cfg.chunk_tokens = 1 + (batch >> 4);
     cfg.step_tokens = (pick & 2) ? 64 : 0;
+    cfg.run_steps = (pick & 4) ? 2 + (pick >> 3) : 1; /* runs of decode steps (sim backend) */
     sl_sim_cfg_t sim;
     sl_cfg_defaults(sl_sim_cfg_fields, &sim);
     sim.kv_capacity_blocks = 4 + kv; /* small pools: eviction and refusal within reach */
