@@ -322,12 +322,13 @@ sl_status_t sl_core_create(const sl_core_cfg_t *cfg, const sl_core_io_t *io, voi
     core->execs = calloc((size_t)cfg->max_executors, sizeof(*core->execs));
     core->cands = calloc((size_t)cfg->max_executors, sizeof(*core->cands));
     core->free_execs = calloc((size_t)cfg->max_executors, sizeof(*core->free_execs));
+    core->free_index = calloc((size_t)cfg->max_executors, sizeof(*core->free_index));
     core->alive_execs = calloc((size_t)cfg->max_executors, sizeof(*core->alive_execs));
     core->alive_index = calloc((size_t)cfg->max_executors, sizeof(*core->alive_index));
     core->hits = calloc(SL_PREFIX_MAX_HOLDERS, sizeof(*core->hits));
     core->hit_blocks = calloc((size_t)cfg->max_executors, sizeof(*core->hit_blocks));
-    if (!core->execs || !core->cands || !core->free_execs || !core->alive_execs ||
-        !core->alive_index || !core->hits || !core->hit_blocks)
+    if (!core->execs || !core->cands || !core->free_execs || !core->free_index ||
+        !core->alive_execs || !core->alive_index || !core->hits || !core->hit_blocks)
         goto err_free;
     st = sl_core_fair_init(core); /* SL_ERR_INVALID: bad tenant-weights */
     if (st != SL_OK)
@@ -364,6 +365,7 @@ err_free:
     free(core->hit_blocks);
     free(core->hits);
     free(core->free_execs);
+    free(core->free_index);
     free(core->alive_index);
     free(core->alive_execs);
     free(core->cands);
@@ -422,6 +424,7 @@ void sl_core_destroy(sl_core_t **core_p)
     free(core->hit_blocks);
     free(core->hits);
     free(core->free_execs);
+    free(core->free_index);
     free(core->alive_index);
     free(core->alive_execs);
     free(core->cands);

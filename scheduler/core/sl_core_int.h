@@ -115,6 +115,8 @@ struct sl_core {
     uint32_t *alive_index;            /* their indices, in the same order (a dense array
                                        * for the backlog sum: no executor record read) */
     sl_exec_t **free_execs;           /* executors with a free credit */
+    uint32_t *free_index;             /* their indices, in the same order (a draw's load model
+                                         is prefetched without reading the executor first) */
     uint32_t n_free_execs;            /* entries of free_execs */
     sl_prefix_index_t *index;         /* cluster-wide prefix index */
     sl_load_model_t *model;           /* learned load model */
@@ -123,6 +125,10 @@ struct sl_core {
                                          caches (0 outside a placement) */
     size_t n_hits;                    /* entries of hits */
     uint32_t common_blocks;           /* leading blocks of the job taken as cached everywhere */
+    uint64_t hits_seq;                /* the job whose match hits still holds (seq + 1; 0: none) */
+    uint64_t hits_gen;                /* ... at this generation of the index */
+    size_t hits_len;                  /* ... its entries */
+    uint32_t hits_common;             /* ... its common_blocks */
     uint64_t place_stamp;             /* current placement (marks candidates) */
     double queued_work_s;             /* predicted prefill of jobs in the scheduler's queue */
     uint32_t queued_with_due;         /* queued jobs that have a deadline (ticks scan only then) */
@@ -367,6 +373,7 @@ void sl_core_hits_clear(sl_core_t *core);
 static inline void sl_core_free_add(sl_core_t *core, sl_exec_t *e)
 {
     sl_core_exec_priv(e)->free_pos = core->n_free_execs;
+    core->free_index[core->n_free_execs] = e->index;
     core->free_execs[core->n_free_execs++] = e;
 }
 
@@ -375,6 +382,7 @@ static inline void sl_core_free_del(sl_core_t *core, sl_exec_t *e)
     sl_exec_t *last = core->free_execs[--core->n_free_execs];
     uint32_t pos = sl_core_exec_priv(e)->free_pos;
     core->free_execs[pos] = last;
+    core->free_index[pos] = core->free_index[core->n_free_execs];
     sl_core_exec_priv(last)->free_pos = pos;
 }
 /* e can hold a job of need tokens (prompt + new) with ids below vocab_need. */

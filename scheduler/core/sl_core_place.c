@@ -87,24 +87,52 @@ static uint32_t s_cached_tokens(const sl_core_t *core, const sl_job_t *job, cons
     return (uint32_t)c;
 }
 
+/* Start loading what checking e as a candidate and predicting on it read. */
+static inline void s_exec_prefetch(const sl_core_t *core, const sl_exec_t *e, uint32_t index)
+{
+    const sl_core_exec_t *x = sl_core_exec_priv(e);
+    __builtin_prefetch(e);
+    __builtin_prefetch((const char *)e + 64);
+    __builtin_prefetch((const char *)e + 128);
+    __builtin_prefetch((const char *)e + 192);
+    __builtin_prefetch(&x->cand_stamp);
+    sl_load_model_prefetch(core->model, index); /* index, not e->index: e is not loaded yet */
+}
+
 void sl_core_hits_mark(sl_core_t *core, const sl_job_t *job)
 {
-    core->n_hits = sl_prefix_index_match(core->index, job->block_hashes, job->n_block_hashes,
-                                         core->hits, SL_PREFIX_MAX_HOLDERS, &core->common_blocks);
+    /* Admission and placement of one job look its prefix up in turn, the
+     * index unchanged between them: the second time, the first's match
+     * (still in hits, which only this function writes) is taken again. */
+    uint64_t gen = sl_prefix_index_gen(core->index);
+    if (core->hits_seq == job->seq + 1 && core->hits_gen == gen) {
+        core->n_hits = core->hits_len;
+        core->common_blocks = core->hits_common;
+    } else {
+        core->n_hits =
+            sl_prefix_index_match(core->index, job->block_hashes, job->n_block_hashes, core->hits,
+                                  SL_PREFIX_MAX_HOLDERS, &core->common_blocks);
+        core->hits_seq = job->seq + 1;
+        core->hits_gen = gen;
+        core->hits_len = core->n_hits;
+        core->hits_common = core->common_blocks;
+    }
+    /* by index (an executor's index is its slot): the holders' records
+     * are only prefetched here, for the candidate checks that follow */
     for (size_t i = 0; i < core->n_hits; i++) {
-        sl_exec_t *e = core->execs[core->hits[i].exec];
-        if (e)
-            core->hit_blocks[e->index] = core->hits[i].blocks;
+        uint32_t idx = core->hits[i].exec;
+        const sl_exec_t *e = core->execs[idx];
+        if (e) {
+            core->hit_blocks[idx] = core->hits[i].blocks;
+            s_exec_prefetch(core, e, idx);
+        }
     }
 }
 
 void sl_core_hits_clear(sl_core_t *core)
 {
-    for (size_t i = 0; i < core->n_hits; i++) {
-        sl_exec_t *e = core->execs[core->hits[i].exec];
-        if (e)
-            core->hit_blocks[e->index] = 0;
-    }
+    for (size_t i = 0; i < core->n_hits; i++)
+        core->hit_blocks[core->hits[i].exec] = 0;
     core->n_hits = 0;
     core->common_blocks = 0;
 }
@@ -182,20 +210,10 @@ static bool s_sampling(const sl_core_t *core)
     return k && core->n_free_execs > 2 * k;
 }
 
+/* Draws screened for each candidate offered by s_cands_sampled. */
+#define S_SCREEN_DRAWS 2
 /* Executors drawn and prefetched at once by s_cands_sampled. */
 #define S_DRAW_BATCH 64
-
-/* Start loading what checking e as a candidate and predicting on it read. */
-static inline void s_exec_prefetch(const sl_core_t *core, const sl_exec_t *e)
-{
-    const sl_core_exec_t *x = sl_core_exec_priv(e);
-    __builtin_prefetch(e);
-    __builtin_prefetch((const char *)e + 64);
-    __builtin_prefetch((const char *)e + 128);
-    __builtin_prefetch((const char *)e + 192);
-    __builtin_prefetch(&x->cand_stamp);
-    sl_load_model_prefetch(core->model, e->index);
-}
 
 /* The free prefix holders of the job (marked: sl_core_hits_mark) and
  * policy->sample free executors drawn at random, those that can take it;
@@ -212,21 +230,34 @@ static size_t s_cands_sampled(sl_core_t *core, const sl_job_t *job, uint64_t sta
         if (pos < nf && core->free_execs[pos] == e)
             s_cand_add(core, e, job, stamp, now, &n);
     }
-    /* Drawn a batch at a time and prefetched before they are checked: the
-     * draws are random executors, each a few cache misses (its record, its
-     * candidate mark, its load model), which then overlap instead of
-     * following one another. The draws and their order are the same. */
-    sl_exec_t *drawn[S_DRAW_BATCH];
-    for (uint32_t i = 0; i < k; i += S_DRAW_BATCH) {
-        uint32_t m = k - i < S_DRAW_BATCH ? k - i : S_DRAW_BATCH;
-        for (uint32_t j = 0; j < m; j++) {
-            sl_exec_t *e = core->free_execs[sl_rand_below(&core->cand_rand, nf)];
-            drawn[j] = e;
-            s_exec_prefetch(core, e);
+    /* Twice the sample is drawn, in pairs, and of each pair the one the
+     * load model's dense arrays rate better (backlog and speed:
+     * sl_load_model_screen) is offered, so that the policy's full
+     * predictions, each a few cache misses (the executor's record, its
+     * candidate mark, its load model), go to draws worth them; the best of
+     * all the draws always wins its pair. The offered ones are prefetched
+     * together before they are checked, so their misses overlap instead of
+     * following one another. */
+    uint32_t keep = k < S_DRAW_BATCH ? k : S_DRAW_BATCH;
+    double pf = sl_load_model_fleet_prefill(core->model, job->prompt_tokens);
+    uint32_t best[S_DRAW_BATCH];
+    for (uint32_t j = 0; j < keep; j++) {
+        uint32_t a = (uint32_t)sl_rand_below(&core->cand_rand, nf);
+        double ka = sl_load_model_screen(core->model, core->free_index[a], pf, now);
+        for (int t = 1; t < S_SCREEN_DRAWS; t++) {
+            uint32_t b = (uint32_t)sl_rand_below(&core->cand_rand, nf);
+            double kb = sl_load_model_screen(core->model, core->free_index[b], pf, now);
+            if (kb < ka) {
+                a = b;
+                ka = kb;
+            }
         }
-        for (uint32_t j = 0; j < m; j++)
-            s_cand_add(core, drawn[j], job, stamp, now, &n);
+        best[j] = a;
     }
+    for (uint32_t j = 0; j < keep; j++)
+        s_exec_prefetch(core, core->free_execs[best[j]], core->free_index[best[j]]);
+    for (uint32_t j = 0; j < keep; j++)
+        s_cand_add(core, core->free_execs[best[j]], job, stamp, now, &n);
     return n;
 }
 

@@ -81,18 +81,27 @@ typedef struct s_rls {
 } s_rls_t;
 
 typedef struct s_exec {
-    s_rls_t prefill;     /* prefill step model */
-    s_rls_t wait;        /* wait model */
-    s_rls_t tpot;        /* TPOT model (first SL_LM_NT entries used) */
-    double work_sent;    /* predicted prefill seconds ever sent to it */
-    sl_time_t last_sent; /* last dispatch to it (or its reset) */
-    sl_time_t learn_at;  /* when learn_tokens was last refilled */
-    double learn_tokens; /* completions it may learn from now (token bucket) */
-    uint64_t samples;    /* outcomes learned */
-    double log_scale;    /* log of its time over the fleet model's (its slowness) */
-    double err_own;      /* recent relative TTFT error of its own model (EWMA) */
-    double err_fleet;    /* the same of the fleet model times its scale */
-    bool own;            /* its own model predicts it (it has proved better) */
+    /* What every prediction reads, in the record's first two cache lines
+     * (the records are aligned to them): a prediction for a candidate not
+     * seen lately misses on each line it touches, and a decision makes a
+     * dozen or more. The coefficient vectors are copies of the models'
+     * below, made whenever those learn (s_mirror). */
+    _Alignas(64) sl_time_t last_sent; /* last dispatch to it (or its reset) */
+    double scale;            /* exp(log_scale), kept with it (exp is no cheap call per candidate) */
+    double th_prefill[S_NP]; /* prefill.th */
+    double th_wait[S_NW];    /* wait.th */
+    double th_tpot[SL_LM_NT]; /* tpot.th */
+    bool own;                 /* its own model predicts it (it has proved better) */
+    s_rls_t prefill;          /* prefill step model */
+    s_rls_t wait;             /* wait model */
+    s_rls_t tpot;             /* TPOT model (first SL_LM_NT entries used) */
+    double work_sent;         /* predicted prefill seconds ever sent to it */
+    sl_time_t learn_at;       /* when learn_tokens was last refilled */
+    double learn_tokens;      /* completions it may learn from now (token bucket) */
+    uint64_t samples;         /* outcomes learned */
+    double log_scale;         /* log of its time over the fleet model's (its slowness) */
+    double err_own;           /* recent relative TTFT error of its own model (EWMA) */
+    double err_fleet;         /* the same of the fleet model times its scale */
 } s_exec_t;
 
 struct sl_load_model {
@@ -102,6 +111,7 @@ struct sl_load_model {
     sl_time_t *busy_until; /* per executor: predicted end of the prefill work sent to it
                             * (apart from execs, so that summing the backlog reads one
                             * dense array rather than a cache line per executor) */
+    double *scale_of;      /* per executor: its scale, mirrored densely (the screen) */
     s_rls_t prior;         /* shared prefill prior */
     s_rls_t prior_wait;    /* shared wait prior */
     s_rls_t prior_tpot;    /* shared TPOT prior */
@@ -158,6 +168,25 @@ static double s_dot(const double *a, const double *b, int n)
     for (int i = 0; i < n; i++)
         s += a[i] * b[i];
     return s;
+}
+
+/* s_dot of th with the features idx[] of x, read in place: the same sum in
+ * the same order as s_dot over a picked copy, without the copy (whose
+ * 8-byte stores a vector load of it would wait on). */
+static double s_dot_at(const double *th, const double *x, const int *idx, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += th[i] * x[idx[i]];
+    return s;
+}
+
+/* The prediction's copies of an executor's coefficients, after they change. */
+static void s_mirror(s_exec_t *e)
+{
+    memcpy(e->th_prefill, e->prefill.th, sizeof(e->th_prefill));
+    memcpy(e->th_wait, e->wait.th, sizeof(e->th_wait));
+    memcpy(e->th_tpot, e->tpot.th, sizeof(e->th_tpot));
 }
 
 /* One RLS step with forgetting lambda. Two guards keep it sane on real
@@ -234,9 +263,14 @@ sl_status_t sl_load_model_create(const sl_lm_cfg_t *cfg, uint32_t max_execs,
     sl_load_model_t *m = calloc(1, sizeof(*m));
     if (!m)
         return SL_ERR_NOMEM;
-    m->execs = calloc(max_execs, sizeof(*m->execs));
+    /* aligned to the records' cache lines (a multiple of 64 bytes each) */
+    m->execs = aligned_alloc(64, (size_t)max_execs * sizeof(*m->execs));
+    if (m->execs)
+        memset(m->execs, 0, (size_t)max_execs * sizeof(*m->execs));
     m->busy_until = calloc(max_execs, sizeof(*m->busy_until));
-    if (!m->execs || !m->busy_until) {
+    m->scale_of = calloc(max_execs, sizeof(*m->scale_of));
+    if (!m->execs || !m->busy_until || !m->scale_of) {
+        free(m->scale_of);
         free(m->busy_until);
         free(m->execs);
         free(m);
@@ -258,6 +292,7 @@ void sl_load_model_destroy(sl_load_model_t **model_p)
     sl_load_model_t *m = *model_p;
     if (!m)
         return;
+    free(m->scale_of);
     free(m->busy_until);
     free(m->execs);
     free(m);
@@ -272,12 +307,15 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
     s_rls_init(&e->prefill, m->prior.th, S_NP, m->cfg.p_init);
     s_rls_init(&e->wait, m->prior_wait.th, S_NW, m->cfg.p_init);
     s_rls_init(&e->tpot, m->prior_tpot.th, SL_LM_NT, m->cfg.p_init);
+    s_mirror(e);
     m->busy_until[exec] = now;
     e->last_sent = now;
     e->learn_at = now;
     e->learn_tokens = S_LEARN_BURST;
     e->samples = 0;
     e->log_scale = 0;
+    e->scale = 1;
+    m->scale_of[exec] = 1;
     e->err_own = e->err_fleet = 0;
     e->own = false;
 }
@@ -295,10 +333,9 @@ void sl_load_model_prefetch(const sl_load_model_t *m, uint32_t exec)
     if (exec >= m->max_execs)
         return;
     const s_exec_t *e = &m->execs[exec];
-    __builtin_prefetch(e->prefill.th);
-    __builtin_prefetch(e->wait.th);
-    __builtin_prefetch(e->tpot.th);
-    __builtin_prefetch(&e->last_sent);
+    /* the two lines a prediction reads of the record */
+    __builtin_prefetch(e);
+    __builtin_prefetch((const char *)e + 64);
     __builtin_prefetch(&m->busy_until[exec]);
 }
 
@@ -322,6 +359,22 @@ static void s_pick(const double *x, const int *idx, int n, double *out)
         out[i] = x[idx[i]];
 }
 
+double sl_load_model_fleet_prefill(const sl_load_model_t *m, uint32_t prompt_tokens)
+{
+    double u = prompt_tokens, x[SL_LM_NX] = {1.0, u / 1000.0, u * (u / 2) / 1e6}, xp[S_NP];
+    s_pick(x, s_xp, S_NP, xp);
+    return s_clamp(s_dot(m->prior.th, xp, S_NP), 1e-4, S_PRED_MAX_S);
+}
+
+double sl_load_model_screen(const sl_load_model_t *m, uint32_t exec, double prefill_s,
+                            sl_time_t now)
+{
+    if (exec >= m->max_execs)
+        return INFINITY;
+    sl_time_t b = m->busy_until[exec] - now;
+    return (b > 0 ? (double)b / 1e9 : 0.0) + m->scale_of[exec] * prefill_s;
+}
+
 void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
                            sl_time_t now, sl_lm_pred_t *pred)
 {
@@ -340,34 +393,32 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
                           over,
                           backlog > 0 || over > 0 ? 1.0 : 0.0};
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
-    double xp[S_NP], xw[S_NW];
-    s_pick(x, s_xp, S_NP, xp);
-    s_pick(x, s_xw, S_NW, xw);
     /* An executor the policy has not chosen for a long time may be judged
      * on one bad stretch and then never chosen again, so never corrected:
      * once stale, it is predicted as the fleet's prior predicts, it gets a
      * job when that looks best, and its own model, which kept learning,
      * takes over again at that dispatch. */
-    const s_rls_t *pre = &e->prefill, *wai = &e->wait;
+    const double *pre = e->th_prefill, *wai = e->th_wait;
     double scale = 1.0;
     if (m->cfg.stale > 0 && now - e->last_sent > m->cfg.stale) {
-        pre = &m->prior; /* stale: judged as the fleet is, its scale forgotten */
-        wai = &m->prior_wait;
+        pre = m->prior.th; /* stale: judged as the fleet is, its scale forgotten */
+        wai = m->prior_wait.th;
     } else if (!e->own) {
-        pre = &m->prior;
-        wai = &m->prior_wait;
-        scale = exp(e->log_scale);
+        pre = m->prior.th;
+        wai = m->prior_wait.th;
+        scale = e->scale;
     }
     /* Bounded, whatever the coefficients: a prediction feeds the backlog
      * clock, which must never overflow. */
-    double prefill = s_clamp(scale * s_dot(pre->th, xp, S_NP), 1e-4, S_PRED_MAX_S);
-    double work = s_clamp(scale * (pre->th[1] * xp[1] + pre->th[2] * xp[2]), 0, prefill);
+    double prefill = s_clamp(scale * s_dot_at(pre, x, s_xp, S_NP), 1e-4, S_PRED_MAX_S);
+    double work = s_clamp(scale * (pre[1] * x[s_xp[1]] + pre[2] * x[s_xp[2]]), 0, prefill);
     /* The backlog counts at face value: it is made of this executor's own
      * prefill predictions, so it is already in its seconds; a learned
      * coefficient on it is fitted on the placements the policy chose (the
      * ones with little backlog) and went low exactly where it matters. */
-    double wait = s_clamp(x[3] + scale * s_dot(wai->th, xw, S_NW), 0, 2 * S_PRED_MAX_S);
-    double tpot = s_dot(e->tpot.th, xt, SL_LM_NT);
+    double wait = s_clamp(x[3] + scale * s_dot_at(wai, x, s_xw, S_NW), 0, 2 * S_PRED_MAX_S);
+    static const int xt_all[SL_LM_NT] = {0, 1};
+    double tpot = s_dot_at(e->th_tpot, xt, xt_all, SL_LM_NT);
     for (int i = 0; i < SL_LM_NX; i++)
         pred->x[i] = (float)x[i];
     for (int i = 0; i < SL_LM_NT; i++)
@@ -427,7 +478,7 @@ static double s_score_models(const sl_load_model_t *m, s_exec_t *e, const sl_lm_
         x[i] = pred->x[i];
     s_pick(x, s_xp, S_NP, xp);
     s_pick(x, s_xw, S_NW, xw);
-    double scale = exp(e->log_scale), fleet_prefill = s_dot(m->prior.th, xp, S_NP);
+    double scale = e->scale, fleet_prefill = s_dot(m->prior.th, xp, S_NP);
     double fleet = x[3] + scale * (s_clamp(fleet_prefill, 1e-4, S_PRED_MAX_S) +
                                    s_dot(m->prior_wait.th, xw, S_NW));
     double own = x[3] + s_clamp(s_dot(e->prefill.th, xp, S_NP), 1e-4, S_PRED_MAX_S) +
@@ -503,10 +554,13 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
     double f = s_score_models(m, e, pred, ttft_s);
     /* The executor's scale: its prefill over the fleet model's, a running
      * mean in logs (a slowed executor moves it within a few jobs). */
-    if (prefill_known && f > 1e-6 && ttft_s - wait > 1e-6)
+    if (prefill_known && f > 1e-6 && ttft_s - wait > 1e-6) {
         e->log_scale +=
             S_SCALE_RATE * (log(s_clamp((ttft_s - wait) / f, 1e-2, 1e2)) - e->log_scale);
-    double scale = exp(e->log_scale);
+        e->scale = exp(e->log_scale);
+        m->scale_of[exec] = e->scale;
+    }
+    double scale = e->scale;
     if (prefill_known)
         s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - wait, wy, scale, s_tp_init,
                 S_P_NONNEG);
@@ -521,6 +575,7 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
             s_rls_update(&m->prior_tpot, xt, SL_LM_NT, tpot_s, m->cfg.prior_forget, s_tt_init,
                          SL_LM_NT);
     }
+    s_mirror(e);
     e->samples++;
 }
 
@@ -533,6 +588,7 @@ void sl_load_model_observe_tpot(sl_load_model_t *m, uint32_t exec, const sl_lm_p
     for (int i = 0; i < SL_LM_NT; i++)
         xt[i] = pred->xt[i];
     s_rls_update(&m->execs[exec].tpot, xt, SL_LM_NT, tpot_s, m->cfg.forget, s_tt_init, SL_LM_NT);
+    s_mirror(&m->execs[exec]);
 }
 
 double sl_load_model_mape(const sl_load_model_t *m)
@@ -563,7 +619,7 @@ double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
     if (exec >= m->max_execs)
         return 0.0;
     const s_exec_t *e = &m->execs[exec];
-    return e->own ? e->prefill.th[1] : exp(e->log_scale) * m->prior.th[1];
+    return e->own ? e->prefill.th[1] : e->scale * m->prior.th[1];
 }
 
 #define S_MAGIC "sluice-load-model"

@@ -74,6 +74,16 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *p
 double sl_load_model_exec_uncertainty(const sl_load_model_t *m, uint32_t exec);
 /* Predicted seconds until exec has worked off what it was sent. */
 double sl_load_model_backlog_s(const sl_load_model_t *m, uint32_t exec, sl_time_t now);
+/* The fleet model's prefill of an uncached prompt of prompt_tokens on an
+ * idle executor of scale 1 (the part of a prediction that is the job's
+ * alone, computed once per job for sl_load_model_screen). */
+double sl_load_model_fleet_prefill(const sl_load_model_t *m, uint32_t prompt_tokens);
+/* A rough TTFT of a job whose fleet prefill is prefill_s on exec at now:
+ * its backlog plus that prefill at its speed, read from two dense arrays
+ * (no per-executor record), to screen many candidates and predict on the
+ * best few. */
+double sl_load_model_screen(const sl_load_model_t *m, uint32_t exec, double prefill_s,
+                            sl_time_t now);
 /* Start loading what sl_load_model_predict reads of exec (a hint: no effect
  * on any result). */
 void sl_load_model_prefetch(const sl_load_model_t *m, uint32_t exec);

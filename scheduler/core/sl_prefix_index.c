@@ -39,6 +39,7 @@ struct sl_prefix_index {
     uint32_t max_execs;    /* executor indices are below this */
     uint64_t *exec_blocks; /* per executor: blocks indexed */
     uint64_t dropped;      /* entries forgotten for room */
+    uint64_t gen;          /* bumped by every change (sl_prefix_index_gen) */
 };
 
 sl_status_t sl_prefix_index_create(size_t max_entries, uint32_t max_execs,
@@ -88,6 +89,7 @@ sl_status_t sl_prefix_index_stored(sl_prefix_index_t *x, uint32_t exec, uint64_t
 {
     if (exec >= x->max_execs)
         return SL_ERR_INVALID;
+    x->gen++;
     s_entry_t *en = sl_map_get(&x->map, hash);
     if (!en) {
         if (sl_map_count(&x->map) >= x->max_entries && !sl_list_empty(&x->lru)) {
@@ -129,6 +131,7 @@ sl_status_t sl_prefix_index_stored(sl_prefix_index_t *x, uint32_t exec, uint64_t
 
 void sl_prefix_index_evicted(sl_prefix_index_t *x, uint32_t exec, uint64_t hash)
 {
+    x->gen++;
     s_entry_t *en = sl_map_get(&x->map, hash);
     if (!en)
         return;
@@ -148,6 +151,7 @@ void sl_prefix_index_reset(sl_prefix_index_t *x, uint32_t exec)
 {
     if (exec >= x->max_execs || x->exec_blocks[exec] == 0)
         return;
+    x->gen++;
     sl_list_t *pos, *tmp;
     sl_list_for_each_safe(pos, tmp, &x->lru)
     {
@@ -197,6 +201,11 @@ size_t sl_prefix_index_match(const sl_prefix_index_t *x, const uint64_t *hashes,
         live = still;
     }
     return m;
+}
+
+uint64_t sl_prefix_index_gen(const sl_prefix_index_t *x)
+{
+    return x->gen;
 }
 
 size_t sl_prefix_index_entries(const sl_prefix_index_t *x)

@@ -47,6 +47,10 @@ void sl_prefix_index_reset(sl_prefix_index_t *index, uint32_t exec);
  */
 size_t sl_prefix_index_match(const sl_prefix_index_t *index, const uint64_t *hashes, uint32_t n,
                              sl_prefix_hit_t *out, size_t cap, uint32_t *common_p);
+/* A number that changes whenever what sl_prefix_index_match could return
+ * may have changed (a store, an eviction, a reset), so a caller may keep a
+ * match while it stays the same. */
+uint64_t sl_prefix_index_gen(const sl_prefix_index_t *index);
 /* Hashes indexed now. */
 size_t sl_prefix_index_entries(const sl_prefix_index_t *index);
 /* Blocks exec is known to cache. */
