@@ -3,7 +3,8 @@
 # (sluice-engine): the same code the daemons run.
 add_library(sluice-simlib STATIC ${CMAKE_CURRENT_LIST_DIR}/sim/sl_sim.c
                              ${CMAKE_CURRENT_LIST_DIR}/sim/sl_sim_link.c
-                             ${CMAKE_CURRENT_LIST_DIR}/sim/sl_sim_plot.c)
+                             ${CMAKE_CURRENT_LIST_DIR}/sim/sl_sim_plot.c
+                             ${CMAKE_CURRENT_LIST_DIR}/sim/sl_sim_out.c)
 sl_layer(sluice-simlib PUBLIC DIRS bench/sim)
 target_link_libraries(sluice-simlib PUBLIC sluice-sched sluice-engine sluice-trace sluice-common m)
 add_executable(sluice-sim ${CMAKE_CURRENT_LIST_DIR}/sim/sim_main.c

@@ -43,6 +43,7 @@
  */
 #include "bench/sim/sim_matrix.h"
 #include "bench/sim/sl_sim.h"
+#include "bench/sim/sl_sim_out.h"
 #include "bench/sim/sl_sim_plot.h"
 #include "common/sl_cfg.h"
 #include "common/sl_clock.h"
@@ -522,57 +523,17 @@ static int s_cmd_run(s_opts_t *o, const sl_trace_t *src)
     return st == SL_OK ? 0 : 1;
 }
 
-/* The output folder: --out (made if missing), else a fresh one under
- * $TMPDIR or /tmp, never the working directory (a sweep would litter it).
- * Writes the folder's name into o->out; false with the cause printed. */
-static bool s_out_dir(s_opts_t *o)
-{
-    if (o->out[0]) {
-        struct stat sb;
-        if (mkdir(o->out, 0755) != 0 &&
-            !(errno == EEXIST && stat(o->out, &sb) == 0 && S_ISDIR(sb.st_mode))) {
-            fprintf(stderr, "sluice-sim compare: --out: cannot make folder %s: %s\n", o->out,
-                    errno == EEXIST ? "not a folder" : strerror(errno));
-            return false;
-        }
-        return true;
-    }
-    const char *tmp = getenv("TMPDIR");
-    char path[sizeof(o->out)];
-    if (snprintf(path, sizeof(path), "%s/sluice-sim-XXXXXX", tmp && tmp[0] ? tmp : "/tmp") >=
-        (int)sizeof(path)) {
-        fprintf(stderr, "sluice-sim compare: $TMPDIR is too long for a folder name\n");
-        return false;
-    }
-    if (!mkdtemp(path)) {
-        fprintf(stderr, "sluice-sim compare: cannot make a folder %s: %s\n", path, strerror(errno));
-        return false;
-    }
-    memcpy(o->out, path, sizeof(path));
-    return true;
-}
+static const char *const s_compare_prog = "sluice-sim compare";
 
-/* Open out/name for writing; NULL with the cause printed. */
+/* out/name for writing, and its close: sl_sim_out with compare's name. */
 static FILE *s_open_out(const s_opts_t *o, const char *name)
 {
-    char path[sizeof(o->out) + 64];
-    snprintf(path, sizeof(path), "%s/%s", o->out, name);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        fprintf(stderr, "sluice-sim compare: cannot write %s: %s\n", path, strerror(errno));
-    return f;
+    return sl_sim_out_open(s_compare_prog, o->out, name);
 }
 
-/* Close f, reporting a failed write (a full disk) instead of keeping a
- * truncated file quietly. */
 static bool s_close_out(const s_opts_t *o, FILE *f, const char *name)
 {
-    bool ok = !ferror(f);
-    if (fclose(f) != 0)
-        ok = false;
-    if (!ok)
-        fprintf(stderr, "sluice-sim compare: cannot write %s/%s\n", o->out, name);
-    return ok;
+    return sl_sim_out_close(s_compare_prog, f, o->out, name);
 }
 
 /* Line styles: one per policy, told apart by colour, dash pattern and
@@ -806,7 +767,8 @@ static int s_cmd_compare(s_opts_t *o, const sl_trace_t *src)
     s_capacity_t *caps = calloc((size_t)np, sizeof(*caps));
     double *speeds = s_speeds(o, o->executors);
     double loads[S_MAX_LIST + S_GROW_MAX + 1];
-    if (!rep || !caps || !speeds || !s_out_dir(o)) {
+    if (!rep || !caps || !speeds ||
+        !sl_sim_out_dir(s_compare_prog, o->out, sizeof(o->out), "sluice-sim")) {
         free(speeds);
         free(caps);
         free(rep);

@@ -34,6 +34,7 @@
  */
 #include "bench/sim/sim_matrix.h"
 
+#include "bench/sim/sl_sim_out.h"
 #include "bench/sim/sl_sim_plot.h"
 #include "bench/sl_bench_proc.h"
 #include "common/sl_cfg.h"
@@ -353,74 +354,32 @@ static bool s_mx_path(char *buf, const char *dir, const char *rel)
     return snprintf(buf, S_MX_PATH, "%s/%s", dir, rel) < S_MX_PATH;
 }
 
-static bool s_mx_mkdir(const char *path)
-{
-    struct stat sb;
-    if (mkdir(path, 0755) == 0 || (errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)))
-        return true;
-    fprintf(stderr, "%s: cannot make folder %s: %s\n", s_mx_prog, path,
-            errno == EEXIST ? "not a folder" : strerror(errno));
-    return false;
-}
-
 /* The output folder, made and turned absolute in o->out (the Slurm tasks
- * run in it); false with the cause printed. */
+ * run in it), with its cells folder; false with the cause printed. */
 static bool s_mx_out_dir(s_mx_opts_t *o)
 {
-    char path[S_MX_PATH];
-    if (o->out[0]) {
-        if (!s_mx_mkdir(o->out))
-            return false;
-        snprintf(path, sizeof(path), "%s", o->out);
-    } else {
-        const char *tmp = getenv("TMPDIR");
-        if (snprintf(path, sizeof(path), "%s/sluice-matrix-XXXXXX", tmp && tmp[0] ? tmp : "/tmp") >=
-                (int)sizeof(path) ||
-            !mkdtemp(path)) {
-            fprintf(stderr, "%s: cannot make a folder under $TMPDIR or /tmp: %s\n", s_mx_prog,
-                    strerror(errno));
-            return false;
-        }
-    }
+    if (!sl_sim_out_dir(s_mx_prog, o->out, sizeof(o->out), "sluice-matrix"))
+        return false;
     char abs[S_MX_PATH];
-    if (!realpath(path, abs) || strlen(abs) >= sizeof(o->out)) {
-        fprintf(stderr, "%s: cannot resolve the output folder %s\n", s_mx_prog, path);
+    if (!realpath(o->out, abs) || strlen(abs) >= sizeof(o->out)) {
+        fprintf(stderr, "%s: cannot resolve the output folder %s\n", s_mx_prog, o->out);
         return false;
     }
     snprintf(o->out, sizeof(o->out), "%s", abs);
     char cells[S_MX_PATH];
-    return s_mx_path(cells, o->out, "cells") && s_mx_mkdir(cells);
-}
-
-static FILE *s_mx_open(const char *dir, const char *name)
-{
-    char path[S_MX_PATH];
-    FILE *f = s_mx_path(path, dir, name) ? fopen(path, "w") : NULL;
-    if (!f)
-        fprintf(stderr, "%s: cannot write %s/%s: %s\n", s_mx_prog, dir, name, strerror(errno));
-    return f;
-}
-
-static bool s_mx_close(FILE *f, const char *dir, const char *name)
-{
-    bool ok = !ferror(f);
-    if (fclose(f) != 0)
-        ok = false;
-    if (!ok)
-        fprintf(stderr, "%s: cannot write %s/%s\n", s_mx_prog, dir, name);
-    return ok;
+    return s_mx_path(cells, o->out, "cells") && sl_sim_out_mkdir(s_mx_prog, cells);
 }
 
 /* cells.txt: one cell a line (the design comment gives the format). */
 static bool s_mx_write_cells(const char *dir, const s_mx_cell_t *cells, int n)
 {
-    FILE *f = s_mx_open(dir, "cells.txt");
+    FILE *f = sl_sim_out_open(s_mx_prog, dir, "cells.txt");
     if (!f)
         return false;
     for (int i = 0; i < n; i++)
         fprintf(f, "%s %s %s %s %d %g %s\n", cells[i].name, cells[i].trace, cells[i].fleet,
                 cells[i].failures, cells[i].executors, cells[i].batch_share, cells[i].args);
-    return s_mx_close(f, dir, "cells.txt");
+    return sl_sim_out_close(s_mx_prog, f, dir, "cells.txt");
 }
 
 /* Read dir/cells.txt back (--merge). Caller frees; NULL with a message. */
@@ -482,7 +441,7 @@ static pid_t s_mx_spawn(const s_mx_opts_t *o, const char *exe, s_mx_cell_t *c)
     if (!s_mx_path(dir, o->out, "cells") ||
         snprintf(path, sizeof(path), "%s/%s", dir, c->name) >= (int)sizeof(path))
         return -1;
-    if (!s_mx_mkdir(path))
+    if (!sl_sim_out_mkdir(s_mx_prog, path))
         return -1;
     snprintf(dir, sizeof(dir), "%s", path);
     snprintf(words, sizeof(words), "%s", c->args);
@@ -519,10 +478,10 @@ static void s_mx_write_rc(const s_mx_opts_t *o, const s_mx_cell_t *c)
 {
     char rel[S_MX_WORD + 16];
     snprintf(rel, sizeof(rel), "cells/%s/rc", c->name);
-    FILE *f = s_mx_open(o->out, rel);
+    FILE *f = sl_sim_out_open(s_mx_prog, o->out, rel);
     if (f) {
         fprintf(f, "%d\n", c->rc);
-        s_mx_close(f, o->out, rel);
+        sl_sim_out_close(s_mx_prog, f, o->out, rel);
     }
 }
 
@@ -628,7 +587,7 @@ static int s_mx_run_slurm(const s_mx_opts_t *o, s_mx_cell_t *cells, int n)
         if (s_mx_path(path, o->out, rel))
             unlink(path); /* a previous run's */
     }
-    FILE *f = s_mx_open(o->out, "matrix.sbatch");
+    FILE *f = sl_sim_out_open(s_mx_prog, o->out, "matrix.sbatch");
     if (!f)
         return 1;
     fprintf(f,
@@ -642,7 +601,7 @@ static int s_mx_run_slurm(const s_mx_opts_t *o, s_mx_cell_t *cells, int n)
             "BIN=%s\nTRACE_DIR=%s\nCELLS=%s/cells.txt\nOUT=%s\n",
             o->out, o->out, exe, td, o->out, o->out);
     s_mx_cell_script(f, "", "SLURM_ARRAY_TASK_ID");
-    if (!s_mx_close(f, o->out, "matrix.sbatch"))
+    if (!sl_sim_out_close(s_mx_prog, f, o->out, "matrix.sbatch"))
         return 1;
     char array[64], script[S_MX_PATH];
     snprintf(array, sizeof(array), "--array=0-%d%%%d", n - 1, o->jobs);
@@ -673,7 +632,7 @@ static int s_mx_render_k8s(const s_mx_opts_t *o, const s_mx_cell_t *cells, int n
         !s_mx_blank_free("--k8s-image", o->k8s_image) ||
         !s_mx_blank_free("--k8s-name", o->k8s_name))
         return 1;
-    FILE *f = s_mx_open(o->out, "matrix-job.yaml");
+    FILE *f = sl_sim_out_open(s_mx_prog, o->out, "matrix-job.yaml");
     if (!f)
         return 1;
     fprintf(f,
@@ -707,7 +666,7 @@ static int s_mx_render_k8s(const s_mx_opts_t *o, const s_mx_cell_t *cells, int n
             "        - name: cells\n          configMap: {name: %s-cells}\n"
             "        - name: results\n          persistentVolumeClaim: {claimName: %s}\n",
             o->k8s_name, o->k8s_pvc);
-    if (!s_mx_close(f, o->out, "matrix-job.yaml"))
+    if (!sl_sim_out_close(s_mx_prog, f, o->out, "matrix-job.yaml"))
         return 1;
     printf("rendered %d cells: %s/matrix-job.yaml (ConfigMap %s-cells, Indexed Job %s, "
            "completions %d)\n"
@@ -808,7 +767,7 @@ static int s_mx_keys(const s_mx_cell_t *cells, int n, char keys[][S_MX_WORD])
 static bool s_mx_csv(const char *dir, const s_mx_cell_t *cells, int n, char keys[][S_MX_WORD],
                      int nk)
 {
-    FILE *f = s_mx_open(dir, "matrix.csv");
+    FILE *f = sl_sim_out_open(s_mx_prog, dir, "matrix.csv");
     if (!f)
         return false;
     fprintf(f, "cell,trace,fleet,failures,executors,batch_share,status");
@@ -826,7 +785,7 @@ static bool s_mx_csv(const char *dir, const s_mx_cell_t *cells, int n, char keys
         }
         fprintf(f, "\n");
     }
-    return s_mx_close(f, dir, "matrix.csv");
+    return sl_sim_out_close(s_mx_prog, f, dir, "matrix.csv");
 }
 
 /* A bar per cell of the key's column in matrix.csv, with parity at 1. */
@@ -842,7 +801,7 @@ static bool s_mx_plot(const s_mx_opts_t *o, const char *dir, char keys[][S_MX_WO
     char gp[S_MX_WORD], png[S_MX_WORD];
     snprintf(gp, sizeof(gp), "%s.gp", key);
     snprintf(png, sizeof(png), "%s.png", key);
-    FILE *f = s_mx_open(dir, gp);
+    FILE *f = sl_sim_out_open(s_mx_prog, dir, gp);
     if (!f)
         return false;
     fprintf(f,
@@ -856,7 +815,7 @@ static bool s_mx_plot(const s_mx_opts_t *o, const char *dir, char keys[][S_MX_WO
             "plot 'matrix.csv' skip 1 using 0:%d:xtic(1) with boxes lc rgb '#1f77b4' title "
             "'%s', \\\n  1 with lines dt 2 lc rgb '#555555' title 'parity'\n",
             key, gp, png, title, col, key);
-    if (!s_mx_close(f, dir, gp))
+    if (!sl_sim_out_close(s_mx_prog, f, dir, gp))
         return false;
     if (!o->plot)
         return true;
