@@ -404,12 +404,12 @@ static void s_sync(sl_engine_t *e, sl_time_t now)
 
 sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
 {
+    if (e->stepping)
+        s_catch_up(e, now, true); /* (a failed step ends the stepping) */
     if (e->stepping) {
-        s_catch_up(e, now, true);
-        if (e->stepping && now < e->step_end)
+        if (now < e->step_end)
             return e->run_left > 0 ? e->run_end : e->step_end;
-        if (e->stepping)
-            s_finish_step(e, e->step_end <= now ? now : e->step_end);
+        s_finish_step(e, e->step_end <= now ? now : e->step_end);
     }
     s_admit_waiting(e, now);
     if (e->n_running == 0) {

@@ -53,12 +53,10 @@
 #include "scheduler/core/sl_core.h"
 #include "scheduler/core/sl_policy_registry.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef SLUICE_TRACE_DIR
@@ -952,8 +950,10 @@ out:
     return rc;
 }
 
-/* Rounds of the placement micro-benchmark, and runs of the simulation. */
+/* Rounds of the placement micro-benchmark and their decisions, and runs of
+ * the simulation. */
 #define S_PLACE_ROUNDS 5
+#define S_ROUND_JOBS 40000
 #define S_SPEED_RUNS 3
 
 /* Dispatch sink for the placement micro-benchmark. */
@@ -998,10 +998,9 @@ static int s_place_cost_us(const char *policy, int n, uint64_t seed, double *rou
     }
     sl_rand_t rnd;
     sl_rand_seed(&rnd, seed);
-    /* Rounds of 40,000 decisions, each timed (round_us: per decision); the
-     * job ids are written beforehand: a client's formatting is not the
-     * scheduler's cost. */
-    enum { S_ROUND_JOBS = 40000 };
+    /* Rounds of S_ROUND_JOBS decisions, each timed (round_us: per
+     * decision); the job ids are written beforehand: a client's formatting
+     * is not the scheduler's cost. */
     char(*ids)[16] = malloc((size_t)S_PLACE_ROUNDS * S_ROUND_JOBS * sizeof(*ids));
     if (!ids) {
         free(execs);
@@ -1106,8 +1105,8 @@ static int s_cmd_speed(s_opts_t *o, const sl_trace_t *src)
            (unsigned long long)r.requests, r.sim_end_s, (unsigned long long)r.events, wall,
            S_SPEED_RUNS, wall_med, walls[S_SPEED_RUNS - 1]);
     printf("placement cost of %s over %d executors: %.2f us per decision (submit + place + "
-           "complete) at best of %d rounds of 40,000 (median %.2f, slowest %.2f)\n",
-           o->policy, o->executors, place_us, S_PLACE_ROUNDS, place_med,
+           "complete) at best of %d rounds of %d (median %.2f, slowest %.2f)\n",
+           o->policy, o->executors, place_us, S_PLACE_ROUNDS, S_ROUND_JOBS, place_med,
            round_us[S_PLACE_ROUNDS - 1]);
     printf("RESULT requests_per_min=%.0f place_us=%.2f requests_per_min_median=%.0f "
            "place_us_median=%.2f executors=%d policy=%s wall_s=%.2f requests=%llu\n",

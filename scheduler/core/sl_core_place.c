@@ -212,7 +212,9 @@ static bool s_sampling(const sl_core_t *core)
 
 /* Draws screened for each candidate offered by s_cands_sampled. */
 #define S_SCREEN_DRAWS 2
-/* Executors drawn and prefetched at once by s_cands_sampled. */
+/* Candidates s_cands_sampled offers at most besides the prefix holders (a
+ * larger declared sample is cut to it: the offered ones are kept on the
+ * stack and prefetched together). */
 #define S_DRAW_BATCH 64
 
 /* The free prefix holders of the job (marked: sl_core_hits_mark) and

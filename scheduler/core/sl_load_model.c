@@ -87,21 +87,21 @@ typedef struct s_exec {
      * dozen or more. The coefficient vectors are copies of the models'
      * below, made whenever those learn (s_mirror). */
     _Alignas(64) sl_time_t last_sent; /* last dispatch to it (or its reset) */
-    double scale;            /* exp(log_scale), kept with it (exp is no cheap call per candidate) */
-    double th_prefill[S_NP]; /* prefill.th */
-    double th_wait[S_NW];    /* wait.th */
-    double th_tpot[SL_LM_NT]; /* tpot.th */
-    bool own;                 /* its own model predicts it (it has proved better) */
-    s_rls_t prefill;          /* prefill step model */
-    s_rls_t wait;             /* wait model */
-    s_rls_t tpot;             /* TPOT model (first SL_LM_NT entries used) */
-    double work_sent;         /* predicted prefill seconds ever sent to it */
-    sl_time_t learn_at;       /* when learn_tokens was last refilled */
-    double learn_tokens;      /* completions it may learn from now (token bucket) */
-    uint64_t samples;         /* outcomes learned */
-    double log_scale;         /* log of its time over the fleet model's (its slowness) */
-    double err_own;           /* recent relative TTFT error of its own model (EWMA) */
-    double err_fleet;         /* the same of the fleet model times its scale */
+    double th_prefill[S_NP];          /* prefill.th */
+    double th_wait[S_NW];             /* wait.th */
+    double th_tpot[SL_LM_NT];         /* tpot.th */
+    bool own;                         /* its own model predicts it (it has proved better) */
+    s_rls_t prefill;                  /* prefill step model */
+    s_rls_t wait;                     /* wait model */
+    s_rls_t tpot;                     /* TPOT model (first SL_LM_NT entries used) */
+    double work_sent;                 /* predicted prefill seconds ever sent to it */
+    sl_time_t learn_at;               /* when learn_tokens was last refilled */
+    double learn_tokens;              /* completions it may learn from now (token bucket) */
+    uint64_t samples;                 /* outcomes learned */
+    double log_scale;                 /* log of its time over the fleet model's (its slowness;
+                                         exp of it in the model's scale[]) */
+    double err_own;                   /* recent relative TTFT error of its own model (EWMA) */
+    double err_fleet;                 /* the same of the fleet model times its scale */
 } s_exec_t;
 
 struct sl_load_model {
@@ -111,7 +111,8 @@ struct sl_load_model {
     sl_time_t *busy_until; /* per executor: predicted end of the prefill work sent to it
                             * (apart from execs, so that summing the backlog reads one
                             * dense array rather than a cache line per executor) */
-    double *scale_of;      /* per executor: its scale, mirrored densely (the screen) */
+    double *scale;         /* per executor: exp(log_scale), kept (exp is no cheap call per
+                            * candidate) in a dense array (the screen reads it for many) */
     s_rls_t prior;         /* shared prefill prior */
     s_rls_t prior_wait;    /* shared wait prior */
     s_rls_t prior_tpot;    /* shared TPOT prior */
@@ -268,9 +269,9 @@ sl_status_t sl_load_model_create(const sl_lm_cfg_t *cfg, uint32_t max_execs,
     if (m->execs)
         memset(m->execs, 0, (size_t)max_execs * sizeof(*m->execs));
     m->busy_until = calloc(max_execs, sizeof(*m->busy_until));
-    m->scale_of = calloc(max_execs, sizeof(*m->scale_of));
-    if (!m->execs || !m->busy_until || !m->scale_of) {
-        free(m->scale_of);
+    m->scale = calloc(max_execs, sizeof(*m->scale));
+    if (!m->execs || !m->busy_until || !m->scale) {
+        free(m->scale);
         free(m->busy_until);
         free(m->execs);
         free(m);
@@ -292,7 +293,7 @@ void sl_load_model_destroy(sl_load_model_t **model_p)
     sl_load_model_t *m = *model_p;
     if (!m)
         return;
-    free(m->scale_of);
+    free(m->scale);
     free(m->busy_until);
     free(m->execs);
     free(m);
@@ -314,8 +315,7 @@ void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now)
     e->learn_tokens = S_LEARN_BURST;
     e->samples = 0;
     e->log_scale = 0;
-    e->scale = 1;
-    m->scale_of[exec] = 1;
+    m->scale[exec] = 1;
     e->err_own = e->err_fleet = 0;
     e->own = false;
 }
@@ -337,6 +337,7 @@ void sl_load_model_prefetch(const sl_load_model_t *m, uint32_t exec)
     __builtin_prefetch(e);
     __builtin_prefetch((const char *)e + 64);
     __builtin_prefetch(&m->busy_until[exec]);
+    __builtin_prefetch(&m->scale[exec]);
 }
 
 double sl_load_model_backlog_sum_s(const sl_load_model_t *m, const uint32_t *execs, uint32_t n,
@@ -353,17 +354,10 @@ double sl_load_model_backlog_sum_s(const sl_load_model_t *m, const uint32_t *exe
     return sum;
 }
 
-static void s_pick(const double *x, const int *idx, int n, double *out)
-{
-    for (int i = 0; i < n; i++)
-        out[i] = x[idx[i]];
-}
-
 double sl_load_model_fleet_prefill(const sl_load_model_t *m, uint32_t prompt_tokens)
 {
-    double u = prompt_tokens, x[SL_LM_NX] = {1.0, u / 1000.0, u * (u / 2) / 1e6}, xp[S_NP];
-    s_pick(x, s_xp, S_NP, xp);
-    return s_clamp(s_dot(m->prior.th, xp, S_NP), 1e-4, S_PRED_MAX_S);
+    double u = prompt_tokens, x[SL_LM_NX] = {1.0, u / 1000.0, u * (u / 2) / 1e6};
+    return s_clamp(s_dot_at(m->prior.th, x, s_xp, S_NP), 1e-4, S_PRED_MAX_S);
 }
 
 double sl_load_model_screen(const sl_load_model_t *m, uint32_t exec, double prefill_s,
@@ -372,7 +366,7 @@ double sl_load_model_screen(const sl_load_model_t *m, uint32_t exec, double pref
     if (exec >= m->max_execs)
         return INFINITY;
     sl_time_t b = m->busy_until[exec] - now;
-    return (b > 0 ? (double)b / 1e9 : 0.0) + m->scale_of[exec] * prefill_s;
+    return (b > 0 ? (double)b / 1e9 : 0.0) + m->scale[exec] * prefill_s;
 }
 
 void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
@@ -406,7 +400,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     } else if (!e->own) {
         pre = m->prior.th;
         wai = m->prior_wait.th;
-        scale = e->scale;
+        scale = m->scale[exec < m->max_execs ? exec : 0];
     }
     /* Bounded, whatever the coefficients: a prediction feeds the backlog
      * clock, which must never overflow. */
@@ -470,19 +464,17 @@ static void s_learn(sl_load_model_t *m, s_rls_t *own, s_rls_t *fleet, const sl_l
  * before they learn from it), so each executor is predicted by whichever
  * has done better lately. Returns the fleet model's prefill for the job at
  * scale 1 (unbounded), which the scale learns from. */
-static double s_score_models(const sl_load_model_t *m, s_exec_t *e, const sl_lm_pred_t *pred,
-                             double ttft_s)
+static double s_score_models(const sl_load_model_t *m, s_exec_t *e, double scale,
+                             const sl_lm_pred_t *pred, double ttft_s)
 {
-    double x[SL_LM_NX], xp[S_NP], xw[S_NW];
+    double x[SL_LM_NX];
     for (int i = 0; i < SL_LM_NX; i++)
         x[i] = pred->x[i];
-    s_pick(x, s_xp, S_NP, xp);
-    s_pick(x, s_xw, S_NW, xw);
-    double scale = e->scale, fleet_prefill = s_dot(m->prior.th, xp, S_NP);
+    double fleet_prefill = s_dot_at(m->prior.th, x, s_xp, S_NP);
     double fleet = x[3] + scale * (s_clamp(fleet_prefill, 1e-4, S_PRED_MAX_S) +
-                                   s_dot(m->prior_wait.th, xw, S_NW));
-    double own = x[3] + s_clamp(s_dot(e->prefill.th, xp, S_NP), 1e-4, S_PRED_MAX_S) +
-                 s_dot(e->wait.th, xw, S_NW);
+                                   s_dot_at(m->prior_wait.th, x, s_xw, S_NW));
+    double own = x[3] + s_clamp(s_dot_at(e->prefill.th, x, s_xp, S_NP), 1e-4, S_PRED_MAX_S) +
+                 s_dot_at(e->wait.th, x, s_xw, S_NW);
     double ef = fabs(fleet - ttft_s) / ttft_s, eo = fabs(own - ttft_s) / ttft_s;
     e->err_fleet += S_ERR_RATE * ((ef < 10 ? ef : 10) - e->err_fleet);
     e->err_own += S_ERR_RATE * ((eo < 10 ? eo : 10) - e->err_own);
@@ -551,16 +543,15 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
         wait = ttft_s > pred->prefill_s ? ttft_s - pred->prefill_s : 0;
         prefill_known = false;
     }
-    double f = s_score_models(m, e, pred, ttft_s);
+    double f = s_score_models(m, e, m->scale[exec], pred, ttft_s);
     /* The executor's scale: its prefill over the fleet model's, a running
      * mean in logs (a slowed executor moves it within a few jobs). */
     if (prefill_known && f > 1e-6 && ttft_s - wait > 1e-6) {
         e->log_scale +=
             S_SCALE_RATE * (log(s_clamp((ttft_s - wait) / f, 1e-2, 1e2)) - e->log_scale);
-        e->scale = exp(e->log_scale);
-        m->scale_of[exec] = e->scale;
+        m->scale[exec] = exp(e->log_scale);
     }
-    double scale = e->scale;
+    double scale = m->scale[exec];
     if (prefill_known)
         s_learn(m, &e->prefill, &m->prior, pred, s_xp, S_NP, ttft_s - wait, wy, scale, s_tp_init,
                 S_P_NONNEG);
@@ -619,7 +610,7 @@ double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
     if (exec >= m->max_execs)
         return 0.0;
     const s_exec_t *e = &m->execs[exec];
-    return e->own ? e->prefill.th[1] : e->scale * m->prior.th[1];
+    return e->own ? e->prefill.th[1] : m->scale[exec] * m->prior.th[1];
 }
 
 #define S_MAGIC "sluice-load-model"

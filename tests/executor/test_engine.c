@@ -62,21 +62,30 @@ static void s_evicted(void *arg, uint64_t h)
 
 static sl_sim_cfg_t s_sim;
 
-static sl_engine_t *s_engine(rec_t *r, const char *backend, int64_t kv_blocks)
+/* An engine over backend, its records in *r; kv_blocks: the sim's KV pool
+ * (0 = its default); run_steps and the tokens callback as given. */
+static sl_engine_t *s_engine_with(rec_t *r, const char *backend, int64_t kv_blocks, int run_steps,
+                                  void (*tokens)(void *, sl_engine_job_t *, uint32_t, uint32_t))
 {
     sl_engine_cfg_t cfg;
     sl_engine_t *e = NULL;
     memset(r, 0, sizeof(*r));
     sl_cfg_defaults(sl_engine_cfg_fields, &cfg);
+    cfg.run_steps = run_steps;
     sl_cfg_defaults(sl_sim_cfg_fields, &s_sim);
     if (kv_blocks)
         s_sim.kv_capacity_blocks = kv_blocks;
     sl_backend_params_t p = {.kv_block_tokens = 16,
                              .sim = &s_sim,
                              .kv_cb = {.stored = s_stored, .evicted = s_evicted, .arg = r}};
-    sl_engine_cb_t cb = {.tokens = s_tokens, .done = s_done, .arg = r};
+    sl_engine_cb_t cb = {.tokens = tokens, .done = s_done, .arg = r};
     assert_int_equal(sl_engine_create(&cfg, sl_backend_find(backend), &p, &cb, &e), SL_OK);
     return e;
+}
+
+static sl_engine_t *s_engine(rec_t *r, const char *backend, int64_t kv_blocks)
+{
+    return s_engine_with(r, backend, kv_blocks, 1, s_tokens);
 }
 
 static job_t *s_job(uint64_t id, int interactive, uint32_t prompt, uint32_t out)
@@ -648,15 +657,7 @@ static void s_script(int run_steps, const s_act_t *acts, int n, s_run_rec_t *out
 {
     rec_t r;
     memset(out, 0, sizeof(*out));
-    sl_engine_cfg_t cfg;
-    sl_engine_t *e = NULL;
-    memset(&r, 0, sizeof(r));
-    sl_cfg_defaults(sl_engine_cfg_fields, &cfg);
-    cfg.run_steps = run_steps;
-    sl_cfg_defaults(sl_sim_cfg_fields, &s_sim);
-    sl_backend_params_t p = {.kv_block_tokens = 16, .sim = &s_sim};
-    sl_engine_cb_t cb = {.tokens = s_run_tokens, .done = s_done, .arg = &r};
-    assert_int_equal(sl_engine_create(&cfg, sl_backend_find("sim"), &p, &cb, &e), SL_OK);
+    sl_engine_t *e = s_engine_with(&r, "sim", 0, run_steps, s_run_tokens);
     job_t *jobs[S_RUN_JOBS] = {0};
     s_run_chunks = 0;
     sl_time_t now = 0, wake = INT64_MAX;
