@@ -153,7 +153,8 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
     }
     sl_policy_plugin_job_t pj;
     s_job(job, now, &pj);
-    return s->lib->pt->place(s->pstate, &pj, s->recs, n);
+    size_t pick = s->lib->pt->place(s->pstate, &pj, s->recs, n);
+    return pick < n ? pick : n; /* out of range (never SL_POLICY_WAIT): the fallback places it */
 }
 
 static void s_observe(void *state, const sl_job_t *job, const sl_exec_t *exec,

@@ -72,6 +72,11 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "learned: at most this share of placements goes to an executor whose "
                  "prediction is uncertain rather than the predicted best (an upper confidence "
                  "bound; never a job near its deadline; 0 = off)"),
+    SL_CFG_RANGE(sl_core_cfg_t, place_hold, "place-hold", "0.5", SL_CFG_DOUBLE, 0, 1,
+                 "learned: hold a job at the scheduler, rather than place it, while an executor "
+                 "with no free place is predicted to give it its first token in under this "
+                 "share of the best free executor's predicted TTFT, its expected wait for a "
+                 "place included (0 = never)"),
     SL_CFG_RANGE(sl_core_cfg_t, model_forget, "model-forget", "0.98", SL_CFG_DOUBLE, 0.5, 1,
                  "load model forgetting factor per completion (lower adapts faster)"),
     SL_CFG_RANGE(sl_core_cfg_t, model_stale_ms, "model-stale-ms", "30000", SL_CFG_I64, 0, 86400000,
@@ -173,6 +178,7 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_KV_HANDOFFS] = "kv_handoffs",
     [SL_CTR_POLICY_INVALID] = "policy_invalid_choices",
     [SL_CTR_EXPLORED] = "placements_explored",
+    [SL_CTR_PLACE_HELD] = "placements_held",
     [SL_CTR_KV_SPLIT_FAILED] = "kv_splits_failed",
     [SL_CTR_KV_MIGRATIONS] = "kv_migrations",
     [SL_CTR_KV_MIGRATE_FAILED] = "kv_migrations_failed",

@@ -117,6 +117,9 @@ typedef struct sl_core_cfg {
     double tenant_rate;         /* jobs/s each tenant may submit; 0 = unlimited */
     double tenant_burst;        /* bucket size of each tenant, jobs */
     double explore_share;       /* learned: share of placements that may explore, at most */
+    double place_hold;          /* learned: hold a job while an executor without a free place
+                                   would start it in under this share of the best free
+                                   one's predicted TTFT (0 = never) */
     double model_forget;        /* load model: per-executor forgetting factor */
     int64_t model_stale_ms;     /* load model: unchosen this long -> predicted by the prior */
     int64_t model_learn_us;     /* load model: at most one learned completion per this, per exec */
@@ -214,6 +217,8 @@ typedef enum sl_core_counter {
     SL_CTR_SHED_INTERACTIVE,     /* queued interactive jobs shed under overload (answered BUSY) */
     SL_CTR_SHED_BATCH,           /* queued batch jobs shed under overload (answered BUSY) */
     SL_CTR_EXPLORED,             /* placements the policy made to learn (explore_share) */
+    SL_CTR_PLACE_HELD,           /* placements put off: the job waited for a better executor
+                                    to free a place (place_hold) */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 

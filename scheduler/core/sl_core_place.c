@@ -306,6 +306,11 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         if (!sampled)
             sl_core_hits_mark(core, job);
         size_t pick = s_policy_place(core, core->policy, core->policy_state, job, n, now);
+        if (pick == SL_POLICY_WAIT) {
+            core->counters[SL_CTR_PLACE_HELD]++;
+            sl_core_hits_clear(core);
+            break; /* head of line waits for a better executor to free a place */
+        }
         if (pick >= n) {
             core->counters[SL_CTR_POLICY_INVALID]++;
             pick = core->fallback

@@ -165,6 +165,13 @@ double sl_core_exec_uncertainty(const sl_core_t *core, const sl_exec_t *e);
 double sl_core_explore_share(const sl_core_t *core);
 /* A policy made a placement to learn: counted as placements_explored. */
 void sl_core_note_explored(sl_core_t *core);
+/* Inside place(): whether job should rather wait (SL_POLICY_WAIT) than go
+ * to the best free candidate, predicted to give its first token in
+ * best_ttft_s: true when a live executor with no free place is predicted
+ * to give it in under place_hold x best_ttft_s, counting its expected wait
+ * for a place (the mean time between departures there). Looks at every
+ * live executor up to 64 of them, at 32 drawn at random beyond. */
+bool sl_core_place_later(sl_core_t *core, const sl_job_t *job, double best_ttft_s, sl_time_t now);
 /* Predict job on e at now, with e's prefix hits of the job being placed
  * (valid inside place(); none elsewhere). */
 void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e, sl_time_t now,

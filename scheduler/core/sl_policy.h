@@ -17,7 +17,10 @@
 
 #include "scheduler/core/sl_core_view.h"
 
-#define SL_POLICY_API_VERSION 3
+#define SL_POLICY_API_VERSION 4
+
+/* place(): hold the job rather than place it now (see sl_core_place_later). */
+#define SL_POLICY_WAIT ((size_t)-1)
 
 typedef struct sl_policy_params {
     sl_core_t *core; /* the core, for the queries of sl_core_view.h */
@@ -37,9 +40,12 @@ typedef struct sl_policy_ops {
     uint32_t sample;
     /* Create the policy's state. */
     sl_status_t (*init)(const sl_policy_params_t *params, void **state_p);
-    /* Choose among n >= 1 candidates; return an index in [0, n) (any other
-     * is counted as policy_invalid_choices and the fallback, if any, or the
-     * first candidate is taken). May set job->predicted_ttft_us. */
+    /* Choose among n >= 1 candidates; return an index in [0, n), or
+     * SL_POLICY_WAIT to hold the job at the scheduler's head of line until
+     * the next placement chance (a freed place, a new executor; counted as
+     * placements_held). Any other value is counted as
+     * policy_invalid_choices and the fallback, if any, or the first
+     * candidate is taken. May set job->predicted_ttft_us. */
     size_t (*place)(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n, sl_time_t now);
     /* A job completed on exec (optional). */
     void (*observe)(void *state, const sl_job_t *job, const sl_exec_t *exec,

@@ -32,6 +32,11 @@
  * O(executors) multiply-adds per job); heaps keyed by backlog were
  * rejected because the key depends on the job (its cache hits).
  *
+ * Waiting (the core's place_hold): when an executor with every place taken
+ * would give the job its first token much sooner than the best free one,
+ * even after waiting for a place there, the job waits at the head of the
+ * scheduler's queue instead (sl_core_place_later, SL_POLICY_WAIT).
+ *
  * Exploration (the core's explore_share, off by default): an upper
  * confidence bound on the model's own uncertainty about each executor (its
  * recent relative error plus 1 / sqrt(1 + its jobs learned)). The
@@ -151,6 +156,15 @@ static size_t s_explore(s_learned_t *st, const sl_job_t *job, const s_best_t *b,
     return b->xpick;
 }
 
+/* The predicted best, or an exploration, or wait for a better executor
+ * to free a place (sl_core_place_later). */
+static size_t s_choose(s_learned_t *st, sl_job_t *job, const s_best_t *b, sl_time_t now)
+{
+    if (sl_core_place_later(st->core, job, b->ttft, now))
+        return SL_POLICY_WAIT;
+    return b->explore ? s_explore(st, job, b, now) : b->pick;
+}
+
 static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_t n, sl_time_t now)
 {
     s_learned_t *st = state;
@@ -164,7 +178,7 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
     if (n <= S_FULL_SCAN) {
         for (size_t i = 0; i < n; i++)
             s_consider(st, job, cands, i, now, &b);
-        return b.explore ? s_explore(st, job, &b, now) : b.pick;
+        return s_choose(st, job, &b, now);
     }
     size_t n_hits, pos;
     const sl_prefix_hit_t *hits = sl_core_place_hits(st->core, &n_hits);
@@ -175,7 +189,7 @@ static size_t s_place(void *state, sl_job_t *job, sl_exec_t *const *cands, size_
     }
     for (int k = 0; k < S_SAMPLE; k++)
         s_consider(st, job, cands, (size_t)sl_rand_below(&st->rand, n), now, &b);
-    return b.explore ? s_explore(st, job, &b, now) : b.pick;
+    return s_choose(st, job, &b, now);
 }
 
 const sl_policy_ops_t sl_policy_learned = {

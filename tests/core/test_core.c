@@ -1172,6 +1172,71 @@ static void test_place_marks_private(void **state)
     sl_core_destroy(&core);
 }
 
+/* Holding a job for a better executor (place_hold): a is free but behind a
+ * long prompt, b has no prefill backlog but every place taken by short
+ * jobs leaving often. learned holds the next job at the head of the line
+ * (placements_held) and places it on b when b frees a place; with
+ * place_hold 0 it goes to a at once. */
+static void test_place_hold(void **state)
+{
+    (void)state;
+    for (int hold = 0; hold < 2; hold++) {
+        rec_t r;
+        sl_core_cfg_t cfg;
+        sl_core_t *core = NULL;
+        s_setup(&r, &cfg, "learned");
+        cfg.credits = 2;
+        cfg.max_executors = 8;
+        cfg.place_hold = hold ? 0.5 : 0;
+        assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+        uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
+        sl_busy_reason_t reason;
+        sl_time_t retry;
+        sl_job_t *job = NULL;
+        sl_job_desc_t big = {.id = "big", .prompt_tokens = 60000, .max_new_tokens = 10};
+        assert_int_equal(sl_core_job_submit(core, &big, NULL, 0, &job, &reason, &retry), SL_OK);
+        assert_int_equal(r.exec[0], a); /* both idle: the first */
+        /* short jobs through b, one leaving every 10 ms: b's departures
+         * make its expected wait for a place short */
+        sl_time_t now = 0;
+        for (int i = 0; i < 12; i++) {
+            char id[16];
+            snprintf(id, sizeof(id), "s%d", i);
+            sl_job_desc_t d = {.id = id, .prompt_tokens = 10, .max_new_tokens = 10};
+            now += SL_MS(10);
+            assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry), SL_OK);
+            assert_int_equal(r.exec[r.n_dispatch - 1], b);
+            if (i >= 1)
+                s_complete(core, &r, r.n_dispatch - 2, now);
+        }
+        sl_job_desc_t last = {.id = "last", .prompt_tokens = 10, .max_new_tokens = 10};
+        now += SL_MS(1);
+        assert_int_equal(sl_core_job_submit(core, &last, NULL, now, &job, &reason, &retry), SL_OK);
+        assert_int_equal(r.exec[r.n_dispatch - 1], b);
+        /* now b holds two short jobs (full), a the long prompt (one place free) */
+        assert_int_equal(sl_core_exec_get(core, b)->inflight, 2);
+        int before = r.n_dispatch;
+        sl_job_desc_t w = {.id = "w", .prompt_tokens = 100, .max_new_tokens = 10};
+        now += SL_MS(1);
+        assert_int_equal(sl_core_job_submit(core, &w, NULL, now, &job, &reason, &retry), SL_OK);
+        if (!hold) {
+            assert_int_equal(r.n_dispatch, before + 1);
+            assert_int_equal(r.exec[before], a);
+            assert_int_equal(sl_core_counter(core, SL_CTR_PLACE_HELD), 0);
+            sl_core_destroy(&core);
+            continue;
+        }
+        assert_int_equal(r.n_dispatch, before); /* held, not placed behind the long prompt */
+        assert_true(sl_core_counter(core, SL_CTR_PLACE_HELD) >= 1);
+        assert_int_equal(job->state, SL_JOB_QUEUED);
+        now += SL_MS(10);
+        s_complete(core, &r, before - 1, now); /* b frees a place */
+        assert_int_equal(r.n_dispatch, before + 1);
+        assert_int_equal(r.exec[before], b);
+        sl_core_destroy(&core);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1197,6 +1262,7 @@ int main(void)
         cmocka_unit_test(test_no_reentry),
         cmocka_unit_test(test_state_buffer),
         cmocka_unit_test(test_place_marks_private),
+        cmocka_unit_test(test_place_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
