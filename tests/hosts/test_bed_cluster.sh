@@ -95,12 +95,17 @@ for _ in $(seq 300); do
 done
 [ "$n" -ge 4 ] || fail "only $n of 4 executors joined"
 
-# tc's per-class byte counters of every host's egress, twice a second
+# tc's per-class byte counters of every host's egress, twice a second,
+# each stamped with the middle of the clock readings around its read (on a
+# loaded machine starting tc takes a while, and a stamp taken only before
+# it made one-second windows look shorter than the bytes they held)
 (
   while :; do
     for h in sched client $execs; do
-      t=$(date +%s.%N)
-      hosts_tc_stats "$h" 2>/dev/null | awk -v t="$t" -v h="$h" '{ print t, h, $1, $2 }'
+      t0=$(date +%s.%N)
+      stats=$(hosts_tc_stats "$h" 2>/dev/null)
+      t1=$(date +%s.%N)
+      [ -n "$stats" ] && awk -v t0="$t0" -v t1="$t1" -v h="$h" '{ printf "%.6f %s %s %s\n", (t0 + t1) / 2, h, $1, $2 }' <<<"$stats"
     done
     sleep 0.5
   done
