@@ -151,7 +151,9 @@ void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl
                        .running = e->inflight,
                        .kv_need = (uint64_t)job->prompt_tokens + job->max_new_tokens,
                        .kv_inflight = e->inflight_tokens,
-                       .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens};
+                       .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens,
+                       .step_s = e->load.step_time_us / 1e6,
+                       .busy = e->load.busy};
     sl_load_model_predict(core->model, e->index, &q, now, pred);
 }
 

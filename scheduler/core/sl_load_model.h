@@ -16,8 +16,9 @@
 #include "common/sl_clock.h"
 
 #define SL_LM_NX                                                                                   \
-    7              /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,      \
-                      KV overflow, 1 when work is ahead of it (backlog or overflow) */
+    8              /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,      \
+                      KV overflow, 1 when work is ahead of it (backlog or overflow), remainder     \
+                      of the step in progress s */
 #define SL_LM_NT 2 /* TPOT features: 1, running/32 */
 
 typedef struct sl_load_model sl_load_model_t;
@@ -30,6 +31,8 @@ typedef struct sl_lm_query {
     uint64_t kv_need;       /* KV tokens the job reserves (prompt + output) */
     uint64_t kv_inflight;   /* KV tokens reserved by the jobs in flight there */
     uint64_t kv_capacity;   /* the executor's KV capacity in tokens (0 = unknown) */
+    double step_s;          /* its mean step time lately (heartbeat), seconds (0 = unknown) */
+    double busy;            /* its share of recent time spent in steps (heartbeat), 0..1 */
 } sl_lm_query_t;
 
 /* A prediction, kept with the job until its result scores it. */

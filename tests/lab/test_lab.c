@@ -262,6 +262,42 @@ static void test_model_split(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* A job with nothing ahead of it still waits out the step in progress: the
+ * heartbeat's busy share and mean step time give the expected remainder
+ * (busy x step / 2), and the wait model learns it. Here the executor
+ * reports each job's wait as exactly that remainder; after training the
+ * predicted wait follows it (a busy executor of 80 ms steps against an
+ * idle one), where a model without the feature predicts one mean wait for
+ * both. */
+static void test_model_step_remainder(void **state)
+{
+    (void)state;
+    sl_load_model_t *m = s_model();
+    sl_rand_t r;
+    sl_rand_seed(&r, 33);
+    for (int i = 0; i < 600; i++) {
+        sl_lm_query_t q;
+        sl_lm_pred_t p;
+        s_query(&r, &q);
+        q.busy = (double)sl_rand_below(&r, 1001) / 1000.0;
+        q.step_s = (double)(5 + sl_rand_below(&r, 96)) / 1000.0;
+        sl_time_t now = (sl_time_t)(i + 1) * SL_MS(100000);
+        sl_load_model_predict(m, 0, &q, now, &p);
+        double wait = q.busy * q.step_s / 2;
+        sl_load_model_observe(m, 0, &p, wait + s_law(&q, 1.0), wait, 0.01, now);
+    }
+    sl_lm_query_t idle = {.prompt_tokens = 1000, .running = 8}, busy = idle;
+    busy.busy = 1.0;
+    busy.step_s = 0.080;
+    sl_lm_pred_t pi, pb;
+    sl_load_model_predict(m, 0, &idle, SL_MS(1), &pi);
+    sl_load_model_predict(m, 0, &busy, SL_MS(1), &pb);
+    assert_true(pi.wait_s < 0.005);
+    assert_true(fabs(pb.wait_s - 0.040) < 0.008);
+    assert_true(fabs(pb.ttft_s - (0.040 + s_law(&busy, 1.0))) < 0.1 * (0.040 + s_law(&busy, 1.0)));
+    sl_load_model_destroy(&m);
+}
+
 /* An executor not chosen for longer than the stale time is predicted by
  * the shared prior (so one bad stretch cannot starve it for good), and by
  * its own model again once it gets a job. */
@@ -421,7 +457,20 @@ static void test_model_save_load(void **state)
     pos = other;
     assert_int_equal(sl_load_model_load(m2, &pos, other + strlen(other), &why), SL_ERR_INVALID);
     assert_non_null(strstr(why, "another version"));
-    static const char cut[] = "sluice-load-model 3 8 2\nscored 3 0.1 0.1\nprior 1 2\n";
+    /* A model saved by version 3 (the running jobs where the wait now has
+     * the step remainder): read, with that one coefficient started afresh. */
+    char v3[8192];
+    assert_int_equal(sl_load_model_save(m, buf, sizeof(buf), &len), SL_OK);
+    assert_non_null(strstr(buf, "sluice-load-model 4 "));
+    snprintf(v3, sizeof(v3), "sluice-load-model 3%s", buf + strlen("sluice-load-model 4"));
+    sl_load_model_t *m3 = s_model();
+    pos = v3;
+    assert_int_equal(sl_load_model_load(m3, &pos, v3 + strlen(v3), &why), SL_OK);
+    assert_int_equal(sl_load_model_samples(m3), 300);
+    sl_load_model_predict(m3, 3, &q, 0, &b);
+    assert_true(fabs(a.prefill_s - b.prefill_s) < 1e-6); /* the prefill prior as saved */
+    sl_load_model_destroy(&m3);
+    static const char cut[] = "sluice-load-model 4 8 2\nscored 3 0.1 0.1\nprior 1 2\n";
     pos = cut;
     assert_int_equal(sl_load_model_load(m2, &pos, cut + strlen(cut), &why), SL_ERR_INVALID);
     assert_string_equal(why, "load model truncated or malformed");
@@ -1095,6 +1144,7 @@ int main(void)
         cmocka_unit_test(test_model_converges),
         cmocka_unit_test(test_model_adapts_and_prior),
         cmocka_unit_test(test_model_split),
+        cmocka_unit_test(test_model_step_remainder),
         cmocka_unit_test(test_model_stale),
         cmocka_unit_test(test_model_adapts_to_slowdown),
         cmocka_unit_test(test_learned_explores_within_budget),

@@ -249,7 +249,7 @@ static void test_sim_moves_and_failures(void **state)
 static void test_sim_prefix_fetch(void **state)
 {
     (void)state;
-    sl_trace_t *t = s_trace(400, 60, 13, false);
+    sl_trace_t *t = s_trace(400, 40, 13, false);
     sl_sim_params_t p;
     s_params(&p, t);
     p.kv_block_tokens = t->block_tokens;
