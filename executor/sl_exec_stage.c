@@ -396,9 +396,16 @@ static sl_status_t s_forward(void *arg, const sl_stage_step_t *step, const float
 {
     sl_exec_stage_t *s = arg;
     sl_time_t deadline = sl_clock_now() + SL_MS(s->cfg.step_timeout_ms);
-    /* a previous step's put may still be completing */
+    /* a previous step's put may still be completing; while it is, its
+     * buffer is being read, so this step is not written over it */
     while (s->sending && sl_clock_now() < deadline)
         s_wait(s);
+    if (s->sending) {
+        SL_WARN("stage: the put of step %llu to the next stage is still in flight after %lld ms",
+                (unsigned long long)s->step, (long long)s->cfg.step_timeout_ms);
+        s->stats.steps_failed++;
+        return SL_ERR_AGAIN;
+    }
     s_msg_t h = {.magic = S_MAGIC,
                  .version = S_VERSION,
                  .kind = S_ACTS,

@@ -521,8 +521,18 @@ sl_status_t sl_backend_ref_stage_run(void *state, const sl_stage_step_t *step, c
         }
         r->tables[s] = sl_kv_seq_table(ks, &r->n_table[s]);
     }
-    for (uint32_t i = 0; i < step->n_rows; i++)
+    /* a row's position must lie in its sequence's KV (the message's
+     * counts are checked by the stage; its positions are checked here) */
+    for (uint32_t i = 0; i < step->n_rows; i++) {
+        uint32_t s = step->row_seq[i];
+        if (s >= step->n_seqs || step->pos[i] / r->cfg.block_tokens >= r->n_table[s]) {
+            SL_WARN("ref backend: row %u of a stage step is at position %u, outside its "
+                    "sequence's KV",
+                    i, step->pos[i]);
+            return SL_ERR_INVALID;
+        }
         r->tokens[i] = 0; /* later stages do not embed */
+    }
     sl_model_batch_t b = {step->n_rows, r->tokens,  step->pos,   step->row_seq, step->n_seqs,
                           r->tables,    r->n_table, step->n_out, step->out_rows};
     return sl_model_forward_stage(r->model, &b, x_in, r->last ? NULL : x_out, r->last ? next : NULL,

@@ -237,13 +237,20 @@ static void s_chain_up(chain_t *c, int64_t timeout_ms)
 static void s_chain_down(chain_t *c)
 {
     sl_engine_destroy(&c->e0);
-    /* the first stage waits for its last put while the second still serves */
-    sl_exec_stage_destroy(&c->st0);
+    /* The second stage stops serving first: after that nothing more is put
+     * into the first stage's ring. (Stopped after the first stage was
+     * destroyed, it could still answer a step that had timed out, and
+     * over tcp the answer was copied into the ring the first stage had
+     * freed.) Then both engines deliver what is still in flight, the
+     * first stage's last put among them (the second stage only notes its
+     * notification), until they have been idle for a while. */
     atomic_store(&c->later.stop, 1);
     pthread_join(c->thread, NULL);
-    /* the second stage's last put went to the first stage's engine */
-    while (sl_xport_progress(c->xp1) > 0 || sl_xport_progress(c->xp0) > 0)
-        ;
+    sl_time_t until = sl_clock_now() + SL_MS(5000);
+    for (int idle = 0; idle < 1000 && sl_clock_now() < until; idle++)
+        if (sl_xport_progress(c->xp1) + sl_xport_progress(c->xp0) > 0)
+            idle = 0;
+    sl_exec_stage_destroy(&c->st0);
     sl_exec_stage_destroy(&c->st1);
     sl_xport_mem_deregister(c->xp1, &c->pool1_mem);
     free(c->pool1);
@@ -313,11 +320,48 @@ static void test_lost_stage_fails_jobs_once(void **state)
     s_chain_down(&c);
 }
 
+/* A later stage checks each row's position against its sequence's KV: a
+ * step whose position lies past the sequence's reservation (a torn or
+ * forged message) is refused, not written outside the KV. */
+static void test_stage_position_checked(void **state)
+{
+    (void)state;
+    static run_t r;
+    sl_engine_cfg_t ec = {
+        .max_batch = 8, .batch_wait_us = 1000, .chunk_tokens = 4, .step_tokens = 24};
+    sl_engine_cb_t cb = {.done = s_done, .arg = &r};
+    sl_backend_params_t p;
+    s_params(&p, 1, 1);
+    sl_engine_t *e = NULL;
+    assert_int_equal(sl_engine_create(&ec, &sl_backend_ref, &p, &cb, &e), SL_OK);
+    void *b = sl_engine_backend(e);
+    sl_backend_stage_info_t info;
+    sl_backend_ref.stage_info(b, &info);
+    static float x_in[128], x_out[128];
+    uint32_t next = 0, row_seq = 0, out_row = 0;
+    sl_stage_seq_t seq = {.id = 7, .capacity = 16};
+    for (int bad = 0; bad < 2; bad++) {
+        uint32_t pos = bad ? 1000000 : 3;
+        sl_stage_step_t st = {.n_rows = 1,
+                              .n_seqs = 1,
+                              .n_out = 1,
+                              .seqs = &seq,
+                              .row_seq = &row_seq,
+                              .pos = &pos,
+                              .out_rows = &out_row};
+        assert_int_equal(sl_backend_ref_stage_run(b, &st, x_in, x_out, &next),
+                         bad ? SL_ERR_INVALID : SL_OK);
+    }
+    assert_int_equal(info.width, 128);
+    sl_engine_destroy(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_stages_equal_one),
         cmocka_unit_test(test_lost_stage_fails_jobs_once),
+        cmocka_unit_test(test_stage_position_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
