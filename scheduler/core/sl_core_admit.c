@@ -23,9 +23,7 @@
 
 #include <math.h>
 
-#define S_ADMIT_SAMPLE 32 /* executors sampled for a deadline estimate in big clusters */
-#define S_HOLD_SCAN 64    /* sl_core_place_later looks at every executor up to this many */
-#define S_HOLD_SAMPLE 32  /* ... and at this many drawn at random beyond */
+#define S_ADMIT_SAMPLE 32 /* executors sampled for an estimate in big clusters */
 #define S_HOLD_BEHIND                                                                              \
     0.5 /* share of the wait for a place each job queued behind a held one                         \
            waits on average */
@@ -40,6 +38,22 @@ static uint64_t s_rand(sl_core_t *core)
 {
     core->rand_state += 0x9e3779b97f4a7c15ull;
     return sl_hash_mix64(core->rand_state);
+}
+
+/* How many live executors an estimate looks at: every one up to twice
+ * S_ADMIT_SAMPLE, S_ADMIT_SAMPLE beyond (s_looked_at). */
+static uint32_t s_looked(const sl_core_t *core)
+{
+    uint32_t n = core->n_alive;
+    return n <= 2 * S_ADMIT_SAMPLE ? n : S_ADMIT_SAMPLE;
+}
+
+/* The i-th of the k executors an estimate looks at: the i-th live one
+ * when it looks at all of them, else one drawn at random. */
+static sl_exec_t *s_looked_at(sl_core_t *core, uint32_t i, uint32_t k)
+{
+    uint32_t n = core->n_alive;
+    return core->alive_execs[k == n ? i : (uint32_t)(s_rand(core) % n)];
 }
 
 double sl_core_utilization(sl_core_t *core, sl_time_t now)
@@ -132,9 +146,8 @@ bool sl_core_place_later(sl_core_t *core, const sl_job_t *job, double best_ttft_
     double behind = S_HOLD_BEHIND * place_s * others;
     if (!(place_s < bound) || !(place_s + behind < best_ttft_s))
         return false; /* the wait for a place alone costs more than it could save */
-    uint32_t n = core->n_alive, k = n <= S_HOLD_SCAN ? n : S_HOLD_SAMPLE;
-    for (uint32_t i = 0; i < k; i++) {
-        sl_exec_t *e = core->alive_execs[k == n ? i : (uint32_t)(s_rand(core) % n)];
+    for (uint32_t i = 0, k = s_looked(core); i < k; i++) {
+        sl_exec_t *e = s_looked_at(core, i, k);
         if (e->inflight < e->credits || !sl_core_can_place(e, job, now))
             continue; /* a free one was a candidate already */
         sl_lm_pred_t pred;
@@ -187,9 +200,8 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
             continue;
         s_consider(core, job, e, now, &best);
     }
-    uint32_t n = core->n_alive, k = n <= 2 * S_ADMIT_SAMPLE ? n : S_ADMIT_SAMPLE;
-    for (uint32_t i = 0; i < k; i++) {
-        sl_exec_t *e = core->alive_execs[k == n ? i : (uint32_t)(s_rand(core) % n)];
+    for (uint32_t i = 0, k = s_looked(core); i < k; i++) {
+        sl_exec_t *e = s_looked_at(core, i, k);
         if (!sl_core_can_place(e, job, now))
             continue;
         s_consider(core, job, e, now, &best);
