@@ -276,8 +276,7 @@ static sl_time_t s_decode_cost(void *state, sl_seq_t *const *seqs, size_t n, uin
     for (size_t i = 0; i < n; i++)
         ctx += (double)seqs[i]->prompt_len + seqs[i]->n_out;
     ctx += (double)ahead * (double)n;
-    double prefill = 0;
-    return (sl_time_t)((prefill + s_decode_us(c, n, ctx)) / c->speed * 1000.0);
+    return (sl_time_t)(s_decode_us(c, n, ctx) / c->speed * 1000.0);
 }
 
 /* A peer computed the prompt: it is cached here from now on, as after a

@@ -395,6 +395,7 @@ static void s_wait(sl_exec_stage_t *s)
 static sl_status_t s_forward(void *arg, const sl_stage_step_t *step, const float *x, uint32_t *next)
 {
     sl_exec_stage_t *s = arg;
+    sl_status_t st = SL_OK;
     sl_time_t deadline = sl_clock_now() + SL_MS(s->cfg.step_timeout_ms);
     /* a previous step's put may still be completing; while it is, its
      * buffer is being read, so this step is not written over it */
@@ -403,8 +404,8 @@ static sl_status_t s_forward(void *arg, const sl_stage_step_t *step, const float
     if (s->sending) {
         SL_WARN("stage: the put of step %llu to the next stage is still in flight after %lld ms",
                 (unsigned long long)s->step, (long long)s->cfg.step_timeout_ms);
-        s->stats.steps_failed++;
-        return SL_ERR_AGAIN;
+        st = SL_ERR_AGAIN;
+        goto fail;
     }
     s_msg_t h = {.magic = S_MAGIC,
                  .version = S_VERSION,
@@ -419,7 +420,6 @@ static sl_status_t s_forward(void *arg, const sl_stage_step_t *step, const float
                  .hop = 1,
                  .n_chain = s->n_chain};
     memcpy(h.chain, s->chain, sizeof(h.chain));
-    sl_status_t st = SL_OK;
     if (s->io.peer && s->n_chain < 2) {
         SL_WARN("stage: no chain of later stages (the scheduler sends one once they are reached)");
         st = SL_ERR_NOT_FOUND;

@@ -435,8 +435,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
      * coefficient on it is fitted on the placements the policy chose (the
      * ones with little backlog) and went low exactly where it matters. */
     double wait = s_clamp(x[3] + scale * s_dot_at(wai, x, s_xw, S_NW), 0, 2 * S_PRED_MAX_S);
-    static const int xt_all[SL_LM_NT] = {0, 1};
-    double tpot = s_dot_at(e->th_tpot, xt, xt_all, SL_LM_NT);
+    double tpot = s_dot(e->th_tpot, xt, SL_LM_NT);
     for (int i = 0; i < SL_LM_NX; i++)
         pred->x[i] = (float)x[i];
     for (int i = 0; i < SL_LM_NT; i++)
