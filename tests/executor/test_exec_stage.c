@@ -61,6 +61,18 @@ static void s_params(sl_backend_params_t *p, uint32_t first, uint32_t count)
     p->layer_count = count;
 }
 
+/* An engine of the tests' shape on the ref backend with params p, its
+ * completions counted in r. */
+static sl_engine_t *s_engine(const sl_backend_params_t *p, run_t *r)
+{
+    sl_engine_cfg_t ec = {
+        .max_batch = 8, .batch_wait_us = 1000, .chunk_tokens = 4, .step_tokens = 24};
+    sl_engine_cb_t cb = {.done = s_done, .arg = r};
+    sl_engine_t *e = NULL;
+    assert_int_equal(sl_engine_create(&ec, &sl_backend_ref, p, &cb, &e), SL_OK);
+    return e;
+}
+
 static void s_jobs(run_t *r, int n)
 {
     memset(r, 0, sizeof(*r));
@@ -179,13 +191,10 @@ static void s_chain_up(chain_t *c, int64_t timeout_ms)
     assert_int_equal(sl_xport_cfg_defaults(&xc), SL_OK);
     assert_int_equal(sl_xport_create(&xc, &c->xp0), SL_OK);
     assert_int_equal(sl_xport_create(&xc, &c->xp1), SL_OK);
-    sl_engine_cfg_t ec = {
-        .max_batch = 8, .batch_wait_us = 1000, .chunk_tokens = 4, .step_tokens = 24};
-    sl_engine_cb_t cb = {.done = s_done, .arg = &c->run};
     /* the second stage: layers 1.. of tiny (2 layers), given no jobs */
     sl_backend_params_t p;
     s_params(&p, 1, 1);
-    assert_int_equal(sl_engine_create(&ec, &sl_backend_ref, &p, &cb, &c->e1), SL_OK);
+    c->e1 = s_engine(&p, &c->run);
     c->later.backend = sl_engine_backend(c->e1);
     sl_exec_stage_cfg_t sc = {.ring_kib = 1024, .step_timeout_ms = timeout_ms};
     sl_backend_stage_info_t info;
@@ -228,7 +237,7 @@ static void s_chain_up(chain_t *c, int64_t timeout_ms)
     /* the first stage: layer 0, its steps go round the chain */
     s_params(&p, 0, 1);
     p.stage = sl_exec_stage_hook(c->st0);
-    assert_int_equal(sl_engine_create(&ec, &sl_backend_ref, &p, &cb, &c->e0), SL_OK);
+    c->e0 = s_engine(&p, &c->run);
     c->later.xp = c->xp1;
     c->later.stage = c->st1;
     assert_int_equal(pthread_create(&c->thread, NULL, s_later_main, &c->later), 0);
@@ -265,13 +274,9 @@ static void test_two_stages_equal_one(void **state)
     /* the whole model, in one engine */
     static run_t whole;
     s_jobs(&whole, N_PROMPTS);
-    sl_engine_cfg_t ec = {
-        .max_batch = 8, .batch_wait_us = 1000, .chunk_tokens = 4, .step_tokens = 24};
-    sl_engine_cb_t cb = {.done = s_done, .arg = &whole};
     sl_backend_params_t p;
     s_params(&p, 0, 0);
-    sl_engine_t *e = NULL;
-    assert_int_equal(sl_engine_create(&ec, &sl_backend_ref, &p, &cb, &e), SL_OK);
+    sl_engine_t *e = s_engine(&p, &whole);
     s_drive(e, &whole, N_PROMPTS);
     sl_engine_destroy(&e);
 
@@ -327,17 +332,14 @@ static void test_stage_position_checked(void **state)
 {
     (void)state;
     static run_t r;
-    sl_engine_cfg_t ec = {
-        .max_batch = 8, .batch_wait_us = 1000, .chunk_tokens = 4, .step_tokens = 24};
-    sl_engine_cb_t cb = {.done = s_done, .arg = &r};
     sl_backend_params_t p;
     s_params(&p, 1, 1);
-    sl_engine_t *e = NULL;
-    assert_int_equal(sl_engine_create(&ec, &sl_backend_ref, &p, &cb, &e), SL_OK);
+    sl_engine_t *e = s_engine(&p, &r);
     void *b = sl_engine_backend(e);
     sl_backend_stage_info_t info;
     sl_backend_ref.stage_info(b, &info);
     static float x_in[128], x_out[128];
+    assert_int_equal(info.width, 128); /* one row of the buffers */
     uint32_t next = 0, row_seq = 0, out_row = 0;
     sl_stage_seq_t seq = {.id = 7, .capacity = 16};
     for (int bad = 0; bad < 2; bad++) {
@@ -352,7 +354,6 @@ static void test_stage_position_checked(void **state)
         assert_int_equal(sl_backend_ref_stage_run(b, &st, x_in, x_out, &next),
                          bad ? SL_ERR_INVALID : SL_OK);
     }
-    assert_int_equal(info.width, 128);
     sl_engine_destroy(&e);
 }
 

@@ -225,6 +225,17 @@ static void test_model_adapts_and_prior(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* Job i of a run on executor 0 of m: predicted for q, far apart in time
+ * from the others (no backlog), then observed as having waited wait s
+ * (reported as its queue time) before a prefill of the law. */
+static void s_job_waited(sl_load_model_t *m, int i, const sl_lm_query_t *q, double wait)
+{
+    sl_lm_pred_t p;
+    sl_time_t now = (sl_time_t)(i + 1) * SL_MS(100000);
+    sl_load_model_predict(m, 0, q, now, &p);
+    sl_load_model_observe(m, 0, &p, wait + s_law(q, 1.0), wait, 0.01, now);
+}
+
 /* When results say when each job's prefill began, the TTFT splits into the
  * wait and the prefill step and each part learns from its own measurement:
  * waits the features cannot explain (here random, up to 2 s) do not blur
@@ -236,13 +247,8 @@ static void test_model_split(void **state)
     sl_rand_seed(&r, 21);
     for (int i = 0; i < 400; i++) {
         sl_lm_query_t q;
-        sl_lm_pred_t p;
         s_query(&r, &q);
-        sl_time_t now = (sl_time_t)(i + 1) * SL_MS(100000);
-        sl_load_model_predict(m, 0, &q, now, &p);
-        double wait = (double)sl_rand_below(&r, 2000) / 1000.0;
-        double pre = s_law(&q, 1.0);
-        sl_load_model_observe(m, 0, &p, wait + pre, wait, 0.01, now);
+        s_job_waited(m, i, &q, (double)sl_rand_below(&r, 2000) / 1000.0);
     }
     assert_true(fabs(sl_load_model_exec_rate(m, 0) - 0.040) < 0.002);
     sl_lm_query_t q = {.prompt_tokens = 12000, .cached_tokens = 3000, .running = 8};
@@ -277,14 +283,10 @@ static void test_model_step_remainder(void **state)
     sl_rand_seed(&r, 33);
     for (int i = 0; i < 600; i++) {
         sl_lm_query_t q;
-        sl_lm_pred_t p;
         s_query(&r, &q);
         q.busy = (double)sl_rand_below(&r, 1001) / 1000.0;
         q.step_s = (double)(5 + sl_rand_below(&r, 96)) / 1000.0;
-        sl_time_t now = (sl_time_t)(i + 1) * SL_MS(100000);
-        sl_load_model_predict(m, 0, &q, now, &p);
-        double wait = q.busy * q.step_s / 2;
-        sl_load_model_observe(m, 0, &p, wait + s_law(&q, 1.0), wait, 0.01, now);
+        s_job_waited(m, i, &q, q.busy * q.step_s / 2);
     }
     sl_lm_query_t idle = {.prompt_tokens = 1000, .running = 8}, busy = idle;
     busy.busy = 1.0;
