@@ -77,6 +77,11 @@ const sl_cfg_field_t sl_core_cfg_fields[] = {
                  "with no free place is predicted to give it its first token in under this "
                  "share of the best free executor's predicted TTFT, its expected wait for a "
                  "place included (0 = never)"),
+    SL_CFG_RANGE(sl_core_cfg_t, expire_predicted, "expire-predicted", "1", SL_CFG_DOUBLE, 0, 1000,
+                 "with admission: a job whose predicted TTFT on the executor chosen for it "
+                 "passes this multiple of what is left of its TTFT deadline is not dispatched "
+                 "into a certain miss: refused (BUSY deadline) when placed during its own "
+                 "submission, else expired at once (0 = never)"),
     SL_CFG_RANGE(sl_core_cfg_t, model_forget, "model-forget", "0.98", SL_CFG_DOUBLE, 0.5, 1,
                  "load model forgetting factor per completion (lower adapts faster)"),
     SL_CFG_RANGE(sl_core_cfg_t, model_stale_ms, "model-stale-ms", "30000", SL_CFG_I64, 0, 86400000,
@@ -179,6 +184,7 @@ static const char *const s_counter_names[SL_CTR_COUNT] = {
     [SL_CTR_POLICY_INVALID] = "policy_invalid_choices",
     [SL_CTR_EXPLORED] = "placements_explored",
     [SL_CTR_PLACE_HELD] = "placements_held",
+    [SL_CTR_EXPIRED_PREDICTED] = "jobs_expired_predicted",
     [SL_CTR_KV_SPLIT_FAILED] = "kv_splits_failed",
     [SL_CTR_KV_MIGRATIONS] = "kv_migrations",
     [SL_CTR_KV_MIGRATE_FAILED] = "kv_migrations_failed",
@@ -644,9 +650,27 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
                          retry > 0 ? retry : SL_MS(core->cfg.busy_retry_ms), now);
     sl_core_tenant_attach(core, job);
     sl_core_queue_add(core, job, false);
+    /* The pump may find its TTFT deadline lost on the executor it would
+     * take (sl_core_place_doomed): then it was never accepted, and it is
+     * refused here as admission refuses (the caller still owns user and
+     * has not told its client anything). */
+    core->submitting = job;
+    core->submit_doomed = false;
+    sl_core_pump(core, now);
+    core->submitting = NULL;
+    if (core->submit_doomed) {
+        sl_map_del(&core->by_seq, job->seq);
+        sl_map_del(&core->by_id, job->id_hash);
+        if (job->tenant_rec)
+            job->tenant_rec->jobs--;
+        free(job);
+        core->counters[SL_CTR_BUSY_OVERLOAD + SL_BUSY_DEADLINE]++;
+        *reason_p = SL_BUSY_DEADLINE;
+        *retry_after_p = 0;
+        return SL_ERR_BUSY;
+    }
     core->counters[SL_CTR_ACCEPTED]++;
     *job_p = job;
-    sl_core_pump(core, now);
     return SL_OK;
 
 busy:

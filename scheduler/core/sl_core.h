@@ -120,6 +120,11 @@ typedef struct sl_core_cfg {
     double place_hold;          /* learned: hold a job while an executor without a free place
                                    would start it in under this share of the best free
                                    one's predicted TTFT (0 = never) */
+    double expire_predicted;    /* with admission: a queued job whose predicted TTFT on the
+                                   executor chosen for it passes this multiple of what is
+                                   left of its TTFT deadline is not dispatched: refused
+                                   (BUSY deadline) inside its own submission, else
+                                   expired (0 = never) */
     double model_forget;        /* load model: per-executor forgetting factor */
     int64_t model_stale_ms;     /* load model: unchosen this long -> predicted by the prior */
     int64_t model_learn_us;     /* load model: at most one learned completion per this, per exec */
@@ -219,6 +224,9 @@ typedef enum sl_core_counter {
     SL_CTR_EXPLORED,             /* placements the policy made to learn (explore_share) */
     SL_CTR_PLACE_HELD,           /* placements put off: the job waited for a better executor
                                     to free a place (place_hold) */
+    SL_CTR_EXPIRED_PREDICTED,    /* queued jobs expired at placement: their predicted TTFT
+                                    on the executor chosen passed what was left of their
+                                    TTFT deadline (expire_predicted; also in SL_CTR_EXPIRED) */
     SL_CTR_COUNT,
 } sl_core_counter_t;
 

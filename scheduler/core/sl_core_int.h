@@ -109,6 +109,8 @@ struct sl_core {
     uint64_t next_seq;                /* next job sequence number */
     bool draining;                    /* refusing new jobs */
     bool pumping;                     /* inside sl_core_pump (no re-entry) */
+    sl_job_t *submitting;             /* the job sl_core_job_submit is pumping for */
+    bool submit_doomed;               /* ... the pump found its deadline lost: refuse it */
     bool placing;                     /* inside policy->place (candidate marks valid) */
     uint64_t counters[SL_CTR_COUNT];  /* statistics */
     sl_exec_t **alive_execs;          /* live executors */
@@ -346,13 +348,18 @@ void sl_core_done_fini(sl_core_t *core);
 
 /* ---- admission (sl_core_admit.c) ---- */
 
-/* false (with reason and retry-after) to refuse job now. */
 /* A job left its place (the rate places free up at, for admission). */
 void sl_core_done_rate_note(sl_core_t *core, sl_time_t now);
 /* Predicted wait of a job queued now for a place (credit), seconds. */
 double sl_core_place_wait_s(const sl_core_t *core, sl_time_t now);
+/* false (with reason and retry-after) to refuse job now. */
 bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
                    sl_time_t *retry_p);
+/* At placement, with job->pred made for the executor chosen: whether the
+ * job's TTFT deadline is predicted lost there (expire_predicted), so it
+ * expires rather than being dispatched. Only with admission, and only for
+ * a job never dispatched. */
+bool sl_core_place_doomed(const sl_core_t *core, const sl_job_t *job, sl_time_t now);
 
 /* ---- placement (sl_core_place.c) ---- */
 

@@ -1237,6 +1237,159 @@ static void test_place_hold(void **state)
     }
 }
 
+/* A job whose TTFT deadline is predicted lost at placement
+ * (expire_predicted): a runs a long prompt, b's places are all taken by
+ * short jobs with no backlog. A job with a 200 ms TTFT deadline passes the
+ * submission check (b predicts it well within that, and no departure has
+ * been seen, so no wait for b's place is known), but only a has a place,
+ * seconds behind: the job is refused BUSY deadline at once, never
+ * accepted. A job with the same deadline queued while no executor has a
+ * place (admitted: b looks good) expires when a place frees on a, answered
+ * at once and counted, instead of being dispatched into a certain miss.
+ * With expire_predicted 0, or without admission, the first job goes to a. */
+static void test_expire_predicted(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) { /* 0: on, 1: knob 0, 2: no admission */
+        rec_t r;
+        sl_core_cfg_t cfg;
+        sl_core_t *core = NULL;
+        s_setup(&r, &cfg, "learned");
+        cfg.credits = 2;
+        cfg.max_executors = 8;
+        cfg.admission = mode != 2;
+        cfg.expire_predicted = mode == 1 ? 0 : 1;
+        assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+        uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
+        sl_busy_reason_t reason;
+        sl_time_t retry;
+        sl_job_t *job = NULL;
+        sl_job_desc_t big = {.id = "big", .prompt_tokens = 40000, .max_new_tokens = 10};
+        assert_int_equal(sl_core_job_submit(core, &big, NULL, 0, &job, &reason, &retry), SL_OK);
+        assert_int_equal(r.exec[0], a);
+        for (int i = 0; i < 2; i++) {
+            sl_job_desc_t d = {.id = i ? "s1" : "s0", .prompt_tokens = 10, .max_new_tokens = 10};
+            assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &reason, &retry),
+                             SL_OK);
+            assert_int_equal(r.exec[r.n_dispatch - 1], b);
+        }
+        assert_int_equal(sl_core_exec_get(core, b)->inflight, 2);
+        sl_job_desc_t w = {.id = "w1", .prompt_tokens = 100, .max_new_tokens = 10};
+        w.ttft_deadline = SL_MS(200);
+        int before = r.n_dispatch;
+        sl_status_t st = sl_core_job_submit(core, &w, NULL, SL_MS(2), &job, &reason, &retry);
+        if (mode) {
+            assert_int_equal(st, SL_OK);
+            assert_int_equal(r.n_dispatch, before + 1);
+            assert_int_equal(r.exec[before], a);
+            assert_int_equal(sl_core_counter(core, SL_CTR_EXPIRED_PREDICTED), 0);
+            sl_core_destroy(&core);
+            continue;
+        }
+        assert_int_equal(st, SL_ERR_BUSY); /* never accepted */
+        assert_int_equal(reason, SL_BUSY_DEADLINE);
+        assert_int_equal(r.n_dispatch, before);
+        assert_int_equal(r.n_result, 0);
+        assert_int_equal(sl_core_counter(core, SL_CTR_BUSY_DEADLINE), 1);
+        assert_int_equal(sl_core_jobs_pending(core), 3);
+        sl_core_destroy(&core);
+    }
+    /* queued, then expired where a place frees: round-robin fills a with a
+     * short job and the long prompt after it, b with two short jobs */
+    rec_t r;
+    sl_core_cfg_t cfg;
+    sl_core_t *core = NULL;
+    s_setup(&r, &cfg, "round-robin");
+    cfg.credits = 2;
+    cfg.max_executors = 8;
+    cfg.admission = true;
+    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+    uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
+    sl_busy_reason_t reason;
+    sl_time_t retry;
+    sl_job_t *job = NULL;
+    const char *ids[4] = {"a2", "s0", "big", "s1"};
+    for (int i = 0; i < 4; i++) {
+        sl_job_desc_t d = {
+            .id = ids[i], .prompt_tokens = i == 2 ? 40000 : 10, .max_new_tokens = 10};
+        assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &reason, &retry), SL_OK);
+        assert_int_equal(r.exec[i], i % 2 ? b : a);
+    }
+    sl_job_desc_t w = {.id = "w2", .prompt_tokens = 100, .max_new_tokens = 10};
+    w.ttft_deadline = SL_MS(200);
+    assert_int_equal(sl_core_job_submit(core, &w, NULL, SL_MS(1), &job, &reason, &retry),
+                     SL_OK); /* admitted: it waits for a place */
+    assert_int_equal(r.n_dispatch, 4);
+    s_complete(core, &r, 0, SL_MS(2)); /* a2 ends: a frees a place, the long prompt ahead */
+    assert_int_equal(r.n_dispatch, 4); /* w2 not dispatched behind it */
+    assert_int_equal(r.n_result, 2);   /* a2's result, then w2's */
+    assert_int_equal(r.status[1], SL_JOB_EXPIRED);
+    assert_string_equal(r.result_id[1], "w2");
+    assert_int_equal(sl_core_counter(core, SL_CTR_EXPIRED_PREDICTED), 1);
+    assert_int_equal(sl_core_counter(core, SL_CTR_EXPIRED), 1);
+    assert_int_equal(sl_core_jobs_pending(core), 3);
+    sl_core_destroy(&core);
+}
+
+/* Admission judges an executor with every place taken by its prediction
+ * plus the expected wait for a place there: b has no backlog but is full,
+ * and its jobs leave one every 100 ms (its own share of the fleet's
+ * departures: a wait for its place of about a second), so a job with a
+ * 300 ms TTFT deadline is refused (a is over a second behind a long
+ * prompt); when b has a free place the same job is admitted. */
+static void test_admit_counts_place_wait(void **state)
+{
+    (void)state;
+    for (int full = 0; full < 2; full++) {
+        rec_t r;
+        sl_core_cfg_t cfg;
+        sl_core_t *core = NULL;
+        s_setup(&r, &cfg, "learned");
+        cfg.credits = 2;
+        cfg.max_executors = 8;
+        cfg.admission = true;
+        assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
+        uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
+        sl_busy_reason_t reason;
+        sl_time_t retry;
+        sl_job_t *job = NULL;
+        sl_job_desc_t big = {.id = "big", .prompt_tokens = 40000, .max_new_tokens = 10};
+        assert_int_equal(sl_core_job_submit(core, &big, NULL, 0, &job, &reason, &retry), SL_OK);
+        assert_int_equal(r.exec[0], a);
+        /* short jobs through b, one leaving every 400 ms */
+        sl_time_t now = 0;
+        for (int i = 0; i < 6; i++) {
+            char id[16];
+            snprintf(id, sizeof(id), "s%d", i);
+            sl_job_desc_t d = {.id = id, .prompt_tokens = 10, .max_new_tokens = 10};
+            now += SL_MS(100);
+            assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry), SL_OK);
+            assert_int_equal(r.exec[r.n_dispatch - 1], b);
+            if (i >= 1)
+                s_complete(core, &r, r.n_dispatch - 2, now);
+        }
+        if (full) {
+            sl_job_desc_t d = {.id = "fill", .prompt_tokens = 10, .max_new_tokens = 10};
+            assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry), SL_OK);
+            assert_int_equal(r.exec[r.n_dispatch - 1], b);
+            assert_int_equal(sl_core_exec_get(core, b)->inflight, 2);
+        } else {
+            assert_int_equal(sl_core_exec_get(core, b)->inflight, 1);
+        }
+        sl_job_desc_t w = {
+            .id = "w", .prompt_tokens = 100, .max_new_tokens = 10, .ttft_deadline = SL_MS(300)};
+        sl_status_t st = sl_core_job_submit(core, &w, NULL, now + SL_MS(1), &job, &reason, &retry);
+        if (full) {
+            assert_int_equal(st, SL_ERR_BUSY);
+            assert_int_equal(reason, SL_BUSY_DEADLINE);
+        } else {
+            assert_int_equal(st, SL_OK);
+            assert_int_equal(r.exec[r.n_dispatch - 1], b);
+        }
+        sl_core_destroy(&core);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1263,6 +1416,8 @@ int main(void)
         cmocka_unit_test(test_state_buffer),
         cmocka_unit_test(test_place_marks_private),
         cmocka_unit_test(test_place_hold),
+        cmocka_unit_test(test_expire_predicted),
+        cmocka_unit_test(test_admit_counts_place_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
