@@ -1172,6 +1172,49 @@ static void test_place_marks_private(void **state)
     sl_core_destroy(&core);
 }
 
+/* The placement tests below run on two executors a and b of two places
+ * each: the core made from cfg (credits 2, at most 8 executors). */
+static sl_core_t *s_core_two(rec_t *r, sl_core_cfg_t *cfg, uint32_t *a_p, uint32_t *b_p)
+{
+    sl_core_t *core = NULL;
+    cfg->credits = 2;
+    cfg->max_executors = 8;
+    assert_int_equal(sl_core_create(cfg, &s_io, r, &core), SL_OK);
+    *a_p = s_join(core, "a", 2, 0);
+    *b_p = s_join(core, "b", 2, 0);
+    return core;
+}
+
+/* Submit id: prompt tokens, 10 output tokens, a TTFT deadline (0 = none). */
+static sl_status_t s_submit_ttft(sl_core_t *core, const char *id, uint32_t prompt,
+                                 sl_time_t ttft_deadline, sl_time_t now, sl_busy_reason_t *reason_p)
+{
+    sl_job_desc_t d = {
+        .id = id, .prompt_tokens = prompt, .max_new_tokens = 10, .ttft_deadline = ttft_deadline};
+    sl_time_t retry;
+    sl_job_t *job = NULL;
+    return sl_core_job_submit(core, &d, NULL, now, &job, reason_p, &retry);
+}
+
+/* n short jobs through b, one every gap from now, each completing the one
+ * before: b's departures make its expected wait for a place known. The
+ * time of the last. */
+static sl_time_t s_short_through(sl_core_t *core, rec_t *r, uint32_t b, int n, sl_time_t gap,
+                                 sl_time_t now)
+{
+    sl_busy_reason_t reason;
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s%d", i);
+        now += gap;
+        assert_int_equal(s_submit_ttft(core, id, 10, 0, now, &reason), SL_OK);
+        assert_int_equal(r->exec[r->n_dispatch - 1], b);
+        if (i >= 1)
+            s_complete(core, r, r->n_dispatch - 2, now);
+    }
+    return now;
+}
+
 /* Holding a job for a better executor (place_hold): a is free but behind a
  * long prompt, b has no prefill backlog but every place taken by short
  * jobs leaving often. learned holds the next job at the head of the line
@@ -1183,42 +1226,22 @@ static void test_place_hold(void **state)
     for (int hold = 0; hold < 2; hold++) {
         rec_t r;
         sl_core_cfg_t cfg;
-        sl_core_t *core = NULL;
+        uint32_t a, b;
         s_setup(&r, &cfg, "learned");
-        cfg.credits = 2;
-        cfg.max_executors = 8;
         cfg.place_hold = hold ? 0.5 : 0;
-        assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
-        uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
+        sl_core_t *core = s_core_two(&r, &cfg, &a, &b);
         sl_busy_reason_t reason;
-        sl_time_t retry;
-        sl_job_t *job = NULL;
-        sl_job_desc_t big = {.id = "big", .prompt_tokens = 60000, .max_new_tokens = 10};
-        assert_int_equal(sl_core_job_submit(core, &big, NULL, 0, &job, &reason, &retry), SL_OK);
+        assert_int_equal(s_submit_ttft(core, "big", 60000, 0, 0, &reason), SL_OK);
         assert_int_equal(r.exec[0], a); /* both idle: the first */
-        /* short jobs through b, one leaving every 10 ms: b's departures
-         * make its expected wait for a place short */
-        sl_time_t now = 0;
-        for (int i = 0; i < 12; i++) {
-            char id[16];
-            snprintf(id, sizeof(id), "s%d", i);
-            sl_job_desc_t d = {.id = id, .prompt_tokens = 10, .max_new_tokens = 10};
-            now += SL_MS(10);
-            assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry), SL_OK);
-            assert_int_equal(r.exec[r.n_dispatch - 1], b);
-            if (i >= 1)
-                s_complete(core, &r, r.n_dispatch - 2, now);
-        }
-        sl_job_desc_t last = {.id = "last", .prompt_tokens = 10, .max_new_tokens = 10};
+        sl_time_t now = s_short_through(core, &r, b, 12, SL_MS(10), 0);
         now += SL_MS(1);
-        assert_int_equal(sl_core_job_submit(core, &last, NULL, now, &job, &reason, &retry), SL_OK);
+        assert_int_equal(s_submit_ttft(core, "last", 10, 0, now, &reason), SL_OK);
         assert_int_equal(r.exec[r.n_dispatch - 1], b);
         /* now b holds two short jobs (full), a the long prompt (one place free) */
         assert_int_equal(sl_core_exec_get(core, b)->inflight, 2);
         int before = r.n_dispatch;
-        sl_job_desc_t w = {.id = "w", .prompt_tokens = 100, .max_new_tokens = 10};
         now += SL_MS(1);
-        assert_int_equal(sl_core_job_submit(core, &w, NULL, now, &job, &reason, &retry), SL_OK);
+        assert_int_equal(s_submit_ttft(core, "w", 100, 0, now, &reason), SL_OK);
         if (!hold) {
             assert_int_equal(r.n_dispatch, before + 1);
             assert_int_equal(r.exec[before], a);
@@ -1228,7 +1251,7 @@ static void test_place_hold(void **state)
         }
         assert_int_equal(r.n_dispatch, before); /* held, not placed behind the long prompt */
         assert_true(sl_core_counter(core, SL_CTR_PLACE_HELD) >= 1);
-        assert_int_equal(job->state, SL_JOB_QUEUED);
+        assert_int_equal(sl_core_queue_depth(core, SL_PRIO_INTERACTIVE), 1);
         now += SL_MS(10);
         s_complete(core, &r, before - 1, now); /* b frees a place */
         assert_int_equal(r.n_dispatch, before + 1);
@@ -1243,41 +1266,32 @@ static void test_place_hold(void **state)
  * submission check (b predicts it well within that, and no departure has
  * been seen, so no wait for b's place is known), but only a has a place,
  * seconds behind: the job is refused BUSY deadline at once, never
- * accepted. A job with the same deadline queued while no executor has a
- * place (admitted: b looks good) expires when a place frees on a, answered
- * at once and counted, instead of being dispatched into a certain miss.
- * With expire_predicted 0, or without admission, the first job goes to a. */
+ * accepted. With expire_predicted 0, or without admission, it goes to a.
+ * Then a job with the same deadline queued while no executor has a place
+ * (admitted: b looks good) expires when a place frees on a, behind the
+ * long prompt, answered at once and counted, instead of being dispatched
+ * into a certain miss. */
 static void test_expire_predicted(void **state)
 {
     (void)state;
+    sl_busy_reason_t reason;
     for (int mode = 0; mode < 3; mode++) { /* 0: on, 1: knob 0, 2: no admission */
         rec_t r;
         sl_core_cfg_t cfg;
-        sl_core_t *core = NULL;
+        uint32_t a, b;
         s_setup(&r, &cfg, "learned");
-        cfg.credits = 2;
-        cfg.max_executors = 8;
         cfg.admission = mode != 2;
         cfg.expire_predicted = mode == 1 ? 0 : 1;
-        assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
-        uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
-        sl_busy_reason_t reason;
-        sl_time_t retry;
-        sl_job_t *job = NULL;
-        sl_job_desc_t big = {.id = "big", .prompt_tokens = 40000, .max_new_tokens = 10};
-        assert_int_equal(sl_core_job_submit(core, &big, NULL, 0, &job, &reason, &retry), SL_OK);
+        sl_core_t *core = s_core_two(&r, &cfg, &a, &b);
+        assert_int_equal(s_submit_ttft(core, "big", 40000, 0, 0, &reason), SL_OK);
         assert_int_equal(r.exec[0], a);
         for (int i = 0; i < 2; i++) {
-            sl_job_desc_t d = {.id = i ? "s1" : "s0", .prompt_tokens = 10, .max_new_tokens = 10};
-            assert_int_equal(sl_core_job_submit(core, &d, NULL, SL_MS(1), &job, &reason, &retry),
-                             SL_OK);
+            assert_int_equal(s_submit_ttft(core, i ? "s1" : "s0", 10, 0, SL_MS(1), &reason), SL_OK);
             assert_int_equal(r.exec[r.n_dispatch - 1], b);
         }
         assert_int_equal(sl_core_exec_get(core, b)->inflight, 2);
-        sl_job_desc_t w = {.id = "w1", .prompt_tokens = 100, .max_new_tokens = 10};
-        w.ttft_deadline = SL_MS(200);
         int before = r.n_dispatch;
-        sl_status_t st = sl_core_job_submit(core, &w, NULL, SL_MS(2), &job, &reason, &retry);
+        sl_status_t st = s_submit_ttft(core, "w1", 100, SL_MS(200), SL_MS(2), &reason);
         if (mode) {
             assert_int_equal(st, SL_OK);
             assert_int_equal(r.n_dispatch, before + 1);
@@ -1298,26 +1312,16 @@ static void test_expire_predicted(void **state)
      * short job and the long prompt after it, b with two short jobs */
     rec_t r;
     sl_core_cfg_t cfg;
-    sl_core_t *core = NULL;
+    uint32_t a, b;
     s_setup(&r, &cfg, "round-robin");
-    cfg.credits = 2;
-    cfg.max_executors = 8;
     cfg.admission = true;
-    assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
-    uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
-    sl_busy_reason_t reason;
-    sl_time_t retry;
-    sl_job_t *job = NULL;
+    sl_core_t *core = s_core_two(&r, &cfg, &a, &b);
     const char *ids[4] = {"a2", "s0", "big", "s1"};
     for (int i = 0; i < 4; i++) {
-        sl_job_desc_t d = {
-            .id = ids[i], .prompt_tokens = i == 2 ? 40000 : 10, .max_new_tokens = 10};
-        assert_int_equal(sl_core_job_submit(core, &d, NULL, 0, &job, &reason, &retry), SL_OK);
+        assert_int_equal(s_submit_ttft(core, ids[i], i == 2 ? 40000 : 10, 0, 0, &reason), SL_OK);
         assert_int_equal(r.exec[i], i % 2 ? b : a);
     }
-    sl_job_desc_t w = {.id = "w2", .prompt_tokens = 100, .max_new_tokens = 10};
-    w.ttft_deadline = SL_MS(200);
-    assert_int_equal(sl_core_job_submit(core, &w, NULL, SL_MS(1), &job, &reason, &retry),
+    assert_int_equal(s_submit_ttft(core, "w2", 100, SL_MS(200), SL_MS(1), &reason),
                      SL_OK); /* admitted: it waits for a place */
     assert_int_equal(r.n_dispatch, 4);
     s_complete(core, &r, 0, SL_MS(2)); /* a2 ends: a frees a place, the long prompt ahead */
@@ -1343,42 +1347,20 @@ static void test_admit_counts_place_wait(void **state)
     for (int full = 0; full < 2; full++) {
         rec_t r;
         sl_core_cfg_t cfg;
-        sl_core_t *core = NULL;
+        uint32_t a, b;
         s_setup(&r, &cfg, "learned");
-        cfg.credits = 2;
-        cfg.max_executors = 8;
         cfg.admission = true;
-        assert_int_equal(sl_core_create(&cfg, &s_io, &r, &core), SL_OK);
-        uint32_t a = s_join(core, "a", 2, 0), b = s_join(core, "b", 2, 0);
+        sl_core_t *core = s_core_two(&r, &cfg, &a, &b);
         sl_busy_reason_t reason;
-        sl_time_t retry;
-        sl_job_t *job = NULL;
-        sl_job_desc_t big = {.id = "big", .prompt_tokens = 40000, .max_new_tokens = 10};
-        assert_int_equal(sl_core_job_submit(core, &big, NULL, 0, &job, &reason, &retry), SL_OK);
+        assert_int_equal(s_submit_ttft(core, "big", 40000, 0, 0, &reason), SL_OK);
         assert_int_equal(r.exec[0], a);
-        /* short jobs through b, one leaving every 400 ms */
-        sl_time_t now = 0;
-        for (int i = 0; i < 6; i++) {
-            char id[16];
-            snprintf(id, sizeof(id), "s%d", i);
-            sl_job_desc_t d = {.id = id, .prompt_tokens = 10, .max_new_tokens = 10};
-            now += SL_MS(100);
-            assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry), SL_OK);
-            assert_int_equal(r.exec[r.n_dispatch - 1], b);
-            if (i >= 1)
-                s_complete(core, &r, r.n_dispatch - 2, now);
-        }
+        sl_time_t now = s_short_through(core, &r, b, 6, SL_MS(100), 0);
         if (full) {
-            sl_job_desc_t d = {.id = "fill", .prompt_tokens = 10, .max_new_tokens = 10};
-            assert_int_equal(sl_core_job_submit(core, &d, NULL, now, &job, &reason, &retry), SL_OK);
+            assert_int_equal(s_submit_ttft(core, "fill", 10, 0, now, &reason), SL_OK);
             assert_int_equal(r.exec[r.n_dispatch - 1], b);
-            assert_int_equal(sl_core_exec_get(core, b)->inflight, 2);
-        } else {
-            assert_int_equal(sl_core_exec_get(core, b)->inflight, 1);
         }
-        sl_job_desc_t w = {
-            .id = "w", .prompt_tokens = 100, .max_new_tokens = 10, .ttft_deadline = SL_MS(300)};
-        sl_status_t st = sl_core_job_submit(core, &w, NULL, now + SL_MS(1), &job, &reason, &retry);
+        assert_int_equal(sl_core_exec_get(core, b)->inflight, full ? 2 : 1);
+        sl_status_t st = s_submit_ttft(core, "w", 100, SL_MS(300), now + SL_MS(1), &reason);
         if (full) {
             assert_int_equal(st, SL_ERR_BUSY);
             assert_int_equal(reason, SL_BUSY_DEADLINE);
