@@ -355,10 +355,11 @@ double sl_core_place_wait_s(const sl_core_t *core, sl_time_t now);
 /* false (with reason and retry-after) to refuse job now. */
 bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason_t *reason_p,
                    sl_time_t *retry_p);
-/* At placement, with job->pred made for the executor chosen: whether the
- * job's TTFT deadline is predicted lost there (expire_predicted), so it
- * expires rather than being dispatched. Only with admission, and only for
- * a job never dispatched. */
+/* At placement, with job->pred made for the executor chosen and the job to
+ * be computed there (no split, no prefix fetch): whether its TTFT deadline
+ * is predicted lost there (expire_predicted), so it is refused or expires
+ * rather than being dispatched. Only with admission, and only for a job
+ * never dispatched. */
 bool sl_core_place_doomed(const sl_core_t *core, const sl_job_t *job, sl_time_t now);
 
 /* ---- placement (sl_core_place.c) ---- */

@@ -335,7 +335,16 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         }
         sl_exec_t *e = core->cands[pick];
         sl_core_predict(core, job, e, now, &job->pred);
-        if (sl_core_place_doomed(core, job, now)) {
+        job->kv_xfer_pred_s = 0;
+        job->kv_fetch_blocks = 0;
+        if (!sl_core_kv_place(core, job, e, now)) {
+            sl_core_hits_clear(core);
+            break; /* a decode executor waits for a prefill executor to be free */
+        }
+        /* Judged once the data plane has chosen: a split or a prefix fetch
+         * (reserved by now) gives another TTFT than job->pred, and is left
+         * to run. */
+        if (job->kv_mode == SL_KV_LOCAL && sl_core_place_doomed(core, job, now)) {
             sl_core_hits_clear(core);
             if (job == core->submitting) { /* refused by sl_core_job_submit */
                 sl_core_queue_del(core, job);
@@ -344,12 +353,6 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
                 s_expire_doomed(core, job, now);
             }
             continue;
-        }
-        job->kv_xfer_pred_s = 0;
-        job->kv_fetch_blocks = 0;
-        if (!sl_core_kv_place(core, job, e, now)) {
-            sl_core_hits_clear(core);
-            break; /* a decode executor waits for a prefill executor to be free */
         }
         /* A split job's prompt is computed by its kv_peer: its prediction counts there. */
         bool split = job->kv_mode == SL_KV_PUSH;
