@@ -1036,9 +1036,8 @@ void sl_exec_dp_stats(const sl_exec_dp_t *dp, sl_exec_dp_stats_t *stats)
 
 /* ---- life cycle ---- */
 
-void sl_exec_dp_destroy(sl_exec_dp_t **dp_p)
+void sl_exec_dp_close_peers(sl_exec_dp_t *dp)
 {
-    sl_exec_dp_t *dp = *dp_p;
     if (!dp)
         return;
     while (dp->peers) { /* fails the transfers in flight: their callbacks run */
@@ -1047,6 +1046,14 @@ void sl_exec_dp_destroy(sl_exec_dp_t **dp_p)
         s_peer_close(dp, p);
         free(p);
     }
+}
+
+void sl_exec_dp_destroy(sl_exec_dp_t **dp_p)
+{
+    sl_exec_dp_t *dp = *dp_p;
+    if (!dp)
+        return;
+    sl_exec_dp_close_peers(dp);
     while (dp->active) {
         s_kvjob_t *kv = dp->active;
         s_active_del(dp, kv);

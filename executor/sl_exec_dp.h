@@ -67,6 +67,14 @@ typedef struct sl_exec_dp_io {
  * its key and a scratch region for peer checks. Logs why on error. */
 sl_status_t sl_exec_dp_create(const sl_exec_dp_cfg_t *cfg, sl_engine_t *engine,
                               const sl_exec_dp_io_t *io, sl_exec_dp_t **dp_p);
+/* Close every connection to a peer (NULL-safe): the transfers in flight
+ * fail and their callbacks run, and the transport is progressed while the
+ * connections close, so a peer's late put still lands in memory that is
+ * registered. Call it before deregistering memory other modules put in
+ * this transport (the pipeline stage's ring); sl_exec_dp_destroy does it
+ * too. The peers' connections handed out (sl_exec_dp_peer) are gone
+ * after it. */
+void sl_exec_dp_close_peers(sl_exec_dp_t *dp);
 /* Release (NULL-safe, sets *dp_p = NULL). */
 void sl_exec_dp_destroy(sl_exec_dp_t **dp_p);
 /* The socket to the scheduler (PeerReach, KvReserved, KvSent go there). */

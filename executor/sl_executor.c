@@ -1115,6 +1115,7 @@ err_link:
 err_ctx:
     zmq_ctx_term(x->zctx);
 err_engine:
+    sl_exec_dp_close_peers(x->dp); /* before the stage's ring is deregistered */
     sl_exec_stage_destroy(&x->stage);
     sl_weights_serve_destroy(&x->wserve);
     sl_exec_dp_destroy(&x->dp);
@@ -1256,6 +1257,7 @@ void sl_executor_destroy(sl_executor_t **exec_p)
     sl_link_destroy(&x->link); /* forwards the goodbye, closes the pipe */
     s_ship_destroy(x);         /* after the link thread, which logs into it */
     zmq_ctx_term(x->zctx);
+    sl_exec_dp_close_peers(x->dp);        /* a peer's late put lands while the ring is mapped */
     sl_exec_stage_destroy(&x->stage);     /* its buffers are registered with the engine */
     sl_weights_serve_destroy(&x->wserve); /* its region is the data plane engine's */
     sl_exec_dp_destroy(&x->dp);           /* after the socket work: the goodbye is out */
