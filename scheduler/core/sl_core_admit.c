@@ -17,8 +17,8 @@
  * deadline is marked late in its result and counted (sl_core.c). Rejecting
  * late (letting a job queue into a timeout) was rejected: the client learns
  * nothing and the queue serves work that will be thrown away. For the same
- * reason a job admitted whose TTFT deadline is predicted lost on the
- * executor it is about to be placed on expires there
+ * reason a job whose TTFT deadline is predicted lost on the executor it is
+ * about to be placed on is refused, or expires if it had queued
  * (sl_core_place_doomed): at submission that executor was not known.
  */
 #include "scheduler/core/sl_core_int.h"
@@ -186,11 +186,11 @@ typedef struct s_best {
 /* Fold executor e's prediction for job into *best. While some executor
  * has a free place, the job goes to one of those at once, or waits for a
  * given full one (sl_core_place_later): a full executor's first token
- * comes after the expected wait for a place there. (With none free, the
- * caller adds the wait for any place instead.)
- * Without that wait a burst that filled the executors with no prefill
- * backlog was judged by them (0.15 s) while the job went behind 2.6 s of
- * prompts on one with a free place (azure-code, 16 executors, 80 req/s). */
+ * comes after the expected wait for a place there. Without that wait, in
+ * a burst that filled the executors with no prefill backlog, jobs were
+ * judged by them (0.15 s) and went behind 2.6 s of prompts on one with a
+ * free place (azure-code, 16 executors, 80 req/s). With none free, the
+ * caller adds the wait for any place instead. */
 static void s_consider(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t now, s_best_t *best)
 {
     sl_lm_pred_t pred;
@@ -251,10 +251,12 @@ static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double 
  * answered at once (SL_JOB_EXPIRED, as a job whose deadline passes while
  * queued), when its predicted TTFT passes expire_predicted times what is
  * left of its TTFT deadline; a job placed during its own submission is
- * refused SL_BUSY_DEADLINE instead (sl_core_job_submit), never accepted. Measured: azure-code on 16
- * executors at 80 req/s, learned with admission met its SLOs for 86.5% of the requests without
- * this, 93.4% with it (docs/POLICIES.md). Never for a job already dispatched once (requeued after a
- * loss: it was running). */
+ * refused SL_BUSY_DEADLINE instead (sl_core_job_submit), never accepted.
+ * Never a job dispatched once already (requeued after a loss: it was
+ * running). Measured: azure-code on 16 executors at 80 req/s, learned with
+ * admission met its SLOs for 88.6% of the requests without this (with the
+ * full executors' wait for a place in s_consider), 93.4% with it
+ * (docs/POLICIES.md, "Admission"). */
 bool sl_core_place_doomed(const sl_core_t *core, const sl_job_t *job, sl_time_t now)
 {
     double k = core->cfg.expire_predicted;
