@@ -26,10 +26,25 @@
 
 #include <math.h>
 
-#define S_ADMIT_SAMPLE 32 /* executors sampled for an estimate in big clusters */
+#define S_ADMIT_SAMPLE 32    /* executors sampled for an estimate in big clusters */
+#define S_RETRY_MAX_S 3600.0 /* longest retry-after, seconds: a longer estimate is clamped */
 #define S_HOLD_BEHIND                                                                              \
     0.5 /* share of the wait for a place each job queued behind a held one                         \
            waits on average */
+
+/* A retry-after of s seconds, at least min_s and at most S_RETRY_MAX_S:
+ * the estimates it comes from can run to any size (a queue over a
+ * departure rate decayed to almost nothing after a long idle spell, found
+ * by fuzz_sched as 4e48 s; a tiny tenant rate), and a double past the
+ * range of sl_time_t must not be converted. */
+static sl_time_t s_retry_after(double s, double min_s)
+{
+    if (!(s > min_s)) /* also NaN */
+        s = min_s;
+    if (s > S_RETRY_MAX_S)
+        s = S_RETRY_MAX_S;
+    return (sl_time_t)(s * 1e9);
+}
 
 /* The admission horizon, seconds. */
 static double s_horizon_s(const sl_core_t *core)
@@ -282,7 +297,7 @@ bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason
         t->bucket_at = now;
         if (t->bucket < 1.0) {
             *reason_p = SL_BUSY_TENANT;
-            *retry_p = (sl_time_t)((1.0 - t->bucket) / core->cfg.tenant_rate * 1e9) + 1;
+            *retry_p = s_retry_after((1.0 - t->bucket) / core->cfg.tenant_rate, 0) + 1;
             return false;
         }
         t->bucket -= 1.0;
@@ -310,7 +325,7 @@ bool sl_core_admit(sl_core_t *core, sl_job_t *job, sl_time_t now, sl_busy_reason
         double target = job->prio == SL_PRIO_BATCH ? 0.9 * low : low;
         double wait_s = (util - target) * horizon_s;
         *reason_p = SL_BUSY_OVERLOAD;
-        *retry_p = (sl_time_t)((wait_s > 0.01 ? wait_s : 0.01) * 1e9);
+        *retry_p = s_retry_after(wait_s, 0.01);
         return false;
     }
     double best_end;
