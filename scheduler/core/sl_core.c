@@ -481,6 +481,14 @@ void sl_core_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
     sl_core_job_free(core, job);
 }
 
+void sl_core_job_expire(sl_core_t *core, sl_job_t *job, const char *why, sl_time_t now)
+{
+    sl_job_timings_t t;
+    sl_core_queue_del(core, job);
+    sl_core_timings_queued(job, now, &t);
+    sl_core_job_finish(core, job, SL_JOB_EXPIRED, &t, NULL, NULL, why, now);
+}
+
 void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t *t)
 {
     t->queued = (job->dispatched ? job->dispatched : now) - job->submitted;
@@ -634,44 +642,41 @@ sl_status_t sl_core_job_submit(sl_core_t *core, const sl_job_desc_t *desc, void 
     sl_job_t *victim = NULL;
     if (core->cfg.admission && !sl_core_admit(core, job, now, &reason, &retry) &&
         !(reason == SL_BUSY_OVERLOAD && core->cfg.overload_shed &&
-          (victim = sl_core_shed_victim(core, desc->prio, desc->tenant, cost)))) {
-        sl_map_del(&core->by_seq, job->seq);
-        sl_map_del(&core->by_id, job->id_hash);
-        free(job);
-        core->counters[SL_CTR_BUSY_OVERLOAD + reason]++;
-        *reason_p = reason;
-        *retry_after_p = reason == SL_BUSY_DEADLINE ? 0
-                         : retry > 0                ? retry
-                                                    : SL_MS(core->cfg.busy_retry_ms);
-        return SL_ERR_BUSY;
-    }
+          (victim = sl_core_shed_victim(core, desc->prio, desc->tenant, cost))))
+        goto refuse;
     if (victim) /* overload: it takes the place of one that ranks below it */
         sl_core_job_shed(core, victim, SL_BUSY_OVERLOAD,
                          retry > 0 ? retry : SL_MS(core->cfg.busy_retry_ms), now);
     sl_core_tenant_attach(core, job);
     sl_core_queue_add(core, job, false);
     /* The pump may find its TTFT deadline lost on the executor it would
-     * take (sl_core_place_doomed): then it was never accepted, and it is
-     * refused here as admission refuses (the caller still owns user and
-     * has not told its client anything). */
+     * take (sl_core_place_doomed): it then takes the job out of the queue
+     * and marks it done, and it is refused here as admission refuses (it
+     * was never accepted: the caller still owns user and has told its
+     * client nothing). */
     core->submitting = job;
-    core->submit_doomed = false;
     sl_core_pump(core, now);
     core->submitting = NULL;
-    if (core->submit_doomed) {
-        sl_map_del(&core->by_seq, job->seq);
-        sl_map_del(&core->by_id, job->id_hash);
-        if (job->tenant_rec)
-            job->tenant_rec->jobs--;
-        free(job);
-        core->counters[SL_CTR_BUSY_OVERLOAD + SL_BUSY_DEADLINE]++;
-        *reason_p = SL_BUSY_DEADLINE;
-        *retry_after_p = 0;
-        return SL_ERR_BUSY;
+    if (job->state == SL_JOB_DONE) {
+        reason = SL_BUSY_DEADLINE;
+        goto refuse;
     }
     core->counters[SL_CTR_ACCEPTED]++;
     *job_p = job;
     return SL_OK;
+
+refuse: /* never accepted: forgotten, and the caller keeps user */
+    sl_map_del(&core->by_seq, job->seq);
+    sl_map_del(&core->by_id, job->id_hash);
+    if (job->tenant_rec)
+        job->tenant_rec->jobs--;
+    free(job);
+    core->counters[SL_CTR_BUSY_OVERLOAD + reason]++;
+    *reason_p = reason;
+    *retry_after_p = reason == SL_BUSY_DEADLINE ? 0
+                     : retry > 0                ? retry
+                                                : SL_MS(core->cfg.busy_retry_ms);
+    return SL_ERR_BUSY;
 
 busy:
     core->counters[SL_CTR_BUSY_OVERLOAD + reason]++;
@@ -794,13 +799,8 @@ static void s_expire_queued(sl_core_t *core, sl_time_t now)
         sl_list_for_each_safe(pos, tmp, &core->queue[p])
         {
             sl_job_t *job = SL_CONTAINER_OF(pos, sl_job_t, link);
-            if ((job->due && now >= job->due) || (job->ttft_due && now >= job->ttft_due)) {
-                sl_job_timings_t t;
-                sl_core_queue_del(core, job);
-                sl_core_timings_queued(job, now, &t);
-                sl_core_job_finish(core, job, SL_JOB_EXPIRED, &t, NULL, NULL,
-                                   "deadline passed while queued", now);
-            }
+            if ((job->due && now >= job->due) || (job->ttft_due && now >= job->ttft_due))
+                sl_core_job_expire(core, job, "deadline passed while queued", now);
         }
     }
 }

@@ -198,20 +198,22 @@ typedef struct s_best {
     double end;     /* seconds to the last token, the earliest of any */
 } s_best_t;
 
-/* Fold executor e's prediction for job into *best. While some executor
- * has a free place, the job goes to one of those at once, or waits for a
- * given full one (sl_core_place_later): a full executor's first token
- * comes after the expected wait for a place there. Without that wait, in
+/* Fold executor e's prediction for job into *best, place_s added when e
+ * has every place taken. While some executor has a free place, the job
+ * goes to one of those at once, or waits for a given full one
+ * (sl_core_place_later): a full executor's first token comes after the
+ * expected wait for a place there (place_s). Without that wait, in
  * a burst that filled the executors with no prefill backlog, jobs were
  * judged by them (0.15 s) and went behind 2.6 s of prompts on one with a
  * free place (azure-code, 16 executors, 80 req/s). With none free, the
  * caller adds the wait for any place instead. */
-static void s_consider(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t now, s_best_t *best)
+static void s_consider(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t now, double place_s,
+                       s_best_t *best)
 {
     sl_lm_pred_t pred;
     sl_core_predict(core, job, e, now, &pred);
-    if (e->inflight >= e->credits && core->n_free_execs > 0)
-        pred.ttft_s += (float)s_exec_place_s(core, now);
+    if (e->inflight >= e->credits)
+        pred.ttft_s += (float)place_s;
     if (pred.ttft_s < best->ttft) {
         best->ttft = pred.ttft_s;
         best->prefill = pred.work_s;
@@ -229,18 +231,21 @@ static void s_consider(sl_core_t *core, sl_job_t *job, sl_exec_t *e, sl_time_t n
 static double s_best_ttft(sl_core_t *core, sl_job_t *job, sl_time_t now, double *end_p)
 {
     s_best_t best = {INFINITY, 0, INFINITY};
+    /* a full executor's wait for a place, while some executor has one free
+     * (the same for every executor: reckoned once) */
+    double place_s = core->n_free_execs > 0 ? s_exec_place_s(core, now) : 0.0;
     sl_core_hits_mark(core, job);
     for (size_t i = 0; i < core->n_hits; i++) {
         sl_exec_t *e = core->execs[core->hits[i].exec];
         if (!e || !sl_core_can_place(e, job, now))
             continue;
-        s_consider(core, job, e, now, &best);
+        s_consider(core, job, e, now, place_s, &best);
     }
     for (uint32_t i = 0, k = s_looked(core); i < k; i++) {
         sl_exec_t *e = s_looked_at(core, i, k);
         if (!sl_core_can_place(e, job, now))
             continue;
-        s_consider(core, job, e, now, &best);
+        s_consider(core, job, e, now, place_s, &best);
     }
     sl_core_hits_clear(core);
     job->queued_work_s = (float)best.prefill;

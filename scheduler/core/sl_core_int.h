@@ -109,8 +109,8 @@ struct sl_core {
     uint64_t next_seq;                /* next job sequence number */
     bool draining;                    /* refusing new jobs */
     bool pumping;                     /* inside sl_core_pump (no re-entry) */
-    sl_job_t *submitting;             /* the job sl_core_job_submit is pumping for */
-    bool submit_doomed;               /* ... the pump found its deadline lost: refuse it */
+    sl_job_t *submitting;             /* the job sl_core_job_submit is pumping for (the pump
+                                         marks it SL_JOB_DONE, unqueued, to have it refused) */
     bool placing;                     /* inside policy->place (candidate marks valid) */
     uint64_t counters[SL_CTR_COUNT];  /* statistics */
     sl_exec_t **alive_execs;          /* live executors */
@@ -215,6 +215,8 @@ void sl_core_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((for
 void sl_core_job_finish(sl_core_t *core, sl_job_t *job, sl_job_status_t status,
                         const sl_job_timings_t *t, const sl_exec_t *exec, const void *payload,
                         const char *error, sl_time_t now);
+/* A queued job ends SL_JOB_EXPIRED, with why, taken out of its queue. */
+void sl_core_job_expire(sl_core_t *core, sl_job_t *job, const char *why, sl_time_t now);
 /* Timings of a job that ends without (another) run: queued until now. */
 void sl_core_timings_queued(const sl_job_t *job, sl_time_t now, sl_job_timings_t *t);
 /* Free a job record (its tenant's count follows), through io->release. */

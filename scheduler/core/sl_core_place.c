@@ -278,18 +278,6 @@ static size_t s_policy_place(sl_core_t *core, const sl_policy_ops_t *ops, void *
     return pick;
 }
 
-/* A queued job whose TTFT deadline is predicted lost where it would go
- * (sl_core_place_doomed) ends, expired, instead of being dispatched. */
-static void s_expire_doomed(sl_core_t *core, sl_job_t *job, sl_time_t now)
-{
-    sl_job_timings_t t;
-    sl_core_queue_del(core, job);
-    sl_core_timings_queued(job, now, &t);
-    core->counters[SL_CTR_EXPIRED_PREDICTED]++;
-    sl_core_job_finish(core, job, SL_JOB_EXPIRED, &t, NULL, NULL,
-                       "TTFT deadline predicted missed at placement", now);
-}
-
 void sl_core_pump(sl_core_t *core, sl_time_t now)
 {
     if (core->pumping)
@@ -348,9 +336,10 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
             sl_core_hits_clear(core);
             if (job == core->submitting) { /* refused by sl_core_job_submit */
                 sl_core_queue_del(core, job);
-                core->submit_doomed = true;
+                job->state = SL_JOB_DONE;
             } else {
-                s_expire_doomed(core, job, now);
+                core->counters[SL_CTR_EXPIRED_PREDICTED]++;
+                sl_core_job_expire(core, job, "TTFT deadline predicted missed at placement", now);
             }
             continue;
         }
