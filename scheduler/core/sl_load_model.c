@@ -4,12 +4,18 @@
  * Idea: a TTFT is a wait and then a prefill step, and each is learned from
  * its own measurement with recursive least squares (RLS) and exponential
  * forgetting, one small model per executor:
- *   prefill = p0 + p1 * u + p2 * a + p3 * r
+ *   prefill = p0 + p1 * u + p2 * a + p3 * d + p4 * v
  *   wait    = w + q0 + q3 * h + q1 * s + q2 * k
  * with u the uncached prompt tokens (thousands: prefill is compute-bound,
  * linear in them), a = u * (c + u / 2) / 1e6 the attention term (quadratic
- * in the prompt, c the cached tokens), r the jobs in flight there / 32
- * (decode work sharing the steps), s the expected remainder of the step
+ * in the prompt, c the cached tokens), d 1 when jobs are in flight there
+ * and v the KV tokens they hold (millions) times the steps the prompt
+ * takes, 1 + u / 2048 (the decode work sharing the steps: a step that
+ * decodes reads the weights once, whatever the batch, and the KV of every
+ * sequence decoding, and a chunked-prefill engine spreads a long prompt
+ * over about one step per 2048 tokens, the usual chunk; both replaced the
+ * jobs in flight / 32, which charged one decoding sequence a 32nd of what
+ * it costs; measured below), s the expected remainder of the step
  * in progress when the job arrives (busy x mean step / 2, from the
  * executor's heartbeat: the share of time it spends in steps and their
  * mean length; a job with nothing ahead still waits out the step it lands
@@ -50,13 +56,21 @@
  * predicted prefill leaves. The engine's report is not used to split
  * those: under chunked prefill the job's first chunk starts beside the
  * prompts ahead of it, so its "prefill" held their work too.
- * TPOT = t0 + t1 * r, a third tiny RLS.
+ * TPOT = t0 + t1 * r, a third tiny RLS (r the jobs in flight there / 32).
  * The step remainder, measured by `sluice-sim run` (16 executors of
  * speeds 1,1,0.5,0.5, 4,000 requests, mean of five loads 0.96x to 1.04x
  * the comparison load): error 0.155 -> 0.130 on azure-conv, 0.109 ->
  * 0.104 on mooncake-conversation, 0.148 and 0.166 -> 0.148 and 0.165 on
  * azure-code and mooncake-synthetic; with both r and s in the wait, 0.165
  * on azure-conv.
+ * The decode terms, measured by `sluice-sim run` in the eight 16-executor
+ * cells of the scenario matrix without failures, each at its best
+ * baseline's capacity: mean error 0.142 -> 0.122, every cell lower (the
+ * worst, azure-code on a uniform fleet, 0.200 -> 0.179); with d alone
+ * added beside the jobs in flight / 32, 0.135 and mooncake-conversation
+ * worse (0.123 -> 0.160); a decode indicator per chunk as well, or the
+ * jobs in flight per chunk, made the fits erratic (collinear with the
+ * intercept on a busy executor) and errors up to 0.3.
  * The error is prequential: each prediction is scored against its outcome
  * before the model learns from that outcome.
  *
@@ -79,13 +93,13 @@
 
 /* The two halves of a TTFT and the features each one reads, as indices
  * into the feature vector x of a prediction. */
-#define S_NP 4 /* prefill step: 1, uncached ktokens, attention term, running/32 */
+#define S_NP 5 /* prefill step: 1, uncached ktokens, attention term, decoding, decode context */
 #define S_NW 4 /* wait before it beyond the backlog: 1, work ahead, step remainder, KV overflow */
-static const int s_xp[S_NP] = {0, 1, 2, 4};
+static const int s_xp[S_NP] = {0, 1, 2, 4, 8};
 static const int s_xw[S_NW] = {0, 6, 7, 5};
 #define S_W_REMAINDER 2 /* the step remainder's place in the wait model */
-#define S_NMAX 4
-#define S_P_NONNEG 3 /* prefill coefficients kept >= 0 from here (running/32) */
+#define S_NMAX 5
+#define S_P_NONNEG 3 /* prefill coefficients kept >= 0 from here (the decode terms) */
 #define S_W_NONNEG 1 /* wait coefficients kept >= 0 from here (all but the intercept) */
 
 typedef struct s_rls {
@@ -132,17 +146,20 @@ struct sl_load_model {
     double ape_sum;        /* sum of absolute percentage errors */
     uint64_t n_scored;     /* predictions scored */
     double ape_recent;     /* EWMA of the error */
+    double log_scale_mean; /* the learning executors' log scales, averaged over their
+                              completions (EWMA): the fleet model is kept at 0 (s_anchor) */
 };
 
 /* A starting point before any data: an 8B model on an H100-class GPU
  * (8 ms per step, about 30 us per prompt token, 1 us per 1e6 token x context
- * tokens, a full running batch adding ~15 ms of decode to the step; the
+ * tokens, decoding sequences adding 5.7 ms to a step for the weights, read
+ * once per step, and 46 ms per million KV tokens they hold; the
  * wait is the backlog as predicted plus part of the step remainder: the
  * wait model's output is scaled by the executor's slowness while the
  * remainder is measured in its own seconds already, and fits started from
  * 0.03 to 1 on it ended within noise of each other, 0.1 a little ahead).
  * The model moves off it after a few jobs. */
-static const double s_tp_init[S_NP] = {0.008, 0.030, 0.001, 0.015};
+static const double s_tp_init[S_NP] = {0.008, 0.030, 0.001, 0.0057, 0.046};
 static const double s_tw_init[S_NW] = {0.0, 0.0, 0.1, 5.0};
 static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
 
@@ -153,14 +170,17 @@ static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
  * (their magnitudes differ by 100x) made the fit erratic for hundreds of
  * jobs. */
 #define S_SPREAD 100.0
-#define S_SCALE_MIN 1e-3    /* magnitude floor (coefficients starting at 0) */
-#define S_LEARN_BURST 64.0  /* completions learned at once before learn_gap applies */
-#define S_SCALE_RATE 0.15   /* weight of one job in an executor's scale (log EWMA) */
-#define S_ERR_RATE 0.05     /* weight of one job in the models' recent errors */
-#define S_OWN_MIN 64        /* jobs learned before an executor's own model may take over */
-#define S_PRIOR_EVERY 4     /* the shared TPOT prior learns from one completion in this many */
-#define S_P_TRACE_MAX 1e6   /* bound on the covariance trace */
-#define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
+#define S_SCALE_MIN 1e-3      /* magnitude floor (coefficients starting at 0) */
+#define S_LEARN_BURST 64.0    /* completions learned at once before learn_gap applies */
+#define S_SCALE_RATE 0.15     /* weight of one job in an executor's scale (log EWMA) */
+#define S_ANCHOR_RATE 0.01    /* weight of one completion in the fleet's mean log scale */
+#define S_ANCHOR_MAX 0.1      /* the fleet model is re-anchored when that mean passes this */
+#define S_ERR_RATE 0.05       /* weight of one job in the models' recent errors */
+#define S_OWN_MIN 64          /* jobs learned before an executor's own model may take over */
+#define S_PRIOR_EVERY 4       /* the shared TPOT prior learns from one completion in this many */
+#define S_P_TRACE_MAX 1e6     /* bound on the covariance trace */
+#define S_PRED_MAX_S 3600.0   /* bound on any predicted time, seconds */
+#define S_CHUNK_TOKENS 2048.0 /* prompt tokens per step of a chunked-prefill engine (the usual) */
 
 static double s_clamp(double v, double lo, double hi)
 {
@@ -406,10 +426,11 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
                           u / 1000.0,
                           u * (c + u / 2) / 1e6,
                           backlog,
-                          q->running / 32.0,
+                          q->running > 0 ? 1.0 : 0.0,
                           over,
                           backlog > 0 || over > 0 ? 1.0 : 0.0,
-                          s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2};
+                          s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2,
+                          (double)q->kv_inflight / 1e6 * (1.0 + u / S_CHUNK_TOKENS)};
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
     /* An executor the policy has not chosen for a long time may be judged
      * on one bad stretch and then never chosen again, so never corrected:
@@ -463,6 +484,32 @@ void sl_load_model_dispatched(sl_load_model_t *m, uint32_t exec, sl_lm_pred_t *p
         *busy += (sl_time_t)(s * 1e9);
     e->work_sent += s;
     pred->work_mark = e->work_sent;
+}
+
+/* The fleet model and the scales are one product: the fleet model times an
+ * executor's scale is what predicts it, and each learns from the other, so
+ * nothing fixes how the two share it. Left alone, the fleet model drifted
+ * (to 2.6 times a typical executor's times in test_model_stale), and it is
+ * what predicts an executor gone stale or new. So it is kept at the
+ * fleet's typical executor: when the executors' mean log scale passes
+ * S_ANCHOR_MAX, that mean moves into the fleet model and out of every
+ * scale (the products unchanged). O(executors), once per drift of 10%. */
+static void s_anchor(sl_load_model_t *m)
+{
+    double g = m->log_scale_mean, k = exp(g);
+    s_rls_t *r[2] = {&m->prior, &m->prior_wait};
+    int n[2] = {S_NP, S_NW};
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < n[t]; i++) {
+            r[t]->th[i] *= k;
+            for (int j = 0; j < n[t]; j++)
+                r[t]->p[i][j] *= k * k;
+        }
+    for (uint32_t i = 0; i < m->max_execs; i++) {
+        m->execs[i].log_scale -= g;
+        m->scale[i] = exp(m->execs[i].log_scale);
+    }
+    m->log_scale_mean = 0;
 }
 
 /* Learn y ~ th . x[idx], weighted by wy, on one executor's model, and y /
@@ -573,6 +620,9 @@ void sl_load_model_observe(sl_load_model_t *m, uint32_t exec, const sl_lm_pred_t
         e->log_scale +=
             S_SCALE_RATE * (log(s_clamp((ttft_s - wait) / f, 1e-2, 1e2)) - e->log_scale);
         m->scale[exec] = exp(e->log_scale);
+        m->log_scale_mean += S_ANCHOR_RATE * (e->log_scale - m->log_scale_mean);
+        if (fabs(m->log_scale_mean) > S_ANCHOR_MAX)
+            s_anchor(m);
     }
     double scale = m->scale[exec];
     if (prefill_known)
@@ -637,11 +687,15 @@ double sl_load_model_exec_rate(const sl_load_model_t *m, uint32_t exec)
 }
 
 #define S_MAGIC "sluice-load-model"
-#define S_VERSION 4
+#define S_VERSION 5
 /* Version 3 had the running jobs where the wait now has the step remainder
  * (the same shapes): its wait prior is read with that coefficient started
- * afresh, so an upgraded scheduler keeps the rest of what it learned. */
+ * afresh, so an upgraded scheduler keeps the rest of what it learned.
+ * Versions 3 and 4 had the running jobs / 32 as the prefill's last feature
+ * where it now has the two decode terms: read with those started afresh. */
 #define S_VERSION_RUNNING 3
+#define S_VERSION_DECODE 4
+#define S_NP_RUNNING 4 /* prefill features before version 5 */
 
 static void s_rls_write(sl_text_out_t *w, const char *tag, const s_rls_t *r, int nx)
 {
@@ -699,15 +753,16 @@ sl_status_t sl_load_model_load(sl_load_model_t *m, const char **pos_p, const cha
         *why_p = "not a load model (bad header)";
         return SL_ERR_INVALID;
     }
-    if ((version != S_VERSION && version != S_VERSION_RUNNING) || nx != S_NP + S_NW ||
-        nt != SL_LM_NT) {
+    bool old = version == S_VERSION_RUNNING || version == S_VERSION_DECODE;
+    int np = old ? S_NP_RUNNING : S_NP;
+    if ((version != S_VERSION && !old) || nx != np + S_NW || nt != SL_LM_NT) {
         *why_p = "a load model of another version or feature count (this build reads "
-                 "versions " S_STR(S_VERSION_RUNNING) " and " S_STR(S_VERSION) ")";
+                 "versions " S_STR(S_VERSION_RUNNING) " to " S_STR(S_VERSION) ")";
         return SL_ERR_INVALID;
     }
     if (!sl_text_word_is(&in, "scored") || !sl_text_uint(&in, &n) || !sl_text_double(&in, &sum) ||
         !sl_text_double(&in, &recent) || !isfinite(sum) || !isfinite(recent) || sum < 0 ||
-        recent < 0 || !s_rls_read(&in, "prior", &prior, S_NP) ||
+        recent < 0 || !s_rls_read(&in, "prior", &prior, np) ||
         !s_rls_read(&in, "prior_wait", &prior_wait, S_NW) ||
         !s_rls_read(&in, "prior_tpot", &prior_tpot, SL_LM_NT) || !sl_text_word_is(&in, "end")) {
         *why_p = "load model truncated or malformed";
@@ -715,6 +770,9 @@ sl_status_t sl_load_model_load(sl_load_model_t *m, const char **pos_p, const cha
     }
     if (version == S_VERSION_RUNNING)
         s_rls_restart(&prior_wait, S_W_REMAINDER, s_tw_init[S_W_REMAINDER], m->cfg.p_init);
+    if (old)
+        for (int i = S_NP_RUNNING - 1; i < S_NP; i++)
+            s_rls_restart(&prior, i, s_tp_init[i], m->cfg.p_init);
     m->prior = prior;
     m->prior_wait = prior_wait;
     m->prior_tpot = prior_tpot;

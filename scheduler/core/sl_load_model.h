@@ -16,9 +16,9 @@
 #include "common/sl_clock.h"
 
 #define SL_LM_NX                                                                                   \
-    8              /* TTFT features: 1, uncached ktokens, attention term, wait s, running/32,      \
-                      KV overflow, 1 when work is ahead of it (backlog or overflow), remainder     \
-                      of the step in progress s */
+    9              /* TTFT features: 1, uncached ktokens, attention term, wait s, 1 when jobs      \
+                      are in flight there, KV overflow, 1 when work is ahead of it (backlog or     \
+                      overflow), remainder of the step in progress s, decode context per chunk */
 #define SL_LM_NT 2 /* TPOT features: 1, running/32 */
 
 typedef struct sl_load_model sl_load_model_t;

@@ -130,12 +130,14 @@ static void test_prefix_index_crowded(void **state)
 
 /* ---------------- load model ---------------- */
 
-/* The synthetic law: per-token and attention costs scaled by 1/speed. */
+/* The synthetic law: per-token and attention costs, and the decode work of
+ * the jobs in flight (a fixed cost per step and their KV read once per
+ * 2048-token chunk of the prompt), scaled by 1/speed. */
 static double s_law(const sl_lm_query_t *q, double speed)
 {
     double u = (double)q->prompt_tokens - q->cached_tokens;
     return (0.004 + 0.040 * u / 1000 + 0.0015 * u * (q->cached_tokens + u / 2) / 1e6 +
-            0.003 * q->running / 32.0) /
+            (q->running > 0 ? 0.003 : 0.0) + 0.05 * (double)q->kv_inflight / 1e6 * (1 + u / 2048)) /
            speed;
 }
 
@@ -145,6 +147,7 @@ static void s_query(sl_rand_t *r, sl_lm_query_t *q)
     q->prompt_tokens = 100 + (uint32_t)sl_rand_below(r, 16000);
     q->cached_tokens = (uint32_t)sl_rand_below(r, q->prompt_tokens);
     q->running = (uint32_t)sl_rand_below(r, 32);
+    q->kv_inflight = (uint64_t)q->running * sl_rand_below(r, 8000);
 }
 
 /* Train exec on n samples of the law; returns the mean error of the last 100. */
@@ -459,19 +462,34 @@ static void test_model_save_load(void **state)
     pos = other;
     assert_int_equal(sl_load_model_load(m2, &pos, other + strlen(other), &why), SL_ERR_INVALID);
     assert_non_null(strstr(why, "another version"));
-    /* A model saved by version 3 (the running jobs where the wait now has
-     * the step remainder): read, with that one coefficient started afresh. */
-    char v3[8192];
+    /* Models saved by versions 3 and 4 (four prefill features, the last the
+     * jobs in flight / 32 where the decode terms now are): read, those
+     * started afresh, the rest as saved: an idle executor (no decode
+     * terms) is predicted as the old prior predicted it, 10 ms + 40 ms per
+     * 1000 tokens + 2 ms per attention unit = 0.235 s for 5000 tokens. */
     assert_int_equal(sl_load_model_save(m, buf, sizeof(buf), &len), SL_OK);
-    assert_non_null(strstr(buf, "sluice-load-model 4 "));
-    snprintf(v3, sizeof(v3), "sluice-load-model 3%s", buf + strlen("sluice-load-model 4"));
-    sl_load_model_t *m3 = s_model();
-    pos = v3;
-    assert_int_equal(sl_load_model_load(m3, &pos, v3 + strlen(v3), &why), SL_OK);
-    assert_int_equal(sl_load_model_samples(m3), 300);
-    sl_load_model_predict(m3, 3, &q, 0, &b);
-    assert_true(fabs(a.prefill_s - b.prefill_s) < 1e-6); /* the prefill prior as saved */
-    sl_load_model_destroy(&m3);
+    assert_non_null(strstr(buf, "sluice-load-model 5 9 2\n"));
+    for (int v = 3; v <= 4; v++) {
+        char old[1024];
+        snprintf(old, sizeof(old),
+                 "sluice-load-model %d 8 2\nscored 300 30 0.1\n"
+                 "prior 0.01 0.04 0.002 0.5 1e-3 0 0 0 0 1e-3 0 0 0 0 1e-3 0 0 0 0 1e-3\n"
+                 "prior_wait 0 0 0.1 5 1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1\n"
+                 "prior_tpot 0.007 0.002 1 0 0 1\nend\n",
+                 v);
+        sl_load_model_t *m3 = s_model();
+        pos = old;
+        assert_int_equal(sl_load_model_load(m3, &pos, old + strlen(old), &why), SL_OK);
+        assert_int_equal(sl_load_model_samples(m3), 300);
+        sl_load_model_predict(m3, 3, &q, 0, &b);
+        assert_true(fabs(b.prefill_s - 0.235) < 1e-6);
+        /* the old running coefficient (0.5) is not read as the decode one */
+        sl_lm_query_t busy = q;
+        busy.running = 1;
+        sl_load_model_predict(m3, 3, &busy, 0, &b);
+        assert_true(b.prefill_s < 0.235 + 0.01);
+        sl_load_model_destroy(&m3);
+    }
     static const char cut[] = "sluice-load-model 4 8 2\nscored 3 0.1 0.1\nprior 1 2\n";
     pos = cut;
     assert_int_equal(sl_load_model_load(m2, &pos, cut + strlen(cut), &why), SL_ERR_INVALID);
