@@ -315,6 +315,7 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
     core->alive_execs[core->n_alive] = e;
     core->alive_index[core->n_alive] = e->index;
     core->n_alive++;
+    sl_load_model_fleet(core->model, core->n_alive);
     sl_core_free_add(core, e);
     s_block_size_choose(core);
     s_fit_choose(core);
@@ -392,6 +393,7 @@ void sl_core_exec_lose(sl_core_t *core, sl_exec_t *e, const char *why, sl_time_t
     core->alive_index[alive_pos] = last->index;
     sl_core_exec_priv(last)->alive_pos = alive_pos;
     core->n_alive--;
+    sl_load_model_fleet(core->model, core->n_alive);
     s_block_size_choose(core);
     s_fit_choose(core);
     sl_prefix_index_reset(core->index, e->index);

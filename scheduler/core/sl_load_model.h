@@ -51,7 +51,7 @@ typedef struct sl_lm_pred {
 
 typedef struct sl_lm_cfg {
     double forget;       /* per-executor RLS forgetting factor (0.98: adapts in ~50 jobs) */
-    double prior_forget; /* shared prior's forgetting factor */
+    double prior_forget; /* shared prior's forgetting factor (for 16 executors or fewer) */
     double p_init;       /* initial covariance scale of a new executor */
     sl_time_t stale;     /* an executor sent nothing for this long is predicted by the
                             shared prior until it gets a job again (0 = never) */
@@ -64,6 +64,11 @@ typedef struct sl_lm_cfg {
 sl_status_t sl_load_model_create(const sl_lm_cfg_t *cfg, uint32_t max_execs,
                                  sl_load_model_t **model_p);
 void sl_load_model_destroy(sl_load_model_t **model_p);
+/* The fleet has this many executors: the fleet models forget per completion
+ * so that their memory spans about the same time however many executors
+ * feed them (prior_forget as given for 16 or fewer, prior_forget^(16 / n)
+ * for n above). */
+void sl_load_model_fleet(sl_load_model_t *m, uint32_t executors);
 /* Executor exec (re)starts from the shared prior. */
 void sl_load_model_exec_reset(sl_load_model_t *m, uint32_t exec, sl_time_t now);
 /* Predict q on exec at now into *pred. O(SL_LM_NX). */

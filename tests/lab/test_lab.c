@@ -337,6 +337,44 @@ static void test_model_stale(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* The fleet model's memory spans about the same time whatever the fleet's
+ * size: after 3,000 completions, a burst of 128 of another shape (short
+ * prompts dearer, long ones cheaper: no change of speed for the scales to
+ * take) moves the fleet's prediction for a short prompt less when the
+ * fleet has 256 executors (a memory of about 3,200 completions) than when
+ * it has 16 (about 200). */
+static void test_model_fleet_memory(void **state)
+{
+    (void)state;
+    double moved[2];
+    for (int k = 0; k < 2; k++) {
+        sl_load_model_t *m = s_model();
+        sl_load_model_fleet(m, k ? 256 : 16);
+        sl_rand_t r;
+        sl_rand_seed(&r, 31);
+        double before = 0;
+        for (int i = 0; i < 3128; i++) {
+            sl_lm_query_t q;
+            sl_lm_pred_t p;
+            s_query(&r, &q);
+            uint32_t x = (uint32_t)i % 8;
+            sl_time_t now = (sl_time_t)(i + 1) * SL_MS(100000);
+            sl_load_model_predict(m, x, &q, now, &p);
+            double y = s_law(&q, 1.0);
+            if (i >= 3000) /* the burst: short prompts dearer, long ones cheaper */
+                y += 0.02 - 0.0025 * ((double)q.prompt_tokens - q.cached_tokens) / 1000;
+            sl_load_model_observe(m, x, &p, y, -1.0, 0.01, now);
+            if (i == 2999)
+                before = sl_load_model_fleet_prefill(m, 500);
+        }
+        moved[k] = fabs(sl_load_model_fleet_prefill(m, 500) / before - 1);
+        sl_load_model_destroy(&m);
+    }
+    /* the same stream (same seed) into both: 0.23 and 0.11 */
+    assert_true(moved[0] > 0.15);
+    assert_true(moved[1] < 0.6 * moved[0]);
+}
+
 /* An executor that slows down mid-run (thermal throttling, a noisy
  * neighbour) is found within a few of its jobs: its scale follows its
  * prefills at once, whichever of its models predicts it; and a new executor
@@ -1167,6 +1205,7 @@ int main(void)
         cmocka_unit_test(test_model_step_remainder),
         cmocka_unit_test(test_model_stale),
         cmocka_unit_test(test_model_adapts_to_slowdown),
+        cmocka_unit_test(test_model_fleet_memory),
         cmocka_unit_test(test_learned_explores_within_budget),
         cmocka_unit_test(test_model_learn_gap),
         cmocka_unit_test(test_model_save_load),
