@@ -161,23 +161,37 @@ typedef struct sl_exec_kv_load {
                                 background), since start */
 } sl_exec_kv_load_t;
 
+/* An executor's step cost model: a step's time in seconds is the sum of
+ * these coefficients times its features (executor/sl_step_cost.c). */
+#define SL_STEP_COST_N 6
+typedef enum sl_step_cost_index {
+    SL_SC_PREFILL_BASE = 0, /* 1 when the step computes prompt tokens */
+    SL_SC_PREFILL_KTOK = 1, /* prompt tokens computed / 1000 */
+    SL_SC_PREFILL_ATTN = 2, /* their attention pairs / 1e6 */
+    SL_SC_DECODE_BASE = 3,  /* 1 when the step decodes */
+    SL_SC_DECODE_SEQ = 4,   /* sequences decoding / 32 */
+    SL_SC_DECODE_MCTX = 5,  /* context tokens they read / 1e6 */
+} sl_step_cost_index_t;
+
 /* Load an executor reports in heartbeats. */
 typedef struct sl_exec_load {
-    uint32_t running_jobs;   /* in its running batch */
-    uint32_t queued_jobs;    /* waiting for a batch */
-    uint64_t queued_tokens;  /* prompt + output tokens waiting */
-    uint32_t kv_blocks_used; /* KV blocks held */
-    uint32_t kv_blocks_free; /* KV blocks available */
-    uint32_t step_time_us;   /* mean decode step time */
-    float busy;              /* the engine's share of recent time in steps, 0..1 */
-    float gpu_util;          /* measured GPU utilization, 0..1 (when has_gpu_util) */
-    float cpu_util;          /* measured host CPU busy share, 0..1 (when has_cpu_util) */
-    bool has_gpu_util;       /* gpu_util is measured; false: unknown */
-    bool has_cpu_util;       /* cpu_util is measured; false: unknown */
-    bool has_gpu_mem;        /* gpu_mem_* are measured; false: unknown */
-    uint64_t gpu_mem_used;   /* GPU memory allocated, bytes */
-    uint64_t gpu_mem_total;  /* GPU memory installed, bytes */
-    sl_exec_kv_load_t kv;    /* its data plane (all 0 without one) */
+    uint32_t running_jobs;           /* in its running batch */
+    uint32_t queued_jobs;            /* waiting for a batch */
+    uint64_t queued_tokens;          /* prompt + output tokens waiting */
+    uint32_t kv_blocks_used;         /* KV blocks held */
+    uint32_t kv_blocks_free;         /* KV blocks available */
+    uint32_t step_time_us;           /* mean decode step time */
+    float busy;                      /* the engine's share of recent time in steps, 0..1 */
+    float gpu_util;                  /* measured GPU utilization, 0..1 (when has_gpu_util) */
+    float cpu_util;                  /* measured host CPU busy share, 0..1 (when has_cpu_util) */
+    bool has_gpu_util;               /* gpu_util is measured; false: unknown */
+    bool has_cpu_util;               /* cpu_util is measured; false: unknown */
+    bool has_gpu_mem;                /* gpu_mem_* are measured; false: unknown */
+    uint64_t gpu_mem_used;           /* GPU memory allocated, bytes */
+    uint64_t gpu_mem_total;          /* GPU memory installed, bytes */
+    sl_exec_kv_load_t kv;            /* its data plane (all 0 without one) */
+    bool has_step_cost;              /* step_cost is fitted; false: unknown */
+    float step_cost[SL_STEP_COST_N]; /* its step cost model (sl_step_cost_index_t) */
 } sl_exec_load_t;
 
 /* What an executor measures on its host (executor/sl_hostload.c); a value

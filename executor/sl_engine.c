@@ -45,9 +45,13 @@
  */
 #include "executor/sl_engine.h"
 #include "common/sl_log.h"
+#include "executor/sl_step_cost.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#define S_COST_ALL 2048 /* steps the step cost model learns from before it samples */
+#define S_COST_EVERY 16 /* decode-only steps per one it learns from after that */
 
 const sl_cfg_field_t sl_engine_cfg_fields[] = {
     SL_CFG_RANGE(sl_engine_cfg_t, max_batch, "max-batch", "32", SL_CFG_INT, 1, 4096,
@@ -80,16 +84,20 @@ struct sl_engine {
     sl_list_t ready;  /* admitted and runnable (KV taken in), waiting for a batch place */
     uint32_t n_ready; /* their number */
     sl_seq_t **batch; /* scratch: the step's sequences */
-    sl_engine_job_t **batch_jobs; /* scratch: their jobs */
-    size_t n_batch;               /* size of the step in flight */
-    bool stepping;                /* a modelled step is in flight */
-    sl_time_t step_end;           /* when it ends */
-    sl_time_t step_start;         /* when it started */
-    uint32_t run_left;            /* a run's steps still to begin after the one in flight */
-    sl_time_t run_end;            /* the run's last boundary (the wake-up asked for) */
-    sl_time_t stat_since;         /* start of the load statistics window */
-    sl_time_t stat_busy;          /* time spent stepping in the window */
-    uint64_t stat_steps;          /* steps in the window */
+    sl_engine_job_t **batch_jobs;  /* scratch: their jobs */
+    size_t n_batch;                /* size of the step in flight */
+    bool stepping;                 /* a modelled step is in flight */
+    sl_time_t step_end;            /* when it ends */
+    sl_time_t step_start;          /* when it started */
+    uint32_t run_left;             /* a run's steps still to begin after the one in flight */
+    sl_time_t run_end;             /* the run's last boundary (the wake-up asked for) */
+    sl_time_t stat_since;          /* start of the load statistics window */
+    sl_time_t stat_busy;           /* time spent stepping in the window */
+    uint64_t stat_steps;           /* steps in the window */
+    double step_x[SL_STEP_COST_N]; /* the step in flight's make-up (sl_step_cost_features) */
+    bool step_learn;               /* the cost model learns from the step in flight */
+    uint32_t decode_only;          /* decode-only steps begun (one in S_COST_EVERY is learned) */
+    sl_step_cost_t cost;           /* its steps' cost model, fitted from them */
 };
 
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,
@@ -110,6 +118,7 @@ sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t 
     sl_list_init(&e->running);
     sl_list_init(&e->held);
     sl_list_init(&e->ready);
+    sl_step_cost_init(&e->cost);
     e->batch_jobs = (sl_engine_job_t **)(e + 1);
     e->batch = (sl_seq_t **)(e->batch_jobs + mb);
     sl_backend_params_t p = *params;
@@ -279,6 +288,8 @@ static void s_admit_waiting(sl_engine_t *e, sl_time_t now)
 static void s_finish_step(sl_engine_t *e, sl_time_t now)
 {
     e->stepping = false;
+    if (e->step_learn)
+        sl_step_cost_learn(&e->cost, e->step_x, (double)(now - e->step_start) / 1e9);
     e->stat_busy += now - e->step_start;
     e->stat_steps++;
     for (size_t i = 0; i < e->n_batch; i++) {
@@ -314,11 +325,45 @@ static void s_finish_step(sl_engine_t *e, sl_time_t now)
     e->n_batch = 0;
 }
 
+/* The make-up of the step of the n gathered sequences, for its cost model:
+ * what each computes in it, as the backend will (a prompt's chunk, or one
+ * decode token). */
+static void s_step_features(sl_engine_t *e, size_t n)
+{
+    uint32_t n_prefill = 0, n_decode = 0;
+    uint64_t tokens = 0, ctx = 0;
+    double attn = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sl_seq_t *seq = e->batch[i];
+        if (!seq->prefilled) {
+            uint32_t left = sl_seq_prefill_left(seq);
+            uint32_t chunk =
+                seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk : left;
+            n_prefill++;
+            tokens += chunk;
+            attn += (double)chunk * ((double)seq->cached_tokens + seq->prefill_done + chunk / 2.0);
+        } else {
+            n_decode++;
+            ctx += (uint64_t)seq->prompt_len + seq->n_out;
+        }
+    }
+    sl_step_cost_features(n_prefill, tokens, attn, n_decode, ctx, e->step_x);
+}
+
 /* Begin a step of the n gathered sequences at `at`: the backend's step, its
  * cost into *cost_p. On the backend's failure the batch's jobs fail, and
  * false. */
-static bool s_step_begin(sl_engine_t *e, size_t n, sl_time_t at, sl_time_t *cost_p)
+static bool s_step_begin(sl_engine_t *e, size_t n, sl_time_t at, sl_time_t *cost_p,
+                         bool decode_only)
 {
+    /* The cost model learns from every step that computes prompts and,
+     * past its first S_COST_ALL steps, from one decode-only step in
+     * S_COST_EVERY: those are most steps, alike, and a simulator of a
+     * thousand executors begins millions of them. */
+    e->step_learn =
+        !decode_only || e->cost.steps < S_COST_ALL || e->decode_only++ % S_COST_EVERY == 0;
+    if (e->step_learn)
+        s_step_features(e, n);
     e->step_start = at;
     sl_status_t st = e->ops->step(e->backend, e->batch, n, cost_p);
     if (st == SL_OK)
@@ -381,11 +426,13 @@ static void s_catch_up(sl_engine_t *e, sl_time_t now, bool inclusive)
            (e->step_end < now || (inclusive && e->step_end == now))) {
         sl_time_t b = e->step_end;
         size_t n = e->n_batch;
+        if (e->step_learn)
+            sl_step_cost_learn(&e->cost, e->step_x, (double)(b - e->step_start) / 1e9);
         e->stat_busy += b - e->step_start;
         e->stat_steps++;
         e->run_left--;
         sl_time_t cost = 0;
-        if (!s_step_begin(e, n, b, &cost)) {
+        if (!s_step_begin(e, n, b, &cost, true)) { /* a run's steps only decode */
             e->stepping = false;
             e->run_left = 0;
             return;
@@ -460,7 +507,7 @@ sl_time_t sl_engine_advance(sl_engine_t *e, sl_time_t now)
     }
     e->n_batch = n;
     sl_time_t cost = 0;
-    if (!s_step_begin(e, n, now, &cost))
+    if (!s_step_begin(e, n, now, &cost, n_decode == n))
         return now;
     /* A backend that computed for real (cost 0) finished during the call:
      * the step ends at the next call, whose time is taken after the work,
@@ -685,4 +732,7 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
     e->stat_since = now;
     e->stat_busy = 0;
     e->stat_steps = 0;
+    load->has_step_cost = sl_step_cost_ready(&e->cost);
+    for (int i = 0; i < SL_STEP_COST_N; i++)
+        load->step_cost[i] = load->has_step_cost ? (float)e->cost.th[i] : 0.0f;
 }

@@ -76,14 +76,16 @@ typedef struct sl_engine_cb {
 
 /* Load for heartbeats. */
 typedef struct sl_engine_load {
-    uint32_t running;        /* sequences in the running batch */
-    uint32_t waiting;        /* jobs waiting for a batch */
-    uint64_t waiting_tokens; /* their prompt + output tokens */
-    uint32_t kv_used;        /* KV blocks used */
-    uint32_t kv_free;        /* KV blocks free */
-    uint32_t step_us;        /* mean step time since the last call */
-    float busy;              /* fraction of time stepping since the last call */
-    sl_exec_kv_load_t kv;    /* the embedder's data plane (sl_engine_load leaves it 0) */
+    uint32_t running;                /* sequences in the running batch */
+    uint32_t waiting;                /* jobs waiting for a batch */
+    uint64_t waiting_tokens;         /* their prompt + output tokens */
+    uint32_t kv_used;                /* KV blocks used */
+    uint32_t kv_free;                /* KV blocks free */
+    uint32_t step_us;                /* mean step time since the last call */
+    float busy;                      /* fraction of time stepping since the last call */
+    sl_exec_kv_load_t kv;            /* the embedder's data plane (sl_engine_load leaves it 0) */
+    bool has_step_cost;              /* step_cost is fitted (enough steps seen) */
+    float step_cost[SL_STEP_COST_N]; /* its steps' cost model (executor/sl_step_cost.c) */
 } sl_engine_load_t;
 
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,

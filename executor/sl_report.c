@@ -70,6 +70,8 @@ void sl_engine_load_report(const sl_engine_load_t *engine, const sl_host_sample_
     out->step_time_us = engine->step_us;
     out->busy = engine->busy;
     out->kv = engine->kv;
+    out->has_step_cost = engine->has_step_cost;
+    memcpy(out->step_cost, engine->step_cost, sizeof(out->step_cost));
     if (!host)
         return;
     out->has_cpu_util = host->has_cpu;

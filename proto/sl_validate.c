@@ -130,6 +130,14 @@ static sl_status_t s_load(const Sluice__Load *l, char *err, size_t err_len)
         return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "utilization outside [0, 1]");
     if (l->has_gpu_mem && l->gpu_mem_used_bytes > l->gpu_mem_total_bytes)
         return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "GPU memory used above its total");
+    if (l->n_step_cost != 0 && l->n_step_cost != SL_STEP_COST_N)
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                             "step cost has %zu coefficients, not 0 or %d", l->n_step_cost,
+                             SL_STEP_COST_N);
+    for (size_t i = 0; i < l->n_step_cost; i++)
+        if (!(l->step_cost[i] >= -60.0f && l->step_cost[i] <= 60.0f)) /* also NaN */
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                                 "step cost coefficient outside [-60, 60] s");
     return SL_OK;
 }
 

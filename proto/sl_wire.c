@@ -496,7 +496,10 @@ static void s_load_get(const Sluice__Load *l, sl_exec_load_t *load, bool strict)
                .notifs_refused = l->kv_notifs_refused,
                .class_bytes = {l->xport_control_bytes, l->xport_critical_bytes,
                                l->xport_background_bytes}},
+        .has_step_cost = l->n_step_cost == SL_STEP_COST_N,
     };
+    if (load->has_step_cost)
+        memcpy(load->step_cost, l->step_cost, sizeof(load->step_cost));
 }
 
 void sl_wire_heartbeat_get(const sl_wire_msg_t *msg, uint64_t *seq_p, sl_exec_load_t *load)
@@ -708,6 +711,8 @@ static void s_load_put(const sl_exec_load_t *load, Sluice__Load *l)
     l->xport_control_bytes = load->kv.class_bytes[0];
     l->xport_critical_bytes = load->kv.class_bytes[1];
     l->xport_background_bytes = load->kv.class_bytes[2];
+    l->n_step_cost = load->has_step_cost ? SL_STEP_COST_N : 0;
+    l->step_cost = load->has_step_cost ? (float *)load->step_cost : NULL;
 }
 
 sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)

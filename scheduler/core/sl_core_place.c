@@ -153,7 +153,8 @@ void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl
                        .kv_inflight = e->inflight_tokens,
                        .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens,
                        .step_s = e->load.step_time_us / 1e6,
-                       .busy = e->load.busy};
+                       .busy = e->load.busy,
+                       .step_cost = e->load.has_step_cost ? e->load.step_cost : NULL};
     sl_load_model_predict(core->model, e->index, &q, now, pred);
 }
 

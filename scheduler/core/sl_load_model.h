@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/sl_clock.h"
+#include "common/sl_types.h"
 
 #define SL_LM_NX                                                                                   \
     9              /* TTFT features: 1, uncached ktokens, attention term, wait s, 1 when jobs      \
@@ -33,6 +34,8 @@ typedef struct sl_lm_query {
     uint64_t kv_capacity;   /* the executor's KV capacity in tokens (0 = unknown) */
     double step_s;          /* its mean step time lately (heartbeat), seconds (0 = unknown) */
     double busy;            /* its share of recent time spent in steps (heartbeat), 0..1 */
+    const float *step_cost; /* its step cost model (heartbeat; SL_STEP_COST_N coefficients,
+                               sl_step_cost_index_t), NULL = not reported */
 } sl_lm_query_t;
 
 /* A prediction, kept with the job until its result scores it. */

@@ -4,11 +4,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
+#include "common/sl_rand.h"
 #include "executor/sl_engine.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
@@ -368,6 +370,53 @@ static void test_chunked_prefill(void **state)
     assert_int_equal(r.done, 2);
     free(d);
     free(l);
+    sl_engine_destroy(&e);
+}
+
+/* The engine fits its steps' cost from their make-up and durations, and
+ * reports the fit with its load once it has seen enough of both kinds of
+ * step: on the sim backend (a law linear in the same features) it finds
+ * the backend's own coefficients. */
+static void test_step_cost_fit(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    sl_engine_load_t load;
+    sl_engine_load(e, 0, &load);
+    assert_false(load.has_step_cost); /* nothing seen yet */
+    sl_rand_t rnd;
+    sl_rand_seed(&rnd, 3);
+    job_t *jobs[200];
+    sl_time_t now = 0;
+    for (int i = 0; i < 200; i++) {
+        jobs[i] = s_job((uint64_t)i + 1, 1, 50 + (uint32_t)sl_rand_below(&rnd, 6000),
+                        1 + (uint32_t)sl_rand_below(&rnd, 60));
+        sl_engine_submit(e, &jobs[i]->ej, now);
+        for (int k = 0; k < 8; k++) { /* a few steps between arrivals */
+            sl_time_t next = sl_engine_advance(e, now);
+            if (next != INT64_MAX && next > now)
+                now = next;
+        }
+    }
+    now = s_drain(e, now);
+    sl_engine_load(e, now, &load);
+    assert_true(load.has_step_cost);
+    const double want[SL_STEP_COST_N] = {
+        [SL_SC_PREFILL_BASE] = s_sim.prefill_base_us / 1e6,
+        [SL_SC_PREFILL_KTOK] = s_sim.prefill_us_per_token * 1e3 / 1e6,
+        [SL_SC_PREFILL_ATTN] = s_sim.prefill_us_per_token_ctx, /* us per pair = s per 1e6 */
+        [SL_SC_DECODE_BASE] = s_sim.decode_base_us / 1e6,
+        [SL_SC_DECODE_SEQ] = s_sim.decode_us_per_seq * 32 / 1e6,
+        [SL_SC_DECODE_MCTX] = s_sim.decode_us_per_kv_token,
+    };
+    for (int i = 0; i < SL_STEP_COST_N; i++)
+        assert_true(fabs(load.step_cost[i] - want[i]) < 0.02 * want[i]);
+    sl_exec_load_t l;
+    sl_engine_load_report(&load, NULL, &l);
+    assert_true(l.has_step_cost);
+    assert_memory_equal(l.step_cost, load.step_cost, sizeof(l.step_cost));
+    for (int i = 0; i < 200; i++)
+        free(jobs[i]);
     sl_engine_destroy(&e);
 }
 
@@ -759,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_prefix_cache),
         cmocka_unit_test(test_cancel_and_null),
         cmocka_unit_test(test_chunked_prefill),
+        cmocka_unit_test(test_step_cost_fit),
         cmocka_unit_test(test_limits_and_failure_reason),
         cmocka_unit_test(test_job_reports),
         cmocka_unit_test(test_load_report),

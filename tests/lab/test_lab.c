@@ -345,6 +345,37 @@ static void test_model_stale(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* An executor that reports its step cost model is predicted by it, not by
+ * what the load model learned of it from whole TTFTs: the prompt's tokens
+ * and attention, and a step's fixed costs (the prefill's, and the decode's
+ * while jobs are in flight) for each step it takes; the backlog gets those
+ * per full chunk of 2,048 tokens. */
+static void test_model_step_cost(void **state)
+{
+    (void)state;
+    sl_load_model_t *m = s_model();
+    const float k[SL_STEP_COST_N] = {0.001f, 0.029f, 0.001f, 0.006f, 0.0006f, 0.05f};
+    /* 5,000 tokens, nothing decoding: 3 steps of 1 ms, 145 ms of tokens,
+     * 12.5 ms of attention */
+    sl_lm_query_t q = {.prompt_tokens = 5000, .step_cost = k};
+    sl_lm_pred_t p;
+    sl_load_model_predict(m, 0, &q, 0, &p);
+    double tok = 0.029 * 5 + 0.001 * 12.5;
+    assert_true(fabs(p.prefill_s - (tok + 3 * 0.001)) < 1e-5);
+    assert_true(fabs(p.work_s - (tok + 0.001 * 5000 / 2048.0)) < 1e-5);
+    /* 16 jobs in flight holding 200,000 KV tokens: each step also decodes */
+    q.running = 16;
+    q.kv_inflight = 200000;
+    sl_load_model_predict(m, 0, &q, 0, &p);
+    double fixed = 0.001 + 0.006 + 0.0006 * 0.5 + 0.05 * 0.2;
+    assert_true(fabs(p.prefill_s - (tok + 3 * fixed)) < 1e-5);
+    /* not reported: the learned model's prediction (its prior here) */
+    q.step_cost = NULL;
+    sl_load_model_predict(m, 0, &q, 0, &p);
+    assert_true(fabs(p.prefill_s - (tok + 3 * fixed)) > 1e-3);
+    sl_load_model_destroy(&m);
+}
+
 /* The fleet model's memory spans about the same time whatever the fleet's
  * size: after 3,000 completions, a burst of 128 of another shape (short
  * prompts dearer, long ones cheaper: no change of speed for the scales to
@@ -1214,6 +1245,7 @@ int main(void)
         cmocka_unit_test(test_model_stale),
         cmocka_unit_test(test_model_adapts_to_slowdown),
         cmocka_unit_test(test_model_fleet_memory),
+        cmocka_unit_test(test_model_step_cost),
         cmocka_unit_test(test_learned_explores_within_budget),
         cmocka_unit_test(test_model_learn_gap),
         cmocka_unit_test(test_model_save_load),

@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -249,6 +250,31 @@ static void test_heartbeat_load(void **state)
     len = sluice__envelope__pack(&env, s_buf);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
                      SL_ERR_MSG_RANGE);
+    /* The step cost model: all six coefficients or none, each finite and
+     * within a minute. */
+    l.gpu_mem_used_bytes = 1u << 20;
+    float cost[SL_STEP_COST_N] = {0.001f, 0.029f, 0.00096f, 0.0056f, 0.0006f, 0.046f};
+    l.step_cost = cost;
+    l.n_step_cost = SL_STEP_COST_N;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
+    assert_int_equal(m->heartbeat->load->n_step_cost, SL_STEP_COST_N);
+    assert_true(m->heartbeat->load->step_cost[SL_SC_DECODE_MCTX] == 0.046f);
+    sl_proto_free(&m);
+    l.n_step_cost = 5;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_RANGE);
+    assert_non_null(strstr(err, "step cost has 5 coefficients"));
+    l.n_step_cost = SL_STEP_COST_N;
+    cost[2] = NAN;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_RANGE);
+    cost[2] = 1e6f;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                     SL_ERR_MSG_RANGE);
 }
 
 static void test_completion_batch(void **state)
@@ -302,6 +328,37 @@ static void s_pair_close(pair_t *p)
     zmq_close(p->tx);
     zmq_close(p->rx);
     zmq_ctx_term(p->ctx);
+}
+
+/* A heartbeat's load through the typed API: the step cost model arrives
+ * as sent, and a load without one arrives without one. */
+static void test_heartbeat_step_cost(void **state)
+{
+    char err[256];
+    pair_t pr;
+    s_pair_open(&pr, "proto-hb-cost");
+    sl_exec_load_t load = {.running_jobs = 3,
+                           .has_step_cost = true,
+                           .step_cost = {0.001f, 0.029f, 0.00096f, 0.0056f, 0.0006f, 0.046f}};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(sl_wire_heartbeat_send(pr.tx, 7, &load, 0), SL_OK);
+        sl_wire_ident_t none;
+        sl_wire_msg_t *m = NULL;
+        assert_int_equal(
+            sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+            SL_OK);
+        uint64_t seq = 0;
+        sl_exec_load_t got;
+        sl_wire_heartbeat_get(m, &seq, &got);
+        assert_int_equal(seq, 7);
+        assert_int_equal(got.running_jobs, 3);
+        assert_int_equal(got.has_step_cost, load.has_step_cost);
+        if (load.has_step_cost)
+            assert_memory_equal(got.step_cost, load.step_cost, sizeof(got.step_cost));
+        sl_wire_msg_free(&m);
+        load.has_step_cost = false;
+    }
+    s_pair_close(&pr);
 }
 
 /* Receive one raw frame into s_buf; returns its length. */
@@ -1153,21 +1210,14 @@ static void test_long_prompt(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_submit),
-        cmocka_unit_test(test_invalid_submit),
-        cmocka_unit_test(test_malformed_bytes),
-        cmocka_unit_test(test_hello_limits),
-        cmocka_unit_test(test_hello_data_plane),
-        cmocka_unit_test(test_heartbeat_load),
-        cmocka_unit_test(test_completion_batch),
-        cmocka_unit_test(test_dispatch_batch),
-        cmocka_unit_test(test_batch_counts),
-        cmocka_unit_test(test_send_packed),
-        cmocka_unit_test(test_batch_corruption),
-        cmocka_unit_test(test_single_bodies_gone),
-        cmocka_unit_test(test_typed_roundtrip),
-        cmocka_unit_test(test_long_prompt),
-        cmocka_unit_test(test_peers),
+        cmocka_unit_test(test_valid_submit),        cmocka_unit_test(test_invalid_submit),
+        cmocka_unit_test(test_malformed_bytes),     cmocka_unit_test(test_hello_limits),
+        cmocka_unit_test(test_hello_data_plane),    cmocka_unit_test(test_heartbeat_load),
+        cmocka_unit_test(test_heartbeat_step_cost), cmocka_unit_test(test_completion_batch),
+        cmocka_unit_test(test_dispatch_batch),      cmocka_unit_test(test_batch_counts),
+        cmocka_unit_test(test_send_packed),         cmocka_unit_test(test_batch_corruption),
+        cmocka_unit_test(test_single_bodies_gone),  cmocka_unit_test(test_typed_roundtrip),
+        cmocka_unit_test(test_long_prompt),         cmocka_unit_test(test_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
