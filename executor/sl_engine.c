@@ -20,6 +20,8 @@
  * keeps serving its socket meanwhile); a real backend computes during the
  * call and returns 0; its step ends at the next call, whose time is taken
  * after the work, so first-token and end times include the compute.
+ * Each step's make-up and duration also feed the executor's step cost
+ * model (sl_step_cost.c), reported with the load.
  * Held jobs (the data plane): a job is admitted but not stepped while its
  * KV moves. An SL_KV_AWAIT job is held as soon as its blocks are reserved
  * (it skips batch formation: it only needs room), until a peer's KV lands
