@@ -369,10 +369,25 @@ static void test_model_step_cost(void **state)
     sl_load_model_predict(m, 0, &q, 0, &p);
     double fixed = 0.001 + 0.006 + 0.0006 * 0.5 + 0.05 * 0.2;
     assert_true(fabs(p.prefill_s - (tok + 3 * fixed)) < 1e-5);
-    /* not reported: the learned model's prediction (its prior here) */
+    /* ...and the step in progress is expected half done: half a decode
+     * step of those jobs by the reported costs, not the heartbeat's mean
+     * step (set here to something else) */
+    q.busy = 1;
+    q.step_s = 0.5;
+    sl_load_model_predict(m, 0, &q, 0, &p);
+    assert_true(fabs(p.x[7] - (0.006 + 0.0006 * 0.5 + 0.05 * 0.2) / 2) < 1e-6);
+    q.running = 0;
+    q.kv_inflight = 0;
+    sl_load_model_predict(m, 0, &q, 0, &p);
+    assert_true(p.x[7] == 0); /* nothing in flight: it starts at once */
+    q.running = 16;
+    q.kv_inflight = 200000;
+    /* not reported: the learned model's prediction (its prior here), and
+     * the heartbeat's remainder */
     q.step_cost = NULL;
     sl_load_model_predict(m, 0, &q, 0, &p);
     assert_true(fabs(p.prefill_s - (tok + 3 * fixed)) > 1e-3);
+    assert_true(fabs(p.x[7] - 0.25) < 1e-6);
     sl_load_model_destroy(&m);
 }
 
