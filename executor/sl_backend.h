@@ -142,6 +142,14 @@ static inline uint32_t sl_seq_prefill_left(const sl_seq_t *seq)
     return total > seq->prefill_done ? total - seq->prefill_done : 0;
 }
 
+/* Prompt tokens of seq its next step computes: the chunk the engine gave
+ * it (chunked prefill), or all that is left. */
+static inline uint32_t sl_seq_prefill_chunk(const sl_seq_t *seq)
+{
+    uint32_t left = sl_seq_prefill_left(seq);
+    return seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk : left;
+}
+
 /* KV occupancy reported in heartbeats; used + free is the pool's capacity,
  * which the executor advertises in its hello with the block size. */
 typedef struct sl_backend_load {

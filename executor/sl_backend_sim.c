@@ -231,9 +231,7 @@ static sl_status_t s_step(void *state, sl_seq_t *const *seqs, size_t n, sl_time_
         sl_seq_t *seq = seqs[i];
         if (!seq->prefilled) {
             /* This step's chunk of the prompt, after the chunks before it. */
-            uint32_t left = sl_seq_prefill_left(seq);
-            uint32_t chunk =
-                seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk : left;
+            uint32_t chunk = sl_seq_prefill_chunk(seq);
             double nt = chunk;
             double before = (double)seq->cached_tokens + seq->prefill_done;
             prefill +=

@@ -286,14 +286,21 @@ static void s_admit_waiting(sl_engine_t *e, sl_time_t now)
             return;
 }
 
+/* The step in flight ended at `end`: its time into the load statistics and
+ * (when chosen) the step cost model. */
+static void s_step_ended(sl_engine_t *e, sl_time_t end)
+{
+    if (e->step_learn)
+        sl_step_cost_learn(&e->cost, e->step_x, (double)(end - e->step_start) / 1e9);
+    e->stat_busy += end - e->step_start;
+    e->stat_steps++;
+}
+
 /* The step in flight has ended at now: report its tokens and completions. */
 static void s_finish_step(sl_engine_t *e, sl_time_t now)
 {
     e->stepping = false;
-    if (e->step_learn)
-        sl_step_cost_learn(&e->cost, e->step_x, (double)(now - e->step_start) / 1e9);
-    e->stat_busy += now - e->step_start;
-    e->stat_steps++;
+    s_step_ended(e, now);
     for (size_t i = 0; i < e->n_batch; i++) {
         sl_engine_job_t *job = e->batch_jobs[i];
         if (job->seq.n_out > 0 && !job->first_token)
@@ -338,9 +345,7 @@ static void s_step_features(sl_engine_t *e, size_t n)
     for (size_t i = 0; i < n; i++) {
         const sl_seq_t *seq = e->batch[i];
         if (!seq->prefilled) {
-            uint32_t left = sl_seq_prefill_left(seq);
-            uint32_t chunk =
-                seq->prefill_chunk && seq->prefill_chunk < left ? seq->prefill_chunk : left;
+            uint32_t chunk = sl_seq_prefill_chunk(seq);
             n_prefill++;
             tokens += chunk;
             attn += (double)chunk * ((double)seq->cached_tokens + seq->prefill_done + chunk / 2.0);
@@ -428,10 +433,7 @@ static void s_catch_up(sl_engine_t *e, sl_time_t now, bool inclusive)
            (e->step_end < now || (inclusive && e->step_end == now))) {
         sl_time_t b = e->step_end;
         size_t n = e->n_batch;
-        if (e->step_learn)
-            sl_step_cost_learn(&e->cost, e->step_x, (double)(b - e->step_start) / 1e9);
-        e->stat_busy += b - e->step_start;
-        e->stat_steps++;
+        s_step_ended(e, b);
         e->run_left--;
         sl_time_t cost = 0;
         if (!s_step_begin(e, n, b, &cost, true)) { /* a run's steps only decode */

@@ -454,6 +454,17 @@ double sl_load_model_screen(const sl_load_model_t *m, uint32_t exec, double pref
     return (b > 0 ? (double)b / 1e9 : 0.0) + m->scale[exec] * prefill_s;
 }
 
+/* A decode step of the jobs in flight by the executor's reported step costs
+ * (q->step_cost set), seconds; 0 when nothing is in flight. */
+static double s_reported_decode_s(const sl_lm_query_t *q)
+{
+    if (q->running == 0)
+        return 0;
+    const float *k = q->step_cost;
+    return k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * q->running / 32.0 +
+           k[SL_SC_DECODE_MCTX] * (double)q->kv_inflight / 1e6;
+}
+
 void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
                            sl_time_t now, sl_lm_pred_t *pred)
 {
@@ -468,16 +479,9 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
      * (its busy share times its mean step), or, when the executor reports
      * its step costs, a decode step of the jobs in flight now by those
      * (none when nothing is in flight: the job starts at once). */
-    double remainder = s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2;
-    if (q->step_cost)
-        remainder =
-            q->running > 0
-                ? s_clamp(q->step_cost[SL_SC_DECODE_BASE] +
-                              q->step_cost[SL_SC_DECODE_SEQ] * q->running / 32.0 +
-                              q->step_cost[SL_SC_DECODE_MCTX] * (double)q->kv_inflight / 1e6,
-                          0, 60) /
-                      2
-                : 0;
+    double decode_s = q->step_cost ? s_reported_decode_s(q) : 0;
+    double remainder = q->step_cost ? s_clamp(decode_s, 0, 60) / 2
+                                    : s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2;
     double x[SL_LM_NX] = {1.0,
                           u / 1000.0,
                           u * (c + u / 2) / 1e6,
@@ -504,28 +508,25 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
         scale = m->scale[exec < m->max_execs ? exec : 0];
     }
     /* Bounded, whatever the coefficients: a prediction feeds the backlog
-     * clock, which must never overflow. */
-    double prefill = s_clamp(scale * s_dot_at(pre, x, s_xp, S_NP), 1e-4, S_PRED_MAX_S);
-    /* The work it adds to the backlog: its tokens, and a step's fixed costs
-     * (p0, and p3 while jobs decode) for each full chunk of them. */
-    double chunks = u / S_CHUNK_TOKENS;
-    double work = s_clamp(scale * (pre[1] * x[s_xp[1]] + pre[2] * x[s_xp[2]] +
-                                   (pre[0] + pre[3] * x[s_xp[3]]) * chunks),
-                          0, prefill);
+     * clock, which must never overflow. The work the job adds to the
+     * backlog: its tokens, and a step's fixed costs for each full chunk of
+     * them. */
+    double chunks = u / S_CHUNK_TOKENS, prefill, work;
     if (q->step_cost) {
         /* The executor's own step costs: the prompt's tokens and attention,
          * and a step's fixed costs (the prefill's, and the decode's while
-         * jobs are in flight) for each step the prompt takes; the backlog
-         * gets them per full chunk, as above. */
+         * jobs are in flight) for each step the prompt takes. */
         const float *k = q->step_cost;
-        double fixed = k[SL_SC_PREFILL_BASE];
-        if (q->running > 0)
-            fixed += k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * q->running / 32.0 +
-                     k[SL_SC_DECODE_MCTX] * (double)q->kv_inflight / 1e6;
+        double fixed = k[SL_SC_PREFILL_BASE] + decode_s;
         double tok = k[SL_SC_PREFILL_KTOK] * x[1] + k[SL_SC_PREFILL_ATTN] * x[2];
         double steps = ceil(chunks) > 1 ? ceil(chunks) : 1;
         prefill = s_clamp(tok + fixed * steps, 1e-4, S_PRED_MAX_S);
         work = s_clamp(tok + fixed * chunks, 0, prefill);
+    } else { /* the learned prefill: p0, and p3 while jobs decode, per chunk */
+        prefill = s_clamp(scale * s_dot_at(pre, x, s_xp, S_NP), 1e-4, S_PRED_MAX_S);
+        work = s_clamp(scale * (pre[1] * x[s_xp[1]] + pre[2] * x[s_xp[2]] +
+                                (pre[0] + pre[3] * x[s_xp[3]]) * chunks),
+                       0, prefill);
     }
     /* The backlog counts at face value: it is made of this executor's own
      * prefill predictions, so it is already in its seconds; a learned
