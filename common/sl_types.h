@@ -192,6 +192,10 @@ typedef struct sl_exec_load {
     sl_exec_kv_load_t kv;            /* its data plane (all 0 without one) */
     bool has_step_cost;              /* step_cost is fitted; false: unknown */
     float step_cost[SL_STEP_COST_N]; /* its step cost model (sl_step_cost_index_t) */
+    bool has_step_clock;             /* the three below are reported; false: unknown */
+    uint32_t step_left_us;           /* until its step in progress ends (0: none in progress) */
+    uint32_t decode_seqs;            /* sequences decoding in it */
+    uint64_t decode_ctx;             /* their context tokens */
 } sl_exec_load_t;
 
 /* What an executor measures on its host (executor/sl_hostload.c); a value

@@ -739,4 +739,19 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
     load->has_step_cost = sl_step_cost_ready(&e->cost);
     for (int i = 0; i < SL_STEP_COST_N; i++)
         load->step_cost[i] = load->has_step_cost ? (float)e->cost.th[i] : 0.0f;
+    /* The step clock: the step in progress, and what decodes in it (and in
+     * the steps after it, until the batch changes). */
+    sl_time_t left = e->stepping && e->step_end > now ? e->step_end - now : 0;
+    load->step_left_us = left < SL_MS(60000) ? (uint32_t)(left / 1000) : 60000000u;
+    load->decode_seqs = 0;
+    load->decode_ctx = 0;
+    sl_list_t *pos;
+    sl_list_for_each(pos, &e->running)
+    {
+        const sl_seq_t *seq = &SL_CONTAINER_OF(pos, sl_engine_job_t, link)->seq;
+        if (seq->prefilled) {
+            load->decode_seqs++;
+            load->decode_ctx += (uint64_t)seq->prompt_len + seq->n_out;
+        }
+    }
 }

@@ -86,6 +86,9 @@ typedef struct sl_engine_load {
     sl_exec_kv_load_t kv;            /* the embedder's data plane (sl_engine_load leaves it 0) */
     bool has_step_cost;              /* step_cost is fitted (enough steps seen) */
     float step_cost[SL_STEP_COST_N]; /* its steps' cost model (executor/sl_step_cost.c) */
+    uint32_t step_left_us;           /* until the step in progress ends (0: none in progress) */
+    uint32_t decode_seqs;            /* running sequences past their prompt (decoding) */
+    uint64_t decode_ctx;             /* their context tokens */
 } sl_engine_load_t;
 
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,

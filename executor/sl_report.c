@@ -72,6 +72,10 @@ void sl_engine_load_report(const sl_engine_load_t *engine, const sl_host_sample_
     out->kv = engine->kv;
     out->has_step_cost = engine->has_step_cost;
     memcpy(out->step_cost, engine->step_cost, sizeof(out->step_cost));
+    out->has_step_clock = true;
+    out->step_left_us = engine->step_left_us;
+    out->decode_seqs = engine->decode_seqs;
+    out->decode_ctx = engine->decode_ctx;
     if (!host)
         return;
     out->has_cpu_util = host->has_cpu;

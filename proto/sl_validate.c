@@ -18,6 +18,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A heartbeat's step clock: the step in progress ends within a minute, and
+ * the batch decoding in it is a batch, not a counter gone wrong (these
+ * bounds keep the scheduler's arithmetic on them exact in a double). */
+#define S_STEP_LEFT_MAX_US 60000000u
+#define S_DECODE_SEQS_MAX (1u << 24)
+#define S_DECODE_CTX_MAX (1ull << 40)
+
 const sl_proto_limits_t sl_proto_limits_default = {
     .max_msg_bytes = 8u << 20,
     .max_prompt_tokens = 1u << 20,
@@ -138,6 +145,13 @@ static sl_status_t s_load(const Sluice__Load *l, char *err, size_t err_len)
         if (!(l->step_cost[i] >= -60.0f && l->step_cost[i] <= 60.0f)) /* also NaN */
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
                                  "step cost coefficient outside [-60, 60] s");
+    if (l->has_step_clock &&
+        (l->step_left_us > S_STEP_LEFT_MAX_US || l->decode_seqs > S_DECODE_SEQS_MAX ||
+         l->decode_ctx_tokens > S_DECODE_CTX_MAX))
+        return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
+                             "step clock out of range (step left over 60 s, over %u sequences "
+                             "or over 2^40 context tokens)",
+                             S_DECODE_SEQS_MAX);
     return SL_OK;
 }
 

@@ -497,6 +497,10 @@ static void s_load_get(const Sluice__Load *l, sl_exec_load_t *load, bool strict)
                .class_bytes = {l->xport_control_bytes, l->xport_critical_bytes,
                                l->xport_background_bytes}},
         .has_step_cost = l->n_step_cost == SL_STEP_COST_N,
+        .has_step_clock = l->has_step_clock,
+        .step_left_us = !strict || l->has_step_clock ? l->step_left_us : 0,
+        .decode_seqs = !strict || l->has_step_clock ? l->decode_seqs : 0,
+        .decode_ctx = !strict || l->has_step_clock ? l->decode_ctx_tokens : 0,
     };
     if (load->has_step_cost)
         memcpy(load->step_cost, l->step_cost, sizeof(load->step_cost));
@@ -713,6 +717,10 @@ static void s_load_put(const sl_exec_load_t *load, Sluice__Load *l)
     l->xport_background_bytes = load->kv.class_bytes[2];
     l->n_step_cost = load->has_step_cost ? SL_STEP_COST_N : 0;
     l->step_cost = load->has_step_cost ? (float *)load->step_cost : NULL;
+    l->has_step_clock = load->has_step_clock;
+    l->step_left_us = load->step_left_us;
+    l->decode_seqs = load->decode_seqs;
+    l->decode_ctx_tokens = load->decode_ctx;
 }
 
 sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)

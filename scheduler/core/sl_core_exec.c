@@ -361,6 +361,7 @@ sl_status_t sl_core_exec_heartbeat(sl_core_t *core, uint32_t index, const sl_exe
         return SL_ERR_NOT_FOUND;
     e->load = *load;
     e->last_seen = now;
+    sl_step_clock_heartbeat(&e->clock, load, now);
     return SL_OK;
 }
 

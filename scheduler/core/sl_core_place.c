@@ -146,6 +146,8 @@ void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t
 void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
                             uint32_t cached_tokens, sl_time_t now, sl_lm_pred_t *pred)
 {
+    const float *cost = e->load.has_step_cost ? e->load.step_cost : NULL;
+    double left = sl_step_clock_left(&e->clock, cost, now);
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
                        .cached_tokens = cached_tokens,
                        .running = e->inflight,
@@ -154,7 +156,9 @@ void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl
                        .kv_capacity = (uint64_t)e->kv_blocks_total * e->kv_block_tokens,
                        .step_s = e->load.step_time_us / 1e6,
                        .busy = e->load.busy,
-                       .step_cost = e->load.has_step_cost ? e->load.step_cost : NULL};
+                       .step_cost = cost,
+                       .has_step_left = left >= 0,
+                       .step_left_s = left};
     sl_load_model_predict(core->model, e->index, &q, now, pred);
 }
 
@@ -355,6 +359,9 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         job->uncached_tokens = job->prompt_tokens - cached;
         core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += s_hit_blocks(core, e);
         sl_load_model_dispatched(core->model, pe->index, pp, now);
+        if (pp->valid) /* its first token ends a step */
+            sl_step_clock_dispatched(&pe->clock, job->prompt_tokens,
+                                     now + (sl_time_t)((double)pp->ttft_s * 1e9));
         /* The backlog sum grows by exactly this prefill (the executor's
          * clock restarts from now if it had drained): kept up to date here
          * rather than summed over every executor again at the next submit. */

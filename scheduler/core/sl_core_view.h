@@ -105,6 +105,7 @@ struct sl_exec {
     uint32_t credits;            /* in-flight bound actually used */
     uint32_t inflight;           /* jobs dispatched and not completed */
     uint64_t inflight_tokens;    /* prompt + output tokens of those jobs */
+    sl_step_clock_t clock;       /* where it is in its steps (heartbeats, results, dispatches) */
     sl_list_t jobs;              /* in-flight jobs */
     sl_time_t joined;            /* join time */
     sl_time_t last_seen;         /* last message from it */

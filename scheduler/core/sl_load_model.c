@@ -465,6 +465,54 @@ static double s_reported_decode_s(const sl_lm_query_t *q)
            k[SL_SC_DECODE_MCTX] * (double)q->kv_inflight / 1e6;
 }
 
+void sl_step_clock_heartbeat(sl_step_clock_t *c, const sl_exec_load_t *load, sl_time_t now)
+{
+    if (!load->has_step_clock)
+        return;
+    c->boundary = now + (sl_time_t)load->step_left_us * SL_NS_PER_US;
+    c->seqs = load->decode_seqs;
+    c->ctx = load->decode_ctx;
+}
+
+void sl_step_clock_dispatched(sl_step_clock_t *c, uint32_t prompt_tokens, sl_time_t first_token)
+{
+    if (c->boundary == 0)
+        return;
+    c->seqs++;
+    c->ctx += prompt_tokens;
+    if (first_token > c->boundary)
+        c->boundary = first_token;
+}
+
+void sl_step_clock_completed(sl_step_clock_t *c, uint32_t prompt_tokens, uint32_t output_tokens,
+                             sl_time_t now)
+{
+    if (c->boundary == 0)
+        return;
+    uint64_t ctx = (uint64_t)prompt_tokens + output_tokens;
+    c->seqs = c->seqs > 0 ? c->seqs - 1 : 0;
+    c->ctx = c->ctx > ctx ? c->ctx - ctx : 0;
+    if (now > c->boundary)
+        c->boundary = now;
+}
+
+double sl_step_clock_left(const sl_step_clock_t *c, const float *step_cost, sl_time_t now)
+{
+    if (c->boundary == 0 || !step_cost)
+        return -1.0;
+    if (c->boundary >= now)
+        return (double)(c->boundary - now) / 1e9;
+    if (c->seqs == 0)
+        return 0.0; /* nothing decodes: the next job starts at once */
+    const float *k = step_cost;
+    double step = k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * c->seqs / 32.0 +
+                  k[SL_SC_DECODE_MCTX] * (double)c->ctx / 1e6;
+    if (!(step > 1e-6))
+        return 0.0;
+    double phase = fmod((double)(now - c->boundary) / 1e9, step);
+    return phase > 0 ? s_clamp(step - phase, 0, 60) : 0.0;
+}
+
 void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
                            sl_time_t now, sl_lm_pred_t *pred)
 {
@@ -475,13 +523,17 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     if (q->kv_capacity && q->kv_inflight + q->kv_need > q->kv_capacity)
         over = (double)(q->kv_inflight + q->kv_need - q->kv_capacity) / (double)q->kv_capacity;
     double backlog = sl_load_model_backlog_s(m, exec, now);
-    /* The step in progress, half of it left on average: from the heartbeat
-     * (its busy share times its mean step), or, when the executor reports
-     * its step costs, a decode step of the jobs in flight now by those
-     * (none when nothing is in flight: the job starts at once). */
+    /* The step in progress: what is left of it by the executor's step clock
+     * when the job would start in the next step (nothing ahead of it) and
+     * the clock is known; otherwise half of it left on average: from the
+     * heartbeat (its busy share times its mean step), or, when the executor
+     * reports its step costs, a decode step of the jobs in flight now by
+     * those (none when nothing is in flight: the job starts at once). */
     double decode_s = q->step_cost ? s_reported_decode_s(q) : 0;
     double remainder = q->step_cost ? s_clamp(decode_s, 0, 60) / 2
                                     : s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2;
+    if (backlog <= 0 && q->has_step_left)
+        remainder = s_clamp(q->step_left_s, 0, 60);
     double x[SL_LM_NX] = {1.0,
                           u / 1000.0,
                           u * (c + u / 2) / 1e6,

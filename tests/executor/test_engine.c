@@ -420,6 +420,43 @@ static void test_step_cost_fit(void **state)
     sl_engine_destroy(&e);
 }
 
+/* The step clock in the load: what is left of the step in progress and
+ * the sequences decoding in it (past their prompt) with their context; the
+ * report passes it on as known. */
+static void test_step_clock_report(void **state)
+{
+    rec_t r;
+    sl_engine_t *e = s_engine(&r, "sim", 0);
+    job_t *a = s_job(1, 1, 100, 50), *b = s_job(2, 1, 3000, 5);
+    sl_engine_load_t load;
+    sl_engine_load(e, 0, &load);
+    assert_int_equal(load.step_left_us, 0); /* idle: no step */
+    assert_int_equal(load.decode_seqs, 0);
+    sl_engine_submit(e, &a->ej, 0);
+    sl_time_t t1 = sl_engine_advance(e, 0); /* a's prompt step */
+    sl_engine_load(e, t1 / 2, &load);
+    assert_int_equal(load.step_left_us, (uint32_t)((t1 - t1 / 2) / 1000));
+    sl_time_t t2 = sl_engine_advance(e, t1); /* a decodes; b arrives during it */
+    sl_engine_submit(e, &b->ej, t1 + SL_US(100));
+    sl_engine_load(e, t1 + SL_US(100), &load);
+    assert_int_equal(load.decode_seqs, 1);
+    assert_int_equal(load.decode_ctx, 100 + 2); /* its prompt, the token of each step */
+    assert_true(t2 > t1 + SL_US(100));
+    sl_time_t t3 = sl_engine_advance(e, t2); /* b's first chunk with a's decode */
+    sl_engine_load(e, t2, &load);
+    assert_int_equal(load.step_left_us, (uint32_t)((t3 - t2) / 1000));
+    assert_int_equal(load.decode_seqs, 1); /* b is not past its prompt */
+    sl_exec_load_t l;
+    sl_engine_load_report(&load, NULL, &l);
+    assert_true(l.has_step_clock);
+    assert_int_equal(l.step_left_us, load.step_left_us);
+    assert_int_equal(l.decode_seqs, 1);
+    s_drain(e, t3);
+    free(a);
+    free(b);
+    sl_engine_destroy(&e);
+}
+
 /* The sim backend declares its context (--sim-max-context) and fails a
  * longer job with the reason, which the engine hands on as the job's error
  * (it used to be the status name alone, "invalid argument"). */
@@ -809,6 +846,7 @@ int main(void)
         cmocka_unit_test(test_cancel_and_null),
         cmocka_unit_test(test_chunked_prefill),
         cmocka_unit_test(test_step_cost_fit),
+        cmocka_unit_test(test_step_clock_report),
         cmocka_unit_test(test_limits_and_failure_reason),
         cmocka_unit_test(test_job_reports),
         cmocka_unit_test(test_load_report),

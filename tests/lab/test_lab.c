@@ -391,6 +391,63 @@ static void test_model_step_cost(void **state)
     sl_load_model_destroy(&m);
 }
 
+/* The step clock follows an executor's steps between heartbeats, on a
+ * simulated clock: what is left of the reported step, then the decode
+ * steps of the batch by the reported costs; a result ends a step, a job
+ * sent ends one at its first token; a prediction of a job with nothing
+ * ahead of it waits for what is left, one with work ahead half a step. */
+static void test_step_clock(void **state)
+{
+    (void)state;
+    const float k[SL_STEP_COST_N] = {0.001f, 0.029f, 0.001f, 0.006f, 0.0006f, 0.05f};
+    sl_step_clock_t c = {0};
+    sl_time_t t0 = SL_MS(1000);
+    assert_true(sl_step_clock_left(&c, k, t0) < 0); /* nothing known */
+    sl_exec_load_t l = {.step_left_us = 4000, .decode_seqs = 32, .decode_ctx = 200000};
+    sl_step_clock_heartbeat(&c, &l, t0); /* not reported: still nothing */
+    assert_true(sl_step_clock_left(&c, k, t0) < 0);
+    l.has_step_clock = true;
+    sl_step_clock_heartbeat(&c, &l, t0);
+    assert_true(sl_step_clock_left(&c, NULL, t0) < 0); /* no costs: no steps to count */
+    assert_true(fabs(sl_step_clock_left(&c, k, t0 + SL_MS(1)) - 0.003) < 1e-9);
+    assert_true(sl_step_clock_left(&c, k, t0 + SL_MS(4)) == 0); /* at a boundary */
+    double step = 0.006 + 0.0006 + 0.05 * 0.2; /* 32 decoding, 200,000 tokens of context */
+    sl_time_t t = t0 + SL_MS(4) + (sl_time_t)(2.25 * step * 1e9);
+    assert_true(fabs(sl_step_clock_left(&c, k, t) - 0.75 * step) < 1e-8);
+    /* a result at t: a step ended then, and one sequence of 1,000 tokens
+     * fewer decodes after it */
+    sl_step_clock_completed(&c, 900, 100, t);
+    assert_true(sl_step_clock_left(&c, k, t) == 0);
+    double step2 = 0.006 + 0.0006 * 31 / 32 + 0.05 * 0.199;
+    assert_true(fabs(sl_step_clock_left(&c, k, t + SL_MS(2)) - (step2 - 0.002)) < 1e-8);
+    /* a job sent at t + 2 ms, its first token predicted 30 ms later */
+    sl_step_clock_dispatched(&c, 1000, t + SL_MS(32));
+    assert_true(fabs(sl_step_clock_left(&c, k, t + SL_MS(12)) - 0.020) < 1e-9);
+    double step3 = 0.006 + 0.0006 + 0.05 * 0.2;
+    sl_time_t t3 = t + SL_MS(32) + (sl_time_t)(0.5 * step3 * 1e9);
+    assert_true(fabs(sl_step_clock_left(&c, k, t3) - 0.5 * step3) < 1e-8);
+    /* everything ended: nothing decodes, a job starts at once */
+    c.seqs = 1;
+    sl_step_clock_completed(&c, 1000, 0, t3);
+    assert_true(sl_step_clock_left(&c, k, t3 + SL_MS(5)) == 0);
+    /* the model waits for it when nothing is ahead, half a step when work is */
+    sl_load_model_t *m = s_model();
+    sl_lm_query_t q = {.prompt_tokens = 500,
+                       .running = 16,
+                       .kv_inflight = 200000,
+                       .step_cost = k,
+                       .has_step_left = true,
+                       .step_left_s = 0.0042};
+    sl_lm_pred_t p;
+    sl_load_model_predict(m, 0, &q, t0, &p);
+    assert_true(fabs(p.x[7] - 0.0042) < 1e-7);
+    sl_load_model_dispatched(m, 0, &p, t0);
+    sl_load_model_predict(m, 0, &q, t0, &p);
+    assert_true(p.x[3] > 0);
+    assert_true(fabs(p.x[7] - (0.006 + 0.0006 * 0.5 + 0.05 * 0.2) / 2) < 1e-6);
+    sl_load_model_destroy(&m);
+}
+
 /* The fleet model's memory spans about the same time whatever the fleet's
  * size: after 3,000 completions, a burst of 128 of another shape (short
  * prompts dearer, long ones cheaper: no change of speed for the scales to
@@ -1261,6 +1318,7 @@ int main(void)
         cmocka_unit_test(test_model_adapts_to_slowdown),
         cmocka_unit_test(test_model_fleet_memory),
         cmocka_unit_test(test_model_step_cost),
+        cmocka_unit_test(test_step_clock),
         cmocka_unit_test(test_learned_explores_within_budget),
         cmocka_unit_test(test_model_learn_gap),
         cmocka_unit_test(test_model_save_load),

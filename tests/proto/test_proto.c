@@ -275,6 +275,34 @@ static void test_heartbeat_load(void **state)
     len = sluice__envelope__pack(&env, s_buf);
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
                      SL_ERR_MSG_RANGE);
+    /* The step clock: the step in progress ends within a minute; the batch
+     * decoding in it is bounded; unchecked when not reported. */
+    cost[2] = 0.00096f;
+    l.has_step_clock = 1;
+    l.step_left_us = 4000;
+    l.decode_seqs = 32;
+    l.decode_ctx_tokens = 1u << 20;
+    len = sluice__envelope__pack(&env, s_buf);
+    assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
+    assert_int_equal(m->heartbeat->load->step_left_us, 4000);
+    sl_proto_free(&m);
+    uint64_t bad[3][3] = {
+        {60000001u, 32, 1}, {4000, (1u << 24) + 1, 1}, {4000, 32, (1ull << 40) + 1}};
+    for (int i = 0; i < 3; i++) {
+        l.step_left_us = (uint32_t)bad[i][0];
+        l.decode_seqs = (uint32_t)bad[i][1];
+        l.decode_ctx_tokens = bad[i][2];
+        len = sluice__envelope__pack(&env, s_buf);
+        assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                         SL_ERR_MSG_RANGE);
+        assert_non_null(strstr(err, "step clock out of range"));
+        l.has_step_clock = 0; /* not reported: not judged */
+        len = sluice__envelope__pack(&env, s_buf);
+        assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
+                         SL_OK);
+        sl_proto_free(&m);
+        l.has_step_clock = 1;
+    }
 }
 
 static void test_completion_batch(void **state)
@@ -339,7 +367,11 @@ static void test_heartbeat_step_cost(void **state)
     s_pair_open(&pr, "proto-hb-cost");
     sl_exec_load_t load = {.running_jobs = 3,
                            .has_step_cost = true,
-                           .step_cost = {0.001f, 0.029f, 0.00096f, 0.0056f, 0.0006f, 0.046f}};
+                           .step_cost = {0.001f, 0.029f, 0.00096f, 0.0056f, 0.0006f, 0.046f},
+                           .has_step_clock = true,
+                           .step_left_us = 4321,
+                           .decode_seqs = 17,
+                           .decode_ctx = 5000000000ull};
     for (int k = 0; k < 2; k++) {
         assert_int_equal(sl_wire_heartbeat_send(pr.tx, 7, &load, 0), SL_OK);
         sl_wire_ident_t none;
@@ -355,8 +387,14 @@ static void test_heartbeat_step_cost(void **state)
         assert_int_equal(got.has_step_cost, load.has_step_cost);
         if (load.has_step_cost)
             assert_memory_equal(got.step_cost, load.step_cost, sizeof(got.step_cost));
+        /* the step clock, and nothing of it when not reported */
+        assert_int_equal(got.has_step_clock, load.has_step_clock);
+        assert_int_equal(got.step_left_us, load.has_step_clock ? 4321 : 0);
+        assert_int_equal(got.decode_seqs, load.has_step_clock ? 17 : 0);
+        assert_true(got.decode_ctx == (load.has_step_clock ? 5000000000ull : 0));
         sl_wire_msg_free(&m);
         load.has_step_cost = false;
+        load.has_step_clock = false;
     }
     s_pair_close(&pr);
 }
