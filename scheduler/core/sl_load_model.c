@@ -523,21 +523,27 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     if (q->kv_capacity && q->kv_inflight + q->kv_need > q->kv_capacity)
         over = (double)(q->kv_inflight + q->kv_need - q->kv_capacity) / (double)q->kv_capacity;
     double backlog = sl_load_model_backlog_s(m, exec, now);
-    /* The step in progress: what is left of it by the executor's step clock
-     * when the job would start in the next step (nothing ahead of it) and
-     * the clock is known; otherwise half of it left on average: from the
-     * heartbeat (its busy share times its mean step), or, when the executor
-     * reports its step costs, a decode step of the jobs in flight now by
-     * those (none when nothing is in flight: the job starts at once). */
+    /* The step in progress. When the job would start in the next step
+     * (nothing ahead of it) and the executor's step clock is known, what is
+     * left of that step by the clock is work ahead of the job at face value,
+     * like the backlog (a learned coefficient on it, shared with the jobs
+     * behind a backlog, kept it short by a tenth). Otherwise half of it is
+     * left on average, a feature of the learned wait: from the heartbeat
+     * (its busy share times its mean step), or, when the executor reports
+     * its step costs, a decode step of the jobs in flight now by those
+     * (none when nothing is in flight: the job starts at once). */
     double decode_s = q->step_cost ? s_reported_decode_s(q) : 0;
     double remainder = q->step_cost ? s_clamp(decode_s, 0, 60) / 2
                                     : s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2;
-    if (backlog <= 0 && q->has_step_left)
-        remainder = s_clamp(q->step_left_s, 0, 60);
+    double ahead = backlog;
+    if (backlog <= 0 && q->has_step_left) {
+        ahead = s_clamp(q->step_left_s, 0, 60);
+        remainder = 0;
+    }
     double x[SL_LM_NX] = {1.0,
                           u / 1000.0,
                           u * (c + u / 2) / 1e6,
-                          backlog,
+                          ahead,
                           q->running > 0 ? 1.0 : 0.0,
                           over,
                           backlog > 0 || over > 0 ? 1.0 : 0.0,

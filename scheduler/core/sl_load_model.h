@@ -17,9 +17,11 @@
 #include "common/sl_types.h"
 
 #define SL_LM_NX                                                                                   \
-    9              /* TTFT features: 1, uncached ktokens, attention term, wait s, 1 when jobs      \
-                      are in flight there, KV overflow, 1 when work is ahead of it (backlog or     \
-                      overflow), remainder of the step in progress s, decode context per chunk */
+    9              /* TTFT features: 1, uncached ktokens, attention term, work ahead s (the        \
+                      backlog; with none, what is left of the step in progress by the step clock), \
+                      1 when jobs are in flight there, KV overflow, 1 when work is ahead of it     \
+                      (backlog or overflow), expected remainder of the step in progress s when     \
+                      the clock does not give it, decode context per chunk */
 #define SL_LM_NT 2 /* TPOT features: 1, running/32 */
 
 typedef struct sl_load_model sl_load_model_t;

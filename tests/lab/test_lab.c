@@ -440,10 +440,13 @@ static void test_step_clock(void **state)
                        .step_left_s = 0.0042};
     sl_lm_pred_t p;
     sl_load_model_predict(m, 0, &q, t0, &p);
-    assert_true(fabs(p.x[7] - 0.0042) < 1e-7);
+    assert_true(fabs(p.x[3] - 0.0042) < 1e-7); /* work ahead, at face value */
+    assert_true(p.x[6] == 0 && p.x[7] == 0);
+    assert_true(p.wait_s >= 0.0042 - 1e-6);
     sl_load_model_dispatched(m, 0, &p, t0);
     sl_load_model_predict(m, 0, &q, t0, &p);
-    assert_true(p.x[3] > 0);
+    assert_true(p.x[6] == 1); /* a backlog now: the clock does not say when it ends */
+    assert_true(fabs(p.x[3] - sl_load_model_backlog_s(m, 0, t0)) < 1e-6);
     assert_true(fabs(p.x[7] - (0.006 + 0.0006 * 0.5 + 0.05 * 0.2) / 2) < 1e-6);
     sl_load_model_destroy(&m);
 }
