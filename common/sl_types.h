@@ -196,6 +196,8 @@ typedef struct sl_exec_load {
     uint32_t step_left_us;           /* until its step in progress ends (0: none in progress) */
     uint32_t decode_seqs;            /* sequences decoding in it */
     uint64_t decode_ctx;             /* their context tokens */
+    uint64_t prompt_tokens;          /* prompt tokens its later steps have to compute */
+    uint64_t prompt_pairs;           /* their attention pairs */
 } sl_exec_load_t;
 
 /* What an executor measures on its host (executor/sl_hostload.c); a value

@@ -739,12 +739,15 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
     load->has_step_cost = sl_step_cost_ready(&e->cost);
     for (int i = 0; i < SL_STEP_COST_N; i++)
         load->step_cost[i] = load->has_step_cost ? (float)e->cost.th[i] : 0.0f;
-    /* The step clock: the step in progress, and what decodes in it (and in
-     * the steps after it, until the batch changes). */
+    /* The step clock: the step in progress, what decodes in it (and in the
+     * steps after it, until the batch changes), and the prompt tokens the
+     * steps after it have to compute with their attention pairs (the step
+     * in progress has taken its chunks already). */
     sl_time_t left = e->stepping && e->step_end > now ? e->step_end - now : 0;
     load->step_left_us = left < SL_MS(60000) ? (uint32_t)(left / 1000) : 60000000u;
     load->decode_seqs = 0;
     load->decode_ctx = 0;
+    double tokens = 0, pairs = 0;
     sl_list_t *pos;
     sl_list_for_each(pos, &e->running)
     {
@@ -752,6 +755,22 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
         if (seq->prefilled) {
             load->decode_seqs++;
             load->decode_ctx += (uint64_t)seq->prompt_len + seq->n_out;
+        } else {
+            double n = sl_seq_prefill_left(seq),
+                   before = (double)seq->cached_tokens + seq->prefill_done;
+            tokens += n;
+            pairs += n * (before + n / 2);
         }
     }
+    sl_list_t *queues[3] = {&e->ready, &e->waiting[0], &e->waiting[1]};
+    for (int i = 0; i < 3; i++)
+        sl_list_for_each(pos, queues[i])
+        {
+            const sl_seq_t *seq = &SL_CONTAINER_OF(pos, sl_engine_job_t, link)->seq;
+            double n = sl_seq_prefill_left(seq), before = seq->cached_tokens;
+            tokens += n;
+            pairs += n * (before + n / 2);
+        }
+    load->prompt_tokens = (uint64_t)tokens;
+    load->prompt_pairs = (uint64_t)pairs;
 }

@@ -89,6 +89,8 @@ typedef struct sl_engine_load {
     uint32_t step_left_us;           /* until the step in progress ends (0: none in progress) */
     uint32_t decode_seqs;            /* running sequences past their prompt (decoding) */
     uint64_t decode_ctx;             /* their context tokens */
+    uint64_t prompt_tokens; /* prompt tokens still to compute (after the step in progress) */
+    uint64_t prompt_pairs;  /* their attention pairs (chunk x (before + chunk / 2)) */
 } sl_engine_load_t;
 
 sl_status_t sl_engine_create(const sl_engine_cfg_t *cfg, const sl_backend_ops_t *ops,

@@ -76,6 +76,8 @@ void sl_engine_load_report(const sl_engine_load_t *engine, const sl_host_sample_
     out->step_left_us = engine->step_left_us;
     out->decode_seqs = engine->decode_seqs;
     out->decode_ctx = engine->decode_ctx;
+    out->prompt_tokens = engine->prompt_tokens;
+    out->prompt_pairs = engine->prompt_pairs;
     if (!host)
         return;
     out->has_cpu_util = host->has_cpu;

@@ -30,6 +30,8 @@
 #define S_P_TRACE_MAX 1e7 /* bound on the covariance trace (forgetting inflates it) */
 #define S_READY_STEPS 64  /* steps learned before the fit is reported */
 #define S_READY_KIND 16   /* ...with at least this many that computed prompts, and that decoded */
+#define S_READY_AGREE 4   /* or sooner: this many steps in a row of each kind predicted... */
+#define S_READY_TOL 0.02  /* ...within this share of their time before it learned them */
 
 void sl_step_cost_features(uint32_t n_prefill, uint64_t prefill_tokens, double attn_pairs,
                            uint32_t n_decode, uint64_t decode_ctx, double x[SL_STEP_COST_N])
@@ -64,6 +66,11 @@ void sl_step_cost_learn(sl_step_cost_t *c, const double x[SL_STEP_COST_N], doubl
     }
     if (!(den > 1e-12))
         return;
+    bool agree = fabs(err) <= S_READY_TOL * seconds; /* predicted before it learns the step */
+    if (x[SL_SC_PREFILL_BASE] > 0)
+        c->agree_prefill = agree ? c->agree_prefill + 1 : 0;
+    if (x[SL_SC_DECODE_BASE] > 0)
+        c->agree_decode = agree ? c->agree_decode + 1 : 0;
     double inv_den = 1.0 / den, inv_forget = 1.0 / S_FORGET;
     for (int i = 0; i < N; i++) {
         k[i] = px[i] * inv_den;
@@ -92,10 +99,13 @@ void sl_step_cost_learn(sl_step_cost_t *c, const double x[SL_STEP_COST_N], doubl
     c->steps++;
     c->prefill_steps += x[SL_SC_PREFILL_BASE] > 0;
     c->decode_steps += x[SL_SC_DECODE_BASE] > 0;
+    if ((c->steps >= S_READY_STEPS && c->prefill_steps >= S_READY_KIND &&
+         c->decode_steps >= S_READY_KIND) ||
+        (c->agree_prefill >= S_READY_AGREE && c->agree_decode >= S_READY_AGREE))
+        c->ready = true;
 }
 
 bool sl_step_cost_ready(const sl_step_cost_t *c)
 {
-    return c->steps >= S_READY_STEPS && c->prefill_steps >= S_READY_KIND &&
-           c->decode_steps >= S_READY_KIND;
+    return c->ready;
 }

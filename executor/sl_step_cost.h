@@ -17,6 +17,10 @@ typedef struct sl_step_cost {
     uint64_t steps;                           /* steps learned */
     uint64_t prefill_steps;                   /* ...of which computed prompt tokens */
     uint64_t decode_steps;                    /* ...of which decoded */
+    uint32_t agree_prefill;                   /* steps in a row computing prompts it predicted
+                                                 within S_READY_TOL before learning them */
+    uint32_t agree_decode;                    /* ...and decoding */
+    bool ready;                               /* reported from now on (sl_step_cost_ready) */
 } sl_step_cost_t;
 
 /* One step's make-up as the model's features (sl_step_cost_index_t order):

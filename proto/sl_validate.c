@@ -23,7 +23,8 @@
  * bounds keep the scheduler's arithmetic on them exact in a double). */
 #define S_STEP_LEFT_MAX_US 60000000u
 #define S_DECODE_SEQS_MAX (1u << 24)
-#define S_DECODE_CTX_MAX (1ull << 40)
+#define S_TOKENS_MAX (1ull << 40)
+#define S_PAIRS_MAX (1ull << 62)
 
 const sl_proto_limits_t sl_proto_limits_default = {
     .max_msg_bytes = 8u << 20,
@@ -147,10 +148,11 @@ static sl_status_t s_load(const Sluice__Load *l, char *err, size_t err_len)
                                  "step cost coefficient outside [-60, 60] s");
     if (l->has_step_clock &&
         (l->step_left_us > S_STEP_LEFT_MAX_US || l->decode_seqs > S_DECODE_SEQS_MAX ||
-         l->decode_ctx_tokens > S_DECODE_CTX_MAX))
+         l->decode_ctx_tokens > S_TOKENS_MAX || l->prompt_tokens_left > S_TOKENS_MAX ||
+         l->prompt_pairs_left > S_PAIRS_MAX))
         return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len,
-                             "step clock out of range (step left over 60 s, over %u sequences "
-                             "or over 2^40 context tokens)",
+                             "step clock out of range (step left over 60 s, over %u sequences, "
+                             "over 2^40 tokens or over 2^62 attention pairs)",
                              S_DECODE_SEQS_MAX);
     return SL_OK;
 }

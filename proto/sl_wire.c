@@ -501,6 +501,8 @@ static void s_load_get(const Sluice__Load *l, sl_exec_load_t *load, bool strict)
         .step_left_us = !strict || l->has_step_clock ? l->step_left_us : 0,
         .decode_seqs = !strict || l->has_step_clock ? l->decode_seqs : 0,
         .decode_ctx = !strict || l->has_step_clock ? l->decode_ctx_tokens : 0,
+        .prompt_tokens = !strict || l->has_step_clock ? l->prompt_tokens_left : 0,
+        .prompt_pairs = !strict || l->has_step_clock ? l->prompt_pairs_left : 0,
     };
     if (load->has_step_cost)
         memcpy(load->step_cost, l->step_cost, sizeof(load->step_cost));
@@ -721,6 +723,8 @@ static void s_load_put(const sl_exec_load_t *load, Sluice__Load *l)
     l->step_left_us = load->step_left_us;
     l->decode_seqs = load->decode_seqs;
     l->decode_ctx_tokens = load->decode_ctx;
+    l->prompt_tokens_left = load->prompt_tokens;
+    l->prompt_pairs_left = load->prompt_pairs;
 }
 
 sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)

@@ -147,7 +147,8 @@ void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl
                             uint32_t cached_tokens, sl_time_t now, sl_lm_pred_t *pred)
 {
     const float *cost = e->load.has_step_cost ? e->load.step_cost : NULL;
-    double left = sl_step_clock_left(&e->clock, cost, now);
+    sl_step_clock_now_t clock;
+    bool has_clock = sl_step_clock_at(&e->clock, cost, now, &clock);
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
                        .cached_tokens = cached_tokens,
                        .running = e->inflight,
@@ -157,8 +158,7 @@ void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl
                        .step_s = e->load.step_time_us / 1e6,
                        .busy = e->load.busy,
                        .step_cost = cost,
-                       .has_step_left = left >= 0,
-                       .step_left_s = left};
+                       .clock = has_clock ? &clock : NULL};
     sl_load_model_predict(core->model, e->index, &q, now, pred);
 }
 
@@ -359,9 +359,12 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         job->uncached_tokens = job->prompt_tokens - cached;
         core->counters[SL_CTR_PREFIX_HIT_BLOCKS] += s_hit_blocks(core, e);
         sl_load_model_dispatched(core->model, pe->index, pp, now);
-        if (pp->valid) /* its first token ends a step */
-            sl_step_clock_dispatched(&pe->clock, job->prompt_tokens,
-                                     now + (sl_time_t)((double)pp->ttft_s * 1e9));
+        {
+            /* its prompt queues on the executor's step clock */
+            double u = job->uncached_tokens, c = job->prompt_tokens - u;
+            sl_step_clock_dispatched(&pe->clock, pe->load.has_step_cost ? pe->load.step_cost : NULL,
+                                     job->prompt_tokens, u, u * (c + u / 2), now);
+        }
         /* The backlog sum grows by exactly this prefill (the executor's
          * clock restarts from now if it had drained): kept up to date here
          * rather than summed over every executor again at the next submit. */

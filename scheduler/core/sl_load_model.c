@@ -472,45 +472,107 @@ void sl_step_clock_heartbeat(sl_step_clock_t *c, const sl_exec_load_t *load, sl_
     c->boundary = now + (sl_time_t)load->step_left_us * SL_NS_PER_US;
     c->seqs = load->decode_seqs;
     c->ctx = load->decode_ctx;
+    c->tokens = (double)load->prompt_tokens;
+    c->pairs = (double)load->prompt_pairs;
 }
 
-void sl_step_clock_dispatched(sl_step_clock_t *c, uint32_t prompt_tokens, sl_time_t first_token)
+/* A decode step of seqs sequences reading ctx tokens by the costs k, s. */
+static double s_clock_decode_s(const float *k, uint32_t seqs, uint64_t ctx)
 {
-    if (c->boundary == 0)
+    if (seqs == 0)
+        return 0;
+    return k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * seqs / 32.0 +
+           k[SL_SC_DECODE_MCTX] * (double)ctx / 1e6;
+}
+
+/* Step budget for prompt tokens beside seqs decoding sequences. */
+static double s_clock_budget(uint32_t seqs)
+{
+    return seqs + 1 < SL_LM_STEP_TOKENS ? (double)(SL_LM_STEP_TOKENS - seqs) : 1.0;
+}
+
+/* The clock moved to now: the prompt steps begun by now have taken their
+ * chunks, and boundary is the end of the one in progress (or the last
+ * boundary before now once no prompt is left: decode steps follow). At
+ * most S_CLOCK_STEPS steps at a time (a minute of prompts at most). */
+#define S_CLOCK_STEPS 4096
+static void s_clock_advance(sl_step_clock_t *c, const float *k, sl_time_t now)
+{
+    double dec = s_clock_decode_s(k, c->seqs, c->ctx);
+    for (int i = 0; i < S_CLOCK_STEPS && c->tokens > 0 && c->boundary < now; i++) {
+        double take = c->tokens < s_clock_budget(c->seqs) ? c->tokens : s_clock_budget(c->seqs);
+        double share = c->pairs * take / c->tokens;
+        double cost = k[SL_SC_PREFILL_BASE] + k[SL_SC_PREFILL_KTOK] * take / 1e3 +
+                      k[SL_SC_PREFILL_ATTN] * share / 1e6 + dec;
+        c->tokens = c->tokens - take > 0.5 ? c->tokens - take : 0;
+        c->pairs = c->tokens > 0 && c->pairs - share > 0 ? c->pairs - share : 0;
+        c->boundary += (sl_time_t)(s_clamp(cost, 1e-6, 60) * 1e9);
+    }
+}
+
+/* Seconds until the decode step in progress at now ends, from the last
+ * boundary (no prompt queued); 0 at a boundary or with nothing decoding. */
+static double s_clock_decode_left(const sl_step_clock_t *c, const float *k, sl_time_t now)
+{
+    if (c->boundary >= now)
+        return (double)(c->boundary - now) / 1e9;
+    double step = s_clock_decode_s(k, c->seqs, c->ctx);
+    if (!(step > 1e-6))
+        return 0.0; /* nothing decodes: the next job starts at once */
+    double phase = fmod((double)(now - c->boundary) / 1e9, step);
+    return phase > 0 ? s_clamp(step - phase, 0, 60) : 0.0;
+}
+
+bool sl_step_clock_at(const sl_step_clock_t *c, const float *step_cost, sl_time_t now,
+                      sl_step_clock_now_t *out)
+{
+    if (c->boundary == 0 || !step_cost)
+        return false;
+    sl_step_clock_t t = *c;
+    s_clock_advance(&t, step_cost, now);
+    *out = (sl_step_clock_now_t){.left_s = s_clock_decode_left(&t, step_cost, now),
+                                 .tokens = t.tokens,
+                                 .pairs = t.pairs,
+                                 .seqs = t.seqs,
+                                 .ctx = t.ctx};
+    return true;
+}
+
+/* The clock at now, with the boundary the end of the step in progress. */
+static void s_clock_sync(sl_step_clock_t *c, const float *k, sl_time_t now)
+{
+    s_clock_advance(c, k, now);
+    if (c->boundary < now)
+        c->boundary = now + (sl_time_t)(s_clock_decode_left(c, k, now) * 1e9);
+}
+
+void sl_step_clock_dispatched(sl_step_clock_t *c, const float *step_cost, uint32_t prompt_tokens,
+                              double uncached, double pairs, sl_time_t now)
+{
+    if (c->boundary == 0 || !step_cost)
         return;
+    s_clock_sync(c, step_cost, now);
+    c->tokens += uncached > 1 ? uncached : 1; /* (a fully cached prompt computes one token) */
+    c->pairs += pairs > 0 ? pairs : 0;
     c->seqs++;
     c->ctx += prompt_tokens;
-    if (first_token > c->boundary)
-        c->boundary = first_token;
 }
 
-void sl_step_clock_completed(sl_step_clock_t *c, uint32_t prompt_tokens, uint32_t output_tokens,
-                             sl_time_t now)
+void sl_step_clock_completed(sl_step_clock_t *c, const float *step_cost, uint32_t prompt_tokens,
+                             uint32_t output_tokens, sl_time_t now)
 {
-    if (c->boundary == 0)
+    if (c->boundary == 0 || !step_cost)
         return;
+    s_clock_advance(c, step_cost, now);
+    /* A step ended as the result was sent: where decode steps were
+     * counted on, the clock starts again from it. (A prompt step the clock
+     * has in progress took its chunk at its start; ending it here would
+     * have the next one take another.) */
+    if (c->boundary < now)
+        c->boundary = now;
     uint64_t ctx = (uint64_t)prompt_tokens + output_tokens;
     c->seqs = c->seqs > 0 ? c->seqs - 1 : 0;
     c->ctx = c->ctx > ctx ? c->ctx - ctx : 0;
-    if (now > c->boundary)
-        c->boundary = now;
-}
-
-double sl_step_clock_left(const sl_step_clock_t *c, const float *step_cost, sl_time_t now)
-{
-    if (c->boundary == 0 || !step_cost)
-        return -1.0;
-    if (c->boundary >= now)
-        return (double)(c->boundary - now) / 1e9;
-    if (c->seqs == 0)
-        return 0.0; /* nothing decodes: the next job starts at once */
-    const float *k = step_cost;
-    double step = k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * c->seqs / 32.0 +
-                  k[SL_SC_DECODE_MCTX] * (double)c->ctx / 1e6;
-    if (!(step > 1e-6))
-        return 0.0;
-    double phase = fmod((double)(now - c->boundary) / 1e9, step);
-    return phase > 0 ? s_clamp(step - phase, 0, 60) : 0.0;
 }
 
 void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_query_t *q,
@@ -523,22 +585,27 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
     if (q->kv_capacity && q->kv_inflight + q->kv_need > q->kv_capacity)
         over = (double)(q->kv_inflight + q->kv_need - q->kv_capacity) / (double)q->kv_capacity;
     double backlog = sl_load_model_backlog_s(m, exec, now);
-    /* The step in progress. When the job would start in the next step
-     * (nothing ahead of it) and the executor's step clock is known, what is
-     * left of that step by the clock is work ahead of the job at face value,
-     * like the backlog (a learned coefficient on it, shared with the jobs
-     * behind a backlog, kept it short by a tenth). Otherwise half of it is
-     * left on average, a feature of the learned wait: from the heartbeat
-     * (its busy share times its mean step), or, when the executor reports
-     * its step costs, a decode step of the jobs in flight now by those
-     * (none when nothing is in flight: the job starts at once). */
+    /* The work ahead of the job. With the executor's step clock (and its
+     * step costs) known, the clock's: what is left of the step in progress,
+     * and when prompt tokens are queued there, the steps computing them
+     * and this prompt (below, once its own prefill is known); at face
+     * value, like the backlog (a learned coefficient on the step's rest,
+     * shared with the jobs behind a backlog, kept it short by a tenth).
+     * Otherwise the backlog, and half the step in progress left on average,
+     * a feature of the learned wait: from the heartbeat (its busy share
+     * times its mean step), or, when the executor reports its step costs,
+     * a decode step of the jobs in flight now by those (none when nothing
+     * is in flight: the job starts at once). */
+    const sl_step_clock_now_t *clock = q->step_cost ? q->clock : NULL;
     double decode_s = q->step_cost ? s_reported_decode_s(q) : 0;
     double remainder = q->step_cost ? s_clamp(decode_s, 0, 60) / 2
                                     : s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2;
     double ahead = backlog;
-    if (backlog <= 0 && q->has_step_left) {
-        ahead = s_clamp(q->step_left_s, 0, 60);
+    bool behind = backlog > 0;
+    if (clock) {
+        ahead = s_clamp(clock->left_s, 0, 60);
         remainder = 0;
+        behind = clock->tokens > 0;
     }
     double x[SL_LM_NX] = {1.0,
                           u / 1000.0,
@@ -546,7 +613,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
                           ahead,
                           q->running > 0 ? 1.0 : 0.0,
                           over,
-                          backlog > 0 || over > 0 ? 1.0 : 0.0,
+                          behind || over > 0 ? 1.0 : 0.0,
                           remainder,
                           (double)q->kv_inflight / 1e6 * (1.0 + u / S_CHUNK_TOKENS)};
     double xt[SL_LM_NT] = {1.0, q->running / 32.0};
@@ -585,6 +652,19 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
         work = s_clamp(scale * (pre[1] * x[s_xp[1]] + pre[2] * x[s_xp[2]] +
                                 (pre[0] + pre[3] * x[s_xp[3]]) * chunks),
                        0, prefill);
+    }
+    if (clock && clock->tokens > 0) {
+        /* Behind queued prompt tokens: the engine computes them first come
+         * first served, a budget of tokens a step, so the job's first token
+         * comes at the end of the step that computes the last of its own;
+         * the steps' fixed costs are paid once per step for all of them. */
+        const float *k = q->step_cost;
+        double tokens = clock->tokens + (u > 1 ? u : 1), pairs = clock->pairs + x[2] * 1e6;
+        double steps = ceil(tokens / s_clock_budget(clock->seqs));
+        double first =
+            ahead + k[SL_SC_PREFILL_KTOK] * tokens / 1e3 + k[SL_SC_PREFILL_ATTN] * pairs / 1e6 +
+            steps * (k[SL_SC_PREFILL_BASE] + s_clock_decode_s(k, clock->seqs, clock->ctx));
+        x[3] = s_clamp(first - prefill, 0, S_PRED_MAX_S);
     }
     /* The backlog counts at face value: it is made of this executor's own
      * prefill predictions, so it is already in its seconds; a learned

@@ -26,6 +26,51 @@
 
 typedef struct sl_load_model sl_load_model_t;
 
+/* Where an executor is in its steps, as the scheduler follows it between
+ * heartbeats: the latest step boundary it knows of (reported, a result's
+ * arrival), the batch decoding after it, and the prompt tokens (with their
+ * attention pairs) the steps from it have to compute. The steps after a
+ * boundary are the engine's (chunked prefill, first come first served,
+ * SL_LM_STEP_TOKENS a step less one per sequence decoding), timed by the
+ * executor's reported costs: prompt steps while prompt tokens are queued,
+ * decode steps of the batch after that. Pure; zeroed = nothing known. */
+typedef struct sl_step_clock {
+    sl_time_t boundary; /* latest step boundary known; 0 = none */
+    uint32_t seqs;      /* sequences decoding after it */
+    uint64_t ctx;       /* their context tokens */
+    double tokens;      /* prompt tokens the steps from it have to compute */
+    double pairs;       /* their attention pairs */
+} sl_step_clock_t;
+
+/* The clock read at one time (sl_step_clock_at). */
+typedef struct sl_step_clock_now {
+    double left_s; /* until the step in progress ends (0: at a boundary or idle) */
+    double tokens; /* prompt tokens queued for the steps after it */
+    double pairs;  /* their attention pairs */
+    uint32_t seqs; /* sequences decoding */
+    uint64_t ctx;  /* their context tokens */
+} sl_step_clock_now_t;
+
+#define SL_LM_STEP_TOKENS 2048 /* tokens an engine step computes at most (its --step-tokens) */
+
+/* A heartbeat at now: load's step clock (has_step_clock) replaces what was
+ * followed. */
+void sl_step_clock_heartbeat(sl_step_clock_t *c, const sl_exec_load_t *load, sl_time_t now);
+/* A job of prompt_tokens, of which uncached ones with pairs attention
+ * pairs, was sent at now: they queue behind the prompt tokens there, and
+ * it decodes after them. step_cost as for sl_step_clock_at. */
+void sl_step_clock_dispatched(sl_step_clock_t *c, const float *step_cost, uint32_t prompt_tokens,
+                              double uncached, double pairs, sl_time_t now);
+/* A job of prompt_tokens that made output_tokens ended at now: a step
+ * ended then, and it decodes no more. */
+void sl_step_clock_completed(sl_step_clock_t *c, const float *step_cost, uint32_t prompt_tokens,
+                             uint32_t output_tokens, sl_time_t now);
+/* The clock at now (now not before its last event) into *out, by the
+ * executor's step costs step_cost (SL_STEP_COST_N coefficients); false
+ * when nothing is known (no heartbeat with a clock, or step_cost NULL). */
+bool sl_step_clock_at(const sl_step_clock_t *c, const float *step_cost, sl_time_t now,
+                      sl_step_clock_now_t *out);
+
 /* What the model needs to know about a job on one executor. */
 typedef struct sl_lm_query {
     uint32_t prompt_tokens; /* prompt length */
@@ -38,36 +83,8 @@ typedef struct sl_lm_query {
     double busy;            /* its share of recent time spent in steps (heartbeat), 0..1 */
     const float *step_cost; /* its step cost model (heartbeat; SL_STEP_COST_N coefficients,
                                sl_step_cost_index_t), NULL = not reported */
-    bool has_step_left;     /* step_left_s is known (its step clock) */
-    double step_left_s;     /* until its step in progress ends (sl_step_clock_left), seconds */
+    const sl_step_clock_now_t *clock; /* its step clock now (sl_step_clock_at), NULL = unknown */
 } sl_lm_query_t;
-
-/* Where an executor is in its steps, as the scheduler follows it between
- * heartbeats: the latest step boundary it knows of (reported, a result's
- * arrival) or predicts (a job's first token), and the batch decoding after
- * it, whose decode steps by the executor's reported costs carry the clock
- * on. Pure; zeroed = nothing known. */
-typedef struct sl_step_clock {
-    sl_time_t boundary; /* latest step boundary known or predicted; 0 = none */
-    uint32_t seqs;      /* sequences decoding after it */
-    uint64_t ctx;       /* their context tokens */
-} sl_step_clock_t;
-
-/* A heartbeat at now: load's step clock (has_step_clock) replaces what was
- * followed. */
-void sl_step_clock_heartbeat(sl_step_clock_t *c, const sl_exec_load_t *load, sl_time_t now);
-/* A job of prompt_tokens was sent, its first token predicted at
- * first_token (the end of a step): it decodes after that. */
-void sl_step_clock_dispatched(sl_step_clock_t *c, uint32_t prompt_tokens, sl_time_t first_token);
-/* A job of prompt_tokens that made output_tokens ended at now (a step
- * ended then): it decodes no more. */
-void sl_step_clock_completed(sl_step_clock_t *c, uint32_t prompt_tokens, uint32_t output_tokens,
-                             sl_time_t now);
-/* Seconds until the step in progress at now ends, by the decode steps of
- * the followed batch at the costs step_cost (SL_STEP_COST_N coefficients)
- * since the latest boundary; 0 at a boundary or with nothing decoding;
- * -1 when nothing is known (no heartbeat with a clock, or step_cost NULL). */
-double sl_step_clock_left(const sl_step_clock_t *c, const float *step_cost, sl_time_t now);
 
 /* A prediction, kept with the job until its result scores it. */
 typedef struct sl_lm_pred {

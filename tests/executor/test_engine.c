@@ -14,6 +14,7 @@
 #include "executor/sl_engine.h"
 #include "executor/sl_report.h"
 #include "executor/sl_sim_cfg.h"
+#include "executor/sl_step_cost.h"
 #include "proto/sl_wire.h"
 
 typedef struct {
@@ -420,6 +421,45 @@ static void test_step_cost_fit(void **state)
     sl_engine_destroy(&e);
 }
 
+/* When the fit is reported: once it predicted four steps in a row of
+ * each kind within 2% before learning them (steps that follow its law:
+ * after a handful), or after 64 steps, 16 of each kind, whatever it
+ * predicted (steps with 10% noise: not before). */
+static void test_step_cost_ready(void **state)
+{
+    (void)state;
+    const double th[SL_STEP_COST_N] = {0.001, 0.029, 0.001, 0.006, 0.0006, 0.05};
+    for (int noisy = 0; noisy < 2; noisy++) {
+        sl_step_cost_t c;
+        sl_step_cost_init(&c);
+        sl_rand_t r;
+        sl_rand_seed(&r, 7);
+        int ready_at = -1;
+        for (int s = 0; s < 200 && ready_at < 0; s++) {
+            double x[SL_STEP_COST_N];
+            uint32_t tok = s % 2 ? 0 : 100 + (uint32_t)sl_rand_below(&r, 2000);
+            uint32_t seqs = 1 + (uint32_t)sl_rand_below(&r, 32);
+            sl_step_cost_features(tok ? 1 : 0, tok, tok * (tok / 2.0), seqs,
+                                  seqs * (500 + sl_rand_below(&r, 4000)), x);
+            double y = 0;
+            for (int i = 0; i < SL_STEP_COST_N; i++)
+                y += th[i] * x[i];
+            if (noisy)
+                y *= 0.9 + 0.2 * sl_rand_double(&r);
+            sl_step_cost_learn(&c, x, y);
+            if (sl_step_cost_ready(&c))
+                ready_at = s + 1;
+        }
+        if (noisy) {
+            assert_int_equal(ready_at, 64); /* the steps alternate: 32 of each kind by then */
+        } else {
+            assert_true(ready_at > 0 && ready_at <= 24);
+            for (int i = 0; i < SL_STEP_COST_N; i++)
+                assert_true(fabs(c.th[i] - th[i]) < 0.02 * th[i]);
+        }
+    }
+}
+
 /* The step clock in the load: what is left of the step in progress and
  * the sequences decoding in it (past their prompt) with their context; the
  * report passes it on as known. */
@@ -441,11 +481,14 @@ static void test_step_clock_report(void **state)
     sl_engine_load(e, t1 + SL_US(100), &load);
     assert_int_equal(load.decode_seqs, 1);
     assert_int_equal(load.decode_ctx, 100 + 2); /* its prompt, the token of each step */
+    assert_int_equal(load.prompt_tokens, 3000); /* b's, all still to compute */
+    assert_int_equal(load.prompt_pairs, 3000 * 1500);
     assert_true(t2 > t1 + SL_US(100));
     sl_time_t t3 = sl_engine_advance(e, t2); /* b's first chunk with a's decode */
     sl_engine_load(e, t2, &load);
     assert_int_equal(load.step_left_us, (uint32_t)((t3 - t2) / 1000));
-    assert_int_equal(load.decode_seqs, 1); /* b is not past its prompt */
+    assert_int_equal(load.decode_seqs, 1);             /* b is not past its prompt */
+    assert_int_equal(load.prompt_tokens, 3000 - 2047); /* its first chunk is in progress */
     sl_exec_load_t l;
     sl_engine_load_report(&load, NULL, &l);
     assert_true(l.has_step_clock);
@@ -847,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_chunked_prefill),
         cmocka_unit_test(test_step_cost_fit),
         cmocka_unit_test(test_step_clock_report),
+        cmocka_unit_test(test_step_cost_ready),
         cmocka_unit_test(test_limits_and_failure_reason),
         cmocka_unit_test(test_job_reports),
         cmocka_unit_test(test_load_report),

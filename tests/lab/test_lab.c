@@ -392,62 +392,78 @@ static void test_model_step_cost(void **state)
 }
 
 /* The step clock follows an executor's steps between heartbeats, on a
- * simulated clock: what is left of the reported step, then the decode
- * steps of the batch by the reported costs; a result ends a step, a job
- * sent ends one at its first token; a prediction of a job with nothing
- * ahead of it waits for what is left, one with work ahead half a step. */
+ * simulated clock: what is left of the reported step, then prompt steps
+ * while prompt tokens are queued (a budget of 2,048 tokens less one per
+ * sequence decoding, first come first served), then the decode steps of
+ * the batch, all by the reported costs; a job sent queues its prompt, a
+ * result ends a decode step. A prediction with nothing queued waits out
+ * the step in progress; one behind queued tokens gets its first token at
+ * the end of the step computing its own last token. */
 static void test_step_clock(void **state)
 {
     (void)state;
     const float k[SL_STEP_COST_N] = {0.001f, 0.029f, 0.001f, 0.006f, 0.0006f, 0.05f};
     sl_step_clock_t c = {0};
+    sl_step_clock_now_t o;
     sl_time_t t0 = SL_MS(1000);
-    assert_true(sl_step_clock_left(&c, k, t0) < 0); /* nothing known */
+    assert_false(sl_step_clock_at(&c, k, t0, &o)); /* nothing known */
     sl_exec_load_t l = {.step_left_us = 4000, .decode_seqs = 32, .decode_ctx = 200000};
     sl_step_clock_heartbeat(&c, &l, t0); /* not reported: still nothing */
-    assert_true(sl_step_clock_left(&c, k, t0) < 0);
+    assert_false(sl_step_clock_at(&c, k, t0, &o));
     l.has_step_clock = true;
     sl_step_clock_heartbeat(&c, &l, t0);
-    assert_true(sl_step_clock_left(&c, NULL, t0) < 0); /* no costs: no steps to count */
-    assert_true(fabs(sl_step_clock_left(&c, k, t0 + SL_MS(1)) - 0.003) < 1e-9);
-    assert_true(sl_step_clock_left(&c, k, t0 + SL_MS(4)) == 0); /* at a boundary */
+    assert_false(sl_step_clock_at(&c, NULL, t0, &o)); /* no costs: no steps to count */
+    assert_true(sl_step_clock_at(&c, k, t0 + SL_MS(1), &o));
+    assert_true(fabs(o.left_s - 0.003) < 1e-9 && o.tokens == 0);
+    assert_true(sl_step_clock_at(&c, k, t0 + SL_MS(4), &o) && o.left_s == 0); /* a boundary */
     double step = 0.006 + 0.0006 + 0.05 * 0.2; /* 32 decoding, 200,000 tokens of context */
     sl_time_t t = t0 + SL_MS(4) + (sl_time_t)(2.25 * step * 1e9);
-    assert_true(fabs(sl_step_clock_left(&c, k, t) - 0.75 * step) < 1e-8);
-    /* a result at t: a step ended then, and one sequence of 1,000 tokens
-     * fewer decodes after it */
-    sl_step_clock_completed(&c, 900, 100, t);
-    assert_true(sl_step_clock_left(&c, k, t) == 0);
+    assert_true(sl_step_clock_at(&c, k, t, &o) && fabs(o.left_s - 0.75 * step) < 1e-8);
+    /* a result at t: a decode step ended then; one sequence of 1,000
+     * tokens fewer decodes after it */
+    sl_step_clock_completed(&c, k, 900, 100, t);
+    assert_true(sl_step_clock_at(&c, k, t, &o) && o.left_s == 0 && o.seqs == 31);
     double step2 = 0.006 + 0.0006 * 31 / 32 + 0.05 * 0.199;
-    assert_true(fabs(sl_step_clock_left(&c, k, t + SL_MS(2)) - (step2 - 0.002)) < 1e-8);
-    /* a job sent at t + 2 ms, its first token predicted 30 ms later */
-    sl_step_clock_dispatched(&c, 1000, t + SL_MS(32));
-    assert_true(fabs(sl_step_clock_left(&c, k, t + SL_MS(12)) - 0.020) < 1e-9);
-    double step3 = 0.006 + 0.0006 + 0.05 * 0.2;
-    sl_time_t t3 = t + SL_MS(32) + (sl_time_t)(0.5 * step3 * 1e9);
-    assert_true(fabs(sl_step_clock_left(&c, k, t3) - 0.5 * step3) < 1e-8);
-    /* everything ended: nothing decodes, a job starts at once */
-    c.seqs = 1;
-    sl_step_clock_completed(&c, 1000, 0, t3);
-    assert_true(sl_step_clock_left(&c, k, t3 + SL_MS(5)) == 0);
-    /* the model waits for it when nothing is ahead, half a step when work is */
+    assert_true(sl_step_clock_at(&c, k, t + SL_MS(2), &o));
+    assert_true(fabs(o.left_s - (step2 - 0.002)) < 1e-8);
+    /* a prompt of 5,000 tokens sent at t + 2 ms queues for the steps after
+     * the one in progress: 2,016 tokens a step (32 decoding with it) */
+    sl_step_clock_dispatched(&c, k, 5000, 5000, 5000.0 * 2500, t + SL_MS(2));
+    assert_true(sl_step_clock_at(&c, k, t + SL_MS(2), &o));
+    assert_true(o.tokens == 5000 && o.seqs == 32);
+    sl_time_t b1 = t + (sl_time_t)(step2 * 1e9); /* the decode step's end */
+    double dec = 0.006 + 0.0006 + 0.05 * 0.204;
+    assert_true(sl_step_clock_at(&c, k, b1 + SL_US(1), &o)); /* its first chunk is in progress */
+    assert_true(fabs(o.tokens - (5000 - 2016)) < 1e-9);
+    double pairs1 = 5000.0 * 2500 * 2016 / 5000;
+    double cost1 = 0.001 + 0.029 * 2.016 + 0.001 * pairs1 / 1e6 + dec;
+    assert_true(fabs(o.left_s - (cost1 - 1e-6)) < 1e-8);
+    /* a prompt of 100 tokens now lands behind the 2,984 left: its first
+     * token ends the second step after this one (2,016 + 1,068), whose
+     * fixed costs it shares, and the model predicts just that */
     sl_load_model_t *m = s_model();
-    sl_lm_query_t q = {.prompt_tokens = 500,
-                       .running = 16,
-                       .kv_inflight = 200000,
-                       .step_cost = k,
-                       .has_step_left = true,
-                       .step_left_s = 0.0042};
+    sl_lm_query_t q = {
+        .prompt_tokens = 100, .running = 32, .kv_inflight = 204000, .step_cost = k, .clock = &o};
     sl_lm_pred_t p;
-    sl_load_model_predict(m, 0, &q, t0, &p);
-    assert_true(fabs(p.x[3] - 0.0042) < 1e-7); /* work ahead, at face value */
-    assert_true(p.x[6] == 0 && p.x[7] == 0);
-    assert_true(p.wait_s >= 0.0042 - 1e-6);
-    sl_load_model_dispatched(m, 0, &p, t0);
-    sl_load_model_predict(m, 0, &q, t0, &p);
-    assert_true(p.x[6] == 1); /* a backlog now: the clock does not say when it ends */
-    assert_true(fabs(p.x[3] - sl_load_model_backlog_s(m, 0, t0)) < 1e-6);
+    sl_load_model_predict(m, 0, &q, b1 + SL_US(1), &p);
+    double tokens = 2984 + 100, pairs = (5000.0 * 2500 - pairs1) + 100 * 50.0;
+    double first = o.left_s + 0.029 * tokens / 1e3 + 0.001 * pairs / 1e6 + 2 * (0.001 + dec);
+    assert_true(p.x[6] == 1 && p.x[7] == 0);
+    assert_true(fabs(p.x[3] + p.prefill_s - first) < 1e-5);
+    /* with nothing queued, it waits out the step in progress */
+    sl_step_clock_now_t idle = {.left_s = 0.0042, .seqs = 16, .ctx = 200000};
+    q.clock = &idle;
+    sl_load_model_predict(m, 0, &q, b1, &p);
+    assert_true(fabs(p.x[3] - 0.0042) < 1e-7 && p.x[6] == 0 && p.x[7] == 0);
+    /* without a clock: the backlog, and half a decode step expected left */
+    q.clock = NULL;
+    q.running = 16;
+    q.kv_inflight = 200000;
+    sl_load_model_predict(m, 0, &q, b1, &p);
+    assert_true(p.x[3] == 0);
     assert_true(fabs(p.x[7] - (0.006 + 0.0006 * 0.5 + 0.05 * 0.2) / 2) < 1e-6);
+    /* the queue drains: after its steps the clock counts decode steps */
+    assert_true(sl_step_clock_at(&c, k, b1 + SL_MS(1000), &o) && o.tokens == 0);
     sl_load_model_destroy(&m);
 }
 

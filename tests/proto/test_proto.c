@@ -286,12 +286,17 @@ static void test_heartbeat_load(void **state)
     assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256), SL_OK);
     assert_int_equal(m->heartbeat->load->step_left_us, 4000);
     sl_proto_free(&m);
-    uint64_t bad[3][3] = {
-        {60000001u, 32, 1}, {4000, (1u << 24) + 1, 1}, {4000, 32, (1ull << 40) + 1}};
-    for (int i = 0; i < 3; i++) {
+    uint64_t bad[5][5] = {{60000001u, 32, 1, 1, 1},
+                          {4000, (1u << 24) + 1, 1, 1, 1},
+                          {4000, 32, (1ull << 40) + 1, 1, 1},
+                          {4000, 32, 1, (1ull << 40) + 1, 1},
+                          {4000, 32, 1, 1, (1ull << 62) + 1}};
+    for (int i = 0; i < 5; i++) {
         l.step_left_us = (uint32_t)bad[i][0];
         l.decode_seqs = (uint32_t)bad[i][1];
         l.decode_ctx_tokens = bad[i][2];
+        l.prompt_tokens_left = bad[i][3];
+        l.prompt_pairs_left = bad[i][4];
         len = sluice__envelope__pack(&env, s_buf);
         assert_int_equal(sl_proto_decode(s_buf, len, &sl_proto_limits_default, &m, err, 256),
                          SL_ERR_MSG_RANGE);
@@ -371,7 +376,9 @@ static void test_heartbeat_step_cost(void **state)
                            .has_step_clock = true,
                            .step_left_us = 4321,
                            .decode_seqs = 17,
-                           .decode_ctx = 5000000000ull};
+                           .decode_ctx = 5000000000ull,
+                           .prompt_tokens = 3000,
+                           .prompt_pairs = 4500000};
     for (int k = 0; k < 2; k++) {
         assert_int_equal(sl_wire_heartbeat_send(pr.tx, 7, &load, 0), SL_OK);
         sl_wire_ident_t none;
@@ -392,6 +399,8 @@ static void test_heartbeat_step_cost(void **state)
         assert_int_equal(got.step_left_us, load.has_step_clock ? 4321 : 0);
         assert_int_equal(got.decode_seqs, load.has_step_clock ? 17 : 0);
         assert_true(got.decode_ctx == (load.has_step_clock ? 5000000000ull : 0));
+        assert_true(got.prompt_tokens == (load.has_step_clock ? 3000 : 0));
+        assert_true(got.prompt_pairs == (load.has_step_clock ? 4500000 : 0));
         sl_wire_msg_free(&m);
         load.has_step_cost = false;
         load.has_step_clock = false;
