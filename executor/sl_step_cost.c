@@ -32,6 +32,9 @@
 #define S_READY_KIND 16   /* ...with at least this many that computed prompts, and that decoded */
 #define S_READY_AGREE 4   /* or sooner: this many steps in a row of each kind predicted... */
 #define S_READY_TOL 0.02  /* ...within this share of their time before it learned them */
+#define S_DRIFT_RATE (1.0 / 16) /* weight of a step in the drift (mean signed relative error) */
+#define S_DRIFT_MAX 0.10        /* past this drift the steps changed: old ones count for little */
+#define S_DRIFT_BOOST 1e3       /* the covariance's growth then (the old steps' weight / it) */
 
 void sl_step_cost_features(uint32_t n_prefill, uint64_t prefill_tokens, double attn_pairs,
                            uint32_t n_decode, uint64_t decode_ctx, double x[SL_STEP_COST_N])
@@ -67,6 +70,27 @@ void sl_step_cost_learn(sl_step_cost_t *c, const double x[SL_STEP_COST_N], doubl
     if (!(den > 1e-12))
         return;
     bool agree = fabs(err) <= S_READY_TOL * seconds; /* predicted before it learns the step */
+    /* The executor slowed down or sped up (throttling, a neighbour): its
+     * steps run long or short of the fit, step after step. Forgetting alone
+     * takes thousands of steps to follow; raising the covariance makes the
+     * steps before count for a thousandth of what they did, so the next few
+     * dozen set the fit (the direction they do not explore keeps the old
+     * value). */
+    c->drift += S_DRIFT_RATE * (err / seconds - c->drift);
+    if (c->ready && fabs(c->drift) > S_DRIFT_MAX) {
+        double tr = 0;
+        for (int i = 0; i < N; i++)
+            tr += c->p[i][i];
+        double boost = tr * S_DRIFT_BOOST < S_P_TRACE_MAX ? S_DRIFT_BOOST : S_P_TRACE_MAX / tr;
+        for (int i = 0; i < N; i++) {
+            px[i] *= boost;
+            for (int j = 0; j < N; j++)
+                c->p[i][j] *= boost;
+        }
+        den = S_FORGET + (den - S_FORGET) * boost;
+        c->drift = 0;
+        c->resets++;
+    }
     if (x[SL_SC_PREFILL_BASE] > 0)
         c->agree_prefill = agree ? c->agree_prefill + 1 : 0;
     if (x[SL_SC_DECODE_BASE] > 0)

@@ -21,6 +21,8 @@ typedef struct sl_step_cost {
                                                  within S_READY_TOL before learning them */
     uint32_t agree_decode;                    /* ...and decoding */
     bool ready;                               /* reported from now on (sl_step_cost_ready) */
+    double drift;                             /* recent mean signed relative error */
+    uint64_t resets;                          /* times the drift made it relearn */
 } sl_step_cost_t;
 
 /* One step's make-up as the model's features (sl_step_cost_index_t order):

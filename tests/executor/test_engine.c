@@ -460,6 +460,40 @@ static void test_step_cost_ready(void **state)
     }
 }
 
+/* The fit follows an executor that slows down mid-run (thermal
+ * throttling, a noisy neighbour): after 3,000 steps of one law, steps three
+ * times as long are predicted within 5% again within 48 steps. */
+static void test_step_cost_slowdown(void **state)
+{
+    (void)state;
+    const double th[SL_STEP_COST_N] = {0.001, 0.029, 0.001, 0.006, 0.0006, 0.05};
+    sl_step_cost_t c;
+    sl_step_cost_init(&c);
+    sl_rand_t r;
+    sl_rand_seed(&r, 11);
+    int settled = -1, good = 0;
+    for (int s = 0; s < 6000 && settled < 0; s++) {
+        double x[SL_STEP_COST_N], slow = s < 3000 ? 1.0 : 3.0;
+        uint32_t tok = s % 4 ? 0 : 100 + (uint32_t)sl_rand_below(&r, 2000);
+        uint32_t seqs = 1 + (uint32_t)sl_rand_below(&r, 32);
+        sl_step_cost_features(tok ? 1 : 0, tok, tok * (tok / 2.0), seqs,
+                              seqs * (500 + sl_rand_below(&r, 4000)), x);
+        double y = 0, pred = 0;
+        for (int i = 0; i < SL_STEP_COST_N; i++) {
+            y += slow * th[i] * x[i];
+            pred += c.th[i] * x[i];
+        }
+        if (s >= 3000) {
+            good = fabs(pred - y) < 0.05 * y ? good + 1 : 0;
+            if (good == 8)
+                settled = s - 3000 - 7;
+        }
+        sl_step_cost_learn(&c, x, y);
+    }
+    assert_true(settled >= 0 && settled <= 48);
+    assert_true(sl_step_cost_ready(&c));
+}
+
 /* The step clock in the load: what is left of the step in progress and
  * the sequences decoding in it (past their prompt) with their context; the
  * report passes it on as known. */
@@ -891,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_step_cost_fit),
         cmocka_unit_test(test_step_clock_report),
         cmocka_unit_test(test_step_cost_ready),
+        cmocka_unit_test(test_step_cost_slowdown),
         cmocka_unit_test(test_limits_and_failure_reason),
         cmocka_unit_test(test_job_reports),
         cmocka_unit_test(test_load_report),
