@@ -454,15 +454,14 @@ double sl_load_model_screen(const sl_load_model_t *m, uint32_t exec, double pref
     return (b > 0 ? (double)b / 1e9 : 0.0) + m->scale[exec] * prefill_s;
 }
 
-/* A decode step of the jobs in flight by the executor's reported step costs
- * (q->step_cost set), seconds; 0 when nothing is in flight. */
-static double s_reported_decode_s(const sl_lm_query_t *q)
+/* A decode step of seqs sequences reading ctx context tokens by an
+ * executor's reported step costs k, seconds; 0 when nothing decodes. */
+static double s_decode_step_s(const float *k, uint32_t seqs, uint64_t ctx)
 {
-    if (q->running == 0)
+    if (seqs == 0)
         return 0;
-    const float *k = q->step_cost;
-    return k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * q->running / 32.0 +
-           k[SL_SC_DECODE_MCTX] * (double)q->kv_inflight / 1e6;
+    return k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * seqs / 32.0 +
+           k[SL_SC_DECODE_MCTX] * (double)ctx / 1e6;
 }
 
 void sl_step_clock_heartbeat(sl_step_clock_t *c, const sl_exec_load_t *load, sl_time_t now)
@@ -474,15 +473,6 @@ void sl_step_clock_heartbeat(sl_step_clock_t *c, const sl_exec_load_t *load, sl_
     c->ctx = load->decode_ctx;
     c->tokens = (double)load->prompt_tokens;
     c->pairs = (double)load->prompt_pairs;
-}
-
-/* A decode step of seqs sequences reading ctx tokens by the costs k, s. */
-static double s_clock_decode_s(const float *k, uint32_t seqs, uint64_t ctx)
-{
-    if (seqs == 0)
-        return 0;
-    return k[SL_SC_DECODE_BASE] + k[SL_SC_DECODE_SEQ] * seqs / 32.0 +
-           k[SL_SC_DECODE_MCTX] * (double)ctx / 1e6;
 }
 
 /* Step budget for prompt tokens beside seqs decoding sequences. */
@@ -498,7 +488,7 @@ static double s_clock_budget(uint32_t seqs)
 #define S_CLOCK_STEPS 4096
 static void s_clock_advance(sl_step_clock_t *c, const float *k, sl_time_t now)
 {
-    double dec = s_clock_decode_s(k, c->seqs, c->ctx);
+    double dec = s_decode_step_s(k, c->seqs, c->ctx);
     for (int i = 0; i < S_CLOCK_STEPS && c->tokens > 0 && c->boundary < now; i++) {
         double take = c->tokens < s_clock_budget(c->seqs) ? c->tokens : s_clock_budget(c->seqs);
         double share = c->pairs * take / c->tokens;
@@ -516,7 +506,7 @@ static double s_clock_decode_left(const sl_step_clock_t *c, const float *k, sl_t
 {
     if (c->boundary >= now)
         return (double)(c->boundary - now) / 1e9;
-    double step = s_clock_decode_s(k, c->seqs, c->ctx);
+    double step = s_decode_step_s(k, c->seqs, c->ctx);
     if (!(step > 1e-6))
         return 0.0; /* nothing decodes: the next job starts at once */
     double phase = fmod((double)(now - c->boundary) / 1e9, step);
@@ -597,7 +587,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
      * a decode step of the jobs in flight now by those (none when nothing
      * is in flight: the job starts at once). */
     const sl_step_clock_now_t *clock = q->step_cost ? q->clock : NULL;
-    double decode_s = q->step_cost ? s_reported_decode_s(q) : 0;
+    double decode_s = q->step_cost ? s_decode_step_s(q->step_cost, q->running, q->kv_inflight) : 0;
     double remainder = q->step_cost ? s_clamp(decode_s, 0, 60) / 2
                                     : s_clamp(q->busy, 0, 1) * s_clamp(q->step_s, 0, 60) / 2;
     double ahead = backlog;
@@ -663,7 +653,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
         double steps = ceil(tokens / s_clock_budget(clock->seqs));
         double first =
             ahead + k[SL_SC_PREFILL_KTOK] * tokens / 1e3 + k[SL_SC_PREFILL_ATTN] * pairs / 1e6 +
-            steps * (k[SL_SC_PREFILL_BASE] + s_clock_decode_s(k, clock->seqs, clock->ctx));
+            steps * (k[SL_SC_PREFILL_BASE] + s_decode_step_s(k, clock->seqs, clock->ctx));
         x[3] = s_clamp(first - prefill, 0, S_PRED_MAX_S);
     }
     /* The backlog counts at face value: it is made of this executor's own
