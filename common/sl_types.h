@@ -145,6 +145,7 @@ typedef struct sl_exec_info {
     const sl_held_job_t *held;   /* jobs it holds from an earlier registration: restored jobs
                                     among them are adopted (sl_core_exec_join) */
     uint32_t n_held;             /* entries of held */
+    uint32_t step_tokens;        /* tokens one engine step computes at most; 0 = not said */
 } sl_exec_info_t;
 
 /* Stages in one pipeline chain at most. */

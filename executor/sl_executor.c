@@ -703,6 +703,11 @@ static void s_hello(sl_executor_t *x, sl_time_t now)
                 .speed = (float)x->cfg.speed_hint,
                 .max_context_tokens = x->job_limits.max_context_tokens,
                 .vocab_size = x->job_limits.vocab_size,
+                /* its step budget; without chunked prefill, a step takes
+                 * every prompt whole */
+                .step_tokens = x->cfg.engine.step_tokens > 0 && x->ops->chunked_prefill
+                                   ? (uint32_t)x->cfg.engine.step_tokens
+                                   : 1u << 24,
             },
         .zone = x->cfg.zone,
     };

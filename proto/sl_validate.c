@@ -25,6 +25,7 @@
 #define S_DECODE_SEQS_MAX (1u << 24)
 #define S_TOKENS_MAX (1ull << 40)
 #define S_PAIRS_MAX (1ull << 62)
+#define S_STEP_TOKENS_MAX (1u << 24) /* an engine's --step-tokens at most */
 
 const sl_proto_limits_t sl_proto_limits_default = {
     .max_msg_bytes = 8u << 20,
@@ -222,6 +223,9 @@ sl_status_t sl_proto_validate(const sl_msg_t *m, const sl_proto_limits_t *lim, c
         if (h->slots == 0 || h->slots > lim->max_slots)
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "slots %u outside [1, %u]",
                                  h->slots, lim->max_slots);
+        if (h->step_tokens > S_STEP_TOKENS_MAX)
+            return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "step tokens %u above %u",
+                                 h->step_tokens, S_STEP_TOKENS_MAX);
         if (!(h->speed >= 0 && h->speed <= 1000))
             return sl_proto_fail(SL_ERR_MSG_RANGE, err, err_len, "speed outside [0, 1000]");
         if ((unsigned)h->role > SLUICE__EXECUTOR_ROLE__ROLE_DECODE)

@@ -410,6 +410,7 @@ void sl_wire_hello_get(const sl_wire_msg_t *msg, sl_wire_hello_t *h)
                 .backend = x->backend,
                 .kv_blocks_total = x->kv_blocks_total,
                 .kv_block_tokens = x->kv_block_tokens,
+                .step_tokens = x->step_tokens,
                 .speed = x->speed,
                 .max_context_tokens = x->max_context_tokens,
                 .vocab_size = x->vocab_size,
@@ -751,6 +752,7 @@ sl_status_t sl_wire_hello_send(void *sock, const sl_wire_hello_t *h, int flags)
     x.backend = s_str(h->info.backend);
     x.kv_blocks_total = h->info.kv_blocks_total;
     x.kv_block_tokens = h->info.kv_block_tokens;
+    x.step_tokens = h->info.step_tokens;
     x.speed = (float)h->info.speed;
     x.max_context_tokens = h->info.max_context_tokens;
     x.vocab_size = h->info.vocab_size;

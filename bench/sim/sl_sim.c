@@ -826,6 +826,7 @@ static sl_status_t s_exec_start(s_sim_t *s, s_exec_t *x)
         .kv_blocks_total = (uint32_t)model.kv_capacity_blocks,
         .kv_block_tokens = p->kv_block_tokens,
         .speed = model.speed,
+        .step_tokens = ecfg.step_tokens > 0 ? (uint32_t)ecfg.step_tokens : 1u << 24,
     };
     if (p->data_plane) {
         int n = (int)x->n;

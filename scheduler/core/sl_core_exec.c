@@ -289,6 +289,7 @@ sl_status_t sl_core_exec_join(sl_core_t *core, const sl_exec_info_t *info, void 
                      : info->slots;
     e->kv_blocks_total = info->kv_blocks_total;
     e->kv_block_tokens = info->kv_block_tokens;
+    e->clock.step_tokens = info->step_tokens;
     e->speed = info->speed;
     e->max_context_tokens = info->max_context_tokens;
     e->vocab_size = info->vocab_size;

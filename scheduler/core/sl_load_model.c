@@ -475,10 +475,12 @@ void sl_step_clock_heartbeat(sl_step_clock_t *c, const sl_exec_load_t *load, sl_
     c->pairs = (double)load->prompt_pairs;
 }
 
-/* Step budget for prompt tokens beside seqs decoding sequences. */
-static double s_clock_budget(uint32_t seqs)
+/* A step's budget for prompt tokens on c's executor beside seqs decoding
+ * sequences (one token each). */
+static double s_clock_budget(const sl_step_clock_t *c, uint32_t seqs)
 {
-    return seqs + 1 < SL_LM_STEP_TOKENS ? (double)(SL_LM_STEP_TOKENS - seqs) : 1.0;
+    uint32_t limit = c->step_tokens ? c->step_tokens : SL_LM_STEP_TOKENS;
+    return seqs + 1 < limit ? (double)(limit - seqs) : 1.0;
 }
 
 /* The clock moved to now: the prompt steps begun by now have taken their
@@ -490,7 +492,7 @@ static void s_clock_advance(sl_step_clock_t *c, const float *k, sl_time_t now)
 {
     double dec = s_decode_step_s(k, c->seqs, c->ctx);
     for (int i = 0; i < S_CLOCK_STEPS && c->tokens > 0 && c->boundary < now; i++) {
-        double take = c->tokens < s_clock_budget(c->seqs) ? c->tokens : s_clock_budget(c->seqs);
+        double budget = s_clock_budget(c, c->seqs), take = c->tokens < budget ? c->tokens : budget;
         double share = c->pairs * take / c->tokens;
         double cost = k[SL_SC_PREFILL_BASE] + k[SL_SC_PREFILL_KTOK] * take / 1e3 +
                       k[SL_SC_PREFILL_ATTN] * share / 1e6 + dec;
@@ -524,7 +526,8 @@ bool sl_step_clock_at(const sl_step_clock_t *c, const float *step_cost, sl_time_
                                  .tokens = t.tokens,
                                  .pairs = t.pairs,
                                  .seqs = t.seqs,
-                                 .ctx = t.ctx};
+                                 .ctx = t.ctx,
+                                 .budget = s_clock_budget(&t, t.seqs)};
     return true;
 }
 
@@ -650,7 +653,7 @@ void sl_load_model_predict(const sl_load_model_t *m, uint32_t exec, const sl_lm_
          * the steps' fixed costs are paid once per step for all of them. */
         const float *k = q->step_cost;
         double tokens = clock->tokens + (u > 1 ? u : 1), pairs = clock->pairs + x[2] * 1e6;
-        double steps = ceil(tokens / s_clock_budget(clock->seqs));
+        double steps = ceil(tokens / (clock->budget >= 1 ? clock->budget : 1));
         double first =
             ahead + k[SL_SC_PREFILL_KTOK] * tokens / 1e3 + k[SL_SC_PREFILL_ATTN] * pairs / 1e6 +
             steps * (k[SL_SC_PREFILL_BASE] + s_decode_step_s(k, clock->seqs, clock->ctx));

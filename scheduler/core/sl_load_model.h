@@ -31,15 +31,17 @@ typedef struct sl_load_model sl_load_model_t;
  * arrival), the batch decoding after it, and the prompt tokens (with their
  * attention pairs) the steps from it have to compute. The steps after a
  * boundary are the engine's (chunked prefill, first come first served,
- * SL_LM_STEP_TOKENS a step less one per sequence decoding), timed by the
+ * its step_tokens, SL_LM_STEP_TOKENS when it did not say, a step less one
+ * per sequence decoding), timed by the
  * executor's reported costs: prompt steps while prompt tokens are queued,
  * decode steps of the batch after that. Pure; zeroed = nothing known. */
 typedef struct sl_step_clock {
-    sl_time_t boundary; /* latest step boundary known; 0 = none */
-    uint32_t seqs;      /* sequences decoding after it */
-    uint64_t ctx;       /* their context tokens */
-    double tokens;      /* prompt tokens the steps from it have to compute */
-    double pairs;       /* their attention pairs */
+    uint32_t step_tokens; /* the executor's step budget (its hello); 0 = SL_LM_STEP_TOKENS */
+    sl_time_t boundary;   /* latest step boundary known; 0 = none */
+    uint32_t seqs;        /* sequences decoding after it */
+    uint64_t ctx;         /* their context tokens */
+    double tokens;        /* prompt tokens the steps from it have to compute */
+    double pairs;         /* their attention pairs */
 } sl_step_clock_t;
 
 /* The clock read at one time (sl_step_clock_at). */
@@ -49,6 +51,7 @@ typedef struct sl_step_clock_now {
     double pairs;  /* their attention pairs */
     uint32_t seqs; /* sequences decoding */
     uint64_t ctx;  /* their context tokens */
+    double budget; /* prompt tokens a step takes beside them */
 } sl_step_clock_now_t;
 
 #define SL_LM_STEP_TOKENS 2048 /* tokens an engine step computes at most (its --step-tokens) */

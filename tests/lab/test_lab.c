@@ -464,6 +464,14 @@ static void test_step_clock(void **state)
     assert_true(fabs(p.x[7] - (0.006 + 0.0006 * 0.5 + 0.05 * 0.2) / 2) < 1e-6);
     /* the queue drains: after its steps the clock counts decode steps */
     assert_true(sl_step_clock_at(&c, k, b1 + SL_MS(1000), &o) && o.tokens == 0);
+    /* an executor that steps 1,024 tokens (its hello): 1,000 for prompts
+     * beside 24 decoding */
+    sl_step_clock_t c2 = {.step_tokens = 1024};
+    l.decode_seqs = 24;
+    l.prompt_tokens = 2500;
+    sl_step_clock_heartbeat(&c2, &l, t0);
+    assert_true(sl_step_clock_at(&c2, k, t0 + SL_MS(4) + SL_US(1), &o));
+    assert_true(o.budget == 1000 && o.tokens == 1500);
     sl_load_model_destroy(&m);
 }
 

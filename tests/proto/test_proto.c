@@ -456,18 +456,27 @@ static void test_hello_data_plane(void **state)
     assert_int_equal(got.info.role, SL_ROLE_DECODE);
     sl_wire_msg_free(&m);
 
-    /* without a data plane the fields stay empty */
-    sl_wire_hello_t plain = {.info = {.name = "e2", .slots = 4}, .zone = ""};
+    /* without a data plane the fields stay empty; its step budget goes
+     * with it, and one above 2^24 tokens is refused */
+    sl_wire_hello_t plain = {.info = {.name = "e2", .slots = 4, .step_tokens = 1024}, .zone = ""};
     assert_int_equal(sl_wire_hello_send(pr.tx, &plain, 0), SL_OK);
     assert_int_equal(
         sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)), SL_OK);
     sl_wire_hello_get(m, &got);
+    assert_int_equal(got.info.step_tokens, 1024);
     assert_int_equal(got.xport_address_len, 0);
     assert_null(got.kv_rkey);
     assert_int_equal(got.kv_rkey_len, 0);
     assert_int_equal(got.info.kv_region_bytes, 0);
     assert_int_equal(got.info.role, SL_ROLE_MIXED);
     sl_wire_msg_free(&m);
+    plain.info.step_tokens = (1u << 24) + 1;
+    assert_int_equal(sl_wire_hello_send(pr.tx, &plain, 0), SL_OK);
+    assert_int_equal(
+        sl_wire_recv(pr.rx, 0, 0, &sl_proto_limits_default, &none, &m, err, sizeof(err)),
+        SL_ERR_MSG_RANGE);
+    assert_non_null(strstr(err, "step tokens"));
+    plain.info.step_tokens = 0;
 
     /* a key one byte over the limit */
     assert_int_equal(sizeof(rkey), sl_proto_limits_default.max_kv_rkey + 1);
