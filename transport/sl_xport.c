@@ -85,6 +85,10 @@ static const sl_cfg_field_t s_cfg_table[] = {
                  0, 255, "IP TOS of background traffic on TCP (32 = DSCP CS1)"),
     SL_CFG_RANGE(sl_xport_cfg_t, keepalive_ms, "xport-keepalive-ms", "1000", SL_CFG_INT, 10,
                  3600000, "UCX keepalive interval: how soon a silent dead peer is noticed"),
+    SL_CFG_RANGE(sl_xport_cfg_t, close_flush_ms, "xport-close-flush-ms", "1000", SL_CFG_INT, 0,
+                 60000,
+                 "a disconnect waits this long at most for a live peer's connection handshake "
+                 "still under way (0 = never)"),
     SL_CFG_FIELD(sl_xport_cfg_t, posix_peer_failure, "xport-posix-peer-failure", "true",
                  SL_CFG_BOOL, "let shared memory report peer failure (UCX_POSIX_ERROR_HANDLING)"),
     SL_CFG_FIELD(sl_xport_cfg_t, direct_copy, "xport-direct-copy", "true", SL_CFG_BOOL,
@@ -818,12 +822,39 @@ static void s_peer_free(sl_xport_t *xp, sl_xport_peer_t *peer)
     free(peer);
 }
 
-void sl_xport_disconnect(sl_xport_t *xp, sl_xport_peer_t **peer_p)
+/* Before its endpoints are closed by force, wait for the connection
+ * handshake of a live peer (the flushes posted at connect) to end, for at
+ * most close_flush_ms; a handshake long done costs nothing. UCX 1.13
+ * aborts a process whose endpoint fails while one of its handshake replies
+ * is still queued (an assertion in ucp_request_send_state_ff, dropped in
+ * later releases: openucx/ucx#8175), and a force-close here before the
+ * other side's reply went out, on an endpoint never used, did that to the
+ * other side (an executor, when a peer connected, put and went away within
+ * a few milliseconds). */
+static void s_peer_settle(sl_xport_t *xp, sl_xport_peer_t *peer, sl_time_t until)
 {
-    if (!peer_p || !*peer_p)
-        return;
-    sl_xport_peer_t *peer = *peer_p;
+    for (;;) {
+        bool busy = false;
+        for (int c = 0; c < SL_XPORT_NCLASS; c++)
+            busy |= peer->handshake[c] &&
+                    ucp_request_check_status(peer->handshake[c]) == UCS_INPROGRESS;
+        if (!busy || peer->failed || sl_clock_now() >= until)
+            break;
+        for (int c = 0; c < SL_XPORT_NCLASS; c++)
+            ucp_worker_progress(xp->worker[c]);
+    }
+    for (int c = 0; c < SL_XPORT_NCLASS; c++)
+        if (peer->handshake[c]) {
+            ucp_request_free(peer->handshake[c]); /* (one in progress is freed as it ends) */
+            peer->handshake[c] = NULL;
+        }
+}
+
+/* Disconnect peer, its endpoints settled until `until` at most. */
+static void s_disconnect(sl_xport_t *xp, sl_xport_peer_t *peer, sl_time_t until)
+{
     s_fail_all(xp, peer, SL_ERR_CANCELED);
+    s_peer_settle(xp, peer, until);
     /* closing the endpoints completes their outstanding operations */
     for (int c = 0; c < SL_XPORT_NCLASS; c++) {
         if (peer->ep[c])
@@ -838,6 +869,13 @@ void sl_xport_disconnect(sl_xport_t *xp, sl_xport_peer_t **peer_p)
     }
     sl_list_del(&peer->link);
     s_peer_free(xp, peer);
+}
+
+void sl_xport_disconnect(sl_xport_t *xp, sl_xport_peer_t **peer_p)
+{
+    if (!peer_p || !*peer_p)
+        return;
+    s_disconnect(xp, *peer_p, sl_clock_now() + SL_MS(xp->cfg.close_flush_ms));
     *peer_p = NULL;
 }
 
@@ -946,9 +984,10 @@ void sl_xport_destroy(sl_xport_t **xp_p)
     sl_xport_t *xp = *xp_p;
 
     s_fail_all(xp, NULL, SL_ERR_SHUTDOWN);
+    sl_time_t until = sl_clock_now() + SL_MS(xp->cfg.close_flush_ms); /* one wait for all */
     while (!sl_list_empty(&xp->peers)) {
         sl_xport_peer_t *peer = SL_CONTAINER_OF(xp->peers.next, sl_xport_peer_t, link);
-        sl_xport_disconnect(xp, &peer);
+        s_disconnect(xp, peer, until);
     }
     s_run_done(xp);
     sl_xport_stage_fini(xp);
@@ -1068,6 +1107,13 @@ sl_status_t sl_xport_connect(sl_xport_t *xp, const void *addr, size_t len, sl_xp
             s_peer_free(xp, peer);
             return st == UCS_ERR_UNREACHABLE ? SL_ERR_LINK : SL_ERR_IO;
         }
+    }
+    /* the handshake's end, for a disconnect to wait for (s_peer_settle) */
+    ucp_request_param_t prm;
+    memset(&prm, 0, sizeof(prm));
+    for (int c = 0; c < SL_XPORT_NCLASS && xp->cfg.close_flush_ms > 0; c++) {
+        ucs_status_ptr_t sp = ucp_ep_flush_nbx(peer->ep[c], &prm);
+        peer->handshake[c] = UCS_PTR_IS_PTR(sp) ? sp : NULL;
     }
     sl_list_push_back(&xp->peers, &peer->link);
     *peer_p = peer;

@@ -34,15 +34,17 @@ typedef struct sl_xport_rkey {
 
 /* Connection to one remote engine. */
 struct sl_xport_peer {
-    sl_list_t link;               /* in sl_xport.peers */
-    sl_xport_t *xp;               /* owning engine */
-    ucp_ep_h ep[SL_XPORT_NCLASS]; /* one endpoint per class worker */
-    bool failed;                  /* an endpoint reported an error */
-    bool closed;                  /* endpoints closed after the failure */
-    sl_xport_rkey_t **rkeys;      /* imported regions, index = id */
-    uint32_t nrkeys;              /* used entries */
-    uint32_t cap_rkeys;           /* allocated entries */
-    unsigned live_reqs;           /* transfers not yet completed */
+    sl_list_t link;                   /* in sl_xport.peers */
+    sl_xport_t *xp;                   /* owning engine */
+    ucp_ep_h ep[SL_XPORT_NCLASS];     /* one endpoint per class worker */
+    void *handshake[SL_XPORT_NCLASS]; /* flush posted at connect: done once the connection
+                                         handshake is (UCX request; NULL = none) */
+    bool failed;                      /* an endpoint reported an error */
+    bool closed;                      /* endpoints closed after the failure */
+    sl_xport_rkey_t **rkeys;          /* imported regions, index = id */
+    uint32_t nrkeys;                  /* used entries */
+    uint32_t cap_rkeys;               /* allocated entries */
+    unsigned live_reqs;               /* transfers not yet completed */
 };
 
 /* Life of one transfer; advanced by s_req_advance() in sl_xport.c. */

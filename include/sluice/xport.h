@@ -93,6 +93,8 @@ typedef struct sl_xport_cfg {
     int roce_tc[SL_XPORT_NCLASS]; /* RoCE traffic class per class; -1 = UCX default */
     int tos[SL_XPORT_NCLASS];     /* IP TOS byte (DSCP << 2) per class for TCP sockets */
     int keepalive_ms;        /* UCX keepalive interval (dead-peer detection on shared memory) */
+    int close_flush_ms;      /* a disconnect waits this long at most for a live peer's
+                                connection handshake still under way (0 = never) */
     char net_devices[256];   /* UCX_NET_DEVICES of every context: "auto" (the NICs nearest
                                 gpu_pci, or UCX's default without one), "" (UCX's default) or
                                 a UCX device list */

@@ -578,6 +578,47 @@ static void test_link_probe(void **state)
     sl_xport_set_link_bps(f->xp, 0);
 }
 
+/* Engines that connect to this one and go away at once, mid-handshake on
+ * the endpoints they never used, leave it well: UCX 1.13 aborts a process
+ * whose endpoint fails with a handshake reply still queued, so each
+ * disconnect waits for the handshake first (s_peer_settle). The engine
+ * still moves data to its peer afterwards. */
+static void test_peers_gone_at_once(void **state)
+{
+    fixture_t *f = *state;
+    const void *addr;
+    size_t alen;
+    assert_int_equal(sl_xport_address(f->xp, &addr, &alen), SL_OK);
+    sl_xport_cfg_t cfg;
+    sl_xport_cfg_defaults(&cfg);
+    for (int i = 0; i < 40; i++) {
+        sl_xport_t *other = NULL;
+        sl_xport_peer_t *p = NULL;
+        assert_int_equal(sl_xport_create(&cfg, &other), SL_OK);
+        assert_int_equal(sl_xport_connect(other, addr, alen, &p), SL_OK);
+        /* its handshake requests go out (up to 0.8 ms), never answered */
+        for (sl_time_t until = sl_clock_now() + SL_US(200 * (i % 5)); sl_clock_now() < until;)
+            sl_xport_progress(other);
+        sl_xport_disconnect(other, &p);
+        sl_xport_destroy(&other);
+        for (sl_time_t until = sl_clock_now() + SL_MS(5); sl_clock_now() < until;)
+            sl_xport_progress(f->xp);
+    }
+    done_t d = {0};
+    sl_xport_block_t b = {0, 0, 4096};
+    sl_xport_xfer_t x = {.op = SL_XPORT_PUT,
+                         .cls = SL_XPORT_CRITICAL,
+                         .local = f->mem,
+                         .remote = f->peer.rid,
+                         .blocks = &b,
+                         .nblocks = 1,
+                         .cb = s_done_cb,
+                         .cb_arg = &d};
+    assert_int_equal(sl_xport_post(f->xp, f->peer.conn, &x), SL_OK);
+    s_wait_done(f->xp, &d, 1);
+    assert_int_equal(d.failed, 0);
+}
+
 int main(int argc, char **argv)
 {
     sl_xport_harness_main_maybe(argc, argv);
@@ -590,6 +631,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_critical_overtakes_background),
         cmocka_unit_test(test_link_probe),
         cmocka_unit_test(test_staging_pipeline),
+        cmocka_unit_test(test_peers_gone_at_once),
         cmocka_unit_test(test_peer_killed_mid_transfer),
     };
     return cmocka_run_group_tests_name("transport", tests, s_setup, s_teardown);
