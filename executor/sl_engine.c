@@ -717,6 +717,15 @@ void sl_engine_limits(const sl_engine_t *e, sl_backend_limits_t *limits)
         e->ops->limits(e->backend, limits);
 }
 
+/* seq's prompt tokens still to compute into *tokens, their attention pairs
+ * (tokens x (tokens before them + tokens / 2)) into *pairs. */
+static void s_prompt_left(const sl_seq_t *seq, double *tokens, double *pairs)
+{
+    double n = sl_seq_prefill_left(seq), before = (double)seq->cached_tokens + seq->prefill_done;
+    *tokens += n;
+    *pairs += n * (before + n / 2);
+}
+
 void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
 {
     s_catch_up(e, now, false); /* the steps ended by now count; the run goes on */
@@ -756,21 +765,13 @@ void sl_engine_load(sl_engine_t *e, sl_time_t now, sl_engine_load_t *load)
             load->decode_seqs++;
             load->decode_ctx += (uint64_t)seq->prompt_len + seq->n_out;
         } else {
-            double n = sl_seq_prefill_left(seq),
-                   before = (double)seq->cached_tokens + seq->prefill_done;
-            tokens += n;
-            pairs += n * (before + n / 2);
+            s_prompt_left(seq, &tokens, &pairs);
         }
     }
     sl_list_t *queues[3] = {&e->ready, &e->waiting[0], &e->waiting[1]};
     for (int i = 0; i < 3; i++)
         sl_list_for_each(pos, queues[i])
-        {
-            const sl_seq_t *seq = &SL_CONTAINER_OF(pos, sl_engine_job_t, link)->seq;
-            double n = sl_seq_prefill_left(seq), before = seq->cached_tokens;
-            tokens += n;
-            pairs += n * (before + n / 2);
-        }
+            s_prompt_left(&SL_CONTAINER_OF(pos, sl_engine_job_t, link)->seq, &tokens, &pairs);
     load->prompt_tokens = (uint64_t)tokens;
     load->prompt_pairs = (uint64_t)pairs;
 }

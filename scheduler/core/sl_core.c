@@ -721,8 +721,8 @@ sl_status_t sl_core_job_complete(sl_core_t *core, uint32_t exec_index, uint64_t 
     e->inflight--;
     e->inflight_tokens -= (uint64_t)job->prompt_tokens + job->max_new_tokens;
     if (res->status == SL_JOB_OK) /* its last step ended as its result was sent */
-        sl_step_clock_completed(&e->clock, e->load.has_step_cost ? e->load.step_cost : NULL,
-                                job->prompt_tokens, res->output_tokens, now);
+        sl_step_clock_completed(&e->clock, sl_core_exec_step_cost(e), job->prompt_tokens,
+                                res->output_tokens, now);
     e->prefill_tokens -= job->uncached_tokens;
     sl_core_exec_outcome(core, e, res->status, now);
     if (res->status == SL_JOB_OK && job->kv_split) {

@@ -146,7 +146,7 @@ void sl_core_predict(const sl_core_t *core, const sl_job_t *job, const sl_exec_t
 void sl_core_predict_cached(const sl_core_t *core, const sl_job_t *job, const sl_exec_t *e,
                             uint32_t cached_tokens, sl_time_t now, sl_lm_pred_t *pred)
 {
-    const float *cost = e->load.has_step_cost ? e->load.step_cost : NULL;
+    const float *cost = sl_core_exec_step_cost(e);
     sl_step_clock_now_t clock;
     bool has_clock = sl_step_clock_at(&e->clock, cost, now, &clock);
     sl_lm_query_t q = {.prompt_tokens = job->prompt_tokens,
@@ -362,8 +362,8 @@ void sl_core_pump(sl_core_t *core, sl_time_t now)
         {
             /* its prompt queues on the executor's step clock */
             double u = job->uncached_tokens, c = job->prompt_tokens - u;
-            sl_step_clock_dispatched(&pe->clock, pe->load.has_step_cost ? pe->load.step_cost : NULL,
-                                     job->prompt_tokens, u, u * (c + u / 2), now);
+            sl_step_clock_dispatched(&pe->clock, sl_core_exec_step_cost(pe), job->prompt_tokens, u,
+                                     u * (c + u / 2), now);
         }
         /* The backlog sum grows by exactly this prefill (the executor's
          * clock restarts from now if it had drained): kept up to date here

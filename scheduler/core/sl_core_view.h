@@ -142,6 +142,13 @@ struct sl_exec {
     char models[SL_EXEC_MAX_MODELS][SL_CORE_MAX_NAME]; /* models served */
 };
 
+/* e's step cost model from its last heartbeat (SL_STEP_COST_N
+ * coefficients), NULL when it reports none. */
+static inline const float *sl_core_exec_step_cost(const sl_exec_t *e)
+{
+    return e->load.has_step_cost ? e->load.step_cost : NULL;
+}
+
 /* Whether e is quarantined at now: its recent jobs failed, so no job is
  * placed on it until e->quarantined_until. */
 static inline bool sl_core_exec_quarantined(const sl_exec_t *e, sl_time_t now)

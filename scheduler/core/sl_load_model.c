@@ -204,18 +204,19 @@ static const double s_tt_init[SL_LM_NT] = {0.007, 0.002};
  * (their magnitudes differ by 100x) made the fit erratic for hundreds of
  * jobs. */
 #define S_SPREAD 100.0
-#define S_SCALE_MIN 1e-3      /* magnitude floor (coefficients starting at 0) */
-#define S_LEARN_BURST 64.0    /* completions learned at once before learn_gap applies */
-#define S_SCALE_RATE 0.15     /* weight of one job in an executor's scale (log EWMA) */
-#define S_FLEET_REF 16.0      /* executors for which prior_forget is meant (sl_load_model_fleet) */
-#define S_ANCHOR_RATE 0.01    /* weight of one completion in the fleet's mean log scale */
-#define S_ANCHOR_MAX 0.1      /* the fleet model is re-anchored when that mean passes this */
-#define S_ERR_RATE 0.05       /* weight of one job in the models' recent errors */
-#define S_OWN_MIN 64          /* jobs learned before an executor's own model may take over */
-#define S_PRIOR_EVERY 4       /* the shared TPOT prior learns from one completion in this many */
-#define S_P_TRACE_MAX 1e6     /* bound on the covariance trace */
-#define S_PRED_MAX_S 3600.0   /* bound on any predicted time, seconds */
-#define S_CHUNK_TOKENS 2048.0 /* prompt tokens per step of a chunked-prefill engine (the usual) */
+#define S_SCALE_MIN 1e-3    /* magnitude floor (coefficients starting at 0) */
+#define S_LEARN_BURST 64.0  /* completions learned at once before learn_gap applies */
+#define S_SCALE_RATE 0.15   /* weight of one job in an executor's scale (log EWMA) */
+#define S_FLEET_REF 16.0    /* executors for which prior_forget is meant (sl_load_model_fleet) */
+#define S_ANCHOR_RATE 0.01  /* weight of one completion in the fleet's mean log scale */
+#define S_ANCHOR_MAX 0.1    /* the fleet model is re-anchored when that mean passes this */
+#define S_ERR_RATE 0.05     /* weight of one job in the models' recent errors */
+#define S_OWN_MIN 64        /* jobs learned before an executor's own model may take over */
+#define S_PRIOR_EVERY 4     /* the shared TPOT prior learns from one completion in this many */
+#define S_P_TRACE_MAX 1e6   /* bound on the covariance trace */
+#define S_PRED_MAX_S 3600.0 /* bound on any predicted time, seconds */
+/* Tokens per step of a chunked-prefill engine (the usual --step-tokens). */
+#define S_CHUNK_TOKENS ((double)SL_LM_STEP_TOKENS)
 
 static double s_clamp(double v, double lo, double hi)
 {
